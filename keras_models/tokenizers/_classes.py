@@ -1,0 +1,129 @@
+"""Per-class conventions of Transformers' tokenizer classes, as data.
+
+Checkpoints name their tokenizer class in ``tokenizer_config.json`` (``tokenizer_class``) or, failing
+that, through ``config.json``'s ``model_type``. The class decides the defaults a checkpoint does not
+spell out: which inputs the model takes, the padding side, and the special tokens.
+"""
+
+from __future__ import annotations
+
+_BERT_SPECIALS = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+_ROBERTA_SPECIALS = {
+    "bos_token": "<s>",
+    "eos_token": "</s>",
+    "sep_token": "</s>",
+    "cls_token": "<s>",
+    "unk_token": "<unk>",
+    "pad_token": "<pad>",
+    "mask_token": "<mask>",
+}
+_GPT2_SPECIALS = {
+    "unk_token": "<|endoftext|>",
+    "bos_token": "<|endoftext|>",
+    "eos_token": "<|endoftext|>",
+}
+_WITH_TYPES = ["input_ids", "token_type_ids", "attention_mask"]
+_NO_TYPES = ["input_ids", "attention_mask"]
+
+# family: how a vocab-only checkpoint is turned into a pipeline (see builders.py / spm_convert.py)
+CLASSES: dict[str, dict] = {
+    "BertTokenizer": {"family": "wordpiece", "inputs": _WITH_TYPES, "specials": _BERT_SPECIALS},
+    "ElectraTokenizer": {"family": "wordpiece", "inputs": _WITH_TYPES, "specials": _BERT_SPECIALS},
+    "DistilBertTokenizer": {"family": "wordpiece", "inputs": _NO_TYPES, "specials": _BERT_SPECIALS},
+    "GPT2Tokenizer": {"family": "gpt2", "inputs": _NO_TYPES, "specials": _GPT2_SPECIALS},
+    "RobertaTokenizer": {"family": "roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    "BartTokenizer": {"family": "roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    "LongformerTokenizer": {"family": "roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    "Qwen2Tokenizer": {
+        "family": None,
+        "inputs": _NO_TYPES,
+        "specials": {"unk_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
+    },
+    "T5Tokenizer": {
+        "family": "t5",
+        "inputs": _NO_TYPES,
+        "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    },
+    "AlbertTokenizer": {
+        "family": "albert",
+        "inputs": _NO_TYPES,
+        "specials": {
+            "bos_token": "[CLS]",
+            "eos_token": "[SEP]",
+            "unk_token": "<unk>",
+            "sep_token": "[SEP]",
+            "pad_token": "<pad>",
+            "cls_token": "[CLS]",
+            "mask_token": "[MASK]",
+        },
+    },
+    "XLMRobertaTokenizer": {"family": "xlm_roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    "CamembertTokenizer": {"family": "xlm_roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    "LlamaTokenizer": {
+        "family": "llama",
+        "inputs": _NO_TYPES,
+        "padding_side": "left",
+        "specials": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
+    },
+    "GemmaTokenizer": {
+        "family": None,
+        "inputs": _NO_TYPES,
+        "padding_side": "left",
+        "specials": {
+            "unk_token": "<unk>",
+            "bos_token": "<bos>",
+            "eos_token": "<eos>",
+            "pad_token": "<pad>",
+            "mask_token": "<mask>",
+        },
+    },
+    # Generic classes: the pipeline comes whole from tokenizer.json.
+    "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
+    "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
+}
+
+# config.json model_type -> tokenizer class, when tokenizer_config.json names none
+MODEL_TYPE_TO_CLASS = {
+    "bert": "BertTokenizer",
+    "distilbert": "BertTokenizer",
+    "electra": "ElectraTokenizer",
+    "gpt2": "GPT2Tokenizer",
+    "roberta": "RobertaTokenizer",
+    "bart": "BartTokenizer",
+    "longformer": "LongformerTokenizer",
+    "t5": "T5Tokenizer",
+    "mt5": "T5Tokenizer",
+    "albert": "AlbertTokenizer",
+    "xlm-roberta": "XLMRobertaTokenizer",
+    "camembert": "CamembertTokenizer",
+    "llama": "LlamaTokenizer",
+    "mistral": "TokenizersBackend",
+    "gemma": "GemmaTokenizer",
+    "qwen2": "Qwen2Tokenizer",
+}
+
+SPECIAL_TOKEN_KEYS = (
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+)
+
+
+def normalise_class_name(name: str | None) -> str | None:
+    if not name:
+        return None
+    return name[: -len("Fast")] if name.endswith("Fast") else name
+
+
+def class_info(name: str | None) -> dict:
+    return CLASSES.get(normalise_class_name(name) or "", CLASSES["TokenizersBackend"])

@@ -1,0 +1,161 @@
+"""Build Rust tokenizers from vocab-only checkpoints (vocab.txt, vocab.json + merges.txt).
+
+The pipelines follow what Transformers' BERT / GPT-2 / RoBERTa tokenizer classes assemble from the
+same files, so ids agree with ``transformers.AutoTokenizer``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer as RustTokenizer
+from tokenizers import decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE, WordPiece
+
+from keras_models.errors import TokenizerFileError
+from keras_models.tokenizers._special import token_content
+
+
+def read_wordpiece_vocab(path: Path) -> dict[str, int]:
+    try:
+        with open(path, encoding="utf-8") as f:  # universal newlines, as Transformers reads it
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"WordPiece vocabulary {path} is not valid UTF-8: {e}") from e
+    except OSError as e:
+        raise TokenizerFileError(f"Cannot read WordPiece vocabulary {path}: {e}") from e
+    vocab = {}
+    for index, line in enumerate(lines):
+        vocab[line.rstrip("\n")] = index
+    if not vocab:
+        raise TokenizerFileError(f"WordPiece vocabulary {path} is empty")
+    return vocab
+
+
+def wordpiece_from_vocab_txt(path: Path, config: dict, info: dict) -> RustTokenizer:
+    vocab = read_wordpiece_vocab(path)
+    unk = token_content(config.get("unk_token", info["specials"].get("unk_token", "[UNK]")))
+    if unk not in vocab:
+        raise TokenizerFileError(
+            f"WordPiece vocabulary {path} has no unknown token {unk!r} (unk_token from tokenizer_config.json "
+            "or the class default): words outside the vocabulary could not be encoded"
+        )
+    backend = RustTokenizer(WordPiece(vocab, unk_token=unk))
+    backend.normalizer = normalizers.BertNormalizer(
+        clean_text=True,
+        handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+        strip_accents=config.get("strip_accents"),
+        lowercase=config.get("do_lower_case", True),
+    )
+    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    backend.decoder = decoders.WordPiece(prefix="##")
+    return backend
+
+
+def read_bpe_files(vocab_path: Path, merges_path: Path):
+    try:
+        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TokenizerFileError(f"BPE vocabulary {vocab_path} is not a readable JSON file: {e}") from e
+    if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
+        raise TokenizerFileError(f"BPE vocabulary {vocab_path} must map token strings to integer ids")
+    try:
+        lines = merges_path.read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokenizerFileError(f"Cannot read BPE merges {merges_path}: {e}") from e
+    merges = []
+    for number, line in enumerate(lines, 1):
+        if (number == 1 and line.startswith("#version")) or not line.strip():
+            continue
+        parts = line.split(" ")
+        if len(parts) != 2:
+            raise TokenizerFileError(f"BPE merges {merges_path} line {number}: expected 'left right', got {line!r}")
+        for part in parts:
+            if part not in vocab:
+                raise TokenizerFileError(
+                    f"BPE merges {merges_path} line {number}: {part!r} is not in the vocabulary {vocab_path}"
+                )
+        merges.append((parts[0], parts[1]))
+    return vocab, merges
+
+
+def byte_level_bpe(vocab_path: Path, merges_path: Path, config: dict, class_name: str, family) -> RustTokenizer:
+    vocab, merges = read_bpe_files(vocab_path, merges_path)
+    add_prefix_space = bool(config.get("add_prefix_space", False))
+    backend = RustTokenizer(
+        BPE(
+            vocab=vocab,
+            merges=merges,
+            dropout=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+        )
+    )
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
+    backend.decoder = decoders.ByteLevel()
+    return backend
+
+
+def bos_eos_template(tok, add_bos: bool, add_eos: bool):
+    """Transformers' generic post-processor: optional bos / eos around each sequence."""
+    bos, eos = tok.bos_token, tok.eos_token
+    add_bos = bool(add_bos and bos is not None)
+    add_eos = bool(add_eos and eos is not None)
+    single = f"{(bos + ':0 ') if add_bos else ''}$A:0{(' ' + eos + ':0') if add_eos else ''}"
+    pair = f"{single}{(' ' + bos + ':1') if add_bos else ''} $B:1{(' ' + eos + ':1') if add_eos else ''}"
+    specials = []
+    if add_bos:
+        specials.append((bos, tok.bos_token_id))
+    if add_eos:
+        specials.append((eos, tok.eos_token_id))
+    return processors.TemplateProcessing(single=single, pair=pair, special_tokens=specials)
+
+
+def set_post_processor(tok, config: dict):
+    """The post-processor Transformers' class adds for a vocab-only checkpoint."""
+    from keras_models.tokenizers._classes import class_info
+
+    family = class_info(tok.class_name).get("family")
+    backend = tok.backend_tokenizer
+    if family == "wordpiece":
+        cls, sep = tok.cls_token, tok.sep_token
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
+        )
+    elif family == "roberta":
+        backend.post_processor = processors.RobertaProcessing(
+            (tok.sep_token, tok.sep_token_id),
+            (tok.cls_token, tok.cls_token_id),
+            trim_offsets=bool(config.get("trim_offsets", True)),
+            add_prefix_space=bool(config.get("add_prefix_space", False)),
+        )
+    elif family == "t5":
+        backend.post_processor = processors.TemplateProcessing(
+            single=["$A", "</s>"],
+            pair=["$A", "</s>", "$B", "</s>"],
+            special_tokens=[("</s>", tok.eos_token_id)],
+        )
+    elif family == "albert":
+        backend.post_processor = processors.TemplateProcessing(
+            single="[CLS]:0 $A:0 [SEP]:0",
+            pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+            special_tokens=[
+                ("[CLS]", backend.token_to_id(tok.cls_token)),
+                ("[SEP]", backend.token_to_id(tok.sep_token)),
+            ],
+        )
+    elif family == "xlm_roberta":
+        bos, eos = tok.bos_token, tok.eos_token
+        backend.post_processor = processors.TemplateProcessing(
+            single=[bos, "$A", eos],
+            pair=[bos, "$A", eos, eos, "$B", eos],
+            special_tokens=[(bos, tok.bos_token_id), (eos, tok.eos_token_id)],
+        )
+    else:  # gpt2, llama and generic classes
+        backend.post_processor = bos_eos_template(
+            tok, config.get("add_bos_token", False), config.get("add_eos_token", False)
+        )

@@ -1,0 +1,202 @@
+"""Read a checkpoint folder's tokenizer files and build a :class:`Tokenizer`.
+
+Formats, in the order they are looked for:
+  * ``tokenizer.json`` (a serialized Rust tokenizer), with tokenizer_config.json,
+    special_tokens_map.json and added_tokens.json;
+  * WordPiece ``vocab.txt`` (old BERT repositories);
+  * byte-level BPE ``vocab.json`` + ``merges.txt`` (GPT-2 / RoBERTa style);
+  * a SentencePiece ``.model`` (unigram or BPE), converted by :mod:`spm_convert`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer as RustTokenizer
+
+from keras_models.errors import PresetError, TokenizerFileError
+from keras_models.tokenizers import _classes
+from keras_models.tokenizers._special import to_added_token
+
+SPM_FILE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
+
+
+def read_json(path: Path, what: str = "JSON file"):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise TokenizerFileError(f"Cannot read {what} {path}: {e}") from e
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"{what} {path} is not valid UTF-8: {e}") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TokenizerFileError(f"{what} {path} is not valid JSON: {e}") from e
+
+
+def read_tokenizer_config(folder: Path) -> dict:
+    """tokenizer_config.json merged with the legacy special_tokens_map.json / added_tokens.json."""
+    path = folder / "tokenizer_config.json"
+    config = read_json(path, "tokenizer config") if path.is_file() else {}
+    if not isinstance(config, dict):
+        raise TokenizerFileError(f"tokenizer config {path} must hold a JSON object, got {type(config).__name__}")
+    if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
+        config["extra_special_tokens"] = config.pop("additional_special_tokens")
+    if "added_tokens_decoder" not in config:
+        smap_path = folder / "special_tokens_map.json"
+        if smap_path.is_file():
+            smap = read_json(smap_path, "special tokens map")
+            if not isinstance(smap, dict):
+                raise TokenizerFileError(f"special tokens map {smap_path} must hold a JSON object")
+            for key, value in smap.items():
+                if key == "additional_special_tokens":
+                    key = "extra_special_tokens"
+                if key == "extra_special_tokens" and isinstance(value, list):
+                    merged = list(config.get("extra_special_tokens") or [])
+                    merged += [v for v in value if v not in merged]
+                    value = merged
+                config[key] = value
+    # tokenizer.json's own post-processor wins over add_bos/eos flags, as in Transformers
+    added_path = folder / "added_tokens.json"
+    if added_path.is_file():
+        added = read_json(added_path, "added tokens file")
+        if not isinstance(added, dict):
+            raise TokenizerFileError(f"added tokens file {added_path} must map token -> id")
+        config["_legacy_added_tokens"] = added
+    # chat templates: separate files take priority over the config entry
+    templates = {}
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        templates["default"] = jinja.read_text(encoding="utf-8")
+    elif (folder / "chat_template.json").is_file():
+        data = read_json(folder / "chat_template.json", "chat template file")
+        if isinstance(data, dict) and "chat_template" in data:
+            templates["default"] = data["chat_template"]
+    extra_dir = folder / "additional_chat_templates"
+    if extra_dir.is_dir():
+        for f in sorted(extra_dir.glob("*.jinja")):
+            templates[f.stem] = f.read_text(encoding="utf-8")
+    if len(templates) == 1 and "default" in templates:
+        config["chat_template"] = templates["default"]
+    elif templates:
+        config["chat_template"] = templates
+    return config
+
+
+def _model_type(folder: Path) -> str | None:
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("model_type") if isinstance(data, dict) else None
+
+
+def _class_name(folder: Path, config: dict) -> str:
+    name = _classes.normalise_class_name(config.get("tokenizer_class"))
+    if name:
+        return name
+    return _classes.MODEL_TYPE_TO_CLASS.get(_model_type(folder) or "", "TokenizersBackend")
+
+
+def _load_tokenizer_json(path: Path) -> RustTokenizer:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TokenizerFileError(f"Cannot read tokenizer file {path}: {e}") from e
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as e:
+        raise TokenizerFileError(f"Tokenizer file {path} is not valid JSON: {e}") from e
+    try:
+        return RustTokenizer.from_str(text)
+    except Exception as e:  # the Rust deserializer raises a bare Exception
+        raise TokenizerFileError(f"Tokenizer file {path} is not a valid `tokenizers` serialization: {e}") from e
+
+
+def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path):
+    """Tokens that tokenizer_config.json (added_tokens_decoder) or added_tokens.json list, in id order."""
+    entries = {}
+    for idx, token in (config.get("added_tokens_decoder") or {}).items():
+        entries[int(idx)] = token
+    if not entries:
+        special = {
+            str(v.get("content") if isinstance(v, dict) else v)
+            for k, v in config.items()
+            if k in _classes.SPECIAL_TOKEN_KEYS and v is not None
+        }
+        for content, idx in (config.get("_legacy_added_tokens") or {}).items():
+            is_special = content in special
+            entries[int(idx)] = {"content": content, "special": is_special, "normalized": not is_special}
+    for idx in sorted(entries):
+        token = entries[idx]
+        content = token["content"] if isinstance(token, dict) else str(token)
+        existing = backend.token_to_id(content)
+        special = bool(token.get("special", False)) if isinstance(token, dict) else False
+        added = to_added_token(token if isinstance(token, dict) else content, special=special)
+        if special:
+            backend.add_special_tokens([added])
+        else:
+            backend.add_tokens([added])
+        got = backend.token_to_id(content)
+        if existing is None and got != idx:
+            raise TokenizerFileError(
+                f"Added token {content!r} should have id {idx} (from {source}) but the vocabulary gives it "
+                f"id {got}: the added tokens are not contiguous with the vocabulary"
+            )
+
+
+def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustTokenizer, str]:
+    """Return the Rust tokenizer for the folder and the name of the file it came from."""
+    tokenizer_json = folder / "tokenizer.json"
+    if tokenizer_json.is_file():
+        return _load_tokenizer_json(tokenizer_json), "tokenizer.json"
+    info = _classes.class_info(class_name)
+    family = info.get("family")
+    if (folder / "vocab.txt").is_file():
+        from keras_models.tokenizers.builders import wordpiece_from_vocab_txt
+
+        backend = wordpiece_from_vocab_txt(folder / "vocab.txt", config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "vocab.txt"
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        from keras_models.tokenizers.builders import byte_level_bpe
+
+        backend = byte_level_bpe(folder / "vocab.json", folder / "merges.txt", config, class_name, family)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "vocab.json"
+    for name in SPM_FILE_NAMES + tuple(sorted(p.name for p in folder.glob("*.model"))):
+        if (folder / name).is_file():
+            from keras_models.tokenizers.spm_convert import sentencepiece_backend
+
+            backend = sentencepiece_backend(folder / name, config, class_name)
+            _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+            return backend, name
+    raise PresetError(
+        f"No tokenizer files in {folder}: expected tokenizer.json, vocab.txt, vocab.json + merges.txt, "
+        f"or a SentencePiece .model file"
+    )
+
+
+def load_tokenizer(preset, cls=None, **overrides):
+    from keras_models.presets.resolve import resolve_preset
+    from keras_models.tokenizers.tokenizer import Tokenizer
+
+    cls = cls or Tokenizer
+    folder = Path(resolve_preset(preset))
+    config = read_tokenizer_config(folder)
+    config.update(overrides)
+    class_name = _class_name(folder, config)
+    backend, source = build_backend(folder, config, class_name)
+    config.setdefault("name_or_path", str(folder))
+    config.pop("_legacy_added_tokens", None)
+    tok = cls(backend, config, class_name=class_name)
+    tok.source_format = source
+    if source != "tokenizer.json":
+        from keras_models.tokenizers.builders import set_post_processor
+
+        set_post_processor(tok, config)
+    return tok

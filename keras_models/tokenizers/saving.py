@@ -1,0 +1,97 @@
+"""Write a Tokenizer as a Hugging Face tokenizer folder (tokenizer.json + tokenizer_config.json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from keras_models.tokenizers._classes import SPECIAL_TOKEN_KEYS
+
+# Keys of the loaded config that describe the original files or that we regenerate.
+_DROPPED = {
+    "name_or_path",
+    "chat_template",
+    "added_tokens_decoder",
+    "additional_special_tokens",
+    "extra_special_tokens",
+    "tokenizer_file",
+    "vocab_file",
+    "merges_file",
+    "auto_map",
+    "is_local",
+    "local_files_only",
+    "files_loaded",
+    "add_bos_token",
+    "add_eos_token",
+}
+
+
+def _atomic_write(path: Path, text: str):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def tokenizer_config_dict(tok) -> dict:
+    config = {k: v for k, v in tok.init_config.items() if k not in _DROPPED and not k.startswith("_")}
+    for key in SPECIAL_TOKEN_KEYS:
+        config[key] = tok._special.get(key)
+    if tok._extra_special:
+        config["extra_special_tokens"] = list(tok._extra_special)
+    for key, value in tok.named_extra_tokens.items():
+        config[key] = value
+    config["tokenizer_class"] = tok.class_name
+    config["model_max_length"] = tok.model_max_length
+    config["padding_side"] = tok.padding_side
+    config["truncation_side"] = tok.truncation_side
+    config["model_input_names"] = list(tok.model_input_names)
+    config["clean_up_tokenization_spaces"] = tok.clean_up_tokenization_spaces
+    config["split_special_tokens"] = tok.split_special_tokens
+    decoder = tok.backend_tokenizer.get_added_tokens_decoder()
+    config["added_tokens_decoder"] = {
+        str(i): {
+            "content": t.content,
+            "lstrip": t.lstrip,
+            "normalized": t.normalized,
+            "rstrip": t.rstrip,
+            "single_word": t.single_word,
+            "special": t.special,
+        }
+        for i, t in sorted(decoder.items())
+    }
+    return dict(sorted(config.items()))
+
+
+def save_tokenizer(tok, folder: Path) -> tuple[str, ...]:
+    folder.mkdir(parents=True, exist_ok=True)
+    backend = tok.backend_tokenizer
+    with tok._lock:
+        backend.no_padding()
+        backend.no_truncation()
+        tok._state = (None, None)
+        serialized = backend.to_str(pretty=True)
+    written = []
+    path = folder / "tokenizer.json"
+    _atomic_write(path, serialized)
+    written.append(str(path))
+    path = folder / "tokenizer_config.json"
+    _atomic_write(path, json.dumps(tokenizer_config_dict(tok), indent=2, ensure_ascii=False) + "\n")
+    written.append(str(path))
+    template = tok.chat_template
+    if isinstance(template, str):
+        path = folder / "chat_template.jinja"
+        _atomic_write(path, template)
+        written.append(str(path))
+    elif isinstance(template, dict):
+        for name, text in template.items():
+            if name == "default":
+                path = folder / "chat_template.jinja"
+            else:
+                (folder / "additional_chat_templates").mkdir(exist_ok=True)
+                path = folder / "additional_chat_templates" / f"{name}.jinja"
+            _atomic_write(path, text)
+            written.append(str(path))
+    return tuple(written)

