@@ -1,0 +1,50 @@
+"""keras-models: Hugging Face checkpoints as Keras 3 models on JAX, PyTorch or TensorFlow.
+
+Public API (see docs/): ``Backbone``, ``Tokenizer``, the task classes, ``pipeline`` and
+``models`` (architecture classes). Attributes load lazily, so ``import keras_models`` is cheap
+and never imports TensorFlow unless KERAS_BACKEND=tensorflow.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Backbone": "keras_models.models.backbone",
+    "Task": "keras_models.tasks.task",
+    "Tokenizer": "keras_models.tokenizers",
+    "MaskedLM": "keras_models.tasks.text",
+    "TextClassifier": "keras_models.tasks.text",
+    "TokenClassifier": "keras_models.tasks.text",
+    "QuestionAnswerer": "keras_models.tasks.text",
+    "TextEmbedder": "keras_models.tasks.embedder",
+    "CausalLM": "keras_models.tasks.causal_lm",
+    "Seq2SeqLM": "keras_models.tasks.seq2seq_lm",
+    "ImageClassifier": "keras_models.tasks.image_classifier",
+    "pipeline": "keras_models.pipelines",
+    "list_presets": "keras_models.presets.named",
+}
+_SUBMODULES = ("models", "layers", "tasks", "presets", "tokenizers", "preprocessing", "errors",
+               "generation", "pipelines", "export")
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        if _LAZY[name].startswith("keras_models.tasks") or name == "Backbone":
+            importlib.import_module("keras_models.models")  # register families
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"keras_models.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'keras_models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY) + list(_SUBMODULES))
+
+
+__all__ = list(_LAZY)

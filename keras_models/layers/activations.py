@@ -1,0 +1,64 @@
+"""Activation functions by their Hugging Face config names (``hidden_act``), exact numerics."""
+
+import math
+
+from keras import ops
+
+
+def _gelu(x):
+    return ops.gelu(x, approximate=False)
+
+
+def _gelu_tanh(x):
+    return ops.gelu(x, approximate=True)
+
+
+def _quick_gelu(x):
+    return x * ops.sigmoid(1.702 * x)
+
+
+def _gelu_fast(x):
+    return 0.5 * x * (1.0 + ops.tanh(x * 0.7978845608 * (1.0 + 0.044715 * x * x)))
+
+
+def _relu2(x):
+    return ops.square(ops.relu(x))
+
+
+def _mish(x):
+    return x * ops.tanh(ops.softplus(x))
+
+
+_ACTIVATIONS = {
+    "gelu": _gelu,
+    "gelu_python": _gelu,
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_fast": _gelu_fast,
+    "quick_gelu": _quick_gelu,
+    "relu": ops.relu,
+    "relu2": _relu2,
+    "relu6": ops.relu6,
+    "silu": ops.silu,
+    "swish": ops.silu,
+    "tanh": ops.tanh,
+    "sigmoid": ops.sigmoid,
+    "mish": _mish,
+    "linear": lambda x: x,
+    "identity": lambda x: x,
+}
+
+
+def get_activation(name):
+    """Return the function for an HF activation name; raise ValueError naming it if unknown."""
+    if callable(name):
+        return name
+    key = str(name).lower()
+    if key not in _ACTIVATIONS:
+        raise ValueError(
+            f"Unknown activation {name!r} (hidden_act); known: {', '.join(sorted(_ACTIVATIONS))}"
+        )
+    return _ACTIVATIONS[key]
+
+
+__all__ = ["get_activation", "math"]

@@ -1,0 +1,95 @@
+"""Backbone base class: a plain keras.Model that knows its Hugging Face config and weight map."""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+
+from keras_models.presets.config import load_hf_config
+from keras_models.presets.dtypes import resolve_dtype
+from keras_models.presets.resolve import resolve_preset
+
+logger = logging.getLogger("keras_models")
+
+
+class Backbone(keras.Model):
+    """Base of every architecture's backbone.
+
+    Subclasses define:
+      * ``config_from_hf(hf_config) -> dict`` (classmethod): constructor kwargs from config.json;
+      * ``config_to_hf() -> dict``: config.json written by ``save_to_preset``;
+      * ``weight_rules() -> list[Rule]``: the weight map (names relative to the base model);
+      * ``base_model_prefix``, ``hf_architecture`` (e.g. ``"bert"``, ``"BertModel"``);
+      * ``hf_ignore`` / ``hf_known_unused``: checkpoint tensors that are buffers / other heads.
+    """
+
+    base_model_prefix = ""
+    hf_architecture = None
+    hf_ignore = ()
+    hf_known_unused = ()
+    model_types = ()
+    tasks = {}
+
+    # --- config -------------------------------------------------------------------------------
+    @classmethod
+    def config_from_hf(cls, hf_config: dict) -> dict:
+        raise NotImplementedError
+
+    def config_to_hf(self) -> dict:
+        raise NotImplementedError
+
+    def weight_rules(self):
+        raise NotImplementedError
+
+    def dummy_inputs(self):
+        return {"input_ids": np.ones((1, 2), "int32"), "attention_mask": np.ones((1, 2), "int32")}
+
+    def build_from_dummy(self):
+        if not self.built or not self.weights:
+            self(self.dummy_inputs())
+        return self
+
+    # --- presets ------------------------------------------------------------------------------
+    @classmethod
+    def from_preset(cls, preset, dtype=None, load_weights=True, **overrides):
+        """Load the backbone of any supported checkpoint (class resolved from config.json)."""
+        from keras_models.models.registry import backbone_for_config
+        from keras_models.presets.loader import load_model_weights
+
+        folder = resolve_preset(preset)
+        hf = load_hf_config(folder)
+        target = backbone_for_config(hf, source=str(folder / "config.json"))
+        if not issubclass(target, cls):
+            raise TypeError(
+                f"{folder}/config.json describes a {target.__name__}, not a {cls.__name__}"
+            )
+        kwargs = target.config_from_hf(hf)
+        kwargs.update(overrides)
+        policy = resolve_dtype(dtype, hf)
+        if policy is not None:
+            kwargs["dtype"] = policy
+        model = target(**kwargs)
+        model.build_from_dummy()
+        if load_weights:
+            model.load_report = load_model_weights(
+                folder,
+                model.weight_rules(),
+                prefix=target.base_model_prefix,
+                ignore=target.hf_ignore,
+                known_unused=target.hf_known_unused + _task_head_patterns(target),
+            )
+        return model
+
+    def save_to_preset(self, path, overwrite=False):
+        from keras_models.presets.saving import save_preset
+
+        save_preset(self, path, overwrite=overwrite)
+
+
+def _task_head_patterns(backbone_cls):
+    out = []
+    for task in backbone_cls.tasks.values():
+        out.extend(getattr(task, "hf_head_patterns", ()))
+    return tuple(out)

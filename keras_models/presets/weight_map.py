@@ -1,0 +1,208 @@
+"""Declarative weight maps: Hugging Face tensor name <-> Keras variable, with invertible ops.
+
+A model describes its weights as a list of :class:`Rule` objects. The same list loads a
+checkpoint (HF -> Keras, :func:`load_rules`) and exports one (Keras -> HF, :func:`export_rules`).
+
+Names in rules are *relative*: ``base=True`` rules belong to the base model and are looked up with
+or without the family's ``base_model_prefix`` (``bert.``), exactly as Transformers accepts both;
+head rules (``base=False``) are absolute.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from keras_models.errors import WeightMismatchError
+
+logger = logging.getLogger("keras_models")
+
+
+class Op:
+    """An invertible transform between an HF tensor and a Keras variable value."""
+
+    def to_keras(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def to_hf(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def keras_shape(self, hf_shape: tuple) -> tuple:
+        return tuple(hf_shape)
+
+
+class Transpose(Op):
+    """Linear weights: HF stores (out, in), Keras Dense stores (in, out). Any rank: axes reversed
+    unless ``axes`` is given."""
+
+    def __init__(self, axes=None):
+        self.axes = tuple(axes) if axes is not None else None
+
+    def _inv(self):
+        return None if self.axes is None else tuple(np.argsort(self.axes))
+
+    def to_keras(self, x):
+        return np.transpose(x, self.axes)
+
+    def to_hf(self, x):
+        return np.transpose(x, self._inv())
+
+    def keras_shape(self, s):
+        return tuple(s[::-1]) if self.axes is None else tuple(s[a] for a in self.axes)
+
+
+class Reshape(Op):
+    """Reshape between ``hf_shape`` and ``keras_shape`` (both given, -1 allowed once each)."""
+
+    def __init__(self, hf_shape, keras_shape):
+        self.hf, self.k = tuple(hf_shape), tuple(keras_shape)
+
+    def to_keras(self, x):
+        return np.reshape(x, self.k)
+
+    def to_hf(self, x):
+        return np.reshape(x, self.hf)
+
+    def keras_shape(self, s):
+        total = int(np.prod(s, dtype=np.int64))
+        known = int(np.prod([d for d in self.k if d != -1], dtype=np.int64))
+        return tuple(total // max(known, 1) if d == -1 else d for d in self.k)
+
+
+class Chain(Op):
+    def __init__(self, *ops):
+        self.ops = ops
+
+    def to_keras(self, x):
+        for op in self.ops:
+            x = op.to_keras(x)
+        return x
+
+    def to_hf(self, x):
+        for op in reversed(self.ops):
+            x = op.to_hf(x)
+        return x
+
+    def keras_shape(self, s):
+        for op in self.ops:
+            s = op.keras_shape(s)
+        return s
+
+
+IDENTITY = Op()
+TRANSPOSE = Transpose()
+
+
+@dataclass
+class Rule:
+    """``hf`` tensor name <-> ``variable`` (a keras.Variable), through ``op``."""
+
+    hf: str
+    variable: object
+    op: Op = IDENTITY
+    base: bool = True
+    # Tied weights: present in some checkpoints, absent in others; never exported twice.
+    optional: bool = False
+    export: bool = True
+
+
+@dataclass
+class LoadReport:
+    loaded: list = field(default_factory=list)
+    unused: list = field(default_factory=list)
+    prefix: str = ""
+
+
+def _detect_prefix(keys, base_rules, prefix):
+    """Find how base-model tensors are named in this checkpoint: with or without ``prefix.``."""
+    if not prefix:
+        return ""
+    bare = sum(1 for r in base_rules if r.hf in keys)
+    prefixed = sum(1 for r in base_rules if f"{prefix}.{r.hf}" in keys)
+    return f"{prefix}." if prefixed > bare else ""
+
+
+def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=None):
+    """Assign every rule's variable from ``reader`` (a CheckpointReader).
+
+    All names and shapes are checked before any value is read, so a mismatch raises
+    :class:`WeightMismatchError` naming every missing/mis-shaped tensor and nothing is half-loaded.
+    Tensors in the file that no rule uses raise too, unless they match ``ignore`` (buffers such as
+    ``position_ids``) or ``known_unused`` (heads of other tasks: reported as a warning).
+    """
+    source = source or getattr(reader, "folder", "checkpoint")
+    keys = set(reader.keys())
+    p = _detect_prefix(keys, [r for r in rules if r.base], prefix)
+    missing, bad_shape, plan = [], [], []
+    for r in rules:
+        name = (p + r.hf) if r.base else r.hf
+        if name not in keys:
+            if not r.optional:
+                missing.append(name)
+            continue
+        want = tuple(r.variable.shape)
+        got = r.op.keras_shape(tuple(reader.shape(name)))
+        if got != want:
+            bad_shape.append(f"{name}: checkpoint {tuple(reader.shape(name))} -> {got}, model expects {want}")
+            continue
+        plan.append((name, r))
+    used = {name for name, _ in plan}
+    used |= {((p + r.hf) if r.base else r.hf) for r in rules if r.optional}
+    leftovers = sorted(k for k in keys - used if not any(fnmatch.fnmatch(k, g) for g in ignore))
+    reported = [k for k in leftovers if any(fnmatch.fnmatch(k, g) for g in known_unused)]
+    unexpected = [k for k in leftovers if k not in reported]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors: {_short(missing)}")
+    if bad_shape:
+        problems.append("wrong shapes: " + "; ".join(bad_shape[:20]))
+    if unexpected:
+        problems.append(f"unexpected tensors (not used by this model): {_short(unexpected)}")
+    if problems:
+        raise WeightMismatchError(f"Cannot load weights from {source}: " + " | ".join(problems))
+    for name, r in plan:
+        value = r.op.to_keras(reader.get(name))
+        r.variable.assign(np.asarray(value, dtype=_np_dtype(r.variable.dtype)))
+    if reported:
+        logger.warning(
+            "%d tensors in %s are not used by this model (another task's head): %s",
+            len(reported), source, _short(reported),
+        )
+    return LoadReport(loaded=[n for n, _ in plan], unused=reported, prefix=p)
+
+
+def export_rules(rules, *, prefix="", dtype=None):
+    """Yield ``(hf_name, numpy array)`` for every exported rule."""
+    seen = set()
+    for r in rules:
+        if not r.export:
+            continue
+        name = (f"{prefix}.{r.hf}" if prefix else r.hf) if r.base else r.hf
+        if name in seen:
+            continue
+        seen.add(name)
+        value = np.asarray(_to_numpy(r.variable))
+        if dtype is not None:
+            value = value.astype(dtype)
+        yield name, np.ascontiguousarray(r.op.to_hf(value))
+
+
+def _to_numpy(variable):
+    import keras
+
+    return keras.ops.convert_to_numpy(variable.value)
+
+
+def _np_dtype(dtype):
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16) if str(dtype) == "bfloat16" else np.dtype(str(dtype))
+
+
+def _short(names, n=12):
+    names = list(names)
+    more = f" ... and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(names[:n]) + more

@@ -1,0 +1,65 @@
+"""Feed raw data (strings, pairs, images...) through a task's preprocessor on the host.
+
+A ``keras.utils.PyDataset`` calls ``preprocessor(x_batch, y_batch)`` per batch and hands numpy
+arrays to Keras, so no tf.data (and no TensorFlow) is involved under JAX or PyTorch.
+
+Preprocessor contract: ``preprocessor(x, y=None)`` returns the feature dict when ``y`` is None and
+``(features, y)`` otherwise; ``x`` is a list of raw samples.
+"""
+
+import math
+
+import keras
+import numpy as np
+
+
+class RawDataAdapter(keras.utils.PyDataset):
+    def __init__(self, x, y, preprocessor, batch_size=32, shuffle=False, seed=None):
+        super().__init__()
+        if isinstance(x, str):
+            x = [x]
+        self.x = list(x)
+        self.y = None if y is None else np.asarray(y) if not isinstance(y, list) else y
+        if self.y is not None and len(self.y) != len(self.x):
+            raise ValueError(f"x has {len(self.x)} samples but y has {len(self.y)}")
+        self.preprocessor = preprocessor
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self._rng = np.random.default_rng(seed)
+        self._order = np.arange(len(self.x))
+        if shuffle:
+            self._rng.shuffle(self._order)
+
+    @staticmethod
+    def is_raw(x):
+        if isinstance(x, str):
+            return True
+        if isinstance(x, np.ndarray):
+            return x.dtype.kind in ("U", "S", "O")
+        if isinstance(x, (list, tuple)) and len(x) > 0:
+            first = x[0]
+            if isinstance(first, str):
+                return True
+            if isinstance(first, (tuple, list)) and first and isinstance(first[0], str):
+                return True
+            return type(first).__module__.startswith("PIL")
+        return False
+
+    @property
+    def num_batches(self):
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __len__(self):
+        return self.num_batches
+
+    def __getitem__(self, i):
+        idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
+        xb = [self.x[j] for j in idx]
+        if self.y is None:
+            return (self.preprocessor(xb),)
+        yb = [self.y[j] for j in idx] if isinstance(self.y, list) else self.y[idx]
+        return self.preprocessor(xb, yb)
+
+    def on_epoch_end(self):
+        if self.shuffle:
+            self._rng.shuffle(self._order)

@@ -1,0 +1,201 @@
+"""Task base class: a backbone plus a head plus (optionally) a preprocessor.
+
+``Task.from_preset`` resolves the architecture from config.json. It loads the checkpoint's own head
+when the checkpoint's ``architectures`` names one this task reads (e.g.
+``BertForSequenceClassification`` for a TextClassifier); otherwise it builds a new head (from
+``num_classes`` where one is needed) and says so in a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import keras
+import numpy as np
+
+from keras_models.errors import ConfigError
+from keras_models.presets.config import load_hf_config
+from keras_models.presets.dtypes import resolve_dtype
+from keras_models.presets.resolve import resolve_preset
+from keras_models.tasks.raw_data import RawDataAdapter
+
+logger = logging.getLogger("keras_models")
+
+# from_preset keyword arguments that configure the preprocessor rather than the model.
+PREPROCESSOR_KWARGS = ("sequence_length",)
+
+
+class Task(keras.Model):
+    """Base of every task model. Subclasses implement ``head_rules`` and ``call``."""
+
+    task_name = None
+    backbone_cls = None
+    hf_architectures = ()
+    # fnmatch patterns of this head's tensors, reported (not failed on) when a backbone or another
+    # task loads a checkpoint that carries them.
+    hf_head_patterns = ()
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.preprocessor = preprocessor
+
+    # --- HF conversion -----------------------------------------------------------------------
+    @classmethod
+    def task_config_from_hf(cls, hf_config: dict, head_from_checkpoint: bool, **kwargs) -> dict:
+        """Task constructor kwargs (besides backbone) from config.json and the user's kwargs."""
+        return kwargs
+
+    def task_config_to_hf(self) -> dict:
+        return {}
+
+    def head_rules(self):
+        return []
+
+    def weight_rules(self):
+        return list(self.backbone.weight_rules()) + list(self.head_rules())
+
+    @property
+    def export_prefix(self):
+        return self.backbone.base_model_prefix
+
+    def config_to_hf(self):
+        config = self.backbone.config_to_hf()
+        config.update(self.task_config_to_hf())
+        config["architectures"] = [self.hf_architectures[0]] if self.hf_architectures else []
+        return config
+
+    def save_extra_files(self, folder):
+        tokenizer = getattr(self.preprocessor, "tokenizer", None)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+
+    def save_to_preset(self, path, overwrite=False):
+        from keras_models.presets.saving import save_preset
+
+        save_preset(self, path, overwrite=overwrite)
+
+    # --- loading ------------------------------------------------------------------------------
+    @classmethod
+    def _resolve_class(cls, hf, source):
+        from keras_models.models.registry import backbone_for_config, task_class_for
+
+        if cls.backbone_cls is not None:
+            return cls
+        backbone_cls = backbone_for_config(hf, source=source)
+        return task_class_for(backbone_cls, cls.task_name, source=source)
+
+    @classmethod
+    def from_preset(cls, preset, dtype=None, load_weights=True, preprocessor=True, **kwargs):
+        from keras_models.presets.loader import load_model_weights
+
+        folder = resolve_preset(preset)
+        hf = load_hf_config(folder)
+        source = str(folder / "config.json")
+        task_cls = cls._resolve_class(hf, source)
+        backbone_cls = task_cls.backbone_cls
+        archs = hf.get("architectures") or []
+        head_from_checkpoint = any(a in task_cls.hf_architectures for a in archs)
+        task_kwargs = task_cls.task_config_from_hf(hf, head_from_checkpoint, **kwargs)
+        head_from_checkpoint = task_kwargs.pop("_head_from_checkpoint", head_from_checkpoint)
+        pre_kwargs = {k: task_kwargs.pop(k) for k in PREPROCESSOR_KWARGS if k in task_kwargs}
+        policy = resolve_dtype(dtype, hf)
+        bb_kwargs = backbone_cls.config_from_hf(hf)
+        if policy is not None:
+            bb_kwargs["dtype"] = policy
+            task_kwargs["dtype"] = policy
+        backbone = backbone_cls(**bb_kwargs)
+        if preprocessor is True:
+            preprocessor = task_cls.preprocessor_from_preset(folder, hf, **pre_kwargs)
+        elif preprocessor is False:
+            preprocessor = None
+        model = task_cls(backbone=backbone, preprocessor=preprocessor, **task_kwargs)
+        model.build_from_dummy()
+        if load_weights:
+            rules = model.weight_rules() if head_from_checkpoint else backbone.weight_rules()
+            known = backbone_cls.hf_known_unused + tuple(
+                p for t in backbone_cls.tasks.values() for p in t.hf_head_patterns
+            )
+            model.load_report = load_model_weights(
+                folder, rules, prefix=backbone_cls.base_model_prefix,
+                ignore=backbone_cls.hf_ignore, known_unused=known,
+            )
+            if not head_from_checkpoint and model.head_rules():
+                logger.warning(
+                    "%s: %s has no %s head for this task (architectures %s); a new, randomly "
+                    "initialised head was built. Train it with fit() before use.",
+                    folder, task_cls.__name__, task_cls.task_name, archs,
+                )
+        model.head_from_checkpoint = head_from_checkpoint
+        return model
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **task_kwargs):
+        return None
+
+    def build_from_dummy(self):
+        if not self.built or not self.weights:
+            self(self.backbone.dummy_inputs())
+        return self
+
+    # --- raw data in fit / predict / evaluate -------------------------------------------------
+    def _adapt(self, x, y, batch_size, shuffle):
+        if self.preprocessor is None or not RawDataAdapter.is_raw(x):
+            return None
+        return RawDataAdapter(x, y, self.preprocessor, batch_size=batch_size or 32, shuffle=shuffle)
+
+    def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, **kwargs):
+        data = self._adapt(x, y, batch_size, shuffle)
+        if validation_data is not None and self.preprocessor is not None:
+            vx, vy = (validation_data + (None,))[:2] if isinstance(validation_data, tuple) else (validation_data, None)
+            vdata = self._adapt(vx, vy, batch_size, False)
+            validation_data = vdata if vdata is not None else validation_data
+        if data is not None:
+            return super().fit(data, validation_data=validation_data, **kwargs)
+        return super().fit(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data, **kwargs)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        data = self._adapt(x, None, batch_size, False)
+        if data is not None:
+            return super().predict(data, **kwargs)
+        return super().predict(x, batch_size=batch_size, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        data = self._adapt(x, y, batch_size, False)
+        if data is not None:
+            return super().evaluate(data, **kwargs)
+        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def labels_from_hf(hf, num_classes, head_from_checkpoint, source="config.json"):
+    """Resolve (num_classes, id2label) from config.json and the user's ``num_classes``."""
+    id2label = hf.get("id2label")
+    ckpt_n = len(id2label) if isinstance(id2label, dict) else hf.get("num_labels")
+    if head_from_checkpoint and ckpt_n:
+        if num_classes is None or num_classes == ckpt_n:
+            labels = {int(k): v for k, v in id2label.items()} if id2label else None
+            return ckpt_n, labels, True
+        logger.warning(
+            "%s: num_classes=%d differs from the checkpoint head's %d classes; building a new head.",
+            source, num_classes, ckpt_n,
+        )
+        return num_classes, None, False
+    if num_classes is None:
+        raise ConfigError(
+            f"{source}: the checkpoint has no classification head; pass num_classes= to build one"
+        )
+    return num_classes, None, False
+
+
+__all__ = ["Task", "labels_from_hf", "np"]
