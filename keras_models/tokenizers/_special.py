@@ -98,10 +98,8 @@ class SpecialTokensMixin:
 
     @property
     def special_tokens_map(self) -> dict:
-        out = {k: v for k, v in self._special.items() if v is not None}
-        if self._extra_special:
-            out["extra_special_tokens"] = list(self._extra_special)
-        return out
+        """The named special tokens that are set (Transformers 5 leaves the extra ones out)."""
+        return {k: v for k, v in self._special.items() if v is not None}
 
     @property
     def all_special_tokens(self) -> list[str]:

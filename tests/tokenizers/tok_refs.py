@@ -118,10 +118,10 @@ def _train_spm(out_file: Path, **options):
 
     buf = io.BytesIO()
     lines = [line for text in TRAINING_TEXT for line in text.splitlines() if line.strip()]
+    options.setdefault("character_coverage", 1.0)
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_writer=buf,
-        character_coverage=1.0,
         hard_vocab_limit=False,
         num_threads=1,
         minloglevel=2,
@@ -178,7 +178,15 @@ BUILDERS = {
     "llama_spm": _spm(
         "tokenizer.model",
         "LlamaTokenizer",
-        dict(vocab_size=300, model_type="bpe", unk_id=0, bos_id=1, eos_id=2, byte_fallback=True),
+        dict(
+            vocab_size=500,
+            model_type="bpe",
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            byte_fallback=True,
+            character_coverage=0.98,
+        ),
         {"add_bos_token": True, "add_eos_token": False, "legacy": False},
     ),
     "t5_json": _via_transformers("t5_spm"),

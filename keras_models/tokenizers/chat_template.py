@@ -1,0 +1,284 @@
+"""Chat templates: render a conversation with the checkpoint's jinja2 template, as Transformers does.
+
+Templates come from model repositories, so they are untrusted code: they run in jinja2's
+``ImmutableSandboxedEnvironment`` and only see plain JSON-like data (strings, numbers, lists,
+dicts). The environment matches Transformers': ``trim_blocks`` / ``lstrip_blocks``, the loop
+controls extension (``break`` / ``continue``), a ``{% generation %}`` block, and the helpers
+``raise_exception``, ``tojson`` (no HTML escaping), ``strftime_now``, ``dict`` and ``namespace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Mapping
+from datetime import datetime
+
+import numpy as np
+
+_REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
+_CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+
+
+@functools.lru_cache(maxsize=32)
+def compile_template(source: str):
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class GenerationBlock(jinja2.ext.Extension):
+        """``{% generation %}...{% endgeneration %}`` marks assistant text; rendering is unchanged."""
+
+        tags = {"generation"}
+
+        def parse(self, parser):
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(["name:endgeneration"], drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+        def _render(self, caller):
+            return caller()
+
+    class SafeNamespace(jinja2.utils.Namespace):
+        def __init__(*args, **kwargs):
+            self, rest = args[0], args[1:]
+            attrs = dict(*rest, **kwargs)
+            for name in attrs:
+                SafeNamespace._check(name)
+            jinja2.utils.Namespace.__init__(self, attrs)
+
+        def __setitem__(self, name, value):
+            SafeNamespace._check(name)
+            jinja2.utils.Namespace.__setitem__(self, name, value)
+
+        @staticmethod
+        def _check(name):
+            if isinstance(name, str) and name.startswith("_"):
+                raise jinja2.exceptions.SecurityError(f"namespace attribute {name!r} may not start with '_'")
+
+    class DictFactory:
+        def __call__(self, *args, **kwargs):
+            return dict(*args, **kwargs)
+
+        def fromkeys(self, *args, **kwargs):
+            return dict.fromkeys(*args, **kwargs)
+
+    def raise_exception(message):
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    def strftime_now(fmt):
+        return datetime.now().strftime(fmt)
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[GenerationBlock, jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = tojson
+    env.globals.update(
+        raise_exception=raise_exception, strftime_now=strftime_now, dict=DictFactory(), namespace=SafeNamespace
+    )
+    return env.from_string(source)
+
+
+def plain_data(value):
+    """Rebuild ``value`` from plain JSON types; anything else becomes an inert ``<TypeName>`` string."""
+    if value is None or type(value) in (str, int, float, bool):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, Mapping):
+        return {plain_data(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_data(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(plain_data(v) for v in value)
+    if isinstance(value, np.generic):
+        return plain_data(value.item())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if callable(getattr(value, "model_dump", None)):
+        return plain_data(value.model_dump())
+    return f"<{type(value).__name__}>"
+
+
+def _messages(conversation) -> list[dict]:
+    messages = getattr(conversation, "messages", conversation)
+    out = []
+    for message in messages:
+        if dataclasses.is_dataclass(message) and not isinstance(message, type):
+            message = {f.name: getattr(message, f.name) for f in dataclasses.fields(message)}
+        elif callable(getattr(message, "model_dump", None)):
+            message = message.model_dump()
+        if not isinstance(message, Mapping):
+            raise TypeError(f"Chat messages must be dicts, got {message!r}")
+        # keys set to None are dropped: templates handle a missing key better than a None
+        out.append({k: v for k, v in message.items() if v is not None})
+    return out
+
+
+def _alias_reasoning(chat):
+    out = []
+    for message in chat:
+        reasoning = next((message[k] for k in _REASONING_KEYS if message.get(k) is not None), None)
+        if reasoning is not None:
+            message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
+        out.append(message)
+    return out
+
+
+def select_template(tok, chat_template=None, tools=None) -> str:
+    templates = tok.chat_template
+    if isinstance(templates, dict):
+        if chat_template is not None and chat_template in templates:
+            return templates[chat_template]
+        if chat_template is None:
+            if tools is not None and "tool_use" in templates:
+                return templates["tool_use"]
+            if "default" in templates:
+                return templates["default"]
+            raise ValueError(
+                f"This tokenizer has several chat templates and none is the default: pass one of "
+                f"{sorted(templates)} as chat_template"
+            )
+        return chat_template
+    if chat_template is not None:
+        return chat_template
+    if templates is None:
+        raise ValueError(
+            f"Tokenizer from {tok.name_or_path or 'memory'} has no chat template (no chat_template in "
+            "tokenizer_config.json and no chat_template.jinja): pass chat_template=..."
+        )
+    return templates
+
+
+def _tool_schemas(tools):
+    if tools is None:
+        return None
+    schemas = []
+    for tool in tools:
+        if isinstance(tool, Mapping):
+            schemas.append(tool)
+        elif callable(tool):
+            from keras_models.tokenizers.tool_schema import json_schema_for
+
+            schemas.append(json_schema_for(tool))
+        else:
+            raise ValueError("tools must be JSON schema dicts or functions with type hints and a docstring")
+    return schemas
+
+
+def render(
+    template: str,
+    conversations,
+    tools=None,
+    documents=None,
+    add_generation_prompt=False,
+    continue_final_message=False,
+    **kwargs,
+) -> list[str]:
+    compiled = compile_template(template)
+    tools = plain_data(_tool_schemas(tools))
+    if documents is not None and not all(isinstance(d, Mapping) for d in documents):
+        raise TypeError("documents must be a list of dicts with 'title' and 'text' keys")
+    documents = plain_data(documents)
+    kwargs = plain_data(kwargs)
+    rendered = []
+    for chat in conversations:
+        chat = _alias_reasoning(plain_data(chat))
+        final = None
+        if continue_final_message:
+            if not chat:
+                raise ValueError("continue_final_message is set but the conversation is empty")
+            key = continue_final_message if isinstance(continue_final_message, str) else "content"
+            final = chat[-1].get(key)
+            if final is None:
+                raise ValueError(f"continue_final_message is set but the final message has no {key!r}")
+            keys = [key]
+            if key in _REASONING_KEYS:
+                keys = [k for k in _REASONING_KEYS if chat[-1].get(k) == final]
+            if not any(k in template for k in keys):
+                raise ValueError(f"continue_final_message is set to {key!r} but the chat template never reads it")
+            if isinstance(final, (list, tuple)):
+                for block in reversed(final):
+                    if "text" in block:
+                        final = block["text"]
+                        block["text"] = block["text"] + _CONTINUE_TAG
+                        break
+                else:
+                    raise ValueError("continue_final_message is set but the final message has no text block")
+            else:
+                for k in keys:
+                    chat[-1][k] = chat[-1][k] + _CONTINUE_TAG
+        text = compiled.render(
+            messages=chat, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt, **kwargs
+        )
+        if continue_final_message:
+            tag = _CONTINUE_TAG.strip()
+            if final.strip() not in text or tag not in text:
+                raise ValueError("continue_final_message is set but the template dropped part of the final message")
+            at = text.rindex(tag)
+            text = text[:at] if text[at : at + len(_CONTINUE_TAG)] == _CONTINUE_TAG else text[:at].rstrip()
+        rendered.append(text)
+    return rendered
+
+
+def apply_chat_template(
+    tok,
+    conversation,
+    tools=None,
+    documents=None,
+    chat_template=None,
+    add_generation_prompt=False,
+    continue_final_message=False,
+    tokenize=True,
+    padding=False,
+    truncation=False,
+    max_length=None,
+    return_tensors=None,
+    return_dict=True,
+    tokenizer_kwargs=None,
+    **kwargs,
+):
+    """Transformers' ``apply_chat_template``: the rendered text (``tokenize=False``), the ids, or
+    the tokenizer's output dict (``return_dict=True``, the default when tokenizing)."""
+    if add_generation_prompt and continue_final_message:
+        raise ValueError("continue_final_message and add_generation_prompt cannot be used together")
+    template = select_template(tok, chat_template, tools)
+    if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
+        raise ValueError("Cannot apply a chat template to an empty conversation")
+    batched = isinstance(conversation, (list, tuple)) and (
+        isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
+    )
+    conversations = [_messages(c) for c in (conversation if batched else [conversation])]
+    template_kwargs = {**tok.special_tokens_map, **kwargs}
+    rendered = render(
+        template,
+        conversations,
+        tools=tools,
+        documents=documents,
+        add_generation_prompt=add_generation_prompt,
+        continue_final_message=continue_final_message,
+        **template_kwargs,
+    )
+    text = rendered if batched else rendered[0]
+    if not tokenize:
+        return text
+    out = tok(
+        text,
+        add_special_tokens=False,
+        padding=padding,
+        truncation=truncation,
+        max_length=max_length,
+        return_tensors=return_tensors,
+        **(tokenizer_kwargs or {}),
+    )
+    return out if return_dict else out["input_ids"]
