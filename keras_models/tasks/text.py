@@ -47,13 +47,19 @@ class MaskedLM(Task):
     hf_bias = "cls.predictions.bias"
     hf_decoder = "cls.predictions.decoder"  # weight tied to word embeddings unless untied
     hf_head_patterns = ("cls.*",)
+    # The head's activation (None: the backbone's hidden_act) and the backbone attribute giving
+    # its width (None: hidden_size; factorised models use their embedding width).
+    head_activation = None
+    head_width_attr = None
 
     def __init__(self, backbone, preprocessor=None, tie_word_embeddings=True, **kwargs):
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
         self.tie_word_embeddings = tie_word_embeddings
         b = backbone
+        width = getattr(b, self.head_width_attr) if self.head_width_attr else None
         self.head = MaskedLMHead(
-            b.hidden_size, b.vocab_size, hidden_act=b.hidden_act, layer_norm_eps=b.layer_norm_eps,
+            b.hidden_size, b.vocab_size, hidden_act=self.head_activation or b.hidden_act,
+            layer_norm_eps=b.layer_norm_eps, projection_size=width,
             tied=tie_word_embeddings, name="mlm_head", dtype=b.dtype_policy,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=b.initializer_range),
         )
@@ -81,7 +87,9 @@ class MaskedLM(Task):
             Rule(f"{self.hf_norm}.weight", h.norm.gamma, base=False),
             Rule(f"{self.hf_norm}.bias", h.norm.beta, base=False),
             Rule(self.hf_bias, h.bias, base=False),
-            Rule(f"{self.hf_decoder}.bias", h.bias, base=False, optional=True, export=False),
+            # Transformers saves decoder.bias (the same values as bias) only for untied heads.
+            Rule(f"{self.hf_decoder}.bias", h.bias, base=False, optional=True,
+                 export=not self.tie_word_embeddings),
         ]
         if self.tie_word_embeddings:
             r.append(Rule(f"{self.hf_decoder}.weight", self.backbone.token_embedding.embeddings,
@@ -126,6 +134,7 @@ class TextClassifier(_LabelledTask):
     hf_out = "classifier"
     hf_head_patterns = ("classifier.*",)
     input_dropout = False
+    inner_activation = "tanh"
 
     def __init__(self, backbone, num_classes=2, id2label=None, dropout=None, preprocessor=None,
                  **kwargs):
@@ -135,7 +144,7 @@ class TextClassifier(_LabelledTask):
         self.dropout = backbone.dropout_rate if dropout is None else dropout
         self.head = ClassificationHead(
             backbone.hidden_size, num_classes, inner_dense=self.hf_inner is not None,
-            dropout=self.dropout, input_dropout=self.input_dropout, name="classifier_head",
+            activation=self.inner_activation, dropout=self.dropout, input_dropout=self.input_dropout, name="classifier_head",
             dtype=backbone.dtype_policy,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=backbone.initializer_range),
         )

@@ -1,0 +1,67 @@
+"""hf:// handles through huggingface_hub against a local hub cache the test builds (offline)."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+
+from tests.parity import REPO
+from tests.presets.fixtures import tiny_classifier
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+COMMIT_V1 = "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def _build_hub_cache(hf_home, folder):
+    repo = hf_home / "hub" / "models--tiny-org--tiny-bert"
+    for commit in (COMMIT, COMMIT_V1):
+        shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    (repo / "refs" / "v1").write_text(COMMIT_V1)
+    # Revision v1 carries different classifier weights: proves the revision is honoured.
+    from keras_models.presets.safetensors_io import SafetensorsFile, save_file
+
+    path = repo / "snapshots" / COMMIT_V1 / "model.safetensors"
+    st = SafetensorsFile(path)
+    tensors = {k: np.array(st.get(k)) for k in st.keys()}
+    st.close()
+    tensors["classifier.bias"] = tensors["classifier.bias"] + 1.0
+    path.unlink()
+    save_file(tensors, path)
+
+
+def test_hf_handles_offline(tmp_path):
+    folder, inputs, expected = tiny_classifier()
+    hf_home = tmp_path / "hf_home"
+    _build_hub_cache(hf_home, folder)
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, keras, keras_models as km
+        from keras_models.errors import PresetError
+        inputs = dict(np.load({str(tmp_path / 'inputs.npz')!r}))
+        main = km.TextClassifier.from_preset("hf://tiny-org/tiny-bert")
+        v1 = km.TextClassifier.from_preset("hf://tiny-org/tiny-bert@v1")
+        pinned = km.TextClassifier.from_preset("hf://tiny-org/tiny-bert@{COMMIT}")
+        np.save({str(tmp_path / 'main.npy')!r}, keras.ops.convert_to_numpy(main(inputs)))
+        np.save({str(tmp_path / 'v1.npy')!r}, keras.ops.convert_to_numpy(v1(inputs)))
+        np.save({str(tmp_path / 'pinned.npy')!r}, keras.ops.convert_to_numpy(pinned(inputs)))
+        try:
+            km.Backbone.from_preset("hf://tiny-org/not-cached")
+        except PresetError as e:
+            assert "HF_HUB_OFFLINE" in str(e) and "tiny-org/not-cached" in str(e), e
+        else:
+            raise AssertionError("uncached repo loaded offline")
+        """
+    )
+    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    env.pop("HF_HUB_CACHE", None)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "main.npy"), expected, atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "pinned.npy"), expected, atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "v1.npy"), expected + 1.0, atol=1e-4)

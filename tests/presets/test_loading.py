@@ -1,0 +1,210 @@
+"""Loading: dtypes, shards, and every kind of bad input gives a typed error naming the culprit."""
+
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import keras_models as km
+from keras_models.errors import (
+    CheckpointError,
+    ConfigError,
+    PresetError,
+    UnknownArchitectureError,
+    WeightMismatchError,
+)
+from keras_models.presets.safetensors_io import CheckpointReader, SafetensorsFile, save_file
+from tests.parity import assert_close, to_numpy
+from tests.presets.fixtures import tiny_classifier
+
+
+@pytest.fixture
+def preset(tmp_path):
+    """A private, writable copy of the tiny classifier checkpoint."""
+    folder, inputs, expected = tiny_classifier()
+    dst = tmp_path / "preset"
+    shutil.copytree(folder, dst)
+    return dst, inputs, expected
+
+
+def _tensors(folder):
+    st = SafetensorsFile(folder / "model.safetensors")
+    return {k: np.array(st.get(k)) for k in st.keys()}
+
+
+def _rewrite(folder, tensors):
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+
+
+# --- dtypes and layouts ------------------------------------------------------------------------
+@pytest.mark.parametrize("stored", ["float16", "bfloat16"])
+def test_half_precision_checkpoint_loads_exactly(preset, stored):
+    folder, inputs, _ = preset
+    dt = np.dtype(ml_dtypes.bfloat16) if stored == "bfloat16" else np.dtype(stored)
+    tensors = {k: (v.astype(dt) if v.dtype.kind == "f" else v) for k, v in _tensors(folder).items()}
+    _rewrite(folder, tensors)
+    model = km.TextClassifier.from_preset(folder)  # fp32 model from a half-precision file
+    got = to_numpy(model.backbone.token_embedding.embeddings)
+    want = tensors["bert.embeddings.word_embeddings.weight"].astype(np.float32)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_dtype_argument_sets_policy(preset):
+    folder, inputs, expected = preset
+    model = km.TextClassifier.from_preset(folder, dtype="bfloat16")
+    assert model.backbone.token_embedding.embeddings.dtype == "bfloat16"
+    assert_close(model(inputs), expected, atol=5e-2, what="bf16 logits")
+    mixed = km.Backbone.from_preset(folder, dtype="mixed_float16")
+    assert mixed.token_embedding.embeddings.dtype == "float32"
+    assert mixed.compute_dtype == "float16"
+
+
+def test_sharded_checkpoint(preset):
+    folder, inputs, expected = preset
+    tensors = _tensors(folder)
+    names = sorted(tensors)
+    half = len(names) // 2
+    weight_map = {}
+    for i, part in enumerate((names[:half], names[half:])):
+        fname = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({k: tensors[k] for k in part}, folder / fname)
+        weight_map.update({k: fname for k in part})
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    model = km.TextClassifier.from_preset(folder)
+    assert_close(model(inputs), expected, what="sharded")
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="model-00002-of-00002.safetensors"):
+        km.TextClassifier.from_preset(folder)
+
+
+def test_reader_streams_views_not_copies(preset):
+    folder, _, _ = preset
+    reader = CheckpointReader(folder)
+    arr = reader.get("bert.embeddings.word_embeddings.weight")
+    assert isinstance(arr.base, np.ndarray) or arr.base is not None  # a view onto the memory map
+    assert not arr.flags.writeable or arr.base is not None
+
+
+# --- bad input ---------------------------------------------------------------------------------
+def test_unknown_model_type(preset):
+    folder, _, _ = preset
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_type"], cfg["architectures"] = "no-such-model", ["NoSuchModel"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(UnknownArchitectureError, match="no-such-model"):
+        km.Backbone.from_preset(folder)
+
+
+def test_missing_config(preset):
+    folder, _, _ = preset
+    (folder / "config.json").unlink()
+    with pytest.raises(PresetError, match="config.json"):
+        km.Backbone.from_preset(folder)
+
+
+def test_malformed_config(preset):
+    folder, _, _ = preset
+    (folder / "config.json").write_text("{ not json")
+    with pytest.raises(ConfigError, match="config.json"):
+        km.Backbone.from_preset(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
+    with pytest.raises(ConfigError, match="vocab_size"):
+        km.Backbone.from_preset(folder)
+
+
+def test_missing_weights(preset):
+    folder, _, _ = preset
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="No model.safetensors"):
+        km.Backbone.from_preset(folder)
+
+
+def test_pickle_checkpoint_is_refused_never_unpickled(preset, tmp_path):
+    folder, _, _ = preset
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    import pickle
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(CheckpointError, match="pytorch_model.bin.*pickle"):
+        km.Backbone.from_preset(folder)
+    assert not marker.exists()
+
+
+def test_missing_tensor_is_named(preset):
+    folder, _, _ = preset
+    tensors = _tensors(folder)
+    del tensors["bert.encoder.layer.1.attention.self.key.weight"]
+    _rewrite(folder, tensors)
+    with pytest.raises(WeightMismatchError, match=r"missing.*bert\.encoder\.layer\.1\.attention\.self\.key\.weight"):
+        km.TextClassifier.from_preset(folder)
+
+
+def test_unexpected_tensor_is_named(preset):
+    folder, _, _ = preset
+    tensors = _tensors(folder)
+    tensors["bert.encoder.layer.7.extra.weight"] = np.zeros((2, 2), np.float32)
+    _rewrite(folder, tensors)
+    with pytest.raises(WeightMismatchError, match=r"unexpected.*layer\.7\.extra\.weight"):
+        km.TextClassifier.from_preset(folder)
+
+
+def test_wrong_shape_is_named(preset):
+    folder, _, _ = preset
+    tensors = _tensors(folder)
+    tensors["bert.encoder.layer.0.intermediate.dense.weight"] = np.zeros((36, 32), np.float32)
+    _rewrite(folder, tensors)
+    with pytest.raises(WeightMismatchError, match=r"wrong shapes.*layer\.0\.intermediate\.dense\.weight.*\(36, 32\)"):
+        km.TextClassifier.from_preset(folder)
+
+
+def test_truncated_file(preset):
+    folder, _, _ = preset
+    path = folder / "model.safetensors"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 100])
+    with pytest.raises(CheckpointError, match="model.safetensors is truncated"):
+        km.Backbone.from_preset(folder)
+    path.write_bytes(data[:5])
+    with pytest.raises(CheckpointError, match="truncated"):
+        km.Backbone.from_preset(folder)
+
+
+def test_corrupted_header(preset):
+    folder, _, _ = preset
+    path = folder / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    (n,) = struct.unpack("<Q", bytes(data[:8]))
+    data[8:12] = b"\xff\xfe{{"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="malformed safetensors header"):
+        km.Backbone.from_preset(folder)
+    data[:8] = struct.pack("<Q", 10**12)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="corrupted or truncated"):
+        km.Backbone.from_preset(folder)
+
+
+def test_bad_offsets(tmp_path):
+    header = {"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}
+    raw = json.dumps(header).encode()
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 16)
+    with pytest.raises(CheckpointError, match="'w' offsets"):
+        SafetensorsFile(tmp_path / "model.safetensors")
+
+
+def test_unknown_preset_name():
+    with pytest.raises(PresetError, match="Unknown preset 'definitely-not-a-preset'"):
+        km.Backbone.from_preset("definitely-not-a-preset")
+    with pytest.raises(PresetError, match="Malformed hub handle"):
+        km.Backbone.from_preset("hf://a/b/c")

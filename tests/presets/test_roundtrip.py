@@ -1,0 +1,113 @@
+"""save_to_preset -> transformers and -> keras-models; .keras round trip; fresh heads."""
+
+import logging
+
+import keras
+import numpy as np
+import pytest
+
+import keras_models as km
+from keras_models.errors import ConfigError, PresetError
+from tests.parity import assert_close, to_numpy
+from tests.presets.fixtures import tiny_classifier, tiny_mlm_untied
+
+
+def _torch_outputs(model, inputs):
+    import torch
+
+    with torch.no_grad():
+        out = model(**{k: torch.tensor(v) for k, v in inputs.items()})
+    return out.logits.numpy()
+
+
+def test_classifier_save_to_preset_reloads_in_transformers(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder, inputs, expected = tiny_classifier()
+    model = km.TextClassifier.from_preset(folder)
+    assert model.id2label == {0: "neg", 1: "neutral", 2: "pos"}
+    out = tmp_path / "saved"
+    model.save_to_preset(out)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temp folder left behind"
+    hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    assert hf.config.id2label[2] == "pos"
+    assert_close(_torch_outputs(hf, inputs), expected, what="transformers reload")
+    again = km.TextClassifier.from_preset(out)
+    assert_close(again(inputs), expected, what="keras-models reload")
+    # The tokenizer travelled with the preset and gives transformers' ids.
+    tok = AutoTokenizer.from_pretrained(str(out))
+    text = ["a good movie", "the service was very slow"]
+    np.testing.assert_array_equal(
+        again.preprocessor.tokenizer(text, padding=True)["input_ids"],
+        tok(text, padding=True, return_tensors="np")["input_ids"],
+    )
+
+
+def test_untied_mlm_round_trip(tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    folder, inputs, expected = tiny_mlm_untied()
+    model = km.MaskedLM.from_preset(folder)
+    assert not model.tie_word_embeddings
+    model.save_to_preset(tmp_path / "mlm")
+    hf = AutoModelForMaskedLM.from_pretrained(str(tmp_path / "mlm")).eval()
+    assert_close(_torch_outputs(hf, inputs), expected, mask=inputs["attention_mask"], what="untied MLM")
+
+
+def test_save_to_preset_refuses_non_empty_folder(tmp_path):
+    folder, _, _ = tiny_classifier()
+    model = km.Backbone.from_preset(folder)
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "keep.txt").write_text("mine")
+    with pytest.raises(PresetError, match="not empty"):
+        model.save_to_preset(tmp_path / "x")
+    assert (tmp_path / "x" / "keep.txt").read_text() == "mine"
+    model.save_to_preset(tmp_path / "x", overwrite=True)
+    assert (tmp_path / "x" / "model.safetensors").is_file()
+
+
+def test_keras_file_round_trip(tmp_path):
+    folder, inputs, expected = tiny_classifier()
+    model = km.TextClassifier.from_preset(folder)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert type(restored) is type(model)
+    assert_close(restored(inputs), expected, what=".keras reload")
+    backbone = km.Backbone.from_preset(folder)
+    backbone.save(tmp_path / "bb.keras")
+    bb2 = keras.saving.load_model(tmp_path / "bb.keras")
+    assert_close(bb2(inputs), to_numpy(backbone(inputs)), atol=1e-6, what="backbone .keras")
+
+
+def test_fresh_head_is_reported(tmp_path, caplog):
+    folder, inputs, _ = tiny_classifier()
+    km.Backbone.from_preset(folder).save_to_preset(tmp_path / "bb")
+    with pytest.raises(ConfigError, match="num_classes"):
+        km.TextClassifier.from_preset(tmp_path / "bb")
+    with caplog.at_level(logging.WARNING, logger="keras_models"):
+        model = km.TokenClassifier.from_preset(tmp_path / "bb", num_classes=5)
+    assert not model.head_from_checkpoint
+    assert "new, randomly initialised head" in caplog.text
+    assert to_numpy(model(inputs)).shape == (2, 8, 5)
+    # A different num_classes than the checkpoint's head also builds a new head.
+    with caplog.at_level(logging.WARNING, logger="keras_models"):
+        m2 = km.TextClassifier.from_preset(folder, num_classes=7)
+    assert not m2.head_from_checkpoint and to_numpy(m2(inputs)).shape == (2, 7)
+
+
+def test_fit_predict_evaluate_on_raw_strings():
+    folder, _, _ = tiny_classifier()
+    model = km.TextClassifier.from_preset(folder)
+    texts = ["a good movie", "a bad movie", "great food", "terrible service", "i love it", "i hate it"] * 4
+    labels = np.array([2, 0, 2, 0, 2, 0] * 4)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    history = model.fit(texts, labels, batch_size=8, epochs=4, verbose=0)
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0]
+    probs = model.predict(["a good movie", "terrible service"], verbose=0)
+    assert probs.shape == (2, 3)
+    loss, acc = model.evaluate(texts, labels, batch_size=8, verbose=0)
+    assert np.isfinite(loss) and 0.0 <= acc <= 1.0
