@@ -41,7 +41,7 @@ CLASSES: dict[str, dict] = {
     "BartTokenizer": {"family": "roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     "LongformerTokenizer": {"family": "roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     "Qwen2Tokenizer": {
-        "family": None,
+        "family": "qwen2",
         "inputs": _NO_TYPES,
         "specials": {"unk_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
     },
@@ -64,7 +64,6 @@ CLASSES: dict[str, dict] = {
         },
     },
     "XLMRobertaTokenizer": {"family": "xlm_roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
-    "CamembertTokenizer": {"family": "xlm_roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     "LlamaTokenizer": {
         "family": "llama",
         "inputs": _NO_TYPES,
@@ -72,7 +71,7 @@ CLASSES: dict[str, dict] = {
         "specials": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
     },
     "GemmaTokenizer": {
-        "family": None,
+        "family": "gemma",
         "inputs": _NO_TYPES,
         "padding_side": "left",
         "specials": {
@@ -101,7 +100,6 @@ MODEL_TYPE_TO_CLASS = {
     "mt5": "T5Tokenizer",
     "albert": "AlbertTokenizer",
     "xlm-roberta": "XLMRobertaTokenizer",
-    "camembert": "CamembertTokenizer",
     "llama": "LlamaTokenizer",
     "mistral": "TokenizersBackend",
     "gemma": "GemmaTokenizer",
@@ -122,6 +120,8 @@ SPECIAL_TOKEN_KEYS = (
 def normalise_class_name(name: str | None) -> str | None:
     if not name:
         return None
+    if name == "PreTrainedTokenizerFast":
+        return name
     return name[: -len("Fast")] if name.endswith("Fast") else name
 
 

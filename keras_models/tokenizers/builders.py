@@ -10,11 +10,12 @@ import json
 from pathlib import Path
 
 from tokenizers import Tokenizer as RustTokenizer
-from tokenizers import decoders, normalizers, pre_tokenizers, processors
+from tokenizers import processors
 from tokenizers.models import BPE, WordPiece
 
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers._special import token_content
+from keras_models.tokenizers.pipelines import apply_family_pipeline
 
 
 def read_wordpiece_vocab(path: Path) -> dict[str, int]:
@@ -42,14 +43,7 @@ def wordpiece_from_vocab_txt(path: Path, config: dict, info: dict) -> RustTokeni
             "or the class default): words outside the vocabulary could not be encoded"
         )
     backend = RustTokenizer(WordPiece(vocab, unk_token=unk))
-    backend.normalizer = normalizers.BertNormalizer(
-        clean_text=True,
-        handle_chinese_chars=config.get("tokenize_chinese_chars", True),
-        strip_accents=config.get("strip_accents"),
-        lowercase=config.get("do_lower_case", True),
-    )
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    backend.decoder = decoders.WordPiece(prefix="##")
+    apply_family_pipeline(backend, "wordpiece", config)
     return backend
 
 
@@ -81,8 +75,13 @@ def read_bpe_files(vocab_path: Path, merges_path: Path):
 
 
 def byte_level_bpe(vocab_path: Path, merges_path: Path, config: dict, class_name: str, family) -> RustTokenizer:
+    if family not in (None, "gpt2", "roberta", "qwen2"):
+        raise TokenizerFileError(
+            f"{vocab_path.parent} has only vocab.json + merges.txt, but its tokenizer class {class_name} is not "
+            "a byte-level BPE class we can rebuild (GPT-2, RoBERTa, BART, Longformer, Qwen2): a tokenizer.json "
+            "is needed"
+        )
     vocab, merges = read_bpe_files(vocab_path, merges_path)
-    add_prefix_space = bool(config.get("add_prefix_space", False))
     backend = RustTokenizer(
         BPE(
             vocab=vocab,
@@ -93,8 +92,7 @@ def byte_level_bpe(vocab_path: Path, merges_path: Path, config: dict, class_name
             fuse_unk=False,
         )
     )
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
-    backend.decoder = decoders.ByteLevel()
+    apply_family_pipeline(backend, family or "gpt2", config)
     return backend
 
 

@@ -18,6 +18,7 @@ from tokenizers import Tokenizer as RustTokenizer
 from keras_models.errors import PresetError, TokenizerFileError
 from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import to_added_token
+from keras_models.tokenizers.pipelines import CLASS_POST_PROCESSOR, apply_family_pipeline, precompiled_charsmap
 
 SPM_FILE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
@@ -102,17 +103,19 @@ def _class_name(folder: Path, config: dict) -> str:
     return _classes.MODEL_TYPE_TO_CLASS.get(_model_type(folder) or "", "TokenizersBackend")
 
 
-def _load_tokenizer_json(path: Path) -> RustTokenizer:
+def _load_tokenizer_json(path: Path) -> tuple[RustTokenizer, dict]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise TokenizerFileError(f"Cannot read tokenizer file {path}: {e}") from e
     try:
-        json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as e:
         raise TokenizerFileError(f"Tokenizer file {path} is not valid JSON: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise TokenizerFileError(f"Tokenizer file {path} has no 'model' object: not a `tokenizers` serialization")
     try:
-        return RustTokenizer.from_str(text)
+        return RustTokenizer.from_str(text), data
     except Exception as e:  # the Rust deserializer raises a bare Exception
         raise TokenizerFileError(f"Tokenizer file {path} is not a valid `tokenizers` serialization: {e}") from e
 
@@ -151,12 +154,22 @@ def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path):
 
 def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustTokenizer, str]:
     """Return the Rust tokenizer for the folder and the name of the file it came from."""
-    tokenizer_json = folder / "tokenizer.json"
-    if tokenizer_json.is_file():
-        return _load_tokenizer_json(tokenizer_json), "tokenizer.json"
     info = _classes.class_info(class_name)
     family = info.get("family")
-    if (folder / "vocab.txt").is_file():
+    tokenizer_json = folder / "tokenizer.json"
+    if tokenizer_json.is_file():
+        backend, data = _load_tokenizer_json(tokenizer_json)
+        if family is not None:
+            # Transformers' class rebuilds these stages from its own rules and tokenizer_config.json
+            apply_family_pipeline(backend, family, config, precompiled_charsmap(data))
+        return backend, "tokenizer.json"
+    known = _classes.normalise_class_name(class_name) in _classes.CLASSES
+    if (folder / "vocab.txt").is_file() and (family == "wordpiece" or (family is None and not known)):
+        if family is None:
+            raise TokenizerFileError(
+                f"{folder} has only vocab.txt, and tokenizer class {class_name} is not a WordPiece class we can "
+                "rebuild (BERT, DistilBERT, ELECTRA): a tokenizer.json is needed"
+            )
         from keras_models.tokenizers.builders import wordpiece_from_vocab_txt
 
         backend = wordpiece_from_vocab_txt(folder / "vocab.txt", config, info)
@@ -195,8 +208,11 @@ def load_tokenizer(preset, cls=None, **overrides):
     config.pop("_legacy_added_tokens", None)
     tok = cls(backend, config, class_name=class_name)
     tok.source_format = source
-    if source != "tokenizer.json":
-        from keras_models.tokenizers.builders import set_post_processor
+    from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 
+    family = _classes.class_info(class_name).get("family")
+    if source != "tokenizer.json" or family in CLASS_POST_PROCESSOR:
         set_post_processor(tok, config)
+    elif backend.post_processor is None:
+        backend.post_processor = bos_eos_template(tok, False, False)
     return tok

