@@ -8,24 +8,29 @@ from keras_models.layers.activations import get_activation
 
 @keras.saving.register_keras_serializable(package="keras_models")
 class MaskedLMHead(keras.layers.Layer):
-    """dense -> activation -> LayerNorm -> vocabulary projection (tied or own) + bias."""
+    """dense -> activation -> LayerNorm -> vocabulary projection (tied or own) + bias.
+
+    ``projection_size`` is the dense layer's width (default ``hidden_size``): factorised-embedding
+    models (ALBERT, ELECTRA's generator, RemBERT) project to their embedding width first.
+    """
 
     def __init__(self, hidden_size, vocab_size, hidden_act="gelu", layer_norm_eps=1e-12,
-                 tied=True, kernel_initializer="glorot_uniform", **kwargs):
+                 tied=True, kernel_initializer="glorot_uniform", projection_size=None, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.projection_size = projection_size or hidden_size
         self.hidden_act, self.layer_norm_eps, self.tied = hidden_act, layer_norm_eps, tied
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.act = get_activation(hidden_act)
-        self.dense = keras.layers.Dense(hidden_size, name="dense", dtype=self.dtype_policy,
+        self.dense = keras.layers.Dense(self.projection_size, name="dense", dtype=self.dtype_policy,
                                         kernel_initializer=self.kernel_initializer)
         self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm", dtype=self.dtype_policy)
 
     def build(self, input_shape):
         self.dense.build(input_shape)
-        self.norm.build(input_shape)
+        self.norm.build(tuple(input_shape[:-1]) + (self.projection_size,))
         if not self.tied:
-            self.decoder = self.add_weight(name="decoder", shape=(self.vocab_size, self.hidden_size),
+            self.decoder = self.add_weight(name="decoder", shape=(self.vocab_size, self.projection_size),
                                            initializer=self.kernel_initializer)
         self.bias = self.add_weight(name="bias", shape=(self.vocab_size,), initializer="zeros")
         self.built = True
@@ -38,7 +43,7 @@ class MaskedLMHead(keras.layers.Layer):
     def get_config(self):
         c = super().get_config()
         c.update(hidden_size=self.hidden_size, vocab_size=self.vocab_size, hidden_act=self.hidden_act,
-                 layer_norm_eps=self.layer_norm_eps, tied=self.tied,
+                 layer_norm_eps=self.layer_norm_eps, tied=self.tied, projection_size=self.projection_size,
                  kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return c
 

@@ -1,0 +1,294 @@
+"""One configurable BERT-like encoder backbone shared by every encoder family.
+
+Every architectural difference is a named constructor switch (see ``SWITCHES``):
+
+* ``embedding_size`` / ``embedding_projection``: factorised embeddings (ALBERT, ELECTRA, RemBERT)
+  projected to ``hidden_size`` by a dense layer after the embedding LayerNorm;
+* ``position_mode``: ``"absolute"`` (BERT), ``"padding_offset"`` (RoBERTa: real tokens count up
+  from ``pad_token_id + 1``), ``"none"`` (positions handled inside attention, e.g. rotary);
+* ``embeddings_norm`` (LayerNorm after the embedding sum), ``norm_first`` (pre-norm blocks) and
+  ``final_norm`` (a LayerNorm after the last block: Megatron-BERT, XLM-RoBERTa-XL);
+* ``num_layer_groups`` / ``layers_per_group``: ALBERT's shared layers (``num_layers`` applications
+  of ``num_layer_groups * layers_per_group`` distinct blocks);
+* ``task_type_vocab_size``: ERNIE's extra ``task_type_ids`` embedding.
+
+A family is a subclass that sets ``family_defaults`` (its fixed switches), ``hf_keys`` (the
+config.json translation, as data) and ``hf_names`` (the weight map, as name templates).
+"""
+
+import keras
+from keras import ops
+
+from keras_models.errors import ConfigError
+from keras_models.layers.encoder_block import EncoderBlock
+from keras_models.layers.masks import padding_bias
+from keras_models.models.backbone import Backbone
+from keras_models.presets.weight_map import TRANSPOSE, Rule
+
+REQUIRED = object()
+
+# Switches and their defaults (a family's ``family_defaults`` overrides these defaults).
+SWITCHES = dict(
+    position_mode="absolute",
+    norm_first=False,
+    embeddings_norm=True,
+    final_norm=False,
+    embedding_size=None,
+    embedding_projection=None,  # None: project when embedding_size != hidden_size
+    output_embedding_size=None,  # width of the MLM head (RemBERT); None: the embedding width
+    num_layer_groups=None,  # None: one group per layer (no sharing)
+    layers_per_group=1,
+    task_type_vocab_size=0,
+)
+
+# our constructor argument -> (config.json key, default when the key is absent)
+BERT_KEYS = {
+    "vocab_size": ("vocab_size", REQUIRED),
+    "hidden_size": ("hidden_size", REQUIRED),
+    "num_layers": ("num_hidden_layers", REQUIRED),
+    "num_heads": ("num_attention_heads", REQUIRED),
+    "intermediate_size": ("intermediate_size", REQUIRED),
+    "hidden_act": ("hidden_act", "gelu"),
+    "max_position_embeddings": ("max_position_embeddings", 512),
+    "type_vocab_size": ("type_vocab_size", 2),
+    "layer_norm_eps": ("layer_norm_eps", 1e-12),
+    "dropout": ("hidden_dropout_prob", 0.1),
+    "attention_dropout": ("attention_probs_dropout_prob", 0.1),
+    "pad_token_id": ("pad_token_id", 0),
+    "initializer_range": ("initializer_range", 0.02),
+}
+
+# Weight-map name templates (base-model relative). A block's prefix is ``layer`` formatted with
+# i (distinct block index), g (its group) and l (its index inside the group).
+BERT_NAMES = dict(
+    word="embeddings.word_embeddings",
+    position="embeddings.position_embeddings",
+    token_type="embeddings.token_type_embeddings",
+    task_type="embeddings.task_type_embeddings",
+    emb_norm="embeddings.LayerNorm",
+    emb_proj="embeddings_project",
+    layer="encoder.layer.{i}.",
+    query="attention.self.query",
+    key="attention.self.key",
+    value="attention.self.value",
+    attn_out="attention.output.dense",
+    attn_norm="attention.output.LayerNorm",
+    ffn_in="intermediate.dense",
+    ffn_out="output.dense",
+    ffn_norm="output.LayerNorm",
+    final_norm="encoder.LayerNorm",
+)
+
+
+def read_hf_keys(hf, keys, source="config.json"):
+    """Constructor kwargs from config.json through a ``{arg: (key, default)}`` table."""
+    out = {}
+    for arg, (key, default) in keys.items():
+        value = hf.get(key) if key else None  # key None: a constant of the family
+        if value is None:  # absent or null: the family's default
+            value = default
+        if value is REQUIRED:
+            raise ConfigError(f"{source}: required key {key!r} is missing")
+        out[arg] = value
+    return out
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class EncoderBackbone(Backbone):
+    """Generic encoder; not registered itself (families subclass it)."""
+
+    base_model_prefix = "bert"
+    hf_architecture = "BertModel"
+    hf_model_type = "bert"
+    hf_ignore = ("*embeddings.position_ids", "*embeddings.token_type_ids")
+    hf_known_unused = ("*pooler.dense.*",)
+    hf_keys = BERT_KEYS
+    hf_names = BERT_NAMES
+    hf_extra = {}  # constant config.json entries written by config_to_hf
+    family_defaults = {}
+    # Backends on which this family's parity tests pass (read by tools/gen_models_table.py).
+    verified_backends = ()
+    checkpoint_families = ()  # checkpoint-only rows reusing this architecture (docs)
+
+    def __init__(self, vocab_size, hidden_size, num_layers, num_heads, intermediate_size,
+                 hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2,
+                 layer_norm_eps=1e-12, dropout=0.1, attention_dropout=0.1, pad_token_id=0,
+                 initializer_range=0.02, **kwargs):
+        switches = {k: kwargs.pop(k, self.family_defaults.get(k, v)) for k, v in SWITCHES.items()}
+        super().__init__(**kwargs)
+        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
+        self.num_heads, self.intermediate_size, self.hidden_act = num_heads, intermediate_size, hidden_act
+        self.max_position_embeddings, self.type_vocab_size = max_position_embeddings, type_vocab_size
+        self.layer_norm_eps, self.dropout_rate = layer_norm_eps, dropout
+        self.attention_dropout, self.pad_token_id = attention_dropout, pad_token_id
+        self.initializer_range = initializer_range
+        for k, v in switches.items():
+            setattr(self, k, v)
+        if self.position_mode not in ("absolute", "padding_offset", "none"):
+            raise ConfigError(f"position_mode={self.position_mode!r}: expected absolute, padding_offset or none")
+        self.embedding_dim = self.embedding_size or hidden_size
+        if self.embedding_projection is None:
+            self.embedding_projection = self.embedding_dim != hidden_size
+        groups = self.num_layer_groups or num_layers
+        if num_layers % groups:
+            raise ConfigError(f"num_layers={num_layers} is not a multiple of num_layer_groups={groups}")
+        self.layer_schedule = [
+            (i // (num_layers // groups)) * self.layers_per_group + j
+            for i in range(num_layers) for j in range(self.layers_per_group)
+        ]
+        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        common = dict(dtype=self.dtype_policy)
+
+        def embedding(n, name):
+            return keras.layers.Embedding(n, self.embedding_dim, embeddings_initializer=init, name=name, **common)
+
+        self.token_embedding = embedding(vocab_size, "token_embedding")
+        self.position_embedding = (
+            embedding(max_position_embeddings, "position_embedding") if self.position_mode != "none" else None
+        )
+        self.token_type_embedding = embedding(type_vocab_size, "token_type_embedding") if type_vocab_size else None
+        self.task_type_embedding = (
+            embedding(self.task_type_vocab_size, "task_type_embedding") if self.task_type_vocab_size else None
+        )
+        self.embeddings_norm_layer = (
+            keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="embeddings_norm", **common)
+            if self.embeddings_norm else None
+        )
+        self.embeddings_dropout = keras.layers.Dropout(dropout, **common)
+        self.embeddings_project = (
+            keras.layers.Dense(hidden_size, kernel_initializer=init, name="embeddings_project", **common)
+            if self.embedding_projection else None
+        )
+        self.blocks = [self.make_block(i, init) for i in range(groups * self.layers_per_group)]
+        self.final_norm_layer = (
+            keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_norm", **common)
+            if self.final_norm else None
+        )
+
+    def make_block(self, index, init):
+        """The block for distinct layer ``index`` (families with other attention override this)."""
+        return EncoderBlock(
+            self.hidden_size, self.num_heads, self.intermediate_size, hidden_act=self.hidden_act,
+            layer_norm_eps=self.layer_norm_eps, dropout=self.dropout_rate,
+            attention_dropout=self.attention_dropout, norm_first=self.norm_first,
+            kernel_initializer=init, name=f"block_{index}", dtype=self.dtype_policy,
+        )
+
+    # --- forward ------------------------------------------------------------------------------
+    def position_ids(self, input_ids):
+        if self.position_mode == "padding_offset":
+            mask = ops.cast(ops.not_equal(input_ids, self.pad_token_id), "int32")
+            return ops.cumsum(mask, axis=1) * mask + self.pad_token_id
+        seq_len = ops.shape(input_ids)[1]
+        return ops.broadcast_to(ops.arange(seq_len, dtype="int32")[None, :], ops.shape(input_ids))
+
+    def embed(self, inputs, training=False):
+        input_ids = inputs["input_ids"]
+        x = self.token_embedding(input_ids)
+        if self.position_embedding is not None:
+            positions = inputs.get("position_ids")
+            if positions is None:
+                positions = self.position_ids(input_ids)
+            x = x + self.position_embedding(positions)
+        for layer, key in ((self.token_type_embedding, "token_type_ids"), (self.task_type_embedding, "task_type_ids")):
+            if layer is not None:
+                ids = inputs.get(key)
+                x = x + layer(ops.zeros_like(input_ids) if ids is None else ids)
+        if self.embeddings_norm_layer is not None:
+            x = self.embeddings_norm_layer(x)
+        x = self.embeddings_dropout(x, training=training)
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)
+        return x
+
+    def attention_bias(self, inputs, x):
+        mask = inputs.get("attention_mask")
+        return None if mask is None else padding_bias(mask, x.dtype)
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, dict):
+            inputs = {"input_ids": inputs}
+        x = self.embed(inputs, training=training)
+        bias = self.attention_bias(inputs, x)
+        for index in self.layer_schedule:
+            x = self.blocks[index](x, bias, training=training)
+        if self.final_norm_layer is not None:
+            x = self.final_norm_layer(x)
+        return x
+
+    # --- HF conversion ------------------------------------------------------------------------
+    @classmethod
+    def config_from_hf(cls, hf):
+        kind = hf.get("position_embedding_type", "absolute")
+        if kind not in (None, "absolute"):
+            raise ConfigError(f"config.json: position_embedding_type={kind!r} is not supported yet")
+        return read_hf_keys(hf, cls.hf_keys)
+
+    def config_to_hf(self):
+        config = {"model_type": self.hf_model_type, "architectures": [self.hf_architecture]}
+        config.update({key: getattr(self, "dropout_rate" if arg == "dropout" else arg)
+                       for arg, (key, _) in self.hf_keys.items() if key})
+        config.update(self.hf_extra)
+        return config
+
+    def block_prefix(self, index):
+        g, l = divmod(index, self.layers_per_group)
+        return self.hf_names["layer"].format(i=index, g=g, l=l)
+
+    def block_rules(self, prefix, block):
+        n = self.hf_names
+        r = []
+        for key, dense in (("query", block.attention.query), ("key", block.attention.key),
+                           ("value", block.attention.value), ("attn_out", block.attention.output_dense),
+                           ("ffn_in", block.intermediate), ("ffn_out", block.output_dense)):
+            r += dense_rules(prefix + n[key], dense)
+        r += norm_rules(prefix + n["attn_norm"], block.attention_norm)
+        r += norm_rules(prefix + n["ffn_norm"], block.output_norm)
+        return r
+
+    def weight_rules(self):
+        n = self.hf_names
+        r = [Rule(n["word"] + ".weight", self.token_embedding.embeddings)]
+        for key, layer in (("position", self.position_embedding), ("token_type", self.token_type_embedding),
+                           ("task_type", self.task_type_embedding)):
+            if layer is not None:
+                r.append(Rule(n[key] + ".weight", layer.embeddings))
+        if self.embeddings_norm_layer is not None:
+            r += norm_rules(n["emb_norm"], self.embeddings_norm_layer)
+        if self.embeddings_project is not None:
+            r += dense_rules(n["emb_proj"], self.embeddings_project)
+        for i, block in enumerate(self.blocks):
+            r += self.block_rules(self.block_prefix(i), block)
+        if self.final_norm_layer is not None:
+            r += norm_rules(n["final_norm"], self.final_norm_layer)
+        return r
+
+    def dummy_inputs(self):
+        inputs = super().dummy_inputs()
+        if self.position_mode == "padding_offset":
+            inputs["input_ids"] = inputs["input_ids"] * (self.pad_token_id + 1)
+        return inputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
+            num_heads=self.num_heads, intermediate_size=self.intermediate_size,
+            hidden_act=self.hidden_act, max_position_embeddings=self.max_position_embeddings,
+            type_vocab_size=self.type_vocab_size, layer_norm_eps=self.layer_norm_eps,
+            dropout=self.dropout_rate, attention_dropout=self.attention_dropout,
+            pad_token_id=self.pad_token_id, initializer_range=self.initializer_range,
+        )
+        config.update({k: getattr(self, k) for k in SWITCHES})
+        return config
+
+
+def dense_rules(name, dense, base=True):
+    out = [Rule(f"{name}.weight", dense.kernel, TRANSPOSE, base=base)]
+    if dense.use_bias:
+        out.append(Rule(f"{name}.bias", dense.bias, base=base))
+    return out
+
+
+def norm_rules(name, norm, base=True):
+    return [Rule(f"{name}.weight", norm.gamma, base=base), Rule(f"{name}.bias", norm.beta, base=base)]

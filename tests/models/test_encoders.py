@@ -1,0 +1,99 @@
+"""Encoder families on the shared encoder: backbone and every head against tiny random
+Transformers models, with padded batches and non-default config switches."""
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.parity import assert_close, hf_reference, text_inputs
+
+TINY = dict(vocab_size=99, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=20, max_position_embeddings=40)
+STD = ("Backbone", "MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer")
+SUFFIX = {"Backbone": "Model", "MaskedLM": "ForMaskedLM", "TextClassifier": "ForSequenceClassification",
+          "TokenClassifier": "ForTokenClassification", "QuestionAnswerer": "ForQuestionAnswering",
+          "Discriminator": "ForPreTraining"}
+
+# spec name -> (HF class prefix, config class, config kwargs, input style, tasks)
+SPECS = {
+    "xlm_roberta": ("XLMRoberta", "XLMRobertaConfig", dict(TINY, pad_token_id=1, hidden_act="gelu_new"), "roberta", STD),
+    "camembert": ("Camembert", "CamembertConfig", dict(TINY, pad_token_id=1, type_vocab_size=1), "roberta", STD),
+    "data2vec_text": ("Data2VecText", "Data2VecTextConfig", dict(TINY, pad_token_id=1, layer_norm_eps=1e-6), "roberta", STD),
+    "roberta_preln": ("RobertaPreLayerNorm", "RobertaPreLayerNormConfig", dict(TINY, pad_token_id=1), "roberta", STD),
+    "xlm_roberta_xl": ("XLMRobertaXL", "XLMRobertaXLConfig", dict(TINY, pad_token_id=1, hidden_act="relu"), "roberta", STD),
+    "ernie": ("Ernie", "ErnieConfig", dict(TINY, use_task_id=True, task_type_vocab_size=4, type_vocab_size=3), "ernie", STD),
+    "megatron_bert": ("MegatronBert", "MegatronBertConfig", dict(TINY, layer_norm_eps=1e-5), "bert", STD),
+    "rembert": ("RemBert", "RemBertConfig", dict(TINY, input_embedding_size=12, output_embedding_size=20,
+                                                 layer_norm_eps=1e-6), "bert", STD),
+    "electra": ("Electra", "ElectraConfig", dict(TINY, embedding_size=12, hidden_act="gelu_new"), "bert",
+                STD + ("Discriminator",)),
+    "electra_same_width": ("Electra", "ElectraConfig", dict(TINY, embedding_size=16), "bert", ("Backbone", "MaskedLM")),
+    "albert": ("Albert", "AlbertConfig", dict(TINY, embedding_size=12, num_hidden_layers=4, num_hidden_groups=2,
+                                              inner_group_num=2), "bert", STD),
+    "albert_shared": ("Albert", "AlbertConfig", dict(TINY, embedding_size=12, num_hidden_layers=3), "bert",
+                      ("Backbone", "TextClassifier")),
+    "distilbert": ("DistilBert", "DistilBertConfig", dict(vocab_size=99, dim=16, n_layers=2, n_heads=2, hidden_dim=20,
+                                                         max_position_embeddings=40, activation="gelu"), "none", STD),
+    "distilbert_sinusoidal": ("DistilBert", "DistilBertConfig", dict(vocab_size=99, dim=16, n_layers=1, n_heads=4,
+                                                                    hidden_dim=24, max_position_embeddings=40,
+                                                                    sinusoidal_pos_embds=True, activation="relu"),
+                              "none", ("Backbone", "MaskedLM")),
+}
+CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
+
+
+def _inputs(style):
+    if style == "roberta":
+        return text_inputs(pad_id=1, token_types=False)
+    inputs = text_inputs(pad_id=0, token_types=style != "none")
+    if style == "ernie":
+        inputs["task_type_ids"] = (np.arange(9)[None, :] % 4 * inputs["attention_mask"]).astype("int64")
+    return inputs
+
+
+def _build(spec, task):
+    import transformers
+
+    prefix, config_cls, kwargs, _, _ = SPECS[spec]
+    cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
+    return getattr(transformers, prefix + SUFFIX[task])(cfg)
+
+
+def _ref(spec, task):
+    inputs = _inputs(SPECS[spec][3])
+    folder, expected = hf_reference(f"enc-{spec}-{task}", lambda: _build(spec, task), inputs)
+    return folder, inputs, expected
+
+
+def _masked_mean(h, mask):
+    m = mask[..., None].astype("float32")
+    return (h * m).sum(1) / m.sum(1)
+
+
+@pytest.mark.parametrize("spec,task", CASES)
+def test_parity(spec, task):
+    folder, inputs, expected = _ref(spec, task)
+    mask = inputs["attention_mask"]
+    if task == "Discriminator":
+        model = km.models.ElectraDiscriminator.from_preset(folder)
+        assert model.head_from_checkpoint
+        assert_close(model(inputs), expected["logits"], mask=mask, what=f"{spec} {task}")
+        return
+    cls = km.Backbone if task == "Backbone" else getattr(km, task)
+    model = cls.from_preset(folder)
+    assert type(model).__name__.startswith(SPECS[spec][0])
+    out = model(inputs)
+    if task == "Backbone":
+        assert_close(out, expected["last_hidden_state"], mask=mask, what=f"{spec} backbone")
+        embedder = km.TextEmbedder.from_preset(folder)
+        want = _masked_mean(expected["last_hidden_state"], mask)
+        assert_close(embedder(inputs), want, what=f"{spec} TextEmbedder")
+        return
+    assert model.head_from_checkpoint
+    if task == "QuestionAnswerer":
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=mask, what=f"{spec} {task} {k}")
+    elif task == "TextClassifier":
+        assert_close(out, expected["logits"], what=f"{spec} {task}")
+    else:
+        assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
