@@ -6,6 +6,7 @@ One line per family: adding an architecture means adding its package and one imp
 from keras_models.models.backbone import Backbone
 from keras_models.models.bert import *  # noqa: F401,F403
 from keras_models.models.roberta import *  # noqa: F401,F403
+from keras_models.models.encoder.families import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]
