@@ -1,7 +1,16 @@
-"""Multi-head attention with separate q/k/v/o projections (MHA, GQA and MQA)."""
+"""Multi-head attention (MHA, GQA and MQA) for encoders and decoders.
+
+Decoder features are named switches: ``fused_qkv`` (one projection laid out [q heads | k heads |
+v heads]), ``qk_norm`` ("rms"/"layer" over head_dim), ``softcap`` (tanh soft-capping of scores),
+``rotary_interleaved``; :meth:`Attention.call_decoder` adds rotary positions and a fixed-size KV
+buffer written at ``cache_index``.
+"""
 
 import keras
 from keras import ops
+
+from keras_models.layers.norms import make_norm
+from keras_models.layers.rotary import apply_rotary
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -24,9 +33,21 @@ class Attention(keras.layers.Layer):
         dropout=0.0,
         scale=None,
         kernel_initializer="glorot_uniform",
+        fused_qkv=False,
+        qk_norm=None,
+        qk_norm_eps=1e-6,
+        qk_norm_unit_offset=False,
+        softcap=None,
+        rotary_interleaved=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.fused_qkv = fused_qkv
+        self.qk_norm = qk_norm
+        self.qk_norm_eps = qk_norm_eps
+        self.qk_norm_unit_offset = qk_norm_unit_offset
+        self.softcap = softcap
+        self.rotary_interleaved = rotary_interleaved
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads or num_heads
@@ -37,16 +58,27 @@ class Attention(keras.layers.Layer):
         self.scale = scale
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         dense = dict(dtype=self.dtype_policy, kernel_initializer=self.kernel_initializer)
-        self.query = keras.layers.Dense(num_heads * self.head_dim, use_bias=use_bias, name="query", **dense)
-        self.key = keras.layers.Dense(self.num_kv_heads * self.head_dim, use_bias=use_bias, name="key", **dense)
-        self.value = keras.layers.Dense(self.num_kv_heads * self.head_dim, use_bias=use_bias, name="value", **dense)
+        q_dim, kv_dim = num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        if fused_qkv:
+            self.qkv = keras.layers.Dense(q_dim + 2 * kv_dim, use_bias=use_bias, name="qkv", **dense)
+            self.query = self.key = self.value = None
+        else:
+            self.query = keras.layers.Dense(q_dim, use_bias=use_bias, name="query", **dense)
+            self.key = keras.layers.Dense(kv_dim, use_bias=use_bias, name="key", **dense)
+            self.value = keras.layers.Dense(kv_dim, use_bias=use_bias, name="value", **dense)
+        if qk_norm:
+            norm = dict(epsilon=qk_norm_eps, unit_offset=qk_norm_unit_offset, dtype=self.dtype_policy)
+            self.query_norm = make_norm(qk_norm, name="query_norm", **norm)
+            self.key_norm = make_norm(qk_norm, name="key_norm", **norm)
         self.output_dense = keras.layers.Dense(hidden_size, use_bias=self.output_bias, name="output", **dense)
         self.attention_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
-        self.query.build(input_shape)
-        self.key.build(input_shape)
-        self.value.build(input_shape)
+        for dense in (self.qkv,) if self.fused_qkv else (self.query, self.key, self.value):
+            dense.build(input_shape)
+        if self.qk_norm:
+            self.query_norm.build((None, None, self.num_heads, self.head_dim))
+            self.key_norm.build((None, None, self.num_kv_heads, self.head_dim))
         self.output_dense.build(tuple(input_shape[:-1]) + (self.num_heads * self.head_dim,))
         self.built = True
 
@@ -62,6 +94,8 @@ class Attention(keras.layers.Layer):
             v = ops.repeat(v, rep, axis=2)
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
         scores = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(scale, q.dtype)
+        if self.softcap is not None:
+            scores = ops.tanh(scores / self.softcap) * self.softcap
         if bias is not None:
             scores = scores + ops.cast(bias, scores.dtype)
         probs = ops.softmax(ops.cast(scores, "float32"), axis=-1)
@@ -78,9 +112,48 @@ class Attention(keras.layers.Layer):
         v = self._split(self.value(kv_in), self.num_kv_heads)
         return self.output_dense(self.attend(q, k, v, bias, training=training))
 
+    def project_qkv(self, x):
+        """(b, t, hidden) -> q (b, t, h, d), k and v (b, t, kv, d), qk-normed if configured."""
+        if self.fused_qkv:
+            qkv = self.qkv(x)
+            q_dim, kv_dim = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+            q, k, v = qkv[..., :q_dim], qkv[..., q_dim : q_dim + kv_dim], qkv[..., q_dim + kv_dim :]
+        else:
+            q, k, v = self.query(x), self.key(x), self.value(x)
+        q, k, v = self._split(q, self.num_heads), self._split(k, self.num_kv_heads), self._split(v, self.num_kv_heads)
+        if self.qk_norm:
+            q, k = self.query_norm(q), self.key_norm(k)
+        return q, k, v
+
+    def call_decoder(self, x, bias=None, rope=None, cache=None, cache_index=None, training=False):
+        """Self-attention over the current chunk, or over a KV buffer.
+
+        rope: (cos, sin) for the chunk's positions or None. cache: None, or (2, b, max_len, kv, d)
+        keys/values; the chunk's k/v are written at ``cache_index`` and attention runs over the
+        whole buffer (``bias`` must then span max_len keys). Returns (output, updated cache).
+        """
+        q, k, v = self.project_qkv(x)
+        if rope is not None:
+            q = apply_rotary(q, rope[0], rope[1], self.rotary_interleaved)
+            k = apply_rotary(k, rope[0], rope[1], self.rotary_interleaved)
+        if cache is not None:
+            idx = ops.cast(cache_index, "int32")
+            zero = ops.zeros((), "int32")
+            start = [zero, zero, idx, zero, zero]
+            update = ops.stack([k, v])
+            cache = ops.slice_update(cache, start, ops.cast(update, cache.dtype))
+            k, v = cache[0], cache[1]
+        return self.output_dense(self.attend(q, k, v, bias, training=training)), cache
+
     def get_config(self):
         config = super().get_config()
         config.update(
+            fused_qkv=self.fused_qkv,
+            qk_norm=self.qk_norm,
+            qk_norm_eps=self.qk_norm_eps,
+            qk_norm_unit_offset=self.qk_norm_unit_offset,
+            softcap=self.softcap,
+            rotary_interleaved=self.rotary_interleaved,
             hidden_size=self.hidden_size,
             num_heads=self.num_heads,
             num_kv_heads=self.num_kv_heads,

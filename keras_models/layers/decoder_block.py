@@ -1,0 +1,120 @@
+"""One configurable decoder block for every decoder-only family.
+
+Switches (all named config fields, no model names):
+  * ``norm_type`` "rms"/"layer", ``norm_eps``, ``norm_bias``, ``norm_unit_offset``;
+  * ``norm_position`` "pre" (x + f(norm(x))) or "post" (norm(x + f(x)));
+  * ``residual`` "serial" or "parallel" (x + attn(n1(x)) + mlp(n2(x))), with ``parallel_norms`` 1
+    (one shared input norm) or 2 (separate attention / MLP norms);
+  * ``sandwich_norms``: extra norms on the attention and MLP outputs (Gemma 2);
+  * ``residual_from_norm``: the residual branch starts from the normed input (BLOOM option);
+  * attention: heads / kv heads / head_dim, ``qkv_bias``, ``out_bias``, ``fused_qkv``, ``qk_norm``,
+    ``attn_scale``, ``softcap``, ``sliding_window``, ``rotary_interleaved``;
+  * MLP: ``mlp_gated``, ``mlp_bias``, or mixture of experts (``num_experts`` > 0).
+"""
+
+import keras
+
+from keras_models.layers.attention import Attention
+from keras_models.layers.mlp import MLP
+from keras_models.layers.moe import MoE
+from keras_models.layers.norms import make_norm
+
+BLOCK_DEFAULTS = dict(
+    num_kv_heads=None, head_dim=None, activation="silu", norm_type="rms", norm_eps=1e-6,
+    norm_bias=True, norm_unit_offset=False, norm_position="pre", residual="serial",
+    parallel_norms=1, sandwich_norms=False, residual_from_norm=False, qkv_bias=False,
+    out_bias=False, fused_qkv=False, qk_norm=None, attn_scale=None, softcap=None,
+    sliding_window=None, rotary_interleaved=False, mlp_gated=True, mlp_bias=False,
+    num_experts=0, experts_per_token=2, normalize_top_k=True, attention_dropout=0.0,
+)
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class DecoderBlock(keras.layers.Layer):
+    def __init__(self, hidden_size, num_heads, intermediate_size, kernel_initializer="glorot_uniform",
+                 **options):
+        unknown = set(options) - set(BLOCK_DEFAULTS) - {"name", "dtype", "trainable"}
+        if unknown:
+            raise TypeError(f"DecoderBlock: unknown options {sorted(unknown)}")
+        base = {k: options.pop(k) for k in ("name", "dtype", "trainable") if k in options}
+        super().__init__(**base)
+        self.hidden_size = hidden_size
+        self.num_heads = num_heads
+        self.intermediate_size = intermediate_size
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.options = {**BLOCK_DEFAULTS, **options}
+        o = self.options
+        common = dict(dtype=self.dtype_policy)
+        init = dict(kernel_initializer=self.kernel_initializer)
+
+        def norm(name):
+            return make_norm(o["norm_type"], o["norm_eps"], bias=o["norm_bias"],
+                             unit_offset=o["norm_unit_offset"], name=name, **common)
+
+        self.attention = Attention(
+            hidden_size, num_heads, num_kv_heads=o["num_kv_heads"], head_dim=o["head_dim"],
+            use_bias=o["qkv_bias"], output_bias=o["out_bias"], dropout=o["attention_dropout"],
+            scale=o["attn_scale"], fused_qkv=o["fused_qkv"], qk_norm=o["qk_norm"],
+            qk_norm_eps=o["norm_eps"], qk_norm_unit_offset=o["norm_unit_offset"],
+            softcap=o["softcap"], rotary_interleaved=o["rotary_interleaved"], name="attention",
+            **common, **init,
+        )
+        self.attention_norm = norm("attention_norm")
+        separate_mlp_norm = o["residual"] == "serial" or o["parallel_norms"] == 2
+        self.mlp_norm = norm("mlp_norm") if separate_mlp_norm else None
+        if o["sandwich_norms"]:
+            self.attention_out_norm = norm("attention_out_norm")
+            self.mlp_out_norm = norm("mlp_out_norm")
+        if o["num_experts"]:
+            self.mlp = MoE(hidden_size, intermediate_size, o["num_experts"], o["experts_per_token"],
+                           activation=o["activation"], normalize_top_k=o["normalize_top_k"],
+                           use_bias=o["mlp_bias"], name="mlp", **common, **init)
+        else:
+            self.mlp = MLP(hidden_size, intermediate_size, o["activation"], gated=o["mlp_gated"],
+                           use_bias=o["mlp_bias"], name="mlp", **common, **init)
+
+    @property
+    def sliding_window(self):
+        return self.options["sliding_window"]
+
+    def build(self, input_shape):
+        for layer in (self.attention, self.attention_norm, self.mlp_norm, self.mlp,
+                      getattr(self, "attention_out_norm", None), getattr(self, "mlp_out_norm", None)):
+            if layer is not None:
+                layer.build(input_shape)
+        self.built = True
+
+    def _attn(self, h, bias, rope, cache, cache_index, training):
+        out, cache = self.attention.call_decoder(h, bias, rope, cache, cache_index, training=training)
+        if self.options["sandwich_norms"]:
+            out = self.attention_out_norm(out)
+        return out, cache
+
+    def _mlp(self, h):
+        out = self.mlp(h)
+        return self.mlp_out_norm(out) if self.options["sandwich_norms"] else out
+
+    def call(self, x, bias=None, rope=None, cache=None, cache_index=None, training=False):
+        o = self.options
+        if o["residual"] == "parallel":
+            h = self.attention_norm(x)
+            a, cache = self._attn(h, bias, rope, cache, cache_index, training)
+            m = self._mlp(self.mlp_norm(x) if self.mlp_norm is not None else h)
+            return x + a + m, cache
+        if o["norm_position"] == "post":
+            a, cache = self._attn(x, bias, rope, cache, cache_index, training)
+            h = self.attention_norm(x + a)
+            return self.mlp_norm(h + self._mlp(h)), cache
+        h = self.attention_norm(x)
+        a, cache = self._attn(h, bias, rope, cache, cache_index, training)
+        x = (h if o["residual_from_norm"] else x) + a
+        h = self.mlp_norm(x)
+        return (h if o["residual_from_norm"] else x) + self._mlp(h), cache
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden_size=self.hidden_size, num_heads=self.num_heads,
+                      intermediate_size=self.intermediate_size,
+                      kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+                      **self.options)
+        return config

@@ -1,0 +1,51 @@
+"""Normalisation layers for decoders: RMSNorm (with optional unit offset) and a norm factory."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class RMSNorm(keras.layers.Layer):
+    """Root-mean-square norm computed in float32.
+
+    ``unit_offset=True`` stores the weight as an offset from one (Gemma: ``x * (1 + w)``, with the
+    product taken in float32); otherwise the normalised input is cast back to the input dtype and
+    then scaled (Llama).
+    """
+
+    def __init__(self, epsilon=1e-6, unit_offset=False, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+        self.unit_offset = unit_offset
+
+    def build(self, input_shape):
+        init = "zeros" if self.unit_offset else "ones"
+        self.gamma = self.add_weight(name="gamma", shape=(input_shape[-1],), initializer=init)
+        self.built = True
+
+    def call(self, x):
+        x32 = ops.cast(x, "float32")
+        var = ops.mean(ops.square(x32), axis=-1, keepdims=True)
+        y = x32 * ops.rsqrt(var + self.epsilon)
+        if self.unit_offset:
+            return ops.cast(y * (1.0 + ops.cast(self.gamma, "float32")), x.dtype)
+        return ops.cast(y, x.dtype) * ops.cast(self.gamma, x.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(epsilon=self.epsilon, unit_offset=self.unit_offset)
+        return config
+
+
+def make_norm(kind, epsilon, bias=True, unit_offset=False, name=None, dtype=None):
+    """``kind``: "rms" (RMSNorm) or "layer" (LayerNorm, ``bias`` toggles its beta)."""
+    if kind == "rms":
+        return RMSNorm(epsilon=epsilon, unit_offset=unit_offset, name=name, dtype=dtype)
+    if kind == "layer":
+        return keras.layers.LayerNormalization(epsilon=epsilon, center=bias, name=name, dtype=dtype)
+    raise ValueError(f"Unknown norm type {kind!r} (expected 'rms' or 'layer')")
+
+
+def norm_weights(norm):
+    """(gamma, beta or None) of a norm made by :func:`make_norm`."""
+    return norm.gamma, getattr(norm, "beta", None)

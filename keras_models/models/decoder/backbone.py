@@ -1,0 +1,151 @@
+"""DecoderBackbone: embeddings + N DecoderBlocks + final norm, with a fixed-size KV cache.
+
+Every decoder-only family is this class plus a config translator and a weight map (one small
+module per family in this package). Model-level switches:
+  * ``position_type``: "rope", "learned" (``position_offset`` added to ids), "alibi" or "none";
+    rope: ``rope_theta``, ``rope_scaling`` (Transformers' rope_parameters), ``rotary_dim``;
+  * ``embedding_scale`` (multiply token embeddings), ``embedding_norm`` (norm after embedding),
+    ``embed_proj_dim`` (project in/out around the blocks), ``final_norm``;
+  * ``sliding_window`` with ``layer_types`` ("sliding_attention"/"full_attention" per layer);
+  * ``tie_word_embeddings``, ``lm_head_bias``, ``final_logit_softcap`` (read by CausalLM).
+Block options (see keras_models.layers.decoder_block.BLOCK_DEFAULTS) pass through unchanged.
+"""
+
+import keras
+from keras import ops
+
+from keras_models.errors import ConfigError
+from keras_models.layers.decoder_block import BLOCK_DEFAULTS, DecoderBlock
+from keras_models.layers.decoder_masks import alibi_bias, decoder_bias, positions_from_mask
+from keras_models.layers.norms import make_norm
+from keras_models.layers.rotary import RotaryEmbedding
+from keras_models.models.backbone import Backbone
+
+MODEL_DEFAULTS = dict(
+    position_type="rope", max_position_embeddings=2048, position_offset=0, rope_theta=10000.0,
+    rope_scaling=None, rotary_dim=None, embedding_scale=None, embedding_norm=False,
+    embed_proj_dim=None, final_norm=True, layer_types=None, tie_word_embeddings=False,
+    lm_head_bias=False, final_logit_softcap=None, pad_token_id=None, bos_token_id=None,
+    eos_token_id=None, initializer_range=0.02,
+)
+_BLOCK_OWN = ("sliding_window",)
+
+
+class DecoderBackbone(Backbone):
+    """Generic decoder-only backbone (not registered itself: families subclass it)."""
+
+    def __init__(self, vocab_size, hidden_size, num_layers, num_heads, intermediate_size, **options):
+        base = {k: options.pop(k) for k in ("name", "dtype", "trainable") if k in options}
+        unknown = set(options) - set(MODEL_DEFAULTS) - set(BLOCK_DEFAULTS)
+        if unknown:
+            raise ConfigError(f"{type(self).__name__}: unknown options {sorted(unknown)}")
+        super().__init__(**base)
+        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
+        self.num_heads, self.intermediate_size = num_heads, intermediate_size
+        o = {**MODEL_DEFAULTS, **{k: v for k, v in BLOCK_DEFAULTS.items()}, **options}
+        self.options = o
+        self.num_kv_heads = o["num_kv_heads"] or num_heads
+        self.head_dim = o["head_dim"] or hidden_size // num_heads
+        self.dropout_rate = 0.0
+        self.initializer_range = o["initializer_range"]
+        init = keras.initializers.TruncatedNormal(stddev=o["initializer_range"])
+        common = dict(dtype=self.dtype_policy)
+        self.token_embedding = keras.layers.Embedding(
+            vocab_size, o["embed_proj_dim"] or hidden_size, embeddings_initializer=init,
+            name="token_embedding", **common)
+        self.position_embedding = None
+        if o["position_type"] == "learned":
+            self.position_embedding = keras.layers.Embedding(
+                o["max_position_embeddings"] + o["position_offset"], hidden_size,
+                embeddings_initializer=init, name="position_embedding", **common)
+        self.rotary = None
+        if o["position_type"] == "rope":
+            self.rotary = RotaryEmbedding(
+                o["rotary_dim"] or self.head_dim, o["rope_theta"], o["rope_scaling"],
+                o["max_position_embeddings"], o["rotary_interleaved"], name="rotary", **common)
+        elif o["position_type"] not in ("learned", "alibi", "none"):
+            raise ConfigError(f"position_type={o['position_type']!r}: expected rope/learned/alibi/none")
+        norm = dict(epsilon=o["norm_eps"], bias=o["norm_bias"], unit_offset=o["norm_unit_offset"], **common)
+        self.embedding_norm = make_norm(o["norm_type"], name="embedding_norm", **norm) if o["embedding_norm"] else None
+        self.project_in = self.project_out = None
+        if o["embed_proj_dim"] and o["embed_proj_dim"] != hidden_size:
+            self.project_in = keras.layers.Dense(hidden_size, use_bias=False, name="project_in", **common)
+            self.project_out = keras.layers.Dense(o["embed_proj_dim"], use_bias=False, name="project_out", **common)
+        block_opts = {k: o[k] for k in BLOCK_DEFAULTS if k not in _BLOCK_OWN}
+        self.blocks = [
+            DecoderBlock(hidden_size, num_heads, intermediate_size, kernel_initializer=init,
+                         sliding_window=self.layer_window(i), name=f"block_{i}", **block_opts, **common)
+            for i in range(num_layers)
+        ]
+        self.final_norm = make_norm(o["norm_type"], name="final_norm", **norm) if o["final_norm"] else None
+
+    def layer_window(self, i):
+        o = self.options
+        if o["sliding_window"] is None:
+            return None
+        if o["layer_types"] is None:
+            return o["sliding_window"]
+        return o["sliding_window"] if o["layer_types"][i] == "sliding_attention" else None
+
+    # --- forward ------------------------------------------------------------------------------
+    def _forward(self, input_ids, key_mask, positions, cache=None, cache_index=0, training=False):
+        o = self.options
+        x = self.token_embedding(input_ids)
+        if o["embedding_scale"] is not None:
+            x = x * ops.cast(o["embedding_scale"], x.dtype)
+        if self.project_in is not None:
+            x = self.project_in(x)
+        if self.position_embedding is not None:
+            x = x + self.position_embedding(positions + o["position_offset"])
+        if self.embedding_norm is not None:
+            x = self.embedding_norm(x)
+        t = ops.shape(input_ids)[1]
+        rope = self.rotary(positions) if self.rotary is not None else None
+        extra = alibi_bias(key_mask, self.num_heads) if o["position_type"] == "alibi" else None
+        biases = {}
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            w = block.sliding_window
+            if w not in biases:
+                b = decoder_bias(key_mask, t, cache_index, w, x.dtype)
+                biases[w] = b if extra is None else b + ops.cast(extra, b.dtype)
+            layer_cache = None if cache is None else cache[i]
+            x, layer_cache = block(x, bias=biases[w], rope=rope, cache=layer_cache,
+                                   cache_index=cache_index, training=training)
+            new_cache.append(layer_cache)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        if self.project_out is not None:
+            x = self.project_out(x)
+        return x, (None if cache is None else ops.stack(new_cache))
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, dict):
+            inputs = {"input_ids": inputs}
+        ids = inputs["input_ids"]
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = ops.ones_like(ids)
+        positions = inputs.get("position_ids")
+        if positions is None:
+            positions = positions_from_mask(mask)
+        return self._forward(ids, mask, ops.cast(positions, "int32"), training=training)[0]
+
+    def init_cache(self, batch_size, max_length):
+        """Zeroed KV buffer (num_layers, 2, batch, max_length, num_kv_heads, head_dim)."""
+        shape = (self.num_layers, 2, batch_size, max_length, self.num_kv_heads, self.head_dim)
+        return ops.zeros(shape, dtype=self.compute_dtype)
+
+    def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
+        """Hidden states of ``input_ids`` written at ``cache_index``; returns (hidden, cache)."""
+        t = ops.shape(input_ids)[1]
+        slots = ops.arange(t, dtype="int32") + ops.cast(cache_index, "int32")
+        positions = ops.take(positions_from_mask(attention_mask), slots, axis=1)
+        return self._forward(input_ids, attention_mask, positions, cache, cache_index)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                      num_layers=self.num_layers, num_heads=self.num_heads,
+                      intermediate_size=self.intermediate_size, **self.options)
+        return config

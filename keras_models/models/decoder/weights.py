@@ -1,0 +1,91 @@
+"""Weight-map helpers shared by the decoder families: Linear/Conv1D, norms, fused-qkv layouts."""
+
+import numpy as np
+
+from keras_models.layers.norms import norm_weights
+from keras_models.presets.weight_map import IDENTITY, TRANSPOSE, Chain, Op, Rule
+
+
+class Permute(Op):
+    """Reorder the rows (axis 0) of an HF tensor: ``keras = hf[order]``; exact inverse on export."""
+
+    def __init__(self, order):
+        self.order = np.asarray(order)
+        self.inverse = np.argsort(self.order)
+
+    def to_keras(self, x):
+        return x[self.order]
+
+    def to_hf(self, x):
+        return x[self.inverse]
+
+
+def qkv_order(layout, num_heads, num_kv_heads, head_dim):
+    """Row order turning an HF fused qkv layout into ours ([q heads | k heads | v heads]).
+
+    layouts: "concat" (already ours), "per_head" (heads, 3, head_dim: GPT-NeoX, BLOOM, Falcon),
+    "grouped" (kv groups, heads/kv + 2, head_dim: Falcon's new decoder architecture).
+    """
+    if layout == "concat":
+        return None
+    rows = np.arange((num_heads + 2 * num_kv_heads) * head_dim)
+    if layout == "per_head":
+        r = rows.reshape(num_heads, 3, head_dim)
+        return np.concatenate([r[:, 0].ravel(), r[:, 1].ravel(), r[:, 2].ravel()])
+    if layout == "grouped":
+        g = num_heads // num_kv_heads
+        r = rows.reshape(num_kv_heads, g + 2, head_dim)
+        return np.concatenate([r[:, :g].ravel(), r[:, g].ravel(), r[:, g + 1].ravel()])
+    raise ValueError(f"unknown qkv layout {layout!r}")
+
+
+def linear(hf, dense, conv1d=False, order=None, base=True):
+    """An HF Linear (out, in) -- or GPT-2 Conv1D (in, out) -- onto a Keras Dense."""
+    w_op = IDENTITY if conv1d else TRANSPOSE
+    b_op = IDENTITY
+    if order is not None:
+        perm = Permute(order)
+        w_op = Chain(perm, TRANSPOSE) if not conv1d else Chain(TRANSPOSE, perm, TRANSPOSE)
+        b_op = perm
+    out = [Rule(f"{hf}.weight", dense.kernel, w_op, base=base)]
+    if dense.use_bias:
+        out.append(Rule(f"{hf}.bias", dense.bias, b_op, base=base))
+    return out
+
+
+def norm(hf, layer):
+    gamma, beta = norm_weights(layer)
+    out = [Rule(f"{hf}.weight", gamma)]
+    if beta is not None:
+        out.append(Rule(f"{hf}.bias", beta))
+    return out
+
+
+def embedding(hf, layer):
+    return [Rule(f"{hf}.weight", layer.embeddings)]
+
+
+def attention(prefix, attn, names, conv1d=False, layout="concat"):
+    """names: {"q","k","v","o"} or {"qkv","o"} (+ optional "q_norm","k_norm") HF sub-names."""
+    r = []
+    if attn.fused_qkv:
+        order = qkv_order(layout, attn.num_heads, attn.num_kv_heads, attn.head_dim)
+        r += linear(prefix + names["qkv"], attn.qkv, conv1d, order)
+    else:
+        for key, dense in (("q", attn.query), ("k", attn.key), ("v", attn.value)):
+            r += linear(prefix + names[key], dense, conv1d)
+    r += linear(prefix + names["o"], attn.output_dense, conv1d)
+    if attn.qk_norm:
+        r += norm(prefix + names["q_norm"], attn.query_norm)
+        r += norm(prefix + names["k_norm"], attn.key_norm)
+    return r
+
+
+def mlp(prefix, layer, names, conv1d=False):
+    """names: {"gate","up","down"} HF sub-names (gate omitted for a plain MLP)."""
+    r = []
+    if layer.gate is not None:
+        r += linear(prefix + names["gate"], layer.gate, conv1d)
+    r += linear(prefix + names["up"], layer.up, conv1d)
+    r += linear(prefix + names["down"], layer.down, conv1d)
+    return r

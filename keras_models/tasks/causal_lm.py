@@ -1,0 +1,90 @@
+"""CausalLM: a decoder backbone + language-model head, with the fixed-size KV-cache interface the
+generation engine drives.
+
+    logits = model({"input_ids", "attention_mask"})            # (batch, seq, vocab)
+    cache = model.init_cache(batch_size, max_length)
+    logits, cache = model.call_with_cache(input_ids, cache, cache_index, attention_mask)
+
+``attention_mask`` in ``call_with_cache`` spans the whole cache buffer (batch, max_length); the
+model derives position ids (cumsum(mask) - 1) and the causal / padding / sliding-window bias from
+it, so left-padded prompts give the same logits as unpadded ones. Everything is keras.ops and
+traceable under jax.jit / tf.function.
+
+Families subclass this and set ``hf_lm_head``; the head is the tied token embedding or its own
+Linear (``tie_word_embeddings``, ``lm_head_bias`` and ``final_logit_softcap`` are backbone
+options read from config.json).
+"""
+
+import keras
+from keras import ops
+
+from keras_models.errors import ConfigError
+from keras_models.presets.weight_map import TRANSPOSE, Rule
+from keras_models.tasks.task import Task
+from keras_models.tasks.text import _text_preprocessor, _with_pre
+
+
+class _GenerationSlot:
+    """Placeholder base: the generation engine (keras_models/generation/) provides ``generate``
+    through a mixin added to CausalLM's bases."""
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class CausalLM(Task, _GenerationSlot):
+    task_name = "CausalLM"
+    hf_lm_head = "lm_head"
+    hf_head_patterns = ("lm_head.*",)
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        o = backbone.options
+        self.tied = bool(o["tie_word_embeddings"])
+        self.final_logit_softcap = o["final_logit_softcap"]
+        if self.tied and o["lm_head_bias"]:
+            raise ConfigError("tie_word_embeddings with an lm_head bias is not supported")
+        self.lm_head = None
+        if not self.tied:
+            self.lm_head = keras.layers.Dense(
+                backbone.vocab_size, use_bias=bool(o["lm_head_bias"]), name="lm_head",
+                dtype=backbone.dtype_policy,
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=o["initializer_range"]),
+            )
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **kw):
+        return _text_preprocessor(folder, hf, "CausalLMPreprocessor", **_with_pre(kw))
+
+    def logits(self, hidden):
+        if self.tied:
+            emb = self.backbone.token_embedding.embeddings
+            out = ops.matmul(hidden, ops.transpose(ops.cast(emb, hidden.dtype)))
+        else:
+            out = self.lm_head(hidden)
+        if self.final_logit_softcap is not None:
+            cap = self.final_logit_softcap
+            out = ops.tanh(out / cap) * cap
+        return out
+
+    def call(self, inputs, training=False):
+        return self.logits(self.backbone(inputs, training=training))
+
+    # --- generation interface ----------------------------------------------------------------
+    def init_cache(self, batch_size, max_length):
+        return self.backbone.init_cache(batch_size, max_length)
+
+    def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
+        hidden, cache = self.backbone.call_with_cache(input_ids, cache, cache_index, attention_mask)
+        return self.logits(hidden), cache
+
+    # (generate: provided by keras_models/generation/ -- see _GenerationSlot above.)
+
+    # --- HF conversion -----------------------------------------------------------------------
+    def head_rules(self):
+        name = self.hf_lm_head
+        if self.tied:
+            return [Rule(f"{name}.weight", self.backbone.token_embedding.embeddings, base=False,
+                         optional=True, export=False)]
+        r = [Rule(f"{name}.weight", self.lm_head.kernel, TRANSPOSE, base=False)]
+        if self.lm_head.use_bias:
+            r.append(Rule(f"{name}.bias", self.lm_head.bias, base=False))
+        return r

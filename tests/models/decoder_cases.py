@@ -1,0 +1,96 @@
+"""Tiny random Transformers decoder configs (odd on purpose) for the parity tests."""
+
+SEQ = 10
+VOCAB = 61
+
+
+def _t():
+    import transformers
+
+    return transformers
+
+
+def llama_gqa():
+    t = _t()
+    cfg = t.LlamaConfig(vocab_size=VOCAB, hidden_size=24, num_hidden_layers=2, num_attention_heads=6,
+                        num_key_value_heads=2, intermediate_size=30, head_dim=6, rms_norm_eps=1e-5,
+                        max_position_embeddings=64, attention_bias=True, mlp_bias=True,
+                        rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 500.0})
+    return t.LlamaForCausalLM(cfg)
+
+
+def llama_tied_llama3():
+    t = _t()
+    cfg = t.LlamaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                        num_key_value_heads=1, intermediate_size=20, head_dim=8,
+                        tie_word_embeddings=True, max_position_embeddings=64,
+                        rope_parameters={"rope_type": "llama3", "factor": 8.0, "rope_theta": 10000.0,
+                                         "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                         "original_max_position_embeddings": 8})
+    return t.LlamaForCausalLM(cfg)
+
+
+def llama_yarn():
+    t = _t()
+    cfg = t.LlamaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=20, max_position_embeddings=32,
+                        rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1000.0,
+                                         "original_max_position_embeddings": 8})
+    return t.LlamaForCausalLM(cfg)
+
+
+def llama_dynamic():
+    # max_position_embeddings < sequence: the NTK base grows inside the forward pass.
+    t = _t()
+    cfg = t.LlamaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=20, max_position_embeddings=6,
+                        rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 10000.0})
+    return t.LlamaForCausalLM(cfg)
+
+
+def llama_longrope():
+    t = _t()
+    cfg = t.LlamaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=20, max_position_embeddings=32,
+                        rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                         "original_max_position_embeddings": 8,
+                                         "short_factor": [1.0, 1.5, 2.0, 3.0],
+                                         "long_factor": [2.0, 3.0, 4.0, 6.0]})
+    return t.LlamaForCausalLM(cfg)
+
+
+def mistral_window():
+    t = _t()
+    cfg = t.MistralConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, intermediate_size=20, sliding_window=3,
+                          head_dim=6, max_position_embeddings=64)
+    return t.MistralForCausalLM(cfg)
+
+
+def qwen2_window():
+    t = _t()
+    cfg = t.Qwen2Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, intermediate_size=20, use_sliding_window=True,
+                        sliding_window=4, max_window_layers=1, max_position_embeddings=64,
+                        tie_word_embeddings=True)
+    return t.Qwen2ForCausalLM(cfg)
+
+
+def mixtral_top2():
+    t = _t()
+    cfg = t.MixtralConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, intermediate_size=12, num_local_experts=4,
+                          num_experts_per_tok=2, max_position_embeddings=64)
+    return t.MixtralForCausalLM(cfg)
+
+
+CASES = {
+    "llama_gqa": llama_gqa,
+    "llama_tied_llama3": llama_tied_llama3,
+    "llama_yarn": llama_yarn,
+    "llama_dynamic": llama_dynamic,
+    "llama_longrope": llama_longrope,
+    "mistral_window": mistral_window,
+    "qwen2_window": qwen2_window,
+    "mixtral_top2": mixtral_top2,
+}
