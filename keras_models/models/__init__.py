@@ -8,6 +8,7 @@ from keras_models.models.bert import *  # noqa: F401,F403
 from keras_models.models.roberta import *  # noqa: F401,F403
 from keras_models.models.encoder.families import *  # noqa: F401,F403
 from keras_models.models.decoder import *  # noqa: F401,F403
+from keras_models.models.vit import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]

@@ -12,7 +12,6 @@ pytest.importorskip("PIL")
 skdata = pytest.importorskip("skimage.data")
 
 PHOTOS = ["astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "camera.png", "logo.png"]
-]
 
 # (Transformers class, kwargs) -- defaults and odd configs of every size rule.
 CONFIGS = [

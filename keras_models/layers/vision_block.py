@@ -1,0 +1,93 @@
+"""Pre-norm vision transformer block: norm -> attention [-> layer scale] + residual,
+norm -> MLP (plain or SwiGLU) [-> layer scale] + residual. Covers ViT, DeiT, DINOv2, BEiT."""
+
+import keras
+from keras import ops
+
+from keras_models.layers.activations import get_activation
+from keras_models.layers.attention import Attention
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class LayerScale(keras.layers.Layer):
+    def __init__(self, dim, init_value=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.init_value = dim, init_value
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(name="gamma", shape=(self.dim,),
+                                     initializer=keras.initializers.Constant(self.init_value))
+        self.built = True
+
+    def call(self, x):
+        return x * ops.cast(self.gamma, x.dtype)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(dim=self.dim, init_value=self.init_value)
+        return c
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class VisionBlock(keras.layers.Layer):
+    """``mlp``: "plain" (fc1 -> act -> fc2) or "swiglu" (fc1 gives [gate, up] fused;
+    silu(gate) * up -> fc2).
+    ``layer_scale``: None, or the init value of per-channel residual scales.
+    ``key_bias``: False drops the key projection bias (BEiT)."""
+
+    def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu",
+                 layer_norm_eps=1e-12, qkv_bias=True, key_bias=True, mlp="plain", layer_scale=None,
+                 dropout=0.0, attention_dropout=0.0, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_size, self.num_heads, self.intermediate_size = hidden_size, num_heads, intermediate_size
+        self.hidden_act, self.layer_norm_eps, self.qkv_bias = hidden_act, layer_norm_eps, qkv_bias
+        self.key_bias, self.mlp, self.layer_scale = key_bias, mlp, layer_scale
+        self.dropout_rate, self.attention_dropout = dropout, attention_dropout
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        if mlp not in ("plain", "swiglu"):
+            raise ValueError(f"VisionBlock: mlp must be 'plain' or 'swiglu', got {mlp!r}")
+        common = dict(dtype=self.dtype_policy)
+        dense = dict(kernel_initializer=self.kernel_initializer, **common)
+        self.attention = Attention(hidden_size, num_heads, use_bias=qkv_bias, output_bias=True,
+                                   dropout=attention_dropout, name="attention", **dense)
+        if qkv_bias and not key_bias:
+            self.attention.key = keras.layers.Dense(hidden_size, use_bias=False, name="key", **dense)
+        self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm1", **common)
+        self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm2", **common)
+        self.act = get_activation("silu" if mlp == "swiglu" else hidden_act)
+        fused = 2 if mlp == "swiglu" else 1
+        self.fc1 = keras.layers.Dense(fused * intermediate_size, name="fc1", **dense)
+        self.fc2 = keras.layers.Dense(hidden_size, name="fc2", **dense)
+        self.scale1 = LayerScale(hidden_size, layer_scale, name="scale1", **common) if layer_scale is not None else None
+        self.scale2 = LayerScale(hidden_size, layer_scale, name="scale2", **common) if layer_scale is not None else None
+        self.dropout = keras.layers.Dropout(dropout, **common)
+
+    def build(self, input_shape):
+        for layer in (self.attention, self.norm1, self.norm2, self.fc1, self.scale1, self.scale2):
+            if layer is not None:
+                layer.build(input_shape)
+        self.fc2.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
+        self.built = True
+
+    def call(self, x, bias=None, training=False):
+        h = self.attention(self.norm1(x), bias, training=training)
+        h = self.dropout(h, training=training)
+        x = x + (self.scale1(h) if self.scale1 is not None else h)
+        y = self.norm2(x)
+        if self.mlp == "swiglu":
+            gate, up = ops.split(self.fc1(y), 2, axis=-1)
+            y = self.act(gate) * up
+        else:
+            y = self.act(self.fc1(y))
+        y = self.dropout(self.fc2(y), training=training)
+        return x + (self.scale2(y) if self.scale2 is not None else y)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(hidden_size=self.hidden_size, num_heads=self.num_heads,
+                 intermediate_size=self.intermediate_size, hidden_act=self.hidden_act,
+                 layer_norm_eps=self.layer_norm_eps, qkv_bias=self.qkv_bias, key_bias=self.key_bias,
+                 mlp=self.mlp, layer_scale=self.layer_scale, dropout=self.dropout_rate,
+                 attention_dropout=self.attention_dropout,
+                 kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        return c
