@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import keras
 import numpy as np
 
+from keras_models.layers.init import build_symbolically, skip_init
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -47,8 +49,9 @@ class Backbone(keras.Model):
         return {"input_ids": np.ones((1, 2), "int32"), "attention_mask": np.ones((1, 2), "int32")}
 
     def build_from_dummy(self):
+        """Create every variable by tracing a symbolic call (no computation, no compilation)."""
         if not self.built or not self.weights:
-            self(self.dummy_inputs())
+            build_symbolically(self, self.dummy_inputs())
         return self
 
     # --- presets ------------------------------------------------------------------------------
@@ -70,8 +73,9 @@ class Backbone(keras.Model):
         policy = resolve_dtype(dtype, hf)
         if policy is not None:
             kwargs["dtype"] = policy
-        model = target(**kwargs)
-        model.build_from_dummy()
+        with skip_init() if load_weights else contextlib.nullcontext():
+            model = target(**kwargs)
+            model.build_from_dummy()
         if load_weights:
             model.load_report = load_model_weights(
                 folder,
@@ -93,3 +97,4 @@ def _task_head_patterns(backbone_cls):
     for task in backbone_cls.tasks.values():
         out.extend(getattr(task, "hf_head_patterns", ()))
     return tuple(out)
+

@@ -167,7 +167,7 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
         value = r.op.to_keras(reader.get(name))
         r.variable.assign(np.asarray(value, dtype=_np_dtype(r.variable.dtype)))
     if reported:
-        logger.warning(
+        logger.info(
             "%d tensors in %s are not used by this model (another task's head): %s",
             len(reported), source, _short(reported),
         )

@@ -8,12 +8,15 @@ when the checkpoint's ``architectures`` names one this task reads (e.g.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 
 import keras
 import numpy as np
 
 from keras_models.errors import ConfigError
+from keras_models.layers.init import build_symbolically, skip_init
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -104,15 +107,25 @@ class Task(keras.Model):
         if policy is not None:
             bb_kwargs["dtype"] = policy
             task_kwargs["dtype"] = policy
-        backbone = backbone_cls(**bb_kwargs)
         if preprocessor is True:
             preprocessor = task_cls.preprocessor_from_preset(folder, hf, **pre_kwargs)
         elif preprocessor is False:
             preprocessor = None
+        # Skip random init only for what the checkpoint fills: a new head keeps its own init.
+        with skip_init() if load_weights else contextlib.nullcontext():
+            backbone = backbone_cls(**bb_kwargs)
+            backbone.build_from_dummy()
         model = task_cls(backbone=backbone, preprocessor=preprocessor, **task_kwargs)
         model.build_from_dummy()
         if load_weights:
-            rules = model.weight_rules() if head_from_checkpoint else backbone.weight_rules()
+            if head_from_checkpoint:
+                rules = model.weight_rules()
+            else:
+                # A new head still takes the parts of it that live in the base model when the
+                # checkpoint has them (BERT's pooler), as Transformers does.
+                rules = list(backbone.weight_rules()) + [
+                    dataclasses.replace(r, optional=True) for r in model.head_rules() if r.base
+                ]
             known = backbone_cls.hf_known_unused + tuple(
                 p for t in backbone_cls.tasks.values() for p in t.hf_head_patterns
             )
@@ -135,7 +148,7 @@ class Task(keras.Model):
 
     def build_from_dummy(self):
         if not self.built or not self.weights:
-            self(self.backbone.dummy_inputs())
+            build_symbolically(self, self.backbone.dummy_inputs())
         return self
 
     # --- raw data in fit / predict / evaluate -------------------------------------------------
