@@ -257,4 +257,27 @@ def center_crop(image, height, width):
     return canvas[max(0, top):min(nh, top + height), max(0, left):min(nw, left + width)]
 
 
-__all__ = ["ImageProcessor", "center_crop", "short_edge_size"]
+
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def image_folder(folder):
+    """A labelled image folder (``folder/<class name>/<image>``) -> (paths, labels, class_names),
+    classes in sorted order, for ``fit(paths, labels)``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageInputError(f"image folder not found: {folder}")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    paths, labels = [], []
+    for i, c in enumerate(classes):
+        for f in sorted((folder / c).iterdir()):
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append(str(f))
+                labels.append(i)
+    if not paths:
+        raise ImageInputError(f"{folder}: no images found in class sub-folders")
+    return paths, np.asarray(labels, "int32"), classes
+
+
+__all__ = ["ImageProcessor", "center_crop", "image_folder", "short_edge_size"]
