@@ -67,7 +67,7 @@ class TextPreprocessor:
         return out
 
     def tokenize(self, texts, pairs=None, sequence_length=None):
-        enc = self.tokenizer._encode_batch(texts, pairs, **self.call_kwargs(sequence_length))
+        enc = self.tokenizer._encode_batch(texts, pairs, need_offsets=False, **self.call_kwargs(sequence_length))
         return self.tokenizer_outputs(enc)
 
     def __repr__(self):

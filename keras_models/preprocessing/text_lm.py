@@ -48,7 +48,7 @@ class MaskedLMPreprocessor(TextPreprocessor):
         return self.tokenize(_as_texts(x))
 
     def __call__(self, x, y=None):
-        enc = self.tokenizer._encode_batch(_as_texts(x), **self.call_kwargs())
+        enc = self.tokenizer._encode_batch(_as_texts(x), need_offsets=False, **self.call_kwargs())
         features = self.tokenizer_outputs(enc)
         ids = features["input_ids"]
         special = np.asarray([e.special_tokens_mask for e in enc], dtype=bool)
@@ -95,7 +95,7 @@ class CausalLMPreprocessor(TextPreprocessor):
         return self.tokenizer_outputs(enc, names=("input_ids", "attention_mask"))
 
     def _token_rows(self, texts):
-        enc = self.tokenizer._encode_batch(texts)
+        enc = self.tokenizer._encode_batch(texts, need_offsets=False)
         eos = self.tokenizer.eos_token_id
         rows = []
         for e in enc:

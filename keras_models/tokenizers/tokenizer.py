@@ -256,7 +256,9 @@ class Tokenizer(SpecialTokensMixin):
         pad_to_multiple_of=None,
         padding_side=None,
         is_split_into_words=False,
+        need_offsets=True,
     ):
+        """Rust encodings of a batch; ``need_offsets=False`` skips offset tracking (faster)."""
         padding, truncation, max_length = self._resolve_lengths(padding, truncation, max_length, pad_to_multiple_of)
         if padding_side is not None and padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
@@ -265,9 +267,10 @@ class Tokenizer(SpecialTokensMixin):
             self._configure(padding, truncation, max_length, stride, pad_to_multiple_of, padding_side)
             if self._backend.encode_special_tokens != self.split_special_tokens:
                 self._backend.encode_special_tokens = self.split_special_tokens
-            return self._backend.encode_batch(
-                inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words
-            )
+            encode = self._backend.encode_batch
+            if not need_offsets and hasattr(self._backend, "encode_batch_fast"):
+                encode = self._backend.encode_batch_fast
+            return encode(inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words)
 
     def __call__(
         self,
@@ -327,6 +330,7 @@ class Tokenizer(SpecialTokensMixin):
             pad_to_multiple_of=pad_to_multiple_of,
             padding_side=padding_side,
             is_split_into_words=is_split_into_words,
+            need_offsets=return_offsets_mapping,
         )
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
