@@ -19,6 +19,7 @@ import keras
 from keras import ops
 
 from keras_models.errors import ConfigError
+from keras_models.generation.mixin import GenerationMixin
 from keras_models.presets.weight_map import TRANSPOSE, Rule
 from keras_models.tasks.task import Task
 from keras_models.tasks.text import _text_preprocessor, _with_pre
@@ -30,7 +31,7 @@ class _GenerationSlot:
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class CausalLM(Task, _GenerationSlot):
+class CausalLM(GenerationMixin, Task, _GenerationSlot):
     task_name = "CausalLM"
     hf_lm_head = "lm_head"
     hf_head_patterns = ("lm_head.*",)
@@ -49,6 +50,18 @@ class CausalLM(Task, _GenerationSlot):
                 dtype=backbone.dtype_policy,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=o["initializer_range"]),
             )
+
+    def build(self, input_shape=None):
+        self.backbone.build_from_dummy()
+        if self.lm_head is not None:
+            width = self.backbone.options["embed_proj_dim"] or self.backbone.hidden_size
+            self.lm_head.build((None, None, width))
+        self.built = True
+
+    def build_from_dummy(self):
+        if not self.built:
+            self.build()
+        return self
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):

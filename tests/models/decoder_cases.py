@@ -94,3 +94,64 @@ CASES = {
     "qwen2_window": qwen2_window,
     "mixtral_top2": mixtral_top2,
 }
+
+
+def gemma_mqa():
+    t = _t()
+    cfg = t.GemmaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=1, head_dim=8, intermediate_size=20,
+                        max_position_embeddings=64, hidden_act="gelu")
+    return t.GemmaForCausalLM(cfg)
+
+
+def gemma2_softcap_window():
+    t = _t()
+    cfg = t.Gemma2Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=8, intermediate_size=20, sliding_window=3,
+                         query_pre_attn_scalar=12, attn_logit_softcapping=0.5,
+                         final_logit_softcapping=0.3, max_position_embeddings=64)
+    return t.Gemma2ForCausalLM(cfg)
+
+
+def phi_partial_qknorm():
+    t = _t()
+    cfg = t.PhiConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                      intermediate_size=20, qk_layernorm=True, max_position_embeddings=64,
+                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                       "partial_rotary_factor": 0.5})
+    return t.PhiForCausalLM(cfg)
+
+
+def stablelm_parallel():
+    t = _t()
+    cfg = t.StableLmConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=20, use_qkv_bias=True,
+                           use_parallel_residual=True, max_position_embeddings=64,
+                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                            "partial_rotary_factor": 0.25})
+    return t.StableLmForCausalLM(cfg)
+
+
+def stablelm_serial():
+    t = _t()
+    cfg = t.StableLmConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           num_key_value_heads=2, intermediate_size=20, max_position_embeddings=64)
+    return t.StableLmForCausalLM(cfg)
+
+
+def starcoder2_window():
+    t = _t()
+    cfg = t.Starcoder2Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                             num_key_value_heads=2, intermediate_size=20, sliding_window=4,
+                             max_position_embeddings=64)
+    return t.Starcoder2ForCausalLM(cfg)
+
+
+CASES.update({
+    "gemma_mqa": gemma_mqa,
+    "gemma2_softcap_window": gemma2_softcap_window,
+    "phi_partial_qknorm": phi_partial_qknorm,
+    "stablelm_parallel": stablelm_parallel,
+    "stablelm_serial": stablelm_serial,
+    "starcoder2_window": starcoder2_window,
+})

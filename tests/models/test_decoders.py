@@ -1,5 +1,6 @@
 """Decoder-only families: CausalLM logits parity with tiny random Transformers models (right and
-left padding), KV-cache decoding equal to the full forward pass, and export back to HF."""
+left padding), KV-cache decoding equal to the full forward pass (compiled under JAX), and export
+back to a folder that Transformers reloads with the same logits."""
 
 import numpy as np
 import pytest
@@ -9,15 +10,27 @@ from tests.models.decoder_cases import CASES, SEQ, VOCAB
 from tests.parity import assert_close, hf_reference, to_numpy
 
 PAD = 3  # the second row is right-padded by PAD tokens
+N = SEQ - PAD
 
 
 def _inputs():
     rng = np.random.RandomState(1)
     ids = rng.randint(3, VOCAB, size=(2, SEQ)).astype("int64")
     mask = np.ones_like(ids)
-    ids[1, SEQ - PAD:] = 0
-    mask[1, SEQ - PAD:] = 0
+    ids[1, N:] = 0
+    mask[1, N:] = 0
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def _compiled(fn):
+    """jax.jit under JAX (fast, and proves the function traces); eager elsewhere."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
 
 
 _MODELS = {}
@@ -27,23 +40,21 @@ def _load(case):
     if case not in _MODELS:
         inputs = _inputs()
         folder, expected = hf_reference(f"dec-{case}", CASES[case], inputs)
-        _MODELS[case] = (km.CausalLM.from_preset(folder), folder, inputs, expected["logits"])
+        _MODELS[case] = (km.CausalLM.from_preset(folder), inputs, expected["logits"])
     return _MODELS[case]
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_logits_right_and_left_padding(case):
-    model, _, inputs, expected = _load(case)
+    model, inputs, expected = _load(case)
     assert model.head_from_checkpoint
-    mask = inputs["attention_mask"]
-    assert_close(model(inputs), expected, mask=mask, what=f"{case} right-padded")
-    # Left padding: the padded row moved to the end must give the same logits on its real tokens.
-    n = SEQ - PAD
-    left = {k: v.copy() for k, v in inputs.items()}
-    left["input_ids"][1] = np.concatenate([np.zeros(PAD, "int64"), inputs["input_ids"][1, :n]])
-    left["attention_mask"][1] = np.concatenate([np.zeros(PAD, "int64"), np.ones(n, "int64")])
-    out = to_numpy(model(left))
-    assert_close(out[1, PAD:], expected[1, :n], what=f"{case} left-padded")
+    # rows: full, right-padded, and the right-padded row moved to the end (left padding)
+    ids = np.concatenate([inputs["input_ids"], np.zeros((1, SEQ), "int64")])
+    mask = np.concatenate([inputs["attention_mask"], np.zeros((1, SEQ), "int64")])
+    ids[2, PAD:], mask[2, PAD:] = inputs["input_ids"][1, :N], 1
+    out = to_numpy(_compiled(lambda x: model(x))({"input_ids": ids, "attention_mask": mask}))
+    assert_close(out[:2], expected, mask=inputs["attention_mask"], what=f"{case} right-padded")
+    assert_close(out[2, PAD:], expected[1, :N], what=f"{case} left-padded")
 
 
 # longrope switches factors on the longest position of each call (as Transformers does), so a
@@ -54,30 +65,26 @@ CACHE_CASES = sorted(c for c in CASES if "longrope" not in c)
 @pytest.mark.parametrize("case", CACHE_CASES)
 def test_kv_cache_matches_full_forward(case):
     """Prefill a left-padded prompt, then decode token by token through the fixed-size cache."""
-    from keras import ops
-
-    model, _, inputs, expected = _load(case)
-    n = SEQ - PAD
+    model, inputs, expected = _load(case)
     max_len = SEQ + 2
-    ids = np.zeros((2, max_len), "int64")
-    mask = np.zeros((2, max_len), "int64")
-    ids[0, :SEQ] = inputs["input_ids"][0]
-    mask[0, :SEQ] = 1
-    ids[1, PAD:SEQ] = inputs["input_ids"][1, :n]  # left-padded row
-    mask[1, PAD:SEQ] = 1
-    prompt = SEQ - 4
+    ids = np.zeros((2, max_len), "int32")
+    mask = np.zeros((2, max_len), "int32")
+    ids[0, :SEQ], mask[0, :SEQ] = inputs["input_ids"][0], 1
+    ids[1, PAD:SEQ], mask[1, PAD:SEQ] = inputs["input_ids"][1, :N], 1  # left-padded row
+    prompt = SEQ - 3
+    step = _compiled(model.call_with_cache)
     cache = model.init_cache(2, max_len)
     step_mask = mask.copy()
     step_mask[:, prompt:] = 0
-    logits, cache = model.call_with_cache(ids[:, :prompt], cache, ops.convert_to_tensor(0), step_mask)
+    logits, cache = step(ids[:, :prompt], cache, np.int32(0), step_mask)
     got = [to_numpy(logits)]
     for i in range(prompt, SEQ):
         step_mask[:, i] = mask[:, i]
-        logits, cache = model.call_with_cache(ids[:, i : i + 1], cache, ops.convert_to_tensor(i), step_mask)
+        logits, cache = step(ids[:, i : i + 1], cache, np.int32(i), step_mask)
         got.append(to_numpy(logits))
     got = np.concatenate(got, axis=1)
     assert_close(got[0], expected[0], what=f"{case} cached row 0")
-    assert_close(got[1, PAD:SEQ], expected[1, :n], what=f"{case} cached left-padded row")
+    assert_close(got[1, PAD:SEQ], expected[1, :N], what=f"{case} cached left-padded row")
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -85,9 +92,28 @@ def test_export_reloads_in_transformers(case, tmp_path):
     import torch
     import transformers
 
-    model, _, inputs, expected = _load(case)
+    model, inputs, expected = _load(case)
     model.save_to_preset(tmp_path / "p")
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "p").eval()
     with torch.no_grad():
         out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
     assert_close(out, expected, mask=inputs["attention_mask"], what=f"{case} re-exported")
+
+
+def test_decode_step_compiles():
+    """The decode step traces under tf.function(jit_compile=True) / jax.jit (eager on torch)."""
+    import keras
+
+    model, inputs, expected = _load("llama_gqa")
+    step = model.call_with_cache
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(step, jit_compile=True)
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(step)
+    ids = np.repeat(inputs["input_ids"][:1], 2, axis=0).astype("int32")
+    logits, cache = step(ids, model.init_cache(2, SEQ), np.int32(0), np.ones((2, SEQ), "int32"))
+    assert_close(to_numpy(logits)[0], expected[0], what="compiled prefill")

@@ -87,6 +87,25 @@ class DecoderBackbone(Backbone):
             return o["sliding_window"]
         return o["sliding_window"] if o["layer_types"][i] == "sliding_attention" else None
 
+    def build(self, input_shape=None):
+        width = self.options["embed_proj_dim"] or self.hidden_size
+        hidden = (None, None, self.hidden_size)
+        self.token_embedding.build((None, None))
+        if self.position_embedding is not None:
+            self.position_embedding.build((None, None))
+        if self.project_in is not None:
+            self.project_in.build((None, None, width))
+            self.project_out.build(hidden)
+        for layer in (self.embedding_norm, self.final_norm, *self.blocks):
+            if layer is not None:
+                layer.build(hidden)
+        self.built = True
+
+    def build_from_dummy(self):
+        if not self.built:
+            self.build()
+        return self
+
     # --- forward ------------------------------------------------------------------------------
     def _forward(self, input_ids, key_mask, positions, cache=None, cache_index=0, training=False):
         o = self.options

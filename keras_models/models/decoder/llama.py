@@ -3,7 +3,6 @@ Code Llama, Mistral, Mixtral, Qwen2. Each is a config table + the shared weight 
 
 import keras
 
-from keras_models.errors import ConfigError
 from keras_models.models.decoder.backbone import DecoderBackbone
 from keras_models.models.decoder.hf_config import (
     REQUIRED, rope_from_hf, rope_to_hf, translate, untranslate,
@@ -109,7 +108,7 @@ class LlamaLikeBackbone(DecoderBackbone):
         return r + norm(self.names["final_norm"], self.final_norm)
 
 
-def _family(model_type, prefix, table=LLAMA_TABLE, **attrs):
+def family(model_type, prefix, table=LLAMA_TABLE, **attrs):
     """Register a LlamaLike family: ``<prefix>Backbone`` + ``<prefix>CausalLM``."""
     bb = type(f"{prefix}Backbone", (attrs.pop("base", LlamaLikeBackbone),),
               dict(hf_architecture=f"{prefix}Model", table=table, __module__=__name__, **attrs))
@@ -119,8 +118,8 @@ def _family(model_type, prefix, table=LLAMA_TABLE, **attrs):
     return bb, lm
 
 
-LlamaBackbone, LlamaCausalLM = _family("llama", "Llama")
-MistralBackbone, MistralCausalLM = _family("mistral", "Mistral", BASE_TABLE + SLIDING)
+LlamaBackbone, LlamaCausalLM = family("llama", "Llama")
+MistralBackbone, MistralCausalLM = family("mistral", "Mistral", BASE_TABLE + SLIDING)
 
 
 def _qwen2_from_hf(cls, hf, kw):
@@ -140,20 +139,14 @@ def _qwen2_to_hf(self, hf):
     return hf
 
 
-Qwen2Backbone, Qwen2CausalLM = _family(
+Qwen2Backbone, Qwen2CausalLM = family(
     "qwen2", "Qwen2",
     BASE_TABLE + SLIDING + [("qkv_bias", None, True), ("out_bias", None, False)],
     adjust_from_hf=classmethod(_qwen2_from_hf), adjust_to_hf=_qwen2_to_hf,
 )
 
 
-def _mixtral_from_hf(cls, hf, kw):
-    if hf.get("router_jitter_noise"):
-        pass  # training-time noise only
-    return kw
-
-
-MixtralBackbone, MixtralCausalLM = _family(
+MixtralBackbone, MixtralCausalLM = family(
     "mixtral", "Mixtral",
     BASE_TABLE + SLIDING + [
         ("num_experts", "num_local_experts", 8),
@@ -162,7 +155,6 @@ MixtralBackbone, MixtralCausalLM = _family(
     ],
 )
 
-__all__ = [
-    "ConfigError", "LlamaBackbone", "LlamaCausalLM", "MistralBackbone", "MistralCausalLM",
+__all__ = [ "LlamaBackbone", "LlamaCausalLM", "MistralBackbone", "MistralCausalLM",
     "Qwen2Backbone", "Qwen2CausalLM", "MixtralBackbone", "MixtralCausalLM",
 ]
