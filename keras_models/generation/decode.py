@@ -1,0 +1,133 @@
+"""Greedy and sampling decode loops over a fixed-size KV cache (traceable, backend-neutral).
+
+A ``Decoder`` adapts a model to two calls: ``init_cache(rows, max_length)`` and
+``forward(ids, cache, index, mask, extra) -> (logits, cache)`` (CausalLM: ``call_with_cache``;
+Seq2SeqLM: ``call_decoder_with_cache`` with the encoder states in ``extra``). The loop state is a
+dict of tensors: the (rows, L) token buffer with the prompt left-padded at ``[0, P)``, the (rows, L)
+attention mask over the whole cache, the cache, ``cur`` (filled positions), ``finished`` rows and
+the next-token logits. ``prefill`` runs the prompt and picks the first token; each ``step`` feeds the
+last token and picks the next one. Finished rows receive ``pad_token_id``.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+from keras_models.generation import backend
+from keras_models.generation import processors as P
+
+
+class CausalDecoder:
+    def __init__(self, model):
+        self.model = model
+
+    def init_cache(self, rows, max_length):
+        return self.model.init_cache(rows, max_length)
+
+    def forward(self, ids, cache, index, mask, extra):
+        return self.model.call_with_cache(ids, cache, index, mask)
+
+
+class Seq2SeqDecoder:
+    """``extra`` = {"encoder_states": ..., "encoder_attention_mask": ...}."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def init_cache(self, rows, max_length):
+        return self.model.init_cache(rows, max_length)
+
+    def forward(self, ids, cache, index, mask, extra):
+        return self.model.call_decoder_with_cache(
+            ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask
+        )
+
+
+def write_column(buffer, cur, values):
+    """buffer[:, cur] = values, as a select (traceable with a tensor ``cur``)."""
+    length = int(buffer.shape[1])
+    hit = ops.equal(ops.arange(length, dtype="int32"), cur)[None, :]
+    return ops.where(hit, ops.cast(values, buffer.dtype)[:, None], buffer)
+
+
+def is_in(ids, targets):
+    """(rows,) bool: ids in the static tuple ``targets``."""
+    if not targets:
+        return ops.zeros(ops.shape(ids), dtype="bool")
+    t = ops.convert_to_tensor(list(targets), dtype="int32")
+    return ops.any(ops.equal(ops.cast(ids, "int32")[:, None], t[None, :]), axis=-1)
+
+
+class GreedyOrSample:
+    """The loop pieces for one static configuration (see module docstring)."""
+
+    def __init__(self, decoder, processors, eos_ids, pad_id, sampling, stop=None):
+        self.decoder = decoder
+        self.processors = processors
+        self.eos_ids = tuple(eos_ids or ())
+        self.pad_id = int(pad_id)
+        self.sampling = sampling
+        self.stop = stop
+
+    def prefill(self, inputs, prompt_len):
+        tokens, mask = inputs["tokens"], inputs["mask"]
+        rows, length = int(tokens.shape[0]), int(tokens.shape[1])
+        cache = self.decoder.init_cache(rows, length)
+        logits, cache = self.decoder.forward(tokens[:, :prompt_len], cache, ops.convert_to_tensor(0, "int32"),
+                                             mask, inputs["extra"])
+        logits = ops.cast(logits[:, -1, :], "float32")
+        vocab = int(logits.shape[-1])
+        if self.processors.needs_presence:
+            presence = P.presence_from_tokens(tokens[:, :prompt_len], mask[:, :prompt_len] > 0, vocab)
+        else:
+            presence = ops.zeros((rows, 1), "float32")
+        state = {
+            "tokens": tokens, "mask": mask, "cache": cache, "logits": logits, "presence": presence,
+            "cur": ops.convert_to_tensor(prompt_len, "int32"), "finished": ops.zeros((rows,), "bool"),
+            "rng": inputs["rng"], "extra": inputs["extra"],
+        }
+        return self.select(state)
+
+    def select(self, state):
+        tokens, cur = state["tokens"], state["cur"]
+        scores = self.processors(state["logits"], tokens, cur, state["presence"])
+        if self.sampling:
+            u = backend.uniform(state["rng"], cur, tuple(scores.shape))
+            nxt = P.sample(scores, u)
+        else:
+            nxt = P.greedy(scores)
+        nxt = ops.where(state["finished"], self.pad_id, nxt)
+        state = dict(state)
+        state["tokens"] = tokens = write_column(tokens, cur, nxt)
+        state["mask"] = write_column(state["mask"], cur, ops.ones_like(nxt))
+        if self.processors.needs_presence:
+            vocab = int(state["presence"].shape[-1])
+            state["presence"] = ops.maximum(state["presence"], ops.one_hot(nxt, vocab, dtype="float32"))
+        cur = cur + 1
+        done = is_in(nxt, self.eos_ids)
+        if self.stop is not None:
+            done = ops.logical_or(done, self.stop(tokens, cur))
+        state["finished"] = ops.logical_or(state["finished"], done)
+        state["cur"] = cur
+        return state
+
+    def step(self, state):
+        cur = state["cur"]
+        last = ops.take(state["tokens"], cur - 1, axis=1)[:, None]
+        logits, cache = self.decoder.forward(last, state["cache"], cur - 1, state["mask"], state["extra"])
+        state = dict(state)
+        state["cache"] = cache
+        state["logits"] = ops.cast(logits[:, -1, :], "float32")
+        return self.select(state)
+
+    @staticmethod
+    def cond(state):
+        length = int(state["tokens"].shape[1])
+        return ops.logical_and(state["cur"] < length, ops.logical_not(ops.all(state["finished"])))
+
+    def run(self, inputs, prompt_len):
+        """Prefill and loop to the end (the compiled, non-streaming path)."""
+        length = int(inputs["tokens"].shape[1])
+        state = self.prefill(inputs, prompt_len)
+        state = backend.while_loop(self.cond, self.step, state, max(length - prompt_len - 1, 0))
+        return {"tokens": state["tokens"], "cur": state["cur"]}
