@@ -1,0 +1,142 @@
+"""ConvNeXT and ConvNeXT V2 (channels_last).
+
+patchify conv + LayerNorm, then stages of [LayerNorm + 2x2 stride-2 conv] (from the second stage)
+and ConvNeXT blocks. V2 differs by named fields: ``grn=True`` and no layer scale.
+Output: the last stage's feature map (batch, H/32, W/32, C); ``pooled`` = LayerNorm(mean over
+space); ``feature_maps`` = every stage's output.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.layers.conv_blocks import ConvNeXtBlock
+from keras_models.layers.vision_embeddings import conv_rules, dense_rules, norm_rules
+from keras_models.models.backbone import Backbone
+from keras_models.models.registry import register_backbone
+from keras_models.models.vit.backbone import pixel_values_of
+from keras_models.presets.config import require
+from keras_models.presets.weight_map import Reshape, Rule
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+@register_backbone("convnext")
+class ConvNextBackbone(Backbone):
+    base_model_prefix = "convnext"
+    hf_architecture = "ConvNextModel"
+    model_type = "convnext"
+
+    def __init__(self, hidden_sizes, depths, num_channels=3, patch_size=4, hidden_act="gelu",
+                 layer_scale=1e-6, grn=False, layer_norm_eps=1e-12, image_size=224,
+                 initializer_range=0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_sizes, self.depths = list(hidden_sizes), list(depths)
+        self.num_channels, self.patch_size, self.hidden_act = num_channels, patch_size, hidden_act
+        self.layer_scale, self.grn, self.layer_norm_eps = layer_scale, grn, layer_norm_eps
+        self.image_size, self.initializer_range = image_size, initializer_range
+        common = dict(dtype=self.dtype_policy)
+        self.stem = keras.layers.Conv2D(hidden_sizes[0], patch_size, strides=patch_size, name="stem", **common)
+        self.stem_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="stem_norm", **common)
+        self.downsample = []
+        self.stages = []
+        for i, (dim, depth) in enumerate(zip(hidden_sizes, depths)):
+            if i > 0:
+                self.downsample.append((
+                    keras.layers.LayerNormalization(epsilon=1e-6, name=f"down_norm_{i}", **common),
+                    keras.layers.Conv2D(dim, 2, strides=2, name=f"down_conv_{i}", **common),
+                ))
+            else:
+                self.downsample.append(None)
+            self.stages.append([ConvNeXtBlock(dim, hidden_act, layer_scale=layer_scale, grn=grn,
+                                              name=f"stage_{i}_block_{j}", **common) for j in range(depth)])
+        self.final_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_norm", **common)
+
+    def dummy_inputs(self):
+        return {"pixel_values": np.zeros((1, 32, 32, self.num_channels), "float32")}
+
+    def stage_outputs(self, inputs):
+        x = self.stem_norm(self.stem(pixel_values_of(inputs)))
+        outs = []
+        for down, blocks in zip(self.downsample, self.stages):
+            if down is not None:
+                x = down[1](down[0](x))
+            for b in blocks:
+                x = b(x)
+            outs.append(x)
+        return outs
+
+    def call(self, inputs, training=False):
+        return self.stage_outputs(inputs)[-1]
+
+    def feature_maps(self, inputs):
+        return self.stage_outputs(inputs)
+
+    def pooled(self, hidden):
+        return self.final_norm(ops.mean(hidden, axis=(1, 2)))
+
+    def build(self, input_shape=None):
+        # the blocks build on their first call; the pooling norm is only used by ``pooled``
+        self.final_norm.build((None, self.hidden_sizes[-1]))
+        self.built = True
+
+    @classmethod
+    def config_from_hf(cls, hf):
+        return dict(
+            hidden_sizes=require(hf, "hidden_sizes", types=(list,)), depths=require(hf, "depths", types=(list,)),
+            num_channels=hf.get("num_channels", 3), patch_size=hf.get("patch_size", 4),
+            hidden_act=hf.get("hidden_act", "gelu"), layer_scale=hf.get("layer_scale_init_value", 1e-6),
+            layer_norm_eps=hf.get("layer_norm_eps", 1e-12), image_size=hf.get("image_size", 224),
+            initializer_range=hf.get("initializer_range", 0.02),
+        )
+
+    def config_to_hf(self):
+        return {"model_type": self.model_type, "architectures": [self.hf_architecture],
+                "hidden_sizes": self.hidden_sizes, "depths": self.depths, "num_stages": len(self.depths),
+                "num_channels": self.num_channels, "patch_size": self.patch_size, "hidden_act": self.hidden_act,
+                "layer_scale_init_value": self.layer_scale or 0.0, "layer_norm_eps": self.layer_norm_eps,
+                "image_size": self.image_size, "initializer_range": self.initializer_range}
+
+    def weight_rules(self):
+        r = conv_rules("embeddings.patch_embeddings", self.stem) + norm_rules("embeddings.layernorm", self.stem_norm)
+        for i, (down, blocks) in enumerate(zip(self.downsample, self.stages)):
+            p = f"encoder.stages.{i}."
+            if down is not None:
+                r += norm_rules(p + "downsampling_layer.0", down[0]) + conv_rules(p + "downsampling_layer.1", down[1])
+            for j, b in enumerate(blocks):
+                q = f"{p}layers.{j}."
+                r += conv_rules(q + "dwconv", b.dwconv) + norm_rules(q + "layernorm", b.norm)
+                r += dense_rules(q + "pwconv1", b.pwconv1) + dense_rules(q + "pwconv2", b.pwconv2)
+                if b.gamma is not None:
+                    r.append(Rule(q + "layer_scale_parameter", b.gamma))
+                if b.grn_layer is not None:
+                    d = b.grn_layer.dim
+                    r.append(Rule(q + "grn.weight", b.grn_layer.gamma, Reshape((1, 1, 1, d), (d,))))
+                    r.append(Rule(q + "grn.bias", b.grn_layer.beta, Reshape((1, 1, 1, d), (d,))))
+        return r + norm_rules("layernorm", self.final_norm)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(hidden_sizes=self.hidden_sizes, depths=self.depths, num_channels=self.num_channels,
+                 patch_size=self.patch_size, hidden_act=self.hidden_act, layer_scale=self.layer_scale,
+                 grn=self.grn, layer_norm_eps=self.layer_norm_eps, image_size=self.image_size,
+                 initializer_range=self.initializer_range)
+        return c
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+@register_backbone("convnextv2")
+class ConvNextV2Backbone(ConvNextBackbone):
+    base_model_prefix = "convnextv2"
+    hf_architecture = "ConvNextV2Model"
+    model_type = "convnextv2"
+
+    @classmethod
+    def config_from_hf(cls, hf):
+        c = super().config_from_hf(hf)
+        c.update(layer_scale=None, grn=True)
+        return c
+
+    def config_to_hf(self):
+        c = super().config_to_hf()
+        c.pop("layer_scale_init_value")
+        return c

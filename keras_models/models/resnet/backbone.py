@@ -1,0 +1,146 @@
+"""ResNet (channels_last): 7x7/2 conv stem + 3x3/2 max pool, stages of basic or bottleneck
+residual layers with BatchNorm. ``layer_type``, ``downsample_in_first_stage`` and
+``downsample_in_bottleneck`` are the config's named variants.
+Output: the last stage's feature map (batch, h, w, C); ``pooled`` = global average pool."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.layers.activations import get_activation
+from keras_models.layers.conv_blocks import ConvNormAct
+from keras_models.layers.vision_embeddings import conv_rules, norm_rules
+from keras_models.models.backbone import Backbone
+from keras_models.models.registry import register_backbone
+from keras_models.models.vit.backbone import pixel_values_of
+from keras_models.presets.config import require
+
+
+def max_pool_torch(x, pool=3, stride=2, pad=1):
+    """MaxPool2d(kernel, stride, padding) with PyTorch's symmetric -inf padding (channels_last)."""
+    x = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=float("-inf"))
+    return ops.max_pool(x, pool, strides=stride, padding="valid")
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class ResNetLayer(keras.layers.Layer):
+    """One residual layer: [shortcut conv1x1+BN] + (basic: 3x3, 3x3 | bottleneck: 1x1, 3x3, 1x1)."""
+
+    def __init__(self, in_channels, out_channels, stride=1, layer_type="bottleneck", activation="relu",
+                 reduction=4, downsample_in_bottleneck=False, **kwargs):
+        super().__init__(**kwargs)
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.layer_type, self.activation, self.reduction = layer_type, activation, reduction
+        self.downsample_in_bottleneck = downsample_in_bottleneck
+        common = dict(dtype=self.dtype_policy)
+        self.shortcut = (ConvNormAct(out_channels, 1, stride, activation=None, name="shortcut", **common)
+                         if in_channels != out_channels or stride != 1 else None)
+        if layer_type == "bottleneck":
+            mid = out_channels // reduction
+            s1, s2 = (stride, 1) if downsample_in_bottleneck else (1, stride)
+            self.convs = [ConvNormAct(mid, 1, s1, name="conv_0", **common),
+                          ConvNormAct(mid, 3, s2, name="conv_1", **common),
+                          ConvNormAct(out_channels, 1, 1, activation=None, name="conv_2", **common)]
+        elif layer_type == "basic":
+            self.convs = [ConvNormAct(out_channels, 3, stride, name="conv_0", **common),
+                          ConvNormAct(out_channels, 3, 1, activation=None, name="conv_1", **common)]
+        else:
+            raise ValueError(f"ResNet layer_type must be 'basic' or 'bottleneck', got {layer_type!r}")
+        self.act = get_activation(activation)
+
+    def call(self, x, training=False):
+        residual = x if self.shortcut is None else self.shortcut(x, training=training)
+        for conv in self.convs:
+            x = conv(x, training=training)
+        return self.act(x + residual)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(in_channels=self.in_channels, out_channels=self.out_channels, stride=self.stride,
+                 layer_type=self.layer_type, activation=self.activation, reduction=self.reduction,
+                 downsample_in_bottleneck=self.downsample_in_bottleneck)
+        return c
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+@register_backbone("resnet")
+class ResNetBackbone(Backbone):
+    base_model_prefix = "resnet"
+    hf_architecture = "ResNetModel"
+    hf_ignore = ("*num_batches_tracked",)
+
+    def __init__(self, embedding_size, hidden_sizes, depths, num_channels=3, layer_type="bottleneck",
+                 hidden_act="relu", downsample_in_first_stage=False, downsample_in_bottleneck=False, **kwargs):
+        super().__init__(**kwargs)
+        self.embedding_size, self.hidden_sizes, self.depths = embedding_size, list(hidden_sizes), list(depths)
+        self.num_channels, self.layer_type, self.hidden_act = num_channels, layer_type, hidden_act
+        self.downsample_in_first_stage = downsample_in_first_stage
+        self.downsample_in_bottleneck = downsample_in_bottleneck
+        common = dict(dtype=self.dtype_policy)
+        self.stem = ConvNormAct(embedding_size, 7, 2, activation=hidden_act, name="stem", **common)
+        self.stages, cin = [], embedding_size
+        for i, (cout, depth) in enumerate(zip(hidden_sizes, depths)):
+            stride = 2 if (i > 0 or downsample_in_first_stage) else 1
+            kw = dict(layer_type=layer_type, activation=hidden_act, downsample_in_bottleneck=downsample_in_bottleneck,
+                      **common)
+            self.stages.append([ResNetLayer(cin if j == 0 else cout, cout, stride if j == 0 else 1,
+                                            name=f"stage_{i}_layer_{j}", **kw) for j in range(depth)])
+            cin = cout
+
+    def dummy_inputs(self):
+        return {"pixel_values": np.zeros((1, 32, 32, self.num_channels), "float32")}
+
+    def stage_outputs(self, inputs, training=False):
+        x = max_pool_torch(self.stem(pixel_values_of(inputs), training=training))
+        outs = []
+        for layers in self.stages:
+            for layer in layers:
+                x = layer(x, training=training)
+            outs.append(x)
+        return outs
+
+    def call(self, inputs, training=False):
+        return self.stage_outputs(inputs, training=training)[-1]
+
+    def feature_maps(self, inputs):
+        return self.stage_outputs(inputs)
+
+    def pooled(self, hidden):
+        return ops.mean(hidden, axis=(1, 2))
+
+    @classmethod
+    def config_from_hf(cls, hf):
+        return dict(embedding_size=hf.get("embedding_size", 64), hidden_sizes=require(hf, "hidden_sizes", types=(list,)),
+                    depths=require(hf, "depths", types=(list,)), num_channels=hf.get("num_channels", 3),
+                    layer_type=hf.get("layer_type", "bottleneck"), hidden_act=hf.get("hidden_act", "relu"),
+                    downsample_in_first_stage=hf.get("downsample_in_first_stage", False),
+                    downsample_in_bottleneck=hf.get("downsample_in_bottleneck", False))
+
+    def config_to_hf(self):
+        return {"model_type": "resnet", "architectures": [self.hf_architecture],
+                "embedding_size": self.embedding_size, "hidden_sizes": self.hidden_sizes, "depths": self.depths,
+                "num_channels": self.num_channels, "layer_type": self.layer_type, "hidden_act": self.hidden_act,
+                "downsample_in_first_stage": self.downsample_in_first_stage,
+                "downsample_in_bottleneck": self.downsample_in_bottleneck}
+
+    def weight_rules(self):
+        def unit(prefix, u):
+            return conv_rules(prefix + ".convolution", u.conv) + norm_rules(prefix + ".normalization", u.norm)
+
+        r = unit("embedder.embedder", self.stem)
+        for i, layers in enumerate(self.stages):
+            for j, layer in enumerate(layers):
+                p = f"encoder.stages.{i}.layers.{j}"
+                if layer.shortcut is not None:
+                    r += unit(p + ".shortcut", layer.shortcut)
+                for k, conv in enumerate(layer.convs):
+                    r += unit(f"{p}.layer.{k}", conv)
+        return r
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(embedding_size=self.embedding_size, hidden_sizes=self.hidden_sizes, depths=self.depths,
+                 num_channels=self.num_channels, layer_type=self.layer_type, hidden_act=self.hidden_act,
+                 downsample_in_first_stage=self.downsample_in_first_stage,
+                 downsample_in_bottleneck=self.downsample_in_bottleneck)
+        return c

@@ -1,0 +1,65 @@
+"""ConvNet families (ConvNeXT, ConvNeXT V2, ResNet...): backbone feature map and classifier
+parity at two resolutions under the current Keras backend."""
+
+import pytest
+
+import keras_models as km
+from tests.parity import assert_close
+from tests.vision.vision_parity import hf_hidden_to_ours, perturb_buffers, pixels, vision_reference
+
+
+def _convnext(cls):
+    import transformers
+
+    cfg = transformers.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 2], num_stages=2, num_labels=3,
+                                      layer_scale_init_value=0.5, layer_norm_eps=1e-6, patch_size=2)
+    return getattr(transformers, cls)(cfg)
+
+
+def _convnextv2(cls):
+    import transformers
+
+    cfg = transformers.ConvNextV2Config(hidden_sizes=[8, 12, 16], depths=[1, 1, 1], num_stages=3,
+                                        num_labels=3, hidden_act="gelu_new")
+    return getattr(transformers, cls)(cfg)
+
+
+def _resnet(cls):
+    import transformers
+
+    cfg = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24], depths=[1, 2, 1],
+                                    num_labels=3, layer_type="bottleneck")
+    return perturb_buffers(getattr(transformers, cls)(cfg))
+
+
+def _resnet_basic(cls):
+    import transformers
+
+    cfg = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 12], depths=[2, 1], num_labels=4,
+                                    layer_type="basic", downsample_in_first_stage=True)
+    return perturb_buffers(getattr(transformers, cls)(cfg))
+
+
+FAMILIES = {
+    "convnext": (_convnext, "ConvNext"),
+    "convnextv2": (_convnextv2, "ConvNextV2"),
+    "resnet": (_resnet, "ResNet"),
+    "resnet_basic": (_resnet_basic, "ResNet"),
+}
+
+
+@pytest.mark.parametrize("size", [(32, 32), (48, 40)])
+@pytest.mark.parametrize("head", ["Model", "ForImageClassification"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_parity(family, head, size):
+    builder, prefix = FAMILIES[family]
+    x = pixels(2, *size)
+    folder, expected = vision_reference(f"{family}-{head}", lambda: builder(prefix + head), x)
+    if head == "Model":
+        model = km.Backbone.from_preset(folder)
+        assert_close(model({"pixel_values": x}), hf_hidden_to_ours(expected["last_hidden_state"]),
+                     what=f"{family} {size}")
+    else:
+        model = km.ImageClassifier.from_preset(folder)
+        assert model.head_from_checkpoint
+        assert_close(model({"pixel_values": x}), expected["logits"], what=f"{family} {size}")
