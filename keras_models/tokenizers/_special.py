@@ -24,7 +24,7 @@ def to_added_token(value, special=True) -> AddedToken:
     if isinstance(value, dict):
         fields = {k: v for k, v in value.items() if k in ("single_word", "lstrip", "rstrip", "normalized")}
         fields.setdefault("normalized", False)
-        return AddedToken(value["content"], special=special, **fields)
+        return AddedToken(value["content"], special=bool(value.get("special", special)), **fields)
     return AddedToken(str(value), special=special, normalized=False)
 
 
@@ -80,7 +80,9 @@ class SpecialTokensMixin:
                 new.append(to_added_token(value))
                 known.add(content)
         if new:
-            self._backend.add_special_tokens(new)
+            # one call, in order, each token keeping its own `special` flag (SentencePiece user-defined
+            # pieces are matched whole but are not special, so skip_special_tokens keeps them)
+            self._backend.add_tokens(new)
 
     bos_token, bos_token_id = _make_property("bos_token")
     eos_token, eos_token_id = _make_property("eos_token")

