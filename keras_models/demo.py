@@ -59,7 +59,7 @@ def split(texts, labels, holdout=0.2, seed=0):
 
 
 def run(preset="all-minilm-l6-v2", epochs=3, batch_size=16, learning_rate=2e-4, sequence_length=32,
-        out=print):
+        limit=None, out=print):
     import keras
     import numpy as np
 
@@ -78,6 +78,8 @@ def run(preset="all-minilm-l6-v2", epochs=3, batch_size=16, learning_rate=2e-4, 
     out("\n[2/2] Fine-tuning a TextClassifier with fit()")
     texts, labels, names = load_topics()
     (x_train, y_train), (x_test, y_test) = split(texts, labels)
+    if limit:
+        x_train, y_train = x_train[:limit], y_train[:limit]
     out(f"data: {len(x_train)} training / {len(x_test)} held-out sentences, classes {names}")
     clf = km.TextClassifier.from_preset(
         preset, num_classes=len(names), id2label=dict(enumerate(names)), sequence_length=sequence_length
@@ -103,12 +105,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="keras-models demo", description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="all-minilm-l6-v2")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=None, help="use only this many training sentences")
     parser.add_argument("--backend", choices=["jax", "torch", "tensorflow"], default=None)
     args = parser.parse_args(argv)
     from keras_models.backend_choice import ensure_backend
 
     ensure_backend(args.backend)
-    run(preset=args.preset, epochs=args.epochs)
+    run(preset=args.preset, epochs=args.epochs, limit=args.limit)
     return 0
 
 
