@@ -155,3 +155,107 @@ CASES.update({
     "stablelm_serial": stablelm_serial,
     "starcoder2_window": starcoder2_window,
 })
+
+
+def gpt2():
+    t = _t()
+    cfg = t.GPT2Config(vocab_size=VOCAB, n_embd=16, n_layer=2, n_head=4, n_positions=32, n_inner=24,
+                       activation_function="gelu_new")
+    return t.GPT2LMHeadModel(cfg)
+
+
+def gpt_bigcode_mqa():
+    t = _t()
+    cfg = t.GPTBigCodeConfig(vocab_size=VOCAB, n_embd=16, n_layer=2, n_head=4, n_positions=32,
+                             multi_query=True)
+    return t.GPTBigCodeForCausalLM(cfg)
+
+
+def gpt_bigcode_mha():
+    t = _t()
+    cfg = t.GPTBigCodeConfig(vocab_size=VOCAB, n_embd=16, n_layer=1, n_head=2, n_positions=32,
+                             multi_query=False, tie_word_embeddings=False)
+    return t.GPTBigCodeForCausalLM(cfg)
+
+
+def opt_project():
+    t = _t()
+    cfg = t.OPTConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                      ffn_dim=20, max_position_embeddings=32, word_embed_proj_dim=8, pad_token_id=0)
+    return t.OPTForCausalLM(cfg)
+
+
+def opt_postnorm():
+    t = _t()
+    cfg = t.OPTConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                      ffn_dim=20, max_position_embeddings=32, do_layer_norm_before=False,
+                      pad_token_id=0, activation_function="gelu")
+    return t.OPTForCausalLM(cfg)
+
+
+def gpt_neox_parallel():
+    t = _t()
+    cfg = t.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=20, max_position_embeddings=64,
+                          rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                           "partial_rotary_factor": 0.5})
+    return t.GPTNeoXForCausalLM(cfg)
+
+
+def gpt_neox_serial():
+    t = _t()
+    cfg = t.GPTNeoXConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=20, use_parallel_residual=False, max_position_embeddings=64,
+                          tie_word_embeddings=False)
+    return t.GPTNeoXForCausalLM(cfg)
+
+
+def gptj_partial():
+    t = _t()
+    cfg = t.GPTJConfig(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, rotary_dim=4, n_positions=64,
+                       n_inner=24)
+    return t.GPTJForCausalLM(cfg)
+
+
+def falcon_new_arch_gqa():
+    t = _t()
+    cfg = t.FalconConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                         num_kv_heads=2, new_decoder_architecture=True, bias=True, ffn_hidden_size=24,
+                         max_position_embeddings=64)
+    return t.FalconForCausalLM(cfg)
+
+
+def falcon_mqa_parallel():
+    t = _t()
+    cfg = t.FalconConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                         multi_query=True, parallel_attn=True, max_position_embeddings=64)
+    return t.FalconForCausalLM(cfg)
+
+
+def falcon_mha_serial():
+    t = _t()
+    cfg = t.FalconConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         multi_query=False, parallel_attn=False, bias=True, max_position_embeddings=64)
+    return t.FalconForCausalLM(cfg)
+
+
+def bloom_alibi():
+    t = _t()
+    cfg = t.BloomConfig(vocab_size=VOCAB, hidden_size=24, n_layer=2, n_head=6)
+    return t.BloomForCausalLM(cfg)
+
+
+CASES.update({
+    "gpt2": gpt2,
+    "gpt_bigcode_mqa": gpt_bigcode_mqa,
+    "gpt_bigcode_mha": gpt_bigcode_mha,
+    "opt_project": opt_project,
+    "opt_postnorm": opt_postnorm,
+    "gpt_neox_parallel": gpt_neox_parallel,
+    "gpt_neox_serial": gpt_neox_serial,
+    "gptj_partial": gptj_partial,
+    "falcon_new_arch_gqa": falcon_new_arch_gqa,
+    "falcon_mqa_parallel": falcon_mqa_parallel,
+    "falcon_mha_serial": falcon_mha_serial,
+    "bloom_alibi": bloom_alibi,
+})

@@ -22,7 +22,8 @@ def _gemma_from_hf(cls, hf, kw):
 
 
 GemmaBackbone, GemmaCausalLM = family(
-    "gemma", "Gemma", GEMMA_TABLE, adjust_from_hf=classmethod(_gemma_from_hf))
+    "gemma", "Gemma", GEMMA_TABLE, module=__name__,
+    adjust_from_hf=classmethod(_gemma_from_hf))
 
 # --- Gemma 2: sandwich norms, soft-capping, query_pre_attn_scalar, alternating sliding window -----
 GEMMA2_TABLE = [r for r in GEMMA_TABLE if r[0] != "activation"] + SLIDING + [
@@ -50,7 +51,7 @@ def _gemma2_to_hf(self, hf):
 
 
 Gemma2Backbone, Gemma2CausalLM = family(
-    "gemma2", "Gemma2", GEMMA2_TABLE, adjust_from_hf=classmethod(_gemma2_from_hf),
+    "gemma2", "Gemma2", GEMMA2_TABLE, module=__name__, adjust_from_hf=classmethod(_gemma2_from_hf),
     adjust_to_hf=_gemma2_to_hf,
     names={**NAMES, "attn_out_norm": "post_attention_layernorm",
            "mlp_norm": "pre_feedforward_layernorm", "mlp_out_norm": "post_feedforward_layernorm"},
@@ -82,7 +83,8 @@ def _phi_to_hf(self, hf):
 
 
 PhiBackbone, PhiCausalLM = family(
-    "phi", "Phi", PHI_TABLE, adjust_from_hf=classmethod(_phi_from_hf), adjust_to_hf=_phi_to_hf,
+    "phi", "Phi", PHI_TABLE, module=__name__, adjust_from_hf=classmethod(_phi_from_hf),
+    adjust_to_hf=_phi_to_hf,
     names={**NAMES, "o": "dense", "up": "fc1", "down": "fc2", "final_norm": "final_layernorm",
            "q_norm": "q_layernorm", "k_norm": "k_layernorm"},
 )
@@ -108,7 +110,8 @@ def _stablelm_to_hf(self, hf):
 
 
 StableLmBackbone, StableLmCausalLM = family(
-    "stablelm", "StableLm", STABLELM_TABLE, adjust_from_hf=classmethod(_stablelm_from_hf),
+    "stablelm", "StableLm", STABLELM_TABLE, module=__name__,
+    adjust_from_hf=classmethod(_stablelm_from_hf),
     adjust_to_hf=_stablelm_to_hf,
 )
 
@@ -122,7 +125,8 @@ STARCODER2_TABLE = [r for r in LN_TABLE if r[0] != "norm_eps"] + SLIDING + [
 ]
 
 Starcoder2Backbone, Starcoder2CausalLM = family(
-    "starcoder2", "Starcoder2", STARCODER2_TABLE, names={**NAMES, "up": "c_fc", "down": "c_proj"},
+    "starcoder2", "Starcoder2", STARCODER2_TABLE, module=__name__,
+    names={**NAMES, "up": "c_fc", "down": "c_proj"},
 )
 
 __all__ = [

@@ -43,17 +43,21 @@ NAMES = dict(
     k_norm="k_norm", attn_norm="input_layernorm", mlp_norm="post_attention_layernorm",
     mlp="mlp.", gate="gate_proj", up="up_proj", down="down_proj", final_norm="norm",
     embed="embed_tokens", moe="block_sparse_moe.", router="gate", experts="experts",
-    e_gate="w1", e_up="w3", e_down="w2",
+    e_gate="w1", e_up="w3", e_down="w2", layer="layers.{i}.", pos_embed=None, embed_norm=None,
+    project_in=None, project_out=None,
 )
 
 
-class LlamaLikeBackbone(DecoderBackbone):
-    """Shared translator + weight map; subclasses set ``table`` / ``names`` / ``extra_hf``."""
+class TableBackbone(DecoderBackbone):
+    """Translator + weight map driven by data: ``table`` (config rows), ``names`` (HF tensor
+    names), ``conv1d`` (GPT-2 style (in, out) weights), ``qkv_layout`` (fused qkv row order)."""
 
     base_model_prefix = "model"
     hf_ignore = ("*rotary_emb.inv_freq",)
     table = LLAMA_TABLE
     names = NAMES
+    conv1d = False
+    qkv_layout = "concat"
 
     @classmethod
     def config_from_hf(cls, hf):
@@ -80,11 +84,14 @@ class LlamaLikeBackbone(DecoderBackbone):
     def adjust_to_hf(self, hf):
         return hf
 
+    def block_names(self, blk):
+        return self.names
+
     def block_rules(self, i, blk):
-        n = self.names
-        p = f"layers.{i}."
+        n = self.block_names(blk)
+        p = n["layer"].format(i=i)
         a = p + n["attn"]
-        r = attention(a, blk.attention, n)
+        r = attention(a, blk.attention, n, self.conv1d, self.qkv_layout)
         r += norm(p + n["attn_norm"], blk.attention_norm)
         if blk.mlp_norm is not None:
             r += norm(p + n["mlp_norm"], blk.mlp_norm)
@@ -98,23 +105,34 @@ class LlamaLikeBackbone(DecoderBackbone):
                 r += mlp(f"{m}{n['experts']}.{e}.", expert,
                          {"gate": n["e_gate"], "up": n["e_up"], "down": n["e_down"]})
         else:
-            r += mlp(p + n["mlp"], blk.mlp, n)
+            r += mlp(p + n["mlp"], blk.mlp, n, self.conv1d)
         return r
 
     def weight_rules(self):
-        r = embedding(self.names["embed"], self.token_embedding)
+        n = self.names
+        r = embedding(n["embed"], self.token_embedding)
+        if self.position_embedding is not None:
+            r += embedding(n["pos_embed"], self.position_embedding)
+        if self.embedding_norm is not None:
+            r += norm(n["embed_norm"], self.embedding_norm)
+        if self.project_in is not None:
+            r += linear(n["project_in"], self.project_in) + linear(n["project_out"], self.project_out)
         for i, blk in enumerate(self.blocks):
             r += self.block_rules(i, blk)
-        return r + norm(self.names["final_norm"], self.final_norm)
+        if self.final_norm is not None:
+            r += norm(n["final_norm"], self.final_norm)
+        return r
 
 
-def family(model_type, prefix, table=LLAMA_TABLE, **attrs):
-    """Register a LlamaLike family: ``<prefix>Backbone`` + ``<prefix>CausalLM``."""
-    bb = type(f"{prefix}Backbone", (attrs.pop("base", LlamaLikeBackbone),),
-              dict(hf_architecture=f"{prefix}Model", table=table, __module__=__name__, **attrs))
+def family(model_type, prefix, table=LLAMA_TABLE, lm_archs=None, lm_attrs=None, **attrs):
+    """Register a table-driven family: ``<prefix>Backbone`` + ``<prefix>CausalLM``."""
+    attrs.setdefault("hf_architecture", f"{prefix}Model")
+    module = attrs.pop("module", __name__)
+    bb = type(f"{prefix}Backbone", (attrs.pop("base", TableBackbone),),
+              dict(table=table, __module__=module, **attrs))
     bb = _ser(register_backbone(model_type)(bb))
-    lm = type(f"{prefix}CausalLM", (CausalLM,), dict(__module__=__name__))
-    lm = _ser(register_task(bb, "CausalLM", (f"{prefix}ForCausalLM",))(lm))
+    lm = type(f"{prefix}CausalLM", (CausalLM,), dict(__module__=module, **(lm_attrs or {})))
+    lm = _ser(register_task(bb, "CausalLM", tuple(lm_archs or (f"{prefix}ForCausalLM",)))(lm))
     return bb, lm
 
 
