@@ -1,0 +1,121 @@
+"""``km.pipeline(task, model=preset)``: Transformers' pipeline tasks over keras-models tasks.
+
+Task names and output formats follow Transformers (4.x documented behaviour where 5.x removed a
+pipeline). ``model`` is a preset handle (local folder, ``hf://org/name``, named preset) or an
+already built keras-models task; ``batch_size`` batches inputs through the model and
+``progress=True`` shows a progress bar for long input lists.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from keras_models.pipelines.base import Pipeline, PipelineError
+
+# task -> (module, pipeline class, km model class used to load a preset)
+TASKS = {
+    "feature-extraction": ("text", "FeatureExtractionPipeline", "Backbone"),
+    "sentence-similarity": ("text", "SentenceSimilarityPipeline", "TextEmbedder"),
+    "text-classification": ("text", "TextClassificationPipeline", "TextClassifier"),
+    "fill-mask": ("text", "FillMaskPipeline", "MaskedLM"),
+    "zero-shot-classification": ("text", "ZeroShotClassificationPipeline", "TextClassifier"),
+    "token-classification": ("token_classification", "TokenClassificationPipeline", "TokenClassifier"),
+    "question-answering": ("question_answering", "QuestionAnsweringPipeline", "QuestionAnswerer"),
+}
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+# config.json ``architectures`` suffix -> default task, when pipeline() is given no task.
+_ARCH_TASKS = (
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+    ("ForMaskedLM", "fill-mask"),
+    ("ForCausalLM", "text-generation"),
+    ("ForConditionalGeneration", "text2text-generation"),
+    ("ForImageClassification", "image-classification"),
+)
+
+
+def supported_tasks():
+    """Task names ``pipeline()`` accepts (aliases included)."""
+    return sorted(TASKS) + sorted(ALIASES)
+
+
+def resolve_task(task):
+    if not isinstance(task, str):
+        raise PipelineError(f"task must be a str, got {type(task).__name__}")
+    name = ALIASES.get(task, task)
+    if name not in TASKS:
+        raise PipelineError(f"Unknown pipeline task {task!r}; supported: {', '.join(supported_tasks())}")
+    return name
+
+
+def infer_task(hf_config, source="config.json"):
+    """The default task of a checkpoint, from its config.json ``architectures``."""
+    for arch in hf_config.get("architectures") or []:
+        for suffix, task in _ARCH_TASKS:
+            if arch.endswith(suffix) and task in TASKS:
+                return task
+    if hf_config.get("architectures"):
+        return "feature-extraction"
+    raise PipelineError(f"{source}: cannot infer a pipeline task (no 'architectures'); pass task=")
+
+
+def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=False, dtype=None, **kwargs):
+    """Build a pipeline.
+
+    Args:
+        task: a Transformers task name (see ``supported_tasks()``); inferred from the checkpoint's
+            config.json when None.
+        model: a preset handle, or a keras-models task/backbone instance.
+        tokenizer: a ``km.Tokenizer`` (default: the model's own).
+        batch_size: inputs per model call.
+        progress: show a progress bar over the inputs.
+        dtype: compute dtype when loading a preset (e.g. ``"bfloat16"``).
+        **kwargs: default call arguments of the task (``top_k``, ``aggregation_strategy`` ...).
+    """
+    if model is None:
+        raise PipelineError("pipeline(): pass model= (a preset handle or a keras-models model)")
+    hf_config = {}
+    if isinstance(model, (str, Path)):
+        from keras_models.presets.config import load_hf_config
+        from keras_models.presets.resolve import resolve_preset
+
+        folder = resolve_preset(model)
+        hf_config = load_hf_config(folder)
+        task = resolve_task(task) if task is not None else infer_task(hf_config, str(folder / "config.json"))
+        module, cls_name, model_cls = TASKS[task]
+        import keras_models as km
+
+        model = getattr(km, model_cls).from_preset(folder, dtype=dtype)
+        if tokenizer is None and getattr(model, "preprocessor", None) is None:
+            tokenizer = _tokenizer_or_none(folder)
+    else:
+        if task is None:
+            raise PipelineError("pipeline(): pass task= when model is a model object")
+        task = resolve_task(task)
+        module, cls_name, _ = TASKS[task]
+        hf_config = _config_of(model)
+    cls = getattr(importlib.import_module(f"keras_models.pipelines.{module}"), cls_name)
+    return cls(model, tokenizer=tokenizer, batch_size=batch_size, progress=progress, hf_config=hf_config, **kwargs)
+
+
+def _tokenizer_or_none(folder):
+    from keras_models.tasks.text import TOKENIZER_FILES
+
+    if not any((Path(folder) / f).is_file() for f in TOKENIZER_FILES):
+        return None
+    from keras_models.tokenizers import Tokenizer
+
+    return Tokenizer.from_preset(folder)
+
+
+def _config_of(model):
+    try:
+        return model.config_to_hf()
+    except Exception:  # a model without an HF config: labels come from the model itself
+        return {}
+
+
+__all__ = ["pipeline", "Pipeline", "PipelineError", "supported_tasks", "TASKS"]
