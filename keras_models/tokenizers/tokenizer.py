@@ -272,7 +272,33 @@ class Tokenizer(SpecialTokensMixin):
                 encode = self._backend.encode_batch_fast
             return encode(inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words)
 
-    def __call__(
+    def __call__(self, text=None, text_pair=None, *, text_target=None, text_pair_target=None, **kwargs) -> dict:
+        """Tokenize one text (or pair) or a batch; returns a dict keyed by Transformers' names.
+
+        Keywords are Transformers': ``add_special_tokens``, ``padding`` (True / 'longest' /
+        'max_length'), ``truncation`` (True / 'longest_first' / 'only_first' / 'only_second'),
+        ``max_length`` (default: ``model_max_length``), ``stride``, ``is_split_into_words``,
+        ``pad_to_multiple_of``, ``padding_side``, ``return_token_type_ids``,
+        ``return_attention_mask``, ``return_overflowing_tokens``, ``return_special_tokens_mask``,
+        ``return_offsets_mapping``, ``return_length``. ``text_target`` (and ``text_pair_target``)
+        are tokenized the same way and returned as ``labels`` (alone when ``text`` is None).
+
+        With ``return_tensors="np"`` (the default) values are int32 numpy arrays of shape
+        (batch, seq); a single text gives batch 1. Ragged batches need ``padding``. With
+        ``return_tensors=None`` values are Python lists, shaped like Transformers' output.
+        """
+        if text is None and text_target is None:
+            raise ValueError("You need to specify either `text` or `text_target`.")
+        out = self._call_one(text, text_pair, **kwargs) if text is not None else None
+        if text_target is None:
+            return out
+        target = self._call_one(text_target, text_pair_target, **kwargs)
+        if out is None:
+            return target
+        out["labels"] = target["input_ids"]
+        return out
+
+    def _call_one(
         self,
         text,
         text_pair=None,
@@ -293,12 +319,6 @@ class Tokenizer(SpecialTokensMixin):
         return_offsets_mapping: bool = False,
         return_length: bool = False,
     ) -> dict:
-        """Tokenize one text (or pair) or a batch; returns a dict keyed by Transformers' names.
-
-        With ``return_tensors="np"`` (the default) values are int32 numpy arrays of shape
-        (batch, seq); a single text gives batch 1. Ragged batches need ``padding``. With
-        ``return_tensors=None`` values are Python lists, shaped like Transformers' output.
-        """
         if return_tensors not in ("np", None):
             raise ValueError(f"return_tensors must be 'np' or None, got {return_tensors!r}")
         if is_split_into_words:

@@ -121,3 +121,33 @@ def test_hypothesis_unicode(name, text, pair):
     got = ours(text, pair, return_tensors=None)
     _assert_same(got, dict(ref), (name, text, pair))
     assert ours.decode(ref["input_ids"]) == hf.decode(ref["input_ids"])
+
+
+@pytest.mark.parametrize("name", ["bert_json", "roberta_json", "xlmr_spm"])
+def test_overflow_with_stride_for_question_answering(name):
+    hf, ours = hf_tokenizer(name), our_tokenizer(name)
+    questions = ["What is the capital?", "Who?"]
+    contexts = [CORPUS[-1][:600], "A short context about Привет and 日本語."]
+    kw = dict(
+        truncation="only_second",
+        max_length=48,
+        stride=12,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
+    ref = hf(questions, contexts, **kw)
+    got = ours(questions, contexts, return_tensors=None, **kw)
+    _assert_same(got, {k: ref[k] for k in ref}, name)
+    arrays = ours(questions, contexts, **kw)
+    assert arrays["input_ids"].shape == (len(ref["input_ids"]), 48)
+
+
+@pytest.mark.parametrize("name", ["t5_spm", "bert_json"])
+def test_text_target_gives_labels(name):
+    hf, ours = hf_tokenizer(name), our_tokenizer(name)
+    src, tgt = ["translate: hello", "a b"], ["Привет", "longer target text here"]
+    ref = hf(src, text_target=tgt, padding=True)
+    got = ours(src, text_target=tgt, padding=True, return_tensors=None)
+    _assert_same(got, dict(ref), name)
+    assert ours(text_target="x y", return_tensors=None)["input_ids"] == hf(text_target="x y")["input_ids"]
