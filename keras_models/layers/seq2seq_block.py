@@ -1,0 +1,179 @@
+"""One transformer layer for encoder-decoder models (T5-, BART-, Marian-, Pegasus-likes).
+
+Named fields cover the families: ``norm_type`` ("layer" or "rms"), ``norm_first`` (pre-norm
+T5 / mBART / Pegasus vs post-norm BART / Marian), ``use_bias``, ``gated_ffn`` (T5 v1.1's
+act(wi_0 x) * wi_1 x), ``attention_scale`` (None = head_dim**-0.5; T5 uses 1.0), ``cross_attention``
+(decoder layers). Self-attention can run against a fixed-size KV cache (decoding).
+"""
+
+import keras
+from keras import ops
+
+from keras_models.layers.activations import get_activation
+from keras_models.layers.attention import Attention
+
+
+def make_norm(norm_type, eps, name, dtype, use_bias=True):
+    if norm_type == "rms":
+        return keras.layers.RMSNormalization(epsilon=eps, name=name, dtype=dtype)
+    if norm_type == "layer":
+        return keras.layers.LayerNormalization(epsilon=eps, center=use_bias, name=name, dtype=dtype)
+    raise ValueError(f"norm_type must be 'layer' or 'rms', got {norm_type!r}")
+
+
+def norm_rules(prefix, norm):
+    """Weight rules of a LayerNormalization / RMSNormalization made by ``make_norm``."""
+    from keras_models.presets.weight_map import Rule
+
+    if isinstance(norm, keras.layers.RMSNormalization):
+        return [Rule(f"{prefix}.weight", norm.scale)]
+    out = [Rule(f"{prefix}.weight", norm.gamma)]
+    if norm.center:
+        out.append(Rule(f"{prefix}.bias", norm.beta))
+    return out
+
+
+def update_cache(buffer, new, index):
+    """Write ``new`` (b, t, ...) into ``buffer`` (b, max_len, ...) at time ``index``."""
+    start = [0] * len(buffer.shape)
+    start[1] = index
+    return ops.slice_update(buffer, start, ops.cast(new, buffer.dtype))
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class Seq2SeqBlock(keras.layers.Layer):
+    def __init__(
+        self,
+        hidden_size,
+        num_heads,
+        intermediate_size,
+        head_dim=None,
+        hidden_act="gelu",
+        gated_ffn=False,
+        use_bias=True,
+        norm_type="layer",
+        norm_first=False,
+        layer_norm_eps=1e-5,
+        attention_scale=None,
+        cross_attention=False,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_size, self.num_heads = hidden_size, num_heads
+        self.intermediate_size = intermediate_size
+        self.head_dim = head_dim or hidden_size // num_heads
+        self.hidden_act, self.gated_ffn, self.use_bias = hidden_act, gated_ffn, use_bias
+        self.norm_type, self.norm_first, self.layer_norm_eps = norm_type, norm_first, layer_norm_eps
+        self.attention_scale, self.cross_attention = attention_scale, cross_attention
+        self.dropout_rate, self.attention_dropout = dropout, attention_dropout
+        self.activation_dropout = activation_dropout
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.act = get_activation(hidden_act)
+        dt = self.dtype_policy
+        attn = dict(head_dim=self.head_dim, use_bias=use_bias, dropout=attention_dropout,
+                    scale=attention_scale, kernel_initializer=self.kernel_initializer, dtype=dt)
+        dense = dict(use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=dt)
+        self.self_attention = Attention(hidden_size, num_heads, name="self_attention", **attn)
+        self.self_attention_norm = make_norm(norm_type, layer_norm_eps, "self_attention_norm", dt)
+        if cross_attention:
+            self.cross_attention_layer = Attention(hidden_size, num_heads, name="cross_attention", **attn)
+            self.cross_attention_norm = make_norm(norm_type, layer_norm_eps, "cross_attention_norm", dt)
+        self.ffn_in = keras.layers.Dense(intermediate_size, name="ffn_in", **dense)
+        self.ffn_gate = keras.layers.Dense(intermediate_size, name="ffn_gate", **dense) if gated_ffn else None
+        self.ffn_out = keras.layers.Dense(hidden_size, name="ffn_out", **dense)
+        self.ffn_norm = make_norm(norm_type, layer_norm_eps, "ffn_norm", dt)
+        self.dropout = keras.layers.Dropout(dropout, dtype=dt)
+        self.act_dropout = keras.layers.Dropout(activation_dropout, dtype=dt)
+
+    def build(self, input_shape):
+        self.self_attention.build(input_shape)
+        self.self_attention_norm.build(input_shape)
+        if self.cross_attention:
+            self.cross_attention_layer.build(input_shape)
+            self.cross_attention_norm.build(input_shape)
+        self.ffn_in.build(input_shape)
+        if self.ffn_gate is not None:
+            self.ffn_gate.build(input_shape)
+        self.ffn_out.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
+        self.ffn_norm.build(input_shape)
+        self.built = True
+
+    # --- sub-layers -------------------------------------------------------------------------
+    def _residual(self, x, norm, fn, training):
+        if self.norm_first:
+            return x + self.dropout(fn(norm(x)), training=training)
+        return norm(x + self.dropout(fn(x), training=training))
+
+    def _ffn(self, x, training=False):
+        h = self.act(self.ffn_in(x))
+        if self.ffn_gate is not None:
+            h = h * self.ffn_gate(x)
+        return self.ffn_out(self.act_dropout(h, training=training))
+
+    def _heads(self, attention, x):
+        b, s = ops.shape(x)[0], ops.shape(x)[1]
+        return ops.reshape(x, (b, s, attention.num_heads, attention.head_dim))
+
+    def cross_kv(self, context):
+        """Cross-attention K/V of the encoder states: (b, src, heads, head_dim) each."""
+        a = self.cross_attention_layer
+        return self._heads(a, a.key(context)), self._heads(a, a.value(context))
+
+    def _self_attend(self, x, bias, cache, cache_index, training):
+        a = self.self_attention
+        if cache is None:
+            return a(x, bias, training=training), None
+        q = self._heads(a, a.query(x))
+        k_cache = update_cache(cache[0], self._heads(a, a.key(x)), cache_index)
+        v_cache = update_cache(cache[1], self._heads(a, a.value(x)), cache_index)
+        out = a.output_dense(a.attend(q, k_cache, v_cache, bias, training=training))
+        return out, (k_cache, v_cache)
+
+    def _cross_attend(self, x, context, bias, kv, training):
+        a = self.cross_attention_layer
+        if kv is None:
+            return a(x, bias, context=context, training=training)
+        q = self._heads(a, a.query(x))
+        return a.output_dense(a.attend(q, kv[0], kv[1], bias, training=training))
+
+    def call(self, x, self_bias=None, context=None, cross_bias=None, cache=None, cache_index=None,
+             cross_kv=None, training=False):
+        """Returns ``x`` (no cache) or ``(x, (k_cache, v_cache))`` when ``cache`` is given.
+
+        ``cache``: (k, v) buffers (b, max_len, heads, head_dim); the new keys/values are written
+        at ``cache_index`` and ``self_bias`` must cover the whole buffer. ``cross_kv``: optional
+        precomputed (k, v) of ``context``.
+        """
+        new_cache = None
+
+        def self_fn(h):
+            nonlocal new_cache
+            out, new_cache = self._self_attend(h, self_bias, cache, cache_index, training)
+            return out
+
+        x = self._residual(x, self.self_attention_norm, self_fn, training)
+        if self.cross_attention and (context is not None or cross_kv is not None):
+            x = self._residual(
+                x, self.cross_attention_norm,
+                lambda h: self._cross_attend(h, context, cross_bias, cross_kv, training), training,
+            )
+        x = self._residual(x, self.ffn_norm, lambda h: self._ffn(h, training), training)
+        return x if cache is None else (x, new_cache)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(
+            hidden_size=self.hidden_size, num_heads=self.num_heads,
+            intermediate_size=self.intermediate_size, head_dim=self.head_dim,
+            hidden_act=self.hidden_act, gated_ffn=self.gated_ffn, use_bias=self.use_bias,
+            norm_type=self.norm_type, norm_first=self.norm_first,
+            layer_norm_eps=self.layer_norm_eps, attention_scale=self.attention_scale,
+            cross_attention=self.cross_attention, dropout=self.dropout_rate,
+            attention_dropout=self.attention_dropout, activation_dropout=self.activation_dropout,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+        )
+        return c

@@ -1,0 +1,4 @@
+from keras_models.models.bart.backbone import BartBackbone
+from keras_models.models.bart.tasks import BartQuestionAnswerer, BartSeq2SeqLM, BartTextClassifier
+
+__all__ = ["BartBackbone", "BartSeq2SeqLM", "BartTextClassifier", "BartQuestionAnswerer"]

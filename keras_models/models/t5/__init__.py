@@ -1,0 +1,4 @@
+from keras_models.models.t5.backbone import T5Backbone
+from keras_models.models.t5.tasks import T5Seq2SeqLM
+
+__all__ = ["T5Backbone", "T5Seq2SeqLM"]
