@@ -407,6 +407,14 @@ class Tokenizer(SpecialTokensMixin):
             0
         ].tokens
 
+    def pad(self, encoded_inputs, padding=True, max_length=None, pad_to_multiple_of=None, padding_side=None,
+            return_attention_mask=None, return_tensors="np"):
+        """Pad tokenized features (a dict of lists or a list of dicts), like Transformers' ``pad``."""
+        from keras_models.tokenizers.padding import pad
+
+        return pad(self, encoded_inputs, padding, max_length, pad_to_multiple_of, padding_side,
+                   return_attention_mask, return_tensors)
+
     # ------------------------------------------------------------------ decoding
     def _decode_one(self, ids, skip_special_tokens, clean_up_tokenization_spaces):
         text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)

@@ -151,3 +151,14 @@ def test_text_target_gives_labels(name):
     got = ours(src, text_target=tgt, padding=True, return_tensors=None)
     _assert_same(got, dict(ref), name)
     assert ours(text_target="x y", return_tensors=None)["input_ids"] == hf(text_target="x y")["input_ids"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(data=st.data())
+def test_hypothesis_decode_random_ids(name, data):
+    hf, ours = hf_tokenizer(name), our_tokenizer(name)
+    ids = data.draw(st.lists(st.integers(0, len(hf) - 1), max_size=40))
+    assert ours.decode(ids) == hf.decode(ids)
+    assert ours.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
+    assert ours.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)

@@ -140,3 +140,16 @@ def test_import_does_not_pull_heavy_frameworks():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     loaded = set(filter(None, out.stdout.strip().split(",")))
     assert "tensorflow" not in loaded, out.stdout
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pad_matches_transformers(side):
+    hf, ours = hf_tokenizer("bert_json"), our_tokenizer("bert_json")
+    feats = [hf(t, return_special_tokens_mask=True) for t in ["a b c", "hello", "Привет мир 日本"]]
+    feats = [{k: list(v) for k, v in f.items()} for f in feats]
+    for kw in (dict(padding=True), dict(padding="max_length", max_length=20), dict(padding=True, pad_to_multiple_of=8)):
+        ref = hf.pad(feats, padding_side=side, **kw)
+        got = ours.pad(feats, padding_side=side, return_tensors=None, **kw)
+        assert {k: [list(r) for r in v] for k, v in got.items()} == {k: [list(r) for r in ref[k]] for k in ref}
+        batch = {k: [f[k] for f in feats] for k in feats[0]}
+        assert ours.pad(batch, padding_side=side, **kw)["input_ids"].tolist() == [list(r) for r in ref["input_ids"]]
