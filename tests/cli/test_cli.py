@@ -1,0 +1,103 @@
+"""Every ``keras-models`` subcommand, run as a subprocess (``python -m keras_models.cli``, the
+same entry point as the console script) on tiny local checkpoints."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.pipelines.refs import checkpoint
+
+BACKEND = os.environ.get("KERAS_BACKEND", "jax")
+
+
+def cli(*args, stdin=None, check=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", HF_HUB_OFFLINE="1")
+    env.pop("KERAS_BACKEND", None)  # --backend must be what selects it
+    proc = subprocess.run([sys.executable, "-m", "keras_models.cli", "--backend", BACKEND, *map(str, args)],
+                          input=stdin, capture_output=True, text=True, env=env, timeout=300)
+    if check:
+        assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc
+
+
+def test_run_prints_json_lines_matching_the_python_pipeline():
+    import keras_models as km
+
+    folder = checkpoint("sentiment")
+    proc = cli("run", "text-classification", "--model", folder, "--arg", "top_k=2", "--batch-size", "2",
+               "john lives in paris.", "hello world")
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert len(lines) == 2
+    expected = km.pipeline("text-classification", model=folder)(["john lives in paris.", "hello world"], top_k=2)
+    for got, want in zip(lines, expected):
+        assert [g["label"] for g in got] == [w["label"] for w in want]
+        assert all(abs(g["score"] - w["score"]) < 1e-4 for g, w in zip(got, want))
+
+
+def test_run_reads_stdin_and_json_inputs():
+    proc = cli("run", "fill-mask", "--model", checkpoint("mlm"), "--arg", "top_k=1", stdin="hello [MASK]\nthe [MASK]\n")
+    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+    assert len(lines) == 2 and all(len(x) == 1 and {"score", "token", "token_str", "sequence"} <= set(x[0]) for x in lines)
+    qa = cli("run", "question-answering", "--model", checkpoint("qa"),
+             json.dumps({"question": "where does john live?", "context": "john lives in paris."}))
+    answer = json.loads(qa.stdout)
+    assert "john lives in paris."[answer["start"]:answer["end"]] == answer["answer"]
+
+
+def test_errors_are_one_line_with_exit_status_1():
+    proc = cli("run", "no-such-task", "--model", checkpoint("mlm"), "x", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().startswith("error: PipelineError: Unknown pipeline task 'no-such-task'")
+    proc = cli("info", "/no/such/folder", check=False)
+    assert proc.returncode == 1 and "PresetError" in proc.stderr
+
+
+def test_info_describes_the_preset():
+    info = json.loads(cli("info", checkpoint("ner"), "--json").stdout)
+    assert info["model_type"] == "bert" and info["architectures"] == ["BertForTokenClassification"]
+    assert info["head_in_checkpoint"] == ["TokenClassifier"]
+    assert "token-classification" in info["pipelines"]
+    assert info["weight_dtypes"] == ["float32"]
+    # parameters counted from the safetensors headers = transformers' own count
+    from safetensors import safe_open
+
+    with safe_open(str(checkpoint("ner") / "model.safetensors"), "np") as f:
+        total = sum(f.get_tensor(k).size for k in f.keys())
+    assert info["parameters"] == total
+    text = cli("info", checkpoint("ner")).stdout
+    assert "BertForTokenClassification" in text and "model.safetensors" in text
+
+
+def test_convert_round_trip_with_verification(tmp_path):
+    keras_file = tmp_path / "ner.keras"
+    out = cli("convert", checkpoint("ner"), keras_file)
+    assert "verification: max abs diff" in out.stdout and "ok" in out.stdout
+    assert keras_file.is_file()
+    back = tmp_path / "ner-hf"
+    out = cli("convert", keras_file, back)
+    assert "ok" in out.stdout
+    assert (back / "config.json").is_file() and (back / "model.safetensors").is_file()
+    # the exported folder is a Transformers checkpoint with the same weights
+    from safetensors.numpy import load_file
+
+    a, b = load_file(checkpoint("ner") / "model.safetensors"), load_file(back / "model.safetensors")
+    assert set(a) == set(b) and all(abs(a[k] - b[k]).max() == 0 for k in a)
+    again = cli("convert", checkpoint("ner"), keras_file, check=False)
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+
+
+def test_models_prints_the_registry_table():
+    out = cli("models").stdout
+    assert out.startswith("# Supported models") and "`bert`" in out and "`roberta`" in out
+    rows = json.loads(cli("models", "--json").stdout)
+    assert any(r["model_type"] == "`bert`" for r in rows)
+
+
+def test_demo_subcommand_dispatches():
+    if not os.path.exists(os.path.join(os.path.dirname(__file__), "..", "..", "keras_models", "demo.py")):
+        pytest.fail("keras_models/demo.py is missing")
+    out = cli("demo", "--help")
+    assert "--preset" in out.stdout and "--epochs" in out.stdout
