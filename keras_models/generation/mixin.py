@@ -44,11 +44,12 @@ def left_pad(rows, pad_id):
 
 
 def context_length(model):
-    for obj in (getattr(model, "backbone", None), model):
+    backbone = getattr(model, "backbone", None)
+    for obj in (backbone, getattr(backbone, "options", None), model):
         if obj is None:
             continue
         for name in _CONTEXT_ATTRS:
-            value = getattr(obj, name, None)
+            value = obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
             if isinstance(value, int) and value > 0:
                 return value
     return None

@@ -84,7 +84,11 @@ BUILDERS = {"llama": llama, "gpt2": gpt2}
 
 
 def reference(family, cases, scale=1.0, generation_config=None):
-    """(model folder, [HF output ids per case]) for ``cases``: a list of (inputs dict, kwargs).
+    """(model folder, {"case<i>": HF output ids}) for ``cases``: a list of (inputs, kwargs).
+
+    inputs: {"input_ids", "attention_mask"} arrays, or {"text": str or list}. kwargs go to HF
+    generate; ``eos_token_id="auto"`` / ``stop_strings="auto"`` pick ids / a string that the
+    unconstrained greedy output contains (stored as "case<i>_eos" / "case<i>_stop").
 
     The model's weights get extra noise of std ``0.02 * scale`` (larger -> more varied tokens).
     """
@@ -111,15 +115,37 @@ def reference(family, cases, scale=1.0, generation_config=None):
             if f.is_file() and f.name != ".complete":
                 shutil.copy(f, tmp / "model" / f.name)
         outs = {}
+        hf_tok = None
         with torch.no_grad():
             for i, (inp, kw) in enumerate(cases):
-                t = {k: torch.tensor(np.asarray(v)) for k, v in inp.items()}
+                kw = dict(kw)
+                if "text" in inp:  # string prompt(s): tokenized like ours, left-padded
+                    from transformers import AutoTokenizer
+
+                    hf_tok = hf_tok or AutoTokenizer.from_pretrained(str(tok_dir), padding_side="left")
+                    texts = [str(t) for t in np.atleast_1d(inp["text"])]
+                    t = dict(hf_tok(texts, return_tensors="pt", padding=True))
+                    kw["tokenizer"] = hf_tok
+                else:
+                    t = {k: torch.tensor(np.asarray(v)) for k, v in inp.items()}
+                if kw.get("eos_token_id") == "auto":  # eos ids that greedy output really produces
+                    free = model.generate(**t, **{**kw, "eos_token_id": None}).numpy()
+                    width = t["input_ids"].shape[1]
+                    eos = sorted({int(free[0, width + 2]), int(free[-1, width + 4])})
+                    outs[f"case{i}_eos"] = np.asarray(eos)
+                    kw["eos_token_id"] = eos
+                if kw.get("stop_strings") == "auto":  # a stop string inside the greedy text
+                    free = model.generate(**t, **{**kw, "stop_strings": None}).numpy()
+                    text = hf_tok.decode(free[0, t["input_ids"].shape[1]:], skip_special_tokens=True)
+                    stop = text[len(text) // 2: len(text) // 2 + 2]
+                    outs[f"case{i}_stop"] = np.asarray(stop)
+                    kw["stop_strings"] = [stop]
                 outs[f"case{i}"] = model.generate(**t, **kw).numpy()
         np.savez(tmp / "expected.npz", **outs)
 
     folder = cached_folder(key, build)
-    data = np.load(folder / "expected.npz")
-    return folder / "model", [data[f"case{i}"] for i in range(len(cases))]
+    data = dict(np.load(folder / "expected.npz"))
+    return folder / "model", data
 
 
 def left_padded(batch, lengths, vocab, seed=0, pad=0, low=3):
