@@ -45,6 +45,11 @@ CLASSES: dict[str, dict] = {
         "inputs": _NO_TYPES,
         "specials": {"unk_token": "<|endoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"},
     },
+    "GPTNeoXTokenizer": {
+        "family": "gpt_neox",
+        "inputs": _NO_TYPES,
+        "specials": {**_GPT2_SPECIALS, "pad_token": "<|padding|>"},
+    },
     "T5Tokenizer": {
         "family": "t5",
         "inputs": _NO_TYPES,
@@ -91,7 +96,7 @@ CLASSES: dict[str, dict] = {
 MODEL_TYPE_TO_CLASS = {
     "bert": "BertTokenizer",
     "distilbert": "BertTokenizer",
-    "electra": "ElectraTokenizer",
+    "electra": "BertTokenizer",
     "gpt2": "GPT2Tokenizer",
     "roberta": "RobertaTokenizer",
     "bart": "BartTokenizer",
@@ -104,6 +109,22 @@ MODEL_TYPE_TO_CLASS = {
     "mistral": "TokenizersBackend",
     "gemma": "GemmaTokenizer",
     "qwen2": "Qwen2Tokenizer",
+    "qwen2_moe": "Qwen2Tokenizer",
+    "qwen3": "Qwen2Tokenizer",
+    "gemma2": "GemmaTokenizer",
+    "gemma3": "GemmaTokenizer",
+    "gpt_neox": "GPTNeoXTokenizer",
+    "olmo": "GPTNeoXTokenizer",
+    "mpt": "GPTNeoXTokenizer",
+    "opt": "GPT2Tokenizer",
+    "gptj": "GPT2Tokenizer",
+    "codegen": "GPT2Tokenizer",
+    "phi": "GPT2Tokenizer",
+    "starcoder2": "GPT2Tokenizer",
+    "gpt_bigcode": "TokenizersBackend",
+    "phi3": "TokenizersBackend",
+    "mixtral": "TokenizersBackend",
+    "stablelm": "TokenizersBackend",
 }
 
 SPECIAL_TOKEN_KEYS = (

@@ -75,10 +75,11 @@ def read_bpe_files(vocab_path: Path, merges_path: Path):
 
 
 def byte_level_bpe(vocab_path: Path, merges_path: Path, config: dict, class_name: str, family) -> RustTokenizer:
-    if family not in (None, "gpt2", "roberta", "qwen2"):
+    if family not in (None, "gpt2", "roberta", "qwen2", "gpt_neox"):
         raise TokenizerFileError(
             f"{vocab_path.parent} has only vocab.json + merges.txt, but its tokenizer class {class_name} is not "
-            "a byte-level BPE class we can rebuild (GPT-2, RoBERTa, BART, Longformer, Qwen2): a tokenizer.json "
+            "a byte-level BPE class we can rebuild (GPT-2, RoBERTa, BART, Longformer, GPT-NeoX, Qwen2): a "
+            "tokenizer.json "
             "is needed"
         )
     vocab, merges = read_bpe_files(vocab_path, merges_path)

@@ -204,6 +204,10 @@ def load_tokenizer(preset, cls=None, **overrides):
     config.update(overrides)
     class_name = _class_name(folder, config)
     backend, source = build_backend(folder, config, class_name)
+    if source == "tokenizer.json":
+        # as in Transformers: tokenizer.json's own post-processor decides about bos / eos
+        config.pop("add_bos_token", None)
+        config.pop("add_eos_token", None)
     config.setdefault("name_or_path", str(folder))
     config.pop("_legacy_added_tokens", None)
     tok = cls(backend, config, class_name=class_name)

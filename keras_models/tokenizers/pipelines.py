@@ -19,7 +19,7 @@ QWEN2_PATTERN = (
 )
 
 # Families whose class sets its own post-processor over the one in tokenizer.json
-CLASS_POST_PROCESSOR = {"wordpiece", "roberta", "t5", "xlm_roberta"}
+CLASS_POST_PROCESSOR = {"wordpiece", "roberta", "t5", "xlm_roberta", "gpt_neox"}
 
 
 def precompiled_charsmap(tokenizer_json: dict) -> bytes | None:
@@ -58,6 +58,12 @@ def apply_family_pipeline(backend, family: str, config: dict, charsmap: bytes | 
     elif family in ("gpt2", "roberta"):
         backend.normalizer = None
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=_add_prefix_space(config, False))
+        backend.decoder = decoders.ByteLevel()
+    elif family == "gpt_neox":
+        backend.normalizer = normalizers.NFC()
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(
+            add_prefix_space=_add_prefix_space(config, False), trim_offsets=bool(config.get("trim_offsets", True))
+        )
         backend.decoder = decoders.ByteLevel()
     elif family == "qwen2":
         backend.normalizer = normalizers.NFC()

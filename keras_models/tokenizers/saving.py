@@ -43,7 +43,11 @@ def tokenizer_config_dict(tok) -> dict:
         config["extra_special_tokens"] = list(tok._extra_special)
     for key, value in tok.named_extra_tokens.items():
         config[key] = value
-    config["tokenizer_class"] = tok.class_name
+    # The pipeline in tokenizer.json is already the one the original class builds. Naming the generic
+    # class makes Transformers (4.x and 5.x) and us load it as written: Transformers 5 rebuilds some
+    # classes' stages and post-processor from flags it does not reload (e.g. add_bos_token).
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config["keras_models_source_class"] = tok.init_config.get("keras_models_source_class") or tok.class_name
     config["model_max_length"] = tok.model_max_length
     config["padding_side"] = tok.padding_side
     config["truncation_side"] = tok.truncation_side

