@@ -33,7 +33,9 @@ class VisionBlock(keras.layers.Layer):
     """``mlp``: "plain" (fc1 -> act -> fc2) or "swiglu" (fc1 gives [gate, up] fused;
     silu(gate) * up -> fc2).
     ``layer_scale``: None, or the init value of per-channel residual scales.
-    ``key_bias``: False drops the key projection bias (BEiT)."""
+    ``key_bias``: False for checkpoints without a key bias (BEiT). The variable is kept at zero
+    and left out of weight maps: a key bias adds a per-query constant to the scores, which the
+    softmax cancels, so it never changes the output."""
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu",
                  layer_norm_eps=1e-12, qkv_bias=True, key_bias=True, mlp="plain", layer_scale=None,
@@ -50,8 +52,6 @@ class VisionBlock(keras.layers.Layer):
         dense = dict(kernel_initializer=self.kernel_initializer, **common)
         self.attention = Attention(hidden_size, num_heads, use_bias=qkv_bias, output_bias=True,
                                    dropout=attention_dropout, name="attention", **dense)
-        if qkv_bias and not key_bias:
-            self.attention.key = keras.layers.Dense(hidden_size, use_bias=False, name="key", **dense)
         self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm1", **common)
         self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm2", **common)
         self.act = get_activation("silu" if mlp == "swiglu" else hidden_act)

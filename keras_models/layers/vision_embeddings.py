@@ -52,13 +52,31 @@ def bicubic_matrix(in_size, out_size, antialias=False):
     return m
 
 
-def resize_grid(grid, out_h, out_w, antialias=False):
-    """grid: (1, h, w, d) tensor -> (1, out_h, out_w, d), bicubic as PyTorch."""
+def bilinear_matrix(in_size, out_size):
+    """(out_size, in_size) matrix of PyTorch's ``bilinear`` resize (align_corners=False)."""
+    scale = in_size / out_size
+    m = np.zeros((out_size, in_size), np.float64)
+    for i in range(out_size):
+        src = max((i + 0.5) * scale - 0.5, 0.0)
+        i0 = min(int(math.floor(src)), in_size - 1)
+        i1 = min(i0 + 1, in_size - 1)
+        t = src - i0
+        m[i, i0] += 1 - t
+        m[i, i1] += t
+    return m
+
+
+def resize_grid(grid, out_h, out_w, antialias=False, mode="bicubic"):
+    """grid: (1, h, w, d) tensor -> (1, out_h, out_w, d), resized as PyTorch's ``mode``."""
     h, w = int(grid.shape[1]), int(grid.shape[2])
     if (h, w) == (out_h, out_w):
         return grid
-    mh = ops.convert_to_tensor(bicubic_matrix(h, out_h, antialias).astype("float32"))
-    mw = ops.convert_to_tensor(bicubic_matrix(w, out_w, antialias).astype("float32"))
+    if mode == "bilinear":
+        mh, mw = bilinear_matrix(h, out_h), bilinear_matrix(w, out_w)
+    else:
+        mh, mw = bicubic_matrix(h, out_h, antialias), bicubic_matrix(w, out_w, antialias)
+    mh = ops.convert_to_tensor(mh.astype("float32"))
+    mw = ops.convert_to_tensor(mw.astype("float32"))
     g = ops.cast(grid, "float32")
     g = ops.einsum("ij,bjwd->biwd", mh, g)
     g = ops.einsum("kw,biwd->bikd", mw, g)
@@ -143,4 +161,4 @@ def norm_rules(prefix, norm, base=True):
     return r
 
 
-__all__ = ["PatchEmbedding", "bicubic_matrix", "resize_grid", "conv_rules", "dense_rules", "norm_rules"]
+__all__ = ["PatchEmbedding", "bicubic_matrix", "bilinear_matrix", "resize_grid", "conv_rules", "dense_rules", "norm_rules"]

@@ -43,7 +43,8 @@ class ViTBackbone(Backbone):
     def __init__(self, image_size, patch_size, hidden_size, num_layers, num_heads, intermediate_size,
                  num_channels=3, hidden_act="gelu", layer_norm_eps=1e-12, qkv_bias=True,
                  distillation_token=False, num_register_tokens=0, layer_scale=None, mlp="plain",
-                 interpolate_antialias=False, mask_token=False, dropout=0.0, attention_dropout=0.0,
+                 interpolate_antialias=False, mask_token=False, key_bias=True, absolute_positions=True,
+                 dropout=0.0, attention_dropout=0.0,
                  initializer_range=0.02, model_type="vit", **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.patch_size = _pair(image_size), _pair(patch_size)
@@ -52,7 +53,7 @@ class ViTBackbone(Backbone):
         self.layer_norm_eps, self.qkv_bias = layer_norm_eps, qkv_bias
         self.distillation_token, self.num_register_tokens = distillation_token, num_register_tokens
         self.layer_scale, self.mlp, self.interpolate_antialias = layer_scale, mlp, interpolate_antialias
-        self.mask_token = mask_token
+        self.mask_token, self.key_bias, self.absolute_positions = mask_token, key_bias, absolute_positions
         self.dropout_rate, self.attention_dropout = dropout, attention_dropout
         self.initializer_range, self.model_type = initializer_range, model_type
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
@@ -62,7 +63,7 @@ class ViTBackbone(Backbone):
                                               kernel_initializer=init, name="patch_embedding", **common)
         self.blocks = [
             VisionBlock(hidden_size, num_heads, intermediate_size, hidden_act=hidden_act,
-                        layer_norm_eps=layer_norm_eps, qkv_bias=qkv_bias, mlp=mlp,
+                        layer_norm_eps=layer_norm_eps, qkv_bias=qkv_bias, key_bias=key_bias, mlp=mlp,
                         layer_scale=layer_scale, dropout=dropout, attention_dropout=attention_dropout,
                         kernel_initializer=init, name=f"block_{i}", **common)
             for i in range(num_layers)
@@ -85,7 +86,8 @@ class ViTBackbone(Backbone):
                                                 initializer="zeros") if self.num_register_tokens else None)
         self.mask_embedding = (self.add_weight(name="mask_token", shape=(1, d), initializer="zeros")
                                if self.mask_token else None)
-        self.position_embedding = self.add_weight(name="position_embedding", shape=(1, n_pos, d), initializer=init)
+        self.position_embedding = (self.add_weight(name="position_embedding", shape=(1, n_pos, d), initializer=init)
+                                   if self.absolute_positions else None)
         self.patch_embedding.build((None, None, None, self.num_channels))
         for b in self.blocks:
             b.build((None, None, d))
@@ -100,7 +102,7 @@ class ViTBackbone(Backbone):
         """Position embeddings for a gh x gw patch grid: (1, prefix + gh*gw, hidden)."""
         n_cls = 1 + int(self.distillation_token)
         pos = self.position_embedding
-        if (gh, gw) == self.grid:
+        if pos is None or (gh, gw) == self.grid:
             return pos
         h, w = self.grid
         grid = ops.reshape(pos[:, n_cls:], (1, h, w, self.hidden_size))
@@ -114,7 +116,8 @@ class ViTBackbone(Backbone):
         prefix = [self.cls_token] + ([self.dist_token] if self.dist_token is not None else [])
         prefix = [ops.broadcast_to(ops.cast(t, x.dtype), (b, 1, self.hidden_size)) for t in prefix]
         x = ops.concatenate(prefix + [x], axis=1)
-        x = x + ops.cast(self.positions(gh, gw), x.dtype)
+        if self.position_embedding is not None:
+            x = x + ops.cast(self.positions(gh, gw), x.dtype)
         if self.register_tokens is not None:
             reg = ops.broadcast_to(ops.cast(self.register_tokens, x.dtype),
                                    (b, self.num_register_tokens, self.hidden_size))
@@ -172,8 +175,9 @@ class ViTBackbone(Backbone):
 
     def embedding_rules(self):
         r = [Rule("embeddings.cls_token", self.cls_token),
-             Rule("embeddings.position_embeddings", self.position_embedding),
              *conv_rules("embeddings.patch_embeddings.projection", self.patch_embedding.projection)]
+        if self.position_embedding is not None:
+            r.append(Rule("embeddings.position_embeddings", self.position_embedding))
         if self.dist_token is not None:
             r.append(Rule("embeddings.distillation_token", self.dist_token))
         if self.register_tokens is not None:
@@ -190,8 +194,8 @@ class ViTBackbone(Backbone):
             a = b.attention
             for ours, dense in (("query", a.query), ("key", a.key), ("value", a.value), ("output", a.output_dense),
                                 ("fc1", b.fc1), ("fc2", b.fc2)):
-                if dense is not None:
-                    r += dense_rules(p + n[ours], dense)
+                rules = dense_rules(p + n[ours], dense)
+                r += rules[:1] if ours == "key" and not self.key_bias else rules
             r += norm_rules(p + n["norm1"], b.norm1) + norm_rules(p + n["norm2"], b.norm2)
             for ours, scale in (("scale1", b.scale1), ("scale2", b.scale2)):
                 if scale is not None:
@@ -206,7 +210,8 @@ class ViTBackbone(Backbone):
                  hidden_act=self.hidden_act, layer_norm_eps=self.layer_norm_eps, qkv_bias=self.qkv_bias,
                  distillation_token=self.distillation_token, num_register_tokens=self.num_register_tokens,
                  layer_scale=self.layer_scale, mlp=self.mlp, interpolate_antialias=self.interpolate_antialias,
-                 mask_token=self.mask_token, dropout=self.dropout_rate,
+                 mask_token=self.mask_token, key_bias=self.key_bias, absolute_positions=self.absolute_positions,
+                 dropout=self.dropout_rate,
                  attention_dropout=self.attention_dropout, initializer_range=self.initializer_range,
                  model_type=self.model_type)
         return c

@@ -1,0 +1,57 @@
+"""BEiT and Data2Vec-Vision: relative position bias (per layer / shared), layer scale, absolute
+positions or not, mean pooling or [CLS]; native and interpolated resolutions."""
+
+import pytest
+
+import keras_models as km
+from tests.parity import assert_close
+from tests.vision.vision_parity import pixels, vision_reference
+
+COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+              image_size=32, patch_size=8, num_labels=3)
+
+
+def _beit(cls):
+    import transformers
+
+    cfg = transformers.BeitConfig(use_relative_position_bias=True, layer_scale_init_value=0.3, **COMMON)
+    return getattr(transformers, cls)(cfg)
+
+
+def _beit_shared_abs(cls):
+    import transformers
+
+    cfg = transformers.BeitConfig(use_shared_relative_position_bias=True, use_absolute_position_embeddings=True,
+                                  use_mean_pooling=False, layer_scale_init_value=0.0, layer_norm_eps=1e-6,
+                                  **COMMON)
+    return getattr(transformers, cls)(cfg)
+
+
+def _data2vec(cls):
+    import transformers
+
+    cfg = transformers.Data2VecVisionConfig(use_relative_position_bias=True,
+                                            use_shared_relative_position_bias=True, **COMMON)
+    return getattr(transformers, cls)(cfg)
+
+
+FAMILIES = {"beit": (_beit, "Beit"), "beit_shared_abs": (_beit_shared_abs, "Beit"),
+            "data2vec": (_data2vec, "Data2VecVision")}
+
+
+@pytest.mark.parametrize("resolution", ["native", "other"])
+@pytest.mark.parametrize("head", ["Model", "ForImageClassification"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_parity(family, head, resolution):
+    builder, prefix = FAMILIES[family]
+    h, w = (32, 32) if resolution == "native" else (48, 40)
+    x = pixels(2, h, w)
+    extra = {"interpolate_pos_encoding": True} if resolution == "other" else {}
+    folder, expected = vision_reference(f"{family}-{head}", lambda: builder(prefix + head), x, **extra)
+    if head == "Model":
+        model = km.Backbone.from_preset(folder)
+        assert_close(model({"pixel_values": x}), expected["last_hidden_state"], what=f"{family} {resolution}")
+    else:
+        model = km.ImageClassifier.from_preset(folder)
+        assert model.head_from_checkpoint
+        assert_close(model({"pixel_values": x}), expected["logits"], what=f"{family} {resolution}")
