@@ -62,29 +62,62 @@ def test_logits_right_and_left_padding(case):
 CACHE_CASES = sorted(c for c in CASES if "longrope" not in c)
 
 
-@pytest.mark.parametrize("case", CACHE_CASES)
-def test_kv_cache_matches_full_forward(case):
-    """Prefill a left-padded prompt, then decode token by token through the fixed-size cache."""
-    model, inputs, expected = _load(case)
-    max_len = SEQ + 2
+def _cache_rows(inputs, max_len):
+    """Row 0 as is, row 1 left-padded, in a (2, max_len) buffer."""
     ids = np.zeros((2, max_len), "int32")
     mask = np.zeros((2, max_len), "int32")
     ids[0, :SEQ], mask[0, :SEQ] = inputs["input_ids"][0], 1
-    ids[1, PAD:SEQ], mask[1, PAD:SEQ] = inputs["input_ids"][1, :N], 1  # left-padded row
-    prompt = SEQ - 3
-    step = _compiled(model.call_with_cache)
-    cache = model.init_cache(2, max_len)
-    step_mask = mask.copy()
-    step_mask[:, prompt:] = 0
-    logits, cache = step(ids[:, :prompt], cache, np.int32(0), step_mask)
-    got = [to_numpy(logits)]
-    for i in range(prompt, SEQ):
-        step_mask[:, i] = mask[:, i]
-        logits, cache = step(ids[:, i : i + 1], cache, np.int32(i), step_mask)
-        got.append(to_numpy(logits))
-    got = np.concatenate(got, axis=1)
+    ids[1, PAD:SEQ], mask[1, PAD:SEQ] = inputs["input_ids"][1, :N], 1
+    return ids, mask
+
+
+def _decode(step, model, ids, mask, chunks):
+    """Feed ``chunks`` [(start, stop)] through the cache; the mask grows with what is written."""
+    cache = model.init_cache(*ids.shape)
+    seen = np.zeros_like(mask)
+    out = []
+    for start, stop in chunks:
+        seen[:, start:stop] = mask[:, start:stop]
+        logits, cache = step(ids[:, start:stop], cache, np.int32(start), seen)
+        out.append(to_numpy(logits))
+    return np.concatenate(out, axis=1)
+
+
+def _check_cached(case, got, expected):
     assert_close(got[0], expected[0], what=f"{case} cached row 0")
     assert_close(got[1, PAD:SEQ], expected[1, :N], what=f"{case} cached left-padded row")
+
+
+@pytest.mark.parametrize("case", CACHE_CASES)
+def test_kv_cache_matches_full_forward(case):
+    """A left-padded batch fed through the fixed-size cache in two chunks (prefill + continuation,
+    one compiled shape) equals the full forward pass."""
+    model, inputs, expected = _load(case)
+    ids, mask = _cache_rows(inputs, SEQ + 2)
+    half = SEQ // 2
+    got = _decode(_compiled(model.call_with_cache), model, ids, mask, [(0, half), (half, SEQ)])
+    _check_cached(case, got, expected)
+
+
+@pytest.mark.parametrize("case", ["llama_gqa", "gpt2", "gemma2_softcap_window"])
+def test_decode_step_compiles(case):
+    """Prefill then one token at a time, compiled: tf.function(jit_compile=True) / jax.jit
+    (eager on torch)."""
+    import keras
+
+    model, inputs, expected = _load(case)
+    step = model.call_with_cache
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(step, jit_compile=True)
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(step)
+    ids, mask = _cache_rows(inputs, SEQ + 2)
+    chunks = [(0, SEQ - 3)] + [(i, i + 1) for i in range(SEQ - 3, SEQ)]
+    _check_cached(case, _decode(step, model, ids, mask, chunks), expected)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -98,22 +131,3 @@ def test_export_reloads_in_transformers(case, tmp_path):
     with torch.no_grad():
         out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
     assert_close(out, expected, mask=inputs["attention_mask"], what=f"{case} re-exported")
-
-
-def test_decode_step_compiles():
-    """The decode step traces under tf.function(jit_compile=True) / jax.jit (eager on torch)."""
-    import keras
-
-    model, inputs, expected = _load("llama_gqa")
-    step = model.call_with_cache
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        step = tf.function(step, jit_compile=True)
-    elif keras.backend.backend() == "jax":
-        import jax
-
-        step = jax.jit(step)
-    ids = np.repeat(inputs["input_ids"][:1], 2, axis=0).astype("int32")
-    logits, cache = step(ids, model.init_cache(2, SEQ), np.int32(0), np.ones((2, SEQ), "int32"))
-    assert_close(to_numpy(logits)[0], expected[0], what="compiled prefill")

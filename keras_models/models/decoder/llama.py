@@ -4,6 +4,7 @@ Code Llama, Mistral, Mixtral, Qwen2. Each is a config table + the shared weight 
 import keras
 
 from keras_models.models.decoder.backbone import DecoderBackbone
+from keras_models.models.decoder.classifier import DecoderTextClassifier
 from keras_models.models.decoder.hf_config import (
     REQUIRED, rope_from_hf, rope_to_hf, translate, untranslate,
 )
@@ -124,8 +125,10 @@ class TableBackbone(DecoderBackbone):
         return r
 
 
-def family(model_type, prefix, table=LLAMA_TABLE, lm_archs=None, lm_attrs=None, **attrs):
-    """Register a table-driven family: ``<prefix>Backbone`` + ``<prefix>CausalLM``."""
+def family(model_type, prefix, table=LLAMA_TABLE, lm_archs=None, lm_attrs=None, classifier=True,
+           **attrs):
+    """Register a table-driven family: ``<prefix>Backbone`` + ``<prefix>CausalLM`` (+
+    ``<prefix>TextClassifier`` for ``<prefix>ForSequenceClassification`` checkpoints)."""
     attrs.setdefault("hf_architecture", f"{prefix}Model")
     module = attrs.pop("module", __name__)
     bb = type(f"{prefix}Backbone", (attrs.pop("base", TableBackbone),),
@@ -133,6 +136,11 @@ def family(model_type, prefix, table=LLAMA_TABLE, lm_archs=None, lm_attrs=None, 
     bb = _ser(register_backbone(model_type)(bb))
     lm = type(f"{prefix}CausalLM", (CausalLM,), dict(__module__=module, **(lm_attrs or {})))
     lm = _ser(register_task(bb, "CausalLM", tuple(lm_archs or (f"{prefix}ForCausalLM",)))(lm))
+    if classifier:
+        tc = type(f"{prefix}TextClassifier", (DecoderTextClassifier,), dict(__module__=module))
+        tc = _ser(register_task(bb, "TextClassifier", (f"{prefix}ForSequenceClassification",))(tc))
+        globals_ = __import__(module, fromlist=["_"]).__dict__
+        globals_[tc.__name__] = tc
     return bb, lm
 
 

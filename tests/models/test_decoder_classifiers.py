@@ -1,0 +1,48 @@
+"""Decoder TextClassifier (score on the last non-pad token) against Transformers'
+<Family>ForSequenceClassification, with right- and left-padded rows."""
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.models import decoder_cases as dc
+from tests.parity import assert_close, hf_reference, to_numpy
+
+# a representative subset of families (the heads are the same generic class for all)
+FAMILIES = {
+    "llama": ("Llama", "LlamaConfig", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                           num_key_value_heads=2, intermediate_size=20)),
+    "gpt2": ("GPT2", "GPT2Config", dict(n_embd=16, n_layer=1, n_head=4, n_positions=32)),
+    "opt": ("OPT", "OPTConfig", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                     ffn_dim=20, max_position_embeddings=32, word_embed_proj_dim=8)),
+    "bloom": ("Bloom", "BloomConfig", dict(hidden_size=16, n_layer=1, n_head=4)),
+}
+
+
+def _build(family):
+    import transformers
+
+    prefix, config, kw = FAMILIES[family]
+    cfg = getattr(transformers, config)(vocab_size=dc.VOCAB, pad_token_id=0, num_labels=3, **kw)
+    return getattr(transformers, prefix + "ForSequenceClassification")(cfg)
+
+
+def _inputs():
+    rng = np.random.RandomState(2)
+    ids = rng.randint(3, dc.VOCAB, size=(3, 8)).astype("int64")
+    mask = np.ones_like(ids)
+    ids[1, 5:], mask[1, 5:] = 0, 0  # right padding
+    ids[2, :2], mask[2, :2] = 0, 0  # left padding
+    # Transformers' GPT-2 forward defaults to arange positions; give both sides the mask-derived
+    # ones (what generation uses) so left padding is comparable for learned positions too.
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": positions}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_text_classifier_parity(family):
+    inputs = _inputs()
+    folder, expected = hf_reference(f"deccls-{family}", lambda: _build(family), inputs)
+    model = km.TextClassifier.from_preset(folder)
+    assert model.head_from_checkpoint and model.num_classes == 3
+    assert_close(to_numpy(model(inputs)), expected["logits"], what=f"{family} TextClassifier")
