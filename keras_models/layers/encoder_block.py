@@ -1,9 +1,15 @@
-"""A transformer encoder block: attention + feed-forward with post- or pre-norm residuals."""
+"""A transformer encoder block: attention + feed-forward with post- or pre-norm residuals.
+
+Positions inside attention are optional inputs of ``call``: ``rope`` = (cos, sin) rotates queries
+and keys (and values when ``rotary_value``, RoFormer), pairs laid out as ``rotary_interleaved``
+says; ``bias`` is any additive attention bias (padding, relative positions).
+"""
 
 import keras
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
+from keras_models.layers.rotary import apply_rotary
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -22,9 +28,13 @@ class EncoderBlock(keras.layers.Layer):
         norm_first=False,
         use_bias=True,
         kernel_initializer="glorot_uniform",
+        rotary_interleaved=False,
+        rotary_value=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.rotary_interleaved = rotary_interleaved
+        self.rotary_value = rotary_value
         self.hidden_size = hidden_size
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size
@@ -56,12 +66,27 @@ class EncoderBlock(keras.layers.Layer):
         self.output_norm.build(input_shape)
         self.built = True
 
-    def call(self, x, bias=None, training=False):
+    def attend(self, x, bias=None, rope=None, training=False):
+        """Self-attention of ``x`` (rotary positions applied when ``rope`` is given)."""
+        if rope is None:
+            return self.attention(x, bias, training=training)
+        a = self.attention
+        q, k, v = (a._split(dense(x), a.num_heads) for dense in (a.query, a.key, a.value))
+        cos, sin = rope
+        q = apply_rotary(q, cos, sin, self.rotary_interleaved)
+        k = apply_rotary(k, cos, sin, self.rotary_interleaved)
+        if self.rotary_value:
+            v = apply_rotary(v, cos, sin, self.rotary_interleaved)
+        return a.output_dense(a.attend(q, k, v, bias, training=training))
+
+    def call(self, x, bias=None, rope=None, training=False):
         if self.norm_first:
-            h = x + self.dropout(self.attention(self.attention_norm(x), bias, training=training), training=training)
+            a = self.attend(self.attention_norm(x), bias, rope, training=training)
+            h = x + self.dropout(a, training=training)
             f = self.output_dense(self.act(self.intermediate(self.output_norm(h))))
             return h + self.dropout(f, training=training)
-        h = self.attention_norm(x + self.dropout(self.attention(x, bias, training=training), training=training))
+        a = self.attend(x, bias, rope, training=training)
+        h = self.attention_norm(x + self.dropout(a, training=training))
         f = self.output_dense(self.act(self.intermediate(h)))
         return self.output_norm(h + self.dropout(f, training=training))
 
@@ -72,7 +97,8 @@ class EncoderBlock(keras.layers.Layer):
             intermediate_size=self.intermediate_size, hidden_act=self.hidden_act,
             layer_norm_eps=self.layer_norm_eps, dropout=self.dropout_rate,
             attention_dropout=self.attention_dropout, norm_first=self.norm_first,
-            use_bias=self.use_bias,
+            use_bias=self.use_bias, rotary_interleaved=self.rotary_interleaved,
+            rotary_value=self.rotary_value,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config

@@ -144,7 +144,8 @@ class TextClassifier(_LabelledTask):
         self.dropout = backbone.dropout_rate if dropout is None else dropout
         self.head = ClassificationHead(
             backbone.hidden_size, num_classes, inner_dense=self.hf_inner is not None,
-            activation=self.inner_activation, dropout=self.dropout, input_dropout=self.input_dropout, name="classifier_head",
+            activation=self.inner_activation or backbone.hidden_act, dropout=self.dropout,
+            input_dropout=self.input_dropout, name="classifier_head",
             dtype=backbone.dtype_policy,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=backbone.initializer_range),
         )

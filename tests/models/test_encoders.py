@@ -38,6 +38,9 @@ SPECS = {
                                                                     hidden_dim=24, max_position_embeddings=40,
                                                                     sinusoidal_pos_embds=True, activation="relu"),
                               "none", ("Backbone", "MaskedLM")),
+    "roformer": ("RoFormer", "RoFormerConfig", dict(TINY, embedding_size=12, hidden_act="gelu_new"), "bert", STD),
+    "roformer_rotary_value": ("RoFormer", "RoFormerConfig", dict(TINY, num_attention_heads=4, rotary_value=True),
+                              "bert", ("Backbone",)),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 

@@ -5,7 +5,9 @@ Every architectural difference is a named constructor switch (see ``SWITCHES``):
 * ``embedding_size`` / ``embedding_projection``: factorised embeddings (ALBERT, ELECTRA, RemBERT)
   projected to ``hidden_size`` by a dense layer after the embedding LayerNorm;
 * ``position_mode``: ``"absolute"`` (BERT), ``"padding_offset"`` (RoBERTa: real tokens count up
-  from ``pad_token_id + 1``), ``"none"`` (positions handled inside attention, e.g. rotary);
+  from ``pad_token_id + 1``), ``"none"`` (positions handled inside attention only);
+* ``rotary``: ``"table"`` (RoFormer: a [sin | cos] table stored in the checkpoint, interleaved
+  pairs, ``rotary_value`` also rotates values) or ``"computed"`` (ESM: half-split RoPE);
 * ``embeddings_norm`` (LayerNorm after the embedding sum), ``norm_first`` (pre-norm blocks) and
   ``final_norm`` (a LayerNorm after the last block: Megatron-BERT, XLM-RoBERTa-XL);
 * ``num_layer_groups`` / ``layers_per_group``: ALBERT's shared layers (``num_layers`` applications
@@ -17,11 +19,13 @@ config.json translation, as data) and ``hf_names`` (the weight map, as name temp
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.layers.encoder_block import EncoderBlock
 from keras_models.layers.masks import padding_bias
+from keras_models.layers.rotary import RotaryEmbedding
 from keras_models.models.backbone import Backbone
 from keras_models.presets.weight_map import TRANSPOSE, Rule
 
@@ -39,6 +43,9 @@ SWITCHES = dict(
     num_layer_groups=None,  # None: one group per layer (no sharing)
     layers_per_group=1,
     task_type_vocab_size=0,
+    rotary=None,
+    rotary_value=False,
+    rotary_base=10000.0,
 )
 
 # our constructor argument -> (config.json key, default when the key is absent)
@@ -77,6 +84,7 @@ BERT_NAMES = dict(
     ffn_out="output.dense",
     ffn_norm="output.LayerNorm",
     final_norm="encoder.LayerNorm",
+    rotary_table="encoder.embed_positions",
 )
 
 
@@ -126,6 +134,9 @@ class EncoderBackbone(Backbone):
             setattr(self, k, v)
         if self.position_mode not in ("absolute", "padding_offset", "none"):
             raise ConfigError(f"position_mode={self.position_mode!r}: expected absolute, padding_offset or none")
+        if self.rotary not in (None, "table", "computed"):
+            raise ConfigError(f"rotary={self.rotary!r}: expected None, 'table' or 'computed'")
+        self.head_dim = hidden_size // num_heads
         self.embedding_dim = self.embedding_size or hidden_size
         if self.embedding_projection is None:
             self.embedding_projection = self.embedding_dim != hidden_size
@@ -159,6 +170,15 @@ class EncoderBackbone(Backbone):
             keras.layers.Dense(hidden_size, kernel_initializer=init, name="embeddings_project", **common)
             if self.embedding_projection else None
         )
+        self.rotary_embedding = self.rotary_table = None
+        if self.rotary == "table":
+            self.rotary_table = keras.layers.Embedding(
+                max_position_embeddings, self.head_dim, embeddings_initializer=SinusoidalTable(),
+                trainable=False, name="rotary_table", **common,
+            )
+            self.rotary_table.build((None, None))  # eagerly: never created inside a symbolic trace
+        if self.rotary == "computed":
+            self.rotary_embedding = RotaryEmbedding(self.head_dim, base=self.rotary_base, name="rotary", **common)
         self.blocks = [self.make_block(i, init) for i in range(groups * self.layers_per_group)]
         self.final_norm_layer = (
             keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_norm", **common)
@@ -172,7 +192,22 @@ class EncoderBackbone(Backbone):
             layer_norm_eps=self.layer_norm_eps, dropout=self.dropout_rate,
             attention_dropout=self.attention_dropout, norm_first=self.norm_first,
             kernel_initializer=init, name=f"block_{index}", dtype=self.dtype_policy,
+            rotary_interleaved=self.rotary == "table", rotary_value=self.rotary_value,
         )
+
+    def rope(self, inputs, x):
+        """(cos, sin), each (1 or batch, seq, head_dim), or None without rotary positions."""
+        if self.rotary == "table":
+            half = self.head_dim // 2
+            table = ops.cast(self.rotary_table(ops.arange(ops.shape(x)[1], dtype="int32")[None, :]), x.dtype)
+            sin, cos = table[..., :half], table[..., half:]
+            # [t0, t1, ...] -> [t0, t0, t1, t1, ...] (stack+reshape: repeat has no meta kernel on torch)
+            pairs = ops.shape(table)[:-1] + (self.head_dim,)
+            return tuple(ops.reshape(ops.stack([t, t], axis=-1), pairs) for t in (cos, sin))
+        if self.rotary == "computed":
+            positions = ops.arange(ops.shape(x)[1], dtype="int32")[None, :]
+            return self.rotary_embedding(positions)
+        return None
 
     # --- forward ------------------------------------------------------------------------------
     def position_ids(self, input_ids):
@@ -210,8 +245,9 @@ class EncoderBackbone(Backbone):
             inputs = {"input_ids": inputs}
         x = self.embed(inputs, training=training)
         bias = self.attention_bias(inputs, x)
+        rope = self.rope(inputs, x)
         for index in self.layer_schedule:
-            x = self.blocks[index](x, bias, training=training)
+            x = self.blocks[index](x, bias, rope=rope, training=training)
         if self.final_norm_layer is not None:
             x = self.final_norm_layer(x)
         return x
@@ -261,6 +297,8 @@ class EncoderBackbone(Backbone):
             r += self.block_rules(self.block_prefix(i), block)
         if self.final_norm_layer is not None:
             r += norm_rules(n["final_norm"], self.final_norm_layer)
+        if self.rotary == "table":
+            r.append(Rule(n["rotary_table"] + ".weight", self.rotary_table.embeddings))
         return r
 
     def dummy_inputs(self):
@@ -281,6 +319,18 @@ class EncoderBackbone(Backbone):
         )
         config.update({k: getattr(self, k) for k in SWITCHES})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class SinusoidalTable(keras.initializers.Initializer):
+    """RoFormer's position table: row p = [sin(p * w_j) for j < d/2] + [cos(p * w_j) ...]."""
+
+    def __call__(self, shape, dtype=None):
+        n, d = shape
+        w = 1.0 / np.power(10000.0, 2 * np.arange(d // 2) / d)
+        angles = np.arange(n)[:, None] * w[None, :]
+        table = np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+        return ops.convert_to_tensor(table, dtype or "float32")
 
 
 def dense_rules(name, dense, base=True):

@@ -1,0 +1,61 @@
+"""fit smoke test: every text head trains (loss decreases over a few steps on one tiny batch)."""
+
+import numpy as np
+import pytest
+
+import keras
+import keras_models as km
+
+TINY = dict(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=20,
+            max_position_embeddings=16, dropout=0.0, attention_dropout=0.0)
+B, S = 4, 8
+
+
+def _inputs(pad_id=0):
+    rng = np.random.RandomState(0)
+    ids = rng.randint(3, 50, size=(B, S)).astype("int32")
+    mask = np.ones_like(ids)
+    ids[-1, -3:], mask[-1, -3:] = pad_id, 0
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _sce():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _case(head):
+    rng = np.random.RandomState(1)
+    m = km.models
+    if head == "MaskedLM":  # factorised embeddings + shared layers
+        model = m.AlbertMaskedLM(m.AlbertBackbone(**TINY, embedding_size=8))
+        return model, _inputs(), rng.randint(0, 50, (B, S)), _sce()
+    if head == "TextClassifier":
+        model = m.BertTextClassifier(m.BertBackbone(**TINY), num_classes=3)
+        return model, _inputs(), rng.randint(0, 3, (B,)), _sce()
+    if head == "TokenClassifier":
+        model = m.DistilBertTokenClassifier(m.DistilBertBackbone(**TINY), num_classes=4)
+        return model, _inputs(), rng.randint(0, 4, (B, S)), _sce()
+    if head == "QuestionAnswerer":
+        model = m.XLMRobertaQuestionAnswerer(m.XLMRobertaBackbone(**TINY))
+        y = {"start_logits": rng.randint(0, S, (B,)), "end_logits": rng.randint(0, S, (B,))}
+        return model, _inputs(pad_id=1), y, {"start_logits": _sce(), "end_logits": _sce()}
+    if head == "Discriminator":
+        model = m.ElectraDiscriminator(m.ElectraBackbone(**TINY, embedding_size=8))
+        y = rng.randint(0, 2, (B, S)).astype("float32")
+        return model, _inputs(), y, keras.losses.BinaryCrossentropy(from_logits=True)
+    if head == "TextEmbedder":
+        model = m.MegatronBertTextEmbedder(m.MegatronBertBackbone(**TINY), pooling=("mean",))
+        return model, _inputs(), rng.normal(size=(B, 16)).astype("float32"), "mse"
+    raise AssertionError(head)
+
+
+@pytest.mark.parametrize("head", ["MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer",
+                                  "Discriminator", "TextEmbedder"])
+def test_fit_loss_decreases(head):
+    keras.utils.set_random_seed(0)
+    model, x, y, loss = _case(head)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+    history = model.fit(x, y, batch_size=B, epochs=6, shuffle=False, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)), losses
+    assert losses[-1] < 0.97 * losses[0], f"{head}: loss did not decrease: {losses}"
