@@ -22,6 +22,9 @@ TASKS = {
     "zero-shot-classification": ("text", "ZeroShotClassificationPipeline", "TextClassifier"),
     "token-classification": ("token_classification", "TokenClassificationPipeline", "TokenClassifier"),
     "question-answering": ("question_answering", "QuestionAnsweringPipeline", "QuestionAnswerer"),
+    "text-generation": ("generation", "TextGenerationPipeline", "CausalLM"),
+    "image-classification": ("image", "ImageClassificationPipeline", "ImageClassifier"),
+    "image-feature-extraction": ("image", "ImageFeatureExtractionPipeline", "Backbone"),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
@@ -89,7 +92,11 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
         import keras_models as km
 
         model = getattr(km, model_cls).from_preset(folder, dtype=dtype)
-        if tokenizer is None and getattr(model, "preprocessor", None) is None:
+        if task == "image-feature-extraction" and "image_processor" not in kwargs:
+            from keras_models.preprocessing.image import ImageProcessor
+
+            kwargs["image_processor"] = ImageProcessor.from_preset(folder)
+        elif tokenizer is None and getattr(model, "preprocessor", None) is None:
             tokenizer = _tokenizer_or_none(folder)
     else:
         if task is None:

@@ -37,6 +37,23 @@ class TextPipeline(Pipeline):
         return {i: labels.get(i, f"LABEL_{i}") for i in range(n)}
 
 
+def score_function(fn, hf_config, num_labels):
+    """``function_to_apply`` resolved as Transformers does: regression -> none, multi-label or a
+    single label -> sigmoid, else softmax."""
+    if fn is None:
+        problem = hf_config.get("problem_type")
+        if problem == "regression":
+            fn = "none"
+        elif problem == "multi_label_classification" or num_labels == 1:
+            fn = "sigmoid"
+        else:
+            fn = "softmax"
+    fn = str(getattr(fn, "value", fn)).lower()
+    if fn not in ("softmax", "sigmoid", "none"):
+        raise PipelineError(f"function_to_apply must be 'softmax', 'sigmoid' or 'none', got {fn!r}")
+    return fn
+
+
 class FeatureExtractionPipeline(TextPipeline):
     """Last hidden state per input, as nested lists of shape (1, tokens, hidden) (or numpy arrays
     with ``return_tensors=True``), like Transformers' feature-extraction pipeline."""
@@ -106,7 +123,6 @@ class TextClassificationPipeline(TextPipeline):
 
     task = "text-classification"
     call_params = ("top_k", "function_to_apply")
-    _UNSET = object()
 
     def __call__(self, inputs, **kwargs):
         legacy = "top_k" not in kwargs
@@ -132,19 +148,7 @@ class TextClassificationPipeline(TextPipeline):
     def prepare_params(self, params):
         params = dict(params)
         params["_legacy"] = "top_k" not in params
-        fn = params.get("function_to_apply")
-        if fn is None:
-            problem = self.hf_config.get("problem_type")
-            n = len(self.id2label)
-            if problem == "regression":
-                fn = "none"
-            elif problem == "multi_label_classification" or n == 1:
-                fn = "sigmoid"
-            else:
-                fn = "softmax"
-        fn = str(fn).lower()
-        if fn not in ("softmax", "sigmoid", "none"):
-            raise PipelineError(f"function_to_apply must be 'softmax', 'sigmoid' or 'none', got {fn!r}")
+        fn = score_function(params.get("function_to_apply"), self.hf_config, len(self.id2label))
         params["function_to_apply"] = fn
         return params
 

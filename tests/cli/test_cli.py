@@ -101,3 +101,14 @@ def test_demo_subcommand_dispatches():
         pytest.fail("keras_models/demo.py is missing")
     out = cli("demo", "--help")
     assert "--preset" in out.stdout and "--epochs" in out.stdout
+
+
+def test_generate_streams_the_greedy_continuation():
+    import keras_models as km
+    from tests.pipelines.refs import causal_checkpoint
+
+    folder = causal_checkpoint()
+    out = cli("generate", "--model", folder, "--max-new-tokens", "5", "the cat").stdout
+    expected = km.pipeline("text-generation", model=folder)("the cat", max_new_tokens=5, do_sample=False,
+                                                            return_full_text=False)[0]["generated_text"]
+    assert out.rstrip("\n") == expected

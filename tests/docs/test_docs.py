@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipelines.refs import checkpoint
+from tests.pipelines.refs import causal_checkpoint, checkpoint, vit_checkpoint
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PRESETS = {"tiny-bert": "base", "tiny-sentiment": "sentiment", "tiny-mlm": "mlm", "tiny-ner": "ner",
@@ -31,6 +31,8 @@ PAGES = sorted(p for p in DOCS.rglob("*.md") if blocks(p, "python") or blocks(p,
 def workdir(tmp_path, monkeypatch):
     for name, ckpt in PRESETS.items():
         (tmp_path / name).symlink_to(checkpoint(ckpt), target_is_directory=True)
+    (tmp_path / "tiny-llama").symlink_to(causal_checkpoint(), target_is_directory=True)
+    (tmp_path / "tiny-vit").symlink_to(vit_checkpoint(), target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -132,3 +132,70 @@ def km_pipeline(task, name):
     if (task, name) not in _PIPES:
         _PIPES[(task, name)] = km.pipeline(task, model=checkpoint(name))
     return _PIPES[(task, name)]
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+LM_TEXT = ["the cat sat on the mat", "john lives in paris", "hello world, good movie", "where does mary work?"] * 5
+
+
+def _lm_tokenizer(folder, model):
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>", "<|user|>", "<|assistant|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(LM_TEXT, trainer)
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
+                                                pad_token="</s>", model_max_length=64)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+
+
+def _llama():
+    import transformers
+
+    cfg = transformers.LlamaConfig(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                                   bos_token_id=0, eos_token_id=1, pad_token_id=1, initializer_range=0.3,
+                                   tie_word_embeddings=False)
+    return transformers.LlamaForCausalLM(cfg)
+
+
+def causal_checkpoint():
+    """A tiny Llama with a byte-level BPE tokenizer and a chat template."""
+    inputs = {"input_ids": np.array([[0, 40, 41, 42]]), "attention_mask": np.ones((1, 4), "int64")}
+    folder, _ = hf_reference("pipe-llama", _llama, inputs, extra_save=_lm_tokenizer, seed=3)
+    return folder
+
+
+def _vit_extras(folder, model):
+    import transformers
+    from PIL import Image
+
+    transformers.ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.5, 0.4, 0.3],
+                                   image_std=[0.2, 0.3, 0.25]).save_pretrained(folder)
+    rng = np.random.RandomState(0)
+    images = folder.parent / "images"
+    images.mkdir()
+    for i, size in enumerate([(40, 48), (32, 32), (50, 30)]):
+        Image.fromarray(rng.randint(0, 255, size=size + (3,), dtype=np.uint8)).save(images / f"img{i}.png")
+
+
+def _vit():
+    import transformers
+
+    cfg = transformers.ViTConfig(image_size=32, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=24, num_labels=4, initializer_range=0.3,
+                                 id2label={0: "cat", 1: "dog", 2: "car", 3: "tree"})
+    return transformers.ViTForImageClassification(cfg)
+
+
+def vit_checkpoint():
+    """A tiny ViT classifier with its image processor; three PNG images in ``../images``."""
+    inputs = {"pixel_values": np.zeros((1, 3, 32, 32), "float32")}
+    folder, _ = hf_reference("pipe-vit", _vit, inputs, extra_save=_vit_extras, seed=5)
+    return folder
