@@ -13,12 +13,15 @@ import dataclasses
 import functools
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import datetime
 
 import numpy as np
 
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
+# (chunks rendered so far, [(start, end) character spans of {% generation %} blocks]) while tracking
+_TRACKER: ContextVar = ContextVar("keras_models_generation_tracker", default=None)
 
 
 @functools.lru_cache(maxsize=32)
@@ -28,7 +31,8 @@ def compile_template(source: str):
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     class GenerationBlock(jinja2.ext.Extension):
-        """``{% generation %}...{% endgeneration %}`` marks assistant text; rendering is unchanged."""
+        """``{% generation %}...{% endgeneration %}`` marks assistant text; rendering is unchanged,
+        and while a tracker is active the block's character span is recorded."""
 
         tags = {"generation"}
 
@@ -38,7 +42,13 @@ def compile_template(source: str):
             return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
 
         def _render(self, caller):
-            return caller()
+            text = caller()
+            tracking = _TRACKER.get()
+            if tracking is not None:
+                chunks, spans = tracking
+                start = sum(len(c) for c in chunks)
+                spans.append((start, start + len(text)))
+            return text
 
     class SafeNamespace(jinja2.utils.Namespace):
         def __init__(*args, **kwargs):
@@ -183,8 +193,10 @@ def render(
     documents=None,
     add_generation_prompt=False,
     continue_final_message=False,
+    spans_out=None,
     **kwargs,
 ) -> list[str]:
+    """Render each conversation; with ``spans_out`` (a list), append each one's generation spans."""
     compiled = compile_template(template)
     tools = plain_data(_tool_schemas(tools))
     if documents is not None and not all(isinstance(d, Mapping) for d in documents):
@@ -218,9 +230,21 @@ def render(
             else:
                 for k in keys:
                     chat[-1][k] = chat[-1][k] + _CONTINUE_TAG
-        text = compiled.render(
+        variables = dict(
             messages=chat, tools=tools, documents=documents, add_generation_prompt=add_generation_prompt, **kwargs
         )
+        if spans_out is None:
+            text = compiled.render(**variables)
+        else:
+            chunks, spans = [], []
+            token = _TRACKER.set((chunks, spans))
+            try:
+                for chunk in compiled.generate(**variables):
+                    chunks.append(chunk)
+            finally:
+                _TRACKER.reset(token)
+            text = "".join(chunks)
+            spans_out.append(spans)
         if continue_final_message:
             tag = _CONTINUE_TAG.strip()
             if final.strip() not in text or tag not in text:
@@ -245,13 +269,22 @@ def apply_chat_template(
     max_length=None,
     return_tensors=None,
     return_dict=True,
+    return_assistant_tokens_mask=False,
     tokenizer_kwargs=None,
+    sanitize_control_tokens=False,
     **kwargs,
 ):
     """Transformers' ``apply_chat_template``: the rendered text (``tokenize=False``), the ids, or
-    the tokenizer's output dict (``return_dict=True``, the default when tokenizing)."""
+    the tokenizer's output dict (``return_dict=True``, the default when tokenizing), with
+    ``assistant_masks`` (1 on tokens inside ``{% generation %}`` blocks) when asked."""
     if add_generation_prompt and continue_final_message:
         raise ValueError("continue_final_message and add_generation_prompt cannot be used together")
+    if sanitize_control_tokens:
+        raise NotImplementedError("sanitize_control_tokens=True is not supported by keras_models' chat templates")
+    if return_assistant_tokens_mask and not (tokenize and return_dict):
+        raise ValueError("return_assistant_tokens_mask=True needs tokenize=True and return_dict=True")
+    if return_assistant_tokens_mask and continue_final_message:
+        raise ValueError("continue_final_message cannot be combined with return_assistant_tokens_mask")
     template = select_template(tok, chat_template, tools)
     if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
         raise ValueError("Cannot apply a chat template to an empty conversation")
@@ -260,6 +293,7 @@ def apply_chat_template(
     )
     conversations = [_messages(c) for c in (conversation if batched else [conversation])]
     template_kwargs = {**tok.special_tokens_map, **kwargs}
+    spans = [] if return_assistant_tokens_mask else None
     rendered = render(
         template,
         conversations,
@@ -267,11 +301,16 @@ def apply_chat_template(
         documents=documents,
         add_generation_prompt=add_generation_prompt,
         continue_final_message=continue_final_message,
+        spans_out=spans,
         **template_kwargs,
     )
     text = rendered if batched else rendered[0]
     if not tokenize:
         return text
+    tokenizer_kwargs = dict(tokenizer_kwargs or {})
+    keep_offsets = bool(tokenizer_kwargs.get("return_offsets_mapping"))
+    if return_assistant_tokens_mask:
+        tokenizer_kwargs["return_offsets_mapping"] = True
     out = tok(
         text,
         add_special_tokens=False,
@@ -279,6 +318,35 @@ def apply_chat_template(
         truncation=truncation,
         max_length=max_length,
         return_tensors=return_tensors,
-        **(tokenizer_kwargs or {}),
+        **tokenizer_kwargs,
     )
-    return out if return_dict else out["input_ids"]
+    if not return_dict:
+        return out["input_ids"]
+    if return_assistant_tokens_mask:
+        offsets = out["offset_mapping"] if keep_offsets else out.pop("offset_mapping")
+        rows = offsets if (batched or return_tensors) else [offsets]
+        masks = [_assistant_mask(_rows_of(row), s) for row, s in zip(rows, spans)]
+        if return_tensors == "np":
+            import numpy as _np
+
+            out["assistant_masks"] = _np.asarray(masks, dtype=_np.int32)
+        else:
+            out["assistant_masks"] = masks if batched else masks[0]
+    return out
+
+
+def _rows_of(offsets):
+    return offsets.tolist() if hasattr(offsets, "tolist") else offsets
+
+
+def _assistant_mask(offsets, spans):
+    """1 for tokens overlapping a generation span (offsets and spans sorted by position)."""
+    mask, k = [0] * len(offsets), 0
+    for i, (start, end) in enumerate(offsets):
+        while k < len(spans) and start >= spans[k][1]:
+            k += 1
+        if k == len(spans):
+            break
+        if end > spans[k][0]:
+            mask[i] = 1
+    return mask

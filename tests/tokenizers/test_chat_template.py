@@ -158,3 +158,30 @@ def test_no_template_is_a_clear_error():
     ours = Tokenizer.from_preset(ref_dir("bert_json"))
     with pytest.raises(ValueError, match="no chat template"):
         ours.apply_chat_template(CHATS["basic"])
+
+
+ASSISTANT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m.role == 'assistant' %}{{ '<|im_start|>assistant\\n' }}"
+    "{% generation %}{{ m.content + '<|im_end|>' }}{% endgeneration %}{{ '\\n' }}"
+    "{% else %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endif %}"
+    "{% endfor %}"
+)
+
+
+def test_assistant_tokens_mask_matches_transformers():
+    from transformers import AutoTokenizer
+
+    _, ours = _pair()
+    hf = AutoTokenizer.from_pretrained(str(ref_dir("llama_json")))
+    hf.pad_token = hf.eos_token
+    ours.pad_token = ours.eos_token
+    kw = dict(chat_template=ASSISTANT_TEMPLATE, return_assistant_tokens_mask=True)
+    ref = hf.apply_chat_template(CHATS["basic"], **kw)
+    got = ours.apply_chat_template(CHATS["basic"], **kw)
+    assert got["input_ids"] == list(ref["input_ids"])
+    assert got["assistant_masks"] == list(ref["assistant_masks"]) and sum(got["assistant_masks"]) > 0
+    chats = [CHATS["basic"], CHATS["system"]]
+    ref = hf.apply_chat_template(chats, padding=True, **kw)
+    got = ours.apply_chat_template(chats, padding=True, return_tensors="np", **kw)
+    assert got["assistant_masks"].tolist() == [list(r) for r in ref["assistant_masks"]]
