@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,15 +23,22 @@ from keras_models.errors import PresetError
 
 
 def _manifest_dirs() -> list[Path]:
+    """User folders from KERAS_MODELS_PRESETS (os.pathsep-separated) first, then the repository's
+    presets/ (a source checkout) and the copy packaged as keras_models/_preset_manifests."""
     here = Path(__file__).resolve().parent
-    return [here.parent.parent / "presets", here.parent / "_preset_manifests"]
+    user = [Path(p) for p in os.environ.get("KERAS_MODELS_PRESETS", "").split(os.pathsep) if p]
+    return user + [here.parent.parent / "presets", here.parent / "_preset_manifests"]
 
 
-@lru_cache(maxsize=None)
 def list_presets() -> dict:
-    """Return ``{name: manifest}`` for every manifest found."""
+    """Return ``{name: manifest}`` for every manifest found (earlier folders win)."""
+    return dict(_load_manifests(tuple(_manifest_dirs())))
+
+
+@lru_cache(maxsize=8)
+def _load_manifests(dirs) -> dict:
     out = {}
-    for d in _manifest_dirs():
+    for d in dirs:
         if not d.is_dir():
             continue
         for f in sorted(d.glob("*.json")):

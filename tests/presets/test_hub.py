@@ -1,5 +1,6 @@
 """hf:// handles through huggingface_hub against a local hub cache the test builds (offline)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +51,10 @@ def test_hf_handles_offline(tmp_path):
         np.save({str(tmp_path / 'main.npy')!r}, keras.ops.convert_to_numpy(main(inputs)))
         np.save({str(tmp_path / 'v1.npy')!r}, keras.ops.convert_to_numpy(v1(inputs)))
         np.save({str(tmp_path / 'pinned.npy')!r}, keras.ops.convert_to_numpy(pinned(inputs)))
+        # A named preset falls through its sources in order: missing package -> hub cache.
+        named = km.TextClassifier.from_preset("tiny-named")
+        np.save({str(tmp_path / 'named.npy')!r}, keras.ops.convert_to_numpy(named(inputs)))
+        assert "tiny-named" in km.list_presets()
         try:
             km.Backbone.from_preset("hf://tiny-org/not-cached")
         except PresetError as e:
@@ -58,10 +63,18 @@ def test_hf_handles_offline(tmp_path):
             raise AssertionError("uncached repo loaded offline")
         """
     )
-    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "tiny.json").write_text(json.dumps({
+        "name": "tiny-named",
+        "sources": ["package:keras_models_no_such_package", "hf://tiny-org/tiny-bert@v1"],
+    }))
+    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO),
+               KERAS_MODELS_PRESETS=str(manifests))
     env.pop("HF_HUB_CACHE", None)
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "main.npy"), expected, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "pinned.npy"), expected, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "v1.npy"), expected + 1.0, atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "named.npy"), expected + 1.0, atol=1e-4)
