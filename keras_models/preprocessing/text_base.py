@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 512
@@ -32,6 +34,11 @@ class TextPreprocessor:
     shapes: one compiled graph)."""
 
     def __init__(self, tokenizer, sequence_length=None, padding=None, truncation=True, pad_to_multiple_of=None):
+        if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+            # decoder-only checkpoints often ship no pad token: pad with eos (the attention mask hides
+            # it), on a copy so the caller's tokenizer is left as it was
+            tokenizer = copy.deepcopy(tokenizer)
+            tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         if sequence_length is None:
             limit = tokenizer.model_max_length

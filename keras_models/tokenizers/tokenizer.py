@@ -447,6 +447,15 @@ class Tokenizer(SpecialTokensMixin):
 
         return apply_chat_template(self, conversation, **kwargs)
 
+    def __getstate__(self):  # for copy.deepcopy and worker processes: the lock is not copyable
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     def __repr__(self) -> str:
         return (
             f"Tokenizer(class={self.class_name!r}, vocab_size={self.vocab_size}, len={len(self)}, "

@@ -153,3 +153,16 @@ def test_pad_matches_transformers(side):
         assert {k: [list(r) for r in v] for k, v in got.items()} == {k: [list(r) for r in ref[k]] for k in ref}
         batch = {k: [f[k] for f in feats] for k in feats[0]}
         assert ours.pad(batch, padding_side=side, **kw)["input_ids"].tolist() == [list(r) for r in ref["input_ids"]]
+
+
+def test_tokenizer_copies_for_worker_processes():
+    import copy
+    import pickle
+
+    from keras_models.preprocessing.text import TextClassifierPreprocessor
+
+    tok = our_tokenizer("llama_spm")
+    pre = TextClassifierPreprocessor(tok, sequence_length=8)
+    for clone in (copy.deepcopy(pre), pickle.loads(pickle.dumps(pre))):  # what multiprocessing workers do
+        assert clone.tokenizer.encode("Привет мир") == tok.encode("Привет мир")
+        assert clone(["a b"])["input_ids"].tolist() == pre(["a b"])["input_ids"].tolist()
