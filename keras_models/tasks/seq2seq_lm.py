@@ -14,6 +14,7 @@ Generation interface (used by keras_models.generation): ``encode``, ``init_cache
 import keras
 from keras import ops
 
+from keras_models.tasks.seq2seq_generation import Seq2SeqGenerationMixin
 from keras_models.presets.weight_map import Reshape, Rule, TRANSPOSE
 from keras_models.tasks.task import Task
 from keras_models.tasks.text import TOKENIZER_FILES
@@ -23,7 +24,7 @@ GENERATION_KEYS = ("decoder_start_token_id", "forced_bos_token_id", "forced_eos_
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class Seq2SeqLM(Task):
+class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
     task_name = "Seq2SeqLM"
     hf_lm_head = "lm_head.weight"
     hf_final_logits_bias = "final_logits_bias"
@@ -100,13 +101,6 @@ class Seq2SeqLM(Task):
             decoder_attention_mask,
         )
         return self.project(hidden), cache
-
-    def generate(self, inputs, **kwargs):
-        """Generate target ids (decoder start token followed by the new tokens) with Transformers'
-        keyword names; runs on keras_models.generation's compiled loop."""
-        from keras_models.generation import generate
-
-        return generate(self, inputs, **kwargs)
 
     # --- training defaults ---------------------------------------------------------------------
     def compile(self, optimizer="adam", loss="auto", metrics=None, **kwargs):

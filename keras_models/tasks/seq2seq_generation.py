@@ -1,0 +1,121 @@
+"""Seq2SeqLM on keras_models.generation's loops (greedy, sampling, beam search).
+
+The encoder runs once; its states (repeated per beam / returned sequence) reach the compiled
+decode loop as the loop's ``extra`` input, so they are traced arguments, never baked-in constants.
+The decoder prompt is the decoder start token (plus ``forced_bos_token_id``, mBART / NLLB target
+languages); ``forced_eos_token_id`` forces eos at the last position as Transformers does.
+"""
+
+import numpy as np
+from keras import ops
+
+from keras_models.generation.config import GenerationError
+from keras_models.generation.mixin import GenerationMixin
+
+
+class Seq2SeqDecoderAdapter:
+    """The generation engine's Decoder interface over ``call_decoder_with_cache``."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def init_cache(self, rows, max_length):
+        return self.model.init_cache(rows, max_length)
+
+    def forward(self, ids, cache, index, mask, extra):
+        logits, cache = self.model.call_decoder_with_cache(
+            ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask
+        )
+        eos = self.model.forced_eos_token_id
+        if eos is not None:
+            max_length = cache["self_kv"].shape[3]
+            t = ops.shape(ids)[1]
+            # the logits at input position p predict the token at p + 1
+            predicted = ops.cast(index, "int32") + ops.arange(t, dtype="int32") + 1
+            hit = ops.equal(predicted, max_length - 1)[None, :, None]
+            vocab = ops.arange(ops.shape(logits)[-1], dtype="int32")
+            forced = ops.where(ops.equal(vocab, int(eos)), 0.0, -1e9)[None, None, :]
+            logits = ops.where(hit, ops.cast(forced, logits.dtype), logits)
+        return logits, cache
+
+
+class Seq2SeqGenerationMixin(GenerationMixin):
+    decoder_adapter = Seq2SeqDecoderAdapter
+    _gen_encoder = None
+
+    def generate(self, inputs=None, generation_config=None, *, decoder_input_ids=None, tokenizer=None,
+                 **kwargs):
+        """Generate target ids with Transformers' keyword names. ``inputs``: source text(s), a
+        dict with ``input_ids`` / ``attention_mask``, or an id array. Returns the decoder start
+        token followed by the new ids (or decoded texts for text inputs)."""
+        tok = self._gen_tokenizer(tokenizer)
+        texts = None
+        if inputs is None:
+            inputs = {k: kwargs.pop(k) for k in ("input_ids", "attention_mask") if k in kwargs}
+        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
+                                       and all(isinstance(t, str) for t in inputs)):
+            texts = [inputs] if isinstance(inputs, str) else list(inputs)
+            if tok is None:
+                raise GenerationError("generate: text inputs need a tokenizer (pass tokenizer=)")
+            enc = tok(texts, padding=True, return_tensors=None)
+            ids, mask = np.asarray(enc["input_ids"]), np.asarray(enc["attention_mask"])
+        elif isinstance(inputs, dict):
+            if "input_ids" not in inputs:
+                raise GenerationError(f"generate: an input dict needs 'input_ids', got {sorted(inputs)}")
+            ids = np.asarray(ops.convert_to_numpy(inputs["input_ids"]))
+            m = inputs.get("attention_mask")
+            mask = np.ones_like(ids) if m is None else np.asarray(ops.convert_to_numpy(m))
+        else:
+            ids = np.asarray(ops.convert_to_numpy(inputs))
+            mask = np.ones_like(ids)
+        if ids.ndim == 1:
+            ids, mask = ids[None], mask[None]
+        forced_bos = kwargs.pop("forced_bos_token_id", self.forced_bos_token_id)
+        forced_eos = kwargs.pop("forced_eos_token_id", self.forced_eos_token_id)
+        start = kwargs.pop("decoder_start_token_id", None)
+        if start is None and generation_config is not None:
+            start = getattr(generation_config, "decoder_start_token_id", None)
+        if start is None:
+            start = self.decoder_start_token_id
+        if decoder_input_ids is None:
+            if start is None:
+                raise GenerationError("generate: no decoder_start_token_id in the config; pass one")
+            cols = [start] + ([forced_bos] if forced_bos is not None else [])
+            decoder_input_ids = np.tile(np.asarray(cols, "int32")[None], (ids.shape[0], 1))
+        states = self.encode({"input_ids": ids.astype("int32"), "attention_mask": mask.astype("int32")})
+        self._gen_encoder = (states, ops.convert_to_tensor(mask.astype("int32")))
+        previous = self.generation.get("forced_eos_token_id", "unset")
+        self.generation["forced_eos_token_id"] = forced_eos
+        try:
+            out = GenerationMixin.generate(self, {"input_ids": np.asarray(decoder_input_ids)},
+                                           generation_config, tokenizer=tok, **kwargs)
+        finally:
+            self._gen_encoder = None
+            if previous == "unset":
+                self.generation.pop("forced_eos_token_id", None)
+            else:
+                self.generation["forced_eos_token_id"] = previous
+        if texts is not None:
+            decoded = tok.batch_decode(np.asarray(out).tolist(), skip_special_tokens=True)
+            return decoded[0] if isinstance(inputs, str) else decoded
+        return out
+
+    # Hooks into the engine: encoder states repeated like the decoder rows, fed as loop input.
+    def _gen_buffers(self, ids, mask, rows_per_prompt, max_length, pad):
+        states, enc_mask = self._gen_encoder
+        self._gen_extra = {
+            "encoder_states": ops.repeat(states, rows_per_prompt, axis=0),
+            "encoder_attention_mask": ops.repeat(enc_mask, rows_per_prompt, axis=0),
+        }
+        return super()._gen_buffers(ids, mask, rows_per_prompt, max_length, pad)
+
+    def _gen_compiled(self, key, make):
+        key = key + (tuple(self._gen_extra["encoder_states"].shape), self.forced_eos_token_id)
+        fns = super()._gen_compiled(key, make)
+
+        def with_extra(fn):
+            return lambda state: fn({**state, "extra": dict(self._gen_extra.items())})
+
+        if isinstance(fns, tuple):  # (prefill, step): the state carries "extra" after prefill
+            return (with_extra(fns[0]),) + tuple(fns[1:])
+        return with_extra(fns)
