@@ -162,3 +162,25 @@ def test_hypothesis_decode_random_ids(name, data):
     assert ours.decode(ids) == hf.decode(ids)
     assert ours.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
     assert ours.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(
+    texts=st.lists(st.tuples(st.text(max_size=40), st.text(max_size=20)), min_size=1, max_size=4),
+    side=st.sampled_from(["left", "right"]),
+    max_length=st.integers(8, 40),
+)
+def test_hypothesis_padded_pair_batches(name, texts, side, max_length):
+    hf, ours = hf_tokenizer(name), our_tokenizer(name)
+    if hf.pad_token is None:
+        return  # covered with pad = eos in test_batches_pairs_padding_truncation
+    firsts, seconds = [t[0] for t in texts], [t[1] for t in texts]
+    kw = dict(padding=True, truncation="longest_first", max_length=max_length, padding_side=side)
+    try:
+        ref = _hf_call(hf, firsts, seconds, **kw)
+    except Exception as e:  # e.g. max_length shorter than the special tokens of a pair
+        with pytest.raises(Exception, match=str(e)[:20]):
+            ours(firsts, seconds, **kw)
+        return
+    _assert_same(ours(firsts, seconds, **kw), ref, (name, texts, side, max_length))
