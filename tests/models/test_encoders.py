@@ -41,6 +41,11 @@ SPECS = {
     "roformer": ("RoFormer", "RoFormerConfig", dict(TINY, embedding_size=12, hidden_act="gelu_new"), "bert", STD),
     "roformer_rotary_value": ("RoFormer", "RoFormerConfig", dict(TINY, num_attention_heads=4, rotary_value=True),
                               "bert", ("Backbone",)),
+    "esm_rotary": ("Esm", "EsmConfig", dict(TINY, vocab_size=33, pad_token_id=1, mask_token_id=32, token_dropout=True,
+                                            position_embedding_type="rotary", emb_layer_norm_before=True),
+                   "esm", ("Backbone", "MaskedLM", "TextClassifier", "TokenClassifier")),
+    "esm_absolute": ("Esm", "EsmConfig", dict(TINY, vocab_size=33, pad_token_id=1, mask_token_id=32, hidden_act="relu"),
+                     "esm", ("Backbone", "MaskedLM")),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
@@ -48,6 +53,10 @@ CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 def _inputs(style):
     if style == "roberta":
         return text_inputs(pad_id=1, token_types=False)
+    if style == "esm":  # protein tokens (vocab 33) with a few [MASK] (32) tokens for token dropout
+        inputs = text_inputs(vocab=32, pad_id=1, token_types=False)
+        inputs["input_ids"][0, 2] = inputs["input_ids"][1, 4] = 32
+        return inputs
     inputs = text_inputs(pad_id=0, token_types=style != "none")
     if style == "ernie":
         inputs["task_type_ids"] = (np.arange(9)[None, :] % 4 * inputs["attention_mask"]).astype("int64")

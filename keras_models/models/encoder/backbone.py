@@ -12,7 +12,9 @@ Every architectural difference is a named constructor switch (see ``SWITCHES``):
   ``final_norm`` (a LayerNorm after the last block: Megatron-BERT, XLM-RoBERTa-XL);
 * ``num_layer_groups`` / ``layers_per_group``: ALBERT's shared layers (``num_layers`` applications
   of ``num_layer_groups * layers_per_group`` distinct blocks);
-* ``task_type_vocab_size``: ERNIE's extra ``task_type_ids`` embedding.
+* ``task_type_vocab_size``: ERNIE's extra ``task_type_ids`` embedding;
+* ``token_dropout`` (ESM: ``mask_token_id`` embeddings zeroed and the rest rescaled by the observed
+  mask ratio) and ``mask_padded_embeddings`` (padding positions' embeddings zeroed).
 
 A family is a subclass that sets ``family_defaults`` (its fixed switches), ``hf_keys`` (the
 config.json translation, as data) and ``hf_names`` (the weight map, as name templates).
@@ -46,7 +48,11 @@ SWITCHES = dict(
     rotary=None,
     rotary_value=False,
     rotary_base=10000.0,
+    token_dropout=False,
+    mask_token_id=None,
+    mask_padded_embeddings=False,
 )
+ESM_MASK_RATIO_TRAIN = 0.15 * 0.8
 
 # our constructor argument -> (config.json key, default when the key is absent)
 BERT_KEYS = {
@@ -220,6 +226,9 @@ class EncoderBackbone(Backbone):
     def embed(self, inputs, training=False):
         input_ids = inputs["input_ids"]
         x = self.token_embedding(input_ids)
+        mask = inputs.get("attention_mask")
+        if self.token_dropout:
+            x = self.drop_mask_tokens(x, input_ids, mask)
         if self.position_embedding is not None:
             positions = inputs.get("position_ids")
             if positions is None:
@@ -231,10 +240,23 @@ class EncoderBackbone(Backbone):
                 x = x + layer(ops.zeros_like(input_ids) if ids is None else ids)
         if self.embeddings_norm_layer is not None:
             x = self.embeddings_norm_layer(x)
+        if self.mask_padded_embeddings and mask is not None:
+            x = x * ops.cast(mask, x.dtype)[..., None]
         x = self.embeddings_dropout(x, training=training)
         if self.embeddings_project is not None:
             x = self.embeddings_project(x)
         return x
+
+    def drop_mask_tokens(self, x, input_ids, mask):
+        """ESM's token dropout: zero [MASK] embeddings, rescale by train / observed mask ratio."""
+        is_mask = ops.cast(ops.equal(input_ids, self.mask_token_id), x.dtype)
+        x = x * (1.0 - is_mask)[..., None]
+        if mask is None:
+            lengths = ops.cast(ops.shape(input_ids)[1], x.dtype)
+        else:
+            lengths = ops.sum(ops.cast(mask, x.dtype), axis=1)
+        observed = ops.sum(is_mask, axis=1) / lengths
+        return x * ((1.0 - ESM_MASK_RATIO_TRAIN) / (1.0 - observed))[:, None, None]
 
     def attention_bias(self, inputs, x):
         mask = inputs.get("attention_mask")
