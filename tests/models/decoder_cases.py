@@ -259,3 +259,47 @@ CASES.update({
     "falcon_mha_serial": falcon_mha_serial,
     "bloom_alibi": bloom_alibi,
 })
+
+
+def gpt_neo_local():
+    t = _t()
+    cfg = t.GPTNeoConfig(vocab_size=VOCAB, hidden_size=16, num_layers=2, num_heads=4, intermediate_size=20,
+                         max_position_embeddings=32, attention_types=[[["local", "global"], 1]],
+                         window_size=3)
+    return t.GPTNeoForCausalLM(cfg)
+
+
+def openai_gpt_postnorm():
+    t = _t()
+    cfg = t.OpenAIGPTConfig(vocab_size=VOCAB, n_embd=16, n_layer=2, n_head=4, n_positions=32)
+    return t.OpenAIGPTLMHeadModel(cfg)
+
+
+def persimmon_qknorm():
+    t = _t()
+    cfg = t.PersimmonConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=20, max_position_embeddings=64)
+    return t.PersimmonForCausalLM(cfg)
+
+
+def codegen_mp4():
+    t = _t()
+    cfg = t.CodeGenConfig(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=32,
+                          rotary_dim=4, n_inner=24)
+    return t.CodeGenForCausalLM(cfg)
+
+
+def biogpt_scaled():
+    t = _t()
+    cfg = t.BioGptConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                         intermediate_size=20, max_position_embeddings=32)
+    return t.BioGptForCausalLM(cfg)
+
+
+CASES.update({
+    "gpt_neo_local": gpt_neo_local,
+    "openai_gpt_postnorm": openai_gpt_postnorm,
+    "persimmon_qknorm": persimmon_qknorm,
+    "codegen_mp4": codegen_mp4,
+    "biogpt_scaled": biogpt_scaled,
+})

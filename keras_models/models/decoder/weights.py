@@ -32,6 +32,9 @@ def qkv_order(layout, num_heads, num_kv_heads, head_dim):
     if layout == "per_head":
         r = rows.reshape(num_heads, 3, head_dim)
         return np.concatenate([r[:, 0].ravel(), r[:, 1].ravel(), r[:, 2].ravel()])
+    if layout == "codegen_mp4":  # 4 model-parallel groups, each [q | v | k] of hidden/4 rows
+        r = rows.reshape(4, 3, -1)
+        return np.concatenate([r[:, 0].ravel(), r[:, 2].ravel(), r[:, 1].ravel()])
     if layout == "grouped":
         g = num_heads // num_kv_heads
         r = rows.reshape(num_kv_heads, g + 2, head_dim)
