@@ -74,7 +74,12 @@ def _parser():
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
-    args, extra = parser.parse_known_args(argv)
+    if "demo" in argv:  # everything after `demo` belongs to the demo's own parser (--help included)
+        cut = argv.index("demo") + 1
+        args, extra = parser.parse_known_args(argv[:cut])
+        args.demo_args, extra = argv[cut:], []
+    else:
+        args, extra = parser.parse_known_args(argv)
     if extra:
         # inputs of `run` may follow its options: `run TASK --model M --arg k=v text1 text2`
         if args.command != "run" or any(x.startswith("--") for x in extra):
@@ -153,8 +158,9 @@ def _generate(args):
 
 def _convert(args):
     import keras
-    import numpy as np
     from tqdm.auto import tqdm
+
+    import keras_models.models  # noqa: F401  (registers every family's classes for load_model)
 
     bar = tqdm(total=3, desc="convert", unit="step", file=sys.stderr)
     bar.set_postfix_str(f"loading {args.src}")
@@ -189,7 +195,6 @@ def _convert(args):
           f"{diff:.3g} (tolerance {tol:g}) {status}")
     if diff > tol:
         raise RuntimeError(f"verification failed: outputs differ by {diff:.3g} > {tol:g}")
-    del np
 
 
 def _load_preset_model(preset, task, dtype):
