@@ -46,6 +46,7 @@ SPECS = {
                    "esm", ("Backbone", "MaskedLM", "TextClassifier", "TokenClassifier")),
     "esm_absolute": ("Esm", "EsmConfig", dict(TINY, vocab_size=33, pad_token_id=1, mask_token_id=32, hidden_act="relu"),
                      "esm", ("Backbone", "MaskedLM")),
+    "mpnet": ("MPNet", "MPNetConfig", dict(TINY, relative_attention_num_buckets=40, hidden_act="gelu_new"), "roberta", STD),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 

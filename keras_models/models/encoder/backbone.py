@@ -26,6 +26,7 @@ from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.layers.encoder_block import EncoderBlock
+from keras_models.layers.encoder_positions import relative_bias
 from keras_models.layers.masks import padding_bias
 from keras_models.layers.rotary import RotaryEmbedding
 from keras_models.models.backbone import Backbone
@@ -51,6 +52,9 @@ SWITCHES = dict(
     token_dropout=False,
     mask_token_id=None,
     mask_padded_embeddings=False,
+    relative_attention_buckets=0,  # >0: a shared bucketed relative-position bias (MPNet)
+    relative_bucket_count=32,  # buckets the offsets are hashed into (MPNet: always 32)
+    relative_max_distance=128,
 )
 ESM_MASK_RATIO_TRAIN = 0.15 * 0.8
 
@@ -91,6 +95,7 @@ BERT_NAMES = dict(
     ffn_norm="output.LayerNorm",
     final_norm="encoder.LayerNorm",
     rotary_table="encoder.embed_positions",
+    relative_bias="encoder.relative_attention_bias",
 )
 
 
@@ -185,6 +190,12 @@ class EncoderBackbone(Backbone):
             self.rotary_table.build((None, None))  # eagerly: never created inside a symbolic trace
         if self.rotary == "computed":
             self.rotary_embedding = RotaryEmbedding(self.head_dim, base=self.rotary_base, name="rotary", **common)
+        self.relative_bias_table = None
+        if self.relative_attention_buckets:
+            self.relative_bias_table = keras.layers.Embedding(
+                self.relative_attention_buckets, num_heads, embeddings_initializer=init,
+                name="relative_attention_bias", **common,
+            )
         self.blocks = [self.make_block(i, init) for i in range(groups * self.layers_per_group)]
         self.final_norm_layer = (
             keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_norm", **common)
@@ -260,7 +271,13 @@ class EncoderBackbone(Backbone):
 
     def attention_bias(self, inputs, x):
         mask = inputs.get("attention_mask")
-        return None if mask is None else padding_bias(mask, x.dtype)
+        bias = None if mask is None else padding_bias(mask, x.dtype)
+        if self.relative_bias_table is not None:
+            n = ops.shape(x)[1]
+            rel = ops.cast(relative_bias(self.relative_bias_table, n, n, self.relative_bucket_count,
+                                         self.relative_max_distance), x.dtype)
+            bias = rel if bias is None else bias + rel
+        return bias
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
@@ -321,6 +338,8 @@ class EncoderBackbone(Backbone):
             r += norm_rules(n["final_norm"], self.final_norm_layer)
         if self.rotary == "table":
             r.append(Rule(n["rotary_table"] + ".weight", self.rotary_table.embeddings))
+        if self.relative_bias_table is not None:
+            r.append(Rule(n["relative_bias"] + ".weight", self.relative_bias_table.embeddings))
         return r
 
     def dummy_inputs(self):
