@@ -36,12 +36,36 @@ def read_json(path: Path, what: str = "JSON file"):
         raise TokenizerFileError(f"{what} {path} is not valid JSON: {e}") from e
 
 
+def _check_config_types(config: dict, path: Path):
+    def bad(key, expected):
+        raise TokenizerFileError(f"tokenizer config {path}: {key!r} must be {expected}, got {config[key]!r}")
+
+    if config.get("model_max_length") is not None and (
+        isinstance(config["model_max_length"], bool) or not isinstance(config["model_max_length"], (int, float))
+    ):
+        bad("model_max_length", "a number")
+    for key in ("padding_side", "truncation_side"):
+        if config.get(key) is not None and config[key] not in ("left", "right"):
+            bad(key, "'left' or 'right'")
+    if config.get("model_input_names") is not None and not (
+        isinstance(config["model_input_names"], list) and all(isinstance(n, str) for n in config["model_input_names"])
+    ):
+        bad("model_input_names", "a list of strings")
+    for key in _classes.SPECIAL_TOKEN_KEYS:
+        value = config.get(key)
+        if value is not None and not isinstance(value, (str, dict)):
+            bad(key, "a string or an AddedToken object")
+        if isinstance(value, dict) and not isinstance(value.get("content"), str):
+            bad(key, "an AddedToken object with a string 'content'")
+
+
 def read_tokenizer_config(folder: Path) -> dict:
     """tokenizer_config.json merged with the legacy special_tokens_map.json / added_tokens.json."""
     path = folder / "tokenizer_config.json"
     config = read_json(path, "tokenizer config") if path.is_file() else {}
     if not isinstance(config, dict):
         raise TokenizerFileError(f"tokenizer config {path} must hold a JSON object, got {type(config).__name__}")
+    _check_config_types(config, path)
     if "additional_special_tokens" in config and not config.get("extra_special_tokens"):
         config["extra_special_tokens"] = config.pop("additional_special_tokens")
     if "added_tokens_decoder" not in config:

@@ -168,3 +168,17 @@ def test_tokenizer_copies_for_worker_processes():
     for clone in (copy.deepcopy(pre), pickle.loads(pickle.dumps(pre))):  # what multiprocessing workers do
         assert clone.tokenizer.encode("Привет мир") == tok.encode("Привет мир")
         assert clone(["a b"])["input_ids"].tolist() == pre(["a b"])["input_ids"].tolist()
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [{"model_max_length": "long"}, {"padding_side": "middle"}, {"pad_token": 5}, {"mask_token": {"lstrip": True}},
+     {"model_input_names": "input_ids"}],
+)
+def test_bad_values_in_tokenizer_config(tmp_path, patch):
+    _copy("bert_json", tmp_path)
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config.update(patch)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(TokenizerFileError, match="tokenizer_config.json"):
+        Tokenizer.from_preset(tmp_path)
