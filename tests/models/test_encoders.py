@@ -110,3 +110,24 @@ def test_parity(spec, task):
         assert_close(out, expected["logits"], what=f"{spec} {task}")
     else:
         assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
+
+
+ROUND_TRIP = [spec for spec in SPECS if not spec.endswith(("_same_width", "_shared", "_value"))]
+
+
+@pytest.mark.parametrize("spec", ROUND_TRIP)
+def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
+    """config_to_hf + exported weights: Transformers reloads the saved preset with no missing or
+    unexpected tensors and computes the same hidden states."""
+    import torch
+    import transformers
+
+    folder, inputs, expected = _ref(spec, "Backbone")
+    km.Backbone.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.AutoModel.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    assert type(model).__name__ == SPECS[spec][0] + "Model"
+    missing = [k for k in info["missing_keys"] if not any(s in k for s in ("pooler", "contact_head", "inv_freq"))]
+    assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).last_hidden_state.numpy()
+    assert_close(out, expected["last_hidden_state"], mask=inputs["attention_mask"], what=f"{spec} round trip")
