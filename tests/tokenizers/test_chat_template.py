@@ -185,3 +185,28 @@ def test_assistant_tokens_mask_matches_transformers():
     ref = hf.apply_chat_template(chats, padding=True, **kw)
     got = ours.apply_chat_template(chats, padding=True, return_tensors="np", **kw)
     assert got["assistant_masks"].tolist() == [list(r) for r in ref["assistant_masks"]]
+
+
+def test_named_templates_from_files(tmp_path):
+    from transformers import AutoTokenizer
+
+    src = ref_dir("llama_json")
+    for f in src.iterdir():
+        if f.is_file() and f.suffix == ".json":
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "chat_template.jinja").write_text(TEMPLATES["chatml"], encoding="utf-8")
+    (tmp_path / "additional_chat_templates").mkdir()
+    (tmp_path / "additional_chat_templates" / "tool_use.jinja").write_text(TEMPLATES["chatml_tools"], encoding="utf-8")
+    hf = AutoTokenizer.from_pretrained(str(tmp_path))
+    ours = Tokenizer.from_preset(tmp_path)
+    assert sorted(ours.chat_template) == sorted(hf.chat_template) == ["default", "tool_use"]
+    for kw in (dict(), dict(tools=TOOLS), dict(chat_template="tool_use", tools=TOOLS)):
+        assert ours.apply_chat_template(CHATS["system"], tokenize=False, **kw) == hf.apply_chat_template(
+            CHATS["system"], tokenize=False, **kw
+        )
+    out = tmp_path / "saved"
+    ours.save_pretrained(out)
+    again = AutoTokenizer.from_pretrained(str(out))
+    assert again.apply_chat_template(CHATS["system"], tokenize=False, tools=TOOLS) == hf.apply_chat_template(
+        CHATS["system"], tokenize=False, tools=TOOLS
+    )
