@@ -23,6 +23,9 @@ TASKS = {
     "token-classification": ("token_classification", "TokenClassificationPipeline", "TokenClassifier"),
     "question-answering": ("question_answering", "QuestionAnsweringPipeline", "QuestionAnswerer"),
     "text-generation": ("generation", "TextGenerationPipeline", "CausalLM"),
+    "text2text-generation": ("text2text", "Text2TextGenerationPipeline", "Seq2SeqLM"),
+    "summarization": ("text2text", "SummarizationPipeline", "Seq2SeqLM"),
+    "translation": ("text2text", "TranslationPipeline", "Seq2SeqLM"),
     "image-classification": ("image", "ImageClassificationPipeline", "ImageClassifier"),
     "image-feature-extraction": ("image", "ImageFeatureExtractionPipeline", "Backbone"),
 }
@@ -49,6 +52,11 @@ def resolve_task(task):
     if not isinstance(task, str):
         raise PipelineError(f"task must be a str, got {type(task).__name__}")
     name = ALIASES.get(task, task)
+    if name.startswith("translation_"):
+        from keras_models.pipelines.text2text import translation_task
+
+        if translation_task(name):
+            return "translation"
     if name not in TASKS:
         raise PipelineError(f"Unknown pipeline task {task!r}; supported: {', '.join(supported_tasks())}")
     return name
@@ -81,6 +89,7 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
     if model is None:
         raise PipelineError("pipeline(): pass model= (a preset handle or a keras-models model)")
     hf_config = {}
+    requested = task
     if isinstance(model, (str, Path)):
         from keras_models.presets.config import load_hf_config
         from keras_models.presets.resolve import resolve_preset
@@ -105,6 +114,8 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
         module, cls_name, _ = TASKS[task]
         hf_config = _config_of(model)
     cls = getattr(importlib.import_module(f"keras_models.pipelines.{module}"), cls_name)
+    if module == "text2text":
+        kwargs["task_name"] = requested if isinstance(requested, str) else task
     return cls(model, tokenizer=tokenizer, batch_size=batch_size, progress=progress, hf_config=hf_config, **kwargs)
 
 

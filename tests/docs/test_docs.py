@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipelines.refs import causal_checkpoint, checkpoint, vit_checkpoint
+from tests.pipelines.refs import causal_checkpoint, checkpoint, seq2seq_checkpoint, vit_checkpoint
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 PRESETS = {"tiny-bert": "base", "tiny-sentiment": "sentiment", "tiny-mlm": "mlm", "tiny-ner": "ner",
@@ -33,6 +33,7 @@ def workdir(tmp_path, monkeypatch):
         (tmp_path / name).symlink_to(checkpoint(ckpt), target_is_directory=True)
     (tmp_path / "tiny-llama").symlink_to(causal_checkpoint(), target_is_directory=True)
     (tmp_path / "tiny-vit").symlink_to(vit_checkpoint(), target_is_directory=True)
+    (tmp_path / "tiny-t5").symlink_to(seq2seq_checkpoint(), target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -199,3 +199,35 @@ def vit_checkpoint():
     inputs = {"pixel_values": np.zeros((1, 3, 32, 32), "float32")}
     folder, _ = hf_reference("pipe-vit", _vit, inputs, extra_save=_vit_extras, seed=5)
     return folder
+
+
+def _t5_tokenizer(folder, model):
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "</s>", "<unk>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(LM_TEXT + ["summarize: translate English to German:"], trainer)
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
+                                         unk_token="<unk>", model_max_length=64).save_pretrained(folder)
+
+
+def _t5():
+    import transformers
+
+    cfg = transformers.T5Config(vocab_size=300, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2,
+                                relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                                initializer_factor=3.0, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+                                task_specific_params={"summarization": {"prefix": "summarize: ", "max_new_tokens": 4},
+                                                      "translation_en_to_de": {"prefix": "translate English to German: "}})
+    return transformers.T5ForConditionalGeneration(cfg)
+
+
+def seq2seq_checkpoint():
+    """A tiny T5 (with summarization / translation task_specific_params) and a BPE tokenizer."""
+    inputs = {"input_ids": np.array([[5, 40, 41, 1]]), "decoder_input_ids": np.array([[0, 7]])}
+    folder, _ = hf_reference("pipe-t5", _t5, inputs, extra_save=_t5_tokenizer, seed=11)
+    return folder
