@@ -81,6 +81,8 @@ class Seq2SeqGenerationMixin(GenerationMixin):
             if start is None:
                 raise GenerationError("generate: no decoder_start_token_id in the config; pass one")
             cols = [start] + ([forced_bos] if forced_bos is not None else [])
+            if forced_bos is not None and kwargs.get("max_new_tokens") is not None:
+                kwargs["max_new_tokens"] -= 1  # the forced token is one of the new tokens
             decoder_input_ids = np.tile(np.asarray(cols, "int32")[None], (ids.shape[0], 1))
         states = self.encode({"input_ids": ids.astype("int32"), "attention_mask": mask.astype("int32")})
         self._gen_encoder = (states, ops.convert_to_tensor(mask.astype("int32")))

@@ -122,3 +122,50 @@ def test_seq2seq_lm_logits(name):
     enc = model.encode(inputs)
     assert_close(enc, expected["encoder_last_hidden_state"], mask=inputs["attention_mask"],
                  what=f"{name} encoder states")
+
+
+# --- BART's classification and QA heads ----------------------------------------------------------
+def _bart_head(cls):
+    return _bart_like(cls, "BartConfig", num_labels=3 if "Sequence" in cls else 2)
+
+
+def _eos_inputs():
+    inputs = seq2seq_inputs(1, 2)
+    ids = {"input_ids": inputs["input_ids"].copy(), "attention_mask": inputs["attention_mask"]}
+    ids["input_ids"][0, SRC - 1] = 2
+    ids["input_ids"][1, SRC - 4] = 2
+    return ids
+
+
+@pytest.mark.parametrize("task,hf_cls", [("TextClassifier", "BartForSequenceClassification"),
+                                         ("QuestionAnswerer", "BartForQuestionAnswering")])
+def test_bart_heads(task, hf_cls):
+    inputs = _eos_inputs()
+    folder, expected = hf_reference(f"s2s-{hf_cls}", lambda: _bart_head(hf_cls), inputs)
+    model = getattr(km, task).from_preset(folder)
+    assert model.head_from_checkpoint
+    out = model(inputs)
+    if task == "TextClassifier":
+        assert_close(out, expected["logits"], what="bart classifier")
+    else:
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=f"bart qa {k}")
+
+
+# --- export: save_to_preset -> Transformers reloads it and computes the same logits -------------
+@pytest.mark.parametrize("name,hf_cls", [("t5_v1_1_gated_untied", "T5ForConditionalGeneration"),
+                                         ("pegasus", "PegasusForConditionalGeneration")])
+def test_save_to_preset_reloads_in_transformers(name, hf_cls, tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _reference(name)
+    model = km.Seq2SeqLM.from_preset(folder)
+    model.save_to_preset(tmp_path / "saved")
+    hf = getattr(transformers, hf_cls).from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    assert_close(out, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{name} export")
+    again = km.Seq2SeqLM.from_preset(tmp_path / "saved")
+    assert_close(again(inputs), expected["logits"], mask=inputs["decoder_attention_mask"],
+                 what=f"{name} reload")

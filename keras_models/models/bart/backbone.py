@@ -145,7 +145,8 @@ class BartBackbone(EncoderDecoderBackbone):
             r.append(Rule(f"{side}.embed_tokens.weight", self.token_embedding.embeddings,
                           optional=True, export=False))
             r.append(Rule(f"{side}.embed_positions.weight", self.position_tables[side].embeddings,
-                          optional=not learned, export=learned))
+                          optional=not learned,
+                          export=self.position_embedding != "sinusoidal_fairseq"))
             norm = self.encoder_embedding_norm if side == "encoder" else self.decoder_embedding_norm
             if norm is not None:
                 r += norm_rules(f"{side}.layernorm_embedding", norm)
