@@ -110,3 +110,13 @@ def test_sentence_similarity_matches_sentence_transformers():
     assert_same(pipe(S1, sentences=[S2, S3, "hello world"], batch_size=3), expected)
     with pytest.raises(km.pipelines.PipelineError, match="'sentences'"):
         pipe({"source_sentence": S1, "sentences": "not a list"})
+
+
+def test_task_inferred_from_the_checkpoint_and_progress_bar(capsys):
+    pipe = km.pipeline(model=checkpoint("ner"))
+    assert pipe.task == "token-classification"
+    ours = km_pipeline("fill-mask", "mlm")(["hello [MASK]", "the [MASK]", "a [MASK]"], progress=True, batch_size=2)
+    assert len(ours) == 3
+    assert "fill-mask" in capsys.readouterr().err  # tqdm's bar, on stderr
+    with pytest.raises(km.pipelines.PipelineError, match="pass task="):
+        km.pipeline(model=km_pipeline("fill-mask", "mlm").model)
