@@ -30,8 +30,16 @@ def positions_from_mask(attention_mask):
     return ops.maximum(ops.cumsum(m, axis=1) - 1, 0)
 
 
-def alibi_slopes(num_heads):
-    """The ALiBi head slopes (powers of two, interleaved when heads is not a power of two)."""
+def alibi_slopes(num_heads, bias_max=None):
+    """ALiBi head slopes. ``bias_max=None``: BLOOM's (the closest power of two's geometric series,
+    extended with odd powers of the next one); else MPT's (2^-(i * bias_max / P) over the next
+    power of two P, odd then even entries when heads is not a power of two)."""
+    if bias_max is not None:
+        p2 = 2 ** math.ceil(math.log2(num_heads))
+        slopes = 1.0 / np.power(2.0, np.arange(1, p2 + 1, dtype=np.float64) * (bias_max / p2))
+        if p2 != num_heads:
+            slopes = np.concatenate([slopes[1::2], slopes[::2]])[:num_heads]
+        return slopes.astype("float32")
     closest = 2 ** math.floor(math.log2(num_heads))
     base = 2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))
     slopes = [base ** (i + 1) for i in range(closest)]
@@ -42,8 +50,9 @@ def alibi_slopes(num_heads):
     return np.asarray(slopes, dtype="float32")
 
 
-def alibi_bias(attention_mask, num_heads):
-    """(batch, heads, 1, key_len): slope * key position (positions counted over real tokens)."""
+def alibi_bias(attention_mask, num_heads, bias_max=None):
+    """(batch, heads, 1, key_len): slope * key position (positions counted over real tokens; any
+    per-row offset is irrelevant to the softmax)."""
     pos = ops.cast(positions_from_mask(attention_mask), "float32")
-    slopes = ops.convert_to_tensor(alibi_slopes(num_heads))
+    slopes = ops.convert_to_tensor(alibi_slopes(num_heads, bias_max))
     return slopes[None, :, None, None] * pos[:, None, None, :]

@@ -303,3 +303,13 @@ CASES.update({
     "codegen_mp4": codegen_mp4,
     "biogpt_scaled": biogpt_scaled,
 })
+
+
+def mpt_alibi_6heads():
+    t = _t()
+    cfg = t.MptConfig(d_model=24, n_layers=2, n_heads=6, vocab_size=VOCAB, max_seq_len=32,
+                      expansion_ratio=2)
+    return t.MptForCausalLM(cfg)
+
+
+CASES["mpt_alibi_6heads"] = mpt_alibi_6heads

@@ -2,7 +2,8 @@
 
 Every decoder-only family is this class plus a config translator and a weight map (one small
 module per family in this package). Model-level switches:
-  * ``position_type``: "rope", "learned" (``position_offset`` added to ids), "alibi" or "none";
+  * ``position_type``: "rope", "learned" (``position_offset`` added to ids), "alibi" (slopes by
+    ``alibi_bias_max``: None = BLOOM's, a number = MPT's) or "none";
     rope: ``rope_theta``, ``rope_scaling`` (Transformers' rope_parameters), ``rotary_dim``;
   * ``embedding_scale`` (multiply token embeddings), ``embedding_norm`` (norm after embedding),
     ``embed_proj_dim`` (project in/out around the blocks), ``final_norm``;
@@ -26,7 +27,7 @@ MODEL_DEFAULTS = dict(
     rope_scaling=None, rotary_dim=None, embedding_scale=None, embedding_norm=False,
     embed_proj_dim=None, final_norm=True, layer_types=None, tie_word_embeddings=False,
     lm_head_bias=False, final_logit_softcap=None, pad_token_id=None, bos_token_id=None,
-    eos_token_id=None, initializer_range=0.02,
+    eos_token_id=None, initializer_range=0.02, alibi_bias_max=None,
 )
 _BLOCK_OWN = ("sliding_window",)
 
@@ -120,7 +121,9 @@ class DecoderBackbone(Backbone):
             x = self.embedding_norm(x)
         t = ops.shape(input_ids)[1]
         rope = self.rotary(positions) if self.rotary is not None else None
-        extra = alibi_bias(key_mask, self.num_heads) if o["position_type"] == "alibi" else None
+        extra = None
+        if o["position_type"] == "alibi":
+            extra = alibi_bias(key_mask, self.num_heads, o["alibi_bias_max"])
         biases = {}
         new_cache = []
         for i, block in enumerate(self.blocks):

@@ -157,7 +157,56 @@ BioGptBackbone, BioGptCausalLM = family(
     adjust_from_hf=classmethod(_biogpt_from_hf), adjust_to_hf=_biogpt_to_hf,
 )
 
+# --- MPT: ALiBi (MPT slopes), no biases (LayerNorm without beta), fused Wqkv -----------------------
+MPT_TABLE = [
+    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "d_model", REQUIRED),
+    ("num_layers", "n_layers", REQUIRED), ("num_heads", "n_heads", REQUIRED),
+    ("max_position_embeddings", "max_seq_len", 2048), ("norm_type", None, "layer"),
+    ("norm_eps", "layer_norm_epsilon", 1e-5), ("tie_word_embeddings", "tie_word_embeddings", True),
+    ("activation", None, "gelu"), ("position_type", None, "alibi"), ("fused_qkv", None, True),
+    ("mlp_gated", None, False),
+] + SPECIAL
+
+
+def _mpt_from_hf(cls, hf, kw):
+    attn = dict(hf.get("attn_config") or {})
+    for key, bad in (("clip_qkv", None), ("qk_ln", False), ("prefix_lm", False),
+                     ("attn_uses_sequence_id", False)):
+        if attn.get(key, bad) not in (bad, None) and attn.get(key) != bad:
+            raise ConfigError(f"config.json: MPT attn_config.{key}={attn.get(key)!r} is not supported yet")
+    if not attn.get("alibi", True):
+        raise ConfigError("config.json: MPT without ALiBi (learned positions) is not supported yet")
+    if hf.get("logit_scale") is not None:
+        raise ConfigError("config.json: MPT logit_scale is not supported yet")
+    bias = not hf.get("no_bias", True)
+    # Transformers' MptMLP is 4 * d_model wide whatever expansion_ratio says
+    kw.update(intermediate_size=4 * kw["hidden_size"],
+              alibi_bias_max=attn.get("alibi_bias_max", 8), attn_scale=attn.get("softmax_scale"),
+              qkv_bias=bias, out_bias=bias, mlp_bias=bias, norm_bias=bias)
+    return kw
+
+
+def _mpt_to_hf(self, hf):
+    o = self.options
+    if self.intermediate_size != 4 * self.hidden_size:
+        raise ConfigError("MPT exports need intermediate_size == 4 * hidden_size (Transformers' MptMLP)")
+    hf.update(expansion_ratio=4, no_bias=not o["qkv_bias"],
+              attn_config={"alibi": True, "alibi_bias_max": o["alibi_bias_max"],
+                           "softmax_scale": o["attn_scale"], "clip_qkv": None, "qk_ln": False})
+    return hf
+
+
+MptBackbone, MptCausalLM = family(
+    "mpt", "Mpt", MPT_TABLE, module=__name__, base=ClassicBackbone, classifier=False,
+    base_model_prefix="transformer",
+    names={**NAMES, "layer": "blocks.{i}.", "attn": "attn.", "qkv": "Wqkv", "o": "out_proj",
+           "attn_norm": "norm_1", "mlp_norm": "norm_2", "mlp": "ffn.", "final_norm": "norm_f",
+           "embed": "wte"},
+    adjust_from_hf=classmethod(_mpt_from_hf), adjust_to_hf=_mpt_to_hf,
+)
+
 __all__ = [
+    "MptBackbone", "MptCausalLM",
     "GPTNeoBackbone", "GPTNeoCausalLM", "OpenAIGPTBackbone", "OpenAIGPTCausalLM",
     "PersimmonBackbone", "PersimmonCausalLM", "CodeGenBackbone", "CodeGenCausalLM",
     "BioGptBackbone", "BioGptCausalLM",
