@@ -313,3 +313,13 @@ def mpt_alibi_6heads():
 
 
 CASES["mpt_alibi_6heads"] = mpt_alibi_6heads
+
+
+def xglm_sinusoidal():
+    t = _t()
+    cfg = t.XGLMConfig(d_model=16, num_layers=2, attention_heads=4, ffn_dim=20, vocab_size=VOCAB,
+                       max_position_embeddings=32)
+    return t.XGLMForCausalLM(cfg)
+
+
+CASES["xglm_sinusoidal"] = xglm_sinusoidal

@@ -2,7 +2,8 @@
 
 Every decoder-only family is this class plus a config translator and a weight map (one small
 module per family in this package). Model-level switches:
-  * ``position_type``: "rope", "learned" (``position_offset`` added to ids), "alibi" (slopes by
+  * ``position_type``: "rope", "learned" or "sinusoidal" (fixed fairseq table; both add
+    ``position_offset`` to the ids), "alibi" (slopes by
     ``alibi_bias_max``: None = BLOOM's, a number = MPT's) or "none";
     rope: ``rope_theta``, ``rope_scaling`` (Transformers' rope_parameters), ``rotary_dim``;
   * ``embedding_scale`` (multiply token embeddings), ``embedding_norm`` (norm after embedding),
@@ -19,6 +20,7 @@ from keras_models.errors import ConfigError
 from keras_models.layers.decoder_block import BLOCK_DEFAULTS, DecoderBlock
 from keras_models.layers.decoder_masks import alibi_bias, decoder_bias, positions_from_mask
 from keras_models.layers.norms import make_norm
+from keras_models.layers.positions import sinusoidal_table
 from keras_models.layers.rotary import RotaryEmbedding
 from keras_models.models.backbone import Backbone
 
@@ -64,8 +66,12 @@ class DecoderBackbone(Backbone):
             self.rotary = RotaryEmbedding(
                 o["rotary_dim"] or self.head_dim, o["rope_theta"], o["rope_scaling"],
                 o["max_position_embeddings"], o["rotary_interleaved"], name="rotary", **common)
-        elif o["position_type"] not in ("learned", "alibi", "none"):
-            raise ConfigError(f"position_type={o['position_type']!r}: expected rope/learned/alibi/none")
+        self.sinusoidal = None
+        if o["position_type"] == "sinusoidal":
+            self.sinusoidal = sinusoidal_table(o["max_position_embeddings"] + o["position_offset"], hidden_size)
+        elif o["position_type"] not in ("rope", "learned", "alibi", "none"):
+            raise ConfigError(
+                f"position_type={o['position_type']!r}: expected rope/learned/sinusoidal/alibi/none")
         norm = dict(epsilon=o["norm_eps"], bias=o["norm_bias"], unit_offset=o["norm_unit_offset"], **common)
         self.embedding_norm = make_norm(o["norm_type"], name="embedding_norm", **norm) if o["embedding_norm"] else None
         self.project_in = self.project_out = None
@@ -117,6 +123,9 @@ class DecoderBackbone(Backbone):
             x = self.project_in(x)
         if self.position_embedding is not None:
             x = x + self.position_embedding(positions + o["position_offset"])
+        if self.sinusoidal is not None:
+            table = ops.convert_to_tensor(self.sinusoidal)
+            x = x + ops.cast(ops.take(table, positions + o["position_offset"], axis=0), x.dtype)
         if self.embedding_norm is not None:
             x = self.embedding_norm(x)
         t = ops.shape(input_ids)[1]

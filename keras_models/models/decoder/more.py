@@ -205,8 +205,33 @@ MptBackbone, MptCausalLM = family(
     adjust_from_hf=classmethod(_mpt_from_hf), adjust_to_hf=_mpt_to_hf,
 )
 
+# --- XGLM: fixed sinusoidal positions (offset 2), scaled embeddings, OPT-like pre-norm block ------
+XGLM_TABLE = [
+    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "d_model", REQUIRED),
+    ("num_layers", "num_layers", REQUIRED), ("num_heads", "attention_heads", REQUIRED),
+    ("intermediate_size", "ffn_dim", REQUIRED), ("activation", "activation_function", "gelu"),
+    ("max_position_embeddings", "max_position_embeddings", 2048),
+    ("tie_word_embeddings", "tie_word_embeddings", True), ("position_type", None, "sinusoidal"),
+    ("position_offset", None, 2), ("mlp_gated", None, False), ("norm_type", None, "layer"),
+    ("norm_eps", None, 1e-5), ("initializer_range", "init_std", 0.02),
+] + BIASES + SPECIAL[:3]
+
+
+def _xglm_from_hf(cls, hf, kw):
+    kw["embedding_scale"] = float(kw["hidden_size"]) ** 0.5 if hf.get("scale_embedding", True) else None
+    return kw
+
+
+XGLMBackbone, XGLMCausalLM = family(
+    "xglm", "XGLM", XGLM_TABLE, module=__name__, base=ClassicBackbone, classifier=False,
+    names={**NAMES, "o": "out_proj", "attn_norm": "self_attn_layer_norm",
+           "mlp_norm": "final_layer_norm", "mlp": "", "up": "fc1", "down": "fc2",
+           "final_norm": "layer_norm"},
+    adjust_from_hf=classmethod(_xglm_from_hf), adjust_to_hf=_biogpt_to_hf,
+)
+
 __all__ = [
-    "MptBackbone", "MptCausalLM",
+    "XGLMBackbone", "XGLMCausalLM", "MptBackbone", "MptCausalLM",
     "GPTNeoBackbone", "GPTNeoCausalLM", "OpenAIGPTBackbone", "OpenAIGPTCausalLM",
     "PersimmonBackbone", "PersimmonCausalLM", "CodeGenBackbone", "CodeGenCausalLM",
     "BioGptBackbone", "BioGptCausalLM",
