@@ -48,6 +48,8 @@ class ImageClassifier(_LabelledTask):
 
     @classmethod
     def task_config_from_hf(cls, hf, head_from_checkpoint, **kwargs):
+        if head_from_checkpoint and not hf.get("id2label") and not hf.get("num_labels"):
+            hf = {**hf, "num_labels": 2}  # Transformers' default; config.json omits default values
         kwargs = super().task_config_from_hf(hf, head_from_checkpoint, **kwargs)
         archs = hf.get("architectures") or []
         if kwargs.get("_head_from_checkpoint") and any(a in cls.distilled_architectures for a in archs):
