@@ -2,13 +2,15 @@
 
 Positions inside attention are optional inputs of ``call``: ``rope`` = (cos, sin) rotates queries
 and keys (and values when ``rotary_value``, RoFormer), pairs laid out as ``rotary_interleaved``
-says; ``bias`` is any additive attention bias (padding, relative positions).
+says; ``bias`` is any additive attention bias (padding, relative positions). ``attention_type``
+"disentangled" (DeBERTa, options in ``attention_options``) takes ``relative`` = (offsets, table).
 """
 
 import keras
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
+from keras_models.layers.disentangled_attention import DisentangledAttention
 from keras_models.layers.rotary import apply_rotary
 
 
@@ -30,9 +32,13 @@ class EncoderBlock(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         rotary_interleaved=False,
         rotary_value=False,
+        attention_type="standard",
+        attention_options=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.attention_type = attention_type
+        self.attention_options = dict(attention_options or {})
         self.rotary_interleaved = rotary_interleaved
         self.rotary_value = rotary_value
         self.hidden_size = hidden_size
@@ -48,10 +54,18 @@ class EncoderBlock(keras.layers.Layer):
         self.act = get_activation(hidden_act)
         common = dict(dtype=self.dtype_policy)
         init = dict(kernel_initializer=self.kernel_initializer)
-        self.attention = Attention(
-            hidden_size, num_heads, use_bias=use_bias, dropout=attention_dropout,
-            name="attention", **common, **init,
-        )
+        if attention_type == "disentangled":
+            self.attention = DisentangledAttention(
+                hidden_size, num_heads, dropout=attention_dropout, name="attention",
+                **self.attention_options, **common, **init,
+            )
+        elif attention_type == "standard":
+            self.attention = Attention(
+                hidden_size, num_heads, use_bias=use_bias, dropout=attention_dropout,
+                name="attention", **common, **init,
+            )
+        else:
+            raise ValueError(f"attention_type={attention_type!r}: expected 'standard' or 'disentangled'")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm", **common)
         self.intermediate = keras.layers.Dense(intermediate_size, use_bias=use_bias, name="intermediate", **common, **init)
         self.output_dense = keras.layers.Dense(hidden_size, use_bias=use_bias, name="output", **common, **init)
@@ -66,8 +80,10 @@ class EncoderBlock(keras.layers.Layer):
         self.output_norm.build(input_shape)
         self.built = True
 
-    def attend(self, x, bias=None, rope=None, training=False):
+    def attend(self, x, bias=None, rope=None, training=False, relative=None):
         """Self-attention of ``x`` (rotary positions applied when ``rope`` is given)."""
+        if relative is not None:
+            return self.attention(x, bias, relative=relative, training=training)
         if rope is None:
             return self.attention(x, bias, training=training)
         a = self.attention
@@ -79,13 +95,13 @@ class EncoderBlock(keras.layers.Layer):
             v = apply_rotary(v, cos, sin, self.rotary_interleaved)
         return a.output_dense(a.attend(q, k, v, bias, training=training))
 
-    def call(self, x, bias=None, rope=None, training=False):
+    def call(self, x, bias=None, rope=None, training=False, relative=None):
         if self.norm_first:
-            a = self.attend(self.attention_norm(x), bias, rope, training=training)
+            a = self.attend(self.attention_norm(x), bias, rope, training=training, relative=relative)
             h = x + self.dropout(a, training=training)
             f = self.output_dense(self.act(self.intermediate(self.output_norm(h))))
             return h + self.dropout(f, training=training)
-        a = self.attend(x, bias, rope, training=training)
+        a = self.attend(x, bias, rope, training=training, relative=relative)
         h = self.attention_norm(x + self.dropout(a, training=training))
         f = self.output_dense(self.act(self.intermediate(h)))
         return self.output_norm(h + self.dropout(f, training=training))
@@ -98,7 +114,8 @@ class EncoderBlock(keras.layers.Layer):
             layer_norm_eps=self.layer_norm_eps, dropout=self.dropout_rate,
             attention_dropout=self.attention_dropout, norm_first=self.norm_first,
             use_bias=self.use_bias, rotary_interleaved=self.rotary_interleaved,
-            rotary_value=self.rotary_value,
+            rotary_value=self.rotary_value, attention_type=self.attention_type,
+            attention_options=self.attention_options,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
         return config

@@ -47,6 +47,14 @@ SPECS = {
     "esm_absolute": ("Esm", "EsmConfig", dict(TINY, vocab_size=33, pad_token_id=1, mask_token_id=32, hidden_act="relu"),
                      "esm", ("Backbone", "MaskedLM")),
     "mpnet": ("MPNet", "MPNetConfig", dict(TINY, relative_attention_num_buckets=40, hidden_act="gelu_new"), "roberta", STD),
+    "deberta_v2": ("DebertaV2", "DebertaV2Config", dict(TINY, relative_attention=True, position_buckets=6,
+                                                      pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm",
+                                                      conv_kernel_size=3, embedding_size=12, share_att_key=False,
+                                                      position_biased_input=False, max_relative_positions=20,
+                                                      hidden_act="gelu_new"), "bert", STD),
+    "deberta_v2_shared": ("DebertaV2", "DebertaV2Config", dict(TINY, relative_attention=True, pos_att_type="c2p|p2c",
+                                                             share_att_key=True, type_vocab_size=2, max_relative_positions=5),
+                          "bert", ("Backbone", "TextClassifier")),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 

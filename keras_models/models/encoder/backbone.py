@@ -42,6 +42,7 @@ SWITCHES = dict(
     final_norm=False,
     embedding_size=None,
     embedding_projection=None,  # None: project when embedding_size != hidden_size
+    embedding_projection_bias=True,
     output_embedding_size=None,  # width of the MLM head (RemBERT); None: the embedding width
     num_layer_groups=None,  # None: one group per layer (no sharing)
     layers_per_group=1,
@@ -178,7 +179,8 @@ class EncoderBackbone(Backbone):
         )
         self.embeddings_dropout = keras.layers.Dropout(dropout, **common)
         self.embeddings_project = (
-            keras.layers.Dense(hidden_size, kernel_initializer=init, name="embeddings_project", **common)
+            keras.layers.Dense(hidden_size, use_bias=self.embedding_projection_bias, kernel_initializer=init,
+                               name="embeddings_project", **common)
             if self.embedding_projection else None
         )
         self.rotary_embedding = self.rotary_table = None
