@@ -71,11 +71,14 @@ FAMILIES = {
     "dinov2_reg": (_dinov2_reg, "Dinov2WithRegistersModel",
                    ["Dinov2WithRegistersForImageClassification"], False, 3, 32),
 }
-CASES = [(f, c) for f, spec in FAMILIES.items() for c in [spec[1]] + spec[2]]
+# Backbones at the checkpoint resolution, classifiers at another one (interpolated positions);
+# plain ViT both ways for both.
+CASES = [(f, c, "native" if c == spec[1] else "other") for f, spec in FAMILIES.items()
+         for c in [spec[1]] + spec[2]]
+CASES += [("vit", "ViTModel", "other"), ("vit", "ViTForImageClassification", "native")]
 
 
-@pytest.mark.parametrize("resolution", ["native", "other"])
-@pytest.mark.parametrize("family,hf_cls", CASES)
+@pytest.mark.parametrize("family,hf_cls,resolution", CASES)
 def test_parity(family, hf_cls, resolution):
     builder, _, _, flag, channels, size = FAMILIES[family]
     h, w = (size, size) if resolution == "native" else (size + size // 2, size + size // 4)
