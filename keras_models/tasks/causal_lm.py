@@ -18,7 +18,6 @@ options read from config.json).
 import keras
 from keras import ops
 
-from keras_models.errors import ConfigError
 from keras_models.generation.mixin import GenerationMixin
 from keras_models.presets.weight_map import TRANSPOSE, Rule
 from keras_models.tasks.task import Task
@@ -41,9 +40,8 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
         o = backbone.options
         self.tied = bool(o["tie_word_embeddings"])
         self.final_logit_softcap = o["final_logit_softcap"]
-        if self.tied and o["lm_head_bias"]:
-            raise ConfigError("tie_word_embeddings with an lm_head bias is not supported")
         self.lm_head = None
+        self.lm_bias = None
         if not self.tied:
             self.lm_head = keras.layers.Dense(
                 backbone.vocab_size, use_bias=bool(o["lm_head_bias"]), name="lm_head",
@@ -56,6 +54,9 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
         if self.lm_head is not None:
             width = self.backbone.options["embed_proj_dim"] or self.backbone.hidden_size
             self.lm_head.build((None, None, width))
+        elif self.backbone.options["lm_head_bias"]:  # tied weight, own bias (CTRL)
+            self.lm_bias = self.add_weight(name="lm_head_bias", shape=(self.backbone.vocab_size,),
+                                           initializer="zeros")
         self.built = True
 
     def build_from_dummy(self):
@@ -71,6 +72,8 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
         if self.tied:
             emb = self.backbone.token_embedding.embeddings
             out = ops.matmul(hidden, ops.transpose(ops.cast(emb, hidden.dtype)))
+            if self.lm_bias is not None:
+                out = out + ops.cast(self.lm_bias, out.dtype)
         else:
             out = self.lm_head(hidden)
         if self.final_logit_softcap is not None:
@@ -95,8 +98,11 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
     def head_rules(self):
         name = self.hf_lm_head
         if self.tied:
-            return [Rule(f"{name}.weight", self.backbone.token_embedding.embeddings, base=False,
-                         optional=True, export=False)]
+            r = [Rule(f"{name}.weight", self.backbone.token_embedding.embeddings, base=False,
+                      optional=True, export=False)]
+            if self.lm_bias is not None:
+                r.append(Rule(f"{name}.bias", self.lm_bias, base=False))
+            return r
         r = [Rule(f"{name}.weight", self.lm_head.kernel, TRANSPOSE, base=False)]
         if self.lm_head.use_bias:
             r.append(Rule(f"{name}.bias", self.lm_head.bias, base=False))

@@ -323,3 +323,13 @@ def xglm_sinusoidal():
 
 
 CASES["xglm_sinusoidal"] = xglm_sinusoidal
+
+
+def ctrl_sinusoidal():
+    t = _t()
+    cfg = t.CTRLConfig(n_embd=16, n_layer=2, n_head=4, dff=20, vocab_size=VOCAB, n_positions=32,
+                       layer_norm_epsilon=1e-5)
+    return t.CTRLLMHeadModel(cfg)
+
+
+CASES["ctrl_sinusoidal"] = ctrl_sinusoidal

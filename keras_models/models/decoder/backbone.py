@@ -7,7 +7,8 @@ module per family in this package). Model-level switches:
     ``alibi_bias_max``: None = BLOOM's, a number = MPT's) or "none";
     rope: ``rope_theta``, ``rope_scaling`` (Transformers' rope_parameters), ``rotary_dim``;
   * ``embedding_scale`` (multiply token embeddings), ``embedding_norm`` (norm after embedding),
-    ``embed_proj_dim`` (project in/out around the blocks), ``final_norm``;
+    ``embed_proj_dim`` (project in/out around the blocks), ``final_norm`` (``final_norm_eps``
+    when it differs from the blocks'), ``sinusoidal_style`` ("fairseq" or "ctrl");
   * ``sliding_window`` with ``layer_types`` ("sliding_attention"/"full_attention" per layer);
   * ``tie_word_embeddings``, ``lm_head_bias``, ``final_logit_softcap`` (read by CausalLM).
 Block options (see keras_models.layers.decoder_block.BLOCK_DEFAULTS) pass through unchanged.
@@ -29,7 +30,8 @@ MODEL_DEFAULTS = dict(
     rope_scaling=None, rotary_dim=None, embedding_scale=None, embedding_norm=False,
     embed_proj_dim=None, final_norm=True, layer_types=None, tie_word_embeddings=False,
     lm_head_bias=False, final_logit_softcap=None, pad_token_id=None, bos_token_id=None,
-    eos_token_id=None, initializer_range=0.02, alibi_bias_max=None,
+    eos_token_id=None, initializer_range=0.02, alibi_bias_max=None, sinusoidal_style="fairseq",
+    final_norm_eps=None,
 )
 _BLOCK_OWN = ("sliding_window",)
 
@@ -68,7 +70,8 @@ class DecoderBackbone(Backbone):
                 o["max_position_embeddings"], o["rotary_interleaved"], name="rotary", **common)
         self.sinusoidal = None
         if o["position_type"] == "sinusoidal":
-            self.sinusoidal = sinusoidal_table(o["max_position_embeddings"] + o["position_offset"], hidden_size)
+            self.sinusoidal = sinusoidal_table(o["max_position_embeddings"] + o["position_offset"],
+                                               hidden_size, o["sinusoidal_style"])
         elif o["position_type"] not in ("rope", "learned", "alibi", "none"):
             raise ConfigError(
                 f"position_type={o['position_type']!r}: expected rope/learned/sinusoidal/alibi/none")
@@ -84,6 +87,8 @@ class DecoderBackbone(Backbone):
                          sliding_window=self.layer_window(i), name=f"block_{i}", **block_opts, **common)
             for i in range(num_layers)
         ]
+        if o["final_norm_eps"] is not None:
+            norm["epsilon"] = o["final_norm_eps"]
         self.final_norm = make_norm(o["norm_type"], name="final_norm", **norm) if o["final_norm"] else None
 
     def layer_window(self, i):

@@ -230,8 +230,35 @@ XGLMBackbone, XGLMCausalLM = family(
     adjust_from_hf=classmethod(_xglm_from_hf), adjust_to_hf=_biogpt_to_hf,
 )
 
+# --- CTRL: fixed sinusoidal positions (CTRL layout), scaled embeddings, tied head with a bias ------
+CTRL_TABLE = [
+    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "n_embd", REQUIRED),
+    ("num_layers", "n_layer", REQUIRED), ("num_heads", "n_head", REQUIRED),
+    ("intermediate_size", "dff", REQUIRED), ("activation", None, "relu"),
+    ("max_position_embeddings", "n_positions", 256), ("tie_word_embeddings", "tie_word_embeddings", True),
+    ("position_type", None, "sinusoidal"), ("sinusoidal_style", None, "ctrl"), ("mlp_gated", None, False),
+    # block norms use a fixed 1e-6; only the final norm reads layer_norm_epsilon
+    ("norm_type", None, "layer"), ("norm_eps", None, 1e-6),
+    ("final_norm_eps", "layer_norm_epsilon", 1e-6), ("lm_head_bias", None, True),
+] + BIASES + SPECIAL
+
+
+def _ctrl_from_hf(cls, hf, kw):
+    kw["embedding_scale"] = float(kw["hidden_size"]) ** 0.5
+    return kw
+
+
+CTRLBackbone, CTRLCausalLM = family(
+    "ctrl", "CTRL", CTRL_TABLE, module=__name__, base=ClassicBackbone, classifier=False,
+    base_model_prefix="transformer", lm_archs=("CTRLLMHeadModel",),
+    names={**NAMES, "layer": "h.{i}.", "attn": "multi_head_attention.", "q": "Wq", "k": "Wk",
+           "v": "Wv", "o": "dense", "attn_norm": "layernorm1", "mlp_norm": "layernorm2",
+           "mlp": "ffn.", "up": "0", "down": "2", "final_norm": "layernorm", "embed": "w"},
+    adjust_from_hf=classmethod(_ctrl_from_hf),
+)
+
 __all__ = [
-    "XGLMBackbone", "XGLMCausalLM", "MptBackbone", "MptCausalLM",
+    "CTRLBackbone", "CTRLCausalLM", "XGLMBackbone", "XGLMCausalLM", "MptBackbone", "MptCausalLM",
     "GPTNeoBackbone", "GPTNeoCausalLM", "OpenAIGPTBackbone", "OpenAIGPTCausalLM",
     "PersimmonBackbone", "PersimmonCausalLM", "CodeGenBackbone", "CodeGenCausalLM",
     "BioGptBackbone", "BioGptCausalLM",
