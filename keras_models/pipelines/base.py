@@ -83,11 +83,13 @@ class Pipeline:
         """The longest sequence the tokenizer/model accept."""
         limits = [getattr(self.tokenizer, "model_max_length", None)]
         backbone = getattr(self.model, "backbone", self.model)
-        limits.append(getattr(backbone, "max_position_embeddings", None))
-        limits = [int(v) for v in limits if v is not None and v < int(1e20)]
-        if getattr(backbone, "position_mode", None) == "roberta" and limits:
+        mode = getattr(backbone, "position_mode", "absolute")
+        positions = getattr(backbone, "max_position_embeddings", None) if mode != "none" else None
+        if positions is not None and mode == "padding_offset":
             # RoBERTa-style positions start after the padding index.
-            limits[-1] -= (getattr(backbone, "pad_token_id", 1) or 0) + 1
+            positions -= (getattr(backbone, "pad_token_id", 1) or 0) + 1
+        limits.append(positions)
+        limits = [int(v) for v in limits if isinstance(v, (int, np.integer)) and 0 < v < int(1e20)]
         return min(limits) if limits else 512
 
     # --- the loop -------------------------------------------------------------------------------

@@ -37,20 +37,22 @@ def test_run_prints_json_lines_matching_the_python_pipeline():
         assert all(abs(g["score"] - w["score"]) < 1e-4 for g, w in zip(got, want))
 
 
-def test_run_reads_stdin_and_json_inputs():
-    proc = cli("run", "fill-mask", "--model", checkpoint("mlm"), "--arg", "top_k=1", stdin="hello [MASK]\nthe [MASK]\n")
-    lines = [json.loads(x) for x in proc.stdout.splitlines()]
+def test_run_reads_stdin_and_json_inputs_in_process(capsys, monkeypatch):
+    import io
+
+    from keras_models import cli as km_cli
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("hello [MASK]\nthe [MASK]\n"))
+    assert km_cli.main(["run", "fill-mask", "--model", str(checkpoint("mlm")), "--arg", "top_k=1"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert len(lines) == 2 and all(len(x) == 1 and {"score", "token", "token_str", "sequence"} <= set(x[0]) for x in lines)
-    qa = cli("run", "question-answering", "--model", checkpoint("qa"),
-             json.dumps({"question": "where does john live?", "context": "john lives in paris."}))
-    answer = json.loads(qa.stdout)
-    assert "john lives in paris."[answer["start"]:answer["end"]] == answer["answer"]
-
-
-def test_errors_are_one_line_with_exit_status_1():
-    proc = cli("run", "no-such-task", "--model", checkpoint("mlm"), "x", check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().startswith("error: PipelineError: Unknown pipeline task 'no-such-task'")
+    context = "john lives in paris."
+    assert km_cli.main(["run", "question-answering", "--model", str(checkpoint("qa")),
+                        json.dumps({"question": "where does john live?", "context": context})]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert context[answer["start"]:answer["end"]] == answer["answer"]
+    assert km_cli.main(["run", "no-such-task", "--model", str(checkpoint("mlm")), "x"]) == 1
+    assert capsys.readouterr().err.strip().startswith("error: PipelineError: Unknown pipeline task 'no-such-task'")
 
 
 def test_info_describes_the_preset():
@@ -73,8 +75,9 @@ def test_convert_round_trip_with_verification(tmp_path):
     assert "verification: max abs diff" in out.stdout and "ok" in out.stdout
     assert keras_file.is_file()
     back = tmp_path / "ner-hf"
-    out = cli("convert", keras_file, back)
-    assert "ok" in out.stdout
+    from keras_models import cli as km_cli
+
+    assert km_cli.main(["convert", str(keras_file), str(back)]) == 0  # and back (in-process)
     assert (back / "config.json").is_file() and (back / "model.safetensors").is_file()
     # the exported folder is a Transformers checkpoint with the same weights
     from safetensors.numpy import load_file
