@@ -54,6 +54,27 @@ class Backbone(keras.Model):
             build_symbolically(self, self.dummy_inputs())
         return self
 
+    # --- fine-tuning helpers ------------------------------------------------------------------
+    lora_targets = ("query", "value", "q_proj", "v_proj")
+
+    def enable_lora(self, rank, target_names=None):
+        """Freeze the backbone and add rank-``rank`` LoRA adapters to the attention projections
+        (Dense layers whose name is in ``target_names``, default query/value)."""
+        names = tuple(target_names or self.lora_targets)
+        found = 0
+        for layer in self._flatten_layers(include_self=False):
+            if isinstance(layer, keras.layers.Dense) and layer.name in names:
+                layer.enable_lora(rank)
+                if layer.bias is not None:
+                    layer.bias.trainable = False  # Keras leaves biases trainable; LoRA freezes them
+                found += 1
+        if not found:
+            raise ValueError(f"enable_lora: no Dense layer named any of {names} in {self.name}")
+        for layer in self._flatten_layers(include_self=False):
+            if not getattr(layer, "lora_enabled", False) and not layer._layers:
+                layer.trainable = False
+        return found
+
     # --- presets ------------------------------------------------------------------------------
     @classmethod
     def from_preset(cls, preset, dtype=None, load_weights=True, **overrides):

@@ -14,8 +14,9 @@ import numpy as np
 
 
 class RawDataAdapter(keras.utils.PyDataset):
-    def __init__(self, x, y, preprocessor, batch_size=32, shuffle=False, seed=None):
+    def __init__(self, x, y, preprocessor, batch_size=32, shuffle=False, seed=None, inference=False):
         super().__init__()
+        self.inference = inference
         if isinstance(x, str):
             x = [x]
         self.x = list(x)
@@ -56,7 +57,13 @@ class RawDataAdapter(keras.utils.PyDataset):
         idx = self._order[i * self.batch_size : (i + 1) * self.batch_size]
         xb = [self.x[j] for j in idx]
         if self.y is None:
-            return (self.preprocessor(xb),)
+            if self.inference:
+                # Inference features only (no dynamic masking / label building).
+                features = getattr(self.preprocessor, "features", self.preprocessor)
+                return (features(xb),)
+            out = self.preprocessor(xb)
+            # Self-supervised preprocessors (masked / causal LM) build (features, labels, weights).
+            return out if isinstance(out, tuple) else (out,)
         yb = [self.y[j] for j in idx] if isinstance(self.y, list) else self.y[idx]
         return self.preprocessor(xb, yb)
 

@@ -152,10 +152,11 @@ class Task(keras.Model):
         return self
 
     # --- raw data in fit / predict / evaluate -------------------------------------------------
-    def _adapt(self, x, y, batch_size, shuffle):
+    def _adapt(self, x, y, batch_size, shuffle, inference=False):
         if self.preprocessor is None or not RawDataAdapter.is_raw(x):
             return None
-        return RawDataAdapter(x, y, self.preprocessor, batch_size=batch_size or 32, shuffle=shuffle)
+        return RawDataAdapter(x, y, self.preprocessor, batch_size=batch_size or 32, shuffle=shuffle,
+                              inference=inference)
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, **kwargs):
         data = self._adapt(x, y, batch_size, shuffle)
@@ -168,7 +169,7 @@ class Task(keras.Model):
         return super().fit(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
-        data = self._adapt(x, None, batch_size, False)
+        data = self._adapt(x, None, batch_size, False, inference=True)
         if data is not None:
             return super().predict(data, **kwargs)
         return super().predict(x, batch_size=batch_size, **kwargs)

@@ -111,3 +111,17 @@ def test_fit_predict_evaluate_on_raw_strings():
     assert probs.shape == (2, 3)
     loss, acc = model.evaluate(texts, labels, batch_size=8, verbose=0)
     assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+
+
+def test_masked_lm_fit_on_raw_strings_builds_its_own_labels():
+    folder, _, _ = tiny_classifier()
+    model = km.MaskedLM.from_preset(folder)  # new MLM head over the classifier's encoder
+    model.preprocessor.rng = np.random.default_rng(0)  # reproducible dynamic masking
+    texts = ["a good movie and great food", "the service was very slow", "i love this hotel room"] * 6
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  weighted_metrics=[])
+    history = model.fit(texts, batch_size=6, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    logits = model.predict(texts[:2], verbose=0)
+    assert logits.shape[0] == 2 and logits.shape[-1] == model.backbone.vocab_size
