@@ -9,6 +9,8 @@ subclasses set the HF head names (``hf_out``) and the pooling rule:
     ConvNets, BEiT's mean pooling, Swin...).
 
 ``distilled=True`` (DeiT ``...WithTeacher``) averages a [CLS] head and a distillation-token head.
+``augmentation``: a Keras layer (e.g. :func:`keras_models.preprocessing.image_augment.image_augmentation`)
+applied to ``pixel_values`` during ``fit`` only.
 Inputs: ``{"pixel_values": (batch, height, width, channels)}`` or the array itself; raw images
 (paths, PIL images) in ``predict`` / ``fit`` / ``evaluate`` go through the checkpoint's
 ``preprocessor_config.json`` (:class:`~keras_models.preprocessing.image.ImageProcessor`).
@@ -31,8 +33,11 @@ class ImageClassifier(_LabelledTask):
     distilled_architectures = ()
 
     def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, pooling=None,
-                 distilled=False, preprocessor=None, **kwargs):
+                 distilled=False, augmentation=None, preprocessor=None, **kwargs):
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        if isinstance(augmentation, dict):
+            augmentation = keras.saving.deserialize_keras_object(augmentation)
+        self.augmentation = augmentation  # a Keras layer applied to pixel_values in training only
         self.num_classes = num_classes
         self.id2label = {int(k): v for k, v in id2label.items()} if id2label else None
         self.dropout = dropout or 0.0
@@ -88,6 +93,9 @@ class ImageClassifier(_LabelledTask):
         return self.backbone.pooled(hidden)
 
     def call(self, inputs, training=False):
+        if training and self.augmentation is not None:
+            pixels = inputs["pixel_values"] if isinstance(inputs, dict) else inputs
+            inputs = {"pixel_values": self.augmentation(pixels, training=True)}
         h = self.backbone(inputs, training=training)
         if self.distilled:
             a = self.out(self.drop(h[:, 0], training=training))
@@ -103,7 +111,8 @@ class ImageClassifier(_LabelledTask):
 
     def get_config(self):
         c = super().get_config()
-        c.update(pooling=self.pooling, distilled=self.distilled)
+        c.update(pooling=self.pooling, distilled=self.distilled,
+                 augmentation=keras.saving.serialize_keras_object(self.augmentation) if self.augmentation else None)
         return c
 
 

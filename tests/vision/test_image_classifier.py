@@ -92,3 +92,25 @@ def test_save_to_preset_round_trip(tmp_path):
 
     hf = transformers.ViTForImageClassification.from_pretrained(tmp_path / "saved")
     assert hf.config.num_labels == 3
+
+
+def test_augmentation_layers_and_fit_with_augmentation(tmp_path):
+    from keras_models.preprocessing.image_augment import RandomResizedCrop, image_augmentation
+
+    x = np.random.RandomState(0).rand(3, 40, 36, 3).astype("float32")
+    crop = RandomResizedCrop(32, 32, scale=(0.3, 0.6), seed=1)
+    out = keras.ops.convert_to_numpy(crop(x, training=True))
+    assert out.shape == (3, 32, 32, 3) and np.isfinite(out).all()
+    assert not np.allclose(out, keras.ops.convert_to_numpy(crop(x, training=False)))
+    assert keras.ops.convert_to_numpy(crop(x[:, :32, :32], training=False)).tolist() == x[:, :32, :32].tolist()
+    with pytest.raises(ValueError, match="scale"):
+        RandomResizedCrop(8, 8, scale=(0.5, 2.0))
+
+    folder, expected = _reference()
+    model = km.ImageClassifier.from_preset(folder, augmentation=image_augmentation(32, 32, scale=(0.5, 1.0), seed=0))
+    # inference ignores the augmentation
+    assert_close(model.predict(PHOTOS, verbose=0), expected["logits"], what="augmented model predict")
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    hist = model.fit(PHOTOS, [0, 1, 2], batch_size=3, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0])
