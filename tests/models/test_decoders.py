@@ -41,7 +41,11 @@ def _load(case):
         inputs = _inputs()
         folder, expected = hf_reference(f"dec-{case}", CASES[case], inputs)
         _MODELS[case] = (km.CausalLM.from_preset(folder), inputs, expected["logits"])
+        _FOLDERS[case] = folder
     return _MODELS[case]
+
+
+_FOLDERS = {}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -97,6 +101,35 @@ def test_kv_cache_matches_full_forward(case):
     half = SEQ // 2
     got = _decode(_compiled(model.call_with_cache), model, ids, mask, [(0, half), (half, SEQ)])
     _check_cached(case, got, expected)
+
+
+def test_longrope_cached_decoding_matches_transformers_incremental():
+    """longrope picks short/long factors per call; our cached decoding must equal Transformers'
+    own incremental decoding (prompt within original_max_position_embeddings, then steps past it)."""
+    from tests.parity import cached_folder
+
+    model, inputs, _ = _load("llama_longrope")
+    folder, prompt = _FOLDERS["llama_longrope"], 4
+
+    def build(tmp):
+        import torch
+        import transformers
+
+        hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+        ids = torch.tensor(inputs["input_ids"][:1])
+        with torch.no_grad():
+            out = hf(input_ids=ids[:, :prompt], use_cache=True)
+            steps = [out.logits]
+            for i in range(prompt, SEQ):
+                out = hf(input_ids=ids[:, i : i + 1], past_key_values=out.past_key_values, use_cache=True)
+                steps.append(out.logits)
+        np.save(tmp / "steps.npy", torch.cat(steps, dim=1).numpy())
+
+    expected = np.load(cached_folder(f"dec-longrope-steps-{folder.parent.name}", build) / "steps.npy")
+    ids, mask = _cache_rows(inputs, SEQ)
+    chunks = [(0, prompt)] + [(i, i + 1) for i in range(prompt, SEQ)]
+    got = _decode(_compiled(model.call_with_cache), model, ids[:1], mask[:1], chunks)
+    assert_close(got[0], expected[0], what="longrope incremental decoding")
 
 
 @pytest.mark.parametrize("case", ["llama_gqa", "gpt2", "gemma2_softcap_window"])
