@@ -9,22 +9,23 @@ from tests.parity import cached_folder
 
 
 def _t5_model():
-    return _t5(feed_forward_proj="gated-gelu", untie=True)
+    return _t5(feed_forward_proj="gated-gelu", untie=True, num_layers=1)
 
 
 def _bart_model():
-    return _bart_like("BartForConditionalGeneration", "BartConfig", forced_eos_token_id=2)
+    return _bart_like("BartForConditionalGeneration", "BartConfig", forced_eos_token_id=2,
+                      encoder_layers=1, decoder_layers=1)
 
 
 def _mbart_model():  # target-language style forced BOS, pre-norm
     return _bart_like("MBartForConditionalGeneration", "MBartConfig", forced_bos_token_id=7,
-                      forced_eos_token_id=2)
+                      forced_eos_token_id=2, encoder_layers=1, decoder_layers=1)
 
 
 BUILDERS = {"t5": (_t5_model, 0), "bart": (_bart_model, 1), "mbart": (_mbart_model, 1)}
 SETTINGS = {
-    "greedy": dict(max_new_tokens=8),
-    "beam4": dict(max_new_tokens=8, num_beams=4, length_penalty=1.3, early_stopping=False),
+    "greedy": dict(max_new_tokens=6),
+    "beam4": dict(max_new_tokens=6, num_beams=4, length_penalty=1.3, early_stopping=False),
 }
 
 
@@ -57,7 +58,11 @@ def _reference(name, setting):
 
 
 SETTINGS["greedy_forced_bos"] = dict(max_new_tokens=6, forced_bos_token_id=7)
-RUNS = [(n, s) for n in sorted(BUILDERS) for s in ("greedy", "beam4")] + [("mbart", "greedy_forced_bos")]
+RUNS = [(n, s) for n in ("t5", "bart") for s in ("greedy", "beam4")] + [
+    ("mbart", "greedy_forced_bos"),
+    # more of the same engine paths (compile time): not in CI
+    pytest.param("mbart", "beam4", marks=pytest.mark.slow),
+]
 
 
 @pytest.mark.parametrize("name,setting", RUNS)

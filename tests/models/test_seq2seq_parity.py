@@ -169,3 +169,58 @@ def test_save_to_preset_reloads_in_transformers(name, hf_cls, tmp_path):
     again = km.Seq2SeqLM.from_preset(tmp_path / "saved")
     assert_close(again(inputs), expected["logits"], mask=inputs["decoder_attention_mask"],
                  what=f"{name} reload")
+
+
+def test_keras_save_and_load(tmp_path):
+    import keras
+
+    for name in ("umt5", "blenderbot_small"):
+        folder, inputs, expected = _reference(name)
+        model = km.Seq2SeqLM.from_preset(folder)
+        model.save(tmp_path / f"{name}.keras")
+        loaded = keras.saving.load_model(tmp_path / f"{name}.keras")
+        assert type(loaded) is type(model)
+        assert_close(loaded(inputs), expected["logits"], mask=inputs["decoder_attention_mask"],
+                     what=f"{name} .keras reload")
+
+
+@pytest.mark.parametrize("hf_cls", ["T5Model", "BartModel"])
+def test_backbone_states(hf_cls):
+    import transformers
+
+    def build():
+        if hf_cls == "T5Model":
+            return transformers.T5Model(transformers.T5Config(
+                vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4,
+                relative_attention_num_buckets=8, relative_attention_max_distance=20))
+        return transformers.BartModel(transformers.BartConfig(
+            vocab_size=VOCAB, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+            decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=20,
+            max_position_embeddings=40, init_std=0.1))
+
+    pad = 0 if hf_cls == "T5Model" else 1
+    inputs = seq2seq_inputs(pad, 0)
+    folder, expected = hf_reference(f"s2s-{hf_cls}", build, inputs)
+    out = km.Backbone.from_preset(folder)(inputs)
+    assert_close(out["last_hidden_state"], expected["last_hidden_state"],
+                 mask=inputs["decoder_attention_mask"], what=f"{hf_cls} decoder")
+    assert_close(out["encoder_last_hidden_state"], expected["encoder_last_hidden_state"],
+                 mask=inputs["attention_mask"], what=f"{hf_cls} encoder")
+
+
+def test_unsupported_configs_raise_config_error():
+    from keras_models.errors import ConfigError
+    from keras_models.models.bart import BartBackbone
+    from keras_models.models.t5 import T5Backbone
+
+    t5 = dict(model_type="t5", vocab_size=10, d_model=8, d_kv=4, d_ff=8, num_layers=1, num_heads=2)
+    with pytest.raises(ConfigError, match="feed_forward_proj"):
+        T5Backbone.config_from_hf({**t5, "feed_forward_proj": "gelu-gated-x"})
+    bart = dict(vocab_size=10, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, max_position_embeddings=8)
+    with pytest.raises(ConfigError, match="use_prompt"):
+        BartBackbone.config_from_hf({**bart, "model_type": "mvp", "use_prompt": True})
+    with pytest.raises(ConfigError, match="decoder_vocab_size"):
+        BartBackbone.config_from_hf({**bart, "model_type": "marian", "decoder_vocab_size": 12})
+    with pytest.raises(ConfigError, match="d_model"):
+        BartBackbone.config_from_hf({"model_type": "bart", "vocab_size": 10})

@@ -64,7 +64,9 @@ class EncoderDecoderBackbone(Backbone):
         super().__init__(**kwargs)
         for name in BASE_FIELDS:
             setattr(self, name, locals()[name])
-        self.head_dim = head_dim or hidden_size // encoder_heads
+        # head_dim None: hidden_size / heads on each side (BART-likes may differ per side)
+        self.encoder_head_dim = head_dim or hidden_size // encoder_heads
+        self.decoder_head_dim = head_dim or hidden_size // decoder_heads
         self.dropout_rate = dropout
         init = keras.initializers.TruncatedNormal(stddev=initializer_range)
         self.kernel_init = init
@@ -76,7 +78,8 @@ class EncoderDecoderBackbone(Backbone):
 
         def block(i, heads, ffn, cross):
             return Seq2SeqBlock(
-                hidden_size, heads, ffn, head_dim=self.head_dim, hidden_act=hidden_act,
+                hidden_size, heads, ffn, head_dim=hidden_size // heads if head_dim is None else head_dim,
+                hidden_act=hidden_act,
                 gated_ffn=gated_ffn, use_bias=use_bias, norm_type=norm_type, norm_first=norm_first,
                 layer_norm_eps=layer_norm_eps, attention_scale=attention_scale,
                 cross_attention=cross, dropout=dropout, attention_dropout=attention_dropout,
@@ -170,7 +173,8 @@ class EncoderDecoderBackbone(Backbone):
 
     # --- cached decoding ------------------------------------------------------------------------
     def init_cache(self, batch_size, max_length, encoder_states=None):
-        shape = (batch_size, self.num_decoder_layers, 2, max_length, self.decoder_heads, self.head_dim)
+        shape = (batch_size, self.num_decoder_layers, 2, max_length, self.decoder_heads,
+                 self.decoder_head_dim)
         cache = {"self_kv": ops.zeros(shape, dtype=self.compute_dtype)}
         if encoder_states is not None:
             kv = []

@@ -110,7 +110,7 @@ class T5Backbone(EncoderDecoderBackbone):
         return {
             "model_type": self.hf_model_type,
             "architectures": [self.hf_architecture],
-            "vocab_size": self.vocab_size, "d_model": self.hidden_size, "d_kv": self.head_dim,
+            "vocab_size": self.vocab_size, "d_model": self.hidden_size, "d_kv": self.encoder_head_dim,
             "d_ff": self.encoder_intermediate_size, "num_layers": self.num_encoder_layers,
             "num_decoder_layers": self.num_decoder_layers, "num_heads": self.encoder_heads,
             "relative_attention_num_buckets": self.relative_attention_num_buckets,
