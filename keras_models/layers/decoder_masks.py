@@ -50,9 +50,15 @@ def alibi_slopes(num_heads, bias_max=None):
     return np.asarray(slopes, dtype="float32")
 
 
-def alibi_bias(attention_mask, num_heads, bias_max=None):
+def alibi_bias(attention_mask, num_heads, bias_max=None, bfloat16=False):
     """(batch, heads, 1, key_len): slope * key position (positions counted over real tokens; any
-    per-row offset is irrelevant to the softmax)."""
+    per-row offset is irrelevant to the softmax). ``bfloat16``: slopes and products rounded to
+    bfloat16, as Falcon computes them."""
     pos = ops.cast(positions_from_mask(attention_mask), "float32")
     slopes = ops.convert_to_tensor(alibi_slopes(num_heads, bias_max))
-    return slopes[None, :, None, None] * pos[:, None, None, :]
+    if bfloat16:
+        slopes = ops.cast(ops.cast(slopes, "bfloat16"), "float32")
+    bias = slopes[None, :, None, None] * pos[:, None, None, :]
+    if bfloat16:
+        bias = ops.cast(ops.cast(bias, "bfloat16"), "float32")
+    return bias

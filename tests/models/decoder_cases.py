@@ -333,3 +333,14 @@ def ctrl_sinusoidal():
 
 
 CASES["ctrl_sinusoidal"] = ctrl_sinusoidal
+
+
+def falcon_alibi():
+    t = _t()
+    cfg = t.FalconConfig(vocab_size=VOCAB, hidden_size=24, num_hidden_layers=2, num_attention_heads=6,
+                         multi_query=False, parallel_attn=True, alibi=True, bias=True,
+                         max_position_embeddings=64)
+    return t.FalconForCausalLM(cfg)
+
+
+CASES["falcon_alibi"] = falcon_alibi

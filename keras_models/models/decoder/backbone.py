@@ -4,7 +4,8 @@ Every decoder-only family is this class plus a config translator and a weight ma
 module per family in this package). Model-level switches:
   * ``position_type``: "rope", "learned" or "sinusoidal" (fixed fairseq table; both add
     ``position_offset`` to the ids), "alibi" (slopes by
-    ``alibi_bias_max``: None = BLOOM's, a number = MPT's) or "none";
+    ``alibi_bias_max``: None = BLOOM's, a number = MPT's; ``alibi_scale`` multiplies the bias,
+    ``alibi_bfloat16`` rounds it like Falcon) or "none";
     rope: ``rope_theta``, ``rope_scaling`` (Transformers' rope_parameters), ``rotary_dim``;
   * ``embedding_scale`` (multiply token embeddings), ``embedding_norm`` (norm after embedding),
     ``embed_proj_dim`` (project in/out around the blocks), ``final_norm`` (``final_norm_eps``
@@ -31,7 +32,7 @@ MODEL_DEFAULTS = dict(
     embed_proj_dim=None, final_norm=True, layer_types=None, tie_word_embeddings=False,
     lm_head_bias=False, final_logit_softcap=None, pad_token_id=None, bos_token_id=None,
     eos_token_id=None, initializer_range=0.02, alibi_bias_max=None, sinusoidal_style="fairseq",
-    final_norm_eps=None,
+    final_norm_eps=None, alibi_scale=None, alibi_bfloat16=False,
 )
 _BLOCK_OWN = ("sliding_window",)
 
@@ -137,7 +138,9 @@ class DecoderBackbone(Backbone):
         rope = self.rotary(positions) if self.rotary is not None else None
         extra = None
         if o["position_type"] == "alibi":
-            extra = alibi_bias(key_mask, self.num_heads, o["alibi_bias_max"])
+            extra = alibi_bias(key_mask, self.num_heads, o["alibi_bias_max"], o["alibi_bfloat16"])
+            if o["alibi_scale"] is not None:
+                extra = extra * o["alibi_scale"]
         biases = {}
         new_cache = []
         for i, block in enumerate(self.blocks):

@@ -198,7 +198,7 @@ GPTJBackbone, GPTJCausalLM = family(
     adjust_from_hf=classmethod(_gptj_from_hf),
 )
 
-# --- Falcon (old and new decoder architectures, rotary) ------------------------------------------
+# --- Falcon (old and new decoder architectures; rotary or bfloat16 ALiBi) -------------------------
 FALCON_TABLE = [
     ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "hidden_size", REQUIRED),
     ("num_layers", "num_hidden_layers", REQUIRED), ("num_heads", "num_attention_heads", REQUIRED),
@@ -225,7 +225,9 @@ class _Falcon(ClassicBackbone):
 
 def _falcon_from_hf(cls, hf, kw):
     if hf.get("alibi"):
-        raise ConfigError("config.json: Falcon alibi=True (bfloat16 ALiBi) is not supported yet")
+        # Falcon adds ALiBi (computed in bfloat16) before the 1/sqrt(head_dim) scaling
+        head_dim = kw["hidden_size"] // kw["num_heads"]
+        kw.update(position_type="alibi", alibi_bfloat16=True, alibi_scale=head_dim ** -0.5)
     kw["intermediate_size"] = kw["intermediate_size"] or 4 * kw["hidden_size"]
     heads = kw["num_heads"]
     if hf.get("new_decoder_architecture"):
@@ -241,8 +243,8 @@ def _falcon_from_hf(cls, hf, kw):
 def _falcon_to_hf(self, hf):
     o = self.options
     new = o["parallel_norms"] == 2 or self.num_kv_heads not in (1, self.num_heads)
-    hf.update(new_decoder_architecture=new, alibi=False, num_kv_heads=self.num_kv_heads,
-              multi_query=self.num_kv_heads == 1, parallel_attn=o["residual"] == "parallel")
+    hf.update(new_decoder_architecture=new, alibi=o["position_type"] == "alibi",
+              num_kv_heads=self.num_kv_heads, multi_query=self.num_kv_heads == 1, parallel_attn=o["residual"] == "parallel")
     if new:
         hf["num_ln_in_parallel_attn"] = o["parallel_norms"]
     return hf
