@@ -20,9 +20,26 @@ class Seq2SeqDecoderAdapter:
         self.model = model
 
     def init_cache(self, rows, max_length):
-        return self.model.init_cache(rows, max_length)
+        """The self-attention cache plus a cross-attention K/V buffer, filled by the first
+        forward (the prefill) and reused by every later step."""
+        cache = self.model.init_cache(rows, max_length)
+        extra = getattr(self.model, "_gen_extra", None)
+        if extra is not None:
+            b = self.model.backbone
+            src = extra["encoder_states"].shape[1]
+            shape = (rows, b.num_decoder_layers, 2, src, b.decoder_heads, b.decoder_head_dim)
+            cache["cross_kv"] = ops.zeros(shape, dtype=b.compute_dtype)
+        return cache
 
     def forward(self, ids, cache, index, mask, extra):
+        if "cross_kv" in cache:
+            cache = dict(cache)
+            previous = cache["cross_kv"]
+            cache["cross_kv"] = ops.cond(
+                ops.equal(ops.cast(index, "int32"), 0),
+                lambda: ops.cast(self.model.backbone.cross_kv_cache(extra["encoder_states"]), previous.dtype),
+                lambda: previous,
+            )
         logits, cache = self.model.call_decoder_with_cache(
             ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask
         )

@@ -177,12 +177,16 @@ class EncoderDecoderBackbone(Backbone):
                  self.decoder_head_dim)
         cache = {"self_kv": ops.zeros(shape, dtype=self.compute_dtype)}
         if encoder_states is not None:
-            kv = []
-            for blk in self.decoder_blocks:
-                k, v = blk.cross_kv(encoder_states)
-                kv.append(ops.stack([k, v], axis=1))
-            cache["cross_kv"] = ops.stack(kv, axis=1)
+            cache["cross_kv"] = self.cross_kv_cache(encoder_states)
         return cache
+
+    def cross_kv_cache(self, encoder_states):
+        """(batch, layers, 2, source_len, heads, head_dim): every decoder layer's cross K/V."""
+        kv = []
+        for blk in self.decoder_blocks:
+            k, v = blk.cross_kv(encoder_states)
+            kv.append(ops.stack([k, v], axis=1))
+        return ops.stack(kv, axis=1)
 
     def decode_with_cache(self, decoder_input_ids, encoder_states, encoder_attention_mask, cache,
                           cache_index, decoder_attention_mask=None):
