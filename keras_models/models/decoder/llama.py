@@ -55,6 +55,8 @@ class TableBackbone(DecoderBackbone):
 
     base_model_prefix = "model"
     hf_ignore = ("*rotary_emb.inv_freq",)
+    # every registered decoder family has CausalLM logits parity tests (tests/models/test_decoders.py)
+    verified_backends = ("jax", "torch", "tensorflow")
     table = LLAMA_TABLE
     names = NAMES
     conv1d = False
