@@ -83,6 +83,11 @@ class ImageClassifier(_LabelledTask):
         c["architectures"] = [self.hf_architecture_name]
         return c
 
+    def build_from_dummy(self):
+        if self.augmentation is not None and not self.augmentation.built:
+            self.augmentation(self.backbone.dummy_inputs()["pixel_values"], training=False)
+        return super().build_from_dummy()
+
     # --- forward ------------------------------------------------------------------------------
     def pool(self, hidden):
         if self.pooling == "cls":

@@ -1,6 +1,7 @@
 """ViT, DeiT, ViT-MSN, DINOv2 (+ registers, SwiGLU): backbone and classifier parity at the
 checkpoint resolution and at an interpolated one, under the current Keras backend."""
 
+import keras
 import pytest
 
 import keras_models as km
@@ -92,3 +93,15 @@ def test_parity(family, hf_cls, resolution):
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
         assert_close(model({"pixel_values": x}), expected["logits"], what=f"{hf_cls} {resolution}")
+
+
+def test_vit_feature_maps():
+    folder, _ = vision_reference("dinov2_reg-Dinov2WithRegistersModel", lambda: _dinov2_reg("Dinov2WithRegistersModel"),
+                                 pixels(2, 32, 32))
+    model = km.Backbone.from_preset(folder)
+    x = pixels(1, 48, 40)
+    maps = model.feature_maps({"pixel_values": x}, out_indices=[0, 1])
+    assert [tuple(m.shape) for m in maps] == [(1, 6, 5, 32)] * 2
+    full = model({"pixel_values": x})
+    # the last block's map is the backbone output without [CLS] and the 3 registers
+    assert_close(maps[1], keras.ops.reshape(full[:, 4:], (1, 6, 5, 32)), atol=1e-6, what="last map")
