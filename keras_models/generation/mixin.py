@@ -181,7 +181,7 @@ class GenerationMixin:
                 out = self._gen_run_beam(config, ids, mask, max_length, min_length, eos, pad, stop, seed)
             else:
                 out = self._gen_run_sample(config, ids, mask, max_length, min_length, eos, pad, stop, seed, streamer)
-        return self._gen_format_output(out, prompt_len, kind, tok, return_full_text)
+        return self._gen_format_output(out, mask, kind, tok, return_full_text)
 
     def _gen_stop_strings(self, tok, stop_strings):
         per_tok = _STOP_TABLES.setdefault(tok, {})
@@ -283,12 +283,15 @@ class GenerationMixin:
         out_len = prompt_len + int(lengths.max())
         return seqs.reshape(-1, seqs.shape[-1])[:, :out_len]
 
-    def _gen_format_output(self, out, prompt_len, kind, tok, return_full_text):
+    def _gen_format_output(self, out, prompt_mask, kind, tok, return_full_text):
         out = np.asarray(out).astype(np.int32)
         if kind == "ids":
             return out
-        new = out[:, prompt_len:] if (kind.startswith("chat") or not return_full_text) else out
-        texts = tok.batch_decode(new.tolist(), skip_special_tokens=True)
+        prompt_len = prompt_mask.shape[1]
+        pads = np.repeat(prompt_len - prompt_mask.sum(axis=1), out.shape[0] // prompt_mask.shape[0])
+        full = return_full_text and not kind.startswith("chat")
+        rows = [row[pad if full else prompt_len:].tolist() for row, pad in zip(out, pads)]
+        texts = tok.batch_decode(rows, skip_special_tokens=True)
         if kind in ("text", "chat") and len(texts) == 1:
             return texts[0]
         return texts

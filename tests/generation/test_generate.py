@@ -30,19 +30,28 @@ FILE_CASE = (_prompts(3), dict(do_sample=False))
 TEXT_CASE = ({"text": "the quick brown fox"}, dict(do_sample=False, max_new_tokens=12, stop_strings="auto"))
 
 
+_LOADED = {}
+
+
+def _load(family):
+    if family not in _LOADED:
+        folder, expected = reference(family, CASES, scale=SCALE)
+        _LOADED[family] = (km.CausalLM.from_preset(folder), expected)
+    return _LOADED[family]
+
+
 @pytest.fixture(scope="module")
 def llama():
-    folder, expected = reference("llama", CASES, scale=SCALE)
-    return km.CausalLM.from_preset(folder), expected
+    return _load("llama")
 
 
 def _ids(inputs):
     return {k: v.astype("int32") for k, v in inputs.items()}
 
 
-@pytest.mark.parametrize("case", range(len(CASES)))
-def test_matches_transformers(llama, case):
-    model, expected = llama
+@pytest.mark.parametrize("family,case", [("llama", 0), ("llama", 1), ("llama", 2), ("gpt2", 0), ("gpt2", 1)])
+def test_matches_transformers(family, case):
+    model, expected = _load(family)
     inputs, kw = CASES[case]
     kw = dict(kw)
     if kw.get("eos_token_id") == "auto":
