@@ -6,7 +6,6 @@ import keras
 from keras import ops
 
 from keras_models.layers.image_relative_bias import RelativePositionBias
-from keras_models.layers.vision_embeddings import norm_rules
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import ViTBackbone, pixel_values_of
 from keras_models.presets.weight_map import Reshape, Rule
@@ -106,4 +105,4 @@ class Data2VecVisionBackbone(BeitBackbone):
     hf_architecture = "Data2VecVisionModel"
 
 
-__all__ = ["BeitBackbone", "Data2VecVisionBackbone", "norm_rules"]
+__all__ = ["BeitBackbone", "Data2VecVisionBackbone"]

@@ -16,7 +16,7 @@ from keras_models.layers.vision_embeddings import PatchEmbedding, conv_rules, de
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.presets.config import require
-from keras_models.presets.weight_map import Reshape, Rule
+from keras_models.presets.weight_map import Rule
 
 
 def pixel_values_of(inputs):
@@ -217,4 +217,4 @@ class ViTBackbone(Backbone):
         return c
 
 
-__all__ = ["ViTBackbone", "Reshape", "pixel_values_of"]
+__all__ = ["ViTBackbone", "pixel_values_of"]
