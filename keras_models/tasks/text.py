@@ -72,6 +72,11 @@ class MaskedLM(Task):
     def task_config_to_hf(self):
         return {"tie_word_embeddings": self.tie_word_embeddings}
 
+    def get_config(self):
+        config = super().get_config()
+        config["tie_word_embeddings"] = self.tie_word_embeddings
+        return config
+
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
         return _text_preprocessor(folder, hf, "MaskedLMPreprocessor", **_with_pre(kw))
