@@ -77,19 +77,22 @@ def test_generate_matches_transformers(name, setting):
 
 
 def test_cached_decoding_matches_full_pass():
+    """call_decoder_with_cache one token at a time (cross K/V precomputed in the cache) equals the
+    teacher-forced pass."""
+    import keras
+
     folder, enc, _ = _reference("t5", "greedy")
     model = km.Seq2SeqLM.from_preset(folder)
-    dec = np.array([[0, 5, 9, 11, 3], [0, 7, 7, 2, 4]], "int32")
+    dec = np.array([[0, 5, 9], [0, 7, 2]], "int32")
     full = model({**enc, "decoder_input_ids": dec})
     states = model.encode(enc)
-    cache = model.init_cache(2, 8, states)
-    mask = np.zeros((2, 8), "int32")
+    cache = model.init_cache(2, 4, states)
+    mask = np.zeros((2, 4), "int32")
     steps = []
     for i in range(dec.shape[1]):
         mask[:, i] = 1
         logits, cache = model.call_decoder_with_cache(dec[:, i:i + 1], states, enc["attention_mask"],
                                                       cache, np.int32(i), mask)
-        steps.append(np.asarray(km.ops.convert_to_numpy(logits)) if hasattr(km, "ops") else
-                     __import__("keras").ops.convert_to_numpy(logits))
-    np.testing.assert_allclose(np.concatenate(steps, axis=1),
-                               __import__("keras").ops.convert_to_numpy(full), atol=1e-4)
+        steps.append(keras.ops.convert_to_numpy(logits))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), keras.ops.convert_to_numpy(full),
+                               atol=1e-4)
