@@ -1,7 +1,7 @@
 """Streaming, validating safetensors reader and an atomic writer.
 
-The reader memory-maps each file and hands out one tensor at a time as a numpy array, so peak
-memory while loading stays near one copy of the model. Every structural problem (truncated file,
+The reader indexes each file from its header and reads one tensor at a time into a numpy array,
+so peak memory while loading stays near one copy of the model plus one tensor. Every structural problem (truncated file,
 bad header, overlapping or out-of-range offsets, unknown dtype) raises :class:`CheckpointError`
 naming the file and, where relevant, the tensor. Pickle checkpoints are refused, never opened.
 """
@@ -95,7 +95,7 @@ class SafetensorsFile:
         for (s0, e0, n0), (s1, e1, n1) in zip(spans, spans[1:]):
             if s1 < e0:
                 raise CheckpointError(f"{self.path}: tensors {n0!r} and {n1!r} overlap")
-        self._mmap = None
+        self._file = None
 
     def keys(self):
         return list(self._entries)
@@ -107,15 +107,25 @@ class SafetensorsFile:
         return self._entries[name][0]
 
     def get(self, name) -> np.ndarray:
-        """Return tensor ``name`` as a read-only numpy view onto the memory map."""
+        """Read tensor ``name`` into a fresh numpy array (one positioned read).
+
+        Deliberately not a view onto a memory map: mapped pages stay resident (and count in the
+        process's RSS) until the whole file is unmapped, so loading through views costs a second
+        copy of the model; a read per tensor keeps the overhead at one tensor.
+        """
         dtype, shape, start, end = self._entries[name]
-        if self._mmap is None:
-            self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
-        buf = self._mmap[self._data_start + start : self._data_start + end]
+        if self._file is None:
+            self._file = open(self.path, "rb")
+        buf = np.empty(end - start, dtype=np.uint8)
+        self._file.seek(self._data_start + start)
+        if self._file.readinto(memoryview(buf)) != end - start:
+            raise CheckpointError(f"{self.path}: could not read tensor {name!r} (file truncated?)")
         return buf.view(dtype).reshape(shape)
 
     def close(self):
-        self._mmap = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class CheckpointReader:
