@@ -344,3 +344,16 @@ def falcon_alibi():
 
 
 CASES["falcon_alibi"] = falcon_alibi
+
+
+def gpt_neox_japanese():
+    t = _t()
+    cfg = t.GPTNeoXJapaneseConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
+                                  num_attention_heads=4, intermediate_multiple_size=2,
+                                  max_position_embeddings=64,
+                                  rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                   "partial_rotary_factor": 0.5})
+    return t.GPTNeoXJapaneseForCausalLM(cfg)
+
+
+CASES["gpt_neox_japanese"] = gpt_neox_japanese

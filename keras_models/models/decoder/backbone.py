@@ -11,6 +11,7 @@ module per family in this package). Model-level switches:
     ``embed_proj_dim`` (project in/out around the blocks), ``final_norm`` (``final_norm_eps``
     when it differs from the blocks'), ``sinusoidal_style`` ("fairseq" or "ctrl");
   * ``sliding_window`` with ``layer_types`` ("sliding_attention"/"full_attention" per layer);
+    ``out_bias_layers``: the layers whose attention output has a bias (default: all or none);
   * ``tie_word_embeddings``, ``lm_head_bias``, ``final_logit_softcap`` (read by CausalLM).
 Block options (see keras_models.layers.decoder_block.BLOCK_DEFAULTS) pass through unchanged.
 """
@@ -32,7 +33,7 @@ MODEL_DEFAULTS = dict(
     embed_proj_dim=None, final_norm=True, layer_types=None, tie_word_embeddings=False,
     lm_head_bias=False, final_logit_softcap=None, pad_token_id=None, bos_token_id=None,
     eos_token_id=None, initializer_range=0.02, alibi_bias_max=None, sinusoidal_style="fairseq",
-    final_norm_eps=None, alibi_scale=None, alibi_bfloat16=False,
+    final_norm_eps=None, alibi_scale=None, alibi_bfloat16=False, out_bias_layers=None,
 )
 _BLOCK_OWN = ("sliding_window",)
 
@@ -83,11 +84,14 @@ class DecoderBackbone(Backbone):
             self.project_in = keras.layers.Dense(hidden_size, use_bias=False, name="project_in", **common)
             self.project_out = keras.layers.Dense(o["embed_proj_dim"], use_bias=False, name="project_out", **common)
         block_opts = {k: o[k] for k in BLOCK_DEFAULTS if k not in _BLOCK_OWN}
-        self.blocks = [
-            DecoderBlock(hidden_size, num_heads, intermediate_size, kernel_initializer=init,
-                         sliding_window=self.layer_window(i), name=f"block_{i}", **block_opts, **common)
-            for i in range(num_layers)
-        ]
+        self.blocks = []
+        for i in range(num_layers):
+            opts = dict(block_opts)
+            if o["out_bias_layers"] is not None:
+                opts["out_bias"] = i in o["out_bias_layers"]
+            self.blocks.append(DecoderBlock(
+                hidden_size, num_heads, intermediate_size, kernel_initializer=init,
+                sliding_window=self.layer_window(i), name=f"block_{i}", **opts, **common))
         if o["final_norm_eps"] is not None:
             norm["epsilon"] = o["final_norm_eps"]
         self.final_norm = make_norm(o["norm_type"], name="final_norm", **norm) if o["final_norm"] else None

@@ -4,7 +4,7 @@ Persimmon (qk LayerNorm, relu2), CodeGen (model-parallel qkv layout), BioGPT."""
 from keras_models.errors import ConfigError
 from keras_models.models.decoder.gpt import BIASES, GPT2_NAMES, GPT2_TABLE, SPECIAL, ClassicBackbone, _ln
 from keras_models.models.decoder.hf_config import REQUIRED
-from keras_models.models.decoder.llama import NAMES, family
+from keras_models.models.decoder.llama import NAMES, TableBackbone, family
 from keras_models.models.decoder.gemma_phi import LN_TABLE
 
 # --- GPT Neo: global/local (sliding window) layers, unscaled attention ---------------------------
@@ -257,8 +257,51 @@ CTRLBackbone, CTRLCausalLM = family(
     adjust_from_hf=classmethod(_ctrl_from_hf),
 )
 
+# --- GPT NeoX Japanese: serial GPT-NeoX block without biases, except the last layer's attention
+# output bias (stored as attention.dense_bias) --------------------------------------------------
+NEOX_JA_TABLE = [r for r in LN_TABLE if r[0] != "intermediate_size"] + [
+    ("intermediate_size", None, None),  # hidden_size * intermediate_multiple_size
+    ("activation", "hidden_act", "gelu"), ("fused_qkv", None, True), ("mlp_gated", None, False),
+    ("qkv_bias", None, False), ("out_bias", None, False), ("mlp_bias", None, False),
+    ("tie_word_embeddings", "tie_word_embeddings", True),
+]
+
+
+class _NeoXJapanese(TableBackbone):
+    qkv_layout = "per_head"
+
+    @classmethod
+    def adjust_from_hf(cls, hf, kw):
+        kw["intermediate_size"] = int(kw["hidden_size"] * hf.get("intermediate_multiple_size", 4))
+        kw["out_bias_layers"] = [kw["num_layers"] - 1]
+        return kw
+
+    def adjust_to_hf(self, hf):
+        hf["intermediate_multiple_size"] = self.intermediate_size / self.hidden_size
+        if float(hf["intermediate_multiple_size"]).is_integer():
+            hf["intermediate_multiple_size"] = int(hf["intermediate_multiple_size"])
+        return hf
+
+    def block_rules(self, i, blk):
+        rules = super().block_rules(i, blk)
+        for r in rules:
+            if r.hf.endswith(".attention.dense.bias"):
+                r.hf = r.hf[: -len(".dense.bias")] + ".dense_bias"
+        return rules
+
+
+GPTNeoXJapaneseBackbone, GPTNeoXJapaneseCausalLM = family(
+    "gpt_neox_japanese", "GPTNeoXJapanese", NEOX_JA_TABLE, module=__name__, base=_NeoXJapanese,
+    classifier=False, base_model_prefix="gpt_neox_japanese",
+    names={**NAMES, "attn": "attention.", "qkv": "query_key_value", "o": "dense",
+           "up": "dense_h_to_4h", "down": "dense_4h_to_h", "final_norm": "final_layer_norm",
+           "embed": "embed_in"},
+    hf_ignore=("*rotary_emb.inv_freq", "*attention.bias", "*attention.masked_bias"),
+    lm_attrs=dict(hf_lm_head="embed_out", hf_head_patterns=("embed_out.*",)),
+)
+
 __all__ = [
-    "CTRLBackbone", "CTRLCausalLM", "XGLMBackbone", "XGLMCausalLM", "MptBackbone", "MptCausalLM",
+    "GPTNeoXJapaneseBackbone", "GPTNeoXJapaneseCausalLM", "CTRLBackbone", "CTRLCausalLM", "XGLMBackbone", "XGLMCausalLM", "MptBackbone", "MptCausalLM",
     "GPTNeoBackbone", "GPTNeoCausalLM", "OpenAIGPTBackbone", "OpenAIGPTCausalLM",
     "PersimmonBackbone", "PersimmonCausalLM", "CodeGenBackbone", "CodeGenCausalLM",
     "BioGptBackbone", "BioGptCausalLM",
