@@ -67,6 +67,7 @@ class BeamSearch:
             "mask": mask, "cache": cache, "logits": ops.cast(logits[:, -1, :], "float32"),
             "cur": ops.convert_to_tensor(prompt_len, "int32"), "done": ops.convert_to_tensor(False),
             "rng": inputs["rng"], "extra": inputs["extra"],
+            "limit": ops.cast(inputs.get("limit", length), "int32"),
         }
         return self.select(state, prompt_len)
 
@@ -100,7 +101,7 @@ class BeamSearch:
         top_seq = ops.where(at_cur, token[:, :, None], top_seq)
 
         # which continuations hit a stopping criterion
-        hits = ops.logical_or(is_in(ops.reshape(token, (-1,)), self.eos_ids), cur + 1 >= length)
+        hits = ops.logical_or(is_in(ops.reshape(token, (-1,)), self.eos_ids), cur + 1 >= state["limit"])
         if self.stop is not None:
             hits = ops.logical_or(hits, self.stop(ops.reshape(top_seq, (batch * self.keep, length)), cur + 1))
         hits = ops.reshape(hits, (batch, self.keep))
@@ -142,7 +143,7 @@ class BeamSearch:
 
         # can a running beam still beat the worst finished hypothesis?
         if self.early_stopping == "never" and self.length_penalty > 0.0:
-            best_len = float(length - prompt_len)
+            best_len = ops.cast(state["limit"] - prompt_len, "float32")
         else:
             best_len = ops.cast(cur - prompt_len, "float32")
         best_running = new_running_scores[:, :1] / ops.power(best_len, self.length_penalty)
@@ -170,8 +171,7 @@ class BeamSearch:
 
     @staticmethod
     def cond(state):
-        length = int(state["running"].shape[2])
-        return ops.logical_and(state["cur"] < length, ops.logical_not(state["done"]))
+        return ops.logical_and(state["cur"] < state["limit"], ops.logical_not(state["done"]))
 
     def run(self, inputs, prompt_len):
         length = int(inputs["tokens"].shape[1])

@@ -85,6 +85,7 @@ class GreedyOrSample:
             "tokens": tokens, "mask": mask, "cache": cache, "logits": logits, "presence": presence,
             "cur": ops.convert_to_tensor(prompt_len, "int32"), "finished": ops.zeros((rows,), "bool"),
             "rng": inputs["rng"], "extra": inputs["extra"],
+            "limit": ops.cast(inputs.get("limit", length), "int32"),
         }
         return self.select(state)
 
@@ -122,8 +123,7 @@ class GreedyOrSample:
 
     @staticmethod
     def cond(state):
-        length = int(state["tokens"].shape[1])
-        return ops.logical_and(state["cur"] < length, ops.logical_not(ops.all(state["finished"])))
+        return ops.logical_and(state["cur"] < state["limit"], ops.logical_not(ops.all(state["finished"])))
 
     def run(self, inputs, prompt_len):
         """Prefill and loop to the end (the compiled, non-streaming path)."""

@@ -60,6 +60,7 @@ class GenerationMixin:
 
     generation_config = None
     decoder_adapter = CausalDecoder
+    generation_buckets = (16, 64)  # prompt / cache length multiples under jax and tensorflow
 
     # --- presets --------------------------------------------------------------------------------
     @classmethod
@@ -177,11 +178,32 @@ class GenerationMixin:
             stop = None
             if config.stop_strings:
                 stop = self._gen_stop_strings(self._gen_need_tokenizer(tok, "stop_strings"), config.stop_strings)
+            run_ids, run_mask, shift, cache_len = self._gen_bucketed(ids, mask, max_length, pad, config, ctx)
+            args = (config, run_ids, run_mask, cache_len, min_length + shift, eos, pad, stop, seed)
             if config.num_beams > 1:
-                out = self._gen_run_beam(config, ids, mask, max_length, min_length, eos, pad, stop, seed)
+                out = self._gen_run_beam(*args, limit=max_length + shift)
             else:
-                out = self._gen_run_sample(config, ids, mask, max_length, min_length, eos, pad, stop, seed, streamer)
+                out = self._gen_run_sample(*args, streamer, limit=max_length + shift)
+            out = out[:, shift:]
         return self._gen_format_output(out, mask, kind, tok, return_full_text)
+
+    def _gen_bucketed(self, ids, mask, max_length, pad, config, ctx):
+        """Left-pad the prompt to a multiple of ``generation_buckets[0]`` and round the cache up
+        to a multiple of ``generation_buckets[1]``, so that compiled decode functions are reused
+        across prompt and output lengths (jax / tensorflow; the model reads positions from the
+        mask, so the extra padding changes nothing). Returns (ids, mask, shift, cache_length)."""
+        buckets = self.generation_buckets
+        if (not buckets or backend.BACKEND == "torch" or self.decoder_adapter is not CausalDecoder
+                or config.no_repeat_ngram_size):  # n-grams would see the extra padding
+            return ids, mask, 0, max_length
+        prompt_len = ids.shape[1]
+        shift = -(-prompt_len // buckets[0]) * buckets[0] - prompt_len
+        cache_len = -(-(max_length + shift) // buckets[1]) * buckets[1]
+        if ctx is not None and cache_len > ctx:
+            cache_len = max(max_length + shift, ctx)
+        ids = np.pad(ids, ((0, 0), (shift, 0)), constant_values=pad)
+        mask = np.pad(mask, ((0, 0), (shift, 0)))
+        return ids, mask, shift, cache_len
 
     def _gen_stop_strings(self, tok, stop_strings):
         per_tok = _STOP_TABLES.setdefault(tok, {})
@@ -207,18 +229,22 @@ class GenerationMixin:
         return tokens, full_mask
 
     def _gen_static_key(self, kind, config, eos, pad, stop, shape, extra=()):
-        return (kind, shape, tuple(sorted(config.to_dict().items(), key=lambda kv: kv[0]).__repr__()),
-                eos, pad, None if stop is None else tuple(stop.stop_strings)) + tuple(extra)
+        """What a compiled decode function depends on (lengths enter as tensors, not here)."""
+        fields = {k: v for k, v in config.to_dict().items() if k not in ("max_length", "max_new_tokens")}
+        return (kind, shape, repr(sorted(fields.items())), eos, pad,
+                None if stop is None else tuple(stop.stop_strings)) + tuple(extra)
 
-    def _gen_run_sample(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, streamer):
+    def _gen_run_sample(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, streamer, limit=None):
         n = config.num_return_sequences
         tokens, full_mask = self._gen_buffers(ids, mask, n, max_length, pad)
         prompt_len = ids.shape[1]
         procs = Processors(config, min_length, eos, sampling=config.do_sample)
         loop = GreedyOrSample(self.decoder_adapter(self), procs, eos, pad, config.do_sample, stop)
-        inputs = {"tokens": tokens, "mask": full_mask, "extra": {},
+        limit = max_length if limit is None else limit
+        inputs = {"tokens": tokens, "mask": full_mask, "extra": {}, "limit": np.int32(limit),
                   "rng": backend.make_rng(seed, tokens.shape[0])}
-        key = self._gen_static_key("sample", config, eos, pad, stop, tokens.shape, (prompt_len, streamer is None))
+        key = self._gen_static_key("sample", config, eos, pad, stop, tokens.shape,
+                                   (prompt_len, min_length, streamer is None))
         with backend.no_grad():
             inputs = {k: (v if k in ("rng", "extra") else _to_tensor(v)) for k, v in inputs.items()}
             if streamer is None:
@@ -229,11 +255,11 @@ class GenerationMixin:
             prefill, step = self._gen_compiled(key, lambda: (
                 backend.compile_fn(self, lambda x: loop.prefill(x, prompt_len)),
                 backend.compile_fn(self, loop.step)))
-            streamer.put(ids[0])
+            streamer.put(ids[0][mask[0] > 0])
             state = prefill(inputs)
             cur = prompt_len + 1
             streamer.put(backend_to_numpy(state["tokens"])[:, cur - 1])
-            while cur < max_length and not bool(backend_to_numpy(state["finished"]).all()):
+            while cur < limit and not bool(backend_to_numpy(state["finished"]).all()):
                 state = step(state)
                 cur += 1
                 streamer.put(backend_to_numpy(state["tokens"])[:, cur - 1])
@@ -259,7 +285,7 @@ class GenerationMixin:
 
         return reorder
 
-    def _gen_run_beam(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed):
+    def _gen_run_beam(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, limit=None):
         k = config.num_beams
         tokens, full_mask = self._gen_buffers(ids, mask, k, max_length, pad)
         prompt_len = ids.shape[1]
@@ -271,8 +297,10 @@ class GenerationMixin:
         search = BeamSearch(self.decoder_adapter(self), procs, eos, fill, k, config.length_penalty,
                             config.early_stopping, sampling=config.do_sample, stop=stop,
                             reorder_cache=getattr(self, "reorder_cache", None) or self._gen_cache_reorderer())
-        inputs = {"tokens": tokens, "mask": full_mask, "extra": {}, "rng": backend.make_rng(seed, tokens.shape[0])}
-        key = self._gen_static_key("beam", config, eos, pad, stop, tokens.shape, (prompt_len,))
+        limit = max_length if limit is None else limit
+        inputs = {"tokens": tokens, "mask": full_mask, "extra": {}, "limit": np.int32(limit),
+                  "rng": backend.make_rng(seed, tokens.shape[0])}
+        key = self._gen_static_key("beam", config, eos, pad, stop, tokens.shape, (prompt_len, min_length))
         with backend.no_grad():
             inputs = {k_: (v if k_ in ("rng", "extra") else _to_tensor(v)) for k_, v in inputs.items()}
             run = self._gen_compiled(key, lambda: backend.compile_fn(self, lambda x: search.run(x, prompt_len)))
