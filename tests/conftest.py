@@ -24,3 +24,20 @@ def backend():
 def _quiet_logs():
     logging.getLogger("keras_models").setLevel(logging.INFO)
     yield
+
+
+# Test folders whose results cannot depend on KERAS_BACKEND (pure numpy / Rust tokenizers). Under
+# tools/test.sh (KM_BACKEND_INDEPENDENT_ONCE=1) they run in the torch pass only, not three times.
+BACKEND_INDEPENDENT = ("tests/tokenizers/",)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not os.environ.get("KM_BACKEND_INDEPENDENT_ONCE") or os.environ["KERAS_BACKEND"] == "torch":
+        return
+    keep, drop = [], []
+    for item in items:
+        path = str(item.path.relative_to(config.rootpath)).replace(os.sep, "/")
+        (drop if path.startswith(BACKEND_INDEPENDENT) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -1,18 +1,40 @@
 #!/usr/bin/env bash
-# Run the whole test suite under torch, jax and tensorflow (in that order: the torch run builds the
-# Transformers reference checkpoints into .cache/test_refs, the other two reuse them).
+# Run the whole test suite under torch, jax and tensorflow.
+# The torch pass runs first: it builds the Transformers reference checkpoints into
+# .cache/test_refs (KM_TEST_CACHE) and runs the backend-independent tests (tokenizers). The jax and
+# tensorflow passes then run side by side (2 cores), reusing the references; each pass's log is
+# printed when it ends, and the script fails if any pass fails.
 # Usage: tools/test.sh [extra pytest args]   (BACKENDS="jax torch" to choose backends)
 set -u
 cd "$(dirname "$0")/.."
 export KM_TEST_CACHE="${KM_TEST_CACHE:-$PWD/.cache/test_refs}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TF_CPP_MIN_LOG_LEVEL=3
+export KM_BACKEND_INDEPENDENT_ONCE=1
+backends=${BACKENDS:-torch jax tensorflow}
+logs=$(mktemp -d)
+run() {  # run BACKEND: one pytest pass, output to $logs/BACKEND.log, exit code to $logs/BACKEND.rc
+  local start=$(date +%s)
+  KERAS_BACKEND=$1 python -m pytest -q -m "not slow" -p no:cacheprovider "${@:2}" >"$logs/$1.log" 2>&1
+  local rc=$?
+  echo "=== KERAS_BACKEND=$1: exit $rc in $(( $(date +%s) - start ))s ===" >>"$logs/$1.log"
+  echo $rc >"$logs/$1.rc"
+}
 status=0
-for backend in ${BACKENDS:-torch jax tensorflow}; do
-  echo "=== KERAS_BACKEND=$backend ==="
-  start=$(date +%s)
-  KERAS_BACKEND=$backend python -m pytest -q -m "not slow" -p no:cacheprovider "$@"
-  rc=$?
-  echo "=== $backend: exit $rc in $(( $(date +%s) - start ))s ==="
-  [ $rc -ne 0 ] && status=$rc
+first=1
+pids=()
+for b in $backends; do
+  if [ $first = 1 ] && [ "$b" = torch ]; then
+    run torch "$@"; cat "$logs/torch.log"
+  else
+    run "$b" "$@" & pids+=($!)
+  fi
+  first=0
 done
+for pid in "${pids[@]}"; do wait "$pid"; done
+for b in $backends; do
+  [ "$b" = torch ] && [ "${backends%% *}" = torch ] || cat "$logs/$b.log"
+  rc=$(cat "$logs/$b.rc" 2>/dev/null || echo 1)
+  [ "$rc" != 0 ] && status=$rc
+done
+rm -rf "$logs"
 exit $status
