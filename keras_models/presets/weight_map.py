@@ -107,6 +107,17 @@ class Rule:
     # Tied weights: present in some checkpoints, absent in others; never exported twice.
     optional: bool = False
     export: bool = True
+    # Other names the tensor may have in a checkpoint (read on load, never written).
+    aliases: tuple = ()
+
+    def names(self):
+        """Candidate checkpoint names: ``hf``, the aliases, and the legacy LayerNorm names
+        (``gamma``/``beta``) that Transformers also accepts for ``LayerNorm.weight``/``.bias``."""
+        out = [self.hf, *self.aliases]
+        for suffix, legacy in ((".weight", ".gamma"), (".bias", ".beta")):
+            if self.hf.endswith(suffix) and "LayerNorm" in self.hf.rsplit(".", 2)[-2]:
+                out.append(self.hf[: -len(suffix)] + legacy)
+        return out
 
 
 @dataclass
@@ -137,19 +148,23 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
     keys = set(reader.keys())
     p = _detect_prefix(keys, [r for r in rules if r.base], prefix)
     missing, bad_shape, plan = [], [], []
+    also_used = set()
     for r in rules:
-        name = (p + r.hf) if r.base else r.hf
-        if name not in keys:
+        candidates = [(p + n) if r.base else n for n in r.names()]
+        present = [n for n in candidates if n in keys]
+        also_used.update(present[1:])
+        if not present:
             if not r.optional:
-                missing.append(name)
+                missing.append(candidates[0])
             continue
+        name = present[0]
         want = tuple(r.variable.shape)
         got = r.op.keras_shape(tuple(reader.shape(name)))
         if got != want:
             bad_shape.append(f"{name}: checkpoint {tuple(reader.shape(name))} -> {got}, model expects {want}")
             continue
         plan.append((name, r))
-    used = {name for name, _ in plan}
+    used = {name for name, _ in plan} | also_used
     used |= {((p + r.hf) if r.base else r.hf) for r in rules if r.optional}
     leftovers = sorted(k for k in keys - used if not any(fnmatch.fnmatch(k, g) for g in ignore))
     reported = [k for k in leftovers if any(fnmatch.fnmatch(k, g) for g in known_unused)]

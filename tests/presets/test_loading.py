@@ -214,3 +214,17 @@ def test_unknown_preset_name():
         km.Backbone.from_preset("definitely-not-a-preset")
     with pytest.raises(PresetError, match="Malformed hub handle"):
         km.Backbone.from_preset("hf://a/b/c")
+
+
+def test_legacy_layernorm_names_are_accepted(preset):
+    folder, inputs, expected = preset
+    tensors = _tensors(folder)
+    for key in [k for k in tensors if "LayerNorm" in k]:
+        new = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        tensors[new] = tensors.pop(key)
+    _rewrite(folder, tensors)
+    assert_close(km.TextClassifier.from_preset(folder)(inputs), expected, what="gamma/beta names")
+    del tensors["bert.embeddings.LayerNorm.gamma"]
+    _rewrite(folder, tensors)
+    with pytest.raises(WeightMismatchError, match=r"missing.*bert\.embeddings\.LayerNorm\.weight"):
+        km.TextClassifier.from_preset(folder)

@@ -6,7 +6,6 @@ import keras
 
 from keras_models.errors import ConfigError
 from keras_models.models.encoder.backbone import BERT_KEYS, BERT_NAMES, EncoderBackbone
-from keras_models.presets.weight_map import Rule
 from keras_models.models.encoder.tasks import ROBERTA_HEADS, define_tasks
 from keras_models.models.registry import register_backbone
 
@@ -50,19 +49,8 @@ class EsmBackbone(EncoderBackbone):
             kwargs.update(position_mode="none", rotary="computed")
         return kwargs
 
-    def block_rules(self, prefix, block):
-        # Transformers 5 writes ESM's block LayerNorms under the legacy names LayerNorm.gamma/.beta
-        # (it reverts its load-time renaming on save); hub checkpoints use .weight/.bias. Read both,
-        # write .weight/.bias.
-        rules = []
-        for r in super().block_rules(prefix, block):
-            legacy = r.hf.endswith("LayerNorm.weight") or r.hf.endswith("LayerNorm.bias")
-            if not legacy:
-                rules.append(r)
-                continue
-            old = r.hf[: r.hf.rindex(".")] + (".gamma" if r.hf.endswith(".weight") else ".beta")
-            rules += [Rule(r.hf, r.variable, optional=True), Rule(old, r.variable, optional=True, export=False)]
-        return rules
+    # Transformers 5 writes ESM's block LayerNorms under the legacy names LayerNorm.gamma/.beta;
+    # hub checkpoints use .weight/.bias. Rule.names() accepts both (exactly one is required).
 
     def config_to_hf(self):
         config = super().config_to_hf()
