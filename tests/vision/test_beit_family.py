@@ -5,7 +5,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import pixels, vision_reference
+from tests.vision.vision_parity import pixels, run, vision_reference
 
 COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
               image_size=32, patch_size=8, num_labels=3)
@@ -50,8 +50,8 @@ def test_parity(family, head):
     folder, expected = vision_reference(f"{family}-{head}", lambda: builder(prefix + head), x, **extra)
     if head == "Model":
         model = km.Backbone.from_preset(folder)
-        assert_close(model({"pixel_values": x}), expected["last_hidden_state"], what=f"{family} {resolution}")
+        assert_close(run(model, x), expected["last_hidden_state"], what=f"{family} {resolution}")
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(model({"pixel_values": x}), expected["logits"], what=f"{family} {resolution}")
+        assert_close(run(model, x), expected["logits"], what=f"{family} {resolution}")

@@ -5,7 +5,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import hf_hidden_to_ours, perturb_buffers, pixels, vision_reference
+from tests.vision.vision_parity import hf_hidden_to_ours, perturb_buffers, pixels, run, vision_reference
 
 
 def _convnext(cls):
@@ -57,9 +57,9 @@ def test_parity(family, head):
     folder, expected = vision_reference(f"{family}-{head}", lambda: builder(prefix + head), x)
     if head == "Model":
         model = km.Backbone.from_preset(folder)
-        assert_close(model({"pixel_values": x}), hf_hidden_to_ours(expected["last_hidden_state"]),
+        assert_close(run(model, x), hf_hidden_to_ours(expected["last_hidden_state"]),
                      what=f"{family} {size}")
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(model({"pixel_values": x}), expected["logits"], what=f"{family} {size}")
+        assert_close(run(model, x), expected["logits"], what=f"{family} {size}")

@@ -4,7 +4,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import hf_hidden_to_ours, pixels, vision_reference
+from tests.vision.vision_parity import hf_hidden_to_ours, pixels, run, vision_reference
 
 
 def _poolformer(cls):
@@ -21,9 +21,9 @@ def test_parity(head, size):
     x = pixels(2, *size)
     folder, expected = vision_reference(f"poolformer-{head}", lambda: _poolformer(head), x)
     if head == "PoolFormerModel":
-        out = km.Backbone.from_preset(folder)({"pixel_values": x})
+        out = run(km.Backbone.from_preset(folder), x)
         assert_close(out, hf_hidden_to_ours(expected["last_hidden_state"]), what=f"poolformer {size}")
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(model({"pixel_values": x}), expected["logits"], what=f"poolformer {size}")
+        assert_close(run(model, x), expected["logits"], what=f"poolformer {size}")

@@ -5,7 +5,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import pixels, vision_reference
+from tests.vision.vision_parity import pixels, run, vision_reference
 
 
 def _swin(cls):
@@ -39,8 +39,8 @@ def test_parity(family, head):
     folder, expected = vision_reference(f"{family}-{head}", lambda: builder(head), x, **extra)
     if head == "SwinModel":
         model = km.Backbone.from_preset(folder)
-        assert_close(model({"pixel_values": x}), expected["last_hidden_state"], what=f"{family} {resolution}")
+        assert_close(run(model, x), expected["last_hidden_state"], what=f"{family} {resolution}")
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(model({"pixel_values": x}), expected["logits"], what=f"{family} {resolution}")
+        assert_close(run(model, x), expected["logits"], what=f"{family} {resolution}")

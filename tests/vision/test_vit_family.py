@@ -6,7 +6,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import pixels, vision_reference
+from tests.vision.vision_parity import pixels, run, vision_reference
 
 COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=32,
               patch_size=8, num_labels=3)
@@ -88,11 +88,11 @@ def test_parity(family, hf_cls, resolution):
     folder, expected = vision_reference(f"{family}-{hf_cls}", lambda: builder(hf_cls), x, **extra)
     if hf_cls.endswith("Model"):
         model = km.Backbone.from_preset(folder)
-        assert_close(model({"pixel_values": x}), expected["last_hidden_state"], what=f"{family} {resolution}")
+        assert_close(run(model, x), expected["last_hidden_state"], what=f"{family} {resolution}")
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(model({"pixel_values": x}), expected["logits"], what=f"{hf_cls} {resolution}")
+        assert_close(run(model, x), expected["logits"], what=f"{hf_cls} {resolution}")
 
 
 def test_vit_feature_maps():
@@ -102,7 +102,7 @@ def test_vit_feature_maps():
     x = pixels(1, 48, 40)
     maps = model.feature_maps({"pixel_values": x}, out_indices=[0, 1])
     assert [tuple(m.shape) for m in maps] == [(1, 6, 5, 32)] * 2
-    full = model({"pixel_values": x})
+    full = run(model, x)
     # the last block's map is the backbone output without [CLS] and the 3 registers
     want = keras.ops.convert_to_numpy(keras.ops.reshape(full[:, 4:], (1, 6, 5, 32)))
     assert_close(maps[1], want, atol=1e-6, what="last map")

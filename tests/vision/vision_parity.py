@@ -34,3 +34,9 @@ def vision_reference(name, build_model, x, **extra):
 def hf_hidden_to_ours(h):
     """HF (batch, C, H, W) feature maps -> channels_last; (batch, seq, hidden) unchanged."""
     return h.transpose(0, 2, 3, 1) if h.ndim == 4 else h
+
+
+def run(model, x):
+    """One compiled forward pass (``predict_on_batch``: a single XLA program under JAX instead of
+    op-by-op dispatch, a tf.function under TensorFlow), as numpy."""
+    return model.predict_on_batch({"pixel_values": x})
