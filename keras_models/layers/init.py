@@ -29,16 +29,25 @@ def _zeros_call(self, shape, dtype=None):
     return np.zeros(shape, ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
 
 
+def _random_base():
+    try:
+        from keras.src.initializers.random_initializers import RandomInitializer
+    except ImportError:  # pragma: no cover - other Keras layouts: fall back to every initialiser
+        return keras.initializers.Initializer
+    return RandomInitializer
+
+
 @contextlib.contextmanager
 def skip_init():
-    """Within this block every Keras initialiser returns (lazily allocated) zeros: the values come
-    from a checkpoint. This skips one random-number program per variable shape (JAX compiles each)
-    and the memory it touches."""
+    """Within this block every *random* Keras initialiser returns (lazily allocated) zeros: the
+    values come from a checkpoint. This skips one random-number program per variable shape (JAX
+    compiles each). Deterministic initialisers (zeros, ones, constants, computed tables such as
+    sinusoidal positions) still run, so a variable the checkpoint does not hold keeps its value."""
     previous = getattr(_state, "skip", False)
     _state.skip = True
     patched = {}
     if not previous:
-        for cls in _all_subclasses(keras.initializers.Initializer):
+        for cls in _all_subclasses(_random_base()):
             if "__call__" in vars(cls):
                 patched[cls] = vars(cls)["__call__"]
                 cls.__call__ = _zeros_call
