@@ -10,7 +10,7 @@ from tests.parity import assert_close
 from tests.vision.test_beit_family import _beit
 from tests.vision.test_convnets import _convnext, _resnet
 from tests.vision.test_swin import _swin
-from tests.vision.vision_parity import pixels, vision_reference
+from tests.vision.vision_parity import pixels, run, vision_reference
 
 CASES = {
     "beit": (lambda: _beit("BeitForImageClassification"), 32),
@@ -33,9 +33,9 @@ def test_keras_file_and_preset_round_trip(name, tmp_path):
     path = tmp_path / "model.keras"
     model.save(path)
     again = keras.saving.load_model(path)
-    assert_close(again({"pixel_values": x}), want, what=f"{name} .keras")
+    assert_close(run(again, x), want, what=f"{name} .keras")
     model.save_to_preset(tmp_path / "preset")
-    assert_close(km.ImageClassifier.from_preset(tmp_path / "preset")({"pixel_values": x}), want,
+    assert_close(run(km.ImageClassifier.from_preset(tmp_path / "preset"), x), want,
                  what=f"{name} preset")
 
 
