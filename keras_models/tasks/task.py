@@ -196,6 +196,8 @@ def labels_from_hf(hf, num_classes, head_from_checkpoint, source="config.json"):
     """Resolve (num_classes, id2label) from config.json and the user's ``num_classes``."""
     id2label = hf.get("id2label")
     ckpt_n = len(id2label) if isinstance(id2label, dict) else hf.get("num_labels")
+    if head_from_checkpoint and not ckpt_n:
+        ckpt_n = 2  # Transformers' default; config.json may omit default-valued keys
     if head_from_checkpoint and ckpt_n:
         if num_classes is None or num_classes == ckpt_n:
             labels = {int(k): v for k, v in id2label.items()} if id2label else None

@@ -125,3 +125,19 @@ def test_masked_lm_fit_on_raw_strings_builds_its_own_labels():
     assert history.history["loss"][-1] < history.history["loss"][0]
     logits = model.predict(texts[:2], verbose=0)
     assert logits.shape[0] == 2 and logits.shape[-1] == model.backbone.vocab_size
+
+
+def test_two_label_head_without_label_keys_in_config(tmp_path):
+    import json
+
+    folder, inputs, _ = tiny_classifier()
+    model = km.TextClassifier.from_preset(folder, num_classes=2)
+    model.save_to_preset(tmp_path / "two")
+    cfg_path = tmp_path / "two" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    for key in ("id2label", "label2id", "num_labels"):
+        cfg.pop(key, None)  # Transformers omits default-valued keys (2 labels)
+    cfg_path.write_text(json.dumps(cfg))
+    again = km.TextClassifier.from_preset(tmp_path / "two")
+    assert again.head_from_checkpoint and again.num_classes == 2
+    np.testing.assert_allclose(to_numpy(again(inputs)), to_numpy(model(inputs)), atol=1e-5)
