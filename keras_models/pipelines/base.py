@@ -198,3 +198,16 @@ def _progress_bar(total, progress, task):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=task, unit="input")
+
+
+class HiddenStateOutputs:
+    """Feature-extraction pipelines (text and image): run the backbone, return its last hidden
+    state per input (a nested list, or the array with ``return_tensors=True``)."""
+
+    def run_model(self, batch):
+        out = self.call_model(getattr(self.model, "backbone", self.model), batch)
+        return out["last_hidden_state"] if isinstance(out, dict) else out
+
+    def postprocess(self, item, chunks, outputs, return_tensors=False, **_):
+        hidden = outputs[0][None]
+        return hidden if return_tensors else hidden.tolist()

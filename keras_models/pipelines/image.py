@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, sigmoid, softmax
+from keras_models.pipelines.base import HiddenStateOutputs, Pipeline, PipelineError, sigmoid, softmax
 
 
 class ImagePipeline(Pipeline):
@@ -61,20 +61,12 @@ class ImageClassificationPipeline(ImagePipeline):
         return ranked[: min(top_k, len(labels))]
 
 
-class ImageFeatureExtractionPipeline(ImagePipeline):
+class ImageFeatureExtractionPipeline(HiddenStateOutputs, ImagePipeline):
     """The backbone's last hidden state per image, ``(1, tokens, hidden)`` nested lists (numpy with
     ``return_tensors=True``)."""
 
     task = "image-feature-extraction"
     call_params = ("return_tensors", "timeout")
-
-    def run_model(self, batch):
-        out = self.call_model(getattr(self.model, "backbone", self.model), batch)
-        return out["last_hidden_state"] if isinstance(out, dict) else out
-
-    def postprocess(self, item, chunks, outputs, return_tensors=False, **_):
-        hidden = outputs[0][None]
-        return hidden if return_tensors else hidden.tolist()
 
 
 def _labels(pipe):

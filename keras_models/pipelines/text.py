@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, sigmoid, softmax
+from keras_models.pipelines.base import HiddenStateOutputs, Pipeline, PipelineError, sigmoid, softmax
 
 
 class TextPipeline(Pipeline):
@@ -54,7 +54,7 @@ def score_function(fn, hf_config, num_labels):
     return fn
 
 
-class FeatureExtractionPipeline(TextPipeline):
+class FeatureExtractionPipeline(HiddenStateOutputs, TextPipeline):
     """Last hidden state per input, as nested lists of shape (1, tokens, hidden) (or numpy arrays
     with ``return_tensors=True``), like Transformers' feature-extraction pipeline."""
 
@@ -64,14 +64,6 @@ class FeatureExtractionPipeline(TextPipeline):
     def preprocess(self, item, truncation=True, **_):
         enc = self.encode(item, truncation="longest_first" if truncation else None)
         return [{"features": self.features(enc)}]
-
-    def run_model(self, batch):
-        out = self.call_model(getattr(self.model, "backbone", self.model), batch)
-        return out["last_hidden_state"] if isinstance(out, dict) else out
-
-    def postprocess(self, item, chunks, outputs, return_tensors=False, **_):
-        hidden = outputs[0][None]
-        return hidden if return_tensors else hidden.tolist()
 
 
 class SentenceSimilarityPipeline(TextPipeline):
