@@ -43,6 +43,7 @@ BART_NAMES = {
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone(*FAMILIES)
 class BartBackbone(EncoderDecoderBackbone):
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "model"
     hf_architecture = "BartModel"
 

@@ -14,6 +14,7 @@ from keras_models.presets.weight_map import Reshape, Rule
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("beit")
 class BeitBackbone(ViTBackbone):
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "beit"
     hf_architecture = "BeitModel"
     hf_ignore = ("*relative_position_index",)

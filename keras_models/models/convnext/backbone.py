@@ -22,6 +22,7 @@ from keras_models.presets.weight_map import Reshape, Rule
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("convnext")
 class ConvNextBackbone(Backbone):
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "convnext"
     hf_architecture = "ConvNextModel"
     model_type = "convnext"

@@ -70,6 +70,7 @@ class PoolFormerBlock(keras.layers.Layer):
 @_ser
 @register_backbone("poolformer")
 class PoolFormerBackbone(Backbone):
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "poolformer"
     hf_architecture = "PoolFormerModel"
 

@@ -65,6 +65,7 @@ class ResNetLayer(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("resnet")
 class ResNetBackbone(Backbone):
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "resnet"
     hf_architecture = "ResNetModel"
     hf_ignore = ("*num_batches_tracked",)

@@ -19,6 +19,7 @@ from keras_models.presets.weight_map import Rule
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("swin")
 class SwinBackbone(Backbone):
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "swin"
     hf_architecture = "SwinModel"
     hf_ignore = ("*relative_position_index",)

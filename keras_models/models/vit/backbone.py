@@ -30,6 +30,7 @@ def _pair(v):
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("vit", "vit_msn")
 class ViTBackbone(Backbone):
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "vit"
     hf_architecture = "ViTModel"
     hf_known_unused = ("*pooler.dense.*",)

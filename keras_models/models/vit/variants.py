@@ -17,6 +17,7 @@ _ser = keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("deit")
 class DeiTBackbone(ViTBackbone):
     """ViT with a distillation token after [CLS] (``distillation_token=True``)."""
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
 
     base_model_prefix = "deit"
     hf_architecture = "DeiTModel"
@@ -32,6 +33,7 @@ class DeiTBackbone(ViTBackbone):
 @register_backbone("dinov2")
 class Dinov2Backbone(ViTBackbone):
     """Layer scale, MLP from ``mlp_ratio`` (plain or SwiGLU), always-interpolated positions."""
+    verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
 
     base_model_prefix = "dinov2"
     hf_architecture = "Dinov2Model"
