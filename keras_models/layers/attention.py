@@ -6,11 +6,21 @@ v heads]), ``qk_norm`` ("rms"/"layer" over head_dim), ``softcap`` (tanh soft-cap
 buffer written at ``cache_index``.
 """
 
+import os
+
 import keras
 from keras import ops
 
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
+
+
+# The one switch for the fused attention path: ``keras.ops.dot_product_attention`` (PyTorch SDPA
+# under torch, ``jax.nn.dot_product_attention`` under JAX, cuDNN/flash kernels on GPUs). On by
+# default; ``KM_FUSED_ATTENTION=0`` (or setting this to False) selects the explicit einsum +
+# softmax path, which is also used whenever the fused kernel cannot express the layer (logit
+# soft-capping, attention dropout while training).
+FUSED_ATTENTION = os.environ.get("KM_FUSED_ATTENTION", "1") not in ("0", "false", "False")
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -93,6 +103,12 @@ class Attention(keras.layers.Layer):
             k = ops.repeat(k, rep, axis=2)
             v = ops.repeat(v, rep, axis=2)
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
+        if FUSED_ATTENTION and self.softcap is None and not (training and self.dropout > 0):
+            if bias is not None:
+                bias = ops.cast(bias, q.dtype)
+            out = ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
+            b, t = ops.shape(out)[0], ops.shape(out)[1]
+            return ops.reshape(out, (b, t, self.num_heads * self.head_dim))
         scores = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(scale, q.dtype)
         if self.softcap is not None:
             scores = ops.tanh(scores / self.softcap) * self.softcap
