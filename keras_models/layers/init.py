@@ -1,62 +1,57 @@
-"""Building models fast when their values come from a checkpoint.
+"""Building models fast and lean when their values come from a checkpoint.
 
-Backend RNG initialisers compile one program per variable shape under JAX (seconds for a BERT),
-and a preset load overwrites every value anyway: ``skip_init()`` makes every initialiser return
-zeros, and ``build_symbolically`` creates the variables by a symbolic call (no computation).
+``deferred_variables()`` builds a model without materialising its variables (Keras' deferred
+initialisation: variables created inside a ``StatelessScope`` hold no value yet). The preset loader
+then gives each variable its checkpoint value directly (:func:`materialise`), so no placeholder
+copy of the model is ever resident (peak memory stays near one copy of the weights) and no random
+initialiser runs (JAX would compile one program per variable shape). Variables the checkpoint does
+not fill, such as a new task head, are initialised normally afterwards (:func:`initialise_rest`).
+``build_symbolically`` creates the variables by a symbolic call (no computation).
 """
 
 import contextlib
-import threading
 
 import keras
-import ml_dtypes
 import numpy as np
 
-_state = threading.local()
 
+def _pending():
+    from keras.src.backend.common import global_state
 
-def _all_subclasses(cls):
-    out, stack = [], [cls]
-    while stack:
-        c = stack.pop()
-        out.append(c)
-        stack.extend(c.__subclasses__())
-    return out
-
-
-def _zeros_call(self, shape, dtype=None):
-    dtype = keras.backend.standardize_dtype(dtype or keras.config.floatx())
-    return np.zeros(shape, ml_dtypes.bfloat16 if dtype == "bfloat16" else dtype)
-
-
-def _random_base():
-    try:
-        from keras.src.initializers.random_initializers import RandomInitializer
-    except ImportError:  # pragma: no cover - other Keras layouts: fall back to every initialiser
-        return keras.initializers.Initializer
-    return RandomInitializer
+    return global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
 
 
 @contextlib.contextmanager
-def skip_init():
-    """Within this block every *random* Keras initialiser returns (lazily allocated) zeros: the
-    values come from a checkpoint. This skips one random-number program per variable shape (JAX
-    compiles each). Deterministic initialisers (zeros, ones, constants, computed tables such as
-    sinusoidal positions) still run, so a variable the checkpoint does not hold keeps its value."""
-    previous = getattr(_state, "skip", False)
-    _state.skip = True
-    patched = {}
-    if not previous:
-        for cls in _all_subclasses(_random_base()):
-            if "__call__" in vars(cls):
-                patched[cls] = vars(cls)["__call__"]
-                cls.__call__ = _zeros_call
-    try:
+def deferred_variables():
+    """Variables created in this block stay unmaterialised until :func:`materialise` gives them a
+    value or :func:`initialise_rest` runs their own initialiser. Always pair with
+    ``initialise_rest()`` (a ``try/finally``), or the variables stay unusable."""
+    with keras.StatelessScope(initialize_variables=False):
         yield
-    finally:
-        for cls, fn in patched.items():
-            cls.__call__ = fn
-        _state.skip = previous
+
+
+def is_deferred(variable):
+    return getattr(variable, "_value", 0) is None and getattr(variable, "_initializer", None) is not None
+
+
+def materialise(variable, value):
+    """Give ``variable`` the value ``value`` (numpy): directly as its first value if it is still
+    deferred (no placeholder is ever allocated), else by assignment."""
+    if is_deferred(variable):
+        variable._initializer = lambda shape, dtype=None: value
+        variable._deferred_initialize()
+    else:
+        variable.assign(value)
+
+
+def initialise_rest():
+    """Run the own initialiser of every variable still deferred (new heads, tables the checkpoint
+    does not hold) and forget the ones already materialised."""
+    pending = _pending()
+    pending[:] = [v for v in pending if is_deferred(v)]
+    from keras.src.backend.common.variables import initialize_all_variables
+
+    initialize_all_variables()
 
 
 def build_symbolically(model, example_inputs):

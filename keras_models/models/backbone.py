@@ -8,7 +8,7 @@ import logging
 import keras
 import numpy as np
 
-from keras_models.layers.init import build_symbolically, skip_init
+from keras_models.layers.init import build_symbolically, deferred_variables, initialise_rest
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -94,17 +94,22 @@ class Backbone(keras.Model):
         policy = resolve_dtype(dtype, hf)
         if policy is not None:
             kwargs["dtype"] = policy
-        with skip_init() if load_weights else contextlib.nullcontext():
+        # Variables stay unmaterialised until the checkpoint fills them (no placeholder copy).
+        with deferred_variables() if load_weights else contextlib.nullcontext():
             model = target(**kwargs)
             model.build_from_dummy()
-        if load_weights:
-            model.load_report = load_model_weights(
-                folder,
-                model.weight_rules(),
-                prefix=target.base_model_prefix,
-                ignore=target.hf_ignore,
-                known_unused=target.hf_known_unused + _task_head_patterns(target),
-            )
+        try:
+            if load_weights:
+                model.load_report = load_model_weights(
+                    folder,
+                    model.weight_rules(),
+                    prefix=target.base_model_prefix,
+                    ignore=target.hf_ignore,
+                    known_unused=target.hf_known_unused + _task_head_patterns(target),
+                )
+        finally:
+            if load_weights:
+                initialise_rest()
         return model
 
     def save_to_preset(self, path, overwrite=False):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from keras_models.errors import WeightMismatchError
+from keras_models.layers.init import materialise
 
 logger = logging.getLogger("keras_models")
 
@@ -178,9 +179,12 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
         problems.append(f"unexpected tensors (not used by this model): {_short(unexpected)}")
     if problems:
         raise WeightMismatchError(f"Cannot load weights from {source}: " + " | ".join(problems))
+    # Largest tensors first: while the big ones (embeddings) load, little else is resident yet, so
+    # the transient copy of one tensor adds least to the peak.
+    plan.sort(key=lambda item: -int(np.prod(reader.shape(item[0]), dtype=np.int64)))
     for name, r in plan:
         value = r.op.to_keras(reader.get(name))
-        r.variable.assign(np.asarray(value, dtype=_np_dtype(r.variable.dtype)))
+        materialise(r.variable, np.ascontiguousarray(value, dtype=_np_dtype(r.variable.dtype)))
     if reported:
         logger.info(
             "%d tensors in %s are not used by this model (another task's head): %s",

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from keras_models.errors import ConfigError
-from keras_models.layers.init import build_symbolically, skip_init
+from keras_models.layers.init import build_symbolically, deferred_variables, initialise_rest
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -90,8 +90,6 @@ class Task(keras.Model):
 
     @classmethod
     def from_preset(cls, preset, dtype=None, load_weights=True, preprocessor=True, **kwargs):
-        from keras_models.presets.loader import load_model_weights
-
         folder = resolve_preset(preset)
         hf = load_hf_config(folder)
         source = str(folder / "config.json")
@@ -111,36 +109,49 @@ class Task(keras.Model):
             preprocessor = task_cls.preprocessor_from_preset(folder, hf, **pre_kwargs)
         elif preprocessor is False:
             preprocessor = None
-        # Skip random init only for what the checkpoint fills: a new head keeps its own init.
-        with skip_init() if load_weights else contextlib.nullcontext():
+        # Variables stay unmaterialised until the checkpoint fills them; what it does not fill (a
+        # new head) is initialised by its own initialiser at the end.
+        with deferred_variables() if load_weights else contextlib.nullcontext():
             backbone = backbone_cls(**bb_kwargs)
             backbone.build_from_dummy()
-        model = task_cls(backbone=backbone, preprocessor=preprocessor, **task_kwargs)
-        model.build_from_dummy()
-        if load_weights:
-            if head_from_checkpoint:
-                rules = model.weight_rules()
-            else:
-                # A new head still takes the parts of it that live in the base model when the
-                # checkpoint has them (BERT's pooler), as Transformers does.
-                rules = list(backbone.weight_rules()) + [
-                    dataclasses.replace(r, optional=True) for r in model.head_rules() if r.base
-                ]
-            known = backbone_cls.hf_known_unused + tuple(
-                p for t in backbone_cls.tasks.values() for p in t.hf_head_patterns
-            )
-            model.load_report = load_model_weights(
-                folder, rules, prefix=backbone_cls.base_model_prefix,
-                ignore=backbone_cls.hf_ignore, known_unused=known,
-            )
-            if not head_from_checkpoint and model.head_rules():
-                logger.warning(
-                    "%s: %s has no %s head for this task (architectures %s); a new, randomly "
-                    "initialised head was built. Train it with fit() before use.",
-                    folder, task_cls.__name__, task_cls.task_name, archs,
-                )
+            model = task_cls(backbone=backbone, preprocessor=preprocessor, **task_kwargs)
+            model.build_from_dummy()
+        try:
+            if load_weights:
+                model.load_report = cls._load_weights(folder, model, head_from_checkpoint, archs)
+        finally:
+            if load_weights:
+                initialise_rest()
         model.head_from_checkpoint = head_from_checkpoint
         return model
+
+    @staticmethod
+    def _load_weights(folder, model, head_from_checkpoint, archs):
+        from keras_models.presets.loader import load_model_weights
+
+        backbone, backbone_cls = model.backbone, model.backbone_cls
+        if head_from_checkpoint:
+            rules = model.weight_rules()
+        else:
+            # A new head still takes the parts of it that live in the base model when the
+            # checkpoint has them (BERT's pooler), as Transformers does.
+            rules = list(backbone.weight_rules()) + [
+                dataclasses.replace(r, optional=True) for r in model.head_rules() if r.base
+            ]
+        known = backbone_cls.hf_known_unused + tuple(
+            p for t in backbone_cls.tasks.values() for p in t.hf_head_patterns
+        )
+        report = load_model_weights(
+            folder, rules, prefix=backbone_cls.base_model_prefix,
+            ignore=backbone_cls.hf_ignore, known_unused=known,
+        )
+        if not head_from_checkpoint and model.head_rules():
+            logger.warning(
+                "%s: %s has no %s head for this task (architectures %s); a new, randomly "
+                "initialised head was built. Train it with fit() before use.",
+                folder, type(model).__name__, model.task_name, archs,
+            )
+        return report
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **task_kwargs):

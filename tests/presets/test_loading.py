@@ -228,3 +228,32 @@ def test_legacy_layernorm_names_are_accepted(preset):
     _rewrite(folder, tensors)
     with pytest.raises(WeightMismatchError, match=r"missing.*bert\.embeddings\.LayerNorm\.weight"):
         km.TextClassifier.from_preset(folder)
+
+
+# --- deferred variables: no placeholder copy, nothing left half-initialised ----------------------
+def test_checkpoint_values_land_directly_and_a_new_head_gets_its_own_init(preset):
+    from keras_models.layers.init import _pending
+
+    folder, inputs, expected = preset
+    model = km.TextClassifier.from_preset(folder)
+    assert_close(to_numpy(model(inputs)), expected, what="classifier logits")
+    # A task the checkpoint has no head for: the backbone comes from the file, the new head from
+    # its own (random) initialiser, run after the load; no variable is left deferred.
+    masked = km.MaskedLM.from_preset(folder)
+    assert not _pending()
+    weights = {w.path: to_numpy(w.value) for w in masked.weights}
+    assert all(np.isfinite(v).all() for v in weights.values())
+    head = [v for path, v in weights.items() if "dense" in path and "kernel" in path and "head" in path.lower()]
+    assert head and all(np.abs(v).max() > 0 for v in head), sorted(weights)
+
+
+def test_failed_load_leaves_no_deferred_variables(preset):
+    from keras_models.layers.init import _pending
+
+    folder, _, _ = preset
+    tensors = _tensors(folder)
+    tensors["bert.embeddings.word_embeddings.weight"] = tensors["bert.embeddings.word_embeddings.weight"][:-1]
+    _rewrite(folder, tensors)
+    with pytest.raises(WeightMismatchError, match="word_embeddings"):
+        km.TextClassifier.from_preset(folder)
+    assert not _pending()

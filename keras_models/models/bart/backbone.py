@@ -41,6 +41,24 @@ BART_NAMES = {
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
+class SinusoidalPositions(keras.initializers.Initializer):
+    """A fixed sinusoidal position table (``interleave``: Marian/Pegasus layout, else fairseq's
+    [sin | cos] halves); ``zero_row``: the padding position's row is zeros (M2M100/NLLB)."""
+
+    def __init__(self, interleave=False, zero_row=None):
+        self.interleave, self.zero_row = interleave, zero_row
+
+    def __call__(self, shape, dtype=None):
+        table = sinusoidal_table(shape[0], shape[1], interleave=self.interleave)
+        if self.zero_row is not None:
+            table[self.zero_row] = 0.0
+        return ops.convert_to_tensor(table, dtype or "float32")
+
+    def get_config(self):
+        return {"interleave": self.interleave, "zero_row": self.zero_row}
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone(*FAMILIES)
 class BartBackbone(EncoderDecoderBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
@@ -73,15 +91,10 @@ class BartBackbone(EncoderDecoderBackbone):
                 emb = keras.layers.Embedding(rows, self.hidden_size, embeddings_initializer=self.kernel_init,
                                              name=f"{side}_position_embedding", dtype=dt)
             elif position_embedding in ("sinusoidal", "sinusoidal_fairseq"):
-                table = sinusoidal_table(rows, self.hidden_size,
-                                         interleave=position_embedding == "sinusoidal")
-                if padding_aware_positions:
-                    table[self.pad_token_id] = 0.0
-                emb = keras.layers.Embedding(rows, self.hidden_size, trainable=False,
+                table = SinusoidalPositions(interleave=position_embedding == "sinusoidal",
+                                            zero_row=self.pad_token_id if padding_aware_positions else None)
+                emb = keras.layers.Embedding(rows, self.hidden_size, trainable=False, embeddings_initializer=table,
                                              name=f"{side}_position_embedding", dtype=dt)
-                emb.build((None, None))
-                # assigned, not an initializer: preset loading turns initializers into zeros
-                emb.embeddings.assign(table)
             else:
                 from keras_models.errors import ConfigError
 
