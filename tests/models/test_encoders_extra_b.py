@@ -22,19 +22,36 @@ SPECS = {
                  "bert", STD),
     "convbert_one_head": ("ConvBert", "ConvBertConfig", dict(TINY, embedding_size=16, head_ratio=4, conv_kernel_size=5),
                           "bert", ("Backbone", "TextClassifier")),
+    "xlm": ("XLM", "XLMConfig", dict(XLM_TINY, n_langs=3, gelu_activation=False, layer_norm_eps=1e-6,
+                                     summary_activation="tanh"), "xlm_langs", STD),
+    "xlm_token_types": ("XLM", "XLMConfig", dict(XLM_TINY, n_layers=1, sinusoidal_embeddings=True, summary_type="mean"),
+                        "xlm_types", ("Backbone", "MaskedLM", "TextClassifier")),
+    "flaubert": ("Flaubert", "FlaubertConfig", dict(XLM_TINY, layer_norm_eps=1e-5), "xlm", STD),
+    "flaubert_pre_norm": ("Flaubert", "FlaubertConfig", dict(XLM_TINY, pre_norm=True, n_langs=2, layerdrop=0.2,
+                                                             summary_type="last"),
+                          "xlm_langs", ("Backbone", "MaskedLM", "TextClassifier")),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
 
 def _inputs(style):
-    if style == "xlm":  # XLM pads with 2; token_type_ids index the word embeddings
-        inputs = text_inputs(pad_id=2, token_types=False)
-        return inputs
-    if style == "xlm_langs":
-        inputs = text_inputs(pad_id=2, token_types=False)
-        inputs["langs"] = (np.arange(9)[None, :] % 3 * inputs["attention_mask"]).astype("int64")
+    if style.startswith("xlm"):  # XLM pads with 2; its token_type_ids index the word embeddings
+        inputs = text_inputs(pad_id=2, token_types=style == "xlm_types")
+        if style == "xlm_langs":
+            inputs["langs"] = (np.arange(9)[None, :] % 2 * inputs["attention_mask"]).astype("int64")
         return inputs
     return text_inputs(pad_id=0, token_types=style != "none")
+
+
+class _NoLayerCache:
+    """Transformers 5.24's FlauBERT ``pre_norm`` path indexes its cache per layer (``cache[i]``),
+    which its own default cache object does not support; this stand-in means "no cache"."""
+
+    def get_seq_length(self):
+        return 0
+
+    def __getitem__(self, index):
+        return None
 
 
 def _build(spec, task):
@@ -43,7 +60,11 @@ def _build(spec, task):
     prefix, config_cls, kwargs, _, _ = SPECS[spec]
     cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
     suffix = (XLM_SUFFIX.get(task) if prefix in ("XLM", "Flaubert") else None) or SUFFIX[task]
-    return getattr(transformers, prefix + suffix)(cfg)
+    model = getattr(transformers, prefix + suffix)(cfg)
+    if kwargs.get("pre_norm"):
+        base = getattr(model, "transformer", model)
+        base.register_forward_pre_hook(lambda m, a, kw: (a, {**kw, "cache": _NoLayerCache()}), with_kwargs=True)
+    return model
 
 
 def _ref(spec, task):
@@ -76,7 +97,7 @@ def test_parity(spec, task):
         assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
 
 
-ROUND_TRIP = [spec for spec in SPECS if not spec.endswith(("_one_head",))]
+ROUND_TRIP = [spec for spec in SPECS if not spec.endswith(("_one_head", "_token_types", "_pre_norm"))]
 
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)
@@ -122,10 +143,19 @@ def _fit_case(family):
         model = m.ConvBertTokenClassifier(m.ConvBertBackbone(**FIT_TINY, embedding_size=8, num_groups=2,
                                                              conv_kernel_size=3), num_classes=4)
         return model, _fit_inputs(), rng.randint(0, 4, (B, S)), _sce()
+    if family == "xlm":
+        model = m.XLMMaskedLM(m.XLMBackbone(**FIT_TINY, num_languages=2))
+        x = _fit_inputs(pad_id=2)
+        x["langs"] = (np.arange(S)[None, :] % 2 * x["attention_mask"]).astype("int32")
+        return model, x, rng.randint(0, 50, (B, S)), _sce()
+    if family == "flaubert":
+        model = m.FlaubertTextClassifier(m.FlaubertBackbone(**FIT_TINY, norm_first=True, layerdrop=0.3),
+                                         num_classes=3)
+        return model, _fit_inputs(pad_id=2), rng.randint(0, 3, (B,)), _sce()
     raise AssertionError(family)
 
 
-@pytest.mark.parametrize("family", ["convbert"])
+@pytest.mark.parametrize("family", ["convbert", "xlm", "flaubert"])
 def test_fit_loss_decreases(family):
     keras.utils.set_random_seed(0)
     model, x, y, loss = _fit_case(family)
@@ -142,10 +172,14 @@ def _keras_case(name):
     return {
         "convbert": lambda: m.ConvBertMaskedLM(m.ConvBertBackbone(**FIT_TINY, embedding_size=8, num_groups=2,
                                                                   head_ratio=1, conv_kernel_size=5)),
+        "xlm": lambda: m.XLMTextClassifier(m.XLMBackbone(**FIT_TINY, num_languages=3, sinusoidal_embeddings=True),
+                                           num_classes=2, summary_type="mean", summary_activation="tanh"),
+        "flaubert": lambda: m.FlaubertMaskedLM(m.FlaubertBackbone(**FIT_TINY, norm_first=True, layerdrop=0.1),
+                                               tie_word_embeddings=False),
     }[name]()
 
 
-@pytest.mark.parametrize("name", ["convbert"])
+@pytest.mark.parametrize("name", ["convbert", "xlm", "flaubert"])
 def test_keras_save_load(name, tmp_path):
     model = _keras_case(name)
     ids = np.array([[5, 6, 7, 8, 3], [9, 10, 11, 2, 2]], "int32")
@@ -159,3 +193,21 @@ def test_keras_save_load(name, tmp_path):
         k: v for k, v in model.backbone.get_config().items() if k not in drop}
     for a, b in zip(before, keras.tree.flatten(restored(x))):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-6)
+
+
+def test_xlm_sinusoidal_table_matches_transformers():
+    """A fresh XLM backbone with sinusoidal_embeddings=True starts from Transformers' fixed table
+    (checkpoints store it, so parity tests read it like any weight)."""
+    import torch
+    from transformers.models.xlm.modeling_xlm import create_sinusoidal_embeddings
+
+    model = km.models.XLMBackbone(**FIT_TINY, sinusoidal_embeddings=True).build_from_dummy()
+    want = create_sinusoidal_embeddings(16, 16, torch.empty(16, 16)).numpy()
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model.position_embedding.embeddings), want, atol=1e-6)
+
+
+def test_xlm_mask_from_padding_without_attention_mask():
+    """Without attention_mask, XLM masks everything after the non-pad token count (like Transformers)."""
+    folder, inputs, expected = _ref("flaubert", "Backbone")
+    out = km.Backbone.from_preset(folder)({"input_ids": inputs["input_ids"]})
+    assert_close(out, expected["last_hidden_state"], mask=inputs["attention_mask"], what="no attention_mask")
