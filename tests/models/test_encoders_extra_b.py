@@ -30,6 +30,19 @@ SPECS = {
     "flaubert_pre_norm": ("Flaubert", "FlaubertConfig", dict(XLM_TINY, pre_norm=True, n_langs=2, layerdrop=0.2,
                                                              summary_type="last"),
                           "xlm_langs", ("Backbone", "MaskedLM", "TextClassifier")),
+    "mobilebert": ("MobileBert", "MobileBertConfig", dict(TINY, embedding_size=8, intra_bottleneck_size=12,
+                                                          num_feedforward_networks=3, hidden_act="gelu"),
+                   "bert", STD),
+    "mobilebert_layer_norm": ("MobileBert", "MobileBertConfig", dict(TINY, embedding_size=12, trigram_input=False,
+                                                                     normalization_type="layer_norm",
+                                                                     layer_norm_eps=1e-3, use_bottleneck_attention=True,
+                                                                     num_feedforward_networks=1, intra_bottleneck_size=8,
+                                                                     classifier_activation=False),
+                              "bert", ("Backbone", "MaskedLM", "TextClassifier")),
+    "mobilebert_no_bottleneck": ("MobileBert", "MobileBertConfig", dict(TINY, embedding_size=16, use_bottleneck=False,
+                                                                        key_query_shared_bottleneck=False,
+                                                                        num_feedforward_networks=2, hidden_dropout_prob=0.1),
+                                 "bert", ("Backbone", "TokenClassifier")),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
@@ -97,7 +110,7 @@ def test_parity(spec, task):
         assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
 
 
-ROUND_TRIP = [spec for spec in SPECS if not spec.endswith(("_one_head", "_token_types", "_pre_norm"))]
+ROUND_TRIP = [spec for spec in SPECS if not spec.endswith(("_one_head", "_token_types", "_pre_norm", "_bottleneck"))]
 
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)
@@ -152,10 +165,15 @@ def _fit_case(family):
         model = m.FlaubertTextClassifier(m.FlaubertBackbone(**FIT_TINY, norm_first=True, layerdrop=0.3),
                                          num_classes=3)
         return model, _fit_inputs(pad_id=2), rng.randint(0, 3, (B,)), _sce()
+    if family == "mobilebert":
+        y = {"start_logits": rng.randint(0, S, (B,)), "end_logits": rng.randint(0, S, (B,))}
+        model = m.MobileBertQuestionAnswerer(m.MobileBertBackbone(**FIT_TINY, embedding_size=8, bottleneck_size=8,
+                                                                  num_feedforward_networks=2, initializer_range=0.2))
+        return model, _fit_inputs(), y, {"start_logits": _sce(), "end_logits": _sce()}
     raise AssertionError(family)
 
 
-@pytest.mark.parametrize("family", ["convbert", "xlm", "flaubert"])
+@pytest.mark.parametrize("family", ["convbert", "xlm", "flaubert", "mobilebert"])
 def test_fit_loss_decreases(family):
     keras.utils.set_random_seed(0)
     model, x, y, loss = _fit_case(family)
@@ -176,10 +194,16 @@ def _keras_case(name):
                                            num_classes=2, summary_type="mean", summary_activation="tanh"),
         "flaubert": lambda: m.FlaubertMaskedLM(m.FlaubertBackbone(**FIT_TINY, norm_first=True, layerdrop=0.1),
                                                tie_word_embeddings=False),
+        "mobilebert": lambda: m.MobileBertMaskedLM(m.MobileBertBackbone(
+            **FIT_TINY, embedding_size=8, bottleneck_size=8, normalization="layer_norm", bottleneck_attention=True,
+            num_feedforward_networks=3), tie_word_embeddings=False),
+        "mobilebert_no_pooler": lambda: m.MobileBertTextClassifier(m.MobileBertBackbone(
+            **FIT_TINY, embedding_size=16, trigram_input=False, use_bottleneck=False, classifier_activation=False),
+            num_classes=3),
     }[name]()
 
 
-@pytest.mark.parametrize("name", ["convbert", "xlm", "flaubert"])
+@pytest.mark.parametrize("name", ["convbert", "xlm", "flaubert", "mobilebert", "mobilebert_no_pooler"])
 def test_keras_save_load(name, tmp_path):
     model = _keras_case(name)
     ids = np.array([[5, 6, 7, 8, 3], [9, 10, 11, 2, 2]], "int32")
