@@ -67,13 +67,20 @@ class _NoLayerCache:
         return None
 
 
+def _hf_class(spec, task):
+    import transformers
+
+    prefix = SPECS[spec][0]
+    suffix = (XLM_SUFFIX.get(task) if prefix in ("XLM", "Flaubert") else None) or SUFFIX[task]
+    return getattr(transformers, prefix + suffix)
+
+
 def _build(spec, task):
     import transformers
 
     prefix, config_cls, kwargs, _, _ = SPECS[spec]
     cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
-    suffix = (XLM_SUFFIX.get(task) if prefix in ("XLM", "Flaubert") else None) or SUFFIX[task]
-    model = getattr(transformers, prefix + suffix)(cfg)
+    model = _hf_class(spec, task)(cfg)
     if kwargs.get("pre_norm"):
         base = getattr(model, "transformer", model)
         base.register_forward_pre_hook(lambda m, a, kw: (a, {**kw, "cache": _NoLayerCache()}), with_kwargs=True)
@@ -129,6 +136,27 @@ def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
     with torch.no_grad():
         out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).last_hidden_state.numpy()
     assert_close(out, expected["last_hidden_state"], mask=inputs["attention_mask"], what=f"{spec} round trip")
+
+
+TASK_ROUND_TRIP = [("convbert", "MaskedLM"), ("convbert", "TextClassifier"), ("xlm", "MaskedLM"),
+                   ("xlm", "TextClassifier"), ("flaubert", "QuestionAnswerer"), ("mobilebert", "MaskedLM"),
+                   ("mobilebert_layer_norm", "TextClassifier")]
+
+
+@pytest.mark.parametrize("spec,task", TASK_ROUND_TRIP)
+def test_task_save_to_preset_reloads_in_transformers(spec, task, tmp_path):
+    """Heads export too: the saved task preset reloads in its Transformers class, same logits."""
+    import torch
+
+    folder, inputs, expected = _ref(spec, task)
+    getattr(km, task).from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = _hf_class(spec, task).from_pretrained(tmp_path / "saved", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()})
+    for key in ("start_logits", "end_logits") if task == "QuestionAnswerer" else ("logits",):
+        mask = None if task == "TextClassifier" else inputs["attention_mask"]
+        assert_close(getattr(out, key).numpy(), expected[key], mask=mask, what=f"{spec} {task} round trip")
 
 
 # --- fit: one head per family trains (loss decreases over a few steps on one tiny batch) ----------
