@@ -3,13 +3,16 @@
 Positions inside attention are optional inputs of ``call``: ``rope`` = (cos, sin) rotates queries
 and keys (and values when ``rotary_value``, RoFormer), pairs laid out as ``rotary_interleaved``
 says; ``bias`` is any additive attention bias (padding, relative positions). ``attention_type``
-"disentangled" (DeBERTa, options in ``attention_options``) takes ``relative`` = (offsets, table).
+"disentangled" (DeBERTa, options in ``attention_options``) takes ``relative`` = (offsets, table);
+"mixed_conv" (ConvBERT: attention + span-based dynamic convolution heads, options ``head_ratio``,
+``conv_kernel_size``). ``ffn_groups`` > 1 makes both feed-forward projections grouped (ConvBERT).
 """
 
 import keras
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
+from keras_models.layers.conv_attention import GroupedDense, MixedConvAttention
 from keras_models.layers.disentangled_attention import DisentangledAttention
 from keras_models.layers.rotary import apply_rotary
 
@@ -34,9 +37,11 @@ class EncoderBlock(keras.layers.Layer):
         rotary_value=False,
         attention_type="standard",
         attention_options=None,
+        ffn_groups=1,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.ffn_groups = ffn_groups
         self.attention_type = attention_type
         self.attention_options = dict(attention_options or {})
         self.rotary_interleaved = rotary_interleaved
@@ -59,6 +64,11 @@ class EncoderBlock(keras.layers.Layer):
                 hidden_size, num_heads, dropout=attention_dropout, name="attention",
                 **self.attention_options, **common, **init,
             )
+        elif attention_type == "mixed_conv":
+            self.attention = MixedConvAttention(
+                hidden_size, num_heads, dropout=attention_dropout, name="attention",
+                **self.attention_options, **common, **init,
+            )
         elif attention_type == "standard":
             self.attention = Attention(
                 hidden_size, num_heads, use_bias=use_bias, dropout=attention_dropout,
@@ -67,8 +77,12 @@ class EncoderBlock(keras.layers.Layer):
         else:
             raise ValueError(f"attention_type={attention_type!r}: expected 'standard' or 'disentangled'")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="attention_norm", **common)
-        self.intermediate = keras.layers.Dense(intermediate_size, use_bias=use_bias, name="intermediate", **common, **init)
-        self.output_dense = keras.layers.Dense(hidden_size, use_bias=use_bias, name="output", **common, **init)
+        if ffn_groups > 1:
+            self.intermediate = GroupedDense(intermediate_size, ffn_groups, name="intermediate", **common, **init)
+            self.output_dense = GroupedDense(hidden_size, ffn_groups, name="output", **common, **init)
+        else:
+            self.intermediate = keras.layers.Dense(intermediate_size, use_bias=use_bias, name="intermediate", **common, **init)
+            self.output_dense = keras.layers.Dense(hidden_size, use_bias=use_bias, name="output", **common, **init)
         self.output_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="output_norm", **common)
         self.dropout = keras.layers.Dropout(dropout, **common)
 
@@ -118,4 +132,5 @@ class EncoderBlock(keras.layers.Layer):
             attention_options=self.attention_options,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
+        config["ffn_groups"] = self.ffn_groups
         return config
