@@ -1,0 +1,135 @@
+"""More encoder families on the shared encoder (DeBERTa v1, X-MOD, Splinter, LUKE): backbone and
+every head against tiny random Transformers models, padded batches and non-default switches, a
+Transformers reload of ``save_to_preset`` and a short ``fit`` per family."""
+
+import numpy as np
+import pytest
+
+import keras
+import keras_models as km
+from tests.models.test_encoders import STD, SUFFIX, TINY, _masked_mean
+from tests.models.test_fit_heads import B, S, _sce
+from tests.models.test_fit_heads import TINY as FIT_TINY
+from tests.models.test_fit_heads import _inputs as fit_inputs
+from tests.parity import assert_close, hf_reference, text_inputs
+
+DEBERTA = dict(TINY, relative_attention=True, pos_att_type=["p2c", "c2p"], max_relative_positions=6,
+               hidden_act="gelu_new", layer_norm_eps=1e-6, type_vocab_size=2)
+
+# spec name -> (HF class prefix, config class, config kwargs, input style, tasks)
+SPECS = {
+    "deberta": ("Deberta", "DebertaConfig", DEBERTA, "bert", STD),
+    "deberta_c2p_no_abs": ("Deberta", "DebertaConfig", dict(TINY, relative_attention=True, pos_att_type="c2p",
+                                                            position_biased_input=False), "bert",
+                           ("Backbone", "MaskedLM")),
+    "deberta_no_relative": ("Deberta", "DebertaConfig", dict(TINY, pos_att_type=["c2p", "p2c"]), "bert",
+                            ("Backbone", "TextClassifier")),
+}
+CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
+
+
+def _inputs(style):
+    if style == "roberta":
+        return text_inputs(pad_id=1, token_types=False)
+    return text_inputs(pad_id=0, token_types=style != "none")
+
+
+def _build(spec, task):
+    import transformers
+
+    prefix, config_cls, kwargs, _, _ = SPECS[spec]
+    cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
+    return getattr(transformers, prefix + SUFFIX[task])(cfg)
+
+
+def _ref(spec, task):
+    inputs = _inputs(SPECS[spec][3])
+    folder, expected = hf_reference(f"enc-a-{spec}-{task}", lambda: _build(spec, task), inputs)
+    return folder, inputs, expected
+
+
+@pytest.mark.parametrize("spec,task", CASES)
+def test_parity(spec, task):
+    folder, inputs, expected = _ref(spec, task)
+    mask = inputs["attention_mask"]
+    cls = km.Backbone if task == "Backbone" else getattr(km, task)
+    model = cls.from_preset(folder)
+    assert type(model).__name__.startswith(SPECS[spec][0])
+    out = model(inputs)
+    if task == "Backbone":
+        assert_close(out, expected["last_hidden_state"], mask=mask, what=f"{spec} backbone")
+        want = _masked_mean(expected["last_hidden_state"], mask)
+        assert_close(km.TextEmbedder.from_preset(folder)(inputs), want, what=f"{spec} TextEmbedder")
+        return
+    assert model.head_from_checkpoint
+    if task == "QuestionAnswerer":
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=mask, what=f"{spec} {task} {k}")
+    elif task == "TextClassifier":
+        assert_close(out, expected["logits"], what=f"{spec} {task}")
+    else:
+        assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
+
+
+ROUND_TRIP = ["deberta", "deberta_c2p_no_abs"]
+
+
+@pytest.mark.parametrize("spec", ROUND_TRIP)
+def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _ref(spec, "Backbone")
+    km.Backbone.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.AutoModel.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    assert type(model).__name__ == SPECS[spec][0] + "Model"
+    missing = [k for k in info["missing_keys"] if "pooler" not in k]
+    assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).last_hidden_state.numpy()
+    assert_close(out, expected["last_hidden_state"], mask=inputs["attention_mask"], what=f"{spec} round trip")
+
+
+def _fit_case(family):
+    rng = np.random.RandomState(1)
+    m = km.models
+    if family == "deberta":
+        backbone = m.DebertaBackbone(**FIT_TINY, relative_attention=True, pos_att_type=["c2p", "p2c"],
+                                     max_relative_positions=4)
+        return m.DebertaTextClassifier(backbone, num_classes=3), fit_inputs(), rng.randint(0, 3, (B,)), _sce()
+    raise AssertionError(family)
+
+
+@pytest.mark.parametrize("family", ["deberta"])
+def test_fit_loss_decreases(family):
+    keras.utils.set_random_seed(0)
+    model, x, y, loss = _fit_case(family)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=loss)
+    losses = model.fit(x, y, batch_size=B, epochs=6, shuffle=False, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses)), losses
+    assert losses[-1] < 0.97 * losses[0], f"{family}: loss did not decrease: {losses}"
+
+
+def _keras_case(name):
+    m, t = km.models, dict(FIT_TINY, num_layers=2)
+    return {
+        "deberta": lambda: m.DebertaMaskedLM(m.DebertaBackbone(**t, relative_attention=True, pos_att_type=["c2p"],
+                                                               max_relative_positions=3, embedding_size=8)),
+    }[name]()
+
+
+@pytest.mark.parametrize("name", ["deberta"])
+def test_keras_save_load(name, tmp_path):
+    """.keras save/load restores every switch and weight."""
+    model = _keras_case(name)
+    ids = np.array([[5, 6, 7, 8, 3], [9, 10, 11, 1, 1]], "int32")
+    x = {"input_ids": ids, "attention_mask": (ids != 1).astype("int32")}
+    before = keras.tree.flatten(model(x))
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(restored) is type(model)
+    drop = ("name", "dtype")
+    assert {k: v for k, v in restored.backbone.get_config().items() if k not in drop} == {
+        k: v for k, v in model.backbone.get_config().items() if k not in drop}
+    for a, b in zip(before, keras.tree.flatten(restored(x))):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-6)
