@@ -15,6 +15,7 @@ from tests.parity import assert_close, hf_reference, text_inputs
 
 DEBERTA = dict(TINY, relative_attention=True, pos_att_type=["p2c", "c2p"], max_relative_positions=6,
                hidden_act="gelu_new", layer_norm_eps=1e-6, type_vocab_size=2)
+XMOD = dict(TINY, pad_token_id=1, languages=["en_XX", "de_DE", "fr_XX"], default_language="de_DE")
 
 # spec name -> (HF class prefix, config class, config kwargs, input style, tasks)
 SPECS = {
@@ -24,6 +25,14 @@ SPECS = {
                            ("Backbone", "MaskedLM")),
     "deberta_no_relative": ("Deberta", "DebertaConfig", dict(TINY, pos_att_type=["c2p", "p2c"]), "bert",
                             ("Backbone", "TextClassifier")),
+    # lang_ids pick a non-default adapter per example (default de_DE, rows use fr_XX and en_XX)
+    "xmod": ("Xmod", "XmodConfig", dict(XMOD, hidden_act="gelu_new"), "xmod", STD),
+    "xmod_default_language": ("Xmod", "XmodConfig", XMOD, "roberta", ("Backbone", "MaskedLM")),
+    "xmod_pre_norm": ("Xmod", "XmodConfig", dict(XMOD, pre_norm=True, adapter_layer_norm=True, ln_before_adapter=False,
+                                                 adapter_reduction_factor=4, layer_norm_eps=1e-5), "xmod",
+                      ("Backbone", "TextClassifier")),
+    "xmod_no_adapter_norm": ("Xmod", "XmodConfig", dict(XMOD, adapter_reuse_layer_norm=False, ln_before_adapter=False,
+                                                        hidden_act="relu"), "xmod_tokens", ("Backbone",)),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
@@ -31,6 +40,10 @@ CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 def _inputs(style):
     if style == "roberta":
         return text_inputs(pad_id=1, token_types=False)
+    if style == "xmod":
+        return dict(text_inputs(pad_id=1, token_types=False), lang_ids=np.array([2, 0]))
+    if style == "xmod_tokens":  # per-token languages
+        return dict(text_inputs(pad_id=1, token_types=False), lang_ids=np.arange(18).reshape(2, 9) % 3)
     return text_inputs(pad_id=0, token_types=style != "none")
 
 
@@ -71,7 +84,7 @@ def test_parity(spec, task):
         assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
 
 
-ROUND_TRIP = ["deberta", "deberta_c2p_no_abs"]
+ROUND_TRIP = ["deberta", "deberta_c2p_no_abs", "xmod", "xmod_pre_norm"]
 
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)
@@ -97,10 +110,14 @@ def _fit_case(family):
         backbone = m.DebertaBackbone(**FIT_TINY, relative_attention=True, pos_att_type=["c2p", "p2c"],
                                      max_relative_positions=4)
         return m.DebertaTextClassifier(backbone, num_classes=3), fit_inputs(), rng.randint(0, 3, (B,)), _sce()
+    if family == "xmod":  # per-example languages
+        backbone = m.XmodBackbone(**FIT_TINY, languages=["en_XX", "de_DE"])
+        x = dict(fit_inputs(pad_id=1), lang_ids=np.array([0, 1, 1, 0]))
+        return m.XmodTokenClassifier(backbone, num_classes=4), x, rng.randint(0, 4, (B, S)), _sce()
     raise AssertionError(family)
 
 
-@pytest.mark.parametrize("family", ["deberta"])
+@pytest.mark.parametrize("family", ["deberta", "xmod"])
 def test_fit_loss_decreases(family):
     keras.utils.set_random_seed(0)
     model, x, y, loss = _fit_case(family)
@@ -115,10 +132,13 @@ def _keras_case(name):
     return {
         "deberta": lambda: m.DebertaMaskedLM(m.DebertaBackbone(**t, relative_attention=True, pos_att_type=["c2p"],
                                                                max_relative_positions=3, embedding_size=8)),
+        "xmod": lambda: m.XmodQuestionAnswerer(m.XmodBackbone(**t, languages=["en_XX", "de_DE"], default_language="de_DE",
+                                                              adapter_layer_norm=True, norm_first=True,
+                                                              final_norm=True)),
     }[name]()
 
 
-@pytest.mark.parametrize("name", ["deberta"])
+@pytest.mark.parametrize("name", ["deberta", "xmod"])
 def test_keras_save_load(name, tmp_path):
     """.keras save/load restores every switch and weight."""
     model = _keras_case(name)
