@@ -11,7 +11,7 @@ from tests.models.test_encoders import STD, SUFFIX, TINY, _masked_mean
 from tests.models.test_fit_heads import B, S, _sce
 from tests.models.test_fit_heads import TINY as FIT_TINY
 from tests.models.test_fit_heads import _inputs as fit_inputs
-from tests.parity import assert_close, hf_reference, text_inputs
+from tests.parity import assert_close, hf_reference, text_inputs, to_numpy
 
 DEBERTA = dict(TINY, relative_attention=True, pos_att_type=["p2c", "c2p"], max_relative_positions=6,
                hidden_act="gelu_new", layer_norm_eps=1e-6, type_vocab_size=2)
@@ -33,8 +33,19 @@ SPECS = {
                       ("Backbone", "TextClassifier")),
     "xmod_no_adapter_norm": ("Xmod", "XmodConfig", dict(XMOD, adapter_reuse_layer_norm=False, ln_before_adapter=False,
                                                         hidden_act="relu"), "xmod_tokens", ("Backbone",)),
+    # the question token (id 7) sits at different positions per row; a row without one uses position 0
+    "splinter": ("Splinter", "SplinterConfig", dict(TINY, question_token_id=7, hidden_act="gelu_new",
+                                                    layer_norm_eps=1e-6), "splinter", ("Backbone", "QuestionAnswerer")),
+    "splinter_no_question": ("Splinter", "SplinterConfig", dict(TINY, question_token_id=98), "bert",
+                             ("QuestionAnswerer",)),
+    # SplinterForPreTraining: explicit question_positions -> (batch, questions, seq) logits
+    "splinter_pretraining": ("Splinter", "SplinterConfig", dict(TINY, question_token_id=7), "splinter_positions",
+                             ("PreTraining",)),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
+
+
+SUFFIX = dict(SUFFIX, PreTraining="ForPreTraining")
 
 
 def _inputs(style):
@@ -44,7 +55,12 @@ def _inputs(style):
         return dict(text_inputs(pad_id=1, token_types=False), lang_ids=np.array([2, 0]))
     if style == "xmod_tokens":  # per-token languages
         return dict(text_inputs(pad_id=1, token_types=False), lang_ids=np.arange(18).reshape(2, 9) % 3)
-    return text_inputs(pad_id=0, token_types=style != "none")
+    inputs = text_inputs(pad_id=0, token_types=style != "none")
+    if style == "splinter":
+        inputs["input_ids"][0, 3] = inputs["input_ids"][0, 5] = inputs["input_ids"][1, 1] = 7
+    if style == "splinter_positions":
+        inputs["question_positions"] = np.array([[3, 0, 5], [1, 2, 2]])
+    return inputs
 
 
 def _build(spec, task):
@@ -65,7 +81,7 @@ def _ref(spec, task):
 def test_parity(spec, task):
     folder, inputs, expected = _ref(spec, task)
     mask = inputs["attention_mask"]
-    cls = km.Backbone if task == "Backbone" else getattr(km, task)
+    cls = km.Backbone if task == "Backbone" else getattr(km, "QuestionAnswerer" if task == "PreTraining" else task)
     model = cls.from_preset(folder)
     assert type(model).__name__.startswith(SPECS[spec][0])
     out = model(inputs)
@@ -75,16 +91,19 @@ def test_parity(spec, task):
         assert_close(km.TextEmbedder.from_preset(folder)(inputs), want, what=f"{spec} TextEmbedder")
         return
     assert model.head_from_checkpoint
-    if task == "QuestionAnswerer":
+    if task in ("QuestionAnswerer", "PreTraining"):
         for k in ("start_logits", "end_logits"):
-            assert_close(out[k], expected[k], mask=mask, what=f"{spec} {task} {k}")
+            m = np.broadcast_to(mask[:, None, :], expected[k].shape) if expected[k].ndim == 3 else mask
+            assert_close(out[k], expected[k], mask=m, what=f"{spec} {task} {k}")
+            # padding gets the dtype's minimum, as in Transformers
+            np.testing.assert_array_equal(to_numpy(out[k]) < -1e30, expected[k] < -1e30)
     elif task == "TextClassifier":
         assert_close(out, expected["logits"], what=f"{spec} {task}")
     else:
         assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
 
 
-ROUND_TRIP = ["deberta", "deberta_c2p_no_abs", "xmod", "xmod_pre_norm"]
+ROUND_TRIP = ["deberta", "deberta_c2p_no_abs", "xmod", "xmod_pre_norm", "splinter"]
 
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)
@@ -114,10 +133,16 @@ def _fit_case(family):
         backbone = m.XmodBackbone(**FIT_TINY, languages=["en_XX", "de_DE"])
         x = dict(fit_inputs(pad_id=1), lang_ids=np.array([0, 1, 1, 0]))
         return m.XmodTokenClassifier(backbone, num_classes=4), x, rng.randint(0, 4, (B, S)), _sce()
+    if family == "splinter":
+        x = fit_inputs()
+        x["input_ids"][:, 1] = 7  # the question token
+        y = {"start_logits": rng.randint(0, S - 3, (B,)), "end_logits": rng.randint(0, S - 3, (B,))}
+        model = m.SplinterQuestionAnswerer(m.SplinterBackbone(**FIT_TINY, question_token_id=7))
+        return model, x, y, {"start_logits": _sce(), "end_logits": _sce()}
     raise AssertionError(family)
 
 
-@pytest.mark.parametrize("family", ["deberta", "xmod"])
+@pytest.mark.parametrize("family", ["deberta", "xmod", "splinter"])
 def test_fit_loss_decreases(family):
     keras.utils.set_random_seed(0)
     model, x, y, loss = _fit_case(family)
@@ -135,10 +160,11 @@ def _keras_case(name):
         "xmod": lambda: m.XmodQuestionAnswerer(m.XmodBackbone(**t, languages=["en_XX", "de_DE"], default_language="de_DE",
                                                               adapter_layer_norm=True, norm_first=True,
                                                               final_norm=True)),
+        "splinter": lambda: m.SplinterQuestionAnswerer(m.SplinterBackbone(**t, question_token_id=7)),
     }[name]()
 
 
-@pytest.mark.parametrize("name", ["deberta", "xmod"])
+@pytest.mark.parametrize("name", ["deberta", "xmod", "splinter"])
 def test_keras_save_load(name, tmp_path):
     """.keras save/load restores every switch and weight."""
     model = _keras_case(name)
