@@ -16,6 +16,7 @@ from tests.parity import assert_close, hf_reference, text_inputs, to_numpy
 DEBERTA = dict(TINY, relative_attention=True, pos_att_type=["p2c", "c2p"], max_relative_positions=6,
                hidden_act="gelu_new", layer_norm_eps=1e-6, type_vocab_size=2)
 XMOD = dict(TINY, pad_token_id=1, languages=["en_XX", "de_DE", "fr_XX"], default_language="de_DE")
+LUKE = dict(TINY, pad_token_id=1, entity_vocab_size=11, entity_emb_size=8)
 
 # spec name -> (HF class prefix, config class, config kwargs, input style, tasks)
 SPECS = {
@@ -41,6 +42,11 @@ SPECS = {
     # SplinterForPreTraining: explicit question_positions -> (batch, questions, seq) logits
     "splinter_pretraining": ("Splinter", "SplinterConfig", dict(TINY, question_token_id=7), "splinter_positions",
                              ("PreTraining",)),
+    # word-only LUKE; the checkpoints carry (unused) entity embeddings and entity-aware queries
+    "luke": ("Luke", "LukeConfig", dict(LUKE, hidden_act="gelu_new", layer_norm_eps=1e-6), "luke", STD),
+    # mLUKE-shaped (XLM-R-like: one token type, eps 1e-5)
+    "luke_mluke": ("Luke", "LukeConfig", dict(LUKE, type_vocab_size=1, layer_norm_eps=1e-5), "roberta",
+                   ("Backbone", "MaskedLM", "TokenClassifier")),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
@@ -51,6 +57,8 @@ SUFFIX = dict(SUFFIX, PreTraining="ForPreTraining")
 def _inputs(style):
     if style == "roberta":
         return text_inputs(pad_id=1, token_types=False)
+    if style == "luke":
+        return text_inputs(pad_id=1, token_types=True)
     if style == "xmod":
         return dict(text_inputs(pad_id=1, token_types=False), lang_ids=np.array([2, 0]))
     if style == "xmod_tokens":  # per-token languages
@@ -103,7 +111,7 @@ def test_parity(spec, task):
         assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
 
 
-ROUND_TRIP = ["deberta", "deberta_c2p_no_abs", "xmod", "xmod_pre_norm", "splinter"]
+ROUND_TRIP = ["deberta", "deberta_c2p_no_abs", "xmod", "xmod_pre_norm", "splinter", "luke"]
 
 
 @pytest.mark.parametrize("spec", ROUND_TRIP)
@@ -115,7 +123,9 @@ def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
     km.Backbone.from_preset(folder).save_to_preset(tmp_path / "saved")
     model, info = transformers.AutoModel.from_pretrained(tmp_path / "saved", output_loading_info=True)
     assert type(model).__name__ == SPECS[spec][0] + "Model"
-    missing = [k for k in info["missing_keys"] if "pooler" not in k]
+    # LUKE's entity-side weights are not part of the word-only model (Transformers initialises them)
+    unused = ("pooler", "entity_embeddings", "w2e_query", "e2w_query", "e2e_query")
+    missing = [k for k in info["missing_keys"] if not any(u in k for u in unused)]
     assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
     with torch.no_grad():
         out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).last_hidden_state.numpy()
@@ -139,10 +149,13 @@ def _fit_case(family):
         y = {"start_logits": rng.randint(0, S - 3, (B,)), "end_logits": rng.randint(0, S - 3, (B,))}
         model = m.SplinterQuestionAnswerer(m.SplinterBackbone(**FIT_TINY, question_token_id=7))
         return model, x, y, {"start_logits": _sce(), "end_logits": _sce()}
+    if family == "luke":  # untied MLM decoder
+        model = m.LukeMaskedLM(m.LukeBackbone(**FIT_TINY), tie_word_embeddings=False)
+        return model, fit_inputs(pad_id=1), rng.randint(0, 50, (B, S)), _sce()
     raise AssertionError(family)
 
 
-@pytest.mark.parametrize("family", ["deberta", "xmod", "splinter"])
+@pytest.mark.parametrize("family", ["deberta", "xmod", "splinter", "luke"])
 def test_fit_loss_decreases(family):
     keras.utils.set_random_seed(0)
     model, x, y, loss = _fit_case(family)
@@ -161,10 +174,12 @@ def _keras_case(name):
                                                               adapter_layer_norm=True, norm_first=True,
                                                               final_norm=True)),
         "splinter": lambda: m.SplinterQuestionAnswerer(m.SplinterBackbone(**t, question_token_id=7)),
+        "luke": lambda: m.LukeMaskedLM(m.LukeBackbone(**t, entity_vocab_size=7, entity_emb_size=4),
+                                       tie_word_embeddings=False),
     }[name]()
 
 
-@pytest.mark.parametrize("name", ["deberta", "xmod", "splinter"])
+@pytest.mark.parametrize("name", ["deberta", "xmod", "splinter", "luke"])
 def test_keras_save_load(name, tmp_path):
     """.keras save/load restores every switch and weight."""
     model = _keras_case(name)
@@ -179,3 +194,10 @@ def test_keras_save_load(name, tmp_path):
         k: v for k, v in model.backbone.get_config().items() if k not in drop}
     for a, b in zip(before, keras.tree.flatten(restored(x))):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-6)
+
+
+def test_luke_entity_inputs_are_refused():
+    folder, inputs, _ = _ref("luke", "Backbone")
+    model = km.Backbone.from_preset(folder)
+    with pytest.raises(ValueError, match="entity"):
+        model(dict(inputs, entity_ids=np.ones((2, 1), "int64")))
