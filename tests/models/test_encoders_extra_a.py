@@ -34,9 +34,10 @@ SPECS = {
                       ("Backbone", "TextClassifier")),
     "xmod_no_adapter_norm": ("Xmod", "XmodConfig", dict(XMOD, adapter_reuse_layer_norm=False, ln_before_adapter=False,
                                                         hidden_act="relu"), "xmod_tokens", ("Backbone",)),
-    # the question token (id 7) sits at different positions per row; a row without one uses position 0
+    # the question token (id 7) sits at different positions per row (the first one counts)
     "splinter": ("Splinter", "SplinterConfig", dict(TINY, question_token_id=7, hidden_act="gelu_new",
                                                     layer_norm_eps=1e-6), "splinter", ("Backbone", "QuestionAnswerer")),
+    # no row holds the question token (98): position 0 is the question
     "splinter_no_question": ("Splinter", "SplinterConfig", dict(TINY, question_token_id=98), "bert",
                              ("QuestionAnswerer",)),
     # SplinterForPreTraining: explicit question_positions -> (batch, questions, seq) logits
@@ -49,8 +50,6 @@ SPECS = {
                    ("Backbone", "MaskedLM", "TokenClassifier")),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
-
-
 SUFFIX = dict(SUFFIX, PreTraining="ForPreTraining")
 
 
