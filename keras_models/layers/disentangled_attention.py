@@ -32,31 +32,56 @@ class DisentangledAttention(keras.layers.Layer):
 
     Attribute names ``query``/``key``/``value``/``output_dense`` match :class:`Attention`, so blocks
     and weight maps treat both alike. ``call(x, bias, relative=(rel_pos, rel_embeddings))``.
+
+    DeBERTa (v1) switches: ``fused_qkv`` (one bias-free ``in_proj`` laid out per head as
+    [q | k | v], plus ``q_bias`` / ``v_bias`` vectors; ``query``/``key``/``value`` are then None),
+    ``pos_key_bias`` (its c2p projection has no bias) and ``scale_factor`` (scores are divided by
+    sqrt(head_dim * scale_factor); None: 1 + len(pos_att_type)).
     """
 
     def __init__(self, hidden_size, num_heads, pos_att_type=("c2p", "p2c"), share_att_key=False,
-                 attention_span=512, dropout=0.0, kernel_initializer="glorot_uniform", **kwargs):
+                 attention_span=512, dropout=0.0, kernel_initializer="glorot_uniform", fused_qkv=False,
+                 pos_key_bias=True, scale_factor=None, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.head_dim = hidden_size // num_heads
         self.pos_att_type = tuple(pos_att_type or ())
         self.share_att_key, self.attention_span, self.dropout = share_att_key, attention_span, dropout
+        self.fused_qkv, self.pos_key_bias, self.scale_factor = fused_qkv, pos_key_bias, scale_factor
+        if fused_qkv and share_att_key:
+            raise ValueError("fused_qkv and share_att_key cannot be combined")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         dense = dict(dtype=self.dtype_policy, kernel_initializer=self.kernel_initializer)
-        self.query = keras.layers.Dense(hidden_size, name="query", **dense)
-        self.key = keras.layers.Dense(hidden_size, name="key", **dense)
-        self.value = keras.layers.Dense(hidden_size, name="value", **dense)
+        self.in_proj = keras.layers.Dense(3 * hidden_size, use_bias=False, name="in_proj", **dense) if fused_qkv else None
+        self.query = None if fused_qkv else keras.layers.Dense(hidden_size, name="query", **dense)
+        self.key = None if fused_qkv else keras.layers.Dense(hidden_size, name="key", **dense)
+        self.value = None if fused_qkv else keras.layers.Dense(hidden_size, name="value", **dense)
         self.output_dense = keras.layers.Dense(hidden_size, name="output", **dense)
         own = not share_att_key
-        self.pos_key = keras.layers.Dense(hidden_size, name="pos_key", **dense) if own and "c2p" in self.pos_att_type else None
+        self.pos_key = keras.layers.Dense(hidden_size, use_bias=pos_key_bias, name="pos_key",
+                                          **dense) if own and "c2p" in self.pos_att_type else None
         self.pos_query = keras.layers.Dense(hidden_size, name="pos_query", **dense) if own and "p2c" in self.pos_att_type else None
         self.attention_dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
-        for d in (self.query, self.key, self.value, self.output_dense, self.pos_key, self.pos_query):
+        for d in (self.in_proj, self.query, self.key, self.value, self.output_dense, self.pos_key, self.pos_query):
             if d is not None:
                 d.build(input_shape)
+        if self.fused_qkv:
+            self.q_bias = self.add_weight(name="q_bias", shape=(self.hidden_size,), initializer="zeros")
+            self.v_bias = self.add_weight(name="v_bias", shape=(self.hidden_size,), initializer="zeros")
         self.built = True
+
+    def project_qkv(self, x):
+        """q, k, v, each (b, heads, t, d)."""
+        if not self.fused_qkv:
+            return self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        qkv = ops.transpose(ops.reshape(self.in_proj(x), (b, t, self.num_heads, 3 * self.head_dim)), (0, 2, 1, 3))
+        d = self.head_dim
+        q, k, v = qkv[..., :d], qkv[..., d : 2 * d], qkv[..., 2 * d :]
+        heads = lambda bias: ops.cast(ops.reshape(bias, (self.num_heads, 1, d)), x.dtype)  # noqa: E731
+        return q + heads(self.q_bias), k, v + heads(self.v_bias)
 
     def _heads(self, x):
         """(b, t, hidden) -> (b, heads, t, d)."""
@@ -64,8 +89,8 @@ class DisentangledAttention(keras.layers.Layer):
         return ops.transpose(ops.reshape(x, (b, t, self.num_heads, self.head_dim)), (0, 2, 1, 3))
 
     def call(self, x, bias=None, relative=None, training=False):
-        q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
-        factor = 1 + len(self.pos_att_type)
+        q, k, v = self.project_qkv(x)
+        factor = 1 + len(self.pos_att_type) if self.scale_factor is None else self.scale_factor
         scale = ops.cast(ops.sqrt(float(self.head_dim * factor)), x.dtype)
         scores = ops.einsum("bhqd,bhkd->bhqk", q, k) / scale
         if relative is not None and self.pos_att_type:
@@ -100,5 +125,6 @@ class DisentangledAttention(keras.layers.Layer):
         config = super().get_config()
         config.update(hidden_size=self.hidden_size, num_heads=self.num_heads, pos_att_type=list(self.pos_att_type),
                       share_att_key=self.share_att_key, attention_span=self.attention_span, dropout=self.dropout,
+                      fused_qkv=self.fused_qkv, pos_key_bias=self.pos_key_bias, scale_factor=self.scale_factor,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config

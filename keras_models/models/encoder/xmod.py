@@ -1,0 +1,179 @@
+"""X-MOD: RoBERTa with a bank of per-language bottleneck adapters after each feed-forward.
+
+Inputs may carry ``lang_ids`` (batch,) or (batch, seq): indices into ``languages``; without them the
+``default_language`` is used (none set: an error, as in Transformers). Each block's feed-forward
+output (after its residual) goes through a LayerNorm (``adapter_layer_norm``: its own; else
+``adapter_reuse_layer_norm``: the block's output LayerNorm), the language's adapter and a residual
+taken before (``ln_before_adapter=False``) or after that LayerNorm; post-norm blocks then apply
+their output LayerNorm. ``pre_norm`` makes the blocks pre-norm with a final ``encoder.LayerNorm``.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.errors import ConfigError
+from keras_models.layers.encoder_block import EncoderBlock
+from keras_models.layers.language_adapters import LanguageAdapters
+from keras_models.models.encoder.backbone import dense_rules, norm_rules
+from keras_models.models.encoder.tasks import ROBERTA_HEADS, define_tasks
+from keras_models.models.registry import register_backbone
+from keras_models.models.roberta import ROBERTA_KEYS, RobertaBackbone
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+@_ser
+class XmodBlock(EncoderBlock):
+    """An encoder block with language adapters after the feed-forward residual."""
+
+    def __init__(self, *args, num_languages=1, adapter_size=None, adapter_layer_norm=False,
+                 adapter_reuse_layer_norm=True, ln_before_adapter=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_languages, self.adapter_size = num_languages, adapter_size
+        self.adapter_layer_norm, self.adapter_reuse_layer_norm = adapter_layer_norm, adapter_reuse_layer_norm
+        self.ln_before_adapter = ln_before_adapter
+        common = dict(dtype=self.dtype_policy)
+        self.adapters = LanguageAdapters(self.hidden_size, adapter_size, num_languages, activation=self.hidden_act,
+                                         kernel_initializer=self.kernel_initializer, name="adapters", **common)
+        self.adapter_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="adapter_norm",
+                                                            **common) if adapter_layer_norm else None
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.adapters.build(input_shape)
+        if self.adapter_norm is not None:
+            self.adapter_norm.build(input_shape)
+
+    def adapt(self, y, lang_ids, training):
+        residual = y
+        if self.adapter_norm is not None:
+            y = self.adapter_norm(y)
+        elif self.adapter_reuse_layer_norm:
+            y = self.output_norm(y)
+        if self.ln_before_adapter:
+            residual = y
+        return residual + self.dropout(self.adapters(y, lang_ids), training=training)
+
+    def call(self, x, bias=None, lang_ids=None, training=False):
+        if self.norm_first:
+            h = x + self.dropout(self.attend(self.attention_norm(x), bias, training=training), training=training)
+            f = self.output_dense(self.act(self.intermediate(self.output_norm(h))))
+            return self.adapt(h + self.dropout(f, training=training), lang_ids, training)
+        h = self.attention_norm(x + self.dropout(self.attend(x, bias, training=training), training=training))
+        f = self.output_dense(self.act(self.intermediate(h)))
+        return self.output_norm(self.adapt(h + self.dropout(f, training=training), lang_ids, training))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_languages=self.num_languages, adapter_size=self.adapter_size,
+                      adapter_layer_norm=self.adapter_layer_norm,
+                      adapter_reuse_layer_norm=self.adapter_reuse_layer_norm,
+                      ln_before_adapter=self.ln_before_adapter)
+        return config
+
+
+@_ser
+@register_backbone("xmod")
+class XmodBackbone(RobertaBackbone):
+    hf_architecture = "XmodModel"
+    hf_model_type = "xmod"
+    hf_extra = {"bos_token_id": 0, "eos_token_id": 2}
+    verified_backends = ("jax", "torch", "tensorflow")
+    checkpoint_families = ()
+
+    def __init__(self, *args, languages=("en_XX",), default_language=None, adapter_reduction_factor=2,
+                 adapter_layer_norm=False, adapter_reuse_layer_norm=True, ln_before_adapter=True, **kwargs):
+        self.languages, self.default_language = tuple(languages), default_language
+        self.adapter_reduction_factor, self.adapter_layer_norm = adapter_reduction_factor, adapter_layer_norm
+        self.adapter_reuse_layer_norm, self.ln_before_adapter = adapter_reuse_layer_norm, ln_before_adapter
+        if default_language is not None and default_language not in self.languages:
+            raise ConfigError(f"default_language={default_language!r} has no adapter (languages: {list(languages)})")
+        super().__init__(*args, **kwargs)
+
+    def set_default_language(self, language):
+        """The language used when inputs carry no ``lang_ids``."""
+        if language not in self.languages:
+            raise ValueError(f"no adapter for {language!r}; languages: {list(self.languages)}")
+        self.default_language = language
+
+    def make_block(self, index, init):
+        return XmodBlock(
+            self.hidden_size, self.num_heads, self.intermediate_size, hidden_act=self.hidden_act,
+            layer_norm_eps=self.layer_norm_eps, dropout=self.dropout_rate,
+            attention_dropout=self.attention_dropout, norm_first=self.norm_first, kernel_initializer=init,
+            name=f"block_{index}", dtype=self.dtype_policy, num_languages=len(self.languages),
+            adapter_size=self.hidden_size // self.adapter_reduction_factor,
+            adapter_layer_norm=self.adapter_layer_norm, adapter_reuse_layer_norm=self.adapter_reuse_layer_norm,
+            ln_before_adapter=self.ln_before_adapter,
+        )
+
+    def language_ids(self, inputs):
+        ids = inputs.get("lang_ids")
+        if ids is not None:
+            return ids
+        if self.default_language is None:
+            raise ValueError("X-MOD needs `lang_ids` in its inputs or a default language "
+                             "(`backbone.set_default_language(...)` or config.json default_language)")
+        return ops.zeros_like(inputs["input_ids"][:, 0]) + self.languages.index(self.default_language)
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, dict):
+            inputs = {"input_ids": inputs}
+        x = self.embed(inputs, training=training)
+        bias = self.attention_bias(inputs, x)
+        lang_ids = self.language_ids(inputs)
+        for index in self.layer_schedule:
+            x = self.blocks[index](x, bias, lang_ids=lang_ids, training=training)
+        if self.final_norm_layer is not None:
+            x = self.final_norm_layer(x)
+        return x
+
+    def dummy_inputs(self):
+        inputs = super().dummy_inputs()
+        inputs["lang_ids"] = np.zeros((1,), "int32")
+        return inputs
+
+    @classmethod
+    def config_from_hf(cls, hf):
+        if hf.get("is_decoder") or hf.get("add_cross_attention"):
+            raise ConfigError("config.json: X-MOD as a decoder (is_decoder / add_cross_attention) is not supported")
+        kwargs = super().config_from_hf(hf)
+        pre_norm = bool(hf.get("pre_norm", False))
+        kwargs.update(
+            norm_first=pre_norm, final_norm=pre_norm, languages=list(hf.get("languages") or ["en_XX"]),
+            default_language=hf.get("default_language"),
+            adapter_reduction_factor=hf.get("adapter_reduction_factor", 2),
+            adapter_layer_norm=bool(hf.get("adapter_layer_norm", False)),
+            adapter_reuse_layer_norm=bool(hf.get("adapter_reuse_layer_norm", True)),
+            ln_before_adapter=bool(hf.get("ln_before_adapter", True)),
+        )
+        return kwargs
+
+    def config_to_hf(self):
+        config = super().config_to_hf()
+        config.update(pre_norm=self.norm_first, languages=list(self.languages), default_language=self.default_language,
+                      adapter_reduction_factor=self.adapter_reduction_factor,
+                      adapter_layer_norm=self.adapter_layer_norm,
+                      adapter_reuse_layer_norm=self.adapter_reuse_layer_norm, ln_before_adapter=self.ln_before_adapter)
+        return config
+
+    def block_rules(self, prefix, block):
+        r = super().block_rules(prefix, block)
+        for language, down, up in zip(self.languages, block.adapters.down, block.adapters.up):
+            r += dense_rules(f"{prefix}output.adapter_modules.{language}.dense1", down)
+            r += dense_rules(f"{prefix}output.adapter_modules.{language}.dense2", up)
+        if block.adapter_norm is not None:
+            r += norm_rules(prefix + "output.adapter_layer_norm", block.adapter_norm)
+        return r
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(languages=list(self.languages), default_language=self.default_language,
+                      adapter_reduction_factor=self.adapter_reduction_factor,
+                      adapter_layer_norm=self.adapter_layer_norm,
+                      adapter_reuse_layer_norm=self.adapter_reuse_layer_norm, ln_before_adapter=self.ln_before_adapter)
+        return config
+
+
+__all__ = ["XmodBackbone", "XmodBlock"] + define_tasks(globals(), XmodBackbone, "Xmod", ROBERTA_HEADS)
