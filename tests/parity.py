@@ -131,3 +131,21 @@ def text_inputs(batch=2, seq=9, vocab=99, pad_id=0, pad_last=3, token_types=True
 
 def json_dump(path, data):
     Path(path).write_text(json.dumps(data))
+
+
+def assert_keras_round_trip(model, inputs, folder, atol=1e-6):
+    """``model.save`` to ``folder``/m.keras and ``keras.saving.load_model``: the same class, the same
+    backbone config (every switch) and the same outputs on ``inputs``."""
+    import keras
+
+    before = keras.tree.flatten(model(inputs))
+    model.save(folder / "m.keras")
+    restored = keras.saving.load_model(folder / "m.keras")
+    assert type(restored) is type(model)
+    bb, rbb = getattr(model, "backbone", model), getattr(restored, "backbone", restored)
+    drop = ("name", "dtype")
+    assert {k: v for k, v in rbb.get_config().items() if k not in drop} == {
+        k: v for k, v in bb.get_config().items() if k not in drop}
+    for a, b in zip(before, keras.tree.flatten(restored(inputs))):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=atol)
+    return restored

@@ -1,6 +1,5 @@
 """BERT and RoBERTa: backbone and every head against tiny random Transformers models."""
 
-import numpy as np
 import pytest
 
 import keras_models as km

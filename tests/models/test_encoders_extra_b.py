@@ -7,8 +7,8 @@ import pytest
 
 import keras
 import keras_models as km
-from tests.models.test_encoders import SUFFIX, TINY, _masked_mean
-from tests.parity import assert_close, hf_reference, text_inputs
+from tests.models.test_encoders import SUFFIX, TINY, check_parity
+from tests.parity import assert_close, assert_keras_round_trip, hf_reference, text_inputs
 
 STD = ("Backbone", "MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer")
 XLM_TINY = dict(vocab_size=99, emb_dim=16, n_layers=2, n_heads=2, max_position_embeddings=40)
@@ -96,25 +96,7 @@ def _ref(spec, task):
 @pytest.mark.parametrize("spec,task", CASES)
 def test_parity(spec, task):
     folder, inputs, expected = _ref(spec, task)
-    mask = inputs["attention_mask"]
-    cls = km.Backbone if task == "Backbone" else getattr(km, task)
-    model = cls.from_preset(folder)
-    assert type(model).__name__.startswith(SPECS[spec][0])
-    out = model(inputs)
-    if task == "Backbone":
-        assert_close(out, expected["last_hidden_state"], mask=mask, what=f"{spec} backbone")
-        embedder = km.TextEmbedder.from_preset(folder)
-        want = _masked_mean(expected["last_hidden_state"], mask)
-        assert_close(embedder(inputs), want, what=f"{spec} TextEmbedder")
-        return
-    assert model.head_from_checkpoint
-    if task == "QuestionAnswerer":
-        for k in ("start_logits", "end_logits"):
-            assert_close(out[k], expected[k], mask=mask, what=f"{spec} {task} {k}")
-    elif task == "TextClassifier":
-        assert_close(out, expected["logits"], what=f"{spec} {task}")
-    else:
-        assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
+    check_parity(SPECS[spec][0], spec, task, folder, inputs, expected)
 
 
 ROUND_TRIP = [spec for spec in SPECS if not spec.endswith(("_one_head", "_token_types", "_pre_norm", "_bottleneck"))]
@@ -236,15 +218,7 @@ def test_keras_save_load(name, tmp_path):
     model = _keras_case(name)
     ids = np.array([[5, 6, 7, 8, 3], [9, 10, 11, 2, 2]], "int32")
     x = {"input_ids": ids, "attention_mask": (ids != 2).astype("int32")}
-    before = keras.tree.flatten(model(x))
-    model.save(tmp_path / "m.keras")
-    restored = keras.saving.load_model(tmp_path / "m.keras")
-    assert type(restored) is type(model)
-    drop = ("name", "dtype")
-    assert {k: v for k, v in restored.backbone.get_config().items() if k not in drop} == {
-        k: v for k, v in model.backbone.get_config().items() if k not in drop}
-    for a, b in zip(before, keras.tree.flatten(restored(x))):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-6)
+    assert_keras_round_trip(model, x, tmp_path)
 
 
 def test_xlm_sinusoidal_table_matches_transformers():

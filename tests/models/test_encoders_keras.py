@@ -4,8 +4,8 @@ weights, on every backend."""
 import numpy as np
 import pytest
 
-import keras
 import keras_models as km
+from tests.parity import assert_keras_round_trip
 
 T = dict(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=20, max_position_embeddings=16)
 
@@ -36,13 +36,4 @@ def test_keras_save_load(name, tmp_path):
     model = _make(name)
     ids = np.array([[5, 6, 7, 8, 3], [9, 10, 11, 1, 1]], "int32")
     x = {"input_ids": ids, "attention_mask": (ids != 1).astype("int32")}
-    before = keras.tree.flatten(model(x))
-    model.save(tmp_path / "m.keras")
-    restored = keras.saving.load_model(tmp_path / "m.keras")
-    assert type(restored) is type(model)
-    bb, rbb = getattr(model, "backbone", model), getattr(restored, "backbone", restored)
-    drop = ("name", "dtype")
-    assert {k: v for k, v in rbb.get_config().items() if k not in drop} == {
-        k: v for k, v in bb.get_config().items() if k not in drop}
-    for a, b in zip(before, keras.tree.flatten(restored(x))):
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(b), keras.ops.convert_to_numpy(a), atol=1e-6)
+    assert_keras_round_trip(model, x, tmp_path)
