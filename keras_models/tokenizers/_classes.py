@@ -68,6 +68,9 @@ CLASSES: dict[str, dict] = {
             "mask_token": "[MASK]",
         },
     },
+    # fastBPE vocab.txt + bpe.codes (python-only classes in Transformers)
+    "PhobertTokenizer": {"family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    "BertweetTokenizer": {"family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     "XLMRobertaTokenizer": {"family": "xlm_roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     "LlamaTokenizer": {
         "family": "llama",
