@@ -97,6 +97,20 @@ def byte_level_bpe(vocab_path: Path, merges_path: Path, config: dict, class_name
     return backend
 
 
+def word_end_bpe(vocab_path: Path, merges_path: Path, config: dict, info: dict) -> RustTokenizer:
+    """XLM-style BPE (HerBERT): the last piece of a word carries ``</w>``, unknown characters are
+    ``unk_token``."""
+    vocab, merges = read_bpe_files(vocab_path, merges_path)
+    unk = token_content(config.get("unk_token") or info["specials"]["unk_token"])
+    try:
+        model = BPE(vocab=vocab, merges=merges, dropout=None, unk_token=unk, end_of_word_suffix="</w>")
+    except Exception as e:  # the Rust constructor raises a bare Exception, e.g. a merge result outside the vocab
+        raise TokenizerFileError(f"BPE files {vocab_path} / {merges_path} are inconsistent: {e}") from e
+    backend = RustTokenizer(model)
+    apply_family_pipeline(backend, "herbert", config)
+    return backend
+
+
 def bos_eos_template(tok, add_bos: bool, add_eos: bool):
     """Transformers' generic post-processor: optional bos / eos around each sequence."""
     bos, eos = tok.bos_token, tok.eos_token
@@ -125,6 +139,9 @@ def set_post_processor(tok, config: dict):
             pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
             special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
         )
+    elif family == "herbert":
+        # as Transformers' HerbertTokenizer: the ids are fixed (cls 0, sep 2), not looked up
+        backend.post_processor = processors.BertProcessing((tok.sep_token, 2), (tok.cls_token, 0))
     elif family == "fastbpe":
         cls, sep = tok.cls_token, tok.sep_token
         backend.post_processor = processors.TemplateProcessing(

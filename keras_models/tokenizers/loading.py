@@ -220,6 +220,12 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = wordpiece_from_vocab_txt(folder / "vocab.txt", config, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "vocab.txt"
+    if family == "herbert" and (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        from keras_models.tokenizers.builders import word_end_bpe
+
+        backend = word_end_bpe(folder / "vocab.json", folder / "merges.txt", config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "vocab.json"
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         from keras_models.tokenizers.builders import byte_level_bpe
 
@@ -257,6 +263,8 @@ def load_tokenizer(preset, cls=None, **overrides):
     config.pop("_legacy_added_tokens", None)
     tok = cls(backend, config, class_name=class_name)
     tok.source_format = source
+    if source == "bpe.codes":
+        tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 
     family = _classes.class_info(class_name).get("family")

@@ -1,5 +1,6 @@
-"""Checkpoints that ship no tokenizer.json, loaded from the files their hub repositories hold:
-BERTweet / PhoBERT (fastBPE vocab.txt + bpe.codes), with ids and decoding equal to Transformers'."""
+"""Checkpoints that ship no tokenizer.json, loaded from the files their hub repositories hold, with
+ids and decoding equal to Transformers': BERTweet / PhoBERT (fastBPE vocab.txt + bpe.codes), HerBERT
+(XLM-style vocab.json + merges.txt)."""
 
 import shutil
 
@@ -52,7 +53,8 @@ def test_properties(name):
     assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
     assert ours.get_vocab() == hf.get_vocab()
     for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
-        assert getattr(ours, f"{key}_token") == str(getattr(hf, f"{key}_token")), key
+        expected = getattr(hf, f"{key}_token")
+        assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
         assert getattr(ours, f"{key}_token_id") == getattr(hf, f"{key}_token_id"), key
     assert ours.model_input_names == hf.model_input_names
     assert ours.padding_side == hf.padding_side
@@ -125,3 +127,26 @@ def test_bertweet_tweet_normalisation_is_refused(tmp_path):
     folder = checkpoint_ref_dir("bertweet_fastbpe")
     with pytest.raises(TokenizerFileError, match="normalization=True"):
         Tokenizer.from_preset(folder, normalization=True)
+
+
+@pytest.mark.parametrize("name", ["herbert_vocab", "phobert_fastbpe"])
+def test_save_pretrained_round_trip(name, tmp_path):
+    from transformers import AutoTokenizer
+
+    hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
+    ours.save_pretrained(tmp_path)
+    reloaded, reloaded_hf = Tokenizer.from_preset(tmp_path), AutoTokenizer.from_pretrained(str(tmp_path))
+    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    for text in CORPUS:
+        assert reloaded(text, return_tensors=None)["input_ids"] == hf(text)["input_ids"], (name, text[:60])
+        assert reloaded_hf(text)["input_ids"] == hf(text)["input_ids"], (name, text[:60])
+    assert reloaded(firsts, seconds, return_tensors=None)["input_ids"] == hf(firsts, seconds)["input_ids"]
+    assert reloaded_hf(firsts, seconds)["input_ids"] == hf(firsts, seconds)["input_ids"]
+
+
+def test_herbert_malformed_merges_names_the_file(tmp_path):
+    folder = _copy("herbert_vocab", tmp_path)
+    merges = folder / "merges.txt"
+    merges.write_text(merges.read_text(encoding="utf-8") + "a b c\n", encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=r"merges\.txt line \d+"):
+        Tokenizer.from_preset(folder)

@@ -408,12 +408,43 @@ def _fastbpe(class_name, extra_config=None):
 
 
 
+def _herbert_vocab(out: Path):
+    """HerBERT's files: XLM-style BPE (``</w>`` ends a word) in vocab.json + merges.txt."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    # trained on the Latin / Cyrillic half only, so other scripts meet the unknown token
+    tok.train_from_iterator([t for t in TRAINING_TEXT if t.isascii() or "Привет" in t], trainer)
+    tok.model.save(str(out))
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "HerbertTokenizerFast", "model_max_length": 64})
+    _write_json(out / "config.json", {"model_type": "bert"})
+
+
 # Formats whose Transformers class is python-only: kept out of BUILDERS (whose tests also save each
 # folder as tokenizer.json); tests/tokenizers/test_checkpoint_only.py covers them.
 CHECKPOINT_ONLY_BUILDERS = {
     "phobert_fastbpe": _fastbpe("PhobertTokenizer"),
     "bertweet_fastbpe": _fastbpe("BertweetTokenizer", {"normalization": False}),
+    "herbert_vocab": _herbert_vocab,
 }
+
+
+def _herbert_json(out: Path):
+    """The tokenizer.json form Transformers writes for HerBERT (still naming HerbertTokenizer)."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(checkpoint_ref_dir("herbert_vocab"))).save_pretrained(str(out))
+
+
+CHECKPOINT_ONLY_BUILDERS["herbert_json"] = _herbert_json
 
 
 def checkpoint_ref_dir(name: str) -> Path:
@@ -449,3 +480,18 @@ def checkpoint_our_tokenizer(name: str):
     from keras_models.tokenizers import Tokenizer
 
     return Tokenizer.from_preset(str(checkpoint_ref_dir(name)))
+
+
+def _herbert_flags(out: Path):
+    """HerBERT files with flags the class does not read (it never lower-cases) and decode clean-up on."""
+    src = checkpoint_ref_dir("herbert_vocab")
+    for name in ("vocab.json", "merges.txt", "config.json"):
+        shutil.copy(src / name, out / name)
+    _write_json(
+        out / "tokenizer_config.json",
+        {"tokenizer_class": "HerbertTokenizer", "do_lower_case": True, "strip_accents": True,
+         "clean_up_tokenization_spaces": True, "padding_side": "left"},
+    )
+
+
+CHECKPOINT_ONLY_BUILDERS["herbert_vocab_flags"] = _herbert_flags
