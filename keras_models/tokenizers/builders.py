@@ -299,10 +299,24 @@ class FastBpeSplitter:
     def pre_tokenize(self, pretok):
         pretok.split(self._split)
 
+    @staticmethod
+    def words_pre_tokenizer():
+        """The serializable part: words are runs of non-spaces plus one optional newline."""
+        from tokenizers import Regex, pre_tokenizers
+
+        return pre_tokenizers.Split(Regex(f"[^{PY_WHITESPACE}]+\\n?"), behavior="removed", invert=True)
+
+    def pre_tokenizer(self):
+        from tokenizers import pre_tokenizers
+
+        return pre_tokenizers.Sequence([self.words_pre_tokenizer(), pre_tokenizers.PreTokenizer.custom(self)])
+
 
 def fastbpe_backend(vocab_path: Path, codes_path: Path, config: dict, info: dict) -> RustTokenizer:
-    """BERTweet / PhoBERT: whitespace words, fastBPE pieces, vocabulary lookup (a word-level model)."""
-    from tokenizers import Regex, decoders, pre_tokenizers
+    """BERTweet / PhoBERT: whitespace words, fastBPE pieces, vocabulary lookup (a word-level model).
+    The Python splitter goes to ``config["_python_pre_tokenizer"]`` (the Tokenizer keeps it to copy and
+    pickle the pipeline, which tokenizers cannot serialize with it inside)."""
+    from tokenizers import Regex, decoders
     from tokenizers.models import WordLevel
 
     defaults = info["specials"]
@@ -313,13 +327,8 @@ def fastbpe_backend(vocab_path: Path, codes_path: Path, config: dict, info: dict
     splitter = FastBpeSplitter(read_fastbpe_codes(codes_path))
     backend = RustTokenizer(WordLevel(vocab=encoder, unk_token=specials[3]))
     backend.normalizer = None
-    # words are runs of non-spaces plus one optional newline
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(f"[^{PY_WHITESPACE}]+\\n?"), behavior="removed", invert=True),
-            pre_tokenizers.PreTokenizer.custom(splitter),
-        ]
-    )
+    backend.pre_tokenizer = splitter.pre_tokenizer()
+    config["_python_pre_tokenizer"] = splitter
     # Transformers joins the tokens with spaces, drops every "@@ " and strips the ends
     backend.decoder = decoders.Sequence(
         [

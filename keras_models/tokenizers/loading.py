@@ -261,7 +261,9 @@ def load_tokenizer(preset, cls=None, **overrides):
         config.pop("add_eos_token", None)
     config.setdefault("name_or_path", str(folder))
     config.pop("_legacy_added_tokens", None)
+    python_pre_tokenizer = config.pop("_python_pre_tokenizer", None)
     tok = cls(backend, config, class_name=class_name)
+    tok.python_pre_tokenizer = python_pre_tokenizer
     tok.source_format = source
     if source == "bpe.codes":
         tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}

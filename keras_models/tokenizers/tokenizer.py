@@ -447,13 +447,27 @@ class Tokenizer(SpecialTokensMixin):
 
         return apply_chat_template(self, conversation, **kwargs)
 
+    # A pre-tokenizer written in Python (FastBpeSplitter): tokenizers cannot serialize it, so copies and
+    # pickles carry the pipeline without it and put it back.
+    python_pre_tokenizer = None
+
     def __getstate__(self):  # for copy.deepcopy and worker processes: the lock is not copyable
         state = dict(self.__dict__)
         state.pop("_lock", None)
+        if self.python_pre_tokenizer is not None:
+            with self._lock:
+                self._backend.pre_tokenizer = self.python_pre_tokenizer.words_pre_tokenizer()
+                try:
+                    state["_backend"] = self._backend.to_str()
+                finally:
+                    self._backend.pre_tokenizer = self.python_pre_tokenizer.pre_tokenizer()
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if isinstance(self._backend, str):
+            self._backend = RustTokenizer.from_str(self._backend)
+            self._backend.pre_tokenizer = self.python_pre_tokenizer.pre_tokenizer()
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:

@@ -1,6 +1,7 @@
 """Checkpoints that ship no tokenizer.json, loaded from the files their hub repositories hold, with
 ids and decoding equal to Transformers': BERTweet / PhoBERT (fastBPE vocab.txt + bpe.codes), HerBERT
-(XLM-style vocab.json + merges.txt)."""
+(XLM-style vocab.json + merges.txt). mLUKE (MLukeTokenizer over an XLM-R sentencepiece.bpe.model) is
+refused: Transformers' class does not give XLM-R's ids (see test_mluke_is_refused)."""
 
 import shutil
 
@@ -14,7 +15,7 @@ from tok_refs import CHECKPOINT_ONLY_BUILDERS, checkpoint_hf_tokenizer, checkpoi
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import Tokenizer
 
-NAMES = sorted(CHECKPOINT_ONLY_BUILDERS)
+NAMES = sorted(n for n in CHECKPOINT_ONLY_BUILDERS if n != "mluke_spm")
 
 
 def _norm(x):
@@ -150,3 +151,33 @@ def test_herbert_malformed_merges_names_the_file(tmp_path):
     merges.write_text(merges.read_text(encoding="utf-8") + "a b c\n", encoding="utf-8")
     with pytest.raises(TokenizerFileError, match=r"merges\.txt line \d+"):
         Tokenizer.from_preset(folder)
+
+
+def test_mluke_is_refused():
+    """Transformers' MLukeTokenizer (v5) numbers pieces as the SentencePiece file does (<unk> 0, <s> 1, pad
+    and mask appended), not with XLM-R's fairseq layout (<s> 0, <pad> 1, </s> 2, <unk> 3, pieces shifted
+    by one) that mLUKE checkpoints were trained with. The XLM-R pipeline would then disagree with
+    Transformers and matching Transformers would give the model wrong ids, so the class is refused.
+    If this first assertion fails, Transformers now uses the XLM-R layout: map the class to it."""
+    from tok_refs import hf_tokenizer
+
+    folder = checkpoint_ref_dir("mluke_spm")
+    mluke, xlmr = checkpoint_hf_tokenizer("mluke_spm"), hf_tokenizer("xlmr_spm")
+    text = "Hello world!"
+    assert mluke(text)["input_ids"] != xlmr(text)["input_ids"]
+    assert mluke.tokenize(text) == xlmr.tokenize(text)  # same pieces, other ids
+    with pytest.raises(TokenizerFileError, match=r"sentencepiece\.bpe\.model.*MLukeTokenizer"):
+        Tokenizer.from_preset(folder)
+
+
+def test_fastbpe_tokenizer_copies_and_pickles():
+    import copy
+    import pickle
+
+    hf, ours = checkpoint_hf_tokenizer("bertweet_fastbpe"), checkpoint_our_tokenizer("bertweet_fastbpe")
+    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    ref = hf(firsts, seconds, padding=True)["input_ids"]
+    for clone in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        assert clone(firsts, seconds, padding=True, return_tensors=None)["input_ids"] == ref
+        assert clone.decode(ref[0]) == hf.decode(ref[0])
+    assert ours(firsts, seconds, padding=True, return_tensors=None)["input_ids"] == ref

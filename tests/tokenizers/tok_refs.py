@@ -495,3 +495,14 @@ def _herbert_flags(out: Path):
 
 
 CHECKPOINT_ONLY_BUILDERS["herbert_vocab_flags"] = _herbert_flags
+
+
+def _mluke_spm(out: Path):
+    """mLUKE's files: an XLM-R SentencePiece model, an entity vocabulary, MLukeTokenizer named."""
+    shutil.copy(ref_dir("xlmr_spm") / "sentencepiece.bpe.model", out / "sentencepiece.bpe.model")
+    _write_json(out / "entity_vocab.json", {"[PAD]": 0, "[UNK]": 1, "[MASK]": 2, "[MASK2]": 3, "Tokyo": 4})
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "MLukeTokenizer"})
+    _write_json(out / "config.json", {"model_type": "luke"})
+
+
+CHECKPOINT_ONLY_BUILDERS["mluke_spm"] = _mluke_spm
