@@ -69,8 +69,12 @@ CLASSES: dict[str, dict] = {
         },
     },
     # fastBPE vocab.txt + bpe.codes (python-only classes in Transformers)
-    "PhobertTokenizer": {"family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
-    "BertweetTokenizer": {"family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    "PhobertTokenizer": {
+        "family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS, "empty_pair_is_pair": True
+    },
+    "BertweetTokenizer": {
+        "family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS, "empty_pair_is_pair": True
+    },
     # XLM-style BPE (</w> ends a word) in vocab.json + merges.txt, BERT pre-tokenization
     "HerbertTokenizer": {
         "family": "herbert",

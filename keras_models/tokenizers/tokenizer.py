@@ -334,8 +334,10 @@ class Tokenizer(SpecialTokensMixin):
                 raise ValueError(f"text has {len(text)} items but text_pair has {len(text_pair)}")
             texts, pairs = list(text), (list(text_pair) if text_pair is not None else None)
         else:
-            # like Transformers, an empty pair on a single input means no pair
-            texts, pairs = [text], ([text_pair] if text_pair else None)
+            # like Transformers' fast classes, an empty pair on a single input means no pair (its
+            # python-only classes keep it)
+            keep = text_pair is not None and _classes.class_info(self.class_name).get("empty_pair_is_pair", False)
+            texts, pairs = [text], ([text_pair] if (text_pair or keep) else None)
         for t in texts + (pairs or []):
             if not isinstance(t, (str, list, tuple)):
                 raise TypeError(f"text inputs must be str, got {type(t).__name__}")
