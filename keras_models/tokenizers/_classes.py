@@ -68,6 +68,20 @@ CLASSES: dict[str, dict] = {
             "mask_token": "[MASK]",
         },
     },
+    # fastBPE vocab.txt + bpe.codes (python-only classes in Transformers)
+    "PhobertTokenizer": {
+        "family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS, "empty_pair_is_pair": True
+    },
+    "BertweetTokenizer": {
+        "family": "fastbpe", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS, "empty_pair_is_pair": True
+    },
+    # XLM-style BPE (</w> ends a word) in vocab.json + merges.txt, BERT pre-tokenization
+    "HerbertTokenizer": {
+        "family": "herbert",
+        "inputs": _NO_TYPES,
+        "specials": {"cls_token": "<s>", "unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
+                     "sep_token": "</s>"},
+    },
     "XLMRobertaTokenizer": {"family": "xlm_roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     "LlamaTokenizer": {
         "family": "llama",

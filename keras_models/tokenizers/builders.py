@@ -97,6 +97,20 @@ def byte_level_bpe(vocab_path: Path, merges_path: Path, config: dict, class_name
     return backend
 
 
+def word_end_bpe(vocab_path: Path, merges_path: Path, config: dict, info: dict) -> RustTokenizer:
+    """XLM-style BPE (HerBERT): the last piece of a word carries ``</w>``, unknown characters are
+    ``unk_token``."""
+    vocab, merges = read_bpe_files(vocab_path, merges_path)
+    unk = token_content(config.get("unk_token") or info["specials"]["unk_token"])
+    try:
+        model = BPE(vocab=vocab, merges=merges, dropout=None, unk_token=unk, end_of_word_suffix="</w>")
+    except Exception as e:  # the Rust constructor raises a bare Exception, e.g. a merge result outside the vocab
+        raise TokenizerFileError(f"BPE files {vocab_path} / {merges_path} are inconsistent: {e}") from e
+    backend = RustTokenizer(model)
+    apply_family_pipeline(backend, "herbert", config)
+    return backend
+
+
 def bos_eos_template(tok, add_bos: bool, add_eos: bool):
     """Transformers' generic post-processor: optional bos / eos around each sequence."""
     bos, eos = tok.bos_token, tok.eos_token
@@ -123,6 +137,16 @@ def set_post_processor(tok, config: dict):
         backend.post_processor = processors.TemplateProcessing(
             single=f"{cls}:0 $A:0 {sep}:0",
             pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+            special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
+        )
+    elif family == "herbert":
+        # as Transformers' HerbertTokenizer: the ids are fixed (cls 0, sep 2), not looked up
+        backend.post_processor = processors.BertProcessing((tok.sep_token, 2), (tok.cls_token, 0))
+    elif family == "fastbpe":
+        cls, sep = tok.cls_token, tok.sep_token
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"{cls}:0 $A:0 {sep}:0",
+            pair=f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0",
             special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
         )
     elif family == "roberta":
@@ -158,3 +182,161 @@ def set_post_processor(tok, config: dict):
         backend.post_processor = bos_eos_template(
             tok, config.get("add_bos_token", False), config.get("add_eos_token", False)
         )
+
+
+# ----------------------------------------------------------------------------- fastBPE (BERTweet, PhoBERT)
+FASTBPE_SUFFIX = "</w>"
+# Python's whitespace (str.isspace), which Transformers' word regex r"\S+\n?" splits on
+PY_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+
+
+def read_fairseq_dict(path: Path, specials: list[str]) -> dict[str, int]:
+    """A fairseq ``vocab.txt`` ("token count" per line) after the fixed specials (ids 0..n-1), numbered
+    as Transformers' BERTweet / PhoBERT classes number it (a repeated token takes the current size)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"fastBPE vocabulary {path} is not valid UTF-8: {e}") from e
+    except OSError as e:
+        raise TokenizerFileError(f"Cannot read fastBPE vocabulary {path}: {e}") from e
+    encoder: dict[str, int] = {}
+    for token in specials:
+        encoder[token] = len(encoder)
+    for number, raw in enumerate(lines, 1):
+        line = raw.strip()
+        cut = line.rfind(" ")
+        if cut == -1:
+            raise TokenizerFileError(f"fastBPE vocabulary {path} line {number}: expected '<token> <count>', got {raw!r}")
+        encoder[line[:cut]] = len(encoder)
+    return encoder
+
+
+def read_fastbpe_codes(path: Path) -> list[tuple[str, str]]:
+    """``bpe.codes``: one "left right count" merge per line, in rank order (``</w>`` ends a word)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"fastBPE codes {path} are not valid UTF-8: {e}") from e
+    except OSError as e:
+        raise TokenizerFileError(f"Cannot read fastBPE codes {path}: {e}") from e
+    merges = []
+    # like Transformers: the text after the last newline is not a merge
+    for number, line in enumerate(text.split("\n")[:-1], 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or not parts[2].isdigit():
+            raise TokenizerFileError(
+                f"fastBPE codes {path} line {number}: expected '<left> <right> <count>', got {line!r}"
+            )
+        merges.append((parts[0], parts[1]))
+    if not merges:
+        raise TokenizerFileError(f"fastBPE codes {path} hold no merges")
+    return merges
+
+
+class FastBpeSplitter:
+    """Splits each word into its fastBPE pieces, ``@@`` appended to pieces that do not end the word.
+
+    A Python pre-tokenizer rather than the Rust BPE model: fastBPE merges pieces whether or not they are
+    in the vocabulary and only the final pieces are looked up (anything else is the unknown token),
+    which a BPE model, whose merges must all land in the vocabulary, cannot express.
+    """
+
+    def __init__(self, merges: list[tuple[str, str]]):
+        self.ranks: dict[tuple[str, str], int] = {}
+        for rank, pair in enumerate(merges):
+            self.ranks[pair] = rank  # a repeated merge keeps its last rank, as in Transformers
+        self._cache: dict[str, list[tuple[int, int]]] = {}
+
+    def pieces(self, word: str) -> list[tuple[int, int]]:
+        """(start, end) character spans of the pieces of ``word``."""
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        symbols = list(word[:-1]) + [word[-1] + FASTBPE_SUFFIX]
+        while len(symbols) > 1:
+            best, best_rank = None, None
+            for pair in zip(symbols, symbols[1:]):
+                rank = self.ranks.get(pair)
+                if rank is not None and (best_rank is None or rank < best_rank):
+                    best, best_rank = pair, rank
+            if best is None:
+                break
+            merged, i = [], 0
+            while i < len(symbols):
+                if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == best:
+                    merged.append(symbols[i] + symbols[i + 1])
+                    i += 2
+                else:
+                    merged.append(symbols[i])
+                    i += 1
+            symbols = merged
+        spans, start = [], 0
+        for symbol in symbols:
+            end = start + len(symbol) - (len(FASTBPE_SUFFIX) if symbol.endswith(FASTBPE_SUFFIX) else 0)
+            spans.append((start, end))
+            start = end
+        spans[-1] = (spans[-1][0], len(word))
+        if len(self._cache) < 100_000:
+            self._cache[word] = spans
+        return spans
+
+    def _split(self, _index, normalized):
+        word = str(normalized)
+        if not word:
+            return []
+        spans = self.pieces(word)
+        out = []
+        for n, (start, end) in enumerate(spans):
+            piece = normalized[start:end]
+            if n < len(spans) - 1:
+                piece.append("@@")
+            out.append(piece)
+        return out
+
+    def pre_tokenize(self, pretok):
+        pretok.split(self._split)
+
+    @staticmethod
+    def words_pre_tokenizer():
+        """The serializable part: words are runs of non-spaces plus one optional newline."""
+        from tokenizers import Regex, pre_tokenizers
+
+        return pre_tokenizers.Split(Regex(f"[^{PY_WHITESPACE}]+\\n?"), behavior="removed", invert=True)
+
+    def pre_tokenizer(self):
+        from tokenizers import pre_tokenizers
+
+        return pre_tokenizers.Sequence([self.words_pre_tokenizer(), pre_tokenizers.PreTokenizer.custom(self)])
+
+
+def fastbpe_backend(vocab_path: Path, codes_path: Path, config: dict, info: dict) -> RustTokenizer:
+    """BERTweet / PhoBERT: whitespace words, fastBPE pieces, vocabulary lookup (a word-level model).
+    The Python splitter goes to ``config["_python_pre_tokenizer"]`` (the Tokenizer keeps it to copy and
+    pickle the pipeline, which tokenizers cannot serialize with it inside)."""
+    from tokenizers import Regex, decoders
+    from tokenizers.models import WordLevel
+
+    defaults = info["specials"]
+    specials = [
+        token_content(config.get(key) or defaults[key]) for key in ("bos_token", "pad_token", "eos_token", "unk_token")
+    ]
+    encoder = read_fairseq_dict(vocab_path, specials)
+    splitter = FastBpeSplitter(read_fastbpe_codes(codes_path))
+    backend = RustTokenizer(WordLevel(vocab=encoder, unk_token=specials[3]))
+    backend.normalizer = None
+    backend.pre_tokenizer = splitter.pre_tokenizer()
+    config["_python_pre_tokenizer"] = splitter
+    # Transformers joins the tokens with spaces, drops every "@@ " and strips the ends
+    backend.decoder = decoders.Sequence(
+        [
+            decoders.Replace(Regex(r"\z"), " "),
+            decoders.Fuse(),
+            decoders.Replace(Regex(r" \z"), ""),
+            decoders.Replace("@@ ", ""),
+            decoders.Replace(Regex(f"\\A[{PY_WHITESPACE}]+|[{PY_WHITESPACE}]+\\z"), ""),
+        ]
+    )
+    return backend

@@ -176,10 +176,31 @@ def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path):
             )
 
 
+def _fastbpe_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    from keras_models.tokenizers.builders import fastbpe_backend
+
+    for name in ("vocab.txt", "bpe.codes"):
+        if not (folder / name).is_file():
+            raise TokenizerFileError(
+                f"{folder} has no {name}: tokenizer class {class_name} reads a fastBPE vocab.txt + bpe.codes "
+                "(or a tokenizer.json)"
+            )
+    if config.get("normalization"):
+        raise TokenizerFileError(
+            f"{folder / 'tokenizer_config.json'} sets normalization=True: {class_name}'s tweet normalisation "
+            "(TweetTokenizer + emoji demojizing) is not supported; load with normalization=False"
+        )
+    backend = fastbpe_backend(folder / "vocab.txt", folder / "bpe.codes", config, info)
+    _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+    return backend
+
+
 def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustTokenizer, str]:
     """Return the Rust tokenizer for the folder and the name of the file it came from."""
     info = _classes.class_info(class_name)
     family = info.get("family")
+    if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
+        return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.is_file():
         backend, data = _load_tokenizer_json(tokenizer_json)
@@ -199,6 +220,12 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = wordpiece_from_vocab_txt(folder / "vocab.txt", config, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "vocab.txt"
+    if family == "herbert" and (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        from keras_models.tokenizers.builders import word_end_bpe
+
+        backend = word_end_bpe(folder / "vocab.json", folder / "merges.txt", config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "vocab.json"
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
         from keras_models.tokenizers.builders import byte_level_bpe
 
@@ -234,8 +261,12 @@ def load_tokenizer(preset, cls=None, **overrides):
         config.pop("add_eos_token", None)
     config.setdefault("name_or_path", str(folder))
     config.pop("_legacy_added_tokens", None)
+    python_pre_tokenizer = config.pop("_python_pre_tokenizer", None)
     tok = cls(backend, config, class_name=class_name)
+    tok.python_pre_tokenizer = python_pre_tokenizer
     tok.source_format = source
+    if source == "bpe.codes":
+        tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 
     family = _classes.class_info(class_name).get("family")

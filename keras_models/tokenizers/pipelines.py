@@ -19,7 +19,7 @@ QWEN2_PATTERN = (
 )
 
 # Families whose class sets its own post-processor over the one in tokenizer.json
-CLASS_POST_PROCESSOR = {"wordpiece", "roberta", "t5", "xlm_roberta", "gpt_neox"}
+CLASS_POST_PROCESSOR = {"wordpiece", "roberta", "t5", "xlm_roberta", "gpt_neox", "herbert"}
 
 
 def precompiled_charsmap(tokenizer_json: dict) -> bytes | None:
@@ -55,6 +55,12 @@ def apply_family_pipeline(backend, family: str, config: dict, charsmap: bytes | 
         )
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece(prefix="##")
+    elif family == "herbert":  # fixed by the class: no lower-casing or accent stripping
+        backend.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False
+        )
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        backend.decoder = decoders.BPEDecoder(suffix="</w>")
     elif family in ("gpt2", "roberta"):
         backend.normalizer = None
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=_add_prefix_space(config, False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -69,8 +70,28 @@ def tokenizer_config_dict(tok) -> dict:
     return dict(sorted(config.items()))
 
 
+def _save_source_files(tok, folder: Path) -> tuple[str, ...]:
+    """Classes that Transformers has only in Python (BERTweet, PhoBERT): their own files, as they read
+    them (our pipeline for them holds a Python pre-tokenizer, which tokenizer.json cannot hold)."""
+    written = []
+    for name, source in tok.source_files.items():
+        path = folder / name
+        if Path(source).resolve() != path.resolve():
+            shutil.copyfile(source, path)
+        written.append(str(path))
+    config = tokenizer_config_dict(tok)
+    config["tokenizer_class"] = tok.class_name
+    config.pop("keras_models_source_class", None)
+    path = folder / "tokenizer_config.json"
+    _atomic_write(path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    written.append(str(path))
+    return tuple(written)
+
+
 def save_tokenizer(tok, folder: Path) -> tuple[str, ...]:
     folder.mkdir(parents=True, exist_ok=True)
+    if getattr(tok, "source_files", None):
+        return _save_source_files(tok, folder)
     backend = tok.backend_tokenizer
     with tok._lock:
         backend.no_padding()

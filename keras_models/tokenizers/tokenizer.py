@@ -334,8 +334,10 @@ class Tokenizer(SpecialTokensMixin):
                 raise ValueError(f"text has {len(text)} items but text_pair has {len(text_pair)}")
             texts, pairs = list(text), (list(text_pair) if text_pair is not None else None)
         else:
-            # like Transformers, an empty pair on a single input means no pair
-            texts, pairs = [text], ([text_pair] if text_pair else None)
+            # like Transformers' fast classes, an empty pair on a single input means no pair (its
+            # python-only classes keep it)
+            keep = text_pair is not None and _classes.class_info(self.class_name).get("empty_pair_is_pair", False)
+            texts, pairs = [text], ([text_pair] if (text_pair or keep) else None)
         for t in texts + (pairs or []):
             if not isinstance(t, (str, list, tuple)):
                 raise TypeError(f"text inputs must be str, got {type(t).__name__}")
@@ -447,13 +449,27 @@ class Tokenizer(SpecialTokensMixin):
 
         return apply_chat_template(self, conversation, **kwargs)
 
+    # A pre-tokenizer written in Python (FastBpeSplitter): tokenizers cannot serialize it, so copies and
+    # pickles carry the pipeline without it and put it back.
+    python_pre_tokenizer = None
+
     def __getstate__(self):  # for copy.deepcopy and worker processes: the lock is not copyable
         state = dict(self.__dict__)
         state.pop("_lock", None)
+        if self.python_pre_tokenizer is not None:
+            with self._lock:
+                self._backend.pre_tokenizer = self.python_pre_tokenizer.words_pre_tokenizer()
+                try:
+                    state["_backend"] = self._backend.to_str()
+                finally:
+                    self._backend.pre_tokenizer = self.python_pre_tokenizer.pre_tokenizer()
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if isinstance(self._backend, str):
+            self._backend = RustTokenizer.from_str(self._backend)
+            self._backend.pre_tokenizer = self.python_pre_tokenizer.pre_tokenizer()
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:

@@ -369,3 +369,140 @@ def our_tokenizer(name: str):
     from keras_models.tokenizers import Tokenizer
 
     return Tokenizer.from_preset(str(ref_dir(name)))
+
+
+# ----------------------------------------------------------------------------- checkpoint-only formats
+def _fastbpe_files(out: Path, min_count: int = 2):
+    """fastBPE files as BERTweet / PhoBERT ship them: ``bpe.codes`` ("left right count", ``</w>`` marks a
+    word end) and a fairseq ``vocab.txt`` ("token count", ``@@`` marks a piece that does not end a word).
+    The vocabulary counts the pieces the codes give on the training words and drops rare ones, so some
+    characters and intermediate merges are unknown, as in real checkpoints."""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PhobertTokenizer
+
+    tok = Tokenizer(models.BPE(end_of_word_suffix="</w>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(vocab_size=500, end_of_word_suffix="</w>", show_progress=False)
+    tok.train_from_iterator(TRAINING_TEXT, trainer)
+    merges = json.loads(tok.to_str())["model"]["merges"]
+    merges = [m if isinstance(m, list) else m.split(" ") for m in merges]
+    codes = "".join(f"{a} {b} {1000 - i}\n" for i, (a, b) in enumerate(merges))
+    (out / "bpe.codes").write_text(codes, encoding="utf-8")
+    (out / "vocab.txt").write_text("x 1\n", encoding="utf-8")
+    bpe = PhobertTokenizer(str(out / "vocab.txt"), str(out / "bpe.codes"))
+    counts = Counter(piece for text in TRAINING_TEXT for word in text.split() for piece in bpe.bpe(word).split(" "))
+    kept = sorted((c, p) for p, c in counts.items() if c >= min_count)
+    lines = [f"{p} {c}\n" for c, p in sorted(kept, key=lambda cp: (-cp[0], cp[1]))]
+    (out / "vocab.txt").write_text("".join(lines), encoding="utf-8")
+
+
+def _fastbpe(class_name, extra_config=None):
+    def build(out: Path):
+        _fastbpe_files(out)
+        _write_json(out / "tokenizer_config.json", {"tokenizer_class": class_name, **(extra_config or {})})
+        _write_json(out / "config.json", {"model_type": "roberta"})
+
+    return build
+
+
+
+def _herbert_vocab(out: Path):
+    """HerBERT's files: XLM-style BPE (``</w>`` ends a word) in vocab.json + merges.txt."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=False, strip_accents=False)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+        end_of_word_suffix="</w>",
+        show_progress=False,
+    )
+    # trained on the Latin / Cyrillic half only, so other scripts meet the unknown token
+    tok.train_from_iterator([t for t in TRAINING_TEXT if t.isascii() or "Привет" in t], trainer)
+    tok.model.save(str(out))
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "HerbertTokenizerFast", "model_max_length": 64})
+    _write_json(out / "config.json", {"model_type": "bert"})
+
+
+# Formats whose Transformers class is python-only: kept out of BUILDERS (whose tests also save each
+# folder as tokenizer.json); tests/tokenizers/test_checkpoint_only.py covers them.
+CHECKPOINT_ONLY_BUILDERS = {
+    "phobert_fastbpe": _fastbpe("PhobertTokenizer"),
+    "bertweet_fastbpe": _fastbpe("BertweetTokenizer", {"normalization": False}),
+    "herbert_vocab": _herbert_vocab,
+}
+
+
+def _herbert_json(out: Path):
+    """The tokenizer.json form Transformers writes for HerBERT (still naming HerbertTokenizer)."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(checkpoint_ref_dir("herbert_vocab"))).save_pretrained(str(out))
+
+
+CHECKPOINT_ONLY_BUILDERS["herbert_json"] = _herbert_json
+
+
+def checkpoint_ref_dir(name: str) -> Path:
+    """The cached folder ``name`` of CHECKPOINT_ONLY_BUILDERS, built on first use (as ref_dir)."""
+    final = cache_root() / name
+    if (final / ".complete").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
+    try:
+        CHECKPOINT_ONLY_BUILDERS[name](tmp)
+        (tmp / ".complete").write_text("ok")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / ".complete").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+@functools.lru_cache(maxsize=None)
+def checkpoint_hf_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(checkpoint_ref_dir(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def checkpoint_our_tokenizer(name: str):
+    from keras_models.tokenizers import Tokenizer
+
+    return Tokenizer.from_preset(str(checkpoint_ref_dir(name)))
+
+
+def _herbert_flags(out: Path):
+    """HerBERT files with flags the class does not read (it never lower-cases) and decode clean-up on."""
+    src = checkpoint_ref_dir("herbert_vocab")
+    for name in ("vocab.json", "merges.txt", "config.json"):
+        shutil.copy(src / name, out / name)
+    _write_json(
+        out / "tokenizer_config.json",
+        {"tokenizer_class": "HerbertTokenizer", "do_lower_case": True, "strip_accents": True,
+         "clean_up_tokenization_spaces": True, "padding_side": "left"},
+    )
+
+
+CHECKPOINT_ONLY_BUILDERS["herbert_vocab_flags"] = _herbert_flags
+
+
+def _mluke_spm(out: Path):
+    """mLUKE's files: an XLM-R SentencePiece model, an entity vocabulary, MLukeTokenizer named."""
+    shutil.copy(ref_dir("xlmr_spm") / "sentencepiece.bpe.model", out / "sentencepiece.bpe.model")
+    _write_json(out / "entity_vocab.json", {"[PAD]": 0, "[UNK]": 1, "[MASK]": 2, "[MASK2]": 3, "Tokyo": 4})
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "MLukeTokenizer"})
+    _write_json(out / "config.json", {"model_type": "luke"})
+
+
+CHECKPOINT_ONLY_BUILDERS["mluke_spm"] = _mluke_spm
