@@ -3,7 +3,9 @@
 Named fields cover the families: ``norm_type`` ("layer" or "rms"), ``norm_first`` (pre-norm
 T5 / mBART / Pegasus vs post-norm BART / Marian), ``use_bias``, ``gated_ffn`` (T5 v1.1's
 act(wi_0 x) * wi_1 x), ``attention_scale`` (None = head_dim**-0.5; T5 uses 1.0), ``cross_attention``
-(decoder layers). Self-attention can run against a fixed-size KV cache (decoding).
+(decoder layers), ``global_projections`` (LED encoders: Longformer self-attention with separate
+projections for global tokens; its bias is then a dict, see LongformerAttention).
+Self-attention can run against a fixed-size KV cache (decoding).
 """
 
 import keras
@@ -11,6 +13,7 @@ from keras import ops
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
+from keras_models.layers.longformer_attention import LongformerAttention
 
 
 def make_norm(norm_type, eps, name, dtype, use_bias=True):
@@ -60,9 +63,11 @@ class Seq2SeqBlock(keras.layers.Layer):
         attention_dropout=0.0,
         activation_dropout=0.0,
         kernel_initializer="glorot_uniform",
+        global_projections=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.global_projections = global_projections
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.intermediate_size = intermediate_size
         self.head_dim = head_dim or hidden_size // num_heads
@@ -77,7 +82,8 @@ class Seq2SeqBlock(keras.layers.Layer):
         attn = dict(head_dim=self.head_dim, use_bias=use_bias, dropout=attention_dropout,
                     scale=attention_scale, kernel_initializer=self.kernel_initializer, dtype=dt)
         dense = dict(use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=dt)
-        self.self_attention = Attention(hidden_size, num_heads, name="self_attention", **attn)
+        self_cls = LongformerAttention if global_projections else Attention
+        self.self_attention = self_cls(hidden_size, num_heads, name="self_attention", **attn)
         self.self_attention_norm = make_norm(norm_type, layer_norm_eps, "self_attention_norm", dt)
         if cross_attention:
             self.cross_attention_layer = Attention(hidden_size, num_heads, name="cross_attention", **attn)
@@ -176,4 +182,6 @@ class Seq2SeqBlock(keras.layers.Layer):
             attention_dropout=self.attention_dropout, activation_dropout=self.activation_dropout,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
+        if self.global_projections:
+            c["global_projections"] = True
         return c

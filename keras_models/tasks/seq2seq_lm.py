@@ -87,7 +87,7 @@ class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
         """Encoder states (batch, source_len, hidden) of ``inputs`` (a dict or input_ids)."""
         if not isinstance(inputs, dict):
             inputs = {"input_ids": inputs}
-        return self.backbone.encode(inputs["input_ids"], inputs.get("attention_mask"))
+        return self.backbone.encode_inputs(inputs)
 
     def init_cache(self, batch_size, max_length, encoder_states=None):
         """Zeroed self-attention KV cache; with ``encoder_states`` the cross-attention K/V are

@@ -2,3 +2,6 @@ from keras_models.models.bart.backbone import BartBackbone
 from keras_models.models.bart.tasks import BartQuestionAnswerer, BartSeq2SeqLM, BartTextClassifier
 
 __all__ = ["BartBackbone", "BartSeq2SeqLM", "BartTextClassifier", "BartQuestionAnswerer"]
+from keras_models.models.bart.led import LEDBackbone, LEDQuestionAnswerer, LEDSeq2SeqLM
+
+__all__ += ["LEDBackbone", "LEDSeq2SeqLM", "LEDQuestionAnswerer"]

@@ -30,6 +30,9 @@ BASE_FIELDS = (
 class EncoderDecoderBackbone(Backbone):
     """Returns ``{"encoder_last_hidden_state", "last_hidden_state"}``."""
 
+    # extra Seq2SeqBlock arguments of the encoder blocks (LED: Longformer global projections)
+    encoder_block_options = {}
+
     def __init__(
         self,
         vocab_size,
@@ -77,6 +80,7 @@ class EncoderDecoderBackbone(Backbone):
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dt)
 
         def block(i, heads, ffn, cross):
+            extra = {} if cross else dict(self.encoder_block_options)
             return Seq2SeqBlock(
                 hidden_size, heads, ffn, head_dim=hidden_size // heads if head_dim is None else head_dim,
                 hidden_act=hidden_act,
@@ -84,7 +88,7 @@ class EncoderDecoderBackbone(Backbone):
                 layer_norm_eps=layer_norm_eps, attention_scale=attention_scale,
                 cross_attention=cross, dropout=dropout, attention_dropout=attention_dropout,
                 activation_dropout=activation_dropout, kernel_initializer=init,
-                name=f"{'decoder' if cross else 'encoder'}_block_{i}", dtype=dt,
+                name=f"{'decoder' if cross else 'encoder'}_block_{i}", dtype=dt, **extra,
             )
 
         self.encoder_blocks = [block(i, encoder_heads, encoder_intermediate_size, False)
@@ -160,10 +164,14 @@ class EncoderDecoderBackbone(Backbone):
         start = ops.full((ops.shape(input_ids)[0], 1), self.decoder_start_token_id, input_ids.dtype)
         return ops.concatenate([start, input_ids[:, :-1]], axis=1)
 
+    def encode_inputs(self, inputs, training=False):
+        """Encoder states of an input dict (families with extra encoder inputs override this)."""
+        return self.encode(inputs["input_ids"], inputs.get("attention_mask"), training=training)
+
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
             inputs = {"input_ids": inputs}
-        enc = self.encode(inputs["input_ids"], inputs.get("attention_mask"), training=training)
+        enc = self.encode_inputs(inputs, training=training)
         dec_ids = inputs.get("decoder_input_ids")
         dec_mask = inputs.get("decoder_attention_mask")
         if dec_ids is None:  # Transformers' convention for classification / QA heads

@@ -1,0 +1,126 @@
+"""More encoder-decoder families (LED, ...): logits with padded inputs and greedy / beam generate
+against tiny random Transformers models, on the helpers of test_seq2seq_parity / _generate."""
+
+import hashlib
+import inspect
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.models.test_seq2seq_generate import SETTINGS
+from tests.models.test_seq2seq_parity import SRC, VOCAB, _bart_like, seq2seq_inputs
+from tests.parity import assert_close, cached_folder, hf_reference
+
+
+# --- LED: BART with Longformer local + global attention in the encoder ---------------------------
+def _led(cls="LEDForConditionalGeneration", **kw):
+    base = dict(max_encoder_position_embeddings=40, max_decoder_position_embeddings=24,
+                attention_window=[4, 6])  # one-sided windows 2 and 3: smaller than the input (9)
+    base.update(kw)
+    return _bart_like(cls, "LEDConfig", **base)
+
+
+def _global_mask(inputs):
+    g = np.zeros_like(inputs["input_ids"])
+    g[:, 0] = 1
+    g[0, 6] = 1
+    g[1, SRC - 1] = 1  # on a padding token: never global
+    return g
+
+
+CASES = {
+    # name: (builder, pad_id, decoder_start_id, with global_attention_mask)
+    "led_local": (lambda: _led(activation_function="relu"), 1, 2, False),
+    "led_global": (lambda: _led(), 1, 2, True),
+    "led_wide_window": (lambda: _led(attention_window=16, encoder_layers=1), 1, 2, False),
+}
+
+
+def _reference(name):
+    builder, pad, start, use_global = CASES[name]
+    inputs = seq2seq_inputs(pad, start)
+    if use_global:
+        inputs["global_attention_mask"] = _global_mask(inputs)
+    folder, expected = hf_reference(f"s2s-more-{name}", builder, inputs)
+    return folder, inputs, expected
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_seq2seq_lm_logits(name):
+    folder, inputs, expected = _reference(name)
+    model = km.Seq2SeqLM.from_preset(folder)
+    assert model.head_from_checkpoint
+    assert_close(model(inputs), expected["logits"], mask=inputs["decoder_attention_mask"],
+                 what=f"{name} logits")
+    assert_close(model.encode(inputs), expected["encoder_last_hidden_state"],
+                 mask=inputs["attention_mask"], what=f"{name} encoder states")
+
+
+def test_led_question_answerer_global():
+    inputs = seq2seq_inputs(1, 2)
+    inputs = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    inputs["global_attention_mask"] = _global_mask(inputs)
+    folder, expected = hf_reference("s2s-more-led-qa", lambda: _led("LEDForQuestionAnswering"), inputs)
+    model = km.QuestionAnswerer.from_preset(folder)
+    assert model.head_from_checkpoint
+    out = model(inputs)
+    for k in ("start_logits", "end_logits"):
+        assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=f"led qa {k}")
+
+
+def test_led_backbone_and_export(tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _reference("led_global")
+    backbone = km.Backbone.from_preset(folder)
+    assert type(backbone).__name__ == "LEDBackbone"
+    model = km.Seq2SeqLM.from_preset(folder)
+    model.save_to_preset(tmp_path / "saved")
+    hf = transformers.LEDForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    assert_close(out, expected["logits"], mask=inputs["decoder_attention_mask"], what="led export")
+
+
+# --- generate: greedy and beam search equal Transformers' generate ------------------------------
+GEN_BUILDERS = {
+    "led": (lambda: _led(encoder_layers=1, decoder_layers=1, forced_eos_token_id=2, init_std=0.3,
+                         attention_window=4), 1),
+}
+
+
+def _generate_reference(name, setting):
+    builder, pad = GEN_BUILDERS[name]
+    inputs = seq2seq_inputs(pad, 0)
+    enc = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    src = inspect.getsource(inspect.getmodule(_generate_reference))
+    key = f"s2sgen-more-{name}-{setting}-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+
+    def build(tmp):
+        import torch
+
+        torch.manual_seed(0)
+        model = builder().eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
+        model.save_pretrained(tmp / "model")
+        with torch.no_grad():
+            out = model.generate(**{k: torch.tensor(v) for k, v in enc.items()}, do_sample=False,
+                                 **SETTINGS[setting])
+        np.save(tmp / "expected.npy", out.numpy())
+
+    folder = cached_folder(key, build)
+    return folder / "model", enc, np.load(folder / "expected.npy")
+
+
+@pytest.mark.parametrize("name", sorted(GEN_BUILDERS))
+@pytest.mark.parametrize("setting", ["greedy", "beam4"])
+def test_generate_matches_transformers(name, setting):
+    folder, enc, expected = _generate_reference(name, setting)
+    model = km.Seq2SeqLM.from_preset(folder)
+    out = np.asarray(model.generate(enc, do_sample=False, **SETTINGS[setting]))
+    assert out.shape == expected.shape, (out, expected)
+    np.testing.assert_array_equal(out, expected)
