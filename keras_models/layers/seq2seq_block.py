@@ -4,7 +4,10 @@ Named fields cover the families: ``norm_type`` ("layer" or "rms"), ``norm_first`
 T5 / mBART / Pegasus vs post-norm BART / Marian), ``use_bias``, ``gated_ffn`` (T5 v1.1's
 act(wi_0 x) * wi_1 x), ``attention_scale`` (None = head_dim**-0.5; T5 uses 1.0), ``cross_attention``
 (decoder layers), ``global_projections`` (LED encoders: Longformer self-attention with separate
-projections for global tokens; its bias is then a dict, see LongformerAttention).
+projections for global tokens; its bias is then a dict, see LongformerAttention),
+``attention_bias`` (None = ``use_bias``; Pegasus-X has bias-free attention but biased FFNs),
+``global_token_norm`` (Pegasus-X encoders: the first ``global_tokens`` positions, given at call
+time, are normalised before self-attention by their own ``global_self_attention_norm``).
 Self-attention can run against a fixed-size KV cache (decoding).
 """
 
@@ -64,10 +67,14 @@ class Seq2SeqBlock(keras.layers.Layer):
         activation_dropout=0.0,
         kernel_initializer="glorot_uniform",
         global_projections=False,
+        attention_bias=None,
+        global_token_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.global_projections = global_projections
+        self.attention_bias = attention_bias
+        self.global_token_norm = global_token_norm
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.intermediate_size = intermediate_size
         self.head_dim = head_dim or hidden_size // num_heads
@@ -79,12 +86,17 @@ class Seq2SeqBlock(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.act = get_activation(hidden_act)
         dt = self.dtype_policy
-        attn = dict(head_dim=self.head_dim, use_bias=use_bias, dropout=attention_dropout,
+        attn_bias = use_bias if attention_bias is None else attention_bias
+        attn = dict(head_dim=self.head_dim, use_bias=attn_bias, dropout=attention_dropout,
                     scale=attention_scale, kernel_initializer=self.kernel_initializer, dtype=dt)
         dense = dict(use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=dt)
         self_cls = LongformerAttention if global_projections else Attention
         self.self_attention = self_cls(hidden_size, num_heads, name="self_attention", **attn)
         self.self_attention_norm = make_norm(norm_type, layer_norm_eps, "self_attention_norm", dt)
+        self.global_self_attention_norm = None
+        if global_token_norm:
+            self.global_self_attention_norm = make_norm(norm_type, layer_norm_eps,
+                                                        "global_self_attention_norm", dt)
         if cross_attention:
             self.cross_attention_layer = Attention(hidden_size, num_heads, name="cross_attention", **attn)
             self.cross_attention_norm = make_norm(norm_type, layer_norm_eps, "cross_attention_norm", dt)
@@ -98,6 +110,8 @@ class Seq2SeqBlock(keras.layers.Layer):
     def build(self, input_shape):
         self.self_attention.build(input_shape)
         self.self_attention_norm.build(input_shape)
+        if self.global_self_attention_norm is not None:
+            self.global_self_attention_norm.build(input_shape)
         if self.cross_attention:
             self.cross_attention_layer.build(input_shape)
             self.cross_attention_norm.build(input_shape)
@@ -147,7 +161,7 @@ class Seq2SeqBlock(keras.layers.Layer):
         return a.output_dense(a.attend(q, kv[0], kv[1], bias, training=training))
 
     def call(self, x, self_bias=None, context=None, cross_bias=None, cache=None, cache_index=None,
-             cross_kv=None, training=False):
+             cross_kv=None, training=False, global_tokens=None):
         """Returns ``x`` (no cache) or ``(x, (k_cache, v_cache))`` when ``cache`` is given.
 
         ``cache``: (k, v) buffers (b, max_len, heads, head_dim); the new keys/values are written
@@ -161,7 +175,14 @@ class Seq2SeqBlock(keras.layers.Layer):
             out, new_cache = self._self_attend(h, self_bias, cache, cache_index, training)
             return out
 
-        x = self._residual(x, self.self_attention_norm, self_fn, training)
+        norm = self.self_attention_norm
+        if global_tokens:  # the first ``global_tokens`` positions have their own norm
+            def norm(h):
+                g = global_tokens
+                return ops.concatenate([self.global_self_attention_norm(h[:, :g]),
+                                        self.self_attention_norm(h[:, g:])], axis=1)
+
+        x = self._residual(x, norm, self_fn, training)
         if self.cross_attention and (context is not None or cross_kv is not None):
             x = self._residual(
                 x, self.cross_attention_norm,
@@ -182,6 +203,9 @@ class Seq2SeqBlock(keras.layers.Layer):
             attention_dropout=self.attention_dropout, activation_dropout=self.activation_dropout,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
-        if self.global_projections:
-            c["global_projections"] = True
+        for name in ("global_projections", "attention_bias", "global_token_norm"):
+            if getattr(self, name) not in (None, False):  # new switches: only when set
+                c[name] = getattr(self, name)
+        if self.attention_bias is False:
+            c["attention_bias"] = False
         return c

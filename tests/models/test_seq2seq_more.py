@@ -29,11 +29,21 @@ def _global_mask(inputs):
     return g
 
 
+def _pegasus_x(**kw):
+    base = dict(block_size=4, num_global_tokens=3, stagger_local_blocks=True)  # blocks < input
+    base.update(kw)
+    return _bart_like("PegasusXForConditionalGeneration", "PegasusXConfig", **base)
+
+
 CASES = {
     # name: (builder, pad_id, decoder_start_id, with global_attention_mask)
     "led_local": (lambda: _led(activation_function="relu"), 1, 2, False),
     "led_global": (lambda: _led(), 1, 2, True),
     "led_wide_window": (lambda: _led(attention_window=16, encoder_layers=1), 1, 2, False),
+    "pegasus_x": (lambda: _pegasus_x(activation_function="relu"), 1, 2, False),
+    "pegasus_x_unstaggered": (lambda: _pegasus_x(block_size=2, num_global_tokens=1, encoder_layers=3,
+                                                 stagger_local_blocks=False, scale_embedding=False),
+                              1, 2, False),
 }
 
 
@@ -69,25 +79,30 @@ def test_led_question_answerer_global():
         assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=f"led qa {k}")
 
 
-def test_led_backbone_and_export(tmp_path):
+@pytest.mark.parametrize("name,hf_cls,backbone_cls", [
+    ("led_global", "LEDForConditionalGeneration", "LEDBackbone"),
+    ("pegasus_x", "PegasusXForConditionalGeneration", "PegasusXBackbone"),
+])
+def test_backbone_class_and_export(name, hf_cls, backbone_cls, tmp_path):
+    """save_to_preset -> Transformers reloads it and computes the same logits."""
     import torch
     import transformers
 
-    folder, inputs, expected = _reference("led_global")
-    backbone = km.Backbone.from_preset(folder)
-    assert type(backbone).__name__ == "LEDBackbone"
+    folder, inputs, expected = _reference(name)
+    assert type(km.Backbone.from_preset(folder)).__name__ == backbone_cls
     model = km.Seq2SeqLM.from_preset(folder)
     model.save_to_preset(tmp_path / "saved")
-    hf = transformers.LEDForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
+    hf = getattr(transformers, hf_cls).from_pretrained(tmp_path / "saved").eval()
     with torch.no_grad():
         out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
-    assert_close(out, expected["logits"], mask=inputs["decoder_attention_mask"], what="led export")
+    assert_close(out, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{name} export")
 
 
 # --- generate: greedy and beam search equal Transformers' generate ------------------------------
 GEN_BUILDERS = {
     "led": (lambda: _led(encoder_layers=1, decoder_layers=1, forced_eos_token_id=2, init_std=0.3,
                          attention_window=4), 1),
+    "pegasus_x": (lambda: _pegasus_x(decoder_layers=1, forced_eos_token_id=2, init_std=0.3), 1),
 }
 
 

@@ -5,3 +5,6 @@ __all__ = ["BartBackbone", "BartSeq2SeqLM", "BartTextClassifier", "BartQuestionA
 from keras_models.models.bart.led import LEDBackbone, LEDQuestionAnswerer, LEDSeq2SeqLM
 
 __all__ += ["LEDBackbone", "LEDSeq2SeqLM", "LEDQuestionAnswerer"]
+from keras_models.models.bart.pegasus_x import PegasusXBackbone, PegasusXSeq2SeqLM
+
+__all__ += ["PegasusXBackbone", "PegasusXSeq2SeqLM"]

@@ -30,7 +30,8 @@ BASE_FIELDS = (
 class EncoderDecoderBackbone(Backbone):
     """Returns ``{"encoder_last_hidden_state", "last_hidden_state"}``."""
 
-    # extra Seq2SeqBlock arguments of the encoder blocks (LED: Longformer global projections)
+    # extra Seq2SeqBlock arguments of every block / of the encoder blocks only
+    block_options = {}
     encoder_block_options = {}
 
     def __init__(
@@ -80,7 +81,7 @@ class EncoderDecoderBackbone(Backbone):
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dt)
 
         def block(i, heads, ffn, cross):
-            extra = {} if cross else dict(self.encoder_block_options)
+            extra = dict(self.block_options, **({} if cross else self.encoder_block_options))
             return Seq2SeqBlock(
                 hidden_size, heads, ffn, head_dim=hidden_size // heads if head_dim is None else head_dim,
                 hidden_act=hidden_act,
