@@ -3,8 +3,9 @@
 Named fields cover the families: ``norm_type`` ("layer" or "rms"), ``norm_first`` (pre-norm
 T5 / mBART / Pegasus vs post-norm BART / Marian), ``use_bias``, ``gated_ffn`` (T5 v1.1's
 act(wi_0 x) * wi_1 x), ``attention_scale`` (None = head_dim**-0.5; T5 uses 1.0), ``cross_attention``
-(decoder layers), ``global_projections`` (LED encoders: Longformer self-attention with separate
-projections for global tokens; its bias is then a dict, see LongformerAttention),
+(decoder layers), ``self_attention_kind`` ("standard"; "longformer": LED encoders' self-attention
+with separate projections for global tokens; "transient_global": LongT5 encoders' attention to
+per-block aggregates; the bias is then a dict, see those layers),
 ``attention_bias`` (None = ``use_bias``; Pegasus-X has bias-free attention but biased FFNs),
 ``global_token_norm`` (Pegasus-X encoders: the first ``global_tokens`` positions, given at call
 time, are normalised before self-attention by their own ``global_self_attention_norm``).
@@ -17,6 +18,10 @@ from keras import ops
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.longformer_attention import LongformerAttention
+from keras_models.layers.transient_global_attention import TransientGlobalAttention
+
+SELF_ATTENTION_KINDS = {"standard": Attention, "longformer": LongformerAttention,
+                        "transient_global": TransientGlobalAttention}
 
 
 def make_norm(norm_type, eps, name, dtype, use_bias=True):
@@ -66,13 +71,13 @@ class Seq2SeqBlock(keras.layers.Layer):
         attention_dropout=0.0,
         activation_dropout=0.0,
         kernel_initializer="glorot_uniform",
-        global_projections=False,
+        self_attention_kind="standard",
         attention_bias=None,
         global_token_norm=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.global_projections = global_projections
+        self.self_attention_kind = self_attention_kind
         self.attention_bias = attention_bias
         self.global_token_norm = global_token_norm
         self.hidden_size, self.num_heads = hidden_size, num_heads
@@ -90,7 +95,12 @@ class Seq2SeqBlock(keras.layers.Layer):
         attn = dict(head_dim=self.head_dim, use_bias=attn_bias, dropout=attention_dropout,
                     scale=attention_scale, kernel_initializer=self.kernel_initializer, dtype=dt)
         dense = dict(use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=dt)
-        self_cls = LongformerAttention if global_projections else Attention
+        self_cls = SELF_ATTENTION_KINDS.get(self_attention_kind)
+        if self_cls is None:
+            raise ValueError(f"self_attention_kind must be one of {sorted(SELF_ATTENTION_KINDS)}, "
+                             f"got {self_attention_kind!r}")
+        if self_attention_kind == "transient_global":
+            attn["norm_eps"] = layer_norm_eps
         self.self_attention = self_cls(hidden_size, num_heads, name="self_attention", **attn)
         self.self_attention_norm = make_norm(norm_type, layer_norm_eps, "self_attention_norm", dt)
         self.global_self_attention_norm = None
@@ -203,9 +213,11 @@ class Seq2SeqBlock(keras.layers.Layer):
             attention_dropout=self.attention_dropout, activation_dropout=self.activation_dropout,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
-        for name in ("global_projections", "attention_bias", "global_token_norm"):
-            if getattr(self, name) not in (None, False):  # new switches: only when set
-                c[name] = getattr(self, name)
-        if self.attention_bias is False:
-            c["attention_bias"] = False
+        # newer switches: written only when set
+        if self.self_attention_kind != "standard":
+            c["self_attention_kind"] = self.self_attention_kind
+        if self.attention_bias is not None:
+            c["attention_bias"] = self.attention_bias
+        if self.global_token_norm:
+            c["global_token_norm"] = True
         return c

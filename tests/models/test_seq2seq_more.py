@@ -35,6 +35,16 @@ def _pegasus_x(**kw):
     return _bart_like("PegasusXForConditionalGeneration", "PegasusXConfig", **base)
 
 
+def _longt5(**kw):
+    import transformers
+
+    base = dict(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+                relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                decoder_start_token_id=0, local_radius=2, global_block_size=2)
+    base.update(kw)
+    return transformers.LongT5ForConditionalGeneration(transformers.LongT5Config(**base))
+
+
 CASES = {
     # name: (builder, pad_id, decoder_start_id, with global_attention_mask)
     "led_local": (lambda: _led(activation_function="relu"), 1, 2, False),
@@ -44,6 +54,13 @@ CASES = {
     "pegasus_x_unstaggered": (lambda: _pegasus_x(block_size=2, num_global_tokens=1, encoder_layers=3,
                                                  stagger_local_blocks=False, scale_embedding=False),
                               1, 2, False),
+    "longt5_local": (lambda: _longt5(feed_forward_proj="gated-gelu", num_decoder_layers=1), 0, 0, False),
+    # 4 blocks of 2 on 9 tokens (the 9th joins the last block); 3 on the padded row
+    "longt5_tglobal": (lambda: _longt5(encoder_attention_type="transient-global", local_radius=3),
+                       0, 0, False),
+    "longt5_tglobal_untied": (lambda: _longt5(encoder_attention_type="transient-global",
+                                              global_block_size=4, tie_word_embeddings=False,
+                                              layer_norm_epsilon=1e-5), 0, 0, False),
 }
 
 
@@ -82,6 +99,7 @@ def test_led_question_answerer_global():
 @pytest.mark.parametrize("name,hf_cls,backbone_cls", [
     ("led_global", "LEDForConditionalGeneration", "LEDBackbone"),
     ("pegasus_x", "PegasusXForConditionalGeneration", "PegasusXBackbone"),
+    ("longt5_tglobal_untied", "LongT5ForConditionalGeneration", "LongT5Backbone"),
 ])
 def test_backbone_class_and_export(name, hf_cls, backbone_cls, tmp_path):
     """save_to_preset -> Transformers reloads it and computes the same logits."""
@@ -103,6 +121,7 @@ GEN_BUILDERS = {
     "led": (lambda: _led(encoder_layers=1, decoder_layers=1, forced_eos_token_id=2, init_std=0.3,
                          attention_window=4), 1),
     "pegasus_x": (lambda: _pegasus_x(decoder_layers=1, forced_eos_token_id=2, init_std=0.3), 1),
+    "longt5": (lambda: _longt5(encoder_attention_type="transient-global", num_decoder_layers=1), 0),
 }
 
 

@@ -37,7 +37,7 @@ class LEDBackbone(BartBackbone):
     base_model_prefix = "led"
     hf_architecture = "LEDModel"
     encoder_block_names = LED_ENCODER_NAMES
-    encoder_block_options = {"global_projections": True}
+    encoder_block_options = {"self_attention_kind": "longformer"}
     verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, *args, attention_window=512, position_offset=0, hf_model_type="led", **kwargs):
