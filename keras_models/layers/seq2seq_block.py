@@ -8,7 +8,9 @@ with separate projections for global tokens; "transient_global": LongT5 encoders
 per-block aggregates; the bias is then a dict, see those layers),
 ``attention_bias`` (None = ``use_bias``; Pegasus-X has bias-free attention but biased FFNs),
 ``global_token_norm`` (Pegasus-X encoders: the first ``global_tokens`` positions, given at call
-time, are normalised before self-attention by their own ``global_self_attention_norm``).
+time, are normalised before self-attention by their own ``global_self_attention_norm``),
+``num_experts`` (> 0: a sparse mixture-of-experts feed-forward, layers/moe.py, with
+``experts_per_token``, ``normalize_top_k``, ``expert_capacity``, ``router_bias``).
 Self-attention can run against a fixed-size KV cache (decoding).
 """
 
@@ -18,6 +20,7 @@ from keras import ops
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.longformer_attention import LongformerAttention
+from keras_models.layers.moe import MoE
 from keras_models.layers.transient_global_attention import TransientGlobalAttention
 
 SELF_ATTENTION_KINDS = {"standard": Attention, "longformer": LongformerAttention,
@@ -74,12 +77,20 @@ class Seq2SeqBlock(keras.layers.Layer):
         self_attention_kind="standard",
         attention_bias=None,
         global_token_norm=False,
+        num_experts=0,
+        experts_per_token=1,
+        normalize_top_k=False,
+        expert_capacity=None,
+        router_bias=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.self_attention_kind = self_attention_kind
         self.attention_bias = attention_bias
         self.global_token_norm = global_token_norm
+        self.moe_options = dict(num_experts=num_experts, experts_per_token=experts_per_token,
+                                normalize_top_k=normalize_top_k, expert_capacity=expert_capacity,
+                                router_bias=router_bias)
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.intermediate_size = intermediate_size
         self.head_dim = head_dim or hidden_size // num_heads
@@ -110,9 +121,18 @@ class Seq2SeqBlock(keras.layers.Layer):
         if cross_attention:
             self.cross_attention_layer = Attention(hidden_size, num_heads, name="cross_attention", **attn)
             self.cross_attention_norm = make_norm(norm_type, layer_norm_eps, "cross_attention_norm", dt)
-        self.ffn_in = keras.layers.Dense(intermediate_size, name="ffn_in", **dense)
-        self.ffn_gate = keras.layers.Dense(intermediate_size, name="ffn_gate", **dense) if gated_ffn else None
-        self.ffn_out = keras.layers.Dense(hidden_size, name="ffn_out", **dense)
+        self.moe = self.ffn_in = self.ffn_gate = self.ffn_out = None
+        if num_experts:
+            self.moe = MoE(hidden_size, intermediate_size, num_experts, experts_per_token,
+                           activation=hidden_act, normalize_top_k=normalize_top_k, use_bias=use_bias,
+                           kernel_initializer=self.kernel_initializer, gated=gated_ffn,
+                           router_bias=router_bias, expert_capacity=expert_capacity, name="moe",
+                           dtype=dt)
+        else:
+            self.ffn_in = keras.layers.Dense(intermediate_size, name="ffn_in", **dense)
+            if gated_ffn:
+                self.ffn_gate = keras.layers.Dense(intermediate_size, name="ffn_gate", **dense)
+            self.ffn_out = keras.layers.Dense(hidden_size, name="ffn_out", **dense)
         self.ffn_norm = make_norm(norm_type, layer_norm_eps, "ffn_norm", dt)
         self.dropout = keras.layers.Dropout(dropout, dtype=dt)
         self.act_dropout = keras.layers.Dropout(activation_dropout, dtype=dt)
@@ -125,10 +145,13 @@ class Seq2SeqBlock(keras.layers.Layer):
         if self.cross_attention:
             self.cross_attention_layer.build(input_shape)
             self.cross_attention_norm.build(input_shape)
-        self.ffn_in.build(input_shape)
-        if self.ffn_gate is not None:
-            self.ffn_gate.build(input_shape)
-        self.ffn_out.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
+        if self.moe is not None:
+            self.moe.build(input_shape)
+        else:
+            self.ffn_in.build(input_shape)
+            if self.ffn_gate is not None:
+                self.ffn_gate.build(input_shape)
+            self.ffn_out.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.ffn_norm.build(input_shape)
         self.built = True
 
@@ -138,7 +161,9 @@ class Seq2SeqBlock(keras.layers.Layer):
             return x + self.dropout(fn(norm(x)), training=training)
         return norm(x + self.dropout(fn(x), training=training))
 
-    def _ffn(self, x, training=False):
+    def _ffn(self, x, training=False, token_mask=None):
+        if self.moe is not None:
+            return self.moe(x, token_mask)
         h = self.act(self.ffn_in(x))
         if self.ffn_gate is not None:
             h = h * self.ffn_gate(x)
@@ -171,7 +196,7 @@ class Seq2SeqBlock(keras.layers.Layer):
         return a.output_dense(a.attend(q, kv[0], kv[1], bias, training=training))
 
     def call(self, x, self_bias=None, context=None, cross_bias=None, cache=None, cache_index=None,
-             cross_kv=None, training=False, global_tokens=None):
+             cross_kv=None, training=False, global_tokens=None, token_mask=None):
         """Returns ``x`` (no cache) or ``(x, (k_cache, v_cache))`` when ``cache`` is given.
 
         ``cache``: (k, v) buffers (b, max_len, heads, head_dim); the new keys/values are written
@@ -198,7 +223,7 @@ class Seq2SeqBlock(keras.layers.Layer):
                 x, self.cross_attention_norm,
                 lambda h: self._cross_attend(h, context, cross_bias, cross_kv, training), training,
             )
-        x = self._residual(x, self.ffn_norm, lambda h: self._ffn(h, training), training)
+        x = self._residual(x, self.ffn_norm, lambda h: self._ffn(h, training, token_mask), training)
         return x if cache is None else (x, new_cache)
 
     def get_config(self):
@@ -220,4 +245,6 @@ class Seq2SeqBlock(keras.layers.Layer):
             c["attention_bias"] = self.attention_bias
         if self.global_token_norm:
             c["global_token_norm"] = True
+        if self.moe_options["num_experts"]:
+            c.update(self.moe_options)
         return c

@@ -45,6 +45,21 @@ def _longt5(**kw):
     return transformers.LongT5ForConditionalGeneration(transformers.LongT5Config(**base))
 
 
+def _switch(**kw):
+    import transformers
+
+    base = dict(vocab_size=VOCAB, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_decoder_layers=2,
+                num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=20,
+                decoder_start_token_id=0, num_experts=3, num_sparse_encoder_layers=1,
+                num_sparse_decoder_layers=2, expert_capacity=3)  # capacity < sequence: drops
+    base.update(kw)
+    model = transformers.SwitchTransformersForConditionalGeneration(
+        transformers.SwitchTransformersConfig(**base))
+    # untied head: a real checkpoint still shares one input embedding (Transformers unties all)
+    model.encoder.embed_tokens = model.decoder.embed_tokens = model.shared
+    return model
+
+
 CASES = {
     # name: (builder, pad_id, decoder_start_id, with global_attention_mask)
     "led_local": (lambda: _led(activation_function="relu"), 1, 2, False),
@@ -61,6 +76,10 @@ CASES = {
     "longt5_tglobal_untied": (lambda: _longt5(encoder_attention_type="transient-global",
                                               global_block_size=4, tie_word_embeddings=False,
                                               layer_norm_epsilon=1e-5), 0, 0, False),
+    "switch": (lambda: _switch(router_bias=True), 0, 0, False),
+    "switch_untied_gelu": (lambda: _switch(expert_capacity=64, tie_word_embeddings=False,
+                                           dense_act_fn="gelu_new", num_layers=3,
+                                           num_sparse_encoder_layers=3), 0, 0, False),
 }
 
 
@@ -100,6 +119,7 @@ def test_led_question_answerer_global():
     ("led_global", "LEDForConditionalGeneration", "LEDBackbone"),
     ("pegasus_x", "PegasusXForConditionalGeneration", "PegasusXBackbone"),
     ("longt5_tglobal_untied", "LongT5ForConditionalGeneration", "LongT5Backbone"),
+    ("switch", "SwitchTransformersForConditionalGeneration", "SwitchTransformersBackbone"),
 ])
 def test_backbone_class_and_export(name, hf_cls, backbone_cls, tmp_path):
     """save_to_preset -> Transformers reloads it and computes the same logits."""
@@ -122,6 +142,8 @@ GEN_BUILDERS = {
                          attention_window=4), 1),
     "pegasus_x": (lambda: _pegasus_x(decoder_layers=1, forced_eos_token_id=2, init_std=0.3), 1),
     "longt5": (lambda: _longt5(encoder_attention_type="transient-global", num_decoder_layers=1), 0),
+    "switch": (lambda: _switch(num_decoder_layers=1, num_sparse_decoder_layers=1,
+                               tie_word_embeddings=False), 0),
 }
 
 

@@ -81,7 +81,7 @@ class EncoderDecoderBackbone(Backbone):
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dt)
 
         def block(i, heads, ffn, cross):
-            extra = dict(self.block_options, **({} if cross else self.encoder_block_options))
+            extra = self.block_extra_options(i, cross)
             return Seq2SeqBlock(
                 hidden_size, heads, ffn, head_dim=hidden_size // heads if head_dim is None else head_dim,
                 hidden_act=hidden_act,
@@ -102,6 +102,10 @@ class EncoderDecoderBackbone(Backbone):
             self.decoder_final_norm = make_norm(norm_type, layer_norm_eps, "decoder_final_norm", dt, use_bias)
 
     # --- family hooks ---------------------------------------------------------------------------
+    def block_extra_options(self, index, cross):
+        """Extra Seq2SeqBlock arguments of encoder (``cross`` False) / decoder block ``index``."""
+        return dict(self.block_options, **({} if cross else self.encoder_block_options))
+
     def embed_encoder(self, input_ids, training=False):
         raise NotImplementedError
 
