@@ -60,6 +60,17 @@ def _switch(**kw):
     return model
 
 
+def _fsmt(**kw):
+    import transformers
+
+    base = dict(src_vocab_size=VOCAB + 20, tgt_vocab_size=VOCAB, langs=["en", "de"], d_model=32,
+                encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=41,
+                max_position_embeddings=40, init_std=0.1, num_beams=1)  # num_beams: its config says 5
+    base.update(kw)
+    return transformers.FSMTForConditionalGeneration(transformers.FSMTConfig(**base))
+
+
 CASES = {
     # name: (builder, pad_id, decoder_start_id, with global_attention_mask)
     "led_local": (lambda: _led(activation_function="relu"), 1, 2, False),
@@ -80,6 +91,12 @@ CASES = {
     "switch_untied_gelu": (lambda: _switch(expert_capacity=64, tie_word_embeddings=False,
                                            dense_act_fn="gelu_new", num_layers=3,
                                            num_sparse_encoder_layers=3), 0, 0, False),
+    # use_cache=False: Transformers' FSMT builds its causal and padding masks only without a cache
+    "fsmt": (lambda: _fsmt(use_cache=False), 1, 2, False),
+    "fsmt_tied_gelu": (lambda: _fsmt(tie_word_embeddings=True, activation_function="gelu",
+                                     src_vocab_size=VOCAB,
+                                     scale_embedding=False, decoder_layers=1, use_cache=False),
+                       1, 2, False),
 }
 
 
@@ -120,6 +137,7 @@ def test_led_question_answerer_global():
     ("pegasus_x", "PegasusXForConditionalGeneration", "PegasusXBackbone"),
     ("longt5_tglobal_untied", "LongT5ForConditionalGeneration", "LongT5Backbone"),
     ("switch", "SwitchTransformersForConditionalGeneration", "SwitchTransformersBackbone"),
+    ("fsmt", "FSMTForConditionalGeneration", "FSMTBackbone"),
 ])
 def test_backbone_class_and_export(name, hf_cls, backbone_cls, tmp_path):
     """save_to_preset -> Transformers reloads it and computes the same logits."""
@@ -132,7 +150,7 @@ def test_backbone_class_and_export(name, hf_cls, backbone_cls, tmp_path):
     model.save_to_preset(tmp_path / "saved")
     hf = getattr(transformers, hf_cls).from_pretrained(tmp_path / "saved").eval()
     with torch.no_grad():
-        out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+        out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}, use_cache=False).logits.numpy()
     assert_close(out, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{name} export")
 
 
@@ -144,6 +162,7 @@ GEN_BUILDERS = {
     "longt5": (lambda: _longt5(encoder_attention_type="transient-global", num_decoder_layers=1), 0),
     "switch": (lambda: _switch(num_decoder_layers=1, num_sparse_decoder_layers=1,
                                tie_word_embeddings=False), 0),
+    "fsmt": (lambda: _fsmt(encoder_layers=1, decoder_layers=1), 1),
 }
 
 

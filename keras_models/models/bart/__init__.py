@@ -8,3 +8,6 @@ __all__ += ["LEDBackbone", "LEDSeq2SeqLM", "LEDQuestionAnswerer"]
 from keras_models.models.bart.pegasus_x import PegasusXBackbone, PegasusXSeq2SeqLM
 
 __all__ += ["PegasusXBackbone", "PegasusXSeq2SeqLM"]
+from keras_models.models.bart.fsmt import FSMTBackbone, FSMTSeq2SeqLM
+
+__all__ += ["FSMTBackbone", "FSMTSeq2SeqLM"]

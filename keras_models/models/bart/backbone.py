@@ -116,7 +116,7 @@ class BartBackbone(EncoderDecoderBackbone):
         return ops.broadcast_to(pos, ops.shape(ids))
 
     def _embed(self, side, ids, offset, training):
-        x = self.token_embedding(ids)
+        x = (self.decoder_embedding() if side == "decoder" else self.token_embedding)(ids)
         scale = self.scale_embedding
         if side == "decoder" and self.scale_decoder_embedding is not None:
             scale = self.scale_decoder_embedding

@@ -63,11 +63,13 @@ class EncoderDecoderBackbone(Backbone):
         forced_bos_token_id=None,
         forced_eos_token_id=None,
         initializer_range=0.02,
+        decoder_vocab_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         for name in BASE_FIELDS:
             setattr(self, name, locals()[name])
+        self.decoder_vocab_size = decoder_vocab_size
         # head_dim None: hidden_size / heads on each side (BART-likes may differ per side)
         self.encoder_head_dim = head_dim or hidden_size // encoder_heads
         self.decoder_head_dim = head_dim or hidden_size // decoder_heads
@@ -78,6 +80,13 @@ class EncoderDecoderBackbone(Backbone):
         self.token_embedding = keras.layers.Embedding(
             vocab_size, hidden_size, embeddings_initializer=init, name="token_embedding", dtype=dt
         )
+        # decoder_vocab_size: the decoder has its own vocabulary and table (FSMT), else it shares
+        self.decoder_token_embedding = None
+        if decoder_vocab_size is not None:
+            self.decoder_token_embedding = keras.layers.Embedding(
+                decoder_vocab_size, hidden_size, embeddings_initializer=init,
+                name="decoder_token_embedding", dtype=dt)
+            self.decoder_token_embedding.build((None, None))
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dt)
 
         def block(i, heads, ffn, cross):
@@ -100,6 +109,14 @@ class EncoderDecoderBackbone(Backbone):
         if final_norm:
             self.encoder_final_norm = make_norm(norm_type, layer_norm_eps, "encoder_final_norm", dt, use_bias)
             self.decoder_final_norm = make_norm(norm_type, layer_norm_eps, "decoder_final_norm", dt, use_bias)
+
+    def decoder_embedding(self):
+        """The decoder's token embedding layer (the shared one unless ``decoder_vocab_size``)."""
+        return self.token_embedding if self.decoder_token_embedding is None else self.decoder_token_embedding
+
+    @property
+    def output_vocab_size(self):
+        return self.decoder_vocab_size or self.vocab_size
 
     # --- family hooks ---------------------------------------------------------------------------
     def block_extra_options(self, index, cross):
@@ -236,6 +253,8 @@ class EncoderDecoderBackbone(Backbone):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in BASE_FIELDS})
         config["dropout"] = self.dropout_rate
+        if self.decoder_vocab_size is not None:
+            config["decoder_vocab_size"] = self.decoder_vocab_size
         return config
 
 
