@@ -4,7 +4,8 @@ experts, optionally renormalised over the chosen k); each expert is a gated MLP.
 Encoder-decoder switches: ``gated`` (False: plain up -> act -> down experts, Switch / NLLB-MoE),
 ``router_bias``, ``expert_capacity`` (Switch Transformers: along each sequence, tokens beyond the
 first ``expert_capacity`` routed to an expert get no expert output), and ``call(x, token_mask)``
-(masked tokens get no expert output, NLLB-MoE's padding).
+(masked tokens get no expert output), ``expert_scale`` (a constant factor on the expert outputs:
+NLLB-MoE's ``1 - moe_token_dropout`` at inference).
 
 Computed densely (every expert on every token, weighted by its routing weight, zero when not
 chosen): exact, simple and traceable; fine for the small expert counts of the supported models.
@@ -21,8 +22,9 @@ class MoE(keras.layers.Layer):
     def __init__(self, hidden_size, intermediate_size, num_experts, experts_per_token=2,
                  activation="silu", normalize_top_k=True, use_bias=False,
                  kernel_initializer="glorot_uniform", gated=True, router_bias=False,
-                 expert_capacity=None, **kwargs):
+                 expert_capacity=None, expert_scale=1.0, **kwargs):
         super().__init__(**kwargs)
+        self.expert_scale = expert_scale
         self.gated = gated
         self.router_bias = router_bias
         self.expert_capacity = expert_capacity
@@ -59,6 +61,8 @@ class MoE(keras.layers.Layer):
         if self.expert_capacity is not None:  # x: (batch, seq, hidden); count along seq
             priority = ops.cumsum(ops.sum(chosen, axis=-2), axis=-2)
             dense = dense * ops.cast(priority <= self.expert_capacity, dense.dtype)
+        if self.expert_scale != 1.0:
+            dense = dense * self.expert_scale
         return ops.cast(dense, x.dtype)
 
     def call(self, x, token_mask=None):
@@ -76,6 +80,6 @@ class MoE(keras.layers.Layer):
                       num_experts=self.num_experts, experts_per_token=self.experts_per_token,
                       activation=self.activation, normalize_top_k=self.normalize_top_k,
                       use_bias=self.use_bias, gated=self.gated, router_bias=self.router_bias,
-                      expert_capacity=self.expert_capacity,
+                      expert_capacity=self.expert_capacity, expert_scale=self.expert_scale,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config

@@ -10,7 +10,8 @@ per-block aggregates; the bias is then a dict, see those layers),
 ``global_token_norm`` (Pegasus-X encoders: the first ``global_tokens`` positions, given at call
 time, are normalised before self-attention by their own ``global_self_attention_norm``),
 ``num_experts`` (> 0: a sparse mixture-of-experts feed-forward, layers/moe.py, with
-``experts_per_token``, ``normalize_top_k``, ``expert_capacity``, ``router_bias``).
+``experts_per_token``, ``normalize_top_k``, ``expert_capacity``, ``router_bias``,
+``expert_scale``).
 Self-attention can run against a fixed-size KV cache (decoding).
 """
 
@@ -82,6 +83,7 @@ class Seq2SeqBlock(keras.layers.Layer):
         normalize_top_k=False,
         expert_capacity=None,
         router_bias=False,
+        expert_scale=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,7 +92,7 @@ class Seq2SeqBlock(keras.layers.Layer):
         self.global_token_norm = global_token_norm
         self.moe_options = dict(num_experts=num_experts, experts_per_token=experts_per_token,
                                 normalize_top_k=normalize_top_k, expert_capacity=expert_capacity,
-                                router_bias=router_bias)
+                                router_bias=router_bias, expert_scale=expert_scale)
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.intermediate_size = intermediate_size
         self.head_dim = head_dim or hidden_size // num_heads
@@ -126,7 +128,8 @@ class Seq2SeqBlock(keras.layers.Layer):
             self.moe = MoE(hidden_size, intermediate_size, num_experts, experts_per_token,
                            activation=hidden_act, normalize_top_k=normalize_top_k, use_bias=use_bias,
                            kernel_initializer=self.kernel_initializer, gated=gated_ffn,
-                           router_bias=router_bias, expert_capacity=expert_capacity, name="moe",
+                           router_bias=router_bias, expert_capacity=expert_capacity,
+                           expert_scale=expert_scale, name="moe",
                            dtype=dt)
         else:
             self.ffn_in = keras.layers.Dense(intermediate_size, name="ffn_in", **dense)

@@ -71,6 +71,33 @@ def _fsmt(**kw):
     return transformers.FSMTForConditionalGeneration(transformers.FSMTConfig(**base))
 
 
+def _combine_experts(self, hidden_states, router_mask, router_probs):
+    """NLLB-MoE's expert mixture as documented (and as Transformers 4.x computed it): every expert's
+    output weighted by its combine weight (``router_probs``, zero where not routed), times
+    ``1 - moe_token_dropout`` at inference. Transformers 5.24 one-hot encodes the already one-hot
+    ``router_mask`` instead, so only experts 0 and 1 ever run, with other experts' weights."""
+    out = 0.0
+    for e in range(self.num_experts):
+        out = out + self[f"expert_{e}"](hidden_states) * router_probs[:, e:e + 1]
+    return out * (1 - self.moe_token_dropout)
+
+
+def _fix_experts(model):
+    import types
+
+    for module in model.modules():  # the reference with the documented expert mixture
+        if type(module).__name__ == "NllbMoeExperts":
+            module.forward = types.MethodType(_combine_experts, module)
+    return model
+
+
+def _nllb_moe(**kw):
+    base = dict(num_experts=3, encoder_sparse_step=2, decoder_sparse_step=1, activation_function="relu",
+                scale_embedding=True, encoder_layerdrop=0.0, decoder_layerdrop=0.0)
+    base.update(kw)
+    return _fix_experts(_bart_like("NllbMoeForConditionalGeneration", "NllbMoeConfig", **base))
+
+
 CASES = {
     # name: (builder, pad_id, decoder_start_id, with global_attention_mask)
     "led_local": (lambda: _led(activation_function="relu"), 1, 2, False),
@@ -97,6 +124,11 @@ CASES = {
                                      src_vocab_size=VOCAB,
                                      scale_embedding=False, decoder_layers=1, use_cache=False),
                        1, 2, False),
+    "nllb_moe": (lambda: _nllb_moe(), 1, 2, False),
+    "nllb_moe_router_bias": (lambda: _nllb_moe(router_bias=True, moe_token_dropout=0.0,
+                                               normalize_router_prob_before_dropping=True,
+                                               encoder_sparse_step=1, decoder_sparse_step=2,
+                                               activation_function="gelu"), 1, 2, False),
 }
 
 
@@ -138,6 +170,7 @@ def test_led_question_answerer_global():
     ("longt5_tglobal_untied", "LongT5ForConditionalGeneration", "LongT5Backbone"),
     ("switch", "SwitchTransformersForConditionalGeneration", "SwitchTransformersBackbone"),
     ("fsmt", "FSMTForConditionalGeneration", "FSMTBackbone"),
+    ("nllb_moe", "NllbMoeForConditionalGeneration", "NllbMoeBackbone"),
 ])
 def test_backbone_class_and_export(name, hf_cls, backbone_cls, tmp_path):
     """save_to_preset -> Transformers reloads it and computes the same logits."""
@@ -148,7 +181,7 @@ def test_backbone_class_and_export(name, hf_cls, backbone_cls, tmp_path):
     assert type(km.Backbone.from_preset(folder)).__name__ == backbone_cls
     model = km.Seq2SeqLM.from_preset(folder)
     model.save_to_preset(tmp_path / "saved")
-    hf = getattr(transformers, hf_cls).from_pretrained(tmp_path / "saved").eval()
+    hf = _fix_experts(getattr(transformers, hf_cls).from_pretrained(tmp_path / "saved").eval())
     with torch.no_grad():
         out = hf(**{k: torch.tensor(v) for k, v in inputs.items()}, use_cache=False).logits.numpy()
     assert_close(out, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{name} export")
@@ -163,6 +196,8 @@ GEN_BUILDERS = {
     "switch": (lambda: _switch(num_decoder_layers=1, num_sparse_decoder_layers=1,
                                tie_word_embeddings=False), 0),
     "fsmt": (lambda: _fsmt(encoder_layers=1, decoder_layers=1), 1),
+    "nllb_moe": (lambda: _nllb_moe(encoder_layers=1, decoder_layers=1, encoder_sparse_step=1,
+                                   forced_eos_token_id=2, init_std=0.3), 1),
 }
 
 

@@ -11,3 +11,6 @@ __all__ += ["PegasusXBackbone", "PegasusXSeq2SeqLM"]
 from keras_models.models.bart.fsmt import FSMTBackbone, FSMTSeq2SeqLM
 
 __all__ += ["FSMTBackbone", "FSMTSeq2SeqLM"]
+from keras_models.models.bart.nllb_moe import NllbMoeBackbone, NllbMoeSeq2SeqLM
+
+__all__ += ["NllbMoeBackbone", "NllbMoeSeq2SeqLM"]

@@ -48,7 +48,9 @@ BART_NAMES = {
 class BartBackbone(EncoderDecoderBackbone):
     base_model_prefix = "model"
     hf_architecture = "BartModel"
-    encoder_block_names = BART_NAMES  # HF names of an encoder layer's sub-layers (LED differs)
+    # HF names of an encoder / decoder layer's sub-layers (LED, NLLB-MoE differ)
+    encoder_block_names = BART_NAMES
+    decoder_block_names = BART_NAMES
 
     def __init__(self, *args, max_position_embeddings=1024, position_embedding="learned",
                  position_offset=2, padding_aware_positions=False, scale_embedding=False,
@@ -160,7 +162,7 @@ class BartBackbone(EncoderDecoderBackbone):
                 r += norm_rules(f"{side}.layernorm_embedding", norm)
             blocks = self.encoder_blocks if side == "encoder" else self.decoder_blocks
             for i, blk in enumerate(blocks):
-                names = self.encoder_block_names if side == "encoder" else BART_NAMES
+                names = self.encoder_block_names if side == "encoder" else self.decoder_block_names
                 r += block_rules(f"{side}.layers.{i}", blk, names)
             final = self.encoder_final_norm if side == "encoder" else self.decoder_final_norm
             if final is not None:
