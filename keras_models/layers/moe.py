@@ -3,8 +3,7 @@ experts, optionally renormalised over the chosen k); each expert is a gated MLP.
 
 Encoder-decoder switches: ``gated`` (False: plain up -> act -> down experts, Switch / NLLB-MoE),
 ``router_bias``, ``expert_capacity`` (Switch Transformers: along each sequence, tokens beyond the
-first ``expert_capacity`` routed to an expert get no expert output), and ``call(x, token_mask)``
-(masked tokens get no expert output), ``expert_scale`` (a constant factor on the expert outputs:
+first ``expert_capacity`` routed to an expert get no expert output), ``expert_scale`` (a constant factor on the expert outputs:
 NLLB-MoE's ``1 - moe_token_dropout`` at inference).
 
 Computed densely (every expert on every token, weighted by its routing weight, zero when not
@@ -65,10 +64,8 @@ class MoE(keras.layers.Layer):
             dense = dense * self.expert_scale
         return ops.cast(dense, x.dtype)
 
-    def call(self, x, token_mask=None):
+    def call(self, x):
         w = self.routing_weights(x)
-        if token_mask is not None:
-            w = w * ops.cast(token_mask, w.dtype)[..., None]
         out = ops.zeros_like(x)
         for i, expert in enumerate(self.experts):
             out = out + expert(x) * w[..., i : i + 1]

@@ -164,9 +164,9 @@ class Seq2SeqBlock(keras.layers.Layer):
             return x + self.dropout(fn(norm(x)), training=training)
         return norm(x + self.dropout(fn(x), training=training))
 
-    def _ffn(self, x, training=False, token_mask=None):
+    def _ffn(self, x, training=False):
         if self.moe is not None:
-            return self.moe(x, token_mask)
+            return self.moe(x)
         h = self.act(self.ffn_in(x))
         if self.ffn_gate is not None:
             h = h * self.ffn_gate(x)
@@ -199,7 +199,7 @@ class Seq2SeqBlock(keras.layers.Layer):
         return a.output_dense(a.attend(q, kv[0], kv[1], bias, training=training))
 
     def call(self, x, self_bias=None, context=None, cross_bias=None, cache=None, cache_index=None,
-             cross_kv=None, training=False, global_tokens=None, token_mask=None):
+             cross_kv=None, training=False, global_tokens=None):
         """Returns ``x`` (no cache) or ``(x, (k_cache, v_cache))`` when ``cache`` is given.
 
         ``cache``: (k, v) buffers (b, max_len, heads, head_dim); the new keys/values are written
@@ -226,7 +226,7 @@ class Seq2SeqBlock(keras.layers.Layer):
                 x, self.cross_attention_norm,
                 lambda h: self._cross_attend(h, context, cross_bias, cross_kv, training), training,
             )
-        x = self._residual(x, self.ffn_norm, lambda h: self._ffn(h, training, token_mask), training)
+        x = self._residual(x, self.ffn_norm, lambda h: self._ffn(h, training), training)
         return x if cache is None else (x, new_cache)
 
     def get_config(self):
