@@ -3,7 +3,16 @@
 Named fields cover the families: ``norm_type`` ("layer" or "rms"), ``norm_first`` (pre-norm
 T5 / mBART / Pegasus vs post-norm BART / Marian), ``use_bias``, ``gated_ffn`` (T5 v1.1's
 act(wi_0 x) * wi_1 x), ``attention_scale`` (None = head_dim**-0.5; T5 uses 1.0), ``cross_attention``
-(decoder layers). Self-attention can run against a fixed-size KV cache (decoding).
+(decoder layers), ``self_attention_kind`` ("standard"; "longformer": LED encoders' self-attention
+with separate projections for global tokens; "transient_global": LongT5 encoders' attention to
+per-block aggregates; the bias is then a dict, see those layers),
+``attention_bias`` (None = ``use_bias``; Pegasus-X has bias-free attention but biased FFNs),
+``global_token_norm`` (Pegasus-X encoders: the first ``global_tokens`` positions, given at call
+time, are normalised before self-attention by their own ``global_self_attention_norm``),
+``num_experts`` (> 0: a sparse mixture-of-experts feed-forward, layers/moe.py, with
+``experts_per_token``, ``normalize_top_k``, ``expert_capacity``, ``router_bias``,
+``expert_scale``).
+Self-attention can run against a fixed-size KV cache (decoding).
 """
 
 import keras
@@ -11,6 +20,12 @@ from keras import ops
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
+from keras_models.layers.longformer_attention import LongformerAttention
+from keras_models.layers.moe import MoE
+from keras_models.layers.transient_global_attention import TransientGlobalAttention
+
+SELF_ATTENTION_KINDS = {"standard": Attention, "longformer": LongformerAttention,
+                        "transient_global": TransientGlobalAttention}
 
 
 def make_norm(norm_type, eps, name, dtype, use_bias=True):
@@ -60,9 +75,24 @@ class Seq2SeqBlock(keras.layers.Layer):
         attention_dropout=0.0,
         activation_dropout=0.0,
         kernel_initializer="glorot_uniform",
+        self_attention_kind="standard",
+        attention_bias=None,
+        global_token_norm=False,
+        num_experts=0,
+        experts_per_token=1,
+        normalize_top_k=False,
+        expert_capacity=None,
+        router_bias=False,
+        expert_scale=1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.self_attention_kind = self_attention_kind
+        self.attention_bias = attention_bias
+        self.global_token_norm = global_token_norm
+        self.moe_options = dict(num_experts=num_experts, experts_per_token=experts_per_token,
+                                normalize_top_k=normalize_top_k, expert_capacity=expert_capacity,
+                                router_bias=router_bias, expert_scale=expert_scale)
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.intermediate_size = intermediate_size
         self.head_dim = head_dim or hidden_size // num_heads
@@ -74,17 +104,38 @@ class Seq2SeqBlock(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.act = get_activation(hidden_act)
         dt = self.dtype_policy
-        attn = dict(head_dim=self.head_dim, use_bias=use_bias, dropout=attention_dropout,
+        attn_bias = use_bias if attention_bias is None else attention_bias
+        attn = dict(head_dim=self.head_dim, use_bias=attn_bias, dropout=attention_dropout,
                     scale=attention_scale, kernel_initializer=self.kernel_initializer, dtype=dt)
         dense = dict(use_bias=use_bias, kernel_initializer=self.kernel_initializer, dtype=dt)
-        self.self_attention = Attention(hidden_size, num_heads, name="self_attention", **attn)
+        self_cls = SELF_ATTENTION_KINDS.get(self_attention_kind)
+        if self_cls is None:
+            raise ValueError(f"self_attention_kind must be one of {sorted(SELF_ATTENTION_KINDS)}, "
+                             f"got {self_attention_kind!r}")
+        if self_attention_kind == "transient_global":
+            attn["norm_eps"] = layer_norm_eps
+        self.self_attention = self_cls(hidden_size, num_heads, name="self_attention", **attn)
         self.self_attention_norm = make_norm(norm_type, layer_norm_eps, "self_attention_norm", dt)
+        self.global_self_attention_norm = None
+        if global_token_norm:
+            self.global_self_attention_norm = make_norm(norm_type, layer_norm_eps,
+                                                        "global_self_attention_norm", dt)
         if cross_attention:
             self.cross_attention_layer = Attention(hidden_size, num_heads, name="cross_attention", **attn)
             self.cross_attention_norm = make_norm(norm_type, layer_norm_eps, "cross_attention_norm", dt)
-        self.ffn_in = keras.layers.Dense(intermediate_size, name="ffn_in", **dense)
-        self.ffn_gate = keras.layers.Dense(intermediate_size, name="ffn_gate", **dense) if gated_ffn else None
-        self.ffn_out = keras.layers.Dense(hidden_size, name="ffn_out", **dense)
+        self.moe = self.ffn_in = self.ffn_gate = self.ffn_out = None
+        if num_experts:
+            self.moe = MoE(hidden_size, intermediate_size, num_experts, experts_per_token,
+                           activation=hidden_act, normalize_top_k=normalize_top_k, use_bias=use_bias,
+                           kernel_initializer=self.kernel_initializer, gated=gated_ffn,
+                           router_bias=router_bias, expert_capacity=expert_capacity,
+                           expert_scale=expert_scale, name="moe",
+                           dtype=dt)
+        else:
+            self.ffn_in = keras.layers.Dense(intermediate_size, name="ffn_in", **dense)
+            if gated_ffn:
+                self.ffn_gate = keras.layers.Dense(intermediate_size, name="ffn_gate", **dense)
+            self.ffn_out = keras.layers.Dense(hidden_size, name="ffn_out", **dense)
         self.ffn_norm = make_norm(norm_type, layer_norm_eps, "ffn_norm", dt)
         self.dropout = keras.layers.Dropout(dropout, dtype=dt)
         self.act_dropout = keras.layers.Dropout(activation_dropout, dtype=dt)
@@ -92,13 +143,18 @@ class Seq2SeqBlock(keras.layers.Layer):
     def build(self, input_shape):
         self.self_attention.build(input_shape)
         self.self_attention_norm.build(input_shape)
+        if self.global_self_attention_norm is not None:
+            self.global_self_attention_norm.build(input_shape)
         if self.cross_attention:
             self.cross_attention_layer.build(input_shape)
             self.cross_attention_norm.build(input_shape)
-        self.ffn_in.build(input_shape)
-        if self.ffn_gate is not None:
-            self.ffn_gate.build(input_shape)
-        self.ffn_out.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
+        if self.moe is not None:
+            self.moe.build(input_shape)
+        else:
+            self.ffn_in.build(input_shape)
+            if self.ffn_gate is not None:
+                self.ffn_gate.build(input_shape)
+            self.ffn_out.build(tuple(input_shape[:-1]) + (self.intermediate_size,))
         self.ffn_norm.build(input_shape)
         self.built = True
 
@@ -109,6 +165,8 @@ class Seq2SeqBlock(keras.layers.Layer):
         return norm(x + self.dropout(fn(x), training=training))
 
     def _ffn(self, x, training=False):
+        if self.moe is not None:
+            return self.moe(x)
         h = self.act(self.ffn_in(x))
         if self.ffn_gate is not None:
             h = h * self.ffn_gate(x)
@@ -141,7 +199,7 @@ class Seq2SeqBlock(keras.layers.Layer):
         return a.output_dense(a.attend(q, kv[0], kv[1], bias, training=training))
 
     def call(self, x, self_bias=None, context=None, cross_bias=None, cache=None, cache_index=None,
-             cross_kv=None, training=False):
+             cross_kv=None, training=False, global_tokens=None):
         """Returns ``x`` (no cache) or ``(x, (k_cache, v_cache))`` when ``cache`` is given.
 
         ``cache``: (k, v) buffers (b, max_len, heads, head_dim); the new keys/values are written
@@ -155,7 +213,14 @@ class Seq2SeqBlock(keras.layers.Layer):
             out, new_cache = self._self_attend(h, self_bias, cache, cache_index, training)
             return out
 
-        x = self._residual(x, self.self_attention_norm, self_fn, training)
+        norm = self.self_attention_norm
+        if global_tokens:  # the first ``global_tokens`` positions have their own norm
+            def norm(h):
+                g = global_tokens
+                return ops.concatenate([self.global_self_attention_norm(h[:, :g]),
+                                        self.self_attention_norm(h[:, g:])], axis=1)
+
+        x = self._residual(x, norm, self_fn, training)
         if self.cross_attention and (context is not None or cross_kv is not None):
             x = self._residual(
                 x, self.cross_attention_norm,
@@ -176,4 +241,13 @@ class Seq2SeqBlock(keras.layers.Layer):
             attention_dropout=self.attention_dropout, activation_dropout=self.activation_dropout,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
         )
+        # newer switches: written only when set
+        if self.self_attention_kind != "standard":
+            c["self_attention_kind"] = self.self_attention_kind
+        if self.attention_bias is not None:
+            c["attention_bias"] = self.attention_bias
+        if self.global_token_norm:
+            c["global_token_norm"] = True
+        if self.moe_options["num_experts"]:
+            c.update(self.moe_options)
         return c

@@ -23,6 +23,15 @@ GENERATION_KEYS = ("decoder_start_token_id", "forced_bos_token_id", "forced_eos_
                    "eos_token_id", "pad_token_id", "bos_token_id")
 
 
+def _output_vocab(backbone):
+    return getattr(backbone, "output_vocab_size", backbone.vocab_size)
+
+
+def _output_table(backbone):
+    """The embedding layer a tied head projects with (the decoder's own table where it has one)."""
+    return backbone.decoder_embedding() if hasattr(backbone, "decoder_embedding") else backbone.token_embedding
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
     task_name = "Seq2SeqLM"
@@ -43,14 +52,14 @@ class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
         self.lm_head = None
         if not tie_word_embeddings:
             self.lm_head = keras.layers.Dense(
-                b.vocab_size, use_bias=False, name="lm_head", dtype=b.dtype_policy,
+                _output_vocab(b), use_bias=False, name="lm_head", dtype=b.dtype_policy,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=b.initializer_range),
             )
             self.lm_head.build((None, b.hidden_size))
         self.final_logits_bias = None
         if final_logits_bias:
             self.final_logits_bias = self.add_weight(
-                name="final_logits_bias", shape=(b.vocab_size,), initializer="zeros",
+                name="final_logits_bias", shape=(_output_vocab(b),), initializer="zeros",
                 trainable=False,
             )
 
@@ -74,7 +83,7 @@ class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
         if self.lm_head is not None:
             logits = self.lm_head(hidden)
         else:
-            table = ops.cast(self.backbone.token_embedding.embeddings, hidden.dtype)
+            table = ops.cast(_output_table(self.backbone).embeddings, hidden.dtype)
             logits = ops.matmul(hidden, ops.transpose(table))
         if self.final_logits_bias is not None:
             logits = logits + ops.cast(self.final_logits_bias, logits.dtype)
@@ -87,7 +96,7 @@ class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
         """Encoder states (batch, source_len, hidden) of ``inputs`` (a dict or input_ids)."""
         if not isinstance(inputs, dict):
             inputs = {"input_ids": inputs}
-        return self.backbone.encode(inputs["input_ids"], inputs.get("attention_mask"))
+        return self.backbone.encode_inputs(inputs)
 
     def init_cache(self, batch_size, max_length, encoder_states=None):
         """Zeroed self-attention KV cache; with ``encoder_states`` the cross-attention K/V are
@@ -128,7 +137,7 @@ class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
         if self.lm_head is not None:
             r = [Rule(self.hf_lm_head, self.lm_head.kernel, TRANSPOSE, base=False)]
         else:
-            r = [Rule(self.hf_lm_head, self.backbone.token_embedding.embeddings, base=False,
+            r = [Rule(self.hf_lm_head, _output_table(self.backbone).embeddings, base=False,
                       optional=True, export=False)]
         if self.final_logits_bias is not None:
             r.append(Rule(self.hf_final_logits_bias, self.final_logits_bias, Reshape((1, -1), (-1,)),

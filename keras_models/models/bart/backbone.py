@@ -9,7 +9,9 @@ fields: ``position_embedding`` ("learned", "sinusoidal" = Marian/Pegasus half-sp
 (BlenderbotSmall normalises token embeddings before adding positions),
 ``scale_decoder_embedding`` (None = as ``scale_embedding``; BlenderbotSmall's decoder never
 scales), ``norm_first`` and
-``final_norm`` (pre-norm families' ``encoder.layer_norm`` / ``decoder.layer_norm``).
+``final_norm`` (pre-norm families' ``encoder.layer_norm`` / ``decoder.layer_norm``),
+``decoder_max_position_embeddings`` (None = ``max_position_embeddings``; LED's decoder table is
+shorter than its encoder's).
 """
 
 import math
@@ -27,7 +29,8 @@ from keras_models.presets.weight_map import Rule
 
 BART_FIELDS = ("max_position_embeddings", "position_embedding", "position_offset",
                "padding_aware_positions", "scale_embedding", "embedding_norm",
-               "decoder_norm_before_positions", "scale_decoder_embedding", "hf_model_type")
+               "decoder_norm_before_positions", "scale_decoder_embedding", "hf_model_type",
+               "decoder_max_position_embeddings")
 
 BART_NAMES = {
     "self_attention": ("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),
@@ -64,11 +67,15 @@ class BartBackbone(EncoderDecoderBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "model"
     hf_architecture = "BartModel"
+    # HF names of an encoder / decoder layer's sub-layers (LED, NLLB-MoE differ)
+    encoder_block_names = BART_NAMES
+    decoder_block_names = BART_NAMES
 
     def __init__(self, *args, max_position_embeddings=1024, position_embedding="learned",
                  position_offset=2, padding_aware_positions=False, scale_embedding=False,
                  embedding_norm=True, decoder_norm_before_positions=False,
-                 scale_decoder_embedding=None, hf_model_type="bart", **kwargs):
+                 scale_decoder_embedding=None, hf_model_type="bart",
+                 decoder_max_position_embeddings=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.max_position_embeddings = max_position_embeddings
         self.position_embedding = position_embedding
@@ -79,14 +86,17 @@ class BartBackbone(EncoderDecoderBackbone):
         self.decoder_norm_before_positions = decoder_norm_before_positions
         self.scale_decoder_embedding = scale_decoder_embedding
         self.hf_model_type = hf_model_type
+        self.decoder_max_position_embeddings = decoder_max_position_embeddings
         self.hf_architecture = FAMILIES.get(hf_model_type, {}).get("architecture", "BartModel")
         self.embed_scale = math.sqrt(self.hidden_size) if scale_embedding else 1.0
         dt = self.dtype_policy
-        rows = max_position_embeddings + position_offset
-        if padding_aware_positions:
-            rows += self.pad_token_id + 1
         self.position_tables = {}
         for side in ("encoder", "decoder"):
+            rows = max_position_embeddings + position_offset
+            if side == "decoder" and decoder_max_position_embeddings is not None:
+                rows = decoder_max_position_embeddings + position_offset
+            if padding_aware_positions:
+                rows += self.pad_token_id + 1
             if position_embedding == "learned":
                 emb = keras.layers.Embedding(rows, self.hidden_size, embeddings_initializer=self.kernel_init,
                                              name=f"{side}_position_embedding", dtype=dt)
@@ -122,7 +132,7 @@ class BartBackbone(EncoderDecoderBackbone):
         return ops.broadcast_to(pos, ops.shape(ids))
 
     def _embed(self, side, ids, offset, training):
-        x = self.token_embedding(ids)
+        x = (self.decoder_embedding() if side == "decoder" else self.token_embedding)(ids)
         scale = self.scale_embedding
         if side == "decoder" and self.scale_decoder_embedding is not None:
             scale = self.scale_decoder_embedding
@@ -166,7 +176,8 @@ class BartBackbone(EncoderDecoderBackbone):
                 r += norm_rules(f"{side}.layernorm_embedding", norm)
             blocks = self.encoder_blocks if side == "encoder" else self.decoder_blocks
             for i, blk in enumerate(blocks):
-                r += block_rules(f"{side}.layers.{i}", blk, BART_NAMES)
+                names = self.encoder_block_names if side == "encoder" else self.decoder_block_names
+                r += block_rules(f"{side}.layers.{i}", blk, names)
             final = self.encoder_final_norm if side == "encoder" else self.decoder_final_norm
             if final is not None:
                 r += norm_rules(f"{side}.layer_norm", final)

@@ -30,6 +30,10 @@ BASE_FIELDS = (
 class EncoderDecoderBackbone(Backbone):
     """Returns ``{"encoder_last_hidden_state", "last_hidden_state"}``."""
 
+    # extra Seq2SeqBlock arguments of every block / of the encoder blocks only
+    block_options = {}
+    encoder_block_options = {}
+
     def __init__(
         self,
         vocab_size,
@@ -59,11 +63,13 @@ class EncoderDecoderBackbone(Backbone):
         forced_bos_token_id=None,
         forced_eos_token_id=None,
         initializer_range=0.02,
+        decoder_vocab_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         for name in BASE_FIELDS:
             setattr(self, name, locals()[name])
+        self.decoder_vocab_size = decoder_vocab_size
         # head_dim None: hidden_size / heads on each side (BART-likes may differ per side)
         self.encoder_head_dim = head_dim or hidden_size // encoder_heads
         self.decoder_head_dim = head_dim or hidden_size // decoder_heads
@@ -74,9 +80,17 @@ class EncoderDecoderBackbone(Backbone):
         self.token_embedding = keras.layers.Embedding(
             vocab_size, hidden_size, embeddings_initializer=init, name="token_embedding", dtype=dt
         )
+        # decoder_vocab_size: the decoder has its own vocabulary and table (FSMT), else it shares
+        self.decoder_token_embedding = None
+        if decoder_vocab_size is not None:
+            self.decoder_token_embedding = keras.layers.Embedding(
+                decoder_vocab_size, hidden_size, embeddings_initializer=init,
+                name="decoder_token_embedding", dtype=dt)
+            self.decoder_token_embedding.build((None, None))
         self.embedding_dropout = keras.layers.Dropout(dropout, dtype=dt)
 
         def block(i, heads, ffn, cross):
+            extra = self.block_extra_options(i, cross)
             return Seq2SeqBlock(
                 hidden_size, heads, ffn, head_dim=hidden_size // heads if head_dim is None else head_dim,
                 hidden_act=hidden_act,
@@ -84,7 +98,7 @@ class EncoderDecoderBackbone(Backbone):
                 layer_norm_eps=layer_norm_eps, attention_scale=attention_scale,
                 cross_attention=cross, dropout=dropout, attention_dropout=attention_dropout,
                 activation_dropout=activation_dropout, kernel_initializer=init,
-                name=f"{'decoder' if cross else 'encoder'}_block_{i}", dtype=dt,
+                name=f"{'decoder' if cross else 'encoder'}_block_{i}", dtype=dt, **extra,
             )
 
         self.encoder_blocks = [block(i, encoder_heads, encoder_intermediate_size, False)
@@ -96,7 +110,19 @@ class EncoderDecoderBackbone(Backbone):
             self.encoder_final_norm = make_norm(norm_type, layer_norm_eps, "encoder_final_norm", dt, use_bias)
             self.decoder_final_norm = make_norm(norm_type, layer_norm_eps, "decoder_final_norm", dt, use_bias)
 
+    def decoder_embedding(self):
+        """The decoder's token embedding layer (the shared one unless ``decoder_vocab_size``)."""
+        return self.token_embedding if self.decoder_token_embedding is None else self.decoder_token_embedding
+
+    @property
+    def output_vocab_size(self):
+        return self.decoder_vocab_size or self.vocab_size
+
     # --- family hooks ---------------------------------------------------------------------------
+    def block_extra_options(self, index, cross):
+        """Extra Seq2SeqBlock arguments of encoder (``cross`` False) / decoder block ``index``."""
+        return dict(self.block_options, **({} if cross else self.encoder_block_options))
+
     def embed_encoder(self, input_ids, training=False):
         raise NotImplementedError
 
@@ -160,10 +186,14 @@ class EncoderDecoderBackbone(Backbone):
         start = ops.full((ops.shape(input_ids)[0], 1), self.decoder_start_token_id, input_ids.dtype)
         return ops.concatenate([start, input_ids[:, :-1]], axis=1)
 
+    def encode_inputs(self, inputs, training=False):
+        """Encoder states of an input dict (families with extra encoder inputs override this)."""
+        return self.encode(inputs["input_ids"], inputs.get("attention_mask"), training=training)
+
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
             inputs = {"input_ids": inputs}
-        enc = self.encode(inputs["input_ids"], inputs.get("attention_mask"), training=training)
+        enc = self.encode_inputs(inputs, training=training)
         dec_ids = inputs.get("decoder_input_ids")
         dec_mask = inputs.get("decoder_attention_mask")
         if dec_ids is None:  # Transformers' convention for classification / QA heads
@@ -223,6 +253,8 @@ class EncoderDecoderBackbone(Backbone):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in BASE_FIELDS})
         config["dropout"] = self.dropout_rate
+        if self.decoder_vocab_size is not None:
+            config["decoder_vocab_size"] = self.decoder_vocab_size
         return config
 
 

@@ -3,6 +3,8 @@
 A family describes its layer naming as a dict from our sub-layer names to HF names:
 attentions map to ``(prefix, (q, k, v, o))``; ``ffn_in`` may be ``(plain, gated)``; the
 placeholder ``{ffn}`` is the feed-forward sub-layer index (T5: 1 in encoders, 2 in decoders).
+Sparse (mixture-of-experts) feed-forwards use ``moe_router`` and ``moe_expert`` (with ``{e}``,
+the expert index) plus ``moe_expert_dense`` (the names of an expert's up / down projections).
 """
 
 from keras_models.layers.seq2seq_block import norm_rules
@@ -36,6 +38,13 @@ def block_rules(prefix, blk, names):
         attn_prefix, proj = names["cross_attention"]
         r += attention_rules(f"{prefix}.{attn_prefix}", blk.cross_attention_layer, proj)
         r += norm_rules(n("cross_attention_norm"), blk.cross_attention_norm)
+    if blk.moe is not None:
+        r += dense_rules(n("moe_router"), blk.moe.router)
+        up, down = names["moe_expert_dense"]
+        for e, expert in enumerate(blk.moe.experts):
+            p = f"{prefix}.{names['moe_expert'].format(ffn=ffn, e=e)}"
+            r += dense_rules(f"{p}.{up}", expert.up) + dense_rules(f"{p}.{down}", expert.down)
+        return r + norm_rules(n("ffn_norm"), blk.ffn_norm)
     ffn_in = names["ffn_in"]
     if isinstance(ffn_in, tuple):
         ffn_in = ffn_in[1] if blk.ffn_gate is not None else ffn_in[0]

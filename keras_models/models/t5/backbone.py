@@ -130,14 +130,20 @@ class T5Backbone(EncoderDecoderBackbone):
                           optional=True, export=False))
             blocks = self.encoder_blocks if side == "encoder" else self.decoder_blocks
             tables = self.encoder_relative_bias if side == "encoder" else self.decoder_relative_bias
+            names = self.t5_names(side)
             for i, blk in enumerate(blocks):
-                r += block_rules(f"{side}.block.{i}.layer", blk, T5_NAMES)
+                r += block_rules(f"{side}.block.{i}.layer", blk, names)
+            attention = names["self_attention"][0]
             for i, table in enumerate(tables):
-                r.append(Rule(f"{side}.block.{i}.layer.0.SelfAttention.relative_attention_bias.weight",
+                r.append(Rule(f"{side}.block.{i}.layer.{attention}.relative_attention_bias.weight",
                               table.embeddings))
             norm = self.encoder_final_norm if side == "encoder" else self.decoder_final_norm
             r.append(Rule(f"{side}.final_layer_norm.weight", norm.scale))
         return r
+
+    def t5_names(self, side):
+        """HF names of a block's sub-layers on ``side`` (LongT5's encoder attention differs)."""
+        return T5_NAMES
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,101 @@
+"""NLLB-MoE: the pre-norm M2M100 / NLLB layout in which every ``encoder_sparse_step``-th /
+``decoder_sparse_step``-th feed-forward is a mixture of ``num_experts`` plain experts with top-2
+routing (weights renormalised over the two), scaled by ``1 - moe_token_dropout`` at inference.
+
+Inference with ``moe_eval_capacity_token_fraction >= 1`` (the checkpoints' setting) never drops a
+token, so routing is per token. The router also skips padding tokens in Transformers; that only
+changes the (masked) padded positions, so it is not reproduced.
+"""
+
+import keras
+
+from keras_models.errors import ConfigError
+from keras_models.models.bart.backbone import BartBackbone
+from keras_models.models.bart.families import config_from_hf as bart_config_from_hf
+from keras_models.models.bart.families import config_to_hf as bart_config_to_hf
+from keras_models.models.registry import register_backbone, register_task
+from keras_models.tasks.seq2seq_lm import Seq2SeqLM
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+NLLB_MOE_FIELDS = ("num_experts", "encoder_sparse_step", "decoder_sparse_step", "router_bias",
+                   "moe_token_dropout")
+_DEFAULTS = {"activation_function": "relu", "scale_embedding": True, "pad_token_id": 1,
+             "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2}
+_ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")
+NLLB_MOE_NAMES = {
+    "self_attention": ("self_attn", _ATTENTION),
+    "self_attention_norm": "self_attn_layer_norm",
+    "cross_attention": ("cross_attention", _ATTENTION),
+    "cross_attention_norm": "cross_attention_layer_norm",
+    "ffn_in": "ffn.fc1",
+    "ffn_out": "ffn.fc2",
+    "ffn_norm": "ff_layer_norm",
+    "moe_router": "ffn.router.classifier",
+    "moe_expert": "ffn.experts.expert_{e}",
+    "moe_expert_dense": ("fc1", "fc2"),
+}
+
+
+@_ser
+@register_backbone("nllb-moe")
+class NllbMoeBackbone(BartBackbone):
+    base_model_prefix = "model"
+    hf_architecture = "NllbMoeModel"
+    encoder_block_names = NLLB_MOE_NAMES
+    decoder_block_names = NLLB_MOE_NAMES
+    verified_backends = ("jax", "torch", "tensorflow")
+
+    def __init__(self, *args, num_experts=128, encoder_sparse_step=4, decoder_sparse_step=4,
+                 router_bias=False, moe_token_dropout=0.2, hf_model_type="nllb-moe", **kwargs):
+        self.num_experts = num_experts
+        self.encoder_sparse_step = encoder_sparse_step
+        self.decoder_sparse_step = decoder_sparse_step
+        self.router_bias = router_bias
+        self.moe_token_dropout = moe_token_dropout
+        super().__init__(*args, hf_model_type=hf_model_type, **kwargs)
+        self.hf_architecture = "NllbMoeModel"
+
+    def block_extra_options(self, index, cross):
+        options = super().block_extra_options(index, cross)
+        step = self.decoder_sparse_step if cross else self.encoder_sparse_step
+        if step > 0 and (index + 1) % step == 0:
+            options.update(num_experts=self.num_experts, experts_per_token=2, normalize_top_k=True,
+                           router_bias=self.router_bias, expert_scale=1.0 - self.moe_token_dropout)
+        return options
+
+    @classmethod
+    def config_from_hf(cls, hf):
+        if hf.get("second_expert_policy", "all") != "all":
+            raise ConfigError(f"config.json: second_expert_policy={hf['second_expert_policy']!r} "
+                              "(random second experts) is not supported; only 'all'")
+        if hf.get("moe_eval_capacity_token_fraction", 1.0) < 1.0:
+            raise ConfigError("config.json: moe_eval_capacity_token_fraction < 1 (tokens dropped "
+                              "at inference across the batch) is not supported")
+        c = bart_config_from_hf({**_DEFAULTS, **hf, "model_type": "m2m_100"})
+        c.update(hf_model_type="nllb-moe", num_experts=hf.get("num_experts", 128),
+                 encoder_sparse_step=hf.get("encoder_sparse_step", 4),
+                 decoder_sparse_step=hf.get("decoder_sparse_step", 4),
+                 router_bias=hf.get("router_bias", False),
+                 moe_token_dropout=hf.get("moe_token_dropout", 0.2))
+        return c
+
+    def config_to_hf(self):
+        c = bart_config_to_hf(self)
+        c.update(model_type="nllb-moe", architectures=[self.hf_architecture],
+                 **{name: getattr(self, name) for name in NLLB_MOE_FIELDS})
+        return c
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({name: getattr(self, name) for name in NLLB_MOE_FIELDS})
+        return config
+
+
+@_ser
+@register_task(NllbMoeBackbone, "Seq2SeqLM", ("NllbMoeForConditionalGeneration",))
+class NllbMoeSeq2SeqLM(Seq2SeqLM):
+    hf_final_logits_bias = None
+    hf_head_patterns = ("lm_head.*",)
+
+
+__all__ = ["NllbMoeBackbone", "NllbMoeSeq2SeqLM"]
