@@ -1,0 +1,96 @@
+"""More ConvNet families (RegNet, BiT, MobileNetV1/V2, EfficientNet): backbone output and every
+multi-scale feature map against Transformers' hidden states at odd resolutions, and the classifier
+end to end from raw images through the checkpoint's own preprocessor_config.json, under the current
+Keras backend. Tiny configs with non-default switches (activations, multipliers, padding modes)."""
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.parity import assert_close, hf_reference
+from tests.vision.vision_parity import hf_hidden_to_ours, perturb_buffers, pixels, run
+
+
+def _hf(cls, config_cls, **kw):
+    import transformers
+
+    return perturb_buffers(getattr(transformers, cls)(getattr(transformers, config_cls)(**kw)))
+
+
+def _processor(name, **kw):
+    import transformers
+
+    return getattr(transformers, name)(**kw)
+
+
+# family -> (HF prefix, config class, config kwargs, HF hidden_states indices of our feature maps,
+#            image processor class, its kwargs)
+FAMILIES = {
+    "regnet_y": ("RegNet", "RegNetConfig",
+                 dict(embedding_size=8, hidden_sizes=[8, 16, 24], depths=[1, 2, 1], groups_width=4,
+                      layer_type="y", hidden_act="gelu", num_labels=3),
+                 [1, 2, 3], "ConvNextImageProcessorPil", dict(size={"shortest_edge": 32}, crop_pct=0.8)),
+    "regnet_x": ("RegNet", "RegNetConfig",
+                 dict(embedding_size=12, hidden_sizes=[16, 24], depths=[2, 1], groups_width=8, layer_type="x",
+                      hidden_act="silu", downsample_in_first_stage=False, num_labels=4),
+                 [1, 2], "ConvNextImageProcessorPil", dict(size={"shortest_edge": 40})),
+}
+
+
+def _model(family, head):
+    prefix, config_cls, kw, _, _, _ = FAMILIES[family]
+    return _hf(prefix + head, config_cls, **kw)
+
+
+def _backbone_reference(family, x):
+    """(folder, expected) of the family's Model on ``x``, with its hidden states (NHWC) saved too."""
+
+    def save_hidden(folder, model):
+        import torch
+
+        with torch.no_grad():
+            out = model(pixel_values=torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))),
+                        output_hidden_states=True)
+        np.savez(folder / "hidden_states.npz", *[hf_hidden_to_ours(h.numpy()) for h in out.hidden_states])
+
+    folder, expected = hf_reference(f"more-{family}-Model", lambda: _model(family, "Model"),
+                                    {"pixel_values": np.ascontiguousarray(x.transpose(0, 3, 1, 2))},
+                                    extra_save=save_hidden)
+    hidden = np.load(folder / "hidden_states.npz")
+    expected["hidden_states"] = [hidden[f"arr_{i}"] for i in range(len(hidden.files))]
+    return folder, expected
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_backbone_and_feature_maps(family):
+    x = pixels(2, 45, 38)
+    folder, expected = _backbone_reference(family, x)
+    model = km.Backbone.from_preset(folder)
+    assert_close(run(model, x), hf_hidden_to_ours(expected["last_hidden_state"]), what=f"{family} backbone")
+    maps = model.feature_maps({"pixel_values": x})
+    indices = FAMILIES[family][3]
+    assert len(maps) == len(indices)
+    for i, (ours, j) in enumerate(zip(maps, indices)):
+        assert_close(ours, expected["hidden_states"][j], what=f"{family} feature map {i}")
+
+
+def _images(seed=0):
+    """Two random RGB PIL images (raw inputs for ``predict``)."""
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    return [Image.fromarray(rng.randint(0, 256, size=(43, 51, 3)).astype("uint8")) for _ in range(2)]
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_classifier_from_raw_images(family):
+    _, _, _, _, proc_cls, proc_kw = FAMILIES[family]
+    images = _images()
+    pixel_values = _processor(proc_cls, **proc_kw)(images=images, return_tensors="np")["pixel_values"]
+    folder, expected = hf_reference(f"more-{family}-ForImageClassification",
+                                    lambda: _model(family, "ForImageClassification"), {"pixel_values": pixel_values},
+                                    extra_save=lambda f, m: _processor(proc_cls, **proc_kw).save_pretrained(f))
+    model = km.ImageClassifier.from_preset(folder)
+    assert model.head_from_checkpoint and model.preprocessor is not None
+    assert_close(model.predict(images, verbose=0), expected["logits"], what=f"{family} raw images")
+    assert_close(run(model, pixel_values.transpose(0, 2, 3, 1)), expected["logits"], what=f"{family} pixel_values")
