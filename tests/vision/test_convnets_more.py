@@ -34,6 +34,16 @@ FAMILIES = {
                  dict(embedding_size=12, hidden_sizes=[16, 24], depths=[2, 1], groups_width=8, layer_type="x",
                       hidden_act="silu", downsample_in_first_stage=False, num_labels=4),
                  [1, 2], "ConvNextImageProcessorPil", dict(size={"shortest_edge": 40})),
+    "bit": ("Bit", "BitConfig",
+            dict(embedding_size=8, hidden_sizes=[16, 32], depths=[1, 2], num_groups=2, hidden_act="gelu",
+                 num_labels=3),
+            [1, 2], "BitImageProcessorPil", dict(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32})),
+    # ViT-hybrid style: no pre-activation, TF SAME padding, dynamic stem pool padding, dilated last stage
+    "bit_hybrid": ("Bit", "BitConfig",
+                   dict(embedding_size=8, hidden_sizes=[16, 24, 32, 40], depths=[1, 1, 1, 2], num_groups=4,
+                        layer_type="bottleneck", global_padding="SAME", embedding_dynamic_padding=True,
+                        output_stride=16, hidden_act="silu", num_labels=2),
+                   [1, 2, 3, 4], "BitImageProcessorPil", dict(size={"shortest_edge": 40}, do_center_crop=False)),
 }
 
 
@@ -94,3 +104,17 @@ def test_classifier_from_raw_images(family):
     assert model.head_from_checkpoint and model.preprocessor is not None
     assert_close(model.predict(images, verbose=0), expected["logits"], what=f"{family} raw images")
     assert_close(run(model, pixel_values.transpose(0, 2, 3, 1)), expected["logits"], what=f"{family} pixel_values")
+
+
+@pytest.mark.parametrize("family", ["bit_hybrid"])
+def test_keras_file_and_preset_round_trip(family, tmp_path):
+    import keras
+
+    x = pixels(2, 37, 33)
+    folder, _ = _backbone_reference(family, x)
+    model = km.Backbone.from_preset(folder)
+    want = run(model, x)
+    model.save(tmp_path / "model.keras")
+    assert_close(run(keras.saving.load_model(tmp_path / "model.keras"), x), want, atol=0, what=f"{family} .keras")
+    model.save_to_preset(tmp_path / "preset")
+    assert_close(run(km.Backbone.from_preset(tmp_path / "preset"), x), want, atol=0, what=f"{family} preset")
