@@ -44,6 +44,16 @@ FAMILIES = {
                         layer_type="bottleneck", global_padding="SAME", embedding_dynamic_padding=True,
                         output_stride=16, hidden_act="silu", num_labels=2),
                    [1, 2, 3, 4], "BitImageProcessorPil", dict(size={"shortest_edge": 40}, do_center_crop=False)),
+    "mobilenet_v1": ("MobileNetV1", "MobileNetV1Config",
+                     dict(depth_multiplier=0.125, min_depth=4, layer_norm_eps=1e-2, num_labels=3),
+                     [1, 5, 9, 21, 25], "MobileNetV1ImageProcessorPil",
+                     dict(size={"shortest_edge": 36}, crop_size={"height": 33, "width": 35})),
+    # PyTorch padding, another activation, odd widths (int(64 * 0.1) = 6 ...)
+    "mobilenet_v1_torch_pad": ("MobileNetV1", "MobileNetV1Config",
+                               dict(depth_multiplier=0.1, min_depth=6, tf_padding=False, hidden_act="silu",
+                                    num_labels=2),
+                               [1, 5, 9, 21, 25], "MobileNetV1ImageProcessorPil",
+                               dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
 }
 
 
