@@ -79,6 +79,13 @@ class ConvNeXtBlock(keras.layers.Layer):
         return c
 
 
+def make_divisible(value, divisor=8, min_value=None):
+    """Round a channel count to a multiple of ``divisor`` (at least ``min_value``, default
+    ``divisor``; never more than 10% below ``value``) -- the MobileNet / EfficientNet / BiT rule."""
+    new = max(divisor if min_value is None else min_value, int(value + divisor / 2) // divisor * divisor)
+    return int(new + divisor if new < 0.9 * value else new)
+
+
 def same_padding(size, kernel_size, stride=1, dilation=1):
     """TensorFlow "SAME" padding of one spatial axis: (before, after), the odd pixel after."""
     k = (kernel_size - 1) * dilation + 1
@@ -226,3 +233,46 @@ def squeeze_excite_rules(prefix, se, reduce="reduce", expand="expand"):
     from keras_models.layers.vision_embeddings import conv_rules
 
     return conv_rules(f"{prefix}.{reduce}", se.reduce) + conv_rules(f"{prefix}.{expand}", se.expand)
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class InvertedResidual(keras.layers.Layer):
+    """MobileNetV2 / EfficientNet (MBConv) block: [1x1 expand + BN + act] -> depthwise kxk (stride,
+    dilation, ``depthwise_padding`` as in :class:`ConvNormAct`) + BN + act [-> squeeze-excite to
+    ``se_channels`` with ``activation``] -> 1x1 project + BN [+ x when ``residual``]."""
+
+    def __init__(self, in_channels, out_channels, expanded_channels, expand=True, kernel_size=3, stride=1,
+                 dilation=1, depthwise_padding=None, residual=False, se_channels=None, activation="relu6",
+                 eps=1e-3, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(depthwise_padding, (list, tuple)):
+            depthwise_padding = tuple(tuple(p) for p in depthwise_padding)
+        self.in_channels, self.out_channels, self.expanded_channels = in_channels, out_channels, expanded_channels
+        self.expand, self.kernel_size, self.stride, self.dilation = expand, kernel_size, stride, dilation
+        self.depthwise_padding, self.residual, self.se_channels = depthwise_padding, residual, se_channels
+        self.activation, self.eps = activation, eps
+        common = dict(dtype=self.dtype_policy, eps=eps)
+        mid = expanded_channels if expand else in_channels
+        self.expand_conv = (ConvNormAct(expanded_channels, 1, padding=0, activation=activation, name="expand",
+                                        **common) if expand else None)
+        self.depthwise = ConvNormAct(mid, kernel_size, stride, activation=activation, dilation=dilation,
+                                     padding=depthwise_padding, depthwise=True, name="depthwise", **common)
+        self.se = (SqueezeExcite(mid, se_channels, activation, name="se", dtype=self.dtype_policy)
+                   if se_channels else None)
+        self.project = ConvNormAct(out_channels, 1, padding=0, activation=None, name="project", **common)
+
+    def call(self, x, training=False):
+        h = x if self.expand_conv is None else self.expand_conv(x, training=training)
+        h = self.depthwise(h, training=training)
+        if self.se is not None:
+            h = self.se(h)
+        h = self.project(h, training=training)
+        return x + h if self.residual else h
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(in_channels=self.in_channels, out_channels=self.out_channels,
+                 expanded_channels=self.expanded_channels, expand=self.expand, kernel_size=self.kernel_size,
+                 stride=self.stride, dilation=self.dilation, depthwise_padding=self.depthwise_padding,
+                 residual=self.residual, se_channels=self.se_channels, activation=self.activation, eps=self.eps)
+        return c

@@ -23,7 +23,8 @@ def _processor(name, **kw):
     return getattr(transformers, name)(**kw)
 
 
-# family -> (HF prefix, config class, config kwargs, HF hidden_states indices of our feature maps,
+# family -> (HF prefix, config class, config kwargs, our feature maps as HF tensors: an index into
+#            hidden_states, "last" (last_hidden_state) or the name of a submodule whose output it is,
 #            image processor class, its kwargs)
 FAMILIES = {
     "regnet_y": ("RegNet", "RegNetConfig",
@@ -54,6 +55,18 @@ FAMILIES = {
                                     num_labels=2),
                                [1, 5, 9, 21, 25], "MobileNetV1ImageProcessorPil",
                                dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
+    "mobilenet_v2": ("MobileNetV2", "MobileNetV2Config",
+                     dict(depth_multiplier=0.25, depth_divisible_by=4, min_depth=4, expand_ratio=3.0,
+                          layer_norm_eps=1e-2, num_labels=3),
+                     ["conv_stem", 1, 4, 11, "last"], "MobileNetV2ImageProcessorPil",
+                     dict(size={"shortest_edge": 36}, crop_size={"height": 35, "width": 33})),
+    # dilated after stride 8, separate stem expansion, PyTorch padding, no fine-grained output
+    "mobilenet_v2_dilated": ("MobileNetV2", "MobileNetV2Config",
+                             dict(depth_multiplier=0.35, min_depth=8, expand_ratio=2.5, output_stride=8,
+                                  first_layer_is_expansion=False, finegrained_output=False, tf_padding=False,
+                                  hidden_act="gelu", num_labels=2),
+                             ["conv_stem", 1, "last"], "MobileNetV2ImageProcessorPil",
+                             dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
 }
 
 
@@ -68,16 +81,23 @@ def _backbone_reference(family, x):
     def save_hidden(folder, model):
         import torch
 
+        captured = {}
+        for name in FAMILIES[family][3]:
+            if isinstance(name, str) and name != "last":
+                model.get_submodule(name).register_forward_hook(
+                    lambda m, i, o, name=name: captured.__setitem__(name, o))
         with torch.no_grad():
             out = model(pixel_values=torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))),
                         output_hidden_states=True)
-        np.savez(folder / "hidden_states.npz", *[hf_hidden_to_ours(h.numpy()) for h in out.hidden_states])
+        maps = [out.last_hidden_state if j == "last" else captured[j] if isinstance(j, str) else out.hidden_states[j]
+                for j in FAMILIES[family][3]]
+        np.savez(folder / "feature_maps.npz", *[hf_hidden_to_ours(h.numpy()) for h in maps])
 
     folder, expected = hf_reference(f"more-{family}-Model", lambda: _model(family, "Model"),
                                     {"pixel_values": np.ascontiguousarray(x.transpose(0, 3, 1, 2))},
                                     extra_save=save_hidden)
-    hidden = np.load(folder / "hidden_states.npz")
-    expected["hidden_states"] = [hidden[f"arr_{i}"] for i in range(len(hidden.files))]
+    maps = np.load(folder / "feature_maps.npz")
+    expected["feature_maps"] = [maps[f"arr_{i}"] for i in range(len(maps.files))]
     return folder, expected
 
 
@@ -88,10 +108,9 @@ def test_backbone_and_feature_maps(family):
     model = km.Backbone.from_preset(folder)
     assert_close(run(model, x), hf_hidden_to_ours(expected["last_hidden_state"]), what=f"{family} backbone")
     maps = model.feature_maps({"pixel_values": x})
-    indices = FAMILIES[family][3]
-    assert len(maps) == len(indices)
-    for i, (ours, j) in enumerate(zip(maps, indices)):
-        assert_close(ours, expected["hidden_states"][j], what=f"{family} feature map {i}")
+    assert len(maps) == len(expected["feature_maps"])
+    for i, (ours, want) in enumerate(zip(maps, expected["feature_maps"])):
+        assert_close(ours, want, what=f"{family} feature map {i}")
 
 
 def _images(seed=0):

@@ -14,7 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_models.layers.activations import get_activation
-from keras_models.layers.conv_blocks import ConvNormAct, conv_norm_rules, pad_spatial, resolve_padding
+from keras_models.layers.conv_blocks import ConvNormAct, conv_norm_rules, make_divisible, pad_spatial, resolve_padding
 from keras_models.layers.vision_embeddings import conv_rules, norm_rules
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
@@ -23,12 +23,6 @@ from keras_models.presets.config import require
 
 WS_EPS = 1e-8
 GN_EPS = 1e-5
-
-
-def make_divisible(value, divisor=8):
-    """Round ``value`` to a multiple of ``divisor`` (at least ``divisor``, never 10% below)."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * value else new
 
 
 def conv_padding(global_padding, kernel_size, stride=1, dilation=1):
