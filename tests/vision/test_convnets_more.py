@@ -67,6 +67,21 @@ FAMILIES = {
                                   hidden_act="gelu", num_labels=2),
                              ["conv_stem", 1, "last"], "MobileNetV2ImageProcessorPil",
                              dict(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})),
+    # 4 blocks; block 1 pads its strided depthwise conv symmetrically; max pooling
+    "efficientnet": ("EfficientNet", "EfficientNetConfig",
+                     dict(width_coefficient=0.25, depth_coefficient=1.0, kernel_sizes=[3, 5, 3],
+                          in_channels=[32, 16, 24], out_channels=[16, 24, 40], strides=[1, 2, 2],
+                          num_block_repeats=[1, 2, 1], expand_ratios=[1, 6, 4], depthwise_padding=[1],
+                          squeeze_expansion_ratio=0.5, hidden_dim=320, pooling_type="max", batch_norm_eps=1e-2,
+                          num_labels=3),
+                     [1, 3, "last"], "EfficientNetImageProcessorPil",
+                     dict(size={"height": 35, "width": 33}, rescale_offset=True)),
+    # depth multiplier (ceil(1.6 * repeats)), width 0.3 (rounded up to 16), another activation
+    "efficientnet_deep": ("EfficientNet", "EfficientNetConfig",
+                          dict(width_coefficient=0.3, depth_coefficient=1.6, kernel_sizes=[3, 3], in_channels=[32, 16],
+                               out_channels=[16, 24], strides=[2, 2], num_block_repeats=[1, 2], expand_ratios=[1, 3],
+                               hidden_dim=384, hidden_act="gelu", num_labels=2),
+                          [0, 2, "last"], "EfficientNetImageProcessorPil", dict(size={"height": 32, "width": 32})),
 }
 
 
@@ -135,7 +150,7 @@ def test_classifier_from_raw_images(family):
     assert_close(run(model, pixel_values.transpose(0, 2, 3, 1)), expected["logits"], what=f"{family} pixel_values")
 
 
-@pytest.mark.parametrize("family", ["bit_hybrid"])
+@pytest.mark.parametrize("family", ["bit_hybrid", "efficientnet"])
 def test_keras_file_and_preset_round_trip(family, tmp_path):
     import keras
 
