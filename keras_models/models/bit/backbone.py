@@ -172,7 +172,8 @@ class BitBackbone(Backbone):
 
     @classmethod
     def config_from_hf(cls, hf):
-        return dict(hidden_sizes=require(hf, "hidden_sizes", types=(list,)), depths=require(hf, "depths", types=(list,)),
+        return dict(hidden_sizes=require(hf, "hidden_sizes", types=(list,)),
+                    depths=require(hf, "depths", types=(list,)),
                     embedding_size=hf.get("embedding_size", 64), num_channels=hf.get("num_channels", 3),
                     layer_type=hf.get("layer_type", "preactivation"), hidden_act=hf.get("hidden_act", "relu"),
                     global_padding=hf.get("global_padding"), num_groups=hf.get("num_groups", 32),

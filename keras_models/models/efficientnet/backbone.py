@@ -12,12 +12,12 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models.errors import ConfigError
 from keras_models.layers.conv_blocks import (ConvNormAct, InvertedResidual, conv_norm_rules, make_divisible,
                                              squeeze_excite_rules)
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
-from keras_models.errors import ConfigError
 
 B7 = dict(width_coefficient=2.0, depth_coefficient=3.1, depth_divisor=8, kernel_sizes=[3, 3, 5, 3, 5, 5, 3],
           in_channels=[32, 16, 24, 40, 80, 112, 192], out_channels=[16, 24, 40, 80, 112, 192, 320],
@@ -42,20 +42,24 @@ class EfficientNetBackbone(Backbone):
                  hidden_dim=2560, pooling_type="mean", batch_norm_eps=1e-3, batch_norm_momentum=0.99,
                  dropout_rate=0.5, drop_connect_rate=0.2, image_size=600, **kwargs):
         super().__init__(**kwargs)
-        self.num_channels, self.width_coefficient, self.depth_coefficient = num_channels, width_coefficient, depth_coefficient
+        self.num_channels, self.width_coefficient = num_channels, width_coefficient
+        self.depth_coefficient = depth_coefficient
         self.depth_divisor, self.kernel_sizes = depth_divisor, list(kernel_sizes)
         self.in_channels, self.out_channels = list(in_channels), list(out_channels)
         self.depthwise_padding, self.strides = list(depthwise_padding), list(strides)
         self.num_block_repeats, self.expand_ratios = list(num_block_repeats), list(expand_ratios)
-        self.squeeze_expansion_ratio, self.hidden_act, self.hidden_dim = squeeze_expansion_ratio, hidden_act, hidden_dim
+        self.squeeze_expansion_ratio = squeeze_expansion_ratio
+        self.hidden_act, self.hidden_dim = hidden_act, hidden_dim
         self.pooling_type, self.batch_norm_eps = pooling_type, batch_norm_eps
         # training-time settings kept for config.json round trips
-        self.batch_norm_momentum, self.dropout_rate, self.drop_connect_rate = batch_norm_momentum, dropout_rate, drop_connect_rate
+        self.batch_norm_momentum = batch_norm_momentum
+        self.dropout_rate, self.drop_connect_rate = dropout_rate, drop_connect_rate
         self.image_size = image_size
         if pooling_type not in ("mean", "max"):
             raise ConfigError(f"config.json: pooling_type must be 'mean' or 'max', got {pooling_type!r}")
         if self.round_filters(1280) != hidden_dim:
-            raise ConfigError(f"config.json: hidden_dim {hidden_dim} != the top conv's width {self.round_filters(1280)}")
+            raise ConfigError(f"config.json: hidden_dim {hidden_dim} != the top conv's width "
+                              f"{self.round_filters(1280)}")
         common = dict(dtype=self.dtype_policy, activation=hidden_act, eps=batch_norm_eps)
         self.stem = ConvNormAct(self.round_filters(32), 3, 2, padding=((0, 1), (0, 1)), name="stem", **common)
         self.blocks = []

@@ -31,7 +31,8 @@ class MobileNetV2Backbone(Backbone):
                  output_stride=32, first_layer_is_expansion=True, finegrained_output=True, hidden_act="relu6",
                  tf_padding=True, layer_norm_eps=1e-3, image_size=224, **kwargs):
         super().__init__(**kwargs)
-        self.num_channels, self.depth_multiplier, self.depth_divisible_by = num_channels, depth_multiplier, depth_divisible_by
+        self.num_channels, self.depth_multiplier = num_channels, depth_multiplier
+        self.depth_divisible_by = depth_divisible_by
         self.min_depth, self.expand_ratio, self.output_stride = min_depth, expand_ratio, output_stride
         self.first_layer_is_expansion, self.finegrained_output = first_layer_is_expansion, finegrained_output
         self.hidden_act, self.tf_padding, self.layer_norm_eps = hidden_act, tf_padding, layer_norm_eps

@@ -102,7 +102,8 @@ class RegNetBackbone(Backbone):
 
     @classmethod
     def config_from_hf(cls, hf):
-        return dict(embedding_size=hf.get("embedding_size", 32), hidden_sizes=require(hf, "hidden_sizes", types=(list,)),
+        return dict(embedding_size=hf.get("embedding_size", 32),
+                    hidden_sizes=require(hf, "hidden_sizes", types=(list,)),
                     depths=require(hf, "depths", types=(list,)), num_channels=hf.get("num_channels", 3),
                     groups_width=hf.get("groups_width", 64), layer_type=hf.get("layer_type", "y"),
                     hidden_act=hf.get("hidden_act", "relu"),
