@@ -16,6 +16,11 @@ from keras_models.models.bart import *  # noqa: F401,F403
 from keras_models.models.beit import *  # noqa: F401,F403
 from keras_models.models.swin import *  # noqa: F401,F403
 from keras_models.models.poolformer import *  # noqa: F401,F403
+from keras_models.models.regnet import *  # noqa: F401,F403
+from keras_models.models.bit import *  # noqa: F401,F403
+from keras_models.models.mobilenet_v1 import *  # noqa: F401,F403
+from keras_models.models.mobilenet_v2 import *  # noqa: F401,F403
+from keras_models.models.efficientnet import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]

@@ -1,0 +1,122 @@
+"""MobileNetV2 (channels_last): 3x3/2 conv stem + [1x1 expand] + depthwise 3x3 + 1x1 reduce, then 16
+inverted residual blocks and a final 1x1 conv, BatchNorm everywhere. Named switches from config.json:
+``depth_multiplier`` / ``depth_divisible_by`` / ``min_depth`` (widths), ``expand_ratio``,
+``output_stride`` (dilate instead of striding past it), ``first_layer_is_expansion``,
+``finegrained_output`` (keep 1280 output channels when narrowing), ``tf_padding``.
+Output: the final 1x1 conv's map (batch, h, w, C); ``pooled`` = global average pool;
+``feature_maps`` = the output before each downsampling block (stem, ...) and the final map."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.layers.conv_blocks import ConvNormAct, InvertedResidual, conv_norm_rules, make_divisible
+from keras_models.models.backbone import Backbone
+from keras_models.models.registry import register_backbone
+from keras_models.models.vit.backbone import pixel_values_of
+
+CHANNELS = (16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320)
+STRIDES = (2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1)
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+@register_backbone("mobilenet_v2")
+class MobileNetV2Backbone(Backbone):
+    base_model_prefix = "mobilenet_v2"
+    hf_architecture = "MobileNetV2Model"
+    hf_ignore = ("*num_batches_tracked",)
+    verified_backends = ("jax", "torch", "tensorflow")
+
+    def __init__(self, num_channels=3, depth_multiplier=1.0, depth_divisible_by=8, min_depth=8, expand_ratio=6.0,
+                 output_stride=32, first_layer_is_expansion=True, finegrained_output=True, hidden_act="relu6",
+                 tf_padding=True, layer_norm_eps=1e-3, image_size=224, **kwargs):
+        super().__init__(**kwargs)
+        self.num_channels, self.depth_multiplier = num_channels, depth_multiplier
+        self.depth_divisible_by = depth_divisible_by
+        self.min_depth, self.expand_ratio, self.output_stride = min_depth, expand_ratio, output_stride
+        self.first_layer_is_expansion, self.finegrained_output = first_layer_is_expansion, finegrained_output
+        self.hidden_act, self.tf_padding, self.layer_norm_eps = hidden_act, tf_padding, layer_norm_eps
+        self.image_size = image_size
+        common = dict(dtype=self.dtype_policy, activation=hidden_act, eps=layer_norm_eps)
+        pad = "same" if tf_padding else None
+
+        def width(c):
+            return make_divisible(int(round(c * depth_multiplier)), depth_divisible_by, min_depth)
+
+        channels = [width(c) for c in CHANNELS]
+        stem_width = width(32)
+        self.stem = ConvNormAct(stem_width, 3, 2, padding=pad, name="stem", **common)
+        self.stem_block = InvertedResidual(stem_width, channels[0], stem_width, expand=not first_layer_is_expansion,
+                                           depthwise_padding=pad, name="stem_block", **common)
+        self.blocks, self.block_strides = [], []
+        current_stride, dilation = 2, 1
+        for i, s in enumerate(STRIDES):
+            if current_stride == output_stride:
+                stride, block_dilation, dilation = 1, dilation, dilation * s
+            else:
+                stride, block_dilation, current_stride = s, 1, current_stride * s
+            cin, cout = channels[i], channels[i + 1]
+            expanded = make_divisible(int(round(cin * expand_ratio)), depth_divisible_by, min_depth)
+            self.blocks.append(InvertedResidual(cin, cout, expanded, stride=stride, dilation=block_dilation,
+                                                depthwise_padding=pad, residual=stride == 1 and cin == cout,
+                                                name=f"block_{i}", **common))
+            self.block_strides.append(stride)
+        self.hidden_size = 1280 if finegrained_output and depth_multiplier < 1.0 else width(1280)
+        self.head = ConvNormAct(self.hidden_size, 1, padding=0, name="head", **common)
+
+    def dummy_inputs(self):
+        return {"pixel_values": np.zeros((1, 32, 32, self.num_channels), "float32")}
+
+    def feature_maps(self, inputs, training=False):
+        x = self.stem_block(self.stem(pixel_values_of(inputs), training=training), training=training)
+        outs = []
+        for block, stride in zip(self.blocks, self.block_strides):
+            if stride == 2:
+                outs.append(x)
+            x = block(x, training=training)
+        return outs + [self.head(x, training=training)]
+
+    def call(self, inputs, training=False):
+        return self.feature_maps(inputs, training=training)[-1]
+
+    def pooled(self, hidden):
+        return ops.mean(hidden, axis=(1, 2))
+
+    @classmethod
+    def config_from_hf(cls, hf):
+        return dict(num_channels=hf.get("num_channels", 3), depth_multiplier=hf.get("depth_multiplier", 1.0),
+                    depth_divisible_by=hf.get("depth_divisible_by", 8), min_depth=hf.get("min_depth", 8),
+                    expand_ratio=hf.get("expand_ratio", 6.0), output_stride=hf.get("output_stride", 32),
+                    first_layer_is_expansion=hf.get("first_layer_is_expansion", True),
+                    finegrained_output=hf.get("finegrained_output", True), hidden_act=hf.get("hidden_act", "relu6"),
+                    tf_padding=hf.get("tf_padding", True), layer_norm_eps=hf.get("layer_norm_eps", 1e-3),
+                    image_size=hf.get("image_size", 224))
+
+    def config_to_hf(self):
+        return {"model_type": "mobilenet_v2", "architectures": [self.hf_architecture],
+                "num_channels": self.num_channels, "depth_multiplier": self.depth_multiplier,
+                "depth_divisible_by": self.depth_divisible_by, "min_depth": self.min_depth,
+                "expand_ratio": self.expand_ratio, "output_stride": self.output_stride,
+                "first_layer_is_expansion": self.first_layer_is_expansion,
+                "finegrained_output": self.finegrained_output, "hidden_act": self.hidden_act,
+                "tf_padding": self.tf_padding, "layer_norm_eps": self.layer_norm_eps, "image_size": self.image_size}
+
+    def weight_rules(self):
+        def block_rules(p, b):
+            r = conv_norm_rules(p + ".expand_1x1", b.expand_conv) if b.expand_conv is not None else []
+            return r + conv_norm_rules(p + ".conv_3x3", b.depthwise) + conv_norm_rules(p + ".reduce_1x1", b.project)
+
+        r = conv_norm_rules("conv_stem.first_conv", self.stem) + block_rules("conv_stem", self.stem_block)
+        for i, b in enumerate(self.blocks):
+            r += block_rules(f"layer.{i}", b)
+        return r + conv_norm_rules("conv_1x1", self.head)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(num_channels=self.num_channels, depth_multiplier=self.depth_multiplier,
+                 depth_divisible_by=self.depth_divisible_by, min_depth=self.min_depth,
+                 expand_ratio=self.expand_ratio, output_stride=self.output_stride,
+                 first_layer_is_expansion=self.first_layer_is_expansion,
+                 finegrained_output=self.finegrained_output, hidden_act=self.hidden_act,
+                 tf_padding=self.tf_padding, layer_norm_eps=self.layer_norm_eps, image_size=self.image_size)
+        return c
