@@ -24,6 +24,7 @@ SWINV2_SHIFT_MASK = -200.0
 class Swinv2Backbone(SwinBackbone):
     base_model_prefix = "swinv2"
     hf_architecture = "Swinv2Model"
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, *args, pretrained_window_sizes=(0, 0, 0, 0), shift_mask_value=SWINV2_SHIFT_MASK, **kwargs):
         if kwargs.get("absolute_positions"):
