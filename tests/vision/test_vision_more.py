@@ -8,7 +8,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import hf_hidden_to_ours, pixels, run, vision_reference
+from tests.vision.vision_parity import hf_hidden_to_ours, perturb_buffers, pixels, run, vision_reference
 
 
 def _other(size):
@@ -64,9 +64,70 @@ def test_swinv2(family, head, resolution):
         assert_close(run(model, x), expected["logits"], what=f"{family} {resolution}")
 
 
+# --- SegFormer --------------------------------------------------------------------------------
+def _segformer(cls):
+    import transformers
+
+    cfg = transformers.SegformerConfig(num_encoder_blocks=3, hidden_sizes=[8, 12, 16], depths=[1, 2, 1],
+                                       sr_ratios=[4, 2, 1], patch_sizes=[7, 3, 3], strides=[4, 2, 2],
+                                       num_attention_heads=[1, 2, 4], mlp_ratios=[4, 2, 2], decoder_hidden_size=16,
+                                       hidden_act="gelu_new", num_labels=3, image_size=32)
+    return perturb_buffers(getattr(transformers, cls)(cfg))
+
+
+def _segformer_flat(cls):
+    import transformers
+
+    # tokens out of the last stage; config.json's layer_norm_eps is unused by Transformers
+    cfg = transformers.SegformerConfig(num_encoder_blocks=2, hidden_sizes=[8, 16], depths=[2, 1], sr_ratios=[2, 1],
+                                       patch_sizes=[5, 3], strides=[4, 2], num_attention_heads=[2, 2],
+                                       mlp_ratios=[2, 3], decoder_hidden_size=12, hidden_act="relu",
+                                       reshape_last_stage=False, layer_norm_eps=1e-2, num_labels=4, image_size=32)
+    return perturb_buffers(getattr(transformers, cls)(cfg))
+
+
+SEGFORMER = {"segformer": (_segformer, (45, 38)), "segformer_flat": (_segformer_flat, (48, 40))}
+SEGFORMER_CASES = [(f, h, r) for f in sorted(SEGFORMER) for h in ("Model", "ForImageClassification",
+                                                                  "ForSemanticSegmentation")
+                   for r in ("native", "other")]
+# Transformers' decode head rebuilds a token-shaped last stage (reshape_last_stage=False) as a
+# sqrt(hidden_size)-sided square, which only holds when h*w == hidden_size (32x32 input here).
+SEGFORMER_CASES.remove(("segformer_flat", "ForSemanticSegmentation", "other"))
+
+
+@pytest.mark.parametrize("family,head,resolution", SEGFORMER_CASES)
+def test_segformer(family, head, resolution):
+    builder, other = SEGFORMER[family]
+    x = pixels(2, *((32, 32) if resolution == "native" else other))
+    folder, expected = vision_reference(f"{family}-{head}", lambda: builder("Segformer" + head), x)
+    if head == "Model":
+        model = km.Backbone.from_preset(folder)
+        assert_close(run(model, x), hf_hidden_to_ours(expected["last_hidden_state"]), what=f"{family} {resolution}")
+    elif head == "ForImageClassification":
+        model = km.ImageClassifier.from_preset(folder)
+        assert model.head_from_checkpoint
+        assert_close(run(model, x), expected["logits"], what=f"{family} {resolution}")
+    else:
+        model = km.SemanticSegmenter.from_preset(folder)
+        assert model.head_from_checkpoint and type(model).__name__ == "SegformerSemanticSegmenter"
+        got = run(model, x)
+        assert got.shape[1:3] == (-(-x.shape[1] // 4), -(-x.shape[2] // 4))
+        assert_close(got, expected["logits"].transpose(0, 2, 3, 1), what=f"{family} {resolution}")
+
+
+
+def test_semantic_segmenter_new_head():
+    x = pixels(2, 32, 32)
+    folder, _ = vision_reference("segformer-Model-native", lambda: _segformer("SegformerModel"), x)
+    model = km.SemanticSegmenter.from_preset(folder, num_classes=5)
+    assert not model.head_from_checkpoint
+    assert run(model, x).shape == (2, 8, 8, 5)
+
+
 # --- .keras and save_to_preset round trips (Transformers reloads the export) --------------------
 ROUND_TRIP = {
     "swinv2": (lambda: _swinv2("Swinv2ForImageClassification"), (32, 32), km.ImageClassifier, "logits"),
+    "segformer": (lambda: _segformer("SegformerForSemanticSegmentation"), (32, 32), km.SemanticSegmenter, "logits"),
 }
 
 
@@ -81,7 +142,8 @@ def test_round_trip(name, tmp_path):
     folder, expected = vision_reference(f"{name}-round-trip", builder, x)
     model = task.from_preset(folder)
     model.save(tmp_path / "model.keras")
-    assert_close(run(keras.saving.load_model(tmp_path / "model.keras"), x), expected[key], what=f"{name} .keras")
+    want = hf_hidden_to_ours(expected[key])  # NCHW logits / maps -> channels_last
+    assert_close(run(keras.saving.load_model(tmp_path / "model.keras"), x), want, what=f"{name} .keras")
     model.save_to_preset(tmp_path / "preset")
     hf_cls = getattr(transformers, builder().__class__.__name__)
     hf = hf_cls.from_pretrained(tmp_path / "preset").eval()
