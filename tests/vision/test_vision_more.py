@@ -124,10 +124,50 @@ def test_semantic_segmenter_new_head():
     assert run(model, x).shape == (2, 8, 8, 5)
 
 
+# --- MobileViT --------------------------------------------------------------------------------
+def _mobilevit(cls):
+    import transformers
+
+    cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 40],
+                                       num_attention_heads=2, mlp_ratio=1.5, expand_ratio=2.0, layer_norm_eps=1e-6,
+                                       hidden_act="gelu", num_labels=3)
+    return perturb_buffers(getattr(transformers, cls)(cfg))
+
+
+def _mobilevit_os16(cls):
+    import transformers
+
+    # dilated last stage, patch 3 (maps resized to a multiple of it), no qkv bias, 5x5 convs
+    cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[8, 16, 16], neck_hidden_sizes=[8, 8, 8, 16, 16, 24, 32],
+                                       num_attention_heads=4, patch_size=3, output_stride=16, qkv_bias=False,
+                                       conv_kernel_size=5, num_labels=2)
+    return perturb_buffers(getattr(transformers, cls)(cfg))
+
+
+MOBILEVIT = {"mobilevit": (_mobilevit, (64, 64), (96, 72)), "mobilevit_os16": (_mobilevit_os16, (64, 64), (80, 112))}
+
+
+@pytest.mark.parametrize("resolution", [1, 2])
+@pytest.mark.parametrize("head", ["Model", "ForImageClassification"])
+@pytest.mark.parametrize("family", sorted(MOBILEVIT))
+def test_mobilevit(family, head, resolution):
+    builder, size = MOBILEVIT[family][0], MOBILEVIT[family][resolution]
+    x = pixels(2, *size)
+    folder, expected = vision_reference(f"{family}-{head}", lambda: builder("MobileViT" + head), x)
+    if head == "Model":
+        model = km.Backbone.from_preset(folder)
+        assert_close(run(model, x), hf_hidden_to_ours(expected["last_hidden_state"]), what=f"{family} {size}")
+    else:
+        model = km.ImageClassifier.from_preset(folder)
+        assert model.head_from_checkpoint
+        assert_close(run(model, x), expected["logits"], what=f"{family} {size}")
+
+
 # --- .keras and save_to_preset round trips (Transformers reloads the export) --------------------
 ROUND_TRIP = {
     "swinv2": (lambda: _swinv2("Swinv2ForImageClassification"), (32, 32), km.ImageClassifier, "logits"),
     "segformer": (lambda: _segformer("SegformerForSemanticSegmentation"), (32, 32), km.SemanticSegmenter, "logits"),
+    "mobilevit": (lambda: _mobilevit_os16("MobileViTForImageClassification"), (64, 64), km.ImageClassifier, "logits"),
 }
 
 

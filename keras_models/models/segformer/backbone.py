@@ -84,6 +84,7 @@ class MixTransformerBlock(keras.layers.Layer):
 class SegformerBackbone(Backbone):
     base_model_prefix = "segformer"
     hf_architecture = "SegformerModel"
+    hf_ignore = ("*num_batches_tracked",)
     verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, hidden_sizes, depths, num_heads, sr_ratios, patch_sizes, strides, mlp_ratios,
