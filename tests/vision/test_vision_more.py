@@ -163,6 +163,53 @@ def test_mobilevit(family, head, resolution):
         assert_close(run(model, x), expected["logits"], what=f"{family} {size}")
 
 
+# --- ViTMAE encoder ---------------------------------------------------------------------------
+def _vit_mae(cls):
+    import transformers
+
+    cfg = transformers.ViTMAEConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                                    image_size=32, patch_size=8, hidden_act="gelu_new", layer_norm_eps=1e-6,
+                                    mask_ratio=0.0, decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                                    decoder_num_attention_heads=2, decoder_intermediate_size=20)
+    return getattr(transformers, cls)(cfg)
+
+
+def _mae_inputs(resolution):
+    """Pixels and Transformers' extra inputs: mask_ratio is 0 and the noise increases, so
+    Transformers keeps every patch in raster order (our deterministic, unmasked path)."""
+    x = pixels(2, *((32, 32) if resolution == "native" else _other(32)))
+    n = (x.shape[1] // 8) * (x.shape[2] // 8)
+    extra = {"noise": np.tile(np.arange(n, dtype="float32"), (2, 1))}
+    if resolution == "other":
+        extra["interpolate_pos_encoding"] = True
+    return x, extra
+
+
+@pytest.mark.parametrize("resolution", ["native", "other"])
+def test_vit_mae(resolution):
+    x, extra = _mae_inputs(resolution)
+    folder, expected = vision_reference("vit_mae-ViTMAEModel", lambda: _vit_mae("ViTMAEModel"), x, **extra)
+    model = km.Backbone.from_preset(folder)
+    assert type(model).__name__ == "ViTMAEBackbone"
+    assert_close(run(model, x), expected["last_hidden_state"], what=f"vit_mae {resolution}")
+
+
+def test_vit_mae_pretraining_checkpoint():
+    """A ViTMAEForPreTraining checkpoint loads as the encoder; its decoder is reported unused."""
+    import torch
+    import transformers
+
+    x, extra = _mae_inputs("native")
+    folder, _ = vision_reference("vit_mae-ViTMAEForPreTraining", lambda: _vit_mae("ViTMAEForPreTraining"), x, **extra)
+    model = km.Backbone.from_preset(folder)
+    assert any(k.startswith("decoder.") for k in model.load_report.unused)
+    hf = transformers.ViTMAEModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        want = hf(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy()),
+                  noise=torch.from_numpy(extra["noise"])).last_hidden_state.numpy()
+    assert_close(run(model, x), want, what="vit_mae pre-training checkpoint")
+
+
 # --- .keras and save_to_preset round trips (Transformers reloads the export) --------------------
 ROUND_TRIP = {
     "swinv2": (lambda: _swinv2("Swinv2ForImageClassification"), (32, 32), km.ImageClassifier, "logits"),
