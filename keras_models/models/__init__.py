@@ -18,6 +18,7 @@ from keras_models.models.swin import *  # noqa: F401,F403
 from keras_models.models.poolformer import *  # noqa: F401,F403
 from keras_models.models.segformer import *  # noqa: F401,F403
 from keras_models.models.mobilevit import *  # noqa: F401,F403
+from keras_models.models.vitdet import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]

@@ -210,11 +210,47 @@ def test_vit_mae_pretraining_checkpoint():
     assert_close(run(model, x), want, what="vit_mae pre-training checkpoint")
 
 
+# --- ViTDet ----------------------------------------------------------------------------------
+def _vitdet(cls):
+    import transformers
+
+    # windowed + relative positions in block 0 (window 3: the 4x4 map is padded), global with a
+    # conv bottleneck in block 1, positions pre-trained at another size (always resized)
+    cfg = transformers.VitDetConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
+                                    image_size=32, pretrain_image_size=48, patch_size=8, window_block_indices=[0],
+                                    residual_block_indices=[1], use_relative_position_embeddings=True,
+                                    window_size=3, hidden_act="gelu_new", layer_norm_eps=1e-5)
+    return getattr(transformers, cls)(cfg)
+
+
+def _vitdet_plain(cls):
+    import transformers
+
+    cfg = transformers.VitDetConfig(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, image_size=32,
+                                    pretrain_image_size=32, patch_size=4, qkv_bias=False,
+                                    use_relative_position_embeddings=True, window_block_indices=[1], window_size=4)
+    return getattr(transformers, cls)(cfg)
+
+
+VITDET = {"vitdet": _vitdet, "vitdet_plain": _vitdet_plain}
+
+
+@pytest.mark.parametrize("resolution", ["native", "other"])
+@pytest.mark.parametrize("family", sorted(VITDET))
+def test_vitdet(family, resolution):
+    x = pixels(2, *((32, 32) if resolution == "native" else _other(32)))
+    folder, expected = vision_reference(f"{family}-VitDetModel", lambda: VITDET[family]("VitDetModel"), x)
+    model = km.Backbone.from_preset(folder)
+    assert type(model).__name__ == "VitDetBackbone"
+    assert_close(run(model, x), hf_hidden_to_ours(expected["last_hidden_state"]), what=f"{family} {resolution}")
+
+
 # --- .keras and save_to_preset round trips (Transformers reloads the export) --------------------
 ROUND_TRIP = {
     "swinv2": (lambda: _swinv2("Swinv2ForImageClassification"), (32, 32), km.ImageClassifier, "logits"),
     "segformer": (lambda: _segformer("SegformerForSemanticSegmentation"), (32, 32), km.SemanticSegmenter, "logits"),
     "mobilevit": (lambda: _mobilevit_os16("MobileViTForImageClassification"), (64, 64), km.ImageClassifier, "logits"),
+    "vitdet": (lambda: _vitdet("VitDetModel"), (32, 32), km.Backbone, "last_hidden_state"),
 }
 
 
