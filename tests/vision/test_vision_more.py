@@ -125,13 +125,29 @@ def test_semantic_segmenter_new_head():
 
 
 # --- MobileViT --------------------------------------------------------------------------------
+def _lively(model):
+    """Transformers initialises MobileViT's convs and BatchNorm scales with std 0.02, which shrinks
+    every signal until the outputs no longer depend on the input: use fan-in-scaled weights and
+    BatchNorm scales near 1 instead (then perturbed statistics)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.weight[0].numel() ** 0.5)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(1 + 0.2 * torch.randn(m.weight.shape, generator=g))
+    return perturb_buffers(model)
+
+
 def _mobilevit(cls):
     import transformers
 
     cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 40],
                                        num_attention_heads=2, mlp_ratio=1.5, expand_ratio=2.0, layer_norm_eps=1e-6,
                                        hidden_act="gelu", num_labels=3)
-    return perturb_buffers(getattr(transformers, cls)(cfg))
+    return _lively(getattr(transformers, cls)(cfg))
 
 
 def _mobilevit_os16(cls):
@@ -141,7 +157,7 @@ def _mobilevit_os16(cls):
     cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[8, 16, 16], neck_hidden_sizes=[8, 8, 8, 16, 16, 24, 32],
                                        num_attention_heads=4, patch_size=3, output_stride=16, qkv_bias=False,
                                        conv_kernel_size=5, num_labels=2)
-    return perturb_buffers(getattr(transformers, cls)(cfg))
+    return _lively(getattr(transformers, cls)(cfg))
 
 
 MOBILEVIT = {"mobilevit": (_mobilevit, (64, 64), (96, 72)), "mobilevit_os16": (_mobilevit_os16, (64, 64), (80, 112))}
