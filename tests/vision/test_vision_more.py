@@ -144,7 +144,8 @@ def _lively(model):
 def _mobilevit(cls):
     import transformers
 
-    cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[16, 24, 32], neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 40],
+    cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[16, 24, 32],
+                                       neck_hidden_sizes=[8, 8, 16, 16, 24, 24, 40],
                                        num_attention_heads=2, mlp_ratio=1.5, expand_ratio=2.0, layer_norm_eps=1e-6,
                                        hidden_act="gelu", num_labels=3)
     return _lively(getattr(transformers, cls)(cfg))
@@ -154,7 +155,8 @@ def _mobilevit_os16(cls):
     import transformers
 
     # dilated last stage, patch 3 (maps resized to a multiple of it), no qkv bias, 5x5 convs
-    cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[8, 16, 16], neck_hidden_sizes=[8, 8, 8, 16, 16, 24, 32],
+    cfg = transformers.MobileViTConfig(image_size=64, hidden_sizes=[8, 16, 16],
+                                       neck_hidden_sizes=[8, 8, 8, 16, 16, 24, 32],
                                        num_attention_heads=4, patch_size=3, output_stride=16, qkv_bias=False,
                                        conv_kernel_size=5, num_labels=2)
     return _lively(getattr(transformers, cls)(cfg))

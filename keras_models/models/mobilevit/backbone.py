@@ -21,7 +21,6 @@ from keras_models.layers.vision_embeddings import conv_rules, dense_rules, norm_
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
-from keras_models.presets.config import require
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -109,7 +108,8 @@ class MobileViTStage(keras.layers.Layer):
                  conv_kernel_size=3, dilation=1, expand_ratio=4.0, hidden_act="silu", layer_norm_eps=1e-5,
                  qkv_bias=True, dropout=0.0, attention_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
-        self.in_channels, self.out_channels, self.hidden, self.num_blocks = in_channels, out_channels, hidden, num_blocks
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.hidden, self.num_blocks = hidden, num_blocks
         self.num_heads, self.patch_size, self.mlp_ratio = num_heads, patch_size, mlp_ratio
         self.conv_kernel_size, self.dilation, self.expand_ratio = conv_kernel_size, dilation, expand_ratio
         self.hidden_act, self.layer_norm_eps, self.qkv_bias = hidden_act, layer_norm_eps, qkv_bias
@@ -188,7 +188,8 @@ class MobileViTBackbone(Backbone):
                  **kwargs):
         super().__init__(**kwargs)
         self.hidden_sizes, self.neck_hidden_sizes = list(hidden_sizes), list(neck_hidden_sizes)
-        self.num_heads, self.num_channels, self.image_size, self.patch_size = num_heads, num_channels, image_size, patch_size
+        self.num_heads, self.num_channels = num_heads, num_channels
+        self.image_size, self.patch_size = image_size, patch_size
         self.mlp_ratio, self.expand_ratio, self.hidden_act = mlp_ratio, expand_ratio, hidden_act
         self.conv_kernel_size, self.output_stride, self.layer_norm_eps = conv_kernel_size, output_stride, layer_norm_eps
         self.qkv_bias, self.dropout_rate, self.attention_dropout = qkv_bias, dropout, attention_dropout

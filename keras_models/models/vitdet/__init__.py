@@ -162,7 +162,8 @@ class VitDetBackbone(Backbone):
         self.mlp_ratio, self.hidden_act, self.layer_norm_eps = mlp_ratio, hidden_act, layer_norm_eps
         self.image_size, self.pretrain_image_size = _pair(image_size), _pair(pretrain_image_size)
         self.patch_size, self.num_channels, self.qkv_bias = _pair(patch_size), num_channels, qkv_bias
-        self.window_block_indices, self.residual_block_indices = list(window_block_indices), list(residual_block_indices)
+        self.window_block_indices = list(window_block_indices)
+        self.residual_block_indices = list(residual_block_indices)
         self.absolute_positions, self.relative_positions = absolute_positions, relative_positions
         self.window_size, self.dropout_rate, self.initializer_range = window_size, dropout, initializer_range
         common = dict(dtype=self.dtype_policy)
