@@ -21,6 +21,7 @@ _LAZY = {
     "CausalLM": "keras_models.tasks.causal_lm",
     "Seq2SeqLM": "keras_models.tasks.seq2seq_lm",
     "ImageClassifier": "keras_models.tasks.image_classifier",
+    "SemanticSegmenter": "keras_models.tasks.semantic_segmenter",
     "pipeline": "keras_models.pipelines",
     "list_presets": "keras_models.presets.named",
 }

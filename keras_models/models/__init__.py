@@ -21,6 +21,9 @@ from keras_models.models.bit import *  # noqa: F401,F403
 from keras_models.models.mobilenet_v1 import *  # noqa: F401,F403
 from keras_models.models.mobilenet_v2 import *  # noqa: F401,F403
 from keras_models.models.efficientnet import *  # noqa: F401,F403
+from keras_models.models.segformer import *  # noqa: F401,F403
+from keras_models.models.mobilevit import *  # noqa: F401,F403
+from keras_models.models.vitdet import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]

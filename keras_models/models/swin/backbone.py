@@ -40,14 +40,20 @@ class SwinBackbone(Backbone):
         self.stages, self.merges = [], []
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
             dim = embed_dim * 2**i
-            self.stages.append([
-                SwinBlock(dim, heads, window_size, 0 if j % 2 == 0 else window_size // 2, mlp_ratio=mlp_ratio,
-                          hidden_act=hidden_act, layer_norm_eps=layer_norm_eps, qkv_bias=qkv_bias, dropout=dropout,
-                          attention_dropout=attention_dropout, name=f"stage_{i}_block_{j}", **common)
-                for j in range(depth)])
-            self.merges.append(PatchMerging(dim, name=f"merge_{i}", **common) if i < len(depths) - 1 else None)
+            self.stages.append([self.make_block(i, j, dim, heads, **common) for j in range(depth)])
+            self.merges.append(self.make_merge(dim, name=f"merge_{i}", **common) if i < len(depths) - 1 else None)
         self.num_features = embed_dim * 2 ** (len(depths) - 1)
         self.final_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_norm", **common)
+
+    def make_block(self, stage, index, dim, heads, **common):
+        ws = self.window_size
+        return SwinBlock(dim, heads, ws, 0 if index % 2 == 0 else ws // 2, mlp_ratio=self.mlp_ratio,
+                         hidden_act=self.hidden_act, layer_norm_eps=self.layer_norm_eps, qkv_bias=self.qkv_bias,
+                         dropout=self.dropout_rate, attention_dropout=self.attention_dropout,
+                         name=f"stage_{stage}_block_{index}", **common)
+
+    def make_merge(self, dim, **kwargs):
+        return PatchMerging(dim, **kwargs)
 
     def build(self, input_shape=None):
         self.grid = (self.image_size // self.patch_size,) * 2
@@ -119,18 +125,22 @@ class SwinBackbone(Backbone):
             r.append(Rule("embeddings.position_embeddings", self.position_embedding))
         for i, (blocks, merge) in enumerate(zip(self.stages, self.merges)):
             for j, b in enumerate(blocks):
-                p = f"encoder.layers.{i}.blocks.{j}."
-                a = b.attention
-                for name, dense in (("attention.self.query", a.query), ("attention.self.key", a.key),
-                                    ("attention.self.value", a.value), ("attention.output.dense", a.output_dense),
-                                    ("intermediate.dense", b.fc1), ("output.dense", b.fc2)):
-                    r += dense_rules(p + name, dense)
-                r += norm_rules(p + "layernorm_before", b.norm1) + norm_rules(p + "layernorm_after", b.norm2)
-                r.append(Rule(p + "attention.self.relative_position_bias_table", b.table))
+                r += self.block_rules(f"encoder.layers.{i}.blocks.{j}.", b)
             if merge is not None:
                 q = f"encoder.layers.{i}.downsample."
                 r += norm_rules(q + "norm", merge.norm) + dense_rules(q + "reduction", merge.reduction)
         return r + norm_rules("layernorm", self.final_norm)
+
+    def block_rules(self, p, b):
+        a = b.attention
+        r = []
+        for name, dense in (("attention.self.query", a.query), ("attention.self.key", a.key),
+                            ("attention.self.value", a.value), ("attention.output.dense", a.output_dense),
+                            ("intermediate.dense", b.fc1), ("output.dense", b.fc2)):
+            r += dense_rules(p + name, dense)
+        r += norm_rules(p + "layernorm_before", b.norm1) + norm_rules(p + "layernorm_after", b.norm2)
+        r.append(Rule(p + "attention.self.relative_position_bias_table", b.table))
+        return r
 
     def get_config(self):
         c = super().get_config()

@@ -1,4 +1,5 @@
 from keras_models.models.vit.backbone import ViTBackbone
+from keras_models.models.vit.mae import ViTMAEBackbone
 from keras_models.models.vit.tasks import (
     DeiTImageClassifier,
     Dinov2ImageClassifier,
@@ -7,6 +8,6 @@ from keras_models.models.vit.tasks import (
 )
 from keras_models.models.vit.variants import DeiTBackbone, Dinov2Backbone, Dinov2WithRegistersBackbone
 
-__all__ = ["ViTBackbone", "DeiTBackbone", "Dinov2Backbone", "Dinov2WithRegistersBackbone",
+__all__ = ["ViTBackbone", "ViTMAEBackbone", "DeiTBackbone", "Dinov2Backbone", "Dinov2WithRegistersBackbone",
            "ViTImageClassifier", "DeiTImageClassifier", "Dinov2ImageClassifier",
            "Dinov2WithRegistersImageClassifier"]
