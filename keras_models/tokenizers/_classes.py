@@ -55,6 +55,17 @@ CLASSES: dict[str, dict] = {
         "inputs": _NO_TYPES,
         "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     },
+    # python-only in Transformers: UTF-8 bytes (id = byte + 3), no vocabulary file. Its tokens are the
+    # bytes as Latin-1 characters; decoding drops invalid UTF-8 (bytes.decode(errors="ignore"))
+    "ByT5Tokenizer": {
+        "family": "byt5",
+        "inputs": _NO_TYPES,
+        "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+        "empty_pair_is_pair": True,
+        "fixed_vocab_size": 256,
+        "latin1_byte_tokens": True,
+        "decode_errors": "ignore",
+    },
     "AlbertTokenizer": {
         "family": "albert",
         "inputs": _NO_TYPES,

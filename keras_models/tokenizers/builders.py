@@ -156,6 +156,11 @@ def set_post_processor(tok, config: dict):
             trim_offsets=bool(config.get("trim_offsets", True)),
             add_prefix_space=bool(config.get("add_prefix_space", False)),
         )
+    elif family == "byt5":
+        eos = tok.eos_token
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:0 {eos}:0", special_tokens=[(eos, tok.eos_token_id)]
+        )
     elif family == "t5":
         backend.post_processor = processors.TemplateProcessing(
             single=["$A", "</s>"],
@@ -340,3 +345,74 @@ def fastbpe_backend(vocab_path: Path, codes_path: Path, config: dict, info: dict
         ]
     )
     return backend
+
+
+# ----------------------------------------------------------------------------- ByT5 (UTF-8 bytes)
+def byte_level_chars() -> dict[int, str]:
+    """GPT-2's byte -> printable character table, as the ByteLevel pre-tokenizer maps bytes."""
+    from tokenizers import pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=ord)
+    printable = [b for b in range(256) if (33 <= b <= 126) or (161 <= b <= 172) or (174 <= b <= 255)]
+    table = {b: chr(b) for b in printable}
+    extra = iter(c for c in alphabet if ord(c) >= 256)
+    for b in range(256):
+        if b not in table:
+            table[b] = next(extra)
+    return table
+
+
+def byt5_backend(config: dict, info: dict) -> RustTokenizer:
+    """ByT5: each UTF-8 byte of the text is one token, id ``byte + 3`` after ``<pad>`` 0, ``</s>`` 1 and
+    ``<unk>`` 2; no vocabulary file. Rust does it all: ByteLevel maps bytes to characters, a split makes
+    one piece per character, a word-level model looks each up. ``extra_ids`` sentinels are added later
+    as extra special tokens (see :func:`byt5_config`)."""
+    from tokenizers import AddedToken, Regex, decoders, pre_tokenizers
+    from tokenizers.models import WordLevel
+
+    names = [token_content(config.get(key) or info["specials"][key]) for key in ("pad_token", "eos_token", "unk_token")]
+    if len(set(names)) != 3:
+        raise TokenizerFileError(f"ByT5 pad / eos / unk tokens must differ, got {names} from tokenizer_config.json")
+    vocab = {name: i for i, name in enumerate(names)}
+    vocab.update({char: b + 3 for b, char in byte_level_chars().items()})
+    backend = RustTokenizer(WordLevel(vocab=vocab, unk_token=names[2]))
+    backend.normalizer = None
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            pre_tokenizers.Split(Regex("(?m)."), behavior="isolated"),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    # Transformers' class makes its three tokens strip the spaces around them (unless the config gives
+    # AddedToken objects of its own)
+    specials = []
+    for key, name in zip(("pad_token", "eos_token", "unk_token"), names):
+        value = config.get(key)
+        if isinstance(value, dict):
+            from keras_models.tokenizers._special import to_added_token
+
+            specials.append(to_added_token(value))
+        else:
+            specials.append(AddedToken(name, lstrip=True, rstrip=True, special=True, normalized=False))
+    backend.add_special_tokens(specials)
+    return backend
+
+
+def byt5_config(config: dict, path: Path):
+    """The sentinel tokens Transformers' ByT5Tokenizer adds: ``extra_ids`` (default 125) of them,
+    ``<extra_id_0>`` first, unless ``additional_special_tokens`` lists them."""
+    extra_ids = config.get("extra_ids", 125)
+    if isinstance(extra_ids, bool) or not isinstance(extra_ids, int) or extra_ids < 0:
+        raise TokenizerFileError(f"tokenizer config {path}: 'extra_ids' must be a non-negative integer, got {extra_ids!r}")
+    listed = config.get("extra_special_tokens")
+    if extra_ids > 0 and not listed:
+        config["extra_special_tokens"] = [f"<extra_id_{i}>" for i in range(extra_ids)]
+    elif extra_ids > 0:
+        sentinels = {token_content(t) for t in listed if "extra_id" in str(token_content(t))}
+        if len(sentinels) != extra_ids:
+            raise TokenizerFileError(
+                f"tokenizer config {path}: extra_ids={extra_ids} but additional_special_tokens lists "
+                f"{len(sentinels)} <extra_id_N> tokens (Transformers' ByT5Tokenizer refuses this too)"
+            )
+    config["extra_ids"] = 0  # the sentinels are now listed, as Transformers saves them

@@ -199,6 +199,13 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
     """Return the Rust tokenizer for the folder and the name of the file it came from."""
     info = _classes.class_info(class_name)
     family = info.get("family")
+    if family == "byt5":  # python-only in Transformers, and no vocabulary file: bytes are the vocabulary
+        from keras_models.tokenizers.builders import byt5_backend, byt5_config
+
+        byt5_config(config, folder / "tokenizer_config.json")
+        backend = byt5_backend(config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "tokenizer_config.json"
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
         return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
     tokenizer_json = folder / "tokenizer.json"
@@ -267,6 +274,8 @@ def load_tokenizer(preset, cls=None, **overrides):
     tok.source_format = source
     if source == "bpe.codes":
         tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
+    elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
+        tok.source_files = {}
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 
     family = _classes.class_info(class_name).get("family")

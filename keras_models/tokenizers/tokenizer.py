@@ -105,6 +105,15 @@ class Tokenizer(SpecialTokensMixin):
         backend.no_truncation()
         self._state = (None, None)
         self._init_special_tokens(config, info)
+        # classes whose tokens are bytes written as Latin-1 characters (ByT5), over a ByteLevel pipeline
+        self._byte_tokens = None
+        if info.get("latin1_byte_tokens"):
+            from keras_models.tokenizers.builders import byte_level_chars
+
+            table = byte_level_chars()
+            self._byte_tokens = ({c: chr(b) for b, c in table.items()}, {chr(b): c for b, c in table.items()})
+        self._fixed_vocab_size = info.get("fixed_vocab_size")
+        self._decode_errors = info.get("decode_errors")
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -132,13 +141,26 @@ class Tokenizer(SpecialTokensMixin):
     @property
     def vocab_size(self) -> int:
         """Size of the base vocabulary, without added tokens (Transformers' ``vocab_size``)."""
+        if self._fixed_vocab_size is not None:
+            return self._fixed_vocab_size
         return self._backend.get_vocab_size(with_added_tokens=False)
 
     def __len__(self) -> int:
         return self._backend.get_vocab_size(with_added_tokens=True)
 
     def get_vocab(self) -> dict[str, int]:
-        return self._backend.get_vocab(with_added_tokens=True)
+        vocab = self._backend.get_vocab(with_added_tokens=True)
+        if self._byte_tokens is not None:
+            to_latin1 = self._byte_tokens[0]
+            added = self.get_added_vocab()
+            vocab = {(t if t in added else to_latin1.get(t, t)): i for t, i in vocab.items()}
+        return vocab
+
+    def _to_user_tokens(self, tokens: list[str]) -> list[str]:
+        if self._byte_tokens is None:
+            return tokens
+        to_latin1 = self._byte_tokens[0]
+        return [to_latin1.get(t, t) if len(t) == 1 else t for t in tokens]
 
     def get_added_vocab(self) -> dict[str, int]:
         decoder = self._backend.get_added_tokens_decoder()
@@ -148,6 +170,8 @@ class Tokenizer(SpecialTokensMixin):
         if tokens is None:
             return None
         if isinstance(tokens, str):
+            if self._byte_tokens is not None and len(tokens) == 1:
+                tokens = self._byte_tokens[1].get(tokens, tokens)
             index = self._backend.token_to_id(tokens)
             return self.unk_token_id if index is None else index
         return [self.convert_tokens_to_ids(t) for t in tokens]
@@ -155,11 +179,15 @@ class Tokenizer(SpecialTokensMixin):
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
         ids = _to_id_list(ids)
         if isinstance(ids, int):
-            return self._backend.id_to_token(ids)
+            return self._to_user_tokens([self._backend.id_to_token(ids)])[0]
         skip = set(self.all_special_ids) if skip_special_tokens else ()
-        return [self._backend.id_to_token(i) for i in ids if i not in skip]
+        return self._to_user_tokens([self._backend.id_to_token(i) for i in ids if i not in skip])
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        if self._byte_tokens is not None:
+            added = self.get_added_vocab()
+            data = b"".join(t.encode() if (t in added or len(t) != 1) else bytes([ord(t) % 256]) for t in tokens)
+            return data.decode("utf-8", errors=self._decode_errors or "replace")
         decoder = self._backend.decoder
         return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
 
@@ -405,9 +433,10 @@ class Tokenizer(SpecialTokensMixin):
         return out["input_ids"]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
-        return self._encode_batch([text], [pair] if pair is not None else None, add_special_tokens=add_special_tokens)[
-            0
-        ].tokens
+        encoding = self._encode_batch([text], [pair] if pair is not None else None, add_special_tokens=add_special_tokens)[0]
+        if self._byte_tokens is not None:  # by id: a matched added token's text holds the spaces it strips
+            return self.convert_ids_to_tokens(encoding.ids)
+        return encoding.tokens
 
     def pad(self, encoded_inputs, padding=True, max_length=None, pad_to_multiple_of=None, padding_side=None,
             return_attention_mask=None, return_tensors="np"):
@@ -418,8 +447,15 @@ class Tokenizer(SpecialTokensMixin):
                    return_attention_mask, return_tensors)
 
     # ------------------------------------------------------------------ decoding
+    def _exact_decode(self, ids, skip_special_tokens, text):
+        """Rust's byte-level decoder writes U+FFFD for invalid UTF-8; a class that drops it instead
+        (``decode_errors="ignore"``, ByT5) is decoded again here, only when the text holds one."""
+        if self._decode_errors is None or "\ufffd" not in text:
+            return text
+        return self.convert_tokens_to_string(self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens))
+
     def _decode_one(self, ids, skip_special_tokens, clean_up_tokenization_spaces):
-        text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        text = self._exact_decode(ids, skip_special_tokens, self._backend.decode(ids, skip_special_tokens=skip_special_tokens))
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         # The cleanup is meant for WordPiece output; Transformers skips it for BPE models.
@@ -439,7 +475,8 @@ class Tokenizer(SpecialTokensMixin):
     def batch_decode(self, sequences, skip_special_tokens: bool = False, clean_up_tokenization_spaces=None):
         seqs = _to_id_list(sequences)
         if clean_up_tokenization_spaces is None and not self.clean_up_tokenization_spaces:
-            return self._backend.decode_batch(seqs, skip_special_tokens=skip_special_tokens)
+            texts = self._backend.decode_batch(seqs, skip_special_tokens=skip_special_tokens)
+            return [self._exact_decode(s, skip_special_tokens, t) for s, t in zip(seqs, texts)]
         return [self._decode_one(s, skip_special_tokens, clean_up_tokenization_spaces) for s in seqs]
 
     # ------------------------------------------------------------------ chat templates

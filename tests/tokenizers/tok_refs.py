@@ -506,3 +506,62 @@ def _mluke_spm(out: Path):
 
 
 CHECKPOINT_ONLY_BUILDERS["mluke_spm"] = _mluke_spm
+
+
+# ----------------------------------------------------------------------------- encoder-decoder checkpoints
+def _byt5_hub_style(out: Path):
+    """ByT5's files as hub repositories hold them: no vocabulary, only the special tokens and the 125
+    sentinels listed (tokenizer_config.json + special_tokens_map.json), config.json naming t5."""
+    extra = [f"<extra_id_{i}>" for i in range(125)]
+    specials = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    _write_json(
+        out / "tokenizer_config.json",
+        {"tokenizer_class": "ByT5Tokenizer", "extra_ids": 125, "additional_special_tokens": extra, **specials},
+    )
+    _write_json(out / "special_tokens_map.json", {**specials, "additional_special_tokens": extra})
+    _write_json(out / "config.json", {"model_type": "t5"})
+
+
+def _byt5_saved(out: Path):
+    """What Transformers 5 writes for ByT5Tokenizer(extra_ids=5): added_tokens_decoder, extra_ids 0."""
+    from transformers import ByT5Tokenizer
+
+    ByT5Tokenizer(extra_ids=5, model_max_length=64).save_pretrained(str(out))
+
+
+S2S_BUILDERS = {"byt5_hub": _byt5_hub_style, "byt5_saved": _byt5_saved}
+
+
+def s2s_ref_dir(name: str) -> Path:
+    """The cached folder ``name`` of S2S_BUILDERS (tests/tokenizers/test_checkpoint_only_s2s.py)."""
+    final = cache_root() / name
+    if (final / ".complete").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
+    try:
+        S2S_BUILDERS[name](tmp)
+        (tmp / ".complete").write_text("ok")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / ".complete").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+@functools.lru_cache(maxsize=None)
+def s2s_hf_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(s2s_ref_dir(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def s2s_our_tokenizer(name: str):
+    from keras_models.tokenizers import Tokenizer
+
+    return Tokenizer.from_preset(str(s2s_ref_dir(name)))
