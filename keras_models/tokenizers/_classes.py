@@ -66,6 +66,14 @@ CLASSES: dict[str, dict] = {
         "latin1_byte_tokens": True,
         "decode_errors": "ignore",
     },
+    # python-only in Transformers: XLM-R's SentencePiece pieces renumbered by a fairseq dict.txt
+    "BartphoTokenizer": {
+        "family": "bartpho",
+        "inputs": _NO_TYPES,
+        "specials": _ROBERTA_SPECIALS,
+        "empty_pair_is_pair": True,
+        "tokenize_gives_pieces": True,
+    },
     "AlbertTokenizer": {
         "family": "albert",
         "inputs": _NO_TYPES,

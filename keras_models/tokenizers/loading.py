@@ -20,6 +20,7 @@ from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import to_added_token
 from keras_models.tokenizers.pipelines import CLASS_POST_PROCESSOR, apply_family_pipeline, precompiled_charsmap
 
+BARTPHO_FILES = ("sentencepiece.bpe.model", "dict.txt")
 SPM_FILE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
 
@@ -206,6 +207,17 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = byt5_backend(config, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "tokenizer_config.json"
+    if family == "bartpho":  # python-only in Transformers: these two files, not tokenizer.json
+        from keras_models.tokenizers.builders import bartpho_backend
+
+        for name in BARTPHO_FILES:
+            if not (folder / name).is_file():
+                raise TokenizerFileError(
+                    f"{folder} has no {name}: tokenizer class {class_name} reads {' + '.join(BARTPHO_FILES)}"
+                )
+        backend = bartpho_backend(folder / BARTPHO_FILES[0], folder / BARTPHO_FILES[1], config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "dict.txt"
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
         return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
     tokenizer_json = folder / "tokenizer.json"
@@ -274,6 +286,8 @@ def load_tokenizer(preset, cls=None, **overrides):
     tok.source_format = source
     if source == "bpe.codes":
         tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
+    elif source == "dict.txt":
+        tok.source_files = {name: folder / name for name in BARTPHO_FILES}
     elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
         tok.source_files = {}
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor

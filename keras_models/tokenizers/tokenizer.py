@@ -436,7 +436,29 @@ class Tokenizer(SpecialTokensMixin):
         encoding = self._encode_batch([text], [pair] if pair is not None else None, add_special_tokens=add_special_tokens)[0]
         if self._byte_tokens is not None:  # by id: a matched added token's text holds the spaces it strips
             return self.convert_ids_to_tokens(encoding.ids)
+        if pair is None and not add_special_tokens and _classes.class_info(self.class_name).get("tokenize_gives_pieces"):
+            return self._pieces(text, encoding)
         return encoding.tokens
+
+    def _pieces(self, text: str, encoding) -> list[str]:
+        """The pieces themselves, an unknown one included (Transformers' SentencePiece classes give them,
+        the ids being another vocabulary's): the text between added tokens goes through the normalizer and
+        pre-tokenizer again, which is where the pieces come from."""
+        added = set(self.get_added_vocab().values())
+        backend, out, start = self._backend, [], 0
+
+        def pieces(segment):
+            if backend.normalizer is not None:
+                segment = backend.normalizer.normalize_str(segment)
+            return [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(segment)]
+
+        for index, (begin, end) in zip(encoding.ids, encoding.offsets):
+            # an added token matched in the text (not the unknown id the model gives an unknown piece)
+            if index in added and backend.id_to_token(index) in text[begin:end]:
+                out += pieces(text[start:begin])
+                out.append(backend.id_to_token(index))
+                start = end
+        return out + pieces(text[start:])
 
     def pad(self, encoded_inputs, padding=True, max_length=None, pad_to_multiple_of=None, padding_side=None,
             return_attention_mask=None, return_tensors="np"):

@@ -565,3 +565,30 @@ def s2s_our_tokenizer(name: str):
     from keras_models.tokenizers import Tokenizer
 
     return Tokenizer.from_preset(str(s2s_ref_dir(name)))
+
+
+def _bartpho(config=None):
+    """BARTpho's files: a unigram sentencepiece.bpe.model (XLM-R's in real repositories) and dict.txt, a
+    fairseq "piece count" list of the pieces kept (rarer pieces, hence some words, are unknown)."""
+
+    def build(out: Path):
+        from collections import Counter
+
+        import sentencepiece as spm
+
+        model = ref_dir("xlmr_spm") / "sentencepiece.bpe.model"
+        shutil.copy(model, out / "sentencepiece.bpe.model")
+        sp = spm.SentencePieceProcessor(model_file=str(model))
+        counts = Counter(p for text in TRAINING_TEXT for p in sp.encode(text, out_type=str))
+        kept = [(p, c) for p, c in counts.most_common() if c >= 3]
+        (out / "dict.txt").write_text("".join(f"{p} {c}\n" for p, c in kept), encoding="utf-8")
+        _write_json(out / "tokenizer_config.json", {"tokenizer_class": "BartphoTokenizer", **(config or {})})
+        _write_json(out / "config.json", {"model_type": "mbart"})
+
+    return build
+
+
+S2S_BUILDERS["bartpho"] = _bartpho()
+S2S_BUILDERS["bartpho_flags"] = _bartpho(
+    {"model_max_length": 64, "padding_side": "left", "clean_up_tokenization_spaces": True}
+)
