@@ -65,6 +65,7 @@ CLASSES: dict[str, dict] = {
         "fixed_vocab_size": 256,
         "latin1_byte_tokens": True,
         "decode_errors": "ignore",
+        "eos_not_repeated": True,
     },
     # python-only in Transformers: XLM-R's SentencePiece pieces renumbered by a fairseq dict.txt
     "BartphoTokenizer": {

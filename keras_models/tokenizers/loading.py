@@ -6,6 +6,8 @@ Formats, in the order they are looked for:
   * WordPiece ``vocab.txt`` (old BERT repositories);
   * byte-level BPE ``vocab.json`` + ``merges.txt`` (GPT-2 / RoBERTa style);
   * a SentencePiece ``.model`` (unigram or BPE), converted by :mod:`spm_convert`.
+Python-only Transformers classes read their own files first: fastBPE ``vocab.txt`` + ``bpe.codes``
+(BERTweet, PhoBERT), ``sentencepiece.bpe.model`` + ``dict.txt`` (BARTpho), and none at all (ByT5).
 """
 
 from __future__ import annotations

@@ -369,6 +369,10 @@ class Tokenizer(SpecialTokensMixin):
         for t in texts + (pairs or []):
             if not isinstance(t, (str, list, tuple)):
                 raise TypeError(f"text inputs must be str, got {type(t).__name__}")
+        if add_special_tokens and not is_split_into_words and not self.split_special_tokens:
+            if _classes.class_info(self.class_name).get("eos_not_repeated"):
+                texts = [self._drop_final_eos(t) for t in texts]
+                pairs = None if pairs is None else [self._drop_final_eos(t) for t in pairs]
         encodings = self._encode_batch(
             texts,
             pairs,
@@ -426,6 +430,20 @@ class Tokenizer(SpecialTokensMixin):
         if key == "offset_mapping":
             return np.asarray(rows, dtype=np.int32).reshape(len(rows), -1, 2)
         return np.asarray(rows, dtype=np.int32).reshape(len(rows), -1)
+
+    def _drop_final_eos(self, text: str) -> str:
+        """A class that appends eos only when the sequence does not already end with it (ByT5): a text
+        ending with the eos token (and the spaces it strips) encodes as the text without it, plus eos."""
+        eos = self.eos_token
+        if not eos or not text.rstrip().endswith(eos):
+            return text
+        import re
+
+        token = self._backend.get_added_tokens_decoder().get(self.eos_token_id)
+        lstrip, rstrip = (token.lstrip, token.rstrip) if token is not None else (False, False)
+        pattern = ("\\s*" if lstrip else "") + re.escape(eos) + ("\\s*" if rstrip else "") + "\\Z"
+        match = re.search(pattern, text)
+        return text if match is None else text[: match.start()]
 
     def encode(self, text, text_pair=None, add_special_tokens: bool = True, **kwargs) -> list[int]:
         """Ids of one text (or pair), as a Python list, like Transformers' ``encode``."""

@@ -217,3 +217,25 @@ def test_bartpho_missing_or_corrupt_files(tmp_path):
     (folder / "dict.txt").unlink()
     with pytest.raises(TokenizerFileError, match=r"no dict\.txt"):
         Tokenizer.from_preset(folder)
+
+
+@pytest.mark.filterwarnings("ignore:This sequence already has")
+def test_byt5_eos_not_repeated_after_a_final_eos():
+    """Transformers' ByT5Tokenizer appends eos only when the sequence does not end with it already.
+    Corners left as they are: Transformers truncates the text's own eos as content, so when truncation
+    (left-side, or cutting right after an eos inside the text as in "a</s></s>") leaves the row ending
+    with eos it adds none and the row is one shorter; its special_tokens_mask is then one longer than the
+    ids. We drop the text's final eos before encoding and always append one."""
+    hf, ours = s2s_hf_tokenizer("byt5_hub"), s2s_our_tokenizer("byt5_hub")
+    texts = ["x </s>", "x </s>  ", "</s>", "a</s></s>", "x</s> \n", "ab</s>", "abc </s>", "no eos"]
+    for text in texts:
+        _assert_same(ours(text, return_tensors=None), hf(text), text)
+        _assert_same(ours(text, "y</s>", return_tensors=None), hf(text, "y</s>"), text)
+    for kw in (
+        dict(truncation=True, max_length=3),
+        dict(truncation=True, max_length=4),
+        dict(padding="max_length", max_length=8),
+    ):
+        cut = [t for t in texts if t != "a</s></s>"]
+        assert ours(cut, return_tensors=None, **kw)["input_ids"] == hf(cut, **kw)["input_ids"], kw
+    assert ours("x </s>", add_special_tokens=False, return_tensors=None)["input_ids"] == [123, 1]
