@@ -66,6 +66,7 @@ CLASSES: dict[str, dict] = {
         "latin1_byte_tokens": True,
         "decode_errors": "ignore",
         "eos_not_repeated": True,
+        "clean_up_any_model": True,
     },
     # python-only in Transformers: XLM-R's SentencePiece pieces renumbered by a fairseq dict.txt
     "BartphoTokenizer": {

@@ -114,6 +114,7 @@ class Tokenizer(SpecialTokensMixin):
             self._byte_tokens = ({c: chr(b) for b, c in table.items()}, {chr(b): c for b, c in table.items()})
         self._fixed_vocab_size = info.get("fixed_vocab_size")
         self._decode_errors = info.get("decode_errors")
+        self._clean_up_any_model = bool(info.get("clean_up_any_model"))  # python-only classes over BPE
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -499,7 +500,9 @@ class Tokenizer(SpecialTokensMixin):
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         # The cleanup is meant for WordPiece output; Transformers skips it for BPE models.
-        if clean_up_tokenization_spaces and type(self._backend.model).__name__ != "BPE":
+        if clean_up_tokenization_spaces and (
+            type(self._backend.model).__name__ != "BPE" or self._clean_up_any_model
+        ):
             text = _clean_up_tokenization(text)
         return text
 

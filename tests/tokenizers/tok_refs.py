@@ -592,3 +592,16 @@ S2S_BUILDERS["bartpho"] = _bartpho()
 S2S_BUILDERS["bartpho_flags"] = _bartpho(
     {"model_max_length": 64, "padding_side": "left", "clean_up_tokenization_spaces": True}
 )
+
+
+def _byt5_cleanup(out: Path):
+    """ByT5 hub files with decode clean-up on and left padding."""
+    src = s2s_ref_dir("byt5_hub")
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        shutil.copy(src / name, out / name)
+    config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(clean_up_tokenization_spaces=True, padding_side="left", model_max_length=128)
+    _write_json(out / "tokenizer_config.json", config)
+
+
+S2S_BUILDERS["byt5_cleanup"] = _byt5_cleanup
