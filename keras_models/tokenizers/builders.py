@@ -478,8 +478,11 @@ class SentencePieceSplitter:
         word = str(normalized)
         if not word:
             return []
+        lengths = self.lengths(word)
+        if len(lengths) == 1:  # a whole-word piece (most words with a real vocabulary): no slicing
+            return [normalized]
         out, start = [], 0
-        for length in self.lengths(word):
+        for length in lengths:
             out.append(normalized[start : start + length])
             start += length
         return out
