@@ -50,7 +50,7 @@ def rows():
         tasks = ", ".join(sorted(getattr(cls, "tasks", {}))) or "Backbone only"
         backends = ", ".join(getattr(cls, "verified_backends", ())) or "not declared"
         out.append((_name(cls), ", ".join(f"`{t}`" for t in sorted(types)), "Backbone, " + tasks, backends))
-        for family in getattr(cls, "checkpoint_families", ()):
+        for family in vars(cls).get("checkpoint_families", ()):  # declared here, not inherited
             out.append((f"{family} (checkpoint-only, {_name(cls)} architecture)",
                         ", ".join(f"`{t}`" for t in sorted(types)), "as " + _name(cls), backends))
     return sorted(out, key=lambda r: r[0].lower())

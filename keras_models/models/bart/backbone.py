@@ -65,6 +65,7 @@ class SinusoidalPositions(keras.initializers.Initializer):
 @register_backbone(*FAMILIES)
 class BartBackbone(EncoderDecoderBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
+    checkpoint_families = ("BARTpho", "NLLB")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = "model"
     hf_architecture = "BartModel"
     # HF names of an encoder / decoder layer's sub-layers (LED, NLLB-MoE differ)

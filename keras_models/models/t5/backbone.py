@@ -23,6 +23,7 @@ T5_FIELDS = ("relative_attention_num_buckets", "relative_attention_max_distance"
 @register_backbone("t5", "mt5", "umt5")
 class T5Backbone(EncoderDecoderBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
+    checkpoint_families = ("FLAN-T5", "UL2", "FLAN-UL2", "ByT5", "MADLAD-400")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = ""
     hf_architecture = "T5Model"
     hf_ignore = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
