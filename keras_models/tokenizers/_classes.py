@@ -101,6 +101,12 @@ CLASSES: dict[str, dict] = {
             "mask_token": "<mask>",
         },
     },
+    # translation checkpoints (python-only classes in Transformers, see translation.py)
+    "MarianTokenizer": {
+        "family": "marian",
+        "inputs": _NO_TYPES,
+        "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -139,6 +145,7 @@ MODEL_TYPE_TO_CLASS = {
     "phi3": "TokenizersBackend",
     "mixtral": "TokenizersBackend",
     "stablelm": "TokenizersBackend",
+    "marian": "MarianTokenizer",
 }
 
 SPECIAL_TOKEN_KEYS = (

@@ -201,6 +201,12 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
     family = info.get("family")
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
         return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
+    if family == "marian":  # python-only in Transformers: source.spm / target.spm over vocab.json
+        from keras_models.tokenizers.translation import marian_backends
+
+        backend, config["_target_backend"] = marian_backends(folder, config, class_name, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "source.spm"
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.is_file():
         backend, data = _load_tokenizer_json(tokenizer_json)
@@ -262,11 +268,17 @@ def load_tokenizer(preset, cls=None, **overrides):
     config.setdefault("name_or_path", str(folder))
     config.pop("_legacy_added_tokens", None)
     python_pre_tokenizer = config.pop("_python_pre_tokenizer", None)
+    target_backend = config.pop("_target_backend", None)
     tok = cls(backend, config, class_name=class_name)
     tok.python_pre_tokenizer = python_pre_tokenizer
     tok.source_format = source
     if source == "bpe.codes":
         tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
+    if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)
+        from keras_models.tokenizers.translation import attach_target
+
+        attach_target(tok, target_backend, config, folder)
+        return tok
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 
     family = _classes.class_info(class_name).get("family")

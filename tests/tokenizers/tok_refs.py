@@ -506,3 +506,34 @@ def _mluke_spm(out: Path):
 
 
 CHECKPOINT_ONLY_BUILDERS["mluke_spm"] = _mluke_spm
+
+
+# ----------------------------------------------------------------------------- translation checkpoints
+def _marian(out: Path):
+    """Marian's files: source.spm + target.spm (unigram, trained on different texts and sizes) and a
+    shared vocab.json numbering the union of their pieces in its own order (not the .spm ids), with a
+    language code, as opus-mt checkpoints ship them."""
+    import random
+
+    import sentencepiece as spm
+
+    _train_spm(out / "source.spm", vocab_size=260, model_type="unigram", character_coverage=0.995)
+    _train_spm(out / "target.spm", vocab_size=180, model_type="unigram", character_coverage=0.995,
+               max_sentencepiece_length=3)
+    pieces = []
+    for name in ("source.spm", "target.spm"):
+        proc = spm.SentencePieceProcessor(model_file=str(out / name))
+        pieces += [proc.id_to_piece(i) for i in range(proc.get_piece_size())]
+    normal = sorted({p for p in pieces if p not in ("<unk>", "<s>", "</s>", "<pad>")})
+    random.Random(0).shuffle(normal)
+    vocab = {"</s>": 0, "<unk>": 1, ">>fr<<": 2}
+    for p in normal:
+        vocab[p] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    _write_json(out / "vocab.json", vocab)
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "MarianTokenizer", "source_lang": "en",
+                                                "target_lang": "fr", "model_max_length": 512})
+    _write_json(out / "config.json", {"model_type": "marian"})
+
+
+CHECKPOINT_ONLY_BUILDERS["marian_spm"] = _marian

@@ -1,0 +1,160 @@
+"""Translation checkpoints that ship no tokenizer.json (python-only classes in Transformers), loaded
+from their own files with ids and decoding equal to Transformers': Marian (source.spm / target.spm over
+a shared vocab.json, targets via ``text_target=``)."""
+
+import shutil
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from tok_corpus import CORPUS, PAIRS
+from tok_refs import checkpoint_hf_tokenizer, checkpoint_our_tokenizer, checkpoint_ref_dir
+
+from keras_models.errors import TokenizerFileError
+from keras_models.tokenizers import Tokenizer
+
+NAMES = ["marian_spm"]
+TEXTS = CORPUS + [p[0] for p in PAIRS]
+
+
+def _norm(x):
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, (list, tuple)):
+        return [_norm(v) for v in x]
+    return x
+
+
+def _assert_same(ours, ref, context):
+    ref = dict(ref)
+    assert sorted(ours) == sorted(ref), (context, sorted(ours), sorted(ref))
+    for key in ref:
+        assert _norm(ours[key]) == _norm(ref[key]), (context, key, _norm(ours[key]), _norm(ref[key]))
+
+
+def _assert_decodes(hf, ours, ids, context):
+    for skip in (False, True):
+        assert ours.decode(ids, skip_special_tokens=skip) == hf.decode(ids, skip_special_tokens=skip), (context, skip)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_source_and_target_texts_and_decode(name):
+    hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
+    unknown = differs = 0
+    for text in TEXTS:
+        ref = hf(text, text_target=text)
+        _assert_same(ours(text, text_target=text, return_tensors=None), ref, (name, text[:80]))
+        _assert_same(ours(text_target=text, return_tensors=None), hf(text_target=text), (name, text[:80]))
+        for ids in (ref["input_ids"], ref["labels"]):
+            unknown += ids.count(hf.unk_token_id)
+            _assert_decodes(hf, ours, ids, (name, text[:80]))
+            assert ours.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)
+        differs += ref["input_ids"] != ref["labels"]
+    assert unknown > 0  # the unknown path is exercised
+    assert differs > 0  # source.spm and target.spm segment differently
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_properties(name):
+    hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
+    assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
+    assert ours.get_vocab() == hf.get_vocab()
+    for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
+        expected = getattr(hf, f"{key}_token")
+        assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
+        assert getattr(ours, f"{key}_token_id") == getattr(hf, f"{key}_token_id"), key
+    assert ours.model_input_names == hf.model_input_names
+    assert ours.padding_side == hf.padding_side
+    assert sorted(ours.all_special_ids) == sorted(hf.all_special_ids)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_pairs_targets_padding_truncation(name, side):
+    hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
+    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    for kw in (
+        dict(padding=True),
+        dict(padding="longest", truncation=True, max_length=24),
+        dict(padding="max_length", truncation="longest_first", max_length=40),
+        dict(padding=True, pad_to_multiple_of=8, return_special_tokens_mask=True),
+    ):
+        kw = dict(kw, padding_side=side)
+        _assert_same(ours(firsts, seconds, return_tensors=None, **kw), hf(firsts, seconds, **kw), (name, kw))
+        ref = hf(firsts, text_target=seconds, **kw)
+        _assert_same(ours(firsts, text_target=seconds, return_tensors=None, **kw), ref, (name, "target", kw))
+        for row in ref["input_ids"] + ref["labels"]:
+            _assert_decodes(hf, ours, row, (name, kw))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(text=st.text(max_size=40), pair=st.one_of(st.none(), st.text(max_size=15)), data=st.data())
+def test_hypothesis_texts_and_random_ids(name, text, pair, data):
+    hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
+    _assert_same(ours(text, pair, return_tensors=None), hf(text, pair), (name, text, pair))
+    _assert_same(ours(text_target=text, return_tensors=None), hf(text_target=text), (name, text))
+    ids = data.draw(st.lists(st.integers(0, len(hf) - 1), max_size=20))
+    _assert_decodes(hf, ours, ids, (name, ids))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_save_pretrained_round_trip(name, tmp_path):
+    from transformers import AutoTokenizer
+
+    hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
+    ours.save_pretrained(tmp_path)
+    reloaded, reloaded_hf = Tokenizer.from_preset(tmp_path), AutoTokenizer.from_pretrained(str(tmp_path))
+    assert type(reloaded_hf) is type(hf)
+    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    ref = hf(firsts, text_target=seconds)
+    for tok in (reloaded_hf, lambda *a, **k: reloaded(*a, return_tensors=None, **k)):
+        out = tok(firsts, text_target=seconds)
+        assert out["input_ids"] == ref["input_ids"] and out["labels"] == ref["labels"]
+        for text in CORPUS:
+            assert tok(text)["input_ids"] == hf(text)["input_ids"], (name, text[:60])
+
+
+def _copy(name, tmp_path):
+    out = tmp_path / name
+    shutil.copytree(checkpoint_ref_dir(name), out)
+    return out
+
+
+@pytest.mark.parametrize("missing", ["source.spm", "target.spm", "vocab.json"])
+def test_marian_missing_file_is_named(tmp_path, missing):
+    folder = _copy("marian_spm", tmp_path)
+    (folder / missing).unlink()
+    with pytest.raises(TokenizerFileError, match=f"no {missing}"):
+        Tokenizer.from_preset(folder)
+
+
+@pytest.mark.parametrize(
+    "file,content,message",
+    [
+        ("vocab.json", b"{not json", r"vocab\.json is not valid JSON"),
+        ("vocab.json", b'{"</s>": 0, "<unk>": "1"}', r"vocab\.json must map"),
+        ("vocab.json", b'{"</s>": 0, "<unk>": 2}', r"vocab\.json must number"),
+        ("vocab.json", b'{"</s>": 0, "<pad>": 1}', r"vocab\.json has no unknown token"),
+        ("target.spm", b"\x0a\xff\xff", r"target\.spm is corrupted"),
+        ("source.spm", b"", r"source\.spm holds no pieces"),
+    ],
+)
+def test_marian_malformed_file_is_named(tmp_path, file, content, message):
+    folder = _copy("marian_spm", tmp_path)
+    (folder / file).write_bytes(content)
+    with pytest.raises(TokenizerFileError, match=message):
+        Tokenizer.from_preset(folder)
+
+
+def test_marian_target_side_copies_and_pickles():
+    import copy
+    import pickle
+
+    hf, ours = checkpoint_hf_tokenizer("marian_spm"), checkpoint_our_tokenizer("marian_spm")
+    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    ref = hf(firsts, text_target=seconds, padding=True)
+    for clone in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        out = clone(firsts, text_target=seconds, padding=True, return_tensors=None)
+        assert out["input_ids"] == ref["input_ids"] and out["labels"] == ref["labels"]
