@@ -107,6 +107,12 @@ CLASSES: dict[str, dict] = {
         "inputs": _NO_TYPES,
         "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     },
+    "M2M100Tokenizer": {
+        "family": "m2m100",
+        "inputs": _NO_TYPES,
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "pad_token": "<pad>",
+                     "unk_token": "<unk>"},
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -146,6 +152,7 @@ MODEL_TYPE_TO_CLASS = {
     "mixtral": "TokenizersBackend",
     "stablelm": "TokenizersBackend",
     "marian": "MarianTokenizer",
+    "m2m_100": "M2M100Tokenizer",
 }
 
 SPECIAL_TOKEN_KEYS = (

@@ -207,6 +207,12 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend, config["_target_backend"] = marian_backends(folder, config, class_name, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "source.spm"
+    if family == "m2m100":  # python-only in Transformers: sentencepiece.bpe.model over vocab.json
+        from keras_models.tokenizers.translation import m2m100_backend
+
+        backend = m2m100_backend(folder, config, class_name, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "sentencepiece.bpe.model"
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.is_file():
         backend, data = _load_tokenizer_json(tokenizer_json)
@@ -278,6 +284,11 @@ def load_tokenizer(preset, cls=None, **overrides):
         from keras_models.tokenizers.translation import attach_target
 
         attach_target(tok, target_backend, config, folder)
+        return tok
+    if source == "sentencepiece.bpe.model" and class_name == "M2M100Tokenizer":
+        from keras_models.tokenizers.translation import finish_m2m100
+
+        finish_m2m100(tok, folder)
         return tok
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 

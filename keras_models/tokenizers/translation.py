@@ -4,6 +4,13 @@ Transformers), rebuilt as Rust pipelines.
 Marian (``MarianTokenizer``): ``source.spm`` segments the inputs and ``target.spm`` the targets
 (``text_target=``); both map their pieces through the shared ``vocab.json`` (its ids, not the .spm
 ids; a piece outside it is the unknown token); ``</s>`` ends every sequence, a pair is ``A B </s>``.
+
+M2M100 (``M2M100Tokenizer``): a SentencePiece BPE ``sentencepiece.bpe.model`` over a fairseq-numbered
+``vocab.json``; the language tokens ``__xx__`` follow the vocabulary (ids ``len(vocab.json) + i`` in
+the order of ``language_codes``), prefix every sequence (``src_lang``, or ``tgt_lang`` for
+``text_target=``) and ``</s>`` ends it. As in Transformers they are not split out of the text nor
+skipped when decoding, and only the tokens of ``tokenizer_config.json`` are special; unlike
+Transformers' ``len()`` / ``get_vocab()``, ours count them (they are ids the model has).
 """
 
 from __future__ import annotations
@@ -19,6 +26,16 @@ from keras_models.tokenizers import sentencepiece_model as spm
 from keras_models.tokenizers._special import token_content
 
 MARIAN_FILES = ("source.spm", "target.spm", "vocab.json")
+M2M100_FILES = ("sentencepiece.bpe.model", "vocab.json")
+# fairseq's language lists of M2M100 checkpoints (tokenizer_config.json ``language_codes``)
+M2M100_LANGUAGE_CODES = {
+    "m2m100": (
+        "af am ar ast az ba be bg bn br bs ca ceb cs cy da de el en es et fa ff fi fr fy ga gd gl gu ha he hi hr "
+        "ht hu hy id ig ilo is it ja jv ka kk km kn ko lb lg ln lo lt lv mg mk ml mn mr ms my ne nl no ns oc or "
+        "pa pl ps pt ro ru sd si sk sl so sq sr ss su sv sw ta th tl tn tr uk ur uz vi wo xh yi yo zh zu"
+    ).split(),
+    "wmt21": "en ha is ja cs ru zh de".split(),
+}
 # Score per character of vocab.json entries the .spm model does not hold: never chosen over the model's
 # own pieces, only over the unknown token, where SentencePiece gives the unknown surface text and
 # Transformers looks it up in vocab.json. (A run of several unknown characters is one surface piece in
@@ -88,9 +105,96 @@ def eos_suffix_processor(tok):
     )
 
 
+def m2m100_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    """SentencePiece BPE segmentation with vocab.json ids, then the language tokens."""
+    from tokenizers.models import BPE
+
+    from keras_models.tokenizers.spm_convert import _generic, _score_ranked_merges
+
+    for name in M2M100_FILES:
+        if not (folder / name).is_file():
+            raise TokenizerFileError(
+                f"{folder} has no {name}: tokenizer class {class_name} reads sentencepiece.bpe.model + vocab.json"
+            )
+    codes = config.get("language_codes") or "m2m100"
+    if codes not in M2M100_LANGUAGE_CODES:
+        raise TokenizerFileError(
+            f"{folder / 'tokenizer_config.json'}: language_codes {codes!r} is not one of {sorted(M2M100_LANGUAGE_CODES)}"
+        )
+    path = folder / "sentencepiece.bpe.model"
+    model = spm.load_model(path)
+    if model.trainer_spec.model_type != spm.BPE:
+        raise TokenizerFileError(f"SentencePiece model {path} is unigram; {class_name} expects a BPE model")
+    vocab = read_vocab_json(folder / "vocab.json")
+    unk = token_content(config.get("unk_token") or info["specials"]["unk_token"])
+    if unk not in vocab:
+        raise TokenizerFileError(f"vocabulary {folder / 'vocab.json'} has no unknown token {unk!r}")
+    # merges whose pieces vocab.json leaves out could only produce unknown tokens
+    merges = [(a, b) for a, b in _score_ranked_merges(model, vocab) if a in vocab and b in vocab and a + b in vocab]
+    for lang in M2M100_LANGUAGE_CODES[codes]:
+        vocab.setdefault(f"__{lang}__", len(vocab))
+    try:
+        backend = RustTokenizer(BPE(vocab=vocab, merges=merges, unk_token=unk, fuse_unk=True, dropout=None))
+        stages = _generic(model, {})
+    except Exception as e:  # the Rust constructors raise bare Exceptions
+        raise TokenizerFileError(f"Cannot build a tokenizer from {path} and {folder / 'vocab.json'}: {e}") from e
+    backend.normalizer = stages.normalizer
+    backend.pre_tokenizer = stages.pre_tokenizer
+    return backend
+
+
+def lang_prefix_processor(tok, lang_token: str):
+    """``__xx__ A </s>`` and ``__xx__ A B </s>`` (M2M100)."""
+    eos = tok.eos_token
+    lang_id = tok.backend_tokenizer.token_to_id(lang_token)
+    return processors.TemplateProcessing(
+        single=f"{lang_token}:0 $A:0 {eos}:0",
+        pair=f"{lang_token}:0 $A:0 $B:0 {eos}:0",
+        special_tokens=[(lang_token, lang_id), (eos, tok.eos_token_id)],
+    )
+
+
+class _NoTarget:
+    def __init__(self, message):
+        self.message = message
+
+    def _call_one(self, *args, **kwargs):
+        raise ValueError(self.message)
+
+
+def _language_token(tok, lang, key):
+    token = f"__{lang}__"
+    if tok.backend_tokenizer.token_to_id(token) is None:
+        codes = tok.init_config.get("language_codes") or "m2m100"
+        raise ValueError(f"{key}={lang!r} is not a language of language_codes {codes!r}")
+    return token
+
+
+def finish_m2m100(tok, folder: Path):
+    from tokenizers import Tokenizer as Rust
+
+    config = tok.init_config
+    src = config.get("src_lang") or "en"
+    tok.backend_tokenizer.post_processor = lang_prefix_processor(tok, _language_token(tok, src, "src_lang"))
+    tok.backend_tokenizer.decoder = spm_groups_decoder(tok.all_special_tokens, "")
+    tgt = config.get("tgt_lang")
+    if tgt is None:
+        tok.target_tokenizer = _NoTarget("text_target needs tgt_lang (from_preset(..., tgt_lang=...))")
+    else:
+        target = type(tok)(Rust.from_str(tok.backend_tokenizer.to_str()), dict(config), class_name=tok.class_name)
+        target.backend_tokenizer.post_processor = lang_prefix_processor(target, _language_token(tok, tgt, "tgt_lang"))
+        tok.target_tokenizer = target
+    tok.source_files = {name: folder / name for name in M2M100_FILES}
+
+
 def marian_decoder(special_tokens):
-    """Transformers' Marian decoding: the pieces between special tokens are decoded by SentencePiece
-    (dummy-prefix space dropped), each special token is followed by a space, the ends are stripped."""
+    return spm_groups_decoder(special_tokens, " ")
+
+
+def spm_groups_decoder(special_tokens, after_special: str):
+    """Transformers' decoding for Marian / M2M100: the pieces between special tokens are decoded by
+    SentencePiece (dummy-prefix space dropped), each special token is followed by ``after_special``
+    (a space for Marian), the ends are stripped."""
     import re
 
     from tokenizers import Regex, decoders
@@ -99,7 +203,7 @@ def marian_decoder(special_tokens):
 
     steps = [decoders.Fuse(), decoders.Replace(Regex("\\A\u2581"), "")]
     for token in sorted(special_tokens, key=len, reverse=True):
-        steps.append(decoders.Replace(Regex(re.escape(token) + "\u2581?"), token + " "))
+        steps.append(decoders.Replace(Regex(re.escape(token) + "\u2581?"), token + after_special))
     steps += [
         decoders.Replace("\u2581", " "),
         decoders.Replace(Regex(f"\\A[{PY_WHITESPACE}]+|[{PY_WHITESPACE}]+\\z"), ""),

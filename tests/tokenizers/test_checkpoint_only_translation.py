@@ -1,6 +1,7 @@
 """Translation checkpoints that ship no tokenizer.json (python-only classes in Transformers), loaded
 from their own files with ids and decoding equal to Transformers': Marian (source.spm / target.spm over
-a shared vocab.json, targets via ``text_target=``)."""
+a shared vocab.json, targets via ``text_target=``), M2M100 (SentencePiece BPE over a fairseq vocab.json,
+``__xx__`` language prefixes from src_lang / tgt_lang, both language lists)."""
 
 import shutil
 
@@ -14,7 +15,7 @@ from tok_refs import checkpoint_hf_tokenizer, checkpoint_our_tokenizer, checkpoi
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import Tokenizer
 
-NAMES = ["marian_spm"]
+NAMES = ["marian_spm", "m2m100_spm", "m2m100_wmt21_spm"]
 TEXTS = CORPUS + [p[0] for p in PAIRS]
 
 
@@ -58,8 +59,13 @@ def test_source_and_target_texts_and_decode(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_properties(name):
     hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
-    assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
-    assert ours.get_vocab() == hf.get_vocab()
+    if name.startswith("m2m100"):
+        # Transformers' M2M100 leaves its language tokens out of len() / get_vocab(); ours count them
+        assert ours.get_vocab() == {**hf.get_vocab(), **hf.lang_token_to_id}
+        assert len(ours) == len(hf) + len(hf.lang_token_to_id)
+    else:
+        assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
+        assert ours.get_vocab() == hf.get_vocab()
     for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
         expected = getattr(hf, f"{key}_token")
         assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
@@ -95,7 +101,7 @@ def test_hypothesis_texts_and_random_ids(name, text, pair, data):
     hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
     _assert_same(ours(text, pair, return_tensors=None), hf(text, pair), (name, text, pair))
     _assert_same(ours(text_target=text, return_tensors=None), hf(text_target=text), (name, text))
-    ids = data.draw(st.lists(st.integers(0, len(hf) - 1), max_size=20))
+    ids = data.draw(st.lists(st.integers(0, len(ours) - 1), max_size=20))
     _assert_decodes(hf, ours, ids, (name, ids))
 
 
@@ -158,3 +164,50 @@ def test_marian_target_side_copies_and_pickles():
     for clone in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
         out = clone(firsts, text_target=seconds, padding=True, return_tensors=None)
         assert out["input_ids"] == ref["input_ids"] and out["labels"] == ref["labels"]
+
+
+@pytest.mark.parametrize("src,tgt", [("de", "en"), ("zh", "fr"), ("en", None)])
+def test_m2m100_language_settings(src, tgt):
+    from transformers import AutoTokenizer
+
+    folder = checkpoint_ref_dir("m2m100_spm")
+    kw = {"src_lang": src, "tgt_lang": tgt}
+    hf, ours = AutoTokenizer.from_pretrained(str(folder), **kw), Tokenizer.from_preset(folder, **kw)
+    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    ref = hf(firsts, seconds, padding=True)
+    _assert_same(ours(firsts, seconds, padding=True, return_tensors=None), ref, kw)
+    assert {row[0] for row in ref["input_ids"]} == {hf.lang_token_to_id[f"__{src}__"]}
+    if tgt is None:
+        with pytest.raises(ValueError, match="tgt_lang"):
+            ours(firsts, text_target=seconds, return_tensors=None)
+    else:
+        ref = hf(firsts, text_target=seconds, padding=True, truncation=True, max_length=12)
+        out = ours(firsts, text_target=seconds, padding=True, truncation=True, max_length=12, return_tensors=None)
+        _assert_same(out, ref, kw)
+        assert {row[0] for row in ref["labels"]} == {hf.lang_token_to_id[f"__{tgt}__"]}
+    with pytest.raises(ValueError, match="src_lang='xx'"):
+        Tokenizer.from_preset(folder, src_lang="xx")
+
+
+@pytest.mark.parametrize("missing", ["sentencepiece.bpe.model", "vocab.json"])
+def test_m2m100_missing_file_is_named(tmp_path, missing):
+    folder = _copy("m2m100_spm", tmp_path)
+    (folder / missing).unlink()
+    with pytest.raises(TokenizerFileError, match=f"no {missing}"):
+        Tokenizer.from_preset(folder)
+
+
+def test_m2m100_malformed_files_are_named(tmp_path):
+    folder = _copy("m2m100_spm", tmp_path)
+    (folder / "vocab.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=r"vocab\.json must map"):
+        Tokenizer.from_preset(folder)
+    folder = _copy("m2m100_spm", tmp_path / "b")
+    (folder / "sentencepiece.bpe.model").write_bytes(b"\x0a\xff\xff")
+    with pytest.raises(TokenizerFileError, match=r"sentencepiece\.bpe\.model is corrupted"):
+        Tokenizer.from_preset(folder)
+    shutil.copy(checkpoint_ref_dir("marian_spm") / "source.spm", folder / "sentencepiece.bpe.model")
+    with pytest.raises(TokenizerFileError, match=r"sentencepiece\.bpe\.model is unigram"):
+        Tokenizer.from_preset(folder)
+    with pytest.raises(TokenizerFileError, match="language_codes 'wmt22'"):
+        Tokenizer.from_preset(checkpoint_ref_dir("m2m100_spm"), language_codes="wmt22")

@@ -537,3 +537,34 @@ def _marian(out: Path):
 
 
 CHECKPOINT_ONLY_BUILDERS["marian_spm"] = _marian
+
+
+def _m2m100(language_codes=None):
+    """M2M100's files: a SentencePiece BPE sentencepiece.bpe.model and a fairseq-numbered vocab.json
+    (<s> <pad> </s> <unk> first, then the pieces in the dictionary's own order, not the .model ids)."""
+
+    def build(out: Path):
+        import random
+
+        import sentencepiece as spm
+
+        _train_spm(out / "sentencepiece.bpe.model", vocab_size=300, model_type="bpe", character_coverage=0.995)
+        proc = spm.SentencePieceProcessor(model_file=str(out / "sentencepiece.bpe.model"))
+        pieces = [proc.id_to_piece(i) for i in range(proc.get_piece_size())]
+        normal = [p for p in pieces if p not in ("<unk>", "<s>", "</s>", "<pad>")]
+        random.Random(1).shuffle(normal)
+        vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+        for p in normal:
+            vocab[p] = len(vocab)
+        _write_json(out / "vocab.json", vocab)
+        config = {"tokenizer_class": "M2M100Tokenizer", "src_lang": "fr", "tgt_lang": "de", "model_max_length": 64}
+        if language_codes:
+            config.update(language_codes=language_codes, src_lang="cs", tgt_lang="ja")
+        _write_json(out / "tokenizer_config.json", config)
+        _write_json(out / "config.json", {"model_type": "m2m_100"})
+
+    return build
+
+
+CHECKPOINT_ONLY_BUILDERS["m2m100_spm"] = _m2m100()
+CHECKPOINT_ONLY_BUILDERS["m2m100_wmt21_spm"] = _m2m100("wmt21")
