@@ -15,8 +15,9 @@ from tok_refs import checkpoint_hf_tokenizer, checkpoint_our_tokenizer, checkpoi
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import Tokenizer
 
-NAMES = ["marian_spm", "m2m100_spm", "m2m100_wmt21_spm"]
-TEXTS = CORPUS + [p[0] for p in PAIRS]
+NAMES = ["marian_spm", "m2m100_spm", "m2m100_wmt21_spm", "m2m100_listed_spm"]
+LANGUAGES_NOT_ADDED = {"m2m100_spm", "m2m100_wmt21_spm"}  # config does not list the language tokens
+TEXTS = CORPUS + [p[0] for p in PAIRS] + ["x __en__ y __de__ >>fr<<", "__fr__"]
 
 
 def _norm(x):
@@ -59,12 +60,15 @@ def test_source_and_target_texts_and_decode(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_properties(name):
     hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
-    if name.startswith("m2m100"):
-        # Transformers' M2M100 leaves its language tokens out of len() / get_vocab(); ours count them
+    languages = len(getattr(hf, "lang_token_to_id", {}))  # M2M100's ids after vocab.json
+    # Transformers' M2M100 leaves its language tokens out of vocab_size (and, unless the config lists
+    # them as special tokens, out of len() / get_vocab()); ours count them: they are ids the model has
+    assert ours.vocab_size == hf.vocab_size + languages
+    if name in LANGUAGES_NOT_ADDED:
         assert ours.get_vocab() == {**hf.get_vocab(), **hf.lang_token_to_id}
-        assert len(ours) == len(hf) + len(hf.lang_token_to_id)
+        assert len(ours) == len(hf) + languages
     else:
-        assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
+        assert len(ours) == len(hf)
         assert ours.get_vocab() == hf.get_vocab()
     for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
         expected = getattr(hf, f"{key}_token")

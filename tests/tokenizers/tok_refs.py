@@ -568,3 +568,22 @@ def _m2m100(language_codes=None):
 
 CHECKPOINT_ONLY_BUILDERS["m2m100_spm"] = _m2m100()
 CHECKPOINT_ONLY_BUILDERS["m2m100_wmt21_spm"] = _m2m100("wmt21")
+
+
+def _m2m100_listed_languages(out: Path):
+    """M2M100 files whose config lists the language tokens as additional special tokens, as the hub
+    checkpoints do: they become special (split out of the text, skipped when decoding)."""
+    src = checkpoint_ref_dir("m2m100_spm")
+    for name in ("sentencepiece.bpe.model", "vocab.json", "config.json"):
+        shutil.copy(src / name, out / name)
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    codes = (
+        "af am ar ast az ba be bg bn br bs ca ceb cs cy da de el en es et fa ff fi fr fy ga gd gl gu ha he hi hr "
+        "ht hu hy id ig ilo is it ja jv ka kk km kn ko lb lg ln lo lt lv mg mk ml mn mr ms my ne nl no ns oc or "
+        "pa pl ps pt ro ru sd si sk sl so sq sr ss su sv sw ta th tl tn tr uk ur uz vi wo xh yi yo zh zu"
+    ).split()
+    config["additional_special_tokens"] = [f"__{c}__" for c in codes]
+    _write_json(out / "tokenizer_config.json", config)
+
+
+CHECKPOINT_ONLY_BUILDERS["m2m100_listed_spm"] = _m2m100_listed_languages
