@@ -113,6 +113,7 @@ CLASSES: dict[str, dict] = {
         "specials": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "pad_token": "<pad>",
                      "unk_token": "<unk>"},
     },
+    "PLBartTokenizer": {"family": "plbart", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -153,6 +154,7 @@ MODEL_TYPE_TO_CLASS = {
     "stablelm": "TokenizersBackend",
     "marian": "MarianTokenizer",
     "m2m_100": "M2M100Tokenizer",
+    "plbart": "PLBartTokenizer",
 }
 
 SPECIAL_TOKEN_KEYS = (

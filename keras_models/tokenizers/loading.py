@@ -213,6 +213,12 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = m2m100_backend(folder, config, class_name, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "sentencepiece.bpe.model"
+    if family == "plbart":  # python-only in Transformers: sentencepiece.bpe.model, fairseq ids
+        from keras_models.tokenizers.translation import plbart_backend
+
+        backend = plbart_backend(folder, config, class_name, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "sentencepiece.bpe.model"
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.is_file():
         backend, data = _load_tokenizer_json(tokenizer_json)
@@ -289,6 +295,11 @@ def load_tokenizer(preset, cls=None, **overrides):
         from keras_models.tokenizers.translation import finish_m2m100
 
         finish_m2m100(tok, folder)
+        return tok
+    if source == "sentencepiece.bpe.model" and class_name == "PLBartTokenizer":
+        from keras_models.tokenizers.translation import finish_plbart
+
+        finish_plbart(tok, folder)
         return tok
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 

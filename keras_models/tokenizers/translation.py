@@ -11,6 +11,12 @@ the order of ``language_codes``), prefix every sequence (``src_lang``, or ``tgt_
 ``text_target=``) and ``</s>`` ends it. As in Transformers they are not split out of the text nor
 skipped when decoding, and only the tokens of ``tokenizer_config.json`` are special; unlike
 Transformers' ``len()`` / ``get_vocab()``, ours count them (they are ids the model has).
+
+PLBart (``PLBartTokenizer``): one ``sentencepiece.bpe.model`` numbered with fairseq's offset (``<s> <pad>
+</s> <unk>`` first, piece ``i`` at ``i + 1``), then the language codes of ``language_codes`` (base /
+multi) and, for base, ``<mask>``; sequences end ``</s> [lang]`` (``src_lang``, ``tgt_lang`` for
+``text_target=``; no language token when it is None in base). The multi vocabulary has no ``<mask>``
+(Transformers maps it to ``<unk>``'s id): ours has no mask token there.
 """
 
 from __future__ import annotations
@@ -185,6 +191,107 @@ def finish_m2m100(tok, folder: Path):
         target.backend_tokenizer.post_processor = lang_prefix_processor(target, _language_token(tok, tgt, "tgt_lang"))
         tok.target_tokenizer = target
     tok.source_files = {name: folder / name for name in M2M100_FILES}
+
+
+PLBART_FILE = "sentencepiece.bpe.model"
+PLBART_LANGUAGE_CODES = {
+    "base": ["__java__", "__python__", "__en_XX__"],
+    "multi": ["__java__", "__python__", "__en_XX__", "__javascript__", "__php__", "__ruby__", "__go__"],
+}
+
+
+def plbart_language(lang):
+    """PLBart's short names (``java``) for its language tokens (``__java__``)."""
+    short = {code.strip("_"): code for codes in PLBART_LANGUAGE_CODES.values() for code in codes}
+    return short.get(lang, lang)
+
+
+def plbart_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    from tokenizers import decoders
+
+    from keras_models.tokenizers.spm_convert import _generic
+
+    path = folder / PLBART_FILE
+    if not path.is_file():
+        raise TokenizerFileError(f"{folder} has no {PLBART_FILE}: tokenizer class {class_name} reads it")
+    codes = config.get("language_codes") or "base"
+    if codes not in PLBART_LANGUAGE_CODES:
+        raise TokenizerFileError(
+            f"{folder / 'tokenizer_config.json'}: language_codes {codes!r} is not one of {sorted(PLBART_LANGUAGE_CODES)}"
+        )
+    model = spm.load_model(path)
+    if model.trainer_spec.model_type != spm.UNIGRAM:
+        raise TokenizerFileError(f"SentencePiece model {path} is BPE; {class_name} expects a unigram model")
+    if [p.type for p in model.pieces[:3]] != [spm.UNKNOWN, spm.CONTROL, spm.CONTROL]:
+        raise TokenizerFileError(
+            f"SentencePiece model {path} does not start with <unk> <s> </s>: fairseq's id layout does not apply"
+        )
+    vocab = [(t, 0.0) for t in ("<s>", "<pad>", "</s>", "<unk>")]
+    vocab += [(p.piece, p.score) for p in model.pieces[3:]]
+    vocab += [(code, 0.0) for code in PLBART_LANGUAGE_CODES[codes]]
+    if codes == "base":
+        vocab.append((token_content(config.get("mask_token")) or "<mask>", 0.0))
+    extras = list(PLBART_LANGUAGE_CODES[codes])
+    for token in config.get("extra_special_tokens") or []:
+        if token_content(token) not in extras:
+            extras.append(token)
+    config["extra_special_tokens"] = extras
+    config.setdefault("clean_up_tokenization_spaces", True)
+    if codes == "multi":
+        # the multi vocabulary has no <mask>: Transformers gives it the unknown token's id, which one
+        # vocabulary cannot express; we leave the mask token unset (a known difference)
+        config["mask_token"] = None
+    config.setdefault("mask_token", {"content": "<mask>", "lstrip": True, "rstrip": False, "special": True,
+                                     "normalized": False, "single_word": False})
+    try:
+        backend = RustTokenizer(Unigram(vocab, unk_id=3, byte_fallback=False))
+        stages = _generic(model, {})
+    except Exception as e:  # the Rust constructors raise bare Exceptions
+        raise TokenizerFileError(f"Cannot build a tokenizer from SentencePiece model {path}: {e}") from e
+    backend.normalizer = stages.normalizer
+    backend.pre_tokenizer = stages.pre_tokenizer
+    # Transformers joins the tokens, turns the metaspace into spaces and strips the ends
+    from tokenizers import Regex
+
+    from keras_models.tokenizers.builders import PY_WHITESPACE
+
+    backend.decoder = decoders.Sequence([
+        decoders.Replace("\u2581", " "),
+        decoders.Fuse(),
+        decoders.Replace(Regex(f"\\A[{PY_WHITESPACE}]+|[{PY_WHITESPACE}]+\\z"), ""),
+    ])
+    return backend
+
+
+def lang_suffix_processor(tok, lang_token):
+    """``A </s> [lang]`` and ``A B </s> [lang]`` (PLBart; no language token when it is None)."""
+    eos = tok.eos_token
+    specials = [(eos, tok.eos_token_id)]
+    tail = f"{eos}:0"
+    if lang_token is not None:
+        specials.append((lang_token, tok.backend_tokenizer.token_to_id(lang_token)))
+        tail += f" {lang_token}:0"
+    return processors.TemplateProcessing(single=f"$A:0 {tail}", pair=f"$A:0 $B:0 {tail}", special_tokens=specials)
+
+
+def finish_plbart(tok, folder: Path):
+    from tokenizers import Tokenizer as Rust
+
+    config = tok.init_config
+    codes = config.get("language_codes") or "base"
+
+    def language(key, default):
+        lang = plbart_language(config.get(key)) or default
+        if lang is not None and lang not in PLBART_LANGUAGE_CODES[codes]:
+            raise ValueError(f"{key}={config.get(key)!r} is not a language of language_codes {codes!r}")
+        return lang
+
+    default = None if codes == "base" else "__en_XX__"
+    tok.backend_tokenizer.post_processor = lang_suffix_processor(tok, language("src_lang", default))
+    target = type(tok)(Rust.from_str(tok.backend_tokenizer.to_str()), dict(config), class_name=tok.class_name)
+    target.backend_tokenizer.post_processor = lang_suffix_processor(target, language("tgt_lang", None))
+    tok.target_tokenizer = target
+    tok.source_files = {PLBART_FILE: folder / PLBART_FILE}
 
 
 def marian_decoder(special_tokens):

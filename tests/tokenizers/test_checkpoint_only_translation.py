@@ -1,7 +1,8 @@
 """Translation checkpoints that ship no tokenizer.json (python-only classes in Transformers), loaded
 from their own files with ids and decoding equal to Transformers': Marian (source.spm / target.spm over
 a shared vocab.json, targets via ``text_target=``), M2M100 (SentencePiece BPE over a fairseq vocab.json,
-``__xx__`` language prefixes from src_lang / tgt_lang, both language lists)."""
+``__xx__`` language prefixes from src_lang / tgt_lang, both language lists), PLBart (fairseq-offset
+SentencePiece ids, ``</s> [lang]`` suffixes, base / multi language codes)."""
 
 import shutil
 
@@ -15,7 +16,7 @@ from tok_refs import checkpoint_hf_tokenizer, checkpoint_our_tokenizer, checkpoi
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import Tokenizer
 
-NAMES = ["marian_spm", "m2m100_spm", "m2m100_wmt21_spm", "m2m100_listed_spm"]
+NAMES = ["marian_spm", "m2m100_spm", "m2m100_wmt21_spm", "m2m100_listed_spm", "plbart_base_spm", "plbart_multi_spm"]
 LANGUAGES_NOT_ADDED = {"m2m100_spm", "m2m100_wmt21_spm"}  # config does not list the language tokens
 TEXTS = CORPUS + [p[0] for p in PAIRS] + ["x __en__ y __de__ >>fr<<", "__fr__"]
 
@@ -35,6 +36,12 @@ def _assert_same(ours, ref, context):
         assert _norm(ours[key]) == _norm(ref[key]), (context, key, _norm(ours[key]), _norm(ref[key]))
 
 
+def _texts(name):
+    if name == "plbart_multi_spm":  # its vocabulary has no <mask> (see test_plbart_multi_has_no_mask)
+        return [t for t in TEXTS if "<mask>" not in t]
+    return TEXTS
+
+
 def _assert_decodes(hf, ours, ids, context):
     for skip in (False, True):
         assert ours.decode(ids, skip_special_tokens=skip) == hf.decode(ids, skip_special_tokens=skip), (context, skip)
@@ -44,7 +51,7 @@ def _assert_decodes(hf, ours, ids, context):
 def test_source_and_target_texts_and_decode(name):
     hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
     unknown = differs = 0
-    for text in TEXTS:
+    for text in _texts(name):
         ref = hf(text, text_target=text)
         _assert_same(ours(text, text_target=text, return_tensors=None), ref, (name, text[:80]))
         _assert_same(ours(text_target=text, return_tensors=None), hf(text_target=text), (name, text[:80]))
@@ -54,7 +61,8 @@ def test_source_and_target_texts_and_decode(name):
             assert ours.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)
         differs += ref["input_ids"] != ref["labels"]
     assert unknown > 0  # the unknown path is exercised
-    assert differs > 0  # source.spm and target.spm segment differently
+    if name != "plbart_base_spm":  # other segmentation (Marian's target.spm) or another language token
+        assert differs > 0
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,12 +79,17 @@ def test_properties(name):
         assert len(ours) == len(hf)
         assert ours.get_vocab() == hf.get_vocab()
     for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
+        if name == "plbart_multi_spm" and key == "mask":
+            continue
         expected = getattr(hf, f"{key}_token")
         assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
         assert getattr(ours, f"{key}_token_id") == getattr(hf, f"{key}_token_id"), key
     assert ours.model_input_names == hf.model_input_names
     assert ours.padding_side == hf.padding_side
-    assert sorted(ours.all_special_ids) == sorted(hf.all_special_ids)
+    if name == "plbart_multi_spm":
+        assert sorted(ours.all_special_ids + [hf.unk_token_id]) == sorted(hf.all_special_ids)
+    else:
+        assert sorted(ours.all_special_ids) == sorted(hf.all_special_ids)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -122,7 +135,7 @@ def test_save_pretrained_round_trip(name, tmp_path):
     for tok in (reloaded_hf, lambda *a, **k: reloaded(*a, return_tensors=None, **k)):
         out = tok(firsts, text_target=seconds)
         assert out["input_ids"] == ref["input_ids"] and out["labels"] == ref["labels"]
-        for text in CORPUS:
+        for text in _texts(name):
             assert tok(text)["input_ids"] == hf(text)["input_ids"], (name, text[:60])
 
 
@@ -215,3 +228,48 @@ def test_m2m100_malformed_files_are_named(tmp_path):
         Tokenizer.from_preset(folder)
     with pytest.raises(TokenizerFileError, match="language_codes 'wmt22'"):
         Tokenizer.from_preset(checkpoint_ref_dir("m2m100_spm"), language_codes="wmt22")
+
+
+def test_plbart_multi_has_no_mask():
+    """PLBart's multi vocabulary has no <mask>: Transformers still names "<mask>" its mask token, with
+    the unknown token's id, which one id-to-token vocabulary cannot express. Ours has no mask token."""
+    hf, ours = checkpoint_hf_tokenizer("plbart_multi_spm"), checkpoint_our_tokenizer("plbart_multi_spm")
+    assert hf.mask_token == "<mask>" and hf.mask_token_id == hf.unk_token_id
+    assert ours.mask_token is None and "<mask>" not in ours.get_vocab()
+
+
+@pytest.mark.parametrize(
+    "name,src,tgt", [("plbart_base_spm", "python", "java"), ("plbart_base_spm", "__en_XX__", None),
+                     ("plbart_multi_spm", "go", "ruby"), ("plbart_multi_spm", None, None)]
+)
+def test_plbart_language_settings(name, src, tgt):
+    from transformers import AutoTokenizer
+
+    folder = checkpoint_ref_dir(name)
+    kw = {"src_lang": src, "tgt_lang": tgt}
+    hf, ours = AutoTokenizer.from_pretrained(str(folder), **kw), Tokenizer.from_preset(folder, **kw)
+    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
+    for extra in (dict(padding=True), dict(padding="max_length", truncation=True, max_length=16)):
+        ref = hf(firsts, seconds, **extra)
+        _assert_same(ours(firsts, seconds, return_tensors=None, **extra), ref, (name, kw, extra))
+        ref = hf(firsts, text_target=seconds, **extra)
+        _assert_same(ours(firsts, text_target=seconds, return_tensors=None, **extra), ref, (name, kw, extra))
+        for row in ref["input_ids"] + ref["labels"]:
+            _assert_decodes(hf, ours, row, (name, kw))
+    with pytest.raises(ValueError, match="src_lang='cobol'"):
+        Tokenizer.from_preset(folder, src_lang="cobol")
+
+
+def test_plbart_malformed_files_are_named(tmp_path):
+    folder = _copy("plbart_base_spm", tmp_path)
+    (folder / "sentencepiece.bpe.model").write_bytes(b"\x0a\xff\xff")
+    with pytest.raises(TokenizerFileError, match=r"sentencepiece\.bpe\.model is corrupted"):
+        Tokenizer.from_preset(folder)
+    shutil.copy(checkpoint_ref_dir("m2m100_spm") / "sentencepiece.bpe.model", folder / "sentencepiece.bpe.model")
+    with pytest.raises(TokenizerFileError, match=r"sentencepiece\.bpe\.model is BPE"):
+        Tokenizer.from_preset(folder)
+    (folder / "sentencepiece.bpe.model").unlink()
+    with pytest.raises(TokenizerFileError, match=r"no sentencepiece\.bpe\.model"):
+        Tokenizer.from_preset(folder)
+    with pytest.raises(TokenizerFileError, match="language_codes 'all'"):
+        Tokenizer.from_preset(checkpoint_ref_dir("plbart_base_spm"), language_codes="all")

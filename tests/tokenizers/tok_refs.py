@@ -587,3 +587,20 @@ def _m2m100_listed_languages(out: Path):
 
 
 CHECKPOINT_ONLY_BUILDERS["m2m100_listed_spm"] = _m2m100_listed_languages
+
+
+def _plbart(language_codes, src_lang=None, tgt_lang=None):
+    """PLBart's file: one sentencepiece.bpe.model (numbered with fairseq's offset by the class)."""
+
+    def build(out: Path):
+        _train_spm(out / "sentencepiece.bpe.model", vocab_size=300, model_type="unigram", character_coverage=0.995)
+        config = {"tokenizer_class": "PLBartTokenizer", "language_codes": language_codes, "model_max_length": 64}
+        config.update({k: v for k, v in (("src_lang", src_lang), ("tgt_lang", tgt_lang)) if v is not None})
+        _write_json(out / "tokenizer_config.json", config)
+        _write_json(out / "config.json", {"model_type": "plbart"})
+
+    return build
+
+
+CHECKPOINT_ONLY_BUILDERS["plbart_base_spm"] = _plbart("base")
+CHECKPOINT_ONLY_BUILDERS["plbart_multi_spm"] = _plbart("multi", "java", "python")
