@@ -11,7 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
-from tok_refs import checkpoint_hf_tokenizer, checkpoint_our_tokenizer, checkpoint_ref_dir
+from tok_refs import translation_hf_tokenizer as checkpoint_hf_tokenizer
+from tok_refs import translation_our_tokenizer as checkpoint_our_tokenizer
+from tok_refs import translation_ref_dir as checkpoint_ref_dir
 
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import Tokenizer

@@ -509,6 +509,45 @@ CHECKPOINT_ONLY_BUILDERS["mluke_spm"] = _mluke_spm
 
 
 # ----------------------------------------------------------------------------- translation checkpoints
+# Python-only translation classes (tests/tokenizers/test_checkpoint_only_translation.py), kept apart
+# from CHECKPOINT_ONLY_BUILDERS, whose tests run over every entry.
+TRANSLATION_BUILDERS = {}
+
+
+def translation_ref_dir(name: str) -> Path:
+    """The cached folder ``name`` of TRANSLATION_BUILDERS, built on first use (as ref_dir)."""
+    final = cache_root() / name
+    if (final / ".complete").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
+    try:
+        TRANSLATION_BUILDERS[name](tmp)
+        (tmp / ".complete").write_text("ok")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / ".complete").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+@functools.lru_cache(maxsize=None)
+def translation_hf_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(translation_ref_dir(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def translation_our_tokenizer(name: str):
+    from keras_models.tokenizers import Tokenizer
+
+    return Tokenizer.from_preset(str(translation_ref_dir(name)))
+
 def _marian(out: Path):
     """Marian's files: source.spm + target.spm (unigram, trained on different texts and sizes) and a
     shared vocab.json numbering the union of their pieces in its own order (not the .spm ids), with a
@@ -536,7 +575,7 @@ def _marian(out: Path):
     _write_json(out / "config.json", {"model_type": "marian"})
 
 
-CHECKPOINT_ONLY_BUILDERS["marian_spm"] = _marian
+TRANSLATION_BUILDERS["marian_spm"] = _marian
 
 
 def _m2m100(language_codes=None):
@@ -566,14 +605,14 @@ def _m2m100(language_codes=None):
     return build
 
 
-CHECKPOINT_ONLY_BUILDERS["m2m100_spm"] = _m2m100()
-CHECKPOINT_ONLY_BUILDERS["m2m100_wmt21_spm"] = _m2m100("wmt21")
+TRANSLATION_BUILDERS["m2m100_spm"] = _m2m100()
+TRANSLATION_BUILDERS["m2m100_wmt21_spm"] = _m2m100("wmt21")
 
 
 def _m2m100_listed_languages(out: Path):
     """M2M100 files whose config lists the language tokens as additional special tokens, as the hub
     checkpoints do: they become special (split out of the text, skipped when decoding)."""
-    src = checkpoint_ref_dir("m2m100_spm")
+    src = translation_ref_dir("m2m100_spm")
     for name in ("sentencepiece.bpe.model", "vocab.json", "config.json"):
         shutil.copy(src / name, out / name)
     config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
@@ -586,7 +625,7 @@ def _m2m100_listed_languages(out: Path):
     _write_json(out / "tokenizer_config.json", config)
 
 
-CHECKPOINT_ONLY_BUILDERS["m2m100_listed_spm"] = _m2m100_listed_languages
+TRANSLATION_BUILDERS["m2m100_listed_spm"] = _m2m100_listed_languages
 
 
 def _plbart(language_codes, src_lang=None, tgt_lang=None):
@@ -602,5 +641,5 @@ def _plbart(language_codes, src_lang=None, tgt_lang=None):
     return build
 
 
-CHECKPOINT_ONLY_BUILDERS["plbart_base_spm"] = _plbart("base")
-CHECKPOINT_ONLY_BUILDERS["plbart_multi_spm"] = _plbart("multi", "java", "python")
+TRANSLATION_BUILDERS["plbart_base_spm"] = _plbart("base")
+TRANSLATION_BUILDERS["plbart_multi_spm"] = _plbart("multi", "java", "python")
