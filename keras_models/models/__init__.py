@@ -13,6 +13,7 @@ from keras_models.models.convnext import *  # noqa: F401,F403
 from keras_models.models.resnet import *  # noqa: F401,F403
 from keras_models.models.t5 import *  # noqa: F401,F403
 from keras_models.models.bart import *  # noqa: F401,F403
+from keras_models.models.prophetnet import *  # noqa: F401,F403
 from keras_models.models.beit import *  # noqa: F401,F403
 from keras_models.models.swin import *  # noqa: F401,F403
 from keras_models.models.poolformer import *  # noqa: F401,F403

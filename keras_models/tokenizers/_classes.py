@@ -55,6 +55,27 @@ CLASSES: dict[str, dict] = {
         "inputs": _NO_TYPES,
         "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     },
+    # python-only in Transformers: UTF-8 bytes (id = byte + 3), no vocabulary file. Its tokens are the
+    # bytes as Latin-1 characters; decoding drops invalid UTF-8 (bytes.decode(errors="ignore"))
+    "ByT5Tokenizer": {
+        "family": "byt5",
+        "inputs": _NO_TYPES,
+        "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+        "empty_pair_is_pair": True,
+        "fixed_vocab_size": 256,
+        "latin1_byte_tokens": True,
+        "decode_errors": "ignore",
+        "eos_not_repeated": True,
+        "clean_up_any_model": True,
+    },
+    # python-only in Transformers: XLM-R's SentencePiece pieces renumbered by a fairseq dict.txt
+    "BartphoTokenizer": {
+        "family": "bartpho",
+        "inputs": _NO_TYPES,
+        "specials": _ROBERTA_SPECIALS,
+        "empty_pair_is_pair": True,
+        "tokenize_gives_pieces": True,
+    },
     "AlbertTokenizer": {
         "family": "albert",
         "inputs": _NO_TYPES,

@@ -142,7 +142,7 @@ def set_post_processor(tok, config: dict):
     elif family == "herbert":
         # as Transformers' HerbertTokenizer: the ids are fixed (cls 0, sep 2), not looked up
         backend.post_processor = processors.BertProcessing((tok.sep_token, 2), (tok.cls_token, 0))
-    elif family == "fastbpe":
+    elif family in ("fastbpe", "bartpho"):
         cls, sep = tok.cls_token, tok.sep_token
         backend.post_processor = processors.TemplateProcessing(
             single=f"{cls}:0 $A:0 {sep}:0",
@@ -155,6 +155,11 @@ def set_post_processor(tok, config: dict):
             (tok.cls_token, tok.cls_token_id),
             trim_offsets=bool(config.get("trim_offsets", True)),
             add_prefix_space=bool(config.get("add_prefix_space", False)),
+        )
+    elif family == "byt5":
+        eos = tok.eos_token
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:0 {eos}:0", special_tokens=[(eos, tok.eos_token_id)]
         )
     elif family == "t5":
         backend.post_processor = processors.TemplateProcessing(
@@ -336,6 +341,201 @@ def fastbpe_backend(vocab_path: Path, codes_path: Path, config: dict, info: dict
             decoders.Fuse(),
             decoders.Replace(Regex(r" \z"), ""),
             decoders.Replace("@@ ", ""),
+            decoders.Replace(Regex(f"\\A[{PY_WHITESPACE}]+|[{PY_WHITESPACE}]+\\z"), ""),
+        ]
+    )
+    return backend
+
+
+# ----------------------------------------------------------------------------- ByT5 (UTF-8 bytes)
+def byte_level_chars() -> dict[int, str]:
+    """GPT-2's byte -> printable character table, as the ByteLevel pre-tokenizer maps bytes."""
+    from tokenizers import pre_tokenizers
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=ord)
+    printable = [b for b in range(256) if (33 <= b <= 126) or (161 <= b <= 172) or (174 <= b <= 255)]
+    table = {b: chr(b) for b in printable}
+    extra = iter(c for c in alphabet if ord(c) >= 256)
+    for b in range(256):
+        if b not in table:
+            table[b] = next(extra)
+    return table
+
+
+def byt5_backend(config: dict, info: dict) -> RustTokenizer:
+    """ByT5: each UTF-8 byte of the text is one token, id ``byte + 3`` after ``<pad>`` 0, ``</s>`` 1 and
+    ``<unk>`` 2; no vocabulary file. Rust does it all: ByteLevel maps bytes to characters, a BPE model
+    with no merges gives each its id. ``extra_ids`` sentinels are added later
+    as extra special tokens (see :func:`byt5_config`)."""
+    from tokenizers import AddedToken, decoders, pre_tokenizers
+
+    names = [token_content(config.get(key) or info["specials"][key]) for key in ("pad_token", "eos_token", "unk_token")]
+    if len(set(names)) != 3:
+        raise TokenizerFileError(f"ByT5 pad / eos / unk tokens must differ, got {names} from tokenizer_config.json")
+    vocab = {name: i for i, name in enumerate(names)}
+    vocab.update({char: b + 3 for b, char in byte_level_chars().items()})
+    # a BPE model without merges splits the byte characters apart and looks each up: the text is one
+    # piece, which is much faster than a split into one piece per byte before a word-level model
+    backend = RustTokenizer(BPE(vocab=vocab, merges=[], unk_token=names[2], dropout=None))
+    backend.normalizer = None
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    # Transformers' class makes its three tokens strip the spaces around them (unless the config gives
+    # AddedToken objects of its own)
+    specials = []
+    for key, name in zip(("pad_token", "eos_token", "unk_token"), names):
+        value = config.get(key)
+        if isinstance(value, dict):
+            from keras_models.tokenizers._special import to_added_token
+
+            specials.append(to_added_token(value))
+        else:
+            specials.append(AddedToken(name, lstrip=True, rstrip=True, special=True, normalized=False))
+    backend.add_special_tokens(specials)
+    return backend
+
+
+def byt5_config(config: dict, path: Path):
+    """The sentinel tokens Transformers' ByT5Tokenizer adds: ``extra_ids`` (default 125) of them,
+    ``<extra_id_0>`` first, unless ``additional_special_tokens`` lists them."""
+    extra_ids = config.get("extra_ids", 125)
+    if isinstance(extra_ids, bool) or not isinstance(extra_ids, int) or extra_ids < 0:
+        raise TokenizerFileError(f"tokenizer config {path}: 'extra_ids' must be a non-negative integer, got {extra_ids!r}")
+    listed = config.get("extra_special_tokens")
+    if extra_ids > 0 and not listed:
+        config["extra_special_tokens"] = [f"<extra_id_{i}>" for i in range(extra_ids)]
+    elif extra_ids > 0:
+        sentinels = {token_content(t) for t in listed if "extra_id" in str(token_content(t))}
+        if len(sentinels) != extra_ids:
+            raise TokenizerFileError(
+                f"tokenizer config {path}: extra_ids={extra_ids} but additional_special_tokens lists "
+                f"{len(sentinels)} <extra_id_N> tokens (Transformers' ByT5Tokenizer refuses this too)"
+            )
+    config["extra_ids"] = 0  # the sentinels are now listed, as Transformers saves them
+
+
+# ----------------------------------------------------------------------------- BARTpho (SentencePiece + dict.txt)
+def read_monolingual_dict(path: Path, specials: list[str]) -> dict[str, int]:
+    """BARTpho's ``dict.txt``: the specials first (ids 0..), then the first field of each line, in order."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"monolingual vocabulary {path} is not valid UTF-8: {e}") from e
+    except OSError as e:
+        raise TokenizerFileError(f"Cannot read monolingual vocabulary {path}: {e}") from e
+    vocab: dict[str, int] = {}
+    for token in specials:
+        vocab.setdefault(token, len(vocab))
+    for number, line in enumerate(lines, 1):
+        fields = line.strip().split()
+        if not fields:
+            raise TokenizerFileError(f"monolingual vocabulary {path} line {number} is empty: expected '<token> [count]'")
+        if fields[0] in vocab:
+            raise TokenizerFileError(
+                f"monolingual vocabulary {path} line {number}: {fields[0]!r} is already in the vocabulary "
+                "(Transformers would renumber it and leave a hole in the ids)"
+            )
+        vocab[fields[0]] = len(vocab)
+    return vocab
+
+
+class SentencePieceSplitter:
+    """Splits each ``▁word`` into the pieces of a SentencePiece unigram model (the Viterbi search runs in
+    Rust, in a ``tokenizers`` Unigram model); a word-level model then numbers the pieces with another
+    vocabulary, pieces outside it being the unknown token (BARTpho's dict.txt). A Python pre-tokenizer
+    because no Rust model maps several pieces to one id."""
+
+    def __init__(self, pieces: list[tuple[str, float]], unk_id: int):
+        self.pieces, self.unk_id = pieces, unk_id
+        self._model = None
+        self._cache: dict[str, list[int]] = {}
+
+    def __getstate__(self):
+        return {"pieces": self.pieces, "unk_id": self.unk_id}
+
+    def __setstate__(self, state):
+        self.__init__(state["pieces"], state["unk_id"])
+
+    def lengths(self, word: str) -> list[int]:
+        cached = self._cache.get(word)
+        if cached is not None:
+            return cached
+        if self._model is None:
+            from tokenizers.models import Unigram
+
+            self._model = Unigram(self.pieces, unk_id=self.unk_id, byte_fallback=False)
+        # a token's value is its text (an unknown run included), so character lengths come from it
+        lengths = [len(t.value) for t in self._model.tokenize(word)]
+        if sum(lengths) != len(word):  # offsets are bytes: fall back to them
+            lengths = [len(word.encode("utf-8")[s:e].decode("utf-8")) for s, e in
+                       (t.offsets for t in self._model.tokenize(word))]
+        if len(self._cache) < 100_000:
+            self._cache[word] = lengths
+        return lengths
+
+    def _split(self, _index, normalized):
+        word = str(normalized)
+        if not word:
+            return []
+        lengths = self.lengths(word)
+        if len(lengths) == 1:  # a whole-word piece (most words with a real vocabulary): no slicing
+            return [normalized]
+        out, start = [], 0
+        for length in lengths:
+            out.append(normalized[start : start + length])
+            start += length
+        return out
+
+    def pre_tokenize(self, pretok):
+        pretok.split(self._split)
+
+    @staticmethod
+    def words_pre_tokenizer():
+        from tokenizers import pre_tokenizers
+
+        # SentencePiece splits words on " " only (its normalizer has already mapped other spaces)
+        return pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(" ", behavior="removed"),
+                pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always"),
+            ]
+        )
+
+    def pre_tokenizer(self):
+        from tokenizers import pre_tokenizers
+
+        return pre_tokenizers.Sequence([self.words_pre_tokenizer(), pre_tokenizers.PreTokenizer.custom(self)])
+
+
+def bartpho_backend(model_path: Path, dict_path: Path, config: dict, info: dict) -> RustTokenizer:
+    """BARTpho: SentencePiece pieces (``sentencepiece.bpe.model``) numbered by ``dict.txt`` as
+    Transformers' BartphoTokenizer numbers them (bos, pad, eos, unk, then the file; ``<mask>`` last).
+    The Python splitter goes to ``config["_python_pre_tokenizer"]`` (see fastbpe_backend)."""
+    from tokenizers import Regex, decoders, normalizers
+    from tokenizers.models import WordLevel
+
+    from keras_models.tokenizers import sentencepiece_model as spm
+
+    model = spm.load_model(model_path)
+    if model.trainer_spec.model_type != spm.UNIGRAM:
+        raise TokenizerFileError(f"SentencePiece model {model_path} is not a unigram model, as BARTpho's is")
+    defaults = info["specials"]
+    names = {k: token_content(config.get(k) or defaults[k]) for k in defaults}
+    order = ("bos_token", "pad_token", "eos_token", "unk_token", "sep_token", "cls_token")
+    vocab = read_monolingual_dict(dict_path, [names[k] for k in order])
+    vocab.setdefault(names["mask_token"], len(vocab))
+    splitter = SentencePieceSplitter([(p.piece, p.score) for p in model.pieces], model.trainer_spec.unk_id)
+    backend = RustTokenizer(WordLevel(vocab=vocab, unk_token=names["unk_token"]))
+    charsmap = model.normalizer_spec.precompiled_charsmap
+    backend.normalizer = normalizers.Precompiled(charsmap) if charsmap else None
+    backend.pre_tokenizer = splitter.pre_tokenizer()
+    config["_python_pre_tokenizer"] = splitter
+    # Transformers joins the tokens, turns "▁" into spaces and strips the ends
+    backend.decoder = decoders.Sequence(
+        [
+            decoders.Replace("▁", " "),
+            decoders.Fuse(),
             decoders.Replace(Regex(f"\\A[{PY_WHITESPACE}]+|[{PY_WHITESPACE}]+\\z"), ""),
         ]
     )

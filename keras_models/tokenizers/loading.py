@@ -6,6 +6,8 @@ Formats, in the order they are looked for:
   * WordPiece ``vocab.txt`` (old BERT repositories);
   * byte-level BPE ``vocab.json`` + ``merges.txt`` (GPT-2 / RoBERTa style);
   * a SentencePiece ``.model`` (unigram or BPE), converted by :mod:`spm_convert`.
+Python-only Transformers classes read their own files first: fastBPE ``vocab.txt`` + ``bpe.codes``
+(BERTweet, PhoBERT), ``sentencepiece.bpe.model`` + ``dict.txt`` (BARTpho), and none at all (ByT5).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import to_added_token
 from keras_models.tokenizers.pipelines import CLASS_POST_PROCESSOR, apply_family_pipeline, precompiled_charsmap
 
+BARTPHO_FILES = ("sentencepiece.bpe.model", "dict.txt")
 SPM_FILE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
 
@@ -199,6 +202,24 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
     """Return the Rust tokenizer for the folder and the name of the file it came from."""
     info = _classes.class_info(class_name)
     family = info.get("family")
+    if family == "byt5":  # python-only in Transformers, and no vocabulary file: bytes are the vocabulary
+        from keras_models.tokenizers.builders import byt5_backend, byt5_config
+
+        byt5_config(config, folder / "tokenizer_config.json")
+        backend = byt5_backend(config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "tokenizer_config.json"
+    if family == "bartpho":  # python-only in Transformers: these two files, not tokenizer.json
+        from keras_models.tokenizers.builders import bartpho_backend
+
+        for name in BARTPHO_FILES:
+            if not (folder / name).is_file():
+                raise TokenizerFileError(
+                    f"{folder} has no {name}: tokenizer class {class_name} reads {' + '.join(BARTPHO_FILES)}"
+                )
+        backend = bartpho_backend(folder / BARTPHO_FILES[0], folder / BARTPHO_FILES[1], config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "dict.txt"
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
         return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
     if family == "marian":  # python-only in Transformers: source.spm / target.spm over vocab.json
@@ -286,6 +307,10 @@ def load_tokenizer(preset, cls=None, **overrides):
     tok.source_format = source
     if source == "bpe.codes":
         tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
+    elif source == "dict.txt":
+        tok.source_files = {name: folder / name for name in BARTPHO_FILES}
+    elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
+        tok.source_files = {}
     if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)
         from keras_models.tokenizers.translation import attach_target
 

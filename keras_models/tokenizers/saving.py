@@ -90,7 +90,7 @@ def _save_source_files(tok, folder: Path) -> tuple[str, ...]:
 
 def save_tokenizer(tok, folder: Path) -> tuple[str, ...]:
     folder.mkdir(parents=True, exist_ok=True)
-    if getattr(tok, "source_files", None):
+    if getattr(tok, "source_files", None) is not None:
         return _save_source_files(tok, folder)
     backend = tok.backend_tokenizer
     with tok._lock:

@@ -105,6 +105,16 @@ class Tokenizer(SpecialTokensMixin):
         backend.no_truncation()
         self._state = (None, None)
         self._init_special_tokens(config, info)
+        # classes whose tokens are bytes written as Latin-1 characters (ByT5), over a ByteLevel pipeline
+        self._byte_tokens = None
+        if info.get("latin1_byte_tokens"):
+            from keras_models.tokenizers.builders import byte_level_chars
+
+            table = byte_level_chars()
+            self._byte_tokens = ({c: chr(b) for b, c in table.items()}, {chr(b): c for b, c in table.items()})
+        self._fixed_vocab_size = info.get("fixed_vocab_size")
+        self._decode_errors = info.get("decode_errors")
+        self._clean_up_any_model = bool(info.get("clean_up_any_model"))  # python-only classes over BPE
 
     # ------------------------------------------------------------------ loading / saving
     @classmethod
@@ -132,13 +142,26 @@ class Tokenizer(SpecialTokensMixin):
     @property
     def vocab_size(self) -> int:
         """Size of the base vocabulary, without added tokens (Transformers' ``vocab_size``)."""
+        if self._fixed_vocab_size is not None:
+            return self._fixed_vocab_size
         return self._backend.get_vocab_size(with_added_tokens=False)
 
     def __len__(self) -> int:
         return self._backend.get_vocab_size(with_added_tokens=True)
 
     def get_vocab(self) -> dict[str, int]:
-        return self._backend.get_vocab(with_added_tokens=True)
+        vocab = self._backend.get_vocab(with_added_tokens=True)
+        if self._byte_tokens is not None:
+            to_latin1 = self._byte_tokens[0]
+            added = self.get_added_vocab()
+            vocab = {(t if t in added else to_latin1.get(t, t)): i for t, i in vocab.items()}
+        return vocab
+
+    def _to_user_tokens(self, tokens: list[str]) -> list[str]:
+        if self._byte_tokens is None:
+            return tokens
+        to_latin1 = self._byte_tokens[0]
+        return [to_latin1.get(t, t) if len(t) == 1 else t for t in tokens]
 
     def get_added_vocab(self) -> dict[str, int]:
         decoder = self._backend.get_added_tokens_decoder()
@@ -148,6 +171,8 @@ class Tokenizer(SpecialTokensMixin):
         if tokens is None:
             return None
         if isinstance(tokens, str):
+            if self._byte_tokens is not None and len(tokens) == 1:
+                tokens = self._byte_tokens[1].get(tokens, tokens)
             index = self._backend.token_to_id(tokens)
             return self.unk_token_id if index is None else index
         return [self.convert_tokens_to_ids(t) for t in tokens]
@@ -155,11 +180,15 @@ class Tokenizer(SpecialTokensMixin):
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
         ids = _to_id_list(ids)
         if isinstance(ids, int):
-            return self._backend.id_to_token(ids)
+            return self._to_user_tokens([self._backend.id_to_token(ids)])[0]
         skip = set(self.all_special_ids) if skip_special_tokens else ()
-        return [self._backend.id_to_token(i) for i in ids if i not in skip]
+        return self._to_user_tokens([self._backend.id_to_token(i) for i in ids if i not in skip])
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        if self._byte_tokens is not None:
+            added = self.get_added_vocab()
+            data = b"".join(t.encode() if (t in added or len(t) != 1) else bytes([ord(t) % 256]) for t in tokens)
+            return data.decode("utf-8", errors=self._decode_errors or "replace")
         decoder = self._backend.decoder
         return decoder.decode(tokens) if decoder is not None else " ".join(tokens)
 
@@ -343,6 +372,10 @@ class Tokenizer(SpecialTokensMixin):
         for t in texts + (pairs or []):
             if not isinstance(t, (str, list, tuple)):
                 raise TypeError(f"text inputs must be str, got {type(t).__name__}")
+        if add_special_tokens and not is_split_into_words and not self.split_special_tokens:
+            if _classes.class_info(self.class_name).get("eos_not_repeated"):
+                texts = [self._drop_final_eos(t) for t in texts]
+                pairs = None if pairs is None else [self._drop_final_eos(t) for t in pairs]
         encodings = self._encode_batch(
             texts,
             pairs,
@@ -401,15 +434,52 @@ class Tokenizer(SpecialTokensMixin):
             return np.asarray(rows, dtype=np.int32).reshape(len(rows), -1, 2)
         return np.asarray(rows, dtype=np.int32).reshape(len(rows), -1)
 
+    def _drop_final_eos(self, text: str) -> str:
+        """A class that appends eos only when the sequence does not already end with it (ByT5): a text
+        ending with the eos token (and the spaces it strips) encodes as the text without it, plus eos."""
+        eos = self.eos_token
+        if not eos or not text.rstrip().endswith(eos):
+            return text
+        import re
+
+        token = self._backend.get_added_tokens_decoder().get(self.eos_token_id)
+        lstrip, rstrip = (token.lstrip, token.rstrip) if token is not None else (False, False)
+        pattern = ("\\s*" if lstrip else "") + re.escape(eos) + ("\\s*" if rstrip else "") + "\\Z"
+        match = re.search(pattern, text)
+        return text if match is None else text[: match.start()]
+
     def encode(self, text, text_pair=None, add_special_tokens: bool = True, **kwargs) -> list[int]:
         """Ids of one text (or pair), as a Python list, like Transformers' ``encode``."""
         out = self(text, text_pair, add_special_tokens=add_special_tokens, return_tensors=None, **kwargs)
         return out["input_ids"]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
-        return self._encode_batch([text], [pair] if pair is not None else None, add_special_tokens=add_special_tokens)[
-            0
-        ].tokens
+        encoding = self._encode_batch([text], [pair] if pair is not None else None, add_special_tokens=add_special_tokens)[0]
+        if self._byte_tokens is not None:  # by id: a matched added token's text holds the spaces it strips
+            return self.convert_ids_to_tokens(encoding.ids)
+        if pair is None and not add_special_tokens and _classes.class_info(self.class_name).get("tokenize_gives_pieces"):
+            return self._pieces(text, encoding)
+        return encoding.tokens
+
+    def _pieces(self, text: str, encoding) -> list[str]:
+        """The pieces themselves, an unknown one included (Transformers' SentencePiece classes give them,
+        the ids being another vocabulary's): the text between added tokens goes through the normalizer and
+        pre-tokenizer again, which is where the pieces come from."""
+        added = set(self.get_added_vocab().values())
+        backend, out, start = self._backend, [], 0
+
+        def pieces(segment):
+            if backend.normalizer is not None:
+                segment = backend.normalizer.normalize_str(segment)
+            return [piece for piece, _ in backend.pre_tokenizer.pre_tokenize_str(segment)]
+
+        for index, (begin, end) in zip(encoding.ids, encoding.offsets):
+            # an added token matched in the text (not the unknown id the model gives an unknown piece)
+            if index in added and backend.id_to_token(index) in text[begin:end]:
+                out += pieces(text[start:begin])
+                out.append(backend.id_to_token(index))
+                start = end
+        return out + pieces(text[start:])
 
     def pad(self, encoded_inputs, padding=True, max_length=None, pad_to_multiple_of=None, padding_side=None,
             return_attention_mask=None, return_tensors="np"):
@@ -420,12 +490,21 @@ class Tokenizer(SpecialTokensMixin):
                    return_attention_mask, return_tensors)
 
     # ------------------------------------------------------------------ decoding
+    def _exact_decode(self, ids, skip_special_tokens, text):
+        """Rust's byte-level decoder writes U+FFFD for invalid UTF-8; a class that drops it instead
+        (``decode_errors="ignore"``, ByT5) is decoded again here, only when the text holds one."""
+        if self._decode_errors is None or "\ufffd" not in text:
+            return text
+        return self.convert_tokens_to_string(self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens))
+
     def _decode_one(self, ids, skip_special_tokens, clean_up_tokenization_spaces):
-        text = self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
+        text = self._exact_decode(ids, skip_special_tokens, self._backend.decode(ids, skip_special_tokens=skip_special_tokens))
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
         # The cleanup is meant for WordPiece output; Transformers skips it for BPE models.
-        if clean_up_tokenization_spaces and type(self._backend.model).__name__ != "BPE":
+        if clean_up_tokenization_spaces and (
+            type(self._backend.model).__name__ != "BPE" or self._clean_up_any_model
+        ):
             text = _clean_up_tokenization(text)
         return text
 
@@ -441,7 +520,8 @@ class Tokenizer(SpecialTokensMixin):
     def batch_decode(self, sequences, skip_special_tokens: bool = False, clean_up_tokenization_spaces=None):
         seqs = _to_id_list(sequences)
         if clean_up_tokenization_spaces is None and not self.clean_up_tokenization_spaces:
-            return self._backend.decode_batch(seqs, skip_special_tokens=skip_special_tokens)
+            texts = self._backend.decode_batch(seqs, skip_special_tokens=skip_special_tokens)
+            return [self._exact_decode(s, skip_special_tokens, t) for s, t in zip(seqs, texts)]
         return [self._decode_one(s, skip_special_tokens, clean_up_tokenization_spaces) for s in seqs]
 
     # ------------------------------------------------------------------ chat templates

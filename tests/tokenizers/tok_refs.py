@@ -508,6 +508,105 @@ def _mluke_spm(out: Path):
 CHECKPOINT_ONLY_BUILDERS["mluke_spm"] = _mluke_spm
 
 
+# ----------------------------------------------------------------------------- encoder-decoder checkpoints
+def _byt5_hub_style(out: Path):
+    """ByT5's files as hub repositories hold them: no vocabulary, only the special tokens and the 125
+    sentinels listed (tokenizer_config.json + special_tokens_map.json), config.json naming t5."""
+    extra = [f"<extra_id_{i}>" for i in range(125)]
+    specials = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+    _write_json(
+        out / "tokenizer_config.json",
+        {"tokenizer_class": "ByT5Tokenizer", "extra_ids": 125, "additional_special_tokens": extra, **specials},
+    )
+    _write_json(out / "special_tokens_map.json", {**specials, "additional_special_tokens": extra})
+    _write_json(out / "config.json", {"model_type": "t5"})
+
+
+def _byt5_saved(out: Path):
+    """What Transformers 5 writes for ByT5Tokenizer(extra_ids=5): added_tokens_decoder, extra_ids 0."""
+    from transformers import ByT5Tokenizer
+
+    ByT5Tokenizer(extra_ids=5, model_max_length=64).save_pretrained(str(out))
+
+
+S2S_BUILDERS = {"byt5_hub": _byt5_hub_style, "byt5_saved": _byt5_saved}
+
+
+def s2s_ref_dir(name: str) -> Path:
+    """The cached folder ``name`` of S2S_BUILDERS (tests/tokenizers/test_checkpoint_only_s2s.py)."""
+    final = cache_root() / name
+    if (final / ".complete").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
+    try:
+        S2S_BUILDERS[name](tmp)
+        (tmp / ".complete").write_text("ok")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / ".complete").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+@functools.lru_cache(maxsize=None)
+def s2s_hf_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(s2s_ref_dir(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def s2s_our_tokenizer(name: str):
+    from keras_models.tokenizers import Tokenizer
+
+    return Tokenizer.from_preset(str(s2s_ref_dir(name)))
+
+
+def _bartpho(config=None):
+    """BARTpho's files: a unigram sentencepiece.bpe.model (XLM-R's in real repositories) and dict.txt, a
+    fairseq "piece count" list of the pieces kept (rarer pieces, hence some words, are unknown)."""
+
+    def build(out: Path):
+        from collections import Counter
+
+        import sentencepiece as spm
+
+        model = ref_dir("xlmr_spm") / "sentencepiece.bpe.model"
+        shutil.copy(model, out / "sentencepiece.bpe.model")
+        sp = spm.SentencePieceProcessor(model_file=str(model))
+        counts = Counter(p for text in TRAINING_TEXT for p in sp.encode(text, out_type=str))
+        kept = [(p, c) for p, c in counts.most_common() if c >= 3]
+        (out / "dict.txt").write_text("".join(f"{p} {c}\n" for p, c in kept), encoding="utf-8")
+        _write_json(out / "tokenizer_config.json", {"tokenizer_class": "BartphoTokenizer", **(config or {})})
+        _write_json(out / "config.json", {"model_type": "mbart"})
+
+    return build
+
+
+S2S_BUILDERS["bartpho"] = _bartpho()
+S2S_BUILDERS["bartpho_flags"] = _bartpho(
+    {"model_max_length": 64, "padding_side": "left", "clean_up_tokenization_spaces": True}
+)
+
+
+def _byt5_cleanup(out: Path):
+    """ByT5 hub files with decode clean-up on and left padding."""
+    src = s2s_ref_dir("byt5_hub")
+    for name in ("tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        shutil.copy(src / name, out / name)
+    config = json.loads((out / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.update(clean_up_tokenization_spaces=True, padding_side="left", model_max_length=128)
+    _write_json(out / "tokenizer_config.json", config)
+
+
+S2S_BUILDERS["byt5_cleanup"] = _byt5_cleanup
+
+
 # ----------------------------------------------------------------------------- translation checkpoints
 # Python-only translation classes (tests/tokenizers/test_checkpoint_only_translation.py), kept apart
 # from CHECKPOINT_ONLY_BUILDERS, whose tests run over every entry.
