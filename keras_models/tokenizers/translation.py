@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tokenizers import AddedToken
 from tokenizers import Tokenizer as RustTokenizer
 from tokenizers import processors
 from tokenizers.models import Unigram
@@ -100,7 +101,16 @@ def marian_backends(folder: Path, config: dict, class_name: str, info: dict):
         )
     vocab = read_vocab_json(folder / "vocab.json")
     unk = token_content(config.get("unk_token") or info["specials"]["unk_token"])
-    return spm_over_vocab(folder / "source.spm", vocab, unk), spm_over_vocab(folder / "target.spm", vocab, unk)
+    source, target = spm_over_vocab(folder / "source.spm", vocab, unk), spm_over_vocab(folder / "target.spm", vocab, unk)
+    # Language codes (">>fra<<") of vocab.json: Transformers takes one off the start of the text (and of
+    # each stretch between special tokens) as a token. As added tokens they are split out there; unlike
+    # Transformers, also elsewhere in the text (a known difference; a code that vocab.json lacks is not
+    # one token here, where Transformers gives the unknown token).
+    codes = [t for t in sorted(vocab, key=vocab.get) if t.startswith(">>") and t.endswith("<<")]
+    for backend in (source, target):
+        backend.add_tokens([AddedToken(c, normalized=False, special=False) for c in codes])
+    config["_marian_language_codes"] = codes
+    return source, target
 
 
 def eos_suffix_processor(tok):
@@ -329,3 +339,6 @@ def attach_target(tok, target_backend: RustTokenizer, config: dict, folder: Path
     target_backend.post_processor = eos_suffix_processor(target)
     tok.target_tokenizer = target
     tok.source_files = {name: folder / name for name in MARIAN_FILES}
+    config.pop("_marian_language_codes", None)
+    tok.derived_added_tokens = tuple(tok.init_config.pop("_marian_language_codes", ()))
+    target.init_config.pop("_marian_language_codes", None)

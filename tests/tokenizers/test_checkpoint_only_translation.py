@@ -20,7 +20,7 @@ from keras_models.tokenizers import Tokenizer
 
 NAMES = ["marian_spm", "m2m100_spm", "m2m100_wmt21_spm", "m2m100_listed_spm", "plbart_base_spm", "plbart_multi_spm"]
 LANGUAGES_NOT_ADDED = {"m2m100_spm", "m2m100_wmt21_spm"}  # config does not list the language tokens
-TEXTS = CORPUS + [p[0] for p in PAIRS] + ["x __en__ y __de__ >>fr<<", "__fr__"]
+TEXTS = CORPUS + [p[0] for p in PAIRS] + [">>fr<< x __en__ y __de__", ">>fr<<Hi", "__fr__", "a</s>>>fr<< b"]
 
 
 def _norm(x):
@@ -171,6 +171,20 @@ def test_marian_malformed_file_is_named(tmp_path, file, content, message):
     (folder / file).write_bytes(content)
     with pytest.raises(TokenizerFileError, match=message):
         Tokenizer.from_preset(folder)
+
+
+def test_marian_language_codes():
+    """A language code of vocab.json at the start of the text is one token (multilingual opus-mt models);
+    ours also splits one out elsewhere (Transformers only at the start): a known difference."""
+    hf, ours = checkpoint_hf_tokenizer("marian_spm"), checkpoint_our_tokenizer("marian_spm")
+    code = hf.convert_tokens_to_ids(">>fr<<")
+    for text in (">>fr<< Hello world", ">>fr<<Hello", ">>fr<<", "Bonjour</s>>>fr<< le monde"):
+        ref = hf(text, text_target=text)
+        assert code in ref["input_ids"] and code in ref["labels"]
+        _assert_same(ours(text, text_target=text, return_tensors=None), ref, text)
+        _assert_decodes(hf, ours, ref["input_ids"], text)
+    assert code not in hf("Hello >>fr<<")["input_ids"]
+    assert code in ours("Hello >>fr<<", return_tensors=None)["input_ids"]
 
 
 def test_marian_target_side_copies_and_pickles():
