@@ -122,6 +122,19 @@ CLASSES: dict[str, dict] = {
             "mask_token": "<mask>",
         },
     },
+    # translation checkpoints (python-only classes in Transformers, see translation.py)
+    "MarianTokenizer": {
+        "family": "marian",
+        "inputs": _NO_TYPES,
+        "specials": {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    },
+    "M2M100Tokenizer": {
+        "family": "m2m100",
+        "inputs": _NO_TYPES,
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "pad_token": "<pad>",
+                     "unk_token": "<unk>"},
+    },
+    "PLBartTokenizer": {"family": "plbart", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -160,6 +173,9 @@ MODEL_TYPE_TO_CLASS = {
     "phi3": "TokenizersBackend",
     "mixtral": "TokenizersBackend",
     "stablelm": "TokenizersBackend",
+    "marian": "MarianTokenizer",
+    "m2m_100": "M2M100Tokenizer",
+    "plbart": "PLBartTokenizer",
 }
 
 SPECIAL_TOKEN_KEYS = (

@@ -222,6 +222,24 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         return backend, "dict.txt"
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
         return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
+    if family == "marian":  # python-only in Transformers: source.spm / target.spm over vocab.json
+        from keras_models.tokenizers.translation import marian_backends
+
+        backend, config["_target_backend"] = marian_backends(folder, config, class_name, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "source.spm"
+    if family == "m2m100":  # python-only in Transformers: sentencepiece.bpe.model over vocab.json
+        from keras_models.tokenizers.translation import m2m100_backend
+
+        backend = m2m100_backend(folder, config, class_name, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "sentencepiece.bpe.model"
+    if family == "plbart":  # python-only in Transformers: sentencepiece.bpe.model, fairseq ids
+        from keras_models.tokenizers.translation import plbart_backend
+
+        backend = plbart_backend(folder, config, class_name, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "sentencepiece.bpe.model"
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.is_file():
         backend, data = _load_tokenizer_json(tokenizer_json)
@@ -283,6 +301,7 @@ def load_tokenizer(preset, cls=None, **overrides):
     config.setdefault("name_or_path", str(folder))
     config.pop("_legacy_added_tokens", None)
     python_pre_tokenizer = config.pop("_python_pre_tokenizer", None)
+    target_backend = config.pop("_target_backend", None)
     tok = cls(backend, config, class_name=class_name)
     tok.python_pre_tokenizer = python_pre_tokenizer
     tok.source_format = source
@@ -292,6 +311,21 @@ def load_tokenizer(preset, cls=None, **overrides):
         tok.source_files = {name: folder / name for name in BARTPHO_FILES}
     elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
         tok.source_files = {}
+    if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)
+        from keras_models.tokenizers.translation import attach_target
+
+        attach_target(tok, target_backend, config, folder)
+        return tok
+    if source == "sentencepiece.bpe.model" and class_name == "M2M100Tokenizer":
+        from keras_models.tokenizers.translation import finish_m2m100
+
+        finish_m2m100(tok, folder)
+        return tok
+    if source == "sentencepiece.bpe.model" and class_name == "PLBartTokenizer":
+        from keras_models.tokenizers.translation import finish_plbart
+
+        finish_plbart(tok, folder)
+        return tok
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 
     family = _classes.class_info(class_name).get("family")

@@ -56,6 +56,10 @@ def tokenizer_config_dict(tok) -> dict:
     config["clean_up_tokenization_spaces"] = tok.clean_up_tokenization_spaces
     config["split_special_tokens"] = tok.split_special_tokens
     decoder = tok.backend_tokenizer.get_added_tokens_decoder()
+    # tokens the loader derives from the vocabulary files (Marian's language codes), not added tokens
+    # for Transformers' class
+    derived = getattr(tok, "derived_added_tokens", ())
+    decoder = {i: t for i, t in decoder.items() if t.content not in derived}
     config["added_tokens_decoder"] = {
         str(i): {
             "content": t.content,

@@ -321,7 +321,9 @@ class Tokenizer(SpecialTokensMixin):
         out = self._call_one(text, text_pair, **kwargs) if text is not None else None
         if text_target is None:
             return out
-        target = self._call_one(text_target, text_pair_target, **kwargs)
+        # a class with its own target-side pipeline (Marian's target.spm) tokenizes the targets with it
+        target_tok = getattr(self, "target_tokenizer", None) or self
+        target = target_tok._call_one(text_target, text_pair_target, **kwargs)
         if out is None:
             return target
         out["labels"] = target["input_ids"]

@@ -605,3 +605,140 @@ def _byt5_cleanup(out: Path):
 
 
 S2S_BUILDERS["byt5_cleanup"] = _byt5_cleanup
+
+
+# ----------------------------------------------------------------------------- translation checkpoints
+# Python-only translation classes (tests/tokenizers/test_checkpoint_only_translation.py), kept apart
+# from CHECKPOINT_ONLY_BUILDERS, whose tests run over every entry.
+TRANSLATION_BUILDERS = {}
+
+
+def translation_ref_dir(name: str) -> Path:
+    """The cached folder ``name`` of TRANSLATION_BUILDERS, built on first use (as ref_dir)."""
+    final = cache_root() / name
+    if (final / ".complete").is_file():
+        return final
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
+    try:
+        TRANSLATION_BUILDERS[name](tmp)
+        (tmp / ".complete").write_text("ok")
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            if not (final / ".complete").is_file():
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+@functools.lru_cache(maxsize=None)
+def translation_hf_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(translation_ref_dir(name)))
+
+
+@functools.lru_cache(maxsize=None)
+def translation_our_tokenizer(name: str):
+    from keras_models.tokenizers import Tokenizer
+
+    return Tokenizer.from_preset(str(translation_ref_dir(name)))
+
+def _marian(out: Path):
+    """Marian's files: source.spm + target.spm (unigram, trained on different texts and sizes) and a
+    shared vocab.json numbering the union of their pieces in its own order (not the .spm ids), with a
+    language code, as opus-mt checkpoints ship them."""
+    import random
+
+    import sentencepiece as spm
+
+    _train_spm(out / "source.spm", vocab_size=260, model_type="unigram", character_coverage=0.995)
+    _train_spm(out / "target.spm", vocab_size=180, model_type="unigram", character_coverage=0.995,
+               max_sentencepiece_length=3)
+    pieces = []
+    for name in ("source.spm", "target.spm"):
+        proc = spm.SentencePieceProcessor(model_file=str(out / name))
+        pieces += [proc.id_to_piece(i) for i in range(proc.get_piece_size())]
+    normal = sorted({p for p in pieces if p not in ("<unk>", "<s>", "</s>", "<pad>")})
+    random.Random(0).shuffle(normal)
+    vocab = {"</s>": 0, "<unk>": 1, ">>fr<<": 2}
+    for p in normal:
+        vocab[p] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    _write_json(out / "vocab.json", vocab)
+    _write_json(out / "tokenizer_config.json", {"tokenizer_class": "MarianTokenizer", "source_lang": "en",
+                                                "target_lang": "fr", "model_max_length": 512})
+    _write_json(out / "config.json", {"model_type": "marian"})
+
+
+TRANSLATION_BUILDERS["marian_spm"] = _marian
+
+
+def _m2m100(language_codes=None):
+    """M2M100's files: a SentencePiece BPE sentencepiece.bpe.model and a fairseq-numbered vocab.json
+    (<s> <pad> </s> <unk> first, then the pieces in the dictionary's own order, not the .model ids)."""
+
+    def build(out: Path):
+        import random
+
+        import sentencepiece as spm
+
+        _train_spm(out / "sentencepiece.bpe.model", vocab_size=300, model_type="bpe", character_coverage=0.995)
+        proc = spm.SentencePieceProcessor(model_file=str(out / "sentencepiece.bpe.model"))
+        pieces = [proc.id_to_piece(i) for i in range(proc.get_piece_size())]
+        normal = [p for p in pieces if p not in ("<unk>", "<s>", "</s>", "<pad>")]
+        random.Random(1).shuffle(normal)
+        vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+        for p in normal:
+            vocab[p] = len(vocab)
+        _write_json(out / "vocab.json", vocab)
+        config = {"tokenizer_class": "M2M100Tokenizer", "src_lang": "fr", "tgt_lang": "de", "model_max_length": 64}
+        if language_codes:
+            config.update(language_codes=language_codes, src_lang="cs", tgt_lang="ja")
+        _write_json(out / "tokenizer_config.json", config)
+        _write_json(out / "config.json", {"model_type": "m2m_100"})
+
+    return build
+
+
+TRANSLATION_BUILDERS["m2m100_spm"] = _m2m100()
+TRANSLATION_BUILDERS["m2m100_wmt21_spm"] = _m2m100("wmt21")
+
+
+def _m2m100_listed_languages(out: Path):
+    """M2M100 files whose config lists the language tokens as additional special tokens, as the hub
+    checkpoints do: they become special (split out of the text, skipped when decoding)."""
+    src = translation_ref_dir("m2m100_spm")
+    for name in ("sentencepiece.bpe.model", "vocab.json", "config.json"):
+        shutil.copy(src / name, out / name)
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    codes = (
+        "af am ar ast az ba be bg bn br bs ca ceb cs cy da de el en es et fa ff fi fr fy ga gd gl gu ha he hi hr "
+        "ht hu hy id ig ilo is it ja jv ka kk km kn ko lb lg ln lo lt lv mg mk ml mn mr ms my ne nl no ns oc or "
+        "pa pl ps pt ro ru sd si sk sl so sq sr ss su sv sw ta th tl tn tr uk ur uz vi wo xh yi yo zh zu"
+    ).split()
+    config["additional_special_tokens"] = [f"__{c}__" for c in codes]
+    _write_json(out / "tokenizer_config.json", config)
+
+
+TRANSLATION_BUILDERS["m2m100_listed_spm"] = _m2m100_listed_languages
+
+
+def _plbart(language_codes, src_lang=None, tgt_lang=None):
+    """PLBart's file: one sentencepiece.bpe.model (numbered with fairseq's offset by the class)."""
+
+    def build(out: Path):
+        _train_spm(out / "sentencepiece.bpe.model", vocab_size=300, model_type="unigram", character_coverage=0.995)
+        config = {"tokenizer_class": "PLBartTokenizer", "language_codes": language_codes, "model_max_length": 64}
+        config.update({k: v for k, v in (("src_lang", src_lang), ("tgt_lang", tgt_lang)) if v is not None})
+        _write_json(out / "tokenizer_config.json", config)
+        _write_json(out / "config.json", {"model_type": "plbart"})
+
+    return build
+
+
+TRANSLATION_BUILDERS["plbart_base_spm"] = _plbart("base")
+TRANSLATION_BUILDERS["plbart_multi_spm"] = _plbart("multi", "java", "python")
