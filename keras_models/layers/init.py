@@ -42,6 +42,11 @@ def materialise(variable, value):
         variable._deferred_initialize()
     else:
         variable.assign(value)
+    # JAX copies host arrays asynchronously: wait, so that this tensor's host buffer is released
+    # before the next one is read (otherwise several transient copies can pile up at the peak).
+    ready = getattr(variable.value, "block_until_ready", None)
+    if ready is not None:
+        ready()
 
 
 def initialise_rest():

@@ -116,7 +116,7 @@ class SafetensorsFile:
         dtype, shape, start, end = self._entries[name]
         if self._file is None:
             self._file = open(self.path, "rb")
-        buf = np.empty(end - start, dtype=np.uint8)
+        buf = _aligned_empty(end - start)
         self._file.seek(self._data_start + start)
         if self._file.readinto(memoryview(buf)) != end - start:
             raise CheckpointError(f"{self.path}: could not read tensor {name!r} (file truncated?)")
@@ -126,6 +126,14 @@ class SafetensorsFile:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _aligned_empty(nbytes, alignment=64):
+    """An uninitialised byte buffer whose data starts on an ``alignment`` boundary: backends can
+    then adopt it as a tensor without another copy (JAX on the CPU requires 64-byte alignment)."""
+    raw = np.empty(nbytes + alignment, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % alignment
+    return raw[offset : offset + nbytes]
 
 
 class CheckpointReader:
