@@ -23,8 +23,33 @@ from keras_models.layers.vision_embeddings import dense_rules
 from keras_models.tasks.text import _LabelledTask
 
 
+class ImageTask(_LabelledTask):
+    """What every image task shares: Transformers' label-count default, no head dropout unless
+    asked, and the checkpoint's image processor (preprocessor_config.json) loaded and saved."""
+
+    @classmethod
+    def task_config_from_hf(cls, hf, head_from_checkpoint, **kwargs):
+        if head_from_checkpoint and not hf.get("id2label") and not hf.get("num_labels"):
+            hf = {**hf, "num_labels": 2}  # Transformers' default; config.json omits default values
+        kwargs = super().task_config_from_hf(hf, head_from_checkpoint, **kwargs)
+        kwargs.setdefault("dropout", 0.0)
+        return kwargs
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **kw):
+        from keras_models.preprocessing.image import CONFIG_NAME, ImageProcessor
+
+        if not (folder / CONFIG_NAME).is_file():
+            return None
+        return ImageProcessor.from_preset(folder)
+
+    def save_extra_files(self, folder):
+        if self.preprocessor is not None and hasattr(self.preprocessor, "save_pretrained"):
+            self.preprocessor.save_pretrained(folder)
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
-class ImageClassifier(_LabelledTask):
+class ImageClassifier(ImageTask):
     task_name = "ImageClassifier"
     hf_out = "classifier"
     hf_dist_out = ("cls_classifier", "distillation_classifier")
@@ -53,26 +78,11 @@ class ImageClassifier(_LabelledTask):
 
     @classmethod
     def task_config_from_hf(cls, hf, head_from_checkpoint, **kwargs):
-        if head_from_checkpoint and not hf.get("id2label") and not hf.get("num_labels"):
-            hf = {**hf, "num_labels": 2}  # Transformers' default; config.json omits default values
         kwargs = super().task_config_from_hf(hf, head_from_checkpoint, **kwargs)
         archs = hf.get("architectures") or []
         if kwargs.get("_head_from_checkpoint") and any(a in cls.distilled_architectures for a in archs):
             kwargs.setdefault("distilled", True)
-        kwargs.setdefault("dropout", 0.0)
         return kwargs
-
-    @classmethod
-    def preprocessor_from_preset(cls, folder, hf, **kw):
-        from keras_models.preprocessing.image import CONFIG_NAME, ImageProcessor
-
-        if not (folder / CONFIG_NAME).is_file():
-            return None
-        return ImageProcessor.from_preset(folder)
-
-    def save_extra_files(self, folder):
-        if self.preprocessor is not None and hasattr(self.preprocessor, "save_pretrained"):
-            self.preprocessor.save_pretrained(folder)
 
     @property
     def hf_architecture_name(self):
