@@ -10,15 +10,13 @@ Output: the last stage's map (after the final GN+act for pre-activation models);
 ``pooled`` = global average pool; ``feature_maps`` = every stage's raw output."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.conv_blocks import ConvNormAct, conv_norm_rules, make_divisible, pad_spatial, resolve_padding
 from keras_models.layers.vision_embeddings import conv_rules, norm_rules
-from keras_models.models.backbone import Backbone
+from keras_models.models.convnet import StagedConvBackbone
 from keras_models.models.registry import register_backbone
-from keras_models.models.vit.backbone import pixel_values_of
 from keras_models.presets.config import require
 
 WS_EPS = 1e-8
@@ -98,7 +96,7 @@ class BitLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("bit")
-class BitBackbone(Backbone):
+class BitBackbone(StagedConvBackbone):
     base_model_prefix = "bit"
     hf_architecture = "BitModel"
     verified_backends = ("jax", "torch", "tensorflow")
@@ -141,34 +139,19 @@ class BitBackbone(Backbone):
                            if pre else None)
         self.act = get_activation(hidden_act)
 
-    def dummy_inputs(self):
-        return {"pixel_values": np.zeros((1, 32, 32, self.num_channels), "float32")}
-
-    def stage_outputs(self, inputs):
-        x = self.stem(pixel_values_of(inputs))
+    def stem_output(self, pixel_values, training=False):
+        x = self.stem(pixel_values)
         if self.stem_pad:
             x = pad_spatial(x, ((1, 1), (1, 1)))
         if self.stem_norm is not None:
             x = self.act(self.stem_norm(x))
         if self.embedding_dynamic_padding:
             x = pad_spatial(x, resolve_padding("same", x, 3, 2))
-        x = ops.max_pool(x, 3, strides=2, padding="valid")
-        outs = []
-        for layers in self.stages:
-            for layer in layers:
-                x = layer(x)
-            outs.append(x)
-        return outs
+        return ops.max_pool(x, 3, strides=2, padding="valid")
 
     def call(self, inputs, training=False):
-        x = self.stage_outputs(inputs)[-1]
+        x = self.stage_outputs(inputs, training=training)[-1]
         return self.act(self.final_norm(x)) if self.final_norm is not None else x
-
-    def feature_maps(self, inputs):
-        return self.stage_outputs(inputs)
-
-    def pooled(self, hidden):
-        return ops.mean(hidden, axis=(1, 2))
 
     @classmethod
     def config_from_hf(cls, hf):

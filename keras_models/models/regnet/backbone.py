@@ -5,14 +5,11 @@ Output: the last stage's feature map (batch, h, w, C); ``pooled`` = global avera
 ``feature_maps`` = every stage's output."""
 
 import keras
-import numpy as np
-from keras import ops
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.conv_blocks import ConvNormAct, SqueezeExcite, conv_norm_rules, squeeze_excite_rules
-from keras_models.models.backbone import Backbone
+from keras_models.models.convnet import StagedConvBackbone
 from keras_models.models.registry import register_backbone
-from keras_models.models.vit.backbone import pixel_values_of
 from keras_models.presets.config import require
 
 
@@ -53,7 +50,7 @@ class RegNetLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("regnet")
-class RegNetBackbone(Backbone):
+class RegNetBackbone(StagedConvBackbone):
     base_model_prefix = "regnet"
     hf_architecture = "RegNetModel"
     hf_ignore = ("*num_batches_tracked",)
@@ -78,27 +75,6 @@ class RegNetBackbone(Backbone):
                             name=f"stage_{i}_layer_{j}", **common)
                 for j in range(depth)])
             cin = cout
-
-    def dummy_inputs(self):
-        return {"pixel_values": np.zeros((1, 32, 32, self.num_channels), "float32")}
-
-    def stage_outputs(self, inputs, training=False):
-        x = self.stem(pixel_values_of(inputs), training=training)
-        outs = []
-        for layers in self.stages:
-            for layer in layers:
-                x = layer(x, training=training)
-            outs.append(x)
-        return outs
-
-    def call(self, inputs, training=False):
-        return self.stage_outputs(inputs, training=training)[-1]
-
-    def feature_maps(self, inputs):
-        return self.stage_outputs(inputs)
-
-    def pooled(self, hidden):
-        return ops.mean(hidden, axis=(1, 2))
 
     @classmethod
     def config_from_hf(cls, hf):

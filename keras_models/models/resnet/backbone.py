@@ -4,15 +4,13 @@ residual layers with BatchNorm. ``layer_type``, ``downsample_in_first_stage`` an
 Output: the last stage's feature map (batch, h, w, C); ``pooled`` = global average pool."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.conv_blocks import ConvNormAct
 from keras_models.layers.vision_embeddings import conv_rules, norm_rules
-from keras_models.models.backbone import Backbone
+from keras_models.models.convnet import StagedConvBackbone
 from keras_models.models.registry import register_backbone
-from keras_models.models.vit.backbone import pixel_values_of
 from keras_models.presets.config import require
 
 
@@ -64,7 +62,7 @@ class ResNetLayer(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("resnet")
-class ResNetBackbone(Backbone):
+class ResNetBackbone(StagedConvBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "resnet"
     hf_architecture = "ResNetModel"
@@ -88,26 +86,8 @@ class ResNetBackbone(Backbone):
                                             name=f"stage_{i}_layer_{j}", **kw) for j in range(depth)])
             cin = cout
 
-    def dummy_inputs(self):
-        return {"pixel_values": np.zeros((1, 32, 32, self.num_channels), "float32")}
-
-    def stage_outputs(self, inputs, training=False):
-        x = max_pool_torch(self.stem(pixel_values_of(inputs), training=training))
-        outs = []
-        for layers in self.stages:
-            for layer in layers:
-                x = layer(x, training=training)
-            outs.append(x)
-        return outs
-
-    def call(self, inputs, training=False):
-        return self.stage_outputs(inputs, training=training)[-1]
-
-    def feature_maps(self, inputs):
-        return self.stage_outputs(inputs)
-
-    def pooled(self, hidden):
-        return ops.mean(hidden, axis=(1, 2))
+    def stem_output(self, pixel_values, training=False):
+        return max_pool_torch(self.stem(pixel_values, training=training))
 
     @classmethod
     def config_from_hf(cls, hf):
