@@ -336,14 +336,14 @@ BUILDERS = {
 }
 
 
-def ref_dir(name: str) -> Path:
-    """The cached reference folder ``name``, built on first use."""
+def _cached_build(table, name: str) -> Path:
+    """cache_root()/name, built by ``table[name](folder)`` on first use (atomic: a temp folder renamed)."""
     final = cache_root() / name
     if (final / ".complete").is_file():
         return final
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
     try:
-        BUILDERS[name](tmp)
+        table[name](tmp)
         (tmp / ".complete").write_text("ok")
         try:
             os.replace(tmp, final)
@@ -358,17 +358,30 @@ def ref_dir(name: str) -> Path:
 
 
 @functools.lru_cache(maxsize=None)
-def hf_tokenizer(name: str):
+def _hf_from(folder: str):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(ref_dir(name)))
+    return AutoTokenizer.from_pretrained(folder)
 
 
 @functools.lru_cache(maxsize=None)
-def our_tokenizer(name: str):
+def _ours_from(folder: str):
     from keras_models.tokenizers import Tokenizer
 
-    return Tokenizer.from_preset(str(ref_dir(name)))
+    return Tokenizer.from_preset(folder)
+
+
+def ref_dir(name: str) -> Path:
+    """The cached reference folder ``name``, built on first use."""
+    return _cached_build(BUILDERS, name)
+
+
+def hf_tokenizer(name: str):
+    return _hf_from(str(ref_dir(name)))
+
+
+def our_tokenizer(name: str):
+    return _ours_from(str(ref_dir(name)))
 
 
 # ----------------------------------------------------------------------------- checkpoint-only formats
@@ -449,37 +462,15 @@ CHECKPOINT_ONLY_BUILDERS["herbert_json"] = _herbert_json
 
 def checkpoint_ref_dir(name: str) -> Path:
     """The cached folder ``name`` of CHECKPOINT_ONLY_BUILDERS, built on first use (as ref_dir)."""
-    final = cache_root() / name
-    if (final / ".complete").is_file():
-        return final
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
-    try:
-        CHECKPOINT_ONLY_BUILDERS[name](tmp)
-        (tmp / ".complete").write_text("ok")
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / ".complete").is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return _cached_build(CHECKPOINT_ONLY_BUILDERS, name)
 
 
-@functools.lru_cache(maxsize=None)
 def checkpoint_hf_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(checkpoint_ref_dir(name)))
+    return _hf_from(str(checkpoint_ref_dir(name)))
 
 
-@functools.lru_cache(maxsize=None)
 def checkpoint_our_tokenizer(name: str):
-    from keras_models.tokenizers import Tokenizer
-
-    return Tokenizer.from_preset(str(checkpoint_ref_dir(name)))
+    return _ours_from(str(checkpoint_ref_dir(name)))
 
 
 def _herbert_flags(out: Path):
@@ -534,37 +525,15 @@ S2S_BUILDERS = {"byt5_hub": _byt5_hub_style, "byt5_saved": _byt5_saved}
 
 def s2s_ref_dir(name: str) -> Path:
     """The cached folder ``name`` of S2S_BUILDERS (tests/tokenizers/test_checkpoint_only_s2s.py)."""
-    final = cache_root() / name
-    if (final / ".complete").is_file():
-        return final
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
-    try:
-        S2S_BUILDERS[name](tmp)
-        (tmp / ".complete").write_text("ok")
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / ".complete").is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return _cached_build(S2S_BUILDERS, name)
 
 
-@functools.lru_cache(maxsize=None)
 def s2s_hf_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(s2s_ref_dir(name)))
+    return _hf_from(str(s2s_ref_dir(name)))
 
 
-@functools.lru_cache(maxsize=None)
 def s2s_our_tokenizer(name: str):
-    from keras_models.tokenizers import Tokenizer
-
-    return Tokenizer.from_preset(str(s2s_ref_dir(name)))
+    return _ours_from(str(s2s_ref_dir(name)))
 
 
 def _bartpho(config=None):
@@ -615,37 +584,15 @@ TRANSLATION_BUILDERS = {}
 
 def translation_ref_dir(name: str) -> Path:
     """The cached folder ``name`` of TRANSLATION_BUILDERS, built on first use (as ref_dir)."""
-    final = cache_root() / name
-    if (final / ".complete").is_file():
-        return final
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=cache_root()))
-    try:
-        TRANSLATION_BUILDERS[name](tmp)
-        (tmp / ".complete").write_text("ok")
-        try:
-            os.replace(tmp, final)
-        except OSError:
-            if not (final / ".complete").is_file():
-                shutil.rmtree(final, ignore_errors=True)
-                os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return _cached_build(TRANSLATION_BUILDERS, name)
 
 
-@functools.lru_cache(maxsize=None)
 def translation_hf_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(translation_ref_dir(name)))
+    return _hf_from(str(translation_ref_dir(name)))
 
 
-@functools.lru_cache(maxsize=None)
 def translation_our_tokenizer(name: str):
-    from keras_models.tokenizers import Tokenizer
-
-    return Tokenizer.from_preset(str(translation_ref_dir(name)))
+    return _ours_from(str(translation_ref_dir(name)))
 
 def _marian(out: Path):
     """Marian's files: source.spm + target.spm (unigram, trained on different texts and sizes) and a
