@@ -5,32 +5,17 @@ refused: Transformers' class does not give XLM-R's ids (see test_mluke_is_refuse
 
 import shutil
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
+from tok_refs import assert_same_encoding as _assert_same
 from tok_refs import CHECKPOINT_ONLY_BUILDERS, checkpoint_hf_tokenizer, checkpoint_our_tokenizer, checkpoint_ref_dir
 
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import Tokenizer
 
 NAMES = sorted(n for n in CHECKPOINT_ONLY_BUILDERS if n != "mluke_spm")
-
-
-def _norm(x):
-    if isinstance(x, np.ndarray):
-        x = x.tolist()
-    if isinstance(x, (list, tuple)):
-        return [_norm(v) for v in x]
-    return x
-
-
-def _assert_same(ours, ref, context):
-    ref = dict(ref)
-    assert sorted(ours) == sorted(ref), (context, sorted(ours), sorted(ref))
-    for key in ref:
-        assert _norm(ours[key]) == _norm(ref[key]), (context, key, _norm(ours[key]), _norm(ref[key]))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -7,11 +7,11 @@ import json
 import pickle
 import shutil
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
+from tok_refs import assert_same_encoding as _assert_same
 from tok_refs import S2S_BUILDERS, s2s_hf_tokenizer, s2s_our_tokenizer, s2s_ref_dir
 
 from keras_models.errors import TokenizerFileError
@@ -25,21 +25,6 @@ EXTRA = [
     "x <mask>y  <mask> <s>z</s> Hello , world . don't",
     "Tiếng Việt là ngôn ngữ chính thức của Việt Nam.",
 ]
-
-
-def _norm(x):
-    if isinstance(x, np.ndarray):
-        x = x.tolist()
-    if isinstance(x, (list, tuple)):
-        return [_norm(v) for v in x]
-    return x
-
-
-def _assert_same(ours, ref, context):
-    ref = dict(ref)
-    assert sorted(ours) == sorted(ref), (context, sorted(ours), sorted(ref))
-    for key in ref:
-        assert _norm(ours[key]) == _norm(ref[key]), (context, key, _norm(ours[key]), _norm(ref[key]))
 
 
 @pytest.mark.parametrize("name", NAMES)

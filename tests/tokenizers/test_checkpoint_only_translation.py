@@ -6,11 +6,11 @@ SentencePiece ids, ``</s> [lang]`` suffixes, base / multi language codes)."""
 
 import shutil
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
+from tok_refs import assert_same_encoding as _assert_same
 from tok_refs import translation_hf_tokenizer as checkpoint_hf_tokenizer
 from tok_refs import translation_our_tokenizer as checkpoint_our_tokenizer
 from tok_refs import translation_ref_dir as checkpoint_ref_dir
@@ -21,21 +21,6 @@ from keras_models.tokenizers import Tokenizer
 NAMES = ["marian_spm", "m2m100_spm", "m2m100_wmt21_spm", "m2m100_listed_spm", "plbart_base_spm", "plbart_multi_spm"]
 LANGUAGES_NOT_ADDED = {"m2m100_spm", "m2m100_wmt21_spm"}  # config does not list the language tokens
 TEXTS = CORPUS + [p[0] for p in PAIRS] + [">>fr<< x __en__ y __de__", ">>fr<<Hi", "__fr__", "a</s>>>fr<< b"]
-
-
-def _norm(x):
-    if isinstance(x, np.ndarray):
-        x = x.tolist()
-    if isinstance(x, (list, tuple)):
-        return [_norm(v) for v in x]
-    return x
-
-
-def _assert_same(ours, ref, context):
-    ref = dict(ref)
-    assert sorted(ours) == sorted(ref), (context, sorted(ours), sorted(ref))
-    for key in ref:
-        assert _norm(ours[key]) == _norm(ref[key]), (context, key, _norm(ours[key]), _norm(ref[key]))
 
 
 def _texts(name):

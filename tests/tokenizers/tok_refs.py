@@ -15,6 +15,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from tok_corpus import TRAINING_TEXT
 
 BUILD_VERSION = 8
@@ -689,3 +691,20 @@ def _plbart(language_codes, src_lang=None, tgt_lang=None):
 
 TRANSLATION_BUILDERS["plbart_base_spm"] = _plbart("base")
 TRANSLATION_BUILDERS["plbart_multi_spm"] = _plbart("multi", "java", "python")
+
+
+def _plain(x):
+    """numpy arrays and tuples as (nested) lists, for exact comparison."""
+    if isinstance(x, np.ndarray):
+        x = x.tolist()
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def assert_same_encoding(ours, ref, context):
+    """Our tokenizer output dict equals Transformers' (same keys, same values as plain lists)."""
+    ref = dict(ref)
+    assert sorted(ours) == sorted(ref), (context, sorted(ours), sorted(ref))
+    for key in ref:
+        assert _plain(ours[key]) == _plain(ref[key]), (context, key, _plain(ours[key]), _plain(ref[key]))
