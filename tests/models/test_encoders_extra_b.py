@@ -8,6 +8,9 @@ import pytest
 import keras
 import keras_models as km
 from tests.models.test_encoders import SUFFIX, TINY, check_parity
+from tests.models.test_fit_heads import B, S, _sce
+from tests.models.test_fit_heads import TINY as FIT_TINY
+from tests.models.test_fit_heads import _inputs as _fit_inputs
 from tests.parity import assert_close, assert_keras_round_trip, hf_reference, text_inputs
 
 STD = ("Backbone", "MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer")
@@ -142,23 +145,6 @@ def test_task_save_to_preset_reloads_in_transformers(spec, task, tmp_path):
 
 
 # --- fit: one head per family trains (loss decreases over a few steps on one tiny batch) ----------
-FIT_TINY = dict(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=20,
-                max_position_embeddings=16, dropout=0.0, attention_dropout=0.0)
-B, S = 4, 8
-
-
-def _fit_inputs(pad_id=0):
-    rng = np.random.RandomState(0)
-    ids = rng.randint(3, 50, size=(B, S)).astype("int32")
-    mask = np.ones_like(ids)
-    ids[-1, -3:], mask[-1, -3:] = pad_id, 0
-    return {"input_ids": ids, "attention_mask": mask}
-
-
-def _sce():
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
 def _fit_case(family):
     rng = np.random.RandomState(1)
     m = km.models

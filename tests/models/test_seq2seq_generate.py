@@ -31,13 +31,20 @@ SETTINGS = {
 
 def _reference(name, setting):
     import inspect
+
+    src = inspect.getsource(inspect.getmodule(_reference)) + inspect.getsource(inspect.getmodule(_t5))
+    return generate_reference(f"s2sgen-{name}", *BUILDERS[name], setting, src)
+
+
+def generate_reference(key_prefix, builder, pad, setting, src):
+    """Build (once, cached) a tiny Transformers seq2seq model from ``builder`` and its ``generate``
+    output under SETTINGS[setting] on padded encoder inputs. ``src`` (the defining modules' source)
+    keys the cache. Returns (model folder, encoder inputs, expected ids)."""
     import hashlib
 
-    builder, pad = BUILDERS[name]
     inputs = seq2seq_inputs(pad, 0)
     enc = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
-    src = inspect.getsource(inspect.getmodule(_reference)) + inspect.getsource(inspect.getmodule(_t5))
-    key = f"s2sgen-{name}-{setting}-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+    key = f"{key_prefix}-{setting}-" + hashlib.sha1(src.encode()).hexdigest()[:10]
 
     def build(tmp):
         import torch

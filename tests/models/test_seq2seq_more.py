@@ -1,16 +1,15 @@
 """More encoder-decoder families (LED, ...): logits with padded inputs and greedy / beam generate
 against tiny random Transformers models, on the helpers of test_seq2seq_parity / _generate."""
 
-import hashlib
 import inspect
 
 import numpy as np
 import pytest
 
 import keras_models as km
-from tests.models.test_seq2seq_generate import SETTINGS
+from tests.models.test_seq2seq_generate import SETTINGS, generate_reference
 from tests.models.test_seq2seq_parity import SRC, VOCAB, _bart_like, seq2seq_inputs
-from tests.parity import assert_close, cached_folder, hf_reference
+from tests.parity import assert_close, hf_reference
 
 
 # --- LED: BART with Longformer local + global attention in the encoder ---------------------------
@@ -202,28 +201,8 @@ GEN_BUILDERS = {
 
 
 def _generate_reference(name, setting):
-    builder, pad = GEN_BUILDERS[name]
-    inputs = seq2seq_inputs(pad, 0)
-    enc = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
     src = inspect.getsource(inspect.getmodule(_generate_reference))
-    key = f"s2sgen-more-{name}-{setting}-" + hashlib.sha1(src.encode()).hexdigest()[:10]
-
-    def build(tmp):
-        import torch
-
-        torch.manual_seed(0)
-        model = builder().eval()
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(torch.randn_like(p) * 0.02)
-        model.save_pretrained(tmp / "model")
-        with torch.no_grad():
-            out = model.generate(**{k: torch.tensor(v) for k, v in enc.items()}, do_sample=False,
-                                 **SETTINGS[setting])
-        np.save(tmp / "expected.npy", out.numpy())
-
-    folder = cached_folder(key, build)
-    return folder / "model", enc, np.load(folder / "expected.npy")
+    return generate_reference(f"s2sgen-more-{name}", *GEN_BUILDERS[name], setting, src)
 
 
 @pytest.mark.parametrize("name", sorted(GEN_BUILDERS))
