@@ -33,6 +33,8 @@ class TextPreprocessor:
     (capped by ``sequence_length``); ``'max_length'`` pads every batch to ``sequence_length`` (fixed
     shapes: one compiled graph)."""
 
+    variable_shapes = True  # batches may differ in length (see tasks/raw_data.py)
+
     def __init__(self, tokenizer, sequence_length=None, padding=None, truncation=True, pad_to_multiple_of=None):
         if tokenizer.pad_token is None and tokenizer.eos_token is not None:
             # decoder-only checkpoints often ship no pad token: pad with eos (the attention mask hides

@@ -4,7 +4,13 @@ A ``keras.utils.PyDataset`` calls ``preprocessor(x_batch, y_batch)`` per batch a
 arrays to Keras, so no tf.data (and no TensorFlow) is involved under JAX or PyTorch.
 
 Preprocessor contract: ``preprocessor(x, y=None)`` returns the feature dict when ``y`` is None and
-``(features, y)`` otherwise; ``x`` is a list of raw samples.
+``(features, y)`` otherwise; ``x`` is a list of raw samples. A preprocessor whose batches vary in
+shape (text padded to each batch's longest sample) says so with ``variable_shapes = True``.
+
+Under TensorFlow, Keras feeds a PyDataset through ``tf.data.Dataset.from_generator`` with a
+signature read off the first two batches: when those happen to share a length, a later, shorter
+batch fails. For variable-shape preprocessors ``as_dataset`` therefore builds the tf.data pipeline
+itself with every non-batch axis left open.
 """
 
 import math
@@ -66,6 +72,27 @@ class RawDataAdapter(keras.utils.PyDataset):
             return out if isinstance(out, tuple) else (out,)
         yb = [self.y[j] for j in idx] if isinstance(self.y, list) else self.y[idx]
         return self.preprocessor(xb, yb)
+
+    def as_dataset(self):
+        """What to hand to Keras: this PyDataset, or under TensorFlow with variable-shape batches a
+        ``tf.data.Dataset`` whose signature leaves every axis open."""
+        if keras.backend.backend() != "tensorflow" or not getattr(self.preprocessor, "variable_shapes", False):
+            return self
+        import tensorflow as tf
+
+        def open_spec(a):
+            a = np.asarray(a)
+            return tf.TensorSpec(shape=(None,) * a.ndim, dtype=tf.as_dtype(a.dtype))
+
+        signature = keras.tree.map_structure(open_spec, self[0])
+
+        def batches():
+            for i in range(len(self)):
+                yield self[i]
+            self.on_epoch_end()
+
+        ds = tf.data.Dataset.from_generator(batches, output_signature=signature)
+        return ds.apply(tf.data.experimental.assert_cardinality(len(self))).prefetch(2)
 
     def on_epoch_end(self):
         if self.shuffle:

@@ -167,7 +167,7 @@ class Task(keras.Model):
         if self.preprocessor is None or not RawDataAdapter.is_raw(x):
             return None
         return RawDataAdapter(x, y, self.preprocessor, batch_size=batch_size or 32, shuffle=shuffle,
-                              inference=inference)
+                              inference=inference).as_dataset()
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, **kwargs):
         data = self._adapt(x, y, batch_size, shuffle)

@@ -127,6 +127,24 @@ def test_masked_lm_fit_on_raw_strings_builds_its_own_labels():
     assert logits.shape[0] == 2 and logits.shape[-1] == model.backbone.vocab_size
 
 
+def test_raw_string_batches_of_changing_length():
+    # Batches 1 and 2 share a padded length and batch 3 is shorter: TensorFlow's tf.data signature
+    # must not be fixed from the first batches (Keras peeks two of them).
+    folder, _, _ = tiny_classifier()
+    model = km.TextClassifier.from_preset(folder)
+    long_text, short_text = "the service was very slow today", "good"
+    texts = [long_text, long_text, long_text, long_text, short_text, short_text]
+    lengths = [model.preprocessor(texts[i:i + 2])["input_ids"].shape[1] for i in (0, 2, 4)]
+    assert lengths[0] == lengths[1] > lengths[2]
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(texts, [0, 1, 2, 0, 1, 2], batch_size=2, shuffle=False, epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    logits = model.predict(texts, batch_size=2, verbose=0)
+    assert logits.shape == (6, 3)
+    np.testing.assert_allclose(logits[4:], to_numpy(model(model.preprocessor(texts[4:]))), atol=1e-5)
+    assert np.isfinite(model.evaluate(texts, [0, 1, 2, 0, 1, 2], batch_size=2, verbose=0))
+
+
 def test_two_label_head_without_label_keys_in_config(tmp_path):
     import json
 
