@@ -11,6 +11,7 @@ import os
 import keras
 from keras import ops
 
+from keras_models.generation.backend import write_time_slice
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
 
@@ -21,6 +22,29 @@ from keras_models.layers.rotary import apply_rotary
 # softmax path, which is also used whenever the fused kernel cannot express the layer (logit
 # soft-capping, attention dropout while training).
 FUSED_ATTENTION = os.environ.get("KM_FUSED_ATTENTION", "1") not in ("0", "false", "False")
+
+
+def fused_attention(q, k, v, bias, scale):
+    """q (b, t, h, d), k / v (b, s, kv, d) with kv dividing h -> (b, t, h, d).
+
+    torch: ``torch.nn.functional.scaled_dot_product_attention`` on transposed views with its own
+    grouped-query support. (Keras' op repeats the K/V heads and copies all three inputs to
+    contiguous (b, h, t, d) tensors on every call: for one decode step over a long KV buffer the
+    copies cost more than the attention.) Other backends: ``keras.ops.dot_product_attention``
+    with the K/V heads repeated.
+    """
+    if bias is not None:
+        bias = ops.cast(bias, q.dtype)
+    h, kv = q.shape[2], k.shape[2]
+    if keras.backend.backend() == "torch":
+        import torch.nn.functional as F
+
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                             attn_mask=bias, scale=scale, enable_gqa=kv != h)
+        return out.transpose(1, 2)
+    if kv != h:
+        k, v = ops.repeat(k, h // kv, axis=2), ops.repeat(v, h // kv, axis=2)
+    return ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -98,17 +122,15 @@ class Attention(keras.layers.Layer):
 
     def attend(self, q, k, v, bias=None, training=False):
         """q: (b, t, h, d); k, v: (b, s, kv, d) -> (b, t, h*d)."""
+        scale = self.scale if self.scale is not None else self.head_dim**-0.5
+        if FUSED_ATTENTION and self.softcap is None and not (training and self.dropout > 0):
+            out = fused_attention(q, k, v, bias, scale)
+            b, t = ops.shape(out)[0], ops.shape(out)[1]
+            return ops.reshape(out, (b, t, self.num_heads * self.head_dim))
         if self.num_kv_heads != self.num_heads:
             rep = self.num_heads // self.num_kv_heads
             k = ops.repeat(k, rep, axis=2)
             v = ops.repeat(v, rep, axis=2)
-        scale = self.scale if self.scale is not None else self.head_dim**-0.5
-        if FUSED_ATTENTION and self.softcap is None and not (training and self.dropout > 0):
-            if bias is not None:
-                bias = ops.cast(bias, q.dtype)
-            out = ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
-            b, t = ops.shape(out)[0], ops.shape(out)[1]
-            return ops.reshape(out, (b, t, self.num_heads * self.head_dim))
         scores = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(scale, q.dtype)
         if self.softcap is not None:
             scores = ops.tanh(scores / self.softcap) * self.softcap
@@ -144,8 +166,8 @@ class Attention(keras.layers.Layer):
     def call_decoder(self, x, bias=None, rope=None, cache=None, cache_index=None, training=False):
         """Self-attention over the current chunk, or over a KV buffer.
 
-        rope: (cos, sin) for the chunk's positions or None. cache: None, or (2, b, max_len, kv, d)
-        keys/values; the chunk's k/v are written at ``cache_index`` and attention runs over the
+        rope: (cos, sin) for the chunk's positions or None. cache: None, or a (keys, values) pair of
+        (b, max_len, kv, d) buffers; the chunk's k/v are written at ``cache_index`` and attention runs over the
         whole buffer (``bias`` must then span max_len keys). Returns (output, updated cache).
         """
         q, k, v = self.project_qkv(x)
@@ -153,12 +175,9 @@ class Attention(keras.layers.Layer):
             q = apply_rotary(q, rope[0], rope[1], self.rotary_interleaved)
             k = apply_rotary(k, rope[0], rope[1], self.rotary_interleaved)
         if cache is not None:
-            idx = ops.cast(cache_index, "int32")
-            zero = ops.zeros((), "int32")
-            start = [zero, zero, idx, zero, zero]
-            update = ops.stack([k, v])
-            cache = ops.slice_update(cache, start, ops.cast(update, cache.dtype))
-            k, v = cache[0], cache[1]
+            k = write_time_slice(cache[0], k, cache_index)
+            v = write_time_slice(cache[1], v, cache_index)
+            cache = (k, v)
         return self.output_dense(self.attend(q, k, v, bias, training=training)), cache
 
     def get_config(self):

@@ -175,8 +175,8 @@ class Task(keras.Model):
             vx, vy = (validation_data + (None,))[:2] if isinstance(validation_data, tuple) else (validation_data, None)
             vdata = self._adapt(vx, vy, batch_size, False)
             validation_data = vdata if vdata is not None else validation_data
-        if data is not None:
-            return super().fit(data, validation_data=validation_data, **kwargs)
+        if data is not None:  # the adapter shuffles samples itself
+            return super().fit(data, shuffle=False, validation_data=validation_data, **kwargs)
         return super().fit(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):

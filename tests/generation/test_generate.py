@@ -132,3 +132,53 @@ def test_bad_arguments_raise(llama):
         model.generate(inputs, max_new_tokens=2, streamer=lambda ids: None)
     with pytest.raises(GenerationError, match="attention_mask"):
         model.generate({"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"][:, :2]})
+
+
+def test_direct_layer_calls_give_keras_results(llama):
+    """torch's decode path calls built layers' call() (Dense / LayerNorm as single torch kernels)
+    instead of Keras' __call__; results must not change, and Keras' path must come back after."""
+    import keras
+
+    from keras_models.generation import backend
+
+    model, _ = llama
+    inputs = _ids(_prompts(5))
+    keras_call = keras.layers.Layer.__call__
+    ref = keras.ops.convert_to_numpy(model(inputs))
+    with backend.direct_layer_calls(model):
+        got = keras.ops.convert_to_numpy(model(inputs))
+        patched = keras.layers.Layer.__call__ is not keras_call
+    assert patched == (keras.backend.backend() == "torch")
+    assert keras.layers.Layer.__call__ is keras_call
+    assert not any(backend._DIRECT in layer.__dict__ for layer in model._flatten_layers())
+    np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
+    mixed = keras.layers.Dense(3, dtype="mixed_bfloat16")
+    mixed.build((2, 4))
+    assert not backend._can_call_directly(mixed)  # autocast scopes need Keras' __call__
+
+
+def test_cache_writes_keep_autograd_history():
+    """KV writes are in place only where no gradient is recorded (torch); elsewhere functional."""
+    import keras
+    from keras import ops
+
+    from keras_models.generation.backend import write_time_slice
+
+    buf = ops.zeros((2, 5, 3))
+    new = ops.ones((2, 2, 3))
+    out = keras.ops.convert_to_numpy(write_time_slice(buf, new, 1))
+    expected = np.zeros((2, 5, 3), "float32")
+    expected[:, 1:3] = 1.0
+    np.testing.assert_array_equal(out, expected)
+    if keras.backend.backend() == "torch":
+        import torch
+
+        buf = torch.zeros(2, 5, 3)
+        new = torch.ones(2, 1, 3, requires_grad=True)
+        out = write_time_slice(buf, new * 2.0, torch.tensor(4))
+        assert out.grad_fn is not None and float(buf.abs().sum()) == 0.0  # buffer untouched
+        out.sum().backward()
+        np.testing.assert_array_equal(new.grad.numpy(), np.full((2, 1, 3), 2.0, "float32"))
+        with torch.inference_mode():
+            buf2 = torch.zeros(2, 5, 3)
+            assert write_time_slice(buf2, torch.ones(2, 1, 3), 0) is buf2  # written in place

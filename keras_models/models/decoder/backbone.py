@@ -160,7 +160,7 @@ class DecoderBackbone(Backbone):
             x = self.final_norm(x)
         if self.project_out is not None:
             x = self.project_out(x)
-        return x, (None if cache is None else ops.stack(new_cache))
+        return x, (None if cache is None else tuple(new_cache))
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
@@ -175,9 +175,11 @@ class DecoderBackbone(Backbone):
         return self._forward(ids, mask, ops.cast(positions, "int32"), training=training)[0]
 
     def init_cache(self, batch_size, max_length):
-        """Zeroed KV buffer (num_layers, 2, batch, max_length, num_kv_heads, head_dim)."""
-        shape = (self.num_layers, 2, batch_size, max_length, self.num_kv_heads, self.head_dim)
-        return ops.zeros(shape, dtype=self.compute_dtype)
+        """Zeroed KV buffers: one (keys, values) pair of (batch, max_length, num_kv_heads, head_dim)
+        tensors per layer (separate buffers, so a step writes each in place)."""
+        shape = (batch_size, max_length, self.num_kv_heads, self.head_dim)
+        return tuple((ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype))
+                     for _ in range(self.num_layers))
 
     def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
         """Hidden states of ``input_ids`` written at ``cache_index``; returns (hidden, cache)."""
