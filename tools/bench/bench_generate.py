@@ -11,7 +11,8 @@ one warm-up call that includes compilation), the ratio ours / Transformers, our 
 whether the generated ids agree. Transformers runs in eager PyTorch under ``torch.no_grad``
 with its default (dynamic) cache, on the same machine and the same number of threads
 (``--threads``, default 1: on a small shared CPU box more threads oversubscribe it and mostly
-measure contention).
+measure contention); the process is pinned to that many CPUs, so every library gets the same
+cores.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ def main(argv=None):
     p.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "km_bench_generate"))
     args = p.parse_args(argv)
     if args.threads:  # before jax / tensorflow / torch start their thread pools
+        # Pin the process to --threads CPUs: XLA's CPU runtime runs independent ops in parallel
+        # whatever its Eigen flag says, so without pinning JAX would use more cores than torch.
+        if hasattr(os, "sched_setaffinity"):
+            cpus = sorted(os.sched_getaffinity(0))[: args.threads]
+            os.sched_setaffinity(0, cpus)
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen="
                                    + ("true" if args.threads > 1 else "false")).strip()
         os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -136,6 +142,7 @@ def main(argv=None):
                         f"{tps_ours / tps_hf:.2f} | {first:.1f} | {'yes' if same else f'{agree:.0%} of ids'} |")
             print(rows[-1], flush=True)
     print(f"\nbackend={backend} threads={args.threads} cpus={os.cpu_count()} "
+          f"pinned={sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'n/a'} "
           f"new_tokens={args.new_tokens} prompt={args.prompt} reps={args.reps}")
     print("| shape | batch | keras_models tok/s | transformers tok/s | ratio | first call s | same ids |")
     print("|---|---:|---:|---:|---:|---:|---|")
