@@ -52,7 +52,7 @@ class BeamSearch:
         batch, k = rows // self.k, self.k
         cache = self.decoder.init_cache(rows, length)
         logits, cache = self.decoder.forward(tokens[:, :prompt_len], cache, ops.convert_to_tensor(0, "int32"),
-                                             mask, inputs["extra"])
+                                             mask, inputs["extra"], last_only=True)
         running = ops.reshape(tokens, (batch, k, length))
         running = ops.where(ops.arange(length)[None, None, :] < prompt_len, running, self.fill_id)
         init_scores = ops.convert_to_tensor([0.0] + [-BIG] * (k - 1), "float32")

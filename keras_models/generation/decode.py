@@ -1,8 +1,9 @@
 """Greedy and sampling decode loops over a fixed-size KV cache (traceable, backend-neutral).
 
 A ``Decoder`` adapts a model to two calls: ``init_cache(rows, max_length)`` and
-``forward(ids, cache, index, mask, extra) -> (logits, cache)`` (CausalLM: ``call_with_cache``;
-Seq2SeqLM: ``call_decoder_with_cache`` with the encoder states in ``extra``). The loop state is a
+``forward(ids, cache, index, mask, extra, last_only=False) -> (logits, cache)`` (CausalLM:
+``call_with_cache``; ``last_only`` lets a prefill skip the LM head on all but the last position;
+Seq2SeqLM: ``tasks.seq2seq_generation.Seq2SeqDecoderAdapter`` with the encoder states in ``extra``). The loop state is a
 dict of tensors: the (rows, L) token buffer with the prompt left-padded at ``[0, P)``, the (rows, L)
 attention mask over the whole cache, the cache, ``cur`` (filled positions), ``finished`` rows and
 the next-token logits. ``prefill`` runs the prompt and picks the first token; each ``step`` feeds the
@@ -24,23 +25,8 @@ class CausalDecoder:
     def init_cache(self, rows, max_length):
         return self.model.init_cache(rows, max_length)
 
-    def forward(self, ids, cache, index, mask, extra):
-        return self.model.call_with_cache(ids, cache, index, mask)
-
-
-class Seq2SeqDecoder:
-    """``extra`` = {"encoder_states": ..., "encoder_attention_mask": ...}."""
-
-    def __init__(self, model):
-        self.model = model
-
-    def init_cache(self, rows, max_length):
-        return self.model.init_cache(rows, max_length)
-
-    def forward(self, ids, cache, index, mask, extra):
-        return self.model.call_decoder_with_cache(
-            ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask
-        )
+    def forward(self, ids, cache, index, mask, extra, last_only=False):
+        return self.model.call_with_cache(ids, cache, index, mask, last_only=last_only)
 
 
 def write_column(buffer, cur, values):
@@ -74,7 +60,7 @@ class GreedyOrSample:
         rows, length = int(tokens.shape[0]), int(tokens.shape[1])
         cache = self.decoder.init_cache(rows, length)
         logits, cache = self.decoder.forward(tokens[:, :prompt_len], cache, ops.convert_to_tensor(0, "int32"),
-                                             mask, inputs["extra"])
+                                             mask, inputs["extra"], last_only=True)
         logits = ops.cast(logits[:, -1, :], "float32")
         vocab = int(logits.shape[-1])
         if self.processors.needs_presence:

@@ -18,6 +18,7 @@ Self-attention can run against a fixed-size KV cache (decoding).
 import keras
 from keras import ops
 
+from keras_models.generation.backend import write_time_slice
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.longformer_attention import LongformerAttention
@@ -49,10 +50,9 @@ def norm_rules(prefix, norm):
 
 
 def update_cache(buffer, new, index):
-    """Write ``new`` (b, t, ...) into ``buffer`` (b, max_len, ...) at time ``index``."""
-    start = [0] * len(buffer.shape)
-    start[1] = index
-    return ops.slice_update(buffer, start, ops.cast(new, buffer.dtype))
+    """Write ``new`` (b, t, ...) into ``buffer`` (b, max_len, ...) at time ``index`` (in place
+    under torch without autograd, see generation.backend.write_time_slice)."""
+    return write_time_slice(buffer, new, index)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")

@@ -88,8 +88,12 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
     def init_cache(self, batch_size, max_length):
         return self.backbone.init_cache(batch_size, max_length)
 
-    def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
+    def call_with_cache(self, input_ids, cache, cache_index, attention_mask, last_only=False):
+        """Logits (batch, t, vocab) of ``input_ids`` written at ``cache_index``, and the cache;
+        ``last_only``: only the last position's logits (batch, 1, vocab), as a prefill needs."""
         hidden, cache = self.backbone.call_with_cache(input_ids, cache, cache_index, attention_mask)
+        if last_only:
+            hidden = hidden[:, -1:, :]
         return self.logits(hidden), cache
 
     # (generate: provided by keras_models/generation/ -- see _GenerationSlot above.)

@@ -6,6 +6,7 @@ The decoder prompt is the decoder start token (plus ``forced_bos_token_id``, mBA
 languages); ``forced_eos_token_id`` forces eos at the last position as Transformers does.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -26,18 +27,22 @@ class Seq2SeqDecoderAdapter:
         extra = getattr(self.model, "_gen_extra", None)
         if extra is not None:
             b = self.model.backbone
-            src = extra["encoder_states"].shape[1]
-            shape = (rows, b.num_decoder_layers, 2, src, b.decoder_heads, b.decoder_head_dim)
-            cache["cross_kv"] = ops.zeros(shape, dtype=b.compute_dtype)
+            shape = (rows, extra["encoder_states"].shape[1], b.decoder_heads, b.decoder_head_dim)
+            cache["cross_kv"] = tuple((ops.zeros(shape, dtype=b.compute_dtype),
+                                       ops.zeros(shape, dtype=b.compute_dtype))
+                                      for _ in range(b.num_decoder_layers))
         return cache
 
-    def forward(self, ids, cache, index, mask, extra):
+    def forward(self, ids, cache, index, mask, extra, last_only=False):
+        # (last_only is a no-op here: a decoder prompt is one or two start tokens)
         if "cross_kv" in cache:
             cache = dict(cache)
             previous = cache["cross_kv"]
             cache["cross_kv"] = ops.cond(
                 ops.equal(ops.cast(index, "int32"), 0),
-                lambda: ops.cast(self.model.backbone.cross_kv_cache(extra["encoder_states"]), previous.dtype),
+                lambda: keras.tree.map_structure(
+                    lambda new, old: ops.cast(new, old.dtype),
+                    self.model.backbone.cross_kv_cache(extra["encoder_states"]), previous),
                 lambda: previous,
             )
         logits, cache = self.model.call_decoder_with_cache(
@@ -45,7 +50,7 @@ class Seq2SeqDecoderAdapter:
         )
         eos = self.model.forced_eos_token_id
         if eos is not None:
-            max_length = cache["self_kv"].shape[3]
+            max_length = self.model.backbone.cache_length(cache)
             t = ops.shape(ids)[1]
             # the logits at input position p predict the token at p + 1
             predicted = ops.cast(index, "int32") + ops.arange(t, dtype="int32") + 1

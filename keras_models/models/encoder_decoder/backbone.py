@@ -203,20 +203,26 @@ class EncoderDecoderBackbone(Backbone):
 
     # --- cached decoding ------------------------------------------------------------------------
     def init_cache(self, batch_size, max_length, encoder_states=None):
-        shape = (batch_size, self.num_decoder_layers, 2, max_length, self.decoder_heads,
-                 self.decoder_head_dim)
-        cache = {"self_kv": ops.zeros(shape, dtype=self.compute_dtype)}
+        """``{"self_kv": per decoder layer a (keys, values) pair of zeroed (batch, max_length, heads,
+        head_dim) buffers}``, plus ``"cross_kv"`` (see :meth:`cross_kv_cache`) with
+        ``encoder_states``. Separate buffers per layer, so a step writes each in place."""
+        shape = (batch_size, max_length, self.decoder_heads, self.decoder_head_dim)
+        cache = {"self_kv": tuple((ops.zeros(shape, dtype=self.compute_dtype),
+                                   ops.zeros(shape, dtype=self.compute_dtype))
+                                  for _ in range(self.num_decoder_layers))}
         if encoder_states is not None:
             cache["cross_kv"] = self.cross_kv_cache(encoder_states)
         return cache
 
     def cross_kv_cache(self, encoder_states):
-        """(batch, layers, 2, source_len, heads, head_dim): every decoder layer's cross K/V."""
-        kv = []
-        for blk in self.decoder_blocks:
-            k, v = blk.cross_kv(encoder_states)
-            kv.append(ops.stack([k, v], axis=1))
-        return ops.stack(kv, axis=1)
+        """Per decoder layer the cross-attention (keys, values) of the encoder states, each
+        (batch, source_len, heads, head_dim)."""
+        return tuple(tuple(blk.cross_kv(encoder_states)) for blk in self.decoder_blocks)
+
+    @staticmethod
+    def cache_length(cache):
+        """The time length of the self-attention buffers."""
+        return ops.shape(cache["self_kv"][0][0])[1]
 
     def decode_with_cache(self, decoder_input_ids, encoder_states, encoder_attention_mask, cache,
                           cache_index, decoder_attention_mask=None):
@@ -228,7 +234,7 @@ class EncoderDecoderBackbone(Backbone):
         cache_index = ops.cast(cache_index, "int32")
         x = self.embed_decoder(decoder_input_ids, cache_index)
         t = ops.shape(x)[1]
-        max_length = ops.shape(cache["self_kv"])[3]
+        max_length = self.cache_length(cache)
         self_bias = causal_bias(t, max_length, x.dtype, offset=cache_index)
         if decoder_attention_mask is not None:
             self_bias = self_bias + padding_bias(decoder_attention_mask, x.dtype)
@@ -237,15 +243,12 @@ class EncoderDecoderBackbone(Backbone):
         for i, blk in enumerate(self.decoder_blocks):
             pos = self.decoder_position_bias(t, max_length, cache_index, i)
             bias = self_bias if pos is None else self_bias + pos
-            layer_cache = (cache["self_kv"][:, i, 0], cache["self_kv"][:, i, 1])
-            cross_kv = None
-            if "cross_kv" in cache:
-                cross_kv = (cache["cross_kv"][:, i, 0], cache["cross_kv"][:, i, 1])
-            x, (k, v) = blk(x, bias, context=encoder_states, cross_bias=cross, cache=layer_cache,
-                            cache_index=cache_index, cross_kv=cross_kv)
-            new_self.append(ops.stack([k, v], axis=1))
+            cross_kv = cache["cross_kv"][i] if "cross_kv" in cache else None
+            x, layer_cache = blk(x, bias, context=encoder_states, cross_bias=cross,
+                                 cache=cache["self_kv"][i], cache_index=cache_index, cross_kv=cross_kv)
+            new_self.append(layer_cache)
         new_cache = dict(cache)
-        new_cache["self_kv"] = ops.stack(new_self, axis=1)
+        new_cache["self_kv"] = tuple(new_self)
         return self._finish_decoder(x, False), new_cache
 
     # --- serialization --------------------------------------------------------------------------

@@ -171,23 +171,20 @@ class ProphetNetBackbone(EncoderDecoderBackbone):
         x = self.embed_decoder(decoder_input_ids, cache_index)
         p = self.embed_predict_streams(decoder_input_ids, cache_index)
         t = ops.shape(x)[1]
-        max_length = ops.shape(cache["self_kv"])[3]
+        max_length = self.cache_length(cache)
         main_bias, predict_bias, mb, pb = self._decoder_biases(
             t, max_length, cache_index, self.ngram, decoder_attention_mask, x.dtype)
         cross = self._cross_bias(encoder_attention_mask, x.dtype)
         new_self = []
         for i, blk in enumerate(self.decoder_blocks):
-            layer_cache = (cache["self_kv"][:, i, 0], cache["self_kv"][:, i, 1])
-            cross_kv = None
-            if "cross_kv" in cache:
-                cross_kv = (cache["cross_kv"][:, i, 0], cache["cross_kv"][:, i, 1])
-            x, p, (k, v) = blk(x, p, main_bias=main_bias, predict_bias=predict_bias,
-                               main_buckets=mb, predict_buckets=pb, context=encoder_states,
-                               cross_bias=cross, cache=layer_cache, cache_index=cache_index,
-                               cross_kv=cross_kv)
-            new_self.append(ops.stack([k, v], axis=1))
+            cross_kv = cache["cross_kv"][i] if "cross_kv" in cache else None
+            x, p, layer_cache = blk(x, p, main_bias=main_bias, predict_bias=predict_bias,
+                                    main_buckets=mb, predict_buckets=pb, context=encoder_states,
+                                    cross_bias=cross, cache=cache["self_kv"][i],
+                                    cache_index=cache_index, cross_kv=cross_kv)
+            new_self.append(layer_cache)
         new_cache = dict(cache)
-        new_cache["self_kv"] = ops.stack(new_self, axis=1)
+        new_cache["self_kv"] = tuple(new_self)
         return p[:, 0], new_cache
 
     # --- HF conversion --------------------------------------------------------------------------
