@@ -135,6 +135,15 @@ CLASSES: dict[str, dict] = {
                      "unk_token": "<unk>"},
     },
     "PLBartTokenizer": {"family": "plbart", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    # python-only in Transformers: lower-cased words cut into "@@" BPE pieces (vocab.json + merges.txt)
+    "BlenderbotSmallTokenizer": {
+        "family": "blenderbot_small",
+        "inputs": _NO_TYPES,
+        "specials": {"bos_token": "__start__", "eos_token": "__end__", "unk_token": "__unk__",
+                     "pad_token": "__null__"},
+        "empty_pair_is_pair": True,
+        "tokenize_gives_pieces": True,
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -176,6 +185,7 @@ MODEL_TYPE_TO_CLASS = {
     "marian": "MarianTokenizer",
     "m2m_100": "M2M100Tokenizer",
     "plbart": "PLBartTokenizer",
+    "blenderbot-small": "BlenderbotSmallTokenizer",
 }
 
 SPECIAL_TOKEN_KEYS = (

@@ -540,3 +540,130 @@ def bartpho_backend(model_path: Path, dict_path: Path, config: dict, info: dict)
         ]
     )
     return backend
+
+
+# ----------------------------------------------------------------------------- BlenderbotSmall (vocab.json + "@@" BPE)
+# Whitespace as Transformers' BlenderbotSmallTokenizer sees it: its word regex r"\S+\n?" runs on the
+# `regex` module, whose \s (Unicode White_Space) leaves out \x1c-\x1f, unlike str.isspace
+REGEX_WHITESPACE = r"\t\n\x0b\x0c\r\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+BBSMALL_PUNCTUATION = frozenset(".,!?()")
+BBSMALL_NEWLINE = "__newln__"
+
+
+def read_bbsmall_files(vocab_path: Path, merges_path: Path):
+    """vocab.json (final pieces, ``@@`` on pieces that do not end a word) and merges.txt read as
+    Transformers' BlenderbotSmallTokenizer reads them: the first line and the text after the last newline
+    are not merges, and the merged symbols need not be in the vocabulary."""
+    try:
+        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TokenizerFileError(f"BlenderbotSmall vocabulary {vocab_path} is not a readable JSON file: {e}") from e
+    if not isinstance(vocab, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in vocab.values()):
+        raise TokenizerFileError(f"BlenderbotSmall vocabulary {vocab_path} must map token strings to integer ids")
+    if len(set(vocab.values())) != len(vocab):
+        raise TokenizerFileError(f"BlenderbotSmall vocabulary {vocab_path} gives the same id to several tokens")
+    try:
+        with open(merges_path, encoding="utf-8") as f:  # universal newlines, as Transformers reads it
+            lines = f.read().split("\n")[1:-1]
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"BlenderbotSmall merges {merges_path} are not valid UTF-8: {e}") from e
+    except OSError as e:
+        raise TokenizerFileError(f"Cannot read BlenderbotSmall merges {merges_path}: {e}") from e
+    merges = []
+    for number, line in enumerate(lines, 2):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise TokenizerFileError(f"BlenderbotSmall merges {merges_path} line {number}: expected 'left right', got {line!r}")
+        merges.append((parts[0], parts[1]))
+    return vocab, merges
+
+
+class BlenderbotSmallSplitter(FastBpeSplitter):
+    """Splits each word as Transformers' BlenderbotSmallTokenizer does before its vocabulary lookup: a
+    piece starts at each of ``.,!?()``, ``'`` is a piece of its own, a final newline is the piece
+    ``__newln__`` (dropped after ``'``), each piece is lower-cased (Python's str.lower) and, unless one
+    character long, cut into fastBPE pieces (``@@`` on all but the last). Python because the merged
+    symbols are not in the vocabulary (see FastBpeSplitter)."""
+
+    def _word_pieces(self, normalized):
+        word = str(normalized)
+        core_len = len(word) - 1 if word.endswith("\n") else len(word)
+        spans, start = [], 0
+        for i in range(core_len):
+            char = word[i]
+            if char in BBSMALL_PUNCTUATION:
+                if i > start:
+                    spans.append((start, i))
+                start = i
+            elif char == "'":
+                if i > start:
+                    spans.append((start, i))
+                spans.append((i, i + 1))
+                start = i + 1
+        if start < core_len:
+            spans.append((start, core_len))
+        pieces = [normalized[s:e] for s, e in spans]
+        # the newline survives unless a "'" put a space before it (the class squeezes whitespace runs)
+        if core_len < len(word) and word[core_len - 1] != "'":
+            newline = normalized[core_len:]
+            newline.replace("\n", BBSMALL_NEWLINE)
+            pieces.append(newline)
+        return pieces
+
+    def _split(self, _index, normalized):
+        out = []
+        for piece in self._word_pieces(normalized):
+            text = str(piece)
+            lowered = text.lower()
+            if lowered != text:
+                piece.replace(text, lowered)
+            if len(lowered) == 1:
+                out.append(piece)
+                continue
+            spans = self.pieces(lowered)
+            for n, (start, end) in enumerate(spans):
+                part = piece[start:end]
+                if n < len(spans) - 1:
+                    part.append("@@")
+                out.append(part)
+        return out
+
+    @staticmethod
+    def words_pre_tokenizer():
+        from tokenizers import Regex, pre_tokenizers
+
+        return pre_tokenizers.Split(Regex(f"[^{REGEX_WHITESPACE}]+\\n?"), behavior="removed", invert=True)
+
+
+def blenderbot_small_backend(vocab_path: Path, merges_path: Path, config: dict, info: dict) -> RustTokenizer:
+    """BlenderbotSmall (blenderbot_small-90M, blenderbot-90M): words split and cut into pieces by
+    :class:`BlenderbotSmallSplitter`, each piece looked up in vocab.json (anything else is the unknown
+    token). The Python splitter goes to ``config["_python_pre_tokenizer"]`` (see fastbpe_backend)."""
+    from tokenizers import Regex, decoders
+    from tokenizers.models import WordLevel
+
+    vocab, merges = read_bbsmall_files(vocab_path, merges_path)
+    unk = token_content(config.get("unk_token") or info["specials"]["unk_token"])
+    if unk not in vocab:
+        raise TokenizerFileError(
+            f"BlenderbotSmall vocabulary {vocab_path} has no unknown token {unk!r}: words outside the "
+            "vocabulary could not be encoded"
+        )
+    splitter = BlenderbotSmallSplitter(merges)
+    backend = RustTokenizer(WordLevel(vocab=vocab, unk_token=unk))
+    backend.normalizer = None
+    backend.pre_tokenizer = splitter.pre_tokenizer()
+    config["_python_pre_tokenizer"] = splitter
+    # Transformers joins the tokens with spaces, drops every "@@ " and strips the ends
+    backend.decoder = decoders.Sequence(
+        [
+            decoders.Replace(Regex(r"\z"), " "),
+            decoders.Fuse(),
+            decoders.Replace(Regex(r" \z"), ""),
+            decoders.Replace("@@ ", ""),
+            decoders.Replace(Regex(f"\\A[{PY_WHITESPACE}]+|[{PY_WHITESPACE}]+\\z"), ""),
+        ]
+    )
+    return backend

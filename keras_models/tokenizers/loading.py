@@ -7,7 +7,8 @@ Formats, in the order they are looked for:
   * byte-level BPE ``vocab.json`` + ``merges.txt`` (GPT-2 / RoBERTa style);
   * a SentencePiece ``.model`` (unigram or BPE), converted by :mod:`spm_convert`.
 Python-only Transformers classes read their own files first: fastBPE ``vocab.txt`` + ``bpe.codes``
-(BERTweet, PhoBERT), ``sentencepiece.bpe.model`` + ``dict.txt`` (BARTpho), and none at all (ByT5).
+(BERTweet, PhoBERT), ``sentencepiece.bpe.model`` + ``dict.txt`` (BARTpho), ``vocab.json`` +
+``merges.txt`` with "@@" pieces (BlenderbotSmall), and none at all (ByT5).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from keras_models.tokenizers._special import to_added_token
 from keras_models.tokenizers.pipelines import CLASS_POST_PROCESSOR, apply_family_pipeline, precompiled_charsmap
 
 BARTPHO_FILES = ("sentencepiece.bpe.model", "dict.txt")
+BBSMALL_FILES = ("vocab.json", "merges.txt")
 SPM_FILE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
 
@@ -220,6 +222,17 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = bartpho_backend(folder / BARTPHO_FILES[0], folder / BARTPHO_FILES[1], config, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "dict.txt"
+    if family == "blenderbot_small":  # python-only in Transformers: vocab.json + merges.txt, "@@" pieces
+        from keras_models.tokenizers.builders import blenderbot_small_backend
+
+        for name in BBSMALL_FILES:
+            if not (folder / name).is_file():
+                raise TokenizerFileError(
+                    f"{folder} has no {name}: tokenizer class {class_name} reads {' + '.join(BBSMALL_FILES)}"
+                )
+        backend = blenderbot_small_backend(folder / BBSMALL_FILES[0], folder / BBSMALL_FILES[1], config, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "merges.txt"
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
         return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
     if family == "marian":  # python-only in Transformers: source.spm / target.spm over vocab.json
@@ -309,6 +322,8 @@ def load_tokenizer(preset, cls=None, **overrides):
         tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
     elif source == "dict.txt":
         tok.source_files = {name: folder / name for name in BARTPHO_FILES}
+    elif source == "merges.txt":  # BlenderbotSmall
+        tok.source_files = {name: folder / name for name in BBSMALL_FILES}
     elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
         tok.source_files = {}
     if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)
