@@ -27,7 +27,8 @@ def _quiet_logs():
 
 
 # Test folders whose results cannot depend on KERAS_BACKEND (pure numpy / Rust tokenizers). Under
-# tools/test.sh (KM_BACKEND_INDEPENDENT_ONCE=1) they run in the torch pass only, not three times.
+# tools/test.sh (KM_BACKEND_INDEPENDENT_ONCE=1) they run in the torch pass only, not three times;
+# a test there marked ``all_backends`` (it runs a model) still runs in every pass.
 BACKEND_INDEPENDENT = ("tests/tokenizers/",)
 
 
@@ -37,7 +38,8 @@ def pytest_collection_modifyitems(config, items):
     keep, drop = [], []
     for item in items:
         path = str(item.path.relative_to(config.rootpath)).replace(os.sep, "/")
-        (drop if path.startswith(BACKEND_INDEPENDENT) else keep).append(item)
+        independent = path.startswith(BACKEND_INDEPENDENT) and item.get_closest_marker("all_backends") is None
+        (drop if independent else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -278,6 +278,7 @@ def _model_folder():
     return folder / "model", json.loads((folder / "expected.json").read_text(encoding="utf-8"))
 
 
+@pytest.mark.all_backends
 def test_seq2seq_lm_generate_text_matches_transformers():
     folder, expected = _model_folder()
     model = km.Seq2SeqLM.from_preset(folder)
