@@ -221,7 +221,8 @@ def _load_preset_model(preset, task, dtype):
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
                     "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model",
-                    "chat_template.jinja", "preprocessor_config.json", "generation_config.json")
+                    "chat_template.jinja", "preprocessor_config.json", "generation_config.json",
+                    "prophetnet.tokenizer")
 
 
 def _copy_tokenizer_files(src, dest):

@@ -20,7 +20,7 @@ def _dense_rules(name, dense, base=False):
 
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model")
+                   "tokenizer.model", "prophetnet.tokenizer")
 
 
 def _text_preprocessor(folder, hf, kind, sequence_length=None, **_):

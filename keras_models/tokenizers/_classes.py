@@ -144,6 +144,19 @@ CLASSES: dict[str, dict] = {
         "empty_pair_is_pair": True,
         "tokenize_gives_pieces": True,
     },
+    # python-only in Transformers: BERT-style WordPiece over a vocabulary file named
+    # prophetnet.tokenizer; no [CLS], only [SEP] appended; [X_SEP] a named special token of its own
+    "ProphetNetTokenizer": {
+        "family": "prophetnet",
+        "inputs": _NO_TYPES,
+        "specials": {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]"},
+        "named_specials": {"x_sep_token": "[X_SEP]"},
+        "vocab_file": "prophetnet.tokenizer",
+        "config_defaults": {"clean_up_tokenization_spaces": True},
+        "empty_pair_is_pair": True,
+        # added tokens are matched on the raw text, before the class's own lower-casing
+        "raw_added_tokens": True,
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -186,6 +199,8 @@ MODEL_TYPE_TO_CLASS = {
     "m2m_100": "M2M100Tokenizer",
     "plbart": "PLBartTokenizer",
     "blenderbot-small": "BlenderbotSmallTokenizer",
+    },
+    "prophetnet": "ProphetNetTokenizer",
 }
 
 SPECIAL_TOKEN_KEYS = (

@@ -68,6 +68,16 @@ class SpecialTokensMixin:
                 if content:
                     self.named_extra_tokens[key] = content
         raw = [config.get(k, info["specials"].get(k)) for k in SPECIAL_TOKEN_KEYS] + list(extra)
+        # a class's own named special tokens (ProphetNet's x_sep_token): Transformers counts them among
+        # the named special tokens (special_tokens_map, all_special_tokens), with the class default
+        self._named_special_keys: list[str] = []
+        for key, default in (info.get("named_specials") or {}).items():
+            value = config[key] if key in config else default
+            if value is None:
+                continue
+            self.named_extra_tokens[key] = token_content(value)
+            self._named_special_keys.append(key)
+            raw.append(value)
         self._ensure_special([v for v in raw if v is not None])
 
     def _ensure_special(self, values):
@@ -101,12 +111,16 @@ class SpecialTokensMixin:
     @property
     def special_tokens_map(self) -> dict:
         """The named special tokens that are set (Transformers 5 leaves the extra ones out)."""
-        return {k: v for k, v in self._special.items() if v is not None}
+        named = {k: v for k, v in self._special.items() if v is not None}
+        for key in getattr(self, "_named_special_keys", ()):
+            if self.named_extra_tokens.get(key) is not None:
+                named[key] = self.named_extra_tokens[key]
+        return named
 
     @property
     def all_special_tokens(self) -> list[str]:
         seen = []
-        for tok in [v for v in self._special.values() if v is not None] + self._extra_special:
+        for tok in list(self.special_tokens_map.values()) + self._extra_special:
             if tok not in seen:
                 seen.append(tok)
         return seen

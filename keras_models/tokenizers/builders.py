@@ -34,7 +34,9 @@ def read_wordpiece_vocab(path: Path) -> dict[str, int]:
     return vocab
 
 
-def wordpiece_from_vocab_txt(path: Path, config: dict, info: dict) -> RustTokenizer:
+def wordpiece_from_vocab_txt(path: Path, config: dict, info: dict, family: str = "wordpiece") -> RustTokenizer:
+    """A WordPiece vocabulary file (one token per line) under ``family``'s pipeline (BERT's, or
+    ProphetNet's from its ``prophetnet.tokenizer``)."""
     vocab = read_wordpiece_vocab(path)
     unk = token_content(config.get("unk_token", info["specials"].get("unk_token", "[UNK]")))
     if unk not in vocab:
@@ -43,7 +45,7 @@ def wordpiece_from_vocab_txt(path: Path, config: dict, info: dict) -> RustTokeni
             "or the class default): words outside the vocabulary could not be encoded"
         )
     backend = RustTokenizer(WordPiece(vocab, unk_token=unk))
-    apply_family_pipeline(backend, "wordpiece", config)
+    apply_family_pipeline(backend, family, config)
     return backend
 
 
@@ -138,6 +140,11 @@ def set_post_processor(tok, config: dict):
             single=f"{cls}:0 $A:0 {sep}:0",
             pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
             special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
+        )
+    elif family == "prophetnet":  # only [SEP] after each sequence, no [CLS]
+        sep = tok.sep_token
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"$A:0 {sep}:0", pair=f"$A:0 {sep}:0 $B:1 {sep}:1", special_tokens=[(sep, tok.sep_token_id)]
         )
     elif family == "herbert":
         # as Transformers' HerbertTokenizer: the ids are fixed (cls 0, sep 2), not looked up

@@ -8,7 +8,8 @@ Formats, in the order they are looked for:
   * a SentencePiece ``.model`` (unigram or BPE), converted by :mod:`spm_convert`.
 Python-only Transformers classes read their own files first: fastBPE ``vocab.txt`` + ``bpe.codes``
 (BERTweet, PhoBERT), ``sentencepiece.bpe.model`` + ``dict.txt`` (BARTpho), ``vocab.json`` +
-``merges.txt`` with "@@" pieces (BlenderbotSmall), and none at all (ByT5).
+``merges.txt`` with "@@" pieces (BlenderbotSmall), a WordPiece ``prophetnet.tokenizer``
+(ProphetNet), and none at all (ByT5).
 """
 
 from __future__ import annotations
@@ -149,8 +150,10 @@ def _load_tokenizer_json(path: Path) -> tuple[RustTokenizer, dict]:
         raise TokenizerFileError(f"Tokenizer file {path} is not a valid `tokenizers` serialization: {e}") from e
 
 
-def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path):
-    """Tokens that tokenizer_config.json (added_tokens_decoder) or added_tokens.json list, in id order."""
+def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path, raw_text: bool = False):
+    """Tokens that tokenizer_config.json (added_tokens_decoder) or added_tokens.json list, in id order.
+    ``raw_text``: every one is matched on the text as written (not normalized), whatever its flag says,
+    as Transformers' python-only classes that normalize inside their own tokenization match them."""
     entries = {}
     for idx, token in (config.get("added_tokens_decoder") or {}).items():
         entries[int(idx)] = token
@@ -168,6 +171,8 @@ def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path):
         content = token["content"] if isinstance(token, dict) else str(token)
         existing = backend.token_to_id(content)
         special = bool(token.get("special", False)) if isinstance(token, dict) else False
+        if raw_text and isinstance(token, dict):
+            token = {**token, "normalized": False}
         added = to_added_token(token if isinstance(token, dict) else content, special=special)
         if special:
             backend.add_special_tokens([added])
@@ -197,6 +202,26 @@ def _fastbpe_backend(folder: Path, config: dict, class_name: str, info: dict) ->
         )
     backend = fastbpe_backend(folder / "vocab.txt", folder / "bpe.codes", config, info)
     _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+    return backend
+
+
+def _prophetnet_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    from keras_models.tokenizers.builders import wordpiece_from_vocab_txt
+
+    name = info["vocab_file"]
+    if not (folder / name).is_file():
+        raise TokenizerFileError(
+            f"{folder} has no {name}: tokenizer class {class_name} reads its WordPiece vocabulary from that file"
+        )
+    if config.get("never_split"):
+        raise TokenizerFileError(
+            f"{folder / 'tokenizer_config.json'} sets never_split={config['never_split']!r}: {class_name}'s "
+            "never-split words (kept whole, not lower-cased) are not supported; list them as added tokens instead"
+        )
+    for key, value in info.get("config_defaults", {}).items():
+        config.setdefault(key, value)
+    backend = wordpiece_from_vocab_txt(folder / name, config, info, family="prophetnet")
+    _add_config_tokens(backend, config, folder / "tokenizer_config.json", raw_text=info.get("raw_added_tokens", False))
     return backend
 
 
@@ -233,6 +258,8 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = blenderbot_small_backend(folder / BBSMALL_FILES[0], folder / BBSMALL_FILES[1], config, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "merges.txt"
+    if family == "prophetnet":  # python-only in Transformers: a WordPiece vocabulary under its own file name
+        return _prophetnet_backend(folder, config, class_name, info), info["vocab_file"]
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
         return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
     if family == "marian":  # python-only in Transformers: source.spm / target.spm over vocab.json
@@ -324,6 +351,8 @@ def load_tokenizer(preset, cls=None, **overrides):
         tok.source_files = {name: folder / name for name in BARTPHO_FILES}
     elif source == "merges.txt":  # BlenderbotSmall
         tok.source_files = {name: folder / name for name in BBSMALL_FILES}
+    elif source == _classes.class_info(class_name).get("vocab_file"):  # ProphetNet: its vocabulary file
+        tok.source_files = {source: folder / source}
     elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
         tok.source_files = {}
     if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)

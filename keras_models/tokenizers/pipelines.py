@@ -8,6 +8,7 @@ post-processor come from the file), so we do the same to return the same ids.
 from __future__ import annotations
 
 import base64
+import functools
 
 from tokenizers import Regex
 from tokenizers import decoders, normalizers, pre_tokenizers
@@ -44,6 +45,95 @@ def _add_prefix_space(config, default):
     return default if value is None else bool(value)
 
 
+# Python's str.lower() turns a capital sigma ending a word into a final sigma (Unicode's Final_Sigma
+# context); the Rust lower-casing maps every capital sigma to the medial one
+FINAL_SIGMA = r"(?<=\p{Cased}\p{Case_Ignorable}*)\x{3A3}(?!\p{Case_Ignorable}*\p{Cased})"
+# the code points Transformers' python BERT basic tokenizer puts spaces around ("Chinese characters")
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)
+
+
+def _char_class(ranges) -> str:
+    return "[" + "".join(f"\\x{{{a:x}}}" + (f"-\\x{{{b:x}}}" if b > a else "") for a, b in ranges) + "]"
+
+
+@functools.lru_cache(maxsize=None)
+def python_char_classes() -> dict[str, str]:
+    """Regex classes of the characters Transformers' python BERT basic tokenizer tests with Python's
+    own ``unicodedata`` (whose Unicode version the Rust BERT normalizer's tables do not follow):
+    ``control`` (dropped: categories C*, NUL, U+FFFD; not tab / newline / return), ``space`` (made a
+    space: Zs, tab, newline, return), ``punct`` (split off: P* and ASCII symbols), ``mn`` (stripped with
+    the accents), ``cjk`` (split off when tokenize_chinese_chars)."""
+    import itertools
+    import unicodedata
+
+    cats = [unicodedata.category(chr(cp)) for cp in range(0x110000)]
+    # the class's own exceptions, as categories: tab / newline / return are spaces, not controls; U+FFFD
+    # is dropped; ASCII symbols count as punctuation; surrogates never reach the tokenizer
+    for cp in (9, 10, 13):
+        cats[cp] = "Zs"
+    cats[0xFFFD] = "Cc"
+    for cp in (*range(33, 48), *range(58, 65), *range(91, 97), *range(123, 127)):
+        cats[cp] = "Po"
+    cats[0xD800:0xE000] = ["surrogate"] * 0x800
+    tests = {
+        "control": lambda cat: cat[0] == "C",
+        "space": lambda cat: cat == "Zs",
+        "punct": lambda cat: cat[0] == "P",
+        "mn": lambda cat: cat == "Mn",
+    }
+    ranges = {name: [] for name in tests}
+    cp = 0
+    for cat, run in itertools.groupby(cats):
+        end = cp + sum(1 for _ in run)
+        for name, test in tests.items():
+            if test(cat):
+                spans = ranges[name]
+                if spans and spans[-1][1] == cp - 1:
+                    spans[-1] = (spans[-1][0], end - 1)
+                else:
+                    spans.append((cp, end - 1))
+        cp = end
+    classes = {name: _char_class(spans) for name, spans in ranges.items()}
+    classes["cjk"] = _char_class(_CJK_RANGES)
+    return classes
+
+
+def _prophetnet_pipeline(backend, config: dict):
+    """Transformers' python-only ProphetNetTokenizer: its own BERT basic tokenizer (control characters
+    dropped, spaces normalised, NFC, then lower-casing with Python's final sigma and accent stripping;
+    words split on spaces, punctuation and Chinese characters), WordPiece, and a decoder that only joins
+    "##" pieces (its clean-up is the generic one, applied by the Tokenizer). Character classes come from
+    Python's unicodedata, as the class reads them."""
+    lowercase = bool(config.get("do_lower_case", True))
+    strip_accents = config.get("strip_accents")
+    strip = lowercase if strip_accents is None else bool(strip_accents)
+    if config.get("do_basic_tokenize", True):
+        chars = python_char_classes()
+        steps = [
+            normalizers.Replace(Regex(chars["control"]), ""),
+            normalizers.Replace(Regex(chars["space"]), " "),
+            normalizers.NFC(),
+        ]
+        if lowercase:
+            steps += [normalizers.Replace(Regex(FINAL_SIGMA), "\u03c2"), normalizers.Lowercase()]
+        if strip:
+            steps += [normalizers.NFD(), normalizers.Replace(Regex(chars["mn"]), "")]
+        backend.normalizer = normalizers.Sequence(steps)
+        splits = [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(chars["punct"]), behavior="isolated")]
+        if config.get("tokenize_chinese_chars", True):
+            splits.append(pre_tokenizers.Split(Regex(chars["cjk"]), behavior="isolated"))
+        backend.pre_tokenizer = pre_tokenizers.Sequence(splits)
+    else:  # WordPiece straight on the text split as Python's str.split() splits it
+        from keras_models.tokenizers.builders import PY_WHITESPACE
+
+        backend.normalizer = None
+        backend.pre_tokenizer = pre_tokenizers.Split(Regex(f"[{PY_WHITESPACE}]+"), behavior="removed")
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+
+
 def apply_family_pipeline(backend, family: str, config: dict, charsmap: bytes | None = None) -> bool:
     """Set the stages of ``family`` on ``backend``; False when the family is not one we rebuild."""
     if family == "wordpiece":
@@ -55,6 +145,8 @@ def apply_family_pipeline(backend, family: str, config: dict, charsmap: bytes | 
         )
         backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         backend.decoder = decoders.WordPiece(prefix="##")
+    elif family == "prophetnet":
+        _prophetnet_pipeline(backend, config)
     elif family == "herbert":  # fixed by the class: no lower-casing or accent stripping
         backend.normalizer = normalizers.BertNormalizer(
             clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False

@@ -199,6 +199,12 @@ class Tokenizer(SpecialTokensMixin):
             t if isinstance(t, AddedToken) else AddedToken(t, special=special_tokens, normalized=not special_tokens)
             for t in new_tokens
         ]
+        if _classes.class_info(self.class_name).get("raw_added_tokens"):  # matched on the text as written
+            new_tokens = [
+                AddedToken(t.content, single_word=t.single_word, lstrip=t.lstrip, rstrip=t.rstrip, normalized=False,
+                           special=t.special)
+                for t in new_tokens
+            ]
         if special_tokens:
             return self._backend.add_special_tokens(new_tokens)
         return self._backend.add_tokens(new_tokens)
