@@ -199,7 +199,6 @@ MODEL_TYPE_TO_CLASS = {
     "m2m_100": "M2M100Tokenizer",
     "plbart": "PLBartTokenizer",
     "blenderbot-small": "BlenderbotSmallTokenizer",
-    },
     "prophetnet": "ProphetNetTokenizer",
 }
 
