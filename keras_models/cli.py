@@ -219,10 +219,11 @@ def _load_preset_model(preset, task, dtype):
     return km.Backbone.from_preset(folder, dtype=dtype)
 
 
-_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
-                    "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model",
-                    "chat_template.jinja", "preprocessor_config.json", "generation_config.json",
-                    "prophetnet.tokenizer")
+def _tokenizer_files():
+    from keras_models.tasks.text import TOKENIZER_FILES
+
+    return TOKENIZER_FILES + ("special_tokens_map.json", "added_tokens.json", "target.spm",
+                              "chat_template.jinja", "preprocessor_config.json", "generation_config.json")
 
 
 def _copy_tokenizer_files(src, dest):
@@ -232,7 +233,7 @@ def _copy_tokenizer_files(src, dest):
     from keras_models.presets.resolve import resolve_preset
 
     folder = resolve_preset(src)
-    for name in _TOKENIZER_FILES:
+    for name in _tokenizer_files():
         if (folder / name).is_file() and not (Path(dest) / name).exists():
             shutil.copy(folder / name, Path(dest) / name)
 

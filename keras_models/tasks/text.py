@@ -19,8 +19,11 @@ def _dense_rules(name, dense, base=False):
     return out
 
 
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model", "prophetnet.tokenizer")
+# A folder with any of these carries a tokenizer (tokenizer_config.json alone: ByT5, whose bytes are
+# the vocabulary; the others are the files each tokenizer format reads).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
+                   "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "prophetnet.tokenizer",
+                   "source.spm", "bpe.codes", "dict.txt")
 
 
 def _text_preprocessor(folder, hf, kind, sequence_length=None, **_):
