@@ -157,6 +157,14 @@ CLASSES: dict[str, dict] = {
         # added tokens are matched on the raw text, before the class's own lower-casing
         "raw_added_tokens": True,
     },
+    # python-only in Transformers: Moses tokens cut into "</w>" BPE pieces; ids from vocab-src.json,
+    # decoding through vocab-tgt.json + Moses detokenisation (keras_models/tokenizers/fsmt.py)
+    "FSMTTokenizer": {
+        "family": "fsmt",
+        "inputs": _NO_TYPES,
+        "specials": {"bos_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+        "tokenize_gives_pieces": True,
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -200,6 +208,7 @@ MODEL_TYPE_TO_CLASS = {
     "plbart": "PLBartTokenizer",
     "blenderbot-small": "BlenderbotSmallTokenizer",
     "prophetnet": "ProphetNetTokenizer",
+    "fsmt": "FSMTTokenizer",
 }
 
 SPECIAL_TOKEN_KEYS = (

@@ -258,6 +258,12 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = blenderbot_small_backend(folder / BBSMALL_FILES[0], folder / BBSMALL_FILES[1], config, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "merges.txt"
+    if family == "fsmt":  # python-only in Transformers: Moses + "</w>" BPE, source / target vocabularies
+        from keras_models.tokenizers.fsmt import fsmt_backend
+
+        backend = fsmt_backend(folder, config, class_name, info)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
+        return backend, "vocab-src.json"
     if family == "prophetnet":  # python-only in Transformers: a WordPiece vocabulary under its own file name
         return _prophetnet_backend(folder, config, class_name, info), info["vocab_file"]
     if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
@@ -342,8 +348,11 @@ def load_tokenizer(preset, cls=None, **overrides):
     config.pop("_legacy_added_tokens", None)
     python_pre_tokenizer = config.pop("_python_pre_tokenizer", None)
     target_backend = config.pop("_target_backend", None)
+    python_decoder = config.pop("_python_decoder", None)
     tok = cls(backend, config, class_name=class_name)
     tok.python_pre_tokenizer = python_pre_tokenizer
+    if python_decoder is not None:
+        tok.python_decoder = python_decoder
     tok.source_format = source
     if source == "bpe.codes":
         tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
@@ -353,12 +362,24 @@ def load_tokenizer(preset, cls=None, **overrides):
         tok.source_files = {name: folder / name for name in BBSMALL_FILES}
     elif source == _classes.class_info(class_name).get("vocab_file"):  # ProphetNet: its vocabulary file
         tok.source_files = {source: folder / source}
+    elif source == "vocab-src.json":  # FSMT
+        from keras_models.tokenizers.fsmt import FSMT_FILES
+
+        tok.source_files = {name: folder / name for name in FSMT_FILES}
     elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
         tok.source_files = {}
     if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)
         from keras_models.tokenizers.translation import attach_target
 
         attach_target(tok, target_backend, config, folder)
+        return tok
+    if source == "vocab-src.json":  # FSMT: "A </s>", "A </s> B </s>"
+        from tokenizers import processors
+
+        eos = tok.sep_token
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:1 {eos}:1", special_tokens=[(eos, tok.sep_token_id)]
+        )
         return tok
     if source == "sentencepiece.bpe.model" and class_name == "M2M100Tokenizer":
         from keras_models.tokenizers.translation import finish_m2m100

@@ -179,12 +179,19 @@ class Tokenizer(SpecialTokensMixin):
 
     def convert_ids_to_tokens(self, ids, skip_special_tokens: bool = False):
         ids = _to_id_list(ids)
+        if self.python_decoder is not None:  # a class decoding through its own table (FSMT's target vocabulary)
+            if isinstance(ids, int):
+                return self.python_decoder.id_to_token(self, ids)
+            skip = set(self.all_special_ids) if skip_special_tokens else ()
+            return [self.python_decoder.id_to_token(self, i) for i in ids if i not in skip]
         if isinstance(ids, int):
             return self._to_user_tokens([self._backend.id_to_token(ids)])[0]
         skip = set(self.all_special_ids) if skip_special_tokens else ()
         return self._to_user_tokens([self._backend.id_to_token(i) for i in ids if i not in skip])
 
     def convert_tokens_to_string(self, tokens: list[str]) -> str:
+        if self.python_decoder is not None:
+            return self.python_decoder.tokens_to_string(tokens)
         if self._byte_tokens is not None:
             added = self.get_added_vocab()
             data = b"".join(t.encode() if (t in added or len(t) != 1) else bytes([ord(t) % 256]) for t in tokens)
@@ -504,6 +511,11 @@ class Tokenizer(SpecialTokensMixin):
         return self.convert_tokens_to_string(self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens))
 
     def _decode_one(self, ids, skip_special_tokens, clean_up_tokenization_spaces):
+        if self.python_decoder is not None:
+            text = self.convert_tokens_to_string(self.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens))
+            if clean_up_tokenization_spaces is None:
+                clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
+            return _clean_up_tokenization(text) if clean_up_tokenization_spaces else text
         text = self._exact_decode(ids, skip_special_tokens, self._backend.decode(ids, skip_special_tokens=skip_special_tokens))
         if clean_up_tokenization_spaces is None:
             clean_up_tokenization_spaces = self.clean_up_tokenization_spaces
@@ -525,7 +537,7 @@ class Tokenizer(SpecialTokensMixin):
 
     def batch_decode(self, sequences, skip_special_tokens: bool = False, clean_up_tokenization_spaces=None):
         seqs = _to_id_list(sequences)
-        if clean_up_tokenization_spaces is None and not self.clean_up_tokenization_spaces:
+        if clean_up_tokenization_spaces is None and not self.clean_up_tokenization_spaces and self.python_decoder is None:
             texts = self._backend.decode_batch(seqs, skip_special_tokens=skip_special_tokens)
             return [self._exact_decode(s, skip_special_tokens, t) for s, t in zip(seqs, texts)]
         return [self._decode_one(s, skip_special_tokens, clean_up_tokenization_spaces) for s in seqs]
@@ -540,6 +552,7 @@ class Tokenizer(SpecialTokensMixin):
     # A pre-tokenizer written in Python (FastBpeSplitter): tokenizers cannot serialize it, so copies and
     # pickles carry the pipeline without it and put it back.
     python_pre_tokenizer = None
+    python_decoder = None  # decoding done in Python (FSMT: target vocabulary + Moses detokenisation)
 
     def __getstate__(self):  # for copy.deepcopy and worker processes: the lock is not copyable
         state = dict(self.__dict__)
