@@ -23,7 +23,7 @@ def _dense_rules(name, dense, base=False):
 # the vocabulary; the others are the files each tokenizer format reads).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
                    "spiece.model", "sentencepiece.bpe.model", "tokenizer.model", "prophetnet.tokenizer",
-                   "source.spm", "bpe.codes", "dict.txt")
+                   "source.spm", "bpe.codes", "dict.txt", "vocab-src.json", "vocab-tgt.json")
 
 
 def _text_preprocessor(folder, hf, kind, sequence_length=None, **_):
