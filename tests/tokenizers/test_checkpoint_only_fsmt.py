@@ -232,3 +232,16 @@ def test_importing_keras_models_does_not_import_sacremoses():
     code = "import sys, keras_models, keras_models.tokenizers; print('sacremoses' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_copy_and_pickle_keep_the_moses_pipeline():
+    import copy
+    import pickle
+
+    hf, ours = hf_tok("fsmt_en_de"), our_tok("fsmt_en_de")
+    for clone in (copy.deepcopy(ours), pickle.loads(pickle.dumps(ours))):
+        for text in EXTRA:
+            ids = hf(text)["input_ids"]
+            assert clone(text, return_tensors=None)["input_ids"] == ids, text
+            assert clone.decode(ids) == hf.decode(ids), text
+    assert ours(EXTRA[0], return_tensors=None)["input_ids"] == hf(EXTRA[0])["input_ids"]  # original intact
