@@ -245,3 +245,22 @@ def test_copy_and_pickle_keep_the_moses_pipeline():
             assert clone(text, return_tensors=None)["input_ids"] == ids, text
             assert clone.decode(ids) == hf.decode(ids), text
     assert ours(EXTRA[0], return_tensors=None)["input_ids"] == hf(EXTRA[0])["input_ids"]  # original intact
+
+
+def test_hub_style_folder_named_by_config_json(tmp_path):
+    """As facebook/wmt19-* hold it: tokenizer_config.json without tokenizer_class, config.json model_type."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "hub"
+    shutil.copytree(ref_dir("fsmt_en_de"), folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    hub = {"langs": config["langs"], "model_max_length": 1024, "do_lower_case": False}
+    (folder / "tokenizer_config.json").write_text(json.dumps(hub))
+    (folder / "config.json").write_text(json.dumps({"model_type": "fsmt", "langs": config["langs"]}))
+    ours, hf = Tokenizer.from_preset(folder), AutoTokenizer.from_pretrained(str(folder))
+    assert type(hf).__name__ == "FSMTTokenizer" and ours.class_name == "FSMTTokenizer"
+    for text in EXTRA:
+        ids = hf(text)["input_ids"]
+        assert ours(text, return_tensors=None)["input_ids"] == ids and ours.decode(ids) == hf.decode(ids), text
