@@ -2,15 +2,9 @@
 names ByT5Tokenizer), so a Seq2SeqLM must still attach it and ``generate(text)`` give Transformers'
 generate + decode string. (Tokenizer parity itself: tests/tokenizers/test_checkpoint_only_s2s.py.)"""
 
-import hashlib
-import inspect
-import json
-
-import numpy as np
 import pytest
 
-import keras_models as km
-from tests.parity import cached_folder
+from tests.models.seq2seq_text import check_generate_text, record_generate, reference
 
 PROMPTS = ["bytes in, bytes out", "Grüße, 世界!"]
 
@@ -29,30 +23,11 @@ def _build(tmp):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.5)
-    model.save_pretrained(tmp / "model")
-    tok.save_pretrained(tmp / "model")
-    expected = {}
-    for text in PROMPTS:
-        with torch.no_grad():
-            out = model.generate(**tok(text, return_tensors="pt"), max_new_tokens=6, do_sample=False)
-        expected[text] = {"ids": out[0].tolist(), "text": tok.decode(out[0], skip_special_tokens=True)}
-    (tmp / "expected.json").write_text(json.dumps(expected))
-
-
-def _reference():
-    key = "s2s-byt5-text-" + hashlib.sha1(inspect.getsource(_build).encode() + repr(PROMPTS).encode()).hexdigest()[:10]
-    folder = cached_folder(key, _build)
-    return folder / "model", json.loads((folder / "expected.json").read_text())
+    record_generate(tmp, model, tok, PROMPTS, max_new_tokens=6)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_generate_text_matches_transformers(prompt):
-    folder, expected = _reference()
+    folder, expected = reference("s2s-byt5-text", _build, PROMPTS)
     assert not any(folder.glob("*.model")) and not (folder / "tokenizer.json").exists()
-    model = km.Seq2SeqLM.from_preset(folder)
-    assert model.preprocessor is not None and model.preprocessor.tokenizer.class_name == "ByT5Tokenizer"
-    ref = expected[prompt]
-    assert len(ref["ids"]) > 3
-    assert model.generate(prompt, max_new_tokens=6, do_sample=False) == ref["text"]
-    ids = np.asarray(model.generate(model.preprocessor.tokenizer(prompt), max_new_tokens=6, do_sample=False))
-    assert ids[0].tolist() == ref["ids"]
+    check_generate_text(folder, expected, prompt, "ByT5Tokenizer", max_new_tokens=6)

@@ -4,15 +4,11 @@
 target vocabulary + Moses detokenisation). (Tokenizer parity itself:
 tests/tokenizers/test_checkpoint_only_fsmt.py.)"""
 
-import hashlib
-import inspect
 import json
 
-import numpy as np
 import pytest
 
-import keras_models as km
-from tests.parity import cached_folder
+from tests.models.seq2seq_text import check_generate_text, record_generate, reference
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -50,33 +46,13 @@ def _build(tmp):
         decoder_ffn_dim=41, max_position_embeddings=40, init_std=0.2, num_beams=1)
     torch.manual_seed(0)
     model = transformers.FSMTForConditionalGeneration(config).eval()
-    model.save_pretrained(tmp / "model")
-    tok.save_pretrained(tmp / "model")
-    expected = {}
-    for text in PROMPTS:
-        with torch.no_grad():  # use_cache=False: Transformers' FSMT builds its masks only without a cache
-            out = model.generate(**tok(text, return_tensors="pt"), max_new_tokens=5, do_sample=False,
-                                 num_beams=1, use_cache=False)
-        expected[text] = {"ids": out[0].tolist(), "text": tok.decode(out[0], skip_special_tokens=True)}
-    (tmp / "expected.json").write_text(json.dumps(expected))
-
-
-def _reference():
-    key = "s2s-fsmt-text-" + hashlib.sha1(inspect.getsource(_build).encode() + repr(
-        (TEXTS, PROMPTS)).encode()).hexdigest()[:10]
-    folder = cached_folder(key, _build)
-    return folder / "model", json.loads((folder / "expected.json").read_text())
+    # use_cache=False: Transformers' FSMT builds its masks only without a cache
+    record_generate(tmp, model, tok, PROMPTS, max_new_tokens=5, num_beams=1, use_cache=False)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_generate_text_matches_transformers(prompt):
-    folder, expected = _reference()
+    folder, expected = reference("s2s-fsmt-text", _build, TEXTS, PROMPTS)
     assert (folder / "vocab-src.json").is_file() and not (folder / "tokenizer.json").exists()
-    model = km.Seq2SeqLM.from_preset(folder)
-    assert model.preprocessor is not None and model.preprocessor.tokenizer.class_name == "FSMTTokenizer"
-    ref = expected[prompt]
-    assert ref["text"].strip()  # the reference generates real words, not only special tokens
-    got = model.generate(prompt, max_new_tokens=5, do_sample=False)
-    assert got == ref["text"], (got, ref)
-    ids = np.asarray(model.generate(model.preprocessor.tokenizer(prompt), max_new_tokens=5, do_sample=False))
-    assert ids[0].tolist() == ref["ids"]
+    assert expected[prompt]["text"].strip()  # the reference generates real words, not only special tokens
+    check_generate_text(folder, expected, prompt, "FSMTTokenizer", max_new_tokens=5)

@@ -3,15 +3,9 @@ tokenizer (prophetnet.tokenizer, no tokenizer.json); ``Seq2SeqLM.from_preset(fol
 gives Transformers' generate + decode string. (Tokenizer parity itself:
 tests/tokenizers/test_checkpoint_only_prophetnet.py.)"""
 
-import hashlib
-import inspect
-import json
-
-import numpy as np
 import pytest
 
-import keras_models as km
-from tests.parity import cached_folder
+from tests.models.seq2seq_text import check_generate_text, record_generate, reference
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -48,32 +42,12 @@ def _build(tmp):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.02)
-    model.save_pretrained(tmp / "model")
-    tok.save_pretrained(tmp / "model")
-    expected = {}
-    for text in PROMPTS:
-        with torch.no_grad():
-            out = model.generate(**tok(text, return_tensors="pt"), max_new_tokens=5, do_sample=False)
-        expected[text] = {"ids": out[0].tolist(), "text": tok.decode(out[0], skip_special_tokens=True)}
-    (tmp / "expected.json").write_text(json.dumps(expected))
-
-
-def _reference():
-    key = "s2s-prophetnet-text-" + hashlib.sha1(inspect.getsource(_build).encode() + repr(
-        (TEXTS, PROMPTS)).encode()).hexdigest()[:10]
-    folder = cached_folder(key, _build)
-    return folder / "model", json.loads((folder / "expected.json").read_text())
+    record_generate(tmp, model, tok, PROMPTS, max_new_tokens=5)
 
 
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_generate_text_matches_transformers(prompt):
-    folder, expected = _reference()
+    folder, expected = reference("s2s-prophetnet-text", _build, TEXTS, PROMPTS)
     assert (folder / "prophetnet.tokenizer").is_file() and not (folder / "tokenizer.json").exists()
-    model = km.Seq2SeqLM.from_preset(folder)
-    assert model.preprocessor is not None and model.preprocessor.tokenizer.class_name == "ProphetNetTokenizer"
-    ref = expected[prompt]
-    assert ref["text"].strip()  # the reference generates real words, not only special tokens
-    got = model.generate(prompt, max_new_tokens=5, do_sample=False)
-    assert got == ref["text"], (got, ref)
-    ids = np.asarray(model.generate(model.preprocessor.tokenizer(prompt), max_new_tokens=5, do_sample=False))
-    assert ids[0].tolist() == ref["ids"]
+    assert expected[prompt]["text"].strip()  # the reference generates real words, not only special tokens
+    check_generate_text(folder, expected, prompt, "ProphetNetTokenizer", max_new_tokens=5)

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
 from tok_refs import assert_same_encoding as _assert_same
+from tok_refs import assert_same_vocab_and_specials
 from tok_refs import CHECKPOINT_ONLY_BUILDERS, checkpoint_hf_tokenizer, checkpoint_our_tokenizer, checkpoint_ref_dir
 
 from keras_models.errors import TokenizerFileError
@@ -44,12 +45,7 @@ def test_empty_pair_on_a_single_text(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_properties(name):
     hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
-    assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
-    assert ours.get_vocab() == hf.get_vocab()
-    for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
-        expected = getattr(hf, f"{key}_token")
-        assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
-        assert getattr(ours, f"{key}_token_id") == getattr(hf, f"{key}_token_id"), key
+    assert_same_vocab_and_specials(hf, ours)
     assert ours.model_input_names == hf.model_input_names
     assert ours.padding_side == hf.padding_side
     assert sorted(ours.all_special_ids) == sorted(hf.all_special_ids)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS, TRAINING_TEXT
-from tok_refs import _cached_build, _hf_from, _ours_from
+from tok_refs import _cached_build, _hf_from, _ours_from, assert_same_texts, assert_same_vocab_and_specials
 from tok_refs import assert_same_encoding as _assert_same
 
 from keras_models.errors import TokenizerFileError
@@ -101,35 +101,19 @@ def _ours(name):
 def test_single_texts_and_decode(name):
     hf, ours = _hf(name), _ours(name)
     assert type(hf).__name__ == "ProphetNetTokenizer" and ours.class_name == "ProphetNetTokenizer"
-    unknown = pieces = 0
-    for text in CORPUS + EXTRA + [p[0] for p in PAIRS]:
-        ref = hf(text)
-        _assert_same(ours(text, return_tensors=None), ref, (name, text[:80]))
-        ids = ref["input_ids"]
-        unknown += ids.count(hf.unk_token_id)
-        pieces += sum(t.startswith("##") for t in hf.convert_ids_to_tokens(ids))
-        assert ours.decode(ids) == hf.decode(ids), (name, text[:80])
-        assert ours.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
+    all_ids = assert_same_texts(hf, ours, CORPUS + EXTRA + [p[0] for p in PAIRS], name)
+    for ids in all_ids:
         assert ours.decode(ids, clean_up_tokenization_spaces=False) == hf.decode(ids, clean_up_tokenization_spaces=False)
-        assert ours.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)
-        assert ours.tokenize(text) == hf.tokenize(text), (name, text[:80])
-        assert ours.encode(text, add_special_tokens=False) == hf.encode(text, add_special_tokens=False)
+    unknown = sum(ids.count(hf.unk_token_id) for ids in all_ids)
+    pieces = sum(t.startswith("##") for ids in all_ids for t in hf.convert_ids_to_tokens(ids))
     assert unknown > 0 and pieces > 0  # the unknown and "##" paths are exercised
-    batch = [hf(t)["input_ids"] for t in CORPUS + EXTRA]
-    assert ours.batch_decode(batch) == hf.batch_decode(batch)
-    assert ours.batch_decode(batch, skip_special_tokens=True) == hf.batch_decode(batch, skip_special_tokens=True)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_properties(name):
     hf, ours = _hf(name), _ours(name)
-    assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
-    assert ours.get_vocab() == hf.get_vocab()
+    assert_same_vocab_and_specials(hf, ours)
     assert ours.get_added_vocab() == hf.get_added_vocab()
-    for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
-        expected = getattr(hf, f"{key}_token")
-        assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
-        assert getattr(ours, f"{key}_token_id") == getattr(hf, f"{key}_token_id"), key
     assert ours.special_tokens_map == hf.special_tokens_map  # x_sep_token included
     assert ours.special_tokens_map["x_sep_token"] == hf.x_sep_token == "[X_SEP]"
     assert ours.all_special_tokens == hf.all_special_tokens

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
 from tok_refs import assert_same_encoding as _assert_same
+from tok_refs import assert_same_vocab_and_specials
 from tok_refs import S2S_BUILDERS, s2s_hf_tokenizer, s2s_our_tokenizer, s2s_ref_dir
 
 from keras_models.errors import TokenizerFileError
@@ -45,12 +46,7 @@ def test_single_texts_and_decode(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_properties(name):
     hf, ours = s2s_hf_tokenizer(name), s2s_our_tokenizer(name)
-    assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
-    assert ours.get_vocab() == hf.get_vocab()
-    for key in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
-        expected = getattr(hf, f"{key}_token")
-        assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
-        assert getattr(ours, f"{key}_token_id") == getattr(hf, f"{key}_token_id"), key
+    assert_same_vocab_and_specials(hf, ours)
     assert ours.model_input_names == hf.model_input_names
     assert ours.padding_side == hf.padding_side
     assert ours.model_max_length == hf.model_max_length

@@ -708,3 +708,38 @@ def assert_same_encoding(ours, ref, context):
     assert sorted(ours) == sorted(ref), (context, sorted(ours), sorted(ref))
     for key in ref:
         assert _plain(ours[key]) == _plain(ref[key]), (context, key, _plain(ours[key]), _plain(ref[key]))
+
+
+SPECIAL_KEYS = ("bos", "eos", "unk", "sep", "pad", "cls", "mask")
+
+
+def assert_same_vocab_and_specials(hf, ours, keys=SPECIAL_KEYS):
+    """Vocabulary size and contents, and every special token with its id, equal to Transformers'."""
+    assert ours.vocab_size == hf.vocab_size and len(ours) == len(hf)
+    assert ours.get_vocab() == hf.get_vocab()
+    for key in keys:
+        expected = getattr(hf, f"{key}_token")
+        assert getattr(ours, f"{key}_token") == (None if expected is None else str(expected)), key
+        assert getattr(ours, f"{key}_token_id") == getattr(hf, f"{key}_token_id"), key
+
+
+def assert_same_texts(hf, ours, texts, context, encode=True):
+    """Per text: the encoding, tokenize, the ids' tokens, decode with and without special tokens
+    (and, with ``encode``, ``encode`` with and without them) equal Transformers'; then batch_decode
+    of all the ids. Returns the reference ids, for the caller's own checks."""
+    all_ids = []
+    for text in texts:
+        ref = hf(text)
+        assert_same_encoding(ours(text, return_tensors=None), ref, (context, text[:80]))
+        ids = ref["input_ids"]
+        all_ids.append(ids)
+        assert ours.tokenize(text) == hf.tokenize(text), (context, text[:80])
+        assert ours.convert_ids_to_tokens(ids) == hf.convert_ids_to_tokens(ids)
+        assert ours.decode(ids) == hf.decode(ids), (context, text[:80])
+        assert ours.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
+        if encode:
+            for special in (False, True):
+                assert ours.encode(text, add_special_tokens=special) == hf.encode(text, add_special_tokens=special)
+    assert ours.batch_decode(all_ids) == hf.batch_decode(all_ids)
+    assert ours.batch_decode(all_ids, skip_special_tokens=True) == hf.batch_decode(all_ids, skip_special_tokens=True)
+    return all_ids
