@@ -328,20 +328,27 @@ def fastbpe_backend(vocab_path: Path, codes_path: Path, config: dict, info: dict
     """BERTweet / PhoBERT: whitespace words, fastBPE pieces, vocabulary lookup (a word-level model).
     The Python splitter goes to ``config["_python_pre_tokenizer"]`` (the Tokenizer keeps it to copy and
     pickle the pipeline, which tokenizers cannot serialize with it inside)."""
-    from tokenizers import Regex, decoders
-    from tokenizers.models import WordLevel
-
     defaults = info["specials"]
     specials = [
         token_content(config.get(key) or defaults[key]) for key in ("bos_token", "pad_token", "eos_token", "unk_token")
     ]
     encoder = read_fairseq_dict(vocab_path, specials)
     splitter = FastBpeSplitter(read_fastbpe_codes(codes_path))
-    backend = RustTokenizer(WordLevel(vocab=encoder, unk_token=specials[3]))
+    return at_at_bpe_backend(encoder, specials[3], splitter, config)
+
+
+def at_at_bpe_backend(vocab: dict[str, int], unk: str, splitter, config: dict) -> RustTokenizer:
+    """A vocabulary lookup (WordLevel) behind a Python splitter that cuts words into "@@" BPE pieces
+    (fastBPE, BlenderbotSmall), decoding as Transformers does: tokens joined with spaces, every "@@ "
+    dropped, the ends stripped. The splitter goes to ``config["_python_pre_tokenizer"]`` (the
+    Tokenizer keeps it to re-attach after a copy or pickle)."""
+    from tokenizers import Regex, decoders
+    from tokenizers.models import WordLevel
+
+    backend = RustTokenizer(WordLevel(vocab=vocab, unk_token=unk))
     backend.normalizer = None
     backend.pre_tokenizer = splitter.pre_tokenizer()
     config["_python_pre_tokenizer"] = splitter
-    # Transformers joins the tokens with spaces, drops every "@@ " and strips the ends
     backend.decoder = decoders.Sequence(
         [
             decoders.Replace(Regex(r"\z"), " "),
@@ -647,10 +654,7 @@ class BlenderbotSmallSplitter(FastBpeSplitter):
 def blenderbot_small_backend(vocab_path: Path, merges_path: Path, config: dict, info: dict) -> RustTokenizer:
     """BlenderbotSmall (blenderbot_small-90M, blenderbot-90M): words split and cut into pieces by
     :class:`BlenderbotSmallSplitter`, each piece looked up in vocab.json (anything else is the unknown
-    token). The Python splitter goes to ``config["_python_pre_tokenizer"]`` (see fastbpe_backend)."""
-    from tokenizers import Regex, decoders
-    from tokenizers.models import WordLevel
-
+    token); the lookup and decoding are :func:`at_at_bpe_backend`'s."""
     vocab, merges = read_bbsmall_files(vocab_path, merges_path)
     unk = token_content(config.get("unk_token") or info["specials"]["unk_token"])
     if unk not in vocab:
@@ -659,18 +663,4 @@ def blenderbot_small_backend(vocab_path: Path, merges_path: Path, config: dict, 
             "vocabulary could not be encoded"
         )
     splitter = BlenderbotSmallSplitter(merges)
-    backend = RustTokenizer(WordLevel(vocab=vocab, unk_token=unk))
-    backend.normalizer = None
-    backend.pre_tokenizer = splitter.pre_tokenizer()
-    config["_python_pre_tokenizer"] = splitter
-    # Transformers joins the tokens with spaces, drops every "@@ " and strips the ends
-    backend.decoder = decoders.Sequence(
-        [
-            decoders.Replace(Regex(r"\z"), " "),
-            decoders.Fuse(),
-            decoders.Replace(Regex(r" \z"), ""),
-            decoders.Replace("@@ ", ""),
-            decoders.Replace(Regex(f"\\A[{PY_WHITESPACE}]+|[{PY_WHITESPACE}]+\\z"), ""),
-        ]
-    )
-    return backend
+    return at_at_bpe_backend(vocab, unk, splitter, config)
