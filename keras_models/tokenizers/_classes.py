@@ -165,6 +165,12 @@ CLASSES: dict[str, dict] = {
         "specials": {"bos_token": "<s>", "sep_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
         "tokenize_gives_pieces": True,
     },
+    # python-only in Transformers (4.x; gone in 5.x): BART's byte-level BPE over a table flattened by
+    # keras_models/tokenizers/tapex.py, lower-cased (do_lower_case) before tokenization
+    "TapexTokenizer": {
+        "family": "roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS, "tapex": True,
+        "source_files": ("vocab.json", "merges.txt"),
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},

@@ -368,6 +368,8 @@ def load_tokenizer(preset, cls=None, **overrides):
         tok.source_files = {name: folder / name for name in FSMT_FILES}
     elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
         tok.source_files = {}
+    elif source == "vocab.json" and _classes.class_info(class_name).get("source_files"):  # TAPEX
+        tok.source_files = {name: folder / name for name in _classes.class_info(class_name)["source_files"]}
     if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)
         from keras_models.tokenizers.translation import attach_target
 

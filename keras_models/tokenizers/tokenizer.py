@@ -314,7 +314,10 @@ class Tokenizer(SpecialTokensMixin):
                 encode = self._backend.encode_batch_fast
             return encode(inputs, add_special_tokens=add_special_tokens, is_pretokenized=is_split_into_words)
 
-    def __call__(self, text=None, text_pair=None, *, text_target=None, text_pair_target=None, **kwargs) -> dict:
+    def __call__(
+        self, text=None, text_pair=None, *, text_target=None, text_pair_target=None, table=None, query=None,
+        answer=None, max_cell_length=None, **kwargs
+    ) -> dict:
         """Tokenize one text (or pair) or a batch; returns a dict keyed by Transformers' names.
 
         Keywords are Transformers': ``add_special_tokens``, ``padding`` (True / 'longest' /
@@ -329,6 +332,12 @@ class Tokenizer(SpecialTokensMixin):
         (batch, seq); a single text gives batch 1. Ragged batches need ``padding``. With
         ``return_tensors=None`` values are Python lists, shaped like Transformers' output.
         """
+        if _classes.class_info(self.class_name).get("tapex"):
+            text, text_pair = self._tapex_text(text, text_pair, table, query, answer, max_cell_length, kwargs)
+        elif table is not None or query is not None or answer is not None or max_cell_length is not None:
+            raise TypeError(
+                f"table / query / answer / max_cell_length are TAPEX arguments; this tokenizer is {self.class_name}"
+            )
         if text is None and text_target is None:
             raise ValueError("You need to specify either `text` or `text_target`.")
         out = self._call_one(text, text_pair, **kwargs) if text is not None else None
@@ -341,6 +350,25 @@ class Tokenizer(SpecialTokensMixin):
             return target
         out["labels"] = target["input_ids"]
         return out
+
+    def _tapex_text(self, text, text_pair, table, query, answer, max_cell_length, kwargs):
+        """TAPEX (Transformers' call signature ``(table, query, answer)``): the flattened, lower-cased text."""
+        from keras_models.tokenizers.tapex import tapex_texts
+
+        if table is None:  # positional, as Transformers' TapexTokenizer takes them
+            table, text = text, None
+            if query is None:
+                query, text_pair = text_pair, None
+        if text is not None or text_pair is not None:
+            raise TypeError("a TAPEX tokenizer takes table=, query= (and answer=), not text and text_pair")
+        if table is None:
+            raise ValueError("a TAPEX tokenizer needs a table: tokenizer(table=..., query=...)")
+        if kwargs.get("truncation") == "drop_rows_to_fit":
+            raise ValueError(
+                "truncation='drop_rows_to_fit' is not supported (Transformers' TapexTokenizer itself rejects it as "
+                "an invalid TruncationStrategy); use truncation=True with max_length"
+            )
+        return tapex_texts(self, table, query, answer, max_cell_length), None
 
     def _call_one(
         self,
@@ -467,6 +495,8 @@ class Tokenizer(SpecialTokensMixin):
         return out["input_ids"]
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
+        if _classes.class_info(self.class_name).get("tapex") and self.init_config.get("do_lower_case", True):
+            text = text.lower()  # Transformers' TapexTokenizer.tokenize lower-cases too (do_lower_case)
         encoding = self._encode_batch([text], [pair] if pair is not None else None, add_special_tokens=add_special_tokens)[0]
         if self._byte_tokens is not None:  # by id: a matched added token's text holds the spaces it strips
             return self.convert_ids_to_tokens(encoding.ids)
