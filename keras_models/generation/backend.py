@@ -151,8 +151,9 @@ def direct_layer_calls(model):
             keras.layers.Layer.__call__ = _keras_layer_call
 
 
-def write_time_slice(buffer, update, index):
-    """``buffer[:, index : index + t] = update`` for a KV buffer (batch, time, ...).
+def write_time_slice(buffer, update, index, axis=1):
+    """``buffer[:, index : index + t] = update`` for a KV buffer (batch, time, ...); with ``axis``
+    the time axis is another one (heads-major buffers: (batch, heads, time, dim), ``axis=2``).
 
     jax / tensorflow: a functional ``slice_update`` (in place inside the compiled loop). torch: an
     in-place ``index_copy_`` when autograd is off (the generation loop owns its cache), so a step
@@ -163,16 +164,17 @@ def write_time_slice(buffer, update, index):
     if BACKEND == "torch":
         import torch
 
-        t = update.shape[1]
+        t = update.shape[axis]
         slots = torch.arange(t, device=buffer.device) + torch.as_tensor(index, device=buffer.device).long()
         if torch.is_inference_mode_enabled():
             in_place = True
         else:  # autograd may be recording, and inference tensors are read-only outside the mode
             tracked = torch.is_grad_enabled() and (buffer.requires_grad or update.requires_grad)
             in_place = not tracked and not buffer.is_inference()
-        return buffer.index_copy_(1, slots, update) if in_place else buffer.index_copy(1, slots, update)
+        return buffer.index_copy_(axis, slots, update) if in_place else buffer.index_copy(axis, slots, update)
     zero = ops.zeros((), "int32")
-    start = [zero, ops.cast(index, "int32")] + [zero] * (len(buffer.shape) - 2)
+    start = [zero] * len(buffer.shape)
+    start[axis] = ops.cast(index, "int32")
     return ops.slice_update(buffer, start, update)
 
 

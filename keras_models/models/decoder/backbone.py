@@ -175,9 +175,10 @@ class DecoderBackbone(Backbone):
         return self._forward(ids, mask, ops.cast(positions, "int32"), training=training)[0]
 
     def init_cache(self, batch_size, max_length):
-        """Zeroed KV buffers: one (keys, values) pair of (batch, max_length, num_kv_heads, head_dim)
-        tensors per layer (separate buffers, so a step writes each in place)."""
-        shape = (batch_size, max_length, self.num_kv_heads, self.head_dim)
+        """Zeroed KV buffers: one (keys, values) pair of heads-major (batch, num_kv_heads, max_length,
+        head_dim) tensors per layer (separate buffers, so a step writes each in place; heads-major,
+        so attention reads them without a transposed copy)."""
+        shape = (batch_size, self.num_kv_heads, max_length, self.head_dim)
         return tuple((ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype))
                      for _ in range(self.num_layers))
 
