@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
+from keras_models.generation import backend
+
 NEG_INF = float("-inf")
 
 
@@ -147,8 +149,22 @@ class Processors:
 def sample(scores, u):
     """Draw one id per row from softmax(scores) with Gumbel-max, given uniforms ``u`` (rows, vocab)."""
     gumbel = -ops.log(-ops.log(u))
-    return ops.cast(ops.argmax(scores + gumbel, axis=-1), "int32")
+    return first_argmax(scores + gumbel)
 
 
 def greedy(scores):
-    return ops.cast(ops.argmax(scores, axis=-1), "int32")
+    return first_argmax(scores)
+
+
+def first_argmax(scores):
+    """(rows, vocab) -> (rows,) int32: the first index of each row's maximum (of its first NaN,
+    if any), as ``argmax``. Under XLA (jax, tensorflow) argmax is a variadic (value, index)
+    reduction that runs ~10x slower on CPU than this max, compare and min (1.1 ms vs 0.1 ms for
+    8 x 32000 scores: 4% of a decode step); torch keeps its own argmax."""
+    if backend.BACKEND == "torch":
+        return ops.cast(ops.argmax(scores, axis=-1), "int32")
+    vocab = int(scores.shape[-1])
+    top = ops.max(scores, axis=-1, keepdims=True)
+    hit = ops.logical_or(ops.equal(scores, top), ops.isnan(scores))
+    index = ops.arange(vocab, dtype="int32")[None, :]
+    return ops.min(ops.where(hit, index, vocab), axis=-1)

@@ -124,3 +124,17 @@ def test_sample_follows_distribution():
     draws = _np(P.sample(ops.convert_to_tensor(scores), u))
     freq = np.bincount(draws, minlength=4) / len(draws)
     np.testing.assert_allclose(freq, [0.7, 0.2, 0.1, 0.0], atol=0.03)
+
+
+def test_greedy_picks_the_first_maximum_like_argmax():
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(6, 50)).astype("float32")
+    scores[1, [4, 9, 30]] = 9.0  # ties: the first index wins
+    scores[2, :] = -np.inf
+    scores[2, 17] = 0.0
+    scores[3, :] = -np.inf  # all filtered: index 0, as argmax
+    scores[4, [7, 12]] = np.nan  # NaN counts as the maximum (first NaN), as argmax
+    scores[5, -1] = 100.0
+    got = ops.convert_to_numpy(P.greedy(ops.convert_to_tensor(scores)))
+    np.testing.assert_array_equal(got, np.argmax(scores, axis=-1))
+    assert got.dtype == np.int32
