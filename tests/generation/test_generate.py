@@ -182,3 +182,28 @@ def test_cache_writes_keep_autograd_history():
         with torch.inference_mode():
             buf2 = torch.zeros(2, 5, 3)
             assert write_time_slice(buf2, torch.ones(2, 1, 3), 0) is buf2  # written in place
+
+
+def test_tied_head_after_generate_still_trains_and_predicts_the_same():
+    """generate may re-lay out the tied embedding (torch: column-major storage, see
+    ``backend.transposed_table``); values, predictions and training must not notice."""
+    import keras
+
+    folder, _ = reference("gpt2", CASES, scale=SCALE)
+    model = km.CausalLM.from_preset(folder)
+    model.preprocessor = None
+    inputs = _ids(_prompts(0))
+    table = model.backbone.token_embedding.embeddings
+    before_table = keras.ops.convert_to_numpy(table).copy()
+    before = model.predict_on_batch(inputs)
+    model.generate(inputs, do_sample=False, max_new_tokens=3)
+    if keras.backend.backend() == "torch":
+        assert table.value.stride(0) == 1  # column-major now
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(table), before_table)
+    np.testing.assert_allclose(model.predict_on_batch(inputs), before, atol=1e-5)
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = {"input_ids": inputs["input_ids"][:, :-1], "attention_mask": inputs["attention_mask"][:, :-1]}
+    model.fit(x, inputs["input_ids"][:, 1:], epochs=1, batch_size=3, verbose=0)
+    assert not np.allclose(keras.ops.convert_to_numpy(table), before_table)  # the tied table trained
+    model.generate(inputs, do_sample=False, max_new_tokens=3)
