@@ -13,7 +13,7 @@ Cross-attention and the feed-forward run on every stream alike.
 import keras
 from keras import ops
 
-from keras_models.layers.seq2seq_block import Seq2SeqBlock, update_cache
+from keras_models.layers.seq2seq_block import Seq2SeqBlock, heads_major, update_cache
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -66,28 +66,29 @@ class NgramSeq2SeqBlock(Seq2SeqBlock):
     def _ngram_attend(self, x, p, main_bias, predict_bias, main_buckets, predict_buckets, cache,
                       cache_index, training):
         a = self.self_attention
-        q, k, v = self._split(a.query(x)), self._split(a.key(x)), self._split(a.value(x))
+        q = self._split(a.query(x))
+        k, v = heads_major(self._split(a.key(x))), heads_major(self._split(a.value(x)))  # (b, h, s, d)
         new_cache = None
         if cache is not None:
             k = update_cache(cache[0], k, cache_index)
             v = update_cache(cache[1], v, cache_index)
             new_cache = (k, v)
-        main = a.attend(q, k, v, self._gather(self._bias_table(x), main_buckets) + main_bias,
-                        training=training)
+        main = a.attend_heads_major(q, k, v, self._gather(self._bias_table(x), main_buckets) + main_bias,
+                                    training=training)
         main = a.output_dense(main)
 
         # predict streams: keys = the main keys, plus each query's own key
         scale = a.scale if a.scale is not None else a.head_dim ** -0.5
         qp, kp, vp = self._split(a.query(p)), self._split(a.key(p)), self._split(a.value(p))
         table = self._predict_bias_table(p)  # (b, n, heads, t, buckets)
-        scores = ops.einsum("bnthd,bshd->bnhts", qp, ops.cast(k, qp.dtype)) * ops.cast(scale, qp.dtype)
+        scores = ops.einsum("bnthd,bhsd->bnhts", qp, ops.cast(k, qp.dtype)) * ops.cast(scale, qp.dtype)
         scores = scores + self._gather(table, predict_buckets) + ops.cast(predict_bias, qp.dtype)
         own = ops.einsum("bnthd,bnthd->bnht", qp, kp) * ops.cast(scale, qp.dtype)
         own = own + table[..., 0]  # own key: relative distance 0 -> bucket 0
         probs = ops.softmax(ops.cast(ops.concatenate([scores, own[..., None]], axis=-1), "float32"),
                             axis=-1)
         probs = a.attention_dropout(ops.cast(probs, vp.dtype), training=training)
-        out = ops.einsum("bnhts,bshd->bnthd", probs[..., :-1], ops.cast(v, vp.dtype))
+        out = ops.einsum("bnhts,bhsd->bnthd", probs[..., :-1], ops.cast(v, vp.dtype))
         out = out + ops.transpose(probs[..., -1], (0, 1, 3, 2))[..., None] * vp
         shape = ops.shape(out)
         out = ops.reshape(out, tuple(shape[:3]) + (a.num_heads * a.head_dim,))

@@ -49,10 +49,16 @@ def norm_rules(prefix, norm):
     return out
 
 
+def heads_major(x):
+    """(b, t, heads, head_dim) -> (b, heads, t, head_dim)."""
+    return ops.transpose(x, (0, 2, 1, 3))
+
+
 def update_cache(buffer, new, index):
-    """Write ``new`` (b, t, ...) into ``buffer`` (b, max_len, ...) at time ``index`` (in place
-    under torch without autograd, see generation.backend.write_time_slice)."""
-    return write_time_slice(buffer, new, index)
+    """Write ``new`` (b, heads, t, head_dim) into the heads-major ``buffer`` (b, heads, max_len,
+    head_dim) at time ``index`` (in place under torch without autograd, see
+    generation.backend.write_time_slice)."""
+    return write_time_slice(buffer, new, index, axis=2)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -177,18 +183,18 @@ class Seq2SeqBlock(keras.layers.Layer):
         return ops.reshape(x, (b, s, attention.num_heads, attention.head_dim))
 
     def cross_kv(self, context):
-        """Cross-attention K/V of the encoder states: (b, src, heads, head_dim) each."""
+        """Cross-attention K/V of the encoder states: heads-major (b, heads, src, head_dim) each."""
         a = self.cross_attention_layer
-        return self._heads(a, a.key(context)), self._heads(a, a.value(context))
+        return heads_major(self._heads(a, a.key(context))), heads_major(self._heads(a, a.value(context)))
 
     def _self_attend(self, x, bias, cache, cache_index, training):
         a = self.self_attention
         if cache is None:
             return a(x, bias, training=training), None
         q = self._heads(a, a.query(x))
-        k_cache = update_cache(cache[0], self._heads(a, a.key(x)), cache_index)
-        v_cache = update_cache(cache[1], self._heads(a, a.value(x)), cache_index)
-        out = a.output_dense(a.attend(q, k_cache, v_cache, bias, training=training))
+        k_cache = update_cache(cache[0], heads_major(self._heads(a, a.key(x))), cache_index)
+        v_cache = update_cache(cache[1], heads_major(self._heads(a, a.value(x))), cache_index)
+        out = a.output_dense(a.attend_heads_major(q, k_cache, v_cache, bias, training=training))
         return out, (k_cache, v_cache)
 
     def _cross_attend(self, x, context, bias, kv, training):
@@ -196,13 +202,13 @@ class Seq2SeqBlock(keras.layers.Layer):
         if kv is None:
             return a(x, bias, context=context, training=training)
         q = self._heads(a, a.query(x))
-        return a.output_dense(a.attend(q, kv[0], kv[1], bias, training=training))
+        return a.output_dense(a.attend_heads_major(q, kv[0], kv[1], bias, training=training))
 
     def call(self, x, self_bias=None, context=None, cross_bias=None, cache=None, cache_index=None,
              cross_kv=None, training=False, global_tokens=None):
         """Returns ``x`` (no cache) or ``(x, (k_cache, v_cache))`` when ``cache`` is given.
 
-        ``cache``: (k, v) buffers (b, max_len, heads, head_dim); the new keys/values are written
+        ``cache``: (k, v) heads-major buffers (b, heads, max_len, head_dim); the new keys/values are written
         at ``cache_index`` and ``self_bias`` must cover the whole buffer. ``cross_kv``: optional
         precomputed (k, v) of ``context``.
         """

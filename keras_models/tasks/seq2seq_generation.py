@@ -27,7 +27,7 @@ class Seq2SeqDecoderAdapter:
         extra = getattr(self.model, "_gen_extra", None)
         if extra is not None:
             b = self.model.backbone
-            shape = (rows, extra["encoder_states"].shape[1], b.decoder_heads, b.decoder_head_dim)
+            shape = (rows, b.decoder_heads, extra["encoder_states"].shape[1], b.decoder_head_dim)
             cache["cross_kv"] = tuple((ops.zeros(shape, dtype=b.compute_dtype),
                                        ops.zeros(shape, dtype=b.compute_dtype))
                                       for _ in range(b.num_decoder_layers))

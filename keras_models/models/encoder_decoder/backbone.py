@@ -5,8 +5,10 @@ translators and the weight map. Everything else (masks, the cached decoder, the 
 interface used by Seq2SeqLM) lives here once.
 
 Decoding cache (a dict of batch-first tensors, so beam search can reorder it with one ``take`` on
-axis 0 of every entry): ``"self_kv"`` (batch, layers, 2, max_length, heads, head_dim) and,
-when built from encoder states, ``"cross_kv"`` (batch, layers, 2, source_len, heads, head_dim).
+axis 0 of every entry): ``"self_kv"``, per decoder layer a (keys, values) pair of heads-major
+(batch, heads, max_length, head_dim) buffers and, when built from encoder states, ``"cross_kv"``,
+the same for the encoder states (batch, heads, source_len, head_dim). Heads-major, so attention
+reads them as stored (see ``layers.attention.grouped_attention``).
 """
 
 import keras
@@ -203,10 +205,10 @@ class EncoderDecoderBackbone(Backbone):
 
     # --- cached decoding ------------------------------------------------------------------------
     def init_cache(self, batch_size, max_length, encoder_states=None):
-        """``{"self_kv": per decoder layer a (keys, values) pair of zeroed (batch, max_length, heads,
-        head_dim) buffers}``, plus ``"cross_kv"`` (see :meth:`cross_kv_cache`) with
+        """``{"self_kv": per decoder layer a (keys, values) pair of zeroed heads-major (batch, heads,
+        max_length, head_dim) buffers}``, plus ``"cross_kv"`` (see :meth:`cross_kv_cache`) with
         ``encoder_states``. Separate buffers per layer, so a step writes each in place."""
-        shape = (batch_size, max_length, self.decoder_heads, self.decoder_head_dim)
+        shape = (batch_size, self.decoder_heads, max_length, self.decoder_head_dim)
         cache = {"self_kv": tuple((ops.zeros(shape, dtype=self.compute_dtype),
                                    ops.zeros(shape, dtype=self.compute_dtype))
                                   for _ in range(self.num_decoder_layers))}
@@ -216,13 +218,13 @@ class EncoderDecoderBackbone(Backbone):
 
     def cross_kv_cache(self, encoder_states):
         """Per decoder layer the cross-attention (keys, values) of the encoder states, each
-        (batch, source_len, heads, head_dim)."""
+        heads-major (batch, heads, source_len, head_dim)."""
         return tuple(tuple(blk.cross_kv(encoder_states)) for blk in self.decoder_blocks)
 
     @staticmethod
     def cache_length(cache):
         """The time length of the self-attention buffers."""
-        return ops.shape(cache["self_kv"][0][0])[1]
+        return ops.shape(cache["self_kv"][0][0])[2]
 
     def decode_with_cache(self, decoder_input_ids, encoder_states, encoder_attention_mask, cache,
                           cache_index, decoder_attention_mask=None):
