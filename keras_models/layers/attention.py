@@ -24,24 +24,29 @@ from keras_models.layers.rotary import apply_rotary
 FUSED_ATTENTION = os.environ.get("KM_FUSED_ATTENTION", "1") not in ("0", "false", "False")
 
 
-def fused_attention(q, k, v, bias, scale):
-    """q (b, t, h, d), k / v (b, s, kv, d) with kv dividing h -> (b, t, h, d).
+def fused_attention(q, k, v, bias, scale, heads_major=False):
+    """q (b, t, h, d), k / v (b, s, kv, d) -- or heads-major (b, kv, s, d) with ``heads_major`` --
+    with kv dividing h -> (b, t, h, d).
 
-    torch: ``torch.nn.functional.scaled_dot_product_attention`` on transposed views with its own
+    torch: ``torch.nn.functional.scaled_dot_product_attention`` on (transposed) views with its own
     grouped-query support. (Keras' op repeats the K/V heads and copies all three inputs to
     contiguous (b, h, t, d) tensors on every call: for one decode step over a long KV buffer the
     copies cost more than the attention.) Other backends: ``keras.ops.dot_product_attention``
-    with the K/V heads repeated.
+    with the K/V heads repeated, or ``grouped_attention`` for heads-major K/V.
     """
     if bias is not None:
         bias = ops.cast(bias, q.dtype)
-    h, kv = q.shape[2], k.shape[2]
+    h, kv = q.shape[2], k.shape[1 if heads_major else 2]
     if keras.backend.backend() == "torch":
         import torch.nn.functional as F
 
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                             attn_mask=bias, scale=scale, enable_gqa=kv != h)
+        if not heads_major:
+            k, v = k.transpose(1, 2), v.transpose(1, 2)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=bias, scale=scale,
+                                             enable_gqa=kv != h)
         return out.transpose(1, 2)
+    if heads_major:
+        return grouped_attention(q, k, v, bias, scale)
     if kv != h:
         k, v = ops.repeat(k, h // kv, axis=2), ops.repeat(v, h // kv, axis=2)
     return ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
@@ -79,20 +84,6 @@ def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None):
     out = ops.einsum("bkqs,bksd->bkqd", ops.reshape(probs, (b, kv, r * t, s)), v)
     out = ops.transpose(ops.reshape(out, (b, kv, r, t, d)), (0, 3, 1, 2, 4))
     return ops.reshape(out, (b, t, h, d))
-
-
-def heads_major_attention(q, k, v, bias, scale):
-    """The fused path for heads-major K/V: torch SDPA on the buffers as stored (no copy; native
-    grouped-query support); elsewhere ``grouped_attention``."""
-    if keras.backend.backend() == "torch":
-        import torch.nn.functional as F
-
-        if bias is not None:
-            bias = ops.cast(bias, q.dtype)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=bias, scale=scale,
-                                             enable_gqa=k.shape[1] != q.shape[2])
-        return out.transpose(1, 2)
-    return grouped_attention(q, k, v, bias, scale)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -196,7 +187,7 @@ class Attention(keras.layers.Layer):
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
         dropping = training and self.dropout > 0
         if FUSED_ATTENTION and self.softcap is None and not dropping:
-            out = heads_major_attention(q, k, v, bias, scale)
+            out = fused_attention(q, k, v, bias, scale, heads_major=True)
         else:
             drop = (lambda p: self.attention_dropout(p, training=training)) if dropping else None
             out = grouped_attention(q, k, v, bias, scale, self.softcap, drop)

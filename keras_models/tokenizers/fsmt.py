@@ -82,7 +82,7 @@ class FsmtSplitter:
     replace the text, which Moses rewrites: offsets are not meaningful)."""
 
     def __init__(self, merges, lang: str, do_lower_case: bool):
-        from keras_models.tokenizers.builders import FastBpeSplitter
+        from keras_models.tokenizers.python_bpe import FastBpeSplitter
 
         sm = _sacremoses()
         self.lang, self.do_lower_case = lang, bool(do_lower_case)

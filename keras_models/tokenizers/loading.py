@@ -187,7 +187,7 @@ def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path, raw_t
 
 
 def _fastbpe_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
-    from keras_models.tokenizers.builders import fastbpe_backend
+    from keras_models.tokenizers.python_bpe import fastbpe_backend
 
     for name in ("vocab.txt", "bpe.codes"):
         if not (folder / name).is_file():
@@ -237,7 +237,7 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "tokenizer_config.json"
     if family == "bartpho":  # python-only in Transformers: these two files, not tokenizer.json
-        from keras_models.tokenizers.builders import bartpho_backend
+        from keras_models.tokenizers.python_bpe import bartpho_backend
 
         for name in BARTPHO_FILES:
             if not (folder / name).is_file():
@@ -248,7 +248,7 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "dict.txt"
     if family == "blenderbot_small":  # python-only in Transformers: vocab.json + merges.txt, "@@" pieces
-        from keras_models.tokenizers.builders import blenderbot_small_backend
+        from keras_models.tokenizers.python_bpe import blenderbot_small_backend
 
         for name in BBSMALL_FILES:
             if not (folder / name).is_file():

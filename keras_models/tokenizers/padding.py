@@ -5,6 +5,33 @@ from __future__ import annotations
 
 import numpy as np
 
+_TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
+
+
+def padding_strategy(padding):
+    """Transformers' ``padding`` argument -> None, "longest" or "max_length"."""
+    if padding is True:
+        return "longest"
+    if padding is False or padding is None or padding == "do_not_pad":
+        return None
+    if padding in ("longest", "max_length"):
+        return padding
+    raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+
+
+def truncation_strategy(truncation):
+    """Transformers' ``truncation`` argument -> None or one of _TRUNCATION_STRATEGIES."""
+    if truncation is True:
+        return "longest_first"
+    if truncation is False or truncation is None or truncation == "do_not_truncate":
+        return None
+    if truncation in _TRUNCATION_STRATEGIES:
+        return truncation
+    raise ValueError(
+        f"truncation must be True, False, {', '.join(map(repr, _TRUNCATION_STRATEGIES))} or "
+        f"'do_not_truncate', got {truncation!r}"
+    )
+
 
 def _rows(encoded):
     """Normalise to (dict of per-sample lists, batched?)."""
@@ -36,9 +63,7 @@ def pad(
     return_attention_mask=None,
     return_tensors="np",
 ):
-    from keras_models.tokenizers.tokenizer import _padding_strategy
-
-    strategy = _padding_strategy(padding)
+    strategy = padding_strategy(padding)
     features, batched = _rows(encoded_inputs)
     key = tok.model_input_names[0]
     if key not in features:

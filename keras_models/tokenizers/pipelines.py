@@ -127,7 +127,7 @@ def _prophetnet_pipeline(backend, config: dict):
             splits.append(pre_tokenizers.Split(Regex(chars["cjk"]), behavior="isolated"))
         backend.pre_tokenizer = pre_tokenizers.Sequence(splits)
     else:  # WordPiece straight on the text split as Python's str.split() splits it
-        from keras_models.tokenizers.builders import PY_WHITESPACE
+        from keras_models.tokenizers.python_bpe import PY_WHITESPACE
 
         backend.normalizer = None
         backend.pre_tokenizer = pre_tokenizers.Split(Regex(f"[{PY_WHITESPACE}]+"), behavior="removed")

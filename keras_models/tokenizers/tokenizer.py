@@ -15,35 +15,10 @@ from tokenizers import Tokenizer as RustTokenizer
 
 from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import SpecialTokensMixin
+from keras_models.tokenizers.padding import padding_strategy, truncation_strategy
 
 VERY_LARGE_INTEGER = int(1e30)
 LARGE_INTEGER = int(1e20)
-_TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second")
-
-
-def _padding_strategy(padding):
-    if padding is True:
-        return "longest"
-    if padding is False or padding is None or padding == "do_not_pad":
-        return None
-    if padding in ("longest", "max_length"):
-        return padding
-    raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-
-
-def _truncation_strategy(truncation):
-    if truncation is True:
-        return "longest_first"
-    if truncation is False or truncation is None or truncation == "do_not_truncate":
-        return None
-    if truncation in _TRUNCATION_STRATEGIES:
-        return truncation
-    raise ValueError(
-        f"truncation must be True, False, {', '.join(map(repr, _TRUNCATION_STRATEGIES))} or "
-        f"'do_not_truncate', got {truncation!r}"
-    )
-
-
 def _clean_up_tokenization(text: str) -> str:
     for before, after in (
         (" .", "."),
@@ -257,8 +232,8 @@ class Tokenizer(SpecialTokensMixin):
     def _resolve_lengths(self, padding, truncation, max_length, pad_to_multiple_of):
         if max_length is not None and padding in (False, None) and truncation is None:
             truncation = "longest_first"
-        padding = _padding_strategy(padding)
-        truncation = _truncation_strategy(truncation)
+        padding = padding_strategy(padding)
+        truncation = truncation_strategy(truncation)
         if max_length is None:
             if padding == "max_length":
                 if self.model_max_length > LARGE_INTEGER:

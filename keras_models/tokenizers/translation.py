@@ -263,7 +263,7 @@ def plbart_backend(folder: Path, config: dict, class_name: str, info: dict) -> R
     # Transformers joins the tokens, turns the metaspace into spaces and strips the ends
     from tokenizers import Regex
 
-    from keras_models.tokenizers.builders import PY_WHITESPACE
+    from keras_models.tokenizers.python_bpe import PY_WHITESPACE
 
     backend.decoder = decoders.Sequence([
         decoders.Replace("\u2581", " "),
@@ -316,7 +316,7 @@ def spm_groups_decoder(special_tokens, after_special: str):
 
     from tokenizers import Regex, decoders
 
-    from keras_models.tokenizers.builders import PY_WHITESPACE
+    from keras_models.tokenizers.python_bpe import PY_WHITESPACE
 
     steps = [decoders.Fuse(), decoders.Replace(Regex("\\A\u2581"), "")]
     for token in sorted(special_tokens, key=len, reverse=True):
