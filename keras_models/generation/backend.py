@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 BACKEND = keras.backend.backend()
+EAGER_LOOP = BACKEND == "torch"  # the decode loop runs in Python, one step at a time
 
 
 def no_grad():
@@ -242,6 +243,17 @@ def transposed_table(variable, dtype):
             with torch.inference_mode(False), torch.no_grad():
                 param.data = param.data.t().contiguous().t()
     return ops.transpose(ops.cast(variable, dtype))
+
+
+def visible_length(cache_index, t):
+    """How much of a KV buffer a chunk of ``t`` queries written at ``cache_index`` can see:
+    ``cache_index + t`` when both are Python ints (an eager decode loop), else None (the whole
+    buffer; a compiled loop has one static shape). Keys past it are masked for every query of
+    the chunk (causal), so attention over ``buffer[..., :n, :]`` with the bias cut to ``n`` keys
+    gives the same result, without reading the empty rest of a long buffer each step."""
+    if type(cache_index) is int and type(t) is int:
+        return cache_index + t
+    return None
 
 
 def write_time_slice(buffer, update, index, axis=1):

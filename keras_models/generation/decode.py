@@ -59,8 +59,9 @@ class GreedyOrSample:
         tokens, mask = inputs["tokens"], inputs["mask"]
         rows, length = int(tokens.shape[0]), int(tokens.shape[1])
         cache = self.decoder.init_cache(rows, length)
-        logits, cache = self.decoder.forward(tokens[:, :prompt_len], cache, ops.convert_to_tensor(0, "int32"),
-                                             mask, inputs["extra"], last_only=True)
+        start = 0 if backend.EAGER_LOOP else ops.convert_to_tensor(0, "int32")
+        logits, cache = self.decoder.forward(tokens[:, :prompt_len], cache, start, mask, inputs["extra"],
+                                             last_only=True)
         logits = ops.cast(logits[:, -1, :], "float32")
         vocab = int(logits.shape[-1])
         if self.processors.needs_presence:
@@ -69,7 +70,10 @@ class GreedyOrSample:
             presence = ops.zeros((rows, 1), "float32")
         state = {
             "tokens": tokens, "mask": mask, "cache": cache, "logits": logits, "presence": presence,
-            "cur": ops.convert_to_tensor(prompt_len, "int32"), "finished": ops.zeros((rows,), "bool"),
+            # an eager loop (torch) keeps ``cur`` a Python int: attention then reads only the
+            # filled part of the KV buffer (see backend.visible_length)
+            "cur": prompt_len if backend.EAGER_LOOP else ops.convert_to_tensor(prompt_len, "int32"),
+            "finished": ops.zeros((rows,), "bool"),
             "rng": inputs["rng"], "extra": inputs["extra"],
             "limit": ops.cast(inputs.get("limit", length), "int32"),
         }

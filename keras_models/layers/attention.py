@@ -11,7 +11,7 @@ import os
 import keras
 from keras import ops
 
-from keras_models.generation.backend import write_time_slice
+from keras_models.generation.backend import visible_length, write_time_slice
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
 
@@ -50,6 +50,15 @@ def fused_attention(q, k, v, bias, scale, heads_major=False):
     if kv != h:
         k, v = ops.repeat(k, h // kv, axis=2), ops.repeat(v, h // kv, axis=2)
     return ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
+
+
+def visible_part(k, v, bias, cache_index, t):
+    """Heads-major K/V buffers and their bias cut to the part a chunk can see (see
+    ``generation.backend.visible_length``); unchanged inside compiled loops."""
+    n = visible_length(cache_index, t)
+    if n is None or n >= k.shape[2]:
+        return k, v, bias
+    return k[:, :, :n], v[:, :, :n], (None if bias is None else bias[..., :n])
 
 
 def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None):
@@ -230,7 +239,8 @@ class Attention(keras.layers.Layer):
             return self.output_dense(self.attend(q, k, v, bias, training=training)), None
         k = write_time_slice(cache[0], ops.transpose(k, (0, 2, 1, 3)), cache_index, axis=2)
         v = write_time_slice(cache[1], ops.transpose(v, (0, 2, 1, 3)), cache_index, axis=2)
-        return self.output_dense(self.attend_heads_major(q, k, v, bias, training=training)), (k, v)
+        k_seen, v_seen, bias = visible_part(k, v, bias, cache_index, ops.shape(x)[1])
+        return self.output_dense(self.attend_heads_major(q, k_seen, v_seen, bias, training=training)), (k, v)
 
     def get_config(self):
         config = super().get_config()

@@ -20,7 +20,7 @@ from keras import ops
 
 from keras_models.generation.backend import write_time_slice
 from keras_models.layers.activations import get_activation
-from keras_models.layers.attention import Attention
+from keras_models.layers.attention import Attention, visible_part
 from keras_models.layers.longformer_attention import LongformerAttention
 from keras_models.layers.moe import MoE
 from keras_models.layers.transient_global_attention import TransientGlobalAttention
@@ -194,7 +194,8 @@ class Seq2SeqBlock(keras.layers.Layer):
         q = self._heads(a, a.query(x))
         k_cache = update_cache(cache[0], heads_major(self._heads(a, a.key(x))), cache_index)
         v_cache = update_cache(cache[1], heads_major(self._heads(a, a.value(x))), cache_index)
-        out = a.output_dense(a.attend_heads_major(q, k_cache, v_cache, bias, training=training))
+        k_seen, v_seen, bias = visible_part(k_cache, v_cache, bias, cache_index, ops.shape(x)[1])
+        out = a.output_dense(a.attend_heads_major(q, k_seen, v_seen, bias, training=training))
         return out, (k_cache, v_cache)
 
     def _cross_attend(self, x, context, bias, kv, training):

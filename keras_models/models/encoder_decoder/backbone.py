@@ -233,7 +233,8 @@ class EncoderDecoderBackbone(Backbone):
         ``decoder_attention_mask`` (b, max_length) covers the whole cache buffer. Returns
         ``(hidden (b, t, hidden), new_cache)``.
         """
-        cache_index = ops.cast(cache_index, "int32")
+        if type(cache_index) is not int:  # a Python int (eager loop) lets attention skip the empty buffer
+            cache_index = ops.cast(cache_index, "int32")
         x = self.embed_decoder(decoder_input_ids, cache_index)
         t = ops.shape(x)[1]
         max_length = self.cache_length(cache)
