@@ -15,7 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS, TRAINING_TEXT
-from tok_refs import _cached_build, _hf_from, _ours_from, assert_same_texts, assert_same_vocab_and_specials
+from tok_refs import assert_same_empty_pairs, assert_same_padded, assert_same_texts, assert_same_vocab_and_specials
+from tok_refs import reference_accessors
 from tok_refs import assert_same_encoding as _assert_same
 
 import keras_models as km
@@ -80,16 +81,7 @@ BUILDERS = {
 NAMES = sorted(BUILDERS)
 
 
-def ref_dir(name):
-    return _cached_build(BUILDERS, name)
-
-
-def hf_tok(name):
-    return _hf_from(str(ref_dir(name)))
-
-
-def our_tok(name):
-    return _ours_from(str(ref_dir(name)))
+ref_dir, hf_tok, our_tok = reference_accessors(BUILDERS)
 
 
 EXTRA = [
@@ -131,22 +123,9 @@ def test_batches_pairs_padding_truncation(name):
     hf, ours = hf_tok(name), our_tok(name)
     firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
     for side in ("right", "left"):
-        for kw in (
-            dict(padding=True),
-            dict(padding="longest", truncation=True, max_length=24),
-            dict(padding="max_length", truncation="longest_first", max_length=40),
-            dict(padding=True, pad_to_multiple_of=8, return_special_tokens_mask=True),
-        ):
-            kw = dict(kw, padding_side=side)
-            ref = hf(firsts, seconds, **kw)
-            _assert_same(ours(firsts, seconds, return_tensors=None, **kw), ref, (name, kw))
-            ref = hf(TEXTS, **kw)
-            _assert_same(ours(TEXTS, return_tensors=None, **kw), ref, (name, kw))
-            for row in ref["input_ids"]:
-                assert ours.decode(row) == hf.decode(row)
-                assert ours.decode(row, skip_special_tokens=True) == hf.decode(row, skip_special_tokens=True)
-    for text in ("", "Hello world!"):  # python-only classes keep an empty pair
-        _assert_same(ours(text, "", return_tensors=None), hf(text, ""), (name, text))
+        assert_same_padded(hf, ours, name, firsts, seconds, side=side)
+        assert_same_padded(hf, ours, name, TEXTS, side=side)
+    assert_same_empty_pairs(hf, ours, name)
 
 
 _ALPHABET = st.sampled_from(list("abdehilnorstuwABEHT.,!?()'_ \n\t\r\x1c\x85\u00a0ΣσİéЖ日😀@"))

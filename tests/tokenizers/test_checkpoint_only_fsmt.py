@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS, TRAINING_TEXT
-from tok_refs import _cached_build, _hf_from, _ours_from, assert_same_texts, assert_same_vocab_and_specials
+from tok_refs import assert_same_padded, assert_same_texts, assert_same_vocab_and_specials, reference_accessors
 from tok_refs import assert_same_encoding as _assert_same
 
 from keras_models.errors import TokenizerFileError
@@ -73,16 +73,7 @@ BUILDERS = {
 NAMES = sorted(BUILDERS)
 
 
-def ref_dir(name):
-    return _cached_build(BUILDERS, name)
-
-
-def hf_tok(name):
-    return _hf_from(str(ref_dir(name)))
-
-
-def our_tok(name):
-    return _ours_from(str(ref_dir(name)))
+ref_dir, hf_tok, our_tok = reference_accessors(BUILDERS)
 
 
 EXTRA = [
@@ -131,21 +122,10 @@ def test_batches_padding_truncation_and_targets(name):
     hf, ours = hf_tok(name), our_tok(name)
     firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
     for side in ("right", "left"):
-        for kw in (
-            dict(padding=True),
-            dict(padding="longest", truncation=True, max_length=24),
-            dict(padding="max_length", truncation="longest_first", max_length=40),
-            dict(padding=True, pad_to_multiple_of=8, return_special_tokens_mask=True),
-        ):
-            kw = dict(kw, padding_side=side)
-            ref = hf(TEXTS, **kw)
-            _assert_same(ours(TEXTS, return_tensors=None, **kw), ref, (name, kw))
-            ref = hf(firsts, seconds, **kw)
-            _assert_same(ours(firsts, seconds, return_tensors=None, **kw), ref, (name, kw))
-            ref = hf(firsts, text_target=seconds, **kw)
-            _assert_same(ours(firsts, text_target=seconds, return_tensors=None, **kw), ref, (name, kw))
-            ref = hf(text_target=seconds, **kw)
-            _assert_same(ours(text_target=seconds, return_tensors=None, **kw), ref, (name, kw))
+        assert_same_padded(hf, ours, name, TEXTS, side=side)
+        assert_same_padded(hf, ours, name, firsts, seconds, side=side)
+        assert_same_padded(hf, ours, name, firsts, text_target=seconds, side=side)
+        assert_same_padded(hf, ours, name, text_target=seconds, side=side)
 
 
 _ALPHABET = st.sampled_from(list("abdehilnorstuwABEHT.,!?()'\"-_&<>|[]{}@#$%0123456789 \n\t\u00a0ΣσİéЖ日😀„“…–—"))

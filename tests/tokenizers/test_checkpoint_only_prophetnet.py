@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS, TRAINING_TEXT
 from tok_refs import _cached_build, _hf_from, _ours_from, assert_same_texts, assert_same_vocab_and_specials
+from tok_refs import PADDING_CASES, assert_same_empty_pairs, assert_same_padded
 from tok_refs import assert_same_encoding as _assert_same
 
 from keras_models.errors import TokenizerFileError
@@ -135,25 +136,14 @@ def test_properties(name):
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pairs_batches_padding_truncation(name, side):
     hf, ours = _hf(name), _ours(name)
-    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
-    for kw in (
-        dict(padding=True),
-        dict(padding=True, return_token_type_ids=True, return_special_tokens_mask=True),
-        dict(padding="longest", truncation=True, max_length=24),
-        dict(padding="max_length", truncation="longest_first", max_length=40, return_token_type_ids=True),
-        dict(padding=True, pad_to_multiple_of=8, return_special_tokens_mask=True),
-    ):
-        kw = dict(kw, padding_side=side)
-        ref = hf(firsts, seconds, **kw)
-        _assert_same(ours(firsts, seconds, return_tensors=None, **kw), ref, (name, kw))
-        for row in ref["input_ids"]:
-            assert ours.decode(row) == hf.decode(row)
-            assert ours.decode(row, skip_special_tokens=True) == hf.decode(row, skip_special_tokens=True)
-    for kw in (dict(padding=True), dict(padding=True, truncation=True, max_length=12, return_token_type_ids=True)):
-        kw = dict(kw, padding_side=side)
-        _assert_same(ours(CORPUS, return_tensors=None, **kw), hf(CORPUS, **kw), (name, kw))
-    for text in ("", "Hello world!"):  # the python-only class keeps an empty pair
-        _assert_same(ours(text, "", return_tensors=None), hf(text, ""), (name, text))
+    with_types = ({"padding": True, "return_token_type_ids": True, "return_special_tokens_mask": True},
+                  {"padding": "max_length", "truncation": "longest_first", "max_length": 40,
+                   "return_token_type_ids": True})
+    assert_same_padded(hf, ours, name, [p[0] for p in PAIRS], [p[1] for p in PAIRS], side=side,
+                       cases=PADDING_CASES + with_types)
+    assert_same_padded(hf, ours, name, CORPUS, side=side, decode=False, cases=(
+        {"padding": True}, {"padding": True, "truncation": True, "max_length": 12, "return_token_type_ids": True}))
+    assert_same_empty_pairs(hf, ours, name)
     # a pair is "a [SEP] b [SEP]" with token types 0 then 1
     ref = hf("Hello world!", "How are you?", return_token_type_ids=True)
     _assert_same(ours("Hello world!", "How are you?", return_tensors=None, return_token_type_ids=True), ref, name)

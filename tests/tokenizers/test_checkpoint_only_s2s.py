@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
 from tok_refs import assert_same_encoding as _assert_same
-from tok_refs import assert_same_vocab_and_specials
+from tok_refs import assert_same_empty_pairs, assert_same_padded, assert_same_vocab_and_specials
 from tok_refs import S2S_BUILDERS, s2s_hf_tokenizer, s2s_our_tokenizer, s2s_ref_dir
 
 from keras_models.errors import TokenizerFileError
@@ -59,21 +59,8 @@ def test_properties(name):
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_pairs_padding_truncation(name, side):
     hf, ours = s2s_hf_tokenizer(name), s2s_our_tokenizer(name)
-    firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
-    for kw in (
-        dict(padding=True),
-        dict(padding="longest", truncation=True, max_length=24),
-        dict(padding="max_length", truncation="longest_first", max_length=40),
-        dict(padding=True, pad_to_multiple_of=8, return_special_tokens_mask=True),
-    ):
-        kw = dict(kw, padding_side=side)
-        ref = hf(firsts, seconds, **kw)
-        _assert_same(ours(firsts, seconds, return_tensors=None, **kw), ref, (name, kw))
-        for row in ref["input_ids"]:
-            assert ours.decode(row) == hf.decode(row)
-            assert ours.decode(row, skip_special_tokens=True) == hf.decode(row, skip_special_tokens=True)
-    for text in ("", "Hello world!"):  # python-only classes keep an empty pair
-        _assert_same(ours(text, "", return_tensors=None), hf(text, ""), (name, text))
+    assert_same_padded(hf, ours, name, [p[0] for p in PAIRS], [p[1] for p in PAIRS], side=side)
+    assert_same_empty_pairs(hf, ours, name)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tok_corpus import CORPUS, PAIRS
 from tok_refs import assert_same_encoding as _assert_same
+from tok_refs import assert_same_padded
 from tok_refs import translation_hf_tokenizer as checkpoint_hf_tokenizer
 from tok_refs import translation_our_tokenizer as checkpoint_our_tokenizer
 from tok_refs import translation_ref_dir as checkpoint_ref_dir
@@ -84,18 +85,10 @@ def test_properties(name):
 def test_pairs_targets_padding_truncation(name, side):
     hf, ours = checkpoint_hf_tokenizer(name), checkpoint_our_tokenizer(name)
     firsts, seconds = [p[0] for p in PAIRS], [p[1] for p in PAIRS]
-    for kw in (
-        dict(padding=True),
-        dict(padding="longest", truncation=True, max_length=24),
-        dict(padding="max_length", truncation="longest_first", max_length=40),
-        dict(padding=True, pad_to_multiple_of=8, return_special_tokens_mask=True),
-    ):
-        kw = dict(kw, padding_side=side)
-        _assert_same(ours(firsts, seconds, return_tensors=None, **kw), hf(firsts, seconds, **kw), (name, kw))
-        ref = hf(firsts, text_target=seconds, **kw)
-        _assert_same(ours(firsts, text_target=seconds, return_tensors=None, **kw), ref, (name, "target", kw))
+    assert_same_padded(hf, ours, name, firsts, seconds, side=side, decode=False)
+    for ref in assert_same_padded(hf, ours, (name, "target"), firsts, text_target=seconds, side=side, decode=False):
         for row in ref["input_ids"] + ref["labels"]:
-            _assert_decodes(hf, ours, row, (name, kw))
+            _assert_decodes(hf, ours, row, (name, row))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -743,3 +743,51 @@ def assert_same_texts(hf, ours, texts, context, encode=True):
     assert ours.batch_decode(all_ids) == hf.batch_decode(all_ids)
     assert ours.batch_decode(all_ids, skip_special_tokens=True) == hf.batch_decode(all_ids, skip_special_tokens=True)
     return all_ids
+
+
+# the padding / truncation settings every checkpoint-only tokenizer is checked with
+PADDING_CASES = (
+    {"padding": True},
+    {"padding": "longest", "truncation": True, "max_length": 24},
+    {"padding": "max_length", "truncation": "longest_first", "max_length": 40},
+    {"padding": True, "pad_to_multiple_of": 8, "return_special_tokens_mask": True},
+)
+
+
+def assert_same_padded(hf, ours, context, *inputs, side="right", cases=PADDING_CASES, decode=True, **inputs_kw):
+    """For each case (with ``padding_side=side``) the batch encoding of ``inputs`` / ``inputs_kw``
+    (texts, pairs, ``text_target=``) equals Transformers'; with ``decode``, so does decoding every
+    padded row (input_ids and labels) with and without special tokens. Returns the references."""
+    refs = []
+    for kw in cases:
+        kw = dict(kw, padding_side=side)
+        ref = hf(*inputs, **inputs_kw, **kw)
+        assert_same_encoding(ours(*inputs, return_tensors=None, **inputs_kw, **kw), ref, (context, kw))
+        if decode:
+            for row in list(ref.get("input_ids", [])) + list(ref.get("labels", [])):
+                assert ours.decode(row) == hf.decode(row), (context, kw, row)
+                assert ours.decode(row, skip_special_tokens=True) == hf.decode(row, skip_special_tokens=True)
+        refs.append(ref)
+    return refs
+
+
+def assert_same_empty_pairs(hf, ours, context):
+    """Python-only tokenizer classes keep an empty second segment; ours must too."""
+    for text in ("", "Hello world!"):
+        assert_same_encoding(ours(text, "", return_tensors=None), hf(text, ""), (context, text))
+
+
+def reference_accessors(builders):
+    """``(ref_dir, hf_tok, our_tok)`` by name for a table of reference-folder builders (built once,
+    in tok_refs' cache)."""
+
+    def ref_dir(name):
+        return _cached_build(builders, name)
+
+    def hf_tok(name):
+        return _hf_from(str(ref_dir(name)))
+
+    def our_tok(name):
+        return _ours_from(str(ref_dir(name)))
+
+    return ref_dir, hf_tok, our_tok
