@@ -103,6 +103,26 @@ def test_kv_cache_matches_full_forward(case):
     _check_cached(case, got, expected)
 
 
+@pytest.mark.parametrize("case", ["llama_gqa", "gemma2_softcap_window", "bloom_alibi"])
+def test_eager_python_int_positions_read_only_the_filled_buffer(case):
+    """With Python-int cache positions (the eager decode loop) attention reads only the filled
+    part of a long buffer (backend.visible_length); the logits must not change: prefill, then one
+    token at a time, in a buffer 3x longer than needed."""
+    from keras_models.generation.backend import visible_length
+
+    model, inputs, expected = _load(case)
+    assert visible_length(4, 1) == 5 and visible_length(np.int32(4), 1) is None
+    ids, mask = _cache_rows(inputs, 3 * SEQ)
+    cache = model.init_cache(*ids.shape)
+    seen = np.zeros_like(mask)
+    out = []
+    for start, stop in [(0, SEQ // 2)] + [(i, i + 1) for i in range(SEQ // 2, SEQ)]:
+        seen[:, start:stop] = mask[:, start:stop]
+        logits, cache = model.call_with_cache(ids[:, start:stop], cache, int(start), seen)
+        out.append(to_numpy(logits))
+    _check_cached(case, np.concatenate(out, axis=1), expected)
+
+
 def test_longrope_cached_decoding_matches_transformers_incremental():
     """longrope picks short/long factors per call; our cached decoding must equal Transformers'
     own incremental decoding (prompt within original_max_position_embeddings, then steps past it)."""
