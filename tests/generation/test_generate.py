@@ -184,9 +184,9 @@ def test_cache_writes_keep_autograd_history():
             assert write_time_slice(buf2, torch.ones(2, 1, 3), 0) is buf2  # written in place
 
 
-def test_tied_head_after_generate_still_trains_and_predicts_the_same():
+def test_tied_head_after_generate_still_trains_and_predicts_the_same(tmp_path):
     """generate may re-lay out the tied embedding (torch: column-major storage, see
-    ``backend.transposed_table``); values, predictions and training must not notice."""
+    ``backend.transposed_table``); values, predictions, saving and training must not notice."""
     import keras
 
     folder, _ = reference("gpt2", CASES, scale=SCALE)
@@ -201,6 +201,9 @@ def test_tied_head_after_generate_still_trains_and_predicts_the_same():
         assert table.value.stride(0) == 1  # column-major now
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(table), before_table)
     np.testing.assert_allclose(model.predict_on_batch(inputs), before, atol=1e-5)
+    model.save_to_preset(tmp_path / "saved")  # the re-laid-out table is written in its logical order
+    np.testing.assert_allclose(km.CausalLM.from_preset(tmp_path / "saved").predict_on_batch(inputs), before,
+                               atol=1e-5)
     model.compile(optimizer=keras.optimizers.SGD(0.1),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     x = {"input_ids": inputs["input_ids"][:, :-1], "attention_mask": inputs["attention_mask"][:, :-1]}
