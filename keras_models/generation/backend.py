@@ -14,6 +14,7 @@ torch draws from a ``torch.Generator`` seeded once per call. Same seed, same bac
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import keras
 import numpy as np
@@ -73,15 +74,46 @@ def _direct_or_keras_call(self, *args, **kwargs):
     return direct(*args, **kwargs)
 
 
-def _torch_dense(layer):
-    """Dense as one ``addmm`` (Keras' call: matmul, then add, each through keras.ops)."""
+@functools.lru_cache(maxsize=None)
+def decode_matmul():
+    """``matmul(x, w, b=None)``: ``x @ w (+ b)`` for an (in, out) weight ``w``, as the eager torch
+    decode loop computes it (no autograd).
+
+    On CPU in float32 it runs oneDNN's GEMM (``torch.ops.mkldnn._linear_pointwise``) on the
+    transposed view of ``w`` instead of torch's BLAS (MKL) GEMM, which reaches a third to a half
+    of oneDNN's speed on a few rows (1.7-2.9x slower at 8 rows on 2 threads for 768-4096 wide
+    layers, measured on AMD Zen 5; docs/performance.md). The exception is a single row against a
+    weight whose out size is a multiple of 1024: oneDNN then walks the (in, out) matrix with a
+    4 KiB-multiple stride (cache-set aliasing, 2x slower) and MKL's row-major GEMV is kept. Both
+    are fp32 GEMMs that differ only in summation order. Builds without oneDNN, other dtypes and
+    devices, and calls with autograd on (the oneDNN op has no gradient) use ``F.linear``.
+    """
+    import torch
     import torch.nn.functional as F
 
+    onednn = None
+    if torch.backends.mkldnn.is_available():
+        onednn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    f32 = torch.float32
+
+    def matmul(x, w, b=None):
+        if (onednn is not None and x.dtype == f32 and w.dtype == f32 and x.device.type == "cpu"
+                and not (w.shape[1] % 1024 == 0 and x.numel() == w.shape[0])
+                and not torch.is_grad_enabled()):
+            return onednn(x, w.T, b, "none", [], "")
+        return F.linear(x, w.T, b)
+
+    return matmul
+
+
+def _torch_dense(layer):
+    """Dense as one GEMM with the bias (Keras' call: matmul, then add, each through keras.ops)."""
     kernel, bias, act = layer._kernel, layer.bias, layer.activation
     linear = act is keras.activations.linear
+    matmul = decode_matmul()
 
     def call(x, training=None):
-        y = F.linear(x, kernel.value.T, None if bias is None else bias.value)
+        y = matmul(x, kernel.value, None if bias is None else bias.value)
         return y if linear else act(y)
 
     return call
@@ -223,26 +255,31 @@ def direct_layer_calls(model):
             _swap_symbolic_check(False)
 
 
-def transposed_table(variable, dtype):
-    """``transpose(cast(variable, dtype))`` for a tied (vocab, hidden) embedding used as an output
-    projection (``hidden @ table.T``).
+def project_onto_table(hidden, variable):
+    """``hidden @ transpose(variable)`` for a tied (vocab, hidden) embedding table used as the
+    output projection, in ``hidden``'s dtype.
 
-    Under torch, when first used without autograd (generation, predict) the variable's storage is
-    re-laid out column-major, once and in place (same shape and values, strides (1, vocab)), so
-    that its transpose is a contiguous (hidden, vocab) matrix: MKL's small-batch GEMM reads a
-    weight matrix 1.3-1.7x faster in that layout than through a transposed view (one decode step of a
-    32000 x 768 head at batch 1: 3.5 ms instead of 5.8 ms). Embedding lookups read strided rows
-    afterwards, a negligible cost. Other backends: a plain transpose.
+    Under torch, in the eager decode loop (``direct_layer_calls``, inference mode, CPU):
+    * the table's storage is re-laid out column-major, once and in place (same shape and values,
+      strides (1, vocab)), so that its transpose is a contiguous (hidden, vocab) matrix, which
+      small-row GEMMs read 1.3-1.7x faster than the transposed view of a row-major table (one
+      batch-1 decode step of a 32000 x 768 head with MKL: 3.5 ms instead of 5.8 ms). Embedding
+      lookups read strided rows afterwards, a negligible cost; values, saving and training are
+      unchanged.
+    * the product is the decode loop's GEMM (``decode_matmul``).
+    Elsewhere (other backends, predict, training): ``matmul(hidden, transpose(cast(table)))``.
     """
-    if BACKEND == "torch":
+    if BACKEND == "torch" and _direct_depth[0]:
         import torch
 
         param = variable.value
-        if (torch.is_inference_mode_enabled() and param.dim() == 2 and param.stride(0) != 1
-                and param.device.type == "cpu"):
-            with torch.inference_mode(False), torch.no_grad():
-                param.data = param.data.t().contiguous().t()
-    return ops.transpose(ops.cast(variable, dtype))
+        if (torch.is_inference_mode_enabled() and param.dim() == 2 and param.device.type == "cpu"
+                and param.dtype == hidden.dtype):
+            if param.stride(0) != 1:
+                with torch.inference_mode(False), torch.no_grad():
+                    param.data = param.data.t().contiguous().t()
+            return decode_matmul()(hidden, param.T)
+    return ops.matmul(hidden, ops.transpose(ops.cast(variable, hidden.dtype)))
 
 
 def visible_length(cache_index, t):

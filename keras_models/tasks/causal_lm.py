@@ -18,7 +18,7 @@ options read from config.json).
 import keras
 from keras import ops
 
-from keras_models.generation.backend import transposed_table
+from keras_models.generation.backend import project_onto_table
 
 from keras_models.generation.mixin import GenerationMixin
 from keras_models.presets.weight_map import TRANSPOSE, Rule
@@ -73,7 +73,7 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
     def logits(self, hidden):
         if self.tied:
             emb = self.backbone.token_embedding.embeddings
-            out = ops.matmul(hidden, transposed_table(emb, hidden.dtype))
+            out = project_onto_table(hidden, emb)
             if self.lm_bias is not None:
                 out = out + ops.cast(self.lm_bias, out.dtype)
         else:

@@ -14,7 +14,7 @@ Generation interface (used by keras_models.generation): ``encode``, ``init_cache
 import keras
 from keras import ops
 
-from keras_models.generation.backend import transposed_table
+from keras_models.generation.backend import project_onto_table
 
 from keras_models.tasks.seq2seq_generation import Seq2SeqGenerationMixin
 from keras_models.presets.weight_map import Reshape, Rule, TRANSPOSE
@@ -85,7 +85,7 @@ class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
         if self.lm_head is not None:
             logits = self.lm_head(hidden)
         else:
-            logits = ops.matmul(hidden, transposed_table(_output_table(self.backbone).embeddings, hidden.dtype))
+            logits = project_onto_table(hidden, _output_table(self.backbone).embeddings)
         if self.final_logits_bias is not None:
             logits = logits + ops.cast(self.final_logits_bias, logits.dtype)
         return logits

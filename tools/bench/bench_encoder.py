@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 BATCH, SEQ = 32, 128
 

@@ -18,7 +18,7 @@ from keras_models.layers.language_adapters import LanguageAdapters
 from keras_models.models.encoder.backbone import dense_rules, norm_rules
 from keras_models.models.encoder.tasks import ROBERTA_HEADS, define_tasks
 from keras_models.models.registry import register_backbone
-from keras_models.models.roberta import ROBERTA_KEYS, RobertaBackbone
+from keras_models.models.roberta import RobertaBackbone
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 

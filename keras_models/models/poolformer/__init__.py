@@ -11,7 +11,7 @@ import numpy as np
 from keras import ops
 
 from keras_models.layers.activations import get_activation
-from keras_models.layers.vision_embeddings import conv_rules, dense_rules, norm_rules
+from keras_models.layers.vision_embeddings import conv_rules, norm_rules
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.models.vit.backbone import pixel_values_of
