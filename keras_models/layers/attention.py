@@ -237,10 +237,20 @@ class Attention(keras.layers.Layer):
             k = apply_rotary(k, rope[0], rope[1], self.rotary_interleaved)
         if cache is None:
             return self.output_dense(self.attend(q, k, v, bias, training=training)), None
+        out, cache = self.attend_with_cache(q, k, v, cache, cache_index, bias, training=training)
+        return self.output_dense(out), cache
+
+    def attend_with_cache(self, q, k, v, cache, cache_index, bias, training=False):
+        """Write the chunk's k / v (b, t, kv, d) into the heads-major (b, kv, max_len, d) buffers
+        ``cache`` at ``cache_index`` and attend q (b, t, h, d) over them (``bias`` spans max_len
+        keys) -> ((b, t, h*d), (keys, values) buffers).
+
+        The eager torch loop writes them in place and reads only their filled part
+        (``visible_part``); compiled loops read the whole static buffer."""
         k = write_time_slice(cache[0], ops.transpose(k, (0, 2, 1, 3)), cache_index, axis=2)
         v = write_time_slice(cache[1], ops.transpose(v, (0, 2, 1, 3)), cache_index, axis=2)
-        k_seen, v_seen, bias = visible_part(k, v, bias, cache_index, ops.shape(x)[1])
-        return self.output_dense(self.attend_heads_major(q, k_seen, v_seen, bias, training=training)), (k, v)
+        k_seen, v_seen, bias = visible_part(k, v, bias, cache_index, ops.shape(q)[1])
+        return self.attend_heads_major(q, k_seen, v_seen, bias, training=training), (k, v)
 
     def get_config(self):
         config = super().get_config()

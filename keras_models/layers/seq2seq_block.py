@@ -20,7 +20,7 @@ from keras import ops
 
 from keras_models.generation.backend import write_time_slice
 from keras_models.layers.activations import get_activation
-from keras_models.layers.attention import Attention, visible_part
+from keras_models.layers.attention import Attention
 from keras_models.layers.longformer_attention import LongformerAttention
 from keras_models.layers.moe import MoE
 from keras_models.layers.transient_global_attention import TransientGlobalAttention
@@ -192,11 +192,10 @@ class Seq2SeqBlock(keras.layers.Layer):
         if cache is None:
             return a(x, bias, training=training), None
         q = self._heads(a, a.query(x))
-        k_cache = update_cache(cache[0], heads_major(self._heads(a, a.key(x))), cache_index)
-        v_cache = update_cache(cache[1], heads_major(self._heads(a, a.value(x))), cache_index)
-        k_seen, v_seen, bias = visible_part(k_cache, v_cache, bias, cache_index, ops.shape(x)[1])
-        out = a.output_dense(a.attend_heads_major(q, k_seen, v_seen, bias, training=training))
-        return out, (k_cache, v_cache)
+        k = self._heads(a, a.key(x))
+        v = self._heads(a, a.value(x))
+        out, cache = a.attend_with_cache(q, k, v, cache, cache_index, bias, training=training)
+        return a.output_dense(out), cache
 
     def _cross_attend(self, x, context, bias, kv, training):
         a = self.cross_attention_layer

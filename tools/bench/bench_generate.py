@@ -6,13 +6,12 @@
 For each shape (GPT-2 small 124M; a ~110M Llama), random weights are saved once with
 Transformers, loaded with ``km.CausalLM.from_preset``, and both libraries decode the same
 left-padded random prompts greedily for exactly ``--new-tokens`` tokens (no eos). Reported:
-new tokens per second (batch * new tokens / seconds, best of ``--reps`` interleaved runs after
-one warm-up call that includes compilation), the ratio ours / Transformers, our first-call (compile) time, and
+new tokens per second (batch * new tokens / seconds, best of ``--reps`` interleaved runs, each
+started after ``--pause`` idle seconds, after one warm-up call that includes compilation), the ratio ours / Transformers, our first-call (compile) time, and
 whether the generated ids agree. Transformers runs in eager PyTorch under ``torch.no_grad``
 with its default (dynamic) cache, on the same machine and the same number of threads
-(``--threads``, default 1: on a small shared CPU box more threads oversubscribe it and mostly
-measure contention); the process is pinned to that many CPUs, so every library gets the same
-cores.
+(``--threads``, default: every CPU this process may run on; ``--threads 1`` for one core); the
+process is pinned to that many CPUs, so every library gets the same cores.
 """
 
 from __future__ import annotations
@@ -62,10 +61,11 @@ def prompts(batch, length, vocab, seed=0):
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def best_time(fn, reps):
+def best_time(fn, reps, pause=0.0):
     times = []
     out = None
     for _ in range(reps):
+        time.sleep(pause)  # let the other library's worker threads go idle first
         t = time.perf_counter()
         out = fn()
         times.append(time.perf_counter() - t)
@@ -79,10 +79,15 @@ def main(argv=None):
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--prompt", type=int, default=16)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for both libraries (the shared sandbox oversubscribes otherwise)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for both libraries (default 0: all CPUs this process may use)")
+    p.add_argument("--pause", type=float, default=0.5,
+                   help="idle seconds before each timed run, so that neither library starts while the "
+                        "other's thread pool still spins (OpenMP workers busy-wait after a parallel region)")
     p.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "km_bench_generate"))
     args = p.parse_args(argv)
+    if args.threads <= 0:
+        args.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if args.threads:  # before jax / tensorflow / torch start their thread pools
         # Pin the process to --threads CPUs: XLA's CPU runtime runs independent ops in parallel
         # whatever its Eigen flag says, so without pinning JAX would use more cores than torch.
@@ -131,9 +136,9 @@ def main(argv=None):
             run_hf()
             t_hf, t_ours = float("inf"), float("inf")
             for _ in range(args.reps):  # interleaved, so that load on the machine hits both alike
-                t, ref = best_time(run_hf, 1)
+                t, ref = best_time(run_hf, 1, args.pause)
                 t_hf = min(t_hf, t)
-                t, out = best_time(run_ours, 1)
+                t, out = best_time(run_ours, 1, args.pause)
                 t_ours = min(t_ours, t)
             same = out.shape == ref.shape and bool((out == ref).all())
             agree = float((out[:, -n:] == ref[:, -n:]).mean()) if out.shape == ref.shape else 0.0
@@ -143,7 +148,7 @@ def main(argv=None):
             print(rows[-1], flush=True)
     print(f"\nbackend={backend} threads={args.threads} cpus={os.cpu_count()} "
           f"pinned={sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'n/a'} "
-          f"new_tokens={args.new_tokens} prompt={args.prompt} reps={args.reps}")
+          f"new_tokens={args.new_tokens} prompt={args.prompt} reps={args.reps} pause={args.pause}")
     print("| shape | batch | keras_models tok/s | transformers tok/s | ratio | first call s | same ids |")
     print("|---|---:|---:|---:|---:|---:|---|")
     print("\n".join(rows))
