@@ -268,19 +268,21 @@ class GenerationMixin:
 
     def _gen_cache_reorderer(self):
         """Gather cache rows along each leaf's batch axis, found by comparing init_cache(1, 1) with
-        init_cache(2, 1) (leaves without a batch axis are left alone)."""
+        init_cache(2, 1) (leaves without a batch axis are left alone). An axis that grows by m > 1
+        holds m consecutive rows per sequence (a batch-merged (batch * heads, ...) buffer); whole
+        groups of m rows are gathered."""
         import keras
 
         flat_one = [tuple(t.shape) for t in keras.tree.flatten(self.decoder_adapter(self).init_cache(1, 1))]
         flat_two = [tuple(t.shape) for t in keras.tree.flatten(self.decoder_adapter(self).init_cache(2, 1))]
-        axes = [next((i for i, (a, b) in enumerate(zip(s1, s2)) if a != b), None)
+        axes = [next(((i, b - a) for i, (a, b) in enumerate(zip(s1, s2)) if a != b), None)
                 for s1, s2 in zip(flat_one, flat_two)]
 
         def reorder(cache, idx):
             import keras
 
             leaves = keras.tree.flatten(cache)
-            out = [leaf if ax is None else ops_take(leaf, idx, ax) for leaf, ax in zip(leaves, axes)]
+            out = [leaf if ax is None else _take_row_groups(leaf, idx, *ax) for leaf, ax in zip(leaves, axes)]
             return keras.tree.pack_sequence_as(cache, out)
 
         return reorder
@@ -329,6 +331,18 @@ def ops_take(x, idx, axis):
     from keras import ops
 
     return ops.take(x, idx, axis=axis)
+
+
+def _take_row_groups(x, idx, axis, rows):
+    """Sequences ``idx`` of ``x`` whose ``axis`` holds ``rows`` consecutive entries per sequence."""
+    if rows == 1:
+        return ops_take(x, idx, axis)
+    from keras import ops
+
+    shape = tuple(x.shape)
+    grouped = ops.reshape(x, shape[:axis] + (shape[axis] // rows, rows) + shape[axis + 1:])
+    out = ops.take(grouped, idx, axis=axis)
+    return ops.reshape(out, shape[:axis] + (ops.shape(out)[axis] * rows,) + shape[axis + 1:])
 
 
 def _to_tensor(x):

@@ -11,7 +11,7 @@ import os
 import keras
 from keras import ops
 
-from keras_models.generation.backend import visible_length, write_time_slice
+from keras_models.generation.backend import EAGER_LOOP, visible_length, write_time_slice
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
 
@@ -61,21 +61,30 @@ def visible_part(k, v, bias, cache_index, t):
     return k[:, :, :n], v[:, :, :n], (None if bias is None else bias[..., :n])
 
 
-def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None):
-    """q (b, t, h, d); k / v heads-major (b, kv, s, d) with kv dividing h -> (b, t, h, d).
+def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None, num_kv_heads=None):
+    """q (b, t, h, d); k / v heads-major (b, kv, s, d), or batch-merged (b * kv, s, d) with batch
+    row ``i`` at rows ``i * kv .. i * kv + kv - 1`` (then ``num_kv_heads`` = kv) -> (b, t, h, d).
+    kv divides h.
 
     Query head ``j`` reads K/V head ``j // (h // kv)`` (the order ``repeat`` gives). The K/V heads
     are not repeated and the two products contract K/V in their stored layout, so a compiled
     decode step reads the cache once, with no transposed copy of it (under XLA, attention over a
     time-major (b, s, kv, d) buffer copied every layer's K and V to heads-major form on every
-    step: 37% of a batch-8 step). ``bias`` broadcasts to (b, h, t, s); ``dropout`` is a callable
-    applied to the probabilities.
+    step: 37% of a batch-8 step). With batch-merged K/V the products have one batch axis and the
+    buffers are read without any reshape (see ``DecoderBackbone.init_cache``). ``bias``
+    broadcasts to (b, h, t, s); ``dropout`` is a callable applied to the probabilities.
     """
     b, t, h, d = ops.shape(q)[0], ops.shape(q)[1], q.shape[2], q.shape[3]
-    kv = k.shape[1]
+    merged = len(k.shape) == 3
+    kv = num_kv_heads if merged else k.shape[1]
+    n = b * kv
     r = h // kv
-    qg = ops.reshape(ops.transpose(q, (0, 2, 1, 3)), (b, kv, r * t, d))
-    scores = ops.einsum("bkqd,bksd->bkqs", qg, k) * ops.cast(scale, q.dtype)
+    qg = ops.transpose(ops.reshape(q, (b, t, kv, r, d)), (0, 2, 3, 1, 4))  # (b, kv, r, t, d)
+    if merged:
+        scores = ops.einsum("nqd,nsd->nqs", ops.reshape(qg, (n, r * t, d)), k)
+    else:
+        scores = ops.einsum("bkqd,bksd->bkqs", ops.reshape(qg, (b, kv, r * t, d)), k)
+    scores = scores * ops.cast(scale, q.dtype)
     s = ops.shape(scores)[-1]
     scores = ops.reshape(ops.cast(scores, "float32"), (b, kv, r, t, s))
     if softcap is not None:
@@ -90,7 +99,10 @@ def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None):
     probs = ops.cast(ops.softmax(scores, axis=-1), v.dtype)
     if dropout is not None:
         probs = dropout(probs)
-    out = ops.einsum("bkqs,bksd->bkqd", ops.reshape(probs, (b, kv, r * t, s)), v)
+    if merged:
+        out = ops.einsum("nqs,nsd->nqd", ops.reshape(probs, (n, r * t, s)), v)
+    else:
+        out = ops.einsum("bkqs,bksd->bkqd", ops.reshape(probs, (b, kv, r * t, s)), v)
     out = ops.transpose(ops.reshape(out, (b, kv, r, t, d)), (0, 3, 1, 2, 4))
     return ops.reshape(out, (b, t, h, d))
 
@@ -241,16 +253,33 @@ class Attention(keras.layers.Layer):
         return self.output_dense(out), cache
 
     def attend_with_cache(self, q, k, v, cache, cache_index, bias, training=False):
-        """Write the chunk's k / v (b, t, kv, d) into the heads-major (b, kv, max_len, d) buffers
-        ``cache`` at ``cache_index`` and attend q (b, t, h, d) over them (``bias`` spans max_len
-        keys) -> ((b, t, h*d), (keys, values) buffers).
+        """Write the chunk's k / v (b, t, kv, d) into the KV buffers ``cache`` at ``cache_index``
+        and attend q (b, t, h, d) over them (``bias`` spans max_len keys) -> ((b, t, h*d),
+        (keys, values) buffers).
 
-        The eager torch loop writes them in place and reads only their filled part
-        (``visible_part``); compiled loops read the whole static buffer."""
-        k = write_time_slice(cache[0], ops.transpose(k, (0, 2, 1, 3)), cache_index, axis=2)
-        v = write_time_slice(cache[1], ops.transpose(v, (0, 2, 1, 3)), cache_index, axis=2)
-        k_seen, v_seen, bias = visible_part(k, v, bias, cache_index, ops.shape(q)[1])
-        return self.attend_heads_major(q, k_seen, v_seen, bias, training=training), (k, v)
+        Buffers are heads-major (b, kv, max_len, d) or batch-merged (b * kv, max_len, d) (decoder
+        LMs, see ``DecoderBackbone.init_cache``). The eager torch loop writes them in place and
+        reads only their filled part (``visible_part``); compiled loops read the whole static
+        buffer."""
+        k, v = ops.transpose(k, (0, 2, 1, 3)), ops.transpose(v, (0, 2, 1, 3))  # (b, kv, t, d)
+        if len(cache[0].shape) == 4:
+            k = write_time_slice(cache[0], k, cache_index, axis=2)
+            v = write_time_slice(cache[1], v, cache_index, axis=2)
+            k_seen, v_seen, bias = visible_part(k, v, bias, cache_index, ops.shape(q)[1])
+            return self.attend_heads_major(q, k_seen, v_seen, bias, training=training), (k, v)
+        b, t = ops.shape(q)[0], ops.shape(q)[1]
+        n, d = ops.shape(cache[0])[0], self.head_dim
+        k = write_time_slice(cache[0], ops.reshape(k, (n, t, d)), cache_index, axis=1)
+        v = write_time_slice(cache[1], ops.reshape(v, (n, t, d)), cache_index, axis=1)
+        if EAGER_LOOP or (training and self.dropout > 0):  # torch SDPA / dropout: a 4-D view
+            length = ops.shape(k)[1]
+            k4 = ops.reshape(k, (b, self.num_kv_heads, length, d))
+            v4 = ops.reshape(v, (b, self.num_kv_heads, length, d))
+            k_seen, v_seen, bias = visible_part(k4, v4, bias, cache_index, t)
+            return self.attend_heads_major(q, k_seen, v_seen, bias, training=training), (k, v)
+        scale = self.scale if self.scale is not None else self.head_dim**-0.5
+        out = grouped_attention(q, k, v, bias, scale, self.softcap, num_kv_heads=self.num_kv_heads)
+        return ops.reshape(out, (b, t, self.num_heads * d)), (k, v)
 
     def get_config(self):
         config = super().get_config()

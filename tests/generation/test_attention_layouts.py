@@ -1,6 +1,7 @@
-"""Attention over heads-major K/V (the KV-cache layout) equals plain multi-head attention with
-the K/V heads repeated, computed here in numpy: MHA, GQA and MQA, per-head and shared biases,
-logit soft-capping, one query and a chunk of queries."""
+"""Attention over heads-major K/V (the KV-cache layouts: (b, kv, s, d) and batch-merged
+(b * kv, s, d)) equals plain multi-head attention with the K/V heads repeated, computed here in
+numpy: MHA, GQA and MQA, per-head and shared biases, logit soft-capping, one query and a chunk of
+queries."""
 
 import numpy as np
 import pytest
@@ -42,6 +43,11 @@ def test_heads_major_attention_matches_repeated_heads(heads, kv, t, bias_heads):
     for fn in (grouped_attention, lambda *a: fused_attention(*a, heads_major=True)):
         got = ops.convert_to_numpy(fn(*(None if x is None else ops.convert_to_tensor(x) for x in (q, k, v, bias)), 0.3))
         np.testing.assert_allclose(got, expected, atol=2e-5)
+    # batch-merged buffers: batch row i holds rows i * kv .. i * kv + kv - 1
+    merged = [ops.convert_to_tensor(x.reshape(b * kv, s, d)) for x in (k, v)]
+    got = grouped_attention(ops.convert_to_tensor(q), *merged, None if bias is None else ops.convert_to_tensor(bias),
+                            0.3, num_kv_heads=kv)
+    np.testing.assert_allclose(ops.convert_to_numpy(got), expected, atol=2e-5)
 
 
 def test_grouped_attention_softcap():
@@ -54,3 +60,6 @@ def test_grouped_attention_softcap():
     np.testing.assert_allclose(got, expected, atol=2e-5)
     uncapped = ops.convert_to_numpy(grouped_attention(*map(ops.convert_to_tensor, (q, k, v)), None, 0.5))
     assert np.abs(uncapped - got).max() > 1e-2  # the cap is applied
+    merged = grouped_attention(ops.convert_to_tensor(q), *(ops.convert_to_tensor(x.reshape(2, 5, 8)) for x in (k, v)),
+                               None, 0.5, softcap=2.0, num_kv_heads=2)
+    np.testing.assert_allclose(ops.convert_to_numpy(merged), expected, atol=2e-5)

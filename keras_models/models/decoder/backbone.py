@@ -175,10 +175,15 @@ class DecoderBackbone(Backbone):
         return self._forward(ids, mask, ops.cast(positions, "int32"), training=training)[0]
 
     def init_cache(self, batch_size, max_length):
-        """Zeroed KV buffers: one (keys, values) pair of heads-major (batch, num_kv_heads, max_length,
-        head_dim) tensors per layer (separate buffers, so a step writes each in place; heads-major,
-        so attention reads them without a transposed copy)."""
-        shape = (batch_size, self.num_kv_heads, max_length, self.head_dim)
+        """Zeroed KV buffers: one (keys, values) pair of batch-merged (batch * num_kv_heads,
+        max_length, head_dim) tensors per layer, batch row ``i`` holding heads ``i * kv ..``.
+
+        Separate buffers, so a step writes each in place; heads-major, so attention reads them
+        without a transposed copy; batch and heads merged into one axis, so attention's products
+        have a single batch axis and read the buffer exactly as written. (With a (batch, kv, ...)
+        buffer at batch 1, XLA drops the unit axis for the product, materialises the buffer update
+        once per consumer and copies every buffer four times a step: 1.4 of a 14.8 ms GPT-2 step.)"""
+        shape = (batch_size * self.num_kv_heads, max_length, self.head_dim)
         return tuple((ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype))
                      for _ in range(self.num_layers))
 
