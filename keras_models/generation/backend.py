@@ -113,7 +113,10 @@ def _torch_dense(layer):
     matmul = decode_matmul()
 
     def call(x, training=None):
-        y = matmul(x, kernel.value, None if bias is None else bias.value)
+        w = kernel.value
+        if getattr(x, "dtype", None) != w.dtype:  # Keras' call casts inputs to the compute dtype
+            return _keras_layer_call(layer, x, training=training)
+        y = matmul(x, w, None if bias is None else bias.value)
         return y if linear else act(y)
 
     return call
@@ -225,13 +228,14 @@ def _swap_symbolic_check(fast):
 
 
 @contextlib.contextmanager
-def direct_layer_calls(model):
+def direct_layer_calls(model, only=None):
     """Inside this context (torch eager generation) ``layer(x)`` for ``model``'s built, plain
     layers runs ``layer.call(x)`` directly. Keras' ``Layer.__call__`` converts and checks inputs,
     resolves ``training``, masks and autocast scopes on every call: about 50 microseconds that a
     decode step pays ~100 times. Those steps are no-ops here (inputs are already tensors of the
     compute dtype, ``training`` is False, nothing is masked), so they are skipped; any other layer,
-    or any layer outside the context, takes Keras' path unchanged."""
+    or any layer outside the context, takes Keras' path unchanged. ``only``: a tuple of layer
+    classes to restrict the direct calls to (exact types)."""
     if BACKEND != "torch":
         yield
         return
@@ -242,7 +246,7 @@ def direct_layer_calls(model):
     flagged = []
     try:
         for layer in [model, *model._flatten_layers(include_self=False)]:
-            if _can_call_directly(layer) and _DIRECT not in layer.__dict__:
+            if (only is None or type(layer) in only) and _can_call_directly(layer) and _DIRECT not in layer.__dict__:
                 layer.__dict__[_DIRECT] = _direct_call_for(layer)
                 flagged.append(layer)
         yield
@@ -253,6 +257,14 @@ def direct_layer_calls(model):
         if _direct_depth[0] == 0:
             keras.layers.Layer.__call__ = _keras_layer_call
             _swap_symbolic_check(False)
+
+
+def fast_inference(model):
+    """The context ``predict_step`` runs in (Backbone and Task): under torch, ``model``'s plain
+    Dense layers multiply through ``decode_matmul`` (oneDNN's fp32 GEMM, ~2x torch's MKL GEMM on
+    the CPUs measured, also at thousands of rows: docs/performance.md) while autograd is off;
+    every other layer, and every other backend, is unchanged."""
+    return direct_layer_calls(model, only=(keras.layers.Dense,))
 
 
 def project_onto_table(hidden, variable):

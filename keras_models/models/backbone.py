@@ -8,6 +8,7 @@ import logging
 import keras
 import numpy as np
 
+from keras_models.generation.backend import fast_inference
 from keras_models.layers.init import build_symbolically, deferred_variables, initialise_rest
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
@@ -33,6 +34,11 @@ class Backbone(keras.Model):
     hf_known_unused = ()
     model_types = ()
     tasks = {}
+
+    def predict_step(self, *args, **kwargs):
+        # torch: Dense layers through oneDNN while predicting (generation.backend.fast_inference)
+        with fast_inference(self):
+            return super().predict_step(*args, **kwargs)
 
     # --- config -------------------------------------------------------------------------------
     @classmethod

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from keras_models.errors import ConfigError
+from keras_models.generation.backend import fast_inference
 from keras_models.layers.init import build_symbolically, deferred_variables, initialise_rest
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
@@ -37,6 +38,11 @@ class Task(keras.Model):
     # fnmatch patterns of this head's tensors, reported (not failed on) when a backbone or another
     # task loads a checkpoint that carries them.
     hf_head_patterns = ()
+
+    def predict_step(self, *args, **kwargs):
+        # torch: Dense layers through oneDNN while predicting (generation.backend.fast_inference)
+        with fast_inference(self):
+            return super().predict_step(*args, **kwargs)
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
         super().__init__(**kwargs)

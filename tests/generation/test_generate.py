@@ -157,6 +157,41 @@ def test_direct_layer_calls_give_keras_results(llama):
     assert not backend._can_call_directly(mixed)  # autocast scopes need Keras' __call__
 
 
+def test_predict_runs_dense_through_onednn_and_gives_keras_results(llama):
+    """``predict`` (Task and Backbone) runs under ``backend.fast_inference``: torch's Dense layers
+    multiply through oneDNN; results equal Keras' own call and Keras' path comes back after. A
+    Dense fed another dtype falls back to Keras' call (which casts its input)."""
+    import keras
+
+    from keras_models.generation import backend
+
+    model, _ = llama
+    inputs = _ids(_prompts(6))
+    keras_call = keras.layers.Layer.__call__
+    ref = keras.ops.convert_to_numpy(model(inputs))
+    ref_hidden = keras.ops.convert_to_numpy(model.backbone(inputs))
+    if keras.backend.backend() == "torch":
+        import torch
+        from torch.profiler import profile
+
+        with profile() as prof:
+            got = model.predict_on_batch(inputs)
+        used = any("_linear_pointwise" in e.name for e in prof.events())
+        assert used == torch.backends.mkldnn.is_available()
+    else:
+        got = model.predict_on_batch(inputs)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(model.backbone.predict(inputs, verbose=0), ref_hidden, atol=1e-4, rtol=0)
+    assert keras.layers.Layer.__call__ is keras_call
+    assert not any(backend._DIRECT in layer.__dict__ for layer in model._flatten_layers())
+    dense = keras.layers.Dense(3)
+    dense.build((2, 4))
+    x = np.random.default_rng(0).normal(size=(2, 4))  # float64
+    with backend.fast_inference(dense):
+        out = keras.ops.convert_to_numpy(dense(x))
+    np.testing.assert_allclose(out, keras.ops.convert_to_numpy(dense(x)), atol=1e-6)
+
+
 def test_cache_writes_keep_autograd_history():
     """KV writes are in place only where no gradient is recorded (torch); elsewhere functional."""
     import keras
