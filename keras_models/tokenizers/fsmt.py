@@ -13,7 +13,6 @@ Moses is the ``sacremoses`` package (optional extra ``keras-models[moses]``), im
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from pathlib import Path
@@ -23,6 +22,7 @@ from tokenizers import Tokenizer as RustTokenizer
 
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers._special import token_content
+from keras_models.tokenizers.files import read_id_vocab
 
 FSMT_FILES = ("vocab-src.json", "vocab-tgt.json", "merges.txt")
 
@@ -60,13 +60,7 @@ def read_fsmt_files(folder: Path):
     vocabs = []
     for name in FSMT_FILES[:2]:
         path = folder / name
-        try:
-            vocab = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise TokenizerFileError(f"FSMT vocabulary {path} is not a readable JSON file: {e}") from e
-        if not isinstance(vocab, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in vocab.values()):
-            raise TokenizerFileError(f"FSMT vocabulary {path} must map token strings to integer ids")
-        vocabs.append(vocab)
+        vocabs.append(read_id_vocab(path, "FSMT vocabulary"))
     path = folder / FSMT_FILES[2]
     try:
         with open(path, encoding="utf-8") as f:

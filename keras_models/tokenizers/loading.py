@@ -22,6 +22,7 @@ from tokenizers import Tokenizer as RustTokenizer
 from keras_models.errors import PresetError, TokenizerFileError
 from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import to_added_token
+from keras_models.tokenizers.files import read_text
 from keras_models.tokenizers.pipelines import CLASS_POST_PROCESSOR, apply_family_pipeline, precompiled_charsmap
 
 BARTPHO_FILES = ("sentencepiece.bpe.model", "dict.txt")
@@ -30,12 +31,7 @@ SPM_FILE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", 
 
 
 def read_json(path: Path, what: str = "JSON file"):
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise TokenizerFileError(f"Cannot read {what} {path}: {e}") from e
-    except UnicodeDecodeError as e:
-        raise TokenizerFileError(f"{what} {path} is not valid UTF-8: {e}") from e
+    text = read_text(path, what)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -6,13 +6,13 @@ with ``transformers.AutoTokenizer``; the vocab-file builders they share live in 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from tokenizers import Tokenizer as RustTokenizer
 
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers._special import token_content
+from keras_models.tokenizers.files import read_id_vocab, read_lines, read_text
 
 # ----------------------------------------------------------------------------- fastBPE (BERTweet, PhoBERT)
 FASTBPE_SUFFIX = "</w>"
@@ -23,13 +23,7 @@ PY_WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x
 def read_fairseq_dict(path: Path, specials: list[str]) -> dict[str, int]:
     """A fairseq ``vocab.txt`` ("token count" per line) after the fixed specials (ids 0..n-1), numbered
     as Transformers' BERTweet / PhoBERT classes number it (a repeated token takes the current size)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except UnicodeDecodeError as e:
-        raise TokenizerFileError(f"fastBPE vocabulary {path} is not valid UTF-8: {e}") from e
-    except OSError as e:
-        raise TokenizerFileError(f"Cannot read fastBPE vocabulary {path}: {e}") from e
+    lines = read_lines(path, "fastBPE vocabulary")
     encoder: dict[str, int] = {}
     for token in specials:
         encoder[token] = len(encoder)
@@ -44,12 +38,7 @@ def read_fairseq_dict(path: Path, specials: list[str]) -> dict[str, int]:
 
 def read_fastbpe_codes(path: Path) -> list[tuple[str, str]]:
     """``bpe.codes``: one "left right count" merge per line, in rank order (``</w>`` ends a word)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise TokenizerFileError(f"fastBPE codes {path} are not valid UTF-8: {e}") from e
-    except OSError as e:
-        raise TokenizerFileError(f"Cannot read fastBPE codes {path}: {e}") from e
+    text = read_text(path, "fastBPE codes", plural=True)
     merges = []
     # like Transformers: the text after the last newline is not a merge
     for number, line in enumerate(text.split("\n")[:-1], 1):
@@ -182,13 +171,7 @@ def at_at_bpe_backend(vocab: dict[str, int], unk: str, splitter, config: dict) -
 # ----------------------------------------------------------------------------- BARTpho (SentencePiece + dict.txt)
 def read_monolingual_dict(path: Path, specials: list[str]) -> dict[str, int]:
     """BARTpho's ``dict.txt``: the specials first (ids 0..), then the first field of each line, in order."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.readlines()
-    except UnicodeDecodeError as e:
-        raise TokenizerFileError(f"monolingual vocabulary {path} is not valid UTF-8: {e}") from e
-    except OSError as e:
-        raise TokenizerFileError(f"Cannot read monolingual vocabulary {path}: {e}") from e
+    lines = read_lines(path, "monolingual vocabulary")
     vocab: dict[str, int] = {}
     for token in specials:
         vocab.setdefault(token, len(vocab))
@@ -319,21 +302,11 @@ def read_bbsmall_files(vocab_path: Path, merges_path: Path):
     """vocab.json (final pieces, ``@@`` on pieces that do not end a word) and merges.txt read as
     Transformers' BlenderbotSmallTokenizer reads them: the first line and the text after the last newline
     are not merges, and the merged symbols need not be in the vocabulary."""
-    try:
-        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TokenizerFileError(f"BlenderbotSmall vocabulary {vocab_path} is not a readable JSON file: {e}") from e
-    if not isinstance(vocab, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in vocab.values()):
-        raise TokenizerFileError(f"BlenderbotSmall vocabulary {vocab_path} must map token strings to integer ids")
+    vocab = read_id_vocab(vocab_path, "BlenderbotSmall vocabulary")
     if len(set(vocab.values())) != len(vocab):
         raise TokenizerFileError(f"BlenderbotSmall vocabulary {vocab_path} gives the same id to several tokens")
-    try:
-        with open(merges_path, encoding="utf-8") as f:  # universal newlines, as Transformers reads it
-            lines = f.read().split("\n")[1:-1]
-    except UnicodeDecodeError as e:
-        raise TokenizerFileError(f"BlenderbotSmall merges {merges_path} are not valid UTF-8: {e}") from e
-    except OSError as e:
-        raise TokenizerFileError(f"Cannot read BlenderbotSmall merges {merges_path}: {e}") from e
+    # universal newlines, as Transformers reads it
+    lines = read_text(merges_path, "BlenderbotSmall merges", plural=True).split("\n")[1:-1]
     merges = []
     for number, line in enumerate(lines, 2):
         parts = line.split()
