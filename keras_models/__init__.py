@@ -22,6 +22,7 @@ _LAZY = {
     "Seq2SeqLM": "keras_models.tasks.seq2seq_lm",
     "ImageClassifier": "keras_models.tasks.image_classifier",
     "SemanticSegmenter": "keras_models.tasks.semantic_segmenter",
+    "ZeroShotImageClassifier": "keras_models.tasks.zero_shot_image_classifier",
     "pipeline": "keras_models.pipelines",
     "list_presets": "keras_models.presets.named",
 }

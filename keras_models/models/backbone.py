@@ -41,6 +41,9 @@ class Backbone(keras.Model):
             return super().predict_step(*args, **kwargs)
 
     # --- config -------------------------------------------------------------------------------
+    # A keras_models.spec.Spec subclass for backbones declared by a typed spec (SpecBackbone).
+    spec_cls = None
+
     @classmethod
     def config_from_hf(cls, hf_config: dict) -> dict:
         raise NotImplementedError
@@ -95,7 +98,7 @@ class Backbone(keras.Model):
             raise TypeError(
                 f"{folder}/config.json describes a {target.__name__}, not a {cls.__name__}"
             )
-        kwargs = target.config_from_hf(hf)
+        kwargs = target.config_kwargs(hf, source=str(folder / "config.json"))
         kwargs.update(overrides)
         policy = resolve_dtype(dtype, hf)
         if policy is not None:
@@ -118,10 +121,53 @@ class Backbone(keras.Model):
                 initialise_rest()
         return model
 
+    @classmethod
+    def config_kwargs(cls, hf_config, source="config.json"):
+        """Constructor kwargs from a config.json dict (errors name ``source``)."""
+        if cls.spec_cls is not None:
+            return cls.spec_cls.from_hf(hf_config, source).kwargs()
+        return cls.config_from_hf(hf_config)
+
     def save_to_preset(self, path, overwrite=False):
         from keras_models.presets.saving import save_preset
 
         save_preset(self, path, overwrite=overwrite)
+
+
+class SpecBackbone(Backbone):
+    """A backbone declared by a typed spec (``spec_cls``, see :mod:`keras_models.spec`).
+
+    The constructor takes the spec's fields as keyword arguments (nested specs as specs or their
+    config dicts) and keeps them as ``self.spec``; config.json translation both ways, ``get_config``
+    and the dummy inputs all come from the spec, so a family writes none of them by hand."""
+
+    hf_model_type = None  # config.json model_type written back (default: the first registered)
+
+    def __init__(self, spec=None, **kwargs):
+        if spec is None:
+            spec = self.spec_cls.pop_from(kwargs)
+        elif isinstance(spec, dict):
+            spec = self.spec_cls.from_config(spec)
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    @classmethod
+    def config_from_hf(cls, hf_config):
+        return cls.spec_cls.from_hf(hf_config).kwargs()
+
+    def config_to_hf(self):
+        out = {"model_type": self.hf_model_type or self.model_types[0],
+               "architectures": [self.hf_architecture] if self.hf_architecture else []}
+        out.update(self.spec.to_hf())
+        return out
+
+    def dummy_inputs(self):
+        return self.spec.dummy_inputs()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self.spec.to_config())
+        return config
 
 
 def _task_head_patterns(backbone_cls):

@@ -28,6 +28,8 @@ TASKS = {
     "translation": ("text2text", "TranslationPipeline", "Seq2SeqLM"),
     "image-classification": ("image", "ImageClassificationPipeline", "ImageClassifier"),
     "image-feature-extraction": ("image", "ImageFeatureExtractionPipeline", "Backbone"),
+    "zero-shot-image-classification": ("zero_shot_image", "ZeroShotImageClassificationPipeline",
+                                       "ZeroShotImageClassifier"),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 

@@ -65,6 +65,9 @@ _TYPES = {
                                     image_std=_IMAGENET_STD),
 }
 _TYPES["DINOv2ImageProcessor"] = _TYPES["BitImageProcessor"]
+_TYPES["CLIPImageProcessor"] = _TYPES["BitImageProcessor"]  # the same class defaults
+_TYPES["ChineseCLIPImageProcessor"] = _TYPES["BitImageProcessor"]
+_TYPES["SiglipImageProcessor"] = dict(resample=3, size={"height": 224, "width": 224})
 _TYPES["ConvNextImageProcessorFast"] = _TYPES["ConvNextImageProcessor"]
 _FIELDS = tuple(_BASE) + ("size", "image_processor_type")
 

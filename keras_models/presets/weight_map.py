@@ -121,6 +121,15 @@ class Rule:
         return out
 
 
+def mount(rules, prefix):
+    """A tower's rules placed under ``prefix`` in a composite checkpoint (``text_model.``,
+    ``model.vision_tower.``): absolute names, aliases moved along."""
+    from dataclasses import replace
+
+    return [replace(r, hf=prefix + r.hf, base=False, aliases=tuple(prefix + a for a in r.aliases))
+            for r in rules]
+
+
 @dataclass
 class LoadReport:
     loaded: list = field(default_factory=list)

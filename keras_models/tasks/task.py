@@ -107,7 +107,7 @@ class Task(keras.Model):
         head_from_checkpoint = task_kwargs.pop("_head_from_checkpoint", head_from_checkpoint)
         pre_kwargs = {k: task_kwargs.pop(k) for k in PREPROCESSOR_KWARGS if k in task_kwargs}
         policy = resolve_dtype(dtype, hf)
-        bb_kwargs = backbone_cls.config_from_hf(hf)
+        bb_kwargs = backbone_cls.config_kwargs(hf, source=source)
         if policy is not None:
             bb_kwargs["dtype"] = policy
             task_kwargs["dtype"] = policy
