@@ -14,11 +14,14 @@ torch draws from a ``torch.Generator`` seeded once per call. Same seed, same bac
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 
 import keras
 import numpy as np
 from keras import ops
+
+from keras_models import compat
 
 BACKEND = keras.backend.backend()
 EAGER_LOOP = BACKEND == "torch"  # the decode loop runs in Python, one step at a time
@@ -62,16 +65,8 @@ def compile_fn(model, fn):
 
 
 # --- torch: eager decoding without Keras' per-call bookkeeping ---------------------------------
-_DIRECT = "_km_direct_call"
-_direct_depth = [0]
 _keras_layer_call = keras.layers.Layer.__call__
-
-
-def _direct_or_keras_call(self, *args, **kwargs):
-    direct = self.__dict__.get(_DIRECT)
-    if direct is None:
-        return _keras_layer_call(self, *args, **kwargs)
-    return direct(*args, **kwargs)
+_in_direct_calls = contextvars.ContextVar("keras_models_direct_layer_calls", default=False)
 
 
 @functools.lru_cache(maxsize=None)
@@ -108,7 +103,7 @@ def decode_matmul():
 
 def _torch_dense(layer):
     """Dense as one GEMM with the bias (Keras' call: matmul, then add, each through keras.ops)."""
-    kernel, bias, act = layer._kernel, layer.bias, layer.activation
+    kernel, bias, act = layer.kernel, layer.bias, layer.activation  # the variable (no LoRA, quantisation)
     linear = act is keras.activations.linear
     matmul = decode_matmul()
 
@@ -123,11 +118,16 @@ def _torch_dense(layer):
 
 
 def _torch_layer_norm(layer):
+    """LayerNormalization over the last axis as one torch kernel; another axis: ``layer.call``."""
     import torch.nn.functional as F
 
     gamma, beta, eps = layer.gamma, layer.beta, layer.epsilon
+    axis = list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    axis = axis[0] if len(axis) == 1 else None
 
     def call(x, training=None):
+        if axis != -1 and (axis is None or axis != x.dim() - 1):
+            return layer.call(x)
         return F.layer_norm(x, x.shape[-1:], None if gamma is None else gamma.value,
                             None if beta is None else beta.value, eps)
 
@@ -152,19 +152,17 @@ def _torch_rms_norm(layer):
 
 def _direct_call_for(layer):
     """The function ``layer(x)`` runs in direct mode: a one-kernel torch version of a plain Dense or
-    last-axis LayerNormalization, a torch-ops RMSNorm (same arithmetic as their Keras calls), else
+    LayerNormalization, a torch-ops RMSNorm (same arithmetic as their Keras calls), else
     ``layer.call``."""
     from keras_models.layers.norms import RMSNorm
 
-    if type(layer) is RMSNorm:
+    cls = compat.keras_class(layer)
+    if cls is RMSNorm:
         return _torch_rms_norm(layer)
-    if type(layer) is keras.layers.Dense and not layer.lora_enabled and len(layer._kernel.shape) == 2:
+    if cls is keras.layers.Dense and not layer.lora_enabled and len(layer.kernel.shape) == 2:
         return _torch_dense(layer)
-    if type(layer) is keras.layers.LayerNormalization and not layer.rms_scaling:
-        axis = list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        rank = len((getattr(layer, "_build_shapes_dict", None) or {}).get("input_shape", ()))
-        if axis == [-1] or (rank and axis == [rank - 1]):
-            return _torch_layer_norm(layer)
+    if cls is keras.layers.LayerNormalization and not layer.rms_scaling:
+        return _torch_layer_norm(layer)
     return layer.call
 
 
@@ -174,57 +172,9 @@ def _can_call_directly(layer):
     decode loop's tensors never carry one.)"""
     policy = layer.dtype_policy
     return (layer.built and getattr(layer, "quantization_mode", None) is None
-            and not getattr(layer, "_remat_mode", None)
+            and not compat.remat_mode(layer)
             and policy.compute_dtype == policy.variable_dtype
-            and type(layer).__call__ is _direct_or_keras_call)
-
-
-def _shallow_any_symbolic_tensors(args=None, kwargs=None):
-    """keras' ``any_symbolic_tensors`` without torch's pytree: looks one level into lists and
-    tuples and hands anything deeper (or a dict) to the original. keras.ops call it on every op
-    to choose between the symbolic and the eager path; the original flattens each argument with
-    ``torch.utils._pytree`` (13 of ops.reshape's 16.5 microseconds)."""
-    for items in (args or (), kwargs.values() if kwargs else ()):
-        for x in items:
-            if isinstance(x, _KerasTensor):
-                return True
-            if isinstance(x, (list, tuple)):
-                for y in x:
-                    if isinstance(y, _KerasTensor):
-                        return True
-                    if isinstance(y, (list, tuple, dict)) and _any_symbolic_tensors((y,)):
-                        return True
-            elif isinstance(x, dict) and _any_symbolic_tensors((x,)):
-                return True
-    return False
-
-
-from keras.src.backend.common import keras_tensor as _keras_tensor_module  # noqa: E402
-
-_KerasTensor = _keras_tensor_module.KerasTensor
-_any_symbolic_tensors = _keras_tensor_module.any_symbolic_tensors
-
-
-def _ops_modules():
-    """The keras.ops modules that imported ``any_symbolic_tensors`` by name."""
-    import importlib
-
-    names = ("keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.core", "keras.src.ops.nn",
-             "keras.src.ops.linalg", "keras.src.ops.einops")
-    out = []
-    for name in names:
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if getattr(module, "any_symbolic_tensors", None) is _any_symbolic_tensors:
-            out.append(module)
-    return out
-
-
-def _swap_symbolic_check(fast):
-    for module in _ops_modules():
-        module.any_symbolic_tensors = _shallow_any_symbolic_tensors if fast else _any_symbolic_tensors
+            and compat.calls_go_through_keras(layer))
 
 
 @contextlib.contextmanager
@@ -233,37 +183,34 @@ def direct_layer_calls(model, only=None):
     layers runs ``layer.call(x)`` directly. Keras' ``Layer.__call__`` converts and checks inputs,
     resolves ``training``, masks and autocast scopes on every call: about 50 microseconds that a
     decode step pays ~100 times. Those steps are no-ops here (inputs are already tensors of the
-    compute dtype, ``training`` is False, nothing is masked), so they are skipped; any other layer,
-    or any layer outside the context, takes Keras' path unchanged. ``only``: a tuple of layer
-    classes to restrict the direct calls to (exact types)."""
+    compute dtype, ``training`` is False, nothing is masked), so they are skipped. ``only``: a
+    tuple of layer classes to restrict the direct calls to (exact types).
+
+    Scope: only ``model``'s layers, and only calls made from the calling thread / context
+    (``compat.redirected_calls``); another thread calling the same model meanwhile, any other
+    model and any layer outside the context take Keras' path unchanged. keras.ops' symbolic-tensor
+    check is the shallow one in the same scope (``compat.shallow_symbolic_checks``)."""
     if BACKEND != "torch":
         yield
         return
-    if _direct_depth[0] == 0:
-        keras.layers.Layer.__call__ = _direct_or_keras_call
-        _swap_symbolic_check(True)
-    _direct_depth[0] += 1
-    flagged = []
+    redirects = {}
+    for layer in [model, *compat.sublayers(model)]:
+        if (only is None or compat.keras_class(layer) in only) and _can_call_directly(layer):
+            redirects[layer] = _direct_call_for(layer)
+    token = _in_direct_calls.set(True)
     try:
-        for layer in [model, *model._flatten_layers(include_self=False)]:
-            if (only is None or type(layer) in only) and _can_call_directly(layer) and _DIRECT not in layer.__dict__:
-                layer.__dict__[_DIRECT] = _direct_call_for(layer)
-                flagged.append(layer)
-        yield
+        with compat.shallow_symbolic_checks(), compat.redirected_calls(redirects):
+            yield
     finally:
-        for layer in flagged:
-            layer.__dict__.pop(_DIRECT, None)
-        _direct_depth[0] -= 1
-        if _direct_depth[0] == 0:
-            keras.layers.Layer.__call__ = _keras_layer_call
-            _swap_symbolic_check(False)
+        _in_direct_calls.reset(token)
 
 
 def fast_inference(model):
     """The context ``predict_step`` runs in (Backbone and Task): under torch, ``model``'s plain
     Dense layers multiply through ``decode_matmul`` (oneDNN's fp32 GEMM, ~2x torch's MKL GEMM on
     the CPUs measured, also at thousands of rows: docs/performance.md) while autograd is off;
-    every other layer, and every other backend, is unchanged."""
+    every other layer, and every other backend, is unchanged. Per model and per calling thread
+    (see ``direct_layer_calls``)."""
     return direct_layer_calls(model, only=(keras.layers.Dense,))
 
 
@@ -281,7 +228,7 @@ def project_onto_table(hidden, variable):
     * the product is the decode loop's GEMM (``decode_matmul``).
     Elsewhere (other backends, predict, training): ``matmul(hidden, transpose(cast(table)))``.
     """
-    if BACKEND == "torch" and _direct_depth[0]:
+    if BACKEND == "torch" and _in_direct_calls.get():
         import torch
 
         param = variable.value
@@ -374,9 +321,7 @@ def make_rng(seed, batch_size):
     if BACKEND == "torch":
         import torch
 
-        from keras.src.backend.torch.core import get_device
-
-        gen = torch.Generator(device=get_device())
+        gen = torch.Generator(device=compat.torch_device())
         gen.manual_seed(seed)
         return _TorchRng(gen)
     raise NotImplementedError(BACKEND)
@@ -403,9 +348,7 @@ def uniform(rng, step, shape):
         return tf.random.stateless_uniform(shape, seed=seed, minval=np.finfo(np.float32).tiny, maxval=1.0)
     import torch
 
-    from keras.src.backend.torch.core import get_device
-
-    u = torch.rand(shape, generator=rng.generator, device=get_device())
+    u = torch.rand(shape, generator=rng.generator, device=compat.torch_device())
     return u.clamp_min(np.finfo(np.float32).tiny)
 
 

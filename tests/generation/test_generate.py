@@ -139,6 +139,7 @@ def test_direct_layer_calls_give_keras_results(llama):
     instead of Keras' __call__; results must not change, and Keras' path must come back after."""
     import keras
 
+    from keras_models import compat
     from keras_models.generation import backend
 
     model, _ = llama
@@ -147,10 +148,10 @@ def test_direct_layer_calls_give_keras_results(llama):
     ref = keras.ops.convert_to_numpy(model(inputs))
     with backend.direct_layer_calls(model):
         got = keras.ops.convert_to_numpy(model(inputs))
-        patched = keras.layers.Layer.__call__ is not keras_call
-    assert patched == (keras.backend.backend() == "torch")
-    assert keras.layers.Layer.__call__ is keras_call
-    assert not any(backend._DIRECT in layer.__dict__ for layer in model._flatten_layers())
+        redirected = any(type(layer) is not compat.keras_class(layer) for layer in compat.sublayers(model))
+        assert keras.layers.Layer.__call__ is keras_call  # never patched for the whole process
+    assert redirected == (keras.backend.backend() == "torch")
+    assert all(type(layer) is compat.keras_class(layer) for layer in compat.sublayers(model))
     np.testing.assert_allclose(got, ref, atol=1e-5, rtol=0)
     mixed = keras.layers.Dense(3, dtype="mixed_bfloat16")
     mixed.build((2, 4))
@@ -163,6 +164,7 @@ def test_predict_runs_dense_through_onednn_and_gives_keras_results(llama):
     Dense fed another dtype falls back to Keras' call (which casts its input)."""
     import keras
 
+    from keras_models import compat
     from keras_models.generation import backend
 
     model, _ = llama
@@ -183,7 +185,7 @@ def test_predict_runs_dense_through_onednn_and_gives_keras_results(llama):
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=0)
     np.testing.assert_allclose(model.backbone.predict(inputs, verbose=0), ref_hidden, atol=1e-4, rtol=0)
     assert keras.layers.Layer.__call__ is keras_call
-    assert not any(backend._DIRECT in layer.__dict__ for layer in model._flatten_layers())
+    assert all(type(layer) is compat.keras_class(layer) for layer in compat.sublayers(model))
     dense = keras.layers.Dense(3)
     dense.build((2, 4))
     x = np.random.default_rng(0).normal(size=(2, 4))  # float64

@@ -1,0 +1,313 @@
+"""Every use of Keras internals (``keras.src`` modules, underscored attributes, call redirection).
+
+Each function below names the Keras internal it relies on; ``tests/test_compat.py`` checks every
+one of them against the installed Keras, so that a Keras release that changes one fails there,
+with the internal's name, rather than somewhere deep in a model. The supported Keras range is
+pinned in pyproject.toml. Nothing here replaces a method of a Keras class for the whole process:
+
+* :func:`redirected_calls` lets ``layer(x)`` run another function, but only for the given layer
+  instances (each gets a per-class subclass for the duration of the context) and only in the
+  calling thread / context (a :class:`contextvars.ContextVar`); anyone else calling the same layers
+  meanwhile goes through Keras' ``Layer.__call__`` unchanged.
+* :func:`shallow_symbolic_checks` replaces ``any_symbolic_tensors`` in ``keras.src.ops`` modules
+  once, by a function that is Keras' own outside the context and gives the same answer inside it.
+
+Everything else in the library calls these functions, never ``keras.src`` directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import importlib
+import threading
+
+import keras
+
+# --- deferred variables (keras_models.layers.init) ----------------------------------------------
+
+
+def uninitialised_variables():
+    """The live list of variables created with deferred initialisation that Keras will initialise
+    at its next ``initialize_all_variables()`` (per thread).
+
+    Relies on: ``keras.src.backend.common.global_state`` attribute ``"uninitialized_variables"``
+    (appended to by ``keras.src.backend.common.variables.register_uninitialized_variable``)."""
+    from keras.src.backend.common import global_state
+
+    return global_state.get_global_attribute("uninitialized_variables", [], set_to_default=True)
+
+
+def initialise_all_pending():
+    """Run the initialiser of every variable in :func:`uninitialised_variables` and empty the list.
+
+    Relies on: ``keras.src.backend.common.variables.initialize_all_variables``."""
+    from keras.src.backend.common.variables import initialize_all_variables
+
+    initialize_all_variables()
+
+
+def forget_uninitialised(variables):
+    """Remove ``variables`` from :func:`uninitialised_variables` without initialising them (a
+    failed load: its model is dropped, so its variables must not cost an initialisation later).
+
+    Relies on: the list of :func:`uninitialised_variables` being the one Keras initialises."""
+    drop = {id(v) for v in variables}
+    pending = uninitialised_variables()
+    pending[:] = [v for v in pending if id(v) not in drop]
+
+
+def is_deferred(variable):
+    """Whether ``variable`` was created without a value and still waits for its initialiser.
+
+    Relies on: ``Variable._value`` (None until initialised) and ``Variable._initializer`` (kept
+    until the deferred initialisation runs)."""
+    return getattr(variable, "_value", 0) is None and getattr(variable, "_initializer", None) is not None
+
+
+def initialise_deferred(variable, value):
+    """Give the deferred ``variable`` its first value ``value`` (numpy) directly: no placeholder is
+    allocated, its own initialiser never runs. On failure the variable is left as it was.
+
+    Relies on: ``Variable._initializer`` (called as ``initializer(shape, dtype=...)``) and
+    ``Variable._deferred_initialize()`` (runs it and clears it)."""
+    initializer = variable._initializer
+    variable._initializer = lambda shape, dtype=None: value
+    try:
+        variable._deferred_initialize()
+    except BaseException:
+        variable._initializer = initializer
+        raise
+
+
+# --- layer structure -----------------------------------------------------------------------------
+
+
+def sublayers(layer):
+    """Every layer nested in ``layer`` (recursively, each once, ``layer`` itself excluded).
+
+    Relies on: ``Layer._flatten_layers(include_self=False)`` (Keras has no public recursive
+    listing; ``Model.layers`` is one level only)."""
+    return layer._flatten_layers(include_self=False)
+
+
+def has_sublayers(layer):
+    """Whether ``layer`` tracks any layer of its own (a composite, not a leaf such as Dense).
+
+    Relies on: ``Layer._layers`` (the directly tracked sublayers)."""
+    return bool(layer._layers)
+
+
+def remat_mode(layer):
+    """The rematerialisation mode ``layer`` was created under (``keras.RematScope``), or None.
+
+    Relies on: ``Layer._remat_mode`` (set in ``Layer.__init__``, read by ``Layer.__call__``)."""
+    return getattr(layer, "_remat_mode", None)
+
+
+def torch_device():
+    """The torch device Keras places new tensors on (torch backend only).
+
+    Relies on: ``keras.src.backend.torch.core.get_device``."""
+    from keras.src.backend.torch.core import get_device
+
+    return get_device()
+
+
+# --- redirected layer calls ----------------------------------------------------------------------
+_KERAS_LAYER_CALL = keras.layers.Layer.__call__
+_REDIRECTS = contextvars.ContextVar("keras_models_redirected_calls", default=None)
+_swap_lock = threading.Lock()
+_swapped = {}  # id(layer) -> [layer, Keras class, number of open contexts using it]
+
+
+@functools.lru_cache(maxsize=None)
+def _redirectable(cls):
+    """``cls`` with a ``__call__`` that runs this context's redirect for the instance, else
+    ``cls.__call__`` (Keras' path). Same name and module as ``cls``."""
+    keras_call = cls.__call__
+
+    class Redirectable(cls):
+        def __call__(self, *args, **kwargs):
+            redirects = _REDIRECTS.get()
+            if redirects is not None:
+                fn = redirects.get(id(self))
+                if fn is not None:
+                    return fn(*args, **kwargs)
+            return keras_call(self, *args, **kwargs)
+
+    Redirectable.__name__, Redirectable.__qualname__ = cls.__name__, cls.__qualname__
+    Redirectable.__module__ = cls.__module__
+    Redirectable.keras_models_keras_class = cls
+    return Redirectable
+
+
+def keras_class(layer):
+    """``type(layer)``, or the Keras class under it while :func:`redirected_calls` is open."""
+    cls = type(layer)
+    return cls.__dict__.get("keras_models_keras_class", cls)
+
+
+def calls_go_through_keras(layer):
+    """Whether ``layer(x)`` is Keras' plain ``Layer.__call__`` (its class does not override it),
+    the precondition for :func:`redirected_calls` to replace it by ``layer.call``-like functions.
+
+    Relies on: ``keras.layers.Layer.__call__`` being the single entry point of ``layer(x)``."""
+    return keras_class(layer).__call__ is _KERAS_LAYER_CALL
+
+
+@contextlib.contextmanager
+def redirected_calls(redirects):
+    """Inside this context, ``layer(*args, **kwargs)`` runs ``redirects[layer](*args, **kwargs)``
+    instead of Keras' ``Layer.__call__``, for the layer instances in ``redirects`` (a dict) and
+    only in the calling thread / asyncio task (the redirects live in a ContextVar). Other threads
+    calling the same layers, and every other layer, keep Keras' path. Nested contexts: the outer
+    context's redirect wins for a layer both name.
+
+    How: Python looks ``__call__`` up on the type, so each named instance gets, for the duration of
+    the context, a cached subclass of its class (same name and module) whose ``__call__`` consults
+    the ContextVar and otherwise calls the class's own ``__call__``; the instance's class is
+    restored when the last context using it closes. While it is open, ``type(layer)`` is that
+    subclass (``isinstance`` and :func:`keras_class` are unchanged).
+
+    Relies on: ``Layer.__call__`` being looked up on the instance's class (no ``__slots__``, so
+    ``__class__`` can be reassigned)."""
+    outer = _REDIRECTS.get()
+    merged = {id(layer): fn for layer, fn in redirects.items()}
+    if outer:
+        merged.update(outer)
+    layers = list(redirects)
+    with _swap_lock:
+        for layer in layers:
+            entry = _swapped.get(id(layer))
+            if entry is None:
+                cls = type(layer)
+                _swapped[id(layer)] = [layer, cls, 1]
+                object.__setattr__(layer, "__class__", _redirectable(cls))
+            else:
+                entry[2] += 1
+    token = _REDIRECTS.set(merged)
+    try:
+        yield
+    finally:
+        _REDIRECTS.reset(token)
+        with _swap_lock:
+            for layer in layers:
+                entry = _swapped[id(layer)]
+                entry[2] -= 1
+                if entry[2] == 0:
+                    object.__setattr__(layer, "__class__", entry[1])
+                    del _swapped[id(layer)]
+
+
+def in_redirected_calls():
+    """Whether the calling context is inside :func:`redirected_calls`."""
+    return _REDIRECTS.get() is not None
+
+
+# --- keras.ops' symbolic-tensor check ------------------------------------------------------------
+_SHALLOW = contextvars.ContextVar("keras_models_shallow_symbolic_checks", default=False)
+_OPS_MODULES = ("keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.core", "keras.src.ops.nn",
+                "keras.src.ops.linalg", "keras.src.ops.einops")
+_install_lock = threading.Lock()
+_installed = []
+
+
+def _keras_symbolic_check():
+    """Relies on: ``keras.src.backend.common.keras_tensor.any_symbolic_tensors`` and
+    ``KerasTensor``."""
+    from keras.src.backend.common import keras_tensor
+
+    return keras_tensor.any_symbolic_tensors, keras_tensor.KerasTensor
+
+
+@functools.lru_cache(maxsize=None)
+def _leaf_types():
+    """Types that never contain a KerasTensor (``tree.is_nested`` is False for them)."""
+    import numpy as np
+
+    types = {int, float, bool, complex, str, bytes, type(None), np.ndarray, slice, type(Ellipsis),
+             keras.Variable}
+    if keras.backend.backend() == "torch":
+        import torch
+
+        types.update({torch.Tensor, torch.nn.Parameter, torch.dtype, torch.device})
+    return frozenset(types)
+
+
+def _checker():
+    keras_check, keras_tensor = _keras_symbolic_check()
+    leaves = _leaf_types()
+
+    def shallow(args=None, kwargs=None):
+        # Same answer as Keras' check: KerasTensors are found directly or one list/tuple level
+        # down; anything else that is not a known leaf goes to Keras' own (recursive) check.
+        if type(args) not in (tuple, list) and args is not None:
+            return keras_check(args, kwargs)
+        for items in (args or (), kwargs.values() if kwargs else ()):
+            for x in items:
+                t = type(x)
+                if t in leaves:
+                    continue
+                if isinstance(x, keras_tensor):
+                    return True
+                if t is list or t is tuple:
+                    for y in x:
+                        if type(y) in leaves:
+                            continue
+                        if isinstance(y, keras_tensor) or keras_check((y,)):
+                            return True
+                elif keras_check((x,)):
+                    return True
+        return False
+
+    def any_symbolic_tensors(args=None, kwargs=None):
+        if _SHALLOW.get():
+            return shallow(args, kwargs)
+        return keras_check(args, kwargs)
+
+    return any_symbolic_tensors, shallow
+
+
+def _install_symbolic_check():
+    """Bind the gated check (Keras' own outside :func:`shallow_symbolic_checks`) in the
+    ``keras.src.ops`` modules that imported ``any_symbolic_tensors`` by name; once per process."""
+    with _install_lock:
+        if _installed:
+            return
+        keras_check, _ = _keras_symbolic_check()
+        gated, _ = _checker()
+        for name in _OPS_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            if getattr(module, "any_symbolic_tensors", None) is keras_check:
+                module.any_symbolic_tensors = gated
+                _installed.append(module)
+        _installed.append(None)  # installed (even if no module matched)
+
+
+@contextlib.contextmanager
+def shallow_symbolic_checks():
+    """Inside this context (calling thread / task only), keras.ops decide between their symbolic
+    and eager paths without flattening every argument through the backend's pytree (under torch,
+    ``torch.utils._pytree``: 13 of ``ops.reshape``'s 16.5 microseconds).
+
+    Choice: the module-level name ``any_symbolic_tensors`` in ``keras.src.ops.{numpy, math, core,
+    nn, linalg, einops}`` is rebound once, permanently, to a function that (a) outside this context
+    (ContextVar unset) calls Keras' own ``any_symbolic_tensors`` with the same arguments, and (b)
+    inside it gives the same answer by a shallow walk (known leaf types skipped, lists/tuples looked
+    into one level, anything else handed to Keras' check). So every caller in the process gets
+    Keras' answer; only this context gets it faster. Restoring the binding on exit instead would
+    race with other threads entering the context.
+
+    Relies on: ``keras.src.backend.common.keras_tensor.any_symbolic_tensors`` and those modules
+    calling it through their module global ``any_symbolic_tensors``."""
+    _install_symbolic_check()
+    token = _SHALLOW.set(True)
+    try:
+        yield
+    finally:
+        _SHALLOW.reset(token)

@@ -1,0 +1,294 @@
+"""keras_models.compat: each Keras internal the library relies on still exists and behaves as
+assumed (a Keras upgrade that changes one fails here, naming it), and the torch fast paths stay
+confined to the model and thread that asked for them."""
+
+import threading
+
+import keras
+import numpy as np
+import pytest
+
+from keras_models import compat
+
+
+def _internal(name, ok, detail=""):
+    assert ok, f"Keras internal changed: {name} no longer behaves as keras_models.compat assumes. {detail}"
+
+
+def _deferred_variable(shape=(2, 3), initializer="ones"):
+    with keras.StatelessScope(initialize_variables=False):
+        return keras.Variable(initializer=initializer, shape=shape, dtype="float32")
+
+
+def _dense(units=3, fan_in=4):
+    layer = keras.layers.Dense(units)
+    layer.build((None, fan_in))
+    return layer
+
+
+# --- deferred variables --------------------------------------------------------------------------
+def test_uninitialised_variables_is_the_list_keras_initialises():
+    name = "global_state 'uninitialized_variables' / variables.initialize_all_variables"
+    v = _deferred_variable()
+    pending = compat.uninitialised_variables()
+    _internal(name, isinstance(pending, list) and any(p is v for p in pending),
+              "a variable created in StatelessScope(initialize_variables=False) is not in the list")
+    _internal("Variable._value / Variable._initializer", compat.is_deferred(v))
+    compat.initialise_all_pending()
+    _internal(name, not compat.uninitialised_variables(), "initialize_all_variables left the list non-empty")
+    _internal(name, not compat.is_deferred(v))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(v.value), np.ones((2, 3)))
+
+
+def test_forget_uninitialised_skips_the_initialiser():
+    kept, dropped = _deferred_variable(), _deferred_variable(initializer="zeros")
+    compat.forget_uninitialised([dropped])
+    pending = compat.uninitialised_variables()
+    _internal("global_state 'uninitialized_variables'",
+              any(p is kept for p in pending) and not any(p is dropped for p in pending))
+    compat.initialise_all_pending()
+    assert not compat.is_deferred(kept) and compat.is_deferred(dropped)
+
+
+def test_initialise_deferred_sets_the_first_value_and_restores_on_failure():
+    v = _deferred_variable()
+    value = np.arange(6, dtype="float32").reshape(2, 3)
+    compat.initialise_deferred(v, value)
+    _internal("Variable._initializer / Variable._deferred_initialize", not compat.is_deferred(v))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(v.value), value)
+    _internal("Variable._deferred_initialize", v._initializer is None, "it no longer clears _initializer")
+
+    bad = _deferred_variable()
+    with pytest.raises(Exception):
+        compat.initialise_deferred(bad, object())  # not convertible to a tensor
+    _internal("Variable._initializer", compat.is_deferred(bad), "a failed first value left it changed")
+    compat.forget_uninitialised(compat.uninitialised_variables())
+
+
+def test_is_deferred_is_false_for_ordinary_variables():
+    assert not compat.is_deferred(keras.Variable(np.zeros(2, "float32")))
+
+
+# --- layer structure -----------------------------------------------------------------------------
+class _Pair(keras.layers.Layer):
+    def __init__(self, first, second, **kwargs):
+        super().__init__(**kwargs)
+        self.first, self.second = first, second
+
+    def call(self, x):
+        return self.second(self.first(x))
+
+
+def test_sublayers_and_has_sublayers():
+    leaves = [keras.layers.Dense(2), keras.layers.Dense(3), keras.layers.Dense(4)]
+    inner = _Pair(leaves[0], leaves[1])
+    outer = _Pair(inner, leaves[2])
+    found = compat.sublayers(outer)
+    _internal("Layer._flatten_layers(include_self=False)",
+              len(found) == 4 and {id(x) for x in found} == {id(x) for x in [inner, *leaves]},
+              f"got {[layer.name for layer in found]}")
+    _internal("Layer._layers", compat.has_sublayers(inner) and not compat.has_sublayers(leaves[0]))
+
+
+def test_remat_mode():
+    _internal("Layer._remat_mode", compat.remat_mode(keras.layers.Dense(2)) is None)
+    with keras.RematScope(mode="full"):
+        layer = keras.layers.Dense(2)
+    mode = compat.remat_mode(layer)
+    _internal("Layer._remat_mode", getattr(mode, "mode", None) == "full", f"got {mode!r}")
+
+
+def test_torch_device():
+    if keras.backend.backend() != "torch":
+        pytest.skip("torch backend only")
+    import torch
+
+    device = torch.device(compat.torch_device())
+    _internal("keras.src.backend.torch.core.get_device",
+              device.type == keras.ops.convert_to_tensor(np.zeros(1)).device.type)
+
+
+# --- redirected layer calls ----------------------------------------------------------------------
+def test_redirected_calls_only_for_the_named_layers_and_restored():
+    dense, other = _dense(), _dense()
+    x = np.ones((2, 4), "float32")
+    _internal("Layer.__call__ (the entry point of layer(x))", compat.calls_go_through_keras(dense))
+    keras_call = keras.layers.Layer.__call__
+    calls = []
+    with compat.redirected_calls({dense: lambda *a, **k: calls.append(a) or "direct"}):
+        assert dense(x) == "direct" and len(calls) == 1
+        assert isinstance(dense, keras.layers.Dense) and compat.keras_class(dense) is keras.layers.Dense
+        assert type(dense).__name__ == "Dense" and type(dense).__module__ == keras.layers.Dense.__module__
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(other(x)),
+                                   keras.ops.convert_to_numpy(other.call(x)), atol=1e-6)
+        with compat.redirected_calls({dense: lambda *a, **k: "inner"}):  # nested: outer wins
+            assert dense(x) == "direct"
+        assert compat.in_redirected_calls()
+    assert type(dense) is keras.layers.Dense and type(other) is keras.layers.Dense
+    assert keras.layers.Layer.__call__ is keras_call and not compat.in_redirected_calls()
+    assert keras.ops.convert_to_numpy(dense(x)).shape == (2, 3) and len(calls) == 2
+
+
+def test_redirected_calls_are_invisible_to_other_threads():
+    """Thread A redirects ``shared``; while it is inside the context, thread B calls ``shared``,
+    another layer and a fresh one: all through Keras. Then A calls ``shared``: redirected. The
+    interleaving is fixed by a barrier and events (no sleeping)."""
+    shared, other = _dense(), _dense()
+    x = np.ones((2, 4), "float32")
+    inside, b_done = threading.Barrier(2, timeout=60), threading.Event()
+    seen = {"a": [], "b": []}
+    errors = []
+
+    def redirect(*args, **kwargs):
+        seen["a" if threading.current_thread().name == "A" else "b"].append("direct")
+        return "direct"
+
+    def thread_a():
+        try:
+            with compat.redirected_calls({shared: redirect}):
+                inside.wait()
+                assert b_done.wait(60)
+                seen["a"].append(shared(x))
+        except Exception as e:  # reported by the main thread
+            errors.append(e)
+
+    def thread_b():
+        try:
+            inside.wait()
+            for layer in (shared, other, _dense()):
+                out = layer(x)
+                seen["b"].append("keras" if keras.ops.convert_to_numpy(out).shape == (2, 3) else out)
+        except Exception as e:
+            errors.append(e)
+        finally:
+            b_done.set()
+
+    threads = [threading.Thread(target=thread_a, name="A"), threading.Thread(target=thread_b, name="B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert seen["b"] == ["keras", "keras", "keras"], seen
+    assert seen["a"] == ["direct", "direct"], seen
+    assert type(shared) is keras.layers.Dense
+
+
+# --- keras.ops' symbolic-tensor check ------------------------------------------------------------
+def test_shallow_symbolic_checks_answer_as_keras():
+    from keras.src.backend.common import keras_tensor
+
+    keras_check = compat._keras_symbolic_check()[0]
+    _internal("keras.src.backend.common.keras_tensor.any_symbolic_tensors",
+              keras_check is keras_tensor.any_symbolic_tensors and callable(keras_check))
+    with compat.shallow_symbolic_checks():
+        pass
+    import importlib
+
+    bound = [importlib.import_module(name) for name in compat._OPS_MODULES]
+    for module in bound:
+        _internal(f"{module.__name__}.any_symbolic_tensors",
+                  getattr(module, "any_symbolic_tensors", None) is not keras_check,
+                  "this keras.ops module no longer imports any_symbolic_tensors by name")
+    gated = bound[0].any_symbolic_tensors
+    sym = keras.KerasTensor((2, 3))
+    t = keras.ops.ones((2, 3))
+    v = keras.Variable(np.zeros(2, "float32"))
+    cases = [
+        ((t,), None), ((sym,), None), ((t, [t, sym]), None), ((t, [t, [t, sym]]), None),
+        ((t, {"a": sym}), None), ((t, [{"a": [sym]}]), None), ((t, 3, None, "x", v), None),
+        ((t,), {"b": sym}), ((t,), {"b": [t, (t, sym)]}), ((t,), {"b": t}), ((), None), (None, None),
+        ((np.ones(2), (1, 2), slice(0, 1)), None),
+    ]
+    for args, kwargs in cases:
+        want = keras_check(args, kwargs)
+        assert gated(args, kwargs) == want, (args, kwargs)
+        with compat.shallow_symbolic_checks():
+            assert gated(args, kwargs) == want, (args, kwargs)
+    with compat.shallow_symbolic_checks():
+        assert isinstance(keras.ops.reshape(sym, (3, 2)), keras.KerasTensor)
+        assert not isinstance(keras.ops.reshape(t, (3, 2)), keras.KerasTensor)
+        assert keras.ops.reshape(t, (3, 2)).shape == (3, 2)
+
+
+# --- the torch fast paths (generation.backend) ---------------------------------------------------
+def _tiny_model(seed, gate=None):
+    """Dense -> (a layer that, once ``gate["barrier"]`` is set, waits there on one call) -> Dense."""
+
+    class Gate(keras.layers.Layer):
+        def call(self, x):
+            barrier = (gate or {}).pop("barrier", None)
+            if barrier is not None:
+                barrier.wait()
+            return x
+
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.layers.Dense(8), Gate(), keras.layers.Dense(3)])
+    model.build((None, 4))
+    return model
+
+
+def test_fast_inference_is_per_model_and_per_thread(monkeypatch):
+    """Thread A predicts with ``model_a`` (its Dense layers through ``decode_matmul`` under torch);
+    while A is inside, thread B calls ``model_b`` normally, ``model_a`` itself, and a lone Dense:
+    B never reaches ``decode_matmul`` and gets Keras' results; A does. No sleeping: A's model
+    waits at a barrier until B has finished."""
+    from keras_models.generation import backend
+
+    keras_call = keras.layers.Layer.__call__
+    used_by = []
+    real = backend.decode_matmul
+
+    def counting_decode_matmul():
+        matmul = real()
+
+        def counted(*args):
+            used_by.append(threading.current_thread().name)
+            return matmul(*args)
+
+        return counted
+
+    monkeypatch.setattr(backend, "decode_matmul", counting_decode_matmul)
+    gate, armed = threading.Barrier(2, timeout=60), {}
+    model_a, model_b = _tiny_model(1, armed), _tiny_model(2)
+    lone = _dense()
+    x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+    ref_a, ref_b = (keras.ops.convert_to_numpy(m(x)) for m in (model_a, model_b))
+    ref_lone = keras.ops.convert_to_numpy(lone(x))
+    armed["barrier"] = gate  # model_a's next call waits there, inside the fast path
+    results, errors = {}, []
+
+    def thread_a():
+        try:
+            with backend.no_grad(), backend.fast_inference(model_a):  # as Backbone.predict_step
+                results["a"] = keras.ops.convert_to_numpy(model_a(x))
+        except Exception as e:
+            errors.append(e)
+
+    def thread_b():
+        try:
+            gate.wait()  # A is inside predict_step, under fast_inference
+            assert type(model_a.layers[0]) is not keras.layers.Dense or backend.BACKEND != "torch"
+            results["b"] = keras.ops.convert_to_numpy(model_b(x))
+            results["lone"] = keras.ops.convert_to_numpy(lone(x))
+            results["a_in_b"] = keras.ops.convert_to_numpy(model_a.layers[2](model_a.layers[0](x)))
+        except Exception as e:
+            errors.append(e)
+            gate.abort()
+
+    threads = [threading.Thread(target=thread_a, name="A"), threading.Thread(target=thread_b, name="B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    # B's calls all took Keras' path; A's two Dense layers took the direct one (torch only)
+    assert "B" not in used_by, used_by
+    assert used_by == (["A", "A"] if backend.BACKEND == "torch" else []), used_by
+    np.testing.assert_allclose(results["a"], ref_a, atol=1e-5)
+    np.testing.assert_allclose(results["b"], ref_b, atol=1e-6)
+    np.testing.assert_allclose(results["lone"], ref_lone, atol=1e-6)
+    direct_a = keras.ops.convert_to_numpy(model_a.layers[2](model_a.layers[0](x)))
+    np.testing.assert_allclose(results["a_in_b"], direct_a, atol=1e-6)
+    assert keras.layers.Layer.__call__ is keras_call
+    assert all(type(layer) is compat.keras_class(layer) for m in (model_a, model_b) for layer in m.layers)
