@@ -8,8 +8,9 @@ import logging
 import keras
 import numpy as np
 
+from keras_models import compat
 from keras_models.generation.backend import fast_inference
-from keras_models.layers.init import build_symbolically, deferred_variables, initialise_rest
+from keras_models.layers.init import build_symbolically, deferred_variables, discard_deferred, initialise_rest
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -71,7 +72,7 @@ class Backbone(keras.Model):
         (Dense layers whose name is in ``target_names``, default query/value)."""
         names = tuple(target_names or self.lora_targets)
         found = 0
-        for layer in self._flatten_layers(include_self=False):
+        for layer in compat.sublayers(self):
             if isinstance(layer, keras.layers.Dense) and layer.name in names:
                 layer.enable_lora(rank)
                 if layer.bias is not None:
@@ -79,8 +80,8 @@ class Backbone(keras.Model):
                 found += 1
         if not found:
             raise ValueError(f"enable_lora: no Dense layer named any of {names} in {self.name}")
-        for layer in self._flatten_layers(include_self=False):
-            if not getattr(layer, "lora_enabled", False) and not layer._layers:
+        for layer in compat.sublayers(self):
+            if not getattr(layer, "lora_enabled", False) and not compat.has_sublayers(layer):
                 layer.trainable = False
         return found
 
@@ -116,9 +117,12 @@ class Backbone(keras.Model):
                     ignore=target.hf_ignore,
                     known_unused=target.hf_known_unused + _task_head_patterns(target),
                 )
-        finally:
-            if load_weights:
-                initialise_rest()
+        except BaseException:
+            if load_weights:  # drop this load's pending variables; the original error propagates
+                discard_deferred(model)
+            raise
+        if load_weights:
+            initialise_rest()
         return model
 
     @classmethod

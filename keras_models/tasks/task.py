@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_models.errors import ConfigError
 from keras_models.generation.backend import fast_inference
-from keras_models.layers.init import build_symbolically, deferred_variables, initialise_rest
+from keras_models.layers.init import build_symbolically, deferred_variables, discard_deferred, initialise_rest
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -125,9 +125,12 @@ class Task(keras.Model):
         try:
             if load_weights:
                 model.load_report = cls._load_weights(folder, model, head_from_checkpoint, archs)
-        finally:
-            if load_weights:
-                initialise_rest()
+        except BaseException:
+            if load_weights:  # drop this load's pending variables; the original error propagates
+                discard_deferred(model)
+            raise
+        if load_weights:
+            initialise_rest()
         model.head_from_checkpoint = head_from_checkpoint
         return model
 
