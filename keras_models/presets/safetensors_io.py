@@ -214,7 +214,7 @@ def save_file(tensors: dict, path, metadata: dict | None = None):
     offset = 0
     arrays = []
     for name, arr in tensors.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.require(arr, requirements="C")  # keeps 0-d tensors 0-d
         if arr.dtype not in _NAMES:
             raise CheckpointError(f"Cannot write tensor {name!r} of dtype {arr.dtype} to {path}")
         header[name] = {

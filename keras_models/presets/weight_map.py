@@ -193,7 +193,7 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
     plan.sort(key=lambda item: -int(np.prod(reader.shape(item[0]), dtype=np.int64)))
     for name, r in plan:
         value = r.op.to_keras(reader.get(name))
-        materialise(r.variable, np.ascontiguousarray(value, dtype=_np_dtype(r.variable.dtype)))
+        materialise(r.variable, np.require(value, dtype=_np_dtype(r.variable.dtype), requirements="C"))
     if reported:
         logger.info(
             "%d tensors in %s are not used by this model (another task's head): %s",
@@ -215,7 +215,8 @@ def export_rules(rules, *, prefix="", dtype=None):
         value = np.asarray(_to_numpy(r.variable))
         if dtype is not None:
             value = value.astype(dtype)
-        yield name, np.ascontiguousarray(r.op.to_hf(value))
+        # (np.ascontiguousarray would turn a 0-d tensor, e.g. CLIP's logit_scale, into shape (1,))
+        yield name, np.require(r.op.to_hf(value), requirements="C")
 
 
 def _to_numpy(variable):

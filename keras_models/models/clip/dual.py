@@ -99,10 +99,18 @@ class DualEncoderBackbone(SpecBackbone):
     def build(self, input_shape=None):
         self.text_model.build_from_dummy()
         self.vision_model.build_from_dummy()
-        for pooler, tower_model in ((self.text_pooler, self.text_model), (self.vision_pooler, self.vision_model)):
+        for pooler, projection, tower_model in ((self.text_pooler, self.text_projection, self.text_model),
+                                                (self.vision_pooler, self.visual_projection, self.vision_model)):
             if pooler is not None:
                 pooler.build((None, tower_model.hidden_size))
+            if projection is not None:  # built here, not on first call, so that .keras loading fills it
+                projection.build((None, self.pooled_width(tower_model)))
         self.built = True
+
+    @staticmethod
+    def pooled_width(tower_model):
+        head = getattr(tower_model, "head", None)
+        return head.units if isinstance(head, keras.layers.Dense) else tower_model.hidden_size
 
     def _pool(self, kind, tower_model, pooler, hidden, inputs):
         if kind == "tower":

@@ -93,6 +93,16 @@ class TextTower(SpecBackbone):
         width = s.projection_dim or s.hidden_size
         self.head = keras.layers.Dense(width, kernel_initializer=init, name="head", **common) if s.head else None
 
+    def build(self, input_shape=None):
+        d = self.spec.hidden_size
+        self.token_embedding.build((None, None))
+        self.position_embedding.build((None, None))
+        for layer in [*self.blocks, self.final_norm]:
+            layer.build((None, None, d))
+        if self.head is not None:
+            self.head.build((None, d))
+        self.built = True
+
     def call(self, inputs, training=False):
         ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
         mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
