@@ -45,12 +45,28 @@ class Backbone(keras.Model):
     # A keras_models.spec.Spec subclass for backbones declared by a typed spec (SpecBackbone).
     spec_cls = None
 
+    hf_model_type = None  # config.json model_type written back (default: the first registered)
+
     @classmethod
     def config_from_hf(cls, hf_config: dict) -> dict:
-        raise NotImplementedError
+        """Constructor kwargs from config.json: by default the spec's fields."""
+        if cls.spec_cls is None:
+            raise NotImplementedError(f"{cls.__name__} declares no spec_cls")
+        return cls.spec_cls.from_hf(hf_config).kwargs()
 
     def config_to_hf(self) -> dict:
-        raise NotImplementedError
+        """config.json for ``save_to_preset``: by default the spec (read back from ``get_config``)
+        plus ``model_type`` and ``architectures``."""
+        spec = getattr(self, "spec", None)
+        if spec is None:
+            if self.spec_cls is None:
+                raise NotImplementedError(f"{type(self).__name__} declares no spec_cls")
+            config = self.get_config()
+            spec = self.spec_cls.from_config({k: config[k] for k in self.spec_cls.field_names() if k in config})
+        out = {"model_type": self.hf_model_type or self.model_types[0],
+               "architectures": [self.hf_architecture] if self.hf_architecture else []}
+        out.update(spec.to_hf())
+        return out
 
     def weight_rules(self):
         raise NotImplementedError
@@ -145,8 +161,6 @@ class SpecBackbone(Backbone):
     config dicts) and keeps them as ``self.spec``; config.json translation both ways, ``get_config``
     and the dummy inputs all come from the spec, so a family writes none of them by hand."""
 
-    hf_model_type = None  # config.json model_type written back (default: the first registered)
-
     def __init__(self, spec=None, **kwargs):
         if spec is None:
             spec = self.spec_cls.pop_from(kwargs)
@@ -154,16 +168,6 @@ class SpecBackbone(Backbone):
             spec = self.spec_cls.from_config(spec)
         super().__init__(**kwargs)
         self.spec = spec
-
-    @classmethod
-    def config_from_hf(cls, hf_config):
-        return cls.spec_cls.from_hf(hf_config).kwargs()
-
-    def config_to_hf(self):
-        out = {"model_type": self.hf_model_type or self.model_types[0],
-               "architectures": [self.hf_architecture] if self.hf_architecture else []}
-        out.update(self.spec.to_hf())
-        return out
 
     def dummy_inputs(self):
         return self.spec.dummy_inputs()
