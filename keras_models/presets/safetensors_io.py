@@ -128,6 +128,20 @@ class SafetensorsFile:
             self._file = None
 
 
+def _shard_path(folder, name, index):
+    """A shard named by the index, which must be a plain file name inside the preset folder (an
+    absolute path, ``..`` or a link out of the folder is refused before anything is opened)."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise CheckpointError(f"Shard index {index} names an invalid shard file {name!r}")
+    root = Path(folder).resolve()
+    path = (root / name).resolve()
+    if Path(name).is_absolute() or path.parent != root and root not in path.parents:
+        raise CheckpointError(f"Shard index {index} names a shard outside the preset folder: {name!r}")
+    if not name.endswith(".safetensors"):
+        raise CheckpointError(f"Shard index {index} names a shard that is not a .safetensors file: {name!r}")
+    return path
+
+
 def _aligned_empty(nbytes, alignment=64):
     """An uninitialised byte buffer whose data starts on an ``alignment`` boundary: backends can
     then adopt it as a tensor without another copy (JAX on the CPU requires 64-byte alignment)."""
@@ -168,9 +182,9 @@ class CheckpointReader:
             try:
                 weight_map = json.loads(index.read_text())["weight_map"]
                 shards = sorted(set(weight_map.values()))
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise CheckpointError(f"Malformed shard index {index}: {e}") from e
-            paths = [folder / s for s in shards]
+            paths = [_shard_path(folder, s, index) for s in shards]
             missing = [str(p) for p in paths if not p.is_file()]
             if missing:
                 raise CheckpointError(f"Shard index {index} lists missing files: {missing}")
@@ -198,6 +212,9 @@ class CheckpointReader:
 
     def shape(self, name):
         return self._files[self._where[name]].shape(name)
+
+    def dtype(self, name):
+        return self._files[self._where[name]].dtype(name)
 
     def get(self, name) -> np.ndarray:
         return self._files[self._where[name]].get(name)

@@ -157,7 +157,7 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
     source = source or getattr(reader, "folder", "checkpoint")
     keys = set(reader.keys())
     p = _detect_prefix(keys, [r for r in rules if r.base], prefix)
-    missing, bad_shape, plan = [], [], []
+    missing, bad_shape, bad_dtype, plan = [], [], [], []
     also_used = set()
     for r in rules:
         candidates = [(p + n) if r.base else n for n in r.names()]
@@ -173,6 +173,9 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
         if got != want:
             bad_shape.append(f"{name}: checkpoint {tuple(reader.shape(name))} -> {got}, model expects {want}")
             continue
+        if not _float_compatible(reader.dtype(name), r.variable.dtype):
+            bad_dtype.append(f"{name}: checkpoint {reader.dtype(name)}, model expects {r.variable.dtype}")
+            continue
         plan.append((name, r))
     used = {name for name, _ in plan} | also_used
     used |= {((p + r.hf) if r.base else r.hf) for r in rules if r.optional}
@@ -184,6 +187,10 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
         problems.append(f"missing tensors: {_short(missing)}")
     if bad_shape:
         problems.append("wrong shapes: " + "; ".join(bad_shape[:20]))
+    if bad_dtype:
+        problems.append(
+            "integer or bool tensors for float variables (a quantised checkpoint? its config.json "
+            "quantization_config is not supported; no silent cast): " + "; ".join(bad_dtype[:20]))
     if unexpected:
         problems.append(f"unexpected tensors (not used by this model): {_short(unexpected)}")
     if problems:
@@ -217,6 +224,16 @@ def export_rules(rules, *, prefix="", dtype=None):
             value = value.astype(dtype)
         # (np.ascontiguousarray would turn a 0-d tensor, e.g. CLIP's logit_scale, into shape (1,))
         yield name, np.require(r.op.to_hf(value), requirements="C")
+
+
+def _float_compatible(stored, wanted):
+    """Whether a checkpoint tensor of dtype ``stored`` may fill a variable of dtype ``wanted``: a
+    float variable takes only float tensors (an int8 / bool tensor would be cast into garbage)."""
+    stored, wanted = str(stored), str(wanted)
+    float_names = ("float", "bfloat16", "half", "double")
+    if any(n in wanted for n in float_names):
+        return any(n in stored for n in float_names) or stored in ("F16", "F32", "F64", "BF16")
+    return True
 
 
 def _to_numpy(variable):
