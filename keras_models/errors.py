@@ -28,3 +28,9 @@ class WeightMismatchError(CheckpointError):
 class TokenizerFileError(ConfigError):
     """A tokenizer file (tokenizer.json, tokenizer_config.json, vocab.txt, vocab.json/merges.txt,
     SentencePiece .model) is malformed, corrupted or inconsistent; the message names the file."""
+
+
+class InputError(KerasModelsError, ValueError):
+    """Data given to a model (predict / evaluate / fit / generate) does not fit it: token ids out of
+    the vocabulary or not integers, sequences longer than the model's positions, empty batches,
+    missing samples. The message names the input and what the model accepts."""

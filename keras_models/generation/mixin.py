@@ -21,6 +21,7 @@ from keras_models.generation.decode import CausalDecoder, GreedyOrSample
 from keras_models.generation.processors import Processors
 from keras_models.generation.stop_strings import StopStrings
 from keras_models.generation.streamers import as_streamer
+from keras_models.tasks.checks import check_token_ids
 
 _COMPILED = weakref.WeakKeyDictionary()  # model -> {static key: compiled fn}
 _STOP_TABLES = weakref.WeakKeyDictionary()  # tokenizer -> {stop strings: StopStrings}
@@ -158,6 +159,7 @@ class GenerationMixin:
         if pad is None:
             pad = eos[0] if eos else 0
         ids, mask, kind = self._gen_prepare_prompts(inputs, tok, pad)
+        check_token_ids(self, np.where(mask != 0, ids, 0), "input_ids", "generate")
         batch, prompt_len = ids.shape
         if prompt_len == 0:
             raise GenerationError("generate: empty prompt (give at least one token)")

@@ -41,6 +41,12 @@ class Backbone(keras.Model):
         with fast_inference(self):
             return super().predict_step(*args, **kwargs)
 
+    def predict(self, x, *args, **kwargs):
+        from keras_models.tasks.checks import check_inputs
+
+        check_inputs(self, x, "predict")
+        return super().predict(x, *args, **kwargs)
+
     # --- config -------------------------------------------------------------------------------
     # A keras_models.spec.Spec subclass for backbones declared by a typed spec (SpecBackbone).
     spec_cls = None

@@ -21,6 +21,7 @@ from keras_models.layers.init import build_symbolically, deferred_variables, dis
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
+from keras_models.tasks.checks import check_inputs
 from keras_models.tasks.raw_data import RawDataAdapter
 
 logger = logging.getLogger("keras_models")
@@ -179,6 +180,7 @@ class Task(keras.Model):
                               inference=inference).as_dataset()
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, **kwargs):
+        check_inputs(self, x, "fit")
         data = self._adapt(x, y, batch_size, shuffle)
         if validation_data is not None and self.preprocessor is not None:
             vx, vy = (validation_data + (None,))[:2] if isinstance(validation_data, tuple) else (validation_data, None)
@@ -189,12 +191,14 @@ class Task(keras.Model):
         return super().fit(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
+        check_inputs(self, x, "predict")
         data = self._adapt(x, None, batch_size, False, inference=True)
         if data is not None:
             return super().predict(data, **kwargs)
         return super().predict(x, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+        check_inputs(self, x, "evaluate")
         data = self._adapt(x, y, batch_size, False)
         if data is not None:
             return super().evaluate(data, **kwargs)
