@@ -3,7 +3,8 @@
 Reads every registered backbone generically (``keras_models.models.registry``): its model_type(s),
 the tasks registered against it, the backends its parity tests pass on (a family declares them as
 ``verified_backends`` on its backbone class; absent = not declared) and the checkpoint-only rows
-that reuse it (``checkpoint_families``).
+that reuse it (``checkpoint_families``); then every row of Transformers' model table
+(``tools/models_table.tsv``, a copy of shared/models_table.tsv) with its status here.
 
 Usage: python tools/gen_models_table.py            # rewrite docs/models.md
        python tools/gen_models_table.py --check    # exit 1 if docs/models.md is out of date
@@ -47,17 +48,63 @@ def rows():
         by_class.setdefault(cls, []).append(model_type)
     out = []
     for cls, types in by_class.items():
-        tasks = ", ".join(sorted(getattr(cls, "tasks", {}))) or "Backbone only"
+        tasks = ", ".join(["Backbone", *sorted(getattr(cls, "tasks", {}))])
         backends = ", ".join(getattr(cls, "verified_backends", ())) or "not declared"
-        out.append((_name(cls), ", ".join(f"`{t}`" for t in sorted(types)), "Backbone, " + tasks, backends))
+        out.append((_name(cls), ", ".join(f"`{t}`" for t in sorted(types)), tasks, backends))
         for family in vars(cls).get("checkpoint_families", ()):  # declared here, not inherited
             out.append((f"{family} (checkpoint-only, {_name(cls)} architecture)",
                         ", ".join(f"`{t}`" for t in sorted(types)), "as " + _name(cls), backends))
     return sorted(out, key=lambda r: r[0].lower())
 
 
+ZOO = ROOT / "tools" / "models_table.tsv"  # the Transformers docs table this project answers to
+
+ZOO_HEADER = """
+## Transformers' model table, row by row
+
+Every row of Transformers' model documentation table (`tools/models_table.tsv`). **verified**:
+a parity test of that architecture (or, for a checkpoint-only row, of the architecture it reuses
+with its own tokenizer) passes on the backends listed; **not yet**: no implementation here.
+Rows marked *removed* are gone from Transformers 5 (references are recorded with an older
+Transformers, as for TAPEX).
+
+| Row | model_type | Modality | Status |
+|---|---|---|---|
+"""
+
+
+def zoo_rows():
+    from keras_models.models.registry import registered_model_types
+
+    types = registered_model_types()
+    by_family = {}
+    for cls in set(types.values()):
+        for family in vars(cls).get("checkpoint_families", ()):
+            by_family[family.lower()] = cls
+    out = []
+    lines = ZOO.read_text(encoding="utf-8").splitlines()
+    head = lines[0].split("\t")
+    for line in lines[1:]:
+        row = dict(zip(head, line.split("\t")))
+        name, model_type = row["name"], row["model_type"]
+        removed = model_type == "removed"
+        if row.get("checkpoint_only") == "yes":  # counts only where a family declares the row
+            cls = by_family.get(name.lower())
+        else:
+            cls = by_family.get(name.lower()) or types.get(model_type)
+        backends = ", ".join(getattr(cls, "verified_backends", ())) if cls is not None else ""
+        status = f"verified ({backends}) as {_name(cls)}" if backends else "not yet"
+        shown_type = "*removed*" if removed else f"`{model_type}`"
+        out.append((name, shown_type, row.get("modality", ""), status))
+    return out
+
+
 def render():
-    return HEADER + "".join(f"| {' | '.join(r)} |\n" for r in rows())
+    zoo = zoo_rows()
+    verified = sum(1 for r in zoo if r[3].startswith("verified"))
+    summary = f"\n{verified} of {len(zoo)} rows verified.\n"
+    return (HEADER + "".join(f"| {' | '.join(r)} |\n" for r in rows()) + ZOO_HEADER
+            + "".join(f"| {' | '.join(r)} |\n" for r in zoo) + summary)
 
 
 def main(argv=None):
