@@ -166,7 +166,7 @@ def _convert(args):
     bar.set_postfix_str(f"loading {args.src}")
     src_is_keras = str(args.src).endswith(".keras")
     if src_is_keras:
-        model = keras.saving.load_model(args.src)
+        model = keras.saving.load_model(args.src, safe_mode=True)  # never runs lambdas from the file
         if args.dtype:
             raise ValueError("--dtype applies when loading a preset, not a .keras file")
     else:
@@ -184,7 +184,7 @@ def _convert(args):
             _copy_tokenizer_files(args.src, args.dest)
     bar.update()
     bar.set_postfix_str("verifying")
-    reloaded = keras.saving.load_model(args.dest) if dest_is_keras else type(model).from_preset(args.dest)
+    reloaded = keras.saving.load_model(args.dest, safe_mode=True) if dest_is_keras else type(model).from_preset(args.dest)
     inputs = _verification_inputs(model)
     diff = _max_diff(model(inputs, training=False), reloaded(inputs, training=False))
     bar.update()

@@ -55,3 +55,9 @@ def test_generate_refuses_out_of_vocabulary_prompts():
     n = lm.backbone.vocab_size
     with pytest.raises(InputError, match=rf"outside the vocabulary \(\[0, {n}\)\)"):
         lm.generate({"input_ids": np.array([[1, 2, n + 5]])}, max_new_tokens=2)
+
+
+def test_raw_strings_without_a_tokenizer_say_what_is_missing():
+    model = km.TextClassifier.from_preset(tiny_classifier()[0], preprocessor=False)
+    with pytest.raises(InputError, match="tokenizer.json.*vocab.txt"):
+        model.predict(["good movie"], verbose=0)

@@ -174,8 +174,17 @@ class Task(keras.Model):
 
     # --- raw data in fit / predict / evaluate -------------------------------------------------
     def _adapt(self, x, y, batch_size, shuffle, inference=False):
-        if self.preprocessor is None or not RawDataAdapter.is_raw(x):
+        if not RawDataAdapter.is_raw(x):
             return None
+        if self.preprocessor is None:
+            from keras_models.errors import InputError
+
+            raise InputError(
+                f"{type(self).__name__}: raw inputs ({type(x[0] if isinstance(x, (list, tuple)) else x).__name__}) "
+                "need a preprocessor, and this model has none: its preset had no tokenizer files "
+                "(tokenizer.json, tokenizer_config.json, vocab.txt, vocab.json + merges.txt, *.model) or "
+                "no preprocessor_config.json. Pass preprocessor= or token ids / pixel_values instead."
+            )
         return RawDataAdapter(x, y, self.preprocessor, batch_size=batch_size or 32, shuffle=shuffle,
                               inference=inference).as_dataset()
 
