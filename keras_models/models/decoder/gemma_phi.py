@@ -1,133 +1,259 @@
-"""More Llama-named families, each a table + switches: Gemma, Gemma 2, Phi, StableLM, Starcoder2."""
+"""More Llama-named families, each a spec + HF names: Gemma, Gemma 2, Phi, StableLM, Starcoder2."""
 
-from keras_models.errors import ConfigError
-from keras_models.models.decoder.hf_config import REQUIRED
-from keras_models.models.decoder.llama import BASE_TABLE, NAMES, SLIDING, family
+from dataclasses import dataclass
+from typing import ClassVar
+
+import keras
+
+from keras_models.models.decoder.classifier import DecoderTextClassifier
+from keras_models.models.decoder.hf_config import value
+from keras_models.models.decoder.llama import NAMES, LlamaSpec, TableBackbone
+from keras_models.models.registry import register_backbone, register_task
+from keras_models.spec import REQUIRED, const, dim, hf
+from keras_models.tasks.causal_lm import CausalLM
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+def _gemma_act(act):
+    return "gelu_pytorch_tanh" if act == "gelu" else act  # legacy Gemma configs mean the tanh approximation
+
+
+def _bool_to(true, false):
+    """A config.json boolean read as one of two option values (and written back)."""
+    return dict(read=lambda b: true if b else false, write=lambda v: v == true)
+
 
 # --- Gemma: unit-offset RMSNorm, embeddings scaled by sqrt(hidden), tied head ---------------------
-GEMMA_TABLE = BASE_TABLE + [
-    ("activation", "hidden_act", "gelu_pytorch_tanh"),
-    ("qkv_bias", "attention_bias", False),
-    ("out_bias", "attention_bias", False),
-    ("tie_word_embeddings", "tie_word_embeddings", True),
-    ("norm_unit_offset", None, True),
-]
+@dataclass(frozen=True, kw_only=True)
+class GemmaSpec(LlamaSpec):
+    vocab_size: int = dim("vocab_size", 256000)
+    hidden_size: int = dim("hidden_size", 3072)
+    intermediate_size: int = dim("intermediate_size", 24576)
+    num_layers: int = dim("num_hidden_layers", 28)
+    num_heads: int = dim("num_attention_heads", 16)
+    num_kv_heads: int | None = hf("num_key_value_heads", 16)
+    head_dim: int | None = hf("head_dim", 256)
+    activation: str = hf("hidden_act", "gelu_pytorch_tanh", read=_gemma_act)
+    max_position_embeddings: int = dim("max_position_embeddings", 8192)
+    pad_token_id: int | tuple | None = hf("pad_token_id", 0)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 1)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 2)
+    tie_word_embeddings: bool = hf("tie_word_embeddings", True)
+    mlp_bias: bool = const(False)
+    norm_unit_offset: bool = const(True)
+    embedding_scale: float | None = const(None, doc="sqrt(hidden_size)")
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = super().adjust_from_hf(config, values, source)
+        values["embedding_scale"] = float(value(cls, values, "hidden_size")) ** 0.5
+        return values
 
 
-def _gemma_from_hf(cls, hf, kw):
-    if kw["activation"] == "gelu":  # legacy Gemma configs mean the tanh approximation
-        kw["activation"] = "gelu_pytorch_tanh"
-    kw["embedding_scale"] = float(kw["hidden_size"]) ** 0.5
-    return kw
+def _scalar_to_hf(scale):
+    scalar = scale ** -2
+    return int(round(scalar)) if abs(scalar - round(scalar)) < 1e-6 else scalar
 
-
-GemmaBackbone, GemmaCausalLM = family(
-    "gemma", "Gemma", GEMMA_TABLE, module=__name__,
-    adjust_from_hf=classmethod(_gemma_from_hf))
 
 # --- Gemma 2: sandwich norms, soft-capping, query_pre_attn_scalar, alternating sliding window -----
-GEMMA2_TABLE = [r for r in GEMMA_TABLE if r[0] != "activation"] + SLIDING + [
-    ("activation", "hidden_activation", "gelu_pytorch_tanh"),
-    ("softcap", "attn_logit_softcapping", None),
-    ("final_logit_softcap", "final_logit_softcapping", None),
-    ("layer_types", "layer_types", None),
-    ("sandwich_norms", None, True),
-]
+@dataclass(frozen=True, kw_only=True)
+class Gemma2Spec(GemmaSpec):
+    nullable: ClassVar[tuple] = ("sliding_window", "softcap", "final_logit_softcap")
 
+    hidden_size: int = dim("hidden_size", 2304)
+    intermediate_size: int = dim("intermediate_size", 9216)
+    num_layers: int = dim("num_hidden_layers", 26)
+    num_heads: int = dim("num_attention_heads", 8)
+    num_kv_heads: int | None = hf("num_key_value_heads", 4)
+    activation: str = hf("hidden_activation", "gelu_pytorch_tanh", read=_gemma_act)
+    sliding_window: int | None = hf("sliding_window", 4096)
+    softcap: float | None = hf("attn_logit_softcapping", 50.0)
+    final_logit_softcap: float | None = hf("final_logit_softcapping", 30.0)
+    layer_types: tuple | None = hf("layer_types", None, doc="None: sliding, full, sliding, ...")
+    attn_scale: float | None = hf("query_pre_attn_scalar", 256 ** -0.5, read=lambda s: float(s) ** -0.5,
+                                  write=_scalar_to_hf)
+    sandwich_norms: bool = const(True)
 
-def _gemma2_from_hf(cls, hf, kw):
-    kw = _gemma_from_hf(cls, hf, kw)
-    kw["attn_scale"] = float(hf.get("query_pre_attn_scalar", 256)) ** -0.5
-    if kw["layer_types"] is None:
-        kw["layer_types"] = ["sliding_attention" if (i + 1) % 2 else "full_attention"
-                             for i in range(kw["num_layers"])]
-    return kw
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = super().adjust_from_hf(config, values, source)
+        if values.get("layer_types") is None:
+            values["layer_types"] = tuple("sliding_attention" if (i + 1) % 2 else "full_attention"
+                                          for i in range(value(cls, values, "num_layers")))
+        return values
 
-
-def _gemma2_to_hf(self, hf):
-    scalar = self.options["attn_scale"] ** -2
-    hf["query_pre_attn_scalar"] = int(round(scalar)) if abs(scalar - round(scalar)) < 1e-6 else scalar
-    return hf
-
-
-Gemma2Backbone, Gemma2CausalLM = family(
-    "gemma2", "Gemma2", GEMMA2_TABLE, module=__name__, adjust_from_hf=classmethod(_gemma2_from_hf),
-    adjust_to_hf=_gemma2_to_hf,
-    names={**NAMES, "attn_out_norm": "post_attention_layernorm",
-           "mlp_norm": "pre_feedforward_layernorm", "mlp_out_norm": "post_feedforward_layernorm"},
-)
 
 # --- LayerNorm families --------------------------------------------------------------------------
-LN_TABLE = [r for r in BASE_TABLE if r[0] not in ("norm_eps", "norm_type")] + [
-    ("norm_type", None, "layer"),
-    ("norm_eps", "layer_norm_eps", 1e-5),
-]
+@dataclass(frozen=True, kw_only=True)
+class LayerNormSpec(LlamaSpec):
+    """Llama-named keys with LayerNorm (``layer_norm_eps``) instead of RMSNorm."""
+
+    norm_type: str = const("layer")
+    norm_eps: float = hf("layer_norm_eps", 1e-5)
+
 
 # Phi: parallel residual with one shared LayerNorm, partial rotary, biases everywhere, lm_head bias.
-PHI_TABLE = LN_TABLE + [
-    ("activation", "hidden_act", "gelu_new"),
-    ("qkv_bias", None, True), ("out_bias", None, True), ("mlp_bias", None, True),
-    ("mlp_gated", None, False), ("residual", None, "parallel"), ("parallel_norms", None, 1),
-    ("lm_head_bias", None, True),
-]
+@dataclass(frozen=True, kw_only=True)
+class PhiSpec(LayerNormSpec):
+    partial_rotary_default: ClassVar[float] = 0.5
 
+    vocab_size: int = dim("vocab_size", 51200)
+    hidden_size: int = dim("hidden_size", 2048)
+    intermediate_size: int = dim("intermediate_size", 8192)
+    num_layers: int = dim("num_hidden_layers", 24)
+    activation: str = hf("hidden_act", "gelu_new")
+    qkv_bias: bool = const(True)
+    out_bias: bool = const(True)
+    mlp_bias: bool = const(True)
+    mlp_gated: bool = const(False)
+    residual: str = const("parallel")
+    parallel_norms: int = const(1)
+    lm_head_bias: bool = const(True)
+    qk_norm: str | None = hf("qk_layernorm", None, **_bool_to("layer", None))
 
-def _phi_from_hf(cls, hf, kw):
-    kw["qk_norm"] = "layer" if hf.get("qk_layernorm") else None
-    return kw
-
-
-def _phi_to_hf(self, hf):
-    hf["qk_layernorm"] = self.options["qk_norm"] == "layer"
-    return hf
-
-
-PhiBackbone, PhiCausalLM = family(
-    "phi", "Phi", PHI_TABLE, module=__name__, adjust_from_hf=classmethod(_phi_from_hf),
-    adjust_to_hf=_phi_to_hf,
-    names={**NAMES, "o": "dense", "up": "fc1", "down": "fc2", "final_norm": "final_layernorm",
-           "q_norm": "q_layernorm", "k_norm": "k_layernorm"},
-)
 
 # StableLM: LayerNorm, partial rotary, optional qkv bias and parallel residual (one norm).
-STABLELM_TABLE = LN_TABLE + [
-    ("qkv_bias", "use_qkv_bias", False),
-    ("out_bias", None, False),
-]
+@dataclass(frozen=True, kw_only=True)
+class StableLmSpec(LayerNormSpec):
+    partial_rotary_default: ClassVar[float] = 0.25
+    unsupported: ClassVar[dict] = {"qk_layernorm": (False, None)}  # per-head norms: not implemented
 
+    vocab_size: int = dim("vocab_size", 50304)
+    hidden_size: int = dim("hidden_size", 2560)
+    intermediate_size: int = dim("intermediate_size", 6912)
+    max_position_embeddings: int = dim("max_position_embeddings", 4096)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 0)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 0)
+    qkv_bias: bool = hf("use_qkv_bias", False)
+    out_bias: bool = const(False)
+    mlp_bias: bool = const(False)
+    residual: str = hf("use_parallel_residual", "serial", **_bool_to("parallel", "serial"))
+    parallel_norms: int = const(1)
 
-def _stablelm_from_hf(cls, hf, kw):
-    if hf.get("qk_layernorm"):
-        raise ConfigError("config.json: StableLM qk_layernorm=True (per-head norms) is not supported yet")
-    if hf.get("use_parallel_residual"):
-        kw.update(residual="parallel", parallel_norms=1)
-    return kw
-
-
-def _stablelm_to_hf(self, hf):
-    hf["use_parallel_residual"] = self.options["residual"] == "parallel"
-    return hf
-
-
-StableLmBackbone, StableLmCausalLM = family(
-    "stablelm", "StableLm", STABLELM_TABLE, module=__name__,
-    adjust_from_hf=classmethod(_stablelm_from_hf),
-    adjust_to_hf=_stablelm_to_hf,
-)
 
 # Starcoder2: LayerNorm, biases everywhere (use_bias), plain MLP c_fc/c_proj, sliding window.
-STARCODER2_TABLE = [r for r in LN_TABLE if r[0] != "norm_eps"] + SLIDING + [
-    ("norm_eps", "norm_epsilon", 1e-5),
-    ("activation", "hidden_act", "gelu_pytorch_tanh"),
-    ("qkv_bias", "use_bias", True), ("out_bias", "use_bias", True), ("mlp_bias", "use_bias", True),
-    ("mlp_gated", None, False),
-    ("tie_word_embeddings", "tie_word_embeddings", True),
-]
+@dataclass(frozen=True, kw_only=True)
+class Starcoder2Spec(LayerNormSpec):
+    vocab_size: int = dim("vocab_size", 49152)
+    hidden_size: int = dim("hidden_size", 3072)
+    intermediate_size: int = dim("intermediate_size", 12288)
+    num_layers: int = dim("num_hidden_layers", 30)
+    num_heads: int = dim("num_attention_heads", 24)
+    num_kv_heads: int | None = hf("num_key_value_heads", 2)
+    activation: str = hf("hidden_act", "gelu_pytorch_tanh")
+    max_position_embeddings: int = dim("max_position_embeddings", 4096)
+    initializer_range: float = hf("initializer_range", 0.018042)
+    norm_eps: float = hf("norm_epsilon", 1e-5)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 50256)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 50256)
+    sliding_window: int | None = hf("sliding_window", None)
+    qkv_bias: bool = hf("use_bias", True)
+    out_bias: bool = hf("use_bias", True)
+    mlp_bias: bool = hf("use_bias", True)
+    mlp_gated: bool = const(False)
+    tie_word_embeddings: bool = hf("tie_word_embeddings", True)
 
-Starcoder2Backbone, Starcoder2CausalLM = family(
-    "starcoder2", "Starcoder2", STARCODER2_TABLE, module=__name__,
-    names={**NAMES, "up": "c_fc", "down": "c_proj"},
-)
+
+@_ser
+@register_backbone("gemma")
+class GemmaBackbone(TableBackbone):
+    spec_cls = GemmaSpec
+    hf_architecture = "GemmaModel"
+
+
+@_ser
+@register_task(GemmaBackbone, "CausalLM", ("GemmaForCausalLM",))
+class GemmaCausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(GemmaBackbone, "TextClassifier", ("GemmaForSequenceClassification",))
+class GemmaTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("gemma2")
+class Gemma2Backbone(TableBackbone):
+    spec_cls = Gemma2Spec
+    hf_architecture = "Gemma2Model"
+    names = {**NAMES, "attn_out_norm": "post_attention_layernorm",
+             "mlp_norm": "pre_feedforward_layernorm", "mlp_out_norm": "post_feedforward_layernorm"}
+
+
+@_ser
+@register_task(Gemma2Backbone, "CausalLM", ("Gemma2ForCausalLM",))
+class Gemma2CausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(Gemma2Backbone, "TextClassifier", ("Gemma2ForSequenceClassification",))
+class Gemma2TextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("phi")
+class PhiBackbone(TableBackbone):
+    spec_cls = PhiSpec
+    hf_architecture = "PhiModel"
+    names = {**NAMES, "o": "dense", "up": "fc1", "down": "fc2", "final_norm": "final_layernorm",
+             "q_norm": "q_layernorm", "k_norm": "k_layernorm"}
+
+
+@_ser
+@register_task(PhiBackbone, "CausalLM", ("PhiForCausalLM",))
+class PhiCausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(PhiBackbone, "TextClassifier", ("PhiForSequenceClassification",))
+class PhiTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("stablelm")
+class StableLmBackbone(TableBackbone):
+    spec_cls = StableLmSpec
+    hf_architecture = "StableLmModel"
+
+
+@_ser
+@register_task(StableLmBackbone, "CausalLM", ("StableLmForCausalLM",))
+class StableLmCausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(StableLmBackbone, "TextClassifier", ("StableLmForSequenceClassification",))
+class StableLmTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("starcoder2")
+class Starcoder2Backbone(TableBackbone):
+    spec_cls = Starcoder2Spec
+    hf_architecture = "Starcoder2Model"
+    names = {**NAMES, "up": "c_fc", "down": "c_proj"}
+
+
+@_ser
+@register_task(Starcoder2Backbone, "CausalLM", ("Starcoder2ForCausalLM",))
+class Starcoder2CausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(Starcoder2Backbone, "TextClassifier", ("Starcoder2ForSequenceClassification",))
+class Starcoder2TextClassifier(DecoderTextClassifier):
+    pass
+
 
 __all__ = [
     "GemmaBackbone", "GemmaCausalLM", "Gemma2Backbone", "Gemma2CausalLM", "PhiBackbone",

@@ -1,118 +1,130 @@
-"""GPT-2-shaped and other classic families, each a config table + HF names + switches:
+"""GPT-2-shaped and other classic families, each a spec + HF names + switches:
 GPT-2 (DialoGPT, GPT-Sw3 checkpoints), GPTBigCode, OPT, GPT-NeoX (Pythia), GPT-J, Falcon, BLOOM."""
 
+from dataclasses import dataclass
+from typing import ClassVar
+
+import keras
+
 from keras_models.errors import ConfigError
-from keras_models.models.decoder.hf_config import REQUIRED, rope_from_hf, rope_to_hf, translate, untranslate
-from keras_models.models.decoder.llama import NAMES, TableBackbone, family
+from keras_models.models.decoder.classifier import DecoderTextClassifier
+from keras_models.models.decoder.hf_config import DecoderSpec, value
+from keras_models.models.decoder.llama import NAMES, TableBackbone
+from keras_models.models.registry import register_backbone, register_task
+from keras_models.spec import const, dim, hf
+from keras_models.tasks.causal_lm import CausalLM
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
 
 
-class ClassicBackbone(TableBackbone):
-    """Families whose rope (if any) is described by their own keys (``rope_keys``)."""
-
-    rope = False
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        kw = translate(hf, cls.table)
-        if cls.rope:
-            theta, scaling, partial = rope_from_hf(hf)
-            head_dim = kw.get("head_dim") or kw["hidden_size"] // kw["num_heads"]
-            kw.update(rope_theta=theta, rope_scaling=scaling)
-            kw.setdefault("rotary_dim", None)
-            kw["rotary_dim"] = kw["rotary_dim"] or int(head_dim * partial)
-        return cls.adjust_from_hf(hf, kw)
-
-    def config_to_hf(self):
-        hf = {"model_type": self.model_types[0], "architectures": [self.hf_architecture]}
-        hf.update(untranslate(self, self.table))
-        if self.rope:
-            o = self.options
-            hf.update(rope_to_hf(o["rope_theta"], o["rope_scaling"], (o["rotary_dim"] or self.head_dim) / self.head_dim))
-        return self.adjust_to_hf(hf)
+def _bool_to(true, false):
+    """A config.json boolean read as one of two option values (and written back)."""
+    return dict(read=lambda b: true if b else false, write=lambda v: v == true)
 
 
-def _ln(eps_key, eps=1e-5):
-    return [("norm_type", None, "layer"), ("norm_eps", eps_key, eps)]
+def _four_times_hidden(cls, values):
+    if values.get("intermediate_size") is None:
+        values["intermediate_size"] = 4 * value(cls, values, "hidden_size")
+    return values
 
 
-SPECIAL = [("pad_token_id", "pad_token_id", None), ("bos_token_id", "bos_token_id", None),
-           ("eos_token_id", "eos_token_id", None), ("initializer_range", "initializer_range", 0.02)]
-BIASES = [("qkv_bias", None, True), ("out_bias", None, True), ("mlp_bias", None, True)]
+@dataclass(frozen=True, kw_only=True)
+class LayerNormDecoderSpec(DecoderSpec):
+    """Classic decoders: LayerNorm blocks with biases, a plain (ungated) MLP."""
+
+    norm_type: str = const("layer")
+    norm_eps: float = hf("layer_norm_epsilon", 1e-5)
+    mlp_gated: bool = const(False)
+    qkv_bias: bool = const(True)
+    out_bias: bool = const(True)
+    mlp_bias: bool = const(True)
+
 
 # --- GPT-2 ---------------------------------------------------------------------------------------
-GPT2_TABLE = [
-    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "n_embd", REQUIRED),
-    ("num_layers", "n_layer", REQUIRED), ("num_heads", "n_head", REQUIRED),
-    ("intermediate_size", "n_inner", None), ("activation", "activation_function", "gelu_new"),
-    ("max_position_embeddings", "n_positions", 1024), ("tie_word_embeddings", "tie_word_embeddings", True),
-    ("position_type", None, "learned"), ("fused_qkv", None, True), ("mlp_gated", None, False),
-] + _ln("layer_norm_epsilon") + BIASES + SPECIAL
+@dataclass(frozen=True, kw_only=True)
+class GPT2Spec(LayerNormDecoderSpec):
+    unsupported: ClassVar[dict] = {"scale_attn_by_inverse_layer_idx": (False, None)}
+
+    vocab_size: int = dim("vocab_size", 50257)
+    hidden_size: int = dim("n_embd", 768)
+    num_layers: int = dim("n_layer", 12)
+    num_heads: int = dim("n_head", 12)
+    intermediate_size: int | None = dim("n_inner", None, doc="None: 4 * hidden_size")
+    activation: str = hf("activation_function", "gelu_new")
+    max_position_embeddings: int = dim("n_positions", 1024)
+    tie_word_embeddings: bool = hf("tie_word_embeddings", True)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 50256)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 50256)
+    position_type: str = const("learned")
+    fused_qkv: bool = const(True)
+    attn_scale: float | None = hf("scale_attn_weights", None, **_bool_to(None, 1.0))
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        return _four_times_hidden(cls, super().adjust_from_hf(config, values, source))
+
+
 GPT2_NAMES = {**NAMES, "layer": "h.{i}.", "attn": "attn.", "qkv": "c_attn", "o": "c_proj",
               "attn_norm": "ln_1", "mlp_norm": "ln_2", "up": "c_fc", "down": "c_proj",
               "final_norm": "ln_f", "embed": "wte", "pos_embed": "wpe"}
 
 
-def _gpt2_from_hf(cls, hf, kw):
-    if hf.get("scale_attn_by_inverse_layer_idx"):
-        raise ConfigError("config.json: scale_attn_by_inverse_layer_idx=True is not supported yet")
-    if hf.get("scale_attn_weights", True) is False:
-        kw["attn_scale"] = 1.0
-    kw["intermediate_size"] = kw["intermediate_size"] or 4 * kw["hidden_size"]
-    return kw
-
-
-def _gpt2_to_hf(self, hf):
-    hf["scale_attn_weights"] = self.options["attn_scale"] != 1.0
-    return hf
-
-
-GPT2Backbone, GPT2CausalLM = family(
-    "gpt2", "GPT2", GPT2_TABLE, module=__name__, base=ClassicBackbone, names=GPT2_NAMES,
-    conv1d=True, base_model_prefix="transformer", hf_architecture="GPT2Model",
-    hf_ignore=("*attn.bias", "*attn.masked_bias"), lm_archs=("GPT2LMHeadModel",),
-    adjust_from_hf=classmethod(_gpt2_from_hf), adjust_to_hf=_gpt2_to_hf,
-)
-
 # --- GPTBigCode: GPT-2 with Linear weights and multi-query attention ------------------------------
+@dataclass(frozen=True, kw_only=True)
+class GPTBigCodeSpec(GPT2Spec):
+    activation: str = hf("activation_function", "gelu_pytorch_tanh")
+    num_kv_heads: int | None = const(None, doc="multi_query: 1, else num_heads")
 
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = super().adjust_from_hf(config, values, source)
+        values["num_kv_heads"] = 1 if config.get("multi_query", True) else value(cls, values, "num_heads")
+        return values
 
-class _BigCode(ClassicBackbone):
-    @property
-    def qkv_layout(self):
-        return "concat" if self.num_kv_heads == 1 else "per_head"
+    def adjust_to_hf(self, out):
+        out["multi_query"] = self.num_kv_heads == 1
+        return super().adjust_to_hf(out)
 
-
-def _bigcode_from_hf(cls, hf, kw):
-    kw = _gpt2_from_hf(cls, hf, kw)
-    kw["num_kv_heads"] = 1 if hf.get("multi_query", True) else kw["num_heads"]
-    return kw
-
-
-def _bigcode_to_hf(self, hf):
-    hf = _gpt2_to_hf(self, hf)
-    hf["multi_query"] = self.num_kv_heads == 1
-    return hf
-
-
-GPTBigCodeBackbone, GPTBigCodeCausalLM = family(
-    "gpt_bigcode", "GPTBigCode", [r for r in GPT2_TABLE if r[0] != "activation"] + [
-        ("activation", "activation_function", "gelu_pytorch_tanh")],
-    module=__name__, base=_BigCode, names=GPT2_NAMES, base_model_prefix="transformer",
-    adjust_from_hf=classmethod(_bigcode_from_hf), adjust_to_hf=_bigcode_to_hf,
-)
 
 # --- OPT -----------------------------------------------------------------------------------------
-OPT_TABLE = [
-    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "hidden_size", REQUIRED),
-    ("num_layers", "num_hidden_layers", REQUIRED), ("num_heads", "num_attention_heads", REQUIRED),
-    ("intermediate_size", "ffn_dim", REQUIRED), ("activation", "activation_function", "relu"),
-    ("max_position_embeddings", "max_position_embeddings", 2048),
-    ("tie_word_embeddings", "tie_word_embeddings", True), ("embed_proj_dim", "word_embed_proj_dim", None),
-    ("position_type", None, "learned"), ("position_offset", None, 2), ("mlp_gated", None, False),
-    ("norm_type", None, "layer"), ("norm_eps", None, 1e-5),
-    ("qkv_bias", "enable_bias", True), ("out_bias", "enable_bias", True), ("mlp_bias", "enable_bias", True),
-    ("initializer_range", "init_std", 0.02),
-] + SPECIAL[:3]
+@dataclass(frozen=True, kw_only=True)
+class OPTSpec(LayerNormDecoderSpec):
+    unsupported: ClassVar[dict] = {"layer_norm_elementwise_affine": (True, None)}
+
+    vocab_size: int = dim("vocab_size", 50272)
+    hidden_size: int = dim("hidden_size", 768)
+    num_layers: int = dim("num_hidden_layers", 12)
+    num_heads: int = dim("num_attention_heads", 12)
+    intermediate_size: int = dim("ffn_dim", 3072)
+    activation: str = hf("activation_function", "relu")
+    tie_word_embeddings: bool = hf("tie_word_embeddings", True)
+    embed_proj_dim: int | None = dim("word_embed_proj_dim", None, doc="None: hidden_size")
+    initializer_range: float = hf("init_std", 0.02)
+    pad_token_id: int | tuple | None = hf("pad_token_id", 1)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 2)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 2)
+    position_type: str = const("learned")
+    position_offset: int = const(2)
+    norm_eps: float = const(1e-5)
+    qkv_bias: bool = hf("enable_bias", True)
+    out_bias: bool = hf("enable_bias", True)
+    mlp_bias: bool = hf("enable_bias", True)
+    norm_position: str = hf("do_layer_norm_before", "pre", **_bool_to("pre", "post"))
+    final_norm: bool = const(True, doc="do_layer_norm_before and not _remove_final_layer_norm")
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = super().adjust_from_hf(config, values, source)
+        pre = value(cls, values, "norm_position") == "pre"
+        values["final_norm"] = bool(pre and not config.get("_remove_final_layer_norm", False))
+        return values
+
+    def adjust_to_hf(self, out):
+        out["_remove_final_layer_norm"] = self.norm_position == "pre" and not self.final_norm
+        out["word_embed_proj_dim"] = self.embed_proj_dim or self.hidden_size
+        return super().adjust_to_hf(out)
+
+
 OPT_NAMES = {**NAMES, "layer": "decoder.layers.{i}.", "attn": "self_attn.", "o": "out_proj",
              "attn_norm": "self_attn_layer_norm", "mlp_norm": "final_layer_norm", "mlp": "",
              "up": "fc1", "down": "fc2", "final_norm": "decoder.final_layer_norm",
@@ -120,102 +132,267 @@ OPT_NAMES = {**NAMES, "layer": "decoder.layers.{i}.", "attn": "self_attn.", "o":
              "project_in": "decoder.project_in", "project_out": "decoder.project_out"}
 
 
-def _opt_from_hf(cls, hf, kw):
-    if hf.get("layer_norm_elementwise_affine", True) is False:
-        raise ConfigError("config.json: OPT layer_norm_elementwise_affine=False is not supported yet")
-    pre = hf.get("do_layer_norm_before", True)
-    kw["norm_position"] = "pre" if pre else "post"
-    kw["final_norm"] = bool(pre and not hf.get("_remove_final_layer_norm", False))
-    return kw
-
-
-def _opt_to_hf(self, hf):
-    hf["do_layer_norm_before"] = self.options["norm_position"] == "pre"
-    hf["_remove_final_layer_norm"] = hf["do_layer_norm_before"] and not self.options["final_norm"]
-    hf["word_embed_proj_dim"] = self.options["embed_proj_dim"] or self.hidden_size
-    return hf
-
-
-OPTBackbone, OPTCausalLM = family(
-    "opt", "OPT", OPT_TABLE, module=__name__, base=ClassicBackbone, names=OPT_NAMES,
-    adjust_from_hf=classmethod(_opt_from_hf), adjust_to_hf=_opt_to_hf,
-)
-
 # --- GPT-NeoX (Pythia) ---------------------------------------------------------------------------
-NEOX_TABLE = [
-    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "hidden_size", REQUIRED),
-    ("num_layers", "num_hidden_layers", REQUIRED), ("num_heads", "num_attention_heads", REQUIRED),
-    ("intermediate_size", "intermediate_size", REQUIRED), ("activation", "hidden_act", "gelu"),
-    ("max_position_embeddings", "max_position_embeddings", 2048),
-    ("tie_word_embeddings", "tie_word_embeddings", False), ("fused_qkv", None, True),
-    ("qkv_bias", "attention_bias", True), ("out_bias", "attention_bias", True),
-    ("mlp_bias", None, True), ("mlp_gated", None, False),
-] + _ln("layer_norm_eps") + SPECIAL
+@dataclass(frozen=True, kw_only=True)
+class GPTNeoXSpec(LayerNormDecoderSpec):
+    rope: ClassVar[bool] = True
+    partial_rotary_default: ClassVar[float] = 0.25
 
+    vocab_size: int = dim("vocab_size", 50432)
+    hidden_size: int = dim("hidden_size", 6144)
+    num_layers: int = dim("num_hidden_layers", 44)
+    num_heads: int = dim("num_attention_heads", 64)
+    intermediate_size: int = dim("intermediate_size", 24576)
+    activation: str = hf("hidden_act", "gelu")
+    norm_eps: float = hf("layer_norm_eps", 1e-5)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 0)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 2)
+    fused_qkv: bool = const(True)
+    qkv_bias: bool = hf("attention_bias", True)
+    out_bias: bool = hf("attention_bias", True)
+    residual: str = hf("use_parallel_residual", "parallel", **_bool_to("parallel", "serial"))
+    parallel_norms: int = const(1, doc="2 with the parallel residual")
 
-def _neox_from_hf(cls, hf, kw):
-    if hf.get("use_parallel_residual", True):
-        kw.update(residual="parallel", parallel_norms=2)
-    return kw
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = super().adjust_from_hf(config, values, source)
+        if value(cls, values, "residual") == "parallel":
+            values["parallel_norms"] = 2
+        return values
 
-
-def _neox_to_hf(self, hf):
-    hf["use_parallel_residual"] = self.options["residual"] == "parallel"
-    return hf
-
-
-GPTNeoXBackbone, GPTNeoXCausalLM = family(
-    "gpt_neox", "GPTNeoX", NEOX_TABLE, module=__name__, base=ClassicBackbone, rope=True,
-    qkv_layout="per_head", base_model_prefix="gpt_neox",
-    names={**NAMES, "attn": "attention.", "qkv": "query_key_value", "o": "dense",
-           "up": "dense_h_to_4h", "down": "dense_4h_to_h", "final_norm": "final_layer_norm",
-           "embed": "embed_in"},
-    hf_ignore=("*attention.bias", "*attention.masked_bias", "*rotary_emb.inv_freq"),
-    lm_attrs=dict(hf_lm_head="embed_out", hf_head_patterns=("embed_out.*",)),
-    adjust_from_hf=classmethod(_neox_from_hf), adjust_to_hf=_neox_to_hf,
-)
 
 # --- GPT-J: parallel residual, one norm, interleaved partial rotary, lm_head bias ----------------
-GPTJ_TABLE = [r for r in GPT2_TABLE if r[0] not in ("position_type", "fused_qkv", "qkv_bias", "out_bias")] + [
-    ("rotary_dim", "rotary_dim", None), ("rotary_interleaved", None, True),
-    ("qkv_bias", None, False), ("out_bias", None, False), ("residual", None, "parallel"),
-    ("lm_head_bias", None, True),
-]
-GPTJ_TABLE = [r for r in GPTJ_TABLE if r[0] != "tie_word_embeddings"] + [
-    ("tie_word_embeddings", "tie_word_embeddings", False)]
+@dataclass(frozen=True, kw_only=True)
+class GPTJSpec(GPT2Spec):
+    rope: ClassVar[bool] = True
+    unsupported: ClassVar[dict] = {}
 
+    vocab_size: int = dim("vocab_size", 50400)
+    hidden_size: int = dim("n_embd", 4096)
+    num_layers: int = dim("n_layer", 28)
+    num_heads: int = dim("n_head", 16)
+    max_position_embeddings: int = dim("n_positions", 2048)
+    tie_word_embeddings: bool = hf("tie_word_embeddings", False)
+    rotary_dim: int | None = dim("rotary_dim", 64, doc="null: head_dim")
+    position_type: str = const("rope")
+    fused_qkv: bool = const(False)
+    attn_scale: float | None = const(None)
+    rotary_interleaved: bool = const(True)
+    qkv_bias: bool = const(False)
+    out_bias: bool = const(False)
+    residual: str = const("parallel")
+    lm_head_bias: bool = const(True)
 
-def _gptj_from_hf(cls, hf, kw):
-    kw["intermediate_size"] = kw["intermediate_size"] or 4 * kw["hidden_size"]
-    return kw
-
-
-GPTJBackbone, GPTJCausalLM = family(
-    "gptj", "GPTJ", GPTJ_TABLE, module=__name__, base=ClassicBackbone, rope=True,
-    base_model_prefix="transformer",
-    names={**GPT2_NAMES, "o": "out_proj", "up": "fc_in", "down": "fc_out"},
-    hf_ignore=("*attn.bias", "*attn.masked_bias"),
-    adjust_from_hf=classmethod(_gptj_from_hf),
-)
 
 # --- Falcon (old and new decoder architectures; rotary or bfloat16 ALiBi) -------------------------
-FALCON_TABLE = [
-    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "hidden_size", REQUIRED),
-    ("num_layers", "num_hidden_layers", REQUIRED), ("num_heads", "num_attention_heads", REQUIRED),
-    ("intermediate_size", "ffn_hidden_size", None), ("activation", "activation", "gelu"),
-    ("max_position_embeddings", "max_position_embeddings", 2048),
-    ("tie_word_embeddings", "tie_word_embeddings", True), ("fused_qkv", None, True),
-    ("qkv_bias", "bias", False), ("out_bias", "bias", False), ("mlp_bias", "bias", False),
-    ("mlp_gated", None, False),
-] + _ln("layer_norm_epsilon") + SPECIAL
+@dataclass(frozen=True, kw_only=True)
+class FalconSpec(LayerNormDecoderSpec):
+    rope: ClassVar[bool] = True
+
+    vocab_size: int = dim("vocab_size", 65024)
+    hidden_size: int = dim("hidden_size", 4544)
+    num_layers: int = dim("num_hidden_layers", 32)
+    num_heads: int = dim("num_attention_heads", 71)
+    intermediate_size: int | None = dim("ffn_hidden_size", None, doc="None: 4 * hidden_size")
+    activation: str = hf("activation", "gelu")
+    tie_word_embeddings: bool = hf("tie_word_embeddings", True)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 11)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 11)
+    fused_qkv: bool = const(True)
+    qkv_bias: bool = hf("bias", False)
+    out_bias: bool = hf("bias", False)
+    mlp_bias: bool = hf("bias", False)
+    # from alibi / new_decoder_architecture / num_kv_heads / multi_query / parallel_attn /
+    # num_ln_in_parallel_attn (adjust_from_hf)
+    position_type: str = const("rope")
+    alibi_bfloat16: bool = const(False)
+    alibi_scale: float | None = const(None)
+    num_kv_heads: int | None = const(None)
+    residual: str = const("parallel")
+    parallel_norms: int = const(1)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = _four_times_hidden(cls, super().adjust_from_hf(config, values, source))
+        hidden, heads = value(cls, values, "hidden_size"), value(cls, values, "num_heads")
+        if config.get("alibi"):
+            # Falcon adds ALiBi (computed in bfloat16) before the 1/sqrt(head_dim) scaling
+            values.update(position_type="alibi", alibi_bfloat16=True, alibi_scale=(hidden // heads) ** -0.5)
+        if config.get("new_decoder_architecture"):
+            values["num_kv_heads"] = config.get("num_kv_heads") or heads
+            values["residual"] = "parallel"
+            values["parallel_norms"] = config.get("num_ln_in_parallel_attn") or 2
+        else:
+            values["num_kv_heads"] = 1 if config.get("multi_query", True) else heads
+            values["residual"] = "parallel" if config.get("parallel_attn", True) else "serial"
+        return values
+
+    def adjust_to_hf(self, out):
+        kv = self.num_kv_heads or self.num_heads
+        new = self.parallel_norms == 2 or kv not in (1, self.num_heads)
+        out.update(new_decoder_architecture=new, alibi=self.position_type == "alibi", num_kv_heads=kv,
+                   multi_query=kv == 1, parallel_attn=self.residual == "parallel")
+        if new:
+            out["num_ln_in_parallel_attn"] = self.parallel_norms
+        return super().adjust_to_hf(out)
 
 
-class _Falcon(ClassicBackbone):
+# --- BLOOM: ALiBi, embedding LayerNorm, per-head fused qkv ----------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class BloomSpec(LayerNormDecoderSpec):
+    vocab_size: int = dim("vocab_size", 250880)
+    hidden_size: int = dim(("hidden_size", "n_embed"), 64)
+    num_layers: int = dim(("n_layer", "num_hidden_layers"), 2)
+    num_heads: int = dim(("n_head", "num_attention_heads"), 8)
+    intermediate_size: int | None = const(None, doc="4 * hidden_size")
+    max_position_embeddings: int = const(2048, doc="ALiBi: no position table")
+    tie_word_embeddings: bool = hf("tie_word_embeddings", True)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 1)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 2)
+    activation: str = const("gelu_fast")
+    position_type: str = const("alibi")
+    embedding_norm: bool = const(True)
+    fused_qkv: bool = const(True)
+    residual_from_norm: bool = hf("apply_residual_connection_post_layernorm", False)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        if (config.get("pretraining_tp") or 1) > 1 and config.get("slow_but_exact"):
+            raise ConfigError(f"{source}: BLOOM slow_but_exact tensor-parallel emulation is not supported")
+        values = super().adjust_from_hf(config, values, source)
+        values["intermediate_size"] = 4 * value(cls, values, "hidden_size")
+        return values
+
+
+@_ser
+@register_backbone("gpt2")
+class GPT2Backbone(TableBackbone):
+    spec_cls = GPT2Spec
+    hf_architecture = "GPT2Model"
+    names = GPT2_NAMES
+    conv1d = True
+    base_model_prefix = "transformer"
+    hf_ignore = ("*attn.bias", "*attn.masked_bias")
+
+
+@_ser
+@register_task(GPT2Backbone, "CausalLM", ("GPT2LMHeadModel",))
+class GPT2CausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(GPT2Backbone, "TextClassifier", ("GPT2ForSequenceClassification",))
+class GPT2TextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("gpt_bigcode")
+class GPTBigCodeBackbone(TableBackbone):
+    spec_cls = GPTBigCodeSpec
+    hf_architecture = "GPTBigCodeModel"
+    names = GPT2_NAMES
+    base_model_prefix = "transformer"
+
+    @property
+    def qkv_layout(self):
+        return "concat" if self.num_kv_heads == 1 else "per_head"
+
+
+@_ser
+@register_task(GPTBigCodeBackbone, "CausalLM", ("GPTBigCodeForCausalLM",))
+class GPTBigCodeCausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(GPTBigCodeBackbone, "TextClassifier", ("GPTBigCodeForSequenceClassification",))
+class GPTBigCodeTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("opt")
+class OPTBackbone(TableBackbone):
+    spec_cls = OPTSpec
+    hf_architecture = "OPTModel"
+    names = OPT_NAMES
+
+
+@_ser
+@register_task(OPTBackbone, "CausalLM", ("OPTForCausalLM",))
+class OPTCausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(OPTBackbone, "TextClassifier", ("OPTForSequenceClassification",))
+class OPTTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("gpt_neox")
+class GPTNeoXBackbone(TableBackbone):
+    spec_cls = GPTNeoXSpec
+    hf_architecture = "GPTNeoXModel"
+    qkv_layout = "per_head"
+    base_model_prefix = "gpt_neox"
+    names = {**NAMES, "attn": "attention.", "qkv": "query_key_value", "o": "dense",
+             "up": "dense_h_to_4h", "down": "dense_4h_to_h", "final_norm": "final_layer_norm",
+             "embed": "embed_in"}
+    hf_ignore = ("*attention.bias", "*attention.masked_bias", "*rotary_emb.inv_freq")
+
+
+@_ser
+@register_task(GPTNeoXBackbone, "CausalLM", ("GPTNeoXForCausalLM",))
+class GPTNeoXCausalLM(CausalLM):
+    hf_lm_head = "embed_out"
+    hf_head_patterns = ("embed_out.*",)
+
+
+@_ser
+@register_task(GPTNeoXBackbone, "TextClassifier", ("GPTNeoXForSequenceClassification",))
+class GPTNeoXTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("gptj")
+class GPTJBackbone(TableBackbone):
+    spec_cls = GPTJSpec
+    hf_architecture = "GPTJModel"
+    base_model_prefix = "transformer"
+    names = {**GPT2_NAMES, "o": "out_proj", "up": "fc_in", "down": "fc_out"}
+    hf_ignore = ("*attn.bias", "*attn.masked_bias")
+
+
+@_ser
+@register_task(GPTJBackbone, "CausalLM", ("GPTJForCausalLM",))
+class GPTJCausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(GPTJBackbone, "TextClassifier", ("GPTJForSequenceClassification",))
+class GPTJTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("falcon")
+class FalconBackbone(TableBackbone):
     """qkv rows are grouped per kv head (kv, heads/kv + 2, head_dim): that covers the new decoder
     architecture and, with kv = 1 or kv = heads, the old multi-query and multi-head layouts."""
 
-    rope = True
+    spec_cls = FalconSpec
+    hf_architecture = "FalconModel"
     qkv_layout = "grouped"
+    base_model_prefix = "transformer"
+    names = {**NAMES, "layer": "h.{i}.", "attn": "self_attention.", "qkv": "query_key_value",
+             "o": "dense", "up": "dense_h_to_4h", "down": "dense_4h_to_h", "final_norm": "ln_f",
+             "embed": "word_embeddings"}
 
     def block_names(self, blk):
         if blk.options["residual"] == "parallel" and blk.options["parallel_norms"] == 2:
@@ -223,67 +400,41 @@ class _Falcon(ClassicBackbone):
         return self.names
 
 
-def _falcon_from_hf(cls, hf, kw):
-    if hf.get("alibi"):
-        # Falcon adds ALiBi (computed in bfloat16) before the 1/sqrt(head_dim) scaling
-        head_dim = kw["hidden_size"] // kw["num_heads"]
-        kw.update(position_type="alibi", alibi_bfloat16=True, alibi_scale=head_dim ** -0.5)
-    kw["intermediate_size"] = kw["intermediate_size"] or 4 * kw["hidden_size"]
-    heads = kw["num_heads"]
-    if hf.get("new_decoder_architecture"):
-        kw["num_kv_heads"] = hf.get("num_kv_heads") or heads
-        kw["residual"] = "parallel"
-        kw["parallel_norms"] = hf.get("num_ln_in_parallel_attn") or 2
-    else:
-        kw["num_kv_heads"] = 1 if hf.get("multi_query", True) else heads
-        kw["residual"] = "parallel" if hf.get("parallel_attn", True) else "serial"
-    return kw
+@_ser
+@register_task(FalconBackbone, "CausalLM", ("FalconForCausalLM",))
+class FalconCausalLM(CausalLM):
+    pass
 
 
-def _falcon_to_hf(self, hf):
-    o = self.options
-    new = o["parallel_norms"] == 2 or self.num_kv_heads not in (1, self.num_heads)
-    hf.update(new_decoder_architecture=new, alibi=o["position_type"] == "alibi",
-              num_kv_heads=self.num_kv_heads, multi_query=self.num_kv_heads == 1, parallel_attn=o["residual"] == "parallel")
-    if new:
-        hf["num_ln_in_parallel_attn"] = o["parallel_norms"]
-    return hf
+@_ser
+@register_task(FalconBackbone, "TextClassifier", ("FalconForSequenceClassification",))
+class FalconTextClassifier(DecoderTextClassifier):
+    pass
 
 
-FalconBackbone, FalconCausalLM = family(
-    "falcon", "Falcon", FALCON_TABLE, module=__name__, base=_Falcon, base_model_prefix="transformer",
-    names={**NAMES, "layer": "h.{i}.", "attn": "self_attention.", "qkv": "query_key_value",
-           "o": "dense", "up": "dense_h_to_4h", "down": "dense_4h_to_h", "final_norm": "ln_f",
-           "embed": "word_embeddings"},
-    adjust_from_hf=classmethod(_falcon_from_hf), adjust_to_hf=_falcon_to_hf,
-)
-
-# --- BLOOM: ALiBi, embedding LayerNorm, per-head fused qkv ----------------------------------------
-BLOOM_TABLE = [
-    ("vocab_size", "vocab_size", REQUIRED), ("hidden_size", "hidden_size", REQUIRED),
-    ("num_layers", "n_layer", REQUIRED), ("num_heads", "n_head", REQUIRED),
-    ("activation", None, "gelu_fast"), ("position_type", None, "alibi"),
-    ("embedding_norm", None, True), ("tie_word_embeddings", "tie_word_embeddings", True),
-    ("fused_qkv", None, True), ("mlp_gated", None, False),
-    ("residual_from_norm", "apply_residual_connection_post_layernorm", False),
-] + _ln("layer_norm_epsilon") + BIASES + SPECIAL
+@_ser
+@register_backbone("bloom")
+class BloomBackbone(TableBackbone):
+    spec_cls = BloomSpec
+    hf_architecture = "BloomModel"
+    qkv_layout = "per_head"
+    base_model_prefix = "transformer"
+    names = {**NAMES, "layer": "h.{i}.", "attn": "self_attention.", "qkv": "query_key_value",
+             "o": "dense", "up": "dense_h_to_4h", "down": "dense_4h_to_h", "final_norm": "ln_f",
+             "embed": "word_embeddings", "embed_norm": "word_embeddings_layernorm"}
 
 
-def _bloom_from_hf(cls, hf, kw):
-    if hf.get("pretraining_tp", 1) > 1 and hf.get("slow_but_exact"):
-        raise ConfigError("config.json: BLOOM slow_but_exact tensor-parallel emulation is not supported")
-    kw["intermediate_size"] = 4 * kw["hidden_size"]
-    return kw
+@_ser
+@register_task(BloomBackbone, "CausalLM", ("BloomForCausalLM",))
+class BloomCausalLM(CausalLM):
+    pass
 
 
-BloomBackbone, BloomCausalLM = family(
-    "bloom", "Bloom", BLOOM_TABLE, module=__name__, base=ClassicBackbone, qkv_layout="per_head",
-    base_model_prefix="transformer",
-    names={**NAMES, "layer": "h.{i}.", "attn": "self_attention.", "qkv": "query_key_value",
-           "o": "dense", "up": "dense_h_to_4h", "down": "dense_4h_to_h", "final_norm": "ln_f",
-           "embed": "word_embeddings", "embed_norm": "word_embeddings_layernorm"},
-    adjust_from_hf=classmethod(_bloom_from_hf),
-)
+@_ser
+@register_task(BloomBackbone, "TextClassifier", ("BloomForSequenceClassification",))
+class BloomTextClassifier(DecoderTextClassifier):
+    pass
+
 
 __all__ = [
     "GPT2Backbone", "GPT2CausalLM", "GPTBigCodeBackbone", "GPTBigCodeCausalLM", "OPTBackbone",

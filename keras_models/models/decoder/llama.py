@@ -1,43 +1,108 @@
 """Llama-shaped families (HF names ``model.layers.N.self_attn.q_proj`` ...): Llama / Llama 2 /
 Code Llama, Mistral, Mixtral, Qwen2. Each is a config table + the shared weight map."""
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 
 from keras_models.models.decoder.backbone import DecoderBackbone
 from keras_models.models.decoder.classifier import DecoderTextClassifier
-from keras_models.models.decoder.hf_config import (
-    REQUIRED, rope_from_hf, rope_to_hf, translate, untranslate,
-)
+from keras_models.models.decoder.hf_config import DecoderSpec, value
 from keras_models.models.decoder.weights import attention, embedding, linear, mlp, norm
 from keras_models.models.registry import register_backbone, register_task
+from keras_models.spec import const, dim, hf
 from keras_models.tasks.causal_lm import CausalLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
-BASE_TABLE = [
-    ("vocab_size", "vocab_size", REQUIRED),
-    ("hidden_size", "hidden_size", REQUIRED),
-    ("num_layers", "num_hidden_layers", REQUIRED),
-    ("num_heads", "num_attention_heads", REQUIRED),
-    ("intermediate_size", "intermediate_size", REQUIRED),
-    ("num_kv_heads", "num_key_value_heads", None),
-    ("head_dim", "head_dim", None),
-    ("activation", "hidden_act", "silu"),
-    ("norm_eps", "rms_norm_eps", 1e-6),
-    ("max_position_embeddings", "max_position_embeddings", 2048),
-    ("tie_word_embeddings", "tie_word_embeddings", False),
-    ("initializer_range", "initializer_range", 0.02),
-    ("pad_token_id", "pad_token_id", None),
-    ("bos_token_id", "bos_token_id", None),
-    ("eos_token_id", "eos_token_id", None),
-    ("norm_type", None, "rms"),
-]
-LLAMA_TABLE = BASE_TABLE + [
-    ("qkv_bias", "attention_bias", False),
-    ("out_bias", "attention_bias", False),
-    ("mlp_bias", "mlp_bias", False),
-]
-SLIDING = [("sliding_window", "sliding_window", None)]
+
+@dataclass(frozen=True, kw_only=True)
+class LlamaSpec(DecoderSpec):
+    """Llama / Llama 2 / Code Llama / Llama 3 (config.json of ``LlamaConfig``)."""
+
+    rope: ClassVar[bool] = True
+
+    vocab_size: int = dim("vocab_size", 32000)
+    hidden_size: int = dim("hidden_size", 4096)
+    num_layers: int = dim("num_hidden_layers", 32)
+    num_heads: int = dim("num_attention_heads", 32)
+    intermediate_size: int = dim("intermediate_size", 11008)
+    num_kv_heads: int | None = hf("num_key_value_heads", None, doc="None: num_heads")
+    head_dim: int | None = hf("head_dim", None, doc="None: hidden_size // num_heads")
+    activation: str = hf("hidden_act", "silu")
+    norm_type: str = const("rms")
+    norm_eps: float = hf("rms_norm_eps", 1e-6)
+    bos_token_id: int | tuple | None = hf("bos_token_id", 1)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 2)
+    qkv_bias: bool = hf("attention_bias", False)
+    out_bias: bool = hf("attention_bias", False)
+    mlp_bias: bool = hf("mlp_bias", False)
+
+    def adjust_to_hf(self, out):
+        out["head_dim"] = self.head_dim or self.hidden_size // self.num_heads
+        out["num_key_value_heads"] = self.num_kv_heads or self.num_heads
+        return super().adjust_to_hf(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MistralSpec(LlamaSpec):
+    nullable: ClassVar[tuple] = ("sliding_window",)
+
+    intermediate_size: int = dim("intermediate_size", 14336)
+    num_kv_heads: int | None = hf("num_key_value_heads", 8)
+    max_position_embeddings: int = dim("max_position_embeddings", 4096 * 32)
+    sliding_window: int | None = hf("sliding_window", 4096)
+    qkv_bias: bool = const(False)
+    out_bias: bool = const(False)
+    mlp_bias: bool = const(False)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Qwen2Spec(MistralSpec):
+    """Qwen2: qkv biases; sliding window only with ``use_sliding_window``, on the layers from
+    ``max_window_layers`` on (or as ``layer_types`` says)."""
+
+    nullable: ClassVar[tuple] = ()
+
+    vocab_size: int = dim("vocab_size", 151936)
+    intermediate_size: int = dim("intermediate_size", 22016)
+    num_kv_heads: int | None = hf("num_key_value_heads", None)
+    max_position_embeddings: int = dim("max_position_embeddings", 32768)
+    bos_token_id: int | tuple | None = hf("bos_token_id", None)
+    eos_token_id: int | tuple | None = hf("eos_token_id", None)
+    sliding_window: int | None = hf("sliding_window", None)
+    layer_types: tuple | None = hf("layer_types", None)
+    qkv_bias: bool = const(True)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = super().adjust_from_hf(config, values, source)
+        n = value(cls, values, "num_layers")
+        if not config.get("use_sliding_window"):
+            values["sliding_window"] = None
+        elif values.get("layer_types") is None:
+            mwl = config.get("max_window_layers", 28)
+            values["layer_types"] = tuple("full_attention" if i < mwl else "sliding_attention" for i in range(n))
+        return values
+
+    def adjust_to_hf(self, out):
+        out["use_sliding_window"] = self.sliding_window is not None
+        out["layer_types"] = list(self.layer_types or ["full_attention"] * self.num_layers)
+        return super().adjust_to_hf(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixtralSpec(MistralSpec):
+    rope_theta_default: ClassVar[float] = 1e6
+    nullable: ClassVar[tuple] = ()
+
+    head_dim: int | None = hf("head_dim", None)
+    sliding_window: int | None = hf("sliding_window", None)
+    norm_eps: float = hf("rms_norm_eps", 1e-5)
+    num_experts: int = dim("num_local_experts", 8)
+    experts_per_token: int = dim("num_experts_per_tok", 2)
+
 
 NAMES = dict(
     attn="self_attn.", q="q_proj", k="k_proj", v="v_proj", o="o_proj", q_norm="q_norm",
@@ -50,42 +115,17 @@ NAMES = dict(
 
 
 class TableBackbone(DecoderBackbone):
-    """Translator + weight map driven by data: ``table`` (config rows), ``names`` (HF tensor
-    names), ``conv1d`` (GPT-2 style (in, out) weights), ``qkv_layout`` (fused qkv row order)."""
+    """Weight map driven by data: ``names`` (HF tensor names), ``conv1d`` (GPT-2 style (in, out)
+    weights), ``qkv_layout`` (fused qkv row order); config.json through ``spec_cls``."""
 
     base_model_prefix = "model"
     hf_ignore = ("*rotary_emb.inv_freq",)
     # every registered decoder family has CausalLM logits parity tests (tests/models/test_decoders.py)
     verified_backends = ("jax", "torch", "tensorflow")
-    table = LLAMA_TABLE
+    spec_cls = LlamaSpec
     names = NAMES
     conv1d = False
     qkv_layout = "concat"
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        kw = translate(hf, cls.table)
-        theta, scaling, partial = rope_from_hf(hf)
-        head_dim = kw["head_dim"] or kw["hidden_size"] // kw["num_heads"]
-        kw.update(rope_theta=theta, rope_scaling=scaling, rotary_dim=int(head_dim * partial))
-        return cls.adjust_from_hf(hf, kw)
-
-    @classmethod
-    def adjust_from_hf(cls, hf, kw):
-        return kw
-
-    def config_to_hf(self):
-        o = self.options
-        hf = {"model_type": self.model_types[0], "architectures": [self.hf_architecture]}
-        hf.update(untranslate(self, self.table))
-        hf["head_dim"] = self.head_dim
-        hf["num_key_value_heads"] = self.num_kv_heads
-        partial = (o["rotary_dim"] or self.head_dim) / self.head_dim
-        hf.update(rope_to_hf(o["rope_theta"], o["rope_scaling"], partial))
-        return self.adjust_to_hf(hf)
-
-    def adjust_to_hf(self, hf):
-        return hf
 
     def block_names(self, blk):
         return self.names
@@ -127,61 +167,81 @@ class TableBackbone(DecoderBackbone):
         return r
 
 
-def family(model_type, prefix, table=LLAMA_TABLE, lm_archs=None, lm_attrs=None, classifier=True,
-           **attrs):
-    """Register a table-driven family: ``<prefix>Backbone`` + ``<prefix>CausalLM`` (+
-    ``<prefix>TextClassifier`` for ``<prefix>ForSequenceClassification`` checkpoints)."""
-    attrs.setdefault("hf_architecture", f"{prefix}Model")
-    module = attrs.pop("module", __name__)
-    bb = type(f"{prefix}Backbone", (attrs.pop("base", TableBackbone),),
-              dict(table=table, __module__=module, **attrs))
-    bb = _ser(register_backbone(model_type)(bb))
-    lm = type(f"{prefix}CausalLM", (CausalLM,), dict(__module__=module, **(lm_attrs or {})))
-    lm = _ser(register_task(bb, "CausalLM", tuple(lm_archs or (f"{prefix}ForCausalLM",)))(lm))
-    if classifier:
-        tc = type(f"{prefix}TextClassifier", (DecoderTextClassifier,), dict(__module__=module))
-        tc = _ser(register_task(bb, "TextClassifier", (f"{prefix}ForSequenceClassification",))(tc))
-        globals_ = __import__(module, fromlist=["_"]).__dict__
-        globals_[tc.__name__] = tc
-    return bb, lm
+@_ser
+@register_backbone("llama")
+class LlamaBackbone(TableBackbone):
+    spec_cls = LlamaSpec
+    hf_architecture = "LlamaModel"
 
 
-LlamaBackbone, LlamaCausalLM = family("llama", "Llama")
-MistralBackbone, MistralCausalLM = family("mistral", "Mistral", BASE_TABLE + SLIDING)
+@_ser
+@register_task(LlamaBackbone, "CausalLM", ("LlamaForCausalLM",))
+class LlamaCausalLM(CausalLM):
+    pass
 
 
-def _qwen2_from_hf(cls, hf, kw):
-    layer_types = hf.get("layer_types")
-    if not hf.get("use_sliding_window"):
-        kw["sliding_window"] = None
-    elif layer_types is None:
-        mwl = hf.get("max_window_layers", kw["num_layers"])
-        layer_types = ["full_attention" if i < mwl else "sliding_attention" for i in range(kw["num_layers"])]
-    kw["layer_types"] = layer_types
-    return kw
+@_ser
+@register_task(LlamaBackbone, "TextClassifier", ("LlamaForSequenceClassification",))
+class LlamaTextClassifier(DecoderTextClassifier):
+    pass
 
 
-def _qwen2_to_hf(self, hf):
-    hf["use_sliding_window"] = self.options["sliding_window"] is not None
-    hf["layer_types"] = self.options["layer_types"] or ["full_attention"] * self.num_layers
-    return hf
+@_ser
+@register_backbone("mistral")
+class MistralBackbone(TableBackbone):
+    spec_cls = MistralSpec
+    hf_architecture = "MistralModel"
 
 
-Qwen2Backbone, Qwen2CausalLM = family(
-    "qwen2", "Qwen2",
-    BASE_TABLE + SLIDING + [("qkv_bias", None, True), ("out_bias", None, False)],
-    adjust_from_hf=classmethod(_qwen2_from_hf), adjust_to_hf=_qwen2_to_hf,
-)
+@_ser
+@register_task(MistralBackbone, "CausalLM", ("MistralForCausalLM",))
+class MistralCausalLM(CausalLM):
+    pass
 
 
-MixtralBackbone, MixtralCausalLM = family(
-    "mixtral", "Mixtral",
-    BASE_TABLE + SLIDING + [
-        ("num_experts", "num_local_experts", 8),
-        ("experts_per_token", "num_experts_per_tok", 2),
-        ("norm_eps", "rms_norm_eps", 1e-5),
-    ],
-)
+@_ser
+@register_task(MistralBackbone, "TextClassifier", ("MistralForSequenceClassification",))
+class MistralTextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("qwen2")
+class Qwen2Backbone(TableBackbone):
+    spec_cls = Qwen2Spec
+    hf_architecture = "Qwen2Model"
+
+
+@_ser
+@register_task(Qwen2Backbone, "CausalLM", ("Qwen2ForCausalLM",))
+class Qwen2CausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(Qwen2Backbone, "TextClassifier", ("Qwen2ForSequenceClassification",))
+class Qwen2TextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
+@register_backbone("mixtral")
+class MixtralBackbone(TableBackbone):
+    spec_cls = MixtralSpec
+    hf_architecture = "MixtralModel"
+
+
+@_ser
+@register_task(MixtralBackbone, "CausalLM", ("MixtralForCausalLM",))
+class MixtralCausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(MixtralBackbone, "TextClassifier", ("MixtralForSequenceClassification",))
+class MixtralTextClassifier(DecoderTextClassifier):
+    pass
+
 
 __all__ = [ "LlamaBackbone", "LlamaCausalLM", "MistralBackbone", "MistralCausalLM",
     "Qwen2Backbone", "Qwen2CausalLM", "MixtralBackbone", "MixtralCausalLM",
