@@ -2,10 +2,15 @@
 
 Checkpoints name their tokenizer class in ``tokenizer_config.json`` (``tokenizer_class``) or, failing
 that, through ``config.json``'s ``model_type``. The class decides the defaults a checkpoint does not
-spell out: which inputs the model takes, the padding side, and the special tokens.
+spell out: which inputs the model takes, the padding side, and the special tokens. A class's
+``family`` names its row of :data:`FAMILIES`: how its tokenizer is built from the checkpoint's files.
 """
 
 from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass
 
 _BERT_SPECIALS = {
     "unk_token": "[UNK]",
@@ -151,7 +156,6 @@ CLASSES: dict[str, dict] = {
         "inputs": _NO_TYPES,
         "specials": {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "mask_token": "[MASK]"},
         "named_specials": {"x_sep_token": "[X_SEP]"},
-        "vocab_file": "prophetnet.tokenizer",
         "config_defaults": {"clean_up_tokenization_spaces": True},
         "empty_pair_is_pair": True,
         # added tokens are matched on the raw text, before the class's own lower-casing
@@ -216,6 +220,110 @@ MODEL_TYPE_TO_CLASS = {
     "prophetnet": "ProphetNetTokenizer",
     "fsmt": "FSMTTokenizer",
 }
+
+
+@dataclass(frozen=True)
+class Family:
+    """How Transformers' classes of one family build their tokenizer (a row of :data:`FAMILIES`).
+
+    Functions are named ``"module:function"`` (a module of ``keras_models.tokenizers``, imported when
+    first used: see :func:`resolve`)."""
+
+    # normalizer / pre-tokenizer / decoder the class sets, over tokenizer.json's too: fn(backend, config, charsmap)
+    pipeline: str | None = None
+    # post-processor of a vocab-only checkpoint: fn(tok, config); None: bos / eos from add_bos_token / add_eos_token
+    post_processor: str | None = None
+    # the class sets its post-processor over the one in tokenizer.json as well
+    class_post_processor: bool = False
+    # python-only class: fn(folder, config, class_name, info) -> backend reads its own files (no tokenizer.json)
+    loader: str | None = None
+    source: str | None = None  # the file the loader reports as Tokenizer.source_format
+    # the loader's files, copied back by save_to_preset (None: tokenizer.json is written, or ``finish`` sets them)
+    files: tuple[str, ...] | None = None
+    # fn(tok, folder) run on the new Tokenizer instead of setting the post-processor
+    finish: str | None = None
+    vocab_txt: bool = False  # a lone vocab.txt is rebuilt as its WordPiece vocabulary
+    word_end_bpe: bool = False  # vocab.json + merges.txt is XLM-style BPE ("</w>" ends a word)
+    byte_level: bool = False  # vocab.json + merges.txt is byte-level BPE
+    spm: str | None = None  # converter of a lone SentencePiece .model: fn(model, config)
+
+
+_FAIRSEQ_POST = "builders:fairseq_processor"  # <s> A </s></s> B </s>
+FAMILIES: dict[str | None, Family] = {
+    None: Family(byte_level=True),  # generic classes: tokenizer.json as written
+    "wordpiece": Family(
+        pipeline="pipelines:wordpiece", post_processor="builders:cls_sep_processor", class_post_processor=True,
+        vocab_txt=True,
+    ),
+    "prophetnet": Family(
+        pipeline="pipelines:prophetnet", post_processor="builders:sep_processor",
+        loader="loading:prophetnet_backend", source="prophetnet.tokenizer", files=("prophetnet.tokenizer",),
+    ),
+    "herbert": Family(
+        pipeline="pipelines:herbert", post_processor="builders:herbert_processor", class_post_processor=True,
+        word_end_bpe=True,
+    ),
+    "gpt2": Family(pipeline="pipelines:byte_level", byte_level=True),
+    "roberta": Family(
+        pipeline="pipelines:byte_level", post_processor="builders:roberta_processor", class_post_processor=True,
+        byte_level=True,
+    ),
+    "gpt_neox": Family(pipeline="pipelines:gpt_neox", class_post_processor=True, byte_level=True),
+    "qwen2": Family(pipeline="pipelines:qwen2", byte_level=True),
+    "t5": Family(
+        pipeline="pipelines:t5", post_processor="builders:t5_processor", class_post_processor=True,
+        spm="spm_convert:_t5",
+    ),
+    "xlm_roberta": Family(
+        pipeline="pipelines:xlm_roberta", post_processor="builders:xlm_roberta_processor",
+        class_post_processor=True, spm="spm_convert:_xlm_roberta",
+    ),
+    "albert": Family(
+        pipeline="pipelines:albert", post_processor="builders:albert_processor", spm="spm_convert:_albert"
+    ),
+    "llama": Family(pipeline="pipelines:llama", spm="spm_convert:_llama"),
+    "gemma": Family(pipeline="pipelines:gemma"),
+    # python-only classes in Transformers: their own files, not tokenizer.json
+    "byt5": Family(  # no vocabulary file: bytes are the vocabulary
+        post_processor="builders:byt5_processor", loader="builders:byt5_loader", source="tokenizer_config.json",
+        files=(),
+    ),
+    "bartpho": Family(
+        post_processor=_FAIRSEQ_POST, loader="loading:bartpho_backend", source="dict.txt",
+        files=("sentencepiece.bpe.model", "dict.txt"),
+    ),
+    "fastbpe": Family(
+        post_processor=_FAIRSEQ_POST, loader="loading:fastbpe_backend", source="bpe.codes",
+        files=("vocab.txt", "bpe.codes"),
+    ),
+    "blenderbot_small": Family(  # "@@" pieces
+        loader="loading:blenderbot_small_backend", source="merges.txt", files=("vocab.json", "merges.txt")
+    ),
+    "fsmt": Family(  # Moses + "</w>" BPE, source / target vocabularies
+        loader="fsmt:fsmt_backend", source="vocab-src.json", files=("vocab-src.json", "vocab-tgt.json", "merges.txt"),
+        finish="fsmt:finish_fsmt",
+    ),
+    # source.spm / target.spm over vocab.json; the target pipeline is attached by translation.attach_target
+    "marian": Family(loader="translation:marian_backend", source="source.spm"),
+    "m2m100": Family(  # sentencepiece.bpe.model over vocab.json
+        loader="translation:m2m100_backend", source="sentencepiece.bpe.model", finish="translation:finish_m2m100"
+    ),
+    "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
+        loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
+    ),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def resolve(ref: str):
+    """The function a :class:`Family` field names (``"module:function"``)."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(f"keras_models.tokenizers.{module}"), name)
+
+
+def family_of(class_name: str | None) -> Family:
+    return FAMILIES[class_info(class_name).get("family")]
+
 
 SPECIAL_TOKEN_KEYS = (
     "bos_token",

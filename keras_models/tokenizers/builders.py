@@ -14,6 +14,7 @@ from tokenizers import processors
 from tokenizers.models import BPE, WordPiece
 
 from keras_models.errors import TokenizerFileError
+from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import token_content
 from keras_models.tokenizers.pipelines import apply_family_pipeline
 
@@ -77,7 +78,7 @@ def read_bpe_files(vocab_path: Path, merges_path: Path):
 
 
 def byte_level_bpe(vocab_path: Path, merges_path: Path, config: dict, class_name: str, family) -> RustTokenizer:
-    if family not in (None, "gpt2", "roberta", "qwen2", "gpt_neox"):
+    if not _classes.FAMILIES[family].byte_level:
         raise TokenizerFileError(
             f"{vocab_path.parent} has only vocab.json + merges.txt, but its tokenizer class {class_name} is not "
             "a byte-level BPE class we can rebuild (GPT-2, RoBERTa, BART, Longformer, GPT-NeoX, Qwen2): a "
@@ -109,7 +110,7 @@ def word_end_bpe(vocab_path: Path, merges_path: Path, config: dict, info: dict) 
     except Exception as e:  # the Rust constructor raises a bare Exception, e.g. a merge result outside the vocab
         raise TokenizerFileError(f"BPE files {vocab_path} / {merges_path} are inconsistent: {e}") from e
     backend = RustTokenizer(model)
-    apply_family_pipeline(backend, "herbert", config)
+    apply_family_pipeline(backend, info["family"], config)
     return backend
 
 
@@ -130,70 +131,89 @@ def bos_eos_template(tok, add_bos: bool, add_eos: bool):
 
 def set_post_processor(tok, config: dict):
     """The post-processor Transformers' class adds for a vocab-only checkpoint."""
-    from keras_models.tokenizers._classes import class_info
-
-    family = class_info(tok.class_name).get("family")
-    backend = tok.backend_tokenizer
-    if family == "wordpiece":
-        cls, sep = tok.cls_token, tok.sep_token
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{cls}:0 $A:0 {sep}:0",
-            pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
-            special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
-        )
-    elif family == "prophetnet":  # only [SEP] after each sequence, no [CLS]
-        sep = tok.sep_token
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"$A:0 {sep}:0", pair=f"$A:0 {sep}:0 $B:1 {sep}:1", special_tokens=[(sep, tok.sep_token_id)]
-        )
-    elif family == "herbert":
-        # as Transformers' HerbertTokenizer: the ids are fixed (cls 0, sep 2), not looked up
-        backend.post_processor = processors.BertProcessing((tok.sep_token, 2), (tok.cls_token, 0))
-    elif family in ("fastbpe", "bartpho"):
-        cls, sep = tok.cls_token, tok.sep_token
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"{cls}:0 $A:0 {sep}:0",
-            pair=f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0",
-            special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
-        )
-    elif family == "roberta":
-        backend.post_processor = processors.RobertaProcessing(
-            (tok.sep_token, tok.sep_token_id),
-            (tok.cls_token, tok.cls_token_id),
-            trim_offsets=bool(config.get("trim_offsets", True)),
-            add_prefix_space=bool(config.get("add_prefix_space", False)),
-        )
-    elif family == "byt5":
-        eos = tok.eos_token
-        backend.post_processor = processors.TemplateProcessing(
-            single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:0 {eos}:0", special_tokens=[(eos, tok.eos_token_id)]
-        )
-    elif family == "t5":
-        backend.post_processor = processors.TemplateProcessing(
-            single=["$A", "</s>"],
-            pair=["$A", "</s>", "$B", "</s>"],
-            special_tokens=[("</s>", tok.eos_token_id)],
-        )
-    elif family == "albert":
-        backend.post_processor = processors.TemplateProcessing(
-            single="[CLS]:0 $A:0 [SEP]:0",
-            pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
-            special_tokens=[
-                ("[CLS]", backend.token_to_id(tok.cls_token)),
-                ("[SEP]", backend.token_to_id(tok.sep_token)),
-            ],
-        )
-    elif family == "xlm_roberta":
-        bos, eos = tok.bos_token, tok.eos_token
-        backend.post_processor = processors.TemplateProcessing(
-            single=[bos, "$A", eos],
-            pair=[bos, "$A", eos, eos, "$B", eos],
-            special_tokens=[(bos, tok.bos_token_id), (eos, tok.eos_token_id)],
-        )
+    build = _classes.family_of(tok.class_name).post_processor
+    if build is not None:
+        tok.backend_tokenizer.post_processor = _classes.resolve(build)(tok, config)
     else:  # gpt2, llama and generic classes
-        backend.post_processor = bos_eos_template(
+        tok.backend_tokenizer.post_processor = bos_eos_template(
             tok, config.get("add_bos_token", False), config.get("add_eos_token", False)
         )
+
+
+# The post-processors, named by the families' ``post_processor`` field in _classes.FAMILIES: fn(tok, config)
+def cls_sep_processor(tok, config: dict):  # BERT
+    cls, sep = tok.cls_token, tok.sep_token
+    return processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
+    )
+
+
+def sep_processor(tok, config: dict):  # ProphetNet: only [SEP] after each sequence, no [CLS]
+    sep = tok.sep_token
+    return processors.TemplateProcessing(
+        single=f"$A:0 {sep}:0", pair=f"$A:0 {sep}:0 $B:1 {sep}:1", special_tokens=[(sep, tok.sep_token_id)]
+    )
+
+
+def herbert_processor(tok, config: dict):
+    # as Transformers' HerbertTokenizer: the ids are fixed (cls 0, sep 2), not looked up
+    return processors.BertProcessing((tok.sep_token, 2), (tok.cls_token, 0))
+
+
+def fairseq_processor(tok, config: dict):  # fastBPE (BERTweet, PhoBERT), BARTpho
+    cls, sep = tok.cls_token, tok.sep_token
+    return processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0",
+        pair=f"{cls}:0 $A:0 {sep}:0 {sep}:0 $B:0 {sep}:0",
+        special_tokens=[(cls, tok.cls_token_id), (sep, tok.sep_token_id)],
+    )
+
+
+def roberta_processor(tok, config: dict):
+    return processors.RobertaProcessing(
+        (tok.sep_token, tok.sep_token_id),
+        (tok.cls_token, tok.cls_token_id),
+        trim_offsets=bool(config.get("trim_offsets", True)),
+        add_prefix_space=bool(config.get("add_prefix_space", False)),
+    )
+
+
+def byt5_processor(tok, config: dict):
+    eos = tok.eos_token
+    return processors.TemplateProcessing(
+        single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:0 {eos}:0", special_tokens=[(eos, tok.eos_token_id)]
+    )
+
+
+def t5_processor(tok, config: dict):
+    return processors.TemplateProcessing(
+        single=["$A", "</s>"],
+        pair=["$A", "</s>", "$B", "</s>"],
+        special_tokens=[("</s>", tok.eos_token_id)],
+    )
+
+
+def albert_processor(tok, config: dict):
+    backend = tok.backend_tokenizer
+    return processors.TemplateProcessing(
+        single="[CLS]:0 $A:0 [SEP]:0",
+        pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+        special_tokens=[
+            ("[CLS]", backend.token_to_id(tok.cls_token)),
+            ("[SEP]", backend.token_to_id(tok.sep_token)),
+        ],
+    )
+
+
+def xlm_roberta_processor(tok, config: dict):
+    bos, eos = tok.bos_token, tok.eos_token
+    return processors.TemplateProcessing(
+        single=[bos, "$A", eos],
+        pair=[bos, "$A", eos, eos, "$B", eos],
+        special_tokens=[(bos, tok.bos_token_id), (eos, tok.eos_token_id)],
+    )
 
 
 # ----------------------------------------------------------------------------- ByT5 (UTF-8 bytes)
@@ -261,3 +281,9 @@ def byt5_config(config: dict, path: Path):
                 f"{len(sentinels)} <extra_id_N> tokens (Transformers' ByT5Tokenizer refuses this too)"
             )
     config["extra_ids"] = 0  # the sentinels are now listed, as Transformers saves them
+
+
+def byt5_loader(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    """ByT5's loader (see _classes.FAMILIES): the sentinels of tokenizer_config.json, then the bytes."""
+    byt5_config(config, folder / "tokenizer_config.json")
+    return byt5_backend(config, info)

@@ -21,10 +21,11 @@ from tokenizers import NormalizedString
 from tokenizers import Tokenizer as RustTokenizer
 
 from keras_models.errors import TokenizerFileError
+from keras_models.tokenizers._classes import FAMILIES
 from keras_models.tokenizers._special import token_content
 from keras_models.tokenizers.files import read_id_vocab
 
-FSMT_FILES = ("vocab-src.json", "vocab-tgt.json", "merges.txt")
+FSMT_FILES = FAMILIES["fsmt"].files  # vocab-src.json, vocab-tgt.json, merges.txt
 
 # Unicode punctuation -> ASCII, applied before Moses (a port of Moses' replace-unicode-punctuation.perl)
 _PUNCT_TABLE = {
@@ -175,3 +176,13 @@ def fsmt_backend(folder: Path, config: dict, class_name: str, info: dict) -> Rus
     config["_python_pre_tokenizer"] = splitter
     config["_python_decoder"] = FsmtDecoder(tgt_vocab, langs[1], unk)
     return backend
+
+
+def finish_fsmt(tok, folder: Path):
+    """FSMT's post-processor: "A </s>", "A </s> B </s>"."""
+    from tokenizers import processors
+
+    eos = tok.sep_token
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:1 {eos}:1", special_tokens=[(eos, tok.sep_token_id)]
+    )

@@ -23,10 +23,8 @@ from keras_models.errors import PresetError, TokenizerFileError
 from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import to_added_token
 from keras_models.tokenizers.files import read_text
-from keras_models.tokenizers.pipelines import CLASS_POST_PROCESSOR, apply_family_pipeline, precompiled_charsmap
+from keras_models.tokenizers.pipelines import apply_family_pipeline, precompiled_charsmap
 
-BARTPHO_FILES = ("sentencepiece.bpe.model", "dict.txt")
-BBSMALL_FILES = ("vocab.json", "merges.txt")
 SPM_FILE_NAMES = ("tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "sentencepiece.model")
 
 
@@ -182,8 +180,9 @@ def _add_config_tokens(backend: RustTokenizer, config: dict, source: Path, raw_t
             )
 
 
-def _fastbpe_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
-    from keras_models.tokenizers.python_bpe import fastbpe_backend
+# Loaders of python-only classes, named by the families' ``loader`` field in _classes.FAMILIES
+def fastbpe_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    from keras_models.tokenizers.python_bpe import fastbpe_backend as build
 
     for name in ("vocab.txt", "bpe.codes"):
         if not (folder / name).is_file():
@@ -196,15 +195,13 @@ def _fastbpe_backend(folder: Path, config: dict, class_name: str, info: dict) ->
             f"{folder / 'tokenizer_config.json'} sets normalization=True: {class_name}'s tweet normalisation "
             "(TweetTokenizer + emoji demojizing) is not supported; load with normalization=False"
         )
-    backend = fastbpe_backend(folder / "vocab.txt", folder / "bpe.codes", config, info)
-    _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-    return backend
+    return build(folder / "vocab.txt", folder / "bpe.codes", config, info)
 
 
-def _prophetnet_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+def prophetnet_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
     from keras_models.tokenizers.builders import wordpiece_from_vocab_txt
 
-    name = info["vocab_file"]
+    name = _classes.FAMILIES[info["family"]].source
     if not (folder / name).is_file():
         raise TokenizerFileError(
             f"{folder} has no {name}: tokenizer class {class_name} reads its WordPiece vocabulary from that file"
@@ -216,82 +213,51 @@ def _prophetnet_backend(folder: Path, config: dict, class_name: str, info: dict)
         )
     for key, value in info.get("config_defaults", {}).items():
         config.setdefault(key, value)
-    backend = wordpiece_from_vocab_txt(folder / name, config, info, family="prophetnet")
-    _add_config_tokens(backend, config, folder / "tokenizer_config.json", raw_text=info.get("raw_added_tokens", False))
-    return backend
+    return wordpiece_from_vocab_txt(folder / name, config, info, family=info["family"])
+
+
+def _own_files(folder: Path, class_name: str, info: dict) -> list[Path]:
+    """The paths of the files the class's family reads, each checked to exist."""
+    files = _classes.FAMILIES[info["family"]].files
+    for name in files:
+        if not (folder / name).is_file():
+            raise TokenizerFileError(
+                f"{folder} has no {name}: tokenizer class {class_name} reads {' + '.join(files)}"
+            )
+    return [folder / name for name in files]
+
+
+def bartpho_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    from keras_models.tokenizers.python_bpe import bartpho_backend as build
+
+    return build(*_own_files(folder, class_name, info), config, info)
+
+
+def blenderbot_small_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    from keras_models.tokenizers.python_bpe import blenderbot_small_backend as build
+
+    return build(*_own_files(folder, class_name, info), config, info)
 
 
 def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustTokenizer, str]:
     """Return the Rust tokenizer for the folder and the name of the file it came from."""
     info = _classes.class_info(class_name)
     family = info.get("family")
-    if family == "byt5":  # python-only in Transformers, and no vocabulary file: bytes are the vocabulary
-        from keras_models.tokenizers.builders import byt5_backend, byt5_config
-
-        byt5_config(config, folder / "tokenizer_config.json")
-        backend = byt5_backend(config, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "tokenizer_config.json"
-    if family == "bartpho":  # python-only in Transformers: these two files, not tokenizer.json
-        from keras_models.tokenizers.python_bpe import bartpho_backend
-
-        for name in BARTPHO_FILES:
-            if not (folder / name).is_file():
-                raise TokenizerFileError(
-                    f"{folder} has no {name}: tokenizer class {class_name} reads {' + '.join(BARTPHO_FILES)}"
-                )
-        backend = bartpho_backend(folder / BARTPHO_FILES[0], folder / BARTPHO_FILES[1], config, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "dict.txt"
-    if family == "blenderbot_small":  # python-only in Transformers: vocab.json + merges.txt, "@@" pieces
-        from keras_models.tokenizers.python_bpe import blenderbot_small_backend
-
-        for name in BBSMALL_FILES:
-            if not (folder / name).is_file():
-                raise TokenizerFileError(
-                    f"{folder} has no {name}: tokenizer class {class_name} reads {' + '.join(BBSMALL_FILES)}"
-                )
-        backend = blenderbot_small_backend(folder / BBSMALL_FILES[0], folder / BBSMALL_FILES[1], config, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "merges.txt"
-    if family == "fsmt":  # python-only in Transformers: Moses + "</w>" BPE, source / target vocabularies
-        from keras_models.tokenizers.fsmt import fsmt_backend
-
-        backend = fsmt_backend(folder, config, class_name, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "vocab-src.json"
-    if family == "prophetnet":  # python-only in Transformers: a WordPiece vocabulary under its own file name
-        return _prophetnet_backend(folder, config, class_name, info), info["vocab_file"]
-    if family == "fastbpe":  # a python-only class in Transformers: it reads these files, not tokenizer.json
-        return _fastbpe_backend(folder, config, class_name, info), "bpe.codes"
-    if family == "marian":  # python-only in Transformers: source.spm / target.spm over vocab.json
-        from keras_models.tokenizers.translation import marian_backends
-
-        backend, config["_target_backend"] = marian_backends(folder, config, class_name, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "source.spm"
-    if family == "m2m100":  # python-only in Transformers: sentencepiece.bpe.model over vocab.json
-        from keras_models.tokenizers.translation import m2m100_backend
-
-        backend = m2m100_backend(folder, config, class_name, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "sentencepiece.bpe.model"
-    if family == "plbart":  # python-only in Transformers: sentencepiece.bpe.model, fairseq ids
-        from keras_models.tokenizers.translation import plbart_backend
-
-        backend = plbart_backend(folder, config, class_name, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "sentencepiece.bpe.model"
+    spec = _classes.FAMILIES[family]
+    if spec.loader is not None:  # a python-only class in Transformers: it reads its own files, not tokenizer.json
+        backend = _classes.resolve(spec.loader)(folder, config, class_name, info)
+        raw_text = info.get("raw_added_tokens", False)
+        _add_config_tokens(backend, config, folder / "tokenizer_config.json", raw_text=raw_text)
+        return backend, spec.source
     tokenizer_json = folder / "tokenizer.json"
     if tokenizer_json.is_file():
         backend, data = _load_tokenizer_json(tokenizer_json)
-        if family is not None:
-            # Transformers' class rebuilds these stages from its own rules and tokenizer_config.json
-            apply_family_pipeline(backend, family, config, precompiled_charsmap(data))
+        # Transformers' class rebuilds these stages from its own rules and tokenizer_config.json
+        apply_family_pipeline(backend, family, config, precompiled_charsmap(data))
         return backend, "tokenizer.json"
     known = _classes.normalise_class_name(class_name) in _classes.CLASSES
-    if (folder / "vocab.txt").is_file() and (family == "wordpiece" or (family is None and not known)):
-        if family is None:
+    if (folder / "vocab.txt").is_file() and (spec.vocab_txt or (family is None and not known)):
+        if not spec.vocab_txt:
             raise TokenizerFileError(
                 f"{folder} has only vocab.txt, and tokenizer class {class_name} is not a WordPiece class we can "
                 "rebuild (BERT, DistilBERT, ELECTRA): a tokenizer.json is needed"
@@ -301,16 +267,13 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
         backend = wordpiece_from_vocab_txt(folder / "vocab.txt", config, info)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "vocab.txt"
-    if family == "herbert" and (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        from keras_models.tokenizers.builders import word_end_bpe
-
-        backend = word_end_bpe(folder / "vocab.json", folder / "merges.txt", config, info)
-        _add_config_tokens(backend, config, folder / "tokenizer_config.json")
-        return backend, "vocab.json"
     if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
-        from keras_models.tokenizers.builders import byte_level_bpe
+        from keras_models.tokenizers.builders import byte_level_bpe, word_end_bpe
 
-        backend = byte_level_bpe(folder / "vocab.json", folder / "merges.txt", config, class_name, family)
+        if spec.word_end_bpe:
+            backend = word_end_bpe(folder / "vocab.json", folder / "merges.txt", config, info)
+        else:  # refused unless the family is byte-level
+            backend = byte_level_bpe(folder / "vocab.json", folder / "merges.txt", config, class_name, family)
         _add_config_tokens(backend, config, folder / "tokenizer_config.json")
         return backend, "vocab.json"
     for name in SPM_FILE_NAMES + tuple(sorted(p.name for p in folder.glob("*.model"))):
@@ -350,49 +313,23 @@ def load_tokenizer(preset, cls=None, **overrides):
     if python_decoder is not None:
         tok.python_decoder = python_decoder
     tok.source_format = source
-    if source == "bpe.codes":
-        tok.source_files = {name: folder / name for name in ("vocab.txt", "bpe.codes")}
-    elif source == "dict.txt":
-        tok.source_files = {name: folder / name for name in BARTPHO_FILES}
-    elif source == "merges.txt":  # BlenderbotSmall
-        tok.source_files = {name: folder / name for name in BBSMALL_FILES}
-    elif source == _classes.class_info(class_name).get("vocab_file"):  # ProphetNet: its vocabulary file
-        tok.source_files = {source: folder / source}
-    elif source == "vocab-src.json":  # FSMT
-        from keras_models.tokenizers.fsmt import FSMT_FILES
-
-        tok.source_files = {name: folder / name for name in FSMT_FILES}
-    elif source == "tokenizer_config.json":  # ByT5: saved as its own class, which needs no other file
-        tok.source_files = {}
-    elif source == "vocab.json" and _classes.class_info(class_name).get("source_files"):  # TAPEX
-        tok.source_files = {name: folder / name for name in _classes.class_info(class_name)["source_files"]}
+    info = _classes.class_info(class_name)
+    spec = _classes.FAMILIES[info.get("family")]
+    if spec.loader is not None and spec.files is not None:  # save_to_preset copies these back
+        tok.source_files = {name: folder / name for name in spec.files}
+    elif source == "vocab.json" and info.get("source_files"):  # TAPEX: rebuilt from its vocab.json + merges.txt
+        tok.source_files = {name: folder / name for name in info["source_files"]}
     if target_backend is not None:  # text_target= is tokenized by a second pipeline (Marian's target.spm)
         from keras_models.tokenizers.translation import attach_target
 
         attach_target(tok, target_backend, config, folder)
         return tok
-    if source == "vocab-src.json":  # FSMT: "A </s>", "A </s> B </s>"
-        from tokenizers import processors
-
-        eos = tok.sep_token
-        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
-            single=f"$A:0 {eos}:0", pair=f"$A:0 {eos}:0 $B:1 {eos}:1", special_tokens=[(eos, tok.sep_token_id)]
-        )
-        return tok
-    if source == "sentencepiece.bpe.model" and class_name == "M2M100Tokenizer":
-        from keras_models.tokenizers.translation import finish_m2m100
-
-        finish_m2m100(tok, folder)
-        return tok
-    if source == "sentencepiece.bpe.model" and class_name == "PLBartTokenizer":
-        from keras_models.tokenizers.translation import finish_plbart
-
-        finish_plbart(tok, folder)
+    if spec.finish is not None:  # the class's own post-processing (FSMT, M2M100, PLBart)
+        _classes.resolve(spec.finish)(tok, folder)
         return tok
     from keras_models.tokenizers.builders import bos_eos_template, set_post_processor
 
-    family = _classes.class_info(class_name).get("family")
-    if source != "tokenizer.json" or family in CLASS_POST_PROCESSOR:
+    if source != "tokenizer.json" or spec.class_post_processor:
         set_post_processor(tok, config)
     elif backend.post_processor is None:
         backend.post_processor = bos_eos_template(tok, False, False)

@@ -22,7 +22,7 @@ from tokenizers.models import BPE, Unigram
 
 from keras_models.errors import TokenizerFileError
 from keras_models.tokenizers import sentencepiece_model as spm
-from keras_models.tokenizers._classes import class_info
+from keras_models.tokenizers._classes import family_of, resolve
 from keras_models.tokenizers._special import token_content
 from keras_models.tokenizers.pipelines import apply_family_pipeline
 
@@ -171,9 +171,6 @@ def _generic(model, config):
     return backend
 
 
-_FAMILIES = {"t5": _t5, "albert": _albert, "xlm_roberta": _xlm_roberta, "llama": _llama}
-
-
 GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 
 
@@ -181,14 +178,14 @@ def sentencepiece_backend(path, config: dict, class_name: str) -> RustTokenizer:
     """Build the Rust tokenizer for ``path`` as Transformers' ``class_name`` would (mutates ``config``
     with the special tokens the model file defines)."""
     model = spm.load_model(path)
-    family = class_info(class_name).get("family")
-    if family not in _FAMILIES and class_name not in GENERIC_CLASSES:
+    convert = family_of(class_name).spm  # the family's converter (_classes.FAMILIES), if any
+    if convert is None and class_name not in GENERIC_CLASSES:
         raise TokenizerFileError(
             f"{path.parent} has only the SentencePiece model {path.name}, and converting it for tokenizer class "
             f"{class_name} is not supported (supported: T5, ALBERT, XLM-RoBERTa, Llama and generic "
             "TokenizersBackend / PreTrainedTokenizerFast); a tokenizer.json is needed"
         )
-    build = _FAMILIES.get(family, _generic)
+    build = _generic if convert is None else resolve(convert)
     if build is _llama and model.trainer_spec.model_type != spm.BPE:
         build = _generic
     if build in (_t5, _albert, _xlm_roberta) and model.trainer_spec.model_type != spm.UNIGRAM:

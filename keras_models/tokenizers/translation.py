@@ -113,6 +113,12 @@ def marian_backends(folder: Path, config: dict, class_name: str, info: dict):
     return source, target
 
 
+def marian_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    """The source pipeline; the target one goes to ``config["_target_backend"]`` (see :func:`attach_target`)."""
+    backend, config["_target_backend"] = marian_backends(folder, config, class_name, info)
+    return backend
+
+
 def eos_suffix_processor(tok):
     """``A </s>`` and ``A B </s>`` (Marian)."""
     eos = tok.eos_token
