@@ -93,7 +93,7 @@ def read_tokenizer_config(folder: Path) -> dict:
     templates = {}
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
-        templates["default"] = jinja.read_text(encoding="utf-8")
+        templates["default"] = read_text(jinja, "chat template")
     elif (folder / "chat_template.json").is_file():
         data = read_json(folder / "chat_template.json", "chat template file")
         if isinstance(data, dict) and "chat_template" in data:
@@ -101,7 +101,7 @@ def read_tokenizer_config(folder: Path) -> dict:
     extra_dir = folder / "additional_chat_templates"
     if extra_dir.is_dir():
         for f in sorted(extra_dir.glob("*.jinja")):
-            templates[f.stem] = f.read_text(encoding="utf-8")
+            templates[f.stem] = read_text(f, "chat template")
     if len(templates) == 1 and "default" in templates:
         config["chat_template"] = templates["default"]
     elif templates:

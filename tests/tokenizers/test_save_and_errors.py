@@ -182,3 +182,22 @@ def test_bad_values_in_tokenizer_config(tmp_path, patch):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
     with pytest.raises(TokenizerFileError, match="tokenizer_config.json"):
         Tokenizer.from_preset(tmp_path)
+
+
+def test_non_utf8_chat_template_names_the_file(tmp_path):
+    """A chat_template.jinja (or an additional template) that is not UTF-8 raises
+    TokenizerFileError naming the file, not a bare UnicodeDecodeError."""
+    import shutil
+
+    from keras_models.errors import TokenizerFileError
+    from keras_models.tokenizers import Tokenizer
+    from tests.presets.fixtures import save_tiny_tokenizer
+
+    for name in ("chat_template.jinja", "additional_chat_templates/tool.jinja"):
+        folder = tmp_path / name.replace("/", "_")
+        save_tiny_tokenizer(folder)
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"{{ messages }}\xff\xfe")
+        with pytest.raises(TokenizerFileError, match=name.split("/")[-1]):
+            Tokenizer.from_preset(folder)
+        shutil.rmtree(folder)
