@@ -311,3 +311,38 @@ def shallow_symbolic_checks():
         yield
     finally:
         _SHALLOW.reset(token)
+
+
+_RUN_LOCKS = __import__("weakref").WeakKeyDictionary()
+_RUN_LOCKS_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def guarded_jax_run(model):
+    """Around ``predict`` / ``evaluate`` under JAX: one call at a time per model, and a failure
+    leaves the model usable.
+
+    Keras 3.15's JAX trainer moves every variable's value into a local state at the first batch
+    (``variable._value = None``, ``model._jax_state``/``_jax_state_synced``) and puts the values
+    back only when the loop ends. An exception in between (a bad batch) leaves every variable empty
+    and the next call fails with "'NoneType' object is not callable"; two threads predicting on one
+    model purge each other's values. So calls are serialised per model (a lock), and on failure the
+    values (references, no copy) are re-attached and the trainer state reset.
+
+    Relies on: ``Variable._value``, ``Trainer._jax_state`` and ``Trainer._jax_state_synced``."""
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    with _RUN_LOCKS_GUARD:
+        lock = _RUN_LOCKS.setdefault(model, threading.RLock())
+    with lock:
+        saved = [(v, v._value) for v in model.variables]
+        try:
+            yield
+        except BaseException:
+            for v, value in saved:
+                if v._value is None:
+                    v._value = value
+            model._jax_state = None
+            model._jax_state_synced = True
+            raise

@@ -61,3 +61,42 @@ def test_raw_strings_without_a_tokenizer_say_what_is_missing():
     model = km.TextClassifier.from_preset(tiny_classifier()[0], preprocessor=False)
     with pytest.raises(InputError, match="tokenizer.json.*vocab.txt"):
         model.predict(["good movie"], verbose=0)
+
+
+def test_a_failed_predict_leaves_the_model_usable(classifier):
+    """Keras 3.15 under JAX left every variable empty after an exception inside predict (the next
+    call failed with "'NoneType' object is not callable"); compat.guarded_jax_run restores them."""
+    good = _ids([[2, 5, 6, 3]])
+    before = classifier.predict(good, verbose=0)
+    bad = dict(good, token_type_ids=np.zeros((1, 7), "int32"))  # fails inside the model call
+    with pytest.raises(Exception):
+        classifier.predict(bad, verbose=0)
+    np.testing.assert_allclose(classifier.predict(good, verbose=0), before, atol=1e-6)
+    np.testing.assert_allclose(classifier.backbone.predict(good, verbose=0).shape[:2], (1, 4))
+
+
+def test_concurrent_predict_on_one_model(classifier):
+    """Two threads predicting on one shared model get the serial results (serialised under JAX)."""
+    import threading
+
+    inputs = [_ids([[2, 5, 6, 3]]), _ids([[2, 7, 8, 9, 3]])]
+    expected = [classifier.predict(x, verbose=0) for x in inputs]
+    results, errors = [None, None], []
+    barrier = threading.Barrier(2)
+
+    def run(i):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                results[i] = classifier.predict(inputs[i], verbose=0)
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for r, e in zip(results, expected):
+        np.testing.assert_allclose(r, e, atol=1e-6)

@@ -42,10 +42,12 @@ class Backbone(keras.Model):
             return super().predict_step(*args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
+        from keras_models.compat import guarded_jax_run
         from keras_models.tasks.checks import check_inputs
 
         check_inputs(self, x, "predict")
-        return super().predict(x, *args, **kwargs)
+        with guarded_jax_run(self):
+            return super().predict(x, *args, **kwargs)
 
     # --- config -------------------------------------------------------------------------------
     # A keras_models.spec.Spec subclass for backbones declared by a typed spec (SpecBackbone).

@@ -15,6 +15,7 @@ import logging
 import keras
 import numpy as np
 
+from keras_models.compat import guarded_jax_run
 from keras_models.errors import ConfigError
 from keras_models.generation.backend import fast_inference
 from keras_models.layers.init import build_symbolically, deferred_variables, discard_deferred, initialise_rest
@@ -202,16 +203,18 @@ class Task(keras.Model):
     def predict(self, x, batch_size=None, **kwargs):
         check_inputs(self, x, "predict")
         data = self._adapt(x, None, batch_size, False, inference=True)
-        if data is not None:
-            return super().predict(data, **kwargs)
-        return super().predict(x, batch_size=batch_size, **kwargs)
+        with guarded_jax_run(self):
+            if data is not None:
+                return super().predict(data, **kwargs)
+            return super().predict(x, batch_size=batch_size, **kwargs)
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         check_inputs(self, x, "evaluate")
         data = self._adapt(x, y, batch_size, False)
-        if data is not None:
-            return super().evaluate(data, **kwargs)
-        return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+        with guarded_jax_run(self):
+            if data is not None:
+                return super().evaluate(data, **kwargs)
+            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
     def get_config(self):
         config = super().get_config()
