@@ -1,7 +1,7 @@
 """DecoderBackbone: embeddings + N DecoderBlocks + final norm, with a fixed-size KV cache.
 
-Every decoder-only family is this class plus a config translator and a weight map (one small
-module per family in this package). Model-level switches:
+Every decoder-only family is this class plus a typed spec (hf_config.DecoderSpec subclasses:
+config.json both ways, field names = this constructor's arguments) and a weight map. Model-level switches:
   * ``position_type``: "rope", "learned" or "sinusoidal" (fixed fairseq table; both add
     ``position_offset`` to the ids), "alibi" (slopes by
     ``alibi_bias_max``: None = BLOOM's, a number = MPT's; ``alibi_scale`` multiplies the bias,

@@ -1,5 +1,5 @@
 """Llama-shaped families (HF names ``model.layers.N.self_attn.q_proj`` ...): Llama / Llama 2 /
-Code Llama, Mistral, Mixtral, Qwen2. Each is a config table + the shared weight map."""
+Code Llama, Mistral, Mixtral, Qwen2. Each is a spec (LlamaSpec and subclasses) + the shared weight map."""
 
 from dataclasses import dataclass
 from typing import ClassVar
