@@ -10,8 +10,10 @@ completion with ``return_full_text=False``); chat in -> the assistant's reply.
 
 from __future__ import annotations
 
+import os
 import weakref
 
+import keras
 import numpy as np
 
 from keras_models.generation import backend
@@ -180,6 +182,7 @@ class GenerationMixin:
             stop = None
             if config.stop_strings:
                 stop = self._gen_stop_strings(self._gen_need_tokenizer(tok, "stop_strings"), config.stop_strings)
+            self._gen_check_cache_size(batch * config.num_beams * config.num_return_sequences, max_length)
             run_ids, run_mask, shift, cache_len = self._gen_bucketed(ids, mask, max_length, pad, config, ctx)
             args = (config, run_ids, run_mask, cache_len, min_length + shift, eos, pad, stop, seed)
             if config.num_beams > 1:
@@ -188,6 +191,26 @@ class GenerationMixin:
                 out = self._gen_run_sample(*args, streamer, limit=max_length + shift)
             out = out[:, shift:]
         return self._gen_format_output(out, mask, kind, tok, return_full_text)
+
+    def _gen_check_cache_size(self, rows, max_length):
+        """Refuse a generation whose KV cache would not fit in this machine's memory (a model
+        without a position limit, such as T5, accepts any ``max_new_tokens``), before allocating
+        it: the cache's bytes per position, from two tiny caches, times the length."""
+        try:
+            sizes = [sum(int(np.prod(t.shape)) * np.dtype(str(t.dtype).replace("torch.", "")).itemsize
+                         for t in keras.tree.flatten(self.decoder_adapter(self).init_cache(rows, n)))
+                     for n in (1, 2)]
+        except Exception:  # noqa: BLE001  (a cache that cannot be built this early: not estimated)
+            return
+        need = sizes[0] + (sizes[1] - sizes[0]) * (max_length - 1)
+        try:
+            have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):
+            return
+        if need > have:
+            raise GenerationError(
+                f"generate: a {max_length}-position KV cache for {rows} sequences needs about "
+                f"{need / 2**30:.1f} GiB, more than this machine's {have / 2**30:.1f} GiB; lower max_new_tokens")
 
     def _gen_bucketed(self, ids, mask, max_length, pad, config, ctx):
         """Left-pad the prompt to a multiple of ``generation_buckets[0]`` and round the cache up

@@ -103,3 +103,14 @@ def test_cached_decoding_matches_full_pass():
         steps.append(keras.ops.convert_to_numpy(logits))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), keras.ops.convert_to_numpy(full),
                                atol=1e-4)
+
+
+def test_generate_refuses_a_cache_larger_than_memory():
+    """T5 has no position limit: max_new_tokens=10**9 used to try to allocate ~1 TB after a minute;
+    the cache size is estimated first and refused with GenerationError."""
+    from keras_models.generation.config import GenerationError
+
+    folder, enc, _ = _reference("t5", "greedy")
+    model = km.Seq2SeqLM.from_preset(folder)
+    with pytest.raises(GenerationError, match="GiB.*lower max_new_tokens"):
+        model.generate(enc, do_sample=False, max_new_tokens=10**9)
