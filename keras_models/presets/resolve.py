@@ -78,6 +78,12 @@ def resolve_preset(preset) -> Path:
         return _download(repo_id, revision)
     path = Path(preset).expanduser()
     if path.is_dir():
+        if not (path / "config.json").exists():
+            # a save_to_preset killed while moving files leaves no config.json: settle it (roll
+            # back or forward from its journal) so that a complete preset loads
+            from keras_models.presets.saving import recover_preset
+
+            recover_preset(path)
         return path
     if path.exists():
         raise PresetError(f"Preset {preset!r} is a file; a preset is a folder (or hf:// handle)")
