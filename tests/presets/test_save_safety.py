@@ -313,6 +313,7 @@ def test_kill_9_at_random_steps_leaves_old_or_new(presets, tmp_path):
             # killed while moving files: the target has no config.json (it never reads as half a
             # preset); from_preset settles the save from its journal before loading
             assert not (out / "config.json").exists(), sorted(_files(out))
+            km.TextClassifier.from_preset(out)  # settles it, then loads one complete preset
         outcomes.append("settled" if name is None else "complete")
         _loads_as(out, presets)
     # later saves settle what a killed one left
