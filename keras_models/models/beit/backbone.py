@@ -2,18 +2,41 @@
 with layer scale, optional absolute positions, relative position bias (per layer and/or shared)
 and mean pooling + LayerNorm instead of a final norm (``use_mean_pooling``)."""
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
 from keras_models.layers.image_relative_bias import RelativePositionBias
 from keras_models.models.registry import register_backbone
-from keras_models.models.vit.backbone import ViTBackbone, pixel_values_of
+from keras_models.models.vit.backbone import ViTBackbone, ViTSpec, pixel_values_of
 from keras_models.presets.weight_map import Reshape, Rule
+from keras_models.spec import const, hf
+
+
+@dataclass(frozen=True, kw_only=True)
+class BeitSpec(ViTSpec):
+    layer_scale: float | None = hf("layer_scale_init_value", 0.1, read=lambda v: v if v > 0 else None,
+                                   write=lambda v: v or 0.0, doc="<= 0: no layer scale")
+    absolute_positions: bool = hf("use_absolute_position_embeddings", False)
+    layer_relative_bias: bool = hf("use_relative_position_bias", False)
+    shared_relative_bias: bool = hf("use_shared_relative_position_bias", False)
+    mean_pooling: bool = hf("use_mean_pooling", True)
+    mask_token: bool = hf("use_mask_token", False)
+    key_bias: bool = const(False)
+    qkv_bias: bool = const(True, doc="query and value biases; never a key bias")
+    model_type: str = const("beit")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Data2VecVisionSpec(BeitSpec):
+    model_type: str = const("data2vec-vision")
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("beit")
 class BeitBackbone(ViTBackbone):
+    spec_cls = BeitSpec
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "beit"
     hf_architecture = "BeitModel"
@@ -55,26 +78,6 @@ class BeitBackbone(ViTBackbone):
             return self.final_norm(ops.mean(hidden[:, 1:], axis=1))
         return hidden[:, 0]
 
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = super().config_from_hf(hf)
-        ls = hf.get("layer_scale_init_value", 0.1)
-        c.update(layer_scale=ls if ls and ls > 0 else None,
-                 absolute_positions=hf.get("use_absolute_position_embeddings", False),
-                 layer_relative_bias=hf.get("use_relative_position_bias", False),
-                 shared_relative_bias=hf.get("use_shared_relative_position_bias", False),
-                 mean_pooling=hf.get("use_mean_pooling", True), mask_token=hf.get("use_mask_token", False),
-                 key_bias=False)
-        return c
-
-    def config_to_hf(self):
-        c = super().config_to_hf()
-        c.update(layer_scale_init_value=self.layer_scale or 0.0, use_absolute_position_embeddings=self.absolute_positions,
-                 use_relative_position_bias=self.layer_relative_bias,
-                 use_shared_relative_position_bias=self.shared_relative_bias, use_mean_pooling=self.mean_pooling,
-                 use_mask_token=self.mask_token)
-        return c
-
     def weight_rules(self):
         table = "relative_position_bias.relative_position_bias_table"
         rules = []
@@ -102,8 +105,9 @@ class BeitBackbone(ViTBackbone):
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("data2vec-vision")
 class Data2VecVisionBackbone(BeitBackbone):
+    spec_cls = Data2VecVisionSpec
     base_model_prefix = "data2vec_vision"
     hf_architecture = "Data2VecVisionModel"
 
 
-__all__ = ["BeitBackbone", "Data2VecVisionBackbone"]
+__all__ = ["BeitSpec", "Data2VecVisionSpec", "BeitBackbone", "Data2VecVisionBackbone"]

@@ -9,6 +9,8 @@ stem's 3x3/2 max pool; ``output_stride`` < 32 dilates the last stages instead of
 Output: the last stage's map (after the final GN+act for pre-activation models);
 ``pooled`` = global average pool; ``feature_maps`` = every stage's raw output."""
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
@@ -17,7 +19,7 @@ from keras_models.layers.conv_blocks import ConvNormAct, conv_norm_rules, make_d
 from keras_models.layers.vision_embeddings import conv_rules, norm_rules
 from keras_models.models.convnet import StagedConvBackbone
 from keras_models.models.registry import register_backbone
-from keras_models.presets.config import require
+from keras_models.spec import Spec, dim, hf
 
 WS_EPS = 1e-8
 GN_EPS = 1e-5
@@ -94,9 +96,26 @@ class BitLayer(keras.layers.Layer):
         return c
 
 
+@dataclass(frozen=True, kw_only=True)
+class BitSpec(Spec):
+    hidden_sizes: tuple = hf("hidden_sizes", (256, 512, 1024, 2048))
+    depths: tuple = hf("depths", (3, 4, 6, 3))
+    embedding_size: int = dim("embedding_size", 64)
+    num_channels: int = dim("num_channels", 3)
+    layer_type: str = hf("layer_type", "preactivation", doc="'preactivation' or 'bottleneck'")
+    hidden_act: str = hf("hidden_act", "relu")
+    global_padding: str | None = hf("global_padding", None, doc="None (PyTorch), 'SAME' or 'valid'")
+    num_groups: int = dim("num_groups", 32)
+    embedding_dynamic_padding: bool = hf("embedding_dynamic_padding", False)
+    output_stride: int = dim("output_stride", 32)
+    width_factor: float = hf("width_factor", 1)
+    drop_path_rate: float = hf("drop_path_rate", 0.0, doc="training only")
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("bit")
 class BitBackbone(StagedConvBackbone):
+    spec_cls = BitSpec
     base_model_prefix = "bit"
     hf_architecture = "BitModel"
     verified_backends = ("jax", "torch", "tensorflow")
@@ -152,25 +171,6 @@ class BitBackbone(StagedConvBackbone):
     def call(self, inputs, training=False):
         x = self.stage_outputs(inputs, training=training)[-1]
         return self.act(self.final_norm(x)) if self.final_norm is not None else x
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(hidden_sizes=require(hf, "hidden_sizes", types=(list,)),
-                    depths=require(hf, "depths", types=(list,)),
-                    embedding_size=hf.get("embedding_size", 64), num_channels=hf.get("num_channels", 3),
-                    layer_type=hf.get("layer_type", "preactivation"), hidden_act=hf.get("hidden_act", "relu"),
-                    global_padding=hf.get("global_padding"), num_groups=hf.get("num_groups", 32),
-                    embedding_dynamic_padding=hf.get("embedding_dynamic_padding", False),
-                    output_stride=hf.get("output_stride", 32), width_factor=hf.get("width_factor", 1),
-                    drop_path_rate=hf.get("drop_path_rate", 0.0))
-
-    def config_to_hf(self):
-        return {"model_type": "bit", "architectures": [self.hf_architecture], "hidden_sizes": self.hidden_sizes,
-                "depths": self.depths, "embedding_size": self.embedding_size, "num_channels": self.num_channels,
-                "layer_type": self.layer_type, "hidden_act": self.hidden_act, "global_padding": self.global_padding,
-                "num_groups": self.num_groups, "embedding_dynamic_padding": self.embedding_dynamic_padding,
-                "output_stride": self.output_stride, "width_factor": self.width_factor,
-                "drop_path_rate": self.drop_path_rate}
 
     def weight_rules(self):
         r = conv_rules("embedder.convolution", self.stem.conv)

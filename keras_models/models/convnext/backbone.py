@@ -6,6 +6,8 @@ Output: the last stage's feature map (batch, H/32, W/32, C); ``pooled`` = LayerN
 space); ``feature_maps`` = every stage's output.
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -15,13 +17,38 @@ from keras_models.layers.vision_embeddings import conv_rules, dense_rules, norm_
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
-from keras_models.presets.config import require
 from keras_models.presets.weight_map import Reshape, Rule
+from keras_models.spec import Spec, const, dim, hf
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvNextSpec(Spec):
+    hidden_sizes: tuple = hf("hidden_sizes", (96, 192, 384, 768))
+    depths: tuple = hf("depths", (3, 3, 9, 3))
+    num_channels: int = dim("num_channels", 3)
+    patch_size: int = dim("patch_size", 4)
+    hidden_act: str = hf("hidden_act", "gelu")
+    layer_scale: float | None = hf("layer_scale_init_value", 1e-6, write=lambda v: v or 0.0)
+    grn: bool = const(False, doc="global response normalisation (V2)")
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-12)
+    image_size: int = hf("image_size", 224)
+    initializer_range: float = hf("initializer_range", 0.02)
+
+    def adjust_to_hf(self, out):
+        out["num_stages"] = len(self.depths)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvNextV2Spec(ConvNextSpec):
+    layer_scale: float | None = const(None)
+    grn: bool = const(True)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("convnext")
 class ConvNextBackbone(Backbone):
+    spec_cls = ConvNextSpec
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "convnext"
     hf_architecture = "ConvNextModel"
@@ -80,23 +107,6 @@ class ConvNextBackbone(Backbone):
         self.final_norm.build((None, self.hidden_sizes[-1]))
         self.built = True
 
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(
-            hidden_sizes=require(hf, "hidden_sizes", types=(list,)), depths=require(hf, "depths", types=(list,)),
-            num_channels=hf.get("num_channels", 3), patch_size=hf.get("patch_size", 4),
-            hidden_act=hf.get("hidden_act", "gelu"), layer_scale=hf.get("layer_scale_init_value", 1e-6),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-12), image_size=hf.get("image_size", 224),
-            initializer_range=hf.get("initializer_range", 0.02),
-        )
-
-    def config_to_hf(self):
-        return {"model_type": self.model_type, "architectures": [self.hf_architecture],
-                "hidden_sizes": self.hidden_sizes, "depths": self.depths, "num_stages": len(self.depths),
-                "num_channels": self.num_channels, "patch_size": self.patch_size, "hidden_act": self.hidden_act,
-                "layer_scale_init_value": self.layer_scale or 0.0, "layer_norm_eps": self.layer_norm_eps,
-                "image_size": self.image_size, "initializer_range": self.initializer_range}
-
     def weight_rules(self):
         r = conv_rules("embeddings.patch_embeddings", self.stem) + norm_rules("embeddings.layernorm", self.stem_norm)
         for i, (down, blocks) in enumerate(zip(self.downsample, self.stages)):
@@ -130,14 +140,4 @@ class ConvNextV2Backbone(ConvNextBackbone):
     base_model_prefix = "convnextv2"
     hf_architecture = "ConvNextV2Model"
     model_type = "convnextv2"
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = super().config_from_hf(hf)
-        c.update(layer_scale=None, grn=True)
-        return c
-
-    def config_to_hf(self):
-        c = super().config_to_hf()
-        c.pop("layer_scale_init_value")
-        return c
+    spec_cls = ConvNextV2Spec

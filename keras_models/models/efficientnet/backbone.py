@@ -6,7 +6,9 @@ block index is listed in ``depthwise_padding``; only the repeated blocks of a st
 Output: the top conv's map (batch, h, w, hidden_dim); ``pooled`` = global mean or max
 (``pooling_type``); ``feature_maps`` = the output before each downsampling block and the final map."""
 
+import dataclasses
 import math
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -18,18 +20,44 @@ from keras_models.layers.conv_blocks import (ConvNormAct, InvertedResidual, conv
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
+from keras_models.spec import Spec, dim, hf
 
-B7 = dict(width_coefficient=2.0, depth_coefficient=3.1, depth_divisor=8, kernel_sizes=[3, 3, 5, 3, 5, 5, 3],
-          in_channels=[32, 16, 24, 40, 80, 112, 192], out_channels=[16, 24, 40, 80, 112, 192, 320],
-          depthwise_padding=[], strides=[1, 2, 2, 2, 1, 2, 1], num_block_repeats=[1, 2, 2, 3, 3, 4, 1],
-          expand_ratios=[1, 6, 6, 6, 6, 6, 6], squeeze_expansion_ratio=0.25, hidden_act="swish", hidden_dim=2560,
-          pooling_type="mean", batch_norm_eps=1e-3, batch_norm_momentum=0.99, dropout_rate=0.5,
-          drop_connect_rate=0.2, num_channels=3, image_size=600)  # Transformers' defaults
+
+@dataclass(frozen=True, kw_only=True)
+class EfficientNetSpec(Spec):
+    """Every key has Transformers' default (EfficientNet-B7)."""
+
+    unsupported = {"pooling_type": ("mean", "max")}
+
+    num_channels: int = dim("num_channels", 3)
+    width_coefficient: float = hf("width_coefficient", 2.0)
+    depth_coefficient: float = hf("depth_coefficient", 3.1)
+    depth_divisor: int = dim("depth_divisor", 8)
+    kernel_sizes: tuple = hf("kernel_sizes", (3, 3, 5, 3, 5, 5, 3))
+    in_channels: tuple = hf("in_channels", (32, 16, 24, 40, 80, 112, 192))
+    out_channels: tuple = hf("out_channels", (16, 24, 40, 80, 112, 192, 320))
+    depthwise_padding: tuple = hf("depthwise_padding", (), doc="blocks whose strided depthwise conv pads evenly")
+    strides: tuple = hf("strides", (1, 2, 2, 2, 1, 2, 1))
+    num_block_repeats: tuple = hf("num_block_repeats", (1, 2, 2, 3, 3, 4, 1))
+    expand_ratios: tuple = hf("expand_ratios", (1, 6, 6, 6, 6, 6, 6))
+    squeeze_expansion_ratio: float = hf("squeeze_expansion_ratio", 0.25)
+    hidden_act: str = hf("hidden_act", "swish")
+    hidden_dim: int = dim("hidden_dim", 2560)
+    pooling_type: str = hf("pooling_type", "mean")
+    batch_norm_eps: float = hf("batch_norm_eps", 1e-3)
+    batch_norm_momentum: float = hf("batch_norm_momentum", 0.99, doc="training only")
+    dropout_rate: float = hf("dropout_rate", 0.5, doc="the classifier's; training only")
+    drop_connect_rate: float = hf("drop_connect_rate", 0.2, doc="training only")
+    image_size: int = hf("image_size", 600)
+
+
+B7 = {f.name: f.default for f in dataclasses.fields(EfficientNetSpec)}  # Transformers' defaults
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("efficientnet")
 class EfficientNetBackbone(Backbone):
+    spec_cls = EfficientNetSpec
     base_model_prefix = "efficientnet"
     hf_architecture = "EfficientNetModel"
     hf_ignore = ("*num_batches_tracked",)
@@ -97,14 +125,6 @@ class EfficientNetBackbone(Backbone):
 
     def pooled(self, hidden):
         return ops.mean(hidden, axis=(1, 2)) if self.pooling_type == "mean" else ops.max(hidden, axis=(1, 2))
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return {k: hf.get(k, v) for k, v in B7.items()}
-
-    def config_to_hf(self):
-        return {"model_type": "efficientnet", "architectures": [self.hf_architecture],
-                **{k: getattr(self, k) for k in B7}}
 
     def weight_rules(self):
         r = conv_norm_rules("embeddings", self.stem, "convolution", "batchnorm")

@@ -4,6 +4,8 @@
 Output: the last layer's map (batch, h, w, C); ``pooled`` = global average pool;
 ``feature_maps`` = the last layer's output at each resolution (strides 2, 4, 8, 16, 32)."""
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -12,13 +14,26 @@ from keras_models.layers.conv_blocks import ConvNormAct, conv_norm_rules
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
+from keras_models.spec import Spec, dim, hf
 
 STRIDES = (1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MobileNetV1Spec(Spec):
+    num_channels: int = dim("num_channels", 3)
+    depth_multiplier: float = hf("depth_multiplier", 1.0)
+    min_depth: int = dim("min_depth", 8)
+    hidden_act: str = hf("hidden_act", "relu6")
+    tf_padding: bool = hf("tf_padding", True)
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-3, doc="the BatchNorms' epsilon")
+    image_size: int = hf("image_size", 224)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("mobilenet_v1")
 class MobileNetV1Backbone(Backbone):
+    spec_cls = MobileNetV1Spec
     base_model_prefix = "mobilenet_v1"
     hf_architecture = "MobileNetV1Model"
     hf_ignore = ("*num_batches_tracked",)
@@ -67,19 +82,6 @@ class MobileNetV1Backbone(Backbone):
 
     def pooled(self, hidden):
         return ops.mean(hidden, axis=(1, 2))
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(num_channels=hf.get("num_channels", 3), depth_multiplier=hf.get("depth_multiplier", 1.0),
-                    min_depth=hf.get("min_depth", 8), hidden_act=hf.get("hidden_act", "relu6"),
-                    tf_padding=hf.get("tf_padding", True), layer_norm_eps=hf.get("layer_norm_eps", 1e-3),
-                    image_size=hf.get("image_size", 224))
-
-    def config_to_hf(self):
-        return {"model_type": "mobilenet_v1", "architectures": [self.hf_architecture],
-                "num_channels": self.num_channels, "depth_multiplier": self.depth_multiplier,
-                "min_depth": self.min_depth, "hidden_act": self.hidden_act, "tf_padding": self.tf_padding,
-                "layer_norm_eps": self.layer_norm_eps, "image_size": self.image_size}
 
     def weight_rules(self):
         r = conv_norm_rules("conv_stem", self.stem)

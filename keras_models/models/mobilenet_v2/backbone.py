@@ -6,6 +6,8 @@ inverted residual blocks and a final 1x1 conv, BatchNorm everywhere. Named switc
 Output: the final 1x1 conv's map (batch, h, w, C); ``pooled`` = global average pool;
 ``feature_maps`` = the output before each downsampling block (stem, ...) and the final map."""
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -14,14 +16,32 @@ from keras_models.layers.conv_blocks import ConvNormAct, InvertedResidual, conv_
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
+from keras_models.spec import Spec, dim, hf
 
 CHANNELS = (16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320)
 STRIDES = (2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 2, 1, 1, 1)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MobileNetV2Spec(Spec):
+    num_channels: int = dim("num_channels", 3)
+    depth_multiplier: float = hf("depth_multiplier", 1.0)
+    depth_divisible_by: int = dim("depth_divisible_by", 8)
+    min_depth: int = dim("min_depth", 8)
+    expand_ratio: float = hf("expand_ratio", 6.0)
+    output_stride: int = dim("output_stride", 32)
+    first_layer_is_expansion: bool = hf("first_layer_is_expansion", True)
+    finegrained_output: bool = hf("finegrained_output", True)
+    hidden_act: str = hf("hidden_act", "relu6")
+    tf_padding: bool = hf("tf_padding", True)
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-3, doc="the BatchNorms' epsilon")
+    image_size: int = hf("image_size", 224)
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("mobilenet_v2")
 class MobileNetV2Backbone(Backbone):
+    spec_cls = MobileNetV2Spec
     base_model_prefix = "mobilenet_v2"
     hf_architecture = "MobileNetV2Model"
     hf_ignore = ("*num_batches_tracked",)
@@ -81,25 +101,6 @@ class MobileNetV2Backbone(Backbone):
 
     def pooled(self, hidden):
         return ops.mean(hidden, axis=(1, 2))
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(num_channels=hf.get("num_channels", 3), depth_multiplier=hf.get("depth_multiplier", 1.0),
-                    depth_divisible_by=hf.get("depth_divisible_by", 8), min_depth=hf.get("min_depth", 8),
-                    expand_ratio=hf.get("expand_ratio", 6.0), output_stride=hf.get("output_stride", 32),
-                    first_layer_is_expansion=hf.get("first_layer_is_expansion", True),
-                    finegrained_output=hf.get("finegrained_output", True), hidden_act=hf.get("hidden_act", "relu6"),
-                    tf_padding=hf.get("tf_padding", True), layer_norm_eps=hf.get("layer_norm_eps", 1e-3),
-                    image_size=hf.get("image_size", 224))
-
-    def config_to_hf(self):
-        return {"model_type": "mobilenet_v2", "architectures": [self.hf_architecture],
-                "num_channels": self.num_channels, "depth_multiplier": self.depth_multiplier,
-                "depth_divisible_by": self.depth_divisible_by, "min_depth": self.min_depth,
-                "expand_ratio": self.expand_ratio, "output_stride": self.output_stride,
-                "first_layer_is_expansion": self.first_layer_is_expansion,
-                "finegrained_output": self.finegrained_output, "hidden_act": self.hidden_act,
-                "tf_padding": self.tf_padding, "layer_norm_eps": self.layer_norm_eps, "image_size": self.image_size}
 
     def weight_rules(self):
         def block_rules(p, b):

@@ -10,6 +10,7 @@ stages instead of striding them. Output: (batch, H/32, W/32, neck_hidden_sizes[-
 """
 
 import math
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -21,6 +22,7 @@ from keras_models.layers.vision_embeddings import conv_rules, dense_rules, norm_
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
+from keras_models.spec import Spec, dim, hf
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -172,9 +174,32 @@ class MobileViTStage(keras.layers.Layer):
         return c
 
 
+@dataclass(frozen=True, kw_only=True)
+class MobileViTSpec(Spec):
+    unsupported = {"output_stride": (8, 16, 32)}
+
+    hidden_sizes: tuple = hf("hidden_sizes", (144, 192, 240))
+    neck_hidden_sizes: tuple = hf("neck_hidden_sizes", (16, 32, 64, 96, 128, 160, 640))
+    num_heads: int = dim("num_attention_heads", 4)
+    num_channels: int = dim("num_channels", 3)
+    image_size: int = hf("image_size", 256)
+    patch_size: int = dim("patch_size", 2)
+    mlp_ratio: float = hf("mlp_ratio", 2.0)
+    expand_ratio: float = hf("expand_ratio", 4.0)
+    hidden_act: str = hf("hidden_act", "silu")
+    conv_kernel_size: int = dim("conv_kernel_size", 3)
+    output_stride: int = hf("output_stride", 32)
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-5)
+    qkv_bias: bool = hf("qkv_bias", True)
+    dropout: float = hf("hidden_dropout_prob", 0.1)
+    attention_dropout: float = hf("attention_probs_dropout_prob", 0.0)
+    initializer_range: float = hf("initializer_range", 0.02)
+
+
 @_ser
 @register_backbone("mobilevit")
 class MobileViTBackbone(Backbone):
+    spec_cls = MobileViTSpec
     base_model_prefix = "mobilevit"
     hf_architecture = "MobileViTModel"
     hf_ignore = ("*num_batches_tracked",)
@@ -240,29 +265,6 @@ class MobileViTBackbone(Backbone):
 
     def pooled(self, hidden):
         return ops.mean(hidden, axis=(1, 2))
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(hidden_sizes=hf.get("hidden_sizes", [144, 192, 240]),
-                    neck_hidden_sizes=hf.get("neck_hidden_sizes", [16, 32, 64, 96, 128, 160, 640]),
-                    num_heads=hf.get("num_attention_heads", 4), num_channels=hf.get("num_channels", 3),
-                    image_size=hf.get("image_size", 256), patch_size=hf.get("patch_size", 2),
-                    mlp_ratio=hf.get("mlp_ratio", 2.0), expand_ratio=hf.get("expand_ratio", 4.0),
-                    hidden_act=hf.get("hidden_act", "silu"), conv_kernel_size=hf.get("conv_kernel_size", 3),
-                    output_stride=hf.get("output_stride", 32), layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
-                    qkv_bias=hf.get("qkv_bias", True), dropout=hf.get("hidden_dropout_prob", 0.1),
-                    attention_dropout=hf.get("attention_probs_dropout_prob", 0.0),
-                    initializer_range=hf.get("initializer_range", 0.02))
-
-    def config_to_hf(self):
-        return {"model_type": "mobilevit", "architectures": [self.hf_architecture], "hidden_sizes": self.hidden_sizes,
-                "neck_hidden_sizes": self.neck_hidden_sizes, "num_attention_heads": self.num_heads,
-                "num_channels": self.num_channels, "image_size": self.image_size, "patch_size": self.patch_size,
-                "mlp_ratio": self.mlp_ratio, "expand_ratio": self.expand_ratio, "hidden_act": self.hidden_act,
-                "conv_kernel_size": self.conv_kernel_size, "output_stride": self.output_stride,
-                "layer_norm_eps": self.layer_norm_eps, "qkv_bias": self.qkv_bias,
-                "hidden_dropout_prob": self.dropout_rate, "attention_probs_dropout_prob": self.attention_dropout,
-                "initializer_range": self.initializer_range}
 
     def weight_rules(self):
         r = self.stem.rules("conv_stem")

@@ -6,6 +6,8 @@ Output: the last stage's map (batch, h, w, C). The classifier's head owns a fina
 (``norm.*`` in checkpoints) applied before the spatial mean.
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -15,8 +17,8 @@ from keras_models.layers.vision_embeddings import conv_rules, norm_rules
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.models.vit.backbone import pixel_values_of
-from keras_models.presets.config import require
 from keras_models.presets.weight_map import Reshape, Rule
+from keras_models.spec import Spec, dim, hf
 from keras_models.tasks.image_classifier import ImageClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -67,9 +69,35 @@ class PoolFormerBlock(keras.layers.Layer):
         return c
 
 
+@dataclass(frozen=True, kw_only=True)
+class PoolFormerSpec(Spec):
+    hidden_sizes: tuple = hf("hidden_sizes", (64, 128, 320, 512))
+    depths: tuple = hf("depths", (2, 2, 6, 2))
+    patch_sizes: tuple = hf("patch_sizes", (7, 3, 3, 3))
+    strides: tuple = hf("strides", (4, 2, 2, 2))
+    padding: tuple = hf("padding", (2, 1, 1, 1))
+    num_channels: int = dim("num_channels", 3)
+    pool_size: int = dim("pool_size", 3)
+    mlp_ratio: float = hf("mlp_ratio", 4.0)
+    hidden_act: str = hf("hidden_act", "gelu")
+    layer_scale: float | None = hf("layer_scale_init_value", 1e-5, doc="None when use_layer_scale is false")
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        if not config.get("use_layer_scale", True):
+            values["layer_scale"] = None
+        return values
+
+    def adjust_to_hf(self, out):
+        out.update(num_encoder_blocks=len(self.depths), use_layer_scale=bool(self.layer_scale),
+                   layer_scale_init_value=self.layer_scale or 1e-5)
+        return out
+
+
 @_ser
 @register_backbone("poolformer")
 class PoolFormerBackbone(Backbone):
+    spec_cls = PoolFormerSpec
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "poolformer"
     hf_architecture = "PoolFormerModel"
@@ -105,22 +133,6 @@ class PoolFormerBackbone(Backbone):
 
     def feature_maps(self, inputs):
         return self.stage_outputs(inputs)
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(hidden_sizes=require(hf, "hidden_sizes", types=(list,)), depths=require(hf, "depths", types=(list,)),
-                    patch_sizes=hf.get("patch_sizes", [7, 3, 3, 3]), strides=hf.get("strides", [4, 2, 2, 2]),
-                    padding=hf.get("padding", [2, 1, 1, 1]), num_channels=hf.get("num_channels", 3),
-                    pool_size=hf.get("pool_size", 3), mlp_ratio=hf.get("mlp_ratio", 4.0),
-                    hidden_act=hf.get("hidden_act", "gelu"),
-                    layer_scale=hf.get("layer_scale_init_value", 1e-5) if hf.get("use_layer_scale", True) else None)
-
-    def config_to_hf(self):
-        return {"model_type": "poolformer", "architectures": [self.hf_architecture], "hidden_sizes": self.hidden_sizes,
-                "depths": self.depths, "patch_sizes": self.patch_sizes, "strides": self.strides,
-                "padding": self.padding, "num_encoder_blocks": len(self.depths), "num_channels": self.num_channels,
-                "pool_size": self.pool_size, "mlp_ratio": self.mlp_ratio, "hidden_act": self.hidden_act,
-                "use_layer_scale": bool(self.layer_scale), "layer_scale_init_value": self.layer_scale or 1e-5}
 
     def weight_rules(self):
         r = []

@@ -4,13 +4,15 @@ projection shortcut) or Y layers (X + squeeze-and-excitation), BatchNorm. ``laye
 Output: the last stage's feature map (batch, h, w, C); ``pooled`` = global average pool;
 ``feature_maps`` = every stage's output."""
 
+from dataclasses import dataclass
+
 import keras
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.conv_blocks import ConvNormAct, SqueezeExcite, conv_norm_rules, squeeze_excite_rules
 from keras_models.models.convnet import StagedConvBackbone
 from keras_models.models.registry import register_backbone
-from keras_models.presets.config import require
+from keras_models.spec import Spec, dim, hf
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -48,9 +50,22 @@ class RegNetLayer(keras.layers.Layer):
         return c
 
 
+@dataclass(frozen=True, kw_only=True)
+class RegNetSpec(Spec):
+    embedding_size: int = dim("embedding_size", 32)
+    hidden_sizes: tuple = hf("hidden_sizes", (128, 192, 512, 1088))
+    depths: tuple = hf("depths", (2, 6, 12, 2))
+    num_channels: int = dim("num_channels", 3)
+    groups_width: int = dim("groups_width", 64)
+    layer_type: str = hf("layer_type", "y", doc="'x' or 'y' (with squeeze-and-excitation)")
+    hidden_act: str = hf("hidden_act", "relu")
+    downsample_in_first_stage: bool = hf("downsample_in_first_stage", True)
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("regnet")
 class RegNetBackbone(StagedConvBackbone):
+    spec_cls = RegNetSpec
     base_model_prefix = "regnet"
     hf_architecture = "RegNetModel"
     hf_ignore = ("*num_batches_tracked",)
@@ -75,21 +90,6 @@ class RegNetBackbone(StagedConvBackbone):
                             name=f"stage_{i}_layer_{j}", **common)
                 for j in range(depth)])
             cin = cout
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(embedding_size=hf.get("embedding_size", 32),
-                    hidden_sizes=require(hf, "hidden_sizes", types=(list,)),
-                    depths=require(hf, "depths", types=(list,)), num_channels=hf.get("num_channels", 3),
-                    groups_width=hf.get("groups_width", 64), layer_type=hf.get("layer_type", "y"),
-                    hidden_act=hf.get("hidden_act", "relu"),
-                    downsample_in_first_stage=hf.get("downsample_in_first_stage", True))
-
-    def config_to_hf(self):
-        return {"model_type": "regnet", "architectures": [self.hf_architecture],
-                "embedding_size": self.embedding_size, "hidden_sizes": self.hidden_sizes, "depths": self.depths,
-                "num_channels": self.num_channels, "groups_width": self.groups_width, "layer_type": self.layer_type,
-                "hidden_act": self.hidden_act, "downsample_in_first_stage": self.downsample_in_first_stage}
 
     def weight_rules(self):
         r = conv_norm_rules("embedder.embedder", self.stem)

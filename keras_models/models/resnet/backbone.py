@@ -3,6 +3,8 @@ residual layers with BatchNorm. ``layer_type``, ``downsample_in_first_stage`` an
 ``downsample_in_bottleneck`` are the config's named variants.
 Output: the last stage's feature map (batch, h, w, C); ``pooled`` = global average pool."""
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
@@ -11,7 +13,7 @@ from keras_models.layers.conv_blocks import ConvNormAct
 from keras_models.layers.vision_embeddings import conv_rules, norm_rules
 from keras_models.models.convnet import StagedConvBackbone
 from keras_models.models.registry import register_backbone
-from keras_models.presets.config import require
+from keras_models.spec import Spec, dim, hf
 
 
 def max_pool_torch(x, pool=3, stride=2, pad=1):
@@ -60,9 +62,22 @@ class ResNetLayer(keras.layers.Layer):
         return c
 
 
+@dataclass(frozen=True, kw_only=True)
+class ResNetSpec(Spec):
+    embedding_size: int = dim("embedding_size", 64)
+    hidden_sizes: tuple = hf("hidden_sizes", (256, 512, 1024, 2048))
+    depths: tuple = hf("depths", (3, 4, 6, 3))
+    num_channels: int = dim("num_channels", 3)
+    layer_type: str = hf("layer_type", "bottleneck", doc="'basic' or 'bottleneck'")
+    hidden_act: str = hf("hidden_act", "relu")
+    downsample_in_first_stage: bool = hf("downsample_in_first_stage", False)
+    downsample_in_bottleneck: bool = hf("downsample_in_bottleneck", False)
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("resnet")
 class ResNetBackbone(StagedConvBackbone):
+    spec_cls = ResNetSpec
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "resnet"
     hf_architecture = "ResNetModel"
@@ -88,21 +103,6 @@ class ResNetBackbone(StagedConvBackbone):
 
     def stem_output(self, pixel_values, training=False):
         return max_pool_torch(self.stem(pixel_values, training=training))
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(embedding_size=hf.get("embedding_size", 64), hidden_sizes=require(hf, "hidden_sizes", types=(list,)),
-                    depths=require(hf, "depths", types=(list,)), num_channels=hf.get("num_channels", 3),
-                    layer_type=hf.get("layer_type", "bottleneck"), hidden_act=hf.get("hidden_act", "relu"),
-                    downsample_in_first_stage=hf.get("downsample_in_first_stage", False),
-                    downsample_in_bottleneck=hf.get("downsample_in_bottleneck", False))
-
-    def config_to_hf(self):
-        return {"model_type": "resnet", "architectures": [self.hf_architecture],
-                "embedding_size": self.embedding_size, "hidden_sizes": self.hidden_sizes, "depths": self.depths,
-                "num_channels": self.num_channels, "layer_type": self.layer_type, "hidden_act": self.hidden_act,
-                "downsample_in_first_stage": self.downsample_in_first_stage,
-                "downsample_in_bottleneck": self.downsample_in_bottleneck}
 
     def weight_rules(self):
         def unit(prefix, u):

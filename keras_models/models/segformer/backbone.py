@@ -10,6 +10,8 @@ Output: the last stage's map (batch, H/32, W/32, C) (``reshape_last_stage=False`
 Every LayerNorm uses eps 1e-5, as Transformers does (config.json's ``layer_norm_eps`` is unused).
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -20,7 +22,8 @@ from keras_models.layers.vision_embeddings import conv_rules, dense_rules, norm_
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
-from keras_models.presets.config import require
+from keras_models.errors import ConfigError
+from keras_models.spec import Spec, dim, hf
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 NORM_EPS = 1e-5
@@ -79,9 +82,42 @@ class MixTransformerBlock(keras.layers.Layer):
         return c
 
 
+@dataclass(frozen=True, kw_only=True)
+class SegformerSpec(Spec):
+    """``num_encoder_blocks`` is the length of the per-stage lists (checked, and written back)."""
+
+    hidden_sizes: tuple = hf("hidden_sizes", (32, 64, 160, 256))
+    depths: tuple = hf("depths", (2, 2, 2, 2))
+    num_heads: tuple = hf("num_attention_heads", (1, 2, 5, 8))
+    sr_ratios: tuple = hf("sr_ratios", (8, 4, 2, 1))
+    patch_sizes: tuple = hf("patch_sizes", (7, 3, 3, 3))
+    strides: tuple = hf("strides", (4, 2, 2, 2))
+    mlp_ratios: tuple = hf("mlp_ratios", (4, 4, 4, 4))
+    num_channels: int = dim("num_channels", 3)
+    hidden_act: str = hf("hidden_act", "gelu")
+    reshape_last_stage: bool = hf("reshape_last_stage", True)
+    image_size: int = hf("image_size", 224)
+    dropout: float = hf("hidden_dropout_prob", 0.0)
+    attention_dropout: float = hf("attention_probs_dropout_prob", 0.0)
+    initializer_range: float = hf("initializer_range", 0.02)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        n = config.get("num_encoder_blocks", 4)
+        hidden_sizes = values.get("hidden_sizes", cls.__dataclass_fields__["hidden_sizes"].default)
+        if len(hidden_sizes) != n:
+            raise ConfigError(f"{source}: num_encoder_blocks={n} but {len(hidden_sizes)} hidden_sizes")
+        return values
+
+    def adjust_to_hf(self, out):
+        out["num_encoder_blocks"] = len(self.hidden_sizes)
+        return out
+
+
 @_ser
 @register_backbone("segformer")
 class SegformerBackbone(Backbone):
+    spec_cls = SegformerSpec
     base_model_prefix = "segformer"
     hf_architecture = "SegformerModel"
     hf_ignore = ("*num_batches_tracked",)
@@ -140,34 +176,6 @@ class SegformerBackbone(Backbone):
 
     def pooled(self, hidden):
         return ops.mean(hidden, axis=(1, 2) if len(hidden.shape) == 4 else 1)
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        n = hf.get("num_encoder_blocks", 4)
-        hidden_sizes = require(hf, "hidden_sizes", types=(list,))
-        if len(hidden_sizes) != n:
-            from keras_models.errors import ConfigError
-
-            raise ConfigError(f"config.json: num_encoder_blocks={n} but {len(hidden_sizes)} hidden_sizes")
-        return dict(hidden_sizes=hidden_sizes, depths=require(hf, "depths", types=(list,)),
-                    num_heads=require(hf, "num_attention_heads", types=(list,)),
-                    sr_ratios=hf.get("sr_ratios", [8, 4, 2, 1]), patch_sizes=hf.get("patch_sizes", [7, 3, 3, 3]),
-                    strides=hf.get("strides", [4, 2, 2, 2]), mlp_ratios=hf.get("mlp_ratios", [4, 4, 4, 4]),
-                    num_channels=hf.get("num_channels", 3), hidden_act=hf.get("hidden_act", "gelu"),
-                    reshape_last_stage=hf.get("reshape_last_stage", True), image_size=hf.get("image_size", 224),
-                    dropout=hf.get("hidden_dropout_prob", 0.0),
-                    attention_dropout=hf.get("attention_probs_dropout_prob", 0.0),
-                    initializer_range=hf.get("initializer_range", 0.02))
-
-    def config_to_hf(self):
-        return {"model_type": "segformer", "architectures": [self.hf_architecture],
-                "num_encoder_blocks": len(self.hidden_sizes), "hidden_sizes": self.hidden_sizes,
-                "depths": self.depths, "num_attention_heads": self.num_heads, "sr_ratios": self.sr_ratios,
-                "patch_sizes": self.patch_sizes, "strides": self.strides, "mlp_ratios": self.mlp_ratios,
-                "num_channels": self.num_channels, "hidden_act": self.hidden_act,
-                "reshape_last_stage": self.reshape_last_stage, "image_size": self.image_size,
-                "hidden_dropout_prob": self.dropout_rate, "attention_probs_dropout_prob": self.attention_dropout,
-                "initializer_range": self.initializer_range}
 
     def weight_rules(self):
         r = []

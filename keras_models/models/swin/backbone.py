@@ -3,6 +3,8 @@ shifted-window blocks with patch merging between them, final LayerNorm.
 Output: (batch, tokens, C) of the last stage, like Transformers' last_hidden_state;
 ``pooled`` = mean over tokens; ``feature_maps`` = each stage's (batch, h, w, C) before merging."""
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -12,13 +14,33 @@ from keras_models.layers.window_attention import PatchMerging, SwinBlock
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.vit.backbone import pixel_values_of
-from keras_models.presets.config import require
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import Spec, dim, hf
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwinSpec(Spec):
+    embed_dim: int = dim("embed_dim", 96)
+    depths: tuple = hf("depths", (2, 2, 6, 2))
+    num_heads: tuple = hf("num_heads", (3, 6, 12, 24))
+    window_size: int = dim("window_size", 7)
+    image_size: int = dim("image_size", 224)
+    patch_size: int = dim("patch_size", 4)
+    num_channels: int = dim("num_channels", 3)
+    mlp_ratio: float = hf("mlp_ratio", 4.0)
+    qkv_bias: bool = hf("qkv_bias", True)
+    hidden_act: str = hf("hidden_act", "gelu")
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-5)
+    absolute_positions: bool = hf("use_absolute_embeddings", False)
+    dropout: float = hf("hidden_dropout_prob", 0.0)
+    attention_dropout: float = hf("attention_probs_dropout_prob", 0.0)
+    initializer_range: float = hf("initializer_range", 0.02)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("swin")
 class SwinBackbone(Backbone):
+    spec_cls = SwinSpec
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "swin"
     hf_architecture = "SwinModel"
@@ -95,28 +117,6 @@ class SwinBackbone(Backbone):
 
     def pooled(self, hidden):
         return ops.mean(hidden, axis=1)
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(embed_dim=require(hf, "embed_dim"), depths=require(hf, "depths", types=(list,)),
-                    num_heads=require(hf, "num_heads", types=(list,)), window_size=hf.get("window_size", 7),
-                    image_size=hf.get("image_size", 224), patch_size=hf.get("patch_size", 4),
-                    num_channels=hf.get("num_channels", 3), mlp_ratio=hf.get("mlp_ratio", 4.0),
-                    qkv_bias=hf.get("qkv_bias", True), hidden_act=hf.get("hidden_act", "gelu"),
-                    layer_norm_eps=hf.get("layer_norm_eps", 1e-5),
-                    absolute_positions=hf.get("use_absolute_embeddings", False),
-                    dropout=hf.get("hidden_dropout_prob", 0.0),
-                    attention_dropout=hf.get("attention_probs_dropout_prob", 0.0),
-                    initializer_range=hf.get("initializer_range", 0.02))
-
-    def config_to_hf(self):
-        return {"model_type": "swin", "architectures": [self.hf_architecture], "embed_dim": self.embed_dim,
-                "depths": self.depths, "num_heads": self.num_heads, "window_size": self.window_size,
-                "image_size": self.image_size, "patch_size": self.patch_size, "num_channels": self.num_channels,
-                "mlp_ratio": self.mlp_ratio, "qkv_bias": self.qkv_bias, "hidden_act": self.hidden_act,
-                "layer_norm_eps": self.layer_norm_eps, "use_absolute_embeddings": self.absolute_positions,
-                "hidden_dropout_prob": self.dropout_rate, "attention_probs_dropout_prob": self.attention_dropout,
-                "initializer_range": self.initializer_range}
 
     def weight_rules(self):
         r = conv_rules("embeddings.patch_embeddings.projection", self.patch_embedding.projection)

@@ -6,22 +6,35 @@ Window sizes are fixed at construction from ``image_size`` like Transformers: a 
 (at the checkpoint resolution) is no larger than ``window_size`` uses a window of its size and no
 shift, at every input resolution."""
 
+from dataclasses import dataclass
+
 import keras
 
 from keras_models.errors import ConfigError
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.layers.window_attention import PatchMerging, SwinBlock
 from keras_models.models.registry import register_backbone
-from keras_models.models.swin.backbone import SwinBackbone
+from keras_models.models.swin.backbone import SwinBackbone, SwinSpec
 from keras_models.presets.weight_map import TRANSPOSE, Reshape, Rule
+from keras_models.spec import const, hf
 
 # Transformers' Swinv2SelfAttention adds the shifted-window mask twice (-100 each): -200 in all.
 SWINV2_SHIFT_MASK = -200.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class Swinv2Spec(SwinSpec):
+    # Transformers' Swinv2 cannot run absolute positions either (its table has one position too many)
+    unsupported = {"use_absolute_embeddings": (False,)}
+
+    pretrained_window_sizes: tuple = hf("pretrained_window_sizes", (0, 0, 0, 0))
+    shift_mask_value: float = const(SWINV2_SHIFT_MASK)
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("swinv2")
 class Swinv2Backbone(SwinBackbone):
+    spec_cls = Swinv2Spec
     base_model_prefix = "swinv2"
     hf_architecture = "Swinv2Model"
     verified_backends = ("jax", "torch", "tensorflow")
@@ -66,21 +79,10 @@ class Swinv2Backbone(SwinBackbone):
         r += dense_rules(s + "continuous_position_bias_mlp.2", b.cpb_fc2)
         return r
 
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = super().config_from_hf(hf)
-        c["pretrained_window_sizes"] = list(hf.get("pretrained_window_sizes", [0, 0, 0, 0]))
-        return c
-
-    def config_to_hf(self):
-        c = super().config_to_hf()
-        c.update(model_type="swinv2", pretrained_window_sizes=self._pretrained_window_sizes)
-        return c
-
     def get_config(self):
         c = super().get_config()
         c.update(pretrained_window_sizes=self._pretrained_window_sizes, shift_mask_value=self._shift_mask_value)
         return c
 
 
-__all__ = ["Swinv2Backbone"]
+__all__ = ["Swinv2Spec", "Swinv2Backbone"]

@@ -7,6 +7,8 @@ named fields (``distillation_token``, ``num_register_tokens``, ``layer_scale``, 
 Input: ``pixel_values`` (batch, height, width, channels). Output: (batch, tokens, hidden).
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -15,8 +17,8 @@ from keras_models.layers.vision_block import VisionBlock
 from keras_models.layers.vision_embeddings import PatchEmbedding, conv_rules, dense_rules, norm_rules, resize_grid
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
-from keras_models.presets.config import require
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import Spec, const, dim, hf
 
 
 def pixel_values_of(inputs):
@@ -27,9 +29,48 @@ def _pair(v):
     return tuple(v) if isinstance(v, (list, tuple)) else (v, v)
 
 
+def one_or_pair(v):
+    """config.json form of a size: an int when square, else [h, w]."""
+    h, w = _pair(v)
+    return h if h == w else [h, w]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViTSpec(Spec):
+    image_size: tuple = hf("image_size", (224, 224), read=_pair, write=one_or_pair)
+    patch_size: tuple = hf("patch_size", (16, 16), read=_pair, write=one_or_pair)
+    hidden_size: int = dim("hidden_size", 768)
+    num_layers: int = dim("num_hidden_layers", 12)
+    num_heads: int = dim("num_attention_heads", 12)
+    intermediate_size: int = dim("intermediate_size", 3072)
+    num_channels: int = dim("num_channels", 3)
+    hidden_act: str = hf("hidden_act", "gelu")
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-12, doc="ViT-MSN's default is 1e-6 (adjust_from_hf)")
+    qkv_bias: bool = hf("qkv_bias", True)
+    dropout: float = hf("hidden_dropout_prob", 0.0)
+    attention_dropout: float = hf("attention_probs_dropout_prob", 0.0)
+    initializer_range: float = hf("initializer_range", 0.02)
+    model_type: str = hf("model_type", "vit", doc="'vit' or 'vit_msn' (the classifier's checkpoint names)")
+    distillation_token: bool = const(False, doc="a distillation token after [CLS] (DeiT)")
+    num_register_tokens: int = const(0)
+    layer_scale: float | None = const(None)
+    mlp: str = const("plain", doc="'plain' or 'swiglu'")
+    interpolate_antialias: bool = const(False)
+    mask_token: bool = const(False)
+    key_bias: bool = const(True)
+    absolute_positions: bool = const(True)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        if values.get("model_type") == "vit_msn" and config.get("layer_norm_eps") is None:
+            values["layer_norm_eps"] = 1e-6  # ViTMSNConfig's default
+        return values
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("vit", "vit_msn")
 class ViTBackbone(Backbone):
+    spec_cls = ViTSpec
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "vit"
     hf_architecture = "ViTModel"
@@ -144,33 +185,7 @@ class ViTBackbone(Backbone):
                 outs.append(ops.reshape(h[:, self.num_prefix_tokens:], (-1, gh, gw, self.hidden_size)))
         return outs
 
-    # --- HF conversion ------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        mt = hf.get("model_type", "vit")
-        return dict(
-            image_size=hf.get("image_size", 224), patch_size=hf.get("patch_size", 16),
-            num_channels=hf.get("num_channels", 3), hidden_size=require(hf, "hidden_size"),
-            num_layers=require(hf, "num_hidden_layers"), num_heads=require(hf, "num_attention_heads"),
-            intermediate_size=require(hf, "intermediate_size"), hidden_act=hf.get("hidden_act", "gelu"),
-            layer_norm_eps=hf.get("layer_norm_eps", 1e-12), qkv_bias=hf.get("qkv_bias", True),
-            dropout=hf.get("hidden_dropout_prob", 0.0),
-            attention_dropout=hf.get("attention_probs_dropout_prob", 0.0),
-            initializer_range=hf.get("initializer_range", 0.02), model_type=mt,
-        )
-
-    def config_to_hf(self):
-        return {
-            "model_type": self.model_type, "architectures": [self.hf_architecture],
-            "image_size": list(self.image_size) if self.image_size[0] != self.image_size[1] else self.image_size[0],
-            "patch_size": self.patch_size[0], "num_channels": self.num_channels,
-            "hidden_size": self.hidden_size, "num_hidden_layers": self.num_layers,
-            "num_attention_heads": self.num_heads, "intermediate_size": self.intermediate_size,
-            "hidden_act": self.hidden_act, "layer_norm_eps": self.layer_norm_eps, "qkv_bias": self.qkv_bias,
-            "hidden_dropout_prob": self.dropout_rate, "attention_probs_dropout_prob": self.attention_dropout,
-            "initializer_range": self.initializer_range,
-        }
-
+    # --- HF conversion (config.json: ViTSpec) -------------------------------------------------
     def block_names(self):
         return self.hf_names
 
@@ -218,4 +233,4 @@ class ViTBackbone(Backbone):
         return c
 
 
-__all__ = ["ViTBackbone", "pixel_values_of"]
+__all__ = ["ViTSpec", "ViTBackbone", "pixel_values_of", "one_or_pair"]

@@ -8,17 +8,27 @@ patches ``pos[1:]``, the same sum as ViT's. ``mask_ratio`` is kept only to write
 back; the pre-training decoder (``decoder.*``) is not built.
 """
 
+from dataclasses import dataclass
+
 import keras
 
 from keras_models.models.registry import register_backbone
-from keras_models.models.vit.backbone import ViTBackbone
+from keras_models.models.vit.backbone import ViTBackbone, ViTSpec
+from keras_models.spec import const, hf
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ViTMAESpec(ViTSpec):
+    mask_ratio: float = hf("mask_ratio", 0.75, doc="pre-training only; kept for config.json")
+    model_type: str = const("vit_mae")
 
 
 @_ser
 @register_backbone("vit_mae")
 class ViTMAEBackbone(ViTBackbone):
+    spec_cls = ViTMAESpec
     base_model_prefix = "vit"
     hf_architecture = "ViTMAEModel"
     hf_known_unused = ("decoder.*",)
@@ -29,21 +39,10 @@ class ViTMAEBackbone(ViTBackbone):
         super().__init__(*args, **kwargs)
         self.mask_ratio = mask_ratio
 
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = super().config_from_hf(hf)
-        c["mask_ratio"] = hf.get("mask_ratio", 0.75)
-        return c
-
-    def config_to_hf(self):
-        c = super().config_to_hf()
-        c["mask_ratio"] = self.mask_ratio
-        return c
-
     def get_config(self):
         c = super().get_config()
         c["mask_ratio"] = self.mask_ratio
         return c
 
 
-__all__ = ["ViTMAEBackbone"]
+__all__ = ["ViTMAESpec", "ViTMAEBackbone"]

@@ -10,6 +10,8 @@ length differs)] and [LayerNorm -> MLP]; ``residual_block_indices`` blocks end w
 Output: (batch, H/p, W/p, hidden), Transformers' last_hidden_state in channels_last.
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -26,9 +28,9 @@ from keras_models.layers.vision_embeddings import (
 )
 from keras_models.models.backbone import Backbone
 from keras_models.models.registry import register_backbone
-from keras_models.models.vit.backbone import _pair, pixel_values_of
-from keras_models.presets.config import require
+from keras_models.models.vit.backbone import _pair, one_or_pair, pixel_values_of
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import Spec, dim, hf
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -146,9 +148,32 @@ class VitDetBlock(keras.layers.Layer):
         return c
 
 
+@dataclass(frozen=True, kw_only=True)
+class VitDetSpec(Spec):
+    hidden_size: int = dim("hidden_size", 768)
+    num_layers: int = dim("num_hidden_layers", 12)
+    num_heads: int = dim("num_attention_heads", 12)
+    mlp_ratio: float = hf("mlp_ratio", 4)
+    hidden_act: str = hf("hidden_act", "gelu")
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-6)
+    image_size: tuple = hf("image_size", (224, 224), read=_pair, write=one_or_pair)
+    pretrain_image_size: tuple = hf("pretrain_image_size", (224, 224), read=_pair, write=one_or_pair)
+    patch_size: tuple = hf("patch_size", (16, 16), read=_pair, write=one_or_pair)
+    num_channels: int = dim("num_channels", 3)
+    qkv_bias: bool = hf("qkv_bias", True)
+    window_block_indices: tuple = hf("window_block_indices", ())
+    residual_block_indices: tuple = hf("residual_block_indices", ())
+    absolute_positions: bool = hf("use_absolute_position_embeddings", True)
+    relative_positions: bool = hf("use_relative_position_embeddings", False)
+    window_size: int = hf("window_size", 0)
+    dropout: float = hf("dropout_prob", 0.0)
+    initializer_range: float = hf("initializer_range", 0.02)
+
+
 @_ser
 @register_backbone("vitdet")
 class VitDetBackbone(Backbone):
+    spec_cls = VitDetSpec
     base_model_prefix = "vitdet"
     hf_architecture = "VitDetModel"
     verified_backends = ("jax", "torch", "tensorflow")
@@ -209,33 +234,6 @@ class VitDetBackbone(Backbone):
 
     def pooled(self, hidden):
         return ops.mean(hidden, axis=(1, 2))
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        return dict(hidden_size=require(hf, "hidden_size"), num_layers=require(hf, "num_hidden_layers"),
-                    num_heads=require(hf, "num_attention_heads"), mlp_ratio=hf.get("mlp_ratio", 4),
-                    hidden_act=hf.get("hidden_act", "gelu"), layer_norm_eps=hf.get("layer_norm_eps", 1e-6),
-                    image_size=hf.get("image_size", 224), pretrain_image_size=hf.get("pretrain_image_size", 224),
-                    patch_size=hf.get("patch_size", 16), num_channels=hf.get("num_channels", 3),
-                    qkv_bias=hf.get("qkv_bias", True), window_block_indices=hf.get("window_block_indices", []),
-                    residual_block_indices=hf.get("residual_block_indices", []),
-                    absolute_positions=hf.get("use_absolute_position_embeddings", True),
-                    relative_positions=hf.get("use_relative_position_embeddings", False),
-                    window_size=hf.get("window_size", 0), dropout=hf.get("dropout_prob", 0.0),
-                    initializer_range=hf.get("initializer_range", 0.02))
-
-    def config_to_hf(self):
-        one = lambda v: v[0] if v[0] == v[1] else list(v)  # noqa: E731
-        return {"model_type": "vitdet", "architectures": [self.hf_architecture], "hidden_size": self.hidden_size,
-                "num_hidden_layers": self.num_layers, "num_attention_heads": self.num_heads,
-                "mlp_ratio": self.mlp_ratio, "hidden_act": self.hidden_act, "layer_norm_eps": self.layer_norm_eps,
-                "image_size": one(self.image_size), "pretrain_image_size": one(self.pretrain_image_size),
-                "patch_size": one(self.patch_size), "num_channels": self.num_channels, "qkv_bias": self.qkv_bias,
-                "window_block_indices": self.window_block_indices,
-                "residual_block_indices": self.residual_block_indices,
-                "use_absolute_position_embeddings": self.absolute_positions,
-                "use_relative_position_embeddings": self.relative_positions, "window_size": self.window_size,
-                "dropout_prob": self.dropout_rate, "initializer_range": self.initializer_range}
 
     def weight_rules(self):
         r = conv_rules("embeddings.projection", self.patch_embedding.projection)
