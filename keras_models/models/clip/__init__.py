@@ -14,10 +14,15 @@ from keras_models.models.clip.text import __all__ as _text
 from keras_models.models.clip.vision import *  # noqa: F401,F403
 from keras_models.models.clip.vision import CLIPVisionSpec, VisionTower
 from keras_models.models.clip.vision import __all__ as _vision
-from keras_models.models.encoder.backbone import BERT_KEYS, EncoderBackbone
+from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec
 from keras_models.models.registry import register_backbone
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChineseCLIPTextSpec(EncoderSpec):
+    """ChineseCLIPTextConfig: BertConfig's keys and defaults."""
 
 
 @_ser
@@ -25,11 +30,10 @@ _ser = keras.saving.register_keras_serializable(package="keras_models")
 class ChineseCLIPTextBackbone(EncoderBackbone):
     """BERT with ChineseCLIPTextConfig's defaults (no pooler inside the dual encoder)."""
 
+    spec_cls = ChineseCLIPTextSpec
     base_model_prefix = "text_model"
     hf_architecture = "ChineseCLIPTextModel"
     hf_model_type = "chinese_clip_text_model"
-    hf_keys = {**BERT_KEYS, **{k: (BERT_KEYS[k][0], v) for k, v in dict(
-        vocab_size=30522, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072).items()}}
     verified_backends = ("jax", "torch", "tensorflow")
 
 

@@ -1,6 +1,7 @@
 """One configurable BERT-like encoder backbone shared by every encoder family.
 
-Every architectural difference is a named constructor switch (see ``SWITCHES``):
+Every architectural difference is a named switch, a field of :class:`EncoderSpec` that a family
+fixes with ``const`` or reads from config.json:
 
 * ``embedding_size`` / ``embedding_projection``: factorised embeddings (ALBERT, ELECTRA, RemBERT)
   projected to ``hidden_size`` by a dense layer after the embedding LayerNorm;
@@ -16,9 +17,12 @@ Every architectural difference is a named constructor switch (see ``SWITCHES``):
 * ``token_dropout`` (ESM: ``mask_token_id`` embeddings zeroed and the rest rescaled by the observed
   mask ratio) and ``mask_padded_embeddings`` (padding positions' embeddings zeroed).
 
-A family is a subclass that sets ``family_defaults`` (its fixed switches), ``hf_keys`` (the
-config.json translation, as data) and ``hf_names`` (the weight map, as name templates).
+A family is a subclass that sets ``spec_cls`` (an ``EncoderSpec`` subclass: its config.json keys,
+Transformers' defaults and its fixed switches) and ``hf_names`` (the weight map, as name templates).
 """
+
+from dataclasses import dataclass
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -29,52 +33,84 @@ from keras_models.layers.encoder_block import EncoderBlock
 from keras_models.layers.encoder_positions import relative_bias
 from keras_models.layers.masks import padding_bias
 from keras_models.layers.rotary import RotaryEmbedding
-from keras_models.models.backbone import Backbone
+from keras_models.models.backbone import SpecBackbone
 from keras_models.presets.weight_map import TRANSPOSE, Rule
+from keras_models.spec import Spec, const, dim, hf
 
-REQUIRED = object()
-
-# Switches and their defaults (a family's ``family_defaults`` overrides these defaults).
-SWITCHES = dict(
-    position_mode="absolute",
-    norm_first=False,
-    embeddings_norm=True,
-    final_norm=False,
-    embedding_size=None,
-    embedding_projection=None,  # None: project when embedding_size != hidden_size
-    embedding_projection_bias=True,
-    output_embedding_size=None,  # width of the MLM head (RemBERT); None: the embedding width
-    num_layer_groups=None,  # None: one group per layer (no sharing)
-    layers_per_group=1,
-    task_type_vocab_size=0,
-    rotary=None,
-    rotary_value=False,
-    rotary_base=10000.0,
-    token_dropout=False,
-    mask_token_id=None,
-    mask_padded_embeddings=False,
-    relative_attention_buckets=0,  # >0: a shared bucketed relative-position bias (MPNet)
-    relative_bucket_count=32,  # buckets the offsets are hashed into (MPNet: always 32)
-    relative_max_distance=128,
-)
 ESM_MASK_RATIO_TRAIN = 0.15 * 0.8
 
-# our constructor argument -> (config.json key, default when the key is absent)
-BERT_KEYS = {
-    "vocab_size": ("vocab_size", REQUIRED),
-    "hidden_size": ("hidden_size", REQUIRED),
-    "num_layers": ("num_hidden_layers", REQUIRED),
-    "num_heads": ("num_attention_heads", REQUIRED),
-    "intermediate_size": ("intermediate_size", REQUIRED),
-    "hidden_act": ("hidden_act", "gelu"),
-    "max_position_embeddings": ("max_position_embeddings", 512),
-    "type_vocab_size": ("type_vocab_size", 2),
-    "layer_norm_eps": ("layer_norm_eps", 1e-12),
-    "dropout": ("hidden_dropout_prob", 0.1),
-    "attention_dropout": ("attention_probs_dropout_prob", 0.1),
-    "pad_token_id": ("pad_token_id", 0),
-    "initializer_range": ("initializer_range", 0.02),
-}
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderSpec(Spec):
+    """BertConfig's keys (Transformers' defaults) and the encoder's switches (family constants)."""
+
+    vocab_size: int = dim("vocab_size", 30522)
+    hidden_size: int = dim("hidden_size", 768)
+    num_layers: int = dim("num_hidden_layers", 12)
+    num_heads: int = dim("num_attention_heads", 12)
+    intermediate_size: int = dim("intermediate_size", 3072)
+    hidden_act: str = hf("hidden_act", "gelu")
+    max_position_embeddings: int = dim("max_position_embeddings", 512)
+    type_vocab_size: int = hf("type_vocab_size", 2)
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-12)
+    dropout: float = hf("hidden_dropout_prob", 0.1)
+    attention_dropout: float = hf("attention_probs_dropout_prob", 0.1)
+    pad_token_id: int = hf("pad_token_id", 0)
+    initializer_range: float = hf("initializer_range", 0.02)
+    # --- switches: family constants (see the module docstring) ---
+    position_mode: str = const("absolute", doc="absolute, padding_offset (RoBERTa) or none")
+    norm_first: bool = const(False)
+    embeddings_norm: bool = const(True)
+    final_norm: bool = const(False)
+    embedding_size: int | None = const(None, doc="factorised embedding width (None: hidden_size)")
+    embedding_projection: bool | None = const(None, doc="None: project when embedding_size != hidden_size")
+    embedding_projection_bias: bool = const(True)
+    output_embedding_size: int | None = const(None, doc="width of the MLM head (RemBERT); None: embeddings'")
+    num_layer_groups: int | None = const(None, doc="None: one group per layer (no sharing)")
+    layers_per_group: int = const(1)
+    task_type_vocab_size: int = const(0)
+    rotary: str | None = const(None, doc="None, 'table' (RoFormer) or 'computed' (ESM)")
+    rotary_value: bool = const(False)
+    rotary_base: float = const(10000.0)
+    token_dropout: bool = const(False)
+    mask_token_id: int | None = const(None)
+    mask_padded_embeddings: bool = const(False)
+    relative_attention_buckets: int = const(0, doc=">0: a shared bucketed relative-position bias (MPNet)")
+    relative_bucket_count: int = const(32, doc="buckets the offsets are hashed into (MPNet: always 32)")
+    relative_max_distance: int = const(128)
+
+    unsupported = {"position_embedding_type": ("absolute", None)}
+    # constant config.json entries written back (never read)
+    hf_constants: ClassVar[dict] = {}
+
+    def validate(self, source="config.json"):
+        if self.position_mode not in ("absolute", "padding_offset", "none"):
+            raise ConfigError(f"{source}: position_mode={self.position_mode!r}: expected absolute, "
+                              "padding_offset or none")
+        if self.rotary not in (None, "table", "computed"):
+            raise ConfigError(f"{source}: rotary={self.rotary!r}: expected None, 'table' or 'computed'")
+        groups = self.num_layer_groups or self.num_layers
+        if self.num_layers % groups:
+            raise ConfigError(f"{source}: num_layers={self.num_layers} is not a multiple of "
+                              f"num_layer_groups={groups}")
+
+    def adjust_to_hf(self, out):
+        out.update(self.hf_constants)
+        return out
+
+    def dummy_inputs(self):
+        inputs = super().dummy_inputs()
+        if self.position_mode == "padding_offset":
+            inputs["input_ids"] = inputs["input_ids"] * (self.pad_token_id + 1)
+        return inputs
+
+
+def explicit_embedding_size(spec, out):
+    """``adjust_to_hf`` helper: write ``embedding_size`` explicitly (None: the hidden size)."""
+    if out.get("embedding_size") is None:
+        out["embedding_size"] = spec.hidden_size
+    return out
+
 
 # Weight-map name templates (base-model relative). A block's prefix is ``layer`` formatted with
 # i (distinct block index), g (its group) and l (its index inside the group).
@@ -100,61 +136,38 @@ BERT_NAMES = dict(
 )
 
 
-def read_hf_keys(hf, keys, source="config.json"):
-    """Constructor kwargs from config.json through a ``{arg: (key, default)}`` table."""
-    out = {}
-    for arg, (key, default) in keys.items():
-        value = hf.get(key) if key else None  # key None: a constant of the family
-        if value is None:  # absent or null: the family's default
-            value = default
-        if value is REQUIRED:
-            raise ConfigError(f"{source}: required key {key!r} is missing")
-        out[arg] = value
-    return out
-
-
 @keras.saving.register_keras_serializable(package="keras_models")
-class EncoderBackbone(Backbone):
-    """Generic encoder; not registered itself (families subclass it)."""
+class EncoderBackbone(SpecBackbone):
+    """Generic encoder; not registered itself (families subclass it with their own ``spec_cls``).
 
+    The constructor takes the spec's fields (``EncoderSpec``: BERT's keys and the switches) as
+    keyword arguments and exposes each as an attribute (``dropout`` as ``dropout_rate``)."""
+
+    spec_cls = EncoderSpec
     base_model_prefix = "bert"
     hf_architecture = "BertModel"
     hf_model_type = "bert"
     hf_ignore = ("*embeddings.position_ids", "*embeddings.token_type_ids")
     hf_known_unused = ("*pooler.dense.*",)
-    hf_keys = BERT_KEYS
     hf_names = BERT_NAMES
-    hf_extra = {}  # constant config.json entries written by config_to_hf
-    family_defaults = {}
     # Backends on which this family's parity tests pass (read by tools/gen_models_table.py).
     verified_backends = ()
     checkpoint_families = ()  # checkpoint-only rows reusing this architecture (docs)
 
-    def __init__(self, vocab_size, hidden_size, num_layers, num_heads, intermediate_size,
-                 hidden_act="gelu", max_position_embeddings=512, type_vocab_size=2,
-                 layer_norm_eps=1e-12, dropout=0.1, attention_dropout=0.1, pad_token_id=0,
-                 initializer_range=0.02, **kwargs):
-        switches = {k: kwargs.pop(k, self.family_defaults.get(k, v)) for k, v in SWITCHES.items()}
-        super().__init__(**kwargs)
-        self.vocab_size, self.hidden_size, self.num_layers = vocab_size, hidden_size, num_layers
-        self.num_heads, self.intermediate_size, self.hidden_act = num_heads, intermediate_size, hidden_act
-        self.max_position_embeddings, self.type_vocab_size = max_position_embeddings, type_vocab_size
-        self.layer_norm_eps, self.dropout_rate = layer_norm_eps, dropout
-        self.attention_dropout, self.pad_token_id = attention_dropout, pad_token_id
-        self.initializer_range = initializer_range
-        for k, v in switches.items():
-            setattr(self, k, v)
-        if self.position_mode not in ("absolute", "padding_offset", "none"):
-            raise ConfigError(f"position_mode={self.position_mode!r}: expected absolute, padding_offset or none")
-        if self.rotary not in (None, "table", "computed"):
-            raise ConfigError(f"rotary={self.rotary!r}: expected None, 'table' or 'computed'")
+    def __init__(self, spec=None, **kwargs):
+        super().__init__(spec, **kwargs)
+        self.spec = self.resolve_spec(self.spec)
+        for name, value in self.spec.kwargs().items():
+            setattr(self, "dropout_rate" if name == "dropout" else name, value)
+        vocab_size, hidden_size, num_layers = self.vocab_size, self.hidden_size, self.num_layers
+        num_heads, max_position_embeddings = self.num_heads, self.max_position_embeddings
+        type_vocab_size, layer_norm_eps, dropout = self.type_vocab_size, self.layer_norm_eps, self.dropout_rate
+        initializer_range = self.initializer_range
         self.head_dim = hidden_size // num_heads
         self.embedding_dim = self.embedding_size or hidden_size
         if self.embedding_projection is None:
             self.embedding_projection = self.embedding_dim != hidden_size
         groups = self.num_layer_groups or num_layers
-        if num_layers % groups:
-            raise ConfigError(f"num_layers={num_layers} is not a multiple of num_layer_groups={groups}")
         self.layer_schedule = [
             (i // (num_layers // groups)) * self.layers_per_group + j
             for i in range(num_layers) for j in range(self.layers_per_group)
@@ -203,6 +216,10 @@ class EncoderBackbone(Backbone):
             keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_norm", **common)
             if self.final_norm else None
         )
+
+    def resolve_spec(self, spec):
+        """The spec the model is built from (families derive switches from other fields here)."""
+        return spec
 
     def make_block(self, index, init):
         """The block for distinct layer ``index`` (families with other attention override this)."""
@@ -294,20 +311,6 @@ class EncoderBackbone(Backbone):
         return x
 
     # --- HF conversion ------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        kind = hf.get("position_embedding_type", "absolute")
-        if kind not in (None, "absolute"):
-            raise ConfigError(f"config.json: position_embedding_type={kind!r} is not supported yet")
-        return read_hf_keys(hf, cls.hf_keys)
-
-    def config_to_hf(self):
-        config = {"model_type": self.hf_model_type, "architectures": [self.hf_architecture]}
-        config.update({key: getattr(self, "dropout_rate" if arg == "dropout" else arg)
-                       for arg, (key, _) in self.hf_keys.items() if key})
-        config.update(self.hf_extra)
-        return config
-
     def block_prefix(self, index):
         g, l = divmod(index, self.layers_per_group)
         return self.hf_names["layer"].format(i=index, g=g, l=l)
@@ -343,26 +346,6 @@ class EncoderBackbone(Backbone):
         if self.relative_bias_table is not None:
             r.append(Rule(n["relative_bias"] + ".weight", self.relative_bias_table.embeddings))
         return r
-
-    def dummy_inputs(self):
-        inputs = super().dummy_inputs()
-        if self.position_mode == "padding_offset":
-            inputs["input_ids"] = inputs["input_ids"] * (self.pad_token_id + 1)
-        return inputs
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            vocab_size=self.vocab_size, hidden_size=self.hidden_size, num_layers=self.num_layers,
-            num_heads=self.num_heads, intermediate_size=self.intermediate_size,
-            hidden_act=self.hidden_act, max_position_embeddings=self.max_position_embeddings,
-            type_vocab_size=self.type_vocab_size, layer_norm_eps=self.layer_norm_eps,
-            dropout=self.dropout_rate, attention_dropout=self.attention_dropout,
-            pad_token_id=self.pad_token_id, initializer_range=self.initializer_range,
-        )
-        config.update({k: getattr(self, k) for k in SWITCHES})
-        return config
-
 
 @keras.saving.register_keras_serializable(package="keras_models")
 class SinusoidalTable(keras.initializers.Initializer):

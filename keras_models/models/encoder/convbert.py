@@ -3,37 +3,52 @@ plus as many span-based dynamic convolution heads, kernel ``conv_kernel_size``),
 feed-forward layers (``num_groups``) and ELECTRA-style factorised embeddings (``embedding_size``,
 projected by ``embeddings_project`` when it differs from ``hidden_size``)."""
 
+from dataclasses import dataclass
+
 import keras
 
 from keras_models.errors import ConfigError
 from keras_models.layers.encoder_block import EncoderBlock
-from keras_models.models.encoder.backbone import BERT_KEYS, EncoderBackbone, dense_rules, norm_rules
-from keras_models.models.encoder.tasks import define_tasks
+from keras_models.models.encoder.backbone import (
+    EncoderBackbone,
+    EncoderSpec,
+    dense_rules,
+    explicit_embedding_size,
+    norm_rules,
+)
+from keras_models.models.encoder.tasks import ClassifierDenseOutProj, family_task
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import Chain, Reshape, Rule, Transpose
+from keras_models.spec import dim, hf
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TokenClassifier
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvBertSpec(EncoderSpec):
+    pad_token_id: int = hf("pad_token_id", 1)
+    embedding_size: int | None = dim("embedding_size", 768)
+    head_ratio: int = dim("head_ratio", 2)
+    conv_kernel_size: int = dim("conv_kernel_size", 9)
+    num_groups: int = dim("num_groups", 1)
+
+    def validate(self, source="config.json"):
+        super().validate(source)
+        if self.conv_kernel_size % 2 == 0:
+            raise ConfigError(f"{source}: conv_kernel_size={self.conv_kernel_size}: ConvBERT needs an odd kernel size")
+
+    def adjust_to_hf(self, out):
+        return explicit_embedding_size(self, super().adjust_to_hf(out))
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("convbert")
 class ConvBertBackbone(EncoderBackbone):
+    spec_cls = ConvBertSpec
     base_model_prefix = "convbert"
     hf_architecture = "ConvBertModel"
     hf_model_type = "convbert"
-    hf_keys = {
-        **BERT_KEYS,
-        "pad_token_id": ("pad_token_id", 1),
-        "embedding_size": ("embedding_size", 768),
-        "head_ratio": ("head_ratio", 2),
-        "conv_kernel_size": ("conv_kernel_size", 9),
-        "num_groups": ("num_groups", 1),
-    }
     verified_backends = ("jax", "torch", "tensorflow")
-
-    def __init__(self, *args, head_ratio=2, conv_kernel_size=9, num_groups=1, **kwargs):
-        if conv_kernel_size % 2 == 0:
-            raise ConfigError(f"conv_kernel_size={conv_kernel_size}: ConvBERT needs an odd kernel size")
-        self.head_ratio, self.conv_kernel_size, self.num_groups = head_ratio, conv_kernel_size, num_groups
-        super().__init__(*args, **kwargs)
 
     def make_block(self, index, init):
         return EncoderBlock(
@@ -43,11 +58,6 @@ class ConvBertBackbone(EncoderBackbone):
             dtype=self.dtype_policy, attention_type="mixed_conv", ffn_groups=self.num_groups,
             attention_options=dict(head_ratio=self.head_ratio, conv_kernel_size=self.conv_kernel_size),
         )
-
-    def config_to_hf(self):
-        config = super().config_to_hf()
-        config["embedding_size"] = self.embedding_dim
-        return config
 
     def block_rules(self, prefix, block):
         a, n = block.attention, prefix + "attention.self."
@@ -73,22 +83,39 @@ class ConvBertBackbone(EncoderBackbone):
         r += norm_rules(prefix + "output.LayerNorm", block.output_norm)
         return r
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(head_ratio=self.head_ratio, conv_kernel_size=self.conv_kernel_size, num_groups=self.num_groups)
-        return config
+
+@family_task(ConvBertBackbone, "MaskedLM", "ConvBertForMaskedLM")
+class ConvBertMaskedLM(MaskedLM):
+    hf_dense = "generator_predictions.dense"
+    hf_norm = "generator_predictions.LayerNorm"
+    hf_bias = "generator_lm_head.bias"
+    hf_decoder = "generator_lm_head"
+    head_activation = "gelu"
+    head_width_attr = "embedding_dim"
+    hf_head_patterns = ("generator_predictions.*", "generator_lm_head.*")
 
 
-CONVBERT_HEADS = {
-    "MaskedLM": dict(hf_dense="generator_predictions.dense", hf_norm="generator_predictions.LayerNorm",
-                     hf_bias="generator_lm_head.bias", hf_decoder="generator_lm_head",
-                     head_activation="gelu", head_width_attr="embedding_dim",
-                     hf_head_patterns=("generator_predictions.*", "generator_lm_head.*")),
-    "TextClassifier": dict(hf_inner=("classifier.dense", False), hf_out="classifier.out_proj",
-                           input_dropout=True, inner_activation=None),
-    "TokenClassifier": {},
-    "QuestionAnswerer": {},
-    "TextEmbedder": {},
-}
+@family_task(ConvBertBackbone, "TextClassifier", "ConvBertForSequenceClassification")
+class ConvBertTextClassifier(ClassifierDenseOutProj):
+    inner_activation = None
 
-__all__ = ["ConvBertBackbone"] + define_tasks(globals(), ConvBertBackbone, "ConvBert", CONVBERT_HEADS)
+
+@family_task(ConvBertBackbone, "TokenClassifier", "ConvBertForTokenClassification")
+class ConvBertTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(ConvBertBackbone, "QuestionAnswerer", "ConvBertForQuestionAnswering")
+class ConvBertQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(ConvBertBackbone, "TextEmbedder", "ConvBertModel")
+class ConvBertTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "ConvBertBackbone", "ConvBertMaskedLM", "ConvBertTextClassifier", "ConvBertTokenClassifier",
+    "ConvBertQuestionAnswerer", "ConvBertTextEmbedder",
+]

@@ -2,6 +2,8 @@
 log-bucketed, optionally LayerNorm-ed), factorised embeddings projected (no bias) *before* the
 embedding LayerNorm, optional absolute positions, and an optional convolution after layer 0."""
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
@@ -9,38 +11,88 @@ from keras_models.errors import ConfigError
 from keras_models.layers.activations import get_activation
 from keras_models.layers.disentangled_attention import relative_positions
 from keras_models.layers.encoder_block import EncoderBlock
-from keras_models.models.encoder.backbone import BERT_KEYS, BERT_NAMES, EncoderBackbone, dense_rules, norm_rules
-from keras_models.models.encoder.tasks import BERT_HEADS, define_tasks
+from keras_models.models.encoder.backbone import (
+    BERT_NAMES,
+    EncoderBackbone,
+    EncoderSpec,
+    dense_rules,
+    explicit_embedding_size,
+    norm_rules,
+)
+from keras_models.models.encoder.tasks import family_task
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import Rule, Transpose
+from keras_models.spec import const, dim, hf
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TextClassifier, TokenClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+def _pos_att_types(value):
+    """``pos_att_type``: "p2c|c2p" (DeBERTa-v2 style) or a list."""
+    return tuple(p.strip() for p in value.lower().split("|")) if isinstance(value, str) else tuple(value)
+
+
+def _default(cls, name):
+    return cls.__dataclass_fields__[name].default
+
+
+@dataclass(frozen=True, kw_only=True)
+class DebertaV2Spec(EncoderSpec):
+    vocab_size: int = dim("vocab_size", 128100)
+    hidden_size: int = dim("hidden_size", 1536)
+    num_layers: int = dim("num_hidden_layers", 24)
+    num_heads: int = dim("num_attention_heads", 24)
+    intermediate_size: int = dim("intermediate_size", 6144)
+    type_vocab_size: int = hf("type_vocab_size", 0)
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-7)
+    embedding_size: int | None = hf("embedding_size", None)
+    embedding_projection_bias: bool = const(False)
+    relative_attention: bool = hf("relative_attention", False, read=bool)
+    pos_att_type: tuple = hf("pos_att_type", (), read=_pos_att_types)
+    share_att_key: bool = hf("share_att_key", False, read=bool)
+    position_buckets: int = hf("position_buckets", -1, read=lambda v: v or -1)
+    max_relative_positions: int = hf("max_relative_positions", -1, read=lambda v: v or -1)
+    norm_rel_ebd: bool = hf("norm_rel_ebd", False, read=lambda v: "layer_norm" in str(v).lower(),
+                            write=lambda v: "layer_norm" if v else "none")
+    conv_kernel_size: int = hf("conv_kernel_size", 0, read=lambda v: v or 0)
+    conv_groups: int = hf("conv_groups", 1, read=lambda v: v or 1)
+    conv_act: str = hf("conv_act", "tanh")
+    position_biased_input: bool = hf("position_biased_input", True)
+
+    # position_embedding_type is not read: positions are position_biased_input's
+    unsupported = {"legacy": (True, None)}
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        hidden = values.get("hidden_size", _default(cls, "hidden_size"))
+        if config.get("pooler_hidden_size") not in (None, hidden):
+            raise ConfigError(f"{source}: pooler_hidden_size != hidden_size is not supported yet")
+        return values
+
+    def adjust_to_hf(self, out):
+        out.update(pooler_hidden_size=self.hidden_size, legacy=True)
+        return explicit_embedding_size(self, super().adjust_to_hf(out))
 
 
 @_ser
 @register_backbone("deberta-v2")
 class DebertaV2Backbone(EncoderBackbone):
+    spec_cls = DebertaV2Spec
     base_model_prefix = "deberta"
     hf_architecture = "DebertaV2Model"
     hf_model_type = "deberta-v2"
     hf_known_unused = ("pooler.*",)
-    hf_keys = {**BERT_KEYS, "type_vocab_size": ("type_vocab_size", 0), "layer_norm_eps": ("layer_norm_eps", 1e-7),
-               "embedding_size": ("embedding_size", None)}
     hf_names = {**BERT_NAMES, "query": "attention.self.query_proj", "key": "attention.self.key_proj",
                 "value": "attention.self.value_proj", "emb_proj": "embeddings.embed_proj"}
     verified_backends = ("jax", "torch", "tensorflow")
 
-    def __init__(self, *args, relative_attention=False, pos_att_type=(), share_att_key=False,
-                 position_buckets=-1, max_relative_positions=-1, norm_rel_ebd=False, conv_kernel_size=0,
-                 conv_groups=1, conv_act="tanh", position_biased_input=True, **kwargs):
-        kwargs.setdefault("position_mode", "absolute" if position_biased_input else "none")
-        kwargs.setdefault("embedding_projection_bias", False)
-        self.relative_attention, self.pos_att_type = relative_attention, tuple(pos_att_type or ())
-        self.share_att_key, self.position_buckets = share_att_key, position_buckets
-        self.max_relative_positions, self.norm_rel_ebd = max_relative_positions, norm_rel_ebd
-        self.conv_kernel_size, self.conv_groups, self.conv_act = conv_kernel_size, conv_groups, conv_act
-        self.position_biased_input = position_biased_input
-        super().__init__(*args, **kwargs)
+    def __init__(self, spec=None, **kwargs):
+        super().__init__(spec, **kwargs)
+        max_relative_positions, position_buckets = self.max_relative_positions, self.position_buckets
+        relative_attention, norm_rel_ebd = self.relative_attention, self.norm_rel_ebd
+        conv_kernel_size, conv_groups = self.conv_kernel_size, self.conv_groups
         span = max_relative_positions if max_relative_positions > 0 else self.max_position_embeddings
         self.attention_span = position_buckets if position_buckets > 0 else span
         self.relative_span = span
@@ -57,6 +109,11 @@ class DebertaV2Backbone(EncoderBackbone):
                                         name="conv", **common) if conv_kernel_size else None
         self.conv_norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_eps, name="conv_norm",
                                                          **common) if conv_kernel_size else None
+
+    def resolve_spec(self, spec):
+        if not spec.position_biased_input and spec.position_mode == "absolute":
+            spec = spec.replace(position_mode="none")
+        return spec
 
     def make_block(self, index, init):
         span = self.position_buckets if self.position_buckets > 0 else (
@@ -114,37 +171,6 @@ class DebertaV2Backbone(EncoderBackbone):
         out = self.conv_norm(residual + out)
         return out if mask is None else out * ops.cast(mask, out.dtype)[..., None]
 
-    @classmethod
-    def config_from_hf(cls, hf):
-        if hf.get("legacy") is False:
-            raise ConfigError("config.json: DeBERTa-v2 with legacy=false (lm_predictions head) is not supported yet")
-        if hf.get("pooler_hidden_size") not in (None, hf.get("hidden_size")):
-            raise ConfigError("config.json: pooler_hidden_size != hidden_size is not supported yet")
-        kwargs = super().config_from_hf({**hf, "position_embedding_type": "absolute"})
-        pos = hf.get("pos_att_type") or ()
-        pos = [p.strip() for p in pos.lower().split("|")] if isinstance(pos, str) else list(pos)
-        kwargs.update(
-            relative_attention=bool(hf.get("relative_attention", False)), pos_att_type=pos,
-            share_att_key=bool(hf.get("share_att_key", False)), position_buckets=hf.get("position_buckets") or -1,
-            max_relative_positions=hf.get("max_relative_positions") or -1,
-            norm_rel_ebd="layer_norm" in str(hf.get("norm_rel_ebd") or "none").lower(),
-            conv_kernel_size=hf.get("conv_kernel_size") or 0, conv_groups=hf.get("conv_groups") or 1,
-            conv_act=hf.get("conv_act") or "tanh", position_biased_input=hf.get("position_biased_input", True),
-            embedding_projection=(hf.get("embedding_size") or hf["hidden_size"]) != hf["hidden_size"],
-        )
-        return kwargs
-
-    def config_to_hf(self):
-        config = super().config_to_hf()
-        config.update(relative_attention=self.relative_attention, pos_att_type=list(self.pos_att_type),
-                      share_att_key=self.share_att_key, position_buckets=self.position_buckets,
-                      max_relative_positions=self.max_relative_positions,
-                      norm_rel_ebd="layer_norm" if self.norm_rel_ebd else "none",
-                      conv_kernel_size=self.conv_kernel_size, conv_groups=self.conv_groups, conv_act=self.conv_act,
-                      position_biased_input=self.position_biased_input, embedding_size=self.embedding_dim,
-                      pooler_hidden_size=self.hidden_size, legacy=True)
-        return config
-
     def block_rules(self, prefix, block):
         r = super().block_rules(prefix, block)
         a = block.attention
@@ -167,21 +193,46 @@ class DebertaV2Backbone(EncoderBackbone):
             r += norm_rules("encoder.conv.LayerNorm", self.conv_norm)
         return r
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(relative_attention=self.relative_attention, pos_att_type=list(self.pos_att_type),
-                      share_att_key=self.share_att_key, position_buckets=self.position_buckets,
-                      max_relative_positions=self.max_relative_positions, norm_rel_ebd=self.norm_rel_ebd,
-                      conv_kernel_size=self.conv_kernel_size, conv_groups=self.conv_groups,
-                      conv_act=self.conv_act, position_biased_input=self.position_biased_input)
-        return config
+
+class DebertaTextClassifierBase(TextClassifier):
+    """DeBERTa's classifier: ``pooler.dense`` (gelu) on the first token, input dropout."""
+
+    hf_inner = ("pooler.dense", False)
+    inner_activation = "gelu"
+    input_dropout = True
+    hf_head_patterns = ("pooler.*", "classifier.*")
 
 
-DEBERTA_HEADS = {
-    **BERT_HEADS,
-    "MaskedLM": dict(head_width_attr="embedding_dim"),
-    "TextClassifier": dict(hf_inner=("pooler.dense", False), inner_activation="gelu", input_dropout=True,
-                           hf_head_patterns=("pooler.*", "classifier.*")),
-}
+class DebertaMaskedLMBase(MaskedLM):
+    head_width_attr = "embedding_dim"
 
-__all__ = ["DebertaV2Backbone"] + define_tasks(globals(), DebertaV2Backbone, "DebertaV2", DEBERTA_HEADS)
+
+@family_task(DebertaV2Backbone, "MaskedLM", "DebertaV2ForMaskedLM")
+class DebertaV2MaskedLM(DebertaMaskedLMBase):
+    pass
+
+
+@family_task(DebertaV2Backbone, "TextClassifier", "DebertaV2ForSequenceClassification")
+class DebertaV2TextClassifier(DebertaTextClassifierBase):
+    pass
+
+
+@family_task(DebertaV2Backbone, "TokenClassifier", "DebertaV2ForTokenClassification")
+class DebertaV2TokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(DebertaV2Backbone, "QuestionAnswerer", "DebertaV2ForQuestionAnswering")
+class DebertaV2QuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(DebertaV2Backbone, "TextEmbedder", "DebertaV2Model")
+class DebertaV2TextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "DebertaV2Backbone", "DebertaV2MaskedLM", "DebertaV2TextClassifier", "DebertaV2TokenClassifier",
+    "DebertaV2QuestionAnswerer", "DebertaV2TextEmbedder",
+]

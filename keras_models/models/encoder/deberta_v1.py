@@ -7,24 +7,60 @@ projection (``pos_proj``) and a biased p2c one (``pos_q_proj``); scores scaled b
 over ``2 * max_relative_positions`` embeddings, no relative-embedding LayerNorm, no convolution.
 """
 
+from dataclasses import dataclass
+
 import keras
 
-from keras_models.errors import ConfigError
 from keras_models.layers.encoder_block import EncoderBlock
-from keras_models.models.encoder.backbone import BERT_KEYS, BERT_NAMES, dense_rules, norm_rules
-from keras_models.models.encoder.deberta import DEBERTA_HEADS, DebertaV2Backbone
-from keras_models.models.encoder.tasks import define_tasks
+from keras_models.models.encoder.backbone import BERT_NAMES, EncoderSpec, dense_rules, norm_rules
+from keras_models.models.encoder.deberta import (
+    DebertaMaskedLMBase,
+    DebertaTextClassifierBase,
+    DebertaV2Backbone,
+    DebertaV2Spec,
+)
+from keras_models.models.encoder.tasks import family_task
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import const, dim
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import QuestionAnswerer, TokenClassifier
+
+_V2_ONLY = (None, -1, 0, False, "none")  # DeBERTa-v2 options (model_type deberta-v2) left at their defaults
+
+
+@dataclass(frozen=True, kw_only=True)
+class DebertaSpec(DebertaV2Spec):
+    vocab_size: int = dim("vocab_size", 50265)
+    hidden_size: int = dim("hidden_size", 768)
+    num_layers: int = dim("num_hidden_layers", 12)
+    num_heads: int = dim("num_attention_heads", 12)
+    intermediate_size: int = dim("intermediate_size", 3072)
+    share_att_key: bool = const(False)
+    position_buckets: int = const(-1)
+    norm_rel_ebd: bool = const(False)
+    conv_kernel_size: int = const(0)
+    conv_groups: int = const(1)
+    conv_act: str = const("tanh")
+
+    unsupported = {"legacy": (True, None), "talking_head": (False, None), "pooler_hidden_act": ("gelu", None),
+                   **{key: _V2_ONLY for key in ("position_buckets", "share_att_key", "norm_rel_ebd",
+                                                "conv_kernel_size")}}
+
+    def adjust_to_hf(self, out):
+        out = EncoderSpec.adjust_to_hf(self, out)
+        out.update(pooler_hidden_size=self.hidden_size, pooler_hidden_act="gelu", legacy=True)
+        if out.get("embedding_size") in (None, self.hidden_size):
+            out.pop("embedding_size", None)  # absent: the hidden size
+        return out
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("deberta")
 class DebertaBackbone(DebertaV2Backbone):
+    spec_cls = DebertaSpec
     hf_architecture = "DebertaModel"
     hf_model_type = "deberta"
-    hf_keys = {**BERT_KEYS, "type_vocab_size": ("type_vocab_size", 0), "layer_norm_eps": ("layer_norm_eps", 1e-7),
-               "embedding_size": ("embedding_size", None)}
     hf_names = {**BERT_NAMES, "emb_proj": "embeddings.embed_proj"}
     verified_backends = ("jax", "torch", "tensorflow")
 
@@ -39,28 +75,6 @@ class DebertaBackbone(DebertaV2Backbone):
                                    scale_factor=1 + len(self.pos_att_type), attention_span=span,
                                    fused_qkv=True, pos_key_bias=False),
         )
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        if hf.get("talking_head"):
-            raise ConfigError("config.json: DeBERTa talking_head=true is not supported yet")
-        if str(hf.get("pooler_hidden_act") or "gelu") != "gelu":
-            raise ConfigError(f"config.json: pooler_hidden_act={hf['pooler_hidden_act']!r} is not supported yet")
-        for key in ("position_buckets", "share_att_key", "norm_rel_ebd", "conv_kernel_size"):
-            if hf.get(key) not in (None, -1, 0, False, "none"):
-                raise ConfigError(f"config.json: {key} is a DeBERTa-v2 option (model_type deberta-v2)")
-        return super().config_from_hf(hf)
-
-    def config_to_hf(self):
-        config = super(DebertaV2Backbone, self).config_to_hf()
-        config.update(relative_attention=self.relative_attention, pos_att_type=list(self.pos_att_type),
-                      max_relative_positions=self.max_relative_positions,
-                      position_biased_input=self.position_biased_input, pooler_hidden_size=self.hidden_size,
-                      pooler_hidden_act="gelu", legacy=True)
-        config.pop("embedding_size", None)  # absent: the hidden size
-        if self.embedding_dim != self.hidden_size:
-            config["embedding_size"] = self.embedding_dim
-        return config
 
     def block_rules(self, prefix, block):
         n, a = self.hf_names, block.attention
@@ -78,4 +92,32 @@ class DebertaBackbone(DebertaV2Backbone):
         return r
 
 
-__all__ = ["DebertaBackbone"] + define_tasks(globals(), DebertaBackbone, "Deberta", DEBERTA_HEADS)
+@family_task(DebertaBackbone, "MaskedLM", "DebertaForMaskedLM")
+class DebertaMaskedLM(DebertaMaskedLMBase):
+    pass
+
+
+@family_task(DebertaBackbone, "TextClassifier", "DebertaForSequenceClassification")
+class DebertaTextClassifier(DebertaTextClassifierBase):
+    pass
+
+
+@family_task(DebertaBackbone, "TokenClassifier", "DebertaForTokenClassification")
+class DebertaTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(DebertaBackbone, "QuestionAnswerer", "DebertaForQuestionAnswering")
+class DebertaQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(DebertaBackbone, "TextEmbedder", "DebertaModel")
+class DebertaTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "DebertaBackbone", "DebertaMaskedLM", "DebertaTextClassifier", "DebertaTokenClassifier",
+    "DebertaQuestionAnswerer", "DebertaTextEmbedder",
+]

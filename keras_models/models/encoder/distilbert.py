@@ -1,34 +1,38 @@
 """DistilBERT: BERT without token types, under its own config keys and tensor names."""
 
+from dataclasses import dataclass
+
 import keras
 
-from keras_models.models.encoder.backbone import BERT_NAMES, REQUIRED, EncoderBackbone
-from keras_models.models.encoder.tasks import define_tasks
+from keras_models.models.encoder.backbone import BERT_NAMES, EncoderBackbone, EncoderSpec
+from keras_models.models.encoder.tasks import family_task
 from keras_models.models.registry import register_backbone
+from keras_models.spec import const, dim, hf
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TextClassifier, TokenClassifier
+
+
+@dataclass(frozen=True, kw_only=True)
+class DistilBertSpec(EncoderSpec):
+    hidden_size: int = dim("dim", 768)
+    num_layers: int = dim("n_layers", 6)
+    num_heads: int = dim("n_heads", 12)
+    intermediate_size: int = dim("hidden_dim", 3072)
+    hidden_act: str = hf("activation", "gelu")
+    dropout: float = hf("dropout", 0.1)
+    attention_dropout: float = hf("attention_dropout", 0.1)
+    type_vocab_size: int = const(0)
+    layer_norm_eps: float = const(1e-12)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("distilbert")
 class DistilBertBackbone(EncoderBackbone):
+    spec_cls = DistilBertSpec
     base_model_prefix = "distilbert"
     hf_architecture = "DistilBertModel"
     hf_model_type = "distilbert"
     hf_ignore = ("*embeddings.position_ids",)
-    hf_keys = {
-        "vocab_size": ("vocab_size", REQUIRED),
-        "hidden_size": ("dim", 768),
-        "num_layers": ("n_layers", 6),
-        "num_heads": ("n_heads", 12),
-        "intermediate_size": ("hidden_dim", 3072),
-        "hidden_act": ("activation", "gelu"),
-        "max_position_embeddings": ("max_position_embeddings", 512),
-        "type_vocab_size": (None, 0),
-        "layer_norm_eps": (None, 1e-12),
-        "dropout": ("dropout", 0.1),
-        "attention_dropout": ("attention_dropout", 0.1),
-        "pad_token_id": ("pad_token_id", 0),
-        "initializer_range": ("initializer_range", 0.02),
-    }
     hf_names = {
         **BERT_NAMES,
         "layer": "transformer.layer.{i}.",
@@ -38,18 +42,39 @@ class DistilBertBackbone(EncoderBackbone):
     }
     verified_backends = ("jax", "torch", "tensorflow")
 
-    def __init__(self, *args, type_vocab_size=0, **kwargs):
-        super().__init__(*args, type_vocab_size=type_vocab_size, **kwargs)
+
+@family_task(DistilBertBackbone, "MaskedLM", "DistilBertForMaskedLM")
+class DistilBertMaskedLM(MaskedLM):
+    hf_dense = "vocab_transform"
+    hf_norm = "vocab_layer_norm"
+    hf_bias = "vocab_projector.bias"
+    hf_decoder = "vocab_projector"
+    hf_head_patterns = ("vocab_*",)
 
 
-DISTILBERT_HEADS = {
-    "MaskedLM": dict(hf_dense="vocab_transform", hf_norm="vocab_layer_norm", hf_bias="vocab_projector.bias",
-                     hf_decoder="vocab_projector", hf_head_patterns=("vocab_*",)),
-    "TextClassifier": dict(hf_inner=("pre_classifier", False), inner_activation="relu",
-                           hf_head_patterns=("pre_classifier.*", "classifier.*")),
-    "TokenClassifier": {},
-    "QuestionAnswerer": {},
-    "TextEmbedder": {},
-}
+@family_task(DistilBertBackbone, "TextClassifier", "DistilBertForSequenceClassification")
+class DistilBertTextClassifier(TextClassifier):
+    hf_inner = ("pre_classifier", False)
+    inner_activation = "relu"
+    hf_head_patterns = ("pre_classifier.*", "classifier.*")
 
-__all__ = ["DistilBertBackbone"] + define_tasks(globals(), DistilBertBackbone, "DistilBert", DISTILBERT_HEADS)
+
+@family_task(DistilBertBackbone, "TokenClassifier", "DistilBertForTokenClassification")
+class DistilBertTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(DistilBertBackbone, "QuestionAnswerer", "DistilBertForQuestionAnswering")
+class DistilBertQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(DistilBertBackbone, "TextEmbedder", "DistilBertModel")
+class DistilBertTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "DistilBertBackbone", "DistilBertMaskedLM", "DistilBertTextClassifier", "DistilBertTokenClassifier",
+    "DistilBertQuestionAnswerer", "DistilBertTextEmbedder",
+]

@@ -1,25 +1,38 @@
 """ELECTRA: factorised embeddings (``embedding_size``, projected by ``embeddings_project`` when it
 differs from ``hidden_size``), a generator head (MaskedLM) and a discriminator head."""
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
 from keras_models.layers.activations import get_activation
-from keras_models.models.encoder.backbone import BERT_KEYS, EncoderBackbone, dense_rules
-from keras_models.models.encoder.tasks import define_tasks
+from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec, dense_rules
+from keras_models.models.encoder.tasks import ClassifierDenseOutProj, family_task
 from keras_models.models.registry import register_backbone, register_task
+from keras_models.spec import dim
+from keras_models.tasks.embedder import TextEmbedder
 from keras_models.tasks.task import Task
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TokenClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ElectraSpec(EncoderSpec):
+    hidden_size: int = dim("hidden_size", 256)
+    num_heads: int = dim("num_attention_heads", 4)
+    intermediate_size: int = dim("intermediate_size", 1024)
+    embedding_size: int | None = dim("embedding_size", 128)
 
 
 @_ser
 @register_backbone("electra")
 class ElectraBackbone(EncoderBackbone):
+    spec_cls = ElectraSpec
     base_model_prefix = "electra"
     hf_architecture = "ElectraModel"
     hf_model_type = "electra"
-    hf_keys = {**BERT_KEYS, "embedding_size": ("embedding_size", 128)}
     verified_backends = ("jax", "torch", "tensorflow")
 
 
@@ -49,17 +62,38 @@ class ElectraDiscriminator(Task):
                 + dense_rules("discriminator_predictions.dense_prediction", self.prediction, base=False))
 
 
-ELECTRA_HEADS = {
-    "MaskedLM": dict(hf_dense="generator_predictions.dense", hf_norm="generator_predictions.LayerNorm",
-                     hf_bias="generator_lm_head.bias", hf_decoder="generator_lm_head",
-                     head_activation="gelu", head_width_attr="embedding_dim",
-                     hf_head_patterns=("generator_predictions.*", "generator_lm_head.*")),
-    "TextClassifier": dict(hf_inner=("classifier.dense", False), hf_out="classifier.out_proj",
-                           input_dropout=True, inner_activation="gelu"),
-    "TokenClassifier": {},
-    "QuestionAnswerer": {},
-    "TextEmbedder": {},
-}
+@family_task(ElectraBackbone, "MaskedLM", "ElectraForMaskedLM")
+class ElectraMaskedLM(MaskedLM):
+    hf_dense = "generator_predictions.dense"
+    hf_norm = "generator_predictions.LayerNorm"
+    hf_bias = "generator_lm_head.bias"
+    hf_decoder = "generator_lm_head"
+    head_activation = "gelu"
+    head_width_attr = "embedding_dim"
+    hf_head_patterns = ("generator_predictions.*", "generator_lm_head.*")
 
-__all__ = ["ElectraBackbone", "ElectraDiscriminator"]
-__all__ += define_tasks(globals(), ElectraBackbone, "Electra", ELECTRA_HEADS)
+
+@family_task(ElectraBackbone, "TextClassifier", "ElectraForSequenceClassification")
+class ElectraTextClassifier(ClassifierDenseOutProj):
+    inner_activation = "gelu"
+
+
+@family_task(ElectraBackbone, "TokenClassifier", "ElectraForTokenClassification")
+class ElectraTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(ElectraBackbone, "QuestionAnswerer", "ElectraForQuestionAnswering")
+class ElectraQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(ElectraBackbone, "TextEmbedder", "ElectraModel")
+class ElectraTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "ElectraBackbone", "ElectraDiscriminator", "ElectraMaskedLM", "ElectraTextClassifier", "ElectraTokenClassifier",
+    "ElectraQuestionAnswerer", "ElectraTextEmbedder",
+]

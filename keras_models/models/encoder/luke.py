@@ -9,49 +9,50 @@ sequence classification, token classification and extractive QA. Entity inputs
 (``entity_ids``, ...) and the entity tasks are not supported.
 """
 
+from dataclasses import dataclass
+
 import keras
 
 from keras_models.models.encoder.backbone import dense_rules, norm_rules
-from keras_models.models.encoder.tasks import define_tasks
+from keras_models.models.encoder.tasks import family_task
 from keras_models.models.registry import register_backbone
-from keras_models.models.roberta import ROBERTA_KEYS, RobertaBackbone
+from keras_models.models.roberta import RobertaBackbone, RobertaSpec
 from keras_models.presets.weight_map import Rule
-from keras_models.tasks.text import MaskedLM
+from keras_models.spec import dim, hf
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TextClassifier, TokenClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 ENTITY_INPUTS = ("entity_ids", "entity_attention_mask", "entity_token_type_ids", "entity_position_ids")
 
 
+@dataclass(frozen=True, kw_only=True)
+class LukeSpec(RobertaSpec):
+    vocab_size: int = dim("vocab_size", 50267)
+    # entity-side config, kept only to write config.json back
+    entity_vocab_size: int = dim("entity_vocab_size", 500000)
+    entity_emb_size: int = dim("entity_emb_size", 256)
+    use_entity_aware_attention: bool = hf("use_entity_aware_attention", True)
+
+    hf_constants = {"bos_token_id": 0, "eos_token_id": 2}
+
+
 @_ser
 @register_backbone("luke")
 class LukeBackbone(RobertaBackbone):
+    spec_cls = LukeSpec
     base_model_prefix = "luke"
     hf_architecture = "LukeModel"
     hf_model_type = "luke"
-    # entity-side config, kept only to write config.json back
-    hf_keys = {**ROBERTA_KEYS, "entity_vocab_size": ("entity_vocab_size", 500000),
-               "entity_emb_size": ("entity_emb_size", 256),
-               "use_entity_aware_attention": ("use_entity_aware_attention", True)}
-    hf_extra = {"bos_token_id": 0, "eos_token_id": 2}
     hf_known_unused = ("*pooler.dense.*", "*entity_embeddings.*", "*.attention.self.w2e_query.*",
                        "*.attention.self.e2w_query.*", "*.attention.self.e2e_query.*")
     verified_backends = ("jax", "torch", "tensorflow")
     checkpoint_families = ("mLUKE",)
 
-    def __init__(self, *args, entity_vocab_size=500000, entity_emb_size=256, use_entity_aware_attention=True,
-                 **kwargs):
-        self.entity_vocab_size, self.entity_emb_size = entity_vocab_size, entity_emb_size
-        self.use_entity_aware_attention = use_entity_aware_attention
-        super().__init__(*args, **kwargs)
-
     def call(self, inputs, training=False):
         if isinstance(inputs, dict) and any(k in inputs for k in ENTITY_INPUTS):
             raise ValueError("LUKE entity inputs (entity_ids, ...) are not supported: pass word inputs only")
         return super().call(inputs, training=training)
-
-    def get_config(self):
-        return {**super().get_config(), "entity_vocab_size": self.entity_vocab_size,
-                "entity_emb_size": self.entity_emb_size, "use_entity_aware_attention": self.use_entity_aware_attention}
 
 
 class LukeMaskedLMBase(MaskedLM):
@@ -82,12 +83,32 @@ class LukeMaskedLMBase(MaskedLM):
         return r
 
 
-LUKE_HEADS = {
-    "MaskedLM": dict(base=LukeMaskedLMBase),
-    "TextClassifier": {},  # BERT's: pooler.dense (tanh) -> classifier
-    "TokenClassifier": {},
-    "QuestionAnswerer": {},
-    "TextEmbedder": {},
-}
+@family_task(LukeBackbone, "MaskedLM", "LukeForMaskedLM")
+class LukeMaskedLM(LukeMaskedLMBase):
+    pass
 
-__all__ = ["LukeBackbone"] + define_tasks(globals(), LukeBackbone, "Luke", LUKE_HEADS)
+
+@family_task(LukeBackbone, "TextClassifier", "LukeForSequenceClassification")
+class LukeTextClassifier(TextClassifier):
+    """BERT's: pooler.dense (tanh) -> classifier."""
+
+
+@family_task(LukeBackbone, "TokenClassifier", "LukeForTokenClassification")
+class LukeTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(LukeBackbone, "QuestionAnswerer", "LukeForQuestionAnswering")
+class LukeQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(LukeBackbone, "TextEmbedder", "LukeModel")
+class LukeTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "LukeBackbone", "LukeMaskedLM", "LukeTextClassifier", "LukeTokenClassifier", "LukeQuestionAnswerer",
+    "LukeTextEmbedder",
+]

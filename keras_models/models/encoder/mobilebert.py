@@ -7,53 +7,60 @@ the first ``embedding_size`` channels, a separate table the rest). The classifie
 optional (``classifier_activation``).
 """
 
+from dataclasses import dataclass
+
 import keras
 from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.layers.bottleneck_block import DEFAULT_LAYER_NORM_EPS, BottleneckBlock, make_mobile_norm
 from keras_models.layers.masks import padding_bias
-from keras_models.models.backbone import Backbone
-from keras_models.models.encoder.backbone import REQUIRED, dense_rules, norm_rules, read_hf_keys
-from keras_models.models.encoder.tasks import BERT_HEADS, define_tasks
+from keras_models.models.backbone import SpecBackbone
+from keras_models.models.encoder.backbone import dense_rules, norm_rules
+from keras_models.models.encoder.tasks import family_task
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import TRANSPOSE, Rule
+from keras_models.spec import Spec, dim, hf
+from keras_models.tasks.embedder import TextEmbedder
 from keras_models.tasks.heads import MaskedLMHead
 from keras_models.tasks.task import Task
-from keras_models.tasks.text import MaskedLM, TextClassifier
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TextClassifier, TokenClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
-# our constructor argument -> (config.json key, default)
-MOBILEBERT_KEYS = {
-    "vocab_size": ("vocab_size", REQUIRED),
-    "hidden_size": ("hidden_size", 512),
-    "num_layers": ("num_hidden_layers", 24),
-    "num_heads": ("num_attention_heads", 4),
-    "intermediate_size": ("intermediate_size", 512),
-    "hidden_act": ("hidden_act", "relu"),
-    "dropout": ("hidden_dropout_prob", 0.0),
-    "attention_dropout": ("attention_probs_dropout_prob", 0.1),
-    "max_position_embeddings": ("max_position_embeddings", 512),
-    "type_vocab_size": ("type_vocab_size", 2),
-    "initializer_range": ("initializer_range", 0.02),
-    "layer_norm_eps": ("layer_norm_eps", 1e-12),
-    "pad_token_id": ("pad_token_id", 0),
-    "embedding_size": ("embedding_size", 128),
-    "trigram_input": ("trigram_input", True),
-    "use_bottleneck": ("use_bottleneck", True),
-    "bottleneck_size": ("intra_bottleneck_size", 128),
-    "bottleneck_attention": ("use_bottleneck_attention", False),
-    "shared_bottleneck": ("key_query_shared_bottleneck", True),
-    "num_feedforward_networks": ("num_feedforward_networks", 4),
-    "normalization": ("normalization_type", "no_norm"),
-    "classifier_activation": ("classifier_activation", True),
-}
+
+@dataclass(frozen=True, kw_only=True)
+class MobileBertSpec(Spec):
+    vocab_size: int = dim("vocab_size", 30522)
+    hidden_size: int = dim("hidden_size", 512)
+    num_layers: int = dim("num_hidden_layers", 24)
+    num_heads: int = dim("num_attention_heads", 4)
+    intermediate_size: int = dim("intermediate_size", 512)
+    hidden_act: str = hf("hidden_act", "relu")
+    dropout: float = hf("hidden_dropout_prob", 0.0)
+    attention_dropout: float = hf("attention_probs_dropout_prob", 0.1)
+    max_position_embeddings: int = dim("max_position_embeddings", 512)
+    type_vocab_size: int = hf("type_vocab_size", 2)
+    initializer_range: float = hf("initializer_range", 0.02)
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-12)
+    pad_token_id: int = hf("pad_token_id", 0)
+    embedding_size: int = dim("embedding_size", 128)
+    trigram_input: bool = hf("trigram_input", True)
+    use_bottleneck: bool = hf("use_bottleneck", True)
+    bottleneck_size: int = dim("intra_bottleneck_size", 128)
+    bottleneck_attention: bool = hf("use_bottleneck_attention", False)
+    shared_bottleneck: bool = hf("key_query_shared_bottleneck", True)
+    num_feedforward_networks: int = dim("num_feedforward_networks", 4)
+    normalization: str = hf("normalization_type", "no_norm")
+    classifier_activation: bool = hf("classifier_activation", True)
+
+    unsupported = {"normalization_type": ("no_norm", "layer_norm", None)}
 
 
 @_ser
 @register_backbone("mobilebert")
-class MobileBertBackbone(Backbone):
+class MobileBertBackbone(SpecBackbone):
+    spec_cls = MobileBertSpec
     base_model_prefix = "mobilebert"
     hf_architecture = "MobileBertModel"
     hf_model_type = "mobilebert"
@@ -61,50 +68,38 @@ class MobileBertBackbone(Backbone):
     hf_known_unused = ("*pooler.dense.*",)
     verified_backends = ("jax", "torch", "tensorflow")
 
-    def __init__(self, vocab_size, hidden_size, num_layers, num_heads, intermediate_size, hidden_act="relu",
-                 dropout=0.0, attention_dropout=0.1, max_position_embeddings=512, type_vocab_size=2,
-                 initializer_range=0.02, layer_norm_eps=1e-12, pad_token_id=0, embedding_size=128,
-                 trigram_input=True, use_bottleneck=True, bottleneck_size=128, bottleneck_attention=False,
-                 shared_bottleneck=True, num_feedforward_networks=4, normalization="no_norm",
-                 classifier_activation=True, **kwargs):
-        super().__init__(**kwargs)
-        self.config_args = dict(
-            vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers, num_heads=num_heads,
-            intermediate_size=intermediate_size, hidden_act=hidden_act, dropout=dropout,
-            attention_dropout=attention_dropout, max_position_embeddings=max_position_embeddings,
-            type_vocab_size=type_vocab_size, initializer_range=initializer_range, layer_norm_eps=layer_norm_eps,
-            pad_token_id=pad_token_id, embedding_size=embedding_size, trigram_input=trigram_input,
-            use_bottleneck=use_bottleneck, bottleneck_size=bottleneck_size,
-            bottleneck_attention=bottleneck_attention, shared_bottleneck=shared_bottleneck,
-            num_feedforward_networks=num_feedforward_networks, normalization=normalization,
-            classifier_activation=classifier_activation,
-        )
-        for k, v in self.config_args.items():
+    def __init__(self, spec=None, **kwargs):
+        super().__init__(spec, **kwargs)
+        for k, v in self.spec.kwargs().items():
             setattr(self, "dropout_rate" if k == "dropout" else k, v)
-        self.embedding_dim = embedding_size
-        init = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        s = self.spec
+        self.embedding_dim = s.embedding_size
+        init = keras.initializers.TruncatedNormal(stddev=s.initializer_range)
         common = dict(dtype=self.dtype_policy)
 
         def embedding(n, width, name):
             return keras.layers.Embedding(n, width, embeddings_initializer=init, name=name, **common)
 
-        self.token_embedding = embedding(vocab_size, embedding_size, "token_embedding")
-        self.position_embedding = embedding(max_position_embeddings, hidden_size, "position_embedding")
-        self.token_type_embedding = embedding(type_vocab_size, hidden_size, "token_type_embedding") if type_vocab_size else None
+        self.token_embedding = embedding(s.vocab_size, s.embedding_size, "token_embedding")
+        self.position_embedding = embedding(s.max_position_embeddings, s.hidden_size, "position_embedding")
+        self.token_type_embedding = (
+            embedding(s.type_vocab_size, s.hidden_size, "token_type_embedding") if s.type_vocab_size else None
+        )
         self.embedding_transformation = None
-        if trigram_input or embedding_size != hidden_size:
-            self.embedding_transformation = keras.layers.Dense(hidden_size, kernel_initializer=init,
+        if s.trigram_input or s.embedding_size != s.hidden_size:
+            self.embedding_transformation = keras.layers.Dense(s.hidden_size, kernel_initializer=init,
                                                                name="embedding_transformation", **common)
-        self.embeddings_norm = make_mobile_norm(normalization, DEFAULT_LAYER_NORM_EPS, "embeddings_norm", self.dtype_policy)
-        self.embeddings_dropout = keras.layers.Dropout(dropout, **common)
+        self.embeddings_norm = make_mobile_norm(s.normalization, DEFAULT_LAYER_NORM_EPS, "embeddings_norm",
+                                                self.dtype_policy)
+        self.embeddings_dropout = keras.layers.Dropout(s.dropout, **common)
         self.blocks = [
-            BottleneckBlock(hidden_size, num_heads, intermediate_size, bottleneck_size=bottleneck_size,
-                            hidden_act=hidden_act, layer_norm_eps=layer_norm_eps, dropout=dropout,
-                            attention_dropout=attention_dropout, normalization=normalization,
-                            use_bottleneck=use_bottleneck, bottleneck_attention=bottleneck_attention,
-                            shared_bottleneck=shared_bottleneck, num_feedforward_networks=num_feedforward_networks,
+            BottleneckBlock(s.hidden_size, s.num_heads, s.intermediate_size, bottleneck_size=s.bottleneck_size,
+                            hidden_act=s.hidden_act, layer_norm_eps=s.layer_norm_eps, dropout=s.dropout,
+                            attention_dropout=s.attention_dropout, normalization=s.normalization,
+                            use_bottleneck=s.use_bottleneck, bottleneck_attention=s.bottleneck_attention,
+                            shared_bottleneck=s.shared_bottleneck, num_feedforward_networks=s.num_feedforward_networks,
                             kernel_initializer=init, name=f"block_{i}", **common)
-            for i in range(num_layers)
+            for i in range(s.num_layers)
         ]
 
     def embed(self, inputs, training=False):
@@ -136,18 +131,6 @@ class MobileBertBackbone(Backbone):
         return x
 
     # --- HF conversion ------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        kwargs = read_hf_keys(hf, MOBILEBERT_KEYS)
-        if kwargs["normalization"] not in ("no_norm", "layer_norm"):
-            raise ConfigError(f"config.json: normalization_type={kwargs['normalization']!r} is not supported")
-        return kwargs
-
-    def config_to_hf(self):
-        config = {"model_type": self.hf_model_type, "architectures": [self.hf_architecture]}
-        config.update({key: self.config_args[arg] for arg, (key, _) in MOBILEBERT_KEYS.items()})
-        return config
-
     def weight_rules(self):
         r = [Rule("embeddings.word_embeddings.weight", self.token_embedding.embeddings),
              Rule("embeddings.position_embeddings.weight", self.position_embedding.embeddings)]
@@ -177,11 +160,6 @@ class MobileBertBackbone(Backbone):
                 if norm is not None:
                     r += norm_rules(p + name, norm)
         return r
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(self.config_args)
-        return config
 
 
 # --- heads --------------------------------------------------------------------------------------
@@ -244,11 +222,32 @@ class MobileBertClassifierBase(TextClassifier):
         super().__init__(backbone, **kwargs)
 
 
-MOBILEBERT_HEADS = {
-    **BERT_HEADS,
-    "MaskedLM": dict(BERT_HEADS["MaskedLM"], base=MobileBertMaskedLMBase),
-    "TextClassifier": dict(base=MobileBertClassifierBase),
-}
+@family_task(MobileBertBackbone, "MaskedLM", "MobileBertForMaskedLM", "MobileBertForPreTraining")
+class MobileBertMaskedLM(MobileBertMaskedLMBase):
+    pass
 
-__all__ = ["MobileBertBackbone", "MobileBertLMHead"]
-__all__ += define_tasks(globals(), MobileBertBackbone, "MobileBert", MOBILEBERT_HEADS)
+
+@family_task(MobileBertBackbone, "TextClassifier", "MobileBertForSequenceClassification")
+class MobileBertTextClassifier(MobileBertClassifierBase):
+    pass
+
+
+@family_task(MobileBertBackbone, "TokenClassifier", "MobileBertForTokenClassification")
+class MobileBertTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(MobileBertBackbone, "QuestionAnswerer", "MobileBertForQuestionAnswering")
+class MobileBertQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(MobileBertBackbone, "TextEmbedder", "MobileBertModel")
+class MobileBertTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "MobileBertBackbone", "MobileBertLMHead", "MobileBertMaskedLM", "MobileBertTextClassifier",
+    "MobileBertTokenClassifier", "MobileBertQuestionAnswerer", "MobileBertTextEmbedder",
+]

@@ -9,35 +9,37 @@ Transformers. Inputs may carry ``question_positions`` (batch, num_questions): th
 (batch, num_questions, seq), Transformers' SplinterForPreTraining outputs.
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_models.layers.activations import get_activation
-from keras_models.models.encoder.backbone import BERT_KEYS, EncoderBackbone, dense_rules, norm_rules
-from keras_models.models.encoder.tasks import define_tasks
+from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec, dense_rules, norm_rules
+from keras_models.models.encoder.tasks import family_task
 from keras_models.models.registry import register_backbone
-from keras_models.tasks.text import QuestionAnswerer
+from keras_models.spec import hf
+from keras_models.tasks.embedder import TextEmbedder
 from keras_models.tasks.task import Task
+from keras_models.tasks.text import QuestionAnswerer
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SplinterSpec(EncoderSpec):
+    question_token_id: int = hf("question_token_id", 104)
 
 
 @_ser
 @register_backbone("splinter")
 class SplinterBackbone(EncoderBackbone):
+    spec_cls = SplinterSpec
     base_model_prefix = "splinter"
     hf_architecture = "SplinterModel"
     hf_model_type = "splinter"
-    hf_keys = {**BERT_KEYS, "question_token_id": ("question_token_id", 104)}
     verified_backends = ("jax", "torch", "tensorflow")
-
-    def __init__(self, *args, question_token_id=104, **kwargs):
-        self.question_token_id = question_token_id
-        super().__init__(*args, **kwargs)
-
-    def get_config(self):
-        return {**super().get_config(), "question_token_id": self.question_token_id}
 
 
 def dtype_min(dtype):
@@ -137,10 +139,14 @@ class SplinterQuestionAnswererBase(QuestionAnswerer):
         return r
 
 
-SPLINTER_HEADS = {
-    "QuestionAnswerer": dict(base=SplinterQuestionAnswererBase, extra_architectures=("ForPreTraining",)),
-    "TextEmbedder": {},
-}
+@family_task(SplinterBackbone, "QuestionAnswerer", "SplinterForQuestionAnswering", "SplinterForPreTraining")
+class SplinterQuestionAnswerer(SplinterQuestionAnswererBase):
+    pass
 
-__all__ = ["SplinterBackbone", "SpanSelectionHead"]
-__all__ += define_tasks(globals(), SplinterBackbone, "Splinter", SPLINTER_HEADS)
+
+@family_task(SplinterBackbone, "TextEmbedder", "SplinterModel")
+class SplinterTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = ["SplinterBackbone", "SpanSelectionHead", "SplinterQuestionAnswerer", "SplinterTextEmbedder"]

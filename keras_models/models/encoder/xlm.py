@@ -16,34 +16,67 @@ Heads: ``XLMWithLMHeadModel`` (a bias over the tied word embeddings), the sequen
 classifier, the token classifier and the "simple" span QA head (``XLMForQuestionAnsweringSimple``).
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.layers.activations import get_activation
-from keras_models.models.encoder.backbone import REQUIRED, EncoderBackbone, dense_rules, norm_rules, read_hf_keys
-from keras_models.models.encoder.tasks import define_tasks
+from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec, dense_rules, norm_rules
+from keras_models.models.encoder.tasks import family_task
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import const, dim, hf
+from keras_models.tasks.embedder import TextEmbedder
 from keras_models.tasks.task import Task
 from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TextClassifier, TokenClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
-XLM_KEYS = {
-    "vocab_size": ("vocab_size", REQUIRED),
-    "hidden_size": ("emb_dim", 2048),
-    "num_layers": ("n_layers", 12),
-    "num_heads": ("n_heads", 16),
-    "max_position_embeddings": ("max_position_embeddings", 512),
-    "layer_norm_eps": ("layer_norm_eps", 1e-12),
-    "dropout": ("dropout", 0.1),
-    "attention_dropout": ("attention_dropout", 0.1),
-    "pad_token_id": ("pad_token_id", 2),
-    "initializer_range": ("init_std", 0.02),
-    "sinusoidal_embeddings": ("sinusoidal_embeddings", False),
-}
+@dataclass(frozen=True, kw_only=True)
+class XLMSpec(EncoderSpec):
+    """XLMConfig. The feed-forward is ``4 * emb_dim`` wide, exact gelu or relu (``gelu_activation``);
+    ``n_langs`` > 1 with ``use_lang_emb`` adds a language embedding (``num_languages``)."""
+
+    vocab_size: int = dim("vocab_size", 30145)
+    hidden_size: int = dim("emb_dim", 2048)
+    num_layers: int = dim("n_layers", 12)
+    num_heads: int = dim("n_heads", 16)
+    intermediate_size: int | None = const(None, doc="None: 4 * hidden_size")
+    hidden_act: str = hf("gelu_activation", "gelu", read=lambda v: "gelu" if v else "relu",
+                         write=lambda act: act == "gelu")
+    dropout: float = hf("dropout", 0.1)
+    attention_dropout: float = hf("attention_dropout", 0.1)
+    pad_token_id: int = hf("pad_token_id", 2)
+    initializer_range: float = hf("init_std", 0.02)
+    type_vocab_size: int = const(0)
+    sinusoidal_embeddings: bool = hf("sinusoidal_embeddings", False)
+    num_languages: int = const(0, doc="n_langs when > 1 and use_lang_emb, else 0")
+    layerdrop: float = const(0.0)
+
+    unsupported = {"causal": (False,), "is_encoder": (True,)}  # encoder only
+    hf_constants = {"causal": False, "is_encoder": True, "asm": False}
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        langs = config.get("n_langs") or 1
+        values["num_languages"] = langs if langs > 1 and config.get("use_lang_emb", True) else 0
+        return values
+
+    def adjust_to_hf(self, out):
+        if self.hidden_act not in ("gelu", "relu") or self.intermediate_size not in (None, 4 * self.hidden_size):
+            raise ConfigError(f"{type(self).__name__}: config.json can only express gelu/relu feed-forwards "
+                              "of width 4 * hidden_size")
+        out.update(n_langs=max(self.num_languages, 1), use_lang_emb=bool(self.num_languages))
+        return super().adjust_to_hf(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlaubertSpec(XLMSpec):
+    norm_first: bool = hf("pre_norm", False)
+    layerdrop: float = hf("layerdrop", 0.0)
 
 
 @_ser
@@ -62,19 +95,17 @@ class XLMSinusoidal(keras.initializers.Initializer):
 @_ser
 @register_backbone("xlm")
 class XLMBackbone(EncoderBackbone):
+    spec_cls = XLMSpec
     base_model_prefix = "transformer"
     hf_architecture = "XLMModel"
     hf_model_type = "xlm"
     hf_ignore = ("*position_ids",)
-    hf_keys = XLM_KEYS
     verified_backends = ("jax", "torch", "tensorflow")
 
-    def __init__(self, vocab_size, hidden_size, num_layers, num_heads, intermediate_size=None,
-                 hidden_act="gelu", num_languages=0, sinusoidal_embeddings=False, layerdrop=0.0,
-                 type_vocab_size=0, pad_token_id=2, **kwargs):
-        self.num_languages, self.sinusoidal_embeddings, self.layerdrop = num_languages, sinusoidal_embeddings, layerdrop
-        super().__init__(vocab_size, hidden_size, num_layers, num_heads, intermediate_size or 4 * hidden_size,
-                         hidden_act=hidden_act, type_vocab_size=type_vocab_size, pad_token_id=pad_token_id, **kwargs)
+    def __init__(self, spec=None, **kwargs):
+        super().__init__(spec, **kwargs)
+        hidden_size, num_languages = self.hidden_size, self.num_languages
+        sinusoidal_embeddings, layerdrop = self.sinusoidal_embeddings, self.layerdrop
         common = dict(dtype=self.dtype_policy)
         if sinusoidal_embeddings:  # the (not yet built) position table starts as the fixed one
             self.position_embedding.embeddings_initializer = XLMSinusoidal()
@@ -85,6 +116,9 @@ class XLMBackbone(EncoderBackbone):
                                                          name="lang_embedding", **common)
             self.lang_embedding.build((None, None))  # built even when calls pass no ``langs``
         self.layerdrop_seed = keras.random.SeedGenerator(0) if layerdrop else None
+
+    def resolve_spec(self, spec):
+        return spec if spec.intermediate_size else spec.replace(intermediate_size=4 * spec.hidden_size)
 
     def padding_mask(self, inputs):
         mask = inputs.get("attention_mask")
@@ -121,26 +155,6 @@ class XLMBackbone(EncoderBackbone):
         return x
 
     # --- HF conversion ------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        for key, ok in (("causal", False), ("is_encoder", True)):
-            if hf.get(key, ok) != ok:
-                raise ConfigError(f"config.json: {key}={hf[key]!r} is not supported (encoder only)")
-        kwargs = read_hf_keys(hf, cls.hf_keys)
-        kwargs["hidden_act"] = "gelu" if hf.get("gelu_activation", True) else "relu"
-        langs = hf.get("n_langs") or 1
-        kwargs["num_languages"] = langs if langs > 1 and hf.get("use_lang_emb", True) else 0
-        return kwargs
-
-    def config_to_hf(self):
-        config = super().config_to_hf()
-        if self.hidden_act not in ("gelu", "relu") or self.intermediate_size != 4 * self.hidden_size:
-            raise ConfigError(f"{type(self).__name__}: config.json can only express gelu/relu feed-forwards "
-                              "of width 4 * hidden_size")
-        config.update(gelu_activation=self.hidden_act == "gelu", n_langs=max(self.num_languages, 1),
-                      use_lang_emb=bool(self.num_languages), causal=False, is_encoder=True, asm=False)
-        return config
-
     def weight_rules(self):
         r = [Rule("embeddings.weight", self.token_embedding.embeddings),
              Rule("position_embeddings.weight", self.position_embedding.embeddings)]
@@ -157,19 +171,13 @@ class XLMBackbone(EncoderBackbone):
             r += norm_rules(f"layer_norm2.{i}", block.output_norm)
         return r
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(num_languages=self.num_languages, sinusoidal_embeddings=self.sinusoidal_embeddings,
-                      layerdrop=self.layerdrop)
-        return config
-
 
 @_ser
 @register_backbone("flaubert")
 class FlaubertBackbone(XLMBackbone):
+    spec_cls = FlaubertSpec
     hf_architecture = "FlaubertModel"
     hf_model_type = "flaubert"
-    hf_keys = {**XLM_KEYS, "norm_first": ("pre_norm", False), "layerdrop": ("layerdrop", 0.0)}
     verified_backends = ("jax", "torch", "tensorflow")
 
 
@@ -277,14 +285,58 @@ class XLMSequenceClassifier(TextClassifier):
         return config
 
 
-XLM_CLASSES = {
-    "MaskedLM": (XLMLanguageModel, ("WithLMHeadModel",)),
-    "TextClassifier": (XLMSequenceClassifier, ("ForSequenceClassification",)),
-    "TokenClassifier": (TokenClassifier, ("ForTokenClassification",)),
-    "QuestionAnswerer": (QuestionAnswerer, ("ForQuestionAnsweringSimple",)),
-}
-XLM_HEADS = {"MaskedLM": {}, "TextClassifier": {}, "TokenClassifier": {}, "QuestionAnswerer": {}, "TextEmbedder": {}}
+@family_task(XLMBackbone, "MaskedLM", "XLMWithLMHeadModel")
+class XLMMaskedLM(XLMLanguageModel):
+    pass
 
-__all__ = ["XLMBackbone", "FlaubertBackbone", "XLMSinusoidal", "TiedOutputBias"]
-__all__ += define_tasks(globals(), XLMBackbone, "XLM", XLM_HEADS, classes=XLM_CLASSES)
-__all__ += define_tasks(globals(), FlaubertBackbone, "Flaubert", XLM_HEADS, classes=XLM_CLASSES)
+
+@family_task(XLMBackbone, "TextClassifier", "XLMForSequenceClassification")
+class XLMTextClassifier(XLMSequenceClassifier):
+    pass
+
+
+@family_task(XLMBackbone, "TokenClassifier", "XLMForTokenClassification")
+class XLMTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(XLMBackbone, "QuestionAnswerer", "XLMForQuestionAnsweringSimple")
+class XLMQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(XLMBackbone, "TextEmbedder", "XLMModel")
+class XLMTextEmbedder(TextEmbedder):
+    pass
+
+
+@family_task(FlaubertBackbone, "MaskedLM", "FlaubertWithLMHeadModel")
+class FlaubertMaskedLM(XLMLanguageModel):
+    pass
+
+
+@family_task(FlaubertBackbone, "TextClassifier", "FlaubertForSequenceClassification")
+class FlaubertTextClassifier(XLMSequenceClassifier):
+    pass
+
+
+@family_task(FlaubertBackbone, "TokenClassifier", "FlaubertForTokenClassification")
+class FlaubertTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(FlaubertBackbone, "QuestionAnswerer", "FlaubertForQuestionAnsweringSimple")
+class FlaubertQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(FlaubertBackbone, "TextEmbedder", "FlaubertModel")
+class FlaubertTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "XLMBackbone", "FlaubertBackbone", "XLMSinusoidal", "TiedOutputBias", "XLMMaskedLM", "XLMTextClassifier",
+    "XLMTokenClassifier", "XLMQuestionAnswerer", "XLMTextEmbedder", "FlaubertMaskedLM", "FlaubertTextClassifier",
+    "FlaubertTokenClassifier", "FlaubertQuestionAnswerer", "FlaubertTextEmbedder",
+]

@@ -8,6 +8,8 @@ taken before (``ln_before_adapter=False``) or after that LayerNorm; post-norm bl
 their output LayerNorm. ``pre_norm`` makes the blocks pre-norm with a final ``encoder.LayerNorm``.
 """
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import ops
@@ -16,9 +18,12 @@ from keras_models.errors import ConfigError
 from keras_models.layers.encoder_block import EncoderBlock
 from keras_models.layers.language_adapters import LanguageAdapters
 from keras_models.models.encoder.backbone import dense_rules, norm_rules
-from keras_models.models.encoder.tasks import ROBERTA_HEADS, define_tasks
+from keras_models.models.encoder.tasks import RobertaShapedMaskedLM, RobertaShapedTextClassifier, family_task
 from keras_models.models.registry import register_backbone
-from keras_models.models.roberta import RobertaBackbone
+from keras_models.models.roberta import RobertaBackbone, RobertaSpec
+from keras_models.spec import dim, hf
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import QuestionAnswerer, TokenClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -73,29 +78,50 @@ class XmodBlock(EncoderBlock):
         return config
 
 
+@dataclass(frozen=True, kw_only=True)
+class XmodSpec(RobertaSpec):
+    """XmodConfig: RoBERTa's keys plus the adapters'; ``pre_norm`` makes the blocks pre-norm with a
+    final LayerNorm (``norm_first`` and ``final_norm``)."""
+
+    vocab_size: int = dim("vocab_size", 30522)
+    norm_first: bool = hf("pre_norm", False, read=bool)
+    languages: tuple = hf("languages", ("en_XX",))
+    default_language: str | None = hf("default_language", None)
+    adapter_reduction_factor: int | float = hf("adapter_reduction_factor", 2)
+    adapter_layer_norm: bool = hf("adapter_layer_norm", False, read=bool)
+    adapter_reuse_layer_norm: bool = hf("adapter_reuse_layer_norm", True, read=bool)
+    ln_before_adapter: bool = hf("ln_before_adapter", True, read=bool)
+
+    unsupported = {**RobertaSpec.unsupported, "is_decoder": (False, None), "add_cross_attention": (False, None)}
+    hf_constants = {"bos_token_id": 0, "eos_token_id": 2}
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values["final_norm"] = values.get("norm_first", False)
+        return values
+
+    def validate(self, source="config.json"):
+        super().validate(source)
+        if self.default_language is not None and self.default_language not in self.languages:
+            raise ConfigError(f"{source}: default_language={self.default_language!r} has no adapter "
+                              f"(languages: {list(self.languages)})")
+
+
 @_ser
 @register_backbone("xmod")
 class XmodBackbone(RobertaBackbone):
+    spec_cls = XmodSpec
     hf_architecture = "XmodModel"
     hf_model_type = "xmod"
-    hf_extra = {"bos_token_id": 0, "eos_token_id": 2}
     verified_backends = ("jax", "torch", "tensorflow")
     checkpoint_families = ()
-
-    def __init__(self, *args, languages=("en_XX",), default_language=None, adapter_reduction_factor=2,
-                 adapter_layer_norm=False, adapter_reuse_layer_norm=True, ln_before_adapter=True, **kwargs):
-        self.languages, self.default_language = tuple(languages), default_language
-        self.adapter_reduction_factor, self.adapter_layer_norm = adapter_reduction_factor, adapter_layer_norm
-        self.adapter_reuse_layer_norm, self.ln_before_adapter = adapter_reuse_layer_norm, ln_before_adapter
-        if default_language is not None and default_language not in self.languages:
-            raise ConfigError(f"default_language={default_language!r} has no adapter (languages: {list(languages)})")
-        super().__init__(*args, **kwargs)
 
     def set_default_language(self, language):
         """The language used when inputs carry no ``lang_ids``."""
         if language not in self.languages:
             raise ValueError(f"no adapter for {language!r}; languages: {list(self.languages)}")
         self.default_language = language
+        self.spec = self.spec.replace(default_language=language)
 
     def make_block(self, index, init):
         return XmodBlock(
@@ -134,30 +160,6 @@ class XmodBackbone(RobertaBackbone):
         inputs["lang_ids"] = np.zeros((1,), "int32")
         return inputs
 
-    @classmethod
-    def config_from_hf(cls, hf):
-        if hf.get("is_decoder") or hf.get("add_cross_attention"):
-            raise ConfigError("config.json: X-MOD as a decoder (is_decoder / add_cross_attention) is not supported")
-        kwargs = super().config_from_hf(hf)
-        pre_norm = bool(hf.get("pre_norm", False))
-        kwargs.update(
-            norm_first=pre_norm, final_norm=pre_norm, languages=list(hf.get("languages") or ["en_XX"]),
-            default_language=hf.get("default_language"),
-            adapter_reduction_factor=hf.get("adapter_reduction_factor", 2),
-            adapter_layer_norm=bool(hf.get("adapter_layer_norm", False)),
-            adapter_reuse_layer_norm=bool(hf.get("adapter_reuse_layer_norm", True)),
-            ln_before_adapter=bool(hf.get("ln_before_adapter", True)),
-        )
-        return kwargs
-
-    def config_to_hf(self):
-        config = super().config_to_hf()
-        config.update(pre_norm=self.norm_first, languages=list(self.languages), default_language=self.default_language,
-                      adapter_reduction_factor=self.adapter_reduction_factor,
-                      adapter_layer_norm=self.adapter_layer_norm,
-                      adapter_reuse_layer_norm=self.adapter_reuse_layer_norm, ln_before_adapter=self.ln_before_adapter)
-        return config
-
     def block_rules(self, prefix, block):
         r = super().block_rules(prefix, block)
         for language, down, up in zip(self.languages, block.adapters.down, block.adapters.up):
@@ -167,13 +169,33 @@ class XmodBackbone(RobertaBackbone):
             r += norm_rules(prefix + "output.adapter_layer_norm", block.adapter_norm)
         return r
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(languages=list(self.languages), default_language=self.default_language,
-                      adapter_reduction_factor=self.adapter_reduction_factor,
-                      adapter_layer_norm=self.adapter_layer_norm,
-                      adapter_reuse_layer_norm=self.adapter_reuse_layer_norm, ln_before_adapter=self.ln_before_adapter)
-        return config
+
+@family_task(XmodBackbone, "MaskedLM", "XmodForMaskedLM")
+class XmodMaskedLM(RobertaShapedMaskedLM):
+    pass
 
 
-__all__ = ["XmodBackbone", "XmodBlock"] + define_tasks(globals(), XmodBackbone, "Xmod", ROBERTA_HEADS)
+@family_task(XmodBackbone, "TextClassifier", "XmodForSequenceClassification")
+class XmodTextClassifier(RobertaShapedTextClassifier):
+    pass
+
+
+@family_task(XmodBackbone, "TokenClassifier", "XmodForTokenClassification")
+class XmodTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(XmodBackbone, "QuestionAnswerer", "XmodForQuestionAnswering")
+class XmodQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(XmodBackbone, "TextEmbedder", "XmodModel")
+class XmodTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = [
+    "XmodBackbone", "XmodBlock", "XmodMaskedLM", "XmodTextClassifier", "XmodTokenClassifier",
+    "XmodQuestionAnswerer", "XmodTextEmbedder",
+]

@@ -1,32 +1,63 @@
 """RoBERTa: the BERT encoder with pad-aware position ids and RoBERTa's head names."""
 
+from dataclasses import dataclass
+
 import keras
 
-from keras_models.models.encoder.backbone import EncoderBackbone
-from keras_models.models.encoder.tasks import ROBERTA_HEADS, define_tasks
+from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec
+from keras_models.models.encoder.tasks import RobertaShapedMaskedLM, RobertaShapedTextClassifier, family_task
 from keras_models.models.registry import register_backbone
+from keras_models.spec import const, dim, hf
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import QuestionAnswerer, TokenClassifier
 
-ROBERTA_KEYS = {
-    **EncoderBackbone.hf_keys,
-    "pad_token_id": ("pad_token_id", 1),
-    "type_vocab_size": ("type_vocab_size", 2),
-}
+
+@dataclass(frozen=True, kw_only=True)
+class RobertaSpec(EncoderSpec):
+    """RobertaConfig: BERT's keys, padding index 1, positions counted from ``pad_token_id + 1``."""
+
+    vocab_size: int = dim("vocab_size", 50265)
+    pad_token_id: int = hf("pad_token_id", 1)
+    position_mode: str = const("padding_offset")
+
+    hf_constants = {"bos_token_id": 0, "eos_token_id": 2, "position_embedding_type": "absolute"}
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("roberta")
 class RobertaBackbone(EncoderBackbone):
+    spec_cls = RobertaSpec
     base_model_prefix = "roberta"
     hf_architecture = "RobertaModel"
     hf_model_type = "roberta"
-    hf_keys = ROBERTA_KEYS
-    hf_extra = {"bos_token_id": 0, "eos_token_id": 2, "position_embedding_type": "absolute"}
-    family_defaults = {"position_mode": "padding_offset"}
     verified_backends = ("jax", "torch", "tensorflow")
     checkpoint_families = ("BERTweet", "PhoBERT")
 
-    def __init__(self, *args, pad_token_id=1, **kwargs):
-        super().__init__(*args, pad_token_id=pad_token_id, **kwargs)
+
+@family_task(RobertaBackbone, "MaskedLM", "RobertaForMaskedLM")
+class RobertaMaskedLM(RobertaShapedMaskedLM):
+    pass
 
 
-__all__ = ["RobertaBackbone", "ROBERTA_KEYS"] + define_tasks(globals(), RobertaBackbone, "Roberta", ROBERTA_HEADS)
+@family_task(RobertaBackbone, "TextClassifier", "RobertaForSequenceClassification")
+class RobertaTextClassifier(RobertaShapedTextClassifier):
+    pass
+
+
+@family_task(RobertaBackbone, "TokenClassifier", "RobertaForTokenClassification")
+class RobertaTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(RobertaBackbone, "QuestionAnswerer", "RobertaForQuestionAnswering")
+class RobertaQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(RobertaBackbone, "TextEmbedder", "RobertaModel")
+class RobertaTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = ["RobertaBackbone", "RobertaMaskedLM", "RobertaTextClassifier", "RobertaTokenClassifier",
+           "RobertaQuestionAnswerer", "RobertaTextEmbedder"]
