@@ -21,7 +21,7 @@ from keras import ops
 
 from keras_models.layers.bucketed_position_bias import sinusoidal_table
 from keras_models.layers.seq2seq_block import norm_rules
-from keras_models.models.bart.families import FAMILIES, config_from_hf, config_to_hf
+from keras_models.models.bart.families import FAMILIES, BartSpec
 from keras_models.models.encoder_decoder.backbone import EncoderDecoderBackbone
 from keras_models.models.encoder_decoder.rules import block_rules
 from keras_models.models.registry import register_backbone
@@ -68,6 +68,7 @@ class BartBackbone(EncoderDecoderBackbone):
     checkpoint_families = ("BARTpho", "NLLB")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = "model"
     hf_architecture = "BartModel"
+    spec_cls = BartSpec  # reads each family's spec by model_type (families.py)
     # HF names of an encoder / decoder layer's sub-layers (LED, NLLB-MoE differ)
     encoder_block_names = BART_NAMES
     decoder_block_names = BART_NAMES
@@ -88,7 +89,8 @@ class BartBackbone(EncoderDecoderBackbone):
         self.scale_decoder_embedding = scale_decoder_embedding
         self.hf_model_type = hf_model_type
         self.decoder_max_position_embeddings = decoder_max_position_embeddings
-        self.hf_architecture = FAMILIES.get(hf_model_type, {}).get("architecture", "BartModel")
+        self.hf_architecture = FAMILIES[hf_model_type].architecture if hf_model_type in FAMILIES \
+            else type(self).hf_architecture
         self.embed_scale = math.sqrt(self.hidden_size) if scale_embedding else 1.0
         dt = self.dtype_policy
         self.position_tables = {}
@@ -155,14 +157,7 @@ class BartBackbone(EncoderDecoderBackbone):
     def embed_decoder(self, decoder_input_ids, offset=0, training=False):
         return self._embed("decoder", decoder_input_ids, offset, training)
 
-    # --- HF conversion --------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        return config_from_hf(hf)
-
-    def config_to_hf(self):
-        return config_to_hf(self)
-
+    # --- HF conversion (config.json: spec_cls) ------------------------------------------------------
     def weight_rules(self):
         r = [Rule("shared.weight", self.token_embedding.embeddings)]
         learned = self.position_embedding == "learned"

@@ -5,21 +5,48 @@ fairseq sinusoidal positions, scaled embeddings, no embedding norm, and an untie
 encoder table and the head to the decoder table: one shared table of the target vocabulary.
 """
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import keras
 
+from keras_models.errors import ConfigError
 from keras_models.models.bart.backbone import BartBackbone
-from keras_models.models.bart.families import config_from_hf as bart_config_from_hf
-from keras_models.models.bart.families import config_to_hf as bart_config_to_hf
+from keras_models.models.bart.families import BartSpec
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.presets.config import require
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import const, dim, hf
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
-_FSMT_DEFAULTS = {"activation_function": "relu", "scale_embedding": True, "pad_token_id": 1,
-                  "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2}
+
+
+@dataclass(frozen=True, kw_only=True)
+class FSMTSpec(BartSpec):
+    architecture: ClassVar[str] = "FSMTModel"
+    vocab_size: int = dim("src_vocab_size", doc="with tie_word_embeddings: tgt_vocab_size (one table)")
+    decoder_vocab_size: int | None = hf("tgt_vocab_size", None, dim=True, doc="None: one shared table")
+    langs: tuple = hf("langs", ("en", "de"))
+    hidden_act: str = hf("activation_function", "relu")
+    scale_embedding: bool = hf("scale_embedding", True)
+    hf_model_type: str = const("fsmt")
+    position_embedding: str = const("sinusoidal_fairseq")
+    position_offset: int = const(0)
+    padding_aware_positions: bool = const(True)
+    embedding_norm: bool = const(False)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values = super().adjust_from_hf(config, values, source)
+        if "decoder_vocab_size" not in values:
+            raise ConfigError(f"{source}: required key 'tgt_vocab_size' is missing")
+        if config.get("tie_word_embeddings", False):  # one table: the decoder's
+            values["vocab_size"] = values.pop("decoder_vocab_size")
+        return values
+
+    def adjust_to_hf(self, out):
+        out["tgt_vocab_size"] = self.decoder_vocab_size or self.vocab_size
+        return super().adjust_to_hf(out)
 
 
 @_ser
@@ -27,6 +54,7 @@ _FSMT_DEFAULTS = {"activation_function": "relu", "scale_embedding": True, "pad_t
 class FSMTBackbone(BartBackbone):
     base_model_prefix = "model"
     hf_architecture = "FSMTModel"
+    spec_cls = FSMTSpec
     verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, *args, langs=("en", "de"), position_embedding="sinusoidal_fairseq",
@@ -37,23 +65,6 @@ class FSMTBackbone(BartBackbone):
                          scale_embedding=scale_embedding, hf_model_type=hf_model_type, **kwargs)
         self.langs = list(langs)
         self.hf_architecture = "FSMTModel"
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = bart_config_from_hf({**_FSMT_DEFAULTS, **hf, "model_type": "m2m_100",
-                                 "vocab_size": require(hf, "src_vocab_size")})
-        c.update(norm_first=False, final_norm=False, position_offset=0, hf_model_type="fsmt",
-                 decoder_vocab_size=require(hf, "tgt_vocab_size"), langs=hf.get("langs", ["en", "de"]))
-        if hf.get("tie_word_embeddings", False):  # one table: the decoder's
-            c.update(vocab_size=c.pop("decoder_vocab_size"))
-        return c
-
-    def config_to_hf(self):
-        c = bart_config_to_hf(self)
-        c.pop("vocab_size")
-        c.update(model_type="fsmt", architectures=[self.hf_architecture], langs=self.langs,
-                 src_vocab_size=self.vocab_size, tgt_vocab_size=self.output_vocab_size)
-        return c
 
     def weight_rules(self):
         tables = ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")

@@ -7,6 +7,9 @@ plus global tokens from ``global_attention_mask`` (none when it is not given, as
 which use their own ``query_global`` / ``key_global`` / ``value_global`` projections.
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 from keras import ops
 
@@ -14,12 +17,11 @@ from keras_models.errors import ConfigError
 from keras_models.layers.longformer_attention import longformer_bias
 from keras_models.layers.masks import padding_bias
 from keras_models.models.bart.backbone import BART_NAMES, BartBackbone
-from keras_models.models.bart.families import config_from_hf as bart_config_from_hf
-from keras_models.models.bart.families import config_to_hf as bart_config_to_hf
+from keras_models.models.bart.families import BartSpec
 from keras_models.models.bart.tasks import BartQuestionAnswerer
 from keras_models.models.encoder_decoder.rules import dense_rules
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.presets.config import require
+from keras_models.spec import const, dim, hf
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -31,11 +33,24 @@ LED_ENCODER_NAMES = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class LEDSpec(BartSpec):
+    architecture: ClassVar[str] = "LEDModel"
+    max_position_embeddings: int = dim("max_encoder_position_embeddings")
+    decoder_max_position_embeddings: int = dim("max_decoder_position_embeddings")
+    attention_window: int | tuple = hf("attention_window", 512, doc="one even width, or one per encoder layer")
+    scale_embedding: bool = const(False)
+    forced_eos_token_id: int | None = hf("forced_eos_token_id", None)
+    hf_model_type: str = const("led")
+    position_offset: int = const(0)
+
+
 @_ser
 @register_backbone("led")
 class LEDBackbone(BartBackbone):
     base_model_prefix = "led"
     hf_architecture = "LEDModel"
+    spec_cls = LEDSpec
     encoder_block_names = LED_ENCODER_NAMES
     encoder_block_options = {"self_attention_kind": "longformer"}
     verified_backends = ("jax", "torch", "tensorflow")
@@ -73,25 +88,7 @@ class LEDBackbone(BartBackbone):
         inputs["global_attention_mask"] = inputs["attention_mask"] * 0
         return inputs
 
-    # --- HF conversion --------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = bart_config_from_hf({**hf, "model_type": "bart",
-                                 "max_position_embeddings": require(hf, "max_encoder_position_embeddings")})
-        c.update(position_offset=0, hf_model_type="led", attention_window=hf.get("attention_window", 512),
-                 decoder_max_position_embeddings=require(hf, "max_decoder_position_embeddings"))
-        return c
-
-    def config_to_hf(self):
-        c = bart_config_to_hf(self)
-        c.pop("max_position_embeddings")
-        c.pop("scale_embedding")
-        c.update(model_type="led", architectures=[self.hf_architecture],
-                 max_encoder_position_embeddings=self.max_position_embeddings,
-                 max_decoder_position_embeddings=self.decoder_max_position_embeddings,
-                 attention_window=list(self.attention_window))
-        return c
-
+    # --- HF conversion (config.json: LEDSpec) ---------------------------------------------------
     def weight_rules(self):
         r = super().weight_rules()
         for i, blk in enumerate(self.encoder_blocks):

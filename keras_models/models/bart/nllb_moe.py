@@ -7,20 +7,21 @@ token, so routing is per token. The router also skips padding tokens in Transfor
 changes the (masked) padded positions, so it is not reproduced.
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 
 from keras_models.errors import ConfigError
 from keras_models.models.bart.backbone import BartBackbone
-from keras_models.models.bart.families import config_from_hf as bart_config_from_hf
-from keras_models.models.bart.families import config_to_hf as bart_config_to_hf
+from keras_models.models.bart.families import M2M100Spec
 from keras_models.models.registry import register_backbone, register_task
+from keras_models.spec import const, dim, hf
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 NLLB_MOE_FIELDS = ("num_experts", "encoder_sparse_step", "decoder_sparse_step", "router_bias",
                    "moe_token_dropout")
-_DEFAULTS = {"activation_function": "relu", "scale_embedding": True, "pad_token_id": 1,
-             "bos_token_id": 0, "eos_token_id": 2, "decoder_start_token_id": 2}
 _ATTENTION = ("q_proj", "k_proj", "v_proj", "out_proj")
 NLLB_MOE_NAMES = {
     "self_attention": ("self_attn", _ATTENTION),
@@ -36,11 +37,31 @@ NLLB_MOE_NAMES = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class NllbMoeSpec(M2M100Spec):
+    architecture: ClassVar[str] = "NllbMoeModel"
+    unsupported: ClassVar[dict] = {"second_expert_policy": ("all",)}  # random second experts
+    num_experts: int = dim("num_experts", 128)
+    encoder_sparse_step: int = hf("encoder_sparse_step", 4)
+    decoder_sparse_step: int = hf("decoder_sparse_step", 4)
+    router_bias: bool = hf("router_bias", False)
+    moe_token_dropout: float = hf("moe_token_dropout", 0.2)
+    hf_model_type: str = const("nllb-moe")
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        if (config.get("moe_eval_capacity_token_fraction") or 1.0) < 1.0:
+            raise ConfigError(f"{source}: moe_eval_capacity_token_fraction < 1 (tokens dropped "
+                              "at inference across the batch) is not supported")
+        return super().adjust_from_hf(config, values, source)
+
+
 @_ser
 @register_backbone("nllb-moe")
 class NllbMoeBackbone(BartBackbone):
     base_model_prefix = "model"
     hf_architecture = "NllbMoeModel"
+    spec_cls = NllbMoeSpec
     encoder_block_names = NLLB_MOE_NAMES
     decoder_block_names = NLLB_MOE_NAMES
     verified_backends = ("jax", "torch", "tensorflow")
@@ -62,28 +83,6 @@ class NllbMoeBackbone(BartBackbone):
             options.update(num_experts=self.num_experts, experts_per_token=2, normalize_top_k=True,
                            router_bias=self.router_bias, expert_scale=1.0 - self.moe_token_dropout)
         return options
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        if hf.get("second_expert_policy", "all") != "all":
-            raise ConfigError(f"config.json: second_expert_policy={hf['second_expert_policy']!r} "
-                              "(random second experts) is not supported; only 'all'")
-        if hf.get("moe_eval_capacity_token_fraction", 1.0) < 1.0:
-            raise ConfigError("config.json: moe_eval_capacity_token_fraction < 1 (tokens dropped "
-                              "at inference across the batch) is not supported")
-        c = bart_config_from_hf({**_DEFAULTS, **hf, "model_type": "m2m_100"})
-        c.update(hf_model_type="nllb-moe", num_experts=hf.get("num_experts", 128),
-                 encoder_sparse_step=hf.get("encoder_sparse_step", 4),
-                 decoder_sparse_step=hf.get("decoder_sparse_step", 4),
-                 router_bias=hf.get("router_bias", False),
-                 moe_token_dropout=hf.get("moe_token_dropout", 0.2))
-        return c
-
-    def config_to_hf(self):
-        c = bart_config_to_hf(self)
-        c.update(model_type="nllb-moe", architectures=[self.hf_architecture],
-                 **{name: getattr(self, name) for name in NLLB_MOE_FIELDS})
-        return c
 
     def get_config(self):
         config = super().get_config()

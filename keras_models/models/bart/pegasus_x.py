@@ -8,16 +8,19 @@ block with ``stagger_local_blocks``); global tokens attend to everything. Comput
 one additive bias per layer over [global tokens, tokens].
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 from keras import ops
 
 from keras_models.layers.masks import mask_value
 from keras_models.layers.seq2seq_block import norm_rules
 from keras_models.models.bart.backbone import BartBackbone
-from keras_models.models.bart.families import config_from_hf as bart_config_from_hf
-from keras_models.models.bart.families import config_to_hf as bart_config_to_hf
+from keras_models.models.bart.families import BartSpec
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import const, dim, hf
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -40,11 +43,32 @@ def global_local_bias(attention_mask, num_global, block_size, stagger, dtype="fl
     return ops.where(allowed, 0.0, mask_value(dtype))[:, None]
 
 
+@dataclass(frozen=True, kw_only=True)
+class PegasusXSpec(BartSpec):
+    architecture: ClassVar[str] = "PegasusXModel"
+    scale_embedding: bool = hf("scale_embedding", True)
+    pad_token_id: int | None = hf("pad_token_id", 0)
+    bos_token_id: int | None = hf("bos_token_id", None)
+    eos_token_id: int | None = hf("eos_token_id", 1)
+    decoder_start_token_id: int | None = hf("decoder_start_token_id", 0)
+    forced_eos_token_id: int | None = hf("forced_eos_token_id", 1)
+    num_global_tokens: int = dim("num_global_tokens", 32)
+    block_size: int = dim("block_size", 512)
+    stagger_local_blocks: bool = hf("stagger_local_blocks", True)
+    hf_model_type: str = const("pegasus_x")
+    position_embedding: str = const("sinusoidal_fairseq")
+    position_offset: int = const(0)
+    embedding_norm: bool = const(False)
+    norm_first: bool = const(True)
+    final_norm: bool = const(True)
+
+
 @_ser
 @register_backbone("pegasus_x")
 class PegasusXBackbone(BartBackbone):
     base_model_prefix = "model"
     hf_architecture = "PegasusXModel"
+    spec_cls = PegasusXSpec
     block_options = {"attention_bias": False}
     encoder_block_options = {"global_token_norm": True}
     verified_backends = ("jax", "torch", "tensorflow")
@@ -78,23 +102,7 @@ class PegasusXBackbone(BartBackbone):
         x = self.encoder_final_norm(h[:, g:])
         return self.embedding_dropout(x, training=training)
 
-    # --- HF conversion --------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = bart_config_from_hf({"pad_token_id": 0, "eos_token_id": 1, "decoder_start_token_id": 0,
-                                 "scale_embedding": True, **hf, "model_type": "pegasus"})
-        c.update(position_embedding="sinusoidal_fairseq", position_offset=0, hf_model_type="pegasus_x",
-                 num_global_tokens=hf.get("num_global_tokens", 32),
-                 block_size=hf.get("block_size", 512),
-                 stagger_local_blocks=hf.get("stagger_local_blocks", True))
-        return c
-
-    def config_to_hf(self):
-        c = bart_config_to_hf(self)
-        c.update(model_type="pegasus_x", architectures=[self.hf_architecture],
-                 **{name: getattr(self, name) for name in PEGASUS_X_FIELDS})
-        return c
-
+    # --- HF conversion (config.json: PegasusXSpec) ----------------------------------------------
     def weight_rules(self):
         r = super().weight_rules()
         r.append(Rule("encoder.embed_global.weight", self.global_embedding.embeddings))

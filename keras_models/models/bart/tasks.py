@@ -11,7 +11,7 @@ from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 from keras_models.tasks.text import QuestionAnswerer, TextClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
-_PREFIXES = [f["architecture"][: -len("Model")] for f in FAMILIES.values()]
+_PREFIXES = [f.architecture[: -len("Model")] for f in FAMILIES.values()]
 
 
 @_ser

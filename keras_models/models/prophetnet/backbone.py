@@ -11,6 +11,9 @@ Returns ``{"encoder_last_hidden_state", "last_hidden_state" (main stream),
 "last_hidden_state_ngram" (b, ngram * t, hidden: streams concatenated as in Transformers)}``.
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 from keras import ops
 
@@ -21,9 +24,10 @@ from keras_models.layers.ngram_seq2seq_block import NgramSeq2SeqBlock
 from keras_models.layers.seq2seq_block import norm_rules
 from keras_models.models.encoder_decoder.backbone import EncoderDecoderBackbone
 from keras_models.models.encoder_decoder.rules import block_rules, dense_rules
+from keras_models.models.encoder_decoder.spec import keep_explicit_nulls
 from keras_models.models.registry import register_backbone
-from keras_models.presets.config import require
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import Spec, dim, hf
 
 PN_FIELDS = ("max_position_embeddings", "ngram", "num_buckets", "relative_max_distance")
 
@@ -38,12 +42,47 @@ PN_NAMES = {
 }
 
 
+@dataclass(frozen=True, kw_only=True)
+class ProphetNetSpec(Spec):
+    unsupported: ClassVar[dict] = {"add_cross_attention": (True,)}  # decoder-only ProphetNet
+    vocab_size: int = dim("vocab_size")
+    hidden_size: int = dim("hidden_size")
+    num_encoder_layers: int = dim("num_encoder_layers")
+    num_decoder_layers: int = dim("num_decoder_layers")
+    encoder_heads: int = dim("num_encoder_attention_heads")
+    decoder_heads: int = dim("num_decoder_attention_heads")
+    encoder_intermediate_size: int = dim("encoder_ffn_dim")
+    decoder_intermediate_size: int = dim("decoder_ffn_dim")
+    hidden_act: str = hf("activation_function", "gelu")
+    dropout: float = hf("dropout", 0.1)
+    attention_dropout: float = hf("attention_dropout", 0.1)
+    activation_dropout: float = hf("activation_dropout", 0.1)
+    max_position_embeddings: int = dim("max_position_embeddings", 512)
+    ngram: int = dim("ngram", 2)
+    num_buckets: int = dim("num_buckets", 32)
+    relative_max_distance: int = dim("relative_max_distance", 128)
+    pad_token_id: int = hf("pad_token_id", 0)
+    bos_token_id: int | None = hf("bos_token_id", 1)
+    eos_token_id: int | None = hf("eos_token_id", 2)
+    decoder_start_token_id: int | None = hf("decoder_start_token_id", 0)
+    initializer_range: float = hf("init_std", 0.02)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        return keep_explicit_nulls(cls, config, values)
+
+    def adjust_to_hf(self, out):
+        out.update(is_encoder_decoder=True, add_cross_attention=True)
+        return out
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("prophetnet")
 class ProphetNetBackbone(EncoderDecoderBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
     base_model_prefix = "prophetnet"
     hf_architecture = "ProphetNetModel"
+    spec_cls = ProphetNetSpec
 
     def __init__(self, *args, num_decoder_layers, max_position_embeddings=512, ngram=2,
                  num_buckets=32, relative_max_distance=128, pad_token_id=0, bos_token_id=1,
@@ -187,55 +226,7 @@ class ProphetNetBackbone(EncoderDecoderBackbone):
         new_cache["self_kv"] = tuple(new_self)
         return p[:, 0], new_cache
 
-    # --- HF conversion --------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        if hf.get("add_cross_attention", True) is False:
-            raise ConfigError("config.json: add_cross_attention=false (a decoder-only ProphetNet) "
-                              "is not supported")
-        return dict(
-            vocab_size=require(hf, "vocab_size"),
-            hidden_size=require(hf, "hidden_size"),
-            num_encoder_layers=require(hf, "num_encoder_layers"),
-            num_decoder_layers=require(hf, "num_decoder_layers"),
-            encoder_heads=require(hf, "num_encoder_attention_heads"),
-            decoder_heads=require(hf, "num_decoder_attention_heads"),
-            encoder_intermediate_size=require(hf, "encoder_ffn_dim"),
-            decoder_intermediate_size=require(hf, "decoder_ffn_dim"),
-            hidden_act=hf.get("activation_function", "gelu"),
-            dropout=hf.get("dropout", 0.1),
-            attention_dropout=hf.get("attention_dropout", 0.1),
-            activation_dropout=hf.get("activation_dropout", 0.1),
-            max_position_embeddings=hf.get("max_position_embeddings", 512),
-            ngram=hf.get("ngram", 2),
-            num_buckets=hf.get("num_buckets", 32),
-            relative_max_distance=hf.get("relative_max_distance", 128),
-            pad_token_id=hf.get("pad_token_id", 0),
-            bos_token_id=hf.get("bos_token_id", 1),
-            eos_token_id=hf.get("eos_token_id", 2),
-            decoder_start_token_id=hf.get("decoder_start_token_id", 0),
-            initializer_range=hf.get("init_std", 0.02),
-        )
-
-    def config_to_hf(self):
-        return {
-            "model_type": "prophetnet", "architectures": [self.hf_architecture],
-            "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
-            "num_encoder_layers": self.num_encoder_layers, "num_decoder_layers": self.num_decoder_layers,
-            "num_encoder_attention_heads": self.encoder_heads,
-            "num_decoder_attention_heads": self.decoder_heads,
-            "encoder_ffn_dim": self.encoder_intermediate_size,
-            "decoder_ffn_dim": self.decoder_intermediate_size,
-            "activation_function": self.hidden_act, "dropout": self.dropout_rate,
-            "attention_dropout": self.attention_dropout, "activation_dropout": self.activation_dropout,
-            "max_position_embeddings": self.max_position_embeddings, "ngram": self.ngram,
-            "num_buckets": self.num_buckets, "relative_max_distance": self.relative_max_distance,
-            "pad_token_id": self.pad_token_id, "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id, "decoder_start_token_id": self.decoder_start_token_id,
-            "init_std": self.initializer_range, "is_encoder_decoder": True,
-            "add_cross_attention": True,
-        }
-
+    # --- HF conversion (config.json: ProphetNetSpec) ----------------------------------------------
     def weight_rules(self):
         r = [Rule("word_embeddings.weight", self.token_embedding.embeddings),
              Rule("decoder.ngram_embeddings.weight", self.ngram_embeddings)]

@@ -5,18 +5,102 @@ projections, learned bucketed relative position bias (computed by the first laye
 or one table per layer with ``relative_bias_per_layer`` for UMT5). No absolute positions.
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 
 from keras_models.errors import ConfigError
 from keras_models.layers.bucketed_position_bias import BucketedPositionBias
 from keras_models.models.encoder_decoder.backbone import EncoderDecoderBackbone
 from keras_models.models.encoder_decoder.rules import block_rules
+from keras_models.models.encoder_decoder.spec import keep_explicit_nulls
 from keras_models.models.registry import register_backbone
-from keras_models.presets.config import require
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import Spec, const, dim, hf
 
 T5_FIELDS = ("relative_attention_num_buckets", "relative_attention_max_distance",
              "relative_bias_per_layer", "hf_model_type")
+
+
+@dataclass(frozen=True, kw_only=True)
+class T5Spec(Spec):
+    # feed_forward_proj ('ACT' or 'gated-ACT') when absent from config.json; None: not read
+    feed_forward_proj: ClassVar[str | None] = "relu"
+
+    vocab_size: int = dim("vocab_size")
+    hidden_size: int = dim("d_model")
+    num_encoder_layers: int = dim("num_layers")
+    num_decoder_layers: int = dim("num_decoder_layers", None, doc="None: num_layers")
+    encoder_heads: int = dim("num_heads")
+    decoder_heads: int = dim("num_heads")
+    encoder_intermediate_size: int = dim("d_ff")
+    decoder_intermediate_size: int = dim("d_ff")
+    head_dim: int | None = dim("d_kv")
+    hidden_act: str = hf("dense_act_fn", "relu", doc="default: from feed_forward_proj")
+    gated_ffn: bool = hf("is_gated_act", False, doc="read from feed_forward_proj")
+    layer_norm_eps: float = hf("layer_norm_epsilon", 1e-6)
+    dropout: float = hf("dropout_rate", 0.1)
+    relative_attention_num_buckets: int = dim("relative_attention_num_buckets", 32)
+    relative_attention_max_distance: int = dim("relative_attention_max_distance", 128)
+    pad_token_id: int = hf("pad_token_id", 0)
+    eos_token_id: int | None = hf("eos_token_id", 1)
+    decoder_start_token_id: int = hf("decoder_start_token_id", 0, doc="default: pad_token_id")
+    initializer_range: float = hf("initializer_factor", 1.0)
+    relative_bias_per_layer: bool = const(False, doc="one relative bias table per layer (UMT5)")
+    hf_model_type: str = const("t5", doc="the config.json model_type written back")
+    norm_type: str = const("rms")
+    norm_first: bool = const(True)
+    use_bias: bool = const(False)
+    attention_scale: float = const(1.0)
+    final_norm: bool = const(True)
+    bos_token_id: int | None = const(None)
+
+    @classmethod
+    def from_hf(cls, config, source="config.json"):
+        if cls is T5Spec and isinstance(config, dict):  # mT5 / UMT5: their own spec
+            cls = T5_SPECS.get(config.get("model_type", "t5"), cls)
+        return super(T5Spec, cls).from_hf(config, source)
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        values.setdefault("num_decoder_layers", values["num_encoder_layers"])
+        values.setdefault("decoder_start_token_id", values.get("pad_token_id", 0))
+        if cls.feed_forward_proj is not None:
+            proj = config.get("feed_forward_proj") or cls.feed_forward_proj
+            parts = proj.split("-")
+            if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
+                raise ConfigError(f"{source}: feed_forward_proj={proj!r} is not 'ACT' or 'gated-ACT'")
+            values["gated_ffn"] = len(parts) == 2
+            if config.get("dense_act_fn") is None:
+                values["hidden_act"] = "gelu_new" if proj == "gated-gelu" else parts[-1]
+        return keep_explicit_nulls(cls, config, values)
+
+    def adjust_to_hf(self, out):
+        if out.get("d_kv") is None:
+            out["d_kv"] = self.hidden_size // self.encoder_heads
+        if self.feed_forward_proj is not None:
+            act = "gelu" if self.hidden_act == "gelu_new" and self.gated_ffn else self.hidden_act
+            out["feed_forward_proj"] = ("gated-" if self.gated_ffn else "") + act
+        out["is_encoder_decoder"] = True
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class MT5Spec(T5Spec):
+    feed_forward_proj: ClassVar[str | None] = "gated-gelu"
+    hidden_act: str = hf("dense_act_fn", "gelu_new", doc="default: from feed_forward_proj")
+    gated_ffn: bool = hf("is_gated_act", True, doc="read from feed_forward_proj")
+    hf_model_type: str = const("mt5")
+
+
+@dataclass(frozen=True, kw_only=True)
+class UMT5Spec(MT5Spec):
+    relative_bias_per_layer: bool = const(True)
+    hf_model_type: str = const("umt5")
+
+
+T5_SPECS = {"t5": T5Spec, "mt5": MT5Spec, "umt5": UMT5Spec}
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -26,6 +110,7 @@ class T5Backbone(EncoderDecoderBackbone):
     checkpoint_families = ("FLAN-T5", "UL2", "FLAN-UL2", "ByT5", "MADLAD-400")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = ""
     hf_architecture = "T5Model"
+    spec_cls = T5Spec  # mT5 / UMT5 read their own spec by model_type
     hf_ignore = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
 
     def __init__(self, *args, relative_attention_num_buckets=32, relative_attention_max_distance=128,
@@ -72,58 +157,7 @@ class T5Backbone(EncoderDecoderBackbone):
     def decoder_position_bias(self, query_len, key_len, offset, layer):
         return self._table(self.decoder_relative_bias, layer).compute_bias(query_len, key_len, offset)
 
-    # --- HF conversion --------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        proj = hf.get("feed_forward_proj", "relu")
-        parts = proj.split("-")
-        if len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
-            raise ConfigError(f"config.json: feed_forward_proj={proj!r} is not 'ACT' or 'gated-ACT'")
-        act = hf.get("dense_act_fn") or ("gelu_new" if proj == "gated-gelu" else parts[-1])
-        layers = require(hf, "num_layers")
-        model_type = hf.get("model_type", "t5")
-        return dict(
-            vocab_size=require(hf, "vocab_size"),
-            hidden_size=require(hf, "d_model"),
-            num_encoder_layers=layers,
-            num_decoder_layers=hf.get("num_decoder_layers") or layers,
-            encoder_heads=require(hf, "num_heads"),
-            decoder_heads=require(hf, "num_heads"),
-            encoder_intermediate_size=require(hf, "d_ff"),
-            decoder_intermediate_size=require(hf, "d_ff"),
-            head_dim=require(hf, "d_kv"),
-            hidden_act=act,
-            gated_ffn=len(parts) == 2,
-            layer_norm_eps=hf.get("layer_norm_epsilon", 1e-6),
-            dropout=hf.get("dropout_rate", 0.1),
-            relative_attention_num_buckets=hf.get("relative_attention_num_buckets", 32),
-            relative_attention_max_distance=hf.get("relative_attention_max_distance", 128),
-            relative_bias_per_layer=model_type == "umt5",
-            hf_model_type=model_type,
-            pad_token_id=hf.get("pad_token_id", 0) if hf.get("pad_token_id") is not None else 0,
-            eos_token_id=hf.get("eos_token_id", 1),
-            decoder_start_token_id=_first(hf.get("decoder_start_token_id"), hf.get("pad_token_id"), 0),
-            initializer_range=hf.get("initializer_factor", 1.0),
-        )
-
-    def config_to_hf(self):
-        act = self.hidden_act
-        proj = ("gated-" if self.gated_ffn else "") + ("gelu" if act == "gelu_new" and self.gated_ffn else act)
-        return {
-            "model_type": self.hf_model_type,
-            "architectures": [self.hf_architecture],
-            "vocab_size": self.vocab_size, "d_model": self.hidden_size, "d_kv": self.encoder_head_dim,
-            "d_ff": self.encoder_intermediate_size, "num_layers": self.num_encoder_layers,
-            "num_decoder_layers": self.num_decoder_layers, "num_heads": self.encoder_heads,
-            "relative_attention_num_buckets": self.relative_attention_num_buckets,
-            "relative_attention_max_distance": self.relative_attention_max_distance,
-            "dropout_rate": self.dropout_rate, "layer_norm_epsilon": self.layer_norm_eps,
-            "initializer_factor": self.initializer_range, "feed_forward_proj": proj,
-            "dense_act_fn": act, "is_gated_act": self.gated_ffn, "is_encoder_decoder": True,
-            "pad_token_id": self.pad_token_id, "eos_token_id": self.eos_token_id,
-            "decoder_start_token_id": self.decoder_start_token_id,
-        }
-
+    # --- HF conversion (config.json: spec_cls) ------------------------------------------------------
     def weight_rules(self):
         r = [Rule("shared.weight", self.token_embedding.embeddings)]
         for side in ("encoder", "decoder"):
@@ -150,13 +184,6 @@ class T5Backbone(EncoderDecoderBackbone):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in T5_FIELDS})
         return config
-
-
-def _first(*values):
-    for v in values:
-        if v is not None:
-            return v
-    return None
 
 
 # Our block's sub-layer -> T5's names (encoder layers: 0 attention, 1 ffn; decoder adds 1 cross).

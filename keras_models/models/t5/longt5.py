@@ -4,6 +4,9 @@ aggregates of ``global_block_size`` tokens, with their own bucketed relative bia
 The decoder is T5's. Computed densely with additive biases, which gives LongT5's blocked result.
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 from keras import ops
 
@@ -12,19 +15,30 @@ from keras_models.layers.bucketed_position_bias import BucketedPositionBias, rel
 from keras_models.layers.masks import mask_value, padding_bias
 from keras_models.layers.transient_global_attention import transient_global_blocks
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.models.t5.backbone import T5_NAMES, T5Backbone
+from keras_models.models.t5.backbone import T5_NAMES, T5Backbone, T5Spec
 from keras_models.models.t5.tasks import T5Seq2SeqLM
 from keras_models.presets.weight_map import Rule
+from keras_models.spec import const, dim, hf
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 LONGT5_FIELDS = ("encoder_attention_type", "local_radius", "global_block_size")
 _ATTENTION_NAMES = {"local": "0.LocalSelfAttention", "transient-global": "0.TransientGlobalSelfAttention"}
 
 
+@dataclass(frozen=True, kw_only=True)
+class LongT5Spec(T5Spec):
+    unsupported: ClassVar[dict] = {"encoder_attention_type": tuple(_ATTENTION_NAMES)}
+    encoder_attention_type: str = hf("encoder_attention_type", "local")
+    local_radius: int = hf("local_radius", 127)
+    global_block_size: int = dim("global_block_size", 16)
+    hf_model_type: str = const("longt5")
+
+
 @_ser
 @register_backbone("longt5")
 class LongT5Backbone(T5Backbone):
     hf_architecture = "LongT5Model"
+    spec_cls = LongT5Spec
     verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, *args, encoder_attention_type="local", local_radius=127, global_block_size=16,
@@ -79,20 +93,7 @@ class LongT5Backbone(T5Backbone):
         x = self.encoder_final_norm(x)
         return self.embedding_dropout(x, training=training)
 
-    # --- HF conversion --------------------------------------------------------------------------
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = super().config_from_hf(hf)
-        c.update(encoder_attention_type=hf.get("encoder_attention_type", "local"),
-                 local_radius=hf.get("local_radius", 127),
-                 global_block_size=hf.get("global_block_size", 16))
-        return c
-
-    def config_to_hf(self):
-        c = super().config_to_hf()
-        c.update({name: getattr(self, name) for name in LONGT5_FIELDS})
-        return c
-
+    # --- HF conversion (config.json: LongT5Spec) -------------------------------------------------
     def t5_names(self, side):
         if side == "decoder":
             return T5_NAMES

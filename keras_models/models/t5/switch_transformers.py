@@ -4,11 +4,15 @@
 ``expert_capacity`` tokens per expert along each sequence (later tokens skip the experts).
 """
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import keras
 
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.models.t5.backbone import T5_NAMES, T5Backbone
+from keras_models.models.t5.backbone import T5_NAMES, T5Backbone, T5Spec
 from keras_models.models.t5.tasks import T5Seq2SeqLM
+from keras_models.spec import const, dim, hf
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 SWITCH_FIELDS = ("num_experts", "expert_capacity", "router_bias", "num_sparse_encoder_layers",
@@ -32,10 +36,23 @@ def is_sparse(index, step):
     return (index % step == 1 or step == 1) if step > 0 else False
 
 
+@dataclass(frozen=True, kw_only=True)
+class SwitchTransformersSpec(T5Spec):
+    feed_forward_proj: ClassVar[str | None] = None  # not read: plain dense_act_fn MLPs
+    gated_ffn: bool = const(False)
+    num_experts: int = dim("num_experts", 8)
+    expert_capacity: int = dim("expert_capacity", 64)
+    router_bias: bool = hf("router_bias", False)
+    num_sparse_encoder_layers: int = hf("num_sparse_encoder_layers", 3)
+    num_sparse_decoder_layers: int = hf("num_sparse_decoder_layers", 3)
+    hf_model_type: str = const("switch_transformers")
+
+
 @_ser
 @register_backbone("switch_transformers")
 class SwitchTransformersBackbone(T5Backbone):
     hf_architecture = "SwitchTransformersModel"
+    spec_cls = SwitchTransformersSpec
     verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, *args, num_experts=8, expert_capacity=64, router_bias=False,
@@ -56,22 +73,6 @@ class SwitchTransformersBackbone(T5Backbone):
             options.update(num_experts=self.num_experts, experts_per_token=1, normalize_top_k=False,
                            expert_capacity=self.expert_capacity, router_bias=self.router_bias)
         return options
-
-    @classmethod
-    def config_from_hf(cls, hf):
-        c = super().config_from_hf(hf)
-        c.update(num_experts=hf.get("num_experts", 8), expert_capacity=hf.get("expert_capacity", 64),
-                 router_bias=hf.get("router_bias", False),
-                 num_sparse_encoder_layers=hf.get("num_sparse_encoder_layers", 3),
-                 num_sparse_decoder_layers=hf.get("num_sparse_decoder_layers", 3))
-        return c
-
-    def config_to_hf(self):
-        c = super().config_to_hf()
-        for key in ("feed_forward_proj", "is_gated_act"):
-            c.pop(key, None)
-        c.update({name: getattr(self, name) for name in SWITCH_FIELDS})
-        return c
 
     def t5_names(self, side):
         return SWITCH_NAMES
