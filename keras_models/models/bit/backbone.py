@@ -188,9 +188,5 @@ class BitBackbone(StagedConvBackbone):
 
     def get_config(self):
         c = super().get_config()
-        c.update(hidden_sizes=self.hidden_sizes, depths=self.depths, embedding_size=self.embedding_size,
-                 num_channels=self.num_channels, layer_type=self.layer_type, hidden_act=self.hidden_act,
-                 global_padding=self.global_padding, num_groups=self.num_groups,
-                 embedding_dynamic_padding=self.embedding_dynamic_padding, output_stride=self.output_stride,
-                 width_factor=self.width_factor, drop_path_rate=self.drop_path_rate)
+        c.update({k: getattr(self, k) for k in self.spec_cls.field_names()})
         return c

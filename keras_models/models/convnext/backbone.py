@@ -127,10 +127,7 @@ class ConvNextBackbone(Backbone):
 
     def get_config(self):
         c = super().get_config()
-        c.update(hidden_sizes=self.hidden_sizes, depths=self.depths, num_channels=self.num_channels,
-                 patch_size=self.patch_size, hidden_act=self.hidden_act, layer_scale=self.layer_scale,
-                 grn=self.grn, layer_norm_eps=self.layer_norm_eps, image_size=self.image_size,
-                 initializer_range=self.initializer_range)
+        c.update({k: getattr(self, k) for k in self.spec_cls.field_names()})
         return c
 
 

@@ -139,5 +139,5 @@ class EfficientNetBackbone(Backbone):
 
     def get_config(self):
         c = super().get_config()
-        c.update({k: getattr(self, k) for k in B7})
+        c.update({k: getattr(self, k) for k in self.spec_cls.field_names()})
         return c

@@ -91,7 +91,5 @@ class MobileNetV1Backbone(Backbone):
 
     def get_config(self):
         c = super().get_config()
-        c.update(num_channels=self.num_channels, depth_multiplier=self.depth_multiplier, min_depth=self.min_depth,
-                 hidden_act=self.hidden_act, tf_padding=self.tf_padding, layer_norm_eps=self.layer_norm_eps,
-                 image_size=self.image_size)
+        c.update({k: getattr(self, k) for k in self.spec_cls.field_names()})
         return c

@@ -114,10 +114,5 @@ class MobileNetV2Backbone(Backbone):
 
     def get_config(self):
         c = super().get_config()
-        c.update(num_channels=self.num_channels, depth_multiplier=self.depth_multiplier,
-                 depth_divisible_by=self.depth_divisible_by, min_depth=self.min_depth,
-                 expand_ratio=self.expand_ratio, output_stride=self.output_stride,
-                 first_layer_is_expansion=self.first_layer_is_expansion,
-                 finegrained_output=self.finegrained_output, hidden_act=self.hidden_act,
-                 tf_padding=self.tf_padding, layer_norm_eps=self.layer_norm_eps, image_size=self.image_size)
+        c.update({k: getattr(self, k) for k in self.spec_cls.field_names()})
         return c

@@ -151,10 +151,7 @@ class PoolFormerBackbone(Backbone):
 
     def get_config(self):
         c = super().get_config()
-        c.update(hidden_sizes=self.hidden_sizes, depths=self.depths, patch_sizes=self.patch_sizes,
-                 strides=self.strides, padding=self.padding, num_channels=self.num_channels,
-                 pool_size=self.pool_size, mlp_ratio=self.mlp_ratio, hidden_act=self.hidden_act,
-                 layer_scale=self.layer_scale)
+        c.update({k: getattr(self, k) for k in self.spec_cls.field_names()})
         return c
 
 

@@ -106,7 +106,5 @@ class RegNetBackbone(StagedConvBackbone):
 
     def get_config(self):
         c = super().get_config()
-        c.update(embedding_size=self.embedding_size, hidden_sizes=self.hidden_sizes, depths=self.depths,
-                 num_channels=self.num_channels, groups_width=self.groups_width, layer_type=self.layer_type,
-                 hidden_act=self.hidden_act, downsample_in_first_stage=self.downsample_in_first_stage)
+        c.update({k: getattr(self, k) for k in self.spec_cls.field_names()})
         return c
