@@ -118,8 +118,12 @@ def test_malformed_config(preset):
     (folder / "config.json").write_text("{ not json")
     with pytest.raises(ConfigError, match="config.json"):
         km.Backbone.from_preset(folder)
+    # absent keys take Transformers' defaults (save_pretrained omits them): 12 heads here
     (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 32}))
-    with pytest.raises(ConfigError, match="vocab_size"):
+    with pytest.raises(ConfigError, match="config.json.*num_attention_heads"):
+        km.Backbone.from_preset(folder)
+    (folder / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": "32"}))
+    with pytest.raises(ConfigError, match="hidden_size"):
         km.Backbone.from_preset(folder)
 
 

@@ -89,6 +89,9 @@ class EncoderSpec(Spec):
                               "padding_offset or none")
         if self.rotary not in (None, "table", "computed"):
             raise ConfigError(f"{source}: rotary={self.rotary!r}: expected None, 'table' or 'computed'")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"{source}: hidden_size={self.hidden_size} is not divisible by "
+                              f"num_attention_heads={self.num_heads}")
         groups = self.num_layer_groups or self.num_layers
         if self.num_layers % groups:
             raise ConfigError(f"{source}: num_layers={self.num_layers} is not a multiple of "
