@@ -1,7 +1,9 @@
 """Multi-head attention (MHA, GQA and MQA) for encoders and decoders.
 
 Decoder features are named switches: ``fused_qkv`` (one projection laid out [q heads | k heads |
-v heads]), ``qk_norm`` ("rms"/"layer" over head_dim), ``softcap`` (tanh soft-capping of scores),
+v heads]), ``qk_norm`` ("rms"/"layer"), ``qk_norm_scope`` ("head": over each head's head_dim;
+"full": over the whole q / k projection width, before splitting heads), ``clip_qkv`` (clamp the
+q / k / v projections to [-clip, clip]), ``softcap`` (tanh soft-capping of scores),
 ``rotary_interleaved``; :meth:`Attention.call_decoder` adds rotary positions and a fixed-size KV
 buffer written at ``cache_index``.
 """
@@ -133,9 +135,15 @@ class Attention(keras.layers.Layer):
         qk_norm_unit_offset=False,
         softcap=None,
         rotary_interleaved=False,
+        qk_norm_scope="head",
+        clip_qkv=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if qk_norm_scope not in ("head", "full"):
+            raise ValueError(f"qk_norm_scope={qk_norm_scope!r}: expected 'head' or 'full'")
+        self.qk_norm_scope = qk_norm_scope
+        self.clip_qkv = clip_qkv
         self.fused_qkv = fused_qkv
         self.qk_norm = qk_norm
         self.qk_norm_eps = qk_norm_eps
@@ -170,7 +178,10 @@ class Attention(keras.layers.Layer):
     def build(self, input_shape):
         for dense in (self.qkv,) if self.fused_qkv else (self.query, self.key, self.value):
             dense.build(input_shape)
-        if self.qk_norm:
+        if self.qk_norm and self.qk_norm_scope == "full":
+            self.query_norm.build((None, None, self.num_heads * self.head_dim))
+            self.key_norm.build((None, None, self.num_kv_heads * self.head_dim))
+        elif self.qk_norm:
             self.query_norm.build((None, None, self.num_heads, self.head_dim))
             self.key_norm.build((None, None, self.num_kv_heads, self.head_dim))
         self.output_dense.build(tuple(input_shape[:-1]) + (self.num_heads * self.head_dim,))
@@ -230,8 +241,13 @@ class Attention(keras.layers.Layer):
             q, k, v = qkv[..., :q_dim], qkv[..., q_dim : q_dim + kv_dim], qkv[..., q_dim + kv_dim :]
         else:
             q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.clip_qkv is not None:
+            c = self.clip_qkv
+            q, k, v = ops.clip(q, -c, c), ops.clip(k, -c, c), ops.clip(v, -c, c)
+        if self.qk_norm and self.qk_norm_scope == "full":
+            q, k = self.query_norm(q), self.key_norm(k)
         q, k, v = self._split(q, self.num_heads), self._split(k, self.num_kv_heads), self._split(v, self.num_kv_heads)
-        if self.qk_norm:
+        if self.qk_norm and self.qk_norm_scope == "head":
             q, k = self.query_norm(q), self.key_norm(k)
         return q, k, v
 
@@ -290,6 +306,8 @@ class Attention(keras.layers.Layer):
             qk_norm_unit_offset=self.qk_norm_unit_offset,
             softcap=self.softcap,
             rotary_interleaved=self.rotary_interleaved,
+            qk_norm_scope=self.qk_norm_scope,
+            clip_qkv=self.clip_qkv,
             hidden_size=self.hidden_size,
             num_heads=self.num_heads,
             num_kv_heads=self.num_kv_heads,

@@ -1,19 +1,29 @@
 """One configurable decoder block for every decoder-only family.
 
 Switches (all named config fields, no model names):
-  * ``norm_type`` "rms"/"layer", ``norm_eps``, ``norm_bias``, ``norm_unit_offset``;
-  * ``norm_position`` "pre" (x + f(norm(x))) or "post" (norm(x + f(x)));
+  * ``norm_type`` "rms"/"layer", ``norm_eps``, ``norm_bias``, ``norm_unit_offset``, ``norm_scale``
+    (False: LayerNorms without a learned scale -- with ``norm_bias`` False, non-parametric);
+  * ``norm_position`` "pre" (x + f(norm(x))), "post" (norm(x + f(x))) or "output"
+    (x + norm(f(x)): the two norms sit on the attention / MLP outputs only);
+  * ``residual_scale``: a constant multiplying the attention and MLP outputs before they are
+    added to the residual stream;
   * ``residual`` "serial" or "parallel" (x + attn(n1(x)) + mlp(n2(x))), with ``parallel_norms`` 1
     (one shared input norm) or 2 (separate attention / MLP norms);
   * ``sandwich_norms``: extra norms on the attention and MLP outputs (Gemma 2);
   * ``residual_from_norm``: the residual branch starts from the normed input (BLOOM option);
-  * attention: heads / kv heads / head_dim, ``qkv_bias``, ``out_bias``, ``fused_qkv``, ``qk_norm``,
-    ``attn_scale``, ``softcap``, ``sliding_window``, ``rotary_interleaved``;
-  * MLP: ``mlp_gated``, ``mlp_bias``, or mixture of experts (``num_experts`` > 0).
+  * attention: heads / kv heads / head_dim, ``qkv_bias``, ``out_bias``, ``fused_qkv``, ``qk_norm``
+    (``qk_norm_scope`` "head" or "full"), ``clip_qkv``, ``attn_scale``, ``softcap``,
+    ``sliding_window``, ``rotary_interleaved``;
+  * MLP: ``mlp_gated``, ``mlp_bias``, ``mlp_fused_gate_up`` (one projection [gate | up]), or mixture
+    of experts (``num_experts`` > 0: ``experts_per_token``, ``normalize_top_k``,
+    ``moe_intermediate_size`` -- the experts' width, default ``intermediate_size`` --, and a shared
+    expert: ``shared_expert_size``, ``shared_expert_gate``).
 """
 
 import keras
+from keras import ops
 
+from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.mlp import MLP
 from keras_models.layers.moe import MoE
@@ -26,7 +36,33 @@ BLOCK_DEFAULTS = dict(
     out_bias=False, fused_qkv=False, qk_norm=None, attn_scale=None, softcap=None,
     sliding_window=None, rotary_interleaved=False, mlp_gated=True, mlp_bias=False,
     num_experts=0, experts_per_token=2, normalize_top_k=True, attention_dropout=0.0,
+    norm_scale=True, residual_scale=None, qk_norm_scope="head", clip_qkv=None,
+    mlp_fused_gate_up=False, moe_intermediate_size=None, shared_expert_size=None,
+    shared_expert_gate=False,
 )
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class FusedGateUpMLP(MLP):
+    """Gated MLP whose gate and up projections are one Dense (``up``, width 2 * intermediate,
+    [gate | up]): act(gate) * up -> down."""
+
+    def __init__(self, hidden_size, intermediate_size, activation="silu", gated=True, use_bias=False,
+                 kernel_initializer="glorot_uniform", **kwargs):
+        keras.layers.Layer.__init__(self, **kwargs)
+        self.hidden_size, self.intermediate_size = hidden_size, intermediate_size
+        self.activation, self.gated, self.use_bias = activation, True, use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.act = get_activation(activation)
+        d = dict(use_bias=use_bias, dtype=self.dtype_policy, kernel_initializer=self.kernel_initializer)
+        self.gate = None
+        self.up = keras.layers.Dense(2 * intermediate_size, name="gate_up", **d)
+        self.down = keras.layers.Dense(hidden_size, name="down", **d)
+
+    def call(self, x):
+        h = self.up(x)
+        n = self.intermediate_size
+        return self.down(self.act(h[..., :n]) * h[..., n:])
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -49,14 +85,18 @@ class DecoderBlock(keras.layers.Layer):
 
         def norm(name):
             return make_norm(o["norm_type"], o["norm_eps"], bias=o["norm_bias"],
-                             unit_offset=o["norm_unit_offset"], name=name, **common)
+                             unit_offset=o["norm_unit_offset"], scale=o["norm_scale"], name=name, **common)
+
+        if o["norm_position"] not in ("pre", "post", "output"):
+            raise ValueError(f"norm_position={o['norm_position']!r}: expected 'pre', 'post' or 'output'")
 
         self.attention = Attention(
             hidden_size, num_heads, num_kv_heads=o["num_kv_heads"], head_dim=o["head_dim"],
             use_bias=o["qkv_bias"], output_bias=o["out_bias"], dropout=o["attention_dropout"],
             scale=o["attn_scale"], fused_qkv=o["fused_qkv"], qk_norm=o["qk_norm"],
             qk_norm_eps=o["norm_eps"], qk_norm_unit_offset=o["norm_unit_offset"],
-            softcap=o["softcap"], rotary_interleaved=o["rotary_interleaved"], name="attention",
+            softcap=o["softcap"], rotary_interleaved=o["rotary_interleaved"],
+            qk_norm_scope=o["qk_norm_scope"], clip_qkv=o["clip_qkv"], name="attention",
             **common, **init,
         )
         self.attention_norm = norm("attention_norm")
@@ -66,11 +106,14 @@ class DecoderBlock(keras.layers.Layer):
             self.attention_out_norm = norm("attention_out_norm")
             self.mlp_out_norm = norm("mlp_out_norm")
         if o["num_experts"]:
-            self.mlp = MoE(hidden_size, intermediate_size, o["num_experts"], o["experts_per_token"],
-                           activation=o["activation"], normalize_top_k=o["normalize_top_k"],
-                           use_bias=o["mlp_bias"], name="mlp", **common, **init)
+            self.mlp = MoE(hidden_size, o["moe_intermediate_size"] or intermediate_size, o["num_experts"],
+                           o["experts_per_token"], activation=o["activation"],
+                           normalize_top_k=o["normalize_top_k"], use_bias=o["mlp_bias"],
+                           shared_expert_size=o["shared_expert_size"],
+                           shared_expert_gate=o["shared_expert_gate"], name="mlp", **common, **init)
         else:
-            self.mlp = MLP(hidden_size, intermediate_size, o["activation"], gated=o["mlp_gated"],
+            cls = FusedGateUpMLP if o["mlp_fused_gate_up"] else MLP
+            self.mlp = cls(hidden_size, intermediate_size, o["activation"], gated=o["mlp_gated"],
                            use_bias=o["mlp_bias"], name="mlp", **common, **init)
 
     @property
@@ -88,11 +131,15 @@ class DecoderBlock(keras.layers.Layer):
         out, cache = self.attention.call_decoder(h, bias, rope, cache, cache_index, training=training)
         if self.options["sandwich_norms"]:
             out = self.attention_out_norm(out)
-        return out, cache
+        return self._scaled(out), cache
 
     def _mlp(self, h):
         out = self.mlp(h)
-        return self.mlp_out_norm(out) if self.options["sandwich_norms"] else out
+        return self._scaled(self.mlp_out_norm(out) if self.options["sandwich_norms"] else out)
+
+    def _scaled(self, out):
+        s = self.options["residual_scale"]
+        return out if s is None else out * ops.cast(s, out.dtype)
 
     def call(self, x, bias=None, rope=None, cache=None, cache_index=None, training=False):
         o = self.options
@@ -101,6 +148,10 @@ class DecoderBlock(keras.layers.Layer):
             a, cache = self._attn(h, bias, rope, cache, cache_index, training)
             m = self._mlp(self.mlp_norm(x) if self.mlp_norm is not None else h)
             return x + a + m, cache
+        if o["norm_position"] == "output":
+            a, cache = self.attention.call_decoder(x, bias, rope, cache, cache_index, training=training)
+            x = x + self._scaled(self.attention_norm(a))
+            return x + self._scaled(self.mlp_norm(self.mlp(x))), cache
         if o["norm_position"] == "post":
             a, cache = self._attn(x, bias, rope, cache, cache_index, training)
             h = self.attention_norm(x + a)

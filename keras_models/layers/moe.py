@@ -6,6 +6,10 @@ Encoder-decoder switches: ``gated`` (False: plain up -> act -> down experts, Swi
 first ``expert_capacity`` routed to an expert get no expert output), ``expert_scale`` (a constant factor on the expert outputs:
 NLLB-MoE's ``1 - moe_token_dropout`` at inference).
 
+Decoder switch: ``shared_expert_size`` (an always-on gated MLP of that width added to the routed
+experts' output), with ``shared_expert_gate`` (its output multiplied by sigmoid of a bias-free
+linear score of the token: Qwen2-MoE).
+
 Computed densely (every expert on every token, weighted by its routing weight, zero when not
 chosen): exact, simple and traceable; fine for the small expert counts of the supported models.
 """
@@ -21,8 +25,11 @@ class MoE(keras.layers.Layer):
     def __init__(self, hidden_size, intermediate_size, num_experts, experts_per_token=2,
                  activation="silu", normalize_top_k=True, use_bias=False,
                  kernel_initializer="glorot_uniform", gated=True, router_bias=False,
-                 expert_capacity=None, expert_scale=1.0, **kwargs):
+                 expert_capacity=None, expert_scale=1.0, shared_expert_size=None,
+                 shared_expert_gate=False, **kwargs):
         super().__init__(**kwargs)
+        self.shared_expert_size = shared_expert_size
+        self.shared_expert_gate = shared_expert_gate
         self.expert_scale = expert_scale
         self.gated = gated
         self.router_bias = router_bias
@@ -42,11 +49,24 @@ class MoE(keras.layers.Layer):
                 kernel_initializer=self.kernel_initializer, name=f"expert_{i}", dtype=self.dtype_policy)
             for i in range(num_experts)
         ]
+        self.shared_expert = self.shared_gate = None
+        if shared_expert_size:
+            self.shared_expert = MLP(hidden_size, shared_expert_size, activation, gated=gated, use_bias=use_bias,
+                                     kernel_initializer=self.kernel_initializer, name="shared_expert",
+                                     dtype=self.dtype_policy)
+            if shared_expert_gate:
+                self.shared_gate = keras.layers.Dense(1, use_bias=False, name="shared_expert_gate",
+                                                      dtype=self.dtype_policy,
+                                                      kernel_initializer=self.kernel_initializer)
 
     def build(self, input_shape):
         self.router.build(input_shape)
         for e in self.experts:
             e.build(input_shape)
+        if self.shared_expert is not None:
+            self.shared_expert.build(input_shape)
+        if self.shared_gate is not None:
+            self.shared_gate.build(input_shape)
         self.built = True
 
     def routing_weights(self, x):
@@ -69,6 +89,11 @@ class MoE(keras.layers.Layer):
         out = ops.zeros_like(x)
         for i, expert in enumerate(self.experts):
             out = out + expert(x) * w[..., i : i + 1]
+        if self.shared_expert is not None:
+            shared = self.shared_expert(x)
+            if self.shared_gate is not None:
+                shared = shared * ops.sigmoid(self.shared_gate(x))
+            out = out + shared
         return out
 
     def get_config(self):
@@ -78,5 +103,6 @@ class MoE(keras.layers.Layer):
                       activation=self.activation, normalize_top_k=self.normalize_top_k,
                       use_bias=self.use_bias, gated=self.gated, router_bias=self.router_bias,
                       expert_capacity=self.expert_capacity, expert_scale=self.expert_scale,
+                      shared_expert_size=self.shared_expert_size, shared_expert_gate=self.shared_expert_gate,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config

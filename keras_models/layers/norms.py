@@ -37,15 +37,18 @@ class RMSNorm(keras.layers.Layer):
         return config
 
 
-def make_norm(kind, epsilon, bias=True, unit_offset=False, name=None, dtype=None):
-    """``kind``: "rms" (RMSNorm) or "layer" (LayerNorm, ``bias`` toggles its beta)."""
+def make_norm(kind, epsilon, bias=True, unit_offset=False, name=None, dtype=None, scale=True):
+    """``kind``: "rms" (RMSNorm) or "layer" (LayerNorm, ``bias`` toggles its beta and ``scale``
+    its gamma: ``scale=False, bias=False`` is a non-parametric LayerNorm, OLMo's)."""
     if kind == "rms":
+        if not scale:
+            raise ValueError("RMSNorm without a learned scale is not supported")
         return RMSNorm(epsilon=epsilon, unit_offset=unit_offset, name=name, dtype=dtype)
     if kind == "layer":
-        return keras.layers.LayerNormalization(epsilon=epsilon, center=bias, name=name, dtype=dtype)
+        return keras.layers.LayerNormalization(epsilon=epsilon, center=bias, scale=scale, name=name, dtype=dtype)
     raise ValueError(f"Unknown norm type {kind!r} (expected 'rms' or 'layer')")
 
 
 def norm_weights(norm):
-    """(gamma, beta or None) of a norm made by :func:`make_norm`."""
+    """(gamma or None, beta or None) of a norm made by :func:`make_norm`."""
     return norm.gamma, getattr(norm, "beta", None)

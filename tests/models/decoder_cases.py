@@ -357,3 +357,116 @@ def gpt_neox_japanese():
 
 
 CASES["gpt_neox_japanese"] = gpt_neox_japanese
+
+
+def qwen3_window_bias():
+    # head_dim 8 != hidden / heads; sliding on layer 1 only (max_window_layers=1), window < SEQ
+    t = _t()
+    cfg = t.Qwen3Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, head_dim=8, intermediate_size=20, use_sliding_window=True,
+                        sliding_window=4, max_window_layers=1, attention_bias=True,
+                        max_position_embeddings=64, tie_word_embeddings=True,
+                        rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 1000.0})
+    return t.Qwen3ForCausalLM(cfg)
+
+
+def qwen3_moe_norm_topk():
+    # 4 experts top-2 renormalised; layer 1 dense (mlp_only_layers); MQA, head_dim 6
+    t = _t()
+    cfg = t.Qwen3MoeConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=1, head_dim=6, intermediate_size=20, moe_intermediate_size=8,
+                           num_experts=4, num_experts_per_tok=2, norm_topk_prob=True, mlp_only_layers=[1],
+                           max_position_embeddings=64)
+    return t.Qwen3MoeForCausalLM(cfg)
+
+
+def qwen2_moe_shared_window():
+    # 4 experts top-2 not renormalised + gated shared expert on layer 1 (decoder_sparse_step=2);
+    # layer 0 slides (window 4 < SEQ)
+    t = _t()
+    cfg = t.Qwen2MoeConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=20, moe_intermediate_size=8,
+                           shared_expert_intermediate_size=12, num_experts=4, num_experts_per_tok=2,
+                           norm_topk_prob=False, decoder_sparse_step=2, use_sliding_window=True,
+                           sliding_window=4, max_window_layers=2, max_position_embeddings=64,
+                           tie_word_embeddings=True)
+    return t.Qwen2MoeForCausalLM(cfg)
+
+
+def olmo_clip_qkv():
+    t = _t()
+    cfg = t.OlmoConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=20, clip_qkv=0.08, attention_bias=True,
+                       max_position_embeddings=64, eos_token_id=2)
+    return t.OlmoForCausalLM(cfg)
+
+
+def olmo2_output_norms():
+    t = _t()
+    cfg = t.Olmo2Config(vocab_size=VOCAB, hidden_size=24, num_hidden_layers=2, num_attention_heads=6,
+                        num_key_value_heads=2, intermediate_size=20, max_position_embeddings=64,
+                        eos_token_id=2, tie_word_embeddings=True,
+                        rope_parameters={"rope_type": "linear", "factor": 3.0, "rope_theta": 10000.0})
+    return t.Olmo2ForCausalLM(cfg)
+
+
+def granite_multipliers():
+    t = _t()
+    cfg = t.GraniteConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=1, intermediate_size=20, embedding_multiplier=3.0,
+                          residual_multiplier=0.5, attention_multiplier=0.3, logits_scaling=2.5,
+                          mlp_bias=True, tie_word_embeddings=True, max_position_embeddings=64)
+    return t.GraniteForCausalLM(cfg)
+
+
+def phi3_window_partial():
+    t = _t()
+    cfg = t.Phi3Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, intermediate_size=20, sliding_window=3,
+                       max_position_embeddings=64, pad_token_id=0, eos_token_id=2,
+                       rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                        "partial_rotary_factor": 0.5})
+    return t.Phi3ForCausalLM(cfg)
+
+
+def phi3_longrope():
+    t = _t()
+    cfg = t.Phi3Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       num_key_value_heads=1, intermediate_size=20, max_position_embeddings=32,
+                       original_max_position_embeddings=8, pad_token_id=0, eos_token_id=2,
+                       rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                        "short_factor": [1.0, 1.5, 2.0, 3.0],
+                                        "long_factor": [2.0, 3.0, 4.0, 6.0]})
+    return t.Phi3ForCausalLM(cfg)
+
+
+def cohere_parallel():
+    t = _t()
+    cfg = t.CohereConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=20, logit_scale=0.5, attention_bias=True,
+                         max_position_embeddings=64, bos_token_id=1, eos_token_id=2)
+    return t.CohereForCausalLM(cfg)
+
+
+def smollm3_nope_window():
+    # no_rope_layer_interval 2: layer 1 has no rope and slides (window 3)
+    t = _t()
+    cfg = t.SmolLM3Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, intermediate_size=20, no_rope_layer_interval=2,
+                          use_sliding_window=True, sliding_window=3, tie_word_embeddings=False,
+                          max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    return t.SmolLM3ForCausalLM(cfg)
+
+
+CASES.update({
+    "qwen3_window_bias": qwen3_window_bias,
+    "qwen3_moe_norm_topk": qwen3_moe_norm_topk,
+    "qwen2_moe_shared_window": qwen2_moe_shared_window,
+    "olmo_clip_qkv": olmo_clip_qkv,
+    "olmo2_output_norms": olmo2_output_norms,
+    "granite_multipliers": granite_multipliers,
+    "phi3_window_partial": phi3_window_partial,
+    "phi3_longrope": phi3_longrope,
+    "cohere_parallel": cohere_parallel,
+    "smollm3_nope_window": smollm3_nope_window,
+})

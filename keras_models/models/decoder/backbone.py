@@ -12,7 +12,12 @@ config.json both ways, field names = this constructor's arguments) and a weight 
     when it differs from the blocks'), ``sinusoidal_style`` ("fairseq" or "ctrl");
   * ``sliding_window`` with ``layer_types`` ("sliding_attention"/"full_attention" per layer);
     ``out_bias_layers``: the layers whose attention output has a bias (default: all or none);
-  * ``tie_word_embeddings``, ``lm_head_bias``, ``final_logit_softcap`` (read by CausalLM).
+  * ``moe_layers``: with ``num_experts``, the layers whose MLP is the mixture of experts (the
+    others get the dense MLP of ``intermediate_size``; default: all); ``nope_layers``: the layers
+    that get no rotary positions (rope families; default: none);
+  * ``tie_word_embeddings``, ``lm_head_bias``, ``final_logit_softcap`` (read by CausalLM);
+    ``logit_scale`` (a constant multiplying the logits; read by the families' CausalLM subclass
+    ``llama_likes.ScaledLogitsCausalLM``).
 Block options (see keras_models.layers.decoder_block.BLOCK_DEFAULTS) pass through unchanged.
 """
 
@@ -34,6 +39,7 @@ MODEL_DEFAULTS = dict(
     lm_head_bias=False, final_logit_softcap=None, pad_token_id=None, bos_token_id=None,
     eos_token_id=None, initializer_range=0.02, alibi_bias_max=None, sinusoidal_style="fairseq",
     final_norm_eps=None, alibi_scale=None, alibi_bfloat16=False, out_bias_layers=None,
+    moe_layers=None, nope_layers=None, logit_scale=None,
 )
 _BLOCK_OWN = ("sliding_window",)
 
@@ -77,7 +83,8 @@ class DecoderBackbone(Backbone):
         elif o["position_type"] not in ("rope", "learned", "alibi", "none"):
             raise ConfigError(
                 f"position_type={o['position_type']!r}: expected rope/learned/sinusoidal/alibi/none")
-        norm = dict(epsilon=o["norm_eps"], bias=o["norm_bias"], unit_offset=o["norm_unit_offset"], **common)
+        norm = dict(epsilon=o["norm_eps"], bias=o["norm_bias"], unit_offset=o["norm_unit_offset"],
+                    scale=o["norm_scale"], **common)
         self.embedding_norm = make_norm(o["norm_type"], name="embedding_norm", **norm) if o["embedding_norm"] else None
         self.project_in = self.project_out = None
         if o["embed_proj_dim"] and o["embed_proj_dim"] != hidden_size:
@@ -89,6 +96,8 @@ class DecoderBackbone(Backbone):
             opts = dict(block_opts)
             if o["out_bias_layers"] is not None:
                 opts["out_bias"] = i in o["out_bias_layers"]
+            if o["moe_layers"] is not None and i not in o["moe_layers"]:
+                opts["num_experts"] = 0
             self.blocks.append(DecoderBlock(
                 hidden_size, num_heads, intermediate_size, kernel_initializer=init,
                 sliding_window=self.layer_window(i), name=f"block_{i}", **opts, **common))
@@ -153,7 +162,8 @@ class DecoderBackbone(Backbone):
                 b = decoder_bias(key_mask, t, cache_index, w, x.dtype)
                 biases[w] = b if extra is None else b + ops.cast(extra, b.dtype)
             layer_cache = None if cache is None else cache[i]
-            x, layer_cache = block(x, bias=biases[w], rope=rope, cache=layer_cache,
+            nope = o["nope_layers"] is not None and i in o["nope_layers"]
+            x, layer_cache = block(x, bias=biases[w], rope=None if nope else rope, cache=layer_cache,
                                    cache_index=cache_index, training=training)
             new_cache.append(layer_cache)
         if self.final_norm is not None:

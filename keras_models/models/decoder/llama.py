@@ -110,7 +110,8 @@ NAMES = dict(
     mlp="mlp.", gate="gate_proj", up="up_proj", down="down_proj", final_norm="norm",
     embed="embed_tokens", moe="block_sparse_moe.", router="gate", experts="experts",
     e_gate="w1", e_up="w3", e_down="w2", layer="layers.{i}.", pos_embed=None, embed_norm=None,
-    project_in=None, project_out=None,
+    project_in=None, project_out=None, shared_expert="shared_expert",
+    shared_expert_gate="shared_expert_gate",
 )
 
 
@@ -147,6 +148,10 @@ class TableBackbone(DecoderBackbone):
             for e, expert in enumerate(blk.mlp.experts):
                 r += mlp(f"{m}{n['experts']}.{e}.", expert,
                          {"gate": n["e_gate"], "up": n["e_up"], "down": n["e_down"]})
+            if blk.mlp.shared_expert is not None:
+                r += mlp(m + n["shared_expert"] + ".", blk.mlp.shared_expert, n)
+            if blk.mlp.shared_gate is not None:
+                r += linear(m + n["shared_expert_gate"], blk.mlp.shared_gate)
         else:
             r += mlp(p + n["mlp"], blk.mlp, n, self.conv1d)
         return r

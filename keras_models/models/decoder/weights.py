@@ -58,7 +58,7 @@ def linear(hf, dense, conv1d=False, order=None, base=True):
 
 def norm(hf, layer):
     gamma, beta = norm_weights(layer)
-    out = [Rule(f"{hf}.weight", gamma)]
+    out = [] if gamma is None else [Rule(f"{hf}.weight", gamma)]
     if beta is not None:
         out.append(Rule(f"{hf}.bias", beta))
     return out
