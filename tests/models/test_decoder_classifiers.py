@@ -16,6 +16,16 @@ FAMILIES = {
     "opt": ("OPT", "OPTConfig", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
                                      ffn_dim=20, max_position_embeddings=32, word_embed_proj_dim=8)),
     "bloom": ("Bloom", "BloomConfig", dict(hidden_size=16, n_layer=1, n_head=4)),
+    # fused qkv / gate_up projections; MoE with a gated shared expert; non-parametric LayerNorm
+    "phi3": ("Phi3", "Phi3Config", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                        num_key_value_heads=2, intermediate_size=20, eos_token_id=2)),
+    "qwen2_moe": ("Qwen2Moe", "Qwen2MoeConfig", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                                     num_key_value_heads=2,
+                                                     intermediate_size=20, moe_intermediate_size=8,
+                                                     shared_expert_intermediate_size=12, num_experts=4,
+                                                     num_experts_per_tok=2)),
+    "olmo": ("Olmo", "OlmoConfig", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                        intermediate_size=20, clip_qkv=0.08, eos_token_id=2)),
 }
 
 
