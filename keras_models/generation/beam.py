@@ -15,7 +15,7 @@ from keras import ops
 
 from keras_models.generation import backend
 from keras_models.generation import processors as P
-from keras_models.generation.decode import is_in
+from keras_models.generation.decode import init_unconditional, is_in, unconditional_logits
 
 BIG = 1.0e9
 
@@ -69,6 +69,10 @@ class BeamSearch:
             "rng": inputs["rng"], "extra": inputs["extra"],
             "limit": ops.cast(inputs.get("limit", length), "int32"),
         }
+        if "source" in inputs:
+            state["source"] = inputs["source"]
+        if self.processors.needs_uncond:
+            init_unconditional(self.decoder, state, rows, length - prompt_len)
         return self.select(state, prompt_len)
 
     def select(self, state, prompt_len):
@@ -81,7 +85,11 @@ class BeamSearch:
         if self.processors.needs_presence:
             valid = ops.logical_and(ops.arange(length)[None, :] < cur, state["mask"] > 0)
             presence = P.presence_from_tokens(flat, valid, vocab)
-        logp = self.processors(logp, flat, cur, presence)
+        uncond, new_uncond_cache = None, None
+        if self.processors.needs_uncond:
+            uncond, new_uncond_cache = unconditional_logits(self.decoder, state, flat, cur, prompt_len)
+        logp = self.processors(logp, flat, cur, presence, limit=state["limit"], source=state.get("source"),
+                               uncond=uncond)
         acc = ops.reshape(logp, (batch, k, vocab)) + state["running_scores"][:, :, None]
         acc = ops.reshape(acc, (batch, k * vocab))
 
@@ -137,6 +145,8 @@ class BeamSearch:
         new["finished"] = finished = gather_beams(merged_fin, best)
         new["running"], new["running_scores"], new["hits"] = new_running, new_running_scores, hits
         new["cache"] = self.reorder_cache(state["cache"], ops.reshape(beam_idx, (-1,)))
+        if new_uncond_cache is not None:  # as Transformers: the unconditional cache follows rows, not beams
+            new["uncond_cache"] = new_uncond_cache
         new["mask"] = ops.where(at_cur[0], 1, state["mask"])
         cur = cur + 1
         new["cur"] = cur

@@ -48,31 +48,44 @@ DEFAULTS = {
     "bos_token_id": None,
     "decoder_start_token_id": None,
     "stop_strings": None,
+    # logits processors beyond the basics (generation/processors.py)
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "bad_words_ids": None,
+    "sequence_bias": None,
+    "encoder_repetition_penalty": 1.0,
+    "encoder_no_repeat_ngram_size": 0,
+    "exponential_decay_length_penalty": None,
+    "remove_invalid_values": False,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "guidance_scale": None,
+    "renormalize_logits": False,
 }
+# numeric fields whose explicit null (in a file) means the default
+_NULL_IS_DEFAULT = ("encoder_repetition_penalty", "encoder_no_repeat_ngram_size", "typical_p", "epsilon_cutoff",
+                    "eta_cutoff", "remove_invalid_values", "renormalize_logits")
 
 # Keys that Transformers knows and that change nothing in what we compute (output formatting,
 # caching choices), accepted from files and from keyword arguments.
 HARMLESS = {
     "use_cache", "output_scores", "output_logits", "output_attentions", "output_hidden_states",
     "return_dict_in_generate", "transformers_version", "_from_model_config", "cache_implementation",
-    "typical_p", "epsilon_cutoff", "eta_cutoff", "encoder_repetition_penalty", "diversity_penalty",
-    "num_beam_groups", "remove_invalid_values", "renormalize_logits", "is_assistant",
+    "diversity_penalty", "num_beam_groups", "is_assistant",
     "num_assistant_tokens", "num_assistant_tokens_schedule", "assistant_confidence_threshold",
-    "low_memory", "compile_config", "max_time", "forced_bos_token_id", "forced_eos_token_id",
-    "suppress_tokens", "begin_suppress_tokens", "bad_words_ids", "sequence_bias",
-    "exponential_decay_length_penalty", "encoder_no_repeat_ngram_size", "guidance_scale",
+    "low_memory", "compile_config", "max_time",
     "watermarking_config", "top_h", "penalty_alpha", "dola_layers", "prefill_chunk_size",
     "token_healing", "trust_remote_code", "disable_compile", "assistant_early_exit",
     "assistant_lookbehind", "target_lookbehind", "force_words_ids", "constraints",
 }
-# Of those, values that would change the result if set to something other than their neutral value.
+# Of those, the ones with no implementation here (diverse beam search, contrastive search, DoLa,
+# top-h, watermarking, constrained beam search) and their neutral values: another value is an error
+# from ``generate``'s keywords and a warning (then ignored) from a file.
 _NEUTRAL = {
-    "typical_p": (None, 1.0), "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0),
-    "encoder_repetition_penalty": (None, 1.0), "num_beam_groups": (None, 1),
-    "diversity_penalty": (None, 0.0), "penalty_alpha": (None,), "forced_bos_token_id": (None,),
-    "forced_eos_token_id": (None,), "suppress_tokens": (None, []), "begin_suppress_tokens": (None, []),
-    "bad_words_ids": (None,), "sequence_bias": (None,), "exponential_decay_length_penalty": (None,),
-    "encoder_no_repeat_ngram_size": (None, 0), "guidance_scale": (None, 1.0), "top_h": (None,),
+    "num_beam_groups": (None, 1), "diversity_penalty": (None, 0.0), "penalty_alpha": (None,), "top_h": (None,),
     "watermarking_config": (None,), "dola_layers": (None,), "force_words_ids": (None,),
     "constraints": (None,), "low_memory": (None, False),
 }
@@ -94,6 +107,41 @@ def _ids(value, name, source):
     if not isinstance(value, (list, tuple)) or not all(_is_int(v) and v >= 0 for v in value):
         raise GenerationError(f"{source}: {name} must be a non-negative int or a list of them, got {value!r}")
     return tuple(value) or None
+
+
+def _word_lists(value, name, source):
+    """bad_words_ids: a list of non-empty id lists -> tuple of tuples (None / [] -> None)."""
+    if value is None:
+        return None
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if (not isinstance(value, (list, tuple))
+            or not all(isinstance(w, (list, tuple)) and w and all(_is_int(i) and i >= 0 for i in w) for w in value)):
+        raise GenerationError(f"{source}: {name} must be a list of non-empty lists of ids >= 0, got {value!r}")
+    return tuple(tuple(w) for w in value) or None
+
+
+def _sequence_bias(value, source):
+    """sequence_bias: [[ids, bias], ...] (Transformers' list form) or {tuple(ids): bias} ->
+    tuple of (ids tuple, float)."""
+    if value is None:
+        return None
+    items = list(value.items()) if isinstance(value, dict) else value
+    bad = GenerationError(f"{source}: sequence_bias must be a list of [ids, bias] pairs (ids a non-empty list "
+                          f"of ids >= 0, bias a float, -inf bans), got {value!r}")
+    if not isinstance(items, (list, tuple)):
+        raise bad
+    out = []
+    for item in items:
+        if not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise bad
+        ids, bias = item
+        if (not isinstance(ids, (list, tuple)) or not ids or not all(_is_int(i) and i >= 0 for i in ids)
+                or not isinstance(bias, (int, float)) or isinstance(bias, bool)
+                or bias != bias or bias == float("inf")):
+            raise bad
+        out.append((tuple(ids), float(bias)))
+    return tuple(out) or None
 
 
 class GenerationConfig:
@@ -145,6 +193,22 @@ class GenerationConfig:
                         value = value[0]
                     if not _is_int(value):
                         raise GenerationError(f"{_source}: {key} must be an int, got {value!r}")
+                elif key in ("forced_eos_token_id", "suppress_tokens", "begin_suppress_tokens"):
+                    value = _ids(value, key, _source)
+                elif key == "forced_bos_token_id" and value is not None and not (_is_int(value) and value >= 0):
+                    raise GenerationError(f"{_source}: {key} must be an int >= 0, got {value!r}")
+                elif key == "bad_words_ids":
+                    value = _word_lists(value, key, _source)
+                elif key == "sequence_bias":
+                    value = _sequence_bias(value, _source)
+                elif key == "exponential_decay_length_penalty" and value is not None:
+                    if (not isinstance(value, (list, tuple)) or len(value) != 2 or not _is_int(value[0])
+                            or value[0] < 0 or not isinstance(value[1], (int, float)) or isinstance(value[1], bool)):
+                        raise GenerationError(f"{_source}: {key} must be (start_index >= 0, decay_factor), "
+                                              f"got {value!r}")
+                    value = (int(value[0]), float(value[1]))
+                elif key in _NULL_IS_DEFAULT and value is None:
+                    value = DEFAULTS[key]
                 elif key == "stop_strings" and value is not None:
                     value = [value] if isinstance(value, str) else list(value)
                     if not value or not all(isinstance(s, str) and s for s in value):
@@ -198,6 +262,24 @@ class GenerationConfig:
             bad("repetition_penalty", "must be a float > 0")
         if not isinstance(self.length_penalty, (int, float)) or isinstance(self.length_penalty, bool):
             bad("length_penalty", "must be a float")
+        for name in ("typical_p",):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 < v <= 1.0:
+                bad(name, "must lie in (0, 1]")
+        for name in ("epsilon_cutoff", "eta_cutoff"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
+                bad(name, "must lie in [0, 1) (0 disables it)")
+        if not isinstance(self.encoder_repetition_penalty, (int, float)) or not self.encoder_repetition_penalty > 0:
+            bad("encoder_repetition_penalty", "must be a float > 0")
+        if not _is_int(self.encoder_no_repeat_ngram_size) or self.encoder_no_repeat_ngram_size < 0:
+            bad("encoder_no_repeat_ngram_size", "must be an int >= 0")
+        g = self.guidance_scale
+        if g is not None and (not isinstance(g, (int, float)) or isinstance(g, bool)):
+            bad("guidance_scale", "must be a float (1 or None disables it)")
+        for name in ("renormalize_logits", "remove_invalid_values"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "must be True or False")
         if self.early_stopping not in (True, False, "never"):
             bad("early_stopping", "must be True, False or 'never'")
         if self.num_beams == 1 and not self.do_sample and self.num_return_sequences > 1:
@@ -228,9 +310,12 @@ class GenerationConfig:
 
     def to_json_file(self, path):
         data = {k: v for k, v in self.to_dict().items() if v != DEFAULTS[k]}
-        if data.get("eos_token_id") is not None:
-            eos = list(data["eos_token_id"])
-            data["eos_token_id"] = eos[0] if len(eos) == 1 else eos
+        for key in ("eos_token_id", "forced_eos_token_id"):
+            if data.get(key) is not None:
+                eos = list(data[key])
+                data[key] = eos[0] if len(eos) == 1 else eos
+        if data.get("sequence_bias") is not None:
+            data["sequence_bias"] = [[list(ids), bias] for ids, bias in data["sequence_bias"]]
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
 
     def __repr__(self):

@@ -44,16 +44,40 @@ def is_in(ids, targets):
     return ops.any(ops.equal(ops.cast(ids, "int32")[:, None], t[None, :]), axis=-1)
 
 
+def unconditional_logits(decoder, state, tokens, cur, prompt_len):
+    """Classifier-free guidance's unconditional branch, as Transformers runs it: a second sequence
+    that starts from the prompt's last token and continues with each row's generated tokens, with
+    its own cache (``state["uncond_cache"]``, never reordered by beam search). Feeds
+    ``tokens[:, cur - 1]`` at position ``cur - prompt_len``; returns (logits (rows, vocab), cache)."""
+    cache = state["uncond_cache"]
+    rows = int(tokens.shape[0])
+    width = int(state["uncond_width"].shape[0])
+    index = cur - prompt_len
+    last = ops.take(tokens, cur - 1, axis=1)[:, None]
+    mask = ops.cast(ops.arange(width, dtype="int32") <= index, "int32")
+    mask = ops.broadcast_to(mask[None, :], (rows, width))
+    logits, cache = decoder.forward(last, cache, index, mask, state["extra"])
+    return ops.cast(logits[:, -1, :], "float32"), cache
+
+
+def init_unconditional(decoder, state, rows, width):
+    """Add the unconditional branch's cache (``width`` = 1 + the new tokens) to a loop state."""
+    state["uncond_cache"] = decoder.init_cache(rows, width)
+    state["uncond_width"] = ops.zeros((width,), "int32")  # its static width, carried as a shape
+    return state
+
+
 class GreedyOrSample:
     """The loop pieces for one static configuration (see module docstring)."""
 
-    def __init__(self, decoder, processors, eos_ids, pad_id, sampling, stop=None):
+    def __init__(self, decoder, processors, eos_ids, pad_id, sampling, stop=None, prompt_len=None):
         self.decoder = decoder
         self.processors = processors
         self.eos_ids = tuple(eos_ids or ())
         self.pad_id = int(pad_id)
         self.sampling = sampling
         self.stop = stop
+        self.prompt_len = prompt_len
 
     def prefill(self, inputs, prompt_len):
         tokens, mask = inputs["tokens"], inputs["mask"]
@@ -77,18 +101,27 @@ class GreedyOrSample:
             "rng": inputs["rng"], "extra": inputs["extra"],
             "limit": ops.cast(inputs.get("limit", length), "int32"),
         }
+        if "source" in inputs:
+            state["source"] = inputs["source"]
+        self.prompt_len = prompt_len
+        if self.processors.needs_uncond:
+            init_unconditional(self.decoder, state, rows, length - prompt_len)
         return self.select(state)
 
     def select(self, state):
         tokens, cur = state["tokens"], state["cur"]
-        scores = self.processors(state["logits"], tokens, cur, state["presence"])
+        state = dict(state)
+        uncond = None
+        if self.processors.needs_uncond:
+            uncond, state["uncond_cache"] = unconditional_logits(self.decoder, state, tokens, cur, self.prompt_len)
+        scores = self.processors(state["logits"], tokens, cur, state["presence"], limit=state["limit"],
+                                 source=state.get("source"), uncond=uncond)
         if self.sampling:
             u = backend.uniform(state["rng"], cur, tuple(scores.shape))
             nxt = P.sample(scores, u)
         else:
             nxt = P.greedy(scores)
         nxt = ops.where(state["finished"], self.pad_id, nxt)
-        state = dict(state)
         state["tokens"] = tokens = write_column(tokens, cur, nxt)
         state["mask"] = write_column(state["mask"], cur, ops.ones_like(nxt))
         if self.processors.needs_presence:

@@ -150,6 +150,7 @@ class GenerationMixin:
         if isinstance(base, dict):
             base = GenerationConfig(**base)
         config = base.copy().update(**kwargs).validate()
+        self._gen_check_processors(config)
         tok = self._gen_tokenizer(tokenizer)
         eos = config.eos_token_id
         if eos is None and tok is not None and tok.eos_token_id is not None:
@@ -186,9 +187,9 @@ class GenerationMixin:
             run_ids, run_mask, shift, cache_len = self._gen_bucketed(ids, mask, max_length, pad, config, ctx)
             args = (config, run_ids, run_mask, cache_len, min_length + shift, eos, pad, stop, seed)
             if config.num_beams > 1:
-                out = self._gen_run_beam(*args, limit=max_length + shift)
+                out = self._gen_run_beam(*args, limit=max_length + shift, shift=shift)
             else:
-                out = self._gen_run_sample(*args, streamer, limit=max_length + shift)
+                out = self._gen_run_sample(*args, streamer, limit=max_length + shift, shift=shift)
             out = out[:, shift:]
         return self._gen_format_output(out, mask, kind, tok, return_full_text)
 
@@ -259,17 +260,21 @@ class GenerationMixin:
         return (kind, shape, repr(sorted(fields.items())), eos, pad,
                 None if stop is None else tuple(stop.stop_strings)) + tuple(extra)
 
-    def _gen_run_sample(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, streamer, limit=None):
+    def _gen_run_sample(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, streamer, limit=None,
+                        shift=0):
         n = config.num_return_sequences
         tokens, full_mask = self._gen_buffers(ids, mask, n, max_length, pad)
         prompt_len = ids.shape[1]
-        procs = Processors(config, min_length, eos, sampling=config.do_sample)
-        loop = GreedyOrSample(self.decoder_adapter(self), procs, eos, pad, config.do_sample, stop)
+        procs = Processors(config, min_length, eos, sampling=config.do_sample, prompt_len=prompt_len, offset=shift)
+        loop = GreedyOrSample(self.decoder_adapter(self), procs, eos, pad, config.do_sample, stop,
+                              prompt_len=prompt_len)
         limit = max_length if limit is None else limit
         inputs = {"tokens": tokens, "mask": full_mask, "extra": {}, "limit": np.int32(limit),
                   "rng": backend.make_rng(seed, tokens.shape[0])}
+        if procs.needs_source:
+            inputs["source"] = self._gen_source_ids(ids[:, shift:], n)
         key = self._gen_static_key("sample", config, eos, pad, stop, tokens.shape,
-                                   (prompt_len, min_length, streamer is None))
+                                   (prompt_len, min_length, streamer is None, shift))
         with backend.no_grad():
             inputs = {k: (v if k in ("rng", "extra") else _to_tensor(v)) for k, v in inputs.items()}
             if streamer is None:
@@ -290,6 +295,14 @@ class GenerationMixin:
                 streamer.put(backend_to_numpy(state["tokens"])[:, cur - 1])
             streamer.end()
             return backend_to_numpy(state["tokens"])[:, :cur]
+
+    def _gen_source_ids(self, prompt_ids, rows_per_prompt):
+        """What Transformers' encoder n-gram / encoder repetition processors read: for a decoder-only
+        model the prompt ids as given (left padding included), repeated per returned row."""
+        return np.repeat(np.asarray(prompt_ids, "int32"), rows_per_prompt, axis=0)
+
+    def _gen_check_processors(self, config):
+        """Refuse what this model cannot run (hook: Seq2SeqLM has no unconditional pass)."""
 
     def _gen_cache_reorderer(self):
         """Gather cache rows along each leaf's batch axis, found by comparing init_cache(1, 1) with
@@ -312,7 +325,7 @@ class GenerationMixin:
 
         return reorder
 
-    def _gen_run_beam(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, limit=None):
+    def _gen_run_beam(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, limit=None, shift=0):
         k = config.num_beams
         tokens, full_mask = self._gen_buffers(ids, mask, k, max_length, pad)
         prompt_len = ids.shape[1]
@@ -320,14 +333,17 @@ class GenerationMixin:
         fill = config.pad_token_id if config.pad_token_id else (eos[0] if eos else -1)
         fill = pad if fill == -1 else fill
         min_keep = len(eos) + 1 if eos else 2
-        procs = Processors(config, min_length, eos, sampling=config.do_sample, min_keep=min_keep)
+        procs = Processors(config, min_length, eos, sampling=config.do_sample, min_keep=min_keep,
+                           prompt_len=prompt_len, offset=shift)
         search = BeamSearch(self.decoder_adapter(self), procs, eos, fill, k, config.length_penalty,
                             config.early_stopping, sampling=config.do_sample, stop=stop,
                             reorder_cache=getattr(self, "reorder_cache", None) or self._gen_cache_reorderer())
         limit = max_length if limit is None else limit
         inputs = {"tokens": tokens, "mask": full_mask, "extra": {}, "limit": np.int32(limit),
                   "rng": backend.make_rng(seed, tokens.shape[0])}
-        key = self._gen_static_key("beam", config, eos, pad, stop, tokens.shape, (prompt_len, min_length))
+        if procs.needs_source:
+            inputs["source"] = self._gen_source_ids(ids[:, shift:], k)
+        key = self._gen_static_key("beam", config, eos, pad, stop, tokens.shape, (prompt_len, min_length, shift))
         with backend.no_grad():
             inputs = {k_: (v if k_ in ("rng", "extra") else _to_tensor(v)) for k_, v in inputs.items()}
             run = self._gen_compiled(key, lambda: backend.compile_fn(self, lambda x: search.run(x, prompt_len)))

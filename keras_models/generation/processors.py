@@ -1,8 +1,7 @@
 """Logits processors and samplers on (batch, vocab) float32 scores, in keras.ops only.
 
-The order and the numerics follow Transformers (``GenerationMixin._get_logits_processor``):
-repetition penalty, no-repeat n-grams, min length; then, when sampling, temperature, top-k, top-p
-and min-p. Filtered entries become -inf. Every function is traceable (static shapes, the current
+The order and the numerics follow Transformers (``GenerationMixin._get_logits_processor``; see
+``Processors``). Filtered entries become -inf. Every function is traceable (static shapes, the current
 length ``cur`` may be a tensor).
 """
 
@@ -99,15 +98,203 @@ def min_p(scores, p, min_keep=1):
     return ops.where(remove, NEG_INF, scores)
 
 
-class Processors:
-    """The processors a GenerationConfig asks for, applied in Transformers' order.
+def _tail(tokens, cur, m):
+    """(batch, m): ``tokens[:, cur - m : cur]`` (indices clipped at 0; callers guard ``cur >= m``)."""
+    length = int(tokens.shape[1])
+    idx = ops.clip(cur - m + ops.arange(m, dtype="int32"), 0, length - 1)
+    return ops.take(tokens, idx, axis=1)
 
-    ``__call__(scores, tokens, cur, presence)``: ``tokens`` the (rows, L) buffer, ``cur`` the
-    number of filled positions, ``presence`` the (rows, vocab) seen-id mask (only read with a
-    repetition penalty).
+
+def _rows_to_vocab(weights, ids, vocab):
+    """(batch, G) weights summed into (batch, vocab) at the static ids (G,), as a matmul."""
+    table = np.zeros((len(ids), vocab), dtype="float32")
+    table[np.arange(len(ids)), np.asarray(ids)] = 1.0
+    return ops.matmul(ops.cast(weights, "float32"), ops.convert_to_tensor(table))
+
+
+def sequence_bias(scores, tokens, cur, biases, offset=0):
+    """Transformers' SequenceBiasLogitsProcessor (and NoBadWords, with -inf biases).
+
+    ``biases``: tuple of (ids tuple, float). A one-token sequence's bias is always added; a longer
+    one's is added to its last id when the sequence's other ids end ``tokens[:, :cur]``. The
+    sequence length counts from ``offset`` (extra left padding of the buffer), so a prefix longer
+    than the real context never matches. -inf biases ban the id (no 0 * inf).
+    """
+    vocab = int(scores.shape[-1])
+    bad = [i for seq, _ in biases for i in seq if i >= vocab]
+    if bad:
+        from keras_models.generation.config import GenerationError
+
+        raise GenerationError(f"the model's vocabulary has {vocab} ids, but these are biased / banned: {bad}")
+    single = np.zeros((vocab,), "float32")
+    single_ban = np.zeros((vocab,), bool)
+    groups = {}
+    for seq, b in biases:
+        if len(seq) == 1:
+            if b == NEG_INF:
+                single_ban[seq[0]] = True
+            else:
+                single[seq[0]] += b
+        else:
+            groups.setdefault(len(seq) - 1, []).append((seq, b))
+    finite = ops.broadcast_to(ops.convert_to_tensor(single)[None, :], tuple(scores.shape))
+    banned = ops.broadcast_to(ops.convert_to_tensor(single_ban)[None, :], tuple(scores.shape))
+    for m, group in groups.items():
+        prefixes = ops.convert_to_tensor(np.asarray([seq[:-1] for seq, _ in group], "int32"))  # (G, m)
+        tail = ops.cast(_tail(tokens, cur, m), "int32")  # (batch, m)
+        match = ops.all(ops.equal(tail[:, None, :], prefixes[None, :, :]), axis=-1)  # (batch, G)
+        match = ops.logical_and(match, cur - offset >= m)
+        last = [seq[-1] for seq, _ in group]
+        values = np.asarray([b for _, b in group], "float32")
+        fin = np.where(np.isneginf(values), 0.0, values).astype("float32")
+        if fin.any():
+            finite = finite + _rows_to_vocab(ops.where(match, fin[None, :], 0.0), last, vocab)
+        if np.isneginf(values).any():
+            hits = ops.logical_and(match, ops.convert_to_tensor(np.isneginf(values))[None, :])
+            banned = ops.logical_or(banned, _rows_to_vocab(hits, last, vocab) > 0)
+    scores = scores + finite
+    return ops.where(banned, NEG_INF, scores)
+
+
+def encoder_repetition_penalty(scores, source, penalty):
+    """Transformers' EncoderRepetitionPenaltyLogitsProcessor: ids of ``source`` (the encoder /
+    prompt ids, padding included) get the inverse repetition penalty."""
+    inverse = 1.0 / penalty
+    present = presence_from_tokens(source, ops.ones(ops.shape(source), "bool"), int(scores.shape[-1]))
+    rewarded = ops.where(scores < 0, scores * inverse, scores / inverse)
+    return ops.where(present > 0, rewarded, scores)
+
+
+def encoder_no_repeat_ngram(scores, tokens, cur, source, n, offset=0):
+    """Transformers' EncoderNoRepeatNGramLogitsProcessor: ban the ids that would complete an
+    n-gram of ``source`` (batch, S) after the last ``n - 1`` ids of ``tokens[:, :cur]``."""
+    s_len = int(source.shape[1])
+    vocab = int(scores.shape[-1])
+    if n > s_len:
+        return scores
+    windows_idx = np.arange(s_len - n + 1)[:, None] + np.arange(n)[None, :]
+    windows = ops.cast(ops.take(source, ops.convert_to_tensor(windows_idx, "int32"), axis=1), "int32")
+    if n > 1:
+        prefix = ops.cast(_tail(tokens, cur, n - 1), "int32")
+        matches = ops.all(ops.equal(windows[:, :, : n - 1], prefix[:, None, :]), axis=-1)
+        matches = ops.logical_and(matches, cur - offset >= n - 1)
+    else:
+        matches = ops.ones(tuple(windows.shape[:2]), "bool")
+    b = ops.shape(source)[0]
+    w = s_len - n + 1
+    rows = ops.repeat(ops.arange(b, dtype="int32")[:, None], w, axis=1)
+    idx = ops.stack([ops.reshape(rows, (-1,)), ops.reshape(windows[:, :, n - 1], (-1,))], 1)
+    banned = ops.scatter(idx, ops.reshape(ops.cast(matches, "float32"), (-1,)), (b, vocab))
+    return ops.where(banned > 0, NEG_INF, scores)
+
+
+def force_ids(scores, ids, active):
+    """Where ``active`` (scalar bool): -inf everywhere but ``ids``, which get 0 (forced BOS / EOS)."""
+    vocab = int(scores.shape[-1])
+    forced = np.full((vocab,), NEG_INF, "float32")
+    forced[[i for i in ids if i < vocab]] = 0.0
+    return ops.where(active, ops.convert_to_tensor(forced)[None, :], scores)
+
+
+def remove_invalid(scores):
+    """Transformers' InfNanRemoveLogitsProcessor: NaN -> 0, +-inf -> the largest finite floats."""
+    big = float(np.finfo(np.float32).max)
+    scores = ops.where(ops.isnan(scores), 0.0, scores)
+    return ops.clip(scores, -big, big)
+
+
+def exponential_decay_length_penalty(scores, eos_ids, steps, factor):
+    """Transformers' ExponentialDecayLengthPenalty: after ``steps`` > 0 steps past the start
+    index, eos scores grow by ``|score| * (factor ** steps - 1)`` (non-finite ones unchanged)."""
+    vocab = int(scores.shape[-1])
+    hit = np.zeros((vocab,), bool)
+    hit[[i for i in eos_ids if i < vocab]] = True
+    steps = ops.cast(steps, "float32")
+    grow = ops.where(steps > 0, ops.power(ops.cast(factor, "float32"), steps) - 1.0, 0.0)
+    penalty = ops.where(ops.isfinite(scores), ops.abs(scores) * grow, 0.0)
+    return ops.where(ops.convert_to_tensor(hit)[None, :], scores + penalty, scores)
+
+
+def _kth_largest(scores, k):
+    k = min(max(k, 1), int(scores.shape[-1]))
+    return ops.top_k(scores, k, sorted=True)[0][:, k - 1 : k]
+
+
+def _entropy(logp, probs):
+    """Entropy from log-probabilities and probabilities, 0 * log 0 counted as 0."""
+    plogp = probs * logp
+    return -ops.sum(ops.where(ops.isnan(plogp), 0.0, plogp), axis=-1, keepdims=True)
+
+
+def typical_p(scores, mass, min_keep=1):
+    """Transformers' TypicalLogitsWarper: keep the ids whose surprisal is closest to the entropy,
+    up to probability ``mass``."""
+    vocab = int(scores.shape[-1])
+    logp = ops.log_softmax(scores, axis=-1)
+    ent = _entropy(logp, ops.exp(logp))
+    shifted = ops.abs(-logp - ent)
+    order = ops.argsort(shifted, axis=-1)  # ascending
+    sorted_shifted = ops.take_along_axis(shifted, order, axis=-1)
+    sorted_logits = ops.take_along_axis(scores, order, axis=-1)
+    cumulative = ops.cumsum(ops.softmax(sorted_logits, axis=-1), axis=-1)
+    last = ops.sum(ops.cast(cumulative < mass, "int32"), axis=-1, keepdims=True)
+    last = ops.maximum(ops.minimum(last, vocab - 1), min(min_keep, vocab) - 1)
+    threshold = ops.take_along_axis(sorted_shifted, last, axis=-1)
+    return ops.where(shifted > threshold, NEG_INF, scores)
+
+
+def epsilon_cutoff(scores, epsilon, min_keep=1):
+    """Transformers' EpsilonLogitsWarper: drop ids with probability below ``epsilon``."""
+    remove = ops.softmax(scores, axis=-1) < epsilon
+    remove = ops.logical_and(remove, scores < _kth_largest(scores, min_keep))
+    return ops.where(remove, NEG_INF, scores)
+
+
+def eta_cutoff(scores, epsilon, min_keep=1):
+    """Transformers' EtaLogitsWarper: drop ids with probability below
+    ``min(epsilon, sqrt(epsilon) * exp(-entropy))``."""
+    probs = ops.softmax(scores, axis=-1)
+    ent = _entropy(ops.log_softmax(scores, axis=-1), probs)
+    eps = ops.convert_to_tensor(epsilon, "float32")
+    eta = ops.minimum(eps, ops.sqrt(eps) * ops.exp(-ent))
+    remove = ops.logical_and(probs < eta, scores < _kth_largest(scores, min_keep))
+    return ops.where(remove, NEG_INF, scores)
+
+
+def classifier_free_guidance(scores, uncond_logits, scale):
+    """Transformers' UnbatchedClassifierFreeGuidanceLogitsProcessor on log-probabilities."""
+    scores = ops.log_softmax(scores, axis=-1)
+    uncond = ops.log_softmax(ops.cast(uncond_logits, "float32"), axis=-1)
+    return scale * (scores - uncond) + uncond
+
+
+def _bias_list(config, eos_ids):
+    """(sequence_bias, bad-word biases) of a config as tuples of (ids, float)."""
+    seq = tuple(config.sequence_bias or ())
+    bad = tuple((tuple(w), NEG_INF) for w in (config.bad_words_ids or ())
+                if not (len(w) == 1 and w[0] in eos_ids))
+    return seq, bad
+
+
+class Processors:
+    """The processors a GenerationConfig asks for, applied in Transformers' order
+    (``GenerationMixin._get_logits_processor``): classifier-free guidance, sequence bias, encoder
+    repetition penalty, repetition penalty, no-repeat n-grams, encoder no-repeat n-grams, bad
+    words, min length, forced BOS, forced EOS, inf/NaN removal, exponential decay length
+    penalty, suppressed tokens, begin-suppressed tokens; when sampling, temperature, top-k, top-p,
+    min-p, typical-p, epsilon and eta cutoffs; last, renormalisation.
+
+    ``__call__(scores, tokens, cur, presence, limit, source, uncond)``: ``tokens`` the (rows, L)
+    buffer, ``cur`` the number of filled positions, ``presence`` the (rows, vocab) seen-id mask
+    (read with a repetition penalty), ``limit`` the maximum length (forced EOS at ``limit - 1``),
+    ``source`` the (rows, S) encoder / prompt ids (encoder n-grams and penalty), ``uncond`` the
+    unconditional logits of classifier-free guidance. ``prompt_len`` is where the new tokens start
+    in the buffer, ``offset`` how many extra padding columns the buffer has in front of what
+    Transformers' ``input_ids`` would hold (Transformers' length = ``cur - offset``).
     """
 
-    def __init__(self, config, min_length, eos_ids, sampling, min_keep=1):
+    def __init__(self, config, min_length, eos_ids, sampling, min_keep=1, prompt_len=None, offset=0,
+                 forced_bos_allowed=True):
         self.rep = float(config.repetition_penalty)
         self.ngram = int(config.no_repeat_ngram_size or 0)
         self.min_length = int(min_length or 0)
@@ -118,20 +305,82 @@ class Processors:
         self.top_p = float(config.top_p)
         self.min_p = config.min_p
         self.min_keep = min_keep
+        self.offset = int(offset)
+        self.prompt_len = prompt_len
+        g = lambda name, default=None: getattr(config, name, default)  # noqa: E731
+        self.guidance = g("guidance_scale")
+        if self.guidance is not None and float(self.guidance) == 1.0:
+            self.guidance = None
+        self.seq_bias, self.bad_words = _bias_list(config, self.eos_ids) if hasattr(config, "sequence_bias") \
+            else ((), ())
+        self.enc_rep = float(g("encoder_repetition_penalty", 1.0) or 1.0)
+        self.enc_ngram = int(g("encoder_no_repeat_ngram_size", 0) or 0)
+        self.forced_bos = g("forced_bos_token_id") if forced_bos_allowed else None
+        self.forced_eos = tuple(g("forced_eos_token_id") or ())
+        self.remove_invalid = bool(g("remove_invalid_values", False))
+        self.decay = g("exponential_decay_length_penalty")
+        self.suppress = tuple(g("suppress_tokens") or ())
+        self.begin_suppress = tuple(g("begin_suppress_tokens") or ())
+        self.typical_p = float(g("typical_p", 1.0) or 1.0)
+        self.epsilon = float(g("epsilon_cutoff", 0.0) or 0.0)
+        self.eta = float(g("eta_cutoff", 0.0) or 0.0)
+        self.renormalize = bool(g("renormalize_logits", False))
+        needs_start = self.decay is not None or self.begin_suppress or self.forced_bos is not None
+        if needs_start and prompt_len is None:
+            raise ValueError("Processors: prompt_len is needed for forced BOS, begin-suppressed tokens "
+                             "and the exponential decay length penalty")
 
     @property
     def needs_presence(self):
         return self.rep != 1.0
 
-    def __call__(self, scores, tokens, cur, presence=None):
+    @property
+    def needs_source(self):
+        return self.enc_rep != 1.0 or self.enc_ngram > 0
+
+    @property
+    def needs_uncond(self):
+        return self.guidance is not None
+
+    def __call__(self, scores, tokens, cur, presence=None, limit=None, source=None, uncond=None):
+        if self.guidance is not None:
+            scores = classifier_free_guidance(scores, uncond, float(self.guidance))
+        if self.seq_bias:
+            scores = sequence_bias(scores, tokens, cur, self.seq_bias, self.offset)
+        if self.enc_rep != 1.0:
+            scores = encoder_repetition_penalty(scores, source, self.enc_rep)
         if self.rep != 1.0:
             scores = repetition_penalty(scores, presence, self.rep)
         if self.ngram > 0:
             scores = no_repeat_ngram(scores, tokens, cur, self.ngram)
+        if self.enc_ngram > 0:
+            scores = encoder_no_repeat_ngram(scores, tokens, cur, source, self.enc_ngram, self.offset)
+        if self.bad_words:
+            scores = sequence_bias(scores, tokens, cur, self.bad_words, self.offset)
         if self.min_length > 0 and self.eos_ids:
             scores = suppress_ids(scores, self.eos_ids, cur < self.min_length)
+        if self.forced_bos is not None:
+            scores = force_ids(scores, (int(self.forced_bos),), ops.equal(cur - self.offset, 1))
+        if self.forced_eos:
+            if limit is None:
+                raise ValueError("Processors: forced EOS needs the maximum length (limit)")
+            scores = force_ids(scores, self.forced_eos, ops.equal(cur, ops.cast(limit, "int32") - 1))
+        if self.remove_invalid:
+            scores = remove_invalid(scores)
+        if self.decay is not None and self.eos_ids:
+            start = int(self.decay[0]) + self.prompt_len
+            scores = exponential_decay_length_penalty(scores, self.eos_ids, cur - start, float(self.decay[1]))
+        if self.suppress:
+            scores = suppress_ids(scores, self.suppress, ops.convert_to_tensor(True))
+        if self.begin_suppress:
+            begin = self.prompt_len
+            if self.prompt_len - self.offset == 1 and self.forced_bos is not None:
+                begin += 1
+            scores = suppress_ids(scores, self.begin_suppress, ops.equal(cur, begin))
         if self.sampling:
             scores = self.warp(scores)
+        if self.renormalize:
+            scores = ops.log_softmax(scores, axis=-1)
         return scores
 
     def warp(self, scores):
@@ -143,6 +392,12 @@ class Processors:
             scores = top_p(scores, self.top_p, self.min_keep)
         if self.min_p is not None:
             scores = min_p(scores, float(self.min_p), self.min_keep)
+        if self.typical_p < 1.0:
+            scores = typical_p(scores, self.typical_p, self.min_keep)
+        if 0.0 < self.epsilon < 1.0:
+            scores = epsilon_cutoff(scores, self.epsilon, self.min_keep)
+        if 0.0 < self.eta < 1.0:
+            scores = eta_cutoff(scores, self.eta, self.min_keep)
         return scores
 
 

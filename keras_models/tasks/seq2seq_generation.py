@@ -2,8 +2,9 @@
 
 The encoder runs once; its states (repeated per beam / returned sequence) reach the compiled
 decode loop as the loop's ``extra`` input, so they are traced arguments, never baked-in constants.
-The decoder prompt is the decoder start token (plus ``forced_bos_token_id``, mBART / NLLB target
-languages); ``forced_eos_token_id`` forces eos at the last position as Transformers does.
+The decoder prompt is the decoder start token; ``forced_bos_token_id`` (mBART / NLLB target
+languages, BART-CNN) and ``forced_eos_token_id`` are logits processors, as in Transformers: the
+generation config's value, else the checkpoint's (config.json / generation_config.json).
 """
 
 import keras
@@ -48,16 +49,6 @@ class Seq2SeqDecoderAdapter:
         logits, cache = self.model.call_decoder_with_cache(
             ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask
         )
-        eos = self.model.forced_eos_token_id
-        if eos is not None:
-            max_length = self.model.backbone.cache_length(cache)
-            t = ops.shape(ids)[1]
-            # the logits at input position p predict the token at p + 1
-            predicted = ops.cast(index, "int32") + ops.arange(t, dtype="int32") + 1
-            hit = ops.equal(predicted, max_length - 1)[None, :, None]
-            vocab = ops.arange(ops.shape(logits)[-1], dtype="int32")
-            forced = ops.where(ops.equal(vocab, int(eos)), 0.0, -1e9)[None, None, :]
-            logits = ops.where(hit, ops.cast(forced, logits.dtype), logits)
         return logits, cache
 
 
@@ -92,33 +83,29 @@ class Seq2SeqGenerationMixin(GenerationMixin):
             mask = np.ones_like(ids)
         if ids.ndim == 1:
             ids, mask = ids[None], mask[None]
-        forced_bos = kwargs.pop("forced_bos_token_id", self.forced_bos_token_id)
-        forced_eos = kwargs.pop("forced_eos_token_id", self.forced_eos_token_id)
+        gen = generation_config if generation_config is not None else self.generation_config
+        for name in ("forced_bos_token_id", "forced_eos_token_id"):
+            given = name in kwargs or (isinstance(gen, dict) and name in gen) or (
+                gen is not None and not isinstance(gen, dict) and name in gen.explicit)
+            if not given and getattr(self, name) is not None:
+                kwargs[name] = getattr(self, name)
         start = kwargs.pop("decoder_start_token_id", None)
         if start is None and generation_config is not None:
-            start = getattr(generation_config, "decoder_start_token_id", None)
+            start = (generation_config.get("decoder_start_token_id") if isinstance(generation_config, dict)
+                     else getattr(generation_config, "decoder_start_token_id", None))
         if start is None:
             start = self.decoder_start_token_id
         if decoder_input_ids is None:
             if start is None:
                 raise GenerationError("generate: no decoder_start_token_id in the config; pass one")
-            cols = [start] + ([forced_bos] if forced_bos is not None else [])
-            if forced_bos is not None and kwargs.get("max_new_tokens") is not None:
-                kwargs["max_new_tokens"] -= 1  # the forced token is one of the new tokens
-            decoder_input_ids = np.tile(np.asarray(cols, "int32")[None], (ids.shape[0], 1))
+            decoder_input_ids = np.full((ids.shape[0], 1), start, "int32")
         states = self.encode({"input_ids": ids.astype("int32"), "attention_mask": mask.astype("int32")})
-        self._gen_encoder = (states, ops.convert_to_tensor(mask.astype("int32")))
-        previous = self.generation.get("forced_eos_token_id", "unset")
-        self.generation["forced_eos_token_id"] = forced_eos
+        self._gen_encoder = (states, ops.convert_to_tensor(mask.astype("int32")), ids.astype("int32"))
         try:
             out = GenerationMixin.generate(self, {"input_ids": np.asarray(decoder_input_ids)},
                                            generation_config, tokenizer=tok, **kwargs)
         finally:
             self._gen_encoder = None
-            if previous == "unset":
-                self.generation.pop("forced_eos_token_id", None)
-            else:
-                self.generation["forced_eos_token_id"] = previous
         if texts is not None:
             decoded = tok.batch_decode(np.asarray(out).tolist(), skip_special_tokens=True)
             return decoded[0] if isinstance(inputs, str) else decoded
@@ -126,15 +113,27 @@ class Seq2SeqGenerationMixin(GenerationMixin):
 
     # Hooks into the engine: encoder states repeated like the decoder rows, fed as loop input.
     def _gen_buffers(self, ids, mask, rows_per_prompt, max_length, pad):
-        states, enc_mask = self._gen_encoder
+        states, enc_mask, _ = self._gen_encoder
         self._gen_extra = {
             "encoder_states": ops.repeat(states, rows_per_prompt, axis=0),
             "encoder_attention_mask": ops.repeat(enc_mask, rows_per_prompt, axis=0),
         }
         return super()._gen_buffers(ids, mask, rows_per_prompt, max_length, pad)
 
+    def _gen_source_ids(self, prompt_ids, rows_per_prompt):
+        """Encoder n-grams and the encoder repetition penalty read the encoder's input ids (padding
+        included, as Transformers)."""
+        return np.repeat(self._gen_encoder[2], rows_per_prompt, axis=0)
+
+    def _gen_check_processors(self, config):
+        if config.guidance_scale is not None and config.guidance_scale != 1:
+            raise GenerationError(
+                "generate: guidance_scale (classifier-free guidance) is supported for decoder-only models "
+                "(CausalLM) only: Transformers' unconditional pass feeds the decoder ids to the model "
+                "without encoder inputs, which an encoder-decoder cannot run")
+
     def _gen_compiled(self, key, make):
-        key = key + (tuple(self._gen_extra["encoder_states"].shape), self.forced_eos_token_id)
+        key = key + (tuple(self._gen_extra["encoder_states"].shape),)
         fns = super()._gen_compiled(key, make)
 
         def with_extra(fn):
