@@ -16,6 +16,7 @@ from keras_models.tasks.image_classifier import ImageTask
 @keras.saving.register_keras_serializable(package="keras_models")
 class SemanticSegmenter(ImageTask):
     task_name = "SemanticSegmenter"
+    ignore_label = 255  # Transformers' semantic_loss_ignore_index; labels at the logits' resolution
 
     def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, **kwargs):
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)

@@ -173,6 +173,44 @@ class Task(keras.Model):
             build_symbolically(self, self.backbone.dummy_inputs())
         return self
 
+    # --- training defaults -----------------------------------------------------------------
+    # fit / evaluate / train_on_batch / test_on_batch compile a model the user has not compiled
+    # with these (as KerasHub tasks do); an explicit ``compile()`` always wins.
+    default_learning_rate = 5e-5  # Transformers' Trainer default, suited to fine-tuning
+
+    def default_loss(self):
+        """The task's training loss (a Keras loss, or a dict of them for dict outputs); None: no
+        natural default, ``compile()`` must be called."""
+        return None
+
+    def default_metrics(self):
+        return None
+
+    def default_compile_args(self):
+        loss = self.default_loss()
+        if loss is None:
+            return None
+        return dict(optimizer=keras.optimizers.AdamW(self.default_learning_rate, weight_decay=0.01),
+                    loss=loss, metrics=self.default_metrics())
+
+    def _compile_by_default(self, method):
+        if getattr(self, "compiled", False):
+            return
+        args = self.default_compile_args()
+        if args is None:
+            raise ConfigError(
+                f"{type(self).__name__}.{method}: this task has no default loss; call "
+                "compile(optimizer=..., loss=...) first")
+        self.compile(**args)
+
+    def train_on_batch(self, *args, **kwargs):
+        self._compile_by_default("train_on_batch")
+        return super().train_on_batch(*args, **kwargs)
+
+    def test_on_batch(self, *args, **kwargs):
+        self._compile_by_default("test_on_batch")
+        return super().test_on_batch(*args, **kwargs)
+
     # --- raw data in fit / predict / evaluate -------------------------------------------------
     def _adapt(self, x, y, batch_size, shuffle, inference=False):
         if not RawDataAdapter.is_raw(x):
@@ -191,6 +229,7 @@ class Task(keras.Model):
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, **kwargs):
         check_inputs(self, x, "fit")
+        self._compile_by_default("fit")
         data = self._adapt(x, y, batch_size, shuffle)
         if validation_data is not None and self.preprocessor is not None:
             vx, vy = (validation_data + (None,))[:2] if isinstance(validation_data, tuple) else (validation_data, None)
@@ -210,6 +249,7 @@ class Task(keras.Model):
 
     def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
         check_inputs(self, x, "evaluate")
+        self._compile_by_default("evaluate")
         data = self._adapt(x, y, batch_size, False)
         with guarded_jax_run(self):
             if data is not None:

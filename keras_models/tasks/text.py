@@ -38,6 +38,10 @@ def _text_preprocessor(folder, hf, kind, sequence_length=None, **_):
     return getattr(text_pre, kind)(tokenizer, sequence_length=sequence_length)
 
 
+def _sparse_ce(ignore_class=None):
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_class)
+
+
 def _with_pre(kwargs):
     return {k: v for k, v in kwargs.items() if k in ("sequence_length",)}
 
@@ -74,6 +78,9 @@ class MaskedLM(Task):
 
     def task_config_to_hf(self):
         return {"tie_word_embeddings": self.tie_word_embeddings}
+
+    def default_loss(self):  # labels: token ids; -100 (Transformers' convention) is ignored
+        return _sparse_ce(ignore_class=-100)
 
     def get_config(self):
         config = super().get_config()
@@ -128,6 +135,14 @@ class _LabelledTask(Task):
         c.update(num_classes=self.num_classes, id2label=self.id2label, dropout=self.dropout)
         return c
 
+    ignore_label = None  # a label value the default loss skips
+
+    def default_loss(self):
+        return _sparse_ce(ignore_class=self.ignore_label)
+
+    def default_metrics(self):
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
 
 @keras.saving.register_keras_serializable(package="keras_models")
 class TextClassifier(_LabelledTask):
@@ -181,6 +196,7 @@ class TextClassifier(_LabelledTask):
 @keras.saving.register_keras_serializable(package="keras_models")
 class TokenClassifier(_LabelledTask):
     task_name = "TokenClassifier"
+    ignore_label = -100  # sub-word continuations and padding, as Transformers labels them
     hf_out = "classifier"
     hf_head_patterns = ("classifier.*",)
 
@@ -226,6 +242,9 @@ class QuestionAnswerer(Task):
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
         return _text_preprocessor(folder, hf, "TextClassifierPreprocessor", **_with_pre(kw))
+
+    def default_loss(self):  # labels: {"start_logits": start index, "end_logits": end index}
+        return {"start_logits": _sparse_ce(), "end_logits": _sparse_ce()}
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):

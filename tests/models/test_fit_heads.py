@@ -59,3 +59,44 @@ def test_fit_loss_decreases(head):
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)), losses
     assert losses[-1] < 0.97 * losses[0], f"{head}: loss did not decrease: {losses}"
+
+
+def _ce(logits, labels, ignore=None):
+    """Mean softmax cross-entropy over the labels that are not ``ignore`` (Transformers' rule)."""
+    logits = np.asarray(logits, "float64").reshape(-1, np.shape(logits)[-1])
+    labels = np.asarray(labels).reshape(-1)
+    keep = labels != ignore if ignore is not None else np.ones_like(labels, bool)
+    z = logits[keep] - logits[keep].max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return -logp[np.arange(keep.sum()), labels[keep]].mean()
+
+
+@pytest.mark.parametrize("head", ["TextClassifier", "TokenClassifier", "QuestionAnswerer", "MaskedLM"])
+def test_fit_without_compile_uses_the_task_defaults(head):
+    """README's ``classifier.fit(texts, labels)`` without compile(): the task compiles itself with
+    AdamW(5e-5) and its loss; the first epoch's loss (one batch, measured before the update) is
+    the task loss of the untrained model's logits, -100 labels ignored as in Transformers."""
+    keras.utils.set_random_seed(0)
+    model, x, y, _ = _case(head)
+    if head in ("TokenClassifier", "MaskedLM"):
+        y = y.copy()
+        y[:, :2] = -100
+    before = model.predict(x, batch_size=B, verbose=0)
+    history = model.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0)
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert np.isclose(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 5e-5)
+    if head == "QuestionAnswerer":
+        expected = _ce(before["start_logits"], y["start_logits"]) + _ce(before["end_logits"], y["end_logits"])
+    else:
+        expected = _ce(before, y, ignore=-100)
+    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-4)
+
+
+def test_explicit_compile_wins_and_a_task_without_default_loss_says_so():
+    model, x, y, loss = _case("TextClassifier")
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    model.train_on_batch(x, y)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    embedder, x, y, _ = _case("TextEmbedder")
+    with pytest.raises(ValueError, match="no default loss.*compile"):
+        embedder.fit(x, y, verbose=0)

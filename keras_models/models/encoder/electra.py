@@ -51,6 +51,9 @@ class ElectraDiscriminator(Task):
         self.prediction = keras.layers.Dense(1, name="discriminator_prediction", **common)
         self.act = get_activation(backbone.hidden_act)
 
+    def default_loss(self):  # labels: 1 where the token was replaced
+        return keras.losses.BinaryCrossentropy(from_logits=True)
+
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
             inputs = {"input_ids": inputs}
