@@ -49,6 +49,26 @@ _ACTIVATIONS = {
 }
 
 
+def clamped_swiglu(gate, up, alpha=1.702, limit=7.0):
+    """GPT-OSS's gated unit: the gate clamped above at ``limit``, the up projection to
+    [-limit, limit]; (up + 1) * gate * sigmoid(alpha * gate)."""
+    gate = ops.minimum(gate, limit)
+    up = ops.clip(up, -limit, limit)
+    return (up + 1.0) * (gate * ops.sigmoid(gate * alpha))
+
+
+# gated units that combine the gate and up projections themselves (not act(gate) * up)
+GLU_UNITS = {"clamped_swiglu": clamped_swiglu}
+
+
+def get_glu(name, **params):
+    """``fn(gate, up)`` for a GLU_UNITS name with its parameters; ValueError naming it if unknown."""
+    if name not in GLU_UNITS:
+        raise ValueError(f"Unknown gated unit {name!r}; known: {', '.join(sorted(GLU_UNITS))}")
+    unit = GLU_UNITS[name]
+    return lambda gate, up: unit(gate, up, **params)
+
+
 def get_activation(name):
     """Return the function for an HF activation name; raise ValueError naming it if unknown."""
     if callable(name):
@@ -61,4 +81,4 @@ def get_activation(name):
     return _ACTIVATIONS[key]
 
 
-__all__ = ["get_activation", "math"]
+__all__ = ["get_activation", "get_glu", "clamped_swiglu", "GLU_UNITS", "math"]

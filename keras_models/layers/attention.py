@@ -4,7 +4,9 @@ Decoder features are named switches: ``fused_qkv`` (one projection laid out [q h
 v heads]), ``qk_norm`` ("rms"/"layer"), ``qk_norm_scope`` ("head": over each head's head_dim;
 "full": over the whole q / k projection width, before splitting heads), ``clip_qkv`` (clamp the
 q / k / v projections to [-clip, clip]), ``softcap`` (tanh soft-capping of scores),
-``rotary_interleaved``; :meth:`Attention.call_decoder` adds rotary positions and a fixed-size KV
+``rotary_interleaved``, ``sinks`` (a learned logit per head that joins every query's softmax
+and takes its share of the probability without contributing a value: GPT-OSS's attention
+sinks); :meth:`Attention.call_decoder` adds rotary positions and a fixed-size KV
 buffer written at ``cache_index``.
 """
 
@@ -63,7 +65,16 @@ def visible_part(k, v, bias, cache_index, t):
     return k[:, :, :n], v[:, :, :n], (None if bias is None else bias[..., :n])
 
 
-def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None, num_kv_heads=None):
+def softmax_with_sinks(scores, sinks):
+    """Softmax over the last axis with one extra logit per row (``sinks``, broadcastable to
+    ``scores[..., :1]``) whose probability is dropped: rows sum to less than one."""
+    if sinks is None:
+        return ops.softmax(scores, axis=-1)
+    extra = ops.zeros_like(scores[..., :1]) + ops.cast(sinks, scores.dtype)
+    return ops.softmax(ops.concatenate([scores, extra], axis=-1), axis=-1)[..., :-1]
+
+
+def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None, num_kv_heads=None, sinks=None):
     """q (b, t, h, d); k / v heads-major (b, kv, s, d), or batch-merged (b * kv, s, d) with batch
     row ``i`` at rows ``i * kv .. i * kv + kv - 1`` (then ``num_kv_heads`` = kv) -> (b, t, h, d).
     kv divides h.
@@ -74,7 +85,8 @@ def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None, num_kv_h
     time-major (b, s, kv, d) buffer copied every layer's K and V to heads-major form on every
     step: 37% of a batch-8 step). With batch-merged K/V the products have one batch axis and the
     buffers are read without any reshape (see ``DecoderBackbone.init_cache``). ``bias``
-    broadcasts to (b, h, t, s); ``dropout`` is a callable applied to the probabilities.
+    broadcasts to (b, h, t, s); ``dropout`` is a callable applied to the probabilities; ``sinks``
+    (h,) are per-head sink logits (:func:`softmax_with_sinks`).
     """
     b, t, h, d = ops.shape(q)[0], ops.shape(q)[1], q.shape[2], q.shape[3]
     merged = len(k.shape) == 3
@@ -98,7 +110,9 @@ def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None, num_kv_h
         else:
             bias = ops.expand_dims(bias, 2) if len(bias.shape) == 4 else bias
         scores = scores + bias
-    probs = ops.cast(ops.softmax(scores, axis=-1), v.dtype)
+    if sinks is not None:
+        sinks = ops.reshape(ops.cast(sinks, "float32"), (1, kv, r, 1, 1))
+    probs = ops.cast(softmax_with_sinks(scores, sinks), v.dtype)
     if dropout is not None:
         probs = dropout(probs)
     if merged:
@@ -137,9 +151,11 @@ class Attention(keras.layers.Layer):
         rotary_interleaved=False,
         qk_norm_scope="head",
         clip_qkv=None,
+        sinks=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.use_sinks = bool(sinks)
         if qk_norm_scope not in ("head", "full"):
             raise ValueError(f"qk_norm_scope={qk_norm_scope!r}: expected 'head' or 'full'")
         self.qk_norm_scope = qk_norm_scope
@@ -185,7 +201,23 @@ class Attention(keras.layers.Layer):
             self.query_norm.build((None, None, self.num_heads, self.head_dim))
             self.key_norm.build((None, None, self.num_kv_heads, self.head_dim))
         self.output_dense.build(tuple(input_shape[:-1]) + (self.num_heads * self.head_dim,))
+        if self.use_sinks:
+            self.sinks = self.add_weight(name="sinks", shape=(self.num_heads,), initializer="zeros")
         self.built = True
+
+    def _explicit(self, training):
+        """Whether the fused kernel cannot express this call (soft-capping, sinks, dropout)."""
+        return (not FUSED_ATTENTION or self.softcap is not None or self.use_sinks
+                or (training and self.dropout > 0))
+
+    def _sinks(self):
+        return self.sinks if self.use_sinks else None
+
+    def init_cache(self, batch_size, max_length, dtype):
+        """This layer's empty KV buffers (see ``DecoderBackbone.init_cache``): keys and values,
+        each batch-merged (batch * num_kv_heads, max_length, head_dim)."""
+        shape = (batch_size * self.num_kv_heads, max_length, self.head_dim)
+        return ops.zeros(shape, dtype=dtype), ops.zeros(shape, dtype=dtype)
 
     def _split(self, x, heads):
         b, s = ops.shape(x)[0], ops.shape(x)[1]
@@ -194,7 +226,7 @@ class Attention(keras.layers.Layer):
     def attend(self, q, k, v, bias=None, training=False):
         """q: (b, t, h, d); k, v: (b, s, kv, d) -> (b, t, h*d)."""
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
-        if FUSED_ATTENTION and self.softcap is None and not (training and self.dropout > 0):
+        if not self._explicit(training):
             out = fused_attention(q, k, v, bias, scale)
             b, t = ops.shape(out)[0], ops.shape(out)[1]
             return ops.reshape(out, (b, t, self.num_heads * self.head_dim))
@@ -207,7 +239,8 @@ class Attention(keras.layers.Layer):
             scores = ops.tanh(scores / self.softcap) * self.softcap
         if bias is not None:
             scores = scores + ops.cast(bias, scores.dtype)
-        probs = ops.softmax(ops.cast(scores, "float32"), axis=-1)
+        sinks = None if not self.use_sinks else ops.reshape(ops.cast(self.sinks, "float32"), (1, -1, 1, 1))
+        probs = softmax_with_sinks(ops.cast(scores, "float32"), sinks)
         probs = ops.cast(probs, v.dtype)
         probs = self.attention_dropout(probs, training=training)
         out = ops.einsum("bhts,bshd->bthd", probs, v)
@@ -218,11 +251,11 @@ class Attention(keras.layers.Layer):
         """q: (b, t, h, d); k, v heads-major (b, kv, s, d), e.g. a KV cache -> (b, t, h*d)."""
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
         dropping = training and self.dropout > 0
-        if FUSED_ATTENTION and self.softcap is None and not dropping:
+        if not self._explicit(training):
             out = fused_attention(q, k, v, bias, scale, heads_major=True)
         else:
             drop = (lambda p: self.attention_dropout(p, training=training)) if dropping else None
-            out = grouped_attention(q, k, v, bias, scale, self.softcap, drop)
+            out = grouped_attention(q, k, v, bias, scale, self.softcap, drop, sinks=self._sinks())
         b, t = ops.shape(out)[0], ops.shape(out)[1]
         return ops.reshape(out, (b, t, self.num_heads * self.head_dim))
 
@@ -294,7 +327,8 @@ class Attention(keras.layers.Layer):
             k_seen, v_seen, bias = visible_part(k4, v4, bias, cache_index, t)
             return self.attend_heads_major(q, k_seen, v_seen, bias, training=training), (k, v)
         scale = self.scale if self.scale is not None else self.head_dim**-0.5
-        out = grouped_attention(q, k, v, bias, scale, self.softcap, num_kv_heads=self.num_kv_heads)
+        out = grouped_attention(q, k, v, bias, scale, self.softcap, num_kv_heads=self.num_kv_heads,
+                                sinks=self._sinks())
         return ops.reshape(out, (b, t, self.num_heads * d)), (k, v)
 
     def get_config(self):
@@ -308,6 +342,7 @@ class Attention(keras.layers.Layer):
             rotary_interleaved=self.rotary_interleaved,
             qk_norm_scope=self.qk_norm_scope,
             clip_qkv=self.clip_qkv,
+            sinks=self.use_sinks,
             hidden_size=self.hidden_size,
             num_heads=self.num_heads,
             num_kv_heads=self.num_kv_heads,

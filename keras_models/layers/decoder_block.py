@@ -13,11 +13,21 @@ Switches (all named config fields, no model names):
   * ``residual_from_norm``: the residual branch starts from the normed input (BLOOM option);
   * attention: heads / kv heads / head_dim, ``qkv_bias``, ``out_bias``, ``fused_qkv``, ``qk_norm``
     (``qk_norm_scope`` "head" or "full"), ``clip_qkv``, ``attn_scale``, ``softcap``,
-    ``sliding_window``, ``rotary_interleaved``;
+    ``sliding_window``, ``rotary_interleaved``, ``attention_sinks`` (a learned sink logit per
+    head in the softmax);
+  * ``attention_type`` "standard" (the layer above) or "latent" (multi-head latent attention,
+    keras_models.layers.latent_attention: ``q_lora_rank`` (None: one query projection),
+    ``kv_lora_rank``, ``qk_nope_head_dim``, ``qk_rope_head_dim``, ``v_head_dim``,
+    ``latent_norm_eps``; it caches the compressed latent, not per-head keys and values);
   * MLP: ``mlp_gated``, ``mlp_bias``, ``mlp_fused_gate_up`` (one projection [gate | up]), or mixture
     of experts (``num_experts`` > 0: ``experts_per_token``, ``normalize_top_k``,
     ``moe_intermediate_size`` -- the experts' width, default ``intermediate_size`` --, and a shared
-    expert: ``shared_expert_size``, ``shared_expert_gate``).
+    expert: ``shared_expert_size``, ``shared_expert_gate``); routing: ``router_bias``,
+    ``router_score`` ("softmax"/"sigmoid"), ``router_groups`` / ``router_topk_groups`` /
+    ``router_group_score`` (group-limited top-k), ``router_correction_bias``, ``routed_scaling``
+    (a factor on the routing weights); experts: ``moe_stacked_experts`` (three stacked tensors
+    instead of a list of MLPs), ``expert_glu`` with ``glu_alpha`` / ``glu_limit`` (a gated unit
+    of layers.activations.GLU_UNITS instead of act(gate) * up). See keras_models.layers.moe.
 """
 
 import keras
@@ -25,6 +35,7 @@ from keras import ops
 
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
+from keras_models.layers.latent_attention import LatentAttention
 from keras_models.layers.mlp import MLP
 from keras_models.layers.moe import MoE
 from keras_models.layers.norms import make_norm
@@ -38,7 +49,11 @@ BLOCK_DEFAULTS = dict(
     num_experts=0, experts_per_token=2, normalize_top_k=True, attention_dropout=0.0,
     norm_scale=True, residual_scale=None, qk_norm_scope="head", clip_qkv=None,
     mlp_fused_gate_up=False, moe_intermediate_size=None, shared_expert_size=None,
-    shared_expert_gate=False,
+    shared_expert_gate=False, attention_sinks=False, attention_type="standard", q_lora_rank=None,
+    kv_lora_rank=None, qk_nope_head_dim=None, qk_rope_head_dim=None, v_head_dim=None,
+    latent_norm_eps=1e-6, router_bias=False, router_score="softmax", router_groups=None,
+    router_topk_groups=None, router_group_score="max", router_correction_bias=False,
+    routed_scaling=None, moe_stacked_experts=False, expert_glu=None, glu_alpha=1.702, glu_limit=7.0,
 )
 
 
@@ -90,15 +105,25 @@ class DecoderBlock(keras.layers.Layer):
         if o["norm_position"] not in ("pre", "post", "output"):
             raise ValueError(f"norm_position={o['norm_position']!r}: expected 'pre', 'post' or 'output'")
 
-        self.attention = Attention(
-            hidden_size, num_heads, num_kv_heads=o["num_kv_heads"], head_dim=o["head_dim"],
-            use_bias=o["qkv_bias"], output_bias=o["out_bias"], dropout=o["attention_dropout"],
-            scale=o["attn_scale"], fused_qkv=o["fused_qkv"], qk_norm=o["qk_norm"],
-            qk_norm_eps=o["norm_eps"], qk_norm_unit_offset=o["norm_unit_offset"],
-            softcap=o["softcap"], rotary_interleaved=o["rotary_interleaved"],
-            qk_norm_scope=o["qk_norm_scope"], clip_qkv=o["clip_qkv"], name="attention",
-            **common, **init,
-        )
+        if o["attention_type"] not in ("standard", "latent"):
+            raise ValueError(f"attention_type={o['attention_type']!r}: expected 'standard' or 'latent'")
+        if o["attention_type"] == "latent":
+            self.attention = LatentAttention(
+                hidden_size, num_heads, o["kv_lora_rank"], o["qk_nope_head_dim"], o["qk_rope_head_dim"],
+                o["v_head_dim"], q_lora_rank=o["q_lora_rank"], use_bias=o["qkv_bias"],
+                output_bias=o["out_bias"], scale=o["attn_scale"], norm_eps=o["latent_norm_eps"],
+                rotary_interleaved=o["rotary_interleaved"], dropout=o["attention_dropout"],
+                name="attention", **common, **init)
+        else:
+            self.attention = Attention(
+                hidden_size, num_heads, num_kv_heads=o["num_kv_heads"], head_dim=o["head_dim"],
+                use_bias=o["qkv_bias"], output_bias=o["out_bias"], dropout=o["attention_dropout"],
+                scale=o["attn_scale"], fused_qkv=o["fused_qkv"], qk_norm=o["qk_norm"],
+                qk_norm_eps=o["norm_eps"], qk_norm_unit_offset=o["norm_unit_offset"],
+                softcap=o["softcap"], rotary_interleaved=o["rotary_interleaved"],
+                qk_norm_scope=o["qk_norm_scope"], clip_qkv=o["clip_qkv"], sinks=o["attention_sinks"],
+                name="attention", **common, **init,
+            )
         self.attention_norm = norm("attention_norm")
         separate_mlp_norm = o["residual"] == "serial" or o["parallel_norms"] == 2
         self.mlp_norm = norm("mlp_norm") if separate_mlp_norm else None
@@ -110,7 +135,14 @@ class DecoderBlock(keras.layers.Layer):
                            o["experts_per_token"], activation=o["activation"],
                            normalize_top_k=o["normalize_top_k"], use_bias=o["mlp_bias"],
                            shared_expert_size=o["shared_expert_size"],
-                           shared_expert_gate=o["shared_expert_gate"], name="mlp", **common, **init)
+                           shared_expert_gate=o["shared_expert_gate"], router_bias=o["router_bias"],
+                           router_score=o["router_score"], router_groups=o["router_groups"],
+                           router_topk_groups=o["router_topk_groups"],
+                           router_group_score=o["router_group_score"],
+                           router_correction_bias=o["router_correction_bias"],
+                           expert_scale=1.0 if o["routed_scaling"] is None else o["routed_scaling"],
+                           stacked=o["moe_stacked_experts"], glu=o["expert_glu"], glu_alpha=o["glu_alpha"],
+                           glu_limit=o["glu_limit"], name="mlp", **common, **init)
         else:
             cls = FusedGateUpMLP if o["mlp_fused_gate_up"] else MLP
             self.mlp = cls(hidden_size, intermediate_size, o["activation"], gated=o["mlp_gated"],

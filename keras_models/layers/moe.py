@@ -10,6 +10,19 @@ Decoder switch: ``shared_expert_size`` (an always-on gated MLP of that width add
 experts' output), with ``shared_expert_gate`` (its output multiplied by sigmoid of a bias-free
 linear score of the token: Qwen2-MoE).
 
+Routing switches (DeepSeek-V2 / V3): ``router_score`` "softmax" or "sigmoid" (each expert's
+score on its own); ``router_groups`` / ``router_topk_groups`` (the experts are split into
+groups, each group is scored -- ``router_group_score`` "max" of its experts or "top2_sum" of its
+best two -- and only the best ``router_topk_groups`` groups may be chosen from);
+``router_correction_bias`` (a learned per-expert bias added to the scores when choosing the
+experts, not to the weights they get). ``expert_scale`` multiplies the routing weights.
+
+Expert layout: ``stacked`` experts are three tensors, (experts, hidden, 2 * intermediate)
+[gate | up], (experts, intermediate, hidden) and their biases (``use_bias``), instead of a list
+of MLP layers; ``glu`` names a gated unit of keras_models.layers.activations.GLU_UNITS that
+combines gate and up itself (``glu_alpha`` / ``glu_limit``: GPT-OSS's "clamped_swiglu"),
+instead of act(gate) * up.
+
 Computed densely (every expert on every token, weighted by its routing weight, zero when not
 chosen): exact, simple and traceable; fine for the small expert counts of the supported models.
 """
@@ -17,6 +30,7 @@ chosen): exact, simple and traceable; fine for the small expert counts of the su
 import keras
 from keras import ops
 
+from keras_models.layers.activations import get_activation, get_glu
 from keras_models.layers.mlp import MLP
 
 
@@ -26,8 +40,18 @@ class MoE(keras.layers.Layer):
                  activation="silu", normalize_top_k=True, use_bias=False,
                  kernel_initializer="glorot_uniform", gated=True, router_bias=False,
                  expert_capacity=None, expert_scale=1.0, shared_expert_size=None,
-                 shared_expert_gate=False, **kwargs):
+                 shared_expert_gate=False, router_score="softmax", router_groups=None,
+                 router_topk_groups=None, router_group_score="max", router_correction_bias=False,
+                 stacked=False, glu=None, glu_alpha=1.702, glu_limit=7.0, **kwargs):
         super().__init__(**kwargs)
+        if router_score not in ("softmax", "sigmoid"):
+            raise ValueError(f"router_score={router_score!r}: expected 'softmax' or 'sigmoid'")
+        if router_group_score not in ("max", "top2_sum"):
+            raise ValueError(f"router_group_score={router_group_score!r}: expected 'max' or 'top2_sum'")
+        self.router_score, self.router_groups = router_score, router_groups
+        self.router_topk_groups, self.router_group_score = router_topk_groups, router_group_score
+        self.router_correction_bias = router_correction_bias
+        self.stacked, self.glu, self.glu_alpha, self.glu_limit = stacked, glu, glu_alpha, glu_limit
         self.shared_expert_size = shared_expert_size
         self.shared_expert_gate = shared_expert_gate
         self.expert_scale = expert_scale
@@ -44,7 +68,7 @@ class MoE(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.router = keras.layers.Dense(num_experts, use_bias=router_bias, name="router", dtype=self.dtype_policy,
                                          kernel_initializer=self.kernel_initializer)
-        self.experts = [
+        self.experts = [] if stacked else [
             MLP(hidden_size, intermediate_size, activation, gated=gated, use_bias=use_bias,
                 kernel_initializer=self.kernel_initializer, name=f"expert_{i}", dtype=self.dtype_policy)
             for i in range(num_experts)
@@ -61,6 +85,18 @@ class MoE(keras.layers.Layer):
 
     def build(self, input_shape):
         self.router.build(input_shape)
+        if self.router_correction_bias:
+            self.score_correction_bias = self.add_weight(name="score_correction_bias", shape=(self.num_experts,),
+                                                         initializer="zeros", trainable=False)
+        if self.stacked:
+            e, h, i = self.num_experts, self.hidden_size, self.intermediate_size
+            init = self.kernel_initializer
+            self.expert_gate_up = self.add_weight(name="expert_gate_up", shape=(e, h, 2 * i), initializer=init)
+            self.expert_down = self.add_weight(name="expert_down", shape=(e, i, h), initializer=init)
+            if self.use_bias:
+                self.expert_gate_up_bias = self.add_weight(name="expert_gate_up_bias", shape=(e, 2 * i),
+                                                           initializer="zeros")
+                self.expert_down_bias = self.add_weight(name="expert_down_bias", shape=(e, h), initializer="zeros")
         for e in self.experts:
             e.build(input_shape)
         if self.shared_expert is not None:
@@ -71,8 +107,18 @@ class MoE(keras.layers.Layer):
 
     def routing_weights(self, x):
         """(..., num_experts) weights: zero except on each token's top-k experts."""
-        probs = ops.softmax(ops.cast(self.router(x), "float32"), axis=-1)
-        top, idx = ops.top_k(probs, self.experts_per_token)
+        logits = ops.cast(self.router(x), "float32")
+        probs = ops.sigmoid(logits) if self.router_score == "sigmoid" else ops.softmax(logits, axis=-1)
+        if self.router_groups or self.router_correction_bias:
+            choice = probs
+            if self.router_correction_bias:
+                choice = choice + ops.cast(self.score_correction_bias, "float32")
+            if self.router_groups:
+                choice = self._group_limited(choice)
+            _, idx = ops.top_k(choice, self.experts_per_token)
+            top = ops.take_along_axis(probs, idx, axis=-1)
+        else:
+            top, idx = ops.top_k(probs, self.experts_per_token)
         if self.normalize_top_k:
             top = top / ops.sum(top, axis=-1, keepdims=True)
         chosen = ops.one_hot(idx, self.num_experts)
@@ -84,9 +130,40 @@ class MoE(keras.layers.Layer):
             dense = dense * self.expert_scale
         return ops.cast(dense, x.dtype)
 
+    def _group_limited(self, choice):
+        """``choice`` with the experts outside each token's best ``router_topk_groups`` groups
+        set to -inf."""
+        g, e = self.router_groups, self.num_experts
+        grouped = ops.reshape(choice, (-1, g, e // g))
+        if self.router_group_score == "top2_sum":
+            group_score = ops.sum(ops.top_k(grouped, 2)[0], axis=-1)
+        else:
+            group_score = ops.max(grouped, axis=-1)
+        _, best = ops.top_k(group_score, self.router_topk_groups)
+        keep = ops.sum(ops.one_hot(best, g), axis=-2) > 0  # (tokens, groups)
+        keep = ops.broadcast_to(keep[..., None], ops.shape(grouped))
+        masked = ops.where(keep, grouped, ops.full_like(grouped, float("-inf")))
+        return ops.reshape(masked, ops.shape(choice))
+
+    def _stacked_experts(self, x, w):
+        """Every stacked expert on every token, weighted by ``w`` (..., experts) and summed."""
+        n = self.intermediate_size
+        h = ops.einsum("...d,edf->...ef", x, ops.cast(self.expert_gate_up, x.dtype))
+        if self.use_bias:
+            h = h + ops.cast(self.expert_gate_up_bias, x.dtype)
+        gate, up = h[..., :n], h[..., n:]
+        if self.glu is not None:
+            a = get_glu(self.glu, alpha=self.glu_alpha, limit=self.glu_limit)(gate, up)
+        else:
+            a = get_activation(self.activation)(gate) * up
+        out = ops.einsum("...ef,efd->...ed", a, ops.cast(self.expert_down, x.dtype))
+        if self.use_bias:
+            out = out + ops.cast(self.expert_down_bias, x.dtype)
+        return ops.sum(out * w[..., None], axis=-2)
+
     def call(self, x):
         w = self.routing_weights(x)
-        out = ops.zeros_like(x)
+        out = self._stacked_experts(x, w) if self.stacked else ops.zeros_like(x)
         for i, expert in enumerate(self.experts):
             out = out + expert(x) * w[..., i : i + 1]
         if self.shared_expert is not None:
@@ -104,5 +181,9 @@ class MoE(keras.layers.Layer):
                       use_bias=self.use_bias, gated=self.gated, router_bias=self.router_bias,
                       expert_capacity=self.expert_capacity, expert_scale=self.expert_scale,
                       shared_expert_size=self.shared_expert_size, shared_expert_gate=self.shared_expert_gate,
+                      router_score=self.router_score, router_groups=self.router_groups,
+                      router_topk_groups=self.router_topk_groups, router_group_score=self.router_group_score,
+                      router_correction_bias=self.router_correction_bias, stacked=self.stacked, glu=self.glu,
+                      glu_alpha=self.glu_alpha, glu_limit=self.glu_limit,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config

@@ -470,3 +470,73 @@ CASES.update({
     "cohere_parallel": cohere_parallel,
     "smollm3_nope_window": smollm3_nope_window,
 })
+
+
+def gemma3_local_rope():
+    # layer 0 slides (window 3 < SEQ) on its own rope table (theta 100); layer 1 is global with
+    # linear-scaled rope; q/k norm, soft-capping, GQA, tied head
+    t = _t()
+    cfg = t.Gemma3TextConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                             num_key_value_heads=2, head_dim=8, intermediate_size=20, sliding_window=3,
+                             sliding_window_pattern=2, query_pre_attn_scalar=12, attn_logit_softcapping=0.5,
+                             final_logit_softcapping=0.3, max_position_embeddings=64,
+                             rope_parameters={"full_attention": {"rope_type": "linear", "factor": 2.0,
+                                                                 "rope_theta": 1000.0},
+                                              "sliding_attention": {"rope_type": "default", "rope_theta": 100.0}})
+    return t.Gemma3ForCausalLM(cfg)
+
+
+def gpt_oss_sinks_window():
+    # sinks; layer 0 slides (window 3); 4 stacked experts top-2 with a clamp that bites (limit 0.08);
+    # yarn rope (truncate False); GQA; untied head
+    t = _t()
+    cfg = t.GptOssConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, head_dim=8, intermediate_size=12, num_local_experts=4,
+                         num_experts_per_tok=2, sliding_window=3, swiglu_limit=0.08, swiglu_alpha=1.5,
+                         max_position_embeddings=64,
+                         rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1000.0,
+                                          "beta_fast": 8.0, "beta_slow": 1.0, "truncate": False,
+                                          "original_max_position_embeddings": 16})
+    return t.GptOssForCausalLM(cfg)
+
+
+def deepseek_v2_mla_groups():
+    # q_lora_rank None; yarn with mscale_all_dim (softmax scale changes); layer 0 dense, layer 1 MoE
+    # with group-limited greedy routing (2 groups, 1 kept), routed scale, shared expert
+    t = _t()
+    cfg = t.DeepseekV2Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=20, moe_intermediate_size=8, n_routed_experts=4,
+                             num_experts_per_tok=2, n_group=2, topk_group=1, topk_method="group_limited_greedy",
+                             routed_scaling_factor=1.5, first_k_dense_replace=1, n_shared_experts=1,
+                             q_lora_rank=None, kv_lora_rank=8, qk_nope_head_dim=4, qk_rope_head_dim=4,
+                             v_head_dim=6, max_position_embeddings=64,
+                             rope_parameters={"rope_type": "yarn", "factor": 4.0, "rope_theta": 1000.0,
+                                              "original_max_position_embeddings": 16, "mscale": 0.8,
+                                              "mscale_all_dim": 0.8})
+    return t.DeepseekV2ForCausalLM(cfg)
+
+
+def deepseek_v3_mla_sigmoid():
+    # q_lora_rank 12, half-split rope (rope_interleave False); sigmoid routing with a nonzero
+    # correction bias, top-2-sum group scores, renormalised top-2 x 2.5; tied head
+    import torch
+
+    t = _t()
+    cfg = t.DeepseekV3Config(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                             intermediate_size=20, moe_intermediate_size=8, n_routed_experts=4,
+                             num_experts_per_tok=2, n_group=2, topk_group=1, first_k_dense_replace=1,
+                             n_shared_experts=2, q_lora_rank=12, kv_lora_rank=8, qk_nope_head_dim=4,
+                             qk_rope_head_dim=4, v_head_dim=6, rope_interleave=False,
+                             max_position_embeddings=64, tie_word_embeddings=True)
+    model = t.DeepseekV3ForCausalLM(cfg)
+    with torch.no_grad():
+        model.model.layers[1].mlp.gate.e_score_correction_bias.normal_(0.0, 0.05)
+    return model
+
+
+CASES.update({
+    "gemma3_local_rope": gemma3_local_rope,
+    "gpt_oss_sinks_window": gpt_oss_sinks_window,
+    "deepseek_v2_mla_groups": deepseek_v2_mla_groups,
+    "deepseek_v3_mla_sigmoid": deepseek_v3_mla_sigmoid,
+})

@@ -7,6 +7,8 @@ config.json both ways, field names = this constructor's arguments) and a weight 
     ``alibi_bias_max``: None = BLOOM's, a number = MPT's; ``alibi_scale`` multiplies the bias,
     ``alibi_bfloat16`` rounds it like Falcon) or "none";
     rope: ``rope_theta``, ``rope_scaling`` (Transformers' rope_parameters), ``rotary_dim``;
+    ``local_rope_theta`` / ``local_rope_scaling``: a second rotary table, used by the layers that
+    ``layer_types`` marks "sliding_attention" (Gemma 3's local base frequency; default: one table);
   * ``embedding_scale`` (multiply token embeddings), ``embedding_norm`` (norm after embedding),
     ``embed_proj_dim`` (project in/out around the blocks), ``final_norm`` (``final_norm_eps``
     when it differs from the blocks'), ``sinusoidal_style`` ("fairseq" or "ctrl");
@@ -19,6 +21,11 @@ config.json both ways, field names = this constructor's arguments) and a weight 
     ``logit_scale`` (a constant multiplying the logits; read by the families' CausalLM subclass
     ``llama_likes.ScaledLogitsCausalLM``).
 Block options (see keras_models.layers.decoder_block.BLOCK_DEFAULTS) pass through unchanged.
+
+The KV cache is laid out by each block's attention layer (``init_cache`` of
+keras_models.layers.attention.Attention: per-head keys and values; of
+keras_models.layers.latent_attention.LatentAttention: the compressed latent and rotary key), so
+:meth:`DecoderBackbone.init_cache` / :meth:`DecoderBackbone.call_with_cache` serve every layout.
 """
 
 import keras
@@ -39,7 +46,7 @@ MODEL_DEFAULTS = dict(
     lm_head_bias=False, final_logit_softcap=None, pad_token_id=None, bos_token_id=None,
     eos_token_id=None, initializer_range=0.02, alibi_bias_max=None, sinusoidal_style="fairseq",
     final_norm_eps=None, alibi_scale=None, alibi_bfloat16=False, out_bias_layers=None,
-    moe_layers=None, nope_layers=None, logit_scale=None,
+    moe_layers=None, nope_layers=None, logit_scale=None, local_rope_theta=None, local_rope_scaling=None,
 )
 _BLOCK_OWN = ("sliding_window",)
 
@@ -76,6 +83,11 @@ class DecoderBackbone(Backbone):
             self.rotary = RotaryEmbedding(
                 o["rotary_dim"] or self.head_dim, o["rope_theta"], o["rope_scaling"],
                 o["max_position_embeddings"], o["rotary_interleaved"], name="rotary", **common)
+        self.local_rotary = None
+        if o["position_type"] == "rope" and o["local_rope_theta"] is not None:
+            self.local_rotary = RotaryEmbedding(
+                o["rotary_dim"] or self.head_dim, o["local_rope_theta"], o["local_rope_scaling"],
+                o["max_position_embeddings"], o["rotary_interleaved"], name="local_rotary", **common)
         self.sinusoidal = None
         if o["position_type"] == "sinusoidal":
             self.sinusoidal = sinusoidal_table(o["max_position_embeddings"] + o["position_offset"],
@@ -149,6 +161,9 @@ class DecoderBackbone(Backbone):
             x = self.embedding_norm(x)
         t = ops.shape(input_ids)[1]
         rope = self.rotary(positions) if self.rotary is not None else None
+        local_rope = self.local_rotary(positions) if self.local_rotary is not None else None
+        local_layers = () if local_rope is None else {
+            i for i, kind in enumerate(o["layer_types"] or ()) if kind == "sliding_attention"}
         extra = None
         if o["position_type"] == "alibi":
             extra = alibi_bias(key_mask, self.num_heads, o["alibi_bias_max"], o["alibi_bfloat16"])
@@ -163,7 +178,8 @@ class DecoderBackbone(Backbone):
                 biases[w] = b if extra is None else b + ops.cast(extra, b.dtype)
             layer_cache = None if cache is None else cache[i]
             nope = o["nope_layers"] is not None and i in o["nope_layers"]
-            x, layer_cache = block(x, bias=biases[w], rope=None if nope else rope, cache=layer_cache,
+            layer_rope = local_rope if i in local_layers else rope
+            x, layer_cache = block(x, bias=biases[w], rope=None if nope else layer_rope, cache=layer_cache,
                                    cache_index=cache_index, training=training)
             new_cache.append(layer_cache)
         if self.final_norm is not None:
@@ -185,17 +201,20 @@ class DecoderBackbone(Backbone):
         return self._forward(ids, mask, ops.cast(positions, "int32"), training=training)[0]
 
     def init_cache(self, batch_size, max_length):
-        """Zeroed KV buffers: one (keys, values) pair of batch-merged (batch * num_kv_heads,
-        max_length, head_dim) tensors per layer, batch row ``i`` holding heads ``i * kv ..``.
+        """Zeroed cache buffers, one tuple per layer, as its attention layer lays them out
+        (``init_cache(batch_size, max_length, dtype)``). Standard attention: a (keys, values) pair
+        of batch-merged (batch * num_kv_heads, max_length, head_dim) tensors, batch row ``i``
+        holding heads ``i * kv ..``; latent attention: (latents, rotary keys), each (batch,
+        max_length, width). Every buffer has the batch on axis 0 and the time on axis 1 (or the
+        batch-merged equivalent), which is what beam search's reordering relies on.
 
         Separate buffers, so a step writes each in place; heads-major, so attention reads them
         without a transposed copy; batch and heads merged into one axis, so attention's products
         have a single batch axis and read the buffer exactly as written. (With a (batch, kv, ...)
         buffer at batch 1, XLA drops the unit axis for the product, materialises the buffer update
         once per consumer and copies every buffer four times a step: 1.4 of a 14.8 ms GPT-2 step.)"""
-        shape = (batch_size * self.num_kv_heads, max_length, self.head_dim)
-        return tuple((ops.zeros(shape, dtype=self.compute_dtype), ops.zeros(shape, dtype=self.compute_dtype))
-                     for _ in range(self.num_layers))
+        return tuple(block.attention.init_cache(batch_size, max_length, self.compute_dtype)
+                     for block in self.blocks)
 
     def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
         """Hidden states of ``input_ids`` written at ``cache_index``; returns (hidden, cache)."""

@@ -1,4 +1,5 @@
-"""More Llama-named families, each a spec + HF names: Gemma, Gemma 2, Phi, StableLM, Starcoder2."""
+"""More Llama-named families, each a spec + HF names: Gemma, Gemma 2, Gemma 3 (text), Phi, StableLM,
+Starcoder2."""
 
 from dataclasses import dataclass
 from typing import ClassVar
@@ -6,7 +7,7 @@ from typing import ClassVar
 import keras
 
 from keras_models.models.decoder.classifier import DecoderTextClassifier
-from keras_models.models.decoder.hf_config import value
+from keras_models.models.decoder.hf_config import rope_from_hf, rope_to_hf, value
 from keras_models.models.decoder.llama import NAMES, LlamaSpec, TableBackbone
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.spec import REQUIRED, const, dim, hf
@@ -82,6 +83,57 @@ class Gemma2Spec(GemmaSpec):
             values["layer_types"] = tuple("sliding_attention" if (i + 1) % 2 else "full_attention"
                                           for i in range(value(cls, values, "num_layers")))
         return values
+
+
+# --- Gemma 3 (text): Gemma 2 + q/k norm, a local rope table for sliding layers, optional caps -------
+@dataclass(frozen=True, kw_only=True)
+class Gemma3TextSpec(Gemma2Spec):
+    """Gemma 3's text decoder: Gemma 2's sandwich norms and query_pre_attn_scalar, per-head q/k
+    RMSNorm (unit offset), every ``sliding_window_pattern``-th layer global (default 6, or as
+    ``layer_types`` says), sliding layers on their own rope table (``rope_parameters``
+    per layer type, or the older ``rope_theta`` / ``rope_local_base_freq`` / ``rope_scaling`` keys:
+    the scaling applies to the global layers), final logit soft-capping only where configured."""
+
+    rope_theta_default: ClassVar[float] = 1_000_000.0
+    local_rope_theta_default: ClassVar[float] = 10_000.0
+    nullable: ClassVar[tuple] = ("sliding_window", "final_logit_softcap")
+    unsupported: ClassVar[dict] = {"use_bidirectional_attention": (False, None)}
+
+    vocab_size: int = dim("vocab_size", 262_208)
+    max_position_embeddings: int = dim("max_position_embeddings", 131_072)
+    # Transformers' Gemma 3 attention never applies attn_logit_softcapping (the key is read into
+    # its config only); checkpoints leave it null. Parity with Transformers: not applied here.
+    softcap: float | None = const(None, doc="attn_logit_softcapping is not applied (as Transformers)")
+    final_logit_softcap: float | None = hf("final_logit_softcapping", None)
+    layer_types: tuple | None = hf("layer_types", None, doc="None: every sliding_window_pattern-th layer full")
+    qk_norm: str | None = const("rms")
+    local_rope_theta: float | None = const(None, doc="from rope_parameters['sliding_attention']")
+    local_rope_scaling: dict | None = const(None, doc="from rope_parameters['sliding_attention']")
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        if values.get("layer_types") is None:
+            pattern = config.get("sliding_window_pattern") or 6
+            values["layer_types"] = tuple("sliding_attention" if (i + 1) % pattern else "full_attention"
+                                          for i in range(value(cls, values, "num_layers")))
+        params = config.get("rope_parameters") or {}
+        per_type = bool(params) and all(isinstance(v, dict) for v in params.values())
+        local = {}
+        if per_type:
+            config = {**config, "rope_parameters": params.get("full_attention") or {}}
+            local = params.get("sliding_attention") or {}
+        values = super().adjust_from_hf(config, values, source)
+        theta, scaling, _ = rope_from_hf({"rope_parameters": local}, source,
+                                         config.get("rope_local_base_freq") or cls.local_rope_theta_default)
+        values.update(local_rope_theta=theta, local_rope_scaling=scaling)
+        return values
+
+    def adjust_to_hf(self, out):
+        out = super().adjust_to_hf(out)
+        local = self.local_rope_theta or self.local_rope_theta_default
+        out["rope_parameters"] = {"full_attention": out["rope_parameters"],
+                                  "sliding_attention": rope_to_hf(local, self.local_rope_scaling)["rope_parameters"]}
+        return out
 
 
 # --- LayerNorm families --------------------------------------------------------------------------
@@ -196,6 +248,25 @@ class Gemma2TextClassifier(DecoderTextClassifier):
 
 
 @_ser
+@register_backbone("gemma3_text")
+class Gemma3TextBackbone(Gemma2Backbone):
+    spec_cls = Gemma3TextSpec
+    hf_architecture = "Gemma3TextModel"
+
+
+@_ser
+@register_task(Gemma3TextBackbone, "CausalLM", ("Gemma3ForCausalLM",))
+class Gemma3CausalLM(CausalLM):
+    pass
+
+
+@_ser
+@register_task(Gemma3TextBackbone, "TextClassifier", ("Gemma3TextForSequenceClassification",))
+class Gemma3TextClassifier(DecoderTextClassifier):
+    pass
+
+
+@_ser
 @register_backbone("phi")
 class PhiBackbone(TableBackbone):
     spec_cls = PhiSpec
@@ -256,7 +327,8 @@ class Starcoder2TextClassifier(DecoderTextClassifier):
 
 
 __all__ = [
-    "GemmaBackbone", "GemmaCausalLM", "Gemma2Backbone", "Gemma2CausalLM", "PhiBackbone",
+    "GemmaBackbone", "GemmaCausalLM", "Gemma2Backbone", "Gemma2CausalLM", "Gemma3TextBackbone",
+    "Gemma3CausalLM", "PhiBackbone",
     "PhiCausalLM", "StableLmBackbone", "StableLmCausalLM", "Starcoder2Backbone",
     "Starcoder2CausalLM", "REQUIRED",
 ]

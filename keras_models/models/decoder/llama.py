@@ -9,7 +9,9 @@ import keras
 from keras_models.models.decoder.backbone import DecoderBackbone
 from keras_models.models.decoder.classifier import DecoderTextClassifier
 from keras_models.models.decoder.hf_config import DecoderSpec, value
-from keras_models.models.decoder.weights import attention, embedding, linear, mlp, norm
+from keras_models.models.decoder.weights import (attention, embedding, latent_attention, linear, mlp, norm,
+                                                 stacked_experts)
+from keras_models.presets.weight_map import Rule
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.spec import const, dim, hf
 from keras_models.tasks.causal_lm import CausalLM
@@ -111,13 +113,16 @@ NAMES = dict(
     embed="embed_tokens", moe="block_sparse_moe.", router="gate", experts="experts",
     e_gate="w1", e_up="w3", e_down="w2", layer="layers.{i}.", pos_embed=None, embed_norm=None,
     project_in=None, project_out=None, shared_expert="shared_expert",
-    shared_expert_gate="shared_expert_gate",
+    shared_expert_gate="shared_expert_gate", sinks="sinks", correction_bias="e_score_correction_bias",
+    e_gate_up="gate_up_proj", e_down_stacked="down_proj", q_a="q_a_proj", q_a_norm="q_a_layernorm",
+    q_b="q_b_proj", kv_a="kv_a_proj_with_mqa", kv_a_norm="kv_a_layernorm", kv_b="kv_b_proj",
 )
 
 
 class TableBackbone(DecoderBackbone):
     """Weight map driven by data: ``names`` (HF tensor names), ``conv1d`` (GPT-2 style (in, out)
-    weights), ``qkv_layout`` (fused qkv row order); config.json through ``spec_cls``."""
+    weights), ``qkv_layout`` (fused qkv row order), ``experts_interleaved`` (stacked experts
+    whose gate / up columns alternate); config.json through ``spec_cls``."""
 
     base_model_prefix = "model"
     hf_ignore = ("*rotary_emb.inv_freq",)
@@ -127,6 +132,7 @@ class TableBackbone(DecoderBackbone):
     names = NAMES
     conv1d = False
     qkv_layout = "concat"
+    experts_interleaved = False
 
     def block_names(self, blk):
         return self.names
@@ -135,7 +141,12 @@ class TableBackbone(DecoderBackbone):
         n = self.block_names(blk)
         p = n["layer"].format(i=i)
         a = p + n["attn"]
-        r = attention(a, blk.attention, n, self.conv1d, self.qkv_layout)
+        if blk.options["attention_type"] == "latent":
+            r = latent_attention(a, blk.attention, n)
+        else:
+            r = attention(a, blk.attention, n, self.conv1d, self.qkv_layout)
+        if blk.options["attention_sinks"]:
+            r.append(Rule(a + n["sinks"], blk.attention.sinks))
         r += norm(p + n["attn_norm"], blk.attention_norm)
         if blk.mlp_norm is not None:
             r += norm(p + n["mlp_norm"], blk.mlp_norm)
@@ -145,6 +156,12 @@ class TableBackbone(DecoderBackbone):
         if blk.options["num_experts"]:
             m = p + n["moe"]
             r += linear(m + n["router"], blk.mlp.router)
+            if blk.mlp.router_correction_bias:
+                r.append(Rule(f"{m}{n['router']}.{n['correction_bias']}", blk.mlp.score_correction_bias))
+            if blk.mlp.stacked:
+                names = {"e_gate_up": n["e_gate_up"], "e_down": n["e_down_stacked"],
+                         "e_gate_up_bias": n["e_gate_up"] + "_bias", "e_down_bias": n["e_down_stacked"] + "_bias"}
+                r += stacked_experts(f"{m}{n['experts']}.", blk.mlp, names, self.experts_interleaved)
             for e, expert in enumerate(blk.mlp.experts):
                 r += mlp(f"{m}{n['experts']}.{e}.", expert,
                          {"gate": n["e_gate"], "up": n["e_up"], "down": n["e_down"]})

@@ -1,4 +1,5 @@
-"""Weight-map helpers shared by the decoder families: Linear/Conv1D, norms, fused-qkv layouts."""
+"""Weight-map helpers shared by the decoder families: Linear/Conv1D, norms, fused-qkv layouts,
+latent attention, stacked experts."""
 
 import numpy as np
 
@@ -18,6 +19,21 @@ class Permute(Op):
 
     def to_hf(self, x):
         return x[self.inverse]
+
+
+class PermuteLast(Permute):
+    """Reorder the last axis of an HF tensor: ``keras = hf[..., order]``; exact inverse on export."""
+
+    def to_keras(self, x):
+        return x[..., self.order]
+
+    def to_hf(self, x):
+        return x[..., self.inverse]
+
+
+def interleaved_to_halves(width):
+    """Order turning [g0, u0, g1, u1, ...] (gate / up interleaved) into [g0, g1, ... | u0, u1, ...]."""
+    return np.concatenate([np.arange(0, width, 2), np.arange(1, width, 2)])
 
 
 def qkv_order(layout, num_heads, num_kv_heads, head_dim):
@@ -81,6 +97,32 @@ def attention(prefix, attn, names, conv1d=False, layout="concat"):
     if attn.qk_norm:
         r += norm(prefix + names["q_norm"], attn.query_norm)
         r += norm(prefix + names["k_norm"], attn.key_norm)
+    return r
+
+
+def latent_attention(prefix, attn, names):
+    """LatentAttention under ``prefix``; names: "q" (one query projection) or "q_a", "q_a_norm",
+    "q_b"; "kv_a", "kv_a_norm", "kv_b", "o"."""
+    r = []
+    if attn.query is not None:
+        r += linear(prefix + names["q"], attn.query)
+    else:
+        r += linear(prefix + names["q_a"], attn.query_a) + norm(prefix + names["q_a_norm"], attn.query_a_norm)
+        r += linear(prefix + names["q_b"], attn.query_b)
+    r += linear(prefix + names["kv_a"], attn.kv_a) + norm(prefix + names["kv_a_norm"], attn.kv_a_norm)
+    r += linear(prefix + names["kv_b"], attn.kv_b) + linear(prefix + names["o"], attn.output_dense)
+    return r
+
+
+def stacked_experts(prefix, moe, names, interleaved=False):
+    """MoE stacked expert tensors: names "e_gate_up", "e_down" (+ "_bias" variants when the
+    experts have biases). HF stores (experts, in, out) like ours; ``interleaved``: its gate / up
+    columns alternate (ours are [gate | up] halves)."""
+    op = PermuteLast(interleaved_to_halves(2 * moe.intermediate_size)) if interleaved else IDENTITY
+    r = [Rule(prefix + names["e_gate_up"], moe.expert_gate_up, op), Rule(prefix + names["e_down"], moe.expert_down)]
+    if moe.use_bias:
+        r += [Rule(prefix + names["e_gate_up_bias"], moe.expert_gate_up_bias, op),
+              Rule(prefix + names["e_down_bias"], moe.expert_down_bias)]
     return r
 
 
