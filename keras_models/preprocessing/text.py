@@ -92,9 +92,7 @@ class TokenClassifierPreprocessor(TextPreprocessor):
     def encode_words(self, x):
         """Encodings (with ``word_ids``) of a batch of word lists."""
         words = self._words(x)
-        return words, self.tokenizer._encode_batch(
-            words, is_split_into_words=True, **self.call_kwargs()
-        )
+        return words, self.encode(words, is_split_into_words=True)
 
     def features(self, x):
         _, encodings = self.encode_words(x)
@@ -151,9 +149,7 @@ class Seq2SeqPreprocessor(TextPreprocessor):
     def targets(self, y):
         if isinstance(y, str):
             y = [y]
-        kwargs = self.call_kwargs(self.target_sequence_length)
-        kwargs["padding_side"] = "right"
-        enc = self.tokenizer._encode_batch(list(y), **kwargs)
+        enc = self.encode(list(y), sequence_length=self.target_sequence_length, padding_side="right")
         ids = np.asarray([e.ids for e in enc], dtype=np.int32)
         mask = np.asarray([e.attention_mask for e in enc], dtype=np.int32)
         return ids, mask

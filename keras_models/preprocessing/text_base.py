@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 
 import numpy as np
 
 DEFAULT_MAX_SEQUENCE_LENGTH = 512
+MIN_BUCKET = 16
+# Set while fit / evaluate feed raw data (tasks/raw_data.py): 'longest' padding then rounds each
+# batch's length up to a bucket, so a compiled train step is reused across batches.
+_BUCKETING = contextvars.ContextVar("keras_models_length_buckets", default=False)
+
+
+@contextlib.contextmanager
+def length_buckets(enabled=True):
+    token = _BUCKETING.set(enabled)
+    try:
+        yield
+    finally:
+        _BUCKETING.reset(token)
+
+
+def bucket_length(n, limit):
+    """The smallest of 16, 32, 64, ... that holds ``n`` tokens, capped at ``limit``: a training run
+    compiles at most log2(limit / 16) + 1 programs whatever its batches' lengths."""
+    b = MIN_BUCKET
+    while b < n:
+        b *= 2
+    return max(n, min(b, limit))
 
 
 def split_pairs(x):
@@ -75,9 +99,22 @@ class TextPreprocessor:
         out["attention_mask"] = np.asarray([e.attention_mask for e in encodings], dtype=np.int32)
         return out
 
+    def encode(self, texts, pairs=None, sequence_length=None, **extra):
+        """Rust encodings of a batch with this preprocessor's padding and truncation; while
+        training on raw data (``length_buckets``), 'longest' padding is rounded up to a bucket."""
+        kwargs = {**self.call_kwargs(sequence_length), **extra}
+        enc = self.tokenizer._encode_batch(texts, pairs, **kwargs)
+        if (_BUCKETING.get() and kwargs["padding"] == "longest" and not kwargs["pad_to_multiple_of"]
+                and enc):
+            n = len(enc[0].ids)
+            target = bucket_length(n, kwargs["max_length"])
+            if target != n:
+                kwargs.update(padding="max_length", max_length=target)
+                enc = self.tokenizer._encode_batch(texts, pairs, **kwargs)
+        return enc
+
     def tokenize(self, texts, pairs=None, sequence_length=None):
-        enc = self.tokenizer._encode_batch(texts, pairs, need_offsets=False, **self.call_kwargs(sequence_length))
-        return self.tokenizer_outputs(enc)
+        return self.tokenizer_outputs(self.encode(texts, pairs, sequence_length, need_offsets=False))
 
     def __repr__(self):
         return (

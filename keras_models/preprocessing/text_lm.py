@@ -48,7 +48,7 @@ class MaskedLMPreprocessor(TextPreprocessor):
         return self.tokenize(_as_texts(x))
 
     def __call__(self, x, y=None):
-        enc = self.tokenizer._encode_batch(_as_texts(x), need_offsets=False, **self.call_kwargs())
+        enc = self.encode(_as_texts(x), need_offsets=False)
         features = self.tokenizer_outputs(enc)
         ids = features["input_ids"]
         special = np.asarray([e.special_tokens_mask for e in enc], dtype=bool)

@@ -7,6 +7,11 @@ Preprocessor contract: ``preprocessor(x, y=None)`` returns the feature dict when
 ``(features, y)`` otherwise; ``x`` is a list of raw samples. A preprocessor whose batches vary in
 shape (text padded to each batch's longest sample) says so with ``variable_shapes = True``.
 
+While training (fit / evaluate: not predict), text batches padded to their longest sample are
+rounded up to a length bucket (16, 32, 64 ... up to the preprocessor's sequence_length,
+``preprocessing.text_base.length_buckets``), so JAX and TensorFlow compile a few train steps, not
+one per batch length; the extra padding is masked.
+
 Under TensorFlow, Keras feeds a PyDataset through ``tf.data.Dataset.from_generator`` with a
 signature read off the first two batches: when those happen to share a length, a later, shorter
 batch fails. For variable-shape preprocessors ``as_dataset`` therefore builds the tf.data pipeline
@@ -17,6 +22,8 @@ import math
 
 import keras
 import numpy as np
+
+from keras_models.preprocessing.text_base import length_buckets
 
 
 class RawDataAdapter(keras.utils.PyDataset):
@@ -67,11 +74,13 @@ class RawDataAdapter(keras.utils.PyDataset):
                 # Inference features only (no dynamic masking / label building).
                 features = getattr(self.preprocessor, "features", self.preprocessor)
                 return (features(xb),)
-            out = self.preprocessor(xb)
+            with length_buckets():
+                out = self.preprocessor(xb)
             # Self-supervised preprocessors (masked / causal LM) build (features, labels, weights).
             return out if isinstance(out, tuple) else (out,)
         yb = [self.y[j] for j in idx] if isinstance(self.y, list) else self.y[idx]
-        return self.preprocessor(xb, yb)
+        with length_buckets():
+            return self.preprocessor(xb, yb)
 
     def as_dataset(self):
         """What to hand to Keras: this PyDataset, or under TensorFlow with variable-shape batches a

@@ -130,12 +130,21 @@ def test_masked_lm_fit_on_raw_strings_builds_its_own_labels():
 def test_raw_string_batches_of_changing_length():
     # Batches 1 and 2 share a padded length and batch 3 is shorter: TensorFlow's tf.data signature
     # must not be fixed from the first batches (Keras peeks two of them).
+    # Training pads each batch to a length bucket (16, 32, ...): here 32, 32 and 16.
+    from keras_models.tasks.raw_data import RawDataAdapter
+
     folder, _, _ = tiny_classifier()
     model = km.TextClassifier.from_preset(folder)
-    long_text, short_text = "the service was very slow today", "good"
+    long_text, short_text = " ".join(["the service was very slow today"] * 4), "good"
     texts = [long_text, long_text, long_text, long_text, short_text, short_text]
     lengths = [model.preprocessor(texts[i:i + 2])["input_ids"].shape[1] for i in (0, 2, 4)]
-    assert lengths[0] == lengths[1] > lengths[2]
+    assert lengths[0] == lengths[1] > lengths[2] and 16 < lengths[0] < 32
+    train = RawDataAdapter(texts, [0, 1, 2, 0, 1, 2], model.preprocessor, batch_size=2)
+    assert [train[i][0]["input_ids"].shape[1] for i in range(3)] == [32, 32, 16]
+    infer = RawDataAdapter(texts, None, model.preprocessor, batch_size=2, inference=True)
+    assert [infer[i][0]["input_ids"].shape[1] for i in range(3)] == lengths
+    # the bucket's extra padding is masked: the same logits as the batch padded to its longest
+    np.testing.assert_allclose(to_numpy(model(train[2][0])), to_numpy(model(infer[2][0])), atol=1e-5)
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(texts, [0, 1, 2, 0, 1, 2], batch_size=2, shuffle=False, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
