@@ -299,10 +299,9 @@ class GenerationConfig:
             max_length = prompt_length + self.max_length
             if context_length:
                 max_length = min(max_length, context_length)
+        min_length = self.min_length  # Transformers applies both: EOS waits for the later one
         if self.min_new_tokens is not None:
-            min_length = prompt_length + self.min_new_tokens
-        else:
-            min_length = self.min_length
+            min_length = max(min_length, prompt_length + self.min_new_tokens)
         return max_length, min_length
 
     def to_dict(self):

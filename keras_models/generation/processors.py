@@ -270,8 +270,8 @@ def classifier_free_guidance(scores, uncond_logits, scale):
 
 def _bias_list(config, eos_ids):
     """(sequence_bias, bad-word biases) of a config as tuples of (ids, float)."""
-    seq = tuple(config.sequence_bias or ())
-    bad = tuple((tuple(w), NEG_INF) for w in (config.bad_words_ids or ())
+    seq = tuple(getattr(config, "sequence_bias", None) or ())
+    bad = tuple((tuple(w), NEG_INF) for w in (getattr(config, "bad_words_ids", None) or ())
                 if not (len(w) == 1 and w[0] in eos_ids))
     return seq, bad
 
@@ -293,8 +293,7 @@ class Processors:
     Transformers' ``input_ids`` would hold (Transformers' length = ``cur - offset``).
     """
 
-    def __init__(self, config, min_length, eos_ids, sampling, min_keep=1, prompt_len=None, offset=0,
-                 forced_bos_allowed=True):
+    def __init__(self, config, min_length, eos_ids, sampling, min_keep=1, prompt_len=None, offset=0):
         self.rep = float(config.repetition_penalty)
         self.ngram = int(config.no_repeat_ngram_size or 0)
         self.min_length = int(min_length or 0)
@@ -311,11 +310,10 @@ class Processors:
         self.guidance = g("guidance_scale")
         if self.guidance is not None and float(self.guidance) == 1.0:
             self.guidance = None
-        self.seq_bias, self.bad_words = _bias_list(config, self.eos_ids) if hasattr(config, "sequence_bias") \
-            else ((), ())
+        self.seq_bias, self.bad_words = _bias_list(config, self.eos_ids)
         self.enc_rep = float(g("encoder_repetition_penalty", 1.0) or 1.0)
         self.enc_ngram = int(g("encoder_no_repeat_ngram_size", 0) or 0)
-        self.forced_bos = g("forced_bos_token_id") if forced_bos_allowed else None
+        self.forced_bos = g("forced_bos_token_id")
         self.forced_eos = tuple(g("forced_eos_token_id") or ())
         self.remove_invalid = bool(g("remove_invalid_values", False))
         self.decay = g("exponential_decay_length_penalty")
