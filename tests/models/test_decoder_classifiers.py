@@ -26,6 +26,19 @@ FAMILIES = {
                                                      num_experts_per_tok=2)),
     "olmo": ("Olmo", "OlmoConfig", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
                                         intermediate_size=20, clip_qkv=0.08, eos_token_id=2)),
+    # q/k norm + two rope tables; attention sinks + stacked experts; latent attention + sigmoid routing
+    "gemma3_text": ("Gemma3Text", "Gemma3TextConfig", dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                                                          num_key_value_heads=2, head_dim=8, intermediate_size=20,
+                                                          sliding_window=3, sliding_window_pattern=2)),
+    "gpt_oss": ("GptOss", "GptOssConfig", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                               num_key_value_heads=2, head_dim=8, intermediate_size=12,
+                                               num_local_experts=4, num_experts_per_tok=2, sliding_window=3)),
+    "deepseek_v3": ("DeepseekV3", "DeepseekV3Config", dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                                                           intermediate_size=20, moe_intermediate_size=8,
+                                                           n_routed_experts=4, num_experts_per_tok=2, n_group=2,
+                                                           topk_group=1, first_k_dense_replace=0, q_lora_rank=12,
+                                                           kv_lora_rank=8, qk_nope_head_dim=4, qk_rope_head_dim=4,
+                                                           v_head_dim=6)),
 }
 
 
