@@ -12,7 +12,9 @@ pinned in pyproject.toml. Nothing here replaces a method of a Keras class for th
 * :func:`shallow_symbolic_checks` replaces ``any_symbolic_tensors`` in ``keras.src.ops`` modules
   once, by a function that is Keras' own outside the context and gives the same answer inside it.
 
-Everything else in the library calls these functions, never ``keras.src`` directly.
+Everything else in the library calls these functions, never ``keras.src`` directly; the one
+exception is :mod:`keras_models._registration` (the ``load_model`` registry fallback installed by
+``import keras_models``), which must not import Keras itself and is checked here too.
 """
 
 from __future__ import annotations

@@ -292,3 +292,18 @@ def test_fast_inference_is_per_model_and_per_thread(monkeypatch):
     np.testing.assert_allclose(results["a_in_b"], direct_a, atol=1e-6)
     assert keras.layers.Layer.__call__ is keras_call
     assert all(type(layer) is compat.keras_class(layer) for m in (model_a, model_b) for layer in m.layers)
+
+
+def test_registry_fallback_relies_on_keras_lookup_through_the_module_attribute():
+    """keras_models._registration wraps object_registration.get_registered_object, which
+    serialization_lib must call through the module (not a copied reference)."""
+    import inspect
+
+    from keras.src.saving import object_registration, serialization_lib
+
+    import keras_models  # noqa: F401  (installs the fallback)
+
+    assert getattr(object_registration.get_registered_object, "_keras_models_fallback", False)
+    assert "object_registration.get_registered_object(" in inspect.getsource(serialization_lib._retrieve_class_or_fn)
+    assert object_registration.get_registered_object("keras_models>NoSuchClass") is None
+    assert object_registration.get_registered_object("keras_models>BertBackbone").__name__ == "BertBackbone"

@@ -29,6 +29,8 @@ logger = logging.getLogger("keras_models")
 
 # from_preset keyword arguments that configure the preprocessor rather than the model.
 PREPROCESSOR_KWARGS = ("sequence_length",)
+# in a .keras file's assets: marks (and configures) the saved preprocessor
+PREPROCESSOR_ASSET = "keras_models_preprocessor.json"
 
 
 class Task(keras.Model):
@@ -85,6 +87,36 @@ class Task(keras.Model):
         from keras_models.presets.saving import save_preset
 
         save_preset(self, path, overwrite=overwrite)
+
+    # --- .keras files: the preprocessor travels as assets ---------------------------------------
+    # Keras calls save_assets / load_assets on the model when it writes / reads a .keras file: the
+    # preprocessor's files (tokenizer, preprocessor_config.json...) are written as a mini preset
+    # (config.json + those files + PREPROCESSOR_ASSET) and rebuilt on load, so a reloaded model
+    # still takes raw text or images.
+    def save_assets(self, dir_path):
+        import json
+        from pathlib import Path
+
+        if self.preprocessor is None:
+            return
+        folder = Path(dir_path)
+        (folder / "config.json").write_text(json.dumps(self.config_to_hf(), indent=2, default=str))
+        self.save_extra_files(folder)
+        kwargs = {}
+        if getattr(self.preprocessor, "padding", None) == "max_length":
+            kwargs["sequence_length"] = int(self.preprocessor.sequence_length)
+        (folder / PREPROCESSOR_ASSET).write_text(json.dumps({"kwargs": kwargs}))
+
+    def load_assets(self, dir_path):
+        import json
+        from pathlib import Path
+
+        folder = Path(dir_path)
+        marker = folder / PREPROCESSOR_ASSET
+        if not marker.is_file():
+            return
+        kwargs = json.loads(marker.read_text()).get("kwargs", {})
+        self.preprocessor = type(self).preprocessor_from_preset(folder, load_hf_config(folder), **kwargs)
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod

@@ -74,6 +74,15 @@ def test_keras_file_round_trip(tmp_path):
     restored = keras.saving.load_model(path)
     assert type(restored) is type(model)
     assert_close(restored(inputs), expected, what=".keras reload")
+    # the preprocessor travels in the file's assets: raw text still works after the reload
+    texts = ["good", "the service was very slow today"]
+    assert restored.preprocessor is not None
+    assert restored.preprocessor(texts)["input_ids"].tolist() == model.preprocessor(texts)["input_ids"].tolist()
+    np.testing.assert_allclose(restored.predict(texts, verbose=0), model.predict(texts, verbose=0), atol=1e-6)
+    fixed = km.TextClassifier.from_preset(folder, sequence_length=12)
+    fixed.save(tmp_path / "fixed.keras")
+    again = keras.saving.load_model(tmp_path / "fixed.keras")
+    assert again.preprocessor(texts)["input_ids"].shape == (2, 12)
     backbone = km.Backbone.from_preset(folder)
     backbone.save(tmp_path / "bb.keras")
     bb2 = keras.saving.load_model(tmp_path / "bb.keras")
@@ -168,3 +177,25 @@ def test_two_label_head_without_label_keys_in_config(tmp_path):
     again = km.TextClassifier.from_preset(tmp_path / "two")
     assert again.head_from_checkpoint and again.num_classes == 2
     np.testing.assert_allclose(to_numpy(again(inputs)), to_numpy(model(inputs)), atol=1e-5)
+
+
+def test_load_model_after_a_plain_import(tmp_path):
+    """A fresh process that only ran ``import keras_models`` (before or after keras) loads a
+    .keras file: the classes register on Keras' first lookup of a keras_models name."""
+    import os
+    import subprocess
+    import sys
+
+    folder, inputs, _ = tiny_classifier()
+    model = km.TextClassifier.from_preset(folder)
+    model.save(tmp_path / "m.keras")
+    expected = model.predict(["good"], verbose=0)
+    code = ("import keras_models, keras, numpy as np, sys; "
+            "m = keras.saving.load_model(sys.argv[1]); "
+            "np.save(sys.argv[2], m.predict(['good'], verbose=0))")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.keras"), str(tmp_path / "out.npy")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), expected, atol=1e-6)
