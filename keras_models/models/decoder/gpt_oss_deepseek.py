@@ -34,6 +34,8 @@ class GptOssSpec(LlamaSpec):
 
     rope_theta_default: ClassVar[float] = 150000.0
     nullable: ClassVar[tuple] = ("sliding_window",)
+    # the released checkpoints store MXFP4 expert blocks/scales: dequantized (bf16/fp32) weights only
+    unsupported: ClassVar[dict] = {"quantization_config": (None,)}
 
     vocab_size: int = dim("vocab_size", 201088)
     hidden_size: int = dim("hidden_size", 2880)
@@ -162,6 +164,9 @@ class DeepseekV2Spec(LlamaSpec):
         if self.router_groups and self.num_experts % self.router_groups:
             raise ConfigError(f"{source}: n_routed_experts={self.num_experts} is not divisible by "
                               f"n_group={self.router_groups}")
+        if self.router_groups and self.router_group_score == "top2_sum" and self.num_experts // self.router_groups < 2:
+            raise ConfigError(f"{source}: n_group={self.router_groups} leaves fewer than 2 experts per group "
+                              f"(n_routed_experts={self.num_experts}); groups are scored by their best two")
 
 
 @dataclass(frozen=True, kw_only=True)
