@@ -103,7 +103,8 @@ def test_kv_cache_matches_full_forward(case):
     _check_cached(case, got, expected)
 
 
-@pytest.mark.parametrize("case", ["llama_gqa", "gemma2_softcap_window", "bloom_alibi"])
+@pytest.mark.parametrize("case", ["llama_gqa", "gemma2_softcap_window", "bloom_alibi", "gpt_oss_sinks_window",
+                                  "deepseek_v3_mla_sigmoid"])
 def test_eager_python_int_positions_read_only_the_filled_buffer(case):
     """With Python-int cache positions (the eager decode loop) attention reads only the filled
     part of a long buffer (backend.visible_length); the logits must not change: prefill, then one
