@@ -305,7 +305,8 @@ def _preset_info(preset):
         info["keras_models_class"] = f"unsupported ({e})"
         tasks = []
     info["tasks"] = ["Backbone"] + tasks
-    info["pipelines"] = sorted(t for t, (_, _, cls) in TASKS.items() if cls in info["tasks"])
+    info["pipelines"] = sorted(t for t, (module, _, cls) in TASKS.items()
+                               if cls in info["tasks"] and _has_inputs_for(folder, module))
     reader = CheckpointReader(folder)
     try:
         names = list(reader.keys())
@@ -318,6 +319,22 @@ def _preset_info(preset):
     info["files"] = [f"{p.relative_to(folder)} ({_size(p.stat().st_size)})"
                      for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")]
     return info
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model",
+                    "sentencepiece.bpe.model", "tokenizer.model", "source.spm")
+
+
+def _has_inputs_for(folder, pipeline_module):
+    """A pipeline needs what its inputs go through: an image processor for image pipelines
+    (preprocessor_config.json), a tokenizer for text ones, both for zero-shot image ones."""
+    images = (folder / "preprocessor_config.json").is_file()
+    text = any((folder / f).is_file() for f in _TOKENIZER_FILES) or any(folder.glob("*.model"))
+    if pipeline_module == "image":
+        return images
+    if pipeline_module == "zero_shot_image":
+        return images and text
+    return text
 
 
 def _dtype_of(reader, name):

@@ -59,6 +59,7 @@ def test_info_describes_the_preset():
     assert info["model_type"] == "bert" and info["architectures"] == ["BertForTokenClassification"]
     assert info["head_in_checkpoint"] == ["TokenClassifier"]
     assert "token-classification" in info["pipelines"]
+    assert not any(p.startswith(("image", "zero-shot-image")) for p in info["pipelines"]), info["pipelines"]
     assert info["weight_dtypes"] == ["float32"]
     # parameters counted from the safetensors headers = transformers' own count
     from safetensors import safe_open
@@ -78,6 +79,12 @@ def test_convert_round_trip_with_verification(tmp_path):
 
     assert km_cli.main(["convert", str(keras_file), str(back)]) == 0  # and back (in-process)
     assert (back / "config.json").is_file() and (back / "model.safetensors").is_file()
+    # the .keras file carried the tokenizer, so the exported folder runs pipelines again
+    import keras_models as km
+
+    texts = ["Hugging Face is in New York", "a b"]
+    assert (km.Tokenizer.from_preset(back)(texts, padding=True)["input_ids"].tolist()
+            == km.Tokenizer.from_preset(checkpoint("ner"))(texts, padding=True)["input_ids"].tolist())
     # the exported folder is a Transformers checkpoint with the same weights
     from safetensors.numpy import load_file
 
