@@ -198,7 +198,7 @@ class GenerationMixin:
         without a position limit, such as T5, accepts any ``max_new_tokens``), before allocating
         it: the cache's bytes per position, from two tiny caches, times the length."""
         try:
-            sizes = [sum(int(np.prod(t.shape)) * np.dtype(str(t.dtype).replace("torch.", "")).itemsize
+            sizes = [sum(int(np.prod(t.shape)) * np.dtype(keras.backend.standardize_dtype(t.dtype)).itemsize
                          for t in keras.tree.flatten(self.decoder_adapter(self).init_cache(rows, n)))
                      for n in (1, 2)]
         except Exception:  # noqa: BLE001  (a cache that cannot be built this early: not estimated)

@@ -200,6 +200,9 @@ def test_config_values_and_errors():
     assert cfg.forced_eos_token_id == (3,) and cfg.suppress_tokens is None
     assert cfg.bad_words_ids == ((4, 5),) and cfg.sequence_bias == (((6,), -1.0),)
     assert cfg.exponential_decay_length_penalty == (3, 1.2)
+    # min_length and min_new_tokens both hold EOS back, as Transformers' two processors: the later wins
+    assert GenerationConfig(min_length=10, min_new_tokens=2).resolved_lengths(5)[1] == 10
+    assert GenerationConfig(min_length=6, min_new_tokens=3).resolved_lengths(5)[1] == 8
     for bad in (dict(bad_words_ids=[[]]), dict(sequence_bias=[[[1], "x"]]), dict(forced_bos_token_id=-1),
                 dict(exponential_decay_length_penalty=5)):
         with pytest.raises(GenerationError):
