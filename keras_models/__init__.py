@@ -27,6 +27,9 @@ _LAZY = {
     "ImageClassifier": "keras_models.tasks.image_classifier",
     "SemanticSegmenter": "keras_models.tasks.semantic_segmenter",
     "ZeroShotImageClassifier": "keras_models.tasks.zero_shot_image_classifier",
+    "SpeechRecognizer": "keras_models.tasks.audio",
+    "AudioClassifier": "keras_models.tasks.audio",
+    "AudioFeatureExtractor": "keras_models.preprocessing.audio",
     "pipeline": "keras_models.pipelines",
     "list_presets": "keras_models.presets.named",
 }

@@ -175,6 +175,11 @@ CLASSES: dict[str, dict] = {
         "family": "roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS, "tapex": True,
         "source_files": ("vocab.json", "merges.txt"),
     },
+    # python-only in Transformers: characters over vocab.json, CTC decoding (keras_models/tokenizers/wav2vec2_ctc.py)
+    "Wav2Vec2CTCTokenizer": {
+        "family": "wav2vec2_ctc", "inputs": _NO_TYPES,
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -219,6 +224,7 @@ MODEL_TYPE_TO_CLASS = {
     "blenderbot-small": "BlenderbotSmallTokenizer",
     "prophetnet": "ProphetNetTokenizer",
     "fsmt": "FSMTTokenizer",
+    "wav2vec2": "Wav2Vec2CTCTokenizer",
 }
 
 
@@ -307,6 +313,9 @@ FAMILIES: dict[str | None, Family] = {
     "marian": Family(loader="translation:marian_backend", source="source.spm"),
     "m2m100": Family(  # sentencepiece.bpe.model over vocab.json
         loader="translation:m2m100_backend", source="sentencepiece.bpe.model", finish="translation:finish_m2m100"
+    ),
+    "wav2vec2_ctc": Family(  # characters over vocab.json, CTC decoding
+        loader="wav2vec2_ctc:ctc_backend", source="vocab.json", files=("vocab.json",), finish="wav2vec2_ctc:finish_ctc"
     ),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
