@@ -72,31 +72,40 @@ def _ce(logits, labels, ignore=None):
 
 
 @pytest.mark.parametrize("head", ["TextClassifier", "TokenClassifier", "QuestionAnswerer", "MaskedLM"])
-def test_fit_without_compile_uses_the_task_defaults(head):
-    """README's ``classifier.fit(texts, labels)`` without compile(): the task compiles itself with
-    AdamW(5e-5) and its loss; the first epoch's loss (one batch, measured before the update) is
-    the task loss of the untrained model's logits, -100 labels ignored as in Transformers."""
+def test_default_compile_uses_the_task_loss(head):
+    """Without compile(), a task compiles itself with AdamW(5e-5) and its loss: the loss Keras
+    computes is the task loss of the logits, -100 labels ignored as in Transformers (checked
+    through compute_loss, without compiling a train step)."""
     keras.utils.set_random_seed(0)
     model, x, y, _ = _case(head)
     if head in ("TokenClassifier", "MaskedLM"):
         y = y.copy()
         y[:, :2] = -100
-    before = model.predict(x, batch_size=B, verbose=0)
-    history = model.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0)
+    model._compile_by_default("fit")
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     assert np.isclose(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 5e-5)
+    logits = model(x)
+    loss = float(keras.ops.convert_to_numpy(model.compute_loss(x=x, y=y, y_pred=logits)))
+    logits = keras.tree.map_structure(keras.ops.convert_to_numpy, logits)
     if head == "QuestionAnswerer":
-        expected = _ce(before["start_logits"], y["start_logits"]) + _ce(before["end_logits"], y["end_logits"])
+        expected = _ce(logits["start_logits"], y["start_logits"]) + _ce(logits["end_logits"], y["end_logits"])
     else:
-        expected = _ce(before, y, ignore=-100)
-    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-4)
+        expected = _ce(logits, y, ignore=-100)
+    np.testing.assert_allclose(loss, expected, rtol=1e-4)
 
 
-def test_explicit_compile_wins_and_a_task_without_default_loss_says_so():
-    model, x, y, loss = _case("TextClassifier")
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
-    model.train_on_batch(x, y)
-    assert isinstance(model.optimizer, keras.optimizers.SGD)
+def test_fit_without_compile_trains_and_explicit_compile_wins():
+    """README's ``classifier.fit(x, y)`` without compile(): the first epoch's loss (one batch,
+    measured before the update) is the task loss of the untrained logits."""
+    keras.utils.set_random_seed(0)
+    model, x, y, _ = _case("TextClassifier")
+    before = model.predict(x, batch_size=B, verbose=0)
+    history = model.fit(x, y, batch_size=B, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"][0], _ce(before, y), rtol=1e-4)
+    other, x, y, loss = _case("TokenClassifier")
+    other.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    other._compile_by_default("fit")
+    assert isinstance(other.optimizer, keras.optimizers.SGD)
     embedder, x, y, _ = _case("TextEmbedder")
     with pytest.raises(ValueError, match="no default loss.*compile"):
         embedder.fit(x, y, verbose=0)
