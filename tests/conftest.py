@@ -26,10 +26,18 @@ def _quiet_logs():
     yield
 
 
-# Test folders whose results cannot depend on KERAS_BACKEND (pure numpy / Rust tokenizers). Under
+# Tests whose results do not depend on KERAS_BACKEND, or that another pass already covers. Under
 # tools/test.sh (KM_BACKEND_INDEPENDENT_ONCE=1) they run in the torch pass only, not three times;
-# a test there marked ``all_backends`` (it runs a model) still runs in every pass.
-BACKEND_INDEPENDENT = ("tests/tokenizers/",)
+# a test there marked ``all_backends`` still runs in every pass:
+#  * tests/tokenizers/: pure numpy / Rust tokenizers;
+#  * tests/cli/: subprocesses of the CLI (argument handling, output formats); the one test that
+#    runs a model through ``--backend`` is marked all_backends;
+#  * tests/docs/: the docs' examples as a user runs them (the models' numerics are checked on
+#    every backend by the parity tests);
+#  * file-level safety of presets (journaled saves, refused tensors, shard paths) and the spec's
+#    config.json handling.
+BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/presets/test_save_safety.py",
+                       "tests/presets/test_checkpoint_safety.py", "tests/test_spec.py")
 
 
 def pytest_collection_modifyitems(config, items):

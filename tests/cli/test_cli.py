@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from tests.pipelines.refs import checkpoint
 
@@ -22,6 +23,7 @@ def cli(*args, stdin=None, check=True):
     return proc
 
 
+@pytest.mark.all_backends
 def test_run_prints_json_lines_matching_the_python_pipeline():
     import keras_models as km
 
