@@ -456,7 +456,10 @@ class WhisperFeatureExtractor(AudioFeatureExtractor):
                 raise InputError("waveforms: padding=False needs waveforms of one length for a batch")
             target = len(waves[0])
         values, mask = _pad_batch(waves, target, self.padding_value, self.padding_side)
-        want_mask = self.return_attention_mask if return_attention_mask is None else return_attention_mask
+        # Transformers' rules: the padded sample mask is kept when (return_attention_mask or do_normalize)
+        # asks for it (None: the config's flag); only an explicit return_attention_mask makes it per frame
+        asked = return_attention_mask or do_normalize
+        want_mask = self.return_attention_mask if asked is None else bool(asked)
         if do_normalize:
             values = np.stack(_normalise(list(values), mask)).astype(np.float32)
             values[mask == 0] = self.padding_value
