@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.preprocessing.text_base import TextPreprocessor
+from keras_models.preprocessing.text_base import _BUCKETING, TextPreprocessor, bucket_length
 
 
 def _as_texts(x):
@@ -105,8 +105,37 @@ class CausalLMPreprocessor(TextPreprocessor):
             rows.append(ids)
         return rows
 
+    def _prompt_response_rows(self, prompts, responses):
+        """Rows of prompt tokens (with the tokenizer's specials, no trailing eos) + response tokens
+        (no specials) + eos, and where each row's response starts."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        eos = self.tokenizer.eos_token_id
+        p_enc = self.tokenizer._encode_batch(prompts, need_offsets=False)
+        r_enc = self.tokenizer._encode_batch(responses, need_offsets=False, add_special_tokens=False)
+        rows, starts = [], []
+        for p, r in zip(p_enc, r_enc):
+            ids = list(p.ids)
+            if ids and eos is not None and ids[-1] == eos:
+                ids = ids[:-1]
+            starts.append(len(ids))
+            ids += list(r.ids)
+            if self.add_eos and eos is not None:
+                ids.append(eos)
+            rows.append(ids)
+        return rows, starts
+
     def __call__(self, x, y=None):
-        rows = self._token_rows(_as_texts(x))
+        """``x`` texts -> every next token is a label; ``x`` prompts with ``y`` responses -> only
+        the response's tokens (and eos) are labels (weight 0 on the prompt, as Transformers'
+        -100)."""
+        starts = None
+        if y is not None:
+            if self.packing:
+                raise ValueError("packing=True trains on whole texts: pass texts only, not (prompts, responses)")
+            rows, starts = self._prompt_response_rows(_as_texts(x), _as_texts(y))
+        else:
+            rows = self._token_rows(_as_texts(x))
         n = self.sequence_length + 1
         if self.packing:
             stream = [t for r in rows for t in r]
@@ -121,10 +150,15 @@ class CausalLMPreprocessor(TextPreprocessor):
         if self.pad_to_multiple_of:
             m = self.pad_to_multiple_of
             width = min(n, -(-(width - 1) // m) * m + 1)
+        elif _BUCKETING.get() and width < n:
+            width = bucket_length(width - 1, n - 1) + 1
         ids = np.full((len(rows), width), self._pad_id(), dtype=np.int32)
         mask = np.zeros((len(rows), width), dtype=np.int32)
         for i, r in enumerate(rows):
             ids[i, : len(r)] = r
             mask[i, : len(r)] = 1
-        features = {"input_ids": ids[:, :-1], "attention_mask": mask[:, :-1]}
-        return features, ids[:, 1:], mask[:, 1:].astype(np.float32)
+            if starts is not None:
+                mask[i, : min(starts[i], width)] = 2  # prompt: input, not label
+        weights = (mask[:, 1:] == 1).astype(np.float32)
+        features = {"input_ids": ids[:, :-1], "attention_mask": (mask[:, :-1] > 0).astype(np.int32)}
+        return features, ids[:, 1:], weights

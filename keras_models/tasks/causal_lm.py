@@ -23,7 +23,7 @@ from keras_models.generation.backend import project_onto_table
 from keras_models.generation.mixin import GenerationMixin
 from keras_models.presets.weight_map import TRANSPOSE, Rule
 from keras_models.tasks.task import Task
-from keras_models.tasks.text import _text_preprocessor, _with_pre
+from keras_models.tasks.text import _text_preprocessor, _with_pre, sparse_ce
 
 
 class _GenerationSlot:
@@ -78,6 +78,9 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
                 out = out + ops.cast(self.lm_bias, out.dtype)
         else:
             out = self.lm_head(hidden)
+        scale = self.backbone.options.get("logit_scale")
+        if scale is not None:  # Granite's 1 / logits_scaling, Cohere's logit_scale
+            out = out * ops.cast(scale, out.dtype)
         if self.final_logit_softcap is not None:
             cap = self.final_logit_softcap
             out = ops.tanh(out / cap) * cap
@@ -85,6 +88,12 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
 
     def call(self, inputs, training=False):
         return self.logits(self.backbone(inputs, training=training))
+
+    def default_loss(self):
+        """Next-token cross-entropy. On raw text the preprocessor gives (inputs, next tokens,
+        weights) with weight 0 on padding and, for ``fit(prompts, responses)``, on the prompt:
+        Transformers' labels of -100. Labels passed by hand may use -100 too."""
+        return sparse_ce(ignore_class=-100)
 
     # --- generation interface ----------------------------------------------------------------
     def init_cache(self, batch_size, max_length):

@@ -19,7 +19,7 @@ from keras_models.generation.backend import project_onto_table
 from keras_models.tasks.seq2seq_generation import Seq2SeqGenerationMixin
 from keras_models.presets.weight_map import Reshape, Rule, TRANSPOSE
 from keras_models.tasks.task import Task
-from keras_models.tasks.text import TOKENIZER_FILES
+from keras_models.tasks.text import TOKENIZER_FILES, sparse_ce
 
 GENERATION_KEYS = ("decoder_start_token_id", "forced_bos_token_id", "forced_eos_token_id",
                    "eos_token_id", "pad_token_id", "bos_token_id")
@@ -113,9 +113,12 @@ class Seq2SeqLM(Seq2SeqGenerationMixin, Task):
         return self.project(hidden), cache
 
     # --- training defaults ---------------------------------------------------------------------
+    def default_loss(self):  # next-token cross-entropy on the decoder; -100 labels ignored
+        return sparse_ce(ignore_class=-100)
+
     def compile(self, optimizer="adam", loss="auto", metrics=None, **kwargs):
         if loss == "auto":
-            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            loss = sparse_ce(ignore_class=-100)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     # --- HF conversion ---------------------------------------------------------------------------

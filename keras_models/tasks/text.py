@@ -38,8 +38,12 @@ def _text_preprocessor(folder, hf, kind, sequence_length=None, **_):
     return getattr(text_pre, kind)(tokenizer, sequence_length=sequence_length)
 
 
-def _sparse_ce(ignore_class=None):
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_class)
+def sparse_ce(ignore_class=None):
+    """Cross-entropy on logits averaged over the labels that count (weight > 0, not
+    ``ignore_class``), as Transformers' CrossEntropyLoss(ignore_index=-100): Keras' default
+    divides by every position, so padding would shrink the loss."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_class,
+                                                      reduction="mean_with_sample_weight")
 
 
 def _with_pre(kwargs):
@@ -80,7 +84,7 @@ class MaskedLM(Task):
         return {"tie_word_embeddings": self.tie_word_embeddings}
 
     def default_loss(self):  # labels: token ids; -100 (Transformers' convention) is ignored
-        return _sparse_ce(ignore_class=-100)
+        return sparse_ce(ignore_class=-100)
 
     def get_config(self):
         config = super().get_config()
@@ -138,7 +142,7 @@ class _LabelledTask(Task):
     ignore_label = None  # a label value the default loss skips
 
     def default_loss(self):
-        return _sparse_ce(ignore_class=self.ignore_label)
+        return sparse_ce(ignore_class=self.ignore_label)
 
     def default_metrics(self):
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
@@ -244,7 +248,7 @@ class QuestionAnswerer(Task):
         return _text_preprocessor(folder, hf, "TextClassifierPreprocessor", **_with_pre(kw))
 
     def default_loss(self):  # labels: {"start_logits": start index, "end_logits": end index}
-        return {"start_logits": _sparse_ce(), "end_logits": _sparse_ce()}
+        return {"start_logits": sparse_ce(), "end_logits": sparse_ce()}
 
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict):
@@ -256,4 +260,4 @@ class QuestionAnswerer(Task):
         return _dense_rules(self.hf_out, self.qa)
 
 
-__all__ = ["MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer", "ops"]
+__all__ = ["sparse_ce", "MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer", "ops"]

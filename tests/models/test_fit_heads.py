@@ -109,3 +109,48 @@ def test_fit_without_compile_trains_and_explicit_compile_wins():
     embedder, x, y, _ = _case("TextEmbedder")
     with pytest.raises(ValueError, match="no default loss.*compile"):
         embedder.fit(x, y, verbose=0)
+
+
+def _weighted_ce(logits, labels, weights):
+    logits = np.asarray(logits, "float64")
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(logp, np.asarray(labels)[..., None], -1)[..., 0]
+    return (nll * weights).sum() / weights.sum()
+
+
+def test_causal_lm_fit_on_texts_and_on_prompt_response_pairs():
+    """CausalLM.fit(texts) without compile trains on the next-token loss averaged over real
+    tokens (padding excluded, so a longer length bucket leaves it unchanged); with (prompts,
+    responses) only the response tokens are labels, as Transformers' -100."""
+    from keras_models.preprocessing.text_base import length_buckets
+    from tests.pipelines.refs import causal_checkpoint
+
+    model = km.CausalLM.from_preset(causal_checkpoint())
+    pre = model.preprocessor
+    texts = ["hello world how are you", "ab", "the quick brown fox"]
+    feats, labels, weights = pre(texts)
+    model._compile_by_default("fit")
+    logits = model(feats)
+    loss = float(keras.ops.convert_to_numpy(model.compute_loss(x=feats, y=labels, y_pred=logits, sample_weight=weights)))
+    np.testing.assert_allclose(loss, _weighted_ce(keras.ops.convert_to_numpy(logits), labels, weights), rtol=1e-4)
+    with length_buckets():
+        f2, l2, w2 = pre(texts)
+    assert f2["input_ids"].shape[1] in (16, 32, 64) and f2["input_ids"].shape[1] > feats["input_ids"].shape[1]
+    loss2 = model.compute_loss(x=f2, y=l2, y_pred=model(f2), sample_weight=w2)
+    np.testing.assert_allclose(float(keras.ops.convert_to_numpy(loss2)), loss, rtol=1e-4)
+
+    prompts, responses = ["hello", "the quick"], ["world", "brown fox"]
+    f3, l3, w3 = pre(prompts, responses)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        p_ids = [t for t in pre.tokenizer._encode_batch([p])[0].ids]
+        r_ids = list(pre.tokenizer._encode_batch([r], add_special_tokens=False)[0].ids)
+        if p_ids and p_ids[-1] == pre.tokenizer.eos_token_id:
+            p_ids = p_ids[:-1]
+        n = len(p_ids)
+        assert w3[i, : n - 1].sum() == 0  # prompt tokens are not labels
+        assert l3[i, n - 1 : n - 1 + len(r_ids)].tolist() == r_ids  # the response (then eos) is
+        assert w3[i, n - 1 : n + len(r_ids)].tolist() == [1.0] * (len(r_ids) + 1)
+
+    history = model.fit(texts, batch_size=3, epochs=1, shuffle=False, verbose=0)
+    assert np.isfinite(history.history["loss"][0]) and history.history["loss"][0] > 0

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import keras
-from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.models.decoder.classifier import DecoderTextClassifier
@@ -20,16 +19,6 @@ from keras_models.spec import const, dim, hf
 from keras_models.tasks.causal_lm import CausalLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
-
-
-@_ser
-class ScaledLogitsCausalLM(CausalLM):
-    """CausalLM whose logits are multiplied by the backbone's ``logit_scale`` (when set)."""
-
-    def logits(self, hidden):
-        out = super().logits(hidden)
-        scale = self.backbone.options["logit_scale"]
-        return out if scale is None else out * ops.cast(scale, out.dtype)
 
 
 # --- Qwen3 ---------------------------------------------------------------------------------------
@@ -405,7 +394,7 @@ class GraniteBackbone(TableBackbone):
 
 @_ser
 @register_task(GraniteBackbone, "CausalLM", ("GraniteForCausalLM",))
-class GraniteCausalLM(ScaledLogitsCausalLM):
+class GraniteCausalLM(CausalLM):
     pass
 
 
@@ -438,7 +427,7 @@ class CohereBackbone(TableBackbone):
 
 @_ser
 @register_task(CohereBackbone, "CausalLM", ("CohereForCausalLM",))
-class CohereCausalLM(ScaledLogitsCausalLM):
+class CohereCausalLM(CausalLM):
     pass
 
 
