@@ -100,3 +100,20 @@ def test_concurrent_predict_on_one_model(classifier):
     assert not errors, errors
     for r, e in zip(results, expected):
         np.testing.assert_allclose(r, e, atol=1e-6)
+
+
+def test_preprocessor_truncates_to_the_models_positions(tmp_path):
+    """A tokenizer that allows 512 tokens on a model with 64 positions: raw text is cut at 64."""
+    import json
+    import shutil
+
+    folder = tmp_path / "p"
+    shutil.copytree(tiny_classifier()[0], folder)
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    cfg["model_max_length"] = 512
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    model = km.TextClassifier.from_preset(folder)
+    assert model.preprocessor.sequence_length == 64
+    text = " ".join(["the service was very slow today"] * 30)
+    assert model.preprocessor([text])["input_ids"].shape == (1, 64)
+    assert np.isfinite(model.predict([text], verbose=0)).all()

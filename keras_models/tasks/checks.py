@@ -98,4 +98,16 @@ def check_inputs(model, x, where="predict"):
                 check_token_ids(model, x[key], key, where)
 
 
-__all__ = ["check_inputs", "check_token_ids", "vocab_size", "position_limit"]
+def fit_preprocessor_to_model(model):
+    """Cap a text preprocessor's ``sequence_length`` at the model's position table, so raw text
+    is truncated to the smaller of the tokenizer's and the model's maximum."""
+    pre = getattr(model, "preprocessor", None)
+    limit = position_limit(model)
+    length = getattr(pre, "sequence_length", None)
+    if limit is not None and isinstance(length, int) and length > limit:
+        pre.sequence_length = limit
+        if hasattr(pre, "target_sequence_length") and pre.target_sequence_length > limit:
+            pre.target_sequence_length = limit
+
+
+__all__ = ["fit_preprocessor_to_model", "check_inputs", "check_token_ids", "vocab_size", "position_limit"]

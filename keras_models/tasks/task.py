@@ -22,7 +22,7 @@ from keras_models.layers.init import build_symbolically, deferred_variables, dis
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
-from keras_models.tasks.checks import check_inputs
+from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
 from keras_models.tasks.raw_data import RawDataAdapter
 
 logger = logging.getLogger("keras_models")
@@ -117,6 +117,7 @@ class Task(keras.Model):
             return
         kwargs = json.loads(marker.read_text()).get("kwargs", {})
         self.preprocessor = type(self).preprocessor_from_preset(folder, load_hf_config(folder), **kwargs)
+        fit_preprocessor_to_model(self)
 
     # --- loading ------------------------------------------------------------------------------
     @classmethod
@@ -166,6 +167,7 @@ class Task(keras.Model):
         if load_weights:
             initialise_rest()
         model.head_from_checkpoint = head_from_checkpoint
+        fit_preprocessor_to_model(model)
         return model
 
     @staticmethod
