@@ -68,6 +68,12 @@ def pil_to_rgb_array(img):
 def array_to_hwc(x, what="image"):
     """A numpy image in (H, W), (H, W, C) or (C, H, W) layout, C in 1/3/4 -> (H, W, C)."""
     x = np.asarray(x)
+    if x.size == 0:
+        raise ImageInputError(f"{what}: empty image (shape {x.shape})")
+    if x.dtype.kind not in "biuf":
+        raise ImageInputError(f"{what}: expected numeric pixel values, got dtype {x.dtype}")
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        raise ImageInputError(f"{what}: contains NaN or infinite values")
     if x.ndim == 2:
         return x[..., None]
     if x.ndim != 3:

@@ -104,3 +104,9 @@ def test_bad_inputs(tmp_path):
         ours(3.5)
     with pytest.raises(ImageInputError, match="shape"):
         ours(np.zeros((2, 3, 4, 5, 6), np.uint8))
+    with pytest.raises(ImageInputError, match=r"empty image \(shape \(0, 0, 3\)\)"):
+        ours([np.zeros((0, 0, 3), np.uint8)])
+    with pytest.raises(ImageInputError, match="NaN"):
+        ours([np.full((4, 4, 3), np.nan, np.float32)])
+    with pytest.raises(ImageInputError, match="dtype"):
+        ours([np.full((4, 4, 3), "x")])
