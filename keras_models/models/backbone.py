@@ -147,11 +147,17 @@ class Backbone(keras.Model):
             raise
         if load_weights:
             initialise_rest()
+            from keras_models.presets.quantization import apply_saved_quantization
+
+            apply_saved_quantization(model, folder, hf)  # a quantized preset: re-quantize, exact values
         return model
 
     @classmethod
     def config_kwargs(cls, hf_config, source="config.json"):
         """Constructor kwargs from a config.json dict (errors name ``source``)."""
+        from keras_models.presets.quantization import check_not_prequantized
+
+        check_not_prequantized(hf_config, source)  # GPTQ / AWQ / bitsandbytes / fp8 checkpoints
         if cls.spec_cls is not None:
             return cls.spec_cls.from_hf(hf_config, source).kwargs()
         return cls.config_from_hf(hf_config)
@@ -160,6 +166,18 @@ class Backbone(keras.Model):
         from keras_models.presets.saving import save_preset
 
         save_preset(self, path, overwrite=overwrite)
+
+    # --- quantization (keras_models/presets/quantization.py) ------------------------------------
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Keras' ``quantize``, skipping layers that were never built (stateless ones)."""
+        from keras_models.presets.quantization import quantize_model
+
+        return quantize_model(self, super().quantize, mode, config=config, filters=filters, **kwargs)
+
+    def get_config(self):
+        from keras_models.presets.quantization import record_policy_map
+
+        return record_policy_map(self, super().get_config())  # quantized layers survive a .keras file
 
 
 class SpecBackbone(Backbone):

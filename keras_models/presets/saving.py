@@ -65,7 +65,7 @@ PRESET_NAMES = frozenset({
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
     "tokenizer.model", "prophetnet.tokenizer", "source.spm", "target.spm", "bpe.codes", "dict.txt",
     "vocab-src.json", "vocab-tgt.json", "modules.json", "sentence_bert_config.json", "1_Pooling",
-    MANIFEST_NAME,
+    "keras_models_quantized.safetensors", MANIFEST_NAME,
 })
 _SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
 
@@ -79,10 +79,24 @@ def save_preset(model, path, overwrite=False):
         from keras_models.presets.safetensors_io import save_file
         from keras_models.presets.weight_map import export_rules
 
-        write_json(folder / "config.json", model.config_to_hf())
+        from keras_models.presets import quantization
+
+        config = model.config_to_hf()
         prefix = getattr(model, "export_prefix", "")
-        tensors = dict(export_rules(model.weight_rules(), prefix=prefix))
+        # A quantized model (model.quantize): dequantized float weights in model.safetensors plus
+        # the exact quantized variables in a side file (keras_models/presets/quantization.py).
+        plan = quantization.export_plan(model, prefix=prefix)
+        rules = model.weight_rules() if plan is None else plan[0]
+        if plan is not None:
+            config[quantization.CONFIG_KEY] = plan[3]
+            logger.info("save_to_preset: %s is quantized (%s); model.safetensors holds dequantized "
+                        "float weights (what Transformers loads), %s the quantized kernels and scales",
+                        type(model).__name__, ", ".join(plan[3]["modes"]), quantization.QUANT_FILE)
+        write_json(folder / "config.json", config)
+        tensors = dict(export_rules(rules, prefix=prefix))
         save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        if plan is not None:
+            quantization.write_side_file(folder, plan[1], plan[2])
         extra = getattr(model, "save_extra_files", None)
         if extra is not None:
             extra(folder)

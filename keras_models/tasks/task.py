@@ -166,6 +166,9 @@ class Task(keras.Model):
             raise
         if load_weights:
             initialise_rest()
+            from keras_models.presets.quantization import apply_saved_quantization
+
+            apply_saved_quantization(model, folder, hf)  # a quantized preset: re-quantize, exact values
         model.head_from_checkpoint = head_from_checkpoint
         fit_preprocessor_to_model(model)
         return model
@@ -291,9 +294,18 @@ class Task(keras.Model):
             return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
     def get_config(self):
+        from keras_models.presets.quantization import record_policy_map
+
         config = super().get_config()
         config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
-        return config
+        return record_policy_map(self, config)  # quantized layers rebuild quantized from a .keras file
+
+    def quantize(self, mode=None, config=None, filters=None, **kwargs):
+        """Keras' ``quantize``, skipping unbuilt layers and a tied embedding used as the output head
+        (keras_models/presets/quantization.py); ``save_to_preset`` and ``.keras`` keep the result."""
+        from keras_models.presets.quantization import quantize_model
+
+        return quantize_model(self, super().quantize, mode, config=config, filters=filters, **kwargs)
 
     @classmethod
     def from_config(cls, config):
