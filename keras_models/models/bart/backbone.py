@@ -100,18 +100,19 @@ class BartBackbone(EncoderDecoderBackbone):
                 rows = decoder_max_position_embeddings + position_offset
             if padding_aware_positions:
                 rows += self.pad_token_id + 1
-            if position_embedding == "learned":
+            kind = self.side_position_embedding(side)
+            if kind == "learned":
                 emb = keras.layers.Embedding(rows, self.hidden_size, embeddings_initializer=self.kernel_init,
                                              name=f"{side}_position_embedding", dtype=dt)
-            elif position_embedding in ("sinusoidal", "sinusoidal_fairseq"):
-                table = SinusoidalPositions(interleave=position_embedding == "sinusoidal",
+            elif kind in ("sinusoidal", "sinusoidal_fairseq"):
+                table = SinusoidalPositions(interleave=kind == "sinusoidal",
                                             zero_row=self.pad_token_id if padding_aware_positions else None)
                 emb = keras.layers.Embedding(rows, self.hidden_size, trainable=False, embeddings_initializer=table,
                                              name=f"{side}_position_embedding", dtype=dt)
             else:
                 from keras_models.errors import ConfigError
 
-                raise ConfigError(f"position_embedding={position_embedding!r} is not one of "
+                raise ConfigError(f"position_embedding={kind!r} is not one of "
                                   "'learned', 'sinusoidal', 'sinusoidal_fairseq'")
             emb.build((None, None))
             self.position_tables[side] = emb
@@ -126,6 +127,11 @@ class BartBackbone(EncoderDecoderBackbone):
             self.decoder_embedding_norm.build((None, self.hidden_size))
 
     # --- hooks ----------------------------------------------------------------------------------
+    def side_position_embedding(self, side):
+        """The position scheme of ``side`` ("encoder" / "decoder"): ``position_embedding`` for both
+        (Whisper overrides it: a fixed sinusoidal encoder table, a learned decoder table)."""
+        return self.position_embedding
+
     def _positions(self, ids, offset):
         if self.padding_aware_positions:
             mask = ops.cast(ops.not_equal(ids, self.pad_token_id), "int32")

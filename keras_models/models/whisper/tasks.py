@@ -1,0 +1,237 @@
+"""WhisperForConditionalGeneration: Seq2SeqLM on ``input_features`` with a tied ``proj_out``.
+
+``generate(input_features, ...)`` runs the shared generation engine (greedy, sampling, beam
+search with the cross-attention cache) after Transformers' Whisper short-form preparation:
+
+* the decoder prompt is ``decoder_start_token_id``, then the language token, the task token and
+  ``<|notimestamps|>`` (``language=`` / ``task=`` arguments, else the legacy ``forced_decoder_ids``
+  of generation_config.json; a multilingual checkpoint without either detects the language from
+  the first decoder step, as Transformers does); ``prompt_ids`` go before it; explicit
+  ``decoder_input_ids`` replace it;
+* ``suppress_tokens`` / ``begin_suppress_tokens`` (first generated position) are the engine's
+  logits processors;
+* the result is what Transformers returns: the generated ids after the decoder prompt, each row
+  cut at its end-of-text token (dropped) and right-padded with ``pad_token_id``.
+
+Not yet: ``return_timestamps=True`` (timestamp logits rules), long-form (> 30 s) windows,
+temperature fallback.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.generation.config import GenerationConfig, GenerationError
+from keras_models.generation.mixin import GenerationMixin
+from keras_models.models.registry import register_task
+from keras_models.models.whisper.backbone import WhisperBackbone
+from keras_models.tasks.seq2seq_lm import Seq2SeqLM
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+
+# generation_config.json keys of Whisper checkpoints that our GenerationConfig keeps aside
+WHISPER_GENERATION_KEYS = ("lang_to_id", "task_to_id", "no_timestamps_token_id", "forced_decoder_ids",
+                           "is_multilingual", "return_timestamps", "language", "task")
+TASKS = ("transcribe", "translate")
+
+
+def _language_token(language, lang_to_id):
+    """``"fr"``, ``"<|fr|>"`` or a full name Transformers knows (``"french"``) -> token id."""
+    name = language.lower()
+    if name in lang_to_id:
+        return lang_to_id[name]
+    token = f"<|{name}|>"
+    if token not in lang_to_id:
+        try:
+            from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+        except ImportError:  # transformers is optional: language codes still work
+            TO_LANGUAGE_CODE = {}
+        if name in TO_LANGUAGE_CODE:
+            token = f"<|{TO_LANGUAGE_CODE[name]}|>"
+    if token not in lang_to_id:
+        raise GenerationError(f"generate: language {language!r} is not in this checkpoint's lang_to_id "
+                              f"({sorted(lang_to_id)[:8]}...)")
+    return lang_to_id[token]
+
+
+@_ser
+@register_task(WhisperBackbone, "Seq2SeqLM", ("WhisperForConditionalGeneration",))
+class WhisperSeq2SeqLM(Seq2SeqLM):
+    hf_lm_head = "proj_out.weight"
+    hf_final_logits_bias = None
+    hf_head_patterns = ("proj_out.*",)
+
+    # --- inputs ---------------------------------------------------------------------------------
+    @staticmethod
+    def _features(input_features, kwargs):
+        if input_features is None:
+            input_features = kwargs.pop("input_features", None)
+        if isinstance(input_features, dict):
+            input_features = input_features.get("input_features")
+        if input_features is None:
+            raise GenerationError("generate: Whisper needs input_features (batch, num_mel_bins, frames)")
+        feats = np.asarray(ops.convert_to_numpy(input_features), "float32")
+        if feats.ndim == 2:
+            feats = feats[None]
+        return feats
+
+    def whisper_settings(self, generation_config=None):
+        """The Whisper keys of ``generation_config`` (or of the checkpoint's generation_config.json)."""
+        gen = generation_config if generation_config is not None else self.generation_config
+        if gen is None:
+            return {}
+        if isinstance(gen, dict):
+            return {k: gen[k] for k in WHISPER_GENERATION_KEYS if k in gen}
+        return {k: v for k, v in getattr(gen, "ignored", {}).items() if k in WHISPER_GENERATION_KEYS}
+
+    def detect_language(self, encoder_states, start, lang_to_id):
+        """Per row the language token with the highest logit after the start token."""
+        b = ops.shape(encoder_states)[0]
+        ids = ops.full((b, 1), start, "int32")
+        logits = ops.convert_to_numpy(self.project(self.backbone.decode(ids, encoder_states)))[:, -1]
+        lang_ids = np.array(sorted(lang_to_id.values()))
+        return lang_ids[np.argmax(logits[:, lang_ids], axis=-1)].tolist()
+
+    def decoder_prompt(self, batch, settings, start, language=None, task=None, encoder_states=None):
+        """Transformers' Whisper init tokens per row: start, language, task, <|notimestamps|>."""
+        language = settings.get("language") if language is None else language
+        task = settings.get("task") if task is None else task
+        lang_to_id = settings.get("lang_to_id")
+        task_to_id = settings.get("task_to_id")
+        multilingual = settings.get("is_multilingual")
+        if multilingual is False and (language is not None or task is not None):
+            raise GenerationError("generate: language / task given for an English-only checkpoint")
+        if language is not None and not lang_to_id:
+            raise GenerationError("generate: language= needs lang_to_id in generation_config.json")
+        if task is not None and not task_to_id:
+            raise GenerationError("generate: task= needs task_to_id in generation_config.json")
+        tokens = [start]
+        if language is None and task is None and settings.get("forced_decoder_ids"):
+            forced = [list(p) for p in settings["forced_decoder_ids"]]
+            position = 1
+            while forced and forced[0][0] == position:
+                tokens.append(forced.pop(0)[1])
+                position += 1
+            if forced:
+                raise GenerationError(f"generate: forced_decoder_ids {settings['forced_decoder_ids']} do not "
+                                      "follow Whisper's prompt pattern (positions 1, 2, ...)")
+        undefined = len(tokens) <= 1 or tokens[1] is None
+        if isinstance(language, (list, tuple)):
+            if len(language) != batch:
+                raise GenerationError(f"generate: {len(language)} languages for a batch of {batch}")
+            lang_ids = [_language_token(x, lang_to_id) for x in language]
+        elif language is not None:
+            lang_ids = [_language_token(language, lang_to_id)] * batch
+        elif lang_to_id and undefined:
+            lang_ids = self.detect_language(encoder_states, start, lang_to_id)
+        else:
+            lang_ids = None
+        rows = []
+        for i in range(batch):
+            row = list(tokens)
+            if lang_ids is not None:
+                if len(row) > 1:
+                    row[1] = lang_ids[i]
+                else:
+                    row.append(lang_ids[i])
+            if task is not None:
+                if task not in TASKS or task not in task_to_id:
+                    raise GenerationError(f"generate: task {task!r} is not one of {TASKS}")
+                task_ids = set(task_to_id.values())
+                if any(t in task_ids for t in row):
+                    row = [task_to_id[task] if t in task_ids else t for t in row]
+                else:
+                    row.append(task_to_id[task])
+            elif language is not None and task_to_id and not any(t in task_to_id.values() for t in row):
+                row.append(task_to_id["transcribe"])
+            no_ts = settings.get("no_timestamps_token_id")
+            if no_ts is not None and row[-1] != no_ts:
+                row.append(no_ts)
+            rows.append([t for t in row if t is not None])
+        return np.asarray(rows, "int32")
+
+    # --- generation -----------------------------------------------------------------------------
+    def generate(self, input_features=None, generation_config=None, *, decoder_input_ids=None, language=None,
+                 task=None, return_timestamps=None, prompt_ids=None, tokenizer=None, **kwargs):
+        """Transcribe / translate log-mel ``input_features`` (batch, num_mel_bins, frames) with
+        Transformers' Whisper keywords. Returns the generated ids (numpy, right-padded)."""
+        feats = self._features(input_features, kwargs)
+        settings = self.whisper_settings(generation_config)
+        if return_timestamps is None:
+            return_timestamps = settings.get("return_timestamps") or False
+        if return_timestamps:
+            raise GenerationError("generate: return_timestamps=True is not supported yet for Whisper")
+        base = generation_config if generation_config is not None else self.generation_config
+        if base is None:
+            base = GenerationConfig()
+        elif isinstance(base, dict):
+            base = GenerationConfig().update(_source="generation_config", _lenient=True, **base)
+        base = base.copy()
+        start = kwargs.pop("decoder_start_token_id", None)
+        if start is None:
+            start = base.decoder_start_token_id if "decoder_start_token_id" in base.explicit else None
+        if start is None:
+            start = self.decoder_start_token_id
+        states = self.backbone.encode(feats)
+        batch = feats.shape[0]
+        if decoder_input_ids is None:
+            prompt = self.decoder_prompt(batch, settings, start, language, task, states)
+            if prompt_ids is not None:
+                prev = np.asarray(ops.convert_to_numpy(prompt_ids), "int32").reshape(1, -1)
+                prompt = np.concatenate([np.repeat(prev, batch, axis=0), prompt], axis=1)
+        else:
+            prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids), "int32")
+            if prompt.ndim == 1:
+                prompt = np.repeat(prompt[None], batch, axis=0)
+        limit = self.backbone.decoder_max_position_embeddings
+        max_new = kwargs.get("max_new_tokens", base.max_new_tokens)
+        if max_new is None:  # Transformers: max_length counts from the initial tokens, capped
+            initial = min(limit // 2 - 1, prompt.shape[1])
+            max_length = min(kwargs.pop("max_length", base.max_length) + initial, limit)
+            kwargs["max_new_tokens"] = max(max_length - prompt.shape[1], 0)
+        elif max_new + prompt.shape[1] > limit:
+            raise GenerationError(f"generate: the decoder prompt ({prompt.shape[1]} tokens) + max_new_tokens "
+                                  f"({max_new}) exceeds max_target_positions ({limit})")
+        mask = np.ones((batch, ops.shape(states)[1]), "int32")
+        self._gen_encoder = (states, ops.convert_to_tensor(mask), np.zeros((batch, 1), "int32"))
+        try:
+            out = GenerationMixin.generate(self, {"input_ids": prompt}, base, tokenizer=tokenizer, **kwargs)
+        finally:
+            self._gen_encoder = None
+        return self._strip(np.asarray(out)[:, prompt.shape[1]:], base, kwargs)
+
+    def _strip(self, new, config, kwargs):
+        """Transformers' short-form post-processing: per row, drop the padding after the end of
+        text and the end-of-text token itself, then right-pad to the longest row."""
+        eos = kwargs.get("eos_token_id", config.eos_token_id)
+        eos = set(np.atleast_1d(eos).tolist()) if eos is not None else set()
+        pad = kwargs.get("pad_token_id", config.pad_token_id)
+        if pad is None:
+            pad = min(eos) if eos else 0
+        rows = []
+        for row in new.tolist():
+            if row and row[-1] == pad:
+                n = row.count(pad) - (1 if pad in eos else 0)
+                if n:
+                    row = row[:-n]
+            if row and row[-1] in eos:
+                row = row[:-1]
+            rows.append(row)
+        width = max((len(r) for r in rows), default=0)
+        return np.asarray([r + [pad] * (width - len(r)) for r in rows], "int32").reshape(len(rows), width)
+
+    # --- presets --------------------------------------------------------------------------------
+    def save_extra_files(self, folder):
+        super().save_extra_files(folder)
+        settings = self.whisper_settings()
+        if settings:  # keep the Whisper keys our GenerationConfig does not model
+            import json
+            from pathlib import Path
+
+            path = Path(folder) / "generation_config.json"
+            data = json.loads(path.read_text()) if path.exists() else {}
+            data.update(settings)
+            path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+__all__ = ["WhisperSeq2SeqLM"]

@@ -1,0 +1,140 @@
+"""Whisper (audio encoder + BART-like decoder) against a tiny random Transformers model: encoder
+states and LM logits (padded decoder batch), save_to_preset reloaded by Transformers, and
+generate (greedy, beam, language / task prompt, language detection, prompt_ids, suppress and
+begin-suppress tokens) equal to Transformers' Whisper generate."""
+
+import inspect
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.parity import assert_close, cached_folder, hf_reference, to_numpy
+
+START, EOS, EN, FR, TRANSLATE, TRANSCRIBE, NO_TS = 90, 91, 92, 93, 94, 95, 96
+GENERATION = dict(lang_to_id={"<|en|>": EN, "<|fr|>": FR}, task_to_id={"translate": TRANSLATE, "transcribe": TRANSCRIBE},
+                  no_timestamps_token_id=NO_TS, is_multilingual=True, suppress_tokens=[3, 25],
+                  begin_suppress_tokens=[75, 82])
+
+
+def _whisper():
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    cfg = WhisperConfig(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+                        decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=40, num_mel_bins=10,
+                        max_source_positions=12, max_target_positions=40, decoder_start_token_id=START,
+                        eos_token_id=EOS, pad_token_id=EOS, bos_token_id=EOS, suppress_tokens=None,
+                        begin_suppress_tokens=None, activation_function="gelu_new")
+    model = WhisperForConditionalGeneration(cfg)
+    with torch.no_grad():  # decisive logits, norms and biases off 1 / 0
+        for name, p in model.named_parameters():
+            if "embed_positions" in name and "encoder" in name:
+                continue
+            p.add_(torch.randn_like(p) * (0.3 if p.ndim == 1 else 0.5))
+        model.model.decoder.embed_tokens.weight[EOS] *= 2.5  # some rows stop early
+    for k, v in GENERATION.items():
+        setattr(model.generation_config, k, v)
+    return model
+
+
+def _inputs():
+    rng = np.random.RandomState(0)
+    feats = rng.randn(2, 10, 24).astype("float32")
+    dec = np.array([[START, EN, TRANSCRIBE, NO_TS, 5, 17, 33], [START, FR, TRANSLATE, NO_TS, 8, 0, 0]], "int64")
+    mask = np.array([[1] * 7, [1] * 5 + [0] * 2], "int64")
+    return {"input_features": feats, "decoder_input_ids": dec, "decoder_attention_mask": mask}
+
+
+def _reference():
+    return hf_reference("whisper", _whisper, _inputs())
+
+
+PROMPT = np.array([[START, EN, TRANSCRIBE, NO_TS]] * 2)
+SETTINGS = {
+    "greedy": dict(language="en", task="transcribe", max_new_tokens=10),
+    "beam2": dict(language="en", task="transcribe", max_new_tokens=10, num_beams=2),
+    "language_task": dict(language="fr", task="translate", max_new_tokens=10),
+    "detect_language": dict(max_new_tokens=10),
+    "prompt_ids": dict(prompt_ids=np.array([89, 5, 6]), language="en", max_new_tokens=8),
+}
+
+
+def _generate_reference():
+    """Transformers' Whisper generate under every SETTINGS entry (built once, cached)."""
+    import hashlib
+
+    src = inspect.getsource(inspect.getmodule(_generate_reference))
+    key = "whisper-generate-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+    feats = _inputs()["input_features"]
+
+    def build(tmp):
+        import torch
+
+        from transformers import WhisperForConditionalGeneration
+
+        torch.manual_seed(0)
+        model = _whisper().eval()
+        model.generation_config._from_model_config = False  # else the reload drops lang_to_id ...
+        model.save_pretrained(tmp / "model")
+        out = {}
+        with torch.no_grad():
+            for name, setting in SETTINGS.items():  # a fresh reload each: generate edits its config
+                model = WhisperForConditionalGeneration.from_pretrained(tmp / "model").eval()
+                args = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in setting.items()}
+                out[name] = model.generate(torch.tensor(feats), do_sample=False, **args).numpy()
+        np.savez(tmp / "expected.npz", **out)
+
+    folder = cached_folder(key, build)
+    return folder / "model", feats, dict(np.load(folder / "expected.npz"))
+
+
+def test_logits_and_encoder_match_transformers(tmp_path):
+    folder, expected = _reference()
+    inputs = _inputs()
+    model = km.Seq2SeqLM.from_preset(folder)
+    assert type(model).__name__ == "WhisperSeq2SeqLM"
+    mask = inputs["decoder_attention_mask"]
+    assert_close(model(inputs), expected["logits"], mask=mask, what="logits")
+    backbone = km.Backbone.from_preset(folder)
+    out = backbone(inputs)
+    assert_close(out["encoder_last_hidden_state"], expected["encoder_last_hidden_state"], what="encoder")
+    assert_close(model.backbone(inputs)["last_hidden_state"], to_numpy(out["last_hidden_state"]), atol=1e-5,
+                 mask=mask, what="decoder")
+    # channels-last features (batch, frames, mels) give the same encoder states
+    swapped = dict(inputs, input_features=inputs["input_features"].transpose(0, 2, 1))
+    assert_close(backbone(swapped)["encoder_last_hidden_state"], expected["encoder_last_hidden_state"],
+                 what="channels-last encoder")
+    with pytest.raises(ValueError, match="24 frames"):
+        backbone.encode(inputs["input_features"][:, :, :20])
+
+
+def test_save_to_preset_reloads_in_transformers(tmp_path):
+    import torch
+    from transformers import WhisperForConditionalGeneration
+
+    folder, expected = _reference()
+    km.Seq2SeqLM.from_preset(folder).save_to_preset(tmp_path / "saved")
+    hf = WhisperForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        logits = hf(**{k: torch.tensor(v) for k, v in _inputs().items()}).logits.numpy()
+    assert_close(logits, expected["logits"], mask=_inputs()["decoder_attention_mask"], what="reloaded logits")
+    assert hf.generation_config.lang_to_id == GENERATION["lang_to_id"]
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_generate_matches_transformers(setting):
+    folder, feats, expected = _generate_reference()
+    model = km.Seq2SeqLM.from_preset(folder)
+    out = model.generate(feats, do_sample=False, **SETTINGS[setting])
+    np.testing.assert_array_equal(out, expected[setting])
+
+
+def test_explicit_decoder_prompt_equals_the_forced_prompt():
+    """decoder_input_ids given explicitly = the language / task prompt Transformers builds (its own
+    Whisper generate treats explicit decoder_input_ids differently, so the check is against ours)."""
+    folder, feats, expected = _generate_reference()
+    model = km.Seq2SeqLM.from_preset(folder)
+    for setting, extra in (("greedy", {}), ("beam2", {"num_beams": 2})):
+        out = model.generate(feats, do_sample=False, decoder_input_ids=PROMPT, max_new_tokens=10, **extra)
+        np.testing.assert_array_equal(out, expected[setting])
