@@ -122,8 +122,18 @@ def policy_with_quantization(model):
         return policy
     out = DTypePolicyMap(default_policy=policy)
     for layer in quantized:
-        out[layer.path] = layer.dtype_policy
+        out[_path_pattern(layer.path)] = layer.dtype_policy
     return out
+
+
+def _path_pattern(path):
+    """A ``DTypePolicyMap`` key (a regex, fullmatched) for a layer path without its first component
+    (the backbone's or task's name): a reloaded model builds some sublayers outside that name scope
+    (``block_1/output`` instead of ``bert_backbone_1/block_1/output``)."""
+    import re
+
+    head, sep, rest = path.partition("/")
+    return "(?:[^/]+/)?" + re.escape(rest) if sep else re.escape(path)
 
 
 def record_policy_map(model, config):
