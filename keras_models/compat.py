@@ -94,6 +94,37 @@ def sublayers(layer):
     return layer._flatten_layers(include_self=False)
 
 
+def own_variables(layer):
+    """The variables a layer tracks itself (not its sublayers'), trainable first.
+
+    Relies on: ``Layer._trainable_variables`` / ``Layer._non_trainable_variables``."""
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def keras_would_quantize(layer, filters):
+    """Whether Keras' ``Model.quantize(filters=...)`` selects ``layer``.
+
+    Relies on: ``keras.src.quantizers.utils.should_quantize_layer(layer, filters)``."""
+    from keras.src.quantizers.utils import should_quantize_layer
+
+    return should_quantize_layer(layer, filters)
+
+
+@contextlib.contextmanager
+def cheap_collections():
+    """Keras' quantize deletes each float kernel through ``Layer.__delattr__``, which runs a full
+    ``gc.collect()`` per layer: 0.5 s each in a process holding a large heap (transformers, a
+    second framework). Inside this context the objects that already existed are frozen out of
+    collections (``gc.freeze``), so each collect only scans what is new; they rejoin on exit."""
+    import gc
+
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def has_sublayers(layer):
     """Whether ``layer`` tracks any layer of its own (a composite, not a leaf such as Dense).
 

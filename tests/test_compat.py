@@ -307,3 +307,17 @@ def test_registry_fallback_relies_on_keras_lookup_through_the_module_attribute()
     assert "object_registration.get_registered_object(" in inspect.getsource(serialization_lib._retrieve_class_or_fn)
     assert object_registration.get_registered_object("keras_models>NoSuchClass") is None
     assert object_registration.get_registered_object("keras_models>BertBackbone").__name__ == "BertBackbone"
+
+
+def test_quantization_helpers():
+    dense = keras.layers.Dense(3)
+    dense.build((None, 2))
+    _internal("Layer._trainable_variables / _non_trainable_variables",
+              [v.path for v in compat.own_variables(dense)] == [dense.kernel.path, dense.bias.path])
+    _internal("keras.src.quantizers.utils.should_quantize_layer",
+              compat.keras_would_quantize(dense, None) and not compat.keras_would_quantize(dense, lambda layer: False))
+    import gc
+
+    with compat.cheap_collections():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_models.compat import cheap_collections, has_sublayers, keras_would_quantize, own_variables, sublayers
 from keras_models.errors import ConfigError, PresetError
 
 logger = logging.getLogger("keras_models")
@@ -71,26 +72,31 @@ def quantize_model(model, keras_quantize, mode=None, config=None, filters=None, 
     layers (a stateless layer that was never called, e.g. a rotary embedding, would make Keras raise)
     and never to a layer whose weight is shared with another role (a tied embedding used as the
     output projection reads the raw table, so quantizing it would break the head)."""
-    from keras.src.quantizers.utils import should_quantize_layer
-
     shared = _shared_layers(model)
     if shared:
         logger.info("quantize: %s not quantized (weights shared with a tied head): %s",
                     type(model).__name__, ", ".join(sorted(layer.path for layer in shared.values())))
 
     def keep(layer):
-        return layer.built and id(layer) not in shared and should_quantize_layer(layer, filters)
+        return layer.built and id(layer) not in shared and keras_would_quantize(layer, filters)
 
-    return keras_quantize(mode, config=config, filters=keep, **kwargs)
+    with cheap_collections():
+        return keras_quantize(mode, config=config, filters=keep, **kwargs)
+
+
+def _all_layers(model):
+    return [model, *sublayers(model)]
+
+
+def _leaves(model):
+    return [layer for layer in _all_layers(model) if not has_sublayers(layer)]
 
 
 def _leaf_owner(model):
     """id(variable) -> the leaf layer that owns it."""
     owner = {}
-    for layer in model._flatten_layers():
-        if len(list(layer._flatten_layers())) != 1:
-            continue
-        for v in list(layer._trainable_variables) + list(layer._non_trainable_variables):
+    for layer in _leaves(model):
+        for v in own_variables(layer):
             owner.setdefault(id(v), layer)
     return owner
 
@@ -117,7 +123,7 @@ def policy_with_quantization(model):
     policy = model.dtype_policy
     if isinstance(policy, DTypePolicyMap):
         return policy
-    quantized = [layer for layer in model._flatten_layers() if layer.quantization_mode is not None]
+    quantized = [layer for layer in _all_layers(model) if layer.quantization_mode is not None]
     if not quantized:
         return policy
     out = DTypePolicyMap(default_policy=policy)
@@ -168,9 +174,8 @@ class _Dequantized:
 
 
 def quantized_layers(model):
-    return [layer for layer in model._flatten_layers()
-            if getattr(layer, "quantization_mode", None) is not None
-            and len(list(layer._flatten_layers())) == 1]
+    return [layer for layer in _all_layers(model)
+            if getattr(layer, "quantization_mode", None) is not None and not has_sublayers(layer)]
 
 
 def export_plan(model, prefix=""):

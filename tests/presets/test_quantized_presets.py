@@ -73,37 +73,46 @@ def test_int8_classifier_keras_file_roundtrip(tmp_path):
     np.testing.assert_array_equal(to_numpy(reloaded(inputs)), out)
 
 
-@pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_quantized_causal_lm_preset_and_keras_roundtrips_generate_the_same(llama, mode, tmp_path):
-    model = _quantized_llama(llama, mode)
-    assert model.lm_head.quantization_mode == mode
-    out = to_numpy(model(IDS))
-    if mode == "int8":
-        assert np.abs(out - llama[1]).max() <= INT8_REL_TOL * np.abs(llama[1]).max()
+@pytest.fixture(scope="module")
+def int8_llama(llama, tmp_path_factory):
+    """An int8-quantized tiny Llama, its logits and greedy tokens, saved once as a preset."""
+    model = _quantized_llama(llama, "int8")
+    folder = tmp_path_factory.mktemp("q8") / "q"
+    model.save_to_preset(folder)
+    return model, to_numpy(model(IDS)), folder
+
+
+def test_int8_causal_lm_generates_quantized_and_reloads_exactly(llama, int8_llama, tmp_path):
+    model, out, folder = int8_llama
+    assert model.lm_head.quantization_mode == "int8"
+    assert np.abs(out - llama[1]).max() <= INT8_REL_TOL * np.abs(llama[1]).max()
     tokens = to_numpy(model.generate(IDS, max_new_tokens=4))
-    model.save_to_preset(tmp_path / "q")
-    from_preset = km.CausalLM.from_preset(tmp_path / "q")
+    from_preset = km.CausalLM.from_preset(folder)
     np.testing.assert_array_equal(to_numpy(from_preset(IDS)), out)
     np.testing.assert_array_equal(to_numpy(from_preset.generate(IDS, max_new_tokens=4)), tokens)
     model.save(tmp_path / "q.keras")
     from_keras = keras.saving.load_model(tmp_path / "q.keras")
-    assert from_keras.lm_head.quantization_mode == mode
+    assert from_keras.lm_head.quantization_mode == "int8"
     np.testing.assert_array_equal(to_numpy(from_keras(IDS)), out)
-    np.testing.assert_array_equal(to_numpy(from_keras.generate(IDS, max_new_tokens=4)), tokens)
-
-
-def test_backbone_of_a_quantized_task_preset_loads_quantized(llama, tmp_path):
-    model = _quantized_llama(llama, "int8")
-    model.save_to_preset(tmp_path / "q")
-    backbone = km.Backbone.from_preset(tmp_path / "q")
+    # the backbone alone of a quantized task preset loads quantized too
+    backbone = km.Backbone.from_preset(folder)
     np.testing.assert_array_equal(to_numpy(backbone(IDS)), to_numpy(model.backbone(IDS)))
 
 
-def test_missing_side_file_is_an_error_naming_it(llama, tmp_path):
+def test_int4_causal_lm_preset_and_keras_roundtrips_are_exact(llama, tmp_path):
+    model = _quantized_llama(llama, "int4")
+    assert model.lm_head.quantization_mode == "int4"
+    out = to_numpy(model(IDS))
+    model.save_to_preset(tmp_path / "q")
+    np.testing.assert_array_equal(to_numpy(km.CausalLM.from_preset(tmp_path / "q")(IDS)), out)
+    model.save(tmp_path / "q.keras")
+    np.testing.assert_array_equal(to_numpy(keras.saving.load_model(tmp_path / "q.keras")(IDS)), out)
+
+
+def test_missing_side_file_is_an_error_naming_it(int8_llama, tmp_path):
     from keras_models.errors import PresetError
 
-    model = _quantized_llama(llama, "int8")
-    model.save_to_preset(tmp_path / "q")
+    shutil.copytree(int8_llama[2], tmp_path / "q")
     (tmp_path / "q" / QUANT_FILE).unlink()
     with pytest.raises(PresetError, match=QUANT_FILE):
         km.CausalLM.from_preset(tmp_path / "q")
