@@ -33,7 +33,7 @@ def _whisper():
             if "embed_positions" in name and "encoder" in name:
                 continue
             p.add_(torch.randn_like(p) * (0.3 if p.ndim == 1 else 0.5))
-        model.model.decoder.embed_tokens.weight[EOS] *= 2.5  # some rows stop early
+        model.model.decoder.embed_tokens.weight[EOS] *= 4.0  # some rows stop early
     for k, v in GENERATION.items():
         setattr(model.generation_config, k, v)
     return model
