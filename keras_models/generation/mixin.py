@@ -27,7 +27,9 @@ from keras_models.tasks.checks import check_token_ids
 
 _COMPILED = weakref.WeakKeyDictionary()  # model -> {static key: compiled fn}
 _STOP_TABLES = weakref.WeakKeyDictionary()  # tokenizer -> {stop strings: StopStrings}
-_CONTEXT_ATTRS = ("max_position_embeddings", "max_sequence_length", "n_positions", "context_length")
+# decoder_max_position_embeddings first: an encoder-decoder whose decoder table is shorter (LED)
+_CONTEXT_ATTRS = ("decoder_max_position_embeddings", "max_position_embeddings", "max_sequence_length",
+                  "n_positions", "context_length")
 
 
 def _is_messages(x):

@@ -213,3 +213,15 @@ def test_generate_matches_transformers(name, setting):
     out = np.asarray(model.generate(enc, do_sample=False, **SETTINGS[setting]))
     assert out.shape == expected.shape, (out, expected)
     np.testing.assert_array_equal(out, expected)
+
+
+def test_led_generation_is_bounded_by_the_decoder_table():
+    """LED's decoder table (24 positions here) is shorter than its encoder's (40): generate
+    refuses to run past the decoder's, instead of reading beyond its position table."""
+    from keras_models.generation.config import GenerationError
+
+    folder, inputs, _ = _reference("led_local")
+    model = km.Seq2SeqLM.from_preset(folder)
+    enc = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    with pytest.raises(GenerationError, match="context of 24"):
+        model.generate(enc, max_new_tokens=30)
