@@ -136,3 +136,12 @@ def test_explicit_decoder_prompt_equals_the_forced_prompt():
     for setting, extra in (("greedy", {}), ("beam2", {"num_beams": 2})):
         out = model.generate(feats, do_sample=False, decoder_input_ids=PROMPT, max_new_tokens=10, **extra)
         np.testing.assert_array_equal(out, expected[setting])
+
+
+def test_language_names_are_transformers():
+    """Full language names (``language="french"``) resolve as in Transformers, without importing it."""
+    from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
+
+    from keras_models.models.whisper.tasks import LANGUAGE_CODES
+
+    assert LANGUAGE_CODES == TO_LANGUAGE_CODE

@@ -35,6 +35,124 @@ WHISPER_GENERATION_KEYS = ("lang_to_id", "task_to_id", "no_timestamps_token_id",
 TASKS = ("transcribe", "translate")
 
 
+# Whisper's language names (and the aliases Transformers accepts) -> language code
+_LANGUAGES = (
+    "en english",
+    "zh chinese",
+    "de german",
+    "es spanish",
+    "ru russian",
+    "ko korean",
+    "fr french",
+    "ja japanese",
+    "pt portuguese",
+    "tr turkish",
+    "pl polish",
+    "ca catalan",
+    "nl dutch",
+    "ar arabic",
+    "sv swedish",
+    "it italian",
+    "id indonesian",
+    "hi hindi",
+    "fi finnish",
+    "vi vietnamese",
+    "he hebrew",
+    "uk ukrainian",
+    "el greek",
+    "ms malay",
+    "cs czech",
+    "ro romanian",
+    "da danish",
+    "hu hungarian",
+    "ta tamil",
+    "no norwegian",
+    "th thai",
+    "ur urdu",
+    "hr croatian",
+    "bg bulgarian",
+    "lt lithuanian",
+    "la latin",
+    "mi maori",
+    "ml malayalam",
+    "cy welsh",
+    "sk slovak",
+    "te telugu",
+    "fa persian",
+    "lv latvian",
+    "bn bengali",
+    "sr serbian",
+    "az azerbaijani",
+    "sl slovenian",
+    "kn kannada",
+    "et estonian",
+    "mk macedonian",
+    "br breton",
+    "eu basque",
+    "is icelandic",
+    "hy armenian",
+    "ne nepali",
+    "mn mongolian",
+    "bs bosnian",
+    "kk kazakh",
+    "sq albanian",
+    "sw swahili",
+    "gl galician",
+    "mr marathi",
+    "pa punjabi",
+    "si sinhala",
+    "km khmer",
+    "sn shona",
+    "yo yoruba",
+    "so somali",
+    "af afrikaans",
+    "oc occitan",
+    "ka georgian",
+    "be belarusian",
+    "tg tajik",
+    "sd sindhi",
+    "gu gujarati",
+    "am amharic",
+    "yi yiddish",
+    "lo lao",
+    "uz uzbek",
+    "fo faroese",
+    "ht haitian creole",
+    "ps pashto",
+    "tk turkmen",
+    "nn nynorsk",
+    "mt maltese",
+    "sa sanskrit",
+    "lb luxembourgish",
+    "my myanmar",
+    "bo tibetan",
+    "tl tagalog",
+    "mg malagasy",
+    "as assamese",
+    "tt tatar",
+    "haw hawaiian",
+    "ln lingala",
+    "ha hausa",
+    "ba bashkir",
+    "jw javanese",
+    "su sundanese",
+    "yue cantonese",
+    "my burmese",
+    "ca valencian",
+    "nl flemish",
+    "ht haitian",
+    "lb letzeburgesch",
+    "ps pushto",
+    "pa panjabi",
+    "ro moldavian",
+    "ro moldovan",
+    "si sinhalese",
+    "es castilian",
+    "zh mandarin"
+)
+LANGUAGE_CODES = {item.split(" ", 1)[1]: item.split(" ", 1)[0] for item in _LANGUAGES}
+
+
 def _language_token(language, lang_to_id):
     """``"fr"``, ``"<|fr|>"`` or a full name Transformers knows (``"french"``) -> token id."""
     name = language.lower()
@@ -42,12 +160,8 @@ def _language_token(language, lang_to_id):
         return lang_to_id[name]
     token = f"<|{name}|>"
     if token not in lang_to_id:
-        try:
-            from transformers.models.whisper.tokenization_whisper import TO_LANGUAGE_CODE
-        except ImportError:  # transformers is optional: language codes still work
-            TO_LANGUAGE_CODE = {}
-        if name in TO_LANGUAGE_CODE:
-            token = f"<|{TO_LANGUAGE_CODE[name]}|>"
+        if name in LANGUAGE_CODES:
+            token = f"<|{LANGUAGE_CODES[name]}|>"
     if token not in lang_to_id:
         raise GenerationError(f"generate: language {language!r} is not in this checkpoint's lang_to_id "
                               f"({sorted(lang_to_id)[:8]}...)")
