@@ -99,13 +99,13 @@ def test_remat_mode():
 
 
 def test_torch_device():
-    if keras.backend.backend() != "torch":
-        pytest.skip("torch backend only")
     import torch
 
     device = torch.device(compat.torch_device())
-    _internal("keras.src.backend.torch.core.get_device",
-              device.type == keras.ops.convert_to_tensor(np.zeros(1)).device.type)
+    # under torch: where Keras puts new tensors; elsewhere the internal still resolves (CPU here)
+    expected = (keras.ops.convert_to_tensor(np.zeros(1)).device.type
+                if keras.backend.backend() == "torch" else "cpu")
+    _internal("keras.src.backend.torch.core.get_device", device.type == expected, f"got {device}")
 
 
 # --- redirected layer calls ----------------------------------------------------------------------
