@@ -145,9 +145,12 @@ class DecoderBackbone(Backbone):
         return self
 
     # --- forward ------------------------------------------------------------------------------
-    def _forward(self, input_ids, key_mask, positions, cache=None, cache_index=0, training=False):
+    def _forward(self, input_ids, key_mask, positions, cache=None, cache_index=0, training=False,
+                 embed=None):
         o = self.options
-        x = self.token_embedding(input_ids)
+        # ``embed(input_ids, token_embeddings)``: a composite model's hook on the looked-up token
+        # embeddings before any scaling (LLaVA puts its image features at the image-token positions)
+        x = self.token_embedding(input_ids) if embed is None else embed(input_ids, self.token_embedding)
         if o["embedding_scale"] is not None:
             x = x * ops.cast(o["embedding_scale"], x.dtype)
         if self.project_in is not None:
@@ -216,12 +219,12 @@ class DecoderBackbone(Backbone):
         return tuple(block.attention.init_cache(batch_size, max_length, self.compute_dtype)
                      for block in self.blocks)
 
-    def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
+    def call_with_cache(self, input_ids, cache, cache_index, attention_mask, embed=None):
         """Hidden states of ``input_ids`` written at ``cache_index``; returns (hidden, cache)."""
         t = ops.shape(input_ids)[1]
         slots = ops.arange(t, dtype="int32") + ops.cast(cache_index, "int32")
         positions = ops.take(positions_from_mask(attention_mask), slots, axis=1)
-        return self._forward(input_ids, attention_mask, positions, cache, cache_index)
+        return self._forward(input_ids, attention_mask, positions, cache, cache_index, embed=embed)
 
     def get_config(self):
         config = super().get_config()
