@@ -256,17 +256,24 @@ class Wav2Vec2Backbone(SpecBackbone):
                                                                 **common) if s.feat_proj_layer_norm else None)
         self.projection = keras.layers.Dense(s.hidden_size, name="projection", **common)
         self.projection_dropout = keras.layers.Dropout(s.feat_proj_dropout, **common)
-        self.pos_conv = WeightNormConv1D(s.hidden_size, s.num_conv_pos_embeddings, s.num_conv_pos_embedding_groups,
-                                         activation=s.feat_extract_activation, name="pos_conv", **common)
+        self.pos_conv = self.make_pos_conv()
         self.encoder_norm = keras.layers.LayerNormalization(epsilon=s.layer_norm_eps, name="encoder_norm", **common)
         self.encoder_dropout = keras.layers.Dropout(s.hidden_dropout, **common)
-        self.blocks = [
-            SpeechEncoderLayer(s.hidden_size, s.num_heads, s.intermediate_size, s.hidden_act, s.layer_norm_eps,
-                               pre_norm=s.do_stable_layer_norm, dropout=s.hidden_dropout,
-                               attention_dropout=s.attention_dropout, activation_dropout=s.activation_dropout,
-                               kernel_initializer=init, name=f"block_{i}", **common)
-            for i in range(s.num_layers)
-        ]
+        self.blocks = [self.make_block(i, init) for i in range(s.num_layers)]
+
+    # hooks for the families built on this backbone (WavLM, Data2VecAudio, Conformer, SEW: see
+    # wavlm.py, data2vec_audio.py, conformer.py, sew.py)
+    def make_pos_conv(self):
+        s = self.spec
+        return WeightNormConv1D(s.hidden_size, s.num_conv_pos_embeddings, s.num_conv_pos_embedding_groups,
+                                activation=s.feat_extract_activation, name="pos_conv", dtype=self.dtype_policy)
+
+    def make_block(self, i, init):
+        s = self.spec
+        return SpeechEncoderLayer(s.hidden_size, s.num_heads, s.intermediate_size, s.hidden_act, s.layer_norm_eps,
+                                  pre_norm=s.do_stable_layer_norm, dropout=s.hidden_dropout,
+                                  attention_dropout=s.attention_dropout, activation_dropout=s.activation_dropout,
+                                  kernel_initializer=init, name=f"block_{i}", dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         s = self.spec
@@ -346,26 +353,31 @@ class Wav2Vec2Backbone(SpecBackbone):
         if self.projection_norm is not None:
             r += norm_rules("feature_projection.layer_norm", self.projection_norm)
         r += dense_rules("feature_projection.projection", self.projection)
-        pc = "encoder.pos_conv_embed."
-        k = self.spec.num_conv_pos_embeddings
-        r += [
+        r += self.pos_conv_rules()
+        r += norm_rules("encoder.layer_norm", self.encoder_norm)
+        for i, b in enumerate(self.blocks):
+            r += self.block_rules(f"encoder.layers.{i}.", b)
+        return r
+
+    def pos_conv_rules(self, pc="encoder.pos_conv_embed."):
+        k = self.pos_conv.kernel_size
+        return [
             Rule(pc + "conv.parametrizations.weight.original0", self.pos_conv.weight_g, Reshape((1, 1, k), (k,)),
                  aliases=(pc + "conv.weight_g",)),
             Rule(pc + "conv.parametrizations.weight.original1", self.pos_conv.weight_v, Transpose(CONV1D_AXES),
                  aliases=(pc + "conv.weight_v",)),
             Rule(pc + "conv.bias", self.pos_conv.bias),
         ]
-        r += norm_rules("encoder.layer_norm", self.encoder_norm)
-        for i, b in enumerate(self.blocks):
-            p = f"encoder.layers.{i}."
-            a = b.attention
-            for name, dense in (("attention.q_proj", a.q_proj), ("attention.k_proj", a.k_proj),
-                                ("attention.v_proj", a.v_proj), ("attention.out_proj", a.out_proj),
-                                ("feed_forward.intermediate_dense", b.intermediate_dense),
-                                ("feed_forward.output_dense", b.output_dense)):
-                r += dense_rules(p + name, dense)
-            r += norm_rules(p + "layer_norm", b.layer_norm) + norm_rules(p + "final_layer_norm", b.final_layer_norm)
-        return r
+
+    def block_rules(self, p, b):
+        r = []
+        a = b.attention
+        for name, dense in (("attention.q_proj", a.q_proj), ("attention.k_proj", a.k_proj),
+                            ("attention.v_proj", a.v_proj), ("attention.out_proj", a.out_proj),
+                            ("feed_forward.intermediate_dense", b.intermediate_dense),
+                            ("feed_forward.output_dense", b.output_dense)):
+            r += dense_rules(p + name, dense)
+        return r + norm_rules(p + "layer_norm", b.layer_norm) + norm_rules(p + "final_layer_norm", b.final_layer_norm)
 
 
 @dataclass(frozen=True, kw_only=True)
