@@ -29,6 +29,9 @@ from keras_models.models.clip import *  # noqa: F401,F403
 from keras_models.models.wav2vec2 import *  # noqa: F401,F403
 from keras_models.models.whisper import *  # noqa: F401,F403
 from keras_models.models.modernbert import *  # noqa: F401,F403
+from keras_models.models.video import *  # noqa: F401,F403
+from keras_models.models.llava import *  # noqa: F401,F403
+from keras_models.models.depth import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]

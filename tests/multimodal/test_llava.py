@@ -1,0 +1,180 @@
+"""LLaVA and VipLlava (km.ImageTextToText) against Transformers' *ForConditionalGeneration.
+
+Three tiny references, each with odd options that change the numbers: vision hidden (24) unlike
+the text hidden (32), a Llama text model with GQA (4 heads, 2 KV heads), and
+  * "llava": CLIP vision, vision_feature_layer -2, select strategy "default" (drop CLS), untied head;
+  * "llava_siglip": SigLIP vision, vision_feature_layer [-1, 0, 1] (concatenated), strategy
+    "full", tied head, projector without biases, gelu_new projector activation;
+  * "vipllava": CLIP vision, layers [-2, 0, 1] through the projector's LayerNorm (eps 1e-3).
+The batch has a left-padded row. Logits are compared on real tokens; greedy ``generate`` must
+equal Transformers' token for token.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.parity import _key, assert_close, cached_folder, to_numpy
+
+IMAGE = 98  # image_token_index (inside the text vocabulary, as in llava-hf checkpoints)
+PAD = 0
+TEXT = dict(vocab_size=99, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=64, pad_token_id=PAD, bos_token_id=1, eos_token_id=2,
+            rms_norm_eps=1e-5)
+VISION = dict(hidden_size=24, intermediate_size=36, num_hidden_layers=3, num_attention_heads=4, image_size=16,
+              patch_size=4)
+WORDS = ["USER:", "ASSISTANT:", "what", "is", "in", "the", "image", "?", "a", "cat", "dog", "describe", "it"]
+TEMPLATE = ("{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}"
+            "{% endif %}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+            "{{ '<image>\n' }}{% endfor %}{% for content in message['content'] | selectattr('type', 'equalto', "
+            "'text') %}{{ content['text'] + ' '}}{% endfor %}{% endfor %}"
+            "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+
+
+def randomize(model, seed=0):
+    """Kernels ~N(0, 1/fan_in), tables ~N(0, 1), vectors moved off their init by 0.2 N(0, 1)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 12345)
+    with torch.no_grad():
+        for module in model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                noise = torch.randn(p.shape, generator=g)
+                if sum(d > 1 for d in p.shape) <= 1:
+                    p.add_(0.2 * noise)
+                elif name == "weight" and isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                    p.copy_(noise * int(np.prod(p.shape[1:])) ** -0.5)
+                else:
+                    p.copy_(noise)
+    return model
+
+
+def _build(kind):
+    import transformers as T
+
+    if kind == "llava":
+        cfg = T.LlavaConfig(vision_config=T.CLIPVisionConfig(**VISION), text_config=T.LlamaConfig(**TEXT),
+                            image_token_index=IMAGE, image_seq_length=16, projector_hidden_act="gelu")
+        return T.LlavaForConditionalGeneration(cfg)
+    if kind == "llava_siglip":
+        cfg = T.LlavaConfig(vision_config=T.SiglipVisionConfig(**VISION),
+                            text_config=T.LlamaConfig(**TEXT, tie_word_embeddings=True),
+                            image_token_index=IMAGE, image_seq_length=16, vision_feature_layer=[-1, 0, 1],
+                            vision_feature_select_strategy="full", multimodal_projector_bias=False,
+                            projector_hidden_act="gelu_new", tie_word_embeddings=True)
+        return T.LlavaForConditionalGeneration(cfg)
+    if kind == "vipllava":
+        cfg = T.VipLlavaConfig(vision_config=T.CLIPVisionConfig(**VISION), text_config=T.LlamaConfig(**TEXT),
+                               image_token_index=IMAGE, vision_feature_layer=[-2, 0, 1], projector_layernorm_eps=1e-3)
+        return T.VipLlavaForConditionalGeneration(cfg)
+    raise ValueError(kind)
+
+
+def _inputs(kind):
+    """Two rows, one image each (16 image tokens), the second left-padded by 3."""
+    rng = np.random.RandomState(0)
+    n = 16
+    rows = [[1, 3, 4] + [IMAGE] * n + list(rng.randint(3, 90, size=5)),
+            [1, 5] + [IMAGE] * n + list(rng.randint(3, 90, size=3))]
+    width = max(len(r) for r in rows)
+    ids = np.full((2, width), PAD, "int64")
+    mask = np.zeros((2, width), "int64")
+    for i, r in enumerate(rows):
+        ids[i, width - len(r):] = r
+        mask[i, width - len(r):] = 1
+    pixels = rng.randn(2, 16, 16, 3).astype("float32")
+    return {"input_ids": ids, "attention_mask": mask}, pixels
+
+
+def _tokenizer(folder):
+    """A whitespace word-level tokenizer with <image> at IMAGE (Transformers' fast tokenizer)."""
+    import tokenizers
+    import transformers as T
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for w in WORDS:
+        vocab[w] = len(vocab)
+    for i in range(len(vocab), IMAGE):
+        vocab[f"w{i}"] = i
+    vocab["<image>"] = IMAGE
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    tk.post_processor = tokenizers.processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    tok = T.PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                    unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tok.padding_side = "left"
+    return tok
+
+
+def _processor(tok, kind):
+    import transformers as T
+
+    proc = T.CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+    strategy = "full" if kind == "llava_siglip" else "default"
+    return T.LlavaProcessor(image_processor=proc, tokenizer=tok, patch_size=4, chat_template=TEMPLATE,
+                            vision_feature_select_strategy=strategy,
+                            num_additional_image_tokens=0 if kind == "llava_siglip" else 1)
+
+
+def _images():
+    from PIL import Image
+
+    rng = np.random.RandomState(1)
+    return [Image.fromarray(rng.randint(0, 255, size=(20 + 6 * i, 18, 3), dtype=np.uint8)) for i in range(2)]
+
+
+PROMPTS = ["USER: <image>\nwhat is in the image ? ASSISTANT:", "USER: <image>\ndescribe it ASSISTANT:"]
+CHAT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is in the image ?"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "a cat"}]},
+        {"role": "user", "content": [{"type": "text", "text": "describe it"}]}]
+
+
+def reference(kind):
+    def build(tmp):
+        import torch
+
+        torch.manual_seed(0)
+        model = randomize(_build(kind).eval())
+        folder = tmp / "model"
+        model.save_pretrained(folder)
+        tok = _tokenizer(folder)
+        proc = _processor(tok, kind)
+        proc.save_pretrained(folder)
+        model = type(model).from_pretrained(folder).eval()  # buffers rebuilt as a user's load does
+        text, pixels = _inputs(kind)
+        t = {k: torch.tensor(v) for k, v in text.items()}
+        pv = torch.tensor(pixels.transpose(0, 3, 1, 2))
+        with torch.no_grad():
+            expected = {"logits": model(**t, pixel_values=pv).logits.numpy()}
+            expected["generated"] = model.generate(**t, pixel_values=pv, max_new_tokens=6, do_sample=False,
+                                                   pad_token_id=PAD, eos_token_id=2).numpy()
+        enc = proc(images=_images(), text=PROMPTS, padding=True, return_tensors="np")
+        expected.update({f"proc_{k}": np.asarray(v) for k, v in enc.items()})
+        rendered = proc.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=False)
+        (tmp / "chat.json").write_text(json.dumps(rendered))
+        np.savez(tmp / "expected.npz", **expected)
+
+    import transformers
+
+    folder = cached_folder(_key(f"llava-{kind}", open(__file__).read(), transformers.__version__), build)
+    return folder / "model", dict(np.load(folder / "expected.npz")), json.loads((folder / "chat.json").read_text())
+
+
+KINDS = ["llava", "llava_siglip", "vipllava"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_logits_and_greedy_generate_equal_transformers(kind):
+    import keras_models as km
+
+    folder, expected, _ = reference(kind)
+    model = km.ImageTextToText.from_preset(folder)
+    text, pixels = _inputs(kind)
+    inputs = {**{k: v.astype("int32") for k, v in text.items()}, "pixel_values": pixels}
+    assert_close(model(inputs), expected["logits"], mask=text["attention_mask"], what=f"{kind} logits")
+    if kind == "llava_siglip":  # tied head: no lm_head variable, the token table is the head
+        assert model.lm_head is None
+    out = model.generate(inputs, max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=2)
+    np.testing.assert_array_equal(out, expected["generated"])
