@@ -7,6 +7,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# hermetic runs: no persistent JAX executables in the user's ~/.cache (tests/test_jax_cache.py covers it)
+os.environ.setdefault("KERAS_MODELS_JAX_CACHE", "off")
 
 
 def pytest_report_header(config):

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from keras_models import compat
+from keras_models.backend_choice import configure_jax_compilation_cache
 from keras_models.generation.backend import fast_inference
 from keras_models.layers.init import build_symbolically, deferred_variables, discard_deferred, initialise_rest
 from keras_models.presets.config import load_hf_config
@@ -16,6 +17,8 @@ from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 
 logger = logging.getLogger("keras_models")
+
+configure_jax_compilation_cache()  # before any model compiles (no-op off jax)
 
 
 class Backbone(keras.Model):
