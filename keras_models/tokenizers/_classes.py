@@ -177,7 +177,13 @@ CLASSES: dict[str, dict] = {
     },
     # python-only in Transformers: characters over vocab.json, CTC decoding (keras_models/tokenizers/wav2vec2_ctc.py)
     "Wav2Vec2CTCTokenizer": {
-        "family": "wav2vec2_ctc", "inputs": _NO_TYPES,
+        "family": "wav2vec2_ctc", "inputs": _NO_TYPES, "tokenize_gives_pieces": True,  # unknown characters as written
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    },
+    # python-only in Transformers: space-separated phonemes over vocab.json, CTC decoding joined by spaces.
+    # Text -> phonemes (do_phonemize, the `phonemizer` package + espeak) is refused: only phoneme input
+    "Wav2Vec2PhonemeCTCTokenizer": {
+        "family": "wav2vec2_phoneme", "inputs": _NO_TYPES, "phonemize": True, "tokenize_gives_pieces": True,
         "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     },
     # Generic classes: the pipeline comes whole from tokenizer.json.
@@ -316,6 +322,10 @@ FAMILIES: dict[str | None, Family] = {
     ),
     "wav2vec2_ctc": Family(  # characters over vocab.json, CTC decoding
         loader="wav2vec2_ctc:ctc_backend", source="vocab.json", files=("vocab.json",), finish="wav2vec2_ctc:finish_ctc"
+    ),
+    "wav2vec2_phoneme": Family(  # phonemes over vocab.json, CTC decoding
+        loader="wav2vec2_ctc:phoneme_backend", source="vocab.json", files=("vocab.json",),
+        finish="wav2vec2_ctc:finish_ctc",
     ),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"

@@ -276,6 +276,13 @@ class Tokenizer(SpecialTokensMixin):
         need_offsets=True,
     ):
         """Rust encodings of a batch; ``need_offsets=False`` skips offset tracking (faster)."""
+        if _classes.class_info(self.class_name).get("phonemize"):  # Wav2Vec2Phoneme: phonemes in, or refused
+            from keras_models.errors import InputError
+            from keras_models.tokenizers.wav2vec2_ctc import phonemize_refusal
+
+            reason = phonemize_refusal(self.init_config)
+            if reason is not None:
+                raise InputError(reason)
         padding, truncation, max_length = self._resolve_lengths(padding, truncation, max_length, pad_to_multiple_of)
         if padding_side is not None and padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")

@@ -86,9 +86,70 @@ def ctc_backend(folder: Path, config: dict, class_name: str, info: dict) -> Rust
     return backend
 
 
+class PhonemeCtcDecoder(CtcDecoder):
+    """Transformers' Wav2Vec2PhonemeCTCTokenizer decoding: grouped, blank (pad) and word delimiter
+    dropped, the phonemes joined by spaces."""
+
+    def tokens_to_string(self, tokens) -> str:
+        grouped = [t for t, _ in itertools.groupby(tokens)]
+        kept = [t for t in grouped if t != self.pad and (self.delimiter is None or t != self.delimiter)]
+        return " ".join(kept).strip()
+
+
+def _read_vocab(folder: Path, class_name: str) -> dict:
+    path = folder / VOCAB_NAME
+    if not path.is_file():
+        raise TokenizerFileError(f"{folder} has no {VOCAB_NAME}: tokenizer class {class_name} reads it")
+    try:
+        vocab = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise TokenizerFileError(f"{path}: invalid JSON ({e})") from e
+    if not isinstance(vocab, dict) or not all(isinstance(v, int) for v in vocab.values()):
+        raise TokenizerFileError(f"{path}: expected a JSON object of phoneme -> id")
+    return vocab
+
+
+def phoneme_backend(folder: Path, config: dict, class_name: str, info: dict) -> RustTokenizer:
+    """Wav2Vec2PhonemeCTCTokenizer with ``do_phonemize=False``: the text is already phonemes, stripped
+    and split on spaces, each piece looked up whole in vocab.json (unknown -> unk). Encoding with
+    ``do_phonemize`` on is refused by the Tokenizer (Tokenizer.phonemize_refusal)."""
+    from tokenizers.models import WordLevel
+
+    vocab = _read_vocab(folder, class_name)
+    specials = info["specials"]
+    unk = _content(config.get("unk_token"), specials["unk_token"])
+    pad = _content(config.get("pad_token"), specials["pad_token"])
+    delimiter = config.get("word_delimiter_token")
+    phone_delimiter = config.get("phone_delimiter_token", " ")
+    if phone_delimiter != " ":
+        raise TokenizerFileError(
+            f"{folder / 'tokenizer_config.json'}: phone_delimiter_token={phone_delimiter!r} is not supported "
+            "(only ' ', the value every Wav2Vec2Phoneme checkpoint uses)"
+        )
+    backend = RustTokenizer(WordLevel(vocab=vocab, unk_token=unk if unk in vocab else None))
+    backend.normalizer = normalizers.Strip()
+    backend.pre_tokenizer = pre_tokenizers.Split(" ", behavior="removed")
+    config["_python_decoder"] = PhonemeCtcDecoder({i: t for t, i in vocab.items()}, unk, pad,
+                                                  None if delimiter is None else _content(delimiter, None), " ",
+                                                  False)
+    return backend
+
+
+def phonemize_refusal(config: dict) -> str | None:
+    """Why this Wav2Vec2PhonemeCTCTokenizer cannot encode text (None when it can)."""
+    if config.get("do_phonemize", True):
+        return (
+            "Wav2Vec2PhonemeCTCTokenizer with do_phonemize=True turns text into phonemes with the `phonemizer` "
+            "backend (phonemizer package + espeak), which keras_models does not support. Decoding works; to "
+            "encode text that is already phonemes, load with Tokenizer.from_preset(preset, do_phonemize=False)"
+        )
+    return None
+
+
 def finish_ctc(tok, folder):
     """No post-processor: the class adds no bos / eos around the ids."""
     tok._backend.post_processor = None
 
 
-__all__ = ["CtcDecoder", "ctc_backend", "finish_ctc", "VOCAB_NAME"]
+__all__ = ["CtcDecoder", "PhonemeCtcDecoder", "ctc_backend", "finish_ctc", "phoneme_backend", "phonemize_refusal",
+           "VOCAB_NAME"]

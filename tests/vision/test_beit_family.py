@@ -1,5 +1,6 @@
-"""BEiT and Data2Vec-Vision: relative position bias (per layer / shared), layer scale, absolute
-positions or not, mean pooling or [CLS]; native and interpolated resolutions."""
+"""BEiT, DiT and Data2Vec-Vision: relative position bias (per layer / shared / none), layer scale,
+absolute positions or not, mean pooling or [CLS], a mask token in the weights (DiT); native and
+interpolated resolutions."""
 
 import pytest
 
@@ -35,8 +36,19 @@ def _data2vec(cls):
     return getattr(transformers, cls)(cfg)
 
 
+def _dit(cls):
+    """DiT (microsoft/dit-*): BEiT with absolute positions, no relative bias, layer scale, mean pooling,
+    a mask token in the weights (use_mask_token, from its masked-image pre-training)."""
+    import transformers
+
+    cfg = transformers.BeitConfig(use_absolute_position_embeddings=True, use_relative_position_bias=False,
+                                  use_shared_relative_position_bias=False, layer_scale_init_value=0.1,
+                                  use_mean_pooling=True, use_mask_token=True, **COMMON)
+    return getattr(transformers, cls)(cfg)
+
+
 FAMILIES = {"beit": (_beit, "Beit"), "beit_shared_abs": (_beit_shared_abs, "Beit"),
-            "data2vec": (_data2vec, "Data2VecVision")}
+            "data2vec": (_data2vec, "Data2VecVision"), "dit": (_dit, "Beit")}
 
 
 @pytest.mark.parametrize("head", ["Model", "ForImageClassification"])

@@ -38,6 +38,7 @@ class Data2VecVisionSpec(BeitSpec):
 class BeitBackbone(ViTBackbone):
     spec_cls = BeitSpec
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
+    checkpoint_families = ("DiT",)  # checkpoint-only rows (docs/models.md)
     base_model_prefix = "beit"
     hf_architecture = "BeitModel"
     hf_ignore = ("*relative_position_index",)

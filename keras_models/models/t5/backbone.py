@@ -107,7 +107,7 @@ T5_SPECS = {"t5": T5Spec, "mt5": MT5Spec, "umt5": UMT5Spec}
 @register_backbone("t5", "mt5", "umt5")
 class T5Backbone(EncoderDecoderBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
-    checkpoint_families = ("FLAN-T5", "UL2", "FLAN-UL2", "ByT5", "MADLAD-400")  # checkpoint-only rows (docs/models.md)
+    checkpoint_families = ("FLAN-T5", "UL2", "FLAN-UL2", "ByT5", "MADLAD-400", "T5v1.1")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = ""
     hf_architecture = "T5Model"
     spec_cls = T5Spec  # mT5 / UMT5 read their own spec by model_type

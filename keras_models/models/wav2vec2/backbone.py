@@ -228,6 +228,7 @@ class SpeechEncoderLayer(keras.layers.Layer):
 class Wav2Vec2Backbone(SpecBackbone):
     spec_cls = Wav2Vec2Spec
     verified_backends = ("jax", "torch", "tensorflow")
+    checkpoint_families = ("XLS-R", "XLSR-Wav2Vec2", "Wav2Vec2Phoneme")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = "wav2vec2"
     hf_architecture = "Wav2Vec2Model"
     hf_known_unused = ("*masked_spec_embed", "*quantizer.*", "project_hid.*", "project_q.*")
