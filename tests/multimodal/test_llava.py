@@ -102,9 +102,9 @@ def _tokenizer(folder):
     tk.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
     tk.post_processor = tokenizers.processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     tok = T.PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                    unk_token="<unk>", extra_special_tokens={"image_token": "<image>"})
+                                    unk_token="<unk>", extra_special_tokens={"image_token": "<image>"},
+                                    padding_side="left")
     tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
-    tok.padding_side = "left"
     return tok
 
 
@@ -134,6 +134,7 @@ CHAT = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text":
 def reference(kind):
     def build(tmp):
         import torch
+        import transformers as T
 
         torch.manual_seed(0)
         model = randomize(_build(kind).eval())
@@ -142,6 +143,7 @@ def reference(kind):
         tok = _tokenizer(folder)
         proc = _processor(tok, kind)
         proc.save_pretrained(folder)
+        proc = T.AutoProcessor.from_pretrained(folder)  # what a user of the folder gets
         model = type(model).from_pretrained(folder).eval()  # buffers rebuilt as a user's load does
         text, pixels = _inputs(kind)
         t = {k: torch.tensor(v) for k, v in text.items()}
@@ -178,3 +180,52 @@ def test_logits_and_greedy_generate_equal_transformers(kind):
         assert model.lm_head is None
     out = model.generate(inputs, max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=2)
     np.testing.assert_array_equal(out, expected["generated"])
+
+
+def test_processor_equals_llava_processor():
+    """Placeholder expansion (CLS dropped for "default"), CLIP image processing, left padding,
+    the processor's chat template with image entries, and errors naming the input at fault."""
+    import keras_models as km
+    from keras_models.errors import InputError
+
+    folder, expected, chat = reference("llava")
+    model = km.ImageTextToText.from_preset(folder, load_weights=False)
+    proc = model.preprocessor
+    out = proc(text=PROMPTS, images=_images())
+    for k in ("input_ids", "attention_mask"):
+        np.testing.assert_array_equal(out[k], expected[f"proc_{k}"], err_msg=k)
+    np.testing.assert_allclose(out["pixel_values"], expected["proc_pixel_values"].transpose(0, 2, 3, 1), atol=1e-5)
+    assert (out["input_ids"] == IMAGE).sum(axis=1).tolist() == [16, 16]
+    assert proc.apply_chat_template(CHAT, add_generation_prompt=True) == chat
+    with pytest.raises(InputError, match="placeholder.*images has 1"):
+        proc(text=PROMPTS, images=_images()[:1])
+    with pytest.raises(InputError, match=r"images\[0\] has shape"):
+        proc(text=PROMPTS[:1], images=[np.zeros((2, 16, 16, 3), "uint8")])
+    with pytest.raises(InputError, match="input_ids hold 16 image tokens.*pixel_values has 2"):
+        model.generate({"input_ids": out["input_ids"][:1], "attention_mask": out["attention_mask"][:1],
+                        "pixel_values": out["pixel_values"]}, max_new_tokens=1)
+
+
+def test_save_to_preset_reloads_in_transformers(tmp_path):
+    """Tied head, SigLIP tower, feature-layer list: the saved folder loads in Transformers with
+    equal logits, and here again (processor included)."""
+    import torch
+    import transformers as T
+
+    import keras_models as km
+
+    folder, expected, _ = reference("llava_siglip")
+    model = km.ImageTextToText.from_preset(folder)
+    model.save_to_preset(tmp_path / "saved")
+    text, pixels = _inputs("llava_siglip")
+    hf_model = T.LlavaForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
+    with torch.no_grad():
+        logits = hf_model(**{k: torch.tensor(v) for k, v in text.items()},
+                          pixel_values=torch.tensor(pixels.transpose(0, 3, 1, 2))).logits.numpy()
+    mask = text["attention_mask"]
+    assert_close(logits, expected["logits"], mask=mask, what="transformers reload")
+    again = km.ImageTextToText.from_preset(tmp_path / "saved")
+    assert again.backbone.spec == model.backbone.spec
+    inputs = {**{k: v.astype("int32") for k, v in text.items()}, "pixel_values": pixels}
+    assert_close(again(inputs), expected["logits"], mask=mask, what="reload")
+    assert again.preprocessor.tokens_per_image(16, 16) == 16  # SigLIP: no class token, strategy "full"
