@@ -51,10 +51,14 @@ def _key(name, *parts):
 def _outputs_to_numpy(out):
     """Pick the comparable tensors of a Transformers ModelOutput."""
     result = {}
-    for k in ("logits", "start_logits", "end_logits", "last_hidden_state", "encoder_last_hidden_state"):
+    for k in ("logits", "start_logits", "end_logits", "last_hidden_state", "encoder_last_hidden_state",
+              "pooler_output", "relevance_logits"):
         v = getattr(out, k, None) if not isinstance(out, dict) else out.get(k)
         if v is not None:
             result[k] = v.detach().float().numpy()
+    hidden = getattr(out, "hidden_states", None) if not isinstance(out, dict) else out.get("hidden_states")
+    if "last_hidden_state" not in result and hidden is not None:  # (DPR: output_hidden_states=True)
+        result["last_hidden_state"] = hidden[-1].detach().float().numpy()
     return result
 
 

@@ -96,6 +96,9 @@ def check_inputs(model, x, where="predict"):
         for key in ID_KEYS:
             if key in x:
                 check_token_ids(model, x[key], key, where)
+        hook = getattr(getattr(model, "backbone", model), "check_host_inputs", None)
+        if hook is not None:  # a family's own inputs (LayoutLM's bbox)
+            hook(x, where)
 
 
 def fit_preprocessor_to_model(model):

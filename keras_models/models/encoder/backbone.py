@@ -271,6 +271,7 @@ class EncoderBackbone(SpecBackbone):
             if layer is not None:
                 ids = inputs.get(key)
                 x = x + layer(ops.zeros_like(input_ids) if ids is None else ids)
+        x = self.extra_embeddings(x, inputs)
         if self.embeddings_norm_layer is not None:
             x = self.embeddings_norm_layer(x)
         if self.mask_padded_embeddings and mask is not None:
@@ -278,6 +279,11 @@ class EncoderBackbone(SpecBackbone):
         x = self.embeddings_dropout(x, training=training)
         if self.embeddings_project is not None:
             x = self.embeddings_project(x)
+        return x
+
+    def extra_embeddings(self, x, inputs):
+        """Hook: embeddings of a family's other inputs added before the embedding LayerNorm
+        (LayoutLM's 2D box positions); the default adds nothing."""
         return x
 
     def drop_mask_tokens(self, x, input_ids, mask):

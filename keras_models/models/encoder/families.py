@@ -2,13 +2,18 @@
 
 from keras_models.models.encoder import (
     albert,
+    bert_generation,
     bert_like,
     convbert,
     deberta,
     deberta_v1,
     distilbert,
+    dpr,
     electra,
     esm,
+    fnet,
+    ibert,
+    layoutlm,
     luke,
     mobilebert,
     mpnet,
@@ -21,6 +26,7 @@ from keras_models.models.encoder import (
 from keras_models.models.encoder.backbone import EncoderBackbone
 
 _MODULES = (roberta_like, bert_like, electra, albert, distilbert, roformer, esm, mpnet, deberta,
-            deberta_v1, xmod, splinter, luke, convbert, xlm, mobilebert)
+            deberta_v1, xmod, splinter, luke, convbert, xlm, mobilebert, dpr, layoutlm, fnet,
+            ibert, bert_generation)
 __all__ = ["EncoderBackbone"] + [n for m in _MODULES for n in m.__all__]
 globals().update({n: getattr(m, n) for m in _MODULES for n in m.__all__})
