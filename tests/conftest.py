@@ -34,12 +34,14 @@ def _quiet_logs():
 #  * tests/tokenizers/: pure numpy / Rust tokenizers;
 #  * tests/cli/: subprocesses of the CLI (argument handling, output formats); the one test that
 #    runs a model through ``--backend`` is marked all_backends;
+#  * tests/video/test_video_processor.py: numpy + Pillow video preprocessing;
 #  * tests/docs/: the docs' examples as a user runs them (the models' numerics are checked on
 #    every backend by the parity tests);
 #  * file-level safety of presets (journaled saves, refused tensors, shard paths) and the spec's
 #    config.json handling.
 BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/presets/test_save_safety.py",
-                       "tests/presets/test_checkpoint_safety.py", "tests/test_spec.py")
+                       "tests/presets/test_checkpoint_safety.py", "tests/test_spec.py",
+                       "tests/video/test_video_processor.py")
 
 
 def pytest_collection_modifyitems(config, items):

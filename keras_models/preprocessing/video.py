@@ -110,6 +110,7 @@ class VideoProcessor:
         return c
 
     def save_pretrained(self, folder):
+        Path(folder).mkdir(parents=True, exist_ok=True)
         Path(folder, CONFIG_NAMES[0]).write_text(json.dumps(self.get_config(), indent=2, sort_keys=True) + "\n")
 
     # --- processing ---------------------------------------------------------------------------
