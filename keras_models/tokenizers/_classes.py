@@ -115,6 +115,17 @@ CLASSES: dict[str, dict] = {
         "padding_side": "left",
         "specials": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
     },
+    # Llama's pipeline plus infilling: ``tok(prefix, suffix=...)`` or a text holding fill_token gives
+    # <PRE> prefix <SUF> suffix <MID> (see Tokenizer._infill); the four infilling pieces are extra specials
+    "CodeLlamaTokenizer": {
+        "family": "llama",
+        "inputs": _NO_TYPES,
+        "padding_side": "left",
+        "specials": {"unk_token": "<unk>", "bos_token": "<s>", "eos_token": "</s>"},
+        "named_specials": {"prefix_token": "▁<PRE>", "middle_token": "▁<MID>", "suffix_token": "▁<SUF>",
+                           "eot_token": "▁<EOT>", "fill_token": "<FILL_ME>"},
+        "infill": True,
+    },
     "GemmaTokenizer": {
         "family": "gemma",
         "inputs": _NO_TYPES,
@@ -140,6 +151,17 @@ CLASSES: dict[str, dict] = {
                      "unk_token": "<unk>"},
     },
     "PLBartTokenizer": {"family": "plbart", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    # mBART-50: the language code first, </s> last (translation.finish_mbart50); <mask> strips the space before it
+    "MBart50Tokenizer": {
+        "family": "mbart50", "inputs": _NO_TYPES,
+        "specials": {"eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
+                     "pad_token": "<pad>", "mask_token": {"content": "<mask>", "lstrip": True, "special": True}},
+    },
+    # BARThez (French BART): its own SentencePiece pieces and normalizer
+    "BarthezTokenizer": {
+        "family": "barthez", "inputs": _NO_TYPES,
+        "specials": {**_ROBERTA_SPECIALS, "mask_token": {"content": "<mask>", "lstrip": True, "special": True}},
+    },
     # python-only in Transformers: lower-cased words cut into "@@" BPE pieces (vocab.json + merges.txt)
     "BlenderbotSmallTokenizer": {
         "family": "blenderbot_small",
@@ -327,6 +349,10 @@ FAMILIES: dict[str | None, Family] = {
         loader="wav2vec2_ctc:phoneme_backend", source="vocab.json", files=("vocab.json",),
         finish="wav2vec2_ctc:finish_ctc",
     ),
+    "mbart50": Family(pipeline="pipelines:mbart50", spm="spm_convert:_mbart50", finish="translation:finish_mbart50"),
+    # BARThez: tokenizer.json's own post-processor (<s> A </s>); Transformers 5 sets none when it converts a
+    # lone sentencepiece.bpe.model, so no <s> / </s> are added then either
+    "barthez": Family(pipeline="pipelines:barthez", spm="spm_convert:_barthez"),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
     ),

@@ -224,6 +224,30 @@ def gemma(backend, config: dict, charsmap: bytes | None = None):
     backend.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
 
 
+def mbart50(backend, config: dict, charsmap: bytes | None = None):
+    """MBart50Tokenizer: the model's character map, trailing spaces stripped, runs of spaces made one."""
+    steps = [normalizers.Precompiled(charsmap)] if charsmap else []
+    steps += [normalizers.Strip(left=False, right=True), normalizers.Replace(Regex(r" {2,}"), " ")]
+    backend.normalizer = normalizers.Sequence(steps)
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+
+
+def barthez(backend, config: dict, charsmap: bytes | None = None):
+    """BarthezTokenizer: with the model's character map, trailing spaces stripped and runs of spaces
+    made one "▁"; without one, whitespace runs made one space, NFC, trailing spaces stripped."""
+    if charsmap:
+        steps = [normalizers.Precompiled(charsmap), normalizers.Strip(left=False, right=True),
+                 normalizers.Replace(Regex(r" {2,}"), "▁")]
+    else:
+        steps = [normalizers.Replace(Regex(r"\s{2,}|[\n\r\t]"), " "), normalizers.NFC(),
+                 normalizers.Strip(left=False, right=True)]
+    backend.normalizer = normalizers.Sequence(steps)
+    scheme = "always" if _add_prefix_space(config, True) else "never"
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme=scheme)
+    backend.decoder = decoders.Metaspace(replacement="▁", prepend_scheme=scheme)
+
+
 def apply_family_pipeline(backend, family: str, config: dict, charsmap: bytes | None = None) -> bool:
     """Set the stages of ``family`` on ``backend``; False when the family is not one we rebuild."""
     spec = _classes.FAMILIES.get(family)

@@ -99,6 +99,29 @@ def _xlm_roberta(model, config):
     return backend
 
 
+def _mbart50(model, config):
+    """fairseq numbering (<s> <pad> </s> <unk>, then the pieces after the model's first three), the 52
+    language codes, <mask> last."""
+    from keras_models.tokenizers.translation import MBART50_LANGUAGE_CODES
+
+    names = {k: token_content(config.get(k)) for k in ("cls_token", "pad_token", "eos_token", "unk_token", "mask_token")}
+    defaults = {"cls_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>", "mask_token": "<mask>"}
+    names = {k: v or defaults[k] for k, v in names.items()}
+    vocab = [(names[k], 0.0) for k in ("cls_token", "pad_token", "eos_token", "unk_token")]
+    vocab += [(p.piece, p.score) for p in model.pieces[3:]]
+    vocab += [(code, 0.0) for code in MBART50_LANGUAGE_CODES] + [(names["mask_token"], 0.0)]
+    backend = RustTokenizer(Unigram(vocab, unk_id=3, byte_fallback=False))
+    apply_family_pipeline(backend, "mbart50", config, model.normalizer_spec.precompiled_charsmap)
+    return backend
+
+
+def _barthez(model, config):
+    """The model's own pieces and ids (unknown id 3, as BARThez's fairseq-trained model numbers it)."""
+    backend = RustTokenizer(Unigram([(p.piece, p.score) for p in model.pieces], unk_id=3, byte_fallback=False))
+    apply_family_pipeline(backend, "barthez", config, model.normalizer_spec.precompiled_charsmap)
+    return backend
+
+
 def _llama(model, config):
     vocab = {}
     for i, p in enumerate(model.pieces):

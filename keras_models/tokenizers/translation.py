@@ -209,6 +209,47 @@ def finish_m2m100(tok, folder: Path):
     tok.source_files = {name: folder / name for name in M2M100_FILES}
 
 
+# mBART-50's language codes, in the order its vocabulary appends them
+MBART50_LANGUAGE_CODES = (
+    "ar_AR cs_CZ de_DE en_XX es_XX et_EE fi_FI fr_XX gu_IN hi_IN it_IT ja_XX kk_KZ ko_KR lt_LT lv_LV my_MM ne_NP "
+    "nl_XX ro_RO ru_RU si_LK tr_TR vi_VN zh_CN af_ZA az_AZ bn_IN fa_IR he_IL hr_HR id_ID ka_GE km_KH mk_MK ml_IN "
+    "mn_MN mr_IN pl_PL ps_AF pt_XX sv_SE sw_KE ta_IN te_IN th_TH tl_XX uk_UA ur_PK xh_ZA gl_ES sl_SI"
+).split()
+
+
+def finish_mbart50(tok, folder: Path):
+    """MBart50Tokenizer: ``src_lang A </s>`` (pairs ``src_lang A B </s>``); targets (``text_target=``) the
+    same with ``tgt_lang`` (``src_lang`` when it is None); the language codes are extra special tokens."""
+    from tokenizers import Tokenizer as Rust
+
+    config = tok.init_config
+
+    def code(key, default):
+        lang = config.get(key) or default
+        if tok.backend_tokenizer.token_to_id(lang) is None:
+            raise ValueError(f"{key}={lang!r} is not one of mBART-50's language codes {MBART50_LANGUAGE_CODES}")
+        return lang
+
+    missing = [c for c in MBART50_LANGUAGE_CODES if c not in tok.extra_special_tokens]
+    if missing:  # Transformers' class lists them all among its extra special tokens
+        tok.add_special_tokens({"extra_special_tokens": missing}, replace_extra_special_tokens=False)
+    src = code("src_lang", "en_XX")
+    tgt = code("tgt_lang", src)
+    tok.backend_tokenizer.post_processor = mbart50_processor(tok, src)
+    target = type(tok)(Rust.from_str(tok.backend_tokenizer.to_str()), dict(config), class_name=tok.class_name)
+    target.backend_tokenizer.post_processor = mbart50_processor(target, tgt)
+    tok.target_tokenizer = target
+
+
+def mbart50_processor(tok, lang_token: str):
+    """``xx_XX A </s>`` and ``xx_XX A B </s>``."""
+    eos = tok.eos_token
+    return processors.TemplateProcessing(
+        single=[lang_token, "$A", eos], pair=[lang_token, "$A", "$B", eos],
+        special_tokens=[(lang_token, tok.backend_tokenizer.token_to_id(lang_token)), (eos, tok.eos_token_id)],
+    )
+
+
 PLBART_FILE = "sentencepiece.bpe.model"
 PLBART_LANGUAGE_CODES = {
     "base": ["__java__", "__python__", "__en_XX__"],

@@ -4,6 +4,10 @@ from the files their hub repositories hold, with ids and decoding equal to Trans
 * Llama2: LlamaTokenizer(Fast) over tokenizer.model (+ the tokenizer.json older Transformers wrote,
   legacy Prepend/Replace normalizer), Llama-2's tokenizer_config.json (legacy false, no pad token,
   right padding). Model: the Llama parity cases (GQA, as the 70B) in tests/models/test_decoders.py.
+* CodeLlama: CodeLlamaTokenizer(Fast), Llama's pipeline with the infilling pieces (▁<PRE> ▁<MID> ▁<SUF>
+  ▁<EOT>, pieces of its tokenizer.model) and <FILL_ME> as named special tokens; infilling prompts from
+  ``suffix=`` (``suffix_first``) or a text holding <FILL_ME>, as the fast tokenizer builds them. Model:
+  Llama parity (rope_theta is a config value the llama_gqa case varies).
 * DialoGPT / Megatron-GPT2: GPT-2 byte-level BPE vocab.json + merges.txt named only by config.json's
   model_type gpt2 (Megatron-GPT2 after Transformers' conversion script); DialoGPT's turns joined by
   <|endoftext|>. Model: the gpt2 parity case (gelu_new, n_inner) in tests/models/test_decoders.py.
@@ -51,6 +55,33 @@ def _llama2(with_json):
     return build
 
 
+INFILL = ["▁<PRE>", "▁<MID>", "▁<SUF>", "▁<EOT>"]
+
+
+def _codellama(out: Path):
+    """codellama/CodeLlama-*-hf's files: tokenizer.model holding the infilling pieces, their names in
+    tokenizer_config.json, the four listed in special_tokens_map.json."""
+    from tok_refs import _train_spm
+
+    _train_spm(out / "tokenizer.model", vocab_size=500, model_type="bpe", unk_id=0, bos_id=1, eos_id=2,
+               byte_fallback=True, character_coverage=0.98, user_defined_symbols=INFILL)
+    _write_json(out / "tokenizer_config.json", {
+        "add_bos_token": True, "add_eos_token": False, "bos_token": _added("<s>"), "eos_token": _added("</s>"),
+        "unk_token": _added("<unk>"), "clean_up_tokenization_spaces": False, "legacy": None, "pad_token": None,
+        "prefix_token": "▁<PRE>", "middle_token": "▁<MID>", "suffix_token": "▁<SUF>", "eot_token": "▁<EOT>",
+        "fill_token": "<FILL_ME>", "tokenizer_class": "CodeLlamaTokenizer", "use_default_system_prompt": False})
+    _write_json(out / "special_tokens_map.json", {"additional_special_tokens": INFILL, "bos_token": "<s>",
+                                                  "eos_token": "</s>", "unk_token": "<unk>"})
+    _write_json(out / "config.json", {"model_type": "llama", "rope_theta": 1000000.0})
+
+
+def _codellama_json(out: Path):
+    """What Transformers writes for it (tokenizer.json + tokenizer_config.json)."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(str(_ref_dir("codellama_spm"))).save_pretrained(str(out))
+
+
 def _gpt2_vocab(config=None):
     """GPT-2 vocab.json + merges.txt; config.json names gpt2 (DialoGPT also has tokenizer_config.json)."""
 
@@ -81,11 +112,25 @@ BUILDERS = {
     "dialogpt_vocab": _gpt2_vocab({"model_max_length": 1024}),
     "megatron_gpt2_vocab": _gpt2_vocab(),
     "t5v1_1_spm": _t5v11,
+    "codellama_spm": _codellama,
+    "codellama_json": _codellama_json,
 }
 _ref_dir, hf_tok, our_tok = reference_accessors(BUILDERS)
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+def _fresh_with_pad(name):
+    """New (uncached) tokenizers of the folder, both given eos as their pad token."""
+    from transformers import AutoTokenizer
+
+    from keras_models.tokenizers import Tokenizer
+
+    folder = str(_ref_dir(name))
+    hf, ours = AutoTokenizer.from_pretrained(folder), Tokenizer.from_preset(folder)
+    hf.pad_token = ours.pad_token = hf.eos_token
+    return hf, ours
+
+
+@pytest.mark.parametrize("name", sorted(set(BUILDERS) - {"codellama_spm"}))  # that one: test_codellama_infilling
 def test_texts_pairs_padding_and_specials(name):
     hf, ours = hf_tok(name), our_tok(name)
     assert_same_vocab_and_specials(hf, ours)
@@ -93,7 +138,7 @@ def test_texts_pairs_padding_and_specials(name):
     assert sorted(ours.all_special_ids) == sorted(hf.all_special_ids)
     assert_same_texts(hf, ours, CORPUS + EXTRA, name)
     if hf.pad_token is None:  # Llama-2 and GPT-2 ship no pad token: users set one, as with Transformers
-        hf.pad_token = ours.pad_token = hf.eos_token
+        hf, ours = _fresh_with_pad(name)
     for side in ("right", "left"):
         assert_same_padded(hf, ours, name, [p[0] for p in PAIRS], [p[1] for p in PAIRS], side=side)
 
@@ -117,3 +162,32 @@ def test_t5v11_sentinels():
                 return_tensors=None) == dict(hf(text, text_target="<extra_id_0> cute dog <extra_id_1> the <extra_id_2>"))
     assert ours.convert_tokens_to_ids("<extra_id_99>") == hf.convert_tokens_to_ids("<extra_id_99>")
     assert json.loads((_ref_dir("t5v1_1_spm") / "config.json").read_text())["feed_forward_proj"] == "gated-gelu"
+
+
+@pytest.mark.parametrize("name", ["codellama_spm", "codellama_json"])
+def test_codellama_infilling(name):
+    """Infilling prompts equal Transformers' (a fresh Transformers tokenizer per call: its infilling call
+    leaves another normalizer in place afterwards)."""
+    from transformers import AutoTokenizer
+
+    folder = str(_ref_dir(name))
+    assert our_tok(name).special_tokens_map == hf_tok(name).special_tokens_map
+    _, ours = _fresh_with_pad(name)
+    cases = [(("def f(x):\n    <FILL_ME>\n    return y",), {}),
+             (("def f(x):\n    ",), {"suffix": "\n    return y"}),
+             (("  two  spaces ",), {"suffix": " tail  ", "padding": "max_length", "max_length": 40}),
+             (("pre",), {"suffix": "suf", "suffix_first": True}),
+             (("pre",), {"suffix": "suf", "add_special_tokens": False})]
+    for args, kw in cases:
+        hf = AutoTokenizer.from_pretrained(folder)
+        hf.pad_token = hf.eos_token
+        ref = hf(*args, **kw)
+        assert ours(*args, return_tensors=None, **kw) == dict(ref), (args, kw)
+        ids = ref["input_ids"]
+        assert ours.decode(ids) == hf_tok(name).decode(ids)
+        assert ours.decode(ids, skip_special_tokens=True) == hf_tok(name).decode(ids, skip_special_tokens=True)
+    assert ours("no fill here", suffix="", return_tensors=None) == ours("no fill here", return_tensors=None)
+    with pytest.raises(ValueError, match="fill_token"):
+        ours("a <FILL_ME> b <FILL_ME> c")
+    with pytest.raises(TypeError, match="infilling"):
+        our_tok("llama2_spm")("a", suffix="b")

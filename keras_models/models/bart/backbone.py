@@ -65,7 +65,7 @@ class SinusoidalPositions(keras.initializers.Initializer):
 @register_backbone(*FAMILIES)
 class BartBackbone(EncoderDecoderBackbone):
     verified_backends = ("jax", "torch", "tensorflow")  # parity tests pass on all three
-    checkpoint_families = ("BARTpho", "NLLB", "TAPEX")  # checkpoint-only rows (docs/models.md)
+    checkpoint_families = ("BARTpho", "NLLB", "TAPEX", "mBART-50", "BARThez")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = "model"
     hf_architecture = "BartModel"
     spec_cls = BartSpec  # reads each family's spec by model_type (families.py)

@@ -193,7 +193,7 @@ class TableBackbone(DecoderBackbone):
 @register_backbone("llama")
 class LlamaBackbone(TableBackbone):
     spec_cls = LlamaSpec
-    checkpoint_families = ("Llama2",)  # checkpoint-only rows (docs/models.md)
+    checkpoint_families = ("Llama2", "CodeLlama")  # checkpoint-only rows (docs/models.md)
     hf_architecture = "LlamaModel"
 
 
