@@ -91,19 +91,17 @@ class ImageTextProcessor:
         n = (height // self.patch_size) * (width // self.patch_size) + self.num_additional_image_tokens
         return n - 1 if self.vision_feature_select_strategy == "default" else n
 
-    def __call__(self, text=None, images=None, padding=True, **tokenizer_kwargs):
-        if text is None and images is None:
-            raise InputError("ImageTextProcessor: give text, images or both")
+    def _expand(self, text, images):
+        """(texts with each placeholder expanded, {"pixel_values"} or {})."""
         out = {}
         count = None
         if images is not None:
             if self.image_processor is None:
                 raise PresetError("this model has no preprocessor_config.json: images need an image processor")
-            images = _image_list(images)
-            out.update(self.image_processor(images))
+            out.update(self.image_processor(_image_list(images)))
             count = out["pixel_values"].shape[0]
         if text is None:
-            return out
+            return None, out
         texts = [text] if isinstance(text, str) else list(text)
         if not all(isinstance(t, str) for t in texts):
             raise InputError("ImageTextProcessor: text must be a string or a list of strings")
@@ -115,10 +113,48 @@ class ImageTextProcessor:
             h, w = out["pixel_values"].shape[1:3]
             expanded = self.image_token * self.tokens_per_image(h, w)
             texts = [t.replace(self.image_token, expanded) for t in texts]
+        return texts, out
+
+    def _need_tokenizer(self):
         if self.tokenizer is None:
             raise PresetError("this model has no tokenizer files: text needs one")
-        out.update(self.tokenizer(texts, padding=padding, **tokenizer_kwargs))
+        return self.tokenizer
+
+    def __call__(self, text=None, images=None, padding=True, **tokenizer_kwargs):
+        if text is None and images is None:
+            raise InputError("ImageTextProcessor: give text, images or both")
+        texts, out = self._expand(text, images)
+        if texts is not None:
+            out.update(self._need_tokenizer()(texts, padding=padding, **tokenizer_kwargs))
         return out
+
+    def training_batch(self, images, prompts, responses, add_eos=True):
+        """(x, y) for ``fit``: x the model's inputs for prompt + response (right-padded), y the
+        next-token labels, -100 wherever the next token is part of the prompt (image tokens
+        included) or padding, so only the responses are learned."""
+        if isinstance(prompts, str):
+            prompts, responses = [prompts], [responses]
+        if len(prompts) != len(responses):
+            raise InputError(f"training_batch: {len(prompts)} prompts but {len(responses)} responses")
+        texts, out = self._expand(prompts, images)
+        tok = self._need_tokenizer()
+        heads = tok(texts, return_tensors=None, return_attention_mask=False)["input_ids"]
+        tails = tok(list(responses), add_special_tokens=False, return_tensors=None,
+                    return_attention_mask=False)["input_ids"]
+        eos = [int(tok.eos_token_id)] if add_eos and tok.eos_token_id is not None else []
+        rows = [list(h) + list(t) + eos for h, t in zip(heads, tails)]
+        width = max(len(r) for r in rows)
+        pad = int(tok.pad_token_id) if tok.pad_token_id is not None else 0
+        ids = np.full((len(rows), width), pad, "int32")
+        mask = np.zeros((len(rows), width), "int32")
+        labels = np.full((len(rows), width), -100, "int32")
+        for i, (row, head) in enumerate(zip(rows, heads)):
+            ids[i, :len(row)] = row
+            mask[i, :len(row)] = 1
+            learn = slice(len(head) - 1, len(row) - 1)  # positions whose next token is a response token
+            labels[i, learn] = row[len(head):]
+        out.update(input_ids=ids, attention_mask=mask)
+        return out, labels
 
     def apply_chat_template(self, conversation, chat_template=None, add_generation_prompt=False, tokenize=False,
                             images=None, **kwargs):

@@ -229,3 +229,33 @@ def test_save_to_preset_reloads_in_transformers(tmp_path):
     inputs = {**{k: v.astype("int32") for k, v in text.items()}, "pixel_values": pixels}
     assert_close(again(inputs), expected["logits"], mask=mask, what="reload")
     assert again.preprocessor.tokens_per_image(16, 16) == 16  # SigLIP: no class token, strategy "full"
+
+
+def test_fit_on_image_prompt_response_learns_only_the_response():
+    """training_batch masks prompt and image tokens (-100): the first loss equals Transformers'
+    loss with those labels, and a few fit steps lower it (one compile)."""
+    import keras
+    import torch
+    import transformers as T
+
+    import keras_models as km
+
+    folder, _, _ = reference("llava")
+    model = km.ImageTextToText.from_preset(folder)
+    x, y = model.preprocessor.training_batch(_images(), PROMPTS, ["a cat", "a dog describe it"])
+    resp = [len(model.preprocessor.tokenizer(r, add_special_tokens=False)["input_ids"][0]) + 1
+            for r in ("a cat", "a dog describe it")]
+    assert ((y != -100).sum(axis=1)).tolist() == resp  # the response and its eos, nothing else
+    assert not (y[x["input_ids"] == IMAGE] != -100).any()
+    hf_labels = np.where(np.pad(y, ((0, 0), (1, 0)), constant_values=-100)[:, :-1] != -100, x["input_ids"], -100)
+    hf_model = T.LlavaForConditionalGeneration.from_pretrained(folder).eval()
+    with torch.no_grad():
+        hf_loss = float(hf_model(input_ids=torch.tensor(x["input_ids"]).long(),
+                                 attention_mask=torch.tensor(x["attention_mask"]).long(),
+                                 pixel_values=torch.tensor(x["pixel_values"].transpose(0, 3, 1, 2)),
+                                 labels=torch.tensor(hf_labels).long()).loss)
+    ours = float(keras.ops.convert_to_numpy(model.default_loss()(y, model(x))))
+    assert abs(ours - hf_loss) < 1e-4, (ours, hf_loss)
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=model.default_loss())
+    losses = model.fit(x, y, epochs=4, batch_size=2, verbose=0).history["loss"]
+    assert losses[-1] < losses[0] - 0.1, losses

@@ -113,6 +113,12 @@ class LlavaLikeBackbone(SpecBackbone):
                                   "states (embeddings + one per layer)")
         self.drop_cls = s.vision_feature_select_strategy == "default"
         v = self.vision_tower
+        # what no feature layer reads (later blocks, the final norm, SigLIP's head) gets no
+        # gradient: frozen, so that training does not warn about it
+        used = max(i % n_states for i in self.feature_layers)
+        for layer in [*v.blocks[used:], v.post_norm, v.head]:
+            if layer is not None:
+                layer.trainable = False
         self.tokens_per_image = v.grid * v.grid + v.num_prefix_tokens - int(self.drop_cls)
         common = dict(dtype=self.dtype_policy)
         bias = s.multimodal_projector_bias
