@@ -208,6 +208,9 @@ CLASSES: dict[str, dict] = {
         "family": "wav2vec2_phoneme", "inputs": _NO_TYPES, "phonemize": True, "tokenize_gives_pieces": True,
         "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     },
+    # python-only in Transformers: BERT's basic tokenizer + WordPiece or characters over vocab.txt; the
+    # MeCab / Sudachi / Juman++ word tokenizers are refused (keras_models/tokenizers/bert_japanese.py)
+    "BertJapaneseTokenizer": {"family": "bert_japanese", "inputs": _NO_TYPES, "specials": _BERT_SPECIALS},
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -353,6 +356,10 @@ FAMILIES: dict[str | None, Family] = {
     # BARThez: tokenizer.json's own post-processor (<s> A </s>); Transformers 5 sets none when it converts a
     # lone sentencepiece.bpe.model, so no <s> / </s> are added then either
     "barthez": Family(pipeline="pipelines:barthez", spm="spm_convert:_barthez"),
+    "bert_japanese": Family(
+        post_processor="builders:cls_sep_processor", loader="bert_japanese:bert_japanese_backend", source="vocab.txt",
+        files=("vocab.txt",),
+    ),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
     ),

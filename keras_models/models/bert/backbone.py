@@ -23,4 +23,4 @@ class BertBackbone(EncoderBackbone):
     hf_architecture = "BertModel"
     hf_model_type = "bert"
     verified_backends = ("jax", "torch", "tensorflow")
-    checkpoint_families = ("HerBERT", "BORT")
+    checkpoint_families = ("HerBERT", "BORT", "BertJapanese")
