@@ -229,6 +229,35 @@ def test_save_to_preset_reloads_in_transformers(tmp_path):
     inputs = {**{k: v.astype("int32") for k, v in text.items()}, "pixel_values": pixels}
     assert_close(again(inputs), expected["logits"], mask=mask, what="reload")
     assert again.preprocessor.tokens_per_image(16, 16) == 16  # SigLIP: no class token, strategy "full"
+    # the layout Transformers 4.52-4.57 saved (its in-memory names, towers with vision_model.) loads too
+    from safetensors.numpy import load_file, save_file
+
+    renames = (("vision_tower.", "model.vision_tower.vision_model."), ("language_model.model.", "model.language_model."),
+               ("multi_modal_projector.", "model.multi_modal_projector."))
+    tensors = load_file(tmp_path / "saved" / "model.safetensors")
+    moved = {next((new + k[len(old):] for old, new in renames if k.startswith(old)), k): v for k, v in tensors.items()}
+    assert set(moved) != set(tensors)
+    save_file(moved, tmp_path / "saved" / "model.safetensors", metadata={"format": "pt"})
+    legacy = km.ImageTextToText.from_preset(tmp_path / "saved")
+    assert_close(legacy(inputs), expected["logits"], mask=mask, what="4.5x layout")
+
+
+def test_config_keys_and_errors(tmp_path):
+    """image_token_id (the other spelling), vision_feature_layers (VipLlava's), bad values named."""
+    from keras_models.errors import ConfigError
+    from keras_models.models.llava import LlavaSpec, VipLlavaSpec
+
+    folder, _, _ = reference("llava")
+    config = json.loads((folder / "config.json").read_text())
+    alt = dict(config, image_token_id=7)
+    alt.pop("image_token_index")
+    assert LlavaSpec.from_hf(alt).image_token_index == 7
+    vip = dict(config, model_type="vipllava", vision_feature_layers=[-1, 2])
+    vip.pop("vision_feature_layer")
+    assert VipLlavaSpec.from_hf(vip).vision_feature_layer == (-1, 2)
+    for key, bad in (("vision_feature_select_strategy", "cls"), ("vision_feature_layer", "last")):
+        with pytest.raises(ConfigError, match=key):
+            LlavaSpec.from_hf(dict(config, **{key: bad}))
 
 
 def test_fit_on_image_prompt_response_learns_only_the_response():
