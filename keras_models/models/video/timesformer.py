@@ -122,7 +122,7 @@ class TimesformerBackbone(VideoBackbone):
     spec_cls = TimesformerSpec
     base_model_prefix = "timesformer"
     hf_architecture = "TimesformerModel"
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/video/test_video_models.py
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

@@ -49,7 +49,7 @@ class VideoMAEBackbone(VideoBackbone):
     hf_architecture = "VideoMAEModel"
     # the pre-training model's decoder side (VideoMAEForPreTraining) is not built
     hf_known_unused = ("decoder.*", "encoder_to_decoder.*", "mask_token")
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/video/test_video_models.py
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

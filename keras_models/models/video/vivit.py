@@ -52,7 +52,7 @@ class VivitBackbone(VideoBackbone):
     base_model_prefix = "vivit"
     hf_architecture = "VivitModel"
     hf_known_unused = ("pooler.dense.*",)
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/video/test_video_models.py
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
