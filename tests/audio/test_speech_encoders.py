@@ -1,4 +1,4 @@
-"""WavLM, Data2VecAudio and Wav2Vec2-Conformer against tiny random Transformers models (the
+"""WavLM, Data2VecAudio, Wav2Vec2-Conformer, SEW and SEW-D against tiny random Transformers models (the
 tests/audio/test_wav2vec2.py harness): CTC / classifier logits on a padded batch of two
 waveforms with an attention mask, odd options per case; save_to_preset reloaded by Transformers.
 Buffers and parameters that Transformers initialises to constants (BatchNorm statistics,
@@ -37,6 +37,18 @@ CASES = {
     "conformer_rotary_cls": ("Wav2Vec2ConformerConfig", "Wav2Vec2ConformerForSequenceClassification",
                              dict(position_embeddings_type="rotary", conv_depthwise_kernel_size=3,
                                   rotary_embedding_base=500, hidden_act="swish")),
+    # 49 frames, squeeze 3: 16 squeezed frames, one frame re-padded; conv_dim[-1] != hidden: a projection
+    "sew_ctc": ("SEWConfig", "SEWForCTC", dict(squeeze_factor=3, num_conv_pos_embeddings=5)),
+    # conv_dim[-1] == hidden: no projection; even position kernel
+    "sew_cls": ("SEWConfig", "SEWForSequenceClassification",
+                dict(squeeze_factor=2, conv_dim=(8, 16), feat_extract_norm="layer", num_conv_pos_embeddings=4)),
+    # SEW-D: DeBERTa-v2 attention on 24 / 16 squeezed frames; log buckets (8 < distances), shared or own
+    # position projections, c2p only, LayerNorm-ed or raw relative embeddings
+    "sewd_ctc": ("SEWDConfig", "SEWDForCTC", dict(squeeze_factor=2, position_buckets=8, max_position_embeddings=12,
+                                                  num_conv_pos_embeddings=5)),
+    "sewd_cls": ("SEWDConfig", "SEWDForSequenceClassification",
+                 dict(squeeze_factor=3, share_att_key=False, pos_att_type=["c2p"], norm_rel_ebd="none",
+                      position_buckets=-1, max_position_embeddings=6, conv_dim=(8, 16))),
 }
 RANDOMISED = ("running_mean", "running_var", "pos_bias_u", "pos_bias_v", "gru_rel_pos_const")
 
