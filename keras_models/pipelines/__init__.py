@@ -30,6 +30,7 @@ TASKS = {
     "image-feature-extraction": ("image", "ImageFeatureExtractionPipeline", "Backbone"),
     "zero-shot-image-classification": ("zero_shot_image", "ZeroShotImageClassificationPipeline",
                                        "ZeroShotImageClassifier"),
+    "video-classification": ("video", "VideoClassificationPipeline", "VideoClassifier"),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
@@ -42,6 +43,7 @@ _ARCH_TASKS = (
     ("ForCausalLM", "text-generation"),
     ("ForConditionalGeneration", "text2text-generation"),
     ("ForImageClassification", "image-classification"),
+    ("ForVideoClassification", "video-classification"),
 )
 
 

@@ -158,3 +158,34 @@ def test_config_errors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({**config, "tubelet_size": [2, 8, 8], "model_type": "vivit"}))
     with pytest.raises(ConfigError, match="tubelet_size"):
         km.Backbone.from_preset(tmp_path)
+
+
+def test_video_classification_pipeline():
+    """km.pipeline vs Transformers' VideoClassificationPipeline steps after decoding (frame indices
+    linspace(0, num_frames * rate - 1), the checkpoint's processor, softmax, top_k); Transformers'
+    pipeline itself needs PyAV to decode files, so its steps are run here on the frames."""
+    import torch
+    import transformers
+
+    folder, *_ = _reference("videomae")
+    pipe = km.pipeline(model=folder)  # task inferred from VideoMAEForVideoClassification
+    hf = transformers.AutoModelForVideoClassification.from_pretrained(folder).eval()
+    processor = transformers.VideoMAEImageProcessorPil.from_pretrained(folder)
+
+    def expected(video, num_frames=4, rate=1, top_k=5):
+        idx = np.linspace(0, num_frames * rate - 1, num=num_frames, dtype=np.int64)
+        with torch.no_grad():
+            logits = hf(**processor([video[i] for i in idx], return_tensors="pt")).logits[0]
+        scores, ids = logits.softmax(-1).topk(min(top_k, 3))
+        return [{"score": s, "label": hf.config.id2label[i]} for s, i in zip(scores.tolist(), ids.tolist())]
+
+    def check(got, want):
+        assert [r["label"] for r in got] == [r["label"] for r in want]
+        np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], atol=1e-5)
+
+    videos = np.random.RandomState(3).randint(0, 256, size=(2, 8, 40, 44, 3)).astype("uint8")
+    check(pipe(videos[0], frame_sampling_rate=2, top_k=2), expected(videos[0], rate=2, top_k=2))
+    for got, video in zip(pipe([v[:4] for v in videos]), videos):
+        check(got, expected(video[:4]))
+    with pytest.raises(km.pipelines.PipelineError, match="too short"):
+        pipe(videos[0, :3])
