@@ -54,6 +54,11 @@ class VideoClassifier(ImageTask):
         if preprocessor is not None and hasattr(preprocessor, "num_frames"):
             preprocessor.num_frames = backbone.num_frames
 
+    def load_assets(self, dir_path):
+        super().load_assets(dir_path)  # a .keras file's preprocessor
+        if self.preprocessor is not None and hasattr(self.preprocessor, "num_frames"):
+            self.preprocessor.num_frames = self.backbone.num_frames
+
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
         from keras_models.preprocessing.video import VideoProcessor

@@ -122,6 +122,7 @@ class TimesformerBackbone(VideoBackbone):
     spec_cls = TimesformerSpec
     base_model_prefix = "timesformer"
     hf_architecture = "TimesformerModel"
+    lora_targets = ("qkv",)  # fused query/key/value projections (spatial and temporal attention)
     verified_backends = ("jax", "torch", "tensorflow")  # tests/video/test_video_models.py
 
     def __init__(self, spec=None, **kwargs):
