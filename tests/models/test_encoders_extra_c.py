@@ -163,3 +163,114 @@ def test_layoutlm_preprocessor_and_box_errors(tmp_path):
         bad = inputs["bbox"].copy()
         bad[0, 1] = [10, 10, 5, 20]
         model.predict(dict(inputs, bbox=bad), verbose=0)
+
+
+# --- FNet: Fourier mixing, no attention mask (padding is mixed in, as in Transformers) -------------
+FNET = dict(vocab_size=99, hidden_size=16, num_hidden_layers=2, intermediate_size=20, max_position_embeddings=40,
+            type_vocab_size=3, hidden_act="gelu", layer_norm_eps=1e-6, pad_token_id=0)
+
+
+def _fnet_ref(task):
+    import transformers
+
+    inputs = text_inputs(pad_id=0, token_types=True)
+    mask = inputs.pop("attention_mask")  # Transformers' FNet takes none
+
+    def build():
+        cfg = transformers.FNetConfig(**FNET, num_labels=2 if task == "QuestionAnswerer" else 3)
+        return getattr(transformers, "FNet" + SUFFIX[task])(cfg)
+
+    folder, expected = hf_reference(f"encc-fnet-{task}", build, inputs)
+    return folder, inputs, mask, expected
+
+
+@pytest.mark.parametrize("task", STD)
+def test_fnet_parity(task):
+    folder, inputs, mask, expected = _fnet_ref(task)
+    model = (km.Backbone if task == "Backbone" else getattr(km, task)).from_preset(folder)
+    assert type(model).__name__.startswith("FNet")
+    out = model(inputs)
+    if task == "Backbone":  # every position counts, padding included; an attention_mask changes nothing
+        assert_close(out, expected["last_hidden_state"], what="fnet backbone")
+        assert_close(model(dict(inputs, attention_mask=mask)), expected["last_hidden_state"], what="fnet masked")
+        embedder = km.TextEmbedder.from_preset(folder)
+        want = (expected["last_hidden_state"] * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+        assert_close(embedder(dict(inputs, attention_mask=mask)), want, what="fnet TextEmbedder")
+        return
+    assert model.head_from_checkpoint
+    for key in ("start_logits", "end_logits") if task == "QuestionAnswerer" else ("logits",):
+        assert_close(out[key] if isinstance(out, dict) else out, expected[key], what=f"fnet {task} {key}")
+
+
+def test_fnet_save_to_preset_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, _, expected = _fnet_ref("MaskedLM")
+    km.MaskedLM.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.FNetForMaskedLM.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if "pooler" not in k]  # FNetForMaskedLM's unused pooler
+    assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    assert_close(out, expected["logits"], what="fnet round trip")
+
+
+# --- I-BERT (float: quant_mode false) and Bert Generation's encoder ---------------------------------
+QUANT = ("integer", "scaling_factor", "x_min", "x_max", "shift")  # I-BERT's unused quantisation buffers
+MORE = {  # name -> (our class prefix, HF builder (task -> model), input style, tasks)
+    "ibert": ("IBert", lambda t: _hf("IBert" + SUFFIX[t], "IBertConfig", t, dict(TINY, pad_token_id=1,
+                                                                                  layer_norm_eps=1e-6)),
+              "roberta", STD),
+    "bert_generation": ("BertGeneration", lambda t: _hf("BertGenerationEncoder", "BertGenerationConfig", t,
+                                                         dict(TINY, hidden_act="gelu_new", layer_norm_eps=1e-5)),
+                        "none", ("Backbone",)),
+}
+
+
+def _hf(cls_name, config_cls, task, kwargs):
+    import transformers
+
+    cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
+    return getattr(transformers, cls_name)(cfg)
+
+
+def _more_ref(spec, task):
+    inputs = text_inputs(pad_id=1 if MORE[spec][2] == "roberta" else 0, token_types=False)
+    folder, expected = hf_reference(f"encc-{spec}-{task}", lambda: MORE[spec][1](task), inputs)
+    return folder, inputs, expected
+
+
+@pytest.mark.parametrize("spec,task", [(s, t) for s, (*_, tasks) in MORE.items() for t in tasks])
+def test_more_parity(spec, task):
+    folder, inputs, expected = _more_ref(spec, task)
+    check_parity(MORE[spec][0], spec, task, folder, inputs, expected)
+
+
+@pytest.mark.parametrize("spec", sorted(MORE))
+def test_more_save_to_preset_reloads_in_transformers(spec, tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _more_ref(spec, "Backbone")
+    km.Backbone.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.AutoModel.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not any(s in k for s in ("pooler",) + QUANT)]
+    assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).last_hidden_state.numpy()
+    assert_close(out, expected["last_hidden_state"], mask=inputs["attention_mask"], what=f"{spec} round trip")
+
+
+def test_ibert_quant_mode_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from keras_models.errors import ConfigError
+
+    folder, _, _ = _more_ref("ibert", "Backbone")
+    shutil.copytree(folder, tmp_path / "q")
+    config = json.loads((tmp_path / "q" / "config.json").read_text())
+    (tmp_path / "q" / "config.json").write_text(json.dumps(dict(config, quant_mode=True)))
+    with pytest.raises(ConfigError, match="quant_mode"):
+        km.Backbone.from_preset(tmp_path / "q")

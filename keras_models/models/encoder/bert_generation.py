@@ -36,7 +36,7 @@ class BertGenerationBackbone(EncoderBackbone):
     hf_architecture = "BertGenerationEncoder"
     hf_model_type = "bert-generation"
     hf_ignore = ("*embeddings.position_ids",)
-    verified_backends = ()  # parity tests pending
+    verified_backends = ("jax", "torch", "tensorflow")
 
 
 @family_task(BertGenerationBackbone, "TextEmbedder", "BertGenerationEncoder")

@@ -18,8 +18,10 @@ from keras_models.models.encoder import (
     mobilebert,
     mpnet,
     roberta_like,
+    roc_bert,
     roformer,
     splinter,
+    squeezebert,
     xlm,
     xmod,
 )
@@ -27,6 +29,6 @@ from keras_models.models.encoder.backbone import EncoderBackbone
 
 _MODULES = (roberta_like, bert_like, electra, albert, distilbert, roformer, esm, mpnet, deberta,
             deberta_v1, xmod, splinter, luke, convbert, xlm, mobilebert, dpr, layoutlm, fnet,
-            ibert, bert_generation)
+            ibert, bert_generation, roc_bert, squeezebert)
 __all__ = ["EncoderBackbone"] + [n for m in _MODULES for n in m.__all__]
 globals().update({n: getattr(m, n) for m in _MODULES for n in m.__all__})

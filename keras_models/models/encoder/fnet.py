@@ -88,7 +88,7 @@ class FNetBackbone(EncoderBackbone):
     hf_architecture = "FNetModel"
     hf_model_type = "fnet"
     hf_names = {**BERT_NAMES, "emb_proj": "embeddings.projection"}
-    verified_backends = ()  # parity tests pending
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def make_block(self, index, init):
         return FNetBlock(self.hidden_size, self.intermediate_size, hidden_act=self.hidden_act,

@@ -47,7 +47,7 @@ class IBertBackbone(RobertaBackbone):
     hf_architecture = "IBertModel"
     hf_model_type = "ibert"
     hf_ignore = RobertaBackbone.hf_ignore + QUANT_BUFFERS
-    verified_backends = ()  # parity tests pending
+    verified_backends = ("jax", "torch", "tensorflow")
     checkpoint_families = ()
 
 
