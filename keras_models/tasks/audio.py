@@ -14,6 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models.errors import ConfigError
 from keras_models.layers.vision_embeddings import dense_rules
 from keras_models.tasks.task import Task
 from keras_models.tasks.text import _LabelledTask
@@ -72,16 +73,29 @@ class SpeechRecognizer(_AudioTask):
         return {"vocab_size": self.vocab_size, "pad_token_id": self.pad_token_id, "final_dropout": self.dropout}
 
     @classmethod
-    def from_preset(cls, preset, *args, tokenizer=True, **kwargs):
-        model = super().from_preset(preset, *args, **kwargs)
-        if tokenizer is True:
-            from keras_models.presets.resolve import resolve_preset
+    def from_preset(cls, preset, *args, tokenizer=True, target_lang=None, **kwargs):
+        """``target_lang``: a language of an MMS checkpoint (Wav2Vec2 with adapters): its adapter file
+        and its table of vocab.json are loaded, as Transformers' ``target_lang=``."""
+        from keras_models.presets.resolve import resolve_preset
 
+        if target_lang is not None:  # the language's CTC head may have another size: built at that size
+            from keras_models.models.wav2vec2.adapters import adapter_vocab_size
+
+            vocab_size = adapter_vocab_size(resolve_preset(preset), target_lang)
+            if vocab_size is not None:
+                kwargs.update(vocab_size=vocab_size, _head_from_checkpoint=False)
+        model = super().from_preset(preset, *args, **kwargs)
+        if target_lang is not None:
+            if not hasattr(model, "load_adapter"):
+                raise ConfigError(f"target_lang={target_lang!r}: {type(model).__name__} has no language adapters")
+            model.load_adapter(target_lang, folder=resolve_preset(preset))
+            model.head_from_checkpoint = True
+        if tokenizer is True:
             folder = resolve_preset(preset)
             if (folder / "vocab.json").is_file():
                 from keras_models.tokenizers import Tokenizer
 
-                tokenizer = Tokenizer.from_preset(folder)
+                tokenizer = Tokenizer.from_preset(folder, **({} if target_lang is None else {"target_lang": target_lang}))
             else:
                 tokenizer = None
         model.tokenizer = tokenizer or None

@@ -58,11 +58,13 @@ class Wav2Vec2Spec(Spec):
     attention_dropout: float = hf("attention_dropout", 0.1)
     activation_dropout: float = hf("activation_dropout", 0.1)
     feat_proj_dropout: float = hf("feat_proj_dropout", 0.0)
+    adapter_attn_dim: int | None = hf("adapter_attn_dim", None,
+                                      doc="MMS: a per-language adapter after each pre-norm block (adapters.py)")
     initializer_range: float = hf("initializer_range", 0.02)
     model_type: str = const("wav2vec2")
 
     unsupported = {"add_adapter": (False, None), "use_weighted_layer_sum": (False, None),
-                   "adapter_attn_dim": (None,), "conv_pos_batch_norm": (False, None)}
+                   "conv_pos_batch_norm": (False, None)}
 
     def validate(self, source="config.json"):
         if self.feat_extract_norm not in ("group", "layer"):
@@ -184,10 +186,18 @@ class SpeechEncoderLayer(keras.layers.Layer):
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu", layer_norm_eps=1e-5,
                  pre_norm=False, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", adapter_dim=None, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size, self.pre_norm = hidden_size, pre_norm
         common = dict(dtype=self.dtype_policy)
+        # MMS adapter (pre-norm blocks): x + linear_2(relu(linear_1(LayerNorm(x)))), LayerNorm eps 1e-5
+        self.adapter = None
+        if adapter_dim is not None:
+            self.adapter = [keras.layers.LayerNormalization(epsilon=1e-5, name="adapter_norm", **common),
+                            keras.layers.Dense(adapter_dim, activation="relu", kernel_initializer=kernel_initializer,
+                                               name="adapter_linear_1", **common),
+                            keras.layers.Dense(hidden_size, kernel_initializer=kernel_initializer,
+                                               name="adapter_linear_2", **common)]
         self.attention = SpeechAttention(hidden_size, num_heads, attention_dropout,
                                          kernel_initializer=kernel_initializer, name="attention", **common)
         self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm", **common)
@@ -207,6 +217,10 @@ class SpeechEncoderLayer(keras.layers.Layer):
         self.final_layer_norm.build(input_shape)
         self.intermediate_dense.build(input_shape)
         self.output_dense.build(input_shape[:-1] + (self.intermediate_dense.units,))
+        if self.adapter is not None:
+            self.adapter[0].build(input_shape)
+            self.adapter[1].build(input_shape)
+            self.adapter[2].build(input_shape[:-1] + (self.adapter[1].units,))
         self.built = True
 
     def feed_forward(self, x, training):
@@ -217,7 +231,10 @@ class SpeechEncoderLayer(keras.layers.Layer):
         if self.pre_norm:
             h = self.attention(self.layer_norm(x), bias=bias, training=training)
             x = x + self.dropout(h, training=training)
-            return x + self.feed_forward(self.final_layer_norm(x), training)
+            x = x + self.feed_forward(self.final_layer_norm(x), training)
+            if self.adapter is not None:
+                x = x + self.adapter[2](self.adapter[1](self.adapter[0](x)))
+            return x
         h = self.attention(x, bias=bias, training=training)
         x = self.layer_norm(x + self.dropout(h, training=training))
         return self.final_layer_norm(x + self.feed_forward(x, training))
@@ -228,7 +245,7 @@ class SpeechEncoderLayer(keras.layers.Layer):
 class Wav2Vec2Backbone(SpecBackbone):
     spec_cls = Wav2Vec2Spec
     verified_backends = ("jax", "torch", "tensorflow")
-    checkpoint_families = ("XLS-R", "XLSR-Wav2Vec2", "Wav2Vec2Phoneme")  # checkpoint-only rows (docs/models.md)
+    checkpoint_families = ("XLS-R", "XLSR-Wav2Vec2", "Wav2Vec2Phoneme", "MMS")  # checkpoint-only rows (docs/models.md)
     base_model_prefix = "wav2vec2"
     hf_architecture = "Wav2Vec2Model"
     hf_known_unused = ("*masked_spec_embed", "*quantizer.*", "project_hid.*", "project_q.*")
@@ -274,7 +291,8 @@ class Wav2Vec2Backbone(SpecBackbone):
         return SpeechEncoderLayer(s.hidden_size, s.num_heads, s.intermediate_size, s.hidden_act, s.layer_norm_eps,
                                   pre_norm=s.do_stable_layer_norm, dropout=s.hidden_dropout,
                                   attention_dropout=s.attention_dropout, activation_dropout=s.activation_dropout,
-                                  kernel_initializer=init, name=f"block_{i}", dtype=self.dtype_policy)
+                                  kernel_initializer=init, name=f"block_{i}", dtype=self.dtype_policy,
+                                  adapter_dim=s.adapter_attn_dim if s.do_stable_layer_norm else None)
 
     def build(self, input_shape=None):
         s = self.spec
@@ -378,7 +396,21 @@ class Wav2Vec2Backbone(SpecBackbone):
                             ("feed_forward.intermediate_dense", b.intermediate_dense),
                             ("feed_forward.output_dense", b.output_dense)):
             r += dense_rules(p + name, dense)
+        r += self.adapter_block_rules(p, b)
         return r + norm_rules(p + "layer_norm", b.layer_norm) + norm_rules(p + "final_layer_norm", b.final_layer_norm)
+
+    def adapter_block_rules(self, p, b):
+        """A block's MMS adapter tensors (none without one)."""
+        adapter = getattr(b, "adapter", None)
+        if adapter is None:
+            return []
+        return (norm_rules(p + "adapter_layer.norm", adapter[0]) + dense_rules(p + "adapter_layer.linear_1", adapter[1])
+                + dense_rules(p + "adapter_layer.linear_2", adapter[2]))
+
+    def adapter_rules(self):
+        """Every block's adapter tensors (what an MMS ``adapter.<lang>.safetensors`` file holds, besides the
+        CTC head)."""
+        return [r for i, b in enumerate(self.blocks) for r in self.adapter_block_rules(f"encoder.layers.{i}.", b)]
 
 
 @dataclass(frozen=True, kw_only=True)

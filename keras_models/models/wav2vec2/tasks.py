@@ -13,7 +13,13 @@ _ser = keras.saving.register_keras_serializable(package="keras_models")
 @_ser
 @register_task(Wav2Vec2Backbone, "SpeechRecognizer", ("Wav2Vec2ForCTC",))
 class Wav2Vec2SpeechRecognizer(SpeechRecognizer):
-    pass
+    target_lang = None  # the MMS language whose adapter is loaded (from_preset(..., target_lang=...))
+
+    def load_adapter(self, target_lang, folder):
+        """Swap in ``target_lang``'s MMS adapter weights and CTC head from ``folder``."""
+        from keras_models.models.wav2vec2.adapters import load_adapter
+
+        return load_adapter(self, folder, target_lang)
 
 
 @_ser
