@@ -211,6 +211,11 @@ CLASSES: dict[str, dict] = {
     # python-only in Transformers: BERT's basic tokenizer + WordPiece or characters over vocab.txt; the
     # MeCab / Sudachi / Juman++ word tokenizers are refused (keras_models/tokenizers/bert_japanese.py)
     "BertJapaneseTokenizer": {"family": "bert_japanese", "inputs": _NO_TYPES, "specials": _BERT_SPECIALS},
+    # python-only in Transformers: spiece.model after the class's clean-up, no ids added (gpt_sw3.py)
+    "GPTSw3Tokenizer": {
+        "family": "gpt_sw3", "inputs": _NO_TYPES, "empty_pair_is_pair": True,
+        "specials": {"pad_token": "<pad>", "unk_token": "<unk>", "eos_token": "<|endoftext|>", "bos_token": "<s>"},
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -360,6 +365,7 @@ FAMILIES: dict[str | None, Family] = {
         post_processor="builders:cls_sep_processor", loader="bert_japanese:bert_japanese_backend", source="vocab.txt",
         files=("vocab.txt",),
     ),
+    "gpt_sw3": Family(loader="gpt_sw3:gpt_sw3_backend", source="spiece.model", finish="gpt_sw3:finish_gpt_sw3"),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
     ),
