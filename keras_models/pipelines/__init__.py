@@ -31,6 +31,7 @@ TASKS = {
     "zero-shot-image-classification": ("zero_shot_image", "ZeroShotImageClassificationPipeline",
                                        "ZeroShotImageClassifier"),
     "video-classification": ("video", "VideoClassificationPipeline", "VideoClassifier"),
+    "depth-estimation": ("depth", "DepthEstimationPipeline", "DepthEstimator"),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
@@ -44,6 +45,7 @@ _ARCH_TASKS = (
     ("ForConditionalGeneration", "text2text-generation"),
     ("ForImageClassification", "image-classification"),
     ("ForVideoClassification", "video-classification"),
+    ("ForDepthEstimation", "depth-estimation"),
 )
 
 

@@ -3,14 +3,15 @@
 Each family: a tiny seeded Transformers model with non-default options, loaded through
 ``km.DepthEstimator.from_preset`` and compared on ``predicted_depth`` (fp32, 1e-4); the
 ``save_to_preset`` output reloads in Transformers with equal outputs. One ``fit`` step (GLPN, the
-SiLog default loss), input errors and refused configs."""
+SiLog default loss), input errors and refused configs. Image processors and post-processing:
+tests/depth/test_depth_processors.py."""
 
 import numpy as np
 import pytest
 
 import keras_models as km
 from keras_models.errors import ConfigError, InputError
-from tests.parity import assert_close, hf_reference
+from tests.parity import assert_close, hf_reference, to_numpy
 from tests.vision.vision_parity import perturb_buffers, pixels, run
 
 
@@ -132,43 +133,45 @@ def test_parity_and_transformers_reload(name, tmp_path):
     with torch.no_grad():
         out = getattr(hf(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy())), key).numpy()
     assert_close(out.transpose(0, 2, 3, 1) if key == "logits" else out, got, what=f"{name} transformers reload")
+    if name == "glpn":  # its decoder needs sizes that halve exactly down to the last stage
+        with pytest.raises(InputError, match="multiples of 16"):
+            model({"pixel_values": pixels(1, 40, 48)})  # eager: TensorFlow retraces with unknown sizes
 
 
-def test_fit_step_errors_and_post_processing():
+def test_fit_step_loss_and_pipeline():
     import torch
     import transformers
+    from transformers.models.glpn.modeling_glpn import SiLogLoss as HFSiLog
 
-    x, folder, want = _reference("glpn")
+    from keras_models.tasks.depth_estimator import SiLogLoss
+
+    x, folder, want = _reference("depth_anything_relative")
     model = km.DepthEstimator.from_preset(folder)
-    assert type(model).__name__ == "GLPNDepthEstimator"
-    target = np.abs(np.random.RandomState(1).rand(*want.shape).astype("float32")) + 0.5
+    target = np.random.RandomState(1).rand(*want.shape).astype("float32") + 0.5
     target[0, :2] = 0  # ignored pixels
     history = model.fit({"pixel_values": x}, target, batch_size=2, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
-    # SiLog loss equals Transformers' GLPN loss
-    from keras_models.tasks.depth_estimator import SiLogLoss
-    from transformers.models.glpn.modeling_glpn import SiLogLoss as HFSiLog
-
+    # the default loss equals Transformers' GLPN SiLogLoss
     pred = np.random.RandomState(2).rand(*want.shape).astype("float32") + 0.1
-    ours = float(km.models.backbone.keras.ops.convert_to_numpy(SiLogLoss()(target, pred)))
+    ours = float(np.asarray(to_numpy(SiLogLoss()(target, pred))))
     theirs = float(HFSiLog()(torch.from_numpy(pred), torch.from_numpy(target)))
     assert abs(ours - theirs) < 1e-5
-    # input errors
     with pytest.raises(InputError, match="rank 4"):
         model.predict(x[0])
-    with pytest.raises(InputError, match="multiples of 16"):
-        run(model, pixels(1, 40, 48))
-    # post-processing: Transformers' image processor on the same maps
-    proc = transformers.DPTImageProcessorPil()
-    sizes = [(37, 61), (11, 9)]
-    ours = km.DepthEstimator.post_process_depth_estimation(want, target_sizes=sizes)
-    out = transformers.modeling_outputs.DepthEstimatorOutput(predicted_depth=torch.from_numpy(want))
-    theirs = proc.post_process_depth_estimation(out, target_sizes=sizes)
-    for a, b in zip(ours, theirs):
-        assert_close(a["predicted_depth"], b["predicted_depth"].numpy(), what="post_process")
-    theirs = transformers.GLPNImageProcessorPil().post_process_depth_estimation(out, target_sizes=None)
-    assert_close(km.DepthEstimator.post_process_depth_estimation(want)[1]["predicted_depth"],
-                 theirs[1]["predicted_depth"].numpy(), what="no target size")
+    # depth-estimation pipeline equals Transformers' on the same model and image processor
+    from keras_models.models.depth.processor import DepthImageProcessor
+
+    hf_proc = transformers.DPTImageProcessorPil(size={"height": 24, "width": 32}, keep_aspect_ratio=True,
+                                                ensure_multiple_of=4)
+    image = np.random.RandomState(3).randint(0, 256, (37, 53, 3)).astype(np.uint8)
+    hf_model = transformers.DepthAnythingForDepthEstimation.from_pretrained(folder).eval()
+    from PIL import Image
+
+    want = transformers.pipeline("depth-estimation", model=hf_model, image_processor=hf_proc)(Image.fromarray(image))
+    pipe = km.pipeline("depth-estimation", model=model, image_processor=DepthImageProcessor.from_config(hf_proc.to_dict()))
+    got = pipe(image)
+    assert_close(got["predicted_depth"], want["predicted_depth"].numpy(), what="pipeline")
+    assert np.abs(np.asarray(got["depth"], np.int16) - np.asarray(want["depth"], np.int16)).max() <= 1
 
 
 def test_refused_configs(tmp_path):
