@@ -50,8 +50,14 @@ def test_ast_classifier_parity_extractor_and_transformers_reload(tmp_path):
     assert ours["input_values"].shape == (2, 20, 10)
     np.testing.assert_allclose(ours["input_values"], features["input_values"], atol=1e-4)
     assert_close(model(ours), expected["logits"], atol=1e-4, what="AST logits")
-    hidden = km.Backbone.from_preset(folder)(features)
-    assert tuple(hidden.shape) == (2, 2 + 3 * 4, 16)
+    backbone = km.Backbone.from_preset(folder)
+    assert tuple(backbone(features).shape) == (2, 2 + 3 * 4, 16)
+    import pytest
+
+    from keras_models.errors import InputError
+
+    with pytest.raises(InputError, match="max_length"):
+        backbone({"input_values": features["input_values"][:, :19]})
 
     import torch
     import transformers

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.errors import ConfigError
+from keras_models.errors import ConfigError, InputError
 from keras_models.layers.vision_block import VisionBlock
 from keras_models.layers.vision_embeddings import conv_rules, dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
@@ -109,7 +109,7 @@ class ASTBackbone(SpecBackbone):
         x = inputs["input_values"] if isinstance(inputs, dict) else inputs
         x = ops.cast(x, self.compute_dtype)
         if x.shape[1] is not None and (x.shape[1], x.shape[2]) != (s.max_length, s.num_mel_bins):
-            raise ValueError(f"input_values must be (batch, {s.max_length}, {s.num_mel_bins}) (config.json "
+            raise InputError(f"input_values must be (batch, {s.max_length}, {s.num_mel_bins}) (config.json "
                              f"max_length, num_mel_bins), got {tuple(x.shape)}")
         x = self.patch_projection(ops.transpose(x, (0, 2, 1))[..., None])  # (b, freq, time, hidden)
         b = ops.shape(x)[0]
