@@ -274,3 +274,46 @@ def test_ibert_quant_mode_is_refused(tmp_path):
     (tmp_path / "q" / "config.json").write_text(json.dumps(dict(config, quant_mode=True)))
     with pytest.raises(ConfigError, match="quant_mode"):
         km.Backbone.from_preset(tmp_path / "q")
+
+
+# --- MarkupLM: XPath tag / subscript embeddings (xpath_tags_seq, xpath_subs_seq inputs) -------------
+MARKUPLM = dict(TINY, max_depth=4, xpath_unit_hidden_size=6, max_xpath_tag_unit_embeddings=12,
+                max_xpath_subs_unit_embeddings=15, tag_pad_id=11, subs_pad_id=14, hidden_act="gelu_new",
+                layer_norm_eps=1e-6)
+
+
+def _markuplm_ref(task):
+    import transformers
+
+    inputs = text_inputs(pad_id=0, token_types=True)
+    rng = np.random.RandomState(3)
+    shape = inputs["input_ids"].shape + (4,)
+    inputs["xpath_tags_seq"] = rng.randint(0, 12, shape)
+    inputs["xpath_subs_seq"] = rng.randint(0, 15, shape)
+
+    def build():
+        cfg = transformers.MarkupLMConfig(**MARKUPLM, num_labels=2 if task == "QuestionAnswerer" else 3)
+        return getattr(transformers, "MarkupLM" + SUFFIX[task])(cfg)
+
+    folder, expected = hf_reference(f"encc-markuplm-{task}", build, inputs)
+    return folder, inputs, expected
+
+
+@pytest.mark.parametrize("task", ("Backbone", "TextClassifier", "TokenClassifier", "QuestionAnswerer"))
+def test_markuplm_parity(task):
+    folder, inputs, expected = _markuplm_ref(task)
+    check_parity("MarkupLM", "markuplm", task, folder, inputs, expected)
+
+
+def test_markuplm_save_to_preset_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _markuplm_ref("TextClassifier")  # (its pooler too)
+    km.TextClassifier.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.MarkupLMForSequenceClassification.from_pretrained(tmp_path / "saved",
+                                                                                output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    assert_close(out, expected["logits"], what="markuplm round trip")

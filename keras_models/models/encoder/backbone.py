@@ -271,7 +271,7 @@ class EncoderBackbone(SpecBackbone):
             if layer is not None:
                 ids = inputs.get(key)
                 x = x + layer(ops.zeros_like(input_ids) if ids is None else ids)
-        x = self.extra_embeddings(x, inputs)
+        x = self.extra_embeddings(x, inputs, training=training)
         if self.embeddings_norm_layer is not None:
             x = self.embeddings_norm_layer(x)
         if self.mask_padded_embeddings and mask is not None:
@@ -281,7 +281,7 @@ class EncoderBackbone(SpecBackbone):
             x = self.embeddings_project(x)
         return x
 
-    def extra_embeddings(self, x, inputs):
+    def extra_embeddings(self, x, inputs, training=False):
         """Hook: embeddings of a family's other inputs added before the embedding LayerNorm
         (LayoutLM's 2D box positions); the default adds nothing."""
         return x

@@ -84,7 +84,7 @@ class LayoutLMBackbone(EncoderBackbone):
             for axis in ("x", "y", "h", "w")
         }
 
-    def extra_embeddings(self, x, inputs):
+    def extra_embeddings(self, x, inputs, training=False):
         bbox = inputs.get("bbox")
         if bbox is None:  # every box [0, 0, 0, 0]
             x0 = y0 = x1 = y1 = ops.zeros_like(ops.cast(inputs["input_ids"], "int32"))
