@@ -5,7 +5,10 @@
 Steps per frame, in Transformers' order: resize (shortest edge, or an exact size; Pillow and the
 config's ``resample`` filter) -> center crop -> rescale (``offset``: then subtract 1, ViViT's
 [-1, 1] range) -> normalise. Output ``pixel_values`` (batch, frames, height, width, channels),
-float32, equal to Transformers' PIL/numpy processors after the layout change.
+float32, equal to Transformers' PIL/numpy processors (``VideoMAEImageProcessorPil``,
+``VivitImageProcessor``) after the layout change. The 5.x ``*VideoProcessor`` configs are read
+too and processed the same (Pillow) way; those classes themselves resize with torchvision, whose
+interpolation is not Pillow's, so they can differ slightly (not compared: no torchvision here).
 
 Input: one video (a (frames, H, W, C) array or a list of frames: arrays, PIL images, paths) or a
 batch of them (a (batch, frames, H, W, C) array or a list of videos). The user samples the frames;

@@ -181,9 +181,11 @@ class TimesformerBackbone(VideoBackbone):
             p = f"encoder.layer.{i}."
             parts = [("attention", b.attention)] + ([("temporal_attention", b.temporal_attention)] if b.divided else [])
             for name, a in parts:
-                r += dense_rules(f"{p}{name}.attention.qkv", a.qkv) + dense_rules(f"{p}{name}.output.dense", a.output_dense)
+                r += dense_rules(f"{p}{name}.attention.qkv", a.qkv)
+                r += dense_rules(f"{p}{name}.output.dense", a.output_dense)
             if b.divided:
-                r += norm_rules(p + "temporal_layernorm", b.temporal_norm) + dense_rules(p + "temporal_dense", b.temporal_fc)
+                r += norm_rules(p + "temporal_layernorm", b.temporal_norm)
+                r += dense_rules(p + "temporal_dense", b.temporal_fc)
             r += norm_rules(p + "layernorm_before", b.norm1) + norm_rules(p + "layernorm_after", b.norm2)
             r += dense_rules(p + "intermediate.dense", b.fc1) + dense_rules(p + "output.dense", b.fc2)
         return r + norm_rules("layernorm", self.final_norm)

@@ -92,7 +92,8 @@ class VivitBackbone(VideoBackbone):
         return self.final_norm(x)
 
     def weight_rules(self):
-        r = [Rule("embeddings.cls_token", self.cls_token), Rule("embeddings.position_embeddings", self.position_embedding)]
+        r = [Rule("embeddings.cls_token", self.cls_token),
+             Rule("embeddings.position_embeddings", self.position_embedding)]
         r += conv3d_rules("embeddings.patch_embeddings.projection", self.patch_embedding.projection)
         for i, b in enumerate(self.blocks):
             p = f"encoder.layer.{i}."
