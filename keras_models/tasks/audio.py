@@ -10,6 +10,8 @@ config.json, loads the checkpoint's feature extractor (``preprocessor_config.jso
 :meth:`SpeechRecognizer.transcribe` goes from waveforms to text (greedy CTC).
 """
 
+import contextlib
+
 import keras
 import numpy as np
 from keras import ops
@@ -43,6 +45,24 @@ class _AudioTask(Task):
         tokenizer = getattr(self, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
+
+
+class _NewHeadFilter:
+    def filter(self, record):
+        return "randomly initialised head" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_new_head_warning(active):
+    from keras_models.tasks.task import logger
+
+    f = _NewHeadFilter()
+    if active:
+        logger.addFilter(f)
+    try:
+        yield
+    finally:
+        logger.removeFilter(f)
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -84,7 +104,8 @@ class SpeechRecognizer(_AudioTask):
             vocab_size = adapter_vocab_size(resolve_preset(preset), target_lang)
             if vocab_size is not None:
                 kwargs.update(vocab_size=vocab_size, _head_from_checkpoint=False)
-        model = super().from_preset(preset, *args, **kwargs)
+        with _no_new_head_warning(target_lang is not None):  # the adapter file supplies the head
+            model = super().from_preset(preset, *args, **kwargs)
         if target_lang is not None:
             if not hasattr(model, "load_adapter"):
                 raise ConfigError(f"target_lang={target_lang!r}: {type(model).__name__} has no language adapters")
