@@ -65,12 +65,12 @@ def check_video_shape(shape, model, what="pixel_values"):
     if len(shape) != 5:
         raise InputError(f"{what}: expected a video batch of rank 5 (batch, frames, height, width, channels; "
                          f"channels_last), got shape {shape}")
-    names = ("frames (num_frames)", "height", "width", "channels")
+    names = ("num_frames", "height", "width", "channels")
     for name, got, expected in zip(names, shape[1:], want):
         if got is not None and int(got) != expected:
-            raise InputError(f"{what}: {got} {name.split(' ')[0]} in shape {shape}, but the model takes "
-                             f"{expected} {name} (expected (batch, {', '.join(map(str, want))})); sample "
-                             "or pad frames and resize with the model's VideoProcessor")
+            raise InputError(f"{what}: shape {shape} has {name} {got} but the model takes {name}={expected} "
+                             f"(expected (batch, {', '.join(map(str, want))})); sample the frames and resize "
+                             "them with the model's VideoProcessor")
 
 
 class VideoBackbone(SpecBackbone):
