@@ -7,7 +7,8 @@ the text hidden (32), a Llama text model with GQA (4 heads, 2 KV heads), and
     "full", tied head, projector without biases, gelu_new projector activation;
   * "vipllava": CLIP vision, layers [-2, 0, 1] through the projector's LayerNorm (eps 1e-3).
 The batch has a left-padded row. Logits are compared on real tokens; greedy ``generate`` must
-equal Transformers' token for token (both LLaVA configs: untied and tied heads).
+equal Transformers' token for token ("llava" on every backend; the tied head of "llava_siglip" under
+torch, whose eager decode loop has its own tied-head path).
 """
 
 import json
@@ -169,6 +170,8 @@ KINDS = ["llava", "llava_siglip", "vipllava"]
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_logits_and_greedy_generate_equal_transformers(kind):
+    import keras
+
     import keras_models as km
 
     folder, expected, _ = reference(kind)
@@ -180,6 +183,8 @@ def test_logits_and_greedy_generate_equal_transformers(kind):
         assert model.lm_head is None
     if kind == "vipllava":  # its projector only changes the features; the decode path is llava's
         return
+    if kind == "llava_siglip" and keras.backend.backend() != "torch":
+        return  # the tied head's decode differs only in torch's eager loop (CI time: one compile per pass)
     out = model.generate(inputs, max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=2)
     np.testing.assert_array_equal(out, expected["generated"])
 
