@@ -50,7 +50,7 @@ class MarkupLMBackbone(EncoderBackbone):
     base_model_prefix = "markuplm"
     hf_architecture = "MarkupLMModel"
     hf_model_type = "markuplm"
-    verified_backends = ()  # parity tests pending
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

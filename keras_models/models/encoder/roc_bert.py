@@ -65,7 +65,7 @@ class RoCBertBackbone(EncoderBackbone):
     base_model_prefix = "roc_bert"
     hf_architecture = "RoCBertModel"
     hf_model_type = "roc_bert"
-    verified_backends = ()  # parity tests pending
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

@@ -130,7 +130,7 @@ class SqueezeBertBackbone(EncoderBackbone):
     hf_architecture = "SqueezeBertModel"
     hf_model_type = "squeezebert"
     hf_names = {**BERT_NAMES, "layer": "encoder.layers.{i}."}
-    verified_backends = ()  # parity tests pending
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def make_block(self, index, init):
         return SqueezeBertBlock(self.hidden_size, self.num_heads, self.intermediate_size,
