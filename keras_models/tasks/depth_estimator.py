@@ -7,6 +7,11 @@ Calling the model on ``{"pixel_values": (batch, H, W, C)}`` (channels_last) retu
 :meth:`post_process_depth_estimation` resizes it to the images' sizes as Transformers' image
 processors do (bicubic, ``align_corners=False``).
 
+Input sizes: DPT and Depth Anything take any height/width of at least one patch (the patch grid
+floors, as in Transformers; DPT's position embeddings are resized bilinearly, Depth Anything's
+DINOv2 ones bicubically); GLPN needs multiples of the product of its strides (InputError
+otherwise). A pixel_values tensor that is not rank 4 raises InputError.
+
 ``km.DepthEstimator.from_preset(folder)`` resolves the family's subclass from config.json
 (``DPTForDepthEstimation``, ``DepthAnythingForDepthEstimation``, ``GLPNForDepthEstimation``).
 Subclasses build ``self.head`` pieces and implement ``depth(inputs, training)`` and ``head_rules``.

@@ -133,6 +133,15 @@ def test_parity_and_transformers_reload(name, tmp_path):
     with torch.no_grad():
         out = getattr(hf(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy())), key).numpy()
     assert_close(out.transpose(0, 2, 3, 1) if key == "logits" else out, got, what=f"{name} transformers reload")
+    if name.startswith("depth_anything"):  # the DINOv2 tower's feature maps (Transformers' backbone API)
+        with torch.no_grad():
+            maps = hf.backbone(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).feature_maps
+        ours = model.backbone.feature_maps({"pixel_values": x})
+        grids = model.backbone.feature_maps({"pixel_values": x}, reshape=True)
+        assert len(ours) == len(maps) == 3
+        for a, g, b in zip(ours, grids, maps):
+            assert_close(a, b.numpy(), what=f"{name} feature map")
+            assert_close(g, b.numpy()[:, 1:].reshape(g.shape), what=f"{name} channels_last map")
     if name == "glpn":  # its decoder needs sizes that halve exactly down to the last stage
         with pytest.raises(InputError, match="multiples of 16"):
             model({"pixel_values": pixels(1, 40, 48)})  # eager: TensorFlow retraces with unknown sizes

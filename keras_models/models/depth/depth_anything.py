@@ -122,6 +122,17 @@ class DepthAnythingBackbone(SpecBackbone):
         p = self.spec.patch_size
         return hs, (pixels.shape[1] // p, pixels.shape[2] // p)
 
+    def feature_maps(self, inputs, reshape=False, training=False):
+        """Transformers' ``Dinov2Backbone(...).feature_maps`` for ``backbone_config``'s out_indices /
+        out_features and apply_layernorm: token sequences (batch, 1 + gh*gw, hidden), or with
+        ``reshape=True`` (``reshape_hidden_states``) the patch tokens as channels_last maps
+        (batch, gh, gw, hidden)."""
+        pixels = inputs["pixel_values"] if isinstance(inputs, dict) else inputs
+        hs, (gh, gw) = self.depth_features(pixels, training=training)
+        if not reshape:
+            return hs
+        return [ops.reshape(h[:, 1:], (-1, gh, gw, h.shape[-1])) for h in hs]
+
     def weight_rules(self):
         return mount(self.dinov2.weight_rules(), "backbone.")
 
