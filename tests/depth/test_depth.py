@@ -148,6 +148,7 @@ def test_parity_and_transformers_reload(name, tmp_path):
 
 
 def test_fit_step_loss_and_pipeline():
+    import keras
     import torch
     import transformers
     from transformers.models.glpn.modeling_glpn import SiLogLoss as HFSiLog
@@ -167,6 +168,8 @@ def test_fit_step_loss_and_pipeline():
     assert abs(ours - theirs) < 1e-5
     with pytest.raises(InputError, match="rank 4"):
         model.predict(x[0])
+    if keras.backend.backend() != "torch":
+        return  # the pipeline is numpy around the model call, whose numerics are checked on every backend
     # depth-estimation pipeline equals Transformers' on the same model and image processor
     from keras_models.models.depth.processor import DepthImageProcessor
 
