@@ -186,7 +186,7 @@ class SpeechEncoderLayer(keras.layers.Layer):
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu", layer_norm_eps=1e-5,
                  pre_norm=False, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                 kernel_initializer="glorot_uniform", adapter_dim=None, **kwargs):
+                 kernel_initializer="glorot_uniform", adapter_dim=None, attention=None, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size, self.pre_norm = hidden_size, pre_norm
         common = dict(dtype=self.dtype_policy)
@@ -198,8 +198,10 @@ class SpeechEncoderLayer(keras.layers.Layer):
                                                name="adapter_linear_1", **common),
                             keras.layers.Dense(hidden_size, kernel_initializer=kernel_initializer,
                                                name="adapter_linear_2", **common)]
-        self.attention = SpeechAttention(hidden_size, num_heads, attention_dropout,
-                                         kernel_initializer=kernel_initializer, name="attention", **common)
+        # ``attention``: a variant's own attention layer (WavLM), named "attention"
+        self.attention = attention or SpeechAttention(hidden_size, num_heads, attention_dropout,
+                                                      kernel_initializer=kernel_initializer, name="attention",
+                                                      **common)
         self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm", **common)
         self.final_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_layer_norm",
                                                                 **common)
@@ -360,7 +362,8 @@ class Wav2Vec2Backbone(SpecBackbone):
         return x
 
     # --- HF conversion ------------------------------------------------------------------------
-    def weight_rules(self):
+    def feature_extractor_rules(self):
+        """The convolutional feature encoder (``feature_extractor.conv_layers.{i}``)."""
         r = []
         for i, (conv, norm) in enumerate(zip(self.convs, self.conv_norms)):
             p = f"feature_extractor.conv_layers.{i}."
@@ -369,6 +372,10 @@ class Wav2Vec2Backbone(SpecBackbone):
                 r.append(Rule(p + "conv.bias", conv.bias))
             if norm is not None:
                 r += norm_rules(p + "layer_norm", norm)
+        return r
+
+    def weight_rules(self):
+        r = self.feature_extractor_rules()
         if self.projection_norm is not None:
             r += norm_rules("feature_projection.layer_norm", self.projection_norm)
         r += dense_rules("feature_projection.projection", self.projection)

@@ -13,9 +13,8 @@ from keras import ops
 
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.models.wav2vec2.backbone import (CONV1D_AXES, Wav2Vec2Backbone, Wav2Vec2Spec, WeightNormConv1D,
+from keras_models.models.wav2vec2.backbone import (Wav2Vec2Backbone, Wav2Vec2Spec, WeightNormConv1D,
                                                    _ints)
-from keras_models.presets.weight_map import Rule, Transpose
 from keras_models.spec import const, dim, hf
 from keras_models.tasks.audio import AudioClassifier, SpeechRecognizer
 
@@ -145,14 +144,7 @@ class SEWBackbone(Wav2Vec2Backbone):
         return r
 
     def weight_rules(self):
-        r = []
-        for i, (conv, norm) in enumerate(zip(self.convs, self.conv_norms)):
-            p = f"feature_extractor.conv_layers.{i}."
-            r.append(Rule(p + "conv.weight", conv.kernel, Transpose(CONV1D_AXES)))
-            if conv.use_bias:
-                r.append(Rule(p + "conv.bias", conv.bias))
-            if norm is not None:
-                r += norm_rules(p + "layer_norm", norm)
+        r = self.feature_extractor_rules()
         r += norm_rules("layer_norm", self.projection_norm)
         if self.project_features:
             r += dense_rules("feature_projection", self.projection)

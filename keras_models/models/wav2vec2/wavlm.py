@@ -16,10 +16,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.layers.activations import get_activation
 from keras_models.layers.vision_embeddings import dense_rules
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.models.wav2vec2.backbone import SpeechAttention, Wav2Vec2Backbone, Wav2Vec2Spec
+from keras_models.models.wav2vec2.backbone import SpeechAttention, SpeechEncoderLayer, Wav2Vec2Backbone, Wav2Vec2Spec
 from keras_models.presets.weight_map import Rule
 from keras_models.tasks.audio import AudioClassifier, SpeechRecognizer
 from keras_models.spec import const, dim
@@ -102,41 +101,18 @@ class WavLMAttention(SpeechAttention):
         return c
 
 
-class WavLMEncoderLayer(keras.layers.Layer):
-    """A WavLM block: post-norm or (``pre_norm``) pre-norm, like Wav2Vec2's; its attention also
-    returns the ungated position bias for the next layer."""
+class WavLMEncoderLayer(SpeechEncoderLayer):
+    """A WavLM block: Wav2Vec2's post-norm or (``pre_norm``) pre-norm block around WavLM's
+    attention, which also returns the ungated position bias for the next layer."""
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu", layer_norm_eps=1e-5,
                  pre_norm=False, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, num_buckets=320,
                  max_distance=800, has_relative_position_bias=False, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        self.hidden_size, self.pre_norm = hidden_size, pre_norm
-        common = dict(dtype=self.dtype_policy)
-        self.attention = WavLMAttention(hidden_size, num_heads, attention_dropout, num_buckets, max_distance,
-                                        has_relative_position_bias, kernel_initializer=kernel_initializer,
-                                        name="attention", **common)
-        self.layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="layer_norm", **common)
-        self.final_layer_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="final_layer_norm",
-                                                                **common)
-        self.intermediate_dense = keras.layers.Dense(intermediate_size, kernel_initializer=kernel_initializer,
-                                                     name="intermediate_dense", **common)
-        self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=kernel_initializer,
-                                               name="output_dense", **common)
-        self.act = get_activation(hidden_act)
-        self.dropout = keras.layers.Dropout(dropout, **common)
-        self.act_dropout = keras.layers.Dropout(activation_dropout, **common)
-
-    def build(self, input_shape):
-        self.attention.build(input_shape)
-        self.layer_norm.build(input_shape)
-        self.final_layer_norm.build(input_shape)
-        self.intermediate_dense.build(input_shape)
-        self.output_dense.build(input_shape[:-1] + (self.intermediate_dense.units,))
-        self.built = True
-
-    def feed_forward(self, x, training):
-        h = self.act_dropout(self.act(self.intermediate_dense(x)), training=training)
-        return self.dropout(self.output_dense(h), training=training)
+        attention = WavLMAttention(hidden_size, num_heads, attention_dropout, num_buckets, max_distance,
+                                   has_relative_position_bias, kernel_initializer=kernel_initializer,
+                                   name="attention", dtype=kwargs.get("dtype"))
+        super().__init__(hidden_size, num_heads, intermediate_size, hidden_act, layer_norm_eps, pre_norm, dropout,
+                         attention_dropout, activation_dropout, kernel_initializer, attention=attention, **kwargs)
 
     def call(self, x, bias=None, position_bias=None, training=False):
         if self.pre_norm:
