@@ -1,8 +1,9 @@
 """Typed model specs: one declaration per backbone of what it reads from config.json.
 
 A spec is a frozen, keyword-only dataclass. Each field says where its value lives in a Hugging
-Face config (``key``), its default when the key is absent or null, how the value is converted on
-the way in (``read``) and out (``write``), and whether it must be a positive integer (``dim``).
+Face config (``key``), its default when the key is absent (an explicit null gives None where the
+field's type admits None, as Transformers reads it, and the default otherwise), how the value is
+converted on the way in (``read``) and out (``write``), and whether it must be a positive integer (``dim``).
 The same declaration reads config.json (:meth:`Spec.from_hf`), writes it back
 (:meth:`Spec.to_hf`), serialises the model for Keras (:meth:`Spec.to_config` /
 :meth:`Spec.from_config`) and documents the family (:meth:`Spec.table`)::
@@ -120,6 +121,10 @@ class Spec:
                     except (TypeError, ValueError, KeyError) as e:
                         raise ConfigError(f"{source}: key {present[0]!r} has invalid value {config[present[0]]!r} ({e})") from e
                 values[f.name] = _checked(cls, f, value, f"{source}: key {present[0]!r}")
+            elif any(k in config for k in ((key,) if isinstance(key, str) else key)) and _allows_none(cls, f):
+                # an explicit null means "none" (no sliding window, no softcap, kv heads = heads...),
+                # as Transformers reads it; only an absent key takes the default
+                values[f.name] = None
             elif f.default is REQUIRED:
                 raise ConfigError(f"{source}: required key {name!r} is missing")
         values = cls.adjust_from_hf(config, values, source)
@@ -283,7 +288,14 @@ def _checked(cls, f, value, where):
 _HINTS = {}
 
 
-def _annotation_kinds(cls, f):
+def _allows_none(cls, f):
+    """Whether the field's annotation admits None (``int | None``, ``Optional[...]``)."""
+    hint = _hints(cls).get(f.name)
+    return (typing.get_origin(hint) in (typing.Union, types.UnionType)
+            and type(None) in typing.get_args(hint))
+
+
+def _hints(cls):
     hints = _HINTS.get(cls)
     if hints is None:
         try:
@@ -291,7 +303,11 @@ def _annotation_kinds(cls, f):
         except Exception:  # unresolvable annotations: no type check
             hints = {}
         _HINTS[cls] = hints
-    hint = hints.get(f.name)
+    return hints
+
+
+def _annotation_kinds(cls, f):
+    hint = _hints(cls).get(f.name)
     if hint is None:
         return ()
     args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)

@@ -105,3 +105,33 @@ def test_tower_resolves_registered_backbones_and_checks_them():
         WithTower.from_hf({"text_config": {"model_type": "nope"}}, source="cfg.json")
     with pytest.raises(ConfigError, match=r"cfg.json \[text_config\].*num_attention_heads"):
         WithTower.from_hf({"text_config": {"hidden_size": 8, "num_attention_heads": 3}}, source="cfg.json")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Nullable(Spec):
+    window: int | None = hf("sliding_window", 4096)
+    eps: float = hf("layer_norm_eps", 1e-5)
+    kv: int | None = hf(("num_key_value_heads", "n_kv"), 8)
+
+
+def test_explicit_null_is_none_for_optional_fields_and_the_default_otherwise():
+    assert Nullable.from_hf({}) == Nullable(window=4096, eps=1e-5, kv=8)  # absent: the defaults
+    # present and null: "none" where the type admits it (no window), the default where it does not
+    s = Nullable.from_hf({"sliding_window": None, "layer_norm_eps": None, "num_key_value_heads": None})
+    assert (s.window, s.eps, s.kv) == (None, 1e-5, None)
+    assert Nullable.from_hf({"num_key_value_heads": None, "n_kv": 2}).kv == 2  # a set alternative still wins
+    assert Nullable.from_hf(s.to_hf()) == s  # None is written as null and read back as None
+
+
+def test_explicit_null_in_real_configs():
+    """Transformers writes every attribute, None included: BART's forced_eos_token_id=None means no
+    forced EOS (the default 2 would force one), Gemma 2's attn_logit_softcapping=None no soft-cap."""
+    transformers = pytest.importorskip("transformers")
+    from keras_models.models.bart.families import BartSpec
+    from keras_models.models.decoder.gemma_phi import Gemma2Spec
+
+    bart = transformers.BartConfig(vocab_size=50, d_model=16, forced_eos_token_id=None).to_dict()
+    assert "forced_eos_token_id" in bart and BartSpec.from_hf(bart).forced_eos_token_id is None
+    assert BartSpec.from_hf({k: v for k, v in bart.items() if k != "forced_eos_token_id"}).forced_eos_token_id == 2
+    gemma = transformers.Gemma2Config(vocab_size=50, hidden_size=16, attn_logit_softcapping=None).to_dict()
+    assert Gemma2Spec.from_hf(gemma).softcap is None

@@ -60,8 +60,6 @@ def _scalar_to_hf(scale):
 # --- Gemma 2: sandwich norms, soft-capping, query_pre_attn_scalar, alternating sliding window -----
 @dataclass(frozen=True, kw_only=True)
 class Gemma2Spec(GemmaSpec):
-    nullable: ClassVar[tuple] = ("sliding_window", "softcap", "final_logit_softcap")
-
     hidden_size: int = dim("hidden_size", 2304)
     intermediate_size: int = dim("intermediate_size", 9216)
     num_layers: int = dim("num_hidden_layers", 26)
@@ -96,7 +94,6 @@ class Gemma3TextSpec(Gemma2Spec):
 
     rope_theta_default: ClassVar[float] = 1_000_000.0
     local_rope_theta_default: ClassVar[float] = 10_000.0
-    nullable: ClassVar[tuple] = ("sliding_window", "final_logit_softcap")
     unsupported: ClassVar[dict] = {"use_bidirectional_attention": (False, None)}
 
     vocab_size: int = dim("vocab_size", 262_208)

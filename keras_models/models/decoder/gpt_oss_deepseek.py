@@ -33,7 +33,6 @@ class GptOssSpec(LlamaSpec):
     bias whose top-k logits are softmaxed, yarn rope by default."""
 
     rope_theta_default: ClassVar[float] = 150000.0
-    nullable: ClassVar[tuple] = ("sliding_window",)
     # the released checkpoints store MXFP4 expert blocks/scales: dequantized (bf16/fp32) weights only
     unsupported: ClassVar[dict] = {"quantization_config": (None,)}
 
@@ -89,7 +88,6 @@ class DeepseekV2Spec(LlamaSpec):
     ``n_group`` groups scored by their best expert, ``topk_group`` of them kept), weights x
     ``routed_scaling_factor`` (not renormalised), plus ``n_shared_experts`` always-on experts."""
 
-    nullable: ClassVar[tuple] = ("q_lora_rank",)
     unsupported: ClassVar[dict] = {"topk_method": ("greedy", "group_limited_greedy", None),
                                    "mlp_bias": (False, None)}
     shared_experts_default: ClassVar[int] = 2

@@ -66,8 +66,6 @@ class DecoderSpec(Spec):
     rope: ClassVar[bool] = False  # read/write rope_parameters (rope_theta, rope_scaling, rotary_dim)
     rope_theta_default: ClassVar[float] = 10000.0
     partial_rotary_default: ClassVar[float] = 1.0
-    # fields whose config.json key may be null on purpose (null is not "use the default")
-    nullable: ClassVar[tuple] = ()
 
     vocab_size: int = dim("vocab_size")
     hidden_size: int = dim("hidden_size")
@@ -86,11 +84,6 @@ class DecoderSpec(Spec):
 
     @classmethod
     def adjust_from_hf(cls, config, values, source):
-        keys = {f.name: f.metadata.get("hf") for f in dataclasses.fields(cls)}
-        for name in cls.nullable:
-            key = keys[name]
-            if any(k in config and config[k] is None for k in ((key,) if isinstance(key, str) else key)):
-                values[name] = None
         if cls.rope:
             theta, scaling, partial = rope_from_hf(config, source, cls.rope_theta_default,
                                                    cls.partial_rotary_default)

@@ -49,8 +49,6 @@ class LlamaSpec(DecoderSpec):
 
 @dataclass(frozen=True, kw_only=True)
 class MistralSpec(LlamaSpec):
-    nullable: ClassVar[tuple] = ("sliding_window",)
-
     intermediate_size: int = dim("intermediate_size", 14336)
     num_kv_heads: int | None = hf("num_key_value_heads", 8)
     max_position_embeddings: int = dim("max_position_embeddings", 4096 * 32)
@@ -64,8 +62,6 @@ class MistralSpec(LlamaSpec):
 class Qwen2Spec(MistralSpec):
     """Qwen2: qkv biases; sliding window only with ``use_sliding_window``, on the layers from
     ``max_window_layers`` on (or as ``layer_types`` says)."""
-
-    nullable: ClassVar[tuple] = ()
 
     vocab_size: int = dim("vocab_size", 151936)
     intermediate_size: int = dim("intermediate_size", 22016)
@@ -97,7 +93,6 @@ class Qwen2Spec(MistralSpec):
 @dataclass(frozen=True, kw_only=True)
 class MixtralSpec(MistralSpec):
     rope_theta_default: ClassVar[float] = 1e6
-    nullable: ClassVar[tuple] = ()
 
     head_dim: int | None = hf("head_dim", None)
     sliding_window: int | None = hf("sliding_window", None)

@@ -174,8 +174,6 @@ class Phi3Spec(LlamaSpec):
     """Phi-3: fused qkv_proj ([q | k | v]) and gate_up_proj ([gate | up]), no biases, optional
     sliding window, longrope (``original_max_position_embeddings`` may sit at the top level)."""
 
-    nullable: ClassVar[tuple] = ("sliding_window",)
-
     vocab_size: int = dim("vocab_size", 32064)
     hidden_size: int = dim("hidden_size", 3072)
     intermediate_size: int = dim("intermediate_size", 8192)
