@@ -20,6 +20,8 @@ _ALLOW_PATTERNS = [
     "*.safetensors",
     "*.txt",
     "*.model",
+    "*.spm",  # Marian's source.spm / target.spm
+    "*.codes",  # fastBPE (BERTweet, PhoBERT): bpe.codes
     "*.jinja",
     "1_Pooling/*",
     "2_Dense/*",

@@ -78,3 +78,23 @@ def test_hf_handles_offline(tmp_path):
     np.testing.assert_allclose(np.load(tmp_path / "pinned.npy"), expected, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "v1.npy"), expected + 1.0, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "named.npy"), expected + 1.0, atol=1e-4)
+
+
+def test_download_patterns_cover_every_file_the_library_reads():
+    """hf:// downloads only the files matching resolve._ALLOW_PATTERNS (never pickles): every file
+    name the library reads from a preset (a quoted literal in its sources) must match one, or a
+    hub checkpoint loads without it (Marian's source.spm / BERTweet's bpe.codes were missed)."""
+    import fnmatch
+    import re
+
+    from keras_models.presets.resolve import _ALLOW_PATTERNS
+
+    names = set()
+    for path in (REPO / "keras_models").rglob("*.py"):
+        names |= set(re.findall(r"[\"']([\w\-]+(?:\.[\w\-]+)*\.(?:spm|codes|model|txt|json|safetensors|jinja))[\"']",
+                                path.read_text(encoding="utf-8")))
+    assert {"source.spm", "bpe.codes", "tokenizer.json", "vocab.txt"} <= names  # the scan finds them
+    missed = sorted(n for n in names if not any(fnmatch.fnmatch(n, p) for p in _ALLOW_PATTERNS))
+    assert not missed, f"files read from presets but not downloaded by hf://: {missed}"
+    for unsafe in ("pytorch_model.bin", "model.ckpt.index", "flax_model.msgpack", "tf_model.h5"):
+        assert not any(fnmatch.fnmatch(unsafe, p) for p in _ALLOW_PATTERNS), unsafe
