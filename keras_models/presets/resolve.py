@@ -4,12 +4,15 @@ Handles:
   * a local folder (Hugging Face layout, or written by ``save_to_preset``);
   * ``hf://org/name`` or ``hf://org/name@revision`` (through huggingface_hub, which honours
     ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``);
-  * a named preset listed in the ``presets/`` manifests (see :mod:`keras_models.presets.named`).
+  * a named preset listed in the ``presets/`` manifests (see :mod:`keras_models.presets.named`);
+  * a bare hub id, ``org/name`` or a legacy ``name`` (as Transformers takes them), tried on the hub
+    last: after a local folder of that name and the named presets.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from keras_models.errors import PresetError
@@ -96,7 +99,16 @@ def resolve_preset(preset) -> Path:
         return resolved
     from keras_models.presets.named import list_presets
 
-    raise PresetError(
-        f"Unknown preset {preset!r}: not a local folder, not an 'hf://org/name' handle, and not a "
-        f"named preset (known: {', '.join(sorted(list_presets())) or 'none'})"
-    )
+    unknown = (f"not a local folder, not an 'hf://org/name' handle, and not a named preset "
+               f"(known: {', '.join(sorted(list_presets())) or 'none'})")
+    if _HUB_ID.match(preset) and not preset.startswith("."):
+        # a bare hub id, as Transformers' from_pretrained takes it ("org/name", or a legacy
+        # "gpt2"-style name): the hub, after the local folder and the named presets
+        try:
+            return _download(preset, None)
+        except PresetError as e:
+            raise PresetError(f"Unknown preset {preset!r}: {unknown}; as a hub id: {e}") from e
+    raise PresetError(f"Unknown preset {preset!r}: {unknown}")
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")

@@ -51,6 +51,15 @@ def test_hf_handles_offline(tmp_path):
         np.save({str(tmp_path / 'main.npy')!r}, keras.ops.convert_to_numpy(main(inputs)))
         np.save({str(tmp_path / 'v1.npy')!r}, keras.ops.convert_to_numpy(v1(inputs)))
         np.save({str(tmp_path / 'pinned.npy')!r}, keras.ops.convert_to_numpy(pinned(inputs)))
+        # a bare hub id, as from_pretrained takes it (no local folder or named preset of that name)
+        bare = km.TextClassifier.from_preset("tiny-org/tiny-bert")
+        np.save({str(tmp_path / 'bare.npy')!r}, keras.ops.convert_to_numpy(bare(inputs)))
+        try:
+            km.Backbone.from_preset("tiny-org/not-cached-either")
+        except PresetError as e:
+            assert "as a hub id" in str(e) and "HF_HUB_OFFLINE" in str(e), e
+        else:
+            raise AssertionError("uncached bare id loaded offline")
         # A named preset falls through its sources in order: missing package -> hub cache.
         named = km.TextClassifier.from_preset("tiny-named")
         np.save({str(tmp_path / 'named.npy')!r}, keras.ops.convert_to_numpy(named(inputs)))
@@ -76,6 +85,7 @@ def test_hf_handles_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     np.testing.assert_allclose(np.load(tmp_path / "main.npy"), expected, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "pinned.npy"), expected, atol=1e-4)
+    np.testing.assert_allclose(np.load(tmp_path / "bare.npy"), expected, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "v1.npy"), expected + 1.0, atol=1e-4)
     np.testing.assert_allclose(np.load(tmp_path / "named.npy"), expected + 1.0, atol=1e-4)
 
