@@ -38,10 +38,13 @@ def _quiet_logs():
 #  * tests/docs/: the docs' examples as a user runs them (the models' numerics are checked on
 #    every backend by the parity tests);
 #  * file-level safety of presets (journaled saves, refused tensors, shard paths) and the spec's
-#    config.json handling.
+#    config.json handling;
+#  * hub handle resolution (tests/presets/test_hub.py: which files and revisions are read) and the
+#    demo (real MiniLM + a short fit: tests/presets/test_minilm_real.py and the fit tests check
+#    those numerics on every backend). CI time: the demo alone took 73 s of the tensorflow pass.
 BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/presets/test_save_safety.py",
                        "tests/presets/test_checkpoint_safety.py", "tests/test_spec.py",
-                       "tests/video/test_video_processor.py")
+                       "tests/video/test_video_processor.py", "tests/presets/test_hub.py", "tests/test_demo.py")
 
 
 def pytest_collection_modifyitems(config, items):
