@@ -104,11 +104,12 @@ def frame_lengths(lengths, kernels, strides):
 
 class WeightNormConv1D(keras.layers.Layer):
     """The position embedding's grouped Conv1d with weight normalisation over the kernel axis
-    (torch ``weight_norm(dim=2)``: ``g`` per tap, ``v`` the direction), "same" length output."""
+    (torch ``weight_norm(dim=2)``: ``g`` per tap, ``v`` the direction), "same" length output
+    (divided by ``strides``: SEW's strided position conv)."""
 
-    def __init__(self, filters, kernel_size, groups, activation="gelu", **kwargs):
+    def __init__(self, filters, kernel_size, groups, activation="gelu", strides=1, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.kernel_size, self.groups = filters, kernel_size, groups
+        self.filters, self.kernel_size, self.groups, self.strides = filters, kernel_size, groups, strides
         self.activation = activation
         self.act = get_activation(activation)
 
@@ -129,8 +130,8 @@ class WeightNormConv1D(keras.layers.Layer):
         x = ops.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
         cin = x.shape[-1] // self.groups
         cout = self.filters // self.groups
-        outs = [ops.conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], padding="valid")
-                for g in range(self.groups)]
+        outs = [ops.conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], strides=self.strides,
+                         padding="valid") for g in range(self.groups)]
         y = outs[0] if self.groups == 1 else ops.concatenate(outs, axis=-1)
         y = y + ops.cast(self.bias, y.dtype)
         if k % 2 == 0:
@@ -139,7 +140,8 @@ class WeightNormConv1D(keras.layers.Layer):
 
     def get_config(self):
         c = super().get_config()
-        c.update(filters=self.filters, kernel_size=self.kernel_size, groups=self.groups, activation=self.activation)
+        c.update(filters=self.filters, kernel_size=self.kernel_size, groups=self.groups, activation=self.activation,
+                 strides=self.strides)
         return c
 
 

@@ -34,34 +34,6 @@ class SEWSpec(Wav2Vec2Spec):
         return {"input_values": np.zeros((1, n), "float32"), "attention_mask": np.ones((1, n), "int32")}
 
 
-class StridedWeightNormConv1D(WeightNormConv1D):
-    """The weight-normalised grouped position conv with a stride (SEW's ``pos_conv_embed``)."""
-
-    def __init__(self, filters, kernel_size, groups, strides=1, activation="gelu", **kwargs):
-        super().__init__(filters, kernel_size, groups, activation=activation, **kwargs)
-        self.strides = strides
-
-    def call(self, x):
-        v = ops.cast(self.weight_v, "float32")
-        norm = ops.sqrt(ops.sum(ops.square(v), axis=(1, 2), keepdims=True))
-        kernel = ops.cast(v * (ops.reshape(ops.cast(self.weight_g, "float32"), (-1, 1, 1)) / norm), x.dtype)
-        k = self.kernel_size
-        x = ops.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
-        cin, cout = x.shape[-1] // self.groups, self.filters // self.groups
-        outs = [ops.conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], strides=self.strides,
-                         padding="valid") for g in range(self.groups)]
-        y = outs[0] if self.groups == 1 else ops.concatenate(outs, axis=-1)
-        y = y + ops.cast(self.bias, y.dtype)
-        if k % 2 == 0:
-            y = y[:, :-1]
-        return self.act(y)
-
-    def get_config(self):
-        c = super().get_config()
-        c.update(strides=self.strides)
-        return c
-
-
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("sew")
 class SEWBackbone(Wav2Vec2Backbone):
@@ -79,9 +51,9 @@ class SEWBackbone(Wav2Vec2Backbone):
 
     def make_pos_conv(self):
         s = self.spec
-        return StridedWeightNormConv1D(s.hidden_size, s.num_conv_pos_embeddings, s.num_conv_pos_embedding_groups,
-                                       strides=s.squeeze_factor, activation=s.feat_extract_activation,
-                                       name="pos_conv", dtype=self.dtype_policy)
+        return WeightNormConv1D(s.hidden_size, s.num_conv_pos_embeddings, s.num_conv_pos_embedding_groups,
+                                strides=s.squeeze_factor, activation=s.feat_extract_activation,
+                                name="pos_conv", dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         s = self.spec
