@@ -291,8 +291,20 @@ def _write_json(path, data):
         f.write(json.dumps(data, indent=2) + "\n")
 
 
+def _is_our_temp_folder(path):
+    """A save's own hidden working folder (``.<name>.kmsave-<token>.new/.old``, or an old-style
+    ``.<name>.tmpXXXXXXXX``): the only folders this module ever deletes whole."""
+    name = os.path.basename(os.path.normpath(path))
+    if not name.startswith(".") or name in (".", ".."):
+        return False
+    tail = name.rsplit(_TAG, 1)[-1] if _TAG in name else None
+    return (tail is not None and _TOKEN.fullmatch(tail) is not None) or _LEGACY_TMP.search(name) is not None
+
+
 def _remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
+        if not _is_our_temp_folder(path):  # never a user's folder (a target of ".", a repository...)
+            raise PresetError(f"save_to_preset: refusing to delete {path}: not a temporary folder of a save")
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.remove(path)

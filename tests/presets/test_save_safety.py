@@ -320,3 +320,20 @@ def test_kill_9_at_random_steps_leaves_old_or_new(presets, tmp_path):
     assert _child(out, presets, 0).returncode == 0
     assert _loads_as(out, presets) == "b" and _hidden_siblings(out) == []
     assert set(outcomes) == {"settled", "complete"}, outcomes
+
+
+def test_only_a_saves_own_temporary_folders_are_ever_deleted_whole(tmp_path):
+    from keras_models.errors import PresetError
+    from keras_models.presets import saving
+
+    for user in (tmp_path / "repo", tmp_path / ".git", tmp_path / "my.kmsave-notes"):
+        user.mkdir()
+        (user / "README.md").write_text("keep")
+        with pytest.raises(PresetError, match="refusing to delete"):
+            saving._remove(user)
+        assert (user / "README.md").read_text() == "keep"
+    for temp in (tmp_path / ".model.kmsave-123-abc.new", tmp_path / ".model.tmpabcd1234"):
+        temp.mkdir()
+        (temp / "config.json").write_text("{}")
+        saving._remove(temp)
+        assert not temp.exists()
