@@ -90,6 +90,9 @@ def zoo_rows():
         removed = model_type == "removed"
         if row.get("checkpoint_only") == "yes":  # counts only where a family declares the row
             cls = by_family.get(name.lower())
+        elif removed:  # gone from Transformers 5: the row's doc name is its checkpoints' model_type
+            doc = row.get("doc", "")
+            cls = by_family.get(name.lower()) or types.get(doc) or types.get(doc.replace("_", "-"))
         else:
             cls = by_family.get(name.lower()) or types.get(model_type)
         backends = ", ".join(getattr(cls, "verified_backends", ())) if cls is not None else ""
