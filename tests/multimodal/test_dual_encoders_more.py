@@ -1,0 +1,122 @@
+"""More dual encoders against Transformers: AltCLIP (XLM-R text tower + CLIP ViT) and ALIGN
+(BERT text tower + EfficientNet image tower, temperature-scaled logits).
+
+Each tiny reference uses non-default options that change the numbers (activations, norm eps,
+projection widths unlike either tower's, RoBERTa positions after padding, max pooling, odd
+EfficientNet padding) and records the model's outputs and both towers' last hidden states. One
+test per family: parity of every output, the towers, ``encode_text``, ``Backbone.from_preset``,
+and ``save_to_preset`` reloading here (and in Transformers, on the torch pass: the files are the
+same on every backend).
+"""
+
+import numpy as np
+
+from tests.models.test_dual_encoders import randomize_weights
+from tests.parity import _key, assert_close, cached_folder, to_numpy
+
+OUT_KEYS = ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds")
+HF_CLASS = {"altclip": "AltCLIPModel", "align": "AlignModel"}
+
+
+def _build(kind):
+    import transformers as T
+
+    if kind == "altclip":
+        text = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                    max_position_embeddings=24, project_dim=24, hidden_act="gelu_new", layer_norm_eps=1e-6)
+        vision = dict(hidden_size=40, intermediate_size=44, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                      patch_size=8, hidden_act="gelu", layer_norm_eps=1e-6)
+        return T.AltCLIPModel(T.AltCLIPConfig(text_config=text, vision_config=vision, projection_dim=20))
+    if kind == "align":
+        text = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                    max_position_embeddings=16, hidden_act="gelu_new")
+        # two stages (the second strided, repeated, with an evenly padded depthwise conv), max pooling
+        vision = dict(width_coefficient=0.5, depth_coefficient=1.0, depth_divisor=8, kernel_sizes=[3, 5],
+                      in_channels=[32, 16], out_channels=[16, 48], strides=[1, 2], num_block_repeats=[1, 2],
+                      expand_ratios=[1, 3], depthwise_padding=[1], hidden_dim=64, pooling_type="max",
+                      batch_norm_eps=1e-2, image_size=32)
+        return T.AlignModel(T.AlignConfig(text_config=text, vision_config=vision, projection_dim=24,
+                                          temperature_init_value=0.7))
+    raise ValueError(kind)
+
+
+def _inputs(kind):
+    rng = np.random.RandomState(0)
+    ids = rng.randint(5, 99, size=(2, 7)).astype("int64")
+    mask = np.ones_like(ids)
+    pad, bos, eos = (1, 0, 2) if kind == "altclip" else (0, 2, 3)
+    ids[:, 0], ids[:, -1] = bos, eos
+    ids[1, 4], ids[1, 5:], mask[1, 5:] = eos, pad, 0
+    pixels = rng.randn(3, 32, 32, 3).astype("float32")
+    return {"input_ids": ids, "attention_mask": mask}, pixels
+
+
+def reference(kind):
+    def build(tmp):
+        import torch
+
+        torch.manual_seed(0)
+        model = randomize_weights(_build(kind).eval())
+        folder = tmp / "model"
+        model.save_pretrained(folder)
+        model = type(model).from_pretrained(folder).eval()  # buffers rebuilt as a user's load does
+        text, pixels = _inputs(kind)
+        with torch.no_grad():
+            out = model(**{k: torch.tensor(v) for k, v in text.items()},
+                        pixel_values=torch.tensor(pixels.transpose(0, 3, 1, 2)))
+        expected = {k: getattr(out, k).numpy() for k in OUT_KEYS}
+        expected["text_hidden"] = out.text_model_output.last_hidden_state.numpy()
+        vision = out.vision_model_output.last_hidden_state.numpy()
+        expected["vision_hidden"] = vision.transpose(0, 2, 3, 1) if vision.ndim == 4 else vision
+        np.savez(tmp / "expected.npz", **expected)
+
+    import transformers
+
+    folder = cached_folder(_key(f"dual-more-{kind}", open(__file__).read(), transformers.__version__), build)
+    return folder / "model", dict(np.load(folder / "expected.npz"))
+
+
+def _ours(kind):
+    text, pixels = _inputs(kind)
+    return {**{k: v.astype("int32") for k, v in text.items()}, "pixel_values": pixels}
+
+
+def _check_family(kind, backbone_name, tmp_path):
+    import keras
+
+    import keras_models as km
+
+    folder, expected = reference(kind)
+    model = km.ZeroShotImageClassifier.from_preset(folder)
+    inputs = _ours(kind)
+    out = to_numpy(model(inputs))
+    for k in OUT_KEYS:
+        assert_close(out[k], expected[k], what=f"{kind} {k}")
+    bb = model.backbone
+    assert type(bb).__name__ == backbone_name
+    text = {k: v for k, v in inputs.items() if k != "pixel_values"}
+    assert_close(bb.text_model(text), expected["text_hidden"], mask=inputs["attention_mask"], what=f"{kind} text tower")
+    assert_close(bb.vision_model({"pixel_values": inputs["pixel_values"]}), expected["vision_hidden"],
+                 what=f"{kind} vision tower")
+    t = to_numpy(model.encode_text(inputs))  # get_text_features: projected, not normalised
+    np.testing.assert_allclose(t / np.linalg.norm(t, axis=-1, keepdims=True), expected["text_embeds"], atol=1e-5)
+    assert type(km.Backbone.from_preset(folder)).__name__ == backbone_name
+
+    model.save_to_preset(tmp_path / "saved")
+    again = km.ZeroShotImageClassifier.from_preset(tmp_path / "saved")
+    assert type(again) is type(model) and again.backbone.spec == bb.spec
+    assert_close(again(inputs)["logits_per_image"], expected["logits_per_image"], what=f"{kind} reload")
+    if keras.backend.backend() == "torch":
+        import torch
+        import transformers as T
+
+        hf_model = getattr(T, HF_CLASS[kind]).from_pretrained(tmp_path / "saved").eval()
+        t_in, pixels = _inputs(kind)
+        with torch.no_grad():
+            ref = hf_model(**{k: torch.tensor(v) for k, v in t_in.items()},
+                           pixel_values=torch.tensor(pixels.transpose(0, 3, 1, 2)))
+        assert_close(ref.logits_per_image.numpy(), expected["logits_per_image"], what=f"{kind} transformers reload")
+
+
+def test_altclip(tmp_path):
+    _check_family("altclip", "AltCLIPBackbone", tmp_path)
