@@ -35,6 +35,8 @@ from keras_models.models.nezha import *  # noqa: F401,F403
 from keras_models.models.video import *  # noqa: F401,F403
 from keras_models.models.llava import *  # noqa: F401,F403
 from keras_models.models.depth import *  # noqa: F401,F403
+from keras_models.models.cvt import *  # noqa: F401,F403
+from keras_models.models.pvt import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]

@@ -1,0 +1,83 @@
+"""Small building blocks shared by the hierarchical / hybrid vision families (CvT, PVT,
+FocalNet, MobileViTV2, SwiftFormer, LeViT, VAN, EfficientFormer): torch-style padded
+convolutions, BatchNorm / LayerNorm with torch's epsilons, and multi-head attention over
+(batch, tokens, dim) tensors. All channels_last."""
+
+import keras
+from keras import ops
+
+from keras_models.layers.vision_embeddings import conv_rules, norm_rules
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+@_ser
+class TorchConv(keras.layers.Layer):
+    """A Conv2D with torch's explicit symmetric zero ``padding``; ``depthwise=True`` for a
+    convolution with ``groups`` = channels (torch weight (C, 1, k, k)); ``groups`` > 1 otherwise
+    for a grouped one. ``rules(prefix)`` maps ``prefix.weight`` / ``prefix.bias``."""
+
+    def __init__(self, filters, kernel_size, strides=1, padding=0, use_bias=True, depthwise=False, groups=1,
+                 dilation=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides, self.padding = filters, kernel_size, strides, padding
+        self.use_bias, self.depthwise, self.groups, self.dilation = use_bias, depthwise, groups, dilation
+        conv = dict(strides=strides, use_bias=use_bias, dilation_rate=dilation, name="conv", dtype=self.dtype_policy)
+        self.conv = (keras.layers.DepthwiseConv2D(kernel_size, **conv) if depthwise
+                     else keras.layers.Conv2D(filters, kernel_size, groups=groups, **conv))
+
+    def build(self, input_shape):
+        self.conv.build(tuple(input_shape))
+        self.built = True
+
+    def call(self, x):
+        p = self.padding
+        if p:
+            p = (p, p) if isinstance(p, int) else tuple(p)
+            x = ops.pad(x, ((0, 0), (p[0], p[0]), (p[1], p[1]), (0, 0)))
+        return self.conv(x)
+
+    def rules(self, prefix):
+        return conv_rules(prefix, self.conv)
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides, padding=self.padding,
+                 use_bias=self.use_bias, depthwise=self.depthwise, groups=self.groups, dilation=self.dilation)
+        return c
+
+
+def batch_norm(name, dtype=None, epsilon=1e-5):
+    """torch BatchNorm (eval: running statistics), channels_last."""
+    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=0.9, name=name, dtype=dtype)
+
+
+def layer_norm(name, dtype=None, epsilon=1e-5):
+    return keras.layers.LayerNormalization(epsilon=epsilon, name=name, dtype=dtype)
+
+
+def split_heads(x, heads):
+    """(batch, tokens, heads * d) -> (batch, heads, tokens, d)."""
+    d = x.shape[-1] // heads
+    return ops.transpose(ops.reshape(x, (-1, x.shape[1], heads, d)), (0, 2, 1, 3))
+
+
+def merge_heads(x):
+    """(batch, heads, tokens, d) -> (batch, tokens, heads * d)."""
+    h, d = x.shape[1], x.shape[3]
+    return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, x.shape[2], h * d))
+
+
+def attend(q, k, v, scale, bias=None):
+    """softmax(q k^T * scale [+ bias]) v over (batch, heads, tokens, d), in float32."""
+    s = ops.einsum("bhqd,bhkd->bhqk", q, k) * scale
+    if bias is not None:
+        s = s + bias
+    return ops.einsum("bhqk,bhkd->bhqd", ops.softmax(s, axis=-1), v)
+
+
+def bn_rules(prefix, bn):
+    return norm_rules(prefix, bn)
+
+
+__all__ = ["TorchConv", "batch_norm", "layer_norm", "split_heads", "merge_heads", "attend", "bn_rules"]
