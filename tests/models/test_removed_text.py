@@ -68,3 +68,33 @@ def test_nezha_save_to_preset_reloads(tmp_path):
     model.save_to_preset(tmp_path / "saved")
     check_task("nezha", "TextClassifier", inputs, expected["TextClassifier"],
                km.TextClassifier.from_preset(tmp_path / "saved"))
+
+
+# --- Open-Llama: the shared decoder with a LayerNorm'd embedding and tied LM head (defaults), and
+# an odd config (own lm_head, no stable embedding, linear rope scaling, gelu) --------------------
+@pytest.mark.parametrize("case", ["CausalLM", "CausalLM_odd"])
+def test_open_llama_parity(case):
+    inputs, expected = golden("open_llama")
+    folder, mask = GOLDEN / "open_llama" / case, inputs["attention_mask"]
+    model = km.CausalLM.from_preset(folder)
+    assert type(model).__name__ == "OpenLlamaCausalLM" and model.head_from_checkpoint
+    assert_close(model(inputs), expected[case]["logits"], mask=mask, what=f"open_llama {case}")
+    assert_close(model.backbone(inputs), expected[case]["hidden"], mask=mask, what=f"open_llama {case} backbone")
+    if case == "CausalLM":  # greedy tokens of the recorded generate(do_sample=False), one row left-padded
+        ref = expected["generate"]
+        prompt = {"input_ids": ref["prompt"].astype("int32"), "attention_mask": ref["mask"].astype("int32")}
+        got = np.asarray(model.generate(prompt, do_sample=False, max_new_tokens=8, pad_token_id=0))
+        np.testing.assert_array_equal(got, ref["tokens"])
+
+
+def test_open_llama_save_to_preset_reloads(tmp_path):
+    import json
+
+    inputs, expected = golden("open_llama")
+    km.CausalLM.from_preset(GOLDEN / "open_llama" / "CausalLM_odd").save_to_preset(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["model_type"] == "open-llama" and config["rope_scaling"] == {"type": "linear", "factor": 2.0}
+    assert not config["use_stable_embedding"] and not config["shared_input_output_embedding"]
+    model = km.CausalLM.from_preset(tmp_path / "saved")
+    assert_close(model(inputs), expected["CausalLM_odd"]["logits"], mask=inputs["attention_mask"],
+                 what="open_llama saved")

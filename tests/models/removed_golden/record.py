@@ -97,7 +97,52 @@ def nezha():
     encoder_tasks("nezha", "Nezha", NezhaConfig, kwargs, inputs)
 
 
-FAMILIES = {"nezha": nezha}
+def greedy(model, prompt, mask, max_new_tokens):
+    """``generate(do_sample=False)`` (through GenerationMixin where the 4.x class lacks it; with
+    ``use_cache=False``: the 4.57.1 OpenLlama attention cannot read 4.57's cache objects) and, as a
+    check, the same greedy tokens from full forward passes (argmax of the last logits)."""
+    from transformers import GenerationConfig, GenerationMixin
+
+    ids, mask = torch.tensor(prompt), torch.tensor(mask)
+    if not hasattr(model, "generate"):
+        model.__class__ = type(type(model).__name__, (type(model), GenerationMixin), {})
+        model.generation_config = GenerationConfig.from_model_config(model.config)
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new_tokens,
+                             min_new_tokens=max_new_tokens, use_cache=False, pad_token_id=0).numpy()
+        check = ids
+        for _ in range(max_new_tokens):
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            nxt = model(input_ids=check, attention_mask=mask, position_ids=positions).logits[:, -1].argmax(-1)
+            check = torch.cat([check, nxt[:, None]], dim=1)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+    assert (check.numpy() == out).all(), (out, check)
+    return out
+
+
+def open_llama():
+    from transformers import OpenLlamaConfig, OpenLlamaForCausalLM
+
+    base = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+                max_position_embeddings=32, initializer_range=0.5, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    inputs = text_inputs(token_types=False)
+    results = {}
+    # defaults: stable embedding (LayerNorm after the embeddings), LM head = the embeddings
+    model = save(OpenLlamaForCausalLM, OpenLlamaConfig(**base), HERE / "open_llama" / "CausalLM")
+    results["CausalLM"] = outputs(model, inputs)
+    prompt = np.random.RandomState(1).randint(3, 60, size=(2, 6)).astype("int64")
+    mask = np.ones_like(prompt)
+    prompt[1, :2] = mask[1, :2] = 0  # left-padded row
+    results["generate"] = {"prompt": prompt, "mask": mask, "tokens": greedy(model, prompt, mask, 8)}
+    # odd options: own lm_head, no stable embedding, linear rope scaling, gelu, eps 1e-5
+    odd = OpenLlamaConfig(**base, shared_input_output_embedding=False, use_stable_embedding=False,
+                          rope_scaling={"type": "linear", "factor": 2.0}, hidden_act="gelu", rms_norm_eps=1e-5)
+    model = save(OpenLlamaForCausalLM, odd, HERE / "open_llama" / "CausalLM_odd")
+    results["CausalLM_odd"] = outputs(model, inputs)
+    write("open_llama", inputs, results)
+
+
+FAMILIES = {"nezha": nezha, "open_llama": open_llama}
 
 
 def main(names):
