@@ -30,9 +30,9 @@ def _build(kind):
     if kind == "align":
         text = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
                     max_position_embeddings=16, hidden_act="gelu_new")
-        # two stages (the second strided, repeated, with an evenly padded depthwise conv), max pooling
+        # two blocks (the second strided and expanded, its depthwise conv evenly padded), max pooling
         vision = dict(width_coefficient=0.5, depth_coefficient=1.0, depth_divisor=8, kernel_sizes=[3, 5],
-                      in_channels=[32, 16], out_channels=[16, 48], strides=[1, 2], num_block_repeats=[1, 2],
+                      in_channels=[32, 16], out_channels=[16, 48], strides=[1, 2], num_block_repeats=[1, 1],
                       expand_ratios=[1, 3], depthwise_padding=[1], hidden_dim=64, pooling_type="max",
                       batch_norm_eps=1e-2, image_size=32)
         return T.AlignModel(T.AlignConfig(text_config=text, vision_config=vision, projection_dim=24,
@@ -120,3 +120,21 @@ def _check_family(kind, backbone_name, tmp_path):
 
 def test_altclip(tmp_path):
     _check_family("altclip", "AltCLIPBackbone", tmp_path)
+
+
+def test_align(tmp_path):
+    import json
+
+    import pytest
+
+    import keras_models as km
+    from keras_models.errors import ConfigError
+
+    _check_family("align", "AlignBackbone", tmp_path)
+    folder, _ = reference("align")
+    config = json.loads((folder / "config.json").read_text())
+    config["projection_dim"] = 32  # the text projection must land in the image tower's width (24)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="projection_dim"):
+        km.ZeroShotImageClassifier.from_preset(tmp_path / "bad", load_weights=False)
