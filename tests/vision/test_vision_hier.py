@@ -11,15 +11,29 @@ from tests.parity import assert_close
 from tests.vision.vision_parity import hf_hidden_to_ours, perturb_buffers, pixels, run, vision_reference
 
 
+class _Fn(keras.Model):
+    """``fn(backbone, inputs)`` as one compiled program (predict_on_batch)."""
+
+    def __init__(self, backbone, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone, self.fn = backbone, fn
+
+    def call(self, inputs):
+        return self.fn(self.backbone, inputs)
+
+
 def _check(name, build, x, tmp_path, hidden=True, backbone_atol=1e-4):
-    """Logits of the classifier and (``hidden``) the backbone's last map, then (torch pass) the
-    saved preset reloaded by Transformers."""
+    """Logits of the classifier and (``hidden``) the backbone's output, or ``hidden(backbone,
+    inputs)``, against the last of Transformers' hidden states; then (torch pass) the saved preset
+    reloaded by Transformers."""
     folder, expected = vision_reference(name, build, x, output_hidden_states=True)
     model = km.ImageClassifier.from_preset(folder)
     assert model.head_from_checkpoint
     assert_close(run(model, x), expected["logits"], what=f"{name} logits")
     if hidden:
-        out = model.backbone.predict_on_batch({"pixel_values": x})
+        bb = model.backbone
+        out = bb.predict_on_batch({"pixel_values": x}) if hidden is True else _Fn(bb, hidden, name="probe").predict_on_batch(
+            {"pixel_values": x})
         assert_close(out, hf_hidden_to_ours(expected["last_hidden_state"]), atol=backbone_atol,
                      what=f"{name} last hidden state")
     if keras.backend.backend() == "torch":
@@ -62,3 +76,51 @@ def _pvt():
 
 def test_pvt(tmp_path):
     _check("pvt", _pvt, pixels(2, 32, 32), tmp_path)
+
+
+def _focalnet():
+    import transformers
+
+    cfg = transformers.FocalNetConfig(
+        image_size=32, patch_size=4, embed_dim=8, depths=[1, 2], focal_levels=[2, 3], focal_windows=[3, 1],
+        mlp_ratio=2.0, use_conv_embed=True, use_layerscale=True, layerscale_value=0.5, use_post_layernorm=True,
+        use_post_layernorm_in_modulation=True, normalize_modulator=True, num_labels=3)
+    return transformers.FocalNetForImageClassification(cfg)
+
+
+def _last_stage_tokens(bb, inputs):
+    m = bb.feature_maps(inputs)[-1]  # Transformers' last hidden state is the one before the final norm
+    return keras.ops.reshape(m, (-1, m.shape[1] * m.shape[2], m.shape[3]))
+
+
+def test_focalnet(tmp_path):
+    # 30x30: padded to the patch size; use_conv_embed, post norms, layer scale, normalised modulator
+    _check("focalnet", _focalnet, pixels(2, 30, 30), tmp_path, hidden=_last_stage_tokens)
+
+
+def _mobilevitv2():
+    import transformers
+
+    cfg = transformers.MobileViTV2Config(
+        width_multiplier=0.25, n_attn_blocks=[1, 2, 1], base_attn_unit_dims=[32, 48, 64], ffn_multiplier=3,
+        expand_ratio=1.5, output_stride=16, hidden_act="gelu", num_labels=3)
+    return perturb_buffers(transformers.MobileViTV2ForImageClassification(cfg))
+
+
+def test_mobilevitv2(tmp_path):
+    # 40x36: the 5x5-pixel stage's map does not divide into 2x2 patches (unfold drops the rest)
+    _check("mobilevitv2", _mobilevitv2, pixels(2, 40, 36), tmp_path)
+
+
+def _swiftformer():
+    import transformers
+
+    cfg = transformers.SwiftFormerConfig(
+        depths=[2, 1, 2], embed_dims=[8, 8, 16], mlp_ratio=2, downsamples=[False, True, True], hidden_act="gelu_new",
+        down_patch_size=2, down_stride=2, down_pad=0, layer_scale_init_value=0.5, batch_norm_eps=1e-4, num_labels=3)
+    return perturb_buffers(transformers.SwiftFormerForImageClassification(cfg))
+
+
+def test_swiftformer(tmp_path):
+    # stage 0 -> 1 keeps its size (downsamples[0] False, same width: no embedding between them)
+    _check("swiftformer", _swiftformer, pixels(2, 32, 28), tmp_path)

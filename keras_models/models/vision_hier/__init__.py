@@ -27,7 +27,12 @@ class TorchConv(keras.layers.Layer):
                      else keras.layers.Conv2D(filters, kernel_size, groups=groups, **conv))
 
     def build(self, input_shape):
-        self.conv.build(tuple(input_shape))
+        p = (self.padding, self.padding) if isinstance(self.padding, int) else tuple(self.padding)
+        shape = list(input_shape)
+        for axis, extra in ((1, p[0]), (2, p[1])):
+            if shape[axis] is not None:
+                shape[axis] += 2 * extra
+        self.conv.build(tuple(shape))
         self.built = True
 
     def call(self, x):
@@ -81,3 +86,23 @@ def bn_rules(prefix, bn):
 
 
 __all__ = ["TorchConv", "batch_norm", "layer_norm", "split_heads", "merge_heads", "attend", "bn_rules"]
+
+
+def conv1x1_rules(prefix, dense, base=True):
+    """A torch 1x1 Conv2d (out, in, 1, 1) held as a Dense kernel (in, out) on channels_last maps."""
+    from keras_models.presets.weight_map import Chain, Reshape, Rule, Transpose
+
+    cin, cout = dense.kernel.shape
+    r = [Rule(prefix + ".weight", dense.kernel, Chain(Reshape((cout, cin, 1, 1), (cout, cin)), Transpose()), base=base)]
+    if dense.use_bias:
+        r.append(Rule(prefix + ".bias", dense.bias, base=base))
+    return r
+
+
+def pad_to_multiple(x, size):
+    """Zero-pad a (batch, H, W, C) map on the bottom / right up to multiples of ``size``."""
+    ph, pw = -x.shape[1] % size, -x.shape[2] % size
+    return ops.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0))) if ph or pw else x
+
+
+__all__ += ["conv1x1_rules", "pad_to_multiple"]
