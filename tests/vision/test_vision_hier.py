@@ -124,3 +124,20 @@ def _swiftformer():
 def test_swiftformer(tmp_path):
     # stage 0 -> 1 keeps its size (downsamples[0] False, same width: no embedding between them)
     _check("swiftformer", _swiftformer, pixels(2, 32, 28), tmp_path)
+
+
+def _levit(cls):
+    import transformers
+
+    cfg = transformers.LevitConfig(
+        image_size=48, patch_size=16, hidden_sizes=[16, 24, 32], num_attention_heads=[2, 3, 2], depths=[1, 1, 1],
+        key_dim=[8, 4, 8], mlp_ratio=[2, 0, 3], attention_ratio=[2, 1, 2], num_labels=3)
+    return perturb_buffers(getattr(transformers, cls)(cfg))
+
+
+@pytest.mark.parametrize("cls", ["LevitForImageClassificationWithTeacher", "LevitForImageClassification"])
+def test_levit(cls, tmp_path):
+    # 3x3 tokens -> 2x2 -> 1x1; one stage without MLP; the distillation head variant (same shapes)
+    model = _check(f"levit-{cls}", lambda: _levit(cls), pixels(2, 48, 48), tmp_path,
+                   hidden=cls.endswith("Teacher"))
+    assert model.distilled == cls.endswith("Teacher")

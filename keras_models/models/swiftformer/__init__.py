@@ -162,7 +162,7 @@ class SwiftFormerBackbone(SpecBackbone):
     base_model_prefix = "swiftformer"
     hf_architecture = "SwiftFormerModel"
     hf_ignore = ("*num_batches_tracked",)
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/vision/test_vision_hier.py
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

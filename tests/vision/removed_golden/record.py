@@ -1,0 +1,73 @@
+"""Records tests/vision/removed_golden/ (the references of tests/vision/test_vision_removed.py).
+
+VAN, ViT Hybrid and EfficientFormer were removed from Transformers 5, so their outputs were
+recorded once with Transformers 4.57.1 (models/deprecated/...), e.g.:
+    pip install --no-deps --target /tmp/tf4 transformers==4.57.1 huggingface_hub==0.36.0 tokenizers==0.22.1
+    PYTHONPATH=/tmp/tf4 python tests/vision/removed_golden/record.py [family ...]
+
+Each family gets a folder <family>/ holding one tiny image-classification checkpoint
+(config.json + model.safetensors, a few KB) and <family>.npz holding the input ``pixel_values``
+(channels_last, as our models take them), the reference ``logits`` and ``hidden`` (the last of
+the model's hidden states). Models are seeded, every float parameter is perturbed by
+randn * 0.02 (as tests/parity.py does), BatchNorm statistics are moved off 0 / 1, and outputs
+are computed after reloading the saved files.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).parent
+
+
+def pixels(batch, height, width, seed=0):
+    return np.random.RandomState(seed).randn(batch, height, width, 3).astype("float32")
+
+
+def save(cls, config, folder, seed=0):
+    """Build ``cls(config)`` seeded and perturbed, save it to ``folder``, reload it from there."""
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.is_floating_point():
+                p.add_(torch.randn_like(p) * 0.02)
+        for name, b in model.named_buffers():
+            if name.endswith("running_mean"):
+                b.add_(torch.randn(b.shape, generator=g) * 0.1)
+            elif name.endswith("running_var"):
+                b.mul_(torch.rand(b.shape, generator=g) + 0.5)
+    if folder.exists():
+        shutil.rmtree(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    return cls.from_pretrained(folder).eval()
+
+
+def record(name, cls, config, x):
+    model = save(cls, config, HERE / name)
+    with torch.no_grad():
+        out = model(pixel_values=torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))),
+                    output_hidden_states=True)
+    np.savez(HERE / f"{name}.npz", pixel_values=x, logits=out.logits.float().numpy(),
+             hidden=out.hidden_states[-1].float().numpy())
+
+
+def van():
+    import transformers
+
+    cfg = transformers.VanConfig(
+        patch_sizes=[7, 3], strides=[4, 2], hidden_sizes=[8, 12], depths=[1, 2], mlp_ratios=[2, 3],
+        hidden_act="gelu_new", layer_norm_eps=1e-5, layer_scale_init_value=0.3, num_labels=3)
+    record("van", transformers.VanForImageClassification, cfg, pixels(2, 22, 26))
+
+
+FAMILIES = {"van": van}
+
+if __name__ == "__main__":
+    for family in sys.argv[1:] or FAMILIES:
+        FAMILIES[family]()
+        print("recorded", family)

@@ -1,0 +1,47 @@
+"""Vision architectures removed from Transformers 5 (VAN, ViT Hybrid, EfficientFormer), against
+references recorded with Transformers 4.57.1 (tests/vision/removed_golden/record.py: a tiny seeded
+checkpoint + inputs and outputs per family; no Transformers model is built here). Each family: the
+classifier's logits and the backbone's output through the public ``from_preset``, and a
+``save_to_preset`` reload with equal logits (Transformers 5 cannot load these checkpoints)."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.parity import assert_close
+from tests.vision.vision_parity import hf_hidden_to_ours, run
+
+GOLDEN = Path(__file__).parent / "removed_golden"
+
+
+class _Fn(keras.Model):
+    def __init__(self, backbone, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.backbone, self.fn = backbone, fn
+
+    def call(self, inputs):
+        return self.fn(self.backbone, inputs)
+
+
+def _check(name, tmp_path, hidden=None):
+    data = dict(np.load(GOLDEN / f"{name}.npz"))
+    x = data["pixel_values"]
+    model = km.ImageClassifier.from_preset(GOLDEN / name)
+    assert model.head_from_checkpoint
+    assert_close(run(model, x), data["logits"], what=f"{name} logits")
+    bb = model.backbone
+    got = bb.predict_on_batch({"pixel_values": x}) if hidden is None else _Fn(bb, hidden, name="probe").predict_on_batch(
+        {"pixel_values": x})
+    assert_close(got, hf_hidden_to_ours(data["hidden"]), what=f"{name} hidden")
+    model.save_to_preset(tmp_path / "preset")
+    again = km.ImageClassifier.from_preset(tmp_path / "preset")
+    assert_close(run(again, x), data["logits"], what=f"{name} save_to_preset reload")
+    return model
+
+
+def test_van(tmp_path):
+    # odd image size (22x26), layer scale 0.3, gelu_new; the unused final layernorm is ignored
+    _check("van", tmp_path)
