@@ -45,3 +45,9 @@ def _check(name, tmp_path, hidden=None):
 def test_van(tmp_path):
     # odd image size (22x26), layer scale 0.3, gelu_new; the unused final layernorm is ignored
     _check("van", tmp_path)
+
+
+def test_vit_hybrid(tmp_path):
+    # a 3-stage BiT (bottleneck, SAME padding) whose 2nd stage feeds the ViT through 2x2 patches
+    model = _check("vit_hybrid", tmp_path)
+    assert model.backbone.bit_out_stage == 1

@@ -106,7 +106,7 @@ class VanBackbone(SpecBackbone):
     base_model_prefix = "van"
     hf_architecture = "VanModel"
     hf_ignore = ("*num_batches_tracked", "layernorm.*", "van.layernorm.*")
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/vision/test_vision_removed.py
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

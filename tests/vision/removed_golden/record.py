@@ -47,13 +47,15 @@ def save(cls, config, folder, seed=0):
     return cls.from_pretrained(folder).eval()
 
 
-def record(name, cls, config, x):
+def record(name, cls, config, x, base=None):
+    """``base``: the base model's attribute, whose ``last_hidden_state`` is recorded as ``hidden``
+    (default: the last of the classifier's hidden states)."""
     model = save(cls, config, HERE / name)
+    px = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     with torch.no_grad():
-        out = model(pixel_values=torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))),
-                    output_hidden_states=True)
-    np.savez(HERE / f"{name}.npz", pixel_values=x, logits=out.logits.float().numpy(),
-             hidden=out.hidden_states[-1].float().numpy())
+        out = model(pixel_values=px, output_hidden_states=True)
+        hidden = getattr(model, base)(pixel_values=px).last_hidden_state if base else out.hidden_states[-1]
+    np.savez(HERE / f"{name}.npz", pixel_values=x, logits=out.logits.float().numpy(), hidden=hidden.float().numpy())
 
 
 def van():
@@ -65,7 +67,30 @@ def van():
     record("van", transformers.VanForImageClassification, cfg, pixels(2, 22, 26))
 
 
-FAMILIES = {"van": van}
+def vit_hybrid():
+    import transformers
+    from transformers.models.deprecated.vit_hybrid import modeling_vit_hybrid as mvh
+
+    # Transformers 4.57.1 cannot build ViTHybridModel without a mask token (its _init_weights zeroes
+    # ``mask_token`` unconditionally); skip that module's init here (every weight is re-drawn and
+    # perturbed by ``save`` anyway).
+    original = mvh.ViTHybridPreTrainedModel._init_weights
+
+    def init_weights(self, module):
+        if not (isinstance(module, mvh.ViTHybridEmbeddings) and module.mask_token is None):
+            original(self, module)
+
+    mvh.ViTHybridPreTrainedModel._init_weights = init_weights
+    bit = dict(global_padding="same", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[16, 24, 32],
+               embedding_size=8, num_groups=4, out_features=["stage2"], embedding_dynamic_padding=True)
+    cfg = transformers.ViTHybridConfig(
+        backbone_config=bit, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24,
+        image_size=32, patch_size=2, backbone_featmap_shape=[1, 24, 4, 4], layer_norm_eps=1e-6, qkv_bias=False,
+        hidden_act="gelu_new", num_labels=3)
+    record("vit_hybrid", transformers.ViTHybridForImageClassification, cfg, pixels(2, 32, 32), base="vit")
+
+
+FAMILIES = {"van": van, "vit_hybrid": vit_hybrid}
 
 if __name__ == "__main__":
     for family in sys.argv[1:] or FAMILIES:
