@@ -51,3 +51,9 @@ def test_vit_hybrid(tmp_path):
     # a 3-stage BiT (bottleneck, SAME padding) whose 2nd stage feeds the ViT through 2x2 patches
     model = _check("vit_hybrid", tmp_path)
     assert model.backbone.bit_out_stage == 1
+
+
+def test_efficientformer(tmp_path):
+    # the distillation-head variant; two 3D (attention) blocks after one 4D block in the last stage
+    model = _check("efficientformer", tmp_path)
+    assert model.distilled

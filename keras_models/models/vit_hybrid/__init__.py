@@ -70,7 +70,7 @@ class ViTHybridBackbone(ViTBackbone):
     base_model_prefix = "vit"
     hf_architecture = "ViTHybridModel"
     hf_ignore = ("*num_batches_tracked",)
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/vision/test_vision_removed.py
 
     def __init__(self, *args, backbone_config=None, backbone_featmap_shape=(1, 1024, 24, 24), bit_out_stage=-1,
                  **kwargs):

@@ -90,7 +90,20 @@ def vit_hybrid():
     record("vit_hybrid", transformers.ViTHybridForImageClassification, cfg, pixels(2, 32, 32), base="vit")
 
 
-FAMILIES = {"van": van, "vit_hybrid": vit_hybrid}
+def efficientformer():
+    import transformers
+
+    # 24x24 -> 6x6 stem -> 3x3 (= resolution); no embedding between the first two stages
+    cfg = transformers.EfficientFormerConfig(
+        depths=[1, 1, 3], hidden_sizes=[8, 8, 16], downsamples=[False, True, True], dim=16, key_dim=4,
+        attention_ratio=2, resolution=3, num_attention_heads=2, mlp_expansion_ratio=2, num_meta3d_blocks=2,
+        layer_scale_init_value=0.5, hidden_act="gelu_new", layer_norm_eps=1e-6, num_labels=3,
+        hidden_size=16)  # the WithTeacher heads read config.hidden_size
+    record("efficientformer", transformers.EfficientFormerForImageClassificationWithTeacher, cfg, pixels(2, 24, 24),
+           base="efficientformer")
+
+
+FAMILIES = {"van": van, "vit_hybrid": vit_hybrid, "efficientformer": efficientformer}
 
 if __name__ == "__main__":
     for family in sys.argv[1:] or FAMILIES:
