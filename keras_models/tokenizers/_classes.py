@@ -183,6 +183,15 @@ CLASSES: dict[str, dict] = {
         # added tokens are matched on the raw text, before the class's own lower-casing
         "raw_added_tokens": True,
     },
+    # python-only in Transformers 4.x (removed in 5): a SentencePiece model named prophetnet.tokenizer,
+    # fairseq-style ids shifted by 12 (keras_models/tokenizers/xlm_prophetnet.py); only [SEP] appended
+    "XLMProphetNetTokenizer": {
+        "family": "xlm_prophetnet",
+        "inputs": _NO_TYPES,
+        "specials": {"bos_token": "[SEP]", "eos_token": "[SEP]", "sep_token": "[SEP]", "unk_token": "[UNK]",
+                     "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"},
+        "empty_pair_is_pair": True,
+    },
     # python-only in Transformers: Moses tokens cut into "</w>" BPE pieces; ids from vocab-src.json,
     # decoding through vocab-tgt.json + Moses detokenisation (keras_models/tokenizers/fsmt.py)
     "FSMTTokenizer": {
@@ -259,6 +268,7 @@ MODEL_TYPE_TO_CLASS = {
     "plbart": "PLBartTokenizer",
     "blenderbot-small": "BlenderbotSmallTokenizer",
     "prophetnet": "ProphetNetTokenizer",
+    "xlm-prophetnet": "XLMProphetNetTokenizer",
     "fsmt": "FSMTTokenizer",
     "wav2vec2": "Wav2Vec2CTCTokenizer",
 }
@@ -300,6 +310,10 @@ FAMILIES: dict[str | None, Family] = {
     "prophetnet": Family(
         pipeline="pipelines:prophetnet", post_processor="builders:sep_processor",
         loader="loading:prophetnet_backend", source="prophetnet.tokenizer", files=("prophetnet.tokenizer",),
+    ),
+    "xlm_prophetnet": Family(
+        post_processor="builders:sep_processor", loader="xlm_prophetnet:xlm_prophetnet_backend",
+        source="prophetnet.tokenizer", files=("prophetnet.tokenizer",),
     ),
     "herbert": Family(
         pipeline="pipelines:herbert", post_processor="builders:herbert_processor", class_post_processor=True,

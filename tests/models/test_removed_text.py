@@ -6,11 +6,12 @@ cannot load these checkpoints)."""
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
 import keras_models as km
-from tests.parity import assert_close
+from tests.parity import assert_close, to_numpy
 
 GOLDEN = Path(__file__).parent / "removed_golden"
 ENCODER_TASKS = ("MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer")
@@ -98,3 +99,58 @@ def test_open_llama_save_to_preset_reloads(tmp_path):
     model = km.CausalLM.from_preset(tmp_path / "saved")
     assert_close(model(inputs), expected["CausalLM_odd"]["logits"], mask=inputs["attention_mask"],
                  what="open_llama saved")
+
+
+# --- XLM-ProphetNet: ProphetNet (3 predict streams, relu) with its SentencePiece tokenizer ---------
+def test_xlm_prophetnet_parity(tmp_path):
+    inputs, expected = golden("xlm_prophetnet")
+    model = km.Seq2SeqLM.from_preset(GOLDEN / "xlm_prophetnet" / "Seq2SeqLM")
+    assert type(model).__name__ == "XLMProphetNetSeq2SeqLM" and model.head_from_checkpoint
+    want, dmask = expected["Seq2SeqLM"], inputs["decoder_attention_mask"]
+    assert_close(model(inputs), want["logits"], mask=dmask, what="xlm_prophetnet logits")
+    assert_close(model.encode(inputs), want["encoder_last_hidden_state"], mask=inputs["attention_mask"],
+                 what="xlm_prophetnet encoder")
+    assert_close(model.backbone(inputs)["last_hidden_state"], want["hidden"], mask=dmask,
+                 what="xlm_prophetnet main stream")
+    model.save_to_preset(tmp_path / "saved")
+    assert (tmp_path / "saved" / "prophetnet.tokenizer").is_file()
+    saved = km.Seq2SeqLM.from_preset(tmp_path / "saved")
+    assert type(saved).__name__ == "XLMProphetNetSeq2SeqLM"
+    assert saved.preprocessor.tokenizer.class_name == "XLMProphetNetTokenizer"
+    assert_close(saved(inputs), want["logits"], mask=dmask, what="xlm_prophetnet saved")
+
+
+# The tokenizer is numpy + Rust, and ProphetNet's generate runs on every backend in
+# tests/models/test_seq2seq_prophetnet.py: this end-to-end check runs in the torch pass only.
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="backend-independent (see the comment above)")
+def test_xlm_prophetnet_tokenizer_and_generate():
+    import json
+
+    _, expected = golden("xlm_prophetnet")
+    extra = json.loads((GOLDEN / "xlm_prophetnet.json").read_text(encoding="utf-8"))
+    model = km.Seq2SeqLM.from_preset(GOLDEN / "xlm_prophetnet" / "Seq2SeqLM")
+    # ids, pieces and decoding of XLMProphetNetTokenizer (4.57.1)
+    tok, ref = model.preprocessor.tokenizer, expected["tokenizer"]
+    queries = extra["queries"]
+    assert tok.class_name == "XLMProphetNetTokenizer"
+    assert tok(queries[0])["input_ids"][0].tolist() == ref["single"].tolist()
+    assert tok(queries[0], queries[1])["input_ids"][0].tolist() == ref["pair"].tolist()
+    batch = tok(queries, padding=True, return_tensors="np")
+    np.testing.assert_array_equal(batch["input_ids"], ref["batch_ids"])
+    np.testing.assert_array_equal(batch["attention_mask"], ref["batch_mask"])
+    assert [tok.tokenize(q) for q in queries] == extra["tokenize"]
+    assert [tok.decode(ids) for ids in ref["batch_ids"]] == extra["decode"]
+    assert [tok.decode(ids, skip_special_tokens=True) for ids in ref["batch_ids"]] == extra["decode_skip"]
+    # greedy generation from a right-padded batch of texts: Transformers' tokens and strings with its
+    # KV cache; without it Transformers picks other tokens (ProphetNet's two paths differ), which
+    # forward passes over each prefix reproduce
+    prompts = ["Language models predict the next token, piece by piece, in many languages.",
+               "Hello world! How are you? Fine, thanks. Bonjour le monde, ça va?"]
+    assert model.generate(prompts, do_sample=False, max_new_tokens=6) == extra["generate_text"]
+    enc = tok(prompts, padding=True)
+    got = to_numpy(model.generate(enc, do_sample=False, max_new_tokens=6))
+    np.testing.assert_array_equal(got, expected["generate"]["tokens"])
+    uncached = expected["generate"]["tokens_uncached"]
+    for k in range(1, uncached.shape[1]):
+        logits = to_numpy(model({**enc, "decoder_input_ids": uncached[:, :k].astype("int32")}))
+        np.testing.assert_array_equal(logits[:, -1].argmax(-1), uncached[:, k])

@@ -142,7 +142,85 @@ def open_llama():
     write("open_llama", inputs, results)
 
 
-FAMILIES = {"nezha": nezha, "open_llama": open_llama}
+XLM_TEXTS = [
+    "The quick brown fox jumps over the lazy dog. Der schnelle braune Fuchs springt.",
+    "Le renard brun rapide saute par-dessus le chien paresseux. El zorro marrón salta.",
+    "Language models predict the next token, piece by piece, in many languages.",
+    "Hello world! How are you? Fine, thanks. Bonjour le monde, ça va?",
+]
+XLM_QUERIES = ["The quick fox saute!", "  Hello   world,  ça va? ", "unknown ЖЖЖ 東京 pieces",
+               "[SEP] inside [MASK] text", ""]
+
+
+def xlm_prophetnet():
+    import io
+
+    import sentencepiece as spm
+    from transformers import (GenerationConfig, GenerationMixin, XLMProphetNetConfig,
+                              XLMProphetNetForConditionalGeneration, XLMProphetNetTokenizer)
+
+    folder = HERE / "xlm_prophetnet" / "Seq2SeqLM"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(XLM_TEXTS * 3), model_writer=buf, vocab_size=90,
+                                   model_type="unigram", hard_vocab_limit=False, num_threads=1, minloglevel=2,
+                                   character_coverage=1.0, normalization_rule_name="identity")
+    (HERE / "spm.tmp").write_bytes(buf.getvalue())
+    tok = XLMProphetNetTokenizer(vocab_file=str(HERE / "spm.tmp"))
+    (HERE / "spm.tmp").unlink()
+    # odd options: 3 predict streams, relu, 8 buckets over distance 12, separate head counts
+    config = XLMProphetNetConfig(
+        vocab_size=len(tok), hidden_size=16, num_encoder_layers=1, num_decoder_layers=1,
+        num_encoder_attention_heads=2, num_decoder_attention_heads=4, encoder_ffn_dim=20, decoder_ffn_dim=24,
+        max_position_embeddings=32, ngram=3, num_buckets=8, relative_max_distance=12, activation_function="relu",
+        init_std=0.3, pad_token_id=tok.pad_token_id, bos_token_id=tok.sep_token_id,
+        eos_token_id=tok.sep_token_id, decoder_start_token_id=tok.sep_token_id)
+    model = save(XLMProphetNetForConditionalGeneration, config, folder)
+    tok.save_pretrained(folder)
+    tok = XLMProphetNetTokenizer.from_pretrained(folder)
+    enc = tok(XLM_TEXTS[:2], padding=True, return_tensors="np")
+    inputs = {"input_ids": enc["input_ids"][:, :10], "attention_mask": enc["attention_mask"][:, :10]}
+    inputs["attention_mask"][1, 7:] = 0
+    inputs["input_ids"][1, 7:] = tok.pad_token_id
+    dec = np.random.RandomState(3).randint(15, len(tok), size=(2, 6)).astype("int64")
+    dec[:, 0] = tok.sep_token_id
+    dmask = np.ones_like(dec)
+    dec[1, 4:], dmask[1, 4:] = tok.pad_token_id, 0
+    inputs.update(decoder_input_ids=dec, decoder_attention_mask=dmask)
+    results = {"Seq2SeqLM": outputs(model, inputs)}
+    # the tokenizer: ids (single, pair, padded batch), tokens and decoding
+    tokens = {"single": np.array(tok(XLM_QUERIES[0])["input_ids"]),
+              "pair": np.array(tok(XLM_QUERIES[0], XLM_QUERIES[1])["input_ids"])}
+    batch = tok(XLM_QUERIES, padding=True, return_tensors="np")
+    tokens.update(batch_ids=batch["input_ids"], batch_mask=batch["attention_mask"])
+    extra = {"decode": [tok.decode(ids) for ids in batch["input_ids"]],
+             "decode_skip": [tok.decode(ids, skip_special_tokens=True) for ids in batch["input_ids"]],
+             "tokenize": [tok.tokenize(q) for q in XLM_QUERIES], "queries": XLM_QUERIES}
+    results["tokenizer"] = tokens
+    # greedy generation from text. ProphetNet's cached decoding and its full recomputation pick
+    # different tokens (in Transformers too), and the 4.57.1 XLM class's cache is broken; so record
+    # both: the XLM class through GenerationMixin without cache, and the same weights through
+    # 4.57.1's ProphetNet class (the XLM class's code, renamed) with its KV cache
+    from transformers import ProphetNetForConditionalGeneration
+
+    model.__class__ = type(type(model).__name__, (type(model), GenerationMixin), {})
+    model.generation_config = GenerationConfig.from_model_config(model.config)
+    prompt = tok(XLM_TEXTS[2:4], padding=True, return_tensors="pt")
+    gen = dict(do_sample=False, max_new_tokens=6, min_new_tokens=6)
+    cached_model = ProphetNetForConditionalGeneration.from_pretrained(folder).eval()
+    with torch.no_grad():
+        uncached = model.generate(**prompt, **gen, use_cache=False)
+        cached = cached_model.generate(**prompt, **gen)
+    results["generate"] = {"tokens": cached.numpy(), "tokens_uncached": uncached.numpy()}
+    extra["generate_text"] = tok.batch_decode(cached, skip_special_tokens=True)
+    write("xlm_prophetnet", inputs, results)
+    import json
+    (HERE / "xlm_prophetnet.json").write_text(json.dumps(extra, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+FAMILIES = {"nezha": nezha, "open_llama": open_llama, "xlm_prophetnet": xlm_prophetnet}
 
 
 def main(names):
