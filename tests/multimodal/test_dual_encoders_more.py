@@ -1,5 +1,6 @@
-"""More dual encoders against Transformers: AltCLIP (XLM-R text tower + CLIP ViT) and ALIGN
-(BERT text tower + EfficientNet image tower, temperature-scaled logits).
+"""More dual encoders against Transformers: AltCLIP (XLM-R text tower + CLIP ViT), ALIGN
+(BERT text tower + EfficientNet image tower, temperature-scaled logits) and GroupViT (CLIP text
+tower + grouping vision transformer, MLP projections with BatchNorm).
 
 Each tiny reference uses non-default options that change the numbers (activations, norm eps,
 projection widths unlike either tower's, RoBERTa positions after padding, max pooling, odd
@@ -15,7 +16,7 @@ from tests.models.test_dual_encoders import randomize_weights
 from tests.parity import _key, assert_close, cached_folder, to_numpy
 
 OUT_KEYS = ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds")
-HF_CLASS = {"altclip": "AltCLIPModel", "align": "AlignModel"}
+HF_CLASS = {"altclip": "AltCLIPModel", "align": "AlignModel", "groupvit": "GroupViTModel"}
 
 
 def _build(kind):
@@ -37,6 +38,21 @@ def _build(kind):
                       batch_norm_eps=1e-2, image_size=32)
         return T.AlignModel(T.AlignConfig(text_config=text, vision_config=vision, projection_dim=24,
                                           temperature_init_value=0.7))
+    if kind == "groupvit":  # three stages (group tokens mixed into the next stage's), odd assign options
+        import torch
+
+        text = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=4,
+                    max_position_embeddings=16, eos_token_id=3)
+        vision = dict(hidden_size=32, intermediate_size=40, num_attention_heads=4, image_size=32, patch_size=8,
+                      depths=[1, 1, 1], num_group_tokens=[8, 4, 0], num_output_groups=[8, 4, 4],
+                      assign_eps=0.5, assign_mlp_ratio=[0.5, 2], hidden_act="gelu_new", layer_norm_eps=1e-6)
+        model = T.GroupViTModel(T.GroupViTConfig(text_config=text, vision_config=vision, projection_dim=24,
+                                                 projection_intermediate_dim=20))
+        with torch.no_grad():  # BatchNorm running statistics off their initial 0 / 1
+            for bn in (model.text_projection[1], model.visual_projection[1]):
+                bn.running_mean.normal_(0, 0.5)
+                bn.running_var.uniform_(0.5, 2.0)
+        return model
     raise ValueError(kind)
 
 
@@ -138,3 +154,7 @@ def test_align(tmp_path):
     (tmp_path / "bad" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="projection_dim"):
         km.ZeroShotImageClassifier.from_preset(tmp_path / "bad", load_weights=False)
+
+
+def test_groupvit(tmp_path):
+    _check_family("groupvit", "GroupViTBackbone", tmp_path)
