@@ -154,3 +154,24 @@ def test_xlm_prophetnet_tokenizer_and_generate():
     for k in range(1, uncached.shape[1]):
         logits = to_numpy(model({**enc, "decoder_input_ids": uncached[:, :k].astype("int32")}))
         np.testing.assert_array_equal(logits[:, -1].argmax(-1), uncached[:, k])
+
+
+# --- RetriBERT: two BERT towers (not shared), pooler + bias-free projection per tower --------------
+@pytest.mark.parametrize("tower", ["query", "doc"])
+def test_retribert_towers(tower, tmp_path):
+    inputs, expected = golden("retribert")
+    folder, want = GOLDEN / "retribert" / "TextEmbedder", expected[tower]
+    kw = {} if tower == "query" else {"tower": "doc"}  # the query tower is the default
+    backbone = km.Backbone.from_preset(folder, **kw)
+    assert type(backbone).__name__ == "RetriBertBackbone" and backbone.tower == tower
+    assert_close(backbone(inputs), want["hidden"], mask=inputs["attention_mask"], what=f"retribert {tower} states")
+    # embed_questions / embed_answers take no token types
+    ids = {k: inputs[k] for k in ("input_ids", "attention_mask")}
+    model = km.TextEmbedder.from_preset(folder, **kw)
+    assert type(model).__name__ == "RetriBertTextEmbedder" and model.head_from_checkpoint
+    assert_close(model(ids), want["embedding"], what=f"retribert {tower} embedding")
+    if tower == "doc":  # the saved preset is the doc tower alone, and says so
+        model.save_to_preset(tmp_path / "saved")
+        saved = km.TextEmbedder.from_preset(tmp_path / "saved")
+        assert saved.backbone.tower == "doc"
+        assert_close(saved(ids), want["embedding"], what="retribert saved doc tower")

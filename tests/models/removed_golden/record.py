@@ -220,7 +220,28 @@ def xlm_prophetnet():
     (HERE / "xlm_prophetnet.json").write_text(json.dumps(extra, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
-FAMILIES = {"nezha": nezha, "open_llama": open_llama, "xlm_prophetnet": xlm_prophetnet}
+def retribert():
+    from transformers import RetriBertConfig, RetriBertModel
+
+    # odd options: separate query / document towers, projection 12, gelu_new, eps 1e-6. (4.57.1's
+    # BertModel reads position_embedding_type, which RetriBertConfig no longer sets: given here)
+    config = RetriBertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                             intermediate_size=20, max_position_embeddings=24, share_encoders=False,
+                             projection_dim=12, hidden_act="gelu_new", layer_norm_eps=1e-6, initializer_range=0.2,
+                             position_embedding_type="absolute")
+    model = save(RetriBertModel, config, HERE / "retribert" / "TextEmbedder")
+    inputs = text_inputs()
+    t = {k: torch.tensor(v) for k, v in inputs.items()}
+    with torch.no_grad():
+        results = {tower: {"embedding": embed(t["input_ids"], t["attention_mask"]).numpy(),
+                           "hidden": bert(**t).last_hidden_state.numpy()}
+                   for tower, embed, bert in (("query", model.embed_questions, model.bert_query),
+                                              ("doc", model.embed_answers, model.bert_doc))}
+    write("retribert", inputs, results)
+
+
+FAMILIES = {"nezha": nezha, "open_llama": open_llama, "xlm_prophetnet": xlm_prophetnet,
+            "retribert": retribert}
 
 
 def main(names):
