@@ -17,8 +17,9 @@ Transformers processor makes it; the number of queries is the same for each imag
 :meth:`post_process_object_detection` turns outputs into per-image ``{"scores", "labels",
 "boxes"}`` exactly as the image processors' method of that name does (sigmoid of the best query's
 logit, corner boxes scaled to ``target_sizes``; OWLv2's by the longer side, its images being
-padded to squares). Subclasses (a family) implement ``call`` and
-``head_rules``.
+padded to squares). Families may add ``image_guided_detection({"pixel_values",
+"query_pixel_values"})`` (one-shot detection with a query image, Transformers' method of that
+name). Subclasses (a family) implement ``call`` and ``head_rules``.
 """
 
 import keras

@@ -2,7 +2,8 @@
 
 A tiny seeded OwlViTForObjectDetection / Owlv2ForObjectDetection (two images, three text queries
 each, one of them padded: its first id is 0) records every detection output, the image processor's
-``post_process_object_detection`` on them, and the inner dual encoder's ``logits_per_image``.
+``post_process_object_detection`` on them, ``image_guided_detection`` with query images, and the
+inner dual encoder's ``logits_per_image``.
 Options off their defaults: vision GELU and LayerNorm eps 1e-6, a projection as wide as the text
 tower (the class head needs it) but unlike the vision width, and an end-of-text id that is each
 query's highest id but not the config's ``eos_token_id`` (pooling follows the highest id, as
@@ -16,6 +17,8 @@ from tests.models.test_dual_encoders import randomize_weights
 from tests.parity import _key, assert_close, cached_folder, to_numpy
 
 KEYS = ("logits", "pred_boxes", "text_embeds", "image_embeds", "class_embeds")
+GUIDED_KEYS = ("logits", "target_pred_boxes", "query_pred_boxes", "image_embeds", "query_image_embeds",
+               "class_embeds")
 TARGET_SIZES = [(30, 50), (64, 40)]
 EOT = 98  # the highest id of each query (pooled); eos_token_id in the config says 3
 
@@ -44,6 +47,10 @@ def _inputs():
     return {"input_ids": ids, "attention_mask": mask}, pixels
 
 
+def _query_pixels():
+    return np.random.RandomState(1).randn(2, 32, 32, 3).astype("float32")
+
+
 def reference(kind):
     def build(tmp):
         import torch
@@ -64,6 +71,12 @@ def reference(kind):
         if kind == "owlv2":
             expected["objectness_logits"] = out.objectness_logits.numpy()
         expected["logits_per_image"] = dual.logits_per_image.numpy()
+        with torch.no_grad():
+            guided = model.image_guided_detection(
+                pixel_values=torch_in["pixel_values"],
+                query_pixel_values=torch.tensor(_query_pixels().transpose(0, 3, 1, 2)))
+        for k in GUIDED_KEYS:
+            expected[f"guided_{k}"] = getattr(guided, k).numpy()
         proc = (T.OwlViTImageProcessor if kind == "owlvit" else T.Owlv2ImageProcessor)()
         for i, r in enumerate(proc.post_process_object_detection(out, threshold=0.0, target_sizes=TARGET_SIZES)):
             for k, v in r.items():
@@ -109,6 +122,13 @@ def test_detection_parity_post_processing_and_reload(kind, tmp_path):
                 np.testing.assert_allclose(r[k], expected[f"post{i}_{k}"], atol=atol * (64 if k == "boxes" else 1))
     kept = model.post_process_object_detection(out, threshold=0.5)
     assert all(((r["scores"] > 0.5).all() and r["boxes"].shape == (len(r["scores"]), 4)) for r in kept)
+
+    # one-shot detection with a query image (OWL-ViT: the box overlapping the image best, least
+    # like the mean; OWLv2: the most object-like patch)
+    guided = to_numpy(model.image_guided_detection({"pixel_values": inputs["pixel_values"],
+                                                    "query_pixel_values": _query_pixels()}))
+    for k in GUIDED_KEYS:
+        assert_close(guided[k], expected[f"guided_{k}"], what=f"{kind} image-guided {k}")
 
     if kind == "owlvit":  # the inner dual encoder, its temperature read from the detection checkpoint
         dual = km.ZeroShotImageClassifier.from_preset(folder)

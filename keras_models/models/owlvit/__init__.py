@@ -9,7 +9,9 @@ detection, :class:`~keras_models.tasks.zero_shot_object_detector.ZeroShotObjectD
   head compares a dense map of each patch with the unit-normalised projected queries (cosine, then
   a per-patch learned shift and ELU+1 scale); the box head (three dense layers, exact GELU) adds a
   fixed bias placing each box on its patch, then a sigmoid. OWLv2 adds an objectness head of the
-  box head's shape. Weights live under ``owlvit.`` / ``owlv2.`` in the detection checkpoints
+  box head's shape. ``image_guided_detection`` uses a query image's patch as the query (OWL-ViT:
+  among the boxes within 80% of the best IoU with the whole image, the one least like the image's
+  mean class embedding; OWLv2: the most object-like patch). Weights live under ``owlvit.`` / ``owlv2.`` in the detection checkpoints
   (``OwlViTForObjectDetection``) and at the top level in the dual-encoder ones (``OwlViTModel``).
 """
 
@@ -220,31 +222,79 @@ class _OwlZeroShotObjectDetector(ZeroShotObjectDetector):
         x = vision.post_norm(vision({"pixel_values": pixels}, training=training))
         return self.layer_norm(x[:, 1:] * x[:, :1])
 
-    def call(self, inputs, training=False):
-        bb = self.backbone
-        ids, pixels = inputs["input_ids"], inputs["pixel_values"]
-        feats = self.patch_features(pixels, training=training)
-        batch, grid = ops.shape(feats)[0], bb.vision_model.grid
-        queries = _unit(bb.encode_text(inputs, training=training))
-        queries = ops.reshape(queries, (batch, -1, ops.shape(queries)[-1]))
-        valid = ops.reshape(ids[:, 0], (batch, -1)) > 0  # a query whose first id is 0 is padding
-
+    def class_logits(self, feats, queries, valid=None):
+        """(logits (batch, patches, queries), normalised class embeddings) for query embeddings
+        (batch, queries, width); ``valid`` (batch, queries) marks real queries."""
         class_embeds = self.class_dense(feats)
         class_embeds = class_embeds / (ops.norm(class_embeds, axis=-1, keepdims=True) + 1e-6)
         q = queries / (ops.norm(queries, axis=-1, keepdims=True) + 1e-6)
         logits = ops.matmul(class_embeds, ops.transpose(q, (0, 2, 1)))
         logits = (logits + self.logit_shift(feats)) * (ops.elu(self.logit_scale(feats)) + 1.0)
-        lowest = ops.cast(np.finfo(np.float32).min, logits.dtype)
-        logits = ops.where(valid[:, None, :], logits, lowest)
+        if valid is not None:
+            lowest = ops.cast(np.finfo(np.float32).min, logits.dtype)
+            logits = ops.where(valid[:, None, :], logits, lowest)
+        return logits, class_embeds
 
-        bias = ops.cast(box_bias(grid, grid), feats.dtype)
-        boxes = ops.sigmoid(self.box_head(feats) + bias[None])
-        out = {"logits": logits, "pred_boxes": boxes, "text_embeds": queries,
-               "image_embeds": ops.reshape(feats, (batch, grid, grid, ops.shape(feats)[-1])),
-               "class_embeds": class_embeds}
+    def predict_boxes(self, feats):
+        grid = self.backbone.vision_model.grid
+        return ops.sigmoid(self.box_head(feats) + ops.cast(box_bias(grid, grid), feats.dtype)[None])
+
+    def feature_map(self, feats):
+        grid = self.backbone.vision_model.grid
+        return ops.reshape(feats, (ops.shape(feats)[0], grid, grid, ops.shape(feats)[-1]))
+
+    def call(self, inputs, training=False):
+        bb = self.backbone
+        ids, pixels = inputs["input_ids"], inputs["pixel_values"]
+        feats = self.patch_features(pixels, training=training)
+        batch = ops.shape(feats)[0]
+        queries = _unit(bb.encode_text(inputs, training=training))
+        queries = ops.reshape(queries, (batch, -1, ops.shape(queries)[-1]))
+        valid = ops.reshape(ids[:, 0], (batch, -1)) > 0  # a query whose first id is 0 is padding
+        logits, class_embeds = self.class_logits(feats, queries, valid)
+        out = {"logits": logits, "pred_boxes": self.predict_boxes(feats), "text_embeds": queries,
+               "image_embeds": self.feature_map(feats), "class_embeds": class_embeds}
         if self.objectness_head is not None:
             out["objectness_logits"] = self.objectness_head(feats)[..., 0]
         return out
+
+    def best_query_patch(self, class_embeds, feats, boxes):
+        """(batch,) the query image's patch whose class embedding is the query: among the boxes
+        within 80% of the best IoU with the whole image (generalised IoU when none overlaps it),
+        the one least similar to the image's mean embedding."""
+        x0, y0 = boxes[..., 0] - 0.5 * boxes[..., 2], boxes[..., 1] - 0.5 * boxes[..., 3]
+        x1, y1 = boxes[..., 0] + 0.5 * boxes[..., 2], boxes[..., 1] + 0.5 * boxes[..., 3]
+        area = (x1 - x0) * (y1 - y0)
+        inter = (ops.maximum(ops.minimum(x1, 1.0) - ops.maximum(x0, 0.0), 0.0)
+                 * ops.maximum(ops.minimum(y1, 1.0) - ops.maximum(y0, 0.0), 0.0))
+        union = 1.0 + area - inter
+        iou = inter / union
+        hull = (ops.maximum(ops.maximum(x1, 1.0) - ops.minimum(x0, 0.0), 0.0)
+                * ops.maximum(ops.maximum(y1, 1.0) - ops.minimum(y0, 0.0), 0.0))
+        giou = iou - (hull - union) / hull
+        none = ops.all(ops.equal(iou, 0.0), axis=-1, keepdims=True)
+        iou = ops.where(none, giou, iou)
+        selected = iou >= ops.max(iou, axis=-1, keepdims=True) * 0.8
+        mean = ops.mean(class_embeds, axis=1, keepdims=True)
+        sim = ops.sum(class_embeds * mean, axis=-1)
+        sim = ops.where(selected, sim, ops.cast(np.inf, sim.dtype))
+        return ops.argmin(sim, axis=-1)
+
+    def image_guided_detection(self, inputs):
+        """One-shot detection: ``{"pixel_values", "query_pixel_values"}`` (one query image per
+        image, channels_last) -> Transformers' ``image_guided_detection`` outputs: ``logits``
+        (batch, patches, 1), ``target_pred_boxes``, ``query_pred_boxes`` (batch, patches, 4),
+        ``image_embeds``, ``query_image_embeds`` (batch, grid, grid, hidden), ``class_embeds``."""
+        feats = self.patch_features(inputs["pixel_values"])
+        query_feats = self.patch_features(inputs["query_pixel_values"])
+        query_class = self.class_dense(query_feats)  # not normalised: the query embedding itself
+        query_boxes = self.predict_boxes(query_feats)
+        best = ops.cast(self.best_query_patch(query_class, query_feats, query_boxes), "int32")
+        query = ops.take_along_axis(query_class, best[:, None, None], axis=1)
+        logits, class_embeds = self.class_logits(feats, query)
+        return {"logits": logits, "target_pred_boxes": self.predict_boxes(feats), "query_pred_boxes": query_boxes,
+                "image_embeds": self.feature_map(feats), "query_image_embeds": self.feature_map(query_feats),
+                "class_embeds": class_embeds}
 
     def head_rules(self):
         r = norm_rules("layer_norm", self.layer_norm, base=False)
@@ -271,6 +321,10 @@ class Owlv2ZeroShotObjectDetector(_OwlZeroShotObjectDetector):
 
     objectness = True
     square_padding = True
+
+    def best_query_patch(self, class_embeds, feats, boxes):
+        """(batch,) the query image's most object-like patch."""
+        return ops.argmax(self.objectness_head(feats)[..., 0], axis=-1)
 
 
 __all__ = ["OwlViTTextSpec", "OwlViTTextBackbone", "Owlv2TextBackbone", "OwlViTVisionSpec", "Owlv2VisionSpec",
