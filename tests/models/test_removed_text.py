@@ -175,3 +175,15 @@ def test_retribert_towers(tower, tmp_path):
         saved = km.TextEmbedder.from_preset(tmp_path / "saved")
         assert saved.backbone.tower == "doc"
         assert_close(saved(ids), want["embedding"], what="retribert saved doc tower")
+
+
+# --- ERNIE-M: no token types, positions from 2, its own weight names (relu, eps 1e-6, pad id 1) ----
+@pytest.mark.parametrize("task", ENCODER_TASKS[1:])  # the family has no MLM head
+def test_ernie_m_parity(task, tmp_path):
+    inputs, expected = golden("ernie_m")
+    model = check_task("ernie_m", task, inputs, expected[task])
+    assert type(model).__name__ == "ErnieM" + task
+    if task == "TextClassifier":
+        check_backbone("ernie_m", GOLDEN / "ernie_m" / task, inputs, expected[task]["hidden"], "ErnieM")
+        model.save_to_preset(tmp_path / "saved")
+        check_task("ernie_m", task, inputs, expected[task], km.TextClassifier.from_preset(tmp_path / "saved"))

@@ -71,14 +71,16 @@ def write(name, inputs, results):
     np.savez(HERE / f"{name}.npz", **arrays)
 
 
-def encoder_tasks(name, prefix, config_cls, kwargs, inputs):
-    """BERT's four heads of one tiny config (the backbone is checked on the MaskedLM checkpoint)."""
+ENCODER_TASKS = (("MaskedLM", "ForMaskedLM"), ("TextClassifier", "ForSequenceClassification"),
+                 ("TokenClassifier", "ForTokenClassification"), ("QuestionAnswerer", "ForQuestionAnswering"))
+
+
+def encoder_tasks(name, prefix, config_cls, kwargs, inputs, tasks=ENCODER_TASKS):
+    """BERT's heads of one tiny config (the backbone is checked on the first task's checkpoint)."""
     import transformers
 
     results = {}
-    for task, suffix in (("MaskedLM", "ForMaskedLM"),
-                         ("TextClassifier", "ForSequenceClassification"),
-                         ("TokenClassifier", "ForTokenClassification"), ("QuestionAnswerer", "ForQuestionAnswering")):
+    for task, suffix in tasks:
         config = config_cls(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
         model = save(getattr(transformers, prefix + suffix), config, HERE / name / task)
         results[task] = outputs(model, inputs)
@@ -240,8 +242,18 @@ def retribert():
     write("retribert", inputs, results)
 
 
+def ernie_m():
+    from transformers import ErnieMConfig
+
+    # odd options: relu, eps 1e-6, pad id 1 (positions still start at 2), no MLM head in the family
+    kwargs = dict(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20,
+                  max_position_embeddings=24, hidden_act="relu", layer_norm_eps=1e-6, initializer_range=0.2)
+    inputs = text_inputs(pad_id=1, token_types=False)
+    encoder_tasks("ernie_m", "ErnieM", ErnieMConfig, kwargs, inputs, ENCODER_TASKS[1:])
+
+
 FAMILIES = {"nezha": nezha, "open_llama": open_llama, "xlm_prophetnet": xlm_prophetnet,
-            "retribert": retribert}
+            "retribert": retribert, "ernie_m": ernie_m}
 
 
 def main(names):
