@@ -157,4 +157,18 @@ def test_align(tmp_path):
 
 
 def test_groupvit(tmp_path):
+    import json
+
+    import pytest
+
+    import keras_models as km
+    from keras_models.errors import ConfigError
+
     _check_family("groupvit", "GroupViTBackbone", tmp_path)
+    folder, _ = reference("groupvit")
+    config = json.loads((folder / "config.json").read_text())
+    config["vision_config"]["num_output_groups"] = [6, 4, 4]  # stage 1 mixes stage 0's 8 group tokens
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="num_output_groups"):
+        km.ZeroShotImageClassifier.from_preset(tmp_path / "bad", load_weights=False)

@@ -99,6 +99,7 @@ def test_detection_parity_post_processing_and_reload(kind, tmp_path):
     import keras
 
     import keras_models as km
+    from keras_models.errors import InputError
 
     folder, expected = reference(kind)
     model = km.ZeroShotObjectDetector.from_preset(folder)
@@ -129,6 +130,11 @@ def test_detection_parity_post_processing_and_reload(kind, tmp_path):
                                                     "query_pixel_values": _query_pixels()}))
     for k in GUIDED_KEYS:
         assert_close(guided[k], expected[f"guided_{k}"], what=f"{kind} image-guided {k}")
+    with pytest.raises(InputError, match="query_pixel_values"):
+        model.image_guided_detection({"pixel_values": inputs["pixel_values"]})
+    with pytest.raises(InputError, match="4 queries for 3 images"):
+        model({**{k: v[:4] for k, v in inputs.items() if k != "pixel_values"},
+               "pixel_values": np.concatenate([inputs["pixel_values"]] * 2)[:3]})
 
     if kind == "owlvit":  # the inner dual encoder, its temperature read from the detection checkpoint
         dual = km.ZeroShotImageClassifier.from_preset(folder)

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models.errors import InputError
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.clip.dual import CLIPSpec, DualEncoderBackbone
 from keras_models.models.clip.text import CLIPTextSpec, TextTower
@@ -246,6 +247,10 @@ class _OwlZeroShotObjectDetector(ZeroShotObjectDetector):
     def call(self, inputs, training=False):
         bb = self.backbone
         ids, pixels = inputs["input_ids"], inputs["pixel_values"]
+        n_ids, n_images = ids.shape[0], pixels.shape[0]
+        if isinstance(n_ids, int) and isinstance(n_images, int) and (n_images == 0 or n_ids % n_images):
+            raise InputError(f"input_ids holds {n_ids} queries for {n_images} images in pixel_values: it must hold "
+                             "the same number of queries for each image, one image's after the other")
         feats = self.patch_features(pixels, training=training)
         batch = ops.shape(feats)[0]
         queries = _unit(bb.encode_text(inputs, training=training))
@@ -285,6 +290,9 @@ class _OwlZeroShotObjectDetector(ZeroShotObjectDetector):
         image, channels_last) -> Transformers' ``image_guided_detection`` outputs: ``logits``
         (batch, patches, 1), ``target_pred_boxes``, ``query_pred_boxes`` (batch, patches, 4),
         ``image_embeds``, ``query_image_embeds`` (batch, grid, grid, hidden), ``class_embeds``."""
+        missing = [k for k in ("pixel_values", "query_pixel_values") if k not in inputs]
+        if missing:
+            raise InputError(f"image_guided_detection needs {missing} (one query image per image)")
         feats = self.patch_features(inputs["pixel_values"])
         query_feats = self.patch_features(inputs["query_pixel_values"])
         query_class = self.class_dense(query_feats)  # not normalised: the query embedding itself
