@@ -47,3 +47,37 @@ def test_int8_quantization_stays_close():
     model.quantize("int8")
     out = to_numpy(model(inputs))
     assert np.abs(out - expected).max() < 0.05
+
+
+def test_task_build_does_not_trace_its_backbone_again(monkeypatch):
+    """Building a task around a backbone built from its dummy inputs reuses the backbone's recorded
+    output spec (one trace, not two: under TensorFlow each trace builds a graph op by op) and
+    creates exactly the variables a full trace creates."""
+    import contextlib
+    import functools
+
+    import keras_models.tasks.task as task_module
+
+    folder, inputs, expected = tiny_classifier()
+    backbone_cls = type(km.TextClassifier.from_preset(folder, load_weights=False).backbone)
+    traces = []
+    real_call = backbone_cls.call
+
+    @functools.wraps(real_call)  # (Keras reads call()'s signature)
+    def counting_call(self, *args, **kwargs):
+        traces.append(1)
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(backbone_cls, "call", counting_call)
+
+    def variables(model):
+        return [(v.path.split("/", 1)[-1], tuple(v.shape)) for v in model.weights]  # (less the auto-numbered root)
+
+    model = km.TextClassifier.from_preset(folder)
+    assert len(traces) == 1
+    np.testing.assert_allclose(to_numpy(model(inputs)), expected, atol=1e-4)
+    traces.clear()
+    monkeypatch.setattr(task_module, "stand_in_for", lambda layer: contextlib.nullcontext())
+    full = km.TextClassifier.from_preset(folder)
+    assert len(traces) == 2
+    assert variables(full) == variables(model)

@@ -8,10 +8,14 @@ initialiser runs (JAX would compile one program per variable shape). Variables t
 not fill, such as a new task head, are initialised normally afterwards (:func:`initialise_rest`);
 after a failed load they are forgotten instead (:func:`discard_deferred`). Keras' internals used
 here live in :mod:`keras_models.compat`.
-``build_symbolically`` creates the variables by a symbolic call (no computation).
+``build_symbolically`` creates the variables by a symbolic call (no computation); a backbone built
+that way remembers its output spec, so that building the task around it (``stand_in_for``) does not
+trace the backbone a second time (under TensorFlow each trace builds a graph op by op: tracing a
+backbone again was most of a small model's load time).
 """
 
 import contextlib
+import inspect
 
 import keras
 import numpy as np
@@ -72,10 +76,91 @@ def discard_deferred(model):
     compat.forget_uninitialised(model.variables)
 
 
+def _signature(inputs):
+    """(structure, shapes, dtypes) of a call's inputs, comparable across KerasTensors and the
+    backends' symbolic tensors; None where a leaf has no shape."""
+    leaves = keras.tree.flatten(inputs)
+    try:
+        return (keras.tree.map_structure(lambda _: 0, inputs),
+                tuple((tuple(None if d is None else int(d) for d in x.shape),
+                       keras.backend.standardize_dtype(x.dtype)) for x in leaves))
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _spec_of(outputs):
+    """KerasTensors shaped like ``outputs`` (backend tensors inside a trace); other leaves kept."""
+    def spec(t):
+        if hasattr(t, "shape") and hasattr(t, "dtype"):
+            return keras.KerasTensor(tuple(t.shape), dtype=keras.backend.standardize_dtype(t.dtype))
+        return t
+    return keras.tree.map_structure(spec, outputs)
+
+
+def _zeros_like_spec(spec):
+    return keras.tree.map_structure(
+        lambda t: keras.ops.zeros(t.shape, t.dtype) if isinstance(t, keras.KerasTensor) else t, spec)
+
+
+@contextlib.contextmanager
+def _replaying(layer, signature, recorded):
+    """Within the block, a call of ``layer`` on inputs of exactly ``signature`` (and no argument
+    but ``training``) returns zeros shaped like ``recorded["spec"]`` when it is set; the first such
+    call, when it is not, runs the layer and records its output spec. Other calls run as usual."""
+    real_call = layer.call
+    params = inspect.signature(real_call).parameters
+    first = next(iter(params), None)
+
+    def call(*args, **kwargs):
+        try:
+            bound = inspect.signature(real_call).bind(*args, **kwargs).arguments
+        except TypeError:
+            return real_call(*args, **kwargs)
+        others = [k for k, v in bound.items() if k not in (first, "training") and v is not None]
+        if others or first not in bound or _signature(bound[first]) != signature:
+            return real_call(*args, **kwargs)
+        if "spec" in recorded:
+            return _zeros_like_spec(recorded["spec"])
+        out = real_call(*args, **kwargs)
+        recorded["spec"] = _spec_of(out)
+        return out
+
+    layer.__dict__["call"] = call
+    try:
+        yield
+    finally:
+        layer.__dict__.pop("call", None)
+
+
 def build_symbolically(model, example_inputs):
-    """Build ``model`` by calling it on KerasTensors shaped like ``example_inputs``."""
+    """Build ``model`` by calling it on KerasTensors shaped like ``example_inputs``. The model is
+    traced once: Keras traces a model without its own ``build`` once to build it and once more for
+    the symbolic call's output, and the second trace replays the first one's output spec. The
+    output spec is remembered (see :func:`stand_in_for`)."""
     symbolic = keras.tree.map_structure(
         lambda x: keras.KerasTensor(np.shape(x), dtype=keras.backend.standardize_dtype(np.asarray(x).dtype)),
         example_inputs,
     )
-    model(symbolic)
+    signature = _signature(symbolic)
+    if signature is None:
+        out = model(symbolic)
+    else:
+        with _replaying(model, signature, {}):
+            out = model(symbolic)
+    model.__dict__["_km_dummy_spec"] = (signature, out)
+    return out
+
+
+@contextlib.contextmanager
+def stand_in_for(layer):
+    """While building an enclosing model symbolically: a call of ``layer`` (already built by
+    :func:`build_symbolically`) on inputs of exactly the recorded shapes and dtypes returns zeros
+    of its recorded output spec instead of tracing it again. Any other call (other shapes, extra
+    arguments) runs the layer as usual. Only shapes matter in a symbolic build, so the variables
+    created are the same."""
+    recorded = layer.__dict__.get("_km_dummy_spec")
+    if recorded is None or recorded[0] is None:
+        yield
+        return
+    with _replaying(layer, recorded[0], {"spec": recorded[1]}):
+        yield

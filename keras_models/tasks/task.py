@@ -18,7 +18,8 @@ import numpy as np
 from keras_models.compat import guarded_jax_run
 from keras_models.errors import ConfigError
 from keras_models.generation.backend import fast_inference
-from keras_models.layers.init import build_symbolically, deferred_variables, discard_deferred, initialise_rest
+from keras_models.layers.init import (build_symbolically, deferred_variables, discard_deferred, initialise_rest,
+                                     stand_in_for)
 from keras_models.presets.config import load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -207,7 +208,8 @@ class Task(keras.Model):
 
     def build_from_dummy(self):
         if not self.built or not self.weights:
-            build_symbolically(self, self.backbone.dummy_inputs())
+            with stand_in_for(self.backbone):  # the backbone is built already: not traced again
+                build_symbolically(self, self.backbone.dummy_inputs())
         return self
 
     # --- training defaults -----------------------------------------------------------------
