@@ -34,6 +34,7 @@ from keras_models.models.wav2vec2 import *  # noqa: F401,F403
 from keras_models.models.whisper import *  # noqa: F401,F403
 from keras_models.models.ast import *  # noqa: F401,F403
 from keras_models.models.modernbert import *  # noqa: F401,F403
+from keras_models.models.realm import *  # noqa: F401,F403
 from keras_models.models.ernie_m import *  # noqa: F401,F403
 from keras_models.models.retribert import *  # noqa: F401,F403
 from keras_models.models.xlm_prophetnet import *  # noqa: F401,F403

@@ -187,3 +187,17 @@ def test_ernie_m_parity(task, tmp_path):
         check_backbone("ernie_m", GOLDEN / "ernie_m" / task, inputs, expected[task]["hidden"], "ErnieM")
         model.save_to_preset(tmp_path / "saved")
         check_task("ernie_m", task, inputs, expected[task], km.TextClassifier.from_preset(tmp_path / "saved"))
+
+
+# --- REALM: its retrieval embedder (pooler -> dense -> LayerNorm), projection 8, 3 token types ------
+def test_realm_embedder(tmp_path):
+    inputs, expected = golden("realm")
+    folder, want = GOLDEN / "realm" / "TextEmbedder", expected["TextEmbedder"]
+    backbone = km.Backbone.from_preset(folder)
+    assert type(backbone).__name__ == "RealmBackbone"
+    assert_close(backbone(inputs), want["hidden"], mask=inputs["attention_mask"], what="realm states")
+    model = km.TextEmbedder.from_preset(folder)
+    assert type(model).__name__ == "RealmTextEmbedder" and model.head_from_checkpoint
+    assert_close(model(inputs), want["embedding"], what="realm projected_score")
+    model.save_to_preset(tmp_path / "saved")
+    assert_close(km.TextEmbedder.from_preset(tmp_path / "saved")(inputs), want["embedding"], what="realm saved")

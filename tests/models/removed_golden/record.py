@@ -252,8 +252,24 @@ def ernie_m():
     encoder_tasks("ernie_m", "ErnieM", ErnieMConfig, kwargs, inputs, ENCODER_TASKS[1:])
 
 
+def realm():
+    from transformers import RealmConfig, RealmEmbedder
+
+    # odd options: projection 8, 3 token types, eps 1e-6 (REALM's own defaults: gelu_new, pad id 1)
+    config = RealmConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=20, max_position_embeddings=24, retriever_proj_size=8, type_vocab_size=3,
+                         layer_norm_eps=1e-6, initializer_range=0.2)
+    model = save(RealmEmbedder, config, HERE / "realm" / "TextEmbedder")
+    inputs = text_inputs(pad_id=1)
+    inputs["token_type_ids"][0, -2:] = 2
+    with torch.no_grad():
+        out = model(**{k: torch.tensor(v) for k, v in inputs.items()}, output_hidden_states=True)
+    write("realm", inputs, {"TextEmbedder": {"embedding": out.projected_score.numpy(),
+                                             "hidden": out.hidden_states[-1].numpy()}})
+
+
 FAMILIES = {"nezha": nezha, "open_llama": open_llama, "xlm_prophetnet": xlm_prophetnet,
-            "retribert": retribert, "ernie_m": ernie_m}
+            "retribert": retribert, "ernie_m": ernie_m, "realm": realm}
 
 
 def main(names):
