@@ -177,7 +177,7 @@ class EfficientFormerBackbone(SpecBackbone):
     base_model_prefix = "efficientformer"
     hf_architecture = "EfficientFormerModel"
     hf_ignore = ("*num_batches_tracked", "*attention_bias_idxs")
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/vision/test_vision_removed.py
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

@@ -89,8 +89,17 @@ class ViTHybridBackbone(ViTBackbone):
                                               kernel_initializer=init, name="patch_embedding", **common)
 
     def embed(self, pixel_values, training=False):
-        features = self.bit.stage_outputs(pixel_values, training=training)[self.bit_out_stage]
-        return super().embed(features, training=training)
+        x = self.bit.stem_output(pixel_values, training=training)
+        last = self.bit_out_stage % len(self.bit.stages)
+        for layers in self.bit.stages[:last + 1]:  # the stages after the one that feeds the ViT are unused
+            for layer in layers:
+                x = layer(x, training=training)
+        return super().embed(x, training=training)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        # every BiT stage, also those after the one feeding the ViT (unused, but in checkpoints)
+        self.bit.build_from_dummy()
 
     def embedding_rules(self):
         bit = [dataclasses.replace(r, hf=BIT_PREFIX + r.hf) for r in self.bit.weight_rules()]
