@@ -47,14 +47,51 @@ BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/
                        "tests/video/test_video_processor.py", "tests/presets/test_hub.py", "tests/test_demo.py")
 
 
+# Under tools/test.sh, two more kinds of test run in fewer passes (CI time: the suite runs three
+# times on 2 cores):
+#  * ``*_reloads_in_transformers`` tests (our save_to_preset output loaded by Transformers, outputs
+#    compared) check the exported names, layouts and config.json, which no backend changes: they
+#    run in the jax pass only (it runs beside the longer tensorflow pass, so they cost no wall time);
+#  * tests marked ``one_case_per_pass("task")``: parametrisations that differ only in the named
+#    parameter (a family's heads) share the backbone's computation, and a head's weight mapping is
+#    backend-independent. The torch pass runs every case; the jax and tensorflow passes run one
+#    case of each group, rotating through the parameter's values from group to group, so that every
+#    head still runs under every backend across the families.
+ONCE_PASS = "jax"
+
+
+def _one_case_per_group(items):
+    """The items a jax/tensorflow pass drops for ``one_case_per_pass`` (see above)."""
+    groups = {}
+    for item in items:
+        marker = item.get_closest_marker("one_case_per_pass")
+        if marker is None or not hasattr(item, "callspec"):
+            continue
+        varied = marker.args[0]
+        rest = tuple(sorted((k, repr(v)) for k, v in item.callspec.params.items() if k != varied))
+        groups.setdefault((str(item.path), item.originalname, rest), []).append(item)
+    drop = []
+    for i, members in enumerate(groups.values()):
+        keep = members[i % len(members)]
+        drop.extend(m for m in members if m is not keep)
+    return drop
+
+
 def pytest_collection_modifyitems(config, items):
-    if not os.environ.get("KM_BACKEND_INDEPENDENT_ONCE") or os.environ["KERAS_BACKEND"] == "torch":
+    if not os.environ.get("KM_BACKEND_INDEPENDENT_ONCE"):
         return
-    keep, drop = [], []
+    backend = os.environ["KERAS_BACKEND"]
+    drop = []
     for item in items:
         path = str(item.path.relative_to(config.rootpath)).replace(os.sep, "/")
-        independent = path.startswith(BACKEND_INDEPENDENT) and item.get_closest_marker("all_backends") is None
-        (drop if independent else keep).append(item)
+        if path.startswith(BACKEND_INDEPENDENT) and item.get_closest_marker("all_backends") is None:
+            if backend != "torch":
+                drop.append(item)
+        elif "reloads_in_transformers" in item.originalname and backend != ONCE_PASS:
+            drop.append(item)
+    if backend != "torch":
+        drop.extend(_one_case_per_group([i for i in items if i not in drop]))
     if drop:
+        dropped = {id(i) for i in drop}
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+        items[:] = [i for i in items if id(i) not in dropped]

@@ -72,6 +72,7 @@ def _ref(family, task):
     return folder, inputs, expected
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("family", sorted(BUILDERS))
 @pytest.mark.parametrize("task", sorted(HEADS))
 def test_parity(family, task):

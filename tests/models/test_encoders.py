@@ -116,6 +116,7 @@ def check_parity(prefix, spec, task, folder, inputs, expected, cls=None):
     return out
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("spec,task", CASES)
 def test_parity(spec, task):
     folder, inputs, expected = _ref(spec, task)

@@ -96,6 +96,7 @@ def _ref(spec, task):
     return folder, inputs, expected
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("spec,task", CASES)
 def test_parity(spec, task):
     folder, inputs, expected = _ref(spec, task)

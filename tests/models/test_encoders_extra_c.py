@@ -104,6 +104,7 @@ def _layoutlm_ref(task):
     return folder, inputs, expected
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("task", STD)
 def test_layoutlm_parity(task):
     folder, inputs, expected = _layoutlm_ref(task)
@@ -184,6 +185,7 @@ def _fnet_ref(task):
     return folder, inputs, mask, expected
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("task", STD)
 def test_fnet_parity(task):
     folder, inputs, mask, expected = _fnet_ref(task)
@@ -241,6 +243,7 @@ def _more_ref(spec, task):
     return folder, inputs, expected
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("spec,task", [(s, t) for s, (*_, tasks) in MORE.items() for t in tasks])
 def test_more_parity(spec, task):
     folder, inputs, expected = _more_ref(spec, task)
@@ -299,6 +302,7 @@ def _markuplm_ref(task):
     return folder, inputs, expected
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("task", ("Backbone", "TextClassifier", "TokenClassifier", "QuestionAnswerer"))
 def test_markuplm_parity(task):
     folder, inputs, expected = _markuplm_ref(task)

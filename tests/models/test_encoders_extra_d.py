@@ -44,6 +44,7 @@ def _grouped_ref(spec, task):
     return folder, inputs, expected
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("spec,task", [(s, t) for s, (*_, tasks) in GROUPED.items() for t in tasks])
 def test_grouped_parity(spec, task):
     folder, inputs, expected = _grouped_ref(spec, task)

@@ -64,6 +64,7 @@ def _expected(folder, task):
 CASES = [(config, task) for config in CONFIGS for task in TASKS]
 
 
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("config,task", CASES)
 def test_parity(config, task):
     folder = _reference(config)

@@ -51,6 +51,7 @@ FAMILIES = {"beit": (_beit, "Beit"), "beit_shared_abs": (_beit_shared_abs, "Beit
             "data2vec": (_data2vec, "Data2VecVision"), "dit": (_dit, "Beit")}
 
 
+@pytest.mark.one_case_per_pass("head")
 @pytest.mark.parametrize("head", ["Model", "ForImageClassification"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_parity(family, head):

@@ -48,6 +48,7 @@ FAMILIES = {
 }
 
 
+@pytest.mark.one_case_per_pass("head")
 @pytest.mark.parametrize("head", ["Model", "ForImageClassification"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_parity(family, head):

@@ -28,6 +28,7 @@ def _swin_abs(cls):
 FAMILIES = {"swin": (_swin, 32), "swin_abs": (_swin_abs, 24)}
 
 
+@pytest.mark.one_case_per_pass("head")
 @pytest.mark.parametrize("head", ["SwinModel", "SwinForImageClassification"])
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_parity(family, head):

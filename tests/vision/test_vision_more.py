@@ -47,6 +47,7 @@ def _swinv2_pretrained_ws(cls):
 SWINV2 = {"swinv2": (_swinv2, 32), "swinv2_pws": (_swinv2_pretrained_ws, 24)}
 
 
+@pytest.mark.one_case_per_pass("head")
 @pytest.mark.parametrize("resolution", ["native", "other"])
 @pytest.mark.parametrize("head", ["Swinv2Model", "Swinv2ForImageClassification"])
 @pytest.mark.parametrize("family", sorted(SWINV2))
@@ -95,6 +96,7 @@ SEGFORMER_CASES = [(f, h, r) for f in sorted(SEGFORMER) for h in ("Model", "ForI
 SEGFORMER_CASES.remove(("segformer_flat", "ForSemanticSegmentation", "other"))
 
 
+@pytest.mark.one_case_per_pass("head")
 @pytest.mark.parametrize("family,head,resolution", SEGFORMER_CASES)
 def test_segformer(family, head, resolution):
     builder, other = SEGFORMER[family]
@@ -165,6 +167,7 @@ def _mobilevit_os16(cls):
 MOBILEVIT = {"mobilevit": (_mobilevit, (64, 64), (96, 72)), "mobilevit_os16": (_mobilevit_os16, (64, 64), (80, 112))}
 
 
+@pytest.mark.one_case_per_pass("head")
 @pytest.mark.parametrize("resolution", [1, 2])
 @pytest.mark.parametrize("head", ["Model", "ForImageClassification"])
 @pytest.mark.parametrize("family", sorted(MOBILEVIT))
