@@ -149,6 +149,7 @@ XLM_TEXTS = [
     "Le renard brun rapide saute par-dessus le chien paresseux. El zorro marrón salta.",
     "Language models predict the next token, piece by piece, in many languages.",
     "Hello world! How are you? Fine, thanks. Bonjour le monde, ça va?",
+    "Zwei Wörter, drei Sätze: wir zählen Stücke, Zeichen und Worte. Quatre mots, cinq phrases!",
 ]
 XLM_QUERIES = ["The quick fox saute!", "  Hello   world,  ça va? ", "unknown ЖЖЖ 東京 pieces",
                "[SEP] inside [MASK] text", ""]
@@ -166,31 +167,33 @@ def xlm_prophetnet():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(XLM_TEXTS * 3), model_writer=buf, vocab_size=90,
-                                   model_type="unigram", hard_vocab_limit=False, num_threads=1, minloglevel=2,
+    # 87 pieces: with the 12 shifted ids, the model's vocabulary of 99
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(XLM_TEXTS * 3), model_writer=buf, vocab_size=87,
+                                   model_type="unigram", hard_vocab_limit=True, num_threads=1, minloglevel=2,
                                    character_coverage=1.0, normalization_rule_name="identity")
     (HERE / "spm.tmp").write_bytes(buf.getvalue())
     tok = XLMProphetNetTokenizer(vocab_file=str(HERE / "spm.tmp"))
     (HERE / "spm.tmp").unlink()
-    # odd options: 3 predict streams, relu, 8 buckets over distance 12, separate head counts
+    # odd options: 3 predict streams, relu, 8 buckets over distance 12, separate head counts. The sizes
+    # and input shapes are those of tests/models/test_seq2seq_prophetnet.py's model (one layer each
+    # side here): under JAX the two tests then share their compiled ops in a suite run
+    assert len(tok) == 99, len(tok)
     config = XLMProphetNetConfig(
-        vocab_size=len(tok), hidden_size=16, num_encoder_layers=1, num_decoder_layers=1,
-        num_encoder_attention_heads=2, num_decoder_attention_heads=4, encoder_ffn_dim=20, decoder_ffn_dim=24,
-        max_position_embeddings=32, ngram=3, num_buckets=8, relative_max_distance=12, activation_function="relu",
-        init_std=0.3, pad_token_id=tok.pad_token_id, bos_token_id=tok.sep_token_id,
+        vocab_size=len(tok), hidden_size=32, num_encoder_layers=1, num_decoder_layers=1,
+        num_encoder_attention_heads=4, num_decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=41,
+        max_position_embeddings=40, ngram=3, num_buckets=8, relative_max_distance=12, activation_function="relu",
+        init_std=0.6, pad_token_id=tok.pad_token_id, bos_token_id=tok.sep_token_id,
         eos_token_id=tok.sep_token_id, decoder_start_token_id=tok.sep_token_id)
     model = save(XLMProphetNetForConditionalGeneration, config, folder)
     tok.save_pretrained(folder)
     tok = XLMProphetNetTokenizer.from_pretrained(folder)
-    enc = tok(XLM_TEXTS[:2], padding=True, return_tensors="np")
-    inputs = {"input_ids": enc["input_ids"][:, :10], "attention_mask": enc["attention_mask"][:, :10]}
-    inputs["attention_mask"][1, 7:] = 0
-    inputs["input_ids"][1, 7:] = tok.pad_token_id
-    dec = np.random.RandomState(3).randint(15, len(tok), size=(2, 6)).astype("int64")
+    rng = np.random.RandomState(0)  # tests/models/test_seq2seq_parity.py's seq2seq_inputs shapes (2x9, 2x7)
+    ids, dec = rng.randint(15, len(tok), size=(2, 9)), rng.randint(15, len(tok), size=(2, 7))
+    mask, dmask = np.ones_like(ids), np.ones_like(dec)
+    ids[1, 6:], mask[1, 6:] = tok.pad_token_id, 0
     dec[:, 0] = tok.sep_token_id
-    dmask = np.ones_like(dec)
-    dec[1, 4:], dmask[1, 4:] = tok.pad_token_id, 0
-    inputs.update(decoder_input_ids=dec, decoder_attention_mask=dmask)
+    dec[1, 5:], dmask[1, 5:] = tok.pad_token_id, 0
+    inputs = {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": dec, "decoder_attention_mask": dmask}
     results = {"Seq2SeqLM": outputs(model, inputs)}
     # the tokenizer: ids (single, pair, padded batch), tokens and decoding
     tokens = {"single": np.array(tok(XLM_QUERIES[0])["input_ids"]),
