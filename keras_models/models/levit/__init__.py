@@ -267,9 +267,8 @@ class LevitImageClassifier(ImageClassifier):
         super().__init__(backbone, **kwargs)
         common = dict(dtype=backbone.dtype_policy)
         self.head_norm = batch_norm("head_norm", **common)
-        if self.distilled:
+        if self.distilled:  # the distillation Dense is ImageClassifier's ``dist_out``
             self.dist_norm = batch_norm("dist_norm", **common)
-            self.dist_out = keras.layers.Dense(self.num_classes, name="distillation_classifier", **common)
 
     def call(self, inputs, training=False):
         if training and self.augmentation is not None:
