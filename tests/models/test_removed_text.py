@@ -55,20 +55,15 @@ def check_backbone(name, folder, inputs, want, prefix):
 
 # --- NEZHA: functional relative positions (clipped at 3 < sequence length 9) -----------------------
 @pytest.mark.parametrize("task", ENCODER_TASKS)
-def test_nezha_parity(task):
+def test_nezha_parity(task, tmp_path):
     inputs, expected = golden("nezha")
     model = check_task("nezha", task, inputs, expected[task])
     assert type(model).__name__ == "Nezha" + task
     if task == "MaskedLM":
         check_backbone("nezha", GOLDEN / "nezha" / task, inputs, expected[task]["hidden"], "Nezha")
-
-
-def test_nezha_save_to_preset_reloads(tmp_path):
-    inputs, expected = golden("nezha")
-    model = km.TextClassifier.from_preset(GOLDEN / "nezha" / "TextClassifier")
-    model.save_to_preset(tmp_path / "saved")
-    check_task("nezha", "TextClassifier", inputs, expected["TextClassifier"],
-               km.TextClassifier.from_preset(tmp_path / "saved"))
+    if task == "TextClassifier":
+        model.save_to_preset(tmp_path / "saved")
+        check_task("nezha", task, inputs, expected[task], km.TextClassifier.from_preset(tmp_path / "saved"))
 
 
 # --- Open-Llama: the shared decoder with a LayerNorm'd embedding and tied LM head (defaults), and
@@ -81,7 +76,10 @@ def test_open_llama_parity(case):
     assert type(model).__name__ == "OpenLlamaCausalLM" and model.head_from_checkpoint
     assert_close(model(inputs), expected[case]["logits"], mask=mask, what=f"open_llama {case}")
     assert_close(model.backbone(inputs), expected[case]["hidden"], mask=mask, what=f"open_llama {case} backbone")
-    if case == "CausalLM":  # greedy tokens of the recorded generate(do_sample=False), one row left-padded
+    # greedy tokens of the recorded generate(do_sample=False), one row left-padded: the torch pass only
+    # (the decode loop is the shared one, greedy-tested on every backend in tests/models/test_decoders.py;
+    # compiling it costs 20-40 s under jax / tensorflow)
+    if case == "CausalLM" and keras.backend.backend() == "torch":
         ref = expected["generate"]
         prompt = {"input_ids": ref["prompt"].astype("int32"), "attention_mask": ref["mask"].astype("int32")}
         got = np.asarray(model.generate(prompt, do_sample=False, max_new_tokens=8, pad_token_id=0))
