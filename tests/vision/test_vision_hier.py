@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
+from keras_models.errors import ConfigError, InputError
 from tests.parity import assert_close
 from tests.vision.vision_parity import hf_hidden_to_ours, perturb_buffers, pixels, run, vision_reference
 
@@ -72,7 +73,10 @@ def _pvt():
 
 
 def test_pvt(tmp_path):
-    _check("pvt", _pvt, pixels(2, 32, 32), tmp_path)
+    model = _check("pvt", _pvt, pixels(2, 32, 32), tmp_path)
+    if keras.backend.backend() == "torch":  # position embeddings are learned for image_size
+        with pytest.raises(InputError, match="pixel_values.*image_size 32"):
+            model.backbone({"pixel_values": pixels(1, 48, 48)})
 
 
 def _focalnet():
@@ -138,3 +142,16 @@ def test_levit(cls, tmp_path):
     model = _check(f"levit-{cls}", lambda: _levit(cls), pixels(2, 48, 48), tmp_path,
                    hidden=cls.endswith("Teacher"))
     assert model.distilled == cls.endswith("Teacher")
+
+
+def test_config_errors():
+    """Configs that Transformers' code cannot run (or that we do not implement) fail naming the key."""
+    from keras_models.models.cvt import CvtBackbone
+    from keras_models.models.levit import LevitBackbone
+
+    with pytest.raises(ConfigError, match="qkv_projection_method"):
+        CvtBackbone.config_kwargs({"depth": [1], "embed_dim": [8], "num_heads": [1], "qkv_projection_method": ["avg"]})
+    with pytest.raises(ConfigError, match="depth.*3 stages|3 stages"):
+        LevitBackbone.config_kwargs({"depths": [1, 1], "hidden_sizes": [8, 16]})
+    with pytest.raises(ConfigError, match="out_features"):
+        km.models.ViTHybridBackbone.config_kwargs({"backbone_config": {"depths": [1, 1], "out_features": ["stage5"]}})
