@@ -19,7 +19,7 @@ Transformers processor makes it; the number of queries is the same for each imag
 logit, corner boxes scaled to ``target_sizes``; OWLv2's by the longer side, its images being
 padded to squares). Families may add ``image_guided_detection({"pixel_values",
 "query_pixel_values"})`` (one-shot detection with a query image, Transformers' method of that
-name). Subclasses (a family) implement ``call`` and ``head_rules``.
+name; calling the model on that dict does the same). Subclasses (a family) implement ``call`` and ``head_rules``.
 """
 
 import keras

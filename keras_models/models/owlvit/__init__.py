@@ -245,6 +245,8 @@ class _OwlZeroShotObjectDetector(ZeroShotObjectDetector):
         return ops.reshape(feats, (ops.shape(feats)[0], grid, grid, ops.shape(feats)[-1]))
 
     def call(self, inputs, training=False):
+        if "query_pixel_values" in inputs:
+            return self.guided(inputs)
         bb = self.backbone
         ids, pixels = inputs["input_ids"], inputs["pixel_values"]
         n_ids, n_images = ids.shape[0], pixels.shape[0]
@@ -289,10 +291,14 @@ class _OwlZeroShotObjectDetector(ZeroShotObjectDetector):
         """One-shot detection: ``{"pixel_values", "query_pixel_values"}`` (one query image per
         image, channels_last) -> Transformers' ``image_guided_detection`` outputs: ``logits``
         (batch, patches, 1), ``target_pred_boxes``, ``query_pred_boxes`` (batch, patches, 4),
-        ``image_embeds``, ``query_image_embeds`` (batch, grid, grid, hidden), ``class_embeds``."""
+        ``image_embeds``, ``query_image_embeds`` (batch, grid, grid, hidden), ``class_embeds``.
+        Calling the model (or ``predict``) on such a dict does the same."""
         missing = [k for k in ("pixel_values", "query_pixel_values") if k not in inputs]
         if missing:
             raise InputError(f"image_guided_detection needs {missing} (one query image per image)")
+        return self(inputs)
+
+    def guided(self, inputs):
         feats = self.patch_features(inputs["pixel_values"])
         query_feats = self.patch_features(inputs["query_pixel_values"])
         query_class = self.class_dense(query_feats)  # not normalised: the query embedding itself
