@@ -54,6 +54,7 @@ def check_backbone(name, folder, inputs, want, prefix):
 
 
 # --- NEZHA: functional relative positions (clipped at 3 < sequence length 9) -----------------------
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("task", ENCODER_TASKS)
 def test_nezha_parity(task, tmp_path):
     inputs, expected = golden("nezha")
@@ -176,6 +177,7 @@ def test_retribert_towers(tower, tmp_path):
 
 
 # --- ERNIE-M: no token types, positions from 2, its own weight names (relu, eps 1e-6, pad id 1) ----
+@pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("task", ENCODER_TASKS[1:])  # the family has no MLM head
 def test_ernie_m_parity(task, tmp_path):
     inputs, expected = golden("ernie_m")
