@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import keras
 
 from keras_models.errors import ConfigError
-from keras_models.layers.vision_embeddings import PatchEmbedding
 from keras_models.models.bit.backbone import BitBackbone, BitSpec
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.models.vit.backbone import ViTBackbone, ViTSpec
@@ -84,9 +83,9 @@ class ViTHybridBackbone(ViTBackbone):
         self.bit = BitBackbone(**self.bit_spec.kwargs(), name="bit", **common)
         fh, fw = self.backbone_featmap_shape[-2:]
         self.grid = (fh // self.patch_size[0], fw // self.patch_size[1])
-        init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
-        self.patch_embedding = PatchEmbedding(self.hidden_size, self.patch_size, self.backbone_featmap_shape[1],
-                                              kernel_initializer=init, name="patch_embedding", **common)
+        # ViT's patch embedding reads the BiT map's channels (not the image's); set before it builds
+        # (a replacement layer would leave the original tracked and unbuilt)
+        self.patch_embedding.num_channels = self.backbone_featmap_shape[1]
 
     def embed(self, pixel_values, training=False):
         x = self.bit.stem_output(pixel_values, training=training)
