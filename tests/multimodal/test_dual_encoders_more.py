@@ -6,8 +6,9 @@ Each tiny reference uses non-default options that change the numbers (activation
 projection widths unlike either tower's, RoBERTa positions after padding, max pooling, odd
 EfficientNet padding) and records the model's outputs and both towers' last hidden states. One
 test per family: parity of every output on each backend; on the torch pass only (backend-independent
-wiring), each tower's hidden states, ``encode_text``, ``Backbone.from_preset``, and
-``save_to_preset`` reloading here with the same weights and in Transformers with the same logits.
+wiring), each tower's hidden states, ``encode_text``, ``Backbone.from_preset`` and
+``save_to_preset`` reloading here with the same weights. One test for all families: Transformers
+reloads the saved files with the same logits.
 """
 
 import numpy as np
@@ -128,11 +129,7 @@ def _check_family(kind, backbone_name, tmp_path):
     if keras.backend.backend() != "torch":
         return
     # backend-independent wiring (each tower's output, the unnormalised features, the backbone
-    # class, the exported files): checked once, on the torch pass
-    model.save_to_preset(tmp_path / "saved")
-    again = km.ZeroShotImageClassifier.from_preset(tmp_path / "saved")
-    assert type(again) is type(model) and again.backbone.spec == bb.spec
-    assert_same_weights(again, model)
+    # class): checked once, on the torch pass
     text = {k: v for k, v in inputs.items() if k != "pixel_values"}
     assert_close(bb.text_model(text), expected["text_hidden"], mask=inputs["attention_mask"], what=f"{kind} text tower")
     assert_close(bb.vision_model({"pixel_values": inputs["pixel_values"]}), expected["vision_hidden"],
@@ -140,15 +137,34 @@ def _check_family(kind, backbone_name, tmp_path):
     t = to_numpy(model.encode_text(inputs))  # get_text_features: projected, not normalised
     np.testing.assert_allclose(t / np.linalg.norm(t, axis=-1, keepdims=True), expected["text_embeds"], atol=1e-5)
     assert type(km.Backbone.from_preset(folder)).__name__ == backbone_name
+    model.save_to_preset(tmp_path / "saved")  # reloads here with the same weights
+    again = km.ZeroShotImageClassifier.from_preset(tmp_path / "saved")
+    assert type(again) is type(model) and again.backbone.spec == bb.spec
+    assert_same_weights(again, model)
+
+
+def test_save_to_preset_reloads_in_transformers(tmp_path):
+    """Every family: our export's config.json reads back as the same spec, and Transformers reloads
+    it with the same logits (no Keras computation: under tools/test.sh, in the jax pass only)."""
+    import json
+
     import torch
     import transformers as T
 
-    hf_model = getattr(T, HF_CLASS[kind]).from_pretrained(tmp_path / "saved").eval()
-    t_in, pixels = _inputs(kind)
-    with torch.no_grad():
-        ref = hf_model(**{k: torch.tensor(v) for k, v in t_in.items()},
-                       pixel_values=torch.tensor(pixels.transpose(0, 3, 1, 2)))
-    assert_close(ref.logits_per_image.numpy(), expected["logits_per_image"], what=f"{kind} transformers reload")
+    import keras_models as km
+
+    for kind in HF_CLASS:
+        folder, expected = reference(kind)
+        model = km.ZeroShotImageClassifier.from_preset(folder)
+        model.save_to_preset(tmp_path / kind)
+        saved = json.loads((tmp_path / kind / "config.json").read_text())  # the same spec back
+        assert type(model.backbone).spec_cls.from_hf(saved) == model.backbone.spec
+        hf_model = getattr(T, HF_CLASS[kind]).from_pretrained(tmp_path / kind).eval()
+        t_in, pixels = _inputs(kind)
+        with torch.no_grad():
+            ref = hf_model(**{k: torch.tensor(v) for k, v in t_in.items()},
+                           pixel_values=torch.tensor(pixels.transpose(0, 3, 1, 2)))
+        assert_close(ref.logits_per_image.numpy(), expected["logits_per_image"], what=f"{kind} transformers reload")
 
 
 def test_altclip(tmp_path):

@@ -96,7 +96,7 @@ def _ours():
 
 
 @pytest.mark.parametrize("kind", ["owlvit", "owlv2"])
-def test_detection_parity_post_processing_and_reload(kind, tmp_path):
+def test_detection_parity_and_post_processing(kind, tmp_path):
     import keras
 
     import keras_models as km
@@ -136,19 +136,36 @@ def test_detection_parity_post_processing_and_reload(kind, tmp_path):
         model({**{k: v[:4] for k, v in inputs.items() if k != "pixel_values"},
                "pixel_values": np.concatenate([inputs["pixel_values"]] * 2)[:3]})
 
-    if keras.backend.backend() == "torch":  # backend-independent: the exported files, the loading
-        model.save_to_preset(tmp_path / "saved")
-        again = km.ZeroShotObjectDetector.from_preset(tmp_path / "saved")
-        assert type(again) is type(model)
-        assert_same_weights(again, model)
-        if kind == "owlvit":  # the inner dual encoder, its temperature read from the detection checkpoint
-            dual = km.ZeroShotImageClassifier.from_preset(folder)
-            assert_close(dual(inputs)["logits_per_image"], expected["logits_per_image"], what="owlvit dual encoder")
-        import torch
-        import transformers as T
+    if keras.backend.backend() != "torch":
+        return
+    # backend-independent loading, once: our export reloads with the same weights; the inner dual
+    # encoder reads its temperature from the detection checkpoint
+    model.save_to_preset(tmp_path / "saved")
+    again = km.ZeroShotObjectDetector.from_preset(tmp_path / "saved")
+    assert type(again) is type(model)
+    assert_same_weights(again, model)
+    if kind == "owlvit":
+        dual = km.ZeroShotImageClassifier.from_preset(folder)
+        assert_close(dual(inputs)["logits_per_image"], expected["logits_per_image"], what="owlvit dual encoder")
 
-        cls = T.OwlViTForObjectDetection if kind == "owlvit" else T.Owlv2ForObjectDetection
-        hf_model = cls.from_pretrained(tmp_path / "saved").eval()
+
+def test_save_to_preset_reloads_in_transformers(tmp_path):
+    """Our export's config.json reads back as the same spec, and Transformers reloads it with the
+    same logits and boxes (no Keras computation: under tools/test.sh, in the jax pass only)."""
+    import json
+
+    import torch
+    import transformers as T
+
+    import keras_models as km
+
+    for kind, cls in (("owlvit", T.OwlViTForObjectDetection), ("owlv2", T.Owlv2ForObjectDetection)):
+        folder, expected = reference(kind)
+        model = km.ZeroShotObjectDetector.from_preset(folder)
+        model.save_to_preset(tmp_path / kind)
+        saved = json.loads((tmp_path / kind / "config.json").read_text())  # the same spec back
+        assert type(model.backbone).spec_cls.from_hf(saved) == model.backbone.spec
+        hf_model = cls.from_pretrained(tmp_path / kind).eval()
         text, pixels = _inputs()
         with torch.no_grad():
             ref = hf_model(**{k: torch.tensor(v) for k, v in text.items()},
