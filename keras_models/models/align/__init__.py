@@ -11,14 +11,12 @@
   ``exp(logit_scale)`` as in CLIP): :class:`AlignZeroShotImageClassifier`.
 """
 
-import math
 from dataclasses import dataclass
 
 import keras
 from keras import ops
 
 from keras_models.errors import ConfigError
-from keras_models.layers.conv_blocks import ConvNormAct, InvertedResidual, conv_norm_rules, squeeze_excite_rules
 from keras_models.models.backbone import Backbone
 from keras_models.models.clip.dual import CLIPSpec, DualEncoderBackbone
 from keras_models.models.efficientnet.backbone import EfficientNetBackbone, EfficientNetSpec
@@ -65,59 +63,11 @@ class AlignVisionBackbone(EfficientNetBackbone):
     hf_architecture = "AlignVisionModel"
     verified_backends = _ALL
 
-    def __init__(self, hidden_dim=2560, **kwargs):
-        fields = AlignVisionSpec.field_names()
-        spec = {k: kwargs.pop(k) for k in fields if k in kwargs}
-        Backbone.__init__(self, **kwargs)  # EfficientNet's own __init__ would add the top conv
-        for name in fields:
-            value = spec.get(name, getattr(AlignVisionSpec, name, None))
-            setattr(self, name, list(value) if isinstance(value, tuple) else value)
-        self.hidden_dim = hidden_dim
-        if self.pooling_type not in ("mean", "max"):
-            raise ConfigError(f"config.json [vision_config]: pooling_type must be 'mean' or 'max', "
-                              f"got {self.pooling_type!r}")
-        common = dict(dtype=self.dtype_policy, activation=self.hidden_act, eps=self.batch_norm_eps)
-        self.stem = ConvNormAct(self.round_filters(32), 3, 2, padding=((0, 1), (0, 1)), name="stem", **common)
-        self.blocks = []
-        for i, (k, s, e) in enumerate(zip(self.kernel_sizes, self.strides, self.expand_ratios)):
-            cin, cout = self.round_filters(self.in_channels[i]), self.round_filters(self.out_channels[i])
-            for j in range(int(math.ceil(self.depth_coefficient * self.num_block_repeats[i]))):
-                n, stride, cin = len(self.blocks), s if j == 0 else 1, cin if j == 0 else cout
-                pad = None
-                if stride == 2:  # strided depthwise convs pad one less before, unless listed
-                    pad = (k // 2, k // 2) if n in self.depthwise_padding else (k // 2 - 1, k // 2)
-                    pad = (pad, pad)
-                self.blocks.append(InvertedResidual(
-                    cin, cout, int(cin * e), expand=e != 1, kernel_size=k, stride=stride, depthwise_padding=pad,
-                    residual=j > 0, se_channels=max(1, int(cin * self.squeeze_expansion_ratio)), name=f"block_{n}",
-                    **common))
-        if not self.blocks:
-            raise ConfigError("config.json [vision_config]: the image tower has no blocks (num_block_repeats)")
-        self.top = None
-        self.hidden_size = self.blocks[-1].out_channels
-
-    def feature_maps(self, inputs, training=False):
-        x = self.stem(pixel_values_of(inputs), training=training)
-        outs = []
-        for block in self.blocks:
-            if block.stride == 2:
-                outs.append(x)
-            x = block(x, training=training)
-        return outs + [x]
+    top_conv = False
+    config_source = "config.json [vision_config]"
 
     def pooled(self, hidden, inputs=None):
         return super().pooled(hidden)
-
-    def weight_rules(self):
-        r = conv_norm_rules("embeddings", self.stem, "convolution", "batchnorm")
-        for n, b in enumerate(self.blocks):
-            p = f"encoder.blocks.{n}"
-            if b.expand_conv is not None:
-                r += conv_norm_rules(p + ".expansion", b.expand_conv, "expand_conv", "expand_bn")
-            r += conv_norm_rules(p + ".depthwise_conv", b.depthwise, "depthwise_conv", "depthwise_norm")
-            r += squeeze_excite_rules(p + ".squeeze_excite", b.se)
-            r += conv_norm_rules(p + ".projection", b.project, "project_conv", "project_bn")
-        return r
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,6 +62,9 @@ class EfficientNetBackbone(Backbone):
     hf_architecture = "EfficientNetModel"
     hf_ignore = ("*num_batches_tracked",)
     verified_backends = ("jax", "torch", "tensorflow")
+    # False: the tower ends at the last block (ALIGN's image tower), hidden_size = its channels
+    top_conv = True
+    config_source = "config.json"
 
     def __init__(self, num_channels=3, width_coefficient=2.0, depth_coefficient=3.1, depth_divisor=8,
                  kernel_sizes=B7["kernel_sizes"], in_channels=B7["in_channels"], out_channels=B7["out_channels"],
@@ -84,9 +87,9 @@ class EfficientNetBackbone(Backbone):
         self.dropout_rate, self.drop_connect_rate = dropout_rate, drop_connect_rate
         self.image_size = image_size
         if pooling_type not in ("mean", "max"):
-            raise ConfigError(f"config.json: pooling_type must be 'mean' or 'max', got {pooling_type!r}")
-        if self.round_filters(1280) != hidden_dim:
-            raise ConfigError(f"config.json: hidden_dim {hidden_dim} != the top conv's width "
+            raise ConfigError(f"{self.config_source}: pooling_type must be 'mean' or 'max', got {pooling_type!r}")
+        if self.top_conv and self.round_filters(1280) != hidden_dim:
+            raise ConfigError(f"{self.config_source}: hidden_dim {hidden_dim} != the top conv's width "
                               f"{self.round_filters(1280)}")
         common = dict(dtype=self.dtype_policy, activation=hidden_act, eps=batch_norm_eps)
         self.stem = ConvNormAct(self.round_filters(32), 3, 2, padding=((0, 1), (0, 1)), name="stem", **common)
@@ -103,7 +106,10 @@ class EfficientNetBackbone(Backbone):
                     cin, cout, int(cin * e), expand=e != 1, kernel_size=k, stride=stride, depthwise_padding=pad,
                     residual=j > 0, se_channels=max(1, int(cin * squeeze_expansion_ratio)), name=f"block_{n}",
                     **common))
-        self.top = ConvNormAct(hidden_dim, 1, padding=0, name="top", **common)
+        if not self.blocks:
+            raise ConfigError(f"{self.config_source}: the image tower has no blocks (num_block_repeats)")
+        self.top = ConvNormAct(hidden_dim, 1, padding=0, name="top", **common) if self.top_conv else None
+        self.hidden_size = hidden_dim if self.top_conv else self.blocks[-1].out_channels
 
     def round_filters(self, channels):
         return make_divisible(channels * self.width_coefficient, self.depth_divisor)
@@ -118,7 +124,7 @@ class EfficientNetBackbone(Backbone):
             if block.stride == 2:
                 outs.append(x)
             x = block(x, training=training)
-        return outs + [self.top(x, training=training)]
+        return outs + [x if self.top is None else self.top(x, training=training)]
 
     def call(self, inputs, training=False):
         return self.feature_maps(inputs, training=training)[-1]
@@ -135,7 +141,7 @@ class EfficientNetBackbone(Backbone):
             r += conv_norm_rules(p + ".depthwise_conv", b.depthwise, "depthwise_conv", "depthwise_norm")
             r += squeeze_excite_rules(p + ".squeeze_excite", b.se)
             r += conv_norm_rules(p + ".projection", b.project, "project_conv", "project_bn")
-        return r + conv_norm_rules("encoder", self.top, "top_conv", "top_bn")
+        return r if self.top is None else r + conv_norm_rules("encoder", self.top, "top_conv", "top_bn")
 
     def get_config(self):
         c = super().get_config()
