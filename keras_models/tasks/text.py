@@ -131,8 +131,10 @@ class _LabelledTask(Task):
 
     def task_config_to_hf(self):
         labels = self.id2label or {i: f"LABEL_{i}" for i in range(self.num_classes)}
+        # num_labels too: some configs declare it as their own field (PvtConfig: 1000), which
+        # would otherwise win over id2label when Transformers reads the file
         return {"id2label": {str(k): v for k, v in labels.items()},
-                "label2id": {v: k for k, v in labels.items()}}
+                "label2id": {v: k for k, v in labels.items()}, "num_labels": self.num_classes}
 
     def get_config(self):
         c = super().get_config()

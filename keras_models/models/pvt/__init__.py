@@ -198,9 +198,5 @@ class PvtBackbone(SpecBackbone):
 class PvtImageClassifier(ImageClassifier):
     pooling = "cls"
 
-    def task_config_to_hf(self):
-        # PvtConfig declares num_labels=1000 as a field: without the key it wins over id2label
-        return {**super().task_config_to_hf(), "num_labels": self.num_classes}
-
 
 __all__ = ["PvtBackbone", "PvtImageClassifier", "SpatialReductionLayer"]
