@@ -25,7 +25,8 @@ from keras_models.models.backbone import SpecBackbone
 from keras_models.models.levit import _bias_index
 from keras_models.models.poolformer import avg_pool_exclude_pad
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.models.vision_hier import TorchConv, attend, batch_norm, conv1x1_rules, layer_norm, merge_heads
+from keras_models.models.vision_hier import (TorchConv, attend, batch_norm, conv1x1_rules, layer_norm, merge_heads,
+                                             run_stem_and_stages, two_conv_stem)
 from keras_models.models.vit.backbone import pixel_values_of
 from keras_models.presets.weight_map import Rule
 from keras_models.spec import Spec, dim, hf
@@ -184,10 +185,7 @@ class EfficientFormerBackbone(SpecBackbone):
         s, common = self.spec, dict(dtype=self.dtype_policy)
         self.initializer_range = s.initializer_range
         eps, d, n = s.batch_norm_eps, s.hidden_sizes, len(s.depths)
-        self.stem = [TorchConv(d[0] // 2, 3, strides=2, padding=1, name="stem_conv1", **common),
-                     batch_norm("stem_norm1", epsilon=eps, **common),
-                     TorchConv(d[0], 3, strides=2, padding=1, name="stem_conv2", **common),
-                     batch_norm("stem_norm2", epsilon=eps, **common)]
+        self.stem = two_conv_stem(d[0], eps, **common)
         scale = s.layer_scale_init_value if s.use_layer_scale else None
 
         def meta4d(i, j):
@@ -215,17 +213,7 @@ class EfficientFormerBackbone(SpecBackbone):
         self.built = True  # sub-layers build on their first (symbolic) call
 
     def encode(self, inputs, training=False):
-        x = pixel_values_of(inputs)
-        c1, n1, c2, n2 = self.stem
-        x = ops.relu(n2(c2(ops.relu(n1(c1(x), training=training))), training=training))
-        maps = []
-        for i, blocks in enumerate(self.stages):
-            for b in blocks:
-                x = b(x, training=training)
-            maps.append(x)
-            if i in self.downs:
-                _, conv, norm = self.downs[i]
-                x = norm(conv(x), training=training)
+        x, maps = run_stem_and_stages(self.stem, self.stages, self.downs, pixel_values_of(inputs), training)
         h, w, c = x.shape[1], x.shape[2], x.shape[3]
         r = self.spec.resolution
         if self.meta3d and (h, w) != (r, r):

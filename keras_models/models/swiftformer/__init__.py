@@ -21,7 +21,7 @@ from keras_models.layers.activations import get_activation
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.models.vision_hier import TorchConv, batch_norm, conv1x1_rules
+from keras_models.models.vision_hier import TorchConv, batch_norm, conv1x1_rules, run_stem_and_stages, two_conv_stem
 from keras_models.models.vit.backbone import pixel_values_of
 from keras_models.presets.weight_map import Reshape, Rule
 from keras_models.spec import Spec, dim, hf
@@ -169,10 +169,7 @@ class SwiftFormerBackbone(SpecBackbone):
         s, common = self.spec, dict(dtype=self.dtype_policy)
         self.initializer_range = s.initializer_range
         eps, d = s.batch_norm_eps, s.embed_dims
-        self.stem = [TorchConv(d[0] // 2, 3, strides=2, padding=1, name="stem_conv1", **common),
-                     batch_norm("stem_norm1", epsilon=eps, **common),
-                     TorchConv(d[0], 3, strides=2, padding=1, name="stem_conv2", **common),
-                     batch_norm("stem_norm2", epsilon=eps, **common)]
+        self.stem = two_conv_stem(d[0], eps, **common)
         scale = s.layer_scale_init_value if s.use_layer_scale else None
         self.stages, self.downs, self.network_index = [], {}, []
         k = 0
@@ -194,18 +191,7 @@ class SwiftFormerBackbone(SpecBackbone):
         self.built = True  # sub-layers build on their first (symbolic) call
 
     def stage_outputs(self, inputs, training=False):
-        x = pixel_values_of(inputs)
-        c1, n1, c2, n2 = self.stem
-        x = ops.relu(n2(c2(ops.relu(n1(c1(x), training=training))), training=training))
-        outs = []
-        for i, blocks in enumerate(self.stages):
-            for b in blocks:
-                x = b(x, training=training)
-            outs.append(x)
-            if i in self.downs:
-                _, conv, norm = self.downs[i]
-                x = norm(conv(x), training=training)
-        return outs
+        return run_stem_and_stages(self.stem, self.stages, self.downs, pixel_values_of(inputs), training)[1]
 
     def call(self, inputs, training=False):
         return self.stage_outputs(inputs, training=training)[-1]

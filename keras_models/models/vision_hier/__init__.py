@@ -106,3 +106,29 @@ def pad_to_multiple(x, size):
 
 
 __all__ += ["conv1x1_rules", "pad_to_multiple"]
+
+
+def two_conv_stem(width, eps, dtype=None):
+    """The stride-4 stem of EfficientFormer and SwiftFormer: a 3x3 stride-2 conv to half the width
+    and BatchNorm, ReLU, then the same to the full width. Run it with :func:`run_stem_and_stages`."""
+    return [TorchConv(width // 2, 3, strides=2, padding=1, name="stem_conv1", dtype=dtype),
+            batch_norm("stem_norm1", dtype=dtype, epsilon=eps),
+            TorchConv(width, 3, strides=2, padding=1, name="stem_conv2", dtype=dtype),
+            batch_norm("stem_norm2", dtype=dtype, epsilon=eps)]
+
+
+def run_stem_and_stages(stem, stages, downs, x, training=False):
+    """``stem`` (:func:`two_conv_stem`), then each stage's blocks and, after stage i, the
+    downsampling ``downs[i] = (hf_index, conv, norm)`` where there is one. Returns (x, the map
+    after each stage, before its downsampling)."""
+    c1, n1, c2, n2 = stem
+    x = ops.relu(n2(c2(ops.relu(n1(c1(x), training=training))), training=training))
+    maps = []
+    for i, blocks in enumerate(stages):
+        for b in blocks:
+            x = b(x, training=training)
+        maps.append(x)
+        if i in downs:
+            _, conv, norm = downs[i]
+            x = norm(conv(x), training=training)
+    return x, maps
