@@ -246,16 +246,7 @@ class MobileViTBackbone(Backbone):
         return {"pixel_values": np.zeros((1, 64, 64, self.num_channels), "float32")}
 
     def stage_outputs(self, inputs, training=False):
-        x = self.stem(pixel_values_of(inputs), training=training)
-        outs = []
-        for stage in (self.layer1, self.layer2):
-            for layer in stage:
-                x = layer(x, training=training)
-            outs.append(x)
-        for stage in self.vit_stages:
-            x = stage(x, training=training)
-            outs.append(x)
-        return outs
+        return mobilevit_stage_outputs(self, inputs, training)
 
     def call(self, inputs, training=False):
         return self.expand(self.stage_outputs(inputs, training=training)[-1], training=training)
@@ -287,3 +278,18 @@ class MobileViTBackbone(Backbone):
 
 
 __all__ = ["MobileViTBackbone", "MobileViTStage", "InvertedResidual", "MobileConv", "make_divisible"]
+
+
+def mobilevit_stage_outputs(model, inputs, training=False):
+    """MobileViT / MobileViTV2: the stem, the two convolutional stages (lists of blocks), then the
+    MobileViT stages; the map after each stage."""
+    x = model.stem(pixel_values_of(inputs), training=training)
+    outs = []
+    for stage in (model.layer1, model.layer2):
+        for layer in stage:
+            x = layer(x, training=training)
+        outs.append(x)
+    for stage in model.vit_stages:
+        x = stage(x, training=training)
+        outs.append(x)
+    return outs

@@ -21,10 +21,9 @@ from keras_models.errors import ConfigError
 from keras_models.layers.activations import get_activation
 from keras_models.layers.vision_embeddings import norm_rules
 from keras_models.models.backbone import SpecBackbone
-from keras_models.models.mobilevit.backbone import InvertedResidual, MobileConv
+from keras_models.models.mobilevit.backbone import InvertedResidual, MobileConv, mobilevit_stage_outputs
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.models.vision_hier import conv1x1_rules
-from keras_models.models.vit.backbone import pixel_values_of
 from keras_models.spec import Spec, dim, hf
 from keras_models.tasks.image_classifier import ImageClassifier
 
@@ -189,16 +188,7 @@ class MobileViTV2Backbone(SpecBackbone):
         self.built = True  # sub-layers build on their first (symbolic) call
 
     def stage_outputs(self, inputs, training=False):
-        x = self.stem(pixel_values_of(inputs), training=training)
-        outs = []
-        for stage in (self.layer1, self.layer2):
-            for layer in stage:
-                x = layer(x, training=training)
-            outs.append(x)
-        for stage in self.vit_stages:
-            x = stage(x, training=training)
-            outs.append(x)
-        return outs
+        return mobilevit_stage_outputs(self, inputs, training)
 
     def call(self, inputs, training=False):
         return self.stage_outputs(inputs, training=training)[-1]
