@@ -1,0 +1,62 @@
+"""Efficient-attention text encoders (Nyströmformer, ...): backbone and every head against tiny
+random Transformers models, and a Transformers reload of ``save_to_preset``, through the shared
+encoder harness (tests/models/test_encoders.py)."""
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.models.test_encoders import STD, SUFFIX, TINY, check_parity
+from tests.parity import assert_close, hf_reference, text_inputs
+
+# name -> (HF class prefix, config class, config kwargs, inputs kwargs, tasks)
+SPECS = {
+    # landmarks (8 tokens in 4 segments) + a 3-wide value convolution. Transformers 5 cannot mask
+    # padding on this path (see keras_models/models/nystromformer), so the batch is unpadded.
+    "nystromformer": ("Nystromformer", "NystromformerConfig",
+                      dict(TINY, segment_means_seq_len=8, num_landmarks=4, conv_kernel_size=3, layer_norm_eps=1e-6,
+                           pad_token_id=0),
+                      dict(seq=8, pad_last=0), STD),
+    # exact softmax (landmarks == segment length) with padding and a 5-wide convolution
+    "nystromformer_full": ("Nystromformer", "NystromformerConfig",
+                           dict(TINY, segment_means_seq_len=9, num_landmarks=9, conv_kernel_size=5,
+                                hidden_act="relu", pad_token_id=0),
+                           dict(), ("Backbone",)),
+}
+CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
+
+
+def _ref(spec, task):
+    import transformers
+
+    prefix, config_cls, kwargs, input_kwargs, _ = SPECS[spec]
+    inputs = text_inputs(pad_id=0, **input_kwargs)
+
+    def build():
+        cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
+        return getattr(transformers, prefix + SUFFIX[task])(cfg)
+
+    folder, expected = hf_reference(f"ence-{spec}-{task}", build, inputs)
+    return folder, inputs, expected
+
+
+@pytest.mark.one_case_per_pass("task")
+@pytest.mark.parametrize("spec,task", CASES)
+def test_parity(spec, task):
+    folder, inputs, expected = _ref(spec, task)
+    check_parity(SPECS[spec][0], spec, task, folder, inputs, expected)
+
+
+@pytest.mark.parametrize("spec", ["nystromformer"])
+def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _ref(spec, "Backbone")
+    km.Backbone.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.AutoModel.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    assert type(model).__name__ == SPECS[spec][0] + "Model"
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).last_hidden_state.numpy()
+    assert_close(out, expected["last_hidden_state"], mask=inputs["attention_mask"], what=f"{spec} round trip")
