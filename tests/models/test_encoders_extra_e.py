@@ -1,4 +1,4 @@
-"""Efficient-attention text encoders (Nyströmformer, ...): backbone and every head against tiny
+"""Efficient-attention text encoders (Nyströmformer, YOSO, ...): backbone and every head against tiny
 random Transformers models, and a Transformers reload of ``save_to_preset``, through the shared
 encoder harness (tests/models/test_encoders.py)."""
 
@@ -22,6 +22,9 @@ SPECS = {
                            dict(TINY, segment_means_seq_len=9, num_landmarks=9, conv_kernel_size=5,
                                 hidden_act="relu", pad_token_id=0),
                            dict(), ("Backbone",)),
+    # expectation attention (the CPU path) with a 3-wide convolution of the masked values
+    "yoso": ("Yoso", "YosoConfig", dict(TINY, hash_code_len=5, conv_window=3, type_vocab_size=2, hidden_act="gelu_new",
+                                        pad_token_id=0), dict(), STD),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
@@ -47,7 +50,7 @@ def test_parity(spec, task):
     check_parity(SPECS[spec][0], spec, task, folder, inputs, expected)
 
 
-@pytest.mark.parametrize("spec", ["nystromformer"])
+@pytest.mark.parametrize("spec", ["nystromformer", "yoso"])
 def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
     import torch
     import transformers

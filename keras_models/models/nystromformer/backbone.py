@@ -39,11 +39,11 @@ POSITION_OFFSET = 2
 PINV_ITERATIONS = 6
 
 
-def _table_rows(value):
+def position_rows(value):
     return value + POSITION_OFFSET
 
 
-def _config_value(value):
+def position_config_value(value):
     return value - POSITION_OFFSET
 
 
@@ -54,7 +54,7 @@ class NystromformerSpec(EncoderSpec):
     vocab_size: int = hf("vocab_size", 30000, dim=True)
     hidden_act: str = hf("hidden_act", "gelu_new")
     max_position_embeddings: int = hf("max_position_embeddings", 510 + POSITION_OFFSET, dim=True,
-                                      read=_table_rows, write=_config_value,
+                                      read=position_rows, write=position_config_value,
                                       doc="rows of the position table (config.json's value + 2)")
     layer_norm_eps: float = hf("layer_norm_eps", 1e-5)
     pad_token_id: int = hf("pad_token_id", 1)
@@ -136,27 +136,33 @@ class NystromformerBlock(EncoderBlock):
             kernel_3 = _softmax(ops.matmul(q_land, ops.swapaxes(k, -1, -2)), bias)
             out = ops.matmul(ops.matmul(kernel_1, iterative_pinv(kernel_2)), ops.matmul(kernel_3, v))
         if self.conv_kernel is not None:
-            out = out + self.value_conv(v)
+            out = out + head_conv(v, self.conv_kernel)
         b, t = ops.shape(out)[0], ops.shape(out)[2]
         out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (b, t, h * d))
         return a.output_dense(out)
-
-    def value_conv(self, v):
-        """Depthwise convolution of v (b, h, t, d) along t, one kernel per head, zero padding."""
-        h, d = self.num_heads, ops.shape(v)[-1]
-        b, t = ops.shape(v)[0], ops.shape(v)[2]
-        x = ops.reshape(ops.transpose(v, (0, 2, 1, 3)), (b, t, h * d))  # channel = head * d + feature
-        kernel = ops.cast(self.conv_kernel, v.dtype)
-        kernel = ops.reshape(ops.broadcast_to(kernel[:, :, None], (self.conv_kernel_size, h, d)),
-                             (self.conv_kernel_size, h * d, 1))
-        y = ops.depthwise_conv(x, kernel, strides=1, padding="same")
-        return ops.transpose(ops.reshape(y, (b, t, h, d)), (0, 2, 1, 3))
 
     def get_config(self):
         config = super().get_config()
         config.update(num_landmarks=self.num_landmarks, segment_means_seq_len=self.segment_means_seq_len,
                       conv_kernel_size=self.conv_kernel_size)
         return config
+
+
+def head_conv(v, kernel):
+    """Depthwise convolution of v (b, h, t, d) along t with one (k,) kernel per head (``kernel``:
+    (k, h), k odd), zero padding on both sides (Transformers' grouped (k, 1) Conv2d)."""
+    k, h = kernel.shape
+    b, t, d = ops.shape(v)[0], ops.shape(v)[2], v.shape[-1]
+    x = ops.reshape(ops.transpose(v, (0, 2, 1, 3)), (b, t, h * d))  # channel = head * d + feature
+    kernel = ops.reshape(ops.broadcast_to(ops.cast(kernel, v.dtype)[:, :, None], (k, h, d)), (k, h * d, 1))
+    y = ops.depthwise_conv(x, kernel, strides=1, padding="same")
+    return ops.transpose(ops.reshape(y, (b, t, h, d)), (0, 2, 1, 3))
+
+
+def head_conv_rule(name, variable):
+    """The weight rule of a (h, 1, k, 1) grouped Conv2d weight ``name`` stored as (k, h)."""
+    k, h = variable.shape
+    return Rule(name, variable, Chain(Reshape((h, 1, k, 1), (h, k)), Transpose()))
 
 
 def _softmax(scores, bias):
@@ -189,9 +195,7 @@ class NystromformerBackbone(EncoderBackbone):
     def block_rules(self, prefix, block):
         r = super().block_rules(prefix, block)
         if block.conv_kernel is not None:
-            k, h = block.conv_kernel_size, block.num_heads
-            op = Chain(Reshape((h, 1, k, 1), (h, k)), Transpose())
-            r.append(Rule(prefix + "attention.self.conv.weight", block.conv_kernel, op))
+            r.append(head_conv_rule(prefix + "attention.self.conv.weight", block.conv_kernel))
         return r
 
 
