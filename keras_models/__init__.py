@@ -29,6 +29,7 @@ _LAZY = {
     "DepthEstimator": "keras_models.tasks.depth_estimator",
     "ZeroShotImageClassifier": "keras_models.tasks.zero_shot_image_classifier",
     "ZeroShotObjectDetector": "keras_models.tasks.zero_shot_object_detector",
+    "ObjectDetector": "keras_models.tasks.object_detector",
     "VideoClassifier": "keras_models.tasks.video_classifier",
     "ImageTextToText": "keras_models.tasks.image_text_to_text",
     "SpeechRecognizer": "keras_models.tasks.audio",

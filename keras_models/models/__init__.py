@@ -52,6 +52,8 @@ from keras_models.models.levit import *  # noqa: F401,F403
 from keras_models.models.van import *  # noqa: F401,F403
 from keras_models.models.vit_hybrid import *  # noqa: F401,F403
 from keras_models.models.efficientformer import *  # noqa: F401,F403
+from keras_models.models.detr import *  # noqa: F401,F403
+from keras_models.models.yolos import *  # noqa: F401,F403
 from keras_models.models.nystromformer import *  # noqa: F401,F403
 from keras_models.models.yoso import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types

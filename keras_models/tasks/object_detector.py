@@ -1,0 +1,175 @@
+"""ObjectDetector: a fixed set of detection slots (DETR's object queries, YOLOS' detection tokens),
+each classified and given a box.
+
+Calling the model on ``{"pixel_values": (batch, H, W, C)}`` (channels_last; DETR-likes also take
+``"pixel_mask"`` (batch, H, W), 1 on real pixels and 0 on padding, as Transformers' image
+processors make it for a padded batch) returns what Transformers' ``...ForObjectDetection``
+returns, under the same names:
+
+* ``logits`` (batch, slots, classes + 1): the last class is "no object" (DETR, Table Transformer,
+  YOLOS; ``no_object_class = True``), or (batch, slots, classes) scored each by a sigmoid
+  (Conditional DETR);
+* ``pred_boxes`` (batch, slots, 4): (center_x, center_y, width, height) in [0, 1] of the image;
+* ``last_hidden_state``: the backbone's (DETR: the decoder's (batch, queries, hidden); YOLOS: every
+  token's (batch, tokens, hidden)); ``encoder_last_hidden_state`` for encoder-decoders.
+
+:meth:`post_process_object_detection` turns them into per-image ``{"scores", "labels", "boxes"}``
+exactly as the image processors' method of that name does: softmax and the best real class per
+slot, or (sigmoid families) the ``top_k`` best (slot, class) pairs; boxes as (x0, y0, x1, y1) scaled
+to ``target_sizes``. There is no default training loss (Transformers' Hungarian matching is not
+implemented): ``fit`` needs ``compile(loss=...)``. Raw images are not accepted (no image
+processor is loaded for these families): pass ``pixel_values`` (and ``pixel_mask``).
+
+Family subclasses set ``class_head_layers`` (1: a Dense; 3: an MLP, YOLOS) and may override
+:meth:`slot_states` and :meth:`box_logits`.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.errors import InputError
+from keras_models.layers.vision_embeddings import dense_rules
+from keras_models.tasks.image_classifier import ImageTask
+from keras_models.tasks.zero_shot_object_detector import center_to_corners
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+@_ser
+class PredictionMLP(keras.layers.Layer):
+    """``num_layers`` Dense layers (``hidden`` wide, the last ``out_dim``), ReLU between them;
+    checkpoint names ``{prefix}.layers.{i}``."""
+
+    def __init__(self, hidden, out_dim, num_layers=3, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden, self.out_dim, self.num_layers = hidden, out_dim, num_layers
+        self.denses = [keras.layers.Dense(out_dim if i == num_layers - 1 else hidden, name=f"layers_{i}",
+                                          dtype=self.dtype_policy) for i in range(num_layers)]
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        for dense in self.denses:
+            dense.build((None, None, d))
+            d = dense.units
+        self.built = True
+
+    def call(self, x):
+        for i, dense in enumerate(self.denses):
+            x = dense(x)
+            if i < self.num_layers - 1:
+                x = ops.relu(x)
+        return x
+
+    def rules(self, prefix, base=True):
+        return [r for i, d in enumerate(self.denses) for r in dense_rules(f"{prefix}.layers.{i}", d, base=base)]
+
+    def get_config(self):
+        c = super().get_config()
+        c.update(hidden=self.hidden, out_dim=self.out_dim, num_layers=self.num_layers)
+        return c
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@_ser
+class ObjectDetector(ImageTask):
+    task_name = "ObjectDetector"
+    hf_head_patterns = ("class_labels_classifier.*", "bbox_predictor.*")
+    no_object_class = True
+    class_head_layers = 1
+    top_k = 100  # sigmoid families' post-processing keeps this many (slot, class) pairs at most
+
+    def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, **kwargs):
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        self.num_classes = num_classes
+        self.id2label = {int(k): v for k, v in id2label.items()} if id2label else None
+        self.dropout = dropout or 0.0
+        d, common = backbone.hidden_size, dict(dtype=backbone.dtype_policy)
+        n_out = num_classes + int(self.no_object_class)
+        if self.class_head_layers == 1:
+            self.class_head = keras.layers.Dense(n_out, name="class_labels_classifier", **common)
+        else:
+            self.class_head = PredictionMLP(d, n_out, self.class_head_layers, name="class_labels_classifier", **common)
+        self.bbox_head = PredictionMLP(d, 4, 3, name="bbox_predictor", **common)
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **kw):
+        return None  # DETR-style resize + pad processors are not implemented (see the module docstring)
+
+    def default_loss(self):
+        return None
+
+    def default_metrics(self):
+        return None
+
+    # --- forward ----------------------------------------------------------------------------
+    def slot_states(self, outputs):
+        """(batch, slots, hidden): the states that the heads read."""
+        return outputs["last_hidden_state"]
+
+    def box_logits(self, boxes, outputs):
+        """The box head's output before the sigmoid (Conditional DETR adds its reference points)."""
+        return boxes
+
+    def call(self, inputs, training=False):
+        if isinstance(inputs, dict) and "pixel_values" not in inputs:
+            raise InputError(f"{type(self).__name__}: inputs need 'pixel_values' (batch, height, width, channels); "
+                             f"got keys {sorted(inputs)}")
+        out = self.backbone(inputs, training=training)
+        if not isinstance(out, dict):
+            out = {"last_hidden_state": out}
+        h = self.slot_states(out)
+        result = {"logits": self.class_head(h),
+                  "pred_boxes": ops.sigmoid(self.box_logits(self.bbox_head(h), out))}
+        for k in ("last_hidden_state", "encoder_last_hidden_state"):
+            if k in out:
+                result[k] = out[k]
+        return result
+
+    def head_rules(self):
+        if isinstance(self.class_head, PredictionMLP):
+            r = self.class_head.rules("class_labels_classifier", base=False)
+        else:
+            r = dense_rules("class_labels_classifier", self.class_head, base=False)
+        return r + self.bbox_head.rules("bbox_predictor", base=False)
+
+    # --- post-processing ----------------------------------------------------------------------
+    @classmethod
+    def post_process_object_detection(cls, outputs, threshold=0.5, target_sizes=None, top_k=None):
+        """Per image ``{"scores", "labels", "boxes"}`` (numpy) above ``threshold``: boxes as
+        (x0, y0, x1, y1), in pixels of ``target_sizes`` ((height, width) per image) or relative
+        when it is None. Softmax families: each slot's best class but "no object"; sigmoid
+        families: the ``top_k`` (default 100) best (slot, class) pairs, best first."""
+        logits = np.asarray(keras.ops.convert_to_numpy(outputs["logits"]), np.float32)
+        boxes = np.asarray(keras.ops.convert_to_numpy(outputs["pred_boxes"]), np.float32)
+        if target_sizes is not None and len(target_sizes) != len(logits):
+            raise InputError(f"post_process_object_detection: target_sizes has {len(target_sizes)} sizes for "
+                             f"{len(logits)} images")
+        boxes = center_to_corners(boxes)
+        if cls.no_object_class:
+            prob = _softmax(logits)[..., :-1]
+            scores, labels = prob.max(axis=-1), prob.argmax(axis=-1)
+        else:
+            n, q, c = logits.shape
+            with np.errstate(over="ignore"):
+                prob = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32).reshape(n, q * c)
+            k = min(top_k or cls.top_k, q * c)
+            order = np.argsort(-prob, axis=1, kind="stable")[:, :k]
+            scores = np.take_along_axis(prob, order, axis=1)
+            labels = order % c
+            boxes = np.take_along_axis(boxes, (order // c)[..., None], axis=1)
+        if target_sizes is not None:
+            sizes = np.asarray(target_sizes, np.float32).reshape(len(logits), 2)
+            boxes = boxes * np.stack([sizes[:, 1], sizes[:, 0], sizes[:, 1], sizes[:, 0]], axis=1)[:, None, :]
+        results = []
+        for s, lab, b in zip(scores, labels, boxes):
+            keep = s > threshold
+            results.append({"scores": s[keep], "labels": lab[keep], "boxes": b[keep]})
+        return results
+
+
+__all__ = ["ObjectDetector", "PredictionMLP"]
