@@ -32,6 +32,7 @@ _LAZY = {
     "ObjectDetector": "keras_models.tasks.object_detector",
     "VideoClassifier": "keras_models.tasks.video_classifier",
     "ImageTextToText": "keras_models.tasks.image_text_to_text",
+    "ImageToText": "keras_models.tasks.image_to_text",
     "SpeechRecognizer": "keras_models.tasks.audio",
     "AudioClassifier": "keras_models.tasks.audio",
     "AudioFeatureExtractor": "keras_models.preprocessing.audio",

@@ -11,7 +11,8 @@ per-block aggregates; the bias is then a dict, see those layers),
 time, are normalised before self-attention by their own ``global_self_attention_norm``),
 ``num_experts`` (> 0: a sparse mixture-of-experts feed-forward, layers/moe.py, with
 ``experts_per_token``, ``normalize_top_k``, ``expert_capacity``, ``router_bias``,
-``expert_scale``).
+``expert_scale``), ``context_size`` (the width of the encoder states that cross-attention's keys
+and values read, when it differs from ``hidden_size``: TrOCR's ``cross_attention_hidden_size``).
 Self-attention can run against a fixed-size KV cache (decoding).
 """
 
@@ -90,9 +91,11 @@ class Seq2SeqBlock(keras.layers.Layer):
         expert_capacity=None,
         router_bias=False,
         expert_scale=1.0,
+        context_size=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.context_size = context_size
         self.self_attention_kind = self_attention_kind
         self.attention_bias = attention_bias
         self.global_token_norm = global_token_norm
@@ -151,8 +154,15 @@ class Seq2SeqBlock(keras.layers.Layer):
         self.self_attention_norm.build(input_shape)
         if self.global_self_attention_norm is not None:
             self.global_self_attention_norm.build(input_shape)
-        if self.cross_attention:
+        if self.cross_attention and self.context_size is None:
             self.cross_attention_layer.build(input_shape)
+        elif self.cross_attention:  # keys / values read encoder states of another width
+            a = self.cross_attention_layer
+            a.query.build(input_shape)
+            for dense in (a.key, a.value):
+                dense.build(tuple(input_shape[:-1]) + (self.context_size,))
+            a.output_dense.build(tuple(input_shape[:-1]) + (a.num_heads * a.head_dim,))
+            a.built = True
             self.cross_attention_norm.build(input_shape)
         if self.moe is not None:
             self.moe.build(input_shape)
@@ -254,6 +264,8 @@ class Seq2SeqBlock(keras.layers.Layer):
             c["attention_bias"] = self.attention_bias
         if self.global_token_norm:
             c["global_token_norm"] = True
+        if self.context_size is not None:
+            c["context_size"] = self.context_size
         if self.moe_options["num_experts"]:
             c.update(self.moe_options)
         return c
