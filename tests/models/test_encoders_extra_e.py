@@ -1,4 +1,4 @@
-"""Efficient-attention text encoders (Nyströmformer, YOSO, ...): backbone and every head against tiny
+"""Efficient-attention text encoders (Nyströmformer, YOSO, Funnel Transformer, ...): backbone and every head against tiny
 random Transformers models, and a Transformers reload of ``save_to_preset``, through the shared
 encoder harness (tests/models/test_encoders.py)."""
 
@@ -25,6 +25,18 @@ SPECS = {
     # expectation attention (the CPU path) with a 3-wide convolution of the masked values
     "yoso": ("Yoso", "YosoConfig", dict(TINY, hash_code_len=5, conv_window=3, type_vocab_size=2, hidden_act="gelu_new",
                                         pad_token_id=0), dict(), STD),
+    # relative_shift attention, max pooling of queries and keys, a repeated block, [CLS] kept apart
+    # without truncation, a 1-layer upsampling decoder; [CLS] has token type 2
+    "funnel": ("Funnel", "FunnelConfig",
+               dict(vocab_size=99, d_model=16, n_head=2, d_head=6, d_inner=20, block_sizes=[1, 2, 1],
+                    block_repeats=[1, 1, 2], num_decoder_layers=1, pooling_type="max", pool_q_only=False,
+                    truncate_seq=False, hidden_act="relu", layer_norm_eps=1e-6),
+               dict(seq=11, cls_type=True), STD + ("Discriminator",)),
+    # factorized attention, mean pooling of the queries only, no separate [CLS]
+    "funnel_factorized": ("Funnel", "FunnelConfig",
+                          dict(vocab_size=99, d_model=16, n_head=4, d_head=4, d_inner=20, block_sizes=[2, 1],
+                               num_decoder_layers=2, attention_type="factorized", separate_cls=False),
+                          dict(seq=11), ("Backbone",)),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
@@ -33,7 +45,11 @@ def _ref(spec, task):
     import transformers
 
     prefix, config_cls, kwargs, input_kwargs, _ = SPECS[spec]
+    input_kwargs = dict(input_kwargs)
+    cls_type = input_kwargs.pop("cls_type", False)
     inputs = text_inputs(pad_id=0, **input_kwargs)
+    if cls_type:
+        inputs["token_type_ids"][:, 0] = 2
 
     def build():
         cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
@@ -47,10 +63,11 @@ def _ref(spec, task):
 @pytest.mark.parametrize("spec,task", CASES)
 def test_parity(spec, task):
     folder, inputs, expected = _ref(spec, task)
-    check_parity(SPECS[spec][0], spec, task, folder, inputs, expected)
+    cls = getattr(km.models, SPECS[spec][0] + "Discriminator") if task == "Discriminator" else None
+    check_parity(SPECS[spec][0], spec, task, folder, inputs, expected, cls=cls)
 
 
-@pytest.mark.parametrize("spec", ["nystromformer", "yoso"])
+@pytest.mark.parametrize("spec", ["nystromformer", "yoso", "funnel"])
 def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
     import torch
     import transformers

@@ -1,0 +1,8 @@
+"""Funnel Transformer (``model_type`` "funnel"): its backbone and task heads."""
+
+from keras_models.models.funnel.backbone import *  # noqa: F401,F403
+from keras_models.models.funnel.backbone import __all__ as _backbone_all
+from keras_models.models.funnel.tasks import *  # noqa: F401,F403
+from keras_models.models.funnel.tasks import __all__ as _tasks_all
+
+__all__ = _backbone_all + _tasks_all
