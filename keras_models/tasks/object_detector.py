@@ -17,8 +17,9 @@ returns, under the same names:
 exactly as the image processors' method of that name does: softmax and the best real class per
 slot, or (sigmoid families) the ``top_k`` best (slot, class) pairs; boxes as (x0, y0, x1, y1) scaled
 to ``target_sizes``. There is no default training loss (Transformers' Hungarian matching is not
-implemented): ``fit`` needs ``compile(loss=...)``. Raw images are not accepted (no image
-processor is loaded for these families): pass ``pixel_values`` (and ``pixel_mask``).
+implemented): ``fit`` needs ``compile(loss=...)``. A checkpoint's preprocessor_config.json
+(DETR-style resize, normalise, pad + ``pixel_mask``) becomes ``model.preprocessor``
+(:class:`~keras_models.models.detr.processor.DetrImageProcessor`): ``model(model.preprocessor(images))``.
 
 Family subclasses set ``class_head_layers`` (1: a Dense; 3: an MLP, YOLOS) and may override
 :meth:`slot_states` and :meth:`box_logits`.
@@ -98,7 +99,19 @@ class ObjectDetector(ImageTask):
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
-        return None  # DETR-style resize + pad processors are not implemented (see the module docstring)
+        from keras_models.models.detr.processor import CONFIG_NAME, TYPES, DetrImageProcessor, _base_type
+        from keras_models.presets.config import read_json
+
+        if not (folder / CONFIG_NAME).is_file():
+            return None
+        config = read_json(folder / CONFIG_NAME)
+        kind = _base_type(str(config.get("image_processor_type") or ""))
+        if kind not in TYPES:
+            from keras_models.errors import ConfigError
+
+            raise ConfigError(f"{folder / CONFIG_NAME}: image_processor_type {kind!r} is not a detection processor "
+                              f"this task implements ({', '.join(TYPES)})")
+        return DetrImageProcessor.from_config(config)
 
     def default_loss(self):
         return None

@@ -125,9 +125,12 @@ def reference(kind):
 
 
 def _run(model, inputs):
+    """Outputs as numpy: one compiled program under JAX (op-by-op dispatch compiles every op on its
+    own: several times slower here), eager elsewhere (tracing a tf.function costs more than it saves)."""
     import keras
 
-    return {k: keras.ops.convert_to_numpy(v) for k, v in model.predict_on_batch(inputs).items()}
+    out = model.predict_on_batch(inputs) if keras.backend.backend() == "jax" else model(inputs)
+    return {k: keras.ops.convert_to_numpy(v) for k, v in out.items()}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -214,3 +217,39 @@ def test_config_and_input_errors(tmp_path):
         model({"pixel_mask": _inputs("detr")["pixel_mask"]})
     with pytest.raises(InputError, match="target_sizes"):
         model.post_process_object_detection(expected, target_sizes=[(1, 1)])
+
+
+@pytest.mark.parametrize("kind,size", [("Detr", {"shortest_edge": 24, "longest_edge": 40}),
+                                       ("Yolos", {"shortest_edge": 32, "longest_edge": 48}),
+                                       ("ConditionalDetr", {"max_height": 30, "max_width": 36})])
+def test_image_processor_matches_transformers(kind, size, tmp_path):
+    """Resize (each size rule), rescale, normalise and pad + pixel_mask equal Transformers' PIL
+    processors on a batch of three differently shaped images (numpy only: the torch pass)."""
+    import shutil
+
+    import keras
+    import transformers as T
+
+    import keras_models as km
+    from keras_models.models.detr.processor import DetrImageProcessor
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("the image processor is numpy: backend-independent")
+    rng = np.random.RandomState(1)
+    images = [rng.randint(0, 256, size=s, dtype=np.uint8) for s in ((30, 45, 3), (52, 20, 3), (40, 40, 3))]
+    hf = getattr(T, f"{kind}ImageProcessorPil")(size=size)
+    hf.save_pretrained(tmp_path)
+    ref = hf(images=[im.transpose(2, 0, 1) for im in images], return_tensors="np", input_data_format="channels_first")
+    ours = DetrImageProcessor.from_preset(tmp_path)(images)
+    assert ours["pixel_values"].shape == ref["pixel_values"].transpose(0, 2, 3, 1).shape
+    np.testing.assert_allclose(ours["pixel_values"], ref["pixel_values"].transpose(0, 2, 3, 1), atol=1e-5)
+    np.testing.assert_array_equal(ours["pixel_mask"], ref["pixel_mask"])
+    if kind == "Detr":  # a checkpoint's processor becomes the detector's, and is saved with it
+        folder, _ = reference("detr")
+        shutil.copytree(folder, tmp_path / "ckpt")
+        hf.save_pretrained(tmp_path / "ckpt")
+        model = km.ObjectDetector.from_preset(tmp_path / "ckpt", load_weights=False)
+        assert isinstance(model.preprocessor, DetrImageProcessor) and model.preprocessor.size == size
+        model.save_to_preset(tmp_path / "saved")
+        again = DetrImageProcessor.from_preset(tmp_path / "saved")(images)
+        np.testing.assert_array_equal(again["pixel_values"], ours["pixel_values"])
