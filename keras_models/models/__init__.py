@@ -58,6 +58,7 @@ from keras_models.models.nystromformer import *  # noqa: F401,F403
 from keras_models.models.yoso import *  # noqa: F401,F403
 from keras_models.models.vision_encoder_decoder import *  # noqa: F401,F403
 from keras_models.models.funnel import *  # noqa: F401,F403
+from keras_models.models.canine import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]
