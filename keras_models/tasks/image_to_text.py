@@ -1,7 +1,9 @@
-"""ImageToText: an image encoder and a text decoder with cross-attention (VisionEncoderDecoder:
-TrOCR, Donut, Nougat), Transformers' ``VisionEncoderDecoderModel``.
+"""ImageToText: text generated from images. ``km.ImageToText.from_preset`` resolves the family's
+class: an encoder-decoder (:class:`EncoderDecoderImageToText`: VisionEncoderDecoder, i.e. TrOCR,
+Donut, Nougat) or a decoder with the image tokens prefixed (GIT, models/git).
 
-Calling the model on ``{"pixel_values" (channels_last), "decoder_input_ids",
+EncoderDecoderImageToText: an image encoder and a text decoder with cross-attention,
+Transformers' ``VisionEncoderDecoderModel``. Calling the model on ``{"pixel_values" (channels_last), "decoder_input_ids",
 "decoder_attention_mask"}`` returns the logits (batch, decoder_seq, vocab). ``generate(pixel_values
 or images)`` encodes the images once and runs the shared decode loop (greedy, sampling, beam search)
 from the decoder start token, as Transformers' ``generate(pixel_values)``; it returns the start
@@ -20,6 +22,7 @@ from keras_models.errors import InputError
 from keras_models.generation.config import GenerationError
 from keras_models.generation.mixin import GenerationMixin, backend_to_numpy
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
+from keras_models.tasks.task import Task
 
 
 class ImageToTextProcessor:
@@ -60,7 +63,47 @@ class ImageToTextProcessor:
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
-class ImageToText(Seq2SeqLM):
+class ImageToText(Task):
+    """The task every image-to-text family registers (``from_preset`` picks the family's class)."""
+
+    task_name = "ImageToText"
+
+    @classmethod
+    def from_preset(cls, preset, *args, **kwargs):
+        if cls.backbone_cls is None:  # km.ImageToText: the family's class, with its own from_preset steps
+            from keras_models.presets.config import load_hf_config
+            from keras_models.presets.resolve import resolve_preset
+
+            folder = resolve_preset(preset)
+            task_cls = cls._resolve_class(load_hf_config(folder), str(folder / "config.json"))
+            if task_cls is not cls:
+                return task_cls.from_preset(preset, *args, **kwargs)
+        return super().from_preset(preset, *args, **kwargs)
+
+
+def image_pixels(images, preprocessor, where="generate"):
+    """(batch, height, width, channels) float32 pixel_values from pixel_values, a dict holding them,
+    or raw images (uint8 arrays, PIL images, a list of them) through ``preprocessor``."""
+    if isinstance(images, dict):
+        if "pixel_values" not in images:
+            raise InputError(f"{where}: an input dict needs 'pixel_values', got keys {sorted(images)}")
+        images = images["pixel_values"]
+    raw = isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.dtype == np.uint8) \
+        or not hasattr(images, "shape")
+    if raw:
+        if preprocessor is None:
+            raise InputError(f"{where}: raw images need the model's image processor; give pixel_values")
+        images = preprocessor(images)["pixel_values"]
+    pixels = np.asarray(backend_to_numpy(images), "float32")
+    if pixels.ndim == 3:
+        pixels = pixels[None]
+    if pixels.ndim != 4:
+        raise InputError(f"{where}: pixel_values must be (batch, height, width, channels), got {pixels.shape}")
+    return pixels
+
+
+@keras.saving.register_keras_serializable(package="keras_models")
+class EncoderDecoderImageToText(Seq2SeqLM, ImageToText):
     task_name = "ImageToText"
     hf_final_logits_bias = None
 
@@ -88,24 +131,6 @@ class ImageToText(Seq2SeqLM):
                 self.preprocessor.image_processor.save_pretrained(folder)
 
     # --- generation -----------------------------------------------------------------------------
-    def _pixels(self, images):
-        if isinstance(images, dict):
-            if "pixel_values" not in images:
-                raise InputError(f"generate: an input dict needs 'pixel_values', got keys {sorted(images)}")
-            images = images["pixel_values"]
-        raw = isinstance(images, (list, tuple)) or (isinstance(images, np.ndarray) and images.dtype == np.uint8) \
-            or not hasattr(images, "shape")
-        if raw:
-            if self.preprocessor is None:
-                raise InputError("generate: raw images need the model's image processor; give pixel_values")
-            images = self.preprocessor(images)["pixel_values"]
-        pixels = np.asarray(backend_to_numpy(images), "float32")
-        if pixels.ndim == 3:
-            pixels = pixels[None]
-        if pixels.ndim != 4:
-            raise InputError(f"generate: pixel_values must be (batch, height, width, channels), got {pixels.shape}")
-        return pixels
-
     def generate(self, pixel_values=None, generation_config=None, *, decoder_input_ids=None, tokenizer=None,
                  decode=False, **kwargs):
         """Text ids for images: ``pixel_values`` (batch, height, width, channels), a dict holding
@@ -115,7 +140,7 @@ class ImageToText(Seq2SeqLM):
             pixel_values = kwargs.pop("pixel_values", None)
         if pixel_values is None:
             raise GenerationError("generate: give pixel_values (or images)")
-        pixels = self._pixels(pixel_values)
+        pixels = image_pixels(pixel_values, self.preprocessor)
         gen = generation_config if generation_config is not None else self.generation_config
         for name in ("forced_bos_token_id", "forced_eos_token_id"):
             given = name in kwargs or (isinstance(gen, dict) and name in gen) or (
@@ -150,4 +175,4 @@ class ImageToText(Seq2SeqLM):
         return out
 
 
-__all__ = ["ImageToText", "ImageToTextProcessor"]
+__all__ = ["ImageToText", "EncoderDecoderImageToText", "ImageToTextProcessor", "image_pixels"]

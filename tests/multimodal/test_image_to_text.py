@@ -129,23 +129,39 @@ def _generate_reference():
     def build(tmp):
         import torch
 
+        from transformers import ViTImageProcessor
+
         torch.manual_seed(0)
         model = _build("vit_trocr").eval()
         model.save_pretrained(tmp / "model")
+        # TrOCRProcessor's image half: resize to 16x16, normalise with odd statistics
+        processor = ViTImageProcessor(size={"height": 16, "width": 16}, image_mean=[0.5, 0.4, 0.3],
+                                      image_std=[0.2, 0.3, 0.4])
+        processor.save_pretrained(tmp / "model")
+        processed = processor(images=list(_images()), return_tensors="pt").pixel_values
         with torch.no_grad():
             out = model.generate(pixel_values=torch.tensor(pixels), do_sample=False, max_new_tokens=NEW_TOKENS)
-        np.savez(tmp / "expected.npz", ids=out.numpy())
+            from_images = model.generate(pixel_values=processed, do_sample=False, max_new_tokens=NEW_TOKENS)
+        np.savez(tmp / "expected.npz", ids=out.numpy(), from_images=from_images.numpy())
 
     folder = cached_folder(key, build)
-    return folder / "model", pixels, np.load(folder / "expected.npz")["ids"]
+    return folder / "model", pixels, dict(np.load(folder / "expected.npz"))
+
+
+def _images():
+    return (np.random.RandomState(1).rand(2, 20, 24, 3) * 255).astype("uint8")
 
 
 def test_greedy_generate_matches_transformers():
+    """From pixel_values, and from raw images through the checkpoint's image processor (the same
+    shapes: one compiled decode loop)."""
     folder, pixels, expected = _generate_reference()
     model = km.ImageToText.from_preset(folder)
     out = model.generate(pixels.transpose(0, 2, 3, 1), do_sample=False, max_new_tokens=NEW_TOKENS)
-    assert len(set(expected[:, 1:].ravel().tolist())) > 2  # decisive, varied tokens
-    np.testing.assert_array_equal(np.asarray(out), expected)
+    assert len(set(expected["ids"][:, 1:].ravel().tolist())) > 2  # decisive, varied tokens
+    np.testing.assert_array_equal(np.asarray(out), expected["ids"])
+    out = model.generate(list(_images()), do_sample=False, max_new_tokens=NEW_TOKENS)
+    np.testing.assert_array_equal(np.asarray(out), expected["from_images"])
 
 
 def test_save_to_preset_reloads_in_transformers(tmp_path):

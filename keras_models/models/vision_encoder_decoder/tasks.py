@@ -4,12 +4,12 @@ import keras
 
 from keras_models.models.registry import register_task
 from keras_models.models.vision_encoder_decoder.backbone import VisionEncoderDecoderBackbone
-from keras_models.tasks.image_to_text import ImageToText
+from keras_models.tasks.image_to_text import EncoderDecoderImageToText
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_task(VisionEncoderDecoderBackbone, "ImageToText", ("VisionEncoderDecoderModel",))
-class VisionEncoderDecoderImageToText(ImageToText):
+class VisionEncoderDecoderImageToText(EncoderDecoderImageToText):
     hf_head_patterns = ("decoder.output_projection.*", "decoder.lm_head.*")
 
 
