@@ -1,4 +1,4 @@
-"""Efficient-attention text encoders (Nyströmformer, YOSO, Funnel Transformer, CANINE, ...): backbone and every head against tiny
+"""Efficient-attention text encoders (Nyströmformer, YOSO, Funnel Transformer, CANINE, BigBird): backbone and every head against tiny
 random Transformers models, and a Transformers reload of ``save_to_preset``, through the shared
 encoder harness (tests/models/test_encoders.py)."""
 
@@ -7,7 +7,7 @@ import pytest
 
 import keras_models as km
 from tests.models.test_encoders import STD, SUFFIX, TINY, check_parity
-from tests.parity import assert_close, hf_reference, text_inputs
+from tests.parity import assert_close, hf_reference, text_inputs, to_numpy
 
 # name -> (HF class prefix, config class, config kwargs, inputs kwargs, tasks)
 SPECS = {
@@ -45,6 +45,17 @@ SPECS = {
                     num_hash_functions=4, num_hash_buckets=50, local_transformer_stride=5, hidden_act="gelu_new"),
                dict(seq=14, pad_last=5, vocab=0x11000), ("Backbone", "TextClassifier", "TokenClassifier",
                                                          "QuestionAnswerer")),
+    # block-sparse attention (17 tokens > (5 + 2 * 1) * 2, padded to 9 blocks of 2; Transformers'
+    # inference random blocks), rescaled word embeddings, no q/k/v biases; a separator (id 2) ends
+    # row 0's question for the QA head
+    "big_bird": ("BigBird", "BigBirdConfig",
+                 dict(TINY, use_bias=False, rescale_embeddings=True, block_size=2, num_random_blocks=1,
+                      sep_token_id=2, layer_norm_eps=1e-6),
+                 dict(seq=17, sep_at=3), STD),
+    # the same switches on an input short enough for Transformers' full-attention fallback
+    "big_bird_short": ("BigBird", "BigBirdConfig",
+                       dict(TINY, use_bias=False, rescale_embeddings=True, block_size=4, num_random_blocks=1),
+                       dict(), ("Backbone",)),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
@@ -55,9 +66,12 @@ def _ref(spec, task):
     prefix, config_cls, kwargs, input_kwargs, _ = SPECS[spec]
     input_kwargs = dict(input_kwargs)
     cls_type = input_kwargs.pop("cls_type", False)
+    sep_at = input_kwargs.pop("sep_at", None)
     inputs = text_inputs(pad_id=0, **input_kwargs)
     if cls_type:
         inputs["token_type_ids"][:, 0] = 2
+    if sep_at is not None:
+        inputs["input_ids"][0, sep_at] = 2
 
     def build():
         cfg = getattr(transformers, config_cls)(**kwargs, num_labels=2 if task == "QuestionAnswerer" else 3)
@@ -71,11 +85,19 @@ def _ref(spec, task):
 @pytest.mark.parametrize("spec,task", CASES)
 def test_parity(spec, task):
     folder, inputs, expected = _ref(spec, task)
+    if spec == "big_bird" and task == "QuestionAnswerer":  # question tokens are pushed down by 1e6
+        out = km.QuestionAnswerer.from_preset(folder)(inputs)
+        keep = inputs["attention_mask"].copy()
+        keep[0, 1:4] = 0
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=keep, what=f"{spec} {k}")
+            assert np.all(to_numpy(out[k])[0, 1:4] < -9e5)
+        return
     cls = getattr(km.models, SPECS[spec][0] + "Discriminator") if task == "Discriminator" else None
     check_parity(SPECS[spec][0], spec, task, folder, inputs, expected, cls=cls)
 
 
-@pytest.mark.parametrize("spec", ["nystromformer", "yoso", "funnel", "canine"])
+@pytest.mark.parametrize("spec", ["nystromformer", "yoso", "funnel", "canine", "big_bird"])
 def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
     import torch
     import transformers
