@@ -12,8 +12,13 @@ Four tiny references, each with options that change the numbers:
     decoder (Donut / Nougat's layout), untied lm_head. The same shapes as "swin_mbart", so that
     the second reuses the first's compiled ops.
 Logits (on the real decoder tokens of a right-padded batch) and the encoder's last hidden state on
-every backend; greedy ``generate`` from pixel_values equal to Transformers' token for token; our
-save_to_preset output reloaded by Transformers.
+every backend; greedy ``generate`` from pixel_values (and from raw images through the image
+processor) equal to Transformers' token for token; our save_to_preset output reloaded by
+Transformers.
+
+GIT (GitForCausalLM): a CLIP-like vision tower (24 wide, quick_gelu, eps 1e-6, which the visual
+projection's LayerNorm shares) prefixed to a 32-wide BERT-like causal stack (gelu_new, eps 1e-7):
+logits over [image tokens; text] on a right-padded batch, and greedy generate, on every backend.
 """
 
 import inspect
@@ -164,9 +169,74 @@ def test_greedy_generate_matches_transformers():
     np.testing.assert_array_equal(np.asarray(out), expected["from_images"])
 
 
+GIT_PROMPT = np.array([[1, 5, 7], [1, 9, 3]])
+
+
+def _git_reference():
+    """A tiny GitForCausalLM: its logits on a right-padded batch and its greedy generate."""
+    import hashlib
+
+    src = inspect.getsource(inspect.getmodule(_git_reference))
+    key = "git-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+    inputs = _git_inputs()
+
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        torch.manual_seed(0)
+        vision = dict(hidden_size=24, intermediate_size=36, num_hidden_layers=2, num_attention_heads=2, image_size=16,
+                      patch_size=8, layer_norm_eps=1e-6)
+        cfg = T.GitConfig(vision_config=vision, vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=40, max_position_embeddings=40, bos_token_id=1, eos_token_id=2,
+                          pad_token_id=0, hidden_act="gelu_new", layer_norm_eps=1e-7)
+        model = randomize(T.GitForCausalLM(cfg)).eval()
+        model.save_pretrained(tmp / "model")
+        with torch.no_grad():
+            logits = model(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+            ids = model.generate(pixel_values=torch.tensor(inputs["pixel_values"]), input_ids=torch.tensor(GIT_PROMPT),
+                                 do_sample=False, max_new_tokens=NEW_TOKENS).numpy()
+        np.savez(tmp / "expected.npz", logits=logits, ids=ids)
+
+    folder = cached_folder(key, build)
+    return folder / "model", dict(np.load(folder / "expected.npz"))
+
+
+def _git_inputs():
+    rng = np.random.RandomState(2)
+    return {"pixel_values": rng.randn(2, 3, 16, 16).astype("float32"),
+            "input_ids": np.array([[1, 5, 7, 9, 11], [1, 9, 3, 0, 0]]),
+            "attention_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])}
+
+
+def test_git_logits_and_generate_match_transformers():
+    folder, expected = _git_reference()
+    model = km.ImageToText.from_preset(folder)
+    assert type(model).__name__ == "GitImageToText"
+    inputs = ours(_git_inputs())
+    images = model.backbone.num_image_tokens
+    assert images == 5
+    real = np.concatenate([np.ones((2, images), "int64"), inputs["attention_mask"]], axis=1)
+    assert_close(model(inputs), expected["logits"], mask=real, what="git logits")
+    out = model.generate({"input_ids": GIT_PROMPT}, pixel_values=inputs["pixel_values"], do_sample=False,
+                         max_new_tokens=NEW_TOKENS)
+    assert len(set(expected["ids"][:, 3:].ravel().tolist())) > 2  # decisive, varied tokens
+    np.testing.assert_array_equal(np.asarray(out), expected["ids"])
+
+
 def test_save_to_preset_reloads_in_transformers(tmp_path):
+    """VisionEncoderDecoder (DonutSwin + mBART) and GIT exports, reloaded by Transformers."""
     import torch
-    from transformers import VisionEncoderDecoderModel
+    from transformers import GitForCausalLM, VisionEncoderDecoderModel
+
+    folder, expected = _git_reference()
+    km.ImageToText.from_preset(folder).save_to_preset(tmp_path / "git")
+    hf = GitForCausalLM.from_pretrained(tmp_path / "git").eval()
+    inputs = _git_inputs()
+    with torch.no_grad():
+        logits = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    real = np.concatenate([np.ones((2, 5), "int64"), inputs["attention_mask"]], axis=1)
+    assert_close(logits, expected["logits"], mask=real, what="reloaded git logits")
 
     # donut_mbart: Transformers 5.25 cannot from_pretrained a TrOCR decoder with sinusoidal positions
     # (its table is made on the meta device), even its own save
@@ -188,6 +258,7 @@ def test_bad_configs_name_the_key(tmp_path):
         (dict(config, decoder=dict(config["decoder"], model_type="gpt_neo")), "decoder model_type 'gpt_neo'"),
         (dict(config, decoder=dict(config["decoder"], cross_attention_hidden_size=16)), "cross_attention_hidden_size"),
         (dict(config, encoder={"model_type": "donut-swin", "use_absolute_embeddings": True}), "use_absolute_embeddings"),
+        ({"model_type": "git", "vision_config": {}, "num_image_with_embedding": 6}, "num_image_with_embedding"),
     ]
     for i, (cfg, message) in enumerate(bad):
         where = tmp_path / str(i)
