@@ -48,14 +48,14 @@ def _sin_cos(angles):
     return ops.where(even, ops.sin(angles), ops.cos(angles))
 
 
-def sine_positions(mask, num_features, dtype="float32"):
+def sine_positions(mask, num_features, dtype="float32", offset=0.0):
     """DETR's sine embedding of a (batch, h, w) mask -> (batch, h, w, 2 * num_features): running
-    sums of the mask down / across, normalised to (0, 2 pi], each over ``num_features``
-    frequencies; y features first."""
+    sums of the mask down / across (minus ``offset``: 0.5 in Deformable DETR), normalised by the
+    last sum to (0, 2 pi], each over ``num_features`` frequencies; y features first."""
     y = ops.cumsum(mask, axis=1)
     x = ops.cumsum(mask, axis=2)
-    y = y / (y[:, -1:, :] + 1e-6) * (2 * math.pi)
-    x = x / (x[:, :, -1:] + 1e-6) * (2 * math.pi)
+    y = (y - offset) / (y[:, -1:, :] + 1e-6) * (2 * math.pi)
+    x = (x - offset) / (x[:, :, -1:] + 1e-6) * (2 * math.pi)
     freq = ops.convert_to_tensor(_frequencies(num_features))
     pos = ops.concatenate([_sin_cos(y[..., None] / freq), _sin_cos(x[..., None] / freq)], axis=-1)
     return ops.cast(pos, dtype)
