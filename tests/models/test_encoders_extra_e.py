@@ -28,14 +28,14 @@ SPECS = {
     # relative_shift attention, max pooling of queries and keys, a repeated block, [CLS] kept apart
     # without truncation, a 1-layer upsampling decoder; [CLS] has token type 2
     "funnel": ("Funnel", "FunnelConfig",
-               dict(vocab_size=99, d_model=16, n_head=2, d_head=6, d_inner=20, block_sizes=[1, 2, 1],
-                    block_repeats=[1, 1, 2], num_decoder_layers=1, pooling_type="max", pool_q_only=False,
+               dict(vocab_size=99, d_model=16, n_head=2, d_head=6, d_inner=20, block_sizes=[1, 1],
+                    block_repeats=[1, 2], num_decoder_layers=1, pooling_type="max", pool_q_only=False,
                     truncate_seq=False, hidden_act="relu", layer_norm_eps=1e-6),
                dict(seq=11, cls_type=True), STD + ("Discriminator",)),
     # factorized attention, mean pooling of the queries only, no separate [CLS]
     "funnel_factorized": ("Funnel", "FunnelConfig",
-                          dict(vocab_size=99, d_model=16, n_head=4, d_head=4, d_inner=20, block_sizes=[2, 1],
-                               num_decoder_layers=2, attention_type="factorized", separate_cls=False),
+                          dict(vocab_size=99, d_model=16, n_head=4, d_head=4, d_inner=20, block_sizes=[1, 2],
+                               num_decoder_layers=1, attention_type="factorized", separate_cls=False),
                           dict(seq=11), ("Backbone",)),
     # hashed code points (4 hashes, 50 buckets), local attention in chunks of 5, downsampling by 3
     # with a remainder, an even upsampling kernel (uneven padding), a padded batch
