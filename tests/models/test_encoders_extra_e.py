@@ -111,3 +111,6 @@ def test_save_to_preset_reloads_in_transformers(spec, tmp_path):
     with torch.no_grad():
         out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()}).last_hidden_state.numpy()
     assert_close(out, expected["last_hidden_state"], mask=inputs["attention_mask"], what=f"{spec} round trip")
+    if spec == "canine":  # a CanineTokenizer folder (no tokenizer.json) loads a task without a preprocessor
+        transformers.CanineTokenizer().save_pretrained(tmp_path / "saved")
+        assert km.TokenClassifier.from_preset(tmp_path / "saved", num_classes=2).preprocessor is None
