@@ -95,7 +95,11 @@ class ObjectDetector(ImageTask):
             self.class_head = keras.layers.Dense(n_out, name="class_labels_classifier", **common)
         else:
             self.class_head = PredictionMLP(d, n_out, self.class_head_layers, name="class_labels_classifier", **common)
-        self.bbox_head = PredictionMLP(d, 4, 3, name="bbox_predictor", **common)
+        # None where the backbone's own last refinement MLP predicts the boxes (Deformable DETR)
+        self.bbox_head = PredictionMLP(d, 4, 3, name="bbox_predictor", **common) if self.own_box_head(backbone) else None
+
+    def own_box_head(self, backbone):
+        return True
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
@@ -124,9 +128,10 @@ class ObjectDetector(ImageTask):
         """(batch, slots, hidden): the states that the heads read."""
         return outputs["last_hidden_state"]
 
-    def box_logits(self, boxes, outputs):
-        """The box head's output before the sigmoid (Conditional DETR adds its reference points)."""
-        return boxes
+    def box_logits(self, states, outputs):
+        """The boxes before the sigmoid: the box head on the slots' states (Conditional and
+        Deformable DETR add their reference points)."""
+        return self.bbox_head(states)
 
     def call(self, inputs, training=False):
         if isinstance(inputs, dict) and "pixel_values" not in inputs:
@@ -137,7 +142,7 @@ class ObjectDetector(ImageTask):
             out = {"last_hidden_state": out}
         h = self.slot_states(out)
         result = {"logits": self.class_head(h),
-                  "pred_boxes": ops.sigmoid(self.box_logits(self.bbox_head(h), out))}
+                  "pred_boxes": ops.sigmoid(self.box_logits(h, out))}
         for k in ("last_hidden_state", "encoder_last_hidden_state"):
             if k in out:
                 result[k] = out[k]

@@ -129,9 +129,9 @@ class ConditionalDetrBackbone(DetrBackbone):
 class ConditionalDetrObjectDetector(ObjectDetector):
     no_object_class = False
 
-    def box_logits(self, boxes, outputs):
+    def box_logits(self, states, outputs):
         ref = inverse_sigmoid(outputs["reference_points"])
-        return boxes + ops.concatenate([ref, ops.zeros_like(ref)], axis=-1)
+        return self.bbox_head(states) + ops.concatenate([ref, ops.zeros_like(ref)], axis=-1)
 
 
 __all__ = ["ConditionalDetrSpec", "ConditionalDetrBackbone", "ConditionalDetrObjectDetector"]

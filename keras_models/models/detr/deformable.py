@@ -1,4 +1,4 @@
-"""Deformable DETR (model_type ``deformable_detr``), single-stage without box refinement: the
+"""Deformable DETR (model_type ``deformable_detr``), single-stage, with or without box refinement: the
 ResNet's ``out_features`` stages (plus ``num_feature_levels`` - stages extra maps, each a 3x3
 stride-2 conv of the previous) projected to ``d_model`` (conv + GroupNorm(32)), flattened together,
 and a transformer whose attention samples the maps instead of attending to every token.
@@ -17,7 +17,11 @@ and a transformer whose attention samples the maps instead of attending to every
 * Heads (:class:`DeformableDetrObjectDetector`): sigmoid class logits (``class_embed.0``) and a box
   MLP (``bbox_embed.0``) whose centre is offset by the inverse sigmoid of the reference point.
 
-``two_stage`` and ``with_box_refine`` raise ConfigError (not implemented), as do timm backbones.
+* ``with_box_refine``: after each decoder layer an MLP (``decoder.bbox_embed.{i}``) moves the
+  references, which become boxes (cx, cy, w, h): later layers sample around them, offsets scaled
+  by half their size, and the box head is the last layer's MLP.
+
+``two_stage`` raises ConfigError (not implemented), as do timm backbones.
 """
 
 import dataclasses
@@ -37,7 +41,7 @@ from keras_models.models.detr.layers import (DetrAttention, LearnedPositions, _L
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
 from keras_models.spec import build_tower, dim, hf
-from keras_models.tasks.object_detector import ObjectDetector
+from keras_models.tasks.object_detector import ObjectDetector, PredictionMLP
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 _ALL = ("jax", "torch", "tensorflow")
@@ -109,7 +113,8 @@ class DeformableAttention(keras.layers.Layer):
 
     def call(self, query, values, value_mask, reference, shapes):
         """query (b, q, d); values (b, s, d) with value_mask (b, s); reference (b, q, levels, 2) as
-        (x, y) in [0, 1]; shapes: the levels' (h, w) -> (b, q, d)."""
+        (x, y) in [0, 1] (or (b, q, levels, 4) boxes (cx, cy, w, h)); shapes: the levels' (h, w) ->
+        (b, q, d)."""
         b, q = ops.shape(query)[0], query.shape[1] or ops.shape(query)[1]
         heads, levels, points, hd = self.num_heads, self.num_levels, self.num_points, self.hidden_size // self.num_heads
         value = self.value_proj(values) * ops.cast(value_mask, values.dtype)[..., None]
@@ -117,8 +122,12 @@ class DeformableAttention(keras.layers.Layer):
         offsets = ops.reshape(self.sampling_offsets(query), (b, q, heads, levels, points, 2))
         weights = ops.softmax(ops.reshape(self.attention_weights(query), (b, q, heads, levels * points)), axis=-1)
         weights = ops.reshape(weights, (b, q, heads, levels, points))
-        norm = np.array([[w, h] for h, w in shapes], np.float32)
-        locations = reference[:, :, None, :, None, :] + offsets / ops.convert_to_tensor(norm)[:, None, :]
+        if reference.shape[-1] == 4:  # boxes (refined references): offsets scaled by half the box size
+            locations = (reference[:, :, None, :, None, :2]
+                         + offsets / points * reference[:, :, None, :, None, 2:] * 0.5)
+        else:
+            norm = np.array([[w, h] for h, w in shapes], np.float32)
+            locations = reference[:, :, None, :, None, :] + offsets / ops.convert_to_tensor(norm)[:, None, :]
         out = sample_levels(value, locations, weights, shapes)
         return self.output_proj(ops.reshape(out, (b, q, self.hidden_size)))
 
@@ -199,14 +208,13 @@ class DeformableDetrSpec(DetrSpec):
     encoder_n_points: int = dim("encoder_n_points", 4)
     decoder_n_points: int = dim("decoder_n_points", 4)
     two_stage: bool = hf("two_stage", False, doc="not implemented (ConfigError)")
-    with_box_refine: bool = hf("with_box_refine", False, doc="not implemented (ConfigError)")
+    with_box_refine: bool = hf("with_box_refine", False, doc="each decoder layer refines the reference boxes")
 
     def validate(self, source="config.json"):
         super().validate(source)
-        for key in ("two_stage", "with_box_refine"):
-            if getattr(self, key):
-                raise ConfigError(f"{source}: {key}=true is not implemented by DeformableDetrBackbone (single-stage "
-                                  "Deformable DETR without box refinement only)")
+        if self.two_stage:
+            raise ConfigError(f"{source}: two_stage=true is not implemented by DeformableDetrBackbone (single-stage "
+                              "Deformable DETR, with or without box refinement)")
         if self.d_model % 32:
             raise ConfigError(f"{source}: d_model={self.d_model} must be a multiple of 32 (GroupNorm(32) projections)")
         if isinstance(self.backbone_config, dict) and len(out_stages(self.backbone_config)) > self.num_feature_levels:
@@ -247,6 +255,8 @@ class DeformableDetrBackbone(SpecBackbone):
                                                       num_points=s.decoder_n_points, name=f"decoder_layer_{i}", **layer)
                                for i in range(s.decoder_layers)]
         self.reference_dense = keras.layers.Dense(2, name="reference_points", **common)
+        self.bbox_embed = ([PredictionMLP(d, 4, 3, name=f"bbox_embed_{i}", **common) for i in range(s.decoder_layers)]
+                           if s.with_box_refine else [])
 
     def build(self, input_shape=None):
         s, d = self.spec, self.spec.d_model
@@ -264,6 +274,8 @@ class DeformableDetrBackbone(SpecBackbone):
         for layer in self.encoder_layers + self.decoder_layers:
             layer.build((None, None, d))
         self.reference_dense.build((None, None, d))
+        for mlp in self.bbox_embed:
+            mlp.build((None, None, d))
         self.built = True
 
     def dummy_inputs(self):
@@ -320,11 +332,20 @@ class DeformableDetrBackbone(SpecBackbone):
         table = ops.cast(self.query_position_embeddings, memory.dtype)
         zeros = ops.zeros_like(memory[:, :1, :])
         query_pos, hidden = zeros + table[None, :, :d], zeros + table[None, :, d:]
-        query_ref = ops.sigmoid(self.reference_dense(query_pos))
-        reference = query_ref[:, :, None] * ratios[:, None]
-        for layer in self.decoder_layers:
-            hidden = layer(hidden, query_pos, memory, mask, reference, shapes=shapes, training=training)
-        return {"last_hidden_state": hidden, "encoder_last_hidden_state": memory, "reference_points": query_ref}
+        ref = ops.sigmoid(self.reference_dense(query_pos))
+        for i, layer in enumerate(self.decoder_layers):
+            scale = ratios if ref.shape[-1] == 2 else ops.concatenate([ratios, ratios], axis=-1)
+            last_ref = ref  # the references the last layer reads are the heads' too
+            hidden = layer(hidden, query_pos, memory, mask, ref[:, :, None] * scale[:, None], shapes=shapes,
+                           training=training)
+            if self.bbox_embed:  # box refinement: each layer moves the references (2 -> 4 coordinates)
+                delta = self.bbox_embed[i](hidden)
+                if ref.shape[-1] == 2:
+                    delta = ops.concatenate([delta[..., :2] + inverse_sigmoid(ref), delta[..., 2:]], axis=-1)
+                else:
+                    delta = delta + inverse_sigmoid(ref)
+                ref = ops.sigmoid(delta)
+        return {"last_hidden_state": hidden, "encoder_last_hidden_state": memory, "reference_points": last_ref}
 
     # --- HF conversion ------------------------------------------------------------------------
     def weight_rules(self):
@@ -342,25 +363,35 @@ class DeformableDetrBackbone(SpecBackbone):
             r += layer.rules(f"encoder.layers.{i}")
         for i, layer in enumerate(self.decoder_layers):
             r += layer.rules(f"decoder.layers.{i}")
+        for i, mlp in enumerate(self.bbox_embed):
+            r += mlp.rules(f"decoder.bbox_embed.{i}")
         return r + dense_rules("reference_points", self.reference_dense)
 
 
 @_ser
 @register_task(DeformableDetrBackbone, "ObjectDetector", ("DeformableDetrForObjectDetection",))
 class DeformableDetrObjectDetector(ObjectDetector):
-    """Sigmoid class logits and boxes offset by the reference points; the checkpoint's per-layer
-    heads are tied, the first (``class_embed.0``, ``bbox_embed.0``) is read."""
+    """Sigmoid class logits and boxes offset by the last decoder layer's references. The
+    checkpoint's per-layer class heads are tied (``class_embed.0`` is read); the box head is
+    ``bbox_embed.0`` or, with box refinement, the last layer's refinement MLP
+    (``model.decoder.bbox_embed.{last}``)."""
 
     no_object_class = False
     hf_head_patterns = ("class_embed.*", "bbox_embed.*")
 
-    def box_logits(self, boxes, outputs):
+    def own_box_head(self, backbone):
+        return not backbone.bbox_embed
+
+    def box_logits(self, states, outputs):
+        boxes = (self.bbox_head or self.backbone.bbox_embed[-1])(states)
         ref = inverse_sigmoid(outputs["reference_points"])
+        if ref.shape[-1] == 4:
+            return boxes + ref
         return boxes + ops.concatenate([ref, ops.zeros_like(ref)], axis=-1)
 
     def head_rules(self):
-        return dense_rules("class_embed.0", self.class_head, base=False) + self.bbox_head.rules("bbox_embed.0",
-                                                                                                base=False)
+        r = dense_rules("class_embed.0", self.class_head, base=False)
+        return r if self.bbox_head is None else r + self.bbox_head.rules("bbox_embed.0", base=False)
 
 
 __all__ = ["DeformableDetrSpec", "DeformableDetrBackbone", "DeformableDetrObjectDetector", "DeformableAttention"]
