@@ -52,10 +52,6 @@ SPECS = {
                  dict(TINY, use_bias=False, rescale_embeddings=True, block_size=2, num_random_blocks=1,
                       sep_token_id=2, layer_norm_eps=1e-6),
                  dict(seq=17, sep_at=3), STD),
-    # the same switches on an input short enough for Transformers' full-attention fallback
-    "big_bird_short": ("BigBird", "BigBirdConfig",
-                       dict(TINY, use_bias=False, rescale_embeddings=True, block_size=4, num_random_blocks=1),
-                       dict(), ("Backbone",)),
 }
 CASES = [(spec, task) for spec, (*_, tasks) in SPECS.items() for task in tasks]
 
