@@ -85,3 +85,26 @@ def test_speech_to_text_save_to_preset_reloads_in_transformers(tmp_path):
     with torch.no_grad():
         logits = hf(**{k: torch.tensor(v) for k, v in _s2t_inputs().items()}).logits.numpy()
     assert_close(logits, expected["logits"], mask=_s2t_inputs()["decoder_attention_mask"], what="reloaded logits")
+
+
+def test_speech_to_text_feature_extractor(tmp_path):
+    """Kaldi-style fbank + utterance CMVN (numpy) equal to Transformers' extractor without
+    torchaudio, padded to the longest, to max_length with truncation, and unpadded."""
+    import transformers
+
+    from keras_models.models.speech_to_text import Speech2TextFeatureExtractor
+
+    rng = np.random.RandomState(0)
+    waves = [rng.randn(n).astype("float32") * 0.1 for n in (8000, 5000, 6173)]
+    hf = transformers.Speech2TextFeatureExtractor(feature_size=24, num_mel_bins=24, normalize_vars=False)
+    hf.save_pretrained(tmp_path)
+    ours = Speech2TextFeatureExtractor.from_preset(tmp_path)
+    for kw in (dict(padding=True), dict(padding="max_length", max_length=40, truncation=True)):
+        ref = hf(waves, sampling_rate=16000, return_tensors="np", **kw)
+        got = ours(waves, sampling_rate=16000, **kw)
+        assert_close(got["input_features"], ref["input_features"], what=f"features {kw}")
+        np.testing.assert_array_equal(got["attention_mask"], ref["attention_mask"])
+    ours.normalize_vars = hf.normalize_vars = True
+    ref, got = hf(waves, sampling_rate=16000), ours(waves, sampling_rate=16000, padding=False)
+    for a, b in zip(got["input_features"], ref["input_features"]):
+        assert_close(a, b, what="unpadded features")
