@@ -34,3 +34,9 @@ class InputError(KerasModelsError, ValueError):
     """Data given to a model (predict / evaluate / fit / generate) does not fit it: token ids out of
     the vocabulary or not integers, sequences longer than the model's positions, empty batches,
     missing samples. The message names the input and what the model accepts."""
+
+
+class ChatTemplateError(InputError):
+    """A chat template failed to compile or render, or a conversation is malformed. Raised as a
+    subclass that is also jinja2's ``TemplateError`` (or ``TypeError`` for a message of the wrong
+    type), so code written against Transformers' errors keeps working."""

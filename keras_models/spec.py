@@ -262,6 +262,8 @@ def _checked(cls, f, value, where):
     if f.metadata.get("dim"):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{where} must be a positive integer, got {value!r}")
+        if value >= 2**31:  # sizes index int32 tensors on every backend
+            raise ConfigError(f"{where} must be below 2**31, got {value!r}")
         return value
     kinds = _annotation_kinds(cls, f)
     if not kinds or value is None:

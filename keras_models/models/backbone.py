@@ -12,7 +12,7 @@ from keras_models import compat
 from keras_models.backend_choice import configure_jax_compilation_cache
 from keras_models.generation.backend import fast_inference
 from keras_models.layers.init import build_symbolically, deferred_variables, discard_deferred, initialise_rest
-from keras_models.presets.config import load_hf_config
+from keras_models.presets.config import building_from, check_layer_counts, check_model_size, load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 
@@ -132,11 +132,15 @@ class Backbone(keras.Model):
         if policy is not None:
             kwargs["dtype"] = policy
         # Variables stay unmaterialised until the checkpoint fills them (no placeholder copy).
-        with deferred_variables() if load_weights else contextlib.nullcontext():
+        source = str(folder / "config.json")
+        if load_weights:
+            check_layer_counts(hf, folder, source)
+        with deferred_variables() if load_weights else contextlib.nullcontext(), building_from(source, target.__name__):
             model = target(**kwargs)
             model.build_from_dummy()
         try:
             if load_weights:
+                check_model_size(model, folder, source)
                 model.load_report = load_model_weights(
                     folder,
                     model.weight_rules(),

@@ -241,6 +241,36 @@ def _normalise(values, mask):
 
 
 # --- the base class ------------------------------------------------------------------------------
+# preprocessor_config.json values the extractors read: (kind, upper bound)
+_CONFIG_TYPES = {
+    "feature_size": ("int", 4096), "sampling_rate": ("int", 384_000), "hop_length": ("int", 2**16),
+    "chunk_length": ("int", 3600), "n_fft": ("int", 2**16), "num_mel_bins": ("int", 4096),
+    "max_length": ("int", 2**20), "win_length": ("int", 2**16), "frame_length": ("int", 2**16),
+    "n_samples": ("int", 384_000 * 3600), "nb_max_frames": ("int", 2**24),
+    "padding_value": ("number", None), "dither": ("number", None), "mean": ("number", None), "std": ("number", None),
+    "do_normalize": ("bool", None), "return_attention_mask": ("bool", None),
+}
+
+
+def _check_config(config):
+    """ConfigError naming the key for a value of the wrong type or out of range."""
+    for key, (kind, top) in _CONFIG_TYPES.items():
+        v = config.get(key)
+        if v is None:
+            continue
+        if kind == "bool":
+            ok = isinstance(v, bool)
+            expected = "true or false"
+        elif kind == "int":
+            ok = isinstance(v, int) and not isinstance(v, bool) and 0 < v <= top
+            expected = f"an integer in 1..{top}"
+        else:
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+            expected = "a finite number"
+        if not ok:
+            raise ConfigError(f"{CONFIG_NAME}: {key} must be {expected}, got {v!r}")
+
+
 class AudioFeatureExtractor:
     """Base of the audio feature extractors: ``from_preset`` dispatches on ``feature_extractor_type``."""
 
@@ -253,6 +283,7 @@ class AudioFeatureExtractor:
         self.config = dict(self.defaults)
         self.config.update({k: v for k, v in config.items() if v is not None or k not in self.defaults})
         self.config["feature_extractor_type"] = type(self).feature_extractor_type
+        _check_config(self.config)
         for k, v in self.config.items():
             if not callable(getattr(type(self), k, None)):
                 setattr(self, k, v)

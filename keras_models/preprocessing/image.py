@@ -72,6 +72,44 @@ _TYPES["ConvNextImageProcessorFast"] = _TYPES["ConvNextImageProcessor"]
 _FIELDS = tuple(_BASE) + ("size", "image_processor_type")
 
 
+MAX_SIDE = 16384  # the largest image side a config may ask for
+_BOOL_KEYS = ("do_resize", "do_center_crop", "do_rescale", "do_normalize", "do_convert_rgb", "default_to_square",
+              "rescale_offset", "include_top", "do_flip_channel_order")
+
+
+def _check_config(kw, kind):
+    """Types and ranges of the preprocessor_config.json values this processor reads."""
+    def bad(key, expected):
+        raise ConfigError(f"{CONFIG_NAME}: {key} must be {expected}, got {kw[key]!r}")
+
+    if not isinstance(kind, str):
+        raise ConfigError(f"{CONFIG_NAME}: image_processor_type must be a string, got {kind!r}")
+    for key in _BOOL_KEYS:
+        if kw.get(key) is not None and not isinstance(kw[key], bool):
+            bad(key, "true, false or null")
+    for key in ("rescale_factor", "crop_pct"):
+        v = kw.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v)
+                              or (key == "crop_pct" and v <= 0)):
+            bad(key, "a finite number" + (" > 0" if key == "crop_pct" else ""))
+    for key in ("image_mean", "image_std"):
+        v = kw.get(key)
+        if v is None:
+            continue
+        values = v if isinstance(v, (list, tuple)) else [v]
+        if not values or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
+                                 for x in values):
+            bad(key, "a number or a list of finite numbers")
+        if key == "image_std" and any(x == 0 for x in values):
+            bad(key, "non-zero")
+        kw[key] = list(values) if isinstance(v, (list, tuple)) else [v] * 3
+    if kw.get("image_mean") is not None and kw.get("image_std") is not None and len(kw["image_mean"]) != len(kw["image_std"]):
+        raise ConfigError(f"{CONFIG_NAME}: image_mean {kw['image_mean']} and image_std {kw['image_std']} "
+                          "differ in length")
+    if kw.get("resample") is not None and (isinstance(kw["resample"], bool) or kw["resample"] not in range(6)):
+        bad("resample", "a PIL filter number (0-5)")
+
+
 def _size_dict(size, default_to_square, key="size"):
     """Transformers' size forms (int, [h, w], dict) -> a dict."""
     if size is None:
@@ -80,12 +118,19 @@ def _size_dict(size, default_to_square, key="size"):
         raise ConfigError(f"{CONFIG_NAME}: invalid {key}={size!r}")
     if isinstance(size, int):
         return {"height": size, "width": size} if default_to_square else {"shortest_edge": size}
+    if isinstance(size, int) and not 0 < size <= MAX_SIDE:
+        raise ConfigError(f"{CONFIG_NAME}: {key} must be in 1..{MAX_SIDE}, got {size!r}")
     if isinstance(size, (list, tuple)) and len(size) == 2:
-        return {"height": int(size[0]), "width": int(size[1])}
+        return _size_dict({"height": size[0], "width": size[1]}, default_to_square, key)
     if isinstance(size, dict) and (
         {"height", "width"} <= set(size) or "shortest_edge" in size
     ):
-        return {k: int(v) for k, v in size.items() if v is not None}
+        out = {k: v for k, v in size.items() if v is not None}
+        if not ({"height", "width"} <= set(out) or "shortest_edge" in out):
+            raise ConfigError(f"{CONFIG_NAME}: {key} needs height and width, or shortest_edge, got {size!r}")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIDE for v in out.values()):
+            raise ConfigError(f"{CONFIG_NAME}: {key} values must be integers in 1..{MAX_SIDE}, got {size!r}")
+        return out
     raise ConfigError(f"{CONFIG_NAME}: invalid {key}={size!r} (expected an int, [height, width] or a "
                       "dict with height/width or shortest_edge)")
 
@@ -121,13 +166,14 @@ class ImageProcessor:
     def from_config(cls, config):
         config = dict(config)
         kind = config.get("image_processor_type") or "ViTImageProcessor"
+        if not isinstance(kind, str):
+            raise ConfigError(f"{CONFIG_NAME}: image_processor_type must be a string, got {kind!r}")
         kind = kind[:-3] if kind.endswith("Pil") else kind
         kind = kind[:-4] if kind.endswith("Fast") and kind[:-4] in _TYPES else kind
         kw = {k: config[k] for k in _BASE if k in config}
         if "size" in config:
             kw["size"] = config["size"]
-        if kw.get("resample") is not None and not isinstance(kw["resample"], int):
-            raise ConfigError(f"{CONFIG_NAME}: resample must be a PIL filter number, got {kw['resample']!r}")
+        _check_config(kw, kind)
         return cls(image_processor_type=kind, **kw)
 
     @classmethod
@@ -217,8 +263,9 @@ class ImageProcessor:
         if self.do_normalize:
             mean = np.asarray(self.image_mean, x.dtype)
             std = np.asarray(self.image_std, x.dtype)
-            if len(mean) != x.shape[-1]:
-                raise ImageInputError(f"image has {x.shape[-1]} channels but image_mean has {len(mean)}")
+            if len(mean) != x.shape[-1] or len(std) != x.shape[-1]:
+                raise ImageInputError(f"image has {x.shape[-1]} channels but image_mean has {len(mean)} values "
+                                      f"and image_std {len(std)}")
             x = (x - mean) / std
         if self.include_top:
             x = x / np.asarray(self.image_std, x.dtype)

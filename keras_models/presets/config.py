@@ -1,5 +1,6 @@
 """Reading Hugging Face config.json (and sibling JSON files) with errors that name the file."""
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -37,3 +38,84 @@ def require(config, key, path="config.json", types=(int,)):
 
 def write_json(path, data):
     Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+# Exceptions that building a model from a config can raise when a value is out of range (an
+# unknown activation name, a size that does not divide, a shape Keras refuses): the config is the
+# only input at that point, so they are reported as the config's fault, with the original chained.
+_BUILD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError)
+
+
+@contextlib.contextmanager
+def building_from(source, what):
+    """Turn an error raised while building ``what`` from the config in ``source`` into a
+    ConfigError naming the file (typed errors pass through unchanged)."""
+    from keras_models.errors import KerasModelsError
+
+    try:
+        yield
+    except KerasModelsError:
+        raise
+    except _BUILD_ERRORS as e:
+        raise ConfigError(f"{source}: cannot build {what} from this config: {type(e).__name__}: {e}") from e
+
+
+# A model built from config.json may hold more values than its checkpoint (a new task head, an
+# untied copy), but not many more: anything beyond twice the checkpoint plus this many values is a
+# config asking for sizes the checkpoint cannot fill, refused before any memory is allocated.
+SIZE_SLACK = 2**24
+
+
+def _checkpoint_counts(folder):
+    """(number of tensors, number of values) of the safetensors checkpoint in ``folder``."""
+    import math
+
+    from keras_models.presets.safetensors_io import CheckpointReader
+
+    reader = CheckpointReader(folder)
+    try:
+        keys = list(reader.keys())
+        return len(keys), sum(math.prod(reader.shape(k)) for k in keys)
+    finally:
+        reader.close()
+
+
+# Keys that count repeated layers (or experts): each one built costs Python objects, so a count the
+# checkpoint cannot fill (more than it has tensors) is refused before building anything.
+LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
+                    "num_encoder_layers", "num_decoder_layers", "depths", "num_experts", "num_local_experts",
+                    "n_routed_experts", "num_blocks", "block_sizes")
+
+
+def check_layer_counts(config, folder, source):
+    """ConfigError naming the key if a layer count in ``config`` (nested configs included) exceeds
+    the number of tensors of the checkpoint in ``folder``."""
+    tensors, _ = _checkpoint_counts(folder)
+
+    def walk(c, where):
+        for key, value in c.items():
+            if isinstance(value, dict):
+                walk(value, f"{where}{key}.")
+            elif key in LAYER_COUNT_KEYS:
+                items = value if isinstance(value, list) else [value]
+                total = sum(v for v in items if isinstance(v, int) and not isinstance(v, bool))
+                if total > tensors:
+                    raise ConfigError(f"{source}: key {where}{key}={value!r} asks for more layers than the "
+                                      f"checkpoint in {folder} has tensors ({tensors})")
+
+    walk(config, "")
+
+
+def check_model_size(model, folder, source):
+    """ConfigError if ``model`` (built with deferred variables) asks for far more values than the
+    checkpoint in ``folder`` holds; the message names the largest variables."""
+    import math
+
+    _, held = _checkpoint_counts(folder)
+    sizes = [(math.prod(v.shape), v.path, tuple(v.shape)) for v in model.weights]
+    wanted = sum(s[0] for s in sizes)
+    if wanted > 2 * held + SIZE_SLACK:
+        largest = ", ".join(f"{p} {s}" for _, p, s in sorted(sizes, key=lambda s: -s[0])[:3])
+        raise ConfigError(
+            f"{source} describes a model of {wanted:,} values but the checkpoint in {folder} holds "
+            f"{held:,}: a size in config.json is wrong (largest variables: {largest})")

@@ -20,7 +20,7 @@ from keras_models.errors import ConfigError
 from keras_models.generation.backend import fast_inference
 from keras_models.layers.init import (build_symbolically, deferred_variables, discard_deferred, initialise_rest,
                                      stand_in_for)
-from keras_models.presets.config import load_hf_config
+from keras_models.presets.config import building_from, check_layer_counts, check_model_size, load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
@@ -153,13 +153,16 @@ class Task(keras.Model):
             preprocessor = None
         # Variables stay unmaterialised until the checkpoint fills them; what it does not fill (a
         # new head) is initialised by its own initialiser at the end.
-        with deferred_variables() if load_weights else contextlib.nullcontext():
+        if load_weights:
+            check_layer_counts(hf, folder, source)
+        with deferred_variables() if load_weights else contextlib.nullcontext(), building_from(source, task_cls.__name__):
             backbone = backbone_cls(**bb_kwargs)
             backbone.build_from_dummy()
             model = task_cls(backbone=backbone, preprocessor=preprocessor, **task_kwargs)
             model.build_from_dummy()
         try:
             if load_weights:
+                check_model_size(model, folder, source)
                 model.load_report = cls._load_weights(folder, model, head_from_checkpoint, archs)
         except BaseException:
             if load_weights:  # drop this load's pending variables; the original error propagates

@@ -9,14 +9,18 @@ controls extension (``break`` / ``continue``), a ``{% generation %}`` block, and
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
+import math
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import datetime
 
 import numpy as np
+
+from keras_models.errors import ChatTemplateError, KerasModelsError
 
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
@@ -83,7 +87,24 @@ def compile_template(source: str):
     def strftime_now(fmt):
         return datetime.now().strftime(fmt)
 
-    env = ImmutableSandboxedEnvironment(
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        """The sandbox, with ``*`` and ``**`` refused when their result would be huge (a template
+        such as ``{{ 'a' * 10**10 }}`` would otherwise allocate gigabytes)."""
+
+        intercepted_binops = frozenset(["*", "**"])
+
+        def call_binop(self, context, operator, left, right):
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > MAX_RENDERED:
+                        raise jinja2.exceptions.SecurityError(
+                            f"the template repeats a sequence {n} times (over {MAX_RENDERED} items)")
+            elif operator == "**" and isinstance(left, int) and isinstance(right, int) and abs(left) > 1:
+                if right * math.log2(abs(left)) > 4096:
+                    raise jinja2.exceptions.SecurityError(f"the template computes {left} ** {right} (too large)")
+            return super().call_binop(context, operator, left, right)
+
+    env = BoundedSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[GenerationBlock, jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = tojson
@@ -122,6 +143,8 @@ def plain_data(value):
 
 def _messages(conversation) -> list[dict]:
     messages = getattr(conversation, "messages", conversation)
+    if isinstance(messages, (str, bytes, Mapping)) or not hasattr(messages, "__iter__"):
+        raise _error(TypeError, f"conversation: expected a list of message dicts, got {type(messages).__name__} {messages!r:.80}")
     out = []
     for message in messages:
         if dataclasses.is_dataclass(message) and not isinstance(message, type):
@@ -129,7 +152,7 @@ def _messages(conversation) -> list[dict]:
         elif callable(getattr(message, "model_dump", None)):
             message = message.model_dump()
         if not isinstance(message, Mapping):
-            raise TypeError(f"Chat messages must be dicts, got {message!r}")
+            raise _error(TypeError, f"conversation: chat messages must be dicts, got {message!r}")
         # keys set to None are dropped: templates handle a missing key better than a None
         out.append({k: v for k, v in message.items() if v is not None})
     return out
@@ -145,6 +168,54 @@ def _alias_reasoning(chat):
     return out
 
 
+MAX_RENDERED = 10_000_000  # characters / items a template may build by repetition
+
+
+def _error(base, message):
+    """A ChatTemplateError that is also ``base`` (TypeError, ValueError or jinja2's TemplateError)."""
+    return _error_class(base)(message)
+
+
+_ERROR_CLASSES = {}
+
+
+def _error_class(base):
+    cls = _ERROR_CLASSES.get(base)
+    if cls is None:
+        class TypedChatTemplateError(ChatTemplateError, base):
+            pass
+
+        TypedChatTemplateError.__name__ = TypedChatTemplateError.__qualname__ = f"ChatTemplateError[{base.__name__}]"
+        cls = _ERROR_CLASSES[base] = TypedChatTemplateError
+    return cls
+
+
+def _template_source(tok, chat_template):
+    if chat_template is not None and not (isinstance(tok.chat_template, dict) and chat_template in tok.chat_template):
+        return "the chat_template argument"
+    where = tok.name_or_path or "memory"
+    return f"the chat template of the tokenizer from {where} (tokenizer_config.json / chat_template.jinja)"
+
+
+@contextlib.contextmanager
+def _template_errors(source):
+    import jinja2
+
+    try:
+        yield
+    except KerasModelsError:
+        raise
+    except jinja2.exceptions.TemplateError as e:
+        message = f"{source}: {type(e).__name__}: {e}"
+        # keep jinja2's own class where it is built from a message alone (not TemplateSyntaxError)
+        kind = type(e) if type(e) in (jinja2.exceptions.SecurityError, jinja2.exceptions.UndefinedError) \
+            else jinja2.exceptions.TemplateError
+        raise _error(kind, message) from e
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, ZeroDivisionError, OverflowError,
+            RecursionError) as e:
+        raise _error(ValueError, f"{source} failed while rendering: {type(e).__name__}: {e}") from e
+
+
 def select_template(tok, chat_template=None, tools=None) -> str:
     templates = tok.chat_template
     if isinstance(templates, dict):
@@ -155,7 +226,7 @@ def select_template(tok, chat_template=None, tools=None) -> str:
                 return templates["tool_use"]
             if "default" in templates:
                 return templates["default"]
-            raise ValueError(
+            raise _error(ValueError,
                 f"This tokenizer has several chat templates and none is the default: pass one of "
                 f"{sorted(templates)} as chat_template"
             )
@@ -163,7 +234,7 @@ def select_template(tok, chat_template=None, tools=None) -> str:
     if chat_template is not None:
         return chat_template
     if templates is None:
-        raise ValueError(
+        raise _error(ValueError,
             f"Tokenizer from {tok.name_or_path or 'memory'} has no chat template (no chat_template in "
             "tokenizer_config.json and no chat_template.jinja): pass chat_template=..."
         )
@@ -182,7 +253,7 @@ def _tool_schemas(tools):
 
             schemas.append(json_schema_for(tool))
         else:
-            raise ValueError("tools must be JSON schema dicts or functions with type hints and a docstring")
+            raise _error(ValueError, "tools must be JSON schema dicts or functions with type hints and a docstring")
     return schemas
 
 
@@ -194,13 +265,23 @@ def render(
     add_generation_prompt=False,
     continue_final_message=False,
     spans_out=None,
+    template_source="the chat template",
     **kwargs,
 ) -> list[str]:
-    """Render each conversation; with ``spans_out`` (a list), append each one's generation spans."""
+    """Render each conversation; with ``spans_out`` (a list), append each one's generation spans.
+    Errors of the template itself (syntax, ``raise_exception``, undefined values, sandbox refusals)
+    are raised as :class:`~keras_models.errors.ChatTemplateError` naming ``template_source``."""
+    with _template_errors(template_source):
+        return _render(template, conversations, tools, documents, add_generation_prompt,
+                       continue_final_message, spans_out, kwargs)
+
+
+def _render(template, conversations, tools, documents, add_generation_prompt, continue_final_message,
+            spans_out, kwargs):
     compiled = compile_template(template)
     tools = plain_data(_tool_schemas(tools))
     if documents is not None and not all(isinstance(d, Mapping) for d in documents):
-        raise TypeError("documents must be a list of dicts with 'title' and 'text' keys")
+        raise _error(TypeError, "documents must be a list of dicts with 'title' and 'text' keys")
     documents = plain_data(documents)
     kwargs = plain_data(kwargs)
     rendered = []
@@ -209,16 +290,16 @@ def render(
         final = None
         if continue_final_message:
             if not chat:
-                raise ValueError("continue_final_message is set but the conversation is empty")
+                raise _error(ValueError, "continue_final_message is set but the conversation is empty")
             key = continue_final_message if isinstance(continue_final_message, str) else "content"
             final = chat[-1].get(key)
             if final is None:
-                raise ValueError(f"continue_final_message is set but the final message has no {key!r}")
+                raise _error(ValueError, f"continue_final_message is set but the final message has no {key!r}")
             keys = [key]
             if key in _REASONING_KEYS:
                 keys = [k for k in _REASONING_KEYS if chat[-1].get(k) == final]
             if not any(k in template for k in keys):
-                raise ValueError(f"continue_final_message is set to {key!r} but the chat template never reads it")
+                raise _error(ValueError, f"continue_final_message is set to {key!r} but the chat template never reads it")
             if isinstance(final, (list, tuple)):
                 for block in reversed(final):
                     if "text" in block:
@@ -226,7 +307,7 @@ def render(
                         block["text"] = block["text"] + _CONTINUE_TAG
                         break
                 else:
-                    raise ValueError("continue_final_message is set but the final message has no text block")
+                    raise _error(ValueError, "continue_final_message is set but the final message has no text block")
             else:
                 for k in keys:
                     chat[-1][k] = chat[-1][k] + _CONTINUE_TAG
@@ -248,7 +329,7 @@ def render(
         if continue_final_message:
             tag = _CONTINUE_TAG.strip()
             if final.strip() not in text or tag not in text:
-                raise ValueError("continue_final_message is set but the template dropped part of the final message")
+                raise _error(ValueError, "continue_final_message is set but the template dropped part of the final message")
             at = text.rindex(tag)
             text = text[:at] if text[at : at + len(_CONTINUE_TAG)] == _CONTINUE_TAG else text[:at].rstrip()
         rendered.append(text)
@@ -278,16 +359,18 @@ def apply_chat_template(
     the tokenizer's output dict (``return_dict=True``, the default when tokenizing), with
     ``assistant_masks`` (1 on tokens inside ``{% generation %}`` blocks) when asked."""
     if add_generation_prompt and continue_final_message:
-        raise ValueError("continue_final_message and add_generation_prompt cannot be used together")
+        raise _error(ValueError, "continue_final_message and add_generation_prompt cannot be used together")
     if sanitize_control_tokens:
         raise NotImplementedError("sanitize_control_tokens=True is not supported by keras_models' chat templates")
     if return_assistant_tokens_mask and not (tokenize and return_dict):
-        raise ValueError("return_assistant_tokens_mask=True needs tokenize=True and return_dict=True")
+        raise _error(ValueError, "return_assistant_tokens_mask=True needs tokenize=True and return_dict=True")
     if return_assistant_tokens_mask and continue_final_message:
-        raise ValueError("continue_final_message cannot be combined with return_assistant_tokens_mask")
+        raise _error(ValueError, "continue_final_message cannot be combined with return_assistant_tokens_mask")
     template = select_template(tok, chat_template, tools)
     if isinstance(conversation, (list, tuple)) and len(conversation) == 0:
-        raise ValueError("Cannot apply a chat template to an empty conversation")
+        raise _error(ValueError, "conversation: cannot apply a chat template to an empty conversation")
+    if not isinstance(conversation, (list, tuple)) and not hasattr(conversation, "messages"):
+        raise _error(TypeError, f"conversation: expected a list of message dicts, got {type(conversation).__name__}")
     batched = isinstance(conversation, (list, tuple)) and (
         isinstance(conversation[0], (list, tuple)) or hasattr(conversation[0], "messages")
     )
@@ -302,6 +385,7 @@ def apply_chat_template(
         add_generation_prompt=add_generation_prompt,
         continue_final_message=continue_final_message,
         spans_out=spans,
+        template_source=_template_source(tok, chat_template),
         **template_kwargs,
     )
     text = rendered if batched else rendered[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer as RustTokenizer
 
-from keras_models.errors import PresetError, TokenizerFileError
+from keras_models.errors import KerasModelsError, PresetError, TokenizerFileError
 from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import to_added_token
 from keras_models.tokenizers.files import read_text
@@ -34,6 +34,12 @@ def read_json(path: Path, what: str = "JSON file"):
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise TokenizerFileError(f"{what} {path} is not valid JSON: {e}") from e
+
+
+# tokenizer_config.json switches that Transformers reads as booleans
+BOOL_KEYS = ("do_lower_case", "strip_accents", "tokenize_chinese_chars", "handle_chinese_chars",
+             "clean_up_tokenization_spaces", "add_prefix_space", "add_bos_token", "add_eos_token", "legacy",
+             "split_special_tokens", "do_basic_tokenize", "trim_offsets", "use_default_system_prompt")
 
 
 def _check_config_types(config: dict, path: Path):
@@ -51,6 +57,9 @@ def _check_config_types(config: dict, path: Path):
         isinstance(config["model_input_names"], list) and all(isinstance(n, str) for n in config["model_input_names"])
     ):
         bad("model_input_names", "a list of strings")
+    for key in BOOL_KEYS:
+        if config.get(key) is not None and not isinstance(config[key], bool):
+            bad(key, "true, false or null")
     for key in _classes.SPECIAL_TOKEN_KEYS:
         value = config.get(key)
         if value is not None and not isinstance(value, (str, dict)):
@@ -298,7 +307,14 @@ def load_tokenizer(preset, cls=None, **overrides):
     config = read_tokenizer_config(folder)
     config.update(overrides)
     class_name = _class_name(folder, config)
-    backend, source = build_backend(folder, config, class_name)
+    try:
+        backend, source = build_backend(folder, config, class_name)
+    except KerasModelsError:
+        raise
+    except Exception as e:  # the Rust library raises plain Exception; a bad value in a file does the rest
+        raise TokenizerFileError(
+            f"{folder}: cannot build the {class_name} tokenizer from its files (tokenizer.json / "
+            f"tokenizer_config.json / vocabulary): {type(e).__name__}: {e}") from e
     if source == "tokenizer.json":
         # as in Transformers: tokenizer.json's own post-processor decides about bos / eos
         config.pop("add_bos_token", None)
