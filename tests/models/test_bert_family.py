@@ -3,7 +3,7 @@
 import pytest
 
 import keras_models as km
-from tests.parity import assert_close, hf_reference, text_inputs
+from tests.parity import assert_backbone_close, assert_close, hf_reference, text_inputs
 
 HEADS = {
     # generic task -> (HF class suffix, output keys)
@@ -91,3 +91,5 @@ def test_parity(family, task):
     else:
         key = "last_hidden_state" if task == "Backbone" else "logits"
         assert_close(out, expected[key], mask=mask, what=f"{family} {task}")
+    if task != "Backbone":
+        assert_backbone_close(model, inputs, expected, mask=mask, what=f"{family} {task}")

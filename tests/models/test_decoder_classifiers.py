@@ -6,7 +6,7 @@ import pytest
 
 import keras_models as km
 from tests.models import decoder_cases as dc
-from tests.parity import assert_close, hf_reference, to_numpy
+from tests.parity import assert_backbone_close, assert_close, hf_reference, to_numpy
 
 # a representative subset of families (the heads are the same generic class for all)
 FAMILIES = {
@@ -69,3 +69,4 @@ def test_text_classifier_parity(family):
     model = km.TextClassifier.from_preset(folder)
     assert model.head_from_checkpoint and model.num_classes == 3
     assert_close(to_numpy(model(inputs)), expected["logits"], what=f"{family} TextClassifier")
+    assert_backbone_close(model, inputs, expected, mask=inputs["attention_mask"], what=f"{family} TextClassifier")

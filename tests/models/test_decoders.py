@@ -9,7 +9,7 @@ import pytest
 
 import keras_models as km
 from tests.models.decoder_cases import CASES, SEQ, VOCAB
-from tests.parity import assert_close, hf_reference, to_numpy
+from tests.parity import assert_backbone_close, assert_close, hf_reference, to_numpy
 
 PAD = 3  # the second row is right-padded by PAD tokens
 N = SEQ - PAD
@@ -44,10 +44,12 @@ def _load(case):
         folder, expected = hf_reference(f"dec-{case}", CASES[case], inputs)
         _MODELS[case] = (km.CausalLM.from_preset(folder), inputs, expected["logits"])
         _FOLDERS[case] = folder
+        _HIDDEN[case] = expected
     return _MODELS[case]
 
 
 _FOLDERS = {}
+_HIDDEN = {}  # case -> the reference outputs (logits and the base model's last hidden state)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -61,11 +63,14 @@ def test_logits_right_and_left_padding(case):
     out = to_numpy(_compiled(lambda x: model(x))({"input_ids": ids, "attention_mask": mask}))
     assert_close(out[:2], expected, mask=inputs["attention_mask"], what=f"{case} right-padded")
     assert_close(out[2, PAD:], expected[1, :N], what=f"{case} left-padded")
+    assert_backbone_close(model, inputs, _HIDDEN[case], mask=inputs["attention_mask"], what=case)
 
 
 # longrope switches factors on the longest position of each call (as Transformers does), so a
 # prefill shorter than original_max_position_embeddings legitimately differs from one full pass.
-CACHE_CASES = sorted(c for c in CASES if "longrope" not in c)
+# longrope and dynamic NTK choose their frequencies from the length of the current forward pass, so a
+# chunked (cached) prefill legitimately differs from one full pass, as it does in Transformers
+CACHE_CASES = sorted(c for c in CASES if "longrope" not in c and "dynamic" not in c)
 
 
 def _cache_rows(inputs, max_len):
@@ -268,4 +273,4 @@ def test_greedy_generate_matches_transformers(case):
                                     **kw))
     assert got.shape == expected.shape, (got, expected)
     np.testing.assert_array_equal(got, expected)
-    assert len(set(expected[:, 6:].ravel().tolist())) > 2  # not one repeated token
+    assert len(set(expected[:, 6:].ravel().tolist())) > 1  # not one repeated token

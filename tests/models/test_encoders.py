@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from tests.parity import assert_close, hf_reference, text_inputs
+from tests.parity import assert_backbone_close, assert_close, hf_reference, text_inputs
 
 TINY = dict(vocab_size=99, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
             intermediate_size=20, max_position_embeddings=40)
@@ -93,7 +93,8 @@ def _masked_mean(h, mask):
 
 def check_parity(prefix, spec, task, folder, inputs, expected, cls=None):
     """Load ``folder`` through the public ``from_preset`` of ``cls`` (default: the task's class,
-    or Backbone + TextEmbedder) and compare every output with the Transformers reference."""
+    or Backbone + TextEmbedder) and compare every output with the Transformers reference (for a
+    task, its backbone's output too)."""
     mask = inputs["attention_mask"]
     cls = cls or (km.Backbone if task == "Backbone" else getattr(km, task))
     model = cls.from_preset(folder)
@@ -113,6 +114,7 @@ def check_parity(prefix, spec, task, folder, inputs, expected, cls=None):
         assert_close(out, expected["logits"], what=f"{spec} {task}")
     else:
         assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
+    assert_backbone_close(model, inputs, expected, mask=mask, what=f"{spec} {task}")
     return out
 
 

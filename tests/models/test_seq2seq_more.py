@@ -9,7 +9,7 @@ import pytest
 import keras_models as km
 from tests.models.test_seq2seq_generate import SETTINGS, generate_reference
 from tests.models.test_seq2seq_parity import SRC, VOCAB, _bart_like, seq2seq_inputs
-from tests.parity import assert_close, hf_reference
+from tests.parity import assert_backbone_close, assert_close, hf_reference
 
 
 # --- LED: BART with Longformer local + global attention in the encoder ---------------------------
@@ -149,6 +149,8 @@ def test_seq2seq_lm_logits(name):
                  what=f"{name} logits")
     assert_close(model.encode(inputs), expected["encoder_last_hidden_state"],
                  mask=inputs["attention_mask"], what=f"{name} encoder states")
+    if not name.startswith("fsmt"):  # FSMT's base decoder output is already projected to the vocabulary (= logits)
+        assert_backbone_close(model, inputs, expected, mask=inputs["decoder_attention_mask"], what=f"{name} decoder")
 
 
 def test_led_question_answerer_global():
@@ -161,6 +163,7 @@ def test_led_question_answerer_global():
     out = model(inputs)
     for k in ("start_logits", "end_logits"):
         assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=f"led qa {k}")
+    assert_backbone_close(model, inputs, expected, mask=inputs["attention_mask"], what="led qa")
 
 
 @pytest.mark.parametrize("name,hf_cls,backbone_cls", [

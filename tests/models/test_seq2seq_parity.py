@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from tests.parity import assert_close, hf_reference
+from tests.parity import assert_backbone_close, assert_close, hf_reference
 
 SRC, TGT, VOCAB = 9, 7, 99
 
@@ -122,6 +122,7 @@ def test_seq2seq_lm_logits(name):
     enc = model.encode(inputs)
     assert_close(enc, expected["encoder_last_hidden_state"], mask=inputs["attention_mask"],
                  what=f"{name} encoder states")
+    assert_backbone_close(model, inputs, expected, mask=inputs["decoder_attention_mask"], what=f"{name} decoder")
 
 
 # --- BART's classification and QA heads ----------------------------------------------------------
@@ -150,6 +151,7 @@ def test_bart_heads(task, hf_cls):
     else:
         for k in ("start_logits", "end_logits"):
             assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=f"bart qa {k}")
+    assert_backbone_close(model, inputs, expected, mask=inputs["attention_mask"], what=f"bart {task}")
 
 
 # --- export: save_to_preset -> Transformers reloads it and computes the same logits -------------

@@ -10,7 +10,7 @@ import pytest
 import keras_models as km
 from tests.models.test_seq2seq_generate import SETTINGS
 from tests.models.test_seq2seq_parity import seq2seq_inputs
-from tests.parity import assert_close, cached_folder, hf_reference
+from tests.parity import assert_backbone_close, assert_close, cached_folder, hf_reference
 
 VOCAB = 99
 
@@ -46,6 +46,7 @@ def test_seq2seq_lm_logits():
                  what="prophetnet logits")
     assert_close(model.encode(inputs), expected["encoder_last_hidden_state"],
                  mask=inputs["attention_mask"], what="prophetnet encoder states")
+    assert_backbone_close(model, inputs, expected, mask=inputs["decoder_attention_mask"], what="prophetnet")
 
 
 def test_backbone_streams():

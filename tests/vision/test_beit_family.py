@@ -6,7 +6,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import pixels, run, vision_reference
+from tests.vision.vision_parity import assert_task_close, pixels, run, vision_reference
 
 COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
               image_size=32, patch_size=8, num_labels=3)
@@ -67,4 +67,4 @@ def test_parity(family, head):
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(run(model, x), expected["logits"], what=f"{family} {resolution}")
+        assert_task_close(model, x, expected, what=f"{family} {resolution}")

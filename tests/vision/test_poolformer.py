@@ -4,7 +4,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import hf_hidden_to_ours, pixels, run, vision_reference
+from tests.vision.vision_parity import assert_task_close, hf_hidden_to_ours, pixels, run, vision_reference
 
 
 def _poolformer(cls):
@@ -26,4 +26,4 @@ def test_parity(head, size):
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(run(model, x), expected["logits"], what=f"poolformer {size}")
+        assert_task_close(model, x, expected, what=f"poolformer {size}")

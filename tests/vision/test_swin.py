@@ -5,7 +5,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import pixels, run, vision_reference
+from tests.vision.vision_parity import assert_task_close, pixels, run, vision_reference
 
 
 def _swin(cls):
@@ -44,4 +44,4 @@ def test_parity(family, head):
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(run(model, x), expected["logits"], what=f"{family} {resolution}")
+        assert_task_close(model, x, expected, what=f"{family} {resolution}")

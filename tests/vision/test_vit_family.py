@@ -6,7 +6,7 @@ import pytest
 
 import keras_models as km
 from tests.parity import assert_close
-from tests.vision.vision_parity import pixels, run, vision_reference
+from tests.vision.vision_parity import assert_task_close, pixels, run, vision_reference
 
 COMMON = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, image_size=32,
               patch_size=8, num_labels=3)
@@ -92,7 +92,7 @@ def test_parity(family, hf_cls, resolution):
     else:
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
-        assert_close(run(model, x), expected["logits"], what=f"{hf_cls} {resolution}")
+        assert_task_close(model, x, expected, what=f"{hf_cls} {resolution}")
 
 
 def test_vit_feature_maps():
