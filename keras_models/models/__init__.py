@@ -62,6 +62,7 @@ from keras_models.models.funnel import *  # noqa: F401,F403
 from keras_models.models.canine import *  # noqa: F401,F403
 from keras_models.models.big_bird import *  # noqa: F401,F403
 from keras_models.models.speech_to_text import *  # noqa: F401,F403
+from keras_models.models.speech_encoder_decoder import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from tests.parity import assert_close, hf_reference
+from keras_models.errors import ConfigError
+from tests.parity import assert_close, hf_reference, to_numpy
 
 S2T_EOS, S2T_PAD, S2T_START = 2, 1, 3
 
@@ -108,3 +109,80 @@ def test_speech_to_text_feature_extractor(tmp_path):
     ref, got = hf(waves, sampling_rate=16000), ours(waves, sampling_rate=16000, padding=False)
     for a, b in zip(got["input_features"], ref["input_features"]):
         assert_close(a, b, what="unpadded features")
+
+
+# --- SpeechEncoderDecoder: wav2vec2 (stable layer norm, layer-norm conv stack) + BART decoder ---------
+SED_START, SED_EOS, SED_PAD = 2, 3, 1
+
+
+def _speech_encoder_decoder(add_adapter=False):
+    import torch
+    import transformers as T
+
+    enc = T.Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=24,
+                           conv_dim=(8, 12), conv_kernel=(7, 3), conv_stride=(4, 2), num_conv_pos_embeddings=6,
+                           num_conv_pos_embedding_groups=2, feat_extract_norm="layer", do_stable_layer_norm=True,
+                           conv_bias=True, add_adapter=add_adapter, vocab_size=None)
+    # decoder wider than the encoder (enc_to_dec_proj), scaled embeddings, untied head
+    dec = T.BartConfig(vocab_size=48, d_model=24, decoder_layers=1, decoder_attention_heads=4, decoder_ffn_dim=32,
+                       encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=8, max_position_embeddings=32,
+                       scale_embedding=True, pad_token_id=SED_PAD, bos_token_id=0, eos_token_id=SED_EOS,
+                       forced_eos_token_id=None, dropout=0.0, activation_function="gelu_new",
+                       tie_word_embeddings=False)
+    cfg = T.SpeechEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = SED_START, SED_PAD, SED_EOS
+    model = T.SpeechEncoderDecoderModel(cfg)
+    with torch.no_grad():  # decisive logits; norms and biases off 1 / 0
+        for name, p in model.named_parameters():
+            p.add_(torch.randn_like(p) * (0.3 if p.ndim == 1 else 0.5))
+        model.decoder.model.decoder.embed_tokens.weight[SED_EOS] *= 3.0
+    return model
+
+
+def _sed_inputs():
+    rng = np.random.RandomState(1)
+    values = rng.randn(2, 400).astype("float32")
+    mask = np.array([[1] * 400, [1] * 250 + [0] * 150], "int64")
+    values[1, 250:] = 0.0
+    dec = np.array([[SED_START, 5, 17, 33, 9], [SED_START, 8, 11, SED_PAD, SED_PAD]], "int64")
+    dec_mask = np.array([[1] * 5, [1] * 3 + [0] * 2], "int64")
+    return {"input_values": values, "attention_mask": mask, "decoder_input_ids": dec,
+            "decoder_attention_mask": dec_mask}
+
+
+def _sed_generate(folder, model):
+    import torch
+
+    inputs = _sed_inputs()
+    with torch.no_grad():
+        out = model.generate(inputs=torch.tensor(inputs["input_values"]),
+                             attention_mask=torch.tensor(inputs["attention_mask"]), **GREEDY)
+    np.save(folder / "greedy.npy", out.numpy())
+
+
+def test_speech_encoder_decoder_matches_transformers(tmp_path):
+    folder, expected = hf_reference("speech-encoder-decoder", _speech_encoder_decoder, _sed_inputs(),
+                                    extra_save=_sed_generate)
+    inputs = _sed_inputs()
+    model = km.Seq2SeqLM.from_preset(folder)
+    assert type(model).__name__ == "SpeechEncoderDecoderSeq2SeqLM"
+    assert_close(model(inputs), expected["logits"], mask=inputs["decoder_attention_mask"], what="logits")
+    out = model.backbone(inputs)
+    frames = to_numpy(model.backbone.encoder_mask(inputs["attention_mask"], out["encoder_last_hidden_state"].shape[1]))
+    assert_close(out["encoder_last_hidden_state"], expected["encoder_last_hidden_state"], mask=frames, what="encoder")
+    greedy = np.load(folder / "greedy.npy")
+    got = model.generate(inputs["input_values"], attention_mask=inputs["attention_mask"], **GREEDY)
+    np.testing.assert_array_equal(np.asarray(got), greedy)
+    # our export reloads through our from_preset (the Transformers reload is checked for Speech2Text)
+    model.save_to_preset(tmp_path / "saved")
+    again = km.Seq2SeqLM.from_preset(tmp_path / "saved")
+    assert_close(again(inputs), expected["logits"], mask=inputs["decoder_attention_mask"], what="reloaded logits")
+    # the downsampling adapter is refused, naming the key
+    import json
+
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["encoder"]["add_adapter"] = True
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="add_adapter"):
+        km.Backbone.from_preset(tmp_path / "adapter")

@@ -40,40 +40,48 @@ class Speech2TextSeq2SeqLM(Seq2SeqLM):
         feats = np.asarray(ops.convert_to_numpy(input_features), "float32")
         if feats.ndim == 2:
             feats = feats[None]
-        batch = feats.shape[0]
-        if attention_mask is None:
-            attention_mask = np.ones(feats.shape[:2], "int32")
-        attention_mask = np.asarray(ops.convert_to_numpy(attention_mask)).astype("int32").reshape(batch, -1)
-        if attention_mask.shape[1] != feats.shape[1]:
-            raise GenerationError(f"generate: attention_mask has {attention_mask.shape[1]} frames, "
-                                  f"input_features {feats.shape[1]}")
-        start = kwargs.pop("decoder_start_token_id", None)
-        if start is None and generation_config is not None:
-            start = (generation_config.get("decoder_start_token_id") if isinstance(generation_config, dict)
-                     else getattr(generation_config, "decoder_start_token_id", None))
+        return speech_generate(self, feats, attention_mask, generation_config, decoder_input_ids, tokenizer,
+                               kwargs)
+
+
+def speech_generate(model, inputs, attention_mask, generation_config, decoder_input_ids, tokenizer, kwargs):
+    """Encode ``inputs`` (batch, time, ...) once (``model.backbone.encode(inputs, attention_mask)``)
+    and run the shared generation engine with the backbone's ``encoder_mask`` on the
+    cross-attention, from the decoder start token (or ``decoder_input_ids``)."""
+    batch = inputs.shape[0]
+    if attention_mask is None:
+        attention_mask = np.ones(inputs.shape[:2], "int32")
+    attention_mask = np.asarray(ops.convert_to_numpy(attention_mask)).astype("int32").reshape(batch, -1)
+    if attention_mask.shape[1] != inputs.shape[1]:
+        raise GenerationError(f"generate: attention_mask has {attention_mask.shape[1]} steps, the inputs "
+                              f"{inputs.shape[1]}")
+    start = kwargs.pop("decoder_start_token_id", None)
+    if start is None and generation_config is not None:
+        start = (generation_config.get("decoder_start_token_id") if isinstance(generation_config, dict)
+                 else getattr(generation_config, "decoder_start_token_id", None))
+    if start is None:
+        start = model.decoder_start_token_id
+    if decoder_input_ids is None:
         if start is None:
-            start = self.decoder_start_token_id
-        if decoder_input_ids is None:
-            if start is None:
-                raise GenerationError("generate: no decoder_start_token_id in the config; pass one")
-            decoder_input_ids = np.full((batch, 1), start, "int32")
-        prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids)).astype("int32")
-        prompt = np.repeat(prompt[None], batch, axis=0) if prompt.ndim == 1 else prompt
-        gen = generation_config if generation_config is not None else self.generation_config
-        name = "forced_eos_token_id"
+            raise GenerationError("generate: no decoder_start_token_id in the config; pass one")
+        decoder_input_ids = np.full((batch, 1), start, "int32")
+    prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids)).astype("int32")
+    prompt = np.repeat(prompt[None], batch, axis=0) if prompt.ndim == 1 else prompt
+    gen = generation_config if generation_config is not None else model.generation_config
+    for name in ("forced_bos_token_id", "forced_eos_token_id"):
         given = name in kwargs or (isinstance(gen, dict) and name in gen) or (
             gen is not None and not isinstance(gen, dict) and name in gen.explicit)
-        if not given and self.forced_eos_token_id is not None:
-            kwargs[name] = self.forced_eos_token_id
-        b = self.backbone
-        states = b.encode(feats, attention_mask)
-        mask = b.encoder_mask(attention_mask, ops.shape(states)[1])
-        self._gen_encoder = (states, ops.cast(mask, "int32"), np.zeros((batch, 1), "int32"))
-        try:
-            return GenerationMixin.generate(self, {"input_ids": prompt}, generation_config, tokenizer=tokenizer,
-                                            **kwargs)
-        finally:
-            self._gen_encoder = None
+        if not given and getattr(model, name) is not None:
+            kwargs[name] = getattr(model, name)
+    b = model.backbone
+    states = b.encode(inputs, attention_mask)
+    mask = b.encoder_mask(attention_mask, ops.shape(states)[1])
+    model._gen_encoder = (states, ops.cast(mask, "int32"), np.zeros((batch, 1), "int32"))
+    try:
+        return GenerationMixin.generate(model, {"input_ids": prompt}, generation_config, tokenizer=tokenizer,
+                                        **kwargs)
+    finally:
+        model._gen_encoder = None
 
 
-__all__ = ["Speech2TextSeq2SeqLM"]
+__all__ = ["Speech2TextSeq2SeqLM", "speech_generate"]
