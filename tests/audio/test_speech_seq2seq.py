@@ -1,6 +1,7 @@
-"""Speech seq2seq models against tiny random Transformers models: Speech2Text (conv subsampler +
-pre-norm encoder-decoder) encoder states and LM logits on a padded batch (feature mask and decoder
-mask), greedy generate equal to Transformers', and save_to_preset reloaded by Transformers."""
+"""Speech seq2seq models against tiny random Transformers models, on padded audio and decoder
+batches: Speech2Text (conv subsampler + pre-norm encoder-decoder) and SpeechEncoderDecoder
+(wav2vec2 + BART decoder): encoder / decoder states, LM logits, greedy generate equal to
+Transformers'; both exports reloaded by Transformers; Speech2TextFeatureExtractor (numpy)."""
 
 import numpy as np
 import pytest
@@ -73,6 +74,8 @@ def test_speech_to_text_matches_transformers():
     assert (greedy == S2T_EOS).any() and (greedy[0] != greedy[1]).any()  # a row stops early; rows differ
     with pytest.raises(ValueError, match="input_features"):
         model.backbone.encode(inputs["input_features"][..., :6])
+    with pytest.raises(ValueError, match="max_source_positions=30"):
+        model.backbone.encode(np.zeros((1, 200, 12), "float32"))
 
 
 def test_speech_to_text_feature_extractor(tmp_path):

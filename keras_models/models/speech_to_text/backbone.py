@@ -158,6 +158,11 @@ class Speech2TextBackbone(BartBackbone):
     def encode(self, input_features, attention_mask=None, training=False):
         """Encoder states; ``attention_mask`` is the feature-level (batch, frames) mask."""
         frames = self.subsample_frames(input_features)
+        limit = self.max_position_embeddings + self.position_offset
+        if isinstance(frames, int) and frames > limit:
+            raise ValueError(f"input_features: {input_features.shape[1]} frames subsample to {frames} positions, "
+                             f"more than this model's {limit} (max_source_positions={self.max_position_embeddings}); "
+                             "cut the audio into shorter windows")
         mask = None if attention_mask is None else self.encoder_mask(attention_mask, frames)
         x = self.embed_encoder(input_features, mask, training=training)
         bias = None
