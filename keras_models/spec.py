@@ -121,6 +121,10 @@ class Spec:
                     except (TypeError, ValueError, KeyError) as e:
                         raise ConfigError(f"{source}: key {present[0]!r} has invalid value {config[present[0]]!r} ({e})") from e
                 values[f.name] = _checked(cls, f, value, f"{source}: key {present[0]!r}")
+                if f.name.endswith(("eps", "epsilon")) and isinstance(values[f.name], (int, float)) \
+                        and not values[f.name] > 0:
+                    raise ConfigError(f"{source}: key {present[0]!r} must be > 0 (a norm's epsilon), "
+                                      f"got {value!r}")
             elif any(k in config for k in ((key,) if isinstance(key, str) else key)) and _allows_none(cls, f):
                 # an explicit null means "none" (no sliding window, no softcap, kv heads = heads...),
                 # as Transformers reads it; only an absent key takes the default

@@ -299,7 +299,8 @@ def run_cases(n, kinds):
                 return None
 
             outcomes.run("tokenizer", {"which": which}, go,
-                         names=("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"))
+                         names=("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt",
+                                "pad_token"))
 
         tokenizer_case()
 

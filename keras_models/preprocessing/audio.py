@@ -313,8 +313,13 @@ class AudioFeatureExtractor:
     def from_config(cls, config, source=CONFIG_NAME):
         config = dict(config)
         kind = config.pop("feature_extractor_type", None) or config.pop("processor_class", None)
+        if kind is not None and not isinstance(kind, str):
+            raise ConfigError(f"{source}: feature_extractor_type must be a class name, got {kind!r}")
         target = cls
         if cls.feature_extractor_type is None or (kind and kind != cls.feature_extractor_type):
+            if kind not in _EXTRACTORS:
+                import keras_models.models  # noqa: F401 -- families register their own extractors
+
             if kind not in _EXTRACTORS:
                 raise ConfigError(
                     f"{source}: feature_extractor_type={kind!r} is not supported (supported: "

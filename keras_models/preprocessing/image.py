@@ -100,13 +100,13 @@ def _check_config(kw, kind):
         if not values or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x)
                                  for x in values):
             bad(key, "a number or a list of finite numbers")
-        if key == "image_std" and any(x == 0 for x in values):
-            bad(key, "non-zero")
+        if key == "image_std" and any(abs(x) < 1e-6 for x in values):
+            bad(key, "at least 1e-6 in size")
         kw[key] = list(values) if isinstance(v, (list, tuple)) else [v] * 3
     if kw.get("image_mean") is not None and kw.get("image_std") is not None and len(kw["image_mean"]) != len(kw["image_std"]):
         raise ConfigError(f"{CONFIG_NAME}: image_mean {kw['image_mean']} and image_std {kw['image_std']} "
                           "differ in length")
-    if kw.get("resample") is not None and (isinstance(kw["resample"], bool) or kw["resample"] not in range(6)):
+    if kw.get("resample") is not None and (type(kw["resample"]) is not int or kw["resample"] not in range(6)):
         bad("resample", "a PIL filter number (0-5)")
 
 
@@ -278,6 +278,8 @@ class ImageProcessor:
             images = list(images)
         elif not isinstance(images, (list, tuple)):
             images = [images]
+        if len(images) == 0:
+            raise ImageInputError("images: the batch is empty")
         arrays = [self.process_one(im, training=training) for im in images]
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:

@@ -23,7 +23,42 @@ def read_json(path, required=True):
 
 
 def load_hf_config(folder):
-    return read_json(Path(folder) / "config.json")
+    path = Path(folder) / "config.json"
+    config = read_json(path)
+    check_common_keys(config, str(path))
+    return config
+
+
+def check_common_keys(config, source="config.json"):
+    """Types of the keys every loader reads before a spec does (model_type, architectures, labels,
+    dtype); ConfigError naming the key and ``source``."""
+    def bad(key, expected):
+        raise ConfigError(f"{source}: key {key!r} must be {expected}, got {config[key]!r}")
+
+    if config.get("model_type") is not None and not isinstance(config["model_type"], str):
+        bad("model_type", "a string")
+    archs = config.get("architectures")
+    if archs is not None and not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        bad("architectures", "a list of class names")
+    for key in ("torch_dtype", "dtype"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            bad(key, "a dtype name")
+    id2label = config.get("id2label")
+    if id2label is not None:
+        if not isinstance(id2label, dict):
+            bad("id2label", "an object of class index -> label")
+        for k in id2label:
+            try:
+                index = int(k)
+            except (TypeError, ValueError):
+                index = -1
+            if index < 0:
+                bad("id2label", "keyed by class indices 0, 1, ...")
+    if config.get("label2id") is not None and not isinstance(config["label2id"], dict):
+        bad("label2id", "an object of label -> class index")
+    n = config.get("num_labels")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0 or n >= 2**31):
+        bad("num_labels", "a non-negative integer")
 
 
 def require(config, key, path="config.json", types=(int,)):

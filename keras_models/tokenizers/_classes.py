@@ -411,6 +411,10 @@ SPECIAL_TOKEN_KEYS = (
 def normalise_class_name(name: str | None) -> str | None:
     if not name:
         return None
+    if not isinstance(name, str):
+        from keras_models.errors import TokenizerFileError
+
+        raise TokenizerFileError(f"tokenizer_config.json: tokenizer_class must be a class name, got {name!r}")
     if name == "PreTrainedTokenizerFast":
         return name
     return name[: -len("Fast")] if name.endswith("Fast") else name

@@ -48,8 +48,9 @@ def _check_config_types(config: dict, path: Path):
 
     if config.get("model_max_length") is not None and (
         isinstance(config["model_max_length"], bool) or not isinstance(config["model_max_length"], (int, float))
+        or not config["model_max_length"] == config["model_max_length"] or config["model_max_length"] in (float("inf"), float("-inf"))
     ):
-        bad("model_max_length", "a number")
+        bad("model_max_length", "a finite number")
     for key in ("padding_side", "truncation_side"):
         if config.get(key) is not None and config[key] not in ("left", "right"):
             bad(key, "'left' or 'right'")
@@ -300,21 +301,35 @@ def build_backend(folder: Path, config: dict, class_name: str) -> tuple[RustToke
 
 def load_tokenizer(preset, cls=None, **overrides):
     from keras_models.presets.resolve import resolve_preset
+
+    folder = Path(resolve_preset(preset))
+    try:
+        return _load_tokenizer(folder, cls, overrides)
+    except KerasModelsError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError) as e:
+        # a value of the wrong type in the files that a later step (post-processor, specials) trips
+        # on; our own ValueErrors (a bad src_lang=...) and ImportErrors (a missing optional
+        # package) keep their types
+        raise TokenizerFileError(
+            f"{folder}: the tokenizer files (tokenizer.json / tokenizer_config.json / special_tokens_map.json) "
+            f"hold values the tokenizer cannot use: {type(e).__name__}: {e}") from e
+    except Exception as e:
+        if type(e) is not Exception:  # the Rust library raises plain Exception
+            raise
+        raise TokenizerFileError(
+            f"{folder}: the tokenizer files (tokenizer.json / tokenizer_config.json / special_tokens_map.json) "
+            f"hold values the tokenizer cannot use: {type(e).__name__}: {e}") from e
+
+
+def _load_tokenizer(folder, cls, overrides):
     from keras_models.tokenizers.tokenizer import Tokenizer
 
     cls = cls or Tokenizer
-    folder = Path(resolve_preset(preset))
     config = read_tokenizer_config(folder)
     config.update(overrides)
     class_name = _class_name(folder, config)
-    try:
-        backend, source = build_backend(folder, config, class_name)
-    except KerasModelsError:
-        raise
-    except Exception as e:  # the Rust library raises plain Exception; a bad value in a file does the rest
-        raise TokenizerFileError(
-            f"{folder}: cannot build the {class_name} tokenizer from its files (tokenizer.json / "
-            f"tokenizer_config.json / vocabulary): {type(e).__name__}: {e}") from e
+    backend, source = build_backend(folder, config, class_name)
     if source == "tokenizer.json":
         # as in Transformers: tokenizer.json's own post-processor decides about bos / eos
         config.pop("add_bos_token", None)

@@ -13,6 +13,7 @@ import numpy as np
 from tokenizers import AddedToken
 from tokenizers import Tokenizer as RustTokenizer
 
+from keras_models.errors import InputError
 from keras_models.tokenizers import _classes
 from keras_models.tokenizers._special import SpecialTokensMixin
 from keras_models.tokenizers.padding import padding_strategy, truncation_strategy
@@ -205,7 +206,7 @@ class Tokenizer(SpecialTokensMixin):
         pad_target = None
         if padding is not None:
             if self.pad_token is None or self.pad_token_id is None:
-                raise ValueError(
+                raise InputError(
                     "Asking to pad but the tokenizer has no padding token: set `tokenizer.pad_token` "
                     "(e.g. `tokenizer.pad_token = tokenizer.eos_token`) or add one with `add_special_tokens`."
                 )
