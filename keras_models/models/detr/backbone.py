@@ -10,9 +10,9 @@ encoder over the feature map's tokens and a decoder over ``num_queries`` learned
   layer reads it (and the last twice), so it changes the outputs at inference too; it is honoured.
 * Table Transformer: pre-norm layers and a LayerNorm after the encoder (``pre_norm``,
   ``encoder_final_norm``), position tables under ``backbone.position_embedding``.
-* ``use_timm_backbone=true`` checkpoints (a timm ResNet, as facebook/detr-resnet-50's) raise
-  ConfigError: only Transformers ResNet ``backbone_config``s are implemented. ``dilation`` only
-  concerns timm backbones and is kept for the round trip.
+* ``use_timm_backbone=true`` checkpoints (a timm ResNet, as facebook/detr-resnet-50's) are built
+  as the equal Transformers ResNet under timm's tensor names (timm_resnet.py); ``dilation``
+  (a dilated timm last stage) raises ConfigError.
 
 Calling the backbone on ``{"pixel_values", "pixel_mask"?}`` returns ``{"last_hidden_state"
 (batch, queries, d_model), "encoder_last_hidden_state" (batch, h * w, d_model)}``.
@@ -20,6 +20,7 @@ Calling the backbone on ``{"pixel_values", "pixel_mask"?}`` returns ``{"last_hid
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -29,6 +30,8 @@ from keras_models.errors import ConfigError
 from keras_models.layers.masks import padding_bias
 from keras_models.layers.vision_embeddings import conv_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
+from keras_models.models.detr.timm_resnet import (timm_backbone_config, timm_backbone_of, timm_resnet_config,
+                                                  timm_tensor_name)
 from keras_models.models.detr.layers import (DetrDecoderLayer, DetrEncoderLayer, LearnedPositions, downsample_mask,
                                              sine_positions)
 from keras_models.models.registry import register_backbone, register_task
@@ -84,11 +87,21 @@ class DetrSpec(Spec):
     activation_dropout: float = hf("activation_dropout", 0.0)
     init_std: float = hf("init_std", 0.02)
     dilation: bool = hf("dilation", False, doc="timm backbones only (not implemented); kept for the round trip")
+    timm_backbone: dict | None = const(None, doc="the timm ResNet the checkpoint names ({'backbone', "
+                                            "'out_indices'}; built as backbone_config, timm/resnet.py)")
     pre_norm: bool = const(False, doc="pre-norm encoder / decoder layers (Table Transformer)")
     encoder_final_norm: bool = const(False, doc="a LayerNorm after the encoder (Table Transformer)")
 
+    timm_backbones: ClassVar[bool] = True  # timm ResNet checkpoints are read (timm_resnet.py)
+
     @classmethod
     def from_hf(cls, config, source="config.json"):
+        timm = timm_backbone_of(config, source) if isinstance(config, dict) and cls.timm_backbones else None
+        if timm is not None:
+            resnet = timm_resnet_config(timm, source)
+            spec = super().from_hf({**config, "backbone_config": resnet}, source)
+            return dataclasses.replace(spec, timm_backbone={"backbone": timm["backbone"],
+                                                            "out_indices": list(timm["out_indices"])})
         if isinstance(config, dict):
             bb = config.get("backbone_config")
             if bb is None:
@@ -115,6 +128,10 @@ class DetrSpec(Spec):
             out_stage(self.backbone_config, f"{source} [backbone_config]")
 
     def adjust_to_hf(self, out):
+        if self.timm_backbone is not None:  # as Transformers 5 writes a timm backbone
+            out["backbone_config"] = timm_backbone_config(self.timm_backbone["backbone"],
+                                                          self.timm_backbone["out_indices"], self.num_channels)
+            return out
         out["use_timm_backbone"] = False
         return out
 
@@ -227,7 +244,12 @@ class DetrBackbone(SpecBackbone):
 
     # --- HF conversion ------------------------------------------------------------------------
     def weight_rules(self):
-        r = [dataclasses.replace(rule, hf=CONV_PREFIX + rule.hf) for rule in self.resnet.weight_rules()]
+        if self.spec.timm_backbone is not None:  # timm's tensor names (also read under Transformers 5's own)
+            r = [dataclasses.replace(rule, hf=CONV_PREFIX + timm_tensor_name(rule.hf),
+                                     aliases=("backbone.model." + timm_tensor_name(rule.hf),))
+                 for rule in self.resnet.weight_rules()]
+        else:
+            r = [dataclasses.replace(rule, hf=CONV_PREFIX + rule.hf) for rule in self.resnet.weight_rules()]
         r += conv_rules("input_projection", self.input_projection)
         r.append(Rule("query_position_embeddings.weight", self.query_position_embeddings))
         if self.learned_positions is not None:

@@ -199,6 +199,7 @@ class DeformableDecoderLayer(DeformableEncoderLayer):
 
 @dataclass(frozen=True, kw_only=True)
 class DeformableDetrSpec(DetrSpec):
+    timm_backbones = False  # several feature levels of a timm backbone: not implemented
     ignored = DetrSpec.ignored + ("focal_alpha", "two_stage_num_proposals", "return_intermediate",
                                   "max_position_embeddings", "disable_custom_kernels", "auxiliary_loss")
     num_queries: int = dim("num_queries", 300)
