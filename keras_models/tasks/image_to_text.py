@@ -21,6 +21,7 @@ from keras import ops
 from keras_models.errors import InputError
 from keras_models.generation.config import GenerationError
 from keras_models.generation.mixin import GenerationMixin, backend_to_numpy
+from keras_models.tasks.seq2seq_generation import forced_tokens_and_start
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 from keras_models.tasks.task import Task
 
@@ -141,18 +142,7 @@ class EncoderDecoderImageToText(Seq2SeqLM, ImageToText):
         if pixel_values is None:
             raise GenerationError("generate: give pixel_values (or images)")
         pixels = image_pixels(pixel_values, self.preprocessor)
-        gen = generation_config if generation_config is not None else self.generation_config
-        for name in ("forced_bos_token_id", "forced_eos_token_id"):
-            given = name in kwargs or (isinstance(gen, dict) and name in gen) or (
-                gen is not None and not isinstance(gen, dict) and name in gen.explicit)
-            if not given and getattr(self, name) is not None:
-                kwargs[name] = getattr(self, name)
-        start = kwargs.pop("decoder_start_token_id", None)
-        if start is None and generation_config is not None:
-            start = (generation_config.get("decoder_start_token_id") if isinstance(generation_config, dict)
-                     else getattr(generation_config, "decoder_start_token_id", None))
-        if start is None:
-            start = self.decoder_start_token_id
+        start = forced_tokens_and_start(self, generation_config, kwargs)
         batch = pixels.shape[0]
         if decoder_input_ids is None:
             if start is None:

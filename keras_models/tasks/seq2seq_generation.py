@@ -15,6 +15,23 @@ from keras_models.generation.config import GenerationError
 from keras_models.generation.mixin import GenerationMixin
 
 
+def forced_tokens_and_start(model, generation_config, kwargs):
+    """The decoder start token of a seq2seq ``generate`` call (the call's, else the given generation
+    config's, else the model's), and ``model``'s forced BOS / EOS put into ``kwargs`` unless the
+    call or the generation config sets them."""
+    gen = generation_config if generation_config is not None else model.generation_config
+    for name in ("forced_bos_token_id", "forced_eos_token_id"):
+        given = name in kwargs or (isinstance(gen, dict) and name in gen) or (
+            gen is not None and not isinstance(gen, dict) and name in gen.explicit)
+        if not given and getattr(model, name) is not None:
+            kwargs[name] = getattr(model, name)
+    start = kwargs.pop("decoder_start_token_id", None)
+    if start is None and generation_config is not None:
+        start = (generation_config.get("decoder_start_token_id") if isinstance(generation_config, dict)
+                 else getattr(generation_config, "decoder_start_token_id", None))
+    return model.decoder_start_token_id if start is None else start
+
+
 class Seq2SeqDecoderAdapter:
     """The generation engine's Decoder interface over ``call_decoder_with_cache``."""
 
@@ -83,18 +100,7 @@ class Seq2SeqGenerationMixin(GenerationMixin):
             mask = np.ones_like(ids)
         if ids.ndim == 1:
             ids, mask = ids[None], mask[None]
-        gen = generation_config if generation_config is not None else self.generation_config
-        for name in ("forced_bos_token_id", "forced_eos_token_id"):
-            given = name in kwargs or (isinstance(gen, dict) and name in gen) or (
-                gen is not None and not isinstance(gen, dict) and name in gen.explicit)
-            if not given and getattr(self, name) is not None:
-                kwargs[name] = getattr(self, name)
-        start = kwargs.pop("decoder_start_token_id", None)
-        if start is None and generation_config is not None:
-            start = (generation_config.get("decoder_start_token_id") if isinstance(generation_config, dict)
-                     else getattr(generation_config, "decoder_start_token_id", None))
-        if start is None:
-            start = self.decoder_start_token_id
+        start = forced_tokens_and_start(self, generation_config, kwargs)
         if decoder_input_ids is None:
             if start is None:
                 raise GenerationError("generate: no decoder_start_token_id in the config; pass one")

@@ -9,13 +9,11 @@ FunnelBaseModel. TextEmbedder mean-pools the decoder's output (FunnelModel check
 """
 
 import keras
-from keras import ops
 
 from keras_models.errors import ConfigError
-from keras_models.layers.activations import get_activation
-from keras_models.models.encoder.backbone import dense_rules
 from keras_models.models.encoder.tasks import family_task
 from keras_models.models.encoder.xlm import TiedOutputBias
+from keras_models.models.encoder.electra import ElectraDiscriminator
 from keras_models.models.funnel.backbone import FunnelBackbone
 from keras_models.models.registry import register_task
 from keras_models.presets.weight_map import Rule
@@ -46,30 +44,9 @@ class FunnelMaskedLM(MaskedLM):
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_task(FunnelBackbone, "Discriminator", ("FunnelForPreTraining",))
-class FunnelDiscriminator(Task):
-    """Replaced-token detection: one logit per token, (batch, seq)."""
-
-    hf_head_patterns = ("discriminator_predictions.*",)
-
-    def __init__(self, backbone, preprocessor=None, **kwargs):
-        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
-        common = dict(dtype=backbone.dtype_policy)
-        self.dense = keras.layers.Dense(backbone.hidden_size, name="discriminator_dense", **common)
-        self.prediction = keras.layers.Dense(1, name="discriminator_prediction", **common)
-        self.act = get_activation(backbone.hidden_act)
-
-    def default_loss(self):  # labels: 1 where the token was replaced
-        return keras.losses.BinaryCrossentropy(from_logits=True)
-
-    def call(self, inputs, training=False):
-        if not isinstance(inputs, dict):
-            inputs = {"input_ids": inputs}
-        h = self.backbone(inputs, training=training)
-        return ops.squeeze(self.prediction(self.act(self.dense(h))), -1)
-
-    def head_rules(self):
-        return (dense_rules("discriminator_predictions.dense", self.dense, base=False)
-                + dense_rules("discriminator_predictions.dense_prediction", self.prediction, base=False))
+class FunnelDiscriminator(ElectraDiscriminator):
+    """Replaced-token detection as ELECTRA's (the same head and weight names), over the Funnel
+    backbone's upsampled token states."""
 
 
 @family_task(FunnelBackbone, "TextClassifier", "FunnelForSequenceClassification")

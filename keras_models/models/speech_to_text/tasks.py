@@ -16,6 +16,7 @@ from keras_models.generation.mixin import GenerationMixin
 from keras_models.models.registry import register_task
 from keras_models.models.speech_to_text.backbone import Speech2TextBackbone
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
+from keras_models.tasks.seq2seq_generation import forced_tokens_and_start
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -55,24 +56,13 @@ def speech_generate(model, inputs, attention_mask, generation_config, decoder_in
     if attention_mask.shape[1] != inputs.shape[1]:
         raise GenerationError(f"generate: attention_mask has {attention_mask.shape[1]} steps, the inputs "
                               f"{inputs.shape[1]}")
-    start = kwargs.pop("decoder_start_token_id", None)
-    if start is None and generation_config is not None:
-        start = (generation_config.get("decoder_start_token_id") if isinstance(generation_config, dict)
-                 else getattr(generation_config, "decoder_start_token_id", None))
-    if start is None:
-        start = model.decoder_start_token_id
+    start = forced_tokens_and_start(model, generation_config, kwargs)
     if decoder_input_ids is None:
         if start is None:
             raise GenerationError("generate: no decoder_start_token_id in the config; pass one")
         decoder_input_ids = np.full((batch, 1), start, "int32")
     prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids)).astype("int32")
     prompt = np.repeat(prompt[None], batch, axis=0) if prompt.ndim == 1 else prompt
-    gen = generation_config if generation_config is not None else model.generation_config
-    for name in ("forced_bos_token_id", "forced_eos_token_id"):
-        given = name in kwargs or (isinstance(gen, dict) and name in gen) or (
-            gen is not None and not isinstance(gen, dict) and name in gen.explicit)
-        if not given and getattr(model, name) is not None:
-            kwargs[name] = getattr(model, name)
     b = model.backbone
     states = b.encode(inputs, attention_mask)
     mask = b.encoder_mask(attention_mask, ops.shape(states)[1])
