@@ -62,7 +62,7 @@ def run_with_hidden(model, x):
                 del backbone.call
             return out, captured[0]
 
-    out, hidden = _WithHidden().predict_on_batch({"pixel_values": x})
+    out, hidden = _WithHidden(name="with_hidden").predict_on_batch({"pixel_values": x})  # (TF refuses "_" scope names)
     if isinstance(hidden, dict):
         hidden = hidden["last_hidden_state"]
     return out, hidden
