@@ -2,6 +2,7 @@
 checkpoint resolution and at an interpolated one, under the current Keras backend."""
 
 import keras
+import numpy as np
 import pytest
 
 import keras_models as km
@@ -105,4 +106,4 @@ def test_vit_feature_maps():
     full = run(model, x)
     # the last block's map is the backbone output without [CLS] and the 3 registers
     want = keras.ops.convert_to_numpy(keras.ops.reshape(full[:, 4:], (1, 6, 5, 32)))
-    assert_close(maps[1], want, atol=1e-6, what="last map")
+    assert_close(maps[1], want, atol=1e-6 * max(1.0, float(np.abs(want).max())), what="last map")
