@@ -234,13 +234,17 @@ def test_config_and_input_errors(tmp_path):
     import keras_models as km
     from keras_models.errors import ConfigError, InputError
     from keras_models.models.detr import ConditionalDetrSpec, DetrSpec
+    from keras_models.models.detr.deformable import DeformableDetrSpec
 
     if keras.backend.backend() != "torch":
         pytest.skip("configuration checks are backend-independent")
-    with pytest.raises(ConfigError, match="use_timm_backbone"):
-        DetrSpec.from_hf({"model_type": "detr", "backbone": "resnet50"})
-    with pytest.raises(ConfigError, match="backbone_config model_type='timm_backbone'"):
+    # timm ResNets load (tests/vision/test_detection_timm.py); other timm backbones do not
+    with pytest.raises(ConfigError, match="backbone='resnet50d' is not supported"):
+        DetrSpec.from_hf({"model_type": "detr", "backbone": "resnet50d"})
+    with pytest.raises(ConfigError, match="backbone_config.backbone=None is not supported"):
         ConditionalDetrSpec.from_hf({"backbone_config": {"model_type": "timm_backbone"}})
+    with pytest.raises(ConfigError, match="use_timm_backbone"):
+        DeformableDetrSpec.from_hf({"model_type": "deformable_detr", "backbone": "resnet50"})
     with pytest.raises(ConfigError, match="position_embedding_type"):
         DetrSpec.from_hf({"backbone_config": {"model_type": "resnet"}, "position_embedding_type": "rope"})
     with pytest.raises(ConfigError, match="out_features"):
