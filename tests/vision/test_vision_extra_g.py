@@ -1,0 +1,89 @@
+"""Restoration / dense-prediction heads against Transformers: Swin2SR (super-resolution).
+
+Each family: a tiny seeded Transformers model with non-default options, loaded through our public
+``from_preset`` and compared in fp32 on the task output and the base model's last hidden state;
+one ``*_reloads_in_transformers`` test per family (runs in one backend pass)."""
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from keras_models.errors import ConfigError
+from tests.parity import assert_close
+from tests.vision.vision_parity import assert_task_close, vision_reference
+
+
+# --- Swin2SR ---------------------------------------------------------------------------------------
+def _swin2sr(kind):
+    import transformers
+
+    if kind == "shuffle_3conv":  # pixelshuffle x2 (the 2^n loop), 3conv residual, img_range 255, RGB mean
+        cfg = dict(upsampler="pixelshuffle", upscale=2, resi_connection="3conv", img_range=255.0, depths=[2, 1],
+                   num_heads=[2, 2], embed_dim=8, window_size=4, image_size=16, mlp_ratio=1.5,
+                   hidden_act="gelu_new", layer_norm_eps=1e-6)
+    elif kind == "nearest_gray":  # nearest+conv x4, 1 channel in and out (zero mean), no qkv bias
+        cfg = dict(upsampler="nearest+conv", upscale=4, num_channels=1, depths=[2], num_heads=[2], embed_dim=8,
+                   window_size=4, image_size=8, qkv_bias=False)
+    else:  # pixelshuffle_aux x3 (the scale-3 path, bicubic input branch); window larger than the grid
+        cfg = dict(upsampler="pixelshuffle_aux", upscale=3, depths=[2], num_heads=[2], embed_dim=8, window_size=8,
+                   image_size=4, img_range=2.0)
+    return transformers.Swin2SRForImageSuperResolution(transformers.Swin2SRConfig(**cfg))
+
+
+SWIN2SR = {"shuffle_3conv": (12, 8, 3), "nearest_gray": (8, 12, 1), "aux_x3": (8, 16, 3)}
+
+
+def _swin2sr_reference(kind):
+    h, w, c = SWIN2SR[kind]
+    x = np.random.RandomState(0).rand(2, h, w, c).astype("float32")
+
+    def build():
+        model = _swin2sr(kind)
+        forward = model.forward
+        model.forward = lambda **kw: {"logits": forward(**kw).reconstruction}  # tests/parity.py records logits
+        return model
+
+    folder, expected = vision_reference(f"swin2sr-{kind}", build, x)
+    return x, folder, expected
+
+
+@pytest.mark.parametrize("kind", sorted(SWIN2SR))
+def test_swin2sr_parity(kind):
+    x, folder, expected = _swin2sr_reference(kind)
+    model = km.ImageSuperResolution.from_preset(folder)
+    assert model.head_from_checkpoint
+    out = assert_task_close(model, x, expected, channels_last_logits=True, what=f"swin2sr {kind}")
+    assert out.shape[1:] == (x.shape[1] * model.backbone.spec.upscale, x.shape[2] * model.backbone.spec.upscale,
+                             x.shape[3])
+
+
+def test_swin2sr_reloads_in_transformers(tmp_path):
+    import json
+
+    import torch
+    import transformers
+
+    from keras_models.models.swin2sr import Swin2SRImageProcessor
+
+    x, folder, expected = _swin2sr_reference("shuffle_3conv")
+    model = km.ImageSuperResolution.from_preset(folder)
+    model.save_to_preset(tmp_path / "preset")
+    hf = transformers.Swin2SRForImageSuperResolution.from_pretrained(tmp_path / "preset").eval()
+    with torch.no_grad():
+        out = hf(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).reconstruction.numpy()
+    assert_close(out, expected["logits"], what="swin2sr transformers reload")
+    # a size that is no multiple of the window: reflect-padded, then cropped to H*2 x W*2
+    odd = model.predict_on_batch({"pixel_values": x[:, :10, :7]})
+    assert odd.shape == (2, 20, 14, 3)
+    # image processor: rescale + symmetric pad to the next multiple of size_divisor
+    image = np.random.RandomState(1).randint(0, 256, (13, 16, 3)).astype(np.uint8)
+    theirs = transformers.Swin2SRImageProcessorPil(size_divisor=4)(image, return_tensors="np")["pixel_values"]
+    (tmp_path / "preset" / "preprocessor_config.json").write_text(json.dumps({"size_divisor": 4}))
+    ours = Swin2SRImageProcessor.from_preset(tmp_path / "preset")(image)["pixel_values"]
+    assert_close(ours, theirs.transpose(0, 2, 3, 1), atol=1e-6, what="swin2sr image processor")
+    bad = json.loads((folder / "config.json").read_text())
+    for key, value in (("upsampler", "bilinear"), ("use_absolute_embeddings", True), ("resi_connection", "2conv")):
+        (tmp_path / key).mkdir()
+        (tmp_path / key / "config.json").write_text(json.dumps({**bad, key: value}))
+        with pytest.raises(ConfigError, match=key):
+            km.ImageSuperResolution.from_preset(tmp_path / key, load_weights=False)
