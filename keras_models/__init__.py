@@ -34,6 +34,7 @@ _LAZY = {
     "VideoClassifier": "keras_models.tasks.video_classifier",
     "ImageTextToText": "keras_models.tasks.image_text_to_text",
     "ImageToText": "keras_models.tasks.image_to_text",
+    "ImageTextMatcher": "keras_models.tasks.image_text_matching",
     "SpeechRecognizer": "keras_models.tasks.audio",
     "AudioClassifier": "keras_models.tasks.audio",
     "AudioFeatureExtractor": "keras_models.preprocessing.audio",

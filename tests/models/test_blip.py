@@ -1,0 +1,185 @@
+"""BLIP against Transformers 5: BlipModel (km.ZeroShotImageClassifier), BlipForConditionalGeneration
+(km.ImageToText) and BlipForImageTextRetrieval (km.ImageTextMatcher), all from one tiny config with
+options that change the numbers: a 24-wide vision tower (quick_gelu, eps 1e-6) under a 32-wide text
+tower (gelu_new, eps 1e-7), so cross-attention reads another width; projection_dim 20 and
+image_text_hidden_size 12; special ids off Transformers' defaults (bos 60, sep 3). References are
+built once (weights of unit variance per fan-in, vectors moved off 1 / 0: tests/parity.py) into
+one cache folder: the three models, their outputs on a right-padded batch, and greedy ``generate``
+from pixel_values with and without a prompt and from raw images through BlipImageProcessor.
+"""
+
+import hashlib
+import inspect
+import json
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from keras_models.errors import ConfigError, InputError
+from tests.parity import assert_close, cached_folder, randomize_weights, to_numpy
+
+VISION = dict(hidden_size=24, intermediate_size=36, num_hidden_layers=2, num_attention_heads=2, image_size=16,
+              patch_size=8, hidden_act="quick_gelu", layer_norm_eps=1e-6)
+TEXT = dict(vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=40, hidden_act="gelu_new", layer_norm_eps=1e-7, bos_token_id=60, eos_token_id=2,
+            pad_token_id=0, sep_token_id=3)
+HEADS = ("model", "caption", "retrieval")
+NEW_TOKENS = 6
+PROMPT = np.array([[1, 5, 7, 3], [1, 9, 11, 3]])  # [CLS] text [SEP], as BlipProcessor makes it
+WORDS = ["[PAD]", "[CLS]", "[UNK]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)] + ["[DEC]", "[ENC]", "a", "b"]
+
+
+def _inputs():
+    rng = np.random.RandomState(3)
+    return {"pixel_values": rng.randn(2, 3, 16, 16).astype("float32"),
+            "input_ids": np.array([[1, 5, 7, 9, 11, 3], [1, 9, 13, 3, 0, 0]]),
+            "attention_mask": np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])}
+
+
+def _images():
+    return list((np.random.RandomState(4).rand(2, 20, 24, 3) * 255).astype("uint8"))
+
+
+def _config():
+    import transformers as T
+
+    return T.BlipConfig(vision_config=VISION, text_config=TEXT, projection_dim=20, image_text_hidden_size=12,
+                        logit_scale_init_value=1.5)
+
+
+def _reference():
+    src = inspect.getsource(inspect.getmodule(_reference)) + inspect.getsource(randomize_weights)
+    key = "blip-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        inputs = {k: torch.tensor(v) for k, v in _inputs().items()}
+        vocab = tmp / "vocab.txt"
+        vocab.write_text("\n".join(WORDS) + "\n")
+        tokenizer = T.BertTokenizer(str(vocab), bos_token="[DEC]")
+        processor = T.BlipImageProcessorPil(size={"height": 16, "width": 16}, image_mean=[0.5, 0.4, 0.3],
+                                            image_std=[0.2, 0.3, 0.4])
+        out = {}
+        for i, (head, cls) in enumerate(zip(HEADS, (T.BlipModel, T.BlipForConditionalGeneration,
+                                                    T.BlipForImageTextRetrieval))):
+            torch.manual_seed(i)
+            model = randomize_weights(cls(_config()), seed=i).eval()
+            model.save_pretrained(tmp / head)
+            processor.save_pretrained(tmp / head)
+            tokenizer.save_pretrained(tmp / head)
+            model = cls.from_pretrained(tmp / head).eval()  # the saved weights, reloaded
+            with torch.no_grad():
+                if head == "model":
+                    o = model(**inputs)
+                    for name in ("logits_per_image", "text_embeds", "image_embeds"):
+                        out[f"model_{name}"] = getattr(o, name).numpy()
+                    out["model_vision"] = o.vision_model_output.last_hidden_state.numpy()
+                elif head == "caption":
+                    o = model(**inputs)
+                    out["caption_logits"], out["caption_vision"] = o.logits.numpy(), o.last_hidden_state.numpy()
+                    pixels = inputs["pixel_values"]
+                    out["ids"] = model.generate(pixel_values=pixels, do_sample=False, max_new_tokens=NEW_TOKENS).numpy()
+                    out["ids_prompt"] = model.generate(pixel_values=pixels, input_ids=torch.tensor(PROMPT),
+                                                       do_sample=False, max_new_tokens=NEW_TOKENS).numpy()
+                    processed = processor(images=_images(), return_tensors="pt").pixel_values
+                    out["processed"] = processed.numpy()
+                    out["ids_images"] = model.generate(pixel_values=processed, do_sample=False,
+                                                       max_new_tokens=NEW_TOKENS).numpy()
+                    text = tokenizer(["w5 w9 a", "b w7"], padding=True)
+                    out["tok_ids"], out["tok_mask"] = np.array(text["input_ids"]), np.array(text["attention_mask"])
+                else:
+                    out["itm"] = model(**inputs).itm_score.numpy()
+                    out["cosine"] = model(**inputs, use_itm_head=False).itm_score.numpy()
+        np.savez(tmp / "expected.npz", **out)
+
+    folder = cached_folder(key, build)
+    return folder, dict(np.load(folder / "expected.npz"))
+
+
+def _ours(inputs):
+    return dict(inputs, pixel_values=inputs["pixel_values"].transpose(0, 2, 3, 1))
+
+
+def test_blip_heads_match_transformers():
+    """Logits / embeddings of the three heads, the vision tower's states, the backbone from any head."""
+    folder, expected = _reference()
+    inputs = _ours(_inputs())
+    mask = inputs["attention_mask"]
+
+    model = km.ZeroShotImageClassifier.from_preset(folder / "model")
+    assert type(model).__name__ == "BlipZeroShotImageClassifier"
+    out = model(inputs)
+    for name in ("logits_per_image", "text_embeds", "image_embeds"):
+        assert_close(out[name], expected[f"model_{name}"], what=f"BlipModel {name}")
+    vision = model.backbone.vision_model({"pixel_values": inputs["pixel_values"]})
+    assert_close(vision, expected["model_vision"], what="BlipModel vision tower")
+
+    model = km.ImageToText.from_preset(folder / "caption")
+    assert type(model).__name__ == "BlipImageToText"
+    assert_close(model(inputs), expected["caption_logits"], mask=mask, what="captioning logits")
+    assert_close(model.backbone.image_states(inputs["pixel_values"]), expected["caption_vision"],
+                 what="captioning vision tower")
+
+    model = km.ImageTextMatcher.from_preset(folder / "retrieval")
+    assert type(model).__name__ == "BlipImageTextMatcher"
+    assert_close(model(inputs), expected["itm"], what="itm logits")
+    assert_close(model(inputs, use_itm_head=False), expected["cosine"], what="itm cosine")
+
+    # the backbone reads the text tower under the retrieval checkpoint's name (text_encoder.)
+    backbone = km.Backbone.from_preset(folder / "retrieval")
+    out = backbone(inputs)
+    np.testing.assert_allclose(to_numpy(out["last_hidden_state"]),
+                               to_numpy(model.backbone(inputs)["last_hidden_state"]), atol=1e-5)
+
+
+def test_blip_generate_and_preprocessing_match_transformers():
+    """Greedy captions (no prompt; a prompt; raw images through the image processor), the
+    image processor's pixel_values and the BERT tokenizer BLIP ships, against Transformers."""
+    folder, expected = _reference()
+    model = km.ImageToText.from_preset(folder / "caption")
+    pixels = _inputs()["pixel_values"].transpose(0, 2, 3, 1)
+    new = np.concatenate([expected["ids"][:, 1:], expected["ids_prompt"][:, 3:], expected["ids_images"][:, 1:]])
+    assert len(set(new.ravel().tolist())) > 2  # varied tokens
+    out = model.generate({"pixel_values": pixels}, do_sample=False, max_new_tokens=NEW_TOKENS)
+    np.testing.assert_array_equal(np.asarray(out), expected["ids"])
+    out = model.generate({"input_ids": PROMPT, "pixel_values": pixels}, do_sample=False, max_new_tokens=NEW_TOKENS)
+    np.testing.assert_array_equal(np.asarray(out), expected["ids_prompt"])
+    processed = model.preprocessor(_images())["pixel_values"]
+    np.testing.assert_allclose(processed, expected["processed"].transpose(0, 2, 3, 1), atol=1e-5)
+    out = model.generate(_images(), do_sample=False, max_new_tokens=NEW_TOKENS)
+    np.testing.assert_array_equal(np.asarray(out), expected["ids_images"])
+    tok = model.preprocessor.tokenizer(["w5 w9 a", "b w7"], padding=True, return_tensors="np")
+    np.testing.assert_array_equal(np.asarray(tok["input_ids"]), expected["tok_ids"])
+    np.testing.assert_array_equal(np.asarray(tok["attention_mask"]), expected["tok_mask"])
+    with pytest.raises(InputError, match="pixel_values"):
+        model.generate({"input_ids": PROMPT})
+
+
+def test_blip_bad_config_names_the_key(tmp_path):
+    folder, _ = _reference()
+    config = json.loads((folder / "caption" / "config.json").read_text())
+    config["vision_config"] = dict(config["vision_config"], model_type="clip_vision_model")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="vision_config"):
+        km.ImageToText.from_preset(tmp_path, load_weights=False)
+
+
+def test_blip_reloads_in_transformers(tmp_path):
+    """Our save_to_preset of the captioning and retrieval models, reloaded by Transformers."""
+    import torch
+    import transformers as T
+
+    folder, expected = _reference()
+    inputs = {k: torch.tensor(v) for k, v in _inputs().items()}
+    km.ImageToText.from_preset(folder / "caption").save_to_preset(tmp_path / "caption")
+    hf = T.BlipForConditionalGeneration.from_pretrained(tmp_path / "caption").eval()
+    with torch.no_grad():
+        logits = hf(**inputs).logits.numpy()
+    assert_close(logits, expected["caption_logits"], mask=_inputs()["attention_mask"], what="reloaded captioning")
+    km.ImageTextMatcher.from_preset(folder / "retrieval").save_to_preset(tmp_path / "retrieval")
+    hf = T.BlipForImageTextRetrieval.from_pretrained(tmp_path / "retrieval").eval()
+    with torch.no_grad():
+        assert_close(hf(**inputs).itm_score.numpy(), expected["itm"], what="reloaded itm")
