@@ -1,0 +1,106 @@
+"""Text families of issue 18 against tiny random Transformers models: EncoderDecoder (BERT and
+RoBERTa encoders with BERT / RoBERTa cross-attention decoders)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from keras_models.errors import ConfigError
+from tests.parity import assert_close, hf_reference
+
+GREEDY = dict(max_new_tokens=6, do_sample=False, num_beams=1)
+
+# --- EncoderDecoder ------------------------------------------------------------------------------
+ED_START, ED_EOS = 2, 3
+
+
+def _ed_model(kind):
+    import transformers as T
+
+    if kind == "bert":
+        # encoder narrower than the decoder (enc_to_dec_proj), gelu_new decoder, own eps, tied head
+        enc = T.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=24, max_position_embeddings=32)
+        dec = T.BertConfig(vocab_size=48, hidden_size=24, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=32, max_position_embeddings=32, hidden_act="gelu_new",
+                           layer_norm_eps=1e-6, type_vocab_size=3)
+        pad = 0
+    else:
+        # equal widths (no projection), positions counted over non-pad tokens, untied head
+        enc = T.RobertaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                              intermediate_size=24, max_position_embeddings=34, pad_token_id=1)
+        dec = T.RobertaConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=4,
+                              intermediate_size=20, max_position_embeddings=34, pad_token_id=1,
+                              tie_word_embeddings=False, hidden_act="relu")
+        pad = 1
+    cfg = T.EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    cfg.decoder_start_token_id, cfg.pad_token_id, cfg.eos_token_id = ED_START, pad, ED_EOS
+    return T.EncoderDecoderModel(cfg)
+
+
+def _ed_inputs(kind):
+    pad = 0 if kind == "bert" else 1
+    ids = np.array([[5, 9, 14, 22, 30, 7, 11], [6, 13, 40, 8, pad, pad, pad]], "int64")
+    mask = (ids != pad).astype("int64")
+    dec = np.array([[ED_START, 5, 17, 33, 9], [ED_START, 8, 11, pad, pad]], "int64")
+    return {"input_ids": ids, "attention_mask": mask, "decoder_input_ids": dec,
+            "decoder_attention_mask": (dec != pad).astype("int64")}
+
+
+def _ed_generate(kind):
+    def save(folder, model):
+        import torch
+
+        inputs = _ed_inputs(kind)
+        with torch.no_grad():
+            out = model.generate(input_ids=torch.tensor(inputs["input_ids"]),
+                                 attention_mask=torch.tensor(inputs["attention_mask"]), **GREEDY)
+        np.save(folder / "greedy.npy", out.numpy())
+    return save
+
+
+def _ed_reference(kind):
+    return hf_reference(f"encoder-decoder-{kind}", lambda: _ed_model(kind), _ed_inputs(kind),
+                        extra_save=_ed_generate(kind) if kind == "roberta" else None)
+
+
+def test_encoder_decoder_matches_transformers(tmp_path):
+    for kind in ("bert", "roberta"):
+        folder, expected = _ed_reference(kind)
+        inputs = _ed_inputs(kind)
+        model = km.Seq2SeqLM.from_preset(folder)
+        assert type(model).__name__ == "EncoderDecoderSeq2SeqLM"
+        dec_mask = inputs["decoder_attention_mask"]
+        assert_close(model(inputs), expected["logits"], mask=dec_mask, what=f"{kind} logits")
+        out = model.backbone(inputs)
+        assert_close(out["encoder_last_hidden_state"], expected["encoder_last_hidden_state"],
+                     mask=inputs["attention_mask"], what=f"{kind} encoder")
+        if kind == "roberta":  # the cached decoder (positions over non-pad tokens, cross K/V): one kind is enough
+            greedy = np.load(folder / "greedy.npy")
+            got = model.generate({"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]},
+                                 **GREEDY)
+            np.testing.assert_array_equal(np.asarray(got), greedy)
+            assert (greedy[0] != greedy[1]).any()
+    # a GPT-2 decoder is refused, naming the model_type
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["decoder"]["model_type"] = "gpt2"
+    (tmp_path / "gpt2").mkdir()
+    (tmp_path / "gpt2" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="gpt2"):
+        km.Backbone.from_preset(tmp_path / "gpt2")
+
+
+def test_encoder_decoder_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers as T
+
+    for kind in ("bert", "roberta"):
+        folder, expected = _ed_reference(kind)
+        inputs = _ed_inputs(kind)
+        km.Seq2SeqLM.from_preset(folder).save_to_preset(tmp_path / kind)
+        hf = T.EncoderDecoderModel.from_pretrained(tmp_path / kind).eval()
+        with torch.no_grad():
+            logits = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+        assert_close(logits, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{kind} reloaded")
