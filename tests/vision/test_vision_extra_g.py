@@ -10,7 +10,7 @@ import pytest
 import keras_models as km
 from keras_models.errors import ConfigError
 from tests.parity import assert_close
-from tests.vision.vision_parity import assert_task_close, vision_reference
+from tests.vision.vision_parity import assert_task_close, run, vision_reference
 
 
 # --- Swin2SR ---------------------------------------------------------------------------------------
@@ -87,3 +87,70 @@ def test_swin2sr_reloads_in_transformers(tmp_path):
         (tmp_path / key / "config.json").write_text(json.dumps({**bad, key: value}))
         with pytest.raises(ConfigError, match=key):
             km.ImageSuperResolution.from_preset(tmp_path / key, load_weights=False)
+
+
+# --- UperNet ---------------------------------------------------------------------------------------
+def _upernet(kind):
+    import transformers
+
+    if kind == "convnext":  # four stages, auxiliary head with two convs + concat_input
+        bb = transformers.ConvNextConfig(hidden_sizes=[4, 6, 8, 10], depths=[1, 1, 1, 1], hidden_act="gelu_new",
+                                         out_features=["stage1", "stage2", "stage3", "stage4"])
+        extra = dict(auxiliary_num_convs=2, auxiliary_concat_input=True, auxiliary_channels=5)
+    else:  # Swin: the deeper maps are smaller than the window (always partitioned), three of four stages
+        bb = transformers.SwinConfig(image_size=32, patch_size=4, embed_dim=4, depths=[1, 2, 1, 1],
+                                     num_heads=[1, 2, 2, 2], window_size=4, out_features=["stage2", "stage3", "stage4"])
+        extra = dict(auxiliary_in_channels=32, auxiliary_channels=3)
+    cfg = transformers.UperNetConfig(backbone_config=bb, hidden_size=6, pool_scales=[1, 2, 3], num_labels=3, **extra)
+    model = transformers.UperNetForSemanticSegmentation(cfg)
+    forward = model.forward
+
+    def with_aux(pixel_values, **kw):  # the auxiliary head's logits only feed Transformers' loss: record them
+        import torch.nn.functional as F
+
+        out = forward(pixel_values=pixel_values, **kw)
+        aux = model.auxiliary_head(model.backbone(pixel_values).feature_maps)
+        aux = F.interpolate(aux, size=pixel_values.shape[2:], mode="bilinear", align_corners=False)
+        return {"logits": out.logits, "start_logits": aux}
+
+    model.forward = with_aux
+    return model
+
+
+UPERNET = {"convnext": (32, 32), "swin": (32, 48)}
+
+
+@pytest.mark.parametrize("kind", sorted(UPERNET))
+def test_upernet_parity(kind):
+    x = np.random.RandomState(0).randn(2, *UPERNET[kind], 3).astype("float32")
+    folder, expected = vision_reference(f"upernet-{kind}", lambda: _upernet(kind), x)
+    model = km.SemanticSegmenter.from_preset(folder)
+    assert model.head_from_checkpoint
+    assert "last_hidden_state" not in expected  # Transformers' UperNet has no base model
+    assert_close(run(model, x), expected["logits"].transpose(0, 2, 3, 1), what=f"upernet {kind}")
+    aux = model.auxiliary_logits({"pixel_values": x})
+    assert_close(aux, expected["start_logits"].transpose(0, 2, 3, 1), what=f"upernet {kind} auxiliary head")
+
+
+def test_upernet_reloads_in_transformers(tmp_path):
+    import json
+
+    import torch
+    import transformers
+
+    x = np.random.RandomState(0).randn(2, *UPERNET["swin"], 3).astype("float32")
+    folder, expected = vision_reference("upernet-swin", lambda: _upernet("swin"), x)
+    model = km.SemanticSegmenter.from_preset(folder)
+    model.save_to_preset(tmp_path / "preset")
+    hf = transformers.UperNetForSemanticSegmentation.from_pretrained(tmp_path / "preset").eval()
+    with torch.no_grad():
+        out = hf(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).logits.numpy()
+    assert_close(out, expected["logits"], what="upernet transformers reload")
+    config = json.loads((folder / "config.json").read_text())
+    for key, value in (("backbone_config", {"model_type": "resnet"}),
+                       ("backbone_config", {**config["backbone_config"], "out_features": ["stem", "stage1"]})):
+        bad = tmp_path / f"bad{len(list(tmp_path.iterdir()))}"
+        bad.mkdir()
+        (bad / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ConfigError, match=key):
+            km.SemanticSegmenter.from_preset(bad, load_weights=False)
