@@ -154,3 +154,61 @@ def test_upernet_reloads_in_transformers(tmp_path):
         (bad / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ConfigError, match=key):
             km.SemanticSegmenter.from_preset(bad, load_weights=False)
+
+
+# --- ViTMatte --------------------------------------------------------------------------------------
+def _vitmatte():
+    import transformers
+
+    # the feature map of a middle stage (out_features stage1 of 2), windowed + relative-position
+    # blocks, two ConvStream levels, BatchNorm eps 1e-3
+    bb = transformers.VitDetConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
+                                   image_size=32, pretrain_image_size=32, patch_size=8, num_channels=4,
+                                   window_block_indices=[0], window_size=2, use_relative_position_embeddings=True,
+                                   out_features=["stage1"])
+    cfg = transformers.VitMatteConfig(backbone_config=bb, hidden_size=8, convstream_hidden_sizes=[3, 4],
+                                      fusion_hidden_sizes=[6, 5, 4], batch_norm_eps=1e-3)
+    model = transformers.VitMatteForImageMatting(cfg)
+    forward = model.forward
+    model.forward = lambda **kw: {"logits": forward(**kw).alphas}  # tests/parity.py records logits
+    return model
+
+
+def _vitmatte_inputs():
+    rng = np.random.RandomState(0)
+    x = rng.randn(2, 32, 48, 4).astype("float32")
+    x[..., 3] = rng.randint(0, 3, (2, 32, 48)) / 2  # trimap channel
+    return x
+
+
+def test_vitmatte_parity():
+    x = _vitmatte_inputs()
+    folder, expected = vision_reference("vitmatte", _vitmatte, x)
+    model = km.ImageMatting.from_preset(folder)
+    assert model.head_from_checkpoint
+    assert "last_hidden_state" not in expected  # Transformers' ViTMatte has no base model
+    assert_close(run(model, x), expected["logits"].transpose(0, 2, 3, 1), what="vitmatte alphas")
+
+
+def test_vitmatte_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers
+
+    from keras_models.models.vitmatte import VitMatteImageProcessor
+
+    x = _vitmatte_inputs()
+    folder, expected = vision_reference("vitmatte", _vitmatte, x)
+    model = km.ImageMatting.from_preset(folder)
+    model.save_to_preset(tmp_path / "preset")
+    hf = transformers.VitMatteForImageMatting.from_pretrained(tmp_path / "preset").eval()
+    with torch.no_grad():
+        out = hf(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).alphas.numpy()
+    assert_close(out, expected["logits"], what="vitmatte transformers reload")
+    # image processor: normalised image + rescaled trimap channel, zero-padded to a multiple of 32
+    rng = np.random.RandomState(2)
+    image = rng.randint(0, 256, (37, 20, 3)).astype(np.uint8)
+    trimap = rng.choice([0, 128, 255], (37, 20)).astype(np.uint8)
+    theirs = transformers.VitMatteImageProcessorPil()(image, trimaps=trimap, return_tensors="np")["pixel_values"]
+    ours = VitMatteImageProcessor.from_config({})(image, trimap)["pixel_values"]
+    assert ours.shape == (1, 64, 32, 4)
+    assert_close(ours, theirs.transpose(0, 2, 3, 1), atol=1e-6, what="vitmatte image processor")
