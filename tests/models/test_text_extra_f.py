@@ -1,5 +1,6 @@
 """Text families of issue 18 against tiny random Transformers models: EncoderDecoder (BERT and
-RoBERTa encoders with BERT / RoBERTa cross-attention decoders)."""
+RoBERTa encoders with BERT / RoBERTa cross-attention decoders), BigBird-Pegasus (block-sparse
+encoder on a long padded batch; its heads on a short one, full attention)."""
 
 import json
 
@@ -92,15 +93,110 @@ def test_encoder_decoder_matches_transformers(tmp_path):
         km.Backbone.from_preset(tmp_path / "gpt2")
 
 
-def test_encoder_decoder_reloads_in_transformers(tmp_path):
+# --- BigBird-Pegasus -----------------------------------------------------------------------------
+BP_START, BP_EOS, BP_PAD = 2, 1, 0
+
+
+def _bigbird_pegasus():
+    from transformers import BigBirdPegasusConfig, BigBirdPegasusForConditionalGeneration
+
+    # block_size 2 with 1 random block: inputs over 14 tokens are block-sparse; biased attention
+    # projections (use_bias), relu, start token != eos, unscaled embeddings (the default scales them)
+    cfg = BigBirdPegasusConfig(vocab_size=64, d_model=16, encoder_layers=2, decoder_layers=1,
+                               encoder_attention_heads=2, decoder_attention_heads=4, encoder_ffn_dim=24,
+                               decoder_ffn_dim=20, max_position_embeddings=40, block_size=2, num_random_blocks=1,
+                               use_bias=True, activation_function="relu", pad_token_id=BP_PAD, eos_token_id=BP_EOS,
+                               bos_token_id=3, decoder_start_token_id=BP_START,
+                               attention_type="block_sparse", scale_embedding=False)
+    return BigBirdPegasusForConditionalGeneration(cfg)
+
+
+def _bp_inputs(seq=17):
+    rng = np.random.RandomState(2)
+    ids = rng.randint(4, 64, size=(2, seq)).astype("int64")
+    ids[1, seq - 4:] = BP_PAD
+    dec = np.array([[BP_START, 5, 17, 33, 9], [BP_START, 8, 11, BP_PAD, BP_PAD]], "int64")
+    return {"input_ids": ids, "attention_mask": (ids != BP_PAD).astype("int64"), "decoder_input_ids": dec,
+            "decoder_attention_mask": (dec != BP_PAD).astype("int64")}
+
+
+def _bp_extra(folder, model):
+    """Greedy ids on the block-sparse input."""
+    import torch
+
+    inputs = {k: torch.tensor(v) for k, v in _bp_inputs().items()}
+    with torch.no_grad():
+        out = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], **GREEDY)
+    np.save(folder / "greedy.npy", out.numpy())
+
+
+def _bp_reference():
+    return hf_reference("bigbird_pegasus", _bigbird_pegasus, _bp_inputs(), extra_save=_bp_extra, seed=1)
+
+
+def test_bigbird_pegasus_matches_transformers():
+    folder, expected = _bp_reference()
+    inputs = _bp_inputs()
+    model = km.Seq2SeqLM.from_preset(folder)
+    assert type(model).__name__ == "BigBirdPegasusSeq2SeqLM"
+    assert model.backbone.uses_block_sparse(inputs["input_ids"].shape[1])
+    dec_mask = inputs["decoder_attention_mask"]
+    assert_close(model(inputs), expected["logits"], mask=dec_mask, what="logits")
+    out = model.backbone(inputs)
+    assert_close(out["encoder_last_hidden_state"], expected["encoder_last_hidden_state"],
+                 mask=inputs["attention_mask"], what="encoder")
+    greedy = np.load(folder / "greedy.npy")
+    got = model.generate({"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}, **GREEDY)
+    np.testing.assert_array_equal(np.asarray(got), greedy)
+    assert (greedy[0] != greedy[1]).any()
+
+
+def test_exports_reloads_in_transformers(tmp_path):
+    """EncoderDecoder (BERT and RoBERTa) and BigBird-Pegasus exports load in Transformers with equal logits."""
     import torch
     import transformers as T
 
-    for kind in ("bert", "roberta"):
-        folder, expected = _ed_reference(kind)
-        inputs = _ed_inputs(kind)
-        km.Seq2SeqLM.from_preset(folder).save_to_preset(tmp_path / kind)
-        hf = T.EncoderDecoderModel.from_pretrained(tmp_path / kind).eval()
+    cases = [(kind, lambda kind=kind: _ed_reference(kind), _ed_inputs(kind), T.EncoderDecoderModel)
+             for kind in ("bert", "roberta")]
+    cases.append(("bigbird_pegasus", _bp_reference, _bp_inputs(), T.BigBirdPegasusForConditionalGeneration))
+    for name, reference, inputs, cls in cases:
+        folder, expected = reference()
+        km.Seq2SeqLM.from_preset(folder).save_to_preset(tmp_path / name)
+        hf = cls.from_pretrained(tmp_path / name).eval()
         with torch.no_grad():
             logits = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
-        assert_close(logits, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{kind} reloaded")
+        assert_close(logits, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{name} reloaded")
+
+
+def _bp_head(task):
+    import transformers as T
+
+    cfg = _bigbird_pegasus().config
+    cfg.num_labels = 3
+    cls = {"TextClassifier": T.BigBirdPegasusForSequenceClassification,
+           "QuestionAnswerer": T.BigBirdPegasusForQuestionAnswering}[task]
+    return cls(cfg)
+
+
+def _bp_head_inputs():
+    inputs = _bp_inputs(11)  # short: full attention (Transformers and ours fall back to it)
+    ids, mask = inputs["input_ids"].copy(), inputs["attention_mask"]
+    ids[ids == BP_EOS] = 5
+    ids[np.arange(2), mask.sum(1) - 1] = BP_EOS  # one eos per row, at its last real token
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+@pytest.mark.one_case_per_pass("task")
+@pytest.mark.parametrize("task", ["TextClassifier", "QuestionAnswerer"])
+def test_bigbird_pegasus_heads(task):
+    inputs = _bp_head_inputs()
+    folder, expected = hf_reference(f"bigbird_pegasus_{task}", lambda: _bp_head(task), inputs, seed=1)
+    model = getattr(km, task).from_preset(folder)
+    assert type(model).__name__ == f"BigBirdPegasus{task}"
+    assert not model.backbone.uses_block_sparse(inputs["input_ids"].shape[1])
+    out = model(inputs)
+    if task == "TextClassifier":
+        assert_close(out, expected["logits"], what="logits")
+    else:
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=k)

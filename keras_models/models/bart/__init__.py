@@ -14,3 +14,8 @@ __all__ += ["FSMTBackbone", "FSMTSeq2SeqLM"]
 from keras_models.models.bart.nllb_moe import NllbMoeBackbone, NllbMoeSeq2SeqLM
 
 __all__ += ["NllbMoeBackbone", "NllbMoeSeq2SeqLM"]
+from keras_models.models.bart.bigbird_pegasus import (BigBirdPegasusBackbone, BigBirdPegasusQuestionAnswerer,
+                                                      BigBirdPegasusSeq2SeqLM, BigBirdPegasusTextClassifier)
+
+__all__ += ["BigBirdPegasusBackbone", "BigBirdPegasusSeq2SeqLM", "BigBirdPegasusTextClassifier",
+            "BigBirdPegasusQuestionAnswerer"]
