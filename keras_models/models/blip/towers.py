@@ -41,14 +41,16 @@ class BlipVisionBlock(keras.layers.Layer):
     """Pre-norm block: norm -> fused-qkv attention -> projection + residual; norm -> MLP + residual."""
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu", layer_norm_eps=1e-5,
-                 attention_dropout=0.0, kernel_initializer="glorot_uniform", **kwargs):
+                 attention_dropout=0.0, kernel_initializer="glorot_uniform", qkv_bias=True, **kwargs):
         super().__init__(**kwargs)
+        self.qkv_bias = qkv_bias
         self.hidden_size, self.num_heads, self.intermediate_size = hidden_size, num_heads, intermediate_size
         self.hidden_act, self.layer_norm_eps, self.attention_dropout = hidden_act, layer_norm_eps, attention_dropout
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         common = dict(dtype=self.dtype_policy)
         dense = dict(kernel_initializer=self.kernel_initializer, **common)
-        self.attention = Attention(hidden_size, num_heads, use_bias=True, fused_qkv=True, dropout=attention_dropout,
+        self.attention = Attention(hidden_size, num_heads, use_bias=qkv_bias, output_bias=True, fused_qkv=True,
+                                   dropout=attention_dropout,
                                    name="attention", **dense)
         self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm1", **common)
         self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="norm2", **common)
@@ -78,7 +80,7 @@ class BlipVisionBlock(keras.layers.Layer):
         c = super().get_config()
         c.update(hidden_size=self.hidden_size, num_heads=self.num_heads, intermediate_size=self.intermediate_size,
                  hidden_act=self.hidden_act, layer_norm_eps=self.layer_norm_eps,
-                 attention_dropout=self.attention_dropout,
+                 attention_dropout=self.attention_dropout, qkv_bias=self.qkv_bias,
                  kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return c
 
@@ -97,6 +99,7 @@ class BlipVisionSpec(Spec):
     projection_dim: int = hf("projection_dim", 512, doc="not read by the vision tower (kept for config.json)")
     initializer_range: float = hf("initializer_range", 1e-10)
     num_channels: int = const(3, doc="Transformers' patch convolution always takes 3 channels")
+    qkv_bias: bool = const(True)
 
     def validate(self, source="config.json"):
         if self.hidden_size % self.num_heads:
@@ -131,7 +134,8 @@ class BlipVisionBackbone(SpecBackbone):
         self.patch_embedding = PatchEmbedding(s.hidden_size, s.patch_size, 3, use_bias=True, name="patch_embedding",
                                               **common)
         self.blocks = [BlipVisionBlock(s.hidden_size, s.num_heads, s.intermediate_size, s.hidden_act,
-                                       s.layer_norm_eps, s.attention_dropout, name=f"block_{i}", **common)
+                                       s.layer_norm_eps, s.attention_dropout, qkv_bias=s.qkv_bias,
+                                       name=f"block_{i}", **common)
                        for i in range(s.num_layers)]
         self.post_norm = keras.layers.LayerNormalization(epsilon=s.layer_norm_eps, name="post_norm", **common)
         self._init = init
@@ -180,6 +184,30 @@ class BlipVisionBackbone(SpecBackbone):
         for i, block in enumerate(self.blocks):
             r += block.rules(f"encoder.layers.{i}.")
         return r + norm_rules("post_layernorm", self.post_norm)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blip2VisionSpec(BlipVisionSpec):
+    """BLIP-2 / InstructBLIP: one fused ``qkv.bias`` (Transformers 5's layout; older checkpoints'
+    separate ``q_bias`` / ``v_bias`` are not read) or none (``qkv_bias: false``)."""
+
+    hidden_size: int = dim("hidden_size", 1408)
+    intermediate_size: int = dim("intermediate_size", 6144)
+    num_layers: int = dim("num_hidden_layers", 39)
+    num_heads: int = dim("num_attention_heads", 16)
+    image_size: int = hf("image_size", 224, read=_square, dim=True)
+    patch_size: int = hf("patch_size", 14, read=_square, dim=True)
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-6)
+    projection_dim: int = const(None)
+    qkv_bias: bool = hf("qkv_bias", True)
+
+
+@_ser
+@register_backbone("blip_2_vision_model", "instructblip_vision_model")
+class Blip2VisionBackbone(BlipVisionBackbone):
+    spec_cls = Blip2VisionSpec
+    hf_architecture = "Blip2VisionModel"
+    verified_backends = _ALL
 
 
 # --- text ---------------------------------------------------------------------------------------
@@ -353,4 +381,4 @@ class BlipTextBackbone(SpecBackbone):
         return r
 
 
-__all__ = ["BlipVisionBlock", "BlipVisionSpec", "BlipVisionBackbone", "BlipTextSpec", "BlipTextBackbone"]
+__all__ = ["BlipVisionBlock", "BlipVisionSpec", "BlipVisionBackbone", "Blip2VisionSpec", "Blip2VisionBackbone", "BlipTextSpec", "BlipTextBackbone"]
