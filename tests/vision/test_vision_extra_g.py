@@ -212,3 +212,56 @@ def test_vitmatte_reloads_in_transformers(tmp_path):
     ours = VitMatteImageProcessor.from_config({})(image, trimap)["pixel_values"]
     assert ours.shape == (1, 64, 32, 4)
     assert_close(ours, theirs.transpose(0, 2, 3, 1), atol=1e-6, what="vitmatte image processor")
+
+
+# --- ImageGPT --------------------------------------------------------------------------------------
+def _imagegpt(head):
+    import transformers
+
+    cfg = transformers.ImageGPTConfig(vocab_size=17, n_positions=16, n_embd=16, n_layer=2, n_head=2, n_inner=24,
+                                      layer_norm_epsilon=1e-4, num_labels=3)
+    return getattr(transformers, head)(cfg)
+
+
+def _imagegpt_inputs():
+    return {"input_ids": np.random.RandomState(0).randint(0, 17, (2, 16)).astype("int64")}
+
+
+@pytest.mark.one_case_per_pass("head")
+@pytest.mark.parametrize("head", ["ImageGPTForCausalImageModeling", "ImageGPTForImageClassification"])
+def test_imagegpt_parity(head):
+    from tests.parity import assert_backbone_close, hf_reference
+
+    inputs = _imagegpt_inputs()
+    folder, expected = hf_reference(f"imagegpt-{head}", lambda: _imagegpt(head), inputs)
+    task = km.CausalLM if head.endswith("Modeling") else km.ImageClassifier
+    model = task.from_preset(folder)
+    assert model.head_from_checkpoint
+    assert_close(model.predict_on_batch(inputs), expected["logits"], what=f"imagegpt {head}")
+    assert_backbone_close(model, inputs, expected, what=f"imagegpt {head}")
+
+
+def test_imagegpt_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers
+
+    from keras_models.models.imagegpt import ImageGPTImageProcessor
+    from tests.parity import hf_reference
+
+    inputs = _imagegpt_inputs()
+    head = "ImageGPTForCausalImageModeling"
+    folder, expected = hf_reference(f"imagegpt-{head}", lambda: _imagegpt(head), inputs)
+    model = km.CausalLM.from_preset(folder)
+    model.save_to_preset(tmp_path / "preset")
+    hf = transformers.ImageGPTForCausalImageModeling.from_pretrained(tmp_path / "preset").eval()
+    with torch.no_grad():
+        out = hf(input_ids=torch.from_numpy(inputs["input_ids"])).logits.numpy()
+    assert_close(out, expected["logits"], what="imagegpt transformers reload")
+    # image processor: resize, [-1, 1], nearest color cluster ids in raster order
+    rng = np.random.RandomState(3)
+    clusters = rng.uniform(-1, 1, (16, 3)).round(4)
+    images = [rng.randint(0, 256, (9, 7, 3)).astype(np.uint8) for _ in range(2)]
+    hf_proc = transformers.ImageGPTImageProcessorPil(clusters=clusters, size={"height": 4, "width": 4})
+    theirs = hf_proc(images, return_tensors="np")["input_ids"]
+    ours = ImageGPTImageProcessor.from_config(hf_proc.to_dict())(images)["input_ids"]
+    np.testing.assert_array_equal(ours, theirs)
