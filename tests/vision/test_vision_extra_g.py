@@ -10,7 +10,7 @@ import pytest
 import keras_models as km
 from keras_models.errors import ConfigError
 from tests.parity import assert_close
-from tests.vision.vision_parity import assert_task_close, run, vision_reference
+from tests.vision.vision_parity import assert_task_close, run, run_with_hidden, vision_reference
 
 
 # --- Swin2SR ---------------------------------------------------------------------------------------
@@ -265,3 +265,51 @@ def test_imagegpt_reloads_in_transformers(tmp_path):
     theirs = hf_proc(images, return_tensors="np")["input_ids"]
     ours = ImageGPTImageProcessor.from_config(hf_proc.to_dict())(images)["input_ids"]
     np.testing.assert_array_equal(ours, theirs)
+
+
+# --- MGP-STR ---------------------------------------------------------------------------------------
+def _mgp_str():
+    import transformers
+
+    cfg = transformers.MgpstrConfig(image_size=[8, 16], patch_size=4, hidden_size=16, num_hidden_layers=2,
+                                    num_attention_heads=2, mlp_ratio=2.0, max_token_length=5, num_character_labels=7,
+                                    num_bpe_labels=11, num_wordpiece_labels=9, qkv_bias=False, layer_norm_eps=1e-6)
+    model = transformers.MgpstrForSceneTextRecognition(cfg)
+    forward = model.forward
+
+    def three(**kw):  # tests/parity.py records these names
+        char, bpe, wp = forward(**kw).logits
+        return {"logits": char, "start_logits": bpe, "end_logits": wp}
+
+    model.forward = three
+    return model
+
+
+def test_mgp_str_parity():
+    from tests.parity import assert_backbone_close
+
+    x = np.random.RandomState(0).randn(2, 8, 16, 3).astype("float32")
+    folder, expected = vision_reference("mgp-str", _mgp_str, x)
+    model = km.SceneTextRecognizer.from_preset(folder)
+    assert model.head_from_checkpoint
+    out, hidden = run_with_hidden(model, x)
+    for key, ref in (("char_logits", "logits"), ("bpe_logits", "start_logits"), ("wp_logits", "end_logits")):
+        assert_close(out[key], expected[ref], what=f"mgp-str {key}")
+    assert_backbone_close(model, None, expected, hidden=hidden, what="mgp-str")
+
+
+def test_mgp_str_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers
+
+    x = np.random.RandomState(0).randn(2, 8, 16, 3).astype("float32")
+    folder, expected = vision_reference("mgp-str", _mgp_str, x)
+    model = km.SceneTextRecognizer.from_preset(folder)
+    model.save_to_preset(tmp_path / "preset")
+    hf = transformers.MgpstrForSceneTextRecognition.from_pretrained(tmp_path / "preset").eval()
+    with torch.no_grad():
+        logits = hf(pixel_values=torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).logits
+    for out, ref in zip(logits, ("logits", "start_logits", "end_logits")):
+        assert_close(out.numpy(), expected[ref], what=f"mgp-str transformers reload {ref}")
+    with pytest.raises(km.errors.InputError, match="image_size"):
+        model({"pixel_values": x[:, :, :12]})
