@@ -1,6 +1,7 @@
 """Text families of issue 18 against tiny random Transformers models: EncoderDecoder (BERT and
 RoBERTa encoders with BERT / RoBERTa cross-attention decoders), BigBird-Pegasus (block-sparse
-encoder on a long padded batch; its heads on a short one, full attention)."""
+encoder on a long padded batch; its heads on a short one, full attention), Longformer (per-layer
+windows, global tokens given and the heads' defaults, a padded batch)."""
 
 import json
 
@@ -152,7 +153,8 @@ def test_bigbird_pegasus_matches_transformers():
 
 
 def test_exports_reloads_in_transformers(tmp_path):
-    """EncoderDecoder (BERT and RoBERTa) and BigBird-Pegasus exports load in Transformers with equal logits."""
+    """EncoderDecoder (BERT and RoBERTa), BigBird-Pegasus and Longformer exports load in Transformers
+    with equal logits."""
     import torch
     import transformers as T
 
@@ -166,6 +168,13 @@ def test_exports_reloads_in_transformers(tmp_path):
         with torch.no_grad():
             logits = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
         assert_close(logits, expected["logits"], mask=inputs["decoder_attention_mask"], what=f"{name} reloaded")
+    inputs = _lf_inputs("MaskedLM")
+    folder, expected = hf_reference("longformer-MaskedLM", lambda: _longformer("MaskedLM"), inputs)
+    km.MaskedLM.from_preset(folder).save_to_preset(tmp_path / "longformer")
+    hf = T.LongformerForMaskedLM.from_pretrained(tmp_path / "longformer").eval()
+    with torch.no_grad():
+        logits = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    assert_close(logits, expected["logits"], mask=inputs["attention_mask"], what="longformer reloaded")
 
 
 def _bp_head(task):
@@ -200,3 +209,62 @@ def test_bigbird_pegasus_heads(task):
     else:
         for k in ("start_logits", "end_logits"):
             assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=k)
+
+
+# --- Longformer ----------------------------------------------------------------------------------
+LF_PAD, LF_SEP = 1, 2
+
+
+def _longformer(task):
+    import transformers as T
+
+    # per-layer windows (6, then 4: Transformers pads the 11 tokens to 12), gelu_new, own eps
+    cfg = T.LongformerConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=24, max_position_embeddings=40, attention_window=[6, 4],
+                             hidden_act="gelu_new", layer_norm_eps=1e-6, pad_token_id=LF_PAD, sep_token_id=LF_SEP,
+                             num_labels=2 if task == "QuestionAnswerer" else 3)
+    suffix = {"Backbone": "Model", "MaskedLM": "ForMaskedLM", "TextClassifier": "ForSequenceClassification",
+              "TokenClassifier": "ForTokenClassification", "QuestionAnswerer": "ForQuestionAnswering"}[task]
+    return getattr(T, "Longformer" + suffix)(cfg)
+
+
+def _lf_inputs(task):
+    rng = np.random.RandomState(3)
+    ids = rng.randint(3, 64, size=(2, 11)).astype("int64")
+    ids[1, 8:] = LF_PAD
+    inputs = {"input_ids": ids, "attention_mask": (ids != LF_PAD).astype("int64"),
+              "token_type_ids": np.zeros_like(ids)}
+    if task in ("TextClassifier", "QuestionAnswerer"):  # Transformers' default global tokens (3 separators a row)
+        ids[0, [3, 4, 10]] = LF_SEP
+        ids[1, [2, 3, 7]] = LF_SEP
+        return inputs
+    glob = np.zeros_like(ids)
+    glob[0, [0, 6]] = 1
+    glob[1, [3, 9]] = 1  # 9 is padding: never global
+    inputs["global_attention_mask"] = glob
+    return inputs
+
+
+@pytest.mark.one_case_per_pass("task")
+@pytest.mark.parametrize("task", ["Backbone", "MaskedLM", "TextClassifier", "TokenClassifier", "QuestionAnswerer"])
+def test_longformer_matches_transformers(task):
+    from tests.models.test_encoders import check_parity
+    from tests.parity import assert_backbone_close
+
+    inputs = _lf_inputs(task)
+    folder, expected = hf_reference(f"longformer-{task}", lambda: _longformer(task), inputs)
+    if task not in ("TextClassifier", "QuestionAnswerer"):
+        check_parity("Longformer", "longformer", task, folder, inputs, expected)
+        return
+    model = getattr(km, task).from_preset(folder)
+    assert type(model).__name__ == f"Longformer{task}"
+    out = model(inputs)  # no global_attention_mask: the head's default global tokens
+    glob = np.zeros_like(inputs["input_ids"])
+    if task == "TextClassifier":
+        glob[:, 0] = 1
+        assert_close(out, expected["logits"], what="logits")
+    else:
+        glob[0, :3], glob[1, :2] = 1, 1
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=k)
+    assert_backbone_close(model, dict(inputs, global_attention_mask=glob), expected, mask=inputs["attention_mask"])
