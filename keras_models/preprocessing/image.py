@@ -68,6 +68,8 @@ _TYPES["DINOv2ImageProcessor"] = _TYPES["BitImageProcessor"]
 _TYPES["CLIPImageProcessor"] = _TYPES["BitImageProcessor"]  # the same class defaults
 _TYPES["ChineseCLIPImageProcessor"] = _TYPES["BitImageProcessor"]
 _TYPES["SiglipImageProcessor"] = dict(resample=3, size={"height": 224, "width": 224})
+_TYPES["BlipImageProcessor"] = dict(resample=3, size={"height": 384, "width": 384}, image_mean=_CLIP_MEAN,
+                                   image_std=_CLIP_STD, do_convert_rgb=True)
 _TYPES["ConvNextImageProcessorFast"] = _TYPES["ConvNextImageProcessor"]
 _FIELDS = tuple(_BASE) + ("size", "image_processor_type")
 

@@ -18,6 +18,7 @@ import pytest
 
 import keras_models as km
 from keras_models.errors import ConfigError, InputError
+from keras_models.preprocessing.image import ImageProcessor
 from tests.parity import assert_close, cached_folder, randomize_weights, to_numpy
 
 VISION = dict(hidden_size=24, intermediate_size=36, num_hidden_layers=2, num_attention_heads=2, image_size=16,
@@ -87,6 +88,8 @@ def _reference():
                                                        do_sample=False, max_new_tokens=NEW_TOKENS).numpy()
                     processed = processor(images=_images(), return_tensors="pt").pixel_values
                     out["processed"] = processed.numpy()
+                    out["processed_defaults"] = T.BlipImageProcessorPil()(images=_images()[:1], return_tensors="np")[
+                        "pixel_values"]
                     out["ids_images"] = model.generate(pixel_values=processed, do_sample=False,
                                                        max_new_tokens=NEW_TOKENS).numpy()
                     text = tokenizer(["w5 w9 a", "b w7"], padding=True)
@@ -148,6 +151,9 @@ def test_blip_generate_and_preprocessing_match_transformers():
     np.testing.assert_array_equal(np.asarray(out), expected["ids_prompt"])
     processed = model.preprocessor(_images())["pixel_values"]
     np.testing.assert_allclose(processed, expected["processed"].transpose(0, 2, 3, 1), atol=1e-5)
+    defaults = ImageProcessor.from_config({"image_processor_type": "BlipImageProcessor"})  # the class defaults
+    np.testing.assert_allclose(defaults(_images()[:1])["pixel_values"],
+                               expected["processed_defaults"].transpose(0, 2, 3, 1), atol=1e-5)
     if keras.backend.backend() == "torch":
         # without a prompt (from [bos]) only the host-side prompt differs; under jax / tensorflow it
         # would compile a second decode loop (another prompt length), so it runs in the eager pass
