@@ -81,6 +81,15 @@ CLASSES: dict[str, dict] = {
         "empty_pair_is_pair": True,
         "tokenize_gives_pieces": True,
     },
+    # XLNet: a Unigram tokenizer.json (X <sep> <cls>); the class pads on the left (a class attribute,
+    # not written to tokenizer_config.json). Its spiece.model-only folders are not converted here.
+    "XLNetTokenizer": {
+        "family": None,
+        "inputs": _NO_TYPES,
+        "padding_side": "left",
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "<sep>",
+                     "pad_token": "<pad>", "cls_token": "<cls>", "mask_token": "<mask>"},
+    },
     "AlbertTokenizer": {
         "family": "albert",
         "inputs": _NO_TYPES,

@@ -1,7 +1,9 @@
 """Text families of issue 18 against tiny random Transformers models: EncoderDecoder (BERT and
 RoBERTa encoders with BERT / RoBERTa cross-attention decoders), BigBird-Pegasus (block-sparse
 encoder on a long padded batch; its heads on a short one, full attention), Longformer (per-layer
-windows, global tokens given and the heads' defaults, a padded batch)."""
+windows, global tokens given and the heads' defaults, a padded batch), XLNet (clamped relative
+positions, segment terms with and without token_type_ids, every head; a Unigram tokenizer.json
+read like Transformers' XLNetTokenizer, left padding included)."""
 
 import json
 
@@ -153,8 +155,8 @@ def test_bigbird_pegasus_matches_transformers():
 
 
 def test_exports_reloads_in_transformers(tmp_path):
-    """EncoderDecoder (BERT and RoBERTa), BigBird-Pegasus and Longformer exports load in Transformers
-    with equal logits."""
+    """EncoderDecoder (BERT and RoBERTa), BigBird-Pegasus, Longformer and XLNet exports load in
+    Transformers with equal logits."""
     import torch
     import transformers as T
 
@@ -175,6 +177,13 @@ def test_exports_reloads_in_transformers(tmp_path):
     with torch.no_grad():
         logits = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
     assert_close(logits, expected["logits"], mask=inputs["attention_mask"], what="longformer reloaded")
+    inputs = _xl_inputs("MaskedLM")
+    folder, expected = hf_reference("xlnet-MaskedLM", lambda: _xlnet("MaskedLM"), inputs)
+    km.MaskedLM.from_preset(folder).save_to_preset(tmp_path / "xlnet")
+    hf = T.XLNetLMHeadModel.from_pretrained(tmp_path / "xlnet").eval()
+    with torch.no_grad():
+        logits = hf(**{k: torch.tensor(v) for k, v in inputs.items()}).logits.numpy()
+    assert_close(logits, expected["logits"], mask=inputs["attention_mask"], what="xlnet reloaded")
 
 
 def _bp_head(task):
@@ -268,3 +277,72 @@ def test_longformer_matches_transformers(task):
         for k in ("start_logits", "end_logits"):
             assert_close(out[k], expected[k], mask=inputs["attention_mask"], what=k)
     assert_backbone_close(model, dict(inputs, global_attention_mask=glob), expected, mask=inputs["attention_mask"])
+
+
+# --- XLNet ---------------------------------------------------------------------------------------
+XL_PAD = 5
+XL_SUFFIX = {"Backbone": "Model", "MaskedLM": "LMHeadModel", "TextClassifier": "ForSequenceClassification",
+             "TokenClassifier": "ForTokenClassification", "QuestionAnswerer": "ForQuestionAnsweringSimple"}
+
+
+def _xlnet(task):
+    import transformers as T
+
+    # distances clamped to 5 on 9 tokens, gelu_new, own eps, an untied LM head
+    cfg = T.XLNetConfig(vocab_size=64, d_model=16, n_layer=2, n_head=2, d_inner=24, clamp_len=5,
+                        ff_activation="gelu_new", layer_norm_eps=1e-6, pad_token_id=XL_PAD, mem_len=None,
+                        tie_word_embeddings=task != "MaskedLM", num_labels=2 if task == "QuestionAnswerer" else 3)
+    return getattr(T, "XLNet" + XL_SUFFIX[task])(cfg)
+
+
+def _xl_inputs(task):
+    rng = np.random.RandomState(4)
+    ids = rng.randint(6, 64, size=(2, 9)).astype("int64")
+    ids[1, 6:] = XL_PAD
+    inputs = {"input_ids": ids, "attention_mask": (ids != XL_PAD).astype("int64")}
+    if task != "Backbone":  # segment terms only with token_type_ids (XLNet's cls segment is 2)
+        inputs["token_type_ids"] = np.array([[0, 0, 0, 0, 1, 1, 1, 1, 2], [0, 0, 0, 1, 1, 2, 0, 0, 0]], "int64")
+    return inputs
+
+
+@pytest.mark.one_case_per_pass("task")
+@pytest.mark.parametrize("task", list(XL_SUFFIX))
+def test_xlnet_matches_transformers(task):
+    from tests.parity import assert_backbone_close
+
+    inputs = _xl_inputs(task)
+    folder, expected = hf_reference(f"xlnet-{task}", lambda: _xlnet(task), inputs)
+    model = (km.Backbone if task == "Backbone" else getattr(km, task)).from_preset(folder)
+    assert type(model).__name__.startswith("XLNet")
+    out = model(inputs)
+    mask = inputs["attention_mask"]
+    if task == "Backbone":  # padded positions too (each sees itself and the real tokens)
+        assert_close(out, expected["last_hidden_state"], what="backbone")
+        return
+    if task == "QuestionAnswerer":
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=mask, what=k)
+    elif task == "TextClassifier":  # summary of the last position (padding in row 1), as Transformers
+        assert_close(out, expected["logits"], what="logits")
+    else:
+        assert_close(out, expected["logits"], mask=mask, what="logits")
+    assert_backbone_close(model, inputs, expected, mask=mask)
+
+
+def test_xlnet_tokenizer_json_matches_transformers(tmp_path):
+    """A tokenizer.json written by Transformers' XLNetTokenizer (Unigram, NFKD + accent stripping,
+    X <sep> <cls>, left padding) gives Transformers' ids through our loader."""
+    import transformers as T
+
+    specials = ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>", "<eod>", "<eop>"]
+    pieces = ["\u2581", "\u2581the", "\u2581cat", "\u2581sat", "s", "a", "t", "e", "h", "c", "\u2581on", "\u2581mat",
+              "o", "n", "m", ".", ",", "\u2581caf", "!", "\u2581A", "\u2581B", "``"]
+    vocab = [(t, 0.0) for t in specials] + [(p, -1.0 - i / 4) for i, p in enumerate(pieces)]
+    T.XLNetTokenizer(vocab=vocab).save_pretrained(tmp_path)
+    ref, ours = T.AutoTokenizer.from_pretrained(tmp_path), km.Tokenizer.from_preset(tmp_path)
+    for args in (("the cat sat on the mat.",), ("  The  CAT, caf\u00e9! ``A''",), ("the cat", "sat on")):
+        assert np.asarray(ours(*args)["input_ids"]).ravel().tolist() == ref(*args)["input_ids"], args
+    batch = ["the cat sat on the mat.", "A B"]
+    want, got = ref(batch, padding=True), ours(batch, padding=True)
+    for k in ("input_ids", "attention_mask"):
+        assert np.asarray(got[k]).tolist() == want[k], k
