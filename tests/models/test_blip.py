@@ -26,7 +26,7 @@ VISION = dict(hidden_size=24, intermediate_size=36, num_hidden_layers=2, num_att
 TEXT = dict(vocab_size=64, hidden_size=32, intermediate_size=40, num_hidden_layers=2, num_attention_heads=4,
             max_position_embeddings=40, hidden_act="gelu_new", layer_norm_eps=1e-7, bos_token_id=60, eos_token_id=2,
             pad_token_id=0, sep_token_id=3)
-HEADS = ("model", "caption", "retrieval")
+HEADS = ("model", "caption", "retrieval", "vqa")
 NEW_TOKENS = 6
 PROMPT = np.array([[1, 5, 7, 3], [1, 9, 11, 3]])  # [CLS] text [SEP], as BlipProcessor makes it
 WORDS = ["[PAD]", "[CLS]", "[UNK]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(55)] + ["[DEC]", "[ENC]", "a", "b"]
@@ -43,11 +43,29 @@ def _images():
     return list((np.random.RandomState(4).rand(2, 20, 24, 3) * 255).astype("uint8"))
 
 
-def _config():
+def _config(head="model"):
     import transformers as T
 
-    return T.BlipConfig(vision_config=VISION, text_config=TEXT, projection_dim=20, image_text_hidden_size=12,
+    # question answering feeds the question's states to the answer decoder's cross-attention, whose
+    # width is the vision tower's: Transformers needs the two widths equal there
+    vision = dict(VISION, hidden_size=32, num_attention_heads=4) if head == "vqa" else VISION
+    return T.BlipConfig(vision_config=vision, text_config=TEXT, projection_dim=20, image_text_hidden_size=12,
                         logit_scale_init_value=1.5)
+
+
+def _vqa_logits(model, inputs):
+    """BlipForQuestionAnswering's answer-decoder logits (its forward returns none): the question
+    encoded over the image, then the causal answer decoder over the question's states."""
+    image = model.vision_model(pixel_values=inputs["pixel_values"]).last_hidden_state
+    question = model.text_encoder(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
+                                  encoder_hidden_states=image).last_hidden_state
+    return model.text_decoder(input_ids=inputs["decoder_input_ids"], attention_mask=inputs["decoder_attention_mask"],
+                              encoder_hidden_states=question, encoder_attention_mask=inputs["attention_mask"]).logits
+
+
+def _vqa_inputs():
+    answer = np.array([[60, 8, 12, 3], [60, 14, 3, 0]])
+    return dict(_inputs(), decoder_input_ids=answer, decoder_attention_mask=(answer != 0).astype("int64"))
 
 
 def _reference():
@@ -66,9 +84,9 @@ def _reference():
                                             image_std=[0.2, 0.3, 0.4])
         out = {}
         for i, (head, cls) in enumerate(zip(HEADS, (T.BlipModel, T.BlipForConditionalGeneration,
-                                                    T.BlipForImageTextRetrieval))):
+                                                    T.BlipForImageTextRetrieval, T.BlipForQuestionAnswering))):
             torch.manual_seed(i)
-            model = randomize_weights(cls(_config()), seed=i).eval()
+            model = randomize_weights(cls(_config(head)), seed=i).eval()
             model.save_pretrained(tmp / head)
             processor.save_pretrained(tmp / head)
             tokenizer.save_pretrained(tmp / head)
@@ -94,6 +112,9 @@ def _reference():
                                                        max_new_tokens=NEW_TOKENS).numpy()
                     text = tokenizer(["w5 w9 a", "b w7"], padding=True)
                     out["tok_ids"], out["tok_mask"] = np.array(text["input_ids"]), np.array(text["attention_mask"])
+                elif head == "vqa":
+                    out["vqa_logits"] = _vqa_logits(model, {k: torch.tensor(v) for k, v in _vqa_inputs().items()}).numpy()
+                    out["vqa_ids"] = model.generate(**inputs, do_sample=False, max_new_tokens=NEW_TOKENS).numpy()
                 else:
                     out["itm"] = model(**inputs).itm_score.numpy()
                     out["cosine"] = model(**inputs, use_itm_head=False).itm_score.numpy()
@@ -127,16 +148,25 @@ def test_blip_heads_match_transformers():
     assert_close(model.backbone.image_states(inputs["pixel_values"]), expected["caption_vision"],
                  what="captioning vision tower")
 
-    model = km.ImageTextMatcher.from_preset(folder / "retrieval")
-    assert type(model).__name__ == "BlipImageTextMatcher"
-    assert_close(model(inputs), expected["itm"], what="itm logits")
-    assert_close(model(inputs, use_itm_head=False), expected["cosine"], what="itm cosine")
+    matcher = km.ImageTextMatcher.from_preset(folder / "retrieval")
+    assert type(matcher).__name__ == "BlipImageTextMatcher"
+    assert_close(matcher(inputs), expected["itm"], what="itm logits")
+    assert_close(matcher(inputs, use_itm_head=False), expected["cosine"], what="itm cosine")
+
+    model = km.ImageTextToText.from_preset(folder / "vqa")
+    assert type(model).__name__ == "BlipQuestionAnswering"
+    vqa = _ours(_vqa_inputs())
+    assert_close(model(vqa), expected["vqa_logits"], mask=vqa["decoder_attention_mask"], what="vqa answer logits")
+    if keras.backend.backend() == "torch":  # the captioning decode loop, compiled in the generate test
+        out = model.generate({k: vqa[k] for k in ("input_ids", "attention_mask", "pixel_values")}, do_sample=False,
+                             max_new_tokens=NEW_TOKENS)
+        np.testing.assert_array_equal(np.asarray(out), expected["vqa_ids"])
 
     # the backbone reads the text tower under the retrieval checkpoint's name (text_encoder.)
     backbone = km.Backbone.from_preset(folder / "retrieval")
     out = backbone(inputs)
     np.testing.assert_allclose(to_numpy(out["last_hidden_state"]),
-                               to_numpy(model.backbone(inputs)["last_hidden_state"]), atol=1e-5)
+                               to_numpy(matcher.backbone(inputs)["last_hidden_state"]), atol=1e-5)
 
 
 def test_blip_generate_and_preprocessing_match_transformers():
@@ -189,6 +219,11 @@ def test_blip_reloads_in_transformers(tmp_path):
     with torch.no_grad():
         logits = hf(**inputs).logits.numpy()
     assert_close(logits, expected["caption_logits"], mask=_inputs()["attention_mask"], what="reloaded captioning")
+    km.ImageTextToText.from_preset(folder / "vqa").save_to_preset(tmp_path / "vqa")
+    hf = T.BlipForQuestionAnswering.from_pretrained(tmp_path / "vqa").eval()
+    with torch.no_grad():
+        logits = _vqa_logits(hf, {k: torch.tensor(v) for k, v in _vqa_inputs().items()}).numpy()
+    assert_close(logits, expected["vqa_logits"], mask=_vqa_inputs()["decoder_attention_mask"], what="reloaded vqa")
     km.ImageTextMatcher.from_preset(folder / "retrieval").save_to_preset(tmp_path / "retrieval")
     hf = T.BlipForImageTextRetrieval.from_pretrained(tmp_path / "retrieval").eval()
     with torch.no_grad():

@@ -10,6 +10,9 @@ image tokens (towers.py), and Transformers' three heads over them:
   LayerNorm, then the word-embedding table (tied) plus a bias); ``generate`` as Transformers'
   (the prompt's first id becomes ``bos_token_id`` and its last one, the processor's [SEP], is
   dropped; generation stops at ``sep_token_id``);
+* ``BlipForQuestionAnswering`` -> :class:`BlipQuestionAnswering` (km.ImageTextToText): the
+  question encoded over the image, then a second text tower decoding the answer over the
+  question's states (logits with ``decoder_input_ids``; ``generate`` from ``bos_token_id``);
 * ``BlipForImageTextRetrieval`` -> :class:`BlipImageTextMatcher` (km.ImageTextMatcher): the text
   tower cross-attending to the image, ``itm_head`` on the first token (batch, 2); or, with
   ``use_itm_head=False``, the cosine similarity (images, texts) of the projected first tokens
@@ -44,7 +47,7 @@ from keras_models.tasks.zero_shot_image_classifier import ZeroShotImageClassifie
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 _ALL = ("jax", "torch", "tensorflow")
-TEXT_PREFIXES = ("text_model.", "text_decoder.bert.", "text_encoder.")
+TEXT_PREFIXES = ("text_model.", "text_encoder.", "text_decoder.bert.")  # read in this order
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,7 +244,7 @@ class BlipImageToText(_TextPrefixed, GenerationMixin, ImageToText):
         if self.lm_head is not None:
             out = self.lm_head(h)
         else:
-            out = project_onto_table(h, self.backbone.text_model.token_embedding.embeddings)
+            out = project_onto_table(h, self.text_decoder.token_embedding.embeddings)
         return out + ops.cast(self.output_bias, out.dtype)
 
     def call(self, inputs, training=False):
@@ -255,12 +258,16 @@ class BlipImageToText(_TextPrefixed, GenerationMixin, ImageToText):
         return sparse_ce(ignore_class=-100)
 
     # --- generation -----------------------------------------------------------------------------
+    @property
+    def text_decoder(self):
+        """The text tower that decodes (the backbone's; BlipQuestionAnswering has its own)."""
+        return self.backbone.text_model
+
     def init_cache(self, batch_size, max_length):
-        return self.backbone.text_model.init_cache(batch_size, max_length)
+        return self.text_decoder.init_cache(batch_size, max_length)
 
     def call_with_cache(self, input_ids, cache, cache_index, attention_mask, last_only=False, cross_kv=None):
-        hidden, cache = self.backbone.text_model.call_with_cache(input_ids, cache, cache_index, attention_mask,
-                                                                 cross_kv)
+        hidden, cache = self.text_decoder.call_with_cache(input_ids, cache, cache_index, attention_mask, cross_kv)
         if last_only:
             hidden = hidden[:, -1:, :]
         return self.logits(hidden), cache
@@ -345,7 +352,7 @@ class BlipImageToText(_TextPrefixed, GenerationMixin, ImageToText):
         if self.lm_head is not None:
             r.append(Rule(p + "decoder.weight", self.lm_head.kernel, TRANSPOSE, base=False))
         else:
-            r.append(Rule(p + "decoder.weight", self.backbone.text_model.token_embedding.embeddings, base=False,
+            r.append(Rule(p + "decoder.weight", self.text_decoder.token_embedding.embeddings, base=False,
                           optional=True, export=False))
         return r
 
@@ -362,6 +369,81 @@ class BlipImageToText(_TextPrefixed, GenerationMixin, ImageToText):
         c = super().get_config()
         c["tie_word_embeddings"] = self.tie_word_embeddings
         return c
+
+
+# --- BlipForQuestionAnswering -------------------------------------------------------------------
+@_ser
+@register_task(BlipBackbone, "ImageTextToText", ("BlipForQuestionAnswering",))
+class BlipQuestionAnswering(BlipImageToText):
+    """Visual question answering: the backbone's text tower encodes the question while
+    cross-attending to the image; a second text tower (``text_decoder``, its own weights) decodes
+    the answer while cross-attending to the question's states (the text width, so Transformers
+    needs vision and text hidden sizes equal). Calling on ``{"pixel_values", "input_ids",
+    "attention_mask", "decoder_input_ids", "decoder_attention_mask"}`` returns the answer
+    decoder's logits (batch, decoder_seq, vocab); ``generate({"input_ids", "attention_mask",
+    "pixel_values"})`` returns ``bos_token_id`` followed by the answer ids (stopping at
+    ``sep_token_id``), as Transformers. As in Transformers 5, the answer's cross-attention sees
+    every question position, padding included (its BLIP text layers drop the encoder mask)."""
+
+    hf_text_prefix = "text_encoder."
+    hf_head_patterns = ("text_decoder.*",)
+
+    def __init__(self, backbone, preprocessor=None, tie_word_embeddings=True, **kwargs):
+        super().__init__(backbone, preprocessor=preprocessor, tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.answer_decoder = BlipTextBackbone(backbone.text_model.spec, name="answer_decoder",
+                                               dtype=backbone.dtype_policy)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self.answer_decoder.build_from_dummy()
+
+    @property
+    def text_decoder(self):
+        return self.answer_decoder
+
+    def question_states(self, inputs, training=False):
+        b = self.backbone
+        image = b.image_states(inputs["pixel_values"], training)
+        return b.text_model.forward(inputs["input_ids"], inputs.get("attention_mask"), context=image, training=training)
+
+    def call(self, inputs, training=False):
+        if "decoder_input_ids" not in inputs:
+            raise InputError("BlipQuestionAnswering: give decoder_input_ids (the answer so far), or call generate")
+        q = self.question_states(inputs, training)
+        # every question position is visible to the answer's cross-attention, padding included: Transformers
+        # 5's BLIP text layers drop the encoder attention mask before the cross-attention reads it
+        h = self.answer_decoder.forward(inputs["decoder_input_ids"], inputs.get("decoder_attention_mask"), context=q,
+                                        causal=True, training=training)
+        return self.logits(h)
+
+    def generate(self, inputs=None, generation_config=None, *, pixel_values=None, **kwargs):
+        inputs = dict(inputs) if isinstance(inputs, dict) else {}
+        pixel_values = inputs.pop("pixel_values", pixel_values)
+        if pixel_values is None or inputs.get("input_ids") is None:
+            raise InputError("generate: BLIP question answering needs pixel_values and the question's input_ids")
+        pixels = image_pixels(pixel_values, self.preprocessor)
+        ids = np.array(backend_to_numpy(inputs["input_ids"]), "int32", ndmin=2)
+        mask = inputs.get("attention_mask")
+        mask = np.ones_like(ids) if mask is None else np.array(backend_to_numpy(mask), "int32", ndmin=2)
+        if ids.shape[0] != pixels.shape[0]:
+            raise InputError(f"generate: {ids.shape[0]} question(s) for {pixels.shape[0]} image(s)")
+        q = self.question_states({"pixel_values": ops.convert_to_tensor(pixels), "input_ids": ops.convert_to_tensor(ids),
+                                  "attention_mask": ops.convert_to_tensor(mask)})
+        dec = self.answer_decoder
+        kwargs.setdefault("eos_token_id", dec.sep_token_id)
+        kwargs.setdefault("pad_token_id", dec.pad_token_id)
+        start = np.full((ids.shape[0], 1), dec.bos_token_id, "int32")
+        self._gen_cross = dec.cross_kv(q)
+        try:
+            return super(BlipImageToText, self).generate({"input_ids": start, "attention_mask": np.ones_like(start)},
+                                                         generation_config, **kwargs)
+        finally:
+            self._gen_cross = None
+            self._gen_extra = None
+
+    def weight_rules(self):
+        r = list(self.backbone.weight_rules(self.hf_text_prefix))
+        return r + mount(self.answer_decoder.weight_rules(), "text_decoder.bert.") + list(self.head_rules())
 
 
 # --- BlipForImageTextRetrieval ------------------------------------------------------------------
@@ -419,4 +501,5 @@ class BlipImageTextMatcher(_TextPrefixed, ImageTextMatcher):
 
 
 __all__ = ["BlipSpec", "BlipBackbone", "BlipZeroShotImageClassifier", "BlipImageToText", "BlipCaptionDecoder",
+           "BlipQuestionAnswering",
            "BlipImageTextMatcher", "TEXT_PREFIXES"]
