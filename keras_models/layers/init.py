@@ -76,6 +76,26 @@ def discard_deferred(model):
     compat.forget_uninitialised(model.variables)
 
 
+@contextlib.contextmanager
+def placeholder_variables(model):
+    """For a build whose values are about to be overwritten (Keras' ``.keras`` loading builds the
+    model, then assigns every variable from the file): variables created in the block get zeros
+    instead of running their random initialisers, which under JAX compile one program per
+    variable shape (most of a small model's ``load_model`` time)."""
+    with deferred_variables():
+        yield
+    pending = _pending()
+    ours = {id(v) for v in model.variables}
+    for variable in [v for v in pending if id(v) in ours and compat.is_deferred(v)]:
+        dtype = keras.backend.standardize_dtype(variable.dtype)
+        try:
+            value = np.zeros(tuple(variable.shape), dtype)
+        except TypeError:  # a dtype numpy does not know (bfloat16, float8): made by the backend
+            value = keras.ops.zeros(tuple(variable.shape), dtype)
+        compat.initialise_deferred(variable, value)
+    pending[:] = [v for v in pending if compat.is_deferred(v)]
+
+
 def _signature(inputs):
     """(structure, shapes, dtypes) of a call's inputs, comparable across KerasTensors and the
     backends' symbolic tensors; None where a leaf has no shape."""

@@ -11,7 +11,8 @@ import numpy as np
 from keras_models import compat
 from keras_models.backend_choice import configure_jax_compilation_cache
 from keras_models.generation.backend import fast_inference
-from keras_models.layers.init import build_symbolically, deferred_variables, discard_deferred, initialise_rest
+from keras_models.layers.init import (build_symbolically, deferred_variables, discard_deferred, initialise_rest,
+                                     placeholder_variables)
 from keras_models.presets.config import building_from, check_layer_counts, check_model_size, load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -84,6 +85,12 @@ class Backbone(keras.Model):
 
     def dummy_inputs(self):
         return {"input_ids": np.ones((1, 2), "int32"), "attention_mask": np.ones((1, 2), "int32")}
+
+    def build_from_config(self, config):
+        # Keras' .keras loading: the file's values replace every variable right after this build,
+        # so the variables start as zeros instead of running their initialisers.
+        with placeholder_variables(self):
+            super().build_from_config(config)
 
     def build_from_dummy(self):
         """Create every variable by tracing a symbolic call (no computation, no compilation)."""

@@ -19,7 +19,7 @@ from keras_models.compat import guarded_jax_run
 from keras_models.errors import ConfigError
 from keras_models.generation.backend import fast_inference
 from keras_models.layers.init import (build_symbolically, deferred_variables, discard_deferred, initialise_rest,
-                                     stand_in_for)
+                                     placeholder_variables, stand_in_for)
 from keras_models.presets.config import building_from, check_layer_counts, check_model_size, load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
@@ -208,6 +208,12 @@ class Task(keras.Model):
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **task_kwargs):
         return None
+
+    def build_from_config(self, config):
+        # Keras' .keras loading: the file's values replace every variable right after this build,
+        # so the variables start as zeros instead of running their initialisers.
+        with placeholder_variables(self):
+            super().build_from_config(config)
 
     def build_from_dummy(self):
         if not self.built or not self.weights:

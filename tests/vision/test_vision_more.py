@@ -266,6 +266,7 @@ ROUND_TRIP = {
 }
 
 
+@pytest.mark.one_case_per_pass("name")  # the .keras mechanism is shared: tests/vision/test_vision_saving.py
 @pytest.mark.parametrize("name", sorted(ROUND_TRIP))
 def test_round_trip(name, tmp_path):
     import keras
