@@ -313,6 +313,8 @@ def test_blip2_logits_and_generate_match_transformers(kind):
     if kind == "blip2":
         out = model.generate({"pixel_values": inputs["pixel_values"]}, do_sample=False, max_new_tokens=NEW_TOKENS)
         np.testing.assert_array_equal(np.asarray(out), expected["blip2_ids_no_prompt"])
+        with pytest.raises(InputError, match="image tokens"):  # text prompts: the processor's job
+            model.generate("a photo of", pixel_values=inputs["pixel_values"][:1])
 
 
 def test_blip2_reloads_in_transformers(tmp_path):

@@ -40,6 +40,7 @@ from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Reshape, Rule, mount
 from keras_models.spec import Spec, build_tower, dim, hf, nested, tower
 from keras_models.tasks.image_text_to_text import ImageTextToText
+from keras_models.tasks.image_to_text import ImageToTextProcessor, image_pixels
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 _ALL = ("jax", "torch", "tensorflow")
@@ -362,11 +363,14 @@ class Blip2LikeImageTextToText(ImageTextToText):
         [qformer_input_ids, qformer_attention_mask])``: ``inputs`` a dict of those names (or
         ``pixel_values=`` given apart); without ``input_ids`` the prompt is [image tokens; bos]."""
         b = self.backbone
+        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], str)):
+            raise InputError("generate: give token ids holding num_query_tokens image tokens per image (as "
+                             "Transformers' Blip2Processor / InstructBlipProcessor make them), not text")
         inputs = dict(inputs) if isinstance(inputs, dict) else ({} if inputs is None else {"input_ids": inputs})
         pixel_values = inputs.pop("pixel_values", pixel_values)
         if pixel_values is None:
-            raise InputError("generate: give pixel_values")
-        pixels = np.asarray(backend_to_numpy(pixel_values), "float32")
+            raise InputError("generate: give pixel_values (or images)")
+        pixels = image_pixels(pixel_values, self.preprocessor)
         qformer = {k: inputs.pop(k) for k in ("qformer_input_ids", "qformer_attention_mask") if k in inputs}
         qformer = {k: np.asarray(backend_to_numpy(v), "int32") for k, v in qformer.items()}
         if inputs.get("input_ids") is None:
@@ -389,6 +393,13 @@ class Blip2LikeImageTextToText(ImageTextToText):
         finally:
             self._gen_images = None
             self._gen_extra = None
+
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **_):
+        """The image processor and the language model's tokenizer (for raw images and decoding);
+        prompts are given as ids (Transformers' processor inserts the image tokens)."""
+        return ImageToTextProcessor.from_preset(folder)
 
 
 @_ser
