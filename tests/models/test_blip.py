@@ -205,6 +205,13 @@ def test_blip_bad_config_names_the_key(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match="vision_config"):
         km.ImageToText.from_preset(tmp_path, load_weights=False)
+    folder, _ = _blip2_reference()
+    config = json.loads((folder / "blip2" / "config.json").read_text())
+    for change, message in (({"text_config": {"model_type": "t5", "is_encoder_decoder": True}}, "text_config"),
+                            ({"image_token_index": None}, "image_token_index")):
+        (tmp_path / "config.json").write_text(json.dumps(dict(config, **change)))
+        with pytest.raises(ConfigError, match=message):
+            km.ImageTextToText.from_preset(tmp_path, load_weights=False)
 
 
 def test_blip_reloads_in_transformers(tmp_path):
