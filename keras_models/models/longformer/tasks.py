@@ -21,7 +21,8 @@ def _with_global(inputs, make):
 
 def first_token_global(ids):
     """1 on each row's first token."""
-    return ops.cast(ops.equal(ops.arange(ops.shape(ids)[1], dtype="int32"), 0)[None, :], "int32") * ops.ones_like(ids)
+    first = ops.equal(ops.arange(ops.shape(ids)[1], dtype="int32"), 0)[None, :]
+    return ops.cast(ops.logical_and(first, ops.ones_like(ids, dtype="bool")), "int32")
 
 
 def question_global(ids, sep_token_id):
