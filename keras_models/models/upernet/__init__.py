@@ -326,17 +326,23 @@ class UperNetSemanticSegmenter(SemanticSegmenter):
         self.built = True
 
     def call(self, inputs, training=False):
+        return self.logits_and_auxiliary(inputs, training=training, auxiliary=False)[0]
+
+    def logits_and_auxiliary(self, inputs, training=False, auxiliary=True):
+        """(logits, auxiliary logits or None), both (batch, H, W, num_labels) channels_last at the
+        input's size, from one pass of the backbone (the auxiliary pair feeds Transformers' training
+        loss: ``loss + auxiliary_loss_weight * auxiliary loss``)."""
         pixels = inputs["pixel_values"] if isinstance(inputs, dict) else inputs
-        logits = self.head(self.backbone.feature_maps({"pixel_values": pixels}, training=training), training=training)
-        return resize(logits, pixels.shape[1], pixels.shape[2], "bilinear")
+        h, w = pixels.shape[1], pixels.shape[2]
+        maps = self.backbone.feature_maps({"pixel_values": pixels}, training=training)
+        logits = resize(self.head(maps, training=training), h, w, "bilinear")
+        if not auxiliary or self.auxiliary_head is None:
+            return logits, None
+        return logits, resize(self.auxiliary_head(maps, training=training), h, w, "bilinear")
 
     def auxiliary_logits(self, inputs, training=False):
         """The auxiliary FCN head's logits at the input's size (channels_last); None without it."""
-        if self.auxiliary_head is None:
-            return None
-        pixels = inputs["pixel_values"] if isinstance(inputs, dict) else inputs
-        maps = self.backbone.feature_maps({"pixel_values": pixels}, training=training)
-        return resize(self.auxiliary_head(maps, training=training), pixels.shape[1], pixels.shape[2], "bilinear")
+        return self.logits_and_auxiliary(inputs, training=training)[1]
 
     def head_rules(self):
         r = self.head.rules()
