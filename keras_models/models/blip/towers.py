@@ -188,8 +188,9 @@ class BlipVisionBackbone(SpecBackbone):
 
 @dataclass(frozen=True, kw_only=True)
 class Blip2VisionSpec(BlipVisionSpec):
-    """BLIP-2 / InstructBLIP: one fused ``qkv.bias`` (Transformers 5's layout; older checkpoints'
-    separate ``q_bias`` / ``v_bias`` are not read) or none (``qkv_bias: false``)."""
+    """BLIP-2 / InstructBLIP: the fused projection's bias is one ``qkv.bias`` tensor (Transformers
+    builds it from separate q / v biases and a zero k part, and saves it whole), or absent
+    (``qkv_bias: false``)."""
 
     hidden_size: int = dim("hidden_size", 1408)
     intermediate_size: int = dim("intermediate_size", 6144)
