@@ -265,6 +265,18 @@ def hf_reference(name, build_model, inputs: dict, extra_save=None, seed=0):
     return folder / "model", expected
 
 
+def jit_under_jax(fn):
+    """``fn`` under jax.jit on the JAX backend (a decode loop's step compiled once instead of
+    dispatched op by op, and proof that it traces); unchanged elsewhere."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
 def to_numpy(x):
     import keras
 

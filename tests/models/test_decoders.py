@@ -9,7 +9,7 @@ import pytest
 
 import keras_models as km
 from tests.models.decoder_cases import CASES, SEQ, VOCAB
-from tests.parity import assert_backbone_close, assert_close, hf_reference, to_numpy
+from tests.parity import assert_backbone_close, assert_close, hf_reference, jit_under_jax, to_numpy
 
 PAD = 3  # the second row is right-padded by PAD tokens
 N = SEQ - PAD
@@ -22,17 +22,6 @@ def _inputs():
     ids[1, N:] = 0
     mask[1, N:] = 0
     return {"input_ids": ids, "attention_mask": mask}
-
-
-def _compiled(fn):
-    """jax.jit under JAX (fast, and proves the function traces); eager elsewhere."""
-    import keras
-
-    if keras.backend.backend() == "jax":
-        import jax
-
-        return jax.jit(fn)
-    return fn
 
 
 _MODELS = {}
@@ -60,7 +49,7 @@ def test_logits_right_and_left_padding(case):
     ids = np.concatenate([inputs["input_ids"], np.zeros((1, SEQ), "int64")])
     mask = np.concatenate([inputs["attention_mask"], np.zeros((1, SEQ), "int64")])
     ids[2, PAD:], mask[2, PAD:] = inputs["input_ids"][1, :N], 1
-    out = to_numpy(_compiled(lambda x: model(x))({"input_ids": ids, "attention_mask": mask}))
+    out = to_numpy(jit_under_jax(lambda x: model(x))({"input_ids": ids, "attention_mask": mask}))
     assert_close(out[:2], expected, mask=inputs["attention_mask"], what=f"{case} right-padded")
     assert_close(out[2, PAD:], expected[1, :N], what=f"{case} left-padded")
     assert_backbone_close(model, inputs, _HIDDEN[case], mask=inputs["attention_mask"], what=case)
@@ -106,10 +95,11 @@ def test_kv_cache_matches_full_forward(case):
     model, inputs, expected = _load(case)
     ids, mask = _cache_rows(inputs, SEQ + 2)
     half = SEQ // 2
-    got = _decode(_compiled(model.call_with_cache), model, ids, mask, [(0, half), (half, SEQ)])
+    got = _decode(jit_under_jax(model.call_with_cache), model, ids, mask, [(0, half), (half, SEQ)])
     _check_cached(case, got, expected)
 
 
+@pytest.mark.one_case_per_pass("case")  # the eager loop is torch's decode path; jax and tensorflow compile it
 @pytest.mark.parametrize("case", ["llama_gqa", "gemma2_softcap_window", "bloom_alibi", "gpt_oss_sinks_window",
                                   "deepseek_v3_mla_sigmoid"])
 def test_eager_python_int_positions_read_only_the_filled_buffer(case):
@@ -156,7 +146,7 @@ def test_longrope_cached_decoding_matches_transformers_incremental():
     expected = np.load(cached_folder(f"dec-longrope-steps-{folder.parent.name}", build) / "steps.npy")
     ids, mask = _cache_rows(inputs, SEQ)
     chunks = [(0, prompt)] + [(i, i + 1) for i in range(prompt, SEQ)]
-    got = _decode(_compiled(model.call_with_cache), model, ids[:1], mask[:1], chunks)
+    got = _decode(jit_under_jax(model.call_with_cache), model, ids[:1], mask[:1], chunks)
     assert_close(got[0], expected[0], what="longrope incremental decoding")
 
 

@@ -10,7 +10,7 @@ import pytest
 import keras_models as km
 from tests.models.test_seq2seq_generate import SETTINGS
 from tests.models.test_seq2seq_parity import seq2seq_inputs
-from tests.parity import assert_backbone_close, assert_close, cached_folder, hf_reference
+from tests.parity import assert_backbone_close, assert_close, cached_folder, hf_reference, jit_under_jax
 
 VOCAB = 99
 
@@ -120,24 +120,23 @@ def test_cached_decoding_matches_transformers():
 
     folder, enc, _ = _generate_reference("greedy")
     model = km.Seq2SeqLM.from_preset(folder)
-    states = model.encode(enc)
+    states = jit_under_jax(model.encode)(enc)
     t = DEC.shape[1]
     mask = np.zeros((2, t + 1), "int32")
     cache = model.init_cache(2, t + 1, states)
     steps = []
+    step = jit_under_jax(model.call_decoder_with_cache)
     for i in range(t):
         mask[:, i] = 1
-        logits, cache = model.call_decoder_with_cache(DEC[:, i:i + 1], states, enc["attention_mask"],
-                                                      cache, np.int32(i), mask)
+        logits, cache = step(DEC[:, i:i + 1], states, enc["attention_mask"], cache, np.int32(i), mask)
         steps.append(keras.ops.convert_to_numpy(logits))
     assert_close(np.concatenate(steps, axis=1), np.load(folder.parent / "steps.npy"),
                  what="prophetnet cached steps")
     full = np.load(folder.parent / "full.npy")
-    assert_close(model({**enc, "decoder_input_ids": DEC}), full, what="prophetnet full pass")
+    assert_close(jit_under_jax(model)({**enc, "decoder_input_ids": DEC}), full, what="prophetnet full pass")
     mask[:] = 0
     mask[:, :t] = 1
-    prefill, _ = model.call_decoder_with_cache(DEC, states, enc["attention_mask"],
-                                               model.init_cache(2, t + 1, states), np.int32(0), mask)
+    prefill, _ = step(DEC, states, enc["attention_mask"], model.init_cache(2, t + 1, states), np.int32(0), mask)
     assert_close(prefill, full, what="prophetnet prefill")
 
 
