@@ -186,7 +186,13 @@ def _vitmatte():
                                       fusion_hidden_sizes=[6, 5, 4], batch_norm_eps=1e-3)
     model = transformers.VitMatteForImageMatting(cfg)
     forward = model.forward
-    model.forward = lambda **kw: {"logits": forward(**kw).alphas}  # tests/parity.py records logits
+
+    def with_features(pixel_values, **kw):  # tests/parity.py records these names; the alphas hardly
+        # move with the tower's weights (sigmoid of a small head), so its feature map is recorded too
+        return {"logits": forward(pixel_values=pixel_values, **kw).alphas,
+                "start_logits": model.backbone(pixel_values).feature_maps[-1]}
+
+    model.forward = with_features
     return model
 
 
@@ -203,7 +209,9 @@ def test_vitmatte_parity():
     model = km.ImageMatting.from_preset(folder)
     assert model.head_from_checkpoint
     assert "last_hidden_state" not in expected  # Transformers' ViTMatte has no base model
-    assert_close(run(model, x), expected["logits"].transpose(0, 2, 3, 1), what="vitmatte alphas")
+    alphas, features = run_with_hidden(model, x)
+    assert_close(alphas, expected["logits"].transpose(0, 2, 3, 1), what="vitmatte alphas")
+    assert_close(features, expected["start_logits"].transpose(0, 2, 3, 1), what="vitmatte tower feature map")
 
 
 def test_vitmatte_reloads_in_transformers(tmp_path):
