@@ -39,6 +39,7 @@ _LAZY = {
     "ImageTextMatcher": "keras_models.tasks.image_text_matching",
     "SpeechRecognizer": "keras_models.tasks.audio",
     "AudioClassifier": "keras_models.tasks.audio",
+    "TimeSeriesForecaster": "keras_models.tasks.time_series",
     "AudioFeatureExtractor": "keras_models.preprocessing.audio",
     "pipeline": "keras_models.pipelines",
     "list_presets": "keras_models.presets.named",
