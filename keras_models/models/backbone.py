@@ -99,25 +99,59 @@ class Backbone(keras.Model):
         return self
 
     # --- fine-tuning helpers ------------------------------------------------------------------
-    lora_targets = ("query", "value", "q_proj", "v_proj")
+    # Dense layer names that get adapters by default: the attention's query and value projections
+    # (fused query/key/value where a family keeps them in one kernel, as PEFT does for GPT-2)
+    lora_targets = ("query", "value", "q_proj", "v_proj", "qkv")
 
-    def enable_lora(self, rank, target_names=None):
-        """Freeze the backbone and add rank-``rank`` LoRA adapters to the attention projections
-        (Dense layers whose name is in ``target_names``, default query/value)."""
+    def enable_lora(self, rank, target_names=None, lora_alpha=None):
+        """Freeze the backbone and add rank-``rank`` LoRA adapters (scaling ``lora_alpha / rank``,
+        alpha defaulting to the rank) to the Dense layers whose name is in ``target_names``
+        (default: ``lora_targets``, the attention's query and value projections). Returns how many
+        layers got one."""
         names = tuple(target_names or self.lora_targets)
         found = 0
         for layer in compat.sublayers(self):
             if isinstance(layer, keras.layers.Dense) and layer.name in names:
-                layer.enable_lora(rank)
-                if layer.bias is not None:
-                    layer.bias.trainable = False  # Keras leaves biases trainable; LoRA freezes them
+                layer.enable_lora(rank, lora_alpha=lora_alpha)
                 found += 1
         if not found:
-            raise ValueError(f"enable_lora: no Dense layer named any of {names} in {self.name}")
-        for layer in compat.sublayers(self):
-            if not getattr(layer, "lora_enabled", False) and not compat.has_sublayers(layer):
-                layer.trainable = False
+            dense = sorted({layer.name for layer in compat.sublayers(self) if isinstance(layer, keras.layers.Dense)})
+            raise ValueError(f"enable_lora: no Dense layer named any of {names} in {self.name} "
+                             f"(its Dense layers: {', '.join(dense)})")
+        self.freeze_all_but_lora()
         return found
+
+    def freeze_all_but_lora(self):
+        """Only LoRA adapters stay trainable (their layers' kernels and biases are frozen too)."""
+        for layer in compat.sublayers(self):
+            if compat.has_sublayers(layer):
+                continue
+            if getattr(layer, "lora_enabled", False):
+                if getattr(layer, "bias", None) is not None:
+                    layer.bias.trainable = False  # Keras leaves biases trainable; LoRA freezes them
+            else:
+                layer.trainable = False
+
+    def save_lora_weights(self, path, overwrite=False):
+        """Write the LoRA adapters alone as a PEFT adapter folder (adapter_config.json +
+        adapter_model.safetensors) that ``load_lora_weights`` and PEFT read."""
+        from keras_models.presets.lora import save_lora_weights
+
+        return save_lora_weights(self, path, overwrite=overwrite)
+
+    def load_lora_weights(self, path):
+        """Add the LoRA adapters of a PEFT adapter folder (ours or PEFT's) and freeze the rest."""
+        from keras_models.presets.lora import load_lora_weights
+
+        layers = load_lora_weights(self, path)
+        self.freeze_all_but_lora()
+        return len(layers)
+
+    def merge_lora_weights(self):
+        """Fold the adapters into the kernels and drop them (same outputs, plain Dense layers)."""
+        from keras_models.presets.lora import merge_lora_weights
+
+        return merge_lora_weights(self)
 
     # --- presets ------------------------------------------------------------------------------
     @classmethod

@@ -65,7 +65,7 @@ PRESET_NAMES = frozenset({
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
     "tokenizer.model", "prophetnet.tokenizer", "source.spm", "target.spm", "bpe.codes", "dict.txt",
     "vocab-src.json", "vocab-tgt.json", "modules.json", "sentence_bert_config.json", "1_Pooling",
-    "keras_models_quantized.safetensors", MANIFEST_NAME,
+    "keras_models_quantized.safetensors", "adapter_config.json", "adapter_model.safetensors", MANIFEST_NAME,
 })
 _SHARD = re.compile(r"model-\d+-of-\d+\.safetensors")
 
@@ -92,6 +92,11 @@ def save_preset(model, path, overwrite=False):
             logger.info("save_to_preset: %s is quantized (%s); model.safetensors holds dequantized "
                         "float weights (what Transformers loads), %s the quantized kernels and scales",
                         type(model).__name__, ", ".join(plan[3]["modes"]), quantization.QUANT_FILE)
+        from keras_models.presets.lora import lora_layers
+
+        if lora_layers(model):
+            logger.info("save_to_preset: the LoRA adapters of %s are merged into the saved weights "
+                        "(save_lora_weights writes them alone)", type(model).__name__)
         write_json(folder / "config.json", config)
         tensors = dict(export_rules(rules, prefix=prefix))
         save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})

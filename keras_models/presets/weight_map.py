@@ -239,7 +239,8 @@ def _float_compatible(stored, wanted):
 def _to_numpy(variable):
     import keras
 
-    return keras.ops.convert_to_numpy(variable.value)
+    # a LoRA layer's kernel is a tensor (the base kernel plus its adapter), not a variable
+    return keras.ops.convert_to_numpy(getattr(variable, "value", variable))
 
 
 def _np_dtype(dtype):

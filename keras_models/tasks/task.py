@@ -311,6 +311,30 @@ class Task(keras.Model):
         config["backbone"] = keras.saving.serialize_keras_object(self.backbone)
         return record_policy_map(self, config)  # quantized layers rebuild quantized from a .keras file
 
+    # --- LoRA ----------------------------------------------------------------------------------
+    def enable_lora(self, rank, target_names=None, lora_alpha=None):
+        """LoRA on the backbone (see ``Backbone.enable_lora``); the task head stays trainable."""
+        return self.backbone.enable_lora(rank, target_names=target_names, lora_alpha=lora_alpha)
+
+    def save_lora_weights(self, path, overwrite=False):
+        """The adapters, plus the trainable head (PEFT's ``modules_to_save``), as a PEFT adapter
+        folder that ``load_lora_weights`` and ``peft.PeftModel.from_pretrained`` read."""
+        from keras_models.presets.lora import save_lora_weights
+
+        return save_lora_weights(self, path, overwrite=overwrite)
+
+    def load_lora_weights(self, path):
+        from keras_models.presets.lora import load_lora_weights
+
+        layers = load_lora_weights(self, path)
+        self.backbone.freeze_all_but_lora()
+        return len(layers)
+
+    def merge_lora_weights(self):
+        from keras_models.presets.lora import merge_lora_weights
+
+        return merge_lora_weights(self)
+
     def quantize(self, mode=None, config=None, filters=None, **kwargs):
         """Keras' ``quantize``, skipping unbuilt layers and a tied embedding used as the output head
         (keras_models/presets/quantization.py); ``save_to_preset`` and ``.keras`` keep the result."""
