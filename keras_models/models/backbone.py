@@ -210,10 +210,13 @@ class Backbone(keras.Model):
             return cls.spec_cls.from_hf(hf_config, source).kwargs()
         return cls.config_from_hf(hf_config)
 
-    def save_to_preset(self, path, overwrite=False):
+    def save_to_preset(self, path, overwrite=False, max_shard_size=None):
+        """Write a Hugging Face folder (config.json, weights, tokenizer / processor files) that
+        ``from_preset`` and Transformers reload. ``max_shard_size`` (bytes, or "5GB" / "500MiB"):
+        weights above it are split into Transformers' sharded layout with its index."""
         from keras_models.presets.saving import save_preset
 
-        save_preset(self, path, overwrite=overwrite)
+        save_preset(self, path, overwrite=overwrite, max_shard_size=max_shard_size)
 
     # --- quantization (keras_models/presets/quantization.py) ------------------------------------
     def quantize(self, mode=None, config=None, filters=None, **kwargs):

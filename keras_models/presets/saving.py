@@ -73,10 +73,67 @@ _active = set()  # tokens of the saves running in this process
 _last_time = [0]
 
 
-def save_preset(model, path, overwrite=False):
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?)B?\s*", re.I)
+
+
+def parse_shard_size(size, what="max_shard_size"):
+    """Bytes from an int or a string as Transformers spells it: ``"5GB"`` (10**9), ``"500MiB"``
+    (2**20), ``"200KB"``, ``"1000"``."""
+    if isinstance(size, bool):
+        raise PresetError(f"{what} must be a number of bytes or a string like '5GB', got {size!r}")
+    if isinstance(size, int):
+        value = size
+    else:
+        m = _SIZE.fullmatch(str(size)) if isinstance(size, str) else None
+        if m is None:
+            raise PresetError(f"{what} must be a number of bytes or a string like '5GB', got {size!r}")
+        power = "KMGT".find(m.group(2).upper()) + 1 if m.group(2) else 0
+        value = int(float(m.group(1)) * (1024 if m.group(3) else 1000) ** power)
+    if value <= 0:
+        raise PresetError(f"{what} must be positive, got {size!r}")
+    return value
+
+
+def _shards(tensors, max_bytes):
+    """Split ``{name: array}`` in order into shards of at most ``max_bytes`` (a larger tensor gets
+    a shard of its own), as Transformers' ``save_pretrained(max_shard_size=...)`` does."""
+    shards, current, size = [], {}, 0
+    for name, array in tensors.items():
+        if current and size + array.nbytes > max_bytes:
+            shards.append(current)
+            current, size = {}, 0
+        current[name] = array
+        size += array.nbytes
+    if current or not shards:
+        shards.append(current)
+    return shards
+
+
+def write_weights(folder, tensors, max_shard_size=None):
+    """``model.safetensors``, or Transformers' sharded layout (``model-0000i-of-0000n.safetensors``
+    plus ``model.safetensors.index.json``) when the weights exceed ``max_shard_size``."""
+    from keras_models.presets.config import write_json
+    from keras_models.presets.safetensors_io import save_file
+
+    shards = [tensors] if max_shard_size is None else _shards(tensors, parse_shard_size(max_shard_size))
+    if len(shards) == 1:
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, folder / name, metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, name))
+    total = int(sum(a.nbytes for a in tensors.values()))
+    write_json(folder / "model.safetensors.index.json", {"metadata": {"total_size": total}, "weight_map": weight_map})
+
+
+def save_preset(model, path, overwrite=False, max_shard_size=None):
+    if max_shard_size is not None:
+        parse_shard_size(max_shard_size)  # a bad value fails before anything is written
+
     def write(folder):
         from keras_models.presets.config import write_json
-        from keras_models.presets.safetensors_io import save_file
         from keras_models.presets.weight_map import export_rules
 
         from keras_models.presets import quantization
@@ -99,7 +156,7 @@ def save_preset(model, path, overwrite=False):
                         "(save_lora_weights writes them alone)", type(model).__name__)
         write_json(folder / "config.json", config)
         tensors = dict(export_rules(rules, prefix=prefix))
-        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+        write_weights(folder, tensors, max_shard_size)
         if plan is not None:
             quantization.write_side_file(folder, plan[1], plan[2])
         extra = getattr(model, "save_extra_files", None)

@@ -84,10 +84,13 @@ class Task(keras.Model):
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
 
-    def save_to_preset(self, path, overwrite=False):
+    def save_to_preset(self, path, overwrite=False, max_shard_size=None):
+        """Write a Hugging Face folder (config.json, weights, tokenizer / processor files) that
+        ``from_preset`` and Transformers reload. ``max_shard_size`` (bytes, or "5GB" / "500MiB"):
+        weights above it are split into Transformers' sharded layout with its index."""
         from keras_models.presets.saving import save_preset
 
-        save_preset(self, path, overwrite=overwrite)
+        save_preset(self, path, overwrite=overwrite, max_shard_size=max_shard_size)
 
     # --- .keras files: the preprocessor travels as assets ---------------------------------------
     # Keras calls save_assets / load_assets on the model when it writes / reads a .keras file: the

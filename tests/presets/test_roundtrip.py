@@ -43,6 +43,33 @@ def test_classifier_save_to_preset_reloads_in_transformers(tmp_path):
     )
 
 
+def test_sharded_preset_reloads_in_transformers(tmp_path):
+    """save_to_preset(max_shard_size=...) writes Transformers' sharded layout; both libraries
+    reload it, and saving over it unsharded (and back) leaves no stale shard behind."""
+    import json
+
+    from transformers import AutoModelForSequenceClassification
+
+    folder, inputs, expected = tiny_classifier()
+    model = km.TextClassifier.from_preset(folder)
+    with pytest.raises(PresetError, match="max_shard_size"):
+        model.save_to_preset(tmp_path / "bad", max_shard_size="5 parsecs")
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "sharded"
+    model.save_to_preset(out, max_shard_size="8KB")
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    shards = sorted(p.name for p in out.glob("model-*-of-*.safetensors"))
+    assert len(shards) > 2 and sorted(set(index["weight_map"].values())) == shards
+    assert not (out / "model.safetensors").exists()
+    hf = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
+    assert_close(_torch_outputs(hf, inputs), expected, what="transformers, sharded")
+    assert_close(km.TextClassifier.from_preset(out)(inputs), expected, what="keras-models, sharded")
+    model.save_to_preset(out, overwrite=True)  # one file now: the shards and the index go
+    assert sorted(p.name for p in out.glob("model*.safetensors*")) == ["model.safetensors"]
+    model.save_to_preset(out, overwrite=True, max_shard_size=10**9)  # under the limit: one file
+    assert sorted(p.name for p in out.glob("model*.safetensors*")) == ["model.safetensors"]
+
+
 def test_untied_mlm_round_trip(tmp_path):
     from transformers import AutoModelForMaskedLM
 
