@@ -26,7 +26,12 @@ class TimeSeriesForecaster(Task):
     def call(self, inputs, training=False):
         hidden, loc, scale = self.backbone.encode(inputs, training=training)
         y = self.forecast(hidden, training=training)
+        loc, scale = self.output_channels(loc), self.output_channels(scale)
         return {"prediction_outputs": y * scale + loc, "loc": loc, "scale": scale}
+
+    def output_channels(self, x):
+        """The forecast channels of a (batch, ..., channels) tensor (all of them by default)."""
+        return x
 
 
 def series_inputs(inputs, num_channels, context_length, who):

@@ -1,4 +1,4 @@
-"""Time-series forecasters (PatchTST) against tiny random Transformers models: the backbone's
+"""Time-series forecasters (PatchTST, PatchTSMixer) against tiny random Transformers models: the backbone's
 last hidden state and the forecaster's prediction_outputs / loc / scale, and a Transformers
 reload of ``save_to_preset``."""
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 import keras_models as km
-import keras_models.models.patchtst  # noqa: F401  (registers the family)
 from keras_models.errors import ConfigError, InputError
-from tests.parity import assert_close, hf_reference
+from tests.parity import assert_close, hf_reference, jit_under_jax
 
 OUTPUTS = ("prediction_outputs", "loc", "scale")
 
@@ -26,6 +25,20 @@ PATCHTST = {
 }
 
 
+PATCHTSMIXER = {
+    # channel mixing, self-attention (2 heads) beside the patch MLP, BatchNorm, learned positions,
+    # mean scaling with an unobserved series, overlapping patches, a forecast of channels 2 and 0
+    "mix_attn_batchnorm": dict(num_input_channels=3, mode="mix_channel", self_attn=True, self_attn_heads=2,
+                               norm_mlp="BatchNorm", use_positional_encoding=True,
+                               positional_encoding_type="random", scaling="mean", patch_length=4, patch_stride=3,
+                               prediction_channel_indices=[2, 0], expansion_factor=3),
+    # common channel, LayerNorm, no gates, sincos positions, std scaling (scaling=true)
+    "common_layernorm": dict(num_input_channels=2, mode="common_channel", gated_attn=False, norm_mlp="LayerNorm",
+                             use_positional_encoding=True, scaling=True, patch_length=5, patch_stride=5,
+                             norm_eps=1e-6),
+}
+
+
 def _inputs(seed=0, batch=2, context=16, channels=3, blank=False):
     rng = np.random.default_rng(seed)
     values = (rng.normal(size=(batch, context, channels)) * 3 + 2).astype("float32")
@@ -35,29 +48,50 @@ def _inputs(seed=0, batch=2, context=16, channels=3, blank=False):
     return {"past_values": values, "past_observed_mask": mask}
 
 
-def _ref(case):
+def _build(family, case):
     import transformers
 
-    kwargs = PATCHTST[case]
-    inputs = _inputs(channels=kwargs["num_input_channels"], blank=kwargs["scaling"] == "mean")
-
-    def build():
-        config = transformers.PatchTSTConfig(context_length=16, num_hidden_layers=1,
-                                             d_model=16, num_attention_heads=2, ffn_dim=24, prediction_length=5,
-                                             **kwargs)
+    if family == "patchtst":
+        config = transformers.PatchTSTConfig(context_length=16, num_hidden_layers=1, d_model=16,
+                                             num_attention_heads=2, ffn_dim=24, prediction_length=5,
+                                             **PATCHTST[case])
         return transformers.PatchTSTForPrediction(config)
+    config = transformers.PatchTSMixerConfig(context_length=16, num_layers=1, d_model=16, prediction_length=5,
+                                             **PATCHTSMIXER[case])
+    return transformers.PatchTSMixerForPrediction(config)
+
+
+def _ref(case, family="patchtst"):
+    import transformers
+
+    kwargs = (PATCHTST if family == "patchtst" else PATCHTSMIXER)[case]
+    inputs = _inputs(channels=kwargs["num_input_channels"], blank=kwargs["scaling"] == "mean")
+    if family == "patchtsmixer":  # PatchTSMixer names the mask observed_mask
+        inputs = {"past_values": inputs["past_values"], "observed_mask": inputs["past_observed_mask"]}
+    hf_cls = type(_build(family, case))
 
     def save_outputs(folder, model):  # the forecast outputs, from the saved files
         import torch
 
-        model = transformers.PatchTSTForPrediction.from_pretrained(folder).eval()
+        model = hf_cls.from_pretrained(folder).eval()
         with torch.no_grad():
             out = model(**{k: torch.tensor(v) for k, v in inputs.items()})
         np.savez(folder / "forecast.npz", **{k: getattr(out, k).numpy() for k in OUTPUTS})
 
-    folder, expected = hf_reference(f"patchtst_{case}", build, inputs, extra_save=save_outputs)
+    folder, expected = hf_reference(f"{family}_{case}", lambda: _build(family, case), inputs,
+                                    extra_save=save_outputs)
     expected.update(np.load(folder / "forecast.npz"))
+    if "observed_mask" in inputs:  # ours is past_observed_mask for every family
+        inputs = {"past_values": inputs["past_values"], "past_observed_mask": inputs["observed_mask"]}
     return folder, inputs, expected
+
+
+def _check(model, inputs, expected, case):
+    # one compiled call under JAX (op-by-op dispatch of this many small ops is the slow part)
+    out, hidden = jit_under_jax(lambda x: (model(x), model.backbone(x)))(inputs)
+    for k in OUTPUTS:
+        assert_close(out[k], expected[k], what=f"{case} {k}")
+    assert_close(hidden, expected["last_hidden_state"], what=f"{case} last_hidden_state")
 
 
 @pytest.mark.parametrize("case", sorted(PATCHTST))
@@ -65,10 +99,7 @@ def test_patchtst_parity(case):
     folder, inputs, expected = _ref(case)
     model = km.TimeSeriesForecaster.from_preset(folder)
     assert type(model).__name__ == "PatchTSTForecaster"
-    out = model(inputs)
-    for k in OUTPUTS:
-        assert_close(out[k], expected[k], what=f"{case} {k}")
-    assert_close(model.backbone(inputs), expected["last_hidden_state"], what=f"{case} last_hidden_state")
+    _check(model, inputs, expected, case)
     if case == "std_batchnorm":  # errors name the input / key at fault
         with pytest.raises(InputError, match="past_values"):
             model({"past_values": inputs["past_values"][:, :8]})
@@ -78,17 +109,27 @@ def test_patchtst_parity(case):
             km.models.PatchTSTBackbone.config_kwargs({"model_type": "patchtst", "share_projection": False})
 
 
-def test_patchtst_reloads_in_transformers(tmp_path):
-    import torch
-    import transformers
+@pytest.mark.parametrize("case", sorted(PATCHTSMIXER))
+def test_patchtsmixer_parity(case):
+    folder, inputs, expected = _ref(case, "patchtsmixer")
+    model = km.TimeSeriesForecaster.from_preset(folder)
+    assert type(model).__name__ == "PatchTSMixerForecaster"
+    _check(model, inputs, expected, case)
 
-    folder, inputs, expected = _ref("std_batchnorm")
+
+@pytest.mark.parametrize("family,case", [("patchtst", "std_batchnorm"), ("patchtsmixer", "mix_attn_batchnorm")])
+def test_time_series_reloads_in_transformers(family, case, tmp_path):
+    import torch
+
+    folder, inputs, expected = _ref(case, family)
     km.TimeSeriesForecaster.from_preset(folder).save_to_preset(tmp_path / "saved")
-    model, info = transformers.PatchTSTForPrediction.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    model, info = type(_build(family, case)).from_pretrained(tmp_path / "saved", output_loading_info=True)
     # BatchNorm's num_batches_tracked counters are not exported (unused at inference)
     missing = [k for k in info["missing_keys"] if not k.endswith("num_batches_tracked")]
     assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    mask_name = "past_observed_mask" if family == "patchtst" else "observed_mask"
     with torch.no_grad():
-        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()})
+        out = model.eval()(past_values=torch.tensor(inputs["past_values"]),
+                           **{mask_name: torch.tensor(inputs["past_observed_mask"])})
     for k in OUTPUTS:
-        assert_close(getattr(out, k).numpy(), expected[k], what=f"round trip {k}")
+        assert_close(getattr(out, k).numpy(), expected[k], what=f"{family} round trip {k}")

@@ -116,6 +116,19 @@ def scale_series(values, mask, kind, std_minimum=1e-5, mean_minimum=1e-10):
     return values, loc, ops.ones_like(loc)
 
 
+def count_patches(context_length, patch_length, patch_stride):
+    return (context_length - patch_length) // patch_stride + 1
+
+
+def patchify(values, context_length, patch_length, patch_stride):
+    """(batch, context_length, channels) -> (batch, channels, num_patches, patch_length): windows
+    every ``patch_stride`` steps ending at the last step (the leftover oldest steps are dropped)."""
+    n = count_patches(context_length, patch_length, patch_stride)
+    start = context_length - (patch_length + patch_stride * (n - 1))
+    idx = [[start + i * patch_stride + p for p in range(patch_length)] for i in range(n)]
+    return ops.take(ops.transpose(values, (0, 2, 1)), ops.convert_to_tensor(idx, "int32"), axis=2)
+
+
 class SelfAttention(keras.layers.Layer):
     """Plain multi-head self-attention (q/k/v/out projections with biases, no mask)."""
 
@@ -216,8 +229,7 @@ class PatchTSTBackbone(Backbone):
         super().__init__(**kwargs)
         self.spec = s = spec
         dt = self.dtype_policy
-        self.num_patches = (s.context_length - s.patch_length) // s.patch_stride + 1
-        self.sequence_start = s.context_length - (s.patch_length + s.patch_stride * (self.num_patches - 1))
+        self.num_patches = count_patches(s.context_length, s.patch_length, s.patch_stride)
         n_emb = 1 if s.share_embedding else s.num_input_channels
         self.embedders = [keras.layers.Dense(s.d_model, name=f"input_embedding_{i}", dtype=dt) for i in range(n_emb)]
         self.encoder_layers = [PatchTSTLayer(s, name=f"layer_{i}", dtype=dt) for i in range(s.num_hidden_layers)]
@@ -239,11 +251,7 @@ class PatchTSTBackbone(Backbone):
         return self.spec.dummy_inputs()
 
     def patchify(self, values):
-        """(batch, context_length, channels) -> (batch, channels, num_patches, patch_length)."""
-        s = self.spec
-        idx = [[self.sequence_start + n * s.patch_stride + p for p in range(s.patch_length)]
-               for n in range(self.num_patches)]
-        return ops.take(ops.transpose(values, (0, 2, 1)), ops.convert_to_tensor(idx, "int32"), axis=2)
+        return patchify(values, self.spec.context_length, self.spec.patch_length, self.spec.patch_stride)
 
     def encode(self, inputs, training=False):
         """(last_hidden_state, loc, scale) of ``inputs``."""
@@ -290,4 +298,4 @@ class PatchTSTBackbone(Backbone):
         return config
 
 
-__all__ = ["PatchTSTBackbone", "PatchTSTSpec", "scale_series", "observed_mask", "SelfAttention", "make_norm"]
+__all__ = ["PatchTSTBackbone", "PatchTSTSpec"]
