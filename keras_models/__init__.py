@@ -37,6 +37,7 @@ _LAZY = {
     "ImageTextToText": "keras_models.tasks.image_text_to_text",
     "ImageToText": "keras_models.tasks.image_to_text",
     "ImageTextMatcher": "keras_models.tasks.image_text_matching",
+    "VisualQuestionAnswerer": "keras_models.tasks.visual_question_answering",
     "SpeechRecognizer": "keras_models.tasks.audio",
     "AudioClassifier": "keras_models.tasks.audio",
     "TimeSeriesForecaster": "keras_models.tasks.time_series",

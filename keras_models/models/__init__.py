@@ -73,6 +73,7 @@ from keras_models.models.text_encoder_decoder import *  # noqa: F401,F403
 from keras_models.models.longformer import *  # noqa: F401,F403
 from keras_models.models.xlnet import *  # noqa: F401,F403
 from keras_models.models.patchtst import *  # noqa: F401,F403
+from keras_models.models.vilt import *  # noqa: F401,F403
 from keras_models.models.patchtsmixer import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 

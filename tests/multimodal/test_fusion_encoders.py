@@ -1,0 +1,130 @@
+"""Vision-language fusion encoders against Transformers 5.
+
+ViLT: ViltModel (backbone: last_hidden_state, pooler_output), ViltForQuestionAnswering
+(km.VisualQuestionAnswerer), ViltForImageAndTextRetrieval (km.ImageTextMatcher), ViltForMaskedLM
+(km.MaskedLM) and ViltForImagesAndTextClassification (NLVR2, two images), from one tiny config
+with options that change the numbers: no qkv bias, gelu_new, eps 1e-7, three text token types and
+three modality types, a 4x4 position table (image_size 32) resized to 16x24-pixel inputs (2x3
+patches) whose second row has a pixel_mask covering 2x2 patches, and ``max_image_length`` 5 (the
+first row's six patches are cut to five, the second's four padded with one masked patch).
+
+Transformers samples the kept patches with ``torch.multinomial`` even in eval; the references are
+computed with that sampler returning the first indices, the deterministic choice ours makes
+(keras_models/models/vilt/vilt.py).
+"""
+
+import contextlib
+import hashlib
+import inspect
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from tests.parity import assert_close, cached_folder, randomize_weights, to_numpy
+
+CONFIG = dict(vocab_size=64, type_vocab_size=3, modality_type_vocab_size=3, max_position_embeddings=16,
+              hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
+              hidden_act="gelu_new", layer_norm_eps=1e-7, image_size=32, patch_size=8, qkv_bias=False,
+              max_image_length=5, num_images=2, num_labels=5)
+HEADS = {"model": "ViltModel", "vqa": "ViltForQuestionAnswering", "retrieval": "ViltForImageAndTextRetrieval",
+         "mlm": "ViltForMaskedLM", "nlvr2": "ViltForImagesAndTextClassification"}
+
+
+def _inputs(images=1):
+    rng = np.random.RandomState(5)
+    shape = (2, images, 3, 16, 24) if images > 1 else (2, 3, 16, 24)
+    mask = np.ones(shape[:-3] + (16, 24), "int64")
+    mask[1, ..., :, 12:] = 0  # the second example: 16x12 real pixels (2x2 patches)
+    if images > 1:
+        mask[0, 1, 8:, :] = 0  # and the first example's second image: 8x24 (1x3 patches)
+    return {"input_ids": np.array([[1, 5, 7, 9, 11, 2], [1, 9, 13, 2, 0, 0]]),
+            "attention_mask": np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]),
+            "token_type_ids": np.array([[0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 0, 0]]),
+            "pixel_values": rng.randn(*shape).astype("float32"), "pixel_mask": mask}
+
+
+@contextlib.contextmanager
+def _first_patches():
+    """Transformers' patch sampler pinned to the first indices (our deterministic choice)."""
+    import torch
+
+    real = torch.multinomial
+    torch.multinomial = lambda weights, n, replacement=False, **_: torch.arange(n)
+    try:
+        yield
+    finally:
+        torch.multinomial = real
+
+
+def _ours(inputs):
+    axes = (0, 1, 3, 4, 2) if inputs["pixel_values"].ndim == 5 else (0, 2, 3, 1)
+    return dict(inputs, pixel_values=inputs["pixel_values"].transpose(axes))
+
+
+def _reference():
+    src = inspect.getsource(inspect.getmodule(_reference)) + inspect.getsource(randomize_weights)
+    key = "vilt-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        out = {}
+        for i, (head, arch) in enumerate(HEADS.items()):
+            torch.manual_seed(i)
+            model = randomize_weights(getattr(T, arch)(T.ViltConfig(**CONFIG)), seed=i).eval()
+            model.save_pretrained(tmp / head)
+            model = getattr(T, arch).from_pretrained(tmp / head).eval()
+            inputs = {k: torch.tensor(v) for k, v in _inputs(2 if head == "nlvr2" else 1).items()}
+            with torch.no_grad(), _first_patches():
+                o = model(**inputs)
+            if head == "model":
+                out["last_hidden_state"], out["pooler_output"] = o.last_hidden_state.numpy(), o.pooler_output.numpy()
+            else:
+                out[head] = o.logits.numpy()
+        np.savez(tmp / "expected.npz", **out)
+
+    folder = cached_folder(key, build)
+    return folder, dict(np.load(folder / "expected.npz"))
+
+
+def test_vilt_backbone_matches_transformers():
+    folder, expected = _reference()
+    backbone = km.Backbone.from_preset(folder / "model")
+    assert type(backbone).__name__ == "ViltBackbone"
+    out = backbone.predict_on_batch(_ours(_inputs()))
+    mask = to_numpy(out["attention_mask"])
+    assert mask.tolist() == [[1] * 12, [1, 1, 1, 1, 0, 0] + [1] * 5 + [0]]
+    assert_close(out["last_hidden_state"], expected["last_hidden_state"], mask=mask, what="ViltModel last_hidden_state")
+    assert_close(out["pooler_output"], expected["pooler_output"], what="ViltModel pooler_output")
+
+
+@pytest.mark.one_case_per_pass("head")
+@pytest.mark.parametrize("head", ["vqa", "retrieval", "mlm", "nlvr2"])
+def test_vilt_heads_match_transformers(head):
+    folder, expected = _reference()
+    task = {"vqa": km.VisualQuestionAnswerer, "retrieval": km.ImageTextMatcher, "mlm": km.MaskedLM,
+            "nlvr2": km.models.ViltImagesAndTextClassifier}[head]
+    model = task.from_preset(folder / head)
+    assert model.head_from_checkpoint
+    inputs = _ours(_inputs(2 if head == "nlvr2" else 1))
+    mask = inputs["attention_mask"] if head == "mlm" else None
+    assert_close(model.predict_on_batch(inputs), expected[head], mask=mask, what=f"{HEADS[head]} logits")
+
+
+def test_vilt_reloads_in_transformers(tmp_path):
+    """Our save_to_preset of the VQA and MLM (tied) models, reloaded by Transformers."""
+    import torch
+    import transformers as T
+
+    folder, expected = _reference()
+    inputs = {k: torch.tensor(v) for k, v in _inputs().items()}
+    for head in ("vqa", "mlm"):
+        task = km.VisualQuestionAnswerer if head == "vqa" else km.MaskedLM
+        task.from_preset(folder / head).save_to_preset(tmp_path / head)
+        hf = getattr(T, HEADS[head]).from_pretrained(tmp_path / head).eval()
+        with torch.no_grad(), _first_patches():
+            logits = hf(**inputs).logits.numpy()
+        mask = _inputs()["attention_mask"] if head == "mlm" else None
+        assert_close(logits, expected[head], mask=mask, what=f"reloaded {HEADS[head]}")
