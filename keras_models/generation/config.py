@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import warnings
 from pathlib import Path
 
 from keras_models.errors import KerasModelsError
@@ -287,6 +288,22 @@ class GenerationConfig:
         if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
             bad("num_return_sequences", f"must be <= num_beams={self.num_beams}")
         return self
+
+    # sampling-only arguments and the values that leave sampling unchanged
+    _SAMPLING_ONLY = {"temperature": 1.0, "top_p": 1.0, "min_p": None, "typical_p": 1.0,
+                      "epsilon_cutoff": 0.0, "eta_cutoff": 0.0}
+
+    def warn_unused_sampling(self, arguments, source="generate"):
+        """Warn, as Transformers does, when the call sets a sampling-only argument (``temperature``,
+        ``top_p``, ...) that greedy or beam search will ignore (``do_sample`` is False)."""
+        if self.do_sample:
+            return []
+        unused = [f"{k}={arguments[k]!r}" for k, neutral in self._SAMPLING_ONLY.items()
+                  if k in arguments and arguments[k] != neutral]
+        if unused:
+            warnings.warn(f"{source}: {', '.join(unused)} only applies when sampling; do_sample is False, "
+                          "so it is ignored (pass do_sample=True to sample)", UserWarning, stacklevel=3)
+        return unused
 
     def resolved_lengths(self, prompt_length, context_length=None):
         """(max_length, min_length) counted from the start of the (padded) prompt, as Transformers:

@@ -152,6 +152,7 @@ class GenerationMixin:
         if isinstance(base, dict):
             base = GenerationConfig(**base)
         config = base.copy().update(**kwargs).validate()
+        config.warn_unused_sampling(kwargs)
         self._gen_check_processors(config)
         tok = self._gen_tokenizer(tokenizer)
         eos = config.eos_token_id

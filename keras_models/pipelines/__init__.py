@@ -94,6 +94,7 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
     """
     if model is None:
         raise PipelineError("pipeline(): pass model= (a preset handle or a keras-models model)")
+    dtype = _transformers_spellings(kwargs, dtype)
     hf_config = {}
     requested = task
     if isinstance(model, (str, Path)):
@@ -123,6 +124,56 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
     if module == "text2text":
         kwargs["task_name"] = requested if isinstance(requested, str) else task
     return cls(model, tokenizer=tokenizer, batch_size=batch_size, progress=progress, hf_config=hf_config, **kwargs)
+
+
+def _transformers_spellings(kwargs, dtype):
+    """Transformers' ``pipeline`` arguments: ``torch_dtype`` is ``dtype``; ``device`` may name the
+    CPU (-1, "cpu"), the only placement a pipeline chooses here: on GPU machines the backend puts
+    the model on its default accelerator (choose it with CUDA_VISIBLE_DEVICES)."""
+    if "torch_dtype" in kwargs:
+        torch_dtype = kwargs.pop("torch_dtype")
+        if dtype is not None and str(dtype) != str(torch_dtype):
+            raise PipelineError(f"pipeline(): dtype={dtype!r} and torch_dtype={torch_dtype!r} disagree; pass one")
+        dtype = torch_dtype
+    if "device" in kwargs:
+        device = kwargs.pop("device")
+        name = str(device).lower()
+        if device is not None and device != -1 and name != "cpu":
+            import keras
+
+            raise PipelineError(
+                f"pipeline(device={device!r}): keras-models places models on the {keras.backend.backend()} "
+                "backend's default device (the first visible GPU when there is one); select the GPU with "
+                "CUDA_VISIBLE_DEVICES, or pass device='cpu' / -1")
+        if name == "cpu":
+            _check_on_cpu(device)
+    if kwargs.get("device_map") not in (None, "cpu"):
+        raise PipelineError(f"pipeline(device_map={kwargs['device_map']!r}): not supported (models load whole "
+                            "on the backend's default device)")
+    kwargs.pop("device_map", None)
+    return dtype
+
+
+def _check_on_cpu(device):
+    """device='cpu' asks for the CPU: refuse where the backend would compute on an accelerator."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        on_accelerator = jax.default_backend() != "cpu"
+    elif backend == "torch":
+        from keras_models.compat import torch_device
+
+        on_accelerator = str(torch_device()) != "cpu"
+    else:
+        import tensorflow as tf
+
+        on_accelerator = bool(tf.config.list_logical_devices("GPU"))
+    if on_accelerator:
+        raise PipelineError(f"pipeline(device={device!r}): this {backend} backend computes on an accelerator; "
+                            "hide it (CUDA_VISIBLE_DEVICES='') to run on the CPU")
 
 
 def _tokenizer_or_none(folder):

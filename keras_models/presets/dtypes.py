@@ -11,10 +11,19 @@ def resolve_dtype(dtype, hf_config):
         return None
     if isinstance(dtype, keras.DTypePolicy):
         return dtype
+    if not isinstance(dtype, str):  # torch.float16, np.float32, jnp.bfloat16 ... by their name
+        dtype = getattr(dtype, "name", None) if not str(dtype).startswith("torch.") else str(dtype)
+        dtype = str(dtype).replace("torch.", "")
     if dtype == "auto":
         name = hf_config.get("torch_dtype") or hf_config.get("dtype") or "float32"
         name = str(name).replace("torch.", "")
         if name not in _TORCH_NAMES:
             raise ValueError(f"config.json: unsupported torch_dtype {name!r} for dtype='auto'")
         return keras.DTypePolicy(_TORCH_NAMES[name])
-    return keras.DTypePolicy(dtype)
+    try:
+        return keras.DTypePolicy(dtype)
+    except (ValueError, TypeError):
+        from keras_models.errors import ConfigError
+
+        raise ConfigError(f"dtype={dtype!r}: not a dtype to load a model in (float32, float16, bfloat16, "
+                          "'auto' for config.json's, or a keras.DTypePolicy)") from None

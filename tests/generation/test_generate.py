@@ -115,6 +115,23 @@ def test_sampling_is_reproducible_with_a_seed(llama):
     np.testing.assert_array_equal(a[:, :7], inputs["input_ids"])
 
 
+def test_sampling_arguments_without_do_sample_warn():
+    """As in Transformers: temperature / top_p ... set for a greedy or beam search are named in a
+    warning (they change nothing); neutral values, sampling, and the config's own values do not warn."""
+    import warnings
+
+    from keras_models.generation import GenerationConfig
+
+    with pytest.warns(UserWarning, match=r"temperature=0\.7, top_p=0\.9 only applies when sampling"):
+        assert GenerationConfig().update(temperature=0.7, top_p=0.9).warn_unused_sampling(
+            {"temperature": 0.7, "top_p": 0.9})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert GenerationConfig(do_sample=True).update(temperature=0.7).warn_unused_sampling({"temperature": 0.7}) == []
+        assert GenerationConfig().warn_unused_sampling({"temperature": 1.0, "max_new_tokens": 3}) == []
+        assert GenerationConfig(temperature=0.6).warn_unused_sampling({}) == []
+
+
 def test_bad_arguments_raise(llama):
     model, _ = llama
     inputs = _ids(_prompts(0))

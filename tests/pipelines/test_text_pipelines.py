@@ -3,6 +3,7 @@
 import pytest
 
 import keras_models as km
+from keras_models.errors import ConfigError
 from tests.pipelines.refs import assert_same, checkpoint, hf_pipeline_outputs, km_pipeline
 
 S1 = "john lives in paris."
@@ -70,6 +71,26 @@ def test_errors_name_the_argument():
         pipe("a [MASK]", batch_size=0)
     with pytest.raises(km.pipelines.PipelineError, match="Unknown pipeline task"):
         km.pipeline("no-such-task", model=folder)
+
+
+def test_transformers_argument_spellings():
+    """torch_dtype= is dtype= (a torch dtype or its name); device='cpu' / -1 run here, a GPU index
+    is refused with the way to choose one; disagreeing dtypes are refused."""
+    import torch
+
+    folder = checkpoint("sentiment")
+    want = km.pipeline("text-classification", model=folder)(S1, top_k=None)
+    for kwargs in ({"device": -1, "torch_dtype": torch.float32}, {"device": "cpu", "torch_dtype": "float32"}):
+        pipe = km.pipeline("text-classification", model=folder, **kwargs)
+        assert pipe.model.compute_dtype == "float32"
+        assert_same(pipe(S1, top_k=None), want)
+    assert km.pipeline("text-classification", model=folder, torch_dtype=torch.bfloat16).model.compute_dtype == "bfloat16"
+    with pytest.raises(km.pipelines.PipelineError, match="CUDA_VISIBLE_DEVICES"):
+        km.pipeline("text-classification", model=folder, device=0)
+    with pytest.raises(km.pipelines.PipelineError, match="torch_dtype"):
+        km.pipeline("text-classification", model=folder, dtype="float16", torch_dtype="bfloat16")
+    with pytest.raises(ConfigError, match="dtype=.int7."):
+        km.pipeline("text-classification", model=folder, torch_dtype="int7")
 
 
 def _st_folder():
