@@ -10,8 +10,11 @@ head rules (``base=False``) are absolute.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -197,16 +200,44 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
         raise WeightMismatchError(f"Cannot load weights from {source}: " + " | ".join(problems))
     # Largest tensors first: while the big ones (embeddings) load, little else is resident yet, so
     # the transient copy of one tensor adds least to the peak.
-    plan.sort(key=lambda item: -int(np.prod(reader.shape(item[0]), dtype=np.int64)))
-    for name, r in plan:
-        value = r.op.to_keras(reader.get(name))
-        materialise(r.variable, np.require(value, dtype=_np_dtype(r.variable.dtype), requirements="C"))
+    sizes = {name: int(np.prod(reader.shape(name), dtype=np.int64)) * np.dtype(_np_dtype(reader.dtype(name))).itemsize
+             for name, _ in plan}
+    plan.sort(key=lambda item: -sizes[item[0]])
+    with _progress(sum(sizes.values()), source) as bar:
+        for name, r in plan:
+            value = r.op.to_keras(reader.get(name))
+            materialise(r.variable, np.require(value, dtype=_np_dtype(r.variable.dtype), requirements="C"))
+            bar.update(sizes[name])
     if reported:
         logger.info(
             "%d tensors in %s are not used by this model (another task's head): %s",
             len(reported), source, _short(reported),
         )
     return LoadReport(loaded=[n for n, _ in plan], unused=reported, prefix=p)
+
+
+PROGRESS_MIN_BYTES = 200 * 10**6  # checkpoints from this size on show a progress bar while loading
+
+
+class _NoBar:
+    def update(self, n):
+        pass
+
+
+@contextlib.contextmanager
+def _progress(total, source):
+    """A tqdm bar (bytes, on stderr) over a load of at least PROGRESS_MIN_BYTES; switched off by
+    KERAS_MODELS_NO_PROGRESS=1 or HF_HUB_DISABLE_PROGRESS_BARS=1, as Hugging Face's bars are."""
+    quiet = any(os.environ.get(v, "").lower() in ("1", "true", "yes")
+                for v in ("KERAS_MODELS_NO_PROGRESS", "HF_HUB_DISABLE_PROGRESS_BARS"))
+    if quiet or total < PROGRESS_MIN_BYTES:
+        yield _NoBar()
+        return
+    from tqdm.auto import tqdm
+
+    name = os.path.basename(str(source).rstrip("/")) or str(source)
+    with tqdm(total=total, unit="B", unit_scale=True, desc=f"Loading {name}", file=sys.stderr, leave=False) as bar:
+        yield bar
 
 
 def export_rules(rules, *, prefix="", dtype=None):

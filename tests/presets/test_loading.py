@@ -261,3 +261,24 @@ def test_failed_load_leaves_no_deferred_variables(preset):
     with pytest.raises(WeightMismatchError, match="word_embeddings"):
         km.TextClassifier.from_preset(folder)
     assert not _pending()
+
+
+def test_large_loads_show_a_progress_bar(monkeypatch, capsys):
+    """Checkpoints from PROGRESS_MIN_BYTES (200 MB) on show a tqdm bar over the bytes loaded
+    (here the threshold is lowered to the tiny model); the Hugging Face switch turns it off."""
+    from keras_models.presets import weight_map
+    from tests.presets.fixtures import tiny_classifier
+
+    folder, inputs, expected = tiny_classifier()
+    monkeypatch.setattr(weight_map, "PROGRESS_MIN_BYTES", 1)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    monkeypatch.delenv("KERAS_MODELS_NO_PROGRESS", raising=False)
+    km.TextClassifier.from_preset(folder)
+    assert f"Loading {folder.name}" in capsys.readouterr().err
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    km.TextClassifier.from_preset(folder)
+    assert "Loading" not in capsys.readouterr().err
+    monkeypatch.setattr(weight_map, "PROGRESS_MIN_BYTES", 200 * 10**6)
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
+    km.TextClassifier.from_preset(folder)  # a small checkpoint: no bar
+    assert "Loading" not in capsys.readouterr().err
