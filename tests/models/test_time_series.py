@@ -1,4 +1,4 @@
-"""Time-series forecasters (PatchTST, PatchTSMixer) against tiny random Transformers models: the backbone's
+"""Time-series forecasters (PatchTST, PatchTSMixer, Time Series Transformer) against tiny random Transformers models: the backbone's
 last hidden state and the forecaster's prediction_outputs / loc / scale, and a Transformers
 reload of ``save_to_preset``."""
 
@@ -117,19 +117,98 @@ def test_patchtsmixer_parity(case):
     _check(model, inputs, expected, case)
 
 
-@pytest.mark.parametrize("family,case", [("patchtst", "std_batchnorm"), ("patchtsmixer", "mix_attn_batchnorm")])
+TST = {
+    # two target dims, std scaling, lags 1 and 3, time features, static categorical and real features,
+    # a Student-t head, relu
+    "multi_std_static": dict(input_size=2, scaling="std", lags_sequence=[1, 3], num_time_features=2,
+                             num_static_categorical_features=2, cardinality=[3, 5], embedding_dimension=[2, 3],
+                             num_static_real_features=1, distribution_output="student_t",
+                             activation_function="relu"),
+    # one target dim (2-D values), mean scaling with an unobserved context, a Normal head
+    "uni_mean_normal": dict(input_size=1, scaling="mean", lags_sequence=[1, 2, 4], num_time_features=1,
+                            distribution_output="normal"),
+}
+
+
+def _tst_ref(case):
+    import torch
+    import transformers
+
+    kw = TST[case]
+    rng = np.random.default_rng(1)
+    b, ctx, pred = 2, 6, 4
+    past_len = ctx + max(kw["lags_sequence"])
+    shape = () if kw["input_size"] == 1 else (kw["input_size"],)
+    inputs = {
+        "past_values": (rng.normal(size=(b, past_len) + shape) * 2 + 1).astype("float32"),
+        "past_time_features": rng.normal(size=(b, past_len, kw["num_time_features"])).astype("float32"),
+        "past_observed_mask": (rng.random((b, past_len) + shape) > 0.2).astype("float32"),
+        "future_values": (rng.normal(size=(b, pred) + shape) * 2 + 1).astype("float32"),
+        "future_time_features": rng.normal(size=(b, pred, kw["num_time_features"])).astype("float32"),
+    }
+    if kw["scaling"] == "mean":
+        inputs["past_observed_mask"][1, -ctx:] = 0.0
+    if kw.get("num_static_categorical_features"):
+        inputs["static_categorical_features"] = np.array([[0, 4], [2, 1]], "int64")
+        inputs["static_real_features"] = rng.normal(size=(b, 1)).astype("float32")
+
+    def build():
+        config = transformers.TimeSeriesTransformerConfig(prediction_length=pred, context_length=ctx, d_model=16,
+                                                          encoder_layers=1, decoder_layers=1, encoder_ffn_dim=24,
+                                                          decoder_ffn_dim=24, encoder_attention_heads=2,
+                                                          decoder_attention_heads=2, **kw)
+        return transformers.TimeSeriesTransformerForPrediction(config)
+
+    def save_outputs(folder, model):
+        model = transformers.TimeSeriesTransformerForPrediction.from_pretrained(folder).eval()
+        with torch.no_grad():
+            out = model(**{k: torch.tensor(v) for k, v in inputs.items()})
+        np.savez(folder / "forecast.npz", loc=out.loc.numpy(), scale=out.scale.numpy(),
+                 encoder_last_hidden_state=out.encoder_last_hidden_state.numpy(),
+                 **{f"param_{i}": p.numpy() for i, p in enumerate(out.params)})
+
+    folder, expected = hf_reference(f"tst_{case}", build, inputs, extra_save=save_outputs)
+    expected.update(np.load(folder / "forecast.npz"))
+    return folder, inputs, expected
+
+
+@pytest.mark.parametrize("case", sorted(TST))
+def test_time_series_transformer_parity(case):
+    folder, inputs, expected = _tst_ref(case)
+    model = km.TimeSeriesForecaster.from_preset(folder)
+    assert type(model).__name__ == "TimeSeriesTransformerForecaster"
+    out, hidden = jit_under_jax(lambda x: (model(x), model.backbone(x)))(inputs)
+    for k in ("loc", "scale"):
+        assert_close(out[k], expected[k], what=f"{case} {k}")
+    for i, p in enumerate(out["params"]):
+        assert_close(p, expected[f"param_{i}"], what=f"{case} params[{i}]")
+    assert_close(hidden["encoder_last_hidden_state"], expected["encoder_last_hidden_state"], what=f"{case} encoder")
+    assert_close(hidden["last_hidden_state"], expected["last_hidden_state"], what=f"{case} decoder")
+
+
+@pytest.mark.parametrize("family,case", [("patchtst", "std_batchnorm"), ("patchtsmixer", "mix_attn_batchnorm"),
+                                         ("time_series_transformer", "multi_std_static")])
 def test_time_series_reloads_in_transformers(family, case, tmp_path):
     import torch
+    import transformers
 
-    folder, inputs, expected = _ref(case, family)
+    if family == "time_series_transformer":
+        folder, inputs, expected = _tst_ref(case)
+        hf_cls, feed = transformers.TimeSeriesTransformerForPrediction, inputs
+        names = ["loc", "scale"] + [f"param_{i}" for i in range(3)]
+    else:
+        folder, inputs, expected = _ref(case, family)
+        hf_cls = type(_build(family, case))
+        mask_name = "past_observed_mask" if family == "patchtst" else "observed_mask"
+        feed = {"past_values": inputs["past_values"], mask_name: inputs["past_observed_mask"]}
+        names = OUTPUTS
     km.TimeSeriesForecaster.from_preset(folder).save_to_preset(tmp_path / "saved")
-    model, info = type(_build(family, case)).from_pretrained(tmp_path / "saved", output_loading_info=True)
+    model, info = hf_cls.from_pretrained(tmp_path / "saved", output_loading_info=True)
     # BatchNorm's num_batches_tracked counters are not exported (unused at inference)
     missing = [k for k in info["missing_keys"] if not k.endswith("num_batches_tracked")]
     assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
-    mask_name = "past_observed_mask" if family == "patchtst" else "observed_mask"
     with torch.no_grad():
-        out = model.eval()(past_values=torch.tensor(inputs["past_values"]),
-                           **{mask_name: torch.tensor(inputs["past_observed_mask"])})
-    for k in OUTPUTS:
-        assert_close(getattr(out, k).numpy(), expected[k], what=f"{family} round trip {k}")
+        out = model.eval()(**{k: torch.tensor(v) for k, v in feed.items()})
+    for k in names:
+        got = out.params[int(k[-1])] if k.startswith("param_") else getattr(out, k)
+        assert_close(got.numpy(), expected[k], what=f"{family} round trip {k}")

@@ -130,7 +130,7 @@ def patchify(values, context_length, patch_length, patch_stride):
 
 
 class SelfAttention(keras.layers.Layer):
-    """Plain multi-head self-attention (q/k/v/out projections with biases, no mask)."""
+    """Plain multi-head attention (q/k/v/out projections with biases; no padding mask)."""
 
     def __init__(self, dim_, heads, **kwargs):
         super().__init__(**kwargs)
@@ -146,15 +146,22 @@ class SelfAttention(keras.layers.Layer):
             d.build(shape)
         self.built = True
 
-    def call(self, x):
-        n, t = ops.shape(x)[0], ops.shape(x)[1]
+    def call(self, x, kv=None, causal=False):
+        """Attention of ``x`` over itself (or over ``kv``: cross-attention); ``causal`` hides later
+        positions."""
+        kv = x if kv is None else kv
+        n, t, s = ops.shape(x)[0], ops.shape(x)[1], ops.shape(kv)[1]
         hd = self.dim_ // self.heads
 
-        def split(y):
-            return ops.transpose(ops.reshape(y, (n, t, self.heads, hd)), (0, 2, 1, 3))
+        def split(y, length):
+            return ops.transpose(ops.reshape(y, (n, length, self.heads, hd)), (0, 2, 1, 3))
 
-        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
-        w = ops.softmax(ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (hd ** -0.5), axis=-1)
+        q, k, v = split(self.q_proj(x), t), split(self.k_proj(kv), s), split(self.v_proj(kv), s)
+        scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (hd ** -0.5)
+        if causal:
+            allowed = ops.arange(s)[None, :] <= ops.arange(t)[:, None]
+            scores = ops.where(allowed, scores, ops.cast(-1e9, scores.dtype))
+        w = ops.softmax(scores, axis=-1)
         out = ops.reshape(ops.transpose(ops.matmul(w, v), (0, 2, 1, 3)), (n, t, self.dim_))
         return self.out_proj(out)
 

@@ -1,0 +1,4 @@
+from keras_models.models.time_series_transformer.backbone import TimeSeriesTransformerBackbone
+from keras_models.models.time_series_transformer.tasks import TimeSeriesTransformerForecaster
+
+__all__ = ["TimeSeriesTransformerBackbone", "TimeSeriesTransformerForecaster"]
