@@ -44,6 +44,11 @@ def _inputs(images=1):
             "pixel_values": rng.randn(*shape).astype("float32"), "pixel_mask": mask}
 
 
+def _images():
+    rng = np.random.RandomState(6)
+    return [(rng.rand(30, 45, 3) * 255).astype("uint8"), (rng.rand(40, 28, 3) * 255).astype("uint8")]
+
+
 @contextlib.contextmanager
 def _first_patches():
     """Transformers' patch sampler pinned to the first indices (our deterministic choice)."""
@@ -79,6 +84,14 @@ def _reference():
             inputs = {k: torch.tensor(v) for k, v in _inputs(2 if head == "nlvr2" else 1).items()}
             with torch.no_grad(), _first_patches():
                 o = model(**inputs)
+            if head == "vqa":  # the image processor travels with the VQA checkpoint
+                processor = T.ViltImageProcessorPil(size={"shortest_edge": 20}, size_divisor=8,
+                                                    image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.3, 0.4])
+                processor.save_pretrained(tmp / head)
+                done = processor(images=_images(), return_tensors="np")
+                out["processed"], out["processed_mask"] = done["pixel_values"], done["pixel_mask"]
+                done = T.ViltImageProcessorPil()(images=_images()[:1], return_tensors="np")
+                out["processed_defaults"], out["processed_defaults_mask"] = done["pixel_values"], done["pixel_mask"]
             if head == "model":
                 out["last_hidden_state"], out["pooler_output"] = o.last_hidden_state.numpy(), o.pooler_output.numpy()
             else:
@@ -108,9 +121,27 @@ def test_vilt_heads_match_transformers(head):
             "nlvr2": km.models.ViltImagesAndTextClassifier}[head]
     model = task.from_preset(folder / head)
     assert model.head_from_checkpoint
+    if head == "vqa":
+        assert type(model.preprocessor.image_processor).__name__ == "ViltImageProcessor"
     inputs = _ours(_inputs(2 if head == "nlvr2" else 1))
     mask = inputs["attention_mask"] if head == "mlm" else None
     assert_close(model.predict_on_batch(inputs), expected[head], mask=mask, what=f"{HEADS[head]} logits")
+
+
+def test_vilt_image_processor_matches_transformers():
+    """ViltImageProcessor (shortest edge, size_divisor, padding and pixel_mask) from the checkpoint's
+    preprocessor_config.json and with the class defaults."""
+    from keras_models.models.vilt import ViltImageProcessor
+
+    folder, expected = _reference()
+    processor = ViltImageProcessor.from_preset(folder / "vqa")
+    out = processor(_images())
+    assert out["pixel_values"].shape == expected["processed"].transpose(0, 2, 3, 1).shape
+    np.testing.assert_allclose(out["pixel_values"], expected["processed"].transpose(0, 2, 3, 1), atol=1e-5)
+    np.testing.assert_array_equal(out["pixel_mask"], expected["processed_mask"])
+    out = ViltImageProcessor()(_images()[:1])
+    np.testing.assert_allclose(out["pixel_values"], expected["processed_defaults"].transpose(0, 2, 3, 1), atol=1e-5)
+    np.testing.assert_array_equal(out["pixel_mask"], expected["processed_defaults_mask"])
 
 
 def test_vilt_reloads_in_transformers(tmp_path):

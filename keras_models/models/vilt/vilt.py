@@ -41,6 +41,7 @@ from keras_models.layers.vision_embeddings import PatchEmbedding, conv_rules, de
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.clip.vision import _square
 from keras_models.models.registry import register_backbone, register_task
+from keras_models.models.vilt.processing import ViltImageProcessor
 from keras_models.presets.weight_map import Reshape, Rule
 from keras_models.spec import Spec, dim, hf
 from keras_models.tasks.image_text_matching import ImageTextMatcher
@@ -256,6 +257,23 @@ class ViltBackbone(SpecBackbone):
 
 # --- heads ----------------------------------------------------------------------------------------
 class _ViltHead:
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **_):
+        """The tokenizer and :class:`ViltImageProcessor` (its ``pixel_mask`` feeds the model)."""
+        from keras_models.preprocessing.image import CONFIG_NAME
+        from keras_models.tasks.image_to_text import ImageToTextProcessor
+
+        proc = ImageToTextProcessor.from_preset(folder)
+        if proc is not None and (folder / CONFIG_NAME).is_file():
+            proc.image_processor = ViltImageProcessor.from_preset(folder)
+        return proc
+
+    def save_extra_files(self, folder):
+        super().save_extra_files(folder)  # the tokenizer
+        image = getattr(self.preprocessor, "image_processor", None)
+        if image is not None and not isinstance(self, ImageTextMatcher | VisualQuestionAnswerer):
+            image.save_pretrained(folder)
+
     def build(self, input_shape=None):
         self.backbone.build_from_dummy()
         self.build_head(self.backbone.hidden_size)
@@ -434,5 +452,5 @@ class ViltImagesAndTextClassifier(_LabelHead, Task):
         return _mlp_rules("classifier", self.dense, self.norm, self.out)
 
 
-__all__ = ["ViltSpec", "ViltBackbone", "ViltQuestionAnswerer", "ViltImageTextMatcher", "ViltMaskedLM",
+__all__ = ["ViltImageProcessor", "ViltSpec", "ViltBackbone", "ViltQuestionAnswerer", "ViltImageTextMatcher", "ViltMaskedLM",
            "ViltImagesAndTextClassifier"]
