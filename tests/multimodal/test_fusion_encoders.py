@@ -159,3 +159,75 @@ def test_vilt_reloads_in_transformers(tmp_path):
             logits = hf(**inputs).logits.numpy()
         mask = _inputs()["attention_mask"] if head == "mlm" else None
         assert_close(logits, expected[head], mask=mask, what=f"reloaded {HEADS[head]}")
+
+
+# --- VisualBERT ----------------------------------------------------------------------------------
+# Odd options: gelu_new, eps 1e-7, three token types (visual ones set to 2 and 0), 12-wide region
+# features, a masked text tail and a masked region.
+VB_CONFIG = dict(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=40,
+                 hidden_act="gelu_new", layer_norm_eps=1e-7, max_position_embeddings=16, type_vocab_size=3,
+                 visual_embedding_dim=12, num_labels=5)
+VB_HEADS = {"model": "VisualBertModel", "vqa": "VisualBertForQuestionAnswering",
+            "reasoning": "VisualBertForVisualReasoning"}
+
+
+def _vb_inputs():
+    rng = np.random.RandomState(7)
+    return {"input_ids": np.array([[1, 5, 7, 9, 11, 2], [1, 9, 13, 2, 0, 0]]),
+            "attention_mask": np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]),
+            "token_type_ids": np.array([[0, 0, 0, 1, 1, 1], [0, 0, 1, 1, 0, 0]]),
+            "visual_embeds": rng.randn(2, 3, 12).astype("float32"),
+            "visual_attention_mask": np.array([[1, 1, 1], [1, 1, 0]]),
+            "visual_token_type_ids": np.array([[2, 2, 1], [0, 2, 1]])}
+
+
+def _vb_reference():
+    src = inspect.getsource(inspect.getmodule(_vb_reference)) + inspect.getsource(randomize_weights)
+    key = "visual_bert-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        out = {}
+        inputs = {k: torch.tensor(v) for k, v in _vb_inputs().items()}
+        for i, (head, arch) in enumerate(VB_HEADS.items()):
+            torch.manual_seed(i)
+            model = randomize_weights(getattr(T, arch)(T.VisualBertConfig(**VB_CONFIG)), seed=i).eval()
+            model.save_pretrained(tmp / head)
+            model = getattr(T, arch).from_pretrained(tmp / head).eval()
+            with torch.no_grad():
+                o = model(**inputs)
+            out[head] = o.last_hidden_state.numpy() if head == "model" else o.logits.numpy()
+        np.savez(tmp / "expected.npz", **out)
+
+    folder = cached_folder(key, build)
+    return folder, dict(np.load(folder / "expected.npz"))
+
+
+@pytest.mark.one_case_per_pass("head")
+@pytest.mark.parametrize("head", ["model", "vqa", "reasoning"])
+def test_visual_bert_matches_transformers(head):
+    folder, expected = _vb_reference()
+    inputs = _vb_inputs()
+    if head == "model":
+        model = km.Backbone.from_preset(folder / head)
+        assert type(model).__name__ == "VisualBertBackbone"
+        mask = np.concatenate([inputs["attention_mask"], inputs["visual_attention_mask"]], axis=1)
+    else:
+        task = km.VisualQuestionAnswerer if head == "vqa" else km.models.VisualBertVisualReasoner
+        model, mask = task.from_preset(folder / head), None
+        assert model.head_from_checkpoint
+    assert_close(model.predict_on_batch(inputs), expected[head], mask=mask, what=VB_HEADS[head])
+
+
+def test_visual_bert_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers as T
+
+    folder, expected = _vb_reference()
+    km.VisualQuestionAnswerer.from_preset(folder / "vqa").save_to_preset(tmp_path / "vqa")
+    hf = T.VisualBertForQuestionAnswering.from_pretrained(tmp_path / "vqa").eval()
+    with torch.no_grad():
+        logits = hf(**{k: torch.tensor(v) for k, v in _vb_inputs().items()}).logits.numpy()
+    assert_close(logits, expected["vqa"], what="reloaded VisualBertForQuestionAnswering")
