@@ -12,25 +12,69 @@ scales), ``norm_first`` and
 ``final_norm`` (pre-norm families' ``encoder.layer_norm`` / ``decoder.layer_norm``),
 ``decoder_max_position_embeddings`` (None = ``max_position_embeddings``; LED's decoder table is
 shorter than its encoder's).
+
+Token tables: Transformers names three, ``shared``, ``encoder.embed_tokens`` and
+``decoder.embed_tokens``. Tied configs (``tie_word_embeddings`` true, the default) make them one
+table: one variable here, loaded from ``shared.weight``; copies of it the checkpoint also holds
+must be equal (:class:`WeightMismatchError` otherwise, naming them). With ``tie_word_embeddings``
+false (``separate_token_embeddings``) Transformers 5 keeps three independent tables: the encoder
+reads ``encoder.embed_tokens``, the decoder ``decoder.embed_tokens``, and ``shared`` is used by
+neither (it is only what ``get_input_embeddings`` returns); each is a variable here (``shared``
+non-trainable, as it never gets a gradient there), loaded from its own tensor and exported back.
+Transformers 4 saved untied models with one table (``shared.weight`` only): encoder and decoder
+fall back to it, as 4.x computed.
 """
 
+import hashlib
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
+from keras_models.errors import ConfigError, WeightMismatchError
 from keras_models.layers.bucketed_position_bias import sinusoidal_table
 from keras_models.layers.seq2seq_block import norm_rules
 from keras_models.models.bart.families import FAMILIES, BartSpec
 from keras_models.models.encoder_decoder.backbone import EncoderDecoderBackbone
 from keras_models.models.encoder_decoder.rules import block_rules
 from keras_models.models.registry import register_backbone
-from keras_models.presets.weight_map import Rule
+from keras_models.presets.weight_map import Op, Rule
 
 BART_FIELDS = ("max_position_embeddings", "position_embedding", "position_offset",
                "padding_aware_positions", "scale_embedding", "embedding_norm",
                "decoder_norm_before_positions", "scale_decoder_embedding", "hf_model_type",
                "decoder_max_position_embeddings")
+
+TOKEN_TABLES = ("shared.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
+
+
+class _SameTable:
+    """Loads copies of one tied table and checks they agree: every rule of the group reads its
+    own tensor through :meth:`op`; a tensor whose bytes differ from the first one's raises (a
+    digest is kept, not the first table, so the check adds no copy to the loading peak)."""
+
+    def __init__(self):
+        self.first = None
+
+    def op(self, name):
+        group = self
+
+        class Check(Op):
+            def to_keras(self, x):
+                x = np.ascontiguousarray(x)
+                digest = (x.shape, hashlib.blake2b(x.reshape(-1).view(np.uint8).data).digest())
+                if group.first is None:
+                    group.first = (name, digest)
+                elif group.first[1] != digest:
+                    raise WeightMismatchError(
+                        f"{group.first[0]} and {name} differ, but config.json ties the token tables "
+                        "(tie_word_embeddings is true or absent): set \"tie_word_embeddings\": false "
+                        "to load them as separate tables")
+                return x
+
+        return Check()
+
 
 BART_NAMES = {
     "self_attention": ("self_attn", ("q_proj", "k_proj", "v_proj", "out_proj")),
@@ -72,13 +116,18 @@ class BartBackbone(EncoderDecoderBackbone):
     # HF names of an encoder / decoder layer's sub-layers (LED, NLLB-MoE differ)
     encoder_block_names = BART_NAMES
     decoder_block_names = BART_NAMES
+    # config.json's tie_word_embeddings false -> separate_token_embeddings. Read only for classes
+    # that set this in their own body (a subclass with another token-table layout, e.g. Whisper's
+    # single decoder table or FSMT's two vocabularies, does not inherit it).
+    reads_untied_tables = True
 
     def __init__(self, *args, max_position_embeddings=1024, position_embedding="learned",
                  position_offset=2, padding_aware_positions=False, scale_embedding=False,
                  embedding_norm=True, decoder_norm_before_positions=False,
                  scale_decoder_embedding=None, hf_model_type="bart",
-                 decoder_max_position_embeddings=None, **kwargs):
+                 decoder_max_position_embeddings=None, separate_token_embeddings=False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.separate_token_embeddings = separate_token_embeddings
         self.max_position_embeddings = max_position_embeddings
         self.position_embedding = position_embedding
         self.position_offset = position_offset
@@ -93,6 +142,17 @@ class BartBackbone(EncoderDecoderBackbone):
             else type(self).hf_architecture
         self.embed_scale = math.sqrt(self.hidden_size) if scale_embedding else 1.0
         dt = self.dtype_policy
+        self.shared_token_embedding = None
+        if separate_token_embeddings:  # own encoder (token_embedding) / decoder / shared tables
+            if self.decoder_token_embedding is not None:
+                raise ConfigError("separate_token_embeddings=True does not combine with decoder_vocab_size")
+            table = dict(embeddings_initializer=self.kernel_init, dtype=dt)
+            self.decoder_token_embedding = keras.layers.Embedding(
+                self.vocab_size, self.hidden_size, name="decoder_token_embedding", **table)
+            self.shared_token_embedding = keras.layers.Embedding(
+                self.vocab_size, self.hidden_size, trainable=False, name="shared_token_embedding", **table)
+            self.decoder_token_embedding.build((None, None))
+            self.shared_token_embedding.build((None, None))
         self.position_tables = {}
         for side in ("encoder", "decoder"):
             rows = max_position_embeddings + position_offset
@@ -110,8 +170,6 @@ class BartBackbone(EncoderDecoderBackbone):
                 emb = keras.layers.Embedding(rows, self.hidden_size, trainable=False, embeddings_initializer=table,
                                              name=f"{side}_position_embedding", dtype=dt)
             else:
-                from keras_models.errors import ConfigError
-
                 raise ConfigError(f"position_embedding={kind!r} is not one of "
                                   "'learned', 'sinusoidal', 'sinusoidal_fairseq'")
             emb.build((None, None))
@@ -164,12 +222,35 @@ class BartBackbone(EncoderDecoderBackbone):
         return self._embed("decoder", decoder_input_ids, offset, training)
 
     # --- HF conversion (config.json: spec_cls) ------------------------------------------------------
+    @classmethod
+    def config_kwargs(cls, hf_config, source="config.json"):
+        kwargs = super().config_kwargs(hf_config, source)
+        if cls.__dict__.get("reads_untied_tables") and hf_config.get("tie_word_embeddings", True) is False:
+            kwargs["separate_token_embeddings"] = True
+        return kwargs
+
+    def config_to_hf(self):
+        out = super().config_to_hf()
+        if self.separate_token_embeddings:
+            out["tie_word_embeddings"] = False
+        return out
+
+    def token_table_rules(self):
+        """Rules of the token tables (see the module docstring)."""
+        shared, enc, dec = TOKEN_TABLES
+        if self.separate_token_embeddings:
+            return [Rule(shared, self.shared_token_embedding.embeddings, aliases=(enc, dec)),
+                    Rule(enc, self.token_embedding.embeddings, aliases=(shared,)),
+                    Rule(dec, self.decoder_token_embedding.embeddings, aliases=(shared,))]
+        same = _SameTable()
+        table = self.token_embedding.embeddings
+        return [Rule(shared, table, same.op(shared))] + [
+            Rule(name, table, same.op(name), optional=True, export=False) for name in (enc, dec)]
+
     def weight_rules(self):
-        r = [Rule("shared.weight", self.token_embedding.embeddings)]
+        r = self.token_table_rules()
         learned = self.position_embedding == "learned"
         for side in ("encoder", "decoder"):
-            r.append(Rule(f"{side}.embed_tokens.weight", self.token_embedding.embeddings,
-                          optional=True, export=False))
             r.append(Rule(f"{side}.embed_positions.weight", self.position_tables[side].embeddings,
                           optional=not learned,
                           export=self.position_embedding != "sinusoidal_fairseq"))
@@ -188,4 +269,6 @@ class BartBackbone(EncoderDecoderBackbone):
     def get_config(self):
         config = super().get_config()
         config.update({name: getattr(self, name) for name in BART_FIELDS})
+        if self.separate_token_embeddings:
+            config["separate_token_embeddings"] = True
         return config

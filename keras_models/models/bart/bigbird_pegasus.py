@@ -83,6 +83,7 @@ class BigBirdPegasusBackbone(BartBackbone):
     base_model_prefix = "model"
     hf_architecture = "BigBirdPegasusModel"
     spec_cls = BigBirdPegasusSpec
+    reads_untied_tables = True  # tie_word_embeddings false: own encoder / decoder / shared tables
     encoder_block_names = ENCODER_NAMES
     verified_backends = ("jax", "torch", "tensorflow")
 

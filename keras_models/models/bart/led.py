@@ -51,6 +51,7 @@ class LEDBackbone(BartBackbone):
     base_model_prefix = "led"
     hf_architecture = "LEDModel"
     spec_cls = LEDSpec
+    reads_untied_tables = True  # tie_word_embeddings false: own encoder / decoder / shared tables
     encoder_block_names = LED_ENCODER_NAMES
     encoder_block_options = {"self_attention_kind": "longformer"}
     verified_backends = ("jax", "torch", "tensorflow")

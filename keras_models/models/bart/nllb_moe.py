@@ -62,6 +62,7 @@ class NllbMoeBackbone(BartBackbone):
     base_model_prefix = "model"
     hf_architecture = "NllbMoeModel"
     spec_cls = NllbMoeSpec
+    reads_untied_tables = True  # tie_word_embeddings false: own encoder / decoder / shared tables
     encoder_block_names = NLLB_MOE_NAMES
     decoder_block_names = NLLB_MOE_NAMES
     verified_backends = ("jax", "torch", "tensorflow")

@@ -69,6 +69,7 @@ class PegasusXBackbone(BartBackbone):
     base_model_prefix = "model"
     hf_architecture = "PegasusXModel"
     spec_cls = PegasusXSpec
+    reads_untied_tables = True  # tie_word_embeddings false: own encoder / decoder / shared tables
     block_options = {"attention_bias": False}
     encoder_block_options = {"global_token_norm": True}
     verified_backends = ("jax", "torch", "tensorflow")
