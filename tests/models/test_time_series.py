@@ -95,6 +95,7 @@ def _check(model, inputs, expected, case):
 
 
 @pytest.mark.parametrize("case", sorted(PATCHTST))
+@pytest.mark.one_case_per_pass("case")  # jax and tensorflow one case each (all verified on all three)
 def test_patchtst_parity(case):
     folder, inputs, expected = _ref(case)
     model = km.TimeSeriesForecaster.from_preset(folder)
@@ -110,6 +111,7 @@ def test_patchtst_parity(case):
 
 
 @pytest.mark.parametrize("case", sorted(PATCHTSMIXER))
+@pytest.mark.one_case_per_pass("case")  # jax and tensorflow one case each (all verified on all three)
 def test_patchtsmixer_parity(case):
     folder, inputs, expected = _ref(case, "patchtsmixer")
     model = km.TimeSeriesForecaster.from_preset(folder)
@@ -173,6 +175,7 @@ def _tst_ref(case):
 
 
 @pytest.mark.parametrize("case", sorted(TST))
+@pytest.mark.one_case_per_pass("case")  # jax and tensorflow one case each (all verified on all three)
 def test_time_series_transformer_parity(case):
     folder, inputs, expected = _tst_ref(case)
     model = km.TimeSeriesForecaster.from_preset(folder)
