@@ -86,7 +86,8 @@ def _ours():
 def test_clipseg_parity(complex_upsampler):
     """Segmentation logits for text prompts and for given conditional_embeddings; the backbone's
     embeddings give CLIPSegModel's logits_per_image with the segmenter's logit_scale (read from
-    ``clip.logit_scale``); prompt images (encode_image, the same computation) under torch only."""
+    ``clip.logit_scale``); prompt images and km.ZeroShotImageClassifier (the same computations)
+    under torch only."""
     import keras
 
     import keras_models as km
@@ -104,9 +105,13 @@ def test_clipseg_parity(complex_upsampler):
     scale = np.exp(keras.ops.convert_to_numpy(model.logit_scale))
     assert_close(unit["image_embeds"] @ unit["text_embeds"].T * scale, expected["logits_per_image"],
                  what="clipseg logits_per_image")
-    if keras.backend.backend() == "torch":
+    if keras.backend.backend() == "torch":  # paths of the same computations, cheap in eager torch
         assert_close(model({"pixel_values": pixels, "conditional_pixel_values": prompt_pixels}),
                      expected["image_prompt_logits"], what="clipseg image-prompt logits")
+        classifier = km.ZeroShotImageClassifier.from_preset(folder)  # logit_scale read from clip.logit_scale
+        assert type(classifier).__name__ == "CLIPSegZeroShotImageClassifier"
+        assert_close(classifier({**text, "pixel_values": pixels})["logits_per_image"], expected["logits_per_image"],
+                     what="clipseg classifier logits_per_image")
     with pytest.raises(InputError, match="input_ids holds 1 prompts for 2 images"):
         model({**{k: v[:1] for k, v in text.items()}, "pixel_values": pixels})
     with pytest.raises(InputError, match="needs a prompt"):
@@ -126,8 +131,11 @@ def test_clipseg_save_to_preset_reloads_in_transformers(tmp_path):
     text, pixels, _, _ = _inputs()
     t = {k: torch.tensor(v) for k, v in text.items()}
     pv = torch.tensor(pixels.transpose(0, 3, 1, 2))
-    km.ZeroShotImageSegmenter.from_preset(folder).save_to_preset(tmp_path / "seg")
-    km.ZeroShotImageClassifier.from_preset(folder).save_to_preset(tmp_path / "dual")
+    seg = km.ZeroShotImageSegmenter.from_preset(folder)
+    seg.save_to_preset(tmp_path / "seg")
+    dual = km.models.CLIPSegZeroShotImageClassifier(backbone=seg.backbone)  # one load for both exports
+    dual.logit_scale.assign(seg.logit_scale)
+    dual.save_to_preset(tmp_path / "dual")
     with torch.no_grad():
         seg = T.CLIPSegForImageSegmentation.from_pretrained(tmp_path / "seg").eval()
         assert_close(seg(**t, pixel_values=pv).logits.numpy(), expected["logits"], what="transformers reload logits")
