@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from keras_models.errors import WeightMismatchError
+from keras_models.errors import ConfigError, WeightMismatchError
+from keras_models.models.bart import BartSeq2SeqLM
 from tests.parity import assert_close, hf_reference, to_numpy
 
 VOCAB = 64
@@ -105,7 +106,8 @@ def test_untied_tables_reloads_in_transformers(tmp_path):
 
 def test_token_table_layouts(tmp_path):
     """A tied config over diverging copies raises naming them; a Transformers 4 untied checkpoint
-    (``shared.weight`` only) fills the encoder and decoder tables from it. No forward pass."""
+    (``shared.weight`` only) fills the encoder and decoder tables from it; a tied head over
+    separate tables is refused. No forward pass."""
     from safetensors.numpy import save_file
 
     folder, _ = _reference("bart")
@@ -126,6 +128,8 @@ def test_token_table_layouts(tmp_path):
     assert b.separate_token_embeddings
     for layer in (b.shared_token_embedding, b.token_embedding, b.decoder_token_embedding):
         np.testing.assert_array_equal(to_numpy(layer.embeddings), stored[TABLES[0]])
+    with pytest.raises(ConfigError, match="tie_word_embeddings=True"):  # no tied head over separate tables
+        BartSeq2SeqLM(b)
 
     # a tied checkpoint keeps one table (no extra parameters)
     (tf4 / "config.json").write_text(json.dumps(dict(config, tie_word_embeddings=True)))

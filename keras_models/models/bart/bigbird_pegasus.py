@@ -25,11 +25,10 @@ from keras import ops
 from keras_models.errors import ConfigError
 from keras_models.models.bart.backbone import BART_NAMES, BartBackbone
 from keras_models.models.bart.families import BartSpec
-from keras_models.models.bart.tasks import BartQuestionAnswerer, BartTextClassifier
+from keras_models.models.bart.tasks import BartLikeSeq2SeqLM, BartQuestionAnswerer, BartTextClassifier
 from keras_models.models.big_bird.backbone import block_sparse_attention
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.spec import const, dim, hf
-from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 FIELDS = ("attention_type", "block_size", "num_random_blocks", "attention_bias")
@@ -151,7 +150,7 @@ class BigBirdPegasusBackbone(BartBackbone):
 
 @_ser
 @register_task(BigBirdPegasusBackbone, "Seq2SeqLM", ("BigBirdPegasusForConditionalGeneration",))
-class BigBirdPegasusSeq2SeqLM(Seq2SeqLM):
+class BigBirdPegasusSeq2SeqLM(BartLikeSeq2SeqLM):
     pass
 
 

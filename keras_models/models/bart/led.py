@@ -18,11 +18,10 @@ from keras_models.layers.longformer_attention import longformer_bias
 from keras_models.layers.masks import padding_bias
 from keras_models.models.bart.backbone import BART_NAMES, BartBackbone
 from keras_models.models.bart.families import BartSpec
-from keras_models.models.bart.tasks import BartQuestionAnswerer
+from keras_models.models.bart.tasks import BartLikeSeq2SeqLM, BartQuestionAnswerer
 from keras_models.models.encoder_decoder.rules import dense_rules
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.spec import const, dim, hf
-from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -107,7 +106,7 @@ class LEDBackbone(BartBackbone):
 
 @_ser
 @register_task(LEDBackbone, "Seq2SeqLM", ("LEDForConditionalGeneration",))
-class LEDSeq2SeqLM(Seq2SeqLM):
+class LEDSeq2SeqLM(BartLikeSeq2SeqLM):
     pass
 
 

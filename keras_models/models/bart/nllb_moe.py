@@ -15,9 +15,9 @@ import keras
 from keras_models.errors import ConfigError
 from keras_models.models.bart.backbone import BartBackbone
 from keras_models.models.bart.families import M2M100Spec
+from keras_models.models.bart.tasks import BartLikeSeq2SeqLM
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.spec import const, dim, hf
-from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 NLLB_MOE_FIELDS = ("num_experts", "encoder_sparse_step", "decoder_sparse_step", "router_bias",
@@ -93,7 +93,7 @@ class NllbMoeBackbone(BartBackbone):
 
 @_ser
 @register_task(NllbMoeBackbone, "Seq2SeqLM", ("NllbMoeForConditionalGeneration",))
-class NllbMoeSeq2SeqLM(Seq2SeqLM):
+class NllbMoeSeq2SeqLM(BartLikeSeq2SeqLM):
     hf_final_logits_bias = None
     hf_head_patterns = ("lm_head.*",)
 

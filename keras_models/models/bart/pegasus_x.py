@@ -18,10 +18,10 @@ from keras_models.layers.masks import mask_value
 from keras_models.layers.seq2seq_block import norm_rules
 from keras_models.models.bart.backbone import BartBackbone
 from keras_models.models.bart.families import BartSpec
+from keras_models.models.bart.tasks import BartLikeSeq2SeqLM
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
 from keras_models.spec import const, dim, hf
-from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 PEGASUS_X_FIELDS = ("num_global_tokens", "block_size", "stagger_local_blocks")
@@ -120,7 +120,7 @@ class PegasusXBackbone(BartBackbone):
 
 @_ser
 @register_task(PegasusXBackbone, "Seq2SeqLM", ("PegasusXForConditionalGeneration",))
-class PegasusXSeq2SeqLM(Seq2SeqLM):
+class PegasusXSeq2SeqLM(BartLikeSeq2SeqLM):
     hf_final_logits_bias = None
     hf_head_patterns = ("lm_head.*",)
 

@@ -4,6 +4,7 @@ decoder state of the last eos token) and extractive QA heads."""
 import keras
 from keras import ops
 
+from keras_models.errors import ConfigError
 from keras_models.models.bart.backbone import BartBackbone
 from keras_models.models.bart.families import FAMILIES
 from keras_models.models.registry import register_task
@@ -14,9 +15,23 @@ _ser = keras.saving.register_keras_serializable(package="keras_models")
 _PREFIXES = [f.architecture[: -len("Model")] for f in FAMILIES.values()]
 
 
+class BartLikeSeq2SeqLM(Seq2SeqLM):
+    """Seq2SeqLM of the BART-like backbones: a tied head (``tie_word_embeddings``) needs tied token
+    tables; over separate ones (config.json's tie_word_embeddings false) Transformers has no tied
+    head, and the checkpoint written back would tie the diverging tables on reload."""
+
+    def __init__(self, *args, **kwargs):
+        backbone = args[0] if args else kwargs.get("backbone")
+        if kwargs.get("tie_word_embeddings", True) and getattr(backbone, "separate_token_embeddings", False):
+            raise ConfigError("tie_word_embeddings=True: the backbone's token tables are separate "
+                              "(separate_token_embeddings, config.json tie_word_embeddings false); "
+                              "pass tie_word_embeddings=False (own lm_head)")
+        super().__init__(*args, **kwargs)
+
+
 @_ser
 @register_task(BartBackbone, "Seq2SeqLM", tuple(f"{p}ForConditionalGeneration" for p in _PREFIXES) + ("MarianMTModel",))
-class BartSeq2SeqLM(Seq2SeqLM):
+class BartSeq2SeqLM(BartLikeSeq2SeqLM):
     pass
 
 
