@@ -30,6 +30,7 @@ from keras_models.models.altclip import *  # noqa: F401,F403
 from keras_models.models.align import *  # noqa: F401,F403
 from keras_models.models.owlvit import *  # noqa: F401,F403
 from keras_models.models.clipseg import *  # noqa: F401,F403
+from keras_models.models.xclip import *  # noqa: F401,F403
 from keras_models.models.groupvit import *  # noqa: F401,F403
 from keras_models.models.wav2vec2 import *  # noqa: F401,F403
 from keras_models.models.whisper import *  # noqa: F401,F403

@@ -142,3 +142,83 @@ def test_clipseg_save_to_preset_reloads_in_transformers(tmp_path):
         dual = T.CLIPSegModel.from_pretrained(tmp_path / "dual").eval()
         assert_close(dual(**t, pixel_values=pv).logits_per_image.numpy(), expected["logits_per_image"],
                      what="transformers reload logits_per_image")
+
+
+# --- X-CLIP ---------------------------------------------------------------------------------------
+# Options off their defaults: 3 frames, 2 MIT layers, prompt_alpha 0.3 (moved per channel by the
+# reference weights), GELU prompt MLP, vision GELU and LayerNorm eps 1e-6, end-of-text by the
+# config's eos_token_id (98, not the highest id of the shorter text).
+XCLIP_KEYS = ("logits_per_video", "logits_per_text", "video_embeds", "text_embeds")
+
+
+def _xclip_config():
+    import transformers as T
+
+    text = dict(vocab_size=99, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=12, eos_token_id=98, bos_token_id=2, pad_token_id=0)
+    vision = dict(hidden_size=24, intermediate_size=44, num_hidden_layers=2, num_attention_heads=2, image_size=16,
+                  patch_size=8, hidden_act="gelu", layer_norm_eps=1e-6, num_frames=3, mit_hidden_size=20,
+                  mit_intermediate_size=28, mit_num_hidden_layers=2, mit_num_attention_heads=2)
+    return T.XCLIPConfig(text_config=text, vision_config=vision, projection_dim=20, prompt_layers=2, prompt_alpha=0.3,
+                         prompt_hidden_act="gelu", prompt_num_attention_heads=2)
+
+
+def _xclip_inputs():
+    rng = np.random.RandomState(1)
+    ids = rng.randint(3, 90, size=(3, 6)).astype("int64")
+    mask = np.ones_like(ids)
+    ids[:, 0], ids[:, -1] = 2, 98
+    ids[1, 3], ids[1, 4:], mask[1, 4:] = 98, 0, 0
+    ids[2, 2] = 97  # a higher id than 98 would be: pooling follows eos_token_id
+    return {"input_ids": ids, "attention_mask": mask}, rng.randn(2, 3, 16, 16, 3).astype("float32")
+
+
+def xclip_reference():
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        torch.manual_seed(0)
+        model = randomize_weights(T.XCLIPModel(_xclip_config()).eval())
+        model.save_pretrained(tmp / "model")
+        model = T.XCLIPModel.from_pretrained(tmp / "model").eval()
+        text, pixels = _xclip_inputs()
+        with torch.no_grad():
+            out = model(**{k: torch.tensor(v) for k, v in text.items()},
+                        pixel_values=torch.tensor(pixels.transpose(0, 1, 4, 2, 3)))
+        np.savez(tmp / "expected.npz", **{k: getattr(out, k).numpy() for k in XCLIP_KEYS})
+
+    import transformers
+
+    folder = cached_folder(_key("xclip", open(__file__).read(), transformers.__version__), build)
+    return folder / "model", dict(np.load(folder / "expected.npz"))
+
+
+def test_xclip_parity():
+    import keras_models as km
+    from keras_models.errors import InputError
+
+    folder, expected = xclip_reference()
+    model = km.ZeroShotVideoClassifier.from_preset(folder)
+    assert type(model).__name__ == "XCLIPZeroShotVideoClassifier"
+    text, pixels = _xclip_inputs()
+    out = run(model, {**{k: v.astype("int32") for k, v in text.items()}, "pixel_values": pixels})
+    for k in XCLIP_KEYS:
+        assert_close(out[k], expected[k], what=f"xclip {k}")
+    with pytest.raises(InputError, match="3 frames"):
+        model({**text, "pixel_values": pixels[:, :2]})
+
+
+def test_xclip_save_to_preset_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers as T
+
+    import keras_models as km
+
+    folder, expected = xclip_reference()
+    km.ZeroShotVideoClassifier.from_preset(folder).save_to_preset(tmp_path / "xclip")
+    text, pixels = _xclip_inputs()
+    with torch.no_grad():
+        out = T.XCLIPModel.from_pretrained(tmp_path / "xclip").eval()(
+            **{k: torch.tensor(v) for k, v in text.items()}, pixel_values=torch.tensor(pixels.transpose(0, 1, 4, 2, 3)))
+    assert_close(out.logits_per_video.numpy(), expected["logits_per_video"], what="xclip transformers reload")
