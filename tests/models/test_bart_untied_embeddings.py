@@ -103,6 +103,22 @@ def test_untied_tables_reloads_in_transformers(tmp_path):
     assert_close(out.encoder_last_hidden_state.numpy(), expected["encoder_last_hidden_state"],
                  mask=inputs["attention_mask"], what="export encoder state")
 
+    # an own head over one (tied) table: written with encoder / decoder copies of the table
+    from safetensors.numpy import save_file
+
+    tied = tmp_path / "tied"
+    shutil.copytree(folder, tied)
+    save_file({k: v for k, v in stored.items() if k not in TABLES[1:]}, str(tied / "model.safetensors"),
+              metadata={"format": "pt"})
+    config = json.loads((tied / "config.json").read_text())
+    (tied / "config.json").write_text(json.dumps(dict(config, tie_word_embeddings=True)))
+    model = km.Seq2SeqLM.from_preset(tied, tie_word_embeddings=False)
+    model.save_to_preset(tmp_path / "saved_tied")
+    hf = transformers.BartForConditionalGeneration.from_pretrained(tmp_path / "saved_tied").eval()
+    with torch.no_grad():
+        out = hf(**{k: torch.tensor(v) for k, v in inputs.items()})
+    assert_close(out.logits.numpy(), to_numpy(model(inputs)), mask=mask, what="own head over one table: export")
+
 
 def test_token_table_layouts(tmp_path):
     """A tied config over diverging copies raises naming them; a Transformers 4 untied checkpoint

@@ -5,9 +5,10 @@ import keras
 from keras import ops
 
 from keras_models.errors import ConfigError
-from keras_models.models.bart.backbone import BartBackbone
+from keras_models.models.bart.backbone import TOKEN_TABLES, BartBackbone
 from keras_models.models.bart.families import FAMILIES
 from keras_models.models.registry import register_task
+from keras_models.presets.weight_map import Rule
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 from keras_models.tasks.text import QuestionAnswerer, TextClassifier
 
@@ -27,6 +28,16 @@ class BartLikeSeq2SeqLM(Seq2SeqLM):
                               "(separate_token_embeddings, config.json tie_word_embeddings false); "
                               "pass tie_word_embeddings=False (own lm_head)")
         super().__init__(*args, **kwargs)
+
+    def head_rules(self):
+        r = super().head_rules()
+        if self.lm_head is not None and not getattr(self.backbone, "separate_token_embeddings", True):
+            # an own head over one token table: config.json will say tie_word_embeddings false,
+            # under which Transformers reads the encoder's and decoder's own tables: write the
+            # table under those names too (loading reads them as the backbone's tied copies)
+            table = self.backbone.token_embedding.embeddings
+            r += [Rule(name, table, optional=True) for name in TOKEN_TABLES[1:]]
+        return r
 
 
 @_ser
