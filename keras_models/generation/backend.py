@@ -7,8 +7,8 @@
 * torch: eager under ``torch.inference_mode`` (no autograd bookkeeping); the loop is a Python loop
   that checks its condition on the host every step.
 
-Random numbers: jax folds the step into a key, tensorflow uses stateless ops with (seed, step),
-torch draws from a ``torch.Generator`` seeded once per call. Same seed, same backend -> same tokens.
+Random numbers: one counter-based integer hash of (seed, step, row, column) in keras.ops
+(``uniform``), so the same seed gives the same tokens on every backend.
 """
 
 from __future__ import annotations
@@ -306,50 +306,41 @@ def while_loop(cond, body, state, max_steps):
 
 
 def make_rng(seed, batch_size):
-    """An rng state for ``uniform``: from ``seed`` (int) or fresh entropy when None."""
+    """The rng state for ``uniform``: the seed as an int32 scalar (fresh entropy when None)."""
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
-    seed = int(seed) & 0x7FFFFFFF
-    if BACKEND == "jax":
-        import jax
-
-        return jax.random.PRNGKey(seed)
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        return tf.constant([seed, 0], dtype=tf.int32)
-    if BACKEND == "torch":
-        import torch
-
-        gen = torch.Generator(device=compat.torch_device())
-        gen.manual_seed(seed)
-        return _TorchRng(gen)
-    raise NotImplementedError(BACKEND)
+    return ops.convert_to_tensor(np.int32(int(seed) & 0x7FFFFFFF))
 
 
-class _TorchRng:
-    """Wraps a torch.Generator so it passes through our (eager) loop state untouched."""
+# A counter-based generator written with int32 keras.ops only (wrapping multiplication, xor and
+# masked right shifts), so that every backend draws bit-identical uniforms for the same (seed,
+# step, row, column): sampling with a seed gives the same tokens on jax, torch and tensorflow.
+# The mixer is the "lowbias32" integer hash (two multiply-xorshift rounds).
+_M1, _M2 = 0x7FEB352D, 0x846CA68B - (1 << 32)  # as int32
 
-    def __init__(self, generator):
-        self.generator = generator
+
+def _shift_right(x, k):
+    """Logical right shift of int32 bits (the backends' >> is arithmetic)."""
+    return ops.bitwise_and(ops.right_shift(x, k), (1 << (32 - k)) - 1)
+
+
+def _mix(x):
+    x = ops.bitwise_xor(x, _shift_right(x, 16))
+    x = ops.multiply(x, ops.convert_to_tensor(np.int32(_M1)))
+    x = ops.bitwise_xor(x, _shift_right(x, 15))
+    x = ops.multiply(x, ops.convert_to_tensor(np.int32(_M2)))
+    return ops.bitwise_xor(x, _shift_right(x, 16))
 
 
 def uniform(rng, step, shape):
-    """Uniform floats in (0, 1) of ``shape`` for decode step ``step`` (a scalar tensor)."""
-    if BACKEND == "jax":
-        import jax
-
-        key = jax.random.fold_in(rng, step)
-        return jax.random.uniform(key, shape, minval=np.finfo(np.float32).tiny, maxval=1.0)
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        seed = tf.stack([rng[0], tf.cast(step, tf.int32)])
-        return tf.random.stateless_uniform(shape, seed=seed, minval=np.finfo(np.float32).tiny, maxval=1.0)
-    import torch
-
-    u = torch.rand(shape, generator=rng.generator, device=compat.torch_device())
-    return u.clamp_min(np.finfo(np.float32).tiny)
+    """Uniform float32s in (0, 1) of ``shape`` (rows, columns) for the ``step``-th new token: the top 24
+    bits of hash(column + row * columns + hash(step + hash(seed))), plus one half, over 2**24."""
+    rows, cols = (int(d) for d in shape)
+    key = _mix(ops.add(ops.cast(step, "int32"), _mix(ops.cast(rng, "int32"))))
+    counter = ops.add(ops.arange(cols, dtype="int32")[None, :],
+                      ops.multiply(ops.arange(rows, dtype="int32")[:, None], np.int32(cols)))
+    bits = _shift_right(_mix(ops.add(counter, key)), 8)
+    return (ops.cast(bits, "float32") + 0.5) * np.float32(2.0 ** -24)
 
 
 def tree_map(fn, tree):

@@ -94,7 +94,7 @@ class BeamSearch:
         acc = ops.reshape(acc, (batch, k * vocab))
 
         if self.sampling:  # sample `keep` continuations without replacement (Gumbel top-k)
-            u = backend.uniform(state["rng"], cur, tuple(acc.shape))
+            u = backend.uniform(state["rng"], cur - prompt_len, tuple(acc.shape))  # t-th new token
             idx = ops.top_k(acc - ops.log(-ops.log(u)), self.keep, sorted=True)[1]
             top_logp = ops.take_along_axis(acc, idx, axis=1)
             order = ops.flip(ops.argsort(top_logp, axis=-1), axis=-1)

@@ -117,7 +117,8 @@ class GreedyOrSample:
         scores = self.processors(state["logits"], tokens, cur, state["presence"], limit=state["limit"],
                                  source=state.get("source"), uncond=uncond)
         if self.sampling:
-            u = backend.uniform(state["rng"], cur, tuple(scores.shape))
+            # the uniforms of the t-th new token (a backend may pad the prompt to a bucket)
+            u = backend.uniform(state["rng"], cur - self.prompt_len, tuple(scores.shape))
             nxt = P.sample(scores, u)
         else:
             nxt = P.greedy(scores)

@@ -1,11 +1,13 @@
 """generate() on tiny random checkpoints against Transformers' generate (exact token equality)."""
 
+import keras
 import numpy as np
 import pytest
 
 import keras_models as km
 from keras_models.generation import GenerationError, TextIteratorStreamer, TokenCallbackStreamer
 from tests.generation.helpers import left_padded, reference, vocab_size
+from tests.parity import _key, cached_folder
 
 SCALE = 12.0  # weight noise 0.24: decisive logits, so greedy ties cannot hide a bug
 
@@ -31,6 +33,10 @@ TEXT_CASE = ({"text": "the quick brown fox"}, dict(do_sample=False, max_new_toke
 
 
 _LOADED = {}
+
+
+def _load_folder(family):
+    return reference(family, CASES, scale=SCALE)[0]
 
 
 def _load(family):
@@ -113,6 +119,76 @@ def test_sampling_is_reproducible_with_a_seed(llama):
     assert a.shape[1] == inputs["input_ids"].shape[1] + 8
     assert (a != c).any()
     np.testing.assert_array_equal(a[:, :7], inputs["input_ids"])
+
+
+def _hash_uniform(seed, step, rows, cols):
+    """The documented sampler's uniforms, in numpy uint32 arithmetic (keras_models.generation.backend
+    writes the same hash in int32 keras.ops): top 24 bits of
+    lowbias32(column + row * cols + lowbias32(step + lowbias32(seed))), plus 1/2, over 2**24."""
+    def mix(x):
+        x = np.asarray(x, np.uint32)
+        x = x ^ (x >> np.uint32(16))
+        x = x * np.uint32(0x7FEB352D)
+        x = x ^ (x >> np.uint32(15))
+        x = x * np.uint32(0x846CA68B)
+        return x ^ (x >> np.uint32(16))
+
+    with np.errstate(over="ignore"):
+        key = mix(np.uint32(step) + mix(np.uint32(seed)))
+        counter = np.arange(cols, dtype=np.uint32)[None, :] + np.arange(rows, dtype=np.uint32)[:, None] * np.uint32(cols)
+        bits = mix(counter + key) >> np.uint32(8)
+    return ((bits.astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -24)).astype(np.float32)
+
+
+def _sampled_reference(folder, inputs, seed, max_new_tokens):
+    """Transformers' generate with Gumbel noise from ``_hash_uniform`` added to its scores and
+    greedy selection: Gumbel-max sampling with the documented uniforms (and Transformers' own eos
+    and padding handling). Also the smallest top-2 gap of the noisy scores (decisiveness)."""
+    def build(tmp):
+        import torch
+        import transformers
+
+        model = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+        prompt_len = inputs["input_ids"].shape[1]
+        gaps = []
+
+        class Gumbel(transformers.LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                u = _hash_uniform(seed, input_ids.shape[1] - prompt_len, *scores.shape)  # t-th new token
+                noisy = scores + torch.from_numpy(-np.log(-np.log(u)))
+                top2 = torch.topk(noisy, 2, dim=-1).values
+                gaps.append(float((top2[:, 0] - top2[:, 1]).min()))
+                return noisy
+
+        with torch.no_grad():
+            out = model.generate(**{k: torch.tensor(v) for k, v in inputs.items()}, do_sample=False,
+                                 max_new_tokens=max_new_tokens, logits_processor=[Gumbel()])
+        np.save(tmp / "ids.npy", out.numpy())
+        np.save(tmp / "gap.npy", np.array(min(gaps)))
+
+    import inspect
+
+    code = inspect.getsource(_hash_uniform) + inspect.getsource(_sampled_reference)
+    ref = cached_folder(_key("gen-sampled", str(folder), code,
+                             {k: v.tolist() for k, v in inputs.items()}, seed, max_new_tokens), build)
+    return np.load(ref / "ids.npy"), float(np.load(ref / "gap.npy"))
+
+
+def test_seeded_sampling_gives_the_same_tokens_on_every_backend(llama):
+    """generate(do_sample=True, seed=s) draws its uniforms from an integer hash computed with
+    keras.ops, bit-identical on jax, torch and tensorflow: the sampled tokens equal Gumbel-max
+    sampling over Transformers' logits with those uniforms, whichever the backend."""
+    from keras_models.generation import backend
+
+    model, _ = llama
+    u = keras.ops.convert_to_numpy(backend.uniform(backend.make_rng(7, 3), keras.ops.convert_to_tensor(np.int32(9)),
+                                                   (3, 11)))
+    np.testing.assert_array_equal(u, _hash_uniform(7, 9, 3, 11))
+    inputs = _ids(_prompts(5))
+    expected, gap = _sampled_reference(_load_folder("llama"), inputs, seed=7, max_new_tokens=8)
+    assert gap > 1e-3, f"reference not decisive (gap {gap})"
+    out = model.generate(inputs, do_sample=True, seed=7, max_new_tokens=8, top_k=0)
+    np.testing.assert_array_equal(out, expected)
 
 
 def test_sampling_arguments_without_do_sample_warn():
