@@ -241,11 +241,33 @@ class GenerationMixin:
             per_tok[key] = StopStrings(tok, stop_strings, model_vocab_size=getattr(self, "vocabulary_size", None))
         return per_tok[key]
 
+    # Tensors the compiled decode loop reads as ``state["extra"]`` (encoder states, image keys and
+    # values...): a task's ``_gen_buffers`` sets them for the rows the engine runs; they enter every
+    # compiled call as inputs, and their shapes are part of the compiled function's key.
+    _gen_extra = None
+
     def _gen_compiled(self, key, make):
+        extra = dict(self._gen_extra or {})
+        if extra:
+            key = key + tuple((k, tuple(tuple(t.shape) for t in keras.tree.flatten(v))) for k, v in sorted(extra.items()))
         fns = _COMPILED.setdefault(self, {})
         if key not in fns:
             fns[key] = make()
-        return fns[key]
+        fns = fns[key]
+        if not extra:
+            return fns
+
+        def with_extra(fn):
+            return lambda state: fn({**state, "extra": dict(extra)})
+
+        if isinstance(fns, tuple):  # (prefill, step): the state carries "extra" after prefill
+            return (with_extra(fns[0]),) + tuple(fns[1:])
+        return with_extra(fns)
+
+    @staticmethod
+    def _gen_repeat_rows(tree, rows_per_prompt):
+        """A per-prompt tensor tree repeated for the rows the engine runs (beams, returned sequences)."""
+        return keras.tree.map_structure(lambda t: keras.ops.repeat(t, rows_per_prompt, axis=0), tree)
 
     def _gen_buffers(self, ids, mask, rows_per_prompt, max_length, pad):
         ids = np.repeat(ids, rows_per_prompt, axis=0)

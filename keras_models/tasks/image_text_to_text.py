@@ -151,17 +151,6 @@ class ImageTextToText(GenerationMixin, Task):
             self._gen_extra = {"image_features": ops.take(self._gen_images, order, axis=0)}
         return super()._gen_buffers(ids, mask, rows_per_prompt, max_length, pad)
 
-    def _gen_compiled(self, key, make):
-        extra = getattr(self, "_gen_extra", None) or {}
-        key = key + tuple((k, tuple(v.shape)) for k, v in sorted(extra.items()))
-        fns = super()._gen_compiled(key, make)
-
-        def with_extra(fn):
-            return lambda state: fn({**state, "extra": dict(extra)})
-
-        if isinstance(fns, tuple):  # (prefill, step): the state carries "extra" after prefill
-            return (with_extra(fns[0]),) + tuple(fns[1:])
-        return with_extra(fns)
 
     # --- HF conversion -----------------------------------------------------------------------
     def head_rules(self):

@@ -138,13 +138,3 @@ class Seq2SeqGenerationMixin(GenerationMixin):
                 "(CausalLM) only: Transformers' unconditional pass feeds the decoder ids to the model "
                 "without encoder inputs, which an encoder-decoder cannot run")
 
-    def _gen_compiled(self, key, make):
-        key = key + (tuple(self._gen_extra["encoder_states"].shape),)
-        fns = super()._gen_compiled(key, make)
-
-        def with_extra(fn):
-            return lambda state: fn({**state, "extra": dict(self._gen_extra.items())})
-
-        if isinstance(fns, tuple):  # (prefill, step): the state carries "extra" after prefill
-            return (with_extra(fns[0]),) + tuple(fns[1:])
-        return with_extra(fns)

@@ -317,21 +317,9 @@ class BlipImageToText(_TextPrefixed, GenerationMixin, ImageToText):
     def _gen_buffers(self, ids, mask, rows_per_prompt, max_length, pad):
         self._gen_extra = {}
         if self._gen_cross is not None:
-            self._gen_extra = {"cross_kv": keras.tree.map_structure(
-                lambda t: ops.repeat(t, rows_per_prompt, axis=0), self._gen_cross)}
+            self._gen_extra = {"cross_kv": self._gen_repeat_rows(self._gen_cross, rows_per_prompt)}
         return super()._gen_buffers(ids, mask, rows_per_prompt, max_length, pad)
 
-    def _gen_compiled(self, key, make):
-        extra = getattr(self, "_gen_extra", None) or {}
-        key = key + tuple(tuple(t.shape) for t in keras.tree.flatten(extra))
-        fns = super()._gen_compiled(key, make)
-
-        def with_extra(fn):
-            return lambda state: fn({**state, "extra": dict(extra)})
-
-        if isinstance(fns, tuple):  # (prefill, step): the state carries "extra" after prefill
-            return (with_extra(fns[0]),) + tuple(fns[1:])
-        return with_extra(fns)
 
     # --- HF conversion --------------------------------------------------------------------------
     @classmethod
