@@ -352,6 +352,21 @@ class Task(keras.Model):
         return cls(**config)
 
 
+def labelled_task_kwargs(hf, num_classes, head_from_checkpoint, kwargs):
+    """A classification task's constructor kwargs (num_classes, id2label) from config.json."""
+    n, labels, from_ckpt = labels_from_hf(hf, num_classes, head_from_checkpoint)
+    kwargs.update(num_classes=n, id2label=labels, _head_from_checkpoint=from_ckpt)
+    return kwargs
+
+
+def labels_to_hf(id2label, num_classes):
+    """config.json's id2label / label2id / num_labels. num_labels too: some configs declare it as
+    their own field (PvtConfig: 1000), which would otherwise win over id2label in Transformers."""
+    labels = id2label or {i: f"LABEL_{i}" for i in range(num_classes)}
+    return {"id2label": {str(k): v for k, v in labels.items()},
+            "label2id": {v: k for k, v in labels.items()}, "num_labels": num_classes}
+
+
 def labels_from_hf(hf, num_classes, head_from_checkpoint, source="config.json"):
     """Resolve (num_classes, id2label) from config.json and the user's ``num_classes``."""
     id2label = hf.get("id2label")

@@ -9,7 +9,7 @@ from keras import ops
 
 from keras_models.presets.weight_map import TRANSPOSE, Rule
 from keras_models.tasks.heads import ClassificationHead, MaskedLMHead
-from keras_models.tasks.task import Task, labels_from_hf
+from keras_models.tasks.task import Task, labelled_task_kwargs, labels_to_hf
 
 
 def _dense_rules(name, dense, base=False):
@@ -123,18 +123,13 @@ class _LabelledTask(Task):
 
     @classmethod
     def task_config_from_hf(cls, hf, head_from_checkpoint, num_classes=None, **kwargs):
-        n, labels, from_ckpt = labels_from_hf(hf, num_classes, head_from_checkpoint)
-        kwargs.update(num_classes=n, id2label=labels, _head_from_checkpoint=from_ckpt)
+        kwargs = labelled_task_kwargs(hf, num_classes, head_from_checkpoint, kwargs)
         if hf.get("classifier_dropout") is not None:
             kwargs.setdefault("dropout", hf["classifier_dropout"])
         return kwargs
 
     def task_config_to_hf(self):
-        labels = self.id2label or {i: f"LABEL_{i}" for i in range(self.num_classes)}
-        # num_labels too: some configs declare it as their own field (PvtConfig: 1000), which
-        # would otherwise win over id2label when Transformers reads the file
-        return {"id2label": {str(k): v for k, v in labels.items()},
-                "label2id": {v: k for k, v in labels.items()}, "num_labels": self.num_classes}
+        return labels_to_hf(self.id2label, self.num_classes)
 
     def get_config(self):
         c = super().get_config()

@@ -45,7 +45,7 @@ from keras_models.models.vilt.processing import ViltImageProcessor
 from keras_models.presets.weight_map import Reshape, Rule
 from keras_models.spec import Spec, dim, hf
 from keras_models.tasks.image_text_matching import ImageTextMatcher
-from keras_models.tasks.task import Task, labels_from_hf
+from keras_models.tasks.task import Task, labelled_task_kwargs, labels_to_hf
 from keras_models.tasks.visual_question_answering import VisualQuestionAnswerer
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -295,14 +295,10 @@ class _LabelHead(_ViltHead):
 
     @classmethod
     def task_config_from_hf(cls, hf, head_from_checkpoint, num_classes=None, **kwargs):
-        n, labels, from_ckpt = labels_from_hf(hf, num_classes, head_from_checkpoint)
-        kwargs.update(num_classes=n, id2label=labels, _head_from_checkpoint=from_ckpt)
-        return kwargs
+        return labelled_task_kwargs(hf, num_classes, head_from_checkpoint, kwargs)
 
     def task_config_to_hf(self):
-        labels = self.id2label or {i: f"LABEL_{i}" for i in range(self.num_classes)}
-        return {"id2label": {str(k): v for k, v in labels.items()},
-                "label2id": {v: k for k, v in labels.items()}, "num_labels": self.num_classes}
+        return labels_to_hf(self.id2label, self.num_classes)
 
     def get_config(self):
         c = super().get_config()

@@ -29,7 +29,7 @@ from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
 from keras_models.spec import dim, hf
-from keras_models.tasks.task import Task, labels_from_hf
+from keras_models.tasks.task import Task, labelled_task_kwargs, labels_to_hf
 from keras_models.tasks.visual_question_answering import VisualQuestionAnswerer
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -113,14 +113,10 @@ class VisualBertBackbone(EncoderBackbone):
 class _Labelled:
     @classmethod
     def task_config_from_hf(cls, hf, head_from_checkpoint, num_classes=None, **kwargs):
-        n, labels, from_ckpt = labels_from_hf(hf, num_classes, head_from_checkpoint)
-        kwargs.update(num_classes=n, id2label=labels, _head_from_checkpoint=from_ckpt)
-        return kwargs
+        return labelled_task_kwargs(hf, num_classes, head_from_checkpoint, kwargs)
 
     def task_config_to_hf(self):
-        labels = self.id2label or {i: f"LABEL_{i}" for i in range(self.num_classes)}
-        return {"id2label": {str(k): v for k, v in labels.items()},
-                "label2id": {v: k for k, v in labels.items()}, "num_labels": self.num_classes}
+        return labels_to_hf(self.id2label, self.num_classes)
 
     def setup_head(self, backbone, num_classes, id2label):
         self.num_classes = int(num_classes)
