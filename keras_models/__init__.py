@@ -7,11 +7,11 @@ and never imports TensorFlow unless KERAS_BACKEND=tensorflow.
 
 import importlib
 
-from keras_models import _registration
+from keras_models import compat
 
 __version__ = "0.1.0"
 
-_registration.install()  # keras.saving.load_model finds our classes without importing them here
+compat.install_registry_fallback()  # keras.saving.load_model finds our classes without importing them here
 
 _LAZY = {
     "Backbone": "keras_models.models.backbone",

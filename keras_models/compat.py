@@ -12,9 +12,10 @@ pinned in pyproject.toml. Nothing here replaces a method of a Keras class for th
 * :func:`shallow_symbolic_checks` replaces ``any_symbolic_tensors`` in ``keras.src.ops`` modules
   once, by a function that is Keras' own outside the context and gives the same answer inside it.
 
-Everything else in the library calls these functions, never ``keras.src`` directly; the one
-exception is :mod:`keras_models._registration` (the ``load_model`` registry fallback installed by
-``import keras_models``), which must not import Keras itself and is checked here too.
+Everything else in the library calls these functions, never ``keras.src`` directly. This module
+imports Keras lazily (inside the functions), because ``import keras_models`` installs the
+``load_model`` registry fallback from here (:func:`install_registry_fallback`) and must stay cheap,
+importing no Keras and no backend.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ import contextlib
 import contextvars
 import functools
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 import threading
-
-import keras
 
 # --- deferred variables (keras_models.layers.init) ----------------------------------------------
 
@@ -149,7 +151,6 @@ def torch_device():
 
 
 # --- redirected layer calls ----------------------------------------------------------------------
-_KERAS_LAYER_CALL = keras.layers.Layer.__call__
 _REDIRECTS = contextvars.ContextVar("keras_models_redirected_calls", default=None)
 _swap_lock = threading.Lock()
 _swapped = {}  # id(layer) -> [layer, Keras class, number of open contexts using it]
@@ -187,7 +188,9 @@ def calls_go_through_keras(layer):
     the precondition for :func:`redirected_calls` to replace it by ``layer.call``-like functions.
 
     Relies on: ``keras.layers.Layer.__call__`` being the single entry point of ``layer(x)``."""
-    return keras_class(layer).__call__ is _KERAS_LAYER_CALL
+    import keras
+
+    return keras_class(layer).__call__ is keras.layers.Layer.__call__
 
 
 @contextlib.contextmanager
@@ -258,6 +261,7 @@ def _keras_symbolic_check():
 @functools.lru_cache(maxsize=None)
 def _leaf_types():
     """Types that never contain a KerasTensor (``tree.is_nested`` is False for them)."""
+    import keras
     import numpy as np
 
     types = {int, float, bool, complex, str, bytes, type(None), np.ndarray, slice, type(Ellipsis),
@@ -363,6 +367,8 @@ def guarded_jax_run(model):
     values (references, no copy) are re-attached and the trainer state reset.
 
     Relies on: ``Variable._value``, ``Trainer._jax_state`` and ``Trainer._jax_state_synced``."""
+    import keras
+
     if keras.backend.backend() != "jax":
         yield
         return
@@ -379,3 +385,70 @@ def guarded_jax_run(model):
             model._jax_state = None
             model._jax_state_synced = True
             raise
+
+
+# --- keras.saving.load_model after a plain ``import keras_models`` ------------------------------
+# Keras resolves a saved class through its registry of custom objects (``keras_models>Name``), which
+# our classes join only when their modules are imported, and ``import keras_models`` imports none of
+# them (it stays cheap and imports no backend). So ``import keras_models`` installs a fallback in
+# Keras' registry lookup: a miss on a ``keras_models>`` name imports the model families (which
+# registers every class) and looks again; other names and hits go straight through. When Keras is
+# not imported yet, a one-shot import hook applies it right after Keras loads that module.
+#
+# Relies on: ``keras.src.saving.object_registration``'s module-level ``get_registered_object``,
+# which ``keras.src.saving.serialization_lib`` calls through the module attribute.
+PREFIX = "keras_models>"
+_REGISTRY_MODULE = "keras.src.saving.object_registration"
+_registry_lock = threading.Lock()
+
+
+def _register_all():
+    importlib.import_module("keras_models.models")
+
+
+def _patch(module):
+    original = module.get_registered_object
+    if getattr(original, "_keras_models_fallback", False):
+        return
+
+    def get_registered_object(name, custom_objects=None, module_objects=None):
+        obj = original(name, custom_objects, module_objects)
+        if obj is None and isinstance(name, str) and name.startswith(PREFIX):
+            with _registry_lock:
+                _register_all()
+            obj = original(name, custom_objects, module_objects)
+        return obj
+
+    get_registered_object._keras_models_fallback = True
+    get_registered_object.__wrapped__ = original
+    get_registered_object.__doc__ = original.__doc__
+    module.get_registered_object = get_registered_object
+
+
+class _AfterKerasRegistry(importlib.abc.MetaPathFinder):
+    """Applies :func:`_patch` once Keras has executed its registry module, then leaves."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != _REGISTRY_MODULE:
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_patch(module):
+            exec_module(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_then_patch
+        return spec
+
+
+def install_registry_fallback():
+    module = sys.modules.get(_REGISTRY_MODULE)
+    if module is not None:
+        _patch(module)
+    elif not any(isinstance(f, _AfterKerasRegistry) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKerasRegistry())

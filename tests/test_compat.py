@@ -295,7 +295,7 @@ def test_fast_inference_is_per_model_and_per_thread(monkeypatch):
 
 
 def test_registry_fallback_relies_on_keras_lookup_through_the_module_attribute():
-    """keras_models._registration wraps object_registration.get_registered_object, which
+    """keras_models.compat.install_registry_fallback wraps object_registration.get_registered_object, which
     serialization_lib must call through the module (not a copied reference)."""
     import inspect
 
