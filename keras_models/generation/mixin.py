@@ -10,6 +10,7 @@ completion with ``return_full_text=False``); chat in -> the assistant's reply.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import weakref
 
@@ -269,7 +270,22 @@ class GenerationMixin:
         """A per-prompt tensor tree repeated for the rows the engine runs (beams, returned sequences)."""
         return keras.tree.map_structure(lambda t: keras.ops.repeat(t, rows_per_prompt, axis=0), tree)
 
+    _gen_per_prompt = None
+
+    @contextlib.contextmanager
+    def _gen_prompt_inputs(self, **trees):
+        """Within the block, ``generate`` feeds ``trees`` (one row per prompt: image or encoder keys
+        and values...) to the compiled loop as ``state["extra"]``, repeated for its rows."""
+        self._gen_per_prompt = trees
+        try:
+            yield
+        finally:
+            self._gen_per_prompt = None
+            self._gen_extra = None
+
     def _gen_buffers(self, ids, mask, rows_per_prompt, max_length, pad):
+        if self._gen_per_prompt:
+            self._gen_extra = {k: self._gen_repeat_rows(v, rows_per_prompt) for k, v in self._gen_per_prompt.items()}
         ids = np.repeat(ids, rows_per_prompt, axis=0)
         mask = np.repeat(mask, rows_per_prompt, axis=0)
         rows, prompt_len = ids.shape

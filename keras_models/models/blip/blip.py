@@ -207,7 +207,6 @@ class BlipImageToText(_TextPrefixed, GenerationMixin, ImageToText):
     hf_text_prefix = "text_decoder.bert."
     hf_head_patterns = ("text_decoder.cls.*",)
     decoder_adapter = BlipCaptionDecoder
-    _gen_cross = None
     _HEAD = "text_decoder.cls.predictions."
 
     def __init__(self, backbone, preprocessor=None, tie_word_embeddings=True, **kwargs):
@@ -305,20 +304,8 @@ class BlipImageToText(_TextPrefixed, GenerationMixin, ImageToText):
         kwargs.setdefault("eos_token_id", text.sep_token_id)
         kwargs.setdefault("pad_token_id", text.pad_token_id)
         states = self.backbone.image_states(ops.convert_to_tensor(pixels))
-        self._gen_cross = text.cross_kv(states)
-        try:
+        with self._gen_prompt_inputs(cross_kv=text.cross_kv(states)):
             return super().generate({"input_ids": ids, "attention_mask": mask}, generation_config, **kwargs)
-        finally:
-            self._gen_cross = None
-            self._gen_extra = None
-
-    # The engine's hooks: the cross-attention keys / values follow the rows the engine runs (a
-    # prompt's rows repeated for beams / returned sequences) and enter the compiled loop as "extra".
-    def _gen_buffers(self, ids, mask, rows_per_prompt, max_length, pad):
-        self._gen_extra = {}
-        if self._gen_cross is not None:
-            self._gen_extra = {"cross_kv": self._gen_repeat_rows(self._gen_cross, rows_per_prompt)}
-        return super()._gen_buffers(ids, mask, rows_per_prompt, max_length, pad)
 
 
     # --- HF conversion --------------------------------------------------------------------------
@@ -421,13 +408,9 @@ class BlipQuestionAnswering(BlipImageToText):
         kwargs.setdefault("eos_token_id", dec.sep_token_id)
         kwargs.setdefault("pad_token_id", dec.pad_token_id)
         start = np.full((ids.shape[0], 1), dec.bos_token_id, "int32")
-        self._gen_cross = dec.cross_kv(q)
-        try:
+        with self._gen_prompt_inputs(cross_kv=dec.cross_kv(q)):
             return super(BlipImageToText, self).generate({"input_ids": start, "attention_mask": np.ones_like(start)},
                                                          generation_config, **kwargs)
-        finally:
-            self._gen_cross = None
-            self._gen_extra = None
 
     def weight_rules(self):
         r = list(self.backbone.weight_rules(self.hf_text_prefix))

@@ -33,7 +33,6 @@ class GitImageToText(GenerationMixin, ImageToText):
 
     hf_head_patterns = ("output.*",)
     decoder_adapter = GitDecoder
-    _gen_images = None
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
@@ -85,20 +84,8 @@ class GitImageToText(GenerationMixin, ImageToText):
         if rows != pixels.shape[0]:
             raise InputError(f"generate: {rows} prompt(s) for {pixels.shape[0]} image(s)")
         features = self.backbone.image_features(ops.convert_to_tensor(pixels))
-        self._gen_images = self.backbone.image_kv(features)
-        try:
+        with self._gen_prompt_inputs(image_kv=self.backbone.image_kv(features)):
             return super().generate(inputs, generation_config, **kwargs)
-        finally:
-            self._gen_images = None
-            self._gen_extra = None
-
-    # The engine's hooks: the image keys / values follow the rows the engine runs (a prompt's rows
-    # repeated for beams / returned sequences) and enter the compiled loop as its ``extra``.
-    def _gen_buffers(self, ids, mask, rows_per_prompt, max_length, pad):
-        self._gen_extra = {}
-        if self._gen_images is not None:
-            self._gen_extra = {"image_kv": self._gen_repeat_rows(self._gen_images, rows_per_prompt)}
-        return super()._gen_buffers(ids, mask, rows_per_prompt, max_length, pad)
 
 
     # --- HF conversion --------------------------------------------------------------------------
