@@ -1,0 +1,8 @@
+"""Document-layout encoders beyond LayoutLM v1 (which lives with the shared encoder): LiLT, BROS
+and LayoutLMv3. Each takes ``bbox`` (batch, seq, 4) beside the token ids."""
+
+from keras_models.models.layout_encoders.lilt import *  # noqa: F401,F403
+from keras_models.models.layout_encoders.bros import *  # noqa: F401,F403
+from keras_models.models.layout_encoders import bros, lilt
+
+__all__ = list(lilt.__all__) + list(bros.__all__)
