@@ -26,6 +26,7 @@ _LAZY = {
     "Seq2SeqLM": "keras_models.tasks.seq2seq_lm",
     "ImageClassifier": "keras_models.tasks.image_classifier",
     "SemanticSegmenter": "keras_models.tasks.semantic_segmenter",
+    "UniversalSegmenter": "keras_models.tasks.universal_segmenter",
     "DepthEstimator": "keras_models.tasks.depth_estimator",
     "ImageSuperResolution": "keras_models.tasks.image_super_resolution",
     "ImageMatting": "keras_models.tasks.image_matting",

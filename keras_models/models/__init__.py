@@ -33,8 +33,6 @@ from keras_models.models.clipseg import *  # noqa: F401,F403
 from keras_models.models.xclip import *  # noqa: F401,F403
 from keras_models.models.groupvit import *  # noqa: F401,F403
 from keras_models.models.wav2vec2 import *  # noqa: F401,F403
-from keras_models.models.wav2vec2_bert import *  # noqa: F401,F403
-from keras_models.models.encodec import *  # noqa: F401,F403
 from keras_models.models.whisper import *  # noqa: F401,F403
 from keras_models.models.ast import *  # noqa: F401,F403
 from keras_models.models.modernbert import *  # noqa: F401,F403
@@ -70,7 +68,6 @@ from keras_models.models.speech_encoder_decoder import *  # noqa: F401,F403
 from keras_models.models.swin2sr import *  # noqa: F401,F403
 from keras_models.models.upernet import *  # noqa: F401,F403
 from keras_models.models.vitmatte import *  # noqa: F401,F403
-from keras_models.models.sam import *  # noqa: F401,F403
 from keras_models.models.imagegpt import *  # noqa: F401,F403
 from keras_models.models.mgp_str import *  # noqa: F401,F403
 from keras_models.models.blip import *  # noqa: F401,F403
@@ -87,5 +84,3 @@ from keras_models.models.registry import registered_model_types
 
 __all__ = ["Backbone", "registered_model_types"]
 from keras_models.models.layout_encoders import *  # noqa: F401,F403
-from keras_models.models.rwkv import *  # noqa: F401,F403
-from keras_models.models.maskformer import *  # noqa: F401,F403
