@@ -85,3 +85,4 @@ from keras_models.models.registry import registered_model_types
 __all__ = ["Backbone", "registered_model_types"]
 from keras_models.models.layout_encoders import *  # noqa: F401,F403
 from keras_models.models.rwkv import *  # noqa: F401,F403
+from keras_models.models.maskformer import *  # noqa: F401,F403
