@@ -45,6 +45,7 @@ _LAZY = {
     "SpeechRecognizer": "keras_models.tasks.audio",
     "AudioClassifier": "keras_models.tasks.audio",
     "TimeSeriesForecaster": "keras_models.tasks.time_series",
+    "TrajectoryPredictor": "keras_models.tasks.trajectory",
     "AudioFeatureExtractor": "keras_models.preprocessing.audio",
     "pipeline": "keras_models.pipelines",
     "list_presets": "keras_models.presets.named",
