@@ -24,7 +24,8 @@ from keras_models.presets.config import building_from, check_layer_counts, check
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
-from keras_models.tasks.raw_data import RawDataAdapter
+from keras_models.tasks.raw_data import (RawDataAdapter, adapt_stream, is_raw, preprocess_batch, split_raw,
+                                         table_columns)
 
 logger = logging.getLogger("keras_models")
 
@@ -254,58 +255,115 @@ class Task(keras.Model):
                 "compile(optimizer=..., loss=...) first")
         self.compile(**args)
 
-    def train_on_batch(self, *args, **kwargs):
+    def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
         self._compile_by_default("train_on_batch")
-        return super().train_on_batch(*args, **kwargs)
+        x, y, sample_weight = self._raw_batch(x, y, sample_weight)
+        return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
 
-    def test_on_batch(self, *args, **kwargs):
+    def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
         self._compile_by_default("test_on_batch")
-        return super().test_on_batch(*args, **kwargs)
+        x, y, sample_weight = self._raw_batch(x, y, sample_weight)
+        return super().test_on_batch(x, y, sample_weight=sample_weight, **kwargs)
+
+    def predict_on_batch(self, x):
+        if is_raw(x):
+            self._need_preprocessor(x)
+            x = preprocess_batch(self.preprocessor, [x] if isinstance(x, str) else list(x), inference=True)[0]
+        with guarded_jax_run(self):
+            return super().predict_on_batch(x)
 
     # --- raw data in fit / predict / evaluate -------------------------------------------------
-    def _adapt(self, x, y, batch_size, shuffle, inference=False):
-        if not RawDataAdapter.is_raw(x):
+    def _need_preprocessor(self, x):
+        if self.preprocessor is not None:
+            return
+        from keras_models.errors import InputError
+
+        sample = x[0] if isinstance(x, (list, tuple)) and len(x) else x
+        raise InputError(
+            f"{type(self).__name__}: raw inputs ({type(sample).__name__}) "
+            "need a preprocessor, and this model has none: its preset had no tokenizer files "
+            "(tokenizer.json, tokenizer_config.json, vocab.txt, vocab.json + merges.txt, *.model) or "
+            "no preprocessor_config.json. Pass preprocessor= or token ids / pixel_values instead."
+        )
+
+    def _raw_batch(self, x, y, sample_weight):
+        """One batch of raw samples (train_on_batch / test_on_batch) -> (features, y, sample_weight)."""
+        if not is_raw(x):
+            return x, y, sample_weight
+        self._need_preprocessor(x)
+        out = preprocess_batch(self.preprocessor, [x] if isinstance(x, str) else list(x), y, sample_weight)
+        return (tuple(out) + (None, None))[:3]
+
+    def _adapt(self, x, y, batch_size, shuffle, inference=False, sample_weight=None):
+        """Raw samples in a list or array -> batches Keras consumes (preprocessed on the host), or
+        None when ``x`` holds no raw samples."""
+        if not is_raw(x):
             return None
-        if self.preprocessor is None:
+        self._need_preprocessor(x)
+        return RawDataAdapter(x, y, self.preprocessor, batch_size=batch_size or 32, shuffle=shuffle,
+                              inference=inference, sample_weight=sample_weight).as_dataset()
+
+    def _batches(self, x, y=None, sample_weight=None, batch_size=None, shuffle=False, inference=False):
+        """Any raw form of data -> ``(batches, x, y)``: batches Keras consumes, or None when ``x``
+        holds no raw samples (then ``x`` and ``y`` go to Keras: ``x`` may be a restored generator,
+        or a tokenised table's columns).
+
+        Lists / arrays of samples, a Hugging Face ``datasets.Dataset`` (input and ``label``
+        columns), and PyDatasets, generators and tf.data.Datasets yielding raw batches."""
+        table = table_columns(x, y)
+        if table is not None:
+            x, y = table
+            if isinstance(x, dict):  # a tokenised table: its numeric columns are the features
+                return None, x, y
+        data = self._adapt(x, y, batch_size, shuffle, inference, sample_weight)
+        if data is not None:
+            return data, x, y
+        data, x = adapt_stream(x, self.preprocessor, inference, need=self._need_preprocessor)
+        if data is not None and (y is not None or sample_weight is not None):
             from keras_models.errors import InputError
 
-            raise InputError(
-                f"{type(self).__name__}: raw inputs ({type(x[0] if isinstance(x, (list, tuple)) else x).__name__}) "
-                "need a preprocessor, and this model has none: its preset had no tokenizer files "
-                "(tokenizer.json, tokenizer_config.json, vocab.txt, vocab.json + merges.txt, *.model) or "
-                "no preprocessor_config.json. Pass preprocessor= or token ids / pixel_values instead."
-            )
-        return RawDataAdapter(x, y, self.preprocessor, batch_size=batch_size or 32, shuffle=shuffle,
-                              inference=inference).as_dataset()
+            raise InputError(f"{type(self).__name__}: y and sample_weight go inside the batches when x is a "
+                             f"{type(x).__name__} (yield (x, y) or (x, y, sample_weight)), not as arguments")
+        return data, x, y
 
-    def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, **kwargs):
+    def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, sample_weight=None,
+            validation_split=0.0, **kwargs):
         check_inputs(self, x, "fit")
         self._compile_by_default("fit")
-        data = self._adapt(x, y, batch_size, shuffle)
-        if validation_data is not None and self.preprocessor is not None:
-            vx, vy = (validation_data + (None,))[:2] if isinstance(validation_data, tuple) else (validation_data, None)
-            vdata = self._adapt(vx, vy, batch_size, False)
-            validation_data = vdata if vdata is not None else validation_data
+        table = table_columns(x, y)
+        x, y = table if table is not None else (x, y)
+        if validation_split and validation_data is None and is_raw(x):
+            # Keras' own split needs arrays: split the raw samples (the last ones, as Keras does)
+            x, y, sample_weight, validation_data = split_raw(x, y, sample_weight, validation_split)
+            validation_split = 0.0
+        data, x, y = self._batches(x, y, sample_weight, batch_size, shuffle)
+        if validation_data is not None:
+            as_tuple = isinstance(validation_data, tuple)
+            vx, vy, vsw = (validation_data + (None, None))[:3] if as_tuple else (validation_data, None, None)
+            vdata, vx, vy = self._batches(vx, vy, vsw, batch_size, False)
+            validation_data = vdata if vdata is not None else (vx, vy, vsw)[:len(validation_data)] if as_tuple \
+                else vx
         if data is not None:  # the adapter shuffles samples itself
             return super().fit(data, shuffle=False, validation_data=validation_data, **kwargs)
-        return super().fit(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data, **kwargs)
+        return super().fit(x, y, batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
+                           sample_weight=sample_weight, validation_split=validation_split, **kwargs)
 
     def predict(self, x, batch_size=None, **kwargs):
         check_inputs(self, x, "predict")
-        data = self._adapt(x, None, batch_size, False, inference=True)
+        data, x, _ = self._batches(x, batch_size=batch_size, inference=True)
         with guarded_jax_run(self):
             if data is not None:
                 return super().predict(data, **kwargs)
             return super().predict(x, batch_size=batch_size, **kwargs)
 
-    def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+    def evaluate(self, x=None, y=None, batch_size=None, sample_weight=None, **kwargs):
         check_inputs(self, x, "evaluate")
         self._compile_by_default("evaluate")
-        data = self._adapt(x, y, batch_size, False)
+        data, x, y = self._batches(x, y, sample_weight, batch_size, False)
         with guarded_jax_run(self):
             if data is not None:
                 return super().evaluate(data, **kwargs)
-            return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+            return super().evaluate(x, y, batch_size=batch_size, sample_weight=sample_weight, **kwargs)
 
     def get_config(self):
         from keras_models.presets.quantization import record_policy_map

@@ -87,7 +87,7 @@ class VideoClassifier(ImageTask):
         if isinstance(pixels, np.ndarray):
             check_video_shape(pixels.shape, self.backbone)
 
-    def _adapt(self, x, y, batch_size, shuffle, inference=False):
+    def _adapt(self, x, y, batch_size, shuffle, inference=False, sample_weight=None):
         if not _is_raw_videos(x):
             self._check_pixel_values(x)
             return None
@@ -99,7 +99,7 @@ class VideoClassifier(ImageTask):
 
         videos = [x] if isinstance(x, np.ndarray) and x.ndim == 4 else list(x)  # one video
         return RawDataAdapter(videos, y, self.preprocessor, batch_size=batch_size or 8, shuffle=shuffle,
-                              inference=inference).as_dataset()
+                              inference=inference, sample_weight=sample_weight).as_dataset()
 
     def get_config(self):
         c = super().get_config()
