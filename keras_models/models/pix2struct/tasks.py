@@ -26,8 +26,8 @@ from keras_models.tasks.seq2seq_generation import forced_tokens_and_start
 class Pix2StructProcessor(ImageToTextProcessor):
     """``processor(images, text=None)``: the image processor's ``flattened_patches`` /
     ``attention_mask``; for a VQA checkpoint ``text`` is the question rendered onto the image,
-    otherwise its token ids (no special tokens) become ``decoder_input_ids`` /
-    ``decoder_attention_mask``, as Transformers' Pix2StructProcessor."""
+    otherwise its token ids become ``decoder_input_ids`` / ``decoder_attention_mask``, as
+    Transformers' Pix2StructProcessor."""
 
     @classmethod
     def from_preset(cls, folder):
@@ -41,17 +41,19 @@ class Pix2StructProcessor(ImageToTextProcessor):
             tokenizer = Tokenizer.from_preset(folder)
         return None if image is None and tokenizer is None else cls(image, tokenizer)
 
-    def __call__(self, images, text=None, **kwargs):
+    def __call__(self, images, text=None, max_patches=2048, add_special_tokens=True, **kwargs):
+        """As Transformers' processor: ``max_patches`` 2048 unless given (not the image processor's
+        own value) and the text's special tokens (T5's ``</s>``) added."""
         if self.image_processor is None:
             raise InputError("this model has no preprocessor_config.json: give flattened_patches")
         vqa = self.image_processor.is_vqa
         if vqa:
             kwargs.setdefault("header_text", text)
-        out = dict(self.image_processor(images, **kwargs))
+        out = dict(self.image_processor(images, max_patches=max_patches, **kwargs))
         if text is not None and not vqa:
             if self.tokenizer is None:
                 raise InputError("this model has no tokenizer files: cannot encode text")
-            enc = self.tokenizer([text] if isinstance(text, str) else list(text), add_special_tokens=False,
+            enc = self.tokenizer([text] if isinstance(text, str) else list(text), add_special_tokens=add_special_tokens,
                                  padding=True, return_tensors=None)
             out["decoder_input_ids"] = np.asarray(enc["input_ids"])
             out["decoder_attention_mask"] = np.asarray(enc["attention_mask"])
