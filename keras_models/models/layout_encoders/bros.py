@@ -122,7 +122,7 @@ class BrosBackbone(EncoderBackbone):
     base_model_prefix = "bros"
     hf_architecture = "BrosModel"
     hf_model_type = "bros"
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")
     hf_known_unused = ()
 
     def __init__(self, spec=None, **kwargs):

@@ -155,7 +155,7 @@ class LiltBackbone(EncoderBackbone):
     base_model_prefix = "lilt"
     hf_architecture = "LiltModel"
     hf_model_type = "lilt"
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
