@@ -65,7 +65,10 @@ def render_text(text, font, text_size=36, padding=5):
 def render_header(image, header, font):
     """uint8 (H, W, 3) ``image`` below the rendered ``header``, both scaled to the wider one's width."""
     Image = pil()
-    picture = Image.fromarray(np.asarray(image, np.uint8))
+    image = np.asarray(image)
+    if image.dtype.kind == "f":  # Transformers' PIL conversion: floats in [0, 1] are scaled by 255
+        image = image * 255 if image.min() >= 0 and image.max() <= 1 else image
+    picture = Image.fromarray(image.astype(np.uint8))
     text = render_text(header, font)
     width = max(text.width, picture.width)
     height = int(picture.height * (width / picture.width))
