@@ -49,6 +49,7 @@ _LAZY = {
     "AudioFeatureExtractor": "keras_models.preprocessing.audio",
     "pipeline": "keras_models.pipelines",
     "list_presets": "keras_models.presets.named",
+    "upload_preset": "keras_models.presets.hub",
 }
 _SUBMODULES = ("models", "layers", "tasks", "presets", "tokenizers", "preprocessing", "errors",
                "generation", "pipelines", "export")

@@ -218,6 +218,17 @@ class Backbone(keras.Model):
 
         save_preset(self, path, overwrite=overwrite, max_shard_size=max_shard_size)
 
+    def push_to_hub(self, repo_id, *, commit_message=None, private=None, token=None, max_shard_size=None,
+                    create_repo=True):
+        """Save this model as a preset and upload it to the hub repository ``repo_id``
+        (``"org/name"`` or ``"hf://org/name[@branch]"``), as Transformers' ``push_to_hub``; it loads
+        back with ``from_preset("hf://org/name")`` and Transformers' ``from_pretrained``. Uses
+        huggingface_hub's credentials and ``HF_ENDPOINT``."""
+        from keras_models.presets.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, commit_message=commit_message, private=private, token=token,
+                           max_shard_size=max_shard_size, create_repo=create_repo)
+
     # --- quantization (keras_models/presets/quantization.py) ------------------------------------
     def quantize(self, mode=None, config=None, filters=None, **kwargs):
         """Keras' ``quantize``, skipping layers that were never built (stateless ones)."""

@@ -93,6 +93,17 @@ class Task(keras.Model):
 
         save_preset(self, path, overwrite=overwrite, max_shard_size=max_shard_size)
 
+    def push_to_hub(self, repo_id, *, commit_message=None, private=None, token=None, max_shard_size=None,
+                    create_repo=True):
+        """Save this model as a preset and upload it to the hub repository ``repo_id``
+        (``"org/name"`` or ``"hf://org/name[@branch]"``), as Transformers' ``push_to_hub``; it loads
+        back with ``from_preset("hf://org/name")`` and Transformers' ``from_pretrained``. Uses
+        huggingface_hub's credentials and ``HF_ENDPOINT``."""
+        from keras_models.presets.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, commit_message=commit_message, private=private, token=token,
+                           max_shard_size=max_shard_size, create_repo=create_repo)
+
     # --- .keras files: the preprocessor travels as assets ---------------------------------------
     # Keras calls save_assets / load_assets on the model when it writes / reads a .keras file: the
     # preprocessor's files (tokenizer, preprocessor_config.json...) are written as a mini preset

@@ -108,3 +108,53 @@ def test_download_patterns_cover_every_file_the_library_reads():
     assert not missed, f"files read from presets but not downloaded by hf://: {missed}"
     for unsafe in ("pytorch_model.bin", "model.ckpt.index", "flax_model.msgpack", "tf_model.h5"):
         assert not any(fnmatch.fnmatch(unsafe, p) for p in _ALLOW_PATTERNS), unsafe
+
+
+def test_push_to_hub_and_upload_preset_through_a_stand_in_endpoint(tmp_path):
+    """push_to_hub / upload_preset go through huggingface_hub to HF_ENDPOINT (here a local stand-in
+    of the hub's API), and what lands there loads back through hf:// with the same logits."""
+    from tests.presets.hub_server import HubStandIn
+
+    folder, inputs, expected = tiny_classifier()
+    np.savez(tmp_path / "inputs.npz", **inputs)
+    (tmp_path / "not_a_preset").mkdir()
+    (tmp_path / "pickled").mkdir()
+    shutil.copy(folder / "config.json", tmp_path / "pickled" / "config.json")
+    shutil.copy(folder / "model.safetensors", tmp_path / "pickled" / "model.safetensors")
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, keras, keras_models as km
+        from keras_models.errors import PresetError
+        inputs = dict(np.load({str(tmp_path / 'inputs.npz')!r}))
+        model = km.TextClassifier.from_preset({str(folder)!r})
+        info = model.push_to_hub("tiny-org/pushed", commit_message="first push")
+        print("COMMIT", info.oid)
+        km.upload_preset("hf://tiny-org/pushed@v2", {str(folder)!r})  # a branch, created on the way
+        back = km.TextClassifier.from_preset("hf://tiny-org/pushed")
+        np.save({str(tmp_path / 'back.npy')!r}, keras.ops.convert_to_numpy(back(inputs)))
+        for handle, path, words in (("tiny-org/x", {str(tmp_path / 'not_a_preset')!r}, "no config.json"),
+                                    ("tiny-org/x", {str(tmp_path / 'pickled')!r}, "pytorch_model.bin"),
+                                    ("no-namespace", {str(folder)!r}, "no namespace")):
+            try:
+                km.upload_preset(handle, path)
+            except PresetError as e:
+                assert words in str(e), e
+            else:
+                raise AssertionError(f"uploaded {{path}}")
+        """
+    )
+    with HubStandIn() as hub:
+        env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="0", HF_ENDPOINT=hub.url,
+                   HF_TOKEN="hf_stand_in_token", PYTHONPATH=str(REPO), HF_HUB_DISABLE_TELEMETRY="1")
+        env.pop("HF_HUB_CACHE", None)
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        uploaded = hub.files("tiny-org/pushed")
+        assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(uploaded), sorted(uploaded)
+        assert uploaded["config.json"] != b"" and json.loads(uploaded["config.json"])["model_type"] == "bert"
+        # the branch holds the original folder's files byte for byte
+        branch = hub.files("tiny-org/pushed", "v2")
+        assert branch["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+        assert "tiny-org/x" not in hub.repos  # refused folders are checked before anything is sent
+    np.testing.assert_allclose(np.load(tmp_path / "back.npy"), expected, atol=1e-4)
