@@ -4,10 +4,11 @@
 processor and ``post_process_masks``; ``save_to_preset`` reloaded by Transformers; a ``.keras``
 round trip; bad config values.
 
-The tiny model is deliberately off the defaults: windowed attention whose window (3) does not
+The main tiny model is deliberately off the defaults: windowed attention whose window (3) does not
 divide the 8x8 grid (zero padding), one global block, relative and absolute positions, no qkv bias,
 an explicit vision mlp_dim, 2 multimask outputs (not 3), a 4-layer IoU head, GELU in the mask
-decoder's MLP and SiLU in the mask embedding, decoder LayerNorm eps 1e-5.
+decoder's MLP and SiLU in the mask embedding, decoder LayerNorm eps 1e-5. A second ("plain") config has no absolute or relative positions, only
+global blocks, gelu_new, one decoder layer without attention downsampling and a 2-layer IoU head.
 """
 
 import inspect
@@ -24,9 +25,17 @@ from tests.parity import _key, _versions, assert_close, cached_folder, jit_under
 IMAGE = 64
 
 
-def _config():
+def _config(variant="odd"):
     import transformers
 
+    if variant == "plain":  # no absolute / relative positions, every block global, 1 decoder layer, 3 masks
+        vision = dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, image_size=48, patch_size=16,
+                      window_size=0, global_attn_indexes=[], use_abs_pos=False, use_rel_pos=False,
+                      output_channels=32, num_pos_feats=16, hidden_act="gelu_new")
+        prompt = dict(hidden_size=32, image_size=48, patch_size=16, mask_input_channels=4)
+        decoder = dict(hidden_size=32, mlp_dim=20, num_hidden_layers=1, num_attention_heads=4, iou_head_hidden_dim=8,
+                       attention_downsample_rate=1, iou_head_depth=2)
+        return transformers.SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
     vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=IMAGE, patch_size=8,
                   window_size=3, global_attn_indexes=[1], output_channels=16, num_pos_feats=8, mlp_dim=40,
                   qkv_bias=False)
@@ -36,13 +45,14 @@ def _config():
     return transformers.SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
 
-def _inputs():
+def _inputs(variant="odd"):
     rng = np.random.RandomState(0)
-    pixels = rng.randn(2, IMAGE, IMAGE, 3).astype("float32")
-    points = rng.uniform(0, IMAGE, (2, 2, 3, 2)).astype("float32")
+    size, grid = (IMAGE, IMAGE // 8) if variant == "odd" else (48, 3)
+    pixels = rng.randn(2, size, size, 3).astype("float32")
+    points = rng.uniform(0, size, (2, 2, 3, 2)).astype("float32")
     labels = np.array([[[1, 0, -10], [1, 1, -1]], [[0, 1, 1], [1, -10, -10]]], "int64")
-    boxes = np.sort(rng.uniform(0, IMAGE, (2, 2, 4)).astype("float32"), axis=-1)
-    masks = rng.randn(2, 4 * IMAGE // 8, 4 * IMAGE // 8).astype("float32")
+    boxes = np.sort(rng.uniform(0, size, (2, 2, 4)).astype("float32"), axis=-1)
+    masks = rng.randn(2, 4 * grid, 4 * grid).astype("float32")
     return pixels, points, labels, boxes, masks
 
 
@@ -52,33 +62,40 @@ CASES = {
     "boxes": (("input_boxes",), True),
     "points_boxes_single": (("input_points", "input_labels", "input_boxes"), False),
     "mask_prompt_single": (("input_points", "input_labels", "input_masks"), False),
+    "plain_config_points": (("input_points", "input_labels"), True),  # the "plain" config
 }
 
 
+def _variant(case):
+    return "plain" if case.startswith("plain") else "odd"
+
+
 def _prompts(case):
-    _, points, labels, boxes, masks = _inputs()
+    _, points, labels, boxes, masks = _inputs(_variant(case))
     given = dict(input_points=points, input_labels=labels, input_boxes=boxes, input_masks=masks)
     return {k: given[k] for k in CASES[case][0]}
 
 
-def _reference():
+def _reference(variant="odd"):
     """(folder, expected): the saved tiny model and, per case, Transformers' iou_scores and
     pred_masks, plus the image embeddings (channels_last)."""
-    key = _key("sam", inspect.getsource(sys.modules[__name__]), _versions())
+    key = _key(f"sam-{variant}", inspect.getsource(sys.modules[__name__]), _versions())
 
     def build(tmp):
         import torch
         import transformers
 
         torch.manual_seed(0)
-        model = transformers.SamModel(_config()).eval()
+        model = transformers.SamModel(_config(variant)).eval()
         randomize_weights(model)
         model.save_pretrained(tmp / "model")
-        pixels = torch.tensor(_inputs()[0].transpose(0, 3, 1, 2))
+        pixels = torch.tensor(_inputs(variant)[0].transpose(0, 3, 1, 2))
         out = {}
         with torch.no_grad():
             out["image_embeddings"] = model.get_image_embeddings(pixels).numpy().transpose(0, 2, 3, 1)
             for case, (_, multimask) in CASES.items():
+                if _variant(case) != variant:
+                    continue
                 prompts = {k: torch.tensor(v) for k, v in _prompts(case).items()}
                 if "input_masks" in prompts:
                     prompts["input_masks"] = prompts["input_masks"][:, None]  # (batch, 1, 4g, 4g)
@@ -119,10 +136,10 @@ def _run(model, inputs, multimask):
 def test_sam_parity(case, tmp_path):
     import keras
 
-    folder, expected = _reference()
+    folder, expected = _reference(_variant(case))
     model = km.MaskGenerator.from_preset(folder)
     assert type(model).__name__ == "SamMaskGenerator" and model.head_from_checkpoint
-    pixels, inputs = _inputs()[0], dict(_prompts(case))
+    pixels, inputs = _inputs(_variant(case))[0], dict(_prompts(case))
     if case == "boxes":  # Backbone.from_preset's image embeddings, prompted through image_embeddings
         backbone = km.Backbone.from_preset(folder)  # the image encoder alone (the heads: known, not loaded)
         assert type(backbone).__name__ == "SamBackbone"

@@ -127,8 +127,9 @@ class SamMaskDecoderSpec(Spec):
 
     def validate(self, source="config.json"):
         c, h, r = self.hidden_size, self.num_heads, self.attention_downsample_rate
-        if c % r or (c // r) % h or c % h:
-            raise ConfigError(f"{source}: hidden_size {c} / attention_downsample_rate {r} must be a multiple of "
+        if c % r or (c // r) % h or c % h or c % 2 or (c // 2) % h:
+            raise ConfigError(f"{source}: hidden_size {c}, hidden_size / 2 (the two-way blocks' cross-attention) and "
+                              f"hidden_size / attention_downsample_rate ({r}) must be multiples of "
                               f"num_attention_heads {h}")
         if c % 8:
             raise ConfigError(f"{source}: hidden_size must be a multiple of 8 (the x4 upscaling), got {c}")

@@ -8,7 +8,9 @@
 * :class:`SamMaskDecoder`: the IoU and mask tokens followed by the sparse prompt tokens attend
   both ways with the image embedding (two-way blocks: token self-attention, token -> image,
   MLP, image -> token; the first block's self-attention without positions and without a
-  residual), a final token -> image attention (LayerNorm eps 1e-5), two stride-2 transposed
+  residual; their cross-attentions downsample by 2 whatever ``attention_downsample_rate``
+  says, as in Transformers), a final token -> image attention (downsampled by that rate;
+  LayerNorm eps 1e-5), two stride-2 transposed
   convolutions that upscale the image embedding x4, one hypernetwork MLP per mask token whose
   output is dotted with the upscaled map, and an IoU head.
 """
@@ -269,7 +271,9 @@ class SamMaskDecoder(keras.layers.Layer):
         self.num_mask_tokens = num_multimask_outputs + 1
         d = self.dtype_policy
         c = hidden_size
-        self.blocks = [SamTwoWayBlock(c, num_heads, mlp_dim, hidden_act, downsample, layer_norm_eps,
+        # Transformers builds the two-way blocks' cross-attentions with its default downsampling of 2,
+        # whatever attention_downsample_rate says; the rate applies to the final token -> image attention.
+        self.blocks = [SamTwoWayBlock(c, num_heads, mlp_dim, hidden_act, 2, layer_norm_eps,
                                       skip_first_layer_pe=i == 0, name=f"layers_{i}", dtype=d)
                        for i in range(num_layers)]
         self.final_attn = _attention(c, num_heads, downsample, "final_attn_token_to_image", d)
