@@ -16,7 +16,8 @@ same names:
 
 ``post_process_semantic_segmentation`` / ``post_process_instance_segmentation`` /
 ``post_process_panoptic_segmentation`` turn them into per-image maps (numpy) exactly as
-Transformers' image processors' methods of those names do. There is no default training loss
+Transformers' image processors' methods of those names do (call them on the model or its class:
+Mask2Former's first resize the mask logits to 384 x 384, as its processor does). There is no default training loss
 (Transformers' Hungarian-matched mask losses are not implemented): ``fit`` needs
 ``compile(loss=...)``. A checkpoint's preprocessor_config.json becomes ``model.preprocessor``
 (resize, normalise, pad + ``pixel_mask``): ``model(model.preprocessor(images))``.
@@ -48,13 +49,29 @@ def _numpy(x):
     return np.asarray(keras.ops.convert_to_numpy(x), np.float32)
 
 
-def _bilinear(maps, size):
-    """(n, h, w) -> (n, *size), PyTorch's bilinear interpolate with align_corners=False."""
-    from keras_models.models.depth.layers import resize_matrix
+def _linear_taps(n_in, n_out):
+    """PyTorch's bilinear taps (align_corners=False) along one axis, in float32 as its CPU kernel:
+    (first index, second index, first weight, second weight)."""
+    scale = np.float32(n_in) / np.float32(n_out)
+    src = np.maximum(scale * (np.arange(n_out, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), 0)
+    i0 = src.astype(np.int64)
+    lam1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+    i1 = np.where(i0 < n_in - 1, i0 + 1, i0)
+    return i0, i1, (np.float32(1) - lam1).astype(np.float32), lam1
 
-    mh = resize_matrix(maps.shape[1], int(size[0]), "bilinear").astype(np.float32)
-    mw = resize_matrix(maps.shape[2], int(size[1]), "bilinear").astype(np.float32)
-    return np.einsum("ih,nhw,jw->nij", mh, maps, mw).astype(np.float32)
+
+def _bilinear(maps, size):
+    """(n, h, w) -> (n, *size), PyTorch's bilinear interpolate with align_corners=False, summed in the
+    same order as its CPU kernel (so argmax ties of the post-processing break the same way)."""
+    maps = maps.astype(np.float32)
+    h0, h1, hl0, hl1 = _linear_taps(maps.shape[1], int(size[0]))
+    w0, w1, wl0, wl1 = _linear_taps(maps.shape[2], int(size[1]))
+
+    def row(r):
+        m = maps[:, r]
+        return m[:, :, w0] * wl0 + m[:, :, w1] * wl1
+
+    return (row(h0) * hl0[:, None] + row(h1) * hl1[:, None]).astype(np.float32)
 
 
 def _nearest(maps, size):
@@ -63,6 +80,16 @@ def _nearest(maps, size):
     rows = np.minimum(np.floor(np.arange(size[0], dtype=np.float32) * np.float32(h / size[0])).astype(int), h - 1)
     cols = np.minimum(np.floor(np.arange(size[1], dtype=np.float32) * np.float32(w / size[1])).astype(int), w - 1)
     return maps[:, rows][:, :, cols]
+
+
+def _masks(cls, outputs):
+    """The mask logits (batch, queries, h, w) as numpy, resized to the family's post-processing size."""
+    masks = _numpy(outputs["masks_queries_logits"])
+    if cls.post_process_mask_size is not None:
+        b, q = masks.shape[:2]
+        masks = _bilinear(masks.reshape((b * q,) + masks.shape[2:]), cls.post_process_mask_size)
+        masks = masks.reshape((b, q) + masks.shape[1:])
+    return masks
 
 
 def _check_sizes(target_sizes, n, what):
@@ -74,6 +101,8 @@ def _check_sizes(target_sizes, n, what):
 class UniversalSegmenter(ImageTask):
     task_name = "UniversalSegmenter"
     hf_head_patterns = ("class_predictor.*", "mask_embedder.*", "criterion.*")
+    # Mask2Former's processor first resizes the mask logits (bilinear) to the size it was trained at
+    post_process_mask_size = None
 
     def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, **kwargs):
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
@@ -120,7 +149,7 @@ class UniversalSegmenter(ImageTask):
         "no object" dropped) weighting the masks' sigmoids, resized (bilinear) to ``target_sizes``
         ((height, width) per image) when given, argmax over the classes."""
         classes = _softmax(_numpy(outputs["class_queries_logits"]))[..., :-1]
-        masks = _sigmoid(_numpy(outputs["masks_queries_logits"]))
+        masks = _sigmoid(_masks(cls, outputs))
         _check_sizes(target_sizes, len(classes), "post_process_semantic_segmentation")
         seg = np.einsum("bqc,bqhw->bchw", classes, masks).astype(np.float32)
         out = []
@@ -137,7 +166,7 @@ class UniversalSegmenter(ImageTask):
         at least ``threshold``; masks resized (nearest) to ``target_sizes`` when given. The
         candidates are taken best first (Transformers' unsorted top-k may order ties differently)."""
         logits = _numpy(outputs["class_queries_logits"])
-        masks_all = _numpy(outputs["masks_queries_logits"])
+        masks_all = _masks(cls, outputs)
         _check_sizes(target_sizes, len(logits), "post_process_instance_segmentation")
         n_q, n_c = logits.shape[1], logits.shape[2] - 1
         results = []
@@ -176,7 +205,7 @@ class UniversalSegmenter(ImageTask):
         of their mask dropped, classes in ``label_ids_to_fuse`` merged into one segment."""
         fuse = set(label_ids_to_fuse or ())
         logits = _numpy(outputs["class_queries_logits"])
-        probs = _sigmoid(_numpy(outputs["masks_queries_logits"]))
+        probs = _sigmoid(_masks(cls, outputs))
         _check_sizes(target_sizes, len(logits), "post_process_panoptic_segmentation")
         num_labels = logits.shape[-1] - 1
         soft = _softmax(logits)

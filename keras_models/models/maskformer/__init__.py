@@ -124,7 +124,7 @@ class MaskFormerSpec(Spec):
 
     def dummy_inputs(self):
         c = self.backbone_config.get("num_channels", 3)
-        return {"pixel_values": np.zeros((1, 64, 64, c), "float32")}
+        return {"pixel_values": np.zeros((1, 32, 32, c), "float32")}
 
 
 def nearest_resize(x, out_h, out_w):
@@ -139,12 +139,12 @@ def nearest_resize(x, out_h, out_w):
 
 @_ser
 class ConvGroupNorm(keras.layers.Layer):
-    """Conv (no bias) -> GroupNorm(32, eps 1e-5) -> optional ReLU; checkpoint names ``{p}.0`` / ``{p}.1``."""
+    """Conv (bias optional) -> GroupNorm(32, eps 1e-5) -> optional ReLU; checkpoint names ``{p}.0`` / ``{p}.1``."""
 
-    def __init__(self, filters, kernel, in_channels, relu=True, **kwargs):
+    def __init__(self, filters, kernel, in_channels, relu=True, bias=False, **kwargs):
         super().__init__(**kwargs)
-        self.filters, self.kernel, self.in_channels, self.relu = filters, kernel, in_channels, relu
-        self.conv = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name="conv",
+        self.filters, self.kernel, self.in_channels, self.relu, self.bias = filters, kernel, in_channels, relu, bias
+        self.conv = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=bias, name="conv",
                                         dtype=self.dtype_policy)
         self.norm = keras.layers.GroupNormalization(32, epsilon=1e-5, name="norm", dtype=self.dtype_policy)
 
@@ -162,7 +162,7 @@ class ConvGroupNorm(keras.layers.Layer):
 
     def get_config(self):
         c = super().get_config()
-        c.update(filters=self.filters, kernel=self.kernel, in_channels=self.in_channels, relu=self.relu)
+        c.update(filters=self.filters, kernel=self.kernel, in_channels=self.in_channels, relu=self.relu, bias=self.bias)
         return c
 
 
@@ -326,5 +326,7 @@ class MaskFormerUniversalSegmenter(UniversalSegmenter):
         return r
 
 
+from keras_models.models.maskformer.mask2former import *  # noqa: E402,F401,F403  (uses ConvGroupNorm above)
+
 __all__ = ["MaskFormerSpec", "MaskFormerDecoderSpec", "MaskFormerBackbone", "MaskFormerUniversalSegmenter",
-           "ConvGroupNorm", "nearest_resize"]
+           "ConvGroupNorm", "nearest_resize", "Mask2FormerSpec", "Mask2FormerBackbone", "Mask2FormerUniversalSegmenter"]
