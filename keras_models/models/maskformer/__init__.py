@@ -79,7 +79,7 @@ class MaskFormerDecoderSpec(Spec):
 
 @dataclass(frozen=True, kw_only=True)
 class MaskFormerSpec(Spec):
-    unsupported = {"use_auxiliary_loss": (False, None)}  # class logits of the un-normed last layer
+    unsupported = {"use_auxiliary_loss": (False, None)}  # logits from the per-layer decoder states
     ignored = ("no_object_weight", "dice_weight", "cross_entropy_weight", "mask_weight", "output_auxiliary_logits",
                "init_xavier_std")
 
@@ -124,7 +124,7 @@ class MaskFormerSpec(Spec):
 
     def dummy_inputs(self):
         c = self.backbone_config.get("num_channels", 3)
-        return {"pixel_values": np.zeros((1, 32, 32, c), "float32")}
+        return {"pixel_values": np.zeros((1, 64, 64, c), "float32")}
 
 
 def nearest_resize(x, out_h, out_w):

@@ -224,6 +224,7 @@ class Mask2FormerBackbone(SpecBackbone):
     base_model_prefix = "model"
     hf_architecture = "Mask2FormerModel"
     hf_ignore = ("*num_batches_tracked", "*relative_position_index", "criterion.empty_weight")
+    verified_backends = ("jax", "torch", "tensorflow")  # tests/vision/test_mask2former.py
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
