@@ -67,11 +67,11 @@ def _load(case):
 def test_decision_transformer_predictions_and_hidden_state(case):
     model, _, inputs, expected = _load(case)
     assert type(model).__name__ == "DecisionTransformerTrajectoryPredictor" and model.head_from_checkpoint
-    out = to_numpy(jit_under_jax(lambda x: model(x))(inputs))
+    out, hidden = (to_numpy(t) for t in jit_under_jax(lambda x: (model(x), model.backbone(x)))(inputs))
     steps = inputs["attention_mask"]
     for key in PREDS:
         assert_close(out[key], expected[key], mask=steps, what=f"{case} {key}")
-    assert_backbone_close(model, inputs, expected, mask=np.repeat(steps, 3, axis=1), what=case)
+    assert_backbone_close(model, inputs, expected, mask=np.repeat(steps, 3, axis=1), what=case, hidden=hidden)
 
 
 def test_decision_transformer_reloads_in_transformers(tmp_path):

@@ -12,11 +12,11 @@ from tests.parity import assert_backbone_close, assert_close, cached_folder, hf_
 VOCAB, SEQ, PAD = 61, 8, 3
 N = SEQ - PAD
 
-# rescale_every=1 halves after every block (and scales the outputs by 1, 2, 4); "narrow" has a WKV
+# rescale_every=1 halves after every block (and scales the second block's outputs by 1/2); "narrow" has a WKV
 # width unlike the hidden size, tied embeddings and no rescaling (Transformers sizes its cached state
 # by hidden_size, so its reference runs without the cache)
 CASES = {
-    "rescaled": dict(hidden_size=16, num_hidden_layers=3, intermediate_size=40, rescale_every=1,
+    "rescaled": dict(hidden_size=16, num_hidden_layers=2, intermediate_size=40, rescale_every=1,
                      layer_norm_epsilon=1e-6),
     "narrow": dict(hidden_size=16, num_hidden_layers=2, attention_hidden_size=24, intermediate_size=24,
                    rescale_every=0, tie_word_embeddings=True, use_cache=False),
@@ -60,15 +60,20 @@ def test_rwkv_logits_and_hidden_state(case):
     ids = np.concatenate([inputs["input_ids"], np.zeros((1, SEQ), "int64")])
     mask = np.concatenate([inputs["attention_mask"], np.zeros((1, SEQ), "int64")])
     ids[2, PAD:], mask[2, PAD:] = inputs["input_ids"][1, :N], 1
-    out = to_numpy(jit_under_jax(lambda x: model(x))({"input_ids": ids, "attention_mask": mask}))
+
+    def run(x):
+        hidden = model.backbone(x)
+        return model.logits(hidden), hidden
+
+    out, hidden = (to_numpy(t) for t in jit_under_jax(run)({"input_ids": ids, "attention_mask": mask}))
     assert_close(out[:2], expected["logits"], mask=inputs["attention_mask"], what=f"{case} right-padded")
     assert_close(out[2, PAD:], expected["logits"][1, :N], what=f"{case} left-padded")
-    assert_backbone_close(model, inputs, expected, mask=inputs["attention_mask"], what=case)
+    assert_backbone_close(model, inputs, expected, mask=inputs["attention_mask"], what=case, hidden=hidden[:2])
 
 
 def test_rwkv_state_decoding_matches_full_forward():
-    """Prefill a left-padded buffer, then one token at a time through the recurrent state
-    (compiled under JAX): the logits of the full pass."""
+    """A left-padded buffer fed in chunks of 3 (the state, token shift included, carried into a
+    multi-token chunk), then one token at a time (compiled under JAX): the logits of the full pass."""
     model, _, inputs, expected = _load("rescaled")
     ids, mask = np.zeros((2, SEQ + 2), "int32"), np.zeros((2, SEQ + 2), "int32")
     ids[0, :SEQ], mask[0, :SEQ] = inputs["input_ids"][0], 1
@@ -76,7 +81,7 @@ def test_rwkv_state_decoding_matches_full_forward():
     step = jit_under_jax(model.call_with_cache)
     cache = model.init_cache(2, SEQ + 2)
     seen, out = np.zeros_like(mask), []
-    for start, stop in [(0, 4)] + [(i, i + 1) for i in range(4, SEQ)]:
+    for start, stop in [(0, 3), (3, 6), (6, 7), (7, 8)]:
         seen[:, start:stop] = mask[:, start:stop]
         logits, cache = step(ids[:, start:stop], cache, np.int32(start), seen)
         out.append(to_numpy(logits))
