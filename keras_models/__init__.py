@@ -31,6 +31,7 @@ _LAZY = {
     "ImageSuperResolution": "keras_models.tasks.image_super_resolution",
     "ImageMatting": "keras_models.tasks.image_matting",
     "MaskGenerator": "keras_models.tasks.mask_generator",
+    "InContextSegmenter": "keras_models.tasks.in_context_segmenter",
     "SceneTextRecognizer": "keras_models.tasks.scene_text_recognizer",
     "ZeroShotImageClassifier": "keras_models.tasks.zero_shot_image_classifier",
     "ZeroShotObjectDetector": "keras_models.tasks.zero_shot_object_detector",

@@ -72,6 +72,7 @@ from keras_models.models.swin2sr import *  # noqa: F401,F403
 from keras_models.models.upernet import *  # noqa: F401,F403
 from keras_models.models.vitmatte import *  # noqa: F401,F403
 from keras_models.models.sam import *  # noqa: F401,F403
+from keras_models.models.seggpt import *  # noqa: F401,F403
 from keras_models.models.imagegpt import *  # noqa: F401,F403
 from keras_models.models.mgp_str import *  # noqa: F401,F403
 from keras_models.models.blip import *  # noqa: F401,F403
