@@ -47,7 +47,7 @@ def fused_attention(q, k, v, bias, scale, heads_major=False):
         if not heads_major:
             k, v = k.transpose(1, 2), v.transpose(1, 2)
         out = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, attn_mask=bias, scale=scale,
-                                             enable_gqa=kv != h)
+                                             enable_gqa=int(kv) != int(h))  # static: ONNX tracing sees sizes as tensors
         return out.transpose(1, 2)
     if heads_major:
         return grouped_attention(q, k, v, bias, scale)

@@ -218,6 +218,15 @@ class Backbone(keras.Model):
 
         save_preset(self, path, overwrite=overwrite, max_shard_size=max_shard_size)
 
+    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
+        """Keras' ``export`` with this model's input signature filled in; ``format="onnx"`` writes
+        an ONNX graph through ``keras_models.export.export_onnx`` (torch backend; ``inputs=`` a
+        sample dict to trace with)."""
+        from keras_models.export import export_model
+
+        return export_model(self, super().export, filepath, format=format, verbose=verbose,
+                            input_signature_=input_signature, **kwargs)
+
     def push_to_hub(self, repo_id, *, commit_message=None, private=None, token=None, max_shard_size=None,
                     create_repo=True):
         """Save this model as a preset and upload it to the hub repository ``repo_id``
