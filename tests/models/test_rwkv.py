@@ -90,12 +90,15 @@ def test_rwkv_state_decoding_matches_full_forward():
     assert_close(got[1, PAD:SEQ], expected["logits"][1, :N], what="state decoding left-padded row")
 
 
-def test_rwkv_greedy_generate_matches_transformers():
-    """Greedy tokens equal Transformers' generate (which carries RWKV's state); the left-padded
-    row equals Transformers' generation from the unpadded prompt (Transformers ignores the mask)."""
+@pytest.mark.one_case_per_pass("beams")
+@pytest.mark.parametrize("beams", [1, 3])
+def test_rwkv_generate_matches_transformers(beams):
+    """Greedy (and beam search, whose reordering gathers the recurrent state's rows) tokens equal
+    Transformers' generate; the left-padded row equals Transformers' generation from the unpadded
+    prompt (Transformers ignores the mask; it beam-searches RWKV only without its cache)."""
     model, source, inputs, _ = _load("rescaled")
     prompts = [inputs["input_ids"][0, :6], inputs["input_ids"][1, :4]]
-    kw = dict(do_sample=False, max_new_tokens=8, pad_token_id=0, eos_token_id=None)
+    kw = dict(do_sample=False, max_new_tokens=8, pad_token_id=0, eos_token_id=None, num_beams=beams)
 
     def build(tmp):
         import torch
@@ -106,17 +109,17 @@ def test_rwkv_greedy_generate_matches_transformers():
         for p in prompts:
             with torch.no_grad():
                 out = hf.generate(input_ids=torch.tensor(p[None]), output_logits=True, return_dict_in_generate=True,
-                                  **kw)
+                                  use_cache=beams == 1, **kw)
             rows.append(out.sequences.numpy()[0, len(p):])
-            for logits in out.logits:
+            for logits in out.logits if beams == 1 else ():
                 top = np.sort(logits.float().numpy()[0])[::-1]
                 margins.append(float(top[0] - top[1]))
         np.save(tmp / "new.npy", np.stack(rows))
-        np.save(tmp / "margins.npy", np.asarray(margins))
+        np.save(tmp / "margins.npy", np.asarray(margins + [1.0]))
 
-    folder = cached_folder(f"rwkv-greedy-{source.parent.name}", build)
+    folder = cached_folder(f"rwkv-generate-{beams}-{source.parent.name}", build)
     expected = np.load(folder / "new.npy")
-    assert np.load(folder / "margins.npy").min() > 1e-4  # no near-tie another backend could break
+    assert np.load(folder / "margins.npy").min() > 1e-4  # greedy: no near-tie another backend could break
     ids, mask = np.zeros((2, 6), "int32"), np.zeros((2, 6), "int32")
     ids[0], mask[0] = prompts[0], 1
     ids[1, 2:], mask[1, 2:] = prompts[1], 1
@@ -140,10 +143,14 @@ def test_rwkv_export_reloads_in_transformers(tmp_path):
 
 
 def test_rwkv_keras_round_trip_and_backbone(tmp_path):
-    from tests.parity import assert_keras_round_trip
+    from tests.parity import assert_close_low_precision, assert_keras_round_trip
 
     model, folder, inputs, expected = _load("narrow")
     assert_keras_round_trip(model, inputs, tmp_path)
+    # bf16: the WKV state and time_decay / time_first stay float32 (as Transformers keeps them)
+    half = km.CausalLM.from_preset(folder, dtype="bfloat16")
+    assert_close_low_precision(to_numpy(jit_under_jax(half)(inputs)).astype("float32"), expected["logits"], 0.05,
+                               mask=inputs["attention_mask"], what="bf16 logits")
     backbone = km.Backbone.from_preset(folder)
     assert type(backbone).__name__ == "RwkvBackbone"
     assert_close(to_numpy(backbone(inputs)), expected["last_hidden_state"], mask=inputs["attention_mask"],

@@ -229,8 +229,10 @@ class RwkvBackbone(SpecBackbone):
         every = 0 if training else self.spec.rescale_every
         new = []
         for i, block in enumerate(self.blocks):
-            x, layer_state = block(x, cache[i], token_mask=mask, out_scale=float(2 ** (i // every)) if every else 1.0,
-                                   want_state=want_state)
+            # ``call`` directly: Layer.__call__ would cast the float32 WKV state to a bf16 / fp16
+            # compute dtype (the blocks are built by ``build``)
+            x, layer_state = block.call(x, cache[i], token_mask=mask,
+                                        out_scale=float(2 ** (i // every)) if every else 1.0, want_state=want_state)
             new.append(layer_state)
             if every and (i + 1) % every == 0:
                 x = x / 2
