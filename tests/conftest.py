@@ -41,10 +41,12 @@ def _quiet_logs():
 #    config.json handling;
 #  * hub handle resolution (tests/presets/test_hub.py: which files and revisions are read) and the
 #    demo (real MiniLM + a short fit: tests/presets/test_minilm_real.py and the fit tests check
-#    those numerics on every backend). CI time: the demo alone took 73 s of the tensorflow pass.
+#    those numerics on every backend). CI time: the demo alone took 73 s of the tensorflow pass;
+#  * tests/test_distribution.py: a JAX subprocess on 8 virtual devices, whatever the pass's backend.
 BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/presets/test_save_safety.py",
                        "tests/presets/test_checkpoint_safety.py", "tests/test_spec.py",
-                       "tests/video/test_video_processor.py", "tests/presets/test_hub.py", "tests/test_demo.py")
+                       "tests/video/test_video_processor.py", "tests/presets/test_hub.py", "tests/test_demo.py",
+                       "tests/test_distribution.py")
 
 
 # Under tools/test.sh, two more kinds of test run in fewer passes (CI time: the suite runs three

@@ -218,6 +218,11 @@ class Backbone(keras.Model):
 
         save_preset(self, path, overwrite=overwrite, max_shard_size=max_shard_size)
 
+    from keras_models.distribution import class_or_instance_method as _layout_method, model_layout_map
+
+    get_layout_map = _layout_method(model_layout_map)
+    del _layout_method, model_layout_map
+
     def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
         """Keras' ``export`` with this model's input signature filled in; ``format="onnx"`` writes
         an ONNX graph through ``keras_models.export.export_onnx`` (torch backend; ``inputs=`` a
