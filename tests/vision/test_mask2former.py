@@ -11,7 +11,7 @@ import pytest
 import keras_models as km
 from keras_models.errors import ConfigError
 from tests.parity import _key, _versions, assert_close, calibrate_batch_norms, cached_folder, randomize_weights
-from tests.vision.test_maskformer import _nhwc, _run, _same_segments
+from tests.vision.test_maskformer import _nhwc, _run, _same_segments, once_per_run
 
 SIZE = (2, 56, 48, 3)
 
@@ -21,29 +21,32 @@ def _config(kind):
 
     backbone = T.SwinConfig(embed_dim=16, depths=[1, 2, 1, 1], num_heads=[1, 2, 2, 4], window_size=4, image_size=64,
                             out_features=["stage1", "stage2", "stage3", "stage4"])
-    if kind == "post_norm":  # hidden_dim != feature_size (projected levels), one FPN level, 3 decoder layers
+    if kind == "post_norm":  # hidden_dim != feature_size (projected levels), one FPN level, 2 decoder layers
         return T.Mask2FormerConfig(backbone_config=backbone, feature_size=32, mask_feature_size=24, hidden_dim=48,
-                                   encoder_feedforward_dim=40, encoder_layers=2, decoder_layers=4,
+                                   encoder_feedforward_dim=40, encoder_layers=1, decoder_layers=3,
                                    num_attention_heads=4, dim_feedforward=56, num_queries=5, num_labels=3)
-    # pre-norm GELU decoder layers over unprojected levels (hidden_dim == feature_size), common_stride 8:
-    # no FPN level (the mask features project the finest deformable level)
+    # pre-norm GELU decoder layers over unprojected levels (hidden_dim == feature_size); a 3-stage Swin
+    # whose three maps all go through the deformable encoder: no FPN level (the mask features project
+    # the finest deformable level)
+    backbone = T.SwinConfig(embed_dim=16, depths=[1, 1, 1], num_heads=[1, 2, 2], window_size=4, image_size=64,
+                            out_features=["stage1", "stage2", "stage3"])
     return T.Mask2FormerConfig(backbone_config=backbone, feature_size=32, mask_feature_size=16, hidden_dim=32,
-                               encoder_feedforward_dim=24, encoder_layers=1, decoder_layers=5, num_attention_heads=2,
+                               encoder_feedforward_dim=24, encoder_layers=2, decoder_layers=3, num_attention_heads=2,
                                dim_feedforward=40, num_queries=6, num_labels=4, pre_norm=True,
-                               activation_function="gelu", common_stride=8)
+                               activation_function="gelu", feature_strides=[4, 8, 16])
 
 
 def _reference(kind):
     import inspect
     import sys
 
-    import torch
-    import transformers as T
-
     x = np.random.RandomState(1).randn(*SIZE).astype("float32")
     inputs = {"pixel_values": np.ascontiguousarray(x.transpose(0, 3, 1, 2))}
 
-    def build(tmp):
+    def build(tmp):  # Transformers and torch are imported only when the reference is built
+        import torch
+        import transformers as T
+
         torch.manual_seed(0)
         model = T.Mask2FormerForUniversalSegmentation(_config(kind)).eval()
         randomize_weights(model, 0)
@@ -86,13 +89,15 @@ def test_mask2former_parity(kind):
 def test_mask2former_post_processing():
     """Mask2Former's post-processing (mask logits resized to 384 x 384 first) equals its image
     processor's on the reference's outputs."""
+    once_per_run()
     from types import SimpleNamespace
 
     import torch
     import transformers as T
 
     x, folder, exp = _reference("post_norm")
-    ours = {"class_queries_logits": exp["class_queries_logits"] * 3, "masks_queries_logits": exp["masks_queries_logits"]}
+    ours = {"class_queries_logits": exp["class_queries_logits"] * 3,
+            "masks_queries_logits": exp["masks_queries_logits"]}
     theirs = SimpleNamespace(**{k: torch.tensor(v) for k, v in ours.items()})
     proc = T.Mask2FormerImageProcessor()
     cls = km.models.Mask2FormerUniversalSegmenter

@@ -14,6 +14,16 @@ from tests.parity import _key, _versions, assert_close, calibrate_batch_norms, c
 SIZE = (2, 56, 48, 3)  # an odd grid: 14 x 12 patches, windows padded, odd stage sizes
 
 
+def once_per_run():
+    """Backend-independent checks (numpy processing of stored arrays): under tools/test.sh
+    (KM_BACKEND_INDEPENDENT_ONCE) they run in the torch pass only, like tests/conftest.py's
+    BACKEND_INDEPENDENT paths."""
+    import os
+
+    if os.environ.get("KM_BACKEND_INDEPENDENT_ONCE") and os.environ.get("KERAS_BACKEND") != "torch":
+        pytest.skip("backend-independent: runs in the torch pass")
+
+
 def _config(kind):
     import transformers as T
 
@@ -43,13 +53,13 @@ def _inputs():
 
 
 def _reference(kind):
-    import torch
-    import transformers as T
-
     x, mask = _inputs()
     inputs = {"pixel_values": np.ascontiguousarray(x.transpose(0, 3, 1, 2)), "pixel_mask": mask}
 
-    def build(tmp):
+    def build(tmp):  # Transformers and torch are imported only when the reference is built
+        import torch
+        import transformers as T
+
         torch.manual_seed(0)
         model = T.MaskFormerForInstanceSegmentation(_config(kind)).eval()
         randomize_weights(model, 0)
@@ -138,6 +148,7 @@ def _same_segments(ours, theirs):
 
 def test_maskformer_post_processing():
     """Our numpy post-processing equals the image processor's on the reference's own outputs."""
+    once_per_run()
     import torch
     import transformers as T
     from types import SimpleNamespace
@@ -175,6 +186,7 @@ def test_maskformer_post_processing():
 @pytest.mark.parametrize("kind,size", [("MaskFormer", {"shortest_edge": 40, "longest_edge": 70}),
                                        ("Mask2Former", {"height": 50, "width": 45})])
 def test_maskformer_image_processor_matches_transformers(kind, size, tmp_path):
+    once_per_run()
     import transformers as T
 
     from keras_models.models.maskformer.processor import MaskFormerImageProcessor
