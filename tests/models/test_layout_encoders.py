@@ -9,9 +9,44 @@ import pytest
 
 import keras_models as km
 from keras_models.errors import ConfigError
-from tests.models.test_encoders import SUFFIX, check_parity
+from tests.models.test_encoders import SUFFIX
 from tests.models.test_encoders_extra_c import _boxes
-from tests.parity import assert_close, assert_keras_round_trip, hf_reference, text_inputs, to_numpy
+from tests.parity import assert_backbone_close, assert_close, hf_reference, text_inputs, to_numpy
+
+
+def _masked_mean(h, mask):
+    m = mask[..., None].astype("float32")
+    return (h * m).sum(1) / m.sum(1)
+
+
+def check_parity(prefix, spec, task, folder, inputs, expected, full_mask=None, embedder=True):
+    """Load ``folder`` through the public ``from_preset`` (Backbone, or the task's class) and compare
+    its outputs and its backbone's hidden state with Transformers' (compiled ``predict_on_batch``:
+    eager JAX compiles op by op). ``full_mask``: the mask over every output position (text + image
+    tokens); ``embedder``: also check the TextEmbedder (masked mean of the hidden states)."""
+    mask = inputs["attention_mask"]
+    full = mask if full_mask is None else full_mask
+    model = (km.Backbone if task == "Backbone" else getattr(km, task)).from_preset(folder)
+    assert type(model).__name__.startswith(prefix)
+    out = model.predict_on_batch(inputs)
+    if task == "Backbone":
+        assert_close(out, expected["last_hidden_state"], mask=full, what=f"{spec} backbone")
+        if embedder:
+            want = _masked_mean(expected["last_hidden_state"], mask)
+            got = km.TextEmbedder.from_preset(folder).predict_on_batch(inputs)
+            assert_close(got, want, what=f"{spec} TextEmbedder")
+        return model, out
+    assert model.head_from_checkpoint
+    if task == "QuestionAnswerer":
+        for k in ("start_logits", "end_logits"):
+            assert_close(out[k], expected[k], mask=full, what=f"{spec} {task} {k}")
+    elif task == "TextClassifier":
+        assert_close(out, expected["logits"], what=f"{spec} {task}")
+    else:
+        assert_close(out, expected["logits"], mask=mask, what=f"{spec} {task}")
+    hidden = model.backbone.predict_on_batch(inputs)
+    assert_backbone_close(model, inputs, expected, mask=full, hidden=hidden, what=f"{spec} {task}")
+    return model, out
 
 # --- LiLT: text stream + narrow layout stream sharing one attention map ----------------------------
 LILT = dict(vocab_size=99, hidden_size=24, num_hidden_layers=2, num_attention_heads=2, intermediate_size=20,
@@ -38,10 +73,9 @@ def _lilt_ref(task):
 @pytest.mark.parametrize("task", LILT_TASKS)
 def test_lilt_parity(task):
     folder, inputs, expected = _lilt_ref(task)
-    out = check_parity("Lilt", "lilt", task, folder, inputs, expected)
+    model, out = check_parity("Lilt", "lilt", task, folder, inputs, expected)
     if task == "Backbone":  # the boxes count
-        model = km.Backbone.from_preset(folder)
-        no_box = model(dict(inputs, bbox=np.zeros_like(inputs["bbox"])))
+        no_box = model.predict_on_batch(dict(inputs, bbox=np.zeros_like(inputs["bbox"])))
         assert np.abs(to_numpy(out) - to_numpy(no_box)).max() > 1e-2
 
 
@@ -92,11 +126,10 @@ def _bros_ref(task):
 @pytest.mark.parametrize("task", BROS_TASKS)
 def test_bros_parity(task):
     folder, inputs, expected = _bros_ref(task)
-    out = check_parity("Bros", "bros", task, folder, inputs, expected)
+    model, out = check_parity("Bros", "bros", task, folder, inputs, expected)
     if task == "Backbone":  # eight corners given directly == four coordinates expanded
-        model = km.Backbone.from_preset(folder)
         quad = inputs["bbox"][..., [0, 1, 2, 1, 2, 3, 0, 3]]
-        assert_close(model(dict(inputs, bbox=quad)), to_numpy(out), atol=1e-5)
+        assert_close(model.predict_on_batch(dict(inputs, bbox=quad)), to_numpy(out), atol=1e-5)
         with pytest.raises(km.errors.InputError, match="needs 'bbox'"):
             model({k: v for k, v in inputs.items() if k != "bbox"})
 
@@ -154,30 +187,15 @@ def _v3_ref(spec, task):
 @pytest.mark.one_case_per_pass("task")
 @pytest.mark.parametrize("spec,task", V3_CASES)
 def test_layoutlmv3_parity(spec, task):
-    from tests.parity import assert_backbone_close
-
     folder, inputs, expected = _v3_ref(spec, task)
     mask = inputs["attention_mask"]
     full = mask if "pixel_values" not in inputs else np.concatenate([mask, np.ones((2, 5), mask.dtype)], 1)
-    model = (km.Backbone if task == "Backbone" else getattr(km, task)).from_preset(folder)
-    assert type(model).__name__.startswith("LayoutLMv3")
-    out = model(inputs)
-    if task == "Backbone":
-        assert_close(out, expected["last_hidden_state"], mask=full, what=f"v3 {spec} backbone")
-        if spec == "image":  # text only through the same weights: the image tokens count
-            text_only = to_numpy(model({k: v for k, v in inputs.items() if k != "pixel_values"}))
-            assert text_only.shape[1] == 9
-            assert np.abs(text_only - to_numpy(out)[:, :9]).max() > 1e-2
-        return
-    assert model.head_from_checkpoint
-    if task == "QuestionAnswerer":
-        for k in ("start_logits", "end_logits"):
-            assert_close(out[k], expected[k], mask=full, what=f"v3 {spec} {k}")
-    elif task == "TextClassifier":
-        assert_close(out, expected["logits"], what=f"v3 {spec} {task}")
-    else:
-        assert_close(out, expected["logits"], mask=mask, what=f"v3 {spec} {task}")
-    assert_backbone_close(model, inputs, expected, mask=full, what=f"v3 {spec} {task}")
+    model, out = check_parity("LayoutLMv3", f"v3 {spec}", task, folder, inputs, expected, full_mask=full,
+                              embedder=False)
+    if task == "Backbone" and spec == "image":  # text only through the same weights: the image counts
+        text_only = to_numpy(model.predict_on_batch({k: v for k, v in inputs.items() if k != "pixel_values"}))
+        assert text_only.shape[1] == 9
+        assert np.abs(text_only - to_numpy(out)[:, :9]).max() > 1e-2
 
 
 def test_layoutlmv3_save_to_preset_reloads_in_transformers(tmp_path):
@@ -216,6 +234,7 @@ def _keras_case(name):
 @pytest.mark.parametrize("name", ["lilt", "bros", "layoutlmv3"])
 def test_keras_save_load(name, tmp_path):
     model = _keras_case(name)
+    model.backbone.build_from_dummy()  # symbolically: a first eager call would build op by op
     ids = np.array([[5, 6, 7, 8, 3], [9, 10, 11, 1, 1]], "int32")
     x = {"input_ids": ids, "attention_mask": (ids != 1).astype("int32"),
          "bbox": np.array([[[1, 2, 3, 4]] * 5, [[10, 20, 300, 400]] * 5], "int32")}
@@ -223,7 +242,22 @@ def test_keras_save_load(name, tmp_path):
         x["bbox"] = (x["bbox"] / 1000).astype("float32")
     if name == "layoutlmv3":
         x["pixel_values"] = np.random.RandomState(0).randn(2, 8, 8, 3).astype("float32")
-    assert_keras_round_trip(model, x, tmp_path)
+    _keras_round_trip(model, x, tmp_path)
+
+
+def _keras_round_trip(model, x, folder):
+    """tests/parity.assert_keras_round_trip through compiled ``predict_on_batch`` (eager JAX
+    compiles op by op): the same class, backbone config and outputs after ``.keras`` save/load."""
+    import keras
+
+    before = model.predict_on_batch(x)
+    model.save(folder / "m.keras")
+    restored = keras.saving.load_model(folder / "m.keras")
+    assert type(restored) is type(model)
+    drop = ("name", "dtype")
+    assert ({k: v for k, v in restored.backbone.get_config().items() if k not in drop}
+            == {k: v for k, v in model.backbone.get_config().items() if k not in drop})
+    np.testing.assert_allclose(to_numpy(restored.predict_on_batch(x)), to_numpy(before), atol=1e-6)
 
 
 BAD_CONFIGS = [
@@ -309,4 +343,4 @@ def test_layoutlmv3_preprocessor_matches_transformers(tmp_path):
     np.testing.assert_array_equal(x["input_ids"], np.asarray(want["input_ids"]))
     np.testing.assert_array_equal(x["attention_mask"], np.asarray(want["attention_mask"]))
     np.testing.assert_array_equal(x["bbox"], np.asarray(want["bbox"]))
-    assert tuple(to_numpy(model(x)).shape) == (2, len(want["input_ids"][0]), 11)
+    assert tuple(to_numpy(model.predict_on_batch(x)).shape) == (2, len(want["input_ids"][0]), 11)
