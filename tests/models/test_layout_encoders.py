@@ -344,3 +344,20 @@ def test_layoutlmv3_preprocessor_matches_transformers(tmp_path):
     np.testing.assert_array_equal(x["attention_mask"], np.asarray(want["attention_mask"]))
     np.testing.assert_array_equal(x["bbox"], np.asarray(want["bbox"]))
     assert tuple(to_numpy(model.predict_on_batch(x)).shape) == (2, len(want["input_ids"][0]), 11)
+
+
+def test_layoutlmv3_image_processor_pixel_values(tmp_path):
+    """A LayoutLMv3 preprocessor_config.json (OCR off: the words and boxes come from the user)
+    gives the pixel values of Transformers' LayoutLMv3ImageProcessor, channels_last."""
+    import transformers
+
+    from keras_models.preprocessing.image import ImageProcessor
+
+    hf = transformers.LayoutLMv3ImageProcessor(apply_ocr=False, size={"height": 40, "width": 32})
+    hf.save_pretrained(tmp_path)
+    rng = np.random.RandomState(0)
+    images = [rng.randint(0, 256, (50, 70, 3)).astype("uint8"), rng.randint(0, 256, (31, 29, 3)).astype("uint8")]
+    want = hf(images, return_tensors="np")["pixel_values"].transpose(0, 2, 3, 1)
+    got = ImageProcessor.from_preset(tmp_path)(images)
+    got = got["pixel_values"] if isinstance(got, dict) else got
+    np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
