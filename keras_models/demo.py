@@ -107,10 +107,19 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--limit", type=int, default=None, help="use only this many training sentences")
     parser.add_argument("--backend", choices=["jax", "torch", "tensorflow"], default=None)
+    parser.add_argument("--make-examples", metavar="DIR", default=None,
+                        help="instead of the demo, write the docs' tiny example presets (tiny-bert, tiny-llama, "
+                             "...: random weights) into DIR")
     args = parser.parse_args(argv)
     from keras_models.backend_choice import ensure_backend
 
     ensure_backend(args.backend)
+    if args.make_examples:
+        from keras_models.examples import make_examples
+
+        for name, path in make_examples(args.make_examples).items():
+            print(f"{name}: {path}")
+        return 0
     run(preset=args.preset, epochs=args.epochs, limit=args.limit)
     return 0
 

