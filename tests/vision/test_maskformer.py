@@ -207,11 +207,18 @@ def test_maskformer_reloads_in_transformers(tmp_path):
     import torch
     import transformers as T
 
+    from keras_models.models.maskformer.processor import MaskFormerImageProcessor
+
     x, mask, folder, exp = _reference("swin")
-    model = km.UniversalSegmenter.from_preset(folder)
+    shutil.copytree(folder, tmp_path / "with_processor")  # + the checkpoint's image processor
+    T.MaskFormerImageProcessorPil(size={"shortest_edge": 40, "longest_edge": 64}).save_pretrained(
+        tmp_path / "with_processor")
+    model = km.UniversalSegmenter.from_preset(tmp_path / "with_processor")
+    assert isinstance(model.preprocessor, MaskFormerImageProcessor) and model.preprocessor.size["shortest_edge"] == 40
     model.save_to_preset(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert config["architectures"] == ["MaskFormerForInstanceSegmentation"]
+    assert T.AutoImageProcessor.from_pretrained(tmp_path / "saved").size["shortest_edge"] == 40
     hf = T.MaskFormerForInstanceSegmentation.from_pretrained(tmp_path / "saved").eval()
     with torch.no_grad():
         out = hf(pixel_values=torch.tensor(x.transpose(0, 3, 1, 2)))
