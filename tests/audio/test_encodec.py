@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from tests.parity import assert_close, assert_keras_round_trip, cached_folder, randomize_weights, to_numpy
+from tests.parity import assert_close, cached_folder, randomize_weights, to_numpy
 
 RNG = np.random.RandomState(3)
 COMMON = dict(hidden_size=8, num_filters=4, codebook_size=16, sampling_rate=1000, kernel_size=5, last_kernel_size=3)
@@ -100,8 +100,18 @@ def test_codes_and_audio_parity(case, tmp_path):
     out = model({"input_values": x, "padding_mask": mask}, **({"bandwidth": 2.0} if case == "mono" else {}))
     np.testing.assert_array_equal(to_numpy(out["audio_codes"]), expected["fwd_codes"])
     assert_close(out["audio_values"], expected["fwd_audio"], what=f"{case} forward audio")
-    if case == "stereo_chunked":  # .keras round trip (the default bandwidth: the compiled encode / decode reused)
-        assert_keras_round_trip(model, {"input_values": x, "padding_mask": mask}, tmp_path, atol=1e-5)
+    if case == "stereo_chunked":  # .keras round trip: class, config, every variable, one decoded chunk
+        import keras
+
+        model.save(tmp_path / "m.keras")
+        restored = keras.saving.load_model(tmp_path / "m.keras")
+        assert type(restored) is type(model) and restored.spec == model.spec
+        assert [v.path for v in restored.weights] == [v.path for v in model.weights]
+        for a, b in zip(restored.weights, model.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        chunk = enc["audio_codes"][0]
+        assert_close(restored.decode_frame(chunk, enc["audio_scales"][0]), to_numpy(model.decode_frame(
+            chunk, enc["audio_scales"][0])), atol=1e-6, what="restored decode")
 
 
 def test_encodec_reloads_in_transformers(tmp_path):

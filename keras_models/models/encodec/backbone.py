@@ -500,6 +500,20 @@ class EncodecBackbone(SpecBackbone):
                             enc["last_frame_pad_length"])
         return {"audio_codes": enc["audio_codes"], "audio_values": audio}
 
+    def compute_output_spec(self, inputs, bandwidth=None):
+        """Output shapes without running the codec (a symbolic build: the variables come from build)."""
+        s = self.spec
+        values = inputs["input_values"] if isinstance(inputs, dict) else inputs
+        batch, channels, length = values.shape
+        chunk, stride = (length, length) if s.chunk_length is None else (s.chunk_length, s.chunk_stride)
+        chunks = 1 if length is None else len(range(0, length, stride))
+        frames = chunk
+        for ratio in s.upsampling_ratios:
+            frames = None if frames is None else -(-frames // ratio)
+        nq = s.quantizers_for(s.target_bandwidths[0] if bandwidth is None else bandwidth)
+        return {"audio_codes": keras.KerasTensor((chunks, batch, nq, frames), dtype="int32"),
+                "audio_values": keras.KerasTensor((batch, channels, length), dtype=self.compute_dtype)}
+
     # --- HF conversion ------------------------------------------------------------------------
     def weight_rules(self):
         r = self.encoder.rules("encoder.") + self.decoder.rules("decoder.")
