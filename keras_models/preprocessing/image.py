@@ -210,6 +210,11 @@ class ImageProcessor:
     # --- steps --------------------------------------------------------------------------------
     def resize_to(self, image, height, width):
         """(H, W, C) -> (height, width, C) with Pillow and the configured filter."""
+        if int(height) < 1 or int(width) < 1:
+            raise ImageInputError(
+                f"resizing a {image.shape[0]}x{image.shape[1]} image with size={self.size}"
+                f"{f' and crop_pct={self.crop_pct}' if getattr(self, 'crop_pct', None) else ''} "
+                f"(preprocessor_config.json) gives {height}x{width}: nothing to resize to")
         Image = pil()
         x, back = image, None
         if x.dtype != np.uint8:
