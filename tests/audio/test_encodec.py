@@ -155,7 +155,7 @@ def test_bad_config_is_named(tmp_path):
     folder, _ = _reference("mono")
     config = json.loads((folder / "config.json").read_text())
     for key, value in (("norm_type", "batch_norm"), ("pad_mode", "circular"), ("codebook_size", 100),
-                       ("overlap", 1.5)):
+                       ("overlap", 1.5), ("chunk_length_s", 10**7)):
         bad = tmp_path / key
         bad.mkdir()
         for f in folder.iterdir():
@@ -163,3 +163,8 @@ def test_bad_config_is_named(tmp_path):
         (bad / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ConfigError, match=key):
             km.Backbone.from_preset(bad)
+    from keras_models.models.encodec import EncodecFeatureExtractor
+
+    for key, value in (("overlap", "x"), ("chunk_length_s", 0), ("feature_size", 3)):
+        with pytest.raises(ConfigError, match=key):
+            EncodecFeatureExtractor(**{key: value})

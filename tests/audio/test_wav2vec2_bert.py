@@ -122,7 +122,8 @@ def test_bad_config_is_named(tmp_path):
     folder, _ = _reference("rel_cls")
     config = json.loads((folder / "config.json").read_text())
     for key, value in (("position_embeddings_type", "alibi"), ("conv_depthwise_kernel_size", 4),
-                       ("use_weighted_layer_sum", True), ("left_max_position_embeddings", -1)):
+                       ("use_weighted_layer_sum", True), ("left_max_position_embeddings", -1),
+                       ("adapter_kernel_size", 10**7)):
         bad = tmp_path / key
         bad.mkdir()
         for f in folder.iterdir():

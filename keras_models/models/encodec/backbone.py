@@ -97,6 +97,13 @@ class EncodecSpec(Spec):
                                                 or not self.chunk_length_s > 0 or self.chunk_length < 1):
             raise ConfigError(f"{source}: chunk_length_s must be a positive number of seconds, got "
                               f"{self.chunk_length_s!r}")
+        if self.chunk_length is not None and self.chunk_length >= 2**31:
+            raise ConfigError(f"{source}: chunk_length_s * sampling_rate must be < 2**31 samples, got {self.chunk_length}")
+        for key in ("kernel_size", "last_kernel_size", "residual_kernel_size"):
+            if getattr(self, key) > 4096:
+                raise ConfigError(f"{source}: {key} must be at most 4096, got {getattr(self, key)}")
+        if max(self.upsampling_ratios) > 4096:
+            raise ConfigError(f"{source}: upsampling_ratios must be at most 4096 each, got {self.upsampling_ratios}")
         if self.overlap is not None and (not isinstance(self.overlap, (int, float)) or not 0 <= self.overlap < 1):
             raise ConfigError(f"{source}: overlap must be in [0, 1), got {self.overlap!r}")
         if self.num_quantizers < 1:
@@ -131,8 +138,7 @@ class EncodecSpec(Spec):
         return int(max(1, math.floor(bandwidth * 1000 / (math.log2(self.codebook_size) * self.frame_rate))))
 
     def dummy_inputs(self):
-        n = self.chunk_length or self.hop_length * 2
-        return {"input_values": np.zeros((1, self.audio_channels, n), "float32")}
+        return {"input_values": np.zeros((1, self.audio_channels, self.hop_length * 2), "float32")}
 
 
 def _pad(x, left, right, mode):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.errors import InputError
+from keras_models.errors import ConfigError, InputError
 from keras_models.preprocessing.audio import AudioFeatureExtractor, _check_rate, _register
 
 
@@ -16,6 +16,18 @@ class EncodecFeatureExtractor(AudioFeatureExtractor):
     model_input_names = ("input_values", "padding_mask")
     defaults = {"feature_size": 1, "sampling_rate": 24000, "padding_value": 0.0, "chunk_length_s": None,
                 "overlap": None, "return_attention_mask": True, "padding_side": "right"}
+
+    def __init__(self, **config):
+        super().__init__(**config)
+        for key, low, high in (("chunk_length_s", 0.0, 3600.0), ("overlap", 0.0, 1.0)):
+            v = self.config.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not low <= v < high
+                                  or (key == "chunk_length_s" and v == 0)):
+                raise ConfigError(f"preprocessor_config.json: {key} must be null or a number in [{low}, {high}), "
+                                  f"got {v!r}")
+        if int(self.feature_size) not in (1, 2):
+            raise ConfigError(f"preprocessor_config.json: feature_size must be 1 (mono) or 2 (stereo), got "
+                              f"{self.feature_size!r}")
 
     @property
     def chunk_length(self):

@@ -100,6 +100,9 @@ class Wav2Vec2BertSpec(Spec):
         if self.conv_depthwise_kernel_size % 2 == 0:
             raise ConfigError(f"{source}: conv_depthwise_kernel_size must be odd, got "
                               f"{self.conv_depthwise_kernel_size}")
+        for key in ("conv_depthwise_kernel_size", "adapter_kernel_size", "adapter_stride"):
+            if getattr(self, key) > 4096:
+                raise ConfigError(f"{source}: {key} must be at most 4096, got {getattr(self, key)}")
         for key in ("left_max_position_embeddings", "right_max_position_embeddings", "num_adapter_layers"):
             v = getattr(self, key)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0 or v >= 2**20:
