@@ -119,7 +119,7 @@ def _checkpoint_counts(folder):
 # checkpoint cannot fill (more than it has tensors) is refused before building anything.
 LAYER_COUNT_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
                     "num_encoder_layers", "num_decoder_layers", "depths", "num_experts", "num_local_experts",
-                    "n_routed_experts", "num_blocks", "block_sizes")
+                    "n_routed_experts", "num_blocks", "block_sizes", "iou_head_depth", "num_multimask_outputs")
 
 
 def check_layer_counts(config, folder, source):

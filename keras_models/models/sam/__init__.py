@@ -80,8 +80,9 @@ class SamVisionSpec(Spec):
             raise ConfigError(f"{source}: key 'mlp_dim' must be a positive integer, got {self.mlp_dim!r}")
         if self.inner_dim <= 0:
             raise ConfigError(f"{source}: key 'mlp_ratio' gives an MLP width of {self.inner_dim}")
-        if self.window_size < 0:
-            raise ConfigError(f"{source}: key 'window_size' must be >= 0, got {self.window_size}")
+        if not 0 <= self.window_size <= self.image_size // self.patch_size:
+            raise ConfigError(f"{source}: key 'window_size' must be in 0..{self.image_size // self.patch_size} (the "
+                              f"image grid, image_size / patch_size), got {self.window_size}")
         if self.image_size % self.patch_size:
             raise ConfigError(f"{source}: image_size {self.image_size} is not a multiple of patch_size "
                               f"{self.patch_size}")
