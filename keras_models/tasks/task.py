@@ -23,6 +23,7 @@ from keras_models.layers.init import (build_symbolically, deferred_variables, di
 from keras_models.presets.config import building_from, check_layer_counts, check_model_size, load_hf_config
 from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
+from keras_models.presets.sharing import SharingMixin
 from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
 from keras_models.tasks.raw_data import (RawDataAdapter, adapt_stream, is_raw, preprocess_batch, split_raw,
                                          table_columns)
@@ -35,7 +36,7 @@ PREPROCESSOR_KWARGS = ("sequence_length",)
 PREPROCESSOR_ASSET = "keras_models_preprocessor.json"
 
 
-class Task(keras.Model):
+class Task(SharingMixin, keras.Model):
     """Base of every task model. Subclasses implement ``head_rules`` and ``call``."""
 
     task_name = None
@@ -84,39 +85,6 @@ class Task(keras.Model):
         tokenizer = getattr(self.preprocessor, "tokenizer", None)
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
-
-    def save_to_preset(self, path, overwrite=False, max_shard_size=None):
-        """Write a Hugging Face folder (config.json, weights, tokenizer / processor files) that
-        ``from_preset`` and Transformers reload. ``max_shard_size`` (bytes, or "5GB" / "500MiB"):
-        weights above it are split into Transformers' sharded layout with its index."""
-        from keras_models.presets.saving import save_preset
-
-        save_preset(self, path, overwrite=overwrite, max_shard_size=max_shard_size)
-
-    from keras_models.distribution import class_or_instance_method as _layout_method, model_layout_map
-
-    get_layout_map = _layout_method(model_layout_map)
-    del _layout_method, model_layout_map
-
-    def export(self, filepath, format="tf_saved_model", verbose=None, input_signature=None, **kwargs):
-        """Keras' ``export`` with this model's input signature filled in; ``format="onnx"`` writes
-        an ONNX graph through ``keras_models.export.export_onnx`` (torch backend; ``inputs=`` a
-        sample dict to trace with)."""
-        from keras_models.export import export_model
-
-        return export_model(self, super().export, filepath, format=format, verbose=verbose,
-                            input_signature_=input_signature, **kwargs)
-
-    def push_to_hub(self, repo_id, *, commit_message=None, private=None, token=None, max_shard_size=None,
-                    create_repo=True):
-        """Save this model as a preset and upload it to the hub repository ``repo_id``
-        (``"org/name"`` or ``"hf://org/name[@branch]"``), as Transformers' ``push_to_hub``; it loads
-        back with ``from_preset("hf://org/name")`` and Transformers' ``from_pretrained``. Uses
-        huggingface_hub's credentials and ``HF_ENDPOINT``."""
-        from keras_models.presets.hub import push_to_hub
-
-        return push_to_hub(self, repo_id, commit_message=commit_message, private=private, token=token,
-                           max_shard_size=max_shard_size, create_repo=create_repo)
 
     # --- .keras files: the preprocessor travels as assets ---------------------------------------
     # Keras calls save_assets / load_assets on the model when it writes / reads a .keras file: the
