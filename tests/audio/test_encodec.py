@@ -168,3 +168,23 @@ def test_bad_config_is_named(tmp_path):
     for key, value in (("overlap", "x"), ("chunk_length_s", 0), ("feature_size", 3)):
         with pytest.raises(ConfigError, match=key):
             EncodecFeatureExtractor(**{key: value})
+
+
+def test_legacy_weight_norm_names(tmp_path):
+    """Checkpoints saved before torch's parametrized weight norm name its tensors ``conv.weight_g`` /
+    ``conv.weight_v`` (as the hub's EnCodec checkpoints): they load to the same variables."""
+    from safetensors.numpy import load_file, save_file
+
+    folder, _ = _reference("mono")
+    tensors = load_file(folder / "model.safetensors")
+    legacy = {k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1",
+                                                                                   "weight_v"): v
+              for k, v in tensors.items()}
+    assert sum(k.endswith("weight_g") for k in legacy) > 10
+    for f in folder.iterdir():
+        if f.name != "model.safetensors":
+            (tmp_path / f.name).write_bytes(f.read_bytes())
+    save_file(legacy, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    want, got = km.Backbone.from_preset(folder), km.Backbone.from_preset(tmp_path)
+    for a, b in zip(got.weights, want.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
