@@ -102,18 +102,20 @@ def test_keras_round_trip(tmp_path):
 def test_feature_extractor_equals_transformers(tmp_path):
     from transformers import SeamlessM4TFeatureExtractor
 
-    theirs = SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80)
-    theirs.save_pretrained(tmp_path)
-    ours = km.AudioFeatureExtractor.from_preset(tmp_path)
     rng = np.random.RandomState(0)
     waves = [rng.randn(2400).astype("float32") * 0.1, rng.randn(1700).astype("float32") * 0.1]
-    for kwargs in ({}, {"do_normalize_per_mel_bins": False}):
-        want = theirs(waves, sampling_rate=16000, return_tensors="np", **kwargs)
-        got = ours(waves, sampling_rate=16000, **kwargs)
-        np.testing.assert_array_equal(got["attention_mask"], want["attention_mask"])
-        scale = max(1.0, float(np.abs(want["input_features"]).max()))
-        np.testing.assert_allclose(got["input_features"], want["input_features"], atol=1e-4 * scale)
-    assert got["input_features"].shape[-1] == 160
+    # the default, and the hub checkpoints' padding_value 1 with another stride
+    for i, config in enumerate(({}, {"padding_value": 1.0, "stride": 3})):
+        theirs = SeamlessM4TFeatureExtractor(feature_size=80, num_mel_bins=80, **config)
+        theirs.save_pretrained(tmp_path / str(i))
+        ours = km.AudioFeatureExtractor.from_preset(tmp_path / str(i))
+        for kwargs in ({}, {"do_normalize_per_mel_bins": False}):
+            want = theirs(waves, sampling_rate=16000, return_tensors="np", **kwargs)
+            got = ours(waves, sampling_rate=16000, **kwargs)
+            np.testing.assert_array_equal(got["attention_mask"], want["attention_mask"])
+            scale = max(1.0, float(np.abs(want["input_features"]).max()))
+            np.testing.assert_allclose(got["input_features"], want["input_features"], atol=1e-4 * scale)
+        assert got["input_features"].shape[-1] == 80 * theirs.stride
 
 
 def test_bad_config_is_named(tmp_path):
