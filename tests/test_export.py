@@ -86,3 +86,41 @@ def test_saved_model_with_open_sequence_axis(tmp_path):
         np.testing.assert_allclose(np.asarray(serve(feed)), to_numpy(model(feed)), atol=1e-5)
     with pytest.raises(ExportError, match="KERAS_BACKEND=torch"):
         model.export(tmp_path / "m.onnx", format="onnx")
+
+
+def _onnx_greedy(session, buffers, prompt, max_length, new_tokens):
+    """Greedy decoding through an exported decode step: the prompt fed token by token, then each
+    generated token, with the cache buffers fed back."""
+    inputs = session.get_inputs()
+    mask = np.ones((prompt.shape[0], max_length), np.int32)
+    out, position = [], 0
+    step = prompt[:, :1]
+    for position in range(prompt.shape[1] + new_tokens - 1):
+        feed = {"input_ids": step.astype(np.int32), "attention_mask": mask, "cache_index": np.array(position, np.int32)}
+        feed.update({i.name: b for i, b in zip(inputs[3:], buffers)})
+        logits, *buffers = session.run(None, feed)
+        if position + 1 < prompt.shape[1]:
+            step = prompt[:, position + 1:position + 2]
+        else:
+            step = logits[:, -1].argmax(-1)[:, None]
+            out.append(step[:, 0])
+    return np.stack(out, 1)
+
+
+@torch_only
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_onnx_decoder_with_kv_cache_reproduces_greedy_generate(tmp_path, family):
+    ort = pytest.importorskip("onnxruntime")
+    from tests.generation.helpers import reference
+
+    folder, _ = reference(family, [])
+    lm = km.CausalLM.from_preset(folder)
+    path = lm.export(tmp_path / "step.onnx", format="onnx", max_length=16)
+    session = ort.InferenceSession(str(path))
+    names = [i.name for i in session.get_inputs()]
+    assert names[:3] == ["input_ids", "attention_mask", "cache_index"] and names[3] == "past_0"
+    prompt = np.array([[5, 6, 7, 8, 9], [11, 12, 13, 14, 15], [21, 22, 23, 24, 25]], np.int32)  # batch 3, traced at 2
+    expected = to_numpy(lm.generate({"input_ids": prompt, "attention_mask": np.ones_like(prompt)},
+                                    max_new_tokens=4, do_sample=False))[:, prompt.shape[1]:]
+    zeros = [to_numpy(x) for x in keras.tree.flatten(lm.init_cache(prompt.shape[0], 16))]  # the empty cache
+    np.testing.assert_array_equal(_onnx_greedy(session, zeros, prompt, 16, 4), expected)

@@ -6,6 +6,9 @@
   ``export(format="onnx")`` uses the TorchScript tracer for dynamic shapes, which fails on Keras'
   LayerNormalization; under TensorFlow it goes through tf2onnx, which emits ops ONNX Runtime
   rejects for Keras' GELU.)
+* ``export_onnx_decoder(causal_lm, path, max_length)`` (or ``export(path, format="onnx",
+  max_length=...)``): the decode step with its KV cache as inputs and outputs, for a generation
+  loop outside Python (see the function).
 * ``input_signature(model)``: the model's inputs as ``keras.InputSpec``s (batch and sequence axes
   left open), which ``model.export(..., format="tf_saved_model")`` uses by default under JAX and
   TensorFlow.
@@ -106,16 +109,70 @@ def export_onnx(model, path, inputs=None, opset_version=None, verbose=False):
 
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     dynamic = tuple({0: batch, **({1: sequence} if _is_sequence(sample[k]) else {})} for k in names)
+    return _write_onnx(model, path, lambda: torch.onnx.export(
+        Flat(model).eval(), tuple(torch.as_tensor(sample[k]) for k in names), dynamo=True,
+        input_names=names, output_names=output_names, dynamic_shapes={"args": dynamic},
+        opset_version=opset_version, verbose=verbose, external_data=False))
+
+
+def export_onnx_decoder(model, path, max_length, opset_version=None, verbose=False):
+    """A causal LM's decode step as ONNX, with its KV cache as inputs and outputs (a static cache of
+    ``max_length`` positions, as the decode engine here keeps it):
+
+    inputs ``input_ids`` (batch, 1), ``attention_mask`` (batch, max_length: 1 where a position
+    holds a real token, prompt padding 0), ``cache_index`` (int32 scalar: where this token is
+    written), ``past_0 ..`` (the cache buffers, zeros to start); outputs ``logits`` (batch, 1,
+    vocab) and ``present_0 ..`` (the buffers to feed back). Dynamic batch. A prompt is fed one
+    token at a time (``cache_index`` 0, 1, ...), then each generated token. Torch backend only."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        raise ExportError(f"ONNX export runs under the torch backend; this process uses "
+                          f"KERAS_BACKEND={keras.backend.backend()} (load the preset with KERAS_BACKEND=torch)")
+    if not (hasattr(model, "init_cache") and hasattr(model, "call_with_cache")):
+        raise ExportError(f"{type(model).__name__} has no KV cache to export (init_cache / call_with_cache): "
+                          "export_onnx_decoder takes a causal LM")
+    if not isinstance(max_length, int) or max_length < 2:
+        raise InputError(f"export_onnx_decoder: max_length must be an int >= 2, got {max_length!r}")
+    import torch
+
+    batch = 2
+    cache = model.init_cache(batch, max_length)
+    leaves = [torch.as_tensor(keras.ops.convert_to_numpy(x)) for x in keras.tree.flatten(cache)]
+    n = len(leaves)
+
+    class Step(torch.nn.Module):
+        def __init__(self, wrapped):
+            super().__init__()
+            self.wrapped = wrapped
+
+        def forward(self, input_ids, attention_mask, cache_index, past):
+            logits, new = self.wrapped.call_with_cache(input_ids, keras.tree.pack_sequence_as(cache, list(past)),
+                                                       cache_index, attention_mask)
+            return (logits,) + tuple(keras.tree.flatten(new))
+
+    b = torch.export.Dim("batch", min=1, max=65536)
+    dynamic = ({0: b}, {0: b}, None, [{0: (leaf.shape[0] // batch) * b} for leaf in leaves])
+    sample = (torch.ones((batch, 1), dtype=torch.int32), torch.ones((batch, max_length), dtype=torch.int32),
+              torch.tensor(0, dtype=torch.int32), leaves)
+    names = ["input_ids", "attention_mask", "cache_index"] + [f"past_{i}" for i in range(n)]
+    outputs = ["logits"] + [f"present_{i}" for i in range(n)]
+    return _write_onnx(model, path, lambda: torch.onnx.export(
+        Step(model).eval(), sample, dynamo=True, input_names=names, output_names=outputs, dynamic_shapes=dynamic,
+        opset_version=opset_version, verbose=verbose, external_data=False))
+
+
+def _write_onnx(model, path, export):
+    """Run ``export()`` (a torch ONNXProgram) and save it at ``path`` only if everything succeeded."""
+    import torch
+
     path = Path(os.fspath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with torch.no_grad():
-            program = torch.onnx.export(
-                Flat(model).eval(), tuple(torch.as_tensor(sample[k]) for k in names), dynamo=True,
-                input_names=names, output_names=output_names, dynamic_shapes={"args": dynamic},
-                opset_version=opset_version, verbose=verbose, external_data=False)
+            program = export()
         program.optimize()
         program.save(tmp)
         os.replace(tmp, path)
@@ -134,6 +191,9 @@ def export_model(model, export_super, filepath, format="tf_saved_model", verbose
     model's input signature filled in."""
     import keras
 
+    if format == "onnx" and kwargs.get("max_length") is not None:  # a causal LM's decode step with its cache
+        return export_onnx_decoder(model, filepath, kwargs.pop("max_length"),
+                                   opset_version=kwargs.pop("opset_version", None), verbose=bool(verbose))
     if format == "onnx":
         sample = kwargs.pop("inputs", None)
         return export_onnx(model, filepath, inputs=sample, opset_version=kwargs.pop("opset_version", None),
@@ -155,4 +215,4 @@ def export_model(model, export_super, filepath, format="tf_saved_model", verbose
     return export_super(filepath, format=format, verbose=verbose, input_signature=input_signature_, **kwargs)
 
 
-__all__ = ["ExportError", "export_onnx", "input_signature", "sample_inputs"]
+__all__ = ["ExportError", "export_onnx", "export_onnx_decoder", "input_signature", "sample_inputs"]
