@@ -47,6 +47,7 @@ from keras_models.models.open_llama import *  # noqa: F401,F403
 from keras_models.models.nezha import *  # noqa: F401,F403
 from keras_models.models.video import *  # noqa: F401,F403
 from keras_models.models.llava import *  # noqa: F401,F403
+from keras_models.models.fuyu import *  # noqa: F401,F403
 from keras_models.models.depth import *  # noqa: F401,F403
 from keras_models.models.cvt import *  # noqa: F401,F403
 from keras_models.models.pvt import *  # noqa: F401,F403
