@@ -80,7 +80,8 @@ def test_logits_hidden_and_greedy_generate_equal_transformers():
 
 
 def test_save_to_preset_reloads_in_transformers(tmp_path):
-    """The saved folder loads in Transformers with equal logits; .keras round trip."""
+    """The saved folder loads in Transformers with equal logits; .keras round trip; the in-memory
+    weight names load."""
     import torch
     import transformers as T
 
@@ -95,8 +96,19 @@ def test_save_to_preset_reloads_in_transformers(tmp_path):
         logits = hf_model(**{k: torch.tensor(v) for k, v in text.items()},
                           pixel_values=torch.tensor(patches)).logits.numpy()
     assert_close(logits, expected["logits"], mask=text["attention_mask"], what="transformers reload")
-    inputs, _ = _ours()
+    inputs, mask = _ours()
     assert_keras_round_trip(model, inputs, tmp_path)
+    # Transformers' in-memory names (model.language_model., model.vision_embed_tokens, lm_head) load too
+    from safetensors.numpy import load_file, save_file
+
+    renames = (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+               ("vision_embed_tokens.", "model.vision_embed_tokens."))
+    tensors = load_file(tmp_path / "saved" / "model.safetensors")
+    moved = {next((new + k[len(old):] for old, new in renames if k.startswith(old)), k): v for k, v in tensors.items()}
+    assert not set(moved) & set(tensors)
+    save_file(moved, tmp_path / "saved" / "model.safetensors", metadata={"format": "pt"})
+    again = km.ImageTextToText.from_preset(tmp_path / "saved")
+    assert_close(again.predict_on_batch(inputs), expected["logits"], mask=mask, what="in-memory names")
 
 
 def test_config_and_input_errors():
@@ -109,6 +121,16 @@ def test_config_and_input_errors():
     for key, bad in (("patch_size", 0), ("num_channels", "3"), ("image_token_id", "x")):
         with pytest.raises(ConfigError, match=key):
             FuyuSpec.from_hf(dict(config, **{key: bad}))
+    # a flat hub config (no text_config: adept/fuyu-8b's layout) reads its text keys as Transformers does
+    import transformers as T
+
+    from keras_models.models.decoder.more import PersimmonSpec
+
+    flat = {k: v for k, v in config.items() if k != "text_config"}
+    flat.update({k: v for k, v in TEXT.items() if k not in ("model_type", "rope_parameters")}, rope_theta=500.0)
+    want = PersimmonSpec.from_hf(T.FuyuConfig(**flat).text_config.to_dict())
+    assert PersimmonSpec.from_hf(FuyuSpec.from_hf(flat).text_config) == want
+    assert want.hidden_size == 32 and FuyuSpec.from_hf(flat).text_config["qk_layernorm"] is False
     with pytest.raises(ConfigError, match="text_config"):
         FuyuBackbone(FuyuSpec.from_hf(dict(config, text_config={"model_type": "bert"})))
     model = km.ImageTextToText.from_preset(folder)

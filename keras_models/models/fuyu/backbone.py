@@ -23,15 +23,22 @@ from keras_models.layers.vision_embeddings import dense_rules
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.llava.backbone import LlavaLikeBackbone
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.spec import Spec, build_tower, dim, hf, tower
+from keras_models.spec import Spec, _tower_config, build_tower, dim, hf, tower
 from keras_models.tasks.image_text_to_text import ImageTextToText
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
+# hub Fuyu configs (adept/fuyu-8b) are flat: without ``text_config``, these top-level keys make
+# the Persimmon text config (with partial_rotary_factor 0.5 unless given), as Transformers reads them
+_FLAT_TEXT_KEYS = ("vocab_size", "max_position_embeddings", "hidden_size", "intermediate_size", "num_hidden_layers",
+                   "num_attention_heads", "hidden_act", "initializer_range", "layer_norm_eps", "use_cache",
+                   "qk_layernorm", "hidden_dropout", "attention_dropout", "eos_token_id", "rope_scaling",
+                   "rope_theta")
+
 
 @dataclass(frozen=True, kw_only=True)
 class FuyuSpec(Spec):
-    text_config: dict = tower("text_config", "persimmon")
+    text_config: dict = tower("text_config", "persimmon", required=False)
     image_size: int = dim("image_size", 300)
     patch_size: int = dim("patch_size", 30)
     num_channels: int = dim("num_channels", 3)
@@ -41,6 +48,15 @@ class FuyuSpec(Spec):
     @property
     def patch_dim(self):
         return self.patch_size * self.patch_size * self.num_channels
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        if config.get("text_config") is None:
+            flat = {k: config[k] for k in _FLAT_TEXT_KEYS if k in config}
+            flat.setdefault("partial_rotary_factor", 0.5)
+            values["text_config"] = _tower_config({**flat, "model_type": "persimmon"}, "persimmon",
+                                                  f"{source} (top-level text keys)")
+        return values
 
     def validate(self, source="config.json"):
         if self.patch_dim > 2 ** 24:
