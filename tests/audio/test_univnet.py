@@ -112,3 +112,36 @@ def test_bad_config_is_named(tmp_path):
         (bad / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ConfigError, match=key):
             km.Backbone.from_preset(bad)
+
+
+def test_feature_extractor_equals_transformers(tmp_path):
+    from transformers import UnivNetFeatureExtractor
+
+    from keras_models.errors import ConfigError
+
+    rng = np.random.RandomState(0)
+    waves = [0.3 * rng.randn(700).astype("float32"), 0.3 * rng.randn(530).astype("float32")]
+    for i, kwargs in enumerate((
+            dict(sampling_rate=8000, num_mel_bins=10, hop_length=64, win_length=256, filter_length=256,
+                 model_in_channels=5),
+            dict(sampling_rate=8000, num_mel_bins=12, hop_length=80, win_length=256, filter_length=None, fmin=50.0,
+                 fmax=3000.0, do_normalize=True, model_in_channels=3, compression_factor=2.0))):
+        theirs = UnivNetFeatureExtractor(**kwargs)
+        theirs.save_pretrained(tmp_path / str(i))
+        ours = km.AudioFeatureExtractor.from_preset(tmp_path / str(i))
+        for call in ({}, dict(pad_end=True, pad_length=2), dict(padding=False),
+                     dict(max_length=600, padding="max_length", pad_to_multiple_of=7)):
+            want = theirs(waves, sampling_rate=8000, generator=np.random.default_rng(1),
+                          return_tensors=None if call.get("padding") is False else "np", **call)
+            got = ours(waves, sampling_rate=8000, generator=np.random.default_rng(1), **call)
+            assert list(got) == list(want.keys())
+            for k in want.keys():
+                assert len(got[k]) == len(want[k])
+                for a, b in zip(got[k], want[k]):
+                    assert a.dtype == np.asarray(b).dtype
+                    np.testing.assert_array_equal(a, np.asarray(b))
+    ours.save_pretrained(tmp_path / "ours")
+    assert UnivNetFeatureExtractor.from_pretrained(tmp_path / "ours").n_fft == 256
+    for key, value in (("win_length", 100), ("win_function", "hamming_window"), ("fmax", -1.0)):
+        with pytest.raises(ConfigError, match=key):
+            type(ours)(**{**kwargs, key: value})
