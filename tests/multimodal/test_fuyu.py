@@ -133,6 +133,8 @@ def test_config_and_input_errors():
     assert want.hidden_size == 32 and FuyuSpec.from_hf(flat).text_config["qk_layernorm"] is False
     with pytest.raises(ConfigError, match="text_config"):
         FuyuBackbone(FuyuSpec.from_hf(dict(config, text_config={"model_type": "bert"})))
+    with pytest.raises(ConfigError, match="image_token_id=99 is outside"):
+        FuyuBackbone(FuyuSpec.from_hf(dict(config, image_token_id=99)))
     model = km.ImageTextToText.from_preset(folder)
     inputs, _ = _ours()
     with pytest.raises(InputError, match="12 image tokens.*2 x 5 patches"):

@@ -90,6 +90,9 @@ class FuyuBackbone(SpecBackbone):
         self.hidden_size = text.hidden_size
         self.max_position_embeddings = text.options["max_position_embeddings"]
         self.image_token_index = s.image_token_index
+        if not 0 <= s.image_token_index < text.vocab_size:  # Transformers embeds the placeholder ids first
+            raise ConfigError(f"config.json: image_token_id={s.image_token_index} is outside the text "
+                              f"vocabulary (text_config vocab_size {text.vocab_size})")
         self.tie_word_embeddings = bool(s.tie_word_embeddings or text.options["tie_word_embeddings"])
         self.vision_embed_tokens = keras.layers.Dense(text.hidden_size, name="vision_embed_tokens",
                                                       dtype=self.dtype_policy)
