@@ -78,6 +78,12 @@ def test_waveform_parity(case, tmp_path):
         a, b = (to_numpy(draw(inputs["input_features"][:1])) for _ in range(2))
         np.testing.assert_array_equal(a, b)
         assert a.shape == (1, FRAMES * 3)
+        c, d = (model.predict_on_batch({"input_features": inputs["input_features"]})["waveforms"] for _ in range(2))
+        assert c.shape == (2, FRAMES * 3) and np.abs(c - d).max() > 1e-3, "unseeded noise should differ per call"
+        from keras_models.errors import InputError
+
+        with pytest.raises(InputError, match="input_features"):
+            model({"input_features": inputs["input_features"][:, :3]})
         model.save(tmp_path / "m.keras")
         restored = keras.saving.load_model(tmp_path / "m.keras")
         assert type(restored) is type(model) and restored.spec == model.spec

@@ -79,6 +79,8 @@ class UnivNetSpec(Spec):
             v = getattr(self, key)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
                 raise ConfigError(f"{source}: {key} must be a number, got {v!r}")
+        if abs(self.leaky_relu_slope) > 10:  # an overflowing slope: inf / NaN waveforms
+            raise ConfigError(f"{source}: leaky_relu_slope must be in [-10, 10], got {self.leaky_relu_slope}")
         if not 0 <= self.kernel_predictor_dropout < 1:
             raise ConfigError(f"{source}: kernel_predictor_dropout must be in [0, 1), got {self.kernel_predictor_dropout}")
 
@@ -244,6 +246,7 @@ class UnivNetBackbone(SpecBackbone):
             hop *= stride
             self.blocks.append(UnivNetLvcBlock(s, i, hop, name=f"lvc_{i}", **common))
         self.conv_post = UnivNetConv(s.model_hidden_channels, 1, 7, pad_mode="reflect", name="conv_post", **common)
+        self.noise_seed = keras.random.SeedGenerator(name="noise_seed")  # drawn noise without a seed
 
     def build(self, input_shape=None):
         self.conv_pre.build(None)
@@ -263,10 +266,12 @@ class UnivNetBackbone(SpecBackbone):
             mel = mel[None]
         if len(mel.shape) != 3 or mel.shape[-1] != s.num_mel_bins:
             raise InputError(f"input_features: expected (batch, frames, {s.num_mel_bins}), got shape {tuple(mel.shape)}")
+        if mel.shape[1] is not None and mel.shape[1] < 4:  # conv_pre's reflect padding of 3
+            raise InputError(f"input_features: at least 4 frames are needed, got {mel.shape[1]}")
         noise = inputs.get("noise_sequence")
         if noise is None:
-            noise = keras.random.normal((mel.shape[0], mel.shape[1], s.model_in_channels), seed=seed,
-                                        dtype=self.compute_dtype)
+            noise = keras.random.normal((ops.shape(mel)[0], mel.shape[1], s.model_in_channels),
+                                        seed=self.noise_seed if seed is None else seed, dtype=self.compute_dtype)
         noise = ops.cast(ops.convert_to_tensor(noise), self.compute_dtype)
         if len(noise.shape) == 2:
             noise = noise[None]
