@@ -82,7 +82,8 @@ class UnivNetSpec(Spec):
         if abs(self.leaky_relu_slope) > 10:  # an overflowing slope: inf / NaN waveforms
             raise ConfigError(f"{source}: leaky_relu_slope must be in [-10, 10], got {self.leaky_relu_slope}")
         if not 0 <= self.kernel_predictor_dropout < 1:
-            raise ConfigError(f"{source}: kernel_predictor_dropout must be in [0, 1), got {self.kernel_predictor_dropout}")
+            raise ConfigError(f"{source}: kernel_predictor_dropout must be in [0, 1), got "
+                              f"{self.kernel_predictor_dropout}")
 
     @property
     def hop_length(self):
@@ -142,7 +143,8 @@ class UnivNetKernelPredictor(keras.layers.Layer):
                         UnivNetConv(s.model_in_channels, s.model_in_channels, k, name=f"res_{i}_conv2", **common))
                        for i in range(s.kernel_predictor_num_blocks)]
         self.dropout = keras.layers.Dropout(s.kernel_predictor_dropout, **common)
-        self.kernel_conv = UnivNetConv(hid, self.cin * self.cout * kernel_size * layers, k, name="kernel_conv", **common)
+        self.kernel_conv = UnivNetConv(hid, self.cin * self.cout * kernel_size * layers, k, name="kernel_conv",
+                                       **common)
         self.bias_conv = UnivNetConv(hid, self.cout * layers, k, name="bias_conv", **common)
 
     def build(self, input_shape=None):
@@ -194,7 +196,8 @@ class UnivNetLvcBlock(keras.layers.Layer):
         s = spec
         c = s.model_hidden_channels
         self.slope, self.hop, self.channels = s.leaky_relu_slope, hop, c
-        k, stride, dilations = s.resblock_kernel_sizes[index], s.resblock_stride_sizes[index], s.resblock_dilation_sizes[index]
+        k, stride = s.resblock_kernel_sizes[index], s.resblock_stride_sizes[index]
+        dilations = s.resblock_dilation_sizes[index]
         common = dict(dtype=self.dtype_policy)
         self.convt_pre = UnivNetConv(c, c, 2 * stride, stride=stride, name="convt_pre", **common)
         self.kernel_predictor = UnivNetKernelPredictor(s, k, len(dilations), name="kernel_predictor", **common)
@@ -265,7 +268,8 @@ class UnivNetBackbone(SpecBackbone):
         if len(mel.shape) == 2:
             mel = mel[None]
         if len(mel.shape) != 3 or mel.shape[-1] != s.num_mel_bins:
-            raise InputError(f"input_features: expected (batch, frames, {s.num_mel_bins}), got shape {tuple(mel.shape)}")
+            raise InputError(f"input_features: expected (batch, frames, {s.num_mel_bins}), got shape "
+                             f"{tuple(mel.shape)}")
         if mel.shape[1] is not None and mel.shape[1] < 4:  # conv_pre's reflect padding of 3
             raise InputError(f"input_features: at least 4 frames are needed, got {mel.shape[1]}")
         noise = inputs.get("noise_sequence")
