@@ -213,13 +213,15 @@ def test_shallow_symbolic_checks_answer_as_keras():
 
 # --- the torch fast paths (generation.backend) ---------------------------------------------------
 def _tiny_model(seed, gate=None):
-    """Dense -> (a layer that, once ``gate["barrier"]`` is set, waits there on one call) -> Dense."""
+    """Dense -> (a layer that, once ``gate["barrier"]`` is set, waits there on one call, then for
+    ``gate["release"]``) -> Dense."""
 
     class Gate(keras.layers.Layer):
         def call(self, x):
             barrier = (gate or {}).pop("barrier", None)
             if barrier is not None:
-                barrier.wait()
+                barrier.wait()  # both threads are here...
+                gate["release"].wait(60)  # ...and this call stays inside until the other thread is done
             return x
 
     keras.utils.set_random_seed(seed)
@@ -232,7 +234,8 @@ def test_fast_inference_is_per_model_and_per_thread(monkeypatch):
     """Thread A predicts with ``model_a`` (its Dense layers through ``decode_matmul`` under torch);
     while A is inside, thread B calls ``model_b`` normally, ``model_a`` itself, and a lone Dense:
     B never reaches ``decode_matmul`` and gets Keras' results; A does. No sleeping: A's model
-    waits at a barrier until B has finished."""
+    waits at a barrier, then until B has finished (a barrier alone releases both threads at once:
+    A could leave the fast path before B looked)."""
     from keras_models.generation import backend
 
     keras_call = keras.layers.Layer.__call__
@@ -256,6 +259,7 @@ def test_fast_inference_is_per_model_and_per_thread(monkeypatch):
     ref_a, ref_b = (keras.ops.convert_to_numpy(m(x)) for m in (model_a, model_b))
     ref_lone = keras.ops.convert_to_numpy(lone(x))
     armed["barrier"] = gate  # model_a's next call waits there, inside the fast path
+    armed["release"] = threading.Event()  # set by B when done: A leaves the fast path only then
     results, errors = {}, []
 
     def thread_a():
@@ -275,6 +279,8 @@ def test_fast_inference_is_per_model_and_per_thread(monkeypatch):
         except Exception as e:
             errors.append(e)
             gate.abort()
+        finally:
+            armed["release"].set()
 
     threads = [threading.Thread(target=thread_a, name="A"), threading.Thread(target=thread_b, name="B")]
     for t in threads:
