@@ -367,6 +367,10 @@ def _remove(path):
     if os.path.isdir(path) and not os.path.islink(path):
         if not _is_our_temp_folder(path):  # never a user's folder (a target of ".", a repository...)
             raise PresetError(f"save_to_preset: refusing to delete {path}: not a temporary folder of a save")
+        foreign = [e for e in os.listdir(path) if e == ".git" or e.lower().startswith("readme")]
+        if foreign:  # a save's folders only ever hold preset files: this one is someone else's
+            raise PresetError(f"save_to_preset: refusing to delete {path}: it holds {', '.join(sorted(foreign))}, "
+                              "which no save writes")
         shutil.rmtree(path)
     elif os.path.lexists(path):
         os.remove(path)

@@ -337,3 +337,14 @@ def test_only_a_saves_own_temporary_folders_are_ever_deleted_whole(tmp_path):
         (temp / "config.json").write_text("{}")
         saving._remove(temp)
         assert not temp.exists()
+    # a folder that only looks like a save's (its name) but holds a repository or a README stays
+    for entry in (".git", "README.md"):
+        lookalike = tmp_path / f".model.kmsave-123-abc{len(entry)}.new"
+        lookalike.mkdir()
+        if entry == ".git":
+            (lookalike / entry).mkdir()
+        else:
+            (lookalike / entry).write_text("keep")
+        with pytest.raises(PresetError, match="refusing to delete"):
+            saving._remove(lookalike)
+        assert (lookalike / entry).exists()
