@@ -43,6 +43,8 @@ def _quiet_logs():
 #    demo (real MiniLM + a short fit: tests/presets/test_minilm_real.py and the fit tests check
 #    those numerics on every backend). CI time: the demo alone took 73 s of the tensorflow pass;
 #  * tests/test_distribution.py: a JAX subprocess on 8 virtual devices, whatever the pass's backend.
+# A single test elsewhere (numpy post-processing of stored outputs, ...) is marked
+# ``backend_independent`` for the same effect.
 BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/presets/test_save_safety.py",
                        "tests/presets/test_checkpoint_safety.py", "tests/test_spec.py",
                        "tests/video/test_video_processor.py", "tests/presets/test_hub.py", "tests/test_demo.py",
@@ -91,7 +93,9 @@ def pytest_collection_modifyitems(config, items):
     drop = []
     for item in items:
         path = str(item.path.relative_to(config.rootpath)).replace(os.sep, "/")
-        if path.startswith(BACKEND_INDEPENDENT) and item.get_closest_marker("all_backends") is None:
+        independent = (path.startswith(BACKEND_INDEPENDENT) and item.get_closest_marker("all_backends") is None
+                       or item.get_closest_marker("backend_independent") is not None)
+        if independent:
             if backend != "torch":
                 drop.append(item)
         elif "reloads_in_transformers" in item.originalname and backend != ONCE_PASS:

@@ -11,7 +11,7 @@ import pytest
 import keras_models as km
 from keras_models.errors import ConfigError
 from tests.parity import _key, _versions, assert_close, calibrate_batch_norms, cached_folder, randomize_weights
-from tests.vision.test_maskformer import _nhwc, _run, _same_segments, once_per_run
+from tests.vision.test_maskformer import _nhwc, _run, _same_segments
 
 SIZE = (2, 56, 48, 3)
 
@@ -86,10 +86,10 @@ def test_mask2former_parity(kind):
             assert_close(hidden[name][i], _nhwc(exp[f"{name}_{i}"]), what=f"{kind} {name}[{i}]")
 
 
+@pytest.mark.backend_independent
 def test_mask2former_post_processing():
     """Mask2Former's post-processing (mask logits resized to 384 x 384 first) equals its image
     processor's on the reference's outputs."""
-    once_per_run()
     from types import SimpleNamespace
 
     import torch

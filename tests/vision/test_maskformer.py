@@ -14,16 +14,6 @@ from tests.parity import _key, _versions, assert_close, calibrate_batch_norms, c
 SIZE = (2, 56, 48, 3)  # an odd grid: 14 x 12 patches, windows padded, odd stage sizes
 
 
-def once_per_run():
-    """Backend-independent checks (numpy processing of stored arrays): under tools/test.sh
-    (KM_BACKEND_INDEPENDENT_ONCE) they run in the torch pass only, like tests/conftest.py's
-    BACKEND_INDEPENDENT paths."""
-    import os
-
-    if os.environ.get("KM_BACKEND_INDEPENDENT_ONCE") and os.environ.get("KERAS_BACKEND") != "torch":
-        pytest.skip("backend-independent: runs in the torch pass")
-
-
 def _config(kind):
     import transformers as T
 
@@ -146,9 +136,9 @@ def _same_segments(ours, theirs):
         assert abs(a["score"] - b["score"]) <= 2e-6
 
 
+@pytest.mark.backend_independent
 def test_maskformer_post_processing():
     """Our numpy post-processing equals the image processor's on the reference's own outputs."""
-    once_per_run()
     import torch
     import transformers as T
     from types import SimpleNamespace
@@ -183,10 +173,10 @@ def test_maskformer_post_processing():
             assert a["segmentation"].shape == tuple(b["segmentation"].shape)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("kind,size", [("MaskFormer", {"shortest_edge": 40, "longest_edge": 70}),
                                        ("Mask2Former", {"height": 50, "width": 45})])
 def test_maskformer_image_processor_matches_transformers(kind, size, tmp_path):
-    once_per_run()
     import transformers as T
 
     from keras_models.models.maskformer.processor import MaskFormerImageProcessor
