@@ -89,12 +89,18 @@ def rotary_tables(length, head_dim, base):
 
 
 class ConformerAttention(keras.layers.Layer):
+    """Conformer self-attention. ``position_embeddings_type``: ``"relative"`` (Transformer-XL
+    distances through ``linear_pos``, with ``pos_bias_u``/``pos_bias_v``), ``"rotary"`` (applied to
+    the query/key input), ``"relative_key"`` (a learned table of distances clamped to
+    ``-left .. right``, dotted with the query and added to the scores) or anything else for none."""
+
     def __init__(self, hidden_size, num_heads, position_embeddings_type="relative", dropout=0.0,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", left=64, right=8, **kwargs):
         super().__init__(**kwargs)
         self.hidden_size, self.num_heads = hidden_size, num_heads
         self.head_dim = hidden_size // num_heads
         self.position_embeddings_type = position_embeddings_type
+        self.relative_key, self.left, self.right = position_embeddings_type == "relative_key", left, right
         dense = dict(kernel_initializer=kernel_initializer, dtype=self.dtype_policy)
         self.linear_q = keras.layers.Dense(hidden_size, name="linear_q", **dense)
         self.linear_k = keras.layers.Dense(hidden_size, name="linear_k", **dense)
@@ -113,6 +119,9 @@ class ConformerAttention(keras.layers.Layer):
                                               initializer="zeros")
             self.pos_bias_v = self.add_weight(name="pos_bias_v", shape=(self.num_heads, self.head_dim),
                                               initializer="zeros")
+        if self.relative_key:
+            self.distance_embedding = self.add_weight(name="distance_embedding",
+                                                      shape=(self.left + self.right + 1, self.head_dim))
         self.built = True
 
     def _heads(self, x):
@@ -141,6 +150,12 @@ class ConformerAttention(keras.layers.Layer):
             bd = ops.take_along_axis(bd, idx, axis=-1)
             q = q + ops.cast(self.pos_bias_u, q.dtype)[None, :, None, :]
             scores = (ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) + bd) * scale
+        elif self.relative_key:
+            i = ops.arange(t, dtype="int32")
+            dist = ops.clip(i[None, :] - i[:, None], -self.left, self.right) + self.left
+            emb = ops.cast(ops.take(self.distance_embedding, dist, axis=0), q.dtype)  # (t, t, d)
+            rel = ops.einsum("bhld,lrd->bhlr", q, emb)
+            scores = (ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) + rel) * scale
         else:
             scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * scale
         scores = ops.cast(scores, "float32")
@@ -151,65 +166,134 @@ class ConformerAttention(keras.layers.Layer):
         out = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)), (b, t, self.hidden_size))
         return self.linear_out(out)
 
+    def rules(self, p):
+        r = []
+        for name in ("linear_q", "linear_k", "linear_v", "linear_out"):
+            r += dense_rules(p + name, getattr(self, name))
+        if self.position_embeddings_type == "relative":
+            r += dense_rules(p + "linear_pos", self.linear_pos)
+            r += [Rule(p + "pos_bias_u", self.pos_bias_u), Rule(p + "pos_bias_v", self.pos_bias_v)]
+        if self.relative_key:
+            r.append(Rule(p + "distance_embedding.weight", self.distance_embedding))
+        return r
+
+
+class FeedForward(keras.layers.Layer):
+    """Dense, activation, dropout, Dense, dropout (``intermediate_dense`` / ``output_dense``)."""
+
+    def __init__(self, hidden_size, intermediate_size, act="swish", dropout=0.0, activation_dropout=0.0,
+                 kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        dense = dict(kernel_initializer=kernel_initializer, dtype=self.dtype_policy)
+        self.hidden_size, self.act_name = hidden_size, act
+        self.intermediate_dense = keras.layers.Dense(intermediate_size, name="intermediate_dense", **dense)
+        self.output_dense = keras.layers.Dense(hidden_size, name="output_dense", **dense)
+        self.act = get_activation(act)
+        self.act_dropout = keras.layers.Dropout(activation_dropout, dtype=self.dtype_policy)
+        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        self.intermediate_dense.build((None, None, self.hidden_size))
+        self.output_dense.build((None, None, self.intermediate_dense.units))
+        self.built = True
+
+    def call(self, x, training=False):
+        h = self.act_dropout(self.act(self.intermediate_dense(x)), training=training)
+        return self.dropout(self.output_dense(h), training=training)
+
+    def rules(self, p):
+        return dense_rules(p + "intermediate_dense", self.intermediate_dense) + dense_rules(p + "output_dense",
+                                                                                          self.output_dense)
+
 
 class ConformerBlock(keras.layers.Layer):
+    """Half-step FFN, self-attention, convolution module, half-step FFN, LayerNorm.
+
+    ``conv_norm="batch"`` (Wav2Vec2-Conformer): a centred ("same") depthwise conv, then a batch norm
+    and the activation. ``conv_norm="layer"`` (Wav2Vec2-BERT, SeamlessM4T): padded frames (``frames``
+    False) are zeroed first, the depthwise conv is causal (left padding), then a LayerNorm and the
+    activation.
+    """
+
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu", position_embeddings_type="relative",
                  depthwise_kernel_size=31, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-                 conv_dropout=0.0, kernel_initializer="glorot_uniform", **kwargs):
+                 conv_dropout=0.0, kernel_initializer="glorot_uniform", conv_norm="batch", layer_norm_eps=1e-5,
+                 left_max_position_embeddings=64, right_max_position_embeddings=8, **kwargs):
         super().__init__(**kwargs)
+        if conv_norm not in ("batch", "layer"):
+            raise ValueError(f"ConformerBlock: conv_norm must be 'batch' or 'layer', got {conv_norm!r}")
         common = dict(dtype=self.dtype_policy)
-        dense = dict(kernel_initializer=kernel_initializer, **common)
-        self.hidden_size = hidden_size
+        self.hidden_size, self.kernel, self.conv_norm = hidden_size, depthwise_kernel_size, conv_norm
 
         def ln(name):
-            return keras.layers.LayerNormalization(epsilon=1e-5, name=name, **common)
+            return keras.layers.LayerNormalization(epsilon=layer_norm_eps, name=name, **common)
 
-        self.ffn1_layer_norm, self.ffn2_layer_norm = ln("ffn1_layer_norm"), ln("ffn2_layer_norm")
-        self.self_attn_layer_norm, self.final_layer_norm = ln("self_attn_layer_norm"), ln("final_layer_norm")
-        self.conv_layer_norm = ln("conv_layer_norm")
-        self.ffn1_in = keras.layers.Dense(intermediate_size, name="ffn1_in", **dense)
-        self.ffn1_out = keras.layers.Dense(hidden_size, name="ffn1_out", **dense)
-        self.ffn2_in = keras.layers.Dense(intermediate_size, name="ffn2_in", **dense)
-        self.ffn2_out = keras.layers.Dense(hidden_size, name="ffn2_out", **dense)
+        def ffn(name):
+            return FeedForward(hidden_size, intermediate_size, hidden_act, dropout, activation_dropout,
+                               kernel_initializer, name=name, **common)
+
+        self.ffn1_layer_norm, self.ffn1 = ln("ffn1_layer_norm"), ffn("ffn1")
+        self.self_attn_layer_norm = ln("self_attn_layer_norm")
         self.self_attn = ConformerAttention(hidden_size, num_heads, position_embeddings_type, attention_dropout,
-                                            kernel_initializer=kernel_initializer, name="self_attn", **common)
+                                            kernel_initializer=kernel_initializer, left=left_max_position_embeddings,
+                                            right=right_max_position_embeddings, name="self_attn", **common)
+        self.conv_layer_norm = ln("conv_layer_norm")
         self.pointwise_conv1 = keras.layers.Conv1D(2 * hidden_size, 1, use_bias=False, name="pointwise_conv1", **common)
-        self.depthwise_conv = keras.layers.DepthwiseConv1D(depthwise_kernel_size, padding="same", use_bias=False,
-                                                           name="depthwise_conv", **common)
-        self.batch_norm = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="batch_norm", **common)
+        self.depthwise_conv = keras.layers.DepthwiseConv1D(
+            depthwise_kernel_size, padding="same" if conv_norm == "batch" else "valid", use_bias=False,
+            name="depthwise_conv", **common)
+        if conv_norm == "batch":
+            self.depthwise_norm = keras.layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="batch_norm",
+                                                                  **common)
+        else:
+            self.depthwise_norm = ln("depthwise_layer_norm")
         self.pointwise_conv2 = keras.layers.Conv1D(hidden_size, 1, use_bias=False, name="pointwise_conv2", **common)
+        self.ffn2_layer_norm, self.ffn2 = ln("ffn2_layer_norm"), ffn("ffn2")
+        self.final_layer_norm = ln("final_layer_norm")
         self.act = get_activation(hidden_act)
-        self.dropout = keras.layers.Dropout(dropout, **common)
         self.attn_dropout = keras.layers.Dropout(attention_dropout, **common)
-        self.act_dropout = keras.layers.Dropout(activation_dropout, **common)
         self.conv_dropout = keras.layers.Dropout(conv_dropout, **common)
 
     def build(self, input_shape):
         h = (None, None, self.hidden_size)
-        for n in (self.ffn1_layer_norm, self.ffn2_layer_norm, self.self_attn_layer_norm, self.final_layer_norm,
-                  self.conv_layer_norm, self.ffn1_in, self.ffn2_in, self.self_attn, self.pointwise_conv1):
-            n.build(h)
-        inter = (None, None, self.ffn1_in.units)
-        self.ffn1_out.build(inter)
-        self.ffn2_out.build(inter)
-        for n in (self.depthwise_conv, self.batch_norm, self.pointwise_conv2):
+        for n in (self.ffn1_layer_norm, self.ffn1, self.self_attn_layer_norm, self.self_attn, self.conv_layer_norm,
+                  self.pointwise_conv1, self.depthwise_conv, self.depthwise_norm, self.pointwise_conv2,
+                  self.ffn2_layer_norm, self.ffn2, self.final_layer_norm):
             n.build(h)
         self.built = True
 
-    def _ffn(self, x, dense_in, dense_out, training):
-        h = self.act_dropout(self.act(dense_in(x)), training=training)
-        return self.dropout(dense_out(h), training=training)
-
-    def call(self, x, bias=None, positions=None, training=False):
-        x = x + 0.5 * self._ffn(self.ffn1_layer_norm(x), self.ffn1_in, self.ffn1_out, training)
+    def call(self, x, bias=None, positions=None, frames=None, training=False):
+        x = x + 0.5 * self.ffn1(self.ffn1_layer_norm(x), training=training)
         h = self.self_attn(self.self_attn_layer_norm(x), bias=bias, positions=positions, training=training)
         x = x + self.attn_dropout(h, training=training)
-        h = self.pointwise_conv1(self.conv_layer_norm(x))
+        h = self.conv_layer_norm(x)
+        if frames is not None and self.conv_norm == "layer":
+            h = ops.where(frames[..., None], h, ops.zeros_like(h))
+        h = self.pointwise_conv1(h)
         h = h[..., :self.hidden_size] * ops.sigmoid(h[..., self.hidden_size:])
-        h = self.act(self.batch_norm(self.depthwise_conv(h), training=training))
+        if self.conv_norm == "batch":
+            h = self.act(self.depthwise_norm(self.depthwise_conv(h), training=training))
+        else:
+            h = self.depthwise_conv(ops.pad(h, ((0, 0), (self.kernel - 1, 0), (0, 0))))  # causal
+            h = self.act(self.depthwise_norm(h))
         x = x + self.conv_dropout(self.pointwise_conv2(h), training=training)
-        x = x + 0.5 * self._ffn(self.ffn2_layer_norm(x), self.ffn2_in, self.ffn2_out, training)
+        x = x + 0.5 * self.ffn2(self.ffn2_layer_norm(x), training=training)
         return self.final_layer_norm(x)
+
+    def rules(self, p):
+        """Transformers' names under ``p`` (a ``...layers.{i}.`` prefix)."""
+        r = self.ffn1.rules(p + "ffn1.") + self.ffn2.rules(p + "ffn2.") + self.self_attn.rules(p + "self_attn.")
+        c = p + "conv_module."
+        norm_name = c + ("batch_norm" if self.conv_norm == "batch" else "depthwise_layer_norm")
+        for name, norm in ((p + "ffn1_layer_norm", self.ffn1_layer_norm), (p + "ffn2_layer_norm", self.ffn2_layer_norm),
+                           (p + "self_attn_layer_norm", self.self_attn_layer_norm),
+                           (p + "final_layer_norm", self.final_layer_norm), (c + "layer_norm", self.conv_layer_norm),
+                           (norm_name, self.depthwise_norm)):
+            r += norm_rules(name, norm)
+        r += [Rule(c + "pointwise_conv1.weight", self.pointwise_conv1.kernel, Transpose(CONV1D_AXES)),
+              Rule(c + "pointwise_conv2.weight", self.pointwise_conv2.kernel, Transpose(CONV1D_AXES)),
+              Rule(c + "depthwise_conv.weight", self.depthwise_conv.kernel, Transpose((2, 0, 1)))]
+        return r
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -243,25 +327,7 @@ class Wav2Vec2ConformerBackbone(Wav2Vec2Backbone):
         return self.encoder_norm(x)
 
     def block_rules(self, p, b):
-        r = []
-        a = b.self_attn
-        for name, dense in (("ffn1.intermediate_dense", b.ffn1_in), ("ffn1.output_dense", b.ffn1_out),
-                            ("ffn2.intermediate_dense", b.ffn2_in), ("ffn2.output_dense", b.ffn2_out),
-                            ("self_attn.linear_q", a.linear_q), ("self_attn.linear_k", a.linear_k),
-                            ("self_attn.linear_v", a.linear_v), ("self_attn.linear_out", a.linear_out)):
-            r += dense_rules(p + name, dense)
-        if a.position_embeddings_type == "relative":
-            r += dense_rules(p + "self_attn.linear_pos", a.linear_pos)
-            r += [Rule(p + "self_attn.pos_bias_u", a.pos_bias_u), Rule(p + "self_attn.pos_bias_v", a.pos_bias_v)]
-        for name, norm in (("ffn1_layer_norm", b.ffn1_layer_norm), ("ffn2_layer_norm", b.ffn2_layer_norm),
-                           ("self_attn_layer_norm", b.self_attn_layer_norm), ("final_layer_norm", b.final_layer_norm),
-                           ("conv_module.layer_norm", b.conv_layer_norm), ("conv_module.batch_norm", b.batch_norm)):
-            r += norm_rules(p + name, norm)
-        c = p + "conv_module."
-        r += [Rule(c + "pointwise_conv1.weight", b.pointwise_conv1.kernel, Transpose(CONV1D_AXES)),
-              Rule(c + "pointwise_conv2.weight", b.pointwise_conv2.kernel, Transpose(CONV1D_AXES)),
-              Rule(c + "depthwise_conv.weight", b.depthwise_conv.kernel, Transpose((2, 0, 1)))]
-        return r
+        return b.rules(p)
 
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")

@@ -26,12 +26,12 @@ import numpy as np
 from keras import ops
 
 from keras_models.errors import ConfigError
-from keras_models.layers.activations import get_activation
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone
 from keras_models.models.wav2vec2.backbone import CONV1D_AXES
-from keras_models.models.wav2vec2.conformer import ConformerAttention, relative_sinusoids, rotary_tables
+from keras_models.models.wav2vec2.conformer import (ConformerAttention, ConformerBlock, FeedForward, relative_sinusoids,
+                                                    rotary_tables)
 from keras_models.presets.weight_map import Rule, Transpose
 from keras_models.spec import Spec, const, dim, hf
 
@@ -124,141 +124,6 @@ def _bias(mask):
     return ops.where(mask, 0.0, NEG)[:, None, None, :]
 
 
-class BertAttention(ConformerAttention):
-    """Conformer attention plus ``relative_key``: a learned embedding of each clamped distance."""
-
-    def __init__(self, hidden_size, num_heads, position_embeddings_type="relative_key", left=64, right=8, **kwargs):
-        key = position_embeddings_type == "relative_key"
-        super().__init__(hidden_size, num_heads, "none" if key else position_embeddings_type, **kwargs)
-        self.relative_key, self.left, self.right = key, left, right
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        if self.relative_key:
-            self.distance_embedding = self.add_weight(name="distance_embedding",
-                                                      shape=(self.left + self.right + 1, self.head_dim))
-
-    def call(self, x, bias=None, positions=None, training=False):
-        if not self.relative_key:
-            return super().call(x, bias=bias, positions=positions, training=training)
-        b, t = ops.shape(x)[0], ops.shape(x)[1]
-        q, k, v = self._heads(self.linear_q(x)), self._heads(self.linear_k(x)), self._heads(self.linear_v(x))
-        i = ops.arange(t, dtype="int32")
-        dist = ops.clip(i[None, :] - i[:, None], -self.left, self.right) + self.left
-        emb = ops.cast(ops.take(self.distance_embedding, dist, axis=0), q.dtype)  # (t, t, d)
-        rel = ops.einsum("bhld,lrd->bhlr", q, emb)
-        scores = (ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) + rel) * (self.head_dim ** -0.5)
-        scores = ops.cast(scores, "float32")
-        if bias is not None:
-            scores = scores + bias
-        probs = self.dropout(ops.cast(ops.softmax(scores, axis=-1), v.dtype), training=training)
-        out = ops.reshape(ops.transpose(ops.matmul(probs, v), (0, 2, 1, 3)), (b, t, self.hidden_size))
-        return self.linear_out(out)
-
-
-class FeedForward(keras.layers.Layer):
-    def __init__(self, hidden_size, intermediate_size, act="swish", dropout=0.0, activation_dropout=0.0,
-                 kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        dense = dict(kernel_initializer=kernel_initializer, dtype=self.dtype_policy)
-        self.hidden_size, self.act_name = hidden_size, act
-        self.intermediate_dense = keras.layers.Dense(intermediate_size, name="intermediate_dense", **dense)
-        self.output_dense = keras.layers.Dense(hidden_size, name="output_dense", **dense)
-        self.act = get_activation(act)
-        self.act_dropout = keras.layers.Dropout(activation_dropout, dtype=self.dtype_policy)
-        self.dropout = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-
-    def build(self, input_shape):
-        self.intermediate_dense.build((None, None, self.hidden_size))
-        self.output_dense.build((None, None, self.intermediate_dense.units))
-        self.built = True
-
-    def call(self, x, training=False):
-        h = self.act_dropout(self.act(self.intermediate_dense(x)), training=training)
-        return self.dropout(self.output_dense(h), training=training)
-
-    def rules(self, p):
-        return dense_rules(p + "intermediate_dense", self.intermediate_dense) + dense_rules(p + "output_dense",
-                                                                                          self.output_dense)
-
-
-class BertConformerBlock(keras.layers.Layer):
-    def __init__(self, spec, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
-        s = spec
-        self.hidden_size, self.kernel = s.hidden_size, s.conv_depthwise_kernel_size
-        common = dict(dtype=self.dtype_policy)
-
-        def ln(name):
-            return keras.layers.LayerNormalization(epsilon=s.layer_norm_eps, name=name, **common)
-
-        def ffn(name):
-            return FeedForward(s.hidden_size, s.intermediate_size, s.hidden_act, s.hidden_dropout, s.activation_dropout,
-                               kernel_initializer, name=name, **common)
-
-        self.ffn1_layer_norm, self.ffn1 = ln("ffn1_layer_norm"), ffn("ffn1")
-        self.self_attn_layer_norm = ln("self_attn_layer_norm")
-        self.self_attn = BertAttention(s.hidden_size, s.num_heads, s.position_embeddings_type,
-                                       s.left_max_position_embeddings, s.right_max_position_embeddings,
-                                       dropout=s.attention_dropout, kernel_initializer=kernel_initializer,
-                                       name="self_attn", **common)
-        self.conv_layer_norm = ln("conv_layer_norm")
-        self.pointwise_conv1 = keras.layers.Conv1D(2 * s.hidden_size, 1, use_bias=False, name="pointwise_conv1", **common)
-        self.depthwise_conv = keras.layers.DepthwiseConv1D(self.kernel, padding="valid", use_bias=False,
-                                                           name="depthwise_conv", **common)
-        self.depthwise_layer_norm = ln("depthwise_layer_norm")
-        self.pointwise_conv2 = keras.layers.Conv1D(s.hidden_size, 1, use_bias=False, name="pointwise_conv2", **common)
-        self.ffn2_layer_norm, self.ffn2 = ln("ffn2_layer_norm"), ffn("ffn2")
-        self.final_layer_norm = ln("final_layer_norm")
-        self.act = get_activation(s.hidden_act)
-        self.attn_dropout = keras.layers.Dropout(s.attention_dropout, **common)
-        self.conv_dropout = keras.layers.Dropout(s.conformer_conv_dropout, **common)
-
-    def build(self, input_shape):
-        h = (None, None, self.hidden_size)
-        for n in (self.ffn1_layer_norm, self.ffn1, self.self_attn_layer_norm, self.self_attn, self.conv_layer_norm,
-                  self.pointwise_conv1, self.depthwise_conv, self.depthwise_layer_norm, self.pointwise_conv2,
-                  self.ffn2_layer_norm, self.ffn2, self.final_layer_norm):
-            n.build(h)
-        self.built = True
-
-    def call(self, x, bias=None, positions=None, frames=None, training=False):
-        x = x + 0.5 * self.ffn1(self.ffn1_layer_norm(x), training=training)
-        h = self.self_attn(self.self_attn_layer_norm(x), bias=bias, positions=positions, training=training)
-        x = x + self.attn_dropout(h, training=training)
-        h = self.conv_layer_norm(x)
-        if frames is not None:
-            h = ops.where(frames[..., None], h, ops.zeros_like(h))
-        h = self.pointwise_conv1(h)
-        h = h[..., :self.hidden_size] * ops.sigmoid(h[..., self.hidden_size:])
-        h = self.depthwise_conv(ops.pad(h, ((0, 0), (self.kernel - 1, 0), (0, 0))))  # causal
-        h = self.pointwise_conv2(self.act(self.depthwise_layer_norm(h)))
-        x = x + self.conv_dropout(h, training=training)
-        x = x + 0.5 * self.ffn2(self.ffn2_layer_norm(x), training=training)
-        return self.final_layer_norm(x)
-
-    def rules(self, p):
-        a = self.self_attn
-        r = self.ffn1.rules(p + "ffn1.") + self.ffn2.rules(p + "ffn2.")
-        for name in ("linear_q", "linear_k", "linear_v", "linear_out"):
-            r += dense_rules(p + "self_attn." + name, getattr(a, name))
-        if a.position_embeddings_type == "relative":
-            r += dense_rules(p + "self_attn.linear_pos", a.linear_pos)
-            r += [Rule(p + "self_attn.pos_bias_u", a.pos_bias_u), Rule(p + "self_attn.pos_bias_v", a.pos_bias_v)]
-        if a.relative_key:
-            r.append(Rule(p + "self_attn.distance_embedding.weight", a.distance_embedding))
-        for name, norm in (("ffn1_layer_norm", self.ffn1_layer_norm), ("ffn2_layer_norm", self.ffn2_layer_norm),
-                           ("self_attn_layer_norm", self.self_attn_layer_norm),
-                           ("final_layer_norm", self.final_layer_norm), ("conv_module.layer_norm", self.conv_layer_norm),
-                           ("conv_module.depthwise_layer_norm", self.depthwise_layer_norm)):
-            r += norm_rules(p + name, norm)
-        c = p + "conv_module."
-        r += [Rule(c + "pointwise_conv1.weight", self.pointwise_conv1.kernel, Transpose(CONV1D_AXES)),
-              Rule(c + "pointwise_conv2.weight", self.pointwise_conv2.kernel, Transpose(CONV1D_AXES)),
-              Rule(c + "depthwise_conv.weight", self.depthwise_conv.kernel, Transpose((2, 0, 1)))]
-        return r
-
-
 class AdapterLayer(keras.layers.Layer):
     """One sequence-shortening adapter block (strided conv + GLU branches, attention, FFN)."""
 
@@ -277,8 +142,8 @@ class AdapterLayer(keras.layers.Layer):
 
         self.residual_layer_norm, self.residual_conv = ln("residual_layer_norm"), conv("residual_conv")
         self.self_attn_layer_norm, self.self_attn_conv = ln("self_attn_layer_norm"), conv("self_attn_conv")
-        self.self_attn = BertAttention(d, s.num_heads, "none", dropout=s.attention_dropout,
-                                       kernel_initializer=kernel_initializer, name="self_attn", **common)
+        self.self_attn = ConformerAttention(d, s.num_heads, "none", dropout=s.attention_dropout,
+                                           kernel_initializer=kernel_initializer, name="self_attn", **common)
         self.attn_dropout = keras.layers.Dropout(s.conformer_conv_dropout, **common)
         self.ffn_layer_norm = ln("ffn_layer_norm")
         self.ffn = FeedForward(d, s.intermediate_size, s.adapter_act, s.hidden_dropout, s.activation_dropout,
@@ -304,9 +169,7 @@ class AdapterLayer(keras.layers.Layer):
         return x + self.ffn(self.ffn_layer_norm(x), training=training)
 
     def rules(self, p):
-        r = dense_rules(p + "self_attn.linear_q", self.self_attn.linear_q)
-        for name in ("linear_k", "linear_v", "linear_out"):
-            r += dense_rules(p + "self_attn." + name, getattr(self.self_attn, name))
+        r = self.self_attn.rules(p + "self_attn.")
         for name in ("residual_conv", "self_attn_conv"):
             conv = getattr(self, name)
             r += [Rule(p + name + ".weight", conv.kernel, Transpose(CONV1D_AXES)), Rule(p + name + ".bias", conv.bias)]
@@ -336,7 +199,13 @@ class Wav2Vec2BertBackbone(SpecBackbone):
         self.projection = keras.layers.Dense(s.hidden_size, name="projection", **common)
         self.projection_dropout = keras.layers.Dropout(s.feat_proj_dropout, **common)
         self.encoder_dropout = keras.layers.Dropout(s.hidden_dropout, **common)
-        self.blocks = [BertConformerBlock(s, init, name=f"block_{i}", **common) for i in range(s.num_layers)]
+        self.blocks = [ConformerBlock(
+            s.hidden_size, s.num_heads, s.intermediate_size, s.hidden_act, s.position_embeddings_type,
+            s.conv_depthwise_kernel_size, dropout=s.hidden_dropout, attention_dropout=s.attention_dropout,
+            activation_dropout=s.activation_dropout, conv_dropout=s.conformer_conv_dropout, kernel_initializer=init,
+            conv_norm="layer", layer_norm_eps=s.layer_norm_eps, left_max_position_embeddings=s.left_max_position_embeddings,
+            right_max_position_embeddings=s.right_max_position_embeddings, name=f"block_{i}", **common)
+            for i in range(s.num_layers)]
         self.intermediate_ffn = (FeedForward(s.hidden_size, s.intermediate_size, "relu", s.hidden_dropout,
                                              s.activation_dropout, init, name="intermediate_ffn", **common)
                                  if s.use_intermediate_ffn_before_adapter else None)
