@@ -47,6 +47,7 @@ _LAZY = {
     "AudioClassifier": "keras_models.tasks.audio",
     "TimeSeriesForecaster": "keras_models.tasks.time_series",
     "TrajectoryPredictor": "keras_models.tasks.trajectory",
+    "TableQuestionAnswerer": "keras_models.tasks.table_question_answerer",
     "AudioFeatureExtractor": "keras_models.preprocessing.audio",
     "pipeline": "keras_models.pipelines",
     "list_presets": "keras_models.presets.named",

@@ -93,3 +93,4 @@ __all__ = ["Backbone", "registered_model_types"]
 from keras_models.models.layout_encoders import *  # noqa: F401,F403
 from keras_models.models.rwkv import *  # noqa: F401,F403
 from keras_models.models.maskformer import *  # noqa: F401,F403
+from keras_models.models.tapas import *  # noqa: F401,F403
