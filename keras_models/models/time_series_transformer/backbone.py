@@ -183,9 +183,9 @@ class TimeSeriesTransformerBackbone(Backbone):
 
     def __init__(self, spec=None, **kwargs):
         if spec is None:
-            spec = TimeSeriesTransformerSpec.pop_from(kwargs)
+            spec = self.spec_cls.pop_from(kwargs)
         elif isinstance(spec, dict):
-            spec = TimeSeriesTransformerSpec.from_config(spec)
+            spec = self.spec_cls.from_config(spec)
         super().__init__(**kwargs)
         self.spec = s = spec
         dt = self.dtype_policy
@@ -195,10 +195,17 @@ class TimeSeriesTransformerBackbone(Backbone):
         self.dec_value = keras.layers.Dense(s.d_model, use_bias=False, name="decoder_value", dtype=dt)
         self.enc_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="encoder_layernorm_embedding", dtype=dt)
         self.dec_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="decoder_layernorm_embedding", dtype=dt)
-        self.enc_layers = [TSLayer(s.d_model, s.encoder_attention_heads, s.encoder_ffn_dim, s.activation_function,
-                                   False, name=f"encoder_layer_{i}", dtype=dt) for i in range(s.encoder_layers)]
-        self.dec_layers = [TSLayer(s.d_model, s.decoder_attention_heads, s.decoder_ffn_dim, s.activation_function,
-                                   True, name=f"decoder_layer_{i}", dtype=dt) for i in range(s.decoder_layers)]
+        self.enc_layers = [self.make_layer(i, False) for i in range(s.encoder_layers)]
+        self.dec_layers = [self.make_layer(i, True) for i in range(s.decoder_layers)]
+
+    def make_layer(self, index, cross):
+        """Encoder (``cross=False``) or decoder layer ``index`` (a subclass may swap the attention)."""
+        s = self.spec
+        if cross:
+            return TSLayer(s.d_model, s.decoder_attention_heads, s.decoder_ffn_dim, s.activation_function, True,
+                           name=f"decoder_layer_{index}", dtype=self.dtype_policy)
+        return TSLayer(s.d_model, s.encoder_attention_heads, s.encoder_ffn_dim, s.activation_function, False,
+                       name=f"encoder_layer_{index}", dtype=self.dtype_policy)
 
     def build(self, shape=None):
         s = self.spec

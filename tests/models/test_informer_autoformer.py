@@ -1,0 +1,147 @@
+"""Informer and Autoformer (time series) against tiny random Transformers models: the forecaster's
+distribution parameters, loc, scale and loss given ``future_values`` (teacher forcing), the
+encoder's and decoder's last hidden states, a Transformers reload of ``save_to_preset``, a .keras
+round trip and bad-config errors.
+
+Informer's ProbSparse attention draws keys at random in Transformers (torch.randint, with
+replacement); ours uses every key once (see keras_models/models/informer/backbone.py). The
+reference is recorded with that draw fixed to all keys, so the two compute the same thing."""
+
+import contextlib
+from unittest import mock
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from keras_models.errors import ConfigError
+from tests.parity import assert_close, assert_keras_round_trip, hf_reference, jit_under_jax
+
+INFORMER = {
+    # ProbSparse with few active queries (sampling_factor 1) in the encoder and the causal decoder,
+    # two distilling layers (7 -> 4 -> 2 steps), two target dims, std scaling, static categorical
+    # and real features, dynamic real features, a Student-t head, relu
+    "prob_distil_static": dict(input_size=2, scaling="std", lags_sequence=[1, 3], num_time_features=1,
+                               num_dynamic_real_features=1, num_static_categorical_features=2, cardinality=[3, 5],
+                               embedding_dimension=[2, 3], num_static_real_features=1,
+                               distribution_output="student_t", activation_function="relu", encoder_layers=3,
+                               attention_type="prob", sampling_factor=1, distil=True),
+    # plain attention, no distilling, one target dim, mean scaling with an unobserved context, Normal
+    "full_mean_normal": dict(input_size=1, scaling="mean", lags_sequence=[1, 2, 4], num_time_features=1,
+                             distribution_output="normal", encoder_layers=2, attention_type="full", distil=False),
+}
+
+
+def _all_keys(low, high=None, size=None, **kwargs):
+    """torch.randint for ProbSparse's key draw, fixed to every key once (its size is always the
+    number of keys for self-attention)."""
+    import torch
+
+    if high is None:
+        low, high = 0, low
+    assert tuple(size) == (high - low,), (low, high, size)
+    return torch.arange(low, high)
+
+
+@contextlib.contextmanager
+def fixed_key_draw():
+    with mock.patch("torch.randint", _all_keys):
+        yield
+
+
+def _series_inputs(kw, seed=1, batch=2, ctx=7, pred=5):
+    rng = np.random.default_rng(seed)
+    past_len = ctx + max(kw["lags_sequence"])
+    shape = () if kw["input_size"] == 1 else (kw["input_size"],)
+    n_feat = kw["num_time_features"] + kw.get("num_dynamic_real_features", 0)
+    inputs = {
+        "past_values": (rng.normal(size=(batch, past_len) + shape) * 2 + 1).astype("float32"),
+        "past_time_features": rng.normal(size=(batch, past_len, n_feat)).astype("float32"),
+        "past_observed_mask": (rng.random((batch, past_len) + shape) > 0.2).astype("float32"),
+        "future_values": (rng.normal(size=(batch, pred) + shape) * 2 + 1).astype("float32"),
+        "future_time_features": rng.normal(size=(batch, pred, n_feat)).astype("float32"),
+        "future_observed_mask": (rng.random((batch, pred) + shape) > 0.25).astype("float32"),
+    }
+    if kw["scaling"] == "mean":
+        inputs["past_observed_mask"][1, -ctx:] = 0.0
+    if kw.get("num_static_categorical_features"):
+        inputs["static_categorical_features"] = np.array([[0, 4], [2, 1]], "int64")
+        inputs["static_real_features"] = rng.normal(size=(batch, 1)).astype("float32")
+    return inputs
+
+
+def _record(folder, hf_cls, inputs):
+    import torch
+
+    model = hf_cls.from_pretrained(folder).eval()
+    with torch.no_grad():
+        out = model(**{k: torch.tensor(v) for k, v in inputs.items()})
+    np.savez(folder / "forecast.npz", loc=out.loc.numpy(), scale=out.scale.numpy(), loss=out.loss.numpy(),
+             encoder_last_hidden_state=out.encoder_last_hidden_state.numpy(),
+             **{f"param_{i}": p.numpy() for i, p in enumerate(out.params)})
+
+
+def _informer_ref(case):
+    import transformers
+
+    kw = INFORMER[case]
+    inputs = _series_inputs(kw)
+
+    def build():
+        config = transformers.InformerConfig(prediction_length=5, context_length=7, d_model=16, decoder_layers=1,
+                                             encoder_ffn_dim=24, decoder_ffn_dim=20, encoder_attention_heads=2,
+                                             decoder_attention_heads=4, **kw)
+        return transformers.InformerForPrediction(config)
+
+    with fixed_key_draw():
+        folder, expected = hf_reference(f"informer_{case}", build, inputs,
+                                        extra_save=lambda f, m: _record(f, transformers.InformerForPrediction,
+                                                                        inputs))
+    expected.update(np.load(folder / "forecast.npz"))
+    return folder, inputs, expected
+
+
+def _check(model, inputs, expected, case):
+    out, hidden = jit_under_jax(lambda x: (model(x), model.backbone(x)))(inputs)
+    for k in ("loc", "scale", "loss"):
+        assert_close(out[k], expected[k], what=f"{case} {k}")
+    for i, p in enumerate(out["params"]):
+        assert_close(p, expected[f"param_{i}"], what=f"{case} params[{i}]")
+    assert_close(hidden["encoder_last_hidden_state"], expected["encoder_last_hidden_state"], what=f"{case} encoder")
+    assert_close(hidden["last_hidden_state"], expected["last_hidden_state"], what=f"{case} decoder")
+
+
+@pytest.mark.parametrize("case", sorted(INFORMER))
+@pytest.mark.one_case_per_pass("case")  # jax and tensorflow one case each (all verified on all three)
+def test_informer_parity(case, tmp_path):
+    folder, inputs, expected = _informer_ref(case)
+    model = km.TimeSeriesForecaster.from_preset(folder)
+    assert type(model).__name__ == "InformerForecaster"
+    _check(model, inputs, expected, case)
+    if case == "prob_distil_static":
+        assert_keras_round_trip(model, inputs, tmp_path, atol=1e-5)
+
+
+def test_informer_config_errors():
+    base = {"model_type": "informer", "prediction_length": 4}
+    for key, value in (("attention_type", "local"), ("sampling_factor", 0), ("loss", "mse"), ("distil", "yes"),
+                       ("distribution_output", "gamma")):
+        with pytest.raises(ConfigError, match=key):
+            km.models.InformerBackbone.config_kwargs({**base, key: value})
+
+
+def test_informer_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _informer_ref("prob_distil_static")
+    km.TimeSeriesForecaster.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.InformerForPrediction.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    missing = [k for k in info["missing_keys"] if not k.endswith("num_batches_tracked")]
+    assert not missing and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad(), fixed_key_draw():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()})
+    for k in ("loc", "scale", "loss", "encoder_last_hidden_state"):
+        assert_close(getattr(out, k).numpy(), expected[k], what=f"round trip {k}")
+    for i, p in enumerate(out.params):
+        assert_close(p.numpy(), expected[f"param_{i}"], what=f"round trip params[{i}]")
