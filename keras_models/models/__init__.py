@@ -69,6 +69,7 @@ from keras_models.models.funnel import *  # noqa: F401,F403
 from keras_models.models.canine import *  # noqa: F401,F403
 from keras_models.models.big_bird import *  # noqa: F401,F403
 from keras_models.models.speech_to_text import *  # noqa: F401,F403
+from keras_models.models.speecht5 import *  # noqa: F401,F403
 from keras_models.models.speech_encoder_decoder import *  # noqa: F401,F403
 from keras_models.models.swin2sr import *  # noqa: F401,F403
 from keras_models.models.upernet import *  # noqa: F401,F403
