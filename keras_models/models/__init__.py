@@ -96,3 +96,4 @@ from keras_models.models.layout_encoders import *  # noqa: F401,F403
 from keras_models.models.rwkv import *  # noqa: F401,F403
 from keras_models.models.maskformer import *  # noqa: F401,F403
 from keras_models.models.tapas import *  # noqa: F401,F403
+from keras_models.models.kosmos2 import *  # noqa: F401,F403
