@@ -124,3 +124,92 @@ def test_parity(name, task):
     else:
         assert_close(out, expected["logits"], mask=mask, what=name)
     assert_backbone_close(model, inputs, expected, mask=mask, what=f"{name} {task}")
+
+
+@pytest.mark.parametrize("name,task", [("agg", "TableQuestionAnswerer"), ("plain", "MaskedLM")])
+def test_save_to_preset_reloads_in_transformers(name, task, tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _ref(name, task)
+    model = getattr(km, task).from_preset(folder)
+    model.save_to_preset(tmp_path / "saved")
+    hf_model = getattr(transformers, HEADS[task]).from_pretrained(tmp_path / "saved").eval()
+    from keras_models.models.tapas.tasks import QA_KEYS
+
+    head_keys = QA_KEYS if task != "TableQuestionAnswerer" else {}  # the other heads do not write them
+    for key, value in CONFIGS[name].items():
+        if key != "num_labels" and key not in head_keys:
+            assert getattr(hf_model.config, key) == value, key
+    with torch.no_grad():
+        out = hf_model(**{k: torch.tensor(v) for k, v in inputs.items()})
+    mask = inputs["attention_mask"]
+    if task == "TableQuestionAnswerer":
+        assert_cell_logits_close(out.logits.numpy(), expected["logits"], mask, "transformers reload")
+        assert_close(out.logits_aggregation.numpy(), expected["logits_aggregation"], what="reload aggregation")
+    else:
+        assert_close(out.logits.numpy(), expected["logits"], mask=mask, what="transformers reload")
+
+
+def test_keras_round_trip(tmp_path):
+    folder, inputs, _ = _ref("agg", "TableQuestionAnswerer")
+    model = km.TableQuestionAnswerer.from_preset(folder)
+    restored = assert_keras_round_trip(model, inputs, tmp_path, atol=1e-4)
+    assert restored.max_num_rows == 4 and restored.temperature == 0.8 and restored.num_aggregation_labels == 4
+
+
+def test_answer_coordinates_match_transformers(tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _ref("agg", "TableQuestionAnswerer")
+    model = km.TableQuestionAnswerer.from_preset(folder)
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[EMPTY]", "a", "b"]) + "\n")
+    tokenizer = transformers.TapasTokenizer(str(vocab))
+    data = {k: torch.tensor(v) for k, v in inputs.items()}
+    for threshold in (0.5, 0.2):
+        want = tokenizer.convert_logits_to_predictions(
+            data, torch.tensor(expected["logits"]), torch.tensor(expected["logits_aggregation"]),
+            cell_classification_threshold=threshold)
+        got = model.predict_answer_coordinates(inputs, cell_classification_threshold=threshold)
+        assert got[0] == want[0] and got[1] == list(want[1]), threshold
+    assert any(got[0]), "no cell selected: the check is empty"
+
+
+def _config(folder, tmp_path, **changes):
+    import json
+    import shutil
+
+    target = tmp_path / "bad"
+    shutil.copytree(folder, target)
+    config = json.loads((target / "config.json").read_text())
+    config.update(changes)
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
+@pytest.mark.parametrize("change,key", [
+    (dict(type_vocab_sizes=[3, 5, 7]), "type_vocab_sizes"),
+    (dict(type_vocab_sizes=[3, 5, 7, 2, 0, 6, 4]), "type_vocab_sizes"),
+    (dict(select_one_column=False), "select_one_column"),
+    (dict(max_num_rows=0), "max_num_rows"),
+    (dict(temperature=0), "temperature"),
+    (dict(is_decoder=True), "is_decoder"),
+    (dict(reset_position_index_per_cell="yes"), "reset_position_index_per_cell"),
+])
+def test_bad_config_values_raise(change, key, tmp_path):
+    folder, _, _ = _ref("agg", "TableQuestionAnswerer")
+    with pytest.raises(ConfigError, match=key):
+        km.TableQuestionAnswerer.from_preset(_config(folder, tmp_path, **change), load_weights=False)
+
+
+def test_bad_token_type_ids_raise():
+    folder, inputs, _ = _ref("agg", "Backbone")
+    model = km.Backbone.from_preset(folder)
+    with pytest.raises(InputError, match="token_type_ids"):
+        model.predict({**inputs, "token_type_ids": inputs["token_type_ids"][..., :3]})
+    bad = inputs["token_type_ids"].copy()
+    bad[0, 5, 2] = 7  # row id past type_vocab_sizes[2]
+    with pytest.raises(InputError, match="row_ids"):
+        model.predict({**inputs, "token_type_ids": bad})
