@@ -88,6 +88,7 @@ from keras_models.models.visual_bert import *  # noqa: F401,F403
 from keras_models.models.patchtsmixer import *  # noqa: F401,F403
 from keras_models.models.time_series_transformer import *  # noqa: F401,F403
 from keras_models.models.informer import *  # noqa: F401,F403
+from keras_models.models.autoformer import *  # noqa: F401,F403
 from keras_models.models.pix2struct import *  # noqa: F401,F403
 from keras_models.models.registry import registered_model_types
 

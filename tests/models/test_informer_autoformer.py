@@ -145,3 +145,72 @@ def test_informer_reloads_in_transformers(tmp_path):
         assert_close(getattr(out, k).numpy(), expected[k], what=f"round trip {k}")
     for i, p in enumerate(out.params):
         assert_close(p.numpy(), expected[f"param_{i}"], what=f"round trip params[{i}]")
+
+
+AUTOFORMER = {
+    # two target dims, std scaling, static and dynamic features, Student-t, relu; 8 decoder steps
+    # over 7 encoder steps (Transformers' cut-and-pad cross-correlation), 4 decoder heads over a
+    # batch of 2 (its per-row delays come from series row mod batch)
+    "multi_std_static": dict(input_size=2, scaling="std", lags_sequence=[1, 3], num_time_features=1,
+                             num_dynamic_real_features=1, num_static_categorical_features=2, cardinality=[3, 5],
+                             embedding_dimension=[2, 3], num_static_real_features=1, distribution_output="student_t",
+                             activation_function="relu", label_length=3, prediction_length=5, moving_average=3,
+                             autocorrelation_factor=2, decoder_attention_heads=4),
+    # one target dim, mean scaling with an unobserved context, Normal; 7 decoder steps, a wider average
+    "uni_mean_normal": dict(input_size=1, scaling="mean", lags_sequence=[1, 2, 4], num_time_features=1,
+                            distribution_output="normal", label_length=4, prediction_length=3, moving_average=5,
+                            autocorrelation_factor=3, decoder_attention_heads=2),
+}
+
+
+def _autoformer_ref(case):
+    import transformers
+
+    kw = AUTOFORMER[case]
+    inputs = _series_inputs(kw, pred=kw["prediction_length"])
+
+    def build():
+        config = transformers.AutoformerConfig(context_length=7, d_model=16, encoder_layers=2, decoder_layers=1,
+                                               encoder_ffn_dim=24, decoder_ffn_dim=20, encoder_attention_heads=2,
+                                               **kw)
+        return transformers.AutoformerForPrediction(config)
+
+    folder, expected = hf_reference(f"autoformer_{case}", build, inputs,
+                                    extra_save=lambda f, m: _record(f, transformers.AutoformerForPrediction, inputs))
+    expected.update(np.load(folder / "forecast.npz"))
+    return folder, inputs, expected
+
+
+@pytest.mark.parametrize("case", sorted(AUTOFORMER))
+@pytest.mark.one_case_per_pass("case")  # jax and tensorflow one case each (all verified on all three)
+def test_autoformer_parity(case, tmp_path):
+    folder, inputs, expected = _autoformer_ref(case)
+    model = km.TimeSeriesForecaster.from_preset(folder)
+    assert type(model).__name__ == "AutoformerForecaster"
+    _check(model, inputs, expected, case)
+    if case == "uni_mean_normal":
+        assert_keras_round_trip(model, inputs, tmp_path, atol=1e-5)
+
+
+def test_autoformer_config_errors():
+    base = {"model_type": "autoformer", "prediction_length": 4, "context_length": 8, "label_length": 4}
+    for key, value in (("moving_average", 4), ("label_length", 9), ("autocorrelation_factor", 9),
+                       ("autocorrelation_factor", 0), ("loss", "mse")):
+        with pytest.raises(ConfigError, match=key):
+            km.models.AutoformerBackbone.config_kwargs({**base, key: value})
+
+
+def test_autoformer_reloads_in_transformers(tmp_path):
+    import torch
+    import transformers
+
+    folder, inputs, expected = _autoformer_ref("multi_std_static")
+    km.TimeSeriesForecaster.from_preset(folder).save_to_preset(tmp_path / "saved")
+    model, info = transformers.AutoformerForPrediction.from_pretrained(tmp_path / "saved", output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"], info
+    with torch.no_grad():
+        out = model.eval()(**{k: torch.tensor(v) for k, v in inputs.items()})
+    for k in ("loc", "scale", "loss", "encoder_last_hidden_state"):
+        assert_close(getattr(out, k).numpy(), expected[k], what=f"round trip {k}")
+    for i, p in enumerate(out.params):
+        assert_close(p.numpy(), expected[f"param_{i}"], what=f"round trip params[{i}]")

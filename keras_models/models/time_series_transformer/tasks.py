@@ -32,8 +32,9 @@ class TimeSeriesTransformerForecaster(TimeSeriesForecaster):
         self.param_names = PARAMS[s.distribution_output]
         self.projections = [keras.layers.Dense(s.input_size, name=f"param_{n}", dtype=self.dtype_policy)
                             for n in self.param_names]
+        width = getattr(backbone, "head_input_size", s.d_model)  # the width of what encode() gives the head
         for p in self.projections:
-            p.build((None, None, s.d_model))
+            p.build((None, None, width))
 
     def call(self, inputs, training=False):
         _, d, loc, scale = self.backbone.encode(inputs)
