@@ -323,6 +323,7 @@ class Kosmos2Backbone(SpecBackbone):
 
     spec_cls = Kosmos2Spec
     hf_architecture = "Kosmos2Model"
+    verified_backends = _ALL
     base_model_prefix = ""
     hf_ignore = ("*position_ids",)
 
