@@ -75,7 +75,7 @@ class TapasBackbone(EncoderBackbone):
     base_model_prefix = "tapas"
     hf_architecture = "TapasModel"
     hf_model_type = "tapas"
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

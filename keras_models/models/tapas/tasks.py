@@ -193,16 +193,21 @@ class TapasTableQuestionAnswerer(TableQuestionAnswerer):
         argmax of ``logits_aggregation`` per example (None without an aggregation head)."""
         if outputs is None:
             outputs = self.predict_on_batch(inputs)
-        logits = np.asarray(ops.convert_to_numpy(outputs["logits"]), np.float32)
-        token_types = np.asarray(ops.convert_to_numpy(inputs["token_type_ids"]))
-        mask = inputs.get("attention_mask")
-        mask = np.ones(logits.shape) if mask is None else np.asarray(ops.convert_to_numpy(mask))
-        coordinates = [answer_cells(lg, tt, m, cell_classification_threshold)
-                       for lg, tt, m in zip(logits, token_types, mask)]
-        aggregation = None
-        if "logits_aggregation" in outputs:
-            aggregation = np.argmax(ops.convert_to_numpy(outputs["logits_aggregation"]), axis=-1).tolist()
-        return coordinates, aggregation
+        return answer_coordinates(inputs, outputs, cell_classification_threshold)
+
+
+def answer_coordinates(inputs, outputs, cell_classification_threshold=0.5):
+    """``TableQuestionAnswerer.predict_answer_coordinates`` on given outputs (numpy only)."""
+    logits = np.asarray(ops.convert_to_numpy(outputs["logits"]), np.float32)
+    token_types = np.asarray(ops.convert_to_numpy(inputs["token_type_ids"]))
+    mask = inputs.get("attention_mask")
+    mask = np.ones(logits.shape) if mask is None else np.asarray(ops.convert_to_numpy(mask))
+    coordinates = [answer_cells(lg, tt, m, cell_classification_threshold)
+                   for lg, tt, m in zip(logits, token_types, mask)]
+    aggregation = None
+    if outputs.get("logits_aggregation") is not None:
+        aggregation = np.argmax(ops.convert_to_numpy(outputs["logits_aggregation"]), axis=-1).tolist()
+    return coordinates, aggregation
 
 
 def answer_cells(logits, token_types, mask, threshold=0.5):
@@ -241,4 +246,5 @@ def check_qa_config(config, source):
             raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
 
 
-__all__ = ["TapasMaskedLM", "TapasTextClassifier", "TapasTableQuestionAnswerer", "select_cells", "answer_cells"]
+__all__ = ["TapasMaskedLM", "TapasTextClassifier", "TapasTableQuestionAnswerer", "select_cells", "answer_cells",
+           "answer_coordinates"]
