@@ -97,5 +97,6 @@ __all__ = ["Backbone", "registered_model_types"]
 from keras_models.models.layout_encoders import *  # noqa: F401,F403
 from keras_models.models.rwkv import *  # noqa: F401,F403
 from keras_models.models.maskformer import *  # noqa: F401,F403
+from keras_models.models.oneformer import *  # noqa: F401,F403
 from keras_models.models.tapas import *  # noqa: F401,F403
 from keras_models.models.kosmos2 import *  # noqa: F401,F403
