@@ -37,6 +37,7 @@ _LAZY = {
     "ZeroShotObjectDetector": "keras_models.tasks.zero_shot_object_detector",
     "ZeroShotImageSegmenter": "keras_models.tasks.zero_shot_image_segmenter",
     "ZeroShotVideoClassifier": "keras_models.tasks.zero_shot_video_classifier",
+    "ZeroShotAudioClassifier": "keras_models.tasks.zero_shot_audio_classifier",
     "ObjectDetector": "keras_models.tasks.object_detector",
     "VideoClassifier": "keras_models.tasks.video_classifier",
     "ImageTextToText": "keras_models.tasks.image_text_to_text",
