@@ -143,6 +143,8 @@ def _torch_rms_norm(layer):
     def call(x):
         x32 = x.float()
         y = x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + eps)
+        if gamma is None:
+            return y.to(x.dtype)
         if unit_offset:
             return (y * (1.0 + gamma.value.float())).to(x.dtype)
         return y.to(x.dtype) * gamma.value.to(x.dtype)

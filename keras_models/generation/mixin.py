@@ -221,10 +221,13 @@ class GenerationMixin:
         """Left-pad the prompt to a multiple of ``generation_buckets[0]`` and round the cache up
         to a multiple of ``generation_buckets[1]``, so that compiled decode functions are reused
         across prompt and output lengths (jax / tensorflow; the model reads positions from the
-        mask, so the extra padding changes nothing). Returns (ids, mask, shift, cache_length)."""
+        mask, so the extra padding changes nothing). Not for a backbone whose numerics depend on the
+        buffer slot itself (``slot_dependent``: Llama 4's query temperature), where extra padding
+        would shift them. Returns (ids, mask, shift, cache_length)."""
         buckets = self.generation_buckets
         if (not buckets or backend.BACKEND == "torch" or self.decoder_adapter is not CausalDecoder
-                or config.no_repeat_ngram_size):  # n-grams would see the extra padding
+                or config.no_repeat_ngram_size  # n-grams would see the extra padding
+                or getattr(getattr(self, "backbone", None), "slot_dependent", False)):
             return ids, mask, 0, max_length
         prompt_len = ids.shape[1]
         shift = -(-prompt_len // buckets[0]) * buckets[0] - prompt_len

@@ -4,7 +4,10 @@ Decoder features are named switches: ``fused_qkv`` (one projection laid out [q h
 v heads]), ``qk_norm`` ("rms"/"layer"), ``qk_norm_scope`` ("head": over each head's head_dim;
 "full": over the whole q / k projection width, before splitting heads), ``clip_qkv`` (clamp the
 q / k / v projections to [-clip, clip]), ``softcap`` (tanh soft-capping of scores),
-``rotary_interleaved``, ``sinks`` (a learned logit per head that joins every query's softmax
+``rotary_interleaved``, ``qk_norm_after_rope`` (the per-head q / k norm applied after the rotary
+positions instead of before: Llama 4), ``query_temperature`` ((floor_scale, scale): queries at
+buffer slot ``p`` multiplied by ``1 + scale * log(1 + floor((p + 1) / floor_scale))``: Llama 4's
+long-context temperature on its NoPE layers), ``sinks`` (a learned logit per head that joins every query's softmax
 and takes its share of the probability without contributing a value: GPT-OSS's attention
 sinks); :meth:`Attention.call_decoder` adds rotary positions and a fixed-size KV
 buffer written at ``cache_index``.
@@ -152,10 +155,16 @@ class Attention(keras.layers.Layer):
         qk_norm_scope="head",
         clip_qkv=None,
         sinks=False,
+        qk_norm_after_rope=False,
+        query_temperature=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.use_sinks = bool(sinks)
+        if qk_norm_after_rope and qk_norm_scope != "head":
+            raise ValueError("qk_norm_after_rope needs qk_norm_scope='head'")
+        self.qk_norm_after_rope = qk_norm_after_rope
+        self.query_temperature = None if query_temperature is None else tuple(query_temperature)
         if qk_norm_scope not in ("head", "full"):
             raise ValueError(f"qk_norm_scope={qk_norm_scope!r}: expected 'head' or 'full'")
         self.qk_norm_scope = qk_norm_scope
@@ -280,7 +289,7 @@ class Attention(keras.layers.Layer):
         if self.qk_norm and self.qk_norm_scope == "full":
             q, k = self.query_norm(q), self.key_norm(k)
         q, k, v = self._split(q, self.num_heads), self._split(k, self.num_kv_heads), self._split(v, self.num_kv_heads)
-        if self.qk_norm and self.qk_norm_scope == "head":
+        if self.qk_norm and self.qk_norm_scope == "head" and not self.qk_norm_after_rope:
             q, k = self.query_norm(q), self.key_norm(k)
         return q, k, v
 
@@ -296,6 +305,14 @@ class Attention(keras.layers.Layer):
         if rope is not None:
             q = apply_rotary(q, rope[0], rope[1], self.rotary_interleaved)
             k = apply_rotary(k, rope[0], rope[1], self.rotary_interleaved)
+        if self.qk_norm and self.qk_norm_after_rope:
+            q, k = self.query_norm(q), self.key_norm(k)
+        if self.query_temperature is not None:
+            floor_scale, strength = self.query_temperature
+            start = 0 if cache_index is None else ops.cast(cache_index, "float32")
+            slots = ops.arange(ops.shape(q)[1], dtype="float32") + start
+            factor = ops.log1p(ops.floor((slots + 1.0) / floor_scale)) * strength + 1.0
+            q = q * ops.cast(factor, q.dtype)[None, :, None, None]
         if cache is None:
             return self.output_dense(self.attend(q, k, v, bias, training=training)), None
         out, cache = self.attend_with_cache(q, k, v, cache, cache_index, bias, training=training)
@@ -343,6 +360,8 @@ class Attention(keras.layers.Layer):
             qk_norm_scope=self.qk_norm_scope,
             clip_qkv=self.clip_qkv,
             sinks=self.use_sinks,
+            qk_norm_after_rope=self.qk_norm_after_rope,
+            query_temperature=self.query_temperature,
             hidden_size=self.hidden_size,
             num_heads=self.num_heads,
             num_kv_heads=self.num_kv_heads,

@@ -54,6 +54,7 @@ BLOCK_DEFAULTS = dict(
     latent_norm_eps=1e-6, router_bias=False, router_score="softmax", router_groups=None,
     router_topk_groups=None, router_group_score="max", router_correction_bias=False,
     routed_scaling=None, moe_stacked_experts=False, expert_glu=None, glu_alpha=1.702, glu_limit=7.0,
+    qk_norm_after_rope=False, query_temperature=None, moe_weight_inputs=False,
 )
 
 
@@ -122,6 +123,7 @@ class DecoderBlock(keras.layers.Layer):
                 qk_norm_eps=o["norm_eps"], qk_norm_unit_offset=o["norm_unit_offset"],
                 softcap=o["softcap"], rotary_interleaved=o["rotary_interleaved"],
                 qk_norm_scope=o["qk_norm_scope"], clip_qkv=o["clip_qkv"], sinks=o["attention_sinks"],
+                qk_norm_after_rope=o["qk_norm_after_rope"], query_temperature=o["query_temperature"],
                 name="attention", **common, **init,
             )
         self.attention_norm = norm("attention_norm")
@@ -142,7 +144,8 @@ class DecoderBlock(keras.layers.Layer):
                            router_correction_bias=o["router_correction_bias"],
                            expert_scale=1.0 if o["routed_scaling"] is None else o["routed_scaling"],
                            stacked=o["moe_stacked_experts"], glu=o["expert_glu"], glu_alpha=o["glu_alpha"],
-                           glu_limit=o["glu_limit"], name="mlp", **common, **init)
+                           glu_limit=o["glu_limit"], weight_inputs=o["moe_weight_inputs"], name="mlp", **common,
+                           **init)
         else:
             cls = FusedGateUpMLP if o["mlp_fused_gate_up"] else MLP
             self.mlp = cls(hidden_size, intermediate_size, o["activation"], gated=o["mlp_gated"],

@@ -12,15 +12,23 @@ from keras import ops
 from keras_models.layers.masks import mask_value
 
 
-def decoder_bias(attention_mask, query_len, cache_index=0, window=None, dtype="float32"):
-    """attention_mask: (batch, key_len) 1/0 -> additive bias (batch, 1, query_len, key_len)."""
+def decoder_bias(attention_mask, query_len, cache_index=0, window=None, dtype="float32", chunk=None):
+    """attention_mask: (batch, key_len) 1/0 -> additive bias (batch, 1, query_len, key_len).
+    ``chunk``: keys only from the query's own chunk of that many slots, counted from each row's
+    first real token."""
     key_len = ops.shape(attention_mask)[1]
     q = ops.arange(query_len, dtype="int32")[:, None] + ops.cast(cache_index, "int32")
     k = ops.arange(key_len, dtype="int32")[None, :]
     allowed = k <= q
     if window is not None:
         allowed = ops.logical_and(allowed, k > q - window)
-    allowed = ops.logical_and(allowed[None], ops.cast(attention_mask, "bool")[:, None, :])
+    allowed = allowed[None]
+    if chunk is not None:
+        m = ops.cast(attention_mask, "int32")
+        lead = ops.sum(ops.cast(ops.cumsum(m, axis=1) == 0, "int32"), axis=1)[:, None, None]  # left padding
+        same = ops.floor_divide(q[None] - lead, chunk) == ops.floor_divide(k[None] - lead, chunk)
+        allowed = ops.logical_and(allowed, same)
+    allowed = ops.logical_and(allowed, ops.cast(attention_mask, "bool")[:, None, :])
     return ops.where(allowed, 0.0, mask_value(dtype))[:, None, :, :]
 
 

@@ -23,6 +23,9 @@ of MLP layers; ``glu`` names a gated unit of keras_models.layers.activations.GLU
 combines gate and up itself (``glu_alpha`` / ``glu_limit``: GPT-OSS's "clamped_swiglu"),
 instead of act(gate) * up.
 
+``weight_inputs``: each expert gets the token scaled by its routing weight and the experts'
+outputs are summed unweighted (Llama 4), instead of weighting the outputs.
+
 Computed densely (every expert on every token, weighted by its routing weight, zero when not
 chosen): exact, simple and traceable; fine for the small expert counts of the supported models.
 """
@@ -42,8 +45,9 @@ class MoE(keras.layers.Layer):
                  expert_capacity=None, expert_scale=1.0, shared_expert_size=None,
                  shared_expert_gate=False, router_score="softmax", router_groups=None,
                  router_topk_groups=None, router_group_score="max", router_correction_bias=False,
-                 stacked=False, glu=None, glu_alpha=1.702, glu_limit=7.0, **kwargs):
+                 stacked=False, glu=None, glu_alpha=1.702, glu_limit=7.0, weight_inputs=False, **kwargs):
         super().__init__(**kwargs)
+        self.weight_inputs = weight_inputs
         if router_score not in ("softmax", "sigmoid"):
             raise ValueError(f"router_score={router_score!r}: expected 'softmax' or 'sigmoid'")
         if router_group_score not in ("max", "top2_sum"):
@@ -146,9 +150,14 @@ class MoE(keras.layers.Layer):
         return ops.reshape(masked, ops.shape(choice))
 
     def _stacked_experts(self, x, w):
-        """Every stacked expert on every token, weighted by ``w`` (..., experts) and summed."""
+        """Every stacked expert on every token, weighted by ``w`` (..., experts) and summed (or, with
+        ``weight_inputs``, on the token scaled by ``w``, summed unweighted)."""
         n = self.intermediate_size
-        h = ops.einsum("...d,edf->...ef", x, ops.cast(self.expert_gate_up, x.dtype))
+        if self.weight_inputs:
+            h = ops.einsum("...ed,edf->...ef", x[..., None, :] * w[..., :, None],
+                           ops.cast(self.expert_gate_up, x.dtype))
+        else:
+            h = ops.einsum("...d,edf->...ef", x, ops.cast(self.expert_gate_up, x.dtype))
         if self.use_bias:
             h = h + ops.cast(self.expert_gate_up_bias, x.dtype)
         gate, up = h[..., :n], h[..., n:]
@@ -159,13 +168,18 @@ class MoE(keras.layers.Layer):
         out = ops.einsum("...ef,efd->...ed", a, ops.cast(self.expert_down, x.dtype))
         if self.use_bias:
             out = out + ops.cast(self.expert_down_bias, x.dtype)
+        if self.weight_inputs:
+            return ops.sum(out, axis=-2)
         return ops.sum(out * w[..., None], axis=-2)
 
     def call(self, x):
         w = self.routing_weights(x)
         out = self._stacked_experts(x, w) if self.stacked else ops.zeros_like(x)
         for i, expert in enumerate(self.experts):
-            out = out + expert(x) * w[..., i : i + 1]
+            if self.weight_inputs:
+                out = out + expert(x * w[..., i : i + 1])
+            else:
+                out = out + expert(x) * w[..., i : i + 1]
         if self.shared_expert is not None:
             shared = self.shared_expert(x)
             if self.shared_gate is not None:
@@ -184,6 +198,6 @@ class MoE(keras.layers.Layer):
                       router_score=self.router_score, router_groups=self.router_groups,
                       router_topk_groups=self.router_topk_groups, router_group_score=self.router_group_score,
                       router_correction_bias=self.router_correction_bias, stacked=self.stacked, glu=self.glu,
-                      glu_alpha=self.glu_alpha, glu_limit=self.glu_limit,
+                      glu_alpha=self.glu_alpha, glu_limit=self.glu_limit, weight_inputs=self.weight_inputs,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config

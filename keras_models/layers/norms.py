@@ -10,43 +10,47 @@ class RMSNorm(keras.layers.Layer):
 
     ``unit_offset=True`` stores the weight as an offset from one (Gemma: ``x * (1 + w)``, with the
     product taken in float32); otherwise the normalised input is cast back to the input dtype and
-    then scaled (Llama).
+    then scaled (Llama). ``scale=False``: no weight at all (Llama 4's query / key norm).
     """
 
-    def __init__(self, epsilon=1e-6, unit_offset=False, **kwargs):
+    def __init__(self, epsilon=1e-6, unit_offset=False, scale=True, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
         self.unit_offset = unit_offset
+        self.scale = scale
 
     def build(self, input_shape):
         init = "zeros" if self.unit_offset else "ones"
-        self.gamma = self.add_weight(name="gamma", shape=(input_shape[-1],), initializer=init)
+        self.gamma = (self.add_weight(name="gamma", shape=(input_shape[-1],), initializer=init)
+                      if self.scale else None)
         self.built = True
 
     def call(self, x):
         x32 = ops.cast(x, "float32")
         var = ops.mean(ops.square(x32), axis=-1, keepdims=True)
         y = x32 * ops.rsqrt(var + self.epsilon)
+        if self.gamma is None:
+            return ops.cast(y, x.dtype)
         if self.unit_offset:
             return ops.cast(y * (1.0 + ops.cast(self.gamma, "float32")), x.dtype)
         return ops.cast(y, x.dtype) * ops.cast(self.gamma, x.dtype)
 
     def get_config(self):
         config = super().get_config()
-        config.update(epsilon=self.epsilon, unit_offset=self.unit_offset)
+        config.update(epsilon=self.epsilon, unit_offset=self.unit_offset, scale=self.scale)
         return config
 
 
 def make_norm(kind, epsilon, bias=True, unit_offset=False, name=None, dtype=None, scale=True):
-    """``kind``: "rms" (RMSNorm) or "layer" (LayerNorm, ``bias`` toggles its beta and ``scale``
-    its gamma: ``scale=False, bias=False`` is a non-parametric LayerNorm, OLMo's)."""
-    if kind == "rms":
-        if not scale:
-            raise ValueError("RMSNorm without a learned scale is not supported")
-        return RMSNorm(epsilon=epsilon, unit_offset=unit_offset, name=name, dtype=dtype)
+    """``kind``: "rms" (RMSNorm; ``scale=False``: without a weight), "rms_unscaled" (the same,
+    always without a weight) or "layer" (LayerNorm, ``bias`` toggles its beta and ``scale`` its
+    gamma: ``scale=False, bias=False`` is a non-parametric LayerNorm, OLMo's)."""
+    if kind in ("rms", "rms_unscaled"):
+        return RMSNorm(epsilon=epsilon, unit_offset=unit_offset, scale=scale and kind == "rms", name=name,
+                       dtype=dtype)
     if kind == "layer":
         return keras.layers.LayerNormalization(epsilon=epsilon, center=bias, scale=scale, name=name, dtype=dtype)
-    raise ValueError(f"Unknown norm type {kind!r} (expected 'rms' or 'layer')")
+    raise ValueError(f"Unknown norm type {kind!r} (expected 'rms', 'rms_unscaled' or 'layer')")
 
 
 def norm_weights(norm):

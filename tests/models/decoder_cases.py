@@ -540,3 +540,23 @@ CASES.update({
     "deepseek_v2_mla_groups": deepseek_v2_mla_groups,
     "deepseek_v3_mla_sigmoid": deepseek_v3_mla_sigmoid,
 })
+
+
+def llama4_chunked_moe():
+    # layer 0: rope (interleaved pairs, llama3 scaling), weightless q/k norm after rope, chunks of 4
+    # (< SEQ), dense MLP of intermediate_size_mlp; layer 1: NoPE, full attention, temperature
+    # tuning (a no-op below floor_scale, see test_llama4.py), 4 stacked experts top-2 scaling the
+    # experts' inputs + a shared expert; GQA; untied head
+    t = _t()
+    cfg = t.Llama4TextConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=2, num_attention_heads=4,
+                             num_key_value_heads=2, head_dim=8, intermediate_size=12, intermediate_size_mlp=20,
+                             num_local_experts=4, num_experts_per_tok=2, interleave_moe_layer_step=2,
+                             no_rope_layer_interval=2, attention_chunk_size=4, max_position_embeddings=64,
+                             pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                             rope_parameters={"rope_type": "llama3", "factor": 8.0, "rope_theta": 10000.0,
+                                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                              "original_max_position_embeddings": 8})
+    return t.Llama4ForCausalLM(cfg)
+
+
+CASES["llama4_chunked_moe"] = llama4_chunked_moe

@@ -16,7 +16,11 @@ config.json both ways, field names = this constructor's arguments) and a weight 
     ``out_bias_layers``: the layers whose attention output has a bias (default: all or none);
   * ``moe_layers``: with ``num_experts``, the layers whose MLP is the mixture of experts (the
     others get the dense MLP of ``intermediate_size``; default: all); ``nope_layers``: the layers
-    that get no rotary positions (rope families; default: none);
+    that get no rotary positions (rope families; default: none); on them ``nope_qk_norm=False``
+    drops the q / k norm and ``nope_query_temperature`` (floor_scale, scale) sets the blocks'
+    ``query_temperature`` (Llama 4);
+  * ``attention_chunk_size``: the layers ``layer_types`` marks "chunked_attention" see only the
+    keys of their own chunk (chunks counted from each row's first real token, as Transformers);
   * ``tie_word_embeddings``, ``lm_head_bias``, ``final_logit_softcap`` (read by CausalLM);
     ``logit_scale`` (a constant multiplying the logits; read by the families' CausalLM subclass
     ``llama_likes.ScaledLogitsCausalLM``).
@@ -47,6 +51,7 @@ MODEL_DEFAULTS = dict(
     eos_token_id=None, initializer_range=0.02, alibi_bias_max=None, sinusoidal_style="fairseq",
     final_norm_eps=None, alibi_scale=None, alibi_bfloat16=False, out_bias_layers=None,
     moe_layers=None, nope_layers=None, logit_scale=None, local_rope_theta=None, local_rope_scaling=None,
+    attention_chunk_size=None, nope_query_temperature=None, nope_qk_norm=True,
 )
 _BLOCK_OWN = ("sliding_window",)
 
@@ -110,6 +115,11 @@ class DecoderBackbone(Backbone):
                 opts["out_bias"] = i in o["out_bias_layers"]
             if o["moe_layers"] is not None and i not in o["moe_layers"]:
                 opts["num_experts"] = 0
+            if o["nope_layers"] is not None and i in o["nope_layers"]:
+                if not o["nope_qk_norm"]:
+                    opts["qk_norm"] = None
+                if o["nope_query_temperature"] is not None:
+                    opts["query_temperature"] = o["nope_query_temperature"]
             self.blocks.append(DecoderBlock(
                 hidden_size, num_heads, intermediate_size, kernel_initializer=init,
                 sliding_window=self.layer_window(i), name=f"block_{i}", **opts, **common))
@@ -124,6 +134,18 @@ class DecoderBackbone(Backbone):
         if o["layer_types"] is None:
             return o["sliding_window"]
         return o["sliding_window"] if o["layer_types"][i] == "sliding_attention" else None
+
+    @property
+    def slot_dependent(self):
+        """True when outputs depend on the buffer slot itself, not only on the positions the mask
+        gives (so generation must not left-pad prompts to a bucket length)."""
+        return self.options["nope_query_temperature"] is not None
+
+    def layer_chunk(self, i):
+        o = self.options
+        if o["attention_chunk_size"] is None or o["layer_types"] is None:
+            return None
+        return o["attention_chunk_size"] if o["layer_types"][i] == "chunked_attention" else None
 
     def build(self, input_shape=None):
         width = self.options["embed_proj_dim"] or self.hidden_size
@@ -175,9 +197,9 @@ class DecoderBackbone(Backbone):
         biases = {}
         new_cache = []
         for i, block in enumerate(self.blocks):
-            w = block.sliding_window
+            w = (block.sliding_window, self.layer_chunk(i))
             if w not in biases:
-                b = decoder_bias(key_mask, t, cache_index, w, x.dtype)
+                b = decoder_bias(key_mask, t, cache_index, w[0], x.dtype, chunk=w[1])
                 biases[w] = b if extra is None else b + ops.cast(extra, b.dtype)
             layer_cache = None if cache is None else cache[i]
             nope = o["nope_layers"] is not None and i in o["nope_layers"]
