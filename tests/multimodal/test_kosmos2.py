@@ -9,7 +9,9 @@ patches), each with random weights (tests/parity.randomize_weights):
 The batch is laid out as Kosmos2Processor lays it out (bos, <image>, the latent positions marked by
 image_embeds_position_mask, </image>, text), its second row left-padded with pad_token_id. Logits,
 the text decoder's last hidden state and the projected image features are compared on real tokens;
-greedy ``generate`` must equal Transformers' token for token.
+greedy ``generate`` must equal Transformers' token for token. The processor (an XLM-R sentencepiece
+tokenizer with the grounding and patch-index tokens) and its post-processing are compared with
+Transformers' Kosmos2Processor.
 """
 
 import json
@@ -190,3 +192,86 @@ def test_config_errors(tmp_path):
         (broken if where is None else broken[where])[key] = bad
         with pytest.raises(ConfigError, match=key if key != "attention_heads" else "attention_heads"):
             Kosmos2Spec.from_hf(broken)
+
+
+# --- processor ----------------------------------------------------------------------------------
+GROUNDED = ("<grounding> An image of<phrase> a snowman</phrase><object><patch_index_0044><patch_index_0863></object> "
+            "warming himself by<phrase> a fire</phrase><object><patch_index_0005><patch_index_0911>"
+            "</delimiter_of_multi_objects/><patch_index_0006><patch_index_0038></object> and<object><patch_index_0100>"
+            "<patch_index_0100></object>.")
+CALLS = {  # name -> (texts, number of images, keyword arguments)
+    "grounded_batch": (["<grounding> a cat is here ", "<grounding><phrase> the dog</phrase> and<phrase> a ball</phrase>"],
+                       2, dict(bboxes=[None, [(1, 14), [(0.1, 0.2, 0.5, 0.9), (2, 3)]]])),
+    "single": ("describe it", 1, {}),
+    "eos": (["a cat", "hello world again"], 2, dict(add_eos_token=True)),
+    "text_only": (["a cat", "hello world again <phrase>x</phrase>"], 0, dict(padding=True)),
+}
+
+
+def _proc_images(n):
+    from PIL import Image
+
+    rng = np.random.RandomState(1)
+    return [Image.fromarray(rng.randint(0, 255, size=(20 + 6 * i, 18, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def processor_reference():
+    """Transformers' Kosmos2Processor over an XLM-R sentencepiece tokenizer (16 patch-index
+    tokens), saved, reloaded with AutoProcessor, and its outputs on CALLS."""
+
+    def build(tmp):
+        import sys
+        from pathlib import Path
+
+        import transformers as T
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tokenizers"))
+        from tok_refs import ref_dir
+
+        tok = T.AutoTokenizer.from_pretrained(ref_dir("xlmr_spm"))
+        image = T.CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+        T.Kosmos2Processor(image, tok, num_patch_index_tokens=16).save_pretrained(tmp / "proc")
+        proc = T.AutoProcessor.from_pretrained(tmp / "proc")
+        expected = {}
+        for name, (texts, n, kw) in CALLS.items():
+            enc = proc(text=texts, images=_proc_images(n) if n else None, num_image_tokens=5, return_tensors="np",
+                       **kw)
+            expected.update({f"{name}_{k}": np.asarray(v) for k, v in enc.items()})
+        decoded = proc.post_process_image_text_to_text(expected["grounded_batch_input_ids"])
+        extracted = [proc.post_process_generation(t) for t in (GROUNDED, "<image></image>" + GROUNDED, "plain")]
+        (tmp / "post.json").write_text(json.dumps({"decoded": decoded, "extracted": extracted,
+                                                   "raw": proc.post_process_generation(GROUNDED, False)}))
+        np.savez(tmp / "expected.npz", **expected)
+
+    import transformers
+
+    folder = cached_folder(_key("kosmos2-processor", open(__file__).read(), transformers.__version__), build)
+    return folder / "proc", dict(np.load(folder / "expected.npz")), json.loads((folder / "post.json").read_text())
+
+
+@pytest.mark.backend_independent  # numpy and Rust tokenizers only: the torch pass runs it
+def test_processor_equals_transformers():
+    """Image placeholders and their position mask, bos / eos, grounding and patch-index tokens
+    from integer and float boxes, right padding, CLIP pixels; post-processing of grounded text."""
+    from keras_models.errors import InputError
+    from keras_models.models.kosmos2 import Kosmos2Processor
+
+    folder, expected, post = processor_reference()
+    proc = Kosmos2Processor.from_preset(folder, {"latent_query_num": 5})
+    for name, (texts, n, kw) in CALLS.items():
+        kw = {k: v for k, v in kw.items() if k != "padding"}
+        out = proc(text=texts, images=_proc_images(n) if n else None, **kw)
+        for key in ("input_ids", "attention_mask", "image_embeds_position_mask"):
+            if f"{name}_{key}" in expected:
+                np.testing.assert_array_equal(out[key], expected[f"{name}_{key}"], err_msg=f"{name} {key}")
+        if n:
+            np.testing.assert_allclose(out["pixel_values"], expected[f"{name}_pixel_values"].transpose(0, 2, 3, 1),
+                                       atol=1e-5)
+    assert proc.post_process_image_text_to_text(expected["grounded_batch_input_ids"]) == post["decoded"]
+    extracted = [proc.post_process_generation(t) for t in (GROUNDED, "<image></image>" + GROUNDED, "plain")]
+    assert json.loads(json.dumps(extracted)) == post["extracted"]
+    assert proc.post_process_generation(GROUNDED, False) == post["raw"]
+    with pytest.raises(InputError, match="2 text.*1 image"):
+        proc(text=["a", "b"], images=_proc_images(1))
+    with pytest.raises(InputError, match="bboxes has 2 entries but the text has 1"):
+        proc(text="<phrase>a</phrase>", images=_proc_images(1), bboxes=[(1, 2), (3, 4)])

@@ -490,7 +490,9 @@ class Kosmos2ImageTextToText(ImageTextToText):
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
-        return None  # the Kosmos-2 processor (XLM-R tokenizer + grounding tokens) is not implemented yet
+        from keras_models.models.kosmos2.processor import Kosmos2Processor
+
+        return Kosmos2Processor.from_preset(folder, hf)
 
 
 __all__ = ["Kosmos2Spec", "Kosmos2TextSpec", "Kosmos2VisionSpec", "Kosmos2Backbone", "Kosmos2ImageTextToText",
