@@ -46,6 +46,7 @@ _LAZY = {
     "VisualQuestionAnswerer": "keras_models.tasks.visual_question_answering",
     "SpeechRecognizer": "keras_models.tasks.audio",
     "AudioClassifier": "keras_models.tasks.audio",
+    "TextToAudio": "keras_models.tasks.text_to_audio",
     "TimeSeriesForecaster": "keras_models.tasks.time_series",
     "TrajectoryPredictor": "keras_models.tasks.trajectory",
     "TableQuestionAnswerer": "keras_models.tasks.table_question_answerer",

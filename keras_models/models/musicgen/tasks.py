@@ -1,0 +1,227 @@
+"""MusicGen's heads and generation.
+
+* :class:`MusicgenCausalLM` (``MusicgenForCausalLM``): the decoder and one bias-free LM head per
+  codebook; logits ``(batch * num_codebooks, time, vocab_size)`` as Transformers returns them.
+* :class:`MusicgenTextToAudio` (``MusicgenForConditionalGeneration``): text -> codes -> waveform.
+
+Generation follows Transformers' MusicGen: the codebooks are generated in a *delay pattern*
+(codebook ``k`` lags ``k`` steps behind the first; the positions outside the pattern hold the
+decoder start token), all rows in one batch of ``batch * num_codebooks``; with ``guidance_scale >
+1`` (classifier-free guidance) the decoder also runs on zeroed (fully masked) text states and the
+logits are ``uncond + guidance_scale * (cond - uncond)``. The codes are then decoded by EnCodec
+(stereo models: even codebooks left, odd right).
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.errors import InputError
+from keras_models.generation.config import GenerationError
+from keras_models.models.musicgen.backbone import MusicgenBackbone, MusicgenDecoderBackbone
+from keras_models.models.registry import register_task
+from keras_models.presets.weight_map import TRANSPOSE, Rule
+from keras_models.tasks.task import Task
+from keras_models.tasks.text_to_audio import TextToAudio
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+class _CodebookHeads:
+    """One Dense(vocab_size, no bias) per codebook over the decoder's hidden states."""
+
+    def _make_heads(self, decoder):
+        s = decoder.spec
+        init = keras.initializers.RandomNormal(stddev=s.initializer_factor)
+        self.lm_heads = [keras.layers.Dense(s.vocab_size, use_bias=False, kernel_initializer=init,
+                                            name=f"lm_head_{k}", dtype=decoder.dtype_policy)
+                         for k in range(s.num_codebooks)]
+
+    def _build_heads(self, width):
+        for head in self.lm_heads:
+            head.build((None, None, width))
+
+    def codebook_logits(self, hidden):
+        """(batch, t, hidden) -> (batch * K, t, vocab): row ``b * K + k`` from head ``k``."""
+        out = ops.stack([head(hidden) for head in self.lm_heads], axis=1)
+        return ops.reshape(out, (-1, ops.shape(out)[2], ops.shape(out)[3]))
+
+    def _head_rules(self, prefix):
+        return [Rule(f"{prefix}lm_heads.{k}.weight", head.kernel, TRANSPOSE, base=False)
+                for k, head in enumerate(self.lm_heads)]
+
+
+def delay_pattern(batch, num_codebooks, max_length, start, stereo=False):
+    """(batch * K, max_length) int: -1 where a token is generated, ``start`` elsewhere (Transformers'
+    ``build_delay_pattern_mask`` for a one-token prompt). Codebook k (stereo: pair k) is generated
+    from step k + 1 to ``max_length - (K' - k)``, K' the codebooks per channel."""
+    k_ch = num_codebooks // 2 if stereo else num_codebooks
+    out = np.full((num_codebooks, max_length), start, np.int64)
+    for k in range(num_codebooks):
+        j = k // 2 if stereo else k
+        out[k, j + 1:max_length - (k_ch - 1 - j)] = -1
+    return np.tile(out, (batch, 1))
+
+
+@_ser
+@register_task(MusicgenDecoderBackbone, "CausalLM", ("MusicgenForCausalLM",))
+class MusicgenCausalLM(_CodebookHeads, Task):
+    """Logits (batch * num_codebooks, time, vocab_size) for ``{"input_ids" (batch * num_codebooks,
+    time), "attention_mask", "encoder_hidden_states", "encoder_attention_mask"}``."""
+
+    hf_head_patterns = ("lm_heads.*",)
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        self._make_heads(backbone)
+
+    def build(self, input_shape=None):
+        self.backbone.build_from_dummy()
+        self._build_heads(self.backbone.hidden_size)
+        self.built = True
+
+    def build_from_dummy(self):
+        if not self.built:
+            self.build()
+        return self
+
+    def call(self, inputs, training=False):
+        return self.codebook_logits(self.backbone(inputs, training=training))
+
+    def head_rules(self):
+        return self._head_rules("")
+
+
+@_ser
+@register_task(MusicgenBackbone, "TextToAudio", ("MusicgenForConditionalGeneration",))
+class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
+    """Logits (batch * num_codebooks, time, vocab_size) for ``{"input_ids", "attention_mask",
+    "decoder_input_ids" (batch * num_codebooks, time)}``; ``generate`` (see the module docstring)."""
+
+    hf_head_patterns = ("decoder.lm_heads.*",)
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        self._make_heads(backbone.decoder)
+
+    def build(self, input_shape=None):
+        self.backbone.build_from_dummy()
+        self._build_heads(self.backbone.hidden_size)
+        self.built = True
+
+    def build_from_dummy(self):
+        if not self.built:
+            self.build()
+        return self
+
+    def call(self, inputs, training=False):
+        return self.codebook_logits(self.backbone(inputs, training=training)["last_hidden_state"])
+
+    def head_rules(self):
+        return self._head_rules("decoder.")
+
+    # --- generation -------------------------------------------------------------------------------
+    def _compiled(self, key, make):
+        """``make()`` compiled for this backend (generation.backend.compile_fn), cached per model."""
+        cache = self.__dict__.get("_musicgen_compiled")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_musicgen_compiled", cache)  # not a tracked Keras attribute
+        if key not in cache:
+            from keras_models.generation.backend import compile_fn
+
+            cache[key] = compile_fn(self, make())
+        return cache[key]
+
+    def _prepare_fn(self, guided):
+        """(ids, mask) -> (conditioning states, their mask, the cross-attention K/V): with guidance,
+        the unconditional rows (zero states, all masked) follow the conditional ones."""
+        b = self.backbone
+
+        def prepare(ids, mask):
+            _, cond = b.encode_text(ids, mask)
+            if guided:
+                cond = ops.concatenate([cond, ops.zeros_like(cond)], axis=0)
+                mask = ops.concatenate([mask, ops.zeros_like(mask)], axis=0)
+            return cond, mask, b.decoder.cross_kv_cache(cond)
+
+        return prepare
+
+    def _step_fn(self):
+        """(ids (rows, 1), cache, index, states, mask) -> (last logits (rows, vocab) float32, cache)."""
+        dec = self.backbone.decoder
+
+        def step(ids, cache, index, states, mask):
+            hidden, cache = dec.decode_with_cache(ids, states, mask, cache, index)
+            return ops.cast(self.codebook_logits(hidden)[:, -1], "float32"), cache
+
+        return step
+
+    def generate_codes(self, input_ids, attention_mask, settings):
+        b = self.backbone
+        unknown = sorted(set(settings) - {"max_length", "max_new_tokens", "do_sample", "guidance_scale",
+                                          "decoder_start_token_id", "pad_token_id", "eos_token_id",
+                                          "temperature", "top_k"})
+        if unknown:
+            raise GenerationError(f"generate: unknown or unsupported arguments {unknown}")
+        if settings.get("do_sample"):
+            raise GenerationError("generate: do_sample=True is not implemented for MusicGen yet; pass do_sample=False "
+                                  "(greedy)")
+        if settings.get("eos_token_id") is not None:
+            raise GenerationError("generate: eos_token_id (early stopping) is not implemented for MusicGen")
+        guidance = settings.get("guidance_scale")
+        guided = guidance is not None and guidance > 1
+        start = settings.get("decoder_start_token_id")
+        start = b.decoder_start_token_id if start is None else start
+        pad = settings.get("pad_token_id")
+        pad = b.pad_token_id if pad is None else pad
+        if start is None or pad is None:
+            raise GenerationError("generate: no decoder_start_token_id / pad_token_id in the config; pass them")
+        if settings.get("max_new_tokens") is not None:
+            max_length = 1 + int(settings["max_new_tokens"])
+        elif settings.get("max_length") is not None:
+            max_length = int(settings["max_length"])
+        else:
+            raise GenerationError("generate: pass max_new_tokens (or max_length)")
+        k = b.num_codebooks
+        stereo = b.audio_channels == 2
+        k_ch = k // 2 if stereo else k
+        if max_length < max(2 * k_ch - 1, k_ch + 1):
+            raise GenerationError(f"generate: max_new_tokens must be at least {max(2 * k_ch - 2, k_ch)} for {k} "
+                                  "codebooks (the delay pattern)")
+        batch = input_ids.shape[0]
+        cond, mask, cross_kv = self._compiled(("prepare", guided), lambda: self._prepare_fn(guided))(
+            ops.convert_to_tensor(input_ids), ops.convert_to_tensor(attention_mask))
+        rows = 2 * batch if guided else batch
+        cache = {**b.decoder.init_cache(rows, max_length), "cross_kv": cross_kv}
+        pattern = delay_pattern(batch, k, max_length, start, stereo)
+        tokens = np.where(pattern == -1, 0, pattern)  # positions to generate filled in as they come
+        step = self._compiled("step", self._step_fn)
+        for i in range(max_length - 1):
+            ids = tokens[:, i:i + 1]
+            if guided:
+                ids = np.concatenate([ids, ids], axis=0)
+            logits, cache = step(ops.convert_to_tensor(ids.astype("int32")), cache,
+                                 ops.convert_to_tensor(np.int32(i)), cond, mask)
+            logits = ops.convert_to_numpy(logits)
+            if guided:
+                c, u = logits[:batch * k], logits[batch * k:]
+                logits = u + (c - u) * np.float32(guidance)
+            nxt = logits.argmax(-1)
+            tokens[:, i + 1] = np.where(pattern[:, i + 1] == -1, nxt, pattern[:, i + 1])
+        kept = tokens[tokens != pad]
+        n = kept.size // (batch * k)
+        if kept.size != batch * k * n:
+            raise GenerationError("generate: a generated code equals pad_token_id; the delay pattern cannot be removed")
+        return kept.reshape(1, batch, k, n).astype("int32")
+
+    def decode_audio(self, codes):
+        codec = self.backbone.audio_encoder
+        if self.backbone.audio_channels == 2:
+            left = codec.decode(codes[:, :, ::2])
+            right = codec.decode(codes[:, :, 1::2])
+            return ops.convert_to_numpy(ops.concatenate([left, right], axis=1))
+        return ops.convert_to_numpy(codec.decode(codes))
+
+
+__all__ = ["MusicgenCausalLM", "MusicgenTextToAudio", "delay_pattern"]
