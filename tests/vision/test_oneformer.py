@@ -42,7 +42,7 @@ def _config(kind):
                              use_task_norm=False, query_dec_layers=2, task_seq_len=7, is_training=False)
 
 
-def _write_tokenizer(folder):
+def _write_tokenizer():
     """A tiny CLIP BPE vocabulary: the letters, each task word merged letter by letter."""
     import string
 
@@ -51,17 +51,27 @@ def _write_tokenizer(folder):
     chars = list(string.ascii_lowercase)
     vocab = chars + [c + "</w>" for c in chars]
     merges = []
+
+    def bpe(pieces):  # apply the merges so far, best rank first, as the tokenizer does
+        while True:
+            ranks = [(merges.index(p), i) for i, p in enumerate(zip(pieces, pieces[1:])) if p in merges]
+            if not ranks:
+                return pieces
+            i = min(ranks)[1]
+            pieces = pieces[:i] + [pieces[i] + pieces[i + 1]] + pieces[i + 2:]
+
     for word in WORDS:
-        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        pieces = bpe(list(word[:-1]) + [word[-1] + "</w>"])
         while len(pieces) > 1:
-            merges.append(f"{pieces[0]} {pieces[1]}")
-            pieces = [pieces[0] + pieces[1]] + pieces[2:]
-            if pieces[0] not in vocab:
-                vocab.append(pieces[0])
-    vocab += ["<|startoftext|>", "<|endoftext|>", "<|unk|>"]
-    (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    return T.CLIPTokenizer(vocab_file=str(folder / "vocab.json"), merges_file=str(folder / "merges.txt"))
+            merges.append((pieces[0], pieces[1]))
+            if pieces[0] + pieces[1] not in vocab:
+                vocab.append(pieces[0] + pieces[1])
+            pieces = bpe(pieces)
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    tok = T.CLIPTokenizer(vocab={t: i for i, t in enumerate(vocab)}, merges=merges)
+    ids = tok("the task is panoptic")["input_ids"]
+    assert len(ids) == 6 and len(set(ids)) == 6, ids  # start, the four words, end
+    return tok
 
 
 def _hf_processor(folder):
@@ -86,7 +96,7 @@ def _reference(kind):
         folder = tmp / "model"
         folder.mkdir()
         (folder / "classes.json").write_text(json.dumps(CLASSES))
-        tok = _write_tokenizer(tmp)
+        tok = _write_tokenizer()
         tok.save_pretrained(folder)
         proc = _hf_processor(folder)
         proc.save_pretrained(folder)
