@@ -6,12 +6,12 @@ patches), each with random weights (tests/parity.randomize_weights):
     tied head), 5 latent queries;
   * "odd": untied head (both tie flags off), relu text MLP, no embedding scale, gelu vision
     tower, LayerNorm eps 1e-3 in the text model, 3 vision layers, 3 latent queries.
-The batch is laid out as Kosmos2Processor lays it out (bos, <image>, the latent positions marked by
-image_embeds_position_mask, </image>, text), its second row left-padded with pad_token_id. Logits,
-the text decoder's last hidden state and the projected image features are compared on real tokens;
-greedy ``generate`` must equal Transformers' token for token. The processor (an XLM-R sentencepiece
-tokenizer with the grounding and patch-index tokens) and its post-processing are compared with
-Transformers' Kosmos2Processor.
+"base" carries Transformers' Kosmos2Processor (an XLM-R sentencepiece tokenizer with the tag and 16
+patch-index tokens, left padding, CLIP image processing): its batch (bos, <image>, the latent
+positions marked by image_embeds_position_mask, </image>, text; one row left-padded) is the model's
+input, and our processor must produce it. "odd" gets the same layout by hand. Logits, the text
+decoder's last hidden state and the projected image features are compared on real tokens; greedy
+``generate`` must equal Transformers' token for token, and its decoded, post-processed text too.
 """
 
 import json
@@ -22,7 +22,7 @@ import pytest
 from tests.parity import _key, assert_close, cached_folder, randomize_weights
 
 PAD, BOS, EOS, BOI, EOI = 1, 0, 2, 3, 70
-TEXT = dict(vocab_size=99, embed_dim=32, layers=2, ffn_dim=40, attention_heads=4, max_position_embeddings=64)
+TEXT = dict(vocab_size=260, embed_dim=32, layers=2, ffn_dim=40, attention_heads=4, max_position_embeddings=64)
 VISION = dict(hidden_size=24, intermediate_size=36, num_hidden_layers=2, num_attention_heads=4, image_size=16,
               patch_size=4)
 KINDS = {
@@ -41,8 +41,14 @@ def _config(kind):
                            latent_query_num=k["latent_query_num"], tie_word_embeddings=k["tie_word_embeddings"])
 
 
-def _inputs(kind):
-    """Two rows as the processor builds them, the second left-padded by 3."""
+PROMPTS = ["<grounding> An image of<phrase> a ball</phrase> and", "<grounding> a dog"]
+
+
+def _inputs(kind, expected=None):
+    """Two rows as the processor builds them, one left-padded ("base": its processor's output)."""
+    if kind == "base":
+        names = ("input_ids", "attention_mask", "image_embeds_position_mask")
+        return {k: expected[f"in_{k}"] for k in names}, expected["in_pixel_values"].transpose(0, 2, 3, 1)
     q = KINDS[kind]["latent_query_num"]
     rng = np.random.RandomState(0)
     rows = [[BOS, BOI] + list(range(4, 4 + q)) + [EOI] + list(rng.randint(5, 90, size=6)),
@@ -68,19 +74,26 @@ def reference(kind):
         model = randomize_weights(T.Kosmos2ForConditionalGeneration(_config(kind)).eval())
         model.save_pretrained(tmp / "model")
         model = T.Kosmos2ForConditionalGeneration.from_pretrained(tmp / "model").eval()
-        text, pixels = _inputs(kind)
+        expected = {}
+        if kind == "base":
+            proc = _save_processor(tmp / "model")
+            enc = proc(text=PROMPTS, images=_proc_images(2), num_image_tokens=5, return_tensors="np")
+            expected.update({f"in_{k}": np.asarray(v) for k, v in enc.items()})
+        text, pixels = _inputs(kind, expected)
         t = {k: torch.tensor(v) for k, v in text.items()}
         pv = torch.tensor(pixels.transpose(0, 3, 1, 2))
         captured = {}
         hook = model.text_model.model.register_forward_hook(
             lambda m, a, out: captured.update(hidden=out.last_hidden_state))
         with torch.no_grad():
-            expected = {"logits": model(**t, pixel_values=pv).logits.numpy()}
+            expected["logits"] = model(**t, pixel_values=pv).logits.numpy()
             hook.remove()
             expected["hidden"] = captured["hidden"].numpy()
             expected["image_embeds"] = model.get_image_features(pv).pooler_output.numpy()
             expected["generated"] = model.generate(**t, pixel_values=pv, max_new_tokens=6, do_sample=False,
                                                    pad_token_id=PAD, eos_token_id=EOS).numpy()
+        if kind == "base":
+            _processor_expectations(proc, expected, tmp)
         np.savez(tmp / "expected.npz", **expected)
 
     import transformers
@@ -90,7 +103,7 @@ def reference(kind):
 
 
 def _ours(kind):
-    text, pixels = _inputs(kind)
+    text, pixels = _inputs(kind, reference(kind)[1])
     return {**{k: v.astype("int32") for k, v in text.items()}, "pixel_values": pixels}, text["attention_mask"]
 
 
@@ -138,7 +151,7 @@ def test_save_to_preset_reloads_in_transformers(tmp_path):
     folder, expected = reference("odd")
     model = _model("odd")
     model.save_to_preset(tmp_path / "saved")
-    text, pixels = _inputs("odd")
+    text, pixels = _inputs("odd", expected)
     hf_model = T.Kosmos2ForConditionalGeneration.from_pretrained(tmp_path / "saved").eval()
     with torch.no_grad():
         logits = hf_model(**{k: torch.tensor(v) for k, v in text.items()},
@@ -215,49 +228,50 @@ def _proc_images(n):
     return [Image.fromarray(rng.randint(0, 255, size=(20 + 6 * i, 18, 3), dtype=np.uint8)) for i in range(n)]
 
 
-def processor_reference():
+def _save_processor(folder):
     """Transformers' Kosmos2Processor over an XLM-R sentencepiece tokenizer (16 patch-index
-    tokens), saved, reloaded with AutoProcessor, and its outputs on CALLS."""
+    tokens, left padding), saved in ``folder`` and reloaded as a user's AutoProcessor is."""
+    import sys
+    from pathlib import Path
 
-    def build(tmp):
-        import sys
-        from pathlib import Path
+    import transformers as T
 
-        import transformers as T
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tokenizers"))
+    from tok_refs import ref_dir
 
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tokenizers"))
-        from tok_refs import ref_dir
+    tok = T.AutoTokenizer.from_pretrained(ref_dir("xlmr_spm"), padding_side="left")
+    image = T.CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+    T.Kosmos2Processor(image, tok, num_patch_index_tokens=16).save_pretrained(folder)
+    proc = T.AutoProcessor.from_pretrained(folder)
+    assert len(proc.tokenizer) <= TEXT["vocab_size"]
+    return proc
 
-        tok = T.AutoTokenizer.from_pretrained(ref_dir("xlmr_spm"))
-        image = T.CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
-        T.Kosmos2Processor(image, tok, num_patch_index_tokens=16).save_pretrained(tmp / "proc")
-        proc = T.AutoProcessor.from_pretrained(tmp / "proc")
-        expected = {}
-        for name, (texts, n, kw) in CALLS.items():
-            enc = proc(text=texts, images=_proc_images(n) if n else None, num_image_tokens=5, return_tensors="np",
-                       **kw)
-            expected.update({f"{name}_{k}": np.asarray(v) for k, v in enc.items()})
-        decoded = proc.post_process_image_text_to_text(expected["grounded_batch_input_ids"])
-        extracted = [proc.post_process_generation(t) for t in (GROUNDED, "<image></image>" + GROUNDED, "plain")]
-        (tmp / "post.json").write_text(json.dumps({"decoded": decoded, "extracted": extracted,
-                                                   "raw": proc.post_process_generation(GROUNDED, False)}))
-        np.savez(tmp / "expected.npz", **expected)
 
-    import transformers
-
-    folder = cached_folder(_key("kosmos2-processor", open(__file__).read(), transformers.__version__), build)
-    return folder / "proc", dict(np.load(folder / "expected.npz")), json.loads((folder / "post.json").read_text())
+def _processor_expectations(proc, expected, tmp):
+    for name, (texts, n, kw) in CALLS.items():
+        enc = proc(text=texts, images=_proc_images(n) if n else None, num_image_tokens=5, return_tensors="np", **kw)
+        expected.update({f"{name}_{k}": np.asarray(v) for k, v in enc.items()})
+    (tmp / "post.json").write_text(json.dumps({
+        "decoded": proc.post_process_image_text_to_text(expected["grounded_batch_input_ids"]),
+        "generated": proc.post_process_image_text_to_text(expected["generated"]),
+        "extracted": [proc.post_process_generation(t) for t in (GROUNDED, "<image></image>" + GROUNDED, "plain")],
+        "raw": proc.post_process_generation(GROUNDED, False)}))
 
 
 @pytest.mark.backend_independent  # numpy and Rust tokenizers only: the torch pass runs it
-def test_processor_equals_transformers():
+def test_processor_equals_transformers(tmp_path):
     """Image placeholders and their position mask, bos / eos, grounding and patch-index tokens
     from integer and float boxes, right padding, CLIP pixels; post-processing of grounded text."""
-    from keras_models.errors import InputError
-    from keras_models.models.kosmos2 import Kosmos2Processor
+    import transformers as T
 
-    folder, expected, post = processor_reference()
-    proc = Kosmos2Processor.from_preset(folder, {"latent_query_num": 5})
+    from keras_models.errors import InputError
+
+    folder, expected = reference("base")
+    post = json.loads((folder.parent / "post.json").read_text())
+    proc = _model("base").preprocessor  # loaded with the model: num_image_tokens = latent_query_num
+    out = proc(text=PROMPTS, images=_proc_images(2))
+    for key in ("input_ids", "attention_mask", "image_embeds_position_mask"):
+        np.testing.assert_array_equal(out[key], expected[f"in_{key}"], err_msg=key)
     for name, (texts, n, kw) in CALLS.items():
         kw = {k: v for k, v in kw.items() if k != "padding"}
         out = proc(text=texts, images=_proc_images(n) if n else None, **kw)
@@ -268,6 +282,7 @@ def test_processor_equals_transformers():
             np.testing.assert_allclose(out["pixel_values"], expected[f"{name}_pixel_values"].transpose(0, 2, 3, 1),
                                        atol=1e-5)
     assert proc.post_process_image_text_to_text(expected["grounded_batch_input_ids"]) == post["decoded"]
+    assert proc.post_process_image_text_to_text(expected["generated"]) == post["generated"]
     extracted = [proc.post_process_generation(t) for t in (GROUNDED, "<image></image>" + GROUNDED, "plain")]
     assert json.loads(json.dumps(extracted)) == post["extracted"]
     assert proc.post_process_generation(GROUNDED, False) == post["raw"]
@@ -275,3 +290,8 @@ def test_processor_equals_transformers():
         proc(text=["a", "b"], images=_proc_images(1))
     with pytest.raises(InputError, match="bboxes has 2 entries but the text has 1"):
         proc(text="<phrase>a</phrase>", images=_proc_images(1), bboxes=[(1, 2), (3, 4)])
+    proc.save_pretrained(tmp_path)  # what save_to_preset writes: Transformers reads it back
+    again = T.AutoProcessor.from_pretrained(tmp_path)
+    enc = again(text=PROMPTS, images=_proc_images(2), num_image_tokens=5, return_tensors="np")
+    for key in ("input_ids", "attention_mask", "image_embeds_position_mask"):
+        np.testing.assert_array_equal(enc[key], expected[f"in_{key}"], err_msg=f"reloaded {key}")
