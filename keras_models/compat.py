@@ -112,6 +112,43 @@ def keras_would_quantize(layer, filters):
     return should_quantize_layer(layer, filters)
 
 
+def stored_kernel(layer):
+    """The variable a Dense / EinsumDense stores its kernel in: without the LoRA product that
+    ``layer.kernel`` adds, and packed for int4.
+
+    Relies on: ``Dense._kernel`` / ``EinsumDense._kernel``."""
+    return layer._kernel
+
+
+def stored_embeddings(layer):
+    """The variable an Embedding stores its table in (quantized: the int8 / packed int4 values).
+
+    Relies on: ``Embedding._embeddings``."""
+    return layer._embeddings
+
+
+def int4_output_dim(layer):
+    """The unpacked size of an int4 layer's packed last axis.
+
+    Relies on: ``Dense._orig_output_dim`` / ``Embedding._orig_output_dim`` (set by int4 quantize)."""
+    return layer._orig_output_dim
+
+
+def dtype_policy_of(layer):
+    """The policy object a layer holds (a DTypePolicyMap stays a map; ``layer.dtype_policy`` may
+    resolve it).
+
+    Relies on: ``Layer._dtype_policy``."""
+    return layer._dtype_policy
+
+
+def set_dtype_policy(layer, policy):
+    """Put ``policy`` back (or in) without Keras' setter, which would re-quantize or refuse.
+
+    Relies on: ``Layer._dtype_policy``."""
+    object.__setattr__(layer, "_dtype_policy", policy)
+
+
 @contextlib.contextmanager
 def cheap_collections():
     """Keras' quantize deletes each float kernel through ``Layer.__delattr__``, which runs a full

@@ -327,3 +327,28 @@ def test_quantization_helpers():
     with compat.cheap_collections():
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
+
+
+def test_stored_variables_and_policy_accessors():
+    dense = keras.layers.Dense(4)
+    dense.build((None, 3))
+    emb = keras.layers.Embedding(5, 4)
+    emb.build((None,))
+    _internal("Dense._kernel", compat.stored_kernel(dense) is dense.kernel)
+    _internal("Embedding._embeddings", compat.stored_embeddings(emb) is emb.embeddings)
+    dense.enable_lora(2)
+    dense.lora_kernel_b.assign(np.ones((2, 4), "float32"))
+    # with LoRA on, .kernel adds the adapter product; the stored variable stays the base kernel
+    _internal("Dense._kernel under LoRA", compat.stored_kernel(dense).path.endswith("kernel")
+              and not np.allclose(keras.ops.convert_to_numpy(dense.kernel),
+                                  keras.ops.convert_to_numpy(compat.stored_kernel(dense))))
+    packed = keras.layers.Dense(6, use_bias=False)
+    packed.build((None, 3))
+    packed.quantize("int4")
+    _internal("Dense._orig_output_dim (int4)", compat.int4_output_dim(packed) == 6)
+    policy = compat.dtype_policy_of(packed)
+    _internal("Layer._dtype_policy", policy is not None and policy.quantization_mode == "int4")
+    compat.set_dtype_policy(packed, keras.dtype_policies.DTypePolicy("float32"))
+    _internal("Layer._dtype_policy setter bypass", packed.dtype_policy.quantization_mode is None)
+    compat.set_dtype_policy(packed, policy)
+    assert packed.dtype_policy.quantization_mode == "int4"

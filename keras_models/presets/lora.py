@@ -264,7 +264,7 @@ def load_lora_weights(model, path):
             raise PresetError(f"load_lora_weights: tensor {pair['A']} names module {module}, which "
                               f"{type(model).__name__} does not have as a Dense layer")
         a, b = reader.get(pair["A"]), reader.get(pair["B"])
-        units_in, units_out = (int(d) for d in layer._kernel.shape)
+        units_in, units_out = (int(d) for d in compat.stored_kernel(layer).shape)
         if a.ndim != 2 or b.ndim != 2 or a.shape[1] != units_in or b.shape[0] != units_out or a.shape[0] != b.shape[1]:
             raise PresetError(f"load_lora_weights: {pair['A']} {tuple(a.shape)} / {pair['B']} {tuple(b.shape)} "
                               f"do not fit {layer.path} (in {units_in}, out {units_out})")
@@ -305,11 +305,11 @@ def merge_lora_weights(model):
                               f"({layer.quantization_mode}); merge before quantizing")
     with compat.cheap_collections():
         for layer in layers:
-            merged = _numpy(layer.kernel).astype(np.dtype(layer._kernel.dtype) if layer._kernel.dtype != "bfloat16"
-                                                 else np.float32)
+            stored = compat.stored_kernel(layer)
+            merged = _numpy(layer.kernel).astype(np.dtype(stored.dtype) if stored.dtype != "bfloat16" else np.float32)
             layer.lora_enabled = False
-            layer._kernel.assign(merged)
-            layer._kernel.trainable = layer.trainable
+            stored.assign(merged)
+            stored.trainable = layer.trainable
             del layer.lora_kernel_a
             del layer.lora_kernel_b
             layer.lora_rank = None

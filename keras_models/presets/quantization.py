@@ -39,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_models import compat
 from keras_models.compat import cheap_collections, has_sublayers, keras_would_quantize, own_variables, sublayers
 from keras_models.errors import ConfigError, PresetError
 
@@ -249,35 +250,36 @@ class _raw_kernels:
 
         for layer in self.layers:
             if layer.quantization_mode == "int4":
-                policy = layer._dtype_policy
+                policy = compat.dtype_policy_of(layer)
                 plain = policy.default_policy if isinstance(policy, DTypePolicyMap) else None
                 if plain is None:
                     import keras
 
                     plain = keras.dtype_policies.DTypePolicy(policy.variable_dtype)
                 self.saved.append((layer, policy))
-                object.__setattr__(layer, "_dtype_policy", plain)
+                compat.set_dtype_policy(layer, plain)
         return self
 
     def __exit__(self, *exc):
         for layer, policy in self.saved:
-            object.__setattr__(layer, "_dtype_policy", policy)
+            compat.set_dtype_policy(layer, policy)
         return False
 
 
 def dequantize(layer):
     """The float weight (Keras layout, the layer's variable dtype) a quantized Dense or Embedding
     layer computes with."""
+    import keras
     from keras import quantizers
 
     mode = layer.quantization_mode
     dtype = np.dtype("float32")
     if str(layer.dtype_policy.variable_dtype) in ("float16", "float64"):
         dtype = np.dtype(str(layer.dtype_policy.variable_dtype))
-    embedding = hasattr(layer, "_embeddings")
-    q = layer._embeddings if embedding else layer._kernel
+    embedding = isinstance(layer, keras.layers.Embedding)
+    q = compat.stored_embeddings(layer) if embedding else compat.stored_kernel(layer)
     if mode == "int4":
-        q = quantizers.unpack_int4(q, layer._orig_output_dim, axis=-1)
+        q = quantizers.unpack_int4(q, compat.int4_output_dim(layer), axis=-1)
     q = _numpy(q).astype(np.float64)
     scale = _numpy(layer.embeddings_scale if embedding else layer.kernel_scale).astype(np.float64)
     zero = getattr(layer, "embeddings_zero" if embedding else "kernel_zero", None)
