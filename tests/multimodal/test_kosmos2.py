@@ -200,6 +200,7 @@ def test_config_errors(tmp_path):
                             ("text_config", "attention_heads", 5),
                             ("text_config", "pad_token_id", 500),
                             ("vision_config", "patch_size", 5),
+                            ("vision_config", "hidden_act", "nope"),
                             (None, "latent_query_num", 0)):
         broken = json.loads(json.dumps(config))
         (broken if where is None else broken[where])[key] = bad

@@ -32,7 +32,6 @@ from keras_models.generation.mixin import GenerationMixin, backend_to_numpy
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.decoder_masks import decoder_bias
-from keras_models.layers.positions import sinusoidal_table
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.clip.vision import CLIPVisionSpec, VisionTower, _square
@@ -54,6 +53,13 @@ class Kosmos2VisionSpec(CLIPVisionSpec):
     num_heads: int = dim("num_attention_heads", 16)
     patch_size: int = hf("patch_size", 14, read=_square, dim=True)
     projection_dim: int | None = const(None)
+
+    def validate(self, source="config.json"):
+        super().validate(source)
+        try:
+            get_activation(self.hidden_act)
+        except ValueError as e:
+            raise ConfigError(f"{source}: key 'hidden_act': {e}") from e
 
     def adjust_to_hf(self, out):
         out.pop("projection_dim", None)
@@ -201,10 +207,9 @@ class Kosmos2TextModel(keras.layers.Layer):
                                         s.layer_norm_eps, kernel_initializer=init, name=f"block_{i}", **common)
                        for i in range(s.num_layers)]
         self.final_norm = keras.layers.LayerNormalization(epsilon=s.layer_norm_eps, name="layer_norm", **common)
-        # position ids run up to pad + 1 + the context; the pad row is zero
-        table = sinusoidal_table(s.max_position_embeddings + s.pad_token_id + 2, s.hidden_size, "fairseq")
-        table[s.pad_token_id] = 0.0
-        self.position_table = table
+        half = s.hidden_size // 2
+        # fairseq's sinusoid frequencies, evaluated at any position (Transformers grows its table)
+        self.position_freq = np.exp(np.arange(half) * -(np.log(10000.0) / max(half - 1, 1))).astype("float32")
         self.embed_scale = float(np.sqrt(s.hidden_size)) if s.scale_embedding else None
 
     def build(self, input_shape=None):
@@ -218,14 +223,22 @@ class Kosmos2TextModel(keras.layers.Layer):
         real = ops.cast(ops.not_equal(ids, self.pad_token_id), "int32")
         return (ops.cumsum(real, axis=1) + ops.cast(cache_index, "int32")) * real + self.pad_token_id
 
+    def position_embeddings(self, positions):
+        """Sinusoids [sin | cos] of ``positions`` (zero-padded to an odd width); zero at the pad id."""
+        pos = ops.cast(positions, "float32")
+        angles = pos[..., None] * ops.convert_to_tensor(self.position_freq)
+        out = ops.concatenate([ops.sin(angles), ops.cos(angles)], axis=-1)
+        if self.hidden_size % 2:
+            out = ops.pad(out, [(0, 0)] * (len(out.shape) - 1) + [(0, 1)])
+        return out * ops.cast(ops.not_equal(positions, self.pad_token_id), "float32")[..., None]
+
     def forward(self, ids, key_mask, positions=None, cache=None, cache_index=0, embed=None, training=False):
         x = self.token_embedding(ids) if embed is None else embed(ids, self.token_embedding)
         if self.embed_scale is not None:
             x = x * ops.cast(self.embed_scale, x.dtype)
         if positions is None:
             positions = self.positions(ids, cache_index)
-        table = ops.convert_to_tensor(self.position_table)
-        x = x + ops.cast(ops.take(table, ops.cast(positions, "int32"), axis=0), x.dtype)
+        x = x + ops.cast(self.position_embeddings(positions), x.dtype)
         bias = decoder_bias(key_mask, ops.shape(ids)[1], cache_index, None, x.dtype)
         new_cache = []
         for i, block in enumerate(self.blocks):
