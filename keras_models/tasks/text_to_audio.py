@@ -22,7 +22,7 @@ from keras_models.tasks.task import Task
 
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
 # generation_config.json keys TextToAudio reads (others are Transformers' defaults or unused here)
-GENERATION_KEYS = ("max_length", "max_new_tokens", "do_sample", "guidance_scale", "temperature", "top_k",
+GENERATION_KEYS = ("max_length", "max_new_tokens", "do_sample", "guidance_scale", "temperature", "top_k", "top_p",
                    "decoder_start_token_id", "pad_token_id", "eos_token_id")
 
 

@@ -159,6 +159,9 @@ def test_logits_and_generation_parity(case):
         want = expected[f"codes_{gs}"]
         assert len(np.unique(want)) > 3, "degenerate reference: the codes hardly vary"
         np.testing.assert_array_equal(got["audio_codes"], want)
+        sampled = model.generate({"input_ids": IDS, "attention_mask": MASK}, do_sample=True, top_k=1, seed=0,
+                                 max_new_tokens=NEW_TOKENS, guidance_scale=gs, return_codes=True)
+        np.testing.assert_array_equal(sampled["audio_codes"], want)  # top_k=1 sampling is greedy
         assert_close(got["audio_values"], expected[f"audio_{gs}"], what=f"{case} audio (guidance {gs})")
 
 
@@ -167,10 +170,16 @@ def test_causal_lm_parity():
     ids, states, mask = _causal_inputs()
     model = km.CausalLM.from_preset(folder)
     assert type(model).__name__ == "MusicgenCausalLM"
-    assert_close(model.predict_on_batch({"input_ids": ids}), expected["logits"], what="logits")
-    assert_close(model.predict_on_batch({"input_ids": ids, "encoder_hidden_states": states,
-                                         "encoder_attention_mask": mask}), expected["cross"], what="cross logits")
-    assert_close(model.backbone.predict_on_batch({"input_ids": ids}), expected["hidden"], what="hidden")
+
+    def forward(ids, states, mask):  # one compiled program under jax
+        hidden = model.backbone({"input_ids": ids})
+        cross = model({"input_ids": ids, "encoder_hidden_states": states, "encoder_attention_mask": mask})
+        return model.codebook_logits(hidden), cross, hidden
+
+    logits, cross, hidden = jit_under_jax(forward)(ids, states, mask)
+    assert_close(logits, expected["logits"], what="logits")
+    assert_close(cross, expected["cross"], what="cross-attention logits")
+    assert_close(hidden, expected["hidden"], what="hidden")
 
 
 def test_musicgen_reloads_in_transformers(tmp_path):
@@ -193,15 +202,17 @@ def test_musicgen_reloads_in_transformers(tmp_path):
 
 
 def test_keras_round_trip(tmp_path):
+    """Class, spec (the nested tower configs included) and every variable survive a .keras file."""
     import keras
 
-    folder, expected = _reference("stereo")
+    folder, _ = _reference("stereo")
     model = km.TextToAudio.from_preset(folder)
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
-    assert type(restored) is type(model)
-    inputs = {"input_ids": IDS, "attention_mask": MASK, "decoder_input_ids": _decoder_ids("stereo")}
-    assert_close(restored.predict_on_batch(inputs), expected["logits"], what="restored logits")
+    assert type(restored) is type(model) and restored.backbone.spec == model.backbone.spec
+    assert [v.path for v in restored.weights] == [v.path for v in model.weights]
+    for a, b in zip(restored.weights, model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_bad_config_is_named(tmp_path):
@@ -225,3 +236,53 @@ def test_bad_config_is_named(tmp_path):
     (tmp_path / "s" / "config.json").write_text(json.dumps(stereo))
     with pytest.raises(ConfigError, match="num_codebooks"):
         km.Backbone.from_preset(tmp_path / "s", load_weights=False)
+
+
+@pytest.mark.backend_independent  # numpy and Rust tokenizers only: the torch pass runs it
+def test_processor_equals_transformers(tmp_path):
+    """MusicgenProcessor = a T5 tokenizer + EnCodec's feature extractor: the model's preprocessor gives
+    Transformers' ids, km.AudioFeatureExtractor its input_values / padding_mask."""
+    import transformers
+
+    folder, _ = _reference("mono")
+    pieces = ["<pad>", "</s>", "<unk>", "\u2581"] + [f"\u2581{w}" for w in ("pop", "rock", "drums", "song", "80s")] + list(
+        "abcdefghijklmnopqrstuvwxyz0123456789")
+    tok = transformers.T5Tokenizer(vocab=[(p, -float(i)) for i, p in enumerate(pieces)], extra_ids=0)
+    features = transformers.EncodecFeatureExtractor(feature_size=1, sampling_rate=32000)
+    # as the hub's MusicGen checkpoints: preprocessor_config.json + the tokenizer's files (Transformers 5's
+    # MusicgenProcessor.save_pretrained nests the extractor in processor_config.json instead)
+    tok.save_pretrained(tmp_path)
+    features.save_pretrained(tmp_path)
+    for f in folder.iterdir():
+        if not (tmp_path / f.name).exists():
+            (tmp_path / f.name).symlink_to(f)
+    theirs = transformers.MusicgenProcessor.from_pretrained(tmp_path)
+    texts = ["80s pop song with drums", "rock"]
+    want = theirs(text=texts, padding=True, return_tensors="np")
+    model = km.TextToAudio.from_preset(tmp_path, load_weights=False)
+    got = model.preprocessor(texts, padding=True, return_tensors=None)
+    np.testing.assert_array_equal(np.asarray(got["input_ids"]), want["input_ids"])
+    np.testing.assert_array_equal(np.asarray(got["attention_mask"]), want["attention_mask"])
+    waves = [np.random.RandomState(0).randn(130).astype("float32"), np.zeros(97, "float32")]
+    want = theirs(audio=waves, sampling_rate=32000, padding=True, return_tensors="np")
+    got = km.AudioFeatureExtractor.from_preset(tmp_path)(waves, sampling_rate=32000)
+    for key in want.keys():
+        np.testing.assert_array_equal(got[key], want[key])
+
+
+@pytest.mark.backend_independent  # numpy only
+def test_sampling_warpers():
+    from keras_models.generation.config import GenerationError
+    from keras_models.models.musicgen.tasks import _sampler
+
+    logits = np.log(np.array([[0.5, 0.3, 0.15, 0.05]] * 4000, "float32"))
+    for settings, allowed in (({"top_k": 2}, {0, 1}), ({"top_p": 0.7}, {0, 1}), ({"top_p": 0.9}, {0, 1, 2}),
+                              ({"temperature": 0.01}, {0})):
+        ids = _sampler({**settings, "seed": 0})(logits)
+        assert set(np.unique(ids)) == allowed, settings
+    ids = _sampler({"seed": 1})(logits)
+    np.testing.assert_allclose(np.bincount(ids, minlength=4) / len(ids), [0.5, 0.3, 0.15, 0.05], atol=0.03)
+    np.testing.assert_array_equal(ids, _sampler({"seed": 1})(logits))
+    for bad in ({"temperature": 0}, {"top_k": -1}, {"top_p": 1.5}):
+        with pytest.raises(GenerationError, match=next(iter(bad))):
+            _sampler(bad)

@@ -63,6 +63,41 @@ def delay_pattern(batch, num_codebooks, max_length, start, stereo=False):
     return np.tile(out, (batch, 1))
 
 
+def _sampler(settings):
+    """``logits (rows, vocab) -> ids``: Transformers' warpers in their order (temperature, top-k,
+    top-p) on the guided logits, then one draw per row from a numpy generator seeded by ``seed``."""
+    temperature = settings.get("temperature")
+    top_k, top_p = settings.get("top_k"), settings.get("top_p")
+    if temperature is not None and not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise GenerationError(f"generate: temperature must be a positive number, got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
+        raise GenerationError(f"generate: top_k must be a non-negative integer, got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise GenerationError(f"generate: top_p must be in (0, 1], got {top_p!r}")
+    rng = np.random.default_rng(settings.get("seed"))
+
+    def pick(logits):
+        x = logits.astype("float64")
+        if temperature is not None and temperature != 1:
+            x = x / temperature
+        if top_k and top_k < x.shape[-1]:
+            kth = np.sort(x, axis=-1)[:, -top_k][:, None]
+            x = np.where(x < kth, -np.inf, x)
+        if top_p is not None and top_p < 1:
+            order = np.argsort(-x, axis=-1, kind="stable")
+            sorted_x = np.take_along_axis(x, order, -1)
+            probs = np.exp(sorted_x - sorted_x[:, :1])
+            probs /= probs.sum(-1, keepdims=True)
+            drop = np.cumsum(probs, -1) - probs > top_p  # keep the smallest prefix reaching top_p
+            np.put_along_axis(x, order, np.where(drop, -np.inf, sorted_x), -1)
+        probs = np.exp(x - x.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        draws = rng.random((x.shape[0], 1))
+        return np.minimum((np.cumsum(probs, -1) < draws).sum(-1), x.shape[-1] - 1)
+
+    return pick
+
+
 @_ser
 @register_task(MusicgenDecoderBackbone, "CausalLM", ("MusicgenForCausalLM",))
 class MusicgenCausalLM(_CodebookHeads, Task):
@@ -161,12 +196,10 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
         b = self.backbone
         unknown = sorted(set(settings) - {"max_length", "max_new_tokens", "do_sample", "guidance_scale",
                                           "decoder_start_token_id", "pad_token_id", "eos_token_id",
-                                          "temperature", "top_k"})
+                                          "temperature", "top_k", "top_p", "seed"})
         if unknown:
             raise GenerationError(f"generate: unknown or unsupported arguments {unknown}")
-        if settings.get("do_sample"):
-            raise GenerationError("generate: do_sample=True is not implemented for MusicGen yet; pass do_sample=False "
-                                  "(greedy)")
+        pick = _sampler(settings) if settings.get("do_sample") else (lambda logits: logits.argmax(-1))
         if settings.get("eos_token_id") is not None:
             raise GenerationError("generate: eos_token_id (early stopping) is not implemented for MusicGen")
         guidance = settings.get("guidance_scale")
@@ -207,7 +240,7 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
             if guided:
                 c, u = logits[:batch * k], logits[batch * k:]
                 logits = u + (c - u) * np.float32(guidance)
-            nxt = logits.argmax(-1)
+            nxt = pick(logits)
             tokens[:, i + 1] = np.where(pattern[:, i + 1] == -1, nxt, pattern[:, i + 1])
         kept = tokens[tokens != pad]
         n = kept.size // (batch * k)
