@@ -87,6 +87,7 @@ from keras_models.models.patchtst import *  # noqa: F401,F403
 from keras_models.models.vilt import *  # noqa: F401,F403
 from keras_models.models.visual_bert import *  # noqa: F401,F403
 from keras_models.models.lxmert import *  # noqa: F401,F403
+from keras_models.models.bridgetower import *  # noqa: F401,F403
 from keras_models.models.patchtsmixer import *  # noqa: F401,F403
 from keras_models.models.time_series_transformer import *  # noqa: F401,F403
 from keras_models.models.informer import *  # noqa: F401,F403
