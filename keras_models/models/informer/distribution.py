@@ -58,3 +58,28 @@ def nll_loss(kind, params, future_values, loc, scale, observed=None):
         loss, weights = ops.sum(loss, axis=-1), ops.min(weights, axis=-1)
     weighted = ops.where(weights != 0, loss * weights, ops.zeros_like(loss))
     return ops.sum(weighted) / ops.maximum(ops.sum(weights), 1.0)
+
+
+def draw(kind, params, loc, scale, do_sample, seed):
+    """A value in the data's space from the distribution (params shaped like loc/scale after
+    broadcasting): its mean when ``do_sample`` is false (Student-t: loc, as df > 2), else a sample
+    (``seed``: an int)."""
+    import keras
+
+    from keras_models.errors import InputError
+
+    if kind == "negative_binomial":
+        total, logits = params
+        if do_sample:
+            raise InputError("generate: sampling a negative_binomial head is not implemented (no Poisson sampler "
+                             "in keras.random); use do_sample=False for the mean path")
+        return total * ops.exp(logits) * scale
+    mu, sigma = params[-2], params[-1]
+    if not do_sample:
+        return loc + scale * mu
+    z = keras.random.normal(ops.shape(mu), dtype=mu.dtype, seed=seed)
+    if kind == "student_t":
+        df = params[0]
+        chi2 = 2.0 * keras.random.gamma(ops.shape(df), alpha=df / 2.0, dtype=df.dtype, seed=seed + 1)
+        z = z * ops.sqrt(df / chi2)
+    return loc + scale * (mu + sigma * z)

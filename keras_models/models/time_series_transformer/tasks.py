@@ -38,6 +38,10 @@ class TimeSeriesTransformerForecaster(TimeSeriesForecaster):
 
     def call(self, inputs, training=False):
         _, d, loc, scale = self.backbone.encode(inputs)
+        return {"params": self.distribution_params(d), "loc": loc, "scale": scale}
+
+    def distribution_params(self, d):
+        """The distribution's parameters (scaled space) of the head's input ``d`` (batch, steps, width)."""
         raw = dict(zip(self.param_names, (p(d) for p in self.projections)))
         kind = self.backbone.spec.distribution_output
         tiny = 1.1920928955078125e-07  # float32 eps, the scale's floor
@@ -49,7 +53,7 @@ class TimeSeriesTransformerForecaster(TimeSeriesForecaster):
             params = (_squareplus(raw["total_count"]), raw["logits"])
         if self.backbone.spec.input_size == 1:
             params = tuple(p[..., 0] for p in params)
-        return {"params": params, "loc": loc, "scale": scale}
+        return params
 
     def head_rules(self):
         return sum((dense_rules(f"parameter_projection.proj.{i}", p, base=False)
