@@ -184,6 +184,8 @@ def test_keras_round_trip_and_input_errors(tmp_path):
         model.generate(bad, max_new_tokens=1)
     with pytest.raises(InputError, match="image_embeds_position_mask"):
         model.generate({k: v for k, v in inputs.items() if k != "image_embeds_position_mask"}, max_new_tokens=1)
+    with pytest.raises(InputError, match=r"pixel_values of shape \(2, 12, 12, 3\)"):
+        model.generate(dict(inputs, pixel_values=inputs["pixel_values"][:, :12, :12]), max_new_tokens=1)
 
 
 def test_config_errors(tmp_path):

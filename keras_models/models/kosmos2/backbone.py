@@ -369,6 +369,10 @@ class Kosmos2Backbone(SpecBackbone):
     def image_features(self, pixels, training=False):
         """(images, latent_query_num, text hidden): the projected features of ``pixel_values``."""
         v = self.vision_tower
+        size, channels = v.spec.image_size, v.spec.num_channels
+        if len(pixels.shape) != 4 or tuple(pixels.shape[1:]) != (size, size, channels):
+            raise InputError(f"pixel_values of shape {tuple(pixels.shape)}: this model's vision tower takes "
+                             f"(images, {size}, {size}, {channels}) channels_last")
         x = v(ops.cast(pixels, self.compute_dtype), training=training)
         x = v.post_norm(x)
         norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
