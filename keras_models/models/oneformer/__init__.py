@@ -78,6 +78,9 @@ class OneFormerSpec(Mask2FormerSpec):
     task_seq_len: int = dim("task_seq_len", 77)
 
     def validate(self, source="config.json"):
+        out = self.backbone_config.get("out_features") if isinstance(self.backbone_config, dict) else None
+        if out is not None and not (isinstance(out, list) and all(isinstance(n, str) for n in out)):
+            raise ConfigError(f"{source}: backbone_config out_features must be a list of stage names, got {out!r}")
         if self.mask_feature_size != self.feature_size:
             raise ConfigError(f"{source}: mask_dim={self.mask_feature_size} must equal conv_dim={self.feature_size} "
                               "(OneFormer's query_input_projection reads the mask features with conv_dim inputs)")
@@ -380,7 +383,8 @@ class OneFormerUniversalSegmenter(UniversalSegmenter):
         _check_sizes(target_sizes, len(logits), "post_process_instance_segmentation")
         if task_type == "panoptic" and thing_ids is None:
             raise InputError("post_process_instance_segmentation: task_type='panoptic' needs thing_ids (the "
-                             "class-info metadata's thing classes)")
+                             "class-info metadata's thing classes: model.preprocessor.image_processor"
+                             ".metadata['thing_ids'])")
         n_q, n_c = logits.shape[1], logits.shape[2] - 1
         results = []
         for i in range(len(logits)):

@@ -59,11 +59,11 @@ class OneFormerImageProcessor(DetrImageProcessor):
         """``{"thing_ids", "class_names", id: name}`` from the class-info JSON: the preset's copy, a
         local ``repo_path/class_info_file``, else the Hub (dataset repo ``repo_path``)."""
         if self._metadata is None:
-            if not self.class_info_file:
+            if not isinstance(self.class_info_file, str) or not self.class_info_file:
                 raise InputError(f"{CONFIG_NAME}: no class_info_file: OneFormer's class-info metadata (thing "
                                  "classes) is unknown")
             here = [Path(self.folder) / self.class_info_file] if self.folder else []
-            here.append(Path(self.repo_path or "") / self.class_info_file)
+            here.append(Path(str(self.repo_path or "")) / self.class_info_file)
             path = next((p for p in here if p.is_file()), None)
             if path is None:
                 try:
