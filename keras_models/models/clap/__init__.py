@@ -33,7 +33,7 @@ from keras_models.tasks.task import Task
 from keras_models.tasks.zero_shot_audio_classifier import ZeroShotAudioClassifier
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
-_VERIFIED = ()
+_VERIFIED = ("jax", "torch", "tensorflow")
 
 
 def _check_activation(name, key, source):

@@ -206,7 +206,7 @@ class ClapAudioBackbone(SpecBackbone):
     hf_architecture = "ClapAudioModel"
     hf_model_type = "clap_audio_model"
     hf_ignore = ("*relative_position_index", "*num_batches_tracked")
-    verified_backends = ()
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
