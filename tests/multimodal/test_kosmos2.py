@@ -92,6 +92,9 @@ def reference(kind):
             expected["image_embeds"] = model.get_image_features(pv).pooler_output.numpy()
             expected["generated"] = model.generate(**t, pixel_values=pv, max_new_tokens=6, do_sample=False,
                                                    pad_token_id=PAD, eos_token_id=EOS).numpy()
+            if kind == "base":
+                expected["beam"] = model.generate(**t, pixel_values=pv, max_new_tokens=4, num_beams=2, do_sample=False,
+                                                  pad_token_id=PAD, eos_token_id=EOS).numpy()
         if kind == "base":
             _processor_expectations(proc, expected, tmp)
         np.savez(tmp / "expected.npz", **expected)
@@ -139,6 +142,10 @@ def test_logits_hidden_states_and_greedy_generate_equal_transformers(kind):
         return  # the decode path is the base case's (CI time: one decode compile per pass)
     out = model.generate(inputs, max_new_tokens=6, do_sample=False, pad_token_id=PAD, eos_token_id=EOS)
     np.testing.assert_array_equal(out, expected["generated"])
+    if kind == "base" and keras.backend.backend() == "torch":  # beams: the image rows follow (eager loop: cheap)
+        out = model.generate(inputs, max_new_tokens=4, num_beams=2, do_sample=False, pad_token_id=PAD,
+                             eos_token_id=EOS)
+        np.testing.assert_array_equal(out, expected["beam"])
 
 
 def test_save_to_preset_reloads_in_transformers(tmp_path):
