@@ -234,6 +234,11 @@ CLASSES: dict[str, dict] = {
         "family": "gpt_sw3", "inputs": _NO_TYPES, "empty_pair_is_pair": True,
         "specials": {"pad_token": "<pad>", "unk_token": "<unk>", "eos_token": "<|endoftext|>", "bos_token": "<s>"},
     },
+    # python-only in Transformers: spm_char.model run by SentencePiece, </s> appended (speecht5.py)
+    "SpeechT5Tokenizer": {
+        "family": "speecht5", "inputs": _NO_TYPES,
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -280,6 +285,7 @@ MODEL_TYPE_TO_CLASS = {
     "xlm-prophetnet": "XLMProphetNetTokenizer",
     "fsmt": "FSMTTokenizer",
     "wav2vec2": "Wav2Vec2CTCTokenizer",
+    "speecht5": "SpeechT5Tokenizer",
 }
 
 
@@ -389,6 +395,8 @@ FAMILIES: dict[str | None, Family] = {
         files=("vocab.txt",),
     ),
     "gpt_sw3": Family(loader="gpt_sw3:gpt_sw3_backend", source="spiece.model", finish="gpt_sw3:finish_gpt_sw3"),
+    "speecht5": Family(loader="speecht5:speecht5_backend", source="spm_char.model", files=("spm_char.model",),
+                       finish="speecht5:finish_speecht5"),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
     ),

@@ -45,10 +45,12 @@ class Speech2TextSeq2SeqLM(Seq2SeqLM):
                                kwargs)
 
 
-def speech_generate(model, inputs, attention_mask, generation_config, decoder_input_ids, tokenizer, kwargs):
-    """Encode ``inputs`` (batch, time, ...) once (``model.backbone.encode(inputs, attention_mask)``)
-    and run the shared generation engine with the backbone's ``encoder_mask`` on the
-    cross-attention, from the decoder start token (or ``decoder_input_ids``)."""
+def speech_generate(model, inputs, attention_mask, generation_config, decoder_input_ids, tokenizer, kwargs,
+                    encode=None):
+    """Encode ``inputs`` (batch, time, ...) once (``model.backbone.encode(inputs, attention_mask)``,
+    or ``encode(inputs, attention_mask)``: e.g. a compiled encoder) and run the shared generation
+    engine with the backbone's ``encoder_mask`` on the cross-attention, from the decoder start token
+    (or ``decoder_input_ids``)."""
     batch = inputs.shape[0]
     if attention_mask is None:
         attention_mask = np.ones(inputs.shape[:2], "int32")
@@ -64,7 +66,7 @@ def speech_generate(model, inputs, attention_mask, generation_config, decoder_in
     prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids)).astype("int32")
     prompt = np.repeat(prompt[None], batch, axis=0) if prompt.ndim == 1 else prompt
     b = model.backbone
-    states = b.encode(inputs, attention_mask)
+    states = (encode or b.encode)(inputs, attention_mask)
     mask = b.encoder_mask(attention_mask, ops.shape(states)[1])
     model._gen_encoder = (states, ops.cast(mask, "int32"), np.zeros((batch, 1), "int32"))
     try:

@@ -13,11 +13,13 @@ turn speech or text into the encoder's / decoder's inputs.
   (interleaved sin / cos; ``alpha`` learned).
 * text decoder pre-net (``decoder_input="text"``): token embeddings (x sqrt(hidden) with
   ``scale_embedding``) + fairseq sinusoidal positions over the non-pad tokens.
-* speech decoder pre-net (``"speech"``): ReLU linears on mel frames, a projection, ``alpha`` x
-  the sinusoidal table, then the L2-normalised speaker embedding concatenated and a ReLU linear.
-  Transformers applies its dropout even at inference (a "consistent" mask shared by the
-  batch); here it runs only with ``training=True``, so outputs match Transformers with
-  ``speech_decoder_prenet_dropout=0``.
+* speech decoder pre-net (``"speech"``): ReLU linears on mel frames, each followed by
+  Transformers' "consistent" dropout, applied at inference too (Tacotron 2's pre-net): one random
+  mask per call, shared by the batch, that KEEPS each unit with probability
+  ``speech_decoder_prenet_dropout`` (p) and scales by 1 / (1 - p), as Transformers computes it (so
+  p = 0 zeroes the frames' contribution and is the deterministic setting); then a projection,
+  ``alpha`` x the sinusoidal table, the L2-normalised speaker embedding concatenated and a ReLU
+  linear.
 
 Which pre-nets are built follows config.json's ``architectures``: SpeechT5ForSpeechToText
 (speech -> text), SpeechT5ForTextToSpeech (text -> speech), SpeechT5ForSpeechToSpeech.
@@ -131,7 +133,7 @@ class SpeechT5Spec(BartSpec):
     speech_decoder_prenet_layers: int = dim("speech_decoder_prenet_layers", 2)
     speech_decoder_prenet_units: int = dim("speech_decoder_prenet_units", 256)
     speech_decoder_prenet_dropout: float = hf("speech_decoder_prenet_dropout", 0.5,
-                                              doc="applied only when training here")
+                                              doc="always on; keeps a unit with this probability")
     speaker_embedding_dim: int = dim("speaker_embedding_dim", 512)
     speech_decoder_postnet_layers: int = dim("speech_decoder_postnet_layers", 5)
     speech_decoder_postnet_units: int = dim("speech_decoder_postnet_units", 256)
@@ -172,6 +174,9 @@ class SpeechT5Spec(BartSpec):
         if self.hidden_size % self.num_conv_pos_embedding_groups:
             raise ConfigError(f"{source}: hidden_size {self.hidden_size} is not a multiple of "
                               f"num_conv_pos_embedding_groups {self.num_conv_pos_embedding_groups}")
+        if not 0.0 <= self.speech_decoder_prenet_dropout < 1.0:
+            raise ConfigError(f"{source}: speech_decoder_prenet_dropout={self.speech_decoder_prenet_dropout} must be "
+                              "in [0, 1) (the pre-net scales by 1 / (1 - p))")
         if self.pad_token_id is None:
             raise ConfigError(f"{source}: pad_token_id is required (SpeechT5's positions count from it)")
         if self.hidden_size % 2:
@@ -193,6 +198,7 @@ class SpeechT5Backbone(BartBackbone):
     base_model_prefix = "speecht5"
     hf_architecture = "SpeechT5Model"
     spec_cls = SpeechT5Spec
+    verified_backends = ("jax", "torch", "tensorflow")  # ASR and TTS parity (tests/audio/test_speecht5.py)
     encoder_block_names = ENCODER_NAMES
     decoder_block_names = DECODER_NAMES
     hf_known_unused = ("*masked_spec_embed",)
@@ -248,6 +254,12 @@ class SpeechT5Backbone(BartBackbone):
         if decoder_input == "speech":
             self._build_speech_decoder_prenet()
 
+    def build(self, input_shape=None):
+        self.token_embedding.build((None, None))
+        for blk in self.decoder_blocks:
+            blk.build((None, None, self.hidden_size))
+        self.built = True
+
     def _build_speech_encoder_prenet(self):
         dt = self.dtype_policy
         self.convs, self.conv_norms = [], []
@@ -284,12 +296,12 @@ class SpeechT5Backbone(BartBackbone):
         dense = dict(kernel_initializer=self.kernel_init, dtype=dt)
         self.speech_prenet_layers = []
         width = self.num_mel_bins
+        self.prenet_seed = keras.random.SeedGenerator(name="prenet_seed")  # the consistent dropout's masks
         for i in range(self.speech_decoder_prenet_layers):
             layer = keras.layers.Dense(self.speech_decoder_prenet_units, name=f"speech_prenet_{i}", **dense)
             layer.build((None, width))
             width = self.speech_decoder_prenet_units
             self.speech_prenet_layers.append(layer)
-        self.speech_prenet_dropout = keras.layers.Dropout(self.speech_decoder_prenet_dropout, dtype=dt)
         self.speech_prenet_final = keras.layers.Dense(self.hidden_size, name="speech_prenet_final", **dense)
         self.speech_prenet_final.build((None, width))
         self.decoder_alpha = self.add_weight(name="decoder_alpha", shape=(), initializer="ones")
@@ -382,12 +394,33 @@ class SpeechT5Backbone(BartBackbone):
         return self.encode(inputs[key], inputs.get("attention_mask"), training=training)
 
     # --- decoder ------------------------------------------------------------------------------
-    def embed_speech_decoder(self, values, speaker_embeddings=None, offset=0, training=False):
+    def consistent_dropout(self, x, rng=None, layer=0):
+        """Transformers' always-on pre-net dropout: a (steps, units) mask shared by the batch that
+        keeps a unit with probability p, scaled by 1 / (1 - p). ``rng``: an (int32 seed, step) pair
+        for the generation engine's counter-based uniforms (compiled loops), else Keras' random."""
+        p = float(self.speech_decoder_prenet_dropout)
+        if p == 0.0:
+            return ops.zeros_like(x)
+        if rng is None:
+            draw = keras.random.uniform(ops.shape(x)[1:], seed=self.prenet_seed)
+        else:
+            from keras_models.generation.backend import uniform
+
+            seed, step = rng
+            draw = uniform(seed, ops.cast(step, "int32") * len(self.speech_prenet_layers) + layer, tuple(x.shape[1:]))
+        keep = draw < p
+        return ops.where(keep[None], x, ops.zeros_like(x)) / ops.cast(1.0 - p, x.dtype)
+
+    def embed_speech_decoder(self, values, speaker_embeddings=None, offset=0, training=False,
+                             consistent_dropout=True, dropout_rng=None):
         """The speech decoder pre-net on mel frames (batch, steps, num_mel_bins) at positions
-        ``offset ..``."""
+        ``offset ..``. ``consistent_dropout=False`` skips the pre-net dropout (not a
+        Transformers setting: for inspecting the pre-net)."""
         x = ops.cast(values, self.compute_dtype)
-        for layer in self.speech_prenet_layers:
-            x = self.speech_prenet_dropout(ops.relu(layer(x)), training=training)
+        for i, layer in enumerate(self.speech_prenet_layers):
+            x = ops.relu(layer(x))
+            if consistent_dropout:
+                x = self.consistent_dropout(x, dropout_rng, i)
         x = self.speech_prenet_final(x)
         t = ops.shape(x)[1]
         table = ops.convert_to_tensor(self.decoder_table, x.dtype)
@@ -413,10 +446,13 @@ class SpeechT5Backbone(BartBackbone):
             x = blk(x, self_bias, context=encoder_states, cross_bias=cross, training=training)
         return x
 
-    def decode_speech_with_cache(self, frames, speaker_embeddings, encoder_states, cross_bias, cache, cache_index):
+    def decode_speech_with_cache(self, frames, speaker_embeddings, encoder_states, cross_bias, cache, cache_index,
+                                 dropout_rng=None):
         """The speech decoder on mel ``frames`` (batch, t, num_mel_bins) at positions
         ``cache_index ..`` against the KV ``cache`` (see ``init_cache``) -> (hidden, new cache)."""
-        x = self.embed_speech_decoder(frames, speaker_embeddings, offset=cache_index)
+        if type(cache_index) is not int:
+            cache_index = ops.cast(cache_index, "int32")
+        x = self.embed_speech_decoder(frames, speaker_embeddings, offset=cache_index, dropout_rng=dropout_rng)
         t = ops.shape(x)[1]
         self_bias = causal_bias(t, self.cache_length(cache), x.dtype, offset=cache_index)
         new_self = []

@@ -23,6 +23,16 @@ _ser = keras.saving.register_keras_serializable(package="keras_models")
 HEAD_PATTERNS = ("text_decoder_postnet.*", "speech_decoder_postnet.*")
 
 
+def compiled_encode(model, inputs, attention_mask):
+    """``model.backbone.encode(inputs, attention_mask)`` compiled (jax / tensorflow; cached on the
+    model): generation encodes eagerly otherwise, op by op."""
+    from keras_models.generation import backend
+
+    if getattr(model, "_speech_encode", None) is None:
+        model._speech_encode = backend.compile_fn(model, lambda v, m: model.backbone.encode(v, m))
+    return model._speech_encode(ops.convert_to_tensor(inputs), ops.convert_to_tensor(attention_mask, "int32"))
+
+
 @_ser
 @register_task(SpeechT5Backbone, "Seq2SeqLM", ("SpeechT5ForSpeechToText",))
 class SpeechT5SpeechToText(Seq2SeqLM):
@@ -52,7 +62,7 @@ class SpeechT5SpeechToText(Seq2SeqLM):
         if values.ndim == 1:
             values = values[None]
         return speech_generate(self, values, attention_mask, generation_config, decoder_input_ids, tokenizer,
-                               kwargs)
+                               kwargs, encode=lambda v, m: compiled_encode(self, v, m))
 
 
 
@@ -76,10 +86,13 @@ class SpeechT5TextToSpeech(TextToAudio):
     :meth:`generate_speech` is Transformers' autoregressive spectrogram generation (stop
     probability ``threshold``, ``minlenratio`` / ``maxlenratio``, an optional ``vocoder``)."""
 
+    modalities = ("text", "speech")
+
     def __init__(self, backbone, preprocessor=None, generation_config=None, **kwargs):
-        if backbone.encoder_input != "text" or backbone.decoder_input != "speech":
-            raise ConfigError(f"SpeechT5TextToSpeech needs a text encoder and a speech decoder, got "
-                              f"{backbone.encoder_input} -> {backbone.decoder_input} (config.json architectures)")
+        if (backbone.encoder_input, backbone.decoder_input) != self.modalities:
+            raise ConfigError(f"{type(self).__name__} needs a {self.modalities[0]} encoder and a {self.modalities[1]} "
+                              f"decoder, got {backbone.encoder_input} -> {backbone.decoder_input} (config.json "
+                              "architectures)")
         super().__init__(backbone, preprocessor=preprocessor, generation_config=generation_config, **kwargs)
         self.speech_postnet = SpeechPostnet(backbone, name="speech_decoder_postnet", dtype=backbone.dtype_policy)
         self.speech_postnet.build(None)
@@ -100,9 +113,53 @@ class SpeechT5TextToSpeech(TextToAudio):
         return self.generate_speech(ids, speaker_embeddings, attention_mask=mask, **kwargs)
 
     def generate_speech(self, input_ids, speaker_embeddings=None, attention_mask=None, threshold=0.5,
-                        minlenratio=0.0, maxlenratio=20.0, vocoder=None, return_output_lengths=False):
+                        minlenratio=0.0, maxlenratio=20.0, vocoder=None, return_output_lengths=False, seed=None):
+        """Transformers' ``generate_speech``: the spectrogram (steps, num_mel_bins) of one row, a
+        zero-padded (batch, steps, num_mel_bins) batch, or with ``return_output_lengths`` (padded,
+        lengths); a ``vocoder`` (e.g. SpeechT5HifiGanBackbone) turns them into waveforms."""
         return generate_speech(self, input_ids, speaker_embeddings, attention_mask, threshold, minlenratio,
-                               maxlenratio, vocoder, return_output_lengths)
+                               maxlenratio, vocoder, return_output_lengths, seed)
+
+    def speech_step(self):
+        """The compiled generation step (cached on the model)."""
+        if getattr(self, "_speech_step", None) is None:
+            from keras_models.generation import backend
+
+            b, post = self.backbone, self.speech_postnet
+
+            def step(frame, speaker, states, cross, cache, idx, rng):
+                hidden, cache = b.decode_speech_with_cache(frame, speaker, states, cross, cache, idx,
+                                                           dropout_rng=(rng, idx))
+                return post.frames(hidden), ops.sigmoid(post.prob_out(hidden))[:, 0], cache
+
+            self._speech_step = backend.compile_fn(self, step)
+        return self._speech_step
+
+
+@_ser
+@register_task(SpeechT5Backbone, "SpeechToSpeech", ("SpeechT5ForSpeechToSpeech",))
+class SpeechT5SpeechToSpeech(SpeechT5TextToSpeech):
+    """SpeechT5ForSpeechToSpeech (voice conversion): ``{"input_values" (batch, samples),
+    "attention_mask", "decoder_input_values", "speaker_embeddings", "decoder_attention_mask"}`` ->
+    the spectrogram after the post-net, as Transformers'. Load it with
+    ``km.models.SpeechT5SpeechToSpeech.from_preset`` (no generic task name covers audio to audio);
+    :meth:`generate_speech` / :meth:`generate` take the waveforms."""
+
+    modalities = ("speech", "speech")
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **_):
+        return None
+
+    def generate(self, input_values=None, *, attention_mask=None, speaker_embeddings=None, **kwargs):
+        """The spectrogram (or, with ``vocoder=``, the waveform) of waveforms ``input_values``
+        (batch, samples) or a dict holding them and ``attention_mask``."""
+        if isinstance(input_values, dict):
+            attention_mask = input_values.get("attention_mask", attention_mask)
+            input_values = input_values.get("input_values")
+        if input_values is None:
+            raise InputError("generate: SpeechT5 speech-to-speech needs input_values (batch, samples)")
+        return self.generate_speech(input_values, speaker_embeddings, attention_mask=attention_mask, **kwargs)
 
 
 class SpeechPostnet(keras.layers.Layer):
@@ -171,15 +228,20 @@ class SpeechPostnet(keras.layers.Layer):
 
 
 def generate_speech(model, input_values, speaker_embeddings, attention_mask, threshold, minlenratio, maxlenratio,
-                    vocoder, return_output_lengths):
+                    vocoder, return_output_lengths, seed=None):
     """Transformers' SpeechT5 spectrogram generation: from an all-zero frame, each step runs the
     speech decoder on the last frame (KV cache), predicts ``reduction_factor`` frames and a stop
     probability; a row ends when its summed stop probability reaches ``threshold`` (after
     ``minlenratio``, at the latest ``maxlenratio`` x encoder length / reduction_factor steps) and
-    gets the post-net of the frames made so far."""
+    gets the post-net of the frames made so far. The step is compiled (jax / tensorflow); the
+    pre-net's dropout masks come from the engine's counter-based generator (``seed``)."""
+    from keras_models.generation import backend
+
     b = model.backbone
     post = model.speech_postnet
     values = np.asarray(ops.convert_to_numpy(input_values))
+    if b.encoder_input == "speech":
+        values = values.astype("float32")
     if values.ndim == 1:
         values = values[None]
     batch = values.shape[0]
@@ -196,24 +258,27 @@ def generate_speech(model, input_values, speaker_embeddings, attention_mask, thr
         speaker = speaker[None]
     if speaker.shape[-1] != b.speaker_embedding_dim or speaker.shape[0] not in (1, batch):
         raise InputError(f"speaker_embeddings: expected ({batch}, {b.speaker_embedding_dim}), got {speaker.shape}")
-    states = b.encode(values, attention_mask)
+    states = compiled_encode(model, values, attention_mask)
     enc_len = int(states.shape[1])
     enc_mask = b.encoder_mask(attention_mask, enc_len)
     r, mels = b.reduction_factor, b.num_mel_bins
     maxlen = int(enc_len * maxlenratio / r)
     minlen = int(enc_len * minlenratio / r)
-    steps = max(maxlen, 1)
+    steps = max(maxlen, minlen, 1)
     cache = b.init_cache(batch, steps + 1, states)
     cross = b._cross_bias(enc_mask, states.dtype)
-    frame = np.zeros((batch, 1, mels), "float32")
+    speaker = ops.convert_to_tensor(speaker)
+    rng = backend.make_rng(seed, batch)
+    run = model.speech_step()
+    frame = ops.zeros((batch, 1, mels), states.dtype)
     made, results = [], {}
     idx = 0
     while True:
-        hidden, cache = b.decode_speech_with_cache(frame, speaker, states, cross, cache, idx)
-        spectrum = ops.convert_to_numpy(post.frames(hidden))  # (batch, r, mels)
-        made.append(spectrum)
+        step = idx if backend.EAGER_LOOP else ops.convert_to_tensor(np.int32(idx))
+        spectrum, prob, cache = run(frame, speaker, states, cross, cache, step, rng)
         frame = spectrum[:, -1:, :]
-        prob = ops.convert_to_numpy(ops.sigmoid(post.prob_out(hidden)))[:, 0]
+        spectrum, prob = ops.convert_to_numpy(spectrum), ops.convert_to_numpy(prob)
+        made.append(spectrum)
         idx += 1
         if idx < minlen:
             continue
@@ -240,4 +305,5 @@ def generate_speech(model, input_values, speaker_embeddings, attention_mask, thr
     return rows[0] if batch == 1 else padded
 
 
-__all__ = ["SpeechT5SpeechToText", "SpeechT5TextToSpeech", "SpeechPostnet", "generate_speech"]
+__all__ = ["SpeechT5SpeechToText", "SpeechT5TextToSpeech", "SpeechT5SpeechToSpeech", "SpeechPostnet",
+           "generate_speech"]
