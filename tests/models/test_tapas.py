@@ -215,3 +215,22 @@ def test_bad_token_type_ids_raise():
     bad[0, 5, 2] = 7  # row id past type_vocab_sizes[2]
     with pytest.raises(InputError, match="row_ids"):
         model.predict({**inputs, "token_type_ids": bad})
+
+
+@pytest.mark.backend_independent  # file handling only: no model is run
+def test_checkpoint_with_tapas_tokenizer_files_loads(tmp_path):
+    """A checkpoint folder as the Hub has them (vocab.txt + TapasTokenizer's tokenizer_config.json):
+    every task loads without a (text-only) preprocessor, and TapasTokenizer reads the folder."""
+    import shutil
+
+    import transformers
+
+    folder, _, _ = _ref("agg", "TableQuestionAnswerer")
+    target = tmp_path / "ckpt"
+    shutil.copytree(folder, target)
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[EMPTY]", "a"]) + "\n")
+    transformers.TapasTokenizer(str(tmp_path / "vocab.txt")).save_pretrained(target)
+    for task, kwargs in (("TableQuestionAnswerer", {}), ("TextClassifier", {"num_classes": 2}), ("MaskedLM", {})):
+        assert getattr(km, task).from_preset(target, load_weights=False, **kwargs).preprocessor is None
+    tokenizer = km.models.TapasTokenizer.from_preset(target)
+    assert tokenizer.tokenize("a b") == ["a", "[UNK]"] and tokenizer.tokenize("n/a") == ["[EMPTY]"]

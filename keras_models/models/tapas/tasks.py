@@ -17,13 +17,23 @@ LOG_ZERO = -10000.0  # Transformers' CLOSE_ENOUGH_TO_LOG_ZERO
 EPS = 1e-10
 
 
+class _TablePreprocessing:
+    """TAPAS inputs are a table and a text, which the generic text preprocessors cannot make: the
+    task has no preprocessor; ``keras_models.models.TapasTokenizer.from_preset`` reads the
+    checkpoint's vocab.txt."""
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **kwargs):
+        return None
+
+
 @family_task(TapasBackbone, "MaskedLM", "TapasForMaskedLM")
-class TapasMaskedLM(MaskedLM):
+class TapasMaskedLM(_TablePreprocessing, MaskedLM):
     pass
 
 
 @family_task(TapasBackbone, "TextClassifier", "TapasForSequenceClassification")
-class TapasTextClassifier(TextClassifier):
+class TapasTextClassifier(_TablePreprocessing, TextClassifier):
     """Table entailment (TabFact): BERT's pooler (dense + tanh on [CLS]) and a linear classifier."""
 
 
@@ -99,7 +109,7 @@ QA_KEYS = {"num_aggregation_labels": 0, "temperature": 1.0, "select_one_column":
 
 
 @family_task(TapasBackbone, "TableQuestionAnswerer", "TapasForQuestionAnswering")
-class TapasTableQuestionAnswerer(TableQuestionAnswerer):
+class TapasTableQuestionAnswerer(_TablePreprocessing, TableQuestionAnswerer):
     """TapasForQuestionAnswering: ``{"logits"}`` (batch, seq) and, with an aggregation head,
     ``"logits_aggregation"`` (batch, num_aggregation_labels)."""
 
@@ -231,11 +241,11 @@ def check_qa_config(config, source):
                           "TapasForQuestionAnswering cannot compute inference logits without column selection)")
     for key in ("max_num_rows", "max_num_columns"):
         value = config.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ConfigError(f"{source}: {key} must be a positive integer, got {value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**31):
+            raise ConfigError(f"{source}: {key} must be a positive integer below 2**31, got {value!r}")
     value = config.get("num_aggregation_labels")
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-        raise ConfigError(f"{source}: num_aggregation_labels must be an integer >= 0, got {value!r}")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31):
+        raise ConfigError(f"{source}: num_aggregation_labels must be an integer in [0, 2**31), got {value!r}")
     value = config.get("temperature")
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                               or not np.isfinite(value) or value <= 0):
