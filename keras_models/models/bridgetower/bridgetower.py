@@ -27,6 +27,9 @@ Transformers, not used.
 Heads: ``BridgeTowerForMaskedLM`` -> :class:`BridgeTowerMaskedLM` (km.MaskedLM over the text
 features), ``BridgeTowerForImageAndTextRetrieval`` -> :class:`BridgeTowerImageTextMatcher`
 (km.ImageTextMatcher: (batch, 2) logits from the pooled output).
+Tensors BridgeTowerModel never reads (the text tower's ``pooler``, the vision tower's
+``ln_separate`` LayerNorms) are reported on load and not kept, so ``save_to_preset`` omits them
+(Transformers re-initialises them on reload; no output changes).
 ``BridgeTowerForContrastiveLearning`` is not implemented (its outputs, three normalised embeddings
 per example, match no task here; its config keys are not BridgeTowerConfig's).
 """
