@@ -34,7 +34,8 @@ from keras_models.models.backbone import SpecBackbone
 from keras_models.models.detr.layers import DetrDecoderLayer, sine_positions
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.models.swin.backbone import SwinBackbone
-from keras_models.models.upernet import _PartitionedSwin, out_stages
+from keras_models.models.swin.backbone import SwinFeatureBackbone
+from keras_models.models.upernet import out_stages
 from keras_models.presets.weight_map import Rule
 from keras_models.spec import Spec, build_tower, dim, hf, nested
 from keras_models.tasks.object_detector import PredictionMLP
@@ -183,7 +184,7 @@ class MaskFormerBackbone(SpecBackbone):
         self.kind = "swin" if b["model_type"] in SWINS else "resnet"
         if self.kind == "swin":
             tower_args = SwinBackbone.config_from_hf({**b, "model_type": "swin"})
-            self.tower = _PartitionedSwin(name="encoder", **common, **tower_args)
+            self.tower = SwinFeatureBackbone(name="encoder", **common, **tower_args)
             n = len(self.tower.depths)
             self.stages = tuple(range(1, n + 1))
             widths = [self.tower.embed_dim * 2 ** i for i in range(n)]

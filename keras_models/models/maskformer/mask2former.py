@@ -43,7 +43,8 @@ from keras_models.models.detr.layers import DetrAttention, sine_positions
 from keras_models.models.maskformer import ConvGroupNorm
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.models.swin.backbone import SwinBackbone
-from keras_models.models.upernet import _PartitionedSwin, out_stages
+from keras_models.models.swin.backbone import SwinFeatureBackbone
+from keras_models.models.upernet import out_stages
 from keras_models.presets.weight_map import TRANSPOSE, Rule
 from keras_models.spec import Spec, dim, hf, tower
 from keras_models.tasks.object_detector import PredictionMLP
@@ -230,7 +231,7 @@ class Mask2FormerBackbone(SpecBackbone):
         super().__init__(spec, **kwargs)
         s, common = self.spec, dict(dtype=self.dtype_policy)
         b = s.backbone_config
-        self.tower = _PartitionedSwin(name="encoder", **common, **SwinBackbone.config_from_hf(b))
+        self.tower = SwinFeatureBackbone(name="encoder", **common, **SwinBackbone.config_from_hf(b))
         self.stages = out_stages(b, "backbone_config")
         self.channels = [self.tower.embed_dim * 2 ** (i - 1) for i in self.stages]
         self.stage_norms = [keras.layers.LayerNormalization(epsilon=1e-5, name=f"norm_stage{i}", **common)

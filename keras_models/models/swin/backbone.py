@@ -151,3 +151,17 @@ class SwinBackbone(Backbone):
                  absolute_positions=self.absolute_positions, dropout=self.dropout_rate,
                  attention_dropout=self.attention_dropout, initializer_range=self.initializer_range)
         return c
+
+
+class SwinFeatureBackbone(SwinBackbone):
+    """Swin as Transformers' ``SwinBackbone`` builds it (the feature tower of UperNet, MaskFormer,
+    Mask2Former and OneFormer): every stage keeps its window and shift, even where the feature map
+    is smaller than the window (the classification model shrinks them there)."""
+
+    def make_block(self, stage, index, dim, heads, **common):
+        ws = self.window_size
+        return SwinBlock(dim, heads, ws, 0 if index % 2 == 0 else ws // 2, mlp_ratio=self.mlp_ratio,
+                         hidden_act=self.hidden_act, layer_norm_eps=self.layer_norm_eps, qkv_bias=self.qkv_bias,
+                         dropout=self.dropout_rate, attention_dropout=self.attention_dropout, fixed_window=True,
+                         name=f"stage_{stage}_block_{index}", **common)
+

@@ -26,11 +26,10 @@ from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.layers.vision_embeddings import conv_rules, norm_rules
-from keras_models.layers.window_attention import SwinBlock
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.depth.layers import resize
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.models.swin.backbone import SwinBackbone
+from keras_models.models.swin.backbone import SwinFeatureBackbone
 from keras_models.presets.weight_map import mount
 from keras_models.spec import Spec, dim, hf, tower, tower_kwargs
 from keras_models.tasks.semantic_segmenter import SemanticSegmenter
@@ -92,17 +91,6 @@ class UperNetSpec(Spec):
         return {"pixel_values": np.zeros((1, 32, 32, c), "float32")}
 
 
-class _PartitionedSwin(SwinBackbone):
-    """Transformers' SwinBackbone: windows (and shifts) are kept at every resolution."""
-
-    def make_block(self, stage, index, dim, heads, **common):
-        ws = self.window_size
-        return SwinBlock(dim, heads, ws, 0 if index % 2 == 0 else ws // 2, mlp_ratio=self.mlp_ratio,
-                         hidden_act=self.hidden_act, layer_norm_eps=self.layer_norm_eps, qkv_bias=self.qkv_bias,
-                         dropout=self.dropout_rate, attention_dropout=self.attention_dropout, fixed_window=True,
-                         name=f"stage_{stage}_block_{index}", **common)
-
-
 @_ser
 @register_backbone("upernet")
 class UperNetBackbone(SpecBackbone):
@@ -121,7 +109,7 @@ class UperNetBackbone(SpecBackbone):
         self.kind = config["model_type"]
         cls, tower_args = tower_kwargs(config, "backbone_config")
         if self.kind == "swin":
-            cls = _PartitionedSwin
+            cls = SwinFeatureBackbone
         self.tower = cls(name="backbone", dtype=self.dtype_policy, **tower_args)
         self.stages = out_stages(config, "backbone_config")
         if self.kind == "convnext":
