@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from keras_models.errors import ConfigError
+from keras_models.errors import ConfigError, InputError
 from tests.parity import assert_close, hf_reference
 
 EOS, PAD = 2, 1
@@ -365,3 +365,28 @@ def test_speecht5_tokenizer(tmp_path, model_type):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(dict(config, normalize=True)))
     with pytest.raises(TokenizerFileError, match="normalize"):
         km.Tokenizer.from_preset(tmp_path)
+
+
+@pytest.mark.backend_independent
+def test_speecht5_feature_extractor(tmp_path):
+    """The audio path of SpeechT5FeatureExtractor (numpy) equal to Transformers': padded with the
+    mask, normalised over the real samples or not, and unpadded."""
+    import transformers
+
+    rng = np.random.RandomState(5)
+    waves = [rng.randn(n).astype("float32") * 0.3 + 0.1 for n in (900, 500, 731)]
+    for normalize in (False, True):
+        hf = transformers.SpeechT5FeatureExtractor(do_normalize=normalize)
+        hf.save_pretrained(tmp_path / str(normalize))
+        ours = km.AudioFeatureExtractor.from_preset(tmp_path / str(normalize))
+        assert type(ours).__name__ == "SpeechT5FeatureExtractor"
+        ref = hf(audio=waves, sampling_rate=16000, padding=True, return_tensors="np")
+        got = ours(waves, sampling_rate=16000)
+        assert_close(got["input_values"], ref["input_values"], what=f"input_values (do_normalize={normalize})")
+        np.testing.assert_array_equal(got["attention_mask"], ref["attention_mask"])
+        ref = hf(audio=waves, sampling_rate=16000)
+        got = ours(waves, sampling_rate=16000, padding=False)
+        for a, b in zip(got["input_values"], ref["input_values"]):
+            assert_close(a, b, what="unpadded input_values")
+    with pytest.raises(InputError, match="audio_target"):
+        ours(audio_target=waves, sampling_rate=16000)

@@ -351,6 +351,8 @@ class SpeechT5Backbone(BartBackbone):
     def embed_text_encoder(self, input_ids, training=False):
         x = self.token_embedding(input_ids)
         t = ops.shape(x)[1]
+        if isinstance(t, int) and t > len(self.encoder_table):
+            raise InputError(f"input_ids: {t} tokens are more than max_text_positions={len(self.encoder_table)}")
         table = ops.convert_to_tensor(self.encoder_table, x.dtype)[None, :t]
         x = x + ops.cast(self.encoder_alpha, x.dtype) * table
         return self.positional_drop(x, training=training)
@@ -373,7 +375,7 @@ class SpeechT5Backbone(BartBackbone):
             x = self.embed_text_encoder(inputs, training=training)
         x = self.embedding_dropout(self.encoder_norm(x), training=training)
         pad = None if mask is None else padding_bias(mask, x.dtype)
-        table = ops.cast(self.relative_table_for(x), x.dtype)
+        table = ops.cast(self.relative_bias_table(ops.shape(x)[1]), x.dtype)
         for blk in self.encoder_blocks:
             a = blk.self_attention
             b, t = ops.shape(x)[0], ops.shape(x)[1]
@@ -383,9 +385,6 @@ class SpeechT5Backbone(BartBackbone):
                 bias = bias + pad
             x = blk(x, bias, training=training)
         return x
-
-    def relative_table_for(self, x):
-        return self.relative_bias_table(ops.shape(x)[1])
 
     def encode_inputs(self, inputs, training=False):
         key = "input_values" if self.encoder_input == "speech" else "input_ids"
