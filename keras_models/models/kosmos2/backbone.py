@@ -81,6 +81,9 @@ class Kosmos2TextSpec(Spec):
     scale_embedding: bool = hf("scale_embedding", True)
     tie_word_embeddings: bool = hf("tie_word_embeddings", True)
     init_std: float = hf("init_std", 0.02)
+    dropout: float = hf("dropout", 0.1, doc="training only: embeddings, attention and MLP outputs")
+    attention_dropout: float = hf("attention_dropout", 0.1, doc="training only")
+    activation_dropout: float = hf("activation_dropout", 0.0, doc="training only")
     pad_token_id: int = hf("pad_token_id", 1)
     bos_token_id: int | None = hf("bos_token_id", 0)
     eos_token_id: int | tuple | None = hf("eos_token_id", 2)
@@ -93,6 +96,9 @@ class Kosmos2TextSpec(Spec):
             get_activation(self.activation_function)
         except ValueError as e:
             raise ConfigError(f"{source}: key 'activation_function': {e}") from e
+        for key in ("dropout", "attention_dropout", "activation_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{source}: key {key!r} must be in [0, 1), got {getattr(self, key)!r}")
         if not 0 <= self.pad_token_id < self.vocab_size:
             raise ConfigError(f"{source}: pad_token_id={self.pad_token_id} is outside the vocabulary "
                               f"(vocab_size={self.vocab_size})")
@@ -129,8 +135,12 @@ class Kosmos2TextBlock(keras.layers.Layer):
     """Pre-norm block: x + out_proj(LN(attn(LN(x)))), then x + fc2(LN(act(fc1(LN(x)))))."""
 
     def __init__(self, hidden_size, num_heads, intermediate_size, activation="gelu", layer_norm_eps=1e-5,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.dropout_rates = (dropout, attention_dropout, activation_dropout)
+        self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
+        self.act_drop = keras.layers.Dropout(activation_dropout, dtype=self.dtype_policy)
         self.hidden_size, self.num_heads, self.intermediate_size = hidden_size, num_heads, intermediate_size
         self.activation, self.layer_norm_eps = activation, layer_norm_eps
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -138,7 +148,8 @@ class Kosmos2TextBlock(keras.layers.Layer):
         init = dict(kernel_initializer=self.kernel_initializer)
         ln = dict(epsilon=layer_norm_eps, **common)
         self.attention_norm = keras.layers.LayerNormalization(name="self_attn_layer_norm", **ln)
-        self.attention = Attention(hidden_size, num_heads, use_bias=True, name="self_attn", **common, **init)
+        self.attention = Attention(hidden_size, num_heads, use_bias=True, dropout=attention_dropout, name="self_attn",
+                                   **common, **init)
         self.inner_attn_norm = keras.layers.LayerNormalization(name="inner_attn_ln", **ln)
         self.mlp_norm = keras.layers.LayerNormalization(name="final_layer_norm", **ln)
         self.fc1 = keras.layers.Dense(intermediate_size, name="fc1", **common, **init)
@@ -161,9 +172,10 @@ class Kosmos2TextBlock(keras.layers.Layer):
             out = a.attend(q, k, v, bias, training=training)
         else:
             out, cache = a.attend_with_cache(q, k, v, cache, cache_index, bias, training=training)
-        x = x + a.output_dense(self.inner_attn_norm(out))
-        h = self.fc2(self.ffn_norm(self.act(self.fc1(self.mlp_norm(x)))))
-        return x + h, cache
+        x = x + self.drop(a.output_dense(self.inner_attn_norm(out)), training=training)
+        h = self.act_drop(self.act(self.fc1(self.mlp_norm(x))), training=training)
+        h = self.fc2(self.ffn_norm(h))
+        return x + self.drop(h, training=training), cache
 
     def rules(self, p):
         a = self.attention
@@ -179,7 +191,8 @@ class Kosmos2TextBlock(keras.layers.Layer):
     def get_config(self):
         c = super().get_config()
         c.update(hidden_size=self.hidden_size, num_heads=self.num_heads, intermediate_size=self.intermediate_size,
-                 activation=self.activation, layer_norm_eps=self.layer_norm_eps,
+                 activation=self.activation, layer_norm_eps=self.layer_norm_eps, dropout=self.dropout_rates[0],
+                 attention_dropout=self.dropout_rates[1], activation_dropout=self.dropout_rates[2],
                  kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return c
 
@@ -204,13 +217,16 @@ class Kosmos2TextModel(keras.layers.Layer):
         self.token_embedding = keras.layers.Embedding(s.vocab_size, s.hidden_size, embeddings_initializer=init,
                                                       name="embed_tokens", **common)
         self.blocks = [Kosmos2TextBlock(s.hidden_size, s.num_heads, s.intermediate_size, s.activation_function,
-                                        s.layer_norm_eps, kernel_initializer=init, name=f"block_{i}", **common)
+                                        s.layer_norm_eps, kernel_initializer=init, dropout=s.dropout,
+                                        attention_dropout=s.attention_dropout, activation_dropout=s.activation_dropout,
+                                        name=f"block_{i}", **common)
                        for i in range(s.num_layers)]
         self.final_norm = keras.layers.LayerNormalization(epsilon=s.layer_norm_eps, name="layer_norm", **common)
         half = s.hidden_size // 2
         # fairseq's sinusoid frequencies, evaluated at any position (Transformers grows its table)
         self.position_freq = np.exp(np.arange(half) * -(np.log(10000.0) / max(half - 1, 1))).astype("float32")
         self.embed_scale = float(np.sqrt(s.hidden_size)) if s.scale_embedding else None
+        self.embed_drop = keras.layers.Dropout(s.dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape=None):
         self.token_embedding.build((None, None))
@@ -238,7 +254,7 @@ class Kosmos2TextModel(keras.layers.Layer):
             x = x * ops.cast(self.embed_scale, x.dtype)
         if positions is None:
             positions = self.positions(ids, cache_index)
-        x = x + ops.cast(self.position_embeddings(positions), x.dtype)
+        x = self.embed_drop(x + ops.cast(self.position_embeddings(positions), x.dtype), training=training)
         bias = decoder_bias(key_mask, ops.shape(ids)[1], cache_index, None, x.dtype)
         new_cache = []
         for i, block in enumerate(self.blocks):
@@ -269,13 +285,15 @@ class Kosmos2TextModel(keras.layers.Layer):
 class Kosmos2ImageToTextProjection(keras.layers.Layer):
     """dense(features), then the latent queries attend over [dense features | latent queries]."""
 
-    def __init__(self, vision_hidden, hidden_size, num_heads, num_queries, **kwargs):
+    def __init__(self, vision_hidden, hidden_size, num_heads, num_queries, attention_dropout=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.attention_dropout = attention_dropout
         self.vision_hidden, self.hidden_size = vision_hidden, hidden_size
         self.num_heads, self.num_queries = num_heads, num_queries
         common = dict(dtype=self.dtype_policy)
         self.dense = keras.layers.Dense(hidden_size, name="dense", **common)
-        self.attention = Attention(hidden_size, num_heads, use_bias=True, name="x_attn", **common)
+        self.attention = Attention(hidden_size, num_heads, use_bias=True, dropout=attention_dropout, name="x_attn",
+                                   **common)
 
     def build(self, input_shape=None):
         self.latent_query = self.add_weight(name="latent_query", shape=(self.num_queries, self.hidden_size),
@@ -284,11 +302,11 @@ class Kosmos2ImageToTextProjection(keras.layers.Layer):
         self.attention.build((None, None, self.hidden_size))
         self.built = True
 
-    def call(self, features):
+    def call(self, features, training=False):
         h = self.dense(features)
         b = ops.shape(h)[0]
         queries = ops.broadcast_to(ops.cast(self.latent_query, h.dtype)[None], (b, self.num_queries, self.hidden_size))
-        return self.attention(queries, context=ops.concatenate([h, queries], axis=1))
+        return self.attention(queries, context=ops.concatenate([h, queries], axis=1), training=training)
 
     def rules(self, p):
         a = self.attention
@@ -301,7 +319,7 @@ class Kosmos2ImageToTextProjection(keras.layers.Layer):
     def get_config(self):
         c = super().get_config()
         c.update(vision_hidden=self.vision_hidden, hidden_size=self.hidden_size, num_heads=self.num_heads,
-                 num_queries=self.num_queries)
+                 num_queries=self.num_queries, attention_dropout=self.attention_dropout)
         return c
 
 
@@ -348,7 +366,8 @@ class Kosmos2Backbone(SpecBackbone):
         self.language_model = Kosmos2TextModel(s.text_config, name="text_model", **common)
         t = s.text_config
         self.projection = Kosmos2ImageToTextProjection(s.vision_config.hidden_size, t.hidden_size, t.num_heads,
-                                                       s.latent_query_num, name="image_to_text_projection", **common)
+                                                       s.latent_query_num, attention_dropout=t.attention_dropout,
+                                                       name="image_to_text_projection", **common)
         self.vocab_size, self.hidden_size = t.vocab_size, t.hidden_size
         self.max_position_embeddings = t.max_position_embeddings
         self.tokens_per_image = s.latent_query_num
@@ -377,7 +396,7 @@ class Kosmos2Backbone(SpecBackbone):
         x = v.post_norm(x)
         norm = ops.sqrt(ops.sum(ops.square(x), axis=-1, keepdims=True))
         x = x / ops.maximum(norm, ops.cast(1e-12, x.dtype))
-        return self.projection(x)
+        return self.projection(x, training=training)
 
     def call(self, inputs, training=False):
         ids = inputs["input_ids"]
