@@ -322,6 +322,11 @@ def load_tokenizer(preset, cls=None, **overrides):
             f"hold values the tokenizer cannot use: {type(e).__name__}: {e}") from e
 
 
+# Transformers classes whose inputs are not text (TAPAS: a table plus queries): ``Tokenizer.from_preset``
+# returns the class that takes them, as AutoTokenizer does
+_OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer")}
+
+
 def _load_tokenizer(folder, cls, overrides):
     from keras_models.tokenizers.tokenizer import Tokenizer
 
@@ -329,6 +334,13 @@ def _load_tokenizer(folder, cls, overrides):
     config = read_tokenizer_config(folder)
     config.update(overrides)
     class_name = _class_name(folder, config)
+    if class_name in _OWN_CLASSES and cls is Tokenizer:
+        import importlib
+
+        module, name = _OWN_CLASSES[class_name]
+        if overrides:
+            raise TypeError(f"{class_name}.from_preset takes no keyword overrides (got {sorted(overrides)})")
+        return getattr(importlib.import_module(module), name).from_preset(folder)
     backend, source = build_backend(folder, config, class_name)
     if source == "tokenizer.json":
         # as in Transformers: tokenizer.json's own post-processor decides about bos / eos

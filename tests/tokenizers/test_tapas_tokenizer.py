@@ -79,3 +79,15 @@ def test_errors(folder):
         ours(ACTORS, QUERIES[:2])
     with pytest.raises(InputError, match="truncation"):
         ours(ACTORS, "q", truncation="longest_first")
+
+
+def test_tokenizer_from_preset_gives_the_table_tokenizer(folder):
+    import keras_models as km
+
+    tok = km.Tokenizer.from_preset(folder / "saved")
+    assert isinstance(tok, TapasTokenizer)
+    hf, _ = _pair(folder)
+    want = hf(table=ACTORS, queries=QUERIES[:2], padding=True)
+    got = tok(table=ACTORS, queries=QUERIES[:2], padding=True)
+    assert np.asarray(got["input_ids"]).tolist() == want["input_ids"]
+    assert np.asarray(got["token_type_ids"]).tolist() == np.asarray(want["token_type_ids"]).tolist()
