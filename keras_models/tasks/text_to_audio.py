@@ -97,16 +97,17 @@ class TextToAudio(Task):
         ``do_sample``, ``guidance_scale``, ...) and override generation_config.json."""
         ids, mask = self._text_inputs(inputs, tokenizer)
         settings = {**self.generation_config, **kwargs}
-        codes = self.generate_codes(ids, mask, settings)
-        audio = self.decode_audio(codes)
+        codes, scales = self.generate_codes(ids, mask, settings)
+        audio = self.decode_audio(codes, scales)
         if return_codes:
             return {"audio_codes": codes, "audio_values": audio}
         return audio
 
     def generate_codes(self, input_ids, attention_mask, settings):
+        """``(codes, audio_scales)``: the generated codec codes and the codec's scales (None: none)."""
         raise NotImplementedError
 
-    def decode_audio(self, codes):
+    def decode_audio(self, codes, audio_scales=None):
         raise NotImplementedError
 
     def get_config(self):

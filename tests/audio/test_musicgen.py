@@ -4,7 +4,7 @@
   decoder (2 codebooks, ReLU), a causal EnCodec; ``stereo``: a T5 v1.0 (ReLU) encoder as wide as the
   decoder (no projection), 4 codebooks in left/right pairs (audio_channels=2), EnCodec decoding each
   channel. Logits, encoder and decoder hidden states on a padded text batch; greedy generation
-  (guidance_scale 3: classifier-free guidance, mono; 1, stereo) equal to Transformers' audio codes and waveform.
+  (guidance_scale 3: classifier-free guidance, mono; 1, stereo), also continuing an audio prompt equal to Transformers' audio codes and waveform.
 * ``MusicgenForCausalLM`` alone (21 wide: odd sinusoidal width, 3 codebooks, SiLU), on
   (batch * codebooks, time) ids, with and without cross-attention states.
 * save_to_preset reloaded by Transformers; a .keras round trip; bad config values named.
@@ -56,6 +56,11 @@ def _decoder_ids(case, t=6):
     return np.random.RandomState(1).randint(0, 17, (2 * k, t))
 
 
+def _prompt(case):
+    """An audio prompt (batch, channels, 20 samples): 5 EnCodec frames."""
+    return np.random.RandomState(5).randn(2, CASES[case]["decoder"].get("audio_channels", 1), 20).astype("float32")
+
+
 def _reference(case):
     def build(tmp):
         import torch
@@ -84,7 +89,9 @@ def _reference(case):
                 encoder_hidden_states=model.enc_to_dec_proj(out.encoder_last_hidden_state) * mask[..., None]
                 if hasattr(model, "enc_to_dec_proj") else out.encoder_last_hidden_state * mask[..., None],
                 encoder_attention_mask=mask).last_hidden_state.numpy()
-        for gs in GUIDANCE[case]:
+        runs = [(f"_{gs}", gs, {}) for gs in GUIDANCE[case]]  # text only; text + an audio prompt (5 frames)
+        runs.append(("_prompt", GUIDANCE[case][0], {"input_values": torch.tensor(_prompt(case))}))
+        for suffix, gs, extra in runs:
             seen = []
             decode = model.audio_encoder.decode
 
@@ -94,14 +101,14 @@ def _reference(case):
 
             model.audio_encoder.decode = record
             with torch.no_grad():
-                audio = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=NEW_TOKENS,
-                                       guidance_scale=gs)
+                audio = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, guidance_scale=gs,
+                                       max_new_tokens=NEW_TOKENS - (5 if extra else 0), **extra)
             model.audio_encoder.decode = decode
             codes = np.zeros(seen[0].shape[:2] + (seen[0].shape[2] * len(seen),) + seen[0].shape[3:], "int64")
             for i, part in enumerate(seen):
                 codes[:, :, i::len(seen)] = part
-            expected[f"codes_{gs}"] = codes
-            expected[f"audio_{gs}"] = audio.numpy()
+            expected[f"codes{suffix}"] = codes
+            expected[f"audio{suffix}"] = audio.numpy()
         np.savez(tmp / "expected.npz", **expected)
 
     folder = cached_folder(f"audio-musicgen-{case}-{_key()}", build)
@@ -159,10 +166,14 @@ def test_logits_and_generation_parity(case):
         want = expected[f"codes_{gs}"]
         assert len(np.unique(want)) > 3, "degenerate reference: the codes hardly vary"
         np.testing.assert_array_equal(got["audio_codes"], want)
+        assert_close(got["audio_values"], expected[f"audio_{gs}"], what=f"{case} audio (guidance {gs})")
         sampled = model.generate({"input_ids": IDS, "attention_mask": MASK}, do_sample=True, top_k=1, seed=0,
                                  max_new_tokens=NEW_TOKENS, guidance_scale=gs, return_codes=True)
         np.testing.assert_array_equal(sampled["audio_codes"], want)  # top_k=1 sampling is greedy
-        assert_close(got["audio_values"], expected[f"audio_{gs}"], what=f"{case} audio (guidance {gs})")
+    got = model.generate({"input_ids": IDS, "attention_mask": MASK}, input_values=_prompt(case), do_sample=False,
+                         max_new_tokens=NEW_TOKENS - 5, guidance_scale=GUIDANCE[case][0], return_codes=True)
+    np.testing.assert_array_equal(got["audio_codes"], expected["codes_prompt"])
+    assert_close(got["audio_values"], expected["audio_prompt"], what=f"{case} audio (prompted)")
 
 
 def test_causal_lm_parity():
@@ -286,3 +297,25 @@ def test_sampling_warpers():
     for bad in ({"temperature": 0}, {"top_k": -1}, {"top_p": 1.5}):
         with pytest.raises(GenerationError, match=next(iter(bad))):
             _sampler(bad)
+
+
+@pytest.mark.backend_independent  # the weight map only
+def test_tied_text_embedding_under_either_name(tmp_path):
+    """The T5 encoder's token table is tied: a checkpoint holding it as text_encoder.encoder.embed_tokens
+    (instead of, or besides, text_encoder.shared) loads the same."""
+    from safetensors.numpy import load_file, save_file
+
+    folder, _ = _reference("stereo")
+    tensors = load_file(folder / "model.safetensors")
+    want = km.Backbone.from_preset(folder)
+    for i, renamed in enumerate((
+            {("text_encoder.encoder.embed_tokens.weight" if k == "text_encoder.shared.weight" else k): v
+             for k, v in tensors.items()},
+            {**tensors, "text_encoder.encoder.embed_tokens.weight": tensors["text_encoder.shared.weight"]})):
+        bad = tmp_path / str(i)
+        bad.mkdir()
+        (bad / "config.json").symlink_to(folder / "config.json")
+        save_file(renamed, bad / "model.safetensors", metadata={"format": "pt"})
+        got = km.Backbone.from_preset(bad)
+        for a, b in zip(got.weight_rules(), want.weight_rules()):  # (the unused T5 decoder side is not loaded)
+            np.testing.assert_array_equal(a.variable.numpy(), b.variable.numpy(), err_msg=a.hf)

@@ -276,8 +276,9 @@ class MusicgenBackbone(SpecBackbone):
     verified_backends = _ALL
     base_model_prefix = ""
     hf_architecture = "MusicgenForConditionalGeneration"
-    # EnCodec's k-means statistics (unused at inference); not written back
-    hf_known_unused = ("audio_encoder.quantizer.layers.*.codebook.inited",
+    # the tied copy of text_encoder.shared; EnCodec's k-means statistics (unused at inference): not written back
+    hf_known_unused = ("text_encoder.encoder.embed_tokens.weight",
+                       "audio_encoder.quantizer.layers.*.codebook.inited",
                        "audio_encoder.quantizer.layers.*.codebook.cluster_size",
                        "audio_encoder.quantizer.layers.*.codebook.embed_avg")
 
@@ -348,7 +349,12 @@ class MusicgenBackbone(SpecBackbone):
 
     # --- weights --------------------------------------------------------------------------------
     def weight_rules(self):
-        text = [r for r in self.text_encoder.weight_rules() if r.hf.startswith(("shared.", "encoder."))]
+        text = []
+        for r in self.text_encoder.weight_rules():
+            if r.hf == "shared.weight":  # tied: a checkpoint may hold either name (or both)
+                text.append(replace(r, aliases=r.aliases + ("encoder.embed_tokens.weight",)))
+            elif r.hf.startswith("encoder.") and r.hf != "encoder.embed_tokens.weight":
+                text.append(r)
         r = mount(text, "text_encoder.") + mount(self.audio_encoder.weight_rules(), "audio_encoder.")
         r += mount(self.decoder.decoder_rules(), "decoder.model.decoder.")
         if self.enc_to_dec_proj is not None:

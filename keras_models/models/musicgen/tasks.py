@@ -51,16 +51,20 @@ class _CodebookHeads:
                 for k, head in enumerate(self.lm_heads)]
 
 
-def delay_pattern(batch, num_codebooks, max_length, start, stereo=False):
-    """(batch * K, max_length) int: -1 where a token is generated, ``start`` elsewhere (Transformers'
-    ``build_delay_pattern_mask`` for a one-token prompt). Codebook k (stereo: pair k) is generated
-    from step k + 1 to ``max_length - (K' - k)``, K' the codebooks per channel."""
+def delay_pattern(batch, num_codebooks, max_length, start, stereo=False, prompt=None):
+    """(batch * K, max_length) int: -1 where a token is generated, else the forced value (Transformers'
+    ``build_delay_pattern_mask`` of the start token followed by ``prompt`` (batch * K, n) codes, or
+    nothing). Codebook k (stereo: pair k, K' codebooks per channel) is shifted right by k steps; its
+    first k + 1 and last K' - 1 - k positions hold ``start``."""
     k_ch = num_codebooks // 2 if stereo else num_codebooks
-    out = np.full((num_codebooks, max_length), start, np.int64)
-    for k in range(num_codebooks):
-        j = k // 2 if stereo else k
-        out[k, j + 1:max_length - (k_ch - 1 - j)] = -1
-    return np.tile(out, (batch, 1))
+    n = 0 if prompt is None else prompt.shape[1]
+    out = np.full((batch * num_codebooks, max_length), -1, np.int64)
+    for row in range(batch * num_codebooks):
+        j = (row % num_codebooks) // 2 if stereo else row % num_codebooks
+        out[row, :j + 1] = start
+        out[row, j + 1:j + 1 + n] = prompt[row] if n else []
+        out[row, max_length - (k_ch - 1 - j):] = start
+    return out
 
 
 def _sampler(settings):
@@ -196,7 +200,7 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
         b = self.backbone
         unknown = sorted(set(settings) - {"max_length", "max_new_tokens", "do_sample", "guidance_scale",
                                           "decoder_start_token_id", "pad_token_id", "eos_token_id",
-                                          "temperature", "top_k", "top_p", "seed"})
+                                          "temperature", "top_k", "top_p", "seed", "input_values", "padding_mask"})
         if unknown:
             raise GenerationError(f"generate: unknown or unsupported arguments {unknown}")
         pick = _sampler(settings) if settings.get("do_sample") else (lambda logits: logits.argmax(-1))
@@ -210,8 +214,13 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
         pad = b.pad_token_id if pad is None else pad
         if start is None or pad is None:
             raise GenerationError("generate: no decoder_start_token_id / pad_token_id in the config; pass them")
+        batch = input_ids.shape[0]
+        prompt, scales = None, None
+        if settings.get("input_values") is not None:
+            prompt, scales = self._audio_prompt(settings["input_values"], settings.get("padding_mask"), batch)
+        prompt_length = 1 + (0 if prompt is None else prompt.shape[1])
         if settings.get("max_new_tokens") is not None:
-            max_length = 1 + int(settings["max_new_tokens"])
+            max_length = prompt_length + int(settings["max_new_tokens"])
         elif settings.get("max_length") is not None:
             max_length = int(settings["max_length"])
         else:
@@ -219,15 +228,14 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
         k = b.num_codebooks
         stereo = b.audio_channels == 2
         k_ch = k // 2 if stereo else k
-        if max_length < max(2 * k_ch - 1, k_ch + 1):
-            raise GenerationError(f"generate: max_new_tokens must be at least {max(2 * k_ch - 2, k_ch)} for {k} "
-                                  "codebooks (the delay pattern)")
-        batch = input_ids.shape[0]
+        if max_length < max(2 * k_ch - 1, k_ch + prompt_length):
+            raise GenerationError(f"generate: max_new_tokens must be at least {max(2 * k_ch - 1 - prompt_length, k_ch)}"
+                                  f" for {k} codebooks (the delay pattern)")
         cond, mask, cross_kv = self._compiled(("prepare", guided), lambda: self._prepare_fn(guided))(
             ops.convert_to_tensor(input_ids), ops.convert_to_tensor(attention_mask))
         rows = 2 * batch if guided else batch
         cache = {**b.decoder.init_cache(rows, max_length), "cross_kv": cross_kv}
-        pattern = delay_pattern(batch, k, max_length, start, stereo)
+        pattern = delay_pattern(batch, k, max_length, start, stereo, prompt)
         tokens = np.where(pattern == -1, 0, pattern)  # positions to generate filled in as they come
         step = self._compiled("step", self._step_fn)
         for i in range(max_length - 1):
@@ -246,15 +254,49 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
         n = kept.size // (batch * k)
         if kept.size != batch * k * n:
             raise GenerationError("generate: a generated code equals pad_token_id; the delay pattern cannot be removed")
-        return kept.reshape(1, batch, k, n).astype("int32")
+        return kept.reshape(1, batch, k, n).astype("int32"), scales
 
-    def decode_audio(self, codes):
+    def _audio_prompt(self, input_values, padding_mask, batch):
+        """EnCodec codes (batch * K, frames) of an audio prompt (batch, channels, samples) and its scales
+        (stereo models: each channel encoded on its own, codebooks interleaved left / right)."""
+        b = self.backbone
+        codec = b.audio_encoder
+        x = np.asarray(ops.convert_to_numpy(input_values), "float32")
+        if x.ndim == 2:
+            x = x[:, None]
+        if x.ndim != 3 or x.shape[0] != batch:
+            raise InputError(f"input_values: expected (batch={batch}, channels, samples), got shape {x.shape}")
+        mask = None if padding_mask is None else np.asarray(ops.convert_to_numpy(padding_mask))
+        if b.audio_channels == 1:
+            enc = codec.encode(x, mask)
+            codes, scales = ops.convert_to_numpy(enc["audio_codes"]), enc["audio_scales"]
+        else:
+            if x.shape[1] != 2:
+                raise InputError(f"input_values: a stereo MusicGen prompt needs 2 channels, got {x.shape[1]}")
+            left, right = codec.encode(x[:, :1], mask), codec.encode(x[:, 1:], mask)
+            if any(s is not None for s in left["audio_scales"] + right["audio_scales"]):
+                raise InputError("input_values: stereo prompts through a normalising EnCodec are not implemented")
+            codes = np.stack([ops.convert_to_numpy(left["audio_codes"]), ops.convert_to_numpy(right["audio_codes"])],
+                             axis=3)
+            codes = codes.reshape(codes.shape[:2] + (-1, codes.shape[-1]))
+            scales = None
+        if codes.shape[0] != 1:
+            raise InputError(f"input_values: the prompt was encoded in {codes.shape[0]} chunks; MusicGen needs one "
+                             "(an EnCodec without chunk_length_s)")
+        if codes.shape[2] != b.num_codebooks:
+            raise InputError(f"input_values: EnCodec gave {codes.shape[2]} codebooks, the decoder reads "
+                             f"{b.num_codebooks}")
+        if scales is not None and all(s is None for s in scales):
+            scales = None
+        return codes[0].reshape(batch * b.num_codebooks, -1), scales
+
+    def decode_audio(self, codes, audio_scales=None):
         codec = self.backbone.audio_encoder
         if self.backbone.audio_channels == 2:
             left = codec.decode(codes[:, :, ::2])
             right = codec.decode(codes[:, :, 1::2])
             return ops.convert_to_numpy(ops.concatenate([left, right], axis=1))
-        return ops.convert_to_numpy(codec.decode(codes))
+        return ops.convert_to_numpy(codec.decode(codes, audio_scales))
 
 
 __all__ = ["MusicgenCausalLM", "MusicgenTextToAudio", "delay_pattern"]
