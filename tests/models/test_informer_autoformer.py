@@ -27,9 +27,11 @@ INFORMER = {
                                embedding_dimension=[2, 3], num_static_real_features=1,
                                distribution_output="student_t", activation_function="relu", encoder_layers=3,
                                attention_type="prob", sampling_factor=1, distil=True),
-    # plain attention, no distilling, one target dim, mean scaling with an unobserved context, Normal
-    "full_mean_normal": dict(input_size=1, scaling="mean", lags_sequence=[1, 2, 4], num_time_features=1,
-                             distribution_output="normal", encoder_layers=2, attention_type="full", distil=False),
+    # plain attention, no distilling, one target dim (counts), mean scaling with an unobserved
+    # context, a Negative Binomial head
+    "full_mean_negbin": dict(input_size=1, scaling="mean", lags_sequence=[1, 2, 4], num_time_features=1,
+                             distribution_output="negative_binomial", encoder_layers=2, attention_type="full",
+                             distil=False),
 }
 
 
@@ -65,6 +67,9 @@ def _series_inputs(kw, seed=1, batch=2, ctx=7, pred=5):
     }
     if kw["scaling"] == "mean":
         inputs["past_observed_mask"][1, -ctx:] = 0.0
+    if kw["distribution_output"] == "negative_binomial":  # counts
+        for k in ("past_values", "future_values"):
+            inputs[k] = np.abs(np.round(inputs[k]))
     if kw.get("num_static_categorical_features"):
         inputs["static_categorical_features"] = np.array([[0, 4], [2, 1]], "int64")
         inputs["static_real_features"] = rng.normal(size=(batch, 1)).astype("float32")
@@ -80,7 +85,9 @@ def _record(folder, hf_cls, inputs):
         out = model(**{k: torch.tensor(v) for k, v in inputs.items()})
     # generate with each draw replaced by the distribution's mean: the deterministic path
     model.config.num_parallel_samples = 1
-    with torch.no_grad(), mock.patch.object(AffineTransformed, "sample", lambda self, sample_shape=(): self.mean):
+    mean = lambda self, sample_shape=(): self.mean  # noqa: E731
+    with torch.no_grad(), mock.patch.object(AffineTransformed, "sample", mean), \
+            mock.patch.object(torch.distributions.NegativeBinomial, "sample", mean):
         paths = model.generate(**{k: torch.tensor(v) for k, v in _generation_inputs(inputs).items()}).sequences
     np.savez(folder / "forecast.npz", loc=out.loc.numpy(), scale=out.scale.numpy(), loss=out.loss.numpy(),
              encoder_last_hidden_state=out.encoder_last_hidden_state.numpy(), mean_path=paths.numpy(),

@@ -17,12 +17,17 @@ GENERATION_KEYS = ("past_values", "past_time_features", "future_time_features")
 class NLLForecasterMixin:
     """Adds ``"loss"``: Transformers' mean negative log-likelihood of ``future_values`` under the
     predicted distribution, over the steps ``future_observed_mask`` marks observed (all by default);
-    and ``generate``."""
+    and ``generate``. A negative_binomial head's ``logits`` include log(scale), as Transformers'
+    outputs (its other heads' parameters stay in the scaled space)."""
 
     def call(self, inputs, training=False):
         out = dict(super().call(inputs, training=training))
-        out["loss"] = nll_loss(self.backbone.spec.distribution_output, out["params"], inputs["future_values"],
-                               out["loc"], out["scale"], inputs.get("future_observed_mask"))
+        kind = self.backbone.spec.distribution_output
+        out["loss"] = nll_loss(kind, out["params"], inputs["future_values"], out["loc"], out["scale"],
+                               inputs.get("future_observed_mask"))
+        if kind == "negative_binomial":  # Transformers returns the logits with log(scale) added (data space)
+            total, logits = out["params"]
+            out["params"] = (total, logits + ops.log(out["scale"]))
         return out
 
     def generate(self, inputs, do_sample=True, num_samples=100, seed=None):
