@@ -41,6 +41,7 @@ from keras_models.models.decision_transformer import *  # noqa: F401,F403
 from keras_models.models.whisper import *  # noqa: F401,F403
 from keras_models.models.ast import *  # noqa: F401,F403
 from keras_models.models.modernbert import *  # noqa: F401,F403
+from keras_models.models.gemma3n import *  # noqa: F401,F403
 from keras_models.models.realm import *  # noqa: F401,F403
 from keras_models.models.ernie_m import *  # noqa: F401,F403
 from keras_models.models.retribert import *  # noqa: F401,F403
