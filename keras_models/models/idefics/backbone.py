@@ -298,6 +298,7 @@ class IdeficsBackbone(SpecBackbone):
 
     spec_cls = IdeficsSpec
     hf_architecture = "IdeficsModel"
+    verified_backends = ("jax", "torch", "tensorflow")
     base_model_prefix = ""
     hf_ignore = ("*position_ids", "*rotary_emb.inv_freq", "*rotary_emb.original_inv_freq")
 
