@@ -288,3 +288,23 @@ def test_processor_ids_and_features_equal_transformers(tmp_path):
     np.testing.assert_allclose(got["input_features"], want["input_features"], atol=1e-5)
     ids = km.Tokenizer.from_preset(tmp_path / "m")(texts, padding=True)["input_ids"]
     np.testing.assert_array_equal(np.asarray(ids), want["input_ids"])
+
+
+@pytest.mark.backend_independent
+def test_feature_extractor_bad_config_and_inputs(tmp_path):
+    import keras_models as km
+    from keras_models.errors import ConfigError, InputError
+
+    base = dict(FE, feature_extractor_type="ClapFeatureExtractor")
+    for change, key in ((dict(truncation="crop"), "truncation"), (dict(padding="zeros"), "padding"),
+                        (dict(max_length_s=1e6), "max_length_s"), (dict(fft_window_size="400"), "fft_window_size"),
+                        (dict(frequency_max=9000), "frequency_max")):
+        (tmp_path / "preprocessor_config.json").write_text(json.dumps({**base, **change}))
+        with pytest.raises(ConfigError, match=key):
+            km.AudioFeatureExtractor.from_preset(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(base, fft_window_size=401)))
+    fe = km.AudioFeatureExtractor.from_preset(tmp_path)
+    with pytest.raises(InputError, match="different shapes"):  # 1 s -> 100 frames, a fused long clip -> 101
+        fe([np.zeros(16000, "float32"), np.ones(20000, "float32")], sampling_rate=SR)
+    with pytest.raises(InputError, match="sampling_rate|Hz"):
+        fe([np.zeros(16000, "float32")], sampling_rate=100)

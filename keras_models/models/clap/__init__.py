@@ -143,7 +143,8 @@ class ClapBackbone(SpecBackbone):
         return {"text_embeds": self.encode_text(inputs, training), "audio_embeds": self.encode_audio(inputs, training)}
 
     def weight_rules(self):
-        r = mount(self.text_model.weight_rules(), "text_model.") + mount(self.audio_model.weight_rules(), "audio_model.")
+        r = mount(self.text_model.weight_rules(), "text_model.")
+        r += mount(self.audio_model.weight_rules(), "audio_model.")
         r += dense_rules("text_model.pooler.dense", self.text_pooler, base=False)
         return r + self.text_projection.rules("text_projection") + self.audio_projection.rules("audio_projection")
 

@@ -165,7 +165,8 @@ class AudioFeatureFusion(keras.layers.Layer):
         self.branches = []
         for name in ("local", "global"):
             self.branches.append([TorchConv(inner, 1, name=f"{name}_conv1", dtype=d), batch_norm(f"{name}_norm1", d),
-                                  TorchConv(channels, 1, name=f"{name}_conv2", dtype=d), batch_norm(f"{name}_norm2", d)])
+                                  TorchConv(channels, 1, name=f"{name}_conv2", dtype=d),
+                                  batch_norm(f"{name}_norm2", d)])
 
     def build(self, input_shape):
         inner = int(self.channels // self.ratio)

@@ -27,6 +27,7 @@ from keras_models.preprocessing.audio import (CONFIG_NAME, AudioFeatureExtractor
 
 TRUNCATIONS = ("fusion", "rand_trunc")
 PADDINGS = ("repeatpad", "repeat", "pad")
+MAX_SAMPLES = 2**25  # the window every clip is padded to (10 min at 48 kHz is 28.8M)
 
 
 def _bilinear_axis(n_out, n_in):
@@ -73,8 +74,9 @@ class ClapFeatureExtractor(AudioFeatureExtractor):
                               f"{self.frequency_max} must satisfy min < max <= sampling_rate / 2")
         self._check_modes(self.truncation, self.padding, CONFIG_NAME)
         self.nb_max_samples = int(self.max_length_s * self.sampling_rate)
-        if self.nb_max_samples < 1:
-            raise ConfigError(f"{CONFIG_NAME}: max_length_s * sampling_rate must be at least one sample")
+        if not 1 <= self.nb_max_samples <= MAX_SAMPLES:
+            raise ConfigError(f"{CONFIG_NAME}: max_length_s={self.max_length_s} gives {self.nb_max_samples} samples "
+                              f"at {self.sampling_rate} Hz; expected 1..{MAX_SAMPLES}")
         bins = (int(self.fft_window_size) >> 1) + 1
         args = (bins, int(self.feature_size), self.frequency_min, self.frequency_max, self.sampling_rate)
         self.mel_filters = mel_filter_bank(*args, norm=None, mel_scale="htk")
@@ -150,6 +152,11 @@ class ClapFeatureExtractor(AudioFeatureExtractor):
         longer = list(longer)
         if truncation == "fusion" and not any(longer):
             longer[np.random.randint(0, len(mels))] = True
+        if len({m.shape for m in mels}) > 1:  # an odd fft_window_size: fused crops and padded clips differ
+            shapes = sorted({m.shape for m in mels})
+            raise InputError(f"waveforms: the clips' spectrograms have different shapes {shapes} "
+                             f"(fft_window_size={self.fft_window_size}, hop_length={self.hop_length}); "
+                             "they cannot be batched")
         return {"input_features": np.stack(mels).astype(np.float32),
                 "is_longer": np.asarray(longer, bool)[:, None]}
 
