@@ -296,16 +296,16 @@ class AudioFeatureExtractor:
     def from_preset(cls, preset, **overrides):
         from keras_models.presets.resolve import resolve_preset
 
+        from keras_models.presets.config import read_processor_part
+
         folder = Path(resolve_preset(preset))
-        path = folder / CONFIG_NAME
-        if not path.is_file():
-            raise ConfigError(f"{folder}: no {CONFIG_NAME} (the checkpoint has no audio feature extractor)")
-        try:
-            config = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: invalid JSON ({e})") from e
+        found = read_processor_part(folder, "feature_extractor")
+        if found is None:
+            raise ConfigError(f"{folder}: no {CONFIG_NAME} and no feature_extractor in processor_config.json "
+                              "(the checkpoint has no audio feature extractor)")
+        config, source = found
         config.update(overrides)
-        return cls.from_config(config, source=str(path))
+        return cls.from_config(config, source=source)
 
     from_pretrained = from_preset
 

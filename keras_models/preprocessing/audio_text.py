@@ -5,9 +5,8 @@ Transformers' ``ClapProcessor`` does (texts padded to the longest)."""
 
 from __future__ import annotations
 
-from keras_models.errors import ConfigError, PresetError
+from keras_models.errors import PresetError
 
-PROCESSOR_CONFIG = "processor_config.json"
 
 
 class AudioTextProcessor:
@@ -16,7 +15,8 @@ class AudioTextProcessor:
 
     @classmethod
     def from_preset(cls, folder):
-        from keras_models.preprocessing.audio import CONFIG_NAME, AudioFeatureExtractor
+        from keras_models.presets.config import read_processor_part
+        from keras_models.preprocessing.audio import AudioFeatureExtractor
         from keras_models.tasks.text import TOKENIZER_FILES
 
         tokenizer = extractor = None
@@ -24,16 +24,8 @@ class AudioTextProcessor:
             from keras_models.tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_preset(folder)
-        if (folder / CONFIG_NAME).is_file():
+        if read_processor_part(folder, "feature_extractor") is not None:
             extractor = AudioFeatureExtractor.from_preset(folder)
-        elif (folder / PROCESSOR_CONFIG).is_file():  # Transformers 5 nests it in processor_config.json
-            from keras_models.presets.config import read_json
-
-            nested = read_json(folder / PROCESSOR_CONFIG).get("feature_extractor")
-            if nested is not None:
-                if not isinstance(nested, dict):
-                    raise ConfigError(f"{folder / PROCESSOR_CONFIG}: feature_extractor must be an object")
-                extractor = AudioFeatureExtractor.from_config(nested, source=str(folder / PROCESSOR_CONFIG))
         if tokenizer is None and extractor is None:
             return None
         return cls(tokenizer, extractor)

@@ -17,7 +17,8 @@ class DualEncoderProcessor:
 
     @classmethod
     def from_preset(cls, folder, text_padding="longest"):
-        from keras_models.preprocessing.image import CONFIG_NAME, ImageProcessor
+        from keras_models.presets.config import read_processor_part
+        from keras_models.preprocessing.image import ImageProcessor
         from keras_models.tasks.text import TOKENIZER_FILES
 
         tokenizer = image_processor = None
@@ -25,7 +26,7 @@ class DualEncoderProcessor:
             from keras_models.tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_preset(folder)
-        if (folder / CONFIG_NAME).is_file():
+        if read_processor_part(folder, "image_processor") is not None:
             image_processor = ImageProcessor.from_preset(folder)
         if tokenizer is None and image_processor is None:
             return None

@@ -183,8 +183,13 @@ class ImageProcessor:
         from keras_models.presets.config import read_json
         from keras_models.presets.resolve import resolve_preset
 
-        folder = resolve_preset(preset)
-        return cls.from_config(read_json(Path(folder) / CONFIG_NAME))
+        from keras_models.presets.config import read_processor_part
+
+        folder = Path(resolve_preset(preset))
+        found = read_processor_part(folder, "image_processor")
+        if found is None:  # the error names the expected file
+            return cls.from_config(read_json(folder / CONFIG_NAME))
+        return cls.from_config(found[0])
 
     def get_config(self):
         c = {k: getattr(self, k) for k in _FIELDS}

@@ -22,6 +22,25 @@ def read_json(path, required=True):
     return data
 
 
+def read_processor_part(folder, part):
+    """(settings, source) of a processor part -- ``part`` "feature_extractor" or "image_processor" --
+    from ``preprocessor_config.json``, else from the entry Transformers 5 nests in
+    ``processor_config.json``; None when neither holds it."""
+    folder = Path(folder)
+    flat = folder / "preprocessor_config.json"
+    if flat.is_file():
+        return read_json(flat), str(flat)
+    nested = folder / "processor_config.json"
+    if nested.is_file():
+        value = read_json(nested).get(part)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ConfigError(f"{nested}: {part} must be a JSON object, got {type(value).__name__}")
+        return value, f"{nested} ({part})"
+    return None
+
+
 def load_hf_config(folder):
     path = Path(folder) / "config.json"
     config = read_json(path)

@@ -33,9 +33,10 @@ class _AudioTask(Task):
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
-        from keras_models.preprocessing.audio import CONFIG_NAME, AudioFeatureExtractor
+        from keras_models.presets.config import read_processor_part
+        from keras_models.preprocessing.audio import AudioFeatureExtractor
 
-        if not (folder / CONFIG_NAME).is_file():
+        if read_processor_part(folder, "feature_extractor") is None:
             return None
         return AudioFeatureExtractor.from_preset(folder)
 

@@ -35,10 +35,11 @@ class ImageToTextProcessor:
 
     @classmethod
     def from_preset(cls, folder):
-        from keras_models.preprocessing.image import CONFIG_NAME, ImageProcessor
+        from keras_models.presets.config import read_processor_part
+        from keras_models.preprocessing.image import ImageProcessor
         from keras_models.tasks.text import TOKENIZER_FILES
 
-        image = ImageProcessor.from_preset(folder) if (folder / CONFIG_NAME).is_file() else None
+        image = ImageProcessor.from_preset(folder) if read_processor_part(folder, "image_processor") else None
         tokenizer = None
         if any((folder / f).is_file() for f in TOKENIZER_FILES):
             from keras_models.tokenizers import Tokenizer

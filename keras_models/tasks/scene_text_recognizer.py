@@ -23,9 +23,10 @@ class SceneTextRecognizer(Task):
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
-        from keras_models.preprocessing.image import CONFIG_NAME, ImageProcessor
+        from keras_models.presets.config import read_processor_part
+        from keras_models.preprocessing.image import ImageProcessor
 
-        if not (folder / CONFIG_NAME).is_file():
+        if read_processor_part(folder, "image_processor") is None:
             return None
         return ImageProcessor.from_preset(folder)
 

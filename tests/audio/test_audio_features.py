@@ -108,3 +108,31 @@ def test_resampling_or_a_named_missing_package(tmp_path):
         return
     got = ours(WAVES[0], sampling_rate=32000)["input_values"]
     assert got.shape == (1, 4000)
+
+
+def test_processor_config_nested_by_transformers5(tmp_path):
+    """A processor saved by Transformers 5 (``WhisperProcessor.save_pretrained``) nests the feature
+    extractor in processor_config.json, with no preprocessor_config.json: it loads the same."""
+    import transformers
+
+    rng = np.random.RandomState(0)
+    extractor = transformers.WhisperFeatureExtractor(feature_size=40, chunk_length=2)
+    transformers.WhisperProcessor(extractor, transformers.WhisperTokenizer.from_pretrained(
+        _whisper_tokenizer_folder(tmp_path))).save_pretrained(tmp_path / "proc")
+    assert not (tmp_path / "proc" / "preprocessor_config.json").exists()
+    assert "feature_extractor" in (tmp_path / "proc" / "processor_config.json").read_text()
+    ours = km.AudioFeatureExtractor.from_preset(tmp_path / "proc")
+    audio = rng.randn(8000).astype("float32")
+    want = extractor(audio, sampling_rate=16000, return_tensors="np")["input_features"]
+    np.testing.assert_allclose(ours(audio, sampling_rate=16000)["input_features"], want, atol=1e-4)
+
+
+def _whisper_tokenizer_folder(tmp_path):
+    import json
+
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "a", "b", "Ġ", "ab"])}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\na b\n")
+    return folder

@@ -110,3 +110,26 @@ def test_bad_inputs(tmp_path):
         ours([np.full((4, 4, 3), np.nan, np.float32)])
     with pytest.raises(ImageInputError, match="dtype"):
         ours([np.full((4, 4, 3), "x")])
+
+
+def test_processor_config_nested_by_transformers5(tmp_path):
+    """Transformers 5's CLIPProcessor.save_pretrained nests the image processor in
+    processor_config.json (no preprocessor_config.json): ImageProcessor and the image tasks load it."""
+    import json
+
+    import transformers
+
+    ip = transformers.CLIPImageProcessor(size={"shortest_edge": 20}, crop_size={"height": 16, "width": 16})
+    vocab = ["<|endoftext|>", "<|startoftext|>", "a</w>", "b</w>", "a", "b", "ab</w>"]
+    (tmp_path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}))
+    (tmp_path / "merges.txt").write_text("#version: 0.2\na b</w>\n")
+    tok = transformers.CLIPTokenizer(str(tmp_path / "vocab.json"), str(tmp_path / "merges.txt"))
+    transformers.CLIPProcessor(ip, tok).save_pretrained(tmp_path / "proc")
+    assert not (tmp_path / "proc" / "preprocessor_config.json").exists()
+    image = (np.random.RandomState(0).rand(24, 30, 3) * 255).astype("uint8")
+    want = ip(image, return_tensors="np")["pixel_values"].transpose(0, 2, 3, 1)
+    got = ImageProcessor.from_preset(tmp_path / "proc")(image)["pixel_values"]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    from keras_models.tasks.image_classifier import ImageClassifier
+
+    assert ImageClassifier.preprocessor_from_preset(tmp_path / "proc", {}) is not None
