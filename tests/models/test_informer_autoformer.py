@@ -170,7 +170,7 @@ def test_informer_parity(case, tmp_path):
 def test_informer_config_errors():
     base = {"model_type": "informer", "prediction_length": 4}
     for key, value in (("attention_type", "local"), ("sampling_factor", 0), ("loss", "mse"), ("distil", "yes"),
-                       ("distribution_output", "gamma")):
+                       ("distribution_output", "gamma"), ("d_model", 15), ("num_time_features", -1)):
         with pytest.raises(ConfigError, match=key):
             km.models.InformerBackbone.config_kwargs({**base, key: value})
 

@@ -91,6 +91,13 @@ class TimeSeriesTransformerSpec(Spec):
         return values
 
     def validate(self, source="config.json"):
+        for key in ("num_dynamic_real_features", "num_static_categorical_features", "num_static_real_features",
+                    "num_time_features"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{source}: {key}={getattr(self, key)} must be >= 0")
+        for key in ("encoder_attention_heads", "decoder_attention_heads"):
+            if self.d_model % getattr(self, key):
+                raise ConfigError(f"{source}: d_model={self.d_model} is not divisible by {key}={getattr(self, key)}")
         if self.distribution_output not in ("student_t", "normal", "negative_binomial"):
             raise ConfigError(f"{source}: distribution_output={self.distribution_output!r} is not supported "
                               "(student_t, normal, negative_binomial)")
