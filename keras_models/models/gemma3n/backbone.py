@@ -397,6 +397,7 @@ class Gemma3nTextBackbone(SpecBackbone):
     hf_architecture = "Gemma3nTextModel"
     hf_model_type = "gemma3n_text"
     lora_targets = ("query", "value")
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
