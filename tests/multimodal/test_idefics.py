@@ -59,6 +59,42 @@ def _inputs():
     return {"input_ids": ids, "attention_mask": mask, "image_attention_mask": image_mask}, pixels
 
 
+WORDS = ["User:", "Assistant:", "Describe", "this", "image.", "a", "cat", "dog", "two", "and"]
+FAKE, IMG, EOU = VOCAB, VOCAB + 1, VOCAB + 2  # the additional vocabulary, as in IDEFICS checkpoints
+
+
+def _tokenizer():
+    """A word-level tokenizer (left padding) with IDEFICS' special tokens at the additional ids."""
+    import tokenizers
+    import transformers as T
+
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for w in WORDS:
+        vocab[w] = len(vocab)
+    for i in range(len(vocab), VOCAB):
+        vocab[f"w{i}"] = i
+    vocab.update({"<fake_token_around_image>": FAKE, "<image>": IMG, "<end_of_utterance>": EOU})
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    tok = T.PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<unk>",
+                                    unk_token="<unk>", padding_side="left")
+    tok.add_special_tokens({"additional_special_tokens": ["<fake_token_around_image>", "<image>", "<end_of_utterance>"]})
+    return tok
+
+
+def _images():
+    from PIL import Image
+
+    rng = np.random.RandomState(1)
+    return [Image.fromarray(rng.randint(0, 255, size=(20 + 6 * i, 18, 3), dtype=np.uint8)) for i in range(3)]
+
+
+def _prompts():
+    a, b, c = _images()
+    return [["User:", a, b, "Describe this image.", "Assistant: two cats </s>", "User:", c, "and this"],
+            ["User:", c, "Describe this image. Assistant:"]]
+
+
 def reference(kind):
     def build(tmp):
         import torch
@@ -78,6 +114,14 @@ def reference(kind):
                         "last_hidden_state": model.model(**t, pixel_values=pv).last_hidden_state.numpy()}
             expected["generated"] = model.generate(**t, pixel_values=pv, max_new_tokens=5, do_sample=False,
                                                    pad_token_id=PAD, eos_token_id=2).numpy()
+        if kind == "plain":
+            proc = T.IdeficsProcessor(image_processor=T.IdeficsImageProcessor(image_size=16), tokenizer=_tokenizer())
+            proc.save_pretrained(folder)
+            proc = T.AutoProcessor.from_pretrained(folder)  # what a user of the folder gets
+            enc = proc(text=_prompts(), return_tensors="pt")
+            expected.update({f"proc_{k}": v.numpy() for k, v in enc.items()})
+            with torch.no_grad():
+                expected["proc_logits"] = model(**enc).logits.numpy()
         np.savez(tmp / "expected.npz", **expected)
 
     import transformers
@@ -127,6 +171,26 @@ def test_save_to_preset_reloads_in_transformers(tmp_path):
                           pixel_values=torch.tensor(pixels.transpose(0, 1, 4, 2, 3))).logits.numpy()
     assert_close(logits, expected["logits"], mask=text["attention_mask"], what="transformers reload")
     assert_keras_round_trip(model, _ours(text, pixels), tmp_path, atol=1e-5)
+
+
+def test_processor_equals_idefics_processor():
+    """Interleaved prompts (two images in a row, an eos then more text, a row with one image),
+    left padding, the image processor, image_attention_mask; the logits on its output too."""
+    import keras_models as km
+    from keras_models.errors import InputError
+
+    folder, expected = reference("plain")
+    model = km.ImageTextToText.from_preset(folder)
+    out = model.preprocessor(text=_prompts())
+    for k in ("input_ids", "attention_mask", "image_attention_mask"):
+        np.testing.assert_array_equal(out[k], expected[f"proc_{k}"], err_msg=k)
+    np.testing.assert_allclose(out["pixel_values"], expected["proc_pixel_values"].transpose(0, 1, 3, 4, 2), atol=1e-5)
+    assert (out["input_ids"] == EOU).sum() == 0  # as Transformers 5: only when asked
+    asked = model.preprocessor(text=_prompts(), add_end_of_utterance_token=True)["input_ids"]
+    assert (asked == EOU).sum(axis=1).tolist() == [2, 0]  # between two texts in a row
+    assert_close(model.predict_on_batch(out), expected["proc_logits"], mask=out["attention_mask"], what="processor logits")
+    with pytest.raises(InputError, match="image entries"):
+        model.preprocessor(text=["a", "b"], images=_images()[:1])
 
 
 def test_config_errors():

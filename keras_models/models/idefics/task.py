@@ -132,7 +132,9 @@ class IdeficsImageTextToText(ImageTextToText):
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
-        return None
+        from keras_models.models.idefics.processor import IdeficsProcessor
+
+        return IdeficsProcessor.from_preset(folder, hf)
 
 
 __all__ = ["IdeficsImageTextToText"]
