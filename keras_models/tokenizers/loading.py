@@ -324,7 +324,8 @@ def load_tokenizer(preset, cls=None, **overrides):
 
 # Transformers classes whose inputs are not text (TAPAS: a table plus queries): ``Tokenizer.from_preset``
 # returns the class that takes them, as AutoTokenizer does
-_OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer")}
+_OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer"),
+                "VitsTokenizer": ("keras_models.models.vits.tokenizer", "VitsTokenizer")}
 
 
 def _load_tokenizer(folder, cls, overrides):

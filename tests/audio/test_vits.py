@@ -89,45 +89,73 @@ def test_vits_parity(case):
     model = km.Backbone.from_preset(folder)
     inputs = _inputs(case)
     assert expected["waveform"].std() > 0.05, "degenerate reference"
-    frames = expected["spectrogram"].shape[1]
-    assert frames > 2 * inputs["input_ids"].shape[1], "too few frames to test the expansion"
-    out = jit_under_jax(lambda x: model(x, output_frames=frames, output_hidden_states=True))(
-        {k: v for k, v in inputs.items() if k != "speaker_id"} if case != "deterministic" else
-        {k: v for k, v in inputs.items() if k != "speaker_id"} | {"speaker_id": np.array([1, 1])})
-    out = to_numpy(out)
+    assert expected["spectrogram"].shape[1] > 2 * inputs["input_ids"].shape[1], "too few frames for the expansion"
+    out = to_numpy(model.synthesize(inputs, output_hidden_states=True))  # compiled (jax, tensorflow)
     np.testing.assert_array_equal(out["sequence_lengths"], expected["lengths"])
-    lengths = expected["lengths"]
-    mask = np.arange(expected["waveform"].shape[1])[None] < lengths[:, None]
-    assert_close(out["waveform"], expected["waveform"], mask=mask, what=f"{case} waveform")
+    assert out["waveform"].shape == expected["waveform"].shape
+    assert_close(out["waveform"], expected["waveform"], what=f"{case} waveform")
     assert_close(out["spectrogram"], expected["spectrogram"], what=f"{case} spectrogram")
     for i, h in enumerate(out["hidden_states"]):
         assert_close(h, expected[f"hidden_{i}"], what=f"{case} hidden state {i}")
 
 
-def test_vits_eager_call_and_keras_round_trip(tmp_path):
-    """The eager call (frames from the durations), another speaking rate, drawn noise, .keras."""
+def test_vits_speaking_rate_noise_and_keras_round_trip(tmp_path):
+    """Another speaking rate (compiled, and the eager call where eager is cheap: not jax), seeded
+    noise, .keras."""
     import keras
-
     import torch
     import transformers
 
     folder, expected = _reference("stochastic")
     model = km.Backbone.from_preset(folder)
     inputs = _inputs("stochastic")
-    out = to_numpy(model(inputs, speaking_rate=0.8))
     ref = transformers.VitsModel.from_pretrained(folder).eval()
     with torch.no_grad():
         want = ref(**_torch_inputs("stochastic"), speaking_rate=0.8)
-    np.testing.assert_array_equal(out["sequence_lengths"], want.sequence_lengths.numpy())
-    assert out["waveform"].shape == tuple(want.waveform.shape)
-    assert_close(out["waveform"], want.waveform.numpy(), what="speaking_rate 0.8 waveform")
-    noisy = [to_numpy(model(inputs, noise_scale=0.5, noise_scale_duration=0.5, seed=s)["waveform"]) for s in (1, 1)]
+    runs = [model.synthesize(inputs, speaking_rate=0.8)]
+    if keras.backend.backend() != "jax":
+        runs.append(model(inputs, speaking_rate=0.8))
+    for out in map(to_numpy, runs):
+        np.testing.assert_array_equal(out["sequence_lengths"], want.sequence_lengths.numpy())
+        assert out["waveform"].shape == tuple(want.waveform.shape)
+        assert_close(out["waveform"], want.waveform.numpy(), what="speaking_rate 0.8 waveform")
+    noisy = [to_numpy(model.synthesize(inputs, noise_scale=0.5, noise_scale_duration=0.5, seed=1)["waveform"])
+             for _ in range(2)]
     np.testing.assert_array_equal(noisy[0], noisy[1])
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
     assert type(restored) is type(model) and restored.spec == model.spec
-    again = to_numpy(restored(inputs))
-    assert_close(again["waveform"], expected["waveform"], what="restored waveform")
+    assert_close(to_numpy(restored.synthesize(inputs)["waveform"]), expected["waveform"], what="restored waveform")
+
+
+def test_vits_tokenizer_equals_transformers(tmp_path):
+    from transformers import VitsTokenizer
+
+    from keras_models.errors import InputError
+
+    vocab = {c: i for i, c in enumerate(list("_abcde fgh'-") + ["ñ", "ţ", "A"])}
+    (tmp_path / "vocab.json").write_text(json.dumps(vocab))
+    texts = ["Abc De!", "  hé ñx  ", "ab<pad>c", "<unk>ab<pad>", "", "AAa țţ", "x"]
+    for i, kw in enumerate((dict(), dict(add_blank=False), dict(normalize=False), dict(language="ron"))):
+        theirs = VitsTokenizer(str(tmp_path / "vocab.json"), phonemize=False, **kw)
+        theirs.save_pretrained(tmp_path / str(i))
+        ours = km.Tokenizer.from_preset(tmp_path / str(i))
+        for t in texts:
+            assert ours.encode(t) == theirs(t).input_ids, (kw, t)
+            assert ours.decode(theirs(t).input_ids) == theirs.decode(theirs(t).input_ids)
+        want, got = theirs(texts, padding=True), ours(texts)
+        np.testing.assert_array_equal(got["input_ids"], np.array(want["input_ids"]))
+        np.testing.assert_array_equal(got["attention_mask"], np.array(want["attention_mask"]))
+    ours.save_to_preset(tmp_path / "ours")
+    again = VitsTokenizer.from_pretrained(tmp_path / "ours")
+    assert again(texts[0]).input_ids == ours.encode(texts[0])
+    theirs = VitsTokenizer(str(tmp_path / "vocab.json"))  # phonemize=True (the default)
+    theirs.save_pretrained(tmp_path / "phon")
+    try:
+        import phonemizer  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="phonemize"):
+            km.Tokenizer.from_preset(tmp_path / "phon").encode("abc")
 
 
 def test_vits_reloads_in_transformers(tmp_path):

@@ -734,11 +734,17 @@ class VitsBackbone(SpecBackbone):
         s = self.spec
         if speaker_id is None or s.num_speakers <= 1:
             return None
-        sid = np.asarray(ops.convert_to_numpy(speaker_id)).reshape(-1).astype("int32")
-        if sid.size not in (1, batch) or (sid < 0).any() or (sid >= s.num_speakers).any():
-            raise InputError(f"speaker_id: expected ids in 0..{s.num_speakers - 1} (one, or one per row), got {sid}")
-        if sid.size == 1:
-            sid = np.repeat(sid, batch)
+        sid = ops.reshape(ops.cast(ops.convert_to_tensor(speaker_id), "int32"), (-1,))
+        try:
+            values = np.asarray(ops.convert_to_numpy(sid))
+        except Exception:  # traced: checked when called eagerly
+            values = None
+        if values is not None and ((values < 0).any() or (values >= s.num_speakers).any()):
+            raise InputError(f"speaker_id: expected ids in 0..{s.num_speakers - 1}, got {values}")
+        if sid.shape[0] not in (1, batch):
+            raise InputError(f"speaker_id: expected one id or one per row ({batch}), got {sid.shape[0]}")
+        if sid.shape[0] == 1 and batch != 1:
+            sid = ops.repeat(sid, batch, axis=0)
         return self.embed_speaker(sid)[:, None, :]  # (batch, 1, speaker_embedding_size)
 
     def encode(self, inputs, output_hidden_states=False):
@@ -775,16 +781,9 @@ class VitsBackbone(SpecBackbone):
         seed = self.noise_seed if seed is None else seed
         nsd = s.noise_scale_duration if noise_scale_duration is None else noise_scale_duration
         ns = s.noise_scale if noise_scale is None else noise_scale
-        noise = None
-        if s.use_stochastic_duration_prediction:
-            noise = keras.random.normal((b, t, 2), seed=seed, dtype=self.compute_dtype) * nsd if nsd else ops.zeros(
-                (b, t, 2), self.compute_dtype)
-        log_duration = self.duration_predictor(x, pmask, speaker, noise)  # (b, t, 1)
-        rate = s.speaking_rate if speaking_rate is None else speaking_rate
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
-            raise InputError(f"speaking_rate: expected a positive number, got {rate!r}")
-        duration = ops.ceil(ops.exp(log_duration) * pmask * (1.0 / rate))[..., 0]  # (b, t)
-        lengths = ops.maximum(ops.sum(duration, axis=1), 1.0)
+        given = inputs if isinstance(inputs, dict) else {}
+        duration, lengths = self._durations(x, pmask, speaker, given.get("duration_noise"), speaking_rate, nsd,
+                                            seed)
         if output_frames is None:
             try:
                 output_frames = int(np.max(ops.convert_to_numpy(lengths)))
@@ -802,7 +801,15 @@ class VitsBackbone(SpecBackbone):
         log_vars = ops.einsum("btf,btc->bfc", path, log_vars)
         z = means
         if ns:
-            z = z + keras.random.normal(ops.shape(means), seed=seed, dtype=self.compute_dtype) * ops.exp(log_vars) * ns
+            noise = given.get("prior_noise")
+            if noise is None:
+                noise = keras.random.normal(ops.shape(means), seed=seed, dtype=self.compute_dtype)
+            else:
+                noise = ops.cast(ops.convert_to_tensor(noise), self.compute_dtype)
+                if tuple(noise.shape[1:]) != (frames, s.flow_size):
+                    raise InputError(f"prior_noise: expected (batch, {frames}, {s.flow_size}), got "
+                                     f"{tuple(noise.shape)}")
+            z = z + noise * ops.exp(log_vars) * ns
         omask = out_mask[..., None]
         for flow in reversed(self.flows):
             z = flow(ops.flip(z, axis=-1), omask, speaker)
@@ -814,6 +821,74 @@ class VitsBackbone(SpecBackbone):
         if output_hidden_states:
             out["hidden_states"] = tuple(states)
         return out
+
+    def _durations(self, x, pmask, speaker, noise, speaking_rate, nsd, seed):
+        """Frames per token (b, t) and per row (b,), as floats."""
+        s = self.spec
+        b, t = ops.shape(x)[0], x.shape[1]
+        if s.use_stochastic_duration_prediction:
+            if not nsd:
+                noise = ops.zeros((b, t, 2), self.compute_dtype)
+            else:
+                if noise is None:
+                    noise = keras.random.normal((b, t, 2), seed=seed, dtype=self.compute_dtype)
+                noise = ops.cast(ops.convert_to_tensor(noise), self.compute_dtype)
+                if tuple(noise.shape[1:]) != (t, 2):
+                    raise InputError(f"duration_noise: expected (batch, {t}, 2), got {tuple(noise.shape)}")
+                noise = noise * nsd
+        log_duration = self.duration_predictor(x, pmask, speaker, noise)  # (b, t, 1)
+        rate = s.speaking_rate if speaking_rate is None else speaking_rate
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+            raise InputError(f"speaking_rate: expected a positive number, got {rate!r}")
+        duration = ops.ceil(ops.exp(log_duration) * pmask * (1.0 / rate))[..., 0]  # (b, t)
+        return duration, ops.maximum(ops.sum(duration, axis=1), 1.0)
+
+    def synthesize(self, inputs, speaking_rate=None, noise_scale=None, noise_scale_duration=None, seed=None,
+                   output_hidden_states=False):
+        """The outputs of ``call`` through two compiled functions (jax / tensorflow; eager torch): the
+        durations, then the whole model with that many frames. Noise (where the scales are not 0) is
+        drawn first, from ``seed`` (an int) or the model's seed generator, and passed in."""
+        from keras_models.generation.backend import compile_fn, no_grad
+
+        if not isinstance(inputs, dict):
+            inputs = {"input_ids": inputs}
+        if "input_ids" not in inputs:
+            raise InputError("inputs: expected a dict with 'input_ids' (batch, tokens)")
+        s = self.spec
+        ids = np.asarray(ops.convert_to_numpy(inputs["input_ids"])).astype("int32")
+        ids = ids[None] if ids.ndim == 1 else ids
+        mask = inputs.get("attention_mask")
+        mask = np.ones_like(ids) if mask is None else np.asarray(ops.convert_to_numpy(mask)).astype("int32")
+        feed = {"input_ids": ids, "attention_mask": mask.reshape(ids.shape)}
+        if inputs.get("speaker_id") is not None and s.num_speakers > 1:
+            sid = np.asarray(ops.convert_to_numpy(inputs["speaker_id"])).astype("int32").reshape(-1)
+            feed["speaker_id"] = np.repeat(sid, ids.shape[0]) if sid.size == 1 else sid
+        nsd = s.noise_scale_duration if noise_scale_duration is None else noise_scale_duration
+        ns = s.noise_scale if noise_scale is None else noise_scale
+        rng = self.noise_seed if seed is None else seed
+        if nsd and s.use_stochastic_duration_prediction:
+            feed["duration_noise"] = np.asarray(ops.convert_to_numpy(keras.random.normal(
+                (ids.shape[0], ids.shape[1], 2), seed=rng)), "float32")
+        settings = (speaking_rate, ns, nsd)
+        cache = self.__dict__.setdefault("_km_compiled", {})
+        key = ("lengths", settings)
+        if key not in cache:
+            def lengths_fn(feed):
+                x, _, _, pmask, _ = self.encode(feed)
+                speaker = self._speaker(feed.get("speaker_id"), ids.shape[0])
+                return self._durations(x, pmask, speaker, feed.get("duration_noise"), speaking_rate, nsd, None)[1]
+            cache[key] = compile_fn(self, lengths_fn)
+        with no_grad():
+            frames = int(np.max(ops.convert_to_numpy(cache[key](feed))))
+            if ns:
+                feed["prior_noise"] = np.asarray(ops.convert_to_numpy(keras.random.normal(
+                    (ids.shape[0], frames, s.flow_size), seed=rng)), "float32")
+            key = ("call", settings, frames, output_hidden_states)
+            if key not in cache:
+                cache[key] = compile_fn(self, lambda feed: self(
+                    feed, speaking_rate=speaking_rate, noise_scale=ns, noise_scale_duration=nsd,
+                    output_frames=frames, output_hidden_states=output_hidden_states))
+            return cache[key](feed)
 
     def weight_rules(self):
         r = [Rule("text_encoder.embed_tokens.weight", self.embed_tokens.embeddings)]
