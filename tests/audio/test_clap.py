@@ -78,6 +78,12 @@ def reference(kind):
                     embeds = o.audio_embeds if name == "audio_proj" else o.text_embeds
                     expected[f"{name}_embeds"] = embeds.numpy()
                     expected[f"{name}_hidden"] = o.last_hidden_state.numpy()
+                    # the bare tower (ClapAudioModel / ClapTextModel: unprefixed names), same weights
+                    inner = tower.audio_model if name == "audio_proj" else tower.text_model
+                    bare = (T.ClapAudioModel if name == "audio_proj" else T.ClapTextModel)(tower.config).eval()
+                    bare.load_state_dict(inner.state_dict())
+                    bare.save_pretrained(tmp / f"{name}_bare")
+                    expected[f"{name}_bare_hidden"] = bare(**feed).last_hidden_state.numpy()
         np.savez(tmp / "expected.npz", **expected)
 
     import transformers
@@ -148,6 +154,15 @@ def test_with_projection_towers(tower):
     assert_close(out[f"{tower}_embeds"], expected[f"{tower}_proj_embeds"], what=f"{tower} embeds")
     mask = inputs["attention_mask"] if tower == "text" else None
     assert_close(out["last_hidden_state"], want_hidden, mask=mask, what=f"{tower} hidden")
+    # the bare tower checkpoint (ClapAudioModel / ClapTextModel) through km.Backbone
+    import keras_models as km
+
+    bare = km.Backbone.from_preset(folder / f"{tower}_proj_bare")
+    assert type(bare) is type(model.backbone)
+    feed = _audio(inputs) if tower == "audio" else {k: inputs[k] for k in ("input_ids", "attention_mask")}
+    want = expected[f"{tower}_proj_bare_hidden"]
+    assert_close(bare.predict_on_batch(feed), want.transpose(0, 2, 3, 1) if tower == "audio" else want, mask=mask,
+                 what=f"bare {tower} tower")
 
 
 def test_save_to_preset_reloads_in_transformers(tmp_path):
