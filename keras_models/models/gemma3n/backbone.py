@@ -118,9 +118,10 @@ class Gemma3nTextSpec(Spec):
         if values.get("layer_types") is None:
             values["layer_types"] = tuple("full_attention" if (i + 1) % 5 == 0 else "sliding_attention"
                                           for i in range(n))
-        params = config.get("rope_parameters") or {}
+        params = config.get("rope_parameters")
+        params = {} if params is None else params
         if not isinstance(params, dict):
-            raise ConfigError(f"{source}: rope_parameters must be an object")
+            raise ConfigError(f"{source}: rope_parameters must be an object, got {params!r}")
         per_type = bool(params) and all(isinstance(v, dict) for v in params.values())
         if params and not per_type:
             params = {"full_attention": params}
