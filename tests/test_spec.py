@@ -135,3 +135,14 @@ def test_explicit_null_in_real_configs():
     assert BartSpec.from_hf({k: v for k, v in bart.items() if k != "forced_eos_token_id"}).forced_eos_token_id == 2
     gemma = transformers.Gemma2Config(vocab_size=50, hidden_size=16, attn_logit_softcapping=None).to_dict()
     assert Gemma2Spec.from_hf(gemma).softcap is None
+
+
+@pytest.mark.parametrize("model_type", [["bert"], {"a": 1}, 3])
+def test_a_non_string_model_type_is_a_config_error(model_type):
+    from keras_models.errors import ConfigError
+    from keras_models.models.registry import backbone_for_config
+
+    with pytest.raises(ConfigError, match="text_config: model_type must be a string"):
+        backbone_for_config({"model_type": model_type}, source="text_config")
+    with pytest.raises(ConfigError, match="architectures must be a list"):
+        backbone_for_config({"model_type": "nope", "architectures": [{"x": 1}]}, source="config.json")

@@ -5,7 +5,7 @@ class with a generic task name (``"TextClassifier"``) and the HF architecture na
 checkpoints carry their head (``"BertForSequenceClassification"``).
 """
 
-from keras_models.errors import UnknownArchitectureError
+from keras_models.errors import ConfigError, UnknownArchitectureError
 
 _BACKBONES = {}
 
@@ -46,9 +46,13 @@ def registered_model_types():
 def backbone_for_config(hf_config, source="config.json"):
     _ensure_loaded()
     model_type = hf_config.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise ConfigError(f"{source}: model_type must be a string, got {type(model_type).__name__} {model_type!r}")
     if model_type in _BACKBONES:
         return _BACKBONES[model_type]
     archs = hf_config.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise ConfigError(f"{source}: architectures must be a list of class names, got {archs!r}")
     for cls in set(_BACKBONES.values()):
         for task in cls.tasks.values():
             if any(a in task.hf_architectures for a in archs):
