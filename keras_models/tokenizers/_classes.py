@@ -239,6 +239,12 @@ CLASSES: dict[str, dict] = {
         "family": "speecht5", "inputs": _NO_TYPES,
         "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"},
     },
+    # python-only in Transformers: UTF-8 bytes (id = byte + 6) after six specials (perceiver.py)
+    "PerceiverTokenizer": {
+        "family": "perceiver", "inputs": _NO_TYPES, "fixed_vocab_size": 256, "latin1_byte_tokens": True,
+        "specials": {"pad_token": "[PAD]", "bos_token": "[BOS]", "eos_token": "[EOS]", "mask_token": "[MASK]",
+                     "cls_token": "[CLS]", "sep_token": "[SEP]"},
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -397,6 +403,10 @@ FAMILIES: dict[str | None, Family] = {
     "gpt_sw3": Family(loader="gpt_sw3:gpt_sw3_backend", source="spiece.model", finish="gpt_sw3:finish_gpt_sw3"),
     "speecht5": Family(loader="speecht5:speecht5_backend", source="spm_char.model", files=("spm_char.model",),
                        finish="speecht5:finish_speecht5"),
+    "perceiver": Family(  # no vocabulary file: bytes are the vocabulary
+        post_processor="perceiver:perceiver_processor", loader="perceiver:perceiver_backend",
+        source="tokenizer_config.json", files=(),
+    ),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
     ),
