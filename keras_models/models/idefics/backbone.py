@@ -386,7 +386,8 @@ class IdeficsBackbone(SpecBackbone):
         m = ops.cast(image_mask, "bool")
         gate = ops.cast(ops.any(m, axis=-1), dtype)
         m = ops.repeat(m, self.image_tokens, axis=2)
-        bias = ops.where(m, ops.zeros((), dtype), ops.full((), -1e9 if dtype == "float32" else -3e4, dtype))
+        low = -1e9 if keras.backend.standardize_dtype(dtype) == "float32" else -3e4  # a finite "masked"
+        bias = ops.where(m, ops.zeros((), dtype), ops.full((), low, dtype))
         return bias[:, None], gate
 
     def _forward(self, ids, mask, positions, image_states, image_mask, cache=None, cache_index=0, training=False):
