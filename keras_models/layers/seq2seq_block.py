@@ -163,6 +163,7 @@ class Seq2SeqBlock(keras.layers.Layer):
                 dense.build(tuple(input_shape[:-1]) + (self.context_size,))
             a.output_dense.build(tuple(input_shape[:-1]) + (a.num_heads * a.head_dim,))
             a.built = True
+        if self.cross_attention and not self.cross_attention_norm.built:
             self.cross_attention_norm.build(input_shape)
         if self.moe is not None:
             self.moe.build(input_shape)
