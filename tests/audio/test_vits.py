@@ -100,8 +100,8 @@ def test_vits_parity(case):
 
 
 def test_vits_speaking_rate_noise_and_keras_round_trip(tmp_path):
-    """Another speaking rate (compiled, and the eager call where eager is cheap: not jax), seeded
-    noise, .keras."""
+    """A speaking rate given at call time (synthesize and the eager call) and seeded noise, on torch
+    and tensorflow (the config's speaking rates are in the parity test on every backend); .keras."""
     import keras
     import torch
     import transformers
@@ -109,23 +109,24 @@ def test_vits_speaking_rate_noise_and_keras_round_trip(tmp_path):
     folder, expected = _reference("stochastic")
     model = km.Backbone.from_preset(folder)
     inputs = _inputs("stochastic")
-    ref = transformers.VitsModel.from_pretrained(folder).eval()
-    with torch.no_grad():
-        want = ref(**_torch_inputs("stochastic"), speaking_rate=0.8)
-    runs = [model.synthesize(inputs, speaking_rate=0.8)]
-    if keras.backend.backend() != "jax":
-        runs.append(model(inputs, speaking_rate=0.8))
-    for out in map(to_numpy, runs):
-        np.testing.assert_array_equal(out["sequence_lengths"], want.sequence_lengths.numpy())
-        assert out["waveform"].shape == tuple(want.waveform.shape)
-        assert_close(out["waveform"], want.waveform.numpy(), what="speaking_rate 0.8 waveform")
-    noisy = [to_numpy(model.synthesize(inputs, noise_scale=0.5, noise_scale_duration=0.5, seed=1)["waveform"])
-             for _ in range(2)]
-    np.testing.assert_array_equal(noisy[0], noisy[1])
+    if keras.backend.backend() != "jax":  # jax: each new frame count is a compilation (the parity test has one)
+        ref = transformers.VitsModel.from_pretrained(folder).eval()
+        with torch.no_grad():
+            want = ref(**_torch_inputs("stochastic"), speaking_rate=0.8)
+        for out in map(to_numpy, (model.synthesize(inputs, speaking_rate=0.8), model(inputs, speaking_rate=0.8))):
+            np.testing.assert_array_equal(out["sequence_lengths"], want.sequence_lengths.numpy())
+            assert out["waveform"].shape == tuple(want.waveform.shape)
+            assert_close(out["waveform"], want.waveform.numpy(), what="speaking_rate 0.8 waveform")
+        noisy = [to_numpy(model.synthesize(inputs, noise_scale=0.5, noise_scale_duration=0.5, seed=1))
+                 for _ in range(2)]
+        np.testing.assert_array_equal(noisy[0]["waveform"], noisy[1]["waveform"])
+        assert np.abs(noisy[0]["spectrogram"][:, :5] - expected["spectrogram"][:, :5]).max() > 1e-3, "no noise"
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
     assert type(restored) is type(model) and restored.spec == model.spec
-    assert_close(to_numpy(restored.synthesize(inputs)["waveform"]), expected["waveform"], what="restored waveform")
+    for a, b in zip(model.weights, restored.weights):  # (outputs: the parity test; one compilation less here)
+        assert a.path == b.path
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
 
 
 def test_vits_tokenizer_equals_transformers(tmp_path):

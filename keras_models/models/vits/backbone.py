@@ -157,6 +157,10 @@ class VitsSpec(Spec):
         return {"input_ids": np.ones((1, 4), "int32"), "attention_mask": np.ones((1, 4), "int32")}
 
 
+def _is_tensor(x):
+    return not isinstance(x, (int, float, type(None)))
+
+
 def get_activation_or_none(name):
     try:
         return get_activation(name)
@@ -800,7 +804,7 @@ class VitsBackbone(SpecBackbone):
         means = ops.einsum("btf,btc->bfc", path, means)
         log_vars = ops.einsum("btf,btc->bfc", path, log_vars)
         z = means
-        if ns:
+        if given.get("prior_noise") is not None or _is_tensor(ns) or ns:
             noise = given.get("prior_noise")
             if noise is None:
                 noise = keras.random.normal(ops.shape(means), seed=seed, dtype=self.compute_dtype)
@@ -827,7 +831,7 @@ class VitsBackbone(SpecBackbone):
         s = self.spec
         b, t = ops.shape(x)[0], x.shape[1]
         if s.use_stochastic_duration_prediction:
-            if not nsd:
+            if noise is None and not _is_tensor(nsd) and not nsd:
                 noise = ops.zeros((b, t, 2), self.compute_dtype)
             else:
                 if noise is None:
@@ -838,17 +842,22 @@ class VitsBackbone(SpecBackbone):
                 noise = noise * nsd
         log_duration = self.duration_predictor(x, pmask, speaker, noise)  # (b, t, 1)
         rate = s.speaking_rate if speaking_rate is None else speaking_rate
-        if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0:
+        if not _is_tensor(rate) and (not isinstance(rate, (int, float)) or isinstance(rate, bool) or not rate > 0):
             raise InputError(f"speaking_rate: expected a positive number, got {rate!r}")
         duration = ops.ceil(ops.exp(log_duration) * pmask * (1.0 / rate))[..., 0]  # (b, t)
         return duration, ops.maximum(ops.sum(duration, axis=1), 1.0)
 
     def synthesize(self, inputs, speaking_rate=None, noise_scale=None, noise_scale_duration=None, seed=None,
                    output_hidden_states=False):
-        """The outputs of ``call`` through two compiled functions (jax / tensorflow; eager torch): the
-        durations, then the whole model with that many frames. Noise (where the scales are not 0) is
-        drawn first, from ``seed`` (an int) or the model's seed generator, and passed in."""
-        from keras_models.generation.backend import compile_fn, no_grad
+        """The outputs of ``call`` through two functions compiled under jax (where an eager call runs
+        op by op; torch runs them eagerly; tensorflow too: XLA-compiling this conv stack costs more than
+        it saves for one call): the durations, then the whole model with that many frames. Settings and
+        noise are inputs of the compiled functions (no recompilation per setting); noise, where a scale
+        is not 0, is drawn first from ``seed`` (an int) or the model's seed generator."""
+        from keras_models.generation.backend import BACKEND, compile_fn, no_grad
+
+        def compile_(fn):
+            return fn if BACKEND == "tensorflow" else compile_fn(self, fn)  # torch: eager, direct layer calls
 
         if not isinstance(inputs, dict):
             inputs = {"input_ids": inputs}
@@ -863,31 +872,36 @@ class VitsBackbone(SpecBackbone):
         if inputs.get("speaker_id") is not None and s.num_speakers > 1:
             sid = np.asarray(ops.convert_to_numpy(inputs["speaker_id"])).astype("int32").reshape(-1)
             feed["speaker_id"] = np.repeat(sid, ids.shape[0]) if sid.size == 1 else sid
-        nsd = s.noise_scale_duration if noise_scale_duration is None else noise_scale_duration
-        ns = s.noise_scale if noise_scale is None else noise_scale
+        nsd = float(s.noise_scale_duration if noise_scale_duration is None else noise_scale_duration)
+        ns = float(s.noise_scale if noise_scale is None else noise_scale)
+        rate = float(s.speaking_rate if speaking_rate is None else speaking_rate)
+        if not rate > 0:
+            raise InputError(f"speaking_rate: expected a positive number, got {speaking_rate!r}")
         rng = self.noise_seed if seed is None else seed
-        if nsd and s.use_stochastic_duration_prediction:
-            feed["duration_noise"] = np.asarray(ops.convert_to_numpy(keras.random.normal(
-                (ids.shape[0], ids.shape[1], 2), seed=rng)), "float32")
-        settings = (speaking_rate, ns, nsd)
+        feed["scales"] = np.array([rate, ns, nsd], "float32")  # traced: one compilation for all settings
+        b, t = ids.shape
+        if s.use_stochastic_duration_prediction:
+            feed["duration_noise"] = np.zeros((b, t, 2), "float32") if not nsd else np.asarray(
+                ops.convert_to_numpy(keras.random.normal((b, t, 2), seed=rng)), "float32")
         cache = self.__dict__.setdefault("_km_compiled", {})
-        key = ("lengths", settings)
-        if key not in cache:
+        if "lengths" not in cache:
             def lengths_fn(feed):
                 x, _, _, pmask, _ = self.encode(feed)
-                speaker = self._speaker(feed.get("speaker_id"), ids.shape[0])
-                return self._durations(x, pmask, speaker, feed.get("duration_noise"), speaking_rate, nsd, None)[1]
-            cache[key] = compile_fn(self, lengths_fn)
+                speaker = self._speaker(feed.get("speaker_id"), b)
+                sc = feed["scales"]
+                return self._durations(x, pmask, speaker, feed.get("duration_noise"), sc[0], sc[2], None)[1]
+            cache["lengths"] = compile_(lengths_fn)
         with no_grad():
-            frames = int(np.max(ops.convert_to_numpy(cache[key](feed))))
-            if ns:
-                feed["prior_noise"] = np.asarray(ops.convert_to_numpy(keras.random.normal(
-                    (ids.shape[0], frames, s.flow_size), seed=rng)), "float32")
-            key = ("call", settings, frames, output_hidden_states)
+            frames = int(np.max(ops.convert_to_numpy(cache["lengths"](feed))))
+            feed["prior_noise"] = np.zeros((b, frames, s.flow_size), "float32") if not ns else np.asarray(
+                ops.convert_to_numpy(keras.random.normal((b, frames, s.flow_size), seed=rng)), "float32")
+            key = ("call", frames, output_hidden_states)
             if key not in cache:
-                cache[key] = compile_fn(self, lambda feed: self(
-                    feed, speaking_rate=speaking_rate, noise_scale=ns, noise_scale_duration=nsd,
-                    output_frames=frames, output_hidden_states=output_hidden_states))
+                def call_fn(feed):
+                    sc = feed["scales"]
+                    return self(feed, speaking_rate=sc[0], noise_scale=sc[1], noise_scale_duration=sc[2],
+                                output_frames=frames, output_hidden_states=output_hidden_states)
+                cache[key] = compile_(call_fn)
             return cache[key](feed)
 
     def weight_rules(self):
