@@ -697,6 +697,7 @@ class VitsBackbone(SpecBackbone):
 
     spec_cls = VitsSpec
     hf_architecture = "VitsModel"
+    verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec=spec, **kwargs)
