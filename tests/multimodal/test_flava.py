@@ -23,6 +23,10 @@ TEXT = dict(hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermed
 MULTI = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=20, hidden_act="gelu",
              layer_norm_eps=1e-7)
 CONFIG = dict(image_config=IMAGE, text_config=TEXT, multimodal_config=MULTI, projection_dim=12)
+# FlavaForPreTraining's heads read the multimodal states with the towers' widths: one width for all
+PRETRAINING = dict(CONFIG, hidden_size=16, image_config=dict(IMAGE, hidden_size=16),
+                   text_config=dict(TEXT, hidden_size=16), image_codebook_config=dict(hidden_size=8, vocab_size=30,
+                                                                                     num_blocks_per_group=1))
 
 
 def _inputs():
@@ -86,6 +90,17 @@ def _reference():
         processor.save_pretrained(tmp / "model")
         out["processed"] = processor(images=_images(), return_tensors="np")["pixel_values"]
         out["processed_defaults"] = T.FlavaImageProcessorPil()(images=_images(), return_tensors="np")["pixel_values"]
+        torch.manual_seed(1)
+        config = T.FlavaConfig(**PRETRAINING)
+        pretraining = randomize_weights(T.FlavaForPreTraining(config), seed=1).eval()
+        pretraining.save_pretrained(tmp / "pretraining")
+        pretraining = T.FlavaForPreTraining.from_pretrained(tmp / "pretraining").eval()
+        with torch.no_grad():
+            o = pretraining(input_ids=inputs["input_ids"], input_ids_masked=inputs["input_ids"],
+                            attention_mask=inputs["attention_mask"], token_type_ids=inputs["token_type_ids"],
+                            pixel_values=inputs["pixel_values"], bool_masked_pos=inputs["bool_masked_pos"],
+                            return_loss=False)
+        out["itm_logits"] = o.itm_logits.numpy()
         np.savez(tmp / "expected.npz", **out)
 
     folder = cached_folder(key, build)
@@ -152,6 +167,14 @@ def test_flava_towers_match_transformers():
         assert_close(h, expected[f"mm_tower_hidden_{i}"], what=f"FlavaMultimodalModel hidden_states[{i}]")
 
 
+def test_flava_image_text_matcher_matches_transformers():
+    """FlavaForPreTraining as km.ImageTextMatcher: its itm_logits (input_ids as input_ids_masked)."""
+    folder, expected = _reference()
+    model = km.ImageTextMatcher.from_preset(folder / "pretraining", preprocessor=False)
+    assert type(model).__name__ == "FlavaImageTextMatcher" and model.head_from_checkpoint
+    assert_close(model.predict_on_batch(_ours(_inputs())), expected["itm_logits"], what="itm_logits")
+
+
 def test_flava_reloads_in_transformers(tmp_path):
     import torch
     import transformers as T
@@ -166,6 +189,21 @@ def test_flava_reloads_in_transformers(tmp_path):
         out[f"{part}_embeddings"] = getattr(o, f"{part}_embeddings").numpy()
         out[f"{part}_pooler_output"] = getattr(o, f"{part}_output").pooler_output.numpy()
     _check(out, expected, "reloaded FlavaModel")
+
+
+def test_flava_itm_reloads_in_transformers(tmp_path):
+    """The ImageTextMatcher's save_to_preset: FlavaForPreTraining in Transformers (its MIM / MLM /
+    MMM heads re-initialised), equal itm_logits."""
+    import torch
+    import transformers as T
+
+    folder, expected = _reference()
+    km.ImageTextMatcher.from_preset(folder / "pretraining", preprocessor=False).save_to_preset(tmp_path / "saved")
+    model = T.FlavaForPreTraining.from_pretrained(tmp_path / "saved").eval()
+    inputs = {k: torch.tensor(v) for k, v in _inputs().items()}
+    with torch.no_grad():
+        o = model(input_ids_masked=inputs.pop("input_ids"), **inputs, return_loss=False)
+    assert_close(o.itm_logits.numpy(), expected["itm_logits"], what="reloaded itm_logits")
 
 
 def test_flava_keras_round_trip(tmp_path):

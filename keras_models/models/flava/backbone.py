@@ -17,12 +17,12 @@ The multimodal tower reads the image and text towers' last hidden states *before
 LayerNorm (Transformers' ``hidden_states[-1]``), each through its ``*_to_mm_projection``; its
 attention mask is all ones over the [CLS] and image tokens, then the text mask.
 
-Not implemented: FlavaForPreTraining's heads and FlavaImageCodebook (no task of ours takes their
-outputs), and ``interpolate_pos_encoding`` (images must have the configured size). FLAVA is not
+FlavaForPreTraining checkpoints load as :class:`FlavaImageTextMatcher` (km.ImageTextMatcher, its
+ITM head); its MIM / MLM / MMM heads, contrastive logits and FlavaImageCodebook are not implemented, and ``interpolate_pos_encoding`` (images must have the configured size). FLAVA is not
 a zero-shot image classifier in Transformers (no zero-shot mapping), so no such task is offered.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import keras
 import numpy as np
@@ -33,10 +33,13 @@ from keras_models.layers.masks import padding_bias
 from keras_models.layers.vision_block import VisionBlock
 from keras_models.layers.vision_embeddings import PatchEmbedding, conv_rules, dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
-from keras_models.models.registry import register_backbone
+from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule, mount
 from keras_models.spec import Spec, build_tower, dim, hf, tower
+from keras_models.tasks.image_text_matching import ImageTextMatcher
 
+_PRETRAINING_HEADS = ("itm_head.*", "mim_head.*", "mlm_head.*", "mmm_image_head.*", "mmm_text_head.*",
+                      "image_codebook.*", "global_contrastive_head.*")
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 _ALL = ("jax", "torch", "tensorflow")
 _BLOCK = {"query": "attention.attention.query", "key": "attention.attention.key",
@@ -350,6 +353,7 @@ class FlavaBackbone(SpecBackbone):
     hf_architecture = "FlavaModel"
     base_model_prefix = "flava"
     hf_ignore = ("*position_ids", "*token_type_ids")
+    hf_known_unused = _PRETRAINING_HEADS
     verified_backends = _ALL
 
     def __init__(self, spec=None, **kwargs):
@@ -419,12 +423,62 @@ class FlavaBackbone(SpecBackbone):
                 "multimodal_pooler_output": o["multimodal_output"]["pooler_output"]}
 
     def weight_rules(self):
-        r = (mount(self.image_model.weight_rules(), "image_model.") + mount(self.text_model.weight_rules(), "text_model.")
-             + mount(self.multimodal_model.weight_rules(), "multimodal_model."))
+        # mounted towers stay base-model names: FlavaForPreTraining holds them under ``flava.``
+        r = [replace(rule, base=True) for tower_model, name in ((self.image_model, "image_model."),
+                                                                (self.text_model, "text_model."),
+                                                                (self.multimodal_model, "multimodal_model."))
+             for rule in mount(tower_model.weight_rules(), name)]
         for name in ("image_projection", "text_projection", "image_to_mm_projection", "text_to_mm_projection"):
             r += dense_rules(name, getattr(self, name))
         return r + [Rule("logit_scale", self.logit_scale)]
 
 
+@_ser
+@register_task(FlavaBackbone, "ImageTextMatcher", ("FlavaForPreTraining",))
+class FlavaImageTextMatcher(ImageTextMatcher):
+    """FlavaForPreTraining's ``itm_logits`` (batch, 2) (index 1 = matches): its ITM head (dense +
+    tanh on the multimodal [CLS], then a 2-way linear) over the multimodal encoding of
+    ``input_ids`` (Transformers' ``input_ids_masked``) and ``pixel_values`` (+ optional
+    ``bool_masked_pos``). The MIM / MLM / MMM heads and the codebook are not loaded (reported)."""
+
+    hf_head_patterns = _PRETRAINING_HEADS
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        width = backbone.spec.hidden_size
+        if width != backbone.multimodal_model.hidden_size:  # Transformers' ITM head is hidden_size wide
+            raise ConfigError(f"config.json: hidden_size ({width}) must equal multimodal_config.hidden_size "
+                              f"({backbone.multimodal_model.hidden_size}) for FlavaForPreTraining's ITM head")
+        init = keras.initializers.TruncatedNormal(stddev=backbone.spec.initializer_range)
+        common = dict(dtype=backbone.dtype_policy, kernel_initializer=init)
+        self.itm_pooler = keras.layers.Dense(width, activation="tanh",
+                                             name="itm_pooler", **common)
+        self.itm = keras.layers.Dense(2, name="itm", **common)
+
+    def build(self, input_shape=None):
+        self.backbone.build_from_dummy()
+        d = self.backbone.multimodal_model.hidden_size
+        self.itm_pooler.build((None, d))
+        self.itm.build((None, d))
+        self.built = True
+
+    def build_from_dummy(self):
+        if not self.built:
+            self.build()
+        return self
+
+    def call(self, inputs, training=False):
+        mm = self.backbone(inputs, training=training)["multimodal_embeddings"]
+        return self.itm(self.itm_pooler(mm[:, 0]))
+
+    def default_loss(self):
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def head_rules(self):
+        return dense_rules("itm_head.pooler.dense", self.itm_pooler, base=False) + dense_rules(
+            "itm_head.seq_relationship", self.itm, base=False)
+
+
 __all__ = ["FlavaTowerSpec", "FlavaImageSpec", "FlavaTextSpec", "FlavaMultimodalSpec", "FlavaSpec", "FlavaTower",
-           "FlavaImageBackbone", "FlavaTextBackbone", "FlavaMultimodalBackbone", "FlavaBackbone"]
+           "FlavaImageBackbone", "FlavaTextBackbone", "FlavaMultimodalBackbone", "FlavaBackbone",
+           "FlavaImageTextMatcher"]
