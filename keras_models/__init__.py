@@ -40,6 +40,7 @@ _LAZY = {
     "ZeroShotAudioClassifier": "keras_models.tasks.zero_shot_audio_classifier",
     "ObjectDetector": "keras_models.tasks.object_detector",
     "VideoClassifier": "keras_models.tasks.video_classifier",
+    "VideoGrounder": "keras_models.models.tvp",
     "ImageTextToText": "keras_models.tasks.image_text_to_text",
     "ImageToText": "keras_models.tasks.image_to_text",
     "ImageTextMatcher": "keras_models.tasks.image_text_matching",
