@@ -1,0 +1,357 @@
+"""Reformer (``model_type`` "reformer"): reversible residual layers alternating chunked local
+self-attention and LSH self-attention, axial position embeddings, a 2 * hidden wide output.
+
+* Inference runs the reversible layers forward: two streams start equal to the embeddings; per
+  layer ``attn += attention(LN(hidden))`` then ``hidden += feed_forward(LN(attn))``; the output is
+  a LayerNorm over ``concat(attn, hidden)`` (width 2 * hidden_size). The feed-forward chunking
+  (``chunk_size_feed_forward``) does not change the numbers.
+* As Transformers does outside training, a sequence longer than the smallest chunk length and
+  not a multiple of the least common multiple of the chunk lengths is right-padded with
+  ``pad_token_id`` (mask 0) to that multiple, and the outputs are cut back.
+* Local attention: queries of each chunk attend to their chunk and ``local_num_chunks_before`` /
+  ``_after`` neighbours (wrapping around at the ends, as Transformers does), keys scaled by
+  1 / sqrt(head size), masked scores -1e9; a sequence no longer than one chunk is plain attention.
+* LSH attention: shared query/key projection, keys length-normalised (rsqrt(mean(x^2) + 1e-6)) and
+  scaled by 1 / sqrt(head size), a token's own key scored -1e5 (applied after the padding /
+  causal mask, -1e9). Only sequences (after padding) no longer than ``lsh_attn_chunk_length`` are
+  supported: they use no hashing. Longer ones hash with random rotations drawn from torch's
+  generator (``hash_seed``); that path is not implemented and raises ``InputError``.
+* No cache: ``generate`` is not offered.
+"""
+
+import math
+from dataclasses import dataclass
+
+import keras
+from keras import ops
+
+from keras_models.errors import ConfigError, InputError
+from keras_models.layers.activations import get_activation
+from keras_models.layers.vision_embeddings import dense_rules, norm_rules
+from keras_models.models.backbone import SpecBackbone
+from keras_models.models.registry import register_backbone, register_task
+from keras_models.presets.weight_map import Reshape, Rule, TRANSPOSE
+from keras_models.spec import Spec, dim, hf
+from keras_models.tasks.causal_lm import CausalLM
+
+_ser = keras.saving.register_keras_serializable(package="keras_models")
+
+
+def _tuple(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReformerSpec(Spec):
+    vocab_size: int = dim("vocab_size", 320)
+    hidden_size: int = dim("hidden_size", 256)
+    num_attention_heads: int = dim("num_attention_heads", 12)
+    attention_head_size: int = dim("attention_head_size", 64)
+    attn_layers: tuple = hf("attn_layers", ("local", "lsh", "local", "lsh", "local", "lsh"), read=_tuple)
+    axial_pos_embds: bool = hf("axial_pos_embds", True)
+    axial_pos_shape: tuple = hf("axial_pos_shape", (64, 64), read=_tuple)
+    axial_pos_embds_dim: tuple = hf("axial_pos_embds_dim", (64, 192), read=_tuple)
+    axial_norm_std: float = hf("axial_norm_std", 1.0)
+    max_position_embeddings: int = dim("max_position_embeddings", 4096)
+    feed_forward_size: int = dim("feed_forward_size", 512)
+    hidden_act: str = hf("hidden_act", "relu")
+    layer_norm_eps: float = hf("layer_norm_eps", 1e-12)
+    local_attn_chunk_length: int = dim("local_attn_chunk_length", 64)
+    local_num_chunks_before: int = hf("local_num_chunks_before", 1)
+    local_num_chunks_after: int = hf("local_num_chunks_after", 0)
+    lsh_attn_chunk_length: int = dim("lsh_attn_chunk_length", 64)
+    lsh_num_chunks_before: int = hf("lsh_num_chunks_before", 1)
+    lsh_num_chunks_after: int = hf("lsh_num_chunks_after", 0)
+    num_buckets: int | tuple | None = hf("num_buckets", None, read=_tuple)
+    num_hashes: int = dim("num_hashes", 1)
+    hash_seed: int | None = hf("hash_seed", None)
+    is_decoder: bool = hf("is_decoder", False)
+    chunk_size_lm_head: int = hf("chunk_size_lm_head", 0)
+    chunk_size_feed_forward: int = hf("chunk_size_feed_forward", 0)
+    tie_word_embeddings: bool = hf("tie_word_embeddings", False)
+    pad_token_id: int | None = hf("pad_token_id", 0)
+    eos_token_id: int | tuple | None = hf("eos_token_id", 2)
+    bos_token_id: int | None = hf("bos_token_id", None)
+
+    # the LM head reads 2 * hidden_size: it cannot be tied to the hidden_size-wide table
+    unsupported = {"tie_word_embeddings": (False, None)}
+
+    def validate(self, source="config.json"):
+        layers = self.attn_layers
+        if not isinstance(layers, tuple) or not layers or any(a not in ("local", "lsh") for a in layers):
+            raise ConfigError(f"{source}: attn_layers={layers!r} must be a non-empty list of 'local' / 'lsh'")
+        for key in ("local_num_chunks_before", "local_num_chunks_after", "lsh_num_chunks_before",
+                    "lsh_num_chunks_after"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{source}: {key}={value!r} must be an integer >= 0")
+        if self.axial_pos_embds:
+            shape, dims = self.axial_pos_shape, self.axial_pos_embds_dim
+            for key, value in (("axial_pos_shape", shape), ("axial_pos_embds_dim", dims)):
+                if (not isinstance(value, tuple) or len(value) != 2
+                        or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value)):
+                    raise ConfigError(f"{source}: {key}={value!r} must be two positive integers")
+            if sum(dims) != self.hidden_size:
+                raise ConfigError(f"{source}: axial_pos_embds_dim={dims!r} must sum to hidden_size "
+                                  f"({self.hidden_size})")
+        try:
+            get_activation(self.hidden_act)
+        except Exception as err:
+            raise ConfigError(f"{source}: hidden_act={self.hidden_act!r} is not supported") from err
+
+
+def _look_adjacent(x, before, after):
+    """(B, H, n, c, ...) chunks -> each chunk with its neighbours (wrapping around) along axis 3."""
+    if before == 0 and after == 0:
+        return x
+    return ops.concatenate([x if i == 0 else ops.roll(x, -i, axis=2) for i in range(-before, after + 1)], axis=3)
+
+
+@_ser
+class ReformerLayer(keras.layers.Layer):
+    """One reversible layer: ``attn + attention(LN(hidden))``, then ``hidden + ffn(LN(attn))``."""
+
+    def __init__(self, spec_config, kind, **kwargs):
+        super().__init__(**kwargs)
+        self.spec_config, self.kind = dict(spec_config), kind
+        s = self.spec_config
+        d, inner = self.dtype_policy, s["num_attention_heads"] * s["attention_head_size"]
+
+        def dense(units, name, bias=False):
+            return keras.layers.Dense(units, use_bias=bias, name=name, dtype=d)
+
+        self.attn_norm = keras.layers.LayerNormalization(epsilon=s["layer_norm_eps"], name="attn_norm", dtype=d)
+        self.ffn_norm = keras.layers.LayerNormalization(epsilon=s["layer_norm_eps"], name="ffn_norm", dtype=d)
+        if kind == "lsh":
+            self.query_key, self.value = dense(inner, "query_key"), dense(inner, "value")
+        else:
+            self.query, self.key, self.value = dense(inner, "query"), dense(inner, "key"), dense(inner, "value")
+        self.attn_out = dense(s["hidden_size"], "attn_out")
+        self.ffn_in = dense(s["feed_forward_size"], "ffn_in", True)
+        self.ffn_out = dense(s["hidden_size"], "ffn_out", True)
+        self.act = get_activation(s["hidden_act"])
+
+    def build(self, input_shape=None):
+        s, h = self.spec_config, self.spec_config["hidden_size"]
+        inner = s["num_attention_heads"] * s["attention_head_size"]
+        for layer in (self.attn_norm, self.ffn_norm, self.value, self.ffn_in):
+            layer.build((None, None, h))
+        for layer in ((self.query_key,) if self.kind == "lsh" else (self.query, self.key)):
+            layer.build((None, None, h))
+        self.attn_out.build((None, None, inner))
+        self.ffn_out.build((None, None, s["feed_forward_size"]))
+        self.built = True
+
+    def _heads(self, x):
+        s = self.spec_config
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
+        x = ops.reshape(x, (b, t, s["num_attention_heads"], s["attention_head_size"]))
+        return ops.transpose(x, (0, 2, 1, 3))
+
+    def _attention(self, x, mask):
+        """x (B, T, hidden), mask (B, T) of 0 / 1 or None -> (B, T, heads * head size)."""
+        s = self.spec_config
+        b, t = ops.shape(x)[0], x.shape[1]
+        dh, causal = s["attention_head_size"], s["is_decoder"]
+        pos = ops.arange(t, dtype="int32")
+        if self.kind == "lsh":
+            if t > s["lsh_attn_chunk_length"]:
+                raise InputError(
+                    f"Reformer LSH attention: a sequence of {t} tokens (after padding to the chunk lengths) is "
+                    f"longer than lsh_attn_chunk_length={s['lsh_attn_chunk_length']}; the hashed (random "
+                    "rotation) path is not implemented")
+            qk = self._heads(self.query_key(x))
+            v = self._heads(self.value(x))
+            var = ops.mean(ops.square(qk), axis=-1, keepdims=True)
+            k = qk * ops.rsqrt(var + 1e-6) / math.sqrt(dh)
+            dots = ops.matmul(qk, ops.swapaxes(k, -1, -2))
+            keep = None
+            if mask is not None:
+                keep = ops.cast(mask, "bool")[:, None, None, :]
+            if causal:
+                c = (pos[:, None] >= pos[None, :])[None, None]
+                keep = c if keep is None else ops.logical_and(keep, c)
+            if keep is not None:
+                dots = ops.where(keep, dots, ops.cast(-1e9, dots.dtype))
+            self_mask = (pos[:, None] != pos[None, :])[None, None]
+            dots = ops.where(self_mask, dots, ops.cast(-1e5, dots.dtype))
+            out = ops.matmul(ops.softmax(dots, axis=-1), v)
+        else:
+            chunk = s["local_attn_chunk_length"]
+            q, k, v = self._heads(self.query(x)), self._heads(self.key(x)), self._heads(self.value(x))
+            k = k / ops.cast(math.sqrt(dh), k.dtype)
+            if t <= chunk:
+                dots = ops.matmul(q, ops.swapaxes(k, -1, -2))
+                keep = None if mask is None else ops.cast(mask, "bool")[:, None, None, :]
+                if causal:
+                    c = (pos[:, None] >= pos[None, :])[None, None]
+                    keep = c if keep is None else ops.logical_and(keep, c)
+                if keep is not None:
+                    dots = ops.where(keep, dots, ops.cast(-1e9, dots.dtype))
+                out = ops.matmul(ops.softmax(dots, axis=-1), v)
+            else:
+                n, nh = t // chunk, s["num_attention_heads"]
+                bef, aft = s["local_num_chunks_before"], s["local_num_chunks_after"]
+
+                def split(y):
+                    return ops.reshape(y, (b, nh, n, chunk, dh))
+
+                q, k, v = split(q), _look_adjacent(split(k), bef, aft), _look_adjacent(split(v), bef, aft)
+                dots = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (B, H, n, c, K)
+                keep = None
+                if mask is not None:
+                    m = ops.reshape(ops.cast(mask, "bool"), (b, 1, n, chunk))
+                    keep = _look_adjacent(m, bef, aft)[:, :, :, None, :]
+                if causal:
+                    qi = ops.reshape(pos, (1, 1, n, chunk))
+                    ki = _look_adjacent(qi, bef, aft)
+                    c = qi[..., :, None] >= ki[..., None, :]
+                    keep = c if keep is None else ops.logical_and(keep, c)
+                if keep is not None:
+                    dots = ops.where(keep, dots, ops.cast(-1e9, dots.dtype))
+                out = ops.matmul(ops.softmax(dots, axis=-1), v)
+                out = ops.reshape(out, (b, nh, t, dh))
+        out = ops.transpose(out, (0, 2, 1, 3))
+        return ops.reshape(out, (b, t, s["num_attention_heads"] * dh))
+
+    def call(self, attn, hidden, token_mask=None):
+        attn = attn + self.attn_out(self._attention(self.attn_norm(hidden), token_mask))
+        hidden = hidden + self.ffn_out(self.act(self.ffn_in(self.ffn_norm(attn))))
+        return attn, hidden
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(spec_config=self.spec_config, kind=self.kind)
+        return config
+
+
+@_ser
+@register_backbone("reformer")
+class ReformerBackbone(SpecBackbone):
+    """Returns the final hidden state (batch, seq, 2 * hidden_size) of ``{"input_ids",
+    "attention_mask"}`` (the mask optional): the LayerNorm of the two reversible streams."""
+
+    spec_cls = ReformerSpec
+    base_model_prefix = "reformer"
+    hf_architecture = "ReformerModel"
+    verified_backends = ("jax", "torch", "tensorflow")
+
+    def __init__(self, spec=None, **kwargs):
+        super().__init__(spec, **kwargs)
+        s, d = self.spec, self.dtype_policy
+        self.vocab_size, self.hidden_size = s.vocab_size, s.hidden_size
+        self.num_layers = len(s.attn_layers)
+        self.token_embedding = keras.layers.Embedding(s.vocab_size, s.hidden_size, name="embeddings", dtype=d)
+        if not s.axial_pos_embds:
+            self.position_embedding = keras.layers.Embedding(s.max_position_embeddings, s.hidden_size,
+                                                             name="position_embeddings", dtype=d)
+        keys = ("hidden_size", "num_attention_heads", "attention_head_size", "feed_forward_size", "hidden_act",
+                "layer_norm_eps", "local_attn_chunk_length", "local_num_chunks_before", "local_num_chunks_after",
+                "lsh_attn_chunk_length", "is_decoder")
+        layer_config = {k: getattr(s, k) for k in keys}
+        self.layers_ = [ReformerLayer(layer_config, kind, name=f"layer_{i}", dtype=d)
+                        for i, kind in enumerate(s.attn_layers)]
+        self.final_norm = keras.layers.LayerNormalization(epsilon=s.layer_norm_eps, name="final_norm", dtype=d)
+        kinds = set(s.attn_layers)
+        lengths = [s.local_attn_chunk_length if k == "local" else s.lsh_attn_chunk_length for k in sorted(kinds)]
+        self.lcm_chunk = math.lcm(*lengths)
+        self.min_chunk = min(lengths)
+
+    @property
+    def options(self):
+        return {"tie_word_embeddings": False, "final_logit_softcap": None, "lm_head_bias": True,
+                "initializer_range": 0.02, "embed_proj_dim": 2 * self.hidden_size, "logit_scale": None}
+
+    def build(self, input_shape=None):
+        s, h = self.spec, self.hidden_size
+        self.token_embedding.build((None, None))
+        if s.axial_pos_embds:
+            (rows, cols), (d0, d1) = s.axial_pos_shape, s.axial_pos_embds_dim
+            self.axial_rows = self.add_weight(name="axial_rows", shape=(rows, d0), initializer="ones")
+            self.axial_cols = self.add_weight(name="axial_cols", shape=(cols, d1), initializer="ones")
+        else:
+            self.position_embedding.build((None, None))
+        for layer in self.layers_:
+            layer.build((None, None, h))
+        self.final_norm.build((None, None, 2 * h))
+        self.built = True
+
+    def _positions(self, t):
+        s = self.spec
+        if not s.axial_pos_embds:
+            return self.position_embedding(ops.arange(t, dtype="int32"))
+        rows, cols = s.axial_pos_shape
+        if t > rows * cols:
+            raise InputError(f"Reformer: {t} positions (after padding) exceed axial_pos_shape {s.axial_pos_shape}")
+        pos = ops.arange(t, dtype="int32")
+        return ops.concatenate([ops.take(self.axial_rows, pos // cols, axis=0),
+                                ops.take(self.axial_cols, pos % cols, axis=0)], axis=-1)
+
+    def call(self, inputs, training=False):
+        s = self.spec
+        ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
+        mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+        ids = ops.cast(ids, "int32")
+        t = ids.shape[1]
+        if t > s.max_position_embeddings:
+            raise InputError(f"Reformer: {t} tokens exceed max_position_embeddings={s.max_position_embeddings}")
+        pad = 0
+        if t % self.lcm_chunk != 0 and t > self.min_chunk:
+            pad = self.lcm_chunk - t % self.lcm_chunk
+            b = ops.shape(ids)[0]
+            ids = ops.concatenate([ids, ops.full((b, pad), s.pad_token_id or 0, "int32")], axis=1)
+            mask = ops.ones((b, t), "int32") if mask is None else ops.cast(mask, "int32")
+            mask = ops.concatenate([mask, ops.zeros((b, pad), "int32")], axis=1)
+        x = self.token_embedding(ids) + ops.cast(self._positions(t + pad), self.compute_dtype)[None]
+        attn = hidden = x
+        for layer in self.layers_:
+            attn, hidden = layer(attn, hidden, token_mask=mask)
+        out = self.final_norm(ops.concatenate([attn, hidden], axis=-1))
+        return out[:, :t] if pad else out
+
+    def weight_rules(self):
+        s = self.spec
+        r = [Rule("embeddings.word_embeddings.weight", self.token_embedding.embeddings)]
+        if s.axial_pos_embds:
+            (rows, cols), (d0, d1) = s.axial_pos_shape, s.axial_pos_embds_dim
+            r += [Rule("embeddings.position_embeddings.weights.0", self.axial_rows, Reshape((rows, 1, d0), (rows, d0))),
+                  Rule("embeddings.position_embeddings.weights.1", self.axial_cols, Reshape((1, cols, d1), (cols, d1)))]
+        else:
+            r.append(Rule("embeddings.position_embeddings.embedding.weight", self.position_embedding.embeddings))
+        for i, layer in enumerate(self.layers_):
+            p = f"encoder.layers.{i}."
+            r += norm_rules(p + "attention.layer_norm", layer.attn_norm)
+            names = ("query_key", "value") if layer.kind == "lsh" else ("query", "key", "value")
+            for name in names:
+                r += dense_rules(f"{p}attention.self_attention.{name}", getattr(layer, name))
+            r += dense_rules(p + "attention.output.dense", layer.attn_out)
+            r += norm_rules(p + "feed_forward.layer_norm", layer.ffn_norm)
+            r += dense_rules(p + "feed_forward.dense.dense", layer.ffn_in)
+            r += dense_rules(p + "feed_forward.output.dense", layer.ffn_out)
+        r += norm_rules("encoder.layer_norm", self.final_norm)
+        return r
+
+
+@_ser
+@register_task(ReformerBackbone, "CausalLM", ("ReformerModelWithLMHead",))
+class ReformerCausalLM(CausalLM):
+    """Logits (batch, seq, vocab) from ``lm_head.decoder`` (2 * hidden -> vocab, with bias).
+    The checkpoint's separate ``lm_head.bias`` (unused by Transformers' forward) is kept for
+    export. No KV cache: ``generate`` is not supported."""
+
+    hf_lm_head = "lm_head.decoder"
+    hf_head_patterns = ("lm_head.*",)
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        self.spare_bias = self.add_weight(name="spare_bias", shape=(self.backbone.vocab_size,),
+                                          initializer="zeros", trainable=False)
+
+    def head_rules(self):
+        return super().head_rules() + [Rule("lm_head.bias", self.spare_bias, base=False, optional=True)]
+
+    def generate(self, *args, **kwargs):
+        raise InputError("ReformerCausalLM: generate is not supported (no cache over LSH buckets here)")
+
+
+__all__ = ["ReformerSpec", "ReformerBackbone", "ReformerLayer", "ReformerCausalLM"]
