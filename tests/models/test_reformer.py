@@ -88,6 +88,14 @@ def test_reformer_export_reloads_in_transformers(tmp_path):
             out = hf(input_ids=torch.tensor(inputs["input_ids"]),
                      attention_mask=torch.tensor(inputs["attention_mask"]), use_cache=False).logits.numpy()
         assert_close(out, expected["logits"], mask=inputs["attention_mask"], what=f"{case} re-exported")
+    inputs = _inputs()
+    folder, expected = hf_reference("reformer-head-MaskedLM", _build_head("MaskedLM"), inputs)
+    km.MaskedLM.from_preset(folder).save_to_preset(tmp_path / "mlm")
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "mlm").eval()
+    with torch.no_grad():
+        out = hf(input_ids=torch.tensor(inputs["input_ids"]),
+                 attention_mask=torch.tensor(inputs["attention_mask"])).logits.numpy()
+    assert_close(out, expected["logits"], mask=inputs["attention_mask"], what="MaskedLM re-exported")
 
 
 def test_reformer_keras_round_trip_and_backbone(tmp_path):
@@ -123,3 +131,39 @@ def test_reformer_bad_config_names_the_key(tmp_path, key, value):
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match=key):
         km.CausalLM.from_preset(bad)
+
+
+# the encoder heads: no causal mask, local attention with a chunk after as well as before
+HEADS = {"MaskedLM": ("ReformerForMaskedLM", "logits"), "TextClassifier": ("ReformerForSequenceClassification", "logits"),
+         "QuestionAnswerer": ("ReformerForQuestionAnswering", "start_logits")}
+ENCODER = dict(CASES["axial"], local_num_chunks_after=1, hidden_act="gelu_new")
+
+
+def _build_head(task):
+    def build():
+        import transformers
+
+        config = transformers.ReformerConfig(vocab_size=VOCAB, is_decoder=False, hash_seed=0, pad_token_id=0,
+                                             num_labels=2 if task == "QuestionAnswerer" else 3, **ENCODER)
+        return getattr(transformers, HEADS[task][0])(config)
+    build.__name__ = f"build_head_{task}"
+    return build
+
+
+@pytest.mark.one_case_per_pass("task")
+@pytest.mark.parametrize("task", sorted(HEADS))
+def test_reformer_heads(task):
+    inputs = _inputs()
+    folder, expected = hf_reference(f"reformer-head-{task}", _build_head(task), inputs)
+    model = getattr(km, task).from_preset(folder)
+    assert type(model).__name__ == f"Reformer{task}" and model.head_from_checkpoint
+    out = jit_under_jax(model)(inputs)
+    mask = inputs["attention_mask"]
+    if task == "QuestionAnswerer":
+        for key in ("start_logits", "end_logits"):
+            assert_close(to_numpy(out[key]), expected[key], mask=mask, what=f"{task} {key}")
+    elif task == "TextClassifier":
+        assert_close(to_numpy(out), expected["logits"], what=task)
+    else:
+        assert_close(to_numpy(out), expected["logits"], mask=mask, what=task)
+    assert_backbone_close(model, inputs, expected, mask=mask, what=task)

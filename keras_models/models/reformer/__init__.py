@@ -17,6 +17,8 @@ self-attention and LSH self-attention, axial position embeddings, a 2 * hidden w
   supported: they use no hashing. Longer ones hash with random rotations drawn from torch's
   generator (``hash_seed``); that path is not implemented and raises ``InputError``.
 * No cache: ``generate`` is not offered.
+* Heads: ReformerModelWithLMHead (CausalLM), ReformerForMaskedLM (MaskedLM),
+  ReformerForSequenceClassification (TextClassifier), ReformerForQuestionAnswering (QuestionAnswerer).
 """
 
 import math
@@ -32,7 +34,9 @@ from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Reshape, Rule, TRANSPOSE
 from keras_models.spec import Spec, dim, hf
+from keras_models.models.encoder.tasks import ClassifierDenseOutProj
 from keras_models.tasks.causal_lm import CausalLM
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -234,6 +238,8 @@ class ReformerBackbone(SpecBackbone):
     spec_cls = ReformerSpec
     base_model_prefix = "reformer"
     hf_architecture = "ReformerModel"
+    initializer_range = 0.02  # what fresh task heads are drawn with
+    dropout_rate = 0.0
     verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
@@ -241,6 +247,7 @@ class ReformerBackbone(SpecBackbone):
         s, d = self.spec, self.dtype_policy
         self.vocab_size, self.hidden_size = s.vocab_size, s.hidden_size
         self.num_layers = len(s.attn_layers)
+        self.hidden_act = s.hidden_act
         self.token_embedding = keras.layers.Embedding(s.vocab_size, s.hidden_size, name="embeddings", dtype=d)
         if not s.axial_pos_embds:
             self.position_embedding = keras.layers.Embedding(s.max_position_embeddings, s.hidden_size,
@@ -354,4 +361,56 @@ class ReformerCausalLM(CausalLM):
         raise InputError("ReformerCausalLM: generate is not supported (no cache over LSH buckets here)")
 
 
-__all__ = ["ReformerSpec", "ReformerBackbone", "ReformerLayer", "ReformerCausalLM"]
+@_ser
+@register_task(ReformerBackbone, "MaskedLM", ("ReformerForMaskedLM",))
+class ReformerMaskedLM(MaskedLM):
+    """Logits (batch, seq, vocab) from ``lm_head.decoder`` (2 * hidden -> vocab, with bias), as
+    Transformers' ReformerForMaskedLM (no transform layer; ``lm_head.bias`` kept for export)."""
+
+    hf_head_patterns = ("lm_head.*",)
+
+    def __init__(self, backbone, preprocessor=None, tie_word_embeddings=False, **kwargs):
+        super(MaskedLM, self).__init__(backbone, preprocessor=preprocessor, **kwargs)
+        self.tie_word_embeddings = False
+        self.decoder = keras.layers.Dense(backbone.vocab_size, name="lm_head", dtype=backbone.dtype_policy,
+                                          kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+
+    @classmethod
+    def task_config_from_hf(cls, hf, head_from_checkpoint, **kwargs):
+        return kwargs
+
+    def task_config_to_hf(self):
+        return {}
+
+    def build(self, input_shape=None):
+        self.backbone.build_from_dummy()
+        self.decoder.build((None, None, 2 * self.backbone.hidden_size))
+        self.spare_bias = self.add_weight(name="spare_bias", shape=(self.backbone.vocab_size,),
+                                          initializer="zeros", trainable=False)
+        self.built = True
+
+    def call(self, inputs, training=False):
+        return self.decoder(self.backbone(inputs, training=training))
+
+    def head_rules(self):
+        return dense_rules("lm_head.decoder", self.decoder, base=False) + [
+            Rule("lm_head.bias", self.spare_bias, base=False, optional=True)]
+
+
+@_ser
+@register_task(ReformerBackbone, "TextClassifier", ("ReformerForSequenceClassification",))
+class ReformerTextClassifier(ClassifierDenseOutProj):
+    """First position's 2 * hidden state -> ``classifier.dense`` (to hidden) -> tanh ->
+    ``classifier.out_proj``."""
+
+    inner_activation = "tanh"
+
+
+@_ser
+@register_task(ReformerBackbone, "QuestionAnswerer", ("ReformerForQuestionAnswering",))
+class ReformerQuestionAnswerer(QuestionAnswerer):
+    """``qa_outputs`` over the 2 * hidden states."""
+
+
+__all__ = ["ReformerSpec", "ReformerBackbone", "ReformerLayer", "ReformerCausalLM", "ReformerMaskedLM",
+           "ReformerTextClassifier", "ReformerQuestionAnswerer"]
