@@ -1,7 +1,8 @@
-"""FastSpeech2-Conformer text to speech: so far its HiFi-GAN vocoder (the acoustic model,
-``fastspeech2_conformer``, is not implemented yet)."""
+"""FastSpeech2-Conformer text to speech: the acoustic model and its HiFi-GAN vocoder."""
 
 from keras_models.models.fastspeech2_conformer.hifigan import (FastSpeech2ConformerHifiGanBackbone,
                                                                FastSpeech2ConformerHifiGanSpec)
+from keras_models.models.fastspeech2_conformer.model import FastSpeech2ConformerBackbone, FastSpeech2ConformerSpec
 
-__all__ = ["FastSpeech2ConformerHifiGanBackbone", "FastSpeech2ConformerHifiGanSpec"]
+__all__ = ["FastSpeech2ConformerBackbone", "FastSpeech2ConformerSpec", "FastSpeech2ConformerHifiGanBackbone",
+           "FastSpeech2ConformerHifiGanSpec"]
