@@ -49,6 +49,7 @@ from keras_models.models.xlm_prophetnet import *  # noqa: F401,F403
 from keras_models.models.open_llama import *  # noqa: F401,F403
 from keras_models.models.nezha import *  # noqa: F401,F403
 from keras_models.models.transfo_xl import *  # noqa: F401,F403
+from keras_models.models.mctct import *  # noqa: F401,F403
 from keras_models.models.video import *  # noqa: F401,F403
 from keras_models.models.llava import *  # noqa: F401,F403
 from keras_models.models.fuyu import *  # noqa: F401,F403
