@@ -7,12 +7,13 @@ import hashlib
 import inspect
 import json
 
+import keras
 import numpy as np
 import pytest
 
 import keras_models as km
 from keras_models.errors import ConfigError
-from tests.parity import (assert_backbone_close, assert_close, assert_keras_round_trip, cached_folder,
+from tests.parity import (assert_backbone_close, assert_close, cached_folder,
                           calibrate_batch_norms, randomize_weights, to_numpy)
 
 RESNET = dict(model_type="resnet", embedding_size=8, hidden_sizes=[12, 12], depths=[1, 2], layer_type="basic",
@@ -86,8 +87,11 @@ def test_tvp_video_grounding_parity(reference, tmp_path):
     inputs = _ours(_inputs())
     logits = model.predict_on_batch(inputs)
     assert_close(to_numpy(logits), expected["logits"], what="logits")
-    assert_backbone_close(model, inputs, expected)
-    assert_keras_round_trip(model, inputs, tmp_path)
+    assert_backbone_close(model, inputs, expected, hidden=model.backbone.predict_on_batch(inputs))
+    model.save(tmp_path / "m.keras")  # .keras round trip, compiled (an eager jax call costs ~15 s)
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(restored) is type(model) and restored.backbone.get_config() == model.backbone.get_config()
+    np.testing.assert_allclose(to_numpy(restored.predict_on_batch(inputs)), to_numpy(logits), atol=1e-6)
 
 
 def test_tvp_reloads_in_transformers(reference, tmp_path):

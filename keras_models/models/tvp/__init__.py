@@ -118,6 +118,7 @@ class TvpBackbone(SpecBackbone):
     spec_cls = TvpSpec
     base_model_prefix = "model"
     hf_architecture = "TvpModel"
+    verified_backends = ("jax", "torch", "tensorflow")
     hf_ignore = ("*num_batches_tracked",)
 
     def __init__(self, spec=None, **kwargs):
