@@ -45,6 +45,25 @@ class Speech2TextSeq2SeqLM(Seq2SeqLM):
                                kwargs)
 
 
+def generate_from_waveforms(task, what, input_values, generation_config, attention_mask, decoder_input_ids,
+                            tokenizer, kwargs, encode=None):
+    """``generate`` of a model over raw audio ``input_values`` (batch, samples) -- or a dict holding
+    them and ``attention_mask`` -- with Transformers' keyword names (``input_values`` / ``inputs``);
+    ``what`` names the model in errors."""
+    if input_values is None:
+        input_values = kwargs.pop("input_values", kwargs.pop("inputs", None))
+    if isinstance(input_values, dict):
+        attention_mask = input_values.get("attention_mask", attention_mask)
+        input_values = input_values.get("input_values")
+    if input_values is None:
+        raise GenerationError(f"generate: {what} needs input_values (batch, samples)")
+    values = np.asarray(ops.convert_to_numpy(input_values), "float32")
+    if values.ndim == 1:
+        values = values[None]
+    return speech_generate(task, values, attention_mask, generation_config, decoder_input_ids, tokenizer, kwargs,
+                           encode=encode)
+
+
 def speech_generate(model, inputs, attention_mask, generation_config, decoder_input_ids, tokenizer, kwargs,
                     encode=None):
     """Encode ``inputs`` (batch, time, ...) once (``model.backbone.encode(inputs, attention_mask)``,

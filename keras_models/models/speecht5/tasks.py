@@ -14,7 +14,7 @@ from keras import ops
 from keras_models.errors import ConfigError, InputError
 from keras_models.generation.config import GenerationError
 from keras_models.models.registry import register_task
-from keras_models.models.speech_to_text.tasks import speech_generate
+from keras_models.models.speech_to_text.tasks import generate_from_waveforms
 from keras_models.models.speecht5.backbone import SpeechT5Backbone
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 from keras_models.tasks.text_to_audio import TextToAudio
@@ -51,18 +51,9 @@ class SpeechT5SpeechToText(Seq2SeqLM):
         """Text ids for raw audio ``input_values`` (batch, samples) (or a dict holding them and
         ``attention_mask``), with Transformers' keyword names: the decoder start token (or
         ``decoder_input_ids``) followed by the new ids."""
-        if input_values is None:
-            input_values = kwargs.pop("input_values", kwargs.pop("inputs", None))
-        if isinstance(input_values, dict):
-            attention_mask = input_values.get("attention_mask", attention_mask)
-            input_values = input_values.get("input_values")
-        if input_values is None:
-            raise GenerationError("generate: SpeechT5 speech-to-text needs input_values (batch, samples)")
-        values = np.asarray(ops.convert_to_numpy(input_values), "float32")
-        if values.ndim == 1:
-            values = values[None]
-        return speech_generate(self, values, attention_mask, generation_config, decoder_input_ids, tokenizer,
-                               kwargs, encode=lambda v, m: compiled_encode(self, v, m))
+        return generate_from_waveforms(self, "SpeechT5 speech-to-text", input_values, generation_config, attention_mask,
+                                       decoder_input_ids, tokenizer, kwargs,
+                                       encode=lambda v, m: compiled_encode(self, v, m))
 
 
 
