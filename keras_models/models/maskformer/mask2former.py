@@ -258,8 +258,9 @@ class Mask2FormerBackbone(SpecBackbone):
         self.mask_embedder = PredictionMLP(d, s.mask_feature_size, 3, name="mask_embedder", **common)
         self.hidden_size = d
 
-    def build(self, input_shape=None):
-        s, f, d = self.spec, self.spec.feature_size, self.spec.hidden_dim
+    def build_pixel_decoder(self):
+        """Build the tower, its stage norms and the pixel decoder (shared with OneFormer)."""
+        f = self.spec.feature_size
         self.tower.build_from_dummy()
         for norm, c in zip(self.stage_norms, self.channels):
             norm.build((None, None, None, c))
@@ -271,6 +272,10 @@ class Mask2FormerBackbone(SpecBackbone):
         self.mask_projection.build((None, None, None, f))
         for conv in self.query_projections:
             conv.build((None, None, None, f))
+
+    def build(self, input_shape=None):
+        s, d = self.spec, self.spec.hidden_dim
+        self.build_pixel_decoder()
         init = keras.initializers.RandomNormal(stddev=1.0)
         self.query_embed = self.add_weight(name="queries_embedder", shape=(s.num_queries, d), initializer=init)
         self.query_feat = self.add_weight(name="queries_features", shape=(s.num_queries, d), initializer=init)

@@ -209,18 +209,8 @@ class OneFormerBackbone(Mask2FormerBackbone):
         self.query_norm = keras.layers.LayerNormalization(epsilon=eps, name="query_norm", **common)
 
     def build(self, input_shape=None):
-        s, f, d = self.spec, self.spec.feature_size, self.spec.hidden_dim
-        self.tower.build_from_dummy()
-        for norm, c in zip(self.stage_norms, self.channels):
-            norm.build((None, None, None, c))
-        for layer in self.input_projections + self.adapters + self.fpn_layers:
-            layer.build()
-        self.level_embed = self.add_weight(name="level_embed", shape=(LEVELS, f), initializer="zeros")
-        for layer in self.encoder_layers:
-            layer.build((None, None, f))
-        self.mask_projection.build((None, None, None, f))
-        for conv in self.query_projections:
-            conv.build((None, None, None, f))
+        s, d = self.spec, self.spec.hidden_dim
+        self.build_pixel_decoder()
         init = keras.initializers.RandomNormal(stddev=1.0)
         self.query_embed = self.add_weight(name="queries_embedder", shape=(s.num_queries, d), initializer=init)
         self.query_level_embed = self.add_weight(name="query_level_embed", shape=(LEVELS, d), initializer=init)
