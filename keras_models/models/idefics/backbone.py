@@ -37,6 +37,13 @@ from keras_models.spec import Spec, build_tower, const, dim, hf, nested
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
 
+def _check_activation(name, source):
+    try:
+        get_activation(name)
+    except ValueError as e:
+        raise ConfigError(f"{source}: hidden_act={name!r}: {e}") from e
+
+
 @dataclass(frozen=True, kw_only=True)
 class IdeficsVisionSpec(CLIPVisionSpec):
     hidden_size: int = dim("embed_dim", 768)
@@ -46,6 +53,12 @@ class IdeficsVisionSpec(CLIPVisionSpec):
     patch_size: int = hf("patch_size", 14, read=_square, dim=True)
     hidden_act: str = hf("hidden_act", "gelu")
     projection_dim: int | None = const(None)
+
+    def validate(self, source="config.json"):
+        super().validate(source)
+        _check_activation(self.hidden_act, source)
+        if not 0 <= self.attention_dropout <= 1:
+            raise ConfigError(f"{source}: attention_dropout={self.attention_dropout!r}: expected a rate in [0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,8 +97,10 @@ class IdeficsSpec(Spec):
     perceiver_config: IdeficsPerceiverSpec | None = nested("perceiver_config", IdeficsPerceiverSpec, required=False)
 
     def validate(self, source="config.json"):
-        if isinstance(self.additional_vocab_size, bool) or self.additional_vocab_size < 0:
-            raise ConfigError(f"{source}: additional_vocab_size={self.additional_vocab_size!r}: expected an int >= 0")
+        if isinstance(self.additional_vocab_size, bool) or not 0 <= self.additional_vocab_size < 2**31 - self.vocab_size:
+            raise ConfigError(f"{source}: additional_vocab_size={self.additional_vocab_size!r}: expected an int >= 0 "
+                              "with vocab_size + additional_vocab_size below 2**31")
+        _check_activation(self.hidden_act, source)
         if self.alpha_type not in ("float", "vector"):
             raise ConfigError(f"{source}: alpha_type={self.alpha_type!r}: expected 'float' or 'vector'")
         if self.hidden_size % self.num_heads:
