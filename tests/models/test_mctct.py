@@ -65,7 +65,7 @@ def test_mctct_parity(tmp_path):
     check(restored, inputs, d, "mctct .keras")
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="config checks do not depend on the backend")
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("key,value", [("conv_glu_dim", 2), ("attention_head_dim", 5), ("conv_kernel", [5, 3]),
                                        ("conv_stride", [0]), ("hidden_act", "nope"), ("num_conv_layers", 2),
                                        ("max_position_embeddings", 0)])

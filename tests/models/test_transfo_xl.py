@@ -89,7 +89,7 @@ def test_transfo_xl_classifier_parity(tmp_path):
     assert_close(jit_under_jax(lambda x: saved({"input_ids": x}))(ids), want["logits"], what="transfo_xl saved")
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="config checks do not depend on the backend")
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("key,value", [("attn_type", 1), ("untie_r", False), ("sample_softmax", 8),
                                        ("cutoffs", [40, 20]), ("cutoffs", [0, 20]), ("cutoffs", [20, 60]),
                                        ("mem_len", -1), ("d_model", 15), ("tie_projs", "yes"), ("n_head", 0)])
@@ -105,7 +105,7 @@ def test_transfo_xl_bad_config(key, value, tmp_path):
         km.CausalLM.from_preset(tmp_path / "m")
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="config checks do not depend on the backend")
+@pytest.mark.backend_independent
 def test_transfo_xl_classifier_needs_d_embed_equal_d_model(tmp_path):
     import shutil
 
