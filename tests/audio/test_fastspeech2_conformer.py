@@ -22,7 +22,7 @@ def _hifigan():
     import torch
     from transformers import FastSpeech2ConformerHifiGan, FastSpeech2ConformerHifiGanConfig
 
-    cfg = FastSpeech2ConformerHifiGanConfig(model_in_dim=5, upsample_initial_channel=16, upsample_rates=(2, 3, 1),
+    cfg = FastSpeech2ConformerHifiGanConfig(model_in_dim=6, upsample_initial_channel=16, upsample_rates=(2, 3, 1),
                                             upsample_kernel_sizes=(4, 5, 3), resblock_kernel_sizes=(3, 5),
                                             resblock_dilation_sizes=((1, 2), (1, 3, 2)), leaky_relu_slope=0.3,
                                             normalize_before=True)
@@ -34,7 +34,7 @@ def _hifigan():
 
 
 def _reference():
-    spectrogram = np.random.RandomState(3).randn(2, 7, 5).astype("float32")
+    spectrogram = np.random.RandomState(3).randn(2, 7, 6).astype("float32")
 
     def record(folder, model):
         import torch
@@ -182,3 +182,33 @@ def test_fastspeech2_conformer_reloads_in_transformers(tmp_path):
     got = _hf_outputs(hf, 1.0)
     for k in OUTPUTS:
         assert_close(got[k], expected[k], what=f"reloaded {k}")
+
+
+# --- FastSpeech2ConformerWithHifiGan: both in one checkpoint ----------------------------------------
+def test_fastspeech2_conformer_with_hifigan_matches_transformers(tmp_path):
+    """End to end (the acoustic model and vocoder references above, combined): outputs and waveform
+    equal to Transformers' FastSpeech2ConformerWithHifiGan; the export reloads in Transformers."""
+    import torch
+    from transformers import (FastSpeech2ConformerHifiGan, FastSpeech2ConformerModel, FastSpeech2ConformerWithHifiGan,
+                              FastSpeech2ConformerWithHifiGanConfig)
+
+    acoustic = FastSpeech2ConformerModel.from_pretrained(_acoustic_reference()).eval()
+    vocoder = FastSpeech2ConformerHifiGan.from_pretrained(_reference()[0]).eval()
+    cfg = FastSpeech2ConformerWithHifiGanConfig(model_config=acoustic.config.to_dict(),
+                                                vocoder_config=vocoder.config.to_dict())
+    combined = FastSpeech2ConformerWithHifiGan(cfg).eval()
+    combined.model.load_state_dict(acoustic.state_dict())
+    combined.vocoder.load_state_dict(vocoder.state_dict())
+    combined.save_pretrained(tmp_path / "ref")
+    with torch.no_grad():
+        o = combined(input_ids=torch.tensor(IDS).long(), attention_mask=torch.tensor(MASK).long(), return_dict=True)
+    model = km.Backbone.from_preset(tmp_path / "ref")
+    assert type(model).__name__ == "FastSpeech2ConformerWithHifiGanBackbone"
+    got = model({"input_ids": IDS, "attention_mask": MASK})
+    _check(got, {k: getattr(o, k).numpy() for k in OUTPUTS}, "with HiFi-GAN")
+    assert_close(keras.ops.convert_to_numpy(got["waveform"]), o.waveform.numpy(), what="waveform")
+    model.save_to_preset(tmp_path / "out")
+    hf = FastSpeech2ConformerWithHifiGan.from_pretrained(tmp_path / "out").eval()
+    with torch.no_grad():
+        w = hf(input_ids=torch.tensor(IDS).long(), attention_mask=torch.tensor(MASK).long(), return_dict=True).waveform
+    assert_close(w.numpy(), o.waveform.numpy(), what="reloaded waveform")
