@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
-from keras_models.errors import ConfigError
+from keras_models.errors import ConfigError, InputError
 from tests.parity import (assert_backbone_close, assert_close, cached_folder,
                           calibrate_batch_norms, randomize_weights, to_numpy)
 
@@ -88,6 +88,8 @@ def test_tvp_video_grounding_parity(reference, tmp_path):
     logits = model.predict_on_batch(inputs)
     assert_close(to_numpy(logits), expected["logits"], what="logits")
     assert_backbone_close(model, inputs, expected, hidden=model.backbone.predict_on_batch(inputs))
+    with pytest.raises(InputError, match="pixel_values"):  # frames must be max_img_size squared
+        model.predict_on_batch(dict(inputs, pixel_values=inputs["pixel_values"][:, :, 2:]))
     model.save(tmp_path / "m.keras")  # .keras round trip, compiled (an eager jax call costs ~15 s)
     restored = keras.saving.load_model(tmp_path / "m.keras")
     assert type(restored) is type(model) and restored.backbone.get_config() == model.backbone.get_config()
@@ -110,7 +112,8 @@ def test_tvp_reloads_in_transformers(reference, tmp_path):
 @pytest.mark.parametrize("key,value", [("visual_prompter_type", "framedownpad"), ("visual_prompter_apply", "mix"),
                                        ("visual_prompt_size", 16), ("num_attention_heads", 3),
                                        ("backbone_config", dict(RESNET, model_type="convnext")),
-                                       ("backbone_config", dict(RESNET, out_features=["stem"]))])
+                                       ("backbone_config", dict(RESNET, out_features=["stem"])),
+                                       ("backbone_config", dict(RESNET, out_features=-1))])
 def test_tvp_bad_config(reference, tmp_path, key, value):
     import shutil
 

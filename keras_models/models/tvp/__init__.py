@@ -40,14 +40,19 @@ PAD_AXES = (0, 1, 3, 4, 2)
 
 def _out_stage(config, source):
     n = len(config.get("depths") or ())
-    feats = config.get("out_features")
+    feats, indices = config.get("out_features"), config.get("out_indices")
+    for key, value in (("out_features", feats), ("out_indices", indices)):
+        if value is not None and not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{source}: backbone_config {key} must be a list, got {value!r}")
     if feats:
         try:
             stage = int(str(feats[0]).replace("stage", ""))
         except ValueError as e:
             raise ConfigError(f"{source}: backbone_config out_features={feats!r} ({e})") from e
-    elif config.get("out_indices"):
-        stage = int(config["out_indices"][0]) % (n + 1)
+    elif indices:
+        if isinstance(indices[0], bool) or not isinstance(indices[0], int):
+            raise ConfigError(f"{source}: backbone_config out_indices={indices!r} must hold stage numbers")
+        stage = indices[0] % (n + 1)
     else:
         stage = n
     if not 1 <= stage <= n:
