@@ -1,5 +1,6 @@
 """TVP against Transformers 5: TvpForVideoGrounding (logits) and its base model's last hidden state
-on a padded text batch, from a tiny config with a 2-stage basic ResNet read at its first stage (TvpVisionModel sizes its conv by the last stage: equal widths)
+on a padded text batch, from a tiny config with a 2-stage basic ResNet read at its first stage
+(TvpVisionModel sizes its conv by the last stage: equal widths)
 (out_features stage1), gelu_new, eps 1e-6, a 7-token text row padded by 3; Transformers reload,
 .keras round trip, bad configs."""
 
