@@ -167,3 +167,34 @@ def test_reformer_heads(task):
     else:
         assert_close(to_numpy(out), expected["logits"], mask=mask, what=task)
     assert_backbone_close(model, inputs, expected, mask=mask, what=task)
+
+
+def test_reformer_generate_matches_transformers():
+    """Greedy tokens equal Transformers' generate (its bucket/state cache; ours re-runs the buffer)."""
+    model, source, inputs, _ = _load("axial")
+    prompt = inputs["input_ids"][:1, :5]
+    kw = dict(do_sample=False, max_new_tokens=6, pad_token_id=0, eos_token_id=None)
+
+    def build(tmp):
+        import torch
+        import transformers
+
+        hf = transformers.AutoModelForCausalLM.from_pretrained(source).eval()
+        with torch.no_grad():
+            out = hf.generate(input_ids=torch.tensor(prompt), attention_mask=torch.ones(prompt.shape, dtype=torch.long),
+                              output_logits=True, return_dict_in_generate=True, **kw)
+        top = np.sort(np.stack([x.float().numpy()[0] for x in out.logits]), axis=-1)
+        np.save(tmp / "seq.npy", out.sequences.numpy())
+        np.save(tmp / "margin.npy", np.asarray((top[:, -1] - top[:, -2]).min()))
+
+    from tests.parity import cached_folder
+
+    folder = cached_folder(f"reformer-generate-{source.parent.name}", build)
+    assert float(np.load(folder / "margin.npy")) > 1e-4
+    got = np.asarray(model.generate({"input_ids": prompt.astype("int32"), "attention_mask": np.ones_like(prompt)}, **kw))
+    np.testing.assert_array_equal(got, np.load(folder / "seq.npy"))
+    from keras_models.errors import InputError
+
+    with pytest.raises(InputError, match="lsh_attn_chunk_length"):
+        model.generate({"input_ids": prompt.astype("int32"), "attention_mask": np.ones_like(prompt)},
+                       max_new_tokens=12, do_sample=False)

@@ -16,7 +16,8 @@ self-attention and LSH self-attention, axial position embeddings, a 2 * hidden w
   causal mask, -1e9). Only sequences (after padding) no longer than ``lsh_attn_chunk_length`` are
   supported: they use no hashing. Longer ones hash with random rotations drawn from torch's
   generator (``hash_seed``); that path is not implemented and raises ``InputError``.
-* No cache: ``generate`` is not offered.
+* No bucket / state cache: ``generate`` re-runs the causal model over its whole token buffer at
+  each step (the buffer must fit the limits above).
 * Heads: ReformerModelWithLMHead (CausalLM), ReformerForMaskedLM (MaskedLM),
   ReformerForSequenceClassification (TextClassifier), ReformerForQuestionAnswering (QuestionAnswerer).
 """
@@ -240,6 +241,7 @@ class ReformerBackbone(SpecBackbone):
     hf_architecture = "ReformerModel"
     initializer_range = 0.02  # what fresh task heads are drawn with
     dropout_rate = 0.0
+    slot_dependent = True  # absolute positions from the buffer slot: generation must not left-pad to a bucket
     verified_backends = ("jax", "torch", "tensorflow")
 
     def __init__(self, spec=None, **kwargs):
@@ -316,6 +318,33 @@ class ReformerBackbone(SpecBackbone):
         out = self.final_norm(ops.concatenate([attn, hidden], axis=-1))
         return out[:, :t] if pad else out
 
+    @property
+    def max_generation_length(self):
+        """The longest token buffer this implementation runs: the positions, and one LSH chunk."""
+        s = self.spec
+        cap = s.max_position_embeddings
+        if s.axial_pos_embds:
+            cap = min(cap, s.axial_pos_shape[0] * s.axial_pos_shape[1])
+        if "lsh" in s.attn_layers:
+            cap = min(cap, s.lsh_attn_chunk_length)
+        return cap
+
+    # --- generation: no bucket cache; the "cache" is the token buffer, re-run each step -----------
+    def init_cache(self, batch_size, max_length):
+        """The (batch, max_length) token buffer: each step re-runs the whole (causal) buffer."""
+        return ops.zeros((batch_size, max_length), "int32")
+
+    def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
+        """Hidden states of ``input_ids`` written into the buffer at ``cache_index``; positions
+        not yet generated have mask 0 and, with the causal mask, change nothing."""
+        t = ops.shape(input_ids)[1]
+        buffer = ops.slice_update(cache, (0, cache_index), ops.cast(input_ids, "int32"))
+        run = min(buffer.shape[1], self.max_generation_length)  # the engine may round its buffer up
+        seen = ops.cast(ops.arange(run) < cache_index + t, "int32")[None]
+        hidden = self({"input_ids": buffer[:, :run], "attention_mask": ops.cast(attention_mask[:, :run], "int32") * seen})
+        hidden = ops.slice(hidden, (0, cache_index, 0), (ops.shape(hidden)[0], t, ops.shape(hidden)[2]))
+        return hidden, buffer
+
     def weight_rules(self):
         s = self.spec
         r = [Rule("embeddings.word_embeddings.weight", self.token_embedding.embeddings)]
@@ -344,7 +373,7 @@ class ReformerBackbone(SpecBackbone):
 class ReformerCausalLM(CausalLM):
     """Logits (batch, seq, vocab) from ``lm_head.decoder`` (2 * hidden -> vocab, with bias).
     The checkpoint's separate ``lm_head.bias`` (unused by Transformers' forward) is kept for
-    export. No KV cache: ``generate`` is not supported."""
+    export. ``generate`` re-runs the whole token buffer each step (no cache)."""
 
     hf_lm_head = "lm_head.decoder"
     hf_head_patterns = ("lm_head.*",)
@@ -357,8 +386,13 @@ class ReformerCausalLM(CausalLM):
     def head_rules(self):
         return super().head_rules() + [Rule("lm_head.bias", self.spare_bias, base=False, optional=True)]
 
-    def generate(self, *args, **kwargs):
-        raise InputError("ReformerCausalLM: generate is not supported (no cache over LSH buckets here)")
+    def generate(self, inputs=None, *args, max_new_tokens=None, **kwargs):
+        ids = inputs.get("input_ids") if isinstance(inputs, dict) else None
+        cap = self.backbone.max_generation_length
+        if ids is not None and max_new_tokens is not None and ids.shape[1] + max_new_tokens > cap:
+            raise InputError(f"ReformerCausalLM.generate: {ids.shape[1]} prompt + {max_new_tokens} new tokens exceed "
+                             f"{cap} (max_position_embeddings / axial_pos_shape / lsh_attn_chunk_length)")
+        return super().generate(inputs, *args, max_new_tokens=max_new_tokens, **kwargs)
 
 
 @_ser
