@@ -327,6 +327,16 @@ def load_tokenizer(preset, cls=None, **overrides):
 _OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer"),
                 "VitsTokenizer": ("keras_models.models.vits.tokenizer", "VitsTokenizer")}
 
+# Transformers tokenizer classes this library does not implement, and why (a folder holding only
+# their own files would otherwise fail with a generic "no tokenizer files" error)
+_NOT_IMPLEMENTED = {
+    "FastSpeech2ConformerTokenizer": "it turns text into phonemes with the g2p_en package, which keras_models does "
+                                     "not implement; pass phoneme ids to the model directly",
+    "CpmAntTokenizer": "it segments text with the jieba package, which keras_models does not implement",
+    "Pop2PianoTokenizer": "its MIDI-event vocabulary needs pretty_midi, which keras_models does not implement",
+    "TransfoXLTokenizer": "its vocabulary is a pickle (vocab.pkl), and keras_models never loads pickles",
+}
+
 
 def _load_tokenizer(folder, cls, overrides):
     from keras_models.tokenizers.tokenizer import Tokenizer
@@ -335,6 +345,8 @@ def _load_tokenizer(folder, cls, overrides):
     config = read_tokenizer_config(folder)
     config.update(overrides)
     class_name = _class_name(folder, config)
+    if class_name in _NOT_IMPLEMENTED and not (folder / "tokenizer.json").is_file():
+        raise TokenizerFileError(f"{folder}: {class_name} is not supported: {_NOT_IMPLEMENTED[class_name]}")
     if class_name in _OWN_CLASSES and cls is Tokenizer:
         import importlib
 

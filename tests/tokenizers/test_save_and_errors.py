@@ -201,3 +201,21 @@ def test_non_utf8_chat_template_names_the_file(tmp_path):
         with pytest.raises(TokenizerFileError, match=name.split("/")[-1]):
             Tokenizer.from_preset(folder)
         shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("class_name,files,needle", [
+    ("FastSpeech2ConformerTokenizer", {"vocab.json": '{"a": 0}'}, "g2p_en"),
+    ("TransfoXLTokenizer", {"vocab.pkl": "not read"}, "pickle"),
+    ("CpmAntTokenizer", {"vocab.txt": "a\n"}, "jieba"),
+])
+def test_classes_we_do_not_implement_say_why(tmp_path, class_name, files, needle):
+    import json
+
+    from keras_models.errors import TokenizerFileError
+    from keras_models.tokenizers import Tokenizer
+
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": class_name}))
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(TokenizerFileError, match=f"{class_name} is not supported: .*{needle}"):
+        Tokenizer.from_preset(tmp_path)
