@@ -323,7 +323,9 @@ class Mask2FormerBackbone(SpecBackbone):
         masked = ops.sigmoid(ops.reshape(small, (ops.shape(small)[0], ops.shape(small)[1], -1))) < 0.5
         return masks, masked[:, None]
 
-    def transformer_decoder(self, levels, pixel_embeddings):
+    def transformer_decoder(self, levels, pixel_embeddings, queries=None):
+        """The masked-attention decoder from ``queries`` (batch, num_queries, hidden); default: the
+        learned query features (OneFormer passes its task-conditioned queries)."""
         d = self.hidden_size
         b = ops.shape(levels[0])[0]
         sizes = [(int(x.shape[1]), int(x.shape[2])) for x in levels]
@@ -333,8 +335,10 @@ class Mask2FormerBackbone(SpecBackbone):
                                           (b, -1, d)))
             y = self.query_projections[i](x) if self.project else x
             memory.append(ops.reshape(y, (b, -1, d)) + ops.cast(self.query_level_embed[i], y.dtype))
-        query_pos = ops.zeros_like(memory[0][:, :1, :1]) + ops.cast(self.query_embed, memory[0].dtype)[None]
-        x = ops.zeros_like(memory[0][:, :1, :1]) + ops.cast(self.query_feat, memory[0].dtype)[None]
+        if queries is None:
+            queries = ops.zeros_like(memory[0][:, :1, :1]) + ops.cast(self.query_feat, memory[0].dtype)[None]
+        query_pos = ops.zeros_like(queries[:, :1, :1]) + ops.cast(self.query_embed, queries.dtype)[None]
+        x = queries
         masks, masked = self.predict_masks(x, pixel_embeddings, sizes[0])
         for i, layer in enumerate(self.decoder_layers):
             level = i % LEVELS

@@ -240,25 +240,6 @@ class OneFormerBackbone(Mask2FormerBackbone):
             x = layer(x, query_pos, pos, src)  # values), the projected mask features the keys' positions
         return self.query_norm(x)
 
-    def transformer_decoder(self, levels, pixel_embeddings, queries):
-        d = self.hidden_size
-        b = ops.shape(levels[0])[0]
-        sizes = [(int(x.shape[1]), int(x.shape[2])) for x in levels]
-        memory, memory_pos = [], []
-        for i, x in enumerate(levels):
-            memory_pos.append(ops.reshape(sine_positions(ops.ones_like(x[..., 0], dtype="float32"), d // 2, x.dtype),
-                                          (b, -1, d)))
-            y = self.query_projections[i](x) if self.project else x
-            memory.append(ops.reshape(y, (b, -1, d)) + ops.cast(self.query_level_embed[i], y.dtype))
-        query_pos = ops.zeros_like(queries[:, :1, :1]) + ops.cast(self.query_embed, queries.dtype)[None]
-        x = queries
-        masks, masked = self.predict_masks(x, pixel_embeddings, sizes[0])
-        for i, layer in enumerate(self.decoder_layers):
-            masked = masked & ~ops.all(masked, axis=-1, keepdims=True)  # a query that sees nothing sees all
-            x = layer(x, query_pos, memory[i % LEVELS], memory_pos[i % LEVELS], masked)
-            masks, masked = self.predict_masks(x, pixel_embeddings, sizes[(i + 1) % LEVELS])
-        return x, masks
-
     def call(self, inputs, training=False):
         if not isinstance(inputs, dict) or "task_inputs" not in inputs:
             raise InputError("OneFormer: inputs need 'pixel_values' and 'task_inputs' (batch, task_seq_len): the "
