@@ -38,6 +38,21 @@ def positions_from_mask(attention_mask):
     return ops.maximum(ops.cumsum(m, axis=1) - 1, 0)
 
 
+def decoder_inputs(inputs):
+    """(input_ids, attention_mask, int32 position ids) of a decoder call's ``inputs`` (a dict, or the
+    ids alone): a missing mask is all ones, missing positions come from the mask."""
+    if not isinstance(inputs, dict):
+        inputs = {"input_ids": inputs}
+    ids = inputs["input_ids"]
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        mask = ops.ones_like(ids)
+    positions = inputs.get("position_ids")
+    if positions is None:
+        positions = positions_from_mask(mask)
+    return ids, mask, ops.cast(positions, "int32")
+
+
 def alibi_slopes(num_heads, bias_max=None):
     """ALiBi head slopes. ``bias_max=None``: BLOOM's (the closest power of two's geometric series,
     extended with odd powers of the next one); else MPT's (2^-(i * bias_max / P) over the next

@@ -37,7 +37,7 @@ from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.layers.decoder_block import BLOCK_DEFAULTS, DecoderBlock
-from keras_models.layers.decoder_masks import alibi_bias, decoder_bias, positions_from_mask
+from keras_models.layers.decoder_masks import alibi_bias, decoder_bias, decoder_inputs, positions_from_mask
 from keras_models.layers.norms import make_norm
 from keras_models.layers.positions import sinusoidal_table
 from keras_models.layers.rotary import RotaryEmbedding
@@ -214,16 +214,8 @@ class DecoderBackbone(Backbone):
         return x, (None if cache is None else tuple(new_cache))
 
     def call(self, inputs, training=False):
-        if not isinstance(inputs, dict):
-            inputs = {"input_ids": inputs}
-        ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = ops.ones_like(ids)
-        positions = inputs.get("position_ids")
-        if positions is None:
-            positions = positions_from_mask(mask)
-        return self._forward(ids, mask, ops.cast(positions, "int32"), training=training)[0]
+        ids, mask, positions = decoder_inputs(inputs)
+        return self._forward(ids, mask, positions, training=training)[0]
 
     def init_cache(self, batch_size, max_length):
         """Zeroed cache buffers, one tuple per layer, as its attention layer lays them out

@@ -37,7 +37,7 @@ from keras_models.errors import ConfigError
 from keras_models.generation.backend import write_time_slice
 from keras_models.layers.activations import get_activation
 from keras_models.layers.attention import grouped_attention
-from keras_models.layers.decoder_masks import decoder_bias, positions_from_mask
+from keras_models.layers.decoder_masks import decoder_bias, decoder_inputs, positions_from_mask
 from keras_models.layers.norms import RMSNorm
 from keras_models.layers.rotary import RotaryEmbedding, apply_rotary
 from keras_models.layers.vision_embeddings import dense_rules
@@ -491,16 +491,8 @@ class Gemma3nTextBackbone(SpecBackbone):
         return x, (None if cache is None else tuple(new_cache))
 
     def call(self, inputs, training=False):
-        if not isinstance(inputs, dict):
-            inputs = {"input_ids": inputs}
-        ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = ops.ones_like(ids)
-        positions = inputs.get("position_ids")
-        if positions is None:
-            positions = positions_from_mask(mask)
-        return self._forward(ids, mask, ops.cast(positions, "int32"))[0]
+        ids, mask, positions = decoder_inputs(inputs)
+        return self._forward(ids, mask, positions)[0]
 
     def init_cache(self, batch_size, max_length):
         """One (keys, values) pair of batch-merged (batch * kv_heads, max_length, head_dim) buffers
