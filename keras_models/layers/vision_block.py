@@ -91,3 +91,20 @@ class VisionBlock(keras.layers.Layer):
                  attention_dropout=self.attention_dropout,
                  kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return c
+
+
+def vit_block_rules(prefix, block):
+    """Weight-map rules of a VisionBlock stored under Transformers' ViT names (``prefix`` e.g.
+    ``"encoder.layer.3."``): attention.attention.{query,key,value}, attention.output.dense,
+    intermediate.dense, output.dense, layernorm_before / layernorm_after."""
+    from keras_models.layers.vision_embeddings import dense_rules, norm_rules
+
+    if block.layer_scale is not None:
+        raise ValueError("vit_block_rules: a block with layer scale needs its family's names for the scales")
+    a, r = block.attention, []
+    for name, dense in (("attention.attention.query", a.query), ("attention.attention.key", a.key),
+                        ("attention.attention.value", a.value), ("attention.output.dense", a.output_dense),
+                        ("intermediate.dense", block.fc1), ("output.dense", block.fc2)):
+        rules = dense_rules(prefix + name, dense)
+        r += rules[:1] if dense is a.key and not block.key_bias else rules
+    return r + norm_rules(prefix + "layernorm_before", block.norm1) + norm_rules(prefix + "layernorm_after", block.norm2)

@@ -40,6 +40,7 @@ _TYPES = {
     "VivitImageProcessor": dict(size={"shortest_edge": 256}, rescale_factor=1 / 127.5, offset=True),
     "VivitVideoProcessor": dict(size={"shortest_edge": 256}, rescale_factor=1 / 127.5, offset=True,
                                 do_convert_rgb=True),
+    "TvltImageProcessor": {},  # frames only; keras_models.models.tvlt adds the pixel mask
 }
 _FIELDS = tuple(_BASE)
 
