@@ -50,6 +50,7 @@ _LAZY = {
     "TextToAudio": "keras_models.tasks.text_to_audio",
     "TimeSeriesForecaster": "keras_models.tasks.time_series",
     "TrajectoryPredictor": "keras_models.tasks.trajectory",
+    "GraphClassifier": "keras_models.tasks.graph",
     "TableQuestionAnswerer": "keras_models.tasks.table_question_answerer",
     "AudioFeatureExtractor": "keras_models.preprocessing.audio",
     "pipeline": "keras_models.pipelines",

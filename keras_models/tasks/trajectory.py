@@ -1,4 +1,9 @@
-"""TrajectoryPredictor: offline reinforcement-learning sequence models (Decision Transformer).
+"""TrajectoryPredictor: offline reinforcement-learning sequence models (Decision Transformer,
+Trajectory Transformer).
+
+Trajectory Transformer (``TrajectoryTransformerModel``) takes discretised ``trajectories``
+(batch, seq) with optional ``targets`` and ``attention_mask`` and returns ``{"logits"}`` (plus
+``"loss"`` with targets): see keras_models/models/trajectory_transformer. Decision Transformer:
 
 Inputs are a dict with Transformers' names: ``states`` (batch, steps, state_dim), ``actions``
 (batch, steps, act_dim), ``returns_to_go`` (batch, steps, 1), ``timesteps`` (batch, steps) int
