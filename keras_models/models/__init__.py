@@ -16,6 +16,7 @@ from keras_models.models.bart import *  # noqa: F401,F403
 from keras_models.models.prophetnet import *  # noqa: F401,F403
 from keras_models.models.beit import *  # noqa: F401,F403
 from keras_models.models.swin import *  # noqa: F401,F403
+from keras_models.models.dinat import *  # noqa: F401,F403
 from keras_models.models.poolformer import *  # noqa: F401,F403
 from keras_models.models.regnet import *  # noqa: F401,F403
 from keras_models.models.bit import *  # noqa: F401,F403
