@@ -1,4 +1,4 @@
-"""TextToAudio: text in, audio out (Transformers' ``text-to-audio`` task: MusicGen).
+"""TextToAudio: text in, audio out (Transformers' ``text-to-audio`` task: MusicGen, Bark).
 
 A TextToAudio model is called like a seq2seq model and returns logits; ``generate`` turns text (or
 a token-id dict) into a waveform:
@@ -47,7 +47,9 @@ class TextToAudio(Task):
         model = super().from_preset(preset, *args, **kwargs)
         from keras_models.presets.resolve import resolve_preset
 
-        path = resolve_preset(preset) / "generation_config.json"
+        folder = resolve_preset(preset)
+        path = folder / "generation_config.json"
+        gen = None
         if path.is_file():
             try:
                 gen = json.loads(path.read_text())
@@ -55,8 +57,14 @@ class TextToAudio(Task):
                 raise InputError(f"{path}: not valid JSON ({e})") from e
             if not isinstance(gen, dict):
                 raise InputError(f"{path}: expected a JSON object")
-            model.generation_config = {k: gen[k] for k in GENERATION_KEYS if k in gen}
+        model.read_generation_config(gen, folder)
         return model
+
+    def read_generation_config(self, gen, folder):
+        """Keep what generate reads of generation_config.json (``gen``: its dict, None when the preset
+        has none; families with nested settings or extra preset files override this)."""
+        if gen is not None:
+            self.generation_config = {k: gen[k] for k in GENERATION_KEYS if k in gen}
 
     def save_extra_files(self, folder):
         super().save_extra_files(folder)  # the tokenizer
