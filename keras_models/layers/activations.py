@@ -25,6 +25,11 @@ def _relu2(x):
     return ops.square(ops.relu(x))
 
 
+def _laplace(x, mu=0.707107, sigma=0.282095):
+    """MEGA's attention activation: the normal CDF at (x - mu) / sigma."""
+    return 0.5 * (1.0 + ops.erf((x - mu) / (sigma * math.sqrt(2.0))))
+
+
 def _mish(x):
     return x * ops.tanh(ops.softplus(x))
 
@@ -35,6 +40,7 @@ _ACTIVATIONS = {
     "gelu_new": _gelu_tanh,
     "gelu_pytorch_tanh": _gelu_tanh,
     "gelu_fast": _gelu_fast,
+    "gelu_accurate": _gelu_tanh,  # Transformers' AccurateGELUActivation: the tanh approximation
     "quick_gelu": _quick_gelu,
     "relu": ops.relu,
     "relu2": _relu2,
@@ -44,6 +50,7 @@ _ACTIVATIONS = {
     "tanh": ops.tanh,
     "sigmoid": ops.sigmoid,
     "mish": _mish,
+    "laplace": _laplace,
     "linear": lambda x: x,
     "identity": lambda x: x,
 }

@@ -29,10 +29,24 @@ def golden(case):
 
 
 def check(model, inputs, want, what):
-    out, hidden = jit_under_jax(lambda x: (model(x), model.backbone(x)))(inputs)
+    def run(x):
+        return model(x), model.backbone(x), model({"trajectories": x["trajectories"]})
+
+    out, hidden, plain = jit_under_jax(run)(inputs)
     assert_close(out["logits"], want["logits"], what=f"{what} logits")
     assert_close(out["loss"], want["loss"], what=f"{what} loss")
     assert_close(hidden, want["hidden"], what=f"{what} backbone hidden state")
+    assert set(plain) == {"logits"}  # without targets: logits only
+    assert_close(plain["logits"], want["logits"], what=f"{what} logits without targets")
+
+
+def assert_same_tensors(saved, recorded):
+    from safetensors.numpy import load_file
+
+    a, b = load_file(saved / "model.safetensors"), load_file(recorded / "model.safetensors")
+    assert set(a) == set(b)
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -42,11 +56,7 @@ def test_trajectory_transformer_logits_loss_and_hidden_state(case, tmp_path):
     model = km.TrajectoryPredictor.from_preset(folder)
     assert type(model).__name__ == "TrajectoryTransformerTrajectoryPredictor" and model.head_from_checkpoint
     check(model, inputs, want, case)
-    # without targets: logits only
-    out = model({"trajectories": inputs["trajectories"]})
-    assert set(out) == {"logits"}
-    assert_close(out["logits"], want["logits"], what=f"{case} logits without targets")
-    # save_to_preset: the recorded checkpoint's config keys and tensor names, reloaded here
+    # save_to_preset: the recorded checkpoint's config keys and tensors, reloaded here
     model.save_to_preset(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
     assert config["model_type"] == "trajectory_transformer"
@@ -55,12 +65,9 @@ def test_trajectory_transformer_logits_loss_and_hidden_state(case, tmp_path):
     for key in ("vocab_size", "transition_dim", "observation_dim", "action_dim", "block_size", "n_layer", "n_head",
                 "n_embd", "action_weight", "reward_weight", "value_weight"):
         assert config[key] == recorded[key], key
-    from safetensors import safe_open
-
-    with safe_open(tmp_path / "saved" / "model.safetensors", "np") as f, \
-            safe_open(folder / "model.safetensors", "np") as g:
-        assert set(f.keys()) == set(g.keys())
-    check(km.TrajectoryPredictor.from_preset(tmp_path / "saved"), inputs, want, f"{case} saved")
+    assert_same_tensors(tmp_path / "saved", folder)
+    reloaded = km.TrajectoryPredictor.from_preset(tmp_path / "saved")
+    assert reloaded.head_from_checkpoint and reloaded.backbone.spec == model.backbone.spec
 
 
 def test_trajectory_transformer_backbone_round_trip_and_errors(tmp_path):

@@ -160,7 +160,8 @@ class GraphormerCollator:
         batch["out_degree"] = batch["in_degree"]
         if all("labels" in f for f in items):
             labels = [np.asarray(f["labels"]) for f in items]
-            batch["labels"] = np.concatenate(labels) if labels[0].size == 1 else np.stack(labels)
+            one = labels[0].size == 1 and labels[0].ndim == 1  # [y] per graph, as the datasets store it
+            batch["labels"] = np.concatenate(labels) if one else np.stack(labels)
         return batch
 
 
