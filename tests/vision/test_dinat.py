@@ -21,7 +21,7 @@ import pytest
 
 import keras_models as km
 from keras_models.errors import ConfigError
-from tests.parity import assert_close, hf_reference
+from tests.parity import assert_close, assert_keras_round_trip, hf_reference
 from tests.vision import natten_reference
 from tests.vision.vision_parity import pixels, run
 
@@ -107,6 +107,9 @@ def test_nat(tmp_path):
         model.save_to_preset(tmp_path / "preset")
         again = km.ImageClassifier.from_preset(tmp_path / "preset")
         assert_close(run(again, x), data["logits"], what="nat save_to_preset reload")
+        assert_keras_round_trip(model, {"pixel_values": x}, tmp_path)  # layer scale, neighborhood blocks
+        (tmp_path / "bb").mkdir()
+        assert_keras_round_trip(backbone, {"pixel_values": x}, tmp_path / "bb")  # feature norms, out_indices
 
 
 def test_dinat_reloads_in_transformers(tmp_path, patched_dinat):
