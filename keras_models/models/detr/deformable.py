@@ -21,11 +21,18 @@ and a transformer whose attention samples the maps instead of attending to every
   references, which become boxes (cx, cy, w, h): later layers sample around them, offsets scaled
   by half their size, and the box head is the last layer's MLP.
 
-``two_stage`` raises ConfigError (not implemented), as do timm backbones.
+* ``two_stage`` (with box refinement, as Transformers requires): the queries are the encoder's best
+  proposals (two_stage.py): ``enc_output`` + LayerNorm on the encoder's tokens, the proposal heads
+  ``decoder.class_embed.{decoder_layers}`` / ``decoder.bbox_embed.{decoder_layers}``, and
+  ``pos_trans`` + LayerNorm on the chosen boxes' sine embedding. DETA (deta.py) adds its per-level
+  NMS selection (``assign_first_stage``) and ``pix_trans``.
+
+timm backbones raise ConfigError.
 """
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import keras
 import numpy as np
@@ -38,9 +45,10 @@ from keras_models.models.backbone import SpecBackbone
 from keras_models.models.detr.backbone import CONV_PREFIX, DetrSpec
 from keras_models.models.detr.layers import (DetrAttention, LearnedPositions, _Layer, downsample_mask,
                                              inverse_sigmoid, sine_positions)
+from keras_models.models.detr.two_stage import encoder_proposals, proposal_positions, select_proposals
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
-from keras_models.spec import build_tower, dim, hf
+from keras_models.spec import build_tower, const, dim, hf
 from keras_models.tasks.object_detector import ObjectDetector, PredictionMLP
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -197,10 +205,18 @@ class DeformableDecoderLayer(DeformableEncoderLayer):
         return r + self.mlp_rules(p)
 
 
+def _label_count(value):
+    return value if isinstance(value, int) else len(value)
+
+
+def _label_table(n):
+    return {str(i): f"LABEL_{i}" for i in range(n)}
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeformableDetrSpec(DetrSpec):
     timm_backbones = False  # several feature levels of a timm backbone: not implemented
-    ignored = DetrSpec.ignored + ("focal_alpha", "two_stage_num_proposals", "return_intermediate",
+    ignored = DetrSpec.ignored + ("focal_alpha", "return_intermediate",
                                   "max_position_embeddings", "disable_custom_kernels", "auxiliary_loss")
     num_queries: int = dim("num_queries", 300)
     encoder_ffn_dim: int = dim("encoder_ffn_dim", 1024)
@@ -208,14 +224,22 @@ class DeformableDetrSpec(DetrSpec):
     num_feature_levels: int = dim("num_feature_levels", 4)
     encoder_n_points: int = dim("encoder_n_points", 4)
     decoder_n_points: int = dim("decoder_n_points", 4)
-    two_stage: bool = hf("two_stage", False, doc="not implemented (ConfigError)")
+    two_stage: bool = hf("two_stage", False, doc="queries from the encoder's best proposals")
     with_box_refine: bool = hf("with_box_refine", False, doc="each decoder layer refines the reference boxes")
+    two_stage_num_proposals: int = dim("two_stage_num_proposals", 300, doc="queries of a two-stage model")
+    num_labels: int = hf(("id2label", "num_labels"), 2, read=_label_count, write=_label_table,
+                         doc="the two-stage proposal class head's width (id2label's size)")
+    assign_first_stage: bool = const(False, doc="DETA's per-level NMS choice of the proposals")
+    proposal_features: bool = const(False, doc="DETA's pix_trans: the chosen tokens' features join the queries")
+    two_stage_implemented: ClassVar[bool] = False  # checked against Transformers for DETA only
 
     def validate(self, source="config.json"):
         super().validate(source)
-        if self.two_stage:
-            raise ConfigError(f"{source}: two_stage=true is not implemented by DeformableDetrBackbone (single-stage "
+        if self.two_stage and not self.two_stage_implemented:
+            raise ConfigError(f"{source}: two_stage=true is not implemented by {type(self).__name__} (single-stage "
                               "Deformable DETR, with or without box refinement)")
+        if self.two_stage and not self.with_box_refine:
+            raise ConfigError(f"{source}: two_stage=true needs with_box_refine=true (as Transformers requires)")
         if self.d_model % 32:
             raise ConfigError(f"{source}: d_model={self.d_model} must be a multiple of 32 (GroupNorm(32) projections)")
         if isinstance(self.backbone_config, dict) and len(out_stages(self.backbone_config)) > self.num_feature_levels:
@@ -234,6 +258,7 @@ class DeformableDetrBackbone(SpecBackbone):
     hf_architecture = "DeformableDetrModel"
     hf_ignore = ("*num_batches_tracked",)
     verified_backends = _ALL  # tests/vision/test_detection.py
+    conv_prefix = CONV_PREFIX  # where the ResNet's tensors live
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
@@ -255,9 +280,25 @@ class DeformableDetrBackbone(SpecBackbone):
         self.decoder_layers = [DeformableDecoderLayer(d, s.decoder_attention_heads, s.decoder_ffn_dim,
                                                       num_points=s.decoder_n_points, name=f"decoder_layer_{i}", **layer)
                                for i in range(s.decoder_layers)]
-        self.reference_dense = keras.layers.Dense(2, name="reference_points", **common)
         self.bbox_embed = ([PredictionMLP(d, 4, 3, name=f"bbox_embed_{i}", **common) for i in range(s.decoder_layers)]
                            if s.with_box_refine else [])
+        if s.two_stage:  # the proposal heads and projections (two_stage.py)
+            norm = dict(epsilon=1e-5, **common)
+            self.enc_output = keras.layers.Dense(d, name="enc_output", **common)
+            self.enc_output_norm = keras.layers.LayerNormalization(name="enc_output_norm", **norm)
+            self.pos_trans = keras.layers.Dense(2 * d, name="pos_trans", **common)
+            self.pos_trans_norm = keras.layers.LayerNormalization(name="pos_trans_norm", **norm)
+            self.proposal_class = keras.layers.Dense(s.num_labels, name="proposal_class", **common)
+            self.proposal_box = PredictionMLP(d, 4, 3, name="proposal_box", **common)
+            if s.proposal_features:
+                self.pix_trans = keras.layers.Dense(d, name="pix_trans", **common)
+                self.pix_trans_norm = keras.layers.LayerNormalization(name="pix_trans_norm", **norm)
+        else:
+            self.reference_dense = keras.layers.Dense(2, name="reference_points", **common)
+
+    def _two_stage_layers(self):
+        names = ["enc_output", "enc_output_norm", "pos_trans", "pos_trans_norm", "proposal_class", "proposal_box"]
+        return [getattr(self, n) for n in names + (["pix_trans", "pix_trans_norm"] if self.spec.proposal_features else [])]
 
     def build(self, input_shape=None):
         s, d = self.spec, self.spec.d_model
@@ -267,14 +308,16 @@ class DeformableDetrBackbone(SpecBackbone):
             proj.build((None, None, None, channels[i] if i < len(channels) else (channels[-1] if i == len(channels)
                                                                                  else d)))
         normal = keras.initializers.RandomNormal(stddev=1.0)
-        self.query_position_embeddings = self.add_weight(name="query_position_embeddings", shape=(s.num_queries, 2 * d),
-                                                         initializer=normal)
+        if not s.two_stage:
+            self.query_position_embeddings = self.add_weight(name="query_position_embeddings",
+                                                             shape=(s.num_queries, 2 * d), initializer=normal)
         self.level_embed = self.add_weight(name="level_embed", shape=(s.num_feature_levels, d), initializer=normal)
         if self.learned_positions is not None:
             self.learned_positions.build()
         for layer in self.encoder_layers + self.decoder_layers:
             layer.build((None, None, d))
-        self.reference_dense.build((None, None, d))
+        for layer in self._two_stage_layers() if s.two_stage else [self.reference_dense]:
+            layer.build((None, None, 2 * d if layer.name.startswith("pos_trans") else d))
         for mlp in self.bbox_embed:
             mlp.build((None, None, d))
         self.built = True
@@ -330,10 +373,13 @@ class DeformableDetrBackbone(SpecBackbone):
             x = layer(x, pos, mask, reference, shapes=shapes, training=training)
         memory = x
 
-        table = ops.cast(self.query_position_embeddings, memory.dtype)
-        zeros = ops.zeros_like(memory[:, :1, :])
-        query_pos, hidden = zeros + table[None, :, :d], zeros + table[None, :, d:]
-        ref = ops.sigmoid(self.reference_dense(query_pos))
+        if s.two_stage:
+            query_pos, hidden, ref = self.proposal_queries(memory, mask, shapes)
+        else:
+            table = ops.cast(self.query_position_embeddings, memory.dtype)
+            zeros = ops.zeros_like(memory[:, :1, :])
+            query_pos, hidden = zeros + table[None, :, :d], zeros + table[None, :, d:]
+            ref = ops.sigmoid(self.reference_dense(query_pos))
         for i, layer in enumerate(self.decoder_layers):
             scale = ratios if ref.shape[-1] == 2 else ops.concatenate([ratios, ratios], axis=-1)
             last_ref = ref  # the references the last layer reads are the heads' too
@@ -348,13 +394,39 @@ class DeformableDetrBackbone(SpecBackbone):
                 ref = ops.sigmoid(delta)
         return {"last_hidden_state": hidden, "encoder_last_hidden_state": memory, "reference_points": last_ref}
 
+    def proposal_queries(self, memory, mask, shapes):
+        """Two-stage queries: (position, content, reference boxes (b, proposals, 4))."""
+        s, d = self.spec, self.spec.d_model
+        features, proposals = encoder_proposals(memory, mask, shapes)
+        features = self.enc_output_norm(self.enc_output(features))
+        scores = self.proposal_class(features)[..., 0]
+        coords = self.proposal_box(features) + proposals
+        ids = select_proposals(ops.cast(scores, "float32"), ops.cast(coords, "float32"), shapes,
+                               s.two_stage_num_proposals, s.assign_first_stage)
+        coords = ops.take_along_axis(coords, ops.broadcast_to(ids[..., None], ops.shape(ids) + (4,)), axis=1)
+        pos = self.pos_trans_norm(self.pos_trans(ops.cast(proposal_positions(ops.cast(coords, "float32"), d),
+                                                          memory.dtype)))
+        query_pos, hidden = pos[..., :d], pos[..., d:]
+        if s.proposal_features:
+            chosen = ops.take_along_axis(features, ops.broadcast_to(ids[..., None], ops.shape(ids) + (d,)), axis=1)
+            hidden = hidden + self.pix_trans_norm(self.pix_trans(chosen))
+        return query_pos, hidden, ops.sigmoid(coords)
+
     # --- HF conversion ------------------------------------------------------------------------
     def weight_rules(self):
-        r = [dataclasses.replace(rule, hf=CONV_PREFIX + rule.hf) for rule in self.resnet.weight_rules()]
+        r = [dataclasses.replace(rule, hf=self.conv_prefix + rule.hf) for rule in self.resnet.weight_rules()]
         for i, proj in enumerate(self.input_proj):
             r += conv_norm_rules(f"input_proj.{i}", proj, conv="0", norm="1")
-        r += [Rule("query_position_embeddings.weight", self.query_position_embeddings),
-              Rule("level_embed", self.level_embed)]
+        r.append(Rule("level_embed", self.level_embed))
+        if self.spec.two_stage:
+            n = self.spec.decoder_layers
+            r += dense_rules(f"decoder.class_embed.{n}", self.proposal_class) + self.proposal_box.rules(
+                f"decoder.bbox_embed.{n}")
+            for name in ("enc_output", "pos_trans") + (("pix_trans",) if self.spec.proposal_features else ()):
+                r += dense_rules(name, getattr(self, name)) + norm_rules(f"{name}_norm", getattr(self, f"{name}_norm"))
+        else:
+            r += [Rule("query_position_embeddings.weight", self.query_position_embeddings)]
+            r += dense_rules("reference_points", self.reference_dense)
         if self.learned_positions is not None:
             for ours, name in ((self.learned_positions.rows, "row_embeddings"),
                                (self.learned_positions.cols, "column_embeddings")):
@@ -366,7 +438,7 @@ class DeformableDetrBackbone(SpecBackbone):
             r += layer.rules(f"decoder.layers.{i}")
         for i, mlp in enumerate(self.bbox_embed):
             r += mlp.rules(f"decoder.bbox_embed.{i}")
-        return r + dense_rules("reference_points", self.reference_dense)
+        return r
 
 
 @_ser

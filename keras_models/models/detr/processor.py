@@ -25,7 +25,7 @@ from keras_models.preprocessing.image_io import ImageInputError, load_image, pil
 CONFIG_NAME = "preprocessor_config.json"
 _IMAGENET_MEAN, _IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 TYPES = ("DetrImageProcessor", "ConditionalDetrImageProcessor", "YolosImageProcessor",
-         "DeformableDetrImageProcessor")
+         "DeformableDetrImageProcessor", "DetaImageProcessor")
 
 
 def _base_type(kind):
