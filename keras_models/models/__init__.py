@@ -35,6 +35,7 @@ from keras_models.models.xclip import *  # noqa: F401,F403
 from keras_models.models.groupvit import *  # noqa: F401,F403
 from keras_models.models.wav2vec2 import *  # noqa: F401,F403
 from keras_models.models.wav2vec2_bert import *  # noqa: F401,F403
+from keras_models.models.seamless_m4t import *  # noqa: F401,F403
 from keras_models.models.encodec import *  # noqa: F401,F403
 from keras_models.models.univnet import *  # noqa: F401,F403
 from keras_models.models.musicgen import *  # noqa: F401,F403

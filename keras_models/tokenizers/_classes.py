@@ -159,6 +159,13 @@ CLASSES: dict[str, dict] = {
         "specials": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "pad_token": "<pad>",
                      "unk_token": "<unk>"},
     },
+    # NLLB-style language codes: __src__ A </s>, targets </s> __tgt__ A </s> (seamless.finish_seamless)
+    "SeamlessM4TTokenizer": {
+        "family": "seamless_m4t",
+        "inputs": _NO_TYPES,
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>",
+                     "pad_token": "<pad>", "unk_token": "<unk>"},
+    },
     "PLBartTokenizer": {"family": "plbart", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     # mBART-50: the language code first, </s> last (translation.finish_mbart50); <mask> strips the space before it
     "MBart50Tokenizer": {
@@ -285,6 +292,8 @@ MODEL_TYPE_TO_CLASS = {
     "stablelm": "TokenizersBackend",
     "marian": "MarianTokenizer",
     "m2m_100": "M2M100Tokenizer",
+    "seamless_m4t": "SeamlessM4TTokenizer",
+    "seamless_m4t_v2": "SeamlessM4TTokenizer",
     "plbart": "PLBartTokenizer",
     "blenderbot-small": "BlenderbotSmallTokenizer",
     "prophetnet": "ProphetNetTokenizer",
@@ -392,6 +401,7 @@ FAMILIES: dict[str | None, Family] = {
         loader="wav2vec2_ctc:phoneme_backend", source="vocab.json", files=("vocab.json",),
         finish="wav2vec2_ctc:finish_ctc",
     ),
+    "seamless_m4t": Family(finish="seamless:finish_seamless"),  # tokenizer.json only (no .model conversion)
     "mbart50": Family(pipeline="pipelines:mbart50", spm="spm_convert:_mbart50", finish="translation:finish_mbart50"),
     # BARThez: tokenizer.json's own post-processor (<s> A </s>); Transformers 5 sets none when it converts a
     # lone sentencepiece.bpe.model, so no <s> / </s> are added then either

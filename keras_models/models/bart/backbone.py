@@ -120,6 +120,8 @@ class BartBackbone(EncoderDecoderBackbone):
     # that set this in their own body (a subclass with another token-table layout, e.g. Whisper's
     # single decoder table or FSMT's two vocabularies, does not inherit it).
     reads_untied_tables = True
+    # HF names of the shared / encoder / decoder token tables (SeamlessM4T's text_encoder. ...)
+    token_table_names = TOKEN_TABLES
 
     def __init__(self, *args, max_position_embeddings=1024, position_embedding="learned",
                  position_offset=2, padding_aware_positions=False, scale_embedding=False,
@@ -237,7 +239,7 @@ class BartBackbone(EncoderDecoderBackbone):
 
     def token_table_rules(self):
         """Rules of the token tables (see the module docstring)."""
-        shared, enc, dec = TOKEN_TABLES
+        shared, enc, dec = self.token_table_names
         if self.separate_token_embeddings:
             return [Rule(shared, self.shared_token_embedding.embeddings, aliases=(enc, dec)),
                     Rule(enc, self.token_embedding.embeddings, aliases=(shared,)),

@@ -5,7 +5,7 @@ import keras
 from keras import ops
 
 from keras_models.errors import ConfigError
-from keras_models.models.bart.backbone import TOKEN_TABLES, BartBackbone
+from keras_models.models.bart.backbone import BartBackbone
 from keras_models.models.bart.families import FAMILIES
 from keras_models.models.registry import register_task
 from keras_models.presets.weight_map import Rule
@@ -36,7 +36,7 @@ class BartLikeSeq2SeqLM(Seq2SeqLM):
             # under which Transformers reads the encoder's and decoder's own tables: write the
             # table under those names too (loading reads them as the backbone's tied copies)
             table = self.backbone.token_embedding.embeddings
-            r += [Rule(name, table, optional=True) for name in TOKEN_TABLES[1:]]
+            r += [Rule(name, table, optional=True) for name in self.backbone.token_table_names[1:]]
         return r
 
 

@@ -209,17 +209,19 @@ class FeedForward(keras.layers.Layer):
 class ConformerBlock(keras.layers.Layer):
     """Half-step FFN, self-attention, convolution module, half-step FFN, LayerNorm.
 
-    ``conv_norm="batch"`` (Wav2Vec2-Conformer): a centred ("same") depthwise conv, then a batch norm
-    and the activation. ``conv_norm="layer"`` (Wav2Vec2-BERT, SeamlessM4T): padded frames (``frames``
-    False) are zeroed first, the depthwise conv is causal (left padding), then a LayerNorm and the
-    activation.
+    ``conv_norm="batch"`` (Wav2Vec2-Conformer, SeamlessM4T): a centred ("same") depthwise conv, then a
+    batch norm and the activation. ``conv_norm="layer"`` (Wav2Vec2-BERT, SeamlessM4Tv2): the depthwise
+    conv is causal (left padding), then a LayerNorm and the activation. ``mask_padded_frames`` (None:
+    as ``conv_norm == "layer"``): padded frames (``frames`` False) are zeroed before the convolutions.
     """
 
     def __init__(self, hidden_size, num_heads, intermediate_size, hidden_act="gelu", position_embeddings_type="relative",
                  depthwise_kernel_size=31, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
                  conv_dropout=0.0, kernel_initializer="glorot_uniform", conv_norm="batch", layer_norm_eps=1e-5,
-                 left_max_position_embeddings=64, right_max_position_embeddings=8, **kwargs):
+                 left_max_position_embeddings=64, right_max_position_embeddings=8, mask_padded_frames=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.mask_padded_frames = conv_norm == "layer" if mask_padded_frames is None else bool(mask_padded_frames)
         if conv_norm not in ("batch", "layer"):
             raise ValueError(f"ConformerBlock: conv_norm must be 'batch' or 'layer', got {conv_norm!r}")
         common = dict(dtype=self.dtype_policy)
@@ -267,7 +269,7 @@ class ConformerBlock(keras.layers.Layer):
         h = self.self_attn(self.self_attn_layer_norm(x), bias=bias, positions=positions, training=training)
         x = x + self.attn_dropout(h, training=training)
         h = self.conv_layer_norm(x)
-        if frames is not None and self.conv_norm == "layer":
+        if frames is not None and self.mask_padded_frames:
             h = ops.where(frames[..., None], h, ops.zeros_like(h))
         h = self.pointwise_conv1(h)
         h = h[..., :self.hidden_size] * ops.sigmoid(h[..., self.hidden_size:])

@@ -1,0 +1,7 @@
+"""SeamlessM4T: NLLB-like text encoder / decoder and a Conformer speech encoder (text and speech to
+text); the text-to-unit model and the vocoder are not implemented yet."""
+
+from keras_models.models.seamless_m4t.backbone import SeamlessM4TBackbone, SeamlessM4TSpec
+from keras_models.models.seamless_m4t.tasks import SeamlessM4TSeq2SeqLM
+
+__all__ = ["SeamlessM4TBackbone", "SeamlessM4TSpec", "SeamlessM4TSeq2SeqLM"]
