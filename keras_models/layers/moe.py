@@ -26,11 +26,21 @@ instead of act(gate) * up.
 ``weight_inputs``: each expert gets the token scaled by its routing weight and the experts'
 outputs are summed unweighted (Llama 4), instead of weighting the outputs.
 
-Computed densely (every expert on every token, weighted by its routing weight, zero when not
-chosen): exact, simple and traceable; fine for the small expert counts of the supported models.
+Dispatch is sparse: an expert's weights are read only for the tokens routed to it.
+- Eagerly (torch, TensorFlow outside ``tf.function``): the routing mask is
+  read on the host once per layer; each chosen expert runs on the rows routed to it (gathered),
+  and the weighted outputs are summed back per token (``segment_sum``).
+- Inside a trace (jax ``jit``, ``tf.function``): shapes are static, so each expert is wrapped in a
+  ``cond`` that runs it (on every row of the call) only when some row chose it, and skips its
+  weights otherwise. With stacked experts and fewer token x expert choices than experts (decoding
+  a few rows), the chosen experts' tensors are gathered instead.
+- Symbolic calls (building), eager jax (outside ``jit``) and ``weight_inputs`` experts with biases (an unchosen expert still
+  adds its bias) compute every expert on every token, weighted by its routing weight.
+The three give the same values up to float summation order.
 """
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_models.layers.activations import get_activation, get_glu
@@ -160,26 +170,116 @@ class MoE(keras.layers.Layer):
             h = ops.einsum("...d,edf->...ef", x, ops.cast(self.expert_gate_up, x.dtype))
         if self.use_bias:
             h = h + ops.cast(self.expert_gate_up_bias, x.dtype)
-        gate, up = h[..., :n], h[..., n:]
-        if self.glu is not None:
-            a = get_glu(self.glu, alpha=self.glu_alpha, limit=self.glu_limit)(gate, up)
-        else:
-            a = get_activation(self.activation)(gate) * up
-        out = ops.einsum("...ef,efd->...ed", a, ops.cast(self.expert_down, x.dtype))
+        out = ops.einsum("...ef,efd->...ed", self._glu(h[..., :n], h[..., n:]), ops.cast(self.expert_down, x.dtype))
         if self.use_bias:
             out = out + ops.cast(self.expert_down_bias, x.dtype)
         if self.weight_inputs:
             return ops.sum(out, axis=-2)
         return ops.sum(out * w[..., None], axis=-2)
 
-    def call(self, x):
-        w = self.routing_weights(x)
-        out = self._stacked_experts(x, w) if self.stacked else ops.zeros_like(x)
+    def _expert(self, e, x, we):
+        """Expert ``e`` on rows ``x`` (..., hidden) with routing weights ``we`` (..., 1): its
+        weighted output (``weight_inputs``: its output on the weighted rows)."""
+        if self.weight_inputs:
+            x = x * we
+        if self.stacked:
+            n = self.intermediate_size
+            h = ops.matmul(x, ops.cast(self.expert_gate_up[e], x.dtype))
+            if self.use_bias:
+                h = h + ops.cast(self.expert_gate_up_bias[e], x.dtype)
+            out = ops.matmul(self._glu(h[..., :n], h[..., n:]), ops.cast(self.expert_down[e], x.dtype))
+            if self.use_bias:
+                out = out + ops.cast(self.expert_down_bias[e], x.dtype)
+        else:
+            out = self.experts[e](x)
+        return out if self.weight_inputs else out * we
+
+    def _glu(self, gate, up):
+        if self.glu is not None:
+            return get_glu(self.glu, alpha=self.glu_alpha, limit=self.glu_limit)(gate, up)
+        return get_activation(self.activation)(gate) * up
+
+    def _gathered_experts(self, x, w):
+        """Stacked experts, each row through only its top-k experts' gathered tensors."""
+        top, idx = ops.top_k(w, self.experts_per_token)  # (..., k): unchosen experts have weight 0
+        n = self.intermediate_size
+        xin = x[..., None, :] * top[..., None] if self.weight_inputs else x[..., None, :]
+        h = ops.einsum("...kd,...kdf->...kf", ops.broadcast_to(xin, ops.shape(top) + (self.hidden_size,)),
+                       ops.cast(ops.take(self.expert_gate_up, idx, axis=0), x.dtype))
+        if self.use_bias:
+            h = h + ops.cast(ops.take(self.expert_gate_up_bias, idx, axis=0), x.dtype)
+        out = ops.einsum("...kf,...kfd->...kd", self._glu(h[..., :n], h[..., n:]),
+                         ops.cast(ops.take(self.expert_down, idx, axis=0), x.dtype))
+        if self.use_bias:
+            out = out + ops.cast(ops.take(self.expert_down_bias, idx, axis=0), x.dtype)
+        if self.weight_inputs:
+            return ops.sum(out, axis=-2)
+        return ops.sum(out * top[..., None], axis=-2)
+
+    def _eager_experts(self, x, w):
+        """Each chosen expert on the rows routed to it; outputs summed back per row."""
+        shape = ops.shape(x)
+        x2, w2 = ops.reshape(x, (-1, self.hidden_size)), ops.reshape(w, (-1, self.num_experts))
+        rows = int(x2.shape[0])
+        chosen = ops.convert_to_numpy(ops.not_equal(w2, 0))  # the one host read per layer
+        experts, tokens = np.nonzero(chosen.T)  # expert-major
+        if len(tokens) == 0:
+            return ops.zeros_like(x)
+        flat_w = ops.reshape(w2, (-1,))
+        pieces, starts = [], np.searchsorted(experts, np.arange(self.num_experts + 1))
+        for e in range(self.num_experts):
+            t = tokens[starts[e]:starts[e + 1]]
+            if len(t):
+                t_ids = ops.convert_to_tensor(t.astype("int32"))
+                we = ops.take(flat_w, ops.convert_to_tensor((t * self.num_experts + e).astype("int32")))
+                pieces.append(self._expert(e, ops.take(x2, t_ids, axis=0), we[:, None]))
+        out = ops.segment_sum(ops.concatenate(pieces, axis=0), ops.convert_to_tensor(tokens.astype("int32")),
+                              num_segments=rows)
+        return ops.reshape(ops.cast(out, x.dtype), shape)
+
+    def _traced_experts(self, x, w):
+        """Inside a trace: each expert under a ``cond`` on whether any row chose it."""
+        out = ops.zeros_like(x)
+        for e in range(self.num_experts):
+            we = w[..., e : e + 1]
+            out = out + ops.cond(ops.any(ops.not_equal(we, 0)), lambda e=e, we=we: self._expert(e, x, we),
+                                 lambda: ops.zeros_like(x))
+        return out
+
+    def _dense_experts(self, x, w):
+        """Every expert on every row, weighted by its routing weight (zero when unchosen)."""
+        if self.stacked:
+            return self._stacked_experts(x, w)
+        out = ops.zeros_like(x)
         for i, expert in enumerate(self.experts):
             if self.weight_inputs:
                 out = out + expert(x * w[..., i : i + 1])
             else:
                 out = out + expert(x) * w[..., i : i + 1]
+        return out
+
+    def routed(self, x, w, mode=None):
+        """The routed experts' summed output for rows ``x`` and routing weights ``w``; ``mode``
+        ("eager", "traced", "gathered", "dense") forces a dispatch, else it follows the call."""
+        mode = mode or self._dispatch_mode(x)
+        return {"eager": self._eager_experts, "traced": self._traced_experts,
+                "gathered": self._gathered_experts, "dense": self._dense_experts}[mode](x, w)
+
+    def _dispatch_mode(self, x):
+        if (self.weight_inputs and self.use_bias) or isinstance(x, keras.KerasTensor):
+            return "dense"
+        if _is_eager(x):
+            return "eager"
+        if keras.backend.backend() == "jax" and not _is_tracer(x):
+            return "dense"  # eager jax: lax.cond would compile each branch per call
+        rows = int(np.prod([d for d in x.shape[:-1]])) if None not in tuple(x.shape[:-1]) else None
+        if self.stacked and rows is not None and rows * self.experts_per_token < self.num_experts:
+            return "gathered"
+        return "traced"
+
+    def call(self, x):
+        w = self.routing_weights(x)
+        out = self.routed(x, w)
         if self.shared_expert is not None:
             shared = self.shared_expert(x)
             if self.shared_gate is not None:
@@ -201,3 +301,25 @@ class MoE(keras.layers.Layer):
                       glu_alpha=self.glu_alpha, glu_limit=self.glu_limit, weight_inputs=self.weight_inputs,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config
+
+
+def _is_tracer(x):
+    import jax
+
+    return isinstance(x, jax.core.Tracer)
+
+
+def _is_eager(x):
+    """True when ``x`` is a concrete tensor outside any trace (its values can be read)."""
+    backend = keras.backend.backend()
+    if backend == "jax":  # eager jax compiles each op per shape: the gathered sizes vary, so no
+        return False       # eager dispatch there (outside jit the traced one runs, op by op)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.executing_eagerly()
+    if backend == "torch":
+        import torch
+
+        return not torch.compiler.is_compiling()
+    return True
