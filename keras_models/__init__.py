@@ -48,6 +48,7 @@ _LAZY = {
     "SpeechRecognizer": "keras_models.tasks.audio",
     "AudioClassifier": "keras_models.tasks.audio",
     "TextToAudio": "keras_models.tasks.text_to_audio",
+    "SpeechTextScorer": "keras_models.tasks.speech_text_scorer",
     "TimeSeriesForecaster": "keras_models.tasks.time_series",
     "TrajectoryPredictor": "keras_models.tasks.trajectory",
     "GraphClassifier": "keras_models.tasks.graph",

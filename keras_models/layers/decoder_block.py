@@ -61,11 +61,13 @@ BLOCK_DEFAULTS = dict(
 @keras.saving.register_keras_serializable(package="keras_models")
 class FusedGateUpMLP(MLP):
     """Gated MLP whose gate and up projections are one Dense (``up``, width 2 * intermediate,
-    [gate | up]): act(gate) * up -> down."""
+    [gate | up]): act(gate) * up -> down. ``gate_first=False``: the layout is [up | gate] (CLVP's
+    gated linear unit)."""
 
     def __init__(self, hidden_size, intermediate_size, activation="silu", gated=True, use_bias=False,
-                 kernel_initializer="glorot_uniform", **kwargs):
+                 kernel_initializer="glorot_uniform", gate_first=True, **kwargs):
         keras.layers.Layer.__init__(self, **kwargs)
+        self.gate_first = bool(gate_first)
         self.hidden_size, self.intermediate_size = hidden_size, intermediate_size
         self.activation, self.gated, self.use_bias = activation, True, use_bias
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
@@ -78,7 +80,14 @@ class FusedGateUpMLP(MLP):
     def call(self, x):
         h = self.up(x)
         n = self.intermediate_size
+        if not self.gate_first:
+            return self.down(h[..., :n] * self.act(h[..., n:]))
         return self.down(self.act(h[..., :n]) * h[..., n:])
+
+    def get_config(self):
+        config = super().get_config()
+        config["gate_first"] = self.gate_first
+        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_models")

@@ -122,3 +122,4 @@ from keras_models.models.tvlt import *  # noqa: F401,F403
 from keras_models.models.cpmant import *  # noqa: F401,F403
 from keras_models.models.reformer import *  # noqa: F401,F403
 from keras_models.models.mega import *  # noqa: F401,F403
+from keras_models.models.clvp import *  # noqa: F401,F403

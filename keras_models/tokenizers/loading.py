@@ -325,7 +325,8 @@ def load_tokenizer(preset, cls=None, **overrides):
 # Transformers classes whose inputs are not text (TAPAS: a table plus queries): ``Tokenizer.from_preset``
 # returns the class that takes them, as AutoTokenizer does
 _OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer"),
-                "VitsTokenizer": ("keras_models.models.vits.tokenizer", "VitsTokenizer")}
+                "VitsTokenizer": ("keras_models.models.vits.tokenizer", "VitsTokenizer"),
+                "ClvpTokenizer": ("keras_models.models.clvp.tokenizer", "ClvpTokenizer")}
 
 # Transformers tokenizer classes this library does not implement, and why (a folder holding only
 # their own files would otherwise fail with a generic "no tokenizer files" error)
