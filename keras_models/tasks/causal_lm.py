@@ -45,8 +45,9 @@ class CausalLM(GenerationMixin, Task, _GenerationSlot):
         self.lm_head = None
         self.lm_bias = None
         if not self.tied:
-            self.lm_head = keras.layers.Dense(
-                backbone.vocab_size, use_bias=bool(o["lm_head_bias"]), name="lm_head",
+            self.lm_head = keras.layers.Dense(  # a backbone may name a head wider or narrower than its table
+                getattr(backbone, "output_vocab_size", backbone.vocab_size), use_bias=bool(o["lm_head_bias"]),
+                name="lm_head",
                 dtype=backbone.dtype_policy,
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=o["initializer_range"]),
             )

@@ -206,6 +206,10 @@ def test_bark_reloads_in_transformers(tmp_path):
     km.TextToAudio.from_preset(folder).save_to_preset(tmp_path / "bark")
     assert json.loads((tmp_path / "bark" / "generation_config.json").read_text())["coarse_acoustics_config"][
         "sliding_window_len"] == 6
+    processor = transformers.BarkProcessor.from_pretrained(tmp_path / "bark")  # the voices travel along
+    voice = processor(TEXTS, max_length=8, voice_preset=VOICE)["history_prompt"]
+    for key, arr in _voice().items():
+        np.testing.assert_array_equal(voice[key].numpy(), arr)
     model = transformers.BarkModel.from_pretrained(tmp_path / "bark").eval()
     ids, mask = _inputs("coarse")
     with torch.no_grad():

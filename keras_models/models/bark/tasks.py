@@ -62,13 +62,8 @@ PROMPT_KEYS = {"semantic_prompt": 1, "coarse_prompt": 2, "fine_prompt": 2}
 @_ser
 @register_task(BarkSemanticBackbone, "CausalLM", ("BarkSemanticModel",))
 class BarkCausalLM(CausalLM):
-    """Logits (batch, seq, output_vocab_size) of Bark's semantic or coarse model."""
-
-    def __init__(self, backbone, preprocessor=None, **kwargs):
-        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
-        self.lm_head = keras.layers.Dense(
-            backbone.output_vocab_size, use_bias=False, name="lm_head", dtype=backbone.dtype_policy,
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=backbone.initializer_range))
+    """Logits (batch, seq, output_vocab_size) of Bark's semantic or coarse model (CausalLM's untied,
+    bias-free head, as wide as the backbone's ``output_vocab_size``)."""
 
 
 @_ser
@@ -199,6 +194,28 @@ class BarkTextToAudio(TextToAudio):
         config = super().get_config()
         config["voice_presets"] = self.voice_presets
         return config
+
+    def save_extra_files(self, folder):
+        """The tokenizer, generation_config.json and the voices (``speaker_embeddings_path.json`` and
+        its ``.npy`` files, laid out as BarkProcessor.save_pretrained writes them)."""
+        super().save_extra_files(folder)
+        if not self.voice_presets:
+            return
+        index = {"repo_or_path": "."}
+        for name, files in self.voice_presets.items():
+            entry = {}
+            for key in PROMPT_KEYS:
+                if key not in files:
+                    raise InputError(f"voice preset {name!r}: no {key} file to save")
+                rel = Path("speaker_embeddings") / f"{name}_{key}.npy"
+                target = (Path(folder) / rel).resolve()
+                if Path(folder).resolve() not in target.parents:
+                    raise InputError(f"voice preset name {name!r} would be saved outside {folder}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                np.save(target, np.load(files[key], allow_pickle=False), allow_pickle=False)
+                entry[key] = rel.as_posix()
+            index[name] = entry
+        (Path(folder) / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=2))
 
     # --- settings ------------------------------------------------------------------------------
     def _settings(self, settings):
