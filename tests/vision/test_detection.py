@@ -15,7 +15,8 @@ Options off their defaults, several per config:
     first-layer-only query positions), sigmoid logits (top-k post-processing);
   * Deformable DETR: 3 feature levels (two ResNet stages + one strided extra map), 3 encoder /
     2 decoder sampling points, 2 / 4 heads, sine positions with the half-cell offset; and again with
-    box refinement (references become boxes after the first decoder layer) and learned positions; its encoder
+    box refinement (references become boxes after the first decoder layer) and learned positions, and
+    two-stage (9 queries from the encoder's best proposals, padded tokens' proposals at +inf); its encoder
     state is compared on the tokens of real pixels only (on fully padded rows Transformers' sine
     angles reach ~1e6 radians, where float32 sin/cos differ between libraries);
   * YOLOS: mid-layer position embeddings, an input (42x57) unlike the config's image size (32x48)
@@ -27,7 +28,8 @@ import pytest
 
 from tests.parity import _key, assert_close, cached_folder
 
-KINDS = ("detr", "table-transformer", "conditional_detr", "deformable_detr", "deformable_detr-refine", "yolos")
+KINDS = ("detr", "table-transformer", "conditional_detr", "deformable_detr", "deformable_detr-refine",
+         "deformable_detr-two-stage", "yolos")
 TARGET_SIZES = [(50, 44), (37, 30)]
 OUT_KEYS = ("logits", "pred_boxes", "last_hidden_state", "encoder_last_hidden_state")
 
@@ -49,6 +51,8 @@ def _config(kind):
     if kind.startswith("deformable_detr"):
         levels = dict(resnet, out_features=["stage2", "stage3"])
         refine = dict(with_box_refine=True, position_embedding_type="learned") if kind.endswith("refine") else {}
+        if kind.endswith("two-stage"):
+            refine = dict(with_box_refine=True, two_stage=True, two_stage_num_proposals=9)
         return T.DeformableDetrConfig(backbone_config=T.ResNetConfig(**levels), num_feature_levels=3,
                                       encoder_n_points=3, decoder_n_points=2, **dict(detr, d_model=32), **refine)
     if kind == "conditional_detr":
@@ -98,7 +102,8 @@ def _hf_class(kind):
     return {"detr": T.DetrForObjectDetection, "table-transformer": T.TableTransformerForObjectDetection,
             "conditional_detr": T.ConditionalDetrForObjectDetection,
             "deformable_detr": T.DeformableDetrForObjectDetection, "yolos": T.YolosForObjectDetection,
-            "deformable_detr-refine": T.DeformableDetrForObjectDetection}[kind]
+            "deformable_detr-refine": T.DeformableDetrForObjectDetection,
+            "deformable_detr-two-stage": T.DeformableDetrForObjectDetection}[kind]
 
 
 def _hf_run(model, kind):
@@ -125,7 +130,8 @@ def reference(kind):
         expected = {k: getattr(out, k).numpy() for k in OUT_KEYS if getattr(out, k, None) is not None}
         proc = {"conditional_detr": T.ConditionalDetrImageProcessor, "yolos": T.YolosImageProcessor,
                 "deformable_detr": T.DeformableDetrImageProcessor,
-                "deformable_detr-refine": T.DeformableDetrImageProcessor}.get(
+                "deformable_detr-refine": T.DeformableDetrImageProcessor,
+                "deformable_detr-two-stage": T.DeformableDetrImageProcessor}.get(
             kind, T.DetrImageProcessor)()
         for i, r in enumerate(proc.post_process_object_detection(out, threshold=0.0, target_sizes=TARGET_SIZES)):
             for k, v in r.items():
@@ -183,7 +189,8 @@ def test_detection_parity_and_post_processing(kind, tmp_path):
     keys = [k for k in OUT_KEYS if k in expected]
     assert sorted(out) == sorted(keys)
     for k in keys:
-        mask = _real_tokens(inputs) if kind == "deformable_detr" and k == "encoder_last_hidden_state" else None
+        mask = (_real_tokens(inputs) if kind in ("deformable_detr", "deformable_detr-two-stage")
+                and k == "encoder_last_hidden_state" else None)
         assert_close(out[k], expected[k], mask=mask, what=f"{kind} {k}")
 
     # Transformers' post-processing, exactly on its own outputs and closely on ours

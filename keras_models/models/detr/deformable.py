@@ -32,7 +32,6 @@ timm backbones raise ConfigError.
 
 import dataclasses
 from dataclasses import dataclass
-from typing import ClassVar
 
 import keras
 import numpy as np
@@ -231,13 +230,9 @@ class DeformableDetrSpec(DetrSpec):
                          doc="the two-stage proposal class head's width (id2label's size)")
     assign_first_stage: bool = const(False, doc="DETA's per-level NMS choice of the proposals")
     proposal_features: bool = const(False, doc="DETA's pix_trans: the chosen tokens' features join the queries")
-    two_stage_implemented: ClassVar[bool] = False  # checked against Transformers for DETA only
 
     def validate(self, source="config.json"):
         super().validate(source)
-        if self.two_stage and not self.two_stage_implemented:
-            raise ConfigError(f"{source}: two_stage=true is not implemented by {type(self).__name__} (single-stage "
-                              "Deformable DETR, with or without box refinement)")
         if self.two_stage and not self.with_box_refine:
             raise ConfigError(f"{source}: two_stage=true needs with_box_refine=true (as Transformers requires)")
         if self.d_model % 32:
@@ -259,6 +254,7 @@ class DeformableDetrBackbone(SpecBackbone):
     hf_ignore = ("*num_batches_tracked",)
     verified_backends = _ALL  # tests/vision/test_detection.py
     conv_prefix = CONV_PREFIX  # where the ResNet's tensors live
+    hf_known_unused = ("model.decoder.class_embed.*",)  # two-stage: the other layers' (auxiliary) class heads
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
@@ -445,12 +441,12 @@ class DeformableDetrBackbone(SpecBackbone):
 @register_task(DeformableDetrBackbone, "ObjectDetector", ("DeformableDetrForObjectDetection",))
 class DeformableDetrObjectDetector(ObjectDetector):
     """Sigmoid class logits and boxes offset by the last decoder layer's references. The
-    checkpoint's per-layer class heads are tied (``class_embed.0`` is read); the box head is
-    ``bbox_embed.0`` or, with box refinement, the last layer's refinement MLP
-    (``model.decoder.bbox_embed.{last}``)."""
+    checkpoint's per-layer class heads are tied (``class_embed.0`` is read; two-stage: the last
+    layer's, ``model.decoder.class_embed.{last}``); the box head is ``bbox_embed.0`` or, with box
+    refinement, the last layer's refinement MLP (``model.decoder.bbox_embed.{last}``)."""
 
     no_object_class = False
-    hf_head_patterns = ("class_embed.*", "bbox_embed.*")
+    hf_head_patterns = ("class_embed.*", "bbox_embed.*", "model.decoder.class_embed.*")
 
     def own_box_head(self, backbone):
         return not backbone.bbox_embed
@@ -463,6 +459,11 @@ class DeformableDetrObjectDetector(ObjectDetector):
         return boxes + ops.concatenate([ref, ops.zeros_like(ref)], axis=-1)
 
     def head_rules(self):
+        spec = self.backbone.spec
+        if spec.two_stage:  # the last decoder layer's own class head (the checkpoint names them per layer)
+            n = spec.decoder_layers - 1
+            return [dataclasses.replace(r, hf=f"model.decoder.{r.hf}", aliases=(r.hf,))
+                    for r in dense_rules(f"class_embed.{n}", self.class_head, base=False)]
         r = dense_rules("class_embed.0", self.class_head, base=False)
         return r if self.bbox_head is None else r + self.bbox_head.rules("bbox_embed.0", base=False)
 

@@ -20,7 +20,6 @@ import keras
 import numpy as np
 
 from keras_models.errors import InputError
-from keras_models.layers.vision_embeddings import dense_rules
 from keras_models.models.detr.deformable import (DeformableDetrBackbone, DeformableDetrObjectDetector, DeformableDetrSpec,
                                                  out_stages)
 from keras_models.models.registry import register_backbone, register_task
@@ -34,7 +33,6 @@ _ALL = ("jax", "torch", "tensorflow")
 @dataclass(frozen=True, kw_only=True)
 class DetaSpec(DeformableDetrSpec):
     ignored = DeformableDetrSpec.ignored + ("assign_second_stage",)
-    two_stage_implemented = True
     num_queries: int = dim("num_queries", 900)
     encoder_ffn_dim: int = dim("encoder_ffn_dim", 2048)
     decoder_ffn_dim: int = dim("decoder_ffn_dim", 1024)
@@ -69,7 +67,6 @@ class DetaBackbone(DeformableDetrBackbone):
 
     spec_cls = DetaSpec
     hf_architecture = "DetaModel"
-    hf_known_unused = ("model.decoder.class_embed.*", "decoder.class_embed.*")
     conv_prefix = "backbone.model."
     verified_backends = _ALL  # tests/vision/test_deta.py
 
@@ -96,13 +93,7 @@ def _nms(boxes, scores, classes, threshold):
 @register_task(DetaBackbone, "ObjectDetector", ("DetaForObjectDetection",))
 class DetaObjectDetector(DeformableDetrObjectDetector):
     """Sigmoid class logits (the last decoder layer's class head) and boxes from its refinement MLP
-    offset by the references it read."""
-
-    hf_head_patterns = ("class_embed.*", "bbox_embed.*", "model.decoder.class_embed.*")
-
-    def head_rules(self):
-        n = self.backbone.spec.decoder_layers - 1
-        return dense_rules(f"model.decoder.class_embed.{n}", self.class_head, base=False)
+    offset by the references it read; DETA's post-processing."""
 
     @classmethod
     def post_process_object_detection(cls, outputs, threshold=0.5, target_sizes=None, nms_threshold=0.7):

@@ -51,24 +51,21 @@ def images():
 
 
 def _batched_nms(boxes, scores, idxs, iou_threshold):
-    boxes, scores, idxs = boxes.double(), scores.double(), idxs
-    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    suppressed = [False] * len(order)
+    boxes, scores = boxes.double(), scores.double()
+    order = torch.sort(scores, descending=True, stable=True).indices
+    b = boxes[order]
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    wh = (torch.minimum(b[:, None, 2:], b[None, :, 2:]) - torch.maximum(b[:, None, :2], b[None, :, :2])).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    over = (inter / (area[:, None] + area[None, :] - inter) > iou_threshold) & (idxs[order][:, None] == idxs[order][None])
+    over = over.numpy()
+    suppressed = np.zeros(len(order), bool)
     keep = []
-    for n, i in enumerate(order):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        for j in order[n + 1:]:
-            if suppressed[j] or idxs[j] != idxs[i]:
-                continue
-            w = (torch.minimum(boxes[i, 2], boxes[j, 2]) - torch.maximum(boxes[i, 0], boxes[j, 0])).clamp(min=0)
-            h = (torch.minimum(boxes[i, 3], boxes[j, 3]) - torch.maximum(boxes[i, 1], boxes[j, 1])).clamp(min=0)
-            inter = w * h
-            if inter / (area[i] + area[j] - inter) > iou_threshold:
-                suppressed[j] = True
-    return torch.tensor(keep, dtype=torch.long)
+    for n in range(len(order)):
+        if not suppressed[n]:
+            keep.append(n)
+            suppressed |= over[n]
+    return order[torch.tensor(keep, dtype=torch.long)]
 
 
 def config():
