@@ -17,7 +17,6 @@
 """
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import keras
 import numpy as np

@@ -50,8 +50,8 @@ COARSE_DEFAULTS = dict(temperature=1.0, do_sample=False, coarse_semantic_pad_tok
                        n_coarse_codebooks=2, coarse_infer_token=12_050, max_coarse_input_length=256,
                        max_coarse_history=630, sliding_window_len=60, top_k=None, top_p=None)
 FINE_DEFAULTS = dict(temperature=1.0, max_fine_history_length=512, max_fine_input_length=1024, n_fine_codebooks=8)
-SUB_CONFIGS = {"semantic": ("semantic_config", SEMANTIC_DEFAULTS), "coarse": ("coarse_acoustics_config", COARSE_DEFAULTS),
-               "fine": ("fine_acoustics_config", FINE_DEFAULTS)}
+SUB_CONFIGS = {"semantic": ("semantic_config", SEMANTIC_DEFAULTS),
+               "coarse": ("coarse_acoustics_config", COARSE_DEFAULTS), "fine": ("fine_acoustics_config", FINE_DEFAULTS)}
 TOP_DEFAULTS = dict(codebook_size=1024, sample_rate=24_000)
 # per-call settings (unprefixed: every sub-model that reads it; prefixed: that one)
 CALL_KEYS = {"semantic": ("do_sample", "temperature", "top_k", "top_p", "max_new_tokens", "min_eos_p"),
@@ -97,12 +97,14 @@ def load_voice_preset(voice, presets=None):
                 path = path.with_name(path.name + ".npz")
             if not path.is_file():
                 known = sorted(presets or ())
-                raise InputError(f"voice preset {str(voice)!r}: neither a voice of this preset ({known}) nor an .npz file")
+                raise InputError(f"voice preset {str(voice)!r}: neither a voice of this preset ({known}) nor an "
+                                 ".npz file")
             try:
                 with np.load(path, allow_pickle=False) as data:
                     out = {k: data[k] for k in data.files}
             except (OSError, ValueError) as e:
-                raise InputError(f"voice preset {str(path)!r}: not a readable .npz without pickled objects ({e})") from e
+                raise InputError(f"voice preset {str(path)!r}: not a readable .npz without pickled objects "
+                                 f"({e})") from e
     else:
         raise InputError(f"voice preset: expected a name, an .npz path or a dict of arrays, got {type(voice).__name__}")
     for key, ndim in PROMPT_KEYS.items():
