@@ -123,3 +123,4 @@ from keras_models.models.cpmant import *  # noqa: F401,F403
 from keras_models.models.reformer import *  # noqa: F401,F403
 from keras_models.models.mega import *  # noqa: F401,F403
 from keras_models.models.clvp import *  # noqa: F401,F403
+from keras_models.models.gptsan_japanese import *  # noqa: F401,F403

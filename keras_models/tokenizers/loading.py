@@ -326,6 +326,7 @@ def load_tokenizer(preset, cls=None, **overrides):
 # returns the class that takes them, as AutoTokenizer does
 _OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer"),
                 "VitsTokenizer": ("keras_models.models.vits.tokenizer", "VitsTokenizer"),
+                "GPTSanJapaneseTokenizer": ("keras_models.models.gptsan_japanese.tokenizer", "GPTSanJapaneseTokenizer"),
                 "ClvpTokenizer": ("keras_models.models.clvp.tokenizer", "ClvpTokenizer")}
 
 # Transformers tokenizer classes this library does not implement, and why (a folder holding only
