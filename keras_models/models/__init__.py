@@ -39,6 +39,7 @@ from keras_models.models.seamless_m4t import *  # noqa: F401,F403
 from keras_models.models.encodec import *  # noqa: F401,F403
 from keras_models.models.univnet import *  # noqa: F401,F403
 from keras_models.models.musicgen import *  # noqa: F401,F403
+from keras_models.models.musicgen_melody import *  # noqa: F401,F403
 from keras_models.models.bark import *  # noqa: F401,F403
 from keras_models.models.decision_transformer import *  # noqa: F401,F403
 from keras_models.models.trajectory_transformer import *  # noqa: F401,F403

@@ -70,6 +70,7 @@ class MusicgenDecoderSpec(Spec):
     eos_token_id: int | None = hf("eos_token_id", None)
     cross_attention_hidden_size: int | None = hf("cross_attention_hidden_size", None)
     layer_norm_eps: float = const(1e-5, doc="torch nn.LayerNorm's default")
+    cross_attention: bool = const(True, doc="cross-attention to the conditioning (MusicGen Melody prepends it instead)")
 
     def validate(self, source="config.json"):
         from keras_models.layers.activations import get_activation
@@ -132,7 +133,7 @@ class MusicgenDecoderBackbone(SpecBackbone):
                                  for k in range(s.num_codebooks)]
         self.blocks = [Seq2SeqBlock(s.hidden_size, s.num_heads, s.intermediate_size, hidden_act=s.hidden_act,
                                     use_bias=False, norm_type="layer", norm_first=True, layer_norm_eps=s.layer_norm_eps,
-                                    cross_attention=True, dropout=s.dropout, attention_dropout=s.attention_dropout,
+                                    cross_attention=s.cross_attention, dropout=s.dropout, attention_dropout=s.attention_dropout,
                                     activation_dropout=s.activation_dropout, kernel_initializer=init,
                                     name=f"layer_{i}", dtype=dt) for i in range(s.num_layers)]
         self.final_norm = keras.layers.LayerNormalization(epsilon=s.layer_norm_eps, name="layer_norm", dtype=dt)
@@ -149,14 +150,16 @@ class MusicgenDecoderBackbone(SpecBackbone):
             emb.build((None, None))
         for blk in self.blocks:
             blk.build((None, None, h))
-            if not blk.cross_attention_norm.built:  # Seq2SeqBlock.build leaves it to the first call
+            if blk.cross_attention and not blk.cross_attention_norm.built:  # Seq2SeqBlock.build leaves it to the first call
                 blk.cross_attention_norm.build((None, None, h))
         self.final_norm.build((None, None, h))
         self.built = True
 
     # --- forward --------------------------------------------------------------------------------
-    def embed(self, input_ids, offset=0):
-        """(batch * K, t) codes -> (batch, t, hidden): the codebooks' embeddings summed, plus positions."""
+    def embed(self, input_ids, offset=0, prefix=None):
+        """(batch * K, t) codes -> (batch, t, hidden): the codebooks' embeddings summed, plus positions;
+        ``prefix`` (batch, p, hidden) conditioning states are put before them (positions from ``offset``
+        over both)."""
         k = self.num_codebooks
         ids = ops.cast(input_ids, "int32")
         if len(ids.shape) != 2 or (ids.shape[0] is not None and ids.shape[0] % k):
@@ -166,6 +169,9 @@ class MusicgenDecoderBackbone(SpecBackbone):
         x = self.token_embeddings[0](ids[:, 0])
         for i in range(1, k):
             x = x + self.token_embeddings[i](ids[:, i])
+        if prefix is not None:
+            x = ops.concatenate([ops.cast(prefix, x.dtype), x], axis=1)
+            t = ops.shape(x)[1]
         return x + sinusoidal_positions(ops.arange(t) + offset, self.hidden_size, x.dtype)[None]
 
     def decode(self, input_ids, encoder_states=None, encoder_attention_mask=None, attention_mask=None,

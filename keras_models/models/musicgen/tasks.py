@@ -160,6 +160,15 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
         return self._head_rules("decoder.")
 
     # --- generation -------------------------------------------------------------------------------
+    def get_unconditional_inputs(self, num_samples=1):
+        """Inputs for generating with no text (Transformers' ``get_unconditional_inputs``): one fully
+        masked token per sample, so the conditioning is all zeros (MusicGen Melody: and the null
+        chroma). ``model.generate(model.get_unconditional_inputs(2), max_new_tokens=256)``."""
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise InputError(f"get_unconditional_inputs: num_samples must be a positive integer, got {num_samples!r}")
+        zeros = np.zeros((num_samples, 1), "int32")
+        return {"input_ids": zeros, "attention_mask": zeros.copy()}
+
     def _compiled(self, key, make):
         """``make()`` compiled for this backend (generation.backend.compile_fn), cached per model."""
         cache = self.__dict__.get("_musicgen_compiled")
