@@ -276,3 +276,25 @@ def test_melody_feature_extractor_equals_transformers(tmp_path, monkeypatch):
         assert sorted(got) == sorted(want.keys())
         for key in want.keys():
             np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_melody_reloads_in_transformers_and_keras(tmp_path):
+    """save_to_preset (num_chroma, chroma_length and both projections written back) reloads in
+    Transformers; a .keras file restores the class, spec and variables."""
+    import keras
+    import torch
+    import transformers
+
+    folder, expected = _reference()
+    model = km.TextToAudio.from_preset(folder)
+    model.save_to_preset(tmp_path / "t2a")
+    theirs = transformers.MusicgenMelodyForConditionalGeneration.from_pretrained(tmp_path / "t2a").eval()
+    with torch.no_grad():
+        out = theirs(input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK),
+                     input_features=torch.tensor(_chroma()), decoder_input_ids=torch.tensor(_decoder_ids()))
+    np.testing.assert_allclose(out.logits.numpy(), expected["logits_melody"], atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    assert type(restored) is type(model) and restored.backbone.spec == model.backbone.spec
+    for a, b in zip(restored.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
