@@ -2,7 +2,8 @@
 encoders; relative positions, one adapter block, odd layer_norm_eps, gelu) on padded speech and
 text batches (encoder / decoder states, logits, greedy generate, tgt_lang prompts), and a
 SeamlessM4TForSpeechToText checkpoint (speech encoder only; rotary positions, two adapter
-blocks, no text encoder in the checkpoint). The t2u model and vocoder tensors of the full model are
+blocks, no text encoder in the checkpoint), and a SeamlessM4Tv2ForSpeechToText (relative_key distances,
+causal conv, chunked attention). The t2u model and vocoder tensors of the full model are
 reported unused (not implemented)."""
 
 import json
@@ -38,6 +39,11 @@ CASES = {
     "speech": ("SeamlessM4TForSpeechToText", dict(position_embeddings_type="rotary", rotary_embedding_base=300,
                                                   adaptor_kernel_size=3, adaptor_stride=2, num_adapter_layers=2,
                                                   layer_norm_eps=1e-5, activation_function="relu")),
+    # v2: relative_key distances clamped at -3 / +2, causal conv + LayerNorm, chunks of 4 frames seeing
+    # one chunk back
+    "v2_speech": ("SeamlessM4Tv2ForSpeechToText", dict(left_max_position_embeddings=3, right_max_position_embeddings=2,
+                                                       speech_encoder_chunk_size=4, speech_encoder_left_chunk_num=1,
+                                                       adaptor_kernel_size=4, adaptor_stride=3)),
 }
 
 
@@ -65,7 +71,11 @@ def _builder(case):
         import transformers
 
         arch, extra = CASES[case]
-        return getattr(transformers, arch)(transformers.SeamlessM4TConfig(**{**COMMON, **extra}))
+        if case.startswith("v2"):
+            config = transformers.SeamlessM4Tv2Config(**{**COMMON, **extra}, char_vocab_size=30)
+        else:
+            config = transformers.SeamlessM4TConfig(**{**COMMON, **extra})
+        return getattr(transformers, arch)(config)
 
     return build
 
@@ -85,7 +95,7 @@ def _extra(case):
         (folder / "generation_config.json").write_text(json.dumps(gen))
         out = {}
         speech = {k: torch.tensor(v) for k, v in _speech_inputs().items()}
-        s2t = transformers.SeamlessM4TForSpeechToText.from_pretrained(folder).eval()
+        s2t = getattr(transformers, CASES[case][0].replace("Model", "ForSpeechToText")).from_pretrained(folder).eval()
         s2t.generation_config.text_decoder_lang_to_code_id = LANGS
         with torch.no_grad():
             out["speech_greedy"] = s2t.generate(input_features=speech["input_features"],
@@ -120,7 +130,7 @@ def test_speech_to_text_matches_transformers(case):
     extra = dict(np.load(folder / "extra.npz"))
     inputs = _speech_inputs()
     model = km.Seq2SeqLM.from_preset(folder)
-    assert type(model).__name__ == "SeamlessM4TSeq2SeqLM"
+    assert type(model).__name__ == ("SeamlessM4Tv2Seq2SeqLM" if case.startswith("v2") else "SeamlessM4TSeq2SeqLM")
     assert model.backbone.text_encoder == (case == "model")
     dec_mask = inputs["decoder_attention_mask"]
     assert_close(model(inputs), expected["logits"], mask=dec_mask, what="logits")
@@ -131,7 +141,7 @@ def test_speech_to_text_matches_transformers(case):
                              **kwargs, **GREEDY)
         np.testing.assert_array_equal(np.asarray(got), extra[key], err_msg=key)
     assert (extra["speech_greedy"] == EOS).any() or extra["speech_greedy"].shape[1] < 9
-    if case == "speech":
+    if case != "model":
         with pytest.raises(InputError, match="no text encoder"):
             model.backbone(_text_inputs())
 
@@ -157,6 +167,15 @@ def test_bad_config_and_inputs(tmp_path):
                               ("conv_depthwise_kernel_size", 4, "conv_depthwise_kernel_size"),
                               ("speech_encoder_attention_heads", 3, "speech_encoder_attention_heads")):
         bad = tmp_path / key
+        bad.mkdir()
+        (bad / "config.json").write_text(json.dumps({**config, key: value}))
+        with pytest.raises(ConfigError, match=match):
+            km.Backbone.from_preset(bad, load_weights=False)
+    v2, _ = _reference("v2_speech")
+    config = json.loads((v2 / "config.json").read_text())
+    for key, value, match in (("position_embeddings_type", "relative", "position_embeddings_type"),
+                              ("speech_encoder_chunk_size", 0, "speech_encoder_chunk_size")):
+        bad = tmp_path / f"v2_{key}"
         bad.mkdir()
         (bad / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ConfigError, match=match):

@@ -67,3 +67,15 @@ def test_unknown_language_is_unk(tmp_path):
     hf, ours = AutoTokenizer.from_pretrained(str(tmp_path)), Tokenizer.from_preset(tmp_path)
     assert ours("Hello", return_tensors=None)["input_ids"] == hf("Hello")["input_ids"]
     assert hf("Hello")["input_ids"][0] == hf.unk_token_id
+
+
+def test_language_overrides():
+    from transformers import AutoTokenizer
+
+    from keras_models.tokenizers import Tokenizer
+
+    folder = _ref_dir("seamless_default")
+    for kw in ({"src_lang": "deu"}, {"src_lang": "__fra__", "tgt_lang": "deu"}):
+        ours, hf = Tokenizer.from_preset(folder, **kw), AutoTokenizer.from_pretrained(str(folder), **kw)
+        assert ours("Hello world", text_target="Bonjour", return_tensors=None) == dict(
+            hf("Hello world", text_target="Bonjour"))

@@ -50,7 +50,8 @@ SPEECH_FIELDS = ("speech_encoder_layers", "speech_encoder_attention_heads", "spe
                  "speech_encoder_hidden_act", "feature_projection_input_dim", "position_embeddings_type",
                  "rotary_embedding_base", "conv_depthwise_kernel_size", "layer_norm_eps", "add_adapter",
                  "adaptor_kernel_size", "adaptor_stride", "num_adapter_layers", "speech_encoder_dropout",
-                 "adaptor_dropout", "text_encoder", "speech_encoder")
+                 "adaptor_dropout", "text_encoder", "speech_encoder", "left_max_position_embeddings",
+                 "right_max_position_embeddings", "speech_encoder_chunk_size", "speech_encoder_left_chunk_num")
 
 
 def _position_type(value):
@@ -146,13 +147,16 @@ class SeamlessM4TBackbone(BartBackbone):
                  "*embed_positions.pe")
     hf_known_unused = ("t2u_model.*", "vocoder.*")
     speech_conv_norm = "batch"  # v1's conformer convolution module (v2: "layer")
+    architecture_prefix = "SeamlessM4T"
 
     def __init__(self, *args, speech_encoder_layers=24, speech_encoder_attention_heads=16,
                  speech_encoder_intermediate_size=4096, speech_encoder_hidden_act="swish",
                  feature_projection_input_dim=160, position_embeddings_type="relative", rotary_embedding_base=10000,
                  conv_depthwise_kernel_size=31, layer_norm_eps=1e-5, add_adapter=True, adaptor_kernel_size=8,
                  adaptor_stride=8, num_adapter_layers=1, speech_encoder_dropout=0.0, adaptor_dropout=0.1,
-                 text_encoder=True, speech_encoder=True, hf_model_type="seamless_m4t", **kwargs):
+                 text_encoder=True, speech_encoder=True, left_max_position_embeddings=64,
+                 right_max_position_embeddings=8, speech_encoder_chunk_size=None, speech_encoder_left_chunk_num=128,
+                 hf_model_type="seamless_m4t", **kwargs):
         num_encoder_layers = kwargs.pop("num_encoder_layers")
         # no text encoder: no blocks built (num_encoder_layers is kept for config.json)
         super().__init__(*args, num_encoder_layers=num_encoder_layers if text_encoder else 0,
@@ -165,8 +169,9 @@ class SeamlessM4TBackbone(BartBackbone):
         local = locals()
         self.speech_fields = {name: local[name] for name in SPEECH_FIELDS}
         self.text_encoder, self.speech_encoder_on = text_encoder, speech_encoder
-        self.hf_architecture = ("SeamlessM4TModel" if text_encoder and speech_encoder else
-                                "SeamlessM4TForTextToText" if text_encoder else "SeamlessM4TForSpeechToText")
+        p = self.architecture_prefix
+        self.hf_architecture = (f"{p}Model" if text_encoder and speech_encoder else
+                                f"{p}ForTextToText" if text_encoder else f"{p}ForSpeechToText")
         self.speech_encoder = None
         if speech_encoder:
             self.speech_encoder = SeamlessSpeechEncoder(
@@ -175,7 +180,9 @@ class SeamlessM4TBackbone(BartBackbone):
                 position_embeddings_type or "none", rotary_embedding_base, conv_depthwise_kernel_size,
                 layer_norm_eps, add_adapter, adaptor_kernel_size, adaptor_stride, num_adapter_layers,
                 speech_encoder_dropout, adaptor_dropout, conv_norm=self.speech_conv_norm,
-                kernel_initializer=self.kernel_init, name="speech_encoder", dtype=self.dtype_policy)
+                left_max_position_embeddings=left_max_position_embeddings,
+                right_max_position_embeddings=right_max_position_embeddings, chunk_size=speech_encoder_chunk_size,
+                left_chunk_num=speech_encoder_left_chunk_num, kernel_initializer=self.kernel_init, name="speech_encoder", dtype=self.dtype_policy)
             self.speech_encoder.build()
 
     # --- encoders -------------------------------------------------------------------------------
@@ -250,4 +257,50 @@ class SeamlessM4TBackbone(BartBackbone):
         return config
 
 
-__all__ = ["SeamlessM4TSpec", "SeamlessM4TBackbone"]
+def _v2_position_type(value):
+    if value != "relative_key":
+        raise ValueError("must be 'relative_key' or null (SeamlessM4Tv2's speech encoder has no other)")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeamlessM4Tv2Spec(SeamlessM4TSpec):
+    """SeamlessM4Tv2: the same text model; the speech encoder's blocks use ``relative_key``
+    distances (clamped to ``-left_max_position_embeddings .. right_max_position_embeddings``), a
+    causal depthwise conv with a LayerNorm, and chunked self-attention."""
+
+    architecture: ClassVar[str] = "SeamlessM4Tv2Model"
+    ignored: ClassVar[tuple] = SeamlessM4TSpec.ignored + ("char_vocab_size",)
+    max_position_embeddings: int = dim("max_position_embeddings", 4096)
+    position_embeddings_type: str | None = hf("position_embeddings_type", "relative_key", read=_v2_position_type,
+                                              doc="'relative_key' or null (none)")
+    left_max_position_embeddings: int = dim("left_max_position_embeddings", 64)
+    right_max_position_embeddings: int = dim("right_max_position_embeddings", 8)
+    speech_encoder_chunk_size: int | None = hf("speech_encoder_chunk_size", 20000, doc="null: no chunks")
+    speech_encoder_left_chunk_num: int = hf("speech_encoder_left_chunk_num", 128, doc="negative: all before")
+    hf_model_type: str = const("seamless_m4t_v2")
+
+    def validate(self, source="config.json"):
+        super().validate(source)
+        chunk = self.speech_encoder_chunk_size
+        if chunk is not None and (isinstance(chunk, bool) or chunk < 1):
+            raise ConfigError(f"{source}: speech_encoder_chunk_size must be a positive integer or null, got {chunk!r}")
+
+
+@_ser
+@register_backbone("seamless_m4t_v2")
+class SeamlessM4Tv2Backbone(SeamlessM4TBackbone):
+    """SeamlessM4Tv2's text outputs (SeamlessM4Tv2Model / ForTextToText / ForSpeechToText)."""
+
+    spec_cls = SeamlessM4Tv2Spec
+    hf_architecture = "SeamlessM4Tv2Model"
+    verified_backends = ("jax", "torch", "tensorflow")  # text / speech to text (no t2u, no vocoder)
+    reads_untied_tables = True
+    speech_conv_norm = "layer"
+    architecture_prefix = "SeamlessM4Tv2"
+
+    def __init__(self, *args, hf_model_type="seamless_m4t_v2", **kwargs):
+        super().__init__(*args, hf_model_type=hf_model_type, **kwargs)
+
+
+__all__ = ["SeamlessM4TSpec", "SeamlessM4TBackbone", "SeamlessM4Tv2Spec", "SeamlessM4Tv2Backbone"]

@@ -3,7 +3,9 @@ features, built from the Wav2Vec2-Conformer / Wav2Vec2-BERT pieces.
 
 ``feature_projection`` (LayerNorm with ``layer_norm_eps``, Linear), ``speech_encoder_layers``
 Conformer blocks (v1: a centred depthwise conv and a batch norm, padded frames zeroed before the
-convolutions; v2: Wav2Vec2-BERT's causal conv and LayerNorm), ``encoder.layer_norm``
+convolutions; v2: Wav2Vec2-BERT's causal conv and LayerNorm, ``relative_key`` distances and
+chunked attention: ``speech_encoder_chunk_size`` frames per chunk, each seeing its chunk and
+``speech_encoder_left_chunk_num`` chunks before it), ``encoder.layer_norm``
 (``layer_norm_eps``), a ReLU ``intermediate_ffn`` added at half weight, ``num_adapter_layers``
 sequence-shortening adapter blocks (Wav2Vec2-BERT's :class:`AdapterLayer`) and
 ``inner_layer_norm``. The blocks' and the adapter's own LayerNorms use eps 1e-5 whatever
@@ -38,11 +40,13 @@ class SeamlessSpeechEncoder(keras.layers.Layer):
                  hidden_act="swish", position_embeddings_type="relative", rotary_embedding_base=10000,
                  conv_depthwise_kernel_size=31, layer_norm_eps=1e-5, add_adapter=True, adaptor_kernel_size=8,
                  adaptor_stride=8, num_adapter_layers=1, dropout=0.0, adaptor_dropout=0.1, conv_norm="batch",
+                 left_max_position_embeddings=64, right_max_position_embeddings=8, chunk_size=None, left_chunk_num=128,
                  kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.hidden_size, self.num_heads, self.input_dim = hidden_size, num_heads, feature_projection_input_dim
         self.position_embeddings_type, self.rotary_embedding_base = position_embeddings_type, rotary_embedding_base
         self.add_adapter, self.kernel, self.stride = add_adapter, adaptor_kernel_size, adaptor_stride
+        self.chunk_size, self.left_chunk_num = chunk_size, left_chunk_num
         common = dict(dtype=self.dtype_policy)
         self.projection_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="projection_norm", **common)
         self.projection = keras.layers.Dense(hidden_size, name="projection", **common)
@@ -51,7 +55,8 @@ class SeamlessSpeechEncoder(keras.layers.Layer):
             hidden_size, num_heads, intermediate_size, hidden_act, position_embeddings_type,
             conv_depthwise_kernel_size, dropout=dropout, attention_dropout=dropout, activation_dropout=dropout,
             conv_dropout=dropout, kernel_initializer=kernel_initializer, conv_norm=conv_norm,
-            layer_norm_eps=BLOCK_EPS, mask_padded_frames=True, name=f"block_{i}", **common)
+            layer_norm_eps=BLOCK_EPS, mask_padded_frames=True, left_max_position_embeddings=left_max_position_embeddings,
+            right_max_position_embeddings=right_max_position_embeddings, name=f"block_{i}", **common)
             for i in range(num_layers)]
         self.encoder_norm = keras.layers.LayerNormalization(epsilon=layer_norm_eps, name="encoder_norm", **common)
         self.intermediate_ffn = FeedForward(hidden_size, intermediate_size, "relu", 0.0, 0.0, kernel_initializer,
@@ -74,6 +79,17 @@ class SeamlessSpeechEncoder(keras.layers.Layer):
             layer.build(h)
         self.built = True
 
+    def chunk_mask(self, t):
+        """(t, t) bool: each frame attends within its chunk of ``chunk_size`` frames and the
+        ``left_chunk_num`` chunks before it (all earlier chunks when negative)."""
+        i = ops.arange(t, dtype="int32")
+        chunk = i // self.chunk_size
+        start = ops.zeros_like(chunk)
+        if self.left_chunk_num >= 0:
+            start = ops.maximum(chunk - self.left_chunk_num, 0) * self.chunk_size
+        end = ops.minimum((chunk + 1) * self.chunk_size, t)
+        return ops.logical_and(i[None, :] >= start[:, None], i[None, :] < end[:, None])
+
     def output_lengths(self, attention_mask):
         """Transformers' subsampled lengths of a (batch, frames) mask: one adapter step."""
         lengths = ops.sum(ops.cast(attention_mask, "int32"), axis=-1)
@@ -82,12 +98,16 @@ class SeamlessSpeechEncoder(keras.layers.Layer):
     def call(self, features, attention_mask=None, training=False):
         x = self.dropout(self.projection(self.projection_norm(ops.cast(features, self.compute_dtype))),
                          training=training)
-        bias = frames = None
+        allowed = frames = None
+        t = ops.shape(x)[1]
         if attention_mask is not None:
             frames = ops.cast(attention_mask, "int32") > 0
             x = ops.where(frames[..., None], x, ops.zeros_like(x))
-            bias = _bias(frames)
-        t = ops.shape(x)[1]
+            allowed = frames[:, None, None, :]
+        if self.chunk_size is not None:
+            chunks = self.chunk_mask(t)[None, None]
+            allowed = chunks if allowed is None else ops.logical_and(allowed, chunks)
+        bias = None if allowed is None else ops.where(allowed, 0.0, NEG)
         positions = None
         if self.position_embeddings_type == "relative":
             positions = relative_sinusoids(t, self.hidden_size)

@@ -13,7 +13,7 @@ from keras import ops
 
 from keras_models.generation.config import GenerationError
 from keras_models.models.registry import register_task
-from keras_models.models.seamless_m4t.backbone import SeamlessM4TBackbone
+from keras_models.models.seamless_m4t.backbone import SeamlessM4TBackbone, SeamlessM4Tv2Backbone
 from keras_models.models.speech_to_text.tasks import speech_generate
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
@@ -74,4 +74,14 @@ class SeamlessM4TSeq2SeqLM(Seq2SeqLM):
                                 **kwargs)
 
 
-__all__ = ["SeamlessM4TSeq2SeqLM"]
+
+
+@_ser
+@register_task(SeamlessM4Tv2Backbone, "Seq2SeqLM",
+               ("SeamlessM4Tv2ForTextToText", "SeamlessM4Tv2ForSpeechToText", "SeamlessM4Tv2Model",
+                "SeamlessM4Tv2ForTextToSpeech", "SeamlessM4Tv2ForSpeechToSpeech"))
+class SeamlessM4Tv2Seq2SeqLM(SeamlessM4TSeq2SeqLM):
+    pass
+
+
+__all__ = ["SeamlessM4TSeq2SeqLM", "SeamlessM4Tv2Seq2SeqLM"]
