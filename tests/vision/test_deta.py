@@ -1,7 +1,8 @@
 """DETA (removed from Transformers 5) through km.ObjectDetector, against references recorded with
 Transformers 4.57.1 (tests/vision/removed_golden/record_deta.py: the checkpoint, its config and
 what it chose are described there). Two-stage with box refinement and per-level NMS proposals,
-3 feature levels, a padded batch (the padded tokens' proposals are masked to +inf).
+3 feature levels, a padded batch (the padded tokens' proposals are masked to +inf); over a ResNet,
+and (outputs only) over a Swin.
 
 torchvision (which DETA's two-stage model and its post-processing call for ``batched_nms``) was not
 installable beside this torch, so the reference ran with an independent greedy NMS written in the
@@ -79,6 +80,16 @@ def test_deta_parity_and_post_processing(tmp_path):
     again = km.ObjectDetector.from_preset(tmp_path / "saved")
     assert type(again) is type(model)
     assert_close(_run(again, x)["logits"], expected["logits"], what="deta save_to_preset reload")
+
+
+def test_deta_swin_backbone():
+    # the Swin variant (SwinBackbone's per-stage LayerNorms, windows padded): outputs only
+    expected = dict(np.load(GOLDEN / "deta_swin.npz"))
+    model = km.ObjectDetector.from_preset(GOLDEN / "deta_swin")
+    out = _run(model, inputs())
+    assert out["encoder_last_hidden_state"].shape[1] == 1000
+    for k in ("logits", "pred_boxes", "last_hidden_state"):
+        assert_close(out[k], expected[k], what=f"deta swin {k}")
 
 
 @pytest.mark.backend_independent

@@ -93,6 +93,7 @@ class DetrSpec(Spec):
     encoder_final_norm: bool = const(False, doc="a LayerNorm after the encoder (Table Transformer)")
 
     timm_backbones: ClassVar[bool] = True  # timm ResNet checkpoints are read (timm_resnet.py)
+    backbone_types: ClassVar[tuple] = ("resnet",)  # backbone_config model_types that are built
 
     @classmethod
     def from_hf(cls, config, source="config.json"):
@@ -112,9 +113,10 @@ class DetrSpec(Spec):
                         "(use_timm_backbone=false) is implemented")
                 # Transformers' default backbone: a ResNet-50 read at its 4th stage
                 config = {**config, "backbone_config": {"model_type": "resnet", "out_features": ["stage4"]}}
-            elif isinstance(bb, dict) and bb.get("model_type", "resnet") != "resnet":
+            elif isinstance(bb, dict) and bb.get("model_type", "resnet") not in cls.backbone_types:
                 raise ConfigError(f"{source}: backbone_config model_type={bb.get('model_type')!r} is not supported by "
-                                  f"{cls.__name__} (only 'resnet'; timm backbones are not implemented)")
+                                  f"{cls.__name__} (only {', '.join(map(repr, cls.backbone_types))}; timm backbones "
+                                  "are not implemented)")
         return super().from_hf(config, source)
 
     def validate(self, source="config.json"):

@@ -1,7 +1,7 @@
 """Deformable DETR (model_type ``deformable_detr``), single-stage, with or without box refinement: the
-ResNet's ``out_features`` stages (plus ``num_feature_levels`` - stages extra maps, each a 3x3
-stride-2 conv of the previous) projected to ``d_model`` (conv + GroupNorm(32)), flattened together,
-and a transformer whose attention samples the maps instead of attending to every token.
+ResNet's (or Swin's, each through SwinBackbone's per-stage LayerNorm) ``out_features`` stages (plus
+``num_feature_levels`` - stages extra maps, each a 3x3 stride-2 conv of the previous) projected to
+``d_model`` (conv + GroupNorm(32)), flattened together, and a transformer whose attention samples the maps instead of attending to every token.
 
 * Multi-scale deformable attention (:class:`DeformableAttention`): per head, level and point a
   learned offset from the query's reference point (offsets in pixels of the level) and a softmax
@@ -47,7 +47,8 @@ from keras_models.models.detr.layers import (DetrAttention, LearnedPositions, _L
 from keras_models.models.detr.two_stage import encoder_proposals, proposal_positions, select_proposals
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
-from keras_models.spec import build_tower, const, dim, hf
+from keras_models.models.swin.backbone import SwinFeatureBackbone
+from keras_models.spec import build_tower, const, dim, hf, tower_kwargs
 from keras_models.tasks.object_detector import ObjectDetector, PredictionMLP
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -214,6 +215,7 @@ def _label_table(n):
 
 @dataclass(frozen=True, kw_only=True)
 class DeformableDetrSpec(DetrSpec):
+    backbone_types = ("resnet", "swin")
     timm_backbones = False  # several feature levels of a timm backbone: not implemented
     ignored = DetrSpec.ignored + ("focal_alpha", "return_intermediate",
                                   "max_position_embeddings", "disable_custom_kernels", "auxiliary_loss")
@@ -251,7 +253,7 @@ class DeformableDetrBackbone(SpecBackbone):
     spec_cls = DeformableDetrSpec
     base_model_prefix = "model"
     hf_architecture = "DeformableDetrModel"
-    hf_ignore = ("*num_batches_tracked",)
+    hf_ignore = ("*num_batches_tracked", "*relative_position_index")
     verified_backends = _ALL  # tests/vision/test_detection.py
     conv_prefix = CONV_PREFIX  # where the ResNet's tensors live
     hf_known_unused = ("model.decoder.class_embed.*",)  # two-stage: the other layers' (auxiliary) class heads
@@ -260,8 +262,14 @@ class DeformableDetrBackbone(SpecBackbone):
         super().__init__(spec, **kwargs)
         s, common = self.spec, dict(dtype=self.dtype_policy)
         d = self.hidden_size = s.d_model
-        self.resnet = build_tower(s.backbone_config, "conv_encoder", self.dtype_policy)
         self.out_stages = out_stages(s.backbone_config)
+        if s.backbone_config.get("model_type") == "swin":  # Transformers' SwinBackbone: a LayerNorm per out stage
+            _, tower_args = tower_kwargs(s.backbone_config, "backbone_config")
+            self.swin = SwinFeatureBackbone(name="conv_encoder", **common, **tower_args)
+            self.stage_norms = [keras.layers.LayerNormalization(epsilon=1e-5, name=f"stage_norm_{i}", **common)
+                                for i in self.out_stages]
+        else:
+            self.resnet = build_tower(s.backbone_config, "conv_encoder", self.dtype_policy)
         n_out = len(self.out_stages)
         self.input_proj = [ConvNormAct(d, 1 if i < n_out else 3, 1 if i < n_out else 2, activation=None, use_bias=True,
                                        norm="group", norm_groups=32, name=f"input_proj_{i}", **common)
@@ -298,8 +306,14 @@ class DeformableDetrBackbone(SpecBackbone):
 
     def build(self, input_shape=None):
         s, d = self.spec, self.spec.d_model
-        self.resnet.build_from_dummy()
-        channels = [self.resnet.hidden_sizes[i] for i in self.out_stages]
+        if hasattr(self, "swin"):
+            self.swin.build_from_dummy()
+            channels = [self.swin.embed_dim * 2 ** i for i in self.out_stages]
+            for norm, c in zip(self.stage_norms, channels):
+                norm.build((None, None, None, c))
+        else:
+            self.resnet.build_from_dummy()
+            channels = [self.resnet.hidden_sizes[i] for i in self.out_stages]
         for i, proj in enumerate(self.input_proj):
             proj.build((None, None, None, channels[i] if i < len(channels) else (channels[-1] if i == len(channels)
                                                                                  else d)))
@@ -324,13 +338,17 @@ class DeformableDetrBackbone(SpecBackbone):
     # --- forward ------------------------------------------------------------------------------
     def feature_levels(self, pixels):
         """The projected maps of every level (batch, h, w, d), channels_last."""
-        x = self.resnet.stem_output(pixels, training=False)
-        feats = []
-        for i, layers in enumerate(self.resnet.stages[:self.out_stages[-1] + 1]):
-            for layer in layers:
-                x = layer(x, training=False)
-            if i in self.out_stages:
-                feats.append(x)
+        if hasattr(self, "swin"):
+            outs = self.swin.stage_outputs({"pixel_values": pixels})
+            feats = [norm(outs[i]) for norm, i in zip(self.stage_norms, self.out_stages)]
+        else:
+            x = self.resnet.stem_output(pixels, training=False)
+            feats = []
+            for i, layers in enumerate(self.resnet.stages[:self.out_stages[-1] + 1]):
+                for layer in layers:
+                    x = layer(x, training=False)
+                if i in self.out_stages:
+                    feats.append(x)
         maps = [proj(f) for proj, f in zip(self.input_proj, feats)]
         for i in range(len(feats), len(self.input_proj)):
             maps.append(self.input_proj[i](feats[-1] if i == len(feats) else maps[-1]))
@@ -410,7 +428,13 @@ class DeformableDetrBackbone(SpecBackbone):
 
     # --- HF conversion ------------------------------------------------------------------------
     def weight_rules(self):
-        r = [dataclasses.replace(rule, hf=self.conv_prefix + rule.hf) for rule in self.resnet.weight_rules()]
+        if hasattr(self, "swin"):  # SwinBackbone has no final LayerNorm
+            r = [dataclasses.replace(rule, hf=self.conv_prefix + rule.hf) for rule in self.swin.weight_rules()
+                 if not rule.hf.startswith("layernorm.")]
+            for norm, i in zip(self.stage_norms, self.out_stages):
+                r += norm_rules(f"{self.conv_prefix}hidden_states_norms.stage{i + 1}", norm)
+        else:
+            r = [dataclasses.replace(rule, hf=self.conv_prefix + rule.hf) for rule in self.resnet.weight_rules()]
         for i, proj in enumerate(self.input_proj):
             r += conv_norm_rules(f"input_proj.{i}", proj, conv="0", norm="1")
         r.append(Rule("level_embed", self.level_embed))

@@ -3,7 +3,8 @@ Deformable DETR with box refinement (deformable.py, two_stage.py) whose proposal
 per-level NMS (``assign_first_stage``) and whose queries add the chosen tokens' projected features
 (``pix_trans``). Its other differences from Deformable DETR (one-to-many assignment in both stages)
 only change training. Defaults are DETA's: 900 queries, 5 feature levels, a ResNet-50 read at
-stages 2-4, two_stage and with_box_refine on.
+stages 2-4, two_stage and with_box_refine on; a Swin ``backbone_config`` (deta-swin-large) is read
+through SwinBackbone's per-stage LayerNorms.
 
 Heads: every decoder layer has its own class head and box MLP (``model.decoder.class_embed.{i}`` /
 ``model.decoder.bbox_embed.{i}``, the top-level ``class_embed`` / ``bbox_embed`` are the same tensors);

@@ -11,8 +11,9 @@ the later boxes of its own class / level whose IoU with it is above the threshol
 returned best first, as torchvision returns them). Our numpy / keras.ops NMS is a separate
 implementation checked against this one.
 
-The checkpoint: a 2-stage basic ResNet read at stages 1 and 2 plus one strided extra map (3 levels,
-strides 4 / 8 / 16), d_model 32, 1 encoder / 2 decoder layers, 3 / 2 sampling points, 2 / 4 heads,
+The checkpoints: ``deta``, a 2-stage basic ResNet read at stages 1 and 2 plus one strided extra map
+(3 levels, strides 4 / 8 / 16); ``deta_swin``, the same over a 3-stage Swin (window 4) read at
+stages 1 and 2 through SwinBackbone's per-stage LayerNorms (only its outputs recorded). Both: d_model 32, 1 encoder / 2 decoder layers, 3 / 2 sampling points, 2 / 4 heads,
 GELU, 3 labels, 20 two-stage proposals (6 per level, the last 2 filled from the rest), two_stage and
 with_box_refine (as DETA always runs). The input, 78x150 (the second image 60x110 inside padding),
 makes exactly 1000 encoder tokens (20x38 + 10x19 + 5x10): the reference picks its NMS candidates as
@@ -68,19 +69,23 @@ def _batched_nms(boxes, scores, idxs, iou_threshold):
     return order[torch.tensor(keep, dtype=torch.long)]
 
 
-def config():
+def config(kind="deta"):
     import transformers
 
-    resnet = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[16, 24], depths=[1, 1], layer_type="basic",
-                                       out_features=["stage1", "stage2"])
+    if kind == "deta_swin":  # patch 4, a window of 4 (padded maps), stages of 8 / 16 channels read
+        backbone = transformers.SwinConfig(embed_dim=8, depths=[1, 2, 1], num_heads=[1, 2, 2], window_size=4,
+                                           image_size=32, out_features=["stage1", "stage2"])
+    else:
+        backbone = transformers.ResNetConfig(embedding_size=8, hidden_sizes=[16, 24], depths=[1, 1],
+                                             layer_type="basic", out_features=["stage1", "stage2"])
     return transformers.DetaConfig(
-        backbone_config=resnet, num_feature_levels=3, d_model=32, encoder_layers=1, decoder_layers=2,
+        backbone_config=backbone, num_feature_levels=3, d_model=32, encoder_layers=1, decoder_layers=2,
         encoder_ffn_dim=20, decoder_ffn_dim=24, encoder_attention_heads=2, decoder_attention_heads=4,
         encoder_n_points=3, decoder_n_points=2, two_stage_num_proposals=20, num_labels=3,
         activation_function="gelu")
 
 
-def main():
+def main(kind="deta"):
     import transformers
     from transformers.models.deprecated.deta import image_processing_deta as ipd
     from transformers.models.deprecated.deta import modeling_deta as md
@@ -89,11 +94,11 @@ def main():
     md.requires_backends = lambda *a, **k: None  # torchvision: only its batched_nms is used
     from tests.vision.test_detection import _randomize
 
-    folder = HERE / "deta"
+    folder = HERE / kind
     if folder.exists():
         shutil.rmtree(folder)
     torch.manual_seed(0)
-    model = _randomize(md.DetaForObjectDetection(config()).eval())
+    model = _randomize(md.DetaForObjectDetection(config(kind)).eval())
     model.save_pretrained(folder, safe_serialization=True)
     proc = ipd.DetaImageProcessor(size={"shortest_edge": 24, "longest_edge": 40})
     proc.save_pretrained(folder)
@@ -111,9 +116,12 @@ def main():
     processed = proc(images(), return_tensors="np")
     expected["processed_pixel_values"] = processed["pixel_values"].transpose(0, 2, 3, 1)
     expected["processed_pixel_mask"] = processed["pixel_mask"]
-    np.savez(HERE / "deta.npz", **expected)
+    if kind != "deta":  # the Swin variant: the model's outputs only
+        expected = {k: expected[k] for k in ("logits", "pred_boxes", "last_hidden_state")}
+    np.savez(HERE / f"{kind}.npz", **expected)
     print(transformers.__version__, {k: v.shape for k, v in expected.items()})
 
 
 if __name__ == "__main__":
-    main()
+    for kind in sys.argv[1:] or ("deta", "deta_swin"):
+        main(kind)
