@@ -29,6 +29,7 @@ _LAZY = {
     "UniversalSegmenter": "keras_models.tasks.universal_segmenter",
     "DepthEstimator": "keras_models.tasks.depth_estimator",
     "ImageSuperResolution": "keras_models.tasks.image_super_resolution",
+    "OpticalFlowEstimator": "keras_models.tasks.optical_flow",
     "ImageMatting": "keras_models.tasks.image_matting",
     "MaskGenerator": "keras_models.tasks.mask_generator",
     "InContextSegmenter": "keras_models.tasks.in_context_segmenter",

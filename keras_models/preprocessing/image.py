@@ -13,7 +13,10 @@ Size rules (``resize_rule``), chosen from ``image_processor_type``:
   * ``"shortest_edge_crop_pct"`` (ConvNeXT): for shortest_edge < 384, resize the short side to
     ``int(shortest_edge / crop_pct)`` then center-crop a ``shortest_edge`` square; else warp to a
     square;
-  * ``"scale_by_crop_pct"`` (PoolFormer): resize the short side to ``int(size / crop_pct)``.
+  * ``"scale_by_crop_pct"`` (PoolFormer): resize the short side to ``int(size / crop_pct)``;
+  * ``"crop_then_resize"`` (Perceiver): first center-crop ``size / crop_size`` of the short side
+    (``int(size.height / crop_size.height * min(H, W))`` x the same for the width), then resize to
+    ``size``.
 """
 
 from __future__ import annotations
@@ -64,6 +67,9 @@ _TYPES = {
     "SegformerImageProcessor": dict(size={"height": 512, "width": 512}, image_mean=_IMAGENET_MEAN,
                                     image_std=_IMAGENET_STD),
 }
+_TYPES["PerceiverImageProcessor"] = dict(resample=3, size={"height": 224, "width": 224}, do_center_crop=True,
+                                         crop_size={"height": 256, "width": 256}, image_mean=_IMAGENET_MEAN,
+                                         image_std=_IMAGENET_STD, resize_rule="crop_then_resize")
 _TYPES["DINOv2ImageProcessor"] = _TYPES["BitImageProcessor"]
 _TYPES["CLIPImageProcessor"] = _TYPES["BitImageProcessor"]  # the same class defaults
 _TYPES["ChineseCLIPImageProcessor"] = _TYPES["BitImageProcessor"]
@@ -204,6 +210,8 @@ class ImageProcessor:
     @property
     def output_size(self):
         """(height, width) of pixel_values when the output size does not depend on the input."""
+        if self.resize_rule == "crop_then_resize":
+            return (self.size["height"], self.size["width"]) if self.do_resize else None
         if self.do_center_crop:
             return self.crop_size["height"], self.crop_size["width"]
         if "height" in self.size:
@@ -261,11 +269,19 @@ class ImageProcessor:
     def process_one(self, image, training=False):
         rgb = True if self.do_convert_rgb is None else self.do_convert_rgb
         x = load_image(image, convert_rgb=rgb)
+        crop_first = self.resize_rule == "crop_then_resize"
+        if crop_first and self.do_center_crop and not (training and self.augmenter is not None):
+            if "height" not in self.size:
+                raise ConfigError(f"{CONFIG_NAME}: {self.image_processor_type} needs size with height and width, "
+                                  f"got {self.size}")
+            short = min(x.shape[0], x.shape[1])
+            x = center_crop(x, int(self.size["height"] / self.crop_size["height"] * short),
+                            int(self.size["width"] / self.crop_size["width"] * short))
         if training and self.augmenter is not None:
             x = self.augmenter(x)
         elif self.do_resize:
             x = self.resize(x)
-        if self.do_center_crop and not (training and self.augmenter is not None):
+        if self.do_center_crop and not crop_first and not (training and self.augmenter is not None):
             x = center_crop(x, self.crop_size["height"], self.crop_size["width"])
         if self.do_rescale:
             x = (x.astype(np.float64) * self.rescale_factor).astype(np.float32)

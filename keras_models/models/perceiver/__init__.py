@@ -1,4 +1,4 @@
-"""Perceiver IO (``model_type`` "perceiver"): its text backbone and task heads."""
+"""Perceiver IO (``model_type`` "perceiver"): its backbone (text or image input preprocessors) and task heads."""
 
 from keras_models.models.perceiver.backbone import *  # noqa: F401,F403
 from keras_models.models.perceiver.backbone import __all__ as _backbone_all

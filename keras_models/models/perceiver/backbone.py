@@ -11,8 +11,14 @@ cross-attention layer, then self-attention layers over the latents.
 * The ``num_self_attends_per_block`` self-attention layers run ``num_blocks`` times with shared
   weights. The backbone returns the latents (batch, num_latents, d_latents).
 
+Images (the architectures named in config.json pick the input preprocessor, ``input_preprocessor``):
+``PerceiverForImageClassificationLearned`` / ``...Fourier`` / ``...ConvProcessing`` and
+``PerceiverForOpticalFlow`` read ``pixel_values`` through preprocessors.py instead of the byte
+embeddings; the encoder's cross-attention then reads that preprocessor's channels (its q/k width
+follows them when ``cross_attention_shape_for_attention`` is "kv"). ``d_model`` is not read then.
+
 Decoders (the tasks' heads) are cross-attention layers whose queries are learned position tables
-and whose keys / values are the latents; see tasks.py.
+(or, for optical flow, the preprocessed input) and whose keys / values are the latents; see tasks.py.
 """
 
 from dataclasses import dataclass
@@ -20,20 +26,36 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
-from keras_models.errors import ConfigError
+from keras_models.errors import ConfigError, InputError
 from keras_models.layers.activations import get_activation
 from keras_models.layers.masks import padding_bias
 from keras_models.models.backbone import SpecBackbone
+from keras_models.models.perceiver.preprocessors import CHANNELS, PerceiverImagePreprocessor
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import TRANSPOSE, Rule
-from keras_models.spec import Spec, dim, hf
+from keras_models.spec import Spec, const, dim, hf
 
 TORCH_LN_EPS = 1e-5  # nn.LayerNorm's default, what Transformers' Perceiver layers use
+# Transformers' architectures -> the input preprocessor their PerceiverModel is built with
+PREPROCESSOR_BY_ARCHITECTURE = {
+    "PerceiverForImageClassificationLearned": "conv1x1",
+    "PerceiverForImageClassificationFourier": "pixels",
+    "PerceiverForImageClassificationConvProcessing": "conv",
+    "PerceiverForOpticalFlow": "patches",
+}
+UNSUPPORTED_ARCHITECTURES = ("PerceiverForMultimodalAutoencoding",)
+
+
+def _size_pair(value):
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise ValueError("expected [height, width], two positive integers")
+    return tuple(value)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PerceiverSpec(Spec):
-    """PerceiverConfig (Transformers' defaults); the text input preprocessor."""
+    """PerceiverConfig (Transformers' defaults); the input preprocessor from architectures."""
 
     num_latents: int = dim("num_latents", 256)
     d_latents: int = dim("d_latents", 1280)
@@ -54,6 +76,25 @@ class PerceiverSpec(Spec):
     use_query_residual: bool = hf("use_query_residual", True)
     vocab_size: int = dim("vocab_size", 262)
     max_position_embeddings: int = dim("max_position_embeddings", 2048)
+    image_size: int = dim("image_size", 56, doc="the learned-position image classifier's square input")
+    train_size: tuple = hf("train_size", (368, 496), read=_size_pair, write=list,
+                           doc="optical flow's (height, width)")
+    input_preprocessor: str = const("text", doc="text, conv1x1, pixels, conv or patches: from architectures")
+
+    @classmethod
+    def adjust_from_hf(cls, config, values, source):
+        archs = config.get("architectures") or ()
+        for arch in archs if isinstance(archs, (list, tuple)) else ():
+            if arch in UNSUPPORTED_ARCHITECTURES:
+                raise ConfigError(f"{source}: architectures={list(archs)}: {arch} is not implemented")
+            if arch in PREPROCESSOR_BY_ARCHITECTURE:
+                values["input_preprocessor"] = PREPROCESSOR_BY_ARCHITECTURE[arch]
+        return values
+
+    @property
+    def kv_dim(self):
+        """The width of what the encoder's cross-attention reads."""
+        return self.d_model if self.input_preprocessor == "text" else CHANNELS[self.input_preprocessor]
 
     def validate(self, source="config.json"):
         shape = self.cross_attention_shape_for_attention
@@ -81,7 +122,7 @@ class PerceiverSpec(Spec):
     def cross_qk_channels(self):
         if self.qk_channels is not None:
             return self.qk_channels
-        return self.d_model if self.cross_attention_shape_for_attention == "kv" else self.d_latents
+        return self.kv_dim if self.cross_attention_shape_for_attention == "kv" else self.d_latents
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -188,6 +229,7 @@ class PerceiverBackbone(SpecBackbone):
     hf_architecture = "PerceiverModel"
     hf_model_type = "perceiver"
     verified_backends = ("jax", "torch", "tensorflow")
+    hf_ignore = ("*num_batches_tracked",)  # the conv preprocessor's BatchNorm counter
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
@@ -198,15 +240,21 @@ class PerceiverBackbone(SpecBackbone):
         self.dropout_rate = 0.0  # Perceiver has attention dropout only
         init = keras.initializers.RandomNormal(stddev=s.initializer_range)
         common = dict(dtype=self.dtype_policy)
-        self.token_embedding = keras.layers.Embedding(s.vocab_size, s.d_model, embeddings_initializer=init,
-                                                      name="token_embedding", **common)
-        self.position_embedding = keras.layers.Embedding(s.max_position_embeddings, s.d_model,
-                                                         embeddings_initializer=init, name="position_embedding",
-                                                         **common)
+        self.image_preprocessor = None
+        if s.input_preprocessor == "text":
+            self.token_embedding = keras.layers.Embedding(s.vocab_size, s.d_model, embeddings_initializer=init,
+                                                          name="token_embedding", **common)
+            self.position_embedding = keras.layers.Embedding(s.max_position_embeddings, s.d_model,
+                                                             embeddings_initializer=init, name="position_embedding",
+                                                             **common)
+        else:
+            self.image_preprocessor = PerceiverImagePreprocessor(
+                s.input_preprocessor, image_size=s.image_size, train_size=s.train_size,
+                initializer_range=s.initializer_range, name="input_preprocessor", **common)
         layer = dict(hidden_act=s.hidden_act, attention_dropout=s.attention_dropout,
                      initializer_range=s.initializer_range, **common)
         self.cross_attention = PerceiverLayer(
-            s.d_latents, kv_dim=s.d_model, qk_channels=s.cross_qk_channels(), v_channels=s.v_channels,
+            s.d_latents, kv_dim=s.kv_dim, qk_channels=s.cross_qk_channels(), v_channels=s.v_channels,
             num_heads=s.num_cross_attention_heads, widening=s.cross_attention_widening_factor,
             query_residual=s.use_query_residual, name="cross_attention", **layer)
         self.self_attends = [
@@ -216,8 +264,11 @@ class PerceiverBackbone(SpecBackbone):
             for i in range(s.num_self_attends_per_block)]
 
     def build(self, input_shape=None):
-        self.token_embedding.build((None, None))
-        self.position_embedding.build((None, None))
+        if self.image_preprocessor is None:
+            self.token_embedding.build((None, None))
+            self.position_embedding.build((None, None))
+        else:
+            self.image_preprocessor.build()
         self.latents = self.add_weight(shape=(self.num_latents, self.d_latents), name="latents",
                                        initializer=keras.initializers.RandomNormal(stddev=self.initializer_range))
         self.cross_attention.build()
@@ -225,7 +276,16 @@ class PerceiverBackbone(SpecBackbone):
             layer.build()
         self.built = True
 
-    def embed(self, inputs):
+    def embed(self, inputs, training=False):
+        """The encoder's inputs (batch, positions, kv channels): byte + position embeddings, or the
+        image preprocessor's output on ``pixel_values``."""
+        if self.image_preprocessor is not None:
+            if not isinstance(inputs, dict) or "pixel_values" not in inputs:
+                raise InputError(f"Perceiver ({self.input_preprocessor} input preprocessor) takes "
+                                 "{'pixel_values': ...}")
+            return self.image_preprocessor(inputs["pixel_values"], training=training)
+        if "input_ids" not in inputs:
+            raise InputError("Perceiver over text takes {'input_ids': ..., 'attention_mask': ...}")
         ids = inputs["input_ids"]
         t = ids.shape[1]
         if t is not None and t > self.max_position_embeddings:
@@ -234,12 +294,13 @@ class PerceiverBackbone(SpecBackbone):
         x = self.token_embedding(ids)
         return x + self.position_embedding(ops.arange(ops.shape(ids)[1], dtype="int32"))[None]
 
-    def encode(self, inputs, training=False, hidden_states=False):
+    def encode(self, inputs, training=False, hidden_states=False, return_inputs=False):
         """The latents after the encoder; with ``hidden_states``, also Transformers' ``hidden_states``
-        (the latents before each self-attention layer of each block and after each block)."""
+        (the latents before each self-attention layer of each block and after each block); with
+        ``return_inputs``, also the preprocessed inputs (what optical flow's decoder queries with)."""
         if not isinstance(inputs, dict):
-            inputs = {"input_ids": inputs}
-        x = self.embed(inputs)
+            inputs = {"input_ids" if self.image_preprocessor is None else "pixel_values": inputs}
+        x = self.embed(inputs, training=training)
         mask = inputs.get("attention_mask")
         bias = None if mask is None else padding_bias(mask, x.dtype)
         b = ops.shape(x)[0]
@@ -251,15 +312,37 @@ class PerceiverBackbone(SpecBackbone):
                 states.append(z)
                 z = layer(z, training=training)
             states.append(z)
-        return (z, states) if hidden_states else z
+        out = (z, states) if hidden_states else z
+        return (out, x) if return_inputs else out
+
+    def dummy_inputs(self):
+        import numpy as np
+
+        kind = self.input_preprocessor
+        if kind == "text":
+            return super().dummy_inputs()
+        if kind == "patches":
+            return {"pixel_values": np.zeros((1, 2, *self.train_size, 27), "float32")}
+        n = self.image_size if kind == "conv1x1" else 8
+        return {"pixel_values": np.zeros((1, n, n, 3), "float32")}
+
+    def config_to_hf(self):
+        out = super().config_to_hf()
+        for arch, kind in PREPROCESSOR_BY_ARCHITECTURE.items():
+            if kind == self.input_preprocessor:  # what tells the reader the input preprocessor
+                out["architectures"] = [arch]
+        return out
 
     def call(self, inputs, training=False):
         return self.encode(inputs, training=training)
 
     def weight_rules(self):
-        r = [Rule("input_preprocessor.embeddings.weight", self.token_embedding.embeddings),
-             Rule("input_preprocessor.position_embeddings.weight", self.position_embedding.embeddings),
-             Rule("embeddings.latents", self.latents)]
+        if self.image_preprocessor is None:
+            r = [Rule("input_preprocessor.embeddings.weight", self.token_embedding.embeddings),
+                 Rule("input_preprocessor.position_embeddings.weight", self.position_embedding.embeddings)]
+        else:
+            r = self.image_preprocessor.rules("input_preprocessor.")
+        r.append(Rule("embeddings.latents", self.latents))
         r += self.cross_attention.rules("encoder.cross_attention.")
         for i, layer in enumerate(self.self_attends):
             r += layer.rules(f"encoder.self_attends.{i}.")

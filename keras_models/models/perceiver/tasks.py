@@ -8,6 +8,13 @@
 * ``PerceiverForSequenceClassification``: one learned query (d_latents wide), a one-head
   cross-attention layer with the query residual, then ``final_layer`` to the labels.
 
+* Image classifiers (``PerceiverForImageClassificationLearned`` / ``...Fourier`` /
+  ``...ConvProcessing``) -> ``km.ImageClassifier``: the backbone's image preprocessor (config.json's
+  architecture picks it), then the sequence classifier's decoder (one learned query).
+* ``PerceiverForOpticalFlow`` -> ``km.OpticalFlowEstimator``: the decoder queries with the
+  preprocessed input itself (322 channels per pixel, one head, no query residual), projects to 2
+  channels and divides by 100: flow (batch, height, width, 2) at ``train_size``.
+
 A ``PerceiverTokenizer`` folder (UTF-8 bytes, no vocabulary file) loads as the tasks' preprocessor
 (keras_models/tokenizers/perceiver.py).
 """
@@ -15,10 +22,13 @@ A ``PerceiverTokenizer`` folder (UTF-8 bytes, no vocabulary file) loads as the t
 import keras
 from keras import ops
 
-from keras_models.errors import ConfigError
+from keras_models.errors import ConfigError, InputError
 from keras_models.models.encoder.tasks import family_task
 from keras_models.models.perceiver.backbone import PerceiverBackbone, PerceiverLayer
 from keras_models.presets.weight_map import TRANSPOSE, Rule
+from keras_models.models.perceiver.backbone import PREPROCESSOR_BY_ARCHITECTURE
+from keras_models.tasks.image_classifier import ImageClassifier
+from keras_models.tasks.optical_flow import OpticalFlowEstimator
 from keras_models.tasks.task import Task
 from keras_models.tasks.text import MaskedLM, TextClassifier
 
@@ -50,23 +60,29 @@ class PerceiverDecoder(keras.layers.Layer):
                                                 stddev=initializer_range))
 
     def build(self, input_shape=None):
-        self.queries = self.add_weight(shape=(self.num_queries, self.q_dim), name="queries",
-                                       initializer=keras.initializers.RandomNormal(stddev=self.initializer_range))
+        self.queries = None
+        if self.num_queries:  # 0: the caller passes the queries
+            self.queries = self.add_weight(
+                shape=(self.num_queries, self.q_dim), name="queries",
+                initializer=keras.initializers.RandomNormal(stddev=self.initializer_range))
         self.attention.build()
         if self.final is not None:
             self.final.build((None, None, self.q_dim))
         self.built = True
 
-    def call(self, latents, num_queries=None, training=False):
-        n = num_queries or self.num_queries
-        b = ops.shape(latents)[0]
-        q = ops.broadcast_to(ops.cast(self.queries[:n], latents.dtype)[None], (b, n, self.q_dim))
-        out = self.attention(q, inputs=latents, training=training)
+    def call(self, latents, num_queries=None, queries=None, training=False):
+        """``queries``: (batch, n, q_dim) queries instead of the learned table (optical flow)."""
+        if queries is None:
+            n = num_queries or self.num_queries
+            b = ops.shape(latents)[0]
+            queries = ops.broadcast_to(ops.cast(self.queries[:n], latents.dtype)[None], (b, n, self.q_dim))
+        out = self.attention(queries, inputs=latents, training=training)
         return out if self.final is None else self.final(out)
 
     def rules(self, prefix, table):
         r = self.attention.rules(prefix + "decoding_cross_attention.")
-        r.append(Rule(prefix + table, self.queries))
+        if self.queries is not None:
+            r.append(Rule(prefix + table, self.queries))
         if self.final is not None:
             r += [Rule(prefix + "final_layer.weight", self.final.kernel, TRANSPOSE),
                   Rule(prefix + "final_layer.bias", self.final.bias)]
@@ -81,6 +97,12 @@ class PerceiverDecoder(keras.layers.Layer):
         return config
 
 
+def _require(backbone, kinds, task):
+    if backbone.input_preprocessor not in kinds:
+        raise ConfigError(f"config.json: a Perceiver with the {backbone.input_preprocessor!r} input preprocessor "
+                          f"(architectures) has no {task} head")
+
+
 def _common(backbone):
     return dict(hidden_act=backbone.hidden_act, attention_dropout=backbone.attention_dropout,
                 initializer_range=backbone.initializer_range, dtype=backbone.dtype_policy)
@@ -92,6 +114,7 @@ class PerceiverMaskedLM(MaskedLM):
 
     def __init__(self, backbone, preprocessor=None, tie_word_embeddings=True, **kwargs):
         Task.__init__(self, backbone, preprocessor=preprocessor, **kwargs)
+        _require(backbone, ("text",), "MaskedLM")
         if not tie_word_embeddings:
             raise ConfigError("config.json: tie_word_embeddings=False: Perceiver's MLM decodes with its byte "
                               "embedding table")
@@ -125,6 +148,7 @@ class PerceiverTextClassifier(TextClassifier):
 
     def __init__(self, backbone, num_classes=2, id2label=None, dropout=None, preprocessor=None, **kwargs):
         Task.__init__(self, backbone, preprocessor=preprocessor, **kwargs)
+        _require(backbone, ("text",), "TextClassifier")
         self.num_classes = num_classes
         self.id2label = {int(k): v for k, v in id2label.items()} if id2label else None
         self.dropout = 0.0 if dropout is None else dropout
@@ -141,4 +165,73 @@ class PerceiverTextClassifier(TextClassifier):
         return self.head.rules("perceiver.decoder.decoder.", "output_position_encodings.position_embeddings")
 
 
-__all__ = ["PerceiverMaskedLM", "PerceiverTextClassifier", "PerceiverDecoder"]
+IMAGE_CLASSIFIERS = {kind: arch for arch, kind in PREPROCESSOR_BY_ARCHITECTURE.items() if kind != "patches"}
+
+
+@family_task(PerceiverBackbone, "ImageClassifier", *IMAGE_CLASSIFIERS.values())
+class PerceiverImageClassifier(ImageClassifier):
+    """The sequence classifier's decoder over an image preprocessor's latents; config.json's
+    architecture (saved back as it came) names the preprocessor."""
+
+    hf_head_patterns = ("perceiver.decoder.*",)
+
+    def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, **kwargs):
+        for key in ("pooling", "distilled", "augmentation"):
+            kwargs.pop(key, None)
+        Task.__init__(self, backbone, preprocessor=preprocessor, **kwargs)
+        _require(backbone, tuple(IMAGE_CLASSIFIERS), "ImageClassifier")
+        self.num_classes = num_classes
+        self.id2label = {int(k): v for k, v in id2label.items()} if id2label else None
+        self.dropout = dropout or 0.0
+        self.pooling, self.distilled, self.augmentation = "cls", False, None
+        d = backbone.d_latents
+        self.head = PerceiverDecoder(1, d, d, num_heads=1, query_residual=True, num_outputs=num_classes,
+                                     name="decoder", **_common(backbone))
+
+    @property
+    def hf_architecture_name(self):
+        return IMAGE_CLASSIFIERS[self.backbone.input_preprocessor]
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, dict):
+            inputs = {"pixel_values": inputs}
+        return self.head(self.backbone(inputs, training=training), training=training)[:, 0]
+
+    def head_rules(self):
+        return self.head.rules("perceiver.decoder.decoder.", "output_position_encodings.position_embeddings")
+
+
+FLOW_RESCALE = 100.0  # Transformers' PerceiverOpticalFlowDecoder divides its output by this
+
+
+@family_task(PerceiverBackbone, "OpticalFlowEstimator", "PerceiverForOpticalFlow")
+class PerceiverOpticalFlow(OpticalFlowEstimator):
+    hf_head_patterns = ("perceiver.decoder.*",)
+
+    def __init__(self, backbone, preprocessor=None, **kwargs):
+        super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        _require(backbone, ("patches",), "OpticalFlowEstimator")
+        c = backbone.image_preprocessor.num_channels
+        # q/k width as Transformers' decoder cross-attention: the latents' or the queries' width
+        qk = backbone.d_latents if backbone.cross_attention_shape_for_attention == "kv" else c
+        self.head = PerceiverDecoder(0, c, backbone.d_latents, qk_channels=qk, num_heads=1, query_residual=False,
+                                     num_outputs=2, name="decoder", **_common(backbone))
+
+    def call(self, inputs, training=False):
+        if not isinstance(inputs, dict):
+            inputs = {"pixel_values": inputs}
+        h, w = self.backbone.train_size
+        shape = tuple(inputs["pixel_values"].shape)
+        if len(shape) != 5 or shape[2:4] != (h, w):
+            raise InputError(f"Perceiver optical flow: pixel_values must be (batch, 2, {h}, {w}, 27) "
+                             f"(train_size frames), got {shape}")
+        z, x = self.backbone.encode(inputs, training=training, return_inputs=True)
+        flow = self.head(z, queries=x, training=training) / FLOW_RESCALE
+        return ops.reshape(flow, (-1, h, w, 2))
+
+    def head_rules(self):
+        return self.head.rules("perceiver.decoder.decoder.", None)
+
+
+__all__ = ["PerceiverMaskedLM", "PerceiverTextClassifier", "PerceiverImageClassifier", "PerceiverOpticalFlow",
+           "PerceiverDecoder"]
