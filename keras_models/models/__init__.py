@@ -120,6 +120,7 @@ from keras_models.models.perceiver import *  # noqa: F401,F403
 from keras_models.models.fastspeech2_conformer import *  # noqa: F401,F403
 from keras_models.models.tvp import *  # noqa: F401,F403
 from keras_models.models.tvlt import *  # noqa: F401,F403
+from keras_models.models.rag import *  # noqa: F401,F403
 from keras_models.models.cpmant import *  # noqa: F401,F403
 from keras_models.models.reformer import *  # noqa: F401,F403
 from keras_models.models.mega import *  # noqa: F401,F403

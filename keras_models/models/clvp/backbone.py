@@ -28,7 +28,7 @@ from keras_models.layers.decoder_block import DecoderBlock
 from keras_models.layers.decoder_masks import decoder_bias
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
-from keras_models.models.clvp.encoder import ClvpEncoderBackbone, ClvpEncoderSpec
+from keras_models.models.clvp.encoder import ClvpEncoderBackbone, ClvpEncoderSpec, attention_rules
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import IDENTITY, TRANSPOSE, Chain, Reshape, Rule, mount
 from keras_models.spec import Spec, dim, hf, nested
@@ -108,14 +108,11 @@ class ClvpSpec(Spec):
     ignored = ("initializer_factor",)
 
     def validate(self, source="config.json"):
-        t, s, d = self.text_config, self.speech_config, self.decoder_config
+        t, s = self.text_config, self.speech_config
         if t.projection_dim != s.projection_dim:
             raise ConfigError(f"{source}: text_config.projection_dim ({t.projection_dim}) and "
                               f"speech_config.projection_dim ({s.projection_dim}) must match (their embeddings "
                               "are compared)")
-        if s.vocab_size < d.vocab_size:
-            raise ConfigError(f"{source}: speech_config.vocab_size ({s.vocab_size}) must cover the decoder's "
-                              f"speech tokens (decoder_config.vocab_size {d.vocab_size})")
         for key in ("bos_token_id", "eos_token_id"):
             v = getattr(t, key)
             if v is None or not 0 <= v < t.vocab_size:
@@ -322,7 +319,7 @@ class ClvpBackbone(SpecBackbone):
               Rule(ce + "mel_conv.bias", self.mel_conv.bias)]
         for i, (norm, att) in enumerate(zip(self.group_norms, self.mel_attention)):
             r += norm_rules(f"{ce}group_norms.{i}", norm)
-            r += _attention_rules(f"{ce}mel_attn_blocks.{i}", att)
+            r += attention_rules(f"{ce}mel_attn_blocks.{i}", att)
         dm = "speech_decoder_model."
         dec = dm + "model.decoder."
         r += [Rule(dec + "input_embeds_layer.weight", self.token_embedding.embeddings),
@@ -331,19 +328,12 @@ class ClvpBackbone(SpecBackbone):
             p = f"{dec}layers.{i}."
             r += norm_rules(p + "input_layernorm", block.attention_norm)
             r += norm_rules(p + "post_attention_layernorm", block.mlp_norm)
-            r += _attention_rules(p + "attn", block.attention)
+            r += attention_rules(p + "attn", block.attention)
             for name, dense in (("c_fc", block.mlp.up), ("c_proj", block.mlp.down)):  # GPT-2 Conv1D: (in, out)
                 r += [Rule(f"{p}mlp.{name}.weight", dense.kernel, IDENTITY), Rule(f"{p}mlp.{name}.bias", dense.bias)]
         r += norm_rules(dec + "layer_norm", self.decoder_norm) + norm_rules(dm + "final_norm", self.final_norm)
         r += dense_rules(dm + "lm_head", self.lm_head)
         return r
-
-
-def _attention_rules(prefix, att):
-    r = []
-    for name, dense in (("q_proj", att.query), ("k_proj", att.key), ("v_proj", att.value), ("out_proj", att.output_dense)):
-        r += dense_rules(f"{prefix}.{name}", dense)
-    return r
 
 
 __all__ = ["ClvpDecoderSpec", "ClvpSpec", "ClvpBackbone", "pad_bos_eos", "fix_speech_ids"]

@@ -77,6 +77,15 @@ class ClvpEncoderSpec(Spec):
         return max(self.projection_dim // (self.num_heads * 2), 32)
 
 
+def attention_rules(prefix, att):
+    """Transformers' ClvpSelfAttention (q / k / v / out Linear layers) onto an Attention layer."""
+    r = []
+    for name, dense in (("q_proj", att.query), ("k_proj", att.key), ("v_proj", att.value),
+                        ("out_proj", att.output_dense)):
+        r += dense_rules(f"{prefix}.{name}", dense)
+    return r
+
+
 @_ser
 class ClvpEncoderBlock(keras.layers.Layer):
     """x + attn(rms(x)) with rotary q / k / v; x + glu_mlp(rms(x))."""
@@ -106,10 +115,7 @@ class ClvpEncoderBlock(keras.layers.Layer):
         return x + self.mlp(self.mlp_norm(x))
 
     def rules(self, prefix):
-        a = self.attention
-        r = []
-        for hf_name, dense in (("q_proj", a.query), ("k_proj", a.key), ("v_proj", a.value), ("out_proj", a.output_dense)):
-            r += dense_rules(f"{prefix}.self_attn.{hf_name}", dense)
+        r = attention_rules(f"{prefix}.self_attn", self.attention)
         r += dense_rules(f"{prefix}.mlp.fc1.proj", self.mlp.up) + dense_rules(f"{prefix}.mlp.fc2", self.mlp.down)
         return r + [Rule(f"{prefix}.input_rmsnorm.weight", self.attention_norm.gamma),
                     Rule(f"{prefix}.post_attention_rmsnorm.weight", self.mlp_norm.gamma)]
