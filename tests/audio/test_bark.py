@@ -3,7 +3,8 @@
 * semantic (bias, 2 layers, 24 wide), coarse (``bias=False``: LayerNorms and Linears without bias,
   1 layer, 16 wide), fine (4 codebooks, tied heads, 2 layers, 20 wide) and a 4-codebook EnCodec.
 * Logits of each sub-model on a padded batch (semantic / coarse: causal with a padding mask; fine:
-  bidirectional, the head of codebook 2 and of codebook 3).
+  bidirectional, the head of codebook 2 and of codebook 3); a fine model alone with untied heads and
+  ``bias=False``, through km.Backbone.
 * ``BarkModel.generate`` greedy end to end through our ``km.TextToAudio``: the semantic tokens (text
   + speaker history embedded together, suppressed tokens, eos), the coarse sliding windows with the
   alternating codebooks, the fine windows and EnCodec's waveform; once plain, once with a speaker
@@ -115,6 +116,14 @@ def _reference():
             for idx in (2, 3):
                 expected[f"fine_{idx}"] = model.fine_acoustics(idx, torch.tensor(ids),
                                                                attention_mask=torch.tensor(mask)).logits.numpy()
+            # the fine model alone, untied heads and bias-free Linears
+            torch.manual_seed(1)
+            alone = transformers.BarkFineModel(transformers.BarkFineConfig(**{**FINE, "bias": False},
+                                                                           tie_word_embeddings=False)).eval()
+            randomize_weights(alone)
+            alone.save_pretrained(tmp / "fine_untied")
+            alone = transformers.BarkFineModel.from_pretrained(tmp / "fine_untied").eval()
+            expected["fine_untied"] = alone(2, torch.tensor(ids), attention_mask=torch.tensor(mask)).logits.numpy()
         processor = transformers.BarkProcessor.from_pretrained(folder)
         for run, extra in (("plain", {}), ("voice", {"voice_preset": VOICE})):
             enc = processor(TEXTS, max_length=8, **extra)
@@ -164,7 +173,7 @@ def test_sub_model_logits_parity():
         out = model({"semantic_input_ids": sem, "semantic_attention_mask": sem_mask, "coarse_input_ids": coarse,
                      "coarse_attention_mask": coarse_mask, "fine_input_ids": fine, "fine_attention_mask": fine_mask},
                     fine_codebook_idx=2)
-        hidden = b.fine_acoustics.forward(fine, 3, fine_mask)
+        hidden = b.fine_acoustics.codebook_hidden(fine, 3, fine_mask)
         return out, b.fine_acoustics.codebook_logits(hidden, 3)
 
     out, fine3 = jit_under_jax(forward)(*_inputs("semantic"), *_inputs("coarse"), fine_ids, fine_mask)
@@ -172,6 +181,10 @@ def test_sub_model_logits_parity():
     assert_close(out["coarse_logits"], expected["coarse"], mask=_inputs("coarse")[1], what="coarse logits")
     assert_close(out["fine_logits"], expected["fine_2"], mask=fine_mask, what="fine logits (codebook 2)")
     assert_close(fine3, expected["fine_3"], mask=fine_mask, what="fine logits (codebook 3)")
+    alone = km.Backbone.from_preset(folder.parent / "fine_untied")
+    assert type(alone).__name__ == "BarkFineBackbone" and alone.lm_heads
+    hidden = alone({"input_ids": fine_ids, "attention_mask": fine_mask}, codebook_idx=2)
+    assert_close(alone.codebook_logits(hidden, 2), expected["fine_untied"], mask=fine_mask, what="untied fine")
 
 
 @pytest.mark.backend_independent

@@ -223,7 +223,8 @@ class BarkFineBackbone(SpecBackbone):
                              f"{self.n_codes_total - 1}")
         return idx
 
-    def forward(self, input_ids, codebook_idx, attention_mask=None, training=False):
+    def codebook_hidden(self, input_ids, codebook_idx, attention_mask=None, training=False):
+        """(batch, time, hidden) to predict ``codebook_idx`` (not ``forward``: torch layers own that name)."""
         idx = self._codebook(codebook_idx)
         ids = ops.cast(input_ids, "int32")
         if len(ids.shape) != 3 or ids.shape[-1] != self.n_codes_total:
@@ -244,7 +245,8 @@ class BarkFineBackbone(SpecBackbone):
             raise InputError(f"BarkFineBackbone takes a dict with 'input_ids' (batch, time, n_codes_total); got {got}")
         if codebook_idx is None:
             codebook_idx = self.n_codes_total - 1
-        return self.forward(inputs["input_ids"], codebook_idx, inputs.get("attention_mask"), training=training)
+        return self.codebook_hidden(inputs["input_ids"], codebook_idx, inputs.get("attention_mask"),
+                                    training=training)
 
     def codebook_logits(self, hidden, codebook_idx):
         """(batch, time, vocab) of the head predicting ``codebook_idx``."""
@@ -357,7 +359,7 @@ class BarkBackbone(SpecBackbone):
                 out[f"{key}_last_hidden_state"] = sub(x, training=training)
         if "fine_input_ids" in inputs:
             idx = self.fine_acoustics.n_codes_total - 1 if fine_codebook_idx is None else fine_codebook_idx
-            out["fine_last_hidden_state"] = self.fine_acoustics.forward(
+            out["fine_last_hidden_state"] = self.fine_acoustics.codebook_hidden(
                 inputs["fine_input_ids"], idx, inputs.get("fine_attention_mask"), training=training)
         if not out:
             raise InputError(f"Bark: no semantic_input_ids, coarse_input_ids or fine_input_ids in {sorted(inputs)}")

@@ -431,7 +431,7 @@ class BarkTextToAudio(TextToAudio):
         fine = self.backbone.fine_acoustics
 
         def run(ids):
-            return ops.cast(fine.codebook_logits(fine.forward(ids, idx), idx), "float32")
+            return ops.cast(fine.codebook_logits(fine.codebook_hidden(ids, idx), idx), "float32")
 
         return run
 
