@@ -3,7 +3,8 @@
     KERAS_BACKEND=jax python tools/bench/bench_generate.py [--shapes gpt2,llama] [--batch 1,8]
         [--new-tokens 64] [--prompt 16] [--reps 3]
 
-For each shape (GPT-2 small 124M; a ~110M Llama), random weights are saved once with
+For each shape (GPT-2 small 124M; a ~110M Llama; ``qwen3_moe``: a Qwen3-MoE-shaped ~1B model, 64
+experts, top 8), random weights are saved once with
 Transformers, loaded with ``km.CausalLM.from_preset``, and both libraries decode the same
 left-padded random prompts greedily for exactly ``--new-tokens`` tokens (no eos). Reported:
 new tokens per second (batch * new tokens / seconds, best of ``--reps`` interleaved runs, each
@@ -33,6 +34,13 @@ SHAPES = {
         vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
         num_key_value_heads=4, intermediate_size=2048, max_position_embeddings=2048,
         tie_word_embeddings=True, eos_token_id=None, bos_token_id=None, pad_token_id=0)),
+    # Qwen3-MoE-shaped, ~1.0B parameters in all, ~0.24B active per token: 64 experts, top 8.
+    "qwen3_moe": dict(cls="Qwen3MoeForCausalLM", cfg="Qwen3MoeConfig", kwargs=dict(
+        vocab_size=32000, hidden_size=1024, num_hidden_layers=12, num_attention_heads=16,
+        num_key_value_heads=4, head_dim=64, intermediate_size=2816, moe_intermediate_size=384,
+        num_experts=64, num_experts_per_tok=8, norm_topk_prob=True, decoder_sparse_step=1,
+        max_position_embeddings=2048, tie_word_embeddings=False, eos_token_id=None, bos_token_id=None,
+        pad_token_id=0)),
 }
 
 
