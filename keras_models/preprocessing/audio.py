@@ -389,6 +389,26 @@ def _pad_target(lengths, padding, max_length, pad_to_multiple_of, truncation):
     return padding, target
 
 
+def _truncate_and_pad(waves, padding, max_length, pad_to_multiple_of, truncation, padding_value):
+    """Waveforms cut to ``max_length`` (rounded up to ``pad_to_multiple_of``) when ``truncation``,
+    then right-padded with ``padding_value`` by :func:`_pad_target`'s rule; returns (waves, masks),
+    each mask 1 on the real samples."""
+    if truncation:
+        cut = max_length
+        if pad_to_multiple_of:
+            cut = -(-cut // pad_to_multiple_of) * pad_to_multiple_of
+        waves = [w[:cut] for w in waves]
+    _, target = _pad_target([len(w) for w in waves], padding, max_length, pad_to_multiple_of, False)
+    padded, masks = [], []
+    for w in waves:
+        n = len(w)
+        if target is not None and n < target:
+            w = np.concatenate([w, np.full(target - n, padding_value, np.float32)])
+        padded.append(w)
+        masks.append(np.concatenate([np.ones(n, np.int32), np.zeros(len(w) - n, np.int32)]))
+    return padded, masks
+
+
 @_register("Wav2Vec2FeatureExtractor")
 class Wav2Vec2FeatureExtractor(AudioFeatureExtractor):
     """Raw waveforms for Wav2Vec2-like models (``input_values`` (batch, samples) float32)."""

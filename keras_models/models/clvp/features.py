@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_models.errors import ConfigError
-from keras_models.preprocessing.audio import (AudioFeatureExtractor, _frames, _pad_target, _register, hann_window,
+from keras_models.preprocessing.audio import (AudioFeatureExtractor, _frames, _register, _truncate_and_pad, hann_window,
                                               mel_filter_bank)
 
 
@@ -66,18 +66,8 @@ class ClvpFeatureExtractor(AudioFeatureExtractor):
                  pad_to_multiple_of=None, return_attention_mask=True, resample=True):
         waves, _ = self.prepare(waveforms, sampling_rate, resample)
         max_length = self.default_audio_length * self.sampling_rate if max_length is None else max_length
-        if truncation:
-            cut = max_length
-            if pad_to_multiple_of:
-                cut = -(-cut // pad_to_multiple_of) * pad_to_multiple_of
-            waves = [w[:cut] for w in waves]
-        _, target = _pad_target([len(w) for w in waves], padding, max_length, pad_to_multiple_of, False)
-        masks = []
-        for i, w in enumerate(waves):
-            n = len(w)
-            if target is not None and n < target:
-                waves[i] = np.concatenate([w, np.full(target - n, self.padding_value, np.float32)])
-            masks.append(np.concatenate([np.ones(n, np.int32), np.zeros(len(waves[i]) - n, np.int32)]))
+        waves, masks = _truncate_and_pad(waves, padding, max_length, pad_to_multiple_of, truncation,
+                                         self.padding_value)
         if any(len(w) <= self.n_fft // 2 for w in waves):
             from keras_models.errors import InputError
 

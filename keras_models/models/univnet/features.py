@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from keras_models.errors import ConfigError
-from keras_models.preprocessing.audio import (AudioFeatureExtractor, _frames, _pad_target, _register, hann_window,
+from keras_models.preprocessing.audio import (AudioFeatureExtractor, _frames, _register, _truncate_and_pad, hann_window,
                                               mel_filter_bank)
 
 
@@ -98,18 +98,8 @@ class UnivNetFeatureExtractor(AudioFeatureExtractor):
             extra = (self.pad_end_length if pad_length is None else pad_length) * self.hop_length
             waves = [np.pad(w, (0, extra), constant_values=self.padding_value) for w in waves]
         max_length = self.num_max_samples if max_length is None else max_length
-        if truncation:
-            cut = max_length
-            if pad_to_multiple_of:
-                cut = -(-cut // pad_to_multiple_of) * pad_to_multiple_of
-            waves = [w[:cut] for w in waves]
-        _, target = _pad_target([len(w) for w in waves], padding, max_length, pad_to_multiple_of, False)
-        masks = []
-        for i, w in enumerate(waves):
-            n = len(w)
-            if target is not None and n < target:
-                waves[i] = np.concatenate([w, np.full(target - n, self.padding_value, np.float32)])
-            masks.append(np.concatenate([np.ones(n, np.int32), np.zeros(len(waves[i]) - n, np.int32)]))
+        waves, masks = _truncate_and_pad(waves, padding, max_length, pad_to_multiple_of, truncation,
+                                         self.padding_value)
         mels = [self.mel_spectrogram(w).astype(np.float32) for w in waves]
         out = {"input_features": mels}
         if self.return_attention_mask if return_attention_mask is None else return_attention_mask:
