@@ -102,6 +102,65 @@ def _sampler(settings):
     return pick
 
 
+_CODE_SETTINGS = {"max_length", "max_new_tokens", "do_sample", "guidance_scale", "decoder_start_token_id",
+                  "pad_token_id", "eos_token_id", "temperature", "top_k", "top_p", "seed"}
+
+
+def code_generation_settings(backbone, settings, extra, model, hint=""):
+    """Checks ``settings`` (only the common keys and ``extra`` allowed) and returns ``(pick,
+    guidance, start, pad)``: the next-code rule (argmax or a sampler), the guidance scale (None
+    when unguided), and the decoder start / pad ids (the config's unless given)."""
+    unknown = sorted(set(settings) - _CODE_SETTINGS - set(extra))
+    if unknown:
+        raise GenerationError(f"generate: unknown or unsupported arguments {unknown}{hint}")
+    if settings.get("eos_token_id") is not None:
+        raise GenerationError(f"generate: eos_token_id (early stopping) is not implemented for {model}")
+    pick = _sampler(settings) if settings.get("do_sample") else (lambda logits: logits.argmax(-1))
+    guidance = settings.get("guidance_scale")
+    guidance = guidance if guidance is not None and guidance > 1 else None
+    start = settings.get("decoder_start_token_id")
+    start = backbone.decoder_start_token_id if start is None else start
+    pad = settings.get("pad_token_id")
+    pad = backbone.pad_token_id if pad is None else pad
+    if start is None or pad is None:
+        raise GenerationError("generate: no decoder_start_token_id / pad_token_id in the config; pass them")
+    return pick, guidance, start, pad
+
+
+def code_generation_length(settings, prompt_length, num_codebooks, stereo):
+    """Total code steps (``prompt_length`` + max_new_tokens, or max_length), checked against what
+    the delay pattern needs."""
+    if settings.get("max_new_tokens") is not None:
+        max_length = prompt_length + int(settings["max_new_tokens"])
+    elif settings.get("max_length") is not None:
+        max_length = int(settings["max_length"])
+    else:
+        raise GenerationError("generate: pass max_new_tokens (or max_length)")
+    k_ch = num_codebooks // 2 if stereo else num_codebooks
+    if max_length < max(2 * k_ch - 1, k_ch + prompt_length):
+        raise GenerationError(f"generate: max_new_tokens must be at least {max(2 * k_ch - 1 - prompt_length, k_ch)}"
+                              f" for {num_codebooks} codebooks (the delay pattern)")
+    return max_length
+
+
+def next_codes(logits, batch, num_codebooks, guidance, pick):
+    """The picked codes from a step's logits (classifier-free guidance: conditional rows first)."""
+    logits = ops.convert_to_numpy(logits)
+    if guidance is not None:
+        c, u = logits[:batch * num_codebooks], logits[batch * num_codebooks:]
+        logits = u + (c - u) * np.float32(guidance)
+    return pick(logits)
+
+
+def undelayed_codes(tokens, pad, batch, num_codebooks):
+    """(1, batch, codebooks, frames) codes: the delay pattern's pad positions removed."""
+    kept = tokens[tokens != pad]
+    n = kept.size // (batch * num_codebooks)
+    if kept.size != batch * num_codebooks * n:
+        raise GenerationError("generate: a generated code equals pad_token_id; the delay pattern cannot be removed")
+    return kept.reshape(1, batch, num_codebooks, n).astype("int32")
+
+
 @_ser
 @register_task(MusicgenDecoderBackbone, "CausalLM", ("MusicgenForCausalLM",))
 class MusicgenCausalLM(_CodebookHeads, Task):
@@ -207,39 +266,16 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
 
     def generate_codes(self, input_ids, attention_mask, settings):
         b = self.backbone
-        unknown = sorted(set(settings) - {"max_length", "max_new_tokens", "do_sample", "guidance_scale",
-                                          "decoder_start_token_id", "pad_token_id", "eos_token_id",
-                                          "temperature", "top_k", "top_p", "seed", "input_values", "padding_mask"})
-        if unknown:
-            raise GenerationError(f"generate: unknown or unsupported arguments {unknown}")
-        pick = _sampler(settings) if settings.get("do_sample") else (lambda logits: logits.argmax(-1))
-        if settings.get("eos_token_id") is not None:
-            raise GenerationError("generate: eos_token_id (early stopping) is not implemented for MusicGen")
-        guidance = settings.get("guidance_scale")
-        guided = guidance is not None and guidance > 1
-        start = settings.get("decoder_start_token_id")
-        start = b.decoder_start_token_id if start is None else start
-        pad = settings.get("pad_token_id")
-        pad = b.pad_token_id if pad is None else pad
-        if start is None or pad is None:
-            raise GenerationError("generate: no decoder_start_token_id / pad_token_id in the config; pass them")
+        pick, guidance, start, pad = code_generation_settings(b, settings, {"input_values", "padding_mask"},
+                                                              "MusicGen")
+        guided = guidance is not None
         batch = input_ids.shape[0]
         prompt, scales = None, None
         if settings.get("input_values") is not None:
             prompt, scales = self._audio_prompt(settings["input_values"], settings.get("padding_mask"), batch)
         prompt_length = 1 + (0 if prompt is None else prompt.shape[1])
-        if settings.get("max_new_tokens") is not None:
-            max_length = prompt_length + int(settings["max_new_tokens"])
-        elif settings.get("max_length") is not None:
-            max_length = int(settings["max_length"])
-        else:
-            raise GenerationError("generate: pass max_new_tokens (or max_length)")
-        k = b.num_codebooks
-        stereo = b.audio_channels == 2
-        k_ch = k // 2 if stereo else k
-        if max_length < max(2 * k_ch - 1, k_ch + prompt_length):
-            raise GenerationError(f"generate: max_new_tokens must be at least {max(2 * k_ch - 1 - prompt_length, k_ch)}"
-                                  f" for {k} codebooks (the delay pattern)")
+        k, stereo = b.num_codebooks, b.audio_channels == 2
+        max_length = code_generation_length(settings, prompt_length, k, stereo)
         cond, mask, cross_kv = self._compiled(("prepare", guided), lambda: self._prepare_fn(guided))(
             ops.convert_to_tensor(input_ids), ops.convert_to_tensor(attention_mask))
         rows = 2 * batch if guided else batch
@@ -253,17 +289,9 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
                 ids = np.concatenate([ids, ids], axis=0)
             logits, cache = step(ops.convert_to_tensor(ids.astype("int32")), cache,
                                  ops.convert_to_tensor(np.int32(i)), cond, mask)
-            logits = ops.convert_to_numpy(logits)
-            if guided:
-                c, u = logits[:batch * k], logits[batch * k:]
-                logits = u + (c - u) * np.float32(guidance)
-            nxt = pick(logits)
+            nxt = next_codes(logits, batch, k, guidance, pick)
             tokens[:, i + 1] = np.where(pattern[:, i + 1] == -1, nxt, pattern[:, i + 1])
-        kept = tokens[tokens != pad]
-        n = kept.size // (batch * k)
-        if kept.size != batch * k * n:
-            raise GenerationError("generate: a generated code equals pad_token_id; the delay pattern cannot be removed")
-        return kept.reshape(1, batch, k, n).astype("int32"), scales
+        return undelayed_codes(tokens, pad, batch, k), scales
 
     def _audio_prompt(self, input_values, padding_mask, batch):
         """EnCodec codes (batch * K, frames) of an audio prompt (batch, channels, samples) and its scales

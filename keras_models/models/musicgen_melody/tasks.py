@@ -15,7 +15,9 @@ import numpy as np
 from keras import ops
 
 from keras_models.generation.config import GenerationError
-from keras_models.models.musicgen.tasks import MusicgenCausalLM, MusicgenTextToAudio, _sampler, delay_pattern
+from keras_models.models.musicgen.tasks import (MusicgenCausalLM, MusicgenTextToAudio, code_generation_length,
+                                                code_generation_settings, delay_pattern, next_codes,
+                                                undelayed_codes)
 from keras_models.models.musicgen_melody.backbone import MusicgenMelodyBackbone, MusicgenMelodyDecoderBackbone
 from keras_models.models.registry import register_task
 
@@ -75,23 +77,10 @@ class MusicgenMelodyTextToAudio(MusicgenTextToAudio):
 
     def generate_codes(self, input_ids, attention_mask, settings):
         b = self.backbone
-        unknown = sorted(set(settings) - {"max_length", "max_new_tokens", "do_sample", "guidance_scale",
-                                          "decoder_start_token_id", "pad_token_id", "eos_token_id",
-                                          "temperature", "top_k", "top_p", "seed", "input_features"})
-        if unknown:
-            raise GenerationError(f"generate: unknown or unsupported arguments {unknown} (MusicGen Melody is "
-                                  "conditioned on a melody's chroma, 'input_features', not on an audio prompt)")
-        pick = _sampler(settings) if settings.get("do_sample") else (lambda logits: logits.argmax(-1))
-        if settings.get("eos_token_id") is not None:
-            raise GenerationError("generate: eos_token_id (early stopping) is not implemented for MusicGen Melody")
-        guidance = settings.get("guidance_scale")
-        guided = guidance is not None and guidance > 1
-        start = settings.get("decoder_start_token_id")
-        start = b.decoder_start_token_id if start is None else start
-        pad = settings.get("pad_token_id")
-        pad = b.pad_token_id if pad is None else pad
-        if start is None or pad is None:
-            raise GenerationError("generate: no decoder_start_token_id / pad_token_id in the config; pass them")
+        pick, guidance, start, pad = code_generation_settings(
+            b, settings, {"input_features"}, "MusicGen Melody",
+            " (MusicGen Melody is conditioned on a melody's chroma, 'input_features', not on an audio prompt)")
+        guided = guidance is not None
         batch = input_ids.shape[0]
         features = settings.get("input_features")
         if features is None:  # the null chroma: one frame, bin 0 set
@@ -102,18 +91,8 @@ class MusicgenMelodyTextToAudio(MusicgenTextToAudio):
             if features.ndim != 3 or features.shape[0] != batch or features.shape[2] != b.num_chroma:
                 raise GenerationError(f"generate: input_features must be (batch={batch}, frames, num_chroma="
                                       f"{b.num_chroma}), got shape {features.shape}")
-        if settings.get("max_new_tokens") is not None:
-            max_length = 1 + int(settings["max_new_tokens"])
-        elif settings.get("max_length") is not None:
-            max_length = int(settings["max_length"])
-        else:
-            raise GenerationError("generate: pass max_new_tokens (or max_length)")
-        k = b.num_codebooks
-        stereo = b.audio_channels == 2
-        k_ch = k // 2 if stereo else k
-        if max_length < max(2 * k_ch - 1, k_ch + 1):
-            raise GenerationError(f"generate: max_new_tokens must be at least {max(2 * k_ch - 2, k_ch)} for {k} "
-                                  "codebooks (the delay pattern)")
+        k, stereo = b.num_codebooks, b.audio_channels == 2
+        max_length = code_generation_length(settings, 1, k, stereo)
         fn = self._compiled(("melody_prefix", guided), lambda: self._prefix_fn(guided))
         prefix = fn(ops.convert_to_tensor(input_ids), ops.convert_to_tensor(attention_mask),
                     ops.convert_to_tensor(features))
@@ -133,17 +112,9 @@ class MusicgenMelodyTextToAudio(MusicgenTextToAudio):
                 logits, cache = first(ids, cache, prefix)
             else:
                 logits, cache = step(ids, cache, ops.convert_to_tensor(np.int32(p + i)))
-            logits = ops.convert_to_numpy(logits)
-            if guided:
-                c, u = logits[:batch * k], logits[batch * k:]
-                logits = u + (c - u) * np.float32(guidance)
-            nxt = pick(logits)
+            nxt = next_codes(logits, batch, k, guidance, pick)
             tokens[:, i + 1] = np.where(pattern[:, i + 1] == -1, nxt, pattern[:, i + 1])
-        kept = tokens[tokens != pad]
-        n = kept.size // (batch * k)
-        if kept.size != batch * k * n:
-            raise GenerationError("generate: a generated code equals pad_token_id; the delay pattern cannot be removed")
-        return kept.reshape(1, batch, k, n).astype("int32"), None
+        return undelayed_codes(tokens, pad, batch, k), None
 
 
 __all__ = ["MusicgenMelodyCausalLM", "MusicgenMelodyTextToAudio"]
