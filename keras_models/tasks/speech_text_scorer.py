@@ -191,16 +191,11 @@ class SpeechTextScorer(Task):
     @classmethod
     def from_preset(cls, preset, *args, **kwargs):
         model = super().from_preset(preset, *args, **kwargs)
+        from keras_models.presets.config import read_json
         from keras_models.presets.resolve import resolve_preset
 
-        path = resolve_preset(preset) / "generation_config.json"
-        if path.is_file():
-            try:
-                gen = json.loads(path.read_text())
-            except ValueError as e:
-                raise InputError(f"{path}: not valid JSON ({e})") from e
-            if not isinstance(gen, dict):
-                raise InputError(f"{path}: expected a JSON object")
+        gen = read_json(resolve_preset(preset) / "generation_config.json", required=False)
+        if gen is not None:
             model.generation_config = {k: gen[k] for k in GENERATION_KEYS if k in gen}
         return model
 

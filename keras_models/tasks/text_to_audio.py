@@ -45,19 +45,11 @@ class TextToAudio(Task):
     @classmethod
     def from_preset(cls, preset, *args, **kwargs):
         model = super().from_preset(preset, *args, **kwargs)
+        from keras_models.presets.config import read_json
         from keras_models.presets.resolve import resolve_preset
 
         folder = resolve_preset(preset)
-        path = folder / "generation_config.json"
-        gen = None
-        if path.is_file():
-            try:
-                gen = json.loads(path.read_text())
-            except ValueError as e:
-                raise InputError(f"{path}: not valid JSON ({e})") from e
-            if not isinstance(gen, dict):
-                raise InputError(f"{path}: expected a JSON object")
-        model.read_generation_config(gen, folder)
+        model.read_generation_config(read_json(folder / "generation_config.json", required=False), folder)
         return model
 
     def read_generation_config(self, gen, folder):
