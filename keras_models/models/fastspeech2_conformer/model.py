@@ -254,6 +254,7 @@ class FastSpeech2ConformerBackbone(SpecBackbone):
     hf_architecture = "FastSpeech2ConformerModel"
     hf_ignore = ("*num_batches_tracked",)
     verified_backends = ("jax", "torch", "tensorflow")
+    not_covered = 'the tokenizer (needs g2p_en)'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec=spec, **kwargs)

@@ -229,6 +229,7 @@ class PerceiverBackbone(SpecBackbone):
     hf_architecture = "PerceiverModel"
     hf_model_type = "perceiver"
     verified_backends = ("jax", "torch", "tensorflow")
+    not_covered = 'PerceiverForMultimodalAutoencoding'  # shown beside the row in docs/models.md
     hf_ignore = ("*num_batches_tracked",)  # the conv preprocessor's BatchNorm counter
 
     def __init__(self, spec=None, **kwargs):

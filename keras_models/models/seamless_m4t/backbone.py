@@ -140,6 +140,7 @@ class SeamlessM4TBackbone(BartBackbone):
     base_model_prefix = ""
     hf_architecture = "SeamlessM4TModel"
     verified_backends = ("jax", "torch", "tensorflow")  # text / speech to text (no t2u, no vocoder)
+    not_covered = 'speech output: the text-to-unit model and the vocoder'  # shown beside the row in docs/models.md
     encoder_block_names = decoder_block_names = SEAMLESS_NAMES
     reads_untied_tables = True
     token_table_names = ("shared.weight", "text_encoder.embed_tokens.weight", "text_decoder.embed_tokens.weight")
@@ -295,6 +296,7 @@ class SeamlessM4Tv2Backbone(SeamlessM4TBackbone):
     spec_cls = SeamlessM4Tv2Spec
     hf_architecture = "SeamlessM4Tv2Model"
     verified_backends = ("jax", "torch", "tensorflow")  # text / speech to text (no t2u, no vocoder)
+    not_covered = 'speech output: the text-to-unit model and the vocoder'  # shown beside the row in docs/models.md
     reads_untied_tables = True
     speech_conv_norm = "layer"
     architecture_prefix = "SeamlessM4Tv2"

@@ -190,6 +190,7 @@ class TransfoXLBackbone(SpecBackbone):
     hf_ignore = ("transformer.pos_emb.inv_freq", "pos_emb.inv_freq")
     lora_targets = ("qkv_net",)
     verified_backends = ("jax", "torch", "tensorflow")
+    not_covered = 'the tokenizer (a pickled vocab); generate'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
