@@ -30,10 +30,11 @@ Dispatch is sparse: an expert's weights are read only for the tokens routed to i
 - Eagerly (torch, TensorFlow outside ``tf.function``): the routing mask is
   read on the host once per layer; each chosen expert runs on the rows routed to it (gathered),
   and the weighted outputs are summed back per token (``segment_sum``).
-- Inside a trace (jax ``jit``, ``tf.function``): shapes are static, so each expert is wrapped in a
-  ``cond`` that runs it (on every row of the call) only when some row chose it, and skips its
-  weights otherwise. With stacked experts and fewer token x expert choices than experts (decoding
-  a few rows), the chosen experts' tensors are gathered instead.
+- Inside ``tf.function``: shapes are static, so each expert is wrapped in a ``cond`` that runs it
+  (on every row of the call) only when some row chose it, and skips its weights otherwise. Under
+  jax ``jit`` the per-expert conditionals measured slower than computing every expert, so jax
+  stays dense there. With stacked experts and fewer token x expert choices than experts (decoding
+  a few rows), the chosen experts' tensors are gathered instead (every backend).
 - Symbolic calls (building), eager jax (outside ``jit``) and ``weight_inputs`` experts with biases (an unchosen expert still
   adds its bias) compute every expert on every token, weighted by its routing weight.
 The three give the same values up to float summation order.
@@ -275,7 +276,9 @@ class MoE(keras.layers.Layer):
         rows = int(np.prod([d for d in x.shape[:-1]])) if None not in tuple(x.shape[:-1]) else None
         if self.stacked and rows is not None and rows * self.experts_per_token < self.num_experts:
             return "gathered"
-        return "traced"
+        # XLA on CPU runs each conditional on its own, unfused: measured slower than the dense
+        # computation under jax (tools/bench: docs/performance.md), faster under tf.function
+        return "dense" if keras.backend.backend() == "jax" else "traced"
 
     def call(self, x):
         w = self.routing_weights(x)
