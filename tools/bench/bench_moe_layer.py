@@ -7,7 +7,8 @@ Transformers' Qwen3MoeSparseMoeBlock, side by side in one run, for 1, 8 and 64 r
 under torch, per-expert cond inside tf.function, dense under jax jit); "ours dense" computes every
 expert on every row. Best of 5 after one warm-up call; both libraries on 2 threads.
 """
-import os, sys, time, numpy as np
+import time
+import numpy as np
 import keras, torch
 from keras import ops
 from keras_models.layers.moe import MoE
