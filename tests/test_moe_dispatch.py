@@ -91,16 +91,49 @@ def test_eager_dispatch_runs_only_chosen_experts():
     assert sorted(called) == sorted(chosen.tolist()) and len(called) == 2
 
 
-def test_gradients_flow_through_the_eager_dispatch():
-    """fit on torch runs the eager dispatch: every chosen expert and the router get gradients."""
-    if keras.backend.backend() != "torch":
-        pytest.skip("the gradient path is exercised where fit runs eagerly (torch)")
-    import torch
-
+def test_gradients_reach_the_router_and_the_chosen_experts():
+    """Training goes through the layer's own dispatch (torch and TensorFlow eagerly: the gather +
+    segment_sum path; jax: the per-expert cond under jax.grad): the router and every chosen expert get gradients, and
+    they equal the dense computation's."""
     layer = _layer(dict(num_experts=4, experts_per_token=2), seed=5)
-    x = torch.tensor(np.random.default_rng(2).normal(size=(2, 3, 16)).astype("float32"))
-    loss = (layer(x) ** 2).sum()
-    loss.backward()
-    grads = {v.path: v.value.grad for v in layer.trainable_weights}
-    assert grads[layer.router.kernel.path].abs().sum() > 0
-    assert sum(int(g is not None and g.abs().sum() > 0) for g in grads.values()) > 4
+    x = np.random.default_rng(2).normal(size=(2, 3, 16)).astype("float32")
+    names = [v.path for v in layer.trainable_weights]
+
+    def grads(mode):
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            values = [v.value for v in layer.trainable_weights]
+            out = jax.grad(lambda vals: _stateless_loss(layer, vals, x, mode))(values)
+            return [np.asarray(g) for g in out]
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            with tf.GradientTape() as tape:
+                xt = tf.constant(x)
+                loss = tf.reduce_sum(layer.routed(xt, layer.routing_weights(xt), mode=mode) ** 2)
+            return [g.numpy() if g is not None else np.zeros(v.shape) for g, v in
+                    zip(tape.gradient(loss, [v.value for v in layer.trainable_weights]), layer.trainable_weights)]
+        import torch
+
+        for v in layer.trainable_weights:
+            v.value.grad = None
+        xt = torch.tensor(x)
+        (layer.routed(xt, layer.routing_weights(xt), mode=mode) ** 2).sum().backward()
+        return [v.value.grad.numpy() if v.value.grad is not None else np.zeros(v.shape)
+                for v in layer.trainable_weights]
+
+    picked = "traced" if keras.backend.backend() == "jax" else "eager"  # jax: the per-expert cond under grad
+    got, want = grads(picked), grads("dense")
+    by_name = dict(zip(names, got))
+    assert np.abs(by_name[layer.router.kernel.path]).sum() > 0
+    assert sum(int(np.abs(g).sum() > 0) for g in got) > 4
+    for name, g, w in zip(names, got, want):
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-4, err_msg=name)
+
+
+def _stateless_loss(layer, values, x, mode):
+    trainable = dict(zip([id(v) for v in layer.trainable_weights], values))
+    with keras.StatelessScope(state_mapping=[(v, trainable[id(v)]) for v in layer.trainable_weights]):
+        return ops.sum(layer.routed(x, layer.routing_weights(x), mode=mode) ** 2)
