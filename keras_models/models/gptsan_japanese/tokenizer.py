@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_models.errors import InputError, TokenizerFileError
+from keras_models.tokenizers.loading import read_json
 
 SPECIALS = {"unk_token": "<|nottoken|>", "pad_token": "<|separator|>", "bos_token": "<|startoftext|>",
             "eos_token": "<|endoftext|>", "sep_token": "<|segmenter|>"}
@@ -117,15 +118,10 @@ class GPTSanJapaneseTokenizer:
         # lines with commas list spellings
         raw = re.findall(r"[^\n]*\n|[^\n]+\Z", text)
         lines = [[t.rstrip("\n")] if t == ",\n" or "," not in t else t.rstrip("\n").split(",") for t in raw]
-        config = {}
         cfg_path = folder / "tokenizer_config.json"
-        if cfg_path.is_file():
-            try:
-                config = json.loads(cfg_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise TokenizerFileError(f"{cfg_path}: invalid JSON ({e})") from e
-            if not isinstance(config, dict):
-                raise TokenizerFileError(f"{cfg_path}: expected a JSON object")
+        config = read_json(cfg_path, "tokenizer config") if cfg_path.is_file() else {}
+        if not isinstance(config, dict):
+            raise TokenizerFileError(f"{cfg_path}: expected a JSON object")
         kwargs = {k: config[k] for k in (*SPECIALS, "do_clean_text") if config.get(k) is not None}
         kwargs.update(overrides)
         return cls(lines, emoji, **kwargs)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_models.errors import InputError, TokenizerFileError
+from keras_models.tokenizers.loading import read_json
 
 DEFAULT_SPECIALS = {"pad_token": "<pad>", "unk_token": "<unk>"}
 CONFIG_KEYS = ("add_blank", "normalize", "phonemize", "is_uroman", "language")
@@ -76,15 +77,10 @@ class VitsTokenizer:
             vocab = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise TokenizerFileError(f"{path}: invalid JSON ({e})") from e
-        config = {}
         cfg_path = folder / "tokenizer_config.json"
-        if cfg_path.is_file():
-            try:
-                config = json.loads(cfg_path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as e:
-                raise TokenizerFileError(f"{cfg_path}: invalid JSON ({e})") from e
-            if not isinstance(config, dict):
-                raise TokenizerFileError(f"{cfg_path}: expected a JSON object")
+        config = read_json(cfg_path, "tokenizer config") if cfg_path.is_file() else {}
+        if not isinstance(config, dict):
+            raise TokenizerFileError(f"{cfg_path}: expected a JSON object")
         added = {}
         for i, token in (config.get("added_tokens_decoder") or {}).items():
             added[_content(token)] = int(i)
