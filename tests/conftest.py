@@ -9,10 +9,25 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # hermetic runs: no persistent JAX executables in the user's ~/.cache (tests/test_jax_cache.py covers it)
 os.environ.setdefault("KERAS_MODELS_JAX_CACHE", "off")
+# CI time: the jax pass spends most of its time in XLA:CPU compiles (one per eager op and shape, one
+# per jitted step), not in running the tiny models. Unoptimised codegen without the fusion emitters
+# halves each compile (tests/models/test_decoders.py: 84 s -> 42 s); the computation and its fp32
+# numerics are the same. Set XLA_FLAGS yourself to test with XLA's defaults.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
 
 
 def pytest_report_header(config):
-    return f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}"
+    return f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}" + (f", shard {SHARD}" if SHARD else "")
+
+
+def pytest_configure(config):
+    # CI time, as for XLA_FLAGS above: Grappler's graph rewrites of each traced tf.function cost more
+    # than the tiny graphs take to run (tests/models/test_decoders.py: 39 s -> 34 s). Kernels and
+    # numerics are unchanged; KM_TEST_GRAPPLER=1 keeps TensorFlow's default.
+    if os.environ["KERAS_BACKEND"] == "tensorflow" and os.environ.get("KM_TEST_GRAPPLER") != "1":
+        import tensorflow as tf
+
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
 
 
 @pytest.fixture
@@ -86,12 +101,34 @@ def _one_case_per_group(items):
     return drop
 
 
-def pytest_collection_modifyitems(config, items):
-    if not os.environ.get("KM_BACKEND_INDEPENDENT_ONCE"):
-        return
-    backend = os.environ["KERAS_BACKEND"]
-    drop = []
+# KM_SHARD="i/n" (tools/test.sh runs the torch pass, which builds the references and uses about one
+# core, as two shards side by side): this process runs the i-th of n groups of test files. Whole
+# files stay together (their module-scoped references are built once); the files are dealt out
+# largest first to the shard with the fewest tests so far.
+SHARD = os.environ.get("KM_SHARD", "")
+
+
+def _other_shards(items, config):
+    index, count = (int(x) for x in SHARD.split("/"))
+    if not 0 <= index < count:
+        raise pytest.UsageError(f"KM_SHARD={SHARD!r}: expected i/n with 0 <= i < n")
+    files = {}
     for item in items:
+        files.setdefault(str(item.path.relative_to(config.rootpath)), []).append(item)
+    loads, mine = [0] * count, set()
+    for path in sorted(files, key=lambda f: (-len(files[f]), f)):
+        shard = loads.index(min(loads))
+        loads[shard] += len(files[path])
+        if shard == index:
+            mine.add(path)
+    return [i for path, members in files.items() if path not in mine for i in members]
+
+
+def pytest_collection_modifyitems(config, items):
+    backend = os.environ["KERAS_BACKEND"]
+    once = bool(os.environ.get("KM_BACKEND_INDEPENDENT_ONCE"))
+    drop = []
+    for item in items if once else ():
         path = str(item.path.relative_to(config.rootpath)).replace(os.sep, "/")
         independent = (path.startswith(BACKEND_INDEPENDENT) and item.get_closest_marker("all_backends") is None
                        or item.get_closest_marker("backend_independent") is not None)
@@ -100,8 +137,11 @@ def pytest_collection_modifyitems(config, items):
                 drop.append(item)
         elif "reloads_in_transformers" in item.originalname and backend != ONCE_PASS:
             drop.append(item)
-    if backend != "torch":
+    if once and backend != "torch":
         drop.extend(_one_case_per_group([i for i in items if i not in drop]))
+    if SHARD:
+        dropped = {id(i) for i in drop}
+        drop.extend(_other_shards([i for i in items if id(i) not in dropped], config))
     if drop:
         dropped = {id(i) for i in drop}
         config.hook.pytest_deselected(items=drop)

@@ -43,9 +43,16 @@ def cached_folder(key: str, build) -> Path:
     try:
         build(tmp)
         (tmp / ".complete").write_text("ok")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        if final.exists() and not (final / ".complete").exists():
+            shutil.rmtree(final, ignore_errors=True)  # a folder left by an older layout
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            # another process (tools/test.sh runs the torch pass in shards) finished the same
+            # reference first and may be reading it: keep theirs, never replace a complete folder
+            if not (final / ".complete").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
