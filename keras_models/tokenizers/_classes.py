@@ -252,6 +252,21 @@ CLASSES: dict[str, dict] = {
         "specials": {"pad_token": "[PAD]", "bos_token": "[BOS]", "eos_token": "[EOS]", "mask_token": "[MASK]",
                      "cls_token": "[CLS]", "sep_token": "[SEP]"},
     },
+    # CPM: jieba words joined by spaces (spaces / line breaks as "\u2582" / "\u2583") before XLNet's
+    # tokenizer.json pipeline (X <sep> <cls>); keras_models/tokenizers/cpm.py
+    "CpmTokenizer": {
+        "family": None,
+        "inputs": _WITH_TYPES,
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "<sep>",
+                     "pad_token": "<pad>", "cls_token": "<cls>",
+                     "mask_token": {"content": "<mask>", "lstrip": True, "special": True}},
+    },
+    # python-only in Transformers: jieba words cut into the longest vocab.txt entries, <s> first (cpm.py)
+    "CpmAntTokenizer": {
+        "family": "cpmant", "inputs": _NO_TYPES, "padding_side": "left",
+        "specials": {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"},
+        "named_specials": {"bod_token": "<d>", "eod_token": "</d>"},  # space_token / line_token: not added
+    },
     # Generic classes: the pipeline comes whole from tokenizer.json.
     "PreTrainedTokenizerFast": {"family": None, "inputs": _NO_TYPES, "specials": {}},
     "TokenizersBackend": {"family": None, "inputs": _NO_TYPES, "specials": {}},
@@ -301,6 +316,7 @@ MODEL_TYPE_TO_CLASS = {
     "fsmt": "FSMTTokenizer",
     "wav2vec2": "Wav2Vec2CTCTokenizer",
     "speecht5": "SpeechT5Tokenizer",
+    "cpmant": "CpmAntTokenizer",
 }
 
 
@@ -417,6 +433,8 @@ FAMILIES: dict[str | None, Family] = {
         post_processor="perceiver:perceiver_processor", loader="perceiver:perceiver_backend",
         source="tokenizer_config.json", files=(),
     ),
+    "cpmant": Family(post_processor="cpm:cpmant_processor", loader="cpm:cpmant_backend", source="vocab.txt",
+                     files=("vocab.txt",)),
     "plbart": Family(  # sentencepiece.bpe.model, fairseq ids
         loader="translation:plbart_backend", source="sentencepiece.bpe.model", finish="translation:finish_plbart"
     ),

@@ -327,14 +327,15 @@ def load_tokenizer(preset, cls=None, **overrides):
 _OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer"),
                 "VitsTokenizer": ("keras_models.models.vits.tokenizer", "VitsTokenizer"),
                 "GPTSanJapaneseTokenizer": ("keras_models.models.gptsan_japanese.tokenizer", "GPTSanJapaneseTokenizer"),
-                "ClvpTokenizer": ("keras_models.models.clvp.tokenizer", "ClvpTokenizer")}
+                "ClvpTokenizer": ("keras_models.models.clvp.tokenizer", "ClvpTokenizer"),
+                "CpmTokenizer": ("keras_models.tokenizers.cpm", "CpmTokenizer"),
+                "CpmAntTokenizer": ("keras_models.tokenizers.cpm", "CpmAntTokenizer")}
 
 # Transformers tokenizer classes this library does not implement, and why (a folder holding only
 # their own files would otherwise fail with a generic "no tokenizer files" error)
 _NOT_IMPLEMENTED = {
     "FastSpeech2ConformerTokenizer": "it turns text into phonemes with the g2p_en package, which keras_models does "
                                      "not implement; pass phoneme ids to the model directly",
-    "CpmAntTokenizer": "it segments text with the jieba package, which keras_models does not implement",
     "Pop2PianoTokenizer": "its MIDI-event vocabulary needs pretty_midi, which keras_models does not implement",
     "TransfoXLTokenizer": "its vocabulary is a pickle (vocab.pkl), and keras_models never loads pickles",
 }

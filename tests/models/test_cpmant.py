@@ -2,7 +2,7 @@
 left-padded batch (padding = id 0, as Transformers reads it), greedy generate with the KV cache
 equal to Transformers', save_to_preset reloaded by Transformers, a .keras round trip and bad config
 values.
-CpmAntTokenizer needs jieba (not installed here): not covered."""
+CpmAntTokenizer (jieba): tests/tokenizers/test_cpm_tokenizers.py."""
 
 import json
 

@@ -139,7 +139,6 @@ class CpmAntBackbone(SpecBackbone):
     base_model_prefix = "cpmant"
     hf_architecture = "CpmAntModel"
     verified_backends = ("jax", "torch", "tensorflow")  # tests/models/test_cpmant.py
-    not_covered = 'the tokenizer (needs jieba)'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
