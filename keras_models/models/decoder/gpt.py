@@ -268,7 +268,7 @@ class BloomSpec(LayerNormDecoderSpec):
 @register_backbone("gpt2")
 class GPT2Backbone(TableBackbone):
     spec_cls = GPT2Spec
-    checkpoint_families = ("DialoGPT", "Megatron-GPT2", "GPT-Sw3")  # checkpoint-only rows (docs/models.md)
+    checkpoint_families = ("DialoGPT", "Megatron-GPT2", "GPT-Sw3", "CPM")  # checkpoint-only rows (docs/models.md)
     hf_architecture = "GPT2Model"
     names = GPT2_NAMES
     conv1d = True
