@@ -17,7 +17,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_cpu
 
 
 def pytest_report_header(config):
-    return f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}" + (f", shard {SHARD}" if SHARD else "")
+    return f"KERAS_BACKEND={os.environ['KERAS_BACKEND']}"
 
 
 def pytest_configure(config):
@@ -101,29 +101,6 @@ def _one_case_per_group(items):
     return drop
 
 
-# KM_SHARD="i/n" (tools/test.sh runs the torch pass, which builds the references and uses about one
-# core, as two shards side by side): this process runs the i-th of n groups of test files. Whole
-# files stay together (their module-scoped references are built once); the files are dealt out
-# largest first to the shard with the fewest tests so far.
-SHARD = os.environ.get("KM_SHARD", "")
-
-
-def _other_shards(items, config):
-    index, count = (int(x) for x in SHARD.split("/"))
-    if not 0 <= index < count:
-        raise pytest.UsageError(f"KM_SHARD={SHARD!r}: expected i/n with 0 <= i < n")
-    files = {}
-    for item in items:
-        files.setdefault(str(item.path.relative_to(config.rootpath)), []).append(item)
-    loads, mine = [0] * count, set()
-    for path in sorted(files, key=lambda f: (-len(files[f]), f)):
-        shard = loads.index(min(loads))
-        loads[shard] += len(files[path])
-        if shard == index:
-            mine.add(path)
-    return [i for path, members in files.items() if path not in mine for i in members]
-
-
 def pytest_collection_modifyitems(config, items):
     backend = os.environ["KERAS_BACKEND"]
     once = bool(os.environ.get("KM_BACKEND_INDEPENDENT_ONCE"))
@@ -139,9 +116,6 @@ def pytest_collection_modifyitems(config, items):
             drop.append(item)
     if once and backend != "torch":
         drop.extend(_one_case_per_group([i for i in items if i not in drop]))
-    if SHARD:
-        dropped = {id(i) for i in drop}
-        drop.extend(_other_shards([i for i in items if id(i) not in dropped], config))
     if drop:
         dropped = {id(i) for i in drop}
         config.hook.pytest_deselected(items=drop)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run the whole test suite under torch, jax and tensorflow.
-# The torch pass runs first, as TORCH_SHARDS (default 2) processes side by side (it is Python-bound:
-# one process uses about one core): it builds the Transformers reference checkpoints into
-# .cache/test_refs (KM_TEST_CACHE) and runs the backend-independent tests (tokenizers). The jax and
+# The torch pass runs first, in TORCH_WORKERS (default 2) pytest-xdist workers that take whole test
+# files as they free up (one process is Python-bound and uses about one core): it builds the
+# Transformers reference checkpoints into .cache/test_refs (KM_TEST_CACHE) and runs the backend-independent tests (tokenizers). The jax and
 # tensorflow passes then run side by side (2 cores), reusing the references; each pass's log is
 # printed when it ends, and the script fails if any pass fails.
 # Usage: tools/test.sh [extra pytest args]   (BACKENDS="jax torch" to choose backends)
@@ -13,33 +13,19 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TF_CPP_MIN_LOG_LEVEL=3
 export KM_BACKEND_INDEPENDENT_ONCE=1
 backends=${BACKENDS:-torch jax tensorflow}
 logs=$(mktemp -d)
-run() {  # run BACKEND: one pytest pass, output to $logs/NAME.log, exit code to $logs/NAME.rc, where
-  # NAME is BACKEND, or BACKEND.i for shard i (KM_SHARD=i/n)
-  local start=$(date +%s) name=$1${KM_SHARD:+.${KM_SHARD%%/*}}
-  KERAS_BACKEND=$1 python -m pytest -q -m "not slow" -p no:cacheprovider "${@:2}" >"$logs/$name.log" 2>&1
+run() {  # run BACKEND: one pytest pass, output to $logs/BACKEND.log, exit code to $logs/BACKEND.rc
+  local start=$(date +%s)
+  KERAS_BACKEND=$1 python -m pytest -q -m "not slow" -p no:cacheprovider "${@:2}" >"$logs/$1.log" 2>&1
   local rc=$?
-  echo "=== KERAS_BACKEND=$1${KM_SHARD:+ (shard $KM_SHARD)}: exit $rc in $(( $(date +%s) - start ))s ===" >>"$logs/$name.log"
-  echo $rc >"$logs/$name.rc"
-}
-run_torch() {  # the torch pass as TORCH_SHARDS processes side by side (tests/conftest.py: KM_SHARD)
-  local n=${TORCH_SHARDS:-2} i pids=() rc=0
-  for ((i = 0; i < n; i++)); do
-    KM_SHARD=$i/$n run torch "$@" &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid"; done
-  for ((i = 0; i < n; i++)); do
-    cat "$logs/torch.$i.log" >>"$logs/torch.log"
-    [ "$(cat "$logs/torch.$i.rc" 2>/dev/null || echo 1)" != 0 ] && rc=1
-  done
-  echo $rc >"$logs/torch.rc"
+  echo "=== KERAS_BACKEND=$1: exit $rc in $(( $(date +%s) - start ))s ===" >>"$logs/$1.log"
+  echo $rc >"$logs/$1.rc"
 }
 status=0
 first=1
 pids=()
 for b in $backends; do
   if [ $first = 1 ] && [ "$b" = torch ]; then
-    run_torch "$@"; cat "$logs/torch.log"
+    run torch -n "${TORCH_WORKERS:-2}" --dist loadfile "$@"; cat "$logs/torch.log"
   else
     run "$b" "$@" & pids+=($!)
   fi
