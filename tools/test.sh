@@ -2,9 +2,10 @@
 # Run the whole test suite under torch, jax and tensorflow.
 # The torch pass runs first, in TORCH_WORKERS (default 2) pytest-xdist workers that take whole test
 # files as they free up (one process is Python-bound and uses about one core): it builds the
-# Transformers reference checkpoints into .cache/test_refs (KM_TEST_CACHE) and runs the backend-independent tests (tokenizers). The jax and
-# tensorflow passes then run side by side (2 cores), reusing the references; each pass's log is
-# printed when it ends, and the script fails if any pass fails.
+# Transformers reference checkpoints into .cache/test_refs (KM_TEST_CACHE) and runs the
+# backend-independent tests (tokenizers). The jax and tensorflow passes then run side by side
+# (2 cores), reusing the references; each pass's log is printed when it ends, and the script fails
+# if any pass fails.
 # Usage: tools/test.sh [extra pytest args]   (BACKENDS="jax torch" to choose backends)
 set -u
 cd "$(dirname "$0")/.."
