@@ -110,6 +110,7 @@ from keras_models.models.rwkv import *  # noqa: F401,F403
 from keras_models.models.maskformer import *  # noqa: F401,F403
 from keras_models.models.oneformer import *  # noqa: F401,F403
 from keras_models.models.tapas import *  # noqa: F401,F403
+from keras_models.models.jukebox import *  # noqa: F401,F403
 from keras_models.models.kosmos2 import *  # noqa: F401,F403
 from keras_models.models.clap import *  # noqa: F401,F403
 from keras_models.models.idefics import *  # noqa: F401,F403
