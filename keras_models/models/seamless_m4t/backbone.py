@@ -5,8 +5,10 @@ config.json is one flat SeamlessM4TConfig (``hidden_size``, ``encoder_layers``, 
 ``speech_encoder_*``, ``t2u_*``, vocoder keys). Which encoders a checkpoint holds follows its
 ``architectures``: ``SeamlessM4TForTextToText`` / ``ForTextToSpeech`` have no speech encoder,
 ``ForSpeechToText`` / ``ForSpeechToSpeech`` no text encoder, ``SeamlessM4TModel`` (and no
-``architectures``) both. The text-to-unit model and the vocoder (``t2u_model.*``, ``vocoder.*``)
-are not implemented: their tensors are reported as unused when a checkpoint holds them.
+``architectures``) both. ``SeamlessM4TModel`` / ``ForTextToSpeech`` / ``ForSpeechToSpeech`` also
+hold the text-to-unit model and the unit vocoder (``t2u_model.*``, ``vocoder.*``,
+speech_output.py), loaded as ``t2u_model`` / ``vocoder`` and used by
+``SeamlessM4TSeq2SeqLM.generate(..., generate_speech=True)``.
 
 Inputs: ``input_ids`` (text) or ``input_features`` (batch, frames, feature_projection_input_dim)
 with the frame ``attention_mask``; ``decoder_input_ids`` / ``decoder_attention_mask``. Token tables:
@@ -28,6 +30,10 @@ from keras_models.models.bart.families import M2M100Spec
 from keras_models.models.encoder_decoder.rules import block_rules
 from keras_models.models.registry import register_backbone
 from keras_models.models.seamless_m4t.speech_encoder import SeamlessSpeechEncoder
+from keras_models.models.seamless_m4t.speech_output import (T2U_FIELDS, V2_FIELDS, SeamlessCodeHifiGan,
+                                                            SeamlessT2U, SeamlessT2Uv2)
+from keras_models.models.speecht5.hifigan import _ints, _nested_ints
+from keras_models.presets.weight_map import mount
 from keras_models.spec import const, dim, hf
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -63,8 +69,6 @@ def _position_type(value):
 @dataclass(frozen=True, kw_only=True)
 class SeamlessM4TSpec(M2M100Spec):
     architecture: ClassVar[str] = "SeamlessM4TModel"
-    # the text-to-unit model and vocoder are not built: their keys do not change the text outputs
-    ignored: ClassVar[tuple] = ("t2u_vocab_size", "t2u_encoder_layers", "t2u_decoder_layers", "vocoder_offset")
 
     vocab_size: int = dim("vocab_size", 256102)
     hidden_size: int = dim("hidden_size", 1024)
@@ -105,6 +109,36 @@ class SeamlessM4TSpec(M2M100Spec):
     hf_model_type: str = const("seamless_m4t")
     text_encoder: bool = const(True, doc="the checkpoint has a text encoder (from architectures)")
     speech_encoder: bool = const(True, doc="the checkpoint has a speech encoder (from architectures)")
+    speech_output: bool = const(True, doc="the checkpoint has the t2u model and vocoder (from architectures)")
+    # text-to-unit model (t2u_model.*) and unit vocoder (vocoder.*)
+    t2u_vocab_size: int = dim("t2u_vocab_size", 10082)
+    t2u_bos_token_id: int | None = hf("t2u_bos_token_id", 0)
+    t2u_pad_token_id: int = hf("t2u_pad_token_id", 1)
+    t2u_eos_token_id: int = hf("t2u_eos_token_id", 2)
+    t2u_decoder_start_token_id: int = hf("t2u_decoder_start_token_id", 2)
+    t2u_max_new_tokens: int = dim("t2u_max_new_tokens", 1024)
+    t2u_encoder_layers: int = hf("t2u_encoder_layers", 6)
+    t2u_encoder_ffn_dim: int = dim("t2u_encoder_ffn_dim", 8192)
+    t2u_encoder_attention_heads: int = dim("t2u_encoder_attention_heads", 16)
+    t2u_decoder_layers: int = hf("t2u_decoder_layers", 6)
+    t2u_decoder_ffn_dim: int = dim("t2u_decoder_ffn_dim", 8192)
+    t2u_decoder_attention_heads: int = dim("t2u_decoder_attention_heads", 16)
+    t2u_max_position_embeddings: int = dim("t2u_max_position_embeddings", 2048)
+    upsample_initial_channel: int = dim("upsample_initial_channel", 512)
+    upsample_rates: tuple = hf("upsample_rates", (5, 4, 4, 2, 2), read=_ints)
+    upsample_kernel_sizes: tuple = hf("upsample_kernel_sizes", (11, 8, 8, 4, 4), read=_ints)
+    resblock_kernel_sizes: tuple = hf("resblock_kernel_sizes", (3, 7, 11), read=_ints)
+    resblock_dilation_sizes: tuple = hf("resblock_dilation_sizes", ((1, 3, 5),) * 3, read=_nested_ints)
+    leaky_relu_slope: float = hf("leaky_relu_slope", 0.1)
+    unit_hifi_gan_vocab_size: int = dim("unit_hifi_gan_vocab_size", 10000)
+    unit_embed_dim: int = dim("unit_embed_dim", 1280)
+    lang_embed_dim: int = dim("lang_embed_dim", 256)
+    spkr_embed_dim: int = dim("spkr_embed_dim", 256)
+    vocoder_num_langs: int = dim("vocoder_num_langs", 36)
+    vocoder_num_spkrs: int = dim("vocoder_num_spkrs", 200)
+    variance_predictor_kernel_size: int = dim("variance_predictor_kernel_size", 3)
+    var_pred_dropout: float = hf("var_pred_dropout", 0.5)
+    vocoder_offset: int = hf("vocoder_offset", 4)
 
     @classmethod
     def adjust_from_hf(cls, config, values, source):
@@ -112,6 +146,7 @@ class SeamlessM4TSpec(M2M100Spec):
         archs = config.get("architectures") or []
         values["text_encoder"] = not any(a in SPEECH_ONLY for a in archs)
         values["speech_encoder"] = not any(a in TEXT_ONLY for a in archs)
+        values["speech_output"] = not archs or any(a.endswith(("Model", "ToSpeech")) for a in archs)
         return values
 
     def validate(self, source="config.json"):
@@ -139,14 +174,14 @@ class SeamlessM4TBackbone(BartBackbone):
     spec_cls = SeamlessM4TSpec
     base_model_prefix = ""
     hf_architecture = "SeamlessM4TModel"
-    verified_backends = ("jax", "torch", "tensorflow")  # text / speech to text (no t2u, no vocoder)
-    not_covered = 'speech output: the text-to-unit model and the vocoder'  # shown beside the row in docs/models.md
+    verified_backends = ("jax", "torch", "tensorflow")  # text / speech to text and speech output
     encoder_block_names = decoder_block_names = SEAMLESS_NAMES
     reads_untied_tables = True
     token_table_names = ("shared.weight", "text_encoder.embed_tokens.weight", "text_decoder.embed_tokens.weight")
     hf_ignore = ("*num_batches_tracked", "*embed_positions.weights", "*embed_positions.inv_freq",
                  "*embed_positions.pe")
-    hf_known_unused = ("t2u_model.*", "vocoder.*")
+    hf_known_unused = ("t2u_model.*", "vocoder.*")  # read when speech_output (an instance sets ())
+    t2u_cls = SeamlessT2U
     speech_conv_norm = "batch"  # v1's conformer convolution module (v2: "layer")
     architecture_prefix = "SeamlessM4T"
 
@@ -157,7 +192,9 @@ class SeamlessM4TBackbone(BartBackbone):
                  adaptor_stride=8, num_adapter_layers=1, speech_encoder_dropout=0.0, adaptor_dropout=0.1,
                  text_encoder=True, speech_encoder=True, left_max_position_embeddings=64,
                  right_max_position_embeddings=8, speech_encoder_chunk_size=None, speech_encoder_left_chunk_num=128,
-                 hf_model_type="seamless_m4t", **kwargs):
+                 hf_model_type="seamless_m4t", speech_output=False, **kwargs):
+        fields = T2U_FIELDS + (V2_FIELDS if self.t2u_cls is SeamlessT2Uv2 else ())
+        self.speech_out_fields = {name: kwargs.pop(name) for name in fields if name in kwargs}
         num_encoder_layers = kwargs.pop("num_encoder_layers")
         # no text encoder: no blocks built (num_encoder_layers is kept for config.json)
         super().__init__(*args, num_encoder_layers=num_encoder_layers if text_encoder else 0,
@@ -171,8 +208,23 @@ class SeamlessM4TBackbone(BartBackbone):
         self.speech_fields = {name: local[name] for name in SPEECH_FIELDS}
         self.text_encoder, self.speech_encoder_on = text_encoder, speech_encoder
         p = self.architecture_prefix
+        self.speech_output = speech_output
+        out = "Speech" if speech_output else "Text"
         self.hf_architecture = (f"{p}Model" if text_encoder and speech_encoder else
-                                f"{p}ForTextToText" if text_encoder else f"{p}ForSpeechToText")
+                                f"{p}ForTextTo{out}" if text_encoder else f"{p}ForSpeechTo{out}")
+        self.t2u_model = self.vocoder = None
+        if speech_output:
+            missing = [n for n in fields if n not in self.speech_out_fields]
+            if missing:
+                raise ConfigError(f"speech_output=True needs {', '.join(missing)}")
+            cfg = self.speech_out_fields
+            text = dict(hidden_act=self.hidden_act, scale_embedding=self.scale_embedding,
+                        initializer_range=self.initializer_range)
+            self.t2u_model = self.t2u_cls(self.hidden_size, cfg, text, name="t2u_model", dtype=self.dtype_policy)
+            self.t2u_model.build(None)
+            self.vocoder = SeamlessCodeHifiGan(cfg, cfg["t2u_pad_token_id"], name="vocoder", dtype=self.dtype_policy)
+            self.vocoder.build(None)
+            self.hf_known_unused = ()  # the t2u model and vocoder are read
         self.speech_encoder = None
         if speech_encoder:
             self.speech_encoder = SeamlessSpeechEncoder(
@@ -250,11 +302,15 @@ class SeamlessM4TBackbone(BartBackbone):
             r += norm_rules(f"{side}.layer_norm", final)
         if self.speech_encoder is not None:
             r += self.speech_encoder.rules("speech_encoder.")
+        if self.t2u_model is not None:
+            r += mount(self.t2u_model.rules(""), "t2u_model.") + mount(self.vocoder.rules(""), "vocoder.")
         return r
 
     def get_config(self):
         config = super().get_config()
         config.update(self.speech_fields)
+        config.update(self.speech_out_fields)
+        config["speech_output"] = self.speech_output
         return config
 
 
@@ -271,7 +327,12 @@ class SeamlessM4Tv2Spec(SeamlessM4TSpec):
     causal depthwise conv with a LayerNorm, and chunked self-attention."""
 
     architecture: ClassVar[str] = "SeamlessM4Tv2Model"
-    ignored: ClassVar[tuple] = SeamlessM4TSpec.ignored + ("char_vocab_size",)
+    t2u_max_position_embeddings: int = dim("t2u_max_position_embeddings", 4096)
+    char_vocab_size: int = dim("char_vocab_size", 10943)
+    t2u_variance_predictor_embed_dim: int = dim("t2u_variance_predictor_embed_dim", 1024)
+    t2u_variance_predictor_hidden_dim: int = dim("t2u_variance_predictor_hidden_dim", 256)
+    t2u_variance_predictor_kernel_size: int = dim("t2u_variance_predictor_kernel_size", 3)
+    t2u_variance_pred_dropout: float = hf("t2u_variance_pred_dropout", 0.5)
     max_position_embeddings: int = dim("max_position_embeddings", 4096)
     position_embeddings_type: str | None = hf("position_embeddings_type", "relative_key", read=_v2_position_type,
                                               doc="'relative_key' or null (none)")
@@ -295,11 +356,11 @@ class SeamlessM4Tv2Backbone(SeamlessM4TBackbone):
 
     spec_cls = SeamlessM4Tv2Spec
     hf_architecture = "SeamlessM4Tv2Model"
-    verified_backends = ("jax", "torch", "tensorflow")  # text / speech to text (no t2u, no vocoder)
-    not_covered = 'speech output: the text-to-unit model and the vocoder'  # shown beside the row in docs/models.md
+    verified_backends = ("jax", "torch", "tensorflow")  # text / speech to text and speech output
     reads_untied_tables = True
     speech_conv_norm = "layer"
     architecture_prefix = "SeamlessM4Tv2"
+    t2u_cls = SeamlessT2Uv2
 
     def __init__(self, *args, hf_model_type="seamless_m4t_v2", **kwargs):
         super().__init__(*args, hf_model_type=hf_model_type, **kwargs)

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models.errors import InputError
 from keras_models.generation.config import GenerationError
 from keras_models.models.registry import register_task
 from keras_models.models.seamless_m4t.backbone import SeamlessM4TBackbone, SeamlessM4Tv2Backbone
@@ -45,9 +46,22 @@ class SeamlessM4TSeq2SeqLM(Seq2SeqLM):
         return np.array([[self.decoder_start_token_id, codes[lang]]] * batch, "int32")
 
     def generate(self, inputs=None, generation_config=None, *, input_features=None, attention_mask=None,
-                 decoder_input_ids=None, tgt_lang=None, tokenizer=None, **kwargs):
+                 decoder_input_ids=None, tgt_lang=None, tokenizer=None, generate_speech=False, speaker_id=0,
+                 return_intermediate_token_ids=False, **kwargs):
         """Text ids of ``inputs`` (``input_ids``, strings or a dict) or of ``input_features``
-        (with ``attention_mask``): the decoder prompt followed by the new ids."""
+        (with ``attention_mask``): the decoder prompt followed by the new ids.
+
+        ``generate_speech=True`` (checkpoints with the t2u model and vocoder: SeamlessM4TModel,
+        ForTextToSpeech, ForSpeechToSpeech) translates into speech as Transformers'
+        ``generate(..., generate_speech=True)``: needs ``tgt_lang``; ``speaker_id`` picks the
+        vocoder speaker; returns ``(waveform (batch, samples), waveform_lengths (batch,))`` as numpy,
+        or with ``return_intermediate_token_ids`` a dict adding ``sequences`` (text ids) and
+        ``unit_sequences``. Keyword arguments go to both generations; ``text_*`` / ``speech_*``
+        prefixed ones to one (v1 units are greedy, ``speech_max_new_tokens`` defaults to
+        ``t2u_max_new_tokens``; v2 units are the argmax of one pass)."""
+        if generate_speech:
+            return self._generate_speech(inputs, generation_config, input_features, attention_mask, tgt_lang,
+                                         tokenizer, speaker_id, return_intermediate_token_ids, kwargs)
         if isinstance(inputs, dict) and "input_features" in inputs:
             input_features = inputs["input_features"]
             attention_mask = inputs.get("attention_mask", attention_mask)
@@ -72,6 +86,121 @@ class SeamlessM4TSeq2SeqLM(Seq2SeqLM):
                 inputs = {"input_ids": inputs, "attention_mask": attention_mask}
         return super().generate(inputs, generation_config, decoder_input_ids=decoder_input_ids, tokenizer=tokenizer,
                                 **kwargs)
+
+    # --- speech output --------------------------------------------------------------------------
+    def _generation_table(self, key):
+        return (getattr(self.generation_config, "ignored", None) or {}).get(key)
+
+    def _text_ids(self, inputs, attention_mask, tokenizer):
+        tok = tokenizer if tokenizer is not None else self.preprocessor
+        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
+                                       and all(isinstance(t, str) for t in inputs)):
+            if tok is None:
+                raise InputError("generate: text inputs need a tokenizer (pass tokenizer=)")
+            enc = tok([inputs] if isinstance(inputs, str) else list(inputs), padding=True, return_tensors=None)
+            return np.asarray(enc["input_ids"]), np.asarray(enc["attention_mask"])
+        if isinstance(inputs, dict):
+            ids = inputs.get("input_ids")
+            attention_mask = inputs.get("attention_mask", attention_mask)
+        else:
+            ids = inputs
+        if ids is None:
+            raise InputError("generate: give input_ids (text) or input_features (speech)")
+        ids = np.asarray(ops.convert_to_numpy(ids))
+        ids = ids[None] if ids.ndim == 1 else ids
+        mask = np.ones_like(ids) if attention_mask is None else np.asarray(ops.convert_to_numpy(attention_mask))
+        return ids, mask.reshape(ids.shape)
+
+    def _generate_speech(self, inputs, generation_config, input_features, attention_mask, tgt_lang, tokenizer,
+                         speaker_id, return_intermediate, kwargs):
+        b = self.backbone
+        if b.t2u_model is None:
+            raise InputError(f"generate_speech: this {b.hf_architecture} checkpoint has no text-to-unit model and "
+                             "vocoder (use a SeamlessM4TModel / ForTextToSpeech / ForSpeechToSpeech checkpoint)")
+        if tgt_lang is None:
+            raise InputError("generate_speech needs tgt_lang (the language of the speech)")
+        lang = str(tgt_lang).replace("__", "")
+        tables = {}
+        for key in ("text_decoder_lang_to_code_id", "t2u_lang_code_to_id", "vocoder_lang_code_to_id"):
+            table = self._generation_table(key)
+            if not table:
+                raise GenerationError(f"generate_speech: generation_config.json has no {key}")
+            if lang not in table:
+                raise GenerationError(f"generate_speech: tgt_lang={tgt_lang!r} is not in {key} "
+                                      f"({', '.join(sorted(table)[:12])}...)")
+            tables[key] = table
+        cfg = b.speech_out_fields
+        if not 0 <= int(speaker_id) < cfg["vocoder_num_spkrs"]:
+            raise InputError(f"speaker_id must be in 0..{cfg['vocoder_num_spkrs'] - 1} (vocoder_num_spkrs), "
+                             f"got {speaker_id}")
+        text_kw, speech_kw = {}, {}
+        for key, value in kwargs.items():
+            if key.startswith("text_"):
+                text_kw[key[5:]] = value
+            elif key.startswith("speech_"):
+                speech_kw[key[7:]] = value
+        for key, value in kwargs.items():
+            if not key.startswith(("text_", "speech_")):
+                text_kw.setdefault(key, value)
+                speech_kw.setdefault(key, value)
+        if speech_kw.get("do_sample") or speech_kw.get("num_beams", 1) != 1:
+            raise GenerationError("generate_speech: the units are greedy here (speech_do_sample / speech_num_beams "
+                                  "are not supported)")
+        # 1. text
+        if isinstance(inputs, dict) and "input_features" in inputs:
+            input_features = inputs["input_features"]
+            attention_mask = inputs.get("attention_mask", attention_mask)
+        if input_features is not None:
+            feats = np.asarray(ops.convert_to_numpy(input_features), "float32")
+            feats = feats[None] if feats.ndim == 2 else feats
+            sequences = self.generate(generation_config=generation_config, input_features=feats,
+                                      attention_mask=attention_mask, tgt_lang=lang, **text_kw)
+            enc = b.encode_speech(feats, attention_mask)
+            enc_mask = None if attention_mask is None else b.encoder_mask(attention_mask, ops.shape(enc)[1])
+        else:
+            ids, mask = self._text_ids(inputs, attention_mask, tokenizer)
+            sequences = self.generate({"input_ids": ids, "attention_mask": mask}, generation_config, tgt_lang=lang,
+                                      **text_kw)
+            enc = b.encode(ops.convert_to_tensor(ids.astype("int32")), ops.convert_to_tensor(mask.astype("int32")))
+            enc_mask = ops.convert_to_tensor(mask.astype("int32"))
+        sequences = np.asarray(ops.convert_to_numpy(sequences)).astype("int32")
+        rows, pad = sequences.shape[0], b.pad_token_id
+        v2 = b.hf_model_type == "seamless_m4t_v2"
+        # 2. units from the text decoder's last hidden states (v2: without the final column)
+        text = sequences[:, :-1] if v2 else sequences
+        hidden = b.decode(ops.convert_to_tensor(text), enc, enc_mask)
+        t2u_mask = (np.arange(text.shape[1])[None] < (text != pad).sum(1)[:, None]).astype("int32")
+        t2u_lang = tables["t2u_lang_code_to_id"][lang]
+        unit_pad, unit_eos = cfg["t2u_pad_token_id"], cfg["t2u_eos_token_id"]
+        if v2:
+            id_to_text, char_to_id = self._generation_table("id_to_text"), self._generation_table("char_to_id")
+            if not id_to_text or not char_to_id:
+                raise GenerationError("generate_speech: SeamlessM4Tv2 needs id_to_text and char_to_id in "
+                                      "generation_config.json")
+            from keras_models.models.seamless_m4t.speech_output import char_inputs
+
+            words = sequences[:, 2:-1]
+            words = np.where(words == b.eos_token_id, pad, words)
+            chars, counts = char_inputs(words, id_to_text, char_to_id, pad)
+            logits, frames = b.t2u_model.units(hidden, t2u_mask, chars, counts)
+            units = np.asarray(ops.convert_to_numpy(ops.argmax(logits, axis=-1))).astype("int64")
+            unit_sequences = units.copy()
+            units = np.where((units == unit_eos) | ~frames, unit_pad, units)
+        else:
+            prompt = np.array([[unit_eos, t2u_lang]] * rows, "int32")
+            steps = int(speech_kw.get("max_new_tokens") or cfg["t2u_max_new_tokens"])
+            unit_sequences = b.t2u_model.generate_units(hidden, t2u_mask, prompt, steps)
+            units = unit_sequences[:, prompt.shape[1]:].astype("int64")
+            units = np.where(units == unit_eos, unit_pad, units)
+        units = np.where(units == unit_pad, units, units - cfg["vocoder_offset"])
+        # 3. waveform
+        voc_lang = tables["vocoder_lang_code_to_id"][lang]
+        wave, lengths = b.vocoder.synthesize(units, [int(speaker_id)] * rows, [voc_lang] * rows)
+        wave = np.asarray(ops.convert_to_numpy(wave))
+        if return_intermediate:
+            return {"waveform": wave, "waveform_lengths": lengths, "sequences": sequences,
+                    "unit_sequences": unit_sequences}
+        return wave, lengths
 
 
 
