@@ -1,8 +1,9 @@
 """Jukebox (removed from Transformers 5) against references recorded with Transformers 4.57.1
 (tests/audio/removed_golden/record_jukebox.py): the VQ-VAE's codes and decoded audio, every prior's
 logits and losses (top merged lyrics+music prior with timing conditioning; two upsamplers conditioned
-on the upper level's codes), the labels' metadata, and the tokenizer's ids. Sampling is not covered
-(no reference: see the recording script)."""
+on the upper level's codes), the labels' metadata, the tokenizer's ids, and greedy sampling (top_k=1):
+ancestral over all three levels, continued from a waveform's codes, and the top level over two
+overlapping windows, equal codes (and the top prior's raw lyrics+music ids) and decoded audio."""
 
 import json
 import shutil
@@ -14,10 +15,14 @@ import pytest
 import keras_models as km
 from keras_models.errors import ConfigError, InputError
 from keras_models.models.jukebox import JukeboxBackbone, JukeboxTokenizer
-from tests.parity import assert_close, to_numpy
+from tests.parity import assert_close, jit_under_jax, to_numpy
 
 GOLDEN = Path(__file__).parent / "removed_golden"
 FOLDER = GOLDEN / "jukebox" / "merged"
+
+
+def _prime_audio():
+    return dict(np.load(GOLDEN / "jukebox.npz"))["in_audio"][:, :16]
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +33,12 @@ def model_and_data():
 def test_jukebox_vqvae(model_and_data):
     model, data = model_and_data
     assert isinstance(model, JukeboxBackbone)
-    codes = model.encode(data["in_audio"])
+    codes = jit_under_jax(model.encode)(data["in_audio"])
     for lvl in range(3):
         np.testing.assert_array_equal(to_numpy(codes[lvl]), data[f"merged__codes_{lvl}"])
     for start in range(3):
-        assert_close(model.decode([data[f"merged__codes_{lvl}"] for lvl in range(start, 3)], start_level=start),
+        decode = jit_under_jax(lambda codes: model.decode(codes, start_level=start))
+        assert_close(decode([data[f"merged__codes_{lvl}"] for lvl in range(start, 3)]),
                      data[f"merged__decoded_{start}"], what=f"jukebox decode from level {start}")
 
 
@@ -44,10 +50,56 @@ def test_jukebox_priors(model_and_data, level):
     labels = labels[labels != -9][None].repeat(2, 0)
     meta = model.get_metadata(labels, level, start=0, total_length=32, offset=0)
     np.testing.assert_array_equal(meta, data[f"merged__prior{level}_metadata"])
-    out = model.prior_logits(level, music[level], [music[level - 1]] if level else [], meta)
+    out = jit_under_jax(lambda *a: model.prior_logits(level, *a))(music[level], [music[level - 1]] if level else [],
+                                                                  meta)
     assert_close(out["logits"], data[f"merged__prior{level}_logits"], what=f"jukebox prior {level} logits")
     for k in ("loss", "encoder_loss", "next_token_prediction_loss"):
         assert_close(out[k], data[f"merged__prior{level}_{k}"], what=f"jukebox prior {level} {k}")
+
+
+def test_jukebox_sampling(model_and_data):
+    model, _ = model_and_data
+    ref = dict(np.load(GOLDEN / "jukebox_sample.npz"))
+    labels = [ref[f"labels_{lvl}"] for lvl in range(3)]
+    top, merged = model.priors[0], []
+    sample = top.sample
+
+    def recording(*args):  # the top prior's raw lyrics+music ids, as the recording script keeps them
+        out = sample(*args)
+        merged.append(out[1])
+        return out
+
+    top.sample = recording
+    cases = {"ancestral": lambda: model.ancestral_sample(labels, n_samples=2, sample_length=32, top_k=1),
+             "primed": lambda: model.continue_sample([ref[f"primes_{lvl}"] for lvl in range(3)], labels,
+                                                     sample_length=32, top_k=1),
+             "top_windows": lambda: model.ancestral_sample(labels, n_samples=2, sample_length=48, sample_levels=[0],
+                                                           top_k=1)}
+    try:
+        for name, run in cases.items():
+            merged.clear()
+            out = run()
+            for lvl in range(3):
+                np.testing.assert_array_equal(out["music_tokens"][lvl], ref[f"{name}__codes_{lvl}"], err_msg=name)
+            want = [ref[k] for k in sorted(ref) if k.startswith(f"{name}__top_merged_")]
+            assert len(merged) == len(want), name
+            for got, exp in zip(merged, want):
+                np.testing.assert_array_equal(got, exp, err_msg=name)
+            assert_close(out["audio_values"], ref[f"{name}__audio"], what=f"jukebox {name} audio")
+    finally:
+        top.sample = sample
+    # primed_sample = continue_sample from the waveform's codes (in prior order)
+    primed = model.primed_sample(_prime_audio(), labels, sample_length=32, top_k=1, sample_levels=[0])
+    np.testing.assert_array_equal(primed["music_tokens"][0], ref["primed__codes_0"])
+    # drawn (top_k=0 / top_p): the same tokens for a seed, in range
+    a, b = (model.ancestral_sample([x[:1] for x in labels], sample_length=32, sample_levels=[0], top_p=0.9, seed=3)
+            for _ in range(2))
+    np.testing.assert_array_equal(a["music_tokens"][0], b["music_tokens"][0])
+    assert a["music_tokens"][0].shape == (1, 4) and (a["music_tokens"][0] >= 0).all()
+    with pytest.raises(InputError, match="labels"):
+        model.ancestral_sample(labels[:2], sample_length=32)
+    with pytest.raises(InputError, match="sample_levels"):
+        model.ancestral_sample(labels, n_samples=2, sample_length=32, sample_levels=[3])
 
 
 def test_jukebox_tokenizer():

@@ -12,11 +12,17 @@
   lyrics and music tokens as one sequence. :meth:`JukeboxBackbone.prior_logits` returns the logits
   and losses of ``forward_tokens``.
 
+* Sampling (:meth:`JukeboxBackbone.ancestral_sample`, ``continue_sample``, ``upsample``,
+  ``primed_sample``; Transformers' ``_sample``): each prior fills its windows one position at a time
+  over a key/value cache of the whole window, the factorised attention patterns being masks over
+  it; greedy (``top_k=1``) codes equal Transformers'.
+
 Weights keep Transformers' layouts (torch conv / Conv1D shapes); the ops transpose at call time.
-Not built: a separate lyric encoder with cross-attention (jukebox-5b), prime / summary attention,
-and sampling (see ``not_covered``).
+Not built: a separate lyric encoder with cross-attention (jukebox-5b), prime / summary attention
+(see ``not_covered``).
 """
 
+import functools
 import math
 
 import keras
@@ -309,11 +315,12 @@ class JukeboxPriorLayer(_Params):
         head = self.P("prior.fc_proj_out.weight") if self.merged else self.P("prior.embed_tokens.weight")
         return ops.matmul(x, ops.transpose(head))
 
-    def forward(self, music_tokens, music_tokens_conds, metadata):
+    def conditioning(self, music_tokens_conds, metadata):
+        """-> (first (b, 1, hidden): the start position's input, cond (b, n_ctx or 1, hidden): added at
+        every position (lyric positions zero), lyrics (b, n_lyric) ids)."""
         c = self.cfg
         metadata = ops.cast(ops.convert_to_tensor(metadata), "int32")
-        music_tokens = ops.cast(ops.convert_to_tensor(music_tokens), "int32")
-        b = music_tokens.shape[0]
+        b = metadata.shape[0]
         n_labels = metadata.shape[1] - self.n_lyric
         labels, lyrics = metadata[:, :n_labels], metadata[:, n_labels:]
         if c.get("metadata_conditioning", True):
@@ -326,15 +333,22 @@ class JukeboxPriorLayer(_Params):
             cond = self.music_conditioning(ops.cast(ops.convert_to_tensor(music_tokens_conds[0]), "int32"))
         else:
             cond = pos if pos is not None else ops.zeros((b, 1, self.hidden))
+        if self.enc_dec:
+            cond = ops.concatenate([ops.zeros((b, self.n_lyric, self.hidden)), cond], axis=1)
+        return ops.reshape(first, (b, 1, self.hidden)), cond, lyrics
+
+    def forward(self, music_tokens, music_tokens_conds, metadata):
+        c = self.cfg
+        music_tokens = ops.cast(ops.convert_to_tensor(music_tokens), "int32")
+        first, cond, lyrics = self.conditioning(music_tokens_conds, metadata)
         tokens = music_tokens
         if self.enc_dec:
             tokens = ops.concatenate([lyrics, music_tokens + int(c["lyric_vocab_size"])], axis=1)
-            cond = ops.concatenate([ops.zeros((b, self.n_lyric, self.hidden)), cond], axis=1)
         if tokens.shape[1] != self.n_ctx:
             raise InputError(f"prior {self.level}: expected {self.n_ctx - self.n_lyric} music tokens "
                              f"(n_ctx), got {music_tokens.shape[1]}")
         x = ops.take(self.P("prior.embed_tokens.weight"), tokens, axis=0)
-        logits = self.decoder(x, cond, ops.reshape(first, (b, 1, self.hidden)))
+        logits = self.decoder(x, cond, first)
 
         def ce(lg, tg):
             lp = ops.log_softmax(lg, axis=-1)
@@ -347,6 +361,98 @@ class JukeboxPriorLayer(_Params):
         total = n + int(c["n_ctx"])
         loss = c.get("encoder_loss_fraction", 0.4) * enc_loss * n / total + music_loss * int(c["n_ctx"]) / total
         return {"logits": logits, "loss": loss, "encoder_loss": enc_loss, "next_token_prediction_loss": music_loss}
+
+    # --- sampling: one position at a time over a key/value cache of the whole window ---------------
+    def _step_mask(self, f, t):
+        """Keys (n_ctx,) a query at position ``t`` sees, as the factorised attention ``f`` does."""
+        j = ops.arange(self.n_ctx, dtype="int32")
+        bc = self.block_ctx
+        if f == "dense_attn":
+            return j <= t
+        if f == "block_attn":
+            return ops.logical_and(j <= t, (j // bc) == (t // bc))
+        if f == "transpose_block_attn":
+            return ops.logical_and(j <= t, (j % bc) == (t % bc))
+        return (j // bc) == (t // bc - 1)  # prev_block_attn; the first block sees zeros (output 0)
+
+    def step(self, t, token, caches, cond, first):
+        """Logits (b, vocab) at position ``t`` (int32 scalar) whose input is ``token`` (b,), the
+        token at ``t - 1`` (``first`` at ``t == 0``); ``caches`` [(keys, values) (b, n_ctx, attn_dim)]
+        per layer, updated and returned."""
+        from keras_models.generation.backend import write_time_slice
+
+        b = first.shape[0]
+        x = ops.take(self.P("prior.embed_tokens.weight"), token, axis=0)[:, None]
+        x = ops.where(t == 0, first, x)
+        cond_t = cond if cond.shape[1] == 1 else ops.take(cond, t, axis=1)[:, None]
+        x = x + ops.take(self.P("prior.pos_emb.pos_emb"), t, axis=0)[None, None] + cond_t
+        h, hd, a = self.heads, self.attn_dim // self.heads, self.attn_dim
+        out = []
+        for i, (f, (kc, vc)) in enumerate(zip(self.attn_funcs, caches)):
+            q = f"prior.transformer._attn_mods.{i}."
+
+            def lin(y, n):
+                return ops.matmul(y, self.P(q + n + ".weight")) + self.P(q + n + ".bias")
+
+            y = layer_norm(x, self.P(q + "layer_norm_0.weight"), self.P(q + "layer_norm_0.bias"))
+            qkv = lin(y, "attn.c_attn")
+            kc = write_time_slice(kc, qkv[..., a:2 * a], t)
+            vc = write_time_slice(vc, qkv[..., 2 * a:], t)
+            out.append((kc, vc))
+            qh = ops.reshape(qkv[..., :a], (b, h, 1, hd))
+            kh = ops.transpose(ops.reshape(kc, (b, self.n_ctx, h, hd)), (0, 2, 3, 1))
+            vh = ops.transpose(ops.reshape(vc, (b, self.n_ctx, h, hd)), (0, 2, 1, 3))
+            w = ops.matmul(qh, kh) * (hd ** -0.5)
+            w = ops.where(self._step_mask(f, t), w, -1e9)
+            y = ops.reshape(ops.matmul(ops.softmax(w, axis=-1), vh), (b, 1, a))
+            if f == "prev_block_attn":
+                y = y * ops.cast(t >= self.block_ctx, y.dtype)
+            y = lin(y, "attn.c_proj")
+            m = layer_norm(x + y, self.P(q + "layer_norm_1.weight"), self.P(q + "layer_norm_1.bias"))
+            m = lin(self.act(lin(m, "mlp.c_fc")), "mlp.c_proj")
+            x = x + y + m if self.res_scale == 1.0 else x + self.res_scale * (y + m)
+        if not self.merged:
+            x = x + cond_t
+        head = self.P("prior.fc_proj_out.weight") if self.merged else self.P("prior.embed_tokens.weight")
+        return ops.matmul(x[:, 0], ops.transpose(head)), out
+
+    def sample(self, music_tokens, music_tokens_conds, metadata, sample_tokens, select):
+        """Transformers' ``JukeboxPrior.sample`` for one window: ``music_tokens`` (b, p) are the
+        window's codes so far (the prime), ``sample_tokens`` music positions are filled, the new ones
+        chosen by ``select(logits (b, vocab) numpy, step) -> ids``. Returns (music codes (b,
+        sample_tokens) numpy, the raw ids over the whole sequence, lyrics first when merged)."""
+        from keras_models.generation.backend import no_grad
+
+        c = self.cfg
+        music_tokens = np.asarray(music_tokens, "int32")
+        b = music_tokens.shape[0]
+        with no_grad():
+            if getattr(self, "_step_fn", None) is None:
+                self._cond_fn = _jit_under_jax(self, self.conditioning)
+                self._step_fn = _jit_under_jax(self, self.step)
+            conds = [ops.convert_to_tensor(np.asarray(x, "int32")) for x in music_tokens_conds]
+            first, cond, lyrics = self._cond_fn(conds, ops.convert_to_tensor(np.asarray(metadata, "int32")))
+            prime = music_tokens
+            if self.enc_dec:
+                prime = np.concatenate([np.asarray(ops.convert_to_numpy(lyrics), "int32"),
+                                        music_tokens + int(c["lyric_vocab_size"])], axis=1)
+                sample_tokens += self.n_lyric
+            caches = [(ops.zeros((b, self.n_ctx, self.attn_dim)), ops.zeros((b, self.n_ctx, self.attn_dim)))
+                      for _ in self.attn_funcs]
+            tokens = np.zeros((b, sample_tokens), "int32")
+            prev = np.zeros((b,), "int32")
+            for t in range(sample_tokens):
+                logits, caches = self._step_fn(ops.convert_to_tensor(np.int32(t)), ops.convert_to_tensor(prev),
+                                               caches, cond, first)
+                if t < prime.shape[1]:
+                    prev = prime[:, t]
+                else:
+                    prev = np.asarray(select(ops.convert_to_numpy(logits), t), "int32")
+                tokens[:, t] = prev
+        music = tokens[:, self.n_lyric:]
+        if self.enc_dec:  # back to music ids; lyric ids the merged vocabulary may pick become 0
+            music = np.maximum(music - int(c["lyric_vocab_size"]), 0)
+        return music, tokens
 
 
 class JukeboxVQVAELayer(_Params):
@@ -405,6 +511,49 @@ class JukeboxVQVAELayer(_Params):
         return conv1d(h, *out, pad=1)
 
 
+def _starts(total_length, n_ctx, hop_length):
+    """Window starts over ``total_length`` codes: every ``hop_length``, the last one moved back to
+    end at ``total_length``."""
+    return [min(s, total_length - n_ctx) for s in range(0, total_length - n_ctx + hop_length, hop_length)]
+
+
+def _jit_under_jax(layer, fn):
+    """``fn`` compiled on jax (its eager mode compiles every op per shape); eager elsewhere (the
+    tiny steps of these priors run faster eagerly than XLA compiles them on tensorflow)."""
+    from keras_models.generation.backend import compile_fn
+
+    return compile_fn(layer, fn) if keras.backend.backend() == "jax" else fn
+
+
+def _decode_one(vqvae, start_level, codes):
+    return vqvae.decode([codes], start_level)
+
+
+def _select(logits, step, temp, top_k, top_p, rng):
+    """Transformers' Jukebox token choice on numpy logits (b, vocab): / temp, top-k and top-p
+    filtering, then a draw; ``top_k=1`` is the argmax."""
+    del step
+    logits = np.asarray(logits, "float64")
+    if top_k == 1:
+        return np.argmax(logits, axis=-1)
+    logits = logits / temp
+    if top_k > 0:
+        kth = np.sort(logits, axis=-1)[:, -min(top_k, logits.shape[-1])][:, None]
+        logits = np.where(logits < kth, -np.inf, logits)
+    if top_p > 0.0:
+        order = np.argsort(-logits, axis=-1, kind="stable")
+        srt = np.take_along_axis(logits, order, -1)
+        p = np.exp(srt - srt[:, :1])
+        cum = np.cumsum(p / p.sum(-1, keepdims=True), -1)
+        drop = np.concatenate([np.zeros_like(cum[:, :1], bool), cum[:, :-1] > top_p], -1)
+        mask = np.zeros_like(drop)
+        np.put_along_axis(mask, order, drop, -1)
+        logits = np.where(mask, -np.inf, logits)
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.array([rng.choice(p.shape[-1], p=row) for row in p])
+
+
 _SHARED = ("sampling_rate", "timing_dims", "min_duration", "max_duration", "max_nb_genres", "metadata_conditioning")
 
 
@@ -417,8 +566,11 @@ class JukeboxBackbone(Backbone):
     hf_architecture = "JukeboxModel"
     base_model_prefix = ""
     verified_backends = ("jax", "torch", "tensorflow")
-    not_covered = ("ancestral / primed sampling (not built), the separate lyric encoder with cross-attention "
-                   "(jukebox-5b), prime and summary attention layers, lyric-to-music alignment")
+    not_covered = ("the separate lyric encoder with cross-attention (jukebox-5b), prime and summary attention "
+                   "layers (so the released checkpoints' 72-layer top priors), lyric-to-music alignment "
+                   "(compute_alignments), sampling across several windows on the upsamplers (built, conditioned "
+                   "on the window's slice of the upper codes; Transformers 4.57.1 conditions on all of them and "
+                   "fails), sampling equality beyond greedy (top_k/top_p draws use numpy's generator)")
 
     def __init__(self, config=None, **kwargs):
         super().__init__(**kwargs)
@@ -536,6 +688,97 @@ class JukeboxBackbone(Backbone):
         if metadata is None:
             raise InputError("metadata: required (see get_metadata)")
         return self.priors[level].forward(music_tokens, list(music_tokens_conds), metadata)
+
+    # --- sampling (Transformers' JukeboxModel._sample and its entry points) ------------------------
+    def ancestral_sample(self, labels, n_samples=1, **sampling_kwargs):
+        """Codes of every level from nothing: the top prior samples, each upsampler follows
+        conditioned on the level above. ``labels``: the tokenizer's ``input_ids`` (one array per
+        prior, (1 or n_samples, 4 + max_nb_genres + lyric tokens)). Keywords as Transformers'
+        ``_sample`` (``sample_length`` in audio samples or ``sample_length_in_seconds``,
+        ``sample_levels``, ``offset``, ``sampling_temperature``) plus ``top_k``, ``top_p`` (as the
+        priors' ``sample``; ``top_k=1`` is greedy) and ``seed``. Returns ``{"music_tokens": codes per
+        prior level (top first, numpy), "audio_values": the finest sampled level decoded,
+        (batch, samples, channels), numpy}``."""
+        music_tokens = [np.zeros((n_samples, 0), "int64") for _ in self.priors]
+        return self._sample(music_tokens, labels, sampling_kwargs.pop("sample_levels", None), **sampling_kwargs)
+
+    def continue_sample(self, music_tokens, labels, **sampling_kwargs):
+        """Continue ``music_tokens`` (codes per prior level, top first) at every level; see
+        :meth:`ancestral_sample`."""
+        return self._sample(music_tokens, labels, sampling_kwargs.pop("sample_levels", None), **sampling_kwargs)
+
+    def upsample(self, music_tokens, labels, **sampling_kwargs):
+        """Sample every level below the top, conditioned on the given top codes."""
+        levels = sampling_kwargs.pop("sample_levels", list(range(1, len(self.priors))))
+        return self._sample(music_tokens, labels, levels, **sampling_kwargs)
+
+    def primed_sample(self, raw_audio, labels, **sampling_kwargs):
+        """Encode ``raw_audio`` (batch, samples, channels) and continue its codes at every level
+        (Transformers 4.57.1's version hands the codes over finest level first, where the sampler
+        expects the top level's first; here they are in prior order)."""
+        codes = [np.asarray(ops.convert_to_numpy(c)) for c in self.encode(raw_audio)][::-1]
+        return self._sample(codes, labels, sampling_kwargs.pop("sample_levels", None), **sampling_kwargs)
+
+    def _sample(self, music_tokens, labels, sample_levels=None, sample_length=None, sample_length_in_seconds=24,
+                offset=0, sampling_temperature=0.98, top_k=0, top_p=0.0, seed=None, chunk_size=None,
+                sample_tokens=None, max_batch_size=None, lower_batch_size=None):
+        del chunk_size, max_batch_size, lower_batch_size  # memory knobs of Transformers: one pass here
+        n = len(self.priors)
+        if not isinstance(labels, (list, tuple)) or len(labels) != n:
+            raise InputError(f"labels: expected a list of {n} arrays (the tokenizer's input_ids), got {type(labels)}")
+        music_tokens = [np.asarray(ops.convert_to_numpy(t)).astype("int64") for t in music_tokens]
+        if len(music_tokens) != n:
+            raise InputError(f"music_tokens: expected {n} arrays (one per prior level, top first)")
+        rows = music_tokens[0].shape[0]
+        labels = [np.asarray(ops.convert_to_numpy(x)).astype("int64") for x in labels]
+        labels = [np.repeat(x, rows, 0) if x.shape[0] == 1 and rows > 1 else x for x in labels]
+        if any(x.shape[0] != rows for x in labels):
+            raise InputError(f"labels: expected 1 or {rows} rows per level, got {[x.shape[0] for x in labels]}")
+        if sample_tokens is not None:
+            raise InputError("sample_tokens is not supported: give sample_length")
+        top = self.priors[0]
+        total_length = sample_length if sample_length is not None else (
+            int(sample_length_in_seconds * self.config["sampling_rate"]) // top.raw_to_tokens) * top.raw_to_tokens
+        levels = list(range(n)) if sample_levels is None else [int(x) for x in sample_levels]
+        for level in levels:
+            if not 0 <= level < n:
+                raise InputError(f"sample_levels: level {level} must be in [0, {n})")
+        rng = np.random.default_rng(seed)
+        hops = self.config.get("hop_fraction") or self.config["vqvae_config"].get("hop_fraction", [0.125, 0.5, 0.5])
+        for level in levels:
+            prior = self.priors[level]
+            temp = 0.99 if level == n - 1 else sampling_temperature
+            select = functools.partial(_select, temp=temp, top_k=top_k, top_p=top_p, rng=rng)
+            to_sample = total_length // prior.raw_to_tokens
+            n_ctx = int(prior.cfg["n_ctx"])
+            if to_sample >= n_ctx:
+                windows = [(s, n_ctx) for s in _starts(to_sample, n_ctx, int(hops[level] * n_ctx))]
+            else:  # a partial window
+                have = music_tokens[level].shape[1]
+                windows = [(0, have + to_sample) if have < n_ctx - to_sample else (have - n_ctx + to_sample, n_ctx)]
+            for start, length in windows:
+                prev = music_tokens[level][:, start:start + n_ctx]
+                new = length - prev.shape[1]
+                if new <= 0:
+                    continue
+                conds = []
+                if level:
+                    down = prior.cond_downsample
+                    upper = music_tokens[level - 1][:, start // down:(start + n_ctx) // down]
+                    if upper.shape[1] < n_ctx // down:  # zeros past the upper level's end, as Transformers
+                        upper = np.pad(upper, ((0, 0), (0, n_ctx // down - upper.shape[1])))
+                    conds = [upper]
+                meta = self.get_metadata(labels[level], level, start=start, total_length=total_length, offset=offset)
+                codes, _ = prior.sample(prev, conds, meta, length, select)
+                music_tokens[level] = np.concatenate([music_tokens[level], codes[:, -new:]], axis=1)
+        last = max((lvl for lvl in levels if music_tokens[lvl].shape[1]), default=None)
+        audio = None
+        if last is not None:
+            fns = self.__dict__.setdefault("_decode_fns", {})
+            if last not in fns:
+                fns[last] = _jit_under_jax(self.vqvae, functools.partial(_decode_one, self.vqvae, n - 1 - last))
+            audio = ops.convert_to_numpy(fns[last](ops.convert_to_tensor(music_tokens[last].astype("int32"))))
+        return {"music_tokens": music_tokens, "audio_values": audio}
 
     def call(self, inputs):
         values = inputs["input_values"] if isinstance(inputs, dict) else inputs

@@ -1,6 +1,7 @@
 """Records tests/audio/removed_golden/jukebox/ and jukebox.npz (Jukebox, removed from Transformers 5)
 with Transformers 4.57.1, once:
-    PYTHONPATH=/tmp/tf4 python tests/audio/removed_golden/record_jukebox.py
+    PYTHONPATH=/tmp/tf4 python tests/audio/removed_golden/record_jukebox.py [sampling]
+(``sampling``: only the sampling references, jukebox_sample.npz, from the saved ``merged`` checkpoint.)
 
 One tiny JukeboxModel checkpoint ``merged`` (as openai/jukebox-1b-lyrics; a 3-level VQ-VAE with
 16-entry codebooks, 3 priors of width 8): the top prior is the merged lyrics+music decoder (3 layers
@@ -10,7 +11,17 @@ timing conditioning on the top level.
 Recorded: the VQ-VAE codes of a waveform and the audio decoded from each start level; every prior's
 logits (``forward_tokens(get_preds=True)``; for the upsamplers, which have no lyric encoder and whose
 forward_tokens fails in 4.57.1, the same computation: get_cond + the decoder) and losses on those
-codes with the tokenizer's labels. Sampling is not recorded (not built here).
+codes with the tokenizer's labels.
+Sampling (jukebox_sample.npz): 4.57.1's ``_sample`` passes no ``top_k`` to the priors, so each prior's
+``sample`` is wrapped to pass ``top_k=1`` (greedy, deterministic: the filtered distribution keeps only
+the argmax). Recorded for two rows with different artists/genres: ``ancestral_sample`` of 32 samples
+(one n_ctx window per level: 4 / 8 / 16 codes), ``continue_sample`` from the VQ-VAE codes of the
+waveform's first 16 samples (each level primed with its half of the codes; 4.57.1's ``primed_sample``
+hands ``_sample`` the codes finest level first, where it expects the top prior's first, so it is not used), and the top level alone over 48 samples
+(``sample_levels=[0]``: two overlapping windows at hop 2, each primed with the previous window's
+codes and its own lyric window). Also the top prior's raw lyrics+music tokens of each window
+(before the shift back to music ids and the clamp at 0, which maps every lyric id it picks to 0). The audio is the VQ-VAE decoding of the finest sampled level's codes
+(``_sample``'s save_results decodes the coarsest codes' list entry with level 0's decoder instead).
 The tokenizer (tiny artists/genres/lyrics vocabularies, v3 and v2 versions) ids for a few inputs.
 Every parameter is drawn afresh (4.57.1's init leaves some torch.empty ones as garbage) and the
 codebooks are random; outputs are computed after reloading the saved files.
@@ -84,6 +95,52 @@ def build(kind):
     return JukeboxModel.from_pretrained(folder).eval(), folder
 
 
+LYRICS = "a bcd, ef!"
+
+
+def record_sampling(model, tok, audio):
+    import functools
+
+    for prior in model.priors:  # greedy: 4.57.1's _sample passes no top_k to the priors
+        prior.sample = functools.partial(prior.sample, top_k=1)
+    top, merged = model.priors[0], []  # the top prior's raw lyrics+music tokens, before the shift back and clamp
+    post = top.prior_postprocess
+    top.prior_postprocess = lambda tokens: (merged.append(tokens.clone()), post(tokens))[1]
+    rows = [tok("Alan Jackson", "Country", LYRICS)["input_ids"], tok("Frank Sinatra", "Jazz", LYRICS)["input_ids"]]
+    labels = [torch.cat([a, b], 0) for a, b in zip(*rows)]
+    out = {f"labels_{lvl}": x.numpy() for lvl, x in enumerate(labels)}
+    with torch.no_grad():
+        primes = model.vqvae.encode(audio[:, :16], start_level=0, end_level=3)[::-1]  # prior order: top first
+        for lvl, c in enumerate(primes):
+            out[f"primes_{lvl}"] = c.numpy()
+        cases = {"ancestral": lambda: model.ancestral_sample(labels, n_samples=2, sample_length=32, save_results=False),
+                 "primed": lambda: model.continue_sample([c.clone() for c in primes], labels, sample_length=32,
+                                                         save_results=False),
+                 "top_windows": lambda: model.ancestral_sample(labels, n_samples=2, sample_length=48,
+                                                               sample_levels=[0], save_results=False)}
+        for name, run in cases.items():
+            merged.clear()
+            codes = run()
+            for lvl, c in enumerate(codes):
+                out[f"{name}__codes_{lvl}"] = c.numpy()
+            for i, m in enumerate(merged):
+                out[f"{name}__top_merged_{i}"] = m.numpy()
+            last = max(lvl for lvl, c in enumerate(codes) if c.shape[1])
+            out[f"{name}__audio"] = model.vqvae.decode([codes[last]], start_level=len(codes) - 1 - last).numpy()
+    np.savez_compressed(HERE / "jukebox_sample.npz", **out)
+    print({k: v.shape for k, v in out.items()})
+
+
+def main_sampling():
+    from transformers import JukeboxModel, JukeboxTokenizer
+
+    folder = HERE / "jukebox" / "merged"
+    t = torch.arange(32, dtype=torch.float32)
+    audio = (0.5 * torch.sin(t * 0.7) + 0.3 * torch.cos(t * 0.23 + 1.0)).view(1, 32, 1)
+    audio = torch.cat([audio, -0.8 * audio.flip(1)], 0)
+    record_sampling(JukeboxModel.from_pretrained(folder).eval(), JukeboxTokenizer.from_pretrained(folder), audio)
+
+
 def main():
     from transformers import JukeboxTokenizer
 
@@ -95,7 +152,7 @@ def main():
     for kind in ("merged",):
         model, folder = build(kind)
         tok = JukeboxTokenizer.from_pretrained(folder)
-        labels = tok("Alan Jackson", "Country", "a bcd, ef!")["input_ids"]
+        labels = tok("Alan Jackson", "Country", LYRICS)["input_ids"]
         results[f"{kind}__labels"] = np.stack([np.pad(x[0].numpy(), (0, 20 - x.shape[1]), constant_values=-9)
                                                for x in labels])
         with torch.no_grad():
@@ -135,7 +192,10 @@ def main():
     (HERE / "jukebox" / "tokenizer_ids.json").write_text(json.dumps({"cases": cases, "ids": tok_out}, indent=0))
     np.savez_compressed(HERE / "jukebox.npz", **results)
     print({k: v.shape for k, v in results.items()})
+    main_sampling()
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main_sampling() if sys.argv[1:] == ["sampling"] else main()
