@@ -429,7 +429,7 @@ class JukeboxPriorLayer(_Params):
         with no_grad():
             if getattr(self, "_step_fn", None) is None:
                 self._cond_fn = _jit_under_jax(self, self.conditioning)
-                self._step_fn = _jit_under_jax(self, self.step)
+                self._step_fn = _jit_under_jax(self, self.step, graph_on_tensorflow=True)
             conds = [ops.convert_to_tensor(np.asarray(x, "int32")) for x in music_tokens_conds]
             first, cond, lyrics = self._cond_fn(conds, ops.convert_to_tensor(np.asarray(metadata, "int32")))
             prime = music_tokens
@@ -517,12 +517,18 @@ def _starts(total_length, n_ctx, hop_length):
     return [min(s, total_length - n_ctx) for s in range(0, total_length - n_ctx + hop_length, hop_length)]
 
 
-def _jit_under_jax(layer, fn):
-    """``fn`` compiled on jax (its eager mode compiles every op per shape); eager elsewhere (the
-    tiny steps of these priors run faster eagerly than XLA compiles them on tensorflow)."""
+def _jit_under_jax(layer, fn, graph_on_tensorflow=False):
+    """``fn`` compiled on jax (its eager mode compiles every op per shape); on tensorflow a graph
+    without XLA where asked (XLA compiles these tiny steps slower than they run); eager elsewhere."""
     from keras_models.generation.backend import compile_fn
 
-    return compile_fn(layer, fn) if keras.backend.backend() == "jax" else fn
+    if keras.backend.backend() == "jax":
+        return compile_fn(layer, fn)
+    if graph_on_tensorflow and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(fn, reduce_retracing=False)
+    return fn
 
 
 def _decode_one(vqvae, start_level, codes):
@@ -716,7 +722,7 @@ class JukeboxBackbone(Backbone):
         """Encode ``raw_audio`` (batch, samples, channels) and continue its codes at every level
         (Transformers 4.57.1's version hands the codes over finest level first, where the sampler
         expects the top level's first; here they are in prior order)."""
-        codes = [np.asarray(ops.convert_to_numpy(c)) for c in self.encode(raw_audio)][::-1]
+        codes = [np.asarray(ops.convert_to_numpy(c)) for c in _jit_under_jax(self.vqvae, self.encode)(raw_audio)][::-1]
         return self._sample(codes, labels, sampling_kwargs.pop("sample_levels", None), **sampling_kwargs)
 
     def _sample(self, music_tokens, labels, sample_levels=None, sample_length=None, sample_length_in_seconds=24,
