@@ -12,6 +12,10 @@ cd "$(dirname "$0")/.."
 export KM_TEST_CACHE="${KM_TEST_CACHE:-$PWD/.cache/test_refs}"
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false TF_CPP_MIN_LOG_LEVEL=3
 export KM_BACKEND_INDEPENDENT_ONCE=1
+# One intra-op thread per process: two processes share the 2 cores, and torch's OpenMP threads
+# spin-wait on each other there (tests/models/test_decoders.py on torch beside another pass: 64 s
+# with 2 threads, 29 s with 1). jax and TensorFlow measured the same either way.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 backends=${BACKENDS:-torch jax tensorflow}
 logs=$(mktemp -d)
 run() {  # run BACKEND: one pytest pass, output to $logs/BACKEND.log, exit code to $logs/BACKEND.rc
