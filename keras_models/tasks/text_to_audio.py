@@ -26,6 +26,32 @@ GENERATION_KEYS = ("max_length", "max_new_tokens", "do_sample", "guidance_scale"
                    "decoder_start_token_id", "pad_token_id", "eos_token_id")
 
 
+def text_inputs(inputs, tokenizer, attention_mask=None):
+    """``(input_ids, attention_mask)``, numpy int32 (batch, length), for a generate call's text
+    input: strings (through ``tokenizer``, padded), a dict with ``input_ids`` (and optionally
+    ``attention_mask``), or an id array; ``attention_mask`` is the mask passed beside them."""
+    if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
+                                   and all(isinstance(t, str) for t in inputs)):
+        if tokenizer is None:
+            raise InputError("generate: text inputs need a tokenizer (pass tokenizer=)")
+        enc = tokenizer([inputs] if isinstance(inputs, str) else list(inputs), padding=True, return_tensors=None)
+        ids, mask = np.asarray(enc["input_ids"]), np.asarray(enc["attention_mask"])
+    else:
+        if isinstance(inputs, dict):
+            if "input_ids" not in inputs:
+                raise InputError(f"generate: an input dict needs 'input_ids', got {sorted(inputs)}")
+            inputs, attention_mask = inputs["input_ids"], inputs.get("attention_mask", attention_mask)
+        elif inputs is None:
+            raise InputError("generate: give text, a dict with 'input_ids', or an id array")
+        ids = np.asarray(ops.convert_to_numpy(inputs))
+        mask = np.ones_like(ids) if attention_mask is None else np.asarray(ops.convert_to_numpy(attention_mask))
+    ids, mask = (ids[None] if ids.ndim == 1 else ids), (mask[None] if mask.ndim == 1 else mask)
+    if ids.ndim != 2 or mask.shape != ids.shape:
+        raise InputError(f"generate: input_ids must be (batch, length) with a mask of the same shape, got "
+                         f"{ids.shape} and {mask.shape}")
+    return ids.astype("int32"), mask.astype("int32")
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 class TextToAudio(Task):
     task_name = "TextToAudio"
@@ -65,30 +91,7 @@ class TextToAudio(Task):
 
     def _text_inputs(self, inputs, tokenizer=None):
         """(input_ids, attention_mask) numpy int32 from strings, a dict or an id array."""
-        tok = tokenizer if tokenizer is not None else self.preprocessor
-        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
-                                       and all(isinstance(t, str) for t in inputs)):
-            if tok is None:
-                raise InputError("generate: text inputs need a tokenizer (pass tokenizer=)")
-            enc = tok([inputs] if isinstance(inputs, str) else list(inputs), padding=True, return_tensors=None)
-            ids, mask = np.asarray(enc["input_ids"]), np.asarray(enc["attention_mask"])
-        elif isinstance(inputs, dict):
-            if "input_ids" not in inputs:
-                raise InputError(f"generate: an input dict needs 'input_ids', got {sorted(inputs)}")
-            ids = np.asarray(ops.convert_to_numpy(inputs["input_ids"]))
-            m = inputs.get("attention_mask")
-            mask = np.ones_like(ids) if m is None else np.asarray(ops.convert_to_numpy(m))
-        elif inputs is None:
-            raise InputError("generate: give text, a dict with 'input_ids', or an id array")
-        else:
-            ids = np.asarray(ops.convert_to_numpy(inputs))
-            mask = np.ones_like(ids)
-        if ids.ndim == 1:
-            ids, mask = ids[None], mask[None]
-        if ids.ndim != 2 or mask.shape != ids.shape:
-            raise InputError(f"generate: input_ids must be (batch, length) with a mask of the same shape, got "
-                             f"{ids.shape} and {mask.shape}")
-        return ids.astype("int32"), mask.astype("int32")
+        return text_inputs(inputs, tokenizer if tokenizer is not None else self.preprocessor)
 
     def generate(self, inputs=None, *, tokenizer=None, return_codes=False, **kwargs):
         """The waveform (batch, channels, samples) for text(s), a dict with ``input_ids`` /

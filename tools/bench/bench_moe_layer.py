@@ -3,9 +3,10 @@ Transformers' Qwen3MoeSparseMoeBlock, side by side in one run, for 1, 8 and 64 r
 
     KERAS_BACKEND=<backend> python tools/bench/bench_moe_layer.py
 
-"ours sparse" is the layer's own dispatch (keras_models.layers.moe: eager gather + segment_sum
-under torch, per-expert cond inside tf.function, dense under jax jit); "ours dense" computes every
-expert on every row. Best of 5 after one warm-up call; both libraries on 2 threads.
+"ours sparse" is the layer's own dispatch (keras_models.layers.moe: eager gather + index_add_
+under torch, called as the decode loop calls it -- inference mode, ``direct_layer_calls`` --, per-expert
+cond inside tf.function, dense under jax jit); "ours dense" computes every
+expert on every row. Best of 20 after one warm-up call; both libraries on 2 threads.
 """
 import time
 import numpy as np
@@ -13,14 +14,15 @@ import keras, torch
 from keras import ops
 from keras_models.layers.moe import MoE
 import transformers
-torch.set_num_threads(2)
+import os
+torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 2)))
 E, K, H, I = 64, 8, 1024, 384
 cfg = transformers.Qwen3MoeConfig(hidden_size=H, moe_intermediate_size=I, num_experts=E, num_experts_per_tok=K, norm_topk_prob=True)
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 hf = Qwen3MoeSparseMoeBlock(cfg).eval()
 layer = MoE(H, I, E, K, normalize_top_k=True); layer.build((None, None, H))
 backend = keras.backend.backend()
-def timeit(fn, n=5):
+def timeit(fn, n=20):
     fn(); ts=[]
     for _ in range(n):
         t=time.perf_counter(); fn(); ts.append(time.perf_counter()-t)
@@ -28,7 +30,7 @@ def timeit(fn, n=5):
 for T in (1, 8, 64):
     x = np.random.default_rng(0).normal(size=(1, T, H)).astype("float32")
     xt = torch.tensor(x)
-    with torch.no_grad():
+    with torch.inference_mode():
         t_hf = timeit(lambda: hf(xt))
     xk = ops.convert_to_tensor(x)
     if backend == "jax":
@@ -39,9 +41,12 @@ for T in (1, 8, 64):
         import tensorflow as tf
         f = tf.function(lambda x: layer(x)); g = tf.function(lambda x: layer.routed(x, layer.routing_weights(x), mode="dense"))
         run = lambda fn: fn(xk).numpy()
-    else:
+    else:  # as the torch decode loop calls it: inference mode, Keras' per-call checks skipped
+        from keras_models.generation.backend import direct_layer_calls
         f = lambda x: layer(x); g = lambda x: layer.routed(x, layer.routing_weights(x), mode="dense")
-        run = lambda fn: fn(xk)
-    with torch.no_grad():
+        def run(fn):
+            with direct_layer_calls(layer):
+                return fn(xk)
+    with torch.inference_mode():
         t_sparse = timeit(lambda: run(f)); t_dense = timeit(lambda: run(g))
     print(f"{backend} T={T}: transformers {t_hf:.1f} ms | ours sparse {t_sparse:.1f} ms | ours dense {t_dense:.1f} ms", flush=True)

@@ -30,7 +30,7 @@ from keras_models.layers.bucketed_position_bias import sinusoidal_table
 from keras_models.layers.masks import padding_bias
 from keras_models.layers.seq2seq_block import Seq2SeqBlock, norm_rules
 from keras_models.models.encoder_decoder.rules import attention_rules, block_rules, dense_rules
-from keras_models.models.speecht5.hifigan import HifiGanConv
+from keras_models.models.speecht5.hifigan import HifiGanConv, hifi_gan
 from keras_models.presets.weight_map import Rule
 
 NAMES = {
@@ -200,18 +200,7 @@ class SeamlessCodeHifiGan(keras.layers.Layer):
         self.built = True
 
     def hifi_gan(self, x):
-        slope, n = self.cfg["leaky_relu_slope"], len(self.cfg["resblock_kernel_sizes"])
-        x = self.conv_pre(x)
-        for i, up in enumerate(self.upsampler):
-            x = up(ops.leaky_relu(x, slope))
-            total = None
-            for convs1, convs2 in self.resblocks[i * n:(i + 1) * n]:
-                h = x
-                for a, b in zip(convs1, convs2):
-                    h = h + b(ops.leaky_relu(a(ops.leaky_relu(h, slope)), slope))
-                total = h if total is None else total + h
-            x = total / n
-        return ops.tanh(self.conv_post(ops.leaky_relu(x, 0.01)))[..., 0]
+        return hifi_gan(self, x, len(self.cfg["resblock_kernel_sizes"]), self.cfg["leaky_relu_slope"])
 
     def synthesize(self, unit_ids, speaker_ids, lang_ids):
         unit_ids = np.asarray(unit_ids).astype("int32")

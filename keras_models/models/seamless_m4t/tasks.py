@@ -17,6 +17,7 @@ from keras_models.models.registry import register_task
 from keras_models.models.seamless_m4t.backbone import SeamlessM4TBackbone, SeamlessM4Tv2Backbone
 from keras_models.models.speech_to_text.tasks import speech_generate
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
+from keras_models.tasks.text_to_audio import text_inputs
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -91,26 +92,6 @@ class SeamlessM4TSeq2SeqLM(Seq2SeqLM):
     def _generation_table(self, key):
         return (getattr(self.generation_config, "ignored", None) or {}).get(key)
 
-    def _text_ids(self, inputs, attention_mask, tokenizer):
-        tok = tokenizer if tokenizer is not None else self.preprocessor
-        if isinstance(inputs, str) or (isinstance(inputs, (list, tuple)) and inputs
-                                       and all(isinstance(t, str) for t in inputs)):
-            if tok is None:
-                raise InputError("generate: text inputs need a tokenizer (pass tokenizer=)")
-            enc = tok([inputs] if isinstance(inputs, str) else list(inputs), padding=True, return_tensors=None)
-            return np.asarray(enc["input_ids"]), np.asarray(enc["attention_mask"])
-        if isinstance(inputs, dict):
-            ids = inputs.get("input_ids")
-            attention_mask = inputs.get("attention_mask", attention_mask)
-        else:
-            ids = inputs
-        if ids is None:
-            raise InputError("generate: give input_ids (text) or input_features (speech)")
-        ids = np.asarray(ops.convert_to_numpy(ids))
-        ids = ids[None] if ids.ndim == 1 else ids
-        mask = np.ones_like(ids) if attention_mask is None else np.asarray(ops.convert_to_numpy(attention_mask))
-        return ids, mask.reshape(ids.shape)
-
     def _generate_speech(self, inputs, generation_config, input_features, attention_mask, tgt_lang, tokenizer,
                          speaker_id, return_intermediate, kwargs):
         b = self.backbone
@@ -158,7 +139,10 @@ class SeamlessM4TSeq2SeqLM(Seq2SeqLM):
             enc = b.encode_speech(feats, attention_mask)
             enc_mask = None if attention_mask is None else b.encoder_mask(attention_mask, ops.shape(enc)[1])
         else:
-            ids, mask = self._text_ids(inputs, attention_mask, tokenizer)
+            if inputs is None:
+                raise InputError("generate: give input_ids (text) or input_features (speech)")
+            ids, mask = text_inputs(inputs, tokenizer if tokenizer is not None else self.preprocessor,
+                                    attention_mask)
             sequences = self.generate({"input_ids": ids, "attention_mask": mask}, generation_config, tgt_lang=lang,
                                       **text_kw)
             enc = b.encode(ops.convert_to_tensor(ids.astype("int32")), ops.convert_to_tensor(mask.astype("int32")))

@@ -102,6 +102,24 @@ class HifiGanConv(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
+def hifi_gan(layer, x, kernels, slope):
+    """HiFi-GAN's generator on (batch, frames, channels) features: ``layer.conv_pre``; per upsampling
+    ``layer.upsampler[i]`` after a leaky ReLU, then the mean of its ``kernels`` multi-receptive-field
+    residual blocks (``layer.resblocks``: (convs1, convs2) pairs, ``kernels`` per upsampling); a
+    leaky ReLU (slope 0.01), ``layer.conv_post`` and tanh. Returns (batch, samples)."""
+    x = layer.conv_pre(x)
+    for i, up in enumerate(layer.upsampler):
+        x = up(ops.leaky_relu(x, slope))
+        total = None
+        for convs1, convs2 in layer.resblocks[i * kernels:(i + 1) * kernels]:
+            h = x
+            for a, b in zip(convs1, convs2):
+                h = h + b(ops.leaky_relu(a(ops.leaky_relu(h, slope)), slope))
+            total = h if total is None else total + h
+        x = total / kernels
+    return ops.tanh(layer.conv_post(ops.leaky_relu(x, 0.01)))[..., 0]
+
+
 @register_backbone("speecht5_hifigan")
 class SpeechT5HifiGanBackbone(SpecBackbone):
     """HiFi-GAN vocoder: ``{"spectrogram": (batch, frames, model_in_dim)}`` (or the array) ->
@@ -151,19 +169,7 @@ class SpeechT5HifiGanBackbone(SpecBackbone):
             raise InputError(f"spectrogram: expected (batch, frames, {s.model_in_dim}), got shape {tuple(mel.shape)}")
         if s.normalize_before:
             mel = (mel - ops.cast(self.mean, mel.dtype)) / ops.cast(self.scale, mel.dtype)
-        x = self.conv_pre(mel)
-        n = len(s.resblock_kernel_sizes)
-        slope = s.leaky_relu_slope
-        for i, up in enumerate(self.upsampler):
-            x = up(ops.leaky_relu(x, slope))
-            total = None
-            for convs1, convs2 in self.resblocks[i * n:(i + 1) * n]:
-                h = x
-                for a, b in zip(convs1, convs2):
-                    h = h + b(ops.leaky_relu(a(ops.leaky_relu(h, slope)), slope))
-                total = h if total is None else total + h
-            x = total / n
-        x = ops.tanh(self.conv_post(ops.leaky_relu(x, 0.01)))[..., 0]
+        x = hifi_gan(self, mel, len(s.resblock_kernel_sizes), s.leaky_relu_slope)
         return x if batched else x[0]
 
     def weight_rules(self):
