@@ -60,8 +60,8 @@ TEXT = dict(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_he
             max_position_embeddings=64, max_2d_position_embeddings=1001, coordinate_size=2, shape_size=4,
             rel_pos_bins=8, max_rel_pos=16, rel_2d_pos_bins=8, max_rel_2d_pos=64)
 CASES = {
-    # Transformers' defaults (fast_qkv, both attention biases), a 7x7 grid (exact 4x4 bins)
-    "base": dict(options=dict(image_feature_pool_shape=[7, 7, 8]), size=(112, 112),
+    # Transformers' defaults (fast_qkv, both attention biases), a 7x7 grid over a 32x32 map
+    "base": dict(options=dict(image_feature_pool_shape=[7, 7, 8]), size=(128, 128),
                  heads=("sequence", "token", "qa")),
     # separate q/k/v, spatial bias without the 1D one, visual segment embedding, ResNeXt groups with
     # the stride in the 1x1 conv, a 3x3 grid over an uneven 24x16 feature map (adaptive bins)
