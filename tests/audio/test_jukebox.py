@@ -1,7 +1,8 @@
 """Jukebox (removed from Transformers 5) against references recorded with Transformers 4.57.1
 (tests/audio/removed_golden/record_jukebox.py): the VQ-VAE's codes and decoded audio, every prior's
-logits and losses (top merged lyrics+music prior with timing conditioning; two upsamplers conditioned
-on the upper level's codes), the labels' metadata, the tokenizer's ids, and greedy sampling (top_k=1):
+logits and losses (top merged lyrics+music prior with timing conditioning, 16 layers of the released
+enc_dec_with_lyrics pattern so prime attention at layer 15; a 48-layer one for every type of it, dense at
+layer 47 included; two upsamplers conditioned on the upper level's codes), the labels' metadata, the tokenizer's ids, and greedy sampling (top_k=1):
 ancestral over all three levels, continued from a waveform's codes, and the top level over two
 overlapping windows, equal codes (and the top prior's raw lyrics+music ids) and decoded audio."""
 
@@ -19,6 +20,7 @@ from tests.parity import assert_close, jit_under_jax, to_numpy
 
 GOLDEN = Path(__file__).parent / "removed_golden"
 FOLDER = GOLDEN / "jukebox" / "merged"
+_FACTORED = ("block_attn", "transpose_block_attn", "prev_block_attn")
 
 
 def _prime_audio():
@@ -136,8 +138,8 @@ def test_jukebox_errors(model_and_data, tmp_path):
     with pytest.raises(InputError, match="music_tokens_conds"):
         model.prior_logits(1, data["merged__codes_1"], [], data["merged__prior1_metadata"])
     base = json.loads((FOLDER / "config.json").read_text())
-    for change, match in (({"prior_config_list": [{**base["prior_config_list"][0], "num_layers": 16},
-                                                  *base["prior_config_list"][1:]]}, "prime_attn"),
+    for change, match in (({"prior_config_list": [{**base["prior_config_list"][0], "is_encoder_decoder": False},
+                                                  *base["prior_config_list"][1:]]}, "lyric encoder"),
                           ({"prior_config_list": [{**base["prior_config_list"][0],
                                                    "attention_pattern": "full_dense_attention"},
                                                   *base["prior_config_list"][1:]]}, "attention_pattern"),
@@ -147,3 +149,48 @@ def test_jukebox_errors(model_and_data, tmp_path):
         (folder / "config.json").write_text(json.dumps({**base, **change}))
         with pytest.raises(ConfigError, match=match):
             km.Backbone.from_preset(folder)
+
+
+@pytest.mark.backend_independent  # CI time: in the torch pass only (a 48-layer step costs ~4 s to compile on
+def test_jukebox_every_attention_type(one_torch_thread):  # jax/tf; its types run there in the 16-layer model)
+    """A 48-layer enc_dec_with_lyrics top prior (merged48): every type of the released pattern (prime
+    attention at layers 15 and 31, dense at 47): logits, losses and a greedy window equal 4.57.1's."""
+    model = km.Backbone.from_preset(GOLDEN / "jukebox" / "merged48")
+    assert [i for i, f in enumerate(model.priors[0].attn_funcs) if f not in _FACTORED] == [15, 31, 47]
+    data, ref = dict(np.load(GOLDEN / "jukebox.npz")), dict(np.load(GOLDEN / "jukebox_sample.npz"))
+    out = model.prior_logits(0, data["merged48__codes_2"], [], data["merged48__prior0_metadata"])
+    assert_close(out["logits"], data["merged48__prior0_logits"], what="jukebox 48-layer top prior logits")
+    for k in ("loss", "encoder_loss", "next_token_prediction_loss"):
+        assert_close(out[k], data[f"merged48__prior0_{k}"], what=f"jukebox 48-layer top prior {k}")
+    labels = [ref[f"labels_{lvl}"] for lvl in range(3)]
+    out = model.ancestral_sample(labels, n_samples=2, sample_length=32, sample_levels=[0], top_k=1)
+    np.testing.assert_array_equal(out["music_tokens"][0], ref["l48__ancestral_top__codes_0"])
+    assert_close(out["audio_values"], ref["l48__ancestral_top__audio"], what="jukebox 48-layer sample audio")
+
+
+@pytest.mark.backend_independent  # configuration checks and variable shapes only
+def test_jukebox_released_config_builds():
+    """openai/jukebox-1b-lyrics's prior settings (Transformers 4.57.1's JukeboxPriorConfig defaults: a
+    72-layer enc_dec_with_lyrics top prior over 384 lyrics + 6144 music positions in 64 blocks, prime
+    attention at layers 15, 31, 63 and dense at 47; raw_column_previous_row_attention upsamplers), at a tiny
+    width: the model builds (no weights)."""
+    top = dict(hidden_size=8, n_heads=2, attention_multiplier=0.25 * 4, mlp_multiplier=1.0, blocks=64, n_ctx=6144,
+               num_layers=72, nb_relevant_lyric_tokens=384, is_encoder_decoder=True, attention_pattern="enc_dec_with_lyrics",
+               music_vocab_size=2048, lyric_vocab_size=80, metadata_dims=[604, 7898], res_conv_width=128,
+               res_conv_depth=3, res_downs_t=[3, 2, 2], res_strides_t=[2, 2, 2], res_dilation_growth_rate=1,
+               timing_dims=64, mask=True, level=0, merged_decoder=True)
+    ups = [dict(top, level=lvl, n_ctx=8192, blocks=128, num_layers=3, nb_relevant_lyric_tokens=0,
+                is_encoder_decoder=False, attention_pattern="raw_column_previous_row_attention", merged_decoder=False)
+           for lvl in (1, 2)]
+    config = {"vqvae_config": dict(levels=3, embed_dim=4, nb_discrete_codes=2048, res_conv_width=4, res_conv_depth=1,
+                                   multipliers=[2, 1, 1], res_downs_t=[3, 2, 2], res_strides_t=[2, 2, 2],
+                                   res_dilation_growth_rate=3, conv_input_shape=1),
+              "prior_config_list": [top, *ups], "sampling_rate": 44100, "timing_dims": 64, "min_duration": 0,
+              "max_duration": 600.0, "max_nb_genres": 5}
+    model = JukeboxBackbone(**JukeboxBackbone.config_kwargs(config))
+    prior = model.priors[0]
+    assert prior.n_ctx == 6528 and prior.block_ctx == 102 and prior.prime_len == 448
+    assert [i for i, f in enumerate(prior.attn_funcs) if f == "prime_attn"] == [15, 31, 63]
+    assert prior.attn_funcs[47] == "dense_attn"
+    prior.build()
+    assert len(prior.params) > 72 * 12

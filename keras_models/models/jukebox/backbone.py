@@ -6,7 +6,9 @@
   :meth:`JukeboxBackbone.encode` takes audio (batch, samples, channels) -> codes per VQ-VAE level
   (finest first, as Transformers); :meth:`JukeboxBackbone.decode` decodes codes from ``start_level``.
 * Priors (``priors[0]`` is the top, over the coarsest codes): a transformer with Jukebox's
-  factorised attention (block, transpose-block, previous-block, dense), artist / genre and timing
+  factorised attention (block, transpose-block, previous-block, dense, and prime: every position over
+  the lyrics and the first music positions, as the released checkpoints' ``enc_dec_with_lyrics`` top
+  priors use at every 16th layer), artist / genre and timing
   conditioning, and for ``level > 0`` the upper level's codes upsampled by a conv stack
   (JukeboxMusicTokenConditioner). The top prior of a merged model (``is_encoder_decoder``) models
   lyrics and music tokens as one sequence. :meth:`JukeboxBackbone.prior_logits` returns the logits
@@ -15,11 +17,10 @@
 * Sampling (:meth:`JukeboxBackbone.ancestral_sample`, ``continue_sample``, ``upsample``,
   ``primed_sample``; Transformers' ``_sample``): each prior fills its windows one position at a time
   over a key/value cache of the whole window, the factorised attention patterns being masks over
-  it; greedy (``top_k=1``) codes equal Transformers'.
+  it (prime attention's: the prime's keys only); greedy (``top_k=1``) codes equal Transformers'.
 
 Weights keep Transformers' layouts (torch conv / Conv1D shapes); the ops transpose at call time.
-Not built: a separate lyric encoder with cross-attention (jukebox-5b), prime / summary attention
-(see ``not_covered``).
+Not built: a separate lyric encoder with cross-attention (jukebox-5b; see ``not_covered``).
 """
 
 import functools
@@ -39,7 +40,7 @@ _PATTERNS = {
     "enc_dec_with_lyrics": lambda i: ("prime_attn", "prime_attn", "dense_attn")[i % 3] if i % 16 == 15
     else ("block_attn", "transpose_block_attn", "prev_block_attn")[i % 3],
 }
-_BUILT_ATTN = ("block_attn", "transpose_block_attn", "prev_block_attn", "dense_attn")
+_BUILT_ATTN = ("block_attn", "transpose_block_attn", "prev_block_attn", "dense_attn", "prime_attn")
 
 
 def _act(name):
@@ -166,6 +167,9 @@ class JukeboxPriorLayer(_Params):
             raise ConfigError(f"config.json [prior {level}]: blocks={c.get('blocks')!r} must divide the context "
                               f"{self.n_ctx}")
         self.block_ctx = self.n_ctx // int(c["blocks"])
+        # prime attention's keys: the first nb_relevant_lyric_tokens rounded up past a multiple of
+        # ``blocks`` (the block count, as Transformers), so the lyrics and the first music positions
+        self.prime_len = (int(c.get("nb_relevant_lyric_tokens", 0)) // int(c["blocks"]) + 1) * int(c["blocks"])
         self.hidden = int(c["hidden_size"])
         self.attn_dim = int(c["attention_multiplier"] * self.hidden)
         self.heads = int(c["n_heads"])
@@ -278,6 +282,8 @@ class JukeboxPriorLayer(_Params):
         nb = t // bc
         if f == "dense_attn":
             return self._dense(q, k, v, True)
+        if f == "prime_attn":  # every query over the prime's keys (causal where mask)
+            return self._dense(q, k[:, :self.prime_len], v[:, :self.prime_len], True)
         if f == "block_attn":
             r = [ops.reshape(x, (-1, bc, d)) for x in (q, k, v)]
             return ops.reshape(self._dense(*r, True), (-1, t, d))
@@ -369,6 +375,8 @@ class JukeboxPriorLayer(_Params):
         bc = self.block_ctx
         if f == "dense_attn":
             return j <= t
+        if f == "prime_attn":  # the cache holds the prime's keys only
+            return ops.logical_and(j <= t, j < self.prime_len)
         if f == "block_attn":
             return ops.logical_and(j <= t, (j // bc) == (t // bc))
         if f == "transpose_block_attn":
@@ -572,8 +580,10 @@ class JukeboxBackbone(Backbone):
     hf_architecture = "JukeboxModel"
     base_model_prefix = ""
     verified_backends = ("jax", "torch", "tensorflow")
-    not_covered = ("the separate lyric encoder with cross-attention (jukebox-5b), prime and summary attention "
-                   "layers (so the released checkpoints' 72-layer top priors), lyric-to-music alignment "
+    not_covered = ("the separate lyric encoder with cross-attention (jukebox-5b-lyrics: attention_pattern "
+                   "large_separated_enc_dec_w_lyrics), summary / summary_spread attention (in Transformers' "
+                   "attention table, selected by no attention_pattern), sampling with mask=false (Transformers "
+                   "then runs a window's prime without causal masks; here it is causal), lyric-to-music alignment "
                    "(compute_alignments), sampling across several windows on the upsamplers (built, conditioned "
                    "on the window's slice of the upper codes; Transformers 4.57.1 conditions on all of them and "
                    "fails), sampling equality beyond greedy (top_k/top_p draws use numpy's generator)")

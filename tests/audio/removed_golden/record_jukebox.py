@@ -4,8 +4,10 @@ with Transformers 4.57.1, once:
 (``sampling``: only the sampling references, jukebox_sample.npz, from the saved ``merged`` checkpoint.)
 
 One tiny JukeboxModel checkpoint ``merged`` (as openai/jukebox-1b-lyrics; a 3-level VQ-VAE with
-16-entry codebooks, 3 priors of width 8): the top prior is the merged lyrics+music decoder (3 layers
-of enc_dec_with_lyrics: block / transpose-block / previous-block attention), two upsamplers
+16-entry codebooks, 3 priors of width 8): the top prior is the merged lyrics+music decoder (16 layers
+of enc_dec_with_lyrics, the released checkpoints' top prior pattern: block / transpose-block /
+previous-block attention and prime attention at layer 15, over the lyrics and the first music
+positions), two upsamplers
 (raw_column_previous_row_attention) conditioned on the upper level's codes; causal masks (``mask``),
 timing conditioning on the top level.
 Recorded: the VQ-VAE codes of a waveform and the audio decoded from each start level; every prior's
@@ -22,6 +24,9 @@ hands ``_sample`` the codes finest level first, where it expects the top prior's
 codes and its own lyric window). Also the top prior's raw lyrics+music tokens of each window
 (before the shift back to music ids and the clamp at 0, which maps every lyric id it picks to 0). The audio is the VQ-VAE decoding of the finest sampled level's codes
 (``_sample``'s save_results decodes the coarsest codes' list entry with level 0's decoder instead).
+``merged48``: the same with a 48-layer top prior (every type of the pattern: prime attention at layers
+15 and 31, dense at 47): the top prior's logits and losses, and its greedy ancestral sample of one window
+(``l48__`` keys).
 The tokenizer (tiny artists/genres/lyrics vocabularies, v3 and v2 versions) ids for a few inputs.
 Every parameter is drawn afresh (4.57.1's init leaves some torch.empty ones as garbage) and the
 codebooks are random; outputs are computed after reloading the saved files.
@@ -47,8 +52,10 @@ PRIOR = dict(hidden_size=8, n_heads=2, attention_multiplier=1.0, mlp_multiplier=
 
 
 def priors(kind):
-    top = dict(PRIOR, level=0, n_ctx=4, num_layers=3, nb_relevant_lyric_tokens=4, is_encoder_decoder=True,
-               attention_pattern="enc_dec_with_lyrics")
+    # enc_dec_with_lyrics: 16 layers reach prime attention (layer 15), 48 every type (prime at 15 and 31,
+    # dense at 47); prime attention's keys are the first (4 // 2 + 1) * 2 = 6 of the 8 lyrics+music positions
+    top = dict(PRIOR, level=0, n_ctx=4, num_layers=48 if kind == "merged48" else 16, nb_relevant_lyric_tokens=4,
+               is_encoder_decoder=True, attention_pattern="enc_dec_with_lyrics")
     if kind == "separated":
         top.update(is_encoder_decoder=False, num_layers=19, attention_pattern="large_separated_enc_dec_w_lyrics",
                    merged_decoder=False, attn_res_scale=True, conv_res_scale=True,
@@ -98,14 +105,15 @@ def build(kind):
 LYRICS = "a bcd, ef!"
 
 
-def record_sampling(model, tok, audio):
+def record_sampling(model, model48, tok, audio):
     import functools
 
-    for prior in model.priors:  # greedy: 4.57.1's _sample passes no top_k to the priors
+    for prior in [*model.priors, *model48.priors]:  # greedy: 4.57.1's _sample passes no top_k to the priors
         prior.sample = functools.partial(prior.sample, top_k=1)
-    top, merged = model.priors[0], []  # the top prior's raw lyrics+music tokens, before the shift back and clamp
-    post = top.prior_postprocess
-    top.prior_postprocess = lambda tokens: (merged.append(tokens.clone()), post(tokens))[1]
+    merged = []  # the top prior's raw lyrics+music tokens, before the shift back and clamp
+    for top in (model.priors[0], model48.priors[0]):
+        top.prior_postprocess = functools.partial(
+            lambda post, tokens: (merged.append(tokens.clone()), post(tokens))[1], top.prior_postprocess)
     rows = [tok("Alan Jackson", "Country", LYRICS)["input_ids"], tok("Frank Sinatra", "Jazz", LYRICS)["input_ids"]]
     labels = [torch.cat([a, b], 0) for a, b in zip(*rows)]
     out = {f"labels_{lvl}": x.numpy() for lvl, x in enumerate(labels)}
@@ -114,6 +122,8 @@ def record_sampling(model, tok, audio):
         for lvl, c in enumerate(primes):
             out[f"primes_{lvl}"] = c.numpy()
         cases = {"ancestral": lambda: model.ancestral_sample(labels, n_samples=2, sample_length=32, save_results=False),
+                 "l48__ancestral_top": lambda: model48.ancestral_sample(labels, n_samples=2, sample_length=32,
+                                                                        sample_levels=[0], save_results=False),
                  "primed": lambda: model.continue_sample([c.clone() for c in primes], labels, sample_length=32,
                                                          save_results=False),
                  "top_windows": lambda: model.ancestral_sample(labels, n_samples=2, sample_length=48,
@@ -126,7 +136,7 @@ def record_sampling(model, tok, audio):
             for i, m in enumerate(merged):
                 out[f"{name}__top_merged_{i}"] = m.numpy()
             last = max(lvl for lvl, c in enumerate(codes) if c.shape[1])
-            out[f"{name}__audio"] = model.vqvae.decode([codes[last]], start_level=len(codes) - 1 - last).numpy()
+            out[f"{name}__audio"] = (model48 if name.startswith("l48") else model).vqvae.decode([codes[last]], start_level=len(codes) - 1 - last).numpy()
     np.savez_compressed(HERE / "jukebox_sample.npz", **out)
     print({k: v.shape for k, v in out.items()})
 
@@ -138,7 +148,8 @@ def main_sampling():
     t = torch.arange(32, dtype=torch.float32)
     audio = (0.5 * torch.sin(t * 0.7) + 0.3 * torch.cos(t * 0.23 + 1.0)).view(1, 32, 1)
     audio = torch.cat([audio, -0.8 * audio.flip(1)], 0)
-    record_sampling(JukeboxModel.from_pretrained(folder).eval(), JukeboxTokenizer.from_pretrained(folder), audio)
+    record_sampling(JukeboxModel.from_pretrained(folder).eval(), JukeboxModel.from_pretrained(HERE / "jukebox" / "merged48").eval(),
+                    JukeboxTokenizer.from_pretrained(folder), audio)
 
 
 def main():
@@ -149,7 +160,7 @@ def main():
     audio = (0.5 * torch.sin(t * 0.7) + 0.3 * torch.cos(t * 0.23 + 1.0)).view(1, 32, 1)
     audio = torch.cat([audio, -0.8 * audio.flip(1)], 0)  # (batch 2, 32 samples, 1 channel)
     results["in_audio"] = audio.numpy()
-    for kind in ("merged",):
+    for kind in ("merged", "merged48"):
         model, folder = build(kind)
         tok = JukeboxTokenizer.from_pretrained(folder)
         labels = tok("Alan Jackson", "Country", LYRICS)["input_ids"]
@@ -163,7 +174,7 @@ def main():
                 results[f"{kind}__decoded_{start}"] = model.vqvae.decode(codes[start:], start_level=start).numpy()
             # priors: prior level L models vqvae level 2 - L; labels of both rows alike
             music = codes[::-1]
-            for lvl, prior in enumerate(model.priors):
+            for lvl, prior in enumerate(model.priors[:1] if kind == "merged48" else model.priors):
                 meta = prior.get_metadata(labels[lvl].repeat(2, 1), start=0, total_length=32, offset=0)
                 conds = prior.get_music_tokens_conds(music, 0, prior.n_ctx) if lvl else []
                 if lvl:  # get_music_tokens_conds pads a single row only; these windows are whole
