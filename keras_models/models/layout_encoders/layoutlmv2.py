@@ -295,7 +295,7 @@ class LayoutLMv2Backbone(EncoderBackbone):
     hf_model_type = "layoutlmv2"
     hf_ignore = ("*embeddings.position_ids", "*visual.pixel_mean", "*visual.pixel_std")
     verified_backends = ("jax", "torch", "tensorflow")
-    checkpoint_families = ("LayoutXLM",)
+    # LayoutXLM (same architecture, XLM-R tokenizer) is not listed: its tokenizer/processor ids are untested
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

@@ -23,6 +23,7 @@ the head model's tensors that are not the base model's, so the test assembles th
 the head's outputs in <case>.npz (``<head>.logits`` / ``<head>.start_logits`` ...).
 """
 
+import importlib
 import json
 import shutil
 from pathlib import Path
@@ -42,7 +43,7 @@ def _pil_compat():
 
 
 _pil_compat()
-import torchvision  # noqa: E402,F401  (the shim; before Transformers looks for detectron2)
+importlib.import_module("torchvision")  # the shim, before Transformers looks for detectron2
 
 
 def d2_args(**extra):
@@ -175,7 +176,7 @@ def _randomize_head(model):
 if __name__ == "__main__":
     import transformers as T
 
-    from detectron2.modeling import META_ARCH_REGISTRY  # noqa: F401  (fails loudly if not importable)
+    importlib.import_module("detectron2.modeling")  # fails loudly if detectron2 cannot be imported
     assert T.utils.is_detectron2_available()
     for name, case in CASES.items():
         record(name, case)
