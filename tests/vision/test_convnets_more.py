@@ -182,6 +182,15 @@ def test_keras_file_and_preset_round_trip(family, tmp_path):
     model.save_to_preset(tmp_path / "preset")
     _same_weights(model, km.Backbone.from_preset(tmp_path / "preset"), f"{family} preset")
     hf = transformers.AutoModel.from_pretrained(tmp_path / "preset").eval()
+    # every exported tensor (and BatchNorm's running statistics) bit-equal to the reference
+    # checkpoint's; the outputs then differ only by the convolution kernels oneDNN picks in this
+    # process (1.8e-7 seen, not 0). num_batches_tracked (a training counter, not exported) aside.
+    source = transformers.AutoModel.from_pretrained(folder).state_dict()
+    exported = hf.state_dict()
+    assert sorted(exported) == sorted(source)
+    for name, tensor in source.items():
+        if not name.endswith("num_batches_tracked"):
+            assert torch.equal(exported[name], tensor), f"{family} transformers reload: {name} differs"
     with torch.no_grad():
         got = hf(pixel_values=torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))).last_hidden_state
-    assert_close(got.numpy(), expected["last_hidden_state"], atol=0, what=f"{family} transformers reload")
+    assert_close(got.numpy(), expected["last_hidden_state"], atol=1e-6, what=f"{family} transformers reload")
