@@ -118,6 +118,9 @@ CLASSES: dict[str, dict] = {
                      "sep_token": "</s>"},
     },
     "XLMRobertaTokenizer": {"family": "xlm_roberta", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
+    # LayoutLMv2 / LayoutXLM: words + boxes (keras_models/models/layout_encoders/layoutlmv2_processor.py)
+    "LayoutLMv2Tokenizer": {"family": "wordpiece", "inputs": _WITH_TYPES, "specials": _BERT_SPECIALS},
+    "LayoutXLMTokenizer": {"family": "layoutxlm", "inputs": _NO_TYPES, "specials": _ROBERTA_SPECIALS},
     "LlamaTokenizer": {
         "family": "llama",
         "inputs": _NO_TYPES,
@@ -285,6 +288,7 @@ MODEL_TYPE_TO_CLASS = {
     "mt5": "T5Tokenizer",
     "albert": "AlbertTokenizer",
     "xlm-roberta": "XLMRobertaTokenizer",
+    "layoutlmv2": "LayoutLMv2Tokenizer",
     "llama": "LlamaTokenizer",
     "mistral": "TokenizersBackend",
     "gemma": "GemmaTokenizer",
@@ -379,6 +383,10 @@ FAMILIES: dict[str | None, Family] = {
     "xlm_roberta": Family(
         pipeline="pipelines:xlm_roberta", post_processor="builders:xlm_roberta_processor",
         class_post_processor=True, spm="spm_convert:_xlm_roberta",
+    ),
+    "layoutxlm": Family(  # keras_models/tokenizers/layoutxlm.py
+        pipeline="layoutxlm:pipeline", post_processor="builders:xlm_roberta_processor", class_post_processor=True,
+        spm="layoutxlm:spm",
     ),
     "albert": Family(
         pipeline="pipelines:albert", post_processor="builders:albert_processor", spm="spm_convert:_albert"

@@ -295,7 +295,8 @@ class LayoutLMv2Backbone(EncoderBackbone):
     hf_model_type = "layoutlmv2"
     hf_ignore = ("*embeddings.position_ids", "*visual.pixel_mean", "*visual.pixel_std")
     verified_backends = ("jax", "torch", "tensorflow")
-    # LayoutXLM (same architecture, XLM-R tokenizer) is not listed: its tokenizer/processor ids are untested
+    # LayoutXLM: this architecture with XLM-R's tokenizer (LayoutXLMProcessor, tests/models/test_layoutxlm.py)
+    checkpoint_families = ("LayoutXLM",)  # checkpoint-only rows (docs/models.md)
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
@@ -464,9 +465,24 @@ class LayoutLMv2Backbone(EncoderBackbone):
 
 
 class _Checks:
+    """Host checks of the inputs; the preset's processor (page image + words + boxes:
+    layoutlmv2_processor.py) and its files on save."""
+
     def __call__(self, inputs, *args, **kwargs):
         self.backbone.check_host_inputs(inputs)
         return super().__call__(inputs, *args, **kwargs)
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **kw):
+        from keras_models.models.layout_encoders.layoutlmv2_processor import layoutlmv2_processor
+
+        return layoutlmv2_processor(folder, hf, **kw)
+
+    def save_extra_files(self, folder):
+        super().save_extra_files(folder)
+        image_processor = getattr(self.preprocessor, "image_processor", None)
+        if image_processor is not None:
+            image_processor.save_pretrained(folder)
 
 
 @family_task(LayoutLMv2Backbone, "TextClassifier", "LayoutLMv2ForSequenceClassification")
