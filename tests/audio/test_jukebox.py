@@ -151,17 +151,31 @@ def test_jukebox_errors(model_and_data, tmp_path):
             km.Backbone.from_preset(folder)
 
 
-@pytest.mark.backend_independent  # CI time: in the torch pass only (a 48-layer step costs ~4 s to compile on
-def test_jukebox_every_attention_type(one_torch_thread):  # jax/tf; its types run there in the 16-layer model)
-    """A 48-layer enc_dec_with_lyrics top prior (merged48): every type of the released pattern (prime
-    attention at layers 15 and 31, dense at 47): logits, losses and a greedy window equal 4.57.1's."""
+def _merged48():
     model = km.Backbone.from_preset(GOLDEN / "jukebox" / "merged48")
     assert [i for i, f in enumerate(model.priors[0].attn_funcs) if f not in _FACTORED] == [15, 31, 47]
-    data, ref = dict(np.load(GOLDEN / "jukebox.npz")), dict(np.load(GOLDEN / "jukebox_sample.npz"))
-    out = model.prior_logits(0, data["merged48__codes_2"], [], data["merged48__prior0_metadata"])
+    return model
+
+
+def test_jukebox_every_attention_type():
+    """A 48-layer enc_dec_with_lyrics top prior (merged48): every type of the released pattern (prime
+    attention at layers 15 and 31, dense at 47): logits and losses equal 4.57.1's."""
+    model = _merged48()
+    data = dict(np.load(GOLDEN / "jukebox.npz"))
+    out = jit_under_jax(lambda *a: model.prior_logits(0, *a))(data["merged48__codes_2"], [],
+                                                              data["merged48__prior0_metadata"])
     assert_close(out["logits"], data["merged48__prior0_logits"], what="jukebox 48-layer top prior logits")
     for k in ("loss", "encoder_loss", "next_token_prediction_loss"):
         assert_close(out[k], data[f"merged48__prior0_{k}"], what=f"jukebox 48-layer top prior {k}")
+
+
+# CI time: in the torch pass only (compiling the 48-layer sampling step costs ~10 s per jax / tensorflow
+# pass); the sampling step's prime attention runs on every backend in test_jukebox_sampling's 16-layer prior.
+@pytest.mark.backend_independent
+def test_jukebox_every_attention_type_sampling(one_torch_thread):
+    """The 48-layer top prior's greedy window (its dense layer 47 in the sampling step) equals 4.57.1's."""
+    model = _merged48()
+    ref = dict(np.load(GOLDEN / "jukebox_sample.npz"))
     labels = [ref[f"labels_{lvl}"] for lvl in range(3)]
     out = model.ancestral_sample(labels, n_samples=2, sample_length=32, sample_levels=[0], top_k=1)
     np.testing.assert_array_equal(out["music_tokens"][0], ref["l48__ancestral_top__codes_0"])
