@@ -73,6 +73,7 @@ from keras_models.models.detr import *  # noqa: F401,F403
 from keras_models.models.yolos import *  # noqa: F401,F403
 from keras_models.models.nystromformer import *  # noqa: F401,F403
 from keras_models.models.yoso import *  # noqa: F401,F403
+from keras_models.models.mra import *  # noqa: F401,F403
 from keras_models.models.vision_encoder_decoder import *  # noqa: F401,F403
 from keras_models.models.git import *  # noqa: F401,F403
 from keras_models.models.funnel import *  # noqa: F401,F403

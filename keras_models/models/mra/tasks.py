@@ -1,0 +1,37 @@
+"""MRA's tasks: BERT's MLM head (``cls.predictions``), a ``classifier.dense`` ->
+``classifier.out_proj`` classifier with the model's activation, token classification and
+extractive QA (Transformers' MraForMultipleChoice has no counterpart here: no multiple-choice task
+exists in keras_models yet)."""
+
+from keras_models.models.encoder.tasks import ClassifierDenseOutProj, family_task
+from keras_models.models.mra.backbone import MraBackbone
+from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TokenClassifier
+
+
+@family_task(MraBackbone, "MaskedLM", "MraForMaskedLM")
+class MraMaskedLM(MaskedLM):
+    pass
+
+
+@family_task(MraBackbone, "TextClassifier", "MraForSequenceClassification")
+class MraTextClassifier(ClassifierDenseOutProj):
+    inner_activation = None  # the backbone's hidden_act
+
+
+@family_task(MraBackbone, "TokenClassifier", "MraForTokenClassification")
+class MraTokenClassifier(TokenClassifier):
+    pass
+
+
+@family_task(MraBackbone, "QuestionAnswerer", "MraForQuestionAnswering")
+class MraQuestionAnswerer(QuestionAnswerer):
+    pass
+
+
+@family_task(MraBackbone, "TextEmbedder", "MraModel")
+class MraTextEmbedder(TextEmbedder):
+    pass
+
+
+__all__ = ["MraMaskedLM", "MraTextClassifier", "MraTokenClassifier", "MraQuestionAnswerer", "MraTextEmbedder"]
