@@ -20,6 +20,11 @@ E, K, H, I = 64, 8, 1024, 384
 cfg = transformers.Qwen3MoeConfig(hidden_size=H, moe_intermediate_size=I, num_experts=E, num_experts_per_tok=K, norm_topk_prob=True)
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 hf = Qwen3MoeSparseMoeBlock(cfg).eval()
+# built standalone, Transformers 5's block keeps all-zero weights (its init runs in post_init): the router
+# would pick the same 8 experts every call, whose weights then stay in cache. Random weights, as ours.
+with torch.no_grad():
+    for param in hf.parameters():
+        param.normal_(0.0, 0.02)
 layer = MoE(H, I, E, K, normalize_top_k=True); layer.build((None, None, H))
 backend = keras.backend.backend()
 def timeit(fn, n=20):
