@@ -30,7 +30,7 @@ from keras_models.layers.vision_embeddings import conv_rules
 from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec, dense_rules, norm_rules
 from keras_models.models.encoder.layoutlm import check_boxes
 from keras_models.models.encoder.tasks import family_task
-from keras_models.models.layout_encoders.layoutlmv3 import bucket_table
+from keras_models.models.layout_encoders.layoutlmv3 import LayoutTables
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import TRANSPOSE, Reshape, Rule
 from keras_models.spec import dim, hf
@@ -284,7 +284,7 @@ class VisualBackbone(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("layoutlmv2")
-class LayoutLMv2Backbone(EncoderBackbone):
+class LayoutLMv2Backbone(LayoutTables, EncoderBackbone):
     """Inputs: ``input_ids``, ``bbox`` (batch, seq, 4; integers in 0..1000), ``pixel_values``
     (batch, H, W, 3; required), ``attention_mask``, ``token_type_ids``. Output: (batch, seq +
     rows * columns, hidden): the text tokens, then the visual tokens."""
@@ -303,25 +303,13 @@ class LayoutLMv2Backbone(EncoderBackbone):
         init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
         c = dict(dtype=self.dtype_policy)
 
-        def table(width, name):
-            t = keras.layers.Embedding(self.max_2d_position_embeddings, width, embeddings_initializer=init,
-                                       name=name, **c)
-            t.build((None,))
-            return t
-
-        self.box_tables = {"x": table(self.coordinate_size, "x_position_embedding"),
-                           "y": table(self.coordinate_size, "y_position_embedding"),
-                           "h": table(self.shape_size, "h_position_embedding"),
-                           "w": table(self.shape_size, "w_position_embedding")}
-        self.rel_bias = {}
+        rel = {}
         for key, on, bins in (("1d", self.has_relative_attention_bias, self.rel_pos_bins),
                               ("x", self.has_spatial_attention_bias, self.rel_2d_pos_bins),
                               ("y", self.has_spatial_attention_bias, self.rel_2d_pos_bins)):
             if on:
-                layer = keras.layers.Dense(self.num_heads, use_bias=False, kernel_initializer=init,
-                                           name=f"rel_pos_{key}_bias", **c)
-                layer.build((None, bins))
-                self.rel_bias[key] = layer
+                rel[key] = (bins, f"rel_pos_{key}_bias")
+        self.build_layout_tables(init, rel)
         d2 = self.spec.d2()
         self.visual = VisualBackbone(d2, name="visual", **c)
         self.rows, self.cols = self.image_feature_pool_shape[:2]
@@ -370,13 +358,6 @@ class LayoutLMv2Backbone(EncoderBackbone):
         if self.visual_segment is not None:
             v = v + ops.cast(self.visual_segment, v.dtype)
         return self.visual_dropout(self.visual_norm(v), training=training)
-
-    def _lookup(self, layer, positions, num_buckets, max_distance, dtype):
-        offsets = positions[:, None, :] - positions[:, :, None]
-        index = ops.clip(offsets, -max_distance, max_distance) + max_distance
-        buckets = ops.take(ops.convert_to_tensor(bucket_table(num_buckets, max_distance)), index, axis=0)
-        values = ops.take(ops.cast(layer.kernel, dtype), buckets, axis=0)
-        return ops.transpose(values, (0, 3, 1, 2))
 
     def encode(self, inputs, training=False):
         """(hidden states (batch, seq + visual, hidden), visual tokens before the encoder)."""
@@ -450,13 +431,7 @@ class LayoutLMv2Backbone(EncoderBackbone):
         return r
 
     def weight_rules(self):
-        r = super().weight_rules()
-        names = {"x": "x_position_embeddings", "y": "y_position_embeddings", "h": "h_position_embeddings",
-                 "w": "w_position_embeddings"}
-        r += [Rule(f"embeddings.{names[k]}.weight", layer.embeddings) for k, layer in self.box_tables.items()]
-        hf_names = {"1d": "encoder.rel_pos_bias", "x": "encoder.rel_pos_x_bias", "y": "encoder.rel_pos_y_bias"}
-        for key, layer in self.rel_bias.items():
-            r += dense_rules(hf_names[key], layer)
+        r = super().weight_rules() + self.layout_rules()
         r += self.visual.weight_rules("visual.backbone")
         r += dense_rules("visual_proj", self.visual_proj) + norm_rules("visual_LayerNorm", self.visual_norm)
         if self.visual_segment is not None:

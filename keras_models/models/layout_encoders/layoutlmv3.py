@@ -116,9 +116,51 @@ def visual_boxes(size, max_len=1000):
     return np.concatenate([[[1, 1, max_len - 1, max_len - 1]], grid]).astype("int32")
 
 
+class LayoutTables:
+    """The layout parts LayoutLMv2 and LayoutLMv3 share: the x / y / height / width box tables and
+    the bucketed relative-position bias tables (1D over positions, 2D over box corners)."""
+
+    def build_layout_tables(self, init, rel):
+        """``self.box_tables`` and ``self.rel_bias`` (``rel``: key -> (buckets, layer name))."""
+        c = dict(dtype=self.dtype_policy)
+
+        def table(width, name):
+            t = keras.layers.Embedding(self.max_2d_position_embeddings, width, embeddings_initializer=init,
+                                       name=name, **c)
+            t.build((None,))
+            return t
+
+        self.box_tables = {"x": table(self.coordinate_size, "x_position_embedding"),
+                           "y": table(self.coordinate_size, "y_position_embedding"),
+                           "h": table(self.shape_size, "h_position_embedding"),
+                           "w": table(self.shape_size, "w_position_embedding")}
+        self.rel_bias = {}
+        for key, (bins, name) in rel.items():
+            layer = keras.layers.Dense(self.num_heads, use_bias=False, kernel_initializer=init, name=name, **c)
+            layer.build((None, bins))
+            self.rel_bias[key] = layer
+
+    def _lookup(self, layer, positions, num_buckets, max_distance, dtype):
+        """(batch, heads, n, n) bias of the bucketed offsets positions[j] - positions[i]."""
+        offsets = positions[:, None, :] - positions[:, :, None]
+        index = ops.clip(offsets, -max_distance, max_distance) + max_distance
+        buckets = ops.take(ops.convert_to_tensor(bucket_table(num_buckets, max_distance)), index, axis=0)
+        values = ops.take(ops.cast(layer.kernel, dtype), buckets, axis=0)  # (batch, n, n, heads)
+        return ops.transpose(values, (0, 3, 1, 2))
+
+    def layout_rules(self):
+        names = {"x": "x_position_embeddings", "y": "y_position_embeddings", "h": "h_position_embeddings",
+                 "w": "w_position_embeddings"}
+        r = [Rule(f"embeddings.{names[k]}.weight", layer.embeddings) for k, layer in self.box_tables.items()]
+        hf_names = {"1d": "encoder.rel_pos_bias", "x": "encoder.rel_pos_x_bias", "y": "encoder.rel_pos_y_bias"}
+        for key, layer in self.rel_bias.items():
+            r += dense_rules(hf_names[key], layer)
+        return r
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 @register_backbone("layoutlmv3")
-class LayoutLMv3Backbone(EncoderBackbone):
+class LayoutLMv3Backbone(LayoutTables, EncoderBackbone):
     """Inputs: ``input_ids``, ``bbox`` (batch, seq, 4; integers in 0..1000), ``attention_mask``,
     ``token_type_ids`` and optionally ``pixel_values`` (batch, input_size, input_size, channels).
     Output: (batch, seq [+ 1 + patches], hidden)."""
@@ -134,25 +176,12 @@ class LayoutLMv3Backbone(EncoderBackbone):
         init = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
         c = dict(dtype=self.dtype_policy)
 
-        def table(width, name):
-            return keras.layers.Embedding(self.max_2d_position_embeddings, width, embeddings_initializer=init,
-                                          name=name, **c)
-
-        self.box_tables = {"x": table(self.coordinate_size, "x_position_embedding"),
-                           "y": table(self.coordinate_size, "y_position_embedding"),
-                           "h": table(self.shape_size, "h_position_embedding"),
-                           "w": table(self.shape_size, "w_position_embedding")}
-        self.rel_bias = {}
+        rel = {}
         if self.has_relative_attention_bias:
-            self.rel_bias["1d"] = keras.layers.Dense(self.num_heads, use_bias=False, kernel_initializer=init,
-                                                     name="rel_pos_bias", **c)
-            self.rel_bias["1d"].build((None, self.rel_pos_bins))
+            rel["1d"] = (self.rel_pos_bins, "rel_pos_bias")
             if self.has_spatial_attention_bias:
-                for axis in ("x", "y"):
-                    layer = keras.layers.Dense(self.num_heads, use_bias=False, kernel_initializer=init,
-                                               name=f"rel_pos_{axis}_bias", **c)
-                    layer.build((None, self.rel_2d_pos_bins))
-                    self.rel_bias[axis] = layer
+                rel.update(x=(self.rel_2d_pos_bins, "rel_pos_x_bias"), y=(self.rel_2d_pos_bins, "rel_pos_y_bias"))
+        self.build_layout_tables(init, rel)
         if self.visual_embed:
             self.grid = self.input_size // self.patch_size
             self.patch_embed = keras.layers.Conv2D(self.hidden_size, self.patch_size, strides=self.patch_size,
@@ -177,14 +206,6 @@ class LayoutLMv3Backbone(EncoderBackbone):
         parts = [t["x"](x0), t["y"](y0), t["x"](x1), t["y"](y1),
                  t["h"](ops.clip(y1 - y0, 0, BOX_LIMIT)), t["w"](ops.clip(x1 - x0, 0, BOX_LIMIT))]
         return x + ops.concatenate(parts, axis=-1)
-
-    def _lookup(self, layer, positions, num_buckets, max_distance, dtype):
-        """(batch, heads, n, n) bias of the bucketed offsets positions[j] - positions[i]."""
-        offsets = positions[:, None, :] - positions[:, :, None]
-        index = ops.clip(offsets, -max_distance, max_distance) + max_distance
-        buckets = ops.take(ops.convert_to_tensor(bucket_table(num_buckets, max_distance)), index, axis=0)
-        values = ops.take(ops.cast(layer.kernel, dtype), buckets, axis=0)  # (batch, n, n, heads)
-        return ops.transpose(values, (0, 3, 1, 2))
 
     def position_bias(self, positions, bbox, dtype):
         if not self.has_relative_attention_bias:
@@ -249,13 +270,7 @@ class LayoutLMv3Backbone(EncoderBackbone):
         return super().__call__(inputs, *args, **kwargs)
 
     def weight_rules(self):
-        r = super().weight_rules()
-        names = {"x": "x_position_embeddings", "y": "y_position_embeddings", "h": "h_position_embeddings",
-                 "w": "w_position_embeddings"}
-        r += [Rule(f"embeddings.{names[k]}.weight", layer.embeddings) for k, layer in self.box_tables.items()]
-        hf_names = {"1d": "encoder.rel_pos_bias", "x": "encoder.rel_pos_x_bias", "y": "encoder.rel_pos_y_bias"}
-        for key, layer in self.rel_bias.items():
-            r += dense_rules(hf_names[key], layer)
+        r = super().weight_rules() + self.layout_rules()
         if self.visual_embed:
             r += conv_rules("patch_embed.proj", self.patch_embed)
             r += [Rule("cls_token", self.cls_token), Rule("pos_embed", self.pos_embed)]
