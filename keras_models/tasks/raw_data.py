@@ -59,7 +59,8 @@ def preprocess_batch(preprocessor, xb, yb=None, swb=None, inference=False):
 
 
 def is_raw(x):
-    """True for raw samples (strings, string pairs, PIL images) rather than arrays / tensors."""
+    """True for raw samples (strings, string pairs, PIL images, or dict samples holding them, such as
+    a document page ``{"image", "words", "boxes"}``) rather than arrays / tensors."""
     if isinstance(x, (str, bytes)):
         return True
     if isinstance(x, np.ndarray):
@@ -70,6 +71,8 @@ def is_raw(x):
             return True
         if isinstance(first, (tuple, list)) and first and isinstance(first[0], str):
             return True
+        if isinstance(first, dict):  # a list of samples with named raw fields (a list is never a tensor)
+            return any(is_raw(v) or isinstance(v, (list, tuple)) for v in first.values())
         return type(first).__module__.startswith("PIL")
     return False
 

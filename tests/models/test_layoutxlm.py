@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import transformers as T
 
 import keras_models as km
@@ -61,3 +62,20 @@ def test_layoutxlm_processor_to_model(tmp_path):
     out = to_numpy(run(x))
     assert out.shape == (2, x["input_ids"].shape[1], 4) and np.isfinite(out).all()
     assert_close(out, to_numpy(run(theirs)), atol=0, mask=x["attention_mask"], what="layoutxlm processor -> model")
+
+
+@pytest.mark.backend_independent  # host-side routing of raw samples (the model's numerics: the test above)
+def test_layoutxlm_predict_and_fit_on_raw_pages(tmp_path):
+    """``predict`` / ``fit`` take a list of page samples ``{"image", "words", "boxes"}`` and run them
+    through the attached processor: the same logits as calling the model on the processor's output."""
+    folder, _ = layoutxlm_folder(tmp_path)
+    model = km.TokenClassifier.from_preset(folder)
+    rng = np.random.RandomState(0)
+    pages = [rng.randint(0, 256, (80, 60, 3)).astype("uint8"), rng.randint(0, 256, (64, 64, 3)).astype("uint8")]
+    samples = [{"image": p, "words": w, "boxes": b} for p, w, b in zip(pages, WORDS, BOXES)]
+    x = model.preprocessor(images=pages, words=WORDS, boxes=BOXES, padding=True)
+    got = model.predict(samples, batch_size=2, verbose=0)
+    assert_close(got, to_numpy(model(x)), atol=1e-5, mask=x["attention_mask"], what="layoutxlm predict(raw pages)")
+    labels = [[i % 4 for i in range(len(w))] for w in WORDS]
+    history = model.fit(samples, labels, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
