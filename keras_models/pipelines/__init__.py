@@ -32,6 +32,10 @@ TASKS = {
                                        "ZeroShotImageClassifier"),
     "video-classification": ("video", "VideoClassificationPipeline", "VideoClassifier"),
     "depth-estimation": ("depth", "DepthEstimationPipeline", "DepthEstimator"),
+    "automatic-speech-recognition": ("audio", "AutomaticSpeechRecognitionPipeline", "SpeechRecognizer"),
+    "audio-classification": ("audio", "AudioClassificationPipeline", "AudioClassifier"),
+    "zero-shot-audio-classification": ("audio", "ZeroShotAudioClassificationPipeline", "ZeroShotAudioClassifier"),
+    "zero-shot-object-detection": ("multimodal", "ZeroShotObjectDetectionPipeline", "ZeroShotObjectDetector"),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 
@@ -46,6 +50,8 @@ _ARCH_TASKS = (
     ("ForImageClassification", "image-classification"),
     ("ForVideoClassification", "video-classification"),
     ("ForDepthEstimation", "depth-estimation"),
+    ("ForCTC", "automatic-speech-recognition"),
+    ("ForAudioClassification", "audio-classification"),
 )
 
 
@@ -105,6 +111,8 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
         hf_config = load_hf_config(folder)
         task = resolve_task(task) if task is not None else infer_task(hf_config, str(folder / "config.json"))
         module, cls_name, model_cls = TASKS[task]
+        if task == "automatic-speech-recognition" and hf_config.get("is_encoder_decoder"):
+            model_cls = "Seq2SeqLM"  # Whisper-like: generate on the feature extractor's log-mels
         import keras_models as km
 
         model = getattr(km, model_cls).from_preset(folder, dtype=dtype)
@@ -114,6 +122,10 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
             kwargs["image_processor"] = ImageProcessor.from_preset(folder)
         elif tokenizer is None and getattr(model, "preprocessor", None) is None:
             tokenizer = _tokenizer_or_none(folder)
+        if model_cls == "Seq2SeqLM" and module == "audio" and "feature_extractor" not in kwargs:
+            from keras_models.preprocessing.audio import AudioFeatureExtractor
+
+            kwargs["feature_extractor"] = AudioFeatureExtractor.from_preset(folder)
     else:
         if task is None:
             raise PipelineError("pipeline(): pass task= when model is a model object")

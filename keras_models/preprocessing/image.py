@@ -77,6 +77,8 @@ _TYPES["SiglipImageProcessor"] = dict(resample=3, size={"height": 224, "width": 
 _TYPES["BlipImageProcessor"] = dict(resample=3, size={"height": 384, "width": 384}, image_mean=_CLIP_MEAN,
                                    image_std=_CLIP_STD, do_convert_rgb=True)
 _TYPES["ConvNextImageProcessorFast"] = _TYPES["ConvNextImageProcessor"]
+_TYPES["OwlViTImageProcessor"] = dict(resample=3, size={"height": 768, "width": 768}, image_mean=_CLIP_MEAN,
+                                     image_std=_CLIP_STD, do_convert_rgb=True)
 # LayoutLMv2 / LayoutXLM: resize, BGR, 0..255 (the model normalises; no OCR here: words come with the inputs)
 _TYPES["LayoutLMv2ImageProcessor"] = dict(size={"height": 224, "width": 224}, do_rescale=False, do_normalize=False,
                                           do_flip_channel_order=True)

@@ -49,6 +49,13 @@ class ZeroShotObjectDetector(Task):
     square_padding = False
 
     @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **task_kwargs):
+        """The checkpoint's tokenizer and image processor (a DualEncoderProcessor), when it ships them."""
+        from keras_models.preprocessing.dual import DualEncoderProcessor
+
+        return DualEncoderProcessor.from_preset(folder)
+
+    @classmethod
     def post_process_object_detection(cls, outputs, threshold=0.1, target_sizes=None):
         """Per image ``{"scores", "labels", "boxes"}`` (numpy): the best query of each patch, its
         sigmoid score above ``threshold``, boxes as (x0, y0, x1, y1) in pixels of ``target_sizes``
