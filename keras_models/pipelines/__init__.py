@@ -36,6 +36,7 @@ TASKS = {
     "audio-classification": ("audio", "AudioClassificationPipeline", "AudioClassifier"),
     "zero-shot-audio-classification": ("audio", "ZeroShotAudioClassificationPipeline", "ZeroShotAudioClassifier"),
     "zero-shot-object-detection": ("multimodal", "ZeroShotObjectDetectionPipeline", "ZeroShotObjectDetector"),
+    "image-to-text": ("multimodal", "ImageToTextPipeline", "ImageToText"),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 

@@ -9,6 +9,10 @@ output formats.
   of the original image, truncated to integers. ``candidate_labels`` may be one comma-separated
   string; several images take one label list for all or one per image; inputs may also be
   ``{"image", "candidate_labels"}`` dicts.
+* image-to-text (km.ImageToText: VisionEncoderDecoder, GIT): ``pipe(image, max_new_tokens=None,
+  generate_kwargs=None)`` -> ``[{"generated_text"}]`` per image (a list of them for a list of
+  images): greedy decoding, 256 new tokens at most by default (Transformers 4's pipeline default),
+  the text decoded without special tokens.
 """
 
 from __future__ import annotations
@@ -127,6 +131,58 @@ class ZeroShotObjectDetectionPipeline(Pipeline):
         return results[:top_k] if top_k else results
 
 
+class ImageToTextPipeline(Pipeline):
+    task = "image-to-text"
+    call_params = ("max_new_tokens", "generate_kwargs", "timeout")
+
+    def __init__(self, model, tokenizer=None, **kwargs):
+        super().__init__(model, tokenizer=tokenizer, **kwargs)
+        processor = getattr(model, "preprocessor", None)
+        self.image_processor = getattr(processor, "image_processor", None)
+        if self.tokenizer is None or self.image_processor is None:
+            raise PipelineError(f"{self.task}: the model needs a tokenizer and an image processor "
+                                "(tokenizer files and preprocessor_config.json in its preset)")
+
+    def __call__(self, inputs=None, **kwargs):
+        if inputs is None:
+            inputs = kwargs.pop("images", None)
+        if inputs is None:
+            raise PipelineError(f"{self.task}: give images (paths, PIL images or arrays)")
+        return super().__call__(inputs, **kwargs)
+
+    def normalize_inputs(self, inputs, params):
+        if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
+            return False, list(inputs)
+        return super().normalize_inputs(inputs, params)
+
+    def prepare_params(self, params):
+        gen = dict(params.get("generate_kwargs") or {})
+        if not isinstance(params.get("generate_kwargs") or {}, dict):
+            raise PipelineError(f"{self.task}: generate_kwargs must be a dict")
+        if params.get("max_new_tokens") is not None:
+            if "max_new_tokens" in gen:
+                raise PipelineError(f"{self.task}: max_new_tokens is given both as an argument and in "
+                                    "generate_kwargs; use one")
+            gen["max_new_tokens"] = params["max_new_tokens"]
+        if "max_new_tokens" not in gen and "max_length" not in gen:
+            gen["max_new_tokens"] = 256
+        return {"generate_kwargs": gen}
+
+    def preprocess(self, item, **_):
+        from keras_models.preprocessing.image_io import load_image
+
+        return [{"pixel_values": self.image_processor([load_image(item)])["pixel_values"][0]}]
+
+    def forward(self, chunks, generate_kwargs=None, **_):
+        pixels = np.stack([c["pixel_values"] for c in chunks])
+        ids = np.asarray(self.model.generate(pixels, **(generate_kwargs or {})))
+        return list(ids)
+
+    def postprocess(self, item, chunks, outputs, **_):
+        ids = np.asarray(outputs[0]).tolist()
+        return [{"generated_text": self.tokenizer.decode(ids, skip_special_tokens=True)}]
+
+
 def _check_labels(task, item):
     labels = item.get("candidate_labels")
     if isinstance(labels, str):
@@ -137,4 +193,4 @@ def _check_labels(task, item):
     return item
 
 
-__all__ = ["ZeroShotObjectDetectionPipeline"]
+__all__ = ["ImageToTextPipeline", "ZeroShotObjectDetectionPipeline"]

@@ -6,6 +6,9 @@ Pipeline post-processing is backend-independent, so these tests are marked
 own parity tests on every backend).
 """
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -80,3 +83,22 @@ def test_zero_shot_object_detection_matches_transformers():
         pipe(imgs, candidate_labels=[["dog"]])
     with pytest.raises(PipelineError, match="threshold"):
         pipe(imgs[0], candidate_labels=["cat"], threshold="high")
+
+
+# --- image-to-text (removed from Transformers 5: outputs recorded once with 4.57.1) -------------------
+GOLDEN = Path(__file__).parent / "removed_golden"
+
+
+def test_image_to_text_matches_transformers_4():
+    folder = GOLDEN / "image_to_text"
+    recorded = json.loads((GOLDEN / "image_to_text.json").read_text())
+
+    def path(x):
+        return [path(v) for v in x] if isinstance(x, list) else str(folder / f"{x}.png")
+
+    pipe = km.pipeline("image-to-text", model=folder / "model")
+    for (arg, kwargs), theirs in zip(recorded["calls"], recorded["outputs"]):
+        assert_same(pipe(path(arg), **kwargs), theirs, path=f"image-to-text {kwargs}")
+    assert_same(pipe(path(["img0", "img1"]), max_new_tokens=5, batch_size=2), recorded["outputs"][1])
+    with pytest.raises(PipelineError, match="max_new_tokens"):
+        pipe(path("img0"), max_new_tokens=2, generate_kwargs={"max_new_tokens": 3})
