@@ -8,13 +8,9 @@ import numpy as np
 from keras_models.pipelines.base import HiddenStateOutputs, Pipeline, PipelineError, sigmoid, softmax
 
 
-class ImagePipeline(Pipeline):
-    def __init__(self, model, tokenizer=None, image_processor=None, **kwargs):
-        super().__init__(model, tokenizer=tokenizer, **kwargs)
-        self.image_processor = image_processor or getattr(model, "preprocessor", None)
-        if self.image_processor is None:
-            raise PipelineError(f"{self.task}: the model has no image processor (preprocessor_config.json); "
-                                "pass image_processor=")
+class ImageInputs:
+    """Pipeline inputs that are images: ``images=`` accepted for the first argument, and a 4-D array
+    read as a batch of images."""
 
     def __call__(self, inputs=None, **kwargs):
         if inputs is None:
@@ -27,6 +23,15 @@ class ImagePipeline(Pipeline):
         if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
             return False, list(inputs)
         return super().normalize_inputs(inputs, params)
+
+
+class ImagePipeline(ImageInputs, Pipeline):
+    def __init__(self, model, tokenizer=None, image_processor=None, **kwargs):
+        super().__init__(model, tokenizer=tokenizer, **kwargs)
+        self.image_processor = image_processor or getattr(model, "preprocessor", None)
+        if self.image_processor is None:
+            raise PipelineError(f"{self.task}: the model has no image processor (preprocessor_config.json); "
+                                "pass image_processor=")
 
     def preprocess(self, item, **_):
         return [{"pixel_values": self.image_processor([item])["pixel_values"][0]}]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_models.pipelines.base import Pipeline, PipelineError, to_numpy
+from keras_models.pipelines.image import ImageInputs
 
 
 def _is_image(x):
@@ -131,7 +132,7 @@ class ZeroShotObjectDetectionPipeline(Pipeline):
         return results[:top_k] if top_k else results
 
 
-class ImageToTextPipeline(Pipeline):
+class ImageToTextPipeline(ImageInputs, Pipeline):
     task = "image-to-text"
     call_params = ("max_new_tokens", "generate_kwargs", "timeout")
 
@@ -142,18 +143,6 @@ class ImageToTextPipeline(Pipeline):
         if self.tokenizer is None or self.image_processor is None:
             raise PipelineError(f"{self.task}: the model needs a tokenizer and an image processor "
                                 "(tokenizer files and preprocessor_config.json in its preset)")
-
-    def __call__(self, inputs=None, **kwargs):
-        if inputs is None:
-            inputs = kwargs.pop("images", None)
-        if inputs is None:
-            raise PipelineError(f"{self.task}: give images (paths, PIL images or arrays)")
-        return super().__call__(inputs, **kwargs)
-
-    def normalize_inputs(self, inputs, params):
-        if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
-            return False, list(inputs)
-        return super().normalize_inputs(inputs, params)
 
     def prepare_params(self, params):
         gen = dict(params.get("generate_kwargs") or {})
