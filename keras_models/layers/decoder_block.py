@@ -25,8 +25,8 @@ Switches (all named config fields, no model names):
     expert: ``shared_expert_size``, ``shared_expert_gate``); routing: ``router_bias``,
     ``router_score`` ("softmax"/"sigmoid"), ``router_groups`` / ``router_topk_groups`` /
     ``router_group_score`` (group-limited top-k), ``router_correction_bias``, ``routed_scaling``
-    (a factor on the routing weights); experts: ``moe_stacked_experts`` (three stacked tensors
-    instead of a list of MLPs), ``expert_glu`` with ``glu_alpha`` / ``glu_limit`` (a gated unit
+    (a factor on the routing weights); experts: ``moe_stacked_experts`` (default: three stacked tensors,
+    [gate | up] fused; False: a list of MLPs, as .keras files saved before kept them), ``expert_glu`` with ``glu_alpha`` / ``glu_limit`` (a gated unit
     of layers.activations.GLU_UNITS instead of act(gate) * up). See keras_models.layers.moe.
 """
 
@@ -53,7 +53,7 @@ BLOCK_DEFAULTS = dict(
     kv_lora_rank=None, qk_nope_head_dim=None, qk_rope_head_dim=None, v_head_dim=None,
     latent_norm_eps=1e-6, router_bias=False, router_score="softmax", router_groups=None,
     router_topk_groups=None, router_group_score="max", router_correction_bias=False,
-    routed_scaling=None, moe_stacked_experts=False, expert_glu=None, glu_alpha=1.702, glu_limit=7.0,
+    routed_scaling=None, moe_stacked_experts=True, expert_glu=None, glu_alpha=1.702, glu_limit=7.0,
     qk_norm_after_rope=False, query_temperature=None, moe_weight_inputs=False,
 )
 

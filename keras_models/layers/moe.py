@@ -59,6 +59,8 @@ class MoE(keras.layers.Layer):
                  stacked=False, glu=None, glu_alpha=1.702, glu_limit=7.0, weight_inputs=False, **kwargs):
         super().__init__(**kwargs)
         self.weight_inputs = weight_inputs
+        if stacked and not gated:
+            raise ValueError("MoE: stacked=True stores gated experts ([gate | up]); gated=False needs stacked=False")
         if router_score not in ("softmax", "sigmoid"):
             raise ValueError(f"router_score={router_score!r}: expected 'softmax' or 'sigmoid'")
         if router_group_score not in ("max", "top2_sum"):

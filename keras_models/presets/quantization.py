@@ -111,7 +111,8 @@ def _shared_layers(model):
         return {}
     counts = {}
     for r in rules:
-        counts[id(r.variable)] = counts.get(id(r.variable), 0) + 1
+        if getattr(r, "part", None) is None:  # pieces of one variable (stacked experts) are not sharing
+            counts[id(r.variable)] = counts.get(id(r.variable), 0) + 1
     owner = _leaf_owner(model)
     return {id(owner[v]): owner[v] for v, n in counts.items() if n > 1 and v in owner}
 

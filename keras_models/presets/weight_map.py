@@ -113,6 +113,15 @@ class Rule:
     export: bool = True
     # Other names the tensor may have in a checkpoint (read on load, never written).
     aliases: tuple = ()
+    # Many checkpoint tensors -> one variable: the index (a tuple of ints / slices) of the piece of
+    # ``variable`` this tensor fills (e.g. one expert's gate half of stacked MoE experts). The rules
+    # naming pieces of one variable load into one buffer, assigned once; export slices them back.
+    part: tuple | None = None
+
+    def target_shape(self):
+        """The shape this rule's tensor has on the Keras side (its piece of the variable)."""
+        shape = tuple(self.variable.shape)
+        return shape if self.part is None else _piece_shape(shape, self.part)
 
     def names(self):
         """Candidate checkpoint names: ``hf``, the aliases, and the legacy LayerNorm names
@@ -171,7 +180,7 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
                 missing.append(candidates[0])
             continue
         name = present[0]
-        want = tuple(r.variable.shape)
+        want = r.target_shape()
         got = r.op.keras_shape(tuple(reader.shape(name)))
         if got != want:
             bad_shape.append(f"{name}: checkpoint {tuple(reader.shape(name))} -> {got}, model expects {want}")
@@ -203,10 +212,26 @@ def load_rules(rules, reader, *, prefix="", ignore=(), known_unused=(), source=N
     sizes = {name: int(np.prod(reader.shape(name), dtype=np.int64)) * np.dtype(_np_dtype(reader.dtype(name))).itemsize
              for name, _ in plan}
     plan.sort(key=lambda item: -sizes[item[0]])
+    _check_parts(rules, source)
+    buffers = {}  # id(variable) -> [buffer, pieces still to fill] for rules with a ``part``
+    for _, r in plan:
+        if r.part is not None:
+            entry = buffers.setdefault(id(r.variable), [None, 0])
+            entry[1] += 1
     with _progress(sum(sizes.values()), source) as bar:
         for name, r in plan:
             value = r.op.to_keras(reader.get(name))
-            materialise(r.variable, np.require(value, dtype=_np_dtype(r.variable.dtype), requirements="C"))
+            if r.part is None:
+                materialise(r.variable, np.require(value, dtype=_np_dtype(r.variable.dtype), requirements="C"))
+            else:
+                entry = buffers[id(r.variable)]
+                if entry[0] is None:
+                    entry[0] = np.zeros(tuple(r.variable.shape), _np_dtype(r.variable.dtype))
+                entry[0][r.part] = value
+                entry[1] -= 1
+                if entry[1] == 0:  # every piece read: one assignment, then the buffer goes
+                    materialise(r.variable, entry[0])
+                    entry[0] = None
             bar.update(sizes[name])
     if reported:
         logger.info(
@@ -243,6 +268,7 @@ def _progress(total, source):
 def export_rules(rules, *, prefix="", dtype=None):
     """Yield ``(hf_name, numpy array)`` for every exported rule."""
     seen = set()
+    whole = {}  # id(variable) -> its numpy value, for the rules that export pieces of one variable
     for r in rules:
         if not r.export:
             continue
@@ -250,11 +276,35 @@ def export_rules(rules, *, prefix="", dtype=None):
         if name in seen:
             continue
         seen.add(name)
-        value = np.asarray(_to_numpy(r.variable))
+        if r.part is None:
+            value = np.asarray(_to_numpy(r.variable))
+        else:
+            if id(r.variable) not in whole:
+                whole[id(r.variable)] = np.asarray(_to_numpy(r.variable))
+            value = whole[id(r.variable)][r.part]
         if dtype is not None:
             value = value.astype(dtype)
         # (np.ascontiguousarray would turn a 0-d tensor, e.g. CLIP's logit_scale, into shape (1,))
         yield name, np.require(r.op.to_hf(value), requirements="C")
+
+
+def _piece_shape(shape, part):
+    return np.empty(shape, dtype=np.bool_)[part].shape if shape else ()
+
+
+def _check_parts(rules, source):
+    """The pieces of each variable filled by ``part`` rules must add up to it (a weight map error,
+    not a checkpoint one: raised even when the checkpoint is complete)."""
+    cover = {}
+    for r in rules:
+        if r.part is not None:
+            c = cover.setdefault(id(r.variable), [r, 0])
+            c[1] += int(np.prod(r.target_shape(), dtype=np.int64))
+    for r, size in cover.values():
+        if size != int(np.prod(tuple(r.variable.shape), dtype=np.int64)):
+            raise WeightMismatchError(f"Cannot load weights from {source}: the checkpoint tensors mapped onto "
+                                      f"pieces of {getattr(r.variable, 'path', r.variable)} (e.g. {r.hf}) do not "
+                                      "add up to it")
 
 
 def _float_compatible(stored, wanted):

@@ -207,6 +207,7 @@ class GptOssBackbone(TableBackbone):
     hf_architecture = "GptOssModel"
     names = {**NAMES, "moe": "mlp.", "router": "router"}
     experts_interleaved = True
+    checkpoint_stacked_experts = True
 
 
 @_ser

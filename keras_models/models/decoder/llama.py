@@ -10,7 +10,7 @@ from keras_models.models.decoder.backbone import DecoderBackbone
 from keras_models.models.decoder.classifier import DecoderTextClassifier
 from keras_models.models.decoder.hf_config import DecoderSpec, value
 from keras_models.models.decoder.weights import (attention, embedding, latent_attention, linear, mlp, norm,
-                                                 stacked_experts)
+                                                 per_expert_stacked, stacked_experts)
 from keras_models.presets.weight_map import Rule
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.spec import const, dim, hf
@@ -128,6 +128,10 @@ class TableBackbone(DecoderBackbone):
     conv1d = False
     qkv_layout = "concat"
     experts_interleaved = False
+    # the checkpoint stores the experts stacked (GPT-OSS, Llama 4) rather than one MLP per expert;
+    # either way our experts are stacked (keras_models.layers.moe), unless a .keras file saved them
+    # as a list of MLPs (``moe_stacked_experts=False``)
+    checkpoint_stacked_experts = False
 
     def block_names(self, blk):
         return self.names
@@ -153,13 +157,15 @@ class TableBackbone(DecoderBackbone):
             r += linear(m + n["router"], blk.mlp.router)
             if blk.mlp.router_correction_bias:
                 r.append(Rule(f"{m}{n['router']}.{n['correction_bias']}", blk.mlp.score_correction_bias))
-            if blk.mlp.stacked:
+            per_expert = {"gate": n["e_gate"], "up": n["e_up"], "down": n["e_down"]}
+            if blk.mlp.stacked and self.checkpoint_stacked_experts:
                 names = {"e_gate_up": n["e_gate_up"], "e_down": n["e_down_stacked"],
                          "e_gate_up_bias": n["e_gate_up"] + "_bias", "e_down_bias": n["e_down_stacked"] + "_bias"}
                 r += stacked_experts(f"{m}{n['experts']}.", blk.mlp, names, self.experts_interleaved)
-            for e, expert in enumerate(blk.mlp.experts):
-                r += mlp(f"{m}{n['experts']}.{e}.", expert,
-                         {"gate": n["e_gate"], "up": n["e_up"], "down": n["e_down"]})
+            elif blk.mlp.stacked:
+                r += per_expert_stacked(f"{m}{n['experts']}.", blk.mlp, per_expert)
+            for e, expert in enumerate(blk.mlp.experts):  # the list layout (.keras files saved before)
+                r += mlp(f"{m}{n['experts']}.{e}.", expert, per_expert)
             if blk.mlp.shared_expert is not None:
                 r += mlp(m + n["shared_expert"] + ".", blk.mlp.shared_expert, n)
             if blk.mlp.shared_gate is not None:

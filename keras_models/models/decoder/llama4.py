@@ -127,6 +127,7 @@ class Llama4TextBackbone(TableBackbone):
     spec_cls = Llama4TextSpec
     hf_architecture = "Llama4TextModel"
     names = LLAMA4_NAMES
+    checkpoint_stacked_experts = True
 
 
 @_ser

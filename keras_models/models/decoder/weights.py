@@ -1,5 +1,5 @@
 """Weight-map helpers shared by the decoder families: Linear/Conv1D, norms, fused-qkv layouts,
-latent attention, stacked experts."""
+latent attention, stacked experts (from stacked or per-expert checkpoint tensors)."""
 
 import numpy as np
 
@@ -123,6 +123,25 @@ def stacked_experts(prefix, moe, names, interleaved=False):
     if moe.use_bias:
         r += [Rule(prefix + names["e_gate_up_bias"], moe.expert_gate_up_bias, op),
               Rule(prefix + names["e_down_bias"], moe.expert_down_bias)]
+    return r
+
+
+def per_expert_stacked(prefix, moe, names):
+    """Stacked MoE experts loaded from (and saved as) one gated MLP per expert: HF's
+    ``{prefix}{e}.{gate|up|down}.weight`` (Linear, (out, in)) fill expert ``e``'s gate half, up half
+    and down slice of our stacked tensors (``names``: "gate", "up", "down" HF sub-names)."""
+    n = moe.intermediate_size
+    gate, up, full = slice(0, n), slice(n, 2 * n), slice(None)
+    r = []
+    for e in range(moe.num_experts):
+        p = f"{prefix}{e}."
+        r += [Rule(f"{p}{names['gate']}.weight", moe.expert_gate_up, TRANSPOSE, part=(e, full, gate)),
+              Rule(f"{p}{names['up']}.weight", moe.expert_gate_up, TRANSPOSE, part=(e, full, up)),
+              Rule(f"{p}{names['down']}.weight", moe.expert_down, TRANSPOSE, part=(e,))]
+        if moe.use_bias:
+            r += [Rule(f"{p}{names['gate']}.bias", moe.expert_gate_up_bias, part=(e, gate)),
+                  Rule(f"{p}{names['up']}.bias", moe.expert_gate_up_bias, part=(e, up)),
+                  Rule(f"{p}{names['down']}.bias", moe.expert_down_bias, part=(e,))]
     return r
 
 
