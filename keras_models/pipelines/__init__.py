@@ -37,8 +37,10 @@ TASKS = {
     "zero-shot-audio-classification": ("audio", "ZeroShotAudioClassificationPipeline", "ZeroShotAudioClassifier"),
     "zero-shot-object-detection": ("multimodal", "ZeroShotObjectDetectionPipeline", "ZeroShotObjectDetector"),
     "image-to-text": ("multimodal", "ImageToTextPipeline", "ImageToText"),
+    "visual-question-answering": ("vqa", "VisualQuestionAnsweringPipeline", "VisualQuestionAnswerer"),
 }
-ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
+           "vqa": "visual-question-answering"}
 
 # config.json ``architectures`` suffix -> default task, when pipeline() is given no task.
 _ARCH_TASKS = (
@@ -114,6 +116,10 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
         module, cls_name, model_cls = TASKS[task]
         if task == "automatic-speech-recognition" and hf_config.get("is_encoder_decoder"):
             model_cls = "Seq2SeqLM"  # Whisper-like: generate on the feature extractor's log-mels
+        if task in ("visual-question-answering", "document-question-answering"):
+            from keras_models.pipelines.vqa import model_class_for
+
+            model_cls = model_class_for(task, hf_config, model_cls)  # generative checkpoints: BLIP, Donut
         import keras_models as km
 
         model = getattr(km, model_cls).from_preset(folder, dtype=dtype)
