@@ -38,6 +38,7 @@ TASKS = {
     "zero-shot-object-detection": ("multimodal", "ZeroShotObjectDetectionPipeline", "ZeroShotObjectDetector"),
     "image-to-text": ("multimodal", "ImageToTextPipeline", "ImageToText"),
     "visual-question-answering": ("vqa", "VisualQuestionAnsweringPipeline", "VisualQuestionAnswerer"),
+    "document-question-answering": ("document_qa", "DocumentQuestionAnsweringPipeline", "QuestionAnswerer"),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
            "vqa": "visual-question-answering"}
