@@ -115,6 +115,7 @@ class Backbone(SharingMixin, keras.Model):
             if isinstance(layer, keras.layers.Dense) and layer.name in names:
                 layer.enable_lora(rank, lora_alpha=lora_alpha)
                 found += 1
+        _warn_stacked_experts(self, names)
         if not found:
             dense = sorted({layer.name for layer in compat.sublayers(self) if isinstance(layer, keras.layers.Dense)})
             raise ValueError(f"enable_lora: no Dense layer named any of {names} in {self.name} "
@@ -254,3 +255,16 @@ def _task_head_patterns(backbone_cls):
         out.extend(getattr(task, "hf_head_patterns", ()))
     return tuple(out)
 
+
+def _warn_stacked_experts(model, names):
+    """Stacked MoE experts (keras_models.layers.moe) are tensors, not Dense layers: a LoRA target
+    naming an expert projection adapts only the dense MLPs / shared experts; say so."""
+    from keras_models.layers.moe import MoE
+
+    hit = sorted(set(names) & {"gate", "up", "down"})
+    stacked = [layer.path for layer in compat.sublayers(model) if isinstance(layer, MoE) and layer.stacked]
+    if hit and stacked:
+        logger.warning("enable_lora: %s also names the experts' projections, but the mixture-of-experts "
+                       "layers (%s%s) keep their experts stacked, not as Dense layers: only the shared "
+                       "experts and dense MLPs get adapters there, the routed experts none", ", ".join(hit), stacked[0],
+                       f" and {len(stacked) - 1} more" if len(stacked) > 1 else "")

@@ -6,7 +6,7 @@ Transformers' Qwen3MoeSparseMoeBlock, side by side in one run, for 1, 8 and 64 r
 "ours sparse" is the layer's own dispatch (keras_models.layers.moe: eager gather + index_add_
 under torch, called as the decode loop calls it -- inference mode, ``direct_layer_calls`` --, per-expert
 cond inside tf.function, dense under jax jit); "ours dense" computes every
-expert on every row. Best of 20 after one warm-up call; both libraries on 2 threads.
+expert on every row. Best of 20 after one warm-up call; both libraries on BENCH_THREADS threads (default 2).
 """
 import time
 import numpy as np
@@ -25,7 +25,10 @@ hf = Qwen3MoeSparseMoeBlock(cfg).eval()
 with torch.no_grad():
     for param in hf.parameters():
         param.normal_(0.0, 0.02)
-layer = MoE(H, I, E, K, normalize_top_k=True); layer.build((None, None, H))
+# BENCH_STACKED=0: the list-of-MLPs expert layout (.keras files saved before); default: stacked, as
+# every MoE family now loads its experts
+layer = MoE(H, I, E, K, normalize_top_k=True, stacked=os.environ.get("BENCH_STACKED", "1") != "0")
+layer.build((None, None, H))
 backend = keras.backend.backend()
 def timeit(fn, n=20):
     fn(); ts=[]
