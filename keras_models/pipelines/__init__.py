@@ -39,6 +39,14 @@ TASKS = {
     "image-to-text": ("multimodal", "ImageToTextPipeline", "ImageToText"),
     "visual-question-answering": ("vqa", "VisualQuestionAnsweringPipeline", "VisualQuestionAnswerer"),
     "document-question-answering": ("document_qa", "DocumentQuestionAnsweringPipeline", "QuestionAnswerer"),
+    "object-detection": ("vision_tasks", "ObjectDetectionPipeline", "ObjectDetector"),
+    "image-segmentation": ("vision_tasks", "ImageSegmentationPipeline", "UniversalSegmenter"),
+    "image-to-image": ("vision_tasks", "ImageToImagePipeline", "ImageSuperResolution"),
+}
+# task -> ((config.json architectures suffix, km model class), ...): checkpoints that load through
+# another model class than the task's default.
+_ARCH_MODEL_CLASSES = {
+    "image-segmentation": (("ForSemanticSegmentation", "SemanticSegmenter"),),
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
            "vqa": "visual-question-answering"}
@@ -56,6 +64,10 @@ _ARCH_TASKS = (
     ("ForDepthEstimation", "depth-estimation"),
     ("ForCTC", "automatic-speech-recognition"),
     ("ForAudioClassification", "audio-classification"),
+    ("ForInstanceSegmentation", "image-segmentation"),
+    ("ForUniversalSegmentation", "image-segmentation"),
+    ("ForSemanticSegmentation", "image-segmentation"),
+    ("ForImageSuperResolution", "image-to-image"),
 )
 
 
@@ -121,6 +133,9 @@ def pipeline(task=None, model=None, tokenizer=None, *, batch_size=1, progress=Fa
             from keras_models.pipelines.vqa import model_class_for
 
             model_cls = model_class_for(task, hf_config, model_cls)  # generative checkpoints: BLIP, Donut
+        for suffix, cls_for_arch in _ARCH_MODEL_CLASSES.get(task, ()):
+            if any(str(a).endswith(suffix) for a in hf_config.get("architectures") or []):
+                model_cls = cls_for_arch
         import keras_models as km
 
         model = getattr(km, model_cls).from_preset(folder, dtype=dtype)
