@@ -42,6 +42,7 @@ TASKS = {
     "object-detection": ("vision_tasks", "ObjectDetectionPipeline", "ObjectDetector"),
     "image-segmentation": ("vision_tasks", "ImageSegmentationPipeline", "UniversalSegmenter"),
     "image-to-image": ("vision_tasks", "ImageToImagePipeline", "ImageSuperResolution"),
+    "image-text-to-text": ("image_text_to_text", "ImageTextToTextPipeline", "ImageTextToText"),
 }
 # task -> ((config.json architectures suffix, km model class), ...): checkpoints that load through
 # another model class than the task's default.

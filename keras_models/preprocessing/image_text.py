@@ -168,7 +168,11 @@ class ImageTextProcessor:
                                                   add_generation_prompt=add_generation_prompt, **kwargs)
         if not tokenize:
             return text
-        return self(text=text, images=images, add_special_tokens=False)
+        # As Transformers' processors: the tokenizer adds its special tokens unless the rendered
+        # prompt already starts with the BOS token.
+        first = text[0] if isinstance(text, (list, tuple)) else text
+        bos = getattr(self.tokenizer, "bos_token", None)
+        return self(text=text, images=images, add_special_tokens=not (bos and first.startswith(bos)))
 
 
 def _image_list(images):
