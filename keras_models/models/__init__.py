@@ -128,3 +128,4 @@ from keras_models.models.reformer import *  # noqa: F401,F403
 from keras_models.models.mega import *  # noqa: F401,F403
 from keras_models.models.clvp import *  # noqa: F401,F403
 from keras_models.models.gptsan_japanese import *  # noqa: F401,F403
+from keras_models.models.qdqbert import *  # noqa: F401,F403
