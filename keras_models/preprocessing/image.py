@@ -183,6 +183,10 @@ class ImageProcessor:
             raise ConfigError(f"{CONFIG_NAME}: image_processor_type must be a string, got {kind!r}")
         kind = kind[:-3] if kind.endswith("Pil") else kind
         kind = kind[:-4] if kind.endswith("Fast") and kind[:-4] in _TYPES else kind
+        if kind in ("DonutImageProcessor", "DonutImageProcessorFast") and cls is ImageProcessor:
+            from keras_models.preprocessing.donut import DonutImageProcessor
+
+            return DonutImageProcessor.from_config(config)
         kw = {k: config[k] for k in _BASE if k in config}
         if "size" in config:
             kw["size"] = config["size"]
