@@ -218,3 +218,18 @@ def test_image_to_image_matches_transformers_4():
         np.testing.assert_array_equal(np.asarray(image), recorded[f"img{i}"])
     with pytest.raises(PipelineError, match="unknown argument"):
         pipe(imgs[0], threshold=0.5)
+
+
+def test_torch_topk_order_replayed():
+    """Transformers' instance post-processing keeps PyTorch's unsorted top-k order; ours replays it."""
+    import torch
+
+    from keras_models.pipelines.vision_tasks import torch_topk_unsorted
+
+    rng = np.random.RandomState(0)
+    for n, k in [(18, 6), (24, 6), (15, 5), (100, 10), (300, 10), (50, 49), (7, 7), (8, 3), (1000, 100)]:
+        for t in range(4):
+            x = rng.rand(n).astype(np.float32)
+            if t % 2:
+                x = np.round(x * 5) / 5  # ties
+            assert torch_topk_unsorted(x, k) == torch.tensor(x).topk(k, sorted=False).indices.tolist(), (n, k, t)
