@@ -55,6 +55,10 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
                                     f"Donut (a donut-swin encoder); this checkpoint's encoder is {encoder!r}")
             if self.image_processor is None:
                 raise PipelineError(f"{self.task}: the model has no image processor (preprocessor_config.json)")
+        elif self.hf_config.get("model_type", "layoutlm") != "layoutlm":
+            raise PipelineError(f"{self.task}: extractive answers are supported for LayoutLM checkpoints "
+                                f"(model_type 'layoutlm'); this one is {self.hf_config['model_type']!r} "
+                                "(LayoutLMv2/v3 tokenizers place the boxes themselves: not supported yet)")
 
     def __call__(self, image=None, question=None, word_boxes=None, **kwargs):
         if isinstance(question, str):
