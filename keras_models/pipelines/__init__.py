@@ -43,14 +43,16 @@ TASKS = {
     "image-segmentation": ("vision_tasks", "ImageSegmentationPipeline", "UniversalSegmenter"),
     "image-to-image": ("vision_tasks", "ImageToImagePipeline", "ImageSuperResolution"),
     "image-text-to-text": ("image_text_to_text", "ImageTextToTextPipeline", "ImageTextToText"),
+    "text-to-audio": ("text_to_audio", "TextToAudioPipeline", "TextToAudio"),
 }
 # task -> ((config.json architectures suffix, km model class), ...): checkpoints that load through
 # another model class than the task's default.
 _ARCH_MODEL_CLASSES = {
     "image-segmentation": (("ForSemanticSegmentation", "SemanticSegmenter"),),
+    "text-to-audio": (("VitsModel", "Backbone"),),  # VITS / MMS-TTS: forward-only (synthesize)
 }
 ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
-           "vqa": "visual-question-answering"}
+           "vqa": "visual-question-answering", "text-to-speech": "text-to-audio"}
 
 # config.json ``architectures`` suffix -> default task, when pipeline() is given no task.
 _ARCH_TASKS = (

@@ -68,3 +68,51 @@ def test_image_text_to_text_matches_transformers():
     bad = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what"}]}]
     with pytest.raises(PipelineError, match=r"messages\[0\] has an image entry"):
         pipe(text=bad)
+
+
+# --- text-to-audio / text-to-speech (VITS, noise scales 0: deterministic) ---------------------------------
+def _vits():
+    from tests.audio.test_vits import CASES, COMMON
+
+    def build(tmp):
+        import json
+
+        import torch
+        import transformers
+
+        from tests.parity import randomize_weights
+
+        torch.manual_seed(0)
+        cfg = {**COMMON, **CASES["stochastic"], "sampling_rate": 8000}
+        model = transformers.VitsModel(transformers.VitsConfig(**cfg)).eval()
+        randomize_weights(model)
+        with torch.no_grad():
+            model.duration_predictor.flows[0].translate.fill_(-1.0)  # a few frames per token
+        model.save_pretrained(tmp)
+        vocab = {c: i for i, c in enumerate(list("_abcdefghij klmn'-") + ["A", "z"])}
+        assert len(vocab) == COMMON["vocab_size"]
+        (tmp / "vocab.json").write_text(json.dumps(vocab))
+        transformers.VitsTokenizer(str(tmp / "vocab.json"), phonemize=False).save_pretrained(tmp)
+
+    return cached_folder("pipe-tta-vits-v1", build)
+
+
+def test_text_to_audio_vits_matches_transformers():
+    folder = _vits()
+    calls = [(["a big cat"], {}),
+             ([["hello kid", "ab"]], {"forward_params": {"speaking_rate": 0.8}})]
+    expected = hf_pipeline_outputs("text-to-audio", str(folder), calls)
+    pipe = km.pipeline("text-to-speech", model=folder)
+    for (args, kwargs), theirs in zip(calls, expected):
+        ours = pipe(*args, **kwargs)
+        for o, t in zip(ours if isinstance(ours, list) else [ours], theirs if isinstance(theirs, list) else [theirs]):
+            assert np.asarray(t["audio"]).std() > 1e-3, "degenerate reference"
+            assert o["audio"].shape == np.asarray(t["audio"]).shape
+        assert_same(ours, theirs, path=f"text-to-audio {kwargs}")
+    assert expected[0]["sampling_rate"] == 8000
+    with pytest.raises(PipelineError, match="generate_kwargs"):
+        pipe("abc", generate_kwargs={"max_new_tokens": 3})
+    with pytest.raises(PipelineError, match="inputs must be a str"):
+        pipe(3)
+    with pytest.raises(PipelineError, match="vocoder"):
+        km.pipeline("text-to-audio", model=folder, vocoder=object())
