@@ -12,6 +12,9 @@
 * ``input_signature(model)``: the model's inputs as ``keras.InputSpec``s (batch and sequence axes
   left open), which ``model.export(..., format="tf_saved_model")`` uses by default under JAX and
   TensorFlow.
+* ``model.export(path, format="tf_saved_model", raw_strings=True)``: a SavedModel whose serving
+  signature takes raw strings ``(batch,)``, the (WordPiece) tokenizer re-expressed in TensorFlow /
+  tensorflow_text ops (extra ``keras-models[tf-serving]``; see ``keras_models/export/raw_text.py``).
 
 ``Task.export`` / ``Backbone.export`` route ``format="onnx"`` here and fill the input signature for
 the other formats. The file appears only when the export succeeded (written beside it, then moved).
@@ -191,6 +194,10 @@ def export_model(model, export_super, filepath, format="tf_saved_model", verbose
     model's input signature filled in."""
     import keras
 
+    raw_strings = kwargs.pop("raw_strings", False)
+    if raw_strings and format != "tf_saved_model":
+        raise ExportError(f"raw_strings=True is for format='tf_saved_model' (a serving signature taking strings), "
+                          f"not format={format!r}")
     if format == "onnx" and kwargs.get("max_length") is not None:  # a causal LM's decode step with its cache
         return export_onnx_decoder(model, filepath, kwargs.pop("max_length"),
                                    opset_version=kwargs.pop("opset_version", None), verbose=bool(verbose))
@@ -212,6 +219,11 @@ def export_model(model, export_super, filepath, format="tf_saved_model", verbose
                 rest = ", _" * (len(spec.shape) - (2 if spec.shape[1:2] == (None,) else 1))
                 shapes[name] = "(batch, sequence" + rest + ")" if spec.shape[1:2] == (None,) else "(batch" + rest + ")"
             kwargs["jax2tf_kwargs"] = {**kwargs.get("jax2tf_kwargs", {}), "polymorphic_shapes": [shapes]}
+    if raw_strings:
+        from keras_models.export.raw_text import export_raw_strings
+
+        return export_raw_strings(model, lambda path: export_super(
+            path, format=format, verbose=False, input_signature=input_signature_, **kwargs), filepath, verbose=verbose)
     return export_super(filepath, format=format, verbose=verbose, input_signature=input_signature_, **kwargs)
 
 

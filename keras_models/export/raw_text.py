@@ -1,0 +1,341 @@
+"""A TF SavedModel whose serving signature takes raw strings (``model.export(path,
+format="tf_saved_model", raw_strings=True)``).
+
+The tokenizers here run in Rust (``tokenizers``), which a SavedModel cannot hold, so the export
+re-expresses the preset's ``tokenizer.json`` with TensorFlow and ``tensorflow_text`` ops (the
+optional extra ``keras-models[tf-serving]``) and puts them in front of the usual token-input
+SavedModel. Supported: WordPiece tokenizers (BERT-like) with
+
+* a ``BertNormalizer`` (clean_text, handle_chinese_chars, strip_accents, lowercase) or a
+  ``Sequence`` of ``NFC``/``NFD``/``NFKC``/``NFKD``/``Lowercase``/``StripAccents``, or none;
+* a ``BertPreTokenizer`` or ``WhitespaceSplit`` pre-tokenizer;
+* a ``TemplateProcessing`` or ``BertProcessing`` post-processor (or none);
+* the preprocessor's truncation and padding (``sequence_length``, 'longest' / 'max_length',
+  ``pad_to_multiple_of``), right side.
+
+Before anything is written, the TF tokenization is run on a probe corpus (accents, upper case,
+CJK, punctuation, control characters, an over-long word, the empty string) and compared with the
+preprocessor's; any difference is an ``ExportError``. Known differences that the probe does not
+exercise: literal special-token text in the input (``"[MASK]"`` typed in a sentence is split into
+pieces here, while the Rust tokenizer matches it as one added token); unassigned code points
+(Unicode category Cn), which the Rust ``clean_text`` drops and the TF regexes keep; and Unicode
+version differences between ICU (TF's lower-casing and normalisation) and Rust's tables.
+Lower-casing is per character as in Rust: TF's ``tf.strings.lower`` alone would map a word-final
+capital sigma to ``ς`` where the Rust tokenizer gives ``σ``, so ``Σ`` is mapped first.
+(``tensorflow_text.BertTokenizer``'s own ``lower_case`` is NFKC case folding, which also rewrites
+full-width forms, ligatures and ``ß``, so it is not used.)
+
+The SavedModel has the signatures ``serving_default`` (``texts``: string ``(batch,)`` -> the
+model's outputs) and ``tokenize`` (``texts`` -> the token inputs), and the functions ``serve``
+(strings), ``serve_tokens`` (the token inputs, as a plain export) and ``tokenize``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import tempfile
+import types
+from pathlib import Path
+
+import numpy as np
+
+# Rust's char::is_whitespace (the Unicode White_Space property), as an RE2 class body
+_WHITESPACE = r"\t\n\x0b\x0c\r \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}"
+# ASCII punctuation (includes symbols such as $ + < = > ^ ` | ~) or a Unicode P* category
+_PUNCT = r"\p{P}!-/:-@\[-`{-~"
+# the CJK ideograph blocks the Rust BertNormalizer pads with spaces
+_CJK = (r"\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}\x{20000}-\x{2a6df}\x{2a700}-\x{2b81f}"
+        r"\x{2b920}-\x{2ceaf}\x{2f800}-\x{2fa1f}")
+# Rust's clean_text drops \0, U+FFFD and "other" characters (Cc, Cf, Co; Cn is not expressible
+# in RE2) except \t \n \r
+_CONTROL = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\x{fffd}\p{Cf}\p{Co}"
+
+PROBE_TEXTS = [
+    "Hello, World! The movie was GREAT.",
+    "Café naïve résumé ÉCOLE Ångström",
+    "ΟΔΟΣ Straße İstanbul",
+    "中文字符 and 日本語のテキスト 한국어",
+    "punctuation: a-b_c (d) [e] {f} \"g\" 'h' $i +j <k> ^l `m` |n| ~o ¿p? ¡q! «r» “s” — t…",
+    "tabs\tnew\nlines\r\nand\u3000ideographic\u00a0spaces",
+    "control\x00chars\u200bzero\ufffdwidth\x7f",
+    "a" * 150 + " short " + "é" * 60,
+    "",
+    "   ",
+    "x",
+]
+
+
+def _error(message):
+    from keras_models.export import ExportError
+
+    return ExportError(message)
+
+
+def _normalizer_steps(normalizer):
+    """``tokenizer.json``'s normalizer as a list of (op, args) steps."""
+    if normalizer is None:
+        return []
+    kind = normalizer.get("type")
+    if kind == "Sequence":
+        return [step for sub in normalizer.get("normalizers", []) for step in _normalizer_steps(sub)]
+    if kind == "BertNormalizer":
+        lowercase = bool(normalizer.get("lowercase", True))
+        strip = normalizer.get("strip_accents")
+        steps = []
+        if normalizer.get("clean_text", True):
+            steps.append(("clean_text", None))
+        if normalizer.get("handle_chinese_chars", True):
+            steps.append(("chinese", None))
+        if strip or (strip is None and lowercase):
+            steps.append(("strip_accents", None))
+        if lowercase:
+            steps.append(("lowercase", None))
+        return steps
+    if kind in ("NFC", "NFD", "NFKC", "NFKD"):
+        return [("unicode", kind)]
+    if kind == "Lowercase":
+        return [("lowercase", None)]
+    if kind == "StripAccents":
+        return [("remove_marks", None)]
+    raise _error(f"raw_strings=True: the tokenizer's normalizer {kind!r} has no TensorFlow equivalent here "
+                 "(supported: BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, StripAccents and Sequences of them)")
+
+
+def _template(post, vocab):
+    """(prefix ids, prefix type ids, sequence type id, suffix ids, suffix type ids) of one text."""
+    if post is None:
+        return [], [], 0, [], []
+    kind = post.get("type")
+    if kind == "BertProcessing":
+        (_, cls_id), (_, sep_id) = post["cls"], post["sep"]
+        return [int(cls_id)], [0], 0, [int(sep_id)], [0]
+    if kind != "TemplateProcessing":
+        raise _error(f"raw_strings=True: the tokenizer's post-processor {kind!r} is not supported "
+                     "(TemplateProcessing or BertProcessing)")
+    specials = post.get("special_tokens", {})
+    prefix, prefix_types, suffix, suffix_types, seq_type, seen = [], [], [], [], 0, False
+    for piece in post["single"]:
+        if "Sequence" in piece:
+            seen, seq_type = True, int(piece["Sequence"].get("type_id", 0))
+            continue
+        token = piece["SpecialToken"]
+        ids = specials.get(token["id"], {}).get("ids") or [vocab[token["id"]]]
+        (suffix if seen else prefix).extend(int(i) for i in ids)
+        (suffix_types if seen else prefix_types).extend([int(token.get("type_id", 0))] * len(ids))
+    return prefix, prefix_types, seq_type, suffix, suffix_types
+
+
+def tokenizer_spec(preprocessor):
+    """What the TF tokenization needs, read from a text preprocessor and its ``tokenizer.json``;
+    an ``ExportError`` naming the part that cannot be expressed."""
+    from keras_models.preprocessing.text_base import TextPreprocessor
+
+    tokenizer = getattr(preprocessor, "tokenizer", None)
+    if not isinstance(preprocessor, TextPreprocessor) or tokenizer is None:
+        raise _error(f"raw_strings=True needs a text task with a tokenizer preprocessor; the model's "
+                     f"preprocessor is {type(preprocessor).__name__}")
+    config = json.loads(tokenizer.backend_tokenizer.to_str())
+    kind = (config.get("model") or {}).get("type")
+    if kind != "WordPiece":
+        hint = (" (a SentencePiece Unigram model: not supported yet)" if kind == "Unigram" else "")
+        raise _error(f"raw_strings=True supports WordPiece tokenizers (BERT-like) only; this model's tokenizer "
+                     f"({tokenizer.class_name}) is {kind}{hint}: export with token inputs "
+                     "(raw_strings=False) and tokenize outside the SavedModel")
+    pre = config.get("pre_tokenizer")
+    pre_kind = None if pre is None else pre.get("type")
+    if pre_kind not in ("BertPreTokenizer", "WhitespaceSplit"):
+        raise _error(f"raw_strings=True: the tokenizer's pre-tokenizer {pre_kind!r} is not supported "
+                     "(BertPreTokenizer or WhitespaceSplit)")
+    wp = config["model"]
+    vocab = wp["vocab"]
+    ordered = sorted(vocab, key=vocab.get)
+    if [vocab[t] for t in ordered] != list(range(len(ordered))):
+        raise _error("raw_strings=True: the WordPiece vocabulary's ids are not 0..n-1")
+    if wp.get("unk_token") not in vocab:
+        raise _error(f"raw_strings=True: the WordPiece unk_token {wp.get('unk_token')!r} is not in the vocabulary")
+    if tokenizer.padding_side != "right" or getattr(tokenizer, "truncation_side", "right") != "right":
+        raise _error("raw_strings=True pads and truncates on the right only; this tokenizer uses "
+                     f"padding_side={tokenizer.padding_side!r}, truncation_side={tokenizer.truncation_side!r}")
+    if tokenizer.pad_token_id is None and preprocessor.padding:
+        raise _error("raw_strings=True: the tokenizer has no pad token")
+    prefix, prefix_types, seq_type, suffix, suffix_types = _template(config.get("post_processor"), vocab)
+    return {
+        "normalizer": _normalizer_steps(config.get("normalizer")),
+        "split_punctuation": pre_kind == "BertPreTokenizer",
+        "vocab": ordered,
+        "unk_token": wp["unk_token"],
+        "prefix": wp.get("continuing_subword_prefix", "##"),
+        "max_chars": int(wp.get("max_input_chars_per_word", 100)),
+        "template": (prefix, prefix_types, seq_type, suffix, suffix_types),
+        "sequence_length": int(preprocessor.sequence_length) if preprocessor.truncation else None,
+        "padding": preprocessor.padding,
+        "pad_to_multiple_of": preprocessor.pad_to_multiple_of,
+        "pad_id": int(tokenizer.pad_token_id or 0),
+        "names": list(tokenizer.model_input_names),
+    }
+
+
+def _module_class():
+    import tensorflow as tf
+
+    class RawTextTokenizer(tf.Module):
+        """Strings (batch,) -> the token inputs, as the model's preprocessor gives them."""
+
+        def __init__(self, spec, input_specs):
+            super().__init__()
+            import tensorflow_text as tf_text
+
+            # held in a plain object: tf.Module would wrap (and try to save) dicts and lists
+            self._settings = types.SimpleNamespace(spec={k: v for k, v in spec.items() if k != "vocab"},
+                                                   input_specs=dict(input_specs))
+            self.wordpiece = tf_text.FastWordpieceTokenizer(
+                vocab=spec["vocab"], suffix_indicator=spec["prefix"], max_bytes_per_word=4 * spec["max_chars"] + 4,
+                token_out_type=tf.int32, unknown_token=spec["unk_token"], no_pretokenization=True,
+                support_detokenization=False)
+
+        def normalize(self, texts):
+            import tensorflow_text as tf_text
+
+            x = texts
+            for op, arg in self._settings.spec["normalizer"]:
+                if op == "clean_text":
+                    x = tf.strings.regex_replace(x, f"[{_CONTROL}]", "")
+                    x = tf.strings.regex_replace(x, f"[{_WHITESPACE}]", " ")
+                elif op == "chinese":
+                    x = tf.strings.regex_replace(x, f"[{_CJK}]", r" \0 ")
+                elif op == "strip_accents":
+                    x = tf.strings.regex_replace(tf_text.normalize_utf8(x, "NFD"), r"\p{Mn}", "")
+                elif op == "remove_marks":
+                    x = tf.strings.regex_replace(x, r"\p{Mn}", "")
+                elif op == "unicode":
+                    x = tf_text.normalize_utf8(x, arg)
+                elif op == "lowercase":  # per character, as Rust does (ICU would give a final ς)
+                    x = tf.strings.lower(tf.strings.regex_replace(x, "Σ", "σ"), encoding="utf-8")
+            return x
+
+        def __call__(self, texts):
+            import tensorflow_text as tf_text
+
+            spec = self._settings.spec
+            x = self.normalize(texts)
+            if spec["split_punctuation"]:
+                words = tf_text.regex_split(x, f"[{_WHITESPACE}]+|[{_PUNCT}]", f"[{_PUNCT}]")
+            else:
+                words = tf_text.regex_split(x, f"[{_WHITESPACE}]+")
+            flat = words.flat_values
+            too_long = tf.strings.length(flat, unit="UTF8_CHAR") > spec["max_chars"]
+            flat = tf.where(too_long, tf.constant(spec["unk_token"]), flat)
+            pieces = self.wordpiece.tokenize(flat)  # (words, pieces)
+            ids = words.with_flat_values(pieces).merge_dims(1, 2)  # (batch, tokens)
+            prefix, prefix_types, seq_type, suffix, suffix_types = spec["template"]
+            if spec["sequence_length"] is not None:
+                ids = ids[:, :max(spec["sequence_length"] - len(prefix) - len(suffix), 0)]
+            batch = ids.nrows()
+
+            def const(values):
+                row = tf.constant(values, tf.int32, shape=[len(values)])
+                return tf.RaggedTensor.from_tensor(tf.tile(row[None], [batch, 1]))
+
+            full = tf.concat([const(prefix), ids, const(suffix)], axis=1)
+            types = tf.concat([const(prefix_types), tf.ones_like(ids) * seq_type, const(suffix_types)], axis=1)
+            lengths = full.row_lengths()
+            if spec["padding"] == "max_length" and spec["sequence_length"] is not None:
+                target = tf.cast(spec["sequence_length"], tf.int64)
+            else:
+                target = tf.reduce_max(tf.concat([lengths, tf.zeros([1], tf.int64)], 0))
+            multiple = spec["pad_to_multiple_of"]
+            if multiple:
+                target = (target + multiple - 1) // multiple * multiple
+            out = {
+                "input_ids": full.to_tensor(default_value=spec["pad_id"], shape=tf.stack([batch, target])),
+                "token_type_ids": types.to_tensor(default_value=0, shape=tf.stack([batch, target])),
+                "attention_mask": tf.sequence_mask(lengths, target, dtype=tf.int32),
+            }
+            return {name: tf.cast(out[name], dtype) for name, dtype in self._settings.input_specs.items()}
+
+    return RawTextTokenizer
+
+
+def tf_tokenizer(preprocessor, input_names=("input_ids", "token_type_ids", "attention_mask"), dtype="int32"):
+    """A ``tf.Module`` mapping strings ``(batch,)`` to the token inputs (``input_names``) as
+    ``preprocessor.features`` gives them, in TensorFlow / tensorflow_text ops."""
+    import tensorflow as tf
+
+    spec = tokenizer_spec(preprocessor)
+    names = [n for n in input_names if n != "token_type_ids" or n in spec["names"]]
+    return _module_class()(spec, {n: tf.as_dtype(dtype) for n in names})
+
+
+def _check_probe(tokenize, preprocessor, input_names):
+    """The TF tokenization of PROBE_TEXTS must equal the preprocessor's."""
+    import tensorflow as tf
+
+    ours = {k: v.numpy() for k, v in tokenize(tf.constant(PROBE_TEXTS)).items()}
+    expected = preprocessor.features(list(PROBE_TEXTS))
+    for name in input_names:
+        want, got = np.asarray(expected[name]), ours[name]
+        if want.shape != got.shape:
+            raise _error(f"raw_strings=True: the TensorFlow tokenization gives {name} of shape {got.shape} on the "
+                         f"probe corpus where the preprocessor gives {want.shape}; not exported")
+        for i, text in enumerate(PROBE_TEXTS):
+            if not np.array_equal(want[i], got[i]):
+                raise _error(f"raw_strings=True: the TensorFlow tokenization differs from the preprocessor's on "
+                             f"{text!r} ({name}: {got[i].tolist()} vs {want[i].tolist()}); not exported")
+
+
+def export_raw_strings(model, export_tokens, filepath, verbose=None):
+    """Write a SavedModel at ``filepath`` whose ``serving_default`` takes strings; ``export_tokens(path)``
+    writes the plain token-input SavedModel (``export_model``). Returns the path."""
+    spec = tokenizer_spec(getattr(model, "preprocessor", None))
+    try:
+        import tensorflow as tf
+        importlib.import_module("tensorflow_text")  # fails early, with the install hint
+    except ImportError as e:
+        raise _error(f"raw_strings=True needs tensorflow and tensorflow-text (pip install 'keras-models[tf-serving]'): "
+                     f"{e}") from e
+    from keras_models.export import input_signature
+
+    signature = input_signature(model)[0]
+    names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in signature]
+    unknown = sorted(set(signature) - set(names))
+    if unknown:
+        raise _error(f"raw_strings=True: the model takes inputs {unknown} that a WordPiece tokenizer does not give")
+    input_specs = {n: tf.as_dtype(str(signature[n].dtype)) for n in names}
+    tokenizer = _module_class()(spec, input_specs)
+    _check_probe(tokenizer, model.preprocessor, names)
+
+    path = Path(os.fspath(filepath))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        export_tokens(str(work / "tokens"))
+        token_model = tf.saved_model.load(str(work / "tokens"))
+        root = tf.Module()
+        root.token_model = token_model
+        root.tokenizer = tokenizer
+        texts = tf.TensorSpec([None], tf.string, name="texts")
+
+        @tf.function(input_signature=[texts])
+        def serve(texts):
+            return token_model.serve(tokenizer(texts))
+
+        @tf.function(input_signature=[texts])
+        def tokenize(texts):
+            return tokenizer(texts)
+
+        root.serve, root.tokenize, root.serve_tokens = serve, tokenize, token_model.serve
+        tf.saved_model.save(root, str(work / "out"), signatures={
+            "serving_default": serve.get_concrete_function(), "tokenize": tokenize.get_concrete_function()},
+            # serving only: a re-saved jax2tf function's gradient captures its arguments
+            options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(work / "out", path)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if verbose:
+        print(f"Saved a raw-string SavedModel at {path} (signatures: serving_default(texts), tokenize(texts))")
+    return path
