@@ -87,13 +87,24 @@ class _AudioPipeline(Pipeline):
 
 
 class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
-    """``{"text": ...}`` per input. CTC models (``km.SpeechRecognizer``): the best id per frame,
-    decoded by the CTC tokenizer (repeats merged, blanks dropped), as Transformers' pipeline does.
-    Encoder-decoder models (Whisper, ``km.Seq2SeqLM``): greedy ``generate`` on the log-mel
-    features (``generate_kwargs`` / ``max_new_tokens`` passed on), special tokens skipped."""
+    """``{"text": ...}`` per input, as Transformers' pipeline computes it.
+
+    CTC models (``km.SpeechRecognizer``): the best id per frame, decoded by the CTC tokenizer
+    (repeats merged, blanks dropped). ``return_timestamps="char"`` / ``"word"`` adds ``"chunks"``:
+    ``{"text", "timestamp": (start, end)}`` in seconds, from the frames each character (word) spans
+    (frame = ``prod(conv_stride)`` samples). ``chunk_length_s`` (+ ``stride_length_s``, default a
+    sixth of it on each side) cuts long audio into overlapping windows; each window's frames inside
+    its strides are kept and joined before decoding.
+
+    Encoder-decoder models (Whisper, ``km.Seq2SeqLM``): ``generate`` on the log-mel features with
+    the pipeline's defaults (``num_beams=5``; ``max_new_tokens=256`` unless the checkpoint's
+    generation config sets a length), ``generate_kwargs`` (``language``, ``task``, ...) and
+    ``max_new_tokens`` on top; the text is every non-special, non-timestamp token decoded.
+    """
 
     task = "automatic-speech-recognition"
     call_params = ("generate_kwargs", "max_new_tokens", "return_timestamps", "chunk_length_s", "stride_length_s")
+    _GENERATION_DEFAULTS = {"max_new_tokens": 256, "num_beams": 5}  # Transformers' ASR pipeline defaults
 
     def __init__(self, model, tokenizer=None, feature_extractor=None, **kwargs):
         if tokenizer is None:
@@ -107,54 +118,188 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                                 "encoder-decoder with generate (Whisper)")
         self._require_tokenizer()
 
+    # --- parameters -----------------------------------------------------------------------------
+    @property
+    def align_to(self):
+        """Waveform samples per CTC output frame (Transformers' ``inputs_to_logits_ratio``)."""
+        spec = getattr(getattr(self.model, "backbone", None), "spec", None)
+        strides = getattr(spec, "conv_stride", None) or self.hf_config.get("conv_stride") or (1,)
+        return int(np.prod([int(s) for s in strides]))
+
     def prepare_params(self, params):
-        for name in ("chunk_length_s", "stride_length_s"):
-            if params.get(name):
-                raise PipelineError(f"{self.task}: {name} (chunked long-form audio) is not supported; split the "
-                                    "audio into clips")
-        if params.get("return_timestamps"):
-            raise PipelineError(f"{self.task}: return_timestamps is not supported (only the text is returned)")
-        gen = dict(params.get("generate_kwargs") or {})
-        if not isinstance(params.get("generate_kwargs") or {}, dict):
-            raise PipelineError(f"{self.task}: generate_kwargs must be a dict")
+        gen_arg = params.get("generate_kwargs")
+        if gen_arg is not None and not isinstance(gen_arg, dict):
+            raise PipelineError(f"{self.task}: generate_kwargs must be a dict, got {type(gen_arg).__name__}")
+        gen = dict(gen_arg or {})
         if params.get("max_new_tokens") is not None:
             if "max_new_tokens" in gen:
                 raise PipelineError(f"{self.task}: max_new_tokens given twice (argument and generate_kwargs)")
             gen["max_new_tokens"] = params["max_new_tokens"]
+        stamps = params.get("return_timestamps")
         if gen and not self.seq2seq:
             raise PipelineError(f"{self.task}: generate_kwargs / max_new_tokens apply to encoder-decoder models "
                                 f"only; {type(self.model).__name__} decodes CTC frames")
-        return {"generate_kwargs": gen}
+        if self.seq2seq:
+            if stamps or gen.get("return_timestamps"):
+                raise PipelineError(f"{self.task}: return_timestamps is not supported for {type(self.model).__name__}"
+                                    " yet (Whisper's timestamp-token rules are not implemented); only the text is "
+                                    "returned")
+            for name in ("chunk_length_s", "stride_length_s"):
+                if params.get(name):
+                    raise PipelineError(f"{self.task}: {name} (chunked long-form audio) is supported for CTC models "
+                                        f"only, not {type(self.model).__name__}; split the audio into clips of at "
+                                        "most the feature extractor's chunk_length")
+            return {"generate_kwargs": self._generation_defaults(gen), "chunking": None, "return_timestamps": None}
+        if stamps not in (None, False) and stamps not in ("char", "word"):
+            raise PipelineError(f"{self.task}: return_timestamps must be 'char' or 'word' for a CTC model, got "
+                                f"{stamps!r}")
+        return {"generate_kwargs": {}, "chunking": self._chunking(params), "return_timestamps": stamps or None}
 
-    def preprocess(self, item, **_):
-        return [{"features": self.features(item)}]
+    def _generation_defaults(self, gen):
+        """Transformers' pipeline defaults for what neither the call nor the checkpoint sets."""
+        config = getattr(self.model, "generation_config", None)
+        explicit = set(getattr(config, "explicit", ()) or ())
+        if isinstance(config, dict):
+            explicit = set(config)
+        set_params = explicit | set(gen)
+        for key, value in self._GENERATION_DEFAULTS.items():
+            if key in set_params or (key == "max_new_tokens" and "max_length" in set_params):
+                continue
+            gen[key] = value
+        return gen
+
+    def _chunking(self, params):
+        length = params.get("chunk_length_s")
+        stride = params.get("stride_length_s")
+        if not length:
+            if stride:
+                raise PipelineError(f"{self.task}: stride_length_s needs chunk_length_s")
+            return None
+        if isinstance(length, bool) or not isinstance(length, (int, float, np.integer, np.floating)) or length < 0:
+            raise PipelineError(f"{self.task}: chunk_length_s must be a positive number of seconds, got {length!r}")
+        if stride is None:
+            stride = length / 6
+        if isinstance(stride, (int, float, np.integer, np.floating)) and not isinstance(stride, bool):
+            stride = [stride, stride]
+        if (not isinstance(stride, (list, tuple)) or len(stride) != 2
+                or not all(isinstance(x, (int, float, np.integer, np.floating)) and x >= 0 for x in stride)):
+            raise PipelineError(f"{self.task}: stride_length_s must be a number of seconds or a (left, right) "
+                                f"pair, got {stride!r}")
+        rate, align = self.feature_extractor.sampling_rate, self.align_to
+        chunk_len = int(round(length * rate / align) * align)
+        left = int(round(stride[0] * rate / align) * align)
+        right = int(round(stride[1] * rate / align) * align)
+        if chunk_len < left + right:
+            raise PipelineError(f"{self.task}: chunk_length_s ({length}) must be longer than the two strides "
+                                f"stride_length_s ({stride[0]} + {stride[1]})")
+        if chunk_len - left - right <= 0:
+            raise PipelineError(f"{self.task}: chunk_length_s ({length}) leaves no audio between the strides (stride_length_s) "
+                                f"{tuple(stride)}")
+        return chunk_len, left, right
+
+    # --- steps ----------------------------------------------------------------------------------
+    def preprocess(self, item, chunking=None, **_):
+        wave = self.waveform(item)
+        rate = self.feature_extractor.sampling_rate
+        if chunking is None:
+            if self.seq2seq:
+                limit = getattr(self.feature_extractor, "n_samples", None)
+                if limit is not None and len(wave) > int(limit):
+                    raise PipelineError(
+                        f"{self.task}: the audio is {len(wave) / rate:.2f} s, longer than the feature extractor's "
+                        f"{int(limit) / rate:g} s window; long-form Whisper transcription is not supported: split "
+                        "the audio into clips")
+            return [{"features": dict(self.feature_extractor(wave, sampling_rate=rate)), "stride": None}]
+        chunk_len, left, right = chunking
+        chunks = []
+        for start in range(0, len(wave), chunk_len - left - right):  # Transformers' chunk_iter
+            piece = wave[start : start + chunk_len]
+            last = start + chunk_len >= len(wave)
+            stride = (len(piece), 0 if start == 0 else left, 0 if last else right)
+            if len(piece) > stride[1]:
+                chunks.append({"features": dict(self.feature_extractor(piece, sampling_rate=rate)), "stride": stride})
+            if last:
+                break
+        return chunks
 
     def run_model(self, feats):
-        if self.seq2seq:
-            return None
         return self.call_model(self.model, feats)
 
     def forward(self, chunks, generate_kwargs=None, **params):
         if not self.seq2seq:
-            return super().forward(chunks)
-        out = []
-        for c in chunks:
-            feats = c["features"]
-            name = "input_features" if "input_features" in feats else "input_values"
-            if name not in feats:
-                raise PipelineError(f"{self.task}: the feature extractor gave {sorted(feats)}, no input_features")
-            kwargs = dict(generate_kwargs or {})
-            kwargs.setdefault("do_sample", False)
-            ids = self.model.generate(np.asarray(feats[name]), **kwargs)
-            out.append(np.asarray(to_numpy(ids))[0])
+            return [self.run_model(c["features"]) for c in chunks]
+        feats = [c["features"] for c in chunks]
+        name = "input_features" if "input_features" in feats[0] else "input_values"
+        if name not in feats[0]:
+            raise PipelineError(f"{self.task}: the feature extractor gave {sorted(feats[0])}, no input_features")
+        batch = np.concatenate([np.asarray(f[name]) for f in feats], axis=0)
+        kwargs = dict(generate_kwargs or {})
+        kwargs.setdefault("do_sample", False)
+        ids = np.asarray(to_numpy(self.model.generate(batch, **kwargs)))
+        return list(ids)
+
+    def postprocess(self, item, chunks, outputs, return_timestamps=None, **_):
+        if self.seq2seq:
+            return {"text": self._whisper_text([int(i) for i in outputs[0]])}
+        align = self.align_to
+        pieces = []
+        for chunk, logits in zip(chunks, outputs):
+            ids = np.argmax(np.asarray(logits, dtype=np.float32), axis=-1)[0]
+            if chunk["stride"] is not None:  # Transformers' rescale_stride, then the frames inside the strides
+                n, left, right = chunk["stride"]
+                frames = int(round(n / align))
+                left, right = int(round(left / n * frames)), int(round(right / n * frames))
+                ids = ids[left : frames - right]
+            pieces.append(ids)
+        ids = [int(i) for i in np.concatenate(pieces)]
+        out = {"text": self.tokenizer.decode(ids, skip_special_tokens=False)}
+        if return_timestamps:
+            rate = self.feature_extractor.sampling_rate
+            offsets = self._ctc_offsets(ids, return_timestamps)
+            out["chunks"] = [{"text": text, "timestamp": (start * align / rate, end * align / rate)}
+                             for text, start, end in offsets]
         return out
 
-    def postprocess(self, item, chunks, outputs, **_):
-        if self.seq2seq:
-            ids = [int(i) for i in outputs[0]]
-            return {"text": self.tokenizer.decode(ids, skip_special_tokens=True)}
-        ids = np.argmax(np.asarray(outputs[0], dtype=np.float32), axis=-1)[0]
-        return {"text": self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)}
+    # --- decoding -------------------------------------------------------------------------------
+    def _ctc_offsets(self, ids, level):
+        """``(text, first frame, end frame)`` per character (``level="char"``) or word, as
+        Transformers' Wav2Vec2CTCTokenizer computes char / word offsets."""
+        import itertools
+
+        decoder = getattr(self.tokenizer, "python_decoder", None)
+        if decoder is None or not hasattr(decoder, "pad"):
+            raise PipelineError(f"{self.task}: return_timestamps needs a CTC tokenizer (Wav2Vec2CTCTokenizer)")
+        tokens = self.tokenizer.convert_ids_to_tokens(ids)
+        chars, end = [], 0
+        for token, run in itertools.groupby(tokens):
+            start, end = end, end + len(list(run))
+            if token != decoder.pad:
+                chars.append([decoder.replace_char if token == decoder.delimiter else token, start, end])
+        if level == "char":
+            return [tuple(c) for c in chars]
+        words, state, word, start, stop = [], "SPACE", "", 0, 0
+        for char, s, e in chars:  # Transformers' _get_word_offsets state machine
+            new = "SPACE" if char == decoder.replace_char else "WORD"
+            if new == state:
+                stop, word = e, word + char
+            elif new == "SPACE":
+                words.append((word, start, stop))
+            else:
+                start, stop, word = s, e, char
+            state = new
+        if state == "WORD":
+            words.append((word, start, stop))
+        return words
+
+    def _whisper_text(self, ids):
+        """Transformers' Whisper ASR decoding (one window, no timestamps): the non-special tokens
+        below the first timestamp token, decoded together."""
+        tok = self.tokenizer
+        special = set(getattr(tok, "all_special_ids", ()) or ())
+        no_ts = tok.convert_tokens_to_ids("<|notimestamps|>") if hasattr(tok, "convert_tokens_to_ids") else None
+        first_timestamp = no_ts + 1 if isinstance(no_ts, int) and no_ts >= 0 else None
+        kept = [i for i in ids if i not in special and (first_timestamp is None or i < first_timestamp)]
+        return tok.decode(kept, skip_special_tokens=False) if kept else ""
 
 
 class AudioClassificationPipeline(_AudioPipeline):

@@ -1,0 +1,139 @@
+"""automatic-speech-recognition pipeline against Transformers' pipeline on the same tiny folders:
+Whisper (text, language / task, max_new_tokens, batches), CTC timestamps (char and word offsets)
+and CTC chunking with strides (``chunk_length_s`` / ``stride_length_s``). Pipeline
+post-processing is backend-independent, so these tests run in the torch pass only (the models'
+numerics are covered on every backend by their parity tests in tests/audio/)."""
+
+import json
+
+import numpy as np
+import pytest
+
+import keras_models as km
+from keras_models.errors import KerasModelsError
+from tests.audio.test_whisper import EOS, GENERATION, NO_TS, START
+from tests.parity import _key, cached_folder
+from tests.pipelines.refs import assert_same
+from tests.pipelines.test_audio_pipelines import _hf_outputs
+
+pytestmark = pytest.mark.backend_independent
+
+RNG = np.random.RandomState(5)
+WAVES = [(RNG.randn(n) * 0.5).astype("float32") for n in (9000, 6000, 16000)]
+SPECIALS = ["<|startoftranscript|>", "<|en|>", "<|fr|>", "<|translate|>", "<|transcribe|>", "<|notimestamps|>"]
+MAX_LENGTH = 9  # generation_config.json's max_length: a few new tokens
+
+
+def _whisper_folder():
+    """A tiny random Whisper (1 s windows: 100 mel frames, 50 encoder positions) saved with a
+    WhisperProcessor: 93 one-character BPE tokens, then <|endoftext|> and the special tokens at the
+    ids tests/audio/test_whisper.py uses."""
+
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        torch.manual_seed(0)
+        cfg = T.WhisperConfig(vocab_size=100, d_model=32, encoder_layers=2, decoder_layers=1,
+                              encoder_attention_heads=4, decoder_attention_heads=2, encoder_ffn_dim=48,
+                              decoder_ffn_dim=40, num_mel_bins=10, max_source_positions=50, max_target_positions=40,
+                              decoder_start_token_id=START, eos_token_id=EOS, pad_token_id=EOS, bos_token_id=EOS,
+                              suppress_tokens=None, begin_suppress_tokens=None)
+        model = T.WhisperForConditionalGeneration(cfg).eval()
+        with torch.no_grad():  # decisive logits
+            for name, p in model.named_parameters():
+                if "embed_positions" in name and "encoder" in name:
+                    continue
+                p.add_(torch.randn_like(p) * (0.3 if p.ndim == 1 else 0.5))
+            model.model.decoder.embed_tokens.weight[EOS] *= 2.0
+        for k, v in GENERATION.items():
+            setattr(model.generation_config, k, v)
+        model.generation_config.max_length = MAX_LENGTH
+        model.generation_config._from_model_config = False  # else from_pretrained rebuilds it from config.json
+        model.save_pretrained(tmp)
+        tok_dir = tmp / "tok"
+        tok_dir.mkdir()
+        vocab = {chr(c): i for i, c in enumerate(range(33, 33 + EOS))}
+        (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+        (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+        tok = T.WhisperTokenizer.from_pretrained(tok_dir, pad_token="<|endoftext|>")
+        tok.add_special_tokens({"additional_special_tokens": SPECIALS})
+        ids = tok.convert_tokens_to_ids(["<|endoftext|>"] + SPECIALS)
+        assert ids == list(range(EOS, NO_TS + 1)), ids
+        fe = T.WhisperFeatureExtractor(feature_size=10, chunk_length=1)
+        T.WhisperProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(tmp)
+
+    return cached_folder(_key("pipe-asr-whisper-v3", MAX_LENGTH), build)
+
+
+def test_whisper_matches_transformers():
+    folder = _whisper_folder()
+    calls = [([WAVES[0]], {}), ([WAVES[1]], {"generate_kwargs": {"language": "fr", "task": "translate"}}),
+             ([WAVES[2]], {"max_new_tokens": 3}), ([WAVES[:2]], {"batch_size": 2})]
+    expected = _hf_outputs("automatic-speech-recognition", folder, calls)
+    pipe = km.pipeline("automatic-speech-recognition", model=folder)
+    assert type(pipe.model).__name__ == "WhisperSeq2SeqLM"
+    for (args, kwargs), theirs in zip(calls, expected):
+        assert_same(pipe(*args, **kwargs), theirs, path=f"asr-whisper {kwargs}")
+    assert expected[3][0] == expected[0] and expected[0]["text"]  # batching changes nothing
+    with pytest.raises(KerasModelsError, match="return_timestamps"):
+        pipe(WAVES[0], return_timestamps=True)
+    with pytest.raises(KerasModelsError, match="long-form"):
+        pipe(np.tile(WAVES[2], 2))
+    with pytest.raises(KerasModelsError, match="chunk_length_s"):
+        pipe(WAVES[0], chunk_length_s=1)
+    with pytest.raises(KerasModelsError, match="generate_kwargs"):
+        pipe(WAVES[0], generate_kwargs=3)
+
+
+def _ctc_folder():
+    """A tiny random Wav2Vec2ForCTC (tests/audio/test_wav2vec2.py's sizes) whose head biases favour
+    the blank and the word delimiter, so that transcripts have several words and gaps."""
+
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        from tests.audio.test_wav2vec2 import COMMON, VOCAB
+
+        torch.manual_seed(0)
+        cfg = T.Wav2Vec2Config(**{**COMMON, "feat_extract_norm": "layer", "do_stable_layer_norm": True})
+        model = T.Wav2Vec2ForCTC(cfg).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * (0.3 if p.ndim == 1 else 0.5))
+            model.lm_head.bias.zero_()
+            model.lm_head.bias[1:4] = -30.0  # no <s>, </s>, <unk>
+            model.lm_head.bias[0], model.lm_head.bias[4] = 2.0, 3.0  # blank, "|"
+        model.save_pretrained(tmp)
+        (tmp / "vocab.json").write_text(json.dumps(VOCAB))
+        T.Wav2Vec2CTCTokenizer(str(tmp / "vocab.json")).save_pretrained(tmp)
+        T.Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(tmp)
+
+    return cached_folder(_key("pipe-asr-ctc-v1"), build)
+
+
+def _wave(seed, n):
+    t = np.arange(n) / 16000
+    noise = np.random.RandomState(seed).randn(n)
+    return (noise * np.sin(2 * np.pi * 7 * t) ** 2 + 0.3 * np.sin(2 * np.pi * 300 * t)).astype("float32")
+
+
+def test_ctc_timestamps_and_chunking_match_transformers():
+    folder = _ctc_folder()
+    short, LONG = _wave(1, 700), _wave(2, 2100)  # LONG: several 0.04-0.06 s windows
+    calls = [([short], {"return_timestamps": "char"}), ([short], {"return_timestamps": "word"}),
+             ([LONG], {"chunk_length_s": 0.05, "stride_length_s": 0.01}),
+             ([LONG], {"chunk_length_s": 0.06, "stride_length_s": [0.02, 0.005], "return_timestamps": "word"}),
+             ([[LONG, short]], {"chunk_length_s": 0.04, "return_timestamps": "char"})]
+    expected = _hf_outputs("automatic-speech-recognition", folder, calls)
+    pipe = km.pipeline("automatic-speech-recognition", model=folder)
+    for (args, kwargs), theirs in zip(calls, expected):
+        assert_same(pipe(*args, **kwargs), theirs, path=f"asr-ctc {kwargs}")
+    assert len(expected[1]["chunks"]) > 1 and len(expected[0]["chunks"]) > len(expected[1]["chunks"])
+    with pytest.raises(KerasModelsError, match="return_timestamps"):
+        pipe(short, return_timestamps=True)
+    with pytest.raises(KerasModelsError, match="stride_length_s"):
+        pipe(LONG, chunk_length_s=0.02, stride_length_s=0.01)
+    with pytest.raises(KerasModelsError, match="chunk_length_s"):
+        pipe(LONG, chunk_length_s="long")
