@@ -16,8 +16,11 @@ returns, under the same names:
 :meth:`post_process_object_detection` turns them into per-image ``{"scores", "labels", "boxes"}``
 exactly as the image processors' method of that name does: softmax and the best real class per
 slot, or (sigmoid families) the ``top_k`` best (slot, class) pairs; boxes as (x0, y0, x1, y1) scaled
-to ``target_sizes``. There is no default training loss (Transformers' Hungarian matching is not
-implemented): ``fit`` needs ``compile(loss=...)``. A checkpoint's preprocessor_config.json
+to ``target_sizes``. Training: ``fit(x, y)`` with ``y`` as Transformers' ``labels`` (one
+``{"class_labels", "boxes"}`` dict per image) uses Transformers' Hungarian-matched loss
+(:mod:`keras_models.tasks.detection_loss`, the config's costs and coefficients) unless
+``compile(loss=...)`` set another; :meth:`compute_detection_loss` returns ``(loss, loss_dict)``
+as ``...ForObjectDetection(labels=...)`` does. A checkpoint's preprocessor_config.json
 (DETR-style resize, normalise, pad + ``pixel_mask``) becomes ``model.preprocessor``
 (:class:`~keras_models.models.detr.processor.DetrImageProcessor`): ``model(model.preprocessor(images))``.
 
@@ -29,7 +32,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.errors import InputError
+from keras_models.errors import ConfigError, InputError
 from keras_models.layers.vision_embeddings import dense_rules
 from keras_models.tasks.image_classifier import ImageTask
 from keras_models.tasks.zero_shot_object_detector import center_to_corners
@@ -83,9 +86,20 @@ class ObjectDetector(ImageTask):
     no_object_class = True
     class_head_layers = 1
     top_k = 100  # sigmoid families' post-processing keeps this many (slot, class) pairs at most
+    # training loss: the family's Transformers config defaults of the loss fields, and whether the
+    # backbone returns "intermediate_hidden_states" for the auxiliary loss; None: no loss (refused)
+    loss_defaults = {}
+    auxiliary_loss_supported = False
+    loss_unsupported = None
 
-    def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, **kwargs):
+    def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, loss_config=None,
+                 **kwargs):
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        from keras_models.tasks.detection_loss import loss_config_from_hf
+
+        self.loss_config = loss_config_from_hf(dict(loss_config or {}), self.loss_defaults)
+        if getattr(getattr(backbone, "spec", None), "auxiliary_loss", None) is not None:
+            self.loss_config["auxiliary_loss"] = bool(backbone.spec.auxiliary_loss)
         self.num_classes = num_classes
         self.id2label = {int(k): v for k, v in id2label.items()} if id2label else None
         self.dropout = dropout or 0.0
@@ -117,11 +131,88 @@ class ObjectDetector(ImageTask):
                               f"this task implements ({', '.join(TYPES)})")
         return DetrImageProcessor.from_config(config)
 
+    @classmethod
+    def task_config_from_hf(cls, hf, head_from_checkpoint, **kwargs):
+        from keras_models.tasks.detection_loss import LOSS_KEYS
+
+        kwargs = super().task_config_from_hf(hf, head_from_checkpoint, **kwargs)
+        kwargs.setdefault("loss_config", {k: hf[k] for k in LOSS_KEYS if hf.get(k) is not None})
+        return kwargs
+
+    def task_config_to_hf(self):
+        out = super().task_config_to_hf()
+        out.update({k: v for k, v in self.loss_config.items() if k != "auxiliary_loss"})
+        return out
+
+    def get_config(self):
+        config = super().get_config()
+        config["loss_config"] = dict(self.loss_config)
+        return config
+
     def default_loss(self):
         return None
 
     def default_metrics(self):
         return None
+
+    # --- training: Transformers' Hungarian-matched loss -----------------------------------------
+    def default_compile_args(self):
+        args = super().default_compile_args()
+        if args is None:  # compiled without a Keras loss: compute_loss uses the detection loss
+            args = dict(optimizer=keras.optimizers.AdamW(self.default_learning_rate, weight_decay=0.01))
+        return args
+
+    def _check_loss_supported(self):
+        if self.loss_unsupported:
+            raise ConfigError(f"{type(self).__name__}: no training loss: {self.loss_unsupported}; "
+                              "compile(loss=...) with your own")
+        if self.loss_config["auxiliary_loss"] and not self.auxiliary_loss_supported:
+            raise ConfigError(f"{type(self).__name__}: config auxiliary_loss=True is not implemented for this "
+                              "family's training loss (DETR and Table Transformer only); set it False")
+
+    def compute_detection_loss(self, inputs, labels, training=False):
+        """``(loss, loss_dict)`` of Transformers' ``...ForObjectDetection(pixel_values, labels=labels)``:
+        ``labels`` one ``{"class_labels": (n,), "boxes": (n, 4)}`` dict per image (or
+        :func:`~keras_models.tasks.detection_loss.pad_targets`' dict)."""
+        from keras_models.tasks.detection_loss import detection_loss, is_target_list, pad_targets
+
+        self._check_loss_supported()
+        targets = pad_targets(labels, self.num_classes) if is_target_list(labels) else labels
+        outputs = self.detection_outputs(inputs, training=training, auxiliary=True)
+        return detection_loss(outputs, targets, self.loss_config, not self.no_object_class, self.num_classes)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if getattr(self, "loss", None) is not None:  # the user's compile(loss=...)
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        from keras_models.tasks.detection_loss import check_padded_targets, detection_loss
+
+        self._check_loss_supported()
+        check_padded_targets(y, self.num_classes)
+        if sample_weight is not None:
+            raise InputError(f"{type(self).__name__}: the detection loss takes no sample_weight")
+        loss, _ = detection_loss(y_pred, y, self.loss_config, not self.no_object_class, self.num_classes)
+        extra = self.losses  # regularisation losses the layers add
+        return loss + ops.sum(ops.stack(extra)) if extra else loss
+
+    def _targets(self, y):
+        from keras_models.tasks.detection_loss import is_target_list, pad_targets
+
+        return pad_targets(y, self.num_classes) if is_target_list(y) else y
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        vd = kwargs.get("validation_data")
+        if isinstance(vd, tuple) and len(vd) >= 2:
+            kwargs["validation_data"] = (vd[0], self._targets(vd[1])) + tuple(vd[2:])
+        return super().fit(x, self._targets(y), *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        return super().evaluate(x, self._targets(y), *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        return super().train_on_batch(x, self._targets(y), *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, *args, **kwargs):
+        return super().test_on_batch(x, self._targets(y), *args, **kwargs)
 
     # --- forward ----------------------------------------------------------------------------
     def slot_states(self, outputs):
@@ -134,6 +225,12 @@ class ObjectDetector(ImageTask):
         return self.bbox_head(states)
 
     def call(self, inputs, training=False):
+        return self.detection_outputs(inputs, training=training, auxiliary=training)
+
+    def detection_outputs(self, inputs, training=False, auxiliary=False):
+        """``call``'s outputs; with ``auxiliary`` (training) and a backbone that returns its decoder
+        layers' states, also ``auxiliary_logits`` / ``auxiliary_pred_boxes`` (layers - 1, batch,
+        slots, ...) of every decoder layer but the last, for the auxiliary loss."""
         if isinstance(inputs, dict) and "pixel_values" not in inputs:
             raise InputError(f"{type(self).__name__}: inputs need 'pixel_values' (batch, height, width, channels); "
                              f"got keys {sorted(inputs)}")
@@ -146,6 +243,10 @@ class ObjectDetector(ImageTask):
         for k in ("last_hidden_state", "encoder_last_hidden_state"):
             if k in out:
                 result[k] = out[k]
+        if auxiliary and self.auxiliary_loss_supported and "intermediate_hidden_states" in out:
+            inter = out["intermediate_hidden_states"][:-1]
+            result["auxiliary_logits"] = self.class_head(inter)
+            result["auxiliary_pred_boxes"] = ops.sigmoid(self.box_logits(inter, out))
         return result
 
     def head_rules(self):

@@ -232,11 +232,14 @@ class DetrBackbone(SpecBackbone):
         """(decoder last hidden state, extra outputs)."""
         query_pos = ops.zeros_like(memory[:, :1, :]) + ops.cast(self.query_position_embeddings, memory.dtype)[None]
         x = ops.zeros_like(query_pos)
+        states = []
         for layer in self.decoder_layers:
             x = layer(x, query_pos, memory, pos, bias, training=training)
             if self.spec.auxiliary_loss:
                 x = self.decoder_norm(x)
-        return self.decoder_norm(x), {}
+                states.append(x)
+        # auxiliary_loss: every layer's (normalised) output, as Transformers' intermediate_hidden_states
+        return self.decoder_norm(x), ({"intermediate_hidden_states": ops.stack(states)} if states else {})
 
     def call(self, inputs, training=False):
         x, pos, bias = self.image_tokens(inputs)
@@ -276,6 +279,8 @@ class DetrBackbone(SpecBackbone):
 class DetrObjectDetector(ObjectDetector):
     """Linear class head (classes + "no object") and a 3-layer box MLP on the decoder's states."""
 
+    auxiliary_loss_supported = True
+
 
 @dataclass(frozen=True, kw_only=True)
 class TableTransformerSpec(DetrSpec):
@@ -295,6 +300,8 @@ class TableTransformerBackbone(DetrBackbone):
 @register_task(TableTransformerBackbone, "ObjectDetector", ("TableTransformerForObjectDetection",))
 class TableTransformerObjectDetector(ObjectDetector):
     """DETR's heads on the Table Transformer's decoder."""
+
+    auxiliary_loss_supported = True
 
 
 __all__ = ["DetrSpec", "DetrBackbone", "DetrObjectDetector", "TableTransformerSpec", "TableTransformerBackbone",

@@ -96,6 +96,8 @@ class DetaObjectDetector(DeformableDetrObjectDetector):
     """Sigmoid class logits (the last decoder layer's class head) and boxes from its refinement MLP
     offset by the references it read; DETA's post-processing."""
 
+    loss_unsupported = "DETA's training loss (its one-to-many assignment) is not implemented"
+
     @classmethod
     def post_process_object_detection(cls, outputs, threshold=0.5, target_sizes=None, nms_threshold=0.7):
         """Per image ``{"scores", "labels", "boxes"}`` (numpy), as DETA's image processor: the
