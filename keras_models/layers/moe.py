@@ -256,6 +256,9 @@ class MoE(keras.layers.Layer):
         experts, rows = pairs[:, 0], pairs[:, 1]
         counts = torch.bincount(experts, minlength=self.num_experts).tolist()
         weights = w2[rows, experts][:, None]
+        if self.stacked:
+            out.index_add_(0, rows, self._stacked_pairs_torch(x2.index_select(0, rows), weights, counts).to(out.dtype))
+            return out.reshape(x.shape)
         start = 0
         for e, n in enumerate(counts):
             if n:
@@ -263,6 +266,37 @@ class MoE(keras.layers.Layer):
                 out.index_add_(0, r, self._expert(e, x2.index_select(0, r), weights[start:start + n]).to(out.dtype))
                 start += n
         return out.reshape(x.shape)
+
+    def _stacked_pairs_torch(self, xs, weights, counts):
+        """Stacked experts on (row, expert) pairs sorted by expert (``counts`` per expert), in torch
+        ops on the raw tensors: per chosen expert one GEMM on its [gate | up] slice and one on its
+        down slice (views, no copy); the gated unit runs once on all pairs. Returns the pairs'
+        weighted outputs (``weight_inputs``: outputs of the weighted rows)."""
+        import torch
+
+        from keras_models.generation.backend import decode_matmul
+
+        matmul = decode_matmul()  # oneDNN's fp32 GEMM without autograd, F.linear otherwise
+        dtype = xs.dtype
+        gate_up, down = self.expert_gate_up.value, self.expert_down.value
+        gate_up_b = self.expert_gate_up_bias.value if self.use_bias else None
+        down_b = self.expert_down_bias.value if self.use_bias else None
+        if self.weight_inputs:
+            xs = xs * weights
+        spans, start = [], 0
+        for e, c in enumerate(counts):
+            if c:
+                spans.append((e, start, start + c))
+                start += c
+        h = [matmul(xs[a:b], _cast(gate_up[e], dtype), None if gate_up_b is None else _cast(gate_up_b[e], dtype))
+             for e, a, b in spans]
+        h = h[0] if len(h) == 1 else torch.cat(h)
+        n = self.intermediate_size
+        act = self._glu(h[:, :n], h[:, n:])
+        out = [matmul(act[a:b], _cast(down[e], dtype), None if down_b is None else _cast(down_b[e], dtype))
+               for e, a, b in spans]
+        out = out[0] if len(out) == 1 else torch.cat(out)
+        return out if self.weight_inputs else out * weights
 
     def _traced_experts(self, x, w):
         """Inside a trace: each expert under a ``cond`` on whether any row chose it."""
@@ -330,6 +364,11 @@ class MoE(keras.layers.Layer):
                       glu_alpha=self.glu_alpha, glu_limit=self.glu_limit, weight_inputs=self.weight_inputs,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
         return config
+
+
+def _cast(tensor, dtype):
+    """One expert's torch tensor in the compute dtype (no copy when it already is)."""
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
 def _is_tracer(x):
