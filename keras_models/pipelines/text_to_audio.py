@@ -31,6 +31,8 @@ class TextToAudioPipeline(Pipeline):
             raise PipelineError(f"{self.task}: vocoder= (spectrogram models such as SpeechT5) is not supported by "
                                 "this pipeline yet; use a waveform model (VITS / MMS-TTS, MusicGen, Bark)")
         super().__init__(model, tokenizer=tokenizer, **kwargs)
+        if self.tokenizer is None and hasattr(getattr(model, "preprocessor", None), "encode"):
+            self.tokenizer = model.preprocessor  # km.TextToAudio keeps its tokenizer as the preprocessor
         if self.tokenizer is None:
             raise PipelineError(f"{self.task}: the model has no tokenizer; load a preset folder with tokenizer files "
                                 "or pass tokenizer=")

@@ -116,3 +116,35 @@ def test_text_to_audio_vits_matches_transformers():
         pipe(3)
     with pytest.raises(PipelineError, match="vocoder"):
         km.pipeline("text-to-audio", model=folder, vocoder=object())
+
+
+def _musicgen():
+    from tests.audio.test_musicgen import _reference
+
+    reference, _ = _reference("mono")  # the MusicGen parity test's tiny checkpoint, with a T5 tokenizer added
+
+    def build(tmp):
+        import shutil
+
+        import transformers
+
+        pieces = ["<pad>", "</s>", "<unk>", "\u2581"] + [f"\u2581{w}" for w in ("pop", "rock", "drums", "song")] + list(
+            "abcdefghijklmnopqrstuvwxyz")
+        transformers.T5Tokenizer(vocab=[(p, -float(i)) for i, p in enumerate(pieces)], extra_ids=0).save_pretrained(tmp)
+        for f in reference.iterdir():
+            if not (tmp / f.name).exists():
+                shutil.copy(f, tmp / f.name)
+
+    return cached_folder(f"pipe-tta-musicgen-{reference.parent.name}", build)
+
+
+def test_text_to_audio_musicgen_matches_transformers():
+    folder = _musicgen()
+    calls = [(["pop song"], {"generate_kwargs": {"do_sample": False, "max_new_tokens": 4}}),
+             ([["rock drums", "a"]], {"forward_params": {"guidance_scale": 3.0},
+                                      "generate_kwargs": {"do_sample": False, "max_new_tokens": 3}})]
+    expected = hf_pipeline_outputs("text-to-audio", str(folder), calls)
+    pipe = km.pipeline("text-to-audio", model=folder)
+    for (args, kwargs), theirs in zip(calls, expected):
+        assert_same(pipe(*args, **kwargs), theirs, path=f"text-to-audio {kwargs}")
+    assert expected[0]["sampling_rate"] == 1000 and np.asarray(expected[0]["audio"]).std() > 1e-3
