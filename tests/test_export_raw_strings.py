@@ -35,6 +35,7 @@ CORPUS = [
     "",
     "   ",
     "x",
+    "[CLS] typed [MASK] tokens[SEP]and [UNK]s [mask]",
     "the movie was good and the food was great, really very good! " * 3,
 ]
 
@@ -122,6 +123,8 @@ def test_tf_tokenization_equals_the_preprocessor(case):
         np.testing.assert_array_equal(tokens[name], features[name], err_msg=name)
     if seq:
         assert tokens["input_ids"].shape == (len(CORPUS), seq)
+    typed = CORPUS.index("[CLS] typed [MASK] tokens[SEP]and [UNK]s [mask]")
+    assert {2, 3, 4} <= set(tokens["input_ids"][typed][1:].tolist())  # typed special tokens kept whole
 
 
 @saved_model_backends

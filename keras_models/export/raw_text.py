@@ -16,8 +16,9 @@ SavedModel. Supported: WordPiece tokenizers (BERT-like) with
 Before anything is written, the TF tokenization is run on a probe corpus (accents, upper case,
 CJK, punctuation, control characters, an over-long word, the empty string) and compared with the
 preprocessor's; any difference is an ``ExportError``. Known differences that the probe does not
-exercise: literal special-token text in the input (``"[MASK]"`` typed in a sentence is split into
-pieces here, while the Rust tokenizer matches it as one added token); unassigned code points
+exercise: added tokens marked ``normalized`` or ``single_word`` (rare in WordPiece presets; the
+others, such as ``"[MASK]"`` typed in a sentence, are matched on the raw text as the Rust
+tokenizer does); unassigned code points
 (Unicode category Cn), which the Rust ``clean_text`` drops and the TF regexes keep; and Unicode
 version differences between ICU (TF's lower-casing and normalisation) and Rust's tables.
 Lower-casing is per character as in Rust: TF's ``tf.strings.lower`` alone would map a word-final
@@ -35,6 +36,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import types
@@ -65,6 +67,7 @@ PROBE_TEXTS = [
     "",
     "   ",
     "x",
+    "[CLS] typed [MASK] tokens[SEP]and [UNK]s",
 ]
 
 
@@ -175,6 +178,11 @@ def tokenizer_spec(preprocessor):
         "pad_to_multiple_of": preprocessor.pad_to_multiple_of,
         "pad_id": int(tokenizer.pad_token_id or 0),
         "names": list(tokenizer.model_input_names),
+        # added tokens ([CLS], [MASK], ...) typed in the text: matched on the raw text, before the
+        # normaliser, as the Rust tokenizer does (lstrip / rstrip only absorb whitespace, which the
+        # pre-tokenizer drops anyway)
+        "added": [(t["content"], int(t["id"])) for t in config.get("added_tokens", [])
+                  if t.get("content") and not t.get("normalized") and not t.get("single_word")],
     }
 
 
@@ -220,7 +228,23 @@ def _module_class():
             import tensorflow_text as tf_text
 
             spec = self._settings.spec
-            x = self.normalize(texts)
+            if spec["added"]:  # (batch, segments): added tokens are segments of their own
+                contents = [c for c, _ in sorted(spec["added"], key=lambda a: -len(a[0]))]
+                pattern = "|".join(re.escape(c) for c in contents)
+                # a sentinel split, not tf_text.regex_split: that one stops at a NUL character
+                marked = tf.strings.regex_replace(texts, f"({pattern})", "\ufdd0\\1\ufdd0")
+                segments = tf.strings.split(marked, sep="\ufdd0")
+            else:
+                segments = tf.RaggedTensor.from_tensor(texts[:, None])
+            flat_segments = segments.flat_values
+            if spec["added"]:
+                table = tf.constant([c for c, _ in spec["added"]])
+                hits = tf.equal(flat_segments[:, None], table[None, :])
+                is_added = tf.reduce_any(hits, axis=1)
+                added_ids = tf.gather(tf.constant([i for _, i in spec["added"]], tf.int32),
+                                      tf.argmax(tf.cast(hits, tf.int32), axis=1))
+                flat_segments = tf.where(is_added, tf.constant(""), flat_segments)
+            x = self.normalize(flat_segments)
             if spec["split_punctuation"]:
                 words = tf_text.regex_split(x, f"[{_WHITESPACE}]+|[{_PUNCT}]", f"[{_PUNCT}]")
             else:
@@ -229,7 +253,12 @@ def _module_class():
             too_long = tf.strings.length(flat, unit="UTF8_CHAR") > spec["max_chars"]
             flat = tf.where(too_long, tf.constant(spec["unk_token"]), flat)
             pieces = self.wordpiece.tokenize(flat)  # (words, pieces)
-            ids = words.with_flat_values(pieces).merge_dims(1, 2)  # (batch, tokens)
+            ids = words.with_flat_values(pieces).merge_dims(1, 2)  # (segments, tokens)
+            if spec["added"]:
+                single = tf.RaggedTensor.from_row_lengths(tf.boolean_mask(added_ids, is_added),
+                                                          tf.cast(is_added, tf.int64))
+                ids = tf.concat([ids, single], axis=1)
+            ids = segments.with_flat_values(ids).merge_dims(1, 2)  # (batch, tokens)
             prefix, prefix_types, seq_type, suffix, suffix_types = spec["template"]
             if spec["sequence_length"] is not None:
                 ids = ids[:, :max(spec["sequence_length"] - len(prefix) - len(suffix), 0)]
@@ -273,14 +302,15 @@ def _check_probe(tokenize, preprocessor, input_names):
     """The TF tokenization of PROBE_TEXTS must equal the preprocessor's."""
     import tensorflow as tf
 
-    ours = {k: v.numpy() for k, v in tokenize(tf.constant(PROBE_TEXTS)).items()}
-    expected = preprocessor.features(list(PROBE_TEXTS))
+    probe = list(PROBE_TEXTS) + [f"a {token} b{token}c" for token in preprocessor.tokenizer.get_added_vocab()]
+    ours = {k: v.numpy() for k, v in tokenize(tf.constant(probe)).items()}
+    expected = preprocessor.features(probe)
     for name in input_names:
         want, got = np.asarray(expected[name]), ours[name]
         if want.shape != got.shape:
             raise _error(f"raw_strings=True: the TensorFlow tokenization gives {name} of shape {got.shape} on the "
                          f"probe corpus where the preprocessor gives {want.shape}; not exported")
-        for i, text in enumerate(PROBE_TEXTS):
+        for i, text in enumerate(probe):
             if not np.array_equal(want[i], got[i]):
                 raise _error(f"raw_strings=True: the TensorFlow tokenization differs from the preprocessor's on "
                              f"{text!r} ({name}: {got[i].tolist()} vs {want[i].tolist()}); not exported")
