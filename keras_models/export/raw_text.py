@@ -18,7 +18,8 @@ CJK, punctuation, control characters, an over-long word, the empty string) and c
 preprocessor's; any difference is an ``ExportError``. Known differences that the probe does not
 exercise: added tokens marked ``normalized`` or ``single_word`` (rare in WordPiece presets; the
 others, such as ``"[MASK]"`` typed in a sentence, are matched on the raw text as the Rust
-tokenizer does); unassigned code points
+tokenizer does); a NUL character when the normaliser does not clean text (``clean_text``
+drops it; without it, ``tf_text.regex_split`` ends the text there); unassigned code points
 (Unicode category Cn), which the Rust ``clean_text`` drops and the TF regexes keep; and Unicode
 version differences between ICU (TF's lower-casing and normalisation) and Rust's tables.
 Lower-casing is per character as in Rust: TF's ``tf.strings.lower`` alone would map a word-final
