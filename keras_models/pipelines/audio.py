@@ -87,7 +87,8 @@ class _AudioPipeline(Pipeline):
 
 
 class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
-    """``{"text": ...}`` per input, as Transformers' pipeline computes it.
+    """``{"text": ...}`` per input, as Transformers' pipeline computes it (Whisper: also with
+    ``chunk_length_s`` windows, merged at their best token overlap).
 
     CTC models (``km.SpeechRecognizer``): the best id per frame, decoded by the CTC tokenizer
     (repeats merged, blanks dropped). ``return_timestamps="char"`` / ``"word"`` adds ``"chunks"``:
@@ -144,12 +145,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                 raise PipelineError(f"{self.task}: return_timestamps is not supported for {type(self.model).__name__}"
                                     " yet (Whisper's timestamp-token rules are not implemented); only the text is "
                                     "returned")
-            for name in ("chunk_length_s", "stride_length_s"):
-                if params.get(name):
-                    raise PipelineError(f"{self.task}: {name} (chunked long-form audio) is supported for CTC models "
-                                        f"only, not {type(self.model).__name__}; split the audio into clips of at "
-                                        "most the feature extractor's chunk_length")
-            return {"generate_kwargs": self._generation_defaults(gen), "chunking": None, "return_timestamps": None}
+            return {"generate_kwargs": self._generation_defaults(gen), "chunking": self._chunking(params),
+                    "return_timestamps": None}
         if stamps not in (None, False) and stamps not in ("char", "word"):
             raise PipelineError(f"{self.task}: return_timestamps must be 'char' or 'word' for a CTC model, got "
                                 f"{stamps!r}")
@@ -185,7 +182,7 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                 or not all(isinstance(x, (int, float, np.integer, np.floating)) and x >= 0 for x in stride)):
             raise PipelineError(f"{self.task}: stride_length_s must be a number of seconds or a (left, right) "
                                 f"pair, got {stride!r}")
-        rate, align = self.feature_extractor.sampling_rate, self.align_to
+        rate, align = self.feature_extractor.sampling_rate, (1 if self.seq2seq else self.align_to)
         chunk_len = int(round(length * rate / align) * align)
         left = int(round(stride[0] * rate / align) * align)
         right = int(round(stride[1] * rate / align) * align)
@@ -207,8 +204,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                 if limit is not None and len(wave) > int(limit):
                     raise PipelineError(
                         f"{self.task}: the audio is {len(wave) / rate:.2f} s, longer than the feature extractor's "
-                        f"{int(limit) / rate:g} s window; long-form Whisper transcription is not supported: split "
-                        "the audio into clips")
+                        f"{int(limit) / rate:g} s window; sequential long-form Whisper transcription is not "
+                        "supported: pass chunk_length_s (overlapping windows) or split the audio into clips")
             return [{"features": dict(self.feature_extractor(wave, sampling_rate=rate)), "stride": None}]
         chunk_len, left, right = chunking
         chunks = []
@@ -240,7 +237,9 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
 
     def postprocess(self, item, chunks, outputs, return_timestamps=None, **_):
         if self.seq2seq:
-            return {"text": self._whisper_text([int(i) for i in outputs[0]])}
+            rate = self.feature_extractor.sampling_rate
+            strides = [None if c["stride"] is None else tuple(x / rate for x in c["stride"]) for c in chunks]
+            return {"text": self._whisper_text([[int(i) for i in out] for out in outputs], strides)}
         align = self.align_to
         pieces = []
         for chunk, logits in zip(chunks, outputs):
@@ -291,15 +290,87 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             words.append((word, start, stop))
         return words
 
-    def _whisper_text(self, ids):
-        """Transformers' Whisper ASR decoding (one window, no timestamps): the non-special tokens
-        below the first timestamp token, decoded together."""
+    def _whisper_text(self, outputs, strides):
+        """Transformers' Whisper ASR decoding without timestamps: per window the non-special tokens,
+        split where a timestamp token closes a segment or the language changes; the windows of
+        chunked audio merged by their longest overlap (``_merge_overlaps``); the pieces decoded."""
         tok = self.tokenizer
         special = set(getattr(tok, "all_special_ids", ()) or ())
-        no_ts = tok.convert_tokens_to_ids("<|notimestamps|>") if hasattr(tok, "convert_tokens_to_ids") else None
-        first_timestamp = no_ts + 1 if isinstance(no_ts, int) and no_ts >= 0 else None
-        kept = [i for i in ids if i not in special and (first_timestamp is None or i < first_timestamp)]
-        return tok.decode(kept, skip_special_tokens=False) if kept else ""
+        no_ts = tok.convert_tokens_to_ids("<|notimestamps|>")
+        begin = no_ts + 1 if isinstance(no_ts, int) and no_ts >= 0 else None
+        lang_to_id = (self.model.whisper_settings() or {}).get("lang_to_id") or {}
+        languages = set(lang_to_id.values())
+        texts, previous, first_time, last_language = [], [], None, None
+
+        def flush():
+            texts.append(tok.decode(_merge_overlaps(previous), skip_special_tokens=False))
+
+        for ids, stride in zip(outputs, strides):
+            offset_first = begin
+            last_ts = None
+            if stride is not None and begin is not None:
+                length, left, right = stride
+                right_start = length - right
+                positions = self.hf_config.get("max_source_positions") or 1500
+                precision = self.feature_extractor.chunk_length / positions
+                if left:
+                    offset_first = left / precision + begin
+                if right:
+                    for t in reversed(ids):
+                        if t >= begin:
+                            if last_ts is not None and (t - begin) * precision < right_start:
+                                break
+                            last_ts = t
+            current, skip = [], False
+            for t in ids:
+                if t in special:
+                    if t in languages:
+                        if last_language is not None and t != last_language:
+                            previous.append(current)
+                            flush()
+                            previous, current, first_time = [], [], None
+                        last_language = t
+                elif begin is not None and t >= begin:
+                    if last_ts and t >= last_ts:
+                        skip = True
+                    elif skip or (previous and t < offset_first):
+                        skip = False
+                    elif first_time is None:
+                        first_time = t
+                    elif t != first_time:  # a segment closed
+                        previous.append(current)
+                        flush()
+                        previous, current, first_time = [], [], None
+                else:
+                    current.append(t)
+            if current:
+                previous.append(current)
+            elif not any(previous):
+                previous, first_time = [], None
+        if previous:
+            flush()
+        return "".join(texts)
+
+
+def _merge_overlaps(sequences):
+    """One token list from consecutive windows' lists: each pair joined at the middle of their best
+    overlap (most equal tokens per overlap length, at least two), as Transformers' Whisper ASR
+    pipeline does."""
+    if not sequences:
+        return []
+    left, total = list(sequences[0]), []
+    for right in sequences[1:]:
+        best, cut = 0.0, (len(left), len(left), 0, 0)
+        for i in range(1, len(left) + len(right)):
+            ls, le = max(0, len(left) - i), min(len(left), len(left) + len(right) - i)
+            rs, re_ = max(0, i - len(left)), min(len(right), i)
+            matches = int(np.sum(np.array(left[ls:le]) == np.array(right[rs:re_])))
+            score = matches / i + i / 10000.0
+            if matches > 1 and score > best:
+                best, cut = score, (ls, le, rs, re_)
+        total.extend(left[: (cut[0] + cut[1]) // 2])
+        left = list(right[(cut[2] + cut[3]) // 2 :])
+    return total + left
 
 
 class AudioClassificationPipeline(_AudioPipeline):

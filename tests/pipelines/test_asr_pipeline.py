@@ -82,8 +82,15 @@ def test_whisper_matches_transformers():
         pipe(WAVES[0], return_timestamps=True)
     with pytest.raises(KerasModelsError, match="long-form"):
         pipe(np.tile(WAVES[2], 2))
-    with pytest.raises(KerasModelsError, match="chunk_length_s"):
-        pipe(WAVES[0], chunk_length_s=1)
+
+    # long-form through chunk_length_s: 1 s windows (the extractor's), overlapping windows merged
+    long = np.concatenate([WAVES[2], WAVES[0], WAVES[2][:5000]])
+    calls = [([long], {"chunk_length_s": 1, "generate_kwargs": greedy}),
+             ([long], {"chunk_length_s": 1, "stride_length_s": [0.3, 0.2], "batch_size": 2,
+                       "generate_kwargs": greedy})]
+    expected = _hf_outputs("automatic-speech-recognition", folder, calls)
+    for (args, kwargs), theirs in zip(calls, expected):
+        assert_same(pipe(*args, **kwargs), theirs, path=f"asr-whisper chunked {kwargs}")
     with pytest.raises(KerasModelsError, match="generate_kwargs"):
         pipe(WAVES[0], generate_kwargs=3)
 
