@@ -8,7 +8,9 @@ output formats.
   detections of every label are pooled, sorted by score and cut to ``top_k``; boxes are in pixels
   of the original image, truncated to integers. ``candidate_labels`` may be one comma-separated
   string; several images take one label list for all or one per image; inputs may also be
-  ``{"image", "candidate_labels"}`` dicts.
+  ``{"image", "candidate_labels"}`` dicts. OWLv2 (Owlv2ImageProcessor: the image padded to a
+  square, keras_models.preprocessing.owlv2): its boxes are relative to the padded square, so they
+  are scaled by the image's longer side, as Transformers does (they may reach past the image).
 * image-to-text (km.ImageToText: VisionEncoderDecoder, GIT): ``pipe(image, max_new_tokens=None,
   generate_kwargs=None)`` -> ``[{"generated_text"}]`` per image (a list of them for a list of
   images): greedy decoding, 256 new tokens at most by default (Transformers 4's pipeline default),
@@ -40,11 +42,12 @@ class ZeroShotObjectDetectionPipeline(Pipeline):
         if self.tokenizer is None or self.image_processor is None:
             raise PipelineError(f"{self.task}: the model needs a tokenizer and an image processor "
                                 "(tokenizer files and preprocessor_config.json in its preset)")
-        kind = getattr(self.image_processor, "image_processor_type", "")
-        if getattr(model, "square_padding", False) or str(kind).startswith("Owlv2"):
-            raise PipelineError(f"{self.task}: OWLv2 checkpoints are not supported by this pipeline yet "
-                                "(their image processor pads to a square); use OWL-ViT, or call the model "
-                                "and post_process_object_detection directly")
+        kind = str(getattr(self.image_processor, "image_processor_type", ""))
+        if getattr(model, "square_padding", False) != kind.startswith("Owlv2"):
+            raise PipelineError(f"{self.task}: this {type(model).__name__} comes with a {kind or 'missing'} image "
+                                "processor (preprocessor_config.json image_processor_type); OWLv2 detectors need "
+                                "Owlv2ImageProcessor (pad to a square) and OWL-ViT ones OwlViTImageProcessor, "
+                                "or the boxes would be scaled wrongly")
 
     def __call__(self, image=None, candidate_labels=None, **kwargs):
         if "text_queries" in kwargs:

@@ -187,6 +187,10 @@ class ImageProcessor:
             from keras_models.preprocessing.donut import DonutImageProcessor
 
             return DonutImageProcessor.from_config(config)
+        if kind in ("Owlv2ImageProcessor", "Owlv2ImageProcessorFast") and cls is ImageProcessor:
+            from keras_models.preprocessing.owlv2 import Owlv2ImageProcessor
+
+            return Owlv2ImageProcessor.from_config(config)
         kw = {k: config[k] for k in _BASE if k in config}
         if "size" in config:
             kw["size"] = config["size"]
