@@ -298,7 +298,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         special = set(getattr(tok, "all_special_ids", ()) or ())
         no_ts = tok.convert_tokens_to_ids("<|notimestamps|>")
         begin = no_ts + 1 if isinstance(no_ts, int) and no_ts >= 0 else None
-        lang_to_id = (self.model.whisper_settings() or {}).get("lang_to_id") or {}
+        settings = getattr(self.model, "whisper_settings", None)
+        lang_to_id = ((settings() if settings is not None else None) or {}).get("lang_to_id") or {}
         languages = set(lang_to_id.values())
         texts, previous, first_time, last_language = [], [], None, None
 
