@@ -11,6 +11,13 @@ and output format.
   answers ``[{"score", "answer", "start", "end"}]`` best first, ``top_k`` of them (default 1);
   ``start`` / ``end`` are word indices into ``word_boxes`` and ``answer`` the words joined by
   spaces.
+* LayoutLMv2 / LayoutXLM / LayoutLMv3 (model_type 'layoutlmv2' / 'layoutlmv3'): as above, but the
+  boxes are placed as their tokenizers place them -- the word's box on its pieces, the question's
+  pieces on ``pad_token_box``, ``cls_token_box`` / ``sep_token_box`` on the special tokens (from
+  tokenizer_config.json; the class defaults otherwise: [SEP] at [1000] * 4 for v2 / XLM, all
+  zeros for v3). LayoutLMv2 / LayoutXLM also read the page image (its image processor, OCR off):
+  ``image=`` is required. LayoutLMv3 answers from the words alone, as Transformers 5.25's pipeline
+  does: that pipeline hands the page image to the model as ``image=``, which LayoutLMv3 ignores.
 * Generative (Donut: VisionEncoderDecoder with a DonutSwin encoder, km.ImageToText): greedy
   decoding from the prompt ``<s_docvqa><s_question>{question}</s_question><s_answer>``;
   ``[{"answer"}]``, the text between ``<s_answer>`` and ``</s_answer>`` (None when the answer is
@@ -55,10 +62,16 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
                                     f"Donut (a donut-swin encoder); this checkpoint's encoder is {encoder!r}")
             if self.image_processor is None:
                 raise PipelineError(f"{self.task}: the model has no image processor (preprocessor_config.json)")
-        elif self.hf_config.get("model_type", "layoutlm") != "layoutlm":
-            raise PipelineError(f"{self.task}: extractive answers are supported for LayoutLM checkpoints "
-                                f"(model_type 'layoutlm'); this one is {self.hf_config['model_type']!r} "
-                                "(LayoutLMv2/v3 tokenizers place the boxes themselves: not supported yet)")
+        else:
+            self.layout = self.hf_config.get("model_type", "layoutlm")
+            if self.layout not in ("layoutlm", "layoutlmv2", "layoutlmv3"):
+                raise PipelineError(f"{self.task}: extractive answers are supported for LayoutLM, LayoutLMv2, "
+                                    f"LayoutXLM and LayoutLMv3 checkpoints (model_type 'layoutlm', 'layoutlmv2', "
+                                    f"'layoutlmv3'); this one is {self.layout!r}")
+            self.special_boxes = self._special_boxes() if self.layout != "layoutlm" else None
+            if self.layout == "layoutlmv2" and self.image_processor is None:
+                raise PipelineError(f"{self.task}: LayoutLMv2 / LayoutXLM read the page image: the checkpoint "
+                                    "needs its image processor (preprocessor_config.json)")
 
     def __call__(self, image=None, question=None, word_boxes=None, **kwargs):
         if isinstance(question, str):
@@ -91,6 +104,9 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
                     raise PipelineError(f"{self.task}: Donut answers from the image: pass image=")
             elif item.get("word_boxes") is None:
                 raise PipelineError(NO_OCR)
+            elif self.layout == "layoutlmv2" and item.get("image") is None:
+                raise PipelineError(f"{self.task}: LayoutLMv2 / LayoutXLM answer from the words and the page "
+                                    "image: pass image= as well as word_boxes=")
             else:
                 _check_word_boxes(self.task, item["word_boxes"])
         return single, [dict(item) for item in items]
@@ -136,17 +152,52 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
             raise PipelineError(f"{self.task}: cannot split the document with max_seq_len={max_seq_len}, "
                                 f"doc_stride={doc_stride}: {e}") from e
         chunks = []
+        pixels = None
+        if self.layout == "layoutlmv2":
+            from keras_models.preprocessing.image_io import load_image
+
+            pixels = np.asarray(self.image_processor([load_image(item["image"])])["pixel_values"][0])
         for span in [enc] + list(enc.overflowing):
             p_mask = [0 if i == tok.cls_token_id else int(s != 1) for i, s in zip(span.ids, span.sequence_ids)]
-            bbox = [boxes[w] if s == 1 else [1000] * 4 if i == tok.sep_token_id else [0] * 4
-                    for i, s, w in zip(span.ids, span.sequence_ids, span.word_ids)]
+            if self.layout == "layoutlm":  # the pipeline places the boxes
+                bbox = [boxes[w] if s == 1 else [1000] * 4 if i == tok.sep_token_id else [0] * 4
+                        for i, s, w in zip(span.ids, span.sequence_ids, span.word_ids)]
+            else:  # as LayoutLMv2 / LayoutXLM / LayoutLMv3 tokenizers: the config's special boxes
+                bbox = [self._token_box(i, s, w, boxes) for i, s, w in zip(span.ids, span.sequence_ids,
+                                                                              span.word_ids)]
             features = {"input_ids": np.asarray(span.ids, np.int32),
                         "attention_mask": np.asarray(span.attention_mask, np.int32),
                         "token_type_ids": np.asarray(span.type_ids, np.int32),
                         "bbox": np.asarray(bbox, np.int32).reshape(-1, 4)}
+            if pixels is not None:
+                features["pixel_values"] = pixels
             chunks.append({"features": features, "p_mask": p_mask, "word_ids": list(span.word_ids),
                            "words": words})
         return chunks
+
+    def _special_boxes(self):
+        """cls / sep / pad token boxes: tokenizer_config.json's, else the tokenizer class defaults
+        (LayoutLMv2 / LayoutXLM: [SEP] at [1000] * 4; LayoutLMv3: all [0] * 4)."""
+        config = getattr(self.tokenizer, "init_config", None) or {}
+        sep = [1000] * 4 if self.layout == "layoutlmv2" else [0] * 4
+        out = {}
+        for name, default in (("cls", [0] * 4), ("sep", sep), ("pad", [0] * 4)):
+            value = config.get(f"{name}_token_box")
+            value = default if value is None else value
+            if not (isinstance(value, (list, tuple)) and len(value) == 4
+                    and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+                raise PipelineError(f"{self.task}: tokenizer_config.json {name}_token_box must be 4 integers, "
+                                    f"got {value!r}")
+            out[name] = list(value)
+        return out
+
+    def _token_box(self, token, sequence, word, boxes):
+        special, tok = self.special_boxes, self.tokenizer
+        if word is not None:
+            return special["pad"] if sequence == 0 else boxes[word]
+        if token == tok.cls_token_id:
+            return special["cls"]
+        return special["pad"] if token == tok.pad_token_id and token != tok.sep_token_id else special["sep"]
 
     def _donut_chunks(self, item):
         from keras_models.preprocessing.image_io import load_image
@@ -165,6 +216,9 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
         batch = {}
         for name in chunks[0]["features"]:
             pad = (getattr(self.tokenizer, "pad_token_id", None) or 0) if name == "input_ids" else 0
+            if name == "pixel_values":
+                batch[name] = np.stack([c["features"][name] for c in chunks])
+                continue
             rows = []
             for c in chunks:
                 row = c["features"][name]

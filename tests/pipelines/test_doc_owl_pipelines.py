@@ -87,3 +87,96 @@ def test_zero_shot_object_detection_owlv2_matches_transformers():
 
         pipe.model.preprocessor.image_processor = ImageProcessor(image_processor_type="OwlViTImageProcessor")
         type(pipe)(pipe.model)
+
+
+# --- document-question-answering: LayoutLMv3 (Transformers 5, live) ------------------------------------
+DOC_WORDS = ["john", "lives", "in", "paris", "mary", "works", "at", "google", "the", "cat", "sat", "on", "mat",
+             "berlin", "city", "hello"]
+
+
+def _word_boxes(n=len(DOC_WORDS)):
+    rng = np.random.RandomState(2)
+    out = []
+    for i in range(n):
+        x0, y0 = rng.randint(0, 900, size=2)
+        out.append((DOC_WORDS[i % len(DOC_WORDS)], [int(x0), int(y0), int(x0) + 40, int(y0) + 20]))
+    return out
+
+
+def _layoutlmv3():
+    import transformers as T
+
+    cfg = T.LayoutLMv3Config(vocab_size=130, hidden_size=24, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=20, max_position_embeddings=80, type_vocab_size=1, pad_token_id=1,
+                             coordinate_size=4, shape_size=4, max_2d_position_embeddings=1024, rel_pos_bins=8,
+                             max_rel_pos=20, rel_2d_pos_bins=16, max_rel_2d_pos=40, input_size=16, patch_size=8)
+    return T.LayoutLMv3ForQuestionAnswering(cfg)
+
+
+def _layoutlmv3_extras(folder, model):
+    """A byte-level BPE LayoutLMv3 tokenizer (a custom [SEP] box), an image processor without OCR, a page."""
+    import transformers as T
+    from PIL import Image
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    trainer = trainers.BpeTrainer(vocab_size=130, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+                                  show_progress=False)
+    tok.train_from_iterator([" ".join(DOC_WORDS), "where does john live what is the city who works at google"] * 5,
+                            trainer)
+    tok.model.save(str(folder))
+    T.LayoutLMv3Tokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=48,
+                          sep_token_box=[7, 7, 9, 9]).save_pretrained(folder)
+    T.LayoutLMv3ImageProcessor(apply_ocr=False, size={"height": 16, "width": 16}).save_pretrained(folder)
+    Image.fromarray(np.random.RandomState(0).randint(0, 255, (40, 30, 3), dtype=np.uint8)).save(folder / "img0.png")
+
+
+def layoutlmv3_checkpoint():
+    inputs = {"input_ids": np.array([[0, 40, 41, 2]]), "attention_mask": np.ones((1, 4), "int64"),
+              "bbox": np.array([[[0, 0, 0, 0], [10, 20, 30, 40], [50, 60, 70, 80], [0] * 4]])}
+    folder, _ = hf_reference("pipe-layoutlmv3-qa", _layoutlmv3, inputs, extra_save=_layoutlmv3_extras, seed=13)
+    return folder
+
+
+def test_document_qa_layoutlmv3_matches_transformers():
+    """The tokenizer places the boxes (question tokens: pad_token_box; </s>: sep_token_box). Transformers
+    5.25's pipeline hands the page image to LayoutLMv3 as ``image=``, which the model ignores (it reads
+    ``pixel_values``): its answers are the text-only ones, with or without an image, and so are ours."""
+    folder = layoutlmv3_checkpoint()
+    boxes = _word_boxes()
+    page = str(folder / "img0.png")
+    calls = [([None, "where does john live"], {"word_boxes": boxes}),
+             ([page, "what is the city"], {"word_boxes": boxes, "top_k": 3, "max_answer_len": 2}),
+             ([None, "who works at google?"], {"word_boxes": boxes, "top_k": 2, "handle_impossible_answer": True}),
+             ([None, "where"], {"word_boxes": _word_boxes(40), "top_k": 3, "max_seq_len": 24, "doc_stride": 8}),
+             ([[{"image": None, "question": "who", "word_boxes": boxes},
+                {"image": page, "question": "what city", "word_boxes": boxes[3:]}]], {"top_k": 2})]
+    expected = hf_pipeline_outputs("document-question-answering", folder, calls)
+    pipe = km.pipeline("document-question-answering", model=folder)
+    assert type(pipe.model).__name__ == "LayoutLMv3QuestionAnswerer"
+    assert pipe.special_boxes["sep"] == [7, 7, 9, 9]
+    for (args, kwargs), theirs in zip(calls, expected):
+        assert_same(pipe(*args, **kwargs), theirs, path=f"document-qa v3 {args[1:]} {kwargs}")
+    args, kwargs = calls[3]
+    assert_same(pipe(*args, batch_size=3, **kwargs), expected[3])  # windows batched together
+    with pytest.raises(PipelineError, match="pytesseract"):
+        pipe(page, "where does john live")
+
+
+# --- document-question-answering: LayoutLMv2 (recorded: Transformers' LayoutLMv2 needs detectron2) -----
+def test_document_qa_layoutlmv2_matches_transformers_recording():
+    """Words, boxes and the page image (BGR, 0-255, the model's ResNet-FPN) against Transformers 5.25's
+    pipeline, recorded with tests/pipelines/layoutlmv2_docqa_golden/record.py."""
+    import json
+    from pathlib import Path
+
+    here = Path(__file__).parent / "layoutlmv2_docqa_golden"
+    recorded = json.loads((here / "out.json").read_text())
+    pipe = km.pipeline("document-question-answering", model=here / "model")
+    assert type(pipe.model).__name__ == "LayoutLMv2QuestionAnswerer"
+    assert pipe.special_boxes["sep"] == [990, 991, 992, 993]
+    for (image, question, kwargs), theirs in zip(recorded["calls"], recorded["outputs"]):
+        assert_same(pipe(str(here / f"{image}.png"), question, **kwargs), theirs, path=f"document-qa v2 {question}")
+    with pytest.raises(PipelineError, match="image="):
+        pipe(None, "where", word_boxes=recorded["calls"][0][2]["word_boxes"])

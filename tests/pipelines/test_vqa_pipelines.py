@@ -132,7 +132,7 @@ def test_document_qa_layoutlm_matches_transformers():
     with pytest.raises(PipelineError, match="top_k"):
         pipe(None, "where", word_boxes=boxes, top_k=0)
     with pytest.raises(PipelineError, match="model_type"):
-        type(pipe)(pipe.model, hf_config={"model_type": "layoutlmv3"})
+        type(pipe)(pipe.model, hf_config={"model_type": "bros"})
 
 
 # --- document-question-answering with Donut (generative) --------------------------------------------
