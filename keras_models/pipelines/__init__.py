@@ -44,6 +44,7 @@ TASKS = {
     "image-to-image": ("vision_tasks", "ImageToImagePipeline", "ImageSuperResolution"),
     "image-text-to-text": ("image_text_to_text", "ImageTextToTextPipeline", "ImageTextToText"),
     "text-to-audio": ("text_to_audio", "TextToAudioPipeline", "TextToAudio"),
+    "mask-generation": ("mask_generation", "MaskGenerationPipeline", "MaskGenerator"),
 }
 # task -> ((config.json architectures suffix, km model class), ...): checkpoints that load through
 # another model class than the task's default.
