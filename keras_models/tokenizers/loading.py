@@ -322,10 +322,11 @@ def load_tokenizer(preset, cls=None, **overrides):
             f"hold values the tokenizer cannot use: {type(e).__name__}: {e}") from e
 
 
-# Transformers classes whose inputs are not text (TAPAS: a table plus queries): ``Tokenizer.from_preset``
-# returns the class that takes them, as AutoTokenizer does
+# Transformers classes whose inputs are not text (TAPAS: a table plus queries; Pop2Piano: MIDI notes):
+# ``Tokenizer.from_preset`` returns the class that takes them, as AutoTokenizer does
 _OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "TapasTokenizer"),
                 "VitsTokenizer": ("keras_models.models.vits.tokenizer", "VitsTokenizer"),
+                "Pop2PianoTokenizer": ("keras_models.models.pop2piano.tokenizer", "Pop2PianoTokenizer"),
                 "GPTSanJapaneseTokenizer": ("keras_models.models.gptsan_japanese.tokenizer", "GPTSanJapaneseTokenizer"),
                 "ClvpTokenizer": ("keras_models.models.clvp.tokenizer", "ClvpTokenizer"),
                 "CpmTokenizer": ("keras_models.tokenizers.cpm", "CpmTokenizer"),
@@ -336,7 +337,6 @@ _OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "Tapas
 _NOT_IMPLEMENTED = {
     "FastSpeech2ConformerTokenizer": "it turns text into phonemes with the g2p_en package, which keras_models does "
                                      "not implement; pass phoneme ids to the model directly",
-    "Pop2PianoTokenizer": "its MIDI-event vocabulary needs pretty_midi, which keras_models does not implement",
     "TransfoXLTokenizer": "its vocabulary is a pickle (vocab.pkl), and keras_models never loads pickles",
 }
 

@@ -2,7 +2,7 @@
 logits and encoder / decoder states on a padded feature batch (two configs: gated gelu_new with the
 d_model**-0.5 output scaling; plain relu without it), greedy generate with a composer equal to
 Transformers', save_to_preset reloaded by Transformers, a .keras round trip and bad config values.
-Pop2PianoTokenizer (MIDI events) and the feature extractor (librosa / essentia) are not covered."""
+Pop2PianoTokenizer (MIDI events) and the feature extractor (essentia / librosa): test_audio_frontends.py."""
 
 import json
 

@@ -64,7 +64,6 @@ class Pop2PianoBackbone(T5Backbone):
     frames, d_model), "attention_mask", "decoder_input_ids", "decoder_attention_mask"}``."""
 
     verified_backends = ("jax", "torch", "tensorflow")  # tests/audio/test_pop2piano.py
-    not_covered = 'the tokenizer (needs pretty_midi) and the feature extractor (needs librosa)'  # shown beside the row in docs/models.md
     checkpoint_families = ()
     hf_architecture = "Pop2PianoForConditionalGeneration"
     spec_cls = Pop2PianoSpec

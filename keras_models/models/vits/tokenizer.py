@@ -9,9 +9,10 @@ special tokens split out whole, every other character one token (unknown -> ``un
 with ``add_blank`` id 0 put before, between and after the characters of each piece. Padding is on
 the right with ``pad_token``.
 
-``phonemize=True`` (the `phonemizer` package and espeak) and ``is_uroman=True`` on non-Roman text
-(the `uroman` romaniser) run only where those packages are installed; otherwise a
-:class:`~keras_models.errors.InputError` says what to do (load with ``phonemize=False``, or
+``phonemize=True`` (the `phonemizer` package and espeak: the eSpeak NG library that `espeakng-loader`
+bundles unless phonemizer was pointed at another; extra ``keras-models[phonemes]``) and ``is_uroman=True`` on non-Roman text
+(the `uroman` romaniser) run only where those packages are installed; otherwise an error (an ``ImportError`` and an
+:class:`~keras_models.errors.InputError`) names the package and says what to do (load with ``phonemize=False``, or
 romanise the text first).
 """
 
@@ -157,12 +158,11 @@ class VitsTokenizer:
                                  "text first") from e
             text = uroman.Uroman().romanize_string(text)
         if self.phonemize:
-            try:
-                import phonemizer
-            except ImportError as e:
-                raise InputError("VitsTokenizer: this checkpoint turns text into phonemes (phonemize=True) with the "
-                                 "`phonemizer` package and espeak, which are not installed; install them, or pass "
-                                 "phonemes and load with Tokenizer.from_preset(preset, phonemize=False)") from e
+            from keras_models.preprocessing.optional import phonemizer_with_espeak
+
+            phonemizer = phonemizer_with_espeak(
+                "VitsTokenizer with phonemize=True (text -> phonemes; or pass phonemes and load with "
+                "Tokenizer.from_preset(preset, phonemize=False))")
             text = phonemizer.phonemize(text, language="en-us", backend="espeak", strip=True,
                                         preserve_punctuation=True, with_stress=True)
             text = re.sub(r"\s+", " ", text)
