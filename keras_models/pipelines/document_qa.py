@@ -23,6 +23,10 @@ and output format.
   ``[{"answer"}]``, the text between ``<s_answer>`` and ``</s_answer>`` (None when the answer is
   not closed). 256 new tokens at most by default; ``max_new_tokens=`` / ``generate_kwargs=``.
 
+Pix2Struct DocVQA checkpoints are refused: Transformers' pipeline has no Pix2Struct path (the
+question never reaches the image processor as ``header_text``), so there is nothing to match;
+the error says how to call the model directly (a TrueType font renders the question).
+
 Inputs: ``pipe(image, question, word_boxes=None)``, or ``{"image", "question", "word_boxes"}``
 dicts (one, or a list: one answer list each).
 """
@@ -57,7 +61,19 @@ class DocumentQuestionAnsweringPipeline(Pipeline):
         self.image_processor = getattr(getattr(model, "preprocessor", None), "image_processor", None)
         if self.generative:
             encoder = (self.hf_config.get("encoder") or {}).get("model_type")
-            if self.hf_config.get("model_type") == "vision-encoder-decoder" and encoder != "donut-swin":
+            kind = self.hf_config.get("model_type")
+            if kind == "pix2struct":
+                raise PipelineError(
+                    f"{self.task}: Pix2Struct (DocVQA) is not answered by this pipeline: Transformers' "
+                    "document-question-answering pipeline has no Pix2Struct path (it never passes the question "
+                    "to the image processor as header_text and fails), so there is no behaviour to match. "
+                    "Render the question yourself: model.preprocessor.image_processor(images, header_text="
+                    "question, font_path=<a .ttf file>) and model.generate(...), then decode")
+            if kind not in (None, "vision-encoder-decoder"):
+                raise PipelineError(f"{self.task}: the generative models this pipeline answers with are Donut "
+                                    f"checkpoints (VisionEncoderDecoder with a donut-swin encoder); this one is "
+                                    f"{kind!r}")
+            if kind == "vision-encoder-decoder" and encoder != "donut-swin":
                 raise PipelineError(f"{self.task}: the only VisionEncoderDecoder this pipeline answers with is "
                                     f"Donut (a donut-swin encoder); this checkpoint's encoder is {encoder!r}")
             if self.image_processor is None:

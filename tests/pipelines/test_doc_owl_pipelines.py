@@ -180,3 +180,25 @@ def test_document_qa_layoutlmv2_matches_transformers_recording():
         assert_same(pipe(str(here / f"{image}.png"), question, **kwargs), theirs, path=f"document-qa v2 {question}")
     with pytest.raises(PipelineError, match="image="):
         pipe(None, "where", word_boxes=recorded["calls"][0][2]["word_boxes"])
+
+
+# --- document-question-answering: Pix2Struct DocVQA is refused ------------------------------------------
+def test_document_qa_refuses_pix2struct():
+    """Transformers' document-question-answering pipeline has no Pix2Struct path (it loads the model
+    with a warning, then its image processor fails: the question never arrives as header_text), so
+    there is nothing to match: ours refuses at construction and says how to call the model."""
+    from tests.multimodal.test_pix2struct import PROCESSOR, TEXT, VISION, _tokenizer
+    from tests.parity import _key, cached_folder
+
+    def build(tmp):
+        import transformers as T
+        from transformers.models.pix2struct.image_processing_pil_pix2struct import Pix2StructImageProcessorPil
+
+        cfg = T.Pix2StructConfig(text_config=TEXT, vision_config=VISION, is_vqa=True)
+        T.Pix2StructForConditionalGeneration(cfg).save_pretrained(tmp / "model")
+        Pix2StructImageProcessorPil(**PROCESSOR, is_vqa=True).save_pretrained(tmp / "model")
+        _tokenizer().save_pretrained(tmp / "model")
+
+    folder = cached_folder(_key("pipe-pix2struct-docvqa", repr(TEXT), repr(VISION), repr(PROCESSOR)), build)
+    with pytest.raises(PipelineError, match="header_text"):
+        km.pipeline("document-question-answering", model=folder / "model")
