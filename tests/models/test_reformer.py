@@ -1,7 +1,7 @@
 """Reformer: CausalLM logits and final hidden state against tiny random Transformers
 ReformerModelWithLMHead models on a right-padded batch of 7 tokens (padded by the model to the
 chunk lengths' multiple, local attention chunked with neighbours, LSH attention unhashed since the
-padded length fits one LSH chunk), export reloaded by Transformers, a .keras round trip and
+padded length fits one LSH chunk; several chunks: test_reformer_lsh.py), export reloaded by Transformers, a .keras round trip and
 config errors."""
 
 import json
@@ -107,14 +107,6 @@ def test_reformer_keras_round_trip_and_backbone(tmp_path):
     assert type(backbone).__name__ == "ReformerBackbone"
     assert_close(to_numpy(backbone(inputs)), expected["last_hidden_state"], mask=inputs["attention_mask"],
                  what="Backbone.from_preset")
-
-
-def test_reformer_long_lsh_sequence_is_refused():
-    from keras_models.errors import InputError
-
-    model, _, _, _ = _load("learned")
-    with pytest.raises(InputError, match="lsh_attn_chunk_length"):
-        model({"input_ids": np.ones((1, 12), "int32")})
 
 
 @pytest.mark.parametrize("key,value", [("attn_layers", ["local", "global"]), ("axial_pos_embds_dim", [6, 9]),

@@ -13,11 +13,21 @@ self-attention and LSH self-attention, axial position embeddings, a 2 * hidden w
   1 / sqrt(head size), masked scores -1e9; a sequence no longer than one chunk is plain attention.
 * LSH attention: shared query/key projection, keys length-normalised (rsqrt(mean(x^2) + 1e-6)) and
   scaled by 1 / sqrt(head size), a token's own key scored -1e5 (applied after the padding /
-  causal mask, -1e9). Only sequences (after padding) no longer than ``lsh_attn_chunk_length`` are
-  supported: they use no hashing. Longer ones hash with random rotations drawn from torch's
-  generator (``hash_seed``); that path is not implemented and raises ``InputError``.
-* No bucket / state cache: ``generate`` re-runs the causal model over its whole token buffer at
-  each step (the buffer must fit the limits above).
+  causal mask, -1e9). A sequence (after padding) no longer than ``lsh_attn_chunk_length`` is plain
+  attention. A longer one is hashed as Transformers does in eval: random rotations (heads, head
+  size, ``num_hashes``, buckets / 2) equal to ``torch.manual_seed(hash_seed); torch.randn(...)``
+  (re-drawn in numpy, no torch needed), bucket = argmax over [xR, -xR] (per factor when
+  ``num_buckets`` is a list; unset, it is Transformers' choice for the length), padding in an extra
+  bucket; the (hash round, bucket, position) order is sorted, each chunk attends to itself and
+  ``lsh_num_chunks_before`` / ``_after`` neighbours (wrapping), and the hash rounds are combined by
+  the softmax of their log-sum-exp scores. With ``hash_seed`` null Transformers draws new
+  rotations at every call (its outputs are random); here the draw of seed 0 is used, with a
+  warning. Transformers also writes an unset ``num_buckets`` into its config on its first long
+  call (later calls keep it); here it is chosen again for each length.
+* Generation: no bucket / state cache; ``generate`` re-runs the causal model over its whole token
+  buffer at each step, which equals Transformers' cached decoding only while the buffer fits one
+  LSH chunk (beyond it Transformers attends within the re-sorted chunk of the new token and its
+  cached buckets): ``generate`` refuses longer buffers when the model has LSH layers.
 * Heads: ReformerModelWithLMHead (CausalLM), ReformerForMaskedLM (MaskedLM),
   ReformerForSequenceClassification (TextClassifier), ReformerForQuestionAnswering (QuestionAnswerer).
 """
@@ -112,6 +122,51 @@ def _look_adjacent(x, before, after):
     return ops.concatenate([x if i == 0 else ops.roll(x, -i, axis=2) for i in range(-before, after + 1)], axis=3)
 
 
+def torch_randn(seed, shape):
+    """The float32 numbers ``torch.manual_seed(seed); torch.randn(shape)`` gives on CPU, in numpy:
+    MT19937 words -> 24-bit uniforms -> Box-Muller over blocks of 16 (the last block redrawn when
+    the size is not a multiple of 16); below 16 numbers torch's scalar path (53-bit uniforms, a
+    pair of normals per two draws)."""
+    import numpy as np
+
+    n = int(np.prod(shape))
+    gen = np.random.MT19937()
+    gen._legacy_seeding(int(seed) & 0xFFFFFFFF)
+    if n < 16:
+        raw = gen.random_raw(4 * ((n + 1) // 2)).astype(np.uint64).reshape(-1, 4)
+        mask53 = np.uint64((1 << 53) - 1)
+        u1 = (((raw[:, 0] << np.uint64(32)) | raw[:, 1]) & mask53) * 2.0 ** -53
+        u2 = (((raw[:, 2] << np.uint64(32)) | raw[:, 3]) & mask53) * 2.0 ** -53
+        radius, theta = np.sqrt(-2.0 * np.log1p(-u2)), 2.0 * np.pi * u1
+        pairs = np.stack([radius * np.cos(theta), radius * np.sin(theta)], axis=-1).reshape(-1)
+        return pairs[:n].astype(np.float32).reshape(shape)
+    raw = gen.random_raw(n + (16 if n % 16 else 0)).astype(np.uint64)
+    uniform = (raw & np.uint64((1 << 24) - 1)).astype(np.float32) * np.float32(2.0 ** -24)
+
+    def box_muller(block):
+        radius = np.sqrt(np.float32(-2.0) * np.log(np.float32(1.0) - block[:, :8]))
+        theta = np.float32(2.0 * np.pi) * block[:, 8:]
+        return np.concatenate([radius * np.cos(theta), radius * np.sin(theta)], axis=1)
+
+    full = n // 16 * 16
+    out = np.empty(n, np.float32)
+    out[:full] = box_muller(uniform[:full].reshape(-1, 16)).reshape(-1)
+    if n % 16:
+        out[full:] = uniform[full:n]
+        out[n - 16:] = box_muller(uniform[n:].reshape(1, 16)).reshape(-1)
+    return out.reshape(shape)
+
+
+def lsh_num_buckets(sequence_length, chunk_length, max_position_embeddings):
+    """Transformers' choice when ``num_buckets`` is unset: 2 * length / chunk rounded down to a
+    power of two, split into two factors beyond 2 * max(sqrt(max positions / chunk), chunk)."""
+    power = (2 * (sequence_length // chunk_length)).bit_length() - 1
+    buckets = 2 ** power
+    if buckets > 2 * max(int((max_position_embeddings // chunk_length) ** 0.5), chunk_length):
+        return (2 ** (power // 2), 2 ** (power - power // 2))
+    return buckets
+
+
 @_ser
 class ReformerLayer(keras.layers.Layer):
     """One reversible layer: ``attn + attention(LN(hidden))``, then ``hidden + ffn(LN(attn))``."""
@@ -159,12 +214,9 @@ class ReformerLayer(keras.layers.Layer):
         b, t = ops.shape(x)[0], x.shape[1]
         dh, causal = s["attention_head_size"], s["is_decoder"]
         pos = ops.arange(t, dtype="int32")
-        if self.kind == "lsh":
-            if t > s["lsh_attn_chunk_length"]:
-                raise InputError(
-                    f"Reformer LSH attention: a sequence of {t} tokens (after padding to the chunk lengths) is "
-                    f"longer than lsh_attn_chunk_length={s['lsh_attn_chunk_length']}; the hashed (random "
-                    "rotation) path is not implemented")
+        if self.kind == "lsh" and t > s["lsh_attn_chunk_length"]:
+            out = self._hashed_attention(x, mask)
+        elif self.kind == "lsh":
             qk = self._heads(self.query_key(x))
             v = self._heads(self.value(x))
             var = ops.mean(ops.square(qk), axis=-1, keepdims=True)
@@ -219,6 +271,89 @@ class ReformerLayer(keras.layers.Layer):
         out = ops.transpose(out, (0, 2, 1, 3))
         return ops.reshape(out, (b, t, s["num_attention_heads"] * dh))
 
+    def _rotations(self, t):
+        """(heads, head size, num_hashes, rotation size / 2) random rotations and the bucket
+        factors, drawn as Transformers draws them with ``torch.manual_seed(hash_seed)``."""
+        s = self.spec_config
+        buckets = s.get("num_buckets")
+        if buckets is None:
+            buckets = lsh_num_buckets(t, s["lsh_attn_chunk_length"], s.get("max_position_embeddings", 4096))
+        factors = (buckets,) if isinstance(buckets, int) else tuple(buckets)
+        seed = s.get("hash_seed")
+        if seed is None:
+            import warnings
+
+            warnings.warn("Reformer LSH attention: config hash_seed is null, so Transformers draws new random "
+                          "rotations at every call; this model uses the fixed draw of seed 0 (set hash_seed in "
+                          "config.json to choose the draw)", stacklevel=3)
+            seed = 0
+        shape = (s["num_attention_heads"], s["attention_head_size"], s.get("num_hashes", 1), sum(factors) // 2)
+        return torch_randn(seed, shape), factors
+
+    def _hashed_attention(self, x, mask):
+        """LSH attention over a sequence of several chunks, as Transformers computes it in eval:
+        hash the shared query/key vectors with random rotations (argmax over [xR, -xR], one
+        factor at a time), padding tokens (mask 0) in an extra last bucket; stable-sort the
+        num_hashes * T (hash round, bucket, position) keys; attend within each chunk of the sorted
+        sequence and its ``lsh_num_chunks_before`` / ``_after`` neighbours (wrapping around, also
+        across hash rounds), masking by the original positions (padding, causal, a token's own key
+        -1e5); unsort and combine the hash rounds by softmax of their log-sum-exp scores."""
+        s = self.spec_config
+        b, t = ops.shape(x)[0], x.shape[1]
+        nh, dh, heads = s.get("num_hashes", 1), s["attention_head_size"], s["num_attention_heads"]
+        chunk = s["lsh_attn_chunk_length"]
+        bef, aft = s.get("lsh_num_chunks_before", 1), s.get("lsh_num_chunks_after", 0)
+        qk, v = self._heads(self.query_key(x)), self._heads(self.value(x))
+        rot, factors = self._rotations(t)
+        rotated = ops.einsum("bmtd,mdhr->bmhtr", qk, ops.cast(rot, qk.dtype))  # (B, H, nh, T, rot / 2)
+        buckets, start, product = None, 0, 1
+        for factor in factors:
+            part = rotated[..., start:start + factor // 2]
+            start += factor // 2
+            part = ops.cast(ops.argmax(ops.concatenate([part, -part], axis=-1), axis=-1), "int32")
+            buckets = part if buckets is None else buckets + product * part
+            product *= factor
+        if mask is not None:  # padding tokens share one extra bucket, sorted after the others
+            buckets = ops.where(ops.cast(mask, "bool")[:, None, None, :], buckets, product)
+        buckets = buckets + (product + 1) * ops.arange(nh, dtype="int32")[:, None]
+        length = nh * t
+        key = ops.reshape(buckets, (b, heads, length)) * length + ops.arange(length, dtype="int32")
+        order = ops.argsort(key, axis=-1)  # keys are distinct: the sort is stable by construction
+        undo = ops.argsort(order, axis=-1)
+        pos = order % t  # (B, H, nh * T) original positions in sorted order
+        qk = ops.take_along_axis(qk, pos[..., None], axis=2)
+        v = ops.take_along_axis(v, pos[..., None], axis=2)
+        k = qk * ops.rsqrt(ops.mean(ops.square(qk), axis=-1, keepdims=True) + 1e-6) / math.sqrt(dh)
+        n = length // chunk
+
+        def split(y):
+            return ops.reshape(y, (b, heads, n, chunk, dh))
+
+        q, k, v = split(qk), _look_adjacent(split(k), bef, aft), _look_adjacent(split(v), bef, aft)
+        qpos = ops.reshape(pos, (b, heads, n, chunk))
+        kpos = _look_adjacent(qpos, bef, aft)
+        dots = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (B, H, n, c, K)
+        keep = None
+        if mask is not None:
+            full = ops.broadcast_to(ops.cast(mask, "int32")[:, None, :], (b, heads, t))
+            keep = ops.take_along_axis(full, ops.reshape(kpos, (b, heads, -1)), axis=2)
+            keep = ops.cast(ops.reshape(keep, (b, heads, n, 1, -1)), "bool")
+        if s["is_decoder"]:
+            c = qpos[..., :, None] >= kpos[..., None, :]
+            keep = c if keep is None else ops.logical_and(keep, c)
+        if keep is not None:
+            dots = ops.where(keep, dots, ops.cast(-1e9, dots.dtype))
+        dots = ops.where(qpos[..., :, None] != kpos[..., None, :], dots, ops.cast(-1e5, dots.dtype))
+        logits = ops.logsumexp(dots, axis=-1, keepdims=True)
+        out = ops.matmul(ops.exp(dots - logits), v)
+        out = ops.take_along_axis(ops.reshape(out, (b, heads, length, dh)), undo[..., None], axis=2)
+        logits = ops.take_along_axis(ops.reshape(logits, (b, heads, length)), undo, axis=2)
+        if nh > 1:
+            out = ops.reshape(out, (b, heads, nh, t, dh))
+            logits = ops.reshape(logits, (b, heads, nh, t, 1))
+            out = ops.sum(out * ops.exp(logits - ops.logsumexp(logits, axis=2, keepdims=True)), axis=2)
+        return out
+
     def call(self, attn, hidden, token_mask=None):
         attn = attn + self.attn_out(self._attention(self.attn_norm(hidden), token_mask))
         hidden = hidden + self.ffn_out(self.act(self.ffn_in(self.ffn_norm(attn))))
@@ -243,7 +378,7 @@ class ReformerBackbone(SpecBackbone):
     dropout_rate = 0.0
     slot_dependent = True  # absolute positions from the buffer slot: generation must not left-pad to a bucket
     verified_backends = ("jax", "torch", "tensorflow")
-    not_covered = 'hashed LSH attention beyond one chunk (raises); the tokenizer'  # shown beside the row in docs/models.md
+    not_covered = 'generate beyond one LSH chunk (Transformers\' bucket cache; raises); the tokenizer'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
@@ -257,7 +392,8 @@ class ReformerBackbone(SpecBackbone):
                                                              name="position_embeddings", dtype=d)
         keys = ("hidden_size", "num_attention_heads", "attention_head_size", "feed_forward_size", "hidden_act",
                 "layer_norm_eps", "local_attn_chunk_length", "local_num_chunks_before", "local_num_chunks_after",
-                "lsh_attn_chunk_length", "is_decoder")
+                "lsh_attn_chunk_length", "is_decoder", "lsh_num_chunks_before", "lsh_num_chunks_after",
+                "num_buckets", "num_hashes", "hash_seed", "max_position_embeddings")
         layer_config = {k: getattr(s, k) for k in keys}
         self.layers_ = [ReformerLayer(layer_config, kind, name=f"layer_{i}", dtype=d)
                         for i, kind in enumerate(s.attn_layers)]
