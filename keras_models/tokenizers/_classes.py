@@ -176,6 +176,10 @@ CLASSES: dict[str, dict] = {
         "specials": {"eos_token": "</s>", "sep_token": "</s>", "cls_token": "<s>", "unk_token": "<unk>",
                      "pad_token": "<pad>", "mask_token": {"content": "<mask>", "lstrip": True, "special": True}},
     },
+    # Reformer: a lone spiece.model converted to BPE (keras_models/tokenizers/reformer.py), nothing added
+    "ReformerTokenizer": {
+        "family": "reformer", "inputs": _NO_TYPES, "specials": {"eos_token": "</s>", "unk_token": "<unk>"},
+    },
     # BARThez (French BART): its own SentencePiece pieces and normalizer
     "BarthezTokenizer": {
         "family": "barthez", "inputs": _NO_TYPES,
@@ -321,6 +325,7 @@ MODEL_TYPE_TO_CLASS = {
     "wav2vec2": "Wav2Vec2CTCTokenizer",
     "speecht5": "SpeechT5Tokenizer",
     "cpmant": "CpmAntTokenizer",
+    "reformer": "ReformerTokenizer",
 }
 
 
@@ -430,6 +435,7 @@ FAMILIES: dict[str | None, Family] = {
     # BARThez: tokenizer.json's own post-processor (<s> A </s>); Transformers 5 sets none when it converts a
     # lone sentencepiece.bpe.model, so no <s> / </s> are added then either
     "barthez": Family(pipeline="pipelines:barthez", spm="spm_convert:_barthez"),
+    "reformer": Family(pipeline="reformer:pipeline", spm="reformer:spm_backend"),
     "bert_japanese": Family(
         post_processor="builders:cls_sep_processor", loader="bert_japanese:bert_japanese_backend", source="vocab.txt",
         files=("vocab.txt",),

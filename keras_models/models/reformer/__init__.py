@@ -378,7 +378,7 @@ class ReformerBackbone(SpecBackbone):
     dropout_rate = 0.0
     slot_dependent = True  # absolute positions from the buffer slot: generation must not left-pad to a bucket
     verified_backends = ("jax", "torch", "tensorflow")
-    not_covered = 'generate beyond one LSH chunk (Transformers\' bucket cache; raises); the tokenizer'  # shown beside the row in docs/models.md
+    not_covered = 'generate beyond one LSH chunk (Transformers\' bucket cache; raises)'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
