@@ -176,8 +176,9 @@ def test_document_qa_layoutlmv2_matches_transformers_recording():
     pipe = km.pipeline("document-question-answering", model=here / "model")
     assert type(pipe.model).__name__ == "LayoutLMv2QuestionAnswerer"
     assert pipe.special_boxes["sep"] == [990, 991, 992, 993]
-    for (image, question, kwargs), theirs in zip(recorded["calls"], recorded["outputs"]):
-        assert_same(pipe(str(here / f"{image}.png"), question, **kwargs), theirs, path=f"document-qa v2 {question}")
+    for (image, question, kwargs), theirs in zip(recorded["calls"], recorded["outputs"]):  # windows batched
+        assert_same(pipe(str(here / f"{image}.png"), question, batch_size=8, **kwargs), theirs,
+                    path=f"document-qa v2 {question}")
     with pytest.raises(PipelineError, match="image="):
         pipe(None, "where", word_boxes=recorded["calls"][0][2]["word_boxes"])
 
