@@ -7,7 +7,8 @@ Cases: adaptive embeddings and softmax with div_val 2 and three clusters, clamp_
 key length, same_length, post-norm (``CausalLM``); div_val 1 with a projected 12-wide embedding,
 two clusters, own output projections, pre-norm, no same_length (``CausalLM_odd``); a sequence
 classifier on a right-padded batch (pad id 0). Each LM is checked on a first segment (zero
-memories) and on a second one continuing the memories the first returned."""
+memories) and on a second one continuing the memories the first returned, and greedy ``generate``
+(memories as the cache) against record_transfo_xl_generate.py's tokens."""
 
 import json
 from pathlib import Path
@@ -113,6 +114,18 @@ def test_transfo_xl_classifier_needs_d_embed_equal_d_model(tmp_path):
     with pytest.raises(ConfigError, match="d_embed"):
         km.TextClassifier.from_preset(tmp_path / "m", num_classes=3)
     model = km.CausalLM.from_preset(tmp_path / "m")
-    with pytest.raises(km.errors.InputError if hasattr(km, "errors") else Exception, match="generate"):
-        model.generate({"input_ids": np.ones((1, 3), "int32")}, max_new_tokens=2)
     assert to_numpy(model.backbone.init_mems(2)).shape == (2, 2, 5, 16)
+
+
+@pytest.mark.one_case_per_pass("case")  # CI: torch runs both, jax / tensorflow one each (rotating)
+@pytest.mark.parametrize("case", ["CausalLM", "CausalLM_odd"])
+def test_transfo_xl_generate(case):
+    """Greedy tokens equal Transformers 4.57.1's decoding with memories (the prompt, then one token at
+    a time with the returned ``mems``: removed_golden/record_transfo_xl_generate.py)."""
+    data = dict(np.load(GOLDEN / "transfo_xl_generate.npz"))
+    assert float(data[f"{case}__margin"]) > 1e-3
+    prompt = data["in_prompt"].astype("int32")
+    model = km.CausalLM.from_preset(GOLDEN / "transfo_xl" / case)
+    got = model.generate({"input_ids": prompt, "attention_mask": np.ones_like(prompt)}, max_new_tokens=5,
+                         do_sample=False, pad_token_id=0, eos_token_id=None)
+    np.testing.assert_array_equal(np.asarray(got), data[f"{case}__sequences"])

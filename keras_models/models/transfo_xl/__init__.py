@@ -20,6 +20,12 @@
 
 ``backbone.call_with_mems(input_ids, mems)`` returns ``(hidden, new_mems)``, the memories stacked
 as (layers, batch, mem_len, d_model); the tasks take ``{"input_ids", "mems"}`` too.
+
+``CausalLM.generate`` (greedy, sampling, beams) uses the memories as the cache: the prompt with zero
+memories, then one token per step with the memories returned, as Transformers 4.x's
+``prepare_inputs_for_generation`` feeds the model (prompts of unequal length are left-padded, and
+the padding is read as tokens, as it would be there). The tokenizer (TransfoXLTokenizer, a pickled
+vocabulary) is not supported: pickle is never loaded.
 """
 
 from dataclasses import dataclass
@@ -189,8 +195,9 @@ class TransfoXLBackbone(SpecBackbone):
     hf_architecture = "TransfoXLModel"
     hf_ignore = ("transformer.pos_emb.inv_freq", "pos_emb.inv_freq")
     lora_targets = ("qkv_net",)
+    slot_dependent = True  # no attention mask: generation must not left-pad prompts to a bucket
     verified_backends = ("jax", "torch", "tensorflow")
-    not_covered = 'the tokenizer (a pickled vocab); generate'  # shown beside the row in docs/models.md
+    not_covered = 'the tokenizer (a pickled vocab: never loaded)'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
@@ -297,8 +304,8 @@ def _inputs(inputs):
 @register_task(TransfoXLBackbone, "CausalLM", ("TransfoXLLMHeadModel",))
 class TransfoXLCausalLM(CausalLM):
     """Log-probabilities (batch, seq, vocab) of the projected adaptive softmax (Transformers'
-    ``prediction_scores``). ``call_with_mems`` gives them with the new memories. Generation with
-    the shared engine is not available (Transformer-XL has memories, not a KV cache)."""
+    ``prediction_scores``). ``call_with_mems`` gives them with the new memories. ``generate`` runs the
+    shared engine with the memories as its cache (see ``call_with_cache``)."""
 
     hf_head_patterns = ("crit.*",)
 
@@ -383,9 +390,21 @@ class TransfoXLCausalLM(CausalLM):
         hidden, mems = self.backbone.call_with_mems(input_ids, mems)
         return self.logits(hidden), mems
 
+    # --- generation: the memories are the cache --------------------------------------------------
     def init_cache(self, batch_size, max_length):
-        raise InputError("TransfoXLCausalLM: generate is not supported (memories, not a KV cache); "
-                         "call the model (or call_with_mems) segment by segment")
+        """Zero memories (layers, batch, mem_len, d_model), whatever ``max_length``: Transformer-XL
+        keeps the last ``mem_len`` layer inputs, not every position."""
+        return self.backbone.init_mems(batch_size)
+
+    def call_with_cache(self, input_ids, cache, cache_index, attention_mask, last_only=False):
+        """Log-probabilities of ``input_ids`` continuing the memories ``cache``, and the new memories:
+        the prompt with zero memories, then one token per step with the memories the previous call
+        returned, as Transformers' ``prepare_inputs_for_generation`` feeds the model. There is no
+        attention mask (``attention_mask`` / ``cache_index`` are not read): padding is read as tokens."""
+        hidden, mems = self.backbone.call_with_mems(input_ids, cache)
+        if last_only:
+            hidden = hidden[:, -1:, :]
+        return self.logits(hidden), mems
 
     def default_loss(self):
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-100)
