@@ -274,6 +274,9 @@ class GenerationMixin:
         return keras.tree.map_structure(lambda t: keras.ops.repeat(t, rows_per_prompt, axis=0), tree)
 
     _gen_per_prompt = None
+    # Whisper's timestamp logits rule for the next run: (no_timestamps_token_id, eos id,
+    # max_initial_timestamp_index), see processors.whisper_timestamps; None: off
+    _gen_timestamps = None
 
     @contextlib.contextmanager
     def _gen_prompt_inputs(self, **trees):
@@ -302,14 +305,15 @@ class GenerationMixin:
         """What a compiled decode function depends on (lengths enter as tensors, not here)."""
         fields = {k: v for k, v in config.to_dict().items() if k not in ("max_length", "max_new_tokens")}
         return (kind, shape, repr(sorted(fields.items())), eos, pad,
-                None if stop is None else tuple(stop.stop_strings)) + tuple(extra)
+                None if stop is None else tuple(stop.stop_strings), self._gen_timestamps) + tuple(extra)
 
     def _gen_run_sample(self, config, ids, mask, max_length, min_length, eos, pad, stop, seed, streamer, limit=None,
                         shift=0):
         n = config.num_return_sequences
         tokens, full_mask = self._gen_buffers(ids, mask, n, max_length, pad)
         prompt_len = ids.shape[1]
-        procs = Processors(config, min_length, eos, sampling=config.do_sample, prompt_len=prompt_len, offset=shift)
+        procs = Processors(config, min_length, eos, sampling=config.do_sample, prompt_len=prompt_len, offset=shift,
+                           timestamps=self._gen_timestamps)
         loop = GreedyOrSample(self.decoder_adapter(self), procs, eos, pad, config.do_sample, stop,
                               prompt_len=prompt_len)
         limit = max_length if limit is None else limit
@@ -378,7 +382,7 @@ class GenerationMixin:
         fill = pad if fill == -1 else fill
         min_keep = len(eos) + 1 if eos else 2
         procs = Processors(config, min_length, eos, sampling=config.do_sample, min_keep=min_keep,
-                           prompt_len=prompt_len, offset=shift)
+                           prompt_len=prompt_len, offset=shift, timestamps=self._gen_timestamps)
         search = BeamSearch(self.decoder_adapter(self), procs, eos, fill, k, config.length_penalty,
                             config.early_stopping, sampling=config.do_sample, stop=stop,
                             reorder_cache=getattr(self, "reorder_cache", None) or self._gen_cache_reorderer())

@@ -268,6 +268,54 @@ def classifier_free_guidance(scores, uncond_logits, scale):
     return scale * (scores - uncond) + uncond
 
 
+def _logsumexp(x, axis=-1):
+    """logsumexp that gives -inf (not NaN) for an all -inf row on every backend."""
+    top = ops.max(x, axis=axis, keepdims=True)
+    safe = ops.where(ops.isfinite(top), top, 0.0)
+    return ops.squeeze(ops.log(ops.sum(ops.exp(x - safe), axis=axis, keepdims=True)) + safe, axis)
+
+
+def whisper_timestamps(scores, tokens, cur, begin, rule):
+    """Transformers' WhisperTimeStampLogitsProcessor over the (rows, L) buffer ``tokens``, whose
+    generated part is ``tokens[:, begin:cur]``. ``rule`` = (no_timestamps_token_id, eos id,
+    max_initial_timestamp_index or None). Ids above no_timestamps_token_id are timestamps: they
+    come in pairs (a single one is followed by another or by text below eos, a pair by text),
+    never decrease, the first one is a timestamp <= begin + max_initial_timestamp_index, and when
+    the timestamps' total probability exceeds every text token's, a timestamp is forced."""
+    no_ts, eos, max_initial = rule
+    vocab = int(scores.shape[-1])
+    length = int(tokens.shape[1])
+    ts_begin = no_ts + 1
+    ids = ops.arange(vocab, dtype="int32")[None, :]
+    is_ts_id = ids >= ts_begin
+    tokens = ops.cast(tokens, "int32")
+    scores = ops.where(ops.equal(ids, no_ts), NEG_INF, scores)
+    n = cur - begin
+    last = ops.take(tokens, ops.clip(cur - 1, 0, length - 1), axis=1)
+    penult = ops.take(tokens, ops.clip(cur - 2, 0, length - 1), axis=1)
+    last_ts = ops.logical_and(n >= 1, last >= ts_begin)[:, None]
+    penult_ts = ops.logical_or(n < 2, penult >= ts_begin)[:, None]
+    scores = ops.where(ops.logical_and(ops.logical_and(last_ts, penult_ts), is_ts_id), NEG_INF, scores)
+    single = ops.logical_and(last_ts, ops.logical_not(penult_ts))
+    scores = ops.where(ops.logical_and(single, ids < eos), NEG_INF, scores)
+    # the last timestamp generated so far (by position): later ones may not be smaller
+    pos = ops.arange(length, dtype="int32")[None, :]
+    stamp = ops.logical_and(ops.logical_and(pos >= begin, pos < cur), tokens >= ts_begin)
+    where = ops.max(ops.where(stamp, pos, -1), axis=1)
+    value = ops.take_along_axis(tokens, ops.clip(where, 0, length - 1)[:, None], axis=1)
+    floor = ops.where(where[:, None] < 0, ts_begin, ops.where(single, value, value + 1))
+    scores = ops.where(ops.logical_and(is_ts_id, ids < floor), NEG_INF, scores)
+    first = ops.equal(n, 0)
+    scores = ops.where(ops.logical_and(first, ids < ts_begin), NEG_INF, scores)
+    if max_initial is not None:
+        scores = ops.where(ops.logical_and(first, ids > ts_begin + int(max_initial)), NEG_INF, scores)
+    logp = ops.log_softmax(scores, axis=-1)
+    ts_mass = _logsumexp(ops.where(is_ts_id, logp, NEG_INF))
+    text_best = ops.max(ops.where(is_ts_id, NEG_INF, logp), axis=-1)
+    force = (ts_mass > text_best)[:, None]
+    return ops.where(ops.logical_and(force, ops.logical_not(is_ts_id)), NEG_INF, scores)
+
+
 def _bias_list(config, eos_ids):
     """(sequence_bias, bad-word biases) of a config as tuples of (ids, float)."""
     seq = tuple(getattr(config, "sequence_bias", None) or ())
@@ -281,7 +329,7 @@ class Processors:
     (``GenerationMixin._get_logits_processor``): classifier-free guidance, sequence bias, encoder
     repetition penalty, repetition penalty, no-repeat n-grams, encoder no-repeat n-grams, bad
     words, min length, forced BOS, forced EOS, inf/NaN removal, exponential decay length
-    penalty, suppressed tokens, begin-suppressed tokens; when sampling, temperature, top-k, top-p,
+    penalty, suppressed tokens, begin-suppressed tokens, Whisper's timestamp rule; when sampling, temperature, top-k, top-p,
     min-p, typical-p, epsilon and eta cutoffs; last, renormalisation.
 
     ``__call__(scores, tokens, cur, presence, limit, source, uncond)``: ``tokens`` the (rows, L)
@@ -293,7 +341,9 @@ class Processors:
     Transformers' ``input_ids`` would hold (Transformers' length = ``cur - offset``).
     """
 
-    def __init__(self, config, min_length, eos_ids, sampling, min_keep=1, prompt_len=None, offset=0):
+    def __init__(self, config, min_length, eos_ids, sampling, min_keep=1, prompt_len=None, offset=0,
+                 timestamps=None):
+        self.timestamps = timestamps  # Whisper's timestamp rule (whisper_timestamps), after begin-suppress
         self.rep = float(config.repetition_penalty)
         self.ngram = int(config.no_repeat_ngram_size or 0)
         self.min_length = int(min_length or 0)
@@ -375,6 +425,8 @@ class Processors:
             if self.prompt_len - self.offset == 1 and self.forced_bos is not None:
                 begin += 1
             scores = suppress_ids(scores, self.begin_suppress, ops.equal(cur, begin))
+        if self.timestamps is not None:
+            scores = whisper_timestamps(scores, tokens, cur, self.prompt_len, self.timestamps)
         if self.sampling:
             scores = self.warp(scores)
         if self.renormalize:

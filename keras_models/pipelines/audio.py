@@ -101,6 +101,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
     the pipeline's defaults (``num_beams=5``; ``max_new_tokens=256`` unless the checkpoint's
     generation config sets a length), ``generate_kwargs`` (``language``, ``task``, ...) and
     ``max_new_tokens`` on top; the text is every non-special, non-timestamp token decoded.
+    Whisper ``return_timestamps=True`` adds segment ``chunks``; audio longer than one window without
+    ``chunk_length_s`` runs Whisper's sequential long-form ``generate``.
     """
 
     task = "automatic-speech-recognition"
@@ -141,12 +143,21 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             raise PipelineError(f"{self.task}: generate_kwargs / max_new_tokens apply to encoder-decoder models "
                                 f"only; {type(self.model).__name__} decodes CTC frames")
         if self.seq2seq:
-            if stamps or gen.get("return_timestamps"):
-                raise PipelineError(f"{self.task}: return_timestamps is not supported for {type(self.model).__name__}"
-                                    " yet (Whisper's timestamp-token rules are not implemented); only the text is "
-                                    "returned")
+            settings = getattr(self.model, "whisper_settings", None)
+            settings = (settings() if settings is not None else None)
+            if not stamps and settings and settings.get("return_timestamps"):
+                stamps = True  # as Transformers: the checkpoint's generation config asks for them
+            if stamps not in (None, False, True):
+                raise PipelineError(f"{self.task}: return_timestamps={stamps!r} is not supported for "
+                                    f"{type(self.model).__name__}; Whisper returns segment timestamps "
+                                    "(return_timestamps=True)")
+            if stamps and settings is None:
+                raise PipelineError(f"{self.task}: return_timestamps is only supported for Whisper among "
+                                    f"encoder-decoder models, not {type(self.model).__name__}")
+            if stamps:
+                gen["return_timestamps"] = True
             return {"generate_kwargs": self._generation_defaults(gen), "chunking": self._chunking(params),
-                    "return_timestamps": None}
+                    "return_timestamps": bool(stamps) or None}
         if stamps not in (None, False) and stamps not in ("char", "word"):
             raise PipelineError(f"{self.task}: return_timestamps must be 'char' or 'word' for a CTC model, got "
                                 f"{stamps!r}")
@@ -201,11 +212,10 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         if chunking is None:
             if self.seq2seq:
                 limit = getattr(self.feature_extractor, "n_samples", None)
-                if limit is not None and len(wave) > int(limit):
-                    raise PipelineError(
-                        f"{self.task}: the audio is {len(wave) / rate:.2f} s, longer than the feature extractor's "
-                        f"{int(limit) / rate:g} s window; sequential long-form Whisper transcription is not "
-                        "supported: pass chunk_length_s (overlapping windows) or split the audio into clips")
+                if limit is not None and len(wave) > int(limit):  # Whisper's sequential long-form input
+                    feats = self.feature_extractor(wave, sampling_rate=rate, truncation=False, padding="longest",
+                                                   return_attention_mask=True)
+                    return [{"features": dict(feats), "stride": None, "long": True}]
             return [{"features": dict(self.feature_extractor(wave, sampling_rate=rate)), "stride": None}]
         chunk_len, left, right = chunking
         chunks = []
@@ -229,9 +239,11 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         name = "input_features" if "input_features" in feats[0] else "input_values"
         if name not in feats[0]:
             raise PipelineError(f"{self.task}: the feature extractor gave {sorted(feats[0])}, no input_features")
-        batch = np.concatenate([np.asarray(f[name]) for f in feats], axis=0)
         kwargs = dict(generate_kwargs or {})
         kwargs.setdefault("do_sample", False)
+        if any(c.get("long") for c in chunks):  # long-form features: one generate call each
+            return [np.asarray(to_numpy(self.model.generate(np.asarray(f[name]), **kwargs)))[0] for f in feats]
+        batch = np.concatenate([np.asarray(f[name]) for f in feats], axis=0)
         ids = np.asarray(to_numpy(self.model.generate(batch, **kwargs)))
         return list(ids)
 
@@ -239,7 +251,11 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         if self.seq2seq:
             rate = self.feature_extractor.sampling_rate
             strides = [None if c["stride"] is None else tuple(x / rate for x in c["stride"]) for c in chunks]
-            return {"text": self._whisper_text([[int(i) for i in out] for out in outputs], strides)}
+            text, pieces = self._whisper_decode([[int(i) for i in out] for out in outputs], strides,
+                                                bool(return_timestamps))
+            if return_timestamps:
+                return {"text": text, "chunks": pieces}
+            return {"text": text}
         align = self.align_to
         pieces = []
         for chunk, logits in zip(chunks, outputs):
@@ -290,67 +306,91 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             words.append((word, start, stop))
         return words
 
-    def _whisper_text(self, outputs, strides):
-        """Transformers' Whisper ASR decoding without timestamps: per window the non-special tokens,
-        split where a timestamp token closes a segment or the language changes; the windows of
-        chunked audio merged by their longest overlap (``_merge_overlaps``); the pieces decoded."""
+    def _whisper_decode(self, outputs, strides, return_timestamps=False):
+        """Transformers' Whisper ASR decoding (``_decode_asr``) -> (text, chunks): per window the
+        non-special tokens, cut into chunks where a timestamp closes a segment (or, without
+        timestamps, where the language changes); windows of chunked audio merged by their longest
+        overlap (``_merge_overlaps``) and shifted by their strides; timestamps in seconds from
+        the timestamp tokens (a window that restarts the timestamps continues after the previous
+        segments)."""
         tok = self.tokenizer
         special = set(getattr(tok, "all_special_ids", ()) or ())
         no_ts = tok.convert_tokens_to_ids("<|notimestamps|>")
-        begin = no_ts + 1 if isinstance(no_ts, int) and no_ts >= 0 else None
+        begin = no_ts + 1 if isinstance(no_ts, int) and no_ts >= 0 else float("inf")
+        prompt_id = tok.convert_tokens_to_ids("<|startofprev|>")
+        start_id = tok.convert_tokens_to_ids("<|startoftranscript|>")
         settings = getattr(self.model, "whisper_settings", None)
         lang_to_id = ((settings() if settings is not None else None) or {}).get("lang_to_id") or {}
         languages = set(lang_to_id.values())
-        texts, previous, first_time, last_language = [], [], None, None
+        positions = self.hf_config.get("max_source_positions") or 1500
+        precision = self.feature_extractor.chunk_length / positions
+        segment_size = 1500  # as Transformers' _decode_asr (its default, whatever the model)
+        chunks, previous, time_offset, skip, last_language = [], [], 0.0, False, None
+        chunk = {"timestamp": [None, None], "text": ""}
 
-        def flush():
-            texts.append(tok.decode(_merge_overlaps(previous), skip_special_tokens=False))
+        def close(chunk, previous):
+            chunk["text"] = tok.decode(_merge_overlaps(previous), skip_special_tokens=False)
+            chunks.append(chunk)
 
         for ids, stride in zip(outputs, strides):
-            offset_first = begin
-            last_ts = None
-            if stride is not None and begin is not None:
+            if ids and ids[0] == prompt_id:  # a prompt (<|startofprev|> ...) is not transcribed
+                ids = ids[ids.index(start_id):] if start_id in ids else []
+            last_ts, first_ts, cur_max, prev_len, penult = None, begin, 0.0, 0.0, 0.0
+            if stride is not None:
                 length, left, right = stride
+                time_offset -= left
                 right_start = length - right
-                positions = self.hf_config.get("max_source_positions") or 1500
-                precision = self.feature_extractor.chunk_length / positions
                 if left:
-                    offset_first = left / precision + begin
+                    first_ts = left / precision + begin
                 if right:
                     for t in reversed(ids):
                         if t >= begin:
                             if last_ts is not None and (t - begin) * precision < right_start:
                                 break
                             last_ts = t
-            current, skip = [], False
-            for t in ids:
+            current = []
+            for i, t in enumerate(ids):
                 if t in special:
                     if t in languages:
-                        if last_language is not None and t != last_language:
+                        if last_language is not None and t != last_language and not return_timestamps:
                             previous.append(current)
-                            flush()
-                            previous, current, first_time = [], [], None
+                            close(chunk, previous)
+                            previous, current, chunk = [], [], {"timestamp": [None, None], "text": ""}
                         last_language = t
-                elif begin is not None and t >= begin:
+                elif t >= begin:
+                    stamp = float((t - begin) * precision)
+                    if stamp < cur_max:  # the timestamps restart: a new window
+                        if i >= 2 and not (ids[i - 1] >= begin and ids[i - 2] >= begin):
+                            prev_len += precision * segment_size
+                        else:
+                            cur_max = penult
+                            prev_len += penult
+                    penult, cur_max = cur_max, stamp
+                    time = round((t - begin) * precision + time_offset + prev_len, 2)
                     if last_ts and t >= last_ts:
                         skip = True
-                    elif skip or (previous and t < offset_first):
+                    elif skip or (previous and t < first_ts):
                         skip = False
-                    elif first_time is None:
-                        first_time = t
-                    elif t != first_time:  # a segment closed
+                    elif chunk["timestamp"][0] is None:
+                        chunk["timestamp"][0] = time
+                    elif time != chunk["timestamp"][0]:  # a segment closed
+                        chunk["timestamp"][1] = time
                         previous.append(current)
-                        flush()
-                        previous, current, first_time = [], [], None
+                        close(chunk, previous)
+                        previous, current, chunk = [], [], {"timestamp": [None, None], "text": ""}
                 else:
                     current.append(t)
+            if stride is not None:
+                time_offset += length - right
             if current:
                 previous.append(current)
             elif not any(previous):
-                previous, first_time = [], None
+                previous, chunk = [], {"timestamp": [None, None], "text": ""}
         if previous:
-            flush()
-        return "".join(texts)
+            close(chunk, previous)
+        for c in chunks:
+            c["timestamp"] = tuple(c["timestamp"])
+        return "".join(c["text"] for c in chunks), chunks
 
 
 def _merge_overlaps(sequences):

@@ -4,6 +4,7 @@ generate (greedy, beam, language / task prompt, language detection, prompt_ids, 
 begin-suppress tokens) equal to Transformers' Whisper generate."""
 
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -145,3 +146,120 @@ def test_language_names_are_transformers():
     from keras_models.models.whisper.tasks import LANGUAGE_CODES
 
     assert LANGUAGE_CODES == TO_LANGUAGE_CODE
+
+
+# --- timestamps and sequential long-form transcription -------------------------------------------
+# A second tiny model whose vocabulary has the 13 timestamp ids (0.00 .. 0.24 s for a 24-frame window)
+# above NO_TS; their embeddings scaled up so that windows close segments, end with single
+# timestamps and seek back.
+TS_VOCAB = NO_TS + 1 + 13
+TS_GENERATION = dict(GENERATION, max_initial_timestamp_index=4)
+
+
+def _whisper_ts():
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    cfg = WhisperConfig(vocab_size=TS_VOCAB, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                        decoder_attention_heads=2, encoder_ffn_dim=48, decoder_ffn_dim=40, num_mel_bins=10,
+                        max_source_positions=12, max_target_positions=40, decoder_start_token_id=START,
+                        eos_token_id=EOS, pad_token_id=EOS, bos_token_id=EOS, suppress_tokens=None,
+                        begin_suppress_tokens=None, activation_function="gelu_new")
+    torch.manual_seed(0)
+    model = WhisperForConditionalGeneration(cfg).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embed_positions" in name and "encoder" in name:
+                continue
+            p.add_(torch.randn_like(p) * (0.3 if p.ndim == 1 else 0.5))
+        model.model.decoder.embed_tokens.weight[NO_TS + 1:] *= 3.0
+    for k, v in TS_GENERATION.items():
+        setattr(model.generation_config, k, v)
+    return model
+
+
+def _ts_inputs():
+    rng = np.random.RandomState(0)
+    short = rng.randn(2, 10, 24).astype("float32")
+    long = rng.randn(2, 10, 70).astype("float32")
+    mask = np.ones((2, 70), "int64")
+    mask[1, 50:] = 0
+    return short, long, mask
+
+
+TS_SETTINGS = {  # name -> (input, generate kwargs); the jax pass runs the first, tensorflow the second
+    "long_greedy": ("long", dict(language="en", max_new_tokens=6)),
+    "short_greedy": ("short", dict(return_timestamps=True, language="en", max_new_tokens=8)),
+    "short_beam2": ("short", dict(return_timestamps=True, language="en", max_new_tokens=8, num_beams=2)),
+    "short_detect": ("short", dict(return_timestamps=True, max_new_tokens=8)),
+    "long_max_length": ("long", dict(language="fr", task="translate", max_length=4)),
+    "long_prompt_ids": ("long1", dict(language="en", max_new_tokens=5, prompt_ids=np.array([92, 5, 6]))),
+}
+
+
+def _ts_call_inputs(kind):
+    short, long, mask = _ts_inputs()
+    if kind == "short":
+        return short, {}
+    if kind == "long1":
+        return long[:1], {}
+    return long, {"attention_mask": mask}
+
+
+def _ts_reference():
+    """Transformers' generate(..., return_segments=True) under every TS_SETTINGS entry (cached)."""
+    import hashlib
+
+    src = inspect.getsource(inspect.getmodule(_ts_reference))
+    key = "whisper-ts-" + hashlib.sha1(src.encode()).hexdigest()[:10]
+
+    def build(tmp):
+        import torch
+
+        model = _whisper_ts()
+        model.generation_config._from_model_config = False
+        model.save_pretrained(tmp / "model")
+        ids, segs = {}, {}
+        with torch.no_grad():
+            for name, (kind, setting) in TS_SETTINGS.items():
+                feats, extra = _ts_call_inputs(kind)
+                args = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in {**setting, **extra}.items()}
+                out = _whisper_ts().generate(torch.tensor(feats), do_sample=False, return_segments=True, **args)
+                ids[name] = out["sequences"].numpy()
+                segs[name] = [[[float(s["start"]), float(s["end"]), s["tokens"].tolist()] for s in row]
+                              for row in out["segments"]]
+        np.savez(tmp / "expected.npz", **ids)
+        (tmp / "segments.json").write_text(json.dumps(segs))
+
+    folder = cached_folder(key, build)
+    return (folder / "model", dict(np.load(folder / "expected.npz")),
+            json.loads((folder / "segments.json").read_text()))
+
+
+@pytest.mark.one_case_per_pass("setting")
+@pytest.mark.parametrize("setting", list(TS_SETTINGS))
+def test_timestamps_and_long_form_match_transformers(setting):
+    folder, expected, segments = _ts_reference()
+    model = km.Seq2SeqLM.from_preset(folder)
+    kind, kwargs = TS_SETTINGS[setting]
+    feats, extra = _ts_call_inputs(kind)
+    out = model.generate(feats, do_sample=False, return_segments=True, **kwargs, **extra)
+    np.testing.assert_array_equal(out["sequences"], expected[setting])
+    got = [[[s["start"], s["end"], s["tokens"].tolist()] for s in row] for row in out["segments"]]
+    assert [[s[2] for s in row] for row in got] == [[s[2] for s in row] for row in segments[setting]]
+    np.testing.assert_allclose([s[:2] for row in got for s in row], [s[:2] for row in segments[setting] for s in row],
+                               atol=1e-9)
+    if setting == "long_greedy":  # the plain ids, as Transformers returns them without return_segments
+        np.testing.assert_array_equal(model.generate(feats, **kwargs, **extra), expected[setting])
+
+
+def test_timestamp_and_long_form_errors():
+    folder, _, _ = _ts_reference()
+    model = km.Seq2SeqLM.from_preset(folder)
+    _, long, mask = _ts_inputs()
+    with pytest.raises(ValueError, match="attention_mask"):
+        model.generate(long, max_new_tokens=2)
+    with pytest.raises(ValueError, match="return_timestamps=True"):
+        model.generate(long, attention_mask=mask, return_timestamps=False, max_new_tokens=2)
+    with pytest.raises(ValueError, match="condition_on_prev_tokens"):
+        model.generate(long, attention_mask=mask, condition_on_prev_tokens=True, max_new_tokens=2)

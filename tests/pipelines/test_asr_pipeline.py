@@ -78,10 +78,10 @@ def test_whisper_matches_transformers():
     for (args, kwargs), theirs in zip(calls, expected):
         assert_same(pipe(*args, **kwargs), theirs, path=f"asr-whisper {kwargs}")
     assert expected[3][0] == expected[0] and expected[0]["text"]  # batching changes nothing
-    with pytest.raises(KerasModelsError, match="return_timestamps"):
-        pipe(WAVES[0], return_timestamps=True)
-    with pytest.raises(KerasModelsError, match="long-form"):
-        pipe(np.tile(WAVES[2], 2))
+    with pytest.raises(KerasModelsError, match="return_timestamps='char'"):
+        pipe(WAVES[0], return_timestamps="char")
+    with pytest.raises(KerasModelsError, match="return_timestamps='word'"):
+        pipe(WAVES[0], return_timestamps="word")
 
     # long-form through chunk_length_s: 1 s windows (the extractor's), overlapping windows merged
     long = np.concatenate([WAVES[2], WAVES[0], WAVES[2][:5000]])
@@ -93,6 +93,66 @@ def test_whisper_matches_transformers():
         assert_same(pipe(*args, **kwargs), theirs, path=f"asr-whisper chunked {kwargs}")
     with pytest.raises(KerasModelsError, match="generate_kwargs"):
         pipe(WAVES[0], generate_kwargs=3)
+
+
+def _whisper_ts_folder():
+    """The tiny Whisper above with 51 timestamp ids (0.00 .. 1.00 s, as <|0.00|> ... tokens of
+    the tokenizer) after <|notimestamps|>, their embeddings scaled up so that windows close several
+    segments and the sequential long-form transcription seeks back."""
+
+    def build(tmp):
+        import torch
+        import transformers as T
+
+        torch.manual_seed(0)
+        cfg = T.WhisperConfig(vocab_size=NO_TS + 52, d_model=32, encoder_layers=1, decoder_layers=1,
+                              encoder_attention_heads=4, decoder_attention_heads=2, encoder_ffn_dim=48,
+                              decoder_ffn_dim=40, num_mel_bins=10, max_source_positions=50, max_target_positions=40,
+                              decoder_start_token_id=START, eos_token_id=EOS, pad_token_id=EOS, bos_token_id=EOS,
+                              suppress_tokens=None, begin_suppress_tokens=None)
+        model = T.WhisperForConditionalGeneration(cfg).eval()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "embed_positions" in name and "encoder" in name:
+                    continue
+                p.add_(torch.randn_like(p) * (0.3 if p.ndim == 1 else 0.5))
+            model.model.decoder.embed_tokens.weight[NO_TS + 1:] *= 3.0
+        for k, v in dict(GENERATION, max_initial_timestamp_index=10).items():
+            setattr(model.generation_config, k, v)
+        model.generation_config.max_length = MAX_LENGTH
+        model.generation_config._from_model_config = False
+        model.save_pretrained(tmp)
+        tok_dir = tmp / "tok"
+        tok_dir.mkdir()
+        vocab = {chr(c): i for i, c in enumerate(range(33, 33 + EOS))}
+        (tok_dir / "vocab.json").write_text(json.dumps(vocab))
+        (tok_dir / "merges.txt").write_text("#version: 0.2\n")
+        tok = T.WhisperTokenizer.from_pretrained(tok_dir, pad_token="<|endoftext|>")
+        tok.add_special_tokens({"additional_special_tokens": SPECIALS})
+        tok.add_tokens([f"<|{i * 0.02:.2f}|>" for i in range(51)])
+        assert tok.convert_tokens_to_ids("<|1.00|>") == NO_TS + 51
+        fe = T.WhisperFeatureExtractor(feature_size=10, chunk_length=1)
+        T.WhisperProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(tmp)
+
+    return cached_folder(_key("pipe-asr-whisper-ts-v1", MAX_LENGTH), build)
+
+
+def test_whisper_timestamps_and_long_form_match_transformers():
+    """return_timestamps=True (segment chunks) on one window, on sequential long-form audio (> 1 s:
+    the windows seek by their timestamps) and on chunked audio; long-form text without timestamps."""
+    folder = _whisper_ts_folder()
+    greedy = {"num_beams": 1}
+    long = np.concatenate([WAVES[2], WAVES[0], WAVES[1]])  # 1.9 s
+    calls = [([WAVES[0]], {"return_timestamps": True, "generate_kwargs": greedy, "max_new_tokens": 8}),
+             ([long], {"return_timestamps": True, "generate_kwargs": greedy, "max_new_tokens": 6}),
+             ([long], {"generate_kwargs": {"language": "fr", **greedy}, "max_new_tokens": 6}),
+             ([long], {"return_timestamps": True, "chunk_length_s": 1, "generate_kwargs": greedy,
+                       "max_new_tokens": 6})]
+    expected = _hf_outputs("automatic-speech-recognition", folder, calls)
+    pipe = km.pipeline("automatic-speech-recognition", model=folder)
+    for (args, kwargs), theirs in zip(calls, expected):
+        assert_same(pipe(*args, **kwargs), theirs, path=f"asr-whisper timestamps {kwargs}")
+    assert len(expected[1]["chunks"]) > 2 and "chunks" not in expected[2]
 
 
 def _ctc_folder():

@@ -13,14 +13,21 @@ search with the cross-attention cache) after Transformers' Whisper short-form pr
 * the result is what Transformers returns: the generated ids after the decoder prompt, each row
   cut at its end-of-text token (dropped) and right-padded with ``pad_token_id``.
 
-Not yet: ``return_timestamps=True`` (timestamp logits rules), long-form (> 30 s) windows,
-temperature fallback.
+``return_timestamps=True`` and long-form features (more than one 30-s window) follow Transformers'
+sequential transcription: the timestamp rules are a logits processor of the engine
+(``generation.processors.whisper_timestamps``, compiled in the decode loop), each window's ids are
+cut into segments at their timestamp pairs and the next window starts at the last pair
+(``return_segments=True`` returns them with their start / end seconds).
+
+Not yet: temperature fallback (a temperature list, logprob / compression-ratio / no-speech
+thresholds), ``condition_on_prev_tokens``, token-level (DTW) timestamps.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
+from keras_models.generation import backend
 from keras_models.generation.config import GenerationConfig, GenerationError
 from keras_models.generation.mixin import GenerationMixin
 from keras_models.models.registry import register_task
@@ -31,7 +38,8 @@ _ser = keras.saving.register_keras_serializable(package="keras_models")
 
 # generation_config.json keys of Whisper checkpoints that our GenerationConfig keeps aside
 WHISPER_GENERATION_KEYS = ("lang_to_id", "task_to_id", "no_timestamps_token_id", "forced_decoder_ids",
-                           "is_multilingual", "return_timestamps", "language", "task")
+                           "is_multilingual", "return_timestamps", "language", "task",
+                           "max_initial_timestamp_index", "condition_on_prev_tokens")
 TASKS = ("transcribe", "translate")
 
 
@@ -206,8 +214,10 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         lang_ids = np.array(sorted(lang_to_id.values()))
         return lang_ids[np.argmax(logits[:, lang_ids], axis=-1)].tolist()
 
-    def decoder_prompt(self, batch, settings, start, language=None, task=None, encoder_states=None):
-        """Transformers' Whisper init tokens per row: start, language, task, <|notimestamps|>."""
+    def decoder_prompt(self, batch, settings, start, language=None, task=None, encoder_states=None,
+                       timestamps=False, features=None):
+        """Transformers' Whisper init tokens per row: start, language, task, <|notimestamps|> (not
+        with ``timestamps``). Language detection reads ``encoder_states`` (or encodes ``features``)."""
         language = settings.get("language") if language is None else language
         task = settings.get("task") if task is None else task
         lang_to_id = settings.get("lang_to_id")
@@ -237,6 +247,8 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         elif language is not None:
             lang_ids = [_language_token(language, lang_to_id)] * batch
         elif lang_to_id and undefined:
+            if encoder_states is None:
+                encoder_states = self.backbone.encode(features)
             lang_ids = self.detect_language(encoder_states, start, lang_to_id)
         else:
             lang_ids = None
@@ -259,22 +271,48 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             elif language is not None and task_to_id and not any(t in task_to_id.values() for t in row):
                 row.append(task_to_id["transcribe"])
             no_ts = settings.get("no_timestamps_token_id")
-            if no_ts is not None and row[-1] != no_ts:
+            if timestamps:
+                if no_ts is not None and row[-1] == no_ts:
+                    row = row[:-1]
+            elif no_ts is not None and row[-1] != no_ts:
                 row.append(no_ts)
             rows.append([t for t in row if t is not None])
         return np.asarray(rows, "int32")
 
     # --- generation -----------------------------------------------------------------------------
     def generate(self, input_features=None, generation_config=None, *, decoder_input_ids=None, language=None,
-                 task=None, return_timestamps=None, prompt_ids=None, tokenizer=None, **kwargs):
+                 task=None, return_timestamps=None, prompt_ids=None, tokenizer=None, attention_mask=None,
+                 return_segments=False, condition_on_prev_tokens=None, **kwargs):
         """Transcribe / translate log-mel ``input_features`` (batch, num_mel_bins, frames) with
-        Transformers' Whisper keywords. Returns the generated ids (numpy, right-padded)."""
+        Transformers' Whisper keywords. Returns the generated ids (numpy, right-padded); with
+        ``return_segments=True`` a dict with ``sequences`` and per row the ``segments`` (``start``,
+        ``end`` in seconds, ``tokens``).
+
+        ``return_timestamps=True``, or features longer than one 30-s window (``frames`` >
+        2 * max_source_positions; a batch needs the extractor's ``attention_mask``), run
+        Transformers' sequential transcription: each window is decoded under the timestamp rules,
+        cut into segments at its timestamp pairs, and the next window starts at the last closed
+        segment's end timestamp (or after the window when it ends with a single timestamp)."""
         feats = self._features(input_features, kwargs)
         settings = self.whisper_settings(generation_config)
         if return_timestamps is None:
-            return_timestamps = settings.get("return_timestamps") or False
-        if return_timestamps:
-            raise GenerationError("generate: return_timestamps=True is not supported yet for Whisper")
+            return_timestamps = settings.get("return_timestamps")
+        window = self.backbone.num_frames
+        longform = feats.shape[-1] > window
+        if longform and return_timestamps is False:
+            raise GenerationError(f"generate: features of {feats.shape[-1]} frames (more than one {window}-frame "
+                                  "window) need return_timestamps=True (sequential long-form transcription)")
+        return_timestamps = bool(return_timestamps) or longform
+        if condition_on_prev_tokens is None:
+            condition_on_prev_tokens = settings.get("condition_on_prev_tokens")
+        if condition_on_prev_tokens:
+            raise GenerationError("generate: condition_on_prev_tokens=True is not supported for Whisper")
+        for key in ("logprob_threshold", "compression_ratio_threshold", "no_speech_threshold"):
+            if kwargs.get(key) is not None:
+                raise GenerationError(f"generate: {key} (temperature fallback) is not supported for Whisper")
+            kwargs.pop(key, None)
+        if isinstance(kwargs.get("temperature"), (list, tuple)):
+            raise GenerationError("generate: a temperature list (temperature fallback) is not supported for Whisper")
         base = generation_config if generation_config is not None else self.generation_config
         if base is None:
             base = GenerationConfig()
@@ -286,33 +324,142 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             start = base.decoder_start_token_id if "decoder_start_token_id" in base.explicit else None
         if start is None:
             start = self.decoder_start_token_id
-        states = self.backbone.encode(feats)
         batch = feats.shape[0]
+        if return_timestamps:
+            if decoder_input_ids is not None:
+                raise GenerationError("generate: decoder_input_ids cannot be combined with return_timestamps / "
+                                      "long-form transcription (use language=, task=, prompt_ids=)")
+            return self._generate_sequential(feats, attention_mask, base, settings, start, language, task,
+                                             prompt_ids, return_segments, tokenizer, kwargs)
+        states = self.backbone.encode(feats)
         if decoder_input_ids is None:
-            prompt = self.decoder_prompt(batch, settings, start, language, task, states)
-            if prompt_ids is not None:
-                prev = np.asarray(ops.convert_to_numpy(prompt_ids), "int32").reshape(1, -1)
-                prompt = np.concatenate([np.repeat(prev, batch, axis=0), prompt], axis=1)
+            prompt = self._with_prompt_ids(self.decoder_prompt(batch, settings, start, language, task, states),
+                                           prompt_ids)
         else:
             prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids), "int32")
             if prompt.ndim == 1:
                 prompt = np.repeat(prompt[None], batch, axis=0)
+        out = self._strip(self._decode(states, prompt, base, kwargs, tokenizer), base, kwargs)
+        if return_segments:
+            return {"sequences": out, "segments": [[{"start": 0.0, "end": window * 0.01, "tokens": row}]
+                                                   for row in self._rows(out, base, kwargs)]}
+        return out
+
+    @staticmethod
+    def _with_prompt_ids(prompt, prompt_ids):
+        if prompt_ids is None:
+            return prompt
+        prev = np.asarray(ops.convert_to_numpy(prompt_ids), "int32").reshape(1, -1)
+        return np.concatenate([np.repeat(prev, prompt.shape[0], axis=0), prompt], axis=1)
+
+    def _decode(self, states, prompt, base, kwargs, tokenizer, timestamps=None, max_length=None):
+        """One engine run on encoder ``states`` from the decoder ``prompt``: the new ids (raw,
+        finished rows padded), under Transformers' Whisper length rules."""
+        kwargs = dict(kwargs)
+        batch = prompt.shape[0]
         limit = self.backbone.decoder_max_position_embeddings
         max_new = kwargs.get("max_new_tokens", base.max_new_tokens)
         if max_new is None:  # Transformers: max_length counts from the initial tokens, capped
             initial = min(limit // 2 - 1, prompt.shape[1])
-            max_length = min(kwargs.pop("max_length", base.max_length) + initial, limit)
+            if max_length is None:
+                max_length = kwargs.pop("max_length", base.max_length)
+            kwargs.pop("max_length", None)
+            max_length = min(max_length + initial, limit)
             kwargs["max_new_tokens"] = max(max_length - prompt.shape[1], 0)
         elif max_new + prompt.shape[1] > limit:
             raise GenerationError(f"generate: the decoder prompt ({prompt.shape[1]} tokens) + max_new_tokens "
                                   f"({max_new}) exceeds max_target_positions ({limit})")
         mask = np.ones((batch, ops.shape(states)[1]), "int32")
         self._gen_encoder = (states, ops.convert_to_tensor(mask), np.zeros((batch, 1), "int32"))
+        self._gen_timestamps = timestamps
         try:
             out = GenerationMixin.generate(self, {"input_ids": prompt}, base, tokenizer=tokenizer, **kwargs)
         finally:
             self._gen_encoder = None
-        return self._strip(np.asarray(out)[:, prompt.shape[1]:], base, kwargs)
+            self._gen_timestamps = None
+        self._last_max_length = max_length
+        return np.asarray(out)[:, prompt.shape[1]:]
+
+    def _rows(self, out, config, kwargs):
+        """Per row the ids of a right-padded result without the padding."""
+        pad = kwargs.get("pad_token_id", config.pad_token_id)
+        rows = []
+        for row in np.asarray(out).tolist():
+            while row and pad is not None and row[-1] == pad:
+                row = row[:-1]
+            rows.append(np.asarray(row, "int32"))
+        return rows
+
+    def _generate_sequential(self, feats, attention_mask, base, settings, start, language, task, prompt_ids,
+                             return_segments, tokenizer, kwargs):
+        """Transformers' sequential (timestamp-seeking) Whisper transcription, greedy / beam."""
+        no_ts = settings.get("no_timestamps_token_id")
+        if no_ts is None:
+            raise GenerationError("generate: return_timestamps / long-form transcription needs "
+                                  "no_timestamps_token_id in generation_config.json")
+        eos = kwargs.get("eos_token_id", base.eos_token_id)
+        eos = np.atleast_1d(eos if eos is not None else kwargs.get("bos_token_id", base.bos_token_id)).tolist()
+        pad = kwargs.get("pad_token_id", base.pad_token_id)
+        if pad is None:
+            pad = eos[0]
+        begin = no_ts + 1
+        max_initial = settings.get("max_initial_timestamp_index")
+        rule = (int(no_ts), int(eos[0]), None if max_initial is None else int(max_initial))
+        window, stride, precision = self.backbone.num_frames, 2, 0.02
+        batch, total = feats.shape[0], feats.shape[-1]
+        if batch > 1 and total > window:
+            if attention_mask is None:
+                raise GenerationError("generate: batched long-form transcription needs attention_mask (the "
+                                      "feature extractor's, return_attention_mask=True)")
+            frames = np.asarray(ops.convert_to_numpy(attention_mask)).reshape(batch, -1).sum(-1).astype("int64")
+        else:
+            frames = np.full((batch,), total, "int64")
+        first = feats[:, :, :window]
+        if first.shape[-1] < window:
+            first = np.pad(first, ((0, 0), (0, 0), (0, window - first.shape[-1])))
+        init = self.decoder_prompt(batch, settings, start, language, task, None, timestamps=True,
+                                   features=first)
+        init = self._with_prompt_ids(init, prompt_ids)
+        seek = np.zeros((batch,), "int64")
+        segments = [[] for _ in range(batch)]
+        eos_set = set(eos)
+        max_length = None
+        while (seek < frames).any():
+            rows = [i for i in range(batch) if seek[i] < frames[i]]
+            sizes = {i: int(min(frames[i] - seek[i], window)) for i in rows}
+            pieces = []
+            for i in rows:
+                piece = feats[i, :, seek[i]: seek[i] + sizes[i]]
+                pieces.append(np.pad(piece, ((0, 0), (0, window - piece.shape[-1]))))
+            # compiled backends: finished rows are replaced by copies of a running one (rows decode
+            # independently) so that every window reuses one compiled loop
+            run = rows if backend.EAGER_LOOP else rows + [rows[0]] * (batch - len(rows))
+            pieces += pieces[:1] * (len(run) - len(rows))
+            states = self.backbone.encode(np.stack(pieces))
+            new = self._decode(states, init[run], base, kwargs, tokenizer, timestamps=rule, max_length=max_length)
+            new = new[: len(rows)]
+            max_length = self._last_max_length
+            for i, seq in zip(rows, new.tolist()):
+                if seq and seq[-1] == pad:
+                    n = seq.count(pad) - (1 if pad in eos_set else 0)
+                    if n:
+                        seq = seq[:-n]
+                if seq and seq[-1] in eos_set:
+                    seq = seq[:-1]
+                found, offset = _segments(seq, begin, seek[i] * precision / stride, sizes[i], precision, stride)
+                seek[i] += offset
+                segments[i] += found
+        width = max((sum(len(s["tokens"]) for s in row) for row in segments), default=0)
+        out = np.full((batch, width), pad, "int32")
+        for i, row in enumerate(segments):
+            ids = [t for s in row for t in s["tokens"]]
+            out[i, : len(ids)] = ids
+        for row in segments:
+            for s in row:
+                s["tokens"] = np.asarray(s["tokens"], "int32")
+        if return_segments:
+            return {"sequences": out, "segments": segments}
+        return out
 
     def _strip(self, new, config, kwargs):
         """Transformers' short-form post-processing: per row, drop the padding after the end of
@@ -346,6 +493,34 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             data = json.loads(path.read_text()) if path.exists() else {}
             data.update(settings)
             path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _segments(seq, begin, time_offset, size, precision, stride):
+    """Transformers' ``_retrieve_segment``: one window's ids (without prompt and end of text) ->
+    (segments, frames to seek). A pair of timestamps closes a segment; a window ending with a
+    single timestamp is consumed whole, otherwise the next one starts at the last pair."""
+    is_ts = [t >= begin for t in seq]
+    single_ending = is_ts[-2:] == [False, True]
+    cuts = [i + 1 for i in range(len(is_ts) - 1) if is_ts[i] and is_ts[i + 1]]
+    if cuts:
+        if single_ending:
+            cuts.append(len(seq))
+        else:
+            cuts[-1] += 1
+        found, last = [], 0
+        for k, cut in enumerate(cuts):
+            piece = seq[last:cut]
+            end_at = -1 if k < len(cuts) - 1 or single_ending else -2
+            found.append({"start": time_offset + (piece[0] - begin) * precision,
+                          "end": time_offset + (piece[end_at] - begin) * precision, "tokens": piece})
+            last = cut
+        offset = size if single_ending else (seq[last - 2] - begin) * stride
+        return found, offset
+    stamps = [i for i, t in enumerate(is_ts) if t]
+    end = float(int(size * 0.01 / precision))
+    if stamps and seq[stamps[-1]] != begin:
+        end = float(seq[stamps[-1]] - begin)
+    return [{"start": time_offset, "end": time_offset + end * precision, "tokens": seq}], size
 
 
 __all__ = ["WhisperSeq2SeqLM"]
