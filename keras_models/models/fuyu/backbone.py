@@ -1,8 +1,10 @@
 """Fuyu: a Persimmon decoder whose image-placeholder tokens take linearly projected image patches.
 
 * image patches: ``pixel_values`` of shape (images, patches, patch_size * patch_size *
-  num_channels), already cut and flattened by the processor; ``vision_embed_tokens`` (one Dense to
-  the text hidden size) projects each patch, there is no vision tower;
+  num_channels), or (all patches, ...) as ``FuyuProcessor`` (processor.py) and Transformers' give
+  them (also under their older name ``image_patches``), already cut and flattened by the processor;
+  ``vision_embed_tokens`` (one Dense to the text hidden size) projects each patch, there is no
+  vision tower;
 * language model: any registered decoder family (``text_config``, Persimmon for Fuyu-8B); the
   projected patches replace the token embeddings at the ``image_token_id`` positions, in row-major
   order over the batch (Transformers' ``masked_scatter``), as LLaVA's image features do, so the
@@ -100,7 +102,14 @@ class FuyuBackbone(SpecBackbone):
     # LLaVA's merge of image features into the token embeddings and its forward pass (the
     # language model on the merged embeddings), shared, not copied
     merge_embeddings = LlavaLikeBackbone.merge_embeddings
-    call = LlavaLikeBackbone.call
+
+    def call(self, inputs, training=False):
+        return LlavaLikeBackbone.call(self, patch_inputs(inputs), training=training)
+
+    def inputs_image_features(self, inputs, training=False):
+        """The projected patches of a model-input dict (None without ``pixel_values``)."""
+        pixels = inputs.get("pixel_values")
+        return None if pixels is None else self.image_features(pixels, training)
 
     def dummy_inputs(self):
         return self.spec.dummy_inputs()
@@ -118,6 +127,8 @@ class FuyuBackbone(SpecBackbone):
     def image_features(self, pixels, training=False):
         """(images, patches, text hidden): the projected patches of ``pixel_values``."""
         width = pixels.shape[-1]
+        if len(pixels.shape) == 2:  # (all patches, values), as the processor gives them
+            pixels = keras.ops.expand_dims(pixels, 0)
         if len(pixels.shape) != 3 or (width is not None and width != self.spec.patch_dim):
             raise InputError(f"pixel_values of shape {tuple(pixels.shape)}: this model takes image patches of shape "
                              f"(images, patches, {self.spec.patch_dim}) (patch_size**2 * num_channels)")
@@ -129,8 +140,10 @@ class FuyuBackbone(SpecBackbone):
         if not isinstance(ids, np.ndarray) or pixels is None:
             return
         shape = tuple(pixels.shape)
+        shape = (1,) + shape if len(shape) == 2 else shape
         if len(shape) != 3 or shape[-1] != self.spec.patch_dim:
-            raise InputError(f"{where}: pixel_values must be image patches (images, patches, {self.spec.patch_dim}), "
+            raise InputError(f"{where}: pixel_values must be image patches (images, patches, {self.spec.patch_dim}) "
+                             f"or (all patches, {self.spec.patch_dim}), "
                              f"got shape {shape}")
         mask = inputs.get("attention_mask")
         mask = np.ones_like(ids) if mask is None else np.asarray(mask)
@@ -154,9 +167,35 @@ class FuyuBackbone(SpecBackbone):
 @_ser
 @register_task(FuyuBackbone, "ImageTextToText", ("FuyuForCausalLM",))
 class FuyuImageTextToText(ImageTextToText):
+    """Takes the patches as ``pixel_values`` or ``image_patches`` (``FuyuProcessor``'s default name)."""
+
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
-        return None  # FuyuProcessor (patchification, placeholder rows) is not implemented yet
+        from keras_models.models.fuyu.processor import FuyuProcessor
+
+        return FuyuProcessor.from_preset(folder, hf)
+
+    def call(self, inputs, training=False):
+        return super().call(patch_inputs(inputs), training=training)
+
+    def predict(self, x, batch_size=None, **kwargs):
+        return super().predict(patch_inputs(x), batch_size=batch_size, **kwargs)
+
+    def generate(self, inputs=None, generation_config=None, *, pixel_values=None, image_patches=None, **kwargs):
+        inputs = patch_inputs(inputs)
+        return super().generate(inputs, generation_config,
+                                pixel_values=image_patches if pixel_values is None else pixel_values, **kwargs)
+
+
+def patch_inputs(inputs):
+    """``image_patches`` (Transformers' older name, FuyuProcessor's default output) as ``pixel_values``."""
+    if isinstance(inputs, dict) and "image_patches" in inputs:
+        inputs = dict(inputs)
+        patches = inputs.pop("image_patches")
+        if inputs.get("pixel_values") is not None:
+            raise InputError("give the image patches as pixel_values or image_patches, not both")
+        inputs["pixel_values"] = patches
+    return inputs
 
 
 __all__ = ["FuyuSpec", "FuyuBackbone", "FuyuImageTextToText"]
