@@ -12,10 +12,12 @@ from keras import ops
 from keras_models.layers.masks import mask_value
 
 
-def decoder_bias(attention_mask, query_len, cache_index=0, window=None, dtype="float32", chunk=None):
+def decoder_bias(attention_mask, query_len, cache_index=0, window=None, dtype="float32", chunk=None,
+                 prefix=None):
     """attention_mask: (batch, key_len) 1/0 -> additive bias (batch, 1, query_len, key_len).
     ``chunk``: keys only from the query's own chunk of that many slots, counted from each row's
-    first real token."""
+    first real token. ``prefix``: (batch, key_len) 1/0 over buffer slots; a query in the prefix
+    also sees every later prefix key (a prefix-LM: PaliGemma's image + prompt block)."""
     key_len = ops.shape(attention_mask)[1]
     q = ops.arange(query_len, dtype="int32")[:, None] + ops.cast(cache_index, "int32")
     k = ops.arange(key_len, dtype="int32")[None, :]
@@ -28,6 +30,10 @@ def decoder_bias(attention_mask, query_len, cache_index=0, window=None, dtype="f
         lead = ops.sum(ops.cast(ops.cumsum(m, axis=1) == 0, "int32"), axis=1)[:, None, None]  # left padding
         same = ops.floor_divide(q[None] - lead, chunk) == ops.floor_divide(k[None] - lead, chunk)
         allowed = ops.logical_and(allowed, same)
+    if prefix is not None:
+        in_prefix = ops.cast(prefix, "bool")
+        q_in = ops.take(in_prefix, ops.clip(q[:, 0], 0, key_len - 1), axis=1)  # (batch, query_len)
+        allowed = ops.logical_or(allowed, ops.logical_and(q_in[:, :, None], in_prefix[:, None, :]))
     allowed = ops.logical_and(allowed, ops.cast(attention_mask, "bool")[:, None, :])
     return ops.where(allowed, 0.0, mask_value(dtype))[:, None, :, :]
 

@@ -58,6 +58,7 @@ from keras_models.models.transfo_xl import *  # noqa: F401,F403
 from keras_models.models.mctct import *  # noqa: F401,F403
 from keras_models.models.video import *  # noqa: F401,F403
 from keras_models.models.llava import *  # noqa: F401,F403
+from keras_models.models.paligemma import *  # noqa: F401,F403
 from keras_models.models.fuyu import *  # noqa: F401,F403
 from keras_models.models.depth import *  # noqa: F401,F403
 from keras_models.models.cvt import *  # noqa: F401,F403

@@ -168,10 +168,11 @@ class DecoderBackbone(Backbone):
 
     # --- forward ------------------------------------------------------------------------------
     def _forward(self, input_ids, key_mask, positions, cache=None, cache_index=0, training=False,
-                 embed=None):
+                 embed=None, prefix=None):
         o = self.options
         # ``embed(input_ids, token_embeddings)``: a composite model's hook on the looked-up token
-        # embeddings before any scaling (LLaVA puts its image features at the image-token positions)
+        # embeddings before any scaling (LLaVA puts its image features at the image-token positions);
+        # ``prefix`` (batch, key slots) 1/0: a bidirectional prefix block (decoder_bias, PaliGemma)
         x = self.token_embedding(input_ids) if embed is None else embed(input_ids, self.token_embedding)
         if o["embedding_scale"] is not None:
             x = x * ops.cast(o["embedding_scale"], x.dtype)
@@ -199,7 +200,7 @@ class DecoderBackbone(Backbone):
         for i, block in enumerate(self.blocks):
             w = (block.sliding_window, self.layer_chunk(i))
             if w not in biases:
-                b = decoder_bias(key_mask, t, cache_index, w[0], x.dtype, chunk=w[1])
+                b = decoder_bias(key_mask, t, cache_index, w[0], x.dtype, chunk=w[1], prefix=prefix)
                 biases[w] = b if extra is None else b + ops.cast(extra, b.dtype)
             layer_cache = None if cache is None else cache[i]
             nope = o["nope_layers"] is not None and i in o["nope_layers"]
@@ -233,12 +234,12 @@ class DecoderBackbone(Backbone):
         return tuple(block.attention.init_cache(batch_size, max_length, self.compute_dtype)
                      for block in self.blocks)
 
-    def call_with_cache(self, input_ids, cache, cache_index, attention_mask, embed=None):
+    def call_with_cache(self, input_ids, cache, cache_index, attention_mask, embed=None, prefix=None):
         """Hidden states of ``input_ids`` written at ``cache_index``; returns (hidden, cache)."""
         t = ops.shape(input_ids)[1]
         slots = ops.arange(t, dtype="int32") + ops.cast(cache_index, "int32")
         positions = ops.take(positions_from_mask(attention_mask), slots, axis=1)
-        return self._forward(input_ids, attention_mask, positions, cache, cache_index, embed=embed)
+        return self._forward(input_ids, attention_mask, positions, cache, cache_index, embed=embed, prefix=prefix)
 
     def get_config(self):
         config = super().get_config()
