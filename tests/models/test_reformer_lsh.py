@@ -96,3 +96,52 @@ def test_null_hash_seed_warns(tmp_path):
     model = km.CausalLM.from_preset(tmp_path / "m")
     with pytest.warns(UserWarning, match="hash_seed"):
         model({"input_ids": np.ones((1, 16), "int32")})
+
+
+def _generate_reference(folder, prompt, new):
+    def build(tmp):
+        import torch
+        import transformers
+
+        hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+        with torch.no_grad():
+            out = hf.generate(input_ids=torch.tensor(prompt), max_new_tokens=new, do_sample=False, pad_token_id=0,
+                              eos_token_id=None, output_logits=True, return_dict_in_generate=True)
+        np.save(tmp / "seq.npy", out.sequences.numpy())
+        np.save(tmp / "logits.npy", np.stack([x.float().numpy() for x in out.logits], axis=1))
+
+    from tests.parity import cached_folder
+
+    ref = cached_folder(f"reformer-lsh-generate-{folder.parent.name}-{prompt.shape[1]}-{new}", build)
+    return np.load(ref / "seq.npy"), np.load(ref / "logits.npy")
+
+
+@pytest.mark.one_case_per_pass("prompt")  # CI: torch runs both, jax / tensorflow one each (rotating)
+@pytest.mark.parametrize("prompt", [3, 6])
+def test_reformer_lsh_generate_with_bucket_cache(prompt):
+    """Greedy tokens and every step's logits equal Transformers' generate with its bucket / state
+    cache, the buffer growing to several LSH chunks: a 3-token prompt (plain attention until the
+    buffer reaches one chunk, then every cached input hashed) and a 6-token one (hashed at once,
+    padded to 8 so that its cached buckets carry the padding bucket's offsets)."""
+    case, new = "causal2", 9
+    folder, _ = hf_reference(f"reformer-lsh-{case}", _build(case), _inputs(case))
+    ids = np.random.RandomState(prompt).randint(3, VOCAB, size=(1, prompt)).astype("int64")
+    seq, logits = _generate_reference(folder, ids, new)
+    top = np.sort(logits, axis=-1)
+    assert (top[..., -1] - top[..., -2]).min() > 1e-3  # top-2 gap: no near ties
+    model = km.CausalLM.from_preset(folder)
+    got = model.generate({"input_ids": ids.astype("int32"), "attention_mask": np.ones_like(ids)},
+                         max_new_tokens=new, do_sample=False, pad_token_id=0, eos_token_id=None)
+    np.testing.assert_array_equal(np.asarray(got), seq)
+    # the cached steps one by one: each step's logits
+    total = prompt + new
+    cache = model.init_cache(1, total)
+    mask = np.ones((1, total), "int32")
+    out, cache = jit_under_jax(lambda tok, c: model.call_with_cache(tok, c, 0, mask))(seq[:, :prompt].astype("int32"),
+                                                                                      cache)
+    steps = [to_numpy(out)[:, -1]]
+    step = jit_under_jax(lambda tok, c, i: model.call_with_cache(tok, c, i, mask))  # one compile for every index
+    for i in range(prompt, total - 1):
+        out, cache = step(seq[:, i:i + 1].astype("int32"), cache, np.asarray(i, "int32"))
+        steps.append(to_numpy(out)[:, -1])
+    assert_close(np.stack(steps, axis=1), logits, what=f"prompt {prompt} step logits")

@@ -24,10 +24,14 @@ self-attention and LSH self-attention, axial position embeddings, a 2 * hidden w
   rotations at every call (its outputs are random); here the draw of seed 0 is used, with a
   warning. Transformers also writes an unset ``num_buckets`` into its config on its first long
   call (later calls keep it); here it is chosen again for each length.
-* Generation: no bucket / state cache; ``generate`` re-runs the causal model over its whole token
-  buffer at each step, which equals Transformers' cached decoding only while the buffer fits one
-  LSH chunk (beyond it Transformers attends within the re-sorted chunk of the new token and its
-  cached buckets): ``generate`` refuses longer buffers when the model has LSH layers.
+* Generation follows Transformers' cached decoding (``ReformerBackbone.call_with_cache``): the
+  prompt runs the full model and caches each layer's attention input (and an LSH layer's buckets
+  when it hashed); each new token is then computed alone against that cache: local layers attend
+  to the cached inputs of their chunk window, LSH layers to every earlier token until the buffer
+  reaches one chunk, then to the new token's chunk and neighbours in the bucket-sorted cache. As
+  in Transformers' generate, the attention mask is dropped (prompt padding is read as tokens), and
+  ``num_buckets`` must be set to hash during decoding. Transformers gathers the sorted tokens from
+  the first batch row for every row (a bug for batches > 1); here each row uses its own.
 * Heads: ReformerModelWithLMHead (CausalLM), ReformerForMaskedLM (MaskedLM),
   ReformerForSequenceClassification (TextClassifier), ReformerForQuestionAnswering (QuestionAnswerer).
 """
@@ -36,6 +40,7 @@ import math
 from dataclasses import dataclass
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_models.errors import ConfigError, InputError
@@ -313,8 +318,11 @@ class ReformerLayer(keras.layers.Layer):
             part = ops.cast(ops.argmax(ops.concatenate([part, -part], axis=-1), axis=-1), "int32")
             buckets = part if buckets is None else buckets + product * part
             product *= factor
+        hf_offsets = product  # Transformers' per-round offset: one more bucket when any token is padding
         if mask is not None:  # padding tokens share one extra bucket, sorted after the others
             buckets = ops.where(ops.cast(mask, "bool")[:, None, None, :], buckets, product)
+            hf_offsets = product + ops.cast(ops.any(ops.logical_not(ops.cast(mask, "bool"))), "int32")
+        self._last_buckets = buckets + hf_offsets * ops.arange(nh, dtype="int32")[:, None]  # (B, H, nh, T)
         buckets = buckets + (product + 1) * ops.arange(nh, dtype="int32")[:, None]
         length = nh * t
         key = ops.reshape(buckets, (b, heads, length)) * length + ops.arange(length, dtype="int32")
@@ -354,10 +362,117 @@ class ReformerLayer(keras.layers.Layer):
             out = ops.sum(out * ops.exp(logits - ops.logsumexp(logits, axis=2, keepdims=True)), axis=2)
         return out
 
-    def call(self, attn, hidden, token_mask=None):
-        attn = attn + self.attn_out(self._attention(self.attn_norm(hidden), token_mask))
+    def call(self, attn, hidden, token_mask=None, collect=False):
+        """``collect``: also return the attention input (the normed stream) and, for an LSH layer
+        that hashed, its buckets (B, H, num_hashes, T) with Transformers' offsets: a prefill's cache."""
+        self._last_buckets = None
+        normed = self.attn_norm(hidden)
+        attn = attn + self.attn_out(self._attention(normed, token_mask))
         hidden = hidden + self.ffn_out(self.act(self.ffn_in(self.ffn_norm(attn))))
+        if collect:
+            return attn, hidden, normed, self._last_buckets
         return attn, hidden
+
+    def _per_head(self, dense, x):
+        """x (B, H, nh, K, hidden), head h's rows -> (B, H, nh, K, head size) through head h's part
+        of ``dense``'s kernel."""
+        s = self.spec_config
+        kernel = ops.reshape(dense.kernel, (s["hidden_size"], s["num_attention_heads"], s["attention_head_size"]))
+        return ops.einsum("bhnkd,dhe->bhnke", x, ops.cast(kernel, x.dtype))
+
+    def step(self, attn, hidden, states, buckets, index, hashed):
+        """One new token at ``index`` (attn / hidden (B, 1, hidden)) with Transformers' incremental
+        cache: ``states`` (B, M, hidden) the earlier attention inputs, ``buckets`` (B, H, nh, M),
+        ``hashed`` whether buckets were cached before this step. Returns the two streams and the
+        updated states / buckets."""
+        s = self.spec_config
+        m = states.shape[1]
+        heads, dh = s["num_attention_heads"], s["attention_head_size"]
+        normed = self.attn_norm(hidden)
+        states = ops.slice_update(states, (0, index, 0), ops.cast(normed, states.dtype))
+        pos = ops.arange(m, dtype="int32")
+        neg = ops.cast(-1e9, normed.dtype)
+        if self.kind == "local":
+            chunk, bef = s["local_attn_chunk_length"], s["local_num_chunks_before"]
+            start = (index // chunk - bef) * chunk  # Transformers slices past[:, start:] (negative: from the end)
+            start = ops.where(start < 0, ops.maximum(index + start, 0), start)
+            q = self._heads(self.query(normed))
+            k = self._heads(self.key(states)) / ops.cast(math.sqrt(dh), normed.dtype)
+            v = self._heads(self.value(states))
+            dots = ops.matmul(q, ops.swapaxes(k, -1, -2))  # (B, H, 1, M)
+            dots = ops.where(ops.logical_and(pos >= start, pos <= index)[None, None, None], dots, neg)
+            out = ops.matmul(ops.softmax(dots, axis=-1), v)
+        else:
+            out, buckets = self._lsh_step(normed, states, buckets, index, hashed, pos)
+        b = ops.shape(attn)[0]
+        out = ops.reshape(ops.transpose(out, (0, 2, 1, 3)), (b, 1, heads * dh))
+        attn = attn + self.attn_out(out)
+        hidden = hidden + self.ffn_out(self.act(self.ffn_in(self.ffn_norm(attn))))
+        return attn, hidden, states, buckets
+
+    def _lsh_step(self, normed, states, buckets, index, hashed, pos):
+        s = self.spec_config
+        m, chunk = states.shape[1], s["lsh_attn_chunk_length"]
+        nh, dh = s.get("num_hashes", 1), s["attention_head_size"]
+        bef, aft = s.get("lsh_num_chunks_before", 1), s.get("lsh_num_chunks_after", 0)
+        if s.get("num_buckets") is None:
+            raise InputError("Reformer generate: with num_buckets null Transformers' cached decoding cannot hash "
+                             f"past lsh_attn_chunk_length={chunk} (set num_buckets in config.json)")
+        rot, factors = self._rotations(m)
+        rot = ops.cast(rot, normed.dtype)
+        nb = int(np.prod(factors))
+
+        def hash_(vectors):  # (B, H, T, dh) -> (B, H, nh, T) bucket ids without offsets
+            rotated = ops.einsum("bmtd,mdhr->bmhtr", vectors, rot)
+            out, start, product = None, 0, 1
+            for factor in factors:
+                part = rotated[..., start:start + factor // 2]
+                start += factor // 2
+                part = ops.cast(ops.argmax(ops.concatenate([part, -part], axis=-1), axis=-1), "int32")
+                out = part if out is None else out + product * part
+                product *= factor
+            return out
+
+        def len_norm(x):
+            return x * ops.rsqrt(ops.mean(ops.square(x), axis=-1, keepdims=True) + 1e-6) / math.sqrt(dh)
+
+        rounds = ops.arange(nh, dtype="int32")[:, None]
+        q = self._heads(self.query_key(normed))  # (B, H, 1, dh)
+        # before any bucket is cached: plain attention over every earlier token, the token's own key -1e5
+        qk_all = self._heads(self.query_key(states))
+        dots = ops.matmul(q, ops.swapaxes(len_norm(qk_all), -1, -2))  # (B, H, 1, M)
+        dots = ops.where((pos <= index)[None, None, None], dots, ops.cast(-1e9, dots.dtype))
+        dots = ops.where((pos != index)[None, None, None], dots, ops.cast(-1e5, dots.dtype))
+        plain = ops.matmul(ops.softmax(dots, axis=-1), self._heads(self.value(states)))  # (B, H, 1, dh)
+        first = hash_(qk_all) + nb * rounds  # once the buffer reaches one chunk: every token hashed
+        # with cached buckets: the new token's bucket (Transformers adds the padding bucket to its offsets
+        # when the cached ones had it), a stable sort per round, the new token's chunk and neighbours
+        valid = (pos < index)[None, None, None]
+        past_max = ops.max(ops.where(valid, buckets, -1))
+        offsets = nb + ops.cast(past_max > nh * nb - 1, "int32")
+        mine = hash_(q) + offsets * rounds  # (B, H, nh, 1)
+        updated = ops.slice_update(buckets, (0, 0, 0, index), mine)
+        key = ops.where((pos <= index)[None, None, None], updated, 2**20) * m + pos
+        order = ops.cast(ops.argsort(key, axis=-1), "int32")  # (B, H, nh, M)
+        rank = ops.cast(ops.argmax(ops.cast(order == index, "int32"), axis=-1), "int32")  # (B, H, nh)
+        width = chunk * (1 + bef + aft)
+        start = (rank // chunk - bef) * chunk
+        idx = ops.mod(start[..., None] + ops.arange(width, dtype="int32"), index + 1)
+        kpos = ops.take_along_axis(order, idx, axis=-1)  # (B, H, nh, K) token positions
+        picked = ops.take_along_axis(states[:, None, None], kpos[..., None], axis=3)  # (B, H, nh, K, hidden)
+        qk_rel = self._per_head(self.query_key, picked)  # (B, H, nh, K, dh): head h's projection
+        v_rel = self._per_head(self.value, picked)
+        scores = ops.einsum("bhe,bhnke->bhnk", q[:, :, 0], len_norm(qk_rel))
+        scores = ops.where(kpos != index, scores, ops.cast(-1e5, scores.dtype))
+        lse = ops.logsumexp(scores, axis=-1)  # (B, H, nh)
+        per_round = ops.einsum("bhnk,bhnke->bhne", ops.exp(scores - lse[..., None]), v_rel)
+        weights = ops.exp(lse - ops.logsumexp(lse, axis=-1, keepdims=True))
+        cached = ops.sum(per_round * weights[..., None], axis=2)[:, :, None]  # (B, H, 1, dh)
+        hashed_now = ops.reshape(hashed, (-1, 1, 1, 1)) > 0
+        out = ops.where(hashed_now, cached, plain)
+        reached = ops.logical_and(ops.logical_not(hashed_now), index + 1 >= chunk)
+        buckets = ops.where(hashed_now, updated, ops.where(reached, first, buckets))
+        return out, buckets
 
     def get_config(self):
         config = super().get_config()
@@ -378,7 +493,6 @@ class ReformerBackbone(SpecBackbone):
     dropout_rate = 0.0
     slot_dependent = True  # absolute positions from the buffer slot: generation must not left-pad to a bucket
     verified_backends = ("jax", "torch", "tensorflow")
-    not_covered = 'generate beyond one LSH chunk (Transformers\' bucket cache; raises)'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)
@@ -434,9 +548,13 @@ class ReformerBackbone(SpecBackbone):
                                 ops.take(self.axial_cols, pos % cols, axis=0)], axis=-1)
 
     def call(self, inputs, training=False):
-        s = self.spec
         ids = inputs["input_ids"] if isinstance(inputs, dict) else inputs
         mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+        return self._forward(ids, mask)[0]
+
+    def _forward(self, ids, mask, collect=False):
+        """(hidden (B, T, 2 * hidden), per layer (attention input, buckets or None) when ``collect``)."""
+        s = self.spec
         ids = ops.cast(ids, "int32")
         t = ids.shape[1]
         if t > s.max_position_embeddings:
@@ -450,37 +568,78 @@ class ReformerBackbone(SpecBackbone):
             mask = ops.concatenate([mask, ops.zeros((b, pad), "int32")], axis=1)
         x = self.token_embedding(ids) + ops.cast(self._positions(t + pad), self.compute_dtype)[None]
         attn = hidden = x
+        collected = []
         for layer in self.layers_:
-            attn, hidden = layer(attn, hidden, token_mask=mask)
+            if collect:
+                attn, hidden, normed, buckets = layer(attn, hidden, token_mask=mask, collect=True)
+                collected.append((normed[:, :t], None if buckets is None else buckets[..., :t]))
+            else:
+                attn, hidden = layer(attn, hidden, token_mask=mask)
         out = self.final_norm(ops.concatenate([attn, hidden], axis=-1))
-        return out[:, :t] if pad else out
+        return (out[:, :t] if pad else out), collected
 
     @property
     def max_generation_length(self):
-        """The longest token buffer this implementation runs: the positions, and one LSH chunk."""
+        """The longest token buffer: the positions (max_position_embeddings, axial_pos_shape)."""
         s = self.spec
         cap = s.max_position_embeddings
         if s.axial_pos_embds:
             cap = min(cap, s.axial_pos_shape[0] * s.axial_pos_shape[1])
-        if "lsh" in s.attn_layers:
-            cap = min(cap, s.lsh_attn_chunk_length)
         return cap
 
-    # --- generation: no bucket cache; the "cache" is the token buffer, re-run each step -----------
+    # --- generation: Transformers' incremental cache (attention inputs and LSH buckets) -------------
     def init_cache(self, batch_size, max_length):
-        """The (batch, max_length) token buffer: each step re-runs the whole (causal) buffer."""
-        return ops.zeros((batch_size, max_length), "int32")
+        """Per layer the attention inputs ``states`` (L, B, M, hidden) and LSH ``buckets``
+        (L, B, H, num_hashes, M), and ``hashed`` (B,): whether buckets are cached yet."""
+        s = self.spec
+        return {"states": ops.zeros((self.num_layers, batch_size, max_length, s.hidden_size), self.compute_dtype),
+                "buckets": ops.zeros((self.num_layers, batch_size, s.num_attention_heads, s.num_hashes, max_length),
+                                     "int32"),
+                "hashed": ops.zeros((batch_size,), "int32")}
 
     def call_with_cache(self, input_ids, cache, cache_index, attention_mask):
-        """Hidden states of ``input_ids`` written into the buffer at ``cache_index``; positions
-        not yet generated have mask 0 and, with the causal mask, change nothing."""
-        t = ops.shape(input_ids)[1]
-        buffer = ops.slice_update(cache, (0, cache_index), ops.cast(input_ids, "int32"))
-        run = min(buffer.shape[1], self.max_generation_length)  # the engine may round its buffer up
-        seen = ops.cast(ops.arange(run) < cache_index + t, "int32")[None]
-        hidden = self({"input_ids": buffer[:, :run], "attention_mask": ops.cast(attention_mask[:, :run], "int32") * seen})
-        hidden = ops.slice(hidden, (0, cache_index, 0), (ops.shape(hidden)[0], t, ops.shape(hidden)[2]))
-        return hidden, buffer
+        """As Transformers' generate drives ReformerModelWithLMHead (its attention mask is dropped:
+        padding in a prompt is read as tokens): the prompt runs the full model (padded to the
+        chunk lengths) and caches each layer's attention input, and an LSH layer's buckets when it
+        hashed; then each new token is computed alone against that cache: a local layer attends to
+        the cached inputs from ``(index // chunk - chunks before) * chunk`` on (a negative start
+        counts from the end, as Python slicing does there); an LSH layer attends to all earlier
+        tokens until the buffer reaches one LSH chunk, when every cached input is hashed, and
+        afterwards hashes the new token, sorts it among the cached buckets per hash round and
+        attends to the tokens of its chunk and neighbours (wrapping) in that order, the rounds
+        combined by log-sum-exp. (Transformers gathers those tokens from the first batch row for
+        every row; here each row uses its own.)"""
+        s = self.spec
+        t = input_ids.shape[1]
+        states, buckets, hashed = cache["states"], cache["buckets"], cache["hashed"]
+        if t is None or t > 1:  # the prompt (cache_index 0)
+            hidden, collected = self._forward(input_ids, None, collect=True)
+            new_states, new_buckets = [], []
+            did_hash = False
+            for i, (normed, bk) in enumerate(collected):
+                new_states.append(ops.slice_update(states[i], (0, 0, 0), ops.cast(normed, states.dtype)))
+                if bk is not None:
+                    did_hash = True
+                    new_buckets.append(ops.slice_update(buckets[i], (0, 0, 0, 0), ops.cast(bk, "int32")))
+                else:
+                    new_buckets.append(buckets[i])
+            hashed = ops.full(ops.shape(hashed), 1 if did_hash else 0, "int32")
+            return hidden, {"states": ops.stack(new_states), "buckets": ops.stack(new_buckets), "hashed": hashed}
+        m = states.shape[2]
+        index = ops.cast(cache_index, "int32")
+        ids = ops.cast(input_ids, "int32")
+        position = ops.take(self._positions(m), ops.reshape(index, (1,)), axis=0)
+        x = self.token_embedding(ids) + ops.cast(position, self.compute_dtype)[None]
+        attn = hidden = x
+        new_states, new_buckets = [], []
+        for i, layer in enumerate(self.layers_):
+            attn, hidden, st, bk = layer.step(attn, hidden, states[i], buckets[i], index, hashed)
+            new_states.append(st)
+            new_buckets.append(bk)
+        if "lsh" in s.attn_layers:
+            hashed = ops.where(index + 1 >= s.lsh_attn_chunk_length, ops.ones_like(hashed), hashed)
+        out = self.final_norm(ops.concatenate([attn, hidden], axis=-1))
+        return out, {"states": ops.stack(new_states), "buckets": ops.stack(new_buckets), "hashed": hashed}
 
     def weight_rules(self):
         s = self.spec
@@ -510,7 +669,7 @@ class ReformerBackbone(SpecBackbone):
 class ReformerCausalLM(CausalLM):
     """Logits (batch, seq, vocab) from ``lm_head.decoder`` (2 * hidden -> vocab, with bias).
     The checkpoint's separate ``lm_head.bias`` (unused by Transformers' forward) is kept for
-    export. ``generate`` re-runs the whole token buffer each step (no cache)."""
+    export. ``generate`` uses Transformers' incremental cache (see ``ReformerBackbone.call_with_cache``)."""
 
     hf_lm_head = "lm_head.decoder"
     hf_head_patterns = ("lm_head.*",)
@@ -528,7 +687,7 @@ class ReformerCausalLM(CausalLM):
         cap = self.backbone.max_generation_length
         if ids is not None and max_new_tokens is not None and ids.shape[1] + max_new_tokens > cap:
             raise InputError(f"ReformerCausalLM.generate: {ids.shape[1]} prompt + {max_new_tokens} new tokens exceed "
-                             f"{cap} (max_position_embeddings / axial_pos_shape / lsh_attn_chunk_length)")
+                             f"{cap} (max_position_embeddings / axial_pos_shape)")
         return super().generate(inputs, *args, max_new_tokens=max_new_tokens, **kwargs)
 
 
