@@ -25,6 +25,8 @@ PROCESSOR_CONFIG = "processor_config.json"
 
 
 class ImageTextProcessor:
+    processor_class = "LlavaProcessor"
+
     def __init__(self, tokenizer=None, image_processor=None, patch_size=14, vision_feature_select_strategy="default",
                  num_additional_image_tokens=0, image_token="<image>", chat_template=None):
         self.tokenizer, self.image_processor = tokenizer, image_processor
@@ -37,7 +39,7 @@ class ImageTextProcessor:
     # --- presets ------------------------------------------------------------------------------
     @classmethod
     def from_preset(cls, folder, hf=None):
-        from keras_models.preprocessing.image import CONFIG_NAME, ImageProcessor
+        from keras_models.preprocessing.image import CONFIG_NAME
         from keras_models.tasks.text import TOKENIZER_FILES
 
         folder = Path(folder)
@@ -52,7 +54,7 @@ class ImageTextProcessor:
         if image_config is None and (folder / CONFIG_NAME).is_file():
             image_config = _read_json(folder / CONFIG_NAME)
         if image_config is not None:
-            image_processor = ImageProcessor.from_config(image_config)
+            image_processor = cls.image_processor_from_config(image_config)
         if tokenizer is None and image_processor is None:
             return None
         vision = hf.get("vision_config") or {}
@@ -72,11 +74,17 @@ class ImageTextProcessor:
                    vision_feature_select_strategy=strategy, num_additional_image_tokens=extra, image_token=token,
                    chat_template=template)
 
+    @classmethod
+    def image_processor_from_config(cls, config):
+        from keras_models.preprocessing.image import ImageProcessor
+
+        return ImageProcessor.from_config(config)
+
     def save_pretrained(self, folder):
         folder = Path(folder)
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(folder)
-        settings = {"processor_class": "LlavaProcessor", "patch_size": self.patch_size,
+        settings = {"processor_class": self.processor_class, "patch_size": self.patch_size,
                     "vision_feature_select_strategy": self.vision_feature_select_strategy,
                     "num_additional_image_tokens": self.num_additional_image_tokens, "image_token": self.image_token}
         if self.image_processor is not None:
@@ -99,7 +107,7 @@ class ImageTextProcessor:
             if self.image_processor is None:
                 raise PresetError("this model has no preprocessor_config.json: images need an image processor")
             out.update(self.image_processor(_image_list(images)))
-            count = out["pixel_values"].shape[0]
+            count = len(out["pixel_values"])
         if text is None:
             return None, out
         texts = [text] if isinstance(text, str) else list(text)
@@ -110,10 +118,15 @@ class ImageTextProcessor:
             raise InputError(f"ImageTextProcessor: text holds {found} {self.image_token} placeholder(s) but "
                              f"images has {count or 0} image(s); give one image per placeholder")
         if count:
-            h, w = out["pixel_values"].shape[1:3]
-            expanded = self.image_token * self.tokens_per_image(h, w)
-            texts = [t.replace(self.image_token, expanded) for t in texts]
+            texts = self.expand_placeholders(texts, out)
         return texts, out
+
+    def expand_placeholders(self, texts, out):
+        """``texts`` with each placeholder replaced by the image's tokens (``out``: the image
+        processor's outputs)."""
+        h, w = out["pixel_values"].shape[1:3]
+        expanded = self.image_token * self.tokens_per_image(h, w)
+        return [t.replace(self.image_token, expanded) for t in texts]
 
     def _need_tokenizer(self):
         if self.tokenizer is None:

@@ -203,19 +203,24 @@ class LlavaLikeBackbone(SpecBackbone):
         picked = ops.reshape(ops.take(flat, order, axis=0), ops.shape(x))
         return ops.where(is_image[..., None], picked, x)
 
+    def inputs_image_features(self, inputs, training=False):
+        """The image features of a model-input dict (None without ``pixel_values``); LLaVA-NeXT
+        also reads ``image_sizes``."""
+        pixels = inputs.get("pixel_values")
+        return None if pixels is None else self.image_features(pixels, training)
+
     def call(self, inputs, training=False):
         ids = inputs["input_ids"]
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = ops.ones_like(ids)
-        pixels = inputs.get("pixel_values")
         text = self.language_model
-        embed = None
-        if pixels is not None:
-            features = self.image_features(pixels, training)
+        features = self.inputs_image_features(inputs, training)
 
-            def embed(token_ids, table):
-                return self.merge_embeddings(token_ids, table, features)
+        def merge(token_ids, table):
+            return self.merge_embeddings(token_ids, table, features)
+
+        embed = None if features is None else merge
 
         from keras_models.layers.decoder_masks import positions_from_mask
 

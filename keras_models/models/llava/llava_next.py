@@ -1,0 +1,225 @@
+"""LLaVA-NeXT (``llava_next``): LLaVA with "any resolution" image tiling.
+
+The processor (keras_models/preprocessing/llava_next.py) gives each image as tiles of the vision
+tower's size, ``pixel_values`` (images, tiles, H, W, C), plus ``image_sizes`` (images, 2): tile 0
+is the whole image scaled down, the others cut the image resized into the best of
+``image_grid_pinpoints`` (row-major). The model runs the tower and projector of LLaVA on each real
+tile, then packs each image's features as Transformers' ``pack_image_features`` (strategy
+"spatial_unpad"): the base tile's features first; then the grid tiles' features laid out spatially
+(tiles side by side), cropped back to the image's aspect ratio (the processor's centred padding
+removed) and read row by row, each row closed by the learned ``image_newline`` vector.
+
+The packing depends only on ``image_sizes``: it is computed on the host as one gather index into
+[every real tile's features; image_newline], so the image features are a single ``take`` and
+rows of a batch may hold different numbers of image tokens. ``image_sizes`` must therefore be
+concrete (numpy, or an eager tensor), as in Transformers, whose packing is eager Python too.
+"""
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_models.errors import ConfigError, InputError
+from keras_models.models.llava.backbone import _ALL, LlavaLikeBackbone, LlavaSpec, _ser
+from keras_models.models.registry import register_backbone, register_task
+from keras_models.presets.weight_map import Rule
+from keras_models.preprocessing.llava_next import (DEFAULT_PINPOINTS, read_pinpoints, select_best_resolution,
+                                                   unpadded_grid)
+from keras_models.spec import hf
+from keras_models.generation.mixin import GenerationMixin, backend_to_numpy
+from keras_models.tasks.image_text_to_text import ImageTextToText
+
+
+def _pinpoints(value):
+    try:
+        return read_pinpoints(value)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LlavaNextSpec(LlavaSpec):
+    image_grid_pinpoints: tuple = hf("image_grid_pinpoints", DEFAULT_PINPOINTS, read=_pinpoints,
+                                     doc="(height, width) resolutions an image is tiled at")
+
+    def validate(self, source="config.json"):
+        super().validate(source)
+        size = self.vision_config.get("image_size", 224)
+        size = size[0] if isinstance(size, (list, tuple)) else size
+        for p in self.image_grid_pinpoints:
+            if p[0] % size or p[1] % size:
+                raise ConfigError(f"{source}: image_grid_pinpoints holds {list(p)}, not a multiple of the vision "
+                                  f"tower's image_size {size}")
+
+    def dummy_inputs(self):
+        x = super().dummy_inputs()
+        px = x["pixel_values"]
+        size = px.shape[1]
+        return {**x, "pixel_values": px[:, None].repeat(2, axis=1),
+                "image_sizes": np.asarray([[size, size]], "int64")}
+
+
+def _concrete(value, name):
+    try:
+        return np.asarray(backend_to_numpy(value))
+    except Exception as e:  # a symbolic tensor (jit tracing, a functional model)
+        raise InputError(f"{name} must be concrete (numpy or an eager tensor): LLaVA-NeXT packs each image's "
+                         f"features by its size on the host; run the model eagerly ({type(e).__name__})") from None
+
+
+@_ser
+@register_backbone("llava_next")
+class LlavaNextBackbone(LlavaLikeBackbone):
+    """LLaVA with any-resolution tiling: ``{"input_ids", "attention_mask", "pixel_values"
+    (images, tiles, H, W, C), "image_sizes" (images, 2)}`` -> the language model's last hidden
+    state."""
+
+    spec_cls = LlavaNextSpec
+    hf_architecture = "LlavaNextModel"
+    verified_backends = _ALL
+
+    def __init__(self, spec=None, **kwargs):
+        super().__init__(spec, **kwargs)
+        v = self.vision_tower
+        self.tile = v.grid * v.spec.patch_size
+        self.pinpoints = self.spec.image_grid_pinpoints
+        self.image_newline = None
+
+    def build(self, input_shape=None):
+        if self.image_newline is None:
+            d = self.language_model.hidden_size
+            self.image_newline = self.add_weight(
+                name="image_newline", shape=(d,), dtype=self.variable_dtype,
+                initializer=keras.initializers.RandomNormal(stddev=d ** -0.5))
+        super().build(input_shape)
+
+    # --- packing (host side) ------------------------------------------------------------------
+    def packing(self, image_sizes, tiles_given):
+        """(tile_index, feature_index, counts) for ``image_sizes`` (images, 2) and ``tiles_given``
+        tiles per image in pixel_values: the flat indices of the real tiles, the gather index into
+        [features of those tiles, flattened; image_newline] and the feature count of each image."""
+        t, g = self.tokens_per_image, self.vision_tower.grid
+        tile_index, feature_index, counts = [], [], []
+        for i, (h, w) in enumerate(np.asarray(image_sizes).reshape(-1, 2).tolist()):
+            if h < 1 or w < 1:
+                raise InputError(f"image_sizes[{i}] = {[h, w]}: an image has a positive height and width")
+            bh, bw = select_best_resolution((h, w), self.pinpoints)
+            nph, npw = bh // self.tile, bw // self.tile
+            n = nph * npw + 1
+            if n > tiles_given:
+                raise InputError(f"image_sizes[{i}] = {[h, w]} is tiled into {n} tiles but pixel_values has "
+                                 f"{tiles_given} per image; use the model's processor")
+            first = len(tile_index)
+            tile_index.extend(i * tiles_given + k for k in range(n))
+            rows = [first * t + np.arange(t)]
+            if n > 1:
+                if t != g * g:
+                    raise ConfigError(f"vision_feature_select_strategy={self.spec.vision_feature_select_strategy!r}"
+                                      f" keeps {t} tokens per tile, not a {g}x{g} grid: the tiles cannot be "
+                                      "laid out spatially (use 'default' with a class-token tower)")
+                (r0, r1), (c0, c1) = unpadded_grid((h, w), nph * g, npw * g)
+                r, c = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
+                tile = first + 1 + (r // g) * npw + c // g
+                grid = tile * t + (r % g) * g + c % g
+                rows.append(np.concatenate([grid, np.full((r1 - r0, 1), -1)], axis=1).reshape(-1))
+            else:
+                rows.append(np.asarray([-1]))
+            idx = np.concatenate(rows)
+            feature_index.append(idx)
+            counts.append(len(idx))
+        newline = len(tile_index) * t
+        feature_index = np.concatenate(feature_index) if feature_index else np.zeros((0,), "int64")
+        feature_index = np.where(feature_index < 0, newline, feature_index)
+        return np.asarray(tile_index, "int32"), feature_index.astype("int32"), counts
+
+    def image_features(self, pixels, image_sizes=None, training=False):
+        """(total features, text hidden): every image's packed features, image after image."""
+        if image_sizes is None:
+            raise InputError("LLaVA-NeXT: image_sizes is missing (each image's original (height, width), "
+                             "given by the model's processor)")
+        shape = tuple(pixels.shape)
+        if len(shape) != 5:
+            raise InputError(f"pixel_values must be (images, tiles, height, width, channels), got shape {shape}")
+        sizes = _concrete(image_sizes, "image_sizes")
+        if sizes.reshape(-1, 2).shape[0] != shape[0]:
+            raise InputError(f"image_sizes has {sizes.reshape(-1, 2).shape[0]} rows but pixel_values "
+                             f"{shape[0]} images")
+        tile_index, feature_index, _ = self.packing(sizes, shape[1])
+        flat = ops.reshape(pixels, (-1,) + shape[2:])
+        tiles = ops.take(flat, ops.convert_to_tensor(tile_index), axis=0)
+        feats = super().image_features(tiles, training)
+        d = feats.shape[-1]
+        table = ops.concatenate([ops.reshape(feats, (-1, d)),
+                                 ops.cast(self.image_newline, feats.dtype)[None]], axis=0)
+        return ops.take(table, ops.convert_to_tensor(feature_index), axis=0)
+
+    def inputs_image_features(self, inputs, training=False):
+        pixels = inputs.get("pixel_values")
+        if pixels is None:
+            return None
+        return self.image_features(pixels, inputs.get("image_sizes"), training)
+
+    def check_image_inputs(self, inputs, where):
+        ids, pixels = inputs.get("input_ids"), inputs.get("pixel_values")
+        if not isinstance(ids, np.ndarray) or pixels is None:
+            return
+        shape = tuple(pixels.shape)
+        if len(shape) != 5:
+            raise InputError(f"{where}: pixel_values must be (images, tiles, height, width, channels), got shape "
+                             f"{shape}")
+        sizes = inputs.get("image_sizes")
+        if sizes is None:
+            raise InputError(f"{where}: image_sizes is missing (each image's original (height, width), given by "
+                             "the model's processor)")
+        _, _, counts = self.packing(_concrete(sizes, "image_sizes"), shape[1])
+        mask = inputs.get("attention_mask")
+        mask = np.ones_like(ids) if mask is None else np.asarray(mask)
+        found = int(((ids == self.image_token_index) & (mask != 0)).sum())
+        if found != sum(counts):
+            raise InputError(f"{where}: input_ids hold {found} image tokens (id {self.image_token_index}) but the "
+                             f"{shape[0]} image(s) of image_sizes give {counts} features ({sum(counts)}); use the "
+                             "model's processor to expand the image placeholders")
+
+    def weight_rules(self):
+        return super().weight_rules() + [Rule("image_newline", self.image_newline, base=False,
+                                              aliases=("model.image_newline",))]
+
+
+@_ser
+@register_task(LlavaNextBackbone, "ImageTextToText", ("LlavaNextForConditionalGeneration",))
+class LlavaNextImageTextToText(ImageTextToText):
+    """``generate`` / calls take ``image_sizes`` next to ``pixel_values`` (the processor gives both)."""
+
+    def generate(self, inputs=None, generation_config=None, *, pixel_values=None, image_sizes=None, **kwargs):
+        if isinstance(inputs, dict) and ("pixel_values" in inputs or "image_sizes" in inputs):
+            inputs = dict(inputs)
+            pixel_values = inputs.pop("pixel_values", pixel_values)
+            image_sizes = inputs.pop("image_sizes", image_sizes)
+        if inputs is None and "input_ids" in kwargs:
+            inputs = {k: kwargs.pop(k) for k in ("input_ids", "attention_mask") if k in kwargs}
+        if pixel_values is None:
+            return GenerationMixin.generate(self, inputs, generation_config, **kwargs)
+        ids = np.asarray(backend_to_numpy(inputs["input_ids"] if isinstance(inputs, dict) else inputs))
+        ids = ids[None] if ids.ndim == 1 else ids
+        mask = inputs.get("attention_mask") if isinstance(inputs, dict) else None
+        mask = np.ones_like(ids) if mask is None else np.asarray(backend_to_numpy(mask)).reshape(ids.shape)
+        pixels = np.asarray(backend_to_numpy(pixel_values))
+        self.backbone.check_image_inputs({"input_ids": ids, "attention_mask": mask, "pixel_values": pixels,
+                                          "image_sizes": image_sizes}, "generate")
+        self._gen_images = self.backbone.image_features(ops.convert_to_tensor(pixels), image_sizes)
+        try:
+            return GenerationMixin.generate(self, inputs, generation_config, **kwargs)
+        finally:
+            self._gen_images = None
+            self._gen_extra = None
+
+    @classmethod
+    def preprocessor_from_preset(cls, folder, hf, **kw):
+        from keras_models.preprocessing.llava_next import LlavaNextProcessor
+
+        return LlavaNextProcessor.from_preset(folder, hf)
+
+
+__all__ = ["LlavaNextSpec", "LlavaNextBackbone", "LlavaNextImageTextToText"]
