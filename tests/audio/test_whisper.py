@@ -1,7 +1,9 @@
 """Whisper (audio encoder + BART-like decoder) against a tiny random Transformers model: encoder
 states and LM logits (padded decoder batch), save_to_preset reloaded by Transformers, and
 generate (greedy, beam, language / task prompt, language detection, prompt_ids, suppress and
-begin-suppress tokens) equal to Transformers' Whisper generate."""
+begin-suppress tokens) equal to Transformers' Whisper generate; with a second tiny model that has
+timestamp tokens: return_timestamps (greedy, beam, language detection), segments, and sequential
+long-form transcription (batched with attention_mask, max_length, prompt_ids)."""
 
 import inspect
 import json
@@ -192,6 +194,7 @@ TS_SETTINGS = {  # name -> (input, generate kwargs); the jax pass runs the first
     "short_greedy": ("short", dict(return_timestamps=True, language="en", max_new_tokens=8)),
     "short_beam2": ("short", dict(return_timestamps=True, language="en", max_new_tokens=8, num_beams=2)),
     "short_detect": ("short", dict(return_timestamps=True, max_new_tokens=8)),
+    "short_no_timestamps": ("short", dict(language="en", max_new_tokens=8)),  # one segment per row
     "long_max_length": ("long", dict(language="fr", task="translate", max_length=4)),
     "long_prompt_ids": ("long1", dict(language="en", max_new_tokens=5, prompt_ids=np.array([92, 5, 6]))),
 }

@@ -17,7 +17,9 @@ search with the cross-attention cache) after Transformers' Whisper short-form pr
 sequential transcription: the timestamp rules are a logits processor of the engine
 (``generation.processors.whisper_timestamps``, compiled in the decode loop), each window's ids are
 cut into segments at their timestamp pairs and the next window starts at the last pair
-(``return_segments=True`` returns them with their start / end seconds).
+(``return_segments=True`` returns them with their start / end seconds). Without timestamps the
+same loop runs (timestamp tokens a model emits after <|notimestamps|> still cut segments, as in
+Transformers 5); only explicit ``decoder_input_ids`` decode one window directly.
 
 Not yet: temperature fallback (a temperature list, logprob / compression-ratio / no-speech
 thresholds), ``condition_on_prev_tokens``, token-level (DTW) timestamps.
@@ -325,20 +327,18 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         if start is None:
             start = self.decoder_start_token_id
         batch = feats.shape[0]
-        if return_timestamps:
-            if decoder_input_ids is not None:
-                raise GenerationError("generate: decoder_input_ids cannot be combined with return_timestamps / "
-                                      "long-form transcription (use language=, task=, prompt_ids=)")
-            return self._generate_sequential(feats, attention_mask, base, settings, start, language, task,
-                                             prompt_ids, return_segments, tokenizer, kwargs)
-        states = self.backbone.encode(feats)
         if decoder_input_ids is None:
-            prompt = self._with_prompt_ids(self.decoder_prompt(batch, settings, start, language, task, states),
-                                           prompt_ids)
-        else:
-            prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids), "int32")
-            if prompt.ndim == 1:
-                prompt = np.repeat(prompt[None], batch, axis=0)
+            # as Transformers 5: even without return_timestamps, the timestamp tokens a model emits
+            # cut the window into segments and may start another window
+            return self._generate_sequential(feats, attention_mask, base, settings, start, language, task,
+                                             prompt_ids, return_segments, tokenizer, kwargs, return_timestamps)
+        if return_timestamps:
+            raise GenerationError("generate: decoder_input_ids cannot be combined with return_timestamps / "
+                                  "long-form transcription (use language=, task=, prompt_ids=)")
+        states = self.backbone.encode(feats)
+        prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids), "int32")
+        if prompt.ndim == 1:
+            prompt = np.repeat(prompt[None], batch, axis=0)
         out = self._strip(self._decode(states, prompt, base, kwargs, tokenizer), base, kwargs)
         if return_segments:
             return {"sequences": out, "segments": [[{"start": 0.0, "end": window * 0.01, "tokens": row}]
@@ -391,10 +391,11 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         return rows
 
     def _generate_sequential(self, feats, attention_mask, base, settings, start, language, task, prompt_ids,
-                             return_segments, tokenizer, kwargs):
-        """Transformers' sequential (timestamp-seeking) Whisper transcription, greedy / beam."""
+                             return_segments, tokenizer, kwargs, timestamps=True):
+        """Transformers' sequential (timestamp-seeking) Whisper transcription, greedy / beam; the
+        timestamp rules apply with ``timestamps``."""
         no_ts = settings.get("no_timestamps_token_id")
-        if no_ts is None:
+        if no_ts is None and timestamps:
             raise GenerationError("generate: return_timestamps / long-form transcription needs "
                                   "no_timestamps_token_id in generation_config.json")
         eos = kwargs.get("eos_token_id", base.eos_token_id)
@@ -402,9 +403,9 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         pad = kwargs.get("pad_token_id", base.pad_token_id)
         if pad is None:
             pad = eos[0]
-        begin = no_ts + 1
+        begin = no_ts + 1 if no_ts is not None else self.backbone.vocab_size + 1
         max_initial = settings.get("max_initial_timestamp_index")
-        rule = (int(no_ts), int(eos[0]), None if max_initial is None else int(max_initial))
+        rule = (int(no_ts), int(eos[0]), None if max_initial is None else int(max_initial)) if timestamps else None
         window, stride, precision = self.backbone.num_frames, 2, 0.02
         batch, total = feats.shape[0], feats.shape[-1]
         if batch > 1 and total > window:
@@ -417,7 +418,7 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         first = feats[:, :, :window]
         if first.shape[-1] < window:
             first = np.pad(first, ((0, 0), (0, 0), (0, window - first.shape[-1])))
-        init = self.decoder_prompt(batch, settings, start, language, task, None, timestamps=True,
+        init = self.decoder_prompt(batch, settings, start, language, task, None, timestamps=timestamps,
                                    features=first)
         init = self._with_prompt_ids(init, prompt_ids)
         seek = np.zeros((batch,), "int64")
