@@ -216,3 +216,28 @@ def test_config_errors(tmp_path):
     assert spec.image_token_index == IMAGE and spec.text_config["model_type"] == "gemma"
     with pytest.raises(ConfigError, match="projection_dim"):
         PaliGemmaSpec.from_hf(dict(config, projection_dim=16))
+
+
+@pytest.mark.backend_independent
+def test_training_batch_loss_equals_transformers_loss():
+    """training_batch: the processor's suffix labels shifted to next-token targets; the loss
+    (prefix and padding ignored) equals Transformers' loss with the processor's labels."""
+    import keras
+    import torch
+    import transformers as T
+
+    import keras_models as km
+
+    folder, _ = reference("gemma")
+    model = km.ImageTextToText.from_preset(folder)
+    x, y = model.preprocessor.training_batch(_images(), PROMPTS, SUFFIXES)
+    assert ((y != -100).sum(axis=1)).tolist() == [3, 6]  # the suffix words and EOS
+    hf_model = T.PaliGemmaForConditionalGeneration.from_pretrained(folder).eval()
+    labels = np.where(x["token_type_ids"] == 0, -100, x["input_ids"])
+    with torch.no_grad():
+        hf_loss = float(hf_model(**{k: torch.tensor(x[k]).long() for k in ("input_ids", "attention_mask",
+                                                                           "token_type_ids")},
+                                 pixel_values=torch.tensor(x["pixel_values"].transpose(0, 3, 1, 2)),
+                                 labels=torch.tensor(labels).long()).loss)
+    ours = float(keras.ops.convert_to_numpy(model.default_loss()(y, model(x))))
+    assert abs(ours - hf_loss) < 1e-4, (ours, hf_loss)
