@@ -93,6 +93,49 @@ def num_image_features(size, pinpoints, tile, tokens_grid, base_tokens, newline=
     return base_tokens + (r1 - r0) * (c1 - c0 + int(newline))
 
 
+def pack_index(image_sizes, tiles_given, pinpoints, tile, grid, tokens_per_tile, strategy="default"):
+    """How LLaVA-NeXT packs the features of images of ``image_sizes`` (images, 2), as gathers:
+    (tile_index, feature_index, counts). ``tile_index``: the flat indices, in pixel_values reshaped
+    to (images * ``tiles_given``, ...), of the tiles each image uses (base tile + its grid);
+    ``feature_index``: for every packed feature, image after image, its row in
+    [the used tiles' features flattened to (tiles * ``tokens_per_tile``, hidden); the newline
+    vector]; ``counts``: the number of features of each image. Tiles are ``tile`` pixels square
+    with a ``grid`` x ``grid`` token grid."""
+    t, g = int(tokens_per_tile), int(grid)
+    tile_index, feature_index, counts = [], [], []
+    for i, (h, w) in enumerate(np.asarray(image_sizes).reshape(-1, 2).tolist()):
+        if h < 1 or w < 1:
+            raise InputError(f"image_sizes[{i}] = {[h, w]}: an image has a positive height and width")
+        bh, bw = select_best_resolution((h, w), pinpoints)
+        nph, npw = bh // tile, bw // tile
+        n = nph * npw + 1
+        if n > tiles_given:
+            raise InputError(f"image_sizes[{i}] = {[h, w]} is tiled into {n} tiles but pixel_values has "
+                             f"{tiles_given} per image; use the model's processor")
+        first = len(tile_index)
+        tile_index.extend(i * tiles_given + k for k in range(n))
+        rows = [first * t + np.arange(t)]  # the base tile, every token
+        if n > 1:
+            if t != g * g:
+                raise ConfigError(f"vision_feature_select_strategy={strategy!r} keeps {t} tokens per tile, not a "
+                                  f"{g}x{g} grid: the tiles cannot be laid out spatially (use 'default' with a "
+                                  "class-token tower)")
+            (r0, r1), (c0, c1) = unpadded_grid((h, w), nph * g, npw * g)
+            r, c = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
+            which = first + 1 + (r // g) * npw + c // g
+            grid_rows = which * t + (r % g) * g + c % g
+            rows.append(np.concatenate([grid_rows, np.full((r1 - r0, 1), -1)], axis=1).reshape(-1))
+        else:
+            rows.append(np.asarray([-1]))
+        idx = np.concatenate(rows)
+        feature_index.append(idx)
+        counts.append(len(idx))
+    newline = len(tile_index) * t
+    feature_index = np.concatenate(feature_index) if feature_index else np.zeros((0,), "int64")
+    feature_index = np.where(feature_index < 0, newline, feature_index)
+    return np.asarray(tile_index, "int32"), feature_index.astype("int32"), counts
+
+
 class LlavaNextImageProcessor:
     """``processor(images)`` -> {"pixel_values": (images, tiles, H, W, C), "image_sizes": (images, 2)}."""
 
@@ -200,4 +243,4 @@ class LlavaNextProcessor(ImageTextProcessor):
 
 
 __all__ = ["LlavaNextImageProcessor", "LlavaNextProcessor", "select_best_resolution", "num_image_features",
-           "unpadded_grid", "patch_output_size", "read_pinpoints", "DEFAULT_PINPOINTS", "PROCESSOR_CONFIG"]
+           "pack_index", "unpadded_grid", "patch_output_size", "read_pinpoints", "DEFAULT_PINPOINTS", "PROCESSOR_CONFIG"]

@@ -166,3 +166,43 @@ def test_save_to_preset_reloads_in_transformers(tmp_path):
     for bad in ([[16, 20]], [[16]], "big"):
         with pytest.raises(ConfigError, match="image_grid_pinpoints"):
             LlavaNextSpec.from_hf(dict(config, image_grid_pinpoints=bad))
+
+
+@pytest.mark.backend_independent  # numpy index vs Transformers' torch packing, no Keras model
+@pytest.mark.parametrize("tile,grid,extra", [(16, 4, 1), (12, 3, 0)])
+def test_packing_equals_pack_image_features(tile, grid, extra):
+    """The host-side gather (pack_index) equals Transformers' pack_image_features on random
+    features for many sizes and aspect ratios (unpad rounding, 1x3 / 3x1 / 2x2 tilings), and the
+    processor's token count equals the packed length (a class token with "default", and a tower
+    without one with "full": ``extra`` 0)."""
+    import functools as ft
+    import types
+
+    import torch
+    import transformers as T
+
+    from keras_models.preprocessing.llava_next import num_image_features, pack_index
+
+    pins = [[p[0] * tile // 16, p[1] * tile // 16] for p in PINPOINTS]
+    ns = types.SimpleNamespace(config=types.SimpleNamespace(
+        vision_config=types.SimpleNamespace(image_size=tile, patch_size=tile // grid), image_grid_pinpoints=pins))
+    sizes = [(12, 40), (40, 14), (20, 18), (7, 50), (50, 7), (33, 31), (5, 5), (100, 37)]
+    t, d = grid * grid, 3
+    tiles_given = 5
+    rng = np.random.RandomState(0)
+    tile_index, feature_index, counts = pack_index(np.asarray(sizes), tiles_given, pins, tile, grid, t)
+    feats = rng.randn(len(tile_index), t, d).astype("float32")
+    newline = rng.randn(d).astype("float32")
+    ours = np.concatenate([feats.reshape(-1, d), newline[None]])[feature_index]
+    per_image = np.split(torch.tensor(feats), np.cumsum([int(n) for n in np.bincount(
+        np.asarray(tile_index) // tiles_given, minlength=len(sizes))])[:-1])
+    packed, lens = T.LlavaNextModel.pack_image_features(ns, per_image, torch.tensor(sizes), "default",
+                                                        image_newline=torch.tensor(newline))
+    np.testing.assert_array_equal(ours, torch.cat(packed).numpy())
+    assert counts == lens.tolist()
+    proc = types.SimpleNamespace(image_processor=types.SimpleNamespace(image_grid_pinpoints=pins),
+                                 patch_size=tile // grid, num_additional_image_tokens=extra)
+    proc._get_unpadded_features = ft.partial(T.LlavaNextProcessor._get_unpadded_features, proc)
+    for (h, w), n in zip(sizes, counts):
+        theirs = T.LlavaNextProcessor._get_number_of_features(proc, h, w, tile, tile) - extra
+        assert num_image_features((h, w), pins, tile, grid, t) == n == theirs, (h, w)

@@ -25,8 +25,7 @@ from keras_models.errors import ConfigError, InputError
 from keras_models.models.llava.backbone import _ALL, LlavaLikeBackbone, LlavaSpec, _ser
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
-from keras_models.preprocessing.llava_next import (DEFAULT_PINPOINTS, read_pinpoints, select_best_resolution,
-                                                   unpadded_grid)
+from keras_models.preprocessing.llava_next import DEFAULT_PINPOINTS, pack_index, read_pinpoints
 from keras_models.spec import hf
 from keras_models.generation.mixin import GenerationMixin, backend_to_numpy
 from keras_models.tasks.image_text_to_text import ImageTextToText
@@ -98,41 +97,9 @@ class LlavaNextBackbone(LlavaLikeBackbone):
     # --- packing (host side) ------------------------------------------------------------------
     def packing(self, image_sizes, tiles_given):
         """(tile_index, feature_index, counts) for ``image_sizes`` (images, 2) and ``tiles_given``
-        tiles per image in pixel_values: the flat indices of the real tiles, the gather index into
-        [features of those tiles, flattened; image_newline] and the feature count of each image."""
-        t, g = self.tokens_per_image, self.vision_tower.grid
-        tile_index, feature_index, counts = [], [], []
-        for i, (h, w) in enumerate(np.asarray(image_sizes).reshape(-1, 2).tolist()):
-            if h < 1 or w < 1:
-                raise InputError(f"image_sizes[{i}] = {[h, w]}: an image has a positive height and width")
-            bh, bw = select_best_resolution((h, w), self.pinpoints)
-            nph, npw = bh // self.tile, bw // self.tile
-            n = nph * npw + 1
-            if n > tiles_given:
-                raise InputError(f"image_sizes[{i}] = {[h, w]} is tiled into {n} tiles but pixel_values has "
-                                 f"{tiles_given} per image; use the model's processor")
-            first = len(tile_index)
-            tile_index.extend(i * tiles_given + k for k in range(n))
-            rows = [first * t + np.arange(t)]
-            if n > 1:
-                if t != g * g:
-                    raise ConfigError(f"vision_feature_select_strategy={self.spec.vision_feature_select_strategy!r}"
-                                      f" keeps {t} tokens per tile, not a {g}x{g} grid: the tiles cannot be "
-                                      "laid out spatially (use 'default' with a class-token tower)")
-                (r0, r1), (c0, c1) = unpadded_grid((h, w), nph * g, npw * g)
-                r, c = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
-                tile = first + 1 + (r // g) * npw + c // g
-                grid = tile * t + (r % g) * g + c % g
-                rows.append(np.concatenate([grid, np.full((r1 - r0, 1), -1)], axis=1).reshape(-1))
-            else:
-                rows.append(np.asarray([-1]))
-            idx = np.concatenate(rows)
-            feature_index.append(idx)
-            counts.append(len(idx))
-        newline = len(tile_index) * t
-        feature_index = np.concatenate(feature_index) if feature_index else np.zeros((0,), "int64")
-        feature_index = np.where(feature_index < 0, newline, feature_index)
-        return np.asarray(tile_index, "int32"), feature_index.astype("int32"), counts
+        tiles per image in pixel_values (see :func:`~keras_models.preprocessing.llava_next.pack_index`)."""
+        return pack_index(image_sizes, tiles_given, self.pinpoints, self.tile, self.vision_tower.grid,
+                          self.tokens_per_image, self.spec.vision_feature_select_strategy)
 
     def image_features(self, pixels, image_sizes=None, training=False):
         """(total features, text hidden): every image's packed features, image after image."""
