@@ -11,6 +11,10 @@ pinned in pyproject.toml. Nothing here replaces a method of a Keras class for th
   meanwhile goes through Keras' ``Layer.__call__`` unchanged.
 * :func:`shallow_symbolic_checks` replaces ``any_symbolic_tensors`` in ``keras.src.ops`` modules
   once, by a function that is Keras' own outside the context and gives the same answer inside it.
+* :func:`fast_torch_kernels` (torch backend only) rebinds ``conv`` and ``batch_normalization`` of
+  Keras' torch backend module once, to versions that compute the same values (conv: the same
+  oneDNN call without Keras' two redundant input copies; batch norm: torch's fused inference
+  kernel, equal up to float rounding) and hand every other case to Keras' own function.
 
 Everything else in the library calls these functions, never ``keras.src`` directly. This module
 imports Keras lazily (inside the functions), because ``import keras_models`` installs the
@@ -489,3 +493,105 @@ def install_registry_fallback():
         _patch(module)
     elif not any(isinstance(f, _AfterKerasRegistry) for f in sys.meta_path):
         sys.meta_path.insert(0, _AfterKerasRegistry())
+
+
+# --- torch kernels for channels-last convolutions and inference batch norm ----------------------
+
+_TORCH_KERNELS = []
+
+
+def _fast_torch_conv(keras_conv):
+    """``keras.src.backend.torch.nn.conv`` without its redundant copies (channels_last only).
+
+    Keras 3.15 permutes NHWC inputs to NCHW, makes them ``.contiguous()`` (a full copy) and then
+    converts them back to ``channels_last`` memory (a second full copy) before ``conv2d``: but the
+    permuted view of a contiguous NHWC tensor already *is* channels_last memory, so both copies
+    are dropped here and ``conv2d`` gets the same tensor values in the same memory format (the same
+    oneDNN kernel: bit-identical outputs). 1-D convolutions run as a height-1 2-D convolution on
+    the same free view (NLC -> N,C,1,L channels_last) instead of an NCL copy; the output comes back
+    as contiguous NLC memory, not a strided view that the next op copies."""
+    import torch.nn.functional as F
+    from keras.src.backend import standardize_data_format
+    from keras.src.backend.torch import nn as torch_nn
+    from keras.src.backend.torch.core import convert_to_tensor
+    from keras.src.utils.argument_validation import standardize_tuple
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        inputs, kernel = convert_to_tensor(inputs), convert_to_tensor(kernel)
+        nd = inputs.ndim - 2
+        if (standardize_data_format(data_format) != "channels_last" or nd not in (1, 2)
+                or padding not in ("valid", "same") or kernel.ndim != inputs.ndim):
+            return keras_conv(inputs, kernel, strides=strides, padding=padding, data_format=data_format,
+                              dilation_rate=dilation_rate)
+        strides = standardize_tuple(strides, nd, "strides")
+        dilation = standardize_tuple(dilation_rate, nd, "dilation_rate")
+        if nd == 1:  # (N, L, C) -> (N, 1, L, C); kernel (k, in, out) -> (1, k, in, out)
+            inputs, kernel = inputs.unsqueeze(1), kernel.unsqueeze(0)
+            strides, dilation = (1,) + strides, (1,) + dilation
+        x = torch_nn._maybe_convert_to_channels_last(inputs.permute(0, 3, 1, 2))
+        w = torch_nn._maybe_convert_to_channels_last(kernel.permute(3, 2, 0, 1))
+        if x.shape[1] % w.shape[1]:
+            raise ValueError(f"Input channels ({x.shape[1]}) must be divisible by kernel input channels "
+                             f"({w.shape[1]})")
+        pad = 0
+        if padding == "same":
+            x, pad = torch_nn._apply_same_padding(x, tuple(w.shape[2:]), strides, "channels_first", "conv",
+                                                  dilation)
+            x = torch_nn._maybe_convert_to_channels_last(x)
+        y = F.conv2d(x, w, stride=strides, padding=pad, dilation=dilation, groups=x.shape[1] // w.shape[1])
+        y = y.permute(0, 2, 3, 1)
+        return y.squeeze(1) if nd == 1 else y
+
+    conv._keras_models_fast, conv.keras_original = True, keras_conv
+    return conv
+
+
+def _fast_torch_batch_norm(keras_bn):
+    """``keras.src.backend.torch.nn.batch_normalization`` as torch's fused inference kernel
+    (``F.batch_norm(training=False)``: one pass, ``x * a + b`` with ``a = scale / sqrt(var + eps)``,
+    ``b = offset - mean * a``) instead of Keras' three (subtract, multiply, add). Same formula up to
+    float rounding. Channels on the last axis only (the layout every keras_models layer uses); the
+    input is viewed as (rows, channels), no copy."""
+    import torch.nn.functional as F
+    from keras.src.backend.torch.core import convert_to_tensor
+
+    def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
+        x = convert_to_tensor(x)
+        mean, variance = convert_to_tensor(mean), convert_to_tensor(variance)
+        if (x.ndim < 2 or axis not in (-1, x.ndim - 1) or not x.is_floating_point() or not x.is_contiguous()
+                or mean.ndim != 1 or variance.ndim != 1 or mean.dtype != x.dtype or variance.dtype != x.dtype):
+            return keras_bn(x, mean, variance, axis, offset=offset, scale=scale, epsilon=epsilon)
+        offset = None if offset is None else convert_to_tensor(offset)
+        scale = None if scale is None else convert_to_tensor(scale)
+        if any(t is not None and (t.dtype != x.dtype or t.ndim != 1) for t in (offset, scale)):
+            return keras_bn(x, mean, variance, axis, offset=offset, scale=scale, epsilon=epsilon)
+        rows = x.reshape(-1, x.shape[-1])
+        return F.batch_norm(rows, mean, variance, scale, offset, False, 0.0, epsilon).reshape(x.shape)
+
+    batch_normalization._keras_models_fast, batch_normalization.keras_original = True, keras_bn
+    return batch_normalization
+
+
+def fast_torch_kernels():
+    """Under the torch backend, rebind ``conv`` and ``batch_normalization`` of Keras' torch backend
+    module once, permanently, to the versions above (each hands anything outside its fast case to
+    Keras' own function). No-op on other backends. Called when :mod:`keras_models.models.backbone`
+    is imported.
+
+    Relies on: ``keras.ops.conv`` / ``keras.ops.batch_normalization`` calling
+    ``keras.src.backend.nn.{conv, batch_normalization}`` through the module attribute, and on
+    ``keras.src.backend.torch.nn._apply_same_padding`` / ``_maybe_convert_to_channels_last``."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return
+    with _install_lock:
+        if _TORCH_KERNELS:
+            return
+        from keras.src.backend.torch import nn as torch_nn
+
+        if not getattr(torch_nn.conv, "_keras_models_fast", False):
+            torch_nn.conv = _fast_torch_conv(torch_nn.conv)
+        if not getattr(torch_nn.batch_normalization, "_keras_models_fast", False):
+            torch_nn.batch_normalization = _fast_torch_batch_norm(torch_nn.batch_normalization)
+        _TORCH_KERNELS.append(torch_nn)

@@ -352,3 +352,31 @@ def test_stored_variables_and_policy_accessors():
     _internal("Layer._dtype_policy setter bypass", packed.dtype_policy.quantization_mode is None)
     compat.set_dtype_policy(packed, policy)
     assert packed.dtype_policy.quantization_mode == "int4"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch backend kernels")
+def test_fast_torch_kernels_match_keras_conv_and_batch_norm():
+    from keras.src.backend.torch import nn as torch_nn
+
+    compat.fast_torch_kernels()
+    _internal("keras.src.backend.torch.nn.conv rebinding", getattr(torch_nn.conv, "_keras_models_fast", False))
+    conv, bn = torch_nn.conv, torch_nn.batch_normalization
+    rng = np.random.default_rng(0)
+    cases = [((2, 17, 8), (3, 8, 6), 1, "same", 1), ((2, 17, 8), (4, 2, 8), 2, "valid", 1),  # 1-D, grouped
+             ((2, 17, 8), (3, 8, 6), 1, "same", 2), ((2, 9, 10, 8), (3, 3, 8, 6), 2, "same", 1),
+             ((2, 9, 10, 8), (4, 4, 2, 8), 1, "valid", 2), ((1, 7, 7, 3), (1, 1, 3, 5), 1, "same", 1)]
+    for xs, ks, strides, padding, dilation in cases:
+        x, k = rng.standard_normal(xs).astype("float32"), rng.standard_normal(ks).astype("float32")
+        want = keras.ops.convert_to_numpy(conv.keras_original(x, k, strides, padding, dilation_rate=dilation))
+        got = keras.ops.convert_to_numpy(keras.ops.conv(x, k, strides, padding, dilation_rate=dilation))
+        assert got.shape == want.shape and np.abs(got - want).max() < 1e-5, (xs, ks)
+    for shape in ((5, 7), (2, 6, 7), (2, 4, 5, 7)):
+        x = rng.standard_normal(shape).astype("float32")
+        m, v, o, s = (rng.standard_normal(7).astype("float32") for _ in range(4))
+        for offset, scale in ((o, s), (None, None)):
+            want = keras.ops.convert_to_numpy(bn.keras_original(x, m, np.abs(v), -1, offset, scale, 1e-3))
+            got = keras.ops.convert_to_numpy(keras.ops.batch_normalization(x, m, np.abs(v), -1, offset, scale, 1e-3))
+            assert np.abs(got - want).max() < 1e-5
+    layer = keras.layers.BatchNormalization()  # training: batch statistics (Keras' path), gradients flow
+    y = layer(rng.standard_normal((4, 3)).astype("float32"), training=True)
+    assert abs(float(keras.ops.convert_to_numpy(keras.ops.mean(y)))) < 1e-5

@@ -8,6 +8,17 @@ from keras import ops
 from keras_models.layers.activations import get_activation
 
 
+def grouped_conv(x, kernel, groups, strides=1, padding="valid"):
+    """Grouped convolution of channels_last ``x`` with ``kernel`` (*k, in // groups, out): one
+    ``ops.conv`` (torch / jax run the groups in one kernel); under tensorflow, whose CPU
+    convolutions reject groups, one conv per group, concatenated."""
+    if groups == 1 or keras.backend.backend() != "tensorflow":
+        return ops.conv(x, kernel, strides=strides, padding=padding)
+    cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
+    return ops.concatenate([ops.conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout],
+                                     strides=strides, padding=padding) for g in range(groups)], axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="keras_models")
 class GlobalResponseNorm(keras.layers.Layer):
     """ConvNeXT V2 GRN over (batch, H, W, C): x + gamma * (x * N(x)) + beta, N = L2 over space

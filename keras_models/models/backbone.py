@@ -21,6 +21,7 @@ from keras_models.presets.sharing import SharingMixin
 logger = logging.getLogger("keras_models")
 
 configure_jax_compilation_cache()  # before any model compiles (no-op off jax)
+compat.fast_torch_kernels()  # torch: conv / batch norm without Keras' redundant copies (no-op elsewhere)
 
 
 class Backbone(SharingMixin, keras.Model):

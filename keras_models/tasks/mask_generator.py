@@ -37,7 +37,14 @@ class MaskGenerator(Task):
     def get_image_embeddings(self, pixel_values):
         """The image encoder's output (batch, g, g, channels), channels_last: pass it back as
         ``image_embeddings`` to prompt the same images again without re-encoding them."""
-        return self.backbone({"pixel_values": pixel_values})
+        if keras.backend.backend() != "torch":
+            return self.backbone({"pixel_values": pixel_values})
+        import torch
+
+        # no autograd graph: it costs memory, and a relative-position bias that needs grad rules out
+        # SDPA's fused CPU kernel (no_grad, not inference_mode: the embeddings stay usable anywhere)
+        with torch.no_grad():
+            return self.backbone({"pixel_values": pixel_values})
 
     def post_process_masks(self, masks, original_sizes, reshaped_input_sizes, **kwargs):
         if self.preprocessor is None:

@@ -23,6 +23,7 @@ from keras import ops
 
 from keras_models.errors import ConfigError
 from keras_models.layers.activations import get_activation
+from keras_models.layers.conv_blocks import grouped_conv
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone
@@ -128,11 +129,7 @@ class WeightNormConv1D(keras.layers.Layer):
         kernel = ops.cast(v * (ops.reshape(ops.cast(self.weight_g, "float32"), (-1, 1, 1)) / norm), x.dtype)
         k = self.kernel_size
         x = ops.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
-        cin = x.shape[-1] // self.groups
-        cout = self.filters // self.groups
-        outs = [ops.conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], strides=self.strides,
-                         padding="valid") for g in range(self.groups)]
-        y = outs[0] if self.groups == 1 else ops.concatenate(outs, axis=-1)
+        y = grouped_conv(x, kernel, self.groups, strides=self.strides)
         y = y + ops.cast(self.bias, y.dtype)
         if k % 2 == 0:
             y = y[:, :-1]

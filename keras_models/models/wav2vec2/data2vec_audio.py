@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 from keras_models.layers.activations import get_activation
+from keras_models.layers.conv_blocks import grouped_conv
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.models.wav2vec2.backbone import CONV1D_AXES, Wav2Vec2Backbone, Wav2Vec2Spec
 from keras_models.presets.weight_map import Rule, Transpose
@@ -31,10 +32,7 @@ def grouped_conv1d(x, kernel, groups):
     (k, in // groups, out); an even kernel's extra last frame is dropped, as Transformers does."""
     k = kernel.shape[0]
     x = ops.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
-    cin, cout = x.shape[-1] // groups, kernel.shape[-1] // groups
-    outs = [ops.conv(x[..., g * cin:(g + 1) * cin], kernel[..., g * cout:(g + 1) * cout], padding="valid")
-            for g in range(groups)]
-    y = outs[0] if groups == 1 else ops.concatenate(outs, axis=-1)
+    y = grouped_conv(x, kernel, groups)
     return y[:, :-1] if k % 2 == 0 else y
 
 
