@@ -25,7 +25,8 @@ from keras_models.errors import ConfigError, InputError
 from keras_models.models.llava.backbone import _ALL, LlavaLikeBackbone, LlavaSpec, _ser
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.presets.weight_map import Rule
-from keras_models.preprocessing.llava_next import DEFAULT_PINPOINTS, pack_index, read_pinpoints
+from keras_models.preprocessing.llava_next import (DEFAULT_PINPOINTS, pack_index, read_pinpoints,
+                                                   select_best_resolution)
 from keras_models.spec import hf
 from keras_models.generation.mixin import GenerationMixin, backend_to_numpy
 from keras_models.tasks.image_text_to_text import ImageTextToText
@@ -56,7 +57,9 @@ class LlavaNextSpec(LlavaSpec):
         x = super().dummy_inputs()
         px = x["pixel_values"]
         size = px.shape[1]
-        return {**x, "pixel_values": px[:, None].repeat(2, axis=1),
+        bh, bw = select_best_resolution((size, size), self.image_grid_pinpoints)
+        tiles = (bh // size) * (bw // size) + 1  # the base tile and the grid of a square image
+        return {**x, "pixel_values": px[:, None].repeat(tiles, axis=1),
                 "image_sizes": np.asarray([[size, size]], "int64")}
 
 
