@@ -1,9 +1,11 @@
 """RAG on given documents against Transformers (tiny random models, tests/parity.py):
 
 * RagTokenForGeneration (BART generator, ``do_marginalize``: marginalised log-probabilities, DPR
-  question encoder with a projection): logits, greedy generate, the question embedding;
+  question encoder with a projection): logits, greedy and beam (num_beams 2) generate, the
+  question embedding;
 * RagSequenceForGeneration (T5 generator): raw logits, the per-row RAG-sequence loss (labels)
-  and "thorough" greedy generate (per-document decoding, deduplication, rescoring);
+  and "thorough" greedy and beam (num_beams 2) generate (per-document decoding, deduplication,
+  rescoring);
 * the in-memory inner-product retriever feeding generate; RagTokenizer (question encoder /
   generator tokenizers) equal to Transformers'; bad inputs raise typed errors.
 """
@@ -174,3 +176,51 @@ def test_rag_tokenizer(tmp_path):
     shutil.rmtree(tmp_path / "generator_tokenizer")
     with pytest.raises(ConfigError, match="generator_tokenizer"):
         RagTokenizer.from_preset(tmp_path)
+
+
+def test_rag_sequence_beam_search():
+    """RAG-sequence with num_beams=2: each document's generator beam search (2 beams, both kept),
+    deduplication, rescoring over all documents; equal to Transformers' generate."""
+    folder, inputs, _ = _reference("sequence")
+    docs = {k: inputs[k] for k in ("context_input_ids", "context_attention_mask", "doc_scores")}
+
+    def build(tmp):
+        import torch
+        import transformers
+
+        hf = transformers.RagSequenceForGeneration.from_pretrained(folder).eval()
+        with torch.no_grad():
+            out = hf.generate(**{k: torch.tensor(v) for k, v in docs.items()}, max_length=8, num_beams=2,
+                              num_return_sequences=2)
+        np.save(tmp / "generated.npy", out.numpy())
+
+    from tests.parity import cached_folder
+
+    want = np.load(cached_folder(f"rag-sequence-beam-{folder.parent.name}", build) / "generated.npy")
+    model = km.models.RagSequenceGenerator.from_preset(folder)
+    got = model.generate(docs, max_length=8, num_beams=2, num_return_sequences=2)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_rag_token_beam_search():
+    """RAG-token with num_beams=2 (2 returned): the marginalised log-probabilities through the beam
+    engine, the documents' decoder rows copied per beam; equal to Transformers' generate."""
+    folder, inputs, _ = _reference("token")
+    docs = {k: inputs[k] for k in ("context_input_ids", "context_attention_mask", "doc_scores")}
+
+    def build(tmp):
+        import torch
+        import transformers
+
+        hf = transformers.RagTokenForGeneration.from_pretrained(folder).eval()
+        with torch.no_grad():
+            out = hf.generate(**{k: torch.tensor(v) for k, v in docs.items()}, max_length=8, num_beams=2,
+                              num_return_sequences=2)
+        np.save(tmp / "generated.npy", out.numpy())
+
+    from tests.parity import cached_folder
+
+    want = np.load(cached_folder(f"rag-token-beam-{folder.parent.name}", build) / "generated.npy")
+    model = km.models.RagTokenGenerator.from_preset(folder)
+    got = model.generate(docs, max_length=8, num_beams=2, num_return_sequences=2)
+    np.testing.assert_array_equal(got, want)

@@ -69,7 +69,7 @@ class RagBackbone(SpecBackbone):
     base_model_prefix = "rag"
     hf_architecture = "RagModel"
     verified_backends = ("jax", "torch", "tensorflow")  # tests/models/test_rag.py (given documents)
-    not_covered = "Transformers' faiss / datasets RagRetriever (an in-memory retriever is here); beam search"  # shown beside the row in docs/models.md
+    not_covered = "Transformers' faiss / datasets RagRetriever (an in-memory retriever is here)"  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec, **kwargs)

@@ -9,7 +9,10 @@ log-probabilities (batch, len, vocab).
 
 ``generate(context_input_ids=..., context_attention_mask=..., doc_scores=..., max_length=...)``:
   * RAG-token: greedy decoding on the marginalised next-token log-probabilities (the documents'
-    decoder rows advance together); forced BOS / EOS as in Transformers. Only greedy search.
+    decoder rows advance together); forced BOS / EOS as in Transformers. ``num_beams`` > 1: beam
+    search with the shared engine's Transformers rules (``num_return_sequences``,
+    ``length_penalty``, ``early_stopping``), each beam with its own copy of the documents' rows.
+    No sampling.
     (Transformers 5's RagTokenForGeneration.generate ignores ``max_new_tokens``; here it is honoured.)
   * RAG-sequence ("thorough" decoding): the generator decodes every document on its own
     (greedy, or ``num_beams`` beams returning ``num_beams`` sequences), duplicates are dropped
@@ -125,17 +128,23 @@ class RagTokenGenerator(_RagTask):
     marginalize = staticmethod(marginalize)
 
     def generate(self, inputs=None, *, do_sample=False, num_beams=1, **kwargs):
-        if do_sample or num_beams != 1:
-            raise GenerationError("RagTokenGenerator.generate: only greedy search (do_sample=False, num_beams=1)")
+        if do_sample:
+            raise GenerationError("RagTokenGenerator.generate: only greedy and beam search (do_sample=False)")
         ids, mask, scores = self._documents(inputs, kwargs)
         max_length = self._max_length(kwargs)
         names = ("decoder_start_token_id", "eos_token_id", "pad_token_id", "forced_bos_token_id", "forced_eos_token_id")
         tok = {k: kwargs.pop(k, None) for k in names}
         tok = {k: (v if v is not None else self.token(k)) for k, v in tok.items()}
+        beam_kw = {k: kwargs.pop(k) for k in ("num_return_sequences", "length_penalty", "early_stopping")
+                   if k in kwargs}
         if kwargs:
             raise GenerationError(f"RagTokenGenerator.generate: unsupported arguments {sorted(kwargs)}")
         if tok["decoder_start_token_id"] is None:
             raise GenerationError("generate: no decoder_start_token_id in the config; pass one")
+        if num_beams != 1:
+            return self._beam_search(ids, mask, scores, max_length, tok, int(num_beams), beam_kw)
+        if beam_kw.get("num_return_sequences", 1) != 1:
+            raise GenerationError("RagTokenGenerator.generate: num_return_sequences > 1 needs num_beams")
         eos = tok["eos_token_id"]
         eos = set(eos if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos]))
         pad = tok["pad_token_id"] if tok["pad_token_id"] is not None else 0
@@ -168,6 +177,62 @@ class RagTokenGenerator(_RagTask):
             if done.all():
                 break
         return out
+
+
+    def _beam_search(self, ids, mask, scores, max_length, tok, k, beam_kw):
+        """Beam search on the marginalised next-token log-probabilities with the shared engine's
+        Transformers rules (keras_models/generation/beam.py), as RagTokenForGeneration runs
+        ``_beam_search``: every beam carries its own copy of the documents' decoder rows (batch *
+        beams * n_docs), reordered with the beams."""
+        from keras_models.generation.backend import make_rng
+        from keras_models.generation.beam import BeamSearch
+        from keras_models.generation.config import GenerationConfig
+        from keras_models.generation.processors import Processors
+
+        gen, b, n = self.backbone.generator, scores.shape[0], scores.shape[1]
+        eos = tok["eos_token_id"]
+        eos = tuple(eos if isinstance(eos, (list, tuple)) else ([] if eos is None else [eos]))
+        pad = tok["pad_token_id"] if tok["pad_token_id"] is not None else 0
+        config = GenerationConfig(num_beams=k, max_length=max_length, do_sample=False,
+                                  forced_bos_token_id=tok["forced_bos_token_id"],
+                                  forced_eos_token_id=tok["forced_eos_token_id"], eos_token_id=list(eos) or None,
+                                  pad_token_id=pad, **beam_kw).validate()
+        rows = b * k
+        # (batch * n_docs, ...) -> (batch * beams * n_docs, ...): each beam a copy of its item's documents
+        order = (np.arange(b)[:, None, None] * n + np.arange(n)[None, None, :] + 0 * np.arange(k)[None, :, None])
+        order = order.reshape(-1)
+        states = ops.take(gen.encode({"input_ids": ids, "attention_mask": mask}), order, axis=0)
+        enc_mask = ops.convert_to_tensor(mask[order])
+        doc_scores = ops.convert_to_tensor(np.repeat(scores, k, axis=0))
+
+        class Decoder:
+            def init_cache(self, rows_, length):
+                return gen.init_cache(rows_ * n, length, states)
+
+            def forward(self, step_ids, cache, index, mask_, extra, last_only=False):
+                step_ids = ops.repeat(step_ids, n, axis=0)
+                logits, cache = gen.call_decoder_with_cache(step_ids, states, enc_mask, cache, index)
+                return marginalize(logits, doc_scores), cache
+
+        def reorder(cache, idx):  # beam rows -> their n document rows
+            full = ops.reshape(ops.cast(idx, "int32")[:, None] * n + ops.arange(n, dtype="int32")[None, :], (-1,))
+            return keras.tree.map_structure(lambda t: ops.take(t, full, axis=0), cache)
+
+        fill = pad if pad else (eos[0] if eos else pad)
+        procs = Processors(config, 0, eos, sampling=False, min_keep=len(eos) + 1 if eos else 2, prompt_len=1)
+        search = BeamSearch(Decoder(), procs, eos, fill, k, config.length_penalty, config.early_stopping,
+                            reorder_cache=reorder)
+        tokens = np.full((rows, max_length), pad, "int32")
+        tokens[:, 0] = tok["decoder_start_token_id"]
+        full_mask = np.zeros((rows, max_length), "int32")
+        full_mask[:, 0] = 1
+        inputs = {"tokens": ops.convert_to_tensor(tokens), "mask": ops.convert_to_tensor(full_mask), "extra": {},
+                  "limit": ops.convert_to_tensor(max_length, "int32"), "rng": make_rng(None, rows)}
+        result = search.run(inputs, 1)
+        count = beam_kw.get("num_return_sequences", 1)
+        seqs = _np(result["sequences"])[:, :count]
+        lengths = _np(result["lengths"])[:, :count]
+        return seqs.reshape(-1, seqs.shape[-1])[:, :1 + int(lengths.max())]
 
 
 @_ser
