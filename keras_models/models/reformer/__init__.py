@@ -48,7 +48,7 @@ from keras_models.layers.activations import get_activation
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone, register_task
-from keras_models.presets.weight_map import Reshape, Rule, TRANSPOSE
+from keras_models.presets.weight_map import Reshape, Rule
 from keras_models.spec import Spec, dim, hf
 from keras_models.models.encoder.tasks import ClassifierDenseOutProj
 from keras_models.tasks.causal_lm import CausalLM
