@@ -35,8 +35,9 @@ from keras_models.errors import ConfigError, InputError
 
 LOSS_KEYS = ("class_cost", "bbox_cost", "giou_cost", "eos_coefficient", "bbox_loss_coefficient",
              "giou_loss_coefficient", "focal_alpha", "auxiliary_loss")
-DEFAULTS = dict(class_cost=1.0, bbox_cost=5.0, giou_cost=2.0, eos_coefficient=0.1, bbox_loss_coefficient=5.0,
-                giou_loss_coefficient=2.0, focal_alpha=0.25, auxiliary_loss=False)
+# (ints where Transformers 5 types the config field as int: its strict config classes reject 1.0)
+DEFAULTS = dict(class_cost=1, bbox_cost=5, giou_cost=2, eos_coefficient=0.1, bbox_loss_coefficient=5,
+                giou_loss_coefficient=2, focal_alpha=0.25, auxiliary_loss=False)
 
 
 def loss_config_from_hf(hf, defaults=None):
@@ -46,7 +47,12 @@ def loss_config_from_hf(hf, defaults=None):
     for k in LOSS_KEYS:
         v = hf.get(k, base[k])
         v = base[k] if v is None else v
-        out[k] = bool(v) if k == "auxiliary_loss" else float(v)
+        if k == "auxiliary_loss":
+            out[k] = bool(v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[k] = v  # the checkpoint's own type, written back as it was
+        else:
+            raise ConfigError(f"config.json: {k}={v!r} must be a number")
     if out["class_cost"] == 0 and out["bbox_cost"] == 0 and out["giou_cost"] == 0:
         raise ConfigError("config.json: class_cost, bbox_cost and giou_cost are all 0; the matcher needs one")
     return out

@@ -128,7 +128,7 @@ class ConditionalDetrBackbone(DetrBackbone):
 @register_task(ConditionalDetrBackbone, "ObjectDetector", ("ConditionalDetrForObjectDetection",))
 class ConditionalDetrObjectDetector(ObjectDetector):
     no_object_class = False
-    loss_defaults = {"class_cost": 2.0}  # ConditionalDetrConfig's; the loss is the focal kind
+    loss_defaults = {"class_cost": 2}  # ConditionalDetrConfig's; the loss is the focal kind
 
     def box_logits(self, states, outputs):
         ref = inverse_sigmoid(outputs["reference_points"])
