@@ -13,7 +13,9 @@ from keras_models.preprocessing.image import image_folder
 from tests.parity import assert_close, hf_reference
 
 skdata = pytest.importorskip("skimage.data")
-PHOTOS = [os.path.join(skdata.data_dir, n) for n in ("astronaut.png", "coffee.png", "rocket.jpg")]
+# the images scikit-image ships in its package folder (skdata.data_dir is pooch's download cache
+# whenever pooch is installed, and that cache is empty offline)
+PHOTOS = [os.path.join(os.path.dirname(skdata.__file__), n) for n in ("astronaut.png", "coffee.png", "rocket.jpg")]
 
 
 def _vit_with_processor():

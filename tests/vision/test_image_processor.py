@@ -34,7 +34,9 @@ CONFIGS = [
 
 
 def _photo(name):
-    return os.path.join(skdata.data_dir, name)
+    # the images scikit-image ships in its package folder: skdata.data_dir is pooch's download cache
+    # instead whenever pooch is installed (librosa, a dev extra, brings it), and that cache is empty offline
+    return os.path.join(os.path.dirname(skdata.__file__), name)
 
 
 def _hf_and_ours(cls_name, kwargs, tmp_path):
