@@ -38,12 +38,14 @@ class ImageTextProcessor:
 
     # --- presets ------------------------------------------------------------------------------
     @classmethod
-    def from_preset(cls, folder, hf=None):
+    def read_preset_parts(cls, folder):
+        """``(tokenizer, image_processor, settings, image_config, chat_template)`` of a processor
+        folder (``settings``: processor_config.json; ``image_config``: its ``image_processor`` entry or
+        preprocessor_config.json), or None when the folder has neither a tokenizer nor images."""
         from keras_models.preprocessing.image import CONFIG_NAME
         from keras_models.tasks.text import TOKENIZER_FILES
 
         folder = Path(folder)
-        hf = hf or {}
         tokenizer = image_processor = None
         if any((folder / f).is_file() for f in TOKENIZER_FILES) or list(folder.glob("*.model")):
             from keras_models.tokenizers import Tokenizer
@@ -57,6 +59,20 @@ class ImageTextProcessor:
             image_processor = cls.image_processor_from_config(image_config)
         if tokenizer is None and image_processor is None:
             return None
+        template = None
+        if (folder / "chat_template.jinja").is_file():
+            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
+        elif (folder / "chat_template.json").is_file():
+            template = (_read_json(folder / "chat_template.json") or {}).get("chat_template")
+        return tokenizer, image_processor, settings, image_config, template
+
+    @classmethod
+    def from_preset(cls, folder, hf=None):
+        hf = hf or {}
+        parts = cls.read_preset_parts(folder)
+        if parts is None:
+            return None
+        tokenizer, image_processor, settings, _, template = parts
         vision = hf.get("vision_config") or {}
         patch = settings.get("patch_size") or vision.get("patch_size") or 14
         strategy = (settings.get("vision_feature_select_strategy") or hf.get("vision_feature_select_strategy")
@@ -64,11 +80,6 @@ class ImageTextProcessor:
         extra = settings.get("num_additional_image_tokens")
         if extra is None:  # a CLIP tower has a class token; SigLIP has none
             extra = 0 if str(vision.get("model_type", "")).startswith("siglip") else 1
-        template = None
-        if (folder / "chat_template.jinja").is_file():
-            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-        elif (folder / "chat_template.json").is_file():
-            template = (_read_json(folder / "chat_template.json") or {}).get("chat_template")
         token = settings.get("image_token") or getattr(tokenizer, "image_token", None) or "<image>"
         return cls(tokenizer, image_processor, patch_size=patch[0] if isinstance(patch, list) else patch,
                    vision_feature_select_strategy=strategy, num_additional_image_tokens=extra, image_token=token,

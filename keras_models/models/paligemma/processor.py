@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from keras_models.errors import InputError, PresetError
-from keras_models.preprocessing.image_text import PROCESSOR_CONFIG, ImageTextProcessor, _image_list, _read_json
+from keras_models.preprocessing.image_text import PROCESSOR_CONFIG, ImageTextProcessor, _image_list
 
 IMAGE_TOKEN = "<image>"
 EXTRA_TOKENS = [f"<loc{i:0>4}>" for i in range(1024)] + [f"<seg{i:0>3}>" for i in range(128)]
@@ -51,33 +51,16 @@ class PaliGemmaProcessor(ImageTextProcessor):
 
     @classmethod
     def from_preset(cls, folder, hf=None):
-        from keras_models.preprocessing.image import CONFIG_NAME, ImageProcessor
-        from keras_models.tasks.text import TOKENIZER_FILES
-
-        folder, hf = Path(folder), hf or {}
-        tokenizer = image_processor = None
-        if any((folder / f).is_file() for f in TOKENIZER_FILES) or list(folder.glob("*.model")):
-            from keras_models.tokenizers import Tokenizer
-
-            tokenizer = Tokenizer.from_preset(folder)
-        settings = _read_json(folder / PROCESSOR_CONFIG) or {}
-        image_config = settings.get("image_processor") if isinstance(settings.get("image_processor"), dict) else None
-        if image_config is None and (folder / CONFIG_NAME).is_file():
-            image_config = _read_json(folder / CONFIG_NAME)
-        if image_config is not None:
-            image_processor = ImageProcessor.from_config(image_config)
-        if tokenizer is None and image_processor is None:
+        hf = hf or {}
+        parts = cls.read_preset_parts(folder)
+        if parts is None:
             return None
+        tokenizer, image_processor, _, image_config, template = parts
         vision = hf.get("vision_config") or {}
         length = (image_config or {}).get("image_seq_length") or (hf.get("text_config") or {}).get("num_image_tokens")
         if not length:
             size, patch = vision.get("image_size", 224), vision.get("patch_size", 14)
             length = (size // patch) ** 2
-        template = None
-        if (folder / "chat_template.jinja").is_file():
-            template = (folder / "chat_template.jinja").read_text(encoding="utf-8")
-        elif (folder / "chat_template.json").is_file():
-            template = (_read_json(folder / "chat_template.json") or {}).get("chat_template")
         token = getattr(tokenizer, "image_token", None) or IMAGE_TOKEN
         return cls(tokenizer, image_processor, image_seq_length=length, image_token=token, chat_template=template)
 
