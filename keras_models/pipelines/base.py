@@ -211,3 +211,20 @@ class HiddenStateOutputs:
     def postprocess(self, item, chunks, outputs, return_tensors=False, **_):
         hidden = outputs[0][None]
         return hidden if return_tensors else hidden.tolist()
+
+
+def generation_kwargs(task, params, default_max_new_tokens=256):
+    """``generate_kwargs`` merged with ``max_new_tokens`` (``default_max_new_tokens``, Transformers'
+    pipeline default, when neither bounds the length): the generative pipelines' shared rule."""
+    raw = params.get("generate_kwargs")
+    if raw is not None and not isinstance(raw, dict):
+        raise PipelineError(f"{task}: generate_kwargs must be a dict, got {type(raw).__name__}")
+    gen = dict(raw or {})
+    if params.get("max_new_tokens") is not None:
+        if "max_new_tokens" in gen:
+            raise PipelineError(f"{task}: max_new_tokens is given both as an argument and in generate_kwargs; "
+                                "use one")
+        gen["max_new_tokens"] = params["max_new_tokens"]
+    if "max_new_tokens" not in gen and "max_length" not in gen:
+        gen["max_new_tokens"] = default_max_new_tokens
+    return gen

@@ -37,9 +37,8 @@ import re
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, to_numpy
+from keras_models.pipelines.base import Pipeline, PipelineError, generation_kwargs, to_numpy
 from keras_models.pipelines.question_answering import select_spans
-from keras_models.pipelines.vqa import generation_kwargs
 
 NO_OCR = ("document-question-answering: pass word_boxes=[(word, [x0, y0, x1, y1]), ...] (boxes normalised "
           "to 0-1000). Transformers would run Tesseract OCR (the pytesseract package) on an image given "

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError
+from keras_models.pipelines.base import Pipeline, PipelineError, generation_kwargs
 
 _PARAMS = ("max_new_tokens", "generate_kwargs", "return_full_text", "return_tensors", "continue_final_message",
            "skip_special_tokens", "clean_up_tokenization_spaces", "timeout")
@@ -87,17 +87,7 @@ class ImageTextToTextPipeline(Pipeline):
 
     # --- arguments ----------------------------------------------------------------------------------
     def _generate_kwargs(self, params):
-        gen = params.get("generate_kwargs") or {}
-        if not isinstance(gen, dict):
-            raise PipelineError(f"{self.task}: generate_kwargs must be a dict, got {type(gen).__name__}")
-        gen = dict(gen)
-        if params.get("max_new_tokens") is not None:
-            if "max_new_tokens" in gen:
-                raise PipelineError(f"{self.task}: max_new_tokens is given both as an argument and in "
-                                    "generate_kwargs; use one")
-            gen["max_new_tokens"] = params["max_new_tokens"]
-        if "max_new_tokens" not in gen and "max_length" not in gen:
-            gen["max_new_tokens"] = 256
+        gen = generation_kwargs(self.task, params)
         if params.get("return_full_text") is not None and params.get("return_tensors"):
             raise PipelineError(f"{self.task}: return_full_text and return_tensors cannot be used together")
         return gen

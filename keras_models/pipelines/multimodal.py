@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, to_numpy
+from keras_models.pipelines.base import Pipeline, PipelineError, generation_kwargs, to_numpy
 from keras_models.pipelines.image import ImageInputs
 
 
@@ -148,17 +148,7 @@ class ImageToTextPipeline(ImageInputs, Pipeline):
                                 "(tokenizer files and preprocessor_config.json in its preset)")
 
     def prepare_params(self, params):
-        gen = dict(params.get("generate_kwargs") or {})
-        if not isinstance(params.get("generate_kwargs") or {}, dict):
-            raise PipelineError(f"{self.task}: generate_kwargs must be a dict")
-        if params.get("max_new_tokens") is not None:
-            if "max_new_tokens" in gen:
-                raise PipelineError(f"{self.task}: max_new_tokens is given both as an argument and in "
-                                    "generate_kwargs; use one")
-            gen["max_new_tokens"] = params["max_new_tokens"]
-        if "max_new_tokens" not in gen and "max_length" not in gen:
-            gen["max_new_tokens"] = 256
-        return {"generate_kwargs": gen}
+        return {"generate_kwargs": generation_kwargs(self.task, params)}
 
     def preprocess(self, item, **_):
         from keras_models.preprocessing.image_io import load_image

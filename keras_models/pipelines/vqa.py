@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, sigmoid, to_numpy
+from keras_models.pipelines.base import Pipeline, PipelineError, generation_kwargs, sigmoid, to_numpy
 
-MAX_NEW_TOKENS = 256  # Transformers 4's visual-question-answering default
 
 
 def is_image(x):
@@ -31,22 +30,6 @@ def is_image(x):
     if isinstance(x, np.ndarray):
         return x.ndim in (2, 3)
     return type(x).__module__.startswith("PIL.")
-
-
-def generation_kwargs(task, params):
-    """``generate_kwargs`` merged with ``max_new_tokens`` (256 when neither bounds the length)."""
-    raw = params.get("generate_kwargs")
-    if raw is not None and not isinstance(raw, dict):
-        raise PipelineError(f"{task}: generate_kwargs must be a dict, got {type(raw).__name__}")
-    gen = dict(raw or {})
-    if params.get("max_new_tokens") is not None:
-        if "max_new_tokens" in gen:
-            raise PipelineError(f"{task}: max_new_tokens is given both as an argument and in generate_kwargs; "
-                                "use one")
-        gen["max_new_tokens"] = params["max_new_tokens"]
-    if "max_new_tokens" not in gen and "max_length" not in gen:
-        gen["max_new_tokens"] = MAX_NEW_TOKENS
-    return gen
 
 
 def pad_images(chunks):
