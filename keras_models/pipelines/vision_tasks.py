@@ -20,19 +20,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, to_numpy
-from keras_models.pipelines.image import ImageInputs, _labels
+from keras_models.pipelines.base import PipelineError, to_numpy
+from keras_models.pipelines.image import ImagePipeline, _labels
 
 
-class _DenseImagePipeline(ImageInputs, Pipeline):
+class _DenseImagePipeline(ImagePipeline):
     """One image per chunk, with its original (height, width); images of one shape share a model call."""
-
-    def __init__(self, model, tokenizer=None, image_processor=None, **kwargs):
-        super().__init__(model, tokenizer=tokenizer, **kwargs)
-        self.image_processor = image_processor or getattr(model, "preprocessor", None)
-        if self.image_processor is None:
-            raise PipelineError(f"{self.task}: the model has no image processor (preprocessor_config.json); "
-                                "pass image_processor=")
 
     def preprocess(self, item, **_):
         from keras_models.preprocessing.image_io import load_image
