@@ -21,6 +21,7 @@ _LAZY = {
     "TextClassifier": "keras_models.tasks.text",
     "TokenClassifier": "keras_models.tasks.text",
     "QuestionAnswerer": "keras_models.tasks.text",
+    "MultipleChoice": "keras_models.tasks.multiple_choice",
     "TextEmbedder": "keras_models.tasks.embedder",
     "CausalLM": "keras_models.tasks.causal_lm",
     "Seq2SeqLM": "keras_models.tasks.seq2seq_lm",

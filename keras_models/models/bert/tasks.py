@@ -3,6 +3,7 @@
 from keras_models.models.bert.backbone import BertBackbone
 from keras_models.models.encoder.tasks import family_task
 from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.multiple_choice import MultipleChoice
 from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TextClassifier, TokenClassifier
 
 
@@ -26,9 +27,15 @@ class BertQuestionAnswerer(QuestionAnswerer):
     pass
 
 
+@family_task(BertBackbone, "MultipleChoice", "BertForMultipleChoice")
+class BertMultipleChoice(MultipleChoice):
+    pass
+
+
 @family_task(BertBackbone, "TextEmbedder", "BertModel")
 class BertTextEmbedder(TextEmbedder):
     pass
 
 
-__all__ = ["BertMaskedLM", "BertTextClassifier", "BertTokenClassifier", "BertQuestionAnswerer", "BertTextEmbedder"]
+__all__ = ["BertMaskedLM", "BertTextClassifier", "BertTokenClassifier", "BertQuestionAnswerer", "BertTextEmbedder",
+           "BertMultipleChoice"]

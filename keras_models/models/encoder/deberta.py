@@ -20,6 +20,7 @@ from keras_models.models.encoder.backbone import (
     norm_rules,
 )
 from keras_models.models.encoder.tasks import family_task
+from keras_models.tasks.multiple_choice import MultipleChoice
 from keras_models.models.registry import register_backbone
 from keras_models.presets.weight_map import Rule, Transpose
 from keras_models.spec import const, dim, hf
@@ -217,6 +218,11 @@ class DebertaV2TextClassifier(DebertaTextClassifierBase):
     pass
 
 
+@family_task(DebertaV2Backbone, "MultipleChoice", "DebertaV2ForMultipleChoice")
+class DebertaV2MultipleChoice(MultipleChoice, DebertaV2TextClassifier):
+    """DebertaV2ForMultipleChoice: the sequence classifier's head (``pooler.dense``) with one unit."""
+
+
 @family_task(DebertaV2Backbone, "TokenClassifier", "DebertaV2ForTokenClassification")
 class DebertaV2TokenClassifier(TokenClassifier):
     pass
@@ -234,5 +240,5 @@ class DebertaV2TextEmbedder(TextEmbedder):
 
 __all__ = [
     "DebertaV2Backbone", "DebertaV2MaskedLM", "DebertaV2TextClassifier", "DebertaV2TokenClassifier",
-    "DebertaV2QuestionAnswerer", "DebertaV2TextEmbedder",
+    "DebertaV2QuestionAnswerer", "DebertaV2TextEmbedder", "DebertaV2MultipleChoice",
 ]

@@ -6,12 +6,14 @@ from dataclasses import dataclass
 import keras
 from keras import ops
 
+from keras_models.errors import ConfigError
 from keras_models.layers.activations import get_activation
 from keras_models.models.encoder.backbone import EncoderBackbone, EncoderSpec, dense_rules
 from keras_models.models.encoder.tasks import ClassifierDenseOutProj, family_task
 from keras_models.models.registry import register_backbone, register_task
 from keras_models.spec import dim
 from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.multiple_choice import MultipleChoice
 from keras_models.tasks.task import Task
 from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TokenClassifier
 
@@ -81,6 +83,55 @@ class ElectraTextClassifier(ClassifierDenseOutProj):
     inner_activation = "gelu"
 
 
+@family_task(ElectraBackbone, "MultipleChoice", "ElectraForMultipleChoice")
+class ElectraMultipleChoice(MultipleChoice):
+    """ElectraForMultipleChoice: the sequence summary (the first token ->
+    ``sequence_summary.summary`` -> ``summary_activation`` -> dropout ``summary_last_dropout``)
+    and ``classifier``; summary_type "first" / "last" / "mean" (Transformers' unmasked mean)."""
+
+    hf_inner = ("sequence_summary.summary", False)
+    inner_activation = "gelu"  # ElectraConfig's summary_activation default
+    hf_head_patterns = ("sequence_summary.*", "classifier.*")
+
+    def __init__(self, backbone, summary_type="first", **kwargs):
+        if summary_type not in ("first", "last", "mean"):
+            raise ConfigError(f"ElectraMultipleChoice: summary_type={summary_type!r} is not supported "
+                              "(first, last, mean)")
+        self.summary_type = summary_type
+        super().__init__(backbone, **kwargs)
+
+    @classmethod
+    def task_config_from_hf(cls, hf, head_from_checkpoint, **kwargs):
+        kwargs = super().task_config_from_hf(hf, head_from_checkpoint, **kwargs)
+        if not hf.get("summary_use_proj", True) or hf.get("summary_proj_to_labels"):
+            raise ConfigError("config.json: ElectraForMultipleChoice with summary_use_proj=false or "
+                              "summary_proj_to_labels=true is not supported (its classifier then mis-fits)")
+        if hf.get("summary_first_dropout"):
+            raise ConfigError("config.json: summary_first_dropout is not supported by ElectraMultipleChoice")
+        kwargs.setdefault("summary_type", hf.get("summary_type", "first"))
+        kwargs.setdefault("activation", hf.get("summary_activation", "gelu") or "linear")
+        kwargs.setdefault("dropout", hf.get("summary_last_dropout", 0.1))
+        return kwargs
+
+    def task_config_to_hf(self):
+        act = self.activation or "gelu"
+        return {"summary_type": self.summary_type, "summary_use_proj": True,
+                "summary_activation": None if act == "linear" else act,
+                "summary_last_dropout": self.dropout}
+
+    def pool(self, hidden, inputs):
+        if self.summary_type == "last":
+            return hidden[:, -1]
+        if self.summary_type == "mean":
+            return ops.mean(hidden, axis=1)
+        return hidden[:, 0]
+
+    def get_config(self):
+        c = super().get_config()
+        c["summary_type"] = self.summary_type
+        return c
+
+
 @family_task(ElectraBackbone, "TokenClassifier", "ElectraForTokenClassification")
 class ElectraTokenClassifier(TokenClassifier):
     pass
@@ -98,5 +149,5 @@ class ElectraTextEmbedder(TextEmbedder):
 
 __all__ = [
     "ElectraBackbone", "ElectraDiscriminator", "ElectraMaskedLM", "ElectraTextClassifier", "ElectraTokenClassifier",
-    "ElectraQuestionAnswerer", "ElectraTextEmbedder",
+    "ElectraQuestionAnswerer", "ElectraTextEmbedder", "ElectraMultipleChoice",
 ]

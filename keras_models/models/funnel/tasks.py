@@ -18,6 +18,7 @@ from keras_models.models.funnel.backbone import FunnelBackbone
 from keras_models.models.registry import register_task
 from keras_models.presets.weight_map import Rule
 from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.multiple_choice import MultipleChoice
 from keras_models.tasks.task import Task
 from keras_models.tasks.text import MaskedLM, QuestionAnswerer, TextClassifier, TokenClassifier
 
@@ -62,6 +63,11 @@ class FunnelTextClassifier(TextClassifier):
         return self.head(pooled[:, 0], training=training)
 
 
+@family_task(FunnelBackbone, "MultipleChoice", "FunnelForMultipleChoice")
+class FunnelMultipleChoice(MultipleChoice, FunnelTextClassifier):
+    """FunnelForMultipleChoice: the sequence classifier's head with one unit."""
+
+
 @family_task(FunnelBackbone, "TokenClassifier", "FunnelForTokenClassification")
 class FunnelTokenClassifier(TokenClassifier):
     pass
@@ -82,4 +88,4 @@ class FunnelTextEmbedder(TextEmbedder):
 
 
 __all__ = ["FunnelMaskedLM", "FunnelDiscriminator", "FunnelTextClassifier", "FunnelTokenClassifier",
-           "FunnelQuestionAnswerer", "FunnelTextEmbedder"]
+           "FunnelQuestionAnswerer", "FunnelTextEmbedder", "FunnelMultipleChoice"]

@@ -220,7 +220,7 @@ class MraBackbone(EncoderBackbone):
     hf_model_type = "mra"
     verified_backends = ("jax", "torch", "tensorflow")
     not_covered = ("reference: Transformers' MRA with a torch stand-in for its CUDA kernels (written from their "
-                   "source; not run against the CUDA kernels: no GPU); MraForMultipleChoice (no multiple-choice task)")
+                   "source; not run against the CUDA kernels: no GPU)")
 
     def make_block(self, index, init):
         return MraBlock(

@@ -9,6 +9,7 @@ from keras_models.models.encoder.tasks import RobertaShapedMaskedLM, RobertaShap
 from keras_models.models.registry import register_backbone
 from keras_models.spec import const, dim, hf
 from keras_models.tasks.embedder import TextEmbedder
+from keras_models.tasks.multiple_choice import MultipleChoice
 from keras_models.tasks.text import QuestionAnswerer, TokenClassifier
 
 
@@ -54,10 +55,16 @@ class RobertaQuestionAnswerer(QuestionAnswerer):
     pass
 
 
+@family_task(RobertaBackbone, "MultipleChoice", "RobertaForMultipleChoice")
+class RobertaMultipleChoice(MultipleChoice):
+    """RobertaForMultipleChoice: the pooler (``roberta.pooler.dense``, tanh) and ``classifier``, as
+    BERT's, not RoBERTa's sequence-classification head."""
+
+
 @family_task(RobertaBackbone, "TextEmbedder", "RobertaModel")
 class RobertaTextEmbedder(TextEmbedder):
     pass
 
 
 __all__ = ["RobertaBackbone", "RobertaMaskedLM", "RobertaTextClassifier", "RobertaTokenClassifier",
-           "RobertaQuestionAnswerer", "RobertaTextEmbedder"]
+           "RobertaQuestionAnswerer", "RobertaTextEmbedder", "RobertaMultipleChoice"]
