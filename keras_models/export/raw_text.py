@@ -104,8 +104,17 @@ def _normalizer_steps(normalizer):
         return [("lowercase", None)]
     if kind == "StripAccents":
         return [("remove_marks", None)]
+    if kind == "Replace":
+        pattern = normalizer.get("pattern") or {}
+        if "String" in pattern:
+            return [("replace", (re.escape(pattern["String"]), normalizer.get("content", "")))]
+        if "Regex" in pattern:  # Oniguruma in Rust, RE2 here: the probe checks they agree
+            return [("replace", (pattern["Regex"], normalizer.get("content", "")))]
+    if kind == "Precompiled":  # SentencePiece's own character map: applied by the SentencePiece op
+        return [("precompiled", normalizer.get("precompiled_charsmap") or "")]
     raise _error(f"raw_strings=True: the tokenizer's normalizer {kind!r} has no TensorFlow equivalent here "
-                 "(supported: BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, StripAccents and Sequences of them)")
+                 "(supported: BertNormalizer, NFC/NFD/NFKC/NFKD, Lowercase, StripAccents, Replace, and for SentencePiece "
+                 "models Precompiled, and Sequences of them)")
 
 
 def _template(post, vocab):
@@ -143,16 +152,21 @@ def tokenizer_spec(preprocessor):
                      f"preprocessor is {type(preprocessor).__name__}")
     config = json.loads(tokenizer.backend_tokenizer.to_str())
     kind = (config.get("model") or {}).get("type")
+    if kind == "Unigram":
+        return _sentencepiece_spec(preprocessor, tokenizer, config)
     if kind != "WordPiece":
-        hint = (" (a SentencePiece Unigram model: not supported yet)" if kind == "Unigram" else "")
-        raise _error(f"raw_strings=True supports WordPiece tokenizers (BERT-like) only; this model's tokenizer "
-                     f"({tokenizer.class_name}) is {kind}{hint}: export with token inputs "
-                     "(raw_strings=False) and tokenize outside the SavedModel")
+        raise _error(f"raw_strings=True supports WordPiece (BERT-like) and SentencePiece Unigram (T5, ALBERT, "
+                     f"XLM-R-like) tokenizers; this model's tokenizer ({tokenizer.class_name}) is {kind}: export "
+                     "with token inputs (raw_strings=False) and tokenize outside the SavedModel")
     pre = config.get("pre_tokenizer")
     pre_kind = None if pre is None else pre.get("type")
     if pre_kind not in ("BertPreTokenizer", "WhitespaceSplit"):
         raise _error(f"raw_strings=True: the tokenizer's pre-tokenizer {pre_kind!r} is not supported "
                      "(BertPreTokenizer or WhitespaceSplit)")
+    normalizer = _normalizer_steps(config.get("normalizer"))
+    if any(op == "precompiled" for op, _ in normalizer):
+        raise _error("raw_strings=True: a Precompiled (SentencePiece) normalizer in a WordPiece tokenizer is not "
+                     "supported")
     wp = config["model"]
     vocab = wp["vocab"]
     ordered = sorted(vocab, key=vocab.get)
@@ -160,20 +174,27 @@ def tokenizer_spec(preprocessor):
         raise _error("raw_strings=True: the WordPiece vocabulary's ids are not 0..n-1")
     if wp.get("unk_token") not in vocab:
         raise _error(f"raw_strings=True: the WordPiece unk_token {wp.get('unk_token')!r} is not in the vocabulary")
-    if tokenizer.padding_side != "right" or getattr(tokenizer, "truncation_side", "right") != "right":
-        raise _error("raw_strings=True pads and truncates on the right only; this tokenizer uses "
-                     f"padding_side={tokenizer.padding_side!r}, truncation_side={tokenizer.truncation_side!r}")
-    if tokenizer.pad_token_id is None and preprocessor.padding:
-        raise _error("raw_strings=True: the tokenizer has no pad token")
-    prefix, prefix_types, seq_type, suffix, suffix_types = _template(config.get("post_processor"), vocab)
     return {
-        "normalizer": _normalizer_steps(config.get("normalizer")),
+        **_common_spec(preprocessor, tokenizer, config, vocab),
+        "model": "wordpiece",
+        "normalizer": normalizer,
         "split_punctuation": pre_kind == "BertPreTokenizer",
         "vocab": ordered,
         "unk_token": wp["unk_token"],
         "prefix": wp.get("continuing_subword_prefix", "##"),
         "max_chars": int(wp.get("max_input_chars_per_word", 100)),
-        "template": (prefix, prefix_types, seq_type, suffix, suffix_types),
+    }
+
+
+def _common_spec(preprocessor, tokenizer, config, vocab):
+    """Template, truncation, padding and added tokens: the same for every tokenizer model."""
+    if tokenizer.padding_side != "right" or getattr(tokenizer, "truncation_side", "right") != "right":
+        raise _error("raw_strings=True pads and truncates on the right only; this tokenizer uses "
+                     f"padding_side={tokenizer.padding_side!r}, truncation_side={tokenizer.truncation_side!r}")
+    if tokenizer.pad_token_id is None and preprocessor.padding:
+        raise _error("raw_strings=True: the tokenizer has no pad token")
+    return {
+        "template": _template(config.get("post_processor"), vocab),
         "sequence_length": int(preprocessor.sequence_length) if preprocessor.truncation else None,
         "padding": preprocessor.padding,
         "pad_to_multiple_of": preprocessor.pad_to_multiple_of,
@@ -184,6 +205,106 @@ def tokenizer_spec(preprocessor):
         # pre-tokenizer drops anyway)
         "added": [(t["content"], int(t["id"])) for t in config.get("added_tokens", [])
                   if t.get("content") and not t.get("normalized") and not t.get("single_word")],
+    }
+
+
+def _message_fields(buf):
+    """(field number, the field's raw bytes) of one protobuf message, in order."""
+    from keras_models.tokenizers.sentencepiece_model import _varint
+
+    pos, out = 0, []
+    while pos < len(buf):
+        start = pos
+        key, pos = _varint(buf, pos)
+        wire = key & 7
+        if wire == 0:
+            _, pos = _varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 2:
+            length, pos = _varint(buf, pos)
+            pos += length
+        elif wire == 5:
+            pos += 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        out.append((key >> 3, bytes(buf[start:pos])))
+    return out
+
+
+def _varint_bytes(value):
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _with_normalizer(proto, name, charsmap):
+    """The SentencePiece ModelProto with its normalizer spec replaced: ``name`` (and ``charsmap``),
+    a dummy prefix, extra whitespace removed; no denormalizer."""
+    spec = b"".join([b"\x0a" + _varint_bytes(len(name)) + name.encode(),
+                     b"\x12" + _varint_bytes(len(charsmap)) + charsmap if charsmap else b"",
+                     b"\x18\x01\x20\x01\x28\x01"])
+    kept = b"".join(raw for number, raw in _message_fields(proto) if number not in (3, 5))
+    return kept + b"\x1a" + _varint_bytes(len(spec)) + spec
+
+
+def _sentencepiece_spec(preprocessor, tokenizer, config):
+    """A Unigram tokenizer.json run as its SentencePiece ``.model`` (tensorflow_text's op): our
+    normalizer steps in TF ops before it (the Precompiled map, when it is the model's own and the
+    last step, inside it), whitespace splitting, and the model's piece ids mapped to ours by text
+    (T5 and ALBERT: the same ids; XLM-R: fairseq's offset and <s> <pad> </s> <unk> first)."""
+    import base64
+
+    from keras_models.tokenizers.sentencepiece_model import UNIGRAM, parse_model
+
+    proto = getattr(tokenizer, "sentencepiece_proto", None)
+    if proto is None:
+        raise _error(f"raw_strings=True: this SentencePiece (Unigram) tokenizer ({tokenizer.class_name}) was not "
+                     "loaded from a preset with its SentencePiece .model file (spiece.model, "
+                     "sentencepiece.bpe.model, ...), which the SavedModel runs; export with token inputs "
+                     "(raw_strings=False) or add the .model file to the preset")
+    name = tokenizer.sentencepiece_file
+    try:
+        model = parse_model(proto)
+    except Exception as e:
+        raise _error(f"raw_strings=True: the preset's {name} cannot be read: {e}") from e
+    if model.trainer_spec.model_type != UNIGRAM or model.trainer_spec.treat_whitespace_as_suffix:
+        raise _error(f"raw_strings=True: the preset's {name} is not a unigram model with whitespace as prefix, "
+                     "unlike its tokenizer.json")
+    pre = config.get("pre_tokenizer") or {}
+    stages = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    kinds = [p.get("type") for p in stages]
+    meta = stages[-1] if stages else {}
+    if kinds not in (["WhitespaceSplit", "Metaspace"], ["Metaspace"]) or meta.get("replacement") != "\u2581" \
+            or meta.get("prepend_scheme", "always") != "always" or not meta.get("split", True):
+        raise _error(f"raw_strings=True: the SentencePiece tokenizer's pre-tokenizer {json.dumps(pre)[:200]} is not "
+                     "supported (WhitespaceSplit + Metaspace('▁', prepend_scheme='always', split=True), or that "
+                     "Metaspace alone)")
+    steps = _normalizer_steps(config.get("normalizer"))
+    charsmap = b""
+    if any(op == "precompiled" for op, _ in steps):
+        if steps[-1][0] != "precompiled" or sum(op == "precompiled" for op, _ in steps) != 1:
+            raise _error("raw_strings=True: the tokenizer's Precompiled normalizer is not its last step")
+        charsmap = base64.b64decode(steps.pop()[1])
+        if charsmap != model.normalizer_spec.precompiled_charsmap:
+            raise _error(f"raw_strings=True: the tokenizer's Precompiled normalizer is not the character map of "
+                         f"the preset's {name}")
+    vocab = {t: i for t, i in tokenizer.get_vocab().items()}
+    unk = vocab.get(model.trainer_spec.unk_piece)
+    if unk is None:
+        raise _error(f"raw_strings=True: the SentencePiece unknown piece {model.trainer_spec.unk_piece!r} is not "
+                     "in the tokenizer's vocabulary")
+    return {
+        **_common_spec(preprocessor, tokenizer, config, vocab),
+        "model": "sentencepiece",
+        "normalizer": steps,
+        "whitespace": _WHITESPACE if kinds[0] == "WhitespaceSplit" else " ",
+        "proto": _with_normalizer(proto, model.normalizer_spec.name or "identity" if charsmap else "identity",
+                                  charsmap),
+        "id_map": [vocab.get(p.piece, unk) for p in model.pieces],
     }
 
 
@@ -198,12 +319,20 @@ def _module_class():
             import tensorflow_text as tf_text
 
             # held in a plain object: tf.Module would wrap (and try to save) dicts and lists
-            self._settings = types.SimpleNamespace(spec={k: v for k, v in spec.items() if k != "vocab"},
+            big = ("vocab", "proto", "id_map")
+            self._settings = types.SimpleNamespace(spec={k: v for k, v in spec.items() if k not in big},
                                                    input_specs=dict(input_specs))
-            self.wordpiece = tf_text.FastWordpieceTokenizer(
-                vocab=spec["vocab"], suffix_indicator=spec["prefix"], max_bytes_per_word=4 * spec["max_chars"] + 4,
-                token_out_type=tf.int32, unknown_token=spec["unk_token"], no_pretokenization=True,
-                support_detokenization=False)
+            if spec["model"] == "sentencepiece":
+                # the .model with the normalizer our tokenizer.json runs (Precompiled or none), each
+                # word on its own with its "▁" prefix; no <s> / </s>: the template adds them
+                self.sentencepiece = tf_text.SentencepieceTokenizer(
+                    model=spec["proto"], out_type=tf.int32, add_bos=False, add_eos=False)
+                self.id_map = tf.constant(spec["id_map"], tf.int32)
+            else:
+                self.wordpiece = tf_text.FastWordpieceTokenizer(
+                    vocab=spec["vocab"], suffix_indicator=spec["prefix"],
+                    max_bytes_per_word=4 * spec["max_chars"] + 4, token_out_type=tf.int32,
+                    unknown_token=spec["unk_token"], no_pretokenization=True, support_detokenization=False)
 
         def normalize(self, texts):
             import tensorflow_text as tf_text
@@ -223,6 +352,9 @@ def _module_class():
                     x = tf_text.normalize_utf8(x, arg)
                 elif op == "lowercase":  # per character, as Rust does (ICU would give a final ς)
                     x = tf.strings.lower(tf.strings.regex_replace(x, "Σ", "σ"), encoding="utf-8")
+                elif op == "replace":
+                    pattern, content = arg
+                    x = tf.strings.regex_replace(x, pattern, content.replace("\\", "\\\\"))
             return x
 
         def __call__(self, texts):
@@ -245,15 +377,30 @@ def _module_class():
                 added_ids = tf.gather(tf.constant([i for _, i in spec["added"]], tf.int32),
                                       tf.argmax(tf.cast(hits, tf.int32), axis=1))
                 flat_segments = tf.where(is_added, tf.constant(""), flat_segments)
+            if spec["model"] == "sentencepiece":
+                # SentencePiece (and ICU's normalisation) read C strings: NUL, which the Rust
+                # tokenizer keeps (an unknown character), would end the text; another unknown one
+                flat_segments = tf.strings.regex_replace(flat_segments, "\x00", "\ufdd1")
             x = self.normalize(flat_segments)
-            if spec["split_punctuation"]:
-                words = tf_text.regex_split(x, f"[{_WHITESPACE}]+|[{_PUNCT}]", f"[{_PUNCT}]")
+            if spec["model"] == "sentencepiece":
+                if any(op in ("strip_accents", "unicode") for op, _ in spec["normalizer"]):
+                    # decomposed Hangul: the Rust Precompiled step maps a syllable's jamo one by one
+                    # (a grapheme over 5 bytes is not looked up whole), SentencePiece's own normaliser
+                    # recomposes them; an unknown character between them keeps them apart, and
+                    # unknown characters fuse into one <unk> as the jamo do in Rust
+                    x = tf.strings.regex_replace(x, "([\u1100-\u11ff])([\u1100-\u11ff])", "\\1\ufdd1\\2")
+                    x = tf.strings.regex_replace(x, "([\u1100-\u11ff])([\u1100-\u11ff])", "\\1\ufdd1\\2")
+                words = tf_text.regex_split(x, f"[{spec['whitespace']}]+")
+                pieces = tf.gather(self.id_map, self.sentencepiece.tokenize(words.flat_values))
             else:
-                words = tf_text.regex_split(x, f"[{_WHITESPACE}]+")
-            flat = words.flat_values
-            too_long = tf.strings.length(flat, unit="UTF8_CHAR") > spec["max_chars"]
-            flat = tf.where(too_long, tf.constant(spec["unk_token"]), flat)
-            pieces = self.wordpiece.tokenize(flat)  # (words, pieces)
+                if spec["split_punctuation"]:
+                    words = tf_text.regex_split(x, f"[{_WHITESPACE}]+|[{_PUNCT}]", f"[{_PUNCT}]")
+                else:
+                    words = tf_text.regex_split(x, f"[{_WHITESPACE}]+")
+                flat = words.flat_values
+                too_long = tf.strings.length(flat, unit="UTF8_CHAR") > spec["max_chars"]
+                flat = tf.where(too_long, tf.constant(spec["unk_token"]), flat)
+                pieces = self.wordpiece.tokenize(flat)  # (words, pieces)
             ids = words.with_flat_values(pieces).merge_dims(1, 2)  # (segments, tokens)
             if spec["added"]:
                 single = tf.RaggedTensor.from_row_lengths(tf.boolean_mask(added_ids, is_added),
@@ -333,7 +480,7 @@ def export_raw_strings(model, export_tokens, filepath, verbose=None):
     names = [n for n in ("input_ids", "token_type_ids", "attention_mask") if n in signature]
     unknown = sorted(set(signature) - set(names))
     if unknown:
-        raise _error(f"raw_strings=True: the model takes inputs {unknown} that a WordPiece tokenizer does not give")
+        raise _error(f"raw_strings=True: the model takes inputs {unknown} that the tokenizer does not give")
     input_specs = {n: tf.as_dtype(str(signature[n].dtype)) for n in names}
     tokenizer = _module_class()(spec, input_specs)
     _check_probe(tokenizer, model.preprocessor, names)

@@ -372,6 +372,12 @@ def _load_tokenizer(folder, cls, overrides):
     if python_decoder is not None:
         tok.python_decoder = python_decoder
     tok.source_format = source
+    # the SentencePiece model beside tokenizer.json (T5, ALBERT, XLM-R): kept as bytes, unused for
+    # tokenization, for the raw-string SavedModel export (tensorflow_text runs the proto itself)
+    spm_file = next((n for n in SPM_FILE_NAMES if (folder / n).is_file()), None)
+    if spm_file is not None:
+        tok.sentencepiece_file = spm_file
+        tok.sentencepiece_proto = (folder / spm_file).read_bytes()
     info = _classes.class_info(class_name)
     spec = _classes.FAMILIES[info.get("family")]
     if spec.loader is not None and spec.files is not None:  # save_to_preset copies these back

@@ -109,6 +109,11 @@ def save_tokenizer(tok, folder: Path) -> tuple[str, ...]:
     path = folder / "tokenizer_config.json"
     _atomic_write(path, json.dumps(tokenizer_config_dict(tok), indent=2, ensure_ascii=False) + "\n")
     written.append(str(path))
+    proto = getattr(tok, "sentencepiece_proto", None)
+    if proto is not None:  # kept for the raw-string SavedModel export of a re-saved preset
+        path = folder / tok.sentencepiece_file
+        path.write_bytes(proto)
+        written.append(str(path))
     template = tok.chat_template
     if isinstance(template, str):
         path = folder / "chat_template.jinja"
