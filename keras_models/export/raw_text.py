@@ -13,6 +13,15 @@ SavedModel. Supported: WordPiece tokenizers (BERT-like) with
 * the preprocessor's truncation and padding (``sequence_length``, 'longest' / 'max_length',
   ``pad_to_multiple_of``), right side.
 
+and SentencePiece Unigram tokenizers (T5, ALBERT, XLM-R-like) whose preset has its ``.model`` file
+(kept as bytes on the loaded tokenizer): the file runs in ``tensorflow_text.SentencepieceTokenizer``
+with tokenizer.json's normaliser (Replace / NFx / StripAccents / Lowercase steps in TF ops first;
+Precompiled, as the last step and the model's own map, inside the op; otherwise an identity
+normaliser), one word at a time (WhitespaceSplit + Metaspace), its piece ids mapped to the
+tokenizer's by piece text (so XLM-R's fairseq offset and its <s> <pad> </s> <unk> follow), then the
+same template, truncation and padding. NUL becomes an unknown character (the op reads C strings),
+and decomposed Hangul jamo are kept apart (the Rust Precompiled step does not recompose them).
+
 Before anything is written, the TF tokenization is run on a probe corpus (accents, upper case,
 CJK, punctuation, control characters, an over-long word, the empty string) and compared with the
 preprocessor's; any difference is an ``ExportError``. Known differences that the probe does not
