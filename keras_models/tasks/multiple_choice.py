@@ -18,7 +18,32 @@ import keras
 from keras import ops
 
 from keras_models.errors import ConfigError, InputError
-from keras_models.tasks.text import TextClassifier, _text_preprocessor, _with_pre, sparse_ce
+from keras_models.preprocessing.text import TextClassifierPreprocessor
+from keras_models.tasks.text import TOKENIZER_FILES, TextClassifier, _with_pre, sparse_ce
+
+
+class MultipleChoicePreprocessor(TextClassifierPreprocessor):
+    """``(prompt, [choice, ...])`` samples -> token arrays ``(batch, num_choices, seq)``: each
+    choice is tokenized as the pair ``(prompt, choice)``, as Transformers users tokenize
+    ``[[prompt, choice], ...]`` for ``*ForMultipleChoice``. Every sample needs the same number of
+    choices."""
+
+    def features(self, x):
+        samples = [x] if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) else list(x)
+        counts = set()
+        texts, pairs = [], []
+        for i, sample in enumerate(samples):
+            if not (isinstance(sample, (tuple, list)) and len(sample) == 2 and isinstance(sample[0], str)
+                    and isinstance(sample[1], (list, tuple)) and sample[1]):
+                raise InputError(f"MultipleChoicePreprocessor: sample {i} must be (prompt, [choice, ...]), "
+                                 f"got {sample!r}")
+            counts.add(len(sample[1]))
+            texts += [sample[0]] * len(sample[1])
+            pairs += [str(c) for c in sample[1]]
+        if len(counts) > 1:
+            raise InputError(f"MultipleChoicePreprocessor: samples have different numbers of choices {sorted(counts)}")
+        n = counts.pop()
+        return {k: v.reshape(len(samples), n, v.shape[-1]) for k, v in self.tokenize(texts, pairs).items()}
 
 
 def _flatten_choices(value, rank):
@@ -77,7 +102,11 @@ class MultipleChoice(TextClassifier):
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
-        return _text_preprocessor(folder, hf, "TextClassifierPreprocessor", **_with_pre(kw))
+        if not any((folder / f).is_file() for f in TOKENIZER_FILES) and not list(folder.glob("*.model")):
+            return None
+        from keras_models.tokenizers import Tokenizer
+
+        return MultipleChoicePreprocessor(Tokenizer.from_preset(folder), **_with_pre(kw))
 
     def build_from_dummy(self):
         if not self.built or not self.weights:
@@ -103,4 +132,4 @@ class MultipleChoice(TextClassifier):
         return ops.reshape(logits, (-1, num_choices))
 
 
-__all__ = ["MultipleChoice"]
+__all__ = ["MultipleChoice", "MultipleChoicePreprocessor"]

@@ -124,3 +124,26 @@ def test_bad_inputs_and_config():
         model({k: v[:, 0] for k, v in inputs.items()})  # (batch, seq): no choice axis
     with pytest.raises(ConfigError, match="num_classes"):
         km.MultipleChoice.from_preset(folder, num_classes=3)
+
+
+def test_preprocessor_matches_transformers_pairs(tmp_path):
+    """(prompt, [choices]) -> the ids Transformers' tokenizer gives [[prompt, choice], ...]."""
+    import transformers
+
+    from keras_models.tasks.multiple_choice import MultipleChoicePreprocessor
+    from keras_models.tokenizers import Tokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "a", "mat", "dog", "ran",
+             "where", "did", "it", "?", "."]
+    (tmp_path / "vocab.txt").write_text("\n".join(words) + "\n")
+    transformers.BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt")).save_pretrained(tmp_path)
+    samples = [("where did the cat sit ?", ["on a mat .", "the dog", "ran"]),
+               ("the dog ran", ["a cat", "on the mat", "where ?"])]
+    pre = MultipleChoicePreprocessor(Tokenizer.from_preset(tmp_path))
+    out = pre(samples)
+    ref = transformers.AutoTokenizer.from_pretrained(tmp_path)(
+        [[p, c] for p, cs in samples for c in cs], padding=True, return_tensors="np")
+    for k in ("input_ids", "attention_mask", "token_type_ids"):
+        np.testing.assert_array_equal(out[k], ref[k].reshape(2, 3, -1))
+    with pytest.raises(InputError, match="numbers of choices"):
+        pre([samples[0], ("x", ["a"])])
