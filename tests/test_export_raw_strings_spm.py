@@ -1,7 +1,8 @@
 """``model.export(path, format="tf_saved_model", raw_strings=True)`` with SentencePiece Unigram
 tokenizers: the preset's ``spiece.model`` run by ``tensorflow_text.SentencepieceTokenizer`` behind our
 tokenizer.json's normaliser steps, the post-processor template (T5-like: ``text </s>``; ALBERT-like:
-``[CLS] text [SEP]`` with ALBERT's ``"``/NFKD/accent/lower-case steps), truncation and padding.
+``[CLS] text [SEP]`` with ALBERT's ``"``/NFKD/accent/lower-case steps; XLM-R-like: ``<s> text </s>``
+with fairseq's id offset, tokenization only), truncation and padding.
 
 Tiny spm models trained here; a small ALBERT classifier carries each tokenizer. The TF token inputs
 equal the preprocessor's on a corpus with accents, CJK and Hangul, upper case, full-width forms,
@@ -37,14 +38,17 @@ CORPUS = [
     "",
     "   ",
     "x",
-    "typed [CLS] [MASK] <extra_id_0> b<extra_id_1>c </s>",
+    "typed [CLS] [MASK] <extra_id_0> b<extra_id_1>c </s> <mask>x<s>",
     "the movie was good and the food was great, really very good! " * 3,
 ]
 CASES = {
     "t5": ("T5Tokenizer", dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1), {"extra_ids": 3}, None),
     "albert": ("AlbertTokenizer", dict(pad_id=0, unk_id=1, bos_id=-1, eos_id=-1,
                                        control_symbols=["[CLS]", "[SEP]", "[MASK]"]), {}, 16),
+    # fairseq numbering: <s> <pad> </s> <unk>, then the spm pieces shifted by one, <mask> last
+    "xlmr": ("XLMRobertaTokenizer", dict(unk_id=0, bos_id=1, eos_id=2), {}, None),
 }
+SPM_FILE = {"xlmr": "sentencepiece.bpe.model"}
 
 
 def _folder(case):
@@ -57,7 +61,7 @@ def _folder(case):
         spm.SentencePieceTrainer.train(sentence_iterator=iter(TRAIN), model_writer=buf, hard_vocab_limit=False,
                                        num_threads=1, minloglevel=2, character_coverage=1.0, vocab_size=120,
                                        model_type="unigram", **options)
-        (folder / "spiece.model").write_bytes(buf.getvalue())
+        (folder / SPM_FILE.get(case, "spiece.model")).write_bytes(buf.getvalue())
         (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": class_name, **config}))
         tok = transformers.AutoTokenizer.from_pretrained(str(folder))
         tok.save_pretrained(str(folder))  # tokenizer.json beside spiece.model, as on the Hub
@@ -85,7 +89,7 @@ def test_tf_sentencepiece_tokenization_equals_the_preprocessor(case):
     from keras_models.preprocessing.text import TextClassifierPreprocessor
 
     pre = TextClassifierPreprocessor.from_preset(_folder(case), **_kwargs(case))
-    assert pre.tokenizer.sentencepiece_file == "spiece.model"
+    assert pre.tokenizer.sentencepiece_file == SPM_FILE.get(case, "spiece.model")
     features = pre.features(CORPUS)
     unk = (features["input_ids"] == pre.tokenizer.unk_token_id).sum()
     assert unk < 0.2 * features["attention_mask"].sum(), f"the corpus is mostly <unk> ({unk}): it would see little"
