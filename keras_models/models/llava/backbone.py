@@ -257,12 +257,16 @@ class LlavaLikeBackbone(SpecBackbone):
         r = under(v.weight_rules(), "vision_tower.",
                   (f"vision_tower.{vp}", "model.vision_tower.", f"model.vision_tower.{vp}"))
         r += under(t.weight_rules(), f"language_model.{tp}", ("model.language_model.",))
+        r += under(self.projector_rules(), "multi_modal_projector.", ("model.multi_modal_projector.",))
+        return r
+
+    def projector_rules(self):
+        """The projector's rules, named inside ``multi_modal_projector.``."""
         proj = []
         if self.projector_norm is not None:
             proj += norm_rules("projector_layernorm", self.projector_norm, base=False)
-        proj += dense_rules("linear_1", self.linear_1, base=False) + dense_rules("linear_2", self.linear_2, base=False)
-        r += under(proj, "multi_modal_projector.", ("model.multi_modal_projector.",))
-        return r
+        return proj + dense_rules("linear_1", self.linear_1, base=False) + dense_rules("linear_2", self.linear_2,
+                                                                                        base=False)
 
 
 @_ser

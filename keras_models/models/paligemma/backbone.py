@@ -20,7 +20,7 @@ Weight names: Transformers 5's saved layout (``vision_tower.``, ``multi_modal_pr
 checkpoints' (``vision_tower.vision_model.``) load.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -136,19 +136,8 @@ class PaliGemmaBackboneBase(LlavaLikeBackbone):
         return self.language_model._forward(ids, mask, ops.cast(positions, "int32"), training=training, embed=embed,
                                             prefix=prefix)[0]
 
-    def weight_rules(self):
-        def under(rules, new, old):
-            return [replace(r, hf=new + r.hf, base=False, aliases=tuple(a + r.hf for a in old)) for r in rules]
-
-        v, t = self.vision_tower, self.language_model
-        vp = f"{v.base_model_prefix}." if v.base_model_prefix else ""
-        tp = f"{t.base_model_prefix}." if t.base_model_prefix else ""
-        r = under(v.weight_rules(), "vision_tower.",
-                  (f"vision_tower.{vp}", "model.vision_tower.", f"model.vision_tower.{vp}"))
-        r += under(t.weight_rules(), f"language_model.{tp}", ("model.language_model.",))
-        r += under(dense_rules("linear", self.linear, base=False), "multi_modal_projector.",
-                   ("model.multi_modal_projector.",))
-        return r
+    def projector_rules(self):
+        return dense_rules("linear", self.linear, base=False)
 
 
 @_ser
