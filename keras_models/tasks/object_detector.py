@@ -90,6 +90,7 @@ class ObjectDetector(ImageTask):
     # backbone returns "intermediate_hidden_states" for the auxiliary loss; None: no loss (refused)
     loss_defaults = {}
     auxiliary_loss_supported = False
+    auxiliary_loss_refused = "its backbone returns no per-layer decoder states"  # why, in the error
     loss_unsupported = None
 
     def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, loss_config=None,
@@ -168,7 +169,12 @@ class ObjectDetector(ImageTask):
                               "compile(loss=...) with your own")
         if self.loss_config["auxiliary_loss"] and not self.auxiliary_loss_supported:
             raise ConfigError(f"{type(self).__name__}: config auxiliary_loss=True is not implemented for this "
-                              "family's training loss (DETR and Table Transformer only); set it False")
+                              f"family's training loss ({self.auxiliary_loss_refused}); set it False")
+        if self.loss_config["auxiliary_loss"] and getattr(getattr(self.backbone, "spec", None), "auxiliary_loss",
+                                                          None) is False:
+            raise ConfigError(f"{type(self).__name__}: loss_config auxiliary_loss=True, but the backbone was built "
+                              "with auxiliary_loss=False and returns no per-layer decoder states; set "
+                              "auxiliary_loss=True in config.json and reload")
 
     def compute_detection_loss(self, inputs, labels, training=False):
         """``(loss, loss_dict)`` of Transformers' ``...ForObjectDetection(pixel_values, labels=labels)``:
@@ -244,10 +250,15 @@ class ObjectDetector(ImageTask):
             if k in out:
                 result[k] = out[k]
         if auxiliary and self.auxiliary_loss_supported and "intermediate_hidden_states" in out:
-            inter = out["intermediate_hidden_states"][:-1]
-            result["auxiliary_logits"] = self.class_head(inter)
-            result["auxiliary_pred_boxes"] = ops.sigmoid(self.box_logits(inter, out))
+            result["auxiliary_logits"], boxes = self.auxiliary_logits(out)
+            result["auxiliary_pred_boxes"] = ops.sigmoid(boxes)
         return result
+
+    def auxiliary_logits(self, outputs):
+        """(class logits, box logits before the sigmoid), (layers - 1, batch, slots, ...), of every
+        decoder layer but the last: the heads on ``intermediate_hidden_states``."""
+        inter = outputs["intermediate_hidden_states"][:-1]
+        return self.class_head(inter), self.box_logits(inter, outputs)
 
     def head_rules(self):
         if isinstance(self.class_head, PredictionMLP):

@@ -11,6 +11,9 @@
   are scaled by ``(2 * head_dim) ** -0.5``.
 * Heads (:class:`ConditionalDetrObjectDetector`): sigmoid class logits without a "no object" class;
   the box MLP's centre is offset by the inverse sigmoid of the reference point.
+* ``auxiliary_loss``: every decoder layer's output is LayerNormed before the next and returned
+  (``intermediate_hidden_states``); the training loss scores the heads on each layer but the last
+  (``loss_ce_0`` ...), all offset by the same reference points, as Transformers does.
 """
 
 from dataclasses import dataclass
@@ -113,12 +116,17 @@ class ConditionalDetrBackbone(DetrBackbone):
         reference = ops.sigmoid(self.ref_point_head(query_pos))
         sine = coordinate_sine(reference, self.spec.d_model // 2)
         x = ops.zeros_like(query_pos)
+        states = []
         for i, layer in enumerate(self.decoder_layers):
             scaled = sine if i == 0 else sine * self.query_scale(x)
             x = layer(x, query_pos, scaled, memory, pos, bias, training=training)
             if self.spec.auxiliary_loss:
                 x = self.decoder_norm(x)
-        return self.decoder_norm(x), {"reference_points": reference}
+                states.append(x)
+        extra = {"reference_points": reference}
+        if states:  # auxiliary_loss: every layer's (normalised) output, as Transformers' intermediate_hidden_states
+            extra["intermediate_hidden_states"] = ops.stack(states)
+        return self.decoder_norm(x), extra
 
     def extra_rules(self):
         return self.query_scale.rules("decoder.query_scale") + self.ref_point_head.rules("decoder.ref_point_head")
@@ -129,6 +137,7 @@ class ConditionalDetrBackbone(DetrBackbone):
 class ConditionalDetrObjectDetector(ObjectDetector):
     no_object_class = False
     loss_defaults = {"class_cost": 2}  # ConditionalDetrConfig's; the loss is the focal kind
+    auxiliary_loss_supported = True  # every layer's boxes offset by the same (first) reference points
 
     def box_logits(self, states, outputs):
         ref = inverse_sigmoid(outputs["reference_points"])

@@ -27,6 +27,14 @@ ResNet's (or Swin's, each through SwinBackbone's per-stage LayerNorm) ``out_feat
   ``pos_trans`` + LayerNorm on the chosen boxes' sine embedding. DETA (deta.py) adds its per-level
   NMS selection (``assign_first_stage``) and ``pix_trans``.
 
+* ``auxiliary_loss`` (training only; outputs unchanged): the backbone also returns every decoder
+  layer's state and the references it read (``intermediate_hidden_states`` /
+  ``intermediate_reference_points``, 2-d references as boxes of width and height 0.5 when others are
+  boxes), and the loss scores each layer but the last with its heads, as Transformers does: the
+  shared ``class_embed.0`` (two-stage: the layer's own ``model.decoder.class_embed.{i}``) and
+  ``bbox_embed.0`` (box refinement: the layer's ``decoder.bbox_embed.{i}``). As in Transformers,
+  the refined references and two-stage proposals pass no gradient back.
+
 timm backbones raise ConfigError.
 """
 
@@ -203,6 +211,14 @@ class DeformableDecoderLayer(DeformableEncoderLayer):
         for name in ("self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"):
             r += norm_rules(f"{p}.{name}", getattr(self, name))
         return r + self.mlp_rules(p)
+
+
+def _as_boxes(ref, like):
+    """(x, y) references as (x, y, 0.5, 0.5) where ``like`` holds boxes: the box head adds
+    ``inverse_sigmoid(0.5)``, exactly 0, to width and height, as it adds nothing to 2-d references."""
+    if ref.shape[-1] == like.shape[-1]:
+        return ref
+    return ops.concatenate([ref, ops.full_like(ref, 0.5)], axis=-1)
 
 
 def _label_count(value):
@@ -394,19 +410,26 @@ class DeformableDetrBackbone(SpecBackbone):
             zeros = ops.zeros_like(memory[:, :1, :])
             query_pos, hidden = zeros + table[None, :, :d], zeros + table[None, :, d:]
             ref = ops.sigmoid(self.reference_dense(query_pos))
+        states, refs_read = [], []
         for i, layer in enumerate(self.decoder_layers):
             scale = ratios if ref.shape[-1] == 2 else ops.concatenate([ratios, ratios], axis=-1)
             last_ref = ref  # the references the last layer reads are the heads' too
             hidden = layer(hidden, query_pos, memory, mask, ref[:, :, None] * scale[:, None], shapes=shapes,
                            training=training)
+            states.append(hidden)
+            refs_read.append(ref)
             if self.bbox_embed:  # box refinement: each layer moves the references (2 -> 4 coordinates)
                 delta = self.bbox_embed[i](hidden)
                 if ref.shape[-1] == 2:
                     delta = ops.concatenate([delta[..., :2] + inverse_sigmoid(ref), delta[..., 2:]], axis=-1)
                 else:
                     delta = delta + inverse_sigmoid(ref)
-                ref = ops.sigmoid(delta)
-        return {"last_hidden_state": hidden, "encoder_last_hidden_state": memory, "reference_points": last_ref}
+                ref = ops.stop_gradient(ops.sigmoid(delta))  # as Transformers: no gradient through the references
+        out = {"last_hidden_state": hidden, "encoder_last_hidden_state": memory, "reference_points": last_ref}
+        if s.auxiliary_loss:  # every layer's state and the references it read (auxiliary loss)
+            out["intermediate_hidden_states"] = ops.stack(states)
+            out["intermediate_reference_points"] = ops.stack([_as_boxes(r, last_ref) for r in refs_read])
+        return out
 
     def proposal_queries(self, memory, mask, shapes):
         """Two-stage queries: (position, content, reference boxes (b, proposals, 4))."""
@@ -418,6 +441,7 @@ class DeformableDetrBackbone(SpecBackbone):
         ids = select_proposals(ops.cast(scores, "float32"), ops.cast(coords, "float32"), shapes,
                                s.two_stage_num_proposals, s.assign_first_stage)
         coords = ops.take_along_axis(coords, ops.broadcast_to(ids[..., None], ops.shape(ids) + (4,)), axis=1)
+        coords = ops.stop_gradient(coords)  # as Transformers: the proposals pass no gradient to the decoder
         pos = self.pos_trans_norm(self.pos_trans(ops.cast(proposal_positions(ops.cast(coords, "float32"), d),
                                                           memory.dtype)))
         query_pos, hidden = pos[..., :d], pos[..., d:]
@@ -471,23 +495,57 @@ class DeformableDetrObjectDetector(ObjectDetector):
 
     no_object_class = False
     hf_head_patterns = ("class_embed.*", "bbox_embed.*", "model.decoder.class_embed.*")
+    auxiliary_loss_supported = True
+
+    def __init__(self, backbone, *args, **kwargs):
+        super().__init__(backbone, *args, **kwargs)
+        spec = backbone.spec
+        # two-stage: the other decoder layers' own class heads (model.decoder.class_embed.{i}), read
+        # only for the auxiliary loss; the others share class_embed.0
+        self.aux_class_heads = []
+        if spec.two_stage and spec.auxiliary_loss and not self.loss_unsupported:
+            self.aux_class_heads = [keras.layers.Dense(self.num_classes, name=f"aux_class_head_{i}",
+                                                       dtype=backbone.dtype_policy)
+                                    for i in range(spec.decoder_layers - 1)]
+            for head in self.aux_class_heads:
+                head.build((None, None, spec.d_model))
 
     def own_box_head(self, backbone):
         return not backbone.bbox_embed
 
-    def box_logits(self, states, outputs):
-        boxes = (self.bbox_head or self.backbone.bbox_embed[-1])(states)
-        ref = inverse_sigmoid(outputs["reference_points"])
+    def auxiliary_logits(self, outputs):
+        """Each layer but the last: its class head (two-stage: its own, else the shared one) and its
+        box head (box refinement: its refinement MLP) offset by the references that layer read."""
+        inter, refs = outputs["intermediate_hidden_states"], outputs["intermediate_reference_points"]
+        n = len(self.backbone.decoder_layers) - 1
+        if self.backbone.spec.two_stage and len(self.aux_class_heads) != n:
+            raise ConfigError(f"{type(self).__name__}: the two-stage auxiliary loss needs every decoder layer's "
+                              "class head, built only when the config has auxiliary_loss=True; reload the "
+                              "checkpoint with auxiliary_loss=True in config.json")
+        classes, boxes = [], []
+        for i in range(n):
+            classes.append((self.aux_class_heads[i] if self.aux_class_heads else self.class_head)(inter[i]))
+            head = self.backbone.bbox_embed[i] if self.backbone.bbox_embed else self.bbox_head
+            boxes.append(self._offset(head(inter[i]), refs[i]))
+        return ops.stack(classes), ops.stack(boxes)
+
+    @staticmethod
+    def _offset(boxes, ref):
+        ref = inverse_sigmoid(ref)
         if ref.shape[-1] == 4:
             return boxes + ref
         return boxes + ops.concatenate([ref, ops.zeros_like(ref)], axis=-1)
+
+    def box_logits(self, states, outputs):
+        return self._offset((self.bbox_head or self.backbone.bbox_embed[-1])(states), outputs["reference_points"])
 
     def head_rules(self):
         spec = self.backbone.spec
         if spec.two_stage:  # the last decoder layer's own class head (the checkpoint names them per layer)
             n = spec.decoder_layers - 1
+            heads = [(n, self.class_head)] + list(enumerate(self.aux_class_heads))
             return [dataclasses.replace(r, hf=f"model.decoder.{r.hf}", aliases=(r.hf,))
-                    for r in dense_rules(f"class_embed.{n}", self.class_head, base=False)]
+                    for i, head in heads for r in dense_rules(f"class_embed.{i}", head, base=False)]
         r = dense_rules("class_embed.0", self.class_head, base=False)
         return r if self.bbox_head is None else r + self.bbox_head.rules("bbox_embed.0", base=False)
 

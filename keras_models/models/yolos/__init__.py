@@ -130,6 +130,10 @@ class YolosObjectDetector(ObjectDetector):
     """Class and box MLPs (3 layers each) on the detection tokens."""
 
     class_head_layers = 3
+    # Transformers' YolosForObjectDetection(labels=...) raises a TypeError with auxiliary_loss: its heads
+    # get outputs.hidden_states, None (or, with output_hidden_states, a tuple of every layer's tokens)
+    auxiliary_loss_refused = ("YOLOS has no decoder, and Transformers' YolosForObjectDetection fails on it too: "
+                              "its heads get the encoder's hidden_states tuple")
 
     def slot_states(self, outputs):
         return outputs["last_hidden_state"][:, -self.backbone.num_detection_tokens:]
