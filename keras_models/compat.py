@@ -15,6 +15,10 @@ pinned in pyproject.toml. Nothing here replaces a method of a Keras class for th
   Keras' torch backend module once, to versions that compute the same values (conv: the same
   oneDNN call without Keras' two redundant input copies; batch norm: torch's fused inference
   kernel, equal up to float rounding) and hand every other case to Keras' own function.
+* :func:`inference_cache` keeps a value derived from variables (a weight-normed, reordered
+  kernel) for torch inference, invalidated when a variable is assigned; :func:`torch_conv1d` /
+  :func:`torch_conv_transpose1d` run a channels-last 1-D (transposed) conv with its padding / crop
+  and bias inside torch's one call (callers use them on the torch backend only).
 
 Everything else in the library calls these functions, never ``keras.src`` directly. This module
 imports Keras lazily (inside the functions), because ``import keras_models`` installs the
@@ -595,3 +599,84 @@ def fast_torch_kernels():
         if not getattr(torch_nn.batch_normalization, "_keras_models_fast", False):
             torch_nn.batch_normalization = _fast_torch_batch_norm(torch_nn.batch_normalization)
         _TORCH_KERNELS.append(torch_nn)
+
+
+# --- torch inference helpers: cached derived weights, copy-free channels-last 1-D convs ---------
+
+
+def inference_cache(owner, name, sources, compute):
+    """``compute()``, remembered on ``owner`` under ``name`` for torch inference.
+
+    Under the torch backend with autograd off (``predict``, ``generate``, ``torch.no_grad()``) the
+    result is reused while every variable in ``sources`` still holds the same tensor, unmodified:
+    the tensor's identity plus torch's in-place version counter (``Variable.assign`` is an in-place
+    ``copy_``, which bumps it), so loading or assigning weights invalidates the entry. With autograd
+    on (training) and on jax / tensorflow (traced: the derivation is compiled into the graph) it is
+    ``compute()`` every call.
+
+    Relies on: ``keras.Variable.value`` being the backing ``torch.Tensor`` (Keras' torch backend)."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return compute()
+    import torch
+
+    if torch.is_grad_enabled():
+        return compute()
+    tensors = [v.value if isinstance(v, keras.Variable) else v for v in sources]
+    key = tuple((id(t), t._version) for t in tensors)
+    cache = owner.__dict__.setdefault("_km_inference_cache", {})
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[2]
+    result = compute()
+    cache[name] = (key, tensors, result)  # the tensors are kept: their ids cannot be reused meanwhile
+    return result
+
+
+def torch_conv1d_weight(kernel, depthwise=False):
+    """A Keras 1-D conv kernel, ``(k, in / groups, out)`` (or depthwise ``(k, channels, 1)``), as
+    torch's ``(out, in / groups, 1, k)`` in channels_last memory, the layout :func:`torch_conv1d`
+    hands to oneDNN (cache it with :func:`inference_cache`)."""
+    import torch
+
+    kernel = kernel.permute(1, 2, 0) if depthwise else kernel.permute(2, 1, 0)
+    return kernel.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def torch_conv1d(x, weight, bias=None, padding=(0, 0), dilation=1, stride=1):
+    """Torch only: a Conv1d on channels-last ``x`` (N, L, C) with ``weight`` from
+    :func:`torch_conv1d_weight`, zero ``padding`` (left, right) and ``bias`` inside the one oneDNN
+    call (a height-1 channels_last ``conv2d`` on the free (N, C, 1, L) view of ``x``): no padded
+    copy of the input, no separate bias pass, no kernel reorder when ``weight`` is cached. Returns
+    contiguous (N, L', out) memory. The same values as ``ops.pad`` + ``ops.conv`` + bias up to
+    float rounding."""
+    import torch.nn.functional as F
+
+    left, right = padding
+    if left != right:  # conv2d pads symmetrically: the extra part goes in an explicit pad
+        x = F.pad(x, (0, 0, max(left - right, 0), max(right - left, 0)))
+        left = right = min(left, right)
+    x = x.contiguous().unsqueeze(1).permute(0, 3, 1, 2)
+    if bias is not None and bias.dtype != x.dtype:
+        bias = bias.to(x.dtype)
+    y = F.conv2d(x, weight.to(x.dtype) if weight.dtype != x.dtype else weight, bias, stride=(1, stride),
+                 padding=(0, left), dilation=(1, dilation), groups=x.shape[1] // weight.shape[1])
+    y = y.permute(0, 2, 3, 1).squeeze(1)
+    return y if y.is_contiguous() else y.contiguous()  # channels_last output: already contiguous NLC
+
+
+def torch_conv_transpose1d_weight(kernel):
+    """A Keras 1-D transposed-conv kernel ``(k, out, in)`` as torch's ``(in, out, 1, k)``."""
+    return kernel.permute(2, 1, 0).unsqueeze(2).contiguous()
+
+
+def torch_conv_transpose1d(x, weight, bias=None, stride=1, padding=0):
+    """Torch only: ConvTranspose1d(stride, padding) on channels-last ``x`` (N, L, C) with ``weight``
+    from :func:`torch_conv_transpose1d_weight`, crop and bias inside torch's call (Keras'
+    ``conv_transpose`` transposes the input and output and crops / adds bias as separate passes)."""
+    import torch.nn.functional as F
+
+    x = x.permute(0, 2, 1)
+    y = F.conv_transpose1d(x, weight.squeeze(2), bias, stride=stride, padding=padding)
+    return y.permute(0, 2, 1).contiguous()

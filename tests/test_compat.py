@@ -380,3 +380,61 @@ def test_fast_torch_kernels_match_keras_conv_and_batch_norm():
     layer = keras.layers.BatchNormalization()  # training: batch statistics (Keras' path), gradients flow
     y = layer(rng.standard_normal((4, 3)).astype("float32"), training=True)
     assert abs(float(keras.ops.convert_to_numpy(keras.ops.mean(y)))) < 1e-5
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch backend kernels")
+def test_torch_conv1d_helpers_and_inference_cache():
+    import torch
+
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(rng.standard_normal((2, 13, 6)).astype("float32"))
+    kernel = keras.Variable(rng.standard_normal((3, 6, 5)).astype("float32"))
+    bias = keras.Variable(rng.standard_normal((5,)).astype("float32"))
+    for padding, dilation in (((1, 1), 1), ((2, 0), 2), ((0, 3), 1), ((0, 0), 1)):
+        want = keras.ops.conv(keras.ops.pad(x, ((0, 0), padding, (0, 0))), kernel, padding="valid",
+                              dilation_rate=dilation) + bias
+        got = compat.torch_conv1d(x, compat.torch_conv1d_weight(kernel.value), bias.value, padding, dilation)
+        assert got.shape == want.shape and got.is_contiguous()
+        np.testing.assert_allclose(got.detach().numpy(), keras.ops.convert_to_numpy(want), rtol=1e-5, atol=1e-5)
+    dw = keras.Variable(rng.standard_normal((3, 6, 1)).astype("float32"))
+    want = keras.ops.depthwise_conv(keras.ops.pad(x, ((0, 0), (1, 1), (0, 0))), dw, padding="valid")
+    got = compat.torch_conv1d(x, compat.torch_conv1d_weight(dw.value, depthwise=True), None, (1, 1))
+    np.testing.assert_allclose(got.detach().numpy(), keras.ops.convert_to_numpy(want), rtol=1e-5, atol=1e-5)
+    tk = keras.Variable(rng.standard_normal((4, 5, 6)).astype("float32"))  # (k, out, in), stride 2, padding 1
+    want = keras.ops.conv_transpose(x, tk, strides=2, padding="valid")[:, 1:1 + 12 * 2 + 4 - 2] + bias
+    got = compat.torch_conv_transpose1d(x, compat.torch_conv_transpose1d_weight(tk.value), bias.value, 2, 1)
+    np.testing.assert_allclose(got.detach().numpy(), keras.ops.convert_to_numpy(want), rtol=1e-5, atol=1e-5)
+
+    class Owner:
+        pass
+
+    owner, calls = Owner(), []
+
+    def compute():
+        calls.append(1)
+        return kernel.value * 2
+
+    with torch.no_grad():
+        first = compat.inference_cache(owner, "k", [kernel], compute)
+        assert compat.inference_cache(owner, "k", [kernel], compute) is first and len(calls) == 1
+        kernel.assign(np.ones((3, 6, 5), "float32"))  # in-place: the version counter moves
+        np.testing.assert_allclose(compat.inference_cache(owner, "k", [kernel], compute).numpy(), 2.0)
+        assert len(calls) == 2
+    assert compat.inference_cache(owner, "k", [kernel], compute).requires_grad  # autograd on: no cache
+    assert len(calls) == 3
+
+
+def test_group_norm_matches_keras_group_normalization():
+    from keras_models.layers.norms import GroupNorm
+
+    rng = np.random.default_rng(1)
+    for shape, groups in (((2, 9, 8), 8), ((2, 9, 8), 2), ((1, 4, 5, 6), 3)):
+        x = rng.standard_normal(shape).astype("float32") * 3 + 1
+        ref = keras.layers.GroupNormalization(groups=groups, epsilon=1e-5)
+        ours = GroupNorm(groups=groups, epsilon=1e-5)
+        ref.build(shape), ours.build(shape)
+        for a, b in zip(ref.weights, ours.weights):
+            value = rng.standard_normal(a.shape).astype("float32")
+            a.assign(value), b.assign(value)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)),
+                                   rtol=1e-5, atol=1e-5)

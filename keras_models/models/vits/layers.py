@@ -5,6 +5,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models import compat
 from keras_models.layers.activations import get_activation
 from keras_models.presets.weight_map import TRANSPOSE, Reshape, Rule, Transpose
 
@@ -44,11 +45,21 @@ class VitsConv(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.cout,), initializer="zeros") if self.use_bias else None
         self.built = True
 
-    def call(self, x):
+    def _kernel(self):
         kernel = self.kernel
         if self.weight_norm:
             norm = ops.sqrt(ops.sum(ops.square(kernel), axis=(0, 1), keepdims=True))
             kernel = kernel * (self.weight_g / norm)
+        return kernel
+
+    def call(self, x):
+        if keras.backend.backend() == "torch":  # one oneDNN call; the normed, reordered kernel cached for inference
+            sources = [self.kernel] + ([self.weight_g] if self.weight_norm else [])
+            w = compat.inference_cache(self, "weight", sources, lambda: compat.torch_conv1d_weight(
+                ops.convert_to_tensor(self._kernel()), self.depthwise))
+            bias = None if self.bias is None else self.bias.value
+            return compat.torch_conv1d(ops.convert_to_tensor(x), w, bias, self.padding, self.dilation)
+        kernel = self._kernel()
         if any(self.padding):
             x = ops.pad(x, ((0, 0), self.padding, (0, 0)))
         if self.depthwise:
@@ -264,8 +275,12 @@ class VitsConvTranspose(keras.layers.Layer):
         self.built = True
 
     def call(self, x):
-        y = ops.conv_transpose(x, self.kernel, strides=self.u, padding="valid")  # (t - 1) * u + k samples
         p = (self.k - self.u) // 2
+        if keras.backend.backend() == "torch":  # crop and bias inside torch's call
+            w = compat.inference_cache(self, "weight", [self.kernel],
+                                       lambda: compat.torch_conv_transpose1d_weight(self.kernel.value))
+            return compat.torch_conv_transpose1d(ops.convert_to_tensor(x), w, self.bias.value, self.u, p)
+        y = ops.conv_transpose(x, self.kernel, strides=self.u, padding="valid")  # (t - 1) * u + k samples
         length = (x.shape[1] - 1) * self.u + self.k - 2 * p
         return y[:, p:p + length] + self.bias
 

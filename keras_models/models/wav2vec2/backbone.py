@@ -21,9 +21,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models import compat
 from keras_models.errors import ConfigError
 from keras_models.layers.activations import get_activation
 from keras_models.layers.conv_blocks import grouped_conv
+from keras_models.layers.norms import GroupNorm
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone
@@ -123,10 +125,15 @@ class WeightNormConv1D(keras.layers.Layer):
         self.bias = self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
         self.built = True
 
-    def call(self, x):
+    def _kernel(self, dtype):
         v = ops.cast(self.weight_v, "float32")
         norm = ops.sqrt(ops.sum(ops.square(v), axis=(1, 2), keepdims=True))
-        kernel = ops.cast(v * (ops.reshape(ops.cast(self.weight_g, "float32"), (-1, 1, 1)) / norm), x.dtype)
+        return ops.cast(v * (ops.reshape(ops.cast(self.weight_g, "float32"), (-1, 1, 1)) / norm), dtype)
+
+    def call(self, x):
+        # torch inference: the normed kernel once per weight change, not per call (compat.inference_cache)
+        kernel = compat.inference_cache(self, f"kernel_{x.dtype}", [self.weight_v, self.weight_g],
+                                        lambda: self._kernel(x.dtype))
         k = self.kernel_size
         x = ops.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
         y = grouped_conv(x, kernel, self.groups, strides=self.strides)
@@ -266,7 +273,7 @@ class Wav2Vec2Backbone(SpecBackbone):
             if s.feat_extract_norm == "layer":
                 norm = keras.layers.LayerNormalization(epsilon=1e-5, name=f"conv_norm_{i}", **common)
             elif i == 0:
-                norm = keras.layers.GroupNormalization(groups=c, epsilon=1e-5, name="conv_norm_0", **common)
+                norm = GroupNorm(groups=c, epsilon=1e-5, name="conv_norm_0", **common)
             else:
                 norm = None
             self.conv_norms.append(norm)
