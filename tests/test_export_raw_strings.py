@@ -11,6 +11,7 @@ fixed-length padding with truncation). Runs under jax (jax2tf) and tensorflow; S
 needs one of them."""
 
 import json
+import shutil
 
 import keras
 import numpy as np
@@ -167,3 +168,39 @@ def test_unsupported_tokenizers_name_the_type(tmp_path):
     with pytest.raises(ExportError, match="raw_strings=True is for format='tf_saved_model'"):
         model.export(str(tmp_path / "m.onnx"), format="onnx", raw_strings=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bpe"]  # nothing half-written
+
+
+@pytest.mark.backend_independent  # file handling only
+def test_an_existing_target_is_replaced_only_when_it_is_a_saved_model(tmp_path, monkeypatch):
+    """The export writes beside the target and swaps it in: an earlier SavedModel there is replaced,
+    anything else (the working directory, a user's folder with a README or other files, a file) is
+    refused and left as it was."""
+    from keras_models.export.raw_text import _remove_old_saved_model
+
+    old = tmp_path / "old"
+    (old / "variables").mkdir(parents=True)
+    (old / "saved_model.pb").write_bytes(b"x")
+    (old / "fingerprint.pb").write_bytes(b"x")
+    _remove_old_saved_model(old)
+    assert not old.exists()
+
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "saved_model.pb").write_bytes(b"x")
+    (user / "README.md").write_text("mine")
+    plain = tmp_path / "notes.txt"
+    plain.write_text("mine")
+    (tmp_path / "empty_dir").mkdir()
+    for target in (user, plain, tmp_path / "empty_dir"):
+        with pytest.raises(ExportError, match="not a SavedModel this export may replace"):
+            _remove_old_saved_model(target)
+    assert (user / "README.md").read_text() == "mine" and plain.read_text() == "mine"
+
+    (tmp_path / "saved_model.pb").write_bytes(b"x")  # even a SavedModel-looking working directory
+    for name in list(tmp_path.iterdir()):
+        if name.name != "saved_model.pb":
+            shutil.rmtree(name) if name.is_dir() else name.unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ExportError, match="not a SavedModel this export may replace"):
+        _remove_old_saved_model(".")
+    assert (tmp_path / "saved_model.pb").exists()

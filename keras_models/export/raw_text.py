@@ -518,11 +518,30 @@ def export_raw_strings(model, export_tokens, filepath, verbose=None):
             "serving_default": serve.get_concrete_function(), "tokenize": tokenize.get_concrete_function()},
             # serving only: a re-saved jax2tf function's gradient captures its arguments
             options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if os.path.lexists(path):
+            _remove_old_saved_model(path)
         os.replace(work / "out", path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if verbose:
         print(f"Saved a raw-string SavedModel at {path} (signatures: serving_default(texts), tokenize(texts))")
     return path
+
+
+# what tf.saved_model.save writes: the only entries an existing target may hold to be replaced
+_SAVED_MODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "assets", "fingerprint.pb",
+                        "keras_metadata.pb"}
+
+
+def _remove_old_saved_model(path):
+    """Delete an earlier SavedModel at ``path`` before the new one takes its place; anything else
+    there (a file, the working directory, a folder with a README, ``.git`` or other files of the
+    user) is refused, untouched."""
+    path = Path(path)
+    entries = set(os.listdir(path)) if path.is_dir() and not path.is_symlink() else None
+    if (entries is None or "saved_model.pb" not in entries or entries - _SAVED_MODEL_ENTRIES
+            or path.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents)):
+        raise _error(f"raw_strings=True: {str(path)!r} exists and is not a SavedModel this export may replace "
+                     "(only a folder holding just saved_model.pb, variables/, assets/ and fingerprint.pb is); "
+                     "choose a new path or remove it yourself")
+    shutil.rmtree(path)
