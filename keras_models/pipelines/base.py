@@ -228,3 +228,13 @@ def generation_kwargs(task, params, default_max_new_tokens=256):
     if "max_new_tokens" not in gen and "max_length" not in gen:
         gen["max_new_tokens"] = default_max_new_tokens
     return gen
+
+
+def model_image_processor(pipe):
+    """The image processor of ``pipe.model``'s preprocessor, for a pipeline that also needs a
+    tokenizer; an error naming the missing preset files when either is absent."""
+    image_processor = getattr(getattr(pipe.model, "preprocessor", None), "image_processor", None)
+    if pipe.tokenizer is None or image_processor is None:
+        raise PipelineError(f"{pipe.task}: the model needs a tokenizer and an image processor "
+                            "(tokenizer files and preprocessor_config.json in its preset)")
+    return image_processor

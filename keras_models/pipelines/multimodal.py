@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, generation_kwargs, to_numpy
+from keras_models.pipelines.base import (Pipeline, PipelineError, generation_kwargs, model_image_processor,
+                                         to_numpy)
 from keras_models.pipelines.image import ImageInputs
 
 
@@ -37,11 +38,7 @@ class ZeroShotObjectDetectionPipeline(Pipeline):
 
     def __init__(self, model, tokenizer=None, **kwargs):
         super().__init__(model, tokenizer=tokenizer, **kwargs)
-        processor = getattr(model, "preprocessor", None)
-        self.image_processor = getattr(processor, "image_processor", None)
-        if self.tokenizer is None or self.image_processor is None:
-            raise PipelineError(f"{self.task}: the model needs a tokenizer and an image processor "
-                                "(tokenizer files and preprocessor_config.json in its preset)")
+        self.image_processor = model_image_processor(self)
         kind = str(getattr(self.image_processor, "image_processor_type", ""))
         if getattr(model, "square_padding", False) != kind.startswith("Owlv2"):
             raise PipelineError(f"{self.task}: this {type(model).__name__} comes with a {kind or 'missing'} image "
@@ -141,11 +138,7 @@ class ImageToTextPipeline(ImageInputs, Pipeline):
 
     def __init__(self, model, tokenizer=None, **kwargs):
         super().__init__(model, tokenizer=tokenizer, **kwargs)
-        processor = getattr(model, "preprocessor", None)
-        self.image_processor = getattr(processor, "image_processor", None)
-        if self.tokenizer is None or self.image_processor is None:
-            raise PipelineError(f"{self.task}: the model needs a tokenizer and an image processor "
-                                "(tokenizer files and preprocessor_config.json in its preset)")
+        self.image_processor = model_image_processor(self)
 
     def prepare_params(self, params):
         return {"generate_kwargs": generation_kwargs(self.task, params)}

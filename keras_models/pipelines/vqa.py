@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from keras_models.pipelines.base import Pipeline, PipelineError, generation_kwargs, sigmoid, to_numpy
+from keras_models.pipelines.base import (Pipeline, PipelineError, generation_kwargs, model_image_processor,
+                                         sigmoid, to_numpy)
 
 
 
@@ -56,11 +57,7 @@ class VisualQuestionAnsweringPipeline(Pipeline):
 
     def __init__(self, model, tokenizer=None, **kwargs):
         super().__init__(model, tokenizer=tokenizer, **kwargs)
-        processor = getattr(model, "preprocessor", None)
-        self.image_processor = getattr(processor, "image_processor", None)
-        if self.tokenizer is None or self.image_processor is None:
-            raise PipelineError(f"{self.task}: the model needs a tokenizer and an image processor "
-                                "(tokenizer files and preprocessor_config.json in its preset)")
+        self.image_processor = model_image_processor(self)
         from keras_models.tasks.visual_question_answering import VisualQuestionAnswerer
 
         self.generative = not isinstance(model, VisualQuestionAnswerer)
