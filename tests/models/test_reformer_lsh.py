@@ -76,7 +76,7 @@ def test_reformer_lsh_several_chunks(case):
 def test_torch_randn_copy():
     import torch
 
-    from keras_models.models.reformer import torch_randn
+    from keras_models.models.reformer.layer import torch_randn
 
     for seed in (0, 3, 2**31 + 5):
         for shape in [(2, 4, 1, 1), (3, 5, 1, 1), (2, 4, 2, 2), (2, 6, 2, 3), (4, 8, 2, 4)]:
