@@ -28,6 +28,14 @@ instead of act(gate) * up.
 ``weight_inputs``: each expert gets the token scaled by its routing weight and the experts'
 outputs are summed unweighted (Llama 4), instead of weighting the outputs.
 
+LoRA on stacked experts (``enable_lora``): per-expert low-rank factors for the [gate | up] tensor
+(``expert_gate_up_lora_a`` (experts, hidden, r), ``expert_gate_up_lora_b`` (experts, r, 2 * intermediate))
+and / or the down tensor (``expert_down_lora_a`` / ``_b``), B zero-initialised, A He-uniform as Keras'
+``Dense.enable_lora``; each expert's kernel is ``base + (lora_alpha / r) * a @ b`` and the base
+tensors are frozen. ``expert_gate_up`` / ``expert_down`` then read as that sum (like ``Dense.kernel``:
+every dispatch path and the weight map's export see the adapted kernels); the base variables stay
+in ``_expert_gate_up`` / ``_expert_down``.
+
 Dispatch is sparse: an expert's weights are read only for the tokens routed to it.
 - Eagerly (torch, TensorFlow outside ``tf.function``): the routing mask is
   read on the host once per layer; each chosen expert runs on the rows routed to it (gathered),
@@ -60,8 +68,11 @@ class MoE(keras.layers.Layer):
                  expert_capacity=None, expert_scale=1.0, shared_expert_size=None,
                  shared_expert_gate=False, router_score="softmax", router_groups=None,
                  router_topk_groups=None, router_group_score="max", router_correction_bias=False,
-                 stacked=False, glu=None, glu_alpha=1.702, glu_limit=7.0, weight_inputs=False, **kwargs):
+                 stacked=False, glu=None, glu_alpha=1.702, glu_limit=7.0, weight_inputs=False,
+                 lora_rank=None, lora_alpha=None, lora_targets=None, **kwargs):
         super().__init__(**kwargs)
+        self.lora_targets, self.lora_rank, self.lora_alpha, self._lora_active = (), None, None, False
+        self._lora_config = (lora_rank, lora_alpha, tuple(lora_targets or self.LORA_TARGETS)) if lora_rank else None
         self.weight_inputs = weight_inputs
         if stacked and not gated:
             raise ValueError("MoE: stacked=True stores gated experts ([gate | up]); gated=False needs stacked=False")
@@ -112,8 +123,8 @@ class MoE(keras.layers.Layer):
         if self.stacked:
             e, h, i = self.num_experts, self.hidden_size, self.intermediate_size
             init = self.kernel_initializer
-            self.expert_gate_up = self.add_weight(name="expert_gate_up", shape=(e, h, 2 * i), initializer=init)
-            self.expert_down = self.add_weight(name="expert_down", shape=(e, i, h), initializer=init)
+            self._expert_gate_up = self.add_weight(name="expert_gate_up", shape=(e, h, 2 * i), initializer=init)
+            self._expert_down = self.add_weight(name="expert_down", shape=(e, i, h), initializer=init)
             if self.use_bias:
                 self.expert_gate_up_bias = self.add_weight(name="expert_gate_up_bias", shape=(e, 2 * i),
                                                            initializer="zeros")
@@ -125,6 +136,133 @@ class MoE(keras.layers.Layer):
         if self.shared_gate is not None:
             self.shared_gate.build(input_shape)
         self.built = True
+        if self._lora_config is not None:  # a saved config with adapters (get_config)
+            rank, alpha, targets = self._lora_config
+            self._lora_config = None
+            self.enable_lora(rank, lora_alpha=alpha, targets=targets)
+
+    # --- LoRA on the stacked experts -------------------------------------------------------------
+    LORA_TARGETS = ("gate_up", "down")
+
+    @property
+    def expert_gate_up(self):
+        """(experts, hidden, 2 * intermediate) [gate | up]: the variable, or with LoRA on it the
+        adapted kernel ``base + alpha / r * a @ b`` (a tensor)."""
+        return self._lora_kernel("gate_up")
+
+    @property
+    def expert_down(self):
+        """(experts, intermediate, hidden): the variable, or the adapted kernel with LoRA on it."""
+        return self._lora_kernel("down")
+
+    @property
+    def lora_enabled(self):
+        return bool(self.lora_targets) and self._lora_active
+
+    @lora_enabled.setter
+    def lora_enabled(self, value):  # False: the kernels read as their base variables (as Dense)
+        self._lora_active = bool(value)
+
+    def lora_variables(self, target):
+        """``(a, b)`` of ``target`` ("gate_up" / "down"), or None."""
+        if target not in self.lora_targets:
+            return None
+        return getattr(self, f"expert_{target}_lora_a"), getattr(self, f"expert_{target}_lora_b")
+
+    def base_kernel(self, target):
+        """The base variable of ``target`` ("gate_up" / "down"), without the LoRA product."""
+        return self._expert_gate_up if target == "gate_up" else self._expert_down
+
+    def _lora_kernel(self, target, expert=None):
+        base = self.base_kernel(target)
+        if expert is not None:
+            base = base[expert]
+        if not (self._lora_active and target in self.lora_targets):
+            return base
+        a, b = self.lora_variables(target)
+        if expert is not None:
+            a, b = a[expert], b[expert]
+        scale = self.lora_alpha / self.lora_rank
+        return ops.add(base, ops.cast(ops.matmul(a, b) * scale, base.dtype))
+
+    def enable_lora(self, rank, lora_alpha=None, targets=LORA_TARGETS,
+                    a_initializer="he_uniform", b_initializer="zeros"):
+        """Rank-``rank`` adapters on the stacked expert tensors named in ``targets`` ("gate_up",
+        "down"): A (experts, in, r), B (experts, r, out) zeros, scaling ``lora_alpha / rank``
+        (alpha defaulting to the rank); the base tensors are frozen. Returns the targets adapted."""
+        if not self.stacked:
+            raise ValueError(f"MoE {self.name}: enable_lora needs stacked experts (stacked=True); the list "
+                             "layout's experts are Dense layers (enable their LoRA directly)")
+        targets = tuple(targets)
+        bad = [t for t in targets if t not in self.LORA_TARGETS]
+        if bad or not targets:
+            raise ValueError(f"MoE {self.name}: enable_lora targets={targets!r}: expected some of {self.LORA_TARGETS}")
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank <= 0:
+            raise ValueError(f"MoE {self.name}: enable_lora rank={rank!r}: expected a positive int")
+        if not self.built:
+            raise ValueError(f"MoE {self.name}: enable_lora on an unbuilt layer; build it first")
+        if getattr(self, "quantization_mode", None) is not None:
+            raise ValueError(f"MoE {self.name}: enable_lora on a quantized layer is not supported")
+        again = [t for t in targets if t in self.lora_targets]
+        if again:
+            raise ValueError(f"MoE {self.name}: LoRA is already enabled on {', '.join(again)}")
+        if self.lora_targets and rank != self.lora_rank:
+            raise ValueError(f"MoE {self.name}: already has rank-{self.lora_rank} LoRA; got rank={rank}")
+        alpha = lora_alpha if lora_alpha is not None else rank
+        if self.lora_targets and alpha != self.lora_alpha:
+            raise ValueError(f"MoE {self.name}: already has LoRA with lora_alpha={self.lora_alpha}; "
+                             f"got lora_alpha={alpha}")
+        e = self.num_experts
+        dims = {"gate_up": (self.hidden_size, 2 * self.intermediate_size),
+                "down": (self.intermediate_size, self.hidden_size)}
+        self._tracker.unlock()
+        try:
+            for t in targets:
+                units_in, units_out = dims[t]
+                setattr(self, f"expert_{t}_lora_a", self.add_weight(
+                    name=f"expert_{t}_lora_a", shape=(e, units_in, rank),
+                    initializer=keras.initializers.get(a_initializer)))
+                setattr(self, f"expert_{t}_lora_b", self.add_weight(
+                    name=f"expert_{t}_lora_b", shape=(e, rank, units_out),
+                    initializer=keras.initializers.get(b_initializer)))
+                self.base_kernel(t).trainable = False
+        finally:
+            self._tracker.lock()
+        self.lora_rank, self.lora_alpha = rank, alpha
+        self.lora_targets = tuple(t for t in self.LORA_TARGETS if t in self.lora_targets + targets)
+        self._lora_active = True
+        return targets
+
+    def freeze_all_but_lora(self):
+        """Freeze this layer's own variables (the stacked experts, biases, router correction) except
+        the LoRA factors; the sublayers are the caller's (Backbone.freeze_all_but_lora)."""
+        from keras_models import compat
+
+        lora = {id(v) for t in self.lora_targets for v in self.lora_variables(t)}
+        for v in compat.own_variables(self):
+            if id(v) not in lora:
+                v.trainable = False
+
+    def merge_lora(self):
+        """Fold the adapters into the base tensors and drop them (same outputs). Returns the
+        targets merged."""
+        targets = self.lora_targets
+        if not targets:
+            return ()
+        merged = {t: ops.convert_to_numpy(self._lora_kernel(t)) for t in targets}
+        self._lora_active = False
+        self._tracker.unlock()
+        try:
+            for t in targets:
+                base = self.base_kernel(t)
+                base.assign(merged[t].astype(np.dtype(base.dtype)) if base.dtype != "bfloat16" else merged[t])
+                base.trainable = self.trainable
+                delattr(self, f"expert_{t}_lora_a")
+                delattr(self, f"expert_{t}_lora_b")
+        finally:
+            self._tracker.lock()
+        self.lora_targets, self.lora_rank, self.lora_alpha = (), None, None
+        return targets
 
     def routing_weights(self, x):
         """(..., num_experts) weights: zero except on each token's top-k experts."""
@@ -192,10 +330,10 @@ class MoE(keras.layers.Layer):
             x = x * we
         if self.stacked:
             n = self.intermediate_size
-            h = ops.matmul(x, ops.cast(self.expert_gate_up[e], x.dtype))
+            h = ops.matmul(x, ops.cast(self._lora_kernel("gate_up", e), x.dtype))
             if self.use_bias:
                 h = h + ops.cast(self.expert_gate_up_bias[e], x.dtype)
-            out = ops.matmul(self._glu(h[..., :n], h[..., n:]), ops.cast(self.expert_down[e], x.dtype))
+            out = ops.matmul(self._glu(h[..., :n], h[..., n:]), ops.cast(self._lora_kernel("down", e), x.dtype))
             if self.use_bias:
                 out = out + ops.cast(self.expert_down_bias[e], x.dtype)
         else:
@@ -283,7 +421,7 @@ class MoE(keras.layers.Layer):
 
         matmul = decode_matmul()  # oneDNN's fp32 GEMM without autograd, F.linear otherwise
         dtype = xs.dtype
-        gate_up, down = self.expert_gate_up.value, self.expert_down.value
+        gate_up, down = _raw(self.expert_gate_up), _raw(self.expert_down)  # LoRA: the adapted tensors
         gate_up_b = self.expert_gate_up_bias.value if self.use_bias else None
         down_b = self.expert_down_bias.value if self.use_bias else None
         if self.weight_inputs:
@@ -368,7 +506,14 @@ class MoE(keras.layers.Layer):
                       router_correction_bias=self.router_correction_bias, stacked=self.stacked, glu=self.glu,
                       glu_alpha=self.glu_alpha, glu_limit=self.glu_limit, weight_inputs=self.weight_inputs,
                       kernel_initializer=keras.initializers.serialize(self.kernel_initializer))
+        if self.lora_targets:
+            config.update(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_targets=list(self.lora_targets))
         return config
+
+
+def _raw(x):
+    """A variable's torch tensor (a LoRA-adapted kernel is a tensor already)."""
+    return x.value if isinstance(x, keras.Variable) else x
 
 
 def _cast(tensor, dtype):

@@ -110,13 +110,20 @@ class Backbone(SharingMixin, keras.Model):
         alpha defaulting to the rank) to the Dense layers whose name is in ``target_names``
         (default: ``lora_targets``, the attention's query and value projections). Returns how many
         layers got one."""
+        from keras_models.layers.moe import MoE
+
         names = tuple(target_names or self.lora_targets)
         found = 0
+        # stacked MoE experts: "gate" / "up" (or "expert_gate_up") adapt the fused [gate | up]
+        # tensor, "down" (or "expert_down") the down tensor (keras_models.layers.moe)
+        expert_targets = tuple(t for t, keys in (("gate_up", {"gate", "up", "expert_gate_up"}),
+                                                 ("down", {"down", "expert_down"})) if keys & set(names))
         for layer in compat.sublayers(self):
             if isinstance(layer, keras.layers.Dense) and layer.name in names:
                 layer.enable_lora(rank, lora_alpha=lora_alpha)
                 found += 1
-        _warn_stacked_experts(self, names)
+            elif isinstance(layer, MoE) and layer.stacked and expert_targets:
+                found += len(layer.enable_lora(rank, lora_alpha=lora_alpha, targets=expert_targets))
         if not found:
             dense = sorted({layer.name for layer in compat.sublayers(self) if isinstance(layer, keras.layers.Dense)})
             raise ValueError(f"enable_lora: no Dense layer named any of {names} in {self.name} "
@@ -126,7 +133,11 @@ class Backbone(SharingMixin, keras.Model):
 
     def freeze_all_but_lora(self):
         """Only LoRA adapters stay trainable (their layers' kernels and biases are frozen too)."""
+        from keras_models.layers.moe import MoE
+
         for layer in compat.sublayers(self):
+            if isinstance(layer, MoE):
+                layer.freeze_all_but_lora()  # its own stacked experts (composite: not a leaf)
             if compat.has_sublayers(layer):
                 continue
             if getattr(layer, "lora_enabled", False):
@@ -255,17 +266,3 @@ def _task_head_patterns(backbone_cls):
     for task in backbone_cls.tasks.values():
         out.extend(getattr(task, "hf_head_patterns", ()))
     return tuple(out)
-
-
-def _warn_stacked_experts(model, names):
-    """Stacked MoE experts (keras_models.layers.moe) are tensors, not Dense layers: a LoRA target
-    naming an expert projection adapts only the dense MLPs / shared experts; say so."""
-    from keras_models.layers.moe import MoE
-
-    hit = sorted(set(names) & {"gate", "up", "down"})
-    stacked = [layer.path for layer in compat.sublayers(model) if isinstance(layer, MoE) and layer.stacked]
-    if hit and stacked:
-        logger.warning("enable_lora: %s also names the experts' projections, but the mixture-of-experts "
-                       "layers (%s%s) keep their experts stacked, not as Dense layers: only the shared "
-                       "experts and dense MLPs get adapters there, the routed experts none", ", ".join(hit), stacked[0],
-                       f" and {len(stacked) - 1} more" if len(stacked) > 1 else "")

@@ -130,9 +130,14 @@ def test_part_rules_must_cover_the_variable():
 
 
 @pytest.mark.backend_independent
-def test_lora_on_expert_names_warns(caplog):
+def test_lora_on_expert_names_adapts_the_stacked_experts(caplog):
+    """(Issue 19: the routed experts get per-expert adapters; tests/models/test_moe_lora.py.)"""
+    from keras_models.layers.moe import MoE
+
     model = km.CausalLM.from_preset(_folder())
     with caplog.at_level(logging.WARNING, logger="keras_models"):
         found = model.enable_lora(2, target_names=("q_proj", "query", "up"))
-    assert found >= 2  # queries + the dense layer's up projection
-    assert "routed experts none" in caplog.text
+    moe = [layer for layer in model.backbone._flatten_layers() if isinstance(layer, MoE) and layer.stacked]
+    assert moe and all(layer.lora_targets == ("gate_up",) for layer in moe)
+    assert found >= 2 + len(moe)  # queries + the dense layer's up projection + the experts' [gate | up]
+    assert "routed experts none" not in caplog.text
