@@ -133,11 +133,12 @@ def per_expert_stacked(prefix, moe, names):
     n = moe.intermediate_size
     gate, up, full = slice(0, n), slice(n, 2 * n), slice(None)
     r = []
+    gate_up, down = moe.expert_gate_up, moe.expert_down  # read once: with LoRA each read computes the sum
     for e in range(moe.num_experts):
         p = f"{prefix}{e}."
-        r += [Rule(f"{p}{names['gate']}.weight", moe.expert_gate_up, TRANSPOSE, part=(e, full, gate)),
-              Rule(f"{p}{names['up']}.weight", moe.expert_gate_up, TRANSPOSE, part=(e, full, up)),
-              Rule(f"{p}{names['down']}.weight", moe.expert_down, TRANSPOSE, part=(e,))]
+        r += [Rule(f"{p}{names['gate']}.weight", gate_up, TRANSPOSE, part=(e, full, gate)),
+              Rule(f"{p}{names['up']}.weight", gate_up, TRANSPOSE, part=(e, full, up)),
+              Rule(f"{p}{names['down']}.weight", down, TRANSPOSE, part=(e,))]
         if moe.use_bias:
             r += [Rule(f"{p}{names['gate']}.bias", moe.expert_gate_up_bias, part=(e, gate)),
                   Rule(f"{p}{names['up']}.bias", moe.expert_gate_up_bias, part=(e, up)),
