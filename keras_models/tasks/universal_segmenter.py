@@ -17,9 +17,13 @@ same names:
 ``post_process_semantic_segmentation`` / ``post_process_instance_segmentation`` /
 ``post_process_panoptic_segmentation`` turn them into per-image maps (numpy) exactly as
 Transformers' image processors' methods of those names do (call them on the model or its class:
-Mask2Former's first resize the mask logits to 384 x 384, as its processor does). There is no default training loss
-(Transformers' Hungarian-matched mask losses are not implemented): ``fit`` needs
-``compile(loss=...)``. A checkpoint's preprocessor_config.json becomes ``model.preprocessor``
+Mask2Former's first resize the mask logits to 384 x 384, as its processor does). Training:
+``fit(x, y)`` with ``y`` as Transformers' labels, ``{"mask_labels": [(n_i, H, W) per image],
+"class_labels": [(n_i,) per image]}``, uses Transformers' Hungarian-matched loss
+(:mod:`keras_models.tasks.segmentation_loss`: MaskFormer's focal + dice, Mask2Former's point-sampled
+cross-entropy + dice with a loss per decoder layer; the config's weights) unless
+``compile(loss=...)`` set another; :meth:`compute_segmentation_loss` returns ``(loss, loss_dict)``
+as ``...(pixel_values, mask_labels=..., class_labels=...)`` and ``get_loss_dict`` do. A checkpoint's preprocessor_config.json becomes ``model.preprocessor``
 (resize, normalise, pad + ``pixel_mask``): ``model(model.preprocessor(images))``.
 
 Family subclasses build ``self.class_predictor`` / heads and implement :meth:`query_outputs`.
@@ -29,7 +33,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.errors import InputError
+from keras_models.errors import ConfigError, InputError
 from keras_models.tasks.image_classifier import ImageTask
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -103,12 +107,55 @@ class UniversalSegmenter(ImageTask):
     hf_head_patterns = ("class_predictor.*", "mask_embedder.*", "criterion.*")
     # Mask2Former's processor first resizes the mask logits (bilinear) to the size it was trained at
     post_process_mask_size = None
+    # training loss: keras_models.tasks.segmentation_loss's kind; None: refused with loss_unsupported
+    loss_kind = None
+    loss_unsupported = "no training loss is implemented for this family"
 
-    def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, **kwargs):
+    def __init__(self, backbone, num_classes=2, id2label=None, dropout=0.0, preprocessor=None, loss_config=None,
+                 loss_seed=None, **kwargs):
         super().__init__(backbone, preprocessor=preprocessor, **kwargs)
+        from keras_models.tasks.segmentation_loss import loss_config_from_hf
+
         self.num_classes = num_classes
         self.id2label = {int(k): v for k, v in id2label.items()} if id2label else None
         self.dropout = dropout or 0.0
+        self.loss_config = loss_config_from_hf(dict(loss_config or {}), self.loss_kind) if self.loss_kind else None
+        # the seed of the point sampling's draws (Mask2Former); None: a random one
+        self.loss_seed = loss_seed
+        self.loss_seed_generator = keras.random.SeedGenerator(loss_seed, name="loss_seed") \
+            if self.loss_kind == "mask2former" else None
+
+    @classmethod
+    def task_config_from_hf(cls, hf, head_from_checkpoint, **kwargs):
+        from keras_models.tasks.segmentation_loss import DEFAULTS
+
+        kwargs = super().task_config_from_hf(hf, head_from_checkpoint, **kwargs)
+        if cls.loss_kind:
+            kwargs.setdefault("loss_config", {k: hf[k] for k in DEFAULTS[cls.loss_kind] if hf.get(k) is not None})
+        return kwargs
+
+    def task_config_to_hf(self):
+        out = super().task_config_to_hf()
+        if self.loss_config:
+            out.update(self.loss_config)
+        return out
+
+    @staticmethod
+    def _load_weights(folder, model, head_from_checkpoint, archs):
+        report = ImageTask._load_weights(folder, model, head_from_checkpoint, archs)
+        if getattr(model, "loss_config", None):
+            from keras_models.tasks.segmentation_loss import checkpoint_no_object_weight
+
+            # Transformers' criterion keeps "no object"'s weight in a buffer that the checkpoint fills
+            weight = checkpoint_no_object_weight(folder)
+            if weight is not None:
+                model.loss_config["no_object_weight"] = weight
+        return report
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(loss_config=dict(self.loss_config) if self.loss_config else None, loss_seed=self.loss_seed)
+        return config
 
     @classmethod
     def preprocessor_from_preset(cls, folder, hf, **kw):
@@ -124,22 +171,105 @@ class UniversalSegmenter(ImageTask):
     def default_metrics(self):
         return None
 
+    # --- training: Transformers' Hungarian-matched mask loss ------------------------------------
+    def default_compile_args(self):
+        args = super().default_compile_args()
+        if args is None and self.loss_kind:  # compiled without a Keras loss: compute_loss uses the mask loss
+            args = dict(optimizer=keras.optimizers.AdamW(self.default_learning_rate, weight_decay=0.01))
+        return args
+
+    def _check_loss_supported(self):
+        if not self.loss_kind:
+            raise ConfigError(f"{type(self).__name__}: no training loss: {self.loss_unsupported}; "
+                              "compile(loss=...) with your own")
+
+    def _targets(self, y):
+        from keras_models.tasks.segmentation_loss import is_label_pair, pad_segmentation_targets
+
+        return pad_segmentation_targets(y, num_classes=self.num_classes) if is_label_pair(y) else y
+
+    def compute_segmentation_loss(self, inputs, mask_labels, class_labels=None, training=False, points=None):
+        """``(loss, loss_dict)`` of Transformers' ``...(pixel_values, mask_labels=..., class_labels=...)``
+        (its ``get_loss_dict``: the terms already weighted): ``mask_labels`` one (n, H, W) array per
+        image and ``class_labels`` one (n,) array per image (or one dict holding both, or
+        :func:`~keras_models.tasks.segmentation_loss.pad_segmentation_targets`' dict). Mask2Former:
+        ``points`` replays given random points (one
+        :func:`~keras_models.tasks.segmentation_loss.draw_points` dict per scored layer)."""
+        from keras_models.tasks.segmentation_loss import pad_segmentation_targets, segmentation_loss
+
+        self._check_loss_supported()
+        if class_labels is not None:
+            targets = pad_segmentation_targets(mask_labels, class_labels, self.num_classes)
+        else:
+            targets = self._targets(mask_labels)
+        outputs = self.segmentation_outputs(inputs, training=training, auxiliary=True)
+        return segmentation_loss(outputs, targets, self.loss_config, self.loss_kind, points=points,
+                                 seed=self.loss_seed_generator)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if getattr(self, "loss", None) is not None or not self.loss_kind:  # the user's compile(loss=...)
+            return super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        from keras_models.tasks.segmentation_loss import check_padded_targets, segmentation_loss
+
+        check_padded_targets(y, type(self).__name__)
+        if sample_weight is not None:
+            raise InputError(f"{type(self).__name__}: the segmentation loss takes no sample_weight")
+        loss, _ = segmentation_loss(y_pred, y, self.loss_config, self.loss_kind, seed=self.loss_seed_generator)
+        extra = self.losses  # regularisation losses the layers add
+        return loss + ops.sum(ops.stack(extra)) if extra else loss
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        if y is not None and getattr(self, "loss", None) is None:
+            self._check_loss_supported()
+        vd = kwargs.get("validation_data")
+        if isinstance(vd, tuple) and len(vd) >= 2:
+            kwargs["validation_data"] = (vd[0], self._targets(vd[1])) + tuple(vd[2:])
+        return super().fit(x, self._targets(y), *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        return super().evaluate(x, self._targets(y), *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        if y is not None and getattr(self, "loss", None) is None:
+            self._check_loss_supported()
+        return super().train_on_batch(x, self._targets(y), *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, *args, **kwargs):
+        return super().test_on_batch(x, self._targets(y), *args, **kwargs)
+
+    # --- forward ----------------------------------------------------------------------------
     def query_outputs(self, outputs, training=False):
         """(class_queries_logits, masks_queries_logits (batch, queries, h, w)) from the backbone's
         outputs."""
         raise NotImplementedError
 
+    def auxiliary_outputs(self, inputs, training=False):
+        """(backbone outputs, auxiliary (class logits, mask logits) stacked over the scored layers
+        but the last, or None). Families with per-layer predictions override it."""
+        return self.backbone(inputs, training=training), None
+
     def call(self, inputs, training=False):
+        return self.segmentation_outputs(inputs, training=training, auxiliary=training and bool(self.loss_kind))
+
+    def segmentation_outputs(self, inputs, training=False, auxiliary=False):
+        """``call``'s outputs; with ``auxiliary`` (training), also ``auxiliary_class_queries_logits``
+        / ``auxiliary_masks_queries_logits`` (layers - 1, batch, queries, ...) where the family
+        scores every decoder layer."""
         if isinstance(inputs, dict) and "pixel_values" not in inputs:
             raise InputError(f"{type(self).__name__}: inputs need 'pixel_values' (batch, height, width, channels); "
                              f"got keys {sorted(inputs)}")
-        out = self.backbone(inputs, training=training)
+        if auxiliary:
+            out, aux = self.auxiliary_outputs(inputs, training=training)
+        else:
+            out, aux = self.backbone(inputs, training=training), None
         classes, masks = self.query_outputs(out, training=training)
         result = {"class_queries_logits": classes, "masks_queries_logits": masks}
         for k in ("transformer_decoder_last_hidden_state", "pixel_decoder_last_hidden_state",
                   "encoder_last_hidden_state"):
             if k in out:
                 result[k] = out[k]
+        if aux is not None:
+            result["auxiliary_class_queries_logits"], result["auxiliary_masks_queries_logits"] = aux
         return result
 
     # --- post-processing (numpy, as Transformers' MaskFormer image processor) -------------------

@@ -304,6 +304,8 @@ class MaskFormerUniversalSegmenter(UniversalSegmenter):
     """Linear class head (num_labels + "no object") and a 3-layer mask-embedding MLP on the decoder's
     queries, dotted with the pixel decoder's embeddings."""
 
+    loss_kind = "maskformer"  # keras_models.tasks.segmentation_loss
+
     def __init__(self, backbone, num_classes=2, **kwargs):
         super().__init__(backbone, num_classes=num_classes, **kwargs)
         d, common = backbone.hidden_size, dict(dtype=backbone.dtype_policy)

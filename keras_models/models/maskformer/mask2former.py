@@ -323,9 +323,11 @@ class Mask2FormerBackbone(SpecBackbone):
         masked = ops.sigmoid(ops.reshape(small, (ops.shape(small)[0], ops.shape(small)[1], -1))) < 0.5
         return masks, masked[:, None]
 
-    def transformer_decoder(self, levels, pixel_embeddings, queries=None):
+    def transformer_decoder(self, levels, pixel_embeddings, queries=None, collect=None):
         """The masked-attention decoder from ``queries`` (batch, num_queries, hidden); default: the
-        learned query features (OneFormer passes its task-conditioned queries)."""
+        learned query features (OneFormer passes its task-conditioned queries). ``collect``: a list
+        that receives every prediction's (normalised queries, mask logits), the initial one first
+        (the training loss scores all of them)."""
         d = self.hidden_size
         b = ops.shape(levels[0])[0]
         sizes = [(int(x.shape[1]), int(x.shape[2])) for x in levels]
@@ -340,19 +342,31 @@ class Mask2FormerBackbone(SpecBackbone):
         query_pos = ops.zeros_like(queries[:, :1, :1]) + ops.cast(self.query_embed, queries.dtype)[None]
         x = queries
         masks, masked = self.predict_masks(x, pixel_embeddings, sizes[0])
+        if collect is not None:
+            collect.append((self.decoder_norm(x), masks))
         for i, layer in enumerate(self.decoder_layers):
             level = i % LEVELS
             masked = masked & ~ops.all(masked, axis=-1, keepdims=True)  # a query that sees nothing sees all
             x = layer(x, query_pos, memory[level], memory_pos[level], masked)
             masks, masked = self.predict_masks(x, pixel_embeddings, sizes[(i + 1) % LEVELS])
+            if collect is not None:
+                collect.append((self.decoder_norm(x), masks))
         return x, masks
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, auxiliary=False):
+        """``auxiliary``: also ``auxiliary_states`` / ``auxiliary_masks_queries_logits`` (decoder_layers
+        - 1, batch, queries, ...): the normalised queries and mask logits of every prediction but the
+        last (the initial one first), for the training loss."""
         pixels = inputs["pixel_values"] if isinstance(inputs, dict) else inputs
         maps = self.backbone_maps(pixels)
         pixel_embeddings, levels = self.pixel_decoder(maps, training=training)
-        queries, masks = self.transformer_decoder(levels, pixel_embeddings)
-        return {"last_hidden_state": queries, "transformer_decoder_last_hidden_state": queries,
+        collect = [] if auxiliary else None
+        queries, masks = self.transformer_decoder(levels, pixel_embeddings, collect=collect)
+        extra = {}
+        if auxiliary and len(collect) > 1:
+            extra = {"auxiliary_states": ops.stack([c[0] for c in collect[:-1]]),
+                     "auxiliary_masks_queries_logits": ops.stack([c[1] for c in collect[:-1]])}
+        return {**extra, "last_hidden_state": queries, "transformer_decoder_last_hidden_state": queries,
                 "transformer_decoder_intermediate_state": self.decoder_norm(queries), "masks_queries_logits": masks,
                 "pixel_decoder_last_hidden_state": pixel_embeddings, "encoder_last_hidden_state": maps[-1],
                 "encoder_hidden_states": tuple(maps), "pixel_decoder_hidden_states": tuple(levels)}
@@ -398,6 +412,7 @@ class Mask2FormerUniversalSegmenter(UniversalSegmenter):
 
     hf_head_patterns = ("class_predictor.*", "criterion.*")
     post_process_mask_size = (384, 384)
+    loss_kind = "mask2former"  # keras_models.tasks.segmentation_loss; every decoder layer is scored
 
     def __init__(self, backbone, num_classes=2, **kwargs):
         super().__init__(backbone, num_classes=num_classes, **kwargs)
@@ -410,6 +425,12 @@ class Mask2FormerUniversalSegmenter(UniversalSegmenter):
 
     def query_outputs(self, outputs, training=False):
         return self.class_predictor(outputs["transformer_decoder_intermediate_state"]), outputs["masks_queries_logits"]
+
+    def auxiliary_outputs(self, inputs, training=False):
+        out = self.backbone(inputs, training=training, auxiliary=True)
+        if "auxiliary_states" not in out:  # one decoder layer: only the last prediction
+            return out, None
+        return out, (self.class_predictor(out["auxiliary_states"]), out["auxiliary_masks_queries_logits"])
 
     def head_rules(self):
         return dense_rules("class_predictor", self.class_predictor, base=False)

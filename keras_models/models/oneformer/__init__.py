@@ -299,6 +299,9 @@ class OneFormerUniversalSegmenter(UniversalSegmenter):
 
     hf_head_patterns = ("model.transformer_module.decoder.class_embed.*", "transformer_module.decoder.class_embed.*",
                         "criterion.*")
+    loss_unsupported = ("OneFormer's loss adds to Mask2Former's a contrastive loss between the object queries and "
+                        "the text queries of per-image 'text_inputs', read by Transformers' text mapper "
+                        "(text_mapper.*, built only with config is_training=True), which is not implemented")
 
     def __init__(self, backbone, num_classes=2, **kwargs):
         super().__init__(backbone, num_classes=num_classes, **kwargs)
