@@ -264,5 +264,5 @@ def test_timestamp_and_long_form_errors():
         model.generate(long, max_new_tokens=2)
     with pytest.raises(ValueError, match="return_timestamps=True"):
         model.generate(long, attention_mask=mask, return_timestamps=False, max_new_tokens=2)
-    with pytest.raises(ValueError, match="condition_on_prev_tokens"):
-        model.generate(long, attention_mask=mask, condition_on_prev_tokens=True, max_new_tokens=2)
+    with pytest.raises(ValueError, match="no_speech_threshold needs logprob_threshold"):
+        model.generate(long, attention_mask=mask, no_speech_threshold=0.5, max_new_tokens=2)

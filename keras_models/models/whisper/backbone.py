@@ -151,6 +151,30 @@ class WhisperBackbone(BartBackbone):
                           training=training)
         return {"encoder_last_hidden_state": enc, "last_hidden_state": dec}
 
+    def decoder_cross_attentions(self, decoder_input_ids, encoder_states, layers):
+        """Teacher-forced decoder pass that returns the cross-attention probabilities of decoder
+        ``layers``: {layer: (batch, heads, decoder_len, encoder_len) float32} (Transformers' eager
+        ``cross_attentions``; token-level timestamps read them). The cached decode path is not
+        involved."""
+        from keras_models.layers.masks import causal_bias
+
+        x = self.embed_decoder(ops.convert_to_tensor(decoder_input_ids, "int32"), 0)
+        t = ops.shape(x)[1]
+        bias = causal_bias(t, t, x.dtype)
+        out = {}
+        for i, blk in enumerate(self.decoder_blocks[: max(layers) + 1]):
+            if i in layers:
+                h = blk._residual(x, blk.self_attention_norm,
+                                  lambda y: blk._self_attend(y, bias, None, None, False)[0], False)
+                a = blk.cross_attention_layer
+                q = blk._heads(a, a.query(blk.cross_attention_norm(h)))
+                k = blk._heads(a, a.key(encoder_states))
+                scale = a.scale if a.scale is not None else a.head_dim**-0.5
+                scores = ops.cast(ops.einsum("bthd,bshd->bhts", q, k), "float32") * scale
+                out[i] = np.asarray(ops.convert_to_numpy(ops.softmax(scores, axis=-1)), "float32")
+            x = blk(x, bias, context=encoder_states)
+        return out
+
     def dummy_inputs(self):
         ones = np.ones((1, 2), "int32")
         return {"input_features": np.zeros((1, self.num_mel_bins, self.num_frames), "float32"),

@@ -21,8 +21,32 @@ cut into segments at their timestamp pairs and the next window starts at the las
 same loop runs (timestamp tokens a model emits after <|notimestamps|> still cut segments, as in
 Transformers 5); only explicit ``decoder_input_ids`` decode one window directly.
 
-Not yet: temperature fallback (a temperature list, logprob / compression-ratio / no-speech
-thresholds), ``condition_on_prev_tokens``, token-level (DTW) timestamps.
+Long-form options, as Transformers 5's ``generate_with_fallback``:
+
+* ``condition_on_prev_tokens=True``: each window's prompt is the previous-text token
+  (``prev_sot_token_id``, else the second-to-last ``suppress_tokens``) and the tokens of the
+  segments so far (a segment ending with two timestamps gives one), the last
+  max_target_positions // 2 - 1 of them, before the start tokens; ``prompt_ids`` are the first
+  segment. Rows with prompts of different lengths decode apart (Transformers left-pads them and
+  reads positions from the mask: the same numbers);
+* ``temperature=(0.0, 0.2, ...)`` with ``compression_ratio_threshold`` (zlib ratio of the ids as
+  bytes), ``logprob_threshold`` (mean log-probability of the ids, end of text included, under the
+  processed scores with the temperature undone: recomputed teacher-forced) and
+  ``no_speech_threshold`` (probability of the id before <|notimestamps|> after the start of
+  transcript, from the raw logits): a window that fails is decoded again by sampling at the next
+  temperature (``seed=``), the last one is kept; a window whose log-prob is low and whose
+  no-speech probability is high is skipped. Transformers' by-position quirks of a shrinking batch
+  (which row's flags and no-speech probability a fallback row reads) are kept;
+* ``return_token_timestamps=True`` (needs ``alignment_heads`` in generation_config.json): the
+  cross-attention of those heads over the fed tokens (a teacher-forced pass,
+  ``WhisperBackbone.decoder_cross_attentions``; the cached decode loop is unchanged), cropped to
+  the ``attention_mask``'s frames // 2, standardised, median-filtered (``median_filter_width``, 7)
+  and averaged; DTW gives each token's time. The result is a dict with ``token_timestamps`` (each
+  window's own times, as Transformers concatenates them); segments carry theirs shifted to the
+  window's start.
+
+Not covered: ``prompt_condition_type="all-segments"``, ``logprob_threshold`` with beam search
+(Transformers reads the beam score there), token timestamps with beam search.
 """
 
 import keras
@@ -41,7 +65,9 @@ _ser = keras.saving.register_keras_serializable(package="keras_models")
 # generation_config.json keys of Whisper checkpoints that our GenerationConfig keeps aside
 WHISPER_GENERATION_KEYS = ("lang_to_id", "task_to_id", "no_timestamps_token_id", "forced_decoder_ids",
                            "is_multilingual", "return_timestamps", "language", "task",
-                           "max_initial_timestamp_index", "condition_on_prev_tokens")
+                           "max_initial_timestamp_index", "condition_on_prev_tokens", "prev_sot_token_id",
+                           "compression_ratio_threshold", "logprob_threshold", "no_speech_threshold",
+                           "alignment_heads")
 TASKS = ("transcribe", "translate")
 
 
@@ -284,7 +310,8 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
     # --- generation -----------------------------------------------------------------------------
     def generate(self, input_features=None, generation_config=None, *, decoder_input_ids=None, language=None,
                  task=None, return_timestamps=None, prompt_ids=None, tokenizer=None, attention_mask=None,
-                 return_segments=False, condition_on_prev_tokens=None, **kwargs):
+                 return_segments=False, condition_on_prev_tokens=None, return_token_timestamps=False,
+                 **kwargs):
         """Transcribe / translate log-mel ``input_features`` (batch, num_mel_bins, frames) with
         Transformers' Whisper keywords. Returns the generated ids (numpy, right-padded); with
         ``return_segments=True`` a dict with ``sequences`` and per row the ``segments`` (``start``,
@@ -307,14 +334,46 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         return_timestamps = bool(return_timestamps) or longform
         if condition_on_prev_tokens is None:
             condition_on_prev_tokens = settings.get("condition_on_prev_tokens")
-        if condition_on_prev_tokens:
-            raise GenerationError("generate: condition_on_prev_tokens=True is not supported for Whisper")
-        for key in ("logprob_threshold", "compression_ratio_threshold", "no_speech_threshold"):
-            if kwargs.get(key) is not None:
-                raise GenerationError(f"generate: {key} (temperature fallback) is not supported for Whisper")
-            kwargs.pop(key, None)
-        if isinstance(kwargs.get("temperature"), (list, tuple)):
-            raise GenerationError("generate: a temperature list (temperature fallback) is not supported for Whisper")
+        thresholds = []
+        for key in ("compression_ratio_threshold", "logprob_threshold", "no_speech_threshold"):
+            value = kwargs.pop(key, None)
+            thresholds.append(settings.get(key) if value is None else float(value))
+        temperature = kwargs.get("temperature")
+        fallback = None
+        if isinstance(temperature, (list, tuple)) or any(t is not None for t in thresholds):
+            # Transformers' generate_with_fallback: each temperature in turn (0 = greedy)
+            kwargs.pop("temperature", None)
+            temps = list(temperature) if isinstance(temperature, (list, tuple)) else [temperature]
+            if not temps:
+                raise GenerationError("generate: temperature=() (give at least one temperature)")
+            fallback = (temps, *thresholds)
+            if thresholds[2] is not None and thresholds[1] is None:
+                raise GenerationError("generate: no_speech_threshold needs logprob_threshold (a window is "
+                                      "skipped when both its log-prob is low and its no-speech probability high)")
+            if thresholds[1] is not None and int(kwargs.get("num_beams", 1) or 1) > 1:
+                raise GenerationError("generate: logprob_threshold with num_beams > 1 is not supported for "
+                                      "Whisper (Transformers reads the beam score there)")
+            if thresholds[2] is not None and settings.get("no_timestamps_token_id") is None:
+                raise GenerationError("generate: no_speech_threshold needs no_timestamps_token_id in "
+                                      "generation_config.json (the no-speech token is the id before it)")
+        token_timestamps = None
+        median_width = kwargs.pop("median_filter_width", None)
+        if return_token_timestamps:
+            if not settings.get("alignment_heads"):
+                raise GenerationError("generate: return_token_timestamps=True needs alignment_heads in "
+                                      "generation_config.json")
+            heads = [tuple(int(v) for v in h) for h in settings["alignment_heads"]]
+            bad = [h for h in heads if not (0 <= h[0] < self.backbone.num_decoder_layers
+                                            and 0 <= h[1] < self.backbone.decoder_heads)]
+            if bad:
+                raise GenerationError(f"generate: alignment_heads {bad} are not (decoder layer, head) pairs of "
+                                      "this model")
+            frames = None
+            if attention_mask is not None:
+                frames = np.asarray(ops.convert_to_numpy(attention_mask)).reshape(feats.shape[0], -1).sum(-1)
+            if median_width is None:
+                median_width = getattr(self.backbone, "median_filter_width", None) or 7
+            token_timestamps = (frames, heads, int(median_width))
         base = generation_config if generation_config is not None else self.generation_config
         if base is None:
             base = GenerationConfig()
@@ -331,7 +390,12 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             # as Transformers 5: even without return_timestamps, the timestamp tokens a model emits
             # cut the window into segments and may start another window
             return self._generate_sequential(feats, attention_mask, base, settings, start, language, task,
-                                             prompt_ids, return_segments, tokenizer, kwargs, return_timestamps)
+                                             prompt_ids, return_segments, tokenizer, kwargs, return_timestamps,
+                                             condition=bool(condition_on_prev_tokens), fallback=fallback,
+                                             token_timestamps=token_timestamps)
+        if condition_on_prev_tokens or fallback is not None or return_token_timestamps:
+            raise GenerationError("generate: decoder_input_ids cannot be combined with condition_on_prev_tokens, "
+                                  "temperature fallback or return_token_timestamps")
         if return_timestamps:
             raise GenerationError("generate: decoder_input_ids cannot be combined with return_timestamps / "
                                   "long-form transcription (use language=, task=, prompt_ids=)")
@@ -352,22 +416,24 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         prev = np.asarray(ops.convert_to_numpy(prompt_ids), "int32").reshape(1, -1)
         return np.concatenate([np.repeat(prev, prompt.shape[0], axis=0), prompt], axis=1)
 
-    def _decode(self, states, prompt, base, kwargs, tokenizer, timestamps=None, max_length=None):
+    def _decode(self, states, prompt, base, kwargs, tokenizer, timestamps=None, max_length=None, width=None):
         """One engine run on encoder ``states`` from the decoder ``prompt``: the new ids (raw,
-        finished rows padded), under Transformers' Whisper length rules."""
+        finished rows padded), under Transformers' Whisper length rules (for a prompt of ``width``
+        tokens: Transformers' left-padded batch width, when rows of other lengths run apart)."""
         kwargs = dict(kwargs)
         batch = prompt.shape[0]
+        width = prompt.shape[1] if width is None else width
         limit = self.backbone.decoder_max_position_embeddings
         max_new = kwargs.get("max_new_tokens", base.max_new_tokens)
         if max_new is None:  # Transformers: max_length counts from the initial tokens, capped
-            initial = min(limit // 2 - 1, prompt.shape[1])
+            initial = min(limit // 2 - 1, width)
             if max_length is None:
                 max_length = kwargs.pop("max_length", base.max_length)
             kwargs.pop("max_length", None)
             max_length = min(max_length + initial, limit)
-            kwargs["max_new_tokens"] = max(max_length - prompt.shape[1], 0)
-        elif max_new + prompt.shape[1] > limit:
-            raise GenerationError(f"generate: the decoder prompt ({prompt.shape[1]} tokens) + max_new_tokens "
+            kwargs["max_new_tokens"] = max(max_length - width, 0)
+        elif max_new + width > limit:
+            raise GenerationError(f"generate: the decoder prompt ({width} tokens) + max_new_tokens "
                                   f"({max_new}) exceeds max_target_positions ({limit})")
         mask = np.ones((batch, ops.shape(states)[1]), "int32")
         self._gen_encoder = (states, ops.convert_to_tensor(mask), np.zeros((batch, 1), "int32"))
@@ -391,9 +457,12 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         return rows
 
     def _generate_sequential(self, feats, attention_mask, base, settings, start, language, task, prompt_ids,
-                             return_segments, tokenizer, kwargs, timestamps=True):
+                             return_segments, tokenizer, kwargs, timestamps=True, condition=False, fallback=None,
+                             token_timestamps=False):
         """Transformers' sequential (timestamp-seeking) Whisper transcription, greedy / beam; the
-        timestamp rules apply with ``timestamps``."""
+        timestamp rules apply with ``timestamps``. ``condition``: the previous windows' tokens
+        prompt the next one; ``fallback``: (temperatures, compression-ratio, log-prob, no-speech
+        thresholds) or None; ``token_timestamps``: per token a time from the alignment heads."""
         no_ts = settings.get("no_timestamps_token_id")
         if no_ts is None and timestamps:
             raise GenerationError("generate: return_timestamps / long-form transcription needs "
@@ -420,11 +489,23 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             first = np.pad(first, ((0, 0), (0, 0), (0, window - first.shape[-1])))
         init = self.decoder_prompt(batch, settings, start, language, task, None, timestamps=timestamps,
                                    features=first)
-        init = self._with_prompt_ids(init, prompt_ids)
+        prompt = None if prompt_ids is None else np.asarray(ops.convert_to_numpy(prompt_ids), "int32").reshape(-1)
+        # Transformers' previous-text token: generation_config.prev_sot_token_id, else the
+        # second-to-last suppressed token
+        prev_sot = settings.get("prev_sot_token_id")
+        suppress = list(kwargs.get("suppress_tokens", base.suppress_tokens) or ())
+        if prev_sot is None and len(suppress) >= 2:
+            prev_sot = suppress[-2]
+        history = [[] for _ in range(batch)]  # what conditions the next window (the prompt segment first)
+        if prompt is not None and condition:
+            first_prompt = prompt[1:] if prev_sot is not None and len(prompt) and prompt[0] == prev_sot else prompt
+            history = [[{"tokens": first_prompt.tolist()}] for _ in range(batch)]
+        do_cond = [bool(condition)] * batch
+        cut_off = self.backbone.decoder_max_position_embeddings // 2 - 1
         seek = np.zeros((batch,), "int64")
         segments = [[] for _ in range(batch)]
         eos_set = set(eos)
-        max_length = None
+        state = {"max_length": None}
         while (seek < frames).any():
             rows = [i for i in range(batch) if seek[i] < frames[i]]
             sizes = {i: int(min(frames[i] - seek[i], window)) for i in rows}
@@ -434,33 +515,226 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
                 pieces.append(np.pad(piece, ((0, 0), (0, window - piece.shape[-1]))))
             # compiled backends: finished rows are replaced by copies of a running one (rows decode
             # independently) so that every window reuses one compiled loop
-            run = rows if backend.EAGER_LOOP else rows + [rows[0]] * (batch - len(rows))
-            pieces += pieces[:1] * (len(run) - len(rows))
-            states = self.backbone.encode(np.stack(pieces))
-            new = self._decode(states, init[run], base, kwargs, tokenizer, timestamps=rule, max_length=max_length)
-            new = new[: len(rows)]
-            max_length = self._last_max_length
-            for i, seq in zip(rows, new.tolist()):
+            states = self.backbone.encode(np.stack(pieces + pieces[:1] * (batch - len(rows))))
+            if condition and any(do_cond) and len(history[0]) > 0:
+                prompts = []
+                for i in rows:
+                    prev = [] if prev_sot is None else [int(prev_sot)]
+                    if do_cond[i] and history[i]:
+                        ids = []
+                        for s in history[i]:
+                            t = list(s["tokens"])
+                            # a segment that ends with two timestamps conditions with one
+                            ids += t[:-1] if len(t) > 2 and t[-2] >= begin else t
+                        prev += ids[-cut_off:]
+                    prompts.append(prev + init[i].tolist())
+            elif prompt is not None:
+                prompts = [prompt.tolist() + init[i].tolist() for i in rows]
+            else:
+                prompts = [init[i].tolist() for i in rows]
+            window_tt = None
+            if token_timestamps:  # (frames left per row or None, alignment heads, median filter width)
+                left = None if token_timestamps[0] is None else token_timestamps[0] - seek
+                window_tt = (left, token_timestamps[1], token_timestamps[2])
+            results, skip, raw, temps_used = self._decode_window(
+                states, rows, prompts, base, kwargs, tokenizer, rule, state, pad, eos, eos_set, no_ts, fallback,
+                do_cond, condition, window_tt, init.shape[1])
+            for k, i in enumerate(rows):
+                if skip[k]:
+                    seek[i] += sizes[i]
+                    continue
+                seq = results[k]
+                found, offset = _segments(seq, begin, seek[i] * precision / stride, sizes[i], precision, stride)
+                if token_timestamps:
+                    stamps, n_prompt = raw[k]
+                    at = 0
+                    for s in found:
+                        n = len(s["tokens"])
+                        # (the returned token_timestamps are the window's own, as Transformers
+                        # concatenates them; the segments' are shifted to the window's start)
+                        s["raw_token_timestamps"] = stamps[n_prompt + at: n_prompt + at + n]
+                        s["token_timestamps"] = s["raw_token_timestamps"] + seek[i] * precision / stride
+                        at += n
+                seek[i] += offset
+                segments[i] += found
+                history[i] += found
+        width = max((sum(len(s["tokens"]) for s in row) for row in segments), default=0)
+        out = np.full((batch, width), pad, "int32")
+        times = np.zeros((batch, width), "float64") if token_timestamps else None
+        for i, row in enumerate(segments):
+            ids = [t for s in row for t in s["tokens"]]
+            out[i, : len(ids)] = ids
+            if token_timestamps:
+                got = np.concatenate([s.pop("raw_token_timestamps") for s in row]) if row else np.zeros((0,))
+                times[i, : len(got)] = got
+                times[i, len(got):] = got[-1] if len(got) else 0.0
+        for row in segments:
+            for s in row:
+                s["tokens"] = np.asarray(s["tokens"], "int32")
+        if token_timestamps:
+            result = {"sequences": out, "token_timestamps": times}
+            if return_segments:
+                result["segments"] = segments
+            return result
+        if return_segments:
+            return {"sequences": out, "segments": segments}
+        return out
+
+    def _decode_window(self, states, rows, prompts, base, kwargs, tokenizer, rule, state, pad, eos, eos_set, no_ts,
+                       fallback, do_cond, condition, token_timestamps, init_len):
+        """Transformers' ``generate_with_fallback`` for one window: per running row its new ids
+        (end of text dropped), whether the window is skipped as silence, and (token timestamps)
+        (times, prompt length) per row."""
+        temperatures = [None] if fallback is None else list(fallback[0])
+        crt, lpt, nst = (None, None, None) if fallback is None else fallback[1:]
+        count = len(rows)
+        width = max(len(p) for p in prompts)
+        results, raw = [None] * count, [None] * count
+        skip, need = [False] * count, [False] * count
+        no_speech = None
+        if nst is not None:  # P(no speech token) after the start of transcript, once per window
+            # (Transformers reads the window's probabilities by position in the fallback batch when
+            # the start tokens are more than one, else those of the rows it runs)
+            no_speech = self._no_speech_probs(states, prompts, no_ts - 1, init_len)
+        pending = list(range(count))  # positions in ``rows`` still to decode
+        for fallback_index, temperature in enumerate(temperatures):
+            kw = dict(kwargs)
+            if fallback is not None:
+                for key in ("do_sample", "temperature"):
+                    kw.pop(key, None)
+                sampling = temperature is not None and temperature > 0.0
+                kw["do_sample"] = sampling
+                if sampling:
+                    kw["temperature"] = float(temperature)
+                    kw["num_beams"] = 1
+            new = {}
+            groups = {}
+            for k in pending:
+                groups.setdefault(len(prompts[k]), []).append(k)
+            for members in groups.values():
+                run = members if backend.EAGER_LOOP else members + [members[0]] * (int(states.shape[0]) - len(members))
+                out = self._decode(ops.take(states, np.asarray(run, "int32"), axis=0),
+                                   np.asarray([prompts[k] for k in run], "int32"), base, kw, tokenizer,
+                                   timestamps=rule, max_length=state["max_length"], width=width)
+                state["next_max_length"] = self._last_max_length
+                for k, seq in zip(members, out[: len(members)].tolist()):
+                    new[k] = seq
+            state["max_length"] = state.pop("next_max_length", state["max_length"])
+            still = []
+            for j, k in enumerate(pending):
+                seq = new[k]
                 if seq and seq[-1] == pad:
                     n = seq.count(pad) - (1 if pad in eos_set else 0)
                     if n:
                         seq = seq[:-n]
+                if fallback is not None:
+                    need[j], skip[j] = self._need_fallback(
+                        seq, states[k: k + 1], prompts[k], base, kw, rule, temperature, crt, lpt, nst,
+                        None if no_speech is None else no_speech[j if init_len > 1 else k])
                 if seq and seq[-1] in eos_set:
                     seq = seq[:-1]
-                found, offset = _segments(seq, begin, seek[i] * precision / stride, sizes[i], precision, stride)
-                seek[i] += offset
-                segments[i] += found
-        width = max((sum(len(s["tokens"]) for s in row) for row in segments), default=0)
-        out = np.full((batch, width), pad, "int32")
-        for i, row in enumerate(segments):
-            ids = [t for s in row for t in s["tokens"]]
-            out[i, : len(ids)] = ids
-        for row in segments:
-            for s in row:
-                s["tokens"] = np.asarray(s["tokens"], "int32")
-        if return_segments:
-            return {"sequences": out, "segments": segments}
-        return out
+                results[k] = seq
+                if token_timestamps:
+                    raw[k] = (self._token_timestamps(states[k: k + 1], prompts[k], new[k], token_timestamps[0][rows[k]]
+                                                     if token_timestamps[0] is not None else None,
+                                                     token_timestamps[1], token_timestamps[2]), len(prompts[k]))
+                # (Transformers writes this flag by position in the fallback batch)
+                do_cond[k] = bool(condition) and (temperature is None or temperature < 0.5)
+                if need[j]:
+                    still.append(k)
+            pending = still
+            if not pending:
+                break
+        return results, skip, raw, temperatures
+
+    # --- fallback decisions, no-speech detection, token timestamps ------------------------------
+    def _teacher_logits(self, states, ids):
+        """(len(ids), vocab) float32 logits of one row decoded teacher-forced on ``states`` (1, src, d)."""
+        ids = np.asarray(ids, "int32")[None]
+        return np.asarray(ops.convert_to_numpy(self.project(self.backbone.decode(ids, states))), "float32")[0]
+
+    def _no_speech_probs(self, states, prompts, token, init_len):
+        """Per row the probability of the no-speech token after the start of transcript (the first
+        of the ``init_len`` start tokens at the end of its prompt), from the raw logits."""
+        probs = []
+        for k, prompt in enumerate(prompts):
+            at = len(prompt) - init_len
+            logits = self._teacher_logits(states[k: k + 1], prompt[: at + 1])[at].astype("float64")
+            e = np.exp(logits - logits.max())
+            probs.append(float(e[token] / e.sum()))
+        return probs
+
+    def _avg_logprob(self, seq, states, prompt, base, kw, rule, temperature):
+        """Transformers' ``_retrieve_avg_logprobs``: the mean log-probability of ``seq`` (end of text
+        included) under the processed scores the decode step used (temperature undone)."""
+        from keras_models.generation.processors import Processors
+
+        if not seq:
+            return 0.0
+        config = base.copy().update(**{k: v for k, v in kw.items() if k not in ("seed", "streamer")})
+        n_prompt = len(prompt)
+        eos = config.eos_token_id
+        eos = tuple(np.atleast_1d(eos).tolist()) if eos is not None else ()
+        _, min_length = config.resolved_lengths(n_prompt, self.backbone.decoder_max_position_embeddings)
+        sampling = bool(config.do_sample)
+        procs = Processors(config, min_length, eos, sampling=sampling, prompt_len=n_prompt, timestamps=rule)
+        full = list(prompt) + list(seq)
+        logits = self._teacher_logits(states, full[:-1])
+        buf = np.asarray(full, "int32")[None]
+        vocab = logits.shape[-1]
+        rescale = temperature if temperature is not None and temperature > 0.0 else 1.0
+        total = 0.0
+        for j, token in enumerate(seq):
+            cur = n_prompt + j
+            presence = None
+            if procs.needs_presence:
+                presence = np.zeros((1, vocab), "float32")
+                presence[0, buf[0, :cur]] = 1.0
+            at = cur if backend.EAGER_LOOP else ops.convert_to_tensor(cur, "int32")  # as the decode loop has it
+            scores = procs(logits[None, cur - 1], buf, at, presence, limit=len(full) + 1)
+            scores = np.asarray(ops.convert_to_numpy(scores), "float64")[0] * rescale
+            top = scores.max()
+            total += scores[token] - top - np.log(np.exp(scores - top).sum())
+        return total / len(seq)
+
+    def _token_timestamps(self, states, prompt, new, num_frames, heads, filter_width):
+        """Transformers' ``_extract_token_timestamps`` for one row: the cross-attention of the
+        alignment ``heads`` over the fed tokens (``prompt`` + ``new`` but its last), cropped to
+        ``num_frames`` // 2 encoder positions (None: all), standardised over the tokens, median-
+        filtered over time, averaged over heads; DTW over the negated matrix; each new token's time
+        is where its text index jumps (the prompt's are 0, the last new one repeats the one before)."""
+        n_prompt = len(prompt)
+        times = np.zeros((n_prompt + len(new),), "float32")
+        if len(new) < 2:
+            return times
+        ids = np.asarray(list(prompt) + list(new[:-1]), "int32")[None]
+        layers = sorted({int(layer) for layer, _ in heads})
+        weights = self.backbone.decoder_cross_attentions(ids, states, layers)
+        w = np.stack([weights[int(layer)][0, int(head)] for layer, head in heads])[:, n_prompt:]
+        if num_frames is not None:
+            w = w[..., : int(num_frames) // 2]
+        w = (w - w.mean(axis=-2, keepdims=True)) / w.std(axis=-2, keepdims=True)
+        w = _median_filter(w.astype("float32"), filter_width).mean(axis=0)
+        text, time = _dtw(-w.astype("float64"))
+        jumps = np.pad(np.diff(text), (1, 0), constant_values=1).astype(bool)
+        jump_times = time[jumps] * 0.02
+        times[n_prompt: n_prompt + len(jump_times)] = jump_times
+        times[n_prompt + len(jump_times):] = jump_times[-1]
+        return times
+
+    def _need_fallback(self, seq, states, prompt, base, kw, rule, temperature, crt, lpt, nst, no_speech):
+        """Transformers' ``_need_fallback``: (needs the next temperature, skipped as silence)."""
+        need = skip = False
+        if crt is not None and compression_ratio(seq, self.backbone.vocab_size) > crt:
+            need = True
+        logprob = None
+        if lpt is not None:
+            logprob = self._avg_logprob(seq, states, prompt, base, kw, rule, temperature)
+            if logprob < lpt:
+                need = True
+        if nst is not None and logprob < lpt and no_speech > nst:
+            need, skip = False, True
+        return need, skip
 
     def _strip(self, new, config, kwargs):
         """Transformers' short-form post-processing: per row, drop the padding after the end of
@@ -494,6 +768,63 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             data = json.loads(path.read_text()) if path.exists() else {}
             data.update(settings)
             path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _median_filter(x, width):
+    """Transformers' ``_median_filter`` over the last axis (reflect padding; odd ``width``)."""
+    if width <= 0 or width % 2 != 1:
+        raise GenerationError(f"generate: median_filter_width={width} must be a positive odd number")
+    half = width // 2
+    if x.shape[-1] <= half:
+        return x
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(half, half)], mode="reflect")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
+    return np.sort(windows, axis=-1)[..., half]
+
+
+def _dtw(matrix):
+    """Transformers' ``_dynamic_time_warping`` (float32 costs, its tie order): the (text, time)
+    index path through ``matrix`` (tokens, frames)."""
+    rows, cols = matrix.shape
+    cost = np.full((rows + 1, cols + 1), np.inf, "float32")
+    trace = -np.ones((rows + 1, cols + 1), "float32")
+    cost[0, 0] = 0
+    for j in range(1, cols + 1):
+        for i in range(1, rows + 1):
+            c0, c1, c2 = cost[i - 1, j - 1], cost[i - 1, j], cost[i, j - 1]
+            if c0 < c1 and c0 < c2:
+                c, t = c0, 0
+            elif c1 < c0 and c1 < c2:
+                c, t = c1, 1
+            else:
+                c, t = c2, 2
+            cost[i, j] = matrix[i - 1, j - 1] + c
+            trace[i, j] = t
+    i, j = rows, cols
+    trace[0, :] = 2
+    trace[:, 0] = 1
+    text, time = [], []
+    while i > 0 or j > 0:
+        text.append(i - 1)
+        time.append(j - 1)
+        if trace[i, j] == 0:
+            i, j = i - 1, j - 1
+        elif trace[i, j] == 1:
+            i -= 1
+        else:
+            j -= 1
+    return np.asarray(text[::-1]), np.asarray(time[::-1])
+
+
+def compression_ratio(tokens, vocab_size):
+    """Transformers' ``_retrieve_compression_ratio``: the ids as little-endian bytes (as many bytes
+    as the vocabulary needs), raw length over zlib-compressed length."""
+    import math
+    import zlib
+
+    width = int(math.log2(vocab_size) / 8) + 1
+    data = b"".join(int(t).to_bytes(width, "little") for t in tokens)
+    return len(data) / len(zlib.compress(data))
 
 
 def _segments(seq, begin, time_offset, size, precision, stride):
