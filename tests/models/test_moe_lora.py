@@ -100,9 +100,13 @@ def test_enable_lora_keeps_outputs_and_one_fit_step_trains_only_the_adapters():
     model.compile(optimizer=keras.optimizers.SGD(0.5),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     labels = np.roll(IDS, -1, axis=1)
-    loss0 = model.evaluate({"input_ids": IDS, "attention_mask": MASK}, labels, verbose=0)
+
+    def loss():  # eagerly: no second compiled function (evaluate) for the CI budget
+        return float(to_numpy(model.loss(labels, model({"input_ids": IDS, "attention_mask": MASK}))))
+
+    loss0 = loss()
     model.fit({"input_ids": IDS, "attention_mask": MASK}, labels, batch_size=2, epochs=1, verbose=0)
-    loss1 = model.evaluate({"input_ids": IDS, "attention_mask": MASK}, labels, verbose=0)
+    loss1 = loss()
     assert loss1 < loss0 - 1e-4, (loss0, loss1)
     changed = {v.path for v in model.backbone.variables if not np.array_equal(to_numpy(v), before[v.path])}
     assert changed and changed <= lora, changed - lora
@@ -112,7 +116,8 @@ def test_enable_lora_keeps_outputs_and_one_fit_step_trains_only_the_adapters():
     rng = np.random.RandomState(0)
     x = keras.ops.convert_to_tensor(rng.randn(2, 3, 16).astype("float32"))
     w = keras.ops.convert_to_tensor((np.eye(4)[rng.randint(0, 4, (2, 3))] * 0.7).astype("float32"))
-    outs = {mode: to_numpy(moe.routed(x, w, mode)) for mode in ("dense", "gathered", "traced", "eager")}
+    modes = ("dense", "gathered") if keras.backend.backend() == "jax" else ("dense", "gathered", "traced", "eager")
+    outs = {mode: to_numpy(moe.routed(x, w, mode)) for mode in modes}  # (jax runs dense / gathered only)
     for mode, out in outs.items():
         assert_close(out, outs["dense"], atol=1e-5, what=f"dispatch {mode}")
     moe.lora_enabled = False
@@ -153,6 +158,7 @@ def test_peft_expert_adapter_loads_merges_and_saves(kind, tmp_path):
     assert_close(_logits(model), expected, what=f"{kind} merged")
 
 
+@pytest.mark.backend_independent  # the PEFT side is torch; ours is the mapping tested above
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_our_expert_adapter_loads_in_peft(kind, tmp_path):
     """Our adapter folder in PEFT, and a preset saved with live adapters in Transformers, give PEFT's
