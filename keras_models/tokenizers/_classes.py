@@ -326,6 +326,8 @@ MODEL_TYPE_TO_CLASS = {
     "speecht5": "SpeechT5Tokenizer",
     "cpmant": "CpmAntTokenizer",
     "reformer": "ReformerTokenizer",
+    "fastspeech2_conformer": "FastSpeech2ConformerTokenizer",
+    "fastspeech2_conformer_with_hifigan": "FastSpeech2ConformerTokenizer",
 }
 
 

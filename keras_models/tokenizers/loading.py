@@ -329,14 +329,14 @@ _OWN_CLASSES = {"TapasTokenizer": ("keras_models.models.tapas.tokenizer", "Tapas
                 "Pop2PianoTokenizer": ("keras_models.models.pop2piano.tokenizer", "Pop2PianoTokenizer"),
                 "GPTSanJapaneseTokenizer": ("keras_models.models.gptsan_japanese.tokenizer", "GPTSanJapaneseTokenizer"),
                 "ClvpTokenizer": ("keras_models.models.clvp.tokenizer", "ClvpTokenizer"),
+                "FastSpeech2ConformerTokenizer": ("keras_models.models.fastspeech2_conformer.tokenizer",
+                                                  "FastSpeech2ConformerTokenizer"),
                 "CpmTokenizer": ("keras_models.tokenizers.cpm", "CpmTokenizer"),
                 "CpmAntTokenizer": ("keras_models.tokenizers.cpm", "CpmAntTokenizer")}
 
 # Transformers tokenizer classes this library does not implement, and why (a folder holding only
 # their own files would otherwise fail with a generic "no tokenizer files" error)
 _NOT_IMPLEMENTED = {
-    "FastSpeech2ConformerTokenizer": "it turns text into phonemes with the g2p_en package, which keras_models does "
-                                     "not implement; pass phoneme ids to the model directly",
     "TransfoXLTokenizer": "its vocabulary is a pickle (vocab.pkl), and keras_models never loads pickles",
 }
 

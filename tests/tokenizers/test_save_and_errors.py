@@ -204,7 +204,6 @@ def test_non_utf8_chat_template_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("class_name,files,needle", [
-    ("FastSpeech2ConformerTokenizer", {"vocab.json": '{"a": 0}'}, "g2p_en"),
     ("TransfoXLTokenizer", {"vocab.pkl": "not read"}, "pickle"),
 ])
 def test_classes_we_do_not_implement_say_why(tmp_path, class_name, files, needle):

