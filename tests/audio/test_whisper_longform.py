@@ -160,6 +160,7 @@ def test_long_form_options_match_transformers(setting, monkeypatch):
     _compare_logs(log, extra[setting]["log"])
 
 
+@pytest.mark.backend_independent  # the decisions are numpy; the engine's passes run in the cases above
 def test_fallback_decision_and_sampled_pass(monkeypatch):
     """A greedy window below logprob_threshold is decoded again by sampling at the next temperature
     (the first window's greedy values and the decision equal Transformers'; the sampled tokens
