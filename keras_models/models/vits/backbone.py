@@ -248,34 +248,53 @@ class VitsBackbone(SpecBackbone):
 
     def call(self, inputs, speaking_rate=None, noise_scale=None, noise_scale_duration=None, output_frames=None,
              seed=None, output_hidden_states=False, training=False):
-        s = self.spec
-        x, means, log_vars, pmask, states = self.encode(inputs, output_hidden_states)
-        b, t = ops.shape(x)[0], x.shape[1]
-        speaker = self._speaker(inputs.get("speaker_id") if isinstance(inputs, dict) else None, x.shape[0])
-        seed = self.noise_seed if seed is None else seed
-        nsd = s.noise_scale_duration if noise_scale_duration is None else noise_scale_duration
-        ns = s.noise_scale if noise_scale is None else noise_scale
-        given = inputs if isinstance(inputs, dict) else {}
-        duration, lengths = self._durations(x, pmask, speaker, given.get("duration_noise"), speaking_rate, nsd,
-                                            seed)
+        front = self._front(inputs, speaking_rate, noise_scale_duration, seed, output_hidden_states)
         if output_frames is None:
             try:
-                output_frames = int(np.max(ops.convert_to_numpy(lengths)))
+                output_frames = int(np.max(ops.convert_to_numpy(front["lengths"])))
             except Exception as e:  # a traced call: the length is not known
                 raise InputError("VITS: the number of frames depends on the predicted durations; under a compiled "
                                  "call pass output_frames= (a Python int)") from e
-        frames = int(output_frames)
+        given = inputs if isinstance(inputs, dict) else {}
+        return self._back(front, int(output_frames), noise_scale, given.get("prior_noise"), seed,
+                          output_hidden_states)
+
+    def _front(self, inputs, speaking_rate, noise_scale_duration, seed, output_hidden_states):
+        """Text encoder, prior statistics and durations: everything before the number of frames is known."""
+        s = self.spec
+        x, means, log_vars, pmask, states = self.encode(inputs, output_hidden_states)
+        given = inputs if isinstance(inputs, dict) else {}
+        speaker = self._speaker(given.get("speaker_id"), x.shape[0])
+        seed = self.noise_seed if seed is None else seed
+        nsd = s.noise_scale_duration if noise_scale_duration is None else noise_scale_duration
+        duration, lengths = self._durations(x, pmask, speaker, given.get("duration_noise"), speaking_rate, nsd,
+                                            seed)
+        front = {"hidden": x, "means": means, "log_vars": log_vars, "pmask": pmask, "duration": duration,
+                 "lengths": lengths}
+        if speaker is not None:
+            front["speaker"] = speaker
+        if output_hidden_states:
+            front["states"] = tuple(states)
+        return front
+
+    def _back(self, front, frames, noise_scale, prior_noise, seed, output_hidden_states):
+        """Alignment, prior sample, flows and vocoder for ``frames`` output frames (a Python int)."""
+        s = self.spec
+        seed = self.noise_seed if seed is None else seed
+        ns = s.noise_scale if noise_scale is None else noise_scale
+        lengths, duration, pmask = front["lengths"], front["duration"], front["pmask"]
+        speaker = front.get("speaker")
         positions = ops.arange(frames, dtype=self.compute_dtype)
         out_mask = ops.cast(positions[None, :] < lengths[:, None], self.compute_dtype)  # (b, frames)
         cum = ops.cumsum(duration, axis=1)  # (b, t)
         valid = ops.cast(positions[None, None, :] < cum[..., None], self.compute_dtype)  # (b, t, frames)
         path = valid - ops.pad(valid, ((0, 0), (1, 0), (0, 0)))[:, :-1]
         path = path * pmask * out_mask[:, None, :]
-        means = ops.einsum("btf,btc->bfc", path, means)
-        log_vars = ops.einsum("btf,btc->bfc", path, log_vars)
+        means = ops.einsum("btf,btc->bfc", path, front["means"])
+        log_vars = ops.einsum("btf,btc->bfc", path, front["log_vars"])
         z = means
-        if given.get("prior_noise") is not None or _is_tensor(ns) or ns:
-            noise = given.get("prior_noise")
+        if prior_noise is not None or _is_tensor(ns) or ns:
+            noise = prior_noise
             if noise is None:
                 noise = keras.random.normal(ops.shape(means), seed=seed, dtype=self.compute_dtype)
             else:
@@ -291,9 +310,9 @@ class VitsBackbone(SpecBackbone):
         waveform = self.decoder(spectrogram, speaker)
         out = {"waveform": waveform,
                "sequence_lengths": ops.cast(lengths, "int32") * int(np.prod(s.upsample_rates)),
-               "spectrogram": spectrogram, "last_hidden_state": x}
+               "spectrogram": spectrogram, "last_hidden_state": front["hidden"]}
         if output_hidden_states:
-            out["hidden_states"] = tuple(states)
+            out["hidden_states"] = front["states"]
         return out
 
     def _durations(self, x, pmask, speaker, noise, speaking_rate, nsd, seed):
@@ -354,25 +373,23 @@ class VitsBackbone(SpecBackbone):
             feed["duration_noise"] = np.zeros((b, t, 2), "float32") if not nsd else np.asarray(
                 ops.convert_to_numpy(keras.random.normal((b, t, 2), seed=rng)), "float32")
         cache = self.__dict__.setdefault("_km_compiled", {})
-        if "lengths" not in cache:
-            def lengths_fn(feed):
-                x, _, _, pmask, _ = self.encode(feed)
-                speaker = self._speaker(feed.get("speaker_id"), b)
+        key = ("front", output_hidden_states)
+        if key not in cache:
+            def front_fn(feed):
                 sc = feed["scales"]
-                return self._durations(x, pmask, speaker, feed.get("duration_noise"), sc[0], sc[2], None)[1]
-            cache["lengths"] = compile_(lengths_fn)
+                return self._front(feed, sc[0], sc[2], None, output_hidden_states)
+            cache[key] = compile_(front_fn)
         with no_grad():
-            frames = int(np.max(ops.convert_to_numpy(cache["lengths"](feed))))
-            feed["prior_noise"] = np.zeros((b, frames, s.flow_size), "float32") if not ns else np.asarray(
+            front = cache[key](feed)  # the text encoder and duration predictor run once
+            frames = int(np.max(ops.convert_to_numpy(front["lengths"])))
+            prior = np.zeros((b, frames, s.flow_size), "float32") if not ns else np.asarray(
                 ops.convert_to_numpy(keras.random.normal((b, frames, s.flow_size), seed=rng)), "float32")
-            key = ("call", frames, output_hidden_states)
+            key = ("back", frames, output_hidden_states)
             if key not in cache:
-                def call_fn(feed):
-                    sc = feed["scales"]
-                    return self(feed, speaking_rate=sc[0], noise_scale=sc[1], noise_scale_duration=sc[2],
-                                output_frames=frames, output_hidden_states=output_hidden_states)
-                cache[key] = compile_(call_fn)
-            return cache[key](feed)
+                def back_fn(front, prior, scales):
+                    return self._back(front, frames, scales[1], prior, None, output_hidden_states)
+                cache[key] = compile_(back_fn)
+            return cache[key](front, prior, feed["scales"])
 
     def weight_rules(self):
         r = [Rule("text_encoder.embed_tokens.weight", self.embed_tokens.embeddings)]
