@@ -169,7 +169,7 @@ def _model(kind):
     import keras_models as km
 
     if kind not in _MODELS:
-        _MODELS[kind] = km.UniversalSegmenter.from_preset(loss_reference(kind)[1])
+        _MODELS[kind] = km.UniversalSegmenter.from_preset(loss_reference(kind)[1], loss_seed=3)
     return _MODELS[kind]
 
 
@@ -236,7 +236,10 @@ def test_fit_lowers_loss(kind):
 
     x = loss_reference(kind)[0]
     model = _model(kind)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    if kind == "mask2former":  # more points: a steadier loss (the draws are seeded: _model's loss_seed)
+        model.loss_config["train_num_points"] = 256
+    # SGD: Adam's per-variable update graph took most of the compiled step's trace/compile time
+    model.compile(optimizer=keras.optimizers.SGD(1e-2))
     masks, classes = _labels(0)
     y = {"mask_labels": masks, "class_labels": classes}
     # one batch per epoch: each epoch's loss is that of the weights before its step
