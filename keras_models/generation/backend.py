@@ -77,11 +77,12 @@ def decode_matmul():
     On CPU in float32 it runs oneDNN's GEMM (``torch.ops.mkldnn._linear_pointwise``) on the
     transposed view of ``w`` instead of torch's BLAS (MKL) GEMM, which reaches a third to a half
     of oneDNN's speed on a few rows (1.7-2.9x slower at 8 rows on 2 threads for 768-4096 wide
-    layers, measured on AMD Zen 5; docs/performance.md). The exception is a single row against a
-    weight whose out size is a multiple of 1024: oneDNN then walks the (in, out) matrix with a
-    4 KiB-multiple stride (cache-set aliasing, 2x slower) and MKL's row-major GEMV is kept. Both
-    are fp32 GEMMs that differ only in summation order. Builds without oneDNN, other dtypes and
-    devices, and calls with autograd on (the oneDNN op has no gradient) use ``F.linear``.
+    layers, measured on AMD Zen 5; docs/performance.md). The exception is a single row (a batch-1
+    decode step): there MKL's GEMV over the row-major (in, out) matrix is 2-6x faster than oneDNN
+    at every width measured (512-5632 wide and a 512 x 51865 head, 1 and 2 threads, AMD EPYC;
+    oneDNN is slowest when the out size is a multiple of 1024, a 4 KiB-multiple stride), so one
+    row takes ``F.linear``. Both are fp32 GEMMs that differ only in summation order. Builds
+    without oneDNN, other dtypes and devices, and calls with autograd on (the oneDNN op has no gradient) use ``F.linear``.
     """
     import torch
     import torch.nn.functional as F
@@ -93,7 +94,7 @@ def decode_matmul():
 
     def matmul(x, w, b=None):
         if (onednn is not None and x.dtype == f32 and w.dtype == f32 and x.device.type == "cpu"
-                and not (w.shape[1] % 1024 == 0 and x.numel() == w.shape[0])
+                and x.numel() != w.shape[0]
                 and not torch.is_grad_enabled()):
             return onednn(x, w.T, b, "none", [], "")
         return F.linear(x, w.T, b)

@@ -139,6 +139,38 @@ class WhisperBackbone(BartBackbone):
         x = x + table[None, : ops.shape(x)[1]]
         return self.embedding_dropout(x, training=training)
 
+    def encode_features(self, input_features):
+        """Inference encoder states of ``input_features`` (what ``generate`` runs; the same values
+        as ``encode``): compiled once per input shape under jax (``jax.jit`` with the variables as
+        inputs) and tensorflow (``tf.function``), run without autograd under torch with the Dense
+        layers through oneDNN (``generation.backend.fast_inference``). Eager ``encode`` runs the
+        ~90 GFLOP Whisper-base encoder op by op: 2x the CPU time under jax."""
+        from keras_models.generation import backend
+
+        if backend.BACKEND == "torch":
+            import torch
+
+            # no_grad, not inference_mode: the states may feed autograd-recording ops afterwards
+            with torch.no_grad(), backend.fast_inference(self):
+                return self.encode(input_features)
+        compiled = self.__dict__.get("_encode_compiled")
+        if compiled is None:
+            if backend.BACKEND == "jax":
+                compiled = backend.compile_fn(self, lambda features: self.encode(features))
+            elif backend.BACKEND == "tensorflow":
+                import tensorflow as tf
+
+                compiled = tf.function(lambda features: self.encode(features), reduce_retracing=False)
+            else:
+                compiled = self.encode
+            object.__setattr__(self, "_encode_compiled", compiled)  # not a tracked Keras attribute
+        return compiled(ops.convert_to_tensor(input_features, self.compute_dtype))
+
+    def _cross_bias(self, encoder_attention_mask, dtype):
+        # Transformers' Whisper decoder ignores an encoder attention mask (and so no bias is added
+        # to the cross-attention scores: the fused attention kernel runs without one)
+        return None
+
     def encode_inputs(self, inputs, training=False):
         # Transformers' Whisper encoder takes no attention mask
         return self.encode(inputs["input_features"], None, training=training)

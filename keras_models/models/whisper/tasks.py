@@ -276,7 +276,7 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             lang_ids = [_language_token(language, lang_to_id)] * batch
         elif lang_to_id and undefined:
             if encoder_states is None:
-                encoder_states = self.backbone.encode(features)
+                encoder_states = self.backbone.encode_features(features)
             lang_ids = self.detect_language(encoder_states, start, lang_to_id)
         else:
             lang_ids = None
@@ -399,7 +399,7 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         if return_timestamps:
             raise GenerationError("generate: decoder_input_ids cannot be combined with return_timestamps / "
                                   "long-form transcription (use language=, task=, prompt_ids=)")
-        states = self.backbone.encode(feats)
+        states = self.backbone.encode_features(feats)
         prompt = np.asarray(ops.convert_to_numpy(decoder_input_ids), "int32")
         if prompt.ndim == 1:
             prompt = np.repeat(prompt[None], batch, axis=0)
@@ -515,7 +515,7 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
                 pieces.append(np.pad(piece, ((0, 0), (0, window - piece.shape[-1]))))
             # compiled backends: finished rows are replaced by copies of a running one (rows decode
             # independently) so that every window reuses one compiled loop
-            states = self.backbone.encode(np.stack(pieces + pieces[:1] * (batch - len(rows))))
+            states = self.backbone.encode_features(np.stack(pieces + pieces[:1] * (batch - len(rows))))
             if condition and any(do_cond) and len(history[0]) > 0:
                 prompts = []
                 for i in rows:
@@ -637,7 +637,9 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
                 if token_timestamps:
                     raw[k] = (self._token_timestamps(states[k: k + 1], prompts[k], new[k], token_timestamps[0][rows[k]]
                                                      if token_timestamps[0] is not None else None,
-                                                     token_timestamps[1], token_timestamps[2]), len(prompts[k]))
+                                                     token_timestamps[1], token_timestamps[2],
+                                                     crop_twice=_one_frame_count(token_timestamps[0], rows)),
+                              len(prompts[k]))
                 # (Transformers writes this flag by position in the fallback batch)
                 do_cond[k] = bool(condition) and (temperature is None or temperature < 0.5)
                 if need[j]:
@@ -697,7 +699,7 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
             total += scores[token] - top - np.log(np.exp(scores - top).sum())
         return total / len(seq)
 
-    def _token_timestamps(self, states, prompt, new, num_frames, heads, filter_width):
+    def _token_timestamps(self, states, prompt, new, num_frames, heads, filter_width, crop_twice=False):
         """Transformers' ``_extract_token_timestamps`` for one row: the cross-attention of the
         alignment ``heads`` over the fed tokens (``prompt`` + ``new`` but its last), cropped to
         ``num_frames`` // 2 encoder positions (None: all), standardised over the tokens, median-
@@ -712,9 +714,16 @@ class WhisperSeq2SeqLM(Seq2SeqLM):
         weights = self.backbone.decoder_cross_attentions(ids, states, layers)
         w = np.stack([weights[int(layer)][0, int(head)] for layer, head in heads])[:, n_prompt:]
         if num_frames is not None:
-            w = w[..., : int(num_frames) // 2]
-        w = (w - w.mean(axis=-2, keepdims=True)) / w.std(axis=-2, keepdims=True)
-        w = _median_filter(w.astype("float32"), filter_width).mean(axis=0)
+            # Transformers crops once more when every row of the window has the same count: the
+            # same for a count >= 0; a window starting after the audio (count < 0) loses twice
+            # as many positions, possibly all (then every new token gets -0.02 s)
+            for _ in range(2 if crop_twice else 1):
+                w = w[..., : int(num_frames) // 2]
+        if w.shape[-1] == 0:
+            w = np.zeros(w.shape[1:], "float32")
+        else:
+            w = (w - w.mean(axis=-2, keepdims=True)) / w.std(axis=-2, keepdims=True)
+            w = _median_filter(w.astype("float32"), filter_width).mean(axis=0)
         text, time = _dtw(-w.astype("float64"))
         jumps = np.pad(np.diff(text), (1, 0), constant_values=1).astype(bool)
         jump_times = time[jumps] * 0.02
@@ -780,6 +789,14 @@ def _median_filter(x, width):
     padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(half, half)], mode="reflect")
     windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=-1)
     return np.sort(windows, axis=-1)[..., half]
+
+
+def _one_frame_count(frames_left, rows):
+    """Whether the window's ``rows`` all have the same count of audio frames left (Transformers
+    then crops the alignment weights twice: ``_token_timestamps``)."""
+    if frames_left is None:
+        return False
+    return len({int(np.asarray(frames_left).reshape(-1)[r]) for r in rows}) == 1
 
 
 def _dtw(matrix):
