@@ -147,17 +147,26 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             settings = (settings() if settings is not None else None)
             if not stamps and settings and settings.get("return_timestamps"):
                 stamps = True  # as Transformers: the checkpoint's generation config asks for them
-            if stamps not in (None, False, True):
+            if stamps not in (None, False, True, "word"):
                 raise PipelineError(f"{self.task}: return_timestamps={stamps!r} is not supported for "
                                     f"{type(self.model).__name__}; Whisper returns segment timestamps "
-                                    "(return_timestamps=True)")
+                                    "(return_timestamps=True) or word timestamps (return_timestamps='word')")
             if stamps and settings is None:
                 raise PipelineError(f"{self.task}: return_timestamps is only supported for Whisper among "
                                     f"encoder-decoder models, not {type(self.model).__name__}")
+            if stamps == "word":
+                if not settings.get("alignment_heads"):
+                    raise PipelineError(f"{self.task}: return_timestamps='word' needs alignment_heads in the "
+                                        "checkpoint's generation_config.json (the cross-attention heads whose "
+                                        "DTW alignment times each token)")
+                for key in ("return_token_timestamps", "return_segments"):
+                    if key in gen:
+                        raise PipelineError(f"{self.task}: generate_kwargs {key} is set by "
+                                            "return_timestamps='word'")
             if stamps:
                 gen["return_timestamps"] = True
             return {"generate_kwargs": self._generation_defaults(gen), "chunking": self._chunking(params),
-                    "return_timestamps": bool(stamps) or None}
+                    "return_timestamps": ("word" if stamps == "word" else bool(stamps) or None)}
         if stamps not in (None, False) and stamps not in ("char", "word"):
             raise PipelineError(f"{self.task}: return_timestamps must be 'char' or 'word' for a CTC model, got "
                                 f"{stamps!r}")
@@ -206,9 +215,11 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         return chunk_len, left, right
 
     # --- steps ----------------------------------------------------------------------------------
-    def preprocess(self, item, chunking=None, **_):
+    def preprocess(self, item, chunking=None, return_timestamps=None, **_):
         wave = self.waveform(item)
         rate = self.feature_extractor.sampling_rate
+        # word timestamps: the frames of real audio (the extractor's attention_mask) bound the DTW
+        extra = {"return_attention_mask": True} if return_timestamps == "word" else {}
         if chunking is None:
             if self.seq2seq:
                 limit = getattr(self.feature_extractor, "n_samples", None)
@@ -216,7 +227,7 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                     feats = self.feature_extractor(wave, sampling_rate=rate, truncation=False, padding="longest",
                                                    return_attention_mask=True)
                     return [{"features": dict(feats), "stride": None, "long": True}]
-            return [{"features": dict(self.feature_extractor(wave, sampling_rate=rate)), "stride": None}]
+            return [{"features": dict(self.feature_extractor(wave, sampling_rate=rate, **extra)), "stride": None}]
         chunk_len, left, right = chunking
         chunks = []
         for start in range(0, len(wave), chunk_len - left - right):  # Transformers' chunk_iter
@@ -224,7 +235,8 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             last = start + chunk_len >= len(wave)
             stride = (len(piece), 0 if start == 0 else left, 0 if last else right)
             if len(piece) > stride[1]:
-                chunks.append({"features": dict(self.feature_extractor(piece, sampling_rate=rate)), "stride": stride})
+                chunks.append({"features": dict(self.feature_extractor(piece, sampling_rate=rate, **extra)),
+                               "stride": stride})
             if last:
                 break
         return chunks
@@ -232,7 +244,7 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
     def run_model(self, feats):
         return self.call_model(self.model, feats)
 
-    def forward(self, chunks, generate_kwargs=None, **params):
+    def forward(self, chunks, generate_kwargs=None, return_timestamps=None, **params):
         if not self.seq2seq:
             return [self.run_model(c["features"]) for c in chunks]
         feats = [c["features"] for c in chunks]
@@ -241,18 +253,45 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             raise PipelineError(f"{self.task}: the feature extractor gave {sorted(feats[0])}, no input_features")
         kwargs = dict(generate_kwargs or {})
         kwargs.setdefault("do_sample", False)
+        if return_timestamps == "word":
+            kwargs.update(return_token_timestamps=True, return_segments=True)
         if any(c.get("long") for c in chunks):  # long-form features: one generate call each
+            if return_timestamps == "word":
+                return [self._word_output(self.model.generate(np.asarray(f[name]), attention_mask=f.get("attention_mask"),
+                                                              **kwargs), 0) for f in feats]
             return [np.asarray(to_numpy(self.model.generate(np.asarray(f[name]), **kwargs)))[0] for f in feats]
         batch = np.concatenate([np.asarray(f[name]) for f in feats], axis=0)
+        if return_timestamps == "word":
+            mask = None
+            if all("attention_mask" in f for f in feats):
+                mask = np.concatenate([np.asarray(f["attention_mask"]) for f in feats], axis=0)
+            out = self.model.generate(batch, attention_mask=mask, **kwargs)
+            return [self._word_output(out, i) for i in range(len(feats))]
         ids = np.asarray(to_numpy(self.model.generate(batch, **kwargs)))
         return list(ids)
+
+    @staticmethod
+    def _word_output(out, row):
+        """Row ``row`` of a ``generate(..., return_token_timestamps=True, return_segments=True)``
+        result as Transformers' pipeline reads it: the ids, and per id a time from the row's
+        segments' token timestamps (shifted to their window's start) put end to end."""
+        ids = np.asarray(to_numpy(out["sequences"]))[row]
+        segments = out["segments"][row]
+        times = [np.asarray(to_numpy(s["token_timestamps"]), np.float64).reshape(-1) for s in segments]
+        times = np.concatenate(times) if times else np.zeros((0,), np.float64)
+        return {"tokens": ids, "token_timestamps": times}
 
     def postprocess(self, item, chunks, outputs, return_timestamps=None, **_):
         if self.seq2seq:
             rate = self.feature_extractor.sampling_rate
             strides = [None if c["stride"] is None else tuple(x / rate for x in c["stride"]) for c in chunks]
-            text, pieces = self._whisper_decode([[int(i) for i in out] for out in outputs], strides,
-                                                bool(return_timestamps))
+            if return_timestamps == "word":
+                text, pieces = self._whisper_decode([[int(i) for i in out["tokens"]] for out in outputs], strides,
+                                                    "word", [[float(t) for t in out["token_timestamps"]]
+                                                             for out in outputs])
+            else:
+                text, pieces = self._whisper_decode([[int(i) for i in out] for out in outputs], strides,
+                                                    bool(return_timestamps))
             if return_timestamps:
                 return {"text": text, "chunks": pieces}
             return {"text": text}
@@ -306,14 +345,22 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
             words.append((word, start, stop))
         return words
 
-    def _whisper_decode(self, outputs, strides, return_timestamps=False):
+    def _whisper_decode(self, outputs, strides, return_timestamps=False, token_times=None):
         """Transformers' Whisper ASR decoding (``_decode_asr``) -> (text, chunks): per window the
         non-special tokens, cut into chunks where a timestamp closes a segment (or, without
         timestamps, where the language changes); windows of chunked audio merged by their longest
         overlap (``_merge_overlaps``) and shifted by their strides; timestamps in seconds from
         the timestamp tokens (a window that restarts the timestamps continues after the previous
-        segments)."""
+        segments).
+
+        ``return_timestamps="word"`` (``token_times``: per window, per id, the DTW time from
+        ``generate(..., return_token_timestamps=True)``): each text token spans from the previous
+        id's time to its own (the first id of a window from the window's start), shifted by the
+        strides; overlapping windows are merged only where the equal tokens' spans are in order;
+        every closed chunk's tokens are grouped into words (``_whisper_words``) and the chunks are
+        those words with the span from their first token's start to their last token's end."""
         tok = self.tokenizer
+        words_mode = return_timestamps == "word"
         special = set(getattr(tok, "all_special_ids", ()) or ())
         no_ts = tok.convert_tokens_to_ids("<|notimestamps|>")
         begin = no_ts + 1 if isinstance(no_ts, int) and no_ts >= 0 else float("inf")
@@ -321,20 +368,26 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
         start_id = tok.convert_tokens_to_ids("<|startoftranscript|>")
         settings = getattr(self.model, "whisper_settings", None)
         lang_to_id = ((settings() if settings is not None else None) or {}).get("lang_to_id") or {}
-        languages = set(lang_to_id.values())
+        languages = {i: str(t).strip("<|>") for t, i in lang_to_id.items()}
         positions = self.hf_config.get("max_source_positions") or 1500
         precision = self.feature_extractor.chunk_length / positions
         segment_size = 1500  # as Transformers' _decode_asr (its default, whatever the model)
-        chunks, previous, time_offset, skip, last_language = [], [], 0.0, False, None
+        chunks, previous, prev_times, time_offset, skip, last_language = [], [], [], 0.0, False, None
         chunk = {"timestamp": [None, None], "text": ""}
 
-        def close(chunk, previous):
-            chunk["text"] = tok.decode(_merge_overlaps(previous), skip_special_tokens=False)
+        def close(chunk, previous, prev_times):
+            if words_mode:
+                ids, times = _merge_overlaps(previous, prev_times)
+                chunk["words"] = self._whisper_word_chunks(ids, times, last_language)
+            else:
+                ids = _merge_overlaps(previous)
+            chunk["text"] = tok.decode(ids, skip_special_tokens=False)
             chunks.append(chunk)
 
-        for ids, stride in zip(outputs, strides):
+        for w, (ids, stride) in enumerate(zip(outputs, strides)):
             if ids and ids[0] == prompt_id:  # a prompt (<|startofprev|> ...) is not transcribed
                 ids = ids[ids.index(start_id):] if start_id in ids else []
+            times = token_times[w] if words_mode else None
             last_ts, first_ts, cur_max, prev_len, penult = None, begin, 0.0, 0.0, 0.0
             if stride is not None:
                 length, left, right = stride
@@ -348,13 +401,13 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                             if last_ts is not None and (t - begin) * precision < right_start:
                                 break
                             last_ts = t
-            current = []
+            current, current_times = [], []
             for i, t in enumerate(ids):
                 if t in special:
                     if t in languages:
                         if last_language is not None and t != last_language and not return_timestamps:
                             previous.append(current)
-                            close(chunk, previous)
+                            close(chunk, previous, prev_times)
                             previous, current, chunk = [], [], {"timestamp": [None, None], "text": ""}
                         last_language = t
                 elif t >= begin:
@@ -376,42 +429,153 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
                     elif time != chunk["timestamp"][0]:  # a segment closed
                         chunk["timestamp"][1] = time
                         previous.append(current)
-                        close(chunk, previous)
+                        if words_mode:
+                            prev_times.append(current_times)
+                        close(chunk, previous, prev_times)
                         previous, current, chunk = [], [], {"timestamp": [None, None], "text": ""}
+                        prev_times, current_times = [], []
                 else:
                     current.append(t)
+                    if words_mode:
+                        if i >= len(times):
+                            raise PipelineError(f"{self.task}: generate gave {len(times)} token timestamps for "
+                                                f"{len(ids)} ids")
+                        start = round((times[i - 1] if i else 0.0) + time_offset, 2)
+                        current_times.append((start, round(times[i] + time_offset, 2)))
             if stride is not None:
                 time_offset += length - right
             if current:
                 previous.append(current)
+                if words_mode:
+                    prev_times.append(current_times)
             elif not any(previous):
-                previous, chunk = [], {"timestamp": [None, None], "text": ""}
+                previous, chunk, prev_times = [], {"timestamp": [None, None], "text": ""}, []
         if previous:
-            close(chunk, previous)
+            close(chunk, previous, prev_times)
         for c in chunks:
             c["timestamp"] = tuple(c["timestamp"])
-        return "".join(c["text"] for c in chunks), chunks
+        text = "".join(c["text"] for c in chunks)
+        if words_mode:
+            return text, [word for c in chunks for word in c["words"]]
+        return text, chunks
+
+    def _whisper_word_chunks(self, ids, times, language_id):
+        """``{"text": word, "timestamp": (start, end)}`` per word of ``ids`` (``times``: per id its
+        (start, end)); the language (token id, else the tokenizer's ``language``) picks how the
+        words are found (``_whisper_words``)."""
+        language = None
+        if language_id is not None:
+            code = self.tokenizer.convert_ids_to_tokens([language_id])[0].strip("<|>")
+            language = _NO_SPACE_LANGUAGES.get(code, code)
+        else:
+            language = getattr(self.tokenizer, "language", None) or _tokenizer_language(self.tokenizer)
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        words = _whisper_words(self.tokenizer.decode, ids, language, eos)
+        return [{"text": word, "timestamp": (times[idx[0]][0], times[idx[-1]][1])} for word, idx in words]
 
 
-def _merge_overlaps(sequences):
+# Whisper's languages written without spaces between words (code -> the name Transformers checks)
+_NO_SPACE_LANGUAGES = {"zh": "chinese", "ja": "japanese", "th": "thai", "lo": "lao", "my": "myanmar",
+                       "yue": "cantonese"}
+_PREPEND = "\"'\u201c\u00a1\u00bf([{-"
+_APPEND = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
+_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+
+
+def _tokenizer_language(tokenizer):
+    """The ``language`` a Whisper tokenizer was saved with (tokenizer_config.json), else None."""
+    for name in ("init_kwargs", "config", "tokenizer_config"):
+        config = getattr(tokenizer, name, None)
+        if isinstance(config, dict) and config.get("language"):
+            return config["language"]
+    return None
+
+
+def _whisper_words(decode, ids, language=None, eos_id=None):
+    """``[(word, [positions in ids])]`` as Transformers' Whisper word timestamps group tokens:
+    for Chinese, Japanese, Thai, Lao, Myanmar and Cantonese (by name; None counts as English) a
+    word ends wherever the tokens so far decode to whole characters; otherwise those pieces are
+    joined into words that start at a piece beginning with a space, a punctuation piece or a
+    special token. Then opening punctuation (a piece ``" ("``, ...) joins the next word and closing
+    punctuation (``"."``, ``","``, ...) the previous one (unless that ends with a space)."""
+    decode_ids = lambda x: decode(list(x), skip_special_tokens=False)  # noqa: E731
+    pieces = _split_on_unicode(decode_ids, ids)
+    if (language or "english") not in _NO_SPACE_LANGUAGES.values():
+        words = []
+        for text, idx in pieces:
+            first = ids[idx[0]]
+            if ((eos_id is not None and first >= eos_id) or text.startswith(" ") or text.strip() in _PUNCTUATION
+                    or not words):
+                words.append([text, list(idx)])
+            else:
+                words[-1][0] += text
+                words[-1][1].extend(idx)
+        pieces = words
+    words = [[text, list(idx)] for text, idx in pieces]
+    j = len(words) - 1
+    for i in range(len(words) - 2, -1, -1):  # opening punctuation joins the word after it
+        if words[i][0].startswith(" ") and words[i][0].strip() in _PREPEND:
+            words[j] = [words[i][0] + words[j][0], words[i][1] + words[j][1]]
+            words[i] = ["", []]
+        else:
+            j = i
+    i = 0
+    for j in range(1, len(words)):  # closing punctuation joins the word before it
+        if not words[i][0].endswith(" ") and words[j][0] in _APPEND:
+            words[i] = [words[i][0] + words[j][0], words[i][1] + words[j][1]]
+            words[j] = ["", []]
+        else:
+            i = j
+    return [(text, idx) for text, idx in words if text and idx]
+
+
+def _split_on_unicode(decode_ids, ids):
+    """``[(text, [positions])]``: the shortest runs of ``ids`` that decode to whole characters
+    (a run whose text has a replacement character goes on, unless the whole text has one there)."""
+    full = decode_ids(ids)
+    out, run, offset = [], [], 0
+    for pos in range(len(ids)):
+        run.append(pos)
+        text = decode_ids(ids[p] for p in run)
+        bad = text.find("\ufffd")
+        if bad < 0 or offset + bad >= len(full) or full[offset + bad] == "\ufffd":
+            out.append((text, run))
+            run, offset = [], offset + len(text)
+    return out
+
+
+def _merge_overlaps(sequences, times=None):
     """One token list from consecutive windows' lists: each pair joined at the middle of their best
     overlap (most equal tokens per overlap length, at least two), as Transformers' Whisper ASR
-    pipeline does."""
+    pipeline does. With ``times`` (per window, per token a (start, end)): an equal token counts
+    only when its left time is not after its right one, and ``(tokens, times)`` come back cut
+    the same way."""
     if not sequences:
-        return []
+        return ([], []) if times is not None else []
     left, total = list(sequences[0]), []
-    for right in sequences[1:]:
+    if times is not None:
+        left_t, total_t = list(times[0]) if times else [], []
+    for k, right in enumerate(sequences[1:]):
         best, cut = 0.0, (len(left), len(left), 0, 0)
         for i in range(1, len(left) + len(right)):
             ls, le = max(0, len(left) - i), min(len(left), len(left) + len(right) - i)
             rs, re_ = max(0, i - len(left)), min(len(right), i)
-            matches = int(np.sum(np.array(left[ls:le]) == np.array(right[rs:re_])))
+            if times:
+                matches = sum(1 for n in range(le - ls)
+                              if left[ls + n] == right[rs + n] and left_t[ls + n] <= times[k + 1][rs + n])
+            else:
+                matches = int(np.sum(np.array(left[ls:le]) == np.array(right[rs:re_])))
             score = matches / i + i / 10000.0
             if matches > 1 and score > best:
                 best, cut = score, (ls, le, rs, re_)
         total.extend(left[: (cut[0] + cut[1]) // 2])
         left = list(right[(cut[2] + cut[3]) // 2 :])
-    return total + left
+        if times:
+            total_t.extend(left_t[: (cut[0] + cut[1]) // 2])
+            left_t = list(times[k + 1][(cut[2] + cut[3]) // 2 :])
+    if times is None:
+        return total + left
+    return total + left, (total_t + left_t if times else [])
 
 
 class AudioClassificationPipeline(_AudioPipeline):
