@@ -101,8 +101,10 @@ class AutomaticSpeechRecognitionPipeline(_AudioPipeline):
     the pipeline's defaults (``num_beams=5``; ``max_new_tokens=256`` unless the checkpoint's
     generation config sets a length), ``generate_kwargs`` (``language``, ``task``, ...) and
     ``max_new_tokens`` on top; the text is every non-special, non-timestamp token decoded.
-    Whisper ``return_timestamps=True`` adds segment ``chunks``; audio longer than one window without
-    ``chunk_length_s`` runs Whisper's sequential long-form ``generate``.
+    Whisper ``return_timestamps=True`` adds segment ``chunks``, ``return_timestamps="word"`` word
+    ``chunks`` timed by the DTW token timestamps (the checkpoint needs ``alignment_heads``); audio
+    longer than one window without ``chunk_length_s`` runs Whisper's sequential long-form
+    ``generate``.
     """
 
     task = "automatic-speech-recognition"
