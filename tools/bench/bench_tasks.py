@@ -36,6 +36,7 @@ difference of the float outputs).
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -321,6 +322,22 @@ def child(which, workload, folder, args):
 
 # --------------------------------------------------------------------------- driver
 
+def _error_text(stderr, limit=6000):
+    """A failed child's stderr without progress bars (tqdm redraws with carriage returns, which filled
+    the kept tail before): the traceback from its start, else the last ``limit`` characters. A child
+    killed by a signal (e.g. the out-of-memory killer: exit -9) may have written no traceback."""
+    lines = []
+    for line in stderr.splitlines():
+        line = line.rsplit("\r", 1)[-1]  # the last redraw of a progress line
+        if line.strip() and not re.search(r"\d+%\|", line):
+            lines.append(line)
+    text = "\n".join(lines)
+    start = text.rfind("Traceback (most recent call last)")
+    if start >= 0:
+        return text[start:][-limit:]
+    return text[-limit:] or "(no stderr)"
+
+
 def measure(which, workload, folder, args):
     env = dict(os.environ)
     if which != "transformers":
@@ -329,7 +346,7 @@ def measure(which, workload, folder, args):
            "--new-tokens", str(args.new_tokens), "--batch", str(args.batch)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        raise RuntimeError(f"{which} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{which} failed (exit {out.returncode}):\n{_error_text(out.stderr)}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models import compat
 from keras_models.errors import ConfigError, InputError
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone
@@ -187,10 +188,28 @@ class EncodecConv(keras.layers.Layer):
         norm = ops.sqrt(ops.sum(ops.square(v), axis=(0, 1), keepdims=True))
         return ops.cast(v * (ops.cast(self.weight_g, "float32") / norm), self.compute_dtype)
 
+    def _torch_weight(self):
+        """Torch: the (normed) kernel in the layout compat's 1-D conv helpers take, derived once per
+        weight change under inference (compat.inference_cache), not per call."""
+        sources = [self.weight_v, self.weight_g] if self.norm_type == "weight_norm" else [self.kernel]
+
+        def compute():
+            kernel = ops.convert_to_tensor(self._kernel())
+            if self.transpose:
+                return compat.torch_conv_transpose1d_weight(kernel)
+            return compat.torch_conv1d_weight(kernel)
+
+        return compat.inference_cache(self, "torch_weight", sources, compute)
+
     def call(self, x):
-        kernel = self._kernel()
+        torch_fast = keras.backend.backend() == "torch"  # one torch call, bias included; no per-call kernel reorder
+        kernel = self._torch_weight() if torch_fast else self._kernel()
         if self.transpose:
-            y = ops.conv_transpose(x, kernel, strides=self.stride, padding="valid") + self.bias
+            if torch_fast:
+                x = ops.convert_to_tensor(x)
+                y = compat.torch_conv_transpose1d(x, kernel, ops.cast(self.bias, x.dtype), self.stride)
+            else:
+                y = ops.conv_transpose(x, kernel, strides=self.stride, padding="valid") + self.bias
             if self.norm is not None:
                 y = self.norm(y)
             total = self.k - self.stride
@@ -207,6 +226,15 @@ class EncodecConv(keras.layers.Layer):
         else:
             right = total // 2
             left, right = total - right, right + extra
+        if torch_fast:
+            pads = (0, 0)
+            if self.pad_mode == "constant":  # zeros: padded inside the conv call
+                pads = (left, right)
+            else:
+                x = _pad(x, left, right, self.pad_mode)
+            y = compat.torch_conv1d(ops.convert_to_tensor(x), kernel, self.bias.value, pads, self.dilation,
+                                    self.stride)
+            return self.norm(y) if self.norm is not None else y
         x = _pad(x, left, right, self.pad_mode)
         y = ops.conv(x, kernel, strides=self.stride, padding="valid", dilation_rate=self.dilation) + self.bias
         return self.norm(y) if self.norm is not None else y
@@ -407,8 +435,21 @@ class EncodecBackbone(SpecBackbone):
     # --- encode / decode ------------------------------------------------------------------------
     def _compiled(self, key, fn):
         """``fn`` jitted under jax (eager jax would dispatch, and compile the LSTM's scan, op by op),
-        cached per model and key; as is on the other backends."""
-        if keras.backend.backend() != "jax":
+        cached per model and key; under torch run with autograd off (so the convs' derived kernels
+        are cached, compat.inference_cache) and the layers called directly
+        (generation.backend.direct_layer_calls); as is on tensorflow."""
+        backend = keras.backend.backend()
+        if backend == "torch":
+            from keras_models.generation.backend import direct_layer_calls
+
+            def run(*args):
+                import torch
+
+                with torch.no_grad(), direct_layer_calls(self):
+                    return fn(*args)
+
+            return run
+        if backend != "jax":
             return fn
         cache = self.__dict__.get("_jax_compiled")
         if cache is None:
