@@ -148,7 +148,9 @@ def test_raw_string_saved_model_matches_predict(tmp_path, case):
     expected = model.predict(CORPUS, verbose=0)
     np.testing.assert_allclose(loaded.serve(tf.constant(CORPUS)).numpy(), expected, atol=1e-5)
     out = loaded.signatures["serving_default"](texts=tf.constant(CORPUS[:2]))
-    np.testing.assert_allclose(next(iter(out.values())).numpy(), model.predict(CORPUS[:2], verbose=0), atol=1e-5)
+    # against the whole batch's rows (CI time: no second predict compile for a 2-row batch); the
+    # signature pads the 2 texts to their own length, which the masked rows do not see
+    np.testing.assert_allclose(next(iter(out.values())).numpy(), expected[:2], atol=1e-5)
 
 
 @saved_model_backends
