@@ -229,15 +229,23 @@ class MusicgenTextToAudio(_CodebookHeads, TextToAudio):
         return {"input_ids": zeros, "attention_mask": zeros.copy()}
 
     def _compiled(self, key, make):
-        """``make()`` compiled for this backend (generation.backend.compile_fn), cached per model."""
+        """``make()`` compiled for this backend (generation.backend.compile_fn), cached per model.
+        Under torch it runs with autograd off (generation.backend.no_grad): with it on, every step's
+        attention kept the whole KV cache alive for a backward pass through all the steps (memory
+        growing with layers x steps: the 24-layer model ran out of memory over 256 steps)."""
         cache = self.__dict__.get("_musicgen_compiled")
         if cache is None:
             cache = {}
             object.__setattr__(self, "_musicgen_compiled", cache)  # not a tracked Keras attribute
         if key not in cache:
-            from keras_models.generation.backend import compile_fn
+            from keras_models.generation.backend import EAGER_LOOP, compile_fn, no_grad
 
-            cache[key] = compile_fn(self, make())
+            fn = compile_fn(self, make())
+            if EAGER_LOOP:
+                def fn(*args, _fn=fn):
+                    with no_grad():
+                        return _fn(*args)
+            cache[key] = fn
         return cache[key]
 
     def _prepare_fn(self, guided):
