@@ -46,6 +46,14 @@ def relative_table(table, size):
     return ops.reshape(ops.take(table, ops.convert_to_tensor(idx), axis=0), (size, size, -1))
 
 
+def _dense(x):
+    """torch: ``x`` in row-major memory. Its einsum returns a permuted view here, and a broadcast sum
+    of permuted views is laid out like them, so the (n, heads, h*w, h*w) reshape of the relative
+    bias would copy the whole bias (the size of the attention scores); a copy of the small factor
+    instead leaves the bias row-major. Other backends: ``x``."""
+    return x.contiguous() if keras.backend.backend() == "torch" else x
+
+
 @_ser
 class VitDetBlock(keras.layers.Layer):
     def __init__(self, dim, num_heads, mlp_ratio=4.0, hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True,
@@ -97,8 +105,8 @@ class VitDetBlock(keras.layers.Layer):
         bias = None
         if self.relative_positions:
             q5 = ops.reshape(q, (n, h, w, self.num_heads, -1))
-            rh = ops.einsum("bxyhd,xkd->bhxyk", q5, ops.cast(relative_table(self.rel_h, h), q.dtype))
-            rw = ops.einsum("bxyhd,ykd->bhxyk", q5, ops.cast(relative_table(self.rel_w, w), q.dtype))
+            rh = _dense(ops.einsum("bxyhd,xkd->bhxyk", q5, ops.cast(relative_table(self.rel_h, h), q.dtype)))
+            rw = _dense(ops.einsum("bxyhd,ykd->bhxyk", q5, ops.cast(relative_table(self.rel_w, w), q.dtype)))
             bias = ops.reshape(rh[..., :, None] + rw[..., None, :], (n, self.num_heads, h * w, h * w))
         return ops.reshape(a.output_dense(a.attend(q, k, v, bias)), (n, h, w, self.dim))
 
