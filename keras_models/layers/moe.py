@@ -41,15 +41,19 @@ Dispatch is sparse: an expert's weights are read only for the tokens routed to i
   read on the host once per layer; each chosen expert runs on the rows routed to it (gathered),
   and the weighted outputs are summed back per token (``segment_sum``; torch: ``index_add_``).
   Torch with stacked experts: raw tensors, one GEMM on the expert's [gate | up] slice and one on
-  its down slice, the gated unit once for all (row, expert) pairs.
+  its down slice, the gated unit once for all (row, expert) pairs; the layer's own call takes the
+  pairs straight from the top-k indices (sorted by expert) instead of the dense weights.
 - Inside ``tf.function``: shapes are static, so each expert is wrapped in a ``cond`` that runs it
   (on every row of the call) only when some row chose it, and skips its weights otherwise. Under
   jax ``jit`` the per-expert conditionals measured slower than computing every expert, so jax
-  stays dense there. With stacked experts and fewer token x expert choices than experts (decoding
-  a few rows), the chosen experts' tensors are gathered instead (every backend).
+  stays dense there for the list layout. Stacked experts under jax ``jit`` loop over the experts
+  some row chose (``lax.fori_loop`` with a static bound, one expert's slice per step: each
+  chosen expert's weights read once). Elsewhere (tf.function), with stacked experts and fewer
+  token x expert choices than experts (decoding a few rows), the chosen experts' tensors are
+  gathered instead.
 - Symbolic calls (building), eager jax (outside ``jit``) and ``weight_inputs`` experts with biases (an unchosen expert still
   adds its bias) compute every expert on every token, weighted by its routing weight.
-The three give the same values up to float summation order.
+Every dispatch gives the same values up to float summation order.
 """
 
 import keras
@@ -266,6 +270,19 @@ class MoE(keras.layers.Layer):
 
     def routing_weights(self, x):
         """(..., num_experts) weights: zero except on each token's top-k experts."""
+        top, idx = self._top_k_routing(x)
+        chosen = ops.one_hot(idx, self.num_experts)
+        dense = ops.sum(chosen * top[..., None], axis=-2)
+        if self.expert_capacity is not None:  # x: (batch, seq, hidden); count along seq
+            priority = ops.cumsum(ops.sum(chosen, axis=-2), axis=-2)
+            dense = dense * ops.cast(priority <= self.expert_capacity, dense.dtype)
+        if self.expert_scale != 1.0:
+            dense = dense * self.expert_scale
+        return ops.cast(dense, x.dtype)
+
+    def _top_k_routing(self, x):
+        """Each token's top-k routing weights (float32, renormalised when ``normalize_top_k``) and
+        expert indices, both (..., k)."""
         logits = ops.cast(self.router(x), "float32")
         probs = ops.sigmoid(logits) if self.router_score == "sigmoid" else ops.softmax(logits, axis=-1)
         if self.router_groups or self.router_correction_bias:
@@ -280,14 +297,7 @@ class MoE(keras.layers.Layer):
             top, idx = ops.top_k(probs, self.experts_per_token)
         if self.normalize_top_k:
             top = top / ops.sum(top, axis=-1, keepdims=True)
-        chosen = ops.one_hot(idx, self.num_experts)
-        dense = ops.sum(chosen * top[..., None], axis=-2)
-        if self.expert_capacity is not None:  # x: (batch, seq, hidden); count along seq
-            priority = ops.cumsum(ops.sum(chosen, axis=-2), axis=-2)
-            dense = dense * ops.cast(priority <= self.expert_capacity, dense.dtype)
-        if self.expert_scale != 1.0:
-            dense = dense * self.expert_scale
-        return ops.cast(dense, x.dtype)
+        return top, idx
 
     def _group_limited(self, choice):
         """``choice`` with the experts outside each token's best ``router_topk_groups`` groups
@@ -362,6 +372,35 @@ class MoE(keras.layers.Layer):
             return ops.sum(out, axis=-2)
         return ops.sum(out * top[..., None], axis=-2)
 
+    def _looped_experts(self, x, w):
+        """Stacked experts under jax ``jit``: a loop over the experts some row chose (found on the
+        device, at most ``min(rows * k, experts)`` of them, a static bound), one expert per step on
+        every row (weight 0 where the row did not choose it). Each step slices one expert's tensors
+        (a few MB, still in cache for the matmuls), so each chosen expert's weights are read about
+        once per call: the gathered dispatch materialises the k chosen tensors per row first, the
+        dense one reads every expert. Steps past the chosen count skip under ``lax.cond``; the loop
+        has static bounds, so it is differentiable."""
+        import jax
+        from jax import lax
+
+        if keras.backend.backend() != "jax":
+            raise ValueError(f"MoE {self.name}: mode='looped' needs the jax backend")
+        x2, w2 = ops.reshape(x, (-1, self.hidden_size)), ops.reshape(w, (-1, self.num_experts))
+        bound = min(int(x2.shape[0]) * self.experts_per_token, self.num_experts)
+        used = jax.numpy.any(w2 != 0, axis=0)
+        count = jax.numpy.sum(used.astype("int32"))
+        chosen = jax.numpy.nonzero(used, size=bound, fill_value=0)[0].astype("int32")
+
+        def step(i, acc):
+            def run():
+                e = chosen[i]
+                return acc + self._expert(e, x2, lax.dynamic_index_in_dim(w2, e, axis=1)).astype(acc.dtype)
+
+            return lax.cond(i < count, run, lambda: acc)
+
+        out = lax.fori_loop(0, bound, step, jax.numpy.zeros(x2.shape, x.dtype))
+        return ops.reshape(out, ops.shape(x))
+
     def _eager_experts(self, x, w):
         """Each chosen expert on the rows routed to it; outputs summed back per row."""
         if keras.backend.backend() == "torch":
@@ -409,6 +448,33 @@ class MoE(keras.layers.Layer):
                 out.index_add_(0, r, self._expert(e, x2.index_select(0, r), weights[start:start + n]).to(out.dtype))
                 start += n
         return out.reshape(x.shape)
+
+    def _torch_pairs_dispatch(self, x):
+        return (self.stacked and self.expert_capacity is None and keras.backend.backend() == "torch"
+                and self._dispatch_mode(x) == "eager")
+
+    def _eager_top_k_torch(self, x):
+        """The eager torch dispatch from the top-k choice itself (``call``'s path): the (row,
+        expert) pairs are the top-k indices stably sorted by expert (the order of
+        ``_eager_experts_torch``'s nonzero on the dense weights, and the same weight values),
+        without building the dense (rows, experts) weights and reading them back: one host read
+        per layer (the per-expert counts)."""
+        import torch
+
+        top, idx = self._top_k_routing(x)
+        if self.expert_scale != 1.0:
+            top = top * self.expert_scale
+        k = self.experts_per_token
+        x2, flat = x.reshape(-1, self.hidden_size), idx.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        counts = torch.bincount(flat, minlength=self.num_experts).tolist()
+        rows = torch.div(order, k, rounding_mode="floor")
+        weights = top.to(x.dtype).reshape(-1)[order][:, None]
+        xs = x2.expand(len(order), -1) if x2.shape[0] == 1 else x2.index_select(0, rows)
+        pairs = self._stacked_pairs_torch(xs, weights, counts)
+        if x2.shape[0] == 1:
+            return pairs.sum(0, keepdim=True).to(x.dtype).reshape(x.shape)
+        return torch.zeros_like(x2).index_add_(0, rows, pairs.to(x.dtype)).reshape(x.shape)
 
     def _stacked_pairs_torch(self, xs, weights, counts):
         """Stacked experts on (row, expert) pairs sorted by expert (``counts`` per expert), in torch
@@ -466,7 +532,7 @@ class MoE(keras.layers.Layer):
         """The routed experts' summed output for rows ``x`` and routing weights ``w``; ``mode``
         ("eager", "traced", "gathered", "dense") forces a dispatch, else it follows the call."""
         mode = mode or self._dispatch_mode(x)
-        return {"eager": self._eager_experts, "traced": self._traced_experts,
+        return {"eager": self._eager_experts, "traced": self._traced_experts, "looped": self._looped_experts,
                 "gathered": self._gathered_experts, "dense": self._dense_experts}[mode](x, w)
 
     def _dispatch_mode(self, x):
@@ -476,6 +542,8 @@ class MoE(keras.layers.Layer):
             return "eager"
         if keras.backend.backend() == "jax" and not _is_tracer(x):
             return "dense"  # eager jax: lax.cond would compile each branch per call
+        if self.stacked and keras.backend.backend() == "jax":
+            return "looped"  # each chosen expert read once: 4-12x the gathered / dense dispatch (docs/performance.md)
         rows = int(np.prod([d for d in x.shape[:-1]])) if None not in tuple(x.shape[:-1]) else None
         if self.stacked and rows is not None and rows * self.experts_per_token < self.num_experts:
             return "gathered"
@@ -484,8 +552,10 @@ class MoE(keras.layers.Layer):
         return "dense" if keras.backend.backend() == "jax" else "traced"
 
     def call(self, x):
-        w = self.routing_weights(x)
-        out = self.routed(x, w)
+        if self._torch_pairs_dispatch(x):
+            out = self._eager_top_k_torch(x)
+        else:
+            out = self.routed(x, self.routing_weights(x))
         if self.shared_expert is not None:
             shared = self.shared_expert(x)
             if self.shared_gate is not None:

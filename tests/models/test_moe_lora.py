@@ -116,8 +116,8 @@ def test_enable_lora_keeps_outputs_and_one_fit_step_trains_only_the_adapters():
     rng = np.random.RandomState(0)
     x = keras.ops.convert_to_tensor(rng.randn(2, 3, 16).astype("float32"))
     w = keras.ops.convert_to_tensor((np.eye(4)[rng.randint(0, 4, (2, 3))] * 0.7).astype("float32"))
-    modes = ("dense", "gathered") if keras.backend.backend() == "jax" else ("dense", "gathered", "traced", "eager")
-    outs = {mode: to_numpy(moe.routed(x, w, mode)) for mode in modes}  # (jax runs dense / gathered only)
+    modes = ("dense", "gathered", "looped") if keras.backend.backend() == "jax" else ("dense", "gathered", "traced", "eager")
+    outs = {mode: to_numpy(moe.routed(x, w, mode)) for mode in modes}  # (jax: dense / gathered / looped)
     for mode, out in outs.items():
         assert_close(out, outs["dense"], atol=1e-5, what=f"dispatch {mode}")
     moe.lora_enabled = False
