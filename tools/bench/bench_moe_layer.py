@@ -5,8 +5,10 @@ Transformers' Qwen3MoeSparseMoeBlock, side by side in one run, for 1, 8 and 64 r
 
 "ours sparse" is the layer's own dispatch (keras_models.layers.moe: eager gather + index_add_
 under torch, called as the decode loop calls it -- inference mode, ``direct_layer_calls`` --, per-expert
-cond inside tf.function, dense under jax jit); "ours dense" computes every
-expert on every row. Best of 20 after one warm-up call; both libraries on BENCH_THREADS threads (default 2).
+cond inside tf.function, under jax jit a loop over the chosen experts with stacked experts, dense
+with the list layout); "ours dense" computes every expert on every row; under jax with stacked experts
+"ours gathered" is the earlier dispatch (the chosen experts' tensors gathered per row; dense
+from rows * k >= experts). Best of 20 after one warm-up call; both libraries on BENCH_THREADS threads (default 2).
 """
 import time
 import numpy as np
@@ -57,4 +59,10 @@ for T in (1, 8, 64):
                 return fn(xk)
     with torch.inference_mode():
         t_sparse = timeit(lambda: run(f)); t_dense = timeit(lambda: run(g))
-    print(f"{backend} T={T}: transformers {t_hf:.1f} ms | ours sparse {t_sparse:.1f} ms | ours dense {t_dense:.1f} ms", flush=True)
+    extra = ""
+    if backend == "jax" and layer.stacked:
+        old = "gathered" if T * K < E else "dense"
+        h = jax.jit(lambda x: layer.routed(x, layer.routing_weights(x), mode=old))
+        extra = f" | ours gathered ({old}) {timeit(lambda: run(h)):.1f} ms"
+    print(f"{backend} T={T}: transformers {t_hf:.1f} ms | ours sparse {t_sparse:.1f} ms | ours dense {t_dense:.1f} ms"
+          + extra, flush=True)
