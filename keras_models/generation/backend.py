@@ -39,7 +39,8 @@ def compile_fn(model, fn):
     """Return ``run(*args)`` computing ``fn(*args)`` compiled for this backend.
 
     ``fn`` may call the model (its weights are read through the compiled function's inputs under
-    jax). Compiled functions are cached by the caller; jax/tf retrace per input shape.
+    jax). Compiled functions are cached by the caller; jax/tf retrace per input shape. Inference
+    only: under torch ``fn`` runs with autograd off.
     """
     if BACKEND == "jax":
         import jax
@@ -57,8 +58,10 @@ def compile_fn(model, fn):
 
         return tf.function(fn, jit_compile=True, reduce_retracing=False)
 
-    def run(*args):
-        with direct_layer_calls(model):
+    import torch
+
+    def run(*args):  # inference only: with autograd on, a decode loop's caches would keep every
+        with direct_layer_calls(model), torch.no_grad():  # step's graph alive (MusicGen: 9 GB)
             return fn(*args)
 
     return run
