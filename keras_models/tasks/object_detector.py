@@ -34,6 +34,7 @@ from keras import ops
 
 from keras_models.errors import ConfigError, InputError
 from keras_models.layers.vision_embeddings import dense_rules
+from keras_models.tasks.host_targets import HostTargetsMixin
 from keras_models.tasks.image_classifier import ImageTask
 from keras_models.tasks.zero_shot_object_detector import center_to_corners
 
@@ -80,7 +81,7 @@ def _softmax(x):
 
 
 @_ser
-class ObjectDetector(ImageTask):
+class ObjectDetector(HostTargetsMixin, ImageTask):
     task_name = "ObjectDetector"
     hf_head_patterns = ("class_labels_classifier.*", "bbox_predictor.*")
     no_object_class = True
@@ -204,21 +205,6 @@ class ObjectDetector(ImageTask):
         from keras_models.tasks.detection_loss import is_target_list, pad_targets
 
         return pad_targets(y, self.num_classes) if is_target_list(y) else y
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        vd = kwargs.get("validation_data")
-        if isinstance(vd, tuple) and len(vd) >= 2:
-            kwargs["validation_data"] = (vd[0], self._targets(vd[1])) + tuple(vd[2:])
-        return super().fit(x, self._targets(y), *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        return super().evaluate(x, self._targets(y), *args, **kwargs)
-
-    def train_on_batch(self, x, y=None, *args, **kwargs):
-        return super().train_on_batch(x, self._targets(y), *args, **kwargs)
-
-    def test_on_batch(self, x, y=None, *args, **kwargs):
-        return super().test_on_batch(x, self._targets(y), *args, **kwargs)
 
     # --- forward ----------------------------------------------------------------------------
     def slot_states(self, outputs):

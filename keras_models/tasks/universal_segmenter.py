@@ -34,6 +34,7 @@ import numpy as np
 from keras import ops
 
 from keras_models.errors import ConfigError, InputError
+from keras_models.tasks.host_targets import HostTargetsMixin
 from keras_models.tasks.image_classifier import ImageTask
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -102,7 +103,7 @@ def _check_sizes(target_sizes, n, what):
 
 
 @_ser
-class UniversalSegmenter(ImageTask):
+class UniversalSegmenter(HostTargetsMixin, ImageTask):
     task_name = "UniversalSegmenter"
     hf_head_patterns = ("class_predictor.*", "mask_embedder.*", "criterion.*")
     # Mask2Former's processor first resizes the mask logits (bilinear) to the size it was trained at
@@ -183,6 +184,10 @@ class UniversalSegmenter(ImageTask):
             raise ConfigError(f"{type(self).__name__}: no training loss: {self.loss_unsupported}; "
                               "compile(loss=...) with your own")
 
+    def _check_training(self, y):
+        if y is not None and getattr(self, "loss", None) is None:  # not the user's compile(loss=...)
+            self._check_loss_supported()
+
     def _targets(self, y):
         from keras_models.tasks.segmentation_loss import is_label_pair, pad_segmentation_targets
 
@@ -217,25 +222,6 @@ class UniversalSegmenter(ImageTask):
         loss, _ = segmentation_loss(y_pred, y, self.loss_config, self.loss_kind, seed=self.loss_seed_generator)
         extra = self.losses  # regularisation losses the layers add
         return loss + ops.sum(ops.stack(extra)) if extra else loss
-
-    def fit(self, x=None, y=None, *args, **kwargs):
-        if y is not None and getattr(self, "loss", None) is None:
-            self._check_loss_supported()
-        vd = kwargs.get("validation_data")
-        if isinstance(vd, tuple) and len(vd) >= 2:
-            kwargs["validation_data"] = (vd[0], self._targets(vd[1])) + tuple(vd[2:])
-        return super().fit(x, self._targets(y), *args, **kwargs)
-
-    def evaluate(self, x=None, y=None, *args, **kwargs):
-        return super().evaluate(x, self._targets(y), *args, **kwargs)
-
-    def train_on_batch(self, x, y=None, *args, **kwargs):
-        if y is not None and getattr(self, "loss", None) is None:
-            self._check_loss_supported()
-        return super().train_on_batch(x, self._targets(y), *args, **kwargs)
-
-    def test_on_batch(self, x, y=None, *args, **kwargs):
-        return super().test_on_batch(x, self._targets(y), *args, **kwargs)
 
     # --- forward ----------------------------------------------------------------------------
     def query_outputs(self, outputs, training=False):
