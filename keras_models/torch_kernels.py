@@ -1,0 +1,196 @@
+"""Torch-backend kernels that Keras' own torch functions do not reach (re-exported by
+:mod:`keras_models.compat`, whose conventions hold here: Keras and torch are imported inside the
+functions, so importing this module imports neither).
+
+* :func:`fast_torch_kernels` rebinds Keras' torch ``conv`` (channels-last without layout copies) and
+  inference ``batch_normalization`` (one fused pass), handing every other case to Keras' function;
+* :func:`inference_cache` keeps a weight-derived value (a weight-normed, reordered kernel) while
+  autograd is off; :func:`torch_conv1d` / :func:`torch_conv_transpose1d` run channels-last 1-D convs
+  with padding, crop and bias inside one torch call.
+"""
+
+import threading
+
+_install_lock = threading.Lock()
+
+# --- torch kernels for channels-last convolutions and inference batch norm ----------------------
+
+_TORCH_KERNELS = []
+
+
+def _fast_torch_conv(keras_conv):
+    """``keras.src.backend.torch.nn.conv`` without its redundant copies (channels_last only).
+
+    Keras 3.15 permutes NHWC inputs to NCHW, makes them ``.contiguous()`` (a full copy) and then
+    converts them back to ``channels_last`` memory (a second full copy) before ``conv2d``: but the
+    permuted view of a contiguous NHWC tensor already *is* channels_last memory, so both copies
+    are dropped here and ``conv2d`` gets the same tensor values in the same memory format (the same
+    oneDNN kernel: bit-identical outputs). 1-D convolutions run as a height-1 2-D convolution on
+    the same free view (NLC -> N,C,1,L channels_last) instead of an NCL copy; the output comes back
+    as contiguous NLC memory, not a strided view that the next op copies."""
+    import torch.nn.functional as F
+    from keras.src.backend import standardize_data_format
+    from keras.src.backend.torch import nn as torch_nn
+    from keras.src.backend.torch.core import convert_to_tensor
+    from keras.src.utils.argument_validation import standardize_tuple
+
+    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+        inputs, kernel = convert_to_tensor(inputs), convert_to_tensor(kernel)
+        nd = inputs.ndim - 2
+        if (standardize_data_format(data_format) != "channels_last" or nd not in (1, 2)
+                or padding not in ("valid", "same") or kernel.ndim != inputs.ndim):
+            return keras_conv(inputs, kernel, strides=strides, padding=padding, data_format=data_format,
+                              dilation_rate=dilation_rate)
+        strides = standardize_tuple(strides, nd, "strides")
+        dilation = standardize_tuple(dilation_rate, nd, "dilation_rate")
+        if nd == 1:  # (N, L, C) -> (N, 1, L, C); kernel (k, in, out) -> (1, k, in, out)
+            inputs, kernel = inputs.unsqueeze(1), kernel.unsqueeze(0)
+            strides, dilation = (1,) + strides, (1,) + dilation
+        x = torch_nn._maybe_convert_to_channels_last(inputs.permute(0, 3, 1, 2))
+        w = torch_nn._maybe_convert_to_channels_last(kernel.permute(3, 2, 0, 1))
+        if x.shape[1] % w.shape[1]:
+            raise ValueError(f"Input channels ({x.shape[1]}) must be divisible by kernel input channels "
+                             f"({w.shape[1]})")
+        pad = 0
+        if padding == "same":
+            x, pad = torch_nn._apply_same_padding(x, tuple(w.shape[2:]), strides, "channels_first", "conv",
+                                                  dilation)
+            x = torch_nn._maybe_convert_to_channels_last(x)
+        y = F.conv2d(x, w, stride=strides, padding=pad, dilation=dilation, groups=x.shape[1] // w.shape[1])
+        y = y.permute(0, 2, 3, 1)
+        return y.squeeze(1) if nd == 1 else y
+
+    conv._keras_models_fast, conv.keras_original = True, keras_conv
+    return conv
+
+
+def _fast_torch_batch_norm(keras_bn):
+    """``keras.src.backend.torch.nn.batch_normalization`` as torch's fused inference kernel
+    (``F.batch_norm(training=False)``: one pass, ``x * a + b`` with ``a = scale / sqrt(var + eps)``,
+    ``b = offset - mean * a``) instead of Keras' three (subtract, multiply, add). Same formula up to
+    float rounding. Channels on the last axis only (the layout every keras_models layer uses); the
+    input is viewed as (rows, channels), no copy."""
+    import torch.nn.functional as F
+    from keras.src.backend.torch.core import convert_to_tensor
+
+    def batch_normalization(x, mean, variance, axis, offset=None, scale=None, epsilon=1e-3):
+        x = convert_to_tensor(x)
+        mean, variance = convert_to_tensor(mean), convert_to_tensor(variance)
+        if (x.ndim < 2 or axis not in (-1, x.ndim - 1) or not x.is_floating_point() or not x.is_contiguous()
+                or mean.ndim != 1 or variance.ndim != 1 or mean.dtype != x.dtype or variance.dtype != x.dtype):
+            return keras_bn(x, mean, variance, axis, offset=offset, scale=scale, epsilon=epsilon)
+        offset = None if offset is None else convert_to_tensor(offset)
+        scale = None if scale is None else convert_to_tensor(scale)
+        if any(t is not None and (t.dtype != x.dtype or t.ndim != 1) for t in (offset, scale)):
+            return keras_bn(x, mean, variance, axis, offset=offset, scale=scale, epsilon=epsilon)
+        rows = x.reshape(-1, x.shape[-1])
+        return F.batch_norm(rows, mean, variance, scale, offset, False, 0.0, epsilon).reshape(x.shape)
+
+    batch_normalization._keras_models_fast, batch_normalization.keras_original = True, keras_bn
+    return batch_normalization
+
+
+def fast_torch_kernels():
+    """Under the torch backend, rebind ``conv`` and ``batch_normalization`` of Keras' torch backend
+    module once, permanently, to the versions above (each hands anything outside its fast case to
+    Keras' own function). No-op on other backends. Called when :mod:`keras_models.models.backbone`
+    is imported.
+
+    Relies on: ``keras.ops.conv`` / ``keras.ops.batch_normalization`` calling
+    ``keras.src.backend.nn.{conv, batch_normalization}`` through the module attribute, and on
+    ``keras.src.backend.torch.nn._apply_same_padding`` / ``_maybe_convert_to_channels_last``."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return
+    with _install_lock:
+        if _TORCH_KERNELS:
+            return
+        from keras.src.backend.torch import nn as torch_nn
+
+        if not getattr(torch_nn.conv, "_keras_models_fast", False):
+            torch_nn.conv = _fast_torch_conv(torch_nn.conv)
+        if not getattr(torch_nn.batch_normalization, "_keras_models_fast", False):
+            torch_nn.batch_normalization = _fast_torch_batch_norm(torch_nn.batch_normalization)
+        _TORCH_KERNELS.append(torch_nn)
+
+
+# --- torch inference helpers: cached derived weights, copy-free channels-last 1-D convs ---------
+
+
+def inference_cache(owner, name, sources, compute):
+    """``compute()``, remembered on ``owner`` under ``name`` for torch inference.
+
+    Under the torch backend with autograd off (``predict``, ``generate``, ``torch.no_grad()``) the
+    result is reused while every variable in ``sources`` still holds the same tensor, unmodified:
+    the tensor's identity plus torch's in-place version counter (``Variable.assign`` is an in-place
+    ``copy_``, which bumps it), so loading or assigning weights invalidates the entry. With autograd
+    on (training) and on jax / tensorflow (traced: the derivation is compiled into the graph) it is
+    ``compute()`` every call.
+
+    Relies on: ``keras.Variable.value`` being the backing ``torch.Tensor`` (Keras' torch backend)."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return compute()
+    import torch
+
+    if torch.is_grad_enabled():
+        return compute()
+    tensors = [v.value if isinstance(v, keras.Variable) else v for v in sources]
+    key = tuple((id(t), t._version) for t in tensors)
+    cache = owner.__dict__.setdefault("_km_inference_cache", {})
+    hit = cache.get(name)
+    if hit is not None and hit[0] == key:
+        return hit[2]
+    result = compute()
+    cache[name] = (key, tensors, result)  # the tensors are kept: their ids cannot be reused meanwhile
+    return result
+
+
+def torch_conv1d_weight(kernel, depthwise=False):
+    """A Keras 1-D conv kernel, ``(k, in / groups, out)`` (or depthwise ``(k, channels, 1)``), as
+    torch's ``(out, in / groups, 1, k)`` in channels_last memory, the layout :func:`torch_conv1d`
+    hands to oneDNN (cache it with :func:`inference_cache`)."""
+    import torch
+
+    kernel = kernel.permute(1, 2, 0) if depthwise else kernel.permute(2, 1, 0)
+    return kernel.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+
+
+def torch_conv1d(x, weight, bias=None, padding=(0, 0), dilation=1, stride=1):
+    """Torch only: a Conv1d on channels-last ``x`` (N, L, C) with ``weight`` from
+    :func:`torch_conv1d_weight`, zero ``padding`` (left, right) and ``bias`` inside the one oneDNN
+    call (a height-1 channels_last ``conv2d`` on the free (N, C, 1, L) view of ``x``): no padded
+    copy of the input, no separate bias pass, no kernel reorder when ``weight`` is cached. Returns
+    contiguous (N, L', out) memory. The same values as ``ops.pad`` + ``ops.conv`` + bias up to
+    float rounding."""
+    import torch.nn.functional as F
+
+    left, right = padding
+    if left != right:  # conv2d pads symmetrically: the extra part goes in an explicit pad
+        x = F.pad(x, (0, 0, max(left - right, 0), max(right - left, 0)))
+        left = right = min(left, right)
+    x = x.contiguous().unsqueeze(1).permute(0, 3, 1, 2)
+    if bias is not None and bias.dtype != x.dtype:
+        bias = bias.to(x.dtype)
+    y = F.conv2d(x, weight.to(x.dtype) if weight.dtype != x.dtype else weight, bias, stride=(1, stride),
+                 padding=(0, left), dilation=(1, dilation), groups=x.shape[1] // weight.shape[1])
+    y = y.permute(0, 2, 3, 1).squeeze(1)
+    return y if y.is_contiguous() else y.contiguous()  # channels_last output: already contiguous NLC
+
+
+def torch_conv_transpose1d_weight(kernel):
+    """A Keras 1-D transposed-conv kernel ``(k, out, in)`` as torch's ``(in, out, 1, k)``."""
+    return kernel.permute(2, 1, 0).unsqueeze(2).contiguous()
+
+
+def torch_conv_transpose1d(x, weight, bias=None, stride=1, padding=0):
+    """Torch only: ConvTranspose1d(stride, padding) on channels-last ``x`` (N, L, C) with ``weight``
+    from :func:`torch_conv_transpose1d_weight`, crop and bias inside torch's call (Keras'
+    ``conv_transpose`` transposes the input and output and crops / adds bias as separate passes)."""
+    import torch.nn.functional as F
+
+    x = x.permute(0, 2, 1)
+    y = F.conv_transpose1d(x, weight.squeeze(2), bias, stride=stride, padding=padding)
+    return y.permute(0, 2, 1).contiguous()
