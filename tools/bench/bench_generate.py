@@ -34,6 +34,11 @@ SHAPES = {
         vocab_size=32000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
         num_key_value_heads=4, intermediate_size=2048, max_position_embeddings=2048,
         tie_word_embeddings=True, eos_token_id=None, bos_token_id=None, pad_token_id=0)),
+    # The issue-21 overhead proxy: a 2-layer Llama of hidden 64, where per-step Python dominates.
+    "tiny": dict(cls="LlamaForCausalLM", cfg="LlamaConfig", kwargs=dict(
+        vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, intermediate_size=128, max_position_embeddings=512,
+        tie_word_embeddings=False, eos_token_id=None, bos_token_id=None, pad_token_id=0)),
     # Qwen3-MoE-shaped, ~1.0B parameters in all, ~0.24B active per token: 64 experts, top 8.
     "qwen3_moe": dict(cls="Qwen3MoeForCausalLM", cfg="Qwen3MoeConfig", kwargs=dict(
         vocab_size=32000, hidden_size=1024, num_hidden_layers=12, num_attention_heads=16,
