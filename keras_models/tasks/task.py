@@ -254,6 +254,12 @@ class Task(SharingMixin, keras.Model):
         return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
+    def _host_inputs(self, x):
+        """A family's host-side additions to an input dict before Keras compiles (LLaVA-NeXT's
+        packing index: ``Backbone.host_inputs``)."""
+        hook = getattr(self.backbone, "host_inputs", None)
+        return hook(x) if hook is not None and isinstance(x, dict) else x
+
         self._compile_by_default("test_on_batch")
         x, y, sample_weight = self._raw_batch(x, y, sample_weight)
         return super().test_on_batch(x, y, sample_weight=sample_weight, **kwargs)
@@ -268,6 +274,7 @@ class Task(SharingMixin, keras.Model):
     # --- raw data in fit / predict / evaluate -------------------------------------------------
     def _need_preprocessor(self, x):
         if self.preprocessor is not None:
+        x = self._host_inputs(x)
             return
         from keras_models.errors import InputError
 
@@ -282,7 +289,7 @@ class Task(SharingMixin, keras.Model):
     def _raw_batch(self, x, y, sample_weight):
         """One batch of raw samples (train_on_batch / test_on_batch) -> (features, y, sample_weight)."""
         if not is_raw(x):
-            return x, y, sample_weight
+            return self._host_inputs(x), y, sample_weight
         self._need_preprocessor(x)
         out = preprocess_batch(self.preprocessor, [x] if isinstance(x, str) else list(x), y, sample_weight)
         return (tuple(out) + (None, None))[:3]
@@ -307,7 +314,7 @@ class Task(SharingMixin, keras.Model):
         if table is not None:
             x, y = table
             if isinstance(x, dict):  # a tokenised table: its numeric columns are the features
-                return None, x, y
+                return None, self._host_inputs(x), y
         data = self._adapt(x, y, batch_size, shuffle, inference, sample_weight)
         if data is not None:
             return data, x, y
@@ -317,7 +324,7 @@ class Task(SharingMixin, keras.Model):
 
             raise InputError(f"{type(self).__name__}: y and sample_weight go inside the batches when x is a "
                              f"{type(x).__name__} (yield (x, y) or (x, y, sample_weight)), not as arguments")
-        return data, x, y
+        return data, (self._host_inputs(x) if data is None else x), y
 
     def fit(self, x=None, y=None, batch_size=None, shuffle=True, validation_data=None, sample_weight=None,
             validation_split=0.0, **kwargs):

@@ -131,6 +131,22 @@ def test_logits_and_greedy_generate_equal_transformers():
     np.testing.assert_array_equal(out, expected["generated"])
 
 
+def test_compiled_predict_packs_from_the_host_index():
+    """predict / predict_on_batch compile the model under JAX and TensorFlow, where image_sizes is
+    traced: the task adds image_feature_index on the host and the graph packs from it (torch runs
+    the same path eagerly). Logits equal Transformers'; the two rows pack different counts."""
+    _, expected = reference()
+    model = _model()
+    x = _model_inputs(expected)
+    index = model.backbone.feature_index(x["image_sizes"], x["pixel_values"].shape[1])
+    counts = (index != -1).sum(axis=1)
+    assert counts.tolist() == (x["input_ids"] == IMAGE).sum(axis=1).tolist() and counts[0] != counts[1]
+    assert_close(model.predict(x, batch_size=2, verbose=0), expected["logits"], mask=x["attention_mask"],
+                 what="llava_next compiled predict")
+    assert_close(model.predict_on_batch(x), expected["logits"], mask=x["attention_mask"],
+                 what="llava_next predict_on_batch")
+
+
 def test_save_to_preset_reloads_in_transformers(tmp_path):
     """The saved folder (image_newline, pinpoints, the tiling processor) loads in Transformers with
     equal logits; errors name image_sizes / pixel_values / image_grid_pinpoints."""

@@ -11,8 +11,12 @@ removed) and read row by row, each row closed by the learned ``image_newline`` v
 
 The packing depends only on ``image_sizes``: it is computed on the host as one gather index into
 [every real tile's features; image_newline], so the image features are a single ``take`` and
-rows of a batch may hold different numbers of image tokens. ``image_sizes`` must therefore be
-concrete (numpy, or an eager tensor), as in Transformers, whose packing is eager Python too.
+rows of a batch may hold different numbers of image tokens. Called eagerly, the model computes it
+from a concrete ``image_sizes`` (numpy, or an eager tensor), as Transformers does. Compiled calls
+(``predict`` / ``fit`` / ``evaluate`` under JAX and TensorFlow, or a user's own ``jax.jit``) see a
+traced ``image_sizes``: for them the task's host entry points add ``image_feature_index``
+(:meth:`LlavaNextBackbone.feature_index`: per image, its packed features' rows among its own
+tiles' features, -2 for the newline, -1 padding), and the graph turns it into the same gather.
 """
 
 from dataclasses import dataclass
@@ -68,7 +72,9 @@ def _concrete(value, name):
         return np.asarray(backend_to_numpy(value))
     except Exception as e:  # a symbolic tensor (jit tracing, a functional model)
         raise InputError(f"{name} must be concrete (numpy or an eager tensor): LLaVA-NeXT packs each image's "
-                         f"features by its size on the host; run the model eagerly ({type(e).__name__})") from None
+                         "features by its size on the host. Inside a compiled function, also pass "
+                         "inputs['image_feature_index'] = model.backbone.feature_index(image_sizes, tiles) (predict, "
+                         f"fit and evaluate add it themselves), or run the model eagerly ({type(e).__name__})") from None
 
 
 @_ser
@@ -104,8 +110,65 @@ class LlavaNextBackbone(LlavaLikeBackbone):
         return pack_index(image_sizes, tiles_given, self.pinpoints, self.tile, self.vision_tower.grid,
                           self.tokens_per_image, self.spec.vision_feature_select_strategy)
 
-    def image_features(self, pixels, image_sizes=None, training=False):
+    def feature_index(self, image_sizes, tiles_given):
+        """Host side, for compiled calls: (images, most features) int32, row i = image i's packed
+        features as rows of its own ``tiles_given`` tiles' features flattened (tile-major), -2 for
+        the newline vector, -1 padding. Depends on nothing but the sizes, so it slices with the
+        batch like ``pixel_values``."""
+        sizes = np.asarray(image_sizes).reshape(-1, 2)
+        rows = []
+        for size in sizes:
+            tile_index, index, _ = self.packing(size[None], int(tiles_given))
+            # a single image's tiles are its first len(tile_index) ones, so its rows are unchanged;
+            # the newline is the row after them
+            rows.append(np.where(index == len(tile_index) * self.tokens_per_image, -2, index))
+        width = max((len(r) for r in rows), default=0)
+        out = np.full((len(rows), width), -1, "int32")
+        for i, r in enumerate(rows):
+            out[i, :len(r)] = r
+        return out
+
+    def host_inputs(self, inputs):
+        """Called by the task on a host input dict before Keras compiles: adds
+        ``image_feature_index`` when ``image_sizes`` is concrete (see :meth:`feature_index`)."""
+        pixels, sizes = inputs.get("pixel_values"), inputs.get("image_sizes")
+        if "image_feature_index" in inputs or pixels is None or sizes is None or len(pixels.shape) != 5:
+            return inputs
+        try:
+            sizes = np.asarray(backend_to_numpy(sizes))
+        except Exception:  # symbolic: left to the model's own error
+            return inputs
+        return {**inputs, "image_feature_index": self.feature_index(sizes, pixels.shape[1])}
+
+    def _packed_from_index(self, pixels, index, training=False):
+        """The graph form of the packing (traced sizes): every tile through the tower, then each
+        image's rows of ``index`` (see :meth:`feature_index`) made global and compacted, valid
+        rows first in image order (what merge_embeddings reads; the tail repeats row 0)."""
+        shape = tuple(pixels.shape)
+        images, tiles = ops.shape(pixels)[0], shape[1]
+        feats = super().image_features(ops.reshape(pixels, (-1,) + shape[2:]), training)
+        d = feats.shape[-1]
+        flat = ops.reshape(feats, (-1, d))
+        table = ops.concatenate([flat, ops.cast(self.image_newline, feats.dtype)[None]], axis=0)
+        per = tiles * self.tokens_per_image
+        local = ops.cast(index, "int32")
+        width = ops.shape(local)[1]
+        offset = ops.arange(images, dtype="int32")[:, None] * per
+        newline = ops.shape(flat)[0]
+        rows = ops.reshape(ops.where(ops.equal(local, -2), newline, local + offset), (-1,))
+        valid = ops.reshape(ops.not_equal(local, -1), (-1,))
+        total = images * width
+        slot = ops.where(valid, ops.cumsum(ops.cast(valid, "int32")) - 1, total)  # padding -> a spare slot
+        packed = ops.scatter(slot[:, None], ops.where(valid, rows, 0), (total + 1,))[:total]
+        return ops.take(table, packed, axis=0)
+
+    def image_features(self, pixels, image_sizes=None, training=False, feature_index=None):
         """(total features, text hidden): every image's packed features, image after image."""
+        if feature_index is not None:
+            if len(tuple(pixels.shape)) != 5:
+                raise InputError("pixel_values must be (images, tiles, height, width, channels), got shape "
+                                 f"{tuple(pixels.shape)}")
+            return self._packed_from_index(pixels, feature_index, training)
         if image_sizes is None:
             raise InputError("LLaVA-NeXT: image_sizes is missing (each image's original (height, width), "
                              "given by the model's processor)")
@@ -129,7 +192,8 @@ class LlavaNextBackbone(LlavaLikeBackbone):
         pixels = inputs.get("pixel_values")
         if pixels is None:
             return None
-        return self.image_features(pixels, inputs.get("image_sizes"), training)
+        return self.image_features(pixels, inputs.get("image_sizes"), training,
+                                   feature_index=inputs.get("image_feature_index"))
 
     def check_image_inputs(self, inputs, where):
         ids, pixels = inputs.get("input_ids"), inputs.get("pixel_values")
