@@ -120,3 +120,38 @@ def test_bad_config_is_named(tmp_path):
         (bad / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ConfigError, match=key.split("_")[0]):
             km.Backbone.from_preset(bad)
+
+
+def test_torch_inference_conv_paths_match_keras():
+    """Torch with autograd off (KM_TORCH_FAST_CONV1D): the feature-encoder convs as GEMMs on
+    strided views and the cached position conv give the plain Keras path's values."""
+    import keras
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("torch-only fast path")
+    import torch
+
+    from keras_models import torch_kernels
+
+    rng = np.random.RandomState(1)
+    for k, s in ((3, 2), (2, 2), (1, 2), (5, 2), (3, 1), (4, 3)):
+        x = torch.tensor(rng.randn(2, 23, 8).astype("float32"))
+        kernel = torch.tensor(rng.randn(k, 8, 5).astype("float32"))
+        bias = torch.tensor(rng.randn(5).astype("float32"))
+        want = keras.ops.conv(x, kernel, strides=s) + bias
+        with torch.no_grad():
+            got = torch_kernels.torch_conv1d_taps(x, torch_kernels.torch_conv1d_taps_weight(kernel, s), bias, s)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), atol=1e-5, err_msg=f"kernel {k} stride {s}")
+
+    folder, expected = _reference("w2v_group_ctc")
+    model = km.SpeechRecognizer.from_preset(folder)
+    try:
+        outs = {}
+        for fast in (True, False):
+            torch_kernels.FAST_CONV1D = fast
+            with torch.no_grad():
+                outs[fast] = keras.ops.convert_to_numpy(model(INPUTS))
+    finally:
+        torch_kernels.FAST_CONV1D = True
+    np.testing.assert_allclose(outs[True], outs[False], atol=1e-5)
+    assert_close(outs[True], expected["logits"], atol=1e-4, what="fast path logits")

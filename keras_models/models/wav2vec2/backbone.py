@@ -21,8 +21,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models import compat
+from keras_models import compat, torch_kernels
 from keras_models.errors import ConfigError
+from keras_models.layers import attention as attention_lib
 from keras_models.layers.activations import get_activation
 from keras_models.layers.conv_blocks import grouped_conv
 from keras_models.layers.norms import GroupNorm
@@ -98,6 +99,37 @@ class Wav2Vec2Spec(Spec):
         return {"input_values": np.zeros((1, n), "float32"), "attention_mask": np.ones((1, n), "int32")}
 
 
+def _torch_inference():
+    """True under torch with autograd off while ``torch_kernels.FAST_CONV1D`` is on: the speech
+    convs may take their torch paths (cached torch-layout kernels, per-tap GEMMs)."""
+    if not torch_kernels.FAST_CONV1D or keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return not torch.is_grad_enabled()
+
+
+def feature_conv(conv, x):
+    """One feature-encoder ``keras.layers.Conv1D`` ("valid", groups 1) on channels-last ``x``.
+    Torch inference: wide inputs (>= 64 channels) as GEMMs on strided views
+    (``torch_kernels.torch_conv1d_taps``), narrow ones (the first conv over the raw waveform) as
+    one oneDNN conv with the channels-last kernel cached; otherwise the layer's own call."""
+    if not (_torch_inference() and conv.groups == 1 and conv.padding == "valid"
+            and conv.activation in (None, keras.activations.linear)
+            and conv.dilation_rate == (1,) and conv.data_format == "channels_last"
+            and isinstance(conv.kernel, keras.Variable) and x.dtype == conv.kernel.value.dtype):
+        return conv(x)
+    bias = conv.bias.value if conv.use_bias else None
+    stride = conv.strides[0]
+    if int(x.shape[-1]) >= 64:
+        weights = compat.inference_cache(conv, "torch_taps", [conv.kernel],
+                                         lambda: torch_kernels.torch_conv1d_taps_weight(conv.kernel.value, stride))
+        return torch_kernels.torch_conv1d_taps(x, weights, bias, stride=stride)
+    weight = compat.inference_cache(conv, "torch_weight", [conv.kernel],
+                                    lambda: torch_kernels.torch_conv1d_weight(conv.kernel.value))
+    return torch_kernels.torch_conv1d(x, weight, bias, stride=stride)
+
+
 def frame_lengths(lengths, kernels, strides):
     """Frames the conv stack makes of ``lengths`` samples (Transformers' floor rule)."""
     for k, s in zip(kernels, strides):
@@ -131,10 +163,20 @@ class WeightNormConv1D(keras.layers.Layer):
         return ops.cast(v * (ops.reshape(ops.cast(self.weight_g, "float32"), (-1, 1, 1)) / norm), dtype)
 
     def call(self, x):
+        k = self.kernel_size
+        if _torch_inference():
+            # the normed kernel in torch's channels-last layout once per weight change; padding and
+            # bias inside the one oneDNN call
+            weight = compat.inference_cache(
+                self, f"torch_kernel_{x.dtype}", [self.weight_v, self.weight_g],
+                lambda: torch_kernels.torch_conv1d_weight(self._kernel(x.dtype)))
+            y = torch_kernels.torch_conv1d(x, weight, self.bias.value, padding=(k // 2, k // 2), stride=self.strides)
+            if k % 2 == 0:
+                y = y[:, :-1]
+            return self.act(y)
         # torch inference: the normed kernel once per weight change, not per call (compat.inference_cache)
         kernel = compat.inference_cache(self, f"kernel_{x.dtype}", [self.weight_v, self.weight_g],
                                         lambda: self._kernel(x.dtype))
-        k = self.kernel_size
         x = ops.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
         y = grouped_conv(x, kernel, self.groups, strides=self.strides)
         y = y + ops.cast(self.bias, y.dtype)
@@ -174,6 +216,13 @@ class SpeechAttention(keras.layers.Layer):
         return ops.transpose(ops.reshape(x, (b, t, self.num_heads, self.head_dim)), (0, 2, 1, 3))
 
     def call(self, x, bias=None, training=False):
+        if attention_lib.FUSED_ATTENTION and not (training and self.dropout.rate > 0):
+            # the fused kernel (torch SDPA) on (b, t, h, d) views: no score tensor, no head copies
+            b, t = ops.shape(x)[0], ops.shape(x)[1]
+            shape = (b, t, self.num_heads, self.head_dim)
+            q, k, v = (ops.reshape(p(x), shape) for p in (self.q_proj, self.k_proj, self.v_proj))
+            out = attention_lib.fused_attention(q, k, v, bias, self.head_dim ** -0.5)
+            return self.out_proj(ops.reshape(out, (b, t, self.hidden_size)))
         q, k, v = self._heads(self.q_proj(x)), self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
         scores = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * (self.head_dim ** -0.5)
         scores = ops.cast(scores, "float32")
@@ -328,7 +377,7 @@ class Wav2Vec2Backbone(SpecBackbone):
         """(batch, samples) -> (batch, frames, conv_dim[-1]) before the feature projection."""
         x = ops.expand_dims(ops.cast(input_values, self.compute_dtype), -1)
         for conv, norm in zip(self.convs, self.conv_norms):
-            x = conv(x)
+            x = feature_conv(conv, x)
             if norm is not None:
                 x = norm(x)
             x = self.conv_act(x)
