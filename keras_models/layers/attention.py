@@ -18,6 +18,7 @@ import os
 import keras
 from keras import ops
 
+from keras_models import jax_attention
 from keras_models.generation.backend import EAGER_LOOP, visible_length, write_time_slice
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
@@ -54,6 +55,8 @@ def fused_attention(q, k, v, bias, scale, heads_major=False):
         return out.transpose(1, 2)
     if heads_major:
         return grouped_attention(q, k, v, bias, scale)
+    if keras.backend.backend() == "jax" and jax_attention.use_cpu_attention():
+        return jax_attention.cpu_attention(q, k, v, bias, scale)
     if kv != h:
         k, v = ops.repeat(k, h // kv, axis=2), ops.repeat(v, h // kv, axis=2)
     return ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
