@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import os
 
 import keras
 import numpy as np
@@ -61,7 +62,7 @@ def compile_fn(model, fn):
     import torch
 
     def run(*args):  # inference only: with autograd on, a decode loop's caches would keep every
-        with direct_layer_calls(model), torch.no_grad():  # step's graph alive (MusicGen: 9 GB)
+        with direct_layer_calls(model, loop=True), torch.no_grad():  # step's graph alive (MusicGen: 9 GB)
             return fn(*args)
 
     return run
@@ -70,6 +71,31 @@ def compile_fn(model, fn):
 # --- torch: eager decoding without Keras' per-call bookkeeping ---------------------------------
 _keras_layer_call = keras.layers.Layer.__call__
 _in_direct_calls = contextvars.ContextVar("keras_models_direct_layer_calls", default=False)
+
+# The one switch for direct torch ops in the eager torch decode loop (issue 21): inside
+# ``compile_fn``'s context (``direct_layer_calls`` of the whole model), the per-step glue of the
+# decode path -- rotary tables, the decoder mask bias and positions, attention's head reshapes and
+# KV writes, the token / mask column writes, greedy selection and the loop condition -- runs as
+# plain torch ops on tensors already of the right dtype, instead of keras.ops (whose eager torch
+# path converts and standardises every argument: 10-20 microseconds an op, ~100 ops a step; on a
+# tiny model that was a third of a step). Same kernels, same dtypes, identical results. Off with
+# ``KM_TORCH_DIRECT_OPS=0`` (or this set to False before a generate call): every piece then takes
+# its keras.ops path. Read by ``direct_ops()``; other backends never see it.
+TORCH_DIRECT_OPS = os.environ.get("KM_TORCH_DIRECT_OPS", "1") not in ("0", "false", "False")
+_direct_ops = contextvars.ContextVar("keras_models_direct_ops", default=False)
+
+
+def direct_ops(*tensors):
+    """True inside the eager torch decode loop (``compile_fn``) while ``TORCH_DIRECT_OPS`` is on,
+    and every one of ``tensors`` is a torch tensor: layers and loop pieces may then take their
+    plain-torch path. Per calling thread / context."""
+    if not _direct_ops.get():
+        return False
+    if tensors:
+        import torch
+
+        return all(isinstance(t, torch.Tensor) for t in tensors)
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,7 +110,10 @@ def decode_matmul():
     decode step): there MKL's GEMV over the row-major (in, out) matrix is 2-6x faster than oneDNN
     at every width measured (512-5632 wide and a 512 x 51865 head, 1 and 2 threads, AMD EPYC;
     oneDNN is slowest when the out size is a multiple of 1024, a 4 KiB-multiple stride), so one
-    row takes ``F.linear``. Both are fp32 GEMMs that differ only in summation order. Builds
+    row takes ``F.linear``, and so do small weights (at most 2**18 entries, e.g. 256 x 1024) at up to
+    16 rows: there oneDNN's fixed ~12 microseconds a call dominate (64 x 64 at 8 rows: 15 vs 3.6
+    microseconds; even at 256 x 1024; AMD EPYC, 1 thread; tools/bench numbers in
+    docs/performance.md, issue 21's tiny-model proxy). Both are fp32 GEMMs that differ only in summation order. Builds
     without oneDNN, other dtypes and devices, and calls with autograd on (the oneDNN op has no gradient) use ``F.linear``.
     """
     import torch
@@ -94,10 +123,12 @@ def decode_matmul():
     if torch.backends.mkldnn.is_available():
         onednn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     f32 = torch.float32
+    small = 1 << 18
 
     def matmul(x, w, b=None):
         if (onednn is not None and x.dtype == f32 and w.dtype == f32 and x.device.type == "cpu"
                 and x.numel() != w.shape[0]
+                and (w.numel() > small or x.numel() > 16 * w.shape[0])
                 and not torch.is_grad_enabled()):
             return onednn(x, w.T, b, "none", [], "")
         return F.linear(x, w.T, b)
@@ -105,23 +136,50 @@ def decode_matmul():
     return matmul
 
 
-def _torch_dense(layer):
+def _value(variable):
+    return variable.value
+
+
+def _variable_reader():
+    """``read(variable)`` for the direct calls of the eager decode loop (``TORCH_DIRECT_OPS``):
+    the variable's torch parameter itself, without ``Variable.value``'s scope checks (~10
+    microseconds, 20-200 reads a step) when those checks cannot change the answer: no stateless
+    scope, no autocast scope (the redirected layers' compute and variable dtypes agree anyway), no
+    meta device. Otherwise, or if Keras' internals moved, ``variable.value``."""
+    try:
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+        from keras.src.backend.common.variables import get_autocast_scope
+        from keras.src.backend.torch.core import get_device
+
+        if in_stateless_scope() or get_autocast_scope() is not None or str(get_device()) == "meta":
+            return _value
+    except (ImportError, AttributeError):
+        return _value
+
+    def read(variable):
+        value = getattr(variable, "_value", None)
+        return variable.value if value is None else value
+
+    return read
+
+
+def _torch_dense(layer, read=_value):
     """Dense as one GEMM with the bias (Keras' call: matmul, then add, each through keras.ops)."""
     kernel, bias, act = layer.kernel, layer.bias, layer.activation  # the variable (no LoRA, quantisation)
     linear = act is keras.activations.linear
     matmul = decode_matmul()
 
     def call(x, training=None):
-        w = kernel.value
+        w = read(kernel)
         if getattr(x, "dtype", None) != w.dtype:  # Keras' call casts inputs to the compute dtype
             return _keras_layer_call(layer, x, training=training)
-        y = matmul(x, w, None if bias is None else bias.value)
+        y = matmul(x, w, None if bias is None else read(bias))
         return y if linear else act(y)
 
     return call
 
 
-def _torch_layer_norm(layer):
+def _torch_layer_norm(layer, read=_value):
     """LayerNormalization over the last axis as one torch kernel; another axis: ``layer.call``."""
     import torch.nn.functional as F
 
@@ -132,13 +190,13 @@ def _torch_layer_norm(layer):
     def call(x, training=None):
         if axis != -1 and (axis is None or axis != x.dim() - 1):
             return layer.call(x)
-        return F.layer_norm(x, x.shape[-1:], None if gamma is None else gamma.value,
-                            None if beta is None else beta.value, eps)
+        return F.layer_norm(x, x.shape[-1:], None if gamma is None else read(gamma),
+                            None if beta is None else read(beta), eps)
 
     return call
 
 
-def _torch_rms_norm(layer):
+def _torch_rms_norm(layer, read=_value):
     """keras_models' RMSNorm with the same float32 arithmetic as its call, in torch ops."""
     import torch
 
@@ -150,25 +208,82 @@ def _torch_rms_norm(layer):
         if gamma is None:
             return y.to(x.dtype)
         if unit_offset:
-            return (y * (1.0 + gamma.value.float())).to(x.dtype)
-        return y.to(x.dtype) * gamma.value.to(x.dtype)
+            return (y * (1.0 + read(gamma).float())).to(x.dtype)
+        return y.to(x.dtype) * read(gamma).to(x.dtype)
 
     return call
 
 
-def _direct_call_for(layer):
+def _torch_embedding(layer, read):
+    """Embedding lookup as one torch kernel (Keras' call: cast, take, cast, through keras.ops); the
+    table's dtype is the compute dtype (``_can_call_directly``), so the result is the same."""
+    import torch
+    import torch.nn.functional as F
+
+    index_dtypes = (torch.int32, torch.int64)
+
+    def call(inputs):
+        if not isinstance(inputs, torch.Tensor) or inputs.dtype not in index_dtypes:
+            return layer.call(inputs)
+        return F.embedding(inputs, read(layer.embeddings))
+
+    return call
+
+
+def _torch_activations():
+    """keras_models' activation names whose keras.ops function is exactly one torch function."""
+    import torch.nn.functional as F
+
+    tanh_gelu = functools.partial(F.gelu, approximate="tanh")
+    return {"silu": F.silu, "swish": F.silu, "gelu": F.gelu, "gelu_python": F.gelu, "relu": F.relu,
+            "gelu_new": tanh_gelu, "gelu_pytorch_tanh": tanh_gelu, "gelu_accurate": tanh_gelu}
+
+
+def _torch_mlp(layer, fused):
+    """MLP / FusedGateUpMLP with the activation as its torch function (the same one keras.ops
+    calls); the projections are the layers themselves (redirected too)."""
+    act = _torch_activations()[layer.activation]
+    gate, up, down, n = layer.gate, layer.up, layer.down, layer.intermediate_size
+    if fused:
+        gate_first = layer.gate_first
+
+        def call(x):
+            h = up(x)
+            if gate_first:
+                return down(act(h[..., :n]) * h[..., n:])
+            return down(h[..., :n] * act(h[..., n:]))
+
+        return call
+
+    def call(x):
+        if gate is not None:
+            return down(act(gate(x)) * up(x))
+        return down(act(up(x)))
+
+    return call
+
+
+def _direct_call_for(layer, direct_ops=False, read=_value):
     """The function ``layer(x)`` runs in direct mode: a one-kernel torch version of a plain Dense or
-    LayerNormalization, a torch-ops RMSNorm (same arithmetic as their Keras calls), else
+    LayerNormalization, a torch-ops RMSNorm (same arithmetic as their Keras calls); with
+    ``direct_ops`` (the decode loop, ``TORCH_DIRECT_OPS``) also Embedding and the MLPs; else
     ``layer.call``."""
+    from keras_models.layers.decoder_block import FusedGateUpMLP
+    from keras_models.layers.mlp import MLP
     from keras_models.layers.norms import RMSNorm
 
     cls = compat.keras_class(layer)
     if cls is RMSNorm:
-        return _torch_rms_norm(layer)
+        return _torch_rms_norm(layer, read)
+    if direct_ops and cls is keras.layers.Embedding and not layer.lora_enabled:
+        return _torch_embedding(layer, read)
+    if (direct_ops and cls in (MLP, FusedGateUpMLP) and isinstance(layer.activation, str)
+            and layer.activation in _torch_activations()):
+        return _torch_mlp(layer, fused=cls is FusedGateUpMLP)
     if cls is keras.layers.Dense and not layer.lora_enabled and len(layer.kernel.shape) == 2:
-        return _torch_dense(layer)
+        return _torch_dense(layer, read)
     if cls is keras.layers.LayerNormalization and not layer.rms_scaling:
-        return _torch_layer_norm(layer)
+        return _torch_layer_norm(layer, read)
     return layer.call
 
 
@@ -184,13 +299,14 @@ def _can_call_directly(layer):
 
 
 @contextlib.contextmanager
-def direct_layer_calls(model, only=None):
+def direct_layer_calls(model, only=None, loop=False):
     """Inside this context (torch eager generation) ``layer(x)`` for ``model``'s built, plain
     layers runs ``layer.call(x)`` directly. Keras' ``Layer.__call__`` converts and checks inputs,
     resolves ``training``, masks and autocast scopes on every call: about 50 microseconds that a
     decode step pays ~100 times. Those steps are no-ops here (inputs are already tensors of the
     compute dtype, ``training`` is False, nothing is masked), so they are skipped. ``only``: a
-    tuple of layer classes to restrict the direct calls to (exact types).
+    tuple of layer classes to restrict the direct calls to (exact types). ``loop``: this is
+    ``compile_fn``'s decode loop, so ``direct_ops()`` holds inside (with ``TORCH_DIRECT_OPS``).
 
     Scope: only ``model``'s layers, and only calls made from the calling thread / context
     (``compat.redirected_calls``); another thread calling the same model meanwhile, any other
@@ -200,14 +316,18 @@ def direct_layer_calls(model, only=None):
         yield
         return
     redirects = {}
+    use_ops = bool(TORCH_DIRECT_OPS) and loop and only is None
+    read = _variable_reader() if use_ops else _value
     for layer in [model, *compat.sublayers(model)]:
         if (only is None or compat.keras_class(layer) in only) and _can_call_directly(layer):
-            redirects[layer] = _direct_call_for(layer)
+            redirects[layer] = _direct_call_for(layer, use_ops, read)
     token = _in_direct_calls.set(True)
+    ops_token = _direct_ops.set(use_ops)
     try:
         with compat.shallow_symbolic_checks(), compat.redirected_calls(redirects):
             yield
     finally:
+        _direct_ops.reset(ops_token)
         _in_direct_calls.reset(token)
 
 
@@ -267,18 +387,23 @@ def write_time_slice(buffer, update, index, axis=1):
     does not copy the whole buffer; with autograd on, an out-of-place ``index_copy``. ``index`` may
     be a tensor; it is never read back to the host.
     """
-    update = ops.cast(update, buffer.dtype)
     if BACKEND == "torch":
         import torch
 
         t = update.shape[axis]
-        slots = torch.arange(t, device=buffer.device) + torch.as_tensor(index, device=buffer.device).long()
+        if type(index) is int and direct_ops(buffer, update):  # the eager decode loop: no keras.ops conversions
+            update = update.to(buffer.dtype)
+            slots = torch.arange(index, index + t, device=buffer.device)
+        else:
+            update = ops.cast(update, buffer.dtype)
+            slots = torch.arange(t, device=buffer.device) + torch.as_tensor(index, device=buffer.device).long()
         if torch.is_inference_mode_enabled():
             in_place = True
         else:  # autograd may be recording, and inference tensors are read-only outside the mode
             tracked = torch.is_grad_enabled() and (buffer.requires_grad or update.requires_grad)
             in_place = not tracked and not buffer.is_inference()
         return buffer.index_copy_(axis, slots, update) if in_place else buffer.index_copy(axis, slots, update)
+    update = ops.cast(update, buffer.dtype)
     zero = ops.zeros((), "int32")
     start = [zero] * len(buffer.shape)
     start[axis] = ops.cast(index, "int32")

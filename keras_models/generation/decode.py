@@ -30,7 +30,11 @@ class CausalDecoder:
 
 
 def write_column(buffer, cur, values):
-    """buffer[:, cur] = values, as a select (traceable with a tensor ``cur``)."""
+    """buffer[:, cur] = values, as a select (traceable with a tensor ``cur``). In the eager torch
+    loop (``backend.direct_ops``) with a Python int ``cur``: written in place (the loop owns its
+    buffers), one column instead of a select over the whole buffer."""
+    if type(cur) is int and backend.direct_ops(buffer, values):
+        return backend.write_time_slice(buffer, values[:, None], cur, axis=1)
     length = int(buffer.shape[1])
     hit = ops.equal(ops.arange(length, dtype="int32"), cur)[None, :]
     return ops.where(hit, ops.cast(values, buffer.dtype)[:, None], buffer)
@@ -38,6 +42,12 @@ def write_column(buffer, cur, values):
 
 def is_in(ids, targets):
     """(rows,) bool: ids in the static tuple ``targets``."""
+    if backend.direct_ops(ids):
+        import torch
+
+        if not targets:
+            return torch.zeros(ids.shape, dtype=torch.bool, device=ids.device)
+        return torch.isin(ids, torch.tensor(targets, dtype=ids.dtype, device=ids.device))
     if not targets:
         return ops.zeros(ops.shape(ids), dtype="bool")
     t = ops.convert_to_tensor(list(targets), dtype="int32")
@@ -122,9 +132,16 @@ class GreedyOrSample:
             nxt = P.sample(scores, u)
         else:
             nxt = P.greedy(scores)
-        nxt = ops.where(state["finished"], self.pad_id, nxt)
+        if backend.direct_ops(state["finished"], nxt):
+            import torch
+
+            nxt = torch.where(state["finished"], self.pad_id, nxt)
+            ones = torch.ones_like(nxt)
+        else:
+            nxt = ops.where(state["finished"], self.pad_id, nxt)
+            ones = ops.ones_like(nxt)
         state["tokens"] = tokens = write_column(tokens, cur, nxt)
-        state["mask"] = write_column(state["mask"], cur, ops.ones_like(nxt))
+        state["mask"] = write_column(state["mask"], cur, ones)
         if self.processors.needs_presence:
             vocab = int(state["presence"].shape[-1])
             state["presence"] = ops.maximum(state["presence"], ops.one_hot(nxt, vocab, dtype="float32"))
@@ -132,21 +149,30 @@ class GreedyOrSample:
         done = is_in(nxt, self.eos_ids)
         if self.stop is not None:
             done = ops.logical_or(done, self.stop(tokens, cur))
-        state["finished"] = ops.logical_or(state["finished"], done)
+        if backend.direct_ops(state["finished"], done):
+            state["finished"] = state["finished"] | done
+        else:
+            state["finished"] = ops.logical_or(state["finished"], done)
         state["cur"] = cur
         return state
 
     def step(self, state):
         cur = state["cur"]
-        last = ops.take(state["tokens"], cur - 1, axis=1)[:, None]
+        direct = type(cur) is int and backend.direct_ops(state["tokens"])
+        if direct:  # a copy: the loop writes the token buffer in place
+            last = state["tokens"][:, cur - 1 : cur].clone()
+        else:
+            last = ops.take(state["tokens"], cur - 1, axis=1)[:, None]
         logits, cache = self.decoder.forward(last, state["cache"], cur - 1, state["mask"], state["extra"])
         state = dict(state)
         state["cache"] = cache
-        state["logits"] = ops.cast(logits[:, -1, :], "float32")
+        state["logits"] = logits[:, -1, :].float() if direct else ops.cast(logits[:, -1, :], "float32")
         return self.select(state)
 
     @staticmethod
     def cond(state):
+        if backend.direct_ops(state["finished"]):
+            return (state["cur"] < state["limit"]) & ~state["finished"].all()
         return ops.logical_and(state["cur"] < state["limit"], ops.logical_not(ops.all(state["finished"])))
 
     def run(self, inputs, prompt_len):

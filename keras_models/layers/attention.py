@@ -19,7 +19,7 @@ import keras
 from keras import ops
 
 from keras_models import jax_attention
-from keras_models.generation.backend import EAGER_LOOP, visible_length, write_time_slice
+from keras_models.generation.backend import EAGER_LOOP, direct_ops, visible_length, write_time_slice
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
 
@@ -127,6 +127,19 @@ def grouped_attention(q, k, v, bias, scale, softcap=None, dropout=None, num_kv_h
         out = ops.einsum("bkqs,bksd->bkqd", ops.reshape(probs, (b, kv, r * t, s)), v)
     out = ops.transpose(ops.reshape(out, (b, kv, r, t, d)), (0, 3, 1, 2, 4))
     return ops.reshape(out, (b, t, h, d))
+
+
+_PLAIN_DECODE = {}
+
+
+def _plain_decode(cls):
+    """Whether ``cls`` keeps Attention's own decode pieces (so ``_call_decoder_direct``, which
+    inlines them, computes what its ``call_decoder`` would)."""
+    plain = _PLAIN_DECODE.get(cls)
+    if plain is None:
+        names = ("project_qkv", "attend_with_cache", "attend_heads_major", "_split", "call_decoder", "_explicit")
+        plain = _PLAIN_DECODE[cls] = all(getattr(cls, n) is getattr(Attention, n) for n in names)
+    return plain
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -304,6 +317,9 @@ class Attention(keras.layers.Layer):
         attention runs over the whole buffer (``bias`` must then span max_len keys). Returns
         (output, updated cache).
         """
+        if (cache is not None and type(cache_index) is int and direct_ops(x, *cache)
+                and self.clip_qkv is None and self.query_temperature is None and _plain_decode(type(self))):
+            return self._call_decoder_direct(x, bias, rope, cache, cache_index, training)
         q, k, v = self.project_qkv(x)
         if rope is not None:
             q = apply_rotary(q, rope[0], rope[1], self.rotary_interleaved)
@@ -320,6 +336,52 @@ class Attention(keras.layers.Layer):
             return self.output_dense(self.attend(q, k, v, bias, training=training)), None
         out, cache = self.attend_with_cache(q, k, v, cache, cache_index, bias, training=training)
         return self.output_dense(out), cache
+
+    def _call_decoder_direct(self, x, bias, rope, cache, cache_index, training):
+        """``call_decoder`` with a KV buffer in the eager torch decode loop (``direct_ops``, a Python
+        int ``cache_index``): the same computation as ``project_qkv`` + ``attend_with_cache`` with
+        the head reshapes, transposes and casts as torch tensor methods instead of keras.ops."""
+        b, t = x.shape[0], x.shape[1]
+        h, kv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        if self.fused_qkv:
+            qkv = self.qkv(x)
+            q_dim, kv_dim = h * d, kv * d
+            q, k, v = qkv[..., :q_dim], qkv[..., q_dim : q_dim + kv_dim], qkv[..., q_dim + kv_dim :]
+        else:
+            q, k, v = self.query(x), self.key(x), self.value(x)
+        if self.qk_norm and self.qk_norm_scope == "full":
+            q, k = self.query_norm(q), self.key_norm(k)
+        q, k, v = q.reshape(b, t, h, d), k.reshape(b, t, kv, d), v.reshape(b, t, kv, d)
+        if self.qk_norm and self.qk_norm_scope == "head" and not self.qk_norm_after_rope:
+            q, k = self.query_norm(q), self.key_norm(k)
+        if rope is not None:
+            q = apply_rotary(q, rope[0], rope[1], self.rotary_interleaved)
+            k = apply_rotary(k, rope[0], rope[1], self.rotary_interleaved)
+        if self.qk_norm and self.qk_norm_after_rope:
+            q, k = self.query_norm(q), self.key_norm(k)
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # (b, kv, t, d)
+        keys, values = cache
+        if keys.dim() == 4:
+            keys = write_time_slice(keys, k, cache_index, axis=2)
+            values = write_time_slice(values, v, cache_index, axis=2)
+            k4, v4 = keys, values
+        else:  # batch-merged (b * kv, max_len, d)
+            n = keys.shape[0]
+            keys = write_time_slice(keys, k.reshape(n, t, d), cache_index, axis=1)
+            values = write_time_slice(values, v.reshape(n, t, d), cache_index, axis=1)
+            length = keys.shape[1]
+            k4, v4 = keys.reshape(b, kv, length, d), values.reshape(b, kv, length, d)
+        k_seen, v_seen, bias = visible_part(k4, v4, bias, cache_index, t)
+        if self._explicit(training):
+            out = self.attend_heads_major(q, k_seen, v_seen, bias, training=training)
+        else:  # fused_attention's torch branch
+            import torch.nn.functional as F
+
+            scale = self.scale if self.scale is not None else d**-0.5
+            mask = None if bias is None else bias.to(q.dtype)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), k_seen, v_seen, attn_mask=mask, scale=scale,
+                                                 enable_gqa=kv != h).transpose(1, 2).reshape(b, t, h * d)
+        return self.output_dense(out), (keys, values)
 
     def attend_with_cache(self, q, k, v, cache, cache_index, bias, training=False):
         """Write the chunk's k / v (b, t, kv, d) into the KV buffers ``cache`` at ``cache_index``

@@ -9,6 +9,7 @@ import math
 import numpy as np
 from keras import ops
 
+from keras_models.generation.backend import direct_ops
 from keras_models.layers.masks import mask_value
 
 
@@ -18,6 +19,9 @@ def decoder_bias(attention_mask, query_len, cache_index=0, window=None, dtype="f
     ``chunk``: keys only from the query's own chunk of that many slots, counted from each row's
     first real token. ``prefix``: (batch, key_len) 1/0 over buffer slots; a query in the prefix
     also sees every later prefix key (a prefix-LM: PaliGemma's image + prompt block)."""
+    if chunk is None and prefix is None and direct_ops(attention_mask) and (
+            type(cache_index) is int or direct_ops(cache_index)):
+        return _decoder_bias_torch(attention_mask, query_len, cache_index, window, dtype)
     key_len = ops.shape(attention_mask)[1]
     q = ops.arange(query_len, dtype="int32")[:, None] + ops.cast(cache_index, "int32")
     k = ops.arange(key_len, dtype="int32")[None, :]
@@ -36,6 +40,24 @@ def decoder_bias(attention_mask, query_len, cache_index=0, window=None, dtype="f
         allowed = ops.logical_or(allowed, ops.logical_and(q_in[:, :, None], in_prefix[:, None, :]))
     allowed = ops.logical_and(allowed, ops.cast(attention_mask, "bool")[:, None, :])
     return ops.where(allowed, 0.0, mask_value(dtype))[:, None, :, :]
+
+
+def _decoder_bias_torch(attention_mask, query_len, cache_index, window, dtype):
+    """``decoder_bias`` without chunks or prefix, as torch ops (the eager torch decode loop):
+    the same int32 comparisons and the same float32 select."""
+    import torch
+
+    device = attention_mask.device
+    key_len = attention_mask.shape[1]
+    start = cache_index if type(cache_index) is int else cache_index.to(torch.int32)
+    q = torch.arange(query_len, dtype=torch.int32, device=device)[:, None] + start
+    k = torch.arange(key_len, dtype=torch.int32, device=device)[None, :]
+    allowed = k <= q
+    if window is not None:
+        allowed = allowed & (k > q - window)
+    allowed = allowed[None] & attention_mask.bool()[:, None, :]
+    zero = torch.zeros((), dtype=torch.float32, device=device)
+    return torch.where(allowed, zero, torch.full((), mask_value(dtype), dtype=torch.float32, device=device))[:, None]
 
 
 def positions_from_mask(attention_mask):

@@ -12,6 +12,7 @@ import numpy as np
 from keras import ops
 
 from keras_models.errors import ConfigError
+from keras_models.generation.backend import direct_ops
 
 ROPE_TYPES = ("default", "linear", "dynamic", "llama3", "yarn", "longrope")
 
@@ -99,9 +100,28 @@ def rotate(x, interleaved):
     return ops.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
+def _rotate_torch(x, interleaved):
+    """``rotate`` as torch tensor methods (the eager torch decode loop)."""
+    import torch
+
+    if interleaved:
+        pairs = x.reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
+        return torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).reshape(x.shape)
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
 def apply_rotary(x, cos, sin, interleaved=False):
     """x: (b, t, heads, d); cos/sin: (b, t, rot). Rotates the first ``rot`` features of each head."""
     rot = cos.shape[-1]
+    if direct_ops(x, cos, sin):  # the eager torch decode loop: the same arithmetic as torch tensor methods
+        import torch
+
+        cos, sin = cos[:, :, None, :].to(x.dtype), sin[:, :, None, :].to(x.dtype)
+        if rot == x.shape[-1]:
+            return x * cos + _rotate_torch(x, interleaved) * sin
+        x_rot, x_pass = x[..., :rot], x[..., rot:]
+        return torch.cat([x_rot * cos + _rotate_torch(x_rot, interleaved) * sin, x_pass], dim=-1)
     cos = ops.cast(cos[:, :, None, :], x.dtype)
     sin = ops.cast(sin[:, :, None, :], x.dtype)
     if rot == x.shape[-1]:
@@ -144,7 +164,29 @@ class RotaryEmbedding(keras.layers.Layer):
             return 1.0 / (factors * ops.power(self.base, exps))
         return ops.convert_to_tensor(self._inv)
 
+    def _torch_inv(self, device):
+        """The static inverse frequencies as a float32 torch tensor on ``device``, converted once
+        (cached against the numpy array it came from, so a recomputed ``_inv`` is never stale)."""
+        cached = getattr(self, "_inv_torch", None)
+        if cached is None or cached[0] is not self._inv or cached[1] != device:
+            import torch
+
+            cached = (self._inv, device, torch.as_tensor(self._inv, device=device))
+            self._inv_torch = cached  # one tuple assignment: safe with concurrent readers
+        return cached[2]
+
     def call(self, positions):
+        if direct_ops(positions) and self.kind not in ("dynamic", "longrope"):
+            # the eager torch decode loop: static frequencies converted once, the same arithmetic
+            # as below in torch tensor methods (dynamic / longrope depend on the positions)
+            import torch
+
+            freqs = positions.float()[..., None] * self._torch_inv(positions.device)
+            emb = freqs.repeat_interleave(2, dim=-1) if self.interleaved else torch.cat([freqs, freqs], dim=-1)
+            cos, sin = emb.cos(), emb.sin()
+            if self.attention_factor != 1.0:
+                cos, sin = cos * self.attention_factor, sin * self.attention_factor
+            return cos, sin
         inv = self._inv_freq(positions)
         freqs = ops.cast(positions, "float32")[..., None] * inv  # (b, t, rot/2)
         if self.interleaved:

@@ -1,5 +1,5 @@
 """The eager torch decode loop's GEMM (``backend.decode_matmul``): oneDNN on CPU float32 with
-several rows, torch's ``F.linear`` for one row and elsewhere; every route must compute
+several rows, torch's ``F.linear`` for one row, for small weights at up to 16 rows and elsewhere; every route must compute
 ``x @ w + b`` to fp32 accuracy."""
 
 import keras
@@ -16,10 +16,12 @@ def _reference(x, w, b):
 
 @pytest.mark.parametrize("rows,n_in,n_out,bias,onednn", [
     (1, 48, 80, True, False),      # one row: BLAS GEMV
-    (8, 48, 80, False, True),      # several rows
+    (8, 48, 80, False, False),     # several rows, a small weight (<= 2**18 entries): BLAS
+    (8, 512, 640, False, True),    # several rows, a larger weight: oneDNN
     (1, 40, 2048, True, False),    # one row, out a multiple of 1024: BLAS GEMV too
-    (3, 40, 2048, False, True),    # several rows of the same weight
-    (5, 33, 1, True, True),        # out size 1
+    (3, 160, 2048, False, True),   # several rows of the same weight
+    (5, 33, 1, True, False),       # out size 1, few rows: BLAS
+    (20, 33, 1, True, True),       # more than 16 rows (predict): oneDNN whatever the weight
 ])
 def test_decode_matmul_matches_float64_for_both_routes(rows, n_in, n_out, bias, onednn):
     import torch

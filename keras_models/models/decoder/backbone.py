@@ -36,6 +36,7 @@ import keras
 from keras import ops
 
 from keras_models.errors import ConfigError
+from keras_models.generation.backend import direct_ops
 from keras_models.layers.decoder_block import BLOCK_DEFAULTS, DecoderBlock
 from keras_models.layers.decoder_masks import alibi_bias, decoder_bias, decoder_inputs, positions_from_mask
 from keras_models.layers.norms import make_norm
@@ -237,8 +238,16 @@ class DecoderBackbone(Backbone):
     def call_with_cache(self, input_ids, cache, cache_index, attention_mask, embed=None, prefix=None):
         """Hidden states of ``input_ids`` written at ``cache_index``; returns (hidden, cache)."""
         t = ops.shape(input_ids)[1]
-        slots = ops.arange(t, dtype="int32") + ops.cast(cache_index, "int32")
-        positions = ops.take(positions_from_mask(attention_mask), slots, axis=1)
+        if type(cache_index) is int and direct_ops(attention_mask):  # the eager torch decode loop
+            import torch
+
+            # cumsum(mask) - 1 (min 0) at the chunk's slots: only the filled part is summed
+            n = cache_index + t
+            filled = torch.cumsum(attention_mask[:, :n], dim=1, dtype=torch.int32)
+            positions = torch.clamp_min(filled[:, cache_index:] - 1, 0)
+        else:
+            slots = ops.arange(t, dtype="int32") + ops.cast(cache_index, "int32")
+            positions = ops.take(positions_from_mask(attention_mask), slots, axis=1)
         return self._forward(input_ids, attention_mask, positions, cache, cache_index, embed=embed, prefix=prefix)
 
     def get_config(self):
