@@ -248,18 +248,18 @@ class Task(SharingMixin, keras.Model):
                 "compile(optimizer=..., loss=...) first")
         self.compile(**args)
 
-    def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
-        self._compile_by_default("train_on_batch")
-        x, y, sample_weight = self._raw_batch(x, y, sample_weight)
-        return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
-
-    def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
     def _host_inputs(self, x):
         """A family's host-side additions to an input dict before Keras compiles (LLaVA-NeXT's
         packing index: ``Backbone.host_inputs``)."""
         hook = getattr(self.backbone, "host_inputs", None)
         return hook(x) if hook is not None and isinstance(x, dict) else x
 
+    def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
+        self._compile_by_default("train_on_batch")
+        x, y, sample_weight = self._raw_batch(x, y, sample_weight)
+        return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
         self._compile_by_default("test_on_batch")
         x, y, sample_weight = self._raw_batch(x, y, sample_weight)
         return super().test_on_batch(x, y, sample_weight=sample_weight, **kwargs)
@@ -268,13 +268,13 @@ class Task(SharingMixin, keras.Model):
         if is_raw(x):
             self._need_preprocessor(x)
             x = preprocess_batch(self.preprocessor, [x] if isinstance(x, str) else list(x), inference=True)[0]
+        x = self._host_inputs(x)
         with guarded_jax_run(self):
             return super().predict_on_batch(x)
 
     # --- raw data in fit / predict / evaluate -------------------------------------------------
     def _need_preprocessor(self, x):
         if self.preprocessor is not None:
-        x = self._host_inputs(x)
             return
         from keras_models.errors import InputError
 
