@@ -10,8 +10,8 @@ encoder): ``jax.nn.dot_product_attention`` 900 ms, einsum + softmax 470 ms, this
 Differentiable (``lax.map`` is a scan), so training uses it too.
 
 One switch: ``KM_JAX_CPU_ATTENTION=0`` (or ``CPU_ATTENTION = False``) returns to
-``keras.ops.dot_product_attention``. It applies only when JAX's default backend is the CPU; on
-GPUs and TPUs the fused kernels (cuDNN / flash) stay. Pure functions of their inputs: thread-safe.
+``keras.ops.dot_product_attention``. It applies only when JAX's default backend is a single CPU
+device; on GPUs and TPUs the fused kernels (cuDNN / flash) stay. Pure functions of their inputs: thread-safe.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def use_cpu_attention():
         return False
     import jax
 
-    return jax.default_backend() == "cpu"
+    # one CPU device: with a sharded mesh (e.g. --xla_force_host_platform_device_count) the loop's
+    # gathers along the batch / head axes would move shards between devices
+    return jax.default_backend() == "cpu" and jax.device_count() == 1
 
 
 def cpu_attention(q, k, v, bias, scale):
