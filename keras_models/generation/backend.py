@@ -52,7 +52,9 @@ def compile_fn(model, fn):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
                 return fn(*args)
 
-        jitted = jax.jit(pure)
+        from keras_models.jax_kernels import bf16_dots  # bf16 on CPU: products accumulate to f32
+
+        jitted = jax.jit(bf16_dots(pure, model))
         return lambda *args: jitted([v.value for v in variables], args)
     if BACKEND == "tensorflow":
         import tensorflow as tf

@@ -11,6 +11,7 @@ import numpy as np
 from keras_models import compat
 from keras_models.backend_choice import configure_jax_compilation_cache
 from keras_models.generation.backend import fast_inference
+from keras_models.jax_kernels import bf16_dots
 from keras_models.layers.init import (build_symbolically, deferred_variables, discard_deferred, initialise_rest,
                                      placeholder_variables)
 from keras_models.presets.config import building_from, check_layer_counts, check_model_size, load_hf_config
@@ -44,8 +45,9 @@ class Backbone(SharingMixin, keras.Model):
 
     def predict_step(self, *args, **kwargs):
         # torch: Dense layers through oneDNN while predicting (generation.backend.fast_inference)
+        # jax on CPU, bf16: products accumulate to f32 (jax_kernels.bf16_dots, KM_JAX_BF16_DOTS)
         with fast_inference(self):
-            return super().predict_step(*args, **kwargs)
+            return bf16_dots(super().predict_step, self)(*args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
         from keras_models.compat import guarded_jax_run

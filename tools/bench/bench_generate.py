@@ -13,6 +13,12 @@ whether the generated ids agree. Transformers runs in eager PyTorch under ``torc
 with its default (dynamic) cache, on the same machine and the same number of threads
 (``--threads``, default: every CPU this process may run on; ``--threads 1`` for one core); the
 process is pinned to that many CPUs, so every library gets the same cores.
+
+``--dtype bfloat16`` (issue 21): Transformers loads the saved checkpoint with ``dtype=torch.bfloat16``
+and ours with ``from_preset(dtype="bfloat16")``; both libraries' fp32 models decode in the same
+interleaved rounds, and the row adds our fp32 and Transformers' fp32 tok/s, our bf16 / our fp32,
+our bf16 / Transformers' fp32, and whether our bf16 ids equal Transformers' bf16 ids (bf16 rounding
+may flip a near-tie, so a mismatch reports the share of equal ids).
 """
 
 from __future__ import annotations
@@ -97,6 +103,7 @@ def main(argv=None):
     p.add_argument("--pause", type=float, default=0.5,
                    help="idle seconds before each timed run, so that neither library starts while the "
                         "other's thread pool still spins (OpenMP workers busy-wait after a parallel region)")
+    p.add_argument("--dtype", default="float32", help="bfloat16: both libraries in it, fp32 timed alongside")
     p.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "km_bench_generate"))
     args = p.parse_args(argv)
     if args.threads <= 0:
@@ -130,6 +137,13 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001 - a family not implemented yet is reported, not fatal
             rows.append(f"| {shape} | - | n/a: {type(e).__name__}: {str(e)[:80]} | | | | |")
             continue
+        low = None
+        if args.dtype != "float32":  # (hf, ours) in the low dtype; the fp32 pair is timed alongside
+            import transformers
+
+            hf_low = getattr(transformers, SHAPES[shape]["cls"]).from_pretrained(
+                path, dtype=getattr(torch, args.dtype)).eval()
+            low = (hf_low, km.CausalLM.from_preset(path, dtype=args.dtype))
         vocab = SHAPES[shape]["kwargs"]["vocab_size"]
         for batch in (int(b) for b in args.batch.split(",")):
             inputs = prompts(batch, args.prompt, vocab)
@@ -142,6 +156,37 @@ def main(argv=None):
 
             def run_ours():
                 return ours.generate(inputs, max_new_tokens=n, do_sample=False)
+
+            if low is not None:
+                def run_hf_low():
+                    with torch.no_grad():
+                        return low[0].generate(**tin, max_new_tokens=n, do_sample=False).numpy()
+
+                def run_ours_low():
+                    return low[1].generate(inputs, max_new_tokens=n, do_sample=False)
+
+                fns = {"hf": run_hf, "ours": run_ours, "hf_low": run_hf_low, "ours_low": run_ours_low}
+                t0 = time.perf_counter()
+                run_ours_low()
+                first = time.perf_counter() - t0
+                for f in fns.values():
+                    f()
+                best, res = {k: float("inf") for k in fns}, {}
+                for _ in range(args.reps):
+                    for k, f in fns.items():
+                        t, res[k] = best_time(f, 1, args.pause)
+                        best[k] = min(best[k], t)
+                tps = {k: batch * n / t for k, t in best.items()}
+                a, r = res["ours_low"], res["hf_low"]
+                same = a.shape == r.shape and bool((a == r).all())
+                agree = float((a[:, -n:] == r[:, -n:]).mean()) if a.shape == r.shape else 0.0
+                same32 = bool((res["ours"] == res["hf"]).all())
+                rows.append(f"| {shape} ({n_params / 1e6:.0f}M) | {batch} | {tps['ours_low']:.1f} | {tps['hf_low']:.1f} | "
+                            f"{tps['ours_low'] / tps['hf_low']:.2f} | {tps['ours']:.1f} | {tps['hf']:.1f} | "
+                            f"{tps['ours_low'] / tps['ours']:.2f} | {tps['ours_low'] / tps['hf']:.2f} | {first:.1f} | "
+                            f"{'yes' if same else f'{agree:.0%} of ids'} | {'yes' if same32 else 'no'} |")
+                print(rows[-1], flush=True)
+                continue
 
             t0 = time.perf_counter()
             run_ours()
@@ -161,9 +206,16 @@ def main(argv=None):
             print(rows[-1], flush=True)
     print(f"\nbackend={backend} threads={args.threads} cpus={os.cpu_count()} "
           f"pinned={sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'n/a'} "
-          f"new_tokens={args.new_tokens} prompt={args.prompt} reps={args.reps} pause={args.pause}")
-    print("| shape | batch | keras_models tok/s | transformers tok/s | ratio | first call s | same ids |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+          f"new_tokens={args.new_tokens} prompt={args.prompt} reps={args.reps} pause={args.pause} "
+          f"dtype={args.dtype} load={os.getloadavg()[0]:.2f}")
+    if args.dtype != "float32":
+        d = args.dtype
+        print(f"| shape | batch | ours {d} tok/s | HF {d} tok/s | x HF {d} | ours fp32 tok/s | HF fp32 tok/s | "
+              f"ours {d}/fp32 | x HF fp32 | first call s | same ids as HF {d} | fp32 same ids |")
+        print("|---|---:|" + "---:|" * 8 + "---|---|")
+    else:
+        print("| shape | batch | keras_models tok/s | transformers tok/s | ratio | first call s | same ids |")
+        print("|---|---:|---:|---:|---:|---:|---|")
     print("\n".join(rows))
 
 
