@@ -20,6 +20,7 @@ from keras import ops
 
 from keras_models import jax_attention
 from keras_models.generation.backend import EAGER_LOOP, direct_ops, visible_length, write_time_slice
+from keras_models.layers.masks import ALL_VISIBLE
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
 
@@ -42,6 +43,8 @@ def fused_attention(q, k, v, bias, scale, heads_major=False):
     copies cost more than the attention.) Other backends: ``keras.ops.dot_product_attention``
     with the K/V heads repeated, or ``grouped_attention`` for heads-major K/V.
     """
+    if bias is not None and getattr(bias, ALL_VISIBLE, False):
+        bias = None  # a padding bias with nothing padded (masks.padding_bias, torch only)
     if bias is not None:
         bias = ops.cast(bias, q.dtype)
     h, kv = q.shape[2], k.shape[1 if heads_major else 2]

@@ -10,10 +10,34 @@ def mask_value(dtype):
     return -1e9 if "float32" in str(dtype) or "float64" in str(dtype) else -3e4
 
 
+ALL_VISIBLE = "_km_all_visible"  # attribute on a torch bias tensor: no key is masked
+
+
 def padding_bias(attention_mask, dtype="float32"):
-    """(batch, key_len) 1/0 mask -> (batch, 1, 1, key_len) additive bias."""
+    """(batch, key_len) 1/0 mask -> (batch, 1, 1, key_len) additive bias.
+
+    Under torch (eager) a mask with no padding gives a zero bias marked ``ALL_VISIBLE``: the fused
+    attention path then calls SDPA without a mask (``attention.fused_attention``), which lets a
+    GPU pick its flash kernel. One check per forward; any op on the bias (adding a relative
+    position bias, slicing) makes a new, unmarked tensor."""
     m = ops.cast(attention_mask, dtype)
-    return ((1.0 - m) * mask_value(dtype))[:, None, None, :]
+    bias = ((1.0 - m) * mask_value(dtype))[:, None, None, :]
+    _mark_all_visible(attention_mask, bias)
+    return bias
+
+
+def _mark_all_visible(attention_mask, bias):
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return
+    import torch
+
+    if (not isinstance(attention_mask, torch.Tensor) or not isinstance(bias, torch.Tensor)
+            or torch.compiler.is_compiling()):
+        return
+    if bool(torch.all(attention_mask != 0)):
+        setattr(bias, ALL_VISIBLE, True)
 
 
 def causal_bias(query_len, key_len, dtype="float32", offset=0, window=None):

@@ -1,0 +1,68 @@
+"""The fused attention path's backend kernels against the explicit einsum + softmax attention:
+JAX's CPU loop over (batch, K/V head) pairs (keras_models/jax_attention.py) and, under torch, SDPA
+called without a mask when the padding bias masks nothing (layers.masks.ALL_VISIBLE)."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_models.layers import attention as A
+from keras_models.layers.masks import ALL_VISIBLE, padding_bias
+
+BACKEND = keras.backend.backend()
+
+
+def _explicit(q, k, v, bias, scale):
+    """float64 numpy reference: (b, t, h, d) x (b, s, kv, d)."""
+    h, kv = q.shape[2], k.shape[2]
+    k, v = np.repeat(k, h // kv, axis=2), np.repeat(v, h // kv, axis=2)
+    s = np.einsum("bthd,bshd->bhts", q, k).astype("float64") * scale
+    if bias is not None:
+        s = s + bias
+    p = np.exp(s - s.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return np.einsum("bhts,bshd->bthd", p, v)
+
+
+@pytest.mark.parametrize("h,kv,bias_shape", [(4, 2, (2, 1, 1, 7)), (4, 4, None), (6, 3, (2, 6, 5, 7)),
+                                             (2, 1, (1, 2, 1, 7)), (4, 2, (5, 7))])
+def test_fused_attention_equals_explicit(h, kv, bias_shape):
+    """GQA ratios and every bias broadcast (padding, per-head full, per-head row, 2-D)."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((2, 5, h, 8)).astype("float32")
+    k = rng.standard_normal((2, 7, kv, 8)).astype("float32")
+    v = rng.standard_normal((2, 7, kv, 8)).astype("float32")
+    bias = None if bias_shape is None else rng.standard_normal(bias_shape).astype("float32")
+    out = A.fused_attention(*(keras.ops.convert_to_tensor(x) for x in (q, k, v)),
+                            None if bias is None else keras.ops.convert_to_tensor(bias), 0.35)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), _explicit(q, k, v, bias, 0.35), atol=1e-5)
+    if BACKEND == "jax":
+        from keras_models import jax_attention
+
+        assert jax_attention.use_cpu_attention()  # the CPU loop is what ran
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="the unpadded-mask drop is torch's (eager) path")
+def test_unpadded_padding_bias_calls_sdpa_without_a_mask(monkeypatch):
+    import torch
+
+    ones, padded = np.ones((2, 6), "int32"), np.array([[1] * 6, [1] * 4 + [0] * 2], "int32")
+    bias = padding_bias(keras.ops.convert_to_tensor(ones))
+    assert getattr(bias, ALL_VISIBLE, False) and not getattr(bias + 0.0, ALL_VISIBLE, False)
+    assert not getattr(padding_bias(keras.ops.convert_to_tensor(padded)), ALL_VISIBLE, False)
+    seen = []
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("attn_mask") is None)
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    layer = A.Attention(16, 4)
+    x = keras.ops.convert_to_tensor(np.random.default_rng(1).standard_normal((2, 6, 16)).astype("float32"))
+    plain = layer(x, bias=None)
+    dropped = layer(x, bias=bias)
+    kept = layer(x, bias=padding_bias(keras.ops.convert_to_tensor(padded)))
+    assert seen == [True, True, False]
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(dropped), keras.ops.convert_to_numpy(plain))
+    assert not np.allclose(keras.ops.convert_to_numpy(kept)[1], keras.ops.convert_to_numpy(plain)[1])
