@@ -26,6 +26,7 @@ from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 from keras_models.presets.sharing import SharingMixin
 from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
+from keras_models.tasks.training import fast_training
 from keras_models.tasks.raw_data import (RawDataAdapter, adapt_stream, is_raw, preprocess_batch, split_raw,
                                          table_columns)
 
@@ -52,6 +53,12 @@ class Task(SharingMixin, keras.Model):
         # jax on CPU, bf16: products accumulate to f32 (jax_kernels.bf16_dots, KM_JAX_BF16_DOTS)
         with fast_inference(self):
             return bf16_dots(super().predict_step, self)(*args, **kwargs)
+
+    def train_step(self, *args, **kwargs):
+        # torch: Dense through oneDNN forward and backward, Adam(W) updates in place (tasks.training,
+        # KM_FAST_TRAIN)
+        with fast_training(self):
+            return super().train_step(*args, **kwargs)
 
     def __init__(self, backbone, preprocessor=None, **kwargs):
         super().__init__(**kwargs)

@@ -154,3 +154,28 @@ def test_causal_lm_fit_on_texts_and_on_prompt_response_pairs():
 
     history = model.fit(texts, batch_size=3, epochs=1, shuffle=False, verbose=0)
     assert np.isfinite(history.history["loss"][0]) and history.history["loss"][0] > 0
+
+
+def test_fast_training_path_matches_keras_path():
+    """tasks.training (KM_FAST_TRAIN): the same training steps with the fast path on and off give
+    the same losses and weights (torch: Dense forward and backward through oneDNN; other backends:
+    a no-op), up to float summation order."""
+    from keras_models.tasks import training
+
+    def run(enabled):
+        keras.utils.set_random_seed(0)
+        model, x, y, loss = _case("TextClassifier")
+        # SGD: updates linear in the gradients (Adam would magnify summation-order noise in ~0 grads)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+        before = training.fast_training_enabled()
+        training.set_fast_training(enabled)
+        try:
+            losses = [float(model.train_on_batch(x, y)) for _ in range(3)]
+        finally:
+            training.set_fast_training(before)
+        return losses, [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
+
+    fast, slow = run(True), run(False)
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast[1], slow[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
