@@ -10,7 +10,8 @@ encoder): ``jax.nn.dot_product_attention`` 900 ms, einsum + softmax 470 ms, this
 Differentiable (``lax.map`` is a scan), so training uses it too.
 
 One switch: ``KM_JAX_CPU_ATTENTION=0`` (or ``CPU_ATTENTION = False``) returns to
-``keras.ops.dot_product_attention``. It applies only when JAX's default backend is a single CPU
+``keras.ops.dot_product_attention``. It applies only to float32 inputs (bf16 keeps the fused op:
+there the loop's small products were 2-3x slower) when JAX's default backend is a single CPU
 device; on GPUs and TPUs the fused kernels (cuDNN / flash) stay. Pure functions of their inputs: thread-safe.
 """
 
@@ -21,9 +22,11 @@ import os
 CPU_ATTENTION = os.environ.get("KM_JAX_CPU_ATTENTION", "1") not in ("0", "false", "False")
 
 
-def use_cpu_attention():
-    """Whether ``fused_attention`` should take :func:`cpu_attention` (JAX, CPU default backend)."""
-    if not CPU_ATTENTION:
+def use_cpu_attention(dtype="float32"):
+    """Whether ``fused_attention`` should take :func:`cpu_attention` (JAX, CPU default backend,
+    float32: in bf16 the loop's small products were 2-3x slower than the fused op, measured with
+    ``jax_kernels.bf16_dots``, so half precision keeps ``jax.nn.dot_product_attention``)."""
+    if not CPU_ATTENTION or "float32" not in str(dtype):
         return False
     import jax
 
