@@ -6,7 +6,10 @@ functions, so importing this module imports neither).
   inference ``batch_normalization`` (one fused pass), handing every other case to Keras' function;
 * :func:`inference_cache` keeps a weight-derived value (a weight-normed, reordered kernel) while
   autograd is off; :func:`torch_conv1d` / :func:`torch_conv_transpose1d` run channels-last 1-D convs
-  with padding, crop and bias inside one torch call.
+  with padding, crop and bias inside one torch call;
+* :func:`torch_fused_conv2d` (switch :data:`FAST_CONV2D`) runs a channels-last 2-D conv with a frozen
+  BatchNorm folded into its cached weights (:func:`torch_folded_conv_weights`), ReLU and a residual
+  add as one oneDNN call; :func:`torch_max_pool2d` a channels-last max pool without a padded copy.
 """
 
 import os
@@ -249,3 +252,81 @@ def torch_conv_transpose1d(x, weight, bias=None, stride=1, padding=0):
     x = x.permute(0, 2, 1)
     y = F.conv_transpose1d(x, weight.squeeze(2), bias, stride=stride, padding=padding)
     return y.permute(0, 2, 1).contiguous()
+
+
+# --- 2-D conv + frozen BatchNorm + ReLU (+ residual) as one oneDNN call (issue 17: DETR's ResNet) ----
+
+# The one switch for the fused channels-last 2-D conv path of :class:`~keras_models.layers.conv_blocks.ConvNormAct`
+# (ResNet-style units: conv -> inference BatchNorm -> ReLU, and a ResNet layer's last conv + residual add + ReLU)
+# and the channels-last max pool of ResNet stems, under torch with autograd off and float32 CPU inputs.
+# On by default; ``KM_TORCH_FAST_CONV2D=0`` (or this set to False) selects the plain Keras ops path
+# (the same values up to float rounding: the BatchNorm is folded into the conv's weights and bias).
+FAST_CONV2D = os.environ.get("KM_TORCH_FAST_CONV2D", "1") not in ("0", "false", "False")
+
+
+def torch_fused_conv_ready(x):
+    """Whether the fused 2-D conv path may run on ``x``: :data:`FAST_CONV2D`, the torch backend,
+    autograd off, and ``x`` a float32 CPU torch tensor with oneDNN available."""
+    if not FAST_CONV2D:
+        return False
+    import keras
+
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return (isinstance(x, torch.Tensor) and not torch.is_grad_enabled() and x.dtype == torch.float32
+            and x.device.type == "cpu" and x.ndim == 4 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
+
+
+def torch_folded_conv_weights(kernel, bias=None, gamma=None, beta=None, mean=None, variance=None, epsilon=1e-5):
+    """A Keras Conv2D kernel ``(kh, kw, in / groups, out)`` (+ optional bias) with an inference
+    BatchNorm folded in (``mean`` / ``variance`` given): ``a = gamma / sqrt(variance + epsilon)``,
+    weight ``kernel * a`` as torch's ``(out, in / groups, kh, kw)`` in channels_last memory, bias
+    ``(bias - mean) * a + beta``. Cache it with :func:`inference_cache`."""
+    import torch
+
+    w = kernel.permute(3, 2, 0, 1).float()
+    b = None if bias is None else bias.float()
+    if mean is not None:
+        a = torch.rsqrt(variance.float() + epsilon)
+        if gamma is not None:
+            a = a * gamma.float()
+        w = w * a[:, None, None, None]
+        b = (-mean.float() if b is None else b - mean.float()) * a
+        if beta is not None:
+            b = b + beta.float()
+    return w.contiguous(memory_format=torch.channels_last), b
+
+
+def torch_fused_conv2d(x, weight, bias, strides=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1, relu=False,
+                       residual=None):
+    """Torch only (see :func:`torch_fused_conv_ready`): ``x`` (N, H, W, C) convolved with ``weight`` /
+    ``bias`` from :func:`torch_folded_conv_weights`, symmetric zero ``padding`` (rows, cols), then
+    ``+ residual`` (N, H', W', out) when given, then ReLU when ``relu``: one oneDNN convolution with
+    the add and ReLU as post-ops, on the free channels_last (N, C, H, W) view of ``x`` (no padded
+    copy, no layout copies). Returns contiguous (N, H', W', out)."""
+    import torch
+
+    op = torch.ops.mkldnn._convolution_pointwise
+    xc = x.contiguous().permute(0, 3, 1, 2)
+    pad, stride, dil = list(padding), list(strides), list(dilation)
+    if residual is not None:
+        other = residual.contiguous().permute(0, 3, 1, 2)
+        y = op.binary(xc, other, weight, bias, pad, stride, dil, groups, "add", None,
+                      "relu" if relu else None, [], "")
+    else:
+        y = op(xc, weight, bias, pad, stride, dil, groups, "relu" if relu else "none", [], "")
+    y = y.permute(0, 2, 3, 1)
+    return y if y.is_contiguous() else y.contiguous()
+
+
+def torch_max_pool2d(x, pool, stride, padding):
+    """Torch only: MaxPool2d(pool, stride, padding) of (N, H, W, C) ``x`` with PyTorch's implicit
+    -inf padding, on the channels_last (N, C, H, W) view (torch's channels-last kernel; no padded
+    copy). Returns contiguous (N, H', W', C)."""
+    import torch.nn.functional as F
+
+    y = F.max_pool2d(x.contiguous().permute(0, 3, 1, 2), pool, stride, padding).permute(0, 2, 3, 1)
+    return y if y.is_contiguous() else y.contiguous()

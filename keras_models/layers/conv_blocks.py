@@ -216,12 +216,61 @@ class ConvNormAct(keras.layers.Layer):
             self.norm.build((None, None, None, self.filters))
         self.built = True
 
-    def call(self, x, training=False):
-        x = pad_spatial(x, resolve_padding(self.padding, x, self.kernel_size, self.strides, self.dilation))
-        x = self.conv(x)
+    def call(self, x, training=False, residual=None, post_activation=None):
+        """``residual``: added after the activation (a ResNet layer's last unit, built with
+        ``activation=None``), followed by the ``post_activation`` name (e.g. ``"relu"``) if given."""
+        pad = resolve_padding(self.padding, x, self.kernel_size, self.strides, self.dilation)
+        fused = self._torch_fused(x, pad, training, residual, post_activation)
+        if fused is not None:
+            return fused
+        x = self.conv(pad_spatial(x, pad))
         if self.norm is not None:
             x = self.norm(x, training=training)
-        return self.act(x) if self.act is not None else x
+        x = self.act(x) if self.act is not None else x
+        if residual is None:
+            return x
+        x = x + residual
+        return get_activation(post_activation)(x) if post_activation else x
+
+    def _torch_fused(self, x, pad, training, residual, post_activation):
+        """Torch inference (``torch_kernels.FAST_CONV2D``): conv + frozen BatchNorm (folded into the
+        conv's cached weights) + ReLU [+ residual + ReLU] as one oneDNN call; None where it does not
+        apply (then the Keras path runs, with the same values up to float rounding)."""
+        from keras_models import torch_kernels as tk
+
+        if (training or type(self.conv) is not keras.layers.Conv2D or self.norm_type not in ("batch", None)
+                or not tk.torch_fused_conv_ready(x)):
+            return None
+        (t, b), (l, r) = pad
+        if t != b or l != r:
+            return None
+        if residual is None:
+            if self.activation not in (None, "relu"):
+                return None
+            relu = self.activation == "relu"
+        else:
+            if self.activation is not None or post_activation not in (None, "relu"):
+                return None
+            relu = post_activation == "relu"
+        conv, norm = self.conv, self.norm
+        sources = [conv.kernel] + ([conv.bias] if conv.use_bias else [])
+        if norm is not None:
+            sources += [v for v in (norm.gamma if norm.scale else None, norm.beta if norm.center else None,
+                                    norm.moving_mean, norm.moving_variance) if v is not None]
+
+        def folded():
+            value = (lambda v: None if v is None else v.value)
+            if norm is None:
+                return tk.torch_folded_conv_weights(conv.kernel.value, value(conv.bias) if conv.use_bias else None)
+            return tk.torch_folded_conv_weights(
+                conv.kernel.value, value(conv.bias) if conv.use_bias else None,
+                value(norm.gamma) if norm.scale else None, value(norm.beta) if norm.center else None,
+                norm.moving_mean.value, norm.moving_variance.value, norm.epsilon)
+
+        weight, bias = tk.inference_cache(self, "fused_conv", sources, folded)
+        strides = (self.strides,) * 2 if isinstance(self.strides, int) else tuple(self.strides)
+        dilation = (self.dilation,) * 2 if isinstance(self.dilation, int) else tuple(self.dilation)
+        return tk.torch_fused_conv2d(x, weight, bias, strides, (t, l), dilation, self.groups, relu, residual)
 
     def get_config(self):
         c = super().get_config()

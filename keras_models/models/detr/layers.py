@@ -108,7 +108,14 @@ class LearnedPositions(keras.layers.Layer):
 
 def attend(q, k, v, bias=None, dropout=None, training=False):
     """q (b, t, h, dq), k (b, s, h, dq), v (b, s, h, d) -> (b, t, h * d); scores scaled by dq ** -0.5,
-    ``bias`` additive (b, 1, 1, s)."""
+    ``bias`` additive (b, 1, 1, s). Through the fused kernel (``attention.FUSED_ATTENTION``: torch SDPA,
+    no score tensor) unless dropout is active or the query and value head sizes differ."""
+    from keras_models.layers import attention as attention_lib
+
+    if (attention_lib.FUSED_ATTENTION and q.shape[-1] == v.shape[-1]
+            and not (training and dropout is not None and dropout.rate > 0)):
+        out = attention_lib.fused_attention(q, k, v, bias, q.shape[-1] ** -0.5)
+        return ops.reshape(out, (ops.shape(out)[0], ops.shape(out)[1], v.shape[2] * v.shape[3]))
     scores = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(q.shape[-1] ** -0.5, q.dtype)
     if bias is not None:
         scores = scores + ops.cast(bias, scores.dtype)

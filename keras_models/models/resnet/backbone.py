@@ -18,6 +18,10 @@ from keras_models.spec import Spec, dim, hf
 
 def max_pool_torch(x, pool=3, stride=2, pad=1):
     """MaxPool2d(kernel, stride, padding) with PyTorch's symmetric -inf padding (channels_last)."""
+    from keras_models import torch_kernels as tk
+
+    if tk.torch_fused_conv_ready(x):  # torch inference: torch's channels-last kernel, no padded copy
+        return tk.torch_max_pool2d(x, pool, stride, pad)
     x = ops.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=float("-inf"))
     return ops.max_pool(x, pool, strides=stride, padding="valid")
 
@@ -50,9 +54,10 @@ class ResNetLayer(keras.layers.Layer):
 
     def call(self, x, training=False):
         residual = x if self.shortcut is None else self.shortcut(x, training=training)
-        for conv in self.convs:
+        for conv in self.convs[:-1]:
             x = conv(x, training=training)
-        return self.act(x + residual)
+        # the add and activation inside the last unit: one fused oneDNN call under torch inference
+        return self.convs[-1](x, training=training, residual=residual, post_activation=self.activation)
 
     def get_config(self):
         c = super().get_config()
