@@ -34,8 +34,8 @@ def _mark_all_visible(attention_mask, bias):
     import torch
 
     if (not isinstance(attention_mask, torch.Tensor) or not isinstance(bias, torch.Tensor)
-            or torch.compiler.is_compiling()):
-        return
+            or attention_mask.is_meta or torch.compiler.is_compiling() or torch.compiler.is_exporting()):
+        return  # no values to look at: Keras' symbolic build runs on meta tensors; tracing
     if bool(torch.all(attention_mask != 0)):
         setattr(bias, ALL_VISIBLE, True)
 
