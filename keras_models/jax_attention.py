@@ -22,11 +22,21 @@ import os
 CPU_ATTENTION = os.environ.get("KM_JAX_CPU_ATTENTION", "1") not in ("0", "false", "False")
 
 
-def use_cpu_attention(dtype="float32"):
-    """Whether ``fused_attention`` should take :func:`cpu_attention` (JAX, CPU default backend,
-    float32: in bf16 the loop's small products were 2-3x slower than the fused op, measured with
-    ``jax_kernels.bf16_dots``, so half precision keeps ``jax.nn.dot_product_attention``)."""
-    if not CPU_ATTENTION or "float32" not in str(dtype):
+MIN_SCORES = 1 << 16  # query x key positions from which the loop is taken (Whisper: 1500 x 1500)
+
+
+def use_cpu_attention(q, k):
+    """Whether ``fused_attention`` should take :func:`cpu_attention`: JAX on one CPU device,
+    float32 (in bf16 the loop's small products were 2-3x slower than the fused op, measured with
+    ``jax_kernels.bf16_dots``), inside a traced (jit) function, and a score block of at least
+    ``MIN_SCORES`` query x key positions, where the whole-tensor passes are memory-bound. Short
+    sequences and eager op-by-op calls keep ``jax.nn.dot_product_attention`` (eagerly each
+    ``lax.map`` would be compiled on its own; a full test run once crashed XLA:CPU compiling one)."""
+    if not CPU_ATTENTION or "float32" not in str(q.dtype):
+        return False
+    import jax
+
+    if not isinstance(q, jax.core.Tracer) or int(q.shape[1]) * int(k.shape[1]) < MIN_SCORES:
         return False
     import jax
 

@@ -36,10 +36,32 @@ def test_fused_attention_equals_explicit(h, kv, bias_shape):
     out = A.fused_attention(*(keras.ops.convert_to_tensor(x) for x in (q, k, v)),
                             None if bias is None else keras.ops.convert_to_tensor(bias), 0.35)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out), _explicit(q, k, v, bias, 0.35), atol=1e-5)
-    if BACKEND == "jax":
+    if BACKEND == "jax":  # the CPU loop itself, jitted (fused_attention takes it for long traced blocks)
+        import jax
+
         from keras_models import jax_attention
 
-        assert jax_attention.use_cpu_attention()  # the CPU loop is what ran
+        loop = jax.jit(lambda q, k, v, b: jax_attention.cpu_attention(q, k, v, b, 0.35))
+        np.testing.assert_allclose(np.asarray(loop(q, k, v, bias)), _explicit(q, k, v, bias, 0.35), atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the rule of jax's CPU attention loop")
+def test_jax_cpu_attention_rule(monkeypatch):
+    import jax
+    import jax.numpy as jnp
+
+    from keras_models import jax_attention
+
+    long_q, long_k = jnp.zeros((1, 300, 2, 8)), jnp.zeros((1, 300, 2, 8))
+    assert not jax_attention.use_cpu_attention(long_q, long_k)  # eager: the fused op
+    seen = []
+    jax.jit(lambda q, k: seen.append(jax_attention.use_cpu_attention(q, k)) or q)(long_q, long_k)
+    jax.jit(lambda q, k: seen.append(jax_attention.use_cpu_attention(q, k)) or q)(long_q[:, :10], long_k)
+    jax.jit(lambda q, k: seen.append(jax_attention.use_cpu_attention(q, k)) or q)(long_q.astype("bfloat16"),
+                                                                                   long_k.astype("bfloat16"))
+    monkeypatch.setattr(jax_attention, "CPU_ATTENTION", False)
+    jax.jit(lambda q, k: seen.append(jax_attention.use_cpu_attention(q, k)) or q)(long_q + 1, long_k)
+    assert seen == [True, False, False, False]
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the unpadded-mask drop is torch's (eager) path")

@@ -58,7 +58,7 @@ def fused_attention(q, k, v, bias, scale, heads_major=False):
         return out.transpose(1, 2)
     if heads_major:
         return grouped_attention(q, k, v, bias, scale)
-    if keras.backend.backend() == "jax" and jax_attention.use_cpu_attention(q.dtype):
+    if keras.backend.backend() == "jax" and jax_attention.use_cpu_attention(q, k):
         return jax_attention.cpu_attention(q, k, v, bias, scale)
     if kv != h:
         k, v = ops.repeat(k, h // kv, axis=2), ops.repeat(v, h // kv, axis=2)
