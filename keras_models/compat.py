@@ -502,3 +502,25 @@ def install_registry_fallback():
 # --- torch kernels and inference helpers: keras_models/torch_kernels.py ---------------------------
 from keras_models.torch_kernels import (  # noqa: E402,F401 (re-exported: compat.fast_torch_kernels, ...)
     _fast_torch_batch_norm, _fast_torch_conv, fast_torch_kernels, inference_cache, torch_conv1d, torch_conv1d_weight, torch_conv_transpose1d, torch_conv_transpose1d_weight)
+
+
+def variable_scopes_are_plain():
+    """True when reading a Keras variable's raw value is what ``Variable.value`` would give: no
+    stateless scope, no autocast scope, not on the meta device (torch). None if Keras' private
+    modules moved (callers then use ``variable.value``)."""
+    try:
+        from keras.src.backend.common.stateless_scope import in_stateless_scope
+        from keras.src.backend.common.variables import get_autocast_scope
+        from keras.src.backend.torch.core import get_device
+    except (ImportError, AttributeError):
+        return None
+    return not (in_stateless_scope() or get_autocast_scope() is not None or str(get_device()) == "meta")
+
+
+def torch_adam_classes():
+    """Keras' torch Adam and AdamW optimizer classes (private modules), or () if they moved."""
+    try:
+        from keras.src.backend.torch.optimizers import torch_adam, torch_adamw
+    except ImportError:
+        return ()
+    return (torch_adam.Adam, torch_adamw.AdamW)

@@ -148,14 +148,9 @@ def _variable_reader():
     microseconds, 20-200 reads a step) when those checks cannot change the answer: no stateless
     scope, no autocast scope (the redirected layers' compute and variable dtypes agree anyway), no
     meta device. Otherwise, or if Keras' internals moved, ``variable.value``."""
-    try:
-        from keras.src.backend.common.stateless_scope import in_stateless_scope
-        from keras.src.backend.common.variables import get_autocast_scope
-        from keras.src.backend.torch.core import get_device
+    from keras_models import compat
 
-        if in_stateless_scope() or get_autocast_scope() is not None or str(get_device()) == "meta":
-            return _value
-    except (ImportError, AttributeError):
+    if not compat.variable_scopes_are_plain():
         return _value
 
     def read(variable):

@@ -161,11 +161,8 @@ def _patch_optimizer(optimizer):
     """Route Keras' torch Adam / AdamW (exactly those classes) through :func:`_inplace_adam_update`."""
     if optimizer is None or "_parallel_update_step" in vars(optimizer):
         return
-    try:
-        from keras.src.backend.torch.optimizers import torch_adam, torch_adamw
-    except ImportError:
-        return
-    if type(optimizer) in (torch_adam.Adam, torch_adamw.AdamW):
+    classes = compat.torch_adam_classes()
+    if classes and type(optimizer) in classes:
         optimizer._parallel_update_step = functools.partial(_inplace_adam_update, optimizer)
 
 
