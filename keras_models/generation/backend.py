@@ -105,35 +105,27 @@ def decode_matmul():
     """``matmul(x, w, b=None)``: ``x @ w (+ b)`` for an (in, out) weight ``w``, as the eager torch
     decode loop computes it (no autograd).
 
-    On CPU in float32 it runs oneDNN's GEMM (``torch.ops.mkldnn._linear_pointwise``) on the
-    transposed view of ``w`` instead of torch's BLAS (MKL) GEMM, which reaches a third to a half
-    of oneDNN's speed on a few rows (1.7-2.9x slower at 8 rows on 2 threads for 768-4096 wide
-    layers, measured on AMD Zen 5; docs/performance.md). The exception is a single row (a batch-1
-    decode step): there MKL's GEMV over the row-major (in, out) matrix is 2-6x faster than oneDNN
-    at every width measured (512-5632 wide and a 512 x 51865 head, 1 and 2 threads, AMD EPYC;
-    oneDNN is slowest when the out size is a multiple of 1024, a 4 KiB-multiple stride), so one
-    row takes ``F.linear``, and so do small weights (at most 2**18 entries, e.g. 256 x 1024) at up to
-    16 rows: there oneDNN's fixed ~12 microseconds a call dominate (64 x 64 at 8 rows: 15 vs 3.6
-    microseconds; even at 256 x 1024; AMD EPYC, 1 thread; tools/bench numbers in
-    docs/performance.md, issue 21's tiny-model proxy). Both are fp32 GEMMs that differ only in summation order. Builds
-    without oneDNN, other dtypes and devices, and calls with autograd on (the oneDNN op has no gradient) use ``F.linear``.
+    On CPU in float32 the product runs in torch's BLAS (MKL, ``F.linear``) or in oneDNN
+    (``torch.ops.mkldnn._linear_pointwise`` on the transposed view of ``w``), whichever
+    :mod:`keras_models.torch_gemm` picks: for a large weight it times both once per shape on this
+    machine (switch ``KM_TORCH_GEMM``). Its fixed rule, the answer where nothing is timed, comes from
+    AMD Zen 5 (docs/performance.md): oneDNN from a few rows up (MKL reached a third to a half of its
+    speed at 8 rows on 2 threads for 768-4096 wide layers), MKL's GEMV for a single row (2-6x faster
+    than oneDNN at every width measured, 512-5632 wide and a 512 x 51865 head), and ``F.linear`` for
+    small weights (at most 2**18 entries) at up to 16 rows, where oneDNN's fixed ~12 microseconds a
+    call dominate (64 x 64 at 8 rows: 15 vs 3.6 microseconds). Both are fp32 GEMMs that differ only
+    in summation order. Builds without oneDNN, other dtypes and devices, and calls with autograd on
+    (the oneDNN op has no gradient) use ``F.linear``.
     """
     import torch
     import torch.nn.functional as F
 
-    onednn = None
-    if torch.backends.mkldnn.is_available():
-        onednn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-    f32 = torch.float32
-    small = 1 << 18
+    from keras_models import torch_gemm
 
     def matmul(x, w, b=None):
-        if (onednn is not None and x.dtype == f32 and w.dtype == f32 and x.device.type == "cpu"
-                and x.numel() != w.shape[0]
-                and (w.numel() > small or x.numel() > 16 * w.shape[0])
-                and not torch.is_grad_enabled()):
-            return onednn(x, w.T, b, "none", [], "")
-        return F.linear(x, w.T, b)
+        if torch.is_grad_enabled():
+            return F.linear(x, w.T, b)
+        return torch_gemm.linear(x, w.T, b)
 
     return matmul
 

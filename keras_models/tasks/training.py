@@ -1,12 +1,13 @@
 """The training step's fast path (``Task.train_step``), one switch: ``KM_FAST_TRAIN`` (default on;
 ``KM_FAST_TRAIN=0`` turns it off) or :func:`set_fast_training`.
 
-torch, CPU, float32: inside ``train_step`` the model's plain Dense layers multiply through oneDNN's
-GEMM (``torch.ops.mkldnn._linear_pointwise``, the GEMM ``generation.backend.decode_matmul`` uses
-for inference) in the forward pass *and* in the backward pass (:class:`_OneDNNLinear`, an autograd
-function: dx = dy @ W^T, dW = x^T @ dy, db = sum dy), instead of torch's BLAS (MKL) GEMM, which
-reaches about half of oneDNN's speed on the AMD Zen 5 CPUs measured (docs/performance.md). Values
-differ only in float summation order. And Keras' torch Adam / AdamW
+torch, CPU, float32: inside ``train_step`` the model's plain Dense layers multiply in the forward pass
+*and* in the backward pass (:class:`_FastLinear`, an autograd function: dx = dy @ W^T, dW = x^T @ dy,
+db = sum dy) through :func:`keras_models.torch_gemm.linear`, which picks oneDNN's GEMM
+(``torch.ops.mkldnn._linear_pointwise``) or torch's BLAS (MKL) per shape on the running CPU, timing
+both once (on the AMD Zen 5 CPUs measured MKL reaches about half of oneDNN's speed at training
+shapes, docs/performance.md; Keras' own path is always MKL). Values differ only in float summation
+order. And Keras' torch Adam / AdamW
 update runs variable by variable in place through two reusable scratch buffers
 (:func:`_inplace_adam_update`) instead of ``torch._foreach_*`` calls that allocate five fresh
 temporaries the size of the whole model every step (for a 100M-parameter model, 2 GB of new pages
@@ -40,47 +41,38 @@ def fast_training_enabled():
 
 
 @functools.lru_cache(maxsize=None)
-def _onednn_linear():
-    """The oneDNN fp32 GEMM ``f(x, w_t, b) = x @ w_t.T + b`` (x 2-D) or None where torch lacks it."""
-    import torch
-
-    if not torch.backends.mkldnn.is_available():
-        return None
-    return getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
-
-
-@functools.lru_cache(maxsize=None)
 def _linear_function():
     import torch
 
-    gemm = _onednn_linear()
+    from keras_models.torch_gemm import linear
 
-    class _OneDNNLinear(torch.autograd.Function):
-        """y = x @ w + b for an (in, out) kernel ``w``, every GEMM (forward and backward) by oneDNN."""
+    class _FastLinear(torch.autograd.Function):
+        """y = x @ w + b for an (in, out) kernel ``w``, every GEMM (forward and backward) in the
+        library :func:`keras_models.torch_gemm.linear` picks for its shape (oneDNN or MKL)."""
 
         @staticmethod
         def forward(ctx, x, w, b):
             ctx.save_for_backward(x, w)
             ctx.has_bias = b is not None
-            return gemm(x, w.T, b, "none", [], "")
+            return linear(x, w.T, b)
 
         @staticmethod
         def backward(ctx, dy):
             x, w = ctx.saved_tensors
             dx = dw = db = None
             if ctx.needs_input_grad[0]:
-                dx = gemm(dy, w, None, "none", [], "")  # dy @ w.T
+                dx = linear(dy, w)  # dy @ w.T
             if ctx.needs_input_grad[1]:
-                dw = gemm(x.T.contiguous(), dy.T.contiguous(), None, "none", [], "")  # x.T @ dy
+                dw = linear(x.T.contiguous(), dy.T.contiguous())  # x.T @ dy
             if ctx.has_bias and ctx.needs_input_grad[2]:
                 db = dy.sum(0)
             return dx, dw, db
 
-    return _OneDNNLinear
+    return _FastLinear
 
 
 def _torch_train_dense(layer):
-    """Dense (2-D kernel, any activation) through :class:`_OneDNNLinear` for float32 CPU inputs;
+    """Dense (2-D kernel, any activation) through :class:`_FastLinear` for float32 CPU inputs;
     anything else takes the layer's own ``__call__``."""
     import torch
 
@@ -173,7 +165,9 @@ def fast_training(model):
         yield
         return
     _patch_optimizer(getattr(model, "optimizer", None))
-    if _onednn_linear() is None:
+    from keras_models.torch_gemm import onednn_gemm
+
+    if onednn_gemm() is None:
         yield
         return
     redirects = {layer: _torch_train_dense(layer) for layer in [model, *compat.sublayers(model)]

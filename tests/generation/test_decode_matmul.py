@@ -1,12 +1,22 @@
-"""The eager torch decode loop's GEMM (``backend.decode_matmul``): oneDNN on CPU float32 with
-several rows, torch's ``F.linear`` for one row, for small weights at up to 16 rows and elsewhere; every route must compute
-``x @ w + b`` to fp32 accuracy."""
+"""The eager torch decode loop's GEMM (``backend.decode_matmul``): under the fixed rule oneDNN on CPU
+float32 with several rows, torch's ``F.linear`` for one row, for small weights at up to 16 rows and
+elsewhere; under ``KM_TORCH_GEMM=measure`` (``keras_models.torch_gemm``) the faster of the two, timed
+once per shape. Every route must compute ``x @ w + b`` to fp32 accuracy."""
 
 import keras
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "torch", reason="the torch decode loop's GEMM")
+
+
+@pytest.fixture
+def gemm_mode():
+    from keras_models import torch_gemm
+
+    before = torch_gemm.gemm_choice()
+    yield torch_gemm.set_gemm_choice
+    torch_gemm.set_gemm_choice(before)
 
 
 def _reference(x, w, b):
@@ -23,12 +33,13 @@ def _reference(x, w, b):
     (5, 33, 1, True, False),       # out size 1, few rows: BLAS
     (20, 33, 1, True, True),       # more than 16 rows (predict): oneDNN whatever the weight
 ])
-def test_decode_matmul_matches_float64_for_both_routes(rows, n_in, n_out, bias, onednn):
+def test_decode_matmul_matches_float64_for_both_routes(rows, n_in, n_out, bias, onednn, gemm_mode):
     import torch
     from torch.profiler import profile
 
     from keras_models.generation.backend import decode_matmul
 
+    gemm_mode("rule")
     rng = np.random.default_rng(rows * 1000 + n_out)
     x = rng.standard_normal((2, rows, n_in)).astype("float32")[:1]  # (1, rows, in)
     w = rng.standard_normal((n_in, n_out)).astype("float32")
@@ -63,3 +74,83 @@ def test_decode_matmul_strided_inputs_other_dtypes_and_autograd():
     out.sum().backward()
     np.testing.assert_allclose(tw_grad.grad.numpy(), x.reshape(-1, 24).sum(0)[:, None].repeat(16, 1), rtol=1e-5,
                                atol=1e-4)
+
+
+class _Clock:
+    """A fake clock the fake kernels advance: timing without sleeping or real work."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def kernel(self, seconds, calls):
+        def run():
+            calls.append(seconds)
+            self.now += seconds
+        return run
+
+
+@pytest.mark.parametrize("rows,blas_s,onednn_s,want", [
+    (1, 1.0, 0.5, True),     # one row: the rule says BLAS, but oneDNN measured 2x faster here
+    (1, 1.0, 0.95, False),   # within the margin: the rule's answer stays
+    (8, 0.5, 1.0, False),    # several rows: the rule says oneDNN, BLAS measured 2x faster
+    (8, 0.95, 1.0, True),
+])
+def test_measured_choice_picks_the_faster_kernel_once_per_shape(rows, blas_s, onednn_s, want, gemm_mode):
+    from keras_models import torch_gemm
+
+    gemm_mode("measure")
+    clock, calls = _Clock(), []
+    blas, onednn = clock.kernel(blas_s, calls), clock.kernel(onednn_s, calls)
+    assert torch_gemm.use_onednn(rows, 1024, 1024, 2, blas, onednn, clock=clock) is want
+    assert len(calls) == 2 * (1 + torch_gemm.REPS)  # a warm-up each, then alternating timed calls
+    # the shape's answer is kept: no more timing, whatever the kernels would now measure
+    slow_blas, slow_onednn = clock.kernel(9.0, calls), clock.kernel(9.0, calls)
+    assert torch_gemm.use_onednn(rows, 1024, 1024, 2, slow_blas, slow_onednn, clock=clock) is want
+    assert len(calls) == 2 * (1 + torch_gemm.REPS)
+    assert torch_gemm.measured_choices()[(rows, 1024, 1024, False, 2)] == ("onednn" if want else "blas")
+    # another thread count is another shape
+    torch_gemm.use_onednn(rows, 1024, 1024, 1, blas, onednn, clock=clock)
+    assert len(calls) == 4 * (1 + torch_gemm.REPS)
+
+
+def test_fixed_answers_are_not_timed(gemm_mode):
+    from keras_models import torch_gemm
+
+    calls, clock = [], _Clock()
+    kernel = clock.kernel(1.0, calls)
+    gemm_mode("measure")
+    assert torch_gemm.use_onednn(8, 64, 64, 1, kernel, kernel, clock=clock) is False  # small weight, few rows
+    assert torch_gemm.use_onednn(64, 4096, 32000, 1, kernel, kernel, clock=clock) is True  # too big to time
+    for mode, want in (("rule", True), ("blas", False), ("onednn", True)):
+        gemm_mode(mode)
+        assert torch_gemm.use_onednn(8, 1024, 1024, 1, kernel, kernel, clock=clock) is want
+    gemm_mode("onednn")
+    assert torch_gemm.use_onednn(1, 1024, 1024, 1, kernel, kernel, clock=clock) is True
+    assert calls == [] and torch_gemm.measured_choices() == {}
+    with pytest.raises(ValueError, match="KM_TORCH_GEMM|set_gemm_choice"):
+        gemm_mode("mkl-please")
+
+
+def test_decode_matmul_measures_real_kernels_and_stays_accurate(gemm_mode):
+    import torch
+
+    from keras_models import torch_gemm
+    from keras_models.generation.backend import decode_matmul
+
+    gemm_mode("measure")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((1, 3, 600)).astype("float32")
+    w = rng.standard_normal((600, 520)).astype("float32")  # 312000 entries: a large weight, timed
+    with torch.inference_mode():
+        for _ in range(2):
+            got = decode_matmul()(torch.from_numpy(x), torch.from_numpy(w))
+            np.testing.assert_allclose(got.numpy(), _reference(x, w, None), rtol=1e-5, atol=1e-5 * np.sqrt(600))
+    key = (3, 600, 520, False, torch.get_num_threads(), "w_t strided")  # the (in, out) kernel's view
+    choices = torch_gemm.measured_choices()
+    if torch.backends.mkldnn.is_available():
+        assert list(choices) == [key] and choices[key] in ("blas", "onednn")
+    else:
+        assert choices == {}

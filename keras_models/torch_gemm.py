@@ -1,0 +1,161 @@
+"""Which CPU GEMM library multiplies the torch decode loop's fp32 products: torch's BLAS (MKL,
+through ``F.linear``) or oneDNN (``torch.ops.mkldnn._linear_pointwise``), chosen on the machine
+the process runs on rather than from a table of CPUs (issue 21, item 4).
+
+Why it has to be measured: on the AMD Zen 5 CPUs of docs/performance.md oneDNN is about 2x faster
+than MKL from a few rows of a large weight up, but MKL's GEMV is 2-6x faster at one row; on Intel
+CPUs MKL is the vendor's own library and oneDNN may use AMX, so both sides of that rule can move
+there, and a vendor or CPU-flag table would only encode the machines someone happened to measure.
+
+So the first product of each shape (rows, in, out, bias, thread count, and the weight's layout:
+the decode loop passes the (in, out) kernel's transposed view, and between that and a contiguous
+(out, in) matrix the answer differs, measured here at one row) runs both kernels on its own
+operands, a warm-up call each and then ``REPS`` alternating timed calls, and the process keeps the
+faster one for that shape. The fixed rule (:func:`rule`) is the default answer and the other kernel
+must be at least ``MARGIN`` faster to replace it, so timing noise cannot flip a shape between
+close kernels. Not timed: a small weight (at most 2**18 entries) at up to 16 rows always takes
+``F.linear`` (oneDNN's fixed ~12 microseconds a call dominate there, a per-call cost rather than a
+per-CPU one), and a product above 2**31 multiply-adds takes the rule's answer (oneDNN), where
+timing it would cost more than it could save.
+
+The switch ``KM_TORCH_GEMM`` (or :func:`set_gemm_choice`): ``measure`` (default), ``rule`` (the fixed
+rule only, no timing), ``blas`` or ``onednn`` (that library wherever it applies). Both libraries
+compute the same fp32 product up to float summation order. The choice cache is a dict written
+under a lock; a shape measured by two threads at once simply keeps the later answer.
+"""
+
+import os
+import threading
+import time
+
+_MODES = ("measure", "rule", "blas", "onednn")
+_MODE = [os.environ.get("KM_TORCH_GEMM", "measure").strip().lower() or "measure"]
+if _MODE[0] not in _MODES:
+    raise ValueError(f"KM_TORCH_GEMM={_MODE[0]!r}: expected one of {', '.join(_MODES)}")
+
+SMALL_WEIGHT = 1 << 18  # entries; at up to SMALL_ROWS rows such a weight always takes F.linear
+SMALL_ROWS = 16
+MAX_MEASURED_MACS = 1 << 31  # bigger products are never timed (the rule answers)
+REPS = 3
+MARGIN = 0.10
+
+_choices = {}
+_lock = threading.Lock()
+
+
+def set_gemm_choice(mode):
+    """``measure`` | ``rule`` | ``blas`` | ``onednn`` for the whole process (``KM_TORCH_GEMM``); clears
+    the measured choices."""
+    mode = str(mode).strip().lower()
+    if mode not in _MODES:
+        raise ValueError(f"set_gemm_choice({mode!r}): expected one of {', '.join(_MODES)}")
+    _MODE[0] = mode
+    clear_choices()
+
+
+def gemm_choice():
+    return _MODE[0]
+
+
+def clear_choices():
+    with _lock:
+        _choices.clear()
+
+
+def measured_choices():
+    """A copy of this process' measured choices: ``{(rows, in, out, bias, threads[, layout]): "blas" |
+    "onednn"}``."""
+    with _lock:
+        return dict(_choices)
+
+
+def rule(rows, n_in, n_out):
+    """The fixed rule (AMD Zen 5 measurements): True where oneDNN multiplies."""
+    return rows != 1 and (n_in * n_out > SMALL_WEIGHT or rows > SMALL_ROWS)
+
+
+def _time_pair(first, second, clock, reps):
+    first(), second()  # warm-up: primitive creation, first-touch of the output pages
+    best = [float("inf"), float("inf")]
+    for _ in range(reps):
+        for i, fn in enumerate((first, second)):
+            start = clock()
+            fn()
+            best[i] = min(best[i], clock() - start)
+    return best
+
+
+def use_onednn(rows, n_in, n_out, threads, blas_call, onednn_call, has_bias=False, layout="", clock=time.perf_counter):
+    """True where the product of ``rows`` x ``n_in`` by ``n_in`` x ``n_out`` should run in oneDNN.
+
+    ``blas_call`` / ``onednn_call`` compute that product on the real operands (no arguments); they
+    are called only while the shape is measured, once per process and shape. ``layout`` names the
+    operands' memory layout where it can change the answer (it is part of the shape's key)."""
+    mode = _MODE[0]
+    if mode == "blas":
+        return False
+    if mode == "onednn":
+        return True
+    default = rule(rows, n_in, n_out)
+    if (mode == "rule" or n_in * n_out <= SMALL_WEIGHT and rows <= SMALL_ROWS
+            or rows * n_in * n_out > MAX_MEASURED_MACS):
+        return default
+    key = (rows, n_in, n_out, bool(has_bias), threads) + ((layout,) if layout else ())
+    choice = _choices.get(key)
+    if choice is None:
+        if _compiling():
+            return default
+        blas_s, onednn_s = _time_pair(blas_call, onednn_call, clock, REPS)
+        if default:
+            choice = "blas" if blas_s < onednn_s * (1 - MARGIN) else "onednn"
+        else:
+            choice = "onednn" if onednn_s < blas_s * (1 - MARGIN) else "blas"
+        with _lock:
+            _choices[key] = choice
+    return choice == "onednn"
+
+
+_ONEDNN = []
+
+
+def onednn_gemm():
+    """oneDNN's fp32 GEMM ``f(x, w_t, b) = x @ w_t.T + b`` (``torch.ops.mkldnn._linear_pointwise``),
+    or None where this torch build lacks it."""
+    if not _ONEDNN:
+        import torch
+
+        op = None
+        if torch.backends.mkldnn.is_available():
+            op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+        _ONEDNN.append(op)
+    return _ONEDNN[0]
+
+
+def linear(x, w_t, b=None):
+    """``x @ w_t.T (+ b)`` for an (out, in) ``w_t`` (any leading axes on ``x``), in the library this
+    module picks for float32 CPU tensors and in ``F.linear`` otherwise. No gradient through the
+    oneDNN route: call it with autograd off or inside an autograd function."""
+    import torch
+    import torch.nn.functional as F
+
+    onednn = onednn_gemm()
+    if onednn is None or x.dtype != torch.float32 or w_t.dtype != torch.float32 or x.device.type != "cpu":
+        return F.linear(x, w_t, b)
+    n_out, n_in = w_t.shape
+    rows = x.numel() // n_in
+    if n_in * n_out <= SMALL_WEIGHT and rows <= SMALL_ROWS:  # the fixed part of the rule, no lookup
+        return F.linear(x, w_t, b)
+    if use_onednn(rows, n_in, n_out, torch.get_num_threads(), lambda: F.linear(x, w_t, b),
+                  lambda: onednn(x, w_t, b, "none", [], ""), has_bias=b is not None,
+                  layout="" if w_t.is_contiguous() else "w_t strided"):
+        return onednn(x, w_t, b, "none", [], "")
+    return F.linear(x, w_t, b)
+
+
+def _compiling():
+    try:
+        import torch
+
+        return bool(torch.compiler.is_compiling())
+    except Exception:  # pragma: no cover - older torch without torch.compiler
+        return False
