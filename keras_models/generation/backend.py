@@ -179,8 +179,10 @@ def _torch_layer_norm(layer, read=_value):
     def call(x, training=None):
         if axis != -1 and (axis is None or axis != x.dim() - 1):
             return layer.call(x)
-        return F.layer_norm(x, x.shape[-1:], None if gamma is None else read(gamma),
-                            None if beta is None else read(beta), eps)
+        g = None if gamma is None else read(gamma)
+        if g is not None and getattr(x, "dtype", None) != g.dtype:  # Keras' call casts inputs first
+            return _keras_layer_call(layer, x)
+        return F.layer_norm(x, x.shape[-1:], g, None if beta is None else read(beta), eps)
 
     return call
 
@@ -323,10 +325,14 @@ def direct_layer_calls(model, only=None, loop=False):
 def fast_inference(model):
     """The context ``predict_step`` runs in (Backbone and Task): under torch, ``model``'s plain
     Dense layers multiply through ``decode_matmul`` (oneDNN's fp32 GEMM, ~2x torch's MKL GEMM on
-    the CPUs measured, also at thousands of rows: docs/performance.md) while autograd is off;
-    every other layer, and every other backend, is unchanged. Per model and per calling thread
+    the CPUs measured, also at thousands of rows: docs/performance.md) while autograd is off, and
+    its LayerNormalization layers (last axis) run as one ``F.layer_norm`` in the input's dtype:
+    Keras' call casts bf16 / fp16 inputs and weights to float32 around the same kernel, two extra
+    passes over the activations that Transformers does not make (torch's kernel computes in
+    float32 inside and rounds once, as Keras' cast back does; float32 is the very same call).
+    Every other layer, and every other backend, is unchanged. Per model and per calling thread
     (see ``direct_layer_calls``)."""
-    return direct_layer_calls(model, only=(keras.layers.Dense,))
+    return direct_layer_calls(model, only=(keras.layers.Dense, keras.layers.LayerNormalization))
 
 
 def project_onto_table(hidden, variable):

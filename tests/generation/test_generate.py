@@ -287,6 +287,40 @@ def test_predict_runs_dense_through_onednn_and_gives_keras_results(llama):
     np.testing.assert_allclose(out, keras.ops.convert_to_numpy(dense(x)), atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_fast_inference_layer_norm_equals_keras_call(dtype):
+    """Under ``fast_inference`` a LayerNormalization (last axis) is one torch kernel in the input's
+    dtype: the same values as Keras' call, which computes bf16 in float32 and rounds once; a
+    LayerNormalization fed another dtype takes Keras' call."""
+    import keras
+
+    from keras_models.generation import backend
+
+    rng = np.random.default_rng(5)
+    norm = keras.layers.LayerNormalization(epsilon=1e-5, dtype=dtype)
+    norm.build((None, 3, 24))
+    norm.gamma.assign(rng.normal(size=24))
+    norm.beta.assign(rng.normal(size=24))
+    x = keras.ops.cast(rng.normal(size=(2, 3, 24)) * 3.0 + 1.0, dtype)
+    wide = keras.ops.cast(x, "float32")  # not the layer's dtype: Keras' call casts it
+    ref, ref_wide = (keras.ops.convert_to_numpy(keras.ops.cast(norm(v), "float32")) for v in (x, wide))
+    with backend.fast_inference(norm):
+        got = keras.ops.convert_to_numpy(keras.ops.cast(norm(x), "float32"))
+        got_wide = keras.ops.convert_to_numpy(keras.ops.cast(norm(wide), "float32"))
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(got_wide, ref_wide)
+    if keras.backend.backend() == "torch" and dtype == "bfloat16":  # the one-kernel route is taken
+        from torch.profiler import profile
+
+        with backend.fast_inference(norm), profile() as prof:
+            norm(x)
+        names = [e.name for e in prof.events()]
+        assert "aten::layer_norm" in names and "aten::_to_copy" not in names  # no casts to float32
+        with profile() as prof:
+            norm(x)
+        assert "aten::_to_copy" in [e.name for e in prof.events()]  # Keras' call casts
+
+
 def test_cache_writes_keep_autograd_history():
     """KV writes are in place only where no gradient is recorded (torch); elsewhere functional."""
     import keras
