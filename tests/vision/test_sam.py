@@ -257,3 +257,28 @@ def test_sam_bad_inputs():
         model({"pixel_values": np.zeros((1, 32, 32, 3), "float32")})
     with pytest.raises(InputError, match="input_points"):
         model({"pixel_values": np.zeros((1, IMAGE, IMAGE, 3), "float32"), "input_points": np.zeros((1, 2, 2), "float32")})
+
+
+def test_sam_get_image_embeddings_graph():
+    """``get_image_embeddings``: the reference embeddings on every backend; under tensorflow through
+    one traced graph (``KM_SAM_TF_GRAPH``) for any batch size, a wrong size still the encoder's error."""
+    import keras
+
+    import keras_models.models.sam as sam
+
+    folder, expected = _reference()
+    model = km.MaskGenerator.from_preset(folder)
+    pixels = _inputs()[0]
+    got = to_numpy(model.get_image_embeddings(pixels))
+    assert_close(got, expected["image_embeddings"], what="sam get_image_embeddings")
+    if keras.backend.backend() == "tensorflow" and sam.TF_GRAPH:
+        assert "_km_tf_encoder" in model.__dict__
+        two = to_numpy(model.get_image_embeddings(np.concatenate([pixels, pixels])))
+        np.testing.assert_allclose(two, np.concatenate([got, got]), atol=1e-5)
+        sam.TF_GRAPH = False
+        try:  # the switch: the plain eager call
+            assert_close(to_numpy(model.get_image_embeddings(pixels)), got, what="sam eager embeddings")
+        finally:
+            sam.TF_GRAPH = True
+    with pytest.raises(InputError, match="pixel_values"):
+        model.get_image_embeddings(np.zeros((1, 32, 32, 3), "float32"))
