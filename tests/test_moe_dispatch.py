@@ -139,3 +139,25 @@ def _stateless_loss(layer, values, x, mode):
     trainable = dict(zip([id(v) for v in layer.trainable_weights], values))
     with keras.StatelessScope(state_mapping=[(v, trainable[id(v)]) for v in layer.trainable_weights]):
         return ops.sum(layer.routed(x, layer.routing_weights(x), mode=mode) ** 2)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_torch_routing_equals_the_keras_ops_routing(normalize, monkeypatch):
+    """The eager torch call's routing in plain torch functions (``_top_k_routing_torch``) gives the
+    Keras-ops routing's tensors exactly; ``KM_TORCH_DIRECT_OPS`` off takes the Keras path."""
+    if keras.backend.backend() != "torch":
+        pytest.skip("torch-only routing path")
+    import torch
+
+    from keras_models.generation import backend
+
+    layer = _layer(dict(num_experts=8, experts_per_token=3, stacked=True, normalize_top_k=normalize), 3)
+    x = torch.tensor(np.random.default_rng(4).normal(size=(2, 5, 16)).astype("float32"))
+    want = layer._top_k_routing(x)
+    got = layer._top_k_routing_torch(x)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    calls = []
+    monkeypatch.setattr(backend, "TORCH_DIRECT_OPS", False)
+    monkeypatch.setattr(layer, "_top_k_routing", lambda x: calls.append(1) or want)
+    layer._top_k_routing_torch(x)
+    assert calls == [1]

@@ -461,7 +461,7 @@ class MoE(keras.layers.Layer):
         per layer (the per-expert counts)."""
         import torch
 
-        top, idx = self._top_k_routing(x)
+        top, idx = self._top_k_routing_torch(x)
         if self.expert_scale != 1.0:
             top = top * self.expert_scale
         k = self.experts_per_token
@@ -475,6 +475,25 @@ class MoE(keras.layers.Layer):
         if x2.shape[0] == 1:
             return pairs.sum(0, keepdim=True).to(x.dtype).reshape(x.shape)
         return torch.zeros_like(x2).index_add_(0, rows, pairs.to(x.dtype)).reshape(x.shape)
+
+    def _top_k_routing_torch(self, x):
+        """``_top_k_routing`` for the plain softmax router as the torch functions keras.ops calls
+        (softmax, topk, the renormalising division): the same kernels and values without keras.ops'
+        per-op argument conversion (about six ops per layer and decode step). Off with
+        ``KM_TORCH_DIRECT_OPS=0`` (``keras_models.generation.backend.TORCH_DIRECT_OPS``)."""
+        from keras_models.generation import backend
+
+        if (not backend.TORCH_DIRECT_OPS or self.router_score != "softmax" or self.router_groups
+                or self.router_correction_bias):
+            return self._top_k_routing(x)
+        import torch
+
+        logits = self.router(x)
+        probs = torch.softmax(logits if logits.dtype == torch.float32 else logits.float(), dim=-1)
+        top, idx = torch.topk(probs, self.experts_per_token)
+        if self.normalize_top_k:
+            top = top / top.sum(dim=-1, keepdim=True)
+        return top, idx
 
     def _stacked_pairs_torch(self, xs, weights, counts):
         """Stacked experts on (row, expert) pairs sorted by expert (``counts`` per expert), in torch
