@@ -188,3 +188,25 @@ def test_vits_bad_config_is_named(tmp_path):
         (bad / "config.json").write_text(json.dumps({**config, key: value}))
         with pytest.raises(ConfigError, match=key):
             km.Backbone.from_preset(bad)
+
+
+def test_vits_tf_graph_any_length(monkeypatch):
+    """tensorflow: synthesize's graph (KM_VITS_TF_GRAPH, on by default) is traced once for every text
+    and frame count (the second shape relaxes them) and equals the eager path (the switch off)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the tensorflow graph path")
+    folder, _ = _reference("stochastic")
+    model = km.Backbone.from_preset(folder)
+    inputs = _inputs("stochastic")
+    for n in (7, 4, 6):  # static trace, relaxed trace, reuse
+        feed = {k: v[:, :n] for k, v in inputs.items()}
+        monkeypatch.setenv("KM_VITS_TF_GRAPH", "1")
+        graph = to_numpy(model.synthesize(feed))
+        monkeypatch.setenv("KM_VITS_TF_GRAPH", "0")
+        eager = to_numpy(model.synthesize(feed))
+        assert graph["waveform"].shape == eager["waveform"].shape
+        assert_close(graph["waveform"], eager["waveform"], what=f"{n} tokens waveform")
+    traced = [v for k, v in model._km_compiled.items() if k[-1] is True]
+    assert traced and all(len(f._list_all_concrete_functions()) <= 2 for f in traced)

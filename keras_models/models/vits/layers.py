@@ -111,13 +111,17 @@ class VitsAttention(keras.layers.Layer):
 
     def _relative(self, table, length):
         """(length, length, head_dim): row i, column j holds table[j - i + window] within the window, else 0."""
-        rel = np.arange(length)[None, :] - np.arange(length)[:, None]
-        inside = (np.abs(rel) <= self.window).astype("float32")
-        idx = np.clip(rel + self.window, 0, 2 * self.window)
-        return ops.take(table, idx, axis=0) * ops.cast(inside[..., None], table.dtype)
+        if isinstance(length, int):  # static: index tables built once in numpy
+            rel = np.arange(length)[None, :] - np.arange(length)[:, None]
+            inside, idx = (np.abs(rel) <= self.window).astype("float32"), np.clip(rel + self.window, 0, 2 * self.window)
+        else:  # a traced length (tensorflow's synthesize graph, traced once for all text lengths)
+            pos = ops.arange(length)
+            rel = pos[None, :] - pos[:, None]
+            inside, idx = ops.abs(rel) <= self.window, ops.clip(rel + self.window, 0, 2 * self.window)
+        return ops.take(table, idx, axis=0) * ops.cast(inside, table.dtype)[..., None]
 
     def call(self, x, mask):
-        b, t = ops.shape(x)[0], x.shape[1]
+        b, t = ops.shape(x)[0], ops.shape(x)[1]
 
         def heads(y):
             return ops.transpose(ops.reshape(y, (b, t, self.heads, self.head_dim)), (0, 2, 1, 3))
@@ -281,8 +285,7 @@ class VitsConvTranspose(keras.layers.Layer):
                                        lambda: compat.torch_conv_transpose1d_weight(self.kernel.value))
             return compat.torch_conv_transpose1d(ops.convert_to_tensor(x), w, self.bias.value, self.u, p)
         y = ops.conv_transpose(x, self.kernel, strides=self.u, padding="valid")  # (t - 1) * u + k samples
-        length = (x.shape[1] - 1) * self.u + self.k - 2 * p
-        return y[:, p:p + length] + self.bias
+        return (y[:, p:-p] if p else y) + self.bias  # (t - 1) * u + k - 2p samples; no static length needed
 
     def rules(self, p):
         return [Rule(f"{p}.weight", self.kernel, Transpose(CONV_AXES)), Rule(f"{p}.bias", self.bias)]
