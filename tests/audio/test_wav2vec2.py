@@ -155,33 +155,3 @@ def test_torch_inference_conv_paths_match_keras():
         torch_kernels.FAST_CONV1D = True
     np.testing.assert_allclose(outs[True], outs[False], atol=1e-5)
     assert_close(outs[True], expected["logits"], atol=1e-4, what="fast path logits")
-
-
-def test_gemm_conv_path_matches_keras():
-    """KM_W2V_GEMM_CONV (opt-in, jax / tensorflow): a strided "valid" Conv1D as one matmul over a
-    patches view gives ops.conv's values, and the model's logits do not change with the switch."""
-    import keras
-
-    from keras_models.models.wav2vec2 import backbone as w2v
-
-    rng = np.random.RandomState(2)
-    for k, s in ((10, 5), (3, 2), (2, 2), (1, 2), (3, 1), (4, 3)):
-        x = rng.randn(2, 23, 3).astype("float32")
-        kernel = rng.randn(k, 3, 5).astype("float32")
-        bias = rng.randn(5).astype("float32")
-        want = keras.ops.convert_to_numpy(keras.ops.conv(x, kernel, strides=s) + bias)
-        got = keras.ops.convert_to_numpy(w2v.gemm_conv1d(keras.ops.convert_to_tensor(x), kernel, s, bias))
-        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=f"kernel {k} stride {s}")
-    if keras.backend.backend() == "torch":
-        return
-    folder, expected = _reference("w2v_group_ctc")
-    model = km.SpeechRecognizer.from_preset(folder)
-    outs = {}
-    try:
-        for on in (True, False):
-            w2v.GEMM_CONV = on
-            outs[on] = keras.ops.convert_to_numpy(model(INPUTS))
-    finally:
-        w2v.GEMM_CONV = False
-    np.testing.assert_allclose(outs[True], outs[False], atol=1e-5)
-    assert_close(outs[True], expected["logits"], atol=1e-4, what="gemm path logits")

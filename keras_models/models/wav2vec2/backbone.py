@@ -15,7 +15,6 @@ Input: ``input_values`` (batch, samples) float and optionally ``attention_mask``
 (1 for real samples). Output: ``last_hidden_state`` (batch, frames, hidden).
 """
 
-import os
 from dataclasses import dataclass
 
 import keras
@@ -110,47 +109,14 @@ def _torch_inference():
     return not torch.is_grad_enabled()
 
 
-# The one switch for an opt-in jax / tensorflow feature-encoder path (issue 14, stop 26): each strided
-# "valid" Conv1D as ONE matmul over a patches view of its input (:func:`gemm_conv1d`) instead of the
-# layer's ``ops.conv``. OFF by default: in interleaved A/B (docs/performance.md, "Wav2Vec2 on
-# jax/tensorflow") XLA's and TF's own convolutions already run these convs at their GEMM rate and the
-# patches path was 0.68-0.77x as fast (1 and 2 threads). ``KM_W2V_GEMM_CONV=1`` (or this set to True)
-# selects it (same values up to float summation order). Torch keeps ``torch_kernels.FAST_CONV1D``'s path.
-GEMM_CONV = os.environ.get("KM_W2V_GEMM_CONV", "0") in ("1", "true", "True")
-
-
-def gemm_conv1d(x, kernel, stride, bias=None):
-    """A "valid", dilation-1 Conv1D of channels-last ``x`` (batch, length, in) with ``kernel``
-    (k, in, out) as one matmul: the patches (batch, frames, k * in) are ``k`` stride-``stride``
-    slices concatenated on the channel axis or, when ``k`` is a multiple of the stride, a free
-    reshape to (batch, length / stride, stride * in) with ``k / stride`` shifted copies of it."""
-    k, cin, cout = (int(d) for d in kernel.shape)
-    b, n = ops.shape(x)[0], ops.shape(x)[1]
-    frames = (n - k) // stride + 1
-    if k % stride == 0:
-        m = k // stride
-        rows = ops.reshape(x[:, :(frames + m - 1) * stride], (b, frames + m - 1, stride * cin))
-        patches = rows if m == 1 else ops.concatenate([rows[:, j:j + frames] for j in range(m)], axis=-1)
-    else:
-        span = (frames - 1) * stride + 1
-        patches = ops.concatenate([x[:, j:j + span:stride] for j in range(k)], axis=-1)
-    y = ops.matmul(patches, ops.reshape(ops.cast(kernel, x.dtype), (k * cin, cout)))
-    return y if bias is None else y + ops.cast(bias, y.dtype)
-
-
 def feature_conv(conv, x):
     """One feature-encoder ``keras.layers.Conv1D`` ("valid", groups 1) on channels-last ``x``.
     Torch inference: wide inputs (>= 64 channels) as GEMMs on strided views
     (``torch_kernels.torch_conv1d_taps``), narrow ones (the first conv over the raw waveform) as
-    one oneDNN conv with the channels-last kernel cached. jax / tensorflow (``GEMM_CONV``): one
-    matmul over a patches view (:func:`gemm_conv1d`). Otherwise the layer's own call."""
-    plain = (conv.groups == 1 and conv.padding == "valid" and conv.activation in (None, keras.activations.linear)
-             and conv.dilation_rate == (1,) and conv.data_format == "channels_last")
-    if plain and GEMM_CONV and keras.backend.backend() in ("jax", "tensorflow"):
-        if not conv.built:
-            conv.build(x.shape)
-        return gemm_conv1d(x, conv.kernel, conv.strides[0], conv.bias if conv.use_bias else None)
-    if not (_torch_inference() and plain
+    one oneDNN conv with the channels-last kernel cached; otherwise the layer's own call."""
+    if not (_torch_inference() and conv.groups == 1 and conv.padding == "valid"
+            and conv.activation in (None, keras.activations.linear)
+            and conv.dilation_rate == (1,) and conv.data_format == "channels_last"
             and isinstance(conv.kernel, keras.Variable) and x.dtype == conv.kernel.value.dtype):
         return conv(x)
     bias = conv.bias.value if conv.use_bias else None
