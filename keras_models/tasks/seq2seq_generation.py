@@ -33,19 +33,27 @@ def forced_tokens_and_start(model, generation_config, kwargs):
 
 
 class Seq2SeqDecoderAdapter:
-    """The generation engine's Decoder interface over ``call_decoder_with_cache``."""
+    """The generation engine's Decoder interface over ``call_decoder_with_cache``.
+
+    The cross-attention K/V of every decoder layer depend only on the encoder states, so the
+    prefill computes them once and every step reuses them. ``init_cache`` leaves a zero-length
+    placeholder per layer, (rows, heads, 0, head_dim): the same tree and batch axis as the filled
+    buffer (beam reordering and the cache-size estimate read it as before); the first forward, the
+    prefill, which the engine runs before its loop, sees that static zero length and fills it, so
+    a loop step never carries the computation. (A ``cond`` on the cache index inside each step,
+    the earlier form, made XLA:CPU lay the loop's K/V buffers out for the branch and copy all of
+    them back for the attention product in every step: 37 MB read and written per token on
+    Whisper-base, ~15% of its decode time under jax.)"""
 
     def __init__(self, model):
         self.model = model
 
     def init_cache(self, rows, max_length):
-        """The self-attention cache plus a cross-attention K/V buffer, filled by the first
-        forward (the prefill) and reused by every later step."""
+        """The self-attention cache plus an empty cross-attention K/V placeholder per layer."""
         cache = self.model.init_cache(rows, max_length)
-        extra = getattr(self.model, "_gen_extra", None)
-        if extra is not None:
+        if getattr(self.model, "_gen_extra", None) is not None:
             b = self.model.backbone
-            shape = (rows, b.decoder_heads, extra["encoder_states"].shape[1], b.decoder_head_dim)
+            shape = (rows, b.decoder_heads, 0, b.decoder_head_dim)
             cache["cross_kv"] = tuple((ops.zeros(shape, dtype=b.compute_dtype),
                                        ops.zeros(shape, dtype=b.compute_dtype))
                                       for _ in range(b.num_decoder_layers))
@@ -53,20 +61,13 @@ class Seq2SeqDecoderAdapter:
 
     def forward(self, ids, cache, index, mask, extra, last_only=False):
         # (last_only is a no-op here: a decoder prompt is one or two start tokens)
-        if "cross_kv" in cache:
+        if "cross_kv" in cache and int(cache["cross_kv"][0][0].shape[2]) == 0:  # the prefill
             cache = dict(cache)
-            previous = cache["cross_kv"]
-            cache["cross_kv"] = ops.cond(
-                ops.equal(ops.cast(index, "int32"), 0),
-                lambda: keras.tree.map_structure(
-                    lambda new, old: ops.cast(new, old.dtype),
-                    self.model.backbone.cross_kv_cache(extra["encoder_states"]), previous),
-                lambda: previous,
-            )
-        logits, cache = self.model.call_decoder_with_cache(
-            ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask
-        )
-        return logits, cache
+            cache["cross_kv"] = keras.tree.map_structure(
+                lambda new, old: ops.cast(new, old.dtype),
+                self.model.backbone.cross_kv_cache(extra["encoder_states"]), cache["cross_kv"])
+        return self.model.call_decoder_with_cache(
+            ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask)
 
 
 class Seq2SeqGenerationMixin(GenerationMixin):

@@ -141,25 +141,29 @@ def test_explicit_decoder_prompt_equals_the_forced_prompt():
         np.testing.assert_array_equal(out, expected[setting])
 
 
-def test_cross_kv_once_switch_gives_the_same_ids():
-    """The decode loop's cross-attention K/V filled by the prefill (``WhisperDecoderAdapter``: a
-    zero-length placeholder in ``init_cache``) and the switch's fallback (the shared adapter, a cond
-    on the cache index) decode the same ids, greedy and beam."""
-    from keras_models.models.whisper import tasks as whisper_tasks
+def test_cross_kv_filled_by_the_prefill_only():
+    """The shared seq2seq adapter's cross-attention K/V: a zero-length placeholder in ``init_cache``
+    (same tree and batch axis as the filled buffer), filled by the prefill and never recomputed by
+    a loop step (no per-step cond: under jax that made XLA copy every K/V buffer each step), for
+    greedy and beam, with Transformers' ids."""
     from keras_models.tasks.seq2seq_generation import Seq2SeqDecoderAdapter
 
     folder, feats, expected = _generate_reference()
     model = km.Seq2SeqLM.from_preset(folder)
-    assert model.decoder_adapter is whisper_tasks.WhisperDecoderAdapter
+    assert issubclass(model.decoder_adapter, Seq2SeqDecoderAdapter)
     model._gen_extra = {"encoder_states": np.zeros((2, 12, 32), "float32")}
     try:
         cache = model.decoder_adapter(model).init_cache(2, 8)
     finally:
         model._gen_extra = None
     assert tuple(cache["cross_kv"][0][0].shape) == (2, 2, 0, 16)
-    model.decoder_adapter = Seq2SeqDecoderAdapter  # KM_WHISPER_CROSS_KV_ONCE=0
+    calls = []
+    own = model.backbone.cross_kv_cache
+    model.backbone.cross_kv_cache = lambda states: calls.append(1) or own(states)
     for setting in ("greedy", "beam2"):
+        calls.clear()
         np.testing.assert_array_equal(model.generate(feats, do_sample=False, **SETTINGS[setting]), expected[setting])
+        assert len(calls) == 1, setting  # the prefill; a loop step (traced or eager) never calls it
 
 
 def test_language_names_are_transformers():

@@ -49,8 +49,6 @@ Not covered: ``prompt_condition_type="all-segments"``, ``logprob_threshold`` wit
 (Transformers reads the beam score there), token timestamps with beam search.
 """
 
-import os
-
 import keras
 import numpy as np
 from keras import ops
@@ -63,7 +61,6 @@ from keras_models.models.whisper.alignment import (  # noqa: F401 (compression_r
     _dtw, _median_filter, _one_frame_count, _segments, compression_ratio)
 from keras_models.models.whisper.backbone import WhisperBackbone
 from keras_models.models.whisper.languages import LANGUAGE_CODES, _language_token  # noqa: F401
-from keras_models.tasks.seq2seq_generation import Seq2SeqDecoderAdapter
 from keras_models.tasks.seq2seq_lm import Seq2SeqLM
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
@@ -76,45 +73,10 @@ WHISPER_GENERATION_KEYS = ("lang_to_id", "task_to_id", "no_timestamps_token_id",
                            "alignment_heads")
 TASKS = ("transcribe", "translate")
 
-# The one switch of the decode-loop cross-attention cache below (KM_WHISPER_CROSS_KV_ONCE=0: the shared
-# Seq2SeqDecoderAdapter, a cond on the cache index in every step).
-CROSS_KV_ONCE = os.environ.get("KM_WHISPER_CROSS_KV_ONCE", "1") not in ("0", "false", "False")
-
-
-class WhisperDecoderAdapter(Seq2SeqDecoderAdapter):
-    """The engine's Decoder with the cross-attention K/V computed by the first forward only, decided
-    by a static shape: ``init_cache`` leaves a zero-length (rows, heads, 0, head_dim) placeholder per
-    layer (same tree, same batch axis, so beam reordering and the cache-size estimate read it as
-    before), the first forward (the prefill, outside the compiled loop) fills it, and a loop step
-    never sees the computation. The shared adapter's ``cond(index == 0, ...)`` kept it in every
-    step; under jax, XLA:CPU then laid the loop's 12 (1, 8, 1500, 64) K/V buffers out as the branch's
-    (batch, frames, heads, dim) and copied each of them back to (heads, frames, dim) for the
-    attention product in every step: 37 MB read and written per token on Whisper-base. Same
-    values (the K/V depend only on the encoder states)."""
-
-    def init_cache(self, rows, max_length):
-        cache = self.model.init_cache(rows, max_length)
-        if getattr(self.model, "_gen_extra", None) is not None:
-            b = self.model.backbone
-            shape = (rows, b.decoder_heads, 0, b.decoder_head_dim)
-            cache["cross_kv"] = tuple((ops.zeros(shape, dtype=b.compute_dtype), ops.zeros(shape, dtype=b.compute_dtype))
-                                      for _ in range(b.num_decoder_layers))
-        return cache
-
-    def forward(self, ids, cache, index, mask, extra, last_only=False):
-        if "cross_kv" in cache and int(cache["cross_kv"][0][0].shape[2]) == 0:
-            cache = dict(cache)
-            cache["cross_kv"] = keras.tree.map_structure(
-                lambda new, old: ops.cast(new, old.dtype),
-                self.model.backbone.cross_kv_cache(extra["encoder_states"]), cache["cross_kv"])
-        return self.model.call_decoder_with_cache(
-            ids, extra["encoder_states"], extra["encoder_attention_mask"], cache, index, mask)
-
 
 @_ser
 @register_task(WhisperBackbone, "Seq2SeqLM", ("WhisperForConditionalGeneration",))
 class WhisperSeq2SeqLM(Seq2SeqLM):
-    decoder_adapter = WhisperDecoderAdapter if CROSS_KV_ONCE else Seq2SeqDecoderAdapter
     hf_lm_head = "proj_out.weight"
     hf_final_logits_bias = None
     hf_head_patterns = ("proj_out.*",)
