@@ -217,10 +217,11 @@ def torch_conv1d_taps(x, weights, bias=None, stride=1):
     n, length, c = x.shape
     k_span = sum(w.shape[1] for w in weights) // c  # the kernel size
     frames = (length - k_span) // stride + 1
+    from keras_models.torch_gemm import onednn_gemm
+
     onednn = None
-    if (x.dtype == torch.float32 and x.device.type == "cpu" and torch.backends.mkldnn.is_available()
-            and all(w.dtype == torch.float32 for w in weights)):
-        onednn = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if x.dtype == torch.float32 and x.device.type == "cpu" and all(w.dtype == torch.float32 for w in weights):
+        onednn = onednn_gemm()  # None where this torch build lacks it
     if bias is not None and bias.dtype != x.dtype:
         bias = bias.to(x.dtype)
     weights = [w if w.dtype == x.dtype else w.to(x.dtype) for w in weights]
