@@ -330,8 +330,13 @@ def fast_inference(model):
     Keras' call casts bf16 / fp16 inputs and weights to float32 around the same kernel, two extra
     passes over the activations that Transformers does not make (torch's kernel computes in
     float32 inside and rounds once, as Keras' cast back does; float32 is the very same call).
-    Every other layer, and every other backend, is unchanged. Per model and per calling thread
-    (see ``direct_layer_calls``)."""
+    Under tensorflow, its plain Dense layers multiply as one 2-D GEMM while ``predict_step`` is
+    traced (``tf_kernels.flat_dense_calls``, switch ``KM_TF_FLAT_DENSE``). Every other layer, and
+    jax, is unchanged. Per model and per calling thread (see ``direct_layer_calls``)."""
+    if BACKEND == "tensorflow":
+        from keras_models.tf_kernels import flat_dense_calls
+
+        return flat_dense_calls(model)
     return direct_layer_calls(model, only=(keras.layers.Dense, keras.layers.LayerNormalization))
 
 

@@ -2,11 +2,28 @@
 
 import math
 
+import keras
 from keras import ops
 
 
+_BACKEND = keras.config.backend()
+_SQRT_HALF = 1.0 / math.sqrt(2.0)
+
+
 def _gelu(x):
-    return ops.gelu(x, approximate=False)
+    """Exact GELU, for half-precision inputs computed in float32 and rounded once: the precision
+    PyTorch's kernel uses (jax's and TF's own bf16 gelu round every intermediate to bf16, up to
+    5% off). Under tensorflow as x / 2 * (1 + erf(x / sqrt 2)), PyTorch's formula: TF's ``gelu``
+    is the erfc form, 3x slower in bfloat16 on the CPU (docs/performance.md, "bf16 on CPU")."""
+    if _BACKEND == "torch":
+        return ops.gelu(x, approximate=False)
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    y = ops.cast(x, "float32") if dtype in ("bfloat16", "float16") else x
+    if _BACKEND == "tensorflow":
+        y = 0.5 * y * (1.0 + ops.erf(y * _SQRT_HALF))
+    else:
+        y = ops.gelu(y, approximate=False)
+    return ops.cast(y, dtype)
 
 
 def _gelu_tanh(x):

@@ -12,8 +12,9 @@ update runs variable by variable in place through two reusable scratch buffers
 (:func:`_inplace_adam_update`) instead of ``torch._foreach_*`` calls that allocate five fresh
 temporaries the size of the whole model every step (for a 100M-parameter model, 2 GB of new pages
 to fault in and zero per step: half the step's time measured); the arithmetic, its order and so
-the values are Keras' own. Other layers, dtypes, devices, optimizers, builds without oneDNN, and the
-jax / tensorflow backends are unchanged; the redirect covers only the calling thread
+the values are Keras' own. Other layers, dtypes, devices, optimizers, builds without oneDNN, and jax
+are unchanged (tensorflow: its own Dense path, ``keras_models.tf_kernels``, switch
+``KM_TF_FLAT_DENSE``); the redirect covers only the calling thread
 (``compat.redirected_calls``), so another thread using the same model takes Keras' path.
 """
 
@@ -161,6 +162,12 @@ def _patch_optimizer(optimizer):
 @contextlib.contextmanager
 def fast_training(model):
     """The context ``Task.train_step`` runs in (see the module docstring)."""
+    if BACKEND == "tensorflow":  # Dense as one 2-D GEMM, forward and backward (KM_TF_FLAT_DENSE)
+        from keras_models.tf_kernels import flat_dense_calls
+
+        with flat_dense_calls(model):
+            yield
+        return
     if BACKEND != "torch" or not _FAST_TRAIN[0]:
         yield
         return
