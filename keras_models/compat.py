@@ -179,6 +179,18 @@ def has_sublayers(layer):
     return bool(layer._layers)
 
 
+def call_context_training():
+    """The ``training`` value of the Keras layer call in progress (what ``Layer.__call__`` passes to
+    a nested layer called without ``training``), or None outside any call / where none was set.
+
+    Relies on: the global attribute ``"current_call_ctx"`` (a ``CallContext`` whose ``training``
+    attribute ``Layer.__call__`` sets while resolving the argument)."""
+    from keras.src.backend.common import global_state
+
+    ctx = global_state.get_global_attribute("current_call_ctx")
+    return None if ctx is None else getattr(ctx, "training", None)
+
+
 def remat_mode(layer):
     """The rematerialisation mode ``layer`` was created under (``keras.RematScope``), or None.
 

@@ -438,3 +438,29 @@ def test_group_norm_matches_keras_group_normalization():
             a.assign(value), b.assign(value)
         np.testing.assert_allclose(keras.ops.convert_to_numpy(ours(x)), keras.ops.convert_to_numpy(ref(x)),
                                    rtol=1e-5, atol=1e-5)
+
+
+def test_call_context_training_is_the_enclosing_calls_value():
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x, training=None):
+            seen.append(compat.call_context_training())
+            return x
+
+    class Outer(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.probe = Probe()
+
+        def call(self, x, training=None):
+            return self.probe(x)  # no training argument: Keras passes the enclosing value on
+
+    outer, x = Outer(), np.ones((2, 3), "float32")
+    assert compat.call_context_training() is None
+    outer(x)  # builds (Keras may trace call symbolically first)
+    seen.clear()
+    outer(x, training=True)
+    outer(x, training=False)
+    assert seen == [True, False]
+    assert compat.call_context_training() is None

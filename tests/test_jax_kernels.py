@@ -48,3 +48,91 @@ def test_bf16_dots_only_for_bf16_models():
     assert jax_kernels.bf16_dots(f, M()) is f
     M.dtype_policy = keras.DTypePolicy("bfloat16")
     assert jax_kernels.wants_bf16_dots(M()) == (jax_kernels.BF16_DOTS and __import__("jax").default_backend() == "cpu")
+
+
+def test_hash_dropout_keeps_the_right_share_and_depends_on_the_seed():
+    import jax.numpy as jnp
+
+    from keras_models.jax_kernels import hash_dropout
+
+    x = jnp.ones((64, 128, 128), jnp.float32)  # 2**20 elements
+    for rate in (0.1, 0.5, 0.9):
+        y = np.asarray(hash_dropout(x, rate, jnp.asarray([7, 3], jnp.uint32)))
+        kept = y != 0
+        n, p = kept.size, 1 - rate
+        assert abs(kept.mean() - p) < 5 * np.sqrt(p * (1 - p) / n), (rate, kept.mean())  # 5 sigma
+        np.testing.assert_allclose(y[kept], 1 / p, rtol=1e-6)  # inverted scaling
+        # neighbouring elements, rows and batches are uncorrelated
+        flat = kept.reshape(-1).astype("float64")
+        for lag in (1, 128, 128 * 128):
+            assert abs(np.corrcoef(flat[:-lag], flat[lag:])[0, 1]) < 0.01, (rate, lag)
+    a = np.asarray(hash_dropout(x, 0.5, jnp.asarray([7, 3], jnp.uint32))) != 0
+    b = np.asarray(hash_dropout(x, 0.5, jnp.asarray([7, 3], jnp.uint32))) != 0
+    c = np.asarray(hash_dropout(x, 0.5, jnp.asarray([8, 3], jnp.uint32))) != 0
+    d = np.asarray(hash_dropout(x, 0.5, jnp.asarray([7, 4], jnp.uint32))) != 0
+    assert (a == b).all()  # a pure function of the seed
+    for other in (c, d):  # a seed one apart: about half the decisions change
+        assert 0.45 < (a != other).mean() < 0.55
+
+
+def test_dense_matmul_gradients_match_autodiff():
+    import jax
+    import jax.numpy as jnp
+
+    from keras_models.jax_kernels import dense_matmul
+
+    r = np.random.RandomState(0)
+    x, w = jnp.asarray(r.randn(3, 5, 8), jnp.float32), jnp.asarray(r.randn(8, 6), jnp.float32)
+    c = jnp.asarray(r.randn(3, 5, 6), jnp.float32)
+    ours = jax.grad(lambda x, w: (jnp.tanh(dense_matmul(x, w)) * c).sum(), argnums=(0, 1))(x, w)
+    ref = jax.grad(lambda x, w: (jnp.tanh(x @ w) * c).sum(), argnums=(0, 1))(x, w)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_training_fast_path_dropout_and_dense(monkeypatch):
+    """Under jax, Task.train_step (KM_FAST_TRAIN on) runs Dropout layers through hash_dropout,
+    with Keras' training resolution (an explicit False and inference stay identity), and Dense
+    through dense_matmul; with the switch off neither is used."""
+    import keras_models as km
+    from keras_models import jax_kernels
+    from keras_models.tasks import training
+
+    used = []
+    real_drop, real_mm = jax_kernels.hash_dropout, jax_kernels.dense_matmul
+    monkeypatch.setattr(jax_kernels, "hash_dropout", lambda *a: used.append("drop") or real_drop(*a))
+    monkeypatch.setattr(jax_kernels, "dense_matmul", lambda *a: used.append("dense") or real_mm(*a))
+    tiny = dict(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=20,
+                max_position_embeddings=16, dropout=0.5, attention_dropout=0.5)
+    ids = np.random.RandomState(0).randint(3, 50, size=(4, 8)).astype("int32")
+    x, y = {"input_ids": ids, "attention_mask": np.ones_like(ids)}, np.array([0, 1, 2, 1])
+
+    def run(enabled):
+        keras.utils.set_random_seed(0)
+        model = km.models.BertTextClassifier(km.models.BertBackbone(**tiny), num_classes=3)
+        model.compile(optimizer=keras.optimizers.SGD(0.1),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        before = training.fast_training_enabled()
+        training.set_fast_training(enabled)
+        try:
+            loss = float(model.train_on_batch(x, y))
+        finally:
+            training.set_fast_training(before)
+        return model, loss
+
+    model, loss = run(True)
+    assert "drop" in used and "dense" in used and np.isfinite(loss)
+    used.clear()
+    # inference after training: no dropout, Keras' path, deterministic
+    a, b = (keras.ops.convert_to_numpy(model.predict_on_batch(x)) for _ in range(2))
+    np.testing.assert_array_equal(a, b)
+    assert used == []
+    run(False)
+    assert used == []
+    # an explicit training=False inside a training call stays identity on the fast path
+    drop = keras.layers.Dropout(0.5)
+    call = training._jax_dropout_call(drop)
+    ones = np.ones((4, 4), "float32")
+    np.testing.assert_array_equal(np.asarray(call(ones, training=False)), ones)
+    assert set(np.unique(np.asarray(call(ones, training=True)))) <= {0.0, 2.0}
