@@ -30,6 +30,7 @@ same model takes Keras' path.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 
@@ -39,6 +40,7 @@ from keras_models import compat
 
 BACKEND = keras.backend.backend()
 _FAST_TRAIN = [os.environ.get("KM_FAST_TRAIN", "1").strip().lower() not in ("0", "false", "no", "off")]
+_ACTIVE = contextvars.ContextVar("km_fast_training", default=False)  # inside fast_training (jax / torch)
 
 
 def set_fast_training(enabled):
@@ -201,6 +203,31 @@ def _jax_train_dense(layer):
     return call
 
 
+def tied_projection(hidden, table):
+    """``hidden @ table^T`` for a tied (vocab, hidden) output table inside the training fast path
+    (``generation.backend.project_onto_table`` asks first), else None. jax:
+    :func:`keras_models.jax_kernels.dense_matmul`; torch (float32, CPU): :class:`_FastLinear`, the
+    GEMMs the Dense layers get. The same products as Keras' ``matmul(hidden, transpose(table))``."""
+    if not _ACTIVE.get():
+        return None
+    if BACKEND == "jax":
+        from keras_models.jax_kernels import dense_matmul
+
+        w = table.value
+        if getattr(hidden, "dtype", None) != "float32" or w.dtype != "float32":
+            return None
+        return dense_matmul(hidden, w.T)
+    import torch
+
+    w = table.value
+    if (not isinstance(hidden, torch.Tensor) or hidden.dtype != torch.float32 or w.dtype != torch.float32
+            or hidden.device.type != "cpu" or hidden.dim() < 2):
+        return None
+    shape = hidden.shape
+    y = _linear_function().apply(hidden.reshape(-1, shape[-1]), w.T, None)
+    return y.reshape(*shape[:-1], y.shape[-1])
+
+
 def _patch_optimizer(optimizer):
     """Route Keras' torch Adam / AdamW (exactly those classes) through :func:`_inplace_adam_update`."""
     if optimizer is None or "_parallel_update_step" in vars(optimizer):
@@ -226,8 +253,12 @@ def fast_training(model):
                 redirects[layer] = _jax_dropout_call(layer)
             elif _trainable_dense(layer):
                 redirects[layer] = _jax_train_dense(layer)
-        with compat.redirected_calls(redirects):
-            yield
+        token = _ACTIVE.set(True)
+        try:
+            with compat.redirected_calls(redirects):
+                yield
+        finally:
+            _ACTIVE.reset(token)
         return
     if BACKEND != "torch" or not _FAST_TRAIN[0]:
         yield
@@ -240,8 +271,9 @@ def fast_training(model):
         return
     redirects = {layer: _torch_train_dense(layer) for layer in [model, *compat.sublayers(model)]
                  if _trainable_dense(layer)}
-    if not redirects:
-        yield
-        return
-    with compat.redirected_calls(redirects):
-        yield
+    token = _ACTIVE.set(True)
+    try:
+        with compat.redirected_calls(redirects):
+            yield
+    finally:
+        _ACTIVE.reset(token)

@@ -156,15 +156,29 @@ def test_causal_lm_fit_on_texts_and_on_prompt_response_pairs():
     assert np.isfinite(history.history["loss"][0]) and history.history["loss"][0] > 0
 
 
-def test_fast_training_path_matches_keras_path():
+def _tied_causal_lm():
+    backbone = km.models.LlamaBackbone(vocab_size=50, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
+                                       intermediate_size=24, max_position_embeddings=16, tie_word_embeddings=True)
+    ids = np.random.RandomState(0).randint(3, 50, size=(B, S)).astype("int32")
+    x = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    return km.models.LlamaCausalLM(backbone), x, np.roll(ids, -1, axis=1), _sce()
+
+
+@pytest.mark.parametrize("case", ["TextClassifier", "tied CausalLM"])
+def test_fast_training_path_matches_keras_path(case, monkeypatch):
     """tasks.training (KM_FAST_TRAIN): the same training steps with the fast path on and off give
-    the same losses and weights (torch: Dense forward and backward through oneDNN; other backends:
-    a no-op), up to float summation order."""
+    the same losses and weights (torch: Dense and the tied output projection forward and backward
+    through oneDNN / MKL; jax: through jax_kernels.dense_matmul; dropout is off here), up to float
+    summation order."""
     from keras_models.tasks import training
+
+    tied = []
+    real = training.tied_projection
+    monkeypatch.setattr(training, "tied_projection", lambda h, t: (lambda r: tied.append(r is not None) or r)(real(h, t)))
 
     def run(enabled):
         keras.utils.set_random_seed(0)
-        model, x, y, loss = _case("TextClassifier")
+        model, x, y, loss = _case(case) if case != "tied CausalLM" else _tied_causal_lm()
         # SGD: updates linear in the gradients (Adam would magnify summation-order noise in ~0 grads)
         model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
         before = training.fast_training_enabled()
@@ -175,7 +189,12 @@ def test_fast_training_path_matches_keras_path():
             training.set_fast_training(before)
         return losses, [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
 
-    fast, slow = run(True), run(False)
+    fast = run(True)
+    fast_head = list(tied)  # per tied_projection call: whether it returned the fast product
+    tied.clear()
+    slow = run(False)
+    if case == "tied CausalLM":  # jax / torch: the training step's projection took the fast product
+        assert any(fast_head) == (keras.backend.backend() != "tensorflow") and not any(tied)
     np.testing.assert_allclose(fast[0], slow[0], rtol=1e-5, atol=1e-6)
     for a, b in zip(fast[1], slow[1]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
