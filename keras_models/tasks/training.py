@@ -238,6 +238,17 @@ def _patch_optimizer(optimizer):
 
 
 @contextlib.contextmanager
+def _active(redirects):
+    """The redirected layer calls and the tied projection's fast product, for this thread."""
+    token = _ACTIVE.set(True)
+    try:
+        with compat.redirected_calls(redirects):
+            yield
+    finally:
+        _ACTIVE.reset(token)
+
+
+@contextlib.contextmanager
 def fast_training(model):
     """The context ``Task.train_step`` runs in (see the module docstring)."""
     if BACKEND == "tensorflow":  # Dense as one 2-D GEMM, forward and backward (KM_TF_FLAT_DENSE)
@@ -246,34 +257,24 @@ def fast_training(model):
         with flat_dense_calls(model):
             yield
         return
-    if BACKEND == "jax" and _FAST_TRAIN[0]:
-        redirects = {}
+    if not _FAST_TRAIN[0] or BACKEND not in ("jax", "torch"):
+        yield
+        return
+    redirects = {}
+    if BACKEND == "jax":
         for layer in [model, *compat.sublayers(model)]:
             if _plain_dropout(layer):
                 redirects[layer] = _jax_dropout_call(layer)
             elif _trainable_dense(layer):
                 redirects[layer] = _jax_train_dense(layer)
-        token = _ACTIVE.set(True)
-        try:
-            with compat.redirected_calls(redirects):
-                yield
-        finally:
-            _ACTIVE.reset(token)
-        return
-    if BACKEND != "torch" or not _FAST_TRAIN[0]:
-        yield
-        return
-    _patch_optimizer(getattr(model, "optimizer", None))
-    from keras_models.torch_gemm import onednn_gemm
+    else:
+        _patch_optimizer(getattr(model, "optimizer", None))
+        from keras_models.torch_gemm import onednn_gemm
 
-    if onednn_gemm() is None:
-        yield
-        return
-    redirects = {layer: _torch_train_dense(layer) for layer in [model, *compat.sublayers(model)]
-                 if _trainable_dense(layer)}
-    token = _ACTIVE.set(True)
-    try:
-        with compat.redirected_calls(redirects):
+        if onednn_gemm() is None:
             yield
-    finally:
-        _ACTIVE.reset(token)
+            return
+        redirects = {layer: _torch_train_dense(layer) for layer in [model, *compat.sublayers(model)]
+                     if _trainable_dense(layer)}
+    with _active(redirects):
+        yield
