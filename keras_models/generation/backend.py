@@ -352,8 +352,8 @@ def project_onto_table(hidden, variable):
       lookups read strided rows afterwards, a negligible cost; values, saving and training are
       unchanged.
     * the product is the decode loop's GEMM (``decode_matmul``).
-    Inside the training fast path (jax, torch: ``tasks.training.tied_projection``, ``KM_FAST_TRAIN``)
-    the product and its gradient are that path's GEMMs.
+    Inside jax's training fast path (``tasks.training.tied_projection``, ``KM_FAST_TRAIN``) the
+    product and its gradient are that path's GEMMs.
     Elsewhere (other backends, predict): ``matmul(hidden, transpose(cast(table)))``.
     """
     from keras_models.tasks.training import tied_projection
