@@ -43,6 +43,9 @@ def test_fused_attention_equals_explicit(h, kv, bias_shape):
 
         loop = jax.jit(lambda q, k, v, b: jax_attention.cpu_attention(q, k, v, b, 0.35))
         np.testing.assert_allclose(np.asarray(loop(q, k, v, bias)), _explicit(q, k, v, bias, 0.35), atol=1e-5)
+        # jitted, this short block takes the heads-major products (4-D or no bias) or the fused op
+        jitted = jax.jit(lambda q, k, v, b: A.fused_attention(q, k, v, b, 0.35))
+        np.testing.assert_allclose(np.asarray(jitted(q, k, v, bias)), _explicit(q, k, v, bias, 0.35), atol=1e-5)
 
 
 @pytest.mark.skipif(BACKEND != "jax", reason="the rule of jax's CPU attention loop")
@@ -62,6 +65,42 @@ def test_jax_cpu_attention_rule(monkeypatch):
     monkeypatch.setattr(jax_attention, "CPU_ATTENTION", False)
     jax.jit(lambda q, k: seen.append(jax_attention.use_cpu_attention(q, k)) or q)(long_q + 1, long_k)
     assert seen == [True, False, False, False]
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="the rule of jax's heads-major CPU attention")
+def test_jax_heads_major_rule_and_explicit_attention(monkeypatch):
+    """Traced, short blocks: heads-major (not eager, not a 3-D bias, not with the switch off); an
+    Attention layer's explicit path (soft-capping) gives the same output through it as eagerly."""
+    import jax
+    import jax.numpy as jnp
+
+    from keras_models import jax_attention
+
+    q = jnp.zeros((2, 5, 4, 8))
+    assert not jax_attention.use_heads_major(q, q)  # eager
+    seen = []
+    rule = jax_attention.use_heads_major
+    jax.jit(lambda q: seen.append(rule(q, q)) or q)(q)
+    jax.jit(lambda q: seen.append(rule(q, q, jnp.zeros((2, 1, 1, 5)))) or q)(q)
+    jax.jit(lambda q: seen.append(rule(q, q, jnp.zeros((2, 5, 5)))) or q)(q)
+    monkeypatch.setattr(jax_attention, "CPU_ATTENTION", False)
+    jax.jit(lambda q: seen.append(rule(q, q)) or q)(q)
+    assert seen == [True, True, False, False]
+    monkeypatch.setattr(jax_attention, "CPU_ATTENTION", True)
+
+    keras.utils.set_random_seed(0)
+    layer = A.Attention(16, 4, num_kv_heads=2, softcap=5.0)
+    x = np.random.default_rng(1).standard_normal((2, 6, 16)).astype("float32")
+    bias = np.where(np.arange(6)[None, None, None, :] < np.array([6, 4])[:, None, None, None], 0.0, -1e9)
+    bias = bias.astype("float32")
+    eager = keras.ops.convert_to_numpy(layer(x, bias))
+    vars_ = [v.value for v in layer.variables]
+
+    def traced(values, x, bias):
+        with keras.StatelessScope(state_mapping=list(zip(layer.variables, values))):
+            return layer(x, bias)
+
+    np.testing.assert_allclose(np.asarray(jax.jit(traced)(vars_, x, bias)), eager, atol=1e-5)
 
 
 @pytest.mark.skipif(BACKEND != "torch", reason="the unpadded-mask drop is torch's (eager) path")

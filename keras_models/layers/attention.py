@@ -60,6 +60,8 @@ def fused_attention(q, k, v, bias, scale, heads_major=False):
         return grouped_attention(q, k, v, bias, scale)
     if keras.backend.backend() == "jax" and jax_attention.use_cpu_attention(q, k):
         return jax_attention.cpu_attention(q, k, v, bias, scale)
+    if keras.backend.backend() == "jax" and jax_attention.use_heads_major(q, k, bias):
+        return grouped_attention(q, ops.transpose(k, (0, 2, 1, 3)), ops.transpose(v, (0, 2, 1, 3)), bias, scale)
     if kv != h:
         k, v = ops.repeat(k, h // kv, axis=2), ops.repeat(v, h // kv, axis=2)
     return ops.dot_product_attention(q, k, v, bias=bias, scale=scale)
@@ -258,6 +260,10 @@ class Attention(keras.layers.Layer):
             out = fused_attention(q, k, v, bias, scale)
             b, t = ops.shape(out)[0], ops.shape(out)[1]
             return ops.reshape(out, (b, t, self.num_heads * self.head_dim))
+        if keras.backend.backend() == "jax" and jax_attention.use_heads_major(q, k, bias):
+            # XLA:CPU: heads-major products (jax_attention.use_heads_major), dropout included
+            k, v = ops.transpose(k, (0, 2, 1, 3)), ops.transpose(v, (0, 2, 1, 3))
+            return self.attend_heads_major(q, k, v, bias, training=training)
         if self.num_kv_heads != self.num_heads:
             rep = self.num_heads // self.num_kv_heads
             k = ops.repeat(k, rep, axis=2)
