@@ -4,12 +4,12 @@
 Keras' Dense multiplies a (batch, time, in) input by its (in, out) kernel with ``tf.matmul`` on the
 3-D tensor, a broadcasting ``BatchMatMulV2``. On the CPU TensorFlow runs that op through oneDNN's
 batched kernel, which for some shapes is much slower than one 2-D GEMM over all batch x time rows:
-bf16 (4096 x 1536) @ (1536 x 384), one core, 47 ms as a batched product against 24 ms as one GEMM,
-and 5-15% in float32; its gradient w.r.t. the kernel is a batched product followed by a sum over
-the batch instead of one GEMM (docs/performance.md, "TensorFlow: Dense as one GEMM").
+bf16 (4096 x 1536) @ (1536 x 384), one core, 47 ms as a batched product against 24 ms as one GEMM
+(docs/performance.md, "Stop 27").
 
-Inside :func:`flat_dense_calls` (entered by ``Backbone.predict_step`` / ``Task.predict_step`` and
-``Task.train_step``, i.e. while Keras traces its ``tf.function``), the model's plain Dense layers
+Inside :func:`flat_dense_calls` (entered by ``Backbone.predict_step`` / ``Task.predict_step``, i.e.
+while Keras traces its predict ``tf.function``; not ``fit``: a float32 MiniLM training step was
+no faster with it, 1.13x vs 1.14x of Transformers on one idle core), the model's plain Dense layers
 (built, 2-D kernel, no LoRA or quantisation, no mixed-precision policy) reshape their input to
 (rows, in), multiply once, add the bias and reshape back: the same products, summed in a different
 order. Anything else (a rank-2 input, another dtype, a Keras mask on the input, extra call

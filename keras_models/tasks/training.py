@@ -21,8 +21,9 @@ transposes), and plain Dropout layers draw their masks with
 generator: the same keep probability, other draws than Keras' threefry masks, ~40x cheaper on the
 CPU). With the switch off, Keras' dropout masks come back.
 
-Other layers, dtypes, devices, optimizers and torch builds without oneDNN are unchanged
-(tensorflow: its own Dense path, ``keras_models.tf_kernels``, switch ``KM_TF_FLAT_DENSE``); the
+Other layers, dtypes, devices, optimizers, torch builds without oneDNN and tensorflow are unchanged
+(tensorflow's one-GEMM Dense, ``keras_models.tf_kernels``, measured no faster in a float32 ``fit``
+step: MiniLM 1.13x vs 1.14x of Transformers, idle, so it is used by ``predict`` only); the
 redirect covers only the calling thread (``compat.redirected_calls``), so another thread using the
 same model takes Keras' path.
 """
@@ -242,12 +243,6 @@ def _active(redirects):
 @contextlib.contextmanager
 def fast_training(model):
     """The context ``Task.train_step`` runs in (see the module docstring)."""
-    if BACKEND == "tensorflow":  # Dense as one 2-D GEMM, forward and backward (KM_TF_FLAT_DENSE)
-        from keras_models.tf_kernels import flat_dense_calls
-
-        with flat_dense_calls(model):
-            yield
-        return
     if not _FAST_TRAIN[0] or BACKEND not in ("jax", "torch"):
         yield
         return
