@@ -12,9 +12,10 @@ _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 def _gelu(x):
     """Exact GELU, for half-precision inputs computed in float32 and rounded once: the precision
-    PyTorch's kernel uses (jax's and TF's own bf16 gelu round every intermediate to bf16, up to
-    5% off). Under tensorflow as x / 2 * (1 + erf(x / sqrt 2)), PyTorch's formula: TF's ``gelu``
-    is the erfc form, 3x slower in bfloat16 on the CPU (docs/performance.md, "bf16 on CPU")."""
+    PyTorch's kernel uses (jax's and TF's own bf16 gelu round every intermediate to bf16: up to
+    0.009-0.01 off on inputs in [-8, 8]). Under tensorflow as x / 2 * (1 + erf(x / sqrt 2)),
+    PyTorch's formula: TF's ``gelu`` is the erfc form, 3x slower in bfloat16 on the CPU
+    (docs/performance.md, "Stop 27 (issue 21)")."""
     if _BACKEND == "torch":
         return ops.gelu(x, approximate=False)
     dtype = keras.backend.standardize_dtype(x.dtype)
