@@ -294,6 +294,12 @@ def redirected_calls(redirects):
                     del _swapped[id(layer)]
 
 
+def redirect_for(layer):
+    """The function :func:`redirected_calls` runs for ``layer`` in the calling context, or None."""
+    redirects = _REDIRECTS.get()
+    return None if redirects is None else redirects.get(id(layer))
+
+
 def in_redirected_calls():
     """Whether the calling context is inside :func:`redirected_calls`."""
     return _REDIRECTS.get() is not None

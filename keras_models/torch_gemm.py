@@ -131,25 +131,76 @@ def onednn_gemm():
     return _ONEDNN[0]
 
 
-def linear(x, w_t, b=None):
-    """``x @ w_t.T (+ b)`` for an (out, in) ``w_t`` (any leading axes on ``x``), in the library this
-    module picks for float32 CPU tensors and in ``F.linear`` otherwise. No gradient through the
-    oneDNN route: call it with autograd off or inside an autograd function."""
+# keras_models activation names that oneDNN applies to the GEMM's float32 accumulator before it
+# writes the output ("post-op"): (post-op name, algorithm) of ``torch.ops.mkldnn._linear_pointwise``
+POST_OPS = {"gelu": ("gelu", "none"), "gelu_python": ("gelu", "none"), "gelu_new": ("gelu", "tanh"),
+            "gelu_pytorch_tanh": ("gelu", "tanh"), "gelu_accurate": ("gelu", "tanh"), "relu": ("relu", ""),
+            "silu": ("swish", ""), "swish": ("swish", "")}
+
+
+def _torch_activation(name):
+    import torch.nn.functional as F
+
+    if name is None:
+        return None
+    attr, algorithm = POST_OPS[name]
+    if attr == "gelu":
+        return lambda y: F.gelu(y, approximate="tanh" if algorithm == "tanh" else "none")
+    return {"relu": F.relu, "swish": F.silu}[attr]
+
+
+def _half_ok(dtype):
+    """bfloat16 GEMMs in oneDNN only where the CPU has native bf16 instructions (avx512_bf16 / AMX):
+    elsewhere oneDNN would emulate them and ``F.linear`` keeps them."""
+    import torch
+
+    if dtype != torch.bfloat16:
+        return False
+    if not _BF16:
+        check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+        try:
+            _BF16.append(bool(check()) if check is not None else False)
+        except Exception:  # pragma: no cover - builds without the query
+            _BF16.append(False)
+    return _BF16[0]
+
+
+_BF16 = []
+
+
+def linear(x, w_t, b=None, activation=None):
+    """``act(x @ w_t.T (+ b))`` for an (out, in) ``w_t`` (any leading axes on ``x``), in the library
+    this module picks for float32 (and, where the CPU has native bf16, bfloat16) CPU tensors and in
+    ``F.linear`` otherwise. ``activation``: None or a :data:`POST_OPS` name; where oneDNN multiplies,
+    it applies the activation to the float32 accumulator inside the GEMM (no second pass over the
+    output; in bf16 one rounding instead of two), else the activation's torch function runs after
+    ``F.linear``. No gradient through the oneDNN route: call it with autograd off or inside an
+    autograd function."""
     import torch
     import torch.nn.functional as F
 
     onednn = onednn_gemm()
-    if onednn is None or x.dtype != torch.float32 or w_t.dtype != torch.float32 or x.device.type != "cpu":
-        return F.linear(x, w_t, b)
+    act = _torch_activation(activation)
+    attr, algorithm = POST_OPS[activation] if activation is not None else ("none", "")
+
+    def blas():
+        y = F.linear(x, w_t, b)
+        return y if act is None else act(y)
+
+    if (onednn is None or x.device.type != "cpu" or x.dtype != w_t.dtype
+            or not (x.dtype == torch.float32 or _half_ok(x.dtype))):
+        return blas()
     n_out, n_in = w_t.shape
     rows = x.numel() // n_in
     if n_in * n_out <= SMALL_WEIGHT and rows <= SMALL_ROWS:  # the fixed part of the rule, no lookup
-        return F.linear(x, w_t, b)
-    if use_onednn(rows, n_in, n_out, torch.get_num_threads(), lambda: F.linear(x, w_t, b),
-                  lambda: onednn(x, w_t, b, "none", [], ""), has_bias=b is not None,
-                  layout="" if w_t.is_contiguous() else "w_t strided"):
-        return onednn(x, w_t, b, "none", [], "")
-    return F.linear(x, w_t, b)
+        return blas()
+    layout = "" if w_t.is_contiguous() else "w_t strided"
+    if x.dtype != torch.float32:
+        layout = (layout + " " + str(x.dtype).replace("torch.", "")).strip()
+    if use_onednn(rows, n_in, n_out, torch.get_num_threads(), blas,
+                  lambda: onednn(x, w_t, b, attr, [], algorithm), has_bias=b is not None, layout=layout):
+        return onednn(x, w_t, b, attr, [], algorithm)
+    return blas()
 
 
 def _compiling():

@@ -102,30 +102,32 @@ def direct_ops(*tensors):
 
 @functools.lru_cache(maxsize=None)
 def decode_matmul():
-    """``matmul(x, w, b=None)``: ``x @ w (+ b)`` for an (in, out) weight ``w``, as the eager torch
-    decode loop computes it (no autograd).
+    """``matmul(x, w, b=None, activation=None)``: ``act(x @ w (+ b))`` for an (in, out) weight
+    ``w``, as the eager torch decode loop and ``predict`` compute it (no autograd).
 
-    On CPU in float32 the product runs in torch's BLAS (MKL, ``F.linear``) or in oneDNN
-    (``torch.ops.mkldnn._linear_pointwise`` on the transposed view of ``w``), whichever
-    :mod:`keras_models.torch_gemm` picks: for a large weight it times both once per shape on this
-    machine (switch ``KM_TORCH_GEMM``). Its fixed rule, the answer where nothing is timed, comes from
-    AMD Zen 5 (docs/performance.md): oneDNN from a few rows up (MKL reached a third to a half of its
-    speed at 8 rows on 2 threads for 768-4096 wide layers), MKL's GEMV for a single row (2-6x faster
-    than oneDNN at every width measured, 512-5632 wide and a 512 x 51865 head), and ``F.linear`` for
-    small weights (at most 2**18 entries) at up to 16 rows, where oneDNN's fixed ~12 microseconds a
-    call dominate (64 x 64 at 8 rows: 15 vs 3.6 microseconds). Both are fp32 GEMMs that differ only
-    in summation order. Builds without oneDNN, other dtypes and devices, and calls with autograd on
-    (the oneDNN op has no gradient) use ``F.linear``.
+    On CPU in float32 (and bfloat16 where the CPU has native bf16) the product runs in torch's BLAS
+    (MKL, ``F.linear``) or in oneDNN (``torch.ops.mkldnn._linear_pointwise`` on the transposed view
+    of ``w``), whichever :mod:`keras_models.torch_gemm` picks: for a large weight it times both once
+    per shape on this machine (switch ``KM_TORCH_GEMM``). Its fixed rule, the answer where nothing is
+    timed, comes from AMD Zen 5 (docs/performance.md): oneDNN from a few rows up (MKL reached a third
+    to a half of its speed at 8 rows on 2 threads for 768-4096 wide layers), MKL's GEMV for a single
+    row (2-6x faster than oneDNN at every width measured, 512-5632 wide and a 512 x 51865 head), and
+    ``F.linear`` for small weights (at most 2**18 entries) at up to 16 rows, where oneDNN's fixed ~12
+    microseconds a call dominate (64 x 64 at 8 rows: 15 vs 3.6 microseconds). Both differ only in
+    summation order. ``activation`` (a ``torch_gemm.POST_OPS`` name) is fused into oneDNN's GEMM
+    where oneDNN multiplies. Builds without oneDNN, other dtypes and devices, and calls with autograd
+    on (the oneDNN op has no gradient) use ``F.linear``.
     """
     import torch
     import torch.nn.functional as F
 
     from keras_models import torch_gemm
 
-    def matmul(x, w, b=None):
+    def matmul(x, w, b=None, activation=None):
         if torch.is_grad_enabled():
-            return F.linear(x, w.T, b)
-        return torch_gemm.linear(x, w.T, b)
+            y = F.linear(x, w.T, b)
+            return y if activation is None else torch_gemm._torch_activation(activation)(y)
+        return torch_gemm.linear(x, w.T, b, activation=activation)
 
     return matmul
 
@@ -153,7 +155,10 @@ def _variable_reader():
 
 
 def _torch_dense(layer, read=_value):
-    """Dense as one GEMM with the bias (Keras' call: matmul, then add, each through keras.ops)."""
+    """Dense as one GEMM with the bias (Keras' call: matmul, then add, each through keras.ops).
+    The returned call also has ``call.activated(x, name)``: ``act(layer(x))`` for a
+    ``torch_gemm.POST_OPS`` activation name, fused into the GEMM where oneDNN multiplies it, for a
+    Dense without an activation of its own (``layers.activations.activated_projection`` uses it)."""
     kernel, bias, act = layer.kernel, layer.bias, layer.activation  # the variable (no LoRA, quantisation)
     linear = act is keras.activations.linear
     matmul = decode_matmul()
@@ -165,6 +170,13 @@ def _torch_dense(layer, read=_value):
         y = matmul(x, w, None if bias is None else read(bias))
         return y if linear else act(y)
 
+    def activated(x, name):
+        w = read(kernel)
+        if not linear or getattr(x, "dtype", None) != w.dtype:
+            return _torch_activations()[name](call(x))
+        return matmul(x, w, None if bias is None else read(bias), activation=name)
+
+    call.activated = activated
     return call
 
 
@@ -232,8 +244,12 @@ def _torch_activations():
 
 def _torch_mlp(layer, fused):
     """MLP / FusedGateUpMLP with the activation as its torch function (the same one keras.ops
-    calls); the projections are the layers themselves (redirected too)."""
-    act = _torch_activations()[layer.activation]
+    calls); the projections are the layers themselves (redirected too; the activated one through
+    ``activated_projection``, which fuses the activation into its GEMM where it can)."""
+    from keras_models.layers.activations import activated_projection
+
+    name = layer.activation
+    act = _torch_activations()[name]
     gate, up, down, n = layer.gate, layer.up, layer.down, layer.intermediate_size
     if fused:
         gate_first = layer.gate_first
@@ -248,8 +264,8 @@ def _torch_mlp(layer, fused):
 
     def call(x):
         if gate is not None:
-            return down(act(gate(x)) * up(x))
-        return down(act(up(x)))
+            return down(activated_projection(gate, x, name, act) * up(x))
+        return down(activated_projection(up, x, name, act))
 
     return call
 

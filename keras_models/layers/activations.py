@@ -5,6 +5,9 @@ import math
 import keras
 from keras import ops
 
+from keras_models import compat
+from keras_models.torch_gemm import POST_OPS
+
 
 _BACKEND = keras.config.backend()
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
@@ -74,6 +77,20 @@ _ACTIVATIONS = {
 }
 
 
+def activated_projection(dense, x, name, act=None):
+    """``act(dense(x))`` for a Dense projection followed by the activation ``name`` (an HF name or a
+    callable; ``act``: its function, else ``get_activation(name)``). Where a fast path has redirected
+    ``dense`` for the calling context (torch ``predict`` and decode: ``generation.backend``) and
+    offers ``activated``, the activation is applied inside the projection's GEMM (oneDNN post-op)
+    instead of as a second pass over its output; elsewhere, the two calls."""
+    fast = compat.redirect_for(dense)
+    if fast is not None and isinstance(name, str):
+        activated = getattr(fast, "activated", None)
+        if activated is not None and name in POST_OPS:
+            return activated(x, name)
+    return (act or get_activation(name))(dense(x))
+
+
 def clamped_swiglu(gate, up, alpha=1.702, limit=7.0):
     """GPT-OSS's gated unit: the gate clamped above at ``limit``, the up projection to
     [-limit, limit]; (up + 1) * gate * sigmoid(alpha * gate)."""
@@ -106,4 +123,4 @@ def get_activation(name):
     return _ACTIVATIONS[key]
 
 
-__all__ = ["get_activation", "get_glu", "clamped_swiglu", "GLU_UNITS", "math"]
+__all__ = ["activated_projection", "get_activation", "get_glu", "clamped_swiglu", "GLU_UNITS", "math"]

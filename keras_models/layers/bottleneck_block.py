@@ -16,7 +16,7 @@ The block works at ``bottleneck_size`` inside a ``hidden_size`` residual stream:
 import keras
 from keras import ops
 
-from keras_models.layers.activations import get_activation
+from keras_models.layers.activations import activated_projection, get_activation
 from keras_models.layers.attention import Attention
 
 DEFAULT_LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, used where MobileBERT passes no eps
@@ -137,7 +137,7 @@ class BottleneckBlock(keras.layers.Layer):
         h = self.attention_norm(h + layer_input)
         for up, down, norm in self.ffns():
             h = norm(down(self.act(up(h))) + h)
-        out = self.output_dense(self.act(self.intermediate(h)))
+        out = self.output_dense(activated_projection(self.intermediate, h, self.hidden_act, self.act))
         if not self.use_bottleneck:
             return self.output_norm(self.dropout(out, training=training) + h)
         out = self.output_norm(out + h)

@@ -10,7 +10,7 @@ says; ``bias`` is any additive attention bias (padding, relative positions). ``a
 
 import keras
 
-from keras_models.layers.activations import get_activation
+from keras_models.layers.activations import activated_projection, get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.conv_attention import GroupedDense, MixedConvAttention
 from keras_models.layers.disentangled_attention import DisentangledAttention
@@ -113,11 +113,11 @@ class EncoderBlock(keras.layers.Layer):
         if self.norm_first:
             a = self.attend(self.attention_norm(x), bias, rope, training=training, relative=relative)
             h = x + self.dropout(a, training=training)
-            f = self.output_dense(self.act(self.intermediate(self.output_norm(h))))
+            f = self.output_dense(activated_projection(self.intermediate, self.output_norm(h), self.hidden_act, self.act))
             return h + self.dropout(f, training=training)
         a = self.attend(x, bias, rope, training=training, relative=relative)
         h = self.attention_norm(x + self.dropout(a, training=training))
-        f = self.output_dense(self.act(self.intermediate(h)))
+        f = self.output_dense(activated_projection(self.intermediate, h, self.hidden_act, self.act))
         return self.output_norm(h + self.dropout(f, training=training))
 
     def get_config(self):

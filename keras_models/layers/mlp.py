@@ -2,7 +2,7 @@
 
 import keras
 
-from keras_models.layers.activations import get_activation
+from keras_models.layers.activations import activated_projection, get_activation
 
 
 @keras.saving.register_keras_serializable(package="keras_models")
@@ -31,8 +31,8 @@ class MLP(keras.layers.Layer):
 
     def call(self, x):
         if self.gate is not None:
-            return self.down(self.act(self.gate(x)) * self.up(x))
-        return self.down(self.act(self.up(x)))
+            return self.down(activated_projection(self.gate, x, self.activation, self.act) * self.up(x))
+        return self.down(activated_projection(self.up, x, self.activation, self.act))
 
     def get_config(self):
         config = super().get_config()

@@ -20,7 +20,7 @@ import keras
 from keras import ops
 
 from keras_models.generation.backend import write_time_slice
-from keras_models.layers.activations import get_activation
+from keras_models.layers.activations import activated_projection, get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.longformer_attention import LongformerAttention
 from keras_models.layers.moe import MoE
@@ -184,7 +184,7 @@ class Seq2SeqBlock(keras.layers.Layer):
     def _ffn(self, x, training=False):
         if self.moe is not None:
             return self.moe(x)
-        h = self.act(self.ffn_in(x))
+        h = activated_projection(self.ffn_in, x, self.hidden_act, self.act)
         if self.ffn_gate is not None:
             h = h * self.ffn_gate(x)
         return self.ffn_out(self.act_dropout(h, training=training))

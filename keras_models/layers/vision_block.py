@@ -6,7 +6,7 @@ with ``neighborhood`` the (dilated) neighborhood-attention blocks of NAT / DiNAT
 import keras
 from keras import ops
 
-from keras_models.layers.activations import get_activation
+from keras_models.layers.activations import activated_projection, get_activation
 from keras_models.layers.attention import Attention
 from keras_models.layers.neighborhood_attention import NeighborhoodAttention
 
@@ -103,7 +103,7 @@ class VisionBlock(keras.layers.Layer):
             gate, up = ops.split(self.fc1(y), 2, axis=-1)
             y = self.act(gate) * up
         else:
-            y = self.act(self.fc1(y))
+            y = activated_projection(self.fc1, y, self.hidden_act, self.act)
         y = self.dropout(self.fc2(y), training=training)
         return x + self._scaled(1, y)
 

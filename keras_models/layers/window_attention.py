@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.layers.activations import get_activation
+from keras_models.layers.activations import activated_projection, get_activation
 from keras_models.layers.attention import Attention
 
 
@@ -148,10 +148,10 @@ class SwinBlock(keras.layers.Layer):
             y = y[:, :h, :w]
         if self.res_post_norm:
             x = x + self.dropout(self.norm1(y), training=training)
-            f = self.norm2(self.fc2(self.act(self.fc1(x))))
+            f = self.norm2(self.fc2(activated_projection(self.fc1, x, self.hidden_act, self.act)))
         else:
             x = x + self.dropout(y, training=training)
-            f = self.fc2(self.act(self.fc1(self.norm2(x))))
+            f = self.fc2(activated_projection(self.fc1, self.norm2(x), self.hidden_act, self.act))
         return x + self.dropout(f, training=training)
 
     def get_config(self):

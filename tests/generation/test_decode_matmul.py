@@ -154,3 +154,94 @@ def test_decode_matmul_measures_real_kernels_and_stays_accurate(gemm_mode):
         assert list(choices) == [key] and choices[key] in ("blas", "onednn")
     else:
         assert choices == {}
+
+
+def _activation_reference(name, y):
+    import math
+
+    from keras_models.torch_gemm import POST_OPS
+
+    attr, algorithm = POST_OPS[name]
+    if attr == "relu":
+        return np.maximum(y, 0)
+    if attr == "swish":
+        return y / (1 + np.exp(-y))
+    if algorithm == "tanh":
+        return 0.5 * y * (1 + np.tanh(math.sqrt(2 / math.pi) * (y + 0.044715 * y ** 3)))
+    from math import erf
+
+    return 0.5 * y * (1 + np.vectorize(erf)(y / math.sqrt(2)))
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_new", "relu", "silu"])
+@pytest.mark.parametrize("route", ["onednn", "blas"])
+def test_activation_fused_into_the_gemm_matches_float64(name, route, gemm_mode):
+    """``activation=``: oneDNN applies it to the accumulator (no separate activation kernel); BLAS
+    runs the activation's torch function after ``F.linear``. Both equal act(x @ w + b) in float64."""
+    import torch
+    from torch.profiler import profile
+
+    from keras_models.generation.backend import decode_matmul
+
+    gemm_mode(route)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 20, 96)).astype("float32")
+    w = (rng.standard_normal((96, 160)) * 0.2).astype("float32")
+    b = rng.standard_normal(160).astype("float32")
+    with torch.inference_mode(), profile() as prof:
+        got = decode_matmul()(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), activation=name)
+    names = [e.name for e in prof.events()]
+    fused = torch.backends.mkldnn.is_available() and route == "onednn"
+    assert any("_linear_pointwise" in n for n in names) == fused
+    if fused:
+        assert not any(n in ("aten::gelu", "aten::relu", "aten::silu") for n in names)
+    np.testing.assert_allclose(got.numpy(), _activation_reference(name, _reference(x, w, b)), rtol=1e-5, atol=2e-5)
+
+
+def test_bfloat16_goes_to_onednn_only_where_the_cpu_has_bf16(gemm_mode):
+    import torch
+    from torch.profiler import profile
+
+    from keras_models import torch_gemm
+    from keras_models.generation.backend import decode_matmul
+
+    gemm_mode("rule")
+    rng = np.random.default_rng(4)
+    x = torch.from_numpy(rng.standard_normal((40, 256)).astype("float32")).to(torch.bfloat16)
+    w = torch.from_numpy(rng.standard_normal((256, 1100)).astype("float32")).to(torch.bfloat16)
+    with torch.inference_mode(), profile() as prof:
+        got = decode_matmul()(x, w, activation="gelu")
+    native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert any("_linear_pointwise" in e.name for e in prof.events()) == native
+    assert torch_gemm._half_ok(torch.bfloat16) == native and not torch_gemm._half_ok(torch.float16)
+    want = _activation_reference("gelu", _reference(x.float().numpy(), w.float().numpy(), None))
+    # one bf16 rounding of the activated accumulator (two on the BLAS route)
+    np.testing.assert_allclose(got.float().numpy(), want, rtol=2 ** -7, atol=0.05)
+
+
+def test_activated_projection_is_fused_in_predict_and_equals_keras():
+    """Under torch ``predict`` (``fast_inference``) an encoder block's intermediate Dense and its
+    GELU run as one oneDNN call (where oneDNN multiplies); the block's output equals Keras' path."""
+    import torch
+    from torch.profiler import profile
+
+    from keras_models import torch_gemm
+    from keras_models.generation.backend import fast_inference
+    from keras_models.layers.encoder_block import EncoderBlock
+
+    block = EncoderBlock(64, 4, 1536, hidden_act="gelu", name="probe_block")
+    x = np.random.default_rng(5).standard_normal((2, 24, 64)).astype("float32")
+    block.build(x.shape)
+    with torch.inference_mode():
+        ref = keras.ops.convert_to_numpy(block(x))
+        before = torch_gemm.gemm_choice()
+        torch_gemm.set_gemm_choice("onednn")
+        try:
+            with fast_inference(block), profile() as prof:
+                got = keras.ops.convert_to_numpy(block(x))
+        finally:
+            torch_gemm.set_gemm_choice(before)
+    names = [e.name for e in prof.events()]
+    if torch.backends.mkldnn.is_available():
+        assert "aten::gelu" not in names and any("_linear_pointwise" in n for n in names)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)

@@ -24,7 +24,7 @@ from keras import ops
 from keras_models import compat, torch_kernels
 from keras_models.errors import ConfigError
 from keras_models.layers import attention as attention_lib
-from keras_models.layers.activations import get_activation
+from keras_models.layers.activations import activated_projection, get_activation
 from keras_models.layers.conv_blocks import grouped_conv
 from keras_models.layers.norms import GroupNorm
 from keras_models.layers.vision_embeddings import dense_rules, norm_rules
@@ -264,6 +264,7 @@ class SpeechEncoderLayer(keras.layers.Layer):
                                                      name="intermediate_dense", **common)
         self.output_dense = keras.layers.Dense(hidden_size, kernel_initializer=kernel_initializer,
                                                name="output_dense", **common)
+        self.hidden_act = hidden_act
         self.act = get_activation(hidden_act)
         self.dropout = keras.layers.Dropout(dropout, **common)
         self.act_dropout = keras.layers.Dropout(activation_dropout, **common)
@@ -281,7 +282,7 @@ class SpeechEncoderLayer(keras.layers.Layer):
         self.built = True
 
     def feed_forward(self, x, training):
-        h = self.act_dropout(self.act(self.intermediate_dense(x)), training=training)
+        h = self.act_dropout(activated_projection(self.intermediate_dense, x, self.hidden_act, self.act), training=training)
         return self.dropout(self.output_dense(h), training=training)
 
     def call(self, x, bias=None, training=False):
