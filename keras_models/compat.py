@@ -250,6 +250,25 @@ def calls_go_through_keras(layer):
     return keras_class(layer).__call__ is keras.layers.Layer.__call__
 
 
+def plain_call(layer):
+    """Whether ``layer(x)`` would only forward to ``layer.call(x)``: built, Keras' own
+    ``__call__``, no quantised or rematerialised call, no mixed-precision autocast (compute dtype =
+    variable dtype). The precondition of every redirect of a layer's call (torch predict / decode,
+    TensorFlow's flat Dense, jax / torch training)."""
+    policy = layer.dtype_policy
+    return (layer.built and getattr(layer, "quantization_mode", None) is None and not remat_mode(layer)
+            and policy.compute_dtype == policy.variable_dtype and calls_go_through_keras(layer))
+
+
+def plain_dense(layer):
+    """A :func:`plain_call` Keras ``Dense`` with a 2-D kernel, no LoRA and no activity regulariser:
+    its call is ``activation(x @ kernel + bias)``, nothing else."""
+    import keras
+
+    return (keras_class(layer) is keras.layers.Dense and plain_call(layer) and not layer.lora_enabled
+            and len(layer.kernel.shape) == 2 and layer.activity_regularizer is None)
+
+
 @contextlib.contextmanager
 def redirected_calls(redirects):
     """Inside this context, ``layer(*args, **kwargs)`` runs ``redirects[layer](*args, **kwargs)``

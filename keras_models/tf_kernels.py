@@ -46,15 +46,6 @@ def flat_dense_enabled():
     return BACKEND == "tensorflow" and _FLAT_DENSE[0]
 
 
-def _plain_dense(layer):
-    policy = layer.dtype_policy
-    return (compat.keras_class(layer) is keras.layers.Dense and layer.built
-            and not layer.lora_enabled and getattr(layer, "quantization_mode", None) is None
-            and len(layer.kernel.shape) == 2 and not compat.remat_mode(layer)
-            and policy.compute_dtype == policy.variable_dtype
-            and compat.calls_go_through_keras(layer))
-
-
 # keras_models activation names TensorFlow's graph optimiser (grappler's remapper) fuses into a
 # MatMul + BiasAdd as a oneDNN post-op, applied to the float32 accumulator: (function, in bf16 too).
 # silu is fused in float32 only (its bf16 form measured 2% off: not one rounding of the exact value).
@@ -150,7 +141,7 @@ def flat_dense_calls(model):
         yield
         return
     redirects = {layer: _flat_dense_call(layer) for layer in [model, *compat.sublayers(model)]
-                 if _plain_dense(layer)}
+                 if compat.plain_dense(layer)}
     if not redirects:
         yield
         return

@@ -287,7 +287,7 @@ def _direct_call_for(layer, direct_ops=False, read=_value):
     if (direct_ops and cls in (MLP, FusedGateUpMLP) and isinstance(layer.activation, str)
             and layer.activation in _torch_activations()):
         return _torch_mlp(layer, fused=cls is FusedGateUpMLP)
-    if cls is keras.layers.Dense and not layer.lora_enabled and len(layer.kernel.shape) == 2:
+    if compat.plain_dense(layer):
         return _torch_dense(layer, read)
     if cls is keras.layers.LayerNormalization and not layer.rms_scaling:
         return _torch_layer_norm(layer, read)
@@ -295,14 +295,9 @@ def _direct_call_for(layer, direct_ops=False, read=_value):
 
 
 def _can_call_directly(layer):
-    """Built, plain layers whose __call__ would only forward to call(): no quantised or
-    rematerialised call, no mixed-precision autocast scope. (Keras masks are not involved: the
-    decode loop's tensors never carry one.)"""
-    policy = layer.dtype_policy
-    return (layer.built and getattr(layer, "quantization_mode", None) is None
-            and not compat.remat_mode(layer)
-            and policy.compute_dtype == policy.variable_dtype
-            and compat.calls_go_through_keras(layer))
+    """Built, plain layers whose __call__ would only forward to call() (``compat.plain_call``).
+    (Keras masks are not involved: the decode loop's tensors never carry one.)"""
+    return compat.plain_call(layer)
 
 
 @contextlib.contextmanager

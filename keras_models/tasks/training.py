@@ -108,14 +108,8 @@ def _torch_train_dense(layer):
 
 
 def _trainable_dense(layer):
-    """A plain built Dense that ``__call__`` would only forward to ``call``: no LoRA, quantisation,
-    rematerialisation, autocast, activity regulariser."""
-    policy = layer.dtype_policy
-    return (compat.keras_class(layer) is keras.layers.Dense and layer.built and not layer.lora_enabled
-            and len(layer.kernel.shape) == 2 and getattr(layer, "quantization_mode", None) is None
-            and layer.activity_regularizer is None and not compat.remat_mode(layer)
-            and policy.compute_dtype == policy.variable_dtype == "float32"
-            and compat.calls_go_through_keras(layer))
+    """A plain float32 Dense (``compat.plain_dense``: ``__call__`` would only forward to ``call``)."""
+    return compat.plain_dense(layer) and layer.dtype_policy.compute_dtype == "float32"
 
 
 def _inplace_adam_update(optimizer, grads, variables, learning_rate):
