@@ -1,6 +1,9 @@
-"""Which CPU GEMM library multiplies the torch decode loop's fp32 products: torch's BLAS (MKL,
-through ``F.linear``) or oneDNN (``torch.ops.mkldnn._linear_pointwise``), chosen on the machine
-the process runs on rather than from a table of CPUs (issue 21, item 4).
+"""Which CPU GEMM library multiplies the torch decode loop's, ``predict``'s and the ``fit`` fast
+path's fp32 products (and bf16 ones where the CPU has native bf16): torch's BLAS (MKL, through
+``F.linear``) or oneDNN (``torch.ops.mkldnn._linear_pointwise``), chosen on the machine the
+process runs on rather than from a table of CPUs (issue 21, item 4). Where oneDNN multiplies, an
+activation that follows the product (:data:`POST_OPS`) is applied inside the GEMM, on the float32
+accumulator, instead of as a second pass over the output.
 
 Why it has to be measured: on the AMD Zen 5 CPUs of docs/performance.md oneDNN is about 2x faster
 than MKL from a few rows of a large weight up, but MKL's GEMV is 2-6x faster at one row; on Intel
@@ -197,6 +200,8 @@ def linear(x, w_t, b=None, activation=None):
     layout = "" if w_t.is_contiguous() else "w_t strided"
     if x.dtype != torch.float32:
         layout = (layout + " " + str(x.dtype).replace("torch.", "")).strip()
+    if activation is not None:  # timed with the activation on both sides: its own shape
+        layout = (layout + " +" + attr).strip()
     if use_onednn(rows, n_in, n_out, torch.get_num_threads(), blas,
                   lambda: onednn(x, w_t, b, attr, [], algorithm), has_bias=b is not None, layout=layout):
         return onednn(x, w_t, b, attr, [], algorithm)
