@@ -307,17 +307,31 @@ class EncoderBackbone(SpecBackbone):
             bias = rel if bias is None else bias + rel
         return bias
 
-    def call(self, inputs, training=False):
+    def call(self, inputs, training=False, query_rows=None):
+        """The last hidden state (batch, seq, hidden). ``query_rows`` (an int, see
+        :meth:`first_rows_only`): the caller reads only the first ``query_rows`` positions, so the
+        last block computes just those (batch, query_rows, hidden) where it can; the full state
+        otherwise."""
         if not isinstance(inputs, dict):
             inputs = {"input_ids": inputs}
         x = self.embed(inputs, training=training)
         bias = self.attention_bias(inputs, x)
         rope = self.rope(inputs, x)
-        for index in self.layer_schedule:
-            x = self.blocks[index](x, bias, rope=rope, training=training)
+        last = len(self.layer_schedule) - 1
+        for i, index in enumerate(self.layer_schedule):
+            block = self.blocks[index]
+            if i == last and query_rows is not None and type(block).call is EncoderBlock.call:
+                x = block(x, bias, rope=rope, training=training, query_rows=query_rows)
+            else:
+                x = block(x, bias, rope=rope, training=training)
         if self.final_norm_layer is not None:
             x = self.final_norm_layer(x)
         return x
+
+    def first_rows_only(self):
+        """Whether ``call(..., query_rows=k)`` may return only the first ``k`` positions: this
+        class keeps EncoderBackbone's ``call`` (a family that overrides it ignores the argument)."""
+        return type(self).call is EncoderBackbone.call
 
     # --- HF conversion ------------------------------------------------------------------------
     def block_prefix(self, index):
