@@ -10,16 +10,10 @@ import keras_models as km
 from keras_models.layers.encoder_block import EncoderBlock
 from keras_models.tasks import text
 
-TINY = dict(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=20,
-            max_position_embeddings=16, dropout=0.0, attention_dropout=0.0)
+from tests.models.test_fit_heads import TINY as FIT_TINY
+from tests.models.test_fit_heads import _inputs  # (4, 8) ids, the last row padded
 
-
-def _inputs():
-    rng = np.random.RandomState(0)
-    ids = rng.randint(3, 50, size=(4, 8)).astype("int32")
-    mask = np.ones_like(ids)
-    ids[-1, -3:], mask[-1, -3:] = 0, 0
-    return {"input_ids": ids, "attention_mask": mask}
+TINY = dict(FIT_TINY, num_layers=2)  # two blocks: only the last one may shorten
 
 
 @pytest.fixture
