@@ -109,21 +109,23 @@ class EncoderBlock(keras.layers.Layer):
             v = apply_rotary(v, cos, sin, self.rotary_interleaved)
         return a.output_dense(a.attend(q, k, v, bias, training=training))
 
-    def first_rows_supported(self, rope=None, relative=None):
+    def first_rows_supported(self, rope=None, relative=None, bias=None):
         """Whether :meth:`call` can compute only the first rows' outputs (``query_rows``): plain
-        attention (no disentangled / mixed-conv heads), no rotary or relative positions, and the
-        block's own ``call`` / ``attend`` (a subclass that overrides them keeps the full call)."""
+        attention (no disentangled / mixed-conv heads), no rotary or relative positions, no bias or
+        a 4-D one, and the block's own ``call`` / ``attend`` (a subclass that overrides them keeps
+        the full call)."""
         from keras_models.layers.attention import Attention
 
         cls = type(self)
-        return (rope is None and relative is None and self.attention_type == "standard"
+        return (rope is None and relative is None and (bias is None or len(bias.shape) == 4)
+                and self.attention_type == "standard"
                 and type(self.attention) is Attention
                 and cls.call is EncoderBlock.call and cls.attend is EncoderBlock.attend)
 
     def _first_rows(self, x, bias, rows, training):
         """The block's output at positions ``[:rows]`` only: queries from those rows, keys and values
         from every row; the other positions' outputs are not computed (what no later layer reads)."""
-        if bias is not None and len(bias.shape) == 4:
+        if bias is not None:
             bias = bias[:, :, :rows, :]  # a size-1 (broadcast) query axis stays size 1
         if self.norm_first:
             n = self.attention_norm(x)
@@ -139,7 +141,7 @@ class EncoderBlock(keras.layers.Layer):
     def call(self, x, bias=None, rope=None, training=False, relative=None, query_rows=None):
         """``query_rows`` (an int): only the first ``query_rows`` positions' outputs, (batch,
         query_rows, hidden) -- see :meth:`first_rows_supported`; elsewhere it is ignored."""
-        if query_rows is not None and self.first_rows_supported(rope, relative):
+        if query_rows is not None and self.first_rows_supported(rope, relative, bias):
             return self._first_rows(x, bias, query_rows, training)
         if self.norm_first:
             a = self.attend(self.attention_norm(x), bias, rope, training=training, relative=relative)
