@@ -141,7 +141,9 @@ POST_OPS = {"gelu": ("gelu", "none"), "gelu_python": ("gelu", "none"), "gelu_new
             "silu": ("swish", ""), "swish": ("swish", "")}
 
 
-def _torch_activation(name):
+def post_op_function(name):
+    """The torch function of a :data:`POST_OPS` activation name (None for None): what the BLAS
+    route applies after ``F.linear``."""
     import torch.nn.functional as F
 
     if name is None:
@@ -183,7 +185,7 @@ def linear(x, w_t, b=None, activation=None):
     import torch.nn.functional as F
 
     onednn = onednn_gemm()
-    act = _torch_activation(activation)
+    act = post_op_function(activation)
     attr, algorithm = POST_OPS[activation] if activation is not None else ("none", "")
 
     def blas():

@@ -126,7 +126,7 @@ def decode_matmul():
     def matmul(x, w, b=None, activation=None):
         if torch.is_grad_enabled():
             y = F.linear(x, w.T, b)
-            return y if activation is None else torch_gemm._torch_activation(activation)(y)
+            return y if activation is None else torch_gemm.post_op_function(activation)(y)
         return torch_gemm.linear(x, w.T, b, activation=activation)
 
     return matmul
@@ -340,7 +340,9 @@ def fast_inference(model):
     its LayerNormalization layers (last axis) run as one ``F.layer_norm`` in the input's dtype:
     Keras' call casts bf16 / fp16 inputs and weights to float32 around the same kernel, two extra
     passes over the activations that Transformers does not make (torch's kernel computes in
-    float32 inside and rounds once, as Keras' cast back does; float32 is the very same call).
+    float32 inside and rounds once, as Keras' cast back does; float32 is the very same call). A
+    projection followed by its activation (``layers.activations.activated_projection``) gets the
+    activation inside oneDNN's GEMM where oneDNN multiplies.
     Under tensorflow, its plain Dense layers multiply as one 2-D GEMM while ``predict_step`` is
     traced (``tf_kernels.flat_dense_calls``, switch ``KM_TF_FLAT_DENSE``). Every other layer, and
     jax, is unchanged. Per model and per calling thread (see ``direct_layer_calls``)."""
