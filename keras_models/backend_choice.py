@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import threading
 
 PREFERENCE = ("jax", "torch", "tensorflow")
 
@@ -65,3 +66,89 @@ def configure_jax_compilation_cache():
     if jax.config.jax_persistent_cache_min_compile_time_secs == 1.0:  # JAX's default, not the user's
         jax.config.update("jax_persistent_cache_min_compile_time_secs", JAX_CACHE_MIN_COMPILE_SECS)
     return folder
+
+
+# --- XLA:CPU temporaries kept in the heap -----------------------------------------------------------
+# XLA:CPU gives each run of a compiled program one temporary buffer for all its intermediates (a
+# MiniLM-L6 training step at 16 x 128: 594 MB; its forward at 32 x 128: ~100 MB). glibc serves an
+# allocation over 32 MB from a fresh mmap and unmaps it on free, so every run page-faulted the whole
+# buffer in again: 145,000 minor faults, ~17% of the training step on one core (docs/performance.md,
+# "Stop 29"). With mmap off for malloc and a high trim threshold the buffer stays in the heap and the
+# next run reuses it. That holds only where the run allocates from glibc's main arena, i.e. on the
+# calling thread, so jax's CPU dispatch is made synchronous (``jax_cpu_enable_async_dispatch``; it
+# has to be decided before jax creates its CPU client, so this happens when the model module is
+# imported, and only when no jax backend exists yet).
+#
+# One switch: KM_JAX_HEAP_TEMPS=0 leaves both jax's dispatch and the allocator untouched. Cost: free
+# heap memory (at most the largest temporary buffer seen, plus fragmentation) is not returned to the
+# system while models run; loading a preset returns it (``malloc_trim``). The allocator settings are
+# process-wide and made once, under a lock, on the first fit / predict / evaluate on the jax CPU
+# platform; glibc only (elsewhere nothing changes).
+
+JAX_HEAP_ENV = "KM_JAX_HEAP_TEMPS"
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_HEAP_TRIM_THRESHOLD = 2 ** 31 - 1  # mallopt takes an int
+_HEAP = {"sync_set": False, "applied": False, "libc": None}
+_HEAP_LOCK = threading.Lock()
+
+
+def heap_temps_enabled():
+    return os.environ.get(JAX_HEAP_ENV, "1").strip().lower() not in _JAX_CACHE_OFF
+
+
+def configure_jax_cpu_dispatch():
+    """Make jax's CPU dispatch synchronous (see the section comment) when the switch is on, the
+    backend is jax and jax has created no backend yet. Returns whether it did."""
+    import keras
+
+    if keras.backend.backend() != "jax" or not heap_temps_enabled():
+        return False
+    import jax
+
+    from keras_models.compat import jax_backends_initialised
+
+    if jax_backends_initialised():
+        return False
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    _HEAP["sync_set"] = True
+    return True
+
+
+def _glibc():
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt, libc.malloc_trim  # glibc only
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def keep_xla_temporaries_in_heap():
+    """Once per process, on the jax CPU platform with synchronous dispatch: malloc serves large
+    blocks from the heap and keeps up to 2 GB of free heap (see the section comment). Returns
+    whether the settings are in effect. Thread-safe; cheap after the first call."""
+    if _HEAP["applied"] or not _HEAP["sync_set"] or not heap_temps_enabled():
+        return _HEAP["applied"]
+    import jax
+
+    if jax.config.read("jax_cpu_enable_async_dispatch") or jax.default_backend() != "cpu":
+        return False
+    with _HEAP_LOCK:
+        if not _HEAP["applied"]:
+            libc = _glibc()
+            if libc is None:
+                return False
+            libc.mallopt(_M_MMAP_MAX, 0)
+            libc.mallopt(_M_TRIM_THRESHOLD, _HEAP_TRIM_THRESHOLD)
+            _HEAP["libc"] = libc
+            _HEAP["applied"] = True
+    return True
+
+
+def release_free_heap():
+    """Return free heap pages to the system (``malloc_trim``) when the heap settings above are in
+    effect: after a preset's weights are loaded, whose host copies are freed."""
+    if _HEAP["applied"]:
+        _HEAP["libc"].malloc_trim(0)

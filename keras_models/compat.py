@@ -432,6 +432,16 @@ def shallow_symbolic_checks():
         _SHALLOW.reset(token)
 
 
+def jax_backends_initialised():
+    """Whether jax has created its backends (clients) yet: settings read at client creation
+    (``jax_cpu_enable_async_dispatch``) only take effect before.
+
+    Relies on: ``jax._src.xla_bridge.backends_are_initialized``."""
+    from jax._src import xla_bridge
+
+    return xla_bridge.backends_are_initialized()
+
+
 _RUN_LOCKS = __import__("weakref").WeakKeyDictionary()
 _RUN_LOCKS_GUARD = threading.Lock()
 
@@ -454,6 +464,9 @@ def guarded_jax_run(model):
     if keras.backend.backend() != "jax":
         yield
         return
+    from keras_models.backend_choice import keep_xla_temporaries_in_heap
+
+    keep_xla_temporaries_in_heap()
     with _RUN_LOCKS_GUARD:
         lock = _RUN_LOCKS.setdefault(model, threading.RLock())
     with lock:

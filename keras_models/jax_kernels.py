@@ -196,3 +196,44 @@ def dense_matmul(x, w):
     if not _DENSE_MATMUL:
         _DENSE_MATMUL.append(_dense_matmul())
     return _DENSE_MATMUL[0](x, w)
+
+
+# erf(x) = x * P(x^2) / Q(x^2) on [-4, 4] (+-1 beyond, to float32 precision): the float32 rational
+# approximation XLA and Eigen expand ``erf`` into (max error 4.3e-7 against float64's erf).
+_ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+          -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)
+_ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+          -1.42647390514189e-02)
+_ERF = []
+
+
+def erf_float32(x):
+    """erf of a float32 jax array from elementwise products and one division, with the exact
+    derivative 2 / sqrt(pi) * exp(-x^2). What ``lax.erf`` computes on the CPU, without the StableHLO
+    composite ``lax.erf`` lowers to: TensorFlow 2.21 cannot read that back, which broke
+    ``export(format="tf_saved_model")`` from jax. ``jax.nn.gelu``'s erfc form is 2.6x slower under
+    XLA:CPU (a 4096 x 1536 block, one core: 6.8 vs 2.6 ms; its gradient 7.5 vs 5.8 ms). Stateless."""
+    if not _ERF:
+        import math
+
+        import jax
+        import jax.numpy as jnp
+
+        @jax.custom_jvp
+        def erf(v):
+            v = jnp.clip(v, -4.0, 4.0)
+            v2 = v * v
+            p, q = _ERF_P[0], _ERF_Q[0]
+            for c in _ERF_P[1:]:
+                p = p * v2 + c
+            for c in _ERF_Q[1:]:
+                q = q * v2 + c
+            return v * p / q
+
+        @erf.defjvp
+        def _erf_jvp(primals, tangents):
+            (v,), (t,) = primals, tangents
+            return erf(v), (2.0 / math.sqrt(math.pi)) * jnp.exp(-v * v) * t
+
+        _ERF.append(erf)
+    return _ERF[0](x)

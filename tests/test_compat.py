@@ -464,3 +464,11 @@ def test_call_context_training_is_the_enclosing_calls_value():
     outer(x, training=False)
     assert seen == [True, False]
     assert compat.call_context_training() is None
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="a jax internal")
+def test_jax_backends_initialised_after_a_jax_op():
+    import jax.numpy as jnp
+
+    jnp.zeros(1).block_until_ready()
+    assert compat.jax_backends_initialised() is True

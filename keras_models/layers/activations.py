@@ -16,17 +16,19 @@ _SQRT_HALF = 1.0 / math.sqrt(2.0)
 def _gelu(x):
     """Exact GELU, for half-precision inputs computed in float32 and rounded once: the precision
     PyTorch's kernel uses (jax's and TF's own bf16 gelu round every intermediate to bf16: up to
-    0.009-0.01 off on inputs in [-8, 8]). Under tensorflow as x / 2 * (1 + erf(x / sqrt 2)),
-    PyTorch's formula: TF's ``gelu`` is the erfc form, 3x slower in bfloat16 on the CPU
-    (docs/performance.md, "Stop 27 (issue 21)"). jax keeps its own erfc form: the erf form is 2x
-    faster under XLA:CPU, but ``lax.erf`` lowers to a StableHLO composite that TensorFlow 2.21 cannot
-    read back, which breaks ``export(format="tf_saved_model")`` from jax ("Stop 28")."""
+    0.009-0.01 off on inputs in [-8, 8]). Under tensorflow and jax as x / 2 * (1 + erf(x / sqrt 2)),
+    PyTorch's formula: their own ``gelu`` is the erfc form, 3x slower in bfloat16 under TF and 2.6x
+    slower in float32 under XLA:CPU (docs/performance.md, "Stop 27 (issue 21)", "Stop 29")."""
     if _BACKEND == "torch":
         return ops.gelu(x, approximate=False)
     dtype = keras.backend.standardize_dtype(x.dtype)
     y = ops.cast(x, "float32") if dtype in ("bfloat16", "float16") else x
     if _BACKEND == "tensorflow":
         y = 0.5 * y * (1.0 + ops.erf(y * _SQRT_HALF))
+    elif keras.backend.standardize_dtype(y.dtype) == "float32":
+        from keras_models.jax_kernels import erf_float32
+
+        y = 0.5 * y * (1.0 + erf_float32(y * _SQRT_HALF))
     else:
         y = ops.gelu(y, approximate=False)
     return ops.cast(y, dtype)

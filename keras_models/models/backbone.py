@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from keras_models import compat
-from keras_models.backend_choice import configure_jax_compilation_cache
+from keras_models.backend_choice import configure_jax_compilation_cache, configure_jax_cpu_dispatch
 from keras_models.generation.backend import fast_inference
 from keras_models.jax_kernels import bf16_dots
 from keras_models.layers.init import (build_symbolically, deferred_variables, discard_deferred, initialise_rest,
@@ -22,6 +22,7 @@ from keras_models.presets.sharing import SharingMixin
 logger = logging.getLogger("keras_models")
 
 configure_jax_compilation_cache()  # before any model compiles (no-op off jax)
+configure_jax_cpu_dispatch()  # before jax's CPU client exists (KM_JAX_HEAP_TEMPS)
 compat.fast_torch_kernels()  # torch: conv / batch norm without Keras' redundant copies (no-op elsewhere)
 
 

@@ -1,5 +1,6 @@
 """Load a weight map from a preset folder's safetensors files."""
 
+from keras_models.backend_choice import release_free_heap
 from keras_models.presets.safetensors_io import CheckpointReader
 from keras_models.presets.weight_map import load_rules
 
@@ -12,3 +13,4 @@ def load_model_weights(folder, rules, prefix="", ignore=(), known_unused=()):
         )
     finally:
         reader.close()
+        release_free_heap()  # the host copies just freed (backend_choice, KM_JAX_HEAP_TEMPS)

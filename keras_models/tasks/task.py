@@ -15,6 +15,7 @@ import logging
 import keras
 import numpy as np
 
+from keras_models.backend_choice import keep_xla_temporaries_in_heap
 from keras_models.compat import guarded_jax_run
 from keras_models.errors import ConfigError
 from keras_models.generation.backend import fast_inference
@@ -265,6 +266,7 @@ class Task(SharingMixin, keras.Model):
 
     def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
         self._compile_by_default("train_on_batch")
+        keep_xla_temporaries_in_heap()
         x, y, sample_weight = self._raw_batch(x, y, sample_weight)
         return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
 
@@ -339,6 +341,7 @@ class Task(SharingMixin, keras.Model):
             validation_split=0.0, **kwargs):
         check_inputs(self, x, "fit")
         self._compile_by_default("fit")
+        keep_xla_temporaries_in_heap()  # jax on the CPU (KM_JAX_HEAP_TEMPS); no-op elsewhere
         table = table_columns(x, y)
         x, y = table if table is not None else (x, y)
         if validation_split and validation_data is None and is_raw(x):
