@@ -17,6 +17,7 @@ import weakref
 import keras
 import numpy as np
 
+from keras_models.backend_choice import keep_xla_temporaries_in_heap
 from keras_models.generation import backend
 from keras_models.generation.beam import BeamSearch
 from keras_models.generation.config import GenerationConfig, GenerationError
@@ -145,6 +146,7 @@ class GenerationMixin:
     def generate(self, inputs=None, generation_config=None, *, streamer=None, seed=None, tokenizer=None,
                  return_full_text=True, **kwargs):
         """Generate with Transformers' keyword names (see GenerationConfig for the full list)."""
+        keep_xla_temporaries_in_heap()  # jax on the CPU (KM_JAX_HEAP_TEMPS); no-op elsewhere
         if inputs is None:
             inputs = {k: kwargs.pop(k) for k in ("input_ids", "attention_mask") if k in kwargs}
             if not inputs:

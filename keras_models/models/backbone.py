@@ -9,7 +9,8 @@ import keras
 import numpy as np
 
 from keras_models import compat
-from keras_models.backend_choice import configure_jax_compilation_cache, configure_jax_cpu_dispatch
+from keras_models.backend_choice import (configure_jax_compilation_cache, configure_jax_cpu_dispatch,
+                                         keep_xla_temporaries_in_heap)
 from keras_models.generation.backend import fast_inference
 from keras_models.jax_kernels import bf16_dots
 from keras_models.layers.init import (build_symbolically, deferred_variables, discard_deferred, initialise_rest,
@@ -47,6 +48,8 @@ class Backbone(SharingMixin, keras.Model):
     def predict_step(self, *args, **kwargs):
         # torch: Dense layers through oneDNN while predicting (generation.backend.fast_inference)
         # jax on CPU, bf16: products accumulate to f32 (jax_kernels.bf16_dots, KM_JAX_BF16_DOTS)
+        # jax on CPU: XLA's temporaries stay in the heap (KM_JAX_HEAP_TEMPS; once, when traced)
+        keep_xla_temporaries_in_heap()
         with fast_inference(self):
             return bf16_dots(super().predict_step, self)(*args, **kwargs)
 

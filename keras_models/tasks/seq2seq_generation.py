@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models.backend_choice import keep_xla_temporaries_in_heap
 from keras_models.generation.config import GenerationError
 from keras_models.generation.mixin import GenerationMixin
 
@@ -79,6 +80,7 @@ class Seq2SeqGenerationMixin(GenerationMixin):
         """Generate target ids with Transformers' keyword names. ``inputs``: source text(s), a
         dict with ``input_ids`` / ``attention_mask``, or an id array. Returns the decoder start
         token followed by the new ids (or decoded texts for text inputs)."""
+        keep_xla_temporaries_in_heap()  # jax on the CPU (KM_JAX_HEAP_TEMPS); no-op elsewhere
         tok = self._gen_tokenizer(tokenizer)
         texts = None
         if inputs is None:
