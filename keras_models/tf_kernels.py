@@ -46,17 +46,19 @@ def flat_dense_enabled():
     return BACKEND == "tensorflow" and _FLAT_DENSE[0]
 
 
-# keras_models activation names TensorFlow's graph optimiser (grappler's remapper) fuses into a
-# MatMul + BiasAdd as a oneDNN post-op, applied to the float32 accumulator: (function, in bf16 too).
-# silu is fused in float32 only (its bf16 form measured 2% off: not one rounding of the exact value).
+# ``layers.activations.FUSED_ACTIVATIONS`` in the forms TensorFlow's graph optimiser (grappler's
+# remapper) fuses into a MatMul + BiasAdd as a oneDNN post-op on the float32 accumulator:
+# name -> (function, in bf16 too). silu is fused in float32 only (its bf16 form measured 2% off:
+# not one rounding of the exact value).
 def _tf_post_ops():
     import tensorflow as tf
 
-    exact = lambda y: tf.nn.gelu(y, approximate=False)  # noqa: E731
-    tanh = lambda y: tf.nn.gelu(y, approximate=True)  # noqa: E731
-    return {"gelu": (exact, True), "gelu_python": (exact, True), "gelu_new": (tanh, True),
-            "gelu_pytorch_tanh": (tanh, True), "gelu_accurate": (tanh, True), "relu": (tf.nn.relu, True),
-            "silu": (tf.nn.silu, False), "swish": (tf.nn.silu, False)}
+    from keras_models.layers.activations import FUSED_ACTIVATIONS
+
+    gelu = {"none": lambda y: tf.nn.gelu(y, approximate=False), "tanh": lambda y: tf.nn.gelu(y, approximate=True)}
+    return {name: ((gelu[algorithm] if kind == "gelu" else {"relu": tf.nn.relu, "silu": tf.nn.silu}[kind]),
+                   kind != "silu")
+            for name, (kind, algorithm) in FUSED_ACTIVATIONS.items()}
 
 
 def onednn_enabled():

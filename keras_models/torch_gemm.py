@@ -31,6 +31,8 @@ import os
 import threading
 import time
 
+from keras_models.layers.activations import FUSED_ACTIVATIONS
+
 _MODES = ("measure", "rule", "blas", "onednn")
 _MODE = [os.environ.get("KM_TORCH_GEMM", "measure").strip().lower() or "measure"]
 if _MODE[0] not in _MODES:
@@ -134,11 +136,10 @@ def onednn_gemm():
     return _ONEDNN[0]
 
 
-# keras_models activation names that oneDNN applies to the GEMM's float32 accumulator before it
-# writes the output ("post-op"): (post-op name, algorithm) of ``torch.ops.mkldnn._linear_pointwise``
-POST_OPS = {"gelu": ("gelu", "none"), "gelu_python": ("gelu", "none"), "gelu_new": ("gelu", "tanh"),
-            "gelu_pytorch_tanh": ("gelu", "tanh"), "gelu_accurate": ("gelu", "tanh"), "relu": ("relu", ""),
-            "silu": ("swish", ""), "swish": ("swish", "")}
+# ``layers.activations.FUSED_ACTIVATIONS`` as the (post-op name, algorithm) pairs of oneDNN's
+# ``torch.ops.mkldnn._linear_pointwise``: applied to the GEMM's float32 accumulator before it writes
+POST_OPS = {name: ("swish" if kind == "silu" else kind, algorithm)
+            for name, (kind, algorithm) in FUSED_ACTIVATIONS.items()}
 
 
 def post_op_function(name):

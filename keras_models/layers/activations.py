@@ -6,10 +6,16 @@ import keras
 from keras import ops
 
 from keras_models import compat
-from keras_models.torch_gemm import POST_OPS
 
 
 _BACKEND = keras.config.backend()
+
+# Activation names a GEMM can apply to its float32 accumulator before writing the output (a fused
+# post-op: oneDNN through ``torch_gemm``, grappler's remapper through ``tf_kernels``):
+# name -> (kind, GELU approximation).
+FUSED_ACTIVATIONS = {"gelu": ("gelu", "none"), "gelu_python": ("gelu", "none"), "gelu_new": ("gelu", "tanh"),
+                     "gelu_pytorch_tanh": ("gelu", "tanh"), "gelu_accurate": ("gelu", "tanh"),
+                     "relu": ("relu", ""), "silu": ("silu", ""), "swish": ("silu", "")}
 _SQRT_HALF = 1.0 / math.sqrt(2.0)
 
 
@@ -90,7 +96,7 @@ def activated_projection(dense, x, name, act=None):
     fast = compat.redirect_for(dense)
     if fast is not None and isinstance(name, str):
         activated = getattr(fast, "activated", None)
-        if activated is not None and name in POST_OPS:
+        if activated is not None and name in FUSED_ACTIVATIONS:
             return activated(x, name)
     return (act or get_activation(name))(dense(x))
 

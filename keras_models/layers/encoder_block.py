@@ -122,33 +122,24 @@ class EncoderBlock(keras.layers.Layer):
                 and type(self.attention) is Attention
                 and cls.call is EncoderBlock.call and cls.attend is EncoderBlock.attend)
 
-    def _first_rows(self, x, bias, rows, training):
-        """The block's output at positions ``[:rows]`` only: queries from those rows, keys and values
-        from every row; the other positions' outputs are not computed (what no later layer reads)."""
-        if bias is not None:
-            bias = bias[:, :, :rows, :]  # a size-1 (broadcast) query axis stays size 1
-        if self.norm_first:
-            n = self.attention_norm(x)
-            a = self.attention(n[:, :rows], bias, context=n, training=training)
-            h = x[:, :rows] + self.dropout(a, training=training)
-            f = self.output_dense(activated_projection(self.intermediate, self.output_norm(h), self.hidden_act, self.act))
-            return h + self.dropout(f, training=training)
-        a = self.attention(x[:, :rows], bias, context=x, training=training)
-        h = self.attention_norm(x[:, :rows] + self.dropout(a, training=training))
-        f = self.output_dense(activated_projection(self.intermediate, h, self.hidden_act, self.act))
-        return self.output_norm(h + self.dropout(f, training=training))
-
     def call(self, x, bias=None, rope=None, training=False, relative=None, query_rows=None):
         """``query_rows`` (an int): only the first ``query_rows`` positions' outputs, (batch,
-        query_rows, hidden) -- see :meth:`first_rows_supported`; elsewhere it is ignored."""
+        query_rows, hidden) -- see :meth:`first_rows_supported`; elsewhere it is ignored. Then the
+        queries come from those rows and the keys and values from every row; the other positions'
+        outputs (what no later layer reads) are not computed."""
+        n = self.attention_norm(x) if self.norm_first else x
         if query_rows is not None and self.first_rows_supported(rope, relative, bias):
-            return self._first_rows(x, bias, query_rows, training)
+            rows = query_rows
+            if bias is not None:
+                bias = bias[:, :, :rows, :]  # a size-1 (broadcast) query axis stays size 1
+            a = self.attention(n[:, :rows], bias, context=n, training=training)
+            x = x[:, :rows]
+        else:
+            a = self.attend(n, bias, rope, training=training, relative=relative)
         if self.norm_first:
-            a = self.attend(self.attention_norm(x), bias, rope, training=training, relative=relative)
             h = x + self.dropout(a, training=training)
             f = self.output_dense(activated_projection(self.intermediate, self.output_norm(h), self.hidden_act, self.act))
             return h + self.dropout(f, training=training)
-        a = self.attend(x, bias, rope, training=training, relative=relative)
         h = self.attention_norm(x + self.dropout(a, training=training))
         f = self.output_dense(activated_projection(self.intermediate, h, self.hidden_act, self.act))
         return self.output_norm(h + self.dropout(f, training=training))

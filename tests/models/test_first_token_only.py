@@ -30,14 +30,15 @@ def switch():
 @pytest.fixture
 def short_calls(monkeypatch):
     calls = []
-    real = EncoderBlock._first_rows
+    real = EncoderBlock.call
 
-    def spy(self, x, bias, rows, training):
-        out = real(self, x, bias, rows, training)
-        calls.append((self.name, tuple(out.shape)))
+    def spy(self, x, *args, **kwargs):  # records the calls that computed only the first rows
+        out = real(self, x, *args, **kwargs)
+        if out.shape[1] != x.shape[1]:
+            calls.append((self.name, tuple(out.shape)))
         return out
 
-    monkeypatch.setattr(EncoderBlock, "_first_rows", spy)
+    monkeypatch.setattr(EncoderBlock, "call", spy)
     return calls
 
 
