@@ -200,7 +200,7 @@ def linear(x, w_t, b=None, activation=None):
     rows = x.numel() // n_in
     if n_in * n_out <= SMALL_WEIGHT and rows <= SMALL_ROWS:  # the fixed part of the rule, no lookup
         return blas()
-    layout = "" if w_t.is_contiguous() else "w_t strided"
+    layout = " ".join(([] if x.is_contiguous() else ["x strided"]) + ([] if w_t.is_contiguous() else ["w_t strided"]))
     if x.dtype != torch.float32:
         layout = (layout + " " + str(x.dtype).replace("torch.", "")).strip()
     if activation is not None:  # timed with the activation on both sides: its own shape

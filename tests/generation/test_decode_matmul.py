@@ -245,3 +245,27 @@ def test_activated_projection_is_fused_in_predict_and_equals_keras():
     if torch.backends.mkldnn.is_available():
         assert "aten::gelu" not in names and any("_linear_pointwise" in n for n in names)
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("route", ["blas", "onednn"])
+def test_weight_gradient_product_on_transposed_views(route, gemm_mode):
+    """The ``fit`` fast path's dW = x.T @ dy (tasks.training) passes both operands as transposed
+    views (no copies): each library must read them strided and give the float64 product."""
+    import torch
+
+    from keras_models.torch_gemm import linear
+
+    gemm_mode(route)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 40)).astype("float32")
+    dy = rng.standard_normal((300, 24)).astype("float32")
+    xt, dyt = torch.from_numpy(x), torch.from_numpy(dy)
+    from torch.profiler import profile
+
+    with profile() as prof:
+        got = linear(xt.T, dyt.T)
+    used_onednn = any("_linear_pointwise" in e.name for e in prof.events())
+    assert used_onednn == (route == "onednn" and torch.backends.mkldnn.is_available())
+    assert got.shape == (40, 24)
+    np.testing.assert_allclose(got.numpy(), x.astype("float64").T @ dy.astype("float64"), rtol=1e-5,
+                               atol=1e-5 * np.sqrt(300))
