@@ -82,8 +82,8 @@ def configure_jax_compilation_cache():
 # One switch: KM_JAX_HEAP_TEMPS=0 leaves both jax's dispatch and the allocator untouched. Cost: free
 # heap memory (at most the largest temporary buffer seen, plus fragmentation) is not returned to the
 # system while models run; loading a preset returns it (``malloc_trim``). The allocator settings are
-# process-wide and made once, under a lock, on the first fit / predict / evaluate on the jax CPU
-# platform; glibc only (elsewhere nothing changes).
+# process-wide and made once, under a lock, on the first fit / predict / evaluate / generate on the
+# jax CPU platform; glibc only (elsewhere nothing changes).
 
 JAX_HEAP_ENV = "KM_JAX_HEAP_TEMPS"
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
@@ -109,7 +109,10 @@ def configure_jax_cpu_dispatch():
 
     if jax_backends_initialised():
         return False
-    jax.config.update("jax_cpu_enable_async_dispatch", False)
+    try:
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
+    except (AttributeError, KeyError, ValueError):  # a jax without the setting: leave it alone
+        return False
     _HEAP["sync_set"] = True
     return True
 
