@@ -5,6 +5,17 @@ import os
 import threading
 
 PREFERENCE = ("jax", "torch", "tensorflow")
+SWITCH_OFF = {"0", "off", "false", "no", "none"}  # values that turn a KM_* switch off (any case)
+
+
+def switch_on(name, default=True):
+    """Read the on/off switch ``name`` from the environment: unset or empty gives ``default``;
+    ``0`` / ``off`` / ``false`` / ``no`` / ``none`` (any case, spaces ignored) switch it off, any
+    other value on. Every KM_* fast-path switch is read through here (docs/fast_paths.md)."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    return value not in SWITCH_OFF
 
 
 def ensure_backend(requested=None):
@@ -23,7 +34,6 @@ def ensure_backend(requested=None):
 # --- JAX persistent compilation cache ---------------------------------------------------------------
 
 JAX_CACHE_ENV = "KERAS_MODELS_JAX_CACHE"  # a folder, or "0"/"off"/"false"/"none" to switch it off
-_JAX_CACHE_OFF = {"0", "off", "false", "no", "none"}
 JAX_CACHE_MIN_COMPILE_SECS = 0.25  # compiles cheaper than this are not worth a disk entry
 
 
@@ -50,7 +60,7 @@ def configure_jax_compilation_cache():
     if keras.backend.backend() != "jax":
         return None
     setting = os.environ.get(JAX_CACHE_ENV, "").strip()
-    if setting.lower() in _JAX_CACHE_OFF:
+    if setting.lower() in SWITCH_OFF:
         return None
     import jax
 
@@ -93,7 +103,7 @@ _HEAP_LOCK = threading.Lock()
 
 
 def heap_temps_enabled():
-    return os.environ.get(JAX_HEAP_ENV, "1").strip().lower() not in _JAX_CACHE_OFF
+    return switch_on(JAX_HEAP_ENV)
 
 
 def configure_jax_cpu_dispatch():

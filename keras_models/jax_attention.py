@@ -20,9 +20,9 @@ device; on GPUs and TPUs the fused kernels (cuDNN / flash) stay. Pure functions 
 
 from __future__ import annotations
 
-import os
+from keras_models.backend_choice import switch_on
 
-CPU_ATTENTION = os.environ.get("KM_JAX_CPU_ATTENTION", "1") not in ("0", "false", "False")
+CPU_ATTENTION = switch_on("KM_JAX_CPU_ATTENTION")
 
 
 MIN_SCORES = 1 << 16  # query x key positions from which the loop is taken (Whisper: 1500 x 1500)

@@ -20,9 +20,9 @@ compute dtype is bfloat16; everything else runs ``fn`` unchanged. Stateless (a p
 its inputs), so thread-safe.
 """
 
-import os
+from keras_models.backend_choice import switch_on
 
-BF16_DOTS = os.environ.get("KM_JAX_BF16_DOTS", "1") not in ("0", "false", "False")
+BF16_DOTS = switch_on("KM_JAX_BF16_DOTS")
 
 
 def wants_bf16_dots(model):

@@ -26,14 +26,14 @@ it (:func:`fusing_enabled`). Only the calling thread is redirected
 from __future__ import annotations
 
 import contextlib
-import os
 
 import keras
 
 from keras_models import compat
+from keras_models.backend_choice import switch_on
 
 BACKEND = keras.backend.backend()
-_FLAT_DENSE = [os.environ.get("KM_TF_FLAT_DENSE", "1").strip().lower() not in ("0", "false", "no", "off")]
+_FLAT_DENSE = [switch_on("KM_TF_FLAT_DENSE")]
 _keras_layer_call = keras.layers.Layer.__call__
 
 

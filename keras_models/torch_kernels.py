@@ -12,15 +12,15 @@ functions, so importing this module imports neither).
   add as one oneDNN call; :func:`torch_max_pool2d` a channels-last max pool without a padded copy.
 """
 
-import os
 import threading
+from keras_models.backend_choice import switch_on
 
 # The one switch for the copy-free channels-last 1-D conv paths of the speech encoders (issue 14):
 # the Wav2Vec2 family's feature-encoder convs as GEMMs on strided views (:func:`torch_conv1d_taps`) and its
 # weight-normed position conv through :func:`torch_conv1d` with the torch-layout kernel cached, both
 # under torch with autograd off. On by default; ``KM_TORCH_FAST_CONV1D=0`` (or this set to False)
 # selects the plain Keras ``ops.conv`` path (same values up to float summation order).
-FAST_CONV1D = os.environ.get("KM_TORCH_FAST_CONV1D", "1") not in ("0", "false", "False")
+FAST_CONV1D = switch_on("KM_TORCH_FAST_CONV1D")
 
 _install_lock = threading.Lock()
 
@@ -262,7 +262,7 @@ def torch_conv_transpose1d(x, weight, bias=None, stride=1, padding=0):
 # and the channels-last max pool of ResNet stems, under torch with autograd off and float32 CPU inputs.
 # On by default; ``KM_TORCH_FAST_CONV2D=0`` (or this set to False) selects the plain Keras ops path
 # (the same values up to float rounding: the BatchNorm is folded into the conv's weights and bias).
-FAST_CONV2D = os.environ.get("KM_TORCH_FAST_CONV2D", "1") not in ("0", "false", "False")
+FAST_CONV2D = switch_on("KM_TORCH_FAST_CONV2D")
 
 
 def torch_fused_conv_ready(x):

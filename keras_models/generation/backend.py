@@ -16,13 +16,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import os
 
 import keras
 import numpy as np
 from keras import ops
 
 from keras_models import compat
+from keras_models.backend_choice import switch_on
 
 BACKEND = keras.backend.backend()
 EAGER_LOOP = BACKEND == "torch"  # the decode loop runs in Python, one step at a time
@@ -83,7 +83,7 @@ _in_direct_calls = contextvars.ContextVar("keras_models_direct_layer_calls", def
 # tiny model that was a third of a step). Same kernels, same dtypes, identical results. Off with
 # ``KM_TORCH_DIRECT_OPS=0`` (or this set to False before a generate call): every piece then takes
 # its keras.ops path. Read by ``direct_ops()``; other backends never see it.
-TORCH_DIRECT_OPS = os.environ.get("KM_TORCH_DIRECT_OPS", "1") not in ("0", "false", "False")
+TORCH_DIRECT_OPS = switch_on("KM_TORCH_DIRECT_OPS")
 _direct_ops = contextvars.ContextVar("keras_models_direct_ops", default=False)
 
 

@@ -13,7 +13,6 @@ sinks); :meth:`Attention.call_decoder` adds rotary positions and a fixed-size KV
 buffer written at ``cache_index``.
 """
 
-import os
 
 import keras
 from keras import ops
@@ -23,6 +22,7 @@ from keras_models.generation.backend import EAGER_LOOP, direct_ops, visible_leng
 from keras_models.layers.masks import ALL_VISIBLE
 from keras_models.layers.norms import make_norm
 from keras_models.layers.rotary import apply_rotary
+from keras_models.backend_choice import switch_on
 
 
 # The one switch for the fused attention path: ``keras.ops.dot_product_attention`` (PyTorch SDPA
@@ -30,7 +30,7 @@ from keras_models.layers.rotary import apply_rotary
 # default; ``KM_FUSED_ATTENTION=0`` (or setting this to False) selects the explicit einsum +
 # softmax path, which is also used whenever the fused kernel cannot express the layer (logit
 # soft-capping, attention dropout while training).
-FUSED_ATTENTION = os.environ.get("KM_FUSED_ATTENTION", "1") not in ("0", "false", "False")
+FUSED_ATTENTION = switch_on("KM_FUSED_ATTENTION")
 
 
 def fused_attention(q, k, v, bias, scale, heads_major=False):

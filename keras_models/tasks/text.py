@@ -4,7 +4,6 @@ The generic classes are the public entry points (``km.TextClassifier.from_preset
 resolve the family's own subclass from config.json.
 """
 
-import os
 
 import keras
 from keras import ops
@@ -12,13 +11,14 @@ from keras import ops
 from keras_models.presets.weight_map import TRANSPOSE, Rule
 from keras_models.tasks.heads import ClassificationHead, MaskedLMHead
 from keras_models.tasks.task import Task, labelled_task_kwargs, labels_to_hf
+from keras_models.backend_choice import switch_on
 
 # A first-token classifier reads only position 0 of the last hidden state, so the backbone's last
 # block computes only that position (queries from it, keys / values from every position): about a
 # sixth of the layer-FLOPs of a 6-layer encoder, in predict and in fit; the logits are the same up
 # to float summation order. ``KM_FIRST_TOKEN_ONLY=0`` (or FIRST_TOKEN_ONLY[0] = False) computes the
 # full last layer.
-FIRST_TOKEN_ONLY = [os.environ.get("KM_FIRST_TOKEN_ONLY", "1").strip().lower() not in ("0", "false", "no", "off")]
+FIRST_TOKEN_ONLY = [switch_on("KM_FIRST_TOKEN_ONLY")]
 
 
 def _dense_rules(name, dense, base=False):

@@ -33,14 +33,14 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import os
 
 import keras
 
 from keras_models import compat
+from keras_models.backend_choice import switch_on
 
 BACKEND = keras.backend.backend()
-_FAST_TRAIN = [os.environ.get("KM_FAST_TRAIN", "1").strip().lower() not in ("0", "false", "no", "off")]
+_FAST_TRAIN = [switch_on("KM_FAST_TRAIN")]
 _ACTIVE = contextvars.ContextVar("km_fast_training", default=False)  # inside fast_training (jax / torch)
 
 

@@ -11,7 +11,6 @@
   (``keras_models/models/sam/layers.py``) -> ``{"iou_scores", "pred_masks"}``.
 """
 
-import os
 import threading
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from keras_models.models.vitdet import VitDetBlock
 from keras_models.presets.weight_map import Rule
 from keras_models.spec import Spec, dim, hf, nested
 from keras_models.tasks.mask_generator import MaskGenerator
+from keras_models.backend_choice import switch_on
 
 _ser = keras.saving.register_keras_serializable(package="keras_models")
 
@@ -297,7 +297,7 @@ PROMPTS = ("input_points", "input_labels", "input_boxes", "input_masks")
 # and no per-op eager dispatch: measured ~5-7% off the ViT-B encoder on one AMD EPYC core (XLA's
 # ``jit_compile`` was slower than eager). ``KM_SAM_TF_GRAPH=0`` (or ``TF_GRAPH = False``) keeps the
 # eager call; the results differ from it by float rounding only (fused kernels, ~1e-5).
-TF_GRAPH = os.environ.get("KM_SAM_TF_GRAPH", "1") not in ("0", "false", "False")
+TF_GRAPH = switch_on("KM_SAM_TF_GRAPH")
 _GRAPH_LOCK = threading.Lock()
 
 

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models.backend_choice import switch_on
 from keras_models.errors import ConfigError, InputError
 from keras_models.models.backbone import SpecBackbone
 from keras_models.models.registry import register_backbone
@@ -53,9 +54,7 @@ def tf_graph_enabled():
     decoder run as one ``tf.function`` graph (no XLA; grappler's oneDNN conv fusions), traced once
     for all lengths. On unless the environment sets ``KM_VITS_TF_GRAPH=0`` (then: eager, the plain
     Keras path; outputs equal up to float summation order)."""
-    import os
-
-    return os.environ.get(TF_GRAPH_ENV, "1") != "0"
+    return switch_on(TF_GRAPH_ENV)
 
 
 @dataclass(frozen=True, kw_only=True)
