@@ -18,8 +18,12 @@ faster one for that shape. The fixed rule (:func:`rule`) is the default answer a
 must be at least ``MARGIN`` faster to replace it, so timing noise cannot flip a shape between
 close kernels. Not timed: a small weight (at most 2**18 entries) at up to 16 rows always takes
 ``F.linear`` (oneDNN's fixed ~12 microseconds a call dominate there, a per-call cost rather than a
-per-CPU one), and a product above 2**31 multiply-adds takes the rule's answer (oneDNN), where
-timing it would cost more than it could save.
+per-CPU one). A product of many rows is timed on its first rows only (``TIMED_MACS`` multiply-adds,
+at least ``TIMED_MIN_ROWS`` rows: a GEMM's speed per row is settled long before that), so that
+measuring a (4096 x 384) @ (384 x 1536) product costs ~70 ms once rather than ~0.6 s; where even
+that many rows would exceed 2**31 multiply-adds (a vocabulary projection), the rule answers. The
+rule is not safe to assume for big products: on an AVX2-only AMD Zen 3, oneDNN with a fused GELU
+was 25-40% slower than MKL plus a separate GELU pass (docs/performance.md, "Stop 30").
 
 The switch ``KM_TORCH_GEMM`` (or :func:`set_gemm_choice`): ``measure`` (default), ``rule`` (the fixed
 rule only, no timing), ``blas`` or ``onednn`` (that library wherever it applies). Both libraries
@@ -34,13 +38,15 @@ import time
 from keras_models.layers.activations import FUSED_ACTIVATIONS
 
 _MODES = ("measure", "rule", "blas", "onednn")
-_MODE = [os.environ.get("KM_TORCH_GEMM", "measure").strip().lower() or "measure"]
+_MODE = [os.environ.get("KM_TORCH_GEMM", "").strip().lower() or "measure"]
 if _MODE[0] not in _MODES:
     raise ValueError(f"KM_TORCH_GEMM={_MODE[0]!r}: expected one of {', '.join(_MODES)}")
 
 SMALL_WEIGHT = 1 << 18  # entries; at up to SMALL_ROWS rows such a weight always takes F.linear
 SMALL_ROWS = 16
 MAX_MEASURED_MACS = 1 << 31  # bigger products are never timed (the rule answers)
+TIMED_MACS = 1 << 28  # a product with more multiply-adds is timed on its first rows only ...
+TIMED_MIN_ROWS = 256  # ... but on at least this many
 REPS = 3
 MARGIN = 0.10
 
@@ -90,12 +96,14 @@ def _time_pair(first, second, clock, reps):
     return best
 
 
-def use_onednn(rows, n_in, n_out, threads, blas_call, onednn_call, has_bias=False, layout="", clock=time.perf_counter):
+def use_onednn(rows, n_in, n_out, threads, blas_call, onednn_call, has_bias=False, layout="", clock=time.perf_counter,
+               timed_rows=None):
     """True where the product of ``rows`` x ``n_in`` by ``n_in`` x ``n_out`` should run in oneDNN.
 
-    ``blas_call`` / ``onednn_call`` compute that product on the real operands (no arguments); they
-    are called only while the shape is measured, once per process and shape. ``layout`` names the
-    operands' memory layout where it can change the answer (it is part of the shape's key)."""
+    ``blas_call`` / ``onednn_call`` compute that product on the real operands (no arguments), or
+    on their first ``timed_rows`` rows; they are called only while the shape is measured, once per
+    process and shape. ``layout`` names the operands' memory layout where it can change the answer
+    (it is part of the shape's key)."""
     mode = _MODE[0]
     if mode == "blas":
         return False
@@ -103,7 +111,7 @@ def use_onednn(rows, n_in, n_out, threads, blas_call, onednn_call, has_bias=Fals
         return True
     default = rule(rows, n_in, n_out)
     if (mode == "rule" or n_in * n_out <= SMALL_WEIGHT and rows <= SMALL_ROWS
-            or rows * n_in * n_out > MAX_MEASURED_MACS):
+            or (rows if timed_rows is None else timed_rows) * n_in * n_out > MAX_MEASURED_MACS):
         return default
     key = (rows, n_in, n_out, bool(has_bias), threads) + ((layout,) if layout else ())
     choice = _choices.get(key)
@@ -189,7 +197,7 @@ def linear(x, w_t, b=None, activation=None):
     act = post_op_function(activation)
     attr, algorithm = POST_OPS[activation] if activation is not None else ("none", "")
 
-    def blas():
+    def blas(x=x):
         y = F.linear(x, w_t, b)
         return y if act is None else act(y)
 
@@ -205,8 +213,15 @@ def linear(x, w_t, b=None, activation=None):
         layout = (layout + " " + str(x.dtype).replace("torch.", "")).strip()
     if activation is not None:  # timed with the activation on both sides: its own shape
         layout = (layout + " +" + attr).strip()
-    if use_onednn(rows, n_in, n_out, torch.get_num_threads(), blas,
-                  lambda: onednn(x, w_t, b, attr, [], algorithm), has_bias=b is not None, layout=layout):
+    timed, x_timed = rows, x
+    if rows * n_in * n_out > TIMED_MACS and rows > TIMED_MIN_ROWS:  # time the first rows only
+        per = rows // x.shape[0] if x.dim() > 2 else 1  # rows per entry of the leading axis
+        lead = max(1, max(TIMED_MIN_ROWS, TIMED_MACS // (n_in * n_out)) // per)
+        if lead < x.shape[0]:
+            timed, x_timed = lead * per, x[:lead]  # a view: the same strides as x
+    if use_onednn(rows, n_in, n_out, torch.get_num_threads(), lambda: blas(x_timed),
+                  lambda: onednn(x_timed, w_t, b, attr, [], algorithm), has_bias=b is not None, layout=layout,
+                  timed_rows=timed):
         return onednn(x, w_t, b, attr, [], algorithm)
     return blas()
 

@@ -269,3 +269,34 @@ def test_weight_gradient_product_on_transposed_views(route, gemm_mode):
     assert got.shape == (40, 24)
     np.testing.assert_allclose(got.numpy(), x.astype("float64").T @ dy.astype("float64"), rtol=1e-5,
                                atol=1e-5 * np.sqrt(300))
+
+
+@pytest.mark.parametrize("leading", [(600,), (3, 200)])
+def test_a_many_row_product_is_timed_on_its_first_rows(leading, gemm_mode, monkeypatch):
+    """Above ``TIMED_MACS`` the two kernels are timed on a leading slice of x (a view, so the same
+    layout), at least ``TIMED_MIN_ROWS`` rows; the choice is kept for the full shape and the
+    product itself uses every row."""
+    import torch
+
+    from keras_models import torch_gemm
+
+    gemm_mode("measure")
+    monkeypatch.setattr(torch_gemm, "TIMED_MACS", 100 * 64 * 96)
+    monkeypatch.setattr(torch_gemm, "TIMED_MIN_ROWS", 50)
+    timed_rows = []
+    real = torch_gemm.onednn_gemm()
+    if real is None:
+        pytest.skip("this torch build has no oneDNN GEMM")
+    monkeypatch.setattr(torch_gemm, "_ONEDNN", [lambda x, *a: (timed_rows.append(x.numel() // x.shape[-1]),
+                                                                real(x, *a))[1]])
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(leading + (64,)).astype("float32")
+    w = rng.standard_normal((96, 64)).astype("float32")
+    with torch.inference_mode():
+        got = torch_gemm.linear(torch.from_numpy(x), torch.from_numpy(w))
+    rows = int(np.prod(leading))
+    want_timed = 100 if len(leading) == 1 else 200  # (3, 200): whole entries of the leading axis
+    assert timed_rows[:1 + torch_gemm.REPS] == [want_timed] * (1 + torch_gemm.REPS)
+    assert set(timed_rows[1 + torch_gemm.REPS:]) <= {rows}  # the real product, if oneDNN won
+    assert list(torch_gemm.measured_choices())[0][:3] == (rows, 64, 96)
+    np.testing.assert_allclose(got.numpy(), _reference(x, w.T, None), rtol=1e-5, atol=1e-5 * 8)
