@@ -18,11 +18,25 @@ The one switch: ``KM_JAX_BF16_DOTS`` (default on; ``0`` restores the plain Keras
 :data:`BF16_DOTS`. It applies on the CPU platform only, to traced (jitted) calls of models whose
 compute dtype is bfloat16; everything else runs ``fn`` unchanged. Stateless (a pure function of
 its inputs), so thread-safe.
+
+:func:`few_row_dots` (float32 decode steps): XLA:CPU hands a float32 product of a few rows by a
+weight matrix to YNNPACK, whose few-row GEMM ran at half the speed of XLA's own (Eigen) one on an
+AVX2-only AMD Zen 3 core: 8 x 768 @ 768 x 3072 2.1 ms against 1.5 ms, 8 x 3072 @ 3072 x 768 2.6
+against 1.4 ms, 16 rows 3.0 against 1.4 ms (on Zen 5 the two were level at 2-8 rows,
+docs/performance.md "Stop 29" and "Stop 30"). The replay issues each float32 ``x @ w`` of
+``FEW_ROWS`` rows (a decode step at batch 2-16; one row already takes XLA's vector path) with
+``x`` transposed behind an optimisation barrier: a column-major left operand, which YNNPACK's
+matcher declines, so XLA's own GEMM multiplies. The same products, summed in another order.
+Switch: ``KM_JAX_FEW_ROW_DOTS`` (default on) or :data:`FEW_ROW_DOTS`; CPU platform, float32
+models, the compiled decode functions of ``generate`` (``generation.backend.compile_fn``).
 """
 
 from keras_models.backend_choice import switch_on
 
 BF16_DOTS = switch_on("KM_JAX_BF16_DOTS")
+FEW_ROW_DOTS = switch_on("KM_JAX_FEW_ROW_DOTS")
+FEW_ROWS = (2, 16)  # rows of a decode step's products that few_row_dots re-issues
+FEW_ROW_MIN_WEIGHT = 1 << 16  # entries; smaller weights are left to XLA's own choice
 
 
 def wants_bf16_dots(model):
@@ -41,11 +55,49 @@ def wants_bf16_dots(model):
     return jax.default_backend() == "cpu"
 
 
+def wants_few_row_dots(model):
+    """Whether ``model``'s compiled decode functions should go through :func:`few_row_dots`."""
+    if not FEW_ROW_DOTS:
+        return False
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return False
+    policy = getattr(model, "dtype_policy", None)
+    if getattr(policy, "compute_dtype", None) != "float32":
+        return False
+    import jax
+
+    if jax.default_backend() != "cpu":
+        return False
+    # a model without a weight big enough to qualify is traced as it is (no replay)
+    return any(len(v.shape) == 2 and v.shape[0] * v.shape[1] >= FEW_ROW_MIN_WEIGHT for v in model.weights)
+
+
 def bf16_dots(fn, model=None):
     """``fn`` with its bf16 products accumulated to f32 (see the module docstring); ``fn`` itself
     when ``model`` is given and :func:`wants_bf16_dots` says no, or when called outside a trace."""
     if model is not None and not wants_bf16_dots(model):
         return fn
+    return _replayed(fn, _BF16_RULE)
+
+
+def few_row_dots(fn, model=None):
+    """``fn`` with its float32 products of ``FEW_ROWS`` rows by a 2-D weight issued so that XLA:CPU
+    multiplies them with its own (Eigen) GEMM instead of YNNPACK (see the module docstring); ``fn``
+    itself when ``model`` is given and :func:`wants_few_row_dots` says no, or outside a trace."""
+    if model is not None and not wants_few_row_dots(model):
+        return fn
+    return _replayed(fn, _FEW_ROW_RULE)
+
+
+def decode_dots(fn, model):
+    """The dot rewrites that apply to ``model``'s compiled decode functions: :func:`bf16_dots` for a
+    bf16 model, :func:`few_row_dots` for a float32 one (``fn`` unchanged where neither applies)."""
+    return few_row_dots(bf16_dots(fn, model), model)
+
+
+def _replayed(fn, rule):
     import jax
 
     def wrapped(*args, **kwargs):
@@ -53,7 +105,7 @@ def bf16_dots(fn, model=None):
         if not any(isinstance(x, jax.core.Tracer) for x in leaves):
             return fn(*args, **kwargs)  # eager: nothing to compile, keep Keras' own path
         closed, out_shape = jax.make_jaxpr(lambda a, k: fn(*a, **k), return_shape=True)(args, kwargs)
-        out = _eval(closed.jaxpr, closed.consts, *leaves)
+        out = _eval(closed.jaxpr, closed.consts, rule, *leaves)
         return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(out_shape), out)
 
     return wrapped
@@ -89,35 +141,91 @@ def _f32_dot(eqn, lhs, rhs):
     return out.reshape(eqn.outvars[0].aval.shape)
 
 
-def _contains_low_dot(jaxpr):
+def _bf16_rewrite(eqn, lhs, rhs):
+    import jax
+    import jax.numpy as jnp
+
+    return [jax.lax.convert_element_type(_f32_dot(eqn, lhs, rhs), jnp.bfloat16)]
+
+
+def _few_rows(eqn, producers=None):
+    """(rows, in) of a float32 ``x @ w`` with ``x`` (..., in) contracted on its last axis, ``w`` a
+    2-D (in, out) operand contracted on its first, no batch axes, 2..FEW_ROWS[1] rows and a weight
+    of at least FEW_ROW_MIN_WEIGHT entries; else None. Not where ``w`` is the transpose of another
+    array in the same jaxpr (``producers``: variable -> primitive name): XLA folds that transpose
+    into the dot, and with both operands column-major its GEMM was ~50x slower (a tied output
+    projection, 8 x 768 @ (32000 x 768).T: 127 ms)."""
+    import math
+
+    import jax.numpy as jnp
+
+    if eqn.primitive.name != "dot_general":
+        return None
+    if producers and producers.get(eqn.invars[1]) == "transpose":
+        return None
+    lhs, rhs = (v.aval for v in eqn.invars)
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    if (lb or rb or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32 or rhs.ndim != 2
+            or tuple(lc) != (lhs.ndim - 1,) or tuple(rc) != (0,)
+            or eqn.params.get("preferred_element_type") not in (None, jnp.float32)):
+        return None
+    rows = math.prod(lhs.shape[:-1])
+    if not FEW_ROWS[0] <= rows <= FEW_ROWS[1] or rhs.shape[0] * rhs.shape[1] < FEW_ROW_MIN_WEIGHT:
+        return None
+    return rows, lhs.shape[-1]
+
+
+def _few_row_rewrite(eqn, lhs, rhs):
+    import jax
+
+    n_in = lhs.shape[-1]
+    rows = lhs.size // n_in
+    # x.T materialised (the barrier keeps XLA from folding the transpose back into the dot): a
+    # column-major left operand, which XLA:CPU's YNNPACK matcher declines, so its own GEMM runs
+    lhs_t = jax.lax.optimization_barrier(lhs.reshape(rows, n_in).T)
+    out = jax.lax.dot_general(lhs_t, rhs, (((0,), (0,)), ((), ())), precision=eqn.params.get("precision"),
+                              preferred_element_type=eqn.params.get("preferred_element_type"))
+    return [out.reshape(eqn.outvars[0].aval.shape)]
+
+
+_BF16_RULE = (lambda eqn, producers=None: _is_low_dot(eqn), _bf16_rewrite)
+_FEW_ROW_RULE = (lambda eqn, producers=None: _few_rows(eqn, producers) is not None, _few_row_rewrite)
+
+
+def _contains(jaxpr, match):
     from jax.extend.core import subjaxprs
 
-    return any(_is_low_dot(eqn) for eqn in jaxpr.eqns) or any(_contains_low_dot(sub) for sub in subjaxprs(jaxpr))
+    producers = _producers(jaxpr)
+    return (any(match(eqn, producers) for eqn in jaxpr.eqns)
+            or any(_contains(sub, match) for sub in subjaxprs(jaxpr)))
 
 
-def _rewrite_closed(closed):
+def _producers(jaxpr):
+    return {v: eqn.primitive.name for eqn in jaxpr.eqns for v in eqn.outvars}
+
+
+def _rewrite_closed(closed, rule):
     """A ClosedJaxpr with the same signature whose body goes through :func:`_eval`."""
     import jax
 
     avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype) for v in closed.jaxpr.invars]
-    return jax.make_jaxpr(lambda *xs: _eval(closed.jaxpr, closed.consts, *xs))(*avals)
+    return jax.make_jaxpr(lambda *xs: _eval(closed.jaxpr, closed.consts, rule, *xs))(*avals)
 
 
-def _rewrite_param(value):
+def _rewrite_param(value, rule):
     from jax.extend.core import ClosedJaxpr
 
     if isinstance(value, ClosedJaxpr):
-        return _rewrite_closed(value) if _contains_low_dot(value.jaxpr) else value
+        return _rewrite_closed(value, rule) if _contains(value.jaxpr, rule[0]) else value
     if isinstance(value, tuple) and value and all(isinstance(v, ClosedJaxpr) for v in value):
-        return tuple(_rewrite_param(v) for v in value)
+        return tuple(_rewrite_param(v, rule) for v in value)
     return value
 
 
-def _eval(jaxpr, consts, *args):
-    import jax
-    import jax.numpy as jnp
+def _eval(jaxpr, consts, rule, *args):
     from jax.extend.core import Literal
 
+    match, rewrite = rule
     env = {}
 
     def read(v):
@@ -125,12 +233,13 @@ def _eval(jaxpr, consts, *args):
 
     env.update(zip(jaxpr.constvars, consts))
     env.update(zip(jaxpr.invars, args))
+    producers = _producers(jaxpr)
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
-        if _is_low_dot(eqn):
-            outs = [jax.lax.convert_element_type(_f32_dot(eqn, *invals), jnp.bfloat16)]
+        if match(eqn, producers):
+            outs = rewrite(eqn, *invals)
         else:
-            params = {k: _rewrite_param(v) for k, v in eqn.params.items()}
+            params = {k: _rewrite_param(v, rule) for k, v in eqn.params.items()}
             with eqn.ctx.manager:
                 outs = eqn.primitive.bind(*invals, **eqn.primitive.get_bind_params(params))
             if not eqn.primitive.multiple_results:

@@ -154,3 +154,58 @@ def test_erf_float32_value_and_derivative():
     np.testing.assert_allclose(got, exact, rtol=0, atol=5e-7)
     grad = np.asarray(jax.jit(jax.vmap(jax.grad(erf_float32)))(jnp.asarray(x)), np.float64)
     np.testing.assert_allclose(grad, 2 / math.sqrt(math.pi) * np.exp(-x.astype("float64") ** 2), rtol=1e-5, atol=1e-12)
+
+
+def test_few_row_dots_rewrites_only_few_row_float32_weight_products():
+    """``few_row_dots``: a float32 x @ w of 2..16 rows by a 2-D weight is issued with x transposed
+    behind an optimisation barrier (so XLA:CPU's YNNPACK matcher declines it); one row, more rows,
+    bf16, batched products and a weight that is a transpose in the same trace keep their dot. The
+    values are the same products up to summation order."""
+    import jax
+    import jax.numpy as jnp
+
+    from keras_models import jax_kernels
+
+    r = np.random.RandomState(1)
+    w = jnp.asarray(r.randn(300, 260), jnp.float32)  # 78000 entries: above FEW_ROW_MIN_WEIGHT
+    table = jnp.asarray(r.randn(260, 300), jnp.float32)
+    xs = {rows: jnp.asarray(r.randn(rows, 1, 300), jnp.float32) for rows in (1, 2, 8, 16, 17)}
+    q = jnp.asarray(r.randn(2, 3, 5, 300), jnp.float32)
+
+    def f(xs, w, table, q):
+        def body(i, acc):  # inside a loop too
+            return acc + jnp.tanh(xs[8] @ w)
+        loop = jax.lax.fori_loop(0, 2, body, jnp.zeros((8, 1, 260)))
+        plain = {rows: x @ w for rows, x in xs.items()}
+        tied = xs[8][:, 0] @ table.T  # a transposed table: left alone
+        low = xs[8].astype(jnp.bfloat16) @ w.astype(jnp.bfloat16)
+        batched = jnp.einsum("bhtd,bhsd->bhts", q, q)
+        return loop, plain, tied, low, batched
+
+    ref = jax.jit(f)(xs, w, table, q)
+    new = jax.jit(jax_kernels.few_row_dots(f))(xs, w, table, q)
+    for x, y in zip(jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(new)):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(x, np.float32), rtol=1e-4, atol=1e-3)
+    jaxpr = str(jax.make_jaxpr(jax_kernels.few_row_dots(f))(xs, w, table, q))
+    # the loop body's product and the 2-, 8- and 16-row ones; not 1 or 17 rows, the tied one,
+    # bf16 or the batched einsum
+    assert jaxpr.count("optimization_barrier") == 4
+    assert jax_kernels.few_row_dots(f)(xs, w, table, q)[1][2].shape == (2, 1, 260)  # eager: plain call
+
+
+def test_few_row_dots_only_for_float32_models_on_the_cpu():
+    from keras_models import jax_kernels
+
+    class M:
+        dtype_policy = keras.DTypePolicy("bfloat16")
+        weights = [keras.Variable(np.zeros((256, 256), "float32"))]  # 65536 entries: qualifies
+
+    f = lambda x: x  # noqa: E731
+    assert jax_kernels.few_row_dots(f, M()) is f
+    M.dtype_policy = keras.DTypePolicy("float32")
+    on_cpu = __import__("jax").default_backend() == "cpu"
+    assert jax_kernels.wants_few_row_dots(M()) == (jax_kernels.FEW_ROW_DOTS and on_cpu)
+    M.weights = [keras.Variable(np.zeros((255, 256), "float32")), keras.Variable(np.zeros((300,), "float32"))]
+    assert not jax_kernels.wants_few_row_dots(M())  # no weight big enough: traced as it is
+

@@ -52,9 +52,10 @@ def compile_fn(model, fn):
             with keras.StatelessScope(state_mapping=list(zip(variables, values))):
                 return fn(*args)
 
-        from keras_models.jax_kernels import bf16_dots  # bf16 on CPU: products accumulate to f32
+        # on the CPU: bf16 products accumulate to f32, float32 few-row products skip YNNPACK
+        from keras_models.jax_kernels import decode_dots
 
-        jitted = jax.jit(bf16_dots(pure, model))
+        jitted = jax.jit(decode_dots(pure, model))
         return lambda *args: jitted([v.value for v in variables], args)
     if BACKEND == "tensorflow":
         import tensorflow as tf

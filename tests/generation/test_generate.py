@@ -374,3 +374,25 @@ def test_tied_head_after_generate_still_trains_and_predicts_the_same(tmp_path):
     model.fit(x, inputs["input_ids"][:, 1:], epochs=1, batch_size=3, verbose=0)
     assert not np.allclose(keras.ops.convert_to_numpy(table), before_table)  # the tied table trained
     model.generate(inputs, do_sample=False, max_new_tokens=3)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="jax_kernels.few_row_dots is a jax CPU path")
+@pytest.mark.parametrize("case", [0, 1])
+def test_few_row_dots_keep_transformers_tokens(case, monkeypatch):
+    """Greedy and beam decodes (3 and 9 rows a step) with every float32 few-row product re-issued
+    through ``jax_kernels.few_row_dots`` (the weight threshold lowered so that the tiny weights
+    qualify) still give Transformers' tokens, and the rewrite really ran."""
+    from keras_models import jax_kernels
+
+    if not jax_kernels.FEW_ROW_DOTS or __import__("jax").default_backend() != "cpu":
+        pytest.skip("the rewrite is off here")
+    monkeypatch.setattr(jax_kernels, "FEW_ROW_MIN_WEIGHT", 0)
+    rewrites = []
+    match, rewrite = jax_kernels._FEW_ROW_RULE
+    monkeypatch.setattr(jax_kernels, "_FEW_ROW_RULE", (match, lambda *a: (rewrites.append(1), rewrite(*a))[1]))
+    folder, expected = reference("llama", CASES, scale=SCALE)
+    model = km.CausalLM.from_preset(folder)  # fresh: no compiled decode functions yet
+    inputs, kw = CASES[case]
+    kw = dict(kw, eos_token_id=expected[f"case{case}_eos"].tolist()) if "eos_token_id" in kw else dict(kw)
+    np.testing.assert_array_equal(model.generate(_ids(inputs), **kw), expected[f"case{case}"])
+    assert rewrites
