@@ -18,10 +18,12 @@ faster one for that shape. The fixed rule (:func:`rule`) is the default answer a
 must be at least ``MARGIN`` faster to replace it, so timing noise cannot flip a shape between
 close kernels. Not timed: a small weight (at most 2**18 entries) at up to 16 rows always takes
 ``F.linear`` (oneDNN's fixed ~12 microseconds a call dominate there, a per-call cost rather than a
-per-CPU one). A product of many rows is timed on its first rows only (``TIMED_MACS`` multiply-adds,
-at least ``TIMED_MIN_ROWS`` rows: a GEMM's speed per row is settled long before that), so that
-measuring a (4096 x 384) @ (384 x 1536) product costs ~70 ms once rather than ~0.6 s; where even
-that many rows would exceed 2**31 multiply-adds (a vocabulary projection), the rule answers. The
+per-CPU one). A product of more than ``TIMED_MACS`` (2**30) multiply-adds is timed on its first
+rows only (that many multiply-adds, at least ``TIMED_MIN_ROWS`` rows), so that measuring a
+(4096 x 384) @ (384 x 1536) product costs ~0.25 s once on one core rather than ~0.6 s (a 2**28
+budget, 384 of its rows, was too few: at two threads it called a (4096 x 384) @ (384 x 384) tie
+that the full product gives to MKL by 16%); where even that many rows would exceed 2**31
+multiply-adds (a vocabulary projection), the rule answers. The
 rule is not safe to assume for big products: on an AVX2-only AMD Zen 3, oneDNN with a fused GELU
 was 25-40% slower than MKL plus a separate GELU pass (docs/performance.md, "Stop 30").
 
@@ -45,7 +47,7 @@ if _MODE[0] not in _MODES:
 SMALL_WEIGHT = 1 << 18  # entries; at up to SMALL_ROWS rows such a weight always takes F.linear
 SMALL_ROWS = 16
 MAX_MEASURED_MACS = 1 << 31  # bigger products are never timed (the rule answers)
-TIMED_MACS = 1 << 28  # a product with more multiply-adds is timed on its first rows only ...
+TIMED_MACS = 1 << 30  # a product with more multiply-adds is timed on its first rows only ...
 TIMED_MIN_ROWS = 256  # ... but on at least this many
 REPS = 3
 MARGIN = 0.10
