@@ -39,39 +39,29 @@ FEW_ROWS = (2, 16)  # rows of a decode step's products that few_row_dots re-issu
 FEW_ROW_MIN_WEIGHT = 1 << 16  # entries; smaller weights are left to XLA's own choice
 
 
-def wants_bf16_dots(model):
-    """Whether ``model``'s traced calls should go through :func:`bf16_dots`."""
-    if not BF16_DOTS:
-        return False
+def _jax_cpu_model(model, compute_dtype):
+    """Whether ``model`` computes in ``compute_dtype`` under jax on the CPU platform."""
     import keras
 
     if keras.backend.backend() != "jax":
         return False
-    policy = getattr(model, "dtype_policy", None)
-    if getattr(policy, "compute_dtype", None) != "bfloat16":
+    if getattr(getattr(model, "dtype_policy", None), "compute_dtype", None) != compute_dtype:
         return False
     import jax
 
     return jax.default_backend() == "cpu"
 
 
+def wants_bf16_dots(model):
+    """Whether ``model``'s traced calls should go through :func:`bf16_dots`."""
+    return BF16_DOTS and _jax_cpu_model(model, "bfloat16")
+
+
 def wants_few_row_dots(model):
-    """Whether ``model``'s compiled decode functions should go through :func:`few_row_dots`."""
-    if not FEW_ROW_DOTS:
-        return False
-    import keras
-
-    if keras.backend.backend() != "jax":
-        return False
-    policy = getattr(model, "dtype_policy", None)
-    if getattr(policy, "compute_dtype", None) != "float32":
-        return False
-    import jax
-
-    if jax.default_backend() != "cpu":
-        return False
-    # a model without a weight big enough to qualify is traced as it is (no replay)
-    return any(len(v.shape) == 2 and v.shape[0] * v.shape[1] >= FEW_ROW_MIN_WEIGHT for v in model.weights)
+    """Whether ``model``'s compiled decode functions should go through :func:`few_row_dots`: a
+    float32 model with a weight big enough to qualify (others are traced as they are, no replay)."""
+    return (FEW_ROW_DOTS and _jax_cpu_model(model, "float32")
+            and any(len(v.shape) == 2 and v.shape[0] * v.shape[1] >= FEW_ROW_MIN_WEIGHT for v in model.weights))
 
 
 def bf16_dots(fn, model=None):
