@@ -61,3 +61,22 @@ def test_conv_norm_act_and_resnet_layer_match_keras_path(monkeypatch):
 
     pooled, plain = _both(lambda: max_pool_torch(keras.ops.convert_to_tensor(x)))
     np.testing.assert_array_equal(pooled, plain)
+
+
+def test_training_on_an_avx2_only_cpu_runs_without_onednn_routing(monkeypatch):
+    """``tasks.training.onednn_training_guard`` (inside every torch ``Task.train_step``): oneDNN's
+    routing is off within it on an AVX2-only CPU (oneDNN 3.12's AVX2 kernels corrupted the heap in
+    a LayoutLMv2 training step), restored after; left on for other CPUs or with the switch off."""
+    import torch
+
+    from keras_models.tasks import training
+
+    before = torch.backends.mkldnn.enabled
+    for avx2, switch, want_off in ((True, True, True), (False, True, False), (True, False, False)):
+        monkeypatch.setattr(training, "avx2_only_cpu", lambda: avx2)
+        monkeypatch.setattr(training, "AVX2_TRAIN_GUARD", [switch])
+        with training.onednn_training_guard():
+            assert torch.backends.mkldnn.enabled == (before and not want_off)
+        assert torch.backends.mkldnn.enabled == before
+    monkeypatch.undo()
+    assert isinstance(training.avx2_only_cpu(), bool)
