@@ -205,6 +205,15 @@ def test_image_segmentation_matches_transformers(kind):
 GOLDEN = Path(__file__).parent / "removed_golden"
 
 
+def _assert_pixels_close(got, want):
+    """uint8 images rounded from float outputs: a value within float rounding of a .5 boundary can
+    round the other way on another CPU's kernels (seen on an AVX2-only Zen 3: one of 4608 values, 87
+    vs 86), so at most one grey level and 0.1% of the values may differ."""
+    assert got.shape == want.shape and got.dtype == want.dtype
+    diff = np.abs(got.astype(np.int16) - want.astype(np.int16))
+    assert diff.max() <= 1 and (diff > 0).mean() <= 1e-3, (diff.max(), int((diff > 0).sum()))
+
+
 def test_image_to_image_matches_transformers_4():
     folder = GOLDEN / "image_to_image"
     recorded = np.load(GOLDEN / "image_to_image.npz")
@@ -212,10 +221,10 @@ def test_image_to_image_matches_transformers_4():
     pipe = km.pipeline("image-to-image", model=folder / "model")
     out = pipe(imgs[0])
     assert type(out).__module__.startswith("PIL.") and out.mode == "RGB"
-    np.testing.assert_array_equal(np.asarray(out), recorded["img0"])
+    _assert_pixels_close(np.asarray(out), recorded["img0"])
     both = pipe(imgs, batch_size=2)
     for i, image in enumerate(both):
-        np.testing.assert_array_equal(np.asarray(image), recorded[f"img{i}"])
+        _assert_pixels_close(np.asarray(image), recorded[f"img{i}"])
     with pytest.raises(PipelineError, match="unknown argument"):
         pipe(imgs[0], threshold=0.5)
 
