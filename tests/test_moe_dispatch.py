@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_models.layers import moe_torch
 from keras_models.layers.moe import MoE
 
 CASES = {
@@ -143,7 +144,7 @@ def _stateless_loss(layer, values, x, mode):
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_torch_routing_equals_the_keras_ops_routing(normalize, monkeypatch):
-    """The eager torch call's routing in plain torch functions (``_top_k_routing_torch``) gives the
+    """The eager torch call's routing in plain torch functions (``moe_torch.top_k_routing``) gives the
     Keras-ops routing's tensors exactly; ``KM_TORCH_DIRECT_OPS`` off takes the Keras path."""
     if keras.backend.backend() != "torch":
         pytest.skip("torch-only routing path")
@@ -154,10 +155,10 @@ def test_torch_routing_equals_the_keras_ops_routing(normalize, monkeypatch):
     layer = _layer(dict(num_experts=8, experts_per_token=3, stacked=True, normalize_top_k=normalize), 3)
     x = torch.tensor(np.random.default_rng(4).normal(size=(2, 5, 16)).astype("float32"))
     want = layer._top_k_routing(x)
-    got = layer._top_k_routing_torch(x)
+    got = moe_torch.top_k_routing(layer, x)
     assert all(torch.equal(a, b) for a, b in zip(got, want))
     calls = []
     monkeypatch.setattr(backend, "TORCH_DIRECT_OPS", False)
     monkeypatch.setattr(layer, "_top_k_routing", lambda x: calls.append(1) or want)
-    layer._top_k_routing_torch(x)
+    moe_torch.top_k_routing(layer, x)
     assert calls == [1]

@@ -39,7 +39,8 @@ in ``_expert_gate_up`` / ``_expert_down``.
 Dispatch is sparse: an expert's weights are read only for the tokens routed to it.
 - Eagerly (torch, TensorFlow outside ``tf.function``): the routing mask is
   read on the host once per layer; each chosen expert runs on the rows routed to it (gathered),
-  and the weighted outputs are summed back per token (``segment_sum``; torch: ``index_add_``).
+  and the weighted outputs are summed back per token (``segment_sum``; torch: ``index_add_``, in
+  keras_models.layers.moe_torch).
   Torch with stacked experts: raw tensors, one GEMM on the expert's [gate | up] slice and one on
   its down slice, the gated unit once for all (row, expert) pairs; the layer's own call takes the
   pairs straight from the top-k indices (sorted by expert) instead of the dense weights.
@@ -60,6 +61,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_models.layers import moe_torch
 from keras_models.layers.activations import get_activation, get_glu
 from keras_models.layers.mlp import MLP
 
@@ -404,7 +406,7 @@ class MoE(keras.layers.Layer):
     def _eager_experts(self, x, w):
         """Each chosen expert on the rows routed to it; outputs summed back per row."""
         if keras.backend.backend() == "torch":
-            return self._eager_experts_torch(x, w)
+            return moe_torch.eager_experts(self, x, w)
         shape = ops.shape(x)
         x2, w2 = ops.reshape(x, (-1, self.hidden_size)), ops.reshape(w, (-1, self.num_experts))
         rows = int(x2.shape[0])
@@ -423,108 +425,6 @@ class MoE(keras.layers.Layer):
         out = ops.segment_sum(ops.concatenate(pieces, axis=0), ops.convert_to_tensor(tokens.astype("int32")),
                               num_segments=rows)
         return ops.reshape(ops.cast(out, x.dtype), shape)
-
-    def _eager_experts_torch(self, x, w):
-        """``_eager_experts`` in torch ops: Keras' torch ``segment_sum`` expands the segment ids to
-        the data's shape and scatters in float32 (a few hundred microseconds per layer at decode);
-        here each expert's weighted rows are added in place with ``index_add_``."""
-        import torch
-
-        x2, w2 = x.reshape(-1, self.hidden_size), w.reshape(-1, self.num_experts)
-        pairs = torch.nonzero(w2.T)  # (chosen, 2): expert, row -- expert-major; the one host sync
-        out = torch.zeros_like(x2)
-        if pairs.shape[0] == 0:
-            return out.reshape(x.shape)
-        experts, rows = pairs[:, 0], pairs[:, 1]
-        counts = torch.bincount(experts, minlength=self.num_experts).tolist()
-        weights = w2[rows, experts][:, None]
-        if self.stacked:
-            out.index_add_(0, rows, self._stacked_pairs_torch(x2.index_select(0, rows), weights, counts).to(out.dtype))
-            return out.reshape(x.shape)
-        start = 0
-        for e, n in enumerate(counts):
-            if n:
-                r = rows[start:start + n]
-                out.index_add_(0, r, self._expert(e, x2.index_select(0, r), weights[start:start + n]).to(out.dtype))
-                start += n
-        return out.reshape(x.shape)
-
-    def _torch_pairs_dispatch(self, x):
-        return (self.stacked and self.expert_capacity is None and keras.backend.backend() == "torch"
-                and self._dispatch_mode(x) == "eager")
-
-    def _eager_top_k_torch(self, x):
-        """The eager torch dispatch from the top-k choice itself (``call``'s path): the (row,
-        expert) pairs are the top-k indices stably sorted by expert (the order of
-        ``_eager_experts_torch``'s nonzero on the dense weights, and the same weight values),
-        without building the dense (rows, experts) weights and reading them back: one host read
-        per layer (the per-expert counts)."""
-        import torch
-
-        top, idx = self._top_k_routing_torch(x)
-        if self.expert_scale != 1.0:
-            top = top * self.expert_scale
-        k = self.experts_per_token
-        x2, flat = x.reshape(-1, self.hidden_size), idx.reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        counts = torch.bincount(flat, minlength=self.num_experts).tolist()
-        rows = torch.div(order, k, rounding_mode="floor")
-        weights = top.to(x.dtype).reshape(-1)[order][:, None]
-        xs = x2.expand(len(order), -1) if x2.shape[0] == 1 else x2.index_select(0, rows)
-        pairs = self._stacked_pairs_torch(xs, weights, counts)
-        if x2.shape[0] == 1:
-            return pairs.sum(0, keepdim=True).to(x.dtype).reshape(x.shape)
-        return torch.zeros_like(x2).index_add_(0, rows, pairs.to(x.dtype)).reshape(x.shape)
-
-    def _top_k_routing_torch(self, x):
-        """``_top_k_routing`` for the plain softmax router as the torch functions keras.ops calls
-        (softmax, topk, the renormalising division): the same kernels and values without keras.ops'
-        per-op argument conversion (about six ops per layer and decode step). Off with
-        ``KM_TORCH_DIRECT_OPS=0`` (``keras_models.generation.backend.TORCH_DIRECT_OPS``)."""
-        from keras_models.generation import backend
-
-        if (not backend.TORCH_DIRECT_OPS or self.router_score != "softmax" or self.router_groups
-                or self.router_correction_bias):
-            return self._top_k_routing(x)
-        import torch
-
-        logits = self.router(x)
-        probs = torch.softmax(logits if logits.dtype == torch.float32 else logits.float(), dim=-1)
-        top, idx = torch.topk(probs, self.experts_per_token)
-        if self.normalize_top_k:
-            top = top / top.sum(dim=-1, keepdim=True)
-        return top, idx
-
-    def _stacked_pairs_torch(self, xs, weights, counts):
-        """Stacked experts on (row, expert) pairs sorted by expert (``counts`` per expert), in torch
-        ops on the raw tensors: per chosen expert one GEMM on its [gate | up] slice and one on its
-        down slice (views, no copy); the gated unit runs once on all pairs. Returns the pairs'
-        weighted outputs (``weight_inputs``: outputs of the weighted rows)."""
-        import torch
-
-        from keras_models.generation.backend import decode_matmul
-
-        matmul = decode_matmul()  # oneDNN's fp32 GEMM without autograd, F.linear otherwise
-        dtype = xs.dtype
-        gate_up, down = _raw(self.expert_gate_up), _raw(self.expert_down)  # LoRA: the adapted tensors
-        gate_up_b = self.expert_gate_up_bias.value if self.use_bias else None
-        down_b = self.expert_down_bias.value if self.use_bias else None
-        if self.weight_inputs:
-            xs = xs * weights
-        spans, start = [], 0
-        for e, c in enumerate(counts):
-            if c:
-                spans.append((e, start, start + c))
-                start += c
-        h = [matmul(xs[a:b], _cast(gate_up[e], dtype), None if gate_up_b is None else _cast(gate_up_b[e], dtype))
-             for e, a, b in spans]
-        h = h[0] if len(h) == 1 else torch.cat(h)
-        n = self.intermediate_size
-        act = self._glu(h[:, :n], h[:, n:])
-        out = [matmul(act[a:b], _cast(down[e], dtype), None if down_b is None else _cast(down_b[e], dtype))
-               for e, a, b in spans]
-        out = out[0] if len(out) == 1 else torch.cat(out)
-        return out if self.weight_inputs else out * weights
 
     def _traced_experts(self, x, w):
         """Inside a trace: each expert under a ``cond`` on whether any row chose it."""
@@ -571,8 +471,8 @@ class MoE(keras.layers.Layer):
         return "dense" if keras.backend.backend() == "jax" else "traced"
 
     def call(self, x):
-        if self._torch_pairs_dispatch(x):
-            out = self._eager_top_k_torch(x)
+        if moe_torch.pairs_dispatch(self, x):
+            out = moe_torch.top_k_dispatch(self, x)
         else:
             out = self.routed(x, self.routing_weights(x))
         if self.shared_expert is not None:
@@ -598,16 +498,6 @@ class MoE(keras.layers.Layer):
         if self.lora_targets:
             config.update(lora_rank=self.lora_rank, lora_alpha=self.lora_alpha, lora_targets=list(self.lora_targets))
         return config
-
-
-def _raw(x):
-    """A variable's torch tensor (a LoRA-adapted kernel is a tensor already)."""
-    return x.value if isinstance(x, keras.Variable) else x
-
-
-def _cast(tensor, dtype):
-    """One expert's torch tensor in the compute dtype (no copy when it already is)."""
-    return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
 def _is_tracer(x):
