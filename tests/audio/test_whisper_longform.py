@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import keras_models as km
+from keras_models.models.whisper import scoring as whisper_scoring
 from keras_models.models.whisper import tasks as whisper_tasks
 from tests.audio.test_whisper import _ts_inputs, _whisper_ts
 from tests.parity import cached_folder
@@ -133,7 +134,7 @@ def _our_log(monkeypatch):
         log.append(["logprob", float(value), float(temperature or 0.0)])
         return value
 
-    monkeypatch.setattr(whisper_tasks, "compression_ratio", ratio_logged)
+    monkeypatch.setattr(whisper_scoring, "compression_ratio", ratio_logged)
     monkeypatch.setattr(whisper_tasks.WhisperSeq2SeqLM, "_avg_logprob", avg_logged)
     return log
 
