@@ -211,7 +211,7 @@ def test_whisper_word_grouping_matches_transformers():
     import torch
     import transformers as T
 
-    from keras_models.pipelines.audio import _whisper_words
+    from keras_models.pipelines.speech_text import _whisper_words
 
     folder = _whisper_word_folder()
     theirs = T.WhisperTokenizer.from_pretrained(folder)
