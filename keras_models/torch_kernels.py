@@ -22,6 +22,46 @@ from keras_models.backend_choice import switch_on
 # selects the plain Keras ``ops.conv`` path (same values up to float summation order).
 FAST_CONV1D = switch_on("KM_TORCH_FAST_CONV1D")
 
+# oneDNN 3.12 (torch 2.13's CPU build) corrupts the heap on x86 CPUs whose best instruction set is
+# AVX2 (no AVX-512) when it computes the weight gradient of a strided 1x1 convolution on
+# channels-last tensors with 2-7 input channels (pinned on an AMD EPYC Zen 3: ``aten.
+# convolution_backward`` alone, e.g. (2, 4, 24, 16) -> 4 channels, stride 2; glibc then aborts with
+# "free(): invalid pointer" or "corrupted double-linked list"; 1 or >= 8 channels, unit stride, 3x3
+# kernels and the input gradient alone were clean; docs/performance.md "Stop 31"). A 1x1
+# convolution with stride s and no padding is the unit-stride one on every s-th position, so while
+# autograd records a trainable kernel on such a CPU, the channels-last conv below takes those
+# positions first (a copy of 1/s^2 of the input; the same products and sums) and never issues the
+# strided one. Switch: ``KM_TORCH_AVX2_TRAIN_GUARD`` (default on) or AVX2_STRIDED_1X1[0].
+AVX2_STRIDED_1X1 = [switch_on("KM_TORCH_AVX2_TRAIN_GUARD")]
+_CPU_CAPABILITY = []
+
+
+def avx2_only_cpu():
+    """Whether torch's CPU kernels run at the AVX2 level (an x86 CPU without AVX-512); read once."""
+    if not _CPU_CAPABILITY:
+        import torch
+
+        try:
+            _CPU_CAPABILITY.append(str(torch.backends.cpu.get_cpu_capability()).upper())
+        except Exception:  # pragma: no cover - a torch without the query
+            _CPU_CAPABILITY.append("")
+    return _CPU_CAPABILITY[0] == "AVX2"
+
+
+def unit_stride_1x1(x, w, strides, pad):
+    """``(x, strides)`` for a channels-last 2-D conv of ``x`` (N, C, H, W) by ``w`` (O, C/g, kh, kw):
+    where the oneDNN AVX2 bug above could be reached (a 1x1 kernel, a stride above 1, no padding,
+    autograd recording a kernel that needs its gradient, an AVX2-only CPU, the switch on), ``x`` at
+    every stride-th position (channels-last memory) with unit strides; else unchanged."""
+    import torch
+
+    if (not AVX2_STRIDED_1X1[0] or max(strides) == 1 or tuple(w.shape[2:]) != (1, 1)
+            or any(pad if isinstance(pad, (tuple, list)) else (pad,)) or not torch.is_grad_enabled()
+            or not w.requires_grad or not avx2_only_cpu()):
+        return x, strides
+    x = x[:, :, ::strides[0], ::strides[1]].contiguous(memory_format=torch.channels_last)
+    return x, (1, 1)
+
 _install_lock = threading.Lock()
 
 # --- torch kernels for channels-last convolutions and inference batch norm ----------------------
@@ -67,7 +107,9 @@ def _fast_torch_conv(keras_conv):
             x, pad = torch_nn._apply_same_padding(x, tuple(w.shape[2:]), strides, "channels_first", "conv",
                                                   dilation)
             x = torch_nn._maybe_convert_to_channels_last(x)
-        y = F.conv2d(x, w, stride=strides, padding=pad, dilation=dilation, groups=x.shape[1] // w.shape[1])
+        groups = x.shape[1] // w.shape[1]
+        x, strides = unit_stride_1x1(x, w, strides, pad)  # oneDNN's AVX2 strided 1x1 weight gradient
+        y = F.conv2d(x, w, stride=strides, padding=pad, dilation=dilation, groups=groups)
         y = y.permute(0, 2, 3, 1)
         return y.squeeze(1) if nd == 1 else y
 

@@ -63,20 +63,51 @@ def test_conv_norm_act_and_resnet_layer_match_keras_path(monkeypatch):
     np.testing.assert_array_equal(pooled, plain)
 
 
-def test_training_on_an_avx2_only_cpu_runs_without_onednn_routing(monkeypatch):
-    """``tasks.training.onednn_training_guard`` (inside every torch ``Task.train_step``): oneDNN's
-    routing is off within it on an AVX2-only CPU (oneDNN 3.12's AVX2 kernels corrupted the heap in
-    a LayoutLMv2 training step), restored after; left on for other CPUs or with the switch off."""
+@pytest.mark.parametrize("rank, stride", [(2, 2), (2, (2, 3)), (1, 2)])
+def test_strided_1x1_conv_takes_unit_stride_while_training_on_avx2(monkeypatch, rank, stride):
+    """``torch_kernels.unit_stride_1x1``: on an AVX2-only CPU, a strided 1x1 conv whose kernel gets a
+    gradient runs as the unit-stride conv of every stride-th position (oneDNN 3.12's AVX2 weight
+    gradient of the strided one corrupted the heap with 2-7 input channels). Outputs and both
+    gradients equal the strided conv's (a float64 reference: torch's own kernels, not oneDNN); the
+    strided conv itself is what reaches torch under autograd off, on other CPUs, or with the
+    switch off."""
     import torch
 
-    from keras_models.tasks import training
+    seen = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d", lambda x, w, **k: seen.append(k["stride"]) or conv2d(x, w, **k))
+    rng = np.random.default_rng(0)
+    spatial = (12, 9) if rank == 2 else (13,)
+    x = rng.normal(size=(2, *spatial, 4)).astype("float32")
+    k = rng.normal(size=((1,) * rank) + (4, 5)).astype("float32")
+    layer_stride = stride if rank == 2 else 2
 
-    before = torch.backends.mkldnn.enabled
-    for avx2, switch, want_off in ((True, True, True), (False, True, False), (True, False, False)):
-        monkeypatch.setattr(training, "avx2_only_cpu", lambda: avx2)
-        monkeypatch.setattr(training, "AVX2_TRAIN_GUARD", [switch])
-        with training.onednn_training_guard():
-            assert torch.backends.mkldnn.enabled == (before and not want_off)
-        assert torch.backends.mkldnn.enabled == before
+    def run(dtype, padding="valid"):
+        xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+        kt = torch.tensor(k, dtype=dtype, requires_grad=True)
+        y = keras.ops.conv(xt, kt, strides=layer_stride, padding=padding)
+        (y * torch.arange(y.numel(), dtype=dtype).reshape(y.shape).cos()).sum().backward()
+        return [t.detach().double().numpy() for t in (y, xt.grad, kt.grad)]
+
+    monkeypatch.setattr(tk, "avx2_only_cpu", lambda: True)
+    for padding in ("valid", "same"):
+        seen.clear()
+        got = run(torch.float32, padding)
+        assert seen == [(1, 1)]
+        tk.AVX2_STRIDED_1X1[0] = False
+        try:
+            seen.clear()
+            want = run(torch.float64, padding)
+            assert seen[0] != (1, 1)
+        finally:
+            tk.AVX2_STRIDED_1X1[0] = True
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-5)
+    seen.clear()
+    with torch.no_grad():
+        keras.ops.conv(torch.tensor(x), torch.tensor(k), strides=layer_stride)
+    monkeypatch.setattr(tk, "avx2_only_cpu", lambda: False)
+    run(torch.float64)
+    assert seen[0] != (1, 1) and seen[1] != (1, 1)
     monkeypatch.undo()
-    assert isinstance(training.avx2_only_cpu(), bool)
+    assert isinstance(tk.avx2_only_cpu(), bool)

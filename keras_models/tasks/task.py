@@ -27,7 +27,7 @@ from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 from keras_models.presets.sharing import SharingMixin
 from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
-from keras_models.tasks.training import fast_training, onednn_training_guard
+from keras_models.tasks.training import fast_training
 from keras_models.tasks.raw_data import (RawDataAdapter, adapt_stream, is_raw, preprocess_batch, split_raw,
                                          table_columns)
 
@@ -58,8 +58,7 @@ class Task(SharingMixin, keras.Model):
     def train_step(self, *args, **kwargs):
         # torch: Dense through oneDNN forward and backward, Adam(W) updates in place (tasks.training,
         # KM_FAST_TRAIN)
-        # torch on an AVX2-only CPU: no oneDNN routing (tasks.training.onednn_training_guard)
-        with fast_training(self), onednn_training_guard():
+        with fast_training(self):
             return super().train_step(*args, **kwargs)
 
     def __init__(self, backbone, preprocessor=None, **kwargs):

@@ -260,38 +260,3 @@ def fast_training(model):
                      if _trainable_dense(layer)}
     with _active(redirects):
         yield
-
-
-# torch on x86 CPUs whose best instruction set is AVX2 (no AVX-512): a training step runs with
-# torch's oneDNN (mkldnn) routing off. On an AMD EPYC Zen 3 (AVX2 only), torch 2.13's oneDNN 3.12
-# AVX2 kernels corrupted the heap in the training step of LayoutLMv2's ResNet + FPN page encoder
-# (glibc "free(): invalid next size", then an abort), in forward / backward convolutions with the
-# tiny test config's 2-8 channels: clean with oneDNN off, or with ONEDNN_MAX_CPU_ISA=SSE41
-# (docs/performance.md, "Stop 30"). With the routing off, convolutions take torch's own kernels
-# (the same values; slower for conv-heavy training on such CPUs); Dense layers are unaffected
-# (MKL, and ``torch_gemm`` calls oneDNN's GEMM directly). ``KM_TORCH_AVX2_TRAIN_GUARD=0`` (or
-# AVX2_TRAIN_GUARD[0] = False) keeps oneDNN. torch's flag is process-wide: while one thread trains,
-# other threads' convolutions also skip oneDNN.
-AVX2_TRAIN_GUARD = [switch_on("KM_TORCH_AVX2_TRAIN_GUARD")]
-
-
-def avx2_only_cpu():
-    """Whether torch's CPU kernels run at the AVX2 level (an x86 CPU without AVX-512)."""
-    import torch
-
-    try:
-        return str(torch.backends.cpu.get_cpu_capability()).upper() == "AVX2"
-    except Exception:  # pragma: no cover - a torch without the query
-        return False
-
-
-@contextlib.contextmanager
-def onednn_training_guard():
-    """torch on an AVX2-only CPU, the guard on: oneDNN routing off inside (see above)."""
-    if BACKEND != "torch" or not AVX2_TRAIN_GUARD[0] or not avx2_only_cpu():
-        yield
-        return
-    import torch
-
-    with torch.backends.mkldnn.flags(enabled=False):
-        yield
