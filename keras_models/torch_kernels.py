@@ -227,8 +227,10 @@ def torch_conv1d(x, weight, bias=None, padding=(0, 0), dilation=1, stride=1):
     x = x.contiguous().unsqueeze(1).permute(0, 3, 1, 2)
     if bias is not None and bias.dtype != x.dtype:
         bias = bias.to(x.dtype)
-    y = F.conv2d(x, weight.to(x.dtype) if weight.dtype != x.dtype else weight, bias, stride=(1, stride),
-                 padding=(0, left), dilation=(1, dilation), groups=x.shape[1] // weight.shape[1])
+    groups = x.shape[1] // weight.shape[1]
+    x, strides = unit_stride_1x1(x, weight, (1, stride), (0, left))  # oneDNN's AVX2 strided 1x1 weight gradient
+    y = F.conv2d(x, weight.to(x.dtype) if weight.dtype != x.dtype else weight, bias, stride=strides,
+                 padding=(0, left), dilation=(1, dilation), groups=groups)
     y = y.permute(0, 2, 3, 1).squeeze(1)
     return y if y.is_contiguous() else y.contiguous()  # channels_last output: already contiguous NLC
 

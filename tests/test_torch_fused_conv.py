@@ -111,3 +111,25 @@ def test_strided_1x1_conv_takes_unit_stride_while_training_on_avx2(monkeypatch, 
     assert seen[0] != (1, 1) and seen[1] != (1, 1)
     monkeypatch.undo()
     assert isinstance(tk.avx2_only_cpu(), bool)
+
+
+def test_torch_conv1d_strided_1x1_takes_unit_stride_while_training_on_avx2(monkeypatch):
+    """The same rewrite in ``torch_kernels.torch_conv1d`` (VITS' and EnCodec's torch conv path)."""
+    import torch
+
+    seen = []
+    conv2d = torch.nn.functional.conv2d
+    monkeypatch.setattr(torch.nn.functional, "conv2d",
+                        lambda x, w, b=None, **k: seen.append(k["stride"]) or conv2d(x, w, b, **k))
+    monkeypatch.setattr(tk, "avx2_only_cpu", lambda: True)
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.normal(size=(2, 11, 3)).astype("float32"), requires_grad=True)
+    kernel = torch.tensor(rng.normal(size=(1, 3, 6)).astype("float32"), requires_grad=True)
+    y = tk.torch_conv1d(x, tk.torch_conv1d_weight(kernel), stride=2)
+    y.square().sum().backward()
+    assert seen == [(1, 1)]
+    x64, k64 = (t.detach().double().requires_grad_() for t in (x, kernel))
+    want = keras.ops.conv(x64, k64, strides=2)
+    want.square().sum().backward()
+    for g, w in ((y, want), (x.grad, x64.grad), (kernel.grad, k64.grad)):
+        np.testing.assert_allclose(g.detach().double().numpy(), w.detach().numpy(), atol=1e-4, rtol=1e-5)
