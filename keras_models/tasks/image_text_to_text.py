@@ -22,7 +22,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_models.errors import InputError
 from keras_models.generation.backend import project_onto_table
 from keras_models.generation.decode import CausalDecoder
 from keras_models.generation.mixin import GenerationMixin, backend_to_numpy
