@@ -122,7 +122,9 @@ def _fast_torch_batch_norm(keras_bn):
     (``F.batch_norm(training=False)``: one pass, ``x * a + b`` with ``a = scale / sqrt(var + eps)``,
     ``b = offset - mean * a``) instead of Keras' three (subtract, multiply, add). Same formula up to
     float rounding. Channels on the last axis only (the layout every keras_models layer uses); the
-    input is viewed as (rows, channels), no copy."""
+    input is viewed as (rows, channels), no copy. Statistics that autograd differentiates (a
+    training step's batch moments: torch's kernel takes no gradient through them) go to Keras'
+    function."""
     import torch.nn.functional as F
     from keras.src.backend.torch.core import convert_to_tensor
 
@@ -130,7 +132,8 @@ def _fast_torch_batch_norm(keras_bn):
         x = convert_to_tensor(x)
         mean, variance = convert_to_tensor(mean), convert_to_tensor(variance)
         if (x.ndim < 2 or axis not in (-1, x.ndim - 1) or not x.is_floating_point() or not x.is_contiguous()
-                or mean.ndim != 1 or variance.ndim != 1 or mean.dtype != x.dtype or variance.dtype != x.dtype):
+                or mean.ndim != 1 or variance.ndim != 1 or mean.dtype != x.dtype or variance.dtype != x.dtype
+                or mean.requires_grad or variance.requires_grad):  # batch moments in training: Keras' path
             return keras_bn(x, mean, variance, axis, offset=offset, scale=scale, epsilon=epsilon)
         offset = None if offset is None else convert_to_tensor(offset)
         scale = None if scale is None else convert_to_tensor(scale)

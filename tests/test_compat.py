@@ -377,9 +377,23 @@ def test_fast_torch_kernels_match_keras_conv_and_batch_norm():
             want = keras.ops.convert_to_numpy(bn.keras_original(x, m, np.abs(v), -1, offset, scale, 1e-3))
             got = keras.ops.convert_to_numpy(keras.ops.batch_normalization(x, m, np.abs(v), -1, offset, scale, 1e-3))
             assert np.abs(got - want).max() < 1e-5
+    import torch
+
     layer = keras.layers.BatchNormalization()  # training: batch statistics (Keras' path), gradients flow
     y = layer(rng.standard_normal((4, 3)).astype("float32"), training=True)
     assert abs(float(keras.ops.convert_to_numpy(keras.ops.mean(y)))) < 1e-5
+    # batch moments of an input that needs a gradient (a training step after a trainable layer):
+    # the same values and gradients as Keras' own function (torch's fused kernel takes none there)
+    x = rng.standard_normal((2, 5, 3, 4)).astype("float32")
+    grads = []
+    for fn in (bn.keras_original, keras.ops.batch_normalization):
+        xt = torch.tensor(x, requires_grad=True)
+        mean, var = keras.ops.moments(xt, axes=(0, 1, 2))
+        out = fn(xt, mean, var, -1, torch.ones(4, requires_grad=True), torch.zeros(4), 1e-3)
+        (out * torch.arange(out.numel()).reshape(out.shape).sin()).sum().backward()
+        grads.append((out.detach().numpy(), xt.grad.numpy()))
+    np.testing.assert_allclose(grads[1][0], grads[0][0], atol=1e-5)
+    np.testing.assert_allclose(grads[1][1], grads[0][1], atol=1e-5)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch backend kernels")
