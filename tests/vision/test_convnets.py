@@ -64,3 +64,30 @@ def test_parity(family, head):
         model = km.ImageClassifier.from_preset(folder)
         assert model.head_from_checkpoint
         assert_task_close(model, x, expected, what=f"{family} {size}")
+
+
+def test_resnet_trains_with_batch_statistics():
+    """A ResNet classifier in training mode normalises with the batch's statistics as Transformers'
+    ``model.train()`` does (logits within 1e-4), and ``train_on_batch`` updates its weights and its
+    BatchNorm moving statistics on every backend (under torch this went through the fused batch
+    norm kernel, which refused batch moments that autograd differentiates)."""
+    import keras
+    import numpy as np
+    import torch
+    import transformers
+
+    x = pixels(2, 32, 32)
+    folder, _ = vision_reference("resnet-ForImageClassification", lambda: _resnet("ResNetForImageClassification"), x)
+    hf = transformers.ResNetForImageClassification.from_pretrained(folder).train()
+    with torch.no_grad():
+        want = hf(pixel_values=torch.tensor(x.transpose(0, 3, 1, 2))).logits.numpy()
+    model = km.ImageClassifier.from_preset(folder)
+    got = keras.ops.convert_to_numpy(model({"pixel_values": x}, training=True))
+    assert_close(got, want, what="resnet logits in training mode")
+    means = [v for v in model.weights if "moving_mean" in v.path]
+    before = [keras.ops.convert_to_numpy(v).copy() for v in means]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    losses = [float(model.train_on_batch({"pixel_values": x}, np.array([0, 2]))) for _ in range(4)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
+    assert all(not np.allclose(keras.ops.convert_to_numpy(v), b) for v, b in zip(means, before))
