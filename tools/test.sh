@@ -6,6 +6,7 @@
 # backend-independent tests (tokenizers). The jax and tensorflow passes then run side by side
 # (2 cores), reusing the references; each pass's log is printed when it ends, and the script fails
 # if any pass fails.
+# Each pass ends with its 25 slowest tests (--durations): the data for keeping the suite cheap.
 # Usage: tools/test.sh [extra pytest args]   (BACKENDS="jax torch" to choose backends)
 set -u
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ backends=${BACKENDS:-torch jax tensorflow}
 logs=$(mktemp -d)
 run() {  # run BACKEND: one pytest pass, output to $logs/BACKEND.log, exit code to $logs/BACKEND.rc
   local start=$(date +%s)
-  KERAS_BACKEND=$1 python -m pytest -q -m "not slow" -p no:cacheprovider "${@:2}" >"$logs/$1.log" 2>&1
+  KERAS_BACKEND=$1 python -m pytest -q -m "not slow" -p no:cacheprovider --durations=25 "${@:2}" >"$logs/$1.log" 2>&1
   local rc=$?
   echo "=== KERAS_BACKEND=$1: exit $rc in $(( $(date +%s) - start ))s ===" >>"$logs/$1.log"
   echo $rc >"$logs/$1.rc"
