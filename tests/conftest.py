@@ -11,13 +11,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # hermetic runs: no persistent JAX executables in the user's ~/.cache (tests/test_jax_cache.py covers it)
 os.environ.setdefault("KERAS_MODELS_JAX_CACHE", "off")
 # CI time: the jax pass spends most of its time in XLA:CPU compiles (one per eager op and shape, one
-# per jitted step), not in running the tiny models. Unoptimised LLVM codegen cuts each compile by a
-# quarter (tests/models/test_decoders.py: 84 s -> 62 s); the computation is the same. (Adding
-# --xla_cpu_use_fusion_emitters=false halves it, 42 s, but then one compiled logits-processor chain,
-# tests/generation/test_logits_processors.py::test_full_chain_order, drops a token Transformers
-# keeps, which neither flag alone nor the pieces of the chain do: not used.) Set XLA_FLAGS yourself
-# to test with XLA's defaults.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+# per jitted step), not in running the tiny models. Unoptimised LLVM codegen and XLA's older
+# (non-MLIR) fusion emitters compile several times faster: tests/models/test_decoders.py 84 s with
+# the defaults, 62 s with the first flag, 42 s with both; the whole jax pass 74 -> 44 min on a Zen 3
+# core. The computation is the same. (The second flag once made one compiled logits-processor chain
+# drop a token Transformers keeps: typical-p compared a recomputed copy of its scores with a
+# threshold taken from a sorted copy; it now decides on the sorted copy, as Transformers does.) Set
+# XLA_FLAGS yourself to test with XLA's defaults.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
 
 
 def pytest_report_header(config):

@@ -240,7 +240,11 @@ def typical_p(scores, mass, min_keep=1):
     last = ops.sum(ops.cast(cumulative < mass, "int32"), axis=-1, keepdims=True)
     last = ops.maximum(ops.minimum(last, vocab - 1), min(min_keep, vocab) - 1)
     threshold = ops.take_along_axis(sorted_shifted, last, axis=-1)
-    return ops.where(shifted > threshold, NEG_INF, scores)
+    # Decided on the sorted copy and moved back (as Transformers does): comparing ``shifted`` itself
+    # with the threshold can drop the threshold's own id when a compiler computes the two copies of
+    # ``shifted`` with different roundings (XLA:CPU without its fusion emitters did).
+    remove = ops.take_along_axis(sorted_shifted > threshold, ops.argsort(order, axis=-1), axis=-1)
+    return ops.where(remove, NEG_INF, scores)
 
 
 def epsilon_cutoff(scores, epsilon, min_keep=1):
