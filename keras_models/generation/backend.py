@@ -60,7 +60,7 @@ def compile_fn(model, fn):
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, jit_compile=True, reduce_retracing=False)
+        return tf.function(fn, jit_compile=True, reduce_retracing=False, autograph=False)
 
     import torch
 

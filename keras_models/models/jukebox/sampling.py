@@ -21,7 +21,7 @@ def _jit_under_jax(layer, fn, graph_on_tensorflow=False):
     if graph_on_tensorflow and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.function(fn, reduce_retracing=False)
+        return tf.function(fn, reduce_retracing=False, autograph=False)
     return fn
 
 

@@ -368,7 +368,7 @@ class VitsBackbone(SpecBackbone):
                 import tensorflow as tf
                 # graph mode without XLA: grappler fuses conv + bias (+ activation) into oneDNN calls;
                 # ``generic``: traced once for any length (the second length relaxes the shapes)
-                return tf.function(fn, jit_compile=False, reduce_retracing=generic)
+                return tf.function(fn, jit_compile=False, reduce_retracing=generic, autograph=False)
             return compile_fn(self, fn)  # torch: eager, direct layer calls
 
         if not isinstance(inputs, dict):

@@ -160,7 +160,7 @@ class WhisperBackbone(BartBackbone):
             elif backend.BACKEND == "tensorflow":
                 import tensorflow as tf
 
-                compiled = tf.function(lambda features: self.encode(features), reduce_retracing=False)
+                compiled = tf.function(lambda features: self.encode(features), reduce_retracing=False, autograph=False)
             else:
                 compiled = self.encode
             object.__setattr__(self, "_encode_compiled", compiled)  # not a tracked Keras attribute
