@@ -75,9 +75,8 @@ BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/
 # times on 2 cores):
 #  * ``*_reloads_in_transformers`` tests (our save_to_preset output loaded by Transformers, outputs
 #    compared) check the exported names, layouts and config.json, which no backend changes: each
-#    runs in one of the two passes that run side by side, jax or tensorflow, chosen by a hash of
-#    its test id, so that the two share them (which pass was the longer changed with the compile
-#    settings above: jax 1950 s against tensorflow 1409 s at stop 17, 1647 s against 1849 s now);
+#    runs in one of the two passes, jax or tensorflow, chosen by a hash of its test id, so that the
+#    two share them;
 #  * tests marked ``one_case_per_pass("task")``: parametrisations that differ only in the named
 #    parameter (a family's heads) share the backbone's computation, and a head's weight mapping is
 #    backend-independent. The torch pass runs every case; the jax and tensorflow passes run one

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Run the whole test suite under torch, jax and tensorflow.
-# The torch pass runs first, in TORCH_WORKERS (default 2) pytest-xdist workers that take whole test
-# files as they free up (one process is Python-bound and uses about one core): it builds the
-# Transformers reference checkpoints into .cache/test_refs (KM_TEST_CACHE) and runs the
-# backend-independent tests (tokenizers). The jax and tensorflow passes then run side by side
-# (2 cores), reusing the references; each pass's log is printed when it ends, and the script fails
-# if any pass fails.
-# Each pass ends with its 25 slowest tests (--durations): the data for keeping the suite cheap.
+# Run the whole test suite under torch, jax and tensorflow: one pytest pass per backend, one after
+# the other, each in WORKERS (default 2) pytest-xdist workers that take whole test files as they free
+# up, so both CI cores stay busy until each pass's last file (the jax and tensorflow passes used to
+# run side by side, one process each, and whichever ended first left a core idle: 20 min at stop 31).
+# The torch pass runs first: it builds the Transformers reference checkpoints into
+# .cache/test_refs (KM_TEST_CACHE) and runs the backend-independent tests (tokenizers); the jax and
+# tensorflow passes reuse the references. Each pass's log is printed when it ends, with its 25
+# slowest tests (--durations: the data for keeping the suite cheap); the script fails if any pass
+# fails.
 # Usage: tools/test.sh [extra pytest args]   (BACKENDS="jax torch" to choose backends)
 set -u
 cd "$(dirname "$0")/.."
@@ -17,31 +18,17 @@ export KM_BACKEND_INDEPENDENT_ONCE=1
 # spin-wait on each other there (tests/models/test_decoders.py on torch beside another pass: 64 s
 # with 2 threads, 29 s with 1). jax and TensorFlow measured the same either way.
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-backends=${BACKENDS:-torch jax tensorflow}
-logs=$(mktemp -d)
-run() {  # run BACKEND: one pytest pass, output to $logs/BACKEND.log, exit code to $logs/BACKEND.rc
-  local start=$(date +%s)
-  KERAS_BACKEND=$1 python -m pytest -q -m "not slow" -p no:cacheprovider --durations=25 "${@:2}" >"$logs/$1.log" 2>&1
-  local rc=$?
-  echo "=== KERAS_BACKEND=$1: exit $rc in $(( $(date +%s) - start ))s ===" >>"$logs/$1.log"
-  echo $rc >"$logs/$1.rc"
-}
+workers="${WORKERS:-2}"
 status=0
-first=1
-pids=()
-for b in $backends; do
-  if [ $first = 1 ] && [ "$b" = torch ]; then
-    run torch -n "${TORCH_WORKERS:-2}" --dist loadfile "$@"; cat "$logs/torch.log"
-  else
-    run "$b" "$@" & pids+=($!)
-  fi
-  first=0
+for b in ${BACKENDS:-torch jax tensorflow}; do
+  start=$(date +%s)
+  log=$(mktemp)
+  KERAS_BACKEND=$b python -m pytest -q -m "not slow" -p no:cacheprovider --durations=25 \
+    -n "$workers" --dist loadfile "$@" >"$log" 2>&1
+  rc=$?
+  cat "$log"
+  rm -f "$log"
+  echo "=== KERAS_BACKEND=$b: exit $rc in $(( $(date +%s) - start ))s ==="
+  [ $rc != 0 ] && status=$rc
 done
-for pid in "${pids[@]}"; do wait "$pid"; done
-for b in $backends; do
-  [ "$b" = torch ] && [ "${backends%% *}" = torch ] || cat "$logs/$b.log"
-  rc=$(cat "$logs/$b.rc" 2>/dev/null || echo 1)
-  [ "$rc" != 0 ] && status=$rc
-done
-rm -rf "$logs"
 exit $status
