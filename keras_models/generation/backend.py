@@ -36,6 +36,15 @@ def no_grad():
     return contextlib.nullcontext()
 
 
+def tf_graph(fn, **kwargs):
+    """``tf.function(fn, **kwargs)`` without autograph: the library's code uses keras.ops control flow
+    (jax's jit needs it), so autograph's source conversion is pure tracing cost (tests/generation/
+    test_generate.py under tensorflow: 78 -> 64 s). The one place the library's own graphs are made."""
+    import tensorflow as tf
+
+    return tf.function(fn, autograph=False, **kwargs)
+
+
 def compile_fn(model, fn):
     """Return ``run(*args)`` computing ``fn(*args)`` compiled for this backend.
 
@@ -58,9 +67,7 @@ def compile_fn(model, fn):
         jitted = jax.jit(decode_dots(pure, model))
         return lambda *args: jitted([v.value for v in variables], args)
     if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn, jit_compile=True, reduce_retracing=False, autograph=False)
+        return tf_graph(fn, jit_compile=True, reduce_retracing=False)
 
     import torch
 

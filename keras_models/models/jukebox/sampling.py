@@ -14,14 +14,12 @@ def _starts(total_length, n_ctx, hop_length):
 def _jit_under_jax(layer, fn, graph_on_tensorflow=False):
     """``fn`` compiled on jax (its eager mode compiles every op per shape); on tensorflow a graph
     without XLA where asked (XLA compiles these tiny steps slower than they run); eager elsewhere."""
-    from keras_models.generation.backend import compile_fn
+    from keras_models.generation.backend import compile_fn, tf_graph
 
     if keras.backend.backend() == "jax":
         return compile_fn(layer, fn)
     if graph_on_tensorflow and keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(fn, reduce_retracing=False, autograph=False)
+        return tf_graph(fn, reduce_retracing=False)
     return fn
 
 

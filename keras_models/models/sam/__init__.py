@@ -366,6 +366,8 @@ class SamMaskGenerator(MaskGenerator):
             return super().get_image_embeddings(pixel_values)
         import tensorflow as tf
 
+        from keras_models.generation.backend import tf_graph
+
         if tf.inside_function():  # already being traced: a graph of its own
             return super().get_image_embeddings(pixel_values)
         pixels = tf.convert_to_tensor(pixel_values)
@@ -378,7 +380,7 @@ class SamMaskGenerator(MaskGenerator):
             if "_km_tf_encoder" not in self.__dict__:
                 spec = tf.TensorSpec((None,) + tuple(pixels.shape[1:]), pixels.dtype)
                 backbone = self.backbone
-                fn = tf.function(lambda p: backbone({"pixel_values": p}), input_signature=(spec,), autograph=False)
+                fn = tf_graph(lambda p: backbone({"pixel_values": p}), input_signature=(spec,))
                 self.__dict__["_km_tf_encoder"] = (fn, spec)
             fn, spec = self.__dict__["_km_tf_encoder"]
         if not spec.is_compatible_with(pixels):  # another size or dtype: the eager call

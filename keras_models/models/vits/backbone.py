@@ -357,7 +357,7 @@ class VitsBackbone(SpecBackbone):
         for every text length and frame count (``tf_graph_enabled``; ``KM_VITS_TF_GRAPH=0``: eager). Settings and
         noise are inputs of the compiled functions (no recompilation per setting); noise, where a scale
         is not 0, is drawn first from ``seed`` (an int) or the model's seed generator."""
-        from keras_models.generation.backend import BACKEND, compile_fn, no_grad
+        from keras_models.generation.backend import BACKEND, compile_fn, no_grad, tf_graph as graph_of
 
         tf_graph = BACKEND == "tensorflow" and tf_graph_enabled()
 
@@ -365,10 +365,9 @@ class VitsBackbone(SpecBackbone):
             if BACKEND == "tensorflow":
                 if not tf_graph:
                     return fn
-                import tensorflow as tf
                 # graph mode without XLA: grappler fuses conv + bias (+ activation) into oneDNN calls;
                 # ``generic``: traced once for any length (the second length relaxes the shapes)
-                return tf.function(fn, jit_compile=False, reduce_retracing=generic, autograph=False)
+                return graph_of(fn, jit_compile=False, reduce_retracing=generic)
             return compile_fn(self, fn)  # torch: eager, direct layer calls
 
         if not isinstance(inputs, dict):

@@ -158,9 +158,7 @@ class WhisperBackbone(BartBackbone):
             if backend.BACKEND == "jax":
                 compiled = backend.compile_fn(self, lambda features: self.encode(features))
             elif backend.BACKEND == "tensorflow":
-                import tensorflow as tf
-
-                compiled = tf.function(lambda features: self.encode(features), reduce_retracing=False, autograph=False)
+                compiled = backend.tf_graph(lambda features: self.encode(features), reduce_retracing=False)
             else:
                 compiled = self.encode
             object.__setattr__(self, "_encode_compiled", compiled)  # not a tracked Keras attribute
