@@ -324,10 +324,188 @@ def in_redirected_calls():
     return _REDIRECTS.get() is not None
 
 
+# --- symbolic builds at the Keras level -----------------------------------------------------------
+_KERAS_LEVEL = contextvars.ContextVar("keras_models_keras_level_specs", default=False)
+
+
+def _keras_build_internals():
+    """Relies on: ``Layer._maybe_build(call_spec)``, ``keras.src.layers.layer.get_shapes_dict``,
+    ``keras.src.backend.compute_output_spec`` and ``keras.src.utils.is_default``."""
+    from keras.src import backend as keras_backend
+    from keras.src import utils
+    from keras.src.layers import layer as layer_module
+
+    return keras_backend.compute_output_spec, layer_module.get_shapes_dict, utils.is_default
+
+
+def _traced_by_keras(layer):
+    """Whether Keras would infer ``layer``'s output by tracing its ``call`` in the backend (the
+    layer defines neither ``compute_output_spec`` nor ``compute_output_shape``)."""
+    import keras
+
+    _, _, is_default = _keras_build_internals()
+    return (type(layer).compute_output_spec is keras.layers.Layer.compute_output_spec
+            and is_default(layer.compute_output_shape))
+
+
+@contextlib.contextmanager
+def keras_level_specs(model):
+    """Within the block, calling ``model`` (or any layer nested in it) on KerasTensors infers the
+    output of a layer that Keras would trace in the backend (one without ``compute_output_spec`` /
+    ``compute_output_shape``) by running its ``call`` on the KerasTensors themselves: each
+    ``keras.ops`` op then infers its output shape in Python, and each nested layer builds itself
+    when called, as in an eager call. Keras would instead trace the call in the backend (under
+    TensorFlow a graph built op by op, twice for a layer without ``build``: once to build it, once
+    for its output). A layer whose call does not run on KerasTensors (a backend-only kernel, a
+    value-dependent branch) falls back to Keras' own trace, so the variables created are the same.
+    Inside the block keras.ops count a Variable as symbolic (see :func:`shallow_symbolic_checks` for
+    the gated check): an op whose only tensor is a variable (a tied projection's ``cast(table)``)
+    infers its output instead of computing it, which for a variable still awaiting its checkpoint
+    value would run its random initialiser (BART-base's 50265 x 768 table: 2.4 s).
+
+    Under jax the block changes nothing: Keras' trace there is ``jax.eval_shape`` (cheap), and a jax
+    array does not hand ``array + keras_tensor`` over to the KerasTensor (it raises), so a call
+    mixing an eagerly made constant into its symbolic inputs would fall back to the trace anyway.
+
+    Choice: per-instance ``compute_output_spec`` / ``_maybe_build`` attributes on the layers nested
+    in ``model`` when the block starts, removed when it ends; no Keras class is changed. Relies on
+    the internals named in :func:`_keras_build_internals`, ``Layer._flatten_layers`` and the
+    ``Operation._inbound_nodes`` / ``_outbound_nodes`` lists (the nested calls' nodes are dropped at
+    the end)."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        yield
+        return
+    keras_trace, shapes_of, is_default = _keras_build_internals()
+
+    patched = []
+    _install_symbolic_check()
+    token = _KERAS_LEVEL.set(True)
+    environment = _trace_environment()
+
+    def install(layer):
+        keras_maybe_build = layer._maybe_build
+        deferred = {}
+
+        def maybe_build(call_spec):
+            if layer.built or not is_default(layer.build) or not _KERAS_LEVEL.get():
+                return keras_maybe_build(call_spec)
+            deferred["spec"] = call_spec  # built by the call below, as an eager call would
+
+        def compute_output_spec(*args, **kwargs):
+            call_spec = deferred.pop("spec", None)
+            args, kwargs = _dense_specs(args), _dense_specs(kwargs)
+            try:
+                out = layer.call(*args, **kwargs)
+            except Exception:
+                with _keras_level(False):
+                    if call_spec is not None and not layer.built:
+                        keras_maybe_build(call_spec)
+                    return keras_trace(layer.call, *args, **kwargs)
+            if call_spec is not None and not layer.built:
+                layer.build(next(iter(shapes_of(call_spec).values()), None))
+            return keras.tree.map_structure(_as_spec, out)
+
+        layer.__dict__["_maybe_build"] = maybe_build
+        layer.__dict__["compute_output_spec"] = compute_output_spec
+        patched.append(layer)
+
+    nodes = {}
+    for layer in model._flatten_layers(include_self=True):
+        nodes[id(layer)] = (len(layer._inbound_nodes), len(layer._outbound_nodes))
+        if "compute_output_spec" not in layer.__dict__ and _traced_by_keras(layer):
+            install(layer)
+    try:
+        with environment:
+            yield
+    finally:
+        _KERAS_LEVEL.reset(token)
+        for layer in patched:
+            layer.__dict__.pop("_maybe_build", None)
+            layer.__dict__.pop("compute_output_spec", None)
+        # Forget the graph of the nested symbolic calls (each nested layer's Keras nodes): it would
+        # keep every intermediate KerasTensor alive with the model. The model keeps its own node.
+        for layer in model._flatten_layers(include_self=False):
+            inbound, outbound = nodes.get(id(layer), (0, 0))
+            del layer._inbound_nodes[inbound:], layer._outbound_nodes[outbound:]
+
+
+@contextlib.contextmanager
+def _keras_level(on):
+    """Set or clear the Keras-level flag for a block: a backend trace inside a Keras-level call (a
+    fallback, a backend-only kernel) runs as Keras' own, variables and all."""
+    token = _KERAS_LEVEL.set(on)
+    try:
+        yield
+    finally:
+        _KERAS_LEVEL.reset(token)
+
+
+def _trace_environment():
+    """A StatelessScope (variables created in the block are initialised when it ends, unless an outer
+    scope holds them) and Keras' symbolic scope, as Keras' own trace has. (No scratch graph or meta
+    device: a constant made eagerly from static shapes stays a small concrete tensor, which Keras'
+    symbolic ops accept beside KerasTensors; a meta tensor they would fail to read.)
+
+    Relies on: ``keras.src.backend.common.symbolic_scope.SymbolicScope``."""
+    import keras
+    from keras.src.backend.common.symbolic_scope import SymbolicScope
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(keras.StatelessScope())
+    stack.enter_context(SymbolicScope())
+    return stack
+
+
+def traced_when_symbolic(kernel):
+    """For a function written in one backend's own API (a fused kernel): called on KerasTensors
+    inside :func:`keras_level_specs`, its output spec comes from Keras' backend trace of this
+    function alone, so the layer calling it still infers the rest of its output at the Keras
+    level. Elsewhere the function is called as is (one ContextVar read)."""
+    @functools.wraps(kernel)
+    def wrapper(*args, **kwargs):
+        if _KERAS_LEVEL.get():
+            import keras
+
+            if any(isinstance(x, keras.KerasTensor) for x in args):
+                trace, _, _ = _keras_build_internals()
+                with _keras_level(False):
+                    return trace(kernel, *_dense_specs(args), **_dense_specs(kwargs))
+        return kernel(*args, **kwargs)
+    return wrapper
+
+
+def _dense_specs(structure):
+    """``structure`` with each KerasTensor replaced by a dense one of its shape and dtype. Keras'
+    symbolic ops mark some dense results sparse (``keras_tensor * 0.5`` under Keras 3.15), and a
+    backend trace would then feed the traced function sparse placeholders; the library takes no
+    sparse inputs."""
+    import keras
+
+    return keras.tree.map_structure(
+        lambda x: keras.KerasTensor(x.shape, x.dtype) if isinstance(x, keras.KerasTensor) and x.sparse else x,
+        structure)
+
+
+def _as_spec(x):
+    """A KerasTensor for a tensor computed eagerly inside a symbolic call (a constant made from
+    static shapes); KerasTensors and other leaves as they are."""
+    import keras
+
+    if isinstance(x, keras.KerasTensor):
+        return keras.KerasTensor(x.shape, x.dtype) if x.sparse else x
+    if not (hasattr(x, "shape") and hasattr(x, "dtype")):
+        return x
+    if isinstance(x, keras.Variable):
+        return keras.KerasTensor(tuple(x.shape), dtype=x.dtype)
+    return keras.KerasTensor(tuple(x.shape), dtype=keras.backend.standardize_dtype(x.dtype))
+
+
 # --- keras.ops' symbolic-tensor check ------------------------------------------------------------
 _SHALLOW = contextvars.ContextVar("keras_models_shallow_symbolic_checks", default=False)
 _OPS_MODULES = ("keras.src.ops.numpy", "keras.src.ops.math", "keras.src.ops.core", "keras.src.ops.nn",
-                "keras.src.ops.linalg", "keras.src.ops.einops")
+                "keras.src.ops.linalg", "keras.src.ops.einops", "keras.src.ops.operation")
 _install_lock = threading.Lock()
 _installed = []
 
@@ -381,7 +559,14 @@ def _checker():
                     return True
         return False
 
+    def symbolic_or_variable(args=None, kwargs=None):
+        import keras
+
+        return any(isinstance(x, (keras_tensor, keras.Variable)) for x in keras.tree.flatten((args, kwargs)))
+
     def any_symbolic_tensors(args=None, kwargs=None):
+        if _KERAS_LEVEL.get():
+            return symbolic_or_variable(args, kwargs)
         if _SHALLOW.get():
             return shallow(args, kwargs)
         return keras_check(args, kwargs)
@@ -415,11 +600,12 @@ def shallow_symbolic_checks():
     ``torch.utils._pytree``: 13 of ``ops.reshape``'s 16.5 microseconds).
 
     Choice: the module-level name ``any_symbolic_tensors`` in ``keras.src.ops.{numpy, math, core,
-    nn, linalg, einops}`` is rebound once, permanently, to a function that (a) outside this context
+    nn, linalg, einops, operation}`` is rebound once, permanently, to a function that (a) outside this context
     (ContextVar unset) calls Keras' own ``any_symbolic_tensors`` with the same arguments, and (b)
     inside it gives the same answer by a shallow walk (known leaf types skipped, lists/tuples looked
     into one level, anything else handed to Keras' check). So every caller in the process gets
-    Keras' answer; only this context gets it faster. Restoring the binding on exit instead would
+    Keras' answer; only this context gets it faster. (Inside :func:`keras_level_specs` only, the
+    same function also counts a Variable as symbolic.) Restoring the binding on exit instead would
     race with other threads entering the context.
 
     Relies on: ``keras.src.backend.common.keras_tensor.any_symbolic_tensors`` and those modules

@@ -31,6 +31,7 @@ Switch: ``KM_JAX_FEW_ROW_DOTS`` (default on) or :data:`FEW_ROW_DOTS`; CPU platfo
 models, the compiled decode functions of ``generate`` (``generation.backend.compile_fn``).
 """
 
+from keras_models import compat
 from keras_models.backend_choice import switch_on
 
 BF16_DOTS = switch_on("KM_JAX_BF16_DOTS")
@@ -306,6 +307,7 @@ _ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -
 _ERF = []
 
 
+@compat.traced_when_symbolic
 def erf_float32(x):
     """erf of a float32 jax array from elementwise products and one division, with the exact
     derivative 2 / sqrt(pi) * exp(-x^2). What ``lax.erf`` computes on the CPU, without the StableHLO

@@ -2,6 +2,7 @@
 assumed (a Keras upgrade that changes one fails here, naming it), and the torch fast paths stay
 confined to the model and thread that asked for them."""
 
+import re
 import threading
 
 import keras
@@ -486,3 +487,98 @@ def test_jax_backends_initialised_after_a_jax_op():
 
     jnp.zeros(1).block_until_ready()
     assert compat.jax_backends_initialised() is True
+
+
+# --- symbolic builds at the Keras level ----------------------------------------------------------
+class SpecBlock(keras.layers.Layer):
+    """No build, no compute_output_shape: Keras would trace its call in the backend."""
+
+    def __init__(self, width, backend_only=False, **kwargs):
+        super().__init__(**kwargs)
+        self.backend_only = backend_only
+        self.up = keras.layers.Dense(2 * width)
+        self.down = keras.layers.Dense(width)
+
+    def call(self, x):
+        h = self.up(x)
+        if self.backend_only and isinstance(h, keras.KerasTensor):
+            raise TypeError("a backend-only kernel")  # stands for an op of one backend's own API
+        return x + self.down(keras.ops.relu(h)) * 0.5  # (* a float: Keras marks this one sparse)
+
+
+class SpecStack(keras.layers.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first = SpecBlock(4)
+        self.second = SpecBlock(4, backend_only=True)
+        self.head = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.head(self.second(self.first(x)))
+
+
+def _counting_traces(monkeypatch):
+    traced = []
+    keras_internals = compat._keras_build_internals
+
+    def counting():
+        trace, shapes_of, is_default = keras_internals()
+
+        def counted(fn, *args, **kwargs):
+            traced.append(getattr(fn, "__self__", fn))
+            assert not any(getattr(x, "sparse", False) for x in keras.tree.flatten((args, kwargs)))
+            return trace(fn, *args, **kwargs)
+        return counted, shapes_of, is_default
+
+    monkeypatch.setattr(compat, "_keras_build_internals", counting)
+    return traced
+
+
+def test_keras_level_specs_build_the_same_variables_and_fall_back_per_layer(monkeypatch):
+    def variables(model):  # (paths less Keras' auto-numbering)
+        return [(re.sub(r"_[0-9]+", "", v.path), tuple(v.shape)) for v in model.weights]
+
+    reference = SpecStack()
+    expected_spec = reference(keras.KerasTensor((2, 5, 4)))  # Keras' own way
+    traced = _counting_traces(monkeypatch)
+    model = SpecStack()
+    with compat.keras_level_specs(model):
+        spec = model(keras.KerasTensor((2, 5, 4)))
+    assert (spec.shape, spec.dtype, spec.sparse) == (expected_spec.shape, expected_spec.dtype, False)
+    assert variables(model) == variables(reference) and model.built
+    assert all(layer.built for layer in compat.sublayers(model))
+    if keras.backend.backend() == "jax":
+        assert traced == []  # the block changes nothing under jax (Keras traces with jax.eval_shape)
+    else:
+        # Only the layer whose call needs real tensors was traced in the backend.
+        assert traced and all(fn is model.second for fn in traced), traced
+    for layer in [model, *compat.sublayers(model)]:  # nothing left on the instances
+        assert "compute_output_spec" not in layer.__dict__ and "_maybe_build" not in layer.__dict__
+    # Nor the nested calls' graph (Operation._inbound_nodes): no intermediate KerasTensor kept alive.
+    assert all(not layer._inbound_nodes and not layer._outbound_nodes for layer in compat.sublayers(model))
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    reference.set_weights(model.get_weights())
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)),
+                               keras.ops.convert_to_numpy(reference(x)), rtol=1e-6)
+
+
+def test_traced_when_symbolic_gives_backend_tensors_only_inside_the_block():
+    seen = []
+
+    @compat.traced_when_symbolic
+    def kernel(x, scale):
+        seen.append(isinstance(x, keras.KerasTensor))
+        return keras.ops.concatenate([x, x * scale], axis=-1)
+
+    class Uses(keras.layers.Layer):
+        def call(self, x):
+            return kernel(x, 2.0)
+
+    layer = Uses()
+    with compat.keras_level_specs(layer):
+        spec = layer(keras.KerasTensor((3, 2)))
+    assert spec.shape == (3, 4) and not spec.sparse
+    assert seen and not any(seen)  # the kernel saw backend tensors (a trace), never KerasTensors
+    seen.clear()
+    out = kernel(np.ones((3, 2), "float32"), 2.0)
+    assert seen == [False] and keras.ops.convert_to_numpy(out).tolist() == [[1, 1, 2, 2]] * 3

@@ -17,7 +17,7 @@ buffer written at ``cache_index``.
 import keras
 from keras import ops
 
-from keras_models import jax_attention
+from keras_models import compat, jax_attention
 from keras_models.generation.backend import EAGER_LOOP, direct_ops, visible_length, write_time_slice
 from keras_models.layers.masks import ALL_VISIBLE
 from keras_models.layers.norms import make_norm
@@ -38,6 +38,7 @@ FUSED_ATTENTION = switch_on("KM_FUSED_ATTENTION")
 LATE_DIVISION = switch_on("KM_LATE_SOFTMAX_DIVISION")
 
 
+@compat.traced_when_symbolic
 def fused_attention(q, k, v, bias, scale, heads_major=False):
     """q (b, t, h, d), k / v (b, s, kv, d) -- or heads-major (b, kv, s, d) with ``heads_major`` --
     with kv dividing h -> (b, t, h, d).

@@ -62,7 +62,7 @@ class BucketedPositionBias(keras.layers.Layer):
         buckets = relative_position_bucket(k - q, self.bidirectional, self.num_buckets,
                                            self.max_distance)
         values = self.call(buckets)  # (q, k, heads)
-        return ops.transpose(values, (2, 0, 1))[None]
+        return ops.expand_dims(ops.transpose(values, (2, 0, 1)), 0)
 
     def get_config(self):
         c = super().get_config()

@@ -21,6 +21,11 @@ import keras
 import numpy as np
 
 from keras_models import compat
+from keras_models.backend_choice import switch_on
+
+# from_preset's symbolic builds infer each layer's output at the Keras level (compat.keras_level_specs);
+# off: Keras' own trace of the whole model in the backend (docs/fast_paths.md).
+KERAS_LEVEL_BUILD = switch_on("KM_KERAS_LEVEL_BUILD")
 
 
 def _pending():
@@ -138,9 +143,14 @@ def _spec_of(outputs):
     return keras.tree.map_structure(spec, outputs)
 
 
-def _zeros_like_spec(spec):
-    return keras.tree.map_structure(
-        lambda t: keras.ops.zeros(t.shape, t.dtype) if isinstance(t, keras.KerasTensor) else t, spec)
+def _zeros_like_spec(spec, symbolic=False):
+    """Zeros shaped like ``spec`` inside a backend trace; fresh KerasTensors in a Keras-level
+    symbolic call (``symbolic``)."""
+    def leaf(t):
+        if not isinstance(t, keras.KerasTensor):
+            return t
+        return keras.KerasTensor(t.shape, t.dtype) if symbolic else keras.ops.zeros(t.shape, t.dtype)
+    return keras.tree.map_structure(leaf, spec)
 
 
 @contextlib.contextmanager
@@ -161,7 +171,8 @@ def _replaying(layer, signature, recorded):
         if others or first not in bound or _signature(bound[first]) != signature:
             return real_call(*args, **kwargs)
         if "spec" in recorded:
-            return _zeros_like_spec(recorded["spec"])
+            symbolic = any(isinstance(x, keras.KerasTensor) for x in keras.tree.flatten(bound[first]))
+            return _zeros_like_spec(recorded["spec"], symbolic)
         out = real_call(*args, **kwargs)
         recorded["spec"] = _spec_of(out)
         return out
@@ -174,7 +185,9 @@ def _replaying(layer, signature, recorded):
 
 
 def build_symbolically(model, example_inputs):
-    """Build ``model`` by calling it on KerasTensors shaped like ``example_inputs``. The model is
+    """Build ``model`` by calling it on KerasTensors shaped like ``example_inputs``: each layer's
+    output is inferred at the Keras level where its call allows (:func:`compat.keras_level_specs`;
+    under TensorFlow a trace builds a graph op by op, 0.45 ms an op). Where Keras traces, the model is
     traced once: Keras traces a model without its own ``build`` once to build it and once more for
     the symbolic call's output, and the second trace replays the first one's output spec. The
     output spec is remembered (see :func:`stand_in_for`)."""
@@ -183,11 +196,12 @@ def build_symbolically(model, example_inputs):
         example_inputs,
     )
     signature = _signature(symbolic)
-    if signature is None:
-        out = model(symbolic)
-    else:
-        with _replaying(model, signature, {}):
+    with compat.keras_level_specs(model) if KERAS_LEVEL_BUILD else contextlib.nullcontext():
+        if signature is None:
             out = model(symbolic)
+        else:
+            with _replaying(model, signature, {}):
+                out = model(symbolic)
     model.__dict__["_km_dummy_spec"] = (signature, out)
     return out
 

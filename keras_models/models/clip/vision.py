@@ -186,9 +186,9 @@ class VisionTower(SpecBackbone):
                              f"this model takes {self.spec.image_size}x{self.spec.image_size}")
         x = ops.reshape(x, (b, gh * gw, self.hidden_size))
         if self.class_embedding is not None:
-            cls = ops.broadcast_to(ops.cast(self.class_embedding, x.dtype)[None, None, :], (b, 1, self.hidden_size))
+            cls = ops.broadcast_to(ops.reshape(ops.cast(self.class_embedding, x.dtype), (1, 1, -1)), (b, 1, self.hidden_size))
             x = ops.concatenate([cls, x], axis=1)
-        x = x + ops.cast(self.position_embedding, x.dtype)[None]
+        x = x + ops.expand_dims(ops.cast(self.position_embedding, x.dtype), 0)
         if self.pre_norm is not None:
             x = self.pre_norm(x)
         for block in self.blocks:
