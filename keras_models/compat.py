@@ -381,8 +381,6 @@ def keras_level_specs(model):
 
     patched = []
     _install_symbolic_check()
-    token = _KERAS_LEVEL.set(True)
-    environment = _trace_environment()
 
     def install(layer):
         keras_maybe_build = layer._maybe_build
@@ -417,10 +415,9 @@ def keras_level_specs(model):
         if "compute_output_spec" not in layer.__dict__ and _traced_by_keras(layer):
             install(layer)
     try:
-        with environment:
+        with _keras_level(True), _trace_environment():
             yield
     finally:
-        _KERAS_LEVEL.reset(token)
         for layer in patched:
             layer.__dict__.pop("_maybe_build", None)
             layer.__dict__.pop("compute_output_spec", None)
@@ -432,14 +429,19 @@ def keras_level_specs(model):
 
 
 @contextlib.contextmanager
-def _keras_level(on):
-    """Set or clear the Keras-level flag for a block: a backend trace inside a Keras-level call (a
-    fallback, a backend-only kernel) runs as Keras' own, variables and all."""
-    token = _KERAS_LEVEL.set(on)
+def _context_value(variable, value):
+    """``variable`` (a ContextVar) holds ``value`` for the block, in the calling context only."""
+    token = variable.set(value)
     try:
         yield
     finally:
-        _KERAS_LEVEL.reset(token)
+        variable.reset(token)
+
+
+def _keras_level(on):
+    """Set or clear the Keras-level flag for a block: a backend trace inside a Keras-level call (a
+    fallback, a backend-only kernel) runs as Keras' own, variables and all."""
+    return _context_value(_KERAS_LEVEL, on)
 
 
 def _trace_environment():
@@ -611,11 +613,8 @@ def shallow_symbolic_checks():
     Relies on: ``keras.src.backend.common.keras_tensor.any_symbolic_tensors`` and those modules
     calling it through their module global ``any_symbolic_tensors``."""
     _install_symbolic_check()
-    token = _SHALLOW.set(True)
-    try:
+    with _context_value(_SHALLOW, True):
         yield
-    finally:
-        _SHALLOW.reset(token)
 
 
 def jax_backends_initialised():
