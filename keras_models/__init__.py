@@ -66,9 +66,7 @@ _SUBMODULES = ("models", "layers", "tasks", "presets", "tokenizers", "preprocess
 
 def __getattr__(name):
     if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
-        if _LAZY[name].startswith("keras_models.tasks") or name == "Backbone":
-            importlib.import_module("keras_models.models")  # register families
+        module = importlib.import_module(_LAZY[name])  # families load when a preset names them
         value = getattr(module, name)
         globals()[name] = value
         return value

@@ -160,7 +160,9 @@ def _convert(args):
     import keras
     from tqdm.auto import tqdm
 
-    import keras_models.models  # noqa: F401  (registers every family's classes for load_model)
+    from keras_models.models.registry import load_all
+
+    load_all()  # every family's classes registered for load_model
 
     bar = tqdm(total=3, desc="convert", unit="step", file=sys.stderr)
     bar.set_postfix_str(f"loading {args.src}")
@@ -199,7 +201,7 @@ def _convert(args):
 
 def _load_preset_model(preset, task, dtype):
     import keras_models as km
-    from keras_models.models.registry import backbone_for_config
+    from keras_models.models.registry import backbone_for_config, tasks_of
     from keras_models.presets.config import load_hf_config
     from keras_models.presets.resolve import resolve_preset
 
@@ -211,7 +213,7 @@ def _load_preset_model(preset, task, dtype):
     hf = load_hf_config(folder)
     backbone_cls = backbone_for_config(hf, source=str(folder / "config.json"))
     archs = hf.get("architectures") or []
-    for name, task_cls in backbone_cls.tasks.items():
+    for name, task_cls in tasks_of(backbone_cls).items():
         if name != "TextEmbedder" and any(a in task_cls.hf_architectures for a in archs):
             return task_cls.from_preset(folder, dtype=dtype)
     if (folder / "modules.json").is_file() and "TextEmbedder" in backbone_cls.tasks:
@@ -296,7 +298,7 @@ def _preset_info(preset):
     try:
         from keras_models.models.registry import backbone_for_config
 
-        backbone_cls = backbone_for_config(hf, source=str(folder / "config.json"))
+        backbone_cls = backbone_for_config(hf, source=str(folder / "config.json"))  # its tasks loaded
         info["keras_models_class"] = f"{backbone_cls.__module__}.{backbone_cls.__name__}"
         tasks = sorted(backbone_cls.tasks)
         archs = set(info["architectures"])

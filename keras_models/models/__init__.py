@@ -1,132 +1,60 @@
-"""Architecture families. Importing this package registers every family.
+"""Architecture families, imported on demand.
 
-One line per family: adding an architecture means adding its package and one import here.
+``FAMILIES`` lists every family package (one entry per family: adding an architecture means adding
+its package and its name here, then running ``python tools/gen_model_index.py``). Nothing is imported
+with this package: ``keras_models.models.BertBackbone`` imports the family that defines it, and
+``from_preset`` imports only the family a checkpoint's ``model_type`` names (through the generated
+index in ``_index.py``, which tests/test_model_index.py keeps in step with the registrations). Import
+costs 3-4 s for all ~125 families and about a tenth of that for one.
+:func:`keras_models.models.registry.load_all` imports them all (``registered_model_types`` does).
 """
 
-from keras_models.models.backbone import Backbone
-from keras_models.models.bert import *  # noqa: F401,F403
-from keras_models.models.roberta import *  # noqa: F401,F403
-from keras_models.models.encoder.families import *  # noqa: F401,F403
-from keras_models.models.decoder import *  # noqa: F401,F403
-from keras_models.models.vit import *  # noqa: F401,F403
-from keras_models.models.convnext import *  # noqa: F401,F403
-from keras_models.models.resnet import *  # noqa: F401,F403
-from keras_models.models.t5 import *  # noqa: F401,F403
-from keras_models.models.bart import *  # noqa: F401,F403
-from keras_models.models.prophetnet import *  # noqa: F401,F403
-from keras_models.models.beit import *  # noqa: F401,F403
-from keras_models.models.swin import *  # noqa: F401,F403
-from keras_models.models.dinat import *  # noqa: F401,F403
-from keras_models.models.poolformer import *  # noqa: F401,F403
-from keras_models.models.regnet import *  # noqa: F401,F403
-from keras_models.models.bit import *  # noqa: F401,F403
-from keras_models.models.mobilenet_v1 import *  # noqa: F401,F403
-from keras_models.models.mobilenet_v2 import *  # noqa: F401,F403
-from keras_models.models.efficientnet import *  # noqa: F401,F403
-from keras_models.models.segformer import *  # noqa: F401,F403
-from keras_models.models.mobilevit import *  # noqa: F401,F403
-from keras_models.models.vitdet import *  # noqa: F401,F403
-from keras_models.models.clip import *  # noqa: F401,F403
-from keras_models.models.altclip import *  # noqa: F401,F403
-from keras_models.models.align import *  # noqa: F401,F403
-from keras_models.models.owlvit import *  # noqa: F401,F403
-from keras_models.models.clipseg import *  # noqa: F401,F403
-from keras_models.models.xclip import *  # noqa: F401,F403
-from keras_models.models.groupvit import *  # noqa: F401,F403
-from keras_models.models.wav2vec2 import *  # noqa: F401,F403
-from keras_models.models.wav2vec2_bert import *  # noqa: F401,F403
-from keras_models.models.seamless_m4t import *  # noqa: F401,F403
-from keras_models.models.encodec import *  # noqa: F401,F403
-from keras_models.models.univnet import *  # noqa: F401,F403
-from keras_models.models.musicgen import *  # noqa: F401,F403
-from keras_models.models.musicgen_melody import *  # noqa: F401,F403
-from keras_models.models.bark import *  # noqa: F401,F403
-from keras_models.models.decision_transformer import *  # noqa: F401,F403
-from keras_models.models.trajectory_transformer import *  # noqa: F401,F403
-from keras_models.models.graphormer import *  # noqa: F401,F403
-from keras_models.models.whisper import *  # noqa: F401,F403
-from keras_models.models.ast import *  # noqa: F401,F403
-from keras_models.models.modernbert import *  # noqa: F401,F403
-from keras_models.models.gemma3n import *  # noqa: F401,F403
-from keras_models.models.realm import *  # noqa: F401,F403
-from keras_models.models.ernie_m import *  # noqa: F401,F403
-from keras_models.models.retribert import *  # noqa: F401,F403
-from keras_models.models.xlm_prophetnet import *  # noqa: F401,F403
-from keras_models.models.open_llama import *  # noqa: F401,F403
-from keras_models.models.nezha import *  # noqa: F401,F403
-from keras_models.models.transfo_xl import *  # noqa: F401,F403
-from keras_models.models.mctct import *  # noqa: F401,F403
-from keras_models.models.video import *  # noqa: F401,F403
-from keras_models.models.llava import *  # noqa: F401,F403
-from keras_models.models.paligemma import *  # noqa: F401,F403
-from keras_models.models.fuyu import *  # noqa: F401,F403
-from keras_models.models.depth import *  # noqa: F401,F403
-from keras_models.models.cvt import *  # noqa: F401,F403
-from keras_models.models.pvt import *  # noqa: F401,F403
-from keras_models.models.focalnet import *  # noqa: F401,F403
-from keras_models.models.mobilevitv2 import *  # noqa: F401,F403
-from keras_models.models.swiftformer import *  # noqa: F401,F403
-from keras_models.models.levit import *  # noqa: F401,F403
-from keras_models.models.van import *  # noqa: F401,F403
-from keras_models.models.vit_hybrid import *  # noqa: F401,F403
-from keras_models.models.efficientformer import *  # noqa: F401,F403
-from keras_models.models.detr import *  # noqa: F401,F403
-from keras_models.models.yolos import *  # noqa: F401,F403
-from keras_models.models.nystromformer import *  # noqa: F401,F403
-from keras_models.models.yoso import *  # noqa: F401,F403
-from keras_models.models.mra import *  # noqa: F401,F403
-from keras_models.models.vision_encoder_decoder import *  # noqa: F401,F403
-from keras_models.models.git import *  # noqa: F401,F403
-from keras_models.models.funnel import *  # noqa: F401,F403
-from keras_models.models.canine import *  # noqa: F401,F403
-from keras_models.models.big_bird import *  # noqa: F401,F403
-from keras_models.models.speech_to_text import *  # noqa: F401,F403
-from keras_models.models.speecht5 import *  # noqa: F401,F403
-from keras_models.models.speech_encoder_decoder import *  # noqa: F401,F403
-from keras_models.models.swin2sr import *  # noqa: F401,F403
-from keras_models.models.upernet import *  # noqa: F401,F403
-from keras_models.models.vitmatte import *  # noqa: F401,F403
-from keras_models.models.sam import *  # noqa: F401,F403
-from keras_models.models.seggpt import *  # noqa: F401,F403
-from keras_models.models.imagegpt import *  # noqa: F401,F403
-from keras_models.models.mgp_str import *  # noqa: F401,F403
-from keras_models.models.blip import *  # noqa: F401,F403
-from keras_models.models.text_encoder_decoder import *  # noqa: F401,F403
-from keras_models.models.longformer import *  # noqa: F401,F403
-from keras_models.models.xlnet import *  # noqa: F401,F403
-from keras_models.models.patchtst import *  # noqa: F401,F403
-from keras_models.models.vilt import *  # noqa: F401,F403
-from keras_models.models.visual_bert import *  # noqa: F401,F403
-from keras_models.models.lxmert import *  # noqa: F401,F403
-from keras_models.models.bridgetower import *  # noqa: F401,F403
-from keras_models.models.patchtsmixer import *  # noqa: F401,F403
-from keras_models.models.time_series_transformer import *  # noqa: F401,F403
-from keras_models.models.informer import *  # noqa: F401,F403
-from keras_models.models.autoformer import *  # noqa: F401,F403
-from keras_models.models.pix2struct import *  # noqa: F401,F403
-from keras_models.models.registry import registered_model_types
+import importlib
+import importlib.util
 
-__all__ = ["Backbone", "registered_model_types"]
-from keras_models.models.layout_encoders import *  # noqa: F401,F403
-from keras_models.models.rwkv import *  # noqa: F401,F403
-from keras_models.models.maskformer import *  # noqa: F401,F403
-from keras_models.models.oneformer import *  # noqa: F401,F403
-from keras_models.models.tapas import *  # noqa: F401,F403
-from keras_models.models.jukebox import *  # noqa: F401,F403
-from keras_models.models.kosmos2 import *  # noqa: F401,F403
-from keras_models.models.clap import *  # noqa: F401,F403
-from keras_models.models.idefics import *  # noqa: F401,F403
-from keras_models.models.vits import *  # noqa: F401,F403
-from keras_models.models.flava import *  # noqa: F401,F403
-from keras_models.models.pop2piano import *  # noqa: F401,F403
-from keras_models.models.perceiver import *  # noqa: F401,F403
-from keras_models.models.fastspeech2_conformer import *  # noqa: F401,F403
-from keras_models.models.tvp import *  # noqa: F401,F403
-from keras_models.models.tvlt import *  # noqa: F401,F403
-from keras_models.models.rag import *  # noqa: F401,F403
-from keras_models.models.cpmant import *  # noqa: F401,F403
-from keras_models.models.reformer import *  # noqa: F401,F403
-from keras_models.models.mega import *  # noqa: F401,F403
-from keras_models.models.clvp import *  # noqa: F401,F403
-from keras_models.models.gptsan_japanese import *  # noqa: F401,F403
-from keras_models.models.qdqbert import *  # noqa: F401,F403
+from keras_models.models.backbone import Backbone
+from keras_models.models.registry import load_all, registered_model_types
+
+FAMILIES = (
+    "bert", "roberta", "encoder.families", "decoder", "vit", "convnext", "resnet", "t5", "bart",
+    "prophetnet", "beit", "swin", "dinat", "poolformer", "regnet", "bit", "mobilenet_v1",
+    "mobilenet_v2", "efficientnet", "segformer", "mobilevit", "vitdet", "clip", "altclip", "align",
+    "owlvit", "clipseg", "xclip", "groupvit", "wav2vec2", "wav2vec2_bert", "seamless_m4t",
+    "encodec", "univnet", "musicgen", "musicgen_melody", "bark", "decision_transformer",
+    "trajectory_transformer", "graphormer", "whisper", "ast", "modernbert", "gemma3n", "realm",
+    "ernie_m", "retribert", "xlm_prophetnet", "open_llama", "nezha", "transfo_xl", "mctct", "video",
+    "llava", "paligemma", "fuyu", "depth", "cvt", "pvt", "focalnet", "mobilevitv2", "swiftformer",
+    "levit", "van", "vit_hybrid", "efficientformer", "detr", "yolos", "nystromformer", "yoso",
+    "mra", "vision_encoder_decoder", "git", "funnel", "canine", "big_bird", "speech_to_text",
+    "speecht5", "speech_encoder_decoder", "swin2sr", "upernet", "vitmatte", "sam", "seggpt",
+    "imagegpt", "mgp_str", "blip", "text_encoder_decoder", "longformer", "xlnet", "patchtst",
+    "vilt", "visual_bert", "lxmert", "bridgetower", "patchtsmixer", "time_series_transformer",
+    "informer", "autoformer", "pix2struct", "layout_encoders", "rwkv", "maskformer", "oneformer",
+    "tapas", "jukebox", "kosmos2", "clap", "idefics", "vits", "flava", "pop2piano", "perceiver",
+    "fastspeech2_conformer", "tvp", "tvlt", "rag", "cpmant", "reformer", "mega", "clvp",
+    "gptsan_japanese", "qdqbert"
+)
+
+__all__ = ["Backbone", "registered_model_types", "load_all", "FAMILIES"]
+
+
+def _names():
+    from keras_models.models._index import NAMES
+
+    return NAMES
+
+
+def __getattr__(name):
+    module = _names().get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")  # a family or helper package
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_names()))

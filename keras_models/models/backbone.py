@@ -269,6 +269,8 @@ class SpecBackbone(Backbone):
 
 def _task_head_patterns(backbone_cls):
     out = []
-    for task in backbone_cls.tasks.values():
+    from keras_models.models.registry import tasks_of
+
+    for task in tasks_of(backbone_cls).values():
         out.extend(getattr(task, "hf_head_patterns", ()))
     return tuple(out)

@@ -317,8 +317,10 @@ class AudioFeatureExtractor:
             raise ConfigError(f"{source}: feature_extractor_type must be a class name, got {kind!r}")
         target = cls
         if cls.feature_extractor_type is None or (kind and kind != cls.feature_extractor_type):
-            if kind not in _EXTRACTORS:
-                import keras_models.models  # noqa: F401 -- families register their own extractors
+            if kind not in _EXTRACTORS:  # families register their own extractors
+                from keras_models.models.registry import load_feature_extractor
+
+                load_feature_extractor(kind)
 
             if kind not in _EXTRACTORS:
                 raise ConfigError(

@@ -186,6 +186,7 @@ class Task(SharingMixin, keras.Model):
 
     @staticmethod
     def _load_weights(folder, model, head_from_checkpoint, archs):
+        from keras_models.models.registry import tasks_of
         from keras_models.presets.loader import load_model_weights
 
         backbone, backbone_cls = model.backbone, model.backbone_cls
@@ -198,7 +199,7 @@ class Task(SharingMixin, keras.Model):
                 dataclasses.replace(r, optional=True) for r in model.head_rules() if r.base
             ]
         known = backbone_cls.hf_known_unused + tuple(
-            p for t in backbone_cls.tasks.values() for p in t.hf_head_patterns
+            p for t in tasks_of(backbone_cls).values() for p in t.hf_head_patterns
         )
         report = load_model_weights(
             folder, rules, prefix=backbone_cls.base_model_prefix,
