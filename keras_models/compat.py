@@ -671,8 +671,9 @@ def guarded_jax_run(model):
 # Keras resolves a saved class through its registry of custom objects (``keras_models>Name``), which
 # our classes join only when their modules are imported, and ``import keras_models`` imports none of
 # them (it stays cheap and imports no backend). So ``import keras_models`` installs a fallback in
-# Keras' registry lookup: a miss on a ``keras_models>`` name imports the model families (which
-# registers every class) and looks again; other names and hits go straight through. When Keras is
+# Keras' registry lookup: a miss on a ``keras_models>`` name imports the family that exports the
+# name (keras_models/models/_index.py), or every family when that does not register it, and looks
+# again; other names and hits go straight through. When Keras is
 # not imported yet, a one-shot import hook applies it right after Keras loads that module.
 #
 # Relies on: ``keras.src.saving.object_registration``'s module-level ``get_registered_object``,
@@ -682,8 +683,9 @@ _REGISTRY_MODULE = "keras.src.saving.object_registration"
 _registry_lock = threading.Lock()
 
 
-def _register_all():
-    importlib.import_module("keras_models.models")
+def _register_for(name):
+    """Import the family exporting ``keras_models>Name`` (the generated index), or every family."""
+    importlib.import_module("keras_models.models.registry").load_name(name[len(PREFIX):])
 
 
 def _patch(module):
@@ -695,7 +697,7 @@ def _patch(module):
         obj = original(name, custom_objects, module_objects)
         if obj is None and isinstance(name, str) and name.startswith(PREFIX):
             with _registry_lock:
-                _register_all()
+                _register_for(name)
             obj = original(name, custom_objects, module_objects)
         return obj
 
@@ -705,11 +707,14 @@ def _patch(module):
     module.get_registered_object = get_registered_object
 
 
-class _AfterKerasRegistry(importlib.abc.MetaPathFinder):
-    """Applies :func:`_patch` once Keras has executed its registry module, then leaves."""
+class _AfterKerasModule(importlib.abc.MetaPathFinder):
+    """Applies ``patch`` to the Keras module ``name`` once Keras has executed it, then leaves."""
+
+    def __init__(self, name, patch):
+        self.name, self.patch = name, patch
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != _REGISTRY_MODULE:
+        if fullname != self.name:
             return None
         if self in sys.meta_path:
             sys.meta_path.remove(self)
@@ -720,18 +725,58 @@ class _AfterKerasRegistry(importlib.abc.MetaPathFinder):
 
         def exec_then_patch(module):
             exec_module(module)
-            _patch(module)
+            self.patch(module)
 
         spec.loader.exec_module = exec_then_patch
         return spec
 
 
-def install_registry_fallback():
-    module = sys.modules.get(_REGISTRY_MODULE)
+def _after_import(name, patch):
+    module = sys.modules.get(name)
     if module is not None:
-        _patch(module)
-    elif not any(isinstance(f, _AfterKerasRegistry) for f in sys.meta_path):
-        sys.meta_path.insert(0, _AfterKerasRegistry())
+        patch(module)
+    elif not any(isinstance(f, _AfterKerasModule) and f.name == name for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterKerasModule(name, patch))
+
+
+# --- Keras serialization without importing TensorFlow -------------------------------------------
+# Keras 3.15's ``serialize_keras_object`` asks ``tf.available and isinstance(obj, tf.TensorShape)``
+# (and tf.DType, tf.TypeSpec) of every object it serializes, and ``available`` imports TensorFlow
+# when it is installed: under jax or torch every ``get_config`` of a layer (a ``.keras`` save)
+# imported it (6.5 s and a few hundred MB here). An object can only be one of those types once
+# TensorFlow is imported, so the module's ``tf`` answers ``available`` False until then and Keras'
+# own answer after; anything else goes to Keras' lazy module unchanged (deserializing a TypeSpec still
+# imports TensorFlow, as it must).
+#
+# Relies on: ``keras.src.saving.serialization_lib`` module attribute ``tf`` (Keras'
+# ``module_utils.LazyModule`` for tensorflow, with an ``available`` property).
+_SERIALIZATION_MODULE = "keras.src.saving.serialization_lib"
+
+
+class _TensorFlowIfImported:
+    def __init__(self, lazy):
+        self._keras_lazy_module = lazy
+
+    @property
+    def available(self):
+        return "tensorflow" in sys.modules and self._keras_lazy_module.available
+
+    def __getattr__(self, name):
+        return getattr(self._keras_lazy_module, name)
+
+
+def _probe_tensorflow_only_if_imported(module):
+    lazy = getattr(module, "tf", None)
+    # (``hasattr(lazy, "available")`` would run the property, i.e. the import)
+    if isinstance(getattr(type(lazy), "available", None), property) and not isinstance(lazy, _TensorFlowIfImported):
+        module.tf = _TensorFlowIfImported(lazy)
+
+
+def install_registry_fallback():
+    """The import-time hooks ``import keras_models`` installs: the ``load_model`` registry
+    fallback above, and serialization that does not import TensorFlow."""
+    _after_import(_REGISTRY_MODULE, _patch)
+    _after_import(_SERIALIZATION_MODULE, _probe_tensorflow_only_if_imported)
 
 
 # --- torch kernels and inference helpers: keras_models/torch_kernels.py ---------------------------

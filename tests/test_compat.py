@@ -316,6 +316,26 @@ def test_registry_fallback_relies_on_keras_lookup_through_the_module_attribute()
     assert object_registration.get_registered_object("keras_models>BertBackbone").__name__ == "BertBackbone"
 
 
+def test_serializer_asks_about_tensorflow_types_only_once_tensorflow_is_imported():
+    """keras_models.compat replaces serialization_lib's lazy ``tf`` with one whose ``available`` is
+    False until TensorFlow is imported (tests/test_imports.py: a .keras save under jax / torch
+    imports no TensorFlow); Keras must still read it through the module attribute."""
+    import inspect
+    import sys
+
+    from keras.src.saving import serialization_lib
+
+    import keras_models  # noqa: F401  (installs the hook)
+
+    assert isinstance(serialization_lib.tf, compat._TensorFlowIfImported)
+    assert "tf.available and isinstance(obj, tf.TensorShape)" in inspect.getsource(serialization_lib)
+    if "tensorflow" not in sys.modules:
+        assert serialization_lib.tf.available is False and "tensorflow" not in sys.modules
+    else:
+        assert serialization_lib.tf.available is True and serialization_lib.tf.TensorShape is sys.modules["tensorflow"].TensorShape
+    assert serialization_lib.serialize_keras_object(keras.layers.Dense(2))["class_name"] == "Dense"
+
+
 def test_quantization_helpers():
     dense = keras.layers.Dense(3)
     dense.build((None, 2))

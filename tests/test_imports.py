@@ -1,4 +1,5 @@
-"""Importing and using keras-models under jax or torch never imports TensorFlow."""
+"""Importing and using keras-models under jax or torch (loading, tokenizing, a .keras save and load)
+never imports TensorFlow."""
 
 import os
 import subprocess
@@ -15,6 +16,14 @@ from keras_models.presets.resolve import resolve_preset
 folder = resolve_preset("all-minilm-l6-v2")
 tok = km.Tokenizer.from_preset(folder)
 tok(["hello world"])
+# a .keras save and load (Keras' serializer asks about TensorFlow types: keras_models.compat)
+import os, tempfile, keras
+tiny = km.models.BertBackbone(vocab_size=30, hidden_size=8, num_layers=1, num_heads=2, intermediate_size=8,
+                              max_position_embeddings=8)
+tiny.build_from_dummy()
+path = os.path.join(tempfile.mkdtemp(), "m.keras")
+tiny.save(path)
+assert type(keras.saving.load_model(path)) is type(tiny)
 bad = sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow."))
 assert not bad, bad[:5]
 print("ok")
