@@ -74,9 +74,12 @@ BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/
 # Under tools/test.sh, two more kinds of test run in fewer passes (CI time: the suite runs three
 # times on 2 cores):
 #  * ``*_reloads_in_transformers`` tests (our save_to_preset output loaded by Transformers, outputs
-#    compared) check the exported names, layouts and config.json, which no backend changes: each
-#    runs in one of the two passes, jax or tensorflow, chosen by a hash of its test id, so that the
-#    two share them;
+#    compared) check the exported names, layouts and config.json, which no backend changes, and the
+#    plain ``.keras`` round trips (``test_keras_save_load`` / ``test_keras_round_trip``: a config and
+#    numpy weights written and read by Keras; the symbolic build that load_model runs is the one
+#    every from_preset test runs in every pass): each runs in one of the two passes, jax or
+#    tensorflow, chosen by a hash of its test id, so that the two share them (tensorflow 70 s and
+#    jax 50 s for the round trips alone at stop 32);
 #  * tests marked ``one_case_per_pass("task")``: parametrisations that differ only in the named
 #    parameter (a family's heads) share the backbone's computation, and a head's weight mapping is
 #    backend-independent. The torch pass runs every case; the jax and tensorflow passes run one
@@ -84,6 +87,13 @@ BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/
 #    tensorflow pass one case further on than jax), so that every head still runs under every
 #    backend across the families.
 ONCE_PASS = "tensorflow"
+
+
+ONE_OF_TWO = ("test_keras_save_load", "test_keras_round_trip")
+
+
+def _one_of_two_passes(item):
+    return "reloads_in_transformers" in item.originalname or item.originalname in ONE_OF_TWO
 
 
 def _reload_pass(item):
@@ -122,7 +132,7 @@ def pytest_collection_modifyitems(config, items):
         if independent:
             if backend != "torch":
                 drop.append(item)
-        elif "reloads_in_transformers" in item.originalname and backend != _reload_pass(item):
+        elif _one_of_two_passes(item) and backend != _reload_pass(item):
             drop.append(item)
     if once and backend != "torch":
         drop.extend(_one_case_per_group([i for i in items if i not in drop]))

@@ -1,5 +1,6 @@
 """Encoder models are plain Keras models: .keras save/load restores config (every switch) and
-weights, on every backend."""
+weights, on every backend (under tools/test.sh each case runs under torch and one of jax /
+tensorflow: tests/conftest.py, ONE_OF_TWO)."""
 
 import numpy as np
 import pytest
