@@ -27,7 +27,7 @@ from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 from keras_models.presets.sharing import SharingMixin
 from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
-from keras_models.tasks.training import fast_training
+from keras_models.tasks.training import build_optimizer_before_tracing, fast_training
 from keras_models.tasks.raw_data import (RawDataAdapter, adapt_stream, is_raw, preprocess_batch, split_raw,
                                          table_columns)
 
@@ -343,6 +343,7 @@ class Task(SharingMixin, keras.Model):
         check_inputs(self, x, "fit")
         self._compile_by_default("fit")
         keep_xla_temporaries_in_heap()  # jax on the CPU (KM_JAX_HEAP_TEMPS); no-op elsewhere
+        build_optimizer_before_tracing(self)  # tensorflow: one trace of the step, not two
         table = table_columns(x, y)
         x, y = table if table is not None else (x, y)
         if validation_split and validation_data is None and is_raw(x):
