@@ -268,6 +268,7 @@ class Task(SharingMixin, keras.Model):
     def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
         self._compile_by_default("train_on_batch")
         keep_xla_temporaries_in_heap()
+        build_optimizer_before_tracing(self)
         x, y, sample_weight = self._raw_batch(x, y, sample_weight)
         return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
 

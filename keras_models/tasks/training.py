@@ -26,7 +26,9 @@ tensorflow: ``fit`` builds the optimizer's variables before Keras traces the ste
 trace of the step (it builds eagerly only under a distribution strategy), and a ``tf.function`` that
 creates variables while tracing is traced a second time: every first ``fit`` traced the whole
 training step twice (a LayoutLMv2 test step: 35 s of its 48 s). Built first, as Keras' jax and torch
-trainers do, it traces once; the variables, their paths and the steps are the same.
+trainers do, it traces once; the variables, their paths and the steps are the same. (Compiled
+metrics, e.g. the classifiers' default accuracy, are still built in the first trace: such a step is
+still traced twice.)
 
 Other layers, dtypes, devices, optimizers, torch builds without oneDNN and tensorflow are unchanged
 (tensorflow's one-GEMM Dense, ``keras_models.tf_kernels``, measured no faster in a float32 ``fit``
