@@ -104,6 +104,15 @@ def sublayers(layer):
     return layer._flatten_layers(include_self=False)
 
 
+def build_for_training(model, data_batch):
+    """What Keras' trainers do before tracing a step (jax and torch always; TensorFlow only under a
+    distribution strategy): build the model, the compiled metrics and losses and the optimizer from
+    the shapes of ``data_batch`` ((x, y, sample_weight) arrays), symbolically.
+
+    Relies on: ``Trainer._symbolic_build(data_batch=...)``."""
+    model._symbolic_build(data_batch=data_batch)
+
+
 def own_variables(layer):
     """The variables a layer tracks itself (not its sublayers'), trainable first.
 

@@ -27,7 +27,7 @@ from keras_models.presets.dtypes import resolve_dtype
 from keras_models.presets.resolve import resolve_preset
 from keras_models.presets.sharing import SharingMixin
 from keras_models.tasks.checks import check_inputs, fit_preprocessor_to_model
-from keras_models.tasks.training import build_optimizer_before_tracing, fast_training
+from keras_models.tasks.training import build_before_tracing, fast_training
 from keras_models.tasks.raw_data import (RawDataAdapter, adapt_stream, is_raw, preprocess_batch, split_raw,
                                          table_columns)
 
@@ -268,8 +268,8 @@ class Task(SharingMixin, keras.Model):
     def train_on_batch(self, x, y=None, sample_weight=None, **kwargs):
         self._compile_by_default("train_on_batch")
         keep_xla_temporaries_in_heap()
-        build_optimizer_before_tracing(self)
         x, y, sample_weight = self._raw_batch(x, y, sample_weight)
+        build_before_tracing(self, x, y, sample_weight)
         return super().train_on_batch(x, y, sample_weight=sample_weight, **kwargs)
 
     def test_on_batch(self, x, y=None, sample_weight=None, **kwargs):
@@ -344,7 +344,6 @@ class Task(SharingMixin, keras.Model):
         check_inputs(self, x, "fit")
         self._compile_by_default("fit")
         keep_xla_temporaries_in_heap()  # jax on the CPU (KM_JAX_HEAP_TEMPS); no-op elsewhere
-        build_optimizer_before_tracing(self)  # tensorflow: one trace of the step, not two
         table = table_columns(x, y)
         x, y = table if table is not None else (x, y)
         if validation_split and validation_data is None and is_raw(x):
@@ -352,6 +351,10 @@ class Task(SharingMixin, keras.Model):
             x, y, sample_weight, validation_data = split_raw(x, y, sample_weight, validation_split)
             validation_split = 0.0
         data, x, y = self._batches(x, y, sample_weight, batch_size, shuffle)
+        if data is None:  # tensorflow: one trace of the step, not two
+            build_before_tracing(self, x, y, sample_weight, batch_size)
+        else:
+            build_before_tracing(self)
         if validation_data is not None:
             as_tuple = isinstance(validation_data, tuple)
             vx, vy, vsw = (validation_data + (None, None))[:3] if as_tuple else (validation_data, None, None)

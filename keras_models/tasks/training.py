@@ -21,14 +21,14 @@ transposes), and plain Dropout layers draw their masks with
 generator: the same keep probability, other draws than Keras' threefry masks, ~40x cheaper on the
 CPU). With the switch off, Keras' dropout masks come back.
 
-tensorflow: ``fit`` builds the optimizer's variables before Keras traces the step
-(:func:`build_optimizer_before_tracing`). Keras 3.15's TensorFlow trainer leaves them to the first
+tensorflow: ``fit`` builds the optimizer's (and metrics') variables before Keras traces the step
+(:func:`build_before_tracing`). Keras 3.15's TensorFlow trainer leaves them to the first
 trace of the step (it builds eagerly only under a distribution strategy), and a ``tf.function`` that
 creates variables while tracing is traced a second time: every first ``fit`` traced the whole
 training step twice (a LayoutLMv2 test step: 35 s of its 48 s). Built first, as Keras' jax and torch
-trainers do, it traces once; the variables, their paths and the steps are the same. (Compiled
-metrics, e.g. the classifiers' default accuracy, are still built in the first trace: such a step is
-still traced twice.)
+trainers do, it traces once; the variables, their paths and the steps are the same. Compiled metrics
+(the classifiers' default accuracy) are built then too when the inputs are arrays (Keras' own
+symbolic build, from one batch's shapes); with a dataset or raw samples only the optimizer is.
 
 Other layers, dtypes, devices, optimizers, torch builds without oneDNN and tensorflow are unchanged
 (tensorflow's one-GEMM Dense, ``keras_models.tf_kernels``, measured no faster in a float32 ``fit``
@@ -271,14 +271,27 @@ def fast_training(model):
         yield
 
 
-def build_optimizer_before_tracing(model):
-    """tensorflow: build ``model.optimizer`` for ``model.trainable_variables`` now, eagerly, so that
-    Keras' first trace of the training step creates no variables and is not traced again (see the
-    module docstring). Left to Keras when the switch is off, under a distribution strategy (Keras
-    builds everything itself in the strategy's scope), and when any layer is still unbuilt (the
-    trainable variables are not all known before the trace)."""
+def _first_batch(x, y, sample_weight, batch_size):
+    """(x, y, sample_weight) cut to one batch when every leaf is an array (a dataset, a generator or
+    raw samples: None)."""
+    leaves = [a for a in keras.tree.flatten((x, y, sample_weight)) if a is not None]
+    if x is None or not leaves or not all(hasattr(a, "shape") and hasattr(a, "__getitem__") and len(a.shape)
+                                          for a in leaves):
+        return None
+    n = batch_size or 32
+    return keras.tree.map_structure(lambda a: None if a is None else a[:n], (x, y, sample_weight))
+
+
+def build_before_tracing(model, x=None, y=None, sample_weight=None, batch_size=None):
+    """tensorflow: build what Keras' first trace of the training step would otherwise create, before
+    it, so that the step is traced once (see the module docstring): with a batch of arrays at hand,
+    everything Keras' trainers build before a step on jax and torch (compiled metrics and losses,
+    optimizer: ``compat.build_for_training``); otherwise the optimizer alone, for
+    ``model.trainable_variables``. Left to Keras when the switch is off, under a distribution
+    strategy (Keras builds everything itself there, in the strategy's scope), and while any layer is
+    unbuilt (the trainable variables are not all known before the trace)."""
     optimizer = getattr(model, "optimizer", None)
-    if not _FAST_TRAIN[0] or BACKEND != "tensorflow" or optimizer is None or optimizer.built or not model.built:
+    if not _FAST_TRAIN[0] or BACKEND != "tensorflow" or optimizer is None or not model.built:
         return
     import tensorflow as tf
 
@@ -286,4 +299,8 @@ def build_optimizer_before_tracing(model):
         return
     if not all(layer.built for layer in compat.sublayers(model)):
         return
-    optimizer.build(model.trainable_variables)
+    batch = _first_batch(x, y, sample_weight, batch_size)
+    if batch is not None:
+        compat.build_for_training(model, batch)
+    elif not optimizer.built:
+        optimizer.build(model.trainable_variables)

@@ -200,11 +200,13 @@ def test_fast_training_path_matches_keras_path(case, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_tensorflow_fit_traces_the_step_once():
-    """tasks.training.build_optimizer_before_tracing: under tensorflow, fit builds the optimizer
-    before Keras traces the training step, so the step is traced once, not twice (Keras leaves the
-    optimizer's variables to the first trace, and TensorFlow traces a function that created variables
-    again); the optimizer's variables and the losses are the ones Keras' own order gives."""
+@pytest.mark.parametrize("metrics", [None, ["accuracy"]])
+def test_tensorflow_fit_traces_the_step_once(metrics):
+    """tasks.training.build_before_tracing: under tensorflow, fit builds the optimizer (and compiled
+    metrics) before Keras traces the training step, so the step is traced once, not twice (Keras
+    leaves their variables to the first trace, and TensorFlow traces a function that created
+    variables again); the optimizer's variables, the losses and the metrics are the ones Keras' own
+    order gives."""
     if keras.backend.backend() != "tensorflow":
         pytest.skip("a tensorflow trainer behaviour (jax and torch build the optimizer before the step)")
     from keras_models.tasks import training
@@ -216,7 +218,7 @@ def test_tensorflow_fit_traces_the_step_once():
         traces = []
         step = model.train_step
         model.train_step = lambda data: traces.append(1) or step(data)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=loss, metrics=metrics)
         before = training.fast_training_enabled()
         training.set_fast_training(enabled)
         try:
@@ -226,11 +228,13 @@ def test_tensorflow_fit_traces_the_step_once():
         # in order, by the slot's kind (the layer names in the paths are made unique across the runs)
         state = [(v.path.rsplit("/", 1)[-1].rsplit("_", 1)[-1], keras.ops.convert_to_numpy(v))
                  for v in model.optimizer.variables]
-        return len(traces), history.history["loss"], state
+        return len(traces), history.history, state
 
-    (n_on, loss_on, opt_on), (n_off, loss_off, opt_off) = run(True), run(False)
+    (n_on, hist_on, opt_on), (n_off, hist_off, opt_off) = run(True), run(False)
     assert (n_on, n_off) == (1, 2)
-    np.testing.assert_allclose(loss_on, loss_off, rtol=1e-6)
+    assert sorted(hist_on) == sorted(hist_off) == sorted(["loss"] + (metrics or []))
+    for key in hist_on:
+        np.testing.assert_allclose(hist_on[key], hist_off[key], rtol=1e-6, err_msg=key)
     assert [k for k, _ in opt_on] == [k for k, _ in opt_off] and len(opt_on) > 2
     for (kind, a), (_, b) in zip(opt_on, opt_off):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7, err_msg=kind)
