@@ -79,7 +79,7 @@ BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/
 #    numpy weights written and read by Keras; the symbolic build that load_model runs is the one
 #    every from_preset test runs in every pass): each runs in one of the two passes, jax or
 #    tensorflow, chosen by a hash of its test id, so that the two share them (tensorflow 70 s and
-#    jax 50 s for the round trips alone at stop 32);
+#    jax 50 s for the round trips alone at stop 32); the round trips run in the torch pass too;
 #  * tests marked ``one_case_per_pass("task")``: parametrisations that differ only in the named
 #    parameter (a family's heads) share the backbone's computation, and a head's weight mapping is
 #    backend-independent. The torch pass runs every case; the jax and tensorflow passes run one
@@ -89,11 +89,16 @@ BACKEND_INDEPENDENT = ("tests/tokenizers/", "tests/cli/", "tests/docs/", "tests/
 ONCE_PASS = "tensorflow"
 
 
-ONE_OF_TWO = ("test_keras_save_load", "test_keras_round_trip")
+ONE_OF_TWO = ("test_keras_save_load", "test_keras_round_trip")  # and torch's pass, the cheapest
 
 
-def _one_of_two_passes(item):
-    return "reloads_in_transformers" in item.originalname or item.originalname in ONE_OF_TWO
+def _runs_in_pass(item, backend):
+    """Whether a test shared between the jax and tensorflow passes (above) runs in ``backend``'s."""
+    if "reloads_in_transformers" in item.originalname:
+        return backend == _reload_pass(item)
+    if item.originalname in ONE_OF_TWO:
+        return backend in ("torch", _reload_pass(item))
+    return True
 
 
 def _reload_pass(item):
@@ -132,7 +137,7 @@ def pytest_collection_modifyitems(config, items):
         if independent:
             if backend != "torch":
                 drop.append(item)
-        elif _one_of_two_passes(item) and backend != _reload_pass(item):
+        elif not _runs_in_pass(item, backend):
             drop.append(item)
     if once and backend != "torch":
         drop.extend(_one_case_per_group([i for i in items if i not in drop]))
