@@ -110,17 +110,12 @@ def main():
     parser.add_argument("--check", action="store_true", help="fail if the index is out of date")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    text = render()
-    if args.check:
-        current = TARGET.read_text() if TARGET.is_file() else ""
-        if current != text:
-            print(f"{TARGET} is out of date: run python tools/gen_model_index.py", file=sys.stderr)
-            return 1
-        print("model index up to date")
-        return 0
-    TARGET.write_text(text)
-    print(f"wrote {TARGET}")
-    return 0
+    from generated_file import write_or_check
+
+    status = write_or_check(TARGET, render(), args.check, "python tools/gen_model_index.py")
+    if not args.check:
+        print(f"wrote {TARGET}")
+    return status
 
 
 if __name__ == "__main__":

@@ -118,17 +118,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail if docs/models.md is out of date")
     args = parser.parse_args(argv)
+    from generated_file import write_or_check
+
     text = render()
-    if args.check:
-        current = OUT.read_text() if OUT.exists() else ""
-        if current != text:
-            print(f"{OUT} is out of date: run python tools/gen_models_table.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(text)
-    print(f"wrote {OUT} ({len(text.splitlines()) - HEADER.count(chr(10))} rows)")
-    return 0
+    status = write_or_check(OUT, text, args.check, "python tools/gen_models_table.py")
+    if not args.check:
+        print(f"wrote {OUT} ({len(text.splitlines()) - HEADER.count(chr(10))} rows)")
+    return status
 
 
 if __name__ == "__main__":
