@@ -22,6 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_load import cpu_model  # noqa: E402
 
 CHILD = r"""
 import json, os, sys, tempfile, time
@@ -48,18 +52,6 @@ out["families imported"] = len([m for m in sys.modules if m.startswith("keras_mo
 out["tensorflow imported"] = "tensorflow" in sys.modules
 print("RESULT " + json.dumps(out))
 """
-
-
-def cpu_model():
-    """lscpu's model name, family and model (a KVM guest may name only the vendor's line)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "unknown CPU"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    return (f"{fields.get('Model name', 'unknown CPU')} (family {fields.get('CPU family', '?')}, "
-            f"model {fields.get('Model', '?')}), {fields.get('CPU(s)', '?')} CPUs")
 
 
 def run(backend, preset, fit, env_extra):
