@@ -160,9 +160,8 @@ def _convert(args):
     import keras
     from tqdm.auto import tqdm
 
-    from keras_models.models.registry import load_all
-
-    load_all()  # every family's classes registered for load_model
+    # (a .keras file's classes: keras.saving.load_model imports their families on demand, compat's
+    # registry fallback installed by ``import keras_models``)
 
     bar = tqdm(total=3, desc="convert", unit="step", file=sys.stderr)
     bar.set_postfix_str(f"loading {args.src}")
@@ -201,7 +200,7 @@ def _convert(args):
 
 def _load_preset_model(preset, task, dtype):
     import keras_models as km
-    from keras_models.models.registry import backbone_for_config, tasks_of
+    from keras_models.models.registry import backbone_for_config
     from keras_models.presets.config import load_hf_config
     from keras_models.presets.resolve import resolve_preset
 
@@ -211,9 +210,9 @@ def _load_preset_model(preset, task, dtype):
         return getattr(km, task).from_preset(preset, dtype=dtype)
     folder = resolve_preset(preset)
     hf = load_hf_config(folder)
-    backbone_cls = backbone_for_config(hf, source=str(folder / "config.json"))
+    backbone_cls = backbone_for_config(hf, source=str(folder / "config.json"))  # its tasks loaded
     archs = hf.get("architectures") or []
-    for name, task_cls in tasks_of(backbone_cls).items():
+    for name, task_cls in backbone_cls.tasks.items():
         if name != "TextEmbedder" and any(a in task_cls.hf_architectures for a in archs):
             return task_cls.from_preset(folder, dtype=dtype)
     if (folder / "modules.json").is_file() and "TextEmbedder" in backbone_cls.tasks:
